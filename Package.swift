@@ -1,0 +1,151 @@
+// swift-tools-version: 6.1
+//
+// The targets draw the pipeline, and dependencies point one way:
+//
+//   guest module -> PeonEngine (protocol) <- PeonEngineWasmKit / PeonEngineWasmtime
+//                -> PeonWASI (the sandboxed WASI preview1, written against PeonEngine)
+//                -> PeonABI (canonical ABI lifting/lowering, written against PeonEngine)
+//                -> PeonMediator (grants -> PeonPolicy -> approval -> PeonAudit -> PeonCapabilities)
+//                -> PeonRuntime (binds `peon:host` imports to the mediator, runs a module, supervises it)
+//                -> peon-wasm (the command-line tool)
+//
+// No engine type leaves its engine target, and no capability is reachable except through the mediator.
+
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "peon-wasm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "peon-wasm", targets: ["PeonCLI"]),
+        .library(name: "PeonRuntime", targets: ["PeonRuntime"]),
+        .library(name: "PeonPolicy", targets: ["PeonPolicy"]),
+        .library(name: "PeonAudit", targets: ["PeonAudit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // MARK: Engine
+        .target(
+            name: "PeonEngine",
+            swiftSettings: strict),
+        .target(
+            name: "PeonEngineWasmKit",
+            dependencies: [
+                "PeonEngine",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "CWasmtime",
+            linkerSettings: [.linkedLibrary("dl")]),
+        .target(
+            name: "PeonEngineWasmtime",
+            dependencies: ["PeonEngine", "CWasmtime"],
+            swiftSettings: strict),
+        .target(
+            name: "PeonWASI",
+            dependencies: ["PeonEngine"],
+            swiftSettings: strict),
+
+        // MARK: Guest interface
+        .target(
+            name: "PeonABI",
+            dependencies: ["PeonEngine"],
+            swiftSettings: strict),
+
+        // MARK: Decisions and records (pure libraries)
+        .target(
+            name: "PeonPolicy",
+            swiftSettings: strict),
+        .target(
+            name: "PeonAudit",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+
+        // MARK: Doors to the world
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
+        .target(
+            name: "PeonCapabilities",
+            dependencies: [
+                "CSQLite",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
+        .target(
+            name: "PeonMediator",
+            dependencies: [
+                "PeonPolicy", "PeonAudit", "PeonCapabilities",
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict),
+
+        // MARK: Running modules
+        .target(
+            name: "PeonRuntime",
+            dependencies: [
+                "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonMediator",
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "PeonCLI",
+            dependencies: [
+                "PeonRuntime", "PeonPolicy", "PeonAudit",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict),
+
+        // MARK: Tests
+        .target(
+            name: "PeonTestSupport",
+            dependencies: ["PeonEngine", .product(name: "WAT", package: "WasmKit")],
+            path: "Tests/PeonTestSupport",
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonEngineTests",
+            dependencies: ["PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonABITests",
+            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonPolicyTests",
+            dependencies: ["PeonPolicy"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonAuditTests",
+            dependencies: ["PeonAudit", .product(name: "Crypto", package: "swift-crypto")],
+            resources: [.copy("Vectors")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonCapabilitiesTests",
+            dependencies: ["PeonCapabilities", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonMediatorTests",
+            dependencies: ["PeonMediator", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonCLITests",
+            dependencies: ["PeonTestSupport"],
+            swiftSettings: strict),
+    ],
+    swiftLanguageModes: [.v6]
+)

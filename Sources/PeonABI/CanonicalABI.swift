@@ -1,0 +1,1 @@
+// The canonical ABI: see issue 5.

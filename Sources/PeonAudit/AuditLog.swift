@@ -1,0 +1,1 @@
+// The audit chain: see issue 4.

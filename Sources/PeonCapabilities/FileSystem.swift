@@ -1,0 +1,1 @@
+// The capabilities: see issue 5.

@@ -1,0 +1,1 @@
+// The WasmKit engine: see issue 2.

@@ -1,0 +1,1 @@
+// The wasmtime engine, loaded at run time: see issue 8.

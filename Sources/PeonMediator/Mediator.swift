@@ -1,0 +1,1 @@
+// The mediator: see issue 5.

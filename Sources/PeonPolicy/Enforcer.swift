@@ -1,0 +1,1 @@
+// The authorization engine: see issue 3.

@@ -1,0 +1,1 @@
+// Running modules: see issue 2.

@@ -1,0 +1,1 @@
+// The sandboxed WASI preview1: see issue 2.
