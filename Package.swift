@@ -75,6 +75,9 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: Doors to the world
+        .target(
+            name: "PeonInterface",
+            swiftSettings: strict),
         .systemLibrary(
             name: "CSQLite",
             pkgConfig: "sqlite3",
@@ -82,7 +85,7 @@ let package = Package(
         .target(
             name: "PeonCapabilities",
             dependencies: [
-                "CSQLite",
+                "PeonInterface", "CSQLite",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -90,7 +93,7 @@ let package = Package(
         .target(
             name: "PeonMediator",
             dependencies: [
-                "PeonPolicy", "PeonAudit", "PeonCapabilities",
+                "PeonInterface", "PeonPolicy", "PeonAudit", "PeonCapabilities",
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: strict),
@@ -99,7 +102,8 @@ let package = Package(
         .target(
             name: "PeonRuntime",
             dependencies: [
-                "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonMediator",
+                "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
+                "PeonMediator",
             ],
             swiftSettings: strict),
         .executableTarget(

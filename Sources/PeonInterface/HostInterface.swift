@@ -1,0 +1,181 @@
+/// The `peon:host@0.1.0` interface (`wit/peon.wit`) as Swift sees it.
+///
+/// The canonical-ABI bindings in `PeonRuntime` lift a guest's call into these values and call a
+/// ``HostInterface``; the mediator is the only conformer that production code builds, so every call
+/// a guest makes passes policy, approval and audit before a capability acts.
+
+/// The guest-visible error codes, the WIT `error-code` enum in declaration order.
+public enum HostErrorCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case denied = 0
+    case invalidArgument = 1
+    case notFound = 2
+    case limitExceeded = 3
+    case io = 4
+    case timeout = 5
+
+    /// The WIT spelling, e.g. `invalid-argument`.
+    public var description: String {
+        switch self {
+        case .denied: "denied"
+        case .invalidArgument: "invalid-argument"
+        case .notFound: "not-found"
+        case .limitExceeded: "limit-exceeded"
+        case .io: "io"
+        case .timeout: "timeout"
+        }
+    }
+}
+
+/// A refusal or failure returned to the guest as the WIT `error` record: a code and a one-line message.
+///
+/// Messages go to the guest, so they never contain secrets (injected headers, host paths outside the
+/// grant) — only what the guest itself sent, and what rule refused it.
+public struct HostError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The machine-readable code.
+    public var code: HostErrorCode
+    /// What was refused or what failed, and why.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ code: HostErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// `code: message`.
+    public var description: String { "\(code): \(message)" }
+}
+
+/// An HTTP header (WIT `http.header`).
+public struct HTTPHeader: Sendable, Hashable {
+    /// The header name as sent; compared case-insensitively.
+    public var name: String
+    /// The header value.
+    public var value: String
+
+    /// Creates a header.
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// An outgoing HTTP request (WIT `http.request`).
+public struct HTTPRequestValue: Sendable, Hashable {
+    /// The method, e.g. `GET`.
+    public var method: String
+    /// The absolute URL.
+    public var url: String
+    /// Headers the guest sets. Headers a grant injects are added by the host and override these.
+    public var headers: [HTTPHeader]
+    /// The request body.
+    public var body: [UInt8]
+
+    /// Creates a request.
+    public init(method: String, url: String, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// An HTTP response (WIT `http.response`). Redirects are returned as they are, never followed by the host.
+public struct HTTPResponseValue: Sendable, Hashable {
+    /// The status code.
+    public var status: UInt16
+    /// The response headers.
+    public var headers: [HTTPHeader]
+    /// The response body, capped by the grant's `max-response`.
+    public var body: [UInt8]
+
+    /// Creates a response.
+    public init(status: UInt16, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// A SQLite value (WIT `db.value`).
+public enum DatabaseValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+/// The result of a query (WIT `db.rows`).
+public struct DatabaseRows: Sendable, Hashable {
+    /// The column names, in order.
+    public var columns: [String]
+    /// The rows, each with one value per column.
+    public var rows: [[DatabaseValue]]
+
+    /// Creates a result.
+    public init(columns: [String], rows: [[DatabaseValue]]) {
+        self.columns = columns
+        self.rows = rows
+    }
+}
+
+/// What a program run through `exec` produced (WIT `exec.output`).
+public struct ExecOutput: Sendable, Hashable {
+    /// The exit code; a program killed by a signal reports 128 + the signal number.
+    public var code: Int32
+    /// Captured standard output, up to the cap.
+    public var stdout: [UInt8]
+    /// Captured standard error, up to the cap.
+    public var stderr: [UInt8]
+
+    /// Creates an output.
+    public init(code: Int32, stdout: [UInt8], stderr: [UInt8]) {
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+    }
+}
+
+/// A log level (WIT `log.level`, in declaration order).
+public enum LogLevel: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+    case debug = 0, info = 1, warn = 2, error = 3
+
+    /// The WIT spelling.
+    public var description: String {
+        switch self {
+        case .debug: "debug"
+        case .info: "info"
+        case .warn: "warn"
+        case .error: "error"
+        }
+    }
+}
+
+/// Everything a guest can ask of the world, one method per WIT function.
+///
+/// Calls arrive on the guest's own thread and may block it (an HTTP request waits for its answer);
+/// an implementation must bound every call by the run's deadline. A conformer is per run: it knows the
+/// module, the run id and the limits.
+public protocol HostInterface: AnyObject, Sendable {
+    /// `fs.read`: the whole file.
+    func read(path: String) throws(HostError) -> [UInt8]
+    /// `fs.write`: creates or replaces the file.
+    func write(path: String, data: [UInt8]) throws(HostError)
+    /// `fs.append`: creates the file or appends to it.
+    func append(path: String, data: [UInt8]) throws(HostError)
+    /// `fs.read-dir`: the entry names, without `.` and `..`.
+    func readDirectory(path: String) throws(HostError) -> [String]
+    /// `fs.remove`: removes a file (or an empty directory).
+    func remove(path: String) throws(HostError)
+    /// `http.send`.
+    func send(_ request: HTTPRequestValue) throws(HostError) -> HTTPResponseValue
+    /// `db.query`: one read statement with bound parameters.
+    func query(database: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> DatabaseRows
+    /// `db.execute`: one write statement with bound parameters; returns the number of rows changed.
+    func execute(database: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> UInt64
+    /// `exec.run`: runs a program (never a shell) and waits for it.
+    func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput
+    /// `log.log`: a line on the host's stderr, prefixed with the module name, rate-limited.
+    func log(level: LogLevel, message: String)
+}
