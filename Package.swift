@@ -151,7 +151,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport"],
+            dependencies: ["PeonTestSupport", "PeonCLI"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
