@@ -263,7 +263,7 @@ struct LinearRegex: Sendable {
         mutating func parseAlternation() throws(RegexSyntaxError) -> Node {
             depth += 1
             defer { depth -= 1 }
-            if depth > 200 { throw RegexSyntaxError(message: "groups nested too deeply", offset: index) }
+            if depth > 50 { throw RegexSyntaxError(message: "groups nested too deeply (over 50 levels)", offset: index) }
             var branches = [try parseConcatenation()]
             while isAt("|") {
                 index += 1
