@@ -48,7 +48,7 @@ try rbacPolicy.write(toFile: output + "/rbac.csv", atomically: true, encoding: .
 let requestText = requests.map { "[\"\($0[0])\", \"\($0[1])\", \"\($0[2])\"]" }.joined(separator: "\n") + "\n"
 try requestText.write(toFile: output + "/requests.jsonl", atomically: true, encoding: .utf8)
 
-func measure(_ label: String, model: String, count: Int) throws {
+@MainActor func measure(_ label: String, model: String, count: Int) throws {
     let loadStart = ContinuousClock.now
     let enforcer = try Enforcer(model: model, modelSource: "model.conf", policy: rbacPolicy, policySource: "policy.csv")
     let load = ContinuousClock.now - loadStart
@@ -63,4 +63,12 @@ func measure(_ label: String, model: String, count: Int) throws {
 try measure("rbac, indexed (g(r.sub, p.sub) && keyMatch2 && r.act == p.act)", model: rbacModel, count: 20_000)
 let scanModel = rbacModel.replacingOccurrences(of: "m = g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act",
                                                with: "m = (g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act) || false")
-try measure("rbac, full scan (same matcher, index defeated)", model: scanModel, count: 200)
+try measure("rbac, full scan (same matcher, index defeated)", model: scanModel, count: Int(ProcessInfo.processInfo.environment["SCAN_COUNT"] ?? "") ?? 200)
+// Per-construct costs on the same rules (set PEON_BENCH_VARIANTS=1).
+if ProcessInfo.processInfo.environment["PEON_BENCH_VARIANTS"] != nil {
+    let base = "keyMatch2(r.obj, p.obj) && r.act == p.act"
+    for (label, replacement) in [("g() only", "true"), ("g() && r.obj == p.obj", "r.obj == p.obj"), ("g() && keyMatch", "keyMatch(r.obj, p.obj)"),
+                                 ("g() && keyMatch2", "keyMatch2(r.obj, p.obj)"), ("g() && regexMatch", "regexMatch(r.obj, p.obj)")] {
+        try measure(label, model: rbacModel.replacingOccurrences(of: base, with: replacement), count: 20_000)
+    }
+}
