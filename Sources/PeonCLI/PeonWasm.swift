@@ -20,6 +20,7 @@ struct PeonWasm: ParsableCommand {
         subcommands: [
             RunCommand.self,
             InspectCommand.self,
+            PolicyCommand.self,
         ])
 
     static func main() {
