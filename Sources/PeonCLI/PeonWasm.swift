@@ -21,6 +21,7 @@ struct PeonWasm: ParsableCommand {
             RunCommand.self,
             InspectCommand.self,
             PolicyCommand.self,
+            AuditCommand.self,
         ])
 
     static func main() {
