@@ -54,9 +54,9 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// `127/8`, `169.254/16` (link-local, cloud metadata `169.254.169.254`), `172.16/12`,
     /// `192.0.0/24`, `192.0.2/24`, `192.88.99/24`, `192.168/16`, `198.18/15`, `198.51.100/24`,
     /// `203.0.113/24`, `224/4` (multicast), `240/4` (reserved, broadcast). IPv6 `::` and `::1`,
-    /// `::ffff:0:0/96` and `::/96` (IPv4-mapped and -compatible: judged by the embedded IPv4),
+    /// `::ffff:0:0/96` (IPv4-mapped: judged by the embedded IPv4), `::/96` (deprecated IPv4-compatible),
     /// `64:ff9b::/96` and `64:ff9b:1::/48` (NAT64: embedded IPv4), `100::/64`, `2001::/23` (incl.
-    /// Teredo), `2001:db8::/32`, `2002::/16` (6to4: embedded IPv4), `fc00::/7` (unique local, incl.
+    /// Teredo), `2001:db8::/32`, `2002::/16` (6to4, all of it), `fc00::/7` (unique local, incl.
     /// `fd00::/8` and `fd00:ec2::254`), `fe80::/10`, `fec0::/10`, `ff00::/8`.
     public var nonPublicReason: String? {
         if bytes.count == 4 { return Self.ipv4Reason(bytes) }
@@ -66,10 +66,12 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         if firstTwelveZero && b[12..<15].allSatisfy({ $0 == 0 }) && (b[15] == 0 || b[15] == 1) {
             return b[15] == 0 ? "unspecified" : "loopback"
         }
-        // IPv4-mapped ::ffff:a.b.c.d and the deprecated IPv4-compatible ::a.b.c.d.
-        if b[0..<10].allSatisfy({ $0 == 0 }) && ((b[10] == 0xff && b[11] == 0xff) || (b[10] == 0 && b[11] == 0)) {
-            return Self.ipv4Reason(Array(b[12..<16])).map { "IPv4-mapped \($0)" } ?? "IPv4-mapped"
+        // IPv4-mapped ::ffff:a.b.c.d reaches the embedded IPv4 address: judge that one.
+        if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xff && b[11] == 0xff {
+            return Self.ipv4Reason(Array(b[12..<16])).map { "IPv4-mapped \($0)" }
         }
+        // The deprecated IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): never a legitimate destination.
+        if firstTwelveZero { return "IPv4-compatible (deprecated)" }
         // NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48.
         if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b {
             if b[4..<12].allSatisfy({ $0 == 0 }) {
@@ -81,8 +83,8 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         if b[0] == 0x20 && b[1] == 0x01 && b[2] < 0x02 { return "IETF special-purpose (incl. Teredo)" }
         if b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8 { return "documentation" }
         if b[0] == 0x20 && b[1] == 0x02 {
-            // 6to4 embeds the IPv4 address in bytes 2...5; a public embedded address is still a tunnel.
-            return Self.ipv4Reason(Array(b[2..<6])).map { "6to4 \($0)" } ?? "6to4"
+            // 6to4 embeds an IPv4 address in bytes 2...5 and reaches it through relays: refuse all of it.
+            return Self.ipv4Reason(Array(b[2..<6])).map { "6to4 \($0)" } ?? "6to4 (tunnelled)"
         }
         if b[0] & 0xfe == 0xfc { return "unique local (fc00::/7)" }
         if b[0] == 0xfe && b[1] & 0xc0 == 0x80 { return "link-local" }

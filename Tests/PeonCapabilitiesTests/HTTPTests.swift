@@ -83,7 +83,7 @@ import Testing
         "127.0.0.1", "127.255.255.254", "0.0.0.0", "0.1.2.3", "10.1.2.3", "100.64.0.1", "100.100.100.200",
         "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.8", "198.18.0.1",
         "224.0.0.1", "240.0.0.1", "255.255.255.255",
-        "::", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1",
+        "::", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1", "::8.8.8.8", "2002:808:808::1",
         "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "fd00::1", "fd00:ec2::254", "fc00::1", "fe80::1",
         "fec0::1", "ff02::1", "2001:db8::1", "2002:7f00:1::1", "2001::1", "100::1",
     ])
@@ -242,7 +242,8 @@ import Testing
     @Test func aResponseOverTheCapIsLimitExceeded() throws {
         try withServer { server in
             let url = "http://127.0.0.1:\(server.port)/big"
-            #expect(try send(url, allowed: ["127.0.0.1"]).body.count == 100_000)
+            let full = try send(url, allowed: ["127.0.0.1"])
+            #expect(full.body.count == 100_000)
             #expect(hostError { () throws(HostError) in try send(url, allowed: ["127.0.0.1"], maxResponseBytes: 1000) }?.code == .limitExceeded)
             let small = HTTPCapability(maxResponseBytes: 1000)
             let error = hostError { () throws(HostError) in
