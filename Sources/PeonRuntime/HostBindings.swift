@@ -1,6 +1,7 @@
 public import PeonABI
 public import PeonEngine
 public import PeonInterface
+import Synchronization
 
 /// The `peon:host@0.1.0` world (`wit/peon.wit`) bound to core modules: the host functions a guest's
 /// `peon:host/...` imports resolve to, the exact core signatures the canonical ABI gives them, the
@@ -51,9 +52,10 @@ public enum PeonHostBindings {
     /// One host function per WIT function, each calling `host`. Arguments are lifted under `limits`;
     /// a guest passing more than they allow gets `error(limit-exceeded)` and `host` is not called.
     public static func hostFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits()) -> [HostFunction] {
-        bindings.map { binding in
+        let mayLeave = LeaveGuard()
+        return bindings.map { binding in
             HostFunction(module: binding.module, name: binding.name, signature: binding.function.importSignature) { guest, arguments in
-                try binding.call(host, guest: guest, arguments: arguments, limits: limits)
+                try binding.call(host, guest: guest, arguments: arguments, limits: limits, mayLeave: mayLeave)
             }
         }
     }
@@ -126,8 +128,14 @@ extension PeonHostBindings {
 
         /// One guest call: lift, call the host, lower. Guest faults are rethrown naming the import.
         func call(
-            _ host: any HostInterface, guest: any GuestAccess, arguments: HostArguments, limits: CanonicalLimits
+            _ host: any HostInterface, guest: any GuestAccess, arguments: HostArguments, limits: CanonicalLimits,
+            mayLeave: LeaveGuard
         ) throws -> WasmValue? {
+            guard mayLeave.isOpen else {
+                throw GuestMemoryError(
+                    "\(qualifiedName): called from inside cabi_realloc while the host was returning another call's result; "
+                        + "the canonical ABI forbids calling imports there")
+            }
             let values = (0..<arguments.count).map { arguments[$0] }
             do {
                 let result: CanonicalValue?
@@ -144,12 +152,26 @@ extension PeonHostBindings {
                     returnArea = pointer
                     result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded, limit.message)))
                 }
-                return try function.lowerImportResult(result, returnArea: returnArea, guest: guest)
+                return try mayLeave.closed { try function.lowerImportResult(result, returnArea: returnArea, guest: guest) }
             } catch let error as GuestMemoryError {
                 throw GuestMemoryError("\(qualifiedName): \(error.message)")
             } catch let error as CanonicalLimitExceeded {
                 throw GuestMemoryError("\(qualifiedName): \(error.message)")
             }
+        }
+    }
+
+    /// The canonical ABI's `may_leave` flag for one set of host functions: closed while the host is
+    /// lowering a result (and so inside the guest's `cabi_realloc`), when an import call must trap.
+    final class LeaveGuard: Sendable {
+        private let depth = Atomic<Int>(0)
+
+        var isOpen: Bool { depth.load(ordering: .relaxed) == 0 }
+
+        func closed<R>(_ body: () throws -> R) rethrows -> R {
+            depth.add(1, ordering: .relaxed)
+            defer { depth.subtract(1, ordering: .relaxed) }
+            return try body()
         }
     }
 

@@ -244,4 +244,24 @@ import Testing
         #expect(guest.memory[Self.returnArea + 4] == HostErrorCode.limitExceeded.rawValue)
         #expect(guest.peekString(pairAt: Self.returnArea + 8).contains("100-byte limit"))
     }
+
+    @Test func anImportCalledFromInsideReallocIsRefused() throws {
+        let guest = FakeGuest()
+        var arena = Arena(guest: guest)
+        let host = RecordingHost()
+        let functions = PeonHostBindings.hostFunctions(for: host)
+        let read = try #require(functions.first { $0.name == "read" })
+        let log = try #require(functions.first { $0.name == "log" })
+        let (path, length) = arena.place("in.txt")
+        let (message, messageLength) = arena.place("sneaky")
+        guest.onRealloc = { _ = try invoke(log, guest: guest, [.i32(1), message, messageLength]) }
+        let error = #expect(throws: GuestMemoryError.self) {
+            _ = try invoke(read, guest: guest, [path, length, .i32(UInt32(Self.returnArea))])
+        }
+        #expect(error?.message.contains("peon:host/log@0.1.0#log: called from inside cabi_realloc") == true)
+        #expect(host.calls == [.read("in.txt")])
+        guest.onRealloc = nil
+        _ = try invoke(log, guest: guest, [.i32(1), message, messageLength])
+        #expect(host.calls.last == .log(.info, "sneaky"), "the guard reopens after the failed call")
+    }
 }

@@ -20,6 +20,8 @@ final class FakeGuest: GuestAccess {
     var allocator: Allocator = .bump
     var exportsRealloc = true
     var otherExports: Set<String> = []
+    /// Runs inside every `cabi_realloc` call, as guest code would (e.g. to call back into the host).
+    var onRealloc: (() throws -> Void)?
     /// Every `cabi_realloc` call as (align, size).
     private(set) var allocations: [(alignment: UInt32, size: UInt32)] = []
 
@@ -49,6 +51,7 @@ final class FakeGuest: GuestAccess {
         let alignment = arguments[2].i32 ?? 1
         let size = arguments[3].i32 ?? 0
         allocations.append((alignment, size))
+        try onRealloc?()
         switch allocator {
         case .bump:
             return [.i32(bump(size: size, alignment: alignment))]
