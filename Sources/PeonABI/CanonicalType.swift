@@ -14,10 +14,28 @@ public import PeonEngine
 /// readResult.alignment  // 4
 /// ```
 public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible {
+    /// A `bool`: one byte, 0 or 1 (any non-zero byte lifts as `true`).
     case bool
-    case u8, u16, u32, u64
-    case s8, s16, s32, s64
-    case f32, f64
+    /// An unsigned integer of 8 bits.
+    case u8
+    /// An unsigned integer of 16 bits.
+    case u16
+    /// An unsigned integer of 32 bits.
+    case u32
+    /// An unsigned integer of 64 bits.
+    case u64
+    /// A signed integer of 8 bits.
+    case s8
+    /// A signed integer of 16 bits.
+    case s16
+    /// A signed integer of 32 bits.
+    case s32
+    /// A signed integer of 64 bits.
+    case s64
+    /// An IEEE-754 single-precision float (NaNs are canonicalized when lifted or lowered).
+    case f32
+    /// An IEEE-754 double-precision float (NaNs are canonicalized when lifted or lowered).
+    case f64
     /// A UTF-8 string, passed as (pointer, byte length).
     case string
     /// A list, passed as (pointer, element count).

@@ -9,10 +9,29 @@
 /// let value = CanonicalValue.variant(case: 0, payload: .bytes([104, 105]))
 /// ```
 public indirect enum CanonicalValue: Sendable, Hashable {
+    /// A `bool`.
     case bool(Bool)
-    case u8(UInt8), u16(UInt16), u32(UInt32), u64(UInt64)
-    case s8(Int8), s16(Int16), s32(Int32), s64(Int64)
-    case f32(Float), f64(Double)
+    /// A `u8`.
+    case u8(UInt8)
+    /// A `u16`.
+    case u16(UInt16)
+    /// A `u32`.
+    case u32(UInt32)
+    /// A `u64`.
+    case u64(UInt64)
+    /// An `s8`.
+    case s8(Int8)
+    /// An `s16`.
+    case s16(Int16)
+    /// An `s32`.
+    case s32(Int32)
+    /// An `s64`.
+    case s64(Int64)
+    /// An `f32`.
+    case f32(Float)
+    /// An `f64`.
+    case f64(Double)
+    /// A `string`.
     case string(String)
     /// A `list<u8>`.
     case bytes([UInt8])
