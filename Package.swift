@@ -99,11 +99,14 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: Running modules
+        .target(name: "CPeonSupport"),
         .target(
             name: "PeonRuntime",
             dependencies: [
                 "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
-                "PeonMediator",
+                "PeonMediator", "CPeonSupport",
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .executableTarget(
