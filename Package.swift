@@ -130,7 +130,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonABITests",
-            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonTestSupport"],
+            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonRuntime", "PeonTestSupport"],
+            exclude: ["Guests"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonPolicyTests",
