@@ -68,6 +68,7 @@ let package = Package(
         // MARK: Decisions and records (pure libraries)
         .target(
             name: "PeonPolicy",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "PeonAudit",

@@ -1,1 +1,510 @@
-// The capabilities: see issue 5.
+// The `fs` capability: file access that cannot leave the paths the mediator authorized.
+//
+// Two steps. `normalize` turns the guest's path into a canonical absolute path by lexical rules only;
+// that string is what policy decides on. Each operation then walks that path from `/` one component at
+// a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
+// component can be swapped between a check and its use. When the walk meets a symbolic link it reads
+// the link, builds the absolute path the link leads to, asks `authorize` about that path and, only if
+// allowed, starts over from `/` on the new path. What is accessed is therefore always exactly a path
+// that was authorized.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import PeonInterface
+
+/// Reads, writes, lists and removes files on behalf of a guest, refusing every path that leaves what
+/// the mediator authorized.
+///
+/// The capability decides nothing about policy. The mediator normalizes a guest path with
+/// ``normalize(_:)``, asks policy about the result, and calls an operation with the normalized path and
+/// an `authorize` closure that answers the same question for any *other* path the operation would
+/// reach through a symbolic link.
+///
+/// Rules (each enforced here, tested in `FileSystemEscapeTests`):
+/// - Paths are UTF-8 without NUL, at most 4095 bytes, each name at most 255 bytes; relative paths are
+///   relative to ``workingDirectory``; `.`, `..` (clamped at `/`), `//` and a trailing `/` are resolved
+///   lexically, so `/ws/a/../b`, `/ws/./b` and `/ws//b/` all become `/ws/b`.
+/// - A symbolic link anywhere on the path (in the middle or last) is followed only after
+///   `authorize(target)` says yes; at most 32 links are followed per call (`invalid-argument` after).
+/// - Only regular files are read or appended to; FIFOs, devices and sockets are `invalid-argument`.
+/// - A regular file with more than one hard link is refused (`denied`) for read and append, since its
+///   other names may lie outside the grant.
+/// - `write` writes a temporary file in the same directory and renames it over the target: readers
+///   see the old or the new content, never a torn file, and the write never goes through a hard link
+///   or a symbolic link swapped in at the last moment. The new file keeps an existing file's mode bits.
+/// - `remove` removes the named entry itself (a file, a symbolic link, or an empty directory); it never
+///   follows a final symbolic link.
+/// - Sizes: a read above ``maxReadBytes`` and a write or append above ``maxWriteBytes`` are
+///   `limit-exceeded`, checked before anything is written.
+public struct FileSystemCapability: Sendable {
+    /// The folder that relative guest paths start from. Must be absolute.
+    public let workingDirectory: String
+    /// The largest file ``read(_:authorize:)`` returns, in bytes (default 64 MiB).
+    public let maxReadBytes: Int
+    /// The largest `data` that ``write(_:data:authorize:)`` and ``append(_:data:authorize:)`` accept (default 64 MiB).
+    public let maxWriteBytes: Int
+
+    /// The most symbolic links followed while resolving one path (the Linux kernel's limit is 40).
+    public static let maxSymbolicLinkHops = 32
+    /// The longest path accepted, in UTF-8 bytes (`PATH_MAX` - 1 for the terminating NUL).
+    public static let maxPathBytes = Int(PATH_MAX) - 1
+    /// The longest single name accepted, in UTF-8 bytes (`NAME_MAX`).
+    public static let maxNameBytes = Int(NAME_MAX)
+
+    /// Creates the capability.
+    ///
+    /// - Parameters:
+    ///   - workingDirectory: the absolute folder relative guest paths resolve against; normalized
+    ///     lexically here. A relative value makes every relative guest path `invalid-argument`.
+    ///   - maxReadBytes: the largest file a read returns.
+    ///   - maxWriteBytes: the largest write or append accepted.
+    public init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
+        if workingDirectory.hasPrefix("/"), let components = try? Self.lexicalComponents(workingDirectory, base: []) {
+            self.workingDirectory = Self.join(components)
+        } else {
+            self.workingDirectory = workingDirectory
+        }
+        self.maxReadBytes = max(0, maxReadBytes)
+        self.maxWriteBytes = max(0, maxWriteBytes)
+    }
+
+    // MARK: Normalization
+
+    /// Lexically normalizes a guest path to the absolute path that policy decides on.
+    ///
+    /// Relative paths start at ``workingDirectory``; `.` and empty components disappear, `..` removes
+    /// the previous component (and stays at `/` at the top). No file system access happens.
+    ///
+    /// `normalize("../b/./c//")` with working directory `/ws/a` is `/ws/b/c`.
+    ///
+    /// - Throws: `invalid-argument` for an empty path, a NUL byte, a path longer than
+    ///   ``maxPathBytes`` or a name longer than ``maxNameBytes`` (before or after normalization), or a
+    ///   relative path when the working directory is not absolute.
+    public func normalize(_ guestPath: String) throws(HostError) -> String {
+        if guestPath.isEmpty {
+            throw HostError(.invalidArgument, "the path is empty")
+        }
+        if guestPath.utf8.contains(0) {
+            throw HostError(.invalidArgument, "the path contains a NUL byte")
+        }
+        if guestPath.utf8.count > Self.maxPathBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxPathBytes) bytes")
+        }
+        var base: [Substring] = []
+        if !guestPath.hasPrefix("/") {
+            guard workingDirectory.hasPrefix("/") else {
+                throw HostError(.invalidArgument, "relative path '\(guestPath)' but the host has no absolute working directory")
+            }
+            base = workingDirectory.split(separator: "/")
+        }
+        let normalized = Self.join(try Self.lexicalComponents(guestPath, base: base))
+        if normalized.utf8.count > Self.maxPathBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxPathBytes) bytes once resolved")
+        }
+        return normalized
+    }
+
+    /// `base` followed by the components of `path`, with `.`, `..` and empty components resolved.
+    static func lexicalComponents(_ path: String, base: [Substring]) throws(HostError) -> [Substring] {
+        var components = base
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            switch component {
+            case ".":
+                continue
+            case "..":
+                _ = components.popLast()
+            default:
+                if component.utf8.count > maxNameBytes {
+                    throw HostError(.invalidArgument, "a name in the path is longer than \(maxNameBytes) bytes")
+                }
+                components.append(component)
+            }
+        }
+        return components
+    }
+
+    static func join(_ components: [Substring]) -> String {
+        "/" + components.joined(separator: "/")
+    }
+
+    // MARK: Operations
+
+    /// Reads a whole regular file.
+    ///
+    /// - Parameters:
+    ///   - path: a path returned by ``normalize(_:)`` and authorized by the mediator.
+    ///   - authorize: asked about every other absolute path a symbolic link leads to; `false` refuses.
+    /// - Throws: `denied` (a link leads to an unauthorized path, a hard-linked file, or the OS refused),
+    ///   `not-found`, `invalid-argument` (a directory, not a regular file, too many links),
+    ///   `limit-exceeded` (larger than ``maxReadBytes``), `io`.
+    public func read(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [UInt8] {
+        try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
+            guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
+            if case .symbolicLink(let target) = try Self.entryKind(directory, name, current, "read") {
+                return .follow(target)
+            }
+            let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+            if fd < 0 {
+                let code = currentErrno
+                if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "read")) }
+                throw hostError(errno: code, "read '\(current)'")
+            }
+            let file = Descriptor(fd)
+            try Self.requireRegularSingleLink(file.raw, current, "read")
+            return .done(try readAll(file.raw, current))
+        }
+    }
+
+    /// Creates or replaces a regular file with `data`, atomically (temporary file + rename).
+    ///
+    /// A final symbolic link is followed (after `authorize`), so writing through a link inside the grant
+    /// to another granted file works; the link itself stays.
+    ///
+    /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied`, `not-found` (a missing
+    ///   parent folder), `invalid-argument` (the target is a directory or not a regular file), `io`.
+    public func write(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        if data.count > maxWriteBytes {
+            throw HostError(.limitExceeded, "write '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
+        }
+        try resolve(path, operation: "write", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
+            guard let name else { throw HostError(.invalidArgument, "write '\(current)': is a directory") }
+            var existingMode: mode_t?
+            switch try Self.entryKind(directory, name, current, "write") {
+            case .symbolicLink(let target):
+                return .follow(target)
+            case .missing:
+                existingMode = nil
+            case .directory:
+                throw HostError(.invalidArgument, "write '\(current)': is a directory")
+            case .other:
+                throw HostError(.invalidArgument, "write '\(current)': not a regular file")
+            case .regular(let status):
+                existingMode = status.st_mode & 0o777
+            }
+            try Self.replace(directory, name, current, data: data, mode: existingMode)
+            return .done(())
+        }
+    }
+
+    /// Appends `data` to a regular file, creating it if missing.
+    ///
+    /// A final symbolic link, even a dangling one, is followed only after `authorize`; `O_NOFOLLOW`
+    /// makes sure `O_CREAT` never creates a file at a link's target behind the check.
+    ///
+    /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied` (also for a hard-linked
+    ///   file), `not-found`, `invalid-argument`, `io`.
+    public func append(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        if data.count > maxWriteBytes {
+            throw HostError(.limitExceeded, "append '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
+        }
+        try resolve(path, operation: "append", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
+            guard let name else { throw HostError(.invalidArgument, "append '\(current)': is a directory") }
+            switch try Self.entryKind(directory, name, current, "append") {
+            case .symbolicLink(let target): return .follow(target)
+            case .directory: throw HostError(.invalidArgument, "append '\(current)': is a directory")
+            case .other: throw HostError(.invalidArgument, "append '\(current)': not a regular file")
+            case .missing, .regular: break
+            }
+            let flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
+            let fd = openat(directory, name, flags, mode_t(0o666))
+            if fd < 0 {
+                let code = currentErrno
+                if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "append")) }
+                throw hostError(errno: code, "append '\(current)'")
+            }
+            let file = Descriptor(fd)
+            try Self.requireRegularSingleLink(file.raw, current, "append")
+            try Self.writeAll(file.raw, data, current, "append")
+            return .done(())
+        }
+    }
+
+    /// The names in a folder, without `.` and `..`, sorted by their UTF-8 bytes.
+    ///
+    /// Names that are not valid UTF-8 are returned with U+FFFD in place of the bad bytes. The total
+    /// size of the names is capped by ``maxReadBytes``.
+    ///
+    /// - Throws: `denied`, `not-found`, `invalid-argument` (not a folder), `limit-exceeded`, `io`.
+    public func readDirectory(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [String] {
+        try resolve(path, operation: "read-dir", authorize: authorize) { (directory, name, current) throws(HostError) in
+            let fd: Int32
+            if let name {
+                switch try Self.entryKind(directory, name, current, "read-dir") {
+                case .symbolicLink(let target): return .follow(target)
+                case .missing: throw HostError(.notFound, "read-dir '\(current)': no such file or directory")
+                case .regular, .other: throw HostError(.invalidArgument, "read-dir '\(current)': not a directory")
+                case .directory: break
+                }
+                fd = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if fd < 0 {
+                    let code = currentErrno
+                    if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "read-dir")) }
+                    throw hostError(errno: code, "read-dir '\(current)'")
+                }
+            } else {
+                fd = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if fd < 0 { throw hostError(errno: currentErrno, "read-dir '\(current)'") }
+            }
+            return .done(try listNames(Descriptor(fd), current))
+        }
+    }
+
+    /// Removes a file, a symbolic link (not its target) or an empty folder.
+    ///
+    /// - Throws: `denied`, `not-found`, `invalid-argument` (`/`, or a folder that is not empty), `io`.
+    public func remove(_ path: String, authorize: (String) -> Bool) throws(HostError) {
+        try resolve(path, operation: "remove", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
+            guard let name else { throw HostError(.invalidArgument, "remove '/': the root cannot be removed") }
+            if unlinkat(directory, name, 0) == 0 { return .done(()) }
+            var code = currentErrno
+            if code == EISDIR {
+                if unlinkat(directory, name, AT_REMOVEDIR) == 0 { return .done(()) }
+                code = currentErrno
+            }
+            throw hostError(errno: code, "remove '\(current)'")
+        }
+    }
+
+    // MARK: The walk
+
+    /// What the last step of a walk decided.
+    enum FinalStep<Result> {
+        case done(Result)
+        /// The final component is a symbolic link with this target; resolve it and walk again.
+        case follow(String)
+    }
+
+    /// Walks `path` from `/` with `O_NOFOLLOW`, following symbolic links only when `authorize` allows
+    /// their resolved path, and calls `final` with the parent folder's descriptor, the last name (`nil`
+    /// for `/` itself) and the path being walked.
+    private func resolve<Result>(
+        _ path: String,
+        operation: String,
+        authorize: (String) -> Bool,
+        final: (Int32, String?, String) throws(HostError) -> FinalStep<Result>
+    ) throws(HostError) -> Result {
+        guard path.hasPrefix("/") else {
+            throw HostError(.invalidArgument, "\(operation) '\(path)': the path is not normalized")
+        }
+        if path.utf8.contains(0) {
+            throw HostError(.invalidArgument, "\(operation): the path contains a NUL byte")
+        }
+        var current = Self.join(try Self.lexicalComponents(path, base: []))
+        var hops = 0
+
+        walk: while true {
+            let components = current.split(separator: "/")
+            let rootFD = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
+            if rootFD < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
+            var directory = Descriptor(rootFD)
+            var index = 0
+            while index + 1 < components.count {
+                let name = String(components[index])
+                let fd = openat(directory.raw, name, openPath | O_NOFOLLOW | O_CLOEXEC)
+                if fd < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
+                let next = Descriptor(fd)
+                var status = stat()
+                if fstat(next.raw, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
+                switch status.st_mode & S_IFMT {
+                case S_IFDIR:
+                    directory = next
+                    index += 1
+                case S_IFLNK:
+                    let target = try Self.readLink(next.raw, "", current, operation)
+                    let parent = Array(components[..<index])
+                    let rest = Array(components[(index + 1)...])
+                    current = try followed(target, parent: parent, rest: rest, hops: &hops, operation: operation, authorize: authorize)
+                    continue walk
+                default:
+                    throw HostError(.invalidArgument, "\(operation) '\(current)': '\(name)' is not a directory")
+                }
+            }
+            let lastName = components.last.map(String.init)
+            switch try final(directory.raw, lastName, current) {
+            case .done(let result):
+                return result
+            case .follow(let target):
+                let parent = Array(components.dropLast())
+                current = try followed(target, parent: parent, rest: [], hops: &hops, operation: operation, authorize: authorize)
+            }
+        }
+    }
+
+    /// The absolute path reached by a link with `target` found in the folder `parent`, followed by the
+    /// remaining components `rest`, once `authorize` has allowed it.
+    private func followed(
+        _ target: String,
+        parent: [Substring],
+        rest: [Substring],
+        hops: inout Int,
+        operation: String,
+        authorize: (String) -> Bool
+    ) throws(HostError) -> String {
+        hops += 1
+        if hops > Self.maxSymbolicLinkHops {
+            throw HostError(.invalidArgument, "\(operation): more than \(Self.maxSymbolicLinkHops) symbolic links (a loop?)")
+        }
+        if target.isEmpty {
+            throw HostError(.notFound, "\(operation): a symbolic link on the path is empty")
+        }
+        let base = target.hasPrefix("/") ? [] : parent
+        let components = try Self.lexicalComponents(target, base: base) + rest
+        let path = Self.join(components)
+        if path.utf8.count > Self.maxPathBytes {
+            throw HostError(.invalidArgument, "\(operation): a symbolic link leads to a path longer than \(Self.maxPathBytes) bytes")
+        }
+        guard authorize(path) else {
+            throw HostError(.denied, "\(operation): a symbolic link on the path leads to a path the grant does not cover")
+        }
+        return path
+    }
+
+    // MARK: Steps
+
+    /// What a directory entry is, without following it.
+    enum EntryKind {
+        case missing
+        case regular(stat)
+        case directory
+        case symbolicLink(String)
+        case other
+    }
+
+    static func entryKind(_ directory: Int32, _ name: String, _ path: String, _ operation: String) throws(HostError) -> EntryKind {
+        var status = stat()
+        if fstatat(directory, name, &status, AT_SYMLINK_NOFOLLOW) != 0 {
+            let code = currentErrno
+            if code == ENOENT { return .missing }
+            throw hostError(errno: code, "\(operation) '\(path)'")
+        }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: return .regular(status)
+        case S_IFDIR: return .directory
+        case S_IFLNK: return .symbolicLink(try readLink(directory, name, path, operation))
+        default: return .other
+        }
+    }
+
+    /// The target of the link `name` in `directory` (`name` empty: the `O_PATH` link descriptor itself).
+    static func readLink(_ directory: Int32, _ name: String, _ path: String, _ operation: String) throws(HostError) -> String {
+        var buffer = [UInt8](repeating: 0, count: maxPathBytes + 1)
+        let count = buffer.withUnsafeMutableBytes { raw -> Int in
+            guard let base = raw.baseAddress else { return -1 }
+            return readlinkat(directory, name, base.assumingMemoryBound(to: CChar.self), raw.count)
+        }
+        if count < 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+        if count > maxPathBytes {
+            throw HostError(.invalidArgument, "\(operation) '\(path)': a symbolic link's target is too long")
+        }
+        let bytes = buffer[..<count]
+        if bytes.contains(0) { throw HostError(.invalidArgument, "\(operation) '\(path)': a symbolic link's target contains NUL") }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func requireRegularSingleLink(_ fd: Int32, _ path: String, _ operation: String) throws(HostError) {
+        var status = stat()
+        if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw HostError(.invalidArgument, "\(operation) '\(path)': is a directory")
+        default: throw HostError(.invalidArgument, "\(operation) '\(path)': not a regular file")
+        }
+        if status.st_nlink > 1 {
+            throw HostError(.denied, "\(operation) '\(path)': the file has \(status.st_nlink) hard links; other names may lie outside the grant")
+        }
+    }
+
+    private func readAll(_ fd: Int32, _ path: String) throws(HostError) -> [UInt8] {
+        var status = stat()
+        if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "read '\(path)'") }
+        if Int(status.st_size) > maxReadBytes {
+            throw HostError(.limitExceeded, "read '\(path)': \(status.st_size) bytes is more than the limit of \(maxReadBytes)")
+        }
+        // The file may grow while it is read: read at most one byte past the limit to notice.
+        var result: [UInt8] = []
+        result.reserveCapacity(Int(status.st_size))
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let wanted = min(chunk.count, maxReadBytes + 1 - result.count)
+            let count = chunk.withUnsafeMutableBytes { raw in
+                retryingInterrupts { Glibc.read(fd, raw.baseAddress, wanted) }
+            }
+            if count < 0 { throw hostError(errno: currentErrno, "read '\(path)'") }
+            if count == 0 { break }
+            result.append(contentsOf: chunk[..<count])
+            if result.count > maxReadBytes {
+                throw HostError(.limitExceeded, "read '\(path)': the file grew past the limit of \(maxReadBytes) bytes")
+            }
+        }
+        return result
+    }
+
+    static func writeAll(_ fd: Int32, _ data: [UInt8], _ path: String, _ operation: String) throws(HostError) {
+        var offset = 0
+        while offset < data.count {
+            let count = data.withUnsafeBytes { raw in
+                retryingInterrupts { Glibc.write(fd, raw.baseAddress.map { $0 + offset }, data.count - offset) }
+            }
+            if count < 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+            offset += count
+        }
+    }
+
+    /// Writes `data` to a new temporary file in `directory` and renames it to `name`.
+    static func replace(_ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?) throws(HostError) {
+        var temporary = ""
+        var fd: Int32 = -1
+        for _ in 0..<8 {
+            temporary = ".peon-\(randomHex(bytes: 8)).tmp"
+            fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o666))
+            if fd >= 0 || currentErrno != EEXIST { break }
+        }
+        if fd < 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
+        do throws(HostError) {
+            let file = Descriptor(fd)
+            if let mode, fchmod(file.raw, mode) != 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
+            try writeAll(file.raw, data, path, "write")
+        } catch {
+            _ = unlinkat(directory, temporary, 0)
+            throw error
+        }
+        if renameat(directory, temporary, directory, name) != 0 {
+            let code = currentErrno
+            _ = unlinkat(directory, temporary, 0)
+            throw hostError(errno: code, "write '\(path)'")
+        }
+    }
+
+    private func listNames(_ directory: consuming Descriptor, _ path: String) throws(HostError) -> [String] {
+        let raw = directory.release()
+        guard let stream = fdopendir(raw) else {
+            let code = currentErrno
+            _ = close(raw)
+            throw hostError(errno: code, "read-dir '\(path)'")
+        }
+        defer { _ = closedir(stream) }
+        var names: [String] = []
+        var totalBytes = 0
+        while true {
+            errno = 0
+            guard let entry = readdir(stream) else {
+                if errno != 0 { throw hostError(errno: currentErrno, "read-dir '\(path)'") }
+                break
+            }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw -> String in
+                let bytes = raw.prefix { $0 != 0 }
+                return String(decoding: bytes, as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            totalBytes += name.utf8.count
+            if totalBytes > maxReadBytes {
+                throw HostError(.limitExceeded, "read-dir '\(path)': the names add up to more than \(maxReadBytes) bytes")
+            }
+            names.append(name)
+        }
+        return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+}

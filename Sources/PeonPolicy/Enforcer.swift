@@ -1,1 +1,351 @@
-// The authorization engine: see issue 3.
+import Crypto
+
+/// One policy rule as written: `p, alice, data1, read` at `policy.csv:3`.
+///
+/// A decision names the rule that decided it, so the audit log can record why a call was allowed.
+public struct PolicyRule: Sendable, Hashable, CustomStringConvertible {
+    /// The rule type: `p` (or `p2`...) for policies, `g` (or `g2`...) for role links.
+    public var section: String
+    /// The rule's fields after the type, in `policy_definition` order.
+    public var values: [String]
+    /// The file (or label, such as `grants.toml`) the rule came from.
+    public var source: String
+    /// The 1-based line in `source`.
+    public var line: Int
+
+    /// Creates a rule; the grants layer uses this to add compiled grants to a snapshot.
+    public init(section: String, values: [String], source: String, line: Int) {
+        self.section = section
+        self.values = values
+        self.source = source
+        self.line = line
+    }
+
+    /// The rule in policy-file form: `p, alice, data1, read`.
+    public var description: String { ([section] + values).joined(separator: ", ") }
+
+    /// Where the rule was written: `policy.csv:3`.
+    public var location: String { "\(source):\(line)" }
+}
+
+/// The answer to one request.
+public struct PolicyDecision: Sendable, Hashable {
+    /// Whether the request is allowed.
+    public var isAllowed: Bool
+    /// The rule that decided: the first matching allow rule for an allow, the first matching deny
+    /// rule for a deny. `nil` when no rule decided: a default deny (nothing matched), or, under
+    /// `!some(where (p.eft == deny))`, a default allow with no matching allow rule.
+    public var rule: PolicyRule?
+}
+
+/// An immutable, compiled authorization snapshot: model, policy rules, role graphs and indexes.
+///
+/// Building one parses and checks everything (matchers are compiled once to closures, patterns
+/// once per rule, role inheritance resolved once), so `enforce` only evaluates. It is a value you
+/// can share across threads; to change policies build a new one and swap it in a `PolicyStore`.
+///
+/// Semantics follow Casbin: the request is evaluated against the `p` rules in file order (sorted
+/// by `p.priority` when the policy definition has that field), the matcher `m` decides which rules
+/// match, and the effect in `[policy_effect]` combines them. With no `p` rules at all the matcher
+/// is evaluated once with empty policy fields, as Casbin does.
+public struct Enforcer: Sendable {
+    private let snapshot: Snapshot
+
+    /// Builds a snapshot from a model (`.conf` text) and a policy (CSV text), plus rules added
+    /// programmatically (`additionalRules`, e.g. grants compiled to `p` lines, which are evaluated
+    /// after the file's rules). `modelSource` and `policySource` name the texts in error messages
+    /// and decisions. Throws the first problem found, located as `FILE:LINE:COLUMN`.
+    public init(
+        model: String, modelSource: String, policy: String, policySource: String,
+        additionalRules: [PolicyRule] = [], functions: FunctionRegistry = .standard
+    ) throws(PolicyError) {
+        let parsedModel = try Model(text: model, source: modelSource)
+        var lines = try PolicyCSV.parse(policy, source: policySource)
+        lines += additionalRules.map {
+            PolicyLine(key: $0.section, values: $0.values, source: $0.source, line: $0.line, columns: [])
+        }
+        snapshot = try Snapshot(
+            model: parsedModel, lines: lines, functions: functions,
+            version: Self.version(model: model, policy: policy, additionalRules: additionalRules))
+    }
+
+    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text and the
+    /// additional rules (each length-prefixed, so no two inputs share a version).
+    public var version: String { snapshot.version }
+
+    /// The request field names, in `request_definition` order (`["sub", "obj", "act"]`).
+    public var requestFields: [String] { snapshot.requestFields }
+
+    /// The number of `p` rules the matcher is evaluated against.
+    public var ruleCount: Int { snapshot.rows.count }
+
+    /// Decides a request whose values are in `request_definition` order.
+    ///
+    /// Throws when the request has the wrong number of values, or when the matcher cannot be
+    /// evaluated on it (an attribute read on a non-object, an `ipMatch` on a non-address, a custom
+    /// function failing). Callers enforcing access should treat an error as a deny.
+    public func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
+        try snapshot.enforce(request)
+    }
+
+    /// Decides a request given as strings.
+    public func enforce(_ request: String...) throws(PolicyError) -> PolicyDecision {
+        try snapshot.enforce(request.map(PolicyValue.string))
+    }
+
+    static func version(model: String, policy: String, additionalRules: [PolicyRule]) -> String {
+        var hasher = SHA256()
+        func add(_ text: String) {
+            var length = UInt64(text.utf8.count).bigEndian
+            withUnsafeBytes(of: &length) { hasher.update(bufferPointer: $0) }
+            hasher.update(data: Array(text.utf8))
+        }
+        add("peon-policy-snapshot-v1")
+        add(model)
+        add(policy)
+        for rule in additionalRules {
+            add(rule.source)
+            add(String(rule.line))
+            add(rule.section)
+            add(String(rule.values.count))
+            for value in rule.values { add(value) }
+        }
+        let hex = Array("0123456789abcdef")
+        return String(hasher.finalize().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0F)]] })
+    }
+}
+
+/// A matcher conjunct that lets enforce look rules up instead of scanning them all.
+private enum IndexTerm: Sendable {
+    /// `r.x == p.y`: only rules whose `p.y` equals the request's `r.x` can match.
+    case exact(request: Int, field: Int)
+    /// `g(r.x, p.y[, domain])`: only rules whose `p.y` is `r.x` or one of its roles can match.
+    case role(graph: String, request: Int, field: Int, domain: DomainSource)
+}
+
+private enum DomainSource: Sendable {
+    case none
+    case request(Int)
+    case literal(String)
+}
+
+private final class Snapshot: Sendable {
+    let version: String
+    let requestFields: [String]
+    let policyFields: [String]
+    let rows: [PolicyLine]
+    let effect: PolicyEffect
+    let effectField: Int?
+    let matcher: Evaluator
+    let matcherLocator: TextLocator
+    let roleGraphs: [String: RoleGraph]
+    let terms: [IndexTerm]
+    let indexes: [Int: [ExactKey: [Int]]]
+
+    init(model: Model, lines: [PolicyLine], functions: FunctionRegistry, version: String) throws(PolicyError) {
+        self.version = version
+        requestFields = model.requestFields["r"] ?? []
+        policyFields = model.policyFields["p"] ?? []
+        effect = model.effect
+        effectField = policyFields.firstIndex(of: "eft")
+
+        // Check every line against its definition; collect p rows and role links.
+        var rows: [PolicyLine] = []
+        var links: [String: [(subject: String, role: String, domain: String)]] = [:]
+        for line in lines {
+            func fail(_ message: String) -> PolicyError {
+                PolicyError(source: line.source, line: line.line, column: line.columns.isEmpty ? 0 : 1, message: message)
+            }
+            if let fields = model.policyFields[line.key] {
+                guard line.values.count == fields.count else {
+                    throw fail("'\(line.key)' rule has \(line.values.count) values; policy_definition \(line.key) = \(fields.joined(separator: ", ")) expects \(fields.count)")
+                }
+                if line.key == "p" { rows.append(line) }
+            } else if let arity = model.roleArity[line.key] {
+                guard line.values.count >= arity else {
+                    throw fail("'\(line.key)' rule has \(line.values.count) values; role_definition \(line.key) expects \(arity)")
+                }
+                links[line.key, default: []].append((line.values[0], line.values[1], arity == 3 ? line.values[2] : ""))
+            } else {
+                let known = (model.policyFields.keys.sorted() + model.roleArity.keys.sorted()).joined(separator: ", ")
+                throw PolicyError(source: line.source, line: line.line, column: 1, message: "unknown rule type '\(line.key)'; the model defines \(known)")
+            }
+        }
+        if let priorityField = policyFields.firstIndex(of: "priority") {
+            var keyed: [(priority: Int, order: Int, line: PolicyLine)] = []
+            for (order, row) in rows.enumerated() {
+                guard let priority = Int(row.values[priorityField]) else {
+                    throw PolicyError(
+                        source: row.source, line: row.line,
+                        column: priorityField < row.columns.count ? row.columns[priorityField] : 0,
+                        message: "p.priority must be an integer, found '\(row.values[priorityField])'")
+                }
+                keyed.append((priority, order, row))
+            }
+            keyed.sort { ($0.priority, $0.order) < ($1.priority, $1.order) }
+            rows = keyed.map(\.line)
+        }
+        self.rows = rows
+        var graphs: [String: RoleGraph] = [:]
+        for key in model.roleArity.keys { graphs[key] = RoleGraph(links: links[key] ?? []) }
+        roleGraphs = graphs
+
+        let locator = TextLocator(source: model.source, positions: model.matcher.valuePositions)
+        matcherLocator = locator
+        let expression = try MatcherParser.parse(model.matcher.value, locator: locator)
+        let compiler = MatcherCompiler(
+            requestFields: requestFields, policyFields: policyFields, roleArity: model.roleArity,
+            functions: functions, rows: rows, roleGraphs: graphs, locator: locator)
+        matcher = try compiler.compile(expression)
+
+        // Index the top-level conjuncts that pin a policy field to a request value.
+        var terms: [IndexTerm] = []
+        var conjuncts: [Expression] = []
+        func flatten(_ expression: Expression) {
+            if case .and(let lhs, let rhs) = expression {
+                flatten(lhs)
+                flatten(rhs)
+            } else {
+                conjuncts.append(expression)
+            }
+        }
+        flatten(expression)
+        func requestField(_ expression: Expression) -> Int? {
+            guard case .path(let path, _) = expression, path.count == 2, path[0] == "r" else { return nil }
+            return model.requestFields["r"]?.firstIndex(of: path[1])
+        }
+        func policyField(_ expression: Expression) -> Int? {
+            guard case .path(let path, _) = expression, path.count == 2, path[0] == "p" else { return nil }
+            return model.policyFields["p"]?.firstIndex(of: path[1])
+        }
+        for conjunct in conjuncts {
+            switch conjunct {
+            case .binary(.equal, let lhs, let rhs, _):
+                if let (request, field) = MatcherCompiler.exactTerm(lhs, rhs, requestFields: requestFields, policyFields: policyFields) {
+                    terms.append(.exact(request: request, field: field))
+                }
+            case .call(let name, let arguments, _) where model.roleArity[name] != nil && functions.entries[name] == nil:
+                guard arguments.count >= 2, let request = requestField(arguments[0]), let field = policyField(arguments[1]) else { continue }
+                var domain = DomainSource.none
+                if arguments.count == 3 {
+                    if let index = requestField(arguments[2]) {
+                        domain = .request(index)
+                    } else if case .literal(.string(let text), _) = arguments[2] {
+                        domain = .literal(text)
+                    } else {
+                        continue
+                    }
+                }
+                terms.append(.role(graph: name, request: request, field: field, domain: domain))
+            default:
+                continue
+            }
+        }
+        self.terms = terms
+        var indexes: [Int: [ExactKey: [Int]]] = [:]
+        for term in terms {
+            let field: Int
+            switch term {
+            case .exact(_, let f), .role(_, _, let f, _): field = f
+            }
+            if indexes[field] != nil { continue }
+            var index: [ExactKey: [Int]] = [:]
+            for (position, row) in rows.enumerated() { index[ExactKey(row.values[field]), default: []].append(position) }
+            indexes[field] = index
+        }
+        self.indexes = indexes
+    }
+
+    /// The rows that can possibly match, in order, or nil when every row must be tried.
+    private func candidates(_ request: [PolicyValue]) -> [Int]? {
+        var best: [Int]? = nil
+        for term in terms {
+            var list: [Int]
+            switch term {
+            case .exact(let requestField, let field):
+                guard case .string(let text) = request[requestField] else { return [] }
+                list = indexes[field]?[ExactKey(text)] ?? []
+            case .role(let graphName, let requestField, let field, let domainSource):
+                guard case .string(let subject) = request[requestField], let graph = roleGraphs[graphName] else { continue }
+                var domain = ""
+                switch domainSource {
+                case .none: break
+                case .literal(let text): domain = text
+                case .request(let index):
+                    guard case .string(let text) = request[index] else { continue }
+                    domain = text
+                }
+                let roles = graph.rolesIncludingSelf(subject, domain: domain)
+                list = []
+                for role in roles { list += indexes[field]?[role] ?? [] }
+                if roles.count > 1 { list.sort() }
+            }
+            if best == nil || list.count < (best?.count ?? 0) { best = list }
+            if list.isEmpty { break }
+        }
+        return best
+    }
+
+    private func matched(_ context: Evaluation) throws(PolicyError) -> Bool {
+        switch try matcher(context) {
+        case .bool(let value): return value
+        case .number(let value): return value != 0
+        case let other: throw matcherLocator.error(at: 0, "the matcher must produce a boolean, but produced a \(other.typeName)")
+        }
+    }
+
+    private func rule(_ row: Int) -> PolicyRule {
+        let line = rows[row]
+        return PolicyRule(section: line.key, values: line.values, source: line.source, line: line.line)
+    }
+
+    func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
+        guard request.count == requestFields.count else {
+            throw PolicyError(
+                source: "request", line: 0, column: 0,
+                message: "the request has \(request.count) values; request_definition r = \(requestFields.joined(separator: ", ")) expects \(requestFields.count)")
+        }
+        let context = Evaluation(request: request)
+        if rows.isEmpty {
+            // Casbin evaluates the matcher once with empty policy fields.
+            context.policy = Array(repeating: "", count: policyFields.count)
+            let allowed = try matched(context)
+            switch effect {
+            case .allowOverride, .priority, .allowAndDeny: return PolicyDecision(isAllowed: allowed, rule: nil)
+            case .denyOverride: return PolicyDecision(isAllowed: true, rule: nil)
+            }
+        }
+        var firstAllow: Int? = nil
+        func consider(_ row: Int) throws(PolicyError) -> PolicyDecision? {
+            context.row = row
+            context.policy = rows[row].values
+            guard try matched(context) else { return nil }
+            var isAllow = true, isDeny = false
+            if let effectField {
+                let value = rows[row].values[effectField]
+                isAllow = value == "allow"
+                isDeny = value == "deny"
+            }
+            switch effect {
+            case .allowOverride:
+                if isAllow { return PolicyDecision(isAllowed: true, rule: rule(row)) }
+            case .denyOverride, .allowAndDeny:
+                if isDeny { return PolicyDecision(isAllowed: false, rule: rule(row)) }
+                if isAllow, firstAllow == nil { firstAllow = row }
+            case .priority:
+                if isAllow || isDeny { return PolicyDecision(isAllowed: isAllow, rule: rule(row)) }
+            }
+            return nil
+        }
+        if let candidates = candidates(request) {
+            for row in candidates { if let decision = try consider(row) { return decision } }
+        } else {
+            for row in rows.indices { if let decision = try consider(row) { return decision } }
+        }
+        switch effect {
+        case .allowOverride, .priority: return PolicyDecision(isAllowed: false, rule: nil)
+        case .denyOverride: return PolicyDecision(isAllowed: true, rule: firstAllow.map(rule))
+        case .allowAndDeny: return PolicyDecision(isAllowed: firstAllow != nil, rule: firstAllow.map(rule))
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import PeonPolicy
+
+/// `peon-wasm policy`: tools for Casbin models and policies.
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Check and evaluate Casbin-compatible authorization policies.",
+        subcommands: [PolicyEvalCommand.self])
+}
+
+/// `peon-wasm policy eval`: decides JSON Lines requests against a model and a policy, so a policy
+/// can be tested in CI with the exact engine the runtime uses.
+struct PolicyEvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Decide requests (JSON Lines, one JSON array per line) against a model and a policy.",
+        discussion: """
+            Each input line is a JSON array of the request's values in request_definition order: strings, \
+            numbers, booleans, or objects for attribute access (r.sub.Age). Each output line is `true` or \
+            `false`; with --explain, a tab, the deciding rule's location and the rule follow. Blank input \
+            lines are skipped. A model or policy error, a malformed request line or a request with the \
+            wrong number of values prints FILE:LINE[:COLUMN]: message and exits with status 2.
+            """)
+
+    @Option(name: .long, help: "The Casbin model (.conf).")
+    var model: String
+
+    @Option(name: .long, help: "The Casbin policy (.csv).")
+    var policy: String
+
+    @Flag(name: .long, help: "Append the deciding rule to each answer: true<TAB>policy.csv:3<TAB>p, alice, data1, read.")
+    var explain = false
+
+    @Argument(help: "A JSON Lines file of requests, or - (the default) for standard input.")
+    var requests: String = "-"
+
+    func run() throws {
+        do {
+            try evaluate()
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data((failure.message + "\n").utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private struct CommandFailure: Error {
+        var message: String
+    }
+
+    private func read(_ path: String) throws(CommandFailure) -> String {
+        do {
+            let data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: path))
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw CommandFailure(message: "\(path == "-" ? "<stdin>" : path): not valid UTF-8")
+            }
+            return text
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure(message: "\(path): cannot read: \(error.localizedDescription)")
+        }
+    }
+
+    private func evaluate() throws(CommandFailure) {
+        let enforcer: Enforcer
+        do {
+            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: try read(policy), policySource: policy)
+        } catch let error as PolicyError {
+            throw CommandFailure(message: error.description)
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+        let label = requests == "-" ? "<stdin>" : requests
+        let input = try read(requests)
+        let decoder = JSONDecoder()
+        var output = ""
+        for (index, line) in input.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            let request: [PolicyValue]
+            do {
+                request = try decoder.decode([PolicyValue].self, from: Data(trimmed.utf8))
+            } catch {
+                throw CommandFailure(message: "\(label):\(index + 1): malformed request; expected a JSON array of strings, numbers, booleans or objects, such as [\"alice\", \"data1\", \"read\"]")
+            }
+            let decision: PolicyDecision
+            do {
+                decision = try enforcer.enforce(request)
+            } catch {
+                throw CommandFailure(message: error.source == "request" ? "\(label):\(index + 1): \(error.message)" : "\(label):\(index + 1): \(error.description)")
+            }
+            output += decision.isAllowed ? "true" : "false"
+            if explain, let rule = decision.rule { output += "\t\(rule.location)\t\(rule)" }
+            output += "\n"
+            if output.utf8.count > 1 << 16 {
+                FileHandle.standardOutput.write(Data(output.utf8))
+                output = ""
+            }
+        }
+        FileHandle.standardOutput.write(Data(output.utf8))
+    }
+}

@@ -1,0 +1,504 @@
+// The `db` capability: named SQLite databases, with access decided by SQLite's own authorizer.
+//
+// No SQL text is parsed here. `sqlite3_prepare_v2` compiles the statement and, while doing so, calls
+// the authorizer for every table and operation the compiled program will touch (including through
+// views and triggers); the authorizer maps each call to a `DatabaseAccess` and asks the mediator.
+// Whatever the mediator does not allow, and whatever has no mapping, makes the prepare fail.
+
+import CSQLite
+public import PeonInterface
+
+/// An operation on a table, as the grants name it (`read | insert | update | delete | schema`).
+public enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
+    /// Reading rows or columns (`SELECT`, and the `WHERE` of an `UPDATE`/`DELETE`).
+    case read
+    /// `INSERT`.
+    case insert
+    /// `UPDATE`.
+    case update
+    /// `DELETE`.
+    case delete
+    /// Creating, dropping or altering the table, its indexes, triggers or a view of that name.
+    case schema
+}
+
+/// One (table, operation) pair a statement needs; what the authorizer asks the mediator about.
+public struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
+    /// The table (or view) name as SQLite reports it.
+    public var table: String
+    /// What the statement does to it.
+    public var operation: DatabaseOperation
+
+    /// Creates an access.
+    public init(table: String, operation: DatabaseOperation) {
+        self.table = table
+        self.operation = operation
+    }
+
+    /// `insert on 'orders'`.
+    public var description: String { "\(operation.rawValue) on '\(table)'" }
+}
+
+/// Opens the databases bound at run time and prepares guest statements under an authorizer.
+///
+/// Rules (each enforced here, tested in `DatabaseTests`):
+/// - Exactly one statement per call; anything but whitespace or comments after it is
+///   `invalid-argument` (SQLite itself compiles the rest to find out, with every action refused).
+/// - Every table access is mapped to a ``DatabaseAccess`` and passed to `authorize`; a `false` makes
+///   the statement `denied`, naming the table and operation.
+/// - Refused whatever `authorize` says: `ATTACH`/`DETACH` (and the attach limit is 0), every `PRAGMA`
+///   (reads included: schema questions go through `sqlite_schema`, which needs a read grant on it),
+///   `BEGIN`/`COMMIT`/`SAVEPOINT` (each statement commits on its own), virtual tables, any database
+///   other than `main` (so no `TEMP` objects), `load_extension`, `fts3_tokenizer`, and any authorizer
+///   action without a mapping.
+/// - Parameters are bound with `sqlite3_bind_*`, never spliced into the SQL.
+/// - Results are capped by row count and bytes (`limit-exceeded`); each statement runs under a
+///   deadline enforced by SQLite's progress handler (`timeout`).
+/// - Each prepared statement has its own connection, opened read-write without `CREATE` (a database
+///   file that does not exist is `not-found`), and closed with the statement.
+public final class DatabaseCapability: Sendable {
+    /// Database name -> SQLite file path.
+    public let databases: [String: String]
+    /// The longest a single statement may run (default 30 s).
+    public let statementTimeout: Duration
+
+    /// Creates the capability.
+    ///
+    /// - Parameters:
+    ///   - databases: name -> SQLite file path, as bound with `--db NAME=PATH`.
+    ///   - statementTimeout: the wall-clock bound for one statement's execution.
+    public init(databases: [String: String], statementTimeout: Duration = .seconds(30)) {
+        self.databases = databases
+        self.statementTimeout = statementTimeout
+    }
+
+    /// Compiles one statement against `database`, asking `authorize` about every table access.
+    ///
+    /// The mediator decides, writes its audit entry, and then calls ``PreparedStatement/query(_:maxRows:maxBytes:deadline:)``
+    /// or ``PreparedStatement/execute(_:deadline:)``. `authorize` stays installed: if SQLite recompiles
+    /// the statement later (after a schema change) it is asked again.
+    ///
+    /// - Throws: `not-found` (no such database name or file), `invalid-argument` (empty SQL, a syntax
+    ///   error, more than one statement), `denied` (a refused access or action), `io`.
+    public func prepare(
+        database: String,
+        sql: String,
+        authorize: @escaping (DatabaseAccess) -> Bool
+    ) throws(HostError) -> PreparedStatement {
+        guard let path = databases[database] else {
+            throw HostError(.notFound, "no database named '\(database)' is bound to this run")
+        }
+        if sql.utf8.count > Self.maxSQLBytes {
+            throw HostError(.limitExceeded, "the SQL is longer than \(Self.maxSQLBytes) bytes")
+        }
+        let context = AuthorizerContext(authorize: authorize)
+        let connection = try Self.open(path: path, name: database, context: context)
+        do throws(HostError) {
+            let statement = try Self.compileSingle(sql, connection: connection, context: context)
+            return PreparedStatement(
+                connection: connection, statement: statement, context: context, timeout: statementTimeout)
+        } catch {
+            sqlite3_close_v2(connection)
+            throw error
+        }
+    }
+
+    /// The longest SQL text accepted (1 MiB).
+    public static let maxSQLBytes = 1 << 20
+
+    private static func open(path: String, name: String, context: AuthorizerContext) throws(HostError) -> OpaquePointer {
+        var handle: OpaquePointer?
+        let result = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
+        guard result == SQLITE_OK, let connection = handle else {
+            if let handle { sqlite3_close_v2(handle) }
+            if result == SQLITE_CANTOPEN {
+                throw HostError(.notFound, "database '\(name)' could not be opened (does its file exist?)")
+            }
+            throw HostError(.io, "database '\(name)' could not be opened: \(String(cString: sqlite3_errstr(result)))")
+        }
+        // Defence in depth beside the authorizer: no attached databases at all, bounded SQL and values.
+        sqlite3_limit(connection, SQLITE_LIMIT_ATTACHED, 0)
+        sqlite3_limit(connection, SQLITE_LIMIT_SQL_LENGTH, Int32(maxSQLBytes))
+        sqlite3_limit(connection, SQLITE_LIMIT_LENGTH, 256 << 20)
+        sqlite3_extended_result_codes(connection, 0)
+        let pointer = Unmanaged.passUnretained(context).toOpaque()
+        sqlite3_set_authorizer(connection, authorizerCallback, pointer)
+        sqlite3_progress_handler(connection, 1000, progressCallback, pointer)
+        return connection
+    }
+
+    /// Prepares the first statement of `sql` and refuses any second one.
+    private static func compileSingle(_ sql: String, connection: OpaquePointer, context: AuthorizerContext) throws(HostError) -> OpaquePointer {
+        var utf8 = Array(sql.utf8)
+        utf8.append(0)
+        return try utf8.withUnsafeBufferPointer { (buffer) throws(HostError) -> OpaquePointer in
+            guard let base = buffer.baseAddress else { throw HostError(.invalidArgument, "the SQL is empty") }
+            let start = UnsafeRawPointer(base).assumingMemoryBound(to: CChar.self)
+            var statement: OpaquePointer?
+            var tail: UnsafePointer<CChar>?
+            let length = Int32(buffer.count - 1)
+            let result = sqlite3_prepare_v2(connection, start, length, &statement, &tail)
+            if result != SQLITE_OK {
+                throw context.denial ?? HostError(
+                    result == SQLITE_AUTH ? .denied : .invalidArgument,
+                    "the SQL was refused: \(String(cString: sqlite3_errmsg(connection)))")
+            }
+            guard let statement else { throw HostError(.invalidArgument, "the SQL contains no statement") }
+            if let tail {
+                let used = start.distance(to: tail)
+                if used < Int(length) {
+                    // Let SQLite decide whether the rest holds a statement, with every action refused.
+                    context.refuseEverything = true
+                    defer { context.refuseEverything = false }
+                    var second: OpaquePointer?
+                    let rest = sqlite3_prepare_v2(connection, tail, length - Int32(used), &second, nil)
+                    if second != nil || rest != SQLITE_OK {
+                        sqlite3_finalize(second)
+                        sqlite3_finalize(statement)
+                        throw HostError(.invalidArgument, "exactly one SQL statement is allowed per call; remove what follows the first")
+                    }
+                }
+            }
+            return statement
+        }
+    }
+}
+
+/// A compiled statement, ready to run after the mediator has recorded its decision.
+///
+/// Not thread-safe: use it on the thread that prepared it. Its connection closes when it goes away.
+public final class PreparedStatement {
+    /// Every (table, operation) the authorizer saw, in first-seen order, without duplicates.
+    public var accesses: [DatabaseAccess] { context.accesses }
+    /// Whether SQLite says the statement cannot change the database (`sqlite3_stmt_readonly`).
+    public var isReadOnly: Bool { sqlite3_stmt_readonly(statement) != 0 }
+    /// How many parameters (`?`, `?NNN`, `:name`) the statement takes.
+    public var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
+
+    private let connection: OpaquePointer
+    private let statement: OpaquePointer
+    private let context: AuthorizerContext
+    private let timeout: Duration
+
+    init(connection: OpaquePointer, statement: OpaquePointer, context: AuthorizerContext, timeout: Duration) {
+        self.connection = connection
+        self.statement = statement
+        self.context = context
+        self.timeout = timeout
+    }
+
+    deinit {
+        sqlite3_finalize(statement)
+        sqlite3_close_v2(connection)
+    }
+
+    /// Runs the statement and returns its rows.
+    ///
+    /// - Parameters:
+    ///   - parameters: one value per parameter, in order.
+    ///   - maxRows: more rows than this is `limit-exceeded`.
+    ///   - maxBytes: more result bytes (text and blob bytes, 8 per number, plus column names) is `limit-exceeded`.
+    ///   - deadline: an optional earlier end than the capability's statement timeout.
+    public func query(
+        _ parameters: [DatabaseValue], maxRows: Int, maxBytes: Int, deadline: ContinuousClock.Instant? = nil
+    ) throws(HostError) -> DatabaseRows {
+        try start(parameters, deadline: deadline)
+        defer { finish() }
+        let columnCount = Int(sqlite3_column_count(statement))
+        var columns: [String] = []
+        var bytes = 0
+        for index in 0..<Int32(columnCount) {
+            let name = sqlite3_column_name(statement, index).map { String(cString: $0) } ?? ""
+            bytes += name.utf8.count
+            columns.append(name)
+        }
+        var rows: [[DatabaseValue]] = []
+        while try step() {
+            if rows.count >= maxRows {
+                throw HostError(.limitExceeded, "the query returns more than \(maxRows) rows")
+            }
+            var row: [DatabaseValue] = []
+            row.reserveCapacity(columnCount)
+            for index in 0..<Int32(columnCount) {
+                let value = columnValue(index)
+                bytes += value.byteCount
+                row.append(value)
+            }
+            if bytes > maxBytes {
+                throw HostError(.limitExceeded, "the query result is larger than \(maxBytes) bytes")
+            }
+            rows.append(row)
+        }
+        return DatabaseRows(columns: columns, rows: rows)
+    }
+
+    /// Runs the statement to completion and returns the number of rows it changed.
+    public func execute(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant? = nil) throws(HostError) -> UInt64 {
+        try start(parameters, deadline: deadline)
+        defer { finish() }
+        while try step() {}
+        return isReadOnly ? 0 : UInt64(max(0, sqlite3_changes64(connection)))
+    }
+
+    // MARK: Running
+
+    private func start(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant?) throws(HostError) {
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        let expected = parameterCount
+        if parameters.count != expected {
+            throw HostError(.invalidArgument, "the statement takes \(expected) parameters, \(parameters.count) were given")
+        }
+        for (offset, value) in parameters.enumerated() {
+            let index = Int32(offset + 1)
+            let result: Int32
+            switch value {
+            case .null:
+                result = sqlite3_bind_null(statement, index)
+            case .integer(let number):
+                result = sqlite3_bind_int64(statement, index, number)
+            case .real(let number):
+                result = sqlite3_bind_double(statement, index, number)
+            case .text(let text):
+                var bytes = Array(text.utf8)
+                let count = UInt64(bytes.count)
+                bytes.append(0)
+                result = bytes.withUnsafeBufferPointer { buffer in
+                    sqlite3_bind_text64(
+                        statement, index, UnsafeRawPointer(buffer.baseAddress)?.assumingMemoryBound(to: CChar.self),
+                        count, transientDestructor, UInt8(SQLITE_UTF8))
+                }
+            case .blob(let blob):
+                result = blob.withUnsafeBytes { raw in
+                    // A zero-length blob needs a non-NULL pointer, or SQLite binds NULL instead.
+                    raw.baseAddress == nil
+                        ? sqlite3_bind_zeroblob(statement, index, 0)
+                        : sqlite3_bind_blob64(statement, index, raw.baseAddress, UInt64(raw.count), transientDestructor)
+                }
+            }
+            if result != SQLITE_OK {
+                throw error(result, "binding parameter \(index)")
+            }
+        }
+        let ownDeadline = ContinuousClock.now.advanced(by: timeout)
+        context.deadline = deadline.map { min($0, ownDeadline) } ?? ownDeadline
+        let milliseconds = max(1, min(5000, ContinuousClock.now.duration(to: context.deadline ?? ownDeadline).milliseconds))
+        sqlite3_busy_timeout(connection, Int32(milliseconds))
+    }
+
+    private func finish() {
+        context.deadline = nil
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+    }
+
+    /// One `sqlite3_step`: `true` for a row, `false` when done.
+    private func step() throws(HostError) -> Bool {
+        let result = sqlite3_step(statement)
+        switch result {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            if let denial = context.denial { throw denial }
+            throw error(result, "running the statement")
+        }
+    }
+
+    private func columnValue(_ index: Int32) -> DatabaseValue {
+        switch sqlite3_column_type(statement, index) {
+        case SQLITE_INTEGER:
+            return .integer(sqlite3_column_int64(statement, index))
+        case SQLITE_FLOAT:
+            return .real(sqlite3_column_double(statement, index))
+        case SQLITE_TEXT:
+            guard let text = sqlite3_column_text(statement, index) else { return .text("") }
+            let count = Int(sqlite3_column_bytes(statement, index))
+            return .text(String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self))
+        case SQLITE_BLOB:
+            let count = Int(sqlite3_column_bytes(statement, index))
+            guard count > 0, let blob = sqlite3_column_blob(statement, index) else { return .blob([]) }
+            return .blob(Array(UnsafeRawBufferPointer(start: blob, count: count)))
+        default:
+            return .null
+        }
+    }
+
+    private func error(_ result: Int32, _ what: String) -> HostError {
+        let message = String(cString: sqlite3_errmsg(connection))
+        let code: HostErrorCode
+        switch result & 0xff {
+        case SQLITE_INTERRUPT: return HostError(.timeout, "the statement ran past its deadline and was interrupted")
+        case SQLITE_AUTH: code = .denied
+        case SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE: code = .invalidArgument
+        case SQLITE_FULL, SQLITE_TOOBIG, SQLITE_NOMEM: code = .limitExceeded
+        case SQLITE_BUSY, SQLITE_LOCKED: code = .timeout
+        case SQLITE_READONLY, SQLITE_PERM: code = .denied
+        default: code = .io
+        }
+        return HostError(code, "\(what): \(message)")
+    }
+}
+
+/// `PreparedStatement` wraps SQLite handles that must stay on one thread.
+@available(*, unavailable)
+extension PreparedStatement: Sendable {}
+
+// MARK: - The authorizer
+
+/// State the C callbacks reach through their user-data pointer. Lives as long as the connection
+/// (the `PreparedStatement` holds it), and is only touched on the thread running the statement.
+final class AuthorizerContext {
+    let authorize: (DatabaseAccess) -> Bool
+    /// Set while checking for a second statement: refuse everything, ask no one.
+    var refuseEverything = false
+    var accesses: [DatabaseAccess] = []
+    private var seen: Set<DatabaseAccess> = []
+    /// Decisions already made (SQLite asks once per column).
+    private var decided: [DatabaseAccess: Bool] = [:]
+    /// The first refusal, reported instead of SQLite's generic "not authorized".
+    var denial: HostError?
+    /// When the running statement must stop; checked by the progress handler.
+    var deadline: ContinuousClock.Instant?
+
+    init(authorize: @escaping (DatabaseAccess) -> Bool) {
+        self.authorize = authorize
+    }
+
+    /// The answer for one authorizer call: `SQLITE_OK` or `SQLITE_DENY`.
+    func decide(action: Int32, _ first: String?, _ second: String?, database: String?) -> Int32 {
+        if refuseEverything { return SQLITE_DENY }
+        switch AuthorizerAction.classify(action: action, first, second, database: database) {
+        case .allow:
+            return SQLITE_OK
+        case .refuse(let reason):
+            if denial == nil { denial = HostError(.denied, reason) }
+            return SQLITE_DENY
+        case .access(let access):
+            if seen.insert(access).inserted { accesses.append(access) }
+            let allowed: Bool
+            if let earlier = decided[access] {
+                allowed = earlier
+            } else {
+                allowed = authorize(access)
+                decided[access] = allowed
+            }
+            if !allowed {
+                if denial == nil { denial = HostError(.denied, "\(access) is not granted") }
+                return SQLITE_DENY
+            }
+            return SQLITE_OK
+        }
+    }
+}
+
+/// How one `sqlite3_set_authorizer` action is treated, independent of any grant.
+enum AuthorizerAction: Equatable {
+    /// Needs no grant (`SELECT` itself, recursive CTEs, ordinary functions, schema bookkeeping).
+    case allow
+    /// Refused whatever the grants say.
+    case refuse(String)
+    /// Allowed if the mediator allows this access.
+    case access(DatabaseAccess)
+
+    /// The tables SQLite itself writes to while creating or dropping objects (the `CREATE`/`DROP`
+    /// action is authorized separately; SQLite refuses direct writes to them without `writable_schema`,
+    /// which needs a `PRAGMA`).
+    static let schemaTables: Set<String> = ["sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"]
+    /// Functions that reach outside the database.
+    static let refusedFunctions: Set<String> = ["load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"]
+
+    static func classify(action: Int32, _ first: String?, _ second: String?, database: String?) -> AuthorizerAction {
+        if let database, database != "main" {
+            return .refuse("only the main database is reachable ('\(database)' is not)")
+        }
+        func on(_ table: String?, _ operation: DatabaseOperation) -> AuthorizerAction {
+            guard let table, !table.isEmpty else { return .refuse("an operation without a table name is refused") }
+            return .access(DatabaseAccess(table: table, operation: operation))
+        }
+        func write(_ table: String?, _ operation: DatabaseOperation) -> AuthorizerAction {
+            if let table, schemaTables.contains(table.lowercased()) { return .allow }
+            return on(table, operation)
+        }
+        switch action {
+        case SQLITE_SELECT, SQLITE_RECURSIVE:
+            return .allow
+        case SQLITE_READ:
+            return on(first, .read)
+        case SQLITE_INSERT:
+            return write(first, .insert)
+        case SQLITE_UPDATE:
+            return write(first, .update)
+        case SQLITE_DELETE:
+            return write(first, .delete)
+        case SQLITE_CREATE_TABLE, SQLITE_DROP_TABLE, SQLITE_CREATE_VIEW, SQLITE_DROP_VIEW, SQLITE_ANALYZE, SQLITE_REINDEX:
+            return on(first, .schema)
+        case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX, SQLITE_CREATE_TRIGGER, SQLITE_DROP_TRIGGER, SQLITE_ALTER_TABLE:
+            return on(second, .schema)
+        case SQLITE_FUNCTION:
+            let name = (second ?? "").lowercased()
+            return refusedFunctions.contains(name) ? .refuse("the SQL function \(name)() is refused") : .allow
+        case SQLITE_PRAGMA:
+            return .refuse("PRAGMA \(first ?? "") is refused")
+        case SQLITE_ATTACH:
+            return .refuse("ATTACH is refused")
+        case SQLITE_DETACH:
+            return .refuse("DETACH is refused")
+        case SQLITE_TRANSACTION, SQLITE_SAVEPOINT:
+            return .refuse("transactions are refused: each statement commits on its own")
+        case SQLITE_CREATE_VTABLE, SQLITE_DROP_VTABLE:
+            return .refuse("virtual tables are refused")
+        case SQLITE_CREATE_TEMP_TABLE, SQLITE_CREATE_TEMP_INDEX, SQLITE_CREATE_TEMP_TRIGGER, SQLITE_CREATE_TEMP_VIEW,
+             SQLITE_DROP_TEMP_TABLE, SQLITE_DROP_TEMP_INDEX, SQLITE_DROP_TEMP_TRIGGER, SQLITE_DROP_TEMP_VIEW:
+            return .refuse("temporary objects are refused")
+        default:
+            return .refuse("SQLite operation \(action) is refused")
+        }
+    }
+}
+
+private func authorizerCallback(
+    _ userData: UnsafeMutableRawPointer?,
+    _ action: Int32,
+    _ first: UnsafePointer<CChar>?,
+    _ second: UnsafePointer<CChar>?,
+    _ database: UnsafePointer<CChar>?,
+    _ trigger: UnsafePointer<CChar>?
+) -> Int32 {
+    guard let userData else { return SQLITE_DENY }
+    let context = Unmanaged<AuthorizerContext>.fromOpaque(userData).takeUnretainedValue()
+    return context.decide(
+        action: action, first.map { String(cString: $0) }, second.map { String(cString: $0) },
+        database: database.map { String(cString: $0) })
+}
+
+private func progressCallback(_ userData: UnsafeMutableRawPointer?) -> Int32 {
+    guard let userData else { return 1 }
+    let context = Unmanaged<AuthorizerContext>.fromOpaque(userData).takeUnretainedValue()
+    guard let deadline = context.deadline else { return 0 }
+    return ContinuousClock.now >= deadline ? 1 : 0
+}
+
+/// `SQLITE_TRANSIENT`: SQLite copies the bound bytes before the bind call returns.
+private let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+extension DatabaseValue {
+    /// What the value counts against a query's byte cap.
+    var byteCount: Int {
+        switch self {
+        case .null: 1
+        case .integer, .real: 8
+        case .text(let text): text.utf8.count
+        case .blob(let blob): blob.count
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down, saturating.
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return seconds < 0 ? Int.min : Int.max }
+        return Int(clamping: product + attoseconds / 1_000_000_000_000_000)
+    }
+}

@@ -1,0 +1,307 @@
+// The `exec` capability: runs one program, never a shell, and bounds it in time and output.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+public import PeonInterface
+
+/// Runs a program the mediator authorized, with nothing the grant did not give it.
+///
+/// Rules (each enforced here, tested in `ExecTests`):
+/// - No shell, ever: the program is `posix_spawn`ed directly from an absolute, lexically normal path
+///   (no `.`/`..`/`//` components, no `PATH` search); arguments reach it byte for byte, so `;`, `|`,
+///   `$(...)` and globs are plain text.
+/// - The environment is exactly `environment`, nothing inherited; names with `=` or NUL are refused.
+/// - The working folder is ``workingDirectory``; every descriptor except stdin/stdout/stderr is closed
+///   in the child; signal dispositions and the signal mask are reset to the defaults.
+/// - The child leads its own process group. At the timeout the whole group gets `SIGKILL` and the call
+///   is `timeout`; when the child exits, whatever is left in its group is killed too, so nothing it
+///   started outlives the call (a process that calls `setsid` escapes this — contain it with the OS).
+/// - stdin, stdout and stderr are served together by one `poll` loop (no pipe deadlock). A stream
+///   past `maxOutputBytes` kills the group and the call is `limit-exceeded`: the guest never gets a
+///   silently truncated result. stdin is a socket pair written with `MSG_NOSIGNAL`, so a child that
+///   stops reading cannot raise `SIGPIPE` in the host.
+/// - The exit code is the program's, or 128 + the signal that killed it.
+public struct ExecCapability: Sendable {
+    /// The folder every program starts in.
+    public let workingDirectory: String
+
+    /// Creates the capability.
+    ///
+    /// - Parameter workingDirectory: the absolute folder programs run in.
+    public init(workingDirectory: String) {
+        self.workingDirectory = workingDirectory
+    }
+
+    /// Runs `program` with `arguments` and waits for it, within `timeout`.
+    ///
+    /// - Parameters:
+    ///   - program: an absolute, normalized path to an executable (already authorized).
+    ///   - arguments: the arguments after `argv[0]` (which is `program`).
+    ///   - stdin: the bytes the program reads on its standard input, followed by end of file.
+    ///   - environment: the complete environment.
+    ///   - timeout: wall-clock bound for the whole run.
+    ///   - maxOutputBytes: the cap for stdout and for stderr, each.
+    /// - Throws: `invalid-argument` (relative or non-normal program path, NUL in an argument or the
+    ///   environment), `not-found` (no such program), `denied` (not executable), `timeout`,
+    ///   `limit-exceeded` (output over the cap), `io`.
+    public func run(
+        program: String,
+        arguments: [String],
+        stdin: [UInt8],
+        environment: [String: String],
+        timeout: Duration,
+        maxOutputBytes: Int
+    ) throws(HostError) -> ExecOutput {
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        try Self.validate(program: program, arguments: arguments, environment: environment)
+        guard workingDirectory.hasPrefix("/") else {
+            throw HostError(.invalidArgument, "exec '\(program)': the host's working directory is not absolute")
+        }
+
+        // Socket pairs rather than pipes: created close-on-exec atomically (the Swift Glibc module has
+        // no `pipe2`), and writes to stdin can use MSG_NOSIGNAL.
+        let stdinPair = try Self.socketPair(program, "stdin")
+        let stdinParent = Descriptor(stdinPair.parent)
+        let stdinChild = Descriptor(stdinPair.child)
+        let outPair = try Self.socketPair(program, "stdout")
+        let outRead = Descriptor(outPair.parent)
+        let outWrite = Descriptor(outPair.child)
+        let errPair = try Self.socketPair(program, "stderr")
+        let errRead = Descriptor(errPair.parent)
+        let errWrite = Descriptor(errPair.child)
+
+        let pid = try spawn(
+            program: program, arguments: arguments, environment: environment,
+            stdin: stdinChild.raw, stdout: outWrite.raw, stderr: errWrite.raw)
+        // The child has its copies; the parent must not keep the write ends open or EOF never comes.
+        _ = consume stdinChild
+        _ = consume outWrite
+        _ = consume errWrite
+
+        var session = ChildSession(pid: pid, program: program, maxOutputBytes: max(0, maxOutputBytes))
+        return try session.serve(
+            stdin: stdin, stdinFD: stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw, deadline: deadline)
+    }
+
+    /// A connected, close-on-exec `AF_UNIX` stream pair; the caller owns both descriptors.
+    private static func socketPair(_ program: String, _ stream: String) throws(HostError) -> (parent: Int32, child: Int32) {
+        var pair: [Int32] = [-1, -1]
+        if socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) != 0 {
+            throw hostError(errno: currentErrno, "exec '\(program)': \(stream)")
+        }
+        return (pair[0], pair[1])
+    }
+
+    static func validate(program: String, arguments: [String], environment: [String: String]) throws(HostError) {
+        guard program.hasPrefix("/") else {
+            throw HostError(.invalidArgument, "exec '\(program)': the program must be an absolute path (no PATH search, no shell)")
+        }
+        if program.utf8.contains(0) || arguments.contains(where: { $0.utf8.contains(0) }) {
+            throw HostError(.invalidArgument, "exec '\(program)': the program or an argument contains a NUL byte")
+        }
+        let components = program.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        if program.count > 1 && components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
+            throw HostError(.invalidArgument, "exec '\(program)': the program path must be normalized (no '.', '..' or '//')")
+        }
+        for (name, value) in environment {
+            if name.isEmpty || name.utf8.contains(UInt8(ascii: "=")) || name.utf8.contains(0) || value.utf8.contains(0) {
+                throw HostError(.invalidArgument, "exec '\(program)': environment variable '\(name)' has an invalid name or value")
+            }
+        }
+    }
+
+    /// `posix_spawn`s the program in a new process group with exactly the given stdio, environment and
+    /// working folder. Returns the child's pid.
+    private func spawn(
+        program: String, arguments: [String], environment: [String: String],
+        stdin: Int32, stdout: Int32, stderr: Int32
+    ) throws(HostError) -> pid_t {
+        guard let extensions = SpawnExtensions.shared else {
+            throw HostError(.io, "exec '\(program)': this C library lacks posix_spawn_file_actions_addchdir_np/addclosefrom_np")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+
+        var failed: Int32 = 0
+        failed |= posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+        failed |= posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+        failed |= posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        failed |= extensions.closeFrom(&actions, 3)
+        failed |= workingDirectory.withCString { extensions.changeDirectory(&actions, $0) }
+
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
+        failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        failed |= posix_spawnattr_setpgroup(&attributes, 0)
+        failed |= posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        if failed != 0 { throw HostError(.io, "exec '\(program)': could not prepare the spawn attributes") }
+
+        let argv = [program] + arguments
+        let envp = environment.map { "\($0.key)=\($0.value)" }.sorted()
+        var pid: pid_t = 0
+        let result = withCStringArray(argv) { argvPointer in
+            withCStringArray(envp) { envpPointer in
+                posix_spawn(&pid, program, &actions, &attributes, argvPointer, envpPointer)
+            }
+        }
+        guard let outer = result, let result = outer else {
+            throw HostError(.limitExceeded, "exec '\(program)': out of memory copying the arguments")
+        }
+        if result != 0 {
+            throw hostError(errno: result, "exec '\(program)'")
+        }
+        return pid
+    }
+}
+
+/// glibc's `_np` spawn file actions, looked up once at run time because the Swift Glibc module does not
+/// export them (they sit behind `_GNU_SOURCE`). Both exist since glibc 2.34.
+private struct SpawnExtensions: Sendable {
+    typealias ChangeDirectory = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
+    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+
+    let changeDirectory: ChangeDirectory
+    let closeFrom: CloseFrom
+
+    static let shared: SpawnExtensions? = {
+        let handle = dlopen(nil, RTLD_NOW)
+        guard let chdirSymbol = dlsym(handle, "posix_spawn_file_actions_addchdir_np"),
+              let closeFromSymbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np")
+        else { return nil }
+        return SpawnExtensions(
+            changeDirectory: unsafeBitCast(chdirSymbol, to: ChangeDirectory.self),
+            closeFrom: unsafeBitCast(closeFromSymbol, to: CloseFrom.self))
+    }()
+}
+
+/// Calls `body` with a NULL-terminated `char *[]` of `strings`, valid only during the call; `nil` if
+/// the copies could not be allocated.
+private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R? {
+    let copies: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
+    defer { for pointer in copies { free(pointer) } }
+    if copies.dropLast().contains(where: { $0 == nil }) { return nil }
+    return copies.withUnsafeBufferPointer { buffer in buffer.baseAddress.map(body) }
+}
+
+/// The parent's side of one running child: feeds stdin, drains stdout and stderr, reaps, kills.
+private struct ChildSession {
+    let pid: pid_t
+    let program: String
+    let maxOutputBytes: Int
+    var exitStatus: Int32?
+
+    init(pid: pid_t, program: String, maxOutputBytes: Int) {
+        self.pid = pid
+        self.program = program
+        self.maxOutputBytes = maxOutputBytes
+    }
+
+    /// Sends `SIGKILL` to the child's whole process group and reaps the child if not yet reaped.
+    mutating func killGroup() {
+        _ = kill(-pid, SIGKILL)
+        reap(blocking: true)
+    }
+
+    /// Collects the child's exit status (`waitpid`), once.
+    mutating func reap(blocking: Bool) {
+        guard exitStatus == nil else { return }
+        var status: Int32 = 0
+        let result = retryingInterrupts { waitpid(pid, &status, blocking ? 0 : WNOHANG) }
+        if result == pid {
+            exitStatus = status
+            // The leader is gone; take down anything it left running in its group.
+            _ = kill(-pid, SIGKILL)
+        } else if result < 0 {
+            exitStatus = -1
+        }
+    }
+
+    mutating func serve(
+        stdin: [UInt8], stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32, deadline: ContinuousClock.Instant
+    ) throws(HostError) -> ExecOutput {
+        var stdinOpen = true
+        var stdinOffset = 0
+        if stdin.isEmpty {
+            _ = shutdown(stdinFD, Int32(SHUT_WR))
+            stdinOpen = false
+        } else {
+            _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
+        }
+        var stdout: [UInt8] = []
+        var stderr: [UInt8] = []
+        var stdoutOpen = true
+        var stderrOpen = true
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+
+        while stdoutOpen || stderrOpen || exitStatus == nil {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero {
+                killGroup()
+                throw HostError(.timeout, "exec '\(program)': killed after the timeout")
+            }
+            var fds: [pollfd] = []
+            if stdinOpen { fds.append(pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)) }
+            if stdoutOpen { fds.append(pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0)) }
+            if stderrOpen { fds.append(pollfd(fd: stderrFD, events: Int16(POLLIN), revents: 0)) }
+            // With every stream closed, wait for the exit in short steps; otherwise until data or the deadline.
+            let (seconds, attoseconds) = remaining.components
+            let remainingMilliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1
+            let wait = fds.isEmpty ? min(remainingMilliseconds, 5) : min(remainingMilliseconds, 100)
+            let ready = fds.isEmpty
+                ? poll(nil, 0, Int32(wait))
+                : poll(&fds, nfds_t(fds.count), Int32(wait))
+            if ready < 0 && currentErrno != EINTR {
+                killGroup()
+                throw hostError(errno: currentErrno, "exec '\(program)': poll")
+            }
+            for entry in fds where entry.revents != 0 {
+                if entry.fd == stdinFD {
+                    let count = stdin.withUnsafeBytes { raw in
+                        send(stdinFD, raw.baseAddress.map { $0 + stdinOffset }, stdin.count - stdinOffset, Int32(MSG_NOSIGNAL))
+                    }
+                    if count > 0 { stdinOffset += count }
+                    // Done, or the child stopped reading (EPIPE/ECONNRESET): either way stdin is over.
+                    if stdinOffset >= stdin.count || (count < 0 && currentErrno != EAGAIN && currentErrno != EINTR) {
+                        _ = shutdown(stdinFD, Int32(SHUT_WR))
+                        stdinOpen = false
+                    }
+                    continue
+                }
+                let isStdout = entry.fd == stdoutFD
+                let count = chunk.withUnsafeMutableBytes { raw in
+                    retryingInterrupts { read(entry.fd, raw.baseAddress, raw.count) }
+                }
+                if count <= 0 {
+                    if count == 0 || (currentErrno != EAGAIN && currentErrno != EINTR) {
+                        if isStdout { stdoutOpen = false } else { stderrOpen = false }
+                    }
+                    continue
+                }
+                if isStdout { stdout.append(contentsOf: chunk[..<count]) } else { stderr.append(contentsOf: chunk[..<count]) }
+                if (isStdout ? stdout.count : stderr.count) > maxOutputBytes {
+                    killGroup()
+                    let stream = isStdout ? "stdout" : "stderr"
+                    throw HostError(.limitExceeded, "exec '\(program)': \(stream) passed the limit of \(maxOutputBytes) bytes; the program was killed")
+                }
+            }
+            reap(blocking: false)
+        }
+        guard let status = exitStatus, status >= 0 else {
+            throw HostError(.io, "exec '\(program)': could not collect the exit status")
+        }
+        let signal = status & 0x7f
+        let code = signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        return ExecOutput(code: code, stdout: stdout, stderr: stderr)
+    }
+}

@@ -1,0 +1,278 @@
+// Reading Casbin model files (`.conf`) and policy files (`.csv`).
+
+/// A position in a source text.
+struct SourcePosition: Sendable, Hashable {
+    var line: Int
+    var column: Int
+}
+
+/// One `key = value` entry of a model file, with the position of every character of the value (a
+/// value may span continuation lines), so matcher errors can point at the exact column.
+struct ModelEntry: Sendable {
+    var key: String
+    var value: String
+    var keyPosition: SourcePosition
+    var valuePositions: [SourcePosition]
+
+    func position(ofCharacter offset: Int) -> SourcePosition {
+        if offset < valuePositions.count { return valuePositions[offset] }
+        if let last = valuePositions.last { return SourcePosition(line: last.line, column: last.column + 1) }
+        return SourcePosition(line: keyPosition.line, column: keyPosition.column + key.count + 3)
+    }
+}
+
+/// How the matched policies' effects combine into one decision.
+enum PolicyEffect: Sendable {
+    /// `some(where (p.eft == allow))`: allow if any matching rule allows.
+    case allowOverride
+    /// `!some(where (p.eft == deny))`: allow unless a matching rule denies.
+    case denyOverride
+    /// `some(where (p.eft == allow)) && !some(where (p.eft == deny))`.
+    case allowAndDeny
+    /// `priority(p.eft) || deny`: the first matching rule (in priority order) decides.
+    case priority
+}
+
+/// A parsed model: the field names of each definition, the role definitions, the effect and the
+/// matcher text (compiled later, together with the policy).
+struct Model: Sendable {
+    var source: String
+    var requestFields: [String: [String]] = [:]
+    var policyFields: [String: [String]] = [:]
+    var roleArity: [String: Int] = [:]
+    var effect: PolicyEffect = .allowOverride
+    var matcher: ModelEntry
+    var entries: [String: ModelEntry]
+
+    static let sections = ["request_definition", "policy_definition", "role_definition", "policy_effect", "matchers"]
+
+    init(text: String, source: String) throws(PolicyError) {
+        self.source = source
+        func fail(_ position: SourcePosition, _ message: String) -> PolicyError {
+            PolicyError(source: source, line: position.line, column: position.column, message: message)
+        }
+        var entries: [String: ModelEntry] = [:]
+        var section: String? = nil
+        var pending: ModelEntry? = nil
+        var continuing = false
+
+        func finish(_ entry: ModelEntry, in section: String) throws(PolicyError) {
+            let prefix: String
+            switch section {
+            case "request_definition": prefix = "r"
+            case "policy_definition": prefix = "p"
+            case "role_definition": prefix = "g"
+            case "policy_effect": prefix = "e"
+            default: prefix = "m"
+            }
+            let suffix = entry.key.dropFirst(prefix.count)
+            guard entry.key.hasPrefix(prefix), suffix.isEmpty || suffix.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                throw fail(entry.keyPosition, "unknown key '\(entry.key)' in [\(section)]; expected \(prefix), \(prefix)2, ...")
+            }
+            if entries[entry.key] != nil {
+                throw fail(entry.keyPosition, "'\(entry.key)' is defined twice")
+            }
+            entries[entry.key] = entry
+        }
+
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" })
+        for (lineIndex, rawLine) in lines.enumerated() {
+            let lineNumber = lineIndex + 1
+            var line = Array(rawLine)
+            if line.last == "\r" { line.removeLast() }
+            var start = 0
+            while start < line.count, line[start] == " " || line[start] == "\t" { start += 1 }
+            var end = line.count
+            while end > start, line[end - 1] == " " || line[end - 1] == "\t" { end -= 1 }
+            let continues = end > start && line[end - 1] == "\\"
+            let contentEnd = continues ? end - 1 : end
+
+            if continuing, var entry = pending {
+                // A continuation line: its trimmed text joins the value.
+                for offset in start..<contentEnd {
+                    entry.value.append(line[offset])
+                    entry.valuePositions.append(SourcePosition(line: lineNumber, column: offset + 1))
+                }
+                pending = entry
+                continuing = continues
+                if !continues, let section {
+                    try finish(entry, in: section)
+                    pending = nil
+                }
+                continue
+            }
+            if start == end || line[start] == "#" || line[start] == ";" { continue }
+            if line[start] == "[" {
+                guard line[end - 1] == "]" else { throw fail(SourcePosition(line: lineNumber, column: end + 1), "expected ']' to close the section name") }
+                let name = String(line[(start + 1)..<(end - 1)]).trimmingSpaces
+                guard Self.sections.contains(name) else {
+                    throw fail(SourcePosition(line: lineNumber, column: start + 2),
+                               "unknown section [\(name)]; expected one of " + Self.sections.map { "[\($0)]" }.joined(separator: ", "))
+                }
+                section = name
+                continue
+            }
+            guard let currentSection = section else {
+                throw fail(SourcePosition(line: lineNumber, column: start + 1), "expected a section header such as [request_definition] before the first key")
+            }
+            guard let equals = line[start..<contentEnd].firstIndex(of: "=") else {
+                throw fail(SourcePosition(line: lineNumber, column: contentEnd + 1), "expected 'key = value'")
+            }
+            let key = String(line[start..<equals]).trimmingSpaces
+            guard !key.isEmpty else { throw fail(SourcePosition(line: lineNumber, column: start + 1), "expected a key before '='") }
+            var valueStart = equals + 1
+            while valueStart < contentEnd, line[valueStart] == " " || line[valueStart] == "\t" { valueStart += 1 }
+            var entry = ModelEntry(key: key, value: "", keyPosition: SourcePosition(line: lineNumber, column: start + 1), valuePositions: [])
+            for offset in valueStart..<max(valueStart, contentEnd) {
+                entry.value.append(line[offset])
+                entry.valuePositions.append(SourcePosition(line: lineNumber, column: offset + 1))
+            }
+            if continues {
+                pending = entry
+                continuing = true
+            } else {
+                try finish(entry, in: currentSection)
+            }
+        }
+        if let entry = pending, let section { try finish(entry, in: section) }
+
+        func required(_ key: String, _ section: String) throws(PolicyError) -> ModelEntry {
+            guard let entry = entries[key] else {
+                throw PolicyError(source: source, line: 0, column: 0, message: "missing '\(key) = ...' in [\(section)]")
+            }
+            return entry
+        }
+        func fields(_ entry: ModelEntry) throws(PolicyError) -> [String] {
+            var names: [String] = []
+            var offset = 0
+            for part in entry.value.split(separator: ",", omittingEmptySubsequences: false) {
+                let name = String(part).trimmingSpaces
+                let leading = part.prefix { $0 == " " || $0 == "\t" }.count
+                let position = entry.position(ofCharacter: offset + leading)
+                guard let first = name.first, first.isLetter || first == "_",
+                      name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }) else {
+                    throw fail(position, "expected a field name (letters, digits, '_'), found '\(name)'")
+                }
+                guard !names.contains(name) else { throw fail(position, "field '\(name)' is listed twice") }
+                names.append(name)
+                offset += part.count + 1
+            }
+            return names
+        }
+
+        _ = try required("r", "request_definition")
+        _ = try required("p", "policy_definition")
+        let effectEntry = try required("e", "policy_effect")
+        matcher = try required("m", "matchers")
+        self.entries = entries
+        for (key, entry) in entries {
+            switch key.first {
+            case "r": requestFields[key] = try fields(entry)
+            case "p": policyFields[key] = try fields(entry)
+            case "g":
+                let parts = entry.value.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+                guard parts.allSatisfy({ $0 == "_" }), parts.count == 2 || parts.count == 3 else {
+                    throw fail(entry.position(ofCharacter: 0), "expected '_, _' or '_, _, _' (with a domain) for role definition '\(key)'")
+                }
+                roleArity[key] = parts.count
+            default: break
+            }
+        }
+        let normalized = effectEntry.value.filter { !$0.isWhitespace }
+        switch normalized {
+        case "some(where(p.eft==allow))": effect = .allowOverride
+        case "!some(where(p.eft==deny))": effect = .denyOverride
+        case "some(where(p.eft==allow))&&!some(where(p.eft==deny))": effect = .allowAndDeny
+        case "priority(p.eft)||deny": effect = .priority
+        default:
+            throw fail(effectEntry.position(ofCharacter: 0),
+                       "unsupported policy effect '\(effectEntry.value)'; expected some(where (p.eft == allow)), !some(where (p.eft == deny)), some(where (p.eft == allow)) && !some(where (p.eft == deny)) or priority(p.eft) || deny")
+        }
+    }
+}
+
+/// One line of a policy file: its type (`p`, `g`, ...), its values and where it came from.
+struct PolicyLine: Sendable {
+    var key: String
+    var values: [String]
+    var source: String
+    var line: Int
+    /// The 1-based column of each value (0 when the line was added programmatically).
+    var columns: [Int]
+}
+
+enum PolicyCSV {
+    /// Parses Casbin's CSV policy format: one rule per line, fields separated by commas with the
+    /// surrounding spaces trimmed, a field in double quotes may contain commas (`""` is a quote),
+    /// blank lines and lines starting with `#` are ignored.
+    static func parse(_ text: String, source: String) throws(PolicyError) -> [PolicyLine] {
+        var result: [PolicyLine] = []
+        for (lineIndex, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
+            let lineNumber = lineIndex + 1
+            var characters = Array(rawLine)
+            if characters.last == "\r" { characters.removeLast() }
+            let firstNonSpace = characters.firstIndex { $0 != " " && $0 != "\t" }
+            guard let firstNonSpace, characters[firstNonSpace] != "#" else { continue }
+            var fields: [String] = []
+            var columns: [Int] = []
+            var index = 0
+            func fail(_ column: Int, _ message: String) -> PolicyError {
+                PolicyError(source: source, line: lineNumber, column: column, message: message)
+            }
+            while true {
+                while index < characters.count, characters[index] == " " || characters[index] == "\t" { index += 1 }
+                columns.append(index + 1)
+                var field = ""
+                if index < characters.count, characters[index] == "\"" {
+                    let open = index
+                    index += 1
+                    var closed = false
+                    while index < characters.count {
+                        if characters[index] == "\"" {
+                            if index + 1 < characters.count, characters[index + 1] == "\"" {
+                                field.append("\"")
+                                index += 2
+                                continue
+                            }
+                            index += 1
+                            closed = true
+                            break
+                        }
+                        field.append(characters[index])
+                        index += 1
+                    }
+                    guard closed else { throw fail(open + 1, "unterminated quoted field; expected a closing '\"'") }
+                    while index < characters.count, characters[index] == " " || characters[index] == "\t" { index += 1 }
+                    guard index == characters.count || characters[index] == "," else {
+                        throw fail(index + 1, "expected ',' after a quoted field")
+                    }
+                } else {
+                    while index < characters.count, characters[index] != "," {
+                        if characters[index] == "\"" { throw fail(index + 1, "a '\"' may only start a field; quote the whole field and write \"\" for a quote") }
+                        field.append(characters[index])
+                        index += 1
+                    }
+                    field = field.trimmingSpaces
+                }
+                fields.append(field)
+                if index >= characters.count { break }
+                index += 1  // the comma
+            }
+            let key = fields.removeFirst()
+            let keyColumn = columns.removeFirst()
+            guard !key.isEmpty else { throw fail(keyColumn, "expected a policy type such as 'p' or 'g' at the start of the line") }
+            result.append(PolicyLine(key: key, values: fields, source: source, line: lineNumber, columns: columns))
+        }
+        return result
+    }
+}
+
+extension String {
+    /// The string without leading and trailing spaces and tabs.
+    var trimmingSpaces: String {
+        var characters = Substring(self)
+        while let first = characters.first, first == " " || first == "\t" { characters.removeFirst() }
+        while let last = characters.last, last == " " || last == "\t" { characters.removeLast() }
+        return String(characters)
+    }
+}

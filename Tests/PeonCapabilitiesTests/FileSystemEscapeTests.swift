@@ -1,0 +1,192 @@
+import Foundation
+import PeonCapabilities
+import PeonInterface
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Threat: a guest granted `ws/` reaches `outside.txt` or `sibling/` (see ``FileSystemFixture`` for
+/// the tree) through `..`, a symbolic link in the middle or at the end of a path, a dangling link that
+/// `O_CREAT` would follow, a hard link, a loop, or a link swapped in while the host walks the path.
+/// Every test asserts the refusal *and* that nothing on disk changed.
+@Suite struct FileSystemEscapeTests {
+    @Test func dotDotIsResolvedBeforePolicySoItCannotHideAnEscape() throws {
+        try withFileSystemFixture { fixture in
+            let path = try fixture.capability.normalize("sub/../../outside.txt")
+            #expect(path == fixture.outside)
+            #expect(!fixture.isGranted(path))
+        }
+    }
+
+    @Test(arguments: ["link-out", "abs-out"])
+    func aSymbolicLinkAsTheLastComponentLeadingOutIsRefused(name: String) throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            var asked: [String] = []
+            let path = try fixture.capability.normalize(name)
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.read(path, authorize: { asked.append($0); return fixture.isGranted($0) })
+            }
+            #expect(error?.code == .denied)
+            #expect(asked == [fixture.outside])
+            #expect(error.map { !$0.message.contains("secret") && !$0.message.contains(fixture.outside) } == true)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func aSymbolicLinkInTheMiddleOfThePathLeadingToASiblingTreeIsRefused() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            let capability = fixture.capability
+            let read = try capability.normalize("dir-out/other.txt")
+            #expect(hostError { () throws(HostError) in try capability.read(read, authorize: fixture.isGranted) }?.code == .denied)
+            let created = try capability.normalize("dir-out/new.txt")
+            #expect(hostError { () throws(HostError) in try capability.write(created, data: [1], authorize: fixture.isGranted) }?.code == .denied)
+            #expect(hostError { () throws(HostError) in try capability.append(created, data: [1], authorize: fixture.isGranted) }?.code == .denied)
+            #expect(hostError { () throws(HostError) in try capability.remove(read, authorize: fixture.isGranted) }?.code == .denied)
+            let directory = try capability.normalize("dir-out")
+            #expect(hostError { () throws(HostError) in try capability.readDirectory(directory, authorize: fixture.isGranted) }?.code == .denied)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func writingThroughALinkThatLeadsOutIsRefusedAndTheTargetIsUntouched() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            let path = try fixture.capability.normalize("link-out")
+            let write = hostError { () throws(HostError) in try fixture.capability.write(path, data: Array("pwned".utf8), authorize: fixture.isGranted) }
+            let append = hostError { () throws(HostError) in try fixture.capability.append(path, data: Array("pwned".utf8), authorize: fixture.isGranted) }
+            #expect(write?.code == .denied)
+            #expect(append?.code == .denied)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func aDanglingLinkLeadingOutCannotBeUsedToCreateAFileOutside() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            let path = try fixture.capability.normalize("dangling")
+            #expect(hostError { () throws(HostError) in try fixture.capability.append(path, data: [0x41], authorize: fixture.isGranted) }?.code == .denied)
+            #expect(hostError { () throws(HostError) in try fixture.capability.write(path, data: [0x41], authorize: fixture.isGranted) }?.code == .denied)
+            #expect(!FileManager.default.fileExists(atPath: fixture.root + "/created.txt"))
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func aSymbolicLinkLoopEndsWithAnErrorInsteadOfSpinning() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            var hops = 0
+            let path = try fixture.capability.normalize("loop-a")
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.read(path, authorize: { _ in hops += 1; return true })
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(hops == FileSystemCapability.maxSymbolicLinkHops)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func aHardLinkToAFileOutsideIsRefusedForReadAndAppend() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            let path = try fixture.capability.normalize("hard.txt")
+            #expect(hostError { () throws(HostError) in try fixture.capability.read(path, authorize: fixture.isGranted) }?.code == .denied)
+            #expect(hostError { () throws(HostError) in try fixture.capability.append(path, data: [0x41], authorize: fixture.isGranted) }?.code == .denied)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func replacingAHardLinkedFileNeverChangesItsOtherName() throws {
+        try withFileSystemFixture { fixture in
+            let path = try fixture.capability.normalize("hard.txt")
+            try fixture.capability.write(path, data: Array("new".utf8), authorize: fixture.isGranted)
+            #expect(try String(contentsOfFile: fixture.outside, encoding: .utf8) == "secret")
+            #expect(try String(contentsOfFile: path, encoding: .utf8) == "new")
+        }
+    }
+
+    @Test func removingALinkThatLeadsOutRemovesTheLinkNotTheTarget() throws {
+        try withFileSystemFixture { fixture in
+            let path = try fixture.capability.normalize("link-out")
+            try fixture.capability.remove(path, authorize: { _ in Issue.record("remove must not follow the link"); return false })
+            #expect(FileManager.default.fileExists(atPath: fixture.outside))
+            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) == nil)
+        }
+    }
+
+    @Test func aFIFOIsRefusedInsteadOfBlockingTheHost() throws {
+        try withFileSystemFixture { fixture in
+            let path = fixture.workspace + "/fifo"
+            #expect(mkfifo(path, 0o600) == 0)
+            #expect(hostError { () throws(HostError) in try fixture.capability.read(path, authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try fixture.capability.append(path, data: [1], authorize: fixture.isGranted) }?.code == .invalidArgument)
+        }
+    }
+
+    /// A second thread keeps swapping `ws/swap` between a real folder and a link to `sibling/`; a
+    /// walk that checked and then used the path would sooner or later read `sibling/other.txt`.
+    @Test func aLinkSwappedInDuringTheWalkIsNeverFollowedWithoutAuthorization() throws {
+        try withFileSystemFixture { fixture in
+            let swap = fixture.workspace + "/swap"
+            let real = fixture.workspace + "/swap-real"
+            let link = fixture.workspace + "/swap-link"
+            try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: true)
+            try "inside".write(toFile: real + "/other.txt", atomically: false, encoding: .utf8)
+            #expect(symlink("../sibling", link) == 0)
+            #expect(rename(real, swap) == 0)
+            let stop = Atomic(false)
+            let finished = DispatchSemaphore(value: 0)
+            let swapper = Thread {
+                defer { finished.signal() }
+                // Alternate: move the folder away and put the link in its place, then back.
+                var linkInPlace = false
+                while !stop.load() {
+                    if linkInPlace {
+                        _ = rename(swap, link)
+                        _ = rename(real, swap)
+                    } else {
+                        _ = rename(swap, real)
+                        _ = rename(link, swap)
+                    }
+                    linkInPlace.toggle()
+                }
+            }
+            swapper.start()
+            var leaked = 0
+            for _ in 0..<3000 {
+                do {
+                    let content = try fixture.capability.read(swap + "/other.txt", authorize: fixture.isGranted)
+                    if content == Array("sibling".utf8) { leaked += 1 }
+                } catch {
+                    // Refusals and "not found" mid-swap are the expected outcomes.
+                }
+            }
+            stop.store(true)
+            finished.wait()
+            #expect(leaked == 0)
+            #expect(try String(contentsOfFile: fixture.root + "/sibling/other.txt", encoding: .utf8) == "sibling")
+        }
+    }
+}
+
+/// A tiny lock-protected flag for the swapper thread.
+final class Atomic<Value: Sendable>: @unchecked Sendable {
+    // Invariant: `value` is only read or written while `lock` is held.
+    private var value: Value
+    private let lock = NSLock()
+
+    init(_ value: Value) {
+        self.value = value
+    }
+
+    func load() -> Value {
+        lock.withLock { value }
+    }
+
+    func store(_ newValue: Value) {
+        lock.withLock { value = newValue }
+    }
+}

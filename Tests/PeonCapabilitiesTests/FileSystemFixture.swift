@@ -1,0 +1,103 @@
+import Foundation
+import PeonCapabilities
+import PeonInterface
+import PeonTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The tree every file-system suite works in, built fresh in a temporary folder:
+///
+/// ```
+/// root/
+/// ├── outside.txt  "secret"              never granted: must never be read or changed
+/// ├── sibling/                           a tree next to the grant
+/// │   └── other.txt "sibling"
+/// └── ws/                                the granted tree and the working directory
+///     ├── a.txt      "alpha"
+///     ├── sub/b.txt  "beta"
+///     ├── empty/
+///     ├── link-in   -> sub/b.txt         a link that stays inside
+///     ├── link-out  -> ../outside.txt    last component leads out (relative target)
+///     ├── abs-out   -> <root>/outside.txt last component leads out (absolute target)
+///     ├── dir-out   -> ../sibling        middle component leads to the sibling tree
+///     ├── dangling  -> ../created.txt    leads out to a file that does not exist yet
+///     ├── loop-a    -> loop-b            a loop
+///     ├── loop-b    -> loop-a
+///     └── hard.txt                       a hard link to outside.txt
+/// ```
+struct FileSystemFixture {
+    let root: String
+    var workspace: String { root + "/ws" }
+    var outside: String { root + "/outside.txt" }
+
+    /// The grant the tests simulate: the workspace and everything under it.
+    func isGranted(_ path: String) -> Bool {
+        path == workspace || path.hasPrefix(workspace + "/")
+    }
+
+    var capability: FileSystemCapability { FileSystemCapability(workingDirectory: workspace) }
+
+    init(root: URL) throws {
+        self.root = root.path
+        let manager = FileManager.default
+        try "secret".write(toFile: self.root + "/outside.txt", atomically: false, encoding: .utf8)
+        try manager.createDirectory(atPath: self.root + "/sibling", withIntermediateDirectories: true)
+        try "sibling".write(toFile: self.root + "/sibling/other.txt", atomically: false, encoding: .utf8)
+        let ws = self.root + "/ws"
+        try manager.createDirectory(atPath: ws + "/sub", withIntermediateDirectories: true)
+        try manager.createDirectory(atPath: ws + "/empty", withIntermediateDirectories: true)
+        try "alpha".write(toFile: ws + "/a.txt", atomically: false, encoding: .utf8)
+        try "beta".write(toFile: ws + "/sub/b.txt", atomically: false, encoding: .utf8)
+        try manager.createSymbolicLink(atPath: ws + "/link-in", withDestinationPath: "sub/b.txt")
+        try manager.createSymbolicLink(atPath: ws + "/link-out", withDestinationPath: "../outside.txt")
+        try manager.createSymbolicLink(atPath: ws + "/abs-out", withDestinationPath: self.root + "/outside.txt")
+        try manager.createSymbolicLink(atPath: ws + "/dir-out", withDestinationPath: "../sibling")
+        try manager.createSymbolicLink(atPath: ws + "/dangling", withDestinationPath: "../created.txt")
+        try manager.createSymbolicLink(atPath: ws + "/loop-a", withDestinationPath: "loop-b")
+        try manager.createSymbolicLink(atPath: ws + "/loop-b", withDestinationPath: "loop-a")
+        try manager.linkItem(atPath: self.root + "/outside.txt", toPath: ws + "/hard.txt")
+    }
+
+    /// Every entry under the root with its kind and content (or link target), for "nothing changed" checks.
+    func snapshot() throws -> [String: String] {
+        var result: [String: String] = [:]
+        func visit(_ path: String) throws {
+            for name in try FileManager.default.contentsOfDirectory(atPath: path) {
+                let full = path + "/" + name
+                var status = stat()
+                guard lstat(full, &status) == 0 else { continue }
+                switch status.st_mode & S_IFMT {
+                case S_IFLNK:
+                    result[full] = "link:" + (try FileManager.default.destinationOfSymbolicLink(atPath: full))
+                case S_IFDIR:
+                    result[full] = "dir"
+                    try visit(full)
+                default:
+                    let data = FileManager.default.contents(atPath: full) ?? Data()
+                    result[full] = "file:\(status.st_mode & 0o777):" + String(decoding: data, as: UTF8.self)
+                }
+            }
+        }
+        try visit(root)
+        return result
+    }
+}
+
+/// Runs `body` with a fresh fixture tree.
+func withFileSystemFixture(_ body: (FileSystemFixture) throws -> Void) throws {
+    try withTemporaryDirectory { url in
+        try body(try FileSystemFixture(root: url))
+    }
+}
+
+/// The error `body` throws, or `nil` if it succeeds.
+func hostError<T>(_ body: () throws(HostError) -> T) -> HostError? {
+    do {
+        _ = try body()
+        return nil
+    } catch {
+        return error
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import PeonCapabilities
+import PeonInterface
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Normalization is the string policy decides on: it must be canonical, so that two spellings of one
+/// path can never get two different answers, and it must reject what the OS would misread.
+@Suite struct FileSystemNormalizationTests {
+    static let capability = FileSystemCapability(workingDirectory: "/ws/a")
+
+    @Test(arguments: [
+        ("b", "/ws/a/b"),
+        ("/a/./b", "/a/b"),
+        ("//a//b", "/a/b"),
+        ("/a/b/", "/a/b"),
+        ("/a/b/.", "/a/b"),
+        (".", "/ws/a"),
+        ("./", "/ws/a"),
+        ("/", "/"),
+        ("//", "/"),
+        ("/..", "/"),
+        ("../../../../etc/passwd", "/etc/passwd"),
+        ("../b/./c//", "/ws/b/c"),
+        ("x/../../y", "/ws/y"),
+        ("/a/b/../../..", "/"),
+        ("...", "/ws/a/..."),
+        ("a\\..\\b", "/ws/a/a\\..\\b"),
+    ])
+    func aPathNormalizesToOneCanonicalAbsoluteSpelling(input: String, expected: String) throws {
+        #expect(try Self.capability.normalize(input) == expected)
+    }
+
+    @Test func theWorkingDirectoryIsItselfNormalized() throws {
+        let capability = FileSystemCapability(workingDirectory: "/ws//a/./b/../")
+        #expect(capability.workingDirectory == "/ws/a")
+        #expect(try capability.normalize("c") == "/ws/a/c")
+    }
+
+    @Test(arguments: [
+        ("", "empty"),
+        ("a\u{0}b", "NUL"),
+        ("/ws/\u{0}", "NUL"),
+        (String(repeating: "a/", count: 2048), "longer than 4095"),
+        ("/" + String(repeating: "n", count: 256), "longer than 255"),
+    ])
+    func aMalformedPathIsInvalidArgument(input: String, reason: String) {
+        let error = hostError { () throws(HostError) in try Self.capability.normalize(input) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains(reason) == true)
+    }
+
+    @Test func aPathThatGrowsTooLongOnceJoinedToTheWorkingDirectoryIsRefused() {
+        let deep = FileSystemCapability(workingDirectory: "/" + String(repeating: "d/", count: 1000))
+        let error = hostError { () throws(HostError) in try deep.normalize(String(repeating: "x/", count: 1100)) }
+        #expect(error?.code == .invalidArgument)
+    }
+
+    @Test func aRelativePathWithoutAnAbsoluteWorkingDirectoryIsRefused() {
+        let capability = FileSystemCapability(workingDirectory: "relative")
+        #expect(hostError { () throws(HostError) in try capability.normalize("x") }?.code == .invalidArgument)
+        #expect((try? capability.normalize("/x")) == "/x")
+    }
+}
+
+/// The operations do what the guest asked, inside the grant, within their limits.
+@Suite struct FileSystemOperationTests {
+    @Test func readReturnsTheFileAndFollowsALinkThatStaysInside() throws {
+        try withFileSystemFixture { fixture in
+            var asked: [String] = []
+            #expect(try fixture.capability.read(fixture.workspace + "/a.txt", authorize: fixture.isGranted) == Array("alpha".utf8))
+            let content = try fixture.capability.read(fixture.workspace + "/link-in", authorize: { asked.append($0); return fixture.isGranted($0) })
+            #expect(content == Array("beta".utf8))
+            #expect(asked == [fixture.workspace + "/sub/b.txt"])
+        }
+    }
+
+    @Test func writeCreatesAndAtomicallyReplacesKeepingTheModeAndLeavingNoTemporaryFile() throws {
+        try withFileSystemFixture { fixture in
+            let capability = fixture.capability
+            let path = fixture.workspace + "/new.txt"
+            try capability.write(path, data: Array("one".utf8), authorize: fixture.isGranted)
+            #expect(chmod(path, 0o640) == 0)
+            try capability.write(path, data: Array("two".utf8), authorize: fixture.isGranted)
+            #expect(try String(contentsOfFile: path, encoding: .utf8) == "two")
+            var status = stat()
+            #expect(stat(path, &status) == 0)
+            #expect(status.st_mode & 0o777 == 0o640)
+            let names = try capability.readDirectory(fixture.workspace, authorize: fixture.isGranted)
+            #expect(!names.contains { $0.hasPrefix(".peon-") })
+        }
+    }
+
+    @Test func writeThroughALinkInsideReplacesTheTargetAndKeepsTheLink() throws {
+        try withFileSystemFixture { fixture in
+            let link = fixture.workspace + "/link-in"
+            try fixture.capability.write(link, data: Array("BETA".utf8), authorize: fixture.isGranted)
+            #expect(try String(contentsOfFile: fixture.workspace + "/sub/b.txt", encoding: .utf8) == "BETA")
+            #expect(try FileManager.default.destinationOfSymbolicLink(atPath: link) == "sub/b.txt")
+        }
+    }
+
+    @Test func appendCreatesThenAppends() throws {
+        try withFileSystemFixture { fixture in
+            let path = fixture.workspace + "/log.txt"
+            try fixture.capability.append(path, data: Array("a".utf8), authorize: fixture.isGranted)
+            try fixture.capability.append(path, data: Array("b".utf8), authorize: fixture.isGranted)
+            #expect(try String(contentsOfFile: path, encoding: .utf8) == "ab")
+        }
+    }
+
+    @Test func readDirectoryListsNamesOnlySortedWithoutDotEntries() throws {
+        try withFileSystemFixture { fixture in
+            let names = try fixture.capability.readDirectory(fixture.workspace + "/", authorize: fixture.isGranted)
+            #expect(names == ["a.txt", "abs-out", "dangling", "dir-out", "empty", "hard.txt", "link-in", "link-out", "loop-a", "loop-b", "sub"])
+        }
+    }
+
+    @Test func removeDeletesFilesAndEmptyFoldersButNotFullOnesOrTheRoot() throws {
+        try withFileSystemFixture { fixture in
+            let capability = fixture.capability
+            try capability.remove(fixture.workspace + "/a.txt", authorize: fixture.isGranted)
+            try capability.remove(fixture.workspace + "/empty", authorize: fixture.isGranted)
+            #expect(!FileManager.default.fileExists(atPath: fixture.workspace + "/a.txt"))
+            #expect(!FileManager.default.fileExists(atPath: fixture.workspace + "/empty"))
+            #expect(hostError { () throws(HostError) in try capability.remove(fixture.workspace + "/sub", authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try capability.remove("/", authorize: { _ in true }) }?.code == .invalidArgument)
+            #expect(FileManager.default.fileExists(atPath: fixture.workspace + "/sub/b.txt"))
+        }
+    }
+
+    @Test func missingFilesAndWrongKindsGetDistinctCodes() throws {
+        try withFileSystemFixture { fixture in
+            let capability = fixture.capability
+            let ws = fixture.workspace
+            #expect(hostError { () throws(HostError) in try capability.read(ws + "/nope", authorize: fixture.isGranted) }?.code == .notFound)
+            #expect(hostError { () throws(HostError) in try capability.read(ws + "/sub", authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try capability.read(ws + "/a.txt/x", authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try capability.readDirectory(ws + "/a.txt", authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try capability.write(ws + "/no/dir/x", data: [], authorize: fixture.isGranted) }?.code == .notFound)
+            #expect(hostError { () throws(HostError) in try capability.write(ws + "/sub", data: [], authorize: fixture.isGranted) }?.code == .invalidArgument)
+            #expect(hostError { () throws(HostError) in try capability.read("relative", authorize: fixture.isGranted) }?.code == .invalidArgument)
+        }
+    }
+
+    @Test func aReadOverTheLimitIsRefusedWithoutReturningData() throws {
+        try withFileSystemFixture { fixture in
+            let small = FileSystemCapability(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4)
+            let content = try small.read(fixture.workspace + "/sub/b.txt", authorize: fixture.isGranted)
+            #expect(content == Array("beta".utf8))
+            #expect(hostError { () throws(HostError) in try small.read(fixture.workspace + "/a.txt", authorize: fixture.isGranted) }?.code == .limitExceeded)
+        }
+    }
+
+    @Test func aWriteOrAppendOverTheLimitIsRefusedBeforeAnythingChanges() throws {
+        try withFileSystemFixture { fixture in
+            let before = try fixture.snapshot()
+            let small = FileSystemCapability(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4)
+            let path = fixture.workspace + "/a.txt"
+            #expect(hostError { () throws(HostError) in try small.write(path, data: Array("12345".utf8), authorize: fixture.isGranted) }?.code == .limitExceeded)
+            #expect(hostError { () throws(HostError) in try small.append(path, data: Array("12345".utf8), authorize: fixture.isGranted) }?.code == .limitExceeded)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import PeonPolicy
+import Testing
+
+/// The pattern functions, checked against Go Casbin's semantics with the pattern taken from the
+/// request (so each case compiles its pattern at enforce time).
+@Suite struct PatternTests {
+    static func check(_ function: String, _ subject: String, _ pattern: String) throws -> Bool {
+        let enforcer = try Enforcer(model: model(matcher: "\(function)(r.sub, r.obj)"), modelSource: "m.conf", policy: "", policySource: "p.csv")
+        return try enforcer.enforce(subject, pattern, "").isAllowed
+    }
+
+    @Test(arguments: [
+        ("abc", "b", true),  // unanchored search, as Go's regexp.MatchString
+        ("abc", "^b", false),
+        ("abc", "^a.c$", true),
+        ("a\nc", "^a.c$", false),
+        ("/topic/create/123", "/topic/(create|delete)/\\d+", true),
+        ("/topic/edit/123", "/topic/(create|delete)/\\d+$", false),
+        ("aaa", "^a{2,3}$", true),
+        ("aaaa", "^a{2,3}$", false),
+        ("a{2", "^a{2$", true),
+        ("x-y_z", "^[\\w-]+$", true),
+        ("ab", "^a*?b$", true),
+        ("", "^$", true),
+        ("héllo", "^h.llo$", true),
+        ("]", "[]a]", true),
+        ("GET", "(GET)|(POST)", true),
+        ("DELETE", "^(GET)|(POST)$", false),
+    ])
+    func regexMatchFollowsGoSemantics(_ subject: String, _ pattern: String, _ expected: Bool) throws {
+        #expect(try Self.check("regexMatch", subject, pattern) == expected)
+    }
+
+    @Test func pathologicalRegexesFinishWithTheRightAnswer() throws {
+        let text = String(repeating: "a", count: 5000) + "!"
+        #expect(try !Self.check("regexMatch", text, "^(a+)+$"))
+        #expect(try !Self.check("regexMatch", text, "^(a|a)*$"))
+        #expect(try !Self.check("regexMatch", text, "(x+x+)+y"))
+        #expect(try Self.check("regexMatch", text, "^(a*)*!$"))
+        let huge = String(repeating: "a", count: 2_000_000)
+        #expect(throws: PolicyError.self) { try Self.check("regexMatch", huge, "^(a|b|c|d|e)+(a|b|c|d|e)+$") }
+    }
+
+    @Test(arguments: [
+        ("/a/b", "/a/*", true), ("/a/b/c", "/a/*", false), ("/a/", "/a/*", true), ("abc", "a?c", true),
+        ("a/c", "a?c", false), ("abc", "a[a-c]c", true), ("adc", "a[^a-c]c", true), ("abc", "a[^a-c]c", false),
+        ("a*c", "a\\*c", true), ("abc", "a\\*c", false), ("abc", "*c", true), ("/x/y.go", "/*/*.go", true),
+        ("", "*", true), ("ab", "a*b*", true),
+    ])
+    func globMatchFollowsGoPathMatch(_ subject: String, _ pattern: String, _ expected: Bool) throws {
+        #expect(try Self.check("globMatch", subject, pattern) == expected)
+    }
+
+    @Test func aMalformedGlobFromTheRequestIsAnErrorLikeGoErrBadPattern() {
+        #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "[") }
+        #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "[]") }
+    }
+
+    @Test(arguments: [
+        ("192.168.2.123", "192.168.2.0/24", true), ("192.168.3.1", "192.168.2.0/24", false),
+        ("192.168.2.123", "192.168.2.123", true), ("10.1.2.3", "10.0.0.0/8", true), ("10.1.2.3", "0.0.0.0/0", true),
+        ("2001:db8::1", "2001:db8::/32", true), ("2001:db9::1", "2001:db8::/32", false), ("::1", "::1", true),
+        ("2001:db8::10.0.0.1", "2001:db8::/96", true), ("10.0.0.1", "::/0", false), ("fe80::1", "fe80::/10", true),
+        ("192.168.2.5", "192.168.2.123/24", true),
+    ])
+    func ipMatchHandlesIPv4IPv6AndCIDR(_ address: String, _ pattern: String, _ expected: Bool) throws {
+        #expect(try Self.check("ipMatch", address, pattern) == expected)
+    }
+
+    @Test(arguments: [
+        ("keyMatch", "/foo/bar", "/foo/*", true), ("keyMatch", "/foo", "/foo/*", false), ("keyMatch", "/foo/", "/foo/*", true),
+        ("keyMatch2", "/resource1", "/:resource", true), ("keyMatch2", "/a/b", "/:resource", false), ("keyMatch2", "/x/y/z", "*", true),
+        ("keyMatch3", "/proxy/myid/res", "/proxy/{id}/*", true), ("keyMatch3", "/proxy/myid", "/proxy/{id}/*", false),
+        ("keyMatch4", "/parent/123/child/123", "/parent/{id}/child/{id}", true),
+        ("keyMatch4", "/parent/123/child/456", "/parent/{id}/child/{id}", false),
+        ("keyMatch5", "/foo/bar?status=1&type=2", "/foo/bar", true), ("keyMatch5", "/parent/child1?x", "/parent/*", true),
+        ("keyMatch5", "/foo/bar", "/foo/{id}", true),
+    ])
+    func keyMatchFunctionsFollowCasbin(_ function: String, _ key: String, _ pattern: String, _ expected: Bool) throws {
+        #expect(try Self.check(function, key, pattern) == expected)
+    }
+}
