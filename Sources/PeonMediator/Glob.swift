@@ -109,7 +109,7 @@ public enum ArgumentVector {
     /// Whether the request field `field` matches the policy field `patterns` (the `peonArgs` matcher).
     /// Malformed fields never match.
     public static func matches(_ field: String, patterns: String) -> Bool {
-        if patterns == "*" { return field == "*" || split(field) != nil }
+        if patterns == "*" { return decode(field) != nil }
         guard let arguments = decode(field), let tokens = split(patterns), tokens.count == arguments.count
         else { return false }
         for (argument, token) in zip(arguments, tokens) {

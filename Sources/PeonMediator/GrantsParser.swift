@@ -178,7 +178,7 @@ private struct Reader {
     func strings(_ table: TOMLTable, _ key: String, _ path: String, required: Bool) throws(GrantsError) -> [String]? {
         let full = join(path, key)
         guard let value = table[key] else {
-            if required { throw fail(path, "missing key `\(key)`") }
+            if required { throw fail(full, "missing key `\(key)`") }
             return nil
         }
         guard let array = value.array else { throw fail(full, "expected an array of strings, found \(value.type)") }
@@ -314,8 +314,8 @@ private struct Reader {
         _ table: TOMLTable, _ path: String, as: A.Type
     ) throws(GrantsError) -> [A] where A.RawValue == String {
         let names = A.allCases.map(\.rawValue).joined(separator: ", ")
-        guard let words = try strings(table, "allow", path, required: true), !words.isEmpty else {
-            throw fail(join(path, "allow"), "the allow list is empty; name at least one of \(names)")
+        guard let words = try strings(table, "allow", path, required: false), !words.isEmpty else {
+            throw fail(join(path, "allow"), "the allow list is empty or missing; name at least one of \(names)")
         }
         var result: [A] = []
         for word in words {
