@@ -1,1 +1,273 @@
-// The audit chain: see issue 4.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+import Crypto
+
+/// When appended entries reach the disk, and what each choice risks.
+///
+/// | mode | before `append` returns | lost by a process crash | lost by a machine crash or power loss |
+/// |---|---|---|---|
+/// | `always` | every entry written and fsynced | nothing | nothing |
+/// | `effects` (default) | durable entries written and fsynced; others written | nothing | non-durable entries since the last fsync (reads, outcomes) |
+/// | `batch` | entries kept in memory, written and fsynced per 256 KiB, checkpoint and close | up to one batch | up to one batch, including entries of side effects that already ran |
+///
+/// Concurrent callers share fsyncs (group commit), so `always` costs less per entry as concurrency rises.
+public enum AuditSyncMode: String, Sendable, CaseIterable {
+    /// Every entry is durable before `append` returns.
+    case always
+    /// Entries of side-effecting calls are durable before `append` returns; other entries reach the kernel.
+    case effects
+    /// Entries are buffered and made durable in batches; side effects may run before their entry is on disk.
+    case batch
+}
+
+/// An append-only, tamper-evident audit log: a JSON Lines file whose lines are the leaves of an RFC 6962 Merkle
+/// tree, chained by `prev`, with a signed C2SP checkpoint kept beside it in `LOG.checkpoint`.
+///
+/// One process owns a log at a time (an exclusive `flock`), and inside it every caller goes through one ordered
+/// writer: `append` assigns the next `seq` under a lock, so the order is total, and whichever caller reaches the
+/// disk first writes (and fsyncs) everything queued before it — group commit. Opening a log whose last line is
+/// incomplete (a crash mid-write) cuts the partial line and appends a `log.recovered` entry.
+///
+/// After a failed write or fsync the log refuses every further append (``AuditError/Code/failed``): callers must
+/// treat that as a deny, because an action whose record may be lost must not run.
+public final class AuditLog: Sendable {
+    /// The log file.
+    public let path: String
+    /// Where the latest signed checkpoint is kept: the log path plus `.checkpoint`.
+    public let checkpointPath: String
+    /// The origin line of this log's checkpoints.
+    public let origin: String
+    /// The durability mode.
+    public let sync: AuditSyncMode
+    /// A checkpoint is written after every this many entries (0 turns periodic checkpoints off).
+    public let checkpointEvery: Int
+    /// The longest entry line accepted, in bytes.
+    public static let maxLineBytes = 1 << 20
+    /// In `batch` mode, queued bytes that trigger a write.
+    static let batchBytes = 1 << 18
+
+    private let signer: CheckpointSigner
+    private let fd: Int32
+
+    private struct Sequencer: ~Copyable {
+        var nextSeq: UInt64
+        var prev: [UInt8]
+        var tree: CompactTree
+        var pending: [UInt8] = []
+        var failure: AuditError?
+        var closed = false
+    }
+
+    private struct Writer: ~Copyable {
+        var written: UInt64
+        var synced: UInt64
+    }
+
+    private let sequencer: Mutex<Sequencer>
+    /// Held while touching the file; always taken before `sequencer` when both are needed.
+    private let writer: Mutex<Writer>
+
+    private init(path: String, fd: Int32, signer: CheckpointSigner, origin: String, sync: AuditSyncMode,
+                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree) {
+        self.path = path
+        self.checkpointPath = path + ".checkpoint"
+        self.fd = fd
+        self.signer = signer
+        self.origin = origin
+        self.sync = sync
+        self.checkpointEvery = checkpointEvery
+        sequencer = Mutex(Sequencer(nextSeq: size, prev: prev, tree: tree))
+        writer = Mutex(Writer(written: size, synced: size))
+    }
+
+    /// Opens (creating with mode 0600 if needed) and locks the log at `path`, recovering a torn tail.
+    ///
+    /// - Parameters:
+    ///   - signer: signs checkpoints.
+    ///   - sync: when entries reach the disk; see ``AuditSyncMode``.
+    ///   - checkpointEvery: write `LOG.checkpoint` after every this many entries (0: only on demand and close).
+    ///   - origin: the checkpoint origin line; defaults to the signer's key name.
+    /// - Throws: ``AuditError/Code/locked`` if another process has the log open, ``AuditError/Code/io`` if it
+    ///   cannot be read or written, ``AuditError/Code/malformedEntry`` if its last complete line is not an entry
+    ///   (run `peon-wasm audit verify`).
+    public static func open(path: String, signer: CheckpointSigner, sync: AuditSyncMode = .effects,
+                            checkpointEvery: Int = 1000, origin: String? = nil) throws(AuditError) -> AuditLog {
+        let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileIO.ioError(path, "cannot open the audit log") }
+        var keep = false
+        defer { if !keep { posixClose(fd) } }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            if errno == EWOULDBLOCK {
+                throw AuditError(.locked, "\(path): another process is appending to this audit log; wait for it to finish or use another log")
+            }
+            throw FileIO.ioError(path, "cannot lock the audit log")
+        }
+
+        // Hash every complete line; find a torn tail.
+        var reader = LineReader(fd: fd, path: path, maxLine: maxLineBytes)
+        var tree = CompactTree()
+        var prev = [UInt8](repeating: 0, count: 32)
+        var last: [UInt8]?
+        var completeBytes: Int64 = 0
+        var torn: [UInt8]?
+        while let item = try reader.next() {
+            switch item {
+            case .line(let bytes):
+                let leaf = RFC6962.leafHash(bytes)
+                tree.append(leafHash: leaf)
+                prev = leaf
+                last = bytes
+                completeBytes += Int64(bytes.count) + 1
+            case .tooLong:
+                throw AuditError(.malformedEntry,
+                                 "\(path):\(tree.size + 1): a line is longer than \(maxLineBytes) bytes; run `peon-wasm audit verify \(path)`",
+                                 line: Int(tree.size) + 1, seq: tree.size)
+            case .partial(let bytes):
+                torn = bytes
+            }
+        }
+        if let last {
+            let lineNumber = Int(tree.size)
+            switch AuditEntry.parse(last) {
+            case .success(let entry) where entry.seq == tree.size - 1: break
+            case .success(let entry):
+                throw AuditError(.brokenChain,
+                                 "\(path):\(lineNumber): the last entry has seq \(entry.seq) but is entry \(tree.size - 1); run `peon-wasm audit verify \(path)`",
+                                 line: lineNumber, seq: tree.size - 1)
+            case .failure(let e):
+                throw AuditError(.malformedEntry,
+                                 "\(path):\(lineNumber): the last entry is not valid (\(e.reason)); run `peon-wasm audit verify \(path)`",
+                                 line: lineNumber, seq: tree.size - 1)
+            }
+        }
+        if torn != nil {
+            guard ftruncate(fd, off_t(completeBytes)) == 0, posixFsync(fd) == 0 else {
+                throw FileIO.ioError(path, "cannot cut the torn tail")
+            }
+        }
+        let log = AuditLog(path: path, fd: fd, signer: signer, origin: origin ?? signer.name, sync: sync,
+                           checkpointEvery: checkpointEvery, size: tree.size, prev: prev, tree: tree)
+        keep = true
+        if let torn {
+            let record = AuditRecord(
+                run: "", module: "", moduleSHA256: "", call: "log.recovered", resource: "log:" + path,
+                reason: "the log ended in an incomplete line (the writer stopped mid-write); the partial line was cut",
+                details: ["cut_bytes": String(torn.count), "cut_sha256": hex(SHA256.hash(data: torn)),
+                          "after_seq": tree.size == 0 ? "none" : String(tree.size - 1)])
+            try log.append(record, durable: true)
+        }
+        return log
+    }
+
+    /// The number of entries appended so far (the next `seq`).
+    public var size: UInt64 { sequencer.withLock { $0.nextSeq } }
+
+    /// Appends a record and returns its `seq`.
+    ///
+    /// Pass `durable: true` for the decision entry of a side-effecting call (fs write/append/remove, http other than
+    /// GET/HEAD, db execute, exec): in `always` and `effects` mode it is written and fsynced before this returns, so
+    /// the record exists before the action runs. Safe to call from many threads; the order of `seq` is the order of
+    /// the lines in the file.
+    @discardableResult
+    public func append(_ record: AuditRecord, durable: Bool) throws(AuditError) -> UInt64 {
+        let (seq, queued) = try sequencer.withLock { s throws(AuditError) -> (UInt64, Int) in
+            if s.closed { throw AuditError(.failed, "\(path): the audit log is closed") }
+            if let failure = s.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            let entry = AuditEntry(seq: s.nextSeq, time: AuditClock.now(), record: record, prev: hex(s.prev))
+            let line = entry.serialized()
+            guard line.count <= Self.maxLineBytes else {
+                throw AuditError(.invalidArgument, "an audit entry of \(line.count) bytes exceeds \(Self.maxLineBytes); record payloads by hash")
+            }
+            let leaf = RFC6962.leafHash(line)
+            s.tree.append(leafHash: leaf)
+            s.prev = leaf
+            s.pending += line
+            s.pending.append(0x0A)
+            s.nextSeq += 1
+            return (entry.seq, s.pending.count)
+        }
+        switch sync {
+        case .always: try flush(through: seq + 1, fsync: true)
+        case .effects: try flush(through: seq + 1, fsync: durable)
+        case .batch: if queued >= Self.batchBytes { try flush(through: seq + 1, fsync: true) }
+        }
+        if checkpointEvery > 0, (seq + 1) % UInt64(checkpointEvery) == 0 {
+            try writeCheckpoint()
+        }
+        return seq
+    }
+
+    /// Writes (and optionally fsyncs) everything queued, unless another caller already did so past `count` entries.
+    private func flush(through count: UInt64, fsync wantSync: Bool) throws(AuditError) {
+        try writer.withLock { w throws(AuditError) in
+            if wantSync ? w.synced >= count : w.written >= count { return }
+            _ = try writeQueued(&w, fsync: wantSync)
+        }
+    }
+
+    /// Writes the queue; returns the size and root the file now holds. Call with `writer` held.
+    private func writeQueued(_ w: inout Writer, fsync wantSync: Bool) throws(AuditError) -> (UInt64, [UInt8]) {
+        let (bytes, end, root) = sequencer.withLock { s in
+            let bytes = s.pending
+            s.pending = []
+            return (bytes, s.nextSeq, s.tree.rootHash)
+        }
+        do throws(AuditError) {
+            if !bytes.isEmpty { try FileIO.writeAll(fd: fd, bytes[...], path: path) }
+            w.written = end
+            if wantSync && w.synced < end {
+                guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
+                w.synced = end
+            }
+        } catch {
+            // The file may now end mid-line; stop here, and let the next open recover it.
+            sequencer.withLock { $0.failure = $0.failure ?? error }
+            throw error
+        }
+        return (end, root)
+    }
+
+    /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log.
+    public func writeCheckpoint() throws(AuditError) {
+        try writer.withLock { w throws(AuditError) in
+            let (size, root) = try writeQueued(&w, fsync: true)
+            let note = try signer.sign(Checkpoint(origin: origin, size: size, rootHash: root))
+            try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8))
+        }
+    }
+
+    /// Writes a final checkpoint, releases the lock and closes the file. Calling it again does nothing.
+    public func close() throws(AuditError) {
+        let wasClosed = sequencer.withLock { s in
+            defer { s.closed = true }
+            return s.closed
+        }
+        guard !wasClosed else { return }
+        defer {
+            _ = flock(fd, LOCK_UN)
+            posixClose(fd)
+        }
+        if sequencer.withLock({ $0.failure }) == nil {
+            try writeCheckpoint()
+        }
+    }
+
+    deinit {
+        let wasClosed = sequencer.withLock { $0.closed }
+        if !wasClosed {
+            // Best effort for a caller that forgot close(): make queued entries durable, then release the file.
+            try? writeCheckpoint()
+            _ = flock(fd, LOCK_UN)
+            posixClose(fd)
+        }
+    }
+}
+
+// Module-level names for the libc functions that `AuditLog` shadows with its own `open` and `close`.
+private func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
+private func posixClose(_ fd: Int32) { _ = close(fd) }
+private func posixFsync(_ fd: Int32) -> Int32 { fsync(fd) }

@@ -1,0 +1,221 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The verdict recorded for a host call.
+public enum AuditDecision: String, Sendable, Equatable, CaseIterable {
+    /// The call was permitted and will run.
+    case allow
+    /// The call was refused.
+    case deny
+}
+
+/// What a caller asks the log to record: one decision, outcome or lifecycle event.
+///
+/// The log adds `seq`, `time` and `prev`. Record payloads by hash and length in ``details``
+/// (`payload_sha256`, `payload_len`), never by content: the log is readable by anyone who audits it.
+///
+/// ```swift
+/// let seq = try log.append(AuditRecord(run: runID, module: "report.wasm", moduleSHA256: digest,
+///     call: "fs.write", resource: "fs:/srv/out.txt", decision: .allow, reason: "grant fs-out",
+///     policy: "v3", details: ["payload_sha256": sha, "payload_len": "42"]), durable: true)
+/// ```
+public struct AuditRecord: Sendable, Equatable {
+    /// The id of the module run this record belongs to.
+    public var run: String
+    /// The module's name (as given on the command line or in the agent manifest).
+    public var module: String
+    /// Lowercase hex SHA-256 of the module's bytes.
+    public var moduleSHA256: String
+    /// The host call (`fs.read`, `http.request`, ...) or lifecycle event (`run.start`, `run.end`, `log.recovered`).
+    public var call: String
+    /// The resource the call touches, prefixed by its kind (`fs:/srv/reports/q1.txt`, `http:GET https://...`).
+    public var resource: String
+    /// The decision; nil for lifecycle and outcome entries that decide nothing.
+    public var decision: AuditDecision?
+    /// The deciding rule, or why the call was refused.
+    public var reason: String
+    /// The policy version that decided.
+    public var policy: String
+    /// For outcome entries: `ok` or an error code. Nil for decisions.
+    public var outcome: String?
+    /// Extra facts as strings (`payload_sha256`, `payload_len`, `approver`, `sql_sha256`), serialized in key order.
+    public var details: [String: String]
+
+    /// Creates a record; every field but the five identifying ones defaults to empty.
+    public init(run: String, module: String, moduleSHA256: String, call: String, resource: String,
+                decision: AuditDecision? = nil, reason: String = "", policy: String = "", outcome: String? = nil,
+                details: [String: String] = [:]) {
+        self.run = run
+        self.module = module
+        self.moduleSHA256 = moduleSHA256
+        self.call = call
+        self.resource = resource
+        self.decision = decision
+        self.reason = reason
+        self.policy = policy
+        self.outcome = outcome
+        self.details = details
+    }
+}
+
+/// One entry of the log as written: a record plus the fields the log adds.
+///
+/// Serialized as one JSON object per line with keys in this fixed order: `seq`, `time`, `run`, `module`,
+/// `module_sha256`, `call`, `resource`, `decision`, `reason`, `policy`, `outcome`, `details`, `prev`.
+/// `decision` and `outcome` are `null` when absent; `details` keys are sorted by their UTF-8 bytes.
+public struct AuditEntry: Sendable, Equatable {
+    /// The entry's 0-based position in the log (its RFC 6962 leaf index).
+    public var seq: UInt64
+    /// When the entry was appended, RFC 3339 UTC with microseconds (`2026-11-21T20:05:22.123456Z`).
+    public var time: String
+    /// The caller's record.
+    public var record: AuditRecord
+    /// Lowercase hex leaf hash of the previous entry; 64 zeros for `seq` 0.
+    public var prev: String
+
+    /// Creates an entry.
+    public init(seq: UInt64, time: String, record: AuditRecord, prev: String) {
+        self.seq = seq
+        self.time = time
+        self.record = record
+        self.prev = prev
+    }
+
+    /// The `prev` of entry 0.
+    public static let zeroPrev = String(repeating: "0", count: 64)
+
+    /// The exact line bytes (without newline): the leaf of the Merkle tree.
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        func key(_ k: String, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            JSONWriter.appendString(k, to: &out)
+            out.append(UInt8(ascii: ":"))
+        }
+        func optional(_ v: String?) {
+            if let v { JSONWriter.appendString(v, to: &out) } else { out += Array("null".utf8) }
+        }
+        out.append(UInt8(ascii: "{"))
+        key("seq", first: true); out += Array(String(seq).utf8)
+        key("time"); JSONWriter.appendString(time, to: &out)
+        key("run"); JSONWriter.appendString(record.run, to: &out)
+        key("module"); JSONWriter.appendString(record.module, to: &out)
+        key("module_sha256"); JSONWriter.appendString(record.moduleSHA256, to: &out)
+        key("call"); JSONWriter.appendString(record.call, to: &out)
+        key("resource"); JSONWriter.appendString(record.resource, to: &out)
+        key("decision"); optional(record.decision?.rawValue)
+        key("reason"); JSONWriter.appendString(record.reason, to: &out)
+        key("policy"); JSONWriter.appendString(record.policy, to: &out)
+        key("outcome"); optional(record.outcome)
+        key("details")
+        out.append(UInt8(ascii: "{"))
+        for (index, k) in record.details.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONWriter.appendString(k, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.appendString(record.details[k] ?? "", to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        key("prev"); JSONWriter.appendString(prev, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// Parses one line (without newline) into an entry, or explains in a short phrase why it is not one.
+    ///
+    /// Field types are checked strictly; unknown extra fields are allowed (they are covered by the leaf hash).
+    public static func parse(_ line: [UInt8]) -> Result<AuditEntry, EntryParseError> {
+        let value: JSONValue
+        switch JSONReader.parse(line) {
+        case .success(let v): value = v
+        case .failure(let e): return .failure(EntryParseError(reason: "not JSON: \(e.reason) at column \(e.column)"))
+        }
+        guard case .object = value else { return .failure(EntryParseError(reason: "not a JSON object")) }
+        func string(_ k: String) -> Result<String, EntryParseError> {
+            guard case .string(let s)? = value[k] else {
+                return .failure(EntryParseError(reason: value[k] == nil ? "field \"\(k)\" is missing" : "field \"\(k)\" is not a string"))
+            }
+            return .success(s)
+        }
+        func optionalString(_ k: String) -> Result<String?, EntryParseError> {
+            switch value[k] {
+            case .string(let s)?: .success(s)
+            case .null?: .success(nil)
+            case nil: .failure(EntryParseError(reason: "field \"\(k)\" is missing"))
+            default: .failure(EntryParseError(reason: "field \"\(k)\" is not a string or null"))
+            }
+        }
+        do {
+            guard case .number(let seqText)? = value["seq"] else {
+                throw EntryParseError(reason: value["seq"] == nil ? "field \"seq\" is missing" : "field \"seq\" is not a number")
+            }
+            guard let seq = UInt64(seqText), String(seq) == seqText else {
+                throw EntryParseError(reason: "field \"seq\" is not a non-negative integer")
+            }
+            let decisionText = try optionalString("decision").get()
+            var decision: AuditDecision?
+            if let decisionText {
+                guard let d = AuditDecision(rawValue: decisionText) else {
+                    throw EntryParseError(reason: "field \"decision\" is \"\(decisionText)\", expected allow, deny or null")
+                }
+                decision = d
+            }
+            var details: [String: String] = [:]
+            switch value["details"] {
+            case nil: break
+            case .object(let members)?:
+                for m in members {
+                    guard case .string(let s) = m.value else { throw EntryParseError(reason: "details.\(m.key) is not a string") }
+                    details[m.key] = s
+                }
+            default: throw EntryParseError(reason: "field \"details\" is not an object")
+            }
+            let prev = try string("prev").get()
+            guard prev.utf8.count == 64, unhex(prev) != nil else {
+                throw EntryParseError(reason: "field \"prev\" is not 64 hex digits")
+            }
+            let record = AuditRecord(
+                run: try string("run").get(), module: try string("module").get(),
+                moduleSHA256: try string("module_sha256").get(), call: try string("call").get(),
+                resource: try string("resource").get(), decision: decision, reason: try string("reason").get(),
+                policy: try string("policy").get(), outcome: try optionalString("outcome").get(), details: details)
+            return .success(AuditEntry(seq: seq, time: try string("time").get(), record: record, prev: prev))
+        } catch let e as EntryParseError {
+            return .failure(e)
+        } catch {
+            return .failure(EntryParseError(reason: "\(error)"))
+        }
+    }
+}
+
+/// Why a line is not an entry.
+public struct EntryParseError: Error, Sendable, Equatable {
+    /// A short phrase such as `field "seq" is missing`.
+    public var reason: String
+}
+
+/// RFC 3339 UTC time with microseconds, from the system's real-time clock.
+enum AuditClock {
+    /// The current time as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    static func now() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return format(seconds: Int(ts.tv_sec), microseconds: Int(ts.tv_nsec) / 1000)
+    }
+
+    static func format(seconds: Int, microseconds: Int) -> String {
+        var t = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        func pad(_ v: Int, _ width: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
+            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(microseconds, 6))Z"
+    }
+}

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a successful verification established.
+public struct VerificationSummary: Sendable, Equatable {
+    /// The number of complete entries in the log.
+    public var size: UInt64
+    /// The RFC 6962 root of all of them.
+    public var rootHash: [UInt8]
+    /// The latest checkpoint (from `LOG.checkpoint`); its first `size` entries match its root.
+    public var checkpoint: Checkpoint
+    /// Whether the checkpoint's signature was checked against a verifier key.
+    public var signatureChecked: Bool
+    /// Entries appended after the latest checkpoint: chained and hashed, but not yet covered by a signature.
+    public var uncheckpointed: UInt64 { size - checkpoint.size }
+    /// True when a live writer held the log and its final, incomplete line was left out.
+    public var skippedLiveTail: Bool
+}
+
+/// Checks an audit log end to end without trusting any byte of it.
+///
+/// Every line must be a well-formed entry whose `seq` is its index and whose `prev` is the leaf hash of the line
+/// before; the RFC 6962 root of the first `n` entries must equal the root of every checkpoint of size `n`; and each
+/// checkpoint's signature must verify with the given key. The first failure is reported with the entry's `seq` and
+/// 1-based line. Memory stays O(log n) plus one line (lines are capped at ``AuditLog/maxLineBytes``).
+public enum AuditVerifier {
+    /// Verifies the log at `logPath` against `LOG.checkpoint` and any extra (older) checkpoint files.
+    ///
+    /// - Parameters:
+    ///   - verifierKey: the signer's verifier key text; nil checks everything but the signatures
+    ///     (``VerificationSummary/signatureChecked`` is then false).
+    ///   - extraCheckpoints: paths of earlier checkpoints an auditor kept; each must be a prefix of the log.
+    /// - Throws: an ``AuditError`` whose code says what failed (see ``AuditError/exitCode``).
+    public static func verify(logPath: String, verifierKey: String?,
+                              extraCheckpoints: [String] = []) throws(AuditError) -> VerificationSummary {
+        let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
+        var checkpoints = [(logPath + ".checkpoint", latest)]
+        for path in extraCheckpoints { checkpoints.append((path, try loadCheckpoint(path: path, key: key))) }
+
+        let fd = open(logPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIO.ioError(logPath, "cannot open the audit log") }
+        defer { close(fd) }
+        // A writer holds an exclusive lock: if we cannot take a shared one, the last line may still be growing.
+        let live: Bool
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            live = false
+            _ = flock(fd, LOCK_UN)
+        } else {
+            live = errno == EWOULDBLOCK
+        }
+
+        var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
+        var tree = CompactTree()
+        var prev = [UInt8](repeating: 0, count: 32)
+        var skippedLiveTail = false
+        try checkPrefixes(checkpoints, tree: tree, logPath: logPath)
+        while let item = try reader.next() {
+            let seq = tree.size
+            let lineNumber = Int(seq) + 1
+            let place = "\(logPath):\(lineNumber)"
+            switch item {
+            case .tooLong:
+                throw AuditError(.malformedEntry, "\(place): entry seq \(seq) is longer than \(AuditLog.maxLineBytes) bytes",
+                                 line: lineNumber, seq: seq)
+            case .partial:
+                if live { skippedLiveTail = true; continue }
+                throw AuditError(.tornTail,
+                                 "\(place): the last line has no newline (a writer died mid-line); the next open of the log cuts it and records log.recovered",
+                                 line: lineNumber, seq: seq)
+            case .line(let bytes):
+                let entry: AuditEntry
+                switch AuditEntry.parse(bytes) {
+                case .success(let e): entry = e
+                case .failure(let e):
+                    throw AuditError(.malformedEntry, "\(place): entry seq \(seq) is not a valid entry: \(e.reason)",
+                                     line: lineNumber, seq: seq)
+                }
+                guard entry.seq == seq else {
+                    throw AuditError(.brokenChain,
+                                     "\(place): line \(lineNumber) holds seq \(entry.seq) where seq \(seq) belongs: entries were deleted, inserted or reordered here",
+                                     line: lineNumber, seq: seq)
+                }
+                guard entry.prev == hex(prev) else {
+                    if seq == 0 {
+                        throw AuditError(.brokenChain, "\(place): entry seq 0 must have prev of 64 zeros: the start of the log was removed or altered",
+                                         line: lineNumber, seq: seq)
+                    }
+                    throw AuditError(.brokenChain,
+                                     "\(logPath):\(lineNumber - 1): entry seq \(seq - 1) does not hash to the prev of seq \(seq) (line \(lineNumber)): one of the two was altered, or entries were removed or inserted between them",
+                                     line: lineNumber - 1, seq: seq - 1)
+                }
+                let leaf = RFC6962.leafHash(bytes)
+                tree.append(leafHash: leaf)
+                prev = leaf
+                try checkPrefixes(checkpoints, tree: tree, logPath: logPath)
+            }
+        }
+        guard tree.size > 0 else {
+            throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
+        }
+        for (path, cp) in checkpoints where cp.size > tree.size {
+            throw AuditError(.checkpointMismatch,
+                             "\(logPath):\(tree.size + 1): the checkpoint \(path) covers \(cp.size) entries but the log has \(tree.size): entries from seq \(tree.size) on were removed (truncated)",
+                             line: Int(tree.size) + 1, seq: tree.size)
+        }
+        return VerificationSummary(size: tree.size, rootHash: tree.rootHash, checkpoint: latest,
+                                   signatureChecked: key != nil, skippedLiveTail: skippedLiveTail)
+    }
+
+    private static func checkPrefixes(_ checkpoints: [(String, Checkpoint)], tree: CompactTree,
+                                      logPath: String) throws(AuditError) {
+        for (path, cp) in checkpoints where cp.size == tree.size {
+            let root = tree.rootHash
+            guard root == cp.rootHash else {
+                let last = tree.size == 0 ? "the empty log" : "seq 0...\(tree.size - 1) (lines 1...\(tree.size))"
+                throw AuditError(.checkpointMismatch,
+                                 "\(logPath):\(tree.size): the root of \(last) is \(hex(root)) but \(path) signed \(hex(cp.rootHash)): an entry up to seq \(tree.size == 0 ? 0 : tree.size - 1) was altered, or the checkpoint was replaced",
+                                 line: Int(tree.size), seq: tree.size == 0 ? 0 : tree.size - 1)
+            }
+        }
+    }
+
+    /// Reads, parses and (with a key) authenticates one signed checkpoint file.
+    public static func loadCheckpoint(path: String, key: VerifierKey?) throws(AuditError) -> Checkpoint {
+        guard FileIO.exists(path) else {
+            throw AuditError(.checkpointMissing,
+                             "\(path): no checkpoint; a log gets one at run end and every N entries (`peon-wasm audit checkpoint LOG --refresh` writes one)")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try FileIO.readAll(path: path, limit: SignedNote.maxBytes)
+        } catch {
+            throw AuditError(.checkpointMalformed, "\(path): \(error.message)")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw AuditError(.checkpointMalformed, "\(path): the checkpoint is not UTF-8 text")
+        }
+        do {
+            let note = try SignedNote.parse(text)
+            if let key { try note.verify(with: key) }
+            return try Checkpoint.parse(note.text)
+        } catch {
+            throw AuditError(error.code, "\(path): \(error.message)")
+        }
+    }
+}
+
+/// RFC 6962 proofs over a log file, for `peon-wasm audit prove` and `audit consistency`.
+public enum AuditProofs {
+    /// An inclusion proof in the JSON shape the CLI prints.
+    public struct Inclusion: Sendable, Equatable {
+        /// The leaf index (the entry's `seq`).
+        public var leafIndex: UInt64
+        /// The size of the tree the proof is against.
+        public var treeSize: UInt64
+        /// The leaf hash of the entry's line.
+        public var leafHash: [UInt8]
+        /// The tree's root.
+        public var rootHash: [UInt8]
+        /// The audit path, leaf side first.
+        public var hashes: [[UInt8]]
+
+        /// `{"leaf_index":..,"tree_size":..,"leaf_hash":"hex","root_hash":"hex","hashes":["hex",...]}`.
+        public var json: String {
+            "{\"leaf_index\":\(leafIndex),\"tree_size\":\(treeSize),\"leaf_hash\":\"\(hex(leafHash))\",\"root_hash\":\"\(hex(rootHash))\",\"hashes\":[\(hashes.map { "\"\(hex($0))\"" }.joined(separator: ","))]}"
+        }
+    }
+
+    /// A consistency proof in the JSON shape the CLI prints.
+    public struct Consistency: Sendable, Equatable {
+        /// The smaller tree's size.
+        public var oldSize: UInt64
+        /// The larger tree's size.
+        public var newSize: UInt64
+        /// The smaller tree's root.
+        public var oldRoot: [UInt8]
+        /// The larger tree's root.
+        public var newRoot: [UInt8]
+        /// The proof hashes.
+        public var hashes: [[UInt8]]
+
+        /// `{"old_size":..,"new_size":..,"old_root":"hex","new_root":"hex","hashes":["hex",...]}`.
+        public var json: String {
+            "{\"old_size\":\(oldSize),\"new_size\":\(newSize),\"old_root\":\"\(hex(oldRoot))\",\"new_root\":\"\(hex(newRoot))\",\"hashes\":[\(hashes.map { "\"\(hex($0))\"" }.joined(separator: ","))]}"
+        }
+    }
+
+    /// The leaf hashes of every complete line of a log (a trailing partial line is ignored).
+    public static func leafHashes(logPath: String) throws(AuditError) -> [[UInt8]] {
+        let fd = open(logPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileIO.ioError(logPath, "cannot open the audit log") }
+        defer { close(fd) }
+        var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
+        var hashes: [[UInt8]] = []
+        while let item = try reader.next() {
+            switch item {
+            case .line(let bytes): hashes.append(RFC6962.leafHash(bytes))
+            case .tooLong:
+                throw AuditError(.malformedEntry, "\(logPath):\(hashes.count + 1): line longer than \(AuditLog.maxLineBytes) bytes",
+                                 line: hashes.count + 1, seq: UInt64(hashes.count))
+            case .partial: break
+            }
+        }
+        return hashes
+    }
+
+    /// The inclusion proof of entry `seq` against the log's latest checkpoint, whose root must match the log.
+    public static func inclusion(logPath: String, seq: UInt64, verifierKey: String?) throws(AuditError) -> Inclusion {
+        let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
+        let leaves = try prefix(logPath: logPath, checkpoint: cp)
+        guard seq < cp.size else {
+            throw AuditError(.invalidArgument, "seq \(seq) is not covered by the latest checkpoint (size \(cp.size)); refresh it with `peon-wasm audit checkpoint \(logPath) --refresh`")
+        }
+        let proof = try RFC6962.inclusionProof(index: Int(seq), leafHashes: leaves[...])
+        return Inclusion(leafIndex: seq, treeSize: cp.size, leafHash: leaves[Int(seq)], rootHash: cp.rootHash, hashes: proof)
+    }
+
+    /// The consistency proof between the first `oldSize` entries and the first `newSize` (default: the latest
+    /// checkpoint's size), both prefixes of the log.
+    public static func consistency(logPath: String, oldSize: UInt64, newSize: UInt64?,
+                                   verifierKey: String?) throws(AuditError) -> Consistency {
+        let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
+        var leaves = try prefix(logPath: logPath, checkpoint: cp)
+        let all = try leafHashes(logPath: logPath)
+        let newSize = newSize ?? cp.size
+        guard newSize <= UInt64(all.count) else {
+            throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(all.count) entries)")
+        }
+        guard oldSize <= newSize else {
+            throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
+        }
+        leaves = Array(all.prefix(Int(newSize)))
+        let proof = try RFC6962.consistencyProof(oldSize: Int(oldSize), leafHashes: leaves[...])
+        return Consistency(oldSize: oldSize, newSize: newSize,
+                           oldRoot: RFC6962.rootHash(leafHashes: leaves[..<Int(oldSize)]),
+                           newRoot: RFC6962.rootHash(leafHashes: leaves[...]), hashes: proof)
+    }
+
+    private static func prefix(logPath: String, checkpoint cp: Checkpoint) throws(AuditError) -> [[UInt8]] {
+        let all = try leafHashes(logPath: logPath)
+        guard cp.size <= UInt64(all.count) else {
+            throw AuditError(.checkpointMismatch, "\(logPath): the checkpoint covers \(cp.size) entries but the log has \(all.count); run `peon-wasm audit verify`")
+        }
+        let leaves = Array(all.prefix(Int(cp.size)))
+        guard RFC6962.rootHash(leafHashes: leaves[...]) == cp.rootHash else {
+            throw AuditError(.checkpointMismatch, "\(logPath): the log does not match its checkpoint's root; run `peon-wasm audit verify`")
+        }
+        return leaves
+    }
+}

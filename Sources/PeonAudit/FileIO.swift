@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The few POSIX file operations the log needs, each turning errno into an ``AuditError`` that names the path.
+enum FileIO {
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    static func ioError(_ path: String, _ what: String) -> AuditError {
+        AuditError(.io, "\(path): \(what): \(errnoText())")
+    }
+
+    /// The permission bits of a file, or nil if it does not exist (or cannot be examined).
+    static func mode(path: String) -> UInt32? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return UInt32(st.st_mode) & 0o7777
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// `mkdir -p` of the directory containing `path`, new directories with mode 0700.
+    static func createDirectories(parentOf path: String) throws(AuditError) {
+        var current = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/").dropLast() {
+            current += "/" + component
+            if mkdir(current, 0o700) != 0 && errno != EEXIST { throw ioError(current, "cannot create directory") }
+        }
+    }
+
+    enum CreateResult { case created, exists, failed(AuditError) }
+
+    /// Creates a new file with exactly `contents` and `mode`, fsynced, failing with `.exists` if it is already there.
+    static func createExclusive(path: String, contents: [UInt8], mode: mode_t) -> CreateResult {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        if fd < 0 { return errno == EEXIST ? .exists : .failed(ioError(path, "cannot create")) }
+        defer { close(fd) }
+        do throws(AuditError) {
+            try writeAll(fd: fd, contents[...], path: path)
+            guard fsync(fd) == 0 else { return .failed(ioError(path, "fsync failed")) }
+        } catch {
+            return .failed(error)
+        }
+        return .created
+    }
+
+    /// Reads a whole file, refusing one larger than `limit` bytes.
+    static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ioError(path, "cannot open") }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError(path, "read failed")
+            }
+            if n == 0 { return out }
+            out += buffer[0..<n]
+            guard out.count <= limit else { throw AuditError(.io, "\(path): larger than \(limit) bytes; is this the right file?") }
+        }
+    }
+
+    /// Writes every byte, retrying short writes and EINTR.
+    static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(AuditError) {
+        var offset = bytes.startIndex
+        while offset < bytes.endIndex {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ioError(path, "write failed")
+            }
+            offset += n
+        }
+    }
+
+    /// Replaces `path` atomically: write a temporary file beside it, fsync, rename over, fsync the directory.
+    static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644) throws(AuditError) {
+        let temp = path + ".tmp"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ioError(temp, "cannot create") }
+        do throws(AuditError) {
+            try writeAll(fd: fd, contents[...], path: temp)
+            guard fsync(fd) == 0 else { throw ioError(temp, "fsync failed") }
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        close(fd)
+        guard rename(temp, path) == 0 else { throw ioError(path, "cannot rename \(temp) over it") }
+        syncDirectory(of: path)
+    }
+
+    /// Fsyncs the directory holding `path` so a new or renamed entry survives a machine crash (best effort).
+    static func syncDirectory(of path: String) {
+        let dir: String
+        if let slash = path.lastIndex(of: "/") { dir = slash == path.startIndex ? "/" : String(path[..<slash]) } else { dir = "." }
+        let fd = open(dir, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        close(fd)
+    }
+}
+
+/// Reads a file line by line with bounded memory: a line longer than `maxLine` is reported, not buffered whole.
+struct LineReader {
+    enum Item {
+        /// A complete line (without its newline).
+        case line([UInt8])
+        /// A line longer than the limit; its bytes were skipped.
+        case tooLong
+        /// The final bytes after the last newline (a torn tail).
+        case partial([UInt8])
+    }
+
+    let fd: Int32
+    let path: String
+    let maxLine: Int
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var eof = false
+    private var skipping = false
+
+    init(fd: Int32, path: String, maxLine: Int) {
+        self.fd = fd
+        self.path = path
+        self.maxLine = maxLine
+    }
+
+    /// The next item, or nil at the end of the file.
+    mutating func next() throws(AuditError) -> Item? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: 0x0A) {
+                let line = Array(buffer[start..<nl])
+                start = nl + 1
+                if skipping { skipping = false; return .tooLong }
+                return .line(line)
+            }
+            if buffer.count - start > maxLine {
+                // Drop what we have of this over-long line and keep scanning for its end.
+                skipping = true
+                buffer.removeAll(keepingCapacity: true)
+                start = 0
+            }
+            if eof {
+                defer { buffer.removeAll(); start = 0 }
+                if skipping { skipping = false; return .tooLong }
+                return start < buffer.count ? .partial(Array(buffer[start...])) : nil
+            }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            var chunk = [UInt8](repeating: 0, count: 1 << 16)
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileIO.ioError(path, "read failed")
+            }
+            if n == 0 { eof = true } else { buffer += chunk[0..<n] }
+        }
+    }
+}

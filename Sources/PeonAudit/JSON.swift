@@ -1,0 +1,239 @@
+/// The small JSON writer and reader the log needs, written so the bytes are fixed and hostile input is bounded.
+///
+/// The writer emits keys in the order the caller gives, no whitespace, and escapes `"`, `\`, every control
+/// character and U+2028/U+2029, so an entry is always exactly one line and the same entry always hashes the same.
+/// The reader accepts standard JSON (RFC 8259) up to a small nesting depth, rejects duplicate keys (two tools must
+/// never see two different values for one field), and never recurses deeper than ``JSONReader/maxDepth``.
+enum JSONWriter {
+    /// Appends `s` as a JSON string literal.
+    static func appendString(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for scalar in s.unicodeScalars {
+            switch scalar.value {
+            case 0x22: out += [0x5C, 0x22]
+            case 0x5C: out += [0x5C, 0x5C]
+            case 0x0A: out += [0x5C, UInt8(ascii: "n")]
+            case 0x0D: out += [0x5C, UInt8(ascii: "r")]
+            case 0x09: out += [0x5C, UInt8(ascii: "t")]
+            case 0x08: out += [0x5C, UInt8(ascii: "b")]
+            case 0x0C: out += [0x5C, UInt8(ascii: "f")]
+            case 0x00..<0x20, 0x7F, 0x2028, 0x2029:
+                out += Array("\\u".utf8)
+                let digits = Array("0123456789abcdef".utf8)
+                let v = Int(scalar.value)
+                out += [digits[(v >> 12) & 0xF], digits[(v >> 8) & 0xF], digits[(v >> 4) & 0xF], digits[v & 0xF]]
+            default:
+                out += Array(String(scalar).utf8)
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// A parsed JSON value. Numbers keep their literal text; the log only uses non-negative integers.
+enum JSONValue: Equatable {
+    case string(String)
+    case number(String)
+    case bool(Bool)
+    case null
+    case array([JSONValue])
+    case object([(key: String, value: JSONValue)])
+
+    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case let (.string(a), .string(b)), let (.number(a), .number(b)): a == b
+        case let (.bool(a), .bool(b)): a == b
+        case (.null, .null): true
+        case let (.array(a), .array(b)): a == b
+        case let (.object(a), .object(b)): a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        default: false
+        }
+    }
+
+    /// The member named `key`, for an object.
+    subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.first { $0.key == key }?.value
+    }
+}
+
+/// A strict, bounded JSON parser over bytes. Errors are short phrases with the byte column.
+struct JSONReader {
+    /// The deepest nesting accepted; the log's entries nest two levels deep.
+    static let maxDepth = 8
+
+    private let bytes: [UInt8]
+    private var i = 0
+
+    private init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Parses one complete JSON document, or returns the reason it is not one.
+    static func parse(_ bytes: [UInt8]) -> Result<JSONValue, ParseError> {
+        var reader = JSONReader(bytes)
+        do throws(ParseError) {
+            reader.skipSpace()
+            let value = try reader.value(depth: 0)
+            reader.skipSpace()
+            guard reader.i == bytes.count else { throw ParseError(reason: "trailing bytes after the JSON value", column: reader.i + 1) }
+            return .success(value)
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// Why bytes are not JSON, and at which 1-based byte column.
+    struct ParseError: Error {
+        var reason: String
+        var column: Int
+    }
+
+    private func fail(_ reason: String) -> ParseError { ParseError(reason: reason, column: i + 1) }
+
+    private mutating func skipSpace() {
+        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 || bytes[i] == 0x0A || bytes[i] == 0x0D { i += 1 }
+    }
+
+    private mutating func value(depth: Int) throws(ParseError) -> JSONValue {
+        guard depth <= Self.maxDepth else { throw fail("nesting deeper than \(Self.maxDepth)") }
+        guard i < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[i] {
+        case UInt8(ascii: "{"): return try object(depth: depth)
+        case UInt8(ascii: "["): return try array(depth: depth)
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try number())
+        default: throw fail("unexpected byte 0x\(hex([bytes[i]]))")
+        }
+    }
+
+    private mutating func literal(_ word: String) throws(ParseError) {
+        let w = Array(word.utf8)
+        guard bytes.count - i >= w.count, Array(bytes[i..<i + w.count]) == w else { throw fail("invalid literal") }
+        i += w.count
+    }
+
+    private mutating func number() throws(ParseError) -> String {
+        let start = i
+        if bytes[i] == UInt8(ascii: "-") { i += 1 }
+        func digits(_ r: inout JSONReader) -> Int {
+            let s = r.i
+            while r.i < r.bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(r.bytes[r.i]) { r.i += 1 }
+            return r.i - s
+        }
+        guard i < bytes.count else { throw fail("invalid number") }
+        if bytes[i] == UInt8(ascii: "0") { i += 1 } else if digits(&self) == 0 { throw fail("invalid number") }
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard digits(&self) > 0 else { throw fail("invalid number") }
+        }
+        if i < bytes.count, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < bytes.count, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard digits(&self) > 0 else { throw fail("invalid number") }
+        }
+        return String(decoding: bytes[start..<i], as: UTF8.self)
+    }
+
+    private mutating func hex4() throws(ParseError) -> UInt32 {
+        guard bytes.count - i >= 4, let v = unhex(String(decoding: bytes[i..<i + 4], as: UTF8.self)), v.count == 2 else {
+            throw fail("invalid \\u escape")
+        }
+        i += 4
+        return UInt32(v[0]) << 8 | UInt32(v[1])
+    }
+
+    private mutating func string() throws(ParseError) -> String {
+        i += 1   // opening quote
+        var out: [UInt8] = []
+        while true {
+            guard i < bytes.count else { throw fail("unterminated string") }
+            let b = bytes[i]
+            switch b {
+            case UInt8(ascii: "\""):
+                i += 1
+                // Reject invalid UTF-8 instead of repairing it: a repaired string would hash differently from the line.
+                guard let s = String(validating: out, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
+                return s
+            case UInt8(ascii: "\\"):
+                i += 1
+                guard i < bytes.count else { throw fail("unterminated escape") }
+                let e = bytes[i]
+                i += 1
+                switch e {
+                case UInt8(ascii: "\""): out.append(0x22)
+                case UInt8(ascii: "\\"): out.append(0x5C)
+                case UInt8(ascii: "/"): out.append(0x2F)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var v = try hex4()
+                    if (0xD800..<0xDC00).contains(v) {
+                        guard bytes.count - i >= 2, bytes[i] == 0x5C, bytes[i + 1] == UInt8(ascii: "u") else {
+                            throw fail("unpaired surrogate")
+                        }
+                        i += 2
+                        let lo = try hex4()
+                        guard (0xDC00..<0xE000).contains(lo) else { throw fail("unpaired surrogate") }
+                        v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
+                    } else if (0xDC00..<0xE000).contains(v) {
+                        throw fail("unpaired surrogate")
+                    }
+                    guard let scalar = Unicode.Scalar(v) else { throw fail("invalid \\u escape") }
+                    out += Array(String(scalar).utf8)
+                default: throw fail("invalid escape")
+                }
+            case 0x00..<0x20:
+                throw fail("raw control character in string")
+            default:
+                out.append(b)
+                i += 1
+            }
+        }
+    }
+
+    private mutating func array(depth: Int) throws(ParseError) -> JSONValue {
+        i += 1
+        var items: [JSONValue] = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+        while true {
+            skipSpace()
+            items.append(try value(depth: depth + 1))
+            skipSpace()
+            guard i < bytes.count else { throw fail("unterminated array") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "]") { i += 1; return .array(items) }
+            throw fail("expected , or ]")
+        }
+    }
+
+    private mutating func object(depth: Int) throws(ParseError) -> JSONValue {
+        i += 1
+        var members: [(key: String, value: JSONValue)] = []
+        var seen: Set<String> = []
+        skipSpace()
+        if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+        while true {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let keyColumn = i + 1
+            let key = try string()
+            guard seen.insert(key).inserted else { throw ParseError(reason: "duplicate key \"\(key)\"", column: keyColumn) }
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected :") }
+            i += 1
+            skipSpace()
+            members.append((key, try value(depth: depth + 1)))
+            skipSpace()
+            guard i < bytes.count else { throw fail("unterminated object") }
+            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+            if bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
+            throw fail("expected , or }")
+        }
+    }
+}

@@ -1,0 +1,253 @@
+import Crypto
+
+/// The RFC 6962 §2.1 Merkle Tree Hash, with named domain-separation prefixes.
+///
+/// - Leaf hash: `SHA-256(0x00 || leaf)` — `leaf` is the exact bytes of one log line without its newline.
+/// - Node hash: `SHA-256(0x01 || left || right)`.
+/// - The hash of an empty tree is `SHA-256("")`.
+/// - A tree of `n > 1` leaves splits at `k`, the largest power of two smaller than `n`.
+///
+/// All hashes are 32-byte arrays. The same definitions are used by Certificate Transparency, Go's checksum
+/// database and Sigstore, so any of their verifiers can check our proofs.
+public enum RFC6962 {
+    /// The byte prefixed to a leaf before hashing (second-preimage protection).
+    public static let leafPrefix: UInt8 = 0x00
+    /// The byte prefixed to two child hashes before hashing.
+    public static let nodePrefix: UInt8 = 0x01
+
+    /// `SHA-256(0x00 || leaf)`.
+    public static func leafHash(_ leaf: some Sequence<UInt8>) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: [leafPrefix])
+        hasher.update(data: Array(leaf))
+        return Array(hasher.finalize())
+    }
+
+    /// `SHA-256(0x01 || left || right)`.
+    public static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] {
+        var hasher = SHA256()
+        hasher.update(data: [nodePrefix])
+        hasher.update(data: left)
+        hasher.update(data: right)
+        return Array(hasher.finalize())
+    }
+
+    /// The hash of the empty tree, `SHA-256("")`.
+    public static var emptyRoot: [UInt8] { Array(SHA256.hash(data: [UInt8]())) }
+
+    /// The largest power of two strictly smaller than `n` (requires `n >= 2`).
+    static func split(_ n: Int) -> Int {
+        var k = 1
+        while k << 1 < n { k <<= 1 }
+        return k
+    }
+
+    /// The Merkle Tree Hash of the given leaf hashes (`MTH(D[n])` with the leaf hashes precomputed).
+    public static func rootHash(leafHashes: ArraySlice<[UInt8]>) -> [UInt8] {
+        switch leafHashes.count {
+        case 0: return emptyRoot
+        case 1: return leafHashes[leafHashes.startIndex]
+        default:
+            let k = split(leafHashes.count)
+            let mid = leafHashes.startIndex + k
+            return nodeHash(rootHash(leafHashes: leafHashes[..<mid]), rootHash(leafHashes: leafHashes[mid...]))
+        }
+    }
+
+    /// The audit path `PATH(m, D[n])` of RFC 6962 §2.1.1 for leaf `index` in the tree of the given leaf hashes,
+    /// ordered from the leaf's sibling up to the root's child.
+    ///
+    /// Requires `0 <= index < leafHashes.count`; otherwise throws ``AuditError/Code/invalidArgument``.
+    public static func inclusionProof(index: Int, leafHashes: ArraySlice<[UInt8]>) throws(AuditError) -> [[UInt8]] {
+        guard index >= 0, index < leafHashes.count else {
+            throw AuditError(.invalidArgument, "leaf index \(index) is outside a tree of size \(leafHashes.count)")
+        }
+        return path(index, leafHashes)
+    }
+
+    private static func path(_ m: Int, _ d: ArraySlice<[UInt8]>) -> [[UInt8]] {
+        guard d.count > 1 else { return [] }
+        let k = split(d.count)
+        let mid = d.startIndex + k
+        if m < k {
+            return path(m, d[..<mid]) + [rootHash(leafHashes: d[mid...])]
+        } else {
+            return path(m - k, d[mid...]) + [rootHash(leafHashes: d[..<mid])]
+        }
+    }
+
+    /// The consistency proof `PROOF(m, D[n])` of RFC 6962 §2.1.2 between the first `oldSize` leaves and all of them.
+    ///
+    /// Requires `0 <= oldSize <= leafHashes.count`. The proof is empty when `oldSize` is 0 or equals the tree size.
+    public static func consistencyProof(oldSize: Int, leafHashes: ArraySlice<[UInt8]>) throws(AuditError) -> [[UInt8]] {
+        guard oldSize >= 0, oldSize <= leafHashes.count else {
+            throw AuditError(.invalidArgument,
+                             "old size \(oldSize) is outside a tree of size \(leafHashes.count); choose 0...\(leafHashes.count)")
+        }
+        guard oldSize > 0, oldSize < leafHashes.count else { return [] }
+        return subproof(oldSize, leafHashes, true)
+    }
+
+    private static func subproof(_ m: Int, _ d: ArraySlice<[UInt8]>, _ complete: Bool) -> [[UInt8]] {
+        let n = d.count
+        if m == n { return complete ? [] : [rootHash(leafHashes: d)] }
+        let k = split(n)
+        let mid = d.startIndex + k
+        if m <= k {
+            return subproof(m, d[..<mid], complete) + [rootHash(leafHashes: d[mid...])]
+        } else {
+            return subproof(m - k, d[mid...], false) + [rootHash(leafHashes: d[..<mid])]
+        }
+    }
+
+    /// Checks an inclusion proof (RFC 9162 §2.1.3.2): that `leafHash` is leaf `index` of the tree of `treeSize`
+    /// leaves whose root is `rootHash`.
+    ///
+    /// Requires `index < treeSize`; a wrong size, a wrong proof length or a root mismatch throws
+    /// ``AuditError/Code/checkpointMismatch`` naming both roots.
+    public static func verifyInclusion(index: UInt64, treeSize: UInt64, leafHash: [UInt8], proof: [[UInt8]],
+                                       rootHash: [UInt8]) throws(AuditError) {
+        guard index < treeSize else {
+            throw AuditError(.invalidArgument, "leaf index \(index) is not below tree size \(treeSize)")
+        }
+        var fn = index
+        var sn = treeSize - 1
+        var r = leafHash
+        for p in proof {
+            guard sn != 0 else { throw AuditError(.checkpointMismatch, "inclusion proof is longer than the tree allows") }
+            if fn & 1 == 1 || fn == sn {
+                r = nodeHash(p, r)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                }
+            } else {
+                r = nodeHash(r, p)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        guard sn == 0 else { throw AuditError(.checkpointMismatch, "inclusion proof is shorter than the tree requires") }
+        guard r == rootHash else {
+            throw AuditError(.checkpointMismatch,
+                             "inclusion proof gives root \(hex(r)), expected \(hex(rootHash))")
+        }
+    }
+
+    /// Checks a consistency proof (RFC 9162 §2.1.4.2): that the tree of `oldSize` leaves with root `oldRoot` is a
+    /// prefix of the tree of `newSize` leaves with root `newRoot`.
+    ///
+    /// Requires `oldSize <= newSize`. Throws ``AuditError/Code/checkpointMismatch`` when the proof does not hold.
+    public static func verifyConsistency(oldSize: UInt64, newSize: UInt64, oldRoot: [UInt8], newRoot: [UInt8],
+                                         proof: [[UInt8]]) throws(AuditError) {
+        guard oldSize <= newSize else {
+            throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
+        }
+        if oldSize == newSize {
+            guard proof.isEmpty, oldRoot == newRoot else {
+                throw AuditError(.checkpointMismatch, "trees of equal size \(newSize) have different roots or a non-empty proof")
+            }
+            return
+        }
+        if oldSize == 0 {
+            guard proof.isEmpty else { throw AuditError(.checkpointMismatch, "a proof from the empty tree must be empty") }
+            return
+        }
+        guard !proof.isEmpty else { throw AuditError(.checkpointMismatch, "consistency proof is empty") }
+        var path = proof[...]
+        if oldSize & (oldSize - 1) == 0 { path = [oldRoot] + path }   // old tree is a complete subtree
+        var fn = oldSize - 1
+        var sn = newSize - 1
+        while fn & 1 == 1 { fn >>= 1; sn >>= 1 }
+        guard let first = path.first else { throw AuditError(.checkpointMismatch, "consistency proof is empty") }
+        var fr = first
+        var sr = first
+        for c in path.dropFirst() {
+            guard sn != 0 else { throw AuditError(.checkpointMismatch, "consistency proof is longer than the trees allow") }
+            if fn & 1 == 1 || fn == sn {
+                fr = nodeHash(c, fr)
+                sr = nodeHash(c, sr)
+                if fn & 1 == 0 {
+                    while fn & 1 == 0 && fn != 0 { fn >>= 1; sn >>= 1 }
+                }
+            } else {
+                sr = nodeHash(sr, c)
+            }
+            fn >>= 1
+            sn >>= 1
+        }
+        guard sn == 0 else { throw AuditError(.checkpointMismatch, "consistency proof is shorter than the trees require") }
+        guard fr == oldRoot else {
+            throw AuditError(.checkpointMismatch, "consistency proof gives old root \(hex(fr)), expected \(hex(oldRoot))")
+        }
+        guard sr == newRoot else {
+            throw AuditError(.checkpointMismatch, "consistency proof gives new root \(hex(sr)), expected \(hex(newRoot))")
+        }
+    }
+}
+
+/// The root of a growing RFC 6962 tree in O(log n) memory: the hashes of the perfect subtrees that the leaves
+/// appended so far decompose into (a "compact range" starting at 0), largest first.
+///
+/// The writer keeps one to sign checkpoints without holding every leaf; the verifier keeps one to check that each
+/// checkpoint is a prefix of the log while streaming through it.
+public struct CompactTree: Sendable {
+    /// The number of leaves appended.
+    public private(set) var size: UInt64 = 0
+    private var peaks: [[UInt8]] = []
+
+    /// An empty tree.
+    public init() {}
+
+    /// Appends one leaf hash.
+    public mutating func append(leafHash: [UInt8]) {
+        var hash = leafHash
+        var s = size
+        while s & 1 == 1 {
+            hash = RFC6962.nodeHash(peaks.removeLast(), hash)
+            s >>= 1
+        }
+        peaks.append(hash)
+        size += 1
+    }
+
+    /// The Merkle Tree Hash of the leaves appended so far.
+    public var rootHash: [UInt8] {
+        guard var hash = peaks.last else { return RFC6962.emptyRoot }
+        for peak in peaks.dropLast().reversed() { hash = RFC6962.nodeHash(peak, hash) }
+        return hash
+    }
+}
+
+/// Lowercase hex of bytes.
+func hex(_ bytes: some Sequence<UInt8>) -> String {
+    let digits: [Character] = Array("0123456789abcdef")
+    var s = ""
+    for b in bytes {
+        s.append(digits[Int(b >> 4)])
+        s.append(digits[Int(b & 0x0f)])
+    }
+    return s
+}
+
+/// Bytes of lowercase or uppercase hex, or nil if the text is not hex of even length.
+func unhex(_ text: some StringProtocol) -> [UInt8]? {
+    let utf8 = Array(text.utf8)
+    guard utf8.count % 2 == 0 else { return nil }
+    var out: [UInt8] = []
+    out.reserveCapacity(utf8.count / 2)
+    func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+    var i = 0
+    while i < utf8.count {
+        guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { return nil }
+        out.append(hi << 4 | lo)
+        i += 2
+    }
+    return out
+}

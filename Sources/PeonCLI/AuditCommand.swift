@@ -1,0 +1,229 @@
+import ArgumentParser
+import Foundation
+import PeonAudit
+
+/// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
+///
+/// Every failure prints one line on stderr and exits with the status of its ``AuditError/Code`` (README, "audit"):
+/// 2 I/O, 3 empty log, 4 malformed entry, 5 broken chain, 6 torn tail, 7 checkpoint missing, 8 checkpoint
+/// malformed, 9 bad signature, 10 checkpoint mismatch, 11 bad or missing key, 12 locked, 13 invalid argument.
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Verify, prove and read the tamper-evident audit log (RFC 6962 Merkle tree, signed C2SP checkpoints).",
+        subcommands: [Verify.self, Checkpoint.self, Key.self, Prove.self, Consistency.self, Show.self])
+
+    /// Options naming the local signing key.
+    struct KeyOptions: ParsableArguments {
+        @Option(name: .customLong("audit-key"),
+                help: "The checkpoint signing key (default: $XDG_CONFIG_HOME/peon-wasm/audit.key or ~/.config/peon-wasm/audit.key).")
+        var auditKey: String?
+
+        func path() throws(AuditError) -> String {
+            if let auditKey { return auditKey }
+            guard let path = CheckpointSigner.defaultKeyPath() else {
+                throw AuditError(.badKey, "no default key location: set HOME or XDG_CONFIG_HOME, or pass --audit-key PATH")
+            }
+            return path
+        }
+    }
+
+    /// Runs `body`, turning an ``AuditError`` into one stderr line and its exit status.
+    static func run(_ body: () throws(AuditError) -> Void) throws(ExitCode) {
+        do {
+            try body()
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(error.exitCode)
+        }
+    }
+
+    /// The verifier key text from `--key` (the text itself, or a file holding it).
+    static func verifierKeyText(_ option: String?) throws(AuditError) -> String? {
+        guard let option else { return nil }
+        if !option.contains("+"), FileManager.default.fileExists(atPath: option) {
+            guard let data = FileManager.default.contents(atPath: option), data.count < 4096 else {
+                throw AuditError(.badKey, "\(option): cannot read a verifier key from this file")
+            }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return option
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Recompute every leaf, the prev chain and the Merkle root, and check the signed checkpoints.",
+            discussion: """
+                Without --key the checkpoint signature is checked against the local signing key, which proves \
+                nothing to an auditor who does not trust this machine: pass the verifier key you were given.
+                """)
+
+        @Argument(help: "The audit log (JSON Lines).") var log: String
+        @Option(help: "The verifier key NAME+HASH+KEY (or a file holding it).") var key: String?
+        @Option(name: .customLong("checkpoint"), help: "An earlier checkpoint you kept; it must be a prefix of the log (repeatable).")
+        var checkpoints: [String] = []
+        @OptionGroup var keyOptions: KeyOptions
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                var keyText = try AuditCommand.verifierKeyText(key)
+                var source = "the given key"
+                if keyText == nil {
+                    let path = try keyOptions.path()
+                    guard FileManager.default.fileExists(atPath: path) else {
+                        throw AuditError(.badKey, "no verifier key: pass --key NAME+HASH+KEY (from `peon-wasm audit key` on the machine that wrote the log)")
+                    }
+                    keyText = try CheckpointSigner.load(keyPath: path).verifierKey
+                    source = "the local key \(path) (pass --key to check against a key you trust)"
+                }
+                let summary = try AuditVerifier.verify(logPath: log, verifierKey: keyText, extraCheckpoints: checkpoints)
+                print("ok: \(summary.size) entries, root \(hexString(summary.rootHash))")
+                print("checkpoint: size \(summary.checkpoint.size), origin \(summary.checkpoint.origin), signature checked with \(source)")
+                if summary.uncheckpointed > 0 {
+                    print("note: \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
+                }
+                if summary.skippedLiveTail {
+                    print("note: a writer holds the log; its last, incomplete line was not checked")
+                }
+            }
+        }
+    }
+
+    struct Checkpoint: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the log's latest signed checkpoint (a C2SP signed note).")
+
+        @Argument(help: "The audit log.") var log: String
+        @Flag(help: "Sign a fresh checkpoint of the whole log first (takes the log's lock; needs the signing key).")
+        var refresh = false
+        @OptionGroup var keyOptions: KeyOptions
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                if refresh {
+                    guard FileManager.default.fileExists(atPath: log) else { throw AuditError(.io, "\(log): no such audit log") }
+                    let signer = try CheckpointSigner.load(keyPath: try keyOptions.path())
+                    let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0)
+                    try opened.close()
+                }
+                _ = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil)
+                guard let data = FileManager.default.contents(atPath: log + ".checkpoint") else {
+                    throw AuditError(.checkpointMissing, "\(log).checkpoint: cannot read the checkpoint")
+                }
+                FileHandle.standardOutput.write(data)
+            }
+        }
+    }
+
+    struct Key: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the verifier key (NAME+HASH+KEY) of the signing key, creating the key (0600) if needed.")
+
+        @OptionGroup var keyOptions: KeyOptions
+        @Option(help: "The key name when a key is created (default: peon-wasm/HOSTNAME).") var name: String?
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                let signer = try CheckpointSigner.loadOrCreate(keyPath: try keyOptions.path(),
+                                                               name: name ?? CheckpointSigner.defaultName())
+                print(signer.verifierKey)
+            }
+        }
+    }
+
+    struct Prove: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the RFC 6962 inclusion proof of entry SEQ against the latest checkpoint, as JSON.")
+
+        @Argument(help: "The audit log.") var log: String
+        @Argument(help: "The entry's seq (its leaf index).") var seq: UInt64
+        @Option(help: "Check the checkpoint's signature with this verifier key first.") var key: String?
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                print(try AuditProofs.inclusion(logPath: log, seq: seq, verifierKey: try AuditCommand.verifierKeyText(key)).json)
+            }
+        }
+    }
+
+    struct Consistency: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the RFC 6962 consistency proof from the first OLD_SIZE entries to NEW_SIZE (default: the checkpoint's size).")
+
+        @Argument(help: "The audit log.") var log: String
+        @Argument(help: "The smaller tree size.") var oldSize: UInt64
+        @Argument(help: "The larger tree size.") var newSize: UInt64?
+        @Option(help: "Check the checkpoint's signature with this verifier key first.") var key: String?
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                print(try AuditProofs.consistency(logPath: log, oldSize: oldSize, newSize: newSize,
+                                                  verifierKey: try AuditCommand.verifierKeyText(key)).json)
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the log's entries as a table (this reads; `audit verify` checks).")
+
+        @Argument(help: "The audit log.") var log: String
+        @Option(help: "Only entries of this module.") var module: String?
+        @Option(help: "Only entries with this decision (allow or deny).") var decision: String?
+        @Option(name: .customLong("run"), help: "Only entries of this run.") var runID: String?
+        @Option(help: "Only entries at or after this UTC time (2026-11-21, 2026-11-21T20:05, ...Z).") var since: String?
+
+        func validate() throws {
+            if let decision, AuditDecision(rawValue: decision) == nil {
+                throw ValidationError("--decision must be allow or deny, not \(decision)")
+            }
+            if let since, since.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
+                throw ValidationError("--since must be a UTC time like 2026-11-21 or 2026-11-21T20:05:00Z, not \(since)")
+            }
+        }
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                guard let data = FileManager.default.contents(atPath: log) else { throw AuditError(.io, "\(log): cannot read the audit log") }
+                let sinceKey = since.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
+                var rows: [[String]] = [["SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"]]
+                var bad = 0
+                for (index, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+                    guard case .success(let e) = AuditEntry.parse(Array(line)) else {
+                        bad += 1
+                        rows.append([String(index), "-", "-", "-", "(line \(index + 1) is not an entry)", "", "", "", ""])
+                        continue
+                    }
+                    if let module, e.record.module != module { continue }
+                    if let decision, e.record.decision?.rawValue != decision { continue }
+                    if let runID, e.record.run != runID { continue }
+                    if let sinceKey, e.time < sinceKey { continue }
+                    rows.append([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
+                                 e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
+                }
+                let widths = [8, 27, 14, 18, 14, 40, 8, 10, 50]
+                for row in rows {
+                    let cells = zip(row, widths).map { cell, width in pad(terminalSafe(cell), width) }
+                    print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
+                }
+                if bad > 0 {
+                    FileHandle.standardError.write(Data("warning: \(bad) lines are not entries; run `peon-wasm audit verify \(log)`\n".utf8))
+                }
+            }
+        }
+    }
+}
+
+/// Lowercase hex.
+func hexString(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+
+/// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
+func terminalSafe(_ s: String) -> String {
+    String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0 }))
+}
+
+/// Pads or cuts (with an ellipsis) to exactly `width` characters.
+func pad(_ s: String, _ width: Int) -> String {
+    if s.count > width { return String(s.prefix(width - 1)) + "…" }
+    return s + String(repeating: " ", count: width - s.count)
+}

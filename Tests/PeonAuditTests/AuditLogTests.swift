@@ -1,0 +1,233 @@
+import Foundation
+import Synchronization
+import PeonAudit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+func record(_ i: Int, call: String = "fs.read", thread: Int = 0) -> AuditRecord {
+    AuditRecord(run: "run-\(thread)", module: "m.wasm", moduleSHA256: String(repeating: "ab", count: 32), call: call,
+                resource: "fs:/srv/file-\(i).txt", decision: i % 3 == 0 ? .deny : .allow, reason: "rule r\(i % 5)",
+                policy: "v1", details: ["payload_len": String(i), "thread": String(thread), "i": String(i)])
+}
+
+func lines(of path: String) throws -> [[UInt8]] {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    var parts = data.split(separator: 0x0A, omittingEmptySubsequences: false).map { Array($0) }
+    if parts.last == [] { parts.removeLast() }
+    return parts
+}
+
+/// The writer: what it appends verifies, survives reopening, recovers a torn tail, and keeps other processes out.
+@Suite struct AuditLogTests {
+    let dir: TemporaryDirectory
+    let signer: CheckpointSigner
+
+    init() throws {
+        dir = try TemporaryDirectory()
+        signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 7, count: 32))
+    }
+
+    @Test(arguments: AuditSyncMode.allCases)
+    func whatTheWriterAppendsVerifiesInEverySyncMode(_ mode: AuditSyncMode) throws {
+        let path = dir.path + "/\(mode).jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 7)
+        for i in 0..<25 { #expect(try log.append(record(i), durable: i % 2 == 0) == UInt64(i)) }
+        try log.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 25)
+        #expect(summary.checkpoint.size == 25)
+        #expect(summary.checkpoint.origin == "peon-wasm/tests")
+        #expect(summary.signatureChecked)
+        let first = try AuditEntry.parse(try #require(try lines(of: path).first)).get()
+        #expect(first.prev == AuditEntry.zeroPrev)
+        #expect(first.record == record(0))
+    }
+
+    @Test func reopeningContinuesTheChainAndOldCheckpointsStayPrefixes() throws {
+        let path = dir.path + "/reopen.jsonl"
+        var log = try AuditLog.open(path: path, signer: signer)
+        for i in 0..<5 { try log.append(record(i), durable: true) }
+        try log.close()
+        try FileManager.default.copyItem(atPath: path + ".checkpoint", toPath: dir.path + "/old.checkpoint")
+        log = try AuditLog.open(path: path, signer: signer)
+        #expect(log.size == 5)
+        for i in 5..<9 { try log.append(record(i), durable: false) }
+        try log.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey,
+                                               extraCheckpoints: [dir.path + "/old.checkpoint"])
+        #expect(summary.size == 9)
+        let proof = try AuditProofs.consistency(logPath: path, oldSize: 5, newSize: nil, verifierKey: signer.verifierKey)
+        let old = try AuditVerifier.loadCheckpoint(path: dir.path + "/old.checkpoint", key: try VerifierKey(signer.verifierKey))
+        #expect(proof.oldRoot == old.rootHash)
+        #expect(IndependentVerifier.consistent(oldSize: 5, newSize: 9, oldRoot: old.rootHash, newRoot: summary.rootHash, proof: proof.hashes))
+    }
+
+    @Test func anInclusionProofOfEveryEntryVerifiesIndependently() throws {
+        let path = dir.path + "/prove.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        for i in 0..<13 { try log.append(record(i), durable: false) }
+        try log.close()
+        let all = try lines(of: path)
+        for seq in 0..<13 {
+            let p = try AuditProofs.inclusion(logPath: path, seq: UInt64(seq), verifierKey: signer.verifierKey)
+            #expect(p.treeSize == 13)
+            #expect(p.leafHash == IndependentVerifier.leaf(all[seq]))
+            #expect(IndependentVerifier.root(index: seq, size: 13, leaf: p.leafHash, proof: p.hashes[...]) == p.rootHash)
+            #expect(p.json.hasPrefix("{\"leaf_index\":\(seq),\"tree_size\":13,"))
+        }
+        #expect(throws: AuditError(.invalidArgument, "")) { try AuditProofs.inclusion(logPath: path, seq: 13, verifierKey: nil) }
+    }
+
+    /// A crash mid-line leaves a partial line; opening cuts exactly it, keeps every complete entry byte for byte,
+    /// and records `log.recovered`.
+    @Test func aTornTailIsCutAndRecordedOnOpenAndNoCompleteEntryIsLost() throws {
+        let path = dir.path + "/torn.jsonl"
+        var log = try AuditLog.open(path: path, signer: signer)
+        for i in 0..<6 { try log.append(record(i), durable: true) }
+        try log.close()
+        let before = try lines(of: path)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"seq\":6,\"time\":\"2026-".utf8))
+        try handle.close()
+        #expect(throws: AuditError(.tornTail, "")) { try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey) }
+
+        log = try AuditLog.open(path: path, signer: signer)
+        try log.close()
+        let after = try lines(of: path)
+        #expect(Array(after.prefix(6)) == before)
+        let recovered = try AuditEntry.parse(after[6]).get()
+        #expect(recovered.record.call == "log.recovered")
+        #expect(recovered.record.details["cut_bytes"] == "22")
+        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 7)
+    }
+
+    @Test func aSecondWriterIsLockedOutInsteadOfInterleavingLines() throws {
+        let path = dir.path + "/locked.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        #expect(throws: AuditError(.locked, "")) { try AuditLog.open(path: path, signer: signer) }
+        try log.close()
+        let again = try AuditLog.open(path: path, signer: signer)
+        try again.close()
+    }
+
+    @Test func aClosedLogRefusesAppendsAndCloseIsIdempotent() throws {
+        let path = dir.path + "/closed.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        try log.append(record(0), durable: true)
+        try log.close()
+        try log.close()
+        #expect(throws: AuditError(.failed, "")) { try log.append(record(1), durable: true) }
+    }
+
+    /// Many threads append at once: the file holds every record exactly once, `seq` runs 0..<n without gaps, each
+    /// thread's records keep their order, and the log verifies.
+    @Test(arguments: [AuditSyncMode.always, .effects, .batch])
+    func concurrentAppendsLoseAndDuplicateNothing(_ mode: AuditSyncMode) throws {
+        let path = dir.path + "/concurrent-\(mode).jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 97)
+        let threads = 8, perThread = 150
+        let errors = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            var last: UInt64?
+            for i in 0..<perThread {
+                do {
+                    let seq = try log.append(record(i, thread: t), durable: i % 4 == 0)
+                    if let last, seq <= last { errors.withLock { $0.append("thread \(t): seq \(seq) after \(last)") } }
+                    last = seq
+                } catch {
+                    errors.withLock { $0.append("thread \(t): \(error)") }
+                }
+            }
+        }
+        try log.close()
+        #expect(errors.withLock { $0 }.isEmpty)
+        let entries = try lines(of: path).map { try AuditEntry.parse($0).get() }
+        #expect(entries.count == threads * perThread)
+        #expect(entries.map(\.seq) == (0..<UInt64(threads * perThread)).map { $0 })
+        var seen = Set<String>()
+        var nextPerThread = [Int](repeating: 0, count: threads)
+        for e in entries {
+            let t = try #require(Int(e.record.details["thread"] ?? ""))
+            let i = try #require(Int(e.record.details["i"] ?? ""))
+            #expect(seen.insert("\(t)/\(i)").inserted, "duplicate \(t)/\(i)")
+            #expect(i == nextPerThread[t], "thread \(t) out of order")
+            nextPerThread[t] = i + 1
+        }
+        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == UInt64(threads * perThread))
+    }
+
+    @Test func serializationEscapesEverythingThatCouldBreakTheLine() throws {
+        let nasty = "a\"b\\c\nd\re\tf\u{0}g\u{1f}h\u{7f}i\u{2028}j\u{2029}k ünï 🦀"
+        let entry = AuditEntry(seq: 3, time: "2026-01-01T00:00:00.000000Z",
+                               record: AuditRecord(run: nasty, module: "m", moduleSHA256: "", call: "c", resource: nasty,
+                                                   details: [nasty: nasty, "b": "1", "a": "2"]),
+                               prev: AuditEntry.zeroPrev)
+        let line = entry.serialized()
+        #expect(!line.contains(0x0A) && !line.contains(0x0D))
+        #expect(try AuditEntry.parse(line).get() == entry)
+        let text = String(decoding: line, as: UTF8.self)
+        #expect(text.hasPrefix("{\"seq\":3,\"time\":\"2026-01-01T00:00:00.000000Z\",\"run\":"))
+        #expect(text.contains(#""details":{"a":"2","a\"b"#) && text.contains(#"🦀","b":"1"},"prev""#))
+        #expect(text.hasSuffix(",\"prev\":\"\(AuditEntry.zeroPrev)\"}"))
+    }
+
+    @Test func entryTimesAreRFC3339UTCWithMicroseconds() throws {
+        let path = dir.path + "/time.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        try log.append(record(0), durable: true)
+        try log.close()
+        let time = try AuditEntry.parse(try #require(try lines(of: path).first)).get().time
+        let pattern = try Regex(#"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$"#)
+        #expect(time.wholeMatch(of: pattern) != nil, "\(time)")
+    }
+}
+
+/// The signing key: created once with 0600, reloaded the same, refused when others can read it.
+@Suite struct CheckpointSignerTests {
+    @Test func aNewKeyIsCreatedWithMode0600AndReloadsToTheSameVerifierKey() throws {
+        let dir = try TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }
+        let path = dir.path + "/nested/dir/audit.key"
+        let a = try CheckpointSigner.loadOrCreate(keyPath: path, name: "peon-wasm/host")
+        let b = try CheckpointSigner.loadOrCreate(keyPath: path, name: "ignored-when-loading")
+        #expect(a.verifierKey == b.verifierKey)
+        #expect(b.name == "peon-wasm/host")
+        let attributes = try FileManager.default.attributesOfItem(atPath: path)
+        #expect((attributes[.posixPermissions] as? Int) == 0o600)
+        let key = try VerifierKey(a.verifierKey)
+        #expect(key.name == "peon-wasm/host")
+        #expect(key.publicKey == a.publicKey)
+    }
+
+    @Test func aKeyReadableByOthersIsRefused() throws {
+        let dir = try TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }
+        let path = dir.path + "/audit.key"
+        _ = try CheckpointSigner.loadOrCreate(keyPath: path, name: "n")
+        chmod(path, 0o644)
+        #expect(throws: AuditError(.badKey, "")) { try CheckpointSigner.load(keyPath: path) }
+    }
+
+    /// The signed-note encoding matches Python's `cryptography` Ed25519 and the C2SP layout byte for byte
+    /// (Ed25519 signatures are deterministic), checked against the generator's happy-path checkpoint.
+    @Test func checkpointsAreByteIdenticalToAnIndependentSignedNoteImplementation() throws {
+        let url = try #require(Bundle.module.url(forResource: "Vectors/tamper/happy-path", withExtension: "json"))
+        let vector = try JSONDecoder().decode(TamperVectorTests.Vector.self, from: Data(contentsOf: url))
+        let signer = try CheckpointSigner(name: "peon-wasm/test-vectors", seed: Array(0..<32))
+        #expect(signer.verifierKey == vector.verifier_key)
+        let expected = try #require(vector.checkpoint)
+        let cp = try Checkpoint.parse(try SignedNote.parse(expected).text)
+        #expect(try signer.sign(cp) == expected)
+    }
+
+    @Test(arguments: ["", "a+b", "a+zzzzzzzz+AQ==", "name+00000000+" + String(repeating: "A", count: 44), "n a+00000000+AA=="])
+    func malformedVerifierKeysAreRefused(_ text: String) {
+        #expect(throws: AuditError(.badKey, "")) { try VerifierKey(text) }
+    }
+}
