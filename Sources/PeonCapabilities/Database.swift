@@ -121,6 +121,7 @@ public final class DatabaseCapability: Sendable {
         sqlite3_limit(connection, SQLITE_LIMIT_SQL_LENGTH, Int32(maxSQLBytes))
         sqlite3_limit(connection, SQLITE_LIMIT_LENGTH, 256 << 20)
         sqlite3_extended_result_codes(connection, 0)
+        context.connection = connection
         let pointer = Unmanaged.passUnretained(context).toOpaque()
         sqlite3_set_authorizer(connection, authorizerCallback, pointer)
         sqlite3_progress_handler(connection, 1000, progressCallback, pointer)
@@ -359,6 +360,11 @@ final class AuthorizerContext {
     var denial: HostError?
     /// When the running statement must stop; checked by the progress handler.
     var deadline: ContinuousClock.Instant?
+    /// The connection the callbacks belong to, to tell stored tables from CTE names.
+    var connection: OpaquePointer?
+    /// Set once the statement creates, drops or alters something: SQLite then reads and writes the
+    /// schema table itself, which is bookkeeping for the already-authorized schema action.
+    private var changesSchema = false
 
     init(authorize: @escaping (DatabaseAccess) -> Bool) {
         self.authorize = authorize
@@ -374,6 +380,13 @@ final class AuthorizerContext {
             if denial == nil { denial = HostError(.denied, reason) }
             return SQLITE_DENY
         case .access(let access):
+            if access.operation == .schema { changesSchema = true }
+            if access.operation == .read {
+                if changesSchema && AuthorizerAction.schemaTables.contains(access.table.lowercased()) { return SQLITE_OK }
+                // A name that is no stored table or view is a common table expression: it holds only
+                // what its own (separately authorized) SELECT reads.
+                if !isStored(access.table) { return SQLITE_OK }
+            }
             if seen.insert(access).inserted { accesses.append(access) }
             let allowed: Bool
             if let earlier = decided[access] {
@@ -388,6 +401,16 @@ final class AuthorizerContext {
             }
             return SQLITE_OK
         }
+    }
+}
+
+extension AuthorizerContext {
+    /// Whether `table` names a table or view in the main schema (as the parser sees it right now).
+    func isStored(_ table: String) -> Bool {
+        guard let connection else { return true }
+        if AuthorizerAction.schemaTables.contains(table.lowercased()) { return true }
+        // With a NULL column name this only checks that the table exists; it fails for CTE names.
+        return sqlite3_table_column_metadata(connection, "main", table, nil, nil, nil, nil, nil, nil) == SQLITE_OK
     }
 }
 

@@ -1,0 +1,142 @@
+import Foundation
+import PeonCapabilities
+import PeonInterface
+import PeonTestSupport
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Threat: a guest turns `exec` into a shell (metacharacters, a relative program found on `PATH`),
+/// reads the host's environment or descriptors, floods the host with output, or leaves processes
+/// running after the call. The programs used (`/bin/sh`, `/bin/echo`, ...) are the tests' choice, as
+/// a grant's would be.
+@Suite struct ExecTests {
+    static func run(
+        _ program: String, _ arguments: [String] = [], stdin: [UInt8] = [], environment: [String: String] = [:],
+        timeout: Duration = .seconds(20), maxOutputBytes: Int = 1 << 20, in directory: String = "/"
+    ) throws(HostError) -> ExecOutput {
+        try ExecCapability(workingDirectory: directory).run(
+            program: program, arguments: arguments, stdin: stdin, environment: environment,
+            timeout: timeout, maxOutputBytes: maxOutputBytes)
+    }
+
+    @Test(arguments: ["sh", "bin/sh", "./sh", "", "/bin/../bin/sh", "/bin//sh", "/bin/./sh"])
+    func aRelativeOrUnnormalizedProgramIsRefused(program: String) {
+        #expect(hostError { () throws(HostError) in try Self.run(program, ["-c", "true"]) }?.code == .invalidArgument)
+    }
+
+    @Test func shellMetacharactersReachTheProgramLiterally() throws {
+        try withTemporaryDirectory { url in
+            let hostile = ["; touch pwned", "$(touch pwned)", "`touch pwned`", "| touch pwned", "&& touch pwned", "*", "~", "$HOME"]
+            let output = try Self.run("/bin/echo", hostile, in: url.path)
+            #expect(String(decoding: output.stdout, as: UTF8.self) == hostile.joined(separator: " ") + "\n")
+            #expect(!FileManager.default.fileExists(atPath: url.path + "/pwned"))
+        }
+    }
+
+    @Test func theEnvironmentIsExactlyWhatWasGiven() throws {
+        // The test process has PATH, HOME and more; none of it may reach the child.
+        let output = try Self.run("/usr/bin/env", environment: ["LANG": "C.UTF-8", "A": "1"])
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "A=1\nLANG=C.UTF-8\n")
+        let empty = try Self.run("/usr/bin/env")
+        #expect(empty.stdout.isEmpty)
+    }
+
+    @Test(arguments: [["": "x"], ["A=B": "x"], ["A": "x\u{0}y"]])
+    func aMalformedEnvironmentIsRefused(environment: [String: String]) {
+        #expect(hostError { () throws(HostError) in try Self.run("/usr/bin/env", environment: environment) }?.code == .invalidArgument)
+    }
+
+    @Test func aNULInAnArgumentIsRefused() {
+        #expect(hostError { () throws(HostError) in try Self.run("/bin/echo", ["a\u{0}b"]) }?.code == .invalidArgument)
+    }
+
+    @Test func theProgramRunsInTheFixedWorkingDirectory() throws {
+        try withTemporaryDirectory { url in
+            let output = try Self.run("/bin/pwd", in: url.path)
+            #expect(String(decoding: output.stdout, as: UTF8.self) == url.path + "\n")
+        }
+    }
+
+    @Test func stdinIsDeliveredAndLargeStreamsBothWaysDoNotDeadlock() throws {
+        let input = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let output = try Self.run("/bin/cat", stdin: input, maxOutputBytes: 2 << 20)
+        #expect(output.code == 0)
+        #expect(output.stdout == input)
+        let both = try Self.run("/bin/sh", ["-c", "head -c 300000 /dev/zero; head -c 300000 /dev/zero >&2"])
+        #expect(both.stdout.count == 300_000 && both.stderr.count == 300_000)
+    }
+
+    @Test func aChildThatIgnoresStdinDoesNotHurtTheHost() throws {
+        let output = try Self.run("/bin/true", stdin: [UInt8](repeating: 1, count: 4 << 20))
+        #expect(output.code == 0)
+    }
+
+    @Test func exitCodesAndSignalsAreReported() throws {
+        #expect(try Self.run("/bin/sh", ["-c", "exit 7"]).code == 7)
+        #expect(try Self.run("/bin/sh", ["-c", "kill -9 $$"]).code == 128 + 9)
+        let stderr = try Self.run("/bin/sh", ["-c", "echo oops >&2; exit 1"])
+        #expect(stderr.code == 1 && String(decoding: stderr.stderr, as: UTF8.self) == "oops\n")
+    }
+
+    @Test func outputOverTheCapKillsTheProgramAndIsLimitExceeded() {
+        let error = hostError { () throws(HostError) in try Self.run("/usr/bin/yes", maxOutputBytes: 1000) }
+        #expect(error?.code == .limitExceeded)
+        let stderr = hostError { () throws(HostError) in try Self.run("/bin/sh", ["-c", "yes >&2"], maxOutputBytes: 1000) }
+        #expect(stderr?.code == .limitExceeded)
+    }
+
+    @Test func aMissingProgramIsNotFound() {
+        #expect(hostError { () throws(HostError) in try Self.run("/nonexistent/program") }?.code == .notFound)
+    }
+
+    @Test func noHostDescriptorLeaksIntoTheChild() throws {
+        // A descriptor opened without close-on-exec must still not reach the child.
+        let leaky = open("/etc/hostname", O_RDONLY)
+        defer { if leaky >= 0 { close(leaky) } }
+        let output = try Self.run("/bin/ls", ["/proc/self/fd"])
+        let descriptors = String(decoding: output.stdout, as: UTF8.self).split(separator: "\n")
+        // 0, 1, 2 and the descriptor `ls` itself opened to list the folder.
+        #expect(leaky > 2)
+        #expect(descriptors.count <= 4)
+    }
+
+    @Test func theTimeoutKillsTheProgramAndItsWholeProcessGroup() throws {
+        try withTemporaryDirectory { url in
+            let start = ContinuousClock.now
+            let error = hostError { () throws(HostError) in
+                try Self.run("/bin/sh", ["-c", "/bin/sleep 30 & echo $! > child.pid; wait"], timeout: .milliseconds(500), in: url.path)
+            }
+            #expect(error?.code == .timeout)
+            #expect(ContinuousClock.now - start < .seconds(10))
+            let pid = try #require(Int32(String(contentsOfFile: url.path + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(Self.processEnds(pid))
+        }
+    }
+
+    @Test func aBackgroundProcessLeftBehindIsKilledWhenTheProgramExits() throws {
+        try withTemporaryDirectory { url in
+            let start = ContinuousClock.now
+            let output = try Self.run("/bin/sh", ["-c", "/bin/sleep 30 & echo $! > child.pid"], in: url.path)
+            #expect(output.code == 0)
+            #expect(ContinuousClock.now - start < .seconds(10))
+            let pid = try #require(Int32(String(contentsOfFile: url.path + "/child.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+            #expect(Self.processEnds(pid))
+        }
+    }
+
+    /// Whether `pid` is gone (or a zombie waiting for its new parent) within a few seconds.
+    static func processEnds(_ pid: Int32) -> Bool {
+        for _ in 0..<300 {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+            // The state follows the parenthesized command name.
+            if let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z") {
+                return true
+            }
+            usleep(10_000)
+        }
+        return false
+    }
+}
