@@ -8,5 +8,5 @@ struct PeonWasm: ParsableCommand {
         commandName: "peon-wasm",
         abstract: "Run WebAssembly agent modules that can touch the world only through audited, policy-checked host calls.",
         version: "0.1.0",
-        subcommands: [PolicyCommand.self, AuditCommand.self])
+        subcommands: [PolicyCommand.self, AuditCommand.self, GrantsCommand.self])
 }
