@@ -96,6 +96,7 @@ let package = Package(
             dependencies: [
                 "PeonInterface", "PeonPolicy", "PeonAudit", "PeonCapabilities",
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
 
@@ -113,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "PeonCLI",
             dependencies: [
-                "PeonRuntime", "PeonPolicy", "PeonAudit",
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

@@ -22,6 +22,7 @@ struct PeonWasm: ParsableCommand {
             InspectCommand.self,
             PolicyCommand.self,
             AuditCommand.self,
+            GrantsCommand.self,
         ])
 
     static func main() {

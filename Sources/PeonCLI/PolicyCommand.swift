@@ -7,7 +7,7 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Check and evaluate Casbin-compatible authorization policies.",
-        subcommands: [PolicyEvalCommand.self])
+        subcommands: [PolicyEvalCommand.self, PolicyExplainCommand.self])
 }
 
 /// `peon-wasm policy eval`: decides JSON Lines requests against a model and a policy, so a policy

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import PeonEngine
+import PeonEngineWasmKit
+import PeonMediator
+
+/// `peon-wasm grants`: tools for per-module grants files (`policies/NAME.toml`).
+struct GrantsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grants",
+        abstract: "Check per-module grants files against the modules they are for.",
+        subcommands: [GrantsCheckCommand.self])
+}
+
+/// `peon-wasm grants check MODULE.wasm --grants G.toml`: lists each `peon:host` import of the module
+/// and whether any grant can ever allow it, and warns about grants the module cannot use.
+struct GrantsCheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "List a module's peon:host imports and whether the grants can ever allow each.",
+        discussion: """
+            Exit status: 0 when the grants parse and every peon:host import is known (warnings about \
+            unusable grants or ungranted imports do not fail), 1 when the module imports an unknown \
+            peon:host function, 2 when the grants or the module cannot be read. A sha256 pin in the \
+            grants that differs from the module is reported as a warning.
+            """)
+
+    @Argument(help: "The module (.wasm).")
+    var module: String
+
+    @Option(name: .long, help: "The grants file (.toml).")
+    var grants: String
+
+    func run() throws {
+        let parsed: Grants
+        do {
+            parsed = try GrantsParser.load(path: grants)
+        } catch {
+            fail(error.description)
+        }
+        guard let data = FileManager.default.contents(atPath: module) else {
+            fail("\(module): cannot read the module; check the path")
+        }
+        let compiled: any CompiledModule
+        do {
+            compiled = try WasmKitEngine().compile(Array(data))
+        } catch {
+            fail("\(module): not a valid WebAssembly module: \(error)")
+        }
+        let imports = compiled.imports.map { (module: $0.module, name: $0.name) }
+        let report = checkGrants(imports: imports, grants: parsed)
+        var out = "module \(module) under grants \(grants) (module = \"\(parsed.module)\")\n"
+        if report.imports.isEmpty { out += "  no peon:host imports\n" }
+        for line in report.imports {
+            out += "  \(line.importName): \(line.status)"
+            if !line.grants.isEmpty { out += " by " + line.grants.joined(separator: ", ") }
+            out += "\n"
+        }
+        var warnings = report.warnings
+        if let pin = parsed.sha256 {
+            let digest = sha256Hex(Array(data))
+            if pin != digest { warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused") }
+        }
+        for warning in warnings { out += "warning: \(warning)\n" }
+        FileHandle.standardOutput.write(Data(out.utf8))
+        if report.hasUnknownImports { throw ExitCode(1) }
+    }
+}
+
+/// `peon-wasm policy explain --grants G.toml fs.read /srv/reports/q1.txt`: allow or deny, and why.
+struct PolicyExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Say whether a module may do ACTION on RESOURCE under grants (or a model and policy), and why.",
+        discussion: """
+            ACTION is fs.read|write|append|list|remove, http.METHOD, db.read|insert|update|delete|schema or \
+            exec.run. RESOURCE is a path (relative to the current folder), a URL, DATABASE/TABLE or a \
+            program; arguments for exec.run follow `--`. Exit status: 0 allow, 1 deny, 2 when a file does \
+            not load. Rate limits and approval are listed, not simulated.
+            """)
+
+    @Option(name: .long, help: "The grants file (.toml).")
+    var grants: String?
+
+    @Option(name: .long, help: "A Casbin model replacing the built-in one.")
+    var model: String?
+
+    @Option(name: .long, help: "A Casbin policy (.csv).")
+    var policy: String?
+
+    @Option(name: .long, help: "The module name (default: the grants' module, or `agent`).")
+    var module: String?
+
+    @Argument(help: "The action, e.g. fs.read.")
+    var action: String
+
+    @Argument(help: "The resource, e.g. /srv/reports/q1.txt.")
+    var resource: String
+
+    @Argument(parsing: .postTerminator, help: "exec arguments, after --.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let snapshot: PolicySnapshot
+        do {
+            snapshot = try PolicySnapshot.load(
+                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy), defaultModule: "agent")
+        } catch {
+            fail(error.description)
+        }
+        guard let object = policyObject(action: action, resource: resource,
+                                         workingDirectory: FileManager.default.currentDirectoryPath)
+        else {
+            fail("cannot turn `\(action) \(resource)` into a request; see `peon-wasm policy explain --help`")
+        }
+        let subject = module ?? snapshot.compiled?.grants.module ?? "agent"
+        let explanation = explainPolicy(snapshot: snapshot, module: subject, action: action, object: object,
+                                        arguments: arguments)
+        FileHandle.standardOutput.write(Data((explanation.lines.joined(separator: "\n") + "\n").utf8))
+        if !explanation.isAllowed { throw ExitCode(1) }
+    }
+}
+
+/// Prints `message` on stderr and exits with status 2.
+private func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data(("peon-wasm: " + message + "\n").utf8))
+    Foundation.exit(2)
+}

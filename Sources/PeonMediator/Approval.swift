@@ -1,0 +1,214 @@
+import Foundation
+
+/// A call waiting for a person's (or a program's) approval, as the approver sees it.
+///
+/// Payloads appear by SHA-256 and length only, and injected secrets never appear.
+public struct ApprovalRequest: Sendable, Hashable {
+    /// The run id.
+    public var run: String
+    /// The module name.
+    public var module: String
+    /// The module's SHA-256.
+    public var moduleSHA256: String
+    /// The call, e.g. `exec.run`.
+    public var call: String
+    /// The resource, e.g. `exec:/usr/bin/wc`.
+    public var resource: String
+    /// Exec arguments (empty for other calls).
+    public var arguments: [String]
+    /// The same facts the audit entry carries (`payload_sha256`, `payload_len`, `method`, ...).
+    public var details: [String: String]
+    /// The grant that asks for approval, `file:line`.
+    public var grant: String
+
+    /// The JSON object a command approver reads on stdin (keys sorted).
+    public var json: [UInt8] {
+        let object: [String: Any] = [
+            "run": run, "module": module, "module_sha256": moduleSHA256, "call": call, "resource": resource,
+            "arguments": arguments, "details": details, "grant": grant,
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Array(data) + [0x0A]
+    }
+
+    /// One human-readable line: `summarizer wants exec.run exec:/usr/bin/wc ["-l", "x"]`.
+    public var summary: String {
+        var line = "\(module) wants \(call) \(resource)"
+        if !arguments.isEmpty { line += " " + arguments.map { "\"\($0)\"" }.joined(separator: " ") }
+        for (key, value) in details.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
+        return line
+    }
+}
+
+/// An approver's answer; recorded in the audit entry with the approver's identity.
+public struct ApprovalAnswer: Sendable, Hashable {
+    /// Whether the call may run.
+    public var approved: Bool
+    /// What the approver said: `yes`, `no`, `exit 3`, `timeout`, `approval required` ...
+    public var answer: String
+
+    /// Creates an answer.
+    public init(approved: Bool, answer: String) {
+        self.approved = approved
+        self.answer = answer
+    }
+}
+
+/// Decides calls whose grant says `approval = true`. Called on the guest's thread; must return by
+/// `deadline` (a late answer is a refusal).
+public protocol Approver: Sendable {
+    /// Who approves, for the audit entry: `none`, `tty:/dev/tty`, `command:/usr/local/bin/ok`.
+    var identity: String { get }
+    /// Asks about `request`.
+    func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer
+}
+
+/// The default: nobody is there to approve, so every call that needs approval is refused with
+/// "approval required".
+public struct RefusingApprover: Approver {
+    /// Creates the approver.
+    public init() {}
+    /// `none`.
+    public var identity: String { "none" }
+    /// Always refuses.
+    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        ApprovalAnswer(approved: false, answer: "approval required")
+    }
+}
+
+/// `--approver 'COMMAND ARG...'`: runs the command (no shell; the string is split on spaces, with
+/// single or double quotes grouping), writes the call as JSON on its stdin, and approves when it exits
+/// with status 0 within the timeout. Its output is ignored; it is killed at the timeout.
+public struct CommandApprover: Approver {
+    /// The program and its arguments.
+    public let command: [String]
+    /// How long the command may take (also bounded by the call's deadline).
+    public let timeout: Duration
+
+    /// Parses `commandLine`; `nil` when it is empty or has an unterminated quote.
+    public init?(commandLine: String, timeout: Duration = .seconds(60)) {
+        guard let words = splitCommandLine(commandLine), !words.isEmpty else { return nil }
+        self.command = words
+        self.timeout = timeout
+    }
+
+    /// `command:` + the program.
+    public var identity: String { "command:" + command.joined(separator: " ") }
+
+    /// Runs the command and maps its exit status.
+    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        let process = Process()
+        let program = command[0]
+        if program.contains("/") {
+            process.executableURL = URL(fileURLWithPath: program)
+            process.arguments = Array(command.dropFirst())
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = command
+        }
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            return ApprovalAnswer(approved: false, answer: "approver failed to start: \(error.localizedDescription)")
+        }
+        signal(SIGPIPE, SIG_IGN)
+        try? input.fileHandleForWriting.write(contentsOf: Data(request.json))
+        try? input.fileHandleForWriting.close()
+        let end = min(deadline, ContinuousClock.now.advanced(by: timeout))
+        while process.isRunning {
+            if ContinuousClock.now >= end {
+                process.terminate()
+                let pid = process.processIdentifier
+                let grace = ContinuousClock.now.advanced(by: .milliseconds(200))
+                while process.isRunning, ContinuousClock.now < grace { usleep(5_000) }
+                if process.isRunning { kill(pid, SIGKILL) }
+                process.waitUntilExit()
+                return ApprovalAnswer(approved: false, answer: "timeout")
+            }
+            usleep(2_000)
+        }
+        let status = process.terminationStatus
+        if process.terminationReason == .uncaughtSignal {
+            return ApprovalAnswer(approved: false, answer: "killed by signal \(status)")
+        }
+        return status == 0
+            ? ApprovalAnswer(approved: true, answer: "exit 0")
+            : ApprovalAnswer(approved: false, answer: "exit \(status)")
+    }
+}
+
+/// `--approver tty`: shows the call on `/dev/tty` and reads `y` or `yes` (anything else, end of input
+/// or the deadline refuses). Calls are asked one at a time.
+public struct TerminalApprover: Approver {
+    /// The terminal device.
+    public let device: String
+
+    /// Creates the approver for `device` (default `/dev/tty`).
+    public init(device: String = "/dev/tty") { self.device = device }
+
+    /// `tty:` + the device.
+    public var identity: String { "tty:" + device }
+
+    /// Prompts and waits for a line.
+    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        terminalLock.lock()
+        defer { terminalLock.unlock() }
+        let fd = open(device, O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { return ApprovalAnswer(approved: false, answer: "no terminal (\(device))") }
+        defer { close(fd) }
+        let prompt = "peon-wasm: approve? \(request.summary) (grant \(request.grant)) [y/N] "
+        _ = prompt.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        var line: [UInt8] = []
+        while true {
+            let remaining = deadline - ContinuousClock.now
+            guard remaining > .zero else { return ApprovalAnswer(approved: false, answer: "timeout") }
+            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let milliseconds = Int32(clamping: remaining.components.seconds * 1000 + 1)
+            guard poll(&descriptor, 1, min(milliseconds, 1000)) >= 0 else {
+                return ApprovalAnswer(approved: false, answer: "terminal error")
+            }
+            guard descriptor.revents != 0 else { continue }
+            var byte: UInt8 = 0
+            guard read(fd, &byte, 1) == 1 else { return ApprovalAnswer(approved: false, answer: "end of input") }
+            if byte == 0x0A { break }
+            if line.count < 64 { line.append(byte) }
+        }
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespaces).lowercased()
+        return text == "y" || text == "yes"
+            ? ApprovalAnswer(approved: true, answer: "yes")
+            : ApprovalAnswer(approved: false, answer: text.isEmpty ? "no" : "no (\(text))")
+    }
+}
+
+/// One prompt on the terminal at a time.
+private let terminalLock = NSLock()
+
+/// Splits `a 'b c' "d"` into words; `nil` on an unterminated quote.
+func splitCommandLine(_ line: String) -> [String]? {
+    var words: [String] = []
+    var current = ""
+    var inWord = false
+    var quote: Character?
+    for character in line {
+        if let open = quote {
+            if character == open { quote = nil } else { current.append(character) }
+        } else if character == "'" || character == "\"" {
+            quote = character
+            inWord = true
+        } else if character == " " || character == "\t" {
+            if inWord { words.append(current) }
+            current = ""
+            inWord = false
+        } else {
+            current.append(character)
+            inWord = true
+        }
+    }
+    guard quote == nil else { return nil }
+    if inWord { words.append(current) }
+    return words
+}

@@ -1,0 +1,237 @@
+/// The two pattern languages of the grants, both decided inside the policy engine through matcher
+/// functions registered by name (see ``PeonMatchers``):
+///
+/// - **resource globs** (`peonGlob`): the object is split on `/`; `*` matches any characters within one
+///   segment, a segment that is exactly `**` matches zero or more whole segments. So
+///   `fs:/srv/reports/**` matches `fs:/srv/reports`, `fs:/srv/reports/q1.txt` and
+///   `fs:/srv/reports/2024/q1.txt`, but not `fs:/srv/reports-old/x`; `fs:/srv/*.txt` matches
+///   `fs:/srv/a.txt` but not `fs:/srv/a/b.txt`. No other character is special.
+/// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
+///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal.
+
+/// Matches `text` against the resource glob `pattern` (see the file comment).
+///
+/// Runs in O(segments(text) × segments(pattern) × segment length) at worst, with no recursion, so a
+/// hostile pattern or path cannot blow the stack or take exponential time.
+public func globMatches(_ text: String, pattern: String) -> Bool {
+    let textSegments = text.split(separator: "/", omittingEmptySubsequences: false)
+    let patternSegments = pattern.split(separator: "/", omittingEmptySubsequences: false)
+    return wildcardMatch(
+        count: textSegments.count, patternCount: patternSegments.count,
+        isStar: { patternSegments[$0] == "**" },
+        isOne: { _ in false },
+        matches: { t, p in
+            segmentMatches(Array(textSegments[t].unicodeScalars), Array(patternSegments[p].unicodeScalars))
+        })
+}
+
+/// Whether a resource glob is well formed: `**` only as a whole segment, no `***`.
+func globIsWellFormed(_ pattern: String) -> Bool {
+    for segment in pattern.split(separator: "/", omittingEmptySubsequences: false) where segment != "**" {
+        if segment.contains("**") { return false }
+    }
+    return true
+}
+
+/// One segment: `*` matches any run of scalars (the segment contains no `/`).
+private func segmentMatches(_ text: [Unicode.Scalar], _ pattern: [Unicode.Scalar]) -> Bool {
+    wildcardMatch(
+        count: text.count, patternCount: pattern.count,
+        isStar: { pattern[$0] == "*" },
+        isOne: { _ in false },
+        matches: { text[$0] == pattern[$1] })
+}
+
+/// The classic linear-backtracking wildcard match (a star remembers where to resume); correct for
+/// patterns whose only repetition operator is the star, and O(n × m) at worst.
+private func wildcardMatch(
+    count: Int, patternCount: Int,
+    isStar: (Int) -> Bool, isOne: (Int) -> Bool, matches: (Int, Int) -> Bool
+) -> Bool {
+    var t = 0
+    var p = 0
+    var starAt = -1
+    var resumeAt = 0
+    while t < count {
+        if p < patternCount, !isStar(p), isOne(p) || matches(t, p) {
+            t += 1
+            p += 1
+        } else if p < patternCount, isStar(p) {
+            starAt = p
+            resumeAt = t
+            p += 1
+        } else if starAt >= 0 {
+            resumeAt += 1
+            t = resumeAt
+            p = starAt + 1
+        } else {
+            return false
+        }
+    }
+    while p < patternCount, isStar(p) { p += 1 }
+    return p == patternCount
+}
+
+/// The exec argument vector as it travels through the policy engine's fourth request field (`r.args`).
+///
+/// Encoding: `N:` (the argument count in decimal) followed by the arguments separated by single
+/// spaces, each percent-encoded except for `A-Z a-z 0-9 - . _ ~ / = : @ +`. So `["-l", "/tmp/a b"]`
+/// is `2:-l /tmp/a%20b` and `[]` is `0:`. Commas, quotes, spaces, `*` and `?` are always encoded, so
+/// the field is a single CSV cell and a literal `*` in an argument can never act as a wildcard.
+/// Calls other than `exec.run` send `0:`.
+public enum ArgumentVector {
+    /// Encodes a vector for the request.
+    public static func encode(_ arguments: [String]) -> String {
+        "\(arguments.count):" + arguments.map { percentEncode($0, keepWildcards: false) }.joined(separator: " ")
+    }
+
+    /// Encodes grant patterns for a policy line: like ``encode(_:)`` except that `*` and `?` stay raw
+    /// and act as wildcards. The policy value `*` alone (no count) matches every vector; grants use it
+    /// for every capability other than exec.
+    public static func encodePatterns(_ patterns: [String]) -> String {
+        "\(patterns.count):" + patterns.map { percentEncode($0, keepWildcards: true) }.joined(separator: " ")
+    }
+
+    /// Decodes a request field; `nil` if malformed.
+    public static func decode(_ field: String) -> [String]? {
+        guard let tokens = split(field) else { return nil }
+        var result: [String] = []
+        for token in tokens {
+            guard let pieces = percentDecode(token, wildcards: false) else { return nil }
+            var bytes: [UInt8] = []
+            for case .literal(let byte) in pieces { bytes.append(byte) }
+            guard let text = String(validating: bytes, as: UTF8.self) else { return nil }
+            result.append(text)
+        }
+        return result
+    }
+
+    /// Whether the request field `field` matches the policy field `patterns` (the `peonArgs` matcher).
+    /// Malformed fields never match.
+    public static func matches(_ field: String, patterns: String) -> Bool {
+        if patterns == "*" { return decode(field) != nil }
+        guard let arguments = decode(field), let tokens = split(patterns), tokens.count == arguments.count
+        else { return false }
+        for (argument, token) in zip(arguments, tokens) {
+            guard let pattern = percentDecode(token, wildcards: true),
+                  let compiled = compilePattern(pattern),
+                  argumentMatches(Array(argument.unicodeScalars), compiled)
+            else { return false }
+        }
+        return true
+    }
+
+    /// Splits `N:a b c` into its tokens and checks the count.
+    private static func split(_ field: String) -> [Substring]? {
+        guard let colon = field.firstIndex(of: ":"),
+              let count = Int(field[..<colon]), count >= 0, count <= 1 << 16
+        else { return nil }
+        let body = field[field.index(after: colon)...]
+        if count == 0 { return body.isEmpty ? [] : nil }
+        let tokens = body.split(separator: " ", omittingEmptySubsequences: false)
+        return tokens.count == count ? tokens : nil
+    }
+}
+
+/// A piece of a decoded pattern token.
+private enum PatternPiece: Equatable {
+    case literal(UInt8)
+    case star
+    case one
+}
+
+/// An argument pattern after UTF-8 decoding of its literal runs.
+private enum ArgumentPatternElement: Equatable {
+    case scalar(Unicode.Scalar)
+    case star
+    case one
+}
+
+private func isUnreserved(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+         UInt8(ascii: "0")...UInt8(ascii: "9"):
+        true
+    default:
+        "-._~/=:@+".utf8.contains(byte)
+    }
+}
+
+private func percentEncode(_ text: String, keepWildcards: Bool) -> String {
+    let hex = Array("0123456789ABCDEF".utf8)
+    var out: [UInt8] = []
+    for byte in text.utf8 {
+        if isUnreserved(byte) || (keepWildcards && (byte == UInt8(ascii: "*") || byte == UInt8(ascii: "?"))) {
+            out.append(byte)
+        } else {
+            out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+        }
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+private func percentDecode(_ token: Substring, wildcards: Bool) -> [PatternPiece]? {
+    var pieces: [PatternPiece] = []
+    let bytes = Array(token.utf8)
+    var index = 0
+    while index < bytes.count {
+        let byte = bytes[index]
+        if byte == UInt8(ascii: "%") {
+            guard index + 2 < bytes.count,
+                  let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
+            else { return nil }
+            pieces.append(.literal(high << 4 | low))
+            index += 3
+        } else if wildcards && byte == UInt8(ascii: "*") {
+            pieces.append(.star)
+            index += 1
+        } else if wildcards && byte == UInt8(ascii: "?") {
+            pieces.append(.one)
+            index += 1
+        } else if isUnreserved(byte) {
+            pieces.append(.literal(byte))
+            index += 1
+        } else {
+            return nil
+        }
+    }
+    return pieces
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    default: nil
+    }
+}
+
+/// Turns decoded pieces into scalars and wildcards; `nil` if a literal run is not UTF-8.
+private func compilePattern(_ pieces: [PatternPiece]) -> [ArgumentPatternElement]? {
+    var elements: [ArgumentPatternElement] = []
+    var run: [UInt8] = []
+    func flush() -> Bool {
+        guard !run.isEmpty else { return true }
+        guard let text = String(validating: run, as: UTF8.self) else { return false }
+        elements += text.unicodeScalars.map { .scalar($0) }
+        run.removeAll()
+        return true
+    }
+    for piece in pieces {
+        switch piece {
+        case .literal(let byte): run.append(byte)
+        case .star: guard flush() else { return nil }; elements.append(.star)
+        case .one: guard flush() else { return nil }; elements.append(.one)
+        }
+    }
+    return flush() ? elements : nil
+}
+
+private func argumentMatches(_ text: [Unicode.Scalar], _ pattern: [ArgumentPatternElement]) -> Bool {
+    wildcardMatch(
+        count: text.count, patternCount: pattern.count,
+        isStar: { pattern[$0] == .star },
+        isOne: { pattern[$0] == .one },
+        matches: { pattern[$1] == .scalar(text[$0]) })
+}

@@ -1,0 +1,185 @@
+/// What one module may do, as written in `policies/NAME.toml` and checked by ``GrantsParser``.
+///
+/// Grants are the user-facing form; ``GrantsCompiler`` turns them into policy lines for the built-in
+/// Casbin model, so the policy engine decides every call. The attributes the engine cannot express
+/// (rate, approval, response caps, injected headers, timeouts, the exec environment) stay here and
+/// the mediator applies them to calls the engine allowed.
+public struct Grants: Sendable, Hashable {
+    /// The subject name for the policy engine and the audit log.
+    public var module: String
+    /// An optional pin: lowercase hex SHA-256 of the only module binary these grants apply to.
+    public var sha256: String?
+    /// Whole-run limits.
+    public var limits: GrantLimits
+    /// The only environment variables the module sees through WASI, sorted by name.
+    public var environment: [String: String]
+    /// `[[fs]]` grants, in file order.
+    public var fileSystem: [FileSystemGrant]
+    /// `[[http]]` grants, in file order.
+    public var http: [HTTPGrant]
+    /// `[[db]]` grants, in file order.
+    public var database: [DatabaseGrant]
+    /// `[[exec]]` grants, in file order.
+    public var exec: [ExecGrant]
+
+    /// Grants that allow nothing: the default for a module run without `--grants`.
+    public static func none(module: String) -> Grants {
+        Grants(module: module, sha256: nil, limits: GrantLimits(), environment: [:],
+               fileSystem: [], http: [], database: [], exec: [])
+    }
+
+    /// Creates grants from their parts.
+    public init(
+        module: String, sha256: String? = nil, limits: GrantLimits = GrantLimits(),
+        environment: [String: String] = [:], fileSystem: [FileSystemGrant] = [], http: [HTTPGrant] = [],
+        database: [DatabaseGrant] = [], exec: [ExecGrant] = []
+    ) {
+        self.module = module
+        self.sha256 = sha256
+        self.limits = limits
+        self.environment = environment
+        self.fileSystem = fileSystem
+        self.http = http
+        self.database = database
+        self.exec = exec
+    }
+}
+
+/// Where a grant was written, for messages and the audit trail: `file:line`.
+public struct GrantSource: Sendable, Hashable, CustomStringConvertible {
+    /// The grants file path as given.
+    public var file: String
+    /// The 1-based line of the grant's `[[...]]` header.
+    public var line: Int
+
+    /// Creates a location.
+    public init(file: String, line: Int) {
+        self.file = file
+        self.line = line
+    }
+
+    /// `file:line`.
+    public var description: String { "\(file):\(line)" }
+}
+
+/// The `[limits]` table. `nil` means the runtime's default.
+public struct GrantLimits: Sendable, Hashable {
+    /// Linear memory cap.
+    public var memory: ByteSize?
+    /// Wall clock for the whole run.
+    public var timeout: Duration?
+    /// Host calls per run (every `fs`/`http`/`db`/`exec` call counts, allowed or not; `log` does not).
+    public var calls: Int?
+    /// Instruction budget, for engines that meter fuel.
+    public var fuel: Int?
+
+    /// Creates limits; every default is `nil` (the runtime decides).
+    public init(memory: ByteSize? = nil, timeout: Duration? = nil, calls: Int? = nil, fuel: Int? = nil) {
+        self.memory = memory
+        self.timeout = timeout
+        self.calls = calls
+        self.fuel = fuel
+    }
+}
+
+/// What the engine cannot decide: constraints that apply to every call a grant allows.
+public struct GrantConditions: Sendable, Hashable {
+    /// Token-bucket rate per module and grant; `nil` for none.
+    public var rate: Rate?
+    /// Whether a person or the `--approver` command must approve each call.
+    public var approval: Bool
+
+    /// Creates conditions; default no rate and no approval.
+    public init(rate: Rate? = nil, approval: Bool = false) {
+        self.rate = rate
+        self.approval = approval
+    }
+}
+
+/// An `fs` operation a grant can allow; the policy action is `fs.` + the raw value.
+public enum FileSystemAccess: String, Sendable, Hashable, CaseIterable {
+    case read, write, append, list, remove
+}
+
+/// An `[[fs]]` grant: absolute path globs and the operations allowed on them.
+public struct FileSystemGrant: Sendable, Hashable {
+    /// Absolute, lexically normalized globs (relative ones were resolved against the grants file's folder).
+    public var paths: [String]
+    /// Allowed operations, never empty.
+    public var access: [FileSystemAccess]
+    /// Rate and approval.
+    public var conditions: GrantConditions
+    /// Where the grant was written.
+    public var source: GrantSource
+}
+
+/// A header injected by the host into requests a grant allows.
+public struct InjectedHeader: Sendable, Hashable {
+    /// Where the value comes from.
+    public enum Value: Sendable, Hashable {
+        /// The named host environment variable, read at call time (`env:NAME`).
+        case environment(String)
+        /// A fixed value written in the grants file.
+        case literal(String)
+    }
+
+    /// The header name.
+    public var name: String
+    /// Its value's source. The value itself never reaches the guest or the audit log.
+    public var value: Value
+}
+
+/// An `[[http]]` grant.
+public struct HTTPGrant: Sendable, Hashable {
+    /// URL globs with lowercase scheme and host, e.g. `https://api.example.com/v1/**`.
+    public var urls: [String]
+    /// Upper-case methods, never empty.
+    public var methods: [String]
+    /// Response body cap; `nil` for the capability's default.
+    public var maxResponse: ByteSize?
+    /// Per-request time cap; `nil` for the capability's default (always bounded by the run's deadline).
+    public var timeout: Duration?
+    /// Headers the host adds (secrets), overriding any the guest set with the same name.
+    public var headers: [InjectedHeader]
+    /// Rate and approval.
+    public var conditions: GrantConditions
+    /// Where the grant was written.
+    public var source: GrantSource
+}
+
+/// A `db` operation; the policy action is `db.` + the raw value.
+public enum DatabaseAccess: String, Sendable, Hashable, CaseIterable {
+    case read, insert, update, delete, schema
+}
+
+/// A `[[db]]` grant.
+public struct DatabaseGrant: Sendable, Hashable {
+    /// The database name bound with `--db NAME=PATH`.
+    public var database: String
+    /// Table names or globs (`*` for every table).
+    public var tables: [String]
+    /// Allowed operations, never empty.
+    public var access: [DatabaseAccess]
+    /// Rate and approval.
+    public var conditions: GrantConditions
+    /// Where the grant was written.
+    public var source: GrantSource
+}
+
+/// An `[[exec]]` grant.
+public struct ExecGrant: Sendable, Hashable {
+    /// The absolute program path.
+    public var program: String
+    /// One pattern per argument (`*` any characters, `?` one); the counts must match.
+    public var arguments: [String]
+    /// The program's whole environment.
+    public var environment: [String: String]
+    /// Per-run time cap; `nil` for the capability's default.
+    public var timeout: Duration?
+    /// Cap on captured stdout and stderr each; `nil` for the capability's default.
+    public var maxOutput: ByteSize?
+    /// Rate and approval.
+    public var conditions: GrantConditions
+    /// Where the grant was written.
+    public var source: GrantSource
+}

@@ -1,0 +1,137 @@
+/// Grants compiled into policy lines for the built-in model (``BuiltinModel``), so the same engine
+/// decides every call whether the user wrote grants or an organization wrote its own policy.
+///
+/// Each grant becomes one `p` line per (resource, action): `[[fs]] paths = ["/srv/**"] allow = ["read"]`
+/// in module `summarizer` becomes `p, summarizer, fs:/srv/**, fs.read, *`. The mediator maps the line
+/// the engine names back to the grants that produced it, to apply what the engine cannot decide
+/// (rate, approval, caps, injected headers).
+public struct CompiledGrants: Sendable {
+    /// A reference to one grant: which kind and its index in the file.
+    public enum GrantReference: Sendable, Hashable, CustomStringConvertible {
+        case fileSystem(Int), http(Int), database(Int), exec(Int)
+
+        /// `fs[0]`, `http[1]`, ...: the key path used in grants errors.
+        public var description: String {
+            switch self {
+            case .fileSystem(let index): "fs[\(index)]"
+            case .http(let index): "http[\(index)]"
+            case .database(let index): "db[\(index)]"
+            case .exec(let index): "exec[\(index)]"
+            }
+        }
+    }
+
+    /// The grants compiled.
+    public let grants: Grants
+    /// The policy lines' fields after the `p` (subject, object, action, args), in file order, unique.
+    public let rules: [[String]]
+    /// For each rule, the grants that produced it (several grants can produce the same line; all apply).
+    public let origins: [[String]: [GrantReference]]
+
+    /// Compiles `grants`.
+    public init(_ grants: Grants) {
+        var rules: [[String]] = []
+        var origins: [[String]: [GrantReference]] = [:]
+        func add(_ rule: [String], _ origin: GrantReference) {
+            if origins[rule] == nil { rules.append(rule) }
+            origins[rule, default: []].append(origin)
+        }
+        let subject = grants.module
+        for (index, grant) in grants.fileSystem.enumerated() {
+            for path in grant.paths {
+                for access in grant.access {
+                    add([subject, "fs:" + path, "fs." + access.rawValue, "*"], .fileSystem(index))
+                }
+            }
+        }
+        for (index, grant) in grants.http.enumerated() {
+            for url in grant.urls {
+                for method in grant.methods {
+                    add([subject, "http:" + url, "http." + method, "*"], .http(index))
+                }
+            }
+        }
+        for (index, grant) in grants.database.enumerated() {
+            for table in grant.tables {
+                for access in grant.access {
+                    add([subject, "db:\(grant.database)/\(table)", "db." + access.rawValue, "*"], .database(index))
+                }
+            }
+        }
+        for (index, grant) in grants.exec.enumerated() {
+            add([subject, "exec:" + grant.program, "exec.run", ArgumentVector.encodePatterns(grant.arguments)],
+                .exec(index))
+        }
+        self.grants = grants
+        self.rules = rules
+        self.origins = origins
+    }
+
+    /// The policy file text: one `p, sub, obj, act, args` line per rule.
+    public var policyText: String {
+        rules.map { (["p"] + $0).joined(separator: ", ") + "\n" }.joined()
+    }
+
+    /// The grant conditions for the rule the engine named (strictest union: approval if any grant
+    /// asks for it, every rate applies).
+    public func conditions(for rule: [String]) -> [(GrantReference, GrantConditions)] {
+        (origins[rule] ?? []).map { ($0, conditions(of: $0)) }
+    }
+
+    /// The conditions of one grant.
+    public func conditions(of reference: GrantReference) -> GrantConditions {
+        switch reference {
+        case .fileSystem(let index): grants.fileSystem[index].conditions
+        case .http(let index): grants.http[index].conditions
+        case .database(let index): grants.database[index].conditions
+        case .exec(let index): grants.exec[index].conditions
+        }
+    }
+
+    /// Where a grant was written.
+    public func source(of reference: GrantReference) -> GrantSource {
+        switch reference {
+        case .fileSystem(let index): grants.fileSystem[index].source
+        case .http(let index): grants.http[index].source
+        case .database(let index): grants.database[index].source
+        case .exec(let index): grants.exec[index].source
+        }
+    }
+}
+
+/// The built-in Casbin model, also shipped as `policies/model.conf` (a test keeps them identical).
+///
+/// Request: `r = sub, obj, act, args` — the module name, a resource string, an action and the exec
+/// argument vector (``ArgumentVector``; `0:` for every other call). Policy: `p = sub, obj, act, args`.
+/// `g` lets an organization's policy give modules roles. Allow when any policy line matches.
+public enum BuiltinModel {
+    /// The model text.
+    public static let text = """
+        # peon-wasm built-in model: what the compiled grants (policies/NAME.toml) are decided by.
+        #
+        # A request is (sub, obj, act, args):
+        #   sub   the module name from the grants file (or the run's module name)
+        #   obj   fs:/abs/path | http:https://host/path?query | db:DATABASE/TABLE | exec:/abs/program
+        #   act   fs.read fs.write fs.append fs.list fs.remove | http.GET http.POST ... |
+        #         db.read db.insert db.update db.delete db.schema | exec.run
+        #   args  the exec argument vector "N:arg1 arg2" (percent-encoded), "0:" for other calls
+        # peonGlob: * within one /-segment, ** (a whole segment) across segments.
+        # peonArgs: "*" matches any vector; otherwise one pattern per argument (* any characters, ? one).
+
+        [request_definition]
+        r = sub, obj, act, args
+
+        [policy_definition]
+        p = sub, obj, act, args
+
+        [role_definition]
+        g = _, _
+
+        [policy_effect]
+        e = some(where (p.eft == allow))
+
+        [matchers]
+        m = (r.sub == p.sub || g(r.sub, p.sub)) && r.act == p.act && peonGlob(r.obj, p.obj) && peonArgs(r.args, p.args)
+
+        """
+}

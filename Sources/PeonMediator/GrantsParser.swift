@@ -1,0 +1,488 @@
+import Foundation
+import TOMLKit
+
+/// A grants file that does not parse or does not make sense: one line saying what, where and which key.
+///
+/// Rendered as `FILE:LINE: KEY: MESSAGE`, e.g.
+/// `policies/summarizer.toml:12: fs[0].allow: the allow list is empty; name at least one of read, write, append, list, remove`.
+public struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The grants file path as given.
+    public var file: String
+    /// The 1-based line of the key (or of its table when the key is missing).
+    public var line: Int
+    /// The dotted key path, e.g. `fs[0].allow` (array-of-tables indices are 0-based).
+    public var key: String
+    /// What is wrong and what to do.
+    public var message: String
+
+    /// Creates an error.
+    public init(file: String, line: Int, key: String, message: String) {
+        self.file = file
+        self.line = line
+        self.key = key
+        self.message = message
+    }
+
+    /// `FILE:LINE: KEY: MESSAGE` (the key is left out when the whole document is at fault).
+    public var description: String {
+        key.isEmpty ? "\(file):\(line): \(message)" : "\(file):\(line): \(key): \(message)"
+    }
+}
+
+/// Parses `policies/NAME.toml` into ``Grants``, strictly: unknown keys, wrong types, empty allow lists
+/// and malformed sizes, durations, rates, globs, URLs and programs are errors naming file, line and key.
+///
+/// TOMLKit reports positions only for syntax errors, so for everything else the parser finds the
+/// key's line itself in the source text (``KeyLineIndex``).
+public enum GrantsParser {
+    /// Reads and parses the file at `path`; relative paths in `[[fs]]` are resolved against its folder.
+    public static func load(path: String) throws(GrantsError) -> Grants {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw GrantsError(file: path, line: 1, key: "",
+                              message: "cannot read the grants file (\(error.localizedDescription)); check the path")
+        }
+        let folder = (absolutePath(path) as NSString).deletingLastPathComponent
+        return try parse(text, file: path, baseDirectory: folder)
+    }
+
+    /// Parses grants text. `file` is used in messages; `baseDirectory` resolves relative `fs` paths.
+    public static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw GrantsError(file: file, line: error.source.begin.line, key: "",
+                              message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw GrantsError(file: file, line: 1, key: "", message: "TOML syntax error: \(error)")
+        }
+        var reader = Reader(file: file, lines: KeyLineIndex(text), baseDirectory: baseDirectory)
+        return try reader.grants(root)
+    }
+}
+
+/// The key paths the parser reports, with the source line each was written on.
+struct KeyLineIndex {
+    private var lines: [String: Int] = [:]
+
+    /// Scans the text for `[table]`, `[[array]]` headers and `key =` lines, tracking the current
+    /// table and array-of-tables index; keys inside multi-line strings are ignored.
+    init(_ text: String) {
+        var current = ""
+        var arrayCounts: [String: Int] = [:]
+        var inMultiline: String?
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let lineNumber = number + 1
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if let delimiter = inMultiline {
+                if line.components(separatedBy: delimiter).count % 2 == 0 { inMultiline = nil }
+                continue
+            }
+            if line.hasPrefix("[[") {
+                let name = Self.headerName(line.dropFirst(2).prefix { $0 != "]" })
+                let index = arrayCounts[name, default: 0]
+                arrayCounts[name] = index + 1
+                current = "\(name)[\(index)]"
+                lines[current] = lines[current] ?? lineNumber
+            } else if line.hasPrefix("[") {
+                current = Self.headerName(line.dropFirst().prefix { $0 != "]" })
+                lines[current] = lines[current] ?? lineNumber
+            } else if let equals = line.firstIndex(of: "="), !line.hasPrefix("#") {
+                let key = Self.headerName(line[..<equals])
+                guard !key.isEmpty else { continue }
+                let path = current.isEmpty ? key : "\(current).\(key)"
+                lines[path] = lines[path] ?? lineNumber
+                let value = line[line.index(after: equals)...]
+                for delimiter in ["\"\"\"", "'''"] where value.components(separatedBy: delimiter).count == 2 {
+                    inMultiline = delimiter
+                }
+            }
+        }
+    }
+
+    /// `a . "b c"` → `a.b c` (quotes removed, spaces around dots dropped).
+    private static func headerName<S: StringProtocol>(_ raw: S) -> String {
+        raw.split(separator: ".").map {
+            $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+        }.joined(separator: ".")
+    }
+
+    /// The line of `path`, or of its nearest enclosing key or table; 1 when nothing is known.
+    func line(of path: String) -> Int {
+        var candidate = path
+        while true {
+            if let line = lines[candidate] { return line }
+            if let cut = candidate.lastIndex(where: { $0 == "." || $0 == "[" }) {
+                candidate = String(candidate[..<cut])
+            } else {
+                return 1
+            }
+        }
+    }
+}
+
+/// The parser's state: where it is and what it reports.
+private struct Reader {
+    let file: String
+    let lines: KeyLineIndex
+    let baseDirectory: String
+
+    init(file: String, lines: KeyLineIndex, baseDirectory: String) {
+        self.file = file
+        self.lines = lines
+        self.baseDirectory = baseDirectory
+    }
+
+    func fail(_ key: String, _ message: String) -> GrantsError {
+        GrantsError(file: file, line: lines.line(of: key), key: key, message: message)
+    }
+
+    func source(_ key: String) -> GrantSource { GrantSource(file: file, line: lines.line(of: key)) }
+
+    // MARK: Typed access
+
+    func checkKeys(_ table: TOMLTable, _ path: String, allowed: Set<String>) throws(GrantsError) {
+        for key in table.keys.sorted() where !allowed.contains(key) {
+            let full = path.isEmpty ? key : "\(path).\(key)"
+            throw fail(full, "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func string(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> String? {
+        guard let value = table[key] else { return nil }
+        guard let text = value.string else {
+            throw fail(join(path, key), "expected a string, found \(value.type)")
+        }
+        guard !text.contains("\0") else { throw fail(join(path, key), "NUL characters are not allowed") }
+        return text
+    }
+
+    func int(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> Int? {
+        guard let value = table[key] else { return nil }
+        guard value.type == .int, let number = value.int else {
+            throw fail(join(path, key), "expected an integer, found \(value.type)")
+        }
+        guard number > 0 else { throw fail(join(path, key), "must be greater than zero") }
+        return number
+    }
+
+    func bool(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let flag = value.bool else { throw fail(join(path, key), "expected true or false, found \(value.type)") }
+        return flag
+    }
+
+    func strings(_ table: TOMLTable, _ key: String, _ path: String, required: Bool) throws(GrantsError) -> [String]? {
+        let full = join(path, key)
+        guard let value = table[key] else {
+            if required { throw fail(full, "missing key `\(key)`") }
+            return nil
+        }
+        guard let array = value.array else { throw fail(full, "expected an array of strings, found \(value.type)") }
+        var result: [String] = []
+        for index in 0..<array.count {
+            guard let text = array[index].string else {
+                throw fail(full, "element \(index) must be a string, found \(array[index].type)")
+            }
+            guard !text.contains("\0") else { throw fail(full, "element \(index) contains a NUL character") }
+            result.append(text)
+        }
+        return result
+    }
+
+    func stringTable(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> [String: String]? {
+        let full = join(path, key)
+        guard let value = table[key] else { return nil }
+        guard let inner = value.table else { throw fail(full, "expected a table of strings, found \(value.type)") }
+        var result: [String: String] = [:]
+        for name in inner.keys {
+            guard let text = inner[name]?.string else {
+                throw fail("\(full).\(name)", "expected a string, found \(inner[name]?.type.description ?? "nothing")")
+            }
+            guard !name.isEmpty, !name.contains("="), !name.contains("\0"), !text.contains("\0") else {
+                throw fail("\(full).\(name)", "names must be non-empty without `=` or NUL, values without NUL")
+            }
+            result[name] = text
+        }
+        return result
+    }
+
+    func tables(_ root: TOMLTable, _ key: String) throws(GrantsError) -> [TOMLTable] {
+        guard let value = root[key] else { return [] }
+        guard let array = value.array else {
+            throw fail(key, "expected an array of tables (`[[\(key)]]`), found \(value.type)")
+        }
+        var result: [TOMLTable] = []
+        for index in 0..<array.count {
+            guard let table = array[index].table else {
+                throw fail("\(key)[\(index)]", "expected a table, found \(array[index].type)")
+            }
+            result.append(table)
+        }
+        return result
+    }
+
+    func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    // MARK: Document
+
+    mutating func grants(_ root: TOMLTable) throws(GrantsError) -> Grants {
+        try checkKeys(root, "", allowed: ["module", "sha256", "limits", "env", "fs", "http", "db", "exec"])
+        guard let module = try string(root, "module", "") else {
+            throw GrantsError(file: file, line: 1, key: "module",
+                              message: "missing; name the module, e.g. module = \"summarizer\"")
+        }
+        guard isIdentifier(module) else {
+            throw fail("module", "must be 1-64 characters of A-Z a-z 0-9 . _ - (it is a policy subject)")
+        }
+        var sha256 = try string(root, "sha256", "")
+        if let pin = sha256 {
+            let lower = pin.lowercased()
+            guard lower.count == 64, lower.allSatisfy({ $0.isHexDigit }) else {
+                throw fail("sha256", "expected 64 hexadecimal digits (the module's SHA-256)")
+            }
+            sha256 = lower
+        }
+        var grants = Grants(module: module, sha256: sha256)
+        if let value = root["limits"] {
+            guard let limits = value.table else { throw fail("limits", "expected a table, found \(value.type)") }
+            grants.limits = try self.limits(limits)
+        }
+        grants.environment = try stringTable(root, "env", "") ?? [:]
+        for (index, table) in try tables(root, "fs").enumerated() {
+            grants.fileSystem.append(try fileSystem(table, "fs[\(index)]"))
+        }
+        for (index, table) in try tables(root, "http").enumerated() {
+            grants.http.append(try http(table, "http[\(index)]"))
+        }
+        for (index, table) in try tables(root, "db").enumerated() {
+            grants.database.append(try database(table, "db[\(index)]"))
+        }
+        for (index, table) in try tables(root, "exec").enumerated() {
+            grants.exec.append(try exec(table, "exec[\(index)]"))
+        }
+        return grants
+    }
+
+    func limits(_ table: TOMLTable) throws(GrantsError) -> GrantLimits {
+        try checkKeys(table, "limits", allowed: ["memory", "timeout", "calls", "fuel"])
+        var limits = GrantLimits()
+        if let text = try string(table, "memory", "limits") {
+            guard let size = ByteSize(parsing: text), size.bytes > 0 else {
+                throw fail("limits.memory", "`\(text)` is not a size; write e.g. \"64MiB\"")
+            }
+            limits.memory = size
+        }
+        limits.timeout = try duration(table, "timeout", "limits")
+        limits.calls = try int(table, "calls", "limits")
+        limits.fuel = try int(table, "fuel", "limits")
+        return limits
+    }
+
+    func duration(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> Duration? {
+        guard let text = try string(table, key, path) else { return nil }
+        guard let value = parseGrantDuration(text) else {
+            throw fail(join(path, key), "`\(text)` is not a duration; write e.g. \"30s\", \"500ms\", \"2m\"")
+        }
+        return value
+    }
+
+    func size(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> ByteSize? {
+        guard let text = try string(table, key, path) else { return nil }
+        guard let value = ByteSize(parsing: text), value.bytes > 0 else {
+            throw fail(join(path, key), "`\(text)` is not a size; write e.g. \"2MiB\"")
+        }
+        return value
+    }
+
+    func conditions(_ table: TOMLTable, _ path: String) throws(GrantsError) -> GrantConditions {
+        var conditions = GrantConditions()
+        if let text = try string(table, "rate", path) {
+            guard let rate = Rate(parsing: text) else {
+                throw fail(join(path, "rate"), "`\(text)` is not a rate; write e.g. \"60/minute\"")
+            }
+            conditions.rate = rate
+        }
+        conditions.approval = try bool(table, "approval", path) ?? false
+        return conditions
+    }
+
+    func allowList<A: RawRepresentable & CaseIterable>(
+        _ table: TOMLTable, _ path: String, as: A.Type
+    ) throws(GrantsError) -> [A] where A.RawValue == String {
+        let names = A.allCases.map(\.rawValue).joined(separator: ", ")
+        guard let words = try strings(table, "allow", path, required: false), !words.isEmpty else {
+            throw fail(join(path, "allow"), "the allow list is empty or missing; name at least one of \(names)")
+        }
+        var result: [A] = []
+        for word in words {
+            guard let access = A(rawValue: word) else {
+                throw fail(join(path, "allow"), "unknown operation `\(word)`; expected one of \(names)")
+            }
+            if !result.contains(where: { $0.rawValue == access.rawValue }) { result.append(access) }
+        }
+        return result
+    }
+
+    func nonEmpty(_ list: [String]?, _ path: String, _ key: String, _ example: String) throws(GrantsError) -> [String] {
+        guard let list, !list.isEmpty else {
+            throw fail(join(path, key), "the list is empty or missing; write e.g. \(key) = \(example)")
+        }
+        return list
+    }
+
+    // MARK: Grants
+
+    func fileSystem(_ table: TOMLTable, _ path: String) throws(GrantsError) -> FileSystemGrant {
+        try checkKeys(table, path, allowed: ["paths", "allow", "rate", "approval"])
+        let raw = try nonEmpty(try strings(table, "paths", path, required: true), path, "paths", "[\"/srv/reports/**\"]")
+        var paths: [String] = []
+        for pattern in raw {
+            guard !pattern.isEmpty else { throw fail(join(path, "paths"), "an empty path matches nothing") }
+            let absolute = pattern.hasPrefix("/") ? pattern : baseDirectory + "/" + pattern
+            let normalized = normalizeLexically(absolute)
+            guard globIsWellFormed(normalized) else {
+                throw fail(join(path, "paths"), "`\(pattern)`: `**` must be a whole path segment (e.g. /srv/**/x.txt)")
+            }
+            try checkPolicyCell(normalized, join(path, "paths"))
+            paths.append(normalized)
+        }
+        return FileSystemGrant(
+            paths: paths, access: try allowList(table, path, as: FileSystemAccess.self),
+            conditions: try conditions(table, path), source: source(path))
+    }
+
+    func http(_ table: TOMLTable, _ path: String) throws(GrantsError) -> HTTPGrant {
+        try checkKeys(table, path, allowed: ["urls", "methods", "rate", "approval", "max-response", "timeout", "headers"])
+        let raw = try nonEmpty(try strings(table, "urls", path, required: true), path, "urls",
+                               "[\"https://api.example.com/v1/**\"]")
+        var urls: [String] = []
+        for url in raw {
+            guard let normalized = normalizeURLPattern(url) else {
+                throw fail(join(path, "urls"),
+                           "`\(url)` is not an http(s) URL pattern with a host and a path (no user info), e.g. https://api.example.com/v1/**")
+            }
+            guard globIsWellFormed(normalized) else {
+                throw fail(join(path, "urls"), "`\(url)`: `**` must be a whole path segment")
+            }
+            try checkPolicyCell(normalized, join(path, "urls"))
+            urls.append(normalized)
+        }
+        let methodList = try nonEmpty(try strings(table, "methods", path, required: true), path, "methods", "[\"GET\"]")
+        var methods: [String] = []
+        for method in methodList {
+            let upper = method.uppercased()
+            guard !upper.isEmpty, upper.allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "-") }) else {
+                throw fail(join(path, "methods"), "`\(method)` is not an HTTP method")
+            }
+            if !methods.contains(upper) { methods.append(upper) }
+        }
+        var headers: [InjectedHeader] = []
+        for (name, value) in (try stringTable(table, "headers", path) ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_".contains($0)) }) else {
+                throw fail(join(path, "headers.\(name)"), "not a valid header name")
+            }
+            guard !value.contains("\r"), !value.contains("\n") else {
+                throw fail(join(path, "headers.\(name)"), "header values cannot contain line breaks")
+            }
+            if value.hasPrefix("env:") {
+                let variable = String(value.dropFirst(4))
+                guard !variable.isEmpty else { throw fail(join(path, "headers.\(name)"), "`env:` needs a variable name") }
+                headers.append(InjectedHeader(name: name, value: .environment(variable)))
+            } else {
+                headers.append(InjectedHeader(name: name, value: .literal(value)))
+            }
+        }
+        return HTTPGrant(
+            urls: urls, methods: methods, maxResponse: try size(table, "max-response", path),
+            timeout: try duration(table, "timeout", path), headers: headers,
+            conditions: try conditions(table, path), source: source(path))
+    }
+
+    func database(_ table: TOMLTable, _ path: String) throws(GrantsError) -> DatabaseGrant {
+        try checkKeys(table, path, allowed: ["database", "tables", "allow", "rate", "approval"])
+        guard let name = try string(table, "database", path) else { throw fail(path, "missing key `database`") }
+        guard isIdentifier(name) else {
+            throw fail(join(path, "database"), "must be 1-64 characters of A-Z a-z 0-9 . _ - (the --db NAME)")
+        }
+        let tables = try nonEmpty(try strings(table, "tables", path, required: true), path, "tables", "[\"orders\"]")
+        for tableName in tables {
+            guard !tableName.isEmpty, !tableName.contains("/"), globIsWellFormed(tableName) else {
+                throw fail(join(path, "tables"), "`\(tableName)` is not a table name or `*`")
+            }
+            try checkPolicyCell(tableName, join(path, "tables"))
+        }
+        return DatabaseGrant(
+            database: name, tables: tables, access: try allowList(table, path, as: DatabaseAccess.self),
+            conditions: try conditions(table, path), source: source(path))
+    }
+
+    func exec(_ table: TOMLTable, _ path: String) throws(GrantsError) -> ExecGrant {
+        try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval"])
+        guard let program = try string(table, "program", path) else { throw fail(path, "missing key `program`") }
+        guard program.hasPrefix("/"), normalizeLexically(program) == program, !program.contains("*") else {
+            throw fail(join(path, "program"), "`\(program)` must be an absolute, normalized path without wildcards")
+        }
+        try checkPolicyCell(program, join(path, "program"))
+        let arguments = try strings(table, "args", path, required: false) ?? []
+        return ExecGrant(
+            program: program, arguments: arguments, environment: try stringTable(table, "env", path) ?? [:],
+            timeout: try duration(table, "timeout", path), maxOutput: try size(table, "max-output", path),
+            conditions: try conditions(table, path), source: source(path))
+    }
+
+    /// Policy values travel as CSV cells: refuse what would need quoting.
+    func checkPolicyCell(_ value: String, _ key: String) throws(GrantsError) {
+        guard !value.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else {
+            throw fail(key, "`\(value)` contains a comma, quote or line break, which a policy line cannot carry")
+        }
+    }
+}
+
+/// 1-64 characters of `A-Z a-z 0-9 . _ -`.
+func isIdentifier(_ text: String) -> Bool {
+    !text.isEmpty && text.count <= 64
+        && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
+}
+
+/// Collapses `//`, `.` and `..` (never above `/`) and drops a trailing `/`; the input must be absolute.
+func normalizeLexically(_ path: String) -> String {
+    var parts: [Substring] = []
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        if part == "." { continue }
+        if part == ".." {
+            if !parts.isEmpty { parts.removeLast() }
+            continue
+        }
+        parts.append(part)
+    }
+    return "/" + parts.joined(separator: "/")
+}
+
+/// The working directory joined with `path` when it is relative.
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    return FileManager.default.currentDirectoryPath + "/" + path
+}
+
+/// Lower-cases scheme and host of an `http(s)://host[:port]/path` pattern; `nil` when it is not one.
+func normalizeURLPattern(_ url: String) -> String? {
+    let lower = url.lowercased()
+    let scheme: String
+    if lower.hasPrefix("https://") { scheme = "https" } else if lower.hasPrefix("http://") { scheme = "http" } else {
+        return nil
+    }
+    let rest = url.dropFirst(scheme.count + 3)
+    let authority = rest.prefix { $0 != "/" }
+    let pathPart = rest.dropFirst(authority.count)
+    guard !authority.isEmpty, !authority.contains("@"), !authority.contains("?"), !authority.contains("#"),
+          authority.allSatisfy({ !$0.isWhitespace })
+    else { return nil }
+    var host = authority.lowercased()
+    if scheme == "https", host.hasSuffix(":443") { host.removeLast(4) }
+    if scheme == "http", host.hasSuffix(":80") { host.removeLast(3) }
+    return "\(scheme)://\(host)\(pathPart.isEmpty ? "/" : String(pathPart))"
+}

@@ -1,0 +1,225 @@
+public import PeonPolicy
+import Foundation
+import Synchronization
+
+/// Where a run's policy comes from: grants, an organization's model and policy, both, or nothing.
+///
+/// - grants only: the built-in model (``BuiltinModel``) with the grants compiled to `p` lines.
+/// - `--model`/`--policy`: the organization's model and CSV decide; grants given as well are added
+///   as extra `p, sub, obj, act, args` lines (the model must then declare `p = sub, obj, act, args`)
+///   and still supply their conditions (rate, approval, caps, injected headers).
+/// - nothing: the built-in model with no lines, so every call is denied (and audited).
+public struct PolicySources: Sendable, Hashable {
+    /// The grants file (`--grants`), if any.
+    public var grantsPath: String?
+    /// The organization's model (`--model`), if any.
+    public var modelPath: String?
+    /// The organization's policy CSV (`--policy`), if any.
+    public var policyPath: String?
+
+    /// Creates sources; every default is "none".
+    public init(grantsPath: String? = nil, modelPath: String? = nil, policyPath: String? = nil) {
+        self.grantsPath = grantsPath
+        self.modelPath = modelPath
+        self.policyPath = policyPath
+    }
+
+    /// The files a reloader watches.
+    public var files: [String] { [grantsPath, modelPath, policyPath].compactMap { $0 } }
+}
+
+/// A policy loading problem: one line naming the file and what to do.
+public struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The message, starting with `FILE:LINE:`.
+    public var description: String
+
+    /// Creates an error.
+    public init(_ description: String) { self.description = description }
+}
+
+/// One compiled, immutable policy: the engine snapshot plus the grants that supplied its rules.
+///
+/// The mediator takes the current snapshot once per call, so a reload in the middle of a call never
+/// mixes two policies; each audit entry names ``version``.
+public struct PolicySnapshot: Sendable {
+    /// The policy engine snapshot that decides.
+    public let enforcer: Enforcer
+    /// The grants, compiled; `nil` when only a model and policy were given.
+    public let compiled: CompiledGrants?
+
+    /// The engine's version (a SHA-256 over model, policy and grant lines).
+    public var version: String { enforcer.version }
+
+    /// The request field names peon-wasm fills, in the order a model may use any subset of.
+    ///
+    /// - `sub`: the module name; `obj`: the resource string; `act`: the action;
+    /// - `args`: the exec argument vector (``ArgumentVector``), `0:` for other calls;
+    /// - `ctx`: an object with `hour` (0-23, UTC), `weekday` (1 = Sunday ... 7), `run` (the run id) and
+    ///   `sha256` (the module's hash), for time-of-day and pinning rules (`r.ctx.hour >= 9`).
+    public static let requestFields = ["sub", "obj", "act", "args", "ctx"]
+
+    /// Builds a snapshot from files. Throws one clear line on any problem.
+    public static func load(_ sources: PolicySources, defaultModule: String) throws(PolicyLoadError) -> PolicySnapshot {
+        var compiled: CompiledGrants?
+        if let grantsPath = sources.grantsPath {
+            do {
+                compiled = CompiledGrants(try GrantsParser.load(path: grantsPath))
+            } catch {
+                throw PolicyLoadError(error.description)
+            }
+        }
+        var model = BuiltinModel.text
+        var modelSource = "policies/model.conf (built in)"
+        var policy = ""
+        var policySource = "(no policy file)"
+        if let modelPath = sources.modelPath {
+            model = try readText(modelPath)
+            modelSource = modelPath
+        }
+        if let policyPath = sources.policyPath {
+            policy = try readText(policyPath)
+            policySource = policyPath
+        }
+        return try build(model: model, modelSource: modelSource, policy: policy, policySource: policySource,
+                         compiled: compiled)
+    }
+
+    /// Builds a snapshot from in-memory grants and the built-in model.
+    public static func build(grants: Grants) throws(PolicyLoadError) -> PolicySnapshot {
+        try build(model: BuiltinModel.text, modelSource: "policies/model.conf (built in)", policy: "",
+                  policySource: "(no policy file)", compiled: CompiledGrants(grants))
+    }
+
+    /// Builds a snapshot from model and policy texts plus optional compiled grants.
+    public static func build(
+        model: String, modelSource: String, policy: String, policySource: String, compiled: CompiledGrants?
+    ) throws(PolicyLoadError) -> PolicySnapshot {
+        var rules: [PolicyRule] = []
+        if let compiled {
+            for rule in compiled.rules {
+                let source = compiled.origins[rule]?.first.map { compiled.source(of: $0) }
+                rules.append(PolicyRule(section: "p", values: rule, source: source?.file ?? "grants",
+                                        line: source?.line ?? 0))
+            }
+        }
+        let enforcer: Enforcer
+        do {
+            enforcer = try Enforcer(model: model, modelSource: modelSource, policy: policy, policySource: policySource,
+                                    additionalRules: rules, functions: PeonMatchers.registry)
+        } catch {
+            throw PolicyLoadError(error.description)
+        }
+        for field in enforcer.requestFields where !requestFields.contains(field) {
+            throw PolicyLoadError(
+                "\(modelSource): the model's request_definition uses `\(field)`; peon-wasm fills only \(requestFields.joined(separator: ", "))")
+        }
+        return PolicySnapshot(enforcer: enforcer, compiled: compiled)
+    }
+
+    private static func readText(_ path: String) throws(PolicyLoadError) -> String {
+        do {
+            return try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw PolicyLoadError("\(path): cannot read (\(error.localizedDescription)); check the path")
+        }
+    }
+
+    /// Decides one request. An engine error is a deny whose reason quotes the error.
+    public func decide(_ request: PolicyRequest) -> PolicyVerdict {
+        let values: [PolicyValue] = enforcer.requestFields.map { field in
+            switch field {
+            case "sub": .string(request.subject)
+            case "obj": .string(request.object)
+            case "act": .string(request.action)
+            case "args": .string(request.arguments)
+            default: .object(request.context)
+            }
+        }
+        do {
+            let decision = try enforcer.enforce(values)
+            guard decision.isAllowed else {
+                let reason = decision.rule.map { "denied by \($0) (\($0.location))" }
+                    ?? "no policy line allows \(request.action) on \(request.object)"
+                return PolicyVerdict(isAllowed: false, reason: reason, rule: decision.rule?.values, version: version)
+            }
+            let reason = decision.rule.map { "allowed by \($0) (\($0.location))" } ?? "allowed by the policy effect"
+            return PolicyVerdict(isAllowed: true, reason: reason, rule: decision.rule?.values, version: version)
+        } catch {
+            return PolicyVerdict(isAllowed: false, reason: "policy evaluation failed: \(error.description)",
+                                 rule: nil, version: version)
+        }
+    }
+}
+
+/// What the mediator asks the engine (see ``PolicySnapshot/requestFields``).
+public struct PolicyRequest: Sendable, Hashable {
+    /// The module name.
+    public var subject: String
+    /// The resource string, e.g. `fs:/srv/reports/q1.txt`.
+    public var object: String
+    /// The action, e.g. `fs.read`.
+    public var action: String
+    /// The encoded exec argument vector; `0:` for other calls.
+    public var arguments: String
+    /// The `ctx` object.
+    public var context: [String: PolicyValue]
+
+    /// Creates a request.
+    public init(subject: String, object: String, action: String, arguments: String = "0:",
+                context: [String: PolicyValue] = [:]) {
+        self.subject = subject
+        self.object = object
+        self.action = action
+        self.arguments = arguments
+        self.context = context
+    }
+}
+
+/// The engine's answer, with the line that decided it.
+public struct PolicyVerdict: Sendable, Hashable {
+    /// Whether the call may proceed (before rate and approval).
+    public var isAllowed: Bool
+    /// Why, quoting the deciding line and its `file:line`.
+    public var reason: String
+    /// The deciding policy line's fields (after the section name), if one decided.
+    public var rule: [String]?
+    /// The policy version that decided.
+    public var version: String
+}
+
+/// The matcher functions peon-wasm registers in the policy engine.
+public enum PeonMatchers {
+    /// `FunctionRegistry.standard` plus `peonGlob(obj, pattern)` (``globMatches(_:pattern:)``) and
+    /// `peonArgs(args, patterns)` (``ArgumentVector/matches(_:patterns:)``).
+    public static var registry: FunctionRegistry {
+        var registry = FunctionRegistry.standard
+        registry.register("peonGlob", arity: 2) { arguments in
+            guard case .string(let text) = arguments[0], case .string(let pattern) = arguments[1] else {
+                return .bool(false)
+            }
+            return .bool(globMatches(text, pattern: pattern))
+        }
+        registry.register("peonArgs", arity: 2) { arguments in
+            guard case .string(let field) = arguments[0], case .string(let patterns) = arguments[1] else {
+                return .bool(false)
+            }
+            return .bool(ArgumentVector.matches(field, patterns: patterns))
+        }
+        return registry
+    }
+}
+
+/// Holds the current ``PolicySnapshot`` and swaps it atomically; readers copy it under a lock held
+/// only for the copy.
+public final class MediatorPolicyStore: Sendable {
+    private let state: Mutex<PolicySnapshot>
+
+    /// Creates a store serving `snapshot`.
+    public init(_ snapshot: PolicySnapshot) { state = Mutex(snapshot) }
+
+    /// The snapshot deciding calls now.
+    public var current: PolicySnapshot { state.withLock { $0 } }
+
+    /// Swaps in `snapshot`.
+    public func replace(with snapshot: PolicySnapshot) { state.withLock { $0 = snapshot } }
+}

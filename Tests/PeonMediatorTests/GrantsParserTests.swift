@@ -1,0 +1,136 @@
+import Testing
+@testable import PeonMediator
+
+/// A grants file is written by hand and read by a security tool: anything unexpected is an error that
+/// names the file, the line and the key, never a silently wider grant.
+@Suite struct GrantsParserTests {
+    static let full = """
+        module = "summarizer"
+        sha256 = "ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB"
+
+        [limits]
+        memory = "64MiB"
+        timeout = "30s"
+        calls = 10000
+        fuel = 1_000_000_000
+
+        [env]
+        LANG = "C.UTF-8"
+
+        [[fs]]
+        paths = ["/srv/reports/**", "data/*.csv", "../shared/./x//y/"]
+        allow = ["read", "list"]
+
+        [[http]]
+        urls = ["HTTPS://API.Example.com:443/v1/**"]
+        methods = ["get", "POST"]
+        rate = "60/minute"
+        max-response = "2MiB"
+        headers = { Authorization = "env:EXAMPLE_API_TOKEN", X-Client = "peon" }
+
+        [[db]]
+        database = "analytics"
+        tables = ["orders", "customers"]
+        allow = ["read"]
+
+        [[exec]]
+        program = "/usr/bin/wc"
+        args = ["-l", "*"]
+        approval = true
+        timeout = "5s"
+        """
+
+    @Test func theDocumentedExampleParsesIntoTypedGrants() throws {
+        let grants = try GrantsParser.parse(Self.full, file: "g.toml", baseDirectory: "/etc/peon/policies")
+        #expect(grants.module == "summarizer")
+        #expect(grants.sha256 == String(repeating: "ab", count: 32))
+        #expect(grants.limits == GrantLimits(memory: ByteSize(bytes: 64 << 20), timeout: .seconds(30), calls: 10000,
+                                             fuel: 1_000_000_000))
+        #expect(grants.environment == ["LANG": "C.UTF-8"])
+        #expect(grants.fileSystem[0].paths == ["/srv/reports/**", "/etc/peon/policies/data/*.csv", "/etc/peon/shared/x/y"])
+        #expect(grants.fileSystem[0].access == [.read, .list])
+        #expect(grants.fileSystem[0].source == GrantSource(file: "g.toml", line: 13))
+        #expect(grants.http[0].urls == ["https://api.example.com/v1/**"])
+        #expect(grants.http[0].methods == ["GET", "POST"])
+        #expect(grants.http[0].conditions.rate == Rate(count: 60, period: .seconds(60)))
+        #expect(grants.http[0].maxResponse == ByteSize(bytes: 2 << 20))
+        #expect(grants.http[0].headers == [
+            InjectedHeader(name: "Authorization", value: .environment("EXAMPLE_API_TOKEN")),
+            InjectedHeader(name: "X-Client", value: .literal("peon")),
+        ])
+        #expect(grants.database[0].tables == ["orders", "customers"])
+        #expect(grants.exec[0].arguments == ["-l", "*"])
+        #expect(grants.exec[0].conditions.approval)
+        #expect(grants.exec[0].timeout == .seconds(5))
+    }
+
+    @Test func grantsCompileToOnePolicyLinePerResourceAndAction() throws {
+        let grants = try GrantsParser.parse(Self.full, file: "g.toml", baseDirectory: "/p")
+        let compiled = CompiledGrants(grants)
+        #expect(compiled.policyText.split(separator: "\n").contains("p, summarizer, fs:/srv/reports/**, fs.read, *"))
+        #expect(compiled.policyText.split(separator: "\n").contains("p, summarizer, http:https://api.example.com/v1/**, http.POST, *"))
+        #expect(compiled.policyText.split(separator: "\n").contains("p, summarizer, db:analytics/orders, db.read, *"))
+        #expect(compiled.policyText.split(separator: "\n").contains("p, summarizer, exec:/usr/bin/wc, exec.run, 2:-l *"))
+        #expect(compiled.rules.count == 2 * 3 + 2 + 2 + 1)
+    }
+
+    /// Each case: the file, the expected `line`, `key`, and a phrase of the message.
+    @Test(arguments: [
+        ("module = \"m\"\nmodle = \"x\"\n", 2, "modle", "unknown key"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = []\n", 4, "fs[0].allow", "allow list is empty"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\n", 2, "fs[0].allow", "allow list is empty"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = [\"read\", \"exec\"]\n", 4, "fs[0].allow", "unknown operation `exec`"),
+        ("module = \"m\"\n[[fs]]\npaths = \"/a\"\nallow = [\"read\"]\n", 3, "fs[0].paths", "expected an array"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a/**b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "whole path segment"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = [\"read\"]\n[[fs]]\npaths = [\"/b\"]\nallow = [\"read\"]\nrate = \"lots\"\n",
+         8, "fs[1].rate", "not a rate"),
+        ("module = \"m\"\n[limits]\nmemory = \"64 megs\"\n", 3, "limits.memory", "not a size"),
+        ("module = \"m\"\n[limits]\ntimeout = 30\n", 3, "limits.timeout", "expected a string"),
+        ("module = \"m\"\n[limits]\ncalls = \"many\"\n", 3, "limits.calls", "expected an integer"),
+        ("module = \"m\"\n[limits]\ncalls = 0\n", 3, "limits.calls", "greater than zero"),
+        ("module = \"m\"\n[limits]\nwall = \"1s\"\n", 3, "limits.wall", "unknown key"),
+        ("module = \"m\"\n\n[[http]]\nurls = [\"ftp://x/**\"]\nmethods = [\"GET\"]\n", 4, "http[0].urls", "not an http(s) URL"),
+        ("module = \"m\"\n[[http]]\nurls = [\"https://user@x/**\"]\nmethods = [\"GET\"]\n", 3, "http[0].urls", "no user info"),
+        ("module = \"m\"\n[[http]]\nurls = [\"https://x/**\"]\nmethods = []\n", 4, "http[0].methods", "empty"),
+        ("module = \"m\"\n[[http]]\nurls = [\"https://x/**\"]\nmethods = [\"GET\"]\nmax-response = \"huge\"\n", 5, "http[0].max-response", "not a size"),
+        ("module = \"m\"\n[[db]]\ndatabase = \"a\"\ntables = [\"t\"]\nallow = [\"drop\"]\n", 5, "db[0].allow", "unknown operation"),
+        ("module = \"m\"\n[[exec]]\nprogram = \"wc\"\n", 3, "exec[0].program", "absolute"),
+        ("module = \"m\"\n[[exec]]\nprogram = \"/usr/bin/../bin/wc\"\n", 3, "exec[0].program", "normalized"),
+        ("module = \"m\"\n[[exec]]\nprogram = \"/bin/x\"\napproval = \"yes\"\n", 4, "exec[0].approval", "true or false"),
+        ("module = \"m\"\nsha256 = \"abc\"\n", 2, "sha256", "64 hexadecimal"),
+        ("module = \"bad name\"\n", 1, "module", "A-Z a-z"),
+        ("sha256 = \"x\"\n", 1, "module", "missing"),
+        ("module = \"m\"\n[[fs]\n", 2, "", "TOML syntax error"),
+        ("module = \"m\"\nfs = 3\n", 2, "fs", "array of tables"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a,b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "comma"),
+    ])
+    func mistakesAreReportedWithFileLineAndKey(text: String, line: Int, key: String, phrase: String) {
+        do {
+            _ = try GrantsParser.parse(text, file: "policies/m.toml", baseDirectory: "/p")
+            Issue.record("expected an error for \(text)")
+        } catch {
+            #expect(error.file == "policies/m.toml")
+            #expect(error.line == line, "\(error)")
+            #expect(error.key == key, "\(error)")
+            #expect(error.message.contains(phrase), "\(error)")
+            #expect(error.description.hasPrefix("policies/m.toml:\(line): "))
+        }
+    }
+
+    @Test func theRenderedErrorIsOneLineWithFileLineKeyAndWhatToDo() {
+        do {
+            _ = try GrantsParser.parse("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = []\n", file: "g.toml", baseDirectory: "/")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description == "g.toml:4: fs[0].allow: the allow list is empty or missing; name at least one of read, write, append, list, remove")
+        }
+    }
+
+    @Test func theShippedModelFileIsTheBuiltInModel() throws {
+        let url = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("policies/model.conf")
+        #expect(try String(contentsOf: url, encoding: .utf8) == BuiltinModel.text)
+    }
+}
+
+import Foundation

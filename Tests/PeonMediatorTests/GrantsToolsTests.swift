@@ -1,0 +1,54 @@
+import Testing
+@testable import PeonMediator
+
+/// `grants check` must tell a user which imports their grants can never satisfy and which grants a
+/// module cannot use; `policy explain` must say why a request is refused.
+@Suite struct GrantsToolsTests {
+    static let grants = """
+        module = "m"
+
+        [[fs]]
+        paths = ["/srv/**"]
+        allow = ["read"]
+
+        [[exec]]
+        program = "/usr/bin/wc"
+        args = ["-l", "*"]
+        """
+
+    @Test func checkListsEachHostImportAndWarnsAboutUnusableGrants() throws {
+        let grants = try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/")
+        let report = checkGrants(imports: [
+            (module: "wasi_snapshot_preview1", name: "fd_write"),
+            (module: "peon:host/fs@0.1.0", name: "read"),
+            (module: "peon:host/fs@0.1.0", name: "write"),
+            (module: "peon:host/log@0.1.0", name: "log"),
+        ], grants: grants)
+        #expect(report.imports.map(\.importName) == ["peon:host/fs@0.1.0#read", "peon:host/fs@0.1.0#write", "peon:host/log@0.1.0#log"])
+        #expect(report.imports.map(\.status) == ["granted", "not granted (every call will be denied)", "no grant needed"])
+        #expect(report.imports[0].grants == ["fs[0] (g.toml:3)"])
+        #expect(report.warnings == ["grant exec[0] (g.toml:7) allows exec.run, which the module never calls"])
+        #expect(!report.hasUnknownImports)
+    }
+
+    @Test func checkFlagsUnknownHostImports() throws {
+        let grants = try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/")
+        let report = checkGrants(imports: [(module: "peon:host/fs@0.1.0", name: "chmod")], grants: grants)
+        #expect(report.hasUnknownImports)
+        #expect(report.imports.first?.status == "unknown import")
+    }
+
+    @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
+        let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/"))
+        let allowed = explainPolicy(snapshot: snapshot, module: "m", action: "fs.read", object: "fs:/srv/a.txt", arguments: [])
+        #expect(allowed.isAllowed)
+        #expect(allowed.lines.contains("allow: allowed by p, m, fs:/srv/**, fs.read, * (g.toml:3)"))
+        let denied = explainPolicy(snapshot: snapshot, module: "m", action: "fs.write", object: "fs:/etc/x", arguments: [])
+        #expect(!denied.isAllowed)
+        #expect(denied.lines.contains("  not fs[0] (g.toml:3): it allows fs.read, not fs.write; fs:/etc/x does not match fs:/srv/**"))
+        let wrongArgs = explainPolicy(snapshot: snapshot, module: "m", action: "exec.run", object: "exec:/usr/bin/wc", arguments: ["-c", "x"])
+        #expect(wrongArgs.lines.last == "  not exec[0] (g.toml:7): the arguments 2:-c x do not match 2:-l *")
+        let none = explainPolicy(snapshot: snapshot, module: "m", action: "http.GET", object: "http:https://x/", arguments: [])
+        #expect(none.lines.last == "  no grant mentions http at all (default deny)")
+    }
+}

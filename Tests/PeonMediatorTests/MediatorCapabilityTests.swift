@@ -1,0 +1,272 @@
+import Foundation
+import PeonAudit
+import PeonInterface
+import Testing
+@testable import PeonMediator
+
+/// exec, db and http through the mediator: what the grant names runs, everything else is refused
+/// before the capability is reached, and secrets a grant injects never leak.
+@Suite struct MediatorCapabilityTests {
+    // MARK: exec
+
+    static let execGrants = """
+        module = "counter"
+
+        [[exec]]
+        program = "/bin/echo"
+        args = ["-n", "*"]
+        env = { GREETING = "hi" }
+
+        [[exec]]
+        program = "/usr/bin/env"
+        """
+
+    @Test func aGrantedProgramRunsWithMatchingArguments() throws {
+        let harness = try Harness(grants: Self.execGrants)
+        let output = try harness.mediator.run(program: "/bin/echo", arguments: ["-n", "a b;c"], stdin: [])
+        #expect(output.code == 0)
+        #expect(output.stdout == Array("a b;c".utf8), "arguments reach the program as one argv entry each, no shell")
+        let decision = try #require(try harness.decisions("exec.run").first)
+        #expect(decision.decision == .allow && decision.resource == "exec:/bin/echo")
+        #expect(decision.details["args"] == "2:-n a%20b%3Bc")
+    }
+
+    @Test func theProgramSeesOnlyTheGrantsEnvironment() throws {
+        let harness = try Harness(grants: Self.execGrants)
+        let output = try harness.mediator.run(program: "/usr/bin/env", arguments: [], stdin: [])
+        #expect(String(decoding: output.stdout, as: UTF8.self) == "")
+    }
+
+    @Test(arguments: [
+        ("/bin/sh", ["-c", "echo pwned"]),
+        ("/bin/echo", ["-n"]),
+        ("/bin/echo", ["-e", "x"]),
+        ("/bin/echo", ["-n", "x", "y"]),
+        ("/bin/echo", ["-n", "x; touch /tmp/pwned"]) as (String, [String]),
+    ])
+    func ungrantedProgramsOrArgumentsAreDenied(program: String, arguments: [String]) throws {
+        var grants = Self.execGrants
+        if arguments.count == 2, arguments[1].contains(";") {
+            grants = grants.replacingOccurrences(of: "args = [\"-n\", \"*\"]", with: "args = [\"-n\", \"x\"]")
+        }
+        let harness = try Harness(grants: grants)
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.run(program: program, arguments: arguments, stdin: [])
+        }
+        #expect(error?.code == .denied)
+        #expect(try harness.decisions("exec.run").map(\.decision) == [.deny])
+        #expect(try !harness.entries().contains { $0.record.outcome == "ok" })
+    }
+
+    @Test(arguments: ["echo", "/bin/../bin/echo", "/bin//echo", "bin/echo"])
+    func relativeOrUnnormalizedProgramsAreInvalidArguments(program: String) throws {
+        let harness = try Harness(grants: Self.execGrants)
+        let error = harness.error { () throws(HostError) in try harness.mediator.run(program: program, arguments: [], stdin: []) }
+        #expect(error?.code == .invalidArgument)
+        #expect(try harness.decisions("exec.run").first?.decision == .deny)
+    }
+
+    // MARK: approval
+
+    static let approvalGrants = """
+        module = "counter"
+
+        [[exec]]
+        program = "/bin/echo"
+        args = ["*"]
+        approval = true
+        """
+
+    @Test func withoutAnApproverACallNeedingApprovalIsRefused() throws {
+        let harness = try Harness(grants: Self.approvalGrants)
+        let error = harness.error { () throws(HostError) in try harness.mediator.run(program: "/bin/echo", arguments: ["x"], stdin: []) }
+        #expect(error?.code == .denied)
+        #expect(error?.message.contains("approval required") == true)
+        let decision = try #require(try harness.decisions("exec.run").first)
+        #expect(decision.decision == .deny && decision.reason == "approval required")
+        #expect(decision.details["approver"] == "none")
+    }
+
+    @Test func aCommandApproverSeesTheCallAsJSONAndItsExitStatusDecides() throws {
+        let scratch = try Scratch()
+        let seen = scratch.path + "/seen.json"
+        // Approves only calls whose JSON mentions the argument "yes".
+        let script = try scratch.file("approve.sh", "#!/bin/sh\ncat > \(seen)\ngrep -q '\"yes\"' \(seen)\n")
+        chmod(script, 0o755)
+        let approver = try #require(CommandApprover(commandLine: script, timeout: .seconds(20)))
+        let harness = try Harness(grants: Self.approvalGrants, scratch: scratch, approver: approver)
+        let output = try harness.mediator.run(program: "/bin/echo", arguments: ["yes"], stdin: [])
+        #expect(output.stdout == Array("yes\n".utf8))
+        let json = try #require(scratch.contents("seen.json"))
+        #expect(json.contains("\"call\":\"exec.run\"") && json.contains("\"resource\":\"exec:\\/bin\\/echo\""))
+        let error = harness.error { () throws(HostError) in try harness.mediator.run(program: "/bin/echo", arguments: ["no"], stdin: []) }
+        #expect(error?.code == .denied)
+        let decisions = try harness.decisions("exec.run")
+        #expect(decisions.map(\.decision) == [.allow, .deny])
+        #expect(decisions.allSatisfy { $0.details["approver"] == "command:\(script)" })
+        #expect(decisions.map { $0.details["approval"] } == ["exit 0", "exit 1"])
+    }
+
+    @Test func aSlowApproverIsATimeoutRefusal() throws {
+        let approver = try #require(CommandApprover(commandLine: "/bin/sleep 30", timeout: .milliseconds(200)))
+        let harness = try Harness(grants: Self.approvalGrants, approver: approver)
+        let error = harness.error { () throws(HostError) in try harness.mediator.run(program: "/bin/echo", arguments: ["x"], stdin: []) }
+        #expect(error?.code == .denied)
+        #expect(try harness.decisions("exec.run").first?.details["approval"] == "timeout")
+    }
+
+    // MARK: db
+
+    static func database(_ scratch: Scratch) throws -> String {
+        let path = scratch.path + "/analytics.db"
+        let sqlite = Process()
+        sqlite.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        sqlite.arguments = ["python3", "-c", """
+            import sqlite3; c = sqlite3.connect('\(path)')
+            c.executescript('create table orders(id integer, total real); insert into orders values (1, 9.5); create table secrets(v text); insert into secrets values (\\'x\\');')
+            c.commit()
+            """]
+        try sqlite.run()
+        sqlite.waitUntilExit()
+        return path
+    }
+
+    static let dbGrants = """
+        module = "analyst"
+
+        [[db]]
+        database = "analytics"
+        tables = ["orders"]
+        allow = ["read"]
+        """
+
+    @Test func aReadGrantAllowsQueriesOnItsTable() throws {
+        let scratch = try Scratch()
+        let path = try Self.database(scratch)
+        let harness = try Harness(grants: Self.dbGrants, scratch: scratch, databases: ["analytics": path])
+        let rows = try harness.mediator.query(database: "analytics", sql: "select id, total from orders where id = ?",
+                                              parameters: [.integer(1)])
+        #expect(rows.rows == [[.integer(1), .real(9.5)]])
+        let decision = try #require(try harness.decisions("db.query").first)
+        #expect(decision.decision == .allow && decision.details["accesses"] == "db.read db:analytics/orders")
+    }
+
+    @Test(arguments: [
+        "insert into orders values (2, 1.0)",
+        "update orders set total = 0",
+        "delete from orders",
+        "drop table orders",
+        "create table t(x)",
+        "attach database '/tmp/other.db' as o",
+        "pragma writable_schema = 1",
+        "select * from secrets",
+        "select 1; delete from orders",
+    ])
+    func writesAndEscapesOnAReadOnlyTableGrantAreRefused(sql: String) throws {
+        let scratch = try Scratch()
+        let path = try Self.database(scratch)
+        let harness = try Harness(grants: Self.dbGrants, scratch: scratch, databases: ["analytics": path])
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.execute(database: "analytics", sql: sql, parameters: [])
+        }
+        #expect(error?.code == .denied || error?.code == .invalidArgument, "\(String(describing: error))")
+        #expect(try harness.decisions("db.execute").map(\.decision) == [.deny])
+        let rows = try harness.mediator.query(database: "analytics", sql: "select count(*) from orders", parameters: [])
+        #expect(rows.rows == [[.integer(1)]], "the table is unchanged")
+    }
+
+    @Test func aWriteThroughQueryIsRefusedEvenWithAWriteGrant() throws {
+        let scratch = try Scratch()
+        let path = try Self.database(scratch)
+        let grants = Self.dbGrants.replacingOccurrences(of: "allow = [\"read\"]", with: "allow = [\"read\", \"insert\"]")
+        let harness = try Harness(grants: grants, scratch: scratch, databases: ["analytics": path])
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.query(database: "analytics", sql: "insert into orders values (5, 5)", parameters: [])
+        }
+        #expect(error?.code == .denied)
+        #expect(try harness.mediator.execute(database: "analytics", sql: "insert into orders values (5, 5)", parameters: []) == 1)
+    }
+
+    // MARK: http
+
+    static let httpGrants = """
+        module = "fetcher"
+
+        [[http]]
+        urls = ["https://api.example.com/v1/**", "http://127.0.0.1:8080/**"]
+        methods = ["GET"]
+        rate = "2/minute"
+        max-response = "1KiB"
+        headers = { Authorization = "env:TEST_TOKEN" }
+        """
+
+    @Test func injectedSecretsReachTheTransportButNeitherTheGuestNorTheAuditLog() throws {
+        let sender = RecordingSender()
+        sender.responseHeaders = [HTTPHeader(name: "X-Echo", value: "Bearer s3cret"), HTTPHeader(name: "X-Ok", value: "1")]
+        let harness = try Harness(grants: Self.httpGrants, http: sender, environment: ["TEST_TOKEN": "Bearer s3cret"])
+        let response = try harness.mediator.send(HTTPRequestValue(
+            method: "get", url: "HTTPS://API.example.com:443/v1/items?q=1",
+            headers: [HTTPHeader(name: "authorization", value: "guest-forged")]))
+        #expect(response.status == 200)
+        #expect(response.headers == [HTTPHeader(name: "X-Ok", value: "1")], "a header echoing the secret is dropped")
+        let (request, injected, allowed, cap) = try #require(sender.sent.first)
+        #expect(request.url == "https://api.example.com/v1/items?q=1")
+        #expect(request.headers.isEmpty, "the guest's Authorization is replaced, not doubled")
+        #expect(injected == [HTTPHeader(name: "Authorization", value: "Bearer s3cret")])
+        #expect(allowed == ["127.0.0.1"], "only an address a grant names literally is exempt from the private-address check")
+        #expect(cap == 1024)
+        let log = try String(contentsOfFile: harness.auditPath, encoding: .utf8)
+        #expect(!log.contains("s3cret"))
+        #expect(try harness.decisions("http.send").first?.resource == "http:https://api.example.com/v1/items?q=1")
+    }
+
+    @Test(arguments: [
+        ("POST", "https://api.example.com/v1/x", HostErrorCode.denied),
+        ("GET", "https://api.example.com/v2/x", .denied),
+        ("GET", "https://api.example.com.evil.net/v1/x", .denied),
+        ("GET", "https://api.example.com@169.254.169.254/v1/x", .invalidArgument),
+        ("GET", "http://169.254.169.254/latest/meta-data", .denied),
+        ("GET", "http://[::1]/v1/x", .denied),
+        ("GET", "http://127.0.0.1/v1/x", .denied),
+        ("GET", "file:///etc/passwd", .invalidArgument),
+        ("GE T", "https://api.example.com/v1/x", .invalidArgument),
+        ("GET", "https://api.example.com/v1/../../admin", .invalidArgument),
+    ])
+    func ungrantedMethodsHostsAndAddressesAreRefusedBeforeTheTransport(method: String, url: String, code: HostErrorCode) throws {
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.httpGrants, http: sender, environment: ["TEST_TOKEN": "t"])
+        let error = harness.error { () throws(HostError) in try harness.mediator.send(HTTPRequestValue(method: method, url: url)) }
+        #expect(error?.code == code)
+        #expect(sender.sent.isEmpty)
+        #expect(try harness.decisions("http.send").map(\.decision) == [.deny])
+    }
+
+    @Test func exhaustingAGrantsRateLimitIsLimitExceededAndAudited() throws {
+        let clock = ManualClock()
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.httpGrants, http: sender, environment: ["TEST_TOKEN": "t"],
+                                  now: { clock.now() })
+        let request = HTTPRequestValue(method: "GET", url: "https://api.example.com/v1/x")
+        _ = try harness.mediator.send(request)
+        _ = try harness.mediator.send(request)
+        let error = harness.error { () throws(HostError) in try harness.mediator.send(request) }
+        #expect(error?.code == .limitExceeded)
+        #expect(sender.sent.count == 2)
+        let last = try #require(try harness.decisions("http.send").last)
+        #expect(last.decision == .deny && last.outcome == "limit-exceeded")
+        clock.advance(.seconds(30))
+        _ = try harness.mediator.send(request)
+        #expect(sender.sent.count == 3, "the bucket refills with time")
+    }
+
+    @Test func aMissingSecretFailsTheCallWithoutSendingIt() throws {
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.httpGrants, http: sender, environment: [:])
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.send(HTTPRequestValue(method: "GET", url: "https://api.example.com/v1/x"))
+        }
+        #expect(error?.code == .io)
+        #expect(sender.sent.isEmpty)
+        #expect(error?.message.contains("TEST_TOKEN") == false)
+    }
+}

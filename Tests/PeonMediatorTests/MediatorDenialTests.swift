@@ -1,0 +1,162 @@
+import Foundation
+import PeonAudit
+import PeonInterface
+import Testing
+@testable import PeonMediator
+
+/// Every refusal path of the mediator: the guest gets the right code, the refusal is in the audit log
+/// (written before anything could happen) and the world is untouched.
+///
+/// Fixture (inside a fresh scratch folder `S`):
+/// ```
+/// S/granted/report.txt    readable and writable under the grants
+/// S/outside/secret.txt    not granted
+/// S/granted/link -> S/outside/secret.txt
+/// ```
+@Suite struct MediatorDenialTests {
+    static let grants = """
+        module = "reporter"
+
+        [[fs]]
+        paths = ["granted/**"]
+        allow = ["read", "write", "list"]
+        """
+
+    func fixture(grants: String? = MediatorDenialTests.grants, callQuota: Int? = nil) throws -> Harness {
+        let scratch = try Scratch()
+        _ = try scratch.file("granted/report.txt", "q1")
+        _ = try scratch.file("outside/secret.txt", "secret")
+        try FileManager.default.createSymbolicLink(
+            atPath: scratch.path + "/granted/link", withDestinationPath: scratch.path + "/outside/secret.txt")
+        return try Harness(grants: grants, scratch: scratch, callQuota: callQuota)
+    }
+
+    @Test func withoutGrantsEveryCallIsDeniedAndAudited() throws {
+        let harness = try fixture(grants: nil)
+        let m = harness.mediator
+        #expect(harness.error { () throws(HostError) in try m.read(path: "granted/report.txt") }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try m.write(path: "granted/new.txt", data: [1]) }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try m.readDirectory(path: "granted") }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try m.remove(path: "granted/report.txt") }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try m.append(path: "granted/report.txt", data: [1]) }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try m.run(program: "/bin/true", arguments: [], stdin: []) }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in
+            try m.send(HTTPRequestValue(method: "GET", url: "https://example.com/"))
+        }?.code == .denied)
+        let records = try harness.entries().map(\.record)
+        #expect(records.count == 7)
+        #expect(records.allSatisfy { $0.decision == .deny && $0.module == "agent" && $0.run == "run-1" })
+        #expect(records.allSatisfy { $0.policy == harness.store.current.version && !$0.policy.isEmpty })
+        #expect(harness.scratch.contents("granted/report.txt") == "q1")
+        #expect(!harness.scratch.exists("granted/new.txt"))
+    }
+
+    @Test func aGrantedReadIsAuditedBeforeAndAfter() throws {
+        let harness = try fixture()
+        #expect(try harness.mediator.read(path: "granted/report.txt") == Array("q1".utf8))
+        let records = try harness.entries().map(\.record)
+        #expect(records.count == 2)
+        #expect(records[0].decision == .allow)
+        #expect(records[0].resource == "fs:\(harness.scratch.path)/granted/report.txt")
+        #expect(records[0].reason.contains("grants.toml:3"), "the reason names the grant's file and line")
+        #expect(records[1].decision == nil && records[1].outcome == "ok")
+        #expect(records[1].details["result_len"] == "2")
+        #expect(records[1].details["decision_seq"] == "0")
+    }
+
+    @Test(arguments: ["outside/secret.txt", "granted/../outside/secret.txt", "/etc/passwd", "granted/./../../etc/passwd"])
+    func pathsOutsideTheGrantAreDenied(path: String) throws {
+        let harness = try fixture()
+        let error = harness.error { () throws(HostError) in try harness.mediator.read(path: path) }
+        #expect(error?.code == .denied)
+        let decisions = try harness.decisions("fs.read")
+        #expect(decisions.count == 1 && decisions[0].decision == .deny)
+        #expect(!decisions[0].resource.contains("/granted/"), "the lexically normalized path is what policy saw")
+    }
+
+    @Test func aSymlinkOutOfTheGrantIsRefusedAndTheTargetDecisionIsAudited() throws {
+        let harness = try fixture()
+        let error = harness.error { () throws(HostError) in try harness.mediator.read(path: "granted/link") }
+        #expect(error?.code == .denied)
+        let records = try harness.entries().map(\.record)
+        #expect(records.contains { $0.decision == .deny && $0.resource == "fs:\(harness.scratch.path)/outside/secret.txt" })
+        #expect(!records.contains { $0.outcome == "ok" })
+    }
+
+    @Test func aWriteOutsideTheGrantLeavesTheWorldUntouched() throws {
+        let harness = try fixture()
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.write(path: "outside/secret.txt", data: Array("pwned".utf8))
+        }
+        #expect(error?.code == .denied)
+        #expect(harness.scratch.contents("outside/secret.txt") == "secret")
+        let error2 = harness.error { () throws(HostError) in try harness.mediator.remove(path: "granted/report.txt") }
+        #expect(error2?.code == .denied, "remove is not in the allow list")
+        #expect(harness.scratch.exists("granted/report.txt"))
+    }
+
+    @Test func auditEntriesRecordPayloadsByHashAndLengthNeverContent() throws {
+        let harness = try fixture()
+        try harness.mediator.write(path: "granted/out.txt", data: Array("top secret payload".utf8))
+        let text = try String(contentsOfFile: harness.auditPath, encoding: .utf8)
+        #expect(!text.contains("top secret payload"))
+        let decision = try #require(try harness.decisions("fs.write").first)
+        #expect(decision.details["payload_len"] == "18")
+        #expect(decision.details["payload_sha256"]?.count == 64)
+        #expect(harness.scratch.contents("granted/out.txt") == "top secret payload")
+    }
+
+    @Test func theCallQuotaRefusesWithLimitExceededAndIsAudited() throws {
+        let harness = try fixture(callQuota: 2)
+        _ = try harness.mediator.read(path: "granted/report.txt")
+        _ = try harness.mediator.read(path: "granted/report.txt")
+        let error = harness.error { () throws(HostError) in try harness.mediator.read(path: "granted/report.txt") }
+        #expect(error?.code == .limitExceeded)
+        let last = try #require(try harness.decisions("fs.read").last)
+        #expect(last.decision == .deny && last.outcome == "limit-exceeded")
+    }
+
+    @Test func theGrantsCallLimitIsTheDefaultQuota() throws {
+        let harness = try fixture(grants: Self.grants.replacingOccurrences(
+            of: "module = \"reporter\"", with: "module = \"reporter\"\n[limits]\ncalls = 1"))
+        _ = try harness.mediator.read(path: "granted/report.txt")
+        #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: "granted/report.txt") }?.code == .limitExceeded)
+    }
+
+    @Test func aPassedDeadlineRefusesWithTimeout() throws {
+        let scratch = try Scratch()
+        let harness = try Harness(grants: Self.grants, scratch: scratch, deadline: .zero)
+        #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: "granted/x") }?.code == .timeout)
+        #expect(try harness.decisions("fs.read").first?.outcome == "timeout")
+    }
+
+    @Test func aClosedAuditLogRefusesTheCallInsteadOfActingUnaudited() throws {
+        let harness = try fixture()
+        try harness.audit.close()
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.write(path: "granted/report.txt", data: Array("changed".utf8))
+        }
+        #expect(error?.code == .io)
+        #expect(harness.scratch.contents("granted/report.txt") == "q1")
+    }
+
+    @Test func badGuestPathsAreInvalidArgumentsNotCrashes() throws {
+        let harness = try fixture()
+        for path in ["", "a\0b", String(repeating: "a", count: 5000)] {
+            #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: path) }?.code == .invalidArgument)
+        }
+    }
+
+    @Test func logLinesArePrefixedEscapedAndRateLimited() throws {
+        let clock = ManualClock()
+        let harness = try Harness(grants: nil, now: { clock.now() })
+        harness.mediator.log(level: .info, message: "hello\n[other] error: forged")
+        #expect(harness.logLines == ["[agent] info: hello\\u{a}[other] error: forged"])
+        for _ in 0..<200 { harness.mediator.log(level: .debug, message: "spam") }
+        #expect(harness.logLines.count == 100, "the burst is 100 lines")
+        clock.advance(.seconds(1))
+        harness.mediator.log(level: .warn, message: "after")
+        #expect(harness.logLines.suffix(2) == ["[agent] warn: 101 log lines dropped (rate limit)", "[agent] warn: after"])
+        #expect(try harness.entries().isEmpty, "log is not audited and needs no grant")
+    }
+}
