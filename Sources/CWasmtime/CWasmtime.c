@@ -92,22 +92,25 @@ const peon_wasmtime_api *peon_wasmtime_open(const char *path, char *error, size_
     return api;
 }
 
-bool peon_wasmtime_probe_version(const char *path, unsigned first_major, unsigned last_major,
-                                 char *out, size_t out_size) {
+int peon_wasmtime_probe_version(const char *path, unsigned first_major, unsigned last_major,
+                                char *out, size_t out_size) {
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (handle == NULL) return false;
-    bool found = false;
+    if (handle == NULL) {
+        const char *reason = dlerror();
+        snprintf(out, out_size, "%s", reason != NULL ? reason : "dlopen failed");
+        return -1;
+    }
     char name[96];
-    for (unsigned major = first_major; major <= last_major && !found; major++) {
-        for (unsigned patch = 0; patch < 32 && !found; patch++) {
+    for (unsigned major = first_major; major <= last_major; major++) {
+        for (unsigned patch = 0; patch < 32; patch++) {
             snprintf(name, sizeof(name), "resolve_vmctx_memory_ptr_%u_0_%u", major, patch);
             if (dlsym(handle, name) != NULL) {
                 snprintf(out, out_size, "%u.0.%u", major, patch);
-                found = true;
+                return 1;
             }
         }
     }
     // Not closed: unloading a library whose constructors ran is not safe in general, and the caller
-    // opens it again right after (dlopen then only counts a reference).
-    return found;
+    // opens it again right after when it is usable (dlopen then only counts a reference).
+    return 0;
 }

@@ -55,21 +55,24 @@ final class WasmtimeRuntime: @unchecked Sendable {
     static func open(path: String, origin: String) throws(EngineError) -> WasmtimeRuntime {
         let result: Result<WasmtimeRuntime, EngineError> = opened.withLock { table in
             if let runtime = table[path] { return .success(runtime) }
-            var error = [CChar](repeating: 0, count: 512)
-            var version = [CChar](repeating: 0, count: 32)
-            let found = peon_wasmtime_probe_version(path, 1, 999, &version, version.count)
-            let versionText = found ? text(version) : nil
-            if let versionText, versionText.split(separator: ".").first != "\(requiredWasmtimeMajor)"[...] {
+            var buffer = [CChar](repeating: 0, count: 512)
+            let probe = peon_wasmtime_probe_version(path, 1, 200, &buffer, buffer.count)
+            guard probe >= 0 else {
+                return .failure(EngineError(.unavailable,
+                    "cannot load wasmtime from \(path) (from \(origin)): \(text(buffer)); \(wasmtimeInstallHint)"))
+            }
+            guard probe == 1 else {
+                return .failure(EngineError(.unavailable,
+                    "\(path) (from \(origin)) does not identify its wasmtime version (no resolve_vmctx_memory_ptr_<version> symbol), so its C API layouts cannot be trusted; \(wasmtimeInstallHint)"))
+            }
+            let versionText = text(buffer)
+            guard versionText.split(separator: ".").first == "\(requiredWasmtimeMajor)"[...] else {
                 return .failure(EngineError(.unavailable,
                     "\(path) (from \(origin)) is wasmtime \(versionText); peon-wasm needs wasmtime \(requiredWasmtimeMajor) because C API layouts change between major versions: \(wasmtimeInstallHint)"))
             }
-            guard let functions = peon_wasmtime_open(path, &error, error.count) else {
+            guard let functions = peon_wasmtime_open(path, &buffer, buffer.count) else {
                 return .failure(EngineError(.unavailable,
-                    "cannot load wasmtime from \(path) (from \(origin)): \(text(error)); \(wasmtimeInstallHint)"))
-            }
-            guard let versionText else {
-                return .failure(EngineError(.unavailable,
-                    "\(path) (from \(origin)) does not identify its wasmtime version (no resolve_vmctx_memory_ptr_<version> symbol), so its C API layouts cannot be trusted; \(wasmtimeInstallHint)"))
+                    "cannot load wasmtime from \(path) (from \(origin)): \(text(buffer)); \(wasmtimeInstallHint)"))
             }
             let api = functions.pointee
             let config = api.wasm_config_new()

@@ -272,11 +272,13 @@ typedef struct peon_wasmtime_api {
 const peon_wasmtime_api *_Nullable peon_wasmtime_open(const char *path, char *error, size_t error_size);
 
 /// The wasmtime version the library was built as, e.g. "50.0.0", found through the version-suffixed
-/// symbols wasmtime exports for debuggers (`resolve_vmctx_memory_ptr_<major>_<minor>_<patch>`), written
-/// to `out`. Only the majors in [`first_major`, `last_major`] are probed. Returns false when none is found
-/// or the file cannot be opened. The library stays loaded (it is never unloaded, see above).
-bool peon_wasmtime_probe_version(const char *path, unsigned first_major, unsigned last_major,
-                                 char *out, size_t out_size);
+/// symbols wasmtime exports for debuggers (`resolve_vmctx_memory_ptr_<major>_<minor>_<patch>`).
+/// Only the majors in [`first_major`, `last_major`] are probed.
+///
+/// Returns 1 with the version in `out`; 0 when the library has no such symbol; -1 when it cannot be
+/// opened, with dlopen's reason in `out`. The library stays loaded (it is never unloaded, see above).
+int peon_wasmtime_probe_version(const char *_Nonnull path, unsigned first_major, unsigned last_major,
+                                char *_Nonnull out, size_t out_size);
 
 #pragma clang assume_nonnull end
 
