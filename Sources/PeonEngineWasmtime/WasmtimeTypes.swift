@@ -126,17 +126,20 @@ extension peon_wasmtime_api {
         return vector
     }
 
-    /// The message of an owned error, which this deletes.
+    /// The message of an owned error, which this deletes, as one line (the headline and its causes).
     func consume(error: OpaquePointer) -> String {
         var message = wasm_byte_vec_t()
         wasmtime_error_message(error, &message)
         let text = string(message)
         wasm_byte_vec_delete(&message)
         wasmtime_error_delete(error)
-        return text
+        let parsed = WasmtimeMessage(text)
+        return ([parsed.headline] + parsed.causes).joined(separator: ": ")
     }
 
-    /// The reason and first message line of an owned trap, which this deletes.
+    /// The reason of an owned trap, which this deletes, and a one-line account of it: our name for the
+    /// trap, wasmtime's details, and the innermost wasm frame, e.g. "out of bounds memory access (memory
+    /// fault at wasm address 0x11170 in linear memory of size 0x10000) in <wasm function 0> at 0x29".
     func consume(trap: OpaquePointer) -> (reason: TrapReason, message: String) {
         var message = wasm_byte_vec_t()
         wasm_trap_message(trap, &message)
@@ -145,9 +148,54 @@ extension peon_wasmtime_api {
         var code: UInt8 = 0
         let hasCode = wasmtime_trap_code(trap, &code)
         wasm_trap_delete(trap)
-        let firstLine = text.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? text
-        let reason = hasCode ? TrapReason(wasmtimeCode: code, message: firstLine) : .other(firstLine)
-        return (reason, firstLine)
+        let parsed = WasmtimeMessage(text)
+        let prefix = "wasm trap: "
+        let details = parsed.causes.filter { !$0.hasPrefix(prefix) }
+        let trapLine = parsed.causes.last { $0.hasPrefix(prefix) } ?? parsed.causes.last ?? parsed.headline
+        let words = trapLine.hasPrefix(prefix) ? String(trapLine.dropFirst(prefix.count)) : trapLine
+        let reason = hasCode ? TrapReason(wasmtimeCode: code, message: words) : .other(words)
+        var account = reason.description
+        if !details.isEmpty { account += " (\(details.joined(separator: ": ")))" }
+        if let frame = parsed.innermostFrame { account += " in \(frame)" }
+        return (reason, account)
+    }
+}
+
+/// wasmtime's multi-line message taken apart: a headline, an optional wasm backtrace, and the
+/// "Caused by:" chain, outermost first.
+struct WasmtimeMessage {
+    var headline = ""
+    var causes: [String] = []
+    /// The first backtrace frame, e.g. `<unknown>!<wasm function 0> at 0x29`.
+    var innermostFrame: String?
+
+    init(_ text: String) {
+        var inCauses = false
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            let line = rawLine.trimmingPrefix(while: \.isWhitespace)
+            guard !line.isEmpty else { continue }
+            if headline.isEmpty {
+                headline = line.hasSuffix("wasm backtrace:") ? "trap" : String(line)
+                continue
+            }
+            if line == "Caused by:" {
+                inCauses = true
+                continue
+            }
+            if inCauses {
+                // "0: text" when there are several causes, plain text when there is one.
+                if let colon = line.firstIndex(of: ":"), line[..<colon].allSatisfy(\.isNumber), !line[..<colon].isEmpty {
+                    causes.append(String(line[line.index(after: colon)...].trimmingPrefix(while: \.isWhitespace)))
+                } else {
+                    causes.append(String(line))
+                }
+            } else if innermostFrame == nil, let dash = line.range(of: " - ") {
+                // "0:     0x29 - <unknown>!<wasm function 0>"
+                let offset = line[..<dash.lowerBound].split(separator: " ").last.map(String.init) ?? ""
+                innermostFrame = "\(line[dash.upperBound...]) at \(offset)"
+            }
+        }
+        if headline.isEmpty { headline = "wasmtime reported an empty message" }
     }
 }
 

@@ -295,6 +295,15 @@ struct WasmtimeTrapAndLimitTests {
         }
     }
 
+    @Test func aTrapMessageIsOneLineNamingTheExportTheTrapAndTheFrame() throws {
+        let instance = try instantiate("(module (memory 1) (func (export \"run\") i32.const 70000 i32.load drop))")
+        #expect { try instance.call("run", []) } throws: { error in
+            guard let error = error as? EngineError else { return false }
+            return !error.message.contains("\n") && error.message.hasPrefix("`run` trapped: out of bounds memory access (memory fault")
+                && error.message.contains("<wasm function 0> at 0x")
+        }
+    }
+
     @Test func anInfiniteLoopIsStoppedByTheDeadline() throws {
         let instance = try instantiate("(module (func (export \"spin\") (loop br 0)))",
                                        limits: ResourceLimits(deadline: .now + .milliseconds(100)))
@@ -426,6 +435,14 @@ struct WasmtimeLinkingTests {
         let engine = try #require(wasmtimeForTests)
         #expect { _ = try engine.compile(bytes) } throws: { error in
             (error as? EngineError)?.kind == .invalidModule
+        }
+    }
+
+    @Test func anInvalidModuleMessageIsOneLineWithWasmtimesReasonAndOffset() throws {
+        let engine = try #require(wasmtimeForTests)
+        #expect { _ = try engine.compile([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05]) } throws: { error in
+            (error as? EngineError)?.message
+                == "invalid module: failed to parse WebAssembly module: unexpected end-of-file (at offset 0xa)"
         }
     }
 
