@@ -44,7 +44,7 @@ let package = Package(
             dependencies: [
                 "PeonEngine",
                 .product(name: "WasmKit", package: "WasmKit"),
-                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
             ],
             swiftSettings: strict),
         .target(
