@@ -83,7 +83,7 @@ final class WasmtimeGuest: GuestAccess {
             imports.append(item)
         }
         if limits.isPastDeadline {
-            throw EngineError(.trap(.timeout), "the wall-clock deadline passed before instantiation")
+            throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed before instantiation")
         }
         var created = wasmtime_instance_t()
         var trap: OpaquePointer?
@@ -100,20 +100,20 @@ final class WasmtimeGuest: GuestAccess {
     /// the store's.
     func invoke(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
         guard let signature = module.functionExports[name] else {
-            throw EngineError(.missingExport, "the module exports no function `\(name)`")
+            throw EngineError(.missingExport, "the module exports no function named \(name)")
         }
         guard arguments.map(\.type) == signature.parameters else {
             let given = arguments.map(\.type.description).joined(separator: ", ")
-            throw EngineError(.missingExport, "`\(name)` is func \(signature) but was called with (\(given))")
+            throw EngineError(.missingExport, "export \(name) has type \(signature), which does not take (\(given))")
         }
         guard signature.results.allSatisfy(\.isNumber) else {
-            throw EngineError(.missingExport, "`\(name)` returns \(signature.results), which the host cannot receive")
+            throw EngineError(.missingExport, "export \(name) has type \(signature), whose results the host cannot receive")
         }
         guard var function = exportedFunction(name) else {
-            throw EngineError(.missingExport, "the instance has no function export `\(name)`")
+            throw EngineError(.missingExport, "the instance has no function export named \(name)")
         }
         if limits.isPastDeadline {
-            throw EngineError(.trap(.timeout), "the wall-clock deadline passed before calling `\(name)`")
+            throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed before calling \(name)")
         }
         let context = currentContext
         let parameters = arguments.map(wasmtime_val_t.init)
@@ -128,12 +128,12 @@ final class WasmtimeGuest: GuestAccess {
             }
         }
         if armed { module.runtime.ticker.end() }
-        try finish(error: error, trap: trap, during: "`\(name)`", errorKind: .trap(.other("")))
+        try finish(error: error, trap: trap, during: "export \(name)", errorKind: .trap(.other("")))
         var values: [WasmValue] = []
         values.reserveCapacity(results.count)
         for result in results {
             guard let value = result.peonValue else {
-                throw EngineError(.missingExport, "`\(name)` returned a value of wasmtime kind \(result.kind)")
+                throw EngineError(.missingExport, "export \(name) returned a value of wasmtime kind \(result.kind)")
             }
             values.append(value)
         }
@@ -282,12 +282,19 @@ final class HostBinding {
     ) -> OpaquePointer? {
         let guest = self.guest
         let previousCaller = guest.caller
+        let isReentrant = previousCaller != nil
         guest.caller = caller
         defer { guest.caller = previousCaller }
         do {
+            // A guest export called from a host function may not call the host again: the WasmKit engine
+            // refuses this (its native stack would grow without bound), and both engines must agree.
+            if isReentrant {
+                throw EngineError(.trap(.other("re-entrant host call")),
+                    "\(function.module).\(function.name) was called from guest code running inside another host call")
+            }
             if guest.limits.isPastDeadline {
                 throw EngineError(.trap(.timeout),
-                    "the wall-clock deadline passed before host function `\(function.module)`.`\(function.name)`")
+                    "the run's wall-clock deadline passed before \(function.module).\(function.name)")
             }
             let result = try withUnsafeTemporaryAllocation(of: WasmValue.self, capacity: argumentCount) { buffer in
                 for index in 0..<argumentCount {
@@ -297,13 +304,13 @@ final class HostBinding {
             }
             if guest.limits.isPastDeadline {
                 throw EngineError(.trap(.timeout),
-                    "the wall-clock deadline passed during host function `\(function.module)`.`\(function.name)`")
+                    "the run's wall-clock deadline passed during \(function.module).\(function.name)")
             }
             try store(result, into: results, count: resultCount)
             return nil
         } catch {
             guest.pendingError = error
-            let message = "host function `\(function.module)`.`\(function.name)` failed"
+            let message = "host function \(function.module).\(function.name) failed"
             return message.withCString { guest.module.runtime.api.wasmtime_trap_new($0, message.utf8.count) }
         }
     }
@@ -312,7 +319,7 @@ final class HostBinding {
         let expected = function.signature.results.first
         guard result?.type == expected else {
             throw EngineError(.incompatibleImport,
-                "host function `\(function.module)`.`\(function.name)` returned \(result?.type.description ?? "nothing") but its signature says \(expected?.description ?? "nothing")")
+                "host function \(function.module).\(function.name) returned \(result?.type.description ?? "nothing") but its signature says \(expected?.description ?? "nothing")")
         }
         if let result, let results, count > 0 {
             results[0] = wasmtime_val_t(result)

@@ -86,23 +86,23 @@ final class WasmtimeCompiledModule: CompiledModule, @unchecked Sendable {
         for item in imports {
             guard case .function(let wanted) = item.kind else {
                 throw EngineError(.unknownImport,
-                    "module imports \(item.kind) `\(item.module)`.`\(item.name)`; the host provides only functions")
+                    "import \(item.module).\(item.name) is a \(item.kind), which the host does not provide (it provides only functions)")
             }
             guard let function = byName[item.module]?[item.name] else {
                 throw EngineError(.unknownImport,
-                    "module imports `\(item.module)`.`\(item.name)` (func \(wanted)), which no host function provides")
+                    "unknown import \(item.module).\(item.name) \(wanted): no host function provides it")
             }
             guard function.signature.results.count <= 1 else {
                 throw EngineError(.incompatibleImport,
-                    "host function `\(item.module)`.`\(item.name)` declares \(function.signature.results.count) results; host functions have at most one")
+                    "host function \(item.module).\(item.name) declares \(function.signature.results.count) results; host functions have at most one")
             }
             guard function.signature.isNumeric else {
                 throw EngineError(.incompatibleImport,
-                    "host function `\(item.module)`.`\(item.name)` has signature \(function.signature); only i32, i64, f32 and f64 cross to the host")
+                    "host function \(item.module).\(item.name) has type \(function.signature); only i32, i64, f32 and f64 cross to the host")
             }
             guard function.signature == wanted else {
                 throw EngineError(.incompatibleImport,
-                    "module imports `\(item.module)`.`\(item.name)` as func \(wanted) but the host function is func \(function.signature)")
+                    "import \(item.module).\(item.name) has type \(wanted), but the host provides \(function.signature)")
             }
             bound.append(function)
         }

@@ -162,33 +162,37 @@ struct WasmtimeCallTests {
         #expect(throws: Refusal(code: 7)) { try instance.call("run", []) }
     }
 
-    @Test func aHostErrorCrossesNestedGuestCallsAndCanBeCaughtInside() throws {
-        let inner = HostFunction(module: "env", name: "inner", signature: FunctionSignature([])) { _, _ in
-            throw Refusal(code: 1)
-        }
-        let catching = HostFunction(module: "env", name: "catching", signature: FunctionSignature([], [.i32])) { guest, _ in
+    @Test func errorsInsideANestedExportCallReachTheHostFunctionThatMadeIt() throws {
+        // `catching` calls the export `reenter`, which calls the host again (refused, as on every engine)
+        // and `boom`, which traps; the host function sees each error and may handle or rethrow it.
+        let inner = HostFunction(module: "env", name: "inner", signature: FunctionSignature([])) { _, _ in nil }
+        let catching = HostFunction(module: "env", name: "catching", signature: FunctionSignature([.i32], [.i32])) { guest, arguments in
             do {
-                _ = try guest.callExport("callInner", [])
+                _ = try guest.callExport(arguments.i32(0) == 0 ? "reenter" : "boom", [])
                 return .i32(0)
-            } catch let refusal as Refusal {
-                return .i32(UInt32(refusal.code) + 100)
+            } catch let error as EngineError {
+                return .i32(error.trapReason == .unreachable ? 2 : 1)
             }
         }
         let passing = HostFunction(module: "env", name: "passing", signature: FunctionSignature([])) { guest, _ in
-            _ = try guest.callExport("callInner", [])
+            _ = try guest.callExport("boom", [])
             return nil
         }
         let instance = try instantiate("""
             (module
               (import "env" "inner" (func $inner))
-              (import "env" "catching" (func $catching (result i32)))
+              (import "env" "catching" (func $catching (param i32) (result i32)))
               (import "env" "passing" (func $passing))
-              (func (export "callInner") call $inner)
-              (func (export "caught") (result i32) call $catching)
+              (func (export "reenter") call $inner)
+              (func (export "boom") unreachable)
+              (func (export "caught") (param i32) (result i32) local.get 0 call $catching)
               (func (export "passed") call $passing))
             """, [inner, catching, passing])
-        #expect(try instance.call("caught", []) == [.i32(101)])
-        #expect(throws: Refusal(code: 1)) { try instance.call("passed", []) }
+        #expect(try instance.call("caught", [.i32(0)]) == [.i32(1)])
+        #expect(try instance.call("caught", [.i32(1)]) == [.i32(2)])
+        #expect { try instance.call("passed", []) } throws: { error in
+            (error as? EngineError)?.trapReason == .unreachable
+        }
     }
 
     @Test func aHostileRangeFromTheGuestIsAGuestMemoryErrorNotACrash() throws {
@@ -299,7 +303,7 @@ struct WasmtimeTrapAndLimitTests {
         let instance = try instantiate("(module (memory 1) (func (export \"run\") i32.const 70000 i32.load drop))")
         #expect { try instance.call("run", []) } throws: { error in
             guard let error = error as? EngineError else { return false }
-            return !error.message.contains("\n") && error.message.hasPrefix("`run` trapped: out of bounds memory access (memory fault")
+            return !error.message.contains("\n") && error.message.hasPrefix("export run trapped: out of bounds memory access (memory fault")
                 && error.message.contains("<wasm function 0> at 0x")
         }
     }
