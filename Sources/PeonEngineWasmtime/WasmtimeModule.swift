@@ -13,7 +13,8 @@ final class WasmtimeCompiledModule: CompiledModule, @unchecked Sendable {
     let exports: [ExportDescriptor]
     /// The exported functions' signatures, by name.
     let functionExports: [String: FunctionSignature]
-    /// The memory host functions see: the export named `memory`, else the first exported memory.
+    /// The memory host functions see: the memory exported as `memory` (the name every toolchain and the
+    /// WasmKit engine use), or none.
     let memoryExportName: String?
 
     init(runtime: WasmtimeRuntime, handle: OpaquePointer) {
@@ -51,16 +52,16 @@ final class WasmtimeCompiledModule: CompiledModule, @unchecked Sendable {
         self.imports = imports
         self.exports = exports
         var functionExports: [String: FunctionSignature] = [:]
-        var memories: [String] = []
+        var exportsMemory = false
         for export in exports {
             switch export.kind {
             case .function(let signature): functionExports[export.name] = signature
-            case .memory: memories.append(export.name)
+            case .memory where export.name == "memory": exportsMemory = true
             default: break
             }
         }
         self.functionExports = functionExports
-        self.memoryExportName = memories.contains("memory") ? "memory" : memories.first
+        self.memoryExportName = exportsMemory ? "memory" : nil
     }
 
     deinit {
