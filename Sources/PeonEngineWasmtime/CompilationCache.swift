@@ -111,20 +111,34 @@ struct CompilationCache: Sendable {
         return .success(payload)
     }
 
-    /// Writes `payload` for `moduleDigest` atomically (a temporary file renamed into place), so a
-    /// concurrent reader sees the old file, the new file or none. Returns whether it was written.
+    /// Writes `payload` for `moduleDigest` atomically: into a new file of mode 0600 beside the target,
+    /// then renamed over it, so a concurrent reader sees the old file, the new file or none. Returns
+    /// whether it was written.
     @discardableResult
     func store(_ payload: [UInt8], for moduleDigest: [UInt8]) -> Bool {
         var contents = Self.magic
         contents += moduleDigest
         contents += Array(SHA256.hash(data: payload))
         contents += payload
-        do {
-            try Data(contents).write(to: URL(fileURLWithPath: path(for: moduleDigest)), options: .atomic)
-            return true
-        } catch {
+        let target = path(for: moduleDigest)
+        let temporary = "\(target).\(getpid()).\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return false }
+        var written = 0
+        while written < contents.count {
+            let count = contents.withUnsafeBytes { buffer in
+                write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
+            }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            written += count
+        }
+        let closed = close(descriptor) == 0
+        guard written == contents.count, closed, rename(temporary, target) == 0 else {
+            unlink(temporary)
             return false
         }
+        return true
     }
 
     /// The default cache directory: `$XDG_CACHE_HOME/peon-wasm/wasmtime`, else
