@@ -52,7 +52,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "PeonEngineWasmtime",
-            dependencies: ["PeonEngine", "CWasmtime"],
+            dependencies: ["PeonEngine", "CWasmtime", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "PeonWASI",
