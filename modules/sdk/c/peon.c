@@ -43,6 +43,10 @@ static void take_error(const peon_raw_error *raw, peon_error *err) {
     free_list(raw->message);
 }
 
+void peon_free(void *ptr) {
+    free(ptr);
+}
+
 const char *peon_error_code_name(peon_error_code code) {
     switch (code) {
     case PEON_DENIED: return "denied";

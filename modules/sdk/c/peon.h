@@ -230,6 +230,9 @@ typedef struct peon_error {
     char *message;
 } peon_error;
 
+/** Releases memory the SDK handed out (file contents from peon_fs_read, ...): `free`, for FFI users. */
+void peon_free(void *ptr);
+
 /** The name of an error code ("denied", "not-found", ...). */
 const char *peon_error_code_name(peon_error_code code);
 /** Releases an error's message (safe on a zeroed or already-freed error). */
