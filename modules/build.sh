@@ -113,8 +113,8 @@ build_go() {
 
 build_swift() {
     local swiftc swiftbin
-    swiftc="$(readlink -f "$(command -v swiftc)")"
-    swiftbin="$(dirname "$swiftc")"
+    swiftc="$(command -v swiftc)"
+    swiftbin="$(dirname "$(readlink -f "$swiftc")")" # the toolchain's own wasm-ld sits beside swiftc
     clang-19 --target=wasm32-wasi -O2 -Wall -Wextra -Werror -c "$sdkc/peon.c" -o "$scratch/peon.o"
     (cd "$here/swift-redactor" && "$swiftc" -target wasm32-unknown-none-wasm \
         -enable-experimental-feature Embedded -enable-experimental-feature Extern -wmo -Osize \
