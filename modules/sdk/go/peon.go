@@ -332,11 +332,11 @@ type Value struct {
 	Blob    []byte
 }
 
-func Null() Value             { return Value{Kind: KindNull} }
-func Integer(v int64) Value   { return Value{Kind: KindInteger, Integer: v} }
-func Real(v float64) Value    { return Value{Kind: KindReal, Real: v} }
-func Text(v string) Value     { return Value{Kind: KindText, Text: v} }
-func Blob(v []byte) Value     { return Value{Kind: KindBlob, Blob: v} }
+func Null() Value           { return Value{Kind: KindNull} }
+func Integer(v int64) Value { return Value{Kind: KindInteger, Integer: v} }
+func Real(v float64) Value  { return Value{Kind: KindReal, Real: v} }
+func Text(v string) Value   { return Value{Kind: KindText, Text: v} }
+func Blob(v []byte) Value   { return Value{Kind: KindBlob, Blob: v} }
 
 // Rows are query results.
 type Rows struct {
