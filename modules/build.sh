@@ -96,10 +96,11 @@ build_rust() {
 build_zig() {
     # Zig 0.17 has no @cImport: modules/sdk/zig/peon.zig declares the C SDK's functions.
     # -mexec-model=reactor: no _start and no WASI args imports; _initialize runs C constructors.
+    # --stack 1 MiB: Zig's default wasm stack is 16 MiB, more than the grants' memory limit.
     local target
     target="$(dest zig-auditor auditor.wasm)"
     (cd "$here/zig-auditor" && python3 -m ziglang build-exe -target wasm32-wasi -lc -O ReleaseSmall \
-        -fno-entry -mexec-model=reactor -femit-bin="$target" -I ../sdk/c ../sdk/c/peon.c \
+        -fno-entry -mexec-model=reactor --stack 1048576 -femit-bin="$target" -I ../sdk/c ../sdk/c/peon.c \
         --dep peon -Mroot=auditor.zig -Mpeon=../sdk/zig/peon.zig)
     rm -f "${target%.wasm}.wasm.o"
 }

@@ -76,6 +76,28 @@ def referee(tmp: str) -> None:
         report(step2.returncode == 0, f"wasm-tools component embed+new {rel}{note}", step2.stderr)
 
 
+def parse_size(text: str) -> int:
+    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "B": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(text[: -len(unit)]) * factor
+    return int(text)
+
+
+def memory_fits() -> None:
+    """Each example's initial linear memory must fit under its grants' [limits] memory."""
+    import re
+    import tomllib
+    for name, rel in AGENTS.items():
+        wat = subprocess.run(["wasm-tools", "print", os.path.join(MODULES, rel)], capture_output=True, text=True).stdout
+        m = re.search(r"^\s*\(memory \(;0;\) (\d+)", wat, re.M)
+        pages = int(m.group(1)) if m else 0
+        with open(os.path.join(REPO, "policies", name + ".toml"), "rb") as f:
+            limit = parse_size(tomllib.load(f).get("limits", {}).get("memory", "4GiB"))
+        report(pages * 65536 <= limit, f"{rel}: initial memory {pages * 64} KiB fits the grants' limit "
+               f"{limit >> 10} KiB")
+
+
 def pyhost(grants: str, wasm: str, text: str, dbs: dict[str, str] | None = None,
            fixtures: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, PYHOST, os.path.join(MODULES, wasm), "--grants", grants, "--input", text]
@@ -208,6 +230,7 @@ args = ["-c"]
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         referee(tmp)
+        memory_fits()
         try:
             import wasmtime  # noqa: F401
         except ImportError:
