@@ -76,6 +76,38 @@ def referee(tmp: str) -> None:
         report(step2.returncode == 0, f"wasm-tools component embed+new {rel}{note}", step2.stderr)
 
 
+BAD_GUESTS = {
+    # Each must be REJECTED by the referee: proof that the check can fail.
+    "fs.read returning its result flat instead of through a return area":
+        '(module (import "peon:host/fs@0.1.0" "read" (func (param i32 i32) (result i32 i32 i32 i32)))'
+        ' (memory (export "memory") 1)'
+        ' (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+        ' (func (export "run") (param i32 i32) (result i32) i32.const 0))',
+    "read_dir spelled with an underscore":
+        '(module (import "peon:host/fs@0.1.0" "read_dir" (func (param i32 i32 i32)))'
+        ' (memory (export "memory") 1)'
+        ' (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+        ' (func (export "run") (param i32 i32) (result i32) i32.const 0))',
+    "run returning its result flat":
+        '(module (memory (export "memory") 1)'
+        ' (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) i32.const 0)'
+        ' (func (export "run") (param i32 i32) (result i32 i32 i32) i32.const 0 i32.const 0 i32.const 0))',
+}
+
+
+def referee_rejects(tmp: str) -> None:
+    for what, wat in BAD_GUESTS.items():
+        src, core, embedded = (os.path.join(tmp, "bad" + ext) for ext in (".wat", ".wasm", ".embed.wasm"))
+        with open(src, "w") as f:
+            f.write(wat)
+        subprocess.run(["wat2wasm", src, "-o", core], check=True)
+        step1 = subprocess.run(["wasm-tools", "component", "embed", os.path.join(REPO, "wit"), "--world", "agent",
+                                core, "-o", embedded], capture_output=True, text=True)
+        step2 = subprocess.run(["wasm-tools", "component", "new", embedded, "-o", os.devnull],
+                               capture_output=True, text=True) if step1.returncode == 0 else step1
+        report(step2.returncode != 0, f"the referee rejects a guest with {what}")
+
+
 def parse_size(text: str) -> int:
     units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "B": 1}
     for unit, factor in units.items():
@@ -230,6 +262,7 @@ args = ["-c"]
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         referee(tmp)
+        referee_rejects(tmp)
         memory_fits()
         try:
             import wasmtime  # noqa: F401
