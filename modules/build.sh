@@ -121,10 +121,12 @@ swift_module() {
     swiftc="$(command -v swiftc)"
     swiftbin="$(dirname "$(readlink -f "$swiftc")")"
     clang-19 --target=wasm32-wasi -O2 -Wall -Wextra -Werror -c "$sdkc/peon.c" -o "$scratch/peon.o"
-    "$swiftc" -target wasm32-unknown-none-wasm \
+    # A relative output name: swiftc derives a value in the module from the object's path, so a
+    # random scratch path would make every build differ.
+    (cd "$scratch" && "$swiftc" -target wasm32-unknown-none-wasm \
         -enable-experimental-feature Embedded -enable-experimental-feature Extern -wmo -Osize \
         -parse-as-library -Xfrontend -disable-stack-protector -I "$sdkc" \
-        "$here/sdk/swift/Peon.swift" "$@" -c -o "$scratch/swift.o"
+        "$here/sdk/swift/Peon.swift" "$@" -c -o swift.o)
     "$swiftbin/wasm-ld" --no-entry --strip-all "$scratch/swift.o" "$scratch/peon.o" \
         "$swiftbin/../lib/swift/embedded/wasm32-unknown-none-wasm/libswiftUnicodeDataTables.a" \
         /usr/lib/wasm32-wasi/libc.a /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a \
