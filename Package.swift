@@ -44,7 +44,7 @@ let package = Package(
             dependencies: [
                 "PeonEngine",
                 .product(name: "WasmKit", package: "WasmKit"),
-                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "WasmParser", package: "WasmKit"),
             ],
             swiftSettings: strict),
         .target(
@@ -99,11 +99,14 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: Running modules
+        .target(name: "CPeonSupport"),
         .target(
             name: "PeonRuntime",
             dependencies: [
                 "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
-                "PeonMediator",
+                "PeonMediator", "CPeonSupport",
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .executableTarget(
@@ -148,7 +151,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport"],
+            dependencies: ["PeonTestSupport", "PeonCLI"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

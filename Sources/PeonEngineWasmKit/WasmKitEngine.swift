@@ -1,1 +1,165 @@
-// The WasmKit engine: see issue 2.
+public import PeonEngine
+@_spi(Fuzzing) import WasmKit
+import WasmParser
+
+/// The WasmKit engine: a pure-Swift interpreter, peon-wasm's zero-setup default.
+///
+/// Modules are compiled eagerly at instantiation, so an invalid function body fails before any guest
+/// code runs. WasmKit has no way to interrupt running guest code, so ``interruptsRunningCode`` is
+/// `false`: the deadline is enforced at every host-call boundary here, and a guest spinning without
+/// host calls is stopped by the runtime's process isolation (see `PeonRuntime.Supervisor`).
+public struct WasmKitEngine: WasmEngine {
+    /// WasmKit's engine is `@unchecked Sendable` by WasmKit's own declaration: its shared state
+    /// (type interner, configuration) is internally synchronized.
+    private let engine: WasmKit.Engine
+
+    /// Whether modules compiled by this engine meter fuel (costs ~15 % in loops, so it is opt-in).
+    public let supportsFuel: Bool
+
+    /// Creates an engine. `fuelMetering` must be `true` to run instances with a fuel budget.
+    public init(fuelMetering: Bool = false) {
+        self.supportsFuel = fuelMetering
+        self.engine = WasmKit.Engine(configuration: EngineConfiguration(
+            compilationMode: .eager, fuelMetering: fuelMetering))
+    }
+
+    /// `wasmkit`.
+    public var name: String { "wasmkit" }
+
+    /// `false`: see the type's documentation.
+    public var interruptsRunningCode: Bool { false }
+
+    /// Parses the module and reads its import and export signatures.
+    public func compile(_ bytes: [UInt8]) throws(EngineError) -> any CompiledModule {
+        let module: WasmKit.Module
+        do {
+            module = try parseWasm(bytes: bytes)
+        } catch {
+            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(error)")
+        }
+        let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
+        return try WasmKitModule(engine: engine, module: module, definedFunctionTypes: definedFunctionTypes)
+    }
+
+    /// The type indices of the functions the module defines (its function section), which WasmKit's
+    /// public API does not expose but export signatures need.
+    private static func definedFunctionTypeIndices(_ bytes: [UInt8]) throws(EngineError) -> [UInt32] {
+        var parser = WasmParser.Parser(bytes: bytes)
+        do {
+            while let payload = try parser.parseNext() {
+                if case .functionSection(let indices) = payload { return indices }
+            }
+        } catch {
+            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(error)")
+        }
+        return []
+    }
+}
+
+/// A parsed WasmKit module with its interface resolved to engine-neutral descriptors.
+struct WasmKitModule: CompiledModule {
+    let engine: WasmKit.Engine
+    let module: WasmKit.Module
+    let imports: [PeonEngine.ImportDescriptor]
+    let exports: [PeonEngine.ExportDescriptor]
+
+    init(engine: WasmKit.Engine, module: WasmKit.Module, definedFunctionTypes: [UInt32]) throws(EngineError) {
+        self.engine = engine
+        self.module = module
+        var importedFunctionTypes: [FunctionSignature] = []
+        var imports: [PeonEngine.ImportDescriptor] = []
+        for entry in module.imports {
+            let kind: ExternalKind
+            switch entry.descriptor {
+            case .function(let typeIndex):
+                guard let type = module.functionType(at: typeIndex) else {
+                    throw EngineError(.invalidModule, "import \(entry.module).\(entry.name) names a missing type \(typeIndex)")
+                }
+                let signature = FunctionSignature(type)
+                importedFunctionTypes.append(signature)
+                kind = .function(signature)
+            case .memory(let limits): kind = .memory(minimumPages: limits.min, maximumPages: limits.max)
+            case .table: kind = .table
+            case .global: kind = .global
+            case .tag: kind = .tag
+            }
+            imports.append(PeonEngine.ImportDescriptor(module: entry.module, name: entry.name, kind: kind))
+        }
+        self.imports = imports
+        self.exports = module.exports.map { export in
+            let kind: ExternalKind
+            switch export.descriptor {
+            case .function(let index):
+                let index = Int(index)
+                if index < importedFunctionTypes.count {
+                    kind = .function(importedFunctionTypes[index])
+                } else if index - importedFunctionTypes.count < definedFunctionTypes.count,
+                    let type = module.functionType(at: definedFunctionTypes[index - importedFunctionTypes.count])
+                {
+                    kind = .function(FunctionSignature(type))
+                } else {
+                    kind = .function(FunctionSignature([.other("?")]))
+                }
+            case .memory: kind = .memory(minimumPages: 0, maximumPages: nil)
+            case .table: kind = .table
+            case .global: kind = .global
+            case .tag: kind = .tag
+            }
+            return PeonEngine.ExportDescriptor(name: export.name, kind: kind)
+        }
+    }
+
+    func instantiate(_ hostFunctions: [PeonEngine.HostFunction], limits: ResourceLimits) throws -> any PeonEngine.ModuleInstance {
+        try WasmKitInstance(module: self, hostFunctions: hostFunctions, limits: limits)
+    }
+}
+
+extension FunctionSignature {
+    init(_ type: FunctionType) {
+        self.init(type.parameters.map(WasmValueType.init), type.results.map(WasmValueType.init))
+    }
+}
+
+extension WasmValueType {
+    init(_ type: ValueType) {
+        switch type {
+        case .i32: self = .i32
+        case .i64: self = .i64
+        case .f32: self = .f32
+        case .f64: self = .f64
+        case .v128: self = .other("v128")
+        case .ref: self = .other("ref")
+        }
+    }
+
+    var wasmKitType: ValueType? {
+        switch self {
+        case .i32: .i32
+        case .i64: .i64
+        case .f32: .f32
+        case .f64: .f64
+        case .other: nil
+        }
+    }
+}
+
+extension WasmValue {
+    init?(_ value: Value) {
+        switch value {
+        case .i32(let v): self = .i32(v)
+        case .i64(let v): self = .i64(v)
+        case .f32(let v): self = .f32(v)
+        case .f64(let v): self = .f64(v)
+        case .v128, .ref: return nil
+        }
+    }
+
+    var wasmKitValue: Value {
+        switch self {
+        case .i32(let v): .i32(v)
+        case .i64(let v): .i64(v)
+        case .f32(let v): .f32(v)
+        case .f64(let v): .f64(v)
+        }
+    }
+}

@@ -1,0 +1,232 @@
+public import PeonEngine
+@_spi(Fuzzing) import WasmKit
+
+/// Caps linear memory growth at the run's limit: `memory.grow` past it returns -1 to the guest.
+private final class MemoryCap: ResourceLimiter {
+    let maximumBytes: Int
+    init(maximumBytes: Int) { self.maximumBytes = maximumBytes }
+    func limitMemoryGrowth(to desired: Int) throws -> Bool { desired <= maximumBytes }
+    func limitTableGrowth(to desired: Int) throws -> Bool { desired <= 1_000_000 }
+}
+
+/// A running WasmKit instance: one `Store` of its own, confined to the thread that created it.
+final class WasmKitInstance: PeonEngine.ModuleInstance {
+    private let store: Store
+    private let access: WasmKitGuestAccess
+    private let limits: ResourceLimits
+    private var instance: Instance
+
+    init(module: WasmKitModule, hostFunctions: [PeonEngine.HostFunction], limits: ResourceLimits) throws {
+        let store = Store(engine: module.engine)
+        store.resourceLimiter = MemoryCap(maximumBytes: limits.memoryBytes)
+        if let fuel = limits.fuel {
+            guard module.engine.configuration.fuelMetering else {
+                throw EngineError(.unavailable, "a fuel budget needs an engine created with fuel metering")
+            }
+            store.fuel = Fuel(remaining: fuel)
+        }
+        let access = WasmKitGuestAccess()
+        var byName: [String: PeonEngine.HostFunction] = [:]
+        for function in hostFunctions {
+            byName[function.module + "\u{0}" + function.name] = function
+        }
+        var imports = Imports()
+        for entry in module.imports {
+            guard case .function(let expected) = entry.kind else {
+                throw EngineError(.unknownImport,
+                    "import \(entry.module).\(entry.name) is a \(entry.kind), which the host does not provide")
+            }
+            guard let function = byName[entry.module + "\u{0}" + entry.name] else {
+                throw EngineError(.unknownImport, "unknown import \(entry.module).\(entry.name) \(expected)")
+            }
+            guard function.signature == expected else {
+                throw EngineError(.incompatibleImport,
+                    "import \(entry.module).\(entry.name) has type \(expected), but the host provides \(function.signature)")
+            }
+            imports.define(module: entry.module, name: entry.name,
+                           Self.makeFunction(function, store: store, access: access, limits: limits))
+        }
+        self.store = store
+        self.access = access
+        self.limits = limits
+        do {
+            self.instance = try module.module.instantiate(store: store, imports: imports)
+        } catch let error as EngineError {
+            throw error
+        } catch let trap as Trap {
+            throw EngineError(.instantiation, "the module's start function trapped: \(Self.reason(of: trap))")
+        } catch let error as GuestMemoryError {
+            throw error
+        } catch let error as WasmKitError {
+            throw EngineError(.instantiation, "cannot instantiate the module: \(error)")
+        }
+        access.attach(instance)
+    }
+
+    var guest: any GuestAccess { access }
+
+    var remainingFuel: UInt64? { limits.fuel == nil ? nil : store.fuel?.remaining }
+
+    func call(_ export: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
+        guard let function = instance.exports[function: export] else {
+            throw EngineError(.missingExport, "the module exports no function named \(export)")
+        }
+        let type = function.type
+        guard type.parameters.count == arguments.count,
+            zip(type.parameters, arguments).allSatisfy({ $0 == $1.type.wasmKitType })
+        else {
+            throw EngineError(.missingExport,
+                "export \(export) has type \(FunctionSignature(type)), which does not take (\(arguments.map(\.type.description).joined(separator: ", ")))")
+        }
+        if limits.isPastDeadline { throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed") }
+        do {
+            let results = try function.invoke(arguments.map(\.wasmKitValue))
+            return results.compactMap(WasmValue.init)
+        } catch let trap as Trap {
+            let reason = Self.reason(of: trap)
+            let place = Self.innermostFunction(of: trap).map { " in \($0)" } ?? ""
+            throw EngineError(.trap(reason), reason.description + place)
+        }
+    }
+
+    /// The name of the innermost function in the trap's backtrace, when the module has a name section.
+    static func innermostFunction(of trap: Trap) -> String? {
+        for line in trap.description.split(separator: "\n").dropFirst() {
+            guard let name = line.split(separator: " ").last, name != "unknown", !name.hasPrefix("(0x") else { continue }
+            return String(name)
+        }
+        return nil
+    }
+
+    /// Wraps a host function in WasmKit's allocation-free raw form, enforcing the deadline, refusing
+    /// re-entrant host calls (a guest export called from a host function may not call the host again,
+    /// which would otherwise recurse on the native stack without bound), and checking the result type.
+    private static func makeFunction(
+        _ function: PeonEngine.HostFunction, store: Store, access: WasmKitGuestAccess, limits: ResourceLimits
+    ) -> Function {
+        let body = function.body
+        let resultType = function.signature.results.first
+        let qualifiedName = "\(function.module).\(function.name)"
+        let deadline = limits.deadline
+        return Function(
+            store: store,
+            parameters: function.signature.parameters.compactMap(\.wasmKitType),
+            results: function.signature.results.compactMap(\.wasmKitType)
+        ) { caller, arguments, results in
+            if let deadline, ContinuousClock.now >= deadline {
+                throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed during \(qualifiedName)")
+            }
+            guard !access.isInHostCall else {
+                throw EngineError(.trap(.other("re-entrant host call")),
+                    "\(qualifiedName) was called from guest code running inside another host call")
+            }
+            access.enterHostCall(caller.instance)
+            defer { access.leaveHostCall() }
+            let result = try withUnsafeTemporaryAllocation(of: WasmValue.self, capacity: arguments.count) { buffer in
+                for index in 0..<arguments.count {
+                    buffer.initializeElement(at: index, to: WasmValue(arguments[index]) ?? .i32(0))
+                }
+                defer { buffer.deinitialize() }
+                return try body(access, HostArguments(UnsafeBufferPointer(buffer)))
+            }
+            switch (resultType, result) {
+            case (nil, nil):
+                break
+            case (let type?, let value?) where value.type == type:
+                results[0] = value.wasmKitValue
+            default:
+                throw EngineError(.trap(.other("host result type mismatch")),
+                    "host function \(qualifiedName) returned \(result.map(\.description) ?? "nothing") for result type \(resultType?.description ?? "none")")
+            }
+            if let deadline, ContinuousClock.now >= deadline {
+                throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed during \(qualifiedName)")
+            }
+        }
+    }
+
+    /// Maps a WasmKit trap to the engine-neutral reason, from its description (WasmKit keeps the
+    /// reason itself package-private).
+    static func reason(of trap: Trap) -> TrapReason {
+        var text = trap.description
+        if text.hasPrefix("Trap: ") { text.removeFirst(6) }
+        if let newline = text.firstIndex(of: "\n") { text = String(text[..<newline]) }
+        switch text {
+        case "unreachable": return .unreachable
+        case "call stack exhausted": return .callStackExhausted
+        case "out of bounds memory access": return .outOfBoundsMemoryAccess
+        case "integer divide by zero": return .integerDivideByZero
+        case "integer overflow": return .integerOverflow
+        case "invalid conversion to integer": return .invalidConversionToInteger
+        case "out of fuel": return .outOfFuel
+        case "null reference", "null function reference": return .nullReference
+        default:
+            if text.hasPrefix("indirect call to null") { return .uninitializedElement }
+            if text.hasPrefix("indirect call type mismatch") { return .indirectCallTypeMismatch }
+            if text.hasPrefix("out of bounds table access") { return .outOfBoundsTableAccess }
+            return .other(text)
+        }
+    }
+}
+
+/// The guest's memory and exports, as host functions and the runtime see them.
+///
+/// The memory handle is looked up once (from the calling instance during the start function, from the
+/// instance afterwards) and cached; WasmKit's `Memory` reads its size and base address on every access,
+/// so growth between calls is seen. Every range is checked before WasmKit's own accessors run, because
+/// those stop the process on an out-of-bounds range.
+final class WasmKitGuestAccess: GuestAccess {
+    private var instance: Instance?
+    private var memory: Memory?
+    private(set) var isInHostCall = false
+
+    func attach(_ instance: Instance) {
+        self.instance = instance
+        if memory == nil { memory = instance.exports[memory: "memory"] }
+    }
+
+    func enterHostCall(_ caller: Instance?) {
+        isInHostCall = true
+        if instance == nil, let caller {
+            instance = caller
+            memory = caller.exports[memory: "memory"]
+        }
+    }
+
+    func leaveHostCall() { isInHostCall = false }
+
+    var memorySize: Int { memory?.byteCount ?? 0 }
+
+    func withMemory<R>(at offset: UInt32, count: UInt32, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        try checkRange(offset, count)
+        guard let memory, count > 0 else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try memory.withUnsafeBufferPointer(offset: UInt(offset), count: Int(count), body)
+    }
+
+    func withMutableMemory<R>(
+        at offset: UInt32, count: UInt32, _ body: (UnsafeMutableRawBufferPointer) throws -> R
+    ) throws -> R {
+        try checkRange(offset, count)
+        guard let memory, count > 0 else { return try body(UnsafeMutableRawBufferPointer(start: nil, count: 0)) }
+        return try memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: Int(count), body)
+    }
+
+    func callExport(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
+        guard let function = instance?.exports[function: name] else {
+            throw EngineError(.missingExport, "the module exports no function named \(name)")
+        }
+        let type = function.type
+        guard type.parameters.count == arguments.count,
+            zip(type.parameters, arguments).allSatisfy({ $0 == $1.type.wasmKitType })
+        else {
+            throw EngineError(.missingExport, "export \(name) has type \(FunctionSignature(type))")
+        }
+        do {
+            return try function.invoke(arguments.map(\.wasmKitValue)).compactMap(WasmValue.init)
+        } catch let trap as Trap {
+            let reason = WasmKitInstance.reason(of: trap)
+            throw EngineError(.trap(reason), "\(reason) in \(name)")
+        }
+    }
+
+    func hasExport(_ name: String) -> Bool { instance?.exports[function: name] != nil }
+}
