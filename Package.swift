@@ -114,7 +114,7 @@ let package = Package(
         .executableTarget(
             name: "PeonCLI",
             dependencies: [
-                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit",
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

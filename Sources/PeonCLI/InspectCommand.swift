@@ -25,7 +25,7 @@ struct InspectCommand: ParsableCommand {
             } catch {
                 throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly module: \(error.message)")
             }
-            let interface = ModuleInterface(compiled, peonHostFunctions: PeonHost.functionSignatures)
+            let interface = ModuleInterface(compiled)
             print("module   \(module)")
             print("sha256   \(file.sha256)")
             print("size     \(file.bytes.count) bytes")
@@ -59,8 +59,3 @@ struct InspectCommand: ParsableCommand {
     }
 }
 
-/// The `peon:host` functions this build provides, for classifying imports. Filled by the guest
-/// interface bindings.
-enum PeonHost {
-    static var functionSignatures: [HostFunction] { [] }
-}

@@ -35,12 +35,10 @@ public struct ModuleInterface: Sendable {
     /// The module's exports.
     public var exports: [ExportDescriptor]
 
-    /// Classifies `module`'s imports against WASI and the given `peon:host` functions.
-    public init(_ module: any CompiledModule, peonHostFunctions: [HostFunction]) {
+    /// Classifies `module`'s imports against WASI and the `peon:host` functions of `wit/peon.wit`.
+    public init(_ module: any CompiledModule) {
         let wasi = Dictionary(
             WASISandbox(WASIConfiguration()).hostFunctions.map { ($0.name, $0.signature) }, uniquingKeysWith: { a, _ in a })
-        let peon = Dictionary(
-            peonHostFunctions.map { ($0.module + "\u{0}" + $0.name, $0.signature) }, uniquingKeysWith: { a, _ in a })
         self.exports = module.exports
         self.imports = module.imports.map { entry in
             guard case .function(let signature) = entry.kind else {
@@ -53,7 +51,7 @@ public struct ModuleInterface: Sendable {
                 return (entry, expected == signature ? .wasi : .unknown(reason: "WASI's \(entry.name) has type \(expected)"))
             }
             if entry.module.hasPrefix("peon:host/") {
-                guard let expected = peon[entry.module + "\u{0}" + entry.name] else {
+                guard let expected = PeonHostBindings.expectedSignature(module: entry.module, name: entry.name) else {
                     return (entry, .unknown(reason: "not a function of wit/peon.wit (peon:host@0.1.0)"))
                 }
                 return (entry, expected == signature

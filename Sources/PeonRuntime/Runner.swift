@@ -1,5 +1,6 @@
 public import PeonEngine
 import PeonWASI
+import PeonABI
 import Synchronization
 
 /// The limits every run has. The defaults are finite: a module that says nothing gets these.
@@ -39,11 +40,9 @@ public struct RunRequest: Sendable {
     public var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
     /// Where the guest's stderr goes.
     public var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
-    /// The `peon:host` functions, bound to the run's mediator. Default deny means they are always
-    /// all present; a module that imports one the list lacks cannot run.
+    /// The `peon:host` functions, bound to the run's mediator (``AgentSession/hostFunctions``). With
+    /// default deny they are always all present; without a session, a module that imports one cannot run.
     public var peonHostFunctions: [HostFunction] = []
-    /// Calls an agent's `run` export through the canonical ABI (lowering `input`, lifting the result).
-    public var callAgent: (@Sendable (any ModuleInstance, String) throws -> AgentResult)?
 
     /// Creates a request with the default limits and an empty sandbox.
     public init(module: ModuleFile, engine: any WasmEngine) {
@@ -85,14 +84,16 @@ public enum Runner {
         } catch {
             throw RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
         }
-        let interface = ModuleInterface(compiled, peonHostFunctions: request.peonHostFunctions)
+        let interface = ModuleInterface(compiled)
         if let unknown = interface.firstUnknownImport { throw unknown }
+        do {
+            try PeonHostBindings.checkModule(imports: compiled.imports, exports: compiled.exports)
+        } catch {
+            throw RunError(.link, "'\(request.module.path)': \(error.message)")
+        }
         guard let entryPoint = interface.entryPoint else {
             throw RunError(.noEntryPoint,
                 "'\(request.module.path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run")
-        }
-        if entryPoint == .agent, request.callAgent == nil {
-            throw RunError(.noEntryPoint, "'\(request.module.path)' is an agent (exports run), but this host has no guest-interface bindings")
         }
 
         var wasi = WASIConfiguration()
@@ -115,8 +116,10 @@ public enum Runner {
                 return .exited(code: 0)
             case .agent:
                 if instance.guest.hasExport("_initialize") { _ = try instance.call("_initialize", []) }
-                guard let callAgent = request.callAgent else { return .exited(code: 0) }
-                return .agent(try callAgent(instance, request.input))
+                switch try PeonHostBindings.callRun(instance, input: request.input) {
+                case .success(let answer): return .agent(.success(answer))
+                case .failure(let error): return .agent(.failure(error.message))
+                }
             }
         } catch let exit as WASIExit {
             return .exited(code: exit.code)
@@ -137,6 +140,10 @@ public enum Runner {
             return RunError(.hostCallLimit, "the module made more than \(error.limit) host calls; raise the limit with --max-host-calls")
         case let error as GuestMemoryError:
             return RunError(.trap, "the module passed a bad pointer to a host function: \(error.message)")
+        case let error as CanonicalValueMismatch:
+            return RunError(.trap, "the module broke the canonical ABI: \(error)")
+        case let error as CanonicalLimitExceeded:
+            return RunError(.trap, "the module broke a canonical ABI limit: \(error)")
         case let error as EngineError:
             switch error.kind {
             case .unknownImport, .incompatibleImport:
@@ -168,8 +175,8 @@ public enum Runner {
         return name
     }
 
-    /// `30s`, `1.5s`, `250ms`.
-    static func format(_ duration: Duration) -> String {
+    /// A duration as users write it: `30s`, `250ms`.
+    public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         if attoseconds == 0 { return "\(seconds)s" }
         let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
