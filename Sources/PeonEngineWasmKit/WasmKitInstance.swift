@@ -1,4 +1,4 @@
-public import PeonEngine
+import PeonEngine
 @_spi(Fuzzing) import WasmKit
 
 /// Caps linear memory growth at the run's limit: `memory.grow` past it returns -1 to the guest.

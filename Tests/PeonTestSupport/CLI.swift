@@ -24,14 +24,20 @@ public var repositoryRoot: URL {
     return url
 }
 
-/// Runs `peon-wasm` with `arguments`, feeding `stdin`, and waits for it (killing it after `timeout`).
+/// Runs `peon-wasm` with `arguments` in `directory` (default: the repository root), feeding `stdin`,
+/// and waits for it (killing it after `timeout`).
+///
+/// Unless `environment` says otherwise, each invocation gets its own default audit log in the temporary
+/// folder, so tests running side by side never contend for one log's lock.
 public func runPeonWasm(_ arguments: [String], stdin: String = "", environment: [String: String] = [:],
-                        timeout: TimeInterval = 60) throws -> CommandResult {
+                        directory: URL? = nil, timeout: TimeInterval = 60) throws -> CommandResult {
     let process = Process()
     process.executableURL = peonWasmExecutable
     process.arguments = arguments
-    process.currentDirectoryURL = repositoryRoot
+    process.currentDirectoryURL = directory ?? repositoryRoot
     var env = ProcessInfo.processInfo.environment
+    env["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
+        .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
     env.merge(environment) { _, new in new }
     process.environment = env
     let input = Pipe(), output = Pipe(), error = Pipe()

@@ -1,0 +1,159 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// An agent run end to end through the CLI: allowed calls act and are audited; with no grants or a
+/// narrowed grant the same calls are denied, audited, and leave the world untouched; a run killed at
+/// its deadline still ends in the log; and the log verifies afterwards.
+///
+/// The fixture, in a fresh temporary folder that is also the run's working folder:
+///
+///     note.txt                               the file the agent reads (its input)
+///     modules/wat-minimal/out/               where the agent appends its ledger line
+///     grants.toml                            written per test
+///     audit.jsonl                            the run's audit log
+@Suite("agent runs under grants", .serialized)
+struct AgentRunTests {
+    static let agent = repositoryRoot.appendingPathComponent("modules/wat-minimal/minimal.wasm").path
+
+    struct Fixture {
+        let folder: URL
+        var note: URL { folder.appendingPathComponent("note.txt") }
+        var ledger: URL { folder.appendingPathComponent("modules/wat-minimal/out/ledger.txt") }
+        var grants: URL { folder.appendingPathComponent("grants.toml") }
+        var audit: URL { folder.appendingPathComponent("audit.jsonl") }
+
+        init(_ folder: URL) throws {
+            self.folder = folder
+            try Data("twelve bytes".utf8).write(to: note)
+            try FileManager.default.createDirectory(at: ledger.deletingLastPathComponent(), withIntermediateDirectories: true)
+        }
+
+        func writeGrants(_ text: String) throws { try Data(text.utf8).write(to: grants) }
+
+        func run(_ extra: [String] = [], module: String = AgentRunTests.agent) throws -> CommandResult {
+            try runPeonWasm(["run", module, "--input", note.path, "--audit", audit.path] + extra, directory: folder)
+        }
+
+        /// The audit log's entries as dictionaries.
+        func entries() throws -> [[String: Any]] {
+            let text = try String(contentsOf: audit, encoding: .utf8)
+            return try text.split(separator: "\n").map { line in
+                try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            }
+        }
+
+        func entries(call: String) throws -> [[String: Any]] { try entries().filter { $0["call"] as? String == call } }
+
+        func verify() throws -> CommandResult { try runPeonWasm(["audit", "verify", audit.path]) }
+    }
+
+    static let fullGrants = """
+        module = "ledger"
+        [[fs]]
+        paths = ["note.txt"]
+        allow = ["read"]
+        [[fs]]
+        paths = ["modules/wat-minimal/out/ledger.txt"]
+        allow = ["append"]
+        """
+
+    @Test("granted calls act, and every decision is in a log that verifies")
+    func grantedRunActsAndIsAudited() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.fullGrants)
+            let result = try fixture.run(["--grants", fixture.grants.path])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout == "\(fixture.note.path): 12 bytes\n")
+            #expect(try String(contentsOf: fixture.ledger, encoding: .utf8) == "\(fixture.note.path): 12 bytes\n")
+            let read = try fixture.entries(call: "fs.read")
+            #expect(read.first?["decision"] as? String == "allow")
+            #expect(read.first?["resource"] as? String == "fs:\(fixture.note.path)")
+            #expect(read.first?["module"] as? String == "ledger")
+            #expect(try fixture.entries(call: "fs.append").first?["decision"] as? String == "allow")
+            #expect(try fixture.entries(call: "run.end").first?["outcome"] as? String == "ok")
+            #expect(try fixture.entries().first?["call"] as? String == "run.start")
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
+    @Test("with no grants every call is denied and audited, the module still runs, and nothing changes")
+    func defaultDeny() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let result = try fixture.run()
+            #expect(result.status == 1)
+            #expect(result.stderr.contains("is not granted to minimal"))
+            #expect(!FileManager.default.fileExists(atPath: fixture.ledger.path))
+            let read = try fixture.entries(call: "fs.read")
+            #expect(read.first?["decision"] as? String == "deny")
+            #expect(try fixture.entries(call: "run.end").first?["outcome"] as? String == "agent-error")
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
+    @Test("a narrowed grant denies exactly the removed capability, and the log says so")
+    func narrowedGrantDeniesTheRemovedCall() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("""
+                module = "ledger"
+                [[fs]]
+                paths = ["note.txt"]
+                allow = ["read"]
+                """)
+            let result = try fixture.run(["--grants", fixture.grants.path])
+            #expect(result.status == 1)
+            #expect(!FileManager.default.fileExists(atPath: fixture.ledger.path))
+            #expect(try fixture.entries(call: "fs.read").first?["decision"] as? String == "allow")
+            let append = try fixture.entries(call: "fs.append")
+            #expect(append.count == 1)
+            #expect(append.first?["decision"] as? String == "deny")
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
+    @Test("a module that does not match the grants' sha256 pin is refused before it runs (exit 78)")
+    func shaPinIsEnforced() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("sha256 = \"\(String(repeating: "0", count: 64))\"\n" + Self.fullGrants)
+            let result = try fixture.run(["--grants", fixture.grants.path])
+            #expect(result.status == 78)
+            #expect(result.stderr.hasPrefix("peon-wasm: error: refusing to run"))
+            #expect(!FileManager.default.fileExists(atPath: fixture.ledger.path))
+        }
+    }
+
+    @Test("a malformed grants file is a one-line error naming the file and line (exit 78)")
+    func malformedGrantsAreRefused() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("module = \"ledger\"\n[[fs]]\npaths = [\"note.txt\"]\nallow = [\"read\"]\nteleport = true\n")
+            let result = try fixture.run(["--grants", fixture.grants.path])
+            #expect(result.status == 78)
+            #expect(result.stderr.split(separator: "\n").count == 1)
+            #expect(result.stderr.contains("grants.toml:5"))
+        }
+    }
+
+    @Test("a run killed at its deadline still ends in the audit log, which verifies")
+    func killedRunIsRecorded() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let spinner = folder.appendingPathComponent("spin.wat")
+            try Data("""
+                (module (memory (export "memory") 1)
+                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+                  (func (export "run") (param i32 i32) (result i32) (loop (br 0)) (i32.const 0)))
+                """.utf8).write(to: spinner)
+            let result = try fixture.run(["--timeout", "500ms"], module: spinner.path)
+            #expect(result.status == 124)
+            let end = try #require(try fixture.entries(call: "run.end").first)
+            #expect(end["outcome"] as? String == "timeout")
+            #expect(try fixture.entries(call: "run.start").first?["run"] as? String == end["run"] as? String)
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+}
