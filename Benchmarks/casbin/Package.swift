@@ -1,7 +1,12 @@
 // swift-tools-version: 6.1
 // A standalone benchmark package, so the main package's build and tests never include it.
 // Run: cd Benchmarks/casbin && swift run -c release PolicyBench /tmp/policy-bench && python3 bench.py /tmp/policy-bench
+import Foundation
 import PackageDescription
+
+// A path dependency's identity is its directory name (`peon-wasm`, or a worktree's name).
+let rootIdentity = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().lastPathComponent.lowercased()
 
 let package = Package(
     name: "casbin-bench",
@@ -10,7 +15,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "PolicyBench",
-            dependencies: [.product(name: "PeonPolicy", package: "peon-wasm")],
+            dependencies: [.product(name: "PeonPolicy", package: rootIdentity)],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny"), .enableUpcomingFeature("InternalImportsByDefault")]),
     ],
     swiftLanguageModes: [.v6])
