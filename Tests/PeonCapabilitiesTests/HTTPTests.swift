@@ -1,5 +1,9 @@
 import Foundation
 import PeonCapabilities
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import PeonInterface
 import Testing
 
@@ -132,6 +136,26 @@ import Testing
             #expect(response.status == 200)
             #expect(response.body == Array("hello".utf8))
             #expect(server.received.count == 1)
+        }
+    }
+
+    /// Whether `localhost` resolves to 127.0.0.1 first here (the test server listens on IPv4 only).
+    static let localhostIsIPv4First: Bool = {
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo("localhost", nil, &hints, &list) == 0, let first = list else { return false }
+        defer { freeaddrinfo(list) }
+        return first.pointee.ai_family == AF_INET
+    }()
+
+    @Test(.enabled(if: localhostIsIPv4First, "localhost must resolve to 127.0.0.1 first"))
+    func aNameIsResolvedOnceAndTheConnectionGoesToTheCheckedAddress() throws {
+        try withServer { server in
+            let response = try send("http://LocalHost.:\(server.port)/echo", allowed: ["127.0.0.1", "::1"])
+            #expect(response.status == 200)
+            // The request names the host, while the socket went to the checked 127.0.0.1.
+            #expect(String(decoding: response.body, as: UTF8.self).lowercased().contains("host: localhost:\(server.port)"))
         }
     }
 
