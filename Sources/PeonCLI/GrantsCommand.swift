@@ -104,7 +104,7 @@ struct PolicyExplainCommand: ParsableCommand {
         let snapshot: PolicySnapshot
         do {
             snapshot = try PolicySnapshot.load(
-                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy), defaultModule: "agent")
+                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy))
         } catch {
             fail(error.description)
         }

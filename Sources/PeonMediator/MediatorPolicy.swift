@@ -59,7 +59,7 @@ public struct PolicySnapshot: Sendable {
     public static let requestFields = ["sub", "obj", "act", "args", "ctx"]
 
     /// Builds a snapshot from files. Throws one clear line on any problem.
-    public static func load(_ sources: PolicySources, defaultModule: String) throws(PolicyLoadError) -> PolicySnapshot {
+    public static func load(_ sources: PolicySources) throws(PolicyLoadError) -> PolicySnapshot {
         var compiled: CompiledGrants?
         if let grantsPath = sources.grantsPath {
             do {

@@ -52,9 +52,9 @@ final class Harness {
         let snapshot: PolicySnapshot
         if let grants {
             let path = try scratch.file("grants.toml", grants)
-            snapshot = try PolicySnapshot.load(PolicySources(grantsPath: path), defaultModule: "agent")
+            snapshot = try PolicySnapshot.load(PolicySources(grantsPath: path))
         } else {
-            snapshot = try PolicySnapshot.load(PolicySources(), defaultModule: "agent")
+            snapshot = try PolicySnapshot.load(PolicySources())
         }
         store = MediatorPolicyStore(snapshot)
         auditPath = scratch.path + "/audit.log"
