@@ -27,6 +27,7 @@ public final class PolicyReloader: Sendable {
     }
 
     private let sources: PolicySources
+    private let defaultModule: String
     private let store: MediatorPolicyStore
     private let report: @Sendable (String) -> Void
     private let stamps: Mutex<[String: Stamp?]>
@@ -34,9 +35,10 @@ public final class PolicyReloader: Sendable {
     private let queue = DispatchQueue(label: "peon-wasm.policy-reloader")
 
     /// Creates a reloader for `store`, remembering the files' current state.
-    public init(sources: PolicySources, store: MediatorPolicyStore,
+    public init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
                 report: (@Sendable (String) -> Void)? = nil) {
         self.sources = sources
+        self.defaultModule = defaultModule
         self.store = store
         self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + line + "\n").utf8)) }
         var initial: [String: Stamp?] = [:]
@@ -58,7 +60,7 @@ public final class PolicyReloader: Sendable {
         }
         guard changed else { return .unchanged }
         do {
-            let snapshot = try PolicySnapshot.load(sources)
+            let snapshot = try PolicySnapshot.load(sources, defaultModule: defaultModule)
             let old = store.current.version
             store.replace(with: snapshot)
             if snapshot.version != old {

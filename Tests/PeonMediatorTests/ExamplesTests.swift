@@ -24,7 +24,7 @@ import Testing
 
     @Test(arguments: ExamplesTests.names)
     func everyRowOfTheDecisionTableHolds(name: String) throws {
-        let snapshot = try PolicySnapshot.load(PolicySources(grantsPath: "\(Self.folder)/\(name).toml"))
+        let snapshot = try PolicySnapshot.load(PolicySources(grantsPath: "\(Self.folder)/\(name).toml"), defaultModule: "agent")
         let table = try String(contentsOfFile: "\(Self.folder)/\(name).decisions", encoding: .utf8)
         var rows = 0
         for (number, line) in table.split(separator: "\n").enumerated() where !line.hasPrefix("#") {

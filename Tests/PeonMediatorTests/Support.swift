@@ -52,9 +52,9 @@ final class Harness {
         let snapshot: PolicySnapshot
         if let grants {
             let path = try scratch.file("grants.toml", grants)
-            snapshot = try PolicySnapshot.load(PolicySources(grantsPath: path))
+            snapshot = try PolicySnapshot.load(PolicySources(grantsPath: path), defaultModule: "agent")
         } else {
-            snapshot = try PolicySnapshot.load(PolicySources())
+            snapshot = try PolicySnapshot.load(PolicySources(), defaultModule: "agent")
         }
         store = MediatorPolicyStore(snapshot)
         auditPath = scratch.path + "/audit.log"
