@@ -52,7 +52,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "PeonEngineWasmtime",
-            dependencies: ["PeonEngine", "CWasmtime"],
+            dependencies: ["PeonEngine", "CWasmtime", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "PeonWASI",
@@ -101,17 +101,20 @@ let package = Package(
             swiftSettings: strict),
 
         // MARK: Running modules
+        .target(name: "CPeonSupport"),
         .target(
             name: "PeonRuntime",
             dependencies: [
                 "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
-                "PeonMediator",
+                "PeonMediator", "CPeonSupport",
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .executableTarget(
             name: "PeonCLI",
             dependencies: [
-                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit",
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -128,7 +131,8 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonABITests",
-            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonTestSupport"],
+            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonRuntime", "PeonTestSupport"],
+            exclude: ["Guests"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonPolicyTests",
@@ -150,7 +154,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport"],
+            dependencies: ["PeonTestSupport", "PeonCLI"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -1,1 +1,116 @@
+// Resolves the wasmtime C API functions peon-wasm uses from a shared library opened at run time.
 #include "CWasmtime.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Every field of peon_wasmtime_api with its symbol name, in declaration order. Each field is a
+// function pointer, so the table can be filled as an array of pointers of the same size.
+#define PEON_WASMTIME_SYMBOLS(X)                 \
+    X(wasm_config_new)                           \
+    X(wasm_engine_new_with_config)               \
+    X(wasmtime_config_consume_fuel_set)          \
+    X(wasmtime_config_epoch_interruption_set)    \
+    X(wasmtime_engine_increment_epoch)           \
+    X(wasmtime_module_new)                       \
+    X(wasmtime_module_delete)                    \
+    X(wasmtime_module_serialize)                 \
+    X(wasmtime_module_deserialize)               \
+    X(wasmtime_module_imports)                   \
+    X(wasmtime_module_exports)                   \
+    X(wasm_importtype_vec_delete)                \
+    X(wasm_exporttype_vec_delete)                \
+    X(wasm_importtype_module)                    \
+    X(wasm_importtype_name)                      \
+    X(wasm_importtype_type)                      \
+    X(wasm_exporttype_name)                      \
+    X(wasm_exporttype_type)                      \
+    X(wasm_externtype_kind)                      \
+    X(wasm_externtype_as_functype_const)         \
+    X(wasm_externtype_as_memorytype_const)       \
+    X(wasm_functype_params)                      \
+    X(wasm_functype_results)                     \
+    X(wasm_valtype_kind)                         \
+    X(wasmtime_memorytype_minimum)               \
+    X(wasmtime_memorytype_maximum)               \
+    X(wasm_valtype_new)                          \
+    X(wasm_valtype_vec_new)                      \
+    X(wasm_functype_new)                         \
+    X(wasm_functype_delete)                      \
+    X(wasm_byte_vec_delete)                      \
+    X(wasmtime_store_new)                        \
+    X(wasmtime_store_context)                    \
+    X(wasmtime_store_delete)                     \
+    X(wasmtime_store_limiter)                    \
+    X(wasmtime_context_set_fuel)                 \
+    X(wasmtime_context_get_fuel)                 \
+    X(wasmtime_context_set_epoch_deadline)       \
+    X(wasmtime_func_new)                         \
+    X(wasmtime_func_call)                        \
+    X(wasmtime_instance_new)                     \
+    X(wasmtime_instance_export_get)              \
+    X(wasmtime_caller_export_get)                \
+    X(wasmtime_caller_context)                   \
+    X(wasmtime_memory_data)                      \
+    X(wasmtime_memory_data_size)                 \
+    X(wasmtime_trap_new)                         \
+    X(wasmtime_trap_code)                        \
+    X(wasm_trap_message)                         \
+    X(wasm_trap_delete)                          \
+    X(wasmtime_error_message)                    \
+    X(wasmtime_error_delete)
+
+const peon_wasmtime_api *peon_wasmtime_open(const char *path, char *error, size_t error_size) {
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        const char *reason = dlerror();
+        snprintf(error, error_size, "%s", reason != NULL ? reason : "dlopen failed");
+        return NULL;
+    }
+    peon_wasmtime_api *api = calloc(1, sizeof(peon_wasmtime_api));
+    if (api == NULL) {
+        snprintf(error, error_size, "out of memory");
+        dlclose(handle);
+        return NULL;
+    }
+#define PEON_RESOLVE(name)                                                                      \
+    {                                                                                            \
+        void *symbol = dlsym(handle, #name);                                                     \
+        if (symbol == NULL) {                                                                    \
+            snprintf(error, error_size, "the library has no function `%s`", #name);              \
+            free(api);                                                                           \
+            dlclose(handle);                                                                     \
+            return NULL;                                                                         \
+        }                                                                                        \
+        memcpy((void *)&api->name, &symbol, sizeof(symbol));                                     \
+    }
+    PEON_WASMTIME_SYMBOLS(PEON_RESOLVE)
+#undef PEON_RESOLVE
+    // The handle stays open for the life of the process (see the header).
+    return api;
+}
+
+int peon_wasmtime_probe_version(const char *path, unsigned first_major, unsigned last_major,
+                                char *out, size_t out_size) {
+    void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (handle == NULL) {
+        const char *reason = dlerror();
+        snprintf(out, out_size, "%s", reason != NULL ? reason : "dlopen failed");
+        return -1;
+    }
+    char name[96];
+    for (unsigned major = first_major; major <= last_major; major++) {
+        for (unsigned patch = 0; patch < 32; patch++) {
+            snprintf(name, sizeof(name), "resolve_vmctx_memory_ptr_%u_0_%u", major, patch);
+            if (dlsym(handle, name) != NULL) {
+                snprintf(out, out_size, "%u.0.%u", major, patch);
+                return 1;
+            }
+        }
+    }
+    // Not closed: unloading a library whose constructors ran is not safe in general, and the caller
+    // opens it again right after when it is usable (dlopen then only counts a reference).
+    return 0;
+}

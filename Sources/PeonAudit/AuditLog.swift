@@ -91,20 +91,44 @@ public final class AuditLog: Sendable {
     ///   - sync: when entries reach the disk; see ``AuditSyncMode``.
     ///   - checkpointEvery: write `LOG.checkpoint` after every this many entries (0: only on demand and close).
     ///   - origin: the checkpoint origin line; defaults to the signer's key name.
+    /// Opening checks that the existing `LOG.checkpoint` is signed by `signer` and still matches the log, so an
+    /// altered log is never re-signed by a later checkpoint.
+    ///
     /// - Throws: ``AuditError/Code/locked`` if another process has the log open, ``AuditError/Code/io`` if it
-    ///   cannot be read or written, ``AuditError/Code/malformedEntry`` if its last complete line is not an entry
-    ///   (run `peon-wasm audit verify`).
+    ///   cannot be read or written, ``AuditError/Code/malformedEntry`` if its last complete line is not an entry,
+    ///   ``AuditError/Code/checkpointMismatch`` or ``AuditError/Code/badSignature`` if the log no longer matches
+    ///   its checkpoint or the checkpoint is not this signer's (run `peon-wasm audit verify`).
     public static func open(path: String, signer: CheckpointSigner, sync: AuditSyncMode = .effects,
                             checkpointEvery: Int = 1000, origin: String? = nil) throws(AuditError) -> AuditLog {
         let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileIO.ioError(path, "cannot open the audit log") }
         var keep = false
         defer { if !keep { posixClose(fd) } }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+            throw AuditError(.io, "\(path): the audit log must be a regular file")
+        }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             if errno == EWOULDBLOCK {
                 throw AuditError(.locked, "\(path): another process is appending to this audit log; wait for it to finish or use another log")
             }
             throw FileIO.ioError(path, "cannot lock the audit log")
+        }
+
+        // The latest checkpoint must still describe a prefix of the log: otherwise the log was altered since it
+        // was signed, and appending would re-sign (launder) the altered entries. Fail closed instead.
+        var signed: Checkpoint?
+        if FileIO.exists(path + ".checkpoint") {
+            do {
+                signed = try AuditVerifier.loadCheckpoint(path: path + ".checkpoint", key: try VerifierKey(signer.verifierKey))
+            } catch {
+                throw AuditError(error.code, "\(error.message); refusing to append to a log whose checkpoint this key cannot vouch for (run `peon-wasm audit verify \(path)`)")
+            }
+        }
+        func checkSigned(_ tree: CompactTree) throws(AuditError) {
+            guard let signed, signed.size == tree.size, signed.rootHash != tree.rootHash else { return }
+            throw AuditError(.checkpointMismatch,
+                             "\(path): the first \(signed.size) entries no longer match the signed checkpoint: the log was altered after it was signed; refusing to append (run `peon-wasm audit verify \(path)`)")
         }
 
         // Hash every complete line; find a torn tail.
@@ -114,11 +138,13 @@ public final class AuditLog: Sendable {
         var last: [UInt8]?
         var completeBytes: Int64 = 0
         var torn: [UInt8]?
+        try checkSigned(tree)
         while let item = try reader.next() {
             switch item {
             case .line(let bytes):
                 let leaf = RFC6962.leafHash(bytes)
                 tree.append(leafHash: leaf)
+                try checkSigned(tree)
                 prev = leaf
                 last = bytes
                 completeBytes += Int64(bytes.count) + 1
@@ -129,6 +155,10 @@ public final class AuditLog: Sendable {
             case .partial(let bytes):
                 torn = bytes
             }
+        }
+        if let signed, signed.size > tree.size {
+            throw AuditError(.checkpointMismatch,
+                             "\(path): the signed checkpoint covers \(signed.size) entries but the log has \(tree.size): entries were removed; refusing to append (run `peon-wasm audit verify \(path)`)")
         }
         if let last {
             let lineNumber = Int(tree.size)
@@ -159,6 +189,7 @@ public final class AuditLog: Sendable {
                 details: ["cut_bytes": String(torn.count), "cut_sha256": hex(SHA256.hash(data: torn)),
                           "after_seq": tree.size == 0 ? "none" : String(tree.size - 1)])
             try log.append(record, durable: true)
+            try log.writeCheckpoint()   // durable in every sync mode, and signed at once
         }
         return log
     }

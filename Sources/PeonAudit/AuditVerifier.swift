@@ -37,13 +37,12 @@ public enum AuditVerifier {
     public static func verify(logPath: String, verifierKey: String?,
                               extraCheckpoints: [String] = []) throws(AuditError) -> VerificationSummary {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        let fd = try FileIO.openRegularForReading(path: logPath)
+        defer { close(fd) }
         let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
         var checkpoints = [(logPath + ".checkpoint", latest)]
         for path in extraCheckpoints { checkpoints.append((path, try loadCheckpoint(path: path, key: key))) }
 
-        let fd = open(logPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileIO.ioError(logPath, "cannot open the audit log") }
-        defer { close(fd) }
         // A writer holds an exclusive lock: if we cannot take a shared one, the last line may still be growing.
         let live: Bool
         if flock(fd, LOCK_SH | LOCK_NB) == 0 {
@@ -191,8 +190,7 @@ public enum AuditProofs {
 
     /// The leaf hashes of every complete line of a log (a trailing partial line is ignored).
     public static func leafHashes(logPath: String) throws(AuditError) -> [[UInt8]] {
-        let fd = open(logPath, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw FileIO.ioError(logPath, "cannot open the audit log") }
+        let fd = try FileIO.openRegularForReading(path: logPath)
         defer { close(fd) }
         var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
         var hashes: [[UInt8]] = []
@@ -212,12 +210,14 @@ public enum AuditProofs {
     public static func inclusion(logPath: String, seq: UInt64, verifierKey: String?) throws(AuditError) -> Inclusion {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
-        let leaves = try prefix(logPath: logPath, checkpoint: cp)
+        let all = try leafHashes(logPath: logPath)
+        try checkPrefix(all, logPath: logPath, checkpoint: cp)
+        let leaves = all.prefix(Int(cp.size))
         guard seq < cp.size else {
             throw AuditError(.invalidArgument, "seq \(seq) is not covered by the latest checkpoint (size \(cp.size)); refresh it with `peon-wasm audit checkpoint \(logPath) --refresh`")
         }
-        let proof = try RFC6962.inclusionProof(index: Int(seq), leafHashes: leaves[...])
-        return Inclusion(leafIndex: seq, treeSize: cp.size, leafHash: leaves[Int(seq)], rootHash: cp.rootHash, hashes: proof)
+        let proof = try RFC6962.inclusionProof(index: Int(seq), leafHashes: leaves)
+        return Inclusion(leafIndex: seq, treeSize: cp.size, leafHash: all[Int(seq)], rootHash: cp.rootHash, hashes: proof)
     }
 
     /// The consistency proof between the first `oldSize` entries and the first `newSize` (default: the latest
@@ -226,8 +226,8 @@ public enum AuditProofs {
                                    verifierKey: String?) throws(AuditError) -> Consistency {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
-        var leaves = try prefix(logPath: logPath, checkpoint: cp)
         let all = try leafHashes(logPath: logPath)
+        try checkPrefix(all, logPath: logPath, checkpoint: cp)
         let newSize = newSize ?? cp.size
         guard newSize <= UInt64(all.count) else {
             throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(all.count) entries)")
@@ -235,22 +235,19 @@ public enum AuditProofs {
         guard oldSize <= newSize else {
             throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
         }
-        leaves = Array(all.prefix(Int(newSize)))
-        let proof = try RFC6962.consistencyProof(oldSize: Int(oldSize), leafHashes: leaves[...])
+        let leaves = all.prefix(Int(newSize))
+        let proof = try RFC6962.consistencyProof(oldSize: Int(oldSize), leafHashes: leaves)
         return Consistency(oldSize: oldSize, newSize: newSize,
-                           oldRoot: RFC6962.rootHash(leafHashes: leaves[..<Int(oldSize)]),
-                           newRoot: RFC6962.rootHash(leafHashes: leaves[...]), hashes: proof)
+                           oldRoot: RFC6962.rootHash(leafHashes: leaves.prefix(Int(oldSize))),
+                           newRoot: RFC6962.rootHash(leafHashes: leaves), hashes: proof)
     }
 
-    private static func prefix(logPath: String, checkpoint cp: Checkpoint) throws(AuditError) -> [[UInt8]] {
-        let all = try leafHashes(logPath: logPath)
+    private static func checkPrefix(_ all: [[UInt8]], logPath: String, checkpoint cp: Checkpoint) throws(AuditError) {
         guard cp.size <= UInt64(all.count) else {
             throw AuditError(.checkpointMismatch, "\(logPath): the checkpoint covers \(cp.size) entries but the log has \(all.count); run `peon-wasm audit verify`")
         }
-        let leaves = Array(all.prefix(Int(cp.size)))
-        guard RFC6962.rootHash(leafHashes: leaves[...]) == cp.rootHash else {
+        guard RFC6962.rootHash(leafHashes: all[..<Int(cp.size)]) == cp.rootHash else {
             throw AuditError(.checkpointMismatch, "\(logPath): the log does not match its checkpoint's root; run `peon-wasm audit verify`")
         }
-        return leaves
     }
 }

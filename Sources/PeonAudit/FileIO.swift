@@ -46,10 +46,27 @@ enum FileIO {
         return .created
     }
 
+    /// Opens an existing regular file for reading. Refuses FIFOs, devices and directories, whose reads could block
+    /// forever or never end (a hostile "log" such as `/dev/zero`).
+    static func openRegularForReading(path: String) throws(AuditError) -> Int32 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw ioError(path, "cannot open") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = ioError(path, "cannot examine")
+            close(fd)
+            throw e
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw AuditError(.io, "\(path): not a regular file")
+        }
+        return fd
+    }
+
     /// Reads a whole file, refusing one larger than `limit` bytes.
     static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ioError(path, "cannot open") }
+        let fd = try openRegularForReading(path: path)
         defer { close(fd) }
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

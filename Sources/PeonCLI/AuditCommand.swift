@@ -77,7 +77,7 @@ struct AuditCommand: ParsableCommand {
                     source = "the local key \(path) (pass --key to check against a key you trust)"
                 }
                 let summary = try AuditVerifier.verify(logPath: log, verifierKey: keyText, extraCheckpoints: checkpoints)
-                print("ok: \(summary.size) entries, root \(hexString(summary.rootHash))")
+                print("ok: \(summary.size) entries, root \(AuditCommand.hexString(summary.rootHash))")
                 print("checkpoint: size \(summary.checkpoint.size), origin \(summary.checkpoint.origin), signature checked with \(source)")
                 if summary.uncheckpointed > 0 {
                     print("note: \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
@@ -203,7 +203,7 @@ struct AuditCommand: ParsableCommand {
                 }
                 let widths = [8, 27, 14, 18, 14, 40, 8, 10, 50]
                 for row in rows {
-                    let cells = zip(row, widths).map { cell, width in pad(terminalSafe(cell), width) }
+                    let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
                     print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
                 }
                 if bad > 0 {
@@ -214,16 +214,18 @@ struct AuditCommand: ParsableCommand {
     }
 }
 
-/// Lowercase hex.
-func hexString(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+extension AuditCommand {
+    /// Lowercase hex.
+    fileprivate static func hexString(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
-/// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
-func terminalSafe(_ s: String) -> String {
-    String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0 }))
-}
+    /// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
+    fileprivate static func terminalSafe(_ s: String) -> String {
+        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0 }))
+    }
 
-/// Pads or cuts (with an ellipsis) to exactly `width` characters.
-func pad(_ s: String, _ width: Int) -> String {
-    if s.count > width { return String(s.prefix(width - 1)) + "…" }
-    return s + String(repeating: " ", count: width - s.count)
+    /// Pads or cuts (with an ellipsis) to exactly `width` characters.
+    fileprivate static func pad(_ s: String, _ width: Int) -> String {
+        if s.count > width { return String(s.prefix(width - 1)) + "…" }
+        return s + String(repeating: " ", count: width - s.count)
+    }
 }

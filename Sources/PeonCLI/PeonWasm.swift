@@ -1,4 +1,9 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `peon-wasm` command: runs WebAssembly agent modules under grants, with every host call decided
 /// by policy and recorded in a tamper-evident audit log.
@@ -7,6 +12,26 @@ struct PeonWasm: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "peon-wasm",
         abstract: "Run WebAssembly agent modules that can touch the world only through audited, policy-checked host calls.",
+        discussion: """
+            Start with: peon-wasm run modules/hello/hello.wat
+            Every command has --help. Exit codes are listed in the README.
+            """,
         version: "0.1.0",
-        subcommands: [PolicyCommand.self, AuditCommand.self, GrantsCommand.self])
+        subcommands: [
+            RunCommand.self,
+            InspectCommand.self,
+            PolicyCommand.self,
+            AuditCommand.self,
+            GrantsCommand.self,
+        ])
+
+    static func main() {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

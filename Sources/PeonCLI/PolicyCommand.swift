@@ -39,8 +39,8 @@ struct PolicyEvalCommand: ParsableCommand {
     func run() throws {
         do {
             try evaluate()
-        } catch let failure as CommandFailure {
-            FileHandle.standardError.write(Data((failure.message + "\n").utf8))
+        } catch {
+            FileHandle.standardError.write(Data((error.message + "\n").utf8))
             throw ExitCode(2)
         }
     }
@@ -59,7 +59,8 @@ struct PolicyEvalCommand: ParsableCommand {
         } catch let failure as CommandFailure {
             throw failure
         } catch {
-            throw CommandFailure(message: "\(path): cannot read: \(error.localizedDescription)")
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
+            throw CommandFailure(message: "\(path): \(reason)")
         }
     }
 

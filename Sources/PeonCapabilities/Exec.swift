@@ -16,7 +16,7 @@ public import PeonInterface
 /// - The environment is exactly `environment`, nothing inherited; names with `=` or NUL are refused.
 /// - The working folder is ``workingDirectory``; every descriptor except stdin/stdout/stderr is closed
 ///   in the child; signal dispositions and the signal mask are reset to the defaults.
-/// - The child leads its own process group. At the timeout the whole group gets `SIGKILL` and the call
+/// - The child leads its own session and process group, without a controlling terminal. At the timeout the whole group gets `SIGKILL` and the call
 ///   is `timeout`; when the child exits, whatever is left in its group is killed too, so nothing it
 ///   started outlives the call (a process that calls `setsid` escapes this — contain it with the OS).
 /// - stdin, stdout and stderr are served together by one `poll` loop (no pipe deadlock). A stream
@@ -86,6 +86,9 @@ public struct ExecCapability: Sendable {
             stdin: stdin, stdinFD: stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw, deadline: deadline)
     }
 
+    /// glibc's `POSIX_SPAWN_SETSID` (since 2.26), hidden from Swift behind `_GNU_SOURCE`.
+    static let spawnSetSession: Int32 = 0x80
+
     /// A connected, close-on-exec `AF_UNIX` stream pair; the caller owns both descriptors.
     private static func socketPair(_ program: String, _ stream: String) throws(HostError) -> (parent: Int32, child: Int32) {
         var pair: [Int32] = [-1, -1]
@@ -142,9 +145,10 @@ public struct ExecCapability: Sendable {
         sigfillset(&allSignals)
         failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
         failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        failed |= posix_spawnattr_setpgroup(&attributes, 0)
+        // A new session (which is also a new process group led by the child): no controlling
+        // terminal, so the program can neither read the user's terminal nor write fake prompts to it.
         failed |= posix_spawnattr_setflags(
-            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+            &attributes, Int16(Self.spawnSetSession | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         if failed != 0 { throw HostError(.io, "exec '\(program)': could not prepare the spawn attributes") }
 
         let argv = [program] + arguments

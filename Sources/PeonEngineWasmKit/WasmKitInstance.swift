@@ -84,8 +84,18 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
             return results.compactMap(WasmValue.init)
         } catch let trap as Trap {
             let reason = Self.reason(of: trap)
-            throw EngineError(.trap(reason), reason.description)
+            let place = Self.innermostFunction(of: trap).map { " in \($0)" } ?? ""
+            throw EngineError(.trap(reason), reason.description + place)
         }
+    }
+
+    /// The name of the innermost function in the trap's backtrace, when the module has a name section.
+    static func innermostFunction(of trap: Trap) -> String? {
+        for line in trap.description.split(separator: "\n").dropFirst() {
+            guard let name = line.split(separator: " ").last, name != "unknown", !name.hasPrefix("(0x") else { continue }
+            return String(name)
+        }
+        return nil
     }
 
     /// Wraps a host function in WasmKit's allocation-free raw form, enforcing the deadline, refusing

@@ -134,6 +134,8 @@ private final class Snapshot: Sendable {
     let requestFields: [String]
     let policyFields: [String]
     let rows: [PolicyLine]
+    /// `rows[i].values`, kept apart so trying a row copies one array reference.
+    let rowValues: [[String]]
     let effect: PolicyEffect
     let effectField: Int?
     let matcher: Evaluator
@@ -186,6 +188,7 @@ private final class Snapshot: Sendable {
             rows = keyed.map(\.line)
         }
         self.rows = rows
+        rowValues = rows.map(\.values)
         var graphs: [String: RoleGraph] = [:]
         for key in model.roleArity.keys { graphs[key] = RoleGraph(links: links[key] ?? []) }
         roleGraphs = graphs
@@ -318,11 +321,11 @@ private final class Snapshot: Sendable {
         var firstAllow: Int? = nil
         func consider(_ row: Int) throws(PolicyError) -> PolicyDecision? {
             context.row = row
-            context.policy = rows[row].values
+            context.policy = rowValues[row]
             guard try matched(context) else { return nil }
             var isAllow = true, isDeny = false
             if let effectField {
-                let value = rows[row].values[effectField]
+                let value = context.policy[effectField]
                 isAllow = value == "allow"
                 isDeny = value == "deny"
             }

@@ -42,6 +42,7 @@ struct RegexSyntaxError: Error, Sendable {
 /// A compiled regular expression with a linear-time matcher.
 struct LinearRegex: Sendable {
     private enum Instruction: Sendable {
+        case literal(UInt32)  // one exact scalar: the common case, with no payload to retain
         case scalar(ScalarSet)
         case split(Int, Int)  // try the first, then the second
         case jump(Int)
@@ -72,6 +73,9 @@ struct LinearRegex: Sendable {
     /// The number of capturing groups (not counting the whole match).
     let captureCount: Int
     private let startsAnchored: Bool
+    /// For a pattern anchored at the start, the literal scalars every match begins with: a text
+    /// without them is rejected before the matcher runs (most keyMatch2 rules fail right there).
+    private let requiredPrefix: [UInt32]
 
     init(_ pattern: String) throws(RegexSyntaxError) {
         var parser = Parser(scalars: Array(pattern.unicodeScalars.map(\.value)))
@@ -87,6 +91,16 @@ struct LinearRegex: Sendable {
         emitter.emit(.match)
         program = emitter.program
         if case .textStart = Self.first(node) { startsAnchored = true } else { startsAnchored = false }
+        var prefix: [UInt32] = []
+        if startsAnchored {
+            // Literal instructions right after `save(0), textStart`, before any branch, must match in order.
+            var pc = 2
+            while pc < program.count, case .literal(let scalar) = program[pc] {
+                prefix.append(scalar)
+                pc += 1
+            }
+        }
+        requiredPrefix = prefix
     }
 
     private static func first(_ node: Node) -> Node? {
@@ -99,14 +113,14 @@ struct LinearRegex: Sendable {
 
     /// Whether the pattern matches anywhere in `text` (Go's `regexp.MatchString`).
     func matches(_ text: String) throws(RegexSyntaxError) -> Bool {
-        try run(Array(text.unicodeScalars.map(\.value))) != nil
+        try run(Array(text.unicodeScalars.map(\.value)), captures: false) != nil
     }
 
     /// The leftmost-first submatches of the first match in `text`, or nil if there is none.
     /// Element 0 is the whole match; an unset group is nil.
     func submatches(_ text: String) throws(RegexSyntaxError) -> [String?]? {
         let scalars = Array(text.unicodeScalars)
-        guard let slots = try run(scalars.map(\.value)) else { return nil }
+        guard let slots = try run(scalars.map(\.value), captures: true) else { return nil }
         var result: [String?] = []
         for group in 0...captureCount {
             let start = slots[2 * group], end = slots[2 * group + 1]
@@ -126,7 +140,8 @@ struct LinearRegex: Sendable {
         case restore(Int, Int)
     }
 
-    private func run(_ text: [UInt32]) throws(RegexSyntaxError) -> [Int]? {
+    private func run(_ text: [UInt32], captures: Bool) throws(RegexSyntaxError) -> [Int]? {
+        if !requiredPrefix.isEmpty, !text.starts(with: requiredPrefix) { return nil }
         let width = text.count + 1
         let (states, overflow) = program.count.multipliedReportingOverflow(by: width)
         if overflow || states > Self.stateBudget {
@@ -150,6 +165,10 @@ struct LinearRegex: Sendable {
                         if visited[bit >> 6] & (1 << UInt64(bit & 63)) != 0 { break explore }
                         visited[bit >> 6] |= 1 << UInt64(bit & 63)
                         switch program[pc] {
+                        case .literal(let scalar):
+                            guard position < text.count, text[position] == scalar else { break explore }
+                            pc += 1
+                            position += 1
                         case .scalar(let set):
                             guard position < text.count, set.contains(text[position]) else { break explore }
                             pc += 1
@@ -160,8 +179,10 @@ struct LinearRegex: Sendable {
                         case .jump(let target):
                             pc = target
                         case .save(let slot):
-                            stack.append(.restore(slot, slots[slot]))
-                            slots[slot] = position
+                            if captures {
+                                stack.append(.restore(slot, slots[slot]))
+                                slots[slot] = position
+                            }
                             pc += 1
                         case .textStart:
                             guard position == 0 else { break explore }
@@ -196,7 +217,11 @@ struct LinearRegex: Sendable {
             case .empty:
                 break
             case .scalar(let set):
-                emit(.scalar(set))
+                if !set.negated, set.ranges.count == 1, set.ranges[0].lowerBound == set.ranges[0].upperBound {
+                    emit(.literal(set.ranges[0].lowerBound))
+                } else {
+                    emit(.scalar(set))
+                }
             case .textStart:
                 emit(.textStart)
             case .textEnd:
@@ -263,7 +288,7 @@ struct LinearRegex: Sendable {
         mutating func parseAlternation() throws(RegexSyntaxError) -> Node {
             depth += 1
             defer { depth -= 1 }
-            if depth > 200 { throw RegexSyntaxError(message: "groups nested too deeply", offset: index) }
+            if depth > 50 { throw RegexSyntaxError(message: "groups nested too deeply (over 50 levels)", offset: index) }
             var branches = [try parseConcatenation()]
             while isAt("|") {
                 index += 1

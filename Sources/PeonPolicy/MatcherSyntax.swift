@@ -67,8 +67,21 @@ struct MatcherParser {
     private var tokens: [(token: Token, offset: Int)] = []
     private var index = 0
     private var depth = 0
+    private var operators = 0
     private let locator: TextLocator
-    static let maxDepth = 200
+    /// Bounds on an expression's shape. Compiled matchers evaluate recursively, possibly on a
+    /// small-stack thread, so depth (nesting plus operator chains) must stay small; real matchers
+    /// use a handful of each.
+    static let maxDepth = 64
+    static let maxOperators = 256
+
+    /// Counts one more operator node, refusing expressions past `maxOperators`.
+    private mutating func countOperator(at offset: Int) throws(PolicyError) {
+        operators += 1
+        if operators > Self.maxOperators {
+            throw locator.error(at: offset, "expression too long (over \(Self.maxOperators) operators); split it or use eval() rules")
+        }
+    }
 
     /// Parses `text` completely; errors are located with `locator`.
     static func parse(_ text: String, locator: TextLocator) throws(PolicyError) -> Expression {
@@ -190,13 +203,19 @@ struct MatcherParser {
         defer { depth -= 1 }
         if depth > Self.maxDepth { throw locator.error(at: currentOffset, "expression nested too deeply (over \(Self.maxDepth) levels)") }
         var lhs = try parseAnd()
-        while accept("||") { lhs = .or(lhs, try parseAnd()) }
+        while accept("||") {
+            try countOperator(at: currentOffset)
+            lhs = .or(lhs, try parseAnd())
+        }
         return lhs
     }
 
     private mutating func parseAnd() throws(PolicyError) -> Expression {
         var lhs = try parseComparison()
-        while accept("&&") { lhs = .and(lhs, try parseComparison()) }
+        while accept("&&") {
+            try countOperator(at: currentOffset)
+            lhs = .and(lhs, try parseComparison())
+        }
         return lhs
     }
 
@@ -204,6 +223,7 @@ struct MatcherParser {
         let lhs = try parseAdditive()
         let offset = currentOffset
         if case .identifier("in") = current {
+            try countOperator(at: offset)
             index += 1
             try expect("(", "'(' to start the list after 'in', as in r.sub in ('alice', 'bob')")
             var items: [Expression] = []
@@ -214,6 +234,7 @@ struct MatcherParser {
             return .membership(lhs, items, offset: offset)
         }
         for symbol in ["==", "!=", "<=", ">=", "<", ">"] where accept(symbol) {
+            try countOperator(at: offset)
             let rhs = try parseAdditive()
             return .binary(BinaryOperator(rawValue: symbol) ?? .equal, lhs, rhs, offset: offset)
         }
@@ -224,6 +245,7 @@ struct MatcherParser {
         var lhs = try parseMultiplicative()
         while true {
             let offset = currentOffset
+            if current == .symbol("+") || current == .symbol("-") { try countOperator(at: offset) }
             if accept("+") {
                 lhs = .binary(.add, lhs, try parseMultiplicative(), offset: offset)
             } else if accept("-") {
@@ -238,6 +260,7 @@ struct MatcherParser {
         var lhs = try parseUnary()
         while true {
             let offset = currentOffset
+            if current == .symbol("*") || current == .symbol("/") || current == .symbol("%") { try countOperator(at: offset) }
             if accept("*") {
                 lhs = .binary(.multiply, lhs, try parseUnary(), offset: offset)
             } else if accept("/") {
@@ -255,6 +278,7 @@ struct MatcherParser {
         depth += 1
         defer { depth -= 1 }
         if depth > Self.maxDepth { throw locator.error(at: offset, "expression nested too deeply (over \(Self.maxDepth) levels)") }
+        if current == .symbol("!") || current == .symbol("-") { try countOperator(at: offset) }
         if accept("!") { return .not(try parseUnary(), offset: offset) }
         if accept("-") { return .negate(try parseUnary(), offset: offset) }
         return try parsePrimary()
@@ -279,6 +303,7 @@ struct MatcherParser {
             index += 1
             if accept("(") {
                 var arguments: [Expression] = []
+                try countOperator(at: offset)
                 if !accept(")") {
                     repeat { arguments.append(try parseOr()) } while accept(",")
                     try expect(")", "',' or ')' after a function argument")

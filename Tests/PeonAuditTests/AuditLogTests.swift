@@ -107,6 +107,42 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 7)
     }
 
+    /// Appending to an altered log would let the next checkpoint re-sign (launder) the alteration: opening refuses.
+    @Test func anAlteredOrTruncatedLogIsNotReopenedForAppending() throws {
+        let path = dir.path + "/laundering.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        for i in 0..<5 { try log.append(record(i), durable: true) }
+        try log.close()
+        let original = try String(contentsOfFile: path, encoding: .utf8)
+
+        try original.replacingOccurrences(of: "file-2.txt", with: "file-X.txt").write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(throws: AuditError(.checkpointMismatch, "")) { try AuditLog.open(path: path, signer: signer) }
+
+        let firstThree = original.split(separator: "\n").prefix(3).map { $0 + "\n" }.joined()
+        try firstThree.write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(throws: AuditError(.checkpointMismatch, "")) { try AuditLog.open(path: path, signer: signer) }
+
+        try original.write(toFile: path, atomically: false, encoding: .utf8)
+        let other = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 8, count: 32))
+        #expect(throws: AuditError(.badSignature, "")) { try AuditLog.open(path: path, signer: other) }
+        try AuditLog.open(path: path, signer: signer).close()
+    }
+
+    /// A FIFO, a directory or a device posing as a log is refused at once instead of blocking or reading forever.
+    @Test func aFIFODirectoryOrDevicePosingAsALogIsRefusedWithoutBlocking() throws {
+        let fifo = dir.path + "/fifo.jsonl"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        for path in [fifo, dir.path, "/dev/zero"] {
+            #expect(throws: AuditError(.io, "")) { try AuditVerifier.verify(logPath: path, verifierKey: nil) }
+            #expect(throws: AuditError(.io, "")) { try AuditProofs.leafHashes(logPath: path) }
+        }
+        #expect(throws: AuditError(.io, "")) { try AuditLog.open(path: fifo, signer: signer) }
+        let log = dir.path + "/log.jsonl"
+        try Data().write(to: URL(fileURLWithPath: log))
+        #expect(mkfifo(log + ".checkpoint", 0o600) == 0)
+        #expect(throws: AuditError(.checkpointMalformed, "")) { try AuditVerifier.verify(logPath: log, verifierKey: nil) }
+    }
+
     @Test func aSecondWriterIsLockedOutInsteadOfInterleavingLines() throws {
         let path = dir.path + "/locked.jsonl"
         let log = try AuditLog.open(path: path, signer: signer)

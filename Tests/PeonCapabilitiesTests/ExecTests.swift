@@ -103,6 +103,19 @@ import Glibc
         #expect(descriptors.count <= 4)
     }
 
+    @Test func theProgramLeadsItsOwnSessionWithoutATerminal() throws {
+        let output = try Self.run("/bin/sh", ["-c", "cat /proc/$$/stat"])
+        let text = String(decoding: output.stdout, as: UTF8.self)
+        let pid = try #require(text.split(separator: " ").first.flatMap { Int($0) })
+        let close = try #require(text.lastIndex(of: ")"))
+        // After the command name: state, ppid, pgrp, session, tty_nr.
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        #expect(fields.count > 4)
+        #expect(Int(fields[2]) == pid)
+        #expect(Int(fields[3]) == pid)
+        #expect(fields[4] == "0")
+    }
+
     @Test func theTimeoutKillsTheProgramAndItsWholeProcessGroup() throws {
         try withTemporaryDirectory { url in
             let start = ContinuousClock.now

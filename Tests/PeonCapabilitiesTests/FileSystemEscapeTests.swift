@@ -75,6 +75,32 @@ import Glibc
         }
     }
 
+    /// `ws/tricky -> dir-out/../outside.txt`: followed physically, `dir-out/..` is the root and the
+    /// link reaches `outside.txt`; resolved lexically it is `ws/outside.txt`, which is what was authorized.
+    @Test func dotDotInsideALinkTargetCannotClimbOutOfAnotherLinksRealTarget() throws {
+        try withFileSystemFixture { fixture in
+            #expect(symlink("dir-out/../outside.txt", fixture.workspace + "/tricky") == 0)
+            let before = try fixture.snapshot()
+            var asked: [String] = []
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.read(fixture.workspace + "/tricky", authorize: { asked.append($0); return fixture.isGranted($0) })
+            }
+            #expect(asked == [fixture.workspace + "/outside.txt"])
+            #expect(error?.code == .notFound)
+            #expect(try fixture.snapshot() == before)
+        }
+    }
+
+    @Test func anAbsolutePathOutsideReachesPolicyUnchanged() throws {
+        try withFileSystemFixture { fixture in
+            let outside = try fixture.capability.normalize(fixture.outside)
+            let system = try fixture.capability.normalize("/etc/passwd")
+            #expect(outside == fixture.outside)
+            #expect(system == "/etc/passwd")
+            #expect(!fixture.isGranted(system))
+        }
+    }
+
     @Test func aSymbolicLinkLoopEndsWithAnErrorInsteadOfSpinning() throws {
         try withFileSystemFixture { fixture in
             let before = try fixture.snapshot()

@@ -1,5 +1,6 @@
 import PeonEngine
 import PeonEngineWasmKit
+import PeonEngineWasmtime
 
 /// An engine under test, made fresh per test with or without fuel metering.
 struct EngineUnderTest: CustomTestStringConvertible, Sendable {
@@ -13,7 +14,13 @@ struct EngineUnderTest: CustomTestStringConvertible, Sendable {
 /// machine is left out here and reported by its own suite.
 enum TestEngines {
     static var all: [EngineUnderTest] {
-        [EngineUnderTest(name: "wasmkit") { WasmKitEngine(fuelMetering: $0) }]
+        var engines = [EngineUnderTest(name: "wasmkit") { WasmKitEngine(fuelMetering: $0) }]
+        // wasmtime meters fuel in every engine it loads, so the flag does not matter. When wasmtime 50 is
+        // not installed it is left out; WasmtimeEngineTests.swift reports the skip with how to install it.
+        if let wasmtime = wasmtimeForTests {
+            engines.append(EngineUnderTest(name: "wasmtime") { _ in wasmtime })
+        }
+        return engines
     }
 }
 

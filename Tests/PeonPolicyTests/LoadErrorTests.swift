@@ -81,6 +81,10 @@ import Testing
     @Test func hostileNestingIsAnErrorNotAStackOverflow() {
         let deep = String(repeating: "(", count: 100_000) + "true" + String(repeating: ")", count: 100_000)
         #expect(loadError(model: model(matcher: deep))?.message.contains("nested too deeply") == true)
+        let long = Array(repeating: "r.sub == p.sub", count: 100_000).joined(separator: " && ")
+        #expect(loadError(model: model(matcher: long))?.message.contains("expression too long") == true)
+        let negations = String(repeating: "!", count: 100_000) + "true"
+        #expect(loadError(model: model(matcher: negations)) != nil)
         let deepRegex = "regexMatch(r.obj, '" + String(repeating: "(", count: 5000) + "a" + String(repeating: ")", count: 5000) + "')"
         #expect(loadError(model: model(matcher: deepRegex))?.message.contains("nested too deeply") == true)
         #expect(loadError(model: model(matcher: "regexMatch(r.obj, '((a{1000}){1000}){1000}')"))?.message.contains("too large") == true)

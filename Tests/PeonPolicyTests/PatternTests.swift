@@ -26,6 +26,12 @@ import Testing
         ("]", "[]a]", true),
         ("GET", "(GET)|(POST)", true),
         ("DELETE", "^(GET)|(POST)$", false),
+        ("xyz", "^abc|x", true),  // the anchored-prefix shortcut must not apply across '|'
+        ("b", "(?:^a)b", false),
+        ("ab", "(?:^a)b", true),
+        ("ad", "^ab?d", true),
+        ("abd", "^ab?d", true),
+        ("bd", "^ab?d", false),
     ])
     func regexMatchFollowsGoSemantics(_ subject: String, _ pattern: String, _ expected: Bool) throws {
         #expect(try Self.check("regexMatch", subject, pattern) == expected)

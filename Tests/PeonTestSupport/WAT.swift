@@ -1,4 +1,4 @@
-public import PeonEngine
+import PeonEngine
 import WAT
 
 /// Compiles WebAssembly text to a binary module, for tests that build their guests inline.

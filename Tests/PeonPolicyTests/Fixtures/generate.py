@@ -382,6 +382,54 @@ p, dave, doc2, delete
 scenarios.append(run_abac("abac-attributes", ABAC_ATTRIBUTES, attribute_policy, sample(
     [subjects, objects, ["read", "write", "delete"]], 36)))
 
+# Random role graphs (with cycles and chains longer than the depth limit) under every effect,
+# with and without domains: exercises the role index and the memoized role closure.
+EFFECTS = {
+    "allow": "some(where (p.eft == allow))",
+    "deny-override": "!some(where (p.eft == deny))",
+    "allow-and-deny": "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
+    "priority": "priority(p.eft) || deny",
+}
+for effect_name, effect in EFFECTS.items():
+    for with_domains in (False, True):
+        names = [f"n{i}" for i in range(24)]
+        domains = ["d1", "d2"] if with_domains else [None]
+        lines = []
+        for _ in range(30):
+            sub = rng.choice(names)
+            dom = rng.choice(domains)
+            obj = rng.choice(["o1", "o2", "o3"])
+            act = rng.choice(["read", "write"])
+            eft = rng.choice(["allow", "allow", "deny"])
+            lines.append(", ".join(["p", sub] + ([dom] if dom else []) + [obj, act, eft]))
+        for _ in range(40):
+            a, b = rng.sample(names, 2)
+            dom = rng.choice(domains)
+            lines.append(", ".join(["g", a, b] + ([dom] if dom else [])))
+        for i in range(12):  # a long chain n0 -> n1 -> ... -> n12
+            lines.append(", ".join(["g", f"n{i}", f"n{i + 1}"] + (["d1"] if with_domains else [])))
+        request = "sub, dom, obj, act" if with_domains else "sub, obj, act"
+        matcher = ("g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act" if with_domains
+                   else "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act")
+        model_text = f"""[request_definition]
+r = {request}
+
+[policy_definition]
+p = {request}, eft
+
+[role_definition]
+g = {"_, _, _" if with_domains else "_, _"}
+
+[policy_effect]
+e = {effect}
+
+[matchers]
+m = {matcher}
+"""
+        vocabulary = [names] + ([domains] if with_domains else []) + [["o1", "o2", "o3"], ["read", "write"]]
+        scenarios.append(run(f"random-roles-{effect_name}{'-domains' if with_domains else ''}", model_text,
+                             "\n".join(lines) + "\n", sample(vocabulary, 300)))
+
 with open(os.path.join(HERE, "differential.json"), "w") as handle:
     json.dump({"generator": "pycasbin " + getattr(casbin, "__version__", "1.43.0"), "scenarios": scenarios}, handle, indent=1)
 print(sum(len(s["cases"]) for s in scenarios), "cases in", len(scenarios), "scenarios")

@@ -1,0 +1,13 @@
+// Small wrappers around variadic or macro-only system calls that Swift cannot call directly.
+#ifndef PEON_CPEONSUPPORT_H
+#define PEON_CPEONSUPPORT_H
+
+/// Makes this process the reaper of its orphaned descendants (Linux PR_SET_CHILD_SUBREAPER), so a
+/// supervisor can find and stop what a killed worker left behind. Returns 0, or -1 where unsupported.
+int peon_become_child_subreaper(void);
+
+/// Asks the kernel to send `signal` to this process when its parent dies (Linux PR_SET_PDEATHSIG),
+/// so a worker never outlives its supervisor. Returns 0, or -1 where unsupported.
+int peon_set_parent_death_signal(int signal);
+
+#endif

@@ -1,1 +1,0 @@
-// The canonical ABI: see issue 5.

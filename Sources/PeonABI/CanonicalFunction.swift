@@ -1,0 +1,174 @@
+public import PeonEngine
+
+/// A component function type and the core signature the canonical ABI gives it, with the two halves
+/// of a call the host takes part in: answering a guest's call to an import the host implements
+/// (``liftImportArguments(_:guest:limits:)`` then ``lowerImportResult(_:returnArea:guest:)``), and
+/// calling a guest's export (``callExport(_:arguments:in:limits:)``).
+///
+/// Flattening follows the spec: more than ``maxFlatParameters`` flat parameters are passed through
+/// memory behind one pointer; a result that flattens to more than ``maxFlatResults`` value is written
+/// through a return-area pointer the caller appends as the last parameter (imports) or returned as a
+/// pointer to the callee's result area (exports).
+///
+/// ```swift
+/// // WIT: read: func(path: string) -> result<list<u8>, error>
+/// let read = CanonicalFunction([.string], result: .result(ok: .list(.u8), error: errorType))
+/// read.importSignature  // (i32, i32, i32) -> ()
+/// ```
+public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
+    /// The parameter types, in order.
+    public var parameters: [CanonicalType]
+    /// The result type, or `nil` for a function without a result.
+    public var result: CanonicalType?
+
+    /// The spec's `MAX_FLAT_PARAMS`.
+    public static let maxFlatParameters = 16
+    /// The spec's `MAX_FLAT_RESULTS`.
+    public static let maxFlatResults = 1
+
+    /// Creates a function type.
+    public init(_ parameters: [CanonicalType], result: CanonicalType? = nil) {
+        self.parameters = parameters
+        self.result = result
+    }
+
+    /// Whether the parameters are passed in memory behind a single pointer.
+    public var parametersInMemory: Bool {
+        parameters.reduce(0) { $0 + $1.flatCount } > Self.maxFlatParameters
+    }
+
+    /// Whether the result travels through memory (a return area) rather than as a core result.
+    public var resultInMemory: Bool {
+        (result?.flatCount ?? 0) > Self.maxFlatResults
+    }
+
+    private var flatParameters: [WasmValueType] {
+        parametersInMemory ? [.i32] : parameters.flatMap(\.flatTypes)
+    }
+
+    /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
+    /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
+    public var importSignature: FunctionSignature {
+        if resultInMemory { return FunctionSignature(flatParameters + [.i32], []) }
+        return FunctionSignature(flatParameters, result?.flatTypes ?? [])
+    }
+
+    /// The core signature of the function as a guest exports it (context `lift`), e.g.
+    /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
+    public var exportSignature: FunctionSignature {
+        FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
+    }
+
+    /// The tuple the parameters form when they are passed in memory.
+    private var parameterTuple: CanonicalType { .record(parameters) }
+
+    /// `func(params) -> result`.
+    public var description: String {
+        "func(\(parameters.map(\.description).joined(separator: ", ")))" + (result.map { " -> \($0)" } ?? "")
+    }
+
+    // MARK: A guest calls an import the host implements
+
+    /// A guest's call to a host import, lifted: the argument values and where the result goes.
+    public struct ImportCall {
+        /// The lifted arguments, one per parameter.
+        public var arguments: [CanonicalValue]
+        /// The return area the guest passed, already checked for alignment and bounds, when
+        /// ``CanonicalFunction/resultInMemory``.
+        public var returnArea: UInt32?
+    }
+
+    /// Checks the return area (when there is one) and lifts the arguments of a guest's call.
+    ///
+    /// The return area is checked first, so a call with a bad one fails before the host acts on it.
+    /// Throws ``GuestMemoryError`` for a malformed argument or return area, ``CanonicalLimitExceeded``
+    /// for arguments beyond `limits`.
+    public func liftImportArguments(
+        _ values: [WasmValue], guest: any GuestAccess, limits: CanonicalLimits = CanonicalLimits()
+    ) throws -> ImportCall {
+        let signature = importSignature
+        guard values.map(\.type) == signature.parameters else {
+            throw GuestMemoryError("arguments (\(values.map(\.type.description).joined(separator: ", "))) do not match \(signature)")
+        }
+        var returnArea: UInt32?
+        var flat = values
+        if resultInMemory, let result, case .i32(let pointer)? = flat.popLast() {
+            try CanonicalLifter.checkPlacement(of: result, at: pointer, what: "return area", in: guest)
+            returnArea = pointer
+        }
+        var lifter = CanonicalLifter(guest: guest, limits: limits)
+        if parametersInMemory, case .i32(let pointer)? = flat.first {
+            let tuple = try lifter.load(parameterTuple, at: pointer)
+            return ImportCall(arguments: try tuple.asRecord(count: parameters.count), returnArea: returnArea)
+        }
+        return ImportCall(arguments: try lifter.liftFlat(parameters, from: flat), returnArea: returnArea)
+    }
+
+    /// Lowers the host's result of an import call: stores it in the return area, or returns it as the
+    /// single core result. Returns `nil` for a function without a core result.
+    public func lowerImportResult(_ value: CanonicalValue?, returnArea: UInt32?, guest: any GuestAccess) throws -> WasmValue? {
+        guard let result else {
+            if value != nil { throw CanonicalValueMismatch("\(self) has no result, but a value was returned") }
+            return nil
+        }
+        guard let value else { throw CanonicalValueMismatch("\(self) needs a result value") }
+        let lowerer = CanonicalLowerer(guest: guest)
+        if resultInMemory {
+            guard let returnArea else { throw CanonicalValueMismatch("\(self) returns through memory but has no return area") }
+            try lowerer.store(value, as: result, at: returnArea)
+            return nil
+        }
+        return try lowerer.lowerFlat(value, as: result).first
+    }
+
+    // MARK: The host calls a guest export
+
+    /// Calls the guest's export `name` with `arguments`: lowers them (allocating strings and lists
+    /// through `cabi_realloc`), calls, lifts the result (checking the result-area pointer the guest
+    /// returns), then calls `cabi_post_<name>` with the core results if the guest exports it.
+    ///
+    /// Throws what the call throws (traps, host-function errors), ``GuestMemoryError`` for a malformed
+    /// result, ``CanonicalLimitExceeded`` for a result beyond `limits`.
+    public func callExport(
+        _ name: String, arguments: [CanonicalValue], in instance: any ModuleInstance,
+        limits: CanonicalLimits = CanonicalLimits()
+    ) throws -> CanonicalValue? {
+        guard arguments.count == parameters.count else {
+            throw CanonicalValueMismatch("\(self) takes \(parameters.count) arguments, \(arguments.count) given")
+        }
+        let guest = instance.guest
+        let lowerer = CanonicalLowerer(guest: guest)
+        var flat: [WasmValue] = []
+        if parametersInMemory {
+            let tuple = parameterTuple
+            let pointer = try lowerer.allocate(byteCount: tuple.size, alignment: tuple.alignment)
+            try lowerer.store(.record(arguments), as: tuple, at: pointer)
+            flat = [.i32(pointer)]
+        } else {
+            for (type, value) in zip(parameters, arguments) {
+                flat += try lowerer.lowerFlat(value, as: type)
+            }
+        }
+        let results = try instance.call(name, flat)
+        let expected = exportSignature.results
+        guard results.map(\.type) == expected else {
+            throw GuestMemoryError(
+                "export \(name) returned (\(results.map(\.type.description).joined(separator: ", "))) instead of (\(expected.map(\.description).joined(separator: ", ")))")
+        }
+        var lifter = CanonicalLifter(guest: guest, limits: limits)
+        var value: CanonicalValue?
+        if let result {
+            if resultInMemory, case .i32(let pointer) = results[0] {
+                try lifter.checkPlacement(of: result, at: pointer, what: "result area of export \(name)")
+                value = try lifter.load(result, at: pointer)
+            } else {
+                value = try lifter.liftFlat([result], from: results).first
+            }
+        }
+        let postReturn = "cabi_post_\(name)"
+        if guest.hasExport(postReturn) {
+            _ = try instance.call(postReturn, results)
+        }
+        return value
+    }
+}

@@ -1,0 +1,232 @@
+public import PeonEngine
+
+/// Writes component values into a guest: into its linear memory (storing) and as core values (flat
+/// lowering), following the canonical ABI.
+///
+/// Strings and lists are placed in memory the guest allocates by calling its exported
+/// `cabi_realloc(old_ptr, old_size, align, new_size) -> ptr`. The returned pointer is checked for
+/// alignment and, with the requested size, against the memory's size *after* the call (the
+/// allocator may have grown memory); every later write is checked again. A guest that returns a bad
+/// pointer, or has no `cabi_realloc`, gets a ``GuestMemoryError``, never a host crash.
+///
+/// ```swift
+/// let lowerer = CanonicalLowerer(guest: guest)
+/// try lowerer.store(.ok(.bytes(contents)), as: .result(ok: .list(.u8), error: errorType), at: returnArea)
+/// ```
+public struct CanonicalLowerer {
+    /// The guest written to.
+    public let guest: any GuestAccess
+
+    /// The export the canonical ABI allocates guest memory with.
+    public static let reallocExport = "cabi_realloc"
+    /// The largest string the canonical ABI can pass, `2^31 - 1` bytes.
+    public static let maxStringBytes = Int(Int32.max)
+
+    /// Creates a lowerer.
+    public init(guest: any GuestAccess) {
+        self.guest = guest
+    }
+
+    // MARK: Storing into memory
+
+    /// Stores `value` as `type` at `pointer`, which must be aligned to the type's alignment and lie,
+    /// with the whole value, inside memory (e.g. a return area the guest passed).
+    public func store(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
+        try CanonicalLifter.checkPlacement(of: type, at: pointer, what: "result", in: guest)
+        try storeChecked(value, as: type, at: pointer)
+    }
+
+    private func storeChecked(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
+        switch (type, value) {
+        case (.bool, .bool(let v)): try storeInteger(v ? 1 : 0, at: pointer, size: 1)
+        case (.u8, .u8(let v)): try storeInteger(UInt64(v), at: pointer, size: 1)
+        case (.u16, .u16(let v)): try storeInteger(UInt64(v), at: pointer, size: 2)
+        case (.u32, .u32(let v)): try storeInteger(UInt64(v), at: pointer, size: 4)
+        case (.u64, .u64(let v)): try storeInteger(v, at: pointer, size: 8)
+        case (.s8, .s8(let v)): try storeInteger(UInt64(UInt8(bitPattern: v)), at: pointer, size: 1)
+        case (.s16, .s16(let v)): try storeInteger(UInt64(UInt16(bitPattern: v)), at: pointer, size: 2)
+        case (.s32, .s32(let v)): try storeInteger(UInt64(UInt32(bitPattern: v)), at: pointer, size: 4)
+        case (.s64, .s64(let v)): try storeInteger(UInt64(bitPattern: v), at: pointer, size: 8)
+        case (.f32, .f32(let v)): try storeInteger(UInt64(canonicalized(v).bitPattern), at: pointer, size: 4)
+        case (.f64, .f64(let v)): try storeInteger(canonicalized(v).bitPattern, at: pointer, size: 8)
+        case (.string, .string(let string)):
+            let (begin, count) = try storeStringIntoRange(string)
+            try storePointerAndLength(begin, count, at: pointer)
+        case (.list(let element), _):
+            let (begin, count) = try storeListIntoRange(value, of: element)
+            try storePointerAndLength(begin, count, at: pointer)
+        case (.record(let fields), .record(let values)) where fields.count == values.count:
+            var offset = 0
+            for (field, fieldValue) in zip(fields, values) {
+                offset = alignUp(offset, to: field.alignment)
+                try storeChecked(fieldValue, as: field, at: try advance(pointer, by: offset))
+                offset += field.size
+            }
+        case (.variant(let cases), .variant(let index, let payload)):
+            let payloadType = try Self.payloadType(of: cases, index: index, payload: payload, type: type)
+            try storeInteger(UInt64(index), at: pointer, size: CanonicalType.discriminantSize(cases.count))
+            if let payloadType, let payload {
+                try storeChecked(payload, as: payloadType, at: try advance(pointer, by: type.payloadOffset))
+            }
+        default:
+            throw CanonicalValueMismatch("cannot store a \(value.kindName) value as \(type)")
+        }
+    }
+
+    /// Allocates guest memory for the string and copies its UTF-8 bytes there.
+    /// Returns the guest pointer and byte length.
+    public func storeStringIntoRange(_ string: String) throws -> (pointer: UInt32, count: UInt32) {
+        let bytes = Array(string.utf8)
+        guard bytes.count <= Self.maxStringBytes else {
+            throw CanonicalLimitExceeded("a string of \(bytes.count) bytes is longer than the canonical ABI's 2^31-1 bytes")
+        }
+        let begin = try allocate(byteCount: bytes.count, alignment: 1)
+        try guest.writeBytes(bytes, at: begin)
+        return (begin, UInt32(bytes.count))
+    }
+
+    /// Allocates guest memory for the list and stores its elements there.
+    /// Returns the guest pointer and element count.
+    public func storeListIntoRange(_ value: CanonicalValue, of element: CanonicalType) throws -> (pointer: UInt32, count: UInt32) {
+        if element == .u8, case .bytes(let bytes) = value {
+            let begin = try allocate(byteCount: bytes.count, alignment: 1)
+            try guest.writeBytes(bytes, at: begin)
+            return (begin, UInt32(bytes.count))
+        }
+        let elements = try value.asList()
+        let elementSize = element.size
+        let (byteCount, overflow) = elements.count.multipliedReportingOverflow(by: elementSize)
+        guard !overflow, byteCount < 1 << 32 else {
+            throw CanonicalLimitExceeded("a list<\(element)> of \(elements.count) elements does not fit a 32-bit memory")
+        }
+        let begin = try allocate(byteCount: byteCount, alignment: element.alignment)
+        for (index, elementValue) in elements.enumerated() {
+            try storeChecked(elementValue, as: element, at: try advance(begin, by: index * elementSize))
+        }
+        return (begin, UInt32(elements.count))
+    }
+
+    /// Calls the guest's `cabi_realloc(0, 0, alignment, byteCount)` and checks that the block it
+    /// returns is aligned and lies inside memory.
+    public func allocate(byteCount: Int, alignment: Int) throws -> UInt32 {
+        guard let size = UInt32(exactly: byteCount) else {
+            throw CanonicalLimitExceeded("an allocation of \(byteCount) bytes does not fit a 32-bit memory")
+        }
+        guard guest.hasExport(Self.reallocExport) else {
+            throw GuestMemoryError(
+                "the guest does not export \(Self.reallocExport)(i32, i32, i32, i32) -> i32, which the host needs to return a string or list")
+        }
+        let results = try guest.callExport(Self.reallocExport, [.i32(0), .i32(0), .i32(UInt32(alignment)), .i32(size)])
+        guard results.count == 1, case .i32(let pointer) = results[0] else {
+            throw GuestMemoryError(
+                "\(Self.reallocExport) returned (\(results.map(\.type.description).joined(separator: ", "))) instead of one i32")
+        }
+        guard Int(pointer) % alignment == 0 else {
+            throw GuestMemoryError(
+                "\(Self.reallocExport) returned 0x\(String(pointer, radix: 16)), which is not \(alignment)-byte aligned as requested")
+        }
+        do {
+            try guest.checkRange(pointer, size)
+        } catch {
+            throw GuestMemoryError(
+                "\(Self.reallocExport) returned a block of \(size) bytes at 0x\(String(pointer, radix: 16)) that is outside linear memory of \(guest.memorySize) bytes")
+        }
+        return pointer
+    }
+
+    // MARK: Flat lowering
+
+    /// Lowers `value` of `type` to core values (allocating guest memory for strings and lists), e.g.
+    /// the arguments of a call to a guest export.
+    public func lowerFlat(_ value: CanonicalValue, as type: CanonicalType) throws -> [WasmValue] {
+        switch (type, value) {
+        case (.bool, .bool(let v)): return [.i32(v ? 1 : 0)]
+        case (.u8, .u8(let v)): return [.i32(UInt32(v))]
+        case (.u16, .u16(let v)): return [.i32(UInt32(v))]
+        case (.u32, .u32(let v)): return [.i32(v)]
+        case (.u64, .u64(let v)): return [.i64(v)]
+        case (.s8, .s8(let v)): return [.i32(UInt32(bitPattern: Int32(v)))]
+        case (.s16, .s16(let v)): return [.i32(UInt32(bitPattern: Int32(v)))]
+        case (.s32, .s32(let v)): return [.i32(UInt32(bitPattern: v))]
+        case (.s64, .s64(let v)): return [.i64(UInt64(bitPattern: v))]
+        case (.f32, .f32(let v)): return [.f32(canonicalized(v).bitPattern)]
+        case (.f64, .f64(let v)): return [.f64(canonicalized(v).bitPattern)]
+        case (.string, .string(let string)):
+            let (begin, count) = try storeStringIntoRange(string)
+            return [.i32(begin), .i32(count)]
+        case (.list(let element), _):
+            let (begin, count) = try storeListIntoRange(value, of: element)
+            return [.i32(begin), .i32(count)]
+        case (.record(let fields), .record(let values)) where fields.count == values.count:
+            var flat: [WasmValue] = []
+            for (field, fieldValue) in zip(fields, values) {
+                flat += try lowerFlat(fieldValue, as: field)
+            }
+            return flat
+        case (.variant(let cases), .variant(let index, let payload)):
+            let payloadType = try Self.payloadType(of: cases, index: index, payload: payload, type: type)
+            let slots = type.flatTypes.dropFirst()
+            var flat: [WasmValue] = [.i32(index)]
+            var lowered: [WasmValue] = []
+            if let payloadType, let payload {
+                lowered = try lowerFlat(payload, as: payloadType)
+            }
+            for (position, want) in slots.enumerated() {
+                flat.append(position < lowered.count ? Self.coerce(lowered[position], to: want) : Self.zero(want))
+            }
+            return flat
+        default:
+            throw CanonicalValueMismatch("cannot lower a \(value.kindName) value as \(type)")
+        }
+    }
+
+    // MARK: Helpers
+
+    /// The payload type of case `index`, checking the value has a payload exactly when the case does.
+    private static func payloadType(
+        of cases: [CanonicalType?], index: UInt32, payload: CanonicalValue?, type: CanonicalType
+    ) throws(CanonicalValueMismatch) -> CanonicalType? {
+        guard index < cases.count else {
+            throw CanonicalValueMismatch("variant case \(index) is out of range for \(type)")
+        }
+        let payloadType = cases[Int(index)]
+        guard (payloadType == nil) == (payload == nil) else {
+            throw CanonicalValueMismatch("variant case \(index) of \(type) \(payloadType == nil ? "has no" : "needs a") payload")
+        }
+        return payloadType
+    }
+
+    /// Widens or reinterprets a payload's core value into a joined slot (the spec's `lower_flat_variant`).
+    private static func coerce(_ value: WasmValue, to want: WasmValueType) -> WasmValue {
+        switch (value, want) {
+        case (.f32(let bits), .i32): .i32(bits)
+        case (.i32(let bits), .i64), (.f32(let bits), .i64): .i64(UInt64(bits))
+        case (.f64(let bits), .i64): .i64(bits)
+        default: value
+        }
+    }
+
+    private static func zero(_ type: WasmValueType) -> WasmValue {
+        switch type {
+        case .i64: .i64(0)
+        case .f32: .f32(0)
+        case .f64: .f64(0)
+        default: .i32(0)
+        }
+    }
+
+    private func storePointerAndLength(_ begin: UInt32, _ count: UInt32, at pointer: UInt32) throws {
+        try storeInteger(UInt64(begin), at: pointer, size: 4)
+        try storeInteger(UInt64(count), at: try advance(pointer, by: 4), size: 4)
+    }
+
+    private func storeInteger(_ value: UInt64, at pointer: UInt32, size: Int) throws {
+        try guest.withMutableMemory(at: pointer, count: UInt32(size)) { bytes in
+            var remaining = value
+            for index in 0..<size {
+                bytes[index] = UInt8(truncatingIfNeeded: remaining)
+                remaining >>= 8
+            }
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import PeonEngine
+import PeonEngineWasmKit
+import PeonRuntime
+
+/// `peon-wasm inspect`: what a module is, what it asks of the host, and whether it can run here.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a module's SHA-256, imports and exports, and whether this host can run it.",
+        discussion: """
+            Each import is marked wasi (the sandboxed WASI), peon:host (the mediated interface), or \
+            unknown (with the reason); a module with an unknown import cannot run. Exits 67 in that case.
+            """)
+
+    @Argument(help: "The module: a .wasm binary or a .wat text file.")
+    var module: String
+
+    func run() throws {
+        do {
+            let file = try ModuleFile(path: module)
+            let compiled: any CompiledModule
+            do {
+                compiled = try WasmKitEngine().compile(file.bytes)
+            } catch {
+                throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly module: \(error.message)")
+            }
+            let interface = ModuleInterface(compiled)
+            print("module   \(module)")
+            print("sha256   \(file.sha256)")
+            print("size     \(file.bytes.count) bytes")
+            print("imports  \(interface.imports.count)")
+            let moduleWidth = interface.imports.map(\.0.module.count).max() ?? 0
+            let nameWidth = interface.imports.map(\.0.name.count).max() ?? 0
+            for (entry, importClass) in interface.imports {
+                print("  \(pad(entry.module, moduleWidth))  \(pad(entry.name, nameWidth))  \(entry.kind)  [\(importClass)]")
+            }
+            print("exports  \(interface.exports.count)")
+            let exportWidth = interface.exports.map(\.name.count).max() ?? 0
+            for export in interface.exports {
+                print("  \(pad(export.name, exportWidth))  \(export.kind)")
+            }
+            switch interface.entryPoint {
+            case .agent: print("entry    run (a peon agent)")
+            case .command: print("entry    _start (a WASI command)")
+            case nil: print("entry    none: exports neither _start nor run")
+            }
+            if let unknown = interface.firstUnknownImport { throw unknown }
+            if interface.entryPoint == nil {
+                throw RunError(.noEntryPoint, "'\(module)' exports neither _start nor run, so it cannot be run")
+            }
+        } catch let error as RunError {
+            throw fail(error)
+        }
+    }
+
+    private func pad(_ text: String, _ width: Int) -> String {
+        text + String(repeating: " ", count: max(0, width - text.count))
+    }
+}
+

@@ -1,0 +1,34 @@
+import ArgumentParser
+import PeonRuntime
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes all of `bytes` to a file descriptor, retrying partial writes; gives up quietly on a closed pipe.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
+    guard var base = bytes.baseAddress else { return }
+    var remaining = bytes.count
+    while remaining > 0 {
+        let written = write(fd, base, remaining)
+        if written < 0 {
+            if errno == EINTR { continue }
+            return
+        }
+        remaining -= written
+        base += written
+    }
+}
+
+/// Prints one line to stderr.
+func printError(_ line: String) {
+    let text = line + "\n"
+    text.utf8CString.withUnsafeBytes { writeAll(2, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+}
+
+/// Prints `peon-wasm: error: MESSAGE` and exits with the error's documented code.
+func fail(_ error: RunError) -> ExitCode {
+    printError("peon-wasm: error: \(error.message)")
+    return ExitCode(error.kind.exitCode)
+}

@@ -1,0 +1,234 @@
+import ArgumentParser
+import Foundation
+import PeonEngine
+import PeonEngineWasmKit
+import PeonEngineWasmtime
+import PeonMediator
+import PeonAudit
+import PeonRuntime
+
+/// `peon-wasm run`: runs a module in a supervised worker process under hard limits.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a module: a WASI command (_start) or a peon agent (run).",
+        discussion: """
+            The module runs in a sandbox: no files, no network, no environment, empty stdin, unless \
+            granted. Every run has a wall-clock timeout, a memory cap, a host-call cap and an output \
+            cap. Arguments after -- are passed to the module.
+
+            Example: peon-wasm run modules/hello/hello.wat -- world
+            """)
+
+    @Argument(help: "The module: a .wasm binary or a .wat text file.")
+    var module: String
+
+    @Option(help: "Grants file (policies/NAME.toml): what the module may do. Without grants or a policy it may do nothing.")
+    var grants: String?
+
+    @Option(help: "A Casbin model file, instead of the built-in policies/model.conf.")
+    var model: String?
+
+    @Option(help: "A Casbin policy file (CSV), used with --model or with the built-in model.")
+    var policy: String?
+
+    @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
+    var databases: [String] = []
+
+    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else ~/.local/state/peon-wasm/audit.jsonl).")
+    var audit: String?
+
+    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
+    var auditKey: String?
+
+    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects (default) or batch.")
+    var auditSync: String = "effects"
+
+    @Option(help: ArgumentHelp("Who approves calls whose grant says approval = true: 'tty', or a command that gets the call as JSON on stdin and exits 0 to approve. Default: refuse them.", valueName: "tty|COMMAND"))
+    var approver: String?
+
+    @Option(help: "The input string for an agent's run export.")
+    var input: String?
+
+    @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file.")
+    var inputFile: String?
+
+    @Option(help: "Wall-clock limit for the whole run (e.g. 500ms, 30s, 2m). Default: the grants' timeout, else 30s.")
+    var timeout: DurationArgument?
+
+    @Option(help: "Linear memory cap (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
+    var memory: ByteSize?
+
+    @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
+    var fuel: UInt64?
+
+    @Option(name: .customLong("max-host-calls"), help: "Most host calls (WASI and peon:host) one run may make. Default: 1000000.")
+    var maxHostCalls: Int?
+
+    @Option(name: .customLong("max-output"), help: "Most bytes the module may write to stdout and stderr together. Default: 16MiB.")
+    var maxOutput: ByteSize?
+
+    @Flag(help: "Give the module this process's standard input (default: the module's stdin is empty).")
+    var stdin = false
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("Add NAME=VALUE to the module's environment (repeatable; default: only the grants' [env]).", valueName: "NAME=VALUE"))
+    var environment: [String] = []
+
+    @Option(help: "The engine: wasmkit (default, pure Swift) or wasmtime (JIT, needs libwasmtime).")
+    var engine: String = "wasmkit"
+
+    @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")
+    var wasmtimeLibrary: String?
+
+    @Option(name: .customLong("supervised-by"), help: .private)
+    var supervisor: Int32?
+
+    @Option(name: .customLong("run-id"), help: .private)
+    var runID: String?
+
+    @Flag(name: .customLong("in-process"), help: .private)
+    var inProcess = false
+
+    @Argument(parsing: .postTerminator, help: "Arguments for the module, after --.")
+    var arguments: [String] = []
+
+    func validate() throws {
+        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1") }
+        if let memory, memory.bytes < 65_536 { throw ValidationError("--memory must be at least 64KiB (one page)") }
+        for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
+            throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
+        }
+        guard AuditSyncMode(rawValue: auditSync) != nil else {
+            throw ValidationError("--audit-sync must be always, effects or batch, got '\(auditSync)'")
+        }
+        if input != nil && inputFile != nil { throw ValidationError("give --input or --input-file, not both") }
+        for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
+            throw ValidationError("--env takes NAME=VALUE, got '\(entry)'")
+        }
+        guard ["wasmkit", "wasmtime"].contains(engine) else {
+            throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
+        }
+    }
+
+    func run() throws {
+        do {
+            var options = sessionOptions
+            if let supervisor {
+                Supervisor.becomeWorker(supervisor: supervisor)
+            } else if !inProcess {
+                options.runID = UUID().uuidString.lowercased()
+                try superviseWorker(try RunPlan(modulePath: module, options: options, overrides: overrides))
+                return
+            }
+            try runInProcess(try RunPlan(modulePath: module, options: options, overrides: overrides))
+        } catch let error as RunError {
+            throw fail(error)
+        }
+    }
+
+    private var overrides: LimitOverrides {
+        var overrides = LimitOverrides()
+        overrides.memoryBytes = memory?.bytes
+        overrides.timeout = timeout?.duration
+        overrides.fuel = fuel
+        overrides.hostCalls = maxHostCalls
+        overrides.outputBytes = maxOutput?.bytes
+        return overrides
+    }
+
+    private var sessionOptions: SessionOptions {
+        var options = SessionOptions()
+        options.policy = PolicySources(grantsPath: grants, modelPath: model, policyPath: policy)
+        for binding in databases {
+            let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        options.auditPath = audit
+        options.auditKeyPath = auditKey
+        options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
+        options.approver = approver
+        if let runID { options.runID = runID }
+        return options
+    }
+
+    /// Starts this same command in a worker process and enforces the wall clock from here.
+    private func superviseWorker(_ plan: RunPlan) throws {
+        let all = CommandLine.arguments
+        let tail = all.firstIndex(of: "run").map { Array(all[($0 + 1)...]) } ?? []
+        let exit = try Supervisor.run(
+            executable: Supervisor.currentExecutable,
+            arguments: ["run", "--supervised-by", String(getpid()), "--run-id", plan.options.runID] + tail,
+            timeout: plan.limits.timeout + Supervisor.grace)
+        switch exit {
+        case .exited(let code):
+            if code != 0 { throw ExitCode(code) }
+        case .timedOut:
+            let message = "'\(module)' did not finish within its wall-clock timeout of \(Runner.format(plan.limits.timeout)); it was stopped. Raise the limit with --timeout"
+            AgentSession.recordAbnormalEnd(plan: plan, outcome: "timeout", reason: message)
+            throw fail(RunError(.timeout, message))
+        case .signaled(let signal):
+            let message = "the worker running '\(module)' was killed by signal \(signal); if nothing outside killed it, this is a bug in peon-wasm or its engine — please report it"
+            AgentSession.recordAbnormalEnd(plan: plan, outcome: "crashed", reason: message)
+            throw fail(RunError(.internalError, message))
+        }
+    }
+
+    private func runInProcess(_ plan: RunPlan) throws {
+        let engine = try makeEngine(fuel: plan.limits.fuel != nil)
+        let deadline = ContinuousClock.now + plan.limits.timeout
+        let session = try AgentSession(plan: plan, deadline: deadline)
+        try session.recordStart(engine: engine.name)
+        var request = RunRequest(module: plan.module, engine: engine)
+        request.limits = plan.limits
+        request.arguments = arguments
+        request.environment = plan.grantedEnvironment + environment.map { entry in
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        }
+        if stdin { request.stdin = [UInt8](FileHandle.standardInput.readDataToEndOfFile()) }
+        if let inputFile {
+            guard let data = FileManager.default.contents(atPath: inputFile), let text = String(data: data, encoding: .utf8) else {
+                session.finish(outcome: "error", reason: "cannot read --input-file")
+                throw RunError(.configuration, "cannot read --input-file '\(inputFile)' as UTF-8 text")
+            }
+            request.input = text
+        } else {
+            request.input = input ?? ""
+        }
+        request.stdout = { writeAll(1, $0) }
+        request.stderr = { writeAll(2, $0) }
+        request.peonHostFunctions = session.hostFunctions
+        let result: RunResult
+        do {
+            result = try Runner.run(request)
+        } catch {
+            session.finish(outcome: "error:\(error.kind)", reason: error.message)
+            throw error
+        }
+        switch result {
+        case .exited(let code):
+            session.finish(outcome: code == 0 ? "ok" : "exit:\(code)", reason: "")
+            if code != 0 { throw ExitCode(Int32(truncatingIfNeeded: code & 0xff)) }
+        case .agent(.success(let answer)):
+            session.finish(outcome: "ok", reason: "")
+            print(answer)
+        case .agent(.failure(let message)):
+            session.finish(outcome: "agent-error", reason: message)
+            printError("peon-wasm: the agent returned an error: \(message)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
+        switch engine {
+        case "wasmtime":
+            do {
+                return try WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
+            } catch {
+                throw RunError(.configuration, error.message)
+            }
+        default:
+            return WasmKitEngine(fuelMetering: fuel)
+        }
+    }
+}

@@ -1,0 +1,223 @@
+// Strict URL parsing for `http.send`: one canonical spelling per resource, so that policy and the
+// server can never read a URL differently.
+
+import PeonInterface
+
+/// A parsed, canonical `http`/`https` URL.
+///
+/// Accepted: `http://` or `https://` (any case), a host name of letters, digits, `-`, `_` and `.`
+/// (lowercased, one trailing dot dropped), or a dotted-quad IPv4 literal, or a bracketed IPv6 literal
+/// without zone; an optional port 1...65535; a path and query of RFC 3986 characters with valid
+/// percent-escapes.
+///
+/// Refused (`invalid-argument`), because parsers disagree about them: anything outside printable
+/// ASCII (spaces, controls, UTF-8 — use `xn--` names and percent-escapes), `\`, user info (`@` in the
+/// authority), fragments (`#`), numeric hosts other than four decimal parts without leading zeros
+/// (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`), percent-escapes in the host, an empty port, and
+/// encoded `/`, `\` or NUL (`%2F`, `%5C`, `%00`) in the path.
+///
+/// Canonical form: lowercase scheme and host, the port only when not the scheme's default,
+/// percent-escapes of unreserved characters decoded and all others in uppercase hex, `.` and `..`
+/// segments removed (also when written as `%2E`), an empty path as `/`, no empty `?`.
+struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
+    enum Host: Sendable, Hashable {
+        case name(String)
+        case address(IPAddress)
+    }
+
+    let scheme: String
+    let host: Host
+    let port: Int
+    /// The path (starting with `/`) and the query with its `?`, if any.
+    let target: String
+
+    static let maxLength = 8192
+
+    var isDefaultPort: Bool { port == (scheme == "https" ? 443 : 80) }
+
+    /// `example.com`, `127.0.0.1` or `[::1]`.
+    var hostText: String {
+        switch host {
+        case .name(let name): name
+        case .address(let address): address.isIPv6 ? "[\(address)]" : "\(address)"
+        }
+    }
+
+    var description: String {
+        "\(scheme)://\(hostText)\(isDefaultPort ? "" : ":\(port)")\(target)"
+    }
+
+    init(parsing url: String) throws(HostError) {
+        func refuse(_ reason: String) -> HostError {
+            HostError(.invalidArgument, "URL refused: \(reason)")
+        }
+        let bytes = Array(url.utf8)
+        if bytes.count > Self.maxLength { throw refuse("longer than \(Self.maxLength) bytes") }
+        if let bad = bytes.first(where: { $0 <= 0x20 || $0 >= 0x7f }) {
+            throw refuse(bad >= 0x80
+                ? "non-ASCII characters; percent-encode them (and use the xn-- form for international host names)"
+                : "spaces or control characters; percent-encode them")
+        }
+        if bytes.contains(UInt8(ascii: "\\")) { throw refuse("backslash") }
+        if bytes.contains(UInt8(ascii: "#")) { throw refuse("fragment ('#...'); fragments are never sent to a server, remove it") }
+
+        let lower = url.lowercased()
+        let rest: Substring
+        if lower.hasPrefix("http://") {
+            scheme = "http"
+            rest = url.dropFirst(7)
+        } else if lower.hasPrefix("https://") {
+            scheme = "https"
+            rest = url.dropFirst(8)
+        } else {
+            throw refuse("only http:// and https:// URLs are allowed")
+        }
+        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
+        let authority = rest[..<authorityEnd]
+        if authority.contains("@") { throw refuse("user information ('user@host') is not allowed; use a header") }
+
+        var hostPart = authority
+        var portPart: Substring?
+        if authority.hasPrefix("[") {
+            guard let close = authority.firstIndex(of: "]") else { throw refuse("unclosed '[' in the host") }
+            hostPart = authority[authority.index(after: authority.startIndex)..<close]
+            let after = authority[authority.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { throw refuse("unexpected characters after ']'") }
+                portPart = after.dropFirst()
+            }
+            if hostPart.contains("%") { throw refuse("IPv6 zone identifiers are not allowed") }
+            guard let address = IPAddress(String(hostPart)), address.isIPv6 else { throw refuse("'[\(hostPart)]' is not an IPv6 address") }
+            host = .address(address)
+        } else {
+            if let colon = authority.firstIndex(of: ":") {
+                hostPart = authority[..<colon]
+                portPart = authority[authority.index(after: colon)...]
+            }
+            host = try Self.parseHost(hostPart, refuse: refuse)
+        }
+
+        if let portPart {
+            guard !portPart.isEmpty, portPart.count <= 5, portPart.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let number = Int(portPart), (1...65535).contains(number)
+            else { throw refuse("the port must be a number from 1 to 65535") }
+            port = number
+        } else {
+            port = scheme == "https" ? 443 : 80
+        }
+
+        let pathAndQuery = rest[authorityEnd...]
+        let queryStart = pathAndQuery.firstIndex(of: "?")
+        let rawPath = pathAndQuery[..<(queryStart ?? pathAndQuery.endIndex)]
+        let rawQuery = queryStart.map { pathAndQuery[pathAndQuery.index(after: $0)...] } ?? ""
+        let path = try Self.canonicalPath(rawPath, refuse: refuse)
+        let query = try Self.canonicalEscapes(rawQuery, extra: "/?", refuse: refuse)
+        target = query.isEmpty ? path : path + "?" + query
+    }
+
+    private static func parseHost(_ text: Substring, refuse: (String) -> HostError) throws(HostError) -> Host {
+        var name = text.lowercased()
+        if name.hasSuffix(".") { name.removeLast() }
+        if name.isEmpty { throw refuse("the host is empty") }
+        if name.contains("%") { throw refuse("percent-escapes in the host are not allowed") }
+        if name.utf8.count > 253 { throw refuse("the host name is longer than 253 bytes") }
+        let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+        for label in labels {
+            if label.isEmpty { throw refuse("the host has an empty label ('..')") }
+            if label.count > 63 { throw refuse("a host label is longer than 63 bytes") }
+            if !label.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
+                throw refuse("the host '\(text)' contains characters other than letters, digits, '-', '_' and '.'")
+            }
+        }
+        // WHATWG parsers read a host whose last label is numeric as an IPv4 address in any of several
+        // notations; accept only the one notation everybody reads the same way.
+        let last = labels[labels.count - 1]
+        let lastIsNumeric = last.utf8.allSatisfy(isDigit)
+            || (last.hasPrefix("0x") && last.dropFirst(2).utf8.allSatisfy(isHexDigit))
+        if lastIsNumeric {
+            let strict = labels.count == 4 && labels.allSatisfy { label in
+                label.utf8.allSatisfy(isDigit) && label.count <= 3 && (label == "0" || !label.hasPrefix("0"))
+                    && (Int(label) ?? 256) <= 255
+            }
+            guard strict, let address = IPAddress(name), !address.isIPv6 else {
+                throw refuse("ambiguous numeric host '\(text)'; write an IPv4 address as four decimal numbers (e.g. 93.184.215.14)")
+            }
+            return .address(address)
+        }
+        return .name(name)
+    }
+
+    /// The path with escapes normalized and dot segments removed; `/` when empty.
+    private static func canonicalPath(_ raw: Substring, refuse: (String) -> HostError) throws(HostError) -> String {
+        let escaped = try canonicalEscapes(raw, extra: "/", refuse: refuse)
+        for forbidden in ["%2F", "%5C", "%00"] where escaped.contains(forbidden) {
+            throw refuse("the path contains \(forbidden) (an encoded '/', '\\' or NUL)")
+        }
+        var output: [Substring] = []
+        let segments = escaped.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        for (index, segment) in segments.enumerated() {
+            let isLast = index == segments.count - 1
+            switch segment {
+            case ".":
+                if isLast { output.append("") }
+            case "..":
+                _ = output.popLast()
+                if isLast { output.append("") }
+            default:
+                output.append(segment)
+            }
+        }
+        return "/" + output.joined(separator: "/")
+    }
+
+    /// Checks the characters of a path or query and normalizes percent-escapes: unreserved characters
+    /// decoded, everything else kept escaped with uppercase hex.
+    private static func canonicalEscapes(_ raw: Substring, extra: String, refuse: (String) -> HostError) throws(HostError) -> String {
+        let bytes = Array(raw.utf8)
+        let allowedExtra = Set(extra.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "%") {
+                guard index + 2 < bytes.count, isHexDigit(bytes[index + 1]), isHexDigit(bytes[index + 2])
+                else { throw refuse("a '%' that does not start a two-digit hex escape") }
+                let value = hexValue(bytes[index + 1]) << 4 | hexValue(bytes[index + 2])
+                if isUnreserved(value) {
+                    output.append(value)
+                } else {
+                    output.append(UInt8(ascii: "%"))
+                    output.append(upperHex(value >> 4))
+                    output.append(upperHex(value & 0xf))
+                }
+                index += 3
+                continue
+            }
+            guard isUnreserved(byte) || isSubDelimiter(byte) || byte == UInt8(ascii: ":") || byte == UInt8(ascii: "@")
+                || allowedExtra.contains(byte)
+            else {
+                throw refuse("the character '\(Character(Unicode.Scalar(byte)))' must be percent-encoded")
+            }
+            output.append(byte)
+            index += 1
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+}
+
+private func isDigit(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) }
+private func isHexDigit(_ byte: UInt8) -> Bool { isDigit(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte) }
+private func isAlphanumeric(_ byte: UInt8) -> Bool { isDigit(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte) }
+private func isUnreserved(_ byte: UInt8) -> Bool {
+    isAlphanumeric(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
+}
+private func isSubDelimiter(_ byte: UInt8) -> Bool { "!$&'()*+,;=".utf8.contains(byte) }
+private func hexValue(_ byte: UInt8) -> UInt8 {
+    switch byte {
+    case 0x30...0x39: byte - 0x30
+    case 0x41...0x46: byte - 0x41 + 10
+    default: byte - 0x61 + 10
+    }
+}
+private func upperHex(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x41 + nibble - 10 }

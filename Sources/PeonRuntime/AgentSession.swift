@@ -1,0 +1,145 @@
+public import PeonAudit
+public import PeonEngine
+public import PeonCapabilities
+public import PeonInterface
+public import PeonMediator
+
+/// One run's connection to the world: the audit log, the mediator that every `peon:host` call goes
+/// through, the approver, and the policy reloader. It writes the `run.start` and `run.end` entries
+/// that bracket every run in the audit log.
+public final class AgentSession: Sendable {
+    /// The resolved plan.
+    public let plan: RunPlan
+    /// The audit log (held open, and locked, for the run).
+    public let audit: AuditLog
+    /// The mediator: the only implementation of the guest interface.
+    public let mediator: Mediator
+    private let reloader: PolicyReloader
+    private let http: HTTPCapability
+
+    /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
+    /// watching the policy files (and SIGHUP) for reloads.
+    public init(plan: RunPlan, deadline: ContinuousClock.Instant) throws(RunError) {
+        let options = plan.options
+        let audit = try Self.openAudit(options)
+        let store = MediatorPolicyStore(plan.policy)
+        var configuration = MediatorConfiguration(
+            module: plan.moduleName, moduleSHA256: plan.module.sha256, runID: options.runID, policy: store,
+            audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
+        configuration.databases = options.databases
+        let http = HTTPCapability(maxResponseBytes: configuration.caps.maxResponseBytes, timeout: configuration.caps.httpTimeout)
+        configuration.http = http
+        switch options.approver {
+        case nil: break
+        case "tty": configuration.approver = TerminalApprover()
+        case let commandLine?:
+            guard let approver = CommandApprover(commandLine: commandLine) else {
+                throw RunError(.configuration, "--approver '\(commandLine)' is not a command line; give 'tty' or a command such as '/usr/local/bin/approve --team ops'")
+            }
+            configuration.approver = approver
+        }
+        let moduleName = plan.moduleName
+        configuration.logSink = { line in printLine(line, to: 2) }
+        self.plan = plan
+        self.audit = audit
+        self.http = http
+        self.mediator = Mediator(configuration)
+        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store) { message in
+            printLine("peon-wasm: \(message)", to: 2)
+        }
+        if !options.policy.files.isEmpty { reloader.start() }
+    }
+
+    /// The `peon:host` functions bound to this session's mediator.
+    public var hostFunctions: [HostFunction] { PeonHostBindings.hostFunctions(for: mediator) }
+
+    /// Appends `run.start`: which module, which engine, under which limits and policy version.
+    public func recordStart(engine: String) throws(RunError) {
+        let limits = plan.limits
+        var details = [
+            "engine": engine,
+            "memory": String(limits.memoryBytes),
+            "timeout_ms": String(limits.timeout.components.seconds * 1000 + limits.timeout.components.attoseconds / 1_000_000_000_000_000),
+            "path": plan.module.path,
+        ]
+        if let fuel = limits.fuel { details["fuel"] = String(fuel) }
+        try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
+    }
+
+    /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
+    public func finish(outcome: String, reason: String) {
+        reloader.stop()
+        http.shutdown()
+        _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+        try? audit.writeCheckpoint()
+        try? audit.close()
+    }
+
+    /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log
+    /// (which cuts a torn last line and records that), appends `run.end`, and checkpoints it.
+    public static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String) {
+        guard let audit = try? openAudit(plan.options) else { return }
+        _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+        try? audit.writeCheckpoint()
+        try? audit.close()
+    }
+
+    private func append(_ record: AuditRecord, durable: Bool) throws(RunError) {
+        do {
+            _ = try audit.append(record, durable: durable)
+        } catch {
+            throw RunError(.configuration, "cannot write the audit log '\(audit.path)': \(error); the run was not started")
+        }
+    }
+
+    private static func lifecycle(_ plan: RunPlan, call: String, outcome: String?, reason: String,
+                                  details: [String: String]) -> AuditRecord {
+        AuditRecord(run: plan.options.runID, module: plan.moduleName, moduleSHA256: plan.module.sha256, call: call,
+                    resource: "module:\(plan.module.path)", decision: nil, reason: reason,
+                    policy: plan.policy.version, outcome: outcome, details: details)
+    }
+
+    private static func openAudit(_ options: SessionOptions) throws(RunError) -> AuditLog {
+        guard let path = options.auditPath ?? SessionOptions.defaultAuditPath() else {
+            throw RunError(.configuration, "no place for the audit log: set HOME, or pass --audit PATH")
+        }
+        guard let keyPath = options.auditKeyPath ?? CheckpointSigner.defaultKeyPath() else {
+            throw RunError(.configuration, "no place for the audit signing key: set HOME, or pass --audit-key PATH")
+        }
+        do {
+            let directory = (path as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                         attributes: [.posixPermissions: 0o700])
+            }
+            let signer = try CheckpointSigner.loadOrCreate(keyPath: keyPath, name: CheckpointSigner.defaultName())
+            return try AuditLog.open(path: path, signer: signer, sync: options.auditSync)
+        } catch {
+            throw RunError(.configuration, "audit log '\(path)': \(error)")
+        }
+    }
+}
+
+extension HTTPCapability: HTTPSender {
+    /// The mediator's transport: the capability with the grant's response cap.
+    public func send(_ request: HTTPRequestValue, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
+                     maxResponseBytes: Int, deadline: ContinuousClock.Instant) throws(HostError) -> HTTPResponseValue {
+        try send(request, injectedHeaders: injectedHeaders, allowedAddresses: allowedAddresses,
+                 maxResponseBytes: Optional(maxResponseBytes), deadline: deadline)
+    }
+}
+
+import Foundation
+
+/// Writes one line to a file descriptor without buffering.
+func printLine(_ line: String, to fd: Int32) {
+    let bytes = Array((line + "\n").utf8)
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 { if errno == EINTR { continue }; return }
+            offset += written
+        }
+    }
+}

@@ -1,0 +1,61 @@
+public import Crypto
+import Foundation
+import WAT
+
+/// A module's bytes as read from a file, with its identity.
+///
+/// `.wat` files are converted to binary with WasmKit's text parser; anything else must be a binary
+/// module. Every way a path can fail to be a module is a ``RunError`` naming the path.
+public struct ModuleFile: Sendable {
+    /// The path as given.
+    public var path: String
+    /// The binary module.
+    public var bytes: [UInt8]
+    /// Lowercase hex SHA-256 of ``bytes`` (for `.wat`, of the converted binary): the module's identity
+    /// in the audit log and in grants' `sha256` pins.
+    public var sha256: String
+
+    /// The largest module file accepted, 256 MiB.
+    public static let maximumSize = 256 << 20
+
+    /// Reads and, for `.wat`, converts the module at `path`.
+    public init(path: String) throws(RunError) {
+        self.path = path
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            let reason = String(cString: strerror(errno))
+            throw RunError(.unreadableModule, "cannot read module '\(path)': \(reason.lowercased()); check the path")
+        }
+        if status.st_mode & S_IFMT == S_IFDIR {
+            throw RunError(.unreadableModule, "'\(path)' is a directory, not a module file; name a .wasm or .wat file")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw RunError(.unreadableModule, "'\(path)' is not a regular file; name a .wasm or .wat file")
+        }
+        guard Int(status.st_size) <= Self.maximumSize else {
+            throw RunError(.invalidModule, "'\(path)' is \(status.st_size) bytes, more than the \(Self.maximumSize >> 20) MiB a module may have")
+        }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw RunError(.unreadableModule, "cannot read module '\(path)': permission denied or I/O error")
+        }
+        var bytes = [UInt8](data)
+        if bytes.isEmpty {
+            throw RunError(.invalidModule, "'\(path)' is empty; expected a WebAssembly module (.wasm) or its text form (.wat)")
+        }
+        if path.hasSuffix(".wat") || path.hasSuffix(".wast") {
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw RunError(.invalidModule, "'\(path)' is not UTF-8 text, so it cannot be WebAssembly text format")
+            }
+            do {
+                bytes = try wat2wasm(text)
+            } catch {
+                throw RunError(.invalidModule, "'\(path)': invalid WebAssembly text: \(error)")
+            }
+        } else if !bytes.starts(with: [0x00, 0x61, 0x73, 0x6d]) {
+            throw RunError(.invalidModule,
+                "'\(path)' is not a WebAssembly module (it does not start with \\0asm); give a .wasm binary, or a .wat file for text")
+        }
+        self.bytes = bytes
+        self.sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    }
+}

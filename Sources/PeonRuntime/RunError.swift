@@ -1,0 +1,60 @@
+/// Why a run could not start or did not finish normally. Each kind has its own documented exit code,
+/// so scripts can tell a bad module from a trap from a timeout.
+public struct RunError: Error, Sendable, CustomStringConvertible {
+    /// The class of failure.
+    public enum Kind: Sendable, Hashable, CaseIterable {
+        /// The module file cannot be read (missing, a directory, unreadable). Exit 66.
+        case unreadableModule
+        /// The bytes are not a valid WebAssembly module (empty, not Wasm, truncated, invalid, bad WAT). Exit 65.
+        case invalidModule
+        /// An import the host does not provide, or provides with another signature. Exit 67.
+        case link
+        /// The module exports neither `_start` nor `run`. Exit 68.
+        case noEntryPoint
+        /// The guest trapped (including in its start function). Exit 69.
+        case trap
+        /// A bug or failure on the host side (e.g. the worker process crashed). Exit 70.
+        case internalError
+        /// The instruction budget (`--fuel`) ran out. Exit 71.
+        case outOfFuel
+        /// The guest made more host calls than its limit. Exit 72.
+        case hostCallLimit
+        /// The guest wrote more to stdout/stderr than its limit. Exit 73.
+        case outputLimit
+        /// A grants, policy, model or audit configuration problem found before the run. Exit 78.
+        case configuration
+        /// The wall-clock timeout passed. Exit 124.
+        case timeout
+
+        /// The process exit code for this kind.
+        public var exitCode: Int32 {
+            switch self {
+            case .unreadableModule: 66
+            case .invalidModule: 65
+            case .link: 67
+            case .noEntryPoint: 68
+            case .trap: 69
+            case .internalError: 70
+            case .outOfFuel: 71
+            case .hostCallLimit: 72
+            case .outputLimit: 73
+            case .configuration: 78
+            case .timeout: 124
+            }
+        }
+    }
+
+    /// The class of failure.
+    public var kind: Kind
+    /// One line: what happened, where, and what to do about it.
+    public var message: String
+
+    /// Creates an error.
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    /// The message.
+    public var description: String { message }
+}

@@ -1,0 +1,204 @@
+public import PeonEngine
+import PeonWASI
+import PeonABI
+import Synchronization
+
+/// The limits every run has. The defaults are finite: a module that says nothing gets these.
+public struct RunLimits: Sendable, Hashable {
+    /// The linear memory cap. Default: 256 MiB.
+    public var memoryBytes: Int = 256 << 20
+    /// The wall-clock limit for the whole run. Default: 30 s.
+    public var timeout: Duration = .seconds(30)
+    /// The instruction budget, or `nil` for none. Default: none.
+    public var fuel: UInt64?
+    /// The most host calls (WASI and `peon:host` together) one run may make. Default: 1,000,000.
+    public var hostCalls: Int = 1_000_000
+    /// The most bytes stdout and stderr together may receive. Default: 16 MiB.
+    public var outputBytes: Int = 16 << 20
+
+    /// Creates the default limits.
+    public init() {}
+}
+
+/// Everything one run needs.
+public struct RunRequest: Sendable {
+    /// The module.
+    public var module: ModuleFile
+    /// The engine that runs it.
+    public var engine: any WasmEngine
+    /// The limits.
+    public var limits = RunLimits()
+    /// The guest's `argv` after the program name (the arguments after `--`).
+    public var arguments: [String] = []
+    /// The guest's environment. Default: empty.
+    public var environment: [(name: String, value: String)] = []
+    /// The guest's standard input. Default: empty.
+    public var stdin: [UInt8] = []
+    /// The input string given to an agent's `run` export.
+    public var input = ""
+    /// Where the guest's stdout goes.
+    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    /// Where the guest's stderr goes.
+    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    /// The `peon:host` functions, bound to the run's mediator (``AgentSession/hostFunctions``). With
+    /// default deny they are always all present; without a session, a module that imports one cannot run.
+    public var peonHostFunctions: [HostFunction] = []
+
+    /// Creates a request with the default limits and an empty sandbox.
+    public init(module: ModuleFile, engine: any WasmEngine) {
+        self.module = module
+        self.engine = engine
+    }
+}
+
+/// What an agent's `run` export returned.
+public enum AgentResult: Sendable, Hashable {
+    /// `ok(string)`: the agent's answer.
+    case success(String)
+    /// `err(string)`: the agent's own error message.
+    case failure(String)
+}
+
+/// How a run ended when it ended normally.
+public enum RunResult: Sendable, Hashable {
+    /// A WASI command returned from `_start` (code 0) or called `proc_exit(code)`.
+    case exited(code: UInt32)
+    /// An agent's `run` export returned.
+    case agent(AgentResult)
+}
+
+/// Thrown when a guest makes more host calls than its limit allows.
+struct HostCallLimitExceeded: Error {
+    let limit: Int
+}
+
+/// Links a module to the sandboxed WASI and the `peon:host` functions, runs its entry point under
+/// limits, and turns every way it can end into a ``RunResult`` or a ``RunError``.
+public enum Runner {
+    /// Runs the request on the calling thread.
+    public static func run(_ request: RunRequest) throws(RunError) -> RunResult {
+        let deadline = ContinuousClock.now + request.limits.timeout
+        let compiled: any CompiledModule
+        do {
+            compiled = try request.engine.compile(request.module.bytes)
+        } catch {
+            throw RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
+        }
+        let interface = ModuleInterface(compiled)
+        if let unknown = interface.firstUnknownImport { throw unknown }
+        do {
+            try PeonHostBindings.checkModule(imports: compiled.imports, exports: compiled.exports)
+        } catch {
+            throw RunError(.link, "'\(request.module.path)': \(error.message)")
+        }
+        guard let entryPoint = interface.entryPoint else {
+            throw RunError(.noEntryPoint,
+                "'\(request.module.path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run")
+        }
+
+        var wasi = WASIConfiguration()
+        wasi.arguments = [programName(request.module.path)] + request.arguments
+        wasi.environment = request.environment
+        wasi.stdin = request.stdin
+        wasi.stdout = request.stdout
+        wasi.stderr = request.stderr
+        wasi.outputLimit = request.limits.outputBytes
+        wasi.deadline = deadline
+        let counter = HostCallCounter(limit: request.limits.hostCalls)
+        let functions = (WASISandbox(wasi).hostFunctions + request.peonHostFunctions).map(counter.counting)
+        let limits = ResourceLimits(memoryBytes: request.limits.memoryBytes, fuel: request.limits.fuel, deadline: deadline)
+
+        do {
+            let instance = try compiled.instantiate(functions, limits: limits)
+            switch entryPoint {
+            case .command:
+                _ = try instance.call("_start", [])
+                return .exited(code: 0)
+            case .agent:
+                if instance.guest.hasExport("_initialize") { _ = try instance.call("_initialize", []) }
+                switch try PeonHostBindings.callRun(instance, input: request.input) {
+                case .success(let answer): return .agent(.success(answer))
+                case .failure(let error): return .agent(.failure(error.message))
+                }
+            }
+        } catch let exit as WASIExit {
+            return .exited(code: exit.code)
+        } catch {
+            throw classify(error, request: request)
+        }
+    }
+
+    /// Maps anything thrown during a run to the user-facing error.
+    static func classify(_ error: any Error, request: RunRequest) -> RunError {
+        let limits = request.limits
+        switch error {
+        case let error as RunError:
+            return error
+        case let error as WASIOutputLimitExceeded:
+            return RunError(.outputLimit, "\(error); raise it with --max-output")
+        case let error as HostCallLimitExceeded:
+            return RunError(.hostCallLimit, "the module made more than \(error.limit) host calls; raise the limit with --max-host-calls")
+        case let error as GuestMemoryError:
+            return RunError(.trap, "the module passed a bad pointer to a host function: \(error.message)")
+        case let error as CanonicalValueMismatch:
+            return RunError(.trap, "the module broke the canonical ABI: \(error)")
+        case let error as CanonicalLimitExceeded:
+            return RunError(.trap, "the module broke a canonical ABI limit: \(error)")
+        case let error as EngineError:
+            switch error.kind {
+            case .unknownImport, .incompatibleImport:
+                return RunError(.link, error.message)
+            case .invalidModule:
+                return RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
+            case .instantiation:
+                return RunError(.trap, error.message)
+            case .trap(.timeout):
+                return RunError(.timeout, "the module did not finish within its wall-clock timeout of \(format(limits.timeout)); raise it with --timeout")
+            case .trap(.outOfFuel):
+                return RunError(.outOfFuel, "the module ran out of fuel (\(limits.fuel ?? 0) instructions); raise the budget with --fuel")
+            case .trap(let reason):
+                let detail = error.message.hasPrefix(reason.description) ? error.message : "\(reason) (\(error.message))"
+                return RunError(.trap, "the module trapped: \(detail)")
+            case .missingExport:
+                return RunError(.noEntryPoint, error.message)
+            case .unavailable:
+                return RunError(.internalError, error.message)
+            }
+        default:
+            return RunError(.internalError, "internal error: \(error)")
+        }
+    }
+
+    static func programName(_ path: String) -> String {
+        var name = path.split(separator: "/").last.map(String.init) ?? path
+        for suffix in [".wasm", ".wat"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        return name
+    }
+
+    /// A duration as users write it: `30s`, `250ms`.
+    public static func format(_ duration: Duration) -> String {
+        let (seconds, attoseconds) = duration.components
+        if attoseconds == 0 { return "\(seconds)s" }
+        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return "\(milliseconds)ms"
+    }
+}
+
+/// Counts host calls across every function of one run and refuses the one past the limit.
+final class HostCallCounter: Sendable {
+    private let count = Atomic<Int>(0)
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    func counting(_ function: HostFunction) -> HostFunction {
+        var wrapped = function
+        let body = function.body
+        wrapped.body = { [self] guest, arguments in
+            let calls = count.wrappingAdd(1, ordering: .relaxed).newValue
+            if calls > limit { throw HostCallLimitExceeded(limit: limit) }
+            return try body(guest, arguments)
+        }
+        return wrapped
+    }
+}

@@ -1,1 +1,0 @@
-// Running modules: see issue 2.

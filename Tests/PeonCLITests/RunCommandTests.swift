@@ -1,0 +1,209 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// `peon-wasm run` as a user meets it, through the built executable: every bad input gets one line on
+/// stderr and its own exit code, never a backtrace; every limit is hit and the next run is healthy.
+@Suite("peon-wasm run", .serialized)
+struct RunCommandTests {
+    /// Writes `text` to a temporary file with `name` and runs `peon-wasm` with the path put first.
+    private func run(_ name: String, _ text: String, _ arguments: [String] = [], stdin: String = "") throws -> CommandResult {
+        try withTemporaryDirectory { folder in
+            let file = folder.appendingPathComponent(name)
+            try Data(text.utf8).write(to: file)
+            return try runPeonWasm(["run", file.path] + arguments, stdin: stdin)
+        }
+    }
+
+    /// A failure is exactly one `peon-wasm: error:` line, with no Swift crash report.
+    private func expectOneLineError(_ result: CommandResult, status: Int32, mentioning words: [String],
+                                    sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(result.status == status, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1, "stderr: \(result.stderr)", sourceLocation: sourceLocation)
+        #expect(result.stderr.hasPrefix("peon-wasm: error: "), sourceLocation: sourceLocation)
+        for word in words { #expect(result.stderr.contains(word), "missing '\(word)' in: \(result.stderr)", sourceLocation: sourceLocation) }
+        for crash in ["Fatal error", "backtrace", "Stack dump", "0x0000"] {
+            #expect(!result.stderr.contains(crash), sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("the quickstart module greets the world and its first argument")
+    func helloRuns() throws {
+        let plain = try runPeonWasm(["run", "modules/hello/hello.wat"])
+        #expect(plain.status == 0)
+        #expect(plain.stdout == "hello, world\n")
+        let named = try runPeonWasm(["run", "modules/hello/hello.wat", "--", "peon"])
+        #expect(named.stdout == "hello, peon\n")
+    }
+
+    @Test("--version and --help speak to a newcomer")
+    func versionAndHelp() throws {
+        #expect(try runPeonWasm(["--version"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        let help = try runPeonWasm(["--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("run") && help.stdout.contains("inspect"))
+        let runHelp = try runPeonWasm(["run", "--help"])
+        for option in ["--timeout", "--memory", "--fuel", "--max-host-calls", "--max-output", "--stdin", "--env"] {
+            #expect(runHelp.stdout.contains(option), "run --help lacks \(option)")
+        }
+    }
+
+    @Test("a module file that cannot be read is exit 66")
+    func unreadableModules() throws {
+        expectOneLineError(try runPeonWasm(["run", "/no/such/module.wasm"]), status: 66, mentioning: ["/no/such/module.wasm", "no such file"])
+        try withTemporaryDirectory { folder in
+            expectOneLineError(try runPeonWasm(["run", folder.path]), status: 66, mentioning: ["is a directory"])
+        }
+    }
+
+    @Test("bytes that are not a valid module are exit 65", arguments: [
+        ("empty.wasm", "", "is empty"),
+        ("text.wasm", "hello, I am not wasm", "does not start with"),
+        ("truncated.wasm", "\0asm\u{1}\0\0\0\u{1}\u{5}\u{1}", "not a valid WebAssembly module"),
+        ("broken.wat", "(module (func (export \"_start\") (i32.add)", "invalid WebAssembly text"),
+    ])
+    func invalidModules(name: String, content: String, words: String) throws {
+        expectOneLineError(try run(name, content), status: 65, mentioning: [words])
+    }
+
+    @Test("an unknown import is exit 67 and named")
+    func unknownImport() throws {
+        let result = try run("u.wat", #"(module (import "env" "mystery" (func)) (func (export "_start")))"#)
+        expectOneLineError(result, status: 67, mentioning: ["env.mystery"])
+        let wrong = try run("w.wat", #"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#)
+        expectOneLineError(wrong, status: 67, mentioning: ["wasi_snapshot_preview1.fd_write"])
+    }
+
+    @Test("a module with neither _start nor run is exit 68")
+    func noEntryPoint() throws {
+        expectOneLineError(try run("n.wat", "(module (func (export \"main\")))"), status: 68, mentioning: ["_start", "run"])
+    }
+
+    @Test("traps are exit 69 and say what happened", arguments: [
+        ("(module (func (export \"_start\") unreachable))", "unreachable"),
+        ("(module (memory 1) (func (export \"_start\") (drop (i32.load (i32.const 70000)))))", "out of bounds memory access"),
+        ("(module (func $f (call $f)) (func (export \"_start\") (call $f)))", "call stack exhausted"),
+        ("(module (func $s unreachable) (start $s) (func (export \"_start\")))", "start function"),
+    ])
+    func traps(module: String, words: String) throws {
+        expectOneLineError(try run("t.wat", module), status: 69, mentioning: [words])
+    }
+
+    @Test("an infinite loop is stopped at the timeout (exit 124) and the next run is healthy")
+    func timeoutStopsAnInfiniteLoop() throws {
+        let start = Date()
+        let result = try run("loop.wat", "(module (func (export \"_start\") (loop (br 0))))", ["--timeout", "1s"])
+        expectOneLineError(result, status: 124, mentioning: ["timeout of 1s"])
+        #expect(Date().timeIntervalSince(start) < 20)
+        #expect(try runPeonWasm(["run", "modules/hello/hello.wat"]).status == 0)
+    }
+
+    @Test("a guest sleeping past its timeout ends cleanly in-process (exit 124)")
+    func timeoutEndsASleep() throws {
+        let sleeper = """
+            (module (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start")
+                (i32.store8 (i32.const 8) (i32.const 0)) (i32.store (i32.const 16) (i32.const 1))
+                (i64.store (i32.const 24) (i64.const 60000000000))
+                (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))
+            """
+        expectOneLineError(try run("sleep.wat", sleeper, ["--timeout", "300ms"]), status: 124, mentioning: ["timeout"])
+    }
+
+    @Test("fuel runs out (exit 71)")
+    func fuelRunsOut() throws {
+        expectOneLineError(try run("spin.wat", "(module (func (export \"_start\") (loop (br 0))))", ["--fuel", "100000"]),
+                           status: 71, mentioning: ["out of fuel", "--fuel"])
+    }
+
+    @Test("the host-call cap stops a chatty guest (exit 72)")
+    func hostCallLimit() throws {
+        let chatty = """
+            (module (import "wasi_snapshot_preview1" "sched_yield" (func $yield (result i32)))
+              (func (export "_start") (loop (drop (call $yield)) (br 0))))
+            """
+        expectOneLineError(try run("chatty.wat", chatty, ["--max-host-calls", "100"]), status: 72, mentioning: ["100 host calls"])
+    }
+
+    @Test("the output cap stops a noisy guest after what fit (exit 73)")
+    func outputLimit() throws {
+        let noisy = """
+            (module (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1) (data (i32.const 100) "0123456789")
+              (func (export "_start")
+                (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 10))
+                (loop (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))) (br 0))))
+            """
+        let result = try run("noisy.wat", noisy, ["--max-output", "25"])
+        expectOneLineError(result, status: 73, mentioning: ["25 bytes"])
+        #expect(result.stdout == "0123456789012345678901234")
+    }
+
+    @Test("memory growth past --memory fails inside the guest, not the host")
+    func memoryCap() throws {
+        // Exits with memory.grow's result + 2: 1 when growth was refused (-1), more if it succeeded.
+        let grower = """
+            (module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory 1)
+              (func (export "_start") (call $exit (i32.add (memory.grow (i32.const 100)) (i32.const 2)))))
+            """
+        #expect(try run("grow.wat", grower, ["--memory", "1MiB"]).status == 1)
+        #expect(try run("grow.wat", grower, ["--memory", "16MiB"]).status == 3)
+    }
+
+    @Test("proc_exit's code is the run's exit code, stdin is empty unless --stdin, env empty unless --env")
+    func wasiBehaviour() throws {
+        let exiter = """
+            (module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+              (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start")
+                (i32.store (i32.const 0) (i32.const 100)) (i32.store (i32.const 4) (i32.const 50))
+                (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+                (drop (call $env (i32.const 16) (i32.const 20)))
+                ;; exit code = bytes read * 10 + environment variables
+                (call $exit (i32.add (i32.mul (i32.load (i32.const 8)) (i32.const 10)) (i32.load (i32.const 16))))))
+            """
+        #expect(try run("e.wat", exiter, stdin: "abc").status == 0)
+        #expect(try run("e.wat", exiter, ["--stdin"], stdin: "abc").status == 30)
+        #expect(try run("e.wat", exiter, ["--env", "A=1", "--env", "B=2"]).status == 2)
+    }
+
+    @Test("bad option values are usage errors")
+    func badOptions() throws {
+        for options in [["--timeout", "soon"], ["--memory", "lots"], ["--env", "NOEQUALS"], ["--engine", "v8"]] {
+            let result = try runPeonWasm(["run", "modules/hello/hello.wat"] + options)
+            #expect(result.status == 64, "\(options): \(result.stderr)")
+            #expect(!result.stderr.contains("Fatal error"))
+        }
+    }
+}
+
+/// `peon-wasm inspect` names everything a module asks of the host.
+@Suite("peon-wasm inspect")
+struct InspectCommandTests {
+    @Test("inspect prints the SHA-256, classified imports and the entry point")
+    func inspectsHello() throws {
+        let result = try runPeonWasm(["inspect", "modules/hello/hello.wat"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("fd_write") && result.stdout.contains("[wasi]"))
+        #expect(result.stdout.contains("entry    _start"))
+        let sha = try #require(result.stdout.split(separator: "\n").first { $0.hasPrefix("sha256") })
+        #expect(sha.split(separator: " ").last?.count == 64)
+    }
+
+    @Test("inspect marks an unknown import and exits 67")
+    func marksUnknownImports() throws {
+        try withTemporaryDirectory { folder in
+            let file = folder.appendingPathComponent("u.wat")
+            try Data(#"(module (import "env" "mystery" (func)) (import "peon:host/fs@0.1.0" "teleport" (func)) (func (export "_start")))"#.utf8).write(to: file)
+            let result = try runPeonWasm(["inspect", file.path])
+            #expect(result.status == 67)
+            #expect(result.stdout.contains("[unknown: no such host module]"))
+            #expect(result.stdout.contains("teleport") && result.stdout.contains("not a function of wit/peon.wit"))
+        }
+    }
+}

@@ -1,0 +1,286 @@
+import Foundation
+import PeonCapabilities
+import PeonInterface
+import Testing
+
+/// The URL is the policy resource: every spelling of one resource must canonicalize to one string,
+/// and every spelling that parsers read differently must be refused.
+@Suite struct URLCanonicalizationTests {
+    @Test(arguments: [
+        ("http://example.com", "http://example.com/"),
+        ("HTTPS://API.Example.COM:443/v1/x", "https://api.example.com/v1/x"),
+        ("http://example.com:80/", "http://example.com/"),
+        ("http://example.com:8080/", "http://example.com:8080/"),
+        ("http://example.com./a", "http://example.com/a"),
+        ("http://h/v1/./a/../b", "http://h/v1/b"),
+        ("http://h/v1/%2e%2E/admin", "http://h/admin"),
+        ("http://h/../../x", "http://h/x"),
+        ("http://h/a/", "http://h/a/"),
+        ("http://h/%7euser/%41", "http://h/~user/A"),
+        ("http://h/a%2fb?q=%2f", "URL refused"),
+        ("http://h/p?q=%2f&r=%7e", "http://h/p?q=%2F&r=~"),
+        ("http://h/p?", "http://h/p"),
+        ("http://93.184.215.14/", "http://93.184.215.14/"),
+        ("http://[0:0:0:0:0:0:0:1]:8080/", "http://[::1]:8080/"),
+        ("http://[::FFFF:7F00:1]/", "http://[::ffff:127.0.0.1]/"),
+    ])
+    func aURLHasOneCanonicalSpelling(input: String, expected: String) {
+        do {
+            #expect(try HTTPCapability.canonicalURL(input) == expected)
+        } catch {
+            #expect(expected == "URL refused", "\(input): \(error)")
+        }
+    }
+
+    @Test(arguments: [
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/",
+        "//example.com/",
+        "http://user:pass@example.com/",
+        "http://example.com@127.0.0.1/",
+        "http://example.com/#frag",
+        "http://exa mple.com/",
+        "http://example.com/\r\nX: y",
+        "http://ex\u{0}ample.com/",
+        "http://exämple.com/",
+        "http:\\\\example.com\\",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0x7f.0.0.1/",
+        "http://0177.0.0.1/",
+        "http://127.1/",
+        "http://127.0.0.1.1/",
+        "http://1.2.3.256/",
+        "http://[::1%25eth0]/",
+        "http://[::1/",
+        "http://[127.0.0.1]/",
+        "http://h:0/",
+        "http://h:65536/",
+        "http://h:/",
+        "http://h:+80/",
+        "http://h:8o/",
+        "http:///path",
+        "http://a..b/",
+        "http://%6c%6f%63%61%6c%68%6f%73%74/",
+        "http://h/a%2Fb",
+        "http://h/a%5cb",
+        "http://h/a%00b",
+        "http://h/%zz",
+        "http://h/%4",
+        "http://h/a b",
+        "http://h/<script>",
+    ])
+    func anAmbiguousOrForeignURLIsRefused(input: String) {
+        let error = hostError { () throws(HostError) in try HTTPCapability.canonicalURL(input) }
+        #expect(error?.code == .invalidArgument, "\(input)")
+    }
+}
+
+/// Which addresses count as non-public: the SSRF table.
+@Suite struct IPAddressPolicyTests {
+    @Test(arguments: [
+        "127.0.0.1", "127.255.255.254", "0.0.0.0", "0.1.2.3", "10.1.2.3", "100.64.0.1", "100.100.100.200",
+        "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.168.1.1", "192.0.0.8", "198.18.0.1",
+        "224.0.0.1", "240.0.0.1", "255.255.255.255",
+        "::", "::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "::127.0.0.1", "::8.8.8.8", "2002:808:808::1",
+        "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "fd00::1", "fd00:ec2::254", "fc00::1", "fe80::1",
+        "fec0::1", "ff02::1", "2001:db8::1", "2002:7f00:1::1", "2001::1", "100::1",
+    ])
+    func aNonPublicAddressIsRecognized(address: String) throws {
+        let parsed = try #require(IPAddress(address))
+        #expect(parsed.nonPublicReason != nil, "\(address)")
+    }
+
+    @Test(arguments: ["93.184.215.14", "8.8.8.8", "172.32.0.1", "100.128.0.1", "169.253.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"])
+    func aPublicAddressIsAllowed(address: String) throws {
+        let parsed = try #require(IPAddress(address))
+        #expect(parsed.nonPublicReason == nil, "\(address)")
+    }
+
+    @Test(arguments: ["2130706433", "0x7f.0.0.1", "127.1", "0177.0.0.1", "1.2.3.4 ", "::1%lo", "", "localhost"])
+    func onlyStrictAddressTextParses(text: String) {
+        #expect(IPAddress(text) == nil)
+    }
+}
+
+/// Threat: a guest uses `http.send` for server-side request forgery (loopback, metadata, private
+/// ranges, via a literal, an alternative IP notation, a DNS name or a redirect), smuggles headers or
+/// a second request, reads the host's injected secrets, or exhausts the host with a huge or slow
+/// response. A local server (`TestHTTPServer`, on 127.0.0.1) proves refused calls never arrive.
+@Suite(.serialized) struct HTTPTests {
+    let capability = HTTPCapability(maxResponseBytes: 1 << 20, timeout: .seconds(10))
+
+    func send(
+        _ url: String, method: String = "GET", headers: [HTTPHeader] = [], body: [UInt8] = [],
+        injected: [HTTPHeader] = [], allowed: Set<String> = [], maxResponseBytes: Int? = nil, within: Duration = .seconds(10)
+    ) throws(HostError) -> HTTPResponseValue {
+        try capability.send(
+            HTTPRequestValue(method: method, url: url, headers: headers, body: body), injectedHeaders: injected,
+            allowedAddresses: allowed, maxResponseBytes: maxResponseBytes, deadline: ContinuousClock.now + within)
+    }
+
+    func withServer(_ body: (TestHTTPServer) throws -> Void) throws {
+        let server = try TestHTTPServer()
+        defer { server.stop() }
+        try body(server)
+    }
+
+    @Test func aGrantNamingTheExactAddressReachesTheLocalServer() throws {
+        try withServer { server in
+            let response = try send("http://127.0.0.1:\(server.port)/hello", allowed: ["127.0.0.1"])
+            #expect(response.status == 200)
+            #expect(response.body == Array("hello".utf8))
+            #expect(server.received.count == 1)
+        }
+    }
+
+    @Test func loopbackWithoutAnExactGrantIsDeniedAndNothingArrives() throws {
+        try withServer { server in
+            let port = server.port
+            for (url, allowed) in [
+                ("http://127.0.0.1:\(port)/hello", Set<String>()),
+                ("http://127.0.0.1:\(port)/hello", ["127.0.0.2"]),
+                ("http://localhost:\(port)/hello", ["::1"]),
+                ("http://localhost:\(port)/hello", []),
+                ("http://[::ffff:127.0.0.1]:\(port)/hello", ["127.0.0.1"]),
+            ] as [(String, Set<String>)] {
+                let error = hostError { () throws(HostError) in try send(url, allowed: allowed) }
+                #expect(error?.code == .denied, "\(url)")
+            }
+            #expect(server.received.isEmpty)
+        }
+    }
+
+    @Test(arguments: [
+        "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/",
+        "http://10.0.0.1/", "http://192.168.0.1/", "http://100.100.100.200/", "http://[fd00:ec2::254]/",
+        "http://[fe80::1]/", "http://[::ffff:169.254.169.254]/", "http://[64:ff9b::a9fe:a9fe]/",
+    ])
+    func aNonPublicLiteralIsDenied(url: String) {
+        let error = hostError { () throws(HostError) in try send(url, within: .seconds(2)) }
+        #expect(error?.code == .denied, "\(url)")
+    }
+
+    @Test(arguments: ["http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/", "http://127.1/", "http://017700000001/"])
+    func anAlternativeIPNotationIsRefusedBeforeAnyConnection(url: String) {
+        #expect(hostError { () throws(HostError) in try send(url, allowed: ["127.0.0.1"]) }?.code == .invalidArgument)
+    }
+
+    @Test func aRedirectToAPrivateAddressComesBackToTheGuestUnfollowed() throws {
+        try withServer { server in
+            let response = try send("http://127.0.0.1:\(server.port)/redirect", allowed: ["127.0.0.1"])
+            #expect(response.status == 302)
+            #expect(response.headers.contains { $0.name.lowercased() == "location" && $0.value == "http://169.254.169.254/latest/meta-data/" })
+            #expect(server.received.count == 1)
+        }
+    }
+
+    @Test func anInjectedHeaderReplacesTheGuestsHeaderOfTheSameName() throws {
+        try withServer { server in
+            let response = try send(
+                "http://127.0.0.1:\(server.port)/echo",
+                headers: [HTTPHeader(name: "authorization", value: "guest-forged"), HTTPHeader(name: "X-Guest", value: "1")],
+                injected: [HTTPHeader(name: "Authorization", value: "Bearer s3cret")], allowed: ["127.0.0.1"])
+            let head = String(decoding: response.body, as: UTF8.self).lowercased()
+            #expect(head.contains("authorization: bearer s3cret"))
+            #expect(!head.contains("guest-forged"))
+            #expect(head.contains("x-guest: 1"))
+            #expect(head.components(separatedBy: "authorization:").count == 2)
+        }
+    }
+
+    @Test func theBodyIsSentAndTheHostHeaderNamesTheURLHost() throws {
+        try withServer { server in
+            let response = try send("http://127.0.0.1:\(server.port)/echo", method: "POST", body: Array("payload".utf8), allowed: ["127.0.0.1"])
+            let text = String(decoding: response.body, as: UTF8.self)
+            #expect(text.hasPrefix("POST /echo HTTP/1.1"))
+            #expect(text.hasSuffix("payload"))
+            #expect(text.lowercased().contains("host: 127.0.0.1:\(server.port)"))
+        }
+    }
+
+    @Test(arguments: [
+        HTTPHeader(name: "Host", value: "internal.example"),
+        HTTPHeader(name: "transfer-encoding", value: "chunked"),
+        HTTPHeader(name: "Content-Length", value: "0"),
+        HTTPHeader(name: "Connection", value: "upgrade"),
+        HTTPHeader(name: "X-Split", value: "a\r\nInjected: yes"),
+        HTTPHeader(name: "X-Nul", value: "a\u{0}b"),
+        HTTPHeader(name: "Bad Name", value: "x"),
+        HTTPHeader(name: "", value: "x"),
+    ])
+    func aSmuggledOrHostOnlyHeaderIsRefusedBeforeAnythingIsSent(header: HTTPHeader) throws {
+        try withServer { server in
+            let error = hostError { () throws(HostError) in
+                try send("http://127.0.0.1:\(server.port)/echo", headers: [header], allowed: ["127.0.0.1"])
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(server.received.isEmpty)
+        }
+    }
+
+    @Test(arguments: ["TRACE", "CONNECT", "track", "GET /x HTTP/1.1\r\n", "", "G(T"])
+    func aRefusedOrMalformedMethodIsInvalidArgument(method: String) throws {
+        try withServer { server in
+            let error = hostError { () throws(HostError) in
+                try send("http://127.0.0.1:\(server.port)/echo", method: method, allowed: ["127.0.0.1"])
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(server.received.isEmpty)
+        }
+    }
+
+    @Test func anInjectedSecretNeverAppearsInAnErrorMessage() {
+        let error = hostError { () throws(HostError) in
+            try send("http://127.0.0.1:1/", injected: [HTTPHeader(name: "Authorization", value: "Bearer s3cret\r\n")], allowed: ["127.0.0.1"])
+        }
+        #expect(error?.code == .invalidArgument)
+        #expect(error.map { !$0.message.contains("s3cret") } == true)
+    }
+
+    @Test func aResponseOverTheCapIsLimitExceeded() throws {
+        try withServer { server in
+            let url = "http://127.0.0.1:\(server.port)/big"
+            let full = try send(url, allowed: ["127.0.0.1"])
+            #expect(full.body.count == 100_000)
+            #expect(hostError { () throws(HostError) in try send(url, allowed: ["127.0.0.1"], maxResponseBytes: 1000) }?.code == .limitExceeded)
+            let small = HTTPCapability(maxResponseBytes: 1000)
+            let error = hostError { () throws(HostError) in
+                // A grant cannot raise the capability's own ceiling.
+                try small.send(HTTPRequestValue(method: "GET", url: url), injectedHeaders: [], allowedAddresses: ["127.0.0.1"],
+                               maxResponseBytes: 1 << 30, deadline: .now + .seconds(10))
+            }
+            #expect(error?.code == .limitExceeded)
+        }
+    }
+
+    @Test func aSlowServerIsCutOffAtTheDeadline() throws {
+        try withServer { server in
+            let error = hostError { () throws(HostError) in
+                try send("http://127.0.0.1:\(server.port)/slow", allowed: ["127.0.0.1"], within: .milliseconds(500))
+            }
+            // The server answers 200 after 3 s; `timeout` proves the call ended before that answer.
+            #expect(error?.code == .timeout)
+        }
+    }
+
+    @Test func aConnectionRefusedIsIO() {
+        // Port 1 on loopback: nothing listens there.
+        let error = hostError { () throws(HostError) in try send("http://127.0.0.1:1/", allowed: ["127.0.0.1"]) }
+        #expect(error?.code == .io)
+    }
+
+    @Test func afterShutdownNothingIsSent() throws {
+        try withServer { server in
+            let capability = HTTPCapability()
+            capability.shutdown()
+            let error = hostError { () throws(HostError) in
+                try capability.send(HTTPRequestValue(method: "GET", url: "http://127.0.0.1:\(server.port)/hello"), injectedHeaders: [],
+                                    allowedAddresses: ["127.0.0.1"], maxResponseBytes: nil, deadline: .now + .seconds(5))
+            }
+            #expect(error?.code == .io)
+            #expect(server.received.isEmpty)
+        }
+    }
+}

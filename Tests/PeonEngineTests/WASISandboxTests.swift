@@ -1,0 +1,147 @@
+import PeonEngine
+import PeonTestSupport
+import PeonWASI
+import Synchronization
+import Testing
+
+/// The WASI sandbox gives a module nothing it was not given: no files, no sockets, no environment,
+/// no stdin, bounded output; and no pointer a guest passes can hurt the host.
+@Suite("WASI sandbox")
+struct WASISandboxTests {
+    /// A guest exporting one thin wrapper per WASI function under test, each returning the errno.
+    static let probe = """
+        (module
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_prestat_get" (func $prestat (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "path_open" (func $open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "sock_accept" (func $accept (param i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env_sizes (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "args_sizes_get" (func $args_sizes (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_raise" (func $raise (param i32) (result i32)))
+          (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 256) "hello sandbox")
+          (func (export "write") (param $fd i32) (param $iovs i32) (param $n i32) (result i32)
+            (i32.store (i32.const 64) (i32.const 256)) (i32.store (i32.const 68) (i32.const 13))
+            (call $fd_write (local.get $fd) (local.get $iovs) (local.get $n) (i32.const 32)))
+          (func (export "read") (result i32)
+            (i32.store (i32.const 64) (i32.const 1024)) (i32.store (i32.const 68) (i32.const 100))
+            (drop (call $fd_read (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 32)))
+            (i32.load (i32.const 32)))
+          (func (export "prestat") (param i32) (result i32) (call $prestat (local.get 0) (i32.const 128)))
+          (func (export "open") (result i32)
+            (call $open (i32.const 3) (i32.const 0) (i32.const 256) (i32.const 5) (i32.const 0)
+              (i64.const -1) (i64.const -1) (i32.const 0) (i32.const 128)))
+          (func (export "accept") (result i32) (call $accept (i32.const 3) (i32.const 0) (i32.const 128)))
+          (func (export "env_count") (result i32) (drop (call $env_sizes (i32.const 128) (i32.const 132))) (i32.load (i32.const 128)))
+          (func (export "arg_count") (result i32) (drop (call $args_sizes (i32.const 128) (i32.const 132))) (i32.load (i32.const 128)))
+          (func (export "clock") (param i32) (result i32) (call $clock (local.get 0) (i64.const 0) (i32.const 136)))
+          (func (export "random") (param i32 i32) (result i32) (call $random (local.get 0) (local.get 1)))
+          (func (export "raise") (result i32) (call $raise (i32.const 9)))
+          (func (export "exit") (param i32) (call $exit (local.get 0)))
+          (func (export "sleep") (param i64) (result i32)
+            (i64.store (i32.const 512) (i64.const 7)) (i32.store8 (i32.const 520) (i32.const 0))
+            (i32.store (i32.const 528) (i32.const 1)) (i64.store (i32.const 536) (local.get 0))
+            (i64.store (i32.const 544) (i64.const 0)) (i32.store16 (i32.const 552) (i32.const 0))
+            (call $poll (i32.const 512) (i32.const 600) (i32.const 1) (i32.const 700))))
+        """
+
+    final class Capture: Sendable {
+        let bytes = Mutex<[UInt8]>([])
+        var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
+        var sink: @Sendable (UnsafeRawBufferPointer) -> Void { { chunk in self.bytes.withLock { $0 += chunk } } }
+    }
+
+    private func probe(_ engine: EngineUnderTest, _ configure: (inout WASIConfiguration) -> Void = { _ in }) throws -> any ModuleInstance {
+        var configuration = WASIConfiguration()
+        configure(&configuration)
+        let module = try engine.make(false).compile(try wasm(Self.probe))
+        return try module.instantiate(WASISandbox(configuration).hostFunctions, limits: ResourceLimits())
+    }
+
+    @Test("stdout reaches the host's sink", arguments: TestEngines.all)
+    func stdoutIsCaptured(engine: EngineUnderTest) throws {
+        let stdout = Capture()
+        let instance = try probe(engine) { $0.stdout = stdout.sink }
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(0)])
+        #expect(stdout.text == "hello sandbox")
+    }
+
+    @Test("output past the limit ends the run after writing what fit", arguments: TestEngines.all)
+    func outputLimitIsEnforced(engine: EngineUnderTest) throws {
+        let stdout = Capture()
+        let instance = try probe(engine) { $0.stdout = stdout.sink; $0.outputLimit = 20 }
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(0)])
+        #expect(throws: WASIOutputLimitExceeded(limit: 20)) { try instance.call("write", [.i32(1), .i32(64), .i32(1)]) }
+        #expect(stdout.text == "hello sandboxhello s")
+    }
+
+    @Test("stdin is empty unless given", arguments: TestEngines.all)
+    func stdinIsEmptyByDefault(engine: EngineUnderTest) throws {
+        #expect(try probe(engine).call("read", []) == [.i32(0)])
+        let given = try probe(engine) { $0.stdin = Array("four".utf8) }
+        #expect(try given.call("read", []) == [.i32(4)])
+        #expect(try given.guest.readString(at: 1024, count: 4) == "four")
+        #expect(try given.call("read", []) == [.i32(0)], "then end of file")
+    }
+
+    @Test("the environment is empty unless granted, and arguments are passed", arguments: TestEngines.all)
+    func environmentAndArguments(engine: EngineUnderTest) throws {
+        #expect(try probe(engine).call("env_count", []) == [.i32(0)])
+        let configured = try probe(engine) {
+            $0.environment = [("LANG", "C.UTF-8"), ("MODE", "test")]
+            $0.arguments = ["agent", "one", "two"]
+        }
+        #expect(try configured.call("env_count", []) == [.i32(2)])
+        #expect(try configured.call("arg_count", []) == [.i32(3)])
+    }
+
+    @Test("there are no preopened directories, no paths and no sockets", arguments: TestEngines.all)
+    func noFilesystemOrSockets(engine: EngineUnderTest) throws {
+        let instance = try probe(engine)
+        let badFileDescriptor: [WasmValue] = [.i32(8)]
+        #expect(try instance.call("prestat", [.i32(3)]) == badFileDescriptor)
+        #expect(try instance.call("open", []) == badFileDescriptor)
+        #expect(try instance.call("accept", []) == badFileDescriptor)
+        #expect(try instance.call("write", [.i32(5), .i32(64), .i32(1)]) == badFileDescriptor)
+        #expect(try instance.call("write", [.i32(0), .i32(64), .i32(1)]) == badFileDescriptor)
+        #expect(try instance.call("raise", []) == [.i32(52)], "proc_raise is ENOSYS")
+    }
+
+    @Test("hostile pointers get EFAULT and the host carries on", arguments: TestEngines.all)
+    func hostilePointersAreFaults(engine: EngineUnderTest) throws {
+        let instance = try probe(engine)
+        let fault: [WasmValue] = [.i32(21)]
+        #expect(try instance.call("write", [.i32(1), .i32(0xFFFF_FFF8), .i32(1)]) == fault)
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(0x2000_0000)]) == fault)
+        #expect(try instance.call("random", [.i32(65_000), .i32(1_000)]) == fault)
+        #expect(try instance.call("random", [.i32(0xFFFF_FFFF), .i32(0xFFFF_FFFF)]) == fault)
+        #expect(try instance.call("random", [.i32(100), .i32(16)]) == [.i32(0)])
+    }
+
+    @Test("clocks answer known ids and refuse others", arguments: TestEngines.all)
+    func clocks(engine: EngineUnderTest) throws {
+        let instance = try probe(engine)
+        for id: UInt32 in 0...3 { #expect(try instance.call("clock", [.i32(id)]) == [.i32(0)]) }
+        #expect(try instance.call("clock", [.i32(99)]) == [.i32(28)])
+    }
+
+    @Test("proc_exit ends the run with the guest's code", arguments: TestEngines.all)
+    func procExitEndsTheRun(engine: EngineUnderTest) throws {
+        #expect(throws: WASIExit(code: 7)) { try probe(engine).call("exit", [.i32(7)]) }
+    }
+
+    @Test("a sleep never outlasts the run's deadline", arguments: TestEngines.all)
+    func sleepIsBoundedByTheDeadline(engine: EngineUnderTest) throws {
+        let instance = try probe(engine) { $0.deadline = .now + .seconds(2) }
+        #expect(try instance.call("sleep", [.i64(1_000_000)]) == [.i32(0)], "a short sleep returns")
+        let start = ContinuousClock.now
+        let error = try #require(throws: EngineError.self) { try instance.call("sleep", [.i64(60_000_000_000)]) }
+        #expect(error.trapReason == .timeout)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+}

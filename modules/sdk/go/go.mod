@@ -1,0 +1,3 @@
+module peon.local/sdk
+
+go 1.24

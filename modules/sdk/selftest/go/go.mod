@@ -1,0 +1,7 @@
+module peon.local/selftest
+
+go 1.24
+
+require peon.local/sdk v0.0.0
+
+replace peon.local/sdk => ../../go
