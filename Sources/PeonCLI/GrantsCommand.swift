@@ -104,7 +104,7 @@ struct PolicyExplainCommand: ParsableCommand {
         let snapshot: PolicySnapshot
         do {
             snapshot = try PolicySnapshot.load(
-                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy), defaultModule: "agent")
+                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy), defaultModule: module ?? "agent")
         } catch {
             fail(error.description)
         }
@@ -113,7 +113,7 @@ struct PolicyExplainCommand: ParsableCommand {
         else {
             fail("cannot turn `\(action) \(resource)` into a request; see `peon-wasm policy explain --help`")
         }
-        let subject = module ?? snapshot.compiled?.grants.module ?? "agent"
+        let subject = module ?? snapshot.subject
         let explanation = explainPolicy(snapshot: snapshot, module: subject, action: action, object: object,
                                         arguments: arguments)
         FileHandle.standardOutput.write(Data((explanation.lines.joined(separator: "\n") + "\n").utf8))

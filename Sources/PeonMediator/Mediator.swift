@@ -135,7 +135,7 @@ public final class Mediator: HostInterface {
 
     /// `fs.read`.
     public func read(path: String) throws(HostError) -> [UInt8] {
-        let normalized = try begin("fs.read", try fileSystem.normalize(path), raw: path)
+        let normalized = try normalizedPath("fs.read", path)
         let ticket = try authorize(call: "fs.read", object: "fs:" + normalized, action: "fs.read", sideEffect: false)
         return try perform(ticket) { () throws(HostError) in
             let data = try fileSystem.read(normalized, authorize: linkCheck(ticket, action: "fs.read"))
@@ -145,7 +145,7 @@ public final class Mediator: HostInterface {
 
     /// `fs.write`.
     public func write(path: String, data: [UInt8]) throws(HostError) {
-        let normalized = try begin("fs.write", try fileSystem.normalize(path), raw: path)
+        let normalized = try normalizedPath("fs.write", path)
         let ticket = try authorize(call: "fs.write", object: "fs:" + normalized, action: "fs.write",
                                    sideEffect: true, details: payloadDetails(data, prefix: "payload"))
         try perform(ticket) { () throws(HostError) in
@@ -156,7 +156,7 @@ public final class Mediator: HostInterface {
 
     /// `fs.append`.
     public func append(path: String, data: [UInt8]) throws(HostError) {
-        let normalized = try begin("fs.append", try fileSystem.normalize(path), raw: path)
+        let normalized = try normalizedPath("fs.append", path)
         let ticket = try authorize(call: "fs.append", object: "fs:" + normalized, action: "fs.append",
                                    sideEffect: true, details: payloadDetails(data, prefix: "payload"))
         try perform(ticket) { () throws(HostError) in
@@ -167,7 +167,7 @@ public final class Mediator: HostInterface {
 
     /// `fs.read-dir` (policy action `fs.list`).
     public func readDirectory(path: String) throws(HostError) -> [String] {
-        let normalized = try begin("fs.read-dir", try fileSystem.normalize(path), raw: path)
+        let normalized = try normalizedPath("fs.read-dir", path)
         let ticket = try authorize(call: "fs.read-dir", object: "fs:" + normalized, action: "fs.list",
                                    sideEffect: false)
         return try perform(ticket) { () throws(HostError) in
@@ -178,7 +178,7 @@ public final class Mediator: HostInterface {
 
     /// `fs.remove`.
     public func remove(path: String) throws(HostError) {
-        let normalized = try begin("fs.remove", try fileSystem.normalize(path), raw: path)
+        let normalized = try normalizedPath("fs.remove", path)
         let ticket = try authorize(call: "fs.remove", object: "fs:" + normalized, action: "fs.remove",
                                    sideEffect: true)
         try perform(ticket) { () throws(HostError) in
@@ -200,6 +200,7 @@ public final class Mediator: HostInterface {
             throw try refuseEarly("http.send", resource: "http:?",
                                   HostError(.invalidArgument, "the URL must be an absolute http(s) URL with a host and no user info"))
         }
+        try begin("http.send", resource: "http:" + url)
         var details = payloadDetails(request.body, prefix: "payload")
         details["method"] = method
         details["guest_headers"] = request.headers.map(\.name).joined(separator: ",")
@@ -279,7 +280,7 @@ public final class Mediator: HostInterface {
     private func prepare(
         call: String, database name: String, sql: String, parameters: [DatabaseValue], sideEffect: Bool
     ) throws(HostError) -> (PreparedStatement, Ticket) {
-        _ = try begin(call, "db:" + name, raw: name)
+        try begin(call, resource: "db:" + name)
         let snapshot = configuration.policy.current
         let collected = Mutex<[DatabaseRule]>([])
         let subject = configuration.module
@@ -328,13 +329,13 @@ public final class Mediator: HostInterface {
             throw try refuseEarly("exec.run", resource: "exec:" + sanitize(program),
                                   HostError(.invalidArgument, "exec needs an absolute, normalized program path and arguments without NUL"))
         }
-        _ = try begin("exec.run", program, raw: program)
+        try begin("exec.run", resource: "exec:" + program)
         var details = payloadDetails(stdin, prefix: "stdin")
         details["args"] = ArgumentVector.encode(arguments)
         let ticket = try authorize(call: "exec.run", object: "exec:" + program, action: "exec.run",
                                    arguments: arguments, sideEffect: true, details: details)
         let grant = ticket.execGrants.first
-        let timeout = grant?.timeout.map { min($0, configuration.caps.execTimeout * 60) } ?? configuration.caps.execTimeout
+        let timeout = grant?.timeout ?? configuration.caps.execTimeout
         let remaining = configuration.deadline - ContinuousClock.now
         let bounded = min(timeout, max(remaining, .milliseconds(1)))
         let maxOutput = grant?.maxOutput?.bytes ?? configuration.caps.maxOutputBytes
@@ -400,10 +401,9 @@ public final class Mediator: HostInterface {
         var verdict: PolicyVerdict
     }
 
-    /// Checks the deadline and the call quota (both audited as denials); returns `value`.
-    private func begin(_ call: String, _ value: String, raw: String) throws(HostError) -> String {
+    /// Checks the deadline and the call quota (both audited as denials).
+    private func begin(_ call: String, resource: String) throws(HostError) {
         let count = callCount.add(1, ordering: .relaxed).newValue
-        let resource = call.hasPrefix("fs.") ? "fs:" + value : value
         if ContinuousClock.now >= configuration.deadline {
             throw try refuseEarly(call, resource: resource, HostError(.timeout, "the run's time limit has passed"))
         }
@@ -411,7 +411,19 @@ public final class Mediator: HostInterface {
             throw try refuseEarly(call, resource: resource,
                                   HostError(.limitExceeded, "the run's host-call quota (\(quota) calls) is used up"))
         }
-        return value
+    }
+
+    /// The lexically normalized absolute path policy decides on; a malformed path is an audited
+    /// `invalid-argument`. Then the deadline and quota checks.
+    private func normalizedPath(_ call: String, _ path: String) throws(HostError) -> String {
+        let normalized: String
+        do {
+            normalized = try fileSystem.normalize(path)
+        } catch {
+            throw try refuseEarly(call, resource: "fs:" + guestVisible(path), error)
+        }
+        try begin(call, resource: "fs:" + normalized)
+        return normalized
     }
 
     /// Audits a refusal decided before policy (bad argument, quota, deadline) and returns the error.
@@ -589,9 +601,10 @@ func canonicalHTTPURL(_ text: String) -> String? {
     guard text.utf8.count <= 8192, !text.contains(where: { $0.isWhitespace || $0 == "\\" }),
           let components = URLComponents(string: text),
           let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
-          let host = components.percentEncodedHost?.lowercased(), !host.isEmpty,
+          var host = components.percentEncodedHost?.lowercased(), !host.isEmpty,
           components.user == nil, components.password == nil
     else { return nil }
+    if host.contains(":"), !host.hasPrefix("[") { host = "[\(host)]" }
     var result = "\(scheme)://\(host)"
     if let port = components.port {
         guard (1...65535).contains(port) else { return nil }

@@ -46,6 +46,9 @@ public struct PolicySnapshot: Sendable {
     public let enforcer: Enforcer
     /// The grants, compiled; `nil` when only a model and policy were given.
     public let compiled: CompiledGrants?
+    /// The module name requests are made for: the grants' `module`, else the `defaultModule` given
+    /// when loading.
+    public let subject: String
 
     /// The engine's version (a SHA-256 over model, policy and grant lines).
     public var version: String { enforcer.version }
@@ -59,6 +62,9 @@ public struct PolicySnapshot: Sendable {
     public static let requestFields = ["sub", "obj", "act", "args", "ctx"]
 
     /// Builds a snapshot from files. Throws one clear line on any problem.
+    ///
+    /// `defaultModule` is the subject name when no grants file names one (the runtime passes the
+    /// module's file name); it is kept as ``subject`` for tools that decide outside a run.
     public static func load(_ sources: PolicySources, defaultModule: String) throws(PolicyLoadError) -> PolicySnapshot {
         var compiled: CompiledGrants?
         if let grantsPath = sources.grantsPath {
@@ -81,7 +87,7 @@ public struct PolicySnapshot: Sendable {
             policySource = policyPath
         }
         return try build(model: model, modelSource: modelSource, policy: policy, policySource: policySource,
-                         compiled: compiled)
+                         compiled: compiled, defaultModule: defaultModule)
     }
 
     /// Builds a snapshot from in-memory grants and the built-in model.
@@ -92,7 +98,8 @@ public struct PolicySnapshot: Sendable {
 
     /// Builds a snapshot from model and policy texts plus optional compiled grants.
     public static func build(
-        model: String, modelSource: String, policy: String, policySource: String, compiled: CompiledGrants?
+        model: String, modelSource: String, policy: String, policySource: String, compiled: CompiledGrants?,
+        defaultModule: String = "agent"
     ) throws(PolicyLoadError) -> PolicySnapshot {
         var rules: [PolicyRule] = []
         if let compiled {
@@ -113,7 +120,8 @@ public struct PolicySnapshot: Sendable {
             throw PolicyLoadError(
                 "\(modelSource): the model's request_definition uses `\(field)`; peon-wasm fills only \(requestFields.joined(separator: ", "))")
         }
-        return PolicySnapshot(enforcer: enforcer, compiled: compiled)
+        return PolicySnapshot(enforcer: enforcer, compiled: compiled,
+                              subject: compiled?.grants.module ?? defaultModule)
     }
 
     private static func readText(_ path: String) throws(PolicyLoadError) -> String {

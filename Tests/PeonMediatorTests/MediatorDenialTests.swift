@@ -145,6 +145,8 @@ import Testing
         for path in ["", "a\0b", String(repeating: "a", count: 5000)] {
             #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: path) }?.code == .invalidArgument)
         }
+        let decisions = try harness.decisions("fs.read")
+        #expect(decisions.count == 3 && decisions.allSatisfy { $0.decision == .deny && $0.outcome == "invalid-argument" })
     }
 
     @Test func logLinesArePrefixedEscapedAndRateLimited() throws {

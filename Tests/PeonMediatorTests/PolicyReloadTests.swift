@@ -45,8 +45,7 @@ import Testing
         _ = try scratch.file("work/a.txt", "a")
         let harness = try Harness(grants: Self.readWrite, scratch: scratch)
         let reports = LockedLines()
-        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"),
-                                      defaultModule: "editor", store: harness.store, report: { reports.append($0) })
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"), defaultModule: "editor", store: harness.store, report: { reports.append($0) })
         let before = harness.store.current.version
         _ = try scratch.file("grants.toml", Self.readWrite + "\n[[fs]]\npaths = [\"/\"]\nallow = []\n")
         guard case .rejected(let message) = reloader.reloadIfChanged(force: true) else {
@@ -64,8 +63,7 @@ import Testing
         let scratch = try Scratch()
         _ = try scratch.file("work/a.txt", "a")
         let harness = try Harness(grants: Self.readOnly, scratch: scratch)
-        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"),
-                                      defaultModule: "editor", store: harness.store, report: { _ in })
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"), defaultModule: "editor", store: harness.store, report: { _ in })
         reloader.start(interval: .milliseconds(20), handleHangup: false)
         defer { reloader.stop() }
         let before = harness.store.current.version
