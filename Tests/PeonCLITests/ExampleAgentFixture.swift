@@ -10,6 +10,7 @@ import Testing
 ///                            (`../modules/NAME/...`) resolve against this copy, not the repository
 ///     policies/*.toml        grants a test derives from them (narrowed, or naming the test server)
 ///     audit-*.jsonl          one audit log per run
+///     audit.key              the key that signs their checkpoints (not the user's own)
 ///
 /// Runs pass relative paths as the README does (`modules/NAME/...`), so they resolve inside the
 /// temporary folder, and nothing outside it is changed.
@@ -71,13 +72,16 @@ struct ExampleAgent {
         return try writeGrants(narrowed, as: "\(name)-narrowed.toml")
     }
 
+    /// The checkpoint signing key of this folder's runs, so no run touches the user's own key.
+    var auditKey: URL { folder.appendingPathComponent("audit.key") }
+
     /// Runs the agent with `grants` and `input` (plus `extra` options), logging to a fresh audit log.
     func run(grants: URL, input: String? = nil, _ extra: [String] = [], timeout: TimeInterval = 120) throws -> AgentRun {
         let audit = folder.appendingPathComponent("audit-\(UUID().uuidString).jsonl")
-        var arguments = ["run", module.path, "--grants", grants.path, "--audit", audit.path]
+        var arguments = ["run", module.path, "--grants", grants.path, "--audit", audit.path, "--audit-key", auditKey.path]
         if let input { arguments += ["--input", input] }
         let result = try runPeonWasm(arguments + extra, directory: folder, timeout: timeout)
-        return AgentRun(result: result, audit: audit)
+        return AgentRun(result: result, audit: audit, auditKey: auditKey)
     }
 }
 
@@ -85,6 +89,7 @@ struct ExampleAgent {
 struct AgentRun {
     let result: CommandResult
     let audit: URL
+    let auditKey: URL
 
     /// The audit log's entries, in order, as JSON objects.
     func entries() throws -> [[String: Any]] {
@@ -109,8 +114,21 @@ struct AgentRun {
         try entries().first { $0["call"] as? String == "run.end" }?["outcome"] as? String
     }
 
-    /// `peon-wasm audit verify` on this run's log.
-    func verify() throws -> CommandResult { try runPeonWasm(["audit", "verify", audit.path]) }
+    /// `peon-wasm audit verify` on this run's log, checking its checkpoint against the run's key.
+    func verify() throws -> CommandResult {
+        try runPeonWasm(["audit", "verify", audit.path, "--audit-key", auditKey.path])
+    }
+
+    /// Expects the log to verify, every entry of it, its checkpoint signed by the run's key.
+    func expectVerified(sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let verification = try verify()
+        let count = try entries().count
+        #expect(verification.status == 0, "\(verification.stderr)", sourceLocation: sourceLocation)
+        #expect(verification.stdout.hasPrefix("ok: \(count) entries, root "), "\(verification.stdout)",
+                sourceLocation: sourceLocation)
+        #expect(verification.stdout.contains("checkpoint: size \(count),"), "\(verification.stdout)",
+                sourceLocation: sourceLocation)
+    }
 }
 
 /// A decision and the resource it was about, comparable in `#expect`.

@@ -46,7 +46,7 @@ struct ExampleAgentTests {
                 .map { .allow("fs:\(reports)/\($0)") })
             #expect(try run.verdicts(call: "fs.write") == [.allow("fs:\(summary.path)")])
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -66,7 +66,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "fs.read").allSatisfy { $0.decision == "allow" })
             #expect(try run.verdicts(call: "fs.write") == [.deny("fs:\(summary.path)")])
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -86,7 +86,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "fs.read") == [.allow("fs:\(source.path)")])
             #expect(try run.verdicts(call: "fs.append") == [.allow("fs:\(ledger.path)")])
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -102,7 +102,7 @@ struct ExampleAgentTests {
             #expect(!FileManager.default.fileExists(atPath: ledger.path))
             #expect(try run.verdicts(call: "fs.read").map(\.decision) == ["allow"])
             #expect(try run.verdicts(call: "fs.append") == [.deny("fs:\(ledger.path)")])
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
 
             // The README's example of a refused input, under the full grants.
             let outside = try agent.run(grants: agent.grants, input: "/etc/passwd", Self.slack)
@@ -110,7 +110,7 @@ struct ExampleAgentTests {
             #expect(outside.result.stderr.contains("fs.read on /etc/passwd is not granted to wat-minimal"))
             #expect(try outside.verdicts(call: "fs.read") == [.deny("fs:/etc/passwd")])
             #expect(try outside.verdicts(call: "fs.append").isEmpty)
-            #expect(try outside.verify().status == 0)
+            try outside.expectVerified()
         }
     }
 
@@ -159,7 +159,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "http.send") == [.allow("http:\(endpoint)")])
             #expect(try Data(contentsOf: database) == before)
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -181,7 +181,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "db.query") == [.allow("db:tickets")])
             #expect(try run.verdicts(call: "http.send") == [.deny("http:\(endpoint)")])
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -222,7 +222,7 @@ struct ExampleAgentTests {
                 "4:-c -F -- sudo", "4:-c -F -- CRON", "4:-c -F -- --file=/etc/shadow",
             ])
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -239,7 +239,7 @@ struct ExampleAgentTests {
             #expect(exec.map { $0["decision"] as? String } == ["allow", "allow", "allow", "deny"])
             #expect((exec.last?["details"] as? [String: Any])?["args"] as? String == "4:-c -F -- sudo")
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -294,7 +294,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "db.query") == [.allow("db:pages")])
             #expect(try Data(contentsOf: database) != before)
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -319,7 +319,7 @@ struct ExampleAgentTests {
             #expect(try run.decisions(call: "db.execute").isEmpty)
             #expect(try Data(contentsOf: database) == before)
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -352,7 +352,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "fs.read") == names.map { .allow("fs:\(inbox)/\($0)") })
             #expect(try run.verdicts(call: "fs.write") == names.map { .allow("fs:\(out)/\($0)") })
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -370,7 +370,7 @@ struct ExampleAgentTests {
             #expect(try snapshot(of: out) == before)
             #expect(try run.verdicts(call: "fs.write") == [.deny("fs:\(out.path)/incident-notes.md")])
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -426,7 +426,7 @@ struct ExampleAgentTests {
                 #expect(deniedResources.contains(resource), "\(resource) is not denied in the log")
             }
             #expect(try run.runOutcome() == "ok")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 
@@ -444,7 +444,7 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "db.query") == [.deny("db:notes")])
             #expect(try Data(contentsOf: database) == before)
             #expect(try run.runOutcome() == "agent-error")
-            #expect(try run.verify().status == 0)
+            try run.expectVerified()
         }
     }
 }
