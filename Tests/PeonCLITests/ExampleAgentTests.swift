@@ -65,6 +65,8 @@ struct ExampleAgentTests {
             #expect(try run.verdicts(call: "fs.read").count == 3)
             #expect(try run.verdicts(call: "fs.read").allSatisfy { $0.decision == "allow" })
             #expect(try run.verdicts(call: "fs.write") == [.deny("fs:\(summary.path)")])
+            #expect(try run.decisions(call: "fs.write").first?["reason"] as? String
+                == "no policy line allows fs.write on fs:\(summary.path)")
             #expect(try run.runOutcome() == "agent-error")
             try run.expectVerified()
         }
