@@ -84,6 +84,12 @@ public enum PeonHostBindings {
         let text = try payload.asString()
         return index == 0 ? .success(text) : .failure(GuestRunError(message: text))
     }
+
+    /// Every `peon:host` function as the import a module declares for it (module, name, core
+    /// signature), e.g. for classifying a module's imports without a host at hand.
+    public static let importDescriptors: [ImportDescriptor] = bindings.map {
+        ImportDescriptor(module: $0.module, name: $0.name, kind: .function($0.function.importSignature))
+    }
 }
 
 /// The error string a module's `run` export returned (the `error` case of its `result<string, string>`):

@@ -77,6 +77,15 @@ import Testing
         #expect(error?.item == "run")
     }
 
+    @Test func importDescriptorsListEveryFunctionWithItsSignature() {
+        let descriptors = PeonHostBindings.importDescriptors
+        #expect(descriptors.count == 10)
+        for descriptor in descriptors {
+            guard case .function(let signature) = descriptor.kind else { Issue.record("\(descriptor) is not a function"); continue }
+            #expect(PeonHostBindings.expectedSignature(module: descriptor.module, name: descriptor.name) == signature)
+        }
+    }
+
     @Test func aWASICommandWithoutPeonHostNeedsNothing() throws {
         try PeonHostBindings.checkModule(
             imports: [Self.importing("wasi_snapshot_preview1", "proc_exit", FunctionSignature([.i32]))],
