@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
     var timeout: DurationArgument?
 
     @Option(help: "Linear memory cap (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
-    var memory: ByteSize?
+    var memory: SizeArgument?
 
     @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
     var fuel: UInt64?
@@ -66,7 +66,7 @@ struct RunCommand: ParsableCommand {
     var maxHostCalls: Int?
 
     @Option(name: .customLong("max-output"), help: "Most bytes the module may write to stdout and stderr together. Default: 16MiB.")
-    var maxOutput: ByteSize?
+    var maxOutput: SizeArgument?
 
     @Flag(help: "Give the module this process's standard input (default: the module's stdin is empty).")
     var stdin = false

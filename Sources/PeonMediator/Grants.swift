@@ -1,3 +1,4 @@
+public import PeonCapabilities
 /// What one module may do, as written in `policies/NAME.toml` and checked by ``GrantsParser``.
 ///
 /// Grants are the user-facing form; ``GrantsCompiler`` turns them into policy lines for the built-in
@@ -147,10 +148,6 @@ public struct HTTPGrant: Sendable, Hashable {
     public var source: GrantSource
 }
 
-/// A `db` operation; the policy action is `db.` + the raw value.
-public enum DatabaseAccess: String, Sendable, Hashable, CaseIterable {
-    case read, insert, update, delete, schema
-}
 
 /// A `[[db]]` grant.
 public struct DatabaseGrant: Sendable, Hashable {
@@ -159,7 +156,8 @@ public struct DatabaseGrant: Sendable, Hashable {
     /// Table names or globs (`*` for every table).
     public var tables: [String]
     /// Allowed operations, never empty.
-    public var access: [DatabaseAccess]
+    /// (Each is a ``DatabaseOperation``; the policy action is `db.` + its raw value.)
+    public var access: [DatabaseOperation]
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.

@@ -1,3 +1,4 @@
+import PeonCapabilities
 import Foundation
 import TOMLKit
 
@@ -416,7 +417,7 @@ private struct Reader {
             try checkPolicyCell(tableName, join(path, "tables"))
         }
         return DatabaseGrant(
-            database: name, tables: tables, access: try allowList(table, path, as: DatabaseAccess.self),
+            database: name, tables: tables, access: try allowList(table, path, as: DatabaseOperation.self),
             conditions: try conditions(table, path), source: source(path))
     }
 

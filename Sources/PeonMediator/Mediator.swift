@@ -589,9 +589,12 @@ func sanitize(_ text: String) -> String {
     return out
 }
 
-/// The resource as shown to the guest (the guest sent it, so it is no secret; escaped and cut).
+/// The resource as shown to the guest, without its kind prefix (`fs:`, `http:` ...): the guest sent
+/// it, so it is no secret; escaped and cut at 200 characters.
 private func guestVisible(_ resource: String) -> String {
-    let clean = sanitize(resource)
+    var text = resource
+    for kind in ["fs:", "http:", "db:", "exec:"] where text.hasPrefix(kind) { text.removeFirst(kind.count) }
+    let clean = sanitize(text)
     return clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
 }
 

@@ -19,7 +19,7 @@ import Synchronization
 /// let instance = try module.instantiate(PeonHostBindings.hostFunctions(for: mediator), limits: limits)
 /// switch try PeonHostBindings.callRun(instance, input: "hello") {
 /// case .success(let answer): print(answer)
-/// case .failure(let message): printError(message)
+/// case .failure(let error): printError(error.message)
 /// }
 /// ```
 public enum PeonHostBindings {
@@ -70,20 +70,19 @@ public enum PeonHostBindings {
     /// Calls the guest's `run` export with `input` and returns its answer: the input is copied into
     /// guest memory through `cabi_realloc`, `run(ptr, len) -> i32` is called, the
     /// `result<string, string>` is lifted from the returned pointer (checked for alignment and bounds,
-    /// the strings for UTF-8 and `limits`), then `cabi_post_run` is called if exported. This is the
-    /// runner's ``RunRequest/callAgent``.
+    /// the strings for UTF-8 and `limits`), then `cabi_post_run` is called if exported.
     ///
     /// Throws what the guest's run throws (traps, errors from host functions), ``GuestMemoryError``
     /// for a malformed result, ``CanonicalLimitExceeded`` for one larger than `limits`.
     public static func callRun(
         _ instance: any ModuleInstance, input: String, limits: CanonicalLimits = CanonicalLimits()
-    ) throws -> AgentResult {
+    ) throws -> Result<String, GuestRunError> {
         let value = try runFunction.callExport(runExport, arguments: [.string(input)], in: instance, limits: limits)
         guard let (index, payload) = try value?.asVariant(), let payload else {
             throw CanonicalValueMismatch("run returned no result")
         }
         let text = try payload.asString()
-        return index == 0 ? .success(text) : .failure(text)
+        return index == 0 ? .success(text) : .failure(GuestRunError(message: text))
     }
 
     /// Every `peon:host` function as the import a module declares for it (module, name, core
@@ -91,6 +90,19 @@ public enum PeonHostBindings {
     public static let importDescriptors: [ImportDescriptor] = bindings.map {
         ImportDescriptor(module: $0.module, name: $0.name, kind: .function($0.function.importSignature))
     }
+}
+
+/// The error string a module's `run` export returned (the `error` case of its `result<string, string>`):
+/// the module's own report that it failed, not a fault of the host or a trap.
+public struct GuestRunError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The module's message, exactly as it returned it.
+    public var message: String
+
+    /// Creates the error.
+    public init(message: String) { self.message = message }
+
+    /// The message.
+    public var description: String { message }
 }
 
 // MARK: The bindings table

@@ -75,7 +75,7 @@ import Testing
         let host = RecordingHost(failure: HostError(.denied, "no grant allows fs.read on /etc/shadow"))
         let instance = try Self.instantiate("every-call", host: host)
         let answer = try PeonHostBindings.callRun(instance, input: "/etc/shadow")
-        #expect(answer == .failure("no grant allows fs.read on /etc/shadow"))
+        #expect(answer == .failure(GuestRunError(message: "no grant allows fs.read on /etc/shadow")))
         #expect(host.calls == [.log(.info, "starting"), .read("/etc/shadow")])
         var lifter = CanonicalLifter(guest: instance.guest)
         #expect(try lifter.load(.result(ok: .list(.u8), error: Self.error), at: 0x800)

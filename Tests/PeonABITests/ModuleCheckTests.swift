@@ -109,7 +109,7 @@ import Testing
             }
             let result = try PeonHostBindings.callRun(instance, input: "quarterly numbers")
             #expect(received == "quarterly numbers")
-            #expect(result == (discriminant == 0 ? .success(text) : .failure(text)))
+            #expect(result == (discriminant == 0 ? .success(text) : .failure(GuestRunError(message: text))))
         }
     }
 
