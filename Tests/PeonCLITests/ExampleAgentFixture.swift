@@ -30,6 +30,13 @@ struct ExampleAgent {
         try manager.createDirectory(at: policies, withIntermediateDirectories: true)
         try manager.copyItem(at: repositoryRoot.appendingPathComponent("modules/\(name)"),
                              to: modules.appendingPathComponent(name))
+        // Start from an empty out/: a manual run in the working tree may have left outputs there
+        // (it is ignored by git), and a test must see only what its own run writes.
+        let outputs = modules.appendingPathComponent("\(name)/out", isDirectory: true)
+        if manager.fileExists(atPath: outputs.path) {
+            try manager.removeItem(at: outputs)
+            try manager.createDirectory(at: outputs, withIntermediateDirectories: true)
+        }
         try manager.copyItem(at: repositoryRoot.appendingPathComponent("policies/\(name).toml"),
                              to: policies.appendingPathComponent("\(name).toml"))
         module = modules.appendingPathComponent("\(name)/\(file)")
