@@ -24,11 +24,17 @@ public var repositoryRoot: URL {
     return url
 }
 
+/// A configuration folder shared by every `peon-wasm` this test process starts, so the audit signing
+/// key they create (and verify with) lives in the temporary folder, never in the user's home.
+public let testConfigHome: String = FileManager.default.temporaryDirectory
+    .appendingPathComponent("peon-test-config-\(ProcessInfo.processInfo.processIdentifier)").path
+
 /// Runs `peon-wasm` with `arguments` in `directory` (default: the repository root), feeding `stdin`,
 /// and waits for it (killing it after `timeout`).
 ///
 /// Unless `environment` says otherwise, each invocation gets its own default audit log in the temporary
-/// folder, so tests running side by side never contend for one log's lock.
+/// folder, so tests running side by side never contend for one log's lock, and the default signing key
+/// lives in ``testConfigHome``.
 public func runPeonWasm(_ arguments: [String], stdin: String = "", environment: [String: String] = [:],
                         directory: URL? = nil, timeout: TimeInterval = 60) throws -> CommandResult {
     let process = Process()
@@ -38,6 +44,7 @@ public func runPeonWasm(_ arguments: [String], stdin: String = "", environment: 
     var env = ProcessInfo.processInfo.environment
     env["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
         .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
+    env["XDG_CONFIG_HOME"] = testConfigHome
     env.merge(environment) { _, new in new }
     process.environment = env
     let input = Pipe(), output = Pipe(), error = Pipe()
