@@ -63,13 +63,14 @@ struct GuestBench {
                     allowedOK += try guest.loop("fs_read", [allowed.0, allowed.1], count: mediatedBatch)
                 }
                 let allowedEntries = Double(session.audit.size - middle) / Double((sampleCount + 3) * mediatedBatch)
-                guard allowedOK == sampleCount * mediatedBatch else { throw BenchFailure("granted reads failed: \(allowedOK) ok") }
+                guard allowedOK == (sampleCount + 3) * mediatedBatch else { throw BenchFailure("granted reads failed: \(allowedOK) ok") }
+                progress("\(engine.name) \(sync.rawValue): floor \(formatNS(floor.median)), denied \(formatNS(deniedStats.median)), allowed \(formatNS(allowedStats.median))")
                 rows.append([engine.name, sync.rawValue, formatNS(floor.median), formatNS(floor.p99),
-                             formatNS(deniedStats.median), formatNS(deniedStats.p99), "**+\(formatNS(deniedStats.median - floor.median))**",
-                             formatNS(allowedStats.median), formatNS(allowedStats.p99), "+\(formatNS(allowedStats.median - floor.median))",
+                             formatNS(deniedStats.median), formatNS(deniedStats.p99), "**" + formatDelta(deniedStats.median - floor.median) + "**",
+                             formatNS(allowedStats.median), formatNS(allowedStats.p99), formatDelta(allowedStats.median - floor.median),
                              String(format: "%.0f / %.0f", deniedEntries, allowedEntries)])
                 if sync == .batch {
-                    headline.append("\(engine.name): floor \(formatNS(floor.median)), denied call +\(formatNS(deniedStats.median - floor.median)), allowed 16 B read +\(formatNS(allowedStats.median - floor.median)) (median, batch audit)")
+                    headline.append("\(engine.name): floor \(formatNS(floor.median)), denied call \(formatDelta(deniedStats.median - floor.median)), allowed 16 B read \(formatDelta(allowedStats.median - floor.median)) (median, batch audit)")
                 }
             }
         }
@@ -130,9 +131,10 @@ struct GuestBench {
                     for _ in 0..<batch { try nativeCall() }
                 }
                 let overhead = (guestStats.median / nativeStats.median - 1) * 100
+                progress("\(engine.name) \(name): native \(formatNS(nativeStats.median)), guest \(formatNS(guestStats.median))")
                 rows.append([engine.name, name, formatNS(nativeStats.median), formatNS(nativeStats.p99),
                              formatNS(guestStats.median), formatNS(guestStats.p99),
-                             "+\(formatNS(guestStats.median - nativeStats.median))", String(format: "%+.0f %%", overhead)])
+                             formatDelta(guestStats.median - nativeStats.median), String(format: "%+.0f %%", overhead)])
             }
             let fsBatch = quick ? 50 : 200
             try compare("fs.read 4 KiB", batch: fsBatch,
@@ -147,7 +149,7 @@ struct GuestBench {
             try compare("db.query point select (native: open + prepare per call)", batch: fsBatch,
                         guestCall: { try guest.loop("db_query", [database.0, database.1, selectSQL.0, selectSQL.1, selectParams.0, selectParams.1], count: fsBatch) },
                         nativeCall: { _ = try NativeSQLite.pointSelectFresh(path: workspace.databasePath, id: 42) })
-            let insertBatch = quick ? 10 : 20
+            let insertBatch = quick ? 2 : 3
             try compare("db.execute insert (autocommit)", batch: insertBatch,
                         guestCall: { try guest.loop("db_execute", [database.0, database.1, insertSQL.0, insertSQL.1, insertParams.0, insertParams.1], count: insertBatch) },
                         nativeCall: { try native.insertRow(7) })

@@ -93,7 +93,7 @@ struct PolicyBench {
         report.line("## 4. Policy engine throughput against pycasbin")
         report.line()
         let cores = ProcessInfo.processInfo.activeProcessorCount
-        report.line("Decisions per second on generated policies (deterministic; the files are kept in the work folder). Single thread: one loop over the requests. "
+        report.line("Decisions per second on generated policies (a deterministic generator; the files are written under $TMPDIR/peon-bench-PID-policy). Single thread: one loop over the requests. "
             + "All cores: \(cores) threads sharing one `Enforcer`. pycasbin runs the same model, policy and requests in a child process of this same run "
             + "(for up to \(quick ? 1 : 2) s per case); *agree* says whether both engines allowed exactly the same requests among those pycasbin decided.")
         report.line()
@@ -130,6 +130,7 @@ struct PolicyBench {
                     ratio = String(format: "%.0f×", single.rate / rate)
                     if single.rate / rate < 50 { notes.append("\(benchCase.name) at \(formatCount(lines)) lines: \(ratio) pycasbin (target ≥ 50×)") }
                 }
+                progress("\(benchCase.name), \(lines) lines: \(formatRate(single.rate)) vs pycasbin \(pythonRate), agree \(agree)")
                 rows.append([benchCase.name, formatCount(lines), String(format: "%.2f s", load), formatRate(single.rate), formatNS(single.stats.median), formatNS(single.stats.p99),
                              formatRate(parallel.rate), pythonRate, python.map { String(format: "%.2f s", $0.load) } ?? "—", ratio, agree])
                 if model == "RBAC" && lines == 1000 {

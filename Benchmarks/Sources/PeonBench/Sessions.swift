@@ -1,6 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonEngine
+import PeonMediator
 import PeonRuntime
 
 /// The files every guest benchmark uses: a module, grants, data files, a database, and one audit log per session.

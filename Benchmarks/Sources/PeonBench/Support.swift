@@ -33,11 +33,17 @@ func seconds(_ body: () throws -> Void) rethrows -> Double {
 }
 
 func formatNS(_ ns: Double) -> String {
+    if ns < 0 { return "−" + formatNS(-ns) }
     if ns >= 1e9 { return String(format: "%.2f s", ns / 1e9) }
     if ns >= 1e6 { return String(format: "%.2f ms", ns / 1e6) }
     if ns >= 1e4 { return String(format: "%.1f µs", ns / 1e3) }
     if ns >= 1e3 { return String(format: "%.2f µs", ns / 1e3) }
     return String(format: "%.0f ns", ns)
+}
+
+/// A signed difference: "+1.2 µs" or "−300 ns".
+func formatDelta(_ ns: Double) -> String {
+    ns < 0 ? formatNS(ns) : "+" + formatNS(ns)
 }
 
 func formatRate(_ perSecond: Double) -> String {
@@ -68,8 +74,8 @@ final class Report {
     init(path: String) { self.path = path }
     func line(_ s: String = "") {
         text += s + "\n"
-        print(s)
-        fflush(stdout)
+        let bytes = Array((s + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
         try? text.write(toFile: path, atomically: true, encoding: .utf8)
     }
     func table(_ header: [String], _ rows: [[String]]) {
@@ -105,4 +111,10 @@ struct SplitMix {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return Int(truncatingIfNeeded: (z ^ (z >> 31)) % UInt64(bound))
     }
+}
+
+/// A progress line on standard error (the report goes to standard output and the file).
+func progress(_ text: String) {
+    let bytes = Array(("  … " + text + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }

@@ -3,9 +3,10 @@
 //
 //   PeonBench [--quick] [--only floor,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
+import PeonEngineWasmKit
 
-var arguments = Array(CommandLine.arguments.dropFirst())
-func option(_ name: String) -> String? {
+let arguments = Array(CommandLine.arguments.dropFirst())
+@MainActor func option(_ name: String) -> String? {
     guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
     return arguments[index + 1]
 }
@@ -34,6 +35,28 @@ func machineDescription() -> [String] {
         "- Python: \(environment["BENCH_PYTHON"] ?? "unknown"); pycasbin \(environment["BENCH_PYCASBIN"] ?? "unknown"); wasmtime (C API via the wasmtime Python wheel) \(environment["BENCH_WASMTIME"] ?? "unknown")",
         "- Load average (1, 5, 15 min) at the start: \(loadAverage()) — the machine is shared; numbers under load are pessimistic, ratios within one run less so",
     ]
+}
+
+// `--profile denied|allowed COUNT`: only make COUNT mediated fs.read calls on WasmKit (batch audit), for perf/callgrind.
+if let what = option("--profile") {
+    do {
+        let count = Int(option("--calls") ?? "") ?? 100_000
+        let server = try LoopbackServer()
+        let workspace = try Workspace(httpPort: server.port)
+        let (session, _) = try workspace.session(sync: .batch, name: "profile")
+        let guest = try Guest(module: try WasmKitEngine().compile(workspace.moduleBytes), hostFunctions: session.hostFunctions)
+        var writer = ArgumentWriter()
+        let path = writer.string(what == "allowed" ? "data/small.txt" : "secret.txt")
+        try guest.load(writer)
+        let elapsed = try seconds { _ = try guest.loop(what == "noop" ? "noop" : "fs_read", [path.0, path.1], count: count) }
+        session.finish(outcome: "ok", reason: "")
+        print("\(count) \(what) calls: \(formatNS(elapsed * 1e9 / Double(count))) per call")
+        try? FileManager.default.removeItem(atPath: workspace.root)
+    } catch {
+        print("profile failed: \(error)")
+        exit(1)
+    }
+    exit(0)
 }
 
 let report = Report(path: out)
