@@ -83,7 +83,7 @@ struct AgentBench {
             let probeStart = session.audit.size
             guard try probe.loop("fs_read", [path.0, path.1], count: 10) == 10 else { throw BenchFailure("probe reads failed") }
             let entriesPerCall = Int(session.audit.size - probeStart) / 10
-            let functions = session.hostFunctions
+            // Each instance gets its own bindings: they carry per-instance canonical-ABI state (may-leave).
             let ok = SharedCounter()
             let failures = SharedFailures()
             let ready = DispatchGroup()
@@ -95,16 +95,18 @@ struct AgentBench {
                 ready.enter()
                 done.enter()
                 let thread = Thread {
+                    var isReady = false
                     do {
-                        let guest = try Guest(module: module, hostFunctions: functions)
+                        let guest = try Guest(module: module, hostFunctions: session.hostFunctions)
                         try guest.load(bytesBlock)
+                        isReady = true
                         ready.leave()
                         start.wait()
                         let succeeded = try guest.loop("fs_read", [path.0, path.1], count: calls)
                         ok.value.add(succeeded, ordering: .relaxed)
                     } catch {
                         failures.lock.withLock { $0.append("\(error)") }
-                        ready.leave()
+                        if !isReady { ready.leave() }
                     }
                     done.leave()
                 }
