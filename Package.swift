@@ -26,6 +26,14 @@ let package = Package(
         .library(name: "PeonRuntime", targets: ["PeonRuntime"]),
         .library(name: "PeonPolicy", targets: ["PeonPolicy"]),
         .library(name: "PeonAudit", targets: ["PeonAudit"]),
+        // For Benchmarks/ (a separate package): the pieces it measures one by one.
+        .library(name: "PeonMediator", targets: ["PeonMediator"]),
+        .library(name: "PeonCapabilities", targets: ["PeonCapabilities"]),
+        .library(name: "PeonInterface", targets: ["PeonInterface"]),
+        .library(name: "PeonEngine", targets: ["PeonEngine"]),
+        .library(name: "PeonEngineWasmKit", targets: ["PeonEngineWasmKit"]),
+        .library(name: "PeonEngineWasmtime", targets: ["PeonEngineWasmtime"]),
+        .library(name: "PeonABI", targets: ["PeonABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one command for peon-wasm's benchmarks: builds Benchmarks/ in release mode, runs every section
+# (floor, mediation, capabilities vs native, policy vs pycasbin, audit, agents) and writes RESULTS.md.
+#
+#   Benchmarks/run.sh            # the full run (a few minutes on 2 cores)
+#   Benchmarks/run.sh --quick    # fewer samples, smaller logs (about a minute)
+#   Benchmarks/run.sh --only policy,audit    # some sections: floor (1-3), policy (4), audit (5), agents (6)
+#
+# Needs: a Swift 6.1+ toolchain; python3 with `pip install casbin` for the pycasbin column and
+# `pip install wasmtime==50.0.1` for the wasmtime engine (both optional: without them the run says so).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+python_module_version() {
+    python3 -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || echo "not installed"
+}
+
+echo "building PeonBench (release)..." >&2
+swift build -c release --product PeonBench 2>&1 | grep -E "error|warning: .*Benchmarks/Sources" >&2 || true
+binary="$(swift build -c release --show-bin-path)/PeonBench"
+[ -x "$binary" ] || { echo "run.sh: the release build of PeonBench failed; run 'swift build -c release' in Benchmarks/ to see why" >&2; exit 1; }
+
+export BENCH_TOOLCHAIN="$(swift --version 2>&1 | grep -m1 -o 'Swift version [^ ]*' || echo unknown)"
+export BENCH_PYTHON="$(python3 --version 2>&1 || echo none)"
+export BENCH_PYCASBIN="$(python_module_version casbin)"
+export BENCH_WASMTIME="$(python_module_version wasmtime)"
+"$binary" --out RESULTS.md --pycasbin "$PWD/pycasbin_bench.py" "$@"
+echo "wrote $PWD/RESULTS.md" >&2
