@@ -108,8 +108,12 @@ public enum Supervisor {
             let fields = stat[stat.index(after: close)...].split(separator: " ")
             if fields.count > 1, pid_t(fields[1]) == me { orphans.append(pid) }
         }
+        let ownGroup = getpgrp()
         for pid in orphans {
-            kill(-getpgid(pid), SIGKILL)
+            // Kill the orphan's own process group (exec children lead one), but never a group id of -1
+            // (the orphan already exited: kill(1, ...) would signal init) and never our own group.
+            let group = getpgid(pid)
+            if group > 1 && group != ownGroup { kill(-group, SIGKILL) }
             kill(pid, SIGKILL)
             var status: Int32 = 0
             _ = waitpid(pid, &status, 0)
