@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Crypto
 
 /// The verdict recorded for a host call.
 public enum AuditDecision: String, Sendable, Equatable, CaseIterable {
@@ -89,19 +90,50 @@ public struct AuditEntry: Sendable, Equatable {
 
     /// The exact line bytes (without newline): the leaf of the Merkle tree.
     public func serialized() -> [UInt8] {
+        let fields = Self.serializedFields(of: record)
         var out: [UInt8] = []
-        out.reserveCapacity(512)
-        func key(_ k: String, first: Bool = false) {
-            if !first { out.append(UInt8(ascii: ",")) }
-            JSONWriter.appendString(k, to: &out)
-            out.append(UInt8(ascii: ":"))
+        out.reserveCapacity(fields.count + 160)
+        Self.appendHead(seq: seq, to: &out)
+        JSONWriter.appendString(time, to: &out)
+        out += fields
+        Self.appendTail(prevHex: Array(prev.utf8), to: &out)
+        return out
+    }
+
+    /// `{"seq":N,"time":` — what precedes the time literal.
+    static func appendHead(seq: UInt64, to out: inout [UInt8]) {
+        out += #"{"seq":"#.utf8
+        JSONWriter.appendDecimal(seq, to: &out)
+        out += #","time":"#.utf8
+    }
+
+    /// `,"prev":"…"}` — the end of the line, from the previous leaf hash as hex text.
+    static func appendTail(prevHex: [UInt8], to out: inout [UInt8]) {
+        out += #","prev":""#.utf8
+        out += prevHex
+        out += #""}"#.utf8
+    }
+
+    /// `,"prev":"…"}` — the end of the line, from the raw 32-byte previous leaf hash.
+    static func appendTail(prev: [UInt8], to out: inout [UInt8]) {
+        out += #","prev":""#.utf8
+        appendHex(prev, to: &out)
+        out += #""}"#.utf8
+    }
+
+    /// The record's part of the line, `,"run":…,"details":{…}`: everything the log does not add. It depends on the
+    /// record alone, so ``AuditLog`` serializes it before taking its lock.
+    static func serializedFields(of record: AuditRecord) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(320 + record.reason.utf8.count + record.resource.utf8.count)
+        func key(_ k: String) {
+            out += ",\"".utf8
+            out += k.utf8
+            out += "\":".utf8
         }
         func optional(_ v: String?) {
-            if let v { JSONWriter.appendString(v, to: &out) } else { out += Array("null".utf8) }
+            if let v { JSONWriter.appendString(v, to: &out) } else { out += "null".utf8 }
         }
-        out.append(UInt8(ascii: "{"))
-        key("seq", first: true); out += Array(String(seq).utf8)
-        key("time"); JSONWriter.appendString(time, to: &out)
         key("run"); JSONWriter.appendString(record.run, to: &out)
         key("module"); JSONWriter.appendString(record.module, to: &out)
         key("module_sha256"); JSONWriter.appendString(record.moduleSHA256, to: &out)
@@ -113,14 +145,14 @@ public struct AuditEntry: Sendable, Equatable {
         key("outcome"); optional(record.outcome)
         key("details")
         out.append(UInt8(ascii: "{"))
-        for (index, k) in record.details.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
+        let keys = record.details.count < 2 ? Array(record.details.keys)
+            : record.details.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+        for (index, k) in keys.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
             JSONWriter.appendString(k, to: &out)
             out.append(UInt8(ascii: ":"))
             JSONWriter.appendString(record.details[k] ?? "", to: &out)
         }
-        out.append(UInt8(ascii: "}"))
-        key("prev"); JSONWriter.appendString(prev, to: &out)
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -202,20 +234,55 @@ public struct EntryParseError: Error, Sendable, Equatable {
 enum AuditClock {
     /// The current time as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     static func now() -> String {
+        var out: [UInt8] = []
+        appendNow(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the current time, formatted as ``now()`` formats it, without building a `String`.
+    static func appendNow(to out: inout [UInt8]) {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return format(seconds: Int(ts.tv_sec), microseconds: Int(ts.tv_nsec) / 1000)
+        append(seconds: Int(ts.tv_sec), microseconds: Int(ts.tv_nsec) / 1000, to: &out)
     }
 
     static func format(seconds: Int, microseconds: Int) -> String {
+        var out: [UInt8] = []
+        append(seconds: seconds, microseconds: microseconds, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func append(seconds: Int, microseconds: Int, to out: inout [UInt8]) {
         var t = time_t(seconds)
         var parts = tm()
         gmtime_r(&t, &parts)
-        func pad(_ v: Int, _ width: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        // Fixed-width decimal fields written in place (years past 9999 keep only their last four digits).
+        func digits(_ value: Int, _ width: Int, then separator: UInt8) {
+            let start = out.count
+            for _ in 0..<width { out.append(UInt8(ascii: "0")) }
+            var v = max(0, value)
+            var i = out.count - 1
+            while v > 0 && i >= start {
+                out[i] = UInt8(ascii: "0") + UInt8(v % 10)
+                v /= 10
+                i -= 1
+            }
+            out.append(separator)
         }
-        return "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))T"
-            + "\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2)).\(pad(microseconds, 6))Z"
+        digits(Int(parts.tm_year) + 1900, 4, then: UInt8(ascii: "-"))
+        digits(Int(parts.tm_mon) + 1, 2, then: UInt8(ascii: "-"))
+        digits(Int(parts.tm_mday), 2, then: UInt8(ascii: "T"))
+        digits(Int(parts.tm_hour), 2, then: UInt8(ascii: ":"))
+        digits(Int(parts.tm_min), 2, then: UInt8(ascii: ":"))
+        digits(Int(parts.tm_sec), 2, then: UInt8(ascii: "."))
+        digits(microseconds, 6, then: UInt8(ascii: "Z"))
+    }
+}
+
+extension AuditRecord {
+    /// `PREFIX_sha256` and `PREFIX_len` of a payload, for ``details``: how an entry identifies content (a body, a
+    /// file, SQL text) that must not appear in a log anyone who audits can read.
+    public static func payloadDetails(of bytes: [UInt8], prefix: String) -> [String: String] {
+        [prefix + "_sha256": hex(SHA256.hash(data: bytes)), prefix + "_len": String(bytes.count)]
     }
 }

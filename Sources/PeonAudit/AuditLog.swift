@@ -47,6 +47,9 @@ public final class AuditLog: Sendable {
     public let checkpointEvery: Int
     /// The longest entry line accepted, in bytes.
     public static let maxLineBytes = 1 << 20
+    /// The most bytes a line adds around its record's fields: `{"seq":` + 20 digits + `,"time":"` + 27 + `"` +
+    /// `,"prev":"` + 64 + `"}`.
+    static let framingBytes = 8 + 20 + 9 + 27 + 1 + 9 + 64 + 2
     /// In `batch` mode, queued bytes that trigger a write.
     static let batchBytes = 1 << 18
 
@@ -205,21 +208,32 @@ public final class AuditLog: Sendable {
     /// the lines in the file.
     @discardableResult
     public func append(_ record: AuditRecord, durable: Bool) throws(AuditError) -> UInt64 {
+        // Everything that depends on the record alone is serialized before the lock; inside it, only what the
+        // order decides: seq, time, prev, and the hashes that chain this line to the next.
+        let fields = AuditEntry.serializedFields(of: record)
+        let lineBytes = fields.count + Self.framingBytes
+        guard lineBytes <= Self.maxLineBytes else {
+            throw AuditError(.invalidArgument, "an audit entry of \(lineBytes) bytes exceeds \(Self.maxLineBytes); record payloads by hash")
+        }
+        var line: [UInt8] = []
+        line.reserveCapacity(lineBytes + 1)
         let (seq, queued) = try sequencer.withLock { s throws(AuditError) -> (UInt64, Int) in
             if s.closed { throw AuditError(.failed, "\(path): the audit log is closed") }
             if let failure = s.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
-            let entry = AuditEntry(seq: s.nextSeq, time: AuditClock.now(), record: record, prev: hex(s.prev))
-            let line = entry.serialized()
-            guard line.count <= Self.maxLineBytes else {
-                throw AuditError(.invalidArgument, "an audit entry of \(line.count) bytes exceeds \(Self.maxLineBytes); record payloads by hash")
-            }
+            let seq = s.nextSeq
+            AuditEntry.appendHead(seq: seq, to: &line)
+            line.append(UInt8(ascii: "\""))
+            AuditClock.appendNow(to: &line)
+            line.append(UInt8(ascii: "\""))
+            line += fields
+            AuditEntry.appendTail(prev: s.prev, to: &line)
             let leaf = RFC6962.leafHash(line)
             s.tree.append(leafHash: leaf)
             s.prev = leaf
+            line.append(0x0A)
             s.pending += line
-            s.pending.append(0x0A)
             s.nextSeq += 1
-            return (entry.seq, s.pending.count)
+            return (seq, s.pending.count)
         }
         switch sync {
         case .always: try flush(through: seq + 1, fsync: true)

@@ -18,17 +18,18 @@ public enum RFC6962 {
     /// `SHA-256(0x00 || leaf)`.
     public static func leafHash(_ leaf: some Sequence<UInt8>) -> [UInt8] {
         var hasher = SHA256()
-        hasher.update(data: [leafPrefix])
-        hasher.update(data: Array(leaf))
+        withUnsafeBytes(of: leafPrefix) { hasher.update(bufferPointer: $0) }
+        let hashedInPlace: Void? = leaf.withContiguousStorageIfAvailable { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        if hashedInPlace == nil { hasher.update(data: Array(leaf)) }
         return Array(hasher.finalize())
     }
 
     /// `SHA-256(0x01 || left || right)`.
     public static func nodeHash(_ left: [UInt8], _ right: [UInt8]) -> [UInt8] {
         var hasher = SHA256()
-        hasher.update(data: [nodePrefix])
-        hasher.update(data: left)
-        hasher.update(data: right)
+        withUnsafeBytes(of: nodePrefix) { hasher.update(bufferPointer: $0) }
+        left.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        right.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         return Array(hasher.finalize())
     }
 
@@ -220,13 +221,24 @@ public struct CompactTree: Sendable {
 
 /// Lowercase hex of bytes.
 func hex(_ bytes: some Sequence<UInt8>) -> String {
-    let digits: [Character] = Array("0123456789abcdef")
-    var s = ""
+    var out: [UInt8] = []
+    out.reserveCapacity(64)
+    appendHex(bytes, to: &out)
+    return String(decoding: out, as: UTF8.self)
+}
+
+/// Appends the lowercase hex of `bytes` to `out`.
+func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
     for b in bytes {
-        s.append(digits[Int(b >> 4)])
-        s.append(digits[Int(b & 0x0f)])
+        out.append(hexDigit(b >> 4))
+        out.append(hexDigit(b & 0x0F))
     }
-    return s
+}
+
+/// The lowercase hex digit of a value below 16.
+@inline(__always)
+func hexDigit(_ nibble: UInt8) -> UInt8 {
+    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
 }
 
 /// Bytes of lowercase or uppercase hex, or nil if the text is not hex of even length.

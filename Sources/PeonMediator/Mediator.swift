@@ -2,7 +2,6 @@ public import PeonAudit
 public import PeonInterface
 import PeonCapabilities
 import PeonPolicy
-import Crypto
 import Foundation
 import Synchronization
 
@@ -572,8 +571,7 @@ public final class Mediator: HostInterface {
 
 /// `PREFIX_sha256` and `PREFIX_len` of a payload: the audit log never holds content.
 func payloadDetails(_ bytes: [UInt8], prefix: String) -> [String: String] {
-    let digest = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
-    return ["\(prefix)_sha256": digest, "\(prefix)_len": String(bytes.count)]
+    AuditRecord.payloadDetails(of: bytes, prefix: prefix)
 }
 
 /// Control characters (and the line break) escaped, so a guest cannot forge log or message lines.

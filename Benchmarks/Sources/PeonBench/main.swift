@@ -1,7 +1,7 @@
 // PeonBench: the cost of mediation, measured side by side with native operations and with pycasbin.
 // Run everything with Benchmarks/run.sh, which builds this in release mode and writes Benchmarks/RESULTS.md.
 //
-//   PeonBench [--quick] [--only floor,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
+//   PeonBench [--quick] [--only floor,compute,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
 import PeonEngineWasmKit
 
@@ -12,7 +12,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 }
 let quick = arguments.contains("--quick")
 let out = option("--out") ?? "RESULTS.md"
-let sections = Set((option("--only") ?? "floor,policy,audit,agents").split(separator: ",").map(String.init))
+let sections = Set((option("--only") ?? "floor,compute,policy,audit,agents").split(separator: ",").map(String.init))
 let pycasbinScript = option("--pycasbin") ?? "pycasbin_bench.py"
 
 func loadAverage() -> String {
@@ -73,6 +73,9 @@ do {
     let workspace = try Workspace(httpPort: server.port)
     if sections.contains("floor") {
         try GuestBench(report: report, workspace: workspace, engines: engines, server: server, quick: quick).run()
+    }
+    if sections.contains("compute") {
+        try ComputeBench(report: report, engines: engines, quick: quick).run()
     }
     if sections.contains("policy") {
         try PolicyBench(report: report, scriptPath: pycasbinScript, quick: quick).run()
