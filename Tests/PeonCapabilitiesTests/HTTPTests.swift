@@ -5,6 +5,7 @@ import PeonCapabilities
 import Glibc
 #endif
 import PeonInterface
+import PeonTestSupport
 import Testing
 
 /// The URL is the policy resource: every spelling of one resource must canonicalize to one string,
@@ -111,7 +112,7 @@ import Testing
 /// Threat: a guest uses `http.send` for server-side request forgery (loopback, metadata, private
 /// ranges, via a literal, an alternative IP notation, a DNS name or a redirect), smuggles headers or
 /// a second request, reads the host's injected secrets, or exhausts the host with a huge or slow
-/// response. A local server (`TestHTTPServer`, on 127.0.0.1) proves refused calls never arrive.
+/// response. A local server (`LoopbackHTTPServer`, on 127.0.0.1) proves refused calls never arrive.
 @Suite(.serialized) struct HTTPTests {
     let capability = HTTPCapability(maxResponseBytes: 1 << 20, timeout: .seconds(10))
 
@@ -124,8 +125,17 @@ import Testing
             allowedAddresses: allowed, maxResponseBytes: maxResponseBytes, deadline: ContinuousClock.now + within)
     }
 
-    func withServer(_ body: (TestHTTPServer) throws -> Void) throws {
-        let server = try TestHTTPServer()
+    /// The routes every test's server answers.
+    static let routes: [String: LoopbackHTTPServer.Response] = [
+        "/hello": .init("hello"),
+        "/echo": .echo,
+        "/redirect": .init(status: 302, headers: [("Location", "http://169.254.169.254/latest/meta-data/")], ""),
+        "/big": .init(contentType: "application/octet-stream", bytes: [UInt8](repeating: 0x61, count: 100_000)),
+        "/slow": .init(delay: .seconds(3), "late"),
+    ]
+
+    func withServer(_ body: (LoopbackHTTPServer) throws -> Void) throws {
+        let server = try LoopbackHTTPServer(routes: Self.routes)
         defer { server.stop() }
         try body(server)
     }

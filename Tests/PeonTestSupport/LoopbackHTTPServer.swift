@@ -8,7 +8,8 @@ import Glibc
 /// end-to-end tests of agents that use `http`. It never listens on another interface.
 ///
 /// It answers each path from a fixed route table (404 for anything else) and records every request
-/// it receives, so a test can check what an agent sent, and prove a refused call never arrived.
+/// it receives, so a test can check what an agent sent, and prove a refused call never arrived. A
+/// route can also add header fields, answer late, or echo the raw request (``Response/echo``).
 public final class LoopbackHTTPServer: @unchecked Sendable {
     // Invariant: `requests` is only touched while `lock` is held; `listener`, `port` and `routes`
     // never change after `init`.
@@ -19,22 +20,40 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
         public var status: Int
         /// The `Content-Type` header.
         public var contentType: String
-        /// The body.
+        /// The body; ignored when ``echoesRequest`` is set.
         public var body: [UInt8]
+        /// Further header fields, sent after `Content-Type`, e.g. a redirect's `Location`.
+        public var headers: [(name: String, value: String)]
+        /// How long the server waits before answering, to test a client's deadline. While it waits
+        /// it serves no one else (one connection at a time).
+        public var delay: Duration
+        /// Whether the body is the request exactly as it arrived (head, blank line, body) instead of
+        /// ``body``, so a test can see what a client really put on the wire.
+        public var echoesRequest: Bool
 
         /// Creates an answer with `body` as UTF-8 text.
-        public init(status: Int = 200, contentType: String = "text/plain", _ body: String) {
-            self.status = status
-            self.contentType = contentType
-            self.body = Array(body.utf8)
+        public init(status: Int = 200, contentType: String = "text/plain", headers: [(name: String, value: String)] = [],
+                    delay: Duration = .zero, _ body: String) {
+            self.init(status: status, contentType: contentType, headers: headers, delay: delay, bytes: Array(body.utf8))
         }
 
         /// Creates an answer with `body` as raw bytes.
-        public init(status: Int = 200, contentType: String, bytes body: [UInt8]) {
+        public init(status: Int = 200, contentType: String, headers: [(name: String, value: String)] = [],
+                    delay: Duration = .zero, bytes body: [UInt8]) {
             self.status = status
             self.contentType = contentType
             self.body = body
+            self.headers = headers
+            self.delay = delay
+            self.echoesRequest = false
         }
+
+        /// An answer (200, `message/http`) whose body is the request's raw bytes as received.
+        public static let echo: Response = {
+            var answer = Response(contentType: "message/http", bytes: [])
+            answer.echoesRequest = true
+            return answer
+        }()
     }
 
     /// A request as the server received it.
@@ -145,7 +164,9 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
                               headers: Self.fields(of: head),
                               body: Array(data[headEnd..<(headEnd + contentLength)]))
         lock.withLock { requests.append(request) }
-        let answer = routes[request.path] ?? Response(status: 404, "not found\n")
+        var answer = routes[request.path] ?? Response(status: 404, "not found\n")
+        if answer.echoesRequest { answer.body = Array(data[..<(headEnd + contentLength)]) }
+        if answer.delay > .zero { Thread.sleep(forTimeInterval: answer.delay.timeInterval) }
         respond(connection, answer)
     }
 
@@ -166,9 +187,10 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
     }
 
     private func respond(_ connection: Int32, _ answer: Response) {
-        let reason = answer.status == 200 ? "OK" : answer.status == 404 ? "Not Found" : "Status"
-        let text = "HTTP/1.1 \(answer.status) \(reason)\r\nContent-Type: \(answer.contentType)\r\n"
-            + "Content-Length: \(answer.body.count)\r\nConnection: close\r\n\r\n"
+        var text = "HTTP/1.1 \(answer.status) \(Self.reasonPhrase(answer.status))\r\n"
+            + "Content-Type: \(answer.contentType)\r\n"
+        for field in answer.headers { text += "\(field.name): \(field.value)\r\n" }
+        text += "Content-Length: \(answer.body.count)\r\nConnection: close\r\n\r\n"
         let bytes = Array(text.utf8) + answer.body
         var offset = 0
         while offset < bytes.count {
@@ -176,5 +198,22 @@ public final class LoopbackHTTPServer: @unchecked Sendable {
             if sent <= 0 { return }
             offset += sent
         }
+    }
+
+    private static func reasonPhrase(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 301: "Moved Permanently"
+        case 302: "Found"
+        case 404: "Not Found"
+        default: "Status"
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, for APIs that take a `TimeInterval`.
+    fileprivate var timeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }
