@@ -62,7 +62,7 @@ public struct FileSystemCapability: Sendable {
     ///   - maxReadBytes: the largest file a read returns.
     ///   - maxWriteBytes: the largest write or append accepted.
     public init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
-        if workingDirectory.hasPrefix("/"), let components = try? Self.lexicalComponents(workingDirectory, base: []) {
+        if Self.isAbsolute(workingDirectory), let components = try? Self.lexicalComponents(workingDirectory, base: []) {
             self.workingDirectory = Self.join(components)
         } else {
             self.workingDirectory = workingDirectory
@@ -94,11 +94,11 @@ public struct FileSystemCapability: Sendable {
             throw HostError(.invalidArgument, "the path is longer than \(Self.maxPathBytes) bytes")
         }
         var base: [Substring] = []
-        if !guestPath.hasPrefix("/") {
-            guard workingDirectory.hasPrefix("/") else {
+        if !Self.isAbsolute(guestPath) {
+            guard Self.isAbsolute(workingDirectory) else {
                 throw HostError(.invalidArgument, "relative path '\(guestPath)' but the host has no absolute working directory")
             }
-            base = workingDirectory.split(separator: "/")
+            base = Self.components(of: workingDirectory)
         }
         let normalized = Self.join(try Self.lexicalComponents(guestPath, base: base))
         if normalized.utf8.count > Self.maxPathBytes {
@@ -110,11 +110,11 @@ public struct FileSystemCapability: Sendable {
     /// `base` followed by the components of `path`, with `.`, `..` and empty components resolved.
     static func lexicalComponents(_ path: String, base: [Substring]) throws(HostError) -> [Substring] {
         var components = base
-        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-            switch component {
-            case ".":
+        for component in Self.components(of: path) {
+            switch component.utf8.count {
+            case 1 where component.utf8.first == dot:
                 continue
-            case "..":
+            case 2 where component.utf8.allSatisfy({ $0 == dot }):
                 _ = components.popLast()
             default:
                 if component.utf8.count > maxNameBytes {
@@ -124,6 +124,22 @@ public struct FileSystemCapability: Sendable {
             }
         }
         return components
+    }
+
+    /// The names of `path`, split on the byte `/` with empty names dropped.
+    ///
+    /// Never split a path with `String.split(separator: "/")`: that compares Characters, and a slash that
+    /// shares a grapheme cluster with its neighbour (`"/\u{301}"`, or `"\u{600}/"`) is then not a
+    /// separator, while the kernel still reads the byte as one. A name hiding a slash would reach
+    /// `openat` as several components, resolved (and followed, if a symbolic link) by the kernel
+    /// without the walk's checks.
+    public static func components(of path: String) -> [Substring] {
+        path.utf8.split(separator: slash).map { Substring($0) }
+    }
+
+    /// Whether `path` begins with the byte `/` (see ``components(of:)`` for why not `hasPrefix`).
+    public static func isAbsolute(_ path: String) -> Bool {
+        path.utf8.first == slash
     }
 
     static func join(_ components: [Substring]) -> String {
@@ -286,7 +302,7 @@ public struct FileSystemCapability: Sendable {
         authorize: (String) -> Bool,
         final: (Int32, String?, String) throws(HostError) -> FinalStep<Result>
     ) throws(HostError) -> Result {
-        guard path.hasPrefix("/") else {
+        guard Self.isAbsolute(path) else {
             throw HostError(.invalidArgument, "\(operation) '\(path)': the path is not normalized")
         }
         if path.utf8.contains(0) {
@@ -296,7 +312,7 @@ public struct FileSystemCapability: Sendable {
         var hops = 0
 
         walk: while true {
-            let components = current.split(separator: "/")
+            let components = Self.components(of: current)
             let rootFD = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
             if rootFD < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
             var directory = Descriptor(rootFD)
@@ -350,7 +366,7 @@ public struct FileSystemCapability: Sendable {
         if target.isEmpty {
             throw HostError(.notFound, "\(operation): a symbolic link on the path is empty")
         }
-        let base = target.hasPrefix("/") ? [] : parent
+        let base = Self.isAbsolute(target) ? [] : parent
         let components = try Self.lexicalComponents(target, base: base) + rest
         let path = Self.join(components)
         if path.utf8.count > Self.maxPathBytes {
@@ -508,3 +524,6 @@ public struct FileSystemCapability: Sendable {
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 }
+
+private let slash = UInt8(ascii: "/")
+private let dot = UInt8(ascii: ".")

@@ -14,15 +14,58 @@
 /// Runs in O(segments(text) × segments(pattern) × segment length) at worst, with no recursion, so a
 /// hostile pattern or path cannot blow the stack or take exponential time.
 public func globMatches(_ text: String, pattern: String) -> Bool {
-    let textSegments = text.split(separator: "/", omittingEmptySubsequences: false)
-    let patternSegments = pattern.split(separator: "/", omittingEmptySubsequences: false)
-    return wildcardMatch(
-        count: textSegments.count, patternCount: patternSegments.count,
-        isStar: { patternSegments[$0] == "**" },
-        isOne: { _ in false },
-        matches: { t, p in
-            segmentMatches(Array(textSegments[t].unicodeScalars), Array(patternSegments[p].unicodeScalars))
-        })
+    // Matched on UTF-8 bytes: `/` and `*` never occur inside a multi-byte scalar, and a literal scalar's
+    // bytes can only match at scalar boundaries, so byte matching answers exactly as scalar matching would.
+    withContiguousUTF8(text) { textBytes in
+        withContiguousUTF8(pattern) { patternBytes in globMatches(textBytes, patternBytes) }
+    }
+}
+
+private func withContiguousUTF8<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    if let result = string.utf8.withContiguousStorageIfAvailable(body) { return result }
+    return Array(string.utf8).withUnsafeBufferPointer(body)
+}
+
+private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
+    let textCount = segmentCount(text)
+    let patternCount = segmentCount(pattern)
+    return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: textCount) { textSegments in
+        fillSegments(of: text, into: textSegments)
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: patternCount) { patternSegments in
+            fillSegments(of: pattern, into: patternSegments)
+            return wildcardMatch(
+                count: textCount, patternCount: patternCount,
+                isStar: { patternSegments[$0].count == 2 && pattern[patternSegments[$0].lowerBound] == star
+                    && pattern[patternSegments[$0].lowerBound + 1] == star },
+                isOne: { _ in false },
+                matches: { t, p in
+                    segmentMatches(UnsafeBufferPointer(rebasing: text[textSegments[t]]),
+                                   UnsafeBufferPointer(rebasing: pattern[patternSegments[p]]))
+                })
+        }
+    }
+}
+
+private let slash = UInt8(ascii: "/")
+private let star = UInt8(ascii: "*")
+
+/// The number of `/`-separated segments, empty ones included (`/a` has two).
+private func segmentCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+    var count = 1
+    for byte in bytes where byte == slash { count += 1 }
+    return count
+}
+
+/// The byte range of each segment, in order.
+private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, into segments: UnsafeMutableBufferPointer<Range<Int>>) {
+    var start = 0
+    var index = 0
+    for position in bytes.indices where bytes[position] == slash {
+        segments.initializeElement(at: index, to: start..<position)
+        index += 1
+        start = position + 1
+    }
+    segments.initializeElement(at: index, to: start..<bytes.count)
 }
 
 /// Whether a resource glob is well formed: `**` only as a whole segment, no `***`.
@@ -34,10 +77,10 @@ func globIsWellFormed(_ pattern: String) -> Bool {
 }
 
 /// One segment: `*` matches any run of scalars (the segment contains no `/`).
-private func segmentMatches(_ text: [Unicode.Scalar], _ pattern: [Unicode.Scalar]) -> Bool {
+private func segmentMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
     wildcardMatch(
         count: text.count, patternCount: pattern.count,
-        isStar: { pattern[$0] == "*" },
+        isStar: { pattern[$0] == star },
         isOne: { _ in false },
         matches: { text[$0] == pattern[$1] })
 }

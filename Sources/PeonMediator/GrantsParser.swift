@@ -424,7 +424,7 @@ private struct Reader {
     func exec(_ table: TOMLTable, _ path: String) throws(GrantsError) -> ExecGrant {
         try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval"])
         guard let program = try string(table, "program", path) else { throw fail(path, "missing key `program`") }
-        guard program.hasPrefix("/"), normalizeLexically(program) == program, !program.contains("*") else {
+        guard FileSystemCapability.isAbsolute(program), normalizeLexically(program).utf8.elementsEqual(program.utf8), !program.contains("*") else {
             throw fail(join(path, "program"), "`\(program)` must be an absolute, normalized path without wildcards")
         }
         try checkPolicyCell(program, join(path, "program"))
@@ -452,9 +452,9 @@ func isIdentifier(_ text: String) -> Bool {
 /// Collapses `//`, `.` and `..` (never above `/`) and drops a trailing `/`; the input must be absolute.
 func normalizeLexically(_ path: String) -> String {
     var parts: [Substring] = []
-    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
-        if part == "." { continue }
-        if part == ".." {
+    for part in FileSystemCapability.components(of: path) {
+        if part.utf8.elementsEqual(".".utf8) { continue }
+        if part.utf8.elementsEqual("..".utf8) {
             if !parts.isEmpty { parts.removeLast() }
             continue
         }

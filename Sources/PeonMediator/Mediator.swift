@@ -322,7 +322,7 @@ public final class Mediator: HostInterface {
 
     /// `exec.run`: decided on `exec:PROGRAM`, `exec.run` and the argument vector (``ArgumentVector``).
     public func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
-        guard program.hasPrefix("/"), normalizeLexically(program) == program, !program.utf8.contains(0),
+        guard FileSystemCapability.isAbsolute(program), normalizeLexically(program).utf8.elementsEqual(program.utf8), !program.utf8.contains(0),
               !arguments.contains(where: { $0.utf8.contains(0) })
         else {
             throw try refuseEarly("exec.run", resource: "exec:" + sanitize(program),

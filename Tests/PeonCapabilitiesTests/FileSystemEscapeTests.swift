@@ -36,6 +36,28 @@ import Glibc
         }
     }
 
+    /// `"\u{600}/"` and `"/\u{301}"` are single Characters, so splitting the path as a `String` would keep a
+    /// name like `x\u{600}/other.txt` whole, and `openat` would then follow the link `x\u{600}` inside the
+    /// kernel, unchecked. Paths are split on the byte `/`, so the walk sees (and authorizes) the link.
+    @Test(arguments: [("x\u{600}", "other.txt"), ("dir-out", "\u{301}other.txt")])
+    func aSlashHiddenInAGraphemeClusterStillSeparatesNamesSoALinkBehindItIsChecked(link: String, file: String) throws {
+        try withFileSystemFixture { fixture in
+            let manager = FileManager.default
+            if !manager.fileExists(atPath: fixture.workspace + "/" + link) {
+                try manager.createSymbolicLink(atPath: fixture.workspace + "/" + link, withDestinationPath: "../sibling")
+            }
+            try "sibling".write(toFile: fixture.root + "/sibling/" + file, atomically: false, encoding: .utf8)
+            let path = try fixture.capability.normalize(link + "/" + file)
+            #expect(FileSystemCapability.components(of: path).suffix(2).map(String.init) == [link, file])
+            var asked: [String] = []
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.read(path, authorize: { asked.append($0); return fixture.isGranted($0) })
+            }
+            #expect(error?.code == .denied)
+            #expect(asked == [fixture.root + "/sibling/" + file])
+        }
+    }
+
     @Test func aSymbolicLinkInTheMiddleOfThePathLeadingToASiblingTreeIsRefused() throws {
         try withFileSystemFixture { fixture in
             let before = try fixture.snapshot()

@@ -23,6 +23,12 @@ import Testing
         ("http:https://a.example.com/", "http:https://*.example.com/**", true),
         ("db:analytics/orders", "db:analytics/*", true),
         ("db:analytics/orders", "db:analytics/customers", false),
+        // A slash that shares a grapheme cluster with its neighbour is still a separator (the kernel reads bytes).
+        ("fs:/srv/a/\u{301}b", "fs:/srv/*", false),
+        ("fs:/srv/a\u{600}/b", "fs:/srv/*", false),
+        ("fs:/srv/a\u{600}/b", "fs:/srv/*/b", true),
+        ("fs:/srv/caf\u{E9}.txt", "fs:/srv/cafe\u{301}.txt", false),
+        ("fs:/srv/\u{E9}\u{E9}", "fs:/srv/*\u{E9}", true),
     ])
     func resourceGlobs(text: String, pattern: String, expected: Bool) {
         #expect(globMatches(text, pattern: pattern) == expected)
