@@ -45,7 +45,11 @@ extension GuestAccess {
             throw GuestMemoryError("a write of \(bytes.count) bytes is larger than a 32-bit memory")
         }
         try withMutableMemory(at: offset, count: count) { buffer in
-            _ = buffer.initializeMemory(as: UInt8.self, from: bytes)
+            // One memcpy for contiguous bytes (arrays, string UTF-8); element by element otherwise.
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(source))
+            }
+            if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: bytes) }
         }
     }
 

@@ -244,7 +244,10 @@ private final class Snapshot: Sendable {
                 continue
             }
         }
-        self.terms = terms
+        // Exact terms first: one dictionary lookup each, and usually a handful of rows, after which the role
+        // terms (a union over every role of the subject, then a sort) are not worth building.
+        self.terms = terms.filter { if case .exact = $0 { true } else { false } }
+            + terms.filter { if case .role = $0 { true } else { false } }
         var indexes: [Int: [ExactKey: [Int]]] = [:]
         for term in terms {
             let field: Int
@@ -259,6 +262,10 @@ private final class Snapshot: Sendable {
         self.indexes = indexes
     }
 
+    /// A candidate list this short is tried as it is: evaluating the matcher on a few rows costs less than
+    /// narrowing it further through a role term.
+    private static let fewEnoughCandidates = 4
+
     /// The rows that can possibly match, in order, or nil when every row must be tried.
     private func candidates(_ request: [PolicyValue]) -> [Int]? {
         var best: [Int]? = nil
@@ -269,6 +276,7 @@ private final class Snapshot: Sendable {
                 guard case .string(let text) = request[requestField] else { return [] }
                 list = indexes[field]?[ExactKey(text)] ?? []
             case .role(let graphName, let requestField, let field, let domainSource):
+                if let best, best.count <= Self.fewEnoughCandidates { return best }
                 guard case .string(let subject) = request[requestField], let graph = roleGraphs[graphName] else { continue }
                 var domain = ""
                 switch domainSource {
