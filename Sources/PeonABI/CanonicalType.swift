@@ -61,33 +61,39 @@ public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible 
     }
 
     /// The alignment in linear memory, in bytes (1, 2, 4 or 8).
-    public var alignment: Int {
-        switch self {
-        case .bool, .u8, .s8: 1
-        case .u16, .s16: 2
-        case .u32, .s32, .f32, .string, .list: 4
-        case .u64, .s64, .f64: 8
-        case .record(let fields): fields.reduce(1) { max($0, $1.alignment) }
-        case .variant(let cases): max(Self.discriminantSize(cases.count), Self.maxCaseAlignment(cases))
-        }
-    }
+    public var alignment: Int { layout.alignment }
 
     /// The size in linear memory, in bytes, including trailing padding to ``alignment``.
-    public var size: Int {
+    public var size: Int { layout.size }
+
+    /// Size and alignment computed together in one walk of the type (they are asked for on every lowered value).
+    private var layout: (size: Int, alignment: Int) {
         switch self {
-        case .bool, .u8, .s8: return 1
-        case .u16, .s16: return 2
-        case .u32, .s32, .f32: return 4
-        case .u64, .s64, .f64, .string, .list: return 8
+        case .bool, .u8, .s8: return (1, 1)
+        case .u16, .s16: return (2, 2)
+        case .u32, .s32, .f32: return (4, 4)
+        case .string, .list: return (8, 4)
+        case .u64, .s64, .f64: return (8, 8)
         case .record(let fields):
             var size = 0
+            var alignment = 1
             for field in fields {
-                size = alignUp(size, to: field.alignment) + field.size
+                let inner = field.layout
+                size = alignUp(size, to: inner.alignment) + inner.size
+                alignment = max(alignment, inner.alignment)
             }
-            return alignUp(size, to: alignment)
+            return (alignUp(size, to: alignment), alignment)
         case .variant(let cases):
-            let payloadSize = cases.reduce(0) { max($0, $1?.size ?? 0) }
-            return alignUp(payloadOffset + payloadSize, to: alignment)
+            var payloadSize = 0
+            var caseAlignment = 1
+            for case let payload? in cases {
+                let inner = payload.layout
+                payloadSize = max(payloadSize, inner.size)
+                caseAlignment = max(caseAlignment, inner.alignment)
+            }
+            let discriminant = Self.discriminantSize(cases.count)
+            let alignment = max(discriminant, caseAlignment)
+            return (alignUp(alignUp(discriminant, to: caseAlignment) + payloadSize, to: alignment), alignment)
         }
     }
 

@@ -13,6 +13,14 @@ enum JSONWriter {
             out.reserveCapacity(out.count + bytes.count + 1)
             var i = 0
             while i < bytes.count {
+                // Copy the run of bytes that need no escape in one go.
+                var end = i
+                while end < bytes.count, isPlain(bytes[end]) { end += 1 }
+                if end > i {
+                    out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[i..<end]))
+                    i = end
+                    if i == bytes.count { break }
+                }
                 let b = bytes[i]
                 switch b {
                 case 0x22: out.append(0x5C); out.append(0x22)
@@ -35,6 +43,13 @@ enum JSONWriter {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// Whether `byte` is copied as it is: printable ASCII other than `"` and `\`, or a UTF-8 byte other than
+    /// 0xE2 (the lead byte of U+2028 and U+2029).
+    @inline(__always)
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte != 0x7F && byte != 0xE2
     }
 
     /// Appends `\uXXXX` with lowercase hex digits.

@@ -42,6 +42,8 @@ public import PeonInterface
 public struct FileSystemCapability: Sendable {
     /// The folder that relative guest paths start from. Must be absolute.
     public let workingDirectory: String
+    /// ``workingDirectory``'s names, split once.
+    private let workingDirectoryComponents: [Substring]
     /// The largest file ``read(_:authorize:)`` returns, in bytes (default 64 MiB).
     public let maxReadBytes: Int
     /// The largest `data` that ``write(_:data:authorize:)`` and ``append(_:data:authorize:)`` accept (default 64 MiB).
@@ -67,6 +69,7 @@ public struct FileSystemCapability: Sendable {
         } else {
             self.workingDirectory = workingDirectory
         }
+        workingDirectoryComponents = Self.components(of: self.workingDirectory)
         self.maxReadBytes = max(0, maxReadBytes)
         self.maxWriteBytes = max(0, maxWriteBytes)
     }
@@ -98,7 +101,7 @@ public struct FileSystemCapability: Sendable {
             guard Self.isAbsolute(workingDirectory) else {
                 throw HostError(.invalidArgument, "relative path '\(guestPath)' but the host has no absolute working directory")
             }
-            base = Self.components(of: workingDirectory)
+            base = workingDirectoryComponents
         }
         let normalized = Self.join(try Self.lexicalComponents(guestPath, base: base))
         if normalized.utf8.count > Self.maxPathBytes {

@@ -576,6 +576,14 @@ func payloadDetails(_ bytes: [UInt8], prefix: String) -> [String: String] {
 
 /// Control characters (and the line break) escaped, so a guest cannot forge log or message lines.
 func sanitize(_ text: String) -> String {
+    // Most text has no control character: return it unchanged without rebuilding it scalar by scalar.
+    // C1 controls (U+0080–U+009F) are 0xC2 0x80–0x9F in UTF-8.
+    var previous: UInt8 = 0
+    let clean = text.utf8.allSatisfy { byte in
+        defer { previous = byte }
+        return byte >= 0x20 && byte != 0x7F && !(previous == 0xC2 && (0x80...0x9F).contains(byte))
+    }
+    if clean { return text }
     var out = ""
     for scalar in text.unicodeScalars {
         if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
@@ -593,7 +601,7 @@ private func guestVisible(_ resource: String) -> String {
     var text = resource
     for kind in ["fs:", "http:", "db:", "exec:"] where text.hasPrefix(kind) { text.removeFirst(kind.count) }
     let clean = sanitize(text)
-    return clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
+    return clean.utf8.count > 200 && clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
 }
 
 /// `scheme://host[:port]/path[?query]` with lowercase scheme and host, default port dropped, no user

@@ -70,7 +70,7 @@ struct AgentBench {
 
     private func concurrentAgents() throws {
         let agents = 100
-        let calls = Int(ProcessInfo.processInfo.environment["PEON_BENCH_AGENT_CALLS"] ?? "") ?? (quick ? 500 : 2_000)
+        let calls = Int(ProcessInfo.processInfo.environment["PEON_BENCH_AGENT_CALLS"] ?? "") ?? (quick ? 500 : 10_000)
         var rows: [[String]] = []
         for engine in engines {
             let (session, auditPath) = try workspace.session(sync: .batch, name: "agents-\(engine.name)")
