@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import Synchronization
 import Crypto
 
@@ -12,9 +13,10 @@ import Crypto
 /// |---|---|---|---|
 /// | `always` | every entry written and fsynced | nothing | nothing |
 /// | `effects` (default) | durable entries written and fsynced; others written | nothing | non-durable entries since the last fsync (reads, outcomes) |
-/// | `batch` | entries kept in memory, written and fsynced per 256 KiB, checkpoint and close | up to one batch | up to one batch, including entries of side effects that already ran |
+/// | `batch` | entries kept in memory, written and fsynced per 256 KiB (in the background), checkpoint and close | what was not yet written (a few batches at most) | the same, including entries of side effects that already ran |
 ///
-/// Concurrent callers share fsyncs (group commit), so `always` costs less per entry as concurrency rises.
+/// Concurrent callers share fsyncs (group commit), so `always` costs less per entry as concurrency rises. In `batch`
+/// mode no caller waits for the disk unless the disk falls behind by more than ``AuditLog/maxQueuedBytes``.
 public enum AuditSyncMode: String, Sendable, CaseIterable {
     /// Every entry is durable before `append` returns.
     case always
@@ -50,8 +52,11 @@ public final class AuditLog: Sendable {
     /// The most bytes a line adds around its record's fields: `{"seq":` + 20 digits + `,"time":"` + 27 + `"` +
     /// `,"prev":"` + 64 + `"}`.
     static let framingBytes = 8 + 20 + 9 + 27 + 1 + 9 + 64 + 2
-    /// In `batch` mode, queued bytes that trigger a write.
+    /// In `batch` mode, queued bytes that trigger a background write.
     static let batchBytes = 1 << 18
+    /// In `batch` mode, queued bytes at which an appender stops and writes itself: the disk is behind, and memory
+    /// (and what a crash would lose) must stay bounded.
+    public static let maxQueuedBytes = 1 << 22
 
     private let signer: CheckpointSigner
     private let fd: Int32
@@ -69,6 +74,13 @@ public final class AuditLog: Sendable {
         var written: UInt64
         var synced: UInt64
     }
+
+    /// Runs batch writes and periodic checkpoints off the appending threads, one at a time.
+    private let background = DispatchQueue(label: "peon-wasm.audit-log")
+    /// Whether a background write is queued and not yet started (at most one is).
+    private let writeScheduled = Atomic<Bool>(false)
+    /// Whether a periodic checkpoint is due.
+    private let checkpointDue = Atomic<Bool>(false)
 
     private let sequencer: Mutex<Sequencer>
     /// Held while touching the file; always taken before `sequencer` when both are needed.
@@ -238,12 +250,40 @@ public final class AuditLog: Sendable {
         switch sync {
         case .always: try flush(through: seq + 1, fsync: true)
         case .effects: try flush(through: seq + 1, fsync: durable)
-        case .batch: if queued >= Self.batchBytes { try flush(through: seq + 1, fsync: true) }
+        case .batch:
+            if queued >= Self.maxQueuedBytes {
+                try flush(through: seq + 1, fsync: true)
+            } else if queued >= Self.batchBytes {
+                scheduleBackgroundWrite()
+            }
         }
         if checkpointEvery > 0, (seq + 1) % UInt64(checkpointEvery) == 0 {
-            try writeCheckpoint()
+            // Signing and replacing the checkpoint file (three fsyncs) would stall this caller; the entries are
+            // already as durable as the mode promises, so the checkpoint follows in the background.
+            checkpointDue.store(true, ordering: .releasing)
+            scheduleBackgroundWrite()
         }
         return seq
+    }
+
+    /// Queues one background job that writes and fsyncs what is queued, and signs a checkpoint if one is due.
+    /// A failure is kept like a failed foreground write: every later append refuses.
+    private func scheduleBackgroundWrite() {
+        guard writeScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        background.async { [self] in
+            writeScheduled.store(false, ordering: .releasing)
+            do throws(AuditError) {
+                if checkpointDue.exchange(false, ordering: .acquiringAndReleasing) {
+                    try writeCheckpoint()
+                } else {
+                    try flush(through: size, fsync: true)
+                }
+            } catch {
+                sequencer.withLock { $0.failure = $0.failure ?? error }
+            }
+        }
     }
 
     /// Writes (and optionally fsyncs) everything queued, unless another caller already did so past `count` entries.
@@ -276,6 +316,19 @@ public final class AuditLog: Sendable {
         return (end, root)
     }
 
+    /// Waits for background writes, then writes and fsyncs every entry appended so far: after it returns, a
+    /// machine crash loses nothing that was appended before the call, in any sync mode.
+    ///
+    /// - Throws: ``AuditError/Code/failed`` if a write, fsync or background checkpoint failed earlier (the log has
+    ///   stopped), ``AuditError/Code/io`` if this write fails.
+    public func synchronize() throws(AuditError) {
+        background.sync {}
+        if let failure = sequencer.withLock({ $0.failure }) {
+            throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
+        }
+        try flush(through: size, fsync: true)
+    }
+
     /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log.
     public func writeCheckpoint() throws(AuditError) {
         try writer.withLock { w throws(AuditError) in
@@ -292,6 +345,7 @@ public final class AuditLog: Sendable {
             return s.closed
         }
         guard !wasClosed else { return }
+        background.sync {}  // let a queued background write finish first
         defer {
             _ = flock(fd, LOCK_UN)
             posixClose(fd)

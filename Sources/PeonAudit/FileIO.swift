@@ -98,7 +98,7 @@ enum FileIO {
     /// Replaces `path` atomically: write a temporary file beside it, fsync, rename over, fsync the directory.
     static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644) throws(AuditError) {
         let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw ioError(temp, "cannot create") }
         do throws(AuditError) {
             try writeAll(fd: fd, contents[...], path: temp)

@@ -161,6 +161,32 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(throws: AuditError(.failed, "")) { try log.append(record(1), durable: true) }
     }
 
+    /// Periodic checkpoints are written in the background; one that fails must stop the log like a failed write,
+    /// so no later call runs unrecorded-but-unsigned, and what was appended before stays on disk.
+    @Test(arguments: [AuditSyncMode.effects, .batch])
+    func aCheckpointThatFailsInTheBackgroundStopsTheLog(_ mode: AuditSyncMode) throws {
+        let path = dir.path + "/background-\(mode).jsonl"
+        // A folder where the checkpoint's temporary file must go: creating it fails.
+        try FileManager.default.createDirectory(atPath: path + ".checkpoint.tmp", withIntermediateDirectories: false)
+        let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 5)
+        for i in 0..<5 { try log.append(record(i), durable: false) }
+        #expect(throws: AuditError(.failed, "")) { try log.synchronize() }
+        #expect(throws: AuditError(.failed, "")) { try log.append(record(5), durable: false) }
+        try log.close()
+        #expect(try lines(of: path).count == 5)
+        #expect(!FileManager.default.fileExists(atPath: path + ".checkpoint"))
+    }
+
+    @Test(arguments: AuditSyncMode.allCases)
+    func synchronizeLeavesEveryAppendedEntryInTheFile(_ mode: AuditSyncMode) throws {
+        let path = dir.path + "/synchronize-\(mode).jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 0)
+        for i in 0..<40 { try log.append(record(i), durable: false) }
+        try log.synchronize()
+        #expect(try lines(of: path).count == 40)
+        try log.close()
+    }
+
     /// Many threads append at once: the file holds every record exactly once, `seq` runs 0..<n without gaps, each
     /// thread's records keep their order, and the log verifies.
     @Test(arguments: [AuditSyncMode.always, .effects, .batch])
