@@ -13,6 +13,8 @@ let package = Package(
     targets: [
         // SQLite itself, for the native twin of db.query / db.execute.
         .systemLibrary(name: "CSQLiteBench", path: "Sources/CSQLiteBench"),
+        // glibc's malloc statistics, for memory per live instance.
+        .systemLibrary(name: "CMallocInfo", path: "Sources/CMallocInfo"),
         .executableTarget(
             name: "PeonBench",
             dependencies: [
@@ -28,6 +30,7 @@ let package = Package(
                 .product(name: "PeonABI", package: "peon-wasm"),
                 .product(name: "WAT", package: "WasmKit"),
                 "CSQLiteBench",
+                "CMallocInfo",
             ],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny"), .enableUpcomingFeature("InternalImportsByDefault")]),
     ],

@@ -1,3 +1,4 @@
+import CMallocInfo
 import Foundation
 
 /// Per-operation timings: each sample is one batch of `batch` operations divided by `batch`.
@@ -84,6 +85,12 @@ final class Report {
         for row in rows { line("| " + row.joined(separator: " | ") + " |") }
         line()
     }
+}
+
+/// Bytes the C heap has handed out and not taken back (glibc `mallinfo2`), including large mmap'd blocks.
+func heapBytesInUse() -> Int {
+    let info = mallinfo2()
+    return Int(info.uordblks) + Int(info.hblkhd)
 }
 
 /// Resident set size of this process in bytes (Linux /proc/self/statm).
