@@ -19,3 +19,13 @@ int peon_set_parent_death_signal(int signal) {
     return -1;
 #endif
 }
+
+static _Thread_local int lowering_depth;
+
+int peon_lowering_depth(void) {
+    return lowering_depth;
+}
+
+void peon_adjust_lowering_depth(int delta) {
+    lowering_depth += delta;
+}

@@ -1,7 +1,7 @@
 public import PeonABI
 public import PeonEngine
 public import PeonInterface
-import Synchronization
+import CPeonSupport
 
 /// The `peon:host@0.1.0` world (`wit/peon.wit`) bound to core modules: the host functions a guest's
 /// `peon:host/...` imports resolve to, the exact core signatures the canonical ABI gives them, the
@@ -51,11 +51,11 @@ public enum PeonHostBindings {
 
     /// One host function per WIT function, each calling `host`. Arguments are lifted under `limits`;
     /// a guest passing more than they allow gets `error(limit-exceeded)` and `host` is not called.
+    /// The functions keep no per-instance state: one array may serve many instances, on many threads.
     public static func hostFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits()) -> [HostFunction] {
-        let mayLeave = LeaveGuard()
-        return bindings.map { binding in
+        bindings.map { binding in
             HostFunction(module: binding.module, name: binding.name, signature: binding.function.importSignature) { guest, arguments in
-                try binding.call(host, guest: guest, arguments: arguments, limits: limits, mayLeave: mayLeave)
+                try binding.call(host, guest: guest, arguments: arguments, limits: limits)
             }
         }
     }
@@ -134,10 +134,9 @@ extension PeonHostBindings {
 
         /// One guest call: lift, call the host, lower. Guest faults are rethrown naming the import.
         func call(
-            _ host: any HostInterface, guest: any GuestAccess, arguments: HostArguments, limits: CanonicalLimits,
-            mayLeave: LeaveGuard
+            _ host: any HostInterface, guest: any GuestAccess, arguments: HostArguments, limits: CanonicalLimits
         ) throws -> WasmValue? {
-            guard mayLeave.isOpen else {
+            guard LeaveGuard.isOpen else {
                 throw GuestMemoryError(
                     "\(qualifiedName): called from inside cabi_realloc while the host was returning another call's result; "
                         + "the canonical ABI forbids calling imports there")
@@ -158,7 +157,7 @@ extension PeonHostBindings {
                     returnArea = pointer
                     result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded, limit.message)))
                 }
-                return try mayLeave.closed { try function.lowerImportResult(result, returnArea: returnArea, guest: guest) }
+                return try LeaveGuard.closed { try function.lowerImportResult(result, returnArea: returnArea, guest: guest) }
             } catch let error as GuestMemoryError {
                 throw GuestMemoryError("\(qualifiedName): \(error.message)")
             } catch let error as CanonicalLimitExceeded {
@@ -167,16 +166,15 @@ extension PeonHostBindings {
         }
     }
 
-    /// The canonical ABI's `may_leave` flag for one set of host functions: closed while the host is
-    /// lowering a result (and so inside the guest's `cabi_realloc`), when an import call must trap.
-    final class LeaveGuard: Sendable {
-        private let depth = Atomic<Int>(0)
+    /// The canonical ABI's `may_leave` flag: closed while the host is lowering a result (and so inside the
+    /// guest's `cabi_realloc`), when an import call must trap. Kept per thread (the guest code that could call
+    /// runs on the lowering thread), so the host functions hold no per-instance state and may be shared.
+    enum LeaveGuard {
+        static var isOpen: Bool { peon_lowering_depth() == 0 }
 
-        var isOpen: Bool { depth.load(ordering: .relaxed) == 0 }
-
-        func closed<R>(_ body: () throws -> R) rethrows -> R {
-            depth.add(1, ordering: .relaxed)
-            defer { depth.subtract(1, ordering: .relaxed) }
+        static func closed<R>(_ body: () throws -> R) rethrows -> R {
+            peon_adjust_lowering_depth(1)
+            defer { peon_adjust_lowering_depth(-1) }
             return try body()
         }
     }

@@ -1,7 +1,9 @@
+import Foundation
 import PeonABI
 import PeonEngine
 import PeonInterface
 import PeonRuntime
+import Synchronization
 import Testing
 
 /// Each `peon:host` import, called the way a canonical-ABI guest calls it, reaches the matching
@@ -263,5 +265,47 @@ import Testing
         guest.onRealloc = nil
         _ = try invoke(log, guest: guest, [.i32(1), message, messageLength])
         #expect(host.calls.last == .log(.info, "sneaky"), "the guard reopens after the failed call")
+    }
+
+    /// The `may_leave` guard is per thread: while one instance's result is being lowered (its `cabi_realloc` is
+    /// running), another instance on another thread, bound through the same host-function array, is served.
+    @Test func oneSetOfHostFunctionsServesInstancesOnSeveralThreadsAtOnce() throws {
+        final class Outcome: Sendable { let text = Mutex("not run") }
+        let host = RecordingHost()
+        let read = try #require(PeonHostBindings.hostFunctions(for: host).first { $0.name == "read" })
+        let insideRealloc = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        let finished = DispatchSemaphore(value: 0)
+        let first = Outcome()
+        let thread = Thread {
+            let guest = FakeGuest()
+            var arena = Arena(guest: guest)
+            let (path, length) = arena.place("first.txt")
+            var paused = false
+            guest.onRealloc = {
+                guard !paused else { return }
+                paused = true
+                insideRealloc.signal()
+                release.wait()
+            }
+            do {
+                _ = try invoke(read, guest: guest, [path, length, .i32(UInt32(Self.returnArea))])
+                first.text.withLock { $0 = guest.memory[Self.returnArea] == 0 ? "ok" : "error result" }
+            } catch {
+                first.text.withLock { $0 = "\(error)" }
+            }
+            finished.signal()
+        }
+        thread.start()
+        insideRealloc.wait()
+        let guest = FakeGuest()
+        var arena = Arena(guest: guest)
+        let (path, length) = arena.place("second.txt")
+        _ = try invoke(read, guest: guest, [path, length, .i32(UInt32(Self.returnArea))])
+        #expect(guest.memory[Self.returnArea] == 0)
+        release.signal()
+        finished.wait()
+        #expect(first.text.withLock { $0 } == "ok")
+        #expect(Set(host.calls.map { "\($0)" }) == ["read(\"first.txt\")", "read(\"second.txt\")"])
     }
 }

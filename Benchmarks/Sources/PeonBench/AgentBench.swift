@@ -87,7 +87,7 @@ struct AgentBench {
             let probeStart = session.audit.size
             guard try probe.loop("fs_read", [path.0, path.1], count: 10) == 10 else { throw BenchFailure("probe reads failed") }
             let entriesPerCall = Int(session.audit.size - probeStart) / 10
-            // Each instance gets its own bindings: they carry per-instance canonical-ABI state (may-leave).
+            // Every agent shares the session and its host functions (they keep no per-instance state).
             let ok = SharedCounter()
             let failures = SharedFailures()
             let ready = DispatchGroup()
