@@ -91,7 +91,7 @@ struct MatcherCompiler {
                 let wantEqual = op == .equal
                 return { context in
                     guard case .string(let text) = context.request[request] else { return .bool(!wantEqual) }
-                    return .bool(text.utf8.elementsEqual(context.policy[field].utf8) == wantEqual)
+                    return .bool(sameBytes(text, context.policy[field]) == wantEqual)
                 }
             }
             let left = try compile(lhs), right = try compile(rhs)
@@ -330,7 +330,7 @@ struct MatcherCompiler {
     /// Equality as Casbin's evaluators see it: same type and same value; strings compared exactly.
     static func same(_ lhs: PolicyValue, _ rhs: PolicyValue) -> Bool {
         switch (lhs, rhs) {
-        case (.string(let a), .string(let b)): a.utf8.elementsEqual(b.utf8)
+        case (.string(let a), .string(let b)): sameBytes(a, b)
         case (.number(let a), .number(let b)): a == b
         case (.bool(let a), .bool(let b)): a == b
         case (.object(let a), .object(let b)): a == b

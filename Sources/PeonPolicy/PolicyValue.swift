@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A value in an authorization request, or the result of a matcher expression.
 ///
 /// Requests carry strings in the common case (`alice`, `/data/1`, `read`), but ABAC matchers read
@@ -79,7 +85,7 @@ struct ExactKey: Hashable, Sendable {
 
     init(_ text: String) { self.text = text }
 
-    static func == (lhs: ExactKey, rhs: ExactKey) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+    static func == (lhs: ExactKey, rhs: ExactKey) -> Bool { sameBytes(lhs.text, rhs.text) }
 
     func hash(into hasher: inout Hasher) {
         let hashed: Void? = text.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
@@ -87,4 +93,19 @@ struct ExactKey: Hashable, Sendable {
             for byte in text.utf8 { hasher.combine(byte) }
         }
     }
+}
+
+/// Whether two strings have the same UTF-8 bytes: Casbin's string equality (Swift's `==` would also equate
+/// canonically equivalent strings). Compares lengths, then memory, where `utf8.elementsEqual` walks byte by byte.
+@inline(__always)
+func sameBytes(_ lhs: String, _ rhs: String) -> Bool {
+    guard lhs.utf8.count == rhs.utf8.count else { return false }
+    let compared = lhs.utf8.withContiguousStorageIfAvailable { left in
+        rhs.utf8.withContiguousStorageIfAvailable { right in
+            guard let leftBytes = left.baseAddress, let rightBytes = right.baseAddress else { return left.count == right.count }
+            return memcmp(leftBytes, rightBytes, left.count) == 0
+        }
+    }
+    if let result = compared ?? nil { return result }
+    return lhs.utf8.elementsEqual(rhs.utf8)
 }

@@ -40,7 +40,7 @@ struct RoleGraph: Sendable {
 
     /// Whether `subject` has `role` (directly, transitively, or by being it) in `domain`.
     func hasLink(_ subject: String, _ role: String, domain: String) -> Bool {
-        if subject.utf8.elementsEqual(role.utf8) { return true }
+        if sameBytes(subject, role) { return true }
         return reachable[ExactKey(domain)]?[ExactKey(subject)]?.contains(ExactKey(role)) ?? false
     }
 
