@@ -255,7 +255,7 @@ public final class AuditLog: Sendable {
         case .batch:
             if queued >= Self.batchBytes {
                 try flush(through: seq + 1, fsync: false)
-                if writer.withLock({ $0.written - $0.synced }) >= Self.maxUnsyncedEntries {
+                if writer.withLock({ $0.written > $0.synced ? $0.written - $0.synced : 0 }) >= Self.maxUnsyncedEntries {
                     try flush(through: seq + 1, fsync: true)
                 } else {
                     scheduleBackgroundSync()
