@@ -113,6 +113,10 @@ public final class HTTPCapability: Sendable {
             proxy: nil,
             decompression: .disabled)
         configuration.connectionPool = .init(idleTimeout: .seconds(1))
+        // One attempt per call: by default the client retries a refused or failed connection with backoff until
+        // the connect timeout, which here is the whole deadline, so a guest would wait 30 s to learn a port is closed.
+        // Retrying is the guest's decision (each attempt is then its own mediated, audited call).
+        configuration.connectionPool.retryConnectionEstablishment = false
         if case .name(let name) = url.host {
             // Connect to the address checked above; the Host header and TLS name stay `name`.
             configuration.dnsOverride = [name: address.description]

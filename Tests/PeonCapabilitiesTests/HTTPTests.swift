@@ -299,10 +299,13 @@ import Testing
         }
     }
 
-    @Test func aConnectionRefusedIsIO() {
+    /// A refused connection is answered at once, not retried until the deadline (the client's default).
+    @Test func aConnectionRefusedIsIOWithoutWaitingForTheDeadline() {
         // Port 1 on loopback: nothing listens there.
-        let error = hostError { () throws(HostError) in try send("http://127.0.0.1:1/", allowed: ["127.0.0.1"]) }
+        let started = ContinuousClock.now
+        let error = hostError { () throws(HostError) in try send("http://127.0.0.1:1/", allowed: ["127.0.0.1"], within: .seconds(30)) }
         #expect(error?.code == .io)
+        #expect(ContinuousClock.now - started < .seconds(15), "a refused connection was retried until the deadline")
     }
 
     @Test func afterShutdownNothingIsSent() throws {
