@@ -178,4 +178,8 @@ public protocol HostInterface: AnyObject, Sendable {
     func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput
     /// `log.log`: a line on the host's stderr, prefixed with the module name, rate-limited.
     func log(level: LogLevel, message: String)
+    /// A call that never reached its method: its arguments were over the host's size limits, so they were not
+    /// decoded, and the guest gets `error` back. `call` is the WIT function (`fs.write`, `http.send`). It exists so
+    /// that such a refusal leaves a trace too: the mediator audits it as a denial.
+    func refused(call: String, error: HostError)
 }

@@ -370,6 +370,16 @@ public final class Mediator: HostInterface {
         configuration.logSink("[\(configuration.module)] \(level): \(text)")
     }
 
+    // MARK: Refused before decoding
+
+    /// A call whose arguments were over the host's size limits: audited as a denial on `KIND:?` (the arguments
+    /// were never decoded, so the resource is unknown). If the log cannot be written the log has stopped, and
+    /// every later call is refused.
+    public func refused(call: String, error: HostError) {
+        let kind = call.split(separator: ".", maxSplits: 1).first.map(String.init) ?? call
+        _ = try? refuseEarly(call, resource: kind + ":?", error)
+    }
+
     // MARK: The pipeline
 
     /// An admitted call: what the outcome entry and the capability need.

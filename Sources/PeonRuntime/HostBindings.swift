@@ -114,6 +114,8 @@ extension PeonHostBindings {
         let module: String
         /// The import field, e.g. `read-dir`.
         let name: String
+        /// The WIT function as the audit log names calls, e.g. `fs.read-dir`.
+        let call: String
         /// The component-level type.
         let function: CanonicalFunction
         /// Calls the host with lifted arguments and returns the value to lower.
@@ -125,6 +127,7 @@ extension PeonHostBindings {
         ) {
             self.module = "peon:host/\(interface)@\(PeonHostBindings.version)"
             self.name = name
+            self.call = "\(interface).\(name)"
             self.function = function
             self.invoke = invoke
         }
@@ -155,7 +158,9 @@ extension PeonHostBindings {
                         throw GuestMemoryError(limit.message)
                     }
                     returnArea = pointer
-                    result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded, limit.message)))
+                    let refusal = HostError(.limitExceeded, limit.message)
+                    host.refused(call: call, error: refusal)
+                    result = .error(PeonHostBindings.errorValue(refusal))
                 }
                 return try LeaveGuard.closed { try function.lowerImportResult(result, returnArea: returnArea, guest: guest) }
             } catch let error as GuestMemoryError {

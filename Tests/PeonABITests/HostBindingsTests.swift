@@ -232,7 +232,8 @@ import Testing
         #expect(host.calls.isEmpty)
     }
 
-    @Test func argumentsOverTheLimitAreRefusedAsLimitExceededWithoutCallingTheHost() throws {
+    /// The host's method is never called, but the host is told, so the refusal is audited like any other.
+    @Test func argumentsOverTheLimitAreRefusedAsLimitExceededWithoutCallingTheHostMethod() throws {
         let guest = FakeGuest()
         var arena = Arena(guest: guest)
         let host = RecordingHost()
@@ -241,7 +242,7 @@ import Testing
         let (path, pathLength) = arena.place("big.bin")
         let (data, dataLength) = arena.place([UInt8](repeating: 1, count: 200))
         _ = try invoke(write, guest: guest, [path, pathLength, data, dataLength, .i32(UInt32(Self.returnArea))])
-        #expect(host.calls.isEmpty)
+        #expect(host.calls == [.refused("fs.write", .limitExceeded)])
         #expect(guest.memory[Self.returnArea] == 1)
         #expect(guest.memory[Self.returnArea + 4] == HostErrorCode.limitExceeded.rawValue)
         #expect(guest.peekString(pairAt: Self.returnArea + 8).contains("100-byte limit"))

@@ -51,6 +51,19 @@ import Testing
         #expect(!harness.scratch.exists("granted/new.txt"))
     }
 
+    /// Arguments over the ABI's limits never reach a mediator method, but the refusal is still a logged denial.
+    @Test func aCallRefusedBeforeDecodingIsAuditedAsADenial() throws {
+        let harness = try fixture()
+        harness.mediator.refused(call: "fs.write", error: HostError(.limitExceeded, "a list of 200 bytes is over the 100-byte limit"))
+        let records = try harness.entries().map(\.record)
+        #expect(records.count == 1)
+        #expect(records.first?.call == "fs.write")
+        #expect(records.first?.resource == "fs:?")
+        #expect(records.first?.decision == .deny)
+        #expect(records.first?.outcome == HostErrorCode.limitExceeded.description)
+        #expect(records.first?.reason.contains("100-byte limit") == true)
+    }
+
     @Test func aGrantedReadIsAuditedBeforeAndAfter() throws {
         let harness = try fixture()
         #expect(try harness.mediator.read(path: "granted/report.txt") == Array("q1".utf8))

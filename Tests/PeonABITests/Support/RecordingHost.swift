@@ -16,6 +16,7 @@ final class RecordingHost: HostInterface {
         case execute(String, String, [DatabaseValue])
         case run(String, [String], [UInt8])
         case log(LogLevel, String)
+        case refused(String, HostErrorCode)
     }
 
     private let recorded = Mutex<[Call]>([])
@@ -93,5 +94,9 @@ final class RecordingHost: HostInterface {
 
     func log(level: LogLevel, message: String) {
         recorded.withLock { $0.append(.log(level, message)) }
+    }
+
+    func refused(call: String, error: HostError) {
+        recorded.withLock { $0.append(.refused(call, error.code)) }
     }
 }
