@@ -156,4 +156,82 @@ struct AgentRunTests {
             #expect(try fixture.verify().status == 0)
         }
     }
+
+    /// A worker that dies (here: SIGKILL from outside) while a program it started is running must not leave
+    /// that program behind: the supervisor is the subreaper, and kills and reaps every orphan it inherits.
+    @Test("a worker killed while its program runs leaves no orphan process")
+    func killedWorkerLeavesNoOrphan() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let marker = "29.8125"  // sleep's argument, to find the child among all processes
+            try fixture.writeGrants("""
+                module = "sleeper"
+                [[exec]]
+                program = "/usr/bin/sleep"
+                args = ["\(marker)"]
+                timeout = "60s"
+                """)
+            let module = folder.appendingPathComponent("sleeper.wat")
+            try Data("""
+                (module
+                  (import "peon:host/exec@0.1.0" "run" (func $run (param i32 i32 i32 i32 i32 i32 i32)))
+                  (memory (export "memory") 1)
+                  (data (i32.const 100) "/usr/bin/sleep")
+                  (data (i32.const 200) "\(marker)")
+                  (data (i32.const 300) "\\c8\\00\\00\\00\\07\\00\\00\\00")
+                  (global $heap (mut i32) (i32.const 4096))
+                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                    (local $p i32)
+                    (local.set $p (global.get $heap))
+                    (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+                    (local.get $p))
+                  (func (export "run") (param i32 i32) (result i32)
+                    (call $run (i32.const 100) (i32.const 14) (i32.const 300) (i32.const 1) (i32.const 0) (i32.const 0) (i32.const 2048))
+                    (i32.const 3000)))
+                """.utf8).write(to: module)
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = RunOutcome()
+            DispatchQueue.global().async {
+                outcome.result = try? fixture.run(["--grants", fixture.grants.path, "--timeout", "60s"], module: module.path)
+                finished.signal()
+            }
+            // Wait for the program, then kill its parent (the worker) the hard way.
+            var child: (pid: Int32, parent: Int32)?
+            let giveUp = Date().addingTimeInterval(30)
+            while child == nil && Date() < giveUp {
+                child = processes().first { $0.arguments == ["/usr/bin/sleep", marker] }.map { ($0.pid, $0.parent) }
+                if child == nil { Thread.sleep(forTimeInterval: 0.02) }
+            }
+            let sleeper = try #require(child, "the guest's program never started")
+            #expect(kill(sleeper.parent, SIGKILL) == 0)
+            #expect(finished.wait(timeout: .now() + 30) == .success)
+            let result = try #require(outcome.result)
+            #expect(result.status != 0)
+            #expect(!processes().contains { $0.pid == sleeper.pid && $0.arguments == ["/usr/bin/sleep", marker] },
+                    "the program outlived its killed worker")
+            let end = try #require(try fixture.entries(call: "run.end").first)
+            #expect(end["outcome"] as? String == "crashed")
+        }
+    }
+
+    /// Every process's pid, parent and argument vector, from /proc.
+    private func processes() -> [(pid: Int32, parent: Int32, arguments: [String])] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return [] }
+        return names.compactMap { name in
+            guard let pid = Int32(name),
+                  let commandLine = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"),
+                  let status = try? String(contentsOfFile: "/proc/\(name)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+                  let parent = Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
+            else { return nil }
+            let arguments = commandLine.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+            return (pid, parent, arguments)
+        }
+    }
+}
+
+/// A run's result, handed from the thread that waited for it.
+private final class RunOutcome: @unchecked Sendable {
+    // Written before the semaphore is signalled, read after it is waited on.
+    var result: CommandResult?
 }
