@@ -75,6 +75,8 @@ public final class AuditLog: Sendable {
     private struct Writer: ~Copyable {
         var written: UInt64
         var synced: UInt64
+        /// Set by `close` just before the descriptor is closed: nothing may touch `fd` after it.
+        var fileClosed = false
     }
 
     /// Signs and writes periodic checkpoints off the appending threads.
@@ -278,7 +280,8 @@ public final class AuditLog: Sendable {
         }
         background.async { [self] in
             syncScheduled.store(false, ordering: .releasing)
-            let target = writer.withLock { $0.written }
+            // `close` drains this queue after marking the file closed, so the descriptor stays open while this runs.
+            guard let target = writer.withLock({ $0.fileClosed ? nil : $0.written }) else { return }
             guard posixFsync(fd) == 0 else {
                 let error = FileIO.ioError(path, "fsync failed")
                 sequencer.withLock { $0.failure = $0.failure ?? error }
@@ -314,6 +317,8 @@ public final class AuditLog: Sendable {
 
     /// Writes the queue; returns the size and root the file now holds. Call with `writer` held.
     private func writeQueued(_ w: inout Writer, fsync wantSync: Bool) throws(AuditError) -> (UInt64, [UInt8]) {
+        // An append that passed the `closed` check just before `close` must not write to a closed (or reused) descriptor.
+        guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
         let (bytes, end, root) = sequencer.withLock { s in
             let bytes = s.pending
             s.pending = []
@@ -365,6 +370,10 @@ public final class AuditLog: Sendable {
         guard !wasClosed else { return }
         background.sync {}  // let a queued background checkpoint finish first
         defer {
+            // Mark the file closed (appends still in flight now fail instead of writing), let a background fsync
+            // that already started finish, and only then release the descriptor.
+            writer.withLock { $0.fileClosed = true }
+            background.sync {}
             _ = flock(fd, LOCK_UN)
             posixClose(fd)
         }
