@@ -322,6 +322,11 @@ public final class Mediator: HostInterface {
 
     /// `exec.run`: decided on `exec:PROGRAM`, `exec.run` and the argument vector (``ArgumentVector``).
     public func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
+        // Bounded first: the checks below split the path, and the ABI lets a guest pass up to 64 MiB.
+        guard program.utf8.count <= FileSystemCapability.maxPathBytes else {
+            throw try refuseEarly("exec.run", resource: "exec:?",
+                                  HostError(.invalidArgument, "the program path is longer than \(FileSystemCapability.maxPathBytes) bytes"))
+        }
         guard FileSystemCapability.isAbsolute(program), normalizeLexically(program).utf8.elementsEqual(program.utf8), !program.utf8.contains(0),
               !arguments.contains(where: { $0.utf8.contains(0) })
         else {

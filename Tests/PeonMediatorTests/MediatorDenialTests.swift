@@ -51,6 +51,16 @@ import Testing
         #expect(!harness.scratch.exists("granted/new.txt"))
     }
 
+    /// A program path of megabytes (the ABI allows 64 MiB) is refused before it is split or written to the log.
+    @Test func aHugeProgramPathIsRefusedBeforeItIsSplitOrLogged() throws {
+        let harness = try fixture()
+        let program = String(repeating: "/a", count: 1 << 20)
+        #expect(harness.error { () throws(HostError) in try harness.mediator.run(program: program, arguments: [], stdin: []) }?.code == .invalidArgument)
+        let records = try harness.entries().map(\.record)
+        #expect(records.map(\.resource) == ["exec:?"])
+        #expect(records.first?.decision == .deny)
+    }
+
     /// Arguments over the ABI's limits never reach a mediator method, but the refusal is still a logged denial.
     @Test func aCallRefusedBeforeDecodingIsAuditedAsADenial() throws {
         let harness = try fixture()
