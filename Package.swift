@@ -5,11 +5,14 @@
 //   guest module -> PeonEngine (protocol) <- PeonEngineWasmKit / PeonEngineWasmtime
 //                -> PeonWASI (the sandboxed WASI preview1, written against PeonEngine)
 //                -> PeonABI (canonical ABI lifting/lowering, written against PeonEngine)
-//                -> PeonMediator (grants -> PeonPolicy -> approval -> PeonAudit -> PeonCapabilities)
+//                -> PeonMediator (resource -> PeonPolicy -> rate -> approval -> PeonAudit -> capability)
 //                -> PeonRuntime (binds `peon:host` imports to the mediator, runs a module, supervises it)
 //                -> peon-wasm (the command-line tool)
 //
-// No engine type leaves its engine target, and no capability is reachable except through the mediator.
+// No engine type leaves its engine target. The capabilities (fs, http, db, exec) live inside PeonMediator
+// with internal access, so nothing but the mediator can construct or call one: that is enforced by the
+// compiler, not by convention. PeonInterface holds the guest interface and the typed resources (paths,
+// URLs, programs, tables) that policy, audit and capabilities share.
 
 import PackageDescription
 
@@ -28,7 +31,6 @@ let package = Package(
         .library(name: "PeonAudit", targets: ["PeonAudit"]),
         // For Benchmarks/ (a separate package): the pieces it measures one by one.
         .library(name: "PeonMediator", targets: ["PeonMediator"]),
-        .library(name: "PeonCapabilities", targets: ["PeonCapabilities"]),
         .library(name: "PeonInterface", targets: ["PeonInterface"]),
         .library(name: "PeonEngine", targets: ["PeonEngine"]),
         .library(name: "PeonEngineWasmKit", targets: ["PeonEngineWasmKit"]),
@@ -92,17 +94,10 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
         .target(
-            name: "PeonCapabilities",
-            dependencies: [
-                "PeonInterface", "CSQLite",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            swiftSettings: strict),
-        .target(
             name: "PeonMediator",
             dependencies: [
-                "PeonInterface", "PeonPolicy", "PeonAudit", "PeonCapabilities",
+                "PeonInterface", "PeonPolicy", "PeonAudit", "CSQLite",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -122,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "PeonCLI",
             dependencies: [
-                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -153,12 +148,8 @@ let package = Package(
             resources: [.copy("Vectors")],
             swiftSettings: strict),
         .testTarget(
-            name: "PeonCapabilitiesTests",
-            dependencies: ["PeonCapabilities", "PeonTestSupport"],
-            swiftSettings: strict),
-        .testTarget(
             name: "PeonMediatorTests",
-            dependencies: ["PeonMediator", "PeonTestSupport"],
+            dependencies: ["PeonMediator", "PeonInterface", "PeonAudit", "PeonPolicy", "CSQLite", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",

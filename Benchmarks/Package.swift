@@ -22,7 +22,6 @@ let package = Package(
                 .product(name: "PeonPolicy", package: "peon-wasm"),
                 .product(name: "PeonAudit", package: "peon-wasm"),
                 .product(name: "PeonMediator", package: "peon-wasm"),
-                .product(name: "PeonCapabilities", package: "peon-wasm"),
                 .product(name: "PeonInterface", package: "peon-wasm"),
                 .product(name: "PeonEngine", package: "peon-wasm"),
                 .product(name: "PeonEngineWasmKit", package: "peon-wasm"),

@@ -286,3 +286,48 @@ extension AuditRecord {
         [prefix + "_sha256": hex(SHA256.hash(data: bytes)), prefix + "_len": String(bytes.count)]
     }
 }
+
+extension AuditRecord {
+    /// The longest value (in UTF-8 bytes) a field keeps as it is; longer values are recorded by
+    /// ``boundedValue(_:)``.
+    public static let maxFieldBytes = 4096
+    /// How many leading bytes of an oversized value an entry keeps, so a reader sees what it was about.
+    public static let oversizedPrefixBytes = 256
+
+    /// A value as the log records it: unchanged up to ``maxFieldBytes``; past that, its first
+    /// ``oversizedPrefixBytes`` bytes (cut at a character boundary), then `…[sha256:HEX len:N]` naming
+    /// the whole value. So every decision gets its entry whatever the size of what the guest sent
+    /// (a 1.2 MB exec argument, 60 header names of 20 kB), and the entry still identifies it exactly.
+    public static func boundedValue(_ value: String) -> String {
+        let count = value.utf8.count
+        guard count > maxFieldBytes else { return value }
+        let bytes = Array(value.utf8)
+        // Cut where no character continues, so the prefix stays valid UTF-8.
+        var cut = min(oversizedPrefixBytes, bytes.count)
+        while cut > 0, cut < bytes.count, bytes[cut] & 0xC0 == 0x80 { cut -= 1 }
+        let digest = hex(SHA256.hash(data: bytes))
+        return String(decoding: bytes[..<cut], as: UTF8.self) + "…[sha256:\(digest) len:\(count)]"
+    }
+
+    /// This record with every field and detail value bounded by ``boundedValue(_:)``.
+    public func bounded() -> AuditRecord {
+        func isLarge(_ text: String) -> Bool { text.utf8.count > Self.maxFieldBytes }
+        let large = isLarge(run) || isLarge(module) || isLarge(moduleSHA256) || isLarge(call) || isLarge(resource)
+            || isLarge(reason) || isLarge(policy) || (outcome.map(isLarge) ?? false)
+            || details.contains { isLarge($0.key) || isLarge($0.value) }
+        guard large else { return self }
+        var copy = self
+        copy.run = Self.boundedValue(run)
+        copy.module = Self.boundedValue(module)
+        copy.moduleSHA256 = Self.boundedValue(moduleSHA256)
+        copy.call = Self.boundedValue(call)
+        copy.resource = Self.boundedValue(resource)
+        copy.reason = Self.boundedValue(reason)
+        copy.policy = Self.boundedValue(policy)
+        copy.outcome = outcome.map(Self.boundedValue)
+        var bounded: [String: String] = [:]
+        for (key, value) in details { bounded[Self.boundedValue(key)] = Self.boundedValue(value) }
+        copy.details = bounded
+        return copy
+    }
+}

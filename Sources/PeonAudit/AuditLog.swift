@@ -226,7 +226,8 @@ public final class AuditLog: Sendable {
     public func append(_ record: AuditRecord, durable: Bool) throws(AuditError) -> UInt64 {
         // Everything that depends on the record alone is serialized before the lock; inside it, only what the
         // order decides: seq, time, prev, and the hashes that chain this line to the next.
-        let fields = AuditEntry.serializedFields(of: record)
+        // Oversized values are recorded by prefix, SHA-256 and length: every decision gets its entry.
+        let fields = AuditEntry.serializedFields(of: record.bounded())
         let lineBytes = fields.count + Self.framingBytes
         guard lineBytes <= Self.maxLineBytes else {
             throw AuditError(.invalidArgument, "an audit entry of \(lineBytes) bytes exceeds \(Self.maxLineBytes); record payloads by hash")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PeonAudit
+import PeonInterface
 
 /// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
 ///
@@ -220,7 +221,7 @@ extension AuditCommand {
 
     /// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
     fileprivate static func terminalSafe(_ s: String) -> String {
-        String(String.UnicodeScalarView(s.unicodeScalars.map { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) ? "?" : $0 }))
+        TerminalText.escaped(s)
     }
 
     /// Pads or cuts (with an ellipsis) to exactly `width` characters.

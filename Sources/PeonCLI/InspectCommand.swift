@@ -1,6 +1,7 @@
 import ArgumentParser
 import PeonEngine
 import PeonEngineWasmKit
+import PeonInterface
 import PeonRuntime
 
 /// `peon-wasm inspect`: what a module is, what it asks of the host, and whether it can run here.
@@ -26,19 +27,19 @@ struct InspectCommand: ParsableCommand {
                 throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly module: \(error.message)")
             }
             let interface = ModuleInterface(compiled)
-            print("module   \(module)")
+            print("module   \(TerminalText.escaped(module))")
             print("sha256   \(file.sha256)")
             print("size     \(file.bytes.count) bytes")
             print("imports  \(interface.imports.count)")
             let moduleWidth = interface.imports.map(\.0.module.count).max() ?? 0
             let nameWidth = interface.imports.map(\.0.name.count).max() ?? 0
             for (entry, importClass) in interface.imports {
-                print("  \(pad(entry.module, moduleWidth))  \(pad(entry.name, nameWidth))  \(entry.kind)  [\(importClass)]")
+                print("  \(pad(TerminalText.escaped(entry.module), moduleWidth))  \(pad(TerminalText.escaped(entry.name), nameWidth))  \(entry.kind)  [\(TerminalText.escaped("\(importClass)"))]")
             }
             print("exports  \(interface.exports.count)")
             let exportWidth = interface.exports.map(\.name.count).max() ?? 0
             for export in interface.exports {
-                print("  \(pad(export.name, exportWidth))  \(export.kind)")
+                print("  \(pad(TerminalText.escaped(export.name), exportWidth))  \(export.kind)")
             }
             switch interface.entryPoint {
             case .agent: print("entry    run (a peon agent)")

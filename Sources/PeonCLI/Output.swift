@@ -1,4 +1,5 @@
 import ArgumentParser
+import PeonInterface
 import PeonRuntime
 #if canImport(Glibc)
 import Glibc
@@ -21,9 +22,10 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
     }
 }
 
-/// Prints one line to stderr.
+/// Prints one line to stderr, escaped (``TerminalText``): whatever it quotes (a guest's message, a path,
+/// a file's contents) can neither break the line nor drive the terminal.
 func printError(_ line: String) {
-    let text = line + "\n"
+    let text = TerminalText.escaped(line) + "\n"
     text.utf8CString.withUnsafeBytes { writeAll(2, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 import PeonEngine
 import PeonEngineWasmKit
 import PeonEngineWasmtime
+import PeonInterface
 import PeonMediator
 import PeonAudit
 import PeonRuntime
@@ -211,7 +212,8 @@ struct RunCommand: ParsableCommand {
             if code != 0 { throw ExitCode(Int32(truncatingIfNeeded: code & 0xff)) }
         case .agent(.success(let answer)):
             session.finish(outcome: "ok", reason: "")
-            print(answer)
+            // The answer is the agent's output: bytes as they are into a pipe or file, escaped on a terminal.
+            print(isatty(1) == 1 ? TerminalText.escaped(answer) : answer)
         case .agent(.failure(let message)):
             session.finish(outcome: "agent-error", reason: message)
             printError("peon-wasm: the agent returned an error: \(message)")

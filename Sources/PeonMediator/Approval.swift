@@ -1,4 +1,5 @@
 import Foundation
+import PeonInterface
 
 /// A call waiting for a person's (or a program's) approval, as the approver sees it.
 ///
@@ -32,11 +33,15 @@ public struct ApprovalRequest: Sendable, Hashable {
     }
 
     /// One human-readable line: `summarizer wants exec.run exec:/usr/bin/wc ["-l", "x"]`.
+    ///
+    /// Every part a guest controls (the resource, the arguments, details) is escaped with
+    /// ``TerminalText``, so a path like `x\r\u{1b}[2K...` cannot erase the real request from the prompt
+    /// and show a forged one.
     public var summary: String {
         var line = "\(module) wants \(call) \(resource)"
         if !arguments.isEmpty { line += " " + arguments.map { "\"\($0)\"" }.joined(separator: " ") }
         for (key, value) in details.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
-        return line
+        return TerminalText.escaped(line)
     }
 }
 
@@ -160,7 +165,7 @@ public struct TerminalApprover: Approver {
         let fd = open(device, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else { return ApprovalAnswer(approved: false, answer: "no terminal (\(device))") }
         defer { close(fd) }
-        let prompt = "peon-wasm: approve? \(request.summary) (grant \(request.grant)) [y/N] "
+        let prompt = "peon-wasm: approve? \(request.summary) (grant \(TerminalText.escaped(request.grant))) [y/N] "
         _ = prompt.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         var line: [UInt8] = []
         while true {

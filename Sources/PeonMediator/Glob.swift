@@ -117,6 +117,10 @@ private func wildcardMatch(
 
 /// The exec argument vector as it travels through the policy engine's fourth request field (`r.args`).
 ///
+/// Matching: one pattern per argument, `*` any characters and `?` one; a pattern that *begins* with a
+/// wildcard never matches an argument that begins with `-`, so `args = ["-l", "*"]` cannot be fed
+/// `--files0-from=/etc/passwd`. To allow options, write the dash: `-*`, `--format=*`.
+///
 /// Encoding: `N:` (the argument count in decimal) followed by the arguments separated by single
 /// spaces, each percent-encoded except for `A-Z a-z 0-9 - . _ ~ / = : @ +`. So `["-l", "/tmp/a b"]`
 /// is `2:-l /tmp/a%20b` and `[]` is `0:`. Commas, quotes, spaces, `*` and `?` are always encoded, so
@@ -158,10 +162,19 @@ public enum ArgumentVector {
         for (argument, token) in zip(arguments, tokens) {
             guard let pattern = percentDecode(token, wildcards: true),
                   let compiled = compilePattern(pattern),
+                  !(startsWithWildcard(compiled) && argument.utf8.first == UInt8(ascii: "-")),
                   argumentMatches(Array(argument.unicodeScalars), compiled)
             else { return false }
         }
         return true
+    }
+
+    /// Whether a grant's argument pattern admits arguments that are options: it begins with a written
+    /// `-` followed by a wildcard somewhere (`-*`, `--format=*`). A pattern that begins with a wildcard
+    /// never matches an option (see ``matches(_:patterns:)``), so only these can; `grants check` warns
+    /// about them, since an option can turn a harmless program into a file reader (`wc --files0-from=F`).
+    public static func admitsOptions(_ pattern: String) -> Bool {
+        pattern.hasPrefix("-") && (pattern.contains("*") || pattern.contains("?"))
     }
 
     /// Splits `N:a b c` into its tokens and checks the count.
@@ -277,4 +290,10 @@ private func argumentMatches(_ text: [Unicode.Scalar], _ pattern: [ArgumentPatte
         isStar: { pattern[$0] == .star },
         isOne: { pattern[$0] == .one },
         matches: { pattern[$1] == .scalar(text[$0]) })
+}
+
+/// Whether a compiled argument pattern begins with `*` or `?`.
+private func startsWithWildcard(_ pattern: [ArgumentPatternElement]) -> Bool {
+    guard let first = pattern.first else { return false }
+    return first == .star || first == .one
 }

@@ -1,4 +1,3 @@
-public import PeonCapabilities
 /// What one module may do, as written in `policies/NAME.toml` and checked by ``GrantsParser``.
 ///
 /// Grants are the user-facing form; ``GrantsCompiler`` turns them into policy lines for the built-in

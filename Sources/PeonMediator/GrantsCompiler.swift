@@ -2,7 +2,9 @@
 /// decides every call whether the user wrote grants or an organization wrote its own policy.
 ///
 /// Each grant becomes one `p` line per (resource, action): `[[fs]] paths = ["/srv/**"] allow = ["read"]`
-/// in module `summarizer` becomes `p, summarizer, fs:/srv/**, fs.read, *`. The mediator maps the line
+/// in module `summarizer` becomes `p, summarizer, fs:/srv/**, fs.read, *`. A `[[db]]` grant on database
+/// `analytics` also gives `p, summarizer, db:analytics, db.open, *`: a statement's database is opened only
+/// after that decision is in the log, and then each table it touches is decided on its own line. The mediator maps the line
 /// the engine names back to the grants that produced it, to apply what the engine cannot decide
 /// (rate, approval, caps, injected headers).
 public struct CompiledGrants: Sendable {
@@ -32,9 +34,9 @@ public struct CompiledGrants: Sendable {
     public init(_ grants: Grants) {
         var rules: [[String]] = []
         var origins: [[String]: [GrantReference]] = [:]
-        func add(_ rule: [String], _ origin: GrantReference) {
+        func add(_ rule: [String], _ origin: GrantReference?) {
             if origins[rule] == nil { rules.append(rule) }
-            origins[rule, default: []].append(origin)
+            origins[rule, default: []].append(contentsOf: origin.map { [$0] } ?? [])
         }
         let subject = grants.module
         for (index, grant) in grants.fileSystem.enumerated() {
@@ -52,6 +54,9 @@ public struct CompiledGrants: Sendable {
             }
         }
         for (index, grant) in grants.database.enumerated() {
+            // Opening the database needs a grant on some table of it; the tables are decided one by one
+            // afterwards, so this line carries no grant's rate or approval.
+            add([subject, "db:\(grant.database)", "db.open", "*"], nil)
             for table in grant.tables {
                 for access in grant.access {
                     add([subject, "db:\(grant.database)/\(table)", "db." + access.rawValue, "*"], .database(index))
@@ -111,9 +116,9 @@ public enum BuiltinModel {
         #
         # A request is (sub, obj, act, args):
         #   sub   the module name from the grants file (or the run's module name)
-        #   obj   fs:/abs/path | http:https://host/path?query | db:DATABASE/TABLE | exec:/abs/program
+        #   obj   fs:/abs/path | http:https://host/path?query | db:DATABASE | db:DATABASE/TABLE | exec:/abs/program
         #   act   fs.read fs.write fs.append fs.list fs.remove | http.GET http.POST ... |
-        #         db.read db.insert db.update db.delete db.schema | exec.run
+        #         db.open (on db:DATABASE) db.read db.insert db.update db.delete db.schema | exec.run
         #   args  the exec argument vector "N:arg1 arg2" (percent-encoded), "0:" for other calls
         # peonGlob: * within one /-segment, ** (a whole segment) across segments.
         # peonArgs: "*" matches any vector; otherwise one pattern per argument (* any characters, ? one).

@@ -1,4 +1,4 @@
-import PeonCapabilities
+import PeonInterface
 import Foundation
 import TOMLKit
 
@@ -344,7 +344,7 @@ private struct Reader {
         for pattern in raw {
             guard !pattern.isEmpty else { throw fail(join(path, "paths"), "an empty path matches nothing") }
             let absolute = pattern.hasPrefix("/") ? pattern : baseDirectory + "/" + pattern
-            let normalized = normalizeLexically(absolute)
+            let normalized = GuestPath.normalizedPattern(absolute)
             guard globIsWellFormed(normalized) else {
                 throw fail(join(path, "paths"), "`\(pattern)`: `**` must be a whole path segment (e.g. /srv/**/x.txt)")
             }
@@ -362,9 +362,12 @@ private struct Reader {
                                "[\"https://api.example.com/v1/**\"]")
         var urls: [String] = []
         for url in raw {
-            guard let normalized = normalizeURLPattern(url) else {
+            let normalized: String
+            do {
+                normalized = try CanonicalURL.normalizedPattern(url)
+            } catch {
                 throw fail(join(path, "urls"),
-                           "`\(url)` is not an http(s) URL pattern with a host and a path (no user info), e.g. https://api.example.com/v1/**")
+                           "`\(url)` is not an http(s) URL pattern (\(error.message)), e.g. https://api.example.com/v1/**")
             }
             guard globIsWellFormed(normalized) else {
                 throw fail(join(path, "urls"), "`\(url)`: `**` must be a whole path segment")
@@ -424,7 +427,7 @@ private struct Reader {
     func exec(_ table: TOMLTable, _ path: String) throws(GrantsError) -> ExecGrant {
         try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval"])
         guard let program = try string(table, "program", path) else { throw fail(path, "missing key `program`") }
-        guard FileSystemCapability.isAbsolute(program), normalizeLexically(program).utf8.elementsEqual(program.utf8), !program.contains("*") else {
+        guard (try? ProgramPath(parsing: program)) != nil, !program.contains("*") else {
             throw fail(join(path, "program"), "`\(program)` must be an absolute, normalized path without wildcards")
         }
         try checkPolicyCell(program, join(path, "program"))
@@ -449,41 +452,8 @@ func isIdentifier(_ text: String) -> Bool {
         && text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }
 }
 
-/// Collapses `//`, `.` and `..` (never above `/`) and drops a trailing `/`; the input must be absolute.
-func normalizeLexically(_ path: String) -> String {
-    var parts: [Substring] = []
-    for part in FileSystemCapability.components(of: path) {
-        if part.utf8.elementsEqual(".".utf8) { continue }
-        if part.utf8.elementsEqual("..".utf8) {
-            if !parts.isEmpty { parts.removeLast() }
-            continue
-        }
-        parts.append(part)
-    }
-    return "/" + parts.joined(separator: "/")
-}
-
 /// The working directory joined with `path` when it is relative.
 func absolutePath(_ path: String) -> String {
     if path.hasPrefix("/") { return path }
     return FileManager.default.currentDirectoryPath + "/" + path
-}
-
-/// Lower-cases scheme and host of an `http(s)://host[:port]/path` pattern; `nil` when it is not one.
-func normalizeURLPattern(_ url: String) -> String? {
-    let lower = url.lowercased()
-    let scheme: String
-    if lower.hasPrefix("https://") { scheme = "https" } else if lower.hasPrefix("http://") { scheme = "http" } else {
-        return nil
-    }
-    let rest = url.dropFirst(scheme.count + 3)
-    let authority = rest.prefix { $0 != "/" }
-    let pathPart = rest.dropFirst(authority.count)
-    guard !authority.isEmpty, !authority.contains("@"), !authority.contains("?"), !authority.contains("#"),
-          authority.allSatisfy({ !$0.isWhitespace })
-    else { return nil }
-    var host = authority.lowercased()
-    if scheme == "https", host.hasSuffix(":443") { host.removeLast(4) }
-    if scheme == "http", host.hasSuffix(":80") { host.removeLast(3) }
-    return "\(scheme)://\(host)\(pathPart.isEmpty ? "/" : String(pathPart))"
 }

@@ -2,6 +2,7 @@
 // so it is tested with the mediator; the CLI only reads files and prints.
 
 import Crypto
+import PeonInterface
 
 /// Lowercase hex SHA-256 of `bytes` (a module's identity in grants pins and the audit log).
 public func sha256Hex(_ bytes: [UInt8]) -> String {
@@ -88,7 +89,29 @@ public func checkGrants(imports: [(module: String, name: String)], grants: Grant
     for label in unused {
         warnings.append("grant \(label) allows \(unusedActions[label, default: []].joined(separator: ", ")), which the module never calls")
     }
+    warnings += riskyCombinations(in: grants)
     return GrantsCheckReport(imports: lines, warnings: warnings, hasUnknownImports: unknown)
+}
+
+/// Grants that are each fine alone and dangerous together or in detail: an exec argument pattern that
+/// admits options, and a program an exec grant names that an fs grant lets the module write.
+func riskyCombinations(in grants: Grants) -> [String] {
+    var warnings: [String] = []
+    for (index, grant) in grants.exec.enumerated() {
+        for (position, pattern) in grant.arguments.enumerated() where ArgumentVector.admitsOptions(pattern) {
+            warnings.append("grant exec[\(index)] (\(grant.source)) args[\(position)] `\(pattern)` admits options "
+                + "(e.g. `--files0-from=FILE` makes some programs read any file); name each option you mean")
+        }
+        for (fsIndex, fileGrant) in grants.fileSystem.enumerated()
+        where fileGrant.access.contains(where: { $0 == .write || $0 == .append || $0 == .remove }) {
+            for path in fileGrant.paths where globMatches(grant.program, pattern: path) {
+                warnings.append("grant fs[\(fsIndex)] (\(fileGrant.source)) lets the module write \(grant.program), which exec[\(index)] "
+                    + "runs; peon-wasm clears the execute bits of every file a guest writes, so the program would stop working, "
+                    + "but do not grant both")
+            }
+        }
+    }
+    return warnings
 }
 
 private func actionCovered(_ action: String, by actions: [String]) -> Bool {
@@ -104,24 +127,31 @@ public struct PolicyExplanation: Sendable, Hashable {
     public var lines: [String]
 }
 
-/// Turns the CLI's `ACTION RESOURCE` into the engine's object: `fs.read /a` → `fs:/a` (relative paths
-/// against `workingDirectory`), `http.GET URL` → `http:` + canonical URL, `db.read analytics/orders`
-/// → `db:analytics/orders`, `exec.run /usr/bin/wc` → `exec:/usr/bin/wc`. An argument that already
-/// starts with its kind (`fs:/a`) is taken as is. `nil` when the action is not one peon-wasm asks.
+/// Turns the CLI's `ACTION RESOURCE` into the engine's object with the same parsers a run uses
+/// (``GuestPath``, ``CanonicalURL``, ``ProgramPath``, ``DatabaseName``), so `policy explain` asks exactly
+/// the question the mediator would: `fs.read a/../b` → `fs:/WD/b`, `http.GET HTTP://X.org/%7Eu` →
+/// `http:http://x.org/~u`, `db.read analytics/orders` → `db:analytics/orders`, `db.open analytics` →
+/// `db:analytics`, `exec.run /usr/bin/wc` → `exec:/usr/bin/wc`. A resource may also carry its kind
+/// (`fs:/a`). `nil` when the action is not one peon-wasm asks or the resource does not parse.
 public func policyObject(action: String, resource: String, workingDirectory: String) -> String? {
     guard let kind = action.split(separator: ".").first.map(String.init),
           ["fs", "http", "db", "exec"].contains(kind)
     else { return nil }
-    if resource.hasPrefix(kind + ":") { return resource }
+    // `fs:/a`, `db:x/t`, `exec:/p`, `http:https://h/`; a bare `http://h/` starts with `http:` too.
+    let prefixed = resource.hasPrefix(kind + ":") && !(kind == "http" && resource.hasPrefix("http://"))
+    let text = prefixed ? String(resource.dropFirst(kind.count + 1)) : resource
     switch kind {
     case "fs":
-        return "fs:" + normalizeLexically(resource.hasPrefix("/") ? resource : workingDirectory + "/" + resource)
+        let base = try? GuestPath(parsing: workingDirectory, relativeTo: nil)
+        return (try? GuestPath(parsing: text, relativeTo: base)).map { Resource.file($0).description }
     case "http":
-        return canonicalHTTPURL(resource).map { "http:" + $0 }
+        return (try? CanonicalURL(parsing: text)).map { Resource.url($0).description }
     case "db":
-        return "db:" + resource
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let name = try? DatabaseName(parsing: String(parts[0])) else { return nil }
+        return parts.count == 2 ? Resource.table(name, String(parts[1])).description : Resource.database(name).description
     default:
-        return "exec:" + resource
+        return (try? ProgramPath(parsing: text)).map { Resource.program($0).description }
     }
 }
 

@@ -1,24 +1,11 @@
 public import PeonAudit
 public import PeonInterface
-import PeonCapabilities
 import PeonPolicy
 import Foundation
 import Synchronization
 
-/// Sends an HTTP request that the mediator has already authorized (the transport seam: the runtime
-/// passes `PeonCapabilities`' HTTP capability here). It must not follow redirects, must check the
-/// resolved addresses (refusing private ones unless listed in `allowedAddresses`) and must cap the
-/// response and the time.
-public protocol HTTPSender: Sendable {
-    /// Sends `request` with `injectedHeaders` added (replacing any guest header of the same name).
-    func send(
-        _ request: HTTPRequestValue, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
-        maxResponseBytes: Int, deadline: ContinuousClock.Instant
-    ) throws(HostError) -> HTTPResponseValue
-}
-
 /// Everything one run's mediator needs. Every default is the safe one: no policy lines (deny all),
-/// a refusing approver, no databases, no HTTP transport.
+/// a refusing approver, no databases.
 public struct MediatorConfiguration: Sendable {
     /// The module (policy subject, audit `module`).
     public var module: String
@@ -40,8 +27,6 @@ public struct MediatorConfiguration: Sendable {
     public var deadline: ContinuousClock.Instant
     /// Host calls per run; `nil` takes the grants' `limits.calls`, and without that 10 000.
     public var callQuota: Int?
-    /// The HTTP transport; `nil` makes every allowed request fail with `io`.
-    public var http: (any HTTPSender)?
     /// The host environment `env:NAME` header values are read from.
     public var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Where `log` lines go (default: the host's stderr).
@@ -52,6 +37,8 @@ public struct MediatorConfiguration: Sendable {
     public var caps = CapabilityDefaults()
     /// Time source for rate limits and the `ctx.hour` policy attribute.
     public var now: @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    /// A replacement HTTP transport (tests only); `nil` uses the HTTP capability.
+    var http: (any HTTPSender)?
 
     /// Creates a configuration with the safe defaults described on each property.
     public init(module: String, moduleSHA256: String, runID: String, policy: MediatorPolicyStore, audit: AuditLog,
@@ -93,286 +80,83 @@ public struct CapabilityDefaults: Sendable, Hashable {
     public init() {}
 }
 
-/// The only door a module has to the world: every guest call goes policy decision -> rate limit ->
-/// approval -> write-ahead audit -> capability -> audit outcome.
+/// The only door a module has to the world. Every guest call takes the same pipeline:
+///
+/// 1. its resource is parsed once into a typed ``Resource`` (a path, URL, program or table);
+/// 2. deadline and call quota;
+/// 3. policy decision on that resource's one string form;
+/// 4. rate limits and approval of the grants behind the deciding line;
+/// 5. the write-ahead audit entry (durable first for side effects);
+/// 6. the capability, which takes the same typed value;
+/// 7. the outcome entry.
+///
+/// Decisions a capability needs in the middle of its work (a symbolic link's target, each table
+/// SQLite's authorizer reports, also when SQLite re-prepares a statement) go through steps 3–5 as
+/// well, through one callback that always decides *and* audits.
 ///
 /// - Default deny: with no policy line for a call, it is refused with `denied` and audited.
-/// - Every decision, allow and deny, is appended to the audit log before anything happens; for side
-///   effects (fs write/append/remove, HTTP other than GET/HEAD, `db.execute`, exec) the entry is
-///   durable first. If the log cannot be written the call is refused (`io`): no unaudited action.
+/// - Every decision, allow and deny, is appended to the audit log before anything happens. If the log
+///   cannot be written the call is refused (`io`): no unaudited action.
 /// - Payloads are recorded by SHA-256 and length, never content; injected header values never appear
 ///   in the audit log or in anything returned to the guest.
-/// - Rate limits and the call quota refuse with `limit-exceeded`, audited as denials.
 /// - Each call reads the policy snapshot once, so a reload swaps atomically between calls.
 ///
-/// Thread-safe: calls may arrive concurrently from several guest threads.
+/// The capabilities live in this module with internal access: nothing outside the mediator can
+/// construct or call one. Thread-safe: calls may arrive concurrently from several guest threads.
 public final class Mediator: HostInterface {
-    private let configuration: MediatorConfiguration
-    private let fileSystem: FileSystemCapability
-    private let database: DatabaseCapability
-    private let exec: ExecCapability
+    let configuration: MediatorConfiguration
+    /// Where relative guest paths start; `nil` when the configured folder is not absolute.
+    let workingDirectory: GuestPath?
+    let fileSystem: any FileSystemProvider
+    let databases: any DatabaseProvider
+    let programs: any ProgramRunner
+    let http: any HTTPSender
+    private let ownHTTP: HTTPCapability?
     private let rates: RateLimiter
-    private let logLimiter: RateLimiter
+    let logLimiter: RateLimiter
     private let callCount = Atomic<Int>(0)
-    private let droppedLogLines = Atomic<Int>(0)
+    let droppedLogLines = Atomic<Int>(0)
     private let quota: Int
 
-    /// Creates the mediator for one run.
-    public init(_ configuration: MediatorConfiguration) {
+    /// Creates the mediator for one run, with the real capabilities.
+    public convenience init(_ configuration: MediatorConfiguration) {
+        let caps = configuration.caps
+        let transport: any HTTPSender
+        let httpCapability: HTTPCapability?
+        if let injected = configuration.http {
+            transport = injected
+            httpCapability = nil
+        } else {
+            let capability = HTTPCapability(maxResponseBytes: caps.maxResponseBytes, timeout: caps.httpTimeout)
+            transport = capability
+            httpCapability = capability
+        }
+        self.init(
+            configuration,
+            fileSystem: FileSystemCapability(maxReadBytes: caps.maxReadBytes, maxWriteBytes: caps.maxWriteBytes),
+            databases: DatabaseCapability(databases: configuration.databases, maxValueBytes: caps.maxResultBytes),
+            programs: ExecCapability(workingDirectory: configuration.workingDirectory),
+            http: transport, ownHTTP: httpCapability)
+    }
+
+    /// Creates the mediator with the given capabilities (tests inject their own here).
+    init(_ configuration: MediatorConfiguration, fileSystem: any FileSystemProvider, databases: any DatabaseProvider,
+         programs: any ProgramRunner, http: any HTTPSender, ownHTTP: HTTPCapability? = nil) {
         self.configuration = configuration
-        fileSystem = FileSystemCapability(workingDirectory: configuration.workingDirectory,
-                                          maxReadBytes: configuration.caps.maxReadBytes,
-                                          maxWriteBytes: configuration.caps.maxWriteBytes)
-        database = DatabaseCapability(databases: configuration.databases)
-        exec = ExecCapability(workingDirectory: configuration.workingDirectory)
+        workingDirectory = try? GuestPath(parsing: configuration.workingDirectory, relativeTo: nil)
+        self.fileSystem = fileSystem
+        self.databases = databases
+        self.programs = programs
+        self.http = http
+        self.ownHTTP = ownHTTP
         rates = RateLimiter(now: configuration.now)
         logLimiter = RateLimiter(now: configuration.now)
         quota = configuration.callQuota ?? configuration.policy.current.compiled?.grants.limits.calls ?? 10_000
     }
 
-    // MARK: fs
-
-    /// `fs.read`.
-    public func read(path: String) throws(HostError) -> [UInt8] {
-        let normalized = try normalizedPath("fs.read", path)
-        let ticket = try authorize(call: "fs.read", object: "fs:" + normalized, action: "fs.read", sideEffect: false)
-        return try perform(ticket) { () throws(HostError) in
-            let data = try fileSystem.read(normalized, authorize: linkCheck(ticket, action: "fs.read"))
-            return (data, payloadDetails(data, prefix: "result"))
-        }
-    }
-
-    /// `fs.write`.
-    public func write(path: String, data: [UInt8]) throws(HostError) {
-        let normalized = try normalizedPath("fs.write", path)
-        let ticket = try authorize(call: "fs.write", object: "fs:" + normalized, action: "fs.write",
-                                   sideEffect: true, details: payloadDetails(data, prefix: "payload"))
-        try perform(ticket) { () throws(HostError) in
-            try fileSystem.write(normalized, data: data, authorize: linkCheck(ticket, action: "fs.write"))
-            return ((), [:])
-        }
-    }
-
-    /// `fs.append`.
-    public func append(path: String, data: [UInt8]) throws(HostError) {
-        let normalized = try normalizedPath("fs.append", path)
-        let ticket = try authorize(call: "fs.append", object: "fs:" + normalized, action: "fs.append",
-                                   sideEffect: true, details: payloadDetails(data, prefix: "payload"))
-        try perform(ticket) { () throws(HostError) in
-            try fileSystem.append(normalized, data: data, authorize: linkCheck(ticket, action: "fs.append"))
-            return ((), [:])
-        }
-    }
-
-    /// `fs.read-dir` (policy action `fs.list`).
-    public func readDirectory(path: String) throws(HostError) -> [String] {
-        let normalized = try normalizedPath("fs.read-dir", path)
-        let ticket = try authorize(call: "fs.read-dir", object: "fs:" + normalized, action: "fs.list",
-                                   sideEffect: false)
-        return try perform(ticket) { () throws(HostError) in
-            let names = try fileSystem.readDirectory(normalized, authorize: linkCheck(ticket, action: "fs.list"))
-            return (names, ["entries": String(names.count)])
-        }
-    }
-
-    /// `fs.remove`.
-    public func remove(path: String) throws(HostError) {
-        let normalized = try normalizedPath("fs.remove", path)
-        let ticket = try authorize(call: "fs.remove", object: "fs:" + normalized, action: "fs.remove",
-                                   sideEffect: true)
-        try perform(ticket) { () throws(HostError) in
-            try fileSystem.remove(normalized, authorize: linkCheck(ticket, action: "fs.remove"))
-            return ((), [:])
-        }
-    }
-
-    // MARK: http
-
-    /// `http.send`: decided on `http:` + the canonical URL and `http.` + the method.
-    public func send(_ request: HTTPRequestValue) throws(HostError) -> HTTPResponseValue {
-        let method = request.method.uppercased()
-        guard !method.isEmpty, method.utf8.count <= 32, method.allSatisfy({ $0.isASCII && ($0.isLetter || $0 == "-") })
-        else {
-            throw try refuseEarly("http.send", resource: "http:?", HostError(.invalidArgument, "'\(request.method)' is not an HTTP method"))
-        }
-        guard let url = canonicalHTTPURL(request.url) else {
-            throw try refuseEarly("http.send", resource: "http:?",
-                                  HostError(.invalidArgument, "the URL must be an absolute http(s) URL with a host and no user info"))
-        }
-        try begin("http.send", resource: "http:" + url)
-        var details = payloadDetails(request.body, prefix: "payload")
-        details["method"] = method
-        details["guest_headers"] = request.headers.map(\.name).joined(separator: ",")
-        let sideEffect = method != "GET" && method != "HEAD"
-        let ticket = try authorize(call: "http.send", object: "http:" + url, action: "http." + method,
-                                   sideEffect: sideEffect, details: details)
-        let grants = ticket.httpGrants
-        var injected: [HTTPHeader] = []
-        var allowed: Set<String> = []
-        var maxResponse = configuration.caps.maxResponseBytes
-        var timeout = configuration.caps.httpTimeout
-        for grant in grants {
-            for header in grant.headers {
-                switch header.value {
-                case .literal(let value): injected.append(HTTPHeader(name: header.name, value: value))
-                case .environment(let name):
-                    guard let value = configuration.environment[name] else {
-                        throw try fail(ticket, HostError(.io, "the host has no value for a header this grant injects; ask the operator"))
-                    }
-                    injected.append(HTTPHeader(name: header.name, value: value))
-                }
-            }
-            for pattern in grant.urls { if let host = literalAddress(pattern) { allowed.insert(host) } }
-            if let cap = grant.maxResponse { maxResponse = min(maxResponse, cap.bytes) }
-            if let cap = grant.timeout { timeout = min(timeout, cap) }
-        }
-        let injectedNames = Set(injected.map { $0.name.lowercased() })
-        var outgoing = request
-        outgoing.method = method
-        outgoing.url = url
-        outgoing.headers = request.headers.filter { !injectedNames.contains($0.name.lowercased()) }
-        let deadline = min(configuration.deadline, ContinuousClock.now.advanced(by: timeout))
-        return try perform(ticket) { () throws(HostError) in
-            guard let sender = configuration.http else {
-                throw HostError(.io, "this host has no HTTP transport configured")
-            }
-            var response = try sender.send(outgoing, injectedHeaders: injected, allowedAddresses: allowed,
-                                           maxResponseBytes: maxResponse, deadline: deadline)
-            // A server echoing a secret back in a header is not the guest's business either.
-            let secrets = Set(injected.map(\.value)).filter { !$0.isEmpty }
-            response.headers = response.headers.filter { !secrets.contains($0.value) }
-            var outcome = payloadDetails(response.body, prefix: "result")
-            outcome["status"] = String(response.status)
-            return (response, outcome)
-        }
-    }
-
-    // MARK: db
-
-    /// `db.query`: one read-only statement; each table access is decided as `db:NAME/TABLE`, `db.read`.
-    public func query(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> DatabaseRows {
-        let (statement, ticket) = try prepare(call: "db.query", database: name, sql: sql, parameters: parameters,
-                                              sideEffect: false)
-        guard statement.isReadOnly else {
-            throw try fail(ticket, HostError(.denied, "db.query runs read-only statements; use db.execute to write"))
-        }
-        let deadline = configuration.deadline
-        let maxRows = configuration.caps.maxRows
-        let maxBytes = configuration.caps.maxResultBytes
-        return try perform(ticket) { () throws(HostError) in
-            let rows = try statement.query(parameters, maxRows: maxRows, maxBytes: maxBytes, deadline: deadline)
-            return (rows, ["rows": String(rows.rows.count)])
-        }
-    }
-
-    /// `db.execute`: one statement; every table access is decided by policy through SQLite's authorizer.
-    public func execute(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> UInt64 {
-        let (statement, ticket) = try prepare(call: "db.execute", database: name, sql: sql, parameters: parameters,
-                                              sideEffect: true)
-        let deadline = configuration.deadline
-        return try perform(ticket) { () throws(HostError) in
-            let changed = try statement.execute(parameters, deadline: deadline)
-            return (changed, ["changed": String(changed)])
-        }
-    }
-
-    private func prepare(
-        call: String, database name: String, sql: String, parameters: [DatabaseValue], sideEffect: Bool
-    ) throws(HostError) -> (PreparedStatement, Ticket) {
-        try begin(call, resource: "db:" + name)
-        let snapshot = configuration.policy.current
-        let collected = Mutex<[DatabaseRule]>([])
-        let subject = configuration.module
-        let context = requestContext()
-        var details = payloadDetails(Array(sql.utf8), prefix: "sql")
-        details["parameters"] = String(parameters.count)
-        let statement: PreparedStatement
-        do {
-            statement = try database.prepare(database: name, sql: sql) { access in
-                let object = "db:\(name)/\(access.table)"
-                let action = "db." + access.operation.rawValue
-                let verdict = snapshot.decide(PolicyRequest(subject: subject, object: object, action: action,
-                                                            context: context))
-                collected.withLock { $0.append(DatabaseRule(object: object, action: action, verdict: verdict)) }
-                return verdict.isAllowed
-            }
-        } catch {
-            // A refusal from the authorizer is audited with every access it decided.
-            let decisions = collected.withLock { $0 }
-            var denyDetails = details
-            denyDetails["accesses"] = decisions.map { "\($0.action) \($0.object) \($0.verdict.isAllowed ? "allow" : "deny")" }
-                .joined(separator: "; ")
-            let firstDenied = decisions.first { !$0.verdict.isAllowed }
-            let reason = firstDenied?.verdict.reason ?? error.message
-            try record(call: call, resource: "db:" + name, decision: .deny, reason: reason,
-                       version: snapshot.version, outcome: error.code.description, details: denyDetails, durable: false)
-            throw error
-        }
-        let decisions = collected.withLock { $0 }
-        details["accesses"] = decisions.map { "\($0.action) \($0.object)" }.joined(separator: "; ")
-        let rules = decisions.compactMap(\.verdict.rule)
-        let reason = decisions.isEmpty ? "the statement touches no table" : decisions.map(\.verdict.reason).joined(separator: "; ")
-        let ticket = try admit(call: call, resource: "db:" + name, arguments: [], snapshot: snapshot,
-                               verdict: PolicyVerdict(isAllowed: true, reason: reason, rule: nil, version: snapshot.version),
-                               rules: rules, sideEffect: sideEffect, details: details)
-        return (statement, ticket)
-    }
-
-    // MARK: exec
-
-    /// `exec.run`: decided on `exec:PROGRAM`, `exec.run` and the argument vector (``ArgumentVector``).
-    public func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
-        // Bounded first: the checks below split the path, and the ABI lets a guest pass up to 64 MiB.
-        guard program.utf8.count <= FileSystemCapability.maxPathBytes else {
-            throw try refuseEarly("exec.run", resource: "exec:?",
-                                  HostError(.invalidArgument, "the program path is longer than \(FileSystemCapability.maxPathBytes) bytes"))
-        }
-        guard FileSystemCapability.isAbsolute(program), normalizeLexically(program).utf8.elementsEqual(program.utf8), !program.utf8.contains(0),
-              !arguments.contains(where: { $0.utf8.contains(0) })
-        else {
-            throw try refuseEarly("exec.run", resource: "exec:" + sanitize(program),
-                                  HostError(.invalidArgument, "exec needs an absolute, normalized program path and arguments without NUL"))
-        }
-        try begin("exec.run", resource: "exec:" + program)
-        var details = payloadDetails(stdin, prefix: "stdin")
-        details["args"] = ArgumentVector.encode(arguments)
-        let ticket = try authorize(call: "exec.run", object: "exec:" + program, action: "exec.run",
-                                   arguments: arguments, sideEffect: true, details: details)
-        let grant = ticket.execGrants.first
-        let timeout = grant?.timeout ?? configuration.caps.execTimeout
-        let remaining = configuration.deadline - ContinuousClock.now
-        let bounded = min(timeout, max(remaining, .milliseconds(1)))
-        let maxOutput = grant?.maxOutput?.bytes ?? configuration.caps.maxOutputBytes
-        let environment = grant?.environment ?? [:]
-        return try perform(ticket) { () throws(HostError) in
-            let output = try exec.run(program: program, arguments: arguments, stdin: stdin, environment: environment,
-                                      timeout: bounded, maxOutputBytes: maxOutput)
-            var outcome = payloadDetails(output.stdout, prefix: "stdout")
-            outcome.merge(payloadDetails(output.stderr, prefix: "stderr")) { $1 }
-            outcome["exit"] = String(output.code)
-            return (output, outcome)
-        }
-    }
-
-    // MARK: log
-
-    /// `log.log`: one line on stderr, `[module] level: message`, control characters escaped, cut at
-    /// the cap, rate-limited (dropped lines are counted and reported with the next line that passes).
-    /// Needs no grant; it is not audited and reaches nothing but the host's stderr.
-    public func log(level: LogLevel, message: String) {
-        guard logLimiter.take("log", rate: configuration.caps.logRate) else {
-            droppedLogLines.add(1, ordering: .relaxed)
-            return
-        }
-        var text = sanitize(message)
-        if text.utf8.count > configuration.caps.maxLogBytes {
-            text = String(decoding: text.utf8.prefix(configuration.caps.maxLogBytes), as: UTF8.self) + "…"
-        }
-        let dropped = droppedLogLines.exchange(0, ordering: .relaxed)
-        if dropped > 0 {
-            configuration.logSink("[\(configuration.module)] warn: \(dropped) log lines dropped (rate limit)")
-        }
-        configuration.logSink("[\(configuration.module)] \(level): \(text)")
+    /// Refuses new HTTP calls from now on (calls already running finish or time out on their own).
+    public func shutdown() {
+        ownHTTP?.shutdown()
     }
 
     // MARK: Refused before decoding
@@ -387,16 +171,33 @@ public final class Mediator: HostInterface {
 
     // MARK: The pipeline
 
-    /// An admitted call: what the outcome entry and the capability need.
-    struct Ticket {
+    /// One call (or one decision in the middle of a call) as the pipeline sees it.
+    struct CallRequest {
+        /// The WIT function, e.g. `fs.read`.
         var call: String
-        var resource: String
+        /// What it acts on, parsed once.
+        var resource: Resource
+        /// The policy action, e.g. `fs.read`, `http.GET`, `db.read`.
+        var action: String
+        /// The exec argument vector; empty for other calls.
+        var arguments: [String] = []
+        /// Whether the call changes the world (its decision entry is durable first).
+        var sideEffect: Bool
+        /// Extra audit facts (payload hashes, method, argument vector).
+        var details: [String: String] = [:]
+    }
+
+    /// An admitted call: what the outcome entry, the capability and nested decisions need.
+    struct Ticket: Sendable {
+        var call: String
+        var resource: Resource
         var version: String
         var decisionSeq: UInt64
         var sideEffect: Bool
         var snapshot: PolicySnapshot
-        var arguments: [String]
         var references: [CompiledGrants.GrantReference]
+        /// Grants whose rate and approval this call has already taken (shared with nested decisions).
+        var charged: ChargedGrants
 
         var httpGrants: [HTTPGrant] {
             guard let grants = snapshot.compiled?.grants else { return [] }
@@ -409,39 +210,78 @@ public final class Mediator: HostInterface {
         }
     }
 
-    private struct DatabaseRule: Sendable {
-        var object: String
-        var action: String
-        var verdict: PolicyVerdict
+    /// The grants one call has charged its rate and approval to, so a nested decision on the same grant
+    /// (a second table, a link inside the same grant) neither takes a second token nor asks twice.
+    final class ChargedGrants: Sendable {
+        private let references = Mutex<Set<CompiledGrants.GrantReference>>([])
+
+        /// Marks `reference` charged; `false` when it already was.
+        func charge(_ reference: CompiledGrants.GrantReference) -> Bool {
+            references.withLock { $0.insert(reference).inserted }
+        }
+    }
+
+    /// Parses a call's resource; a malformed one is an audited `invalid-argument` on `KIND:?`.
+    func parse<T>(_ call: String, kind: String, _ body: () throws(HostError) -> T) throws(HostError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw try refuseEarly(call, resource: kind + ":?", error)
+        }
     }
 
     /// Checks the deadline and the call quota (both audited as denials).
-    private func begin(_ call: String, resource: String) throws(HostError) {
+    func begin(_ call: String, _ resource: Resource) throws(HostError) {
         let count = callCount.add(1, ordering: .relaxed).newValue
         if ContinuousClock.now >= configuration.deadline {
-            throw try refuseEarly(call, resource: resource, HostError(.timeout, "the run's time limit has passed"))
+            throw try refuseEarly(call, resource: resource.description, HostError(.timeout, "the run's time limit has passed"))
         }
         if count > quota {
-            throw try refuseEarly(call, resource: resource,
+            throw try refuseEarly(call, resource: resource.description,
                                   HostError(.limitExceeded, "the run's host-call quota (\(quota) calls) is used up"))
         }
     }
 
-    /// The lexically normalized absolute path policy decides on; a malformed path is an audited
-    /// `invalid-argument`. Then the deadline and quota checks.
-    private func normalizedPath(_ call: String, _ path: String) throws(HostError) -> String {
-        let normalized: String
+    /// Runs one whole call through the pipeline: decide, rate, approval, write-ahead entry, the capability
+    /// (`body`, which returns the value and the outcome entry's details), outcome entry.
+    func mediate<T>(
+        _ request: CallRequest, _ body: (Ticket) throws(HostError) -> (T, [String: String])
+    ) throws(HostError) -> T {
+        let snapshot = configuration.policy.current
+        let ticket = try admit(request, snapshot: snapshot, charged: ChargedGrants(), within: nil)
         do {
-            normalized = try fileSystem.normalize(path)
+            let (value, details) = try body(ticket)
+            var outcome = details
+            outcome["decision_seq"] = String(ticket.decisionSeq)
+            try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: "",
+                       version: ticket.version, outcome: "ok", details: outcome, durable: false)
+            return value
         } catch {
-            throw try refuseEarly(call, resource: "fs:" + guestVisible(path), error)
+            try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: error.message,
+                       version: ticket.version, outcome: error.code.description,
+                       details: ["decision_seq": String(ticket.decisionSeq)], durable: false)
+            throw error
         }
-        try begin(call, resource: "fs:" + normalized)
-        return normalized
+    }
+
+    /// The callback a capability asks in the middle of a call (a link target, a table): the same policy
+    /// question on the call's snapshot, then rate and approval, always audited as its own decision
+    /// (durable first when the call has side effects). `false` refuses.
+    func nestedCheck(_ ticket: Ticket) -> @Sendable (Resource, String) -> Bool {
+        { [self] resource, action in
+            let request = CallRequest(call: ticket.call, resource: resource, action: action, sideEffect: ticket.sideEffect,
+                                      details: ["within_seq": String(ticket.decisionSeq)])
+            do {
+                _ = try admit(request, snapshot: ticket.snapshot, charged: ticket.charged, within: ticket)
+                return true
+            } catch {
+                return false
+            }
+        }
     }
 
     /// Audits a refusal decided before policy (bad argument, quota, deadline) and returns the error.
-    private func refuseEarly(_ call: String, resource: String, _ error: HostError) throws(HostError) -> HostError {
+    func refuseEarly(_ call: String, resource: String, _ error: HostError) throws(HostError) -> HostError {
         try record(call: call, resource: resource, decision: .deny, reason: error.message,
                    version: configuration.policy.current.version, outcome: error.code.description, details: [:],
                    durable: false)
@@ -456,119 +296,67 @@ public final class Mediator: HostInterface {
                 "run": .string(configuration.runID), "sha256": .string(configuration.moduleSHA256)]
     }
 
-    /// Policy decision, then rate limits and approval, then the write-ahead audit entry.
-    private func authorize(
-        call: String, object: String, action: String, arguments: [String] = [], sideEffect: Bool,
-        details: [String: String] = [:]
-    ) throws(HostError) -> Ticket {
-        let snapshot = configuration.policy.current
-        let verdict = snapshot.decide(PolicyRequest(
-            subject: configuration.module, object: object, action: action,
-            arguments: ArgumentVector.encode(arguments), context: requestContext()))
-        guard verdict.isAllowed else {
-            try record(call: call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
-                       outcome: HostErrorCode.denied.description, details: details, durable: false)
-            throw HostError(.denied, "\(action) on \(guestVisible(object)) is not granted to \(configuration.module)")
-        }
-        return try admit(call: call, resource: object, arguments: arguments, snapshot: snapshot, verdict: verdict,
-                         rules: verdict.rule.map { [$0] } ?? [], sideEffect: sideEffect, details: details)
-    }
-
-    /// Applies rate and approval for the grants behind `rules`, then writes the allow entry.
+    /// Policy decision, then rate limits and approval for the grants behind the deciding line, then the
+    /// decision entry. Every refusal is audited before it is thrown.
     private func admit(
-        call: String, resource: String, arguments: [String], snapshot: PolicySnapshot, verdict: PolicyVerdict,
-        rules: [[String]], sideEffect: Bool, details: [String: String]
+        _ request: CallRequest, snapshot: PolicySnapshot, charged: ChargedGrants, within parent: Ticket?
     ) throws(HostError) -> Ticket {
-        var details = details
+        let object = request.resource.description
+        var details = request.details
+        let verdict = snapshot.decide(PolicyRequest(
+            subject: configuration.module, object: object, action: request.action,
+            arguments: ArgumentVector.encode(request.arguments), context: requestContext()))
+        guard verdict.isAllowed else {
+            try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
+                       outcome: HostErrorCode.denied.description, details: details, durable: false)
+            let how = parent == nil ? "" : " (reached through \(guestVisible(parent?.resource.description ?? "")))"
+            throw HostError(.denied, "\(request.action) on \(guestVisible(object))\(how) is not granted to \(configuration.module)")
+        }
         var references: [CompiledGrants.GrantReference] = []
-        if let compiled = snapshot.compiled {
-            for rule in rules {
-                for (reference, _) in compiled.conditions(for: rule) where !references.contains(reference) {
-                    references.append(reference)
-                }
+        if let compiled = snapshot.compiled, let rule = verdict.rule {
+            for (reference, _) in compiled.conditions(for: rule) where !references.contains(reference) {
+                references.append(reference)
             }
-            for reference in references {
+            for reference in references where charged.charge(reference) {
                 let conditions = compiled.conditions(of: reference)
-                guard let rate = conditions.rate else { continue }
-                let key = "\(configuration.module)|\(compiled.source(of: reference))|\(reference)|\(rate)"
-                if !rates.take(key, rate: rate) {
-                    let message = "the rate limit \(rate) of grant \(reference) is exhausted; try again later"
-                    try record(call: call, resource: resource, decision: .deny, reason: message,
-                               version: verdict.version, outcome: HostErrorCode.limitExceeded.description,
-                               details: details, durable: false)
-                    throw HostError(.limitExceeded, message)
+                if let rate = conditions.rate {
+                    let key = "\(configuration.module)|\(compiled.source(of: reference))|\(reference)|\(rate)"
+                    if !rates.take(key, rate: rate) {
+                        let message = "the rate limit \(rate) of grant \(reference) is exhausted; try again later"
+                        try record(call: request.call, resource: object, decision: .deny, reason: message,
+                                   version: verdict.version, outcome: HostErrorCode.limitExceeded.description,
+                                   details: details, durable: false)
+                        throw HostError(.limitExceeded, message)
+                    }
+                }
+                if conditions.approval {
+                    let approval = ApprovalRequest(
+                        run: configuration.runID, module: configuration.module, moduleSHA256: configuration.moduleSHA256,
+                        call: request.call, resource: object, arguments: request.arguments, details: details,
+                        grant: compiled.source(of: reference).description)
+                    let answer = configuration.approver.approve(approval, deadline: configuration.deadline)
+                    details["approver"] = configuration.approver.identity
+                    details["approval"] = answer.answer
+                    guard answer.approved else {
+                        let message = answer.answer == "approval required"
+                            ? "approval required" : "not approved (\(answer.answer))"
+                        try record(call: request.call, resource: object, decision: .deny, reason: message,
+                                   version: verdict.version, outcome: HostErrorCode.denied.description,
+                                   details: details, durable: false)
+                        throw HostError(.denied, "\(request.call) on \(guestVisible(object)): \(message)")
+                    }
                 }
             }
-            if let asking = references.first(where: { compiled.conditions(of: $0).approval }) {
-                let request = ApprovalRequest(
-                    run: configuration.runID, module: configuration.module, moduleSHA256: configuration.moduleSHA256,
-                    call: call, resource: resource, arguments: arguments, details: details,
-                    grant: compiled.source(of: asking).description)
-                let answer = configuration.approver.approve(request, deadline: configuration.deadline)
-                details["approver"] = configuration.approver.identity
-                details["approval"] = answer.answer
-                guard answer.approved else {
-                    let message = answer.answer == "approval required"
-                        ? "approval required" : "not approved (\(answer.answer))"
-                    try record(call: call, resource: resource, decision: .deny, reason: message,
-                               version: verdict.version, outcome: HostErrorCode.denied.description,
-                               details: details, durable: false)
-                    throw HostError(.denied, "\(call) on \(guestVisible(resource)): \(message)")
-                }
-            }
         }
-        let seq = try record(call: call, resource: resource, decision: .allow, reason: verdict.reason,
-                             version: verdict.version, outcome: nil, details: details, durable: sideEffect)
-        return Ticket(call: call, resource: resource, version: verdict.version, decisionSeq: seq,
-                      sideEffect: sideEffect, snapshot: snapshot, arguments: arguments, references: references)
-    }
-
-    /// Runs the capability and writes the outcome entry (`ok` or the error code).
-    private func perform<T>(_ ticket: Ticket, _ body: () throws(HostError) -> (T, [String: String])) throws(HostError) -> T {
-        do {
-            let (value, details) = try body()
-            var outcome = details
-            outcome["decision_seq"] = String(ticket.decisionSeq)
-            try record(call: ticket.call, resource: ticket.resource, decision: nil, reason: "",
-                       version: ticket.version, outcome: "ok", details: outcome, durable: false)
-            return value
-        } catch {
-            throw try fail(ticket, error)
-        }
-    }
-
-    /// Records a failed outcome for an admitted call and returns the error.
-    private func fail(_ ticket: Ticket, _ error: HostError) throws(HostError) -> HostError {
-        try record(call: ticket.call, resource: ticket.resource, decision: nil, reason: error.message,
-                   version: ticket.version, outcome: error.code.description,
-                   details: ["decision_seq": String(ticket.decisionSeq)], durable: false)
-        return error
-    }
-
-    /// The `authorize` closure for symbolic-link targets: the same policy question for the target,
-    /// decided on the same snapshot and audited as its own decision.
-    private func linkCheck(_ ticket: Ticket, action: String) -> (String) -> Bool {
-        { [self] target in
-            let object = "fs:" + target
-            let verdict = ticket.snapshot.decide(PolicyRequest(subject: configuration.module, object: object,
-                                                               action: action, context: requestContext()))
-            let approvalNeeded = verdict.rule.flatMap { rule in
-                ticket.snapshot.compiled?.conditions(for: rule).contains { $0.1.approval }
-            } ?? false
-            let allowed = verdict.isAllowed && !approvalNeeded
-            let reason = approvalNeeded ? "link target needs approval; follow links only inside grants without approval"
-                : verdict.reason
-            let recorded = try? record(
-                call: ticket.call, resource: object, decision: allowed ? .allow : .deny, reason: reason,
-                version: verdict.version, outcome: allowed ? nil : HostErrorCode.denied.description,
-                details: ["via_link_from": ticket.resource], durable: ticket.sideEffect)
-            return allowed && recorded != nil
-        }
+        let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
+                             version: verdict.version, outcome: nil, details: details, durable: request.sideEffect)
+        return Ticket(call: request.call, resource: request.resource, version: verdict.version, decisionSeq: seq,
+                      sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged)
     }
 
     /// Appends one audit entry; a log failure refuses the call with `io`.
     @discardableResult
-    private func record(
+    func record(
         call: String, resource: String, decision: AuditDecision?, reason: String, version: String, outcome: String?,
         details: [String: String], durable: Bool
     ) throws(HostError) -> UInt64 {
@@ -589,68 +377,17 @@ func payloadDetails(_ bytes: [UInt8], prefix: String) -> [String: String] {
     AuditRecord.payloadDetails(of: bytes, prefix: prefix)
 }
 
-/// Control characters (and the line break) escaped, so a guest cannot forge log or message lines.
+/// Control characters (C0, DEL, C1, and the line break) escaped, so a guest cannot forge log or
+/// message lines, or move a terminal's cursor.
 func sanitize(_ text: String) -> String {
-    // Most text has no control character: return it unchanged without rebuilding it scalar by scalar.
-    // C1 controls (U+0080–U+009F) are 0xC2 0x80–0x9F in UTF-8.
-    var previous: UInt8 = 0
-    let clean = text.utf8.allSatisfy { byte in
-        defer { previous = byte }
-        return byte >= 0x20 && byte != 0x7F && !(previous == 0xC2 && (0x80...0x9F).contains(byte))
-    }
-    if clean { return text }
-    var out = ""
-    for scalar in text.unicodeScalars {
-        if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value) {
-            out += "\\u{\(String(scalar.value, radix: 16))}"
-        } else {
-            out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
+    TerminalText.escaped(text)
 }
 
 /// The resource as shown to the guest, without its kind prefix (`fs:`, `http:` ...): the guest sent
 /// it, so it is no secret; escaped and cut at 200 characters.
-private func guestVisible(_ resource: String) -> String {
+func guestVisible(_ resource: String) -> String {
     var text = resource
     for kind in ["fs:", "http:", "db:", "exec:"] where text.hasPrefix(kind) { text.removeFirst(kind.count) }
     let clean = sanitize(text)
     return clean.utf8.count > 200 && clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
-}
-
-/// `scheme://host[:port]/path[?query]` with lowercase scheme and host, default port dropped, no user
-/// info, no fragment; `nil` if the URL is not absolute http(s) with a host.
-func canonicalHTTPURL(_ text: String) -> String? {
-    guard text.utf8.count <= 8192, !text.contains(where: { $0.isWhitespace || $0 == "\\" }),
-          let components = URLComponents(string: text),
-          let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
-          var host = components.percentEncodedHost?.lowercased(), !host.isEmpty,
-          components.user == nil, components.password == nil
-    else { return nil }
-    if host.contains(":"), !host.hasPrefix("[") { host = "[\(host)]" }
-    var result = "\(scheme)://\(host)"
-    if let port = components.port {
-        guard (1...65535).contains(port) else { return nil }
-        if !(scheme == "https" && port == 443) && !(scheme == "http" && port == 80) { result += ":\(port)" }
-    }
-    let path = components.percentEncodedPath
-    guard !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else { return nil }
-    result += path.isEmpty ? "/" : path
-    if let query = components.percentEncodedQuery { result += "?" + query }
-    return result
-}
-
-/// The host of a URL pattern when it is an IP literal (`http://127.0.0.1:8080/**` → `127.0.0.1`).
-private func literalAddress(_ pattern: String) -> String? {
-    guard let schemeEnd = pattern.range(of: "://") else { return nil }
-    let authority = pattern[schemeEnd.upperBound...].prefix { $0 != "/" }
-    var host = String(authority)
-    if host.hasPrefix("[") {
-        guard let close = host.firstIndex(of: "]") else { return nil }
-        return String(host[host.index(after: host.startIndex)..<close])
-    }
-    if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
-    let parts = host.split(separator: ".")
-    return parts.count == 4 && parts.allSatisfy({ UInt8($0) != nil }) ? host : nil
 }

@@ -1,7 +1,6 @@
 public import PeonAudit
 public import PeonEngine
-public import PeonCapabilities
-public import PeonInterface
+import PeonInterface
 public import PeonMediator
 
 /// One run's connection to the world: the audit log, the mediator that every `peon:host` call goes
@@ -15,7 +14,6 @@ public final class AgentSession: Sendable {
     /// The mediator: the only implementation of the guest interface.
     public let mediator: Mediator
     private let reloader: PolicyReloader
-    private let http: HTTPCapability
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
     /// watching the policy files (and SIGHUP) for reloads.
@@ -27,8 +25,6 @@ public final class AgentSession: Sendable {
             module: plan.moduleName, moduleSHA256: plan.module.sha256, runID: options.runID, policy: store,
             audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
         configuration.databases = options.databases
-        let http = HTTPCapability(maxResponseBytes: configuration.caps.maxResponseBytes, timeout: configuration.caps.httpTimeout)
-        configuration.http = http
         switch options.approver {
         case nil: break
         case "tty": configuration.approver = TerminalApprover()
@@ -42,7 +38,6 @@ public final class AgentSession: Sendable {
         configuration.logSink = { line in printLine(line, to: 2) }
         self.plan = plan
         self.audit = audit
-        self.http = http
         self.mediator = Mediator(configuration)
         self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store) { message in
             printLine("peon-wasm: \(message)", to: 2)
@@ -69,7 +64,7 @@ public final class AgentSession: Sendable {
     /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
     public func finish(outcome: String, reason: String) {
         reloader.stop()
-        http.shutdown()
+        mediator.shutdown()
         _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
         try? audit.writeCheckpoint()
         try? audit.close()
@@ -117,15 +112,6 @@ public final class AgentSession: Sendable {
         } catch {
             throw RunError(.configuration, "audit log '\(path)': \(error)")
         }
-    }
-}
-
-extension HTTPCapability: HTTPSender {
-    /// The mediator's transport: the capability with the grant's response cap.
-    public func send(_ request: HTTPRequestValue, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
-                     maxResponseBytes: Int, deadline: ContinuousClock.Instant) throws(HostError) -> HTTPResponseValue {
-        try send(request, injectedHeaders: injectedHeaders, allowedAddresses: allowedAddresses,
-                 maxResponseBytes: Optional(maxResponseBytes), deadline: deadline)
     }
 }
 

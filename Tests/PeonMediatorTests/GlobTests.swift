@@ -1,5 +1,5 @@
 import Testing
-@testable import PeonMediator
+@_spi(Benchmarks) @testable import PeonMediator
 
 /// The resource glob decides what a grant covers: `*` must never cross a `/`, `**` must stay a whole
 /// segment, and no look-alike path may slip into a granted tree.
@@ -73,27 +73,5 @@ import Testing
     func malformedArgumentFieldsNeverMatch(field: String) {
         #expect(!ArgumentVector.matches(field, patterns: "1:*"))
         #expect(!ArgumentVector.matches(field, patterns: "*"))
-    }
-}
-
-/// The URL policy decides on is the URL the transport fetches: one canonical spelling, and anything
-/// ambiguous (user info, dot segments, other schemes, spaces) is refused before policy.
-@Suite struct CanonicalURLTests {
-    @Test(arguments: [
-        ("HTTPS://API.Example.COM:443/v1/x?q=1", "https://api.example.com/v1/x?q=1"),
-        ("http://example.com", "http://example.com/"),
-        ("http://example.com:8080/a", "http://example.com:8080/a"),
-        ("http://[::1]:8080/a", "http://[::1]:8080/a"),
-        ("https://example.com/a#frag", "https://example.com/a"),
-    ])
-    func urlsAreCanonicalized(url: String, canonical: String) {
-        #expect(canonicalHTTPURL(url) == canonical)
-    }
-
-    @Test(arguments: ["ftp://example.com/", "https://user:pw@example.com/", "https://example.com/a/../b",
-                      "https:///path", "https://exa mple.com/", "https://example.com\\@evil.com/", "/relative",
-                      "https://example.com:99999/"])
-    func ambiguousURLsAreRefused(url: String) {
-        #expect(canonicalHTTPURL(url) == nil)
     }
 }

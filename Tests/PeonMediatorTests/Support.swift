@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@testable import PeonMediator
+@_spi(Benchmarks) @testable import PeonMediator
 
 /// A temporary folder (symlinks resolved) removed when the test's fixture is released.
 final class Scratch {
@@ -115,17 +115,18 @@ final class ManualClock: @unchecked Sendable {
 /// An HTTP transport that records what it was asked and answers 200.
 final class RecordingSender: HTTPSender, @unchecked Sendable {
     private let lock = NSLock()
-    private var requests: [(HTTPRequestValue, [HTTPHeader], Set<String>, Int)] = []
-    var sent: [(HTTPRequestValue, [HTTPHeader], Set<String>, Int)] { lock.lock(); defer { lock.unlock() }; return requests }
+    private var requests: [(OutgoingRequest, [HTTPHeader], Set<String>, Int)] = []
+    var sent: [(OutgoingRequest, [HTTPHeader], Set<String>, Int)] { lock.lock(); defer { lock.unlock() }; return requests }
     var responseHeaders: [HTTPHeader] = []
+    var responseBody: [UInt8] = Array("ok".utf8)
 
     func send(
-        _ request: HTTPRequestValue, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
+        _ request: OutgoingRequest, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
         maxResponseBytes: Int, deadline: ContinuousClock.Instant
     ) throws(HostError) -> HTTPResponseValue {
         lock.lock()
         requests.append((request, injectedHeaders, allowedAddresses, maxResponseBytes))
         lock.unlock()
-        return HTTPResponseValue(status: 200, headers: responseHeaders, body: Array("ok".utf8))
+        return HTTPResponseValue(status: 200, headers: responseHeaders, body: responseBody)
     }
 }

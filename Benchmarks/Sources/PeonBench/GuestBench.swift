@@ -1,6 +1,6 @@
 import Foundation
 import PeonAudit
-import PeonCapabilities
+@_spi(Benchmarks) import PeonMediator
 import PeonEngine
 import PeonInterface
 import PeonRuntime
@@ -157,7 +157,7 @@ struct GuestBench {
             try compare("http.send GET loopback", batch: httpBatch,
                         guestCall: { try guest.loop("http_send", [method.0, method.1, target.0, target.1, 0, 0, 0, 0], count: httpBatch) },
                         nativeCall: {
-                            _ = try http.send(HTTPRequestValue(method: "GET", url: url), injectedHeaders: [], allowedAddresses: ["127.0.0.1"],
+                            _ = try http.send(OutgoingRequest(method: "GET", url: CanonicalURL(parsing: url)), injectedHeaders: [], allowedAddresses: ["127.0.0.1"],
                                               maxResponseBytes: 1 << 20, deadline: ContinuousClock.now + .seconds(30))
                         })
             let execBatch = quick ? 5 : 10

@@ -6,7 +6,7 @@
 // Whatever the mediator does not allow, and whatever has no mapping, makes the prepare fail.
 
 import CSQLite
-public import PeonInterface
+import PeonInterface
 
 /// An operation on a table, as the grants name it (`read | insert | update | delete | schema`).
 public enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
@@ -23,20 +23,20 @@ public enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
 }
 
 /// One (table, operation) pair a statement needs; what the authorizer asks the mediator about.
-public struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
+struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
     /// The table (or view) name as SQLite reports it.
-    public var table: String
+    var table: String
     /// What the statement does to it.
-    public var operation: DatabaseOperation
+    var operation: DatabaseOperation
 
     /// Creates an access.
-    public init(table: String, operation: DatabaseOperation) {
+    init(table: String, operation: DatabaseOperation) {
         self.table = table
         self.operation = operation
     }
 
     /// `insert on 'orders'`.
-    public var description: String { "\(operation.rawValue) on '\(table)'" }
+    var description: String { "\(operation.rawValue) on '\(table)'" }
 }
 
 /// Opens the databases bound at run time and prepares guest statements under an authorizer.
@@ -45,32 +45,57 @@ public struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
 /// - Exactly one statement per call; anything but whitespace or comments after it is
 ///   `invalid-argument` (SQLite itself compiles the rest to find out, with every action refused).
 /// - Every table access is mapped to a ``DatabaseAccess`` and passed to `authorize`; a `false` makes
-///   the statement `denied`, naming the table and operation.
-/// - Refused whatever `authorize` says: `ATTACH`/`DETACH` (and the attach limit is 0), every `PRAGMA`
-///   (reads included: schema questions go through `sqlite_schema`, which needs a read grant on it),
+///   the statement `denied`, naming the table and operation. That includes reading the schema
+///   (`sqlite_master`, also as `sqlite_schema`, inside any statement, `CREATE TABLE ... AS SELECT`
+///   included), page statistics (`dbstat`) and table-valued functions (`json_each`): each needs a read
+///   grant on that name. Only SQLite's own bookkeeping during an authorized schema change, and reads of
+///   the schema's row ids, need none.
+/// - `authorize` stays installed while the statement runs: if SQLite re-prepares it (after a schema
+///   change by another connection), every access is asked again, so a view redefined between prepare
+///   and step cannot reach a table nobody authorized.
+/// - Refused whatever `authorize` says: `ATTACH`/`DETACH` (and the attach limit is 0), every `PRAGMA`,
 ///   `BEGIN`/`COMMIT`/`SAVEPOINT` (each statement commits on its own), virtual tables, any database
 ///   other than `main` (so no `TEMP` objects), `load_extension`, `fts3_tokenizer`, and any authorizer
 ///   action without a mapping.
 /// - Parameters are bound with `sqlite3_bind_*`, never spliced into the SQL.
-/// - Results are capped by row count and bytes (`limit-exceeded`); each statement runs under a
-///   deadline enforced by SQLite's progress handler (`timeout`).
+/// - Results are capped by row count and bytes (`limit-exceeded`), counted as the host memory each cell
+///   takes (a NULL costs what any cell costs); each statement runs under a deadline enforced by
+///   SQLite's progress handler (`timeout`).
+/// - SQLite's own work is bounded: no value longer than the result cap (`SQLITE_LIMIT_LENGTH`), temporary
+///   storage in memory only, a process-wide hard heap limit (``heapLimitBytes``), defensive mode.
 /// - Each prepared statement has its own connection, opened read-write without `CREATE` (a database
 ///   file that does not exist is `not-found`), and closed with the statement.
-public final class DatabaseCapability: Sendable {
+final class DatabaseCapability: Sendable {
     /// Database name -> SQLite file path.
-    public let databases: [String: String]
+    let databases: [String: String]
     /// The longest a single statement may run (default 30 s).
-    public let statementTimeout: Duration
+    let statementTimeout: Duration
+    /// The largest single value (string or blob) SQLite may build, and the bound on SQLite's own memory
+    /// for one statement's work (sorting, `DISTINCT`, temporary tables): ``SQLITE_LIMIT_LENGTH``.
+    let maxValueBytes: Int
+
+    /// The most memory SQLite may hold in this process, all connections together (`sqlite3_hard_heap_limit64`):
+    /// a statement that needs more fails with `limit-exceeded` instead of exhausting the host.
+    static let heapLimitBytes: Int64 = 256 << 20
+    /// Page cache per connection (in KiB, as `PRAGMA cache_size` takes a negative number).
+    static let cacheKiB = 8 << 10
 
     /// Creates the capability.
     ///
     /// - Parameters:
     ///   - databases: name -> SQLite file path, as bound with `--db NAME=PATH`.
     ///   - statementTimeout: the wall-clock bound for one statement's execution.
-    public init(databases: [String: String], statementTimeout: Duration = .seconds(30)) {
+    init(databases: [String: String], statementTimeout: Duration = .seconds(30), maxValueBytes: Int = 16 << 20) {
         self.databases = databases
         self.statementTimeout = statementTimeout
+        self.maxValueBytes = max(1, min(maxValueBytes, 1 << 30))
+        _ = Self.limitHeap
     }
+
+    /// Sets the process-wide hard heap limit once.
+    private static let limitHeap: Void = {
+        _ = sqlite3_hard_heap_limit64(heapLimitBytes)
+    }()
 
     /// Compiles one statement against `database`, asking `authorize` about every table access.
     ///
@@ -80,11 +105,12 @@ public final class DatabaseCapability: Sendable {
     ///
     /// - Throws: `not-found` (no such database name or file), `invalid-argument` (empty SQL, a syntax
     ///   error, more than one statement), `denied` (a refused access or action), `io`.
-    public func prepare(
-        database: String,
+    func prepare(
+        database name: DatabaseName,
         sql: String,
         authorize: @escaping (DatabaseAccess) -> Bool
     ) throws(HostError) -> PreparedStatement {
+        let database = name.description
         guard let path = databases[database] else {
             throw HostError(.notFound, "no database named '\(database)' is bound to this run")
         }
@@ -92,7 +118,7 @@ public final class DatabaseCapability: Sendable {
             throw HostError(.limitExceeded, "the SQL is longer than \(Self.maxSQLBytes) bytes")
         }
         let context = AuthorizerContext(authorize: authorize)
-        let connection = try Self.open(path: path, name: database, context: context)
+        let connection = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
         do throws(HostError) {
             let statement = try Self.compileSingle(sql, connection: connection, context: context)
             return PreparedStatement(
@@ -104,9 +130,9 @@ public final class DatabaseCapability: Sendable {
     }
 
     /// The longest SQL text accepted (1 MiB).
-    public static let maxSQLBytes = 1 << 20
+    static let maxSQLBytes = 1 << 20
 
-    private static func open(path: String, name: String, context: AuthorizerContext) throws(HostError) -> OpaquePointer {
+    private static func open(path: String, name: String, context: AuthorizerContext, maxValueBytes: Int) throws(HostError) -> OpaquePointer {
         var handle: OpaquePointer?
         let result = sqlite3_open_v2(path, &handle, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nil)
         guard result == SQLITE_OK, let connection = handle else {
@@ -116,12 +142,22 @@ public final class DatabaseCapability: Sendable {
             }
             throw HostError(.io, "database '\(name)' could not be opened: \(String(cString: sqlite3_errstr(result)))")
         }
-        // Defence in depth beside the authorizer: no attached databases at all, bounded SQL and values.
+        // Defence in depth beside the authorizer: no attached databases at all, bounded SQL and values
+        // (so `printf('%.*c', 2000000000, 'x')` fails at once instead of building 2 GB), temporary
+        // storage in memory (bounded by the heap limit) rather than spilled to /var/tmp, a small page
+        // cache, defensive mode, and no trust in functions named by the schema.
         sqlite3_limit(connection, SQLITE_LIMIT_ATTACHED, 0)
         sqlite3_limit(connection, SQLITE_LIMIT_SQL_LENGTH, Int32(maxSQLBytes))
-        sqlite3_limit(connection, SQLITE_LIMIT_LENGTH, 256 << 20)
+        sqlite3_limit(connection, SQLITE_LIMIT_LENGTH, Int32(clamping: maxValueBytes))
         sqlite3_extended_result_codes(connection, 0)
-        context.connection = connection
+        let configured = peon_sqlite3_set_defensive(connection) == SQLITE_OK
+            && peon_sqlite3_untrusted_schema(connection) == SQLITE_OK
+            && sqlite3_exec(connection, "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -\(cacheKiB)", nil, nil, nil) == SQLITE_OK
+        guard configured else {
+            let reason = String(cString: sqlite3_errmsg(connection))
+            sqlite3_close_v2(connection)
+            throw HostError(.io, "database '\(name)' could not be configured safely: \(reason)")
+        }
         let pointer = Unmanaged.passUnretained(context).toOpaque()
         sqlite3_set_authorizer(connection, authorizerCallback, pointer)
         sqlite3_progress_handler(connection, 1000, progressCallback, pointer)
@@ -145,6 +181,12 @@ public final class DatabaseCapability: Sendable {
                     "the SQL was refused: \(String(cString: sqlite3_errmsg(connection)))")
             }
             guard let statement else { throw HostError(.invalidArgument, "the SQL contains no statement") }
+            do throws(HostError) {
+                try context.finishPreparing()
+            } catch {
+                sqlite3_finalize(statement)
+                throw error
+            }
             if let tail {
                 let used = start.distance(to: tail)
                 if used < Int(length) {
@@ -168,13 +210,13 @@ public final class DatabaseCapability: Sendable {
 /// A compiled statement, ready to run after the mediator has recorded its decision.
 ///
 /// Not thread-safe: use it on the thread that prepared it. Its connection closes when it goes away.
-public final class PreparedStatement {
+final class PreparedStatement {
     /// Every (table, operation) the authorizer saw, in first-seen order, without duplicates.
-    public var accesses: [DatabaseAccess] { context.accesses }
+    var accesses: [DatabaseAccess] { context.accesses }
     /// Whether SQLite says the statement cannot change the database (`sqlite3_stmt_readonly`).
-    public var isReadOnly: Bool { sqlite3_stmt_readonly(statement) != 0 }
+    var isReadOnly: Bool { sqlite3_stmt_readonly(statement) != 0 }
     /// How many parameters (`?`, `?NNN`, `:name`) the statement takes.
-    public var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
+    var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
 
     private let connection: OpaquePointer
     private let statement: OpaquePointer
@@ -200,7 +242,7 @@ public final class PreparedStatement {
     ///   - maxRows: more rows than this is `limit-exceeded`.
     ///   - maxBytes: more result bytes (text and blob bytes, 8 per number, plus column names) is `limit-exceeded`.
     ///   - deadline: an optional earlier end than the capability's statement timeout.
-    public func query(
+    func query(
         _ parameters: [DatabaseValue], maxRows: Int, maxBytes: Int, deadline: ContinuousClock.Instant? = nil
     ) throws(HostError) -> DatabaseRows {
         try start(parameters, deadline: deadline)
@@ -218,15 +260,20 @@ public final class PreparedStatement {
             if rows.count >= maxRows {
                 throw HostError(.limitExceeded, "the query returns more than \(maxRows) rows")
             }
+            // Counted before the row is built, so a row of NULLs costs what it will take in memory.
+            bytes += DatabaseValue.rowOverhead + columnCount * MemoryLayout<DatabaseValue>.stride
+            if bytes > maxBytes {
+                throw HostError(.limitExceeded, "the query result is larger than \(maxBytes) bytes")
+            }
             var row: [DatabaseValue] = []
             row.reserveCapacity(columnCount)
             for index in 0..<Int32(columnCount) {
                 let value = columnValue(index)
-                bytes += value.byteCount
+                bytes += value.byteCount - MemoryLayout<DatabaseValue>.stride
+                if bytes > maxBytes {
+                    throw HostError(.limitExceeded, "the query result is larger than \(maxBytes) bytes")
+                }
                 row.append(value)
-            }
-            if bytes > maxBytes {
-                throw HostError(.limitExceeded, "the query result is larger than \(maxBytes) bytes")
             }
             rows.append(row)
         }
@@ -234,7 +281,7 @@ public final class PreparedStatement {
     }
 
     /// Runs the statement to completion and returns the number of rows it changed.
-    public func execute(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant? = nil) throws(HostError) -> UInt64 {
+    func execute(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant? = nil) throws(HostError) -> UInt64 {
         try start(parameters, deadline: deadline)
         defer { finish() }
         while try step() {}
@@ -281,6 +328,7 @@ public final class PreparedStatement {
                 throw error(result, "binding parameter \(index)")
             }
         }
+        context.beginRunning()
         let ownDeadline = ContinuousClock.now.advanced(by: timeout)
         context.deadline = deadline.map { min($0, ownDeadline) } ?? ownDeadline
         let milliseconds = max(1, min(5000, ContinuousClock.now.duration(to: context.deadline ?? ownDeadline).milliseconds))
@@ -360,11 +408,18 @@ final class AuthorizerContext {
     var denial: HostError?
     /// When the running statement must stop; checked by the progress handler.
     var deadline: ContinuousClock.Instant?
-    /// The connection the callbacks belong to, to tell stored tables from CTE names.
-    var connection: OpaquePointer?
     /// Set once the statement creates, drops or alters something: SQLite then reads and writes the
     /// schema table itself, which is bookkeeping for the already-authorized schema action.
     private var changesSchema = false
+    /// Whether the statement contains a `SELECT` of its own.
+    private var selects = false
+    /// Columns of the schema table read while the statement changes the schema, before it is known
+    /// whether they are SQLite's bookkeeping or a `SELECT` of the guest's (`CREATE TABLE x AS SELECT sql
+    /// FROM sqlite_master`): decided when the statement is compiled (``finishPreparing()``).
+    private var provisionalSchemaReads = false
+    /// Whether the statement has been compiled and is running: an authorizer call now is SQLite
+    /// re-preparing it (after a schema change), and is decided afresh.
+    private var running = false
 
     init(authorize: @escaping (DatabaseAccess) -> Bool) {
         self.authorize = authorize
@@ -373,6 +428,11 @@ final class AuthorizerContext {
     /// The answer for one authorizer call: `SQLITE_OK` or `SQLITE_DENY`.
     func decide(action: Int32, _ first: String?, _ second: String?, database: String?) -> Int32 {
         if refuseEverything { return SQLITE_DENY }
+        if action == SQLITE_SELECT { selects = true }
+        // A read with no database is of a common table expression's own rows (`WITH RECURSIVE c(x) ...
+        // FROM c`): nothing stored, judged by what the expression's SELECT reads. Stored tables, views,
+        // the schema and table-valued functions (`dbstat`, `json_each`) are all reported in `main`.
+        if action == SQLITE_READ && database == nil { return SQLITE_OK }
         switch AuthorizerAction.classify(action: action, first, second, database: database) {
         case .allow:
             return SQLITE_OK
@@ -381,36 +441,52 @@ final class AuthorizerContext {
             return SQLITE_DENY
         case .access(let access):
             if access.operation == .schema { changesSchema = true }
-            if access.operation == .read {
-                if changesSchema && AuthorizerAction.schemaTables.contains(access.table.lowercased()) { return SQLITE_OK }
-                // A name that is no stored table or view is a common table expression: it holds only
-                // what its own (separately authorized) SELECT reads.
-                if !isStored(access.table) { return SQLITE_OK }
+            if access.operation == .read && AuthorizerAction.schemaTables.contains(access.table.lowercased()) {
+                // The row id alone is SQLite's own bookkeeping (it reads it after every CREATE and for table-valued
+                // functions); it tells at most how many schema rows there are.
+                if (second ?? "").lowercased() == "rowid" { return SQLITE_OK }
+                if changesSchema && !running {
+                    provisionalSchemaReads = true
+                    return SQLITE_OK
+                }
             }
-            if seen.insert(access).inserted { accesses.append(access) }
-            let allowed: Bool
-            if let earlier = decided[access] {
-                allowed = earlier
-            } else {
-                allowed = authorize(access)
-                decided[access] = allowed
-            }
-            if !allowed {
-                if denial == nil { denial = HostError(.denied, "\(access) is not granted") }
-                return SQLITE_DENY
-            }
-            return SQLITE_OK
+            return ask(access)
         }
     }
-}
 
-extension AuthorizerContext {
-    /// Whether `table` names a table or view in the main schema (as the parser sees it right now).
-    func isStored(_ table: String) -> Bool {
-        guard let connection else { return true }
-        if AuthorizerAction.schemaTables.contains(table.lowercased()) { return true }
-        // With a NULL column name this only checks that the table exists; it fails for CTE names.
-        return sqlite3_table_column_metadata(connection, "main", table, nil, nil, nil, nil, nil, nil) == SQLITE_OK
+    /// Asks the mediator once per access and compile (SQLite asks once per column).
+    private func ask(_ access: DatabaseAccess) -> Int32 {
+        if seen.insert(access).inserted { accesses.append(access) }
+        let allowed: Bool
+        if let earlier = decided[access] {
+            allowed = earlier
+        } else {
+            allowed = authorize(access)
+            decided[access] = allowed
+        }
+        if !allowed {
+            if denial == nil { denial = HostError(.denied, "\(access) is not granted") }
+            return SQLITE_DENY
+        }
+        return SQLITE_OK
+    }
+
+    /// Called once the statement compiled: schema rows read by a statement that also selects are the
+    /// guest's reads, not bookkeeping, and need a read grant on `sqlite_master` like any other table.
+    func finishPreparing() throws(HostError) {
+        if provisionalSchemaReads && selects {
+            if ask(DatabaseAccess(table: "sqlite_master", operation: .read)) != SQLITE_OK {
+                throw denial ?? HostError(.denied, "reading the schema table needs a read grant on sqlite_master")
+            }
+        }
+        provisionalSchemaReads = false
+    }
+
+    /// Called before each run: from now on an authorizer call is a re-prepare, and every access it
+    /// reports is asked (and audited) again.
+    func beginRunning() {
+        running = true
+        decided.removeAll()
     }
 }
 
@@ -423,9 +499,10 @@ enum AuthorizerAction: Equatable {
     /// Allowed if the mediator allows this access.
     case access(DatabaseAccess)
 
-    /// The tables SQLite itself writes to while creating or dropping objects (the `CREATE`/`DROP`
-    /// action is authorized separately; SQLite refuses direct writes to them without `writable_schema`,
-    /// which needs a `PRAGMA`).
+    /// The schema tables. SQLite itself writes to them while creating or dropping objects (the
+    /// `CREATE`/`DROP` action is authorized separately; defensive mode and the refused `PRAGMA`s keep a
+    /// guest from writing them directly). Reading them is reading the schema: it needs a read grant on
+    /// `sqlite_master`, except SQLite's own bookkeeping reads during a schema change.
     static let schemaTables: Set<String> = ["sqlite_master", "sqlite_schema", "sqlite_temp_master", "sqlite_temp_schema"]
     /// Functions that reach outside the database.
     static let refusedFunctions: Set<String> = ["load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"]
@@ -505,15 +582,19 @@ private func progressCallback(_ userData: UnsafeMutableRawPointer?) -> Int32 {
 private let transientDestructor = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 extension DatabaseValue {
-    /// What the value counts against a query's byte cap.
+    /// What the value costs the host, counted against a query's byte cap: the cell itself (every cell,
+    /// NULL included, takes a whole `DatabaseValue` in the row) plus its text or blob bytes.
     var byteCount: Int {
+        let cell = MemoryLayout<DatabaseValue>.stride
         switch self {
-        case .null: 1
-        case .integer, .real: 8
-        case .text(let text): text.utf8.count
-        case .blob(let blob): blob.count
+        case .null, .integer, .real: return cell
+        case .text(let text): return cell + text.utf8.count
+        case .blob(let blob): return cell + blob.count
         }
     }
+
+    /// What one row's array costs beside its cells (the array's header).
+    static let rowOverhead = 32
 }
 
 extension Duration {

@@ -1,7 +1,7 @@
-// Strict URL parsing for `http.send`: one canonical spelling per resource, so that policy and the
-// server can never read a URL differently.
-
-import PeonInterface
+// Strict URL parsing for `http.send`: one canonical spelling per resource, so that policy, the audit
+// log and the server can never read a URL differently. This is the only URL parser in peon-wasm: the
+// mediator parses a guest's URL here once, grants' URL patterns are normalized by the same rules, and
+// the HTTP capability sends exactly ``CanonicalURL/target``.
 
 /// A parsed, canonical `http`/`https` URL.
 ///
@@ -18,36 +18,65 @@ import PeonInterface
 ///
 /// Canonical form: lowercase scheme and host, the port only when not the scheme's default,
 /// percent-escapes of unreserved characters decoded and all others in uppercase hex, `.` and `..`
-/// segments removed (also when written as `%2E`), an empty path as `/`, no empty `?`.
-struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
-    enum Host: Sendable, Hashable {
+/// segments removed (also when written as `%2E`, `.%2E`, `%2e.` or any other mix: escapes are decoded
+/// before dot segments are removed), an empty path as `/`, no empty `?`. Parsing the canonical form
+/// again yields the same value.
+public struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
+    /// The host: a name, or an IP literal.
+    public enum Host: Sendable, Hashable {
+        /// A lowercase DNS name without a trailing dot.
         case name(String)
+        /// An IPv4 or IPv6 literal.
         case address(IPAddress)
     }
 
-    let scheme: String
-    let host: Host
-    let port: Int
-    /// The path (starting with `/`) and the query with its `?`, if any.
-    let target: String
+    /// `http` or `https`.
+    public let scheme: String
+    /// The host.
+    public let host: Host
+    /// The port (the scheme's default when the URL gives none).
+    public let port: Int
+    /// The request target: the path (starting with `/`) and the query with its `?`, if any. This is,
+    /// byte for byte, what the HTTP capability puts on the request line.
+    public let target: String
 
-    static let maxLength = 8192
+    /// The longest URL accepted, in bytes.
+    public static let maxLength = 8192
 
-    var isDefaultPort: Bool { port == (scheme == "https" ? 443 : 80) }
+    /// Whether ``port`` is the scheme's default (and so left out of ``description``).
+    public var isDefaultPort: Bool { port == (scheme == "https" ? 443 : 80) }
 
     /// `example.com`, `127.0.0.1` or `[::1]`.
-    var hostText: String {
+    public var hostText: String {
         switch host {
         case .name(let name): name
         case .address(let address): address.isIPv6 ? "[\(address)]" : "\(address)"
         }
     }
 
-    var description: String {
+    /// The canonical URL: `scheme://host[:port]target`.
+    public var description: String {
         "\(scheme)://\(hostText)\(isDefaultPort ? "" : ":\(port)")\(target)"
     }
 
-    init(parsing url: String) throws(HostError) {
+    /// Parses a guest's URL.
+    ///
+    /// - Throws: `invalid-argument`, with the reason, for anything listed as refused above.
+    public init(parsing url: String) throws(HostError) {
+        try self.init(parsing: url, wildcards: false)
+    }
+
+    /// Normalizes a grant's URL pattern by the same rules, so a pattern and the URLs it should match
+    /// are spelled alike (`HTTPS://API.example.com:443/v1/%7Eu/**` is `https://api.example.com/v1/~u/**`).
+    /// `*` may stand for whole host labels (`https://*.example.com/**`); in the path it is an ordinary
+    /// character here and a wildcard to the policy's glob.
+    ///
+    /// - Throws: `invalid-argument`, with the reason, when the pattern is no http(s) URL.
+    public static func normalizedPattern(_ pattern: String) throws(HostError) -> String {
+        try CanonicalURL(parsing: pattern, wildcards: true).description
+    }
+
+    private init(parsing url: String, wildcards: Bool) throws(HostError) {
         func refuse(_ reason: String) -> HostError {
             HostError(.invalidArgument, "URL refused: \(reason)")
         }
@@ -94,7 +123,7 @@ struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
                 hostPart = authority[..<colon]
                 portPart = authority[authority.index(after: colon)...]
             }
-            host = try Self.parseHost(hostPart, refuse: refuse)
+            host = try Self.parseHost(hostPart, wildcards: wildcards, refuse: refuse)
         }
 
         if let portPart {
@@ -115,7 +144,7 @@ struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         target = query.isEmpty ? path : path + "?" + query
     }
 
-    private static func parseHost(_ text: Substring, refuse: (String) -> HostError) throws(HostError) -> Host {
+    private static func parseHost(_ text: Substring, wildcards: Bool, refuse: (String) -> HostError) throws(HostError) -> Host {
         var name = text.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         if name.isEmpty { throw refuse("the host is empty") }
@@ -125,6 +154,7 @@ struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         for label in labels {
             if label.isEmpty { throw refuse("the host has an empty label ('..')") }
             if label.count > 63 { throw refuse("a host label is longer than 63 bytes") }
+            if wildcards && label == "*" { continue }
             if !label.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
                 throw refuse("the host '\(text)' contains characters other than letters, digits, '-', '_' and '.'")
             }

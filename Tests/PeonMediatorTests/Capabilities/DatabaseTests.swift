@@ -1,6 +1,6 @@
 import CSQLite
 import Foundation
-import PeonCapabilities
+@_spi(Benchmarks) @testable import PeonMediator
 import PeonInterface
 import PeonTestSupport
 import Testing
@@ -310,5 +310,12 @@ import Testing
         try Self.withFixture { fixture in
             #expect(hostError { () throws(HostError) in try fixture.capability.prepare(database: "app", sql: sql, authorize: { _ in true }) }?.code == .invalidArgument)
         }
+    }
+}
+
+extension DatabaseCapability {
+    /// Prepares against a database named by text, parsed the way the mediator parses it (``DatabaseName``).
+    func prepare(database: String, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
+        try prepare(database: DatabaseName(parsing: database), sql: sql, authorize: authorize)
     }
 }

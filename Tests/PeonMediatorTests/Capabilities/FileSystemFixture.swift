@@ -1,5 +1,5 @@
 import Foundation
-import PeonCapabilities
+@_spi(Benchmarks) @testable import PeonMediator
 import PeonInterface
 import PeonTestSupport
 
@@ -37,7 +37,9 @@ struct FileSystemFixture {
         path == workspace || path.hasPrefix(workspace + "/")
     }
 
-    var capability: FileSystemCapability { FileSystemCapability(workingDirectory: workspace) }
+    func isGranted(_ path: GuestPath) -> Bool { isGranted(path.description) }
+
+    var capability: FileSystemUnderTest { FileSystemUnderTest(workingDirectory: workspace) }
 
     init(root: URL) throws {
         self.root = root.path
@@ -101,3 +103,62 @@ func hostError<T>(_ body: () throws(HostError) -> T) -> HostError? {
         return error
     }
 }
+
+/// The file system capability as these tests drive it: paths given as text are parsed the way the
+/// mediator parses them (``GuestPath``), and `authorize` sees each link target's text.
+struct FileSystemUnderTest {
+    let capability: FileSystemCapability
+    let workingDirectory: GuestPath?
+
+    init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
+        self.workingDirectory = try? GuestPath(parsing: workingDirectory, relativeTo: nil)
+        capability = FileSystemCapability(maxReadBytes: maxReadBytes, maxWriteBytes: maxWriteBytes)
+    }
+
+    func normalize(_ text: String) throws(HostError) -> GuestPath {
+        try GuestPath(parsing: text, relativeTo: workingDirectory)
+    }
+
+    func read(_ path: GuestPath, authorize: (String) -> Bool) throws(HostError) -> [UInt8] {
+        try capability.read(path) { authorize($0.description) }
+    }
+
+    func read(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [UInt8] {
+        try read(normalize(path), authorize: authorize)
+    }
+
+    func write(_ path: GuestPath, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        try capability.write(path, data: data) { authorize($0.description) }
+    }
+
+    func write(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        try write(normalize(path), data: data, authorize: authorize)
+    }
+
+    func append(_ path: GuestPath, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        try capability.append(path, data: data) { authorize($0.description) }
+    }
+
+    func append(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+        try append(normalize(path), data: data, authorize: authorize)
+    }
+
+    func readDirectory(_ path: GuestPath, authorize: (String) -> Bool) throws(HostError) -> [String] {
+        try capability.readDirectory(path) { authorize($0.description) }
+    }
+
+    func readDirectory(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [String] {
+        try readDirectory(normalize(path), authorize: authorize)
+    }
+
+    func remove(_ path: GuestPath, authorize: (String) -> Bool) throws(HostError) {
+        try capability.remove(path) { authorize($0.description) }
+    }
+
+    func remove(_ path: String, authorize: (String) -> Bool) throws(HostError) {
+        try remove(normalize(path), authorize: authorize)
+    }
+}
+
+/// Lets tests compare a parsed path with its expected text.
+func == (lhs: GuestPath, rhs: String) -> Bool { lhs.description == rhs }

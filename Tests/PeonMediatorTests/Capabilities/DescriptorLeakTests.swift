@@ -1,5 +1,5 @@
 import Foundation
-import PeonCapabilities
+@_spi(Benchmarks) @testable import PeonMediator
 import PeonInterface
 import PeonTestSupport
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import PeonCapabilities
+@_spi(Benchmarks) @testable import PeonMediator
 import PeonInterface
 import PeonTestSupport
 import Testing
@@ -151,5 +151,16 @@ import Glibc
             usleep(10_000)
         }
         return false
+    }
+}
+
+extension ExecCapability {
+    /// Runs a program given as text, parsed the way the mediator parses it (``ProgramPath``).
+    func run(
+        program: String, arguments: [String], stdin: [UInt8], environment: [String: String], timeout: Duration,
+        maxOutputBytes: Int
+    ) throws(HostError) -> ExecOutput {
+        try run(program: ProgramPath(parsing: program), arguments: arguments, stdin: stdin, environment: environment,
+                timeout: timeout, maxOutputBytes: maxOutputBytes)
     }
 }

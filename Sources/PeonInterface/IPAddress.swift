@@ -27,7 +27,8 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
-    init(bytes: [UInt8]) {
+    /// Wraps 4 (IPv4) or 16 (IPv6) bytes in network order, as `getaddrinfo` returns them.
+    public init(bytes: [UInt8]) {
         self.bytes = bytes
     }
 

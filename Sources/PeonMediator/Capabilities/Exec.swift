@@ -5,7 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-public import PeonInterface
+import PeonInterface
 
 /// Runs a program the mediator authorized, with nothing the grant did not give it.
 ///
@@ -24,21 +24,21 @@ public import PeonInterface
 ///   silently truncated result. stdin is a socket pair written with `MSG_NOSIGNAL`, so a child that
 ///   stops reading cannot raise `SIGPIPE` in the host.
 /// - The exit code is the program's, or 128 + the signal that killed it.
-public struct ExecCapability: Sendable {
+struct ExecCapability: Sendable {
     /// The folder every program starts in.
-    public let workingDirectory: String
+    let workingDirectory: String
 
     /// Creates the capability.
     ///
     /// - Parameter workingDirectory: the absolute folder programs run in.
-    public init(workingDirectory: String) {
+    init(workingDirectory: String) {
         self.workingDirectory = workingDirectory
     }
 
     /// Runs `program` with `arguments` and waits for it, within `timeout`.
     ///
     /// - Parameters:
-    ///   - program: an absolute, normalized path to an executable (already authorized).
+    ///   - path: the program the mediator parsed and authorized.
     ///   - arguments: the arguments after `argv[0]` (which is `program`).
     ///   - stdin: the bytes the program reads on its standard input, followed by end of file.
     ///   - environment: the complete environment.
@@ -47,8 +47,8 @@ public struct ExecCapability: Sendable {
     /// - Throws: `invalid-argument` (relative or non-normal program path, NUL in an argument or the
     ///   environment), `not-found` (no such program), `denied` (not executable), `timeout`,
     ///   `limit-exceeded` (output over the cap), `io`.
-    public func run(
-        program: String,
+    func run(
+        program path: ProgramPath,
         arguments: [String],
         stdin: [UInt8],
         environment: [String: String],
@@ -56,6 +56,7 @@ public struct ExecCapability: Sendable {
         maxOutputBytes: Int
     ) throws(HostError) -> ExecOutput {
         let deadline = ContinuousClock.now.advanced(by: timeout)
+        let program = path.description
         try Self.validate(program: program, arguments: arguments, environment: environment)
         guard workingDirectory.hasPrefix("/") else {
             throw HostError(.invalidArgument, "exec '\(program)': the host's working directory is not absolute")
@@ -98,16 +99,10 @@ public struct ExecCapability: Sendable {
         return (pair[0], pair[1])
     }
 
+    /// The program path is a ``ProgramPath`` (absolute, normal, no NUL); what is left to check here.
     static func validate(program: String, arguments: [String], environment: [String: String]) throws(HostError) {
-        guard program.hasPrefix("/") else {
-            throw HostError(.invalidArgument, "exec '\(program)': the program must be an absolute path (no PATH search, no shell)")
-        }
-        if program.utf8.contains(0) || arguments.contains(where: { $0.utf8.contains(0) }) {
-            throw HostError(.invalidArgument, "exec '\(program)': the program or an argument contains a NUL byte")
-        }
-        let components = program.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        if program.count > 1 && components.contains(where: { $0.isEmpty || $0 == "." || $0 == ".." }) {
-            throw HostError(.invalidArgument, "exec '\(program)': the program path must be normalized (no '.', '..' or '//')")
+        if arguments.contains(where: { $0.utf8.contains(0) }) {
+            throw HostError(.invalidArgument, "exec '\(program)': an argument contains a NUL byte")
         }
         for (name, value) in environment {
             if name.isEmpty || name.utf8.contains(UInt8(ascii: "=")) || name.utf8.contains(0) || value.utf8.contains(0) {

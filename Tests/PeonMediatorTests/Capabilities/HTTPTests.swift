@@ -1,5 +1,5 @@
 import Foundation
-import PeonCapabilities
+@_spi(Benchmarks) @testable import PeonMediator
 
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +31,7 @@ import Testing
     ])
     func aURLHasOneCanonicalSpelling(input: String, expected: String) {
         do {
-            #expect(try HTTPCapability.canonicalURL(input) == expected)
+            #expect(try CanonicalURL(parsing: input).description == expected)
         } catch {
             #expect(expected == "URL refused", "\(input): \(error)")
         }
@@ -77,7 +77,7 @@ import Testing
         "http://h/<script>",
     ])
     func anAmbiguousOrForeignURLIsRefused(input: String) {
-        let error = hostError { () throws(HostError) in try HTTPCapability.canonicalURL(input) }
+        let error = hostError { () throws(HostError) in try CanonicalURL(parsing: input).description }
         #expect(error?.code == .invalidArgument, "\(input)")
     }
 }
@@ -121,7 +121,7 @@ import Testing
         injected: [HTTPHeader] = [], allowed: Set<String> = [], maxResponseBytes: Int? = nil, within: Duration = .seconds(10)
     ) throws(HostError) -> HTTPResponseValue {
         try capability.send(
-            HTTPRequestValue(method: method, url: url, headers: headers, body: body), injectedHeaders: injected,
+            OutgoingRequest(method: method, url: CanonicalURL(parsing: url), headers: headers, body: body), injectedHeaders: injected,
             allowedAddresses: allowed, maxResponseBytes: maxResponseBytes, deadline: ContinuousClock.now + within)
     }
 
@@ -282,7 +282,7 @@ import Testing
             let small = HTTPCapability(maxResponseBytes: 1000)
             let error = hostError { () throws(HostError) in
                 // A grant cannot raise the capability's own ceiling.
-                try small.send(HTTPRequestValue(method: "GET", url: url), injectedHeaders: [], allowedAddresses: ["127.0.0.1"],
+                try small.send(OutgoingRequest(method: "GET", url: CanonicalURL(parsing: url)), injectedHeaders: [], allowedAddresses: ["127.0.0.1"],
                                maxResponseBytes: 1 << 30, deadline: .now + .seconds(10))
             }
             #expect(error?.code == .limitExceeded)
@@ -313,7 +313,7 @@ import Testing
             let capability = HTTPCapability()
             capability.shutdown()
             let error = hostError { () throws(HostError) in
-                try capability.send(HTTPRequestValue(method: "GET", url: "http://127.0.0.1:\(server.port)/hello"), injectedHeaders: [],
+                try capability.send(OutgoingRequest(method: "GET", url: CanonicalURL(parsing: "http://127.0.0.1:\(server.port)/hello")), injectedHeaders: [],
                                     allowedAddresses: ["127.0.0.1"], maxResponseBytes: nil, deadline: .now + .seconds(5))
             }
             #expect(error?.code == .io)

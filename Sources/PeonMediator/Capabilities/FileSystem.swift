@@ -1,7 +1,7 @@
 // The `fs` capability: file access that cannot leave the paths the mediator authorized.
 //
-// Two steps. `normalize` turns the guest's path into a canonical absolute path by lexical rules only;
-// that string is what policy decides on. Each operation then walks that path from `/` one component at
+// Two steps. ``GuestPath`` (PeonInterface) turns the guest's path into a canonical absolute path by
+// lexical rules only; that value is what policy decides on and what this capability walks. Each operation then walks that path from `/` one component at
 // a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
 // component can be swapped between a check and its use. When the walk meets a symbolic link it reads
 // the link, builds the absolute path the link leads to, asks `authorize` about that path and, only if
@@ -13,20 +13,18 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
-public import PeonInterface
+import PeonInterface
 
 /// Reads, writes, lists and removes files on behalf of a guest, refusing every path that leaves what
 /// the mediator authorized.
 ///
-/// The capability decides nothing about policy. The mediator normalizes a guest path with
-/// ``normalize(_:)``, asks policy about the result, and calls an operation with the normalized path and
+/// The capability decides nothing about policy. The mediator parses a guest path into a ``GuestPath``
+/// once, asks policy about it, and calls an operation with that same value and
 /// an `authorize` closure that answers the same question for any *other* path the operation would
 /// reach through a symbolic link.
 ///
 /// Rules (each enforced here, tested in `FileSystemEscapeTests`):
-/// - Paths are UTF-8 without NUL, at most 4095 bytes, each name at most 255 bytes; relative paths are
-///   relative to ``workingDirectory``; `.`, `..` (clamped at `/`), `//` and a trailing `/` are resolved
-///   lexically, so `/ws/a/../b`, `/ws/./b` and `/ws//b/` all become `/ws/b`.
+/// - Paths arrive as ``GuestPath`` values: absolute, lexically normal, bounded (see ``GuestPath``).
 /// - A symbolic link anywhere on the path (in the middle or last) is followed only after
 ///   `authorize(target)` says yes; at most 32 links are followed per call (`invalid-argument` after).
 /// - Only regular files are read or appended to; FIFOs, devices and sockets are `invalid-argument`.
@@ -39,114 +37,25 @@ public import PeonInterface
 ///   follows a final symbolic link.
 /// - Sizes: a read above ``maxReadBytes`` and a write or append above ``maxWriteBytes`` are
 ///   `limit-exceeded`, checked before anything is written.
-public struct FileSystemCapability: Sendable {
-    /// The folder that relative guest paths start from. Must be absolute.
-    public let workingDirectory: String
-    /// ``workingDirectory``'s names, split once.
-    private let workingDirectoryComponents: [Substring]
+struct FileSystemCapability: Sendable {
     /// The largest file ``read(_:authorize:)`` returns, in bytes (default 64 MiB).
-    public let maxReadBytes: Int
+    let maxReadBytes: Int
     /// The largest `data` that ``write(_:data:authorize:)`` and ``append(_:data:authorize:)`` accept (default 64 MiB).
-    public let maxWriteBytes: Int
+    let maxWriteBytes: Int
 
     /// The most symbolic links followed while resolving one path (the Linux kernel's limit is 40).
-    public static let maxSymbolicLinkHops = 32
-    /// The longest path accepted, in UTF-8 bytes (`PATH_MAX` - 1 for the terminating NUL).
-    public static let maxPathBytes = Int(PATH_MAX) - 1
-    /// The longest single name accepted, in UTF-8 bytes (`NAME_MAX`).
-    public static let maxNameBytes = Int(NAME_MAX)
+    static let maxSymbolicLinkHops = 32
+    /// The longest path accepted, in UTF-8 bytes.
+    static let maxPathBytes = GuestPath.maxBytes
 
     /// Creates the capability.
     ///
     /// - Parameters:
-    ///   - workingDirectory: the absolute folder relative guest paths resolve against; normalized
-    ///     lexically here. A relative value makes every relative guest path `invalid-argument`.
     ///   - maxReadBytes: the largest file a read returns.
     ///   - maxWriteBytes: the largest write or append accepted.
-    public init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
-        if Self.isAbsolute(workingDirectory), let components = try? Self.lexicalComponents(workingDirectory, base: []) {
-            self.workingDirectory = Self.join(components)
-        } else {
-            self.workingDirectory = workingDirectory
-        }
-        workingDirectoryComponents = Self.components(of: self.workingDirectory)
+    init(maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
         self.maxReadBytes = max(0, maxReadBytes)
         self.maxWriteBytes = max(0, maxWriteBytes)
-    }
-
-    // MARK: Normalization
-
-    /// Lexically normalizes a guest path to the absolute path that policy decides on.
-    ///
-    /// Relative paths start at ``workingDirectory``; `.` and empty components disappear, `..` removes
-    /// the previous component (and stays at `/` at the top). No file system access happens.
-    ///
-    /// `normalize("../b/./c//")` with working directory `/ws/a` is `/ws/b/c`.
-    ///
-    /// - Throws: `invalid-argument` for an empty path, a NUL byte, a path longer than
-    ///   ``maxPathBytes`` or a name longer than ``maxNameBytes`` (before or after normalization), or a
-    ///   relative path when the working directory is not absolute.
-    public func normalize(_ guestPath: String) throws(HostError) -> String {
-        if guestPath.isEmpty {
-            throw HostError(.invalidArgument, "the path is empty")
-        }
-        if guestPath.utf8.contains(0) {
-            throw HostError(.invalidArgument, "the path contains a NUL byte")
-        }
-        if guestPath.utf8.count > Self.maxPathBytes {
-            throw HostError(.invalidArgument, "the path is longer than \(Self.maxPathBytes) bytes")
-        }
-        var base: [Substring] = []
-        if !Self.isAbsolute(guestPath) {
-            guard Self.isAbsolute(workingDirectory) else {
-                throw HostError(.invalidArgument, "relative path '\(guestPath)' but the host has no absolute working directory")
-            }
-            base = workingDirectoryComponents
-        }
-        let normalized = Self.join(try Self.lexicalComponents(guestPath, base: base))
-        if normalized.utf8.count > Self.maxPathBytes {
-            throw HostError(.invalidArgument, "the path is longer than \(Self.maxPathBytes) bytes once resolved")
-        }
-        return normalized
-    }
-
-    /// `base` followed by the components of `path`, with `.`, `..` and empty components resolved.
-    static func lexicalComponents(_ path: String, base: [Substring]) throws(HostError) -> [Substring] {
-        var components = base
-        for component in Self.components(of: path) {
-            switch component.utf8.count {
-            case 1 where component.utf8.first == dot:
-                continue
-            case 2 where component.utf8.allSatisfy({ $0 == dot }):
-                _ = components.popLast()
-            default:
-                if component.utf8.count > maxNameBytes {
-                    throw HostError(.invalidArgument, "a name in the path is longer than \(maxNameBytes) bytes")
-                }
-                components.append(component)
-            }
-        }
-        return components
-    }
-
-    /// The names of `path`, split on the byte `/` with empty names dropped.
-    ///
-    /// Never split a path with `String.split(separator: "/")`: that compares Characters, and a slash that
-    /// shares a grapheme cluster with its neighbour (`"/\u{301}"`, or `"\u{600}/"`) is then not a
-    /// separator, while the kernel still reads the byte as one. A name hiding a slash would reach
-    /// `openat` as several components, resolved (and followed, if a symbolic link) by the kernel
-    /// without the walk's checks.
-    public static func components(of path: String) -> [Substring] {
-        path.utf8.split(separator: slash).map { Substring($0) }
-    }
-
-    /// Whether `path` begins with the byte `/` (see ``components(of:)`` for why not `hasPrefix`).
-    public static func isAbsolute(_ path: String) -> Bool {
-        path.utf8.first == slash
-    }
-
-    static func join(_ components: [Substring]) -> String {
-        "/" + components.joined(separator: "/")
     }
 
     // MARK: Operations
@@ -154,12 +63,12 @@ public struct FileSystemCapability: Sendable {
     /// Reads a whole regular file.
     ///
     /// - Parameters:
-    ///   - path: a path returned by ``normalize(_:)`` and authorized by the mediator.
+    ///   - path: the path the mediator parsed and authorized.
     ///   - authorize: asked about every other absolute path a symbolic link leads to; `false` refuses.
     /// - Throws: `denied` (a link leads to an unauthorized path, a hard-linked file, or the OS refused),
     ///   `not-found`, `invalid-argument` (a directory, not a regular file, too many links),
     ///   `limit-exceeded` (larger than ``maxReadBytes``), `io`.
-    public func read(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [UInt8] {
+    func read(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [UInt8] {
         try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
             guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
             if case .symbolicLink(let target) = try Self.entryKind(directory, name, current, "read") {
@@ -184,7 +93,7 @@ public struct FileSystemCapability: Sendable {
     ///
     /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied`, `not-found` (a missing
     ///   parent folder), `invalid-argument` (the target is a directory or not a regular file), `io`.
-    public func write(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+    func write(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError) {
         if data.count > maxWriteBytes {
             throw HostError(.limitExceeded, "write '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
         }
@@ -201,7 +110,7 @@ public struct FileSystemCapability: Sendable {
             case .other:
                 throw HostError(.invalidArgument, "write '\(current)': not a regular file")
             case .regular(let status):
-                existingMode = status.st_mode & 0o777
+                existingMode = status.st_mode & Self.nonExecutableBits
             }
             try Self.replace(directory, name, current, data: data, mode: existingMode)
             return .done(())
@@ -215,7 +124,7 @@ public struct FileSystemCapability: Sendable {
     ///
     /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied` (also for a hard-linked
     ///   file), `not-found`, `invalid-argument`, `io`.
-    public func append(_ path: String, data: [UInt8], authorize: (String) -> Bool) throws(HostError) {
+    func append(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError) {
         if data.count > maxWriteBytes {
             throw HostError(.limitExceeded, "append '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
         }
@@ -236,6 +145,7 @@ public struct FileSystemCapability: Sendable {
             }
             let file = Descriptor(fd)
             try Self.requireRegularSingleLink(file.raw, current, "append")
+            try Self.dropExecutableBits(file.raw, current)
             try Self.writeAll(file.raw, data, current, "append")
             return .done(())
         }
@@ -247,7 +157,7 @@ public struct FileSystemCapability: Sendable {
     /// size of the names is capped by ``maxReadBytes``.
     ///
     /// - Throws: `denied`, `not-found`, `invalid-argument` (not a folder), `limit-exceeded`, `io`.
-    public func readDirectory(_ path: String, authorize: (String) -> Bool) throws(HostError) -> [String] {
+    func readDirectory(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [String] {
         try resolve(path, operation: "read-dir", authorize: authorize) { (directory, name, current) throws(HostError) in
             let fd: Int32
             if let name {
@@ -274,7 +184,7 @@ public struct FileSystemCapability: Sendable {
     /// Removes a file, a symbolic link (not its target) or an empty folder.
     ///
     /// - Throws: `denied`, `not-found`, `invalid-argument` (`/`, or a folder that is not empty), `io`.
-    public func remove(_ path: String, authorize: (String) -> Bool) throws(HostError) {
+    func remove(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) {
         try resolve(path, operation: "remove", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
             guard let name else { throw HostError(.invalidArgument, "remove '/': the root cannot be removed") }
             if unlinkat(directory, name, 0) == 0 { return .done(()) }
@@ -300,22 +210,16 @@ public struct FileSystemCapability: Sendable {
     /// their resolved path, and calls `final` with the parent folder's descriptor, the last name (`nil`
     /// for `/` itself) and the path being walked.
     private func resolve<Result>(
-        _ path: String,
+        _ path: GuestPath,
         operation: String,
-        authorize: (String) -> Bool,
+        authorize: (GuestPath) -> Bool,
         final: (Int32, String?, String) throws(HostError) -> FinalStep<Result>
     ) throws(HostError) -> Result {
-        guard Self.isAbsolute(path) else {
-            throw HostError(.invalidArgument, "\(operation) '\(path)': the path is not normalized")
-        }
-        if path.utf8.contains(0) {
-            throw HostError(.invalidArgument, "\(operation): the path contains a NUL byte")
-        }
-        var current = Self.join(try Self.lexicalComponents(path, base: []))
+        var current = path
         var hops = 0
 
         walk: while true {
-            let components = Self.components(of: current)
+            let components = current.components
             let rootFD = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
             if rootFD < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
             var directory = Descriptor(rootFD)
@@ -332,7 +236,7 @@ public struct FileSystemCapability: Sendable {
                     directory = next
                     index += 1
                 case S_IFLNK:
-                    let target = try Self.readLink(next.raw, "", current, operation)
+                    let target = try Self.readLink(next.raw, "", current.description, operation)
                     let parent = Array(components[..<index])
                     let rest = Array(components[(index + 1)...])
                     current = try followed(target, parent: parent, rest: rest, hops: &hops, operation: operation, authorize: authorize)
@@ -342,7 +246,7 @@ public struct FileSystemCapability: Sendable {
                 }
             }
             let lastName = components.last.map(String.init)
-            switch try final(directory.raw, lastName, current) {
+            switch try final(directory.raw, lastName, current.description) {
             case .done(let result):
                 return result
             case .follow(let target):
@@ -360,8 +264,8 @@ public struct FileSystemCapability: Sendable {
         rest: [Substring],
         hops: inout Int,
         operation: String,
-        authorize: (String) -> Bool
-    ) throws(HostError) -> String {
+        authorize: (GuestPath) -> Bool
+    ) throws(HostError) -> GuestPath {
         hops += 1
         if hops > Self.maxSymbolicLinkHops {
             throw HostError(.invalidArgument, "\(operation): more than \(Self.maxSymbolicLinkHops) symbolic links (a loop?)")
@@ -369,12 +273,7 @@ public struct FileSystemCapability: Sendable {
         if target.isEmpty {
             throw HostError(.notFound, "\(operation): a symbolic link on the path is empty")
         }
-        let base = Self.isAbsolute(target) ? [] : parent
-        let components = try Self.lexicalComponents(target, base: base) + rest
-        let path = Self.join(components)
-        if path.utf8.count > Self.maxPathBytes {
-            throw HostError(.invalidArgument, "\(operation): a symbolic link leads to a path longer than \(Self.maxPathBytes) bytes")
-        }
+        let path = try GuestPath.resolving(target, in: parent, then: rest)
         guard authorize(path) else {
             throw HostError(.denied, "\(operation): a symbolic link on the path leads to a path the grant does not cover")
         }
@@ -473,6 +372,21 @@ public struct FileSystemCapability: Sendable {
     }
 
     /// Writes `data` to a new temporary file in `directory` and renames it to `name`.
+    /// The mode bits a file written by a guest may keep: read and write only. No execute, setuid,
+    /// setgid or sticky bit survives a guest's write, so a guest can never run (through an `exec`
+    /// grant) bytes it wrote.
+    static let nonExecutableBits: mode_t = 0o666
+
+    /// Clears every execute, setuid, setgid and sticky bit of the open file before the guest's bytes go in.
+    static func dropExecutableBits(_ fd: Int32, _ path: String) throws(HostError) {
+        var status = stat()
+        if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "append '\(path)'") }
+        let mode = status.st_mode & 0o7777
+        if mode & ~nonExecutableBits != 0, fchmod(fd, mode & nonExecutableBits) != 0 {
+            throw hostError(errno: currentErrno, "append '\(path)': cannot clear the execute bits")
+        }
+    }
+
     static func replace(_ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?) throws(HostError) {
         var temporary = ""
         var fd: Int32 = -1
@@ -527,6 +441,3 @@ public struct FileSystemCapability: Sendable {
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 }
-
-private let slash = UInt8(ascii: "/")
-private let dot = UInt8(ascii: ".")

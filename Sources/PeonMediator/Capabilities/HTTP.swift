@@ -5,6 +5,7 @@ import Dispatch
 import NIOCore
 import NIOHTTP1
 public import PeonInterface
+import Foundation
 import Synchronization
 
 #if canImport(Glibc)
@@ -16,8 +17,10 @@ import Musl
 /// Sends a guest's HTTP request the mediator authorized, to a public address only.
 ///
 /// Rules (each enforced here, tested in `HTTPTests` and `HTTPAddressTests`):
-/// - The URL is parsed strictly and canonically (see ``canonicalURL(_:)``); that string is what
-///   policy decides on, and exactly that URL is requested.
+/// - The URL arrives as a ``CanonicalURL`` the mediator parsed once (PeonInterface); that value is
+///   what policy decided on and what the log records, and its ``CanonicalURL/target`` is, byte for
+///   byte, the request target sent: the request is refused (`invalid-argument`) if the HTTP client
+///   would put anything else on the request line.
 /// - The host name is resolved once, here. If *any* address it resolves to is loopback, private,
 ///   link-local (incl. cloud metadata), CGNAT, multicast, unspecified, reserved, or an IPv6 form that
 ///   embeds one of those (see ``IPAddress/nonPublicReason``), the request is `denied` — unless that
@@ -37,19 +40,19 @@ import Musl
 ///
 /// `send` blocks the calling thread (the guest's) until the answer; never call it on a SwiftNIO event
 /// loop thread.
-public final class HTTPCapability: Sendable {
+@_spi(Benchmarks) public final class HTTPCapability: Sendable {
     /// The largest response body accepted when the grant sets none, and the ceiling for any grant.
-    public let maxResponseBytes: Int
+    let maxResponseBytes: Int
     /// The longest one call may take when the caller's deadline is later.
-    public let timeout: Duration
+    let timeout: Duration
 
     /// Whether ``shutdown()`` was called.
     private let isShutDown = Mutex(false)
 
     /// The most headers a guest may send, and their total size in bytes.
-    public static let maxRequestHeaders = 100
+    static let maxRequestHeaders = 100
     /// The largest total size of the guest's header names and values.
-    public static let maxRequestHeaderBytes = 64 << 10
+    static let maxRequestHeaderBytes = 64 << 10
 
     /// Header names only the host sets.
     static let hostOnlyHeaders: Set<String> = [
@@ -63,27 +66,15 @@ public final class HTTPCapability: Sendable {
     /// - Parameters:
     ///   - maxResponseBytes: default and ceiling for a response body (default 16 MiB).
     ///   - timeout: the longest a call may take (default 30 s).
-    public init(maxResponseBytes: Int = 16 << 20, timeout: Duration = .seconds(30)) {
+    @_spi(Benchmarks) public init(maxResponseBytes: Int = 16 << 20, timeout: Duration = .seconds(30)) {
         self.maxResponseBytes = max(0, maxResponseBytes)
         self.timeout = timeout
-    }
-
-    /// Parses `url` strictly and returns its canonical form, the resource string policy decides on.
-    ///
-    /// `HTTPS://API.Example.com:443/v1/./a/%7Euser/../b?q=%2f` becomes
-    /// `https://api.example.com/v1/a/b?q=%2F`.
-    ///
-    /// - Throws: `invalid-argument` for any other scheme, user info, a fragment, non-ASCII or control
-    ///   characters, a numeric host not written as four decimal numbers (`http://2130706433/`), a bad
-    ///   port, a bad percent-escape, or an encoded `/`, `\` or NUL in the path.
-    public static func canonicalURL(_ url: String) throws(HostError) -> String {
-        try CanonicalURL(parsing: url).description
     }
 
     /// Sends `request` and returns the response as it came, 3xx included.
     ///
     /// - Parameters:
-    ///   - request: the guest's request; its URL is canonicalized again here.
+    ///   - request: the guest's request, its URL already parsed by the mediator.
     ///   - injectedHeaders: headers the grant adds (secrets); they replace guest headers of the same name.
     ///   - allowedAddresses: non-public addresses a grant names exactly (canonical text).
     ///   - maxResponseBytes: the grant's cap, itself capped by the capability's ``maxResponseBytes``.
@@ -91,15 +82,15 @@ public final class HTTPCapability: Sendable {
     /// - Throws: `invalid-argument` (URL, method or headers), `denied` (a non-public address),
     ///   `not-found` (the name does not resolve), `limit-exceeded` (response too large, too many
     ///   headers), `timeout`, `io` (connection or TLS failure).
-    public func send(
-        _ request: HTTPRequestValue,
+    @_spi(Benchmarks) public func send(
+        _ request: OutgoingRequest,
         injectedHeaders: [HTTPHeader],
         allowedAddresses: Set<String>,
         maxResponseBytes: Int?,
         deadline: ContinuousClock.Instant
     ) throws(HostError) -> HTTPResponseValue {
         if isShutDown.withLock({ $0 }) { throw HostError(.io, "http: the host is shutting down") }
-        let url = try CanonicalURL(parsing: request.url)
+        let url = request.url
         let method = try Self.checkedMethod(request.method)
         let headers = try Self.mergedHeaders(guest: request.headers, injected: injectedHeaders)
         let end = min(deadline, ContinuousClock.now.advanced(by: timeout))
@@ -132,6 +123,10 @@ public final class HTTPCapability: Sendable {
         } catch {
             throw HostError(.invalidArgument, "http: the request could not be built for '\(url)'")
         }
+        // What was decided and logged is what goes on the request line, or nothing goes out.
+        guard Self.requestTarget(of: outgoing.url) == url.target else {
+            throw HostError(.invalidArgument, "http: the HTTP client would send another request target than '\(url.target)'; the request is refused")
+        }
         let delegate = ResponseAccumulator(request: outgoing, maxBodySize: cap)
         let nioDeadline = NIODeadline.now() + Self.timeAmount(until: end)
         let response: HTTPClient.Response
@@ -148,11 +143,20 @@ public final class HTTPCapability: Sendable {
     }
 
     /// Refuses new calls from now on. Calls already running finish or time out on their own.
-    public func shutdown() {
+    @_spi(Benchmarks) public func shutdown() {
         isShutDown.withLock { $0 = true }
     }
 
     // MARK: Checks
+
+    /// The request target AsyncHTTPClient puts on the request line for `url` (its `uri`: the
+    /// percent-encoded path, `/` when empty, then `?` and the query).
+    static func requestTarget(of url: URL) -> String? {
+        guard let components = URLComponents(url: url, resolvingAgainstBaseURL: true) else { return nil }
+        let path = url.path.isEmpty ? "/" : components.percentEncodedPath
+        guard let query = url.query else { return path }
+        return path + "?" + query
+    }
 
     static func checkedMethod(_ method: String) throws(HostError) -> String {
         guard !method.isEmpty, method.utf8.count <= 32, method.utf8.allSatisfy(isTokenByte) else {
@@ -338,4 +342,25 @@ private func isTokenByte(_ byte: UInt8) -> Bool {
 /// RFC 9110 field-value bytes: visible ASCII, space, tab and obs-text; never CR, LF or NUL.
 private func isFieldValueByte(_ byte: UInt8) -> Bool {
     byte == 0x09 || (0x20...0x7e).contains(byte) || byte >= 0x80
+}
+
+/// A request the mediator authorized: the method, the parsed URL it decided on, the guest's headers
+/// and body.
+@_spi(Benchmarks) public struct OutgoingRequest: Sendable {
+    /// The method, upper case.
+    var method: String
+    /// The URL, parsed once by the mediator.
+    var url: CanonicalURL
+    /// The guest's headers (injected ones are added by the capability).
+    var headers: [HTTPHeader]
+    /// The body.
+    var body: [UInt8]
+
+    /// Creates a request.
+    @_spi(Benchmarks) public init(method: String, url: CanonicalURL, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+    }
 }

@@ -1,0 +1,210 @@
+// What a host call acts on, parsed once.
+//
+// A guest's call names its resource as text (a path, a URL, a program). That text is parsed here, once,
+// into one typed canonical value. The policy object string, the audit entry's `resource` and what the
+// capability acts on are all derived from that one value: the capabilities take these types, never a
+// string they would parse again, so policy, log and action cannot disagree about what was meant.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The resource of one host call, in the one canonical form that policy decides on, the audit log
+/// records and the capability acts on.
+public enum Resource: Sendable, Hashable, CustomStringConvertible {
+    /// A file or folder (`fs.*`).
+    case file(GuestPath)
+    /// An HTTP(S) URL (`http.send`).
+    case url(CanonicalURL)
+    /// A program (`exec.run`).
+    case program(ProgramPath)
+    /// A database as a whole, before any of its tables (`db.open`).
+    case database(DatabaseName)
+    /// One table of a database, as SQLite's authorizer reports it.
+    case table(DatabaseName, String)
+
+    /// The policy object and the audit `resource`: `fs:/srv/a.txt`, `http:https://api.example.com/v1`,
+    /// `exec:/usr/bin/wc`, `db:analytics`, `db:analytics/orders`.
+    public var description: String {
+        switch self {
+        case .file(let path): "fs:" + path.description
+        case .url(let url): "http:" + url.description
+        case .program(let program): "exec:" + program.description
+        case .database(let name): "db:" + name.description
+        case .table(let name, let table): "db:" + name.description + "/" + table
+        }
+    }
+}
+
+/// An absolute, lexically normalized path: `/`, then names separated by single `/`, with no `.` or
+/// `..` names and no trailing `/`.
+///
+/// Rules: UTF-8 without NUL, at most ``maxBytes`` bytes before and after normalization, each name at
+/// most ``maxNameBytes`` bytes. A relative path starts at a base folder; `.` and empty names vanish and
+/// `..` removes the previous name (never going above `/`). Paths are split on the byte `/` only (never
+/// on Characters: a `/` that shares a grapheme cluster with its neighbour is still a separator to the
+/// kernel). No file system access happens here; symbolic links are the capability's business, and
+/// each link target it meets becomes a new ``GuestPath`` through ``resolving(_:in:then:)``.
+public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
+    /// The longest path accepted, in UTF-8 bytes (`PATH_MAX` - 1 for the terminating NUL).
+    public static let maxBytes = Int(PATH_MAX) - 1
+    /// The longest single name accepted, in UTF-8 bytes (`NAME_MAX`).
+    public static let maxNameBytes = Int(NAME_MAX)
+
+    /// The names from `/` down, each non-empty and neither `.` nor `..`.
+    public let components: [Substring]
+    /// The path text: `/` followed by ``components`` joined with `/`.
+    public let description: String
+
+    /// Parses a guest's path.
+    ///
+    /// `GuestPath(parsing: "../b/./c//", relativeTo: /ws/a)` is `/ws/b/c`.
+    ///
+    /// - Parameters:
+    ///   - text: the path as the guest sent it.
+    ///   - base: the folder a relative path starts at; `nil` makes relative paths `invalid-argument`.
+    /// - Throws: `invalid-argument` for an empty path, a NUL byte, a path longer than ``maxBytes`` (before
+    ///   or after normalization), a name longer than ``maxNameBytes``, or a relative path without a base.
+    public init(parsing text: String, relativeTo base: GuestPath?) throws(HostError) {
+        if text.isEmpty { throw HostError(.invalidArgument, "the path is empty") }
+        if text.utf8.contains(0) { throw HostError(.invalidArgument, "the path contains a NUL byte") }
+        if text.utf8.count > Self.maxBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes")
+        }
+        var start: [Substring] = []
+        if !Self.isAbsolute(text) {
+            guard let base else {
+                throw HostError(.invalidArgument, "the path is relative, but the host has no working directory to resolve it in")
+            }
+            start = base.components
+        }
+        try self.init(checking: Self.lexicalComponents(of: text, base: start))
+    }
+
+    /// The path a symbolic link leads to: `target` (absolute, or relative to `parent`), followed by the
+    /// names `rest` that came after the link on the path being resolved.
+    ///
+    /// - Throws: `invalid-argument` as ``init(parsing:relativeTo:)`` does.
+    public static func resolving(_ target: String, in parent: [Substring], then rest: [Substring]) throws(HostError) -> GuestPath {
+        if target.isEmpty || target.utf8.contains(0) {
+            throw HostError(.invalidArgument, "a symbolic link on the path has an empty or invalid target")
+        }
+        let base = isAbsolute(target) ? [] : parent
+        var components = try lexicalComponents(of: target, base: base)
+        for name in rest { components = try lexicalComponents(of: String(name), base: components) }
+        return try GuestPath(checking: components)
+    }
+
+    /// The root folder, `/`.
+    public static let root = GuestPath(trusted: [])
+
+    private init(checking components: [Substring]) throws(HostError) {
+        self.init(trusted: components)
+        if description.utf8.count > Self.maxBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes once resolved")
+        }
+    }
+
+    private init(trusted components: [Substring]) {
+        self.components = components
+        description = "/" + components.joined(separator: "/")
+    }
+
+    /// The folder that holds this path (`/` for `/`).
+    public var parent: GuestPath { GuestPath(trusted: Array(components.dropLast())) }
+
+    /// `base` followed by the names of `path`, with `.`, `..` and empty names resolved.
+    static func lexicalComponents(of path: String, base: [Substring]) throws(HostError) -> [Substring] {
+        var components = base
+        for name in splitNames(path) {
+            switch name.utf8.count {
+            case 1 where name.utf8.first == dot:
+                continue
+            case 2 where name.utf8.allSatisfy({ $0 == dot }):
+                _ = components.popLast()
+            default:
+                if name.utf8.count > maxNameBytes {
+                    throw HostError(.invalidArgument, "a name in the path is longer than \(maxNameBytes) bytes")
+                }
+                components.append(name)
+            }
+        }
+        return components
+    }
+
+    /// The same lexical rules for a grant's path pattern (`*` and `**` are names like any other here):
+    /// `/srv/./a//**/` is `/srv/a/**`. The pattern must be absolute.
+    public static func normalizedPattern(_ pattern: String) -> String {
+        var names: [Substring] = []
+        for name in splitNames(pattern) {
+            if name.utf8.elementsEqual(".".utf8) { continue }
+            if name.utf8.elementsEqual("..".utf8) { _ = names.popLast(); continue }
+            names.append(name)
+        }
+        return "/" + names.joined(separator: "/")
+    }
+
+    /// Whether `path` begins with the byte `/`.
+    public static func isAbsolute(_ path: String) -> Bool { path.utf8.first == slash }
+
+    /// The names of `path`, split on the byte `/`, empty names dropped.
+    static func splitNames(_ path: String) -> [Substring] {
+        path.utf8.split(separator: slash).map { Substring($0) }
+    }
+}
+
+private let slash = UInt8(ascii: "/")
+private let dot = UInt8(ascii: ".")
+
+/// The absolute path of a program to run: exactly as given, which must already be normal.
+///
+/// A program path is not normalized for the guest: `/usr/bin/../bin/wc` is refused rather than read as
+/// `/usr/bin/wc`, so the path a grant names is the only spelling that runs it.
+public struct ProgramPath: Sendable, Hashable, CustomStringConvertible {
+    /// The path.
+    public let path: GuestPath
+
+    /// The path text.
+    public var description: String { path.description }
+
+    /// Parses a program path.
+    ///
+    /// - Throws: `invalid-argument` unless `text` is absolute, without NUL, at most
+    ///   ``GuestPath/maxBytes`` bytes and already lexically normal (no `.`, `..`, `//` or trailing `/`).
+    public init(parsing text: String) throws(HostError) {
+        guard text.utf8.count <= GuestPath.maxBytes else {
+            throw HostError(.invalidArgument, "the program path is longer than \(GuestPath.maxBytes) bytes")
+        }
+        guard GuestPath.isAbsolute(text), !text.utf8.contains(0) else {
+            throw HostError(.invalidArgument, "exec needs an absolute program path without NUL")
+        }
+        let path = try GuestPath(parsing: text, relativeTo: nil)
+        guard path.description.utf8.elementsEqual(text.utf8), !path.components.isEmpty else {
+            throw HostError(.invalidArgument, "exec needs a normalized program path (no '.', '..', '//' or trailing '/')")
+        }
+        self.path = path
+    }
+}
+
+/// The name a module uses for a database (`--db NAME=PATH`): 1 to 64 of `A-Z a-z 0-9 . _ -`.
+public struct DatabaseName: Sendable, Hashable, CustomStringConvertible {
+    /// The name.
+    public let description: String
+
+    /// Checks a database name.
+    ///
+    /// - Throws: `invalid-argument` when `text` is not 1 to 64 of `A-Z a-z 0-9 . _ -`.
+    public init(parsing text: String) throws(HostError) {
+        guard !text.isEmpty, text.utf8.count <= 64,
+              text.utf8.allSatisfy({ byte in
+                  (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)
+                      || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".")
+              })
+        else {
+            throw HostError(.invalidArgument, "a database name is 1 to 64 of A-Z a-z 0-9 . _ -")
+        }
+        description = text
+    }
+}

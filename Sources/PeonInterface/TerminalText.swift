@@ -1,0 +1,31 @@
+/// Text from a guest (or anything else a user does not control) made safe to show on a terminal or
+/// in a one-line message.
+///
+/// Escaped as `\u{HEX}`: C0 controls (line breaks, `ESC`, `BEL`, backspace, carriage return), `DEL`,
+/// C1 controls (U+0080–U+009F, which some terminals read as `CSI`), and the bidirectional overrides
+/// and isolates (U+202A–U+202E, U+2066–U+2069) that can make a line read differently from its bytes.
+/// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, nor colour
+/// the screen. Everything else, including other non-ASCII text, passes unchanged.
+public enum TerminalText {
+    /// `text` with every character listed above escaped; `text` itself when it has none.
+    public static func escaped(_ text: String) -> String {
+        if text.unicodeScalars.allSatisfy({ !needsEscape($0) }) { return text }
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 16)
+        for scalar in text.unicodeScalars {
+            if needsEscape(scalar) {
+                out += "\\u{\(String(scalar.value, radix: 16))}"
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
+    }
+
+    /// Whether `scalar` is escaped by ``escaped(_:)``.
+    public static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+        let value = scalar.value
+        return value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value)
+            || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+    }
+}

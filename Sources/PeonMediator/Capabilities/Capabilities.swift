@@ -1,0 +1,54 @@
+// The seams between the mediator and the four capabilities. Each capability takes the typed resource
+// the mediator parsed (``GuestPath``, ``CanonicalURL``, ``ProgramPath``, ``DatabaseName``) and, where it
+// must decide in the middle of its work, an `authorize` callback that the mediator answers through its
+// pipeline. Everything here is internal: outside this module no capability can be built or called.
+
+import PeonInterface
+
+/// Files (`fs`): ``FileSystemCapability``.
+protocol FileSystemProvider: Sendable {
+    func read(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [UInt8]
+    func write(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError)
+    func append(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError)
+    func readDirectory(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [String]
+    func remove(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError)
+}
+
+/// SQLite databases (`db`): ``DatabaseCapability``.
+protocol DatabaseProvider: Sendable {
+    func prepare(database: DatabaseName, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement
+}
+
+/// Programs (`exec`): ``ExecCapability``.
+protocol ProgramRunner: Sendable {
+    func run(program: ProgramPath, arguments: [String], stdin: [UInt8], environment: [String: String],
+             timeout: Duration, maxOutputBytes: Int) throws(HostError) -> ExecOutput
+}
+
+/// HTTP (`http`): ``HTTPCapability``. It must not follow redirects, must check the resolved addresses
+/// (refusing non-public ones unless listed in `allowedAddresses`), must cap the response and the time,
+/// and must send exactly `request.url.target`.
+protocol HTTPSender: Sendable {
+    func send(_ request: OutgoingRequest, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
+              maxResponseBytes: Int, deadline: ContinuousClock.Instant) throws(HostError) -> HTTPResponseValue
+}
+
+extension FileSystemCapability: FileSystemProvider {}
+extension DatabaseCapability: DatabaseProvider {}
+extension ExecCapability: ProgramRunner {}
+
+extension HTTPCapability: HTTPSender {
+    func send(_ request: OutgoingRequest, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
+              maxResponseBytes: Int, deadline: ContinuousClock.Instant) throws(HostError) -> HTTPResponseValue {
+        try send(request, injectedHeaders: injectedHeaders, allowedAddresses: allowedAddresses,
+                 maxResponseBytes: Optional(maxResponseBytes), deadline: deadline)
+    }
+}
+
+/// The transport when none is configured: every allowed request fails with `io`.
+struct UnavailableHTTP: HTTPSender {
+    func send(_ request: OutgoingRequest, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
+              maxResponseBytes: Int, deadline: ContinuousClock.Instant) throws(HostError) -> HTTPResponseValue {
+        throw HostError(.io, "this host has no HTTP transport configured")
+    }
+}

@@ -1,0 +1,51 @@
+import PeonAudit
+public import PeonInterface
+
+// `db`: first decided on `db:NAME` with action `db.open` (compiled from any `[[db]]` grant on that
+// database), and that write-ahead entry exists before the database file is opened. Then SQLite's
+// authorizer reports every table the statement touches, while it prepares the statement and again if
+// it ever re-prepares it (after a schema change); each report is a nested, audited decision on
+// `db:NAME/TABLE` with action `db.read|insert|update|delete|schema`.
+extension Mediator {
+    /// `db.query`: one read-only statement.
+    public func query(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> DatabaseRows {
+        try statementCall("db.query", name, sql: sql, parameters: parameters, sideEffect: false) { (statement) throws(HostError) in
+            guard statement.isReadOnly else {
+                throw HostError(.denied, "db.query runs read-only statements; use db.execute to write")
+            }
+            let rows = try statement.query(parameters, maxRows: configuration.caps.maxRows,
+                                           maxBytes: configuration.caps.maxResultBytes, deadline: configuration.deadline)
+            return (rows, ["rows": String(rows.rows.count)])
+        }
+    }
+
+    /// `db.execute`: one statement; returns the number of rows changed.
+    public func execute(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> UInt64 {
+        try statementCall("db.execute", name, sql: sql, parameters: parameters, sideEffect: true) { (statement) throws(HostError) in
+            let changed = try statement.execute(parameters, deadline: configuration.deadline)
+            return (changed, ["changed": String(changed)])
+        }
+    }
+
+    private func statementCall<T>(
+        _ call: String, _ name: String, sql: String, parameters: [DatabaseValue], sideEffect: Bool,
+        _ body: (PreparedStatement) throws(HostError) -> (T, [String: String])
+    ) throws(HostError) -> T {
+        let database = try parse(call, kind: "db") { () throws(HostError) in try DatabaseName(parsing: name) }
+        try begin(call, .database(database))
+        var details = payloadDetails(Array(sql.utf8), prefix: "sql")
+        details["parameters"] = String(parameters.count)
+        let request = CallRequest(call: call, resource: .database(database), action: "db.open",
+                                  sideEffect: sideEffect, details: details)
+        return try mediate(request) { (ticket) throws(HostError) in
+            let check = nestedCheck(ticket)
+            let statement = try databases.prepare(database: database, sql: sql) { access in
+                check(.table(database, access.table), "db." + access.operation.rawValue)
+            }
+            let (value, details) = try body(statement)
+            var outcome = details
+            outcome["accesses"] = statement.accesses.map { "db.\($0.operation.rawValue) \($0.table)" }.joined(separator: "; ")
+            return (value, outcome)
+        }
+    }
+}

@@ -1,0 +1,33 @@
+import PeonAudit
+public import PeonInterface
+
+// `exec`: decided on `exec:` + the program path (which must already be absolute and normal: a program
+// has exactly one spelling) and the argument vector (``ArgumentVector``).
+extension Mediator {
+    /// `exec.run`.
+    public func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
+        let path = try parse("exec.run", kind: "exec") { () throws(HostError) in try ProgramPath(parsing: program) }
+        try begin("exec.run", .program(path))
+        var details = payloadDetails(stdin, prefix: "stdin")
+        details["args"] = ArgumentVector.encode(arguments)
+        if arguments.contains(where: { $0.utf8.contains(0) }) {
+            throw try refuseEarly("exec.run", resource: Resource.program(path).description,
+                                  HostError(.invalidArgument, "an exec argument contains a NUL byte"))
+        }
+        let request = CallRequest(call: "exec.run", resource: .program(path), action: "exec.run",
+                                  arguments: arguments, sideEffect: true, details: details)
+        return try mediate(request) { (ticket) throws(HostError) in
+            let grant = ticket.execGrants.first
+            let timeout = grant?.timeout ?? configuration.caps.execTimeout
+            let remaining = configuration.deadline - ContinuousClock.now
+            let bounded = min(timeout, max(remaining, .milliseconds(1)))
+            let output = try programs.run(
+                program: path, arguments: arguments, stdin: stdin, environment: grant?.environment ?? [:],
+                timeout: bounded, maxOutputBytes: grant?.maxOutput?.bytes ?? configuration.caps.maxOutputBytes)
+            var outcome = payloadDetails(output.stdout, prefix: "stdout")
+            outcome.merge(payloadDetails(output.stderr, prefix: "stderr")) { $1 }
+            outcome["exit"] = String(output.code)
+            return (output, outcome)
+        }
+    }
+}

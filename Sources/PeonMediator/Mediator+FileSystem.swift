@@ -1,0 +1,66 @@
+import PeonAudit
+public import PeonInterface
+
+// `fs`: decided on `fs:` + the guest's path parsed once into a ``GuestPath`` (relative paths start at
+// the working directory). The capability walks that same value; every symbolic link it meets leads to
+// a new ``GuestPath`` that goes through the pipeline as a nested, audited decision.
+extension Mediator {
+    /// `fs.read`.
+    public func read(path: String) throws(HostError) -> [UInt8] {
+        try fileCall("fs.read", path, action: "fs.read", sideEffect: false, details: [:]) { (path, check) throws(HostError) in
+            let data = try fileSystem.read(path, authorize: check)
+            return (data, payloadDetails(data, prefix: "result"))
+        }
+    }
+
+    /// `fs.write`.
+    public func write(path: String, data: [UInt8]) throws(HostError) {
+        try fileCall("fs.write", path, action: "fs.write", sideEffect: true,
+                     details: payloadDetails(data, prefix: "payload")) { (path, check) throws(HostError) in
+            try fileSystem.write(path, data: data, authorize: check)
+            return ((), [:])
+        }
+    }
+
+    /// `fs.append`.
+    public func append(path: String, data: [UInt8]) throws(HostError) {
+        try fileCall("fs.append", path, action: "fs.append", sideEffect: true,
+                     details: payloadDetails(data, prefix: "payload")) { (path, check) throws(HostError) in
+            try fileSystem.append(path, data: data, authorize: check)
+            return ((), [:])
+        }
+    }
+
+    /// `fs.read-dir` (policy action `fs.list`).
+    public func readDirectory(path: String) throws(HostError) -> [String] {
+        try fileCall("fs.read-dir", path, action: "fs.list", sideEffect: false, details: [:]) { (path, check) throws(HostError) in
+            let names = try fileSystem.readDirectory(path, authorize: check)
+            return (names, ["entries": String(names.count)])
+        }
+    }
+
+    /// `fs.remove`.
+    public func remove(path: String) throws(HostError) {
+        try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:]) { (path, check) throws(HostError) in
+            try fileSystem.remove(path, authorize: check)
+            return ((), [:])
+        }
+    }
+
+    /// Parses the path once and runs the call through the pipeline; `body` gets the parsed path and the
+    /// check for link targets.
+    private func fileCall<T>(
+        _ call: String, _ text: String, action: String, sideEffect: Bool, details: [String: String],
+        _ body: (GuestPath, (GuestPath) -> Bool) throws(HostError) -> (T, [String: String])
+    ) throws(HostError) -> T {
+        let path = try parse(call, kind: "fs") { () throws(HostError) in
+            try GuestPath(parsing: text, relativeTo: workingDirectory)
+        }
+        try begin(call, .file(path))
+        let request = CallRequest(call: call, resource: .file(path), action: action, sideEffect: sideEffect, details: details)
+        return try mediate(request) { (ticket) throws(HostError) in
+            let check = nestedCheck(ticket)
+            return try body(path) { target in check(.file(target), action) }
+        }
+    }
+}

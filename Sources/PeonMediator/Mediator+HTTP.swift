@@ -1,0 +1,136 @@
+import PeonAudit
+public import PeonInterface
+
+// `http`: decided on `http:` + the guest's URL parsed once into a ``CanonicalURL`` and `http.` + the
+// method. The capability sends that value's target byte for byte, so the URL decided on, the URL in
+// the log and the request line the server receives are one and the same.
+extension Mediator {
+    /// `http.send`.
+    public func send(_ request: HTTPRequestValue) throws(HostError) -> HTTPResponseValue {
+        let url = try parse("http.send", kind: "http") { () throws(HostError) in try CanonicalURL(parsing: request.url) }
+        let method = request.method.uppercased()
+        guard !method.isEmpty, method.utf8.count <= 32,
+              method.utf8.allSatisfy({ (0x41...0x5A).contains($0) || $0 == UInt8(ascii: "-") })
+        else {
+            throw try refuseEarly("http.send", resource: Resource.url(url).description,
+                                  HostError(.invalidArgument, "'\(sanitize(request.method))' is not an HTTP method"))
+        }
+        try begin("http.send", .url(url))
+        var details = payloadDetails(request.body, prefix: "payload")
+        details["method"] = method
+        details["guest_headers"] = request.headers.map(\.name).joined(separator: ",")
+        let sideEffect = method != "GET" && method != "HEAD"
+        let call = CallRequest(call: "http.send", resource: .url(url), action: "http." + method,
+                               sideEffect: sideEffect, details: details)
+        return try mediate(call) { (ticket) throws(HostError) in
+            var injected: [HTTPHeader] = []
+            var allowed: Set<String> = []
+            var maxResponse = configuration.caps.maxResponseBytes
+            var timeout = configuration.caps.httpTimeout
+            for grant in ticket.httpGrants {
+                for header in grant.headers {
+                    switch header.value {
+                    case .literal(let value): injected.append(HTTPHeader(name: header.name, value: value))
+                    case .environment(let name):
+                        guard let value = configuration.environment[name] else {
+                            throw HostError(.io, "the host has no value for a header this grant injects; ask the operator")
+                        }
+                        injected.append(HTTPHeader(name: header.name, value: value))
+                    }
+                }
+                for pattern in grant.urls { if let host = literalAddress(pattern) { allowed.insert(host) } }
+                if let cap = grant.maxResponse { maxResponse = min(maxResponse, cap.bytes) }
+                if let cap = grant.timeout { timeout = min(timeout, cap) }
+            }
+            let injectedNames = Set(injected.map { $0.name.lowercased() })
+            let outgoing = OutgoingRequest(
+                method: method, url: url,
+                headers: request.headers.filter { !injectedNames.contains($0.name.lowercased()) }, body: request.body)
+            let deadline = min(configuration.deadline, ContinuousClock.now.advanced(by: timeout))
+            var response = try http.send(outgoing, injectedHeaders: injected, allowedAddresses: allowed,
+                                         maxResponseBytes: maxResponse, deadline: deadline)
+            // A server may echo a secret back (a cookie, a header, a body that reflects the request):
+            // every occurrence of every injected value is cut out before anything reaches the guest.
+            let redactions = SecretRedactor(secrets: injected.map(\.value)).redact(&response)
+            var outcome = payloadDetails(response.body, prefix: "result")
+            outcome["status"] = String(response.status)
+            if redactions > 0 { outcome["redacted"] = String(redactions) }
+            return (response, outcome)
+        }
+    }
+}
+
+/// Cuts every occurrence of the host's injected secrets out of a response: header names and values and
+/// the body, each occurrence replaced by `[redacted]`.
+struct SecretRedactor {
+    /// What replaces a secret.
+    static let marker = Array("[redacted]".utf8)
+    private let secrets: [[UInt8]]
+
+    /// A redactor for the non-empty values in `secrets` (longest first, so a secret that contains another
+    /// is cut whole).
+    init(secrets: [String]) {
+        self.secrets = Set(secrets.map { Array($0.utf8) }.filter { !$0.isEmpty }).sorted { $0.count > $1.count }
+    }
+
+    /// Redacts `response` in place and returns how many occurrences were cut.
+    func redact(_ response: inout HTTPResponseValue) -> Int {
+        guard !secrets.isEmpty else { return 0 }
+        var count = 0
+        for index in response.headers.indices {
+            let (name, inName) = redact(Array(response.headers[index].name.utf8))
+            let (value, inValue) = redact(Array(response.headers[index].value.utf8))
+            if inName + inValue > 0 {
+                response.headers[index] = HTTPHeader(name: String(decoding: name, as: UTF8.self),
+                                                      value: String(decoding: value, as: UTF8.self))
+                count += inName + inValue
+            }
+        }
+        let (body, inBody) = redact(response.body)
+        if inBody > 0 { response.body = body }
+        return count + inBody
+    }
+
+    /// `bytes` with every occurrence of every secret replaced, and how many there were.
+    func redact(_ bytes: [UInt8]) -> ([UInt8], Int) {
+        var current = bytes
+        var total = 0
+        for secret in secrets {
+            guard current.count >= secret.count else { continue }
+            var output: [UInt8] = []
+            var index = 0
+            var found = 0
+            let first = secret[0]
+            while index < current.count {
+                if current[index] == first, current.count - index >= secret.count,
+                   current[index..<(index + secret.count)].elementsEqual(secret) {
+                    output.append(contentsOf: Self.marker)
+                    index += secret.count
+                    found += 1
+                } else {
+                    output.append(current[index])
+                    index += 1
+                }
+            }
+            if found > 0 {
+                current = output
+                total += found
+            }
+        }
+        return (current, total)
+    }
+}
+
+/// The host of a URL pattern when it is an IP literal (`http://127.0.0.1:8080/**` → `127.0.0.1`).
+func literalAddress(_ pattern: String) -> String? {
+    guard let schemeEnd = pattern.range(of: "://") else { return nil }
+    let authority = pattern[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" }
+    var host = String(authority)
+    if host.hasPrefix("[") {
+        guard let close = host.firstIndex(of: "]") else { return nil }
+        return IPAddress(String(host[host.index(after: host.startIndex)..<close]))?.description
+    }
+    if let colon = host.lastIndex(of: ":") { host = String(host[..<colon]) }
+    let parts = host.split(separator: ".")
+    return parts.count == 4 && parts.allSatisfy({ UInt8($0) != nil }) ? host : nil
+}
