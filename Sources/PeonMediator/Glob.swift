@@ -119,7 +119,9 @@ private func wildcardMatch(
 ///
 /// Matching: one pattern per argument, `*` any characters and `?` one; a pattern that *begins* with a
 /// wildcard never matches an argument that begins with `-`, so `args = ["-l", "*"]` cannot be fed
-/// `--files0-from=/etc/passwd`. To allow options, write the dash: `-*`, `--format=*`.
+/// `--files0-from=/etc/passwd`. To allow options, write the dash: `-*`, `--format=*`. After an argument
+/// that is exactly `--` (which a grant can only admit by writing it), wildcards match anything: `--`
+/// ends option parsing for getopt-style programs (`grep -c -F -- *`); check that the program honours it.
 ///
 /// Encoding: `N:` (the argument count in decimal) followed by the arguments separated by single
 /// spaces, each percent-encoded except for `A-Z a-z 0-9 - . _ ~ / = : @ +`. So `["-l", "/tmp/a b"]`
@@ -159,12 +161,14 @@ public enum ArgumentVector {
         if patterns == "*" { return decode(field) != nil }
         guard let arguments = decode(field), let tokens = split(patterns), tokens.count == arguments.count
         else { return false }
+        var optionsEnded = false
         for (argument, token) in zip(arguments, tokens) {
             guard let pattern = percentDecode(token, wildcards: true),
                   let compiled = compilePattern(pattern),
-                  !(startsWithWildcard(compiled) && argument.utf8.first == UInt8(ascii: "-")),
+                  optionsEnded || !(startsWithWildcard(compiled) && argument.utf8.first == UInt8(ascii: "-")),
                   argumentMatches(Array(argument.unicodeScalars), compiled)
             else { return false }
+            if argument == "--" { optionsEnded = true }
         }
         return true
     }

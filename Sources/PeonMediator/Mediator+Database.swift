@@ -1,4 +1,5 @@
 import PeonAudit
+import Synchronization
 public import PeonInterface
 
 // `db`: first decided on `db:NAME` with action `db.open` (compiled from any `[[db]]` grant on that
@@ -39,8 +40,23 @@ extension Mediator {
                                   sideEffect: sideEffect, details: details)
         return try mediate(request) { (ticket) throws(HostError) in
             let check = nestedCheck(ticket)
-            let statement = try databases.prepare(database: database, sql: sql) { access in
-                check(.table(database, access.table), "db." + access.operation.rawValue)
+            let refusedTable = Atomic<Bool>(false)
+            let statement: PreparedStatement
+            do throws(HostError) {
+                statement = try databases.prepare(database: database, sql: sql) { access in
+                    let allowed = check(.table(database, access.table), "db." + access.operation.rawValue)
+                    if !allowed { refusedTable.store(true, ordering: .relaxed) }
+                    return allowed
+                }
+            } catch {
+                // A statement refused by a fixed rule (ATTACH, PRAGMA, a second statement, bad SQL, ...) rather than
+                // by a table's grant is a denial too, and is logged as one.
+                if !refusedTable.load(ordering: .relaxed) {
+                    try record(call: call, resource: Resource.database(database).description, decision: .deny,
+                               reason: error.message, version: ticket.version, outcome: error.code.description,
+                               details: ["within_seq": String(ticket.decisionSeq)], durable: false)
+                }
+                throw error
             }
             let (value, details) = try body(statement)
             var outcome = details

@@ -269,8 +269,10 @@ public final class Mediator: HostInterface {
     /// (durable first when the call has side effects). `false` refuses.
     func nestedCheck(_ ticket: Ticket) -> @Sendable (Resource, String) -> Bool {
         { [self] resource, action in
+            var details = ["within_seq": String(ticket.decisionSeq)]
+            if case .file = resource { details["via_link_from"] = ticket.resource.description }
             let request = CallRequest(call: ticket.call, resource: resource, action: action, sideEffect: ticket.sideEffect,
-                                      details: ["within_seq": String(ticket.decisionSeq)])
+                                      details: details)
             do {
                 _ = try admit(request, snapshot: ticket.snapshot, charged: ticket.charged, within: ticket)
                 return true

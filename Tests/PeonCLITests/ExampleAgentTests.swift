@@ -155,9 +155,8 @@ struct ExampleAgentTests {
             #expect(urgent.compactMap { $0["id"] as? Int } == [101, 104])
             #expect(run.result.stdout.hasPrefix(String(decoding: post.body, as: UTF8.self)))
 
-            #expect(try run.verdicts(call: "db.query") == [.allow("db:tickets")])
-            #expect(try run.decisions(call: "db.query").first?["details"].flatMap { ($0 as? [String: Any])?["accesses"] as? String }
-                == "db.read db:tickets/tickets")
+            // The database is opened after its own decision; then each table the statement reads is decided.
+            #expect(try run.verdicts(call: "db.query") == [.allow("db:tickets"), .allow("db:tickets/tickets")])
             #expect(try run.verdicts(call: "http.send") == [.allow("http:\(endpoint)")])
             #expect(try Data(contentsOf: database) == before)
             #expect(try run.runOutcome() == "ok")
@@ -180,7 +179,7 @@ struct ExampleAgentTests {
             #expect(run.result.stderr.contains(
                 "posting the summary to \(endpoint) failed: denied: http.POST on \(endpoint) is not granted to rust-triager"))
             #expect(server.received.isEmpty)
-            #expect(try run.verdicts(call: "db.query") == [.allow("db:tickets")])
+            #expect(try run.verdicts(call: "db.query") == [.allow("db:tickets"), .allow("db:tickets/tickets")])
             #expect(try run.verdicts(call: "http.send") == [.deny("http:\(endpoint)")])
             #expect(try run.runOutcome() == "agent-error")
             try run.expectVerified()
@@ -235,7 +234,8 @@ struct ExampleAgentTests {
             let grants = try agent.narrowedGrants(removing: "[[exec]]", containing: "\"--\", \"*\"")
             let run = try agent.run(grants: grants, input: "modules/zig-auditor/logs/auth.log sudo", Self.slack)
             #expect(run.result.status == 1)
-            #expect(run.result.stderr.contains(Self.auditorAnswer))
+            // The agent's message is escaped on stderr (one line: it cannot forge `peon-wasm:` lines).
+            #expect(run.result.stderr.contains(Self.auditorAnswer.replacingOccurrences(of: "\n", with: "\\u{a}")))
             #expect(run.result.stderr.contains("exec /usr/bin/grep refused: denied: exec.run on /usr/bin/grep is not granted to zig-auditor"))
             let exec = try run.decisions(call: "exec.run")
             #expect(exec.map { $0["decision"] as? String } == ["allow", "allow", "allow", "deny"])
@@ -293,11 +293,9 @@ struct ExampleAgentTests {
             #expect(server.received.map { "\($0.method) \($0.path)" } == ["GET /", "GET /docs/"])
             #expect(server.received.first?.header("accept") == "text/html")
             #expect(try run.verdicts(call: "http.send") == [.allow("http:\(site)/"), .allow("http:\(site)/docs/")])
-            let inserts = try run.decisions(call: "db.execute")
-            #expect(inserts.map { $0["decision"] as? String } == ["allow", "allow"])
-            #expect(inserts.map { ($0["details"] as? [String: Any])?["accesses"] as? String }
-                == Array(repeating: "db.insert db:pages/pages", count: 2))
-            #expect(try run.verdicts(call: "db.query") == [.allow("db:pages")])
+            // Each insert: the database is opened after its own decision, then the table's insert is decided.
+            #expect(try run.verdicts(call: "db.execute") == Array(repeating: [.allow("db:pages"), .allow("db:pages/pages")], count: 2).flatMap { $0 })
+            #expect(try run.verdicts(call: "db.query").first == .allow("db:pages"))
             #expect(try Data(contentsOf: database) != before)
             #expect(try run.runOutcome() == "ok")
             try run.expectVerified()
@@ -424,7 +422,7 @@ struct ExampleAgentTests {
             #expect((viaLink["details"] as? [String: Any])?["via_link_from"] as? String == "fs:\(sandbox.path)/passwd-link")
             let allowed = try run.verdicts(call: "fs.read").filter { $0.decision == "allow" }
             #expect(allowed == [.allow("fs:\(sandbox.path)/passwd-link"), .allow("fs:\(sandbox.path)/allowed.txt")])
-            #expect(try run.verdicts(call: "db.query") == [.allow("db:notes")])
+            #expect(try run.verdicts(call: "db.query") == [.allow("db:notes"), .allow("db:notes/notes")])
             let deniedResources = Set(denied.compactMap { $0["resource"] as? String })
             for resource in ["fs:/etc/passwd", "fs:/tmp/peon-malicious-was-here", "http:http://169.254.169.254/latest/meta-data/iam/security-credentials/",
                              "http:http://127.0.0.1:8080/admin", "http:http://[::1]/", "http:http://localhost:2375/containers/json",

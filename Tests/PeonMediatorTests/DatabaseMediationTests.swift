@@ -109,7 +109,9 @@ import Testing
         #expect(sqlite3_step(statement) == SQLITE_ROW && sqlite3_column_int(statement, 0) == 0, "t2 was not created")
     }
 
-    @Test(arguments: ["select sql from sqlite_master", "select * from dbstat", "select * from json_each('[1]')"])
+    @Test(arguments: ["select sql from sqlite_master", "select * from dbstat", "select * from json_each('[1]')",
+                      "select count(*) from secrets", "select 1 from secrets limit 1", "select exists(select 1 from secrets)",
+                      "select count(*) from dbstat", "select count(*) from sqlite_master"])
     func readingSchemaOrStatisticsDirectlyNeedsAGrant(sql: String) throws {
         let scratch = try Scratch()
         let harness = try Harness(grants: Self.grants, scratch: scratch, databases: ["analytics": try Self.makeDatabase(scratch)])

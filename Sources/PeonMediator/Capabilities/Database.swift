@@ -158,10 +158,27 @@ final class DatabaseCapability: Sendable {
             sqlite3_close_v2(connection)
             throw HostError(.io, "database '\(name)' could not be configured safely: \(reason)")
         }
+        context.connection = connection
+        context.modules = Self.moduleNames(connection)
         let pointer = Unmanaged.passUnretained(context).toOpaque()
         sqlite3_set_authorizer(connection, authorizerCallback, pointer)
         sqlite3_progress_handler(connection, 1000, progressCallback, pointer)
         return connection
+    }
+
+    /// The names of the virtual table modules this SQLite has, lowercased (read before the authorizer
+    /// is installed); `nil` if they cannot be read.
+    private static func moduleNames(_ connection: OpaquePointer) -> Set<String>? {
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(connection, "SELECT name FROM pragma_module_list", -1, &statement, nil) == SQLITE_OK else {
+            return nil
+        }
+        defer { sqlite3_finalize(statement) }
+        var names: Set<String> = []
+        while sqlite3_step(statement) == SQLITE_ROW {
+            if let text = sqlite3_column_text(statement, 0) { names.insert(String(cString: text).lowercased()) }
+        }
+        return names
     }
 
     /// Prepares the first statement of `sql` and refuses any second one.
@@ -408,6 +425,11 @@ final class AuthorizerContext {
     var denial: HostError?
     /// When the running statement must stop; checked by the progress handler.
     var deadline: ContinuousClock.Instant?
+    /// The connection the callbacks belong to, to tell stored tables from CTE names.
+    var connection: OpaquePointer?
+    /// The virtual table modules SQLite has (their names are eponymous tables: `dbstat`, `json_each`);
+    /// `nil` if the list could not be read, and then every name counts as stored (fail closed).
+    var modules: Set<String>?
     /// Set once the statement creates, drops or alters something: SQLite then reads and writes the
     /// schema table itself, which is bookkeeping for the already-authorized schema action.
     private var changesSchema = false
@@ -429,10 +451,11 @@ final class AuthorizerContext {
     func decide(action: Int32, _ first: String?, _ second: String?, database: String?) -> Int32 {
         if refuseEverything { return SQLITE_DENY }
         if action == SQLITE_SELECT { selects = true }
-        // A read with no database is of a common table expression's own rows (`WITH RECURSIVE c(x) ...
-        // FROM c`): nothing stored, judged by what the expression's SELECT reads. Stored tables, views,
-        // the schema and table-valued functions (`dbstat`, `json_each`) are all reported in `main`.
-        if action == SQLITE_READ && database == nil { return SQLITE_OK }
+        // SQLite reports a read without a database both for a common table expression's own rows
+        // (`WITH RECURSIVE c(x) ... FROM c`: nothing stored, judged by what its SELECT reads) and for a
+        // stored table read without a column (`SELECT count(*) FROM secrets`). Only a name that is neither
+        // a stored table or view nor a virtual table module (`dbstat`, `json_each`) is a CTE.
+        if action == SQLITE_READ && database == nil, let name = first, !isStored(name) { return SQLITE_OK }
         switch AuthorizerAction.classify(action: action, first, second, database: database) {
         case .allow:
             return SQLITE_OK
@@ -487,6 +510,18 @@ final class AuthorizerContext {
     func beginRunning() {
         running = true
         decided.removeAll()
+    }
+}
+
+extension AuthorizerContext {
+    /// Whether `table` names a stored table or view, the schema table, or a virtual table module (an
+    /// eponymous table such as `dbstat`), as the parser sees the schema right now.
+    func isStored(_ table: String) -> Bool {
+        guard let connection, let modules else { return true }
+        let lower = table.lowercased()
+        if AuthorizerAction.schemaTables.contains(lower) || modules.contains(lower) { return true }
+        // With a NULL column name this only checks that the table exists; it fails for CTE names.
+        return sqlite3_table_column_metadata(connection, "main", table, nil, nil, nil, nil, nil, nil) == SQLITE_OK
     }
 }
 
