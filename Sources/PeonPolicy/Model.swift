@@ -31,6 +31,9 @@ enum PolicyEffect: Sendable {
     case allowAndDeny
     /// `priority(p.eft) || deny`: the first matching rule (in priority order) decides.
     case priority
+    /// `subjectPriority(p.eft) || deny`: as `priority`, with the rules ordered by how specific their
+    /// subject is in the `g` role hierarchy (a user's own rules before its roles' rules).
+    case subjectPriority
 }
 
 /// A parsed model: the field names of each definition, the role definitions, the effect and the
@@ -40,6 +43,8 @@ struct Model: Sendable {
     var requestFields: [String: [String]] = [:]
     var policyFields: [String: [String]] = [:]
     var roleArity: [String: Int] = [:]
+    /// The role definitions whose links carry a validity window (`g = _, _, (_, _)`).
+    var timedRoles: Set<String> = []
     var effect: PolicyEffect = .allowOverride
     var matcher: ModelEntry
     var entries: [String: ModelEntry]
@@ -57,6 +62,7 @@ struct Model: Sendable {
         var continuing = false
 
         func finish(_ entry: ModelEntry, in section: String) throws(PolicyError) {
+            let entry = Self.removingComment(entry)
             let prefix: String
             switch section {
             case "request_definition": prefix = "r"
@@ -170,24 +176,63 @@ struct Model: Sendable {
             case "r": requestFields[key] = try fields(entry)
             case "p": policyFields[key] = try fields(entry)
             case "g":
-                let parts = entry.value.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+                // `_, _` or `_, _, _` (with a domain), optionally followed by `(_, _)`: a validity window.
+                var compact = entry.value.filter { !$0.isWhitespace }
+                if compact.hasSuffix(",(_,_)") {
+                    compact.removeLast(",(_,_)".count)
+                    timedRoles.insert(key)
+                }
+                let parts = compact.split(separator: ",", omittingEmptySubsequences: false)
                 guard parts.allSatisfy({ $0 == "_" }), parts.count == 2 || parts.count == 3 else {
-                    throw fail(entry.position(ofCharacter: 0), "expected '_, _' or '_, _, _' (with a domain) for role definition '\(key)'")
+                    throw fail(entry.position(ofCharacter: 0),
+                               "expected '_, _' or '_, _, _' (with a domain), optionally followed by ', (_, _)' (a validity window), for role definition '\(key)'")
                 }
                 roleArity[key] = parts.count
             default: break
             }
         }
-        let normalized = effectEntry.value.filter { !$0.isWhitespace }
+        // pycasbin rewrites `p.eft` to `p_eft` before evaluating, so models spell it either way.
+        let normalized = effectEntry.value.filter { !$0.isWhitespace }.replacing("p_eft", with: "p.eft")
         switch normalized {
         case "some(where(p.eft==allow))": effect = .allowOverride
         case "!some(where(p.eft==deny))": effect = .denyOverride
         case "some(where(p.eft==allow))&&!some(where(p.eft==deny))": effect = .allowAndDeny
         case "priority(p.eft)||deny": effect = .priority
+        case "subjectPriority(p.eft)||deny": effect = .subjectPriority
         default:
             throw fail(effectEntry.position(ofCharacter: 0),
-                       "unsupported policy effect '\(effectEntry.value)'; expected some(where (p.eft == allow)), !some(where (p.eft == deny)), some(where (p.eft == allow)) && !some(where (p.eft == deny)) or priority(p.eft) || deny")
+                       "unsupported policy effect '\(effectEntry.value)'; expected some(where (p.eft == allow)), !some(where (p.eft == deny)), some(where (p.eft == allow)) && !some(where (p.eft == deny)), priority(p.eft) || deny or subjectPriority(p.eft) || deny")
         }
+    }
+}
+
+extension Model {
+    /// The entry without a trailing comment: Casbin ignores everything from a `#` in a model value
+    /// (`e = some(where (p.eft == allow)) # allow-override`), and Go Casbin also a `;` comment. We cut
+    /// at the first `#` or `;` outside a quoted string (neither is an operator of the matcher
+    /// language) and drop the spaces before it.
+    static func removingComment(_ entry: ModelEntry) -> ModelEntry {
+        var quote: Character? = nil
+        var cut: Int? = nil
+        for (offset, character) in entry.value.enumerated() {
+            if let open = quote {
+                if character == open { quote = nil }
+                continue
+            }
+            if character == "'" || character == "\"" {
+                quote = character
+            } else if character == "#" || character == ";" {
+                cut = offset
+                break
+            }
+        }
+        guard var end = cut else { return entry }
+        let characters = Array(entry.value)
+        while end > 0, characters[end - 1] == " " || characters[end - 1] == "\t" { end -= 1 }
+        var result = entry
+        result.value = String(characters[0..<end])
+        result.valuePositions = Array(entry.valuePositions.prefix(end))
+        return result
     }
 }
 
