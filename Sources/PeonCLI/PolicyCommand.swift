@@ -21,7 +21,8 @@ struct PolicyEvalCommand: ParsableCommand {
             numbers, booleans, or objects for attribute access (r.sub.Age). Each output line is `true` or \
             `false`; with --explain, a tab, the deciding rule's location and the rule follow. Blank input \
             lines are skipped. A model or policy error, a malformed request line or a request with the \
-            wrong number of values prints FILE:LINE[:COLUMN]: message and exits with status 2.
+            wrong number of values prints FILE:LINE[:COLUMN]: message and exits with status 2; the \
+            answers to the lines before a failing request line are printed first.
             """)
 
     @Option(name: .long, help: "The Casbin model (.conf).")
@@ -79,6 +80,9 @@ struct PolicyEvalCommand: ParsableCommand {
         let input = try read(requests)
         let decoder = JSONDecoder()
         var output = ""
+        // Every answer decided before a failing line is printed before the error, so a long run
+        // shows how far it got.
+        defer { FileHandle.standardOutput.write(Data(output.utf8)) }
         for (index, line) in input.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
@@ -102,6 +106,5 @@ struct PolicyEvalCommand: ParsableCommand {
                 output = ""
             }
         }
-        FileHandle.standardOutput.write(Data(output.utf8))
     }
 }
