@@ -197,3 +197,61 @@ final class TickingClock: Sendable {
         #expect(try enforcer.enforce("10.1.1.1", "data", "read").isAllowed)
     }
 }
+
+/// Go Casbin's `keyGet` family returns the part of a key a pattern matched.
+@Suite struct KeyGetTests {
+    @Test(arguments: [
+        ("keyGet(r.obj, r.act)", "/foo/bar/baz", "/foo/*", "bar/baz"),
+        ("keyGet(r.obj, r.act)", "/foo", "/foo/*", ""),
+        ("keyGet(r.obj, r.act)", "/bar/x", "/foo/*", ""),
+        ("keyGet(r.obj, r.act)", "/foo/x", "/foo", ""),
+        ("keyGet2(r.obj, r.act, 'id')", "/api/v1/users/42", "/api/:version/users/:id", "42"),
+        ("keyGet2(r.obj, r.act, 'version')", "/api/v1/users/42", "/api/:version/users/:id", "v1"),
+        ("keyGet2(r.obj, r.act, 'other')", "/api/v1/users/42", "/api/:version/users/:id", ""),
+        ("keyGet2(r.obj, r.act, 'id')", "/api/v1/users/42/x", "/api/:version/users/:id", ""),
+        ("keyGet3(r.obj, r.act, 'name')", "/proj/p_one_admin/", "/proj/p_{name}_admin/", "one"),
+        ("keyGet3(r.obj, r.act, 'name')", "/proj/p_one/admin/", "/proj/p_{name}_admin/", ""),
+    ])
+    func keyGetReturnsTheMatchedPart(_ call: String, _ key: String, _ pattern: String, _ expected: String) throws {
+        let enforcer = try Enforcer(model: model(matcher: "\(call) == r.sub"), modelSource: "m.conf", policy: "", policySource: "p.csv")
+        #expect(try enforcer.enforce(expected, key, pattern).isAllowed)
+        #expect(try !enforcer.enforce(expected + "?", key, pattern).isAllowed)
+    }
+
+    @Test func keyGetTakesItsArityAndStrings() throws {
+        #expect(loadError(model: model(matcher: "keyGet2(r.obj, p.obj) == r.sub"))?.description.hasPrefix("m.conf:8:5: keyGet2() takes 3 arguments, found 2") == true)
+        let enforcer = try Enforcer(model: model(matcher: "keyGet(r.obj, r.act) == r.sub"), modelSource: "m.conf", policy: "", policySource: "p.csv")
+        #expect(throws: PolicyError.self) { try enforcer.enforce(["x", 1, "/a/*"]) }
+    }
+}
+
+/// `subjectPriority(p.eft) || deny`: a subject's own rules before its roles' rules.
+@Suite struct SubjectPriorityTests {
+    static let model = """
+        [request_definition]
+        r = sub, obj, act
+        [policy_definition]
+        p = sub, obj, act, eft
+        [role_definition]
+        g = _, _
+        [policy_effect]
+        e = subjectPriority(p.eft) || deny
+        [matchers]
+        m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+        """
+
+    @Test func theMostSpecificSubjectDecidesWhateverTheFileOrder() throws {
+        let policy = "p, root, doc, read, deny\np, admin, doc, read, allow\np, jane, doc, read, deny\ng, jane, admin\ng, admin, root\ng, bob, root\n"
+        let enforcer = try Enforcer(model: Self.model, modelSource: "m.conf", policy: policy, policySource: "p.csv")
+        #expect(try !enforcer.enforce("jane", "doc", "read").isAllowed)  // her own deny, though admin allows
+        #expect(try enforcer.enforce("admin", "doc", "read").isAllowed)  // admin's allow before root's deny
+        let bob = try enforcer.enforce("bob", "doc", "read")
+        #expect(!bob.isAllowed && bob.rule?.line == 1)
+    }
+
+    @Test func aCycleInTheHierarchyIsALoadError() {
+        let error = loadError(model: Self.model, policy: "p, a, doc, read, allow\ng, a, b\ng, b, a\n")
+        #expect(error?.description.hasPrefix("policy: subjectPriority(p.eft) needs a role hierarchy without cycles; these roles form one: a, b") == true,
+                "\(String(describing: error))")
+    }
+}

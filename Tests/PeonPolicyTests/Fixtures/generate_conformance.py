@@ -6,16 +6,17 @@ Writes conformance.json next to this script, in the same format as differential.
 tests read it and never run Python). The models and policies are our own, written in the shapes of
 Casbin's example models (scripts/casbin_conformance.py measures agreement on the examples
 themselves): doublestar globMatch with `[!...]` negation, the `p_eft` spelling, `in [...]`,
-trailing `#` comments on the effect, role and matcher lines, and temporal role links
-`g = _, _, (_, _)` and `g = _, _, _, (_, _)`.
+trailing `#` comments on the effect, role and matcher lines, temporal role links
+`g = _, _, (_, _)` and `g = _, _, _, (_, _)`, and `subjectPriority(p.eft) || deny` with and
+without domains.
 
 Brace alternatives (`{a,b}`) cannot be written in a pycasbin policy line (it splits fields at every
 comma), so the Swift tests check them against Go's doublestar directly. pycasbin 2.8 also cannot
 mix a temporal `g` with a plain `g2` in one model (it answers false throughout Go's
 rbac_with_different_types_of_roles example), so that shape is a Swift unit test too. Cases where pycasbin and
 Go Casbin disagree are left out and listed in the report: paths with a
-component starting with `.` or ending in `/` (pycasbin's wcmatch treats them specially, Go's
-doublestar does not), and `;` comments after a value (Go accepts them, pycasbin does not).
+component starting with `.`, an empty component (`//`) or a trailing `/` (pycasbin's wcmatch treats
+them specially, Go's doublestar does not), and `;` comments after a value (Go accepts them, pycasbin does not).
 A rule is recorded only for allowed requests: pycasbin 2.8 also names a rule for some denials,
 where peon-wasm names none.
 """
@@ -106,7 +107,7 @@ p, dee, /one**, write
 """
 glob_paths = ["/files", "/files/a", "/files/a/b/c", "/filesx", "/tree/leaf", "/tree/a/leaf", "/tree/a/b/leaf", "/tree/leafy",
               "secret", "a/secret", "/x/y/secret", "/secretx", "/bo_data/x1", "/bo_data/1x", "/bo_data/!1", "/bo_data/n7",
-              "/bo_data/b7", "/bo_data/a/b", "/img/a.png", "/img/a.gif", "/img/x/a.jpg", "/d/q/e", "/d/q/r/e", "/d//e",
+              "/bo_data/b7", "/bo_data/a/b", "/img/a.png", "/img/a.gif", "/img/x/a.jpg", "/d/q/e", "/d/q/r/e",
               "/cfg/ab", "/cfg/abc", "/cfg/a/", "/lib/a/x", "/lib/bc/x", "/lib/bd/x", "/lib/b/x", "/lib/be/x", "/one", "/onetwo",
               "/one/two", "/", "/any/thing"]
 scenarios.append(run("globMatch-doublestar", GLOB, glob_policy, sample(
@@ -233,6 +234,67 @@ g, carl, admin, t1, _, 2000-01-01 00:00:00
 scenarios.append(run("temporal-roles-domains", TEMPORAL_DOMAINS, temporal_domain_policy, sample(
     [["alice", "bob", "carl", "admin"], ["t1", "t2", "t3"], ["data"], ["read", "write"]], 100),
     setup=lambda enforcer: with_time_windows(enforcer, domain_roles=("g",))))
+
+SUBJECT_PRIORITY = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = subjectPriority(p.eft) || deny
+
+[matchers]
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+"""
+subject_priority_policy = """p, root, doc, read, deny
+p, root, doc, write, allow
+p, admin, doc, read, allow
+p, editor, doc, read, deny
+p, editor, doc, write, deny
+p, jane, doc, read, allow
+p, lead, doc, write, allow
+g, admin, root
+g, editor, admin
+g, jane, editor
+g, alice, admin
+g, bob, root
+g, carl, editor
+g, carl, lead
+"""
+scenarios.append(run("subject-priority", SUBJECT_PRIORITY, subject_priority_policy, sample(
+    [["root", "admin", "editor", "lead", "jane", "alice", "bob", "carl", "zed"], ["doc"], ["read", "write"]], 100)))
+
+SUBJECT_PRIORITY_DOMAINS = """[request_definition]
+r = sub, obj, dom, act
+
+[policy_definition]
+p = sub, obj, dom, act, eft
+
+[role_definition]
+g = _, _, _
+
+[policy_effect]
+e = subjectPriority(p.eft) || deny
+
+[matchers]
+m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act
+"""
+subject_priority_domain_policy = """p, admin, data, t1, read, deny
+p, alice, data, t1, read, allow
+p, admin, data, t2, read, allow
+p, alice, data, t2, read, deny
+p, staff, data, t2, read, allow
+g, alice, admin, t1
+g, bob, admin, t1
+g, alice, staff, t2
+g, staff, admin, t2
+"""
+scenarios.append(run("subject-priority-domains", SUBJECT_PRIORITY_DOMAINS, subject_priority_domain_policy, sample(
+    [["alice", "bob", "admin", "staff"], ["data"], ["t1", "t2"], ["read"]], 100)))
 
 with open(os.path.join(HERE, "conformance.json"), "w") as handle:
     json.dump({"generator": "pycasbin " + getattr(casbin, "__version__", "2.8.0"), "scenarios": scenarios}, handle, indent=1)
