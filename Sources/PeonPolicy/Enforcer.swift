@@ -80,13 +80,24 @@ public struct Enforcer: Sendable {
     /// Builds a snapshot from a model (`.conf` text) and a policy (CSV text), plus rules added
     /// programmatically (`additionalRules`, e.g. grants compiled to `p` lines, which are evaluated
     /// after the file's rules). `modelSource` and `policySource` name the texts in error messages
-    /// and decisions. `clock` is read once per request, for temporal role links. Throws the first
-    /// problem found, located as `FILE:LINE:COLUMN`.
+    /// and decisions. `clock` is read once per request, for temporal role links. `rolePatterns`
+    /// declares pattern roles (as a model's `[role_matching]` section does; these win). Throws the
+    /// first problem found, located as `FILE:LINE:COLUMN`.
     public init(
         model: String, modelSource: String, policy: String, policySource: String,
-        additionalRules: [PolicyRule] = [], functions: FunctionRegistry = .standard, clock: PolicyClock = .system
+        additionalRules: [PolicyRule] = [], functions: FunctionRegistry = .standard, clock: PolicyClock = .system,
+        rolePatterns: [String: RolePatterns] = [:]
     ) throws(PolicyError) {
-        let parsedModel = try Model(text: model, source: modelSource)
+        var parsedModel = try Model(text: model, source: modelSource)
+        for (key, patterns) in rolePatterns {
+            guard let arity = parsedModel.roleArity[key] else {
+                throw PolicyError(source: modelSource, line: 0, column: 0, message: "pattern functions are declared for '\(key)', which [role_definition] does not define")
+            }
+            if patterns.domains != nil, arity != 3 {
+                throw PolicyError(source: modelSource, line: 0, column: 0, message: "'\(key)' has no domain ('_, _'), so its domains cannot be patterns")
+            }
+            parsedModel.rolePatterns[key] = patterns
+        }
         var lines = try PolicyCSV.parse(policy, source: policySource)
         lines += additionalRules.map {
             PolicyLine(key: $0.section, values: $0.values, source: $0.source, line: $0.line, columns: [])
@@ -236,7 +247,9 @@ private final class Snapshot: Sendable {
         self.rows = rows
         rowValues = rows.map(\.values)
         var graphs: [String: RoleGraph] = [:]
-        for key in model.roleArity.keys { graphs[key] = RoleGraph(links: links[key] ?? []) }
+        for key in model.roleArity.keys {
+            graphs[key] = RoleGraph(links: links[key] ?? [], patterns: model.rolePatterns[key] ?? RolePatterns())
+        }
         roleGraphs = graphs
 
         let locator = TextLocator(source: model.source, positions: model.matcher.valuePositions)

@@ -49,7 +49,10 @@ struct Model: Sendable {
     var matcher: ModelEntry
     var entries: [String: ModelEntry]
 
-    static let sections = ["request_definition", "policy_definition", "role_definition", "policy_effect", "matchers"]
+    /// Pattern functions for role names and domains, from `[role_matching]` (see `RolePatterns`).
+    var rolePatterns: [String: RolePatterns] = [:]
+
+    static let sections = ["request_definition", "policy_definition", "role_definition", "role_matching", "policy_effect", "matchers"]
 
     init(text: String, source: String) throws(PolicyError) {
         self.source = source
@@ -57,6 +60,7 @@ struct Model: Sendable {
             PolicyError(source: source, line: position.line, column: position.column, message: message)
         }
         var entries: [String: ModelEntry] = [:]
+        var matchingEntries: [String: ModelEntry] = [:]
         var section: String? = nil
         var pending: ModelEntry? = nil
         var continuing = false
@@ -67,13 +71,18 @@ struct Model: Sendable {
             switch section {
             case "request_definition": prefix = "r"
             case "policy_definition": prefix = "p"
-            case "role_definition": prefix = "g"
+            case "role_definition", "role_matching": prefix = "g"
             case "policy_effect": prefix = "e"
             default: prefix = "m"
             }
             let suffix = entry.key.dropFirst(prefix.count)
             guard entry.key.hasPrefix(prefix), suffix.isEmpty || suffix.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                 throw fail(entry.keyPosition, "unknown key '\(entry.key)' in [\(section)]; expected \(prefix), \(prefix)2, ...")
+            }
+            if section == "role_matching" {
+                guard matchingEntries[entry.key] == nil else { throw fail(entry.keyPosition, "'\(entry.key)' is defined twice in [role_matching]") }
+                matchingEntries[entry.key] = entry
+                return
             }
             if entries[entry.key] != nil {
                 throw fail(entry.keyPosition, "'\(entry.key)' is defined twice")
@@ -192,6 +201,33 @@ struct Model: Sendable {
             }
         }
         // pycasbin rewrites `p.eft` to `p_eft` before evaluating, so models spell it either way.
+        // `[role_matching]`: `g2 = keyMatch2` (role names are keyMatch2 patterns), `g = _, keyMatch2`
+        // (domains are), `g = keyMatch2, keyMatch2` (both). Casbin ignores the section; Go Casbin
+        // users register the same functions from code.
+        for (key, entry) in matchingEntries {
+            guard roleArity[key] != nil else {
+                throw fail(entry.keyPosition, "[role_matching] names '\(key)', which [role_definition] does not define")
+            }
+            let parts = entry.value.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
+            var functions: [BuiltinPatternFunction?] = []
+            for part in parts {
+                if part == "_" {
+                    functions.append(nil)
+                } else if let function = BuiltinPatternFunction(rawValue: part) {
+                    functions.append(function)
+                } else {
+                    throw fail(entry.position(ofCharacter: 0),
+                               "expected a pattern function (\(BuiltinPatternFunction.allCases.map(\.rawValue).joined(separator: ", "))) or '_' for the role names, then optionally one for the domains; found '\(part)'")
+                }
+            }
+            guard functions.count == 1 || functions.count == 2 else {
+                throw fail(entry.position(ofCharacter: 0), "expected 'NAMES' or 'NAMES, DOMAINS' pattern functions for '\(key)'")
+            }
+            if functions.count == 2, functions[1] != nil, roleArity[key] != 3 {
+                throw fail(entry.position(ofCharacter: 0), "'\(key)' has no domain ('_, _'), so its domains cannot be patterns")
+            }
+            rolePatterns[key] = RolePatterns(names: functions[0], domains: functions.count == 2 ? functions[1] : nil)
+        }
         let normalized = effectEntry.value.filter { !$0.isWhitespace }.replacing("p_eft", with: "p.eft")
         switch normalized {
         case "some(where(p.eft==allow))": effect = .allowOverride

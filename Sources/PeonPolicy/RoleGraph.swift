@@ -1,9 +1,10 @@
 /// The role links of one role definition (`g` or `g2`).
 ///
-/// When no link has a validity window, every subject's reachable roles are computed once when the
-/// snapshot is built: that is the memo, and enforce only does set lookups. Links with a window
-/// (`g = _, _, (_, _)`, a temporal role) depend on the time of the request, so a graph that has any
-/// is searched at enforce time instead, following only the links valid at that instant.
+/// When no link has a validity window and no names are patterns, every subject's reachable roles
+/// are computed once when the snapshot is built: that is the memo, and enforce only does set
+/// lookups. Links with a window (`g = _, _, (_, _)`, a temporal role) depend on the time of the
+/// request, and pattern roles (`RolePatterns`) on names the policy never lists, so such a graph is
+/// searched at enforce time instead, following only the links that apply to that request.
 ///
 /// Inheritance is transitive up to `maxHops` links, as Casbin's default role manager does (a chain
 /// of at most 10 names; pycasbin 1.43 answers `false` for 10 links). Cycles are harmless: the
@@ -29,17 +30,25 @@ struct RoleGraph: Sendable {
     private var reachable: [ExactKey: [ExactKey: Set<ExactKey>]] = [:]
     /// domain → subject → its direct links; timed graphs only.
     private var edges: [ExactKey: [ExactKey: [Edge]]] = [:]
-    /// Whether some link has a validity window, so reachability depends on the time.
-    private let timed: Bool
+    /// Whether reachability is computed per request: some link has a validity window, or names
+    /// or domains are patterns.
+    private let dynamic: Bool
+    private let namePatterns: PatternSet?
+    private let domainPatterns: PatternSet?
 
-    init(links: [Link]) {
+
+    /// Builds the graph; with `patterns`, every name (or domain) in a link is also compiled as a
+    /// pattern of that function (a name that is not a valid pattern only matches itself).
+    init(links: [Link], patterns: RolePatterns = RolePatterns()) {
         var edges: [ExactKey: [ExactKey: [Edge]]] = [:]
         for link in links {
             edges[ExactKey(link.domain), default: [:]][ExactKey(link.subject), default: []]
                 .append(Edge(role: ExactKey(link.role), window: link.window))
         }
-        timed = links.contains { $0.window != nil }
-        if timed {
+        namePatterns = patterns.names.map { PatternSet($0, names: links.flatMap { [$0.subject, $0.role] }) }
+        domainPatterns = patterns.domains.map { PatternSet($0, names: links.map(\.domain)) }
+        dynamic = links.contains { $0.window != nil } || namePatterns != nil || domainPatterns != nil
+        if dynamic {
             self.edges = edges
             return
         }
@@ -74,28 +83,124 @@ struct RoleGraph: Sendable {
         return seen
     }
 
+    /// The links that apply in `domain`: its own, and (with domain patterns) those of every link
+    /// domain that, as a pattern, matches it.
+    private func view(_ domain: String) -> [ExactKey: [Edge]] {
+        let key = ExactKey(domain)
+        guard let domainPatterns else { return edges[key] ?? [:] }
+        var merged = edges[key] ?? [:]
+        for (pattern, links) in edges where pattern != key && domainPatterns.matches(domain, pattern) {
+            merged.merge(links) { $0 + $1 }
+        }
+        return merged
+    }
+
+    /// Everything reachable from `subject` in `graph` at `time`. With name patterns a name also has
+    /// the roles of every linked name that, as a pattern, matches it (Go Casbin's matching function).
+    private func dynamicSearch(from subject: ExactKey, in graph: [ExactKey: [Edge]], at time: Int64) -> Set<ExactKey> {
+        guard let namePatterns else { return Self.search(from: subject, in: graph, at: time) }
+        var seen: Set<ExactKey> = [subject]
+        var frontier = [subject]
+        var hops = 0
+        while !frontier.isEmpty, hops < Self.maxHops {
+            var next: [ExactKey] = []
+            for name in frontier {
+                var links = graph[name] ?? []
+                for (pattern, patternLinks) in graph where pattern != name && namePatterns.matches(name.text, pattern) {
+                    links += patternLinks
+                }
+                for edge in links {
+                    if let window = edge.window, !window.contains(time) { continue }
+                    if seen.insert(edge.role).inserted { next.append(edge.role) }
+                }
+            }
+            frontier = next
+            hops += 1
+        }
+        return seen
+    }
+
     /// Whether `subject` has `role` (directly, transitively, or by being it) in `domain` at `time`
-    /// (Unix seconds, UTC; only links with a validity window look at it).
+    /// (Unix seconds, UTC; only links with a validity window look at it). The role must be reached
+    /// by name: as in pycasbin, `g(/book/1, /book/:id)` is false unless a link leads to `/book/:id`
+    /// itself (Go Casbin also accepts a role that, as a pattern, matches a name reached; we keep
+    /// the stricter reading).
     func hasLink(_ subject: String, _ role: String, domain: String, at time: Int64) -> Bool {
         if sameBytes(subject, role) { return true }
-        if timed {
-            guard let graph = edges[ExactKey(domain)] else { return false }
-            return Self.search(from: ExactKey(subject), in: graph, at: time).contains(ExactKey(role))
+        guard dynamic else {
+            return reachable[ExactKey(domain)]?[ExactKey(subject)]?.contains(ExactKey(role)) ?? false
         }
-        return reachable[ExactKey(domain)]?[ExactKey(subject)]?.contains(ExactKey(role)) ?? false
+        return dynamicSearch(from: ExactKey(subject), in: view(domain), at: time).contains(ExactKey(role))
     }
 
     /// `subject` and every role it has in `domain` at `time`.
     func rolesIncludingSelf(_ subject: String, domain: String, at time: Int64) -> [ExactKey] {
         let key = ExactKey(subject)
-        if timed {
-            guard let graph = edges[ExactKey(domain)] else { return [key] }
-            var roles = Self.search(from: key, in: graph, at: time)
+        if dynamic {
+            var roles = dynamicSearch(from: key, in: view(domain), at: time)
             roles.remove(key)
             return [key] + Array(roles)
         }
         return [key] + (reachable[ExactKey(domain)]?[key].map(Array.init) ?? [])
     }
+}
+
+/// Which built-in pattern function, if any, matches the role names and the domains of one role
+/// definition: what Go Casbin registers from code with `AddNamedMatchingFunc(e, "g2", "keyMatch2",
+/// util.KeyMatch2)` and `AddNamedDomainMatchingFunc`. With `names: .keyMatch2`, the link
+/// `g2, /book/:id, book_group` makes `/book/1` a member of `book_group`; with
+/// `domains: .keyMatch2`, a link in domain `*` applies in every domain.
+public struct RolePatterns: Sendable, Hashable {
+    /// The function role names are matched with, or nil for exact names.
+    public var names: BuiltinPatternFunction?
+    /// The function domains are matched with, or nil for exact domains.
+    public var domains: BuiltinPatternFunction?
+
+    /// Declares the pattern functions of one role definition.
+    public init(names: BuiltinPatternFunction? = nil, domains: BuiltinPatternFunction? = nil) {
+        self.names = names
+        self.domains = domains
+    }
+}
+
+/// A built-in pattern function by its matcher name, for `RolePatterns`.
+public enum BuiltinPatternFunction: String, Sendable, Hashable, CaseIterable {
+    case keyMatch, keyMatch2, keyMatch3, keyMatch4, keyMatch5, regexMatch, globMatch, ipMatch
+
+    var matcher: BuiltinMatcher {
+        switch self {
+        case .keyMatch: .keyMatch
+        case .keyMatch2: .keyMatch2
+        case .keyMatch3: .keyMatch3
+        case .keyMatch4: .keyMatch4
+        case .keyMatch5: .keyMatch5
+        case .regexMatch: .regexMatch
+        case .globMatch: .globMatch
+        case .ipMatch: .ipMatch
+        }
+    }
+}
+
+/// The names of a graph compiled as patterns of one function, once, at load time.
+private struct PatternSet: Sendable {
+    /// name → its pattern, or nil when the name is not a valid pattern of the function (such a
+    /// name then only matches itself, as an exact name).
+    let patterns: [ExactKey: CompiledPattern?]
+
+    init(_ function: BuiltinPatternFunction, names: [String]) {
+        var patterns: [ExactKey: CompiledPattern?] = [:]
+        for name in names where patterns[ExactKey(name)] == nil {
+            patterns[ExactKey(name)] = try? CompiledPattern.compile(function.matcher, name)
+        }
+        self.patterns = patterns
+    }
+
+    /// Whether `name` matches the linked name `pattern` read as a pattern.
+    func matches(_ name: String, _ pattern: ExactKey) -> Bool {
+        guard let compiled = patterns[pattern] ?? nil else { return false }
+        return (try? compiled.matches(name)) ?? false
+    }
+
 }
 
 /// When a conditional role link (`g = _, _, (_, _)`) grants anything: Go Casbin's `TimeMatchFunc`

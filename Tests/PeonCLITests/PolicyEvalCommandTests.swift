@@ -28,4 +28,22 @@ struct PolicyEvalCommandTests {
         #expect(result.stdout == "true\nfalse\n")
         #expect(result.stderr.hasPrefix("<stdin>:3: the request has 2 values"), "\(result.stderr)")
     }
+
+    @Test func rolePatternsAreDeclaredOnTheCommandLine() throws {
+        let model = Self.model.replacingOccurrences(of: "r.sub == p.sub && r.obj == p.obj", with: "r.sub == p.sub && g2(r.obj, p.obj)")
+            .replacingOccurrences(of: "[policy_effect]", with: "[role_definition]\ng2 = _, _\n[policy_effect]")
+        let results = try withTemporaryDirectory { folder in
+            let modelFile = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(model.utf8).write(to: modelFile)
+            try Data("p, alice, docs, read\ng2, /doc/:id, docs\n".utf8).write(to: policy)
+            let arguments = ["policy", "eval", "--model", modelFile.path, "--policy", policy.path]
+            let request = "[\"alice\", \"/doc/1\", \"read\"]\n"
+            return [try runPeonWasm(arguments, stdin: request),
+                    try runPeonWasm(arguments + ["--role-pattern", "g2=keyMatch2"], stdin: request),
+                    try runPeonWasm(arguments + ["--role-pattern", "g2=nope"], stdin: request)]
+        }
+        #expect(results[0].stdout == "false\n")
+        #expect(results[1].stdout == "true\n", "\(results[1].stderr)")
+        #expect(results[2].status == 2 && results[2].stderr.hasPrefix("--role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
+    }
 }

@@ -255,3 +255,74 @@ final class TickingClock: Sendable {
                 "\(String(describing: error))")
     }
 }
+
+/// Pattern roles, declared in a model's `[role_matching]` section or through `Enforcer(rolePatterns:)`.
+@Suite struct PatternRoleTests {
+    static let model = """
+        [request_definition]
+        r = sub, obj, act
+        [policy_definition]
+        p = sub, obj, act
+        [role_definition]
+        g = _, _
+        g2 = _, _
+        [policy_effect]
+        e = some(where (p.eft == allow))
+        [matchers]
+        m = g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act
+        """
+    static let policy = "p, alice, docs, read\ng2, /doc/:id, docs\n"
+
+    @Test func aDeclaredNamePatternMakesMatchingNamesMembers() throws {
+        let plain = try Enforcer(model: Self.model, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv")
+        #expect(try !plain.enforce("alice", "/doc/1", "read").isAllowed)
+        let declared = try Enforcer(model: Self.model, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv",
+                                    rolePatterns: ["g2": RolePatterns(names: .keyMatch2)])
+        #expect(try declared.enforce("alice", "/doc/1", "read").isAllowed)
+        #expect(try !declared.enforce("alice", "/doc/1/2", "read").isAllowed)
+        let section = Self.model.replacingOccurrences(of: "[policy_effect]", with: "[role_matching]\ng2 = keyMatch2\n[policy_effect]")
+        let fromFile = try Enforcer(model: section, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv")
+        #expect(try fromFile.enforce("alice", "/doc/1", "read").isAllowed)
+    }
+
+    @Test func theRoleItselfMustBeReachedByName() throws {
+        // As pycasbin: /doc/1 is a member of docs through the pattern, but is not "/doc/:id".
+        let enforcer = try Enforcer(model: Self.model, modelSource: "m.conf", policy: "p, alice, /doc/:id, read\ng2, /doc/:id, docs\n",
+                                    policySource: "p.csv", rolePatterns: ["g2": RolePatterns(names: .keyMatch2)])
+        #expect(try !enforcer.enforce("alice", "/doc/1", "read").isAllowed)
+        #expect(try enforcer.enforce("alice", "/doc/:id", "read").isAllowed)
+    }
+
+    @Test func aDeclaredDomainPatternAppliesALinkInEveryMatchingDomain() throws {
+        let model = """
+            [request_definition]
+            r = sub, dom, obj
+            [policy_definition]
+            p = sub, dom, obj
+            [role_definition]
+            g = _, _, _
+            [role_matching]
+            g = _, keyMatch2
+            [policy_effect]
+            e = some(where (p.eft == allow))
+            [matchers]
+            m = g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj
+            """
+        let enforcer = try Enforcer(model: model, modelSource: "m.conf", policy: "p, admin, t1, data\np, admin, t2, data\ng, ann, admin, *\ng, ben, admin, t2\n", policySource: "p.csv")
+        #expect(try enforcer.enforce("ann", "t1", "data").isAllowed)
+        #expect(try enforcer.enforce("ann", "t2", "data").isAllowed)
+        #expect(try !enforcer.enforce("ben", "t1", "data").isAllowed)
+    }
+
+    @Test(arguments: [
+        ("g3 = keyMatch2", "m.conf:9:1: [role_matching] names 'g3', which [role_definition] does not define"),
+        ("g2 = keyMatch9", "m.conf:9:6: expected a pattern function (keyMatch, keyMatch2"),
+        ("g2 = keyMatch2, keyMatch2", "m.conf:9:6: 'g2' has no domain ('_, _'), so its domains cannot be patterns"),
+        ("g2 = _, _, _", "m.conf:9:6: expected 'NAMES' or 'NAMES, DOMAINS' pattern functions for 'g2'"),
+    ])
+    func aBadDeclarationIsALoadError(_ line: String, _ expected: String) {
+        let text = Self.model.replacingOccurrences(of: "[policy_effect]", with: "[role_matching]\n\(line)\n[policy_effect]")
+        let error = loadError(model: text, policy: Self.policy)
+        #expect(error?.description.hasPrefix(expected) == true, "got \(error?.description ?? "no error")")
+    }
+}

@@ -7,8 +7,8 @@ tests read it and never run Python). The models and policies are our own, writte
 Casbin's example models (scripts/casbin_conformance.py measures agreement on the examples
 themselves): doublestar globMatch with `[!...]` negation, the `p_eft` spelling, `in [...]`,
 trailing `#` comments on the effect, role and matcher lines, temporal role links
-`g = _, _, (_, _)` and `g = _, _, _, (_, _)`, and `subjectPriority(p.eft) || deny` with and
-without domains.
+`g = _, _, (_, _)` and `g = _, _, _, (_, _)`, `subjectPriority(p.eft) || deny` with and without
+domains, and pattern roles declared in a `[role_matching]` section (names and domains).
 
 Brace alternatives (`{a,b}`) cannot be written in a pycasbin policy line (it splits fields at every
 comma), so the Swift tests check them against Go's doublestar directly. pycasbin 2.8 also cannot
@@ -295,6 +295,113 @@ g, staff, admin, t2
 """
 scenarios.append(run("subject-priority-domains", SUBJECT_PRIORITY_DOMAINS, subject_priority_domain_policy, sample(
     [["alice", "bob", "admin", "staff"], ["data"], ["t1", "t2"], ["read"]], 100)))
+
+# Pattern roles: the `[role_matching]` section declares what Go Casbin registers from code with
+# AddNamedMatchingFunc / AddNamedDomainMatchingFunc. pycasbin ignores the section; the setup
+# registers the same functions, as Casbin's own tests do.
+PATTERN_NAMES = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[role_matching]
+g = keyMatch2
+g2 = keyMatch2
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub) && g2(r.obj, p.obj) && regexMatch(r.act, p.act)
+"""
+pattern_names_policy = """p, ann, /pen/1, ^GET$
+p, doc_admin, doc_group, ^GET$
+p, pen_admin, pen_group, ^GET$
+p, /doc/admin/:id, pen9_group, ^GET$
+p, /doc/lead/2, pen9_group, ^POST$
+g, /doc/user/:id, /doc/admin/1
+g, /doc/user/:id, /doc/lead/2
+g, ann, doc_admin
+g, ben, pen_admin
+g, cat, /doc/1/2/3
+g, cat, pen_admin
+g2, /doc/:id, doc_group
+g2, /pen/:id, pen_group
+g2, /pen9/:id, pen9_group
+"""
+scenarios.append(run("pattern-role-names", PATTERN_NAMES, pattern_names_policy, sample(
+    [["ann", "ben", "cat", "/doc/user/5", "/doc/admin/1", "/doc/x/1", "doc_admin"],
+     ["/doc/1", "/doc/2/3", "/pen/1", "/pen/x", "/pen9/7", "doc_group", "/other/1"], ["GET", "POST"]], 120),
+    setup=lambda enforcer: (enforcer.add_named_matching_func("g", util.key_match2),
+                            enforcer.add_named_matching_func("g2", util.key_match2), enforcer)[-1]))
+
+PATTERN_DOMAINS = """[request_definition]
+r = sub, dom, obj, act
+
+[policy_definition]
+p = sub, dom, obj, act
+
+[role_definition]
+g = _, _, _
+
+[role_matching]
+g = _, keyMatch2
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub, r.dom) && keyMatch2(r.dom, p.dom) && r.obj == p.obj && r.act == p.act
+"""
+pattern_domains_policy = """p, admin, org1, data1, read
+p, admin, org2, data2, write
+p, user, org.*, data3, read
+p, user, org.1, data4, read
+g, ann, admin, *
+g, ben, admin, org2
+g, cat, user, org.*
+g, dan, user, /team/:id
+"""
+scenarios.append(run("pattern-role-domains", PATTERN_DOMAINS, pattern_domains_policy, sample(
+    [["ann", "ben", "cat", "dan"], ["org1", "org2", "org.1", "org.x", "/team/7"], ["data1", "data2", "data3", "data4"],
+     ["read", "write"]], 160),
+    setup=lambda enforcer: (enforcer.add_named_domain_matching_func("g", util.key_match2), enforcer)[-1]))
+
+PATTERN_GLOB = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, role
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[role_matching]
+g2 = globMatch
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g2(r.act, p.role) && (g(r.sub, p.sub) || p.sub == '*') && keyMatch(r.obj, p.obj)
+"""
+pattern_glob_policy = """p, root, *, owner
+p, *, /public/*, viewer
+g, admin@host, root
+g2, *.read, viewer
+g2, *.read, editor
+g2, *.update, editor
+g2, *.*, owner
+"""
+scenarios.append(run("pattern-role-glob", PATTERN_GLOB, pattern_glob_policy, sample(
+    [["admin@host", "root", "guest"], ["/public/a", "/private/b"], ["doc.read", "doc.update", "doc.delete", "read", "doc.read.x"]], 60),
+    setup=lambda enforcer: (enforcer.add_named_matching_func("g2", util.glob_match), enforcer)[-1]))
 
 with open(os.path.join(HERE, "conformance.json"), "w") as handle:
     json.dump({"generator": "pycasbin " + getattr(casbin, "__version__", "2.8.0"), "scenarios": scenarios}, handle, indent=1)
