@@ -241,6 +241,21 @@ private final class Snapshot: Sendable {
             keyed.sort { ($0.priority, $0.order) < ($1.priority, $1.order) }
             rows = keyed.map(\.line)
         }
+        if !model.constraints.isEmpty {
+            var order: [String] = []
+            var assigned: [String: Set<String>] = [:]
+            for link in links["g"] ?? [] {
+                if assigned[link.subject] == nil { order.append(link.subject) }
+                assigned[link.subject, default: []].insert(link.role)
+            }
+            let table = order.map { (subject: $0, roles: assigned[$0] ?? []) }
+            for constraint in model.constraints {
+                if let problem = constraint.violation(table) {
+                    throw PolicyError(source: model.source, line: constraint.position.line, column: constraint.position.column,
+                                      message: "constraint \(constraint.name) is violated by the policy: \(problem)")
+                }
+            }
+        }
         if effect == .subjectPriority {
             rows = try Self.sortedBySubjectHierarchy(rows, links: links["g"] ?? [], domainField: policyFields.firstIndex(of: "dom"))
         }

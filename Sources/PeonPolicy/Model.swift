@@ -52,7 +52,12 @@ struct Model: Sendable {
     /// Pattern functions for role names and domains, from `[role_matching]` (see `RolePatterns`).
     var rolePatterns: [String: RolePatterns] = [:]
 
-    static let sections = ["request_definition", "policy_definition", "role_definition", "role_matching", "policy_effect", "matchers"]
+    /// RBAC invariants from `[constraint_definition]`, checked against the role links at load time.
+    var constraints: [RoleConstraint] = []
+
+    static let sections = [
+        "request_definition", "policy_definition", "role_definition", "role_matching", "constraint_definition", "policy_effect", "matchers",
+    ]
 
     init(text: String, source: String) throws(PolicyError) {
         self.source = source
@@ -61,6 +66,7 @@ struct Model: Sendable {
         }
         var entries: [String: ModelEntry] = [:]
         var matchingEntries: [String: ModelEntry] = [:]
+        var constraintEntries: [ModelEntry] = []
         var section: String? = nil
         var pending: ModelEntry? = nil
         var continuing = false
@@ -72,12 +78,20 @@ struct Model: Sendable {
             case "request_definition": prefix = "r"
             case "policy_definition": prefix = "p"
             case "role_definition", "role_matching": prefix = "g"
+            case "constraint_definition": prefix = "c"
             case "policy_effect": prefix = "e"
             default: prefix = "m"
             }
             let suffix = entry.key.dropFirst(prefix.count)
             guard entry.key.hasPrefix(prefix), suffix.isEmpty || suffix.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                 throw fail(entry.keyPosition, "unknown key '\(entry.key)' in [\(section)]; expected \(prefix), \(prefix)2, ...")
+            }
+            if section == "constraint_definition" {
+                guard !constraintEntries.contains(where: { $0.key == entry.key }) else {
+                    throw fail(entry.keyPosition, "'\(entry.key)' is defined twice in [constraint_definition]")
+                }
+                constraintEntries.append(entry)
+                return
             }
             if section == "role_matching" {
                 guard matchingEntries[entry.key] == nil else { throw fail(entry.keyPosition, "'\(entry.key)' is defined twice in [role_matching]") }
@@ -228,6 +242,12 @@ struct Model: Sendable {
             }
             rolePatterns[key] = RolePatterns(names: functions[0], domains: functions.count == 2 ? functions[1] : nil)
         }
+        for entry in constraintEntries {
+            guard roleArity["g"] != nil else {
+                throw fail(entry.keyPosition, "[constraint_definition] constrains role links, but [role_definition] defines no 'g'")
+            }
+            constraints.append(try RoleConstraint(entry, source: source))
+        }
         let normalized = effectEntry.value.filter { !$0.isWhitespace }.replacing("p_eft", with: "p.eft")
         switch normalized {
         case "some(where(p.eft==allow))": effect = .allowOverride
@@ -355,5 +375,134 @@ extension String {
         while let first = characters.first, first == " " || first == "\t" { characters.removeFirst() }
         while let last = characters.last, last == " " || last == "\t" { characters.removeLast() }
         return String(characters)
+    }
+}
+
+/// One RBAC invariant from `[constraint_definition]`, over the direct `g` links (the roles a
+/// subject is assigned, in any domain). A policy that breaks one does not load.
+struct RoleConstraint: Sendable {
+    enum Kind: Sendable {
+        /// `sod("a", "b")`: no subject is assigned both roles.
+        case separation(String, String)
+        /// `sodMax(["a", "b", "c"], n)`: no subject is assigned more than n of the roles.
+        case separationMax([String], Int)
+        /// `roleMax("a", n)`: at most n subjects are assigned the role.
+        case roleMax(String, Int)
+        /// `rolePre("a", "b")`: every subject assigned a is also assigned b.
+        case prerequisite(String, String)
+    }
+
+    var name: String
+    var kind: Kind
+    var position: SourcePosition
+
+    /// Parses `name(arguments)`: string literals, a bracketed list of string literals, integers.
+    init(_ entry: ModelEntry, source: String) throws(PolicyError) {
+        name = entry.key
+        position = entry.position(ofCharacter: 0)
+        let text = Array(entry.value)
+        var index = 0
+        func fail(_ message: String) -> PolicyError {
+            let at = entry.position(ofCharacter: min(index, max(text.count - 1, 0)))
+            return PolicyError(source: source, line: at.line, column: at.column, message: message)
+        }
+        func skipSpaces() { while index < text.count, text[index] == " " || text[index] == "\t" { index += 1 } }
+        enum Argument { case string(String), list([String]), number(Int) }
+        func string() throws(PolicyError) -> String {
+            guard index < text.count, text[index] == "\"" || text[index] == "'" else { throw fail("expected a quoted role name") }
+            let quote = text[index]
+            index += 1
+            var value = ""
+            while index < text.count, text[index] != quote {
+                value.append(text[index])
+                index += 1
+            }
+            guard index < text.count else { throw fail("unterminated string; expected a closing \(quote)") }
+            index += 1
+            return value
+        }
+        func argument() throws(PolicyError) -> Argument {
+            skipSpaces()
+            guard index < text.count else { throw fail("expected an argument") }
+            if text[index] == "[" {
+                index += 1
+                var items: [String] = []
+                skipSpaces()
+                while index < text.count, text[index] != "]" {
+                    items.append(try string())
+                    skipSpaces()
+                    if index < text.count, text[index] == "," { index += 1 }
+                    skipSpaces()
+                }
+                guard index < text.count else { throw fail("expected ']' to close the list") }
+                index += 1
+                return .list(items)
+            }
+            if text[index].isASCII, text[index].isNumber {
+                var digits = ""
+                while index < text.count, text[index].isASCII, text[index].isNumber, digits.count < 9 {
+                    digits.append(text[index])
+                    index += 1
+                }
+                guard let value = Int(digits) else { throw fail("expected a small integer") }
+                return .number(value)
+            }
+            return .string(try string())
+        }
+        skipSpaces()
+        var function = ""
+        while index < text.count, text[index].isLetter {
+            function.append(text[index])
+            index += 1
+        }
+        skipSpaces()
+        guard index < text.count, text[index] == "(" else { throw fail("expected sod(...), sodMax(...), roleMax(...) or rolePre(...)") }
+        index += 1
+        var arguments: [Argument] = []
+        skipSpaces()
+        while index < text.count, text[index] != ")" {
+            arguments.append(try argument())
+            skipSpaces()
+            if index < text.count, text[index] == "," { index += 1 }
+            skipSpaces()
+        }
+        guard index < text.count else { throw fail("expected ')'") }
+        index += 1
+        skipSpaces()
+        guard index == text.count else { throw fail("unexpected text after the constraint") }
+        switch (function, arguments.count == 2 ? (arguments[0], arguments[1]) : nil) {
+        case ("sod", (.string(let first), .string(let second))?): kind = .separation(first, second)
+        case ("sodMax", (.list(let roles), .number(let limit))?): kind = .separationMax(roles, limit)
+        case ("roleMax", (.string(let role), .number(let limit))?): kind = .roleMax(role, limit)
+        case ("rolePre", (.string(let role), .string(let prerequisite))?): kind = .prerequisite(role, prerequisite)
+        default:
+            index = 0
+            throw fail("expected sod(\"role\", \"role\"), sodMax([\"role\", ...], n), roleMax(\"role\", n) or rolePre(\"role\", \"required role\")")
+        }
+    }
+
+    /// The first violation in `assigned` (subject → its directly assigned roles, subjects in first
+    /// appearance order), described, or nil.
+    func violation(_ assigned: [(subject: String, roles: Set<String>)]) -> String? {
+        switch kind {
+        case .separation(let first, let second):
+            if let hit = assigned.first(where: { $0.roles.contains(first) && $0.roles.contains(second) }) {
+                return "'\(hit.subject)' has both '\(first)' and '\(second)'"
+            }
+        case .separationMax(let roles, let limit):
+            if let hit = assigned.first(where: { entry in roles.filter { entry.roles.contains($0) }.count > limit }) {
+                return "'\(hit.subject)' has more than \(limit) of \(roles.map { "'\($0)'" }.joined(separator: ", "))"
+            }
+        case .roleMax(let role, let limit):
+            let holders = assigned.filter { $0.roles.contains(role) }
+            if holders.count > limit {
+                return "\(holders.count) subjects have '\(role)', more than \(limit)"
+            }
+        case .prerequisite(let role, let prerequisite):
+            if let hit = assigned.first(where: { $0.roles.contains(role) && !$0.roles.contains(prerequisite) }) {
+                return "'\(hit.subject)' has '\(role)' without '\(prerequisite)'"
+            }
+        }
+        return nil
     }
 }

@@ -326,3 +326,50 @@ final class TickingClock: Sendable {
         #expect(error?.description.hasPrefix(expected) == true, "got \(error?.description ?? "no error")")
     }
 }
+
+/// `[constraint_definition]`: RBAC invariants a policy must keep, or it does not load.
+@Suite struct RoleConstraintTests {
+    static let model = """
+        [request_definition]
+        r = sub, obj, act
+        [policy_definition]
+        p = sub, obj, act
+        [role_definition]
+        g = _, _
+        [constraint_definition]
+        c = sod("requester", "approver")
+        c2 = sodMax(["view", "edit", "approve"], 1)
+        c3 = roleMax("superadmin", 2)
+        c4 = rolePre("db_admin", "trained")
+        [policy_effect]
+        e = some(where (p.eft == allow))
+        [matchers]
+        m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+        """
+
+    @Test func aPolicyKeepingTheConstraintsLoadsAndDecides() throws {
+        let policy = "p, superadmin, db, drop\ng, ann, requester\ng, ann, view\ng, ben, superadmin\ng, cat, superadmin\ng, cat, db_admin\ng, cat, trained\n"
+        let enforcer = try Enforcer(model: Self.model, modelSource: "m.conf", policy: policy, policySource: "p.csv")
+        #expect(try enforcer.enforce("cat", "db", "drop").isAllowed)
+    }
+
+    @Test(arguments: [
+        ("g, ann, requester\ng, ann, approver", "m.conf:8:5: constraint c is violated by the policy: 'ann' has both 'requester' and 'approver'"),
+        ("g, ann, view\ng, ann, approve", "m.conf:9:6: constraint c2 is violated by the policy: 'ann' has more than 1 of 'view', 'edit', 'approve'"),
+        ("g, a, superadmin\ng, b, superadmin\ng, c, superadmin", "m.conf:10:6: constraint c3 is violated by the policy: 3 subjects have 'superadmin', more than 2"),
+        ("g, ann, db_admin", "m.conf:11:6: constraint c4 is violated by the policy: 'ann' has 'db_admin' without 'trained'"),
+    ])
+    func aViolationIsALoadErrorAtTheConstraint(_ links: String, _ expected: String) {
+        let error = loadError(model: Self.model, policy: "p, a, b, c\n" + links)
+        #expect(error?.description == expected, "got \(error?.description ?? "no error")")
+    }
+
+    @Test func aMeaninglessConstraintIsALoadError() {
+        let unknown = Self.model.replacingOccurrences(of: "c4 = rolePre(\"db_admin\", \"trained\")", with: "c4 = roleMin(\"db_admin\", 1)")
+        #expect(loadError(model: unknown)?.description.hasPrefix("m.conf:11:6: expected sod(") == true)
+        let noRoles = Self.model.replacingOccurrences(of: "[role_definition]\ng = _, _\n", with: "")
+            .replacingOccurrences(of: "g(r.sub, p.sub)", with: "r.sub == p.sub")
+        #expect(loadError(model: noRoles)?.description.hasPrefix("m.conf:6:1: [constraint_definition] constrains role links, but [role_definition] defines no 'g'") == true,
+                "\(String(describing: loadError(model: noRoles)))")
+    }
+}
