@@ -104,11 +104,11 @@ public struct Enforcer: Sendable {
         }
         snapshot = try Snapshot(
             model: parsedModel, lines: lines, functions: functions, clock: clock,
-            version: Self.version(model: model, policy: policy, additionalRules: additionalRules))
+            version: Self.version(model: model, policy: policy, additionalRules: additionalRules, rolePatterns: rolePatterns))
     }
 
-    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text and the
-    /// additional rules (each length-prefixed, so no two inputs share a version).
+    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text, the
+    /// additional rules and any `rolePatterns` (each length-prefixed, so no two inputs share a version).
     public var version: String { snapshot.version }
 
     /// The request field names, in `request_definition` order (`["sub", "obj", "act"]`).
@@ -131,7 +131,7 @@ public struct Enforcer: Sendable {
         try snapshot.enforce(request.map(PolicyValue.string))
     }
 
-    static func version(model: String, policy: String, additionalRules: [PolicyRule]) -> String {
+    static func version(model: String, policy: String, additionalRules: [PolicyRule], rolePatterns: [String: RolePatterns] = [:]) -> String {
         var hasher = SHA256()
         func add(_ text: String) {
             var length = UInt64(text.utf8.count).bigEndian
@@ -147,6 +147,14 @@ public struct Enforcer: Sendable {
             add(rule.section)
             add(String(rule.values.count))
             for value in rule.values { add(value) }
+        }
+        // Pattern roles declared from Swift change decisions, so they are part of the version (only
+        // when present, so snapshots without them keep their versions).
+        for key in rolePatterns.keys.sorted() {
+            add("role-patterns")
+            add(key)
+            add(rolePatterns[key]?.names?.rawValue ?? "_")
+            add(rolePatterns[key]?.domains?.rawValue ?? "_")
         }
         let hex = Array("0123456789abcdef")
         return String(hasher.finalize().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0F)]] })

@@ -285,6 +285,15 @@ final class TickingClock: Sendable {
         #expect(try fromFile.enforce("alice", "/doc/1", "read").isAllowed)
     }
 
+    @Test func declaredPatternsArePartOfTheSnapshotVersion() throws {
+        let plain = try Enforcer(model: Self.model, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv")
+        let declared = try Enforcer(model: Self.model, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv",
+                                    rolePatterns: ["g2": RolePatterns(names: .keyMatch2)])
+        let other = try Enforcer(model: Self.model, modelSource: "m.conf", policy: Self.policy, policySource: "p.csv",
+                                 rolePatterns: ["g2": RolePatterns(names: .globMatch)])
+        #expect(Set([plain.version, declared.version, other.version]).count == 3)
+    }
+
     @Test func theRoleItselfMustBeReachedByName() throws {
         // As pycasbin: /doc/1 is a member of docs through the pattern, but is not "/doc/:id".
         let enforcer = try Enforcer(model: Self.model, modelSource: "m.conf", policy: "p, alice, /doc/:id, read\ng2, /doc/:id, docs\n",
