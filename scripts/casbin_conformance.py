@@ -127,6 +127,21 @@ class Attributes:
         self.__dict__.update(values)
 
 
+def concrete_instances(pattern):
+    """A few texts a glob or key pattern may or may not match: each wildcard, class or placeholder
+    replaced by a digit, a letter, or a nested path."""
+    if not re.search(r"[*?\[:{]", pattern):
+        return []
+    instances = []
+    for digit, letter, deep in (("1", "1", "1"), ("a", "a", "a/b"), ("!", "x", "x/y/z")):
+        text = re.sub(r"\[[^\]]*\]", digit, pattern)
+        text = re.sub(r":[A-Za-z_]+|\{[^}/]+\}", letter, text)
+        text = text.replace("**", deep).replace("*", deep).replace("?", letter)
+        if text != pattern:
+            instances.append(text)
+    return instances
+
+
 def requests_for(model_text, rows, rng, count=60):
     sections = read_sections(model_text)
     request_fields = fields(sections.get("request_definition", {}).get("r", "sub, obj, act"))
@@ -156,6 +171,12 @@ def requests_for(model_text, rows, rng, count=60):
         values = dict(zip(policy_fields, row[1:]))
         base = [value_for(field, values.get(field)) for field in request_fields]
         requests.append(base)
+        for index, value in enumerate(base):  # a pattern's concrete instances (/data/[!1-9] -> /data/1, /data/a)
+            if isinstance(value, str):
+                for instance in concrete_instances(value):
+                    variant = list(base)
+                    variant[index] = instance
+                    requests.append(variant)
         for link in links:  # the rule seen through a role link: the member instead of the role
             for index, value in enumerate(base):
                 if value == link[2] if len(link) > 2 else False:
@@ -174,7 +195,7 @@ def requests_for(model_text, rows, rng, count=60):
         if key not in seen:
             seen.add(key)
             unique.append(request)
-    return unique[: max(count, 120)]
+    return unique[: max(count, 160)]
 
 
 def pycasbin_answers(model_path, policy_path, requests, stem):
