@@ -21,7 +21,8 @@ struct PolicyEvalCommand: ParsableCommand {
             numbers, booleans, or objects for attribute access (r.sub.Age). Each output line is `true` or \
             `false`; with --explain, a tab, the deciding rule's location and the rule follow. Blank input \
             lines are skipped. A model or policy error, a malformed request line or a request with the \
-            wrong number of values prints FILE:LINE[:COLUMN]: message and exits with status 2.
+            wrong number of values prints FILE:LINE[:COLUMN]: message and exits with status 2; the \
+            answers to the lines before a failing request line are printed first.
             """)
 
     @Option(name: .long, help: "The Casbin model (.conf).")
@@ -32,6 +33,16 @@ struct PolicyEvalCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Append the deciding rule to each answer: true<TAB>policy.csv:3<TAB>p, alice, data1, read.")
     var explain = false
+
+    @Option(name: .customLong("role-pattern"), help: ArgumentHelp(
+        "Match a role type's names with a pattern function, as Go Casbin's AddNamedMatchingFunc: g2=keyMatch2 (repeatable).",
+        valueName: "ROLE=FUNCTION"))
+    var rolePatterns: [String] = []
+
+    @Option(name: .customLong("domain-pattern"), help: ArgumentHelp(
+        "Match a role type's domains with a pattern function, as Go Casbin's AddNamedDomainMatchingFunc: g=keyMatch2 (repeatable).",
+        valueName: "ROLE=FUNCTION"))
+    var domainPatterns: [String] = []
 
     @Argument(help: "A JSON Lines file of requests, or - (the default) for standard input.")
     var requests: String = "-"
@@ -64,10 +75,31 @@ struct PolicyEvalCommand: ParsableCommand {
         }
     }
 
+    /// The `--role-pattern` and `--domain-pattern` declarations, by role type.
+    private func declaredPatterns() throws(CommandFailure) -> [String: RolePatterns] {
+        var result: [String: RolePatterns] = [:]
+        for (flag, values) in [("--role-pattern", rolePatterns), ("--domain-pattern", domainPatterns)] {
+            for value in values {
+                let parts = value.split(separator: "=", maxSplits: 1).map(String.init)
+                let names = BuiltinPatternFunction.allCases.map(\.rawValue).joined(separator: ", ")
+                guard parts.count == 2, !parts[0].isEmpty, let function = BuiltinPatternFunction(rawValue: parts[1]) else {
+                    throw CommandFailure(message: "\(flag) \(value): expected ROLE=FUNCTION, such as g2=keyMatch2, with FUNCTION one of \(names)")
+                }
+                if flag == "--role-pattern" {
+                    result[parts[0], default: RolePatterns()].names = function
+                } else {
+                    result[parts[0], default: RolePatterns()].domains = function
+                }
+            }
+        }
+        return result
+    }
+
     private func evaluate() throws(CommandFailure) {
         let enforcer: Enforcer
         do {
-            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: try read(policy), policySource: policy)
+            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: try read(policy), policySource: policy,
+                                    rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)
         } catch let failure as CommandFailure {
@@ -79,6 +111,9 @@ struct PolicyEvalCommand: ParsableCommand {
         let input = try read(requests)
         let decoder = JSONDecoder()
         var output = ""
+        // Every answer decided before a failing line is printed before the error, so a long run
+        // shows how far it got.
+        defer { FileHandle.standardOutput.write(Data(output.utf8)) }
         for (index, line) in input.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
@@ -102,6 +137,5 @@ struct PolicyEvalCommand: ParsableCommand {
                 output = ""
             }
         }
-        FileHandle.standardOutput.write(Data(output.utf8))
     }
 }

@@ -58,8 +58,8 @@ enum CompiledPattern: Sendable {
         }
     }
 
-    /// Whether `subject` matches. Errors only for subjects a matcher cannot read (ipMatch on a
-    /// non-address, a text too long for the regex bound).
+    /// Whether `subject` matches. Errors only for a text too long for the regex bound; an ipMatch
+    /// subject that is not an IP address does not match.
     func matches(_ subject: String) throws(RegexSyntaxError) -> Bool {
         switch self {
         case .prefix(let prefix, let wildcard):
@@ -86,16 +86,17 @@ enum CompiledPattern: Sendable {
         case .glob(let glob):
             return glob.matches(subject)
         case .network(let network):
-            guard let address = IPNetwork.parseAddress(subject) else {
-                throw RegexSyntaxError(message: "ipMatch: '\(subject)' is not an IP address", offset: 0)
-            }
+            // A text that is not an address is in no network. Casbin raises an error here instead, but
+            // only for the rules it happens to evaluate; answering false makes the decision the same
+            // whichever rules the index leaves to try.
+            guard let address = IPNetwork.parseAddress(subject) else { return false }
             return network.contains(address)
         }
     }
 
     /// Replaces each placeholder (`:name` up to the next `/`, or `{name}`) with `[^/]+`, or with
     /// `([^/]+)` when capturing, reporting each name.
-    private static func replacePlaceholders(
+    static func replacePlaceholders(
         in text: String, opening: Character, closing: Character?, greedy: Bool = false, capture: Bool = false,
         name: (String) -> Void = { _ in }
     ) -> String {
@@ -145,65 +146,220 @@ enum CompiledPattern: Sendable {
     }
 }
 
+// MARK: keyGet
+
+/// Go Casbin's `keyGet`, `keyGet2` and `keyGet3`: the part of a key a pattern's wildcard or named
+/// placeholder matched (`""` when the key does not match), for matchers such as
+/// `keyGet2(r.obj, p.obj, 'id') == r.sub`.
+enum KeyGet {
+    /// `keyGet("/foo/bar/baz", "/foo/*")` is `"bar/baz"`: what follows the text before the first `*`.
+    static func keyGet(_ key: String, _ pattern: String) -> String {
+        let keyBytes = Array(key.utf8), patternBytes = Array(pattern.utf8)
+        guard let star = patternBytes.firstIndex(of: UInt8(ascii: "*")), keyBytes.count > star,
+              keyBytes[..<star].elementsEqual(patternBytes[..<star]) else { return "" }
+        return String(decoding: keyBytes[star...], as: UTF8.self)
+    }
+
+    /// `keyGet2("/resource1", "/:resource", "resource")` is `"resource1"` (keyMatch2 placeholders);
+    /// `keyGet3` does the same for `{name}` placeholders (keyMatch3).
+    static func keyGet(_ key: String, _ pattern: String, variable: String, braces: Bool) throws(RegexSyntaxError) -> String {
+        var names: [String] = []
+        var regex = CompiledPattern.replacePlaceholders(
+            in: pattern.replacing("/*", with: "/.*"), opening: braces ? "{" : ":", closing: braces ? "}" : nil, capture: true
+        ) { names.append($0) }
+        if regex == "*" { regex = "(.*)" }
+        let compiled = try LinearRegex("^" + regex + "$")
+        guard compiled.captureCount == max(names.count, regex == "(.*)" ? 1 : 0) else {
+            throw RegexSyntaxError(message: "keyGet\(braces ? "3" : "2") patterns may not contain their own regex groups", offset: 0)
+        }
+        guard let groups = try compiled.submatches(key), let index = names.firstIndex(of: variable),
+              index + 1 < groups.count else { return "" }
+        return groups[index + 1] ?? ""
+    }
+}
+
 // MARK: globMatch
 
-/// A glob with Go `path.Match` semantics: `*` matches any run of non-`/` characters, `?` one
-/// non-`/` character, `[...]`/`[^...]` a character class (with ranges), `\` escapes. Matching is
-/// a dynamic program over (pattern item, text position), so it is O(pattern × text), never exponential.
+/// A glob with the semantics of current Go Casbin (`doublestar.Match`, since v2.99.0) and pycasbin:
+/// `*` matches any run of non-`/` characters; `**` as a whole path component matches any number of
+/// components (`/a/**/b` matches `/a/b` and `/a/x/y/b`, `/a/**` matches `/a` and everything under it,
+/// `**/b` matches `b` anywhere), elsewhere `**` is a `*`; `?` matches one non-`/` character;
+/// `[...]` is a character class with ranges, negated by `[!...]` or `[^...]`, never matching `/`;
+/// `{a,b}` matches either alternative (nesting allowed); `\` escapes the next character.
+///
+/// Braces are expanded at compile time (at most `maxAlternatives`, so a hostile pattern cannot
+/// explode) and each alternative is matched by a dynamic program over (pattern item, text
+/// position): O(pattern × text), never exponential.
 struct GlobPattern: Sendable {
+    /// The most alternatives a pattern's braces may expand to.
+    static let maxAlternatives = 256
+    /// The most characters all alternatives together may hold, bounding the matching work.
+    static let maxExpandedScalars = 16_384
+
     private enum Item: Sendable {
         case literal(UInt32)
         case anyOne
         case anyRun
         case oneOf(ScalarSet)
+        /// A `**` component between slashes or at the start: nothing, or any text ending in `/`.
+        case directories
+        /// A trailing `/**`: nothing, or `/` followed by anything.
+        case slashAndAnything
+        /// A pattern that is only `**`: anything.
+        case anything
     }
 
-    private let items: [Item]
+    private static let slash: UInt32 = 0x2F
+    private let alternatives: [[Item]]
 
     init(_ pattern: String) throws(RegexSyntaxError) {
         let scalars = Array(pattern.unicodeScalars.map(\.value))
+        var alternatives: [[Item]] = []
+        for expanded in try Self.expandBraces(scalars) {
+            alternatives.append(try Self.items(expanded.scalars, escaped: expanded.escaped))
+        }
+        self.alternatives = alternatives
+    }
+
+    /// One brace-free alternative: its scalars and, per scalar, whether a `\` made it literal.
+    private struct Expansion {
+        var scalars: [UInt32] = []
+        var escaped: [Bool] = []
+    }
+
+    /// Expands `{a,b}` groups (outside character classes) into every combination, in order.
+    private static func expandBraces(_ scalars: [UInt32]) throws(RegexSyntaxError) -> [Expansion] {
+        var index = 0
+        let result = try expandSequence(scalars, &index, nested: false)
+        let total = result.reduce(0) { $0 + $1.scalars.count }
+        if total > max(maxExpandedScalars, scalars.count) {
+            throw RegexSyntaxError(message: "glob pattern's braces expand to more than \(maxExpandedScalars) characters", offset: 0)
+        }
+        return result
+    }
+
+    /// Expands from `index` to the end, or (when `nested`) to the `,` or `}` that ends this alternative.
+    private static func expandSequence(_ scalars: [UInt32], _ index: inout Int, nested: Bool) throws(RegexSyntaxError) -> [Expansion] {
+        var results = [Expansion()]
+        func append(_ scalar: UInt32, escaped: Bool) {
+            for position in results.indices {
+                results[position].scalars.append(scalar)
+                results[position].escaped.append(escaped)
+            }
+        }
+        var inClass = false
+        while index < scalars.count {
+            let scalar = scalars[index]
+            if scalar == 0x5C {  // backslash: the next scalar is literal
+                guard index + 1 < scalars.count else { throw RegexSyntaxError(message: "glob pattern ends with a backslash", offset: index) }
+                append(scalars[index + 1], escaped: true)
+                index += 2
+                continue
+            }
+            if inClass {
+                if scalar == 0x5D { inClass = false }
+                append(scalar, escaped: false)
+                index += 1
+                continue
+            }
+            switch scalar {
+            case 0x5B:
+                inClass = true
+                append(scalar, escaped: false)
+                index += 1
+                // A `]` right after `[`, `[!` or `[^` is an error later, not a class end; keep scanning.
+            case 0x7B:
+                let open = index
+                index += 1
+                var options: [Expansion] = []
+                while true {
+                    options += try expandSequence(scalars, &index, nested: true)
+                    guard index < scalars.count else { throw RegexSyntaxError(message: "unclosed '{' in glob pattern", offset: open) }
+                    let closing = scalars[index]
+                    index += 1
+                    if closing == 0x7D { break }
+                }
+                var combined: [Expansion] = []
+                for prefix in results {
+                    for option in options {
+                        combined.append(Expansion(scalars: prefix.scalars + option.scalars, escaped: prefix.escaped + option.escaped))
+                        if combined.count > maxAlternatives {
+                            throw RegexSyntaxError(message: "glob pattern's braces expand to more than \(maxAlternatives) alternatives", offset: open)
+                        }
+                    }
+                }
+                results = combined
+            case 0x2C where nested, 0x7D where nested:
+                return results
+            default:
+                append(scalar, escaped: false)
+                index += 1
+            }
+        }
+        return results
+    }
+
+    /// Compiles one brace-free alternative.
+    private static func items(_ scalars: [UInt32], escaped: [Bool]) throws(RegexSyntaxError) -> [Item] {
         var items: [Item] = []
         var index = 0
+        func isSlash(_ position: Int) -> Bool { scalars[position] == slash }
         while index < scalars.count {
             let scalar = scalars[index]
             let start = index
             index += 1
+            if escaped[start] {
+                items.append(.literal(scalar))
+                continue
+            }
             switch scalar {
-            case 0x2A: items.append(.anyRun)
-            case 0x3F: items.append(.anyOne)
-            case 0x5C:
-                guard index < scalars.count else { throw RegexSyntaxError(message: "glob pattern ends with a backslash", offset: start) }
-                items.append(.literal(scalars[index]))
-                index += 1
+            case 0x2A:
+                while index < scalars.count, scalars[index] == 0x2A, !escaped[index] { index += 1 }
+                let run = index - start
+                let startsComponent = start == 0 || isSlash(start - 1)
+                let endsComponent = index == scalars.count || isSlash(index)
+                guard run >= 2, startsComponent, endsComponent else {
+                    items.append(.anyRun)
+                    continue
+                }
+                if index == scalars.count {
+                    if start == 0 {
+                        items.append(.anything)
+                    } else if case .literal(slash) = items.last {
+                        items[items.count - 1] = .slashAndAnything  // `/**` at the end: the `/` is optional
+                    } else {
+                        items.append(.anything)  // `/**/**`: the first `**` already took the `/`
+                    }
+                } else {
+                    items.append(.directories)
+                    index += 1  // the `/` after `**` is part of the item
+                }
+            case 0x3F:
+                items.append(.anyOne)
             case 0x5B:
                 var negated = false
-                if index < scalars.count, scalars[index] == 0x5E {
+                if index < scalars.count, scalars[index] == 0x21 || scalars[index] == 0x5E, !escaped[index] {
                     negated = true
                     index += 1
                 }
                 var ranges: [ClosedRange<UInt32>] = []
                 func next(_ index: inout Int) throws(RegexSyntaxError) -> UInt32 {
                     guard index < scalars.count else { throw RegexSyntaxError(message: "unclosed '[' in glob pattern", offset: start) }
-                    var value = scalars[index]
+                    let value = scalars[index]
                     index += 1
-                    if value == 0x5C {
-                        guard index < scalars.count else { throw RegexSyntaxError(message: "unclosed '[' in glob pattern", offset: start) }
-                        value = scalars[index]
-                        index += 1
-                    }
                     return value
                 }
                 while true {
                     guard index < scalars.count else { throw RegexSyntaxError(message: "unclosed '[' in glob pattern", offset: start) }
-                    if scalars[index] == 0x5D {
+                    if scalars[index] == 0x5D, !escaped[index] {
                         if ranges.isEmpty { throw RegexSyntaxError(message: "empty character class in glob pattern", offset: start) }
                         index += 1
                         break
                     }
-                    if scalars[index] == 0x2D { throw RegexSyntaxError(message: "'-' without a range start in glob pattern", offset: index) }
+                    if scalars[index] == 0x2D, !escaped[index] { throw RegexSyntaxError(message: "'-' without a range start in glob pattern", offset: index) }
                     let low = try next(&index)
                     var high = low
-                    if index < scalars.count, scalars[index] == 0x2D {
+                    if index < scalars.count, scalars[index] == 0x2D, !escaped[index] {
                         index += 1
                         high = try next(&index)
                         if high < low { throw RegexSyntaxError(message: "invalid range in glob pattern", offset: start) }
@@ -215,12 +371,15 @@ struct GlobPattern: Sendable {
                 items.append(.literal(scalar))
             }
         }
-        self.items = items
+        return items
     }
 
     func matches(_ text: String) -> Bool {
         let scalars = Array(text.unicodeScalars.map(\.value))
-        let slash: UInt32 = 0x2F
+        return alternatives.contains { Self.matches(scalars, $0) }
+    }
+
+    private static func matches(_ scalars: [UInt32], _ items: [Item]) -> Bool {
         // reachable[j]: the pattern prefix consumed so far can match text[0..<j].
         var reachable = [Bool](repeating: false, count: scalars.count + 1)
         reachable[0] = true
@@ -234,15 +393,35 @@ struct GlobPattern: Sendable {
                     next[j] = open
                     if j < scalars.count, scalars[j] == slash { open = false }
                 }
-            default:
+            case .anything:
+                var open = false
+                for j in 0...scalars.count {
+                    if reachable[j] { open = true }
+                    next[j] = open
+                }
+            case .directories:
+                // Nothing, or any text (slashes included) that ends with a `/`.
+                var open = false
+                for j in 0...scalars.count {
+                    next[j] = reachable[j] || (open && j > 0 && scalars[j - 1] == slash)
+                    if reachable[j] { open = true }
+                }
+            case .slashAndAnything:
+                // Nothing, or a `/` and then anything.
+                var open = false
+                for j in 0...scalars.count {
+                    next[j] = reachable[j] || open
+                    if reachable[j], j < scalars.count, scalars[j] == slash { open = true }
+                }
+            case .literal, .anyOne, .oneOf:
                 for j in 0..<scalars.count where reachable[j] {
                     let scalar = scalars[j]
                     let accepted: Bool
                     switch item {
                     case .literal(let expected): accepted = scalar == expected
                     case .anyOne: accepted = scalar != slash
-                    case .oneOf(let set): accepted = set.contains(scalar)
-                    case .anyRun: accepted = false
+                    case .oneOf(let set): accepted = scalar != slash && set.contains(scalar)
+                    default: accepted = false
                     }
                     if accepted { next[j + 1] = true }
                 }

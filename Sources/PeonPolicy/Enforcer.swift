@@ -1,5 +1,31 @@
 import Crypto
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where an enforcer reads the time: temporal role links (`g = _, _, (_, _)`) grant only inside
+/// their validity window. Tests inject a fixed clock; the runtime uses the system clock.
+public struct PolicyClock: Sendable {
+    /// The current time in whole seconds since 1970-01-01 00:00:00 UTC.
+    public var now: @Sendable () -> Int64
+
+    /// A clock reading `now` on every request.
+    public init(now: @escaping @Sendable () -> Int64) {
+        self.now = now
+    }
+
+    /// The system's real-time clock.
+    public static let system = PolicyClock { Int64(time(nil)) }
+
+    /// A clock stopped at `seconds` since the epoch (UTC).
+    public static func fixed(_ seconds: Int64) -> PolicyClock {
+        PolicyClock { seconds }
+    }
+}
+
 /// One policy rule as written: `p, alice, data1, read` at `policy.csv:3`.
 ///
 /// A decision names the rule that decided it, so the audit log can record why a call was allowed.
@@ -54,23 +80,35 @@ public struct Enforcer: Sendable {
     /// Builds a snapshot from a model (`.conf` text) and a policy (CSV text), plus rules added
     /// programmatically (`additionalRules`, e.g. grants compiled to `p` lines, which are evaluated
     /// after the file's rules). `modelSource` and `policySource` name the texts in error messages
-    /// and decisions. Throws the first problem found, located as `FILE:LINE:COLUMN`.
+    /// and decisions. `clock` is read once per request, for temporal role links. `rolePatterns`
+    /// declares pattern roles (as a model's `[role_matching]` section does; these win). Throws the
+    /// first problem found, located as `FILE:LINE:COLUMN`.
     public init(
         model: String, modelSource: String, policy: String, policySource: String,
-        additionalRules: [PolicyRule] = [], functions: FunctionRegistry = .standard
+        additionalRules: [PolicyRule] = [], functions: FunctionRegistry = .standard, clock: PolicyClock = .system,
+        rolePatterns: [String: RolePatterns] = [:]
     ) throws(PolicyError) {
-        let parsedModel = try Model(text: model, source: modelSource)
+        var parsedModel = try Model(text: model, source: modelSource)
+        for (key, patterns) in rolePatterns {
+            guard let arity = parsedModel.roleArity[key] else {
+                throw PolicyError(source: modelSource, line: 0, column: 0, message: "pattern functions are declared for '\(key)', which [role_definition] does not define")
+            }
+            if patterns.domains != nil, arity != 3 {
+                throw PolicyError(source: modelSource, line: 0, column: 0, message: "'\(key)' has no domain ('_, _'), so its domains cannot be patterns")
+            }
+            parsedModel.rolePatterns[key] = patterns
+        }
         var lines = try PolicyCSV.parse(policy, source: policySource)
         lines += additionalRules.map {
             PolicyLine(key: $0.section, values: $0.values, source: $0.source, line: $0.line, columns: [])
         }
         snapshot = try Snapshot(
-            model: parsedModel, lines: lines, functions: functions,
-            version: Self.version(model: model, policy: policy, additionalRules: additionalRules))
+            model: parsedModel, lines: lines, functions: functions, clock: clock,
+            version: Self.version(model: model, policy: policy, additionalRules: additionalRules, rolePatterns: rolePatterns))
     }
 
-    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text and the
-    /// additional rules (each length-prefixed, so no two inputs share a version).
+    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text, the
+    /// additional rules and any `rolePatterns` (each length-prefixed, so no two inputs share a version).
     public var version: String { snapshot.version }
 
     /// The request field names, in `request_definition` order (`["sub", "obj", "act"]`).
@@ -82,7 +120,7 @@ public struct Enforcer: Sendable {
     /// Decides a request whose values are in `request_definition` order.
     ///
     /// Throws when the request has the wrong number of values, or when the matcher cannot be
-    /// evaluated on it (an attribute read on a non-object, an `ipMatch` on a non-address, a custom
+    /// evaluated on it (an attribute read on a non-object, a custom
     /// function failing). Callers enforcing access should treat an error as a deny.
     public func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
         try snapshot.enforce(request)
@@ -93,7 +131,7 @@ public struct Enforcer: Sendable {
         try snapshot.enforce(request.map(PolicyValue.string))
     }
 
-    static func version(model: String, policy: String, additionalRules: [PolicyRule]) -> String {
+    static func version(model: String, policy: String, additionalRules: [PolicyRule], rolePatterns: [String: RolePatterns] = [:]) -> String {
         var hasher = SHA256()
         func add(_ text: String) {
             var length = UInt64(text.utf8.count).bigEndian
@@ -109,6 +147,14 @@ public struct Enforcer: Sendable {
             add(rule.section)
             add(String(rule.values.count))
             for value in rule.values { add(value) }
+        }
+        // Pattern roles declared from Swift change decisions, so they are part of the version (only
+        // when present, so snapshots without them keep their versions).
+        for key in rolePatterns.keys.sorted() {
+            add("role-patterns")
+            add(key)
+            add(rolePatterns[key]?.names?.rawValue ?? "_")
+            add(rolePatterns[key]?.domains?.rawValue ?? "_")
         }
         let hex = Array("0123456789abcdef")
         return String(hasher.finalize().flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 0x0F)]] })
@@ -143,9 +189,11 @@ private final class Snapshot: Sendable {
     let roleGraphs: [String: RoleGraph]
     let terms: [IndexTerm]
     let indexes: [Int: [ExactKey: [Int]]]
+    let clock: PolicyClock
 
-    init(model: Model, lines: [PolicyLine], functions: FunctionRegistry, version: String) throws(PolicyError) {
+    init(model: Model, lines: [PolicyLine], functions: FunctionRegistry, clock: PolicyClock, version: String) throws(PolicyError) {
         self.version = version
+        self.clock = clock
         requestFields = model.requestFields["r"] ?? []
         policyFields = model.policyFields["p"] ?? []
         effect = model.effect
@@ -153,7 +201,7 @@ private final class Snapshot: Sendable {
 
         // Check every line against its definition; collect p rows and role links.
         var rows: [PolicyLine] = []
-        var links: [String: [(subject: String, role: String, domain: String)]] = [:]
+        var links: [String: [RoleGraph.Link]] = [:]
         for line in lines {
             func fail(_ message: String) -> PolicyError {
                 PolicyError(source: line.source, line: line.line, column: line.columns.isEmpty ? 0 : 1, message: message)
@@ -164,10 +212,24 @@ private final class Snapshot: Sendable {
                 }
                 if line.key == "p" { rows.append(line) }
             } else if let arity = model.roleArity[line.key] {
-                guard line.values.count >= arity else {
-                    throw fail("'\(line.key)' rule has \(line.values.count) values; role_definition \(line.key) expects \(arity)")
+                let timed = model.timedRoles.contains(line.key)
+                let expected = timed ? arity + 2 : arity
+                guard line.values.count >= expected else {
+                    throw fail("'\(line.key)' rule has \(line.values.count) values; role_definition \(line.key) expects \(expected)"
+                        + (timed ? " (the last two are the validity window: a start and an end time, or '_')" : ""))
                 }
-                links[line.key, default: []].append((line.values[0], line.values[1], arity == 3 ? line.values[2] : ""))
+                var link = RoleGraph.Link(subject: line.values[0], role: line.values[1], domain: arity == 3 ? line.values[2] : "")
+                if timed {
+                    do {
+                        link.window = try ValidityWindow(start: line.values[arity], end: line.values[arity + 1])
+                    } catch {
+                        let field = arity + error.index
+                        throw PolicyError(
+                            source: line.source, line: line.line, column: field < line.columns.count ? line.columns[field] : 0,
+                            message: "'\(line.key)' link's validity window \(error.index == 0 ? "start" : "end"): \(error.message)")
+                    }
+                }
+                links[line.key, default: []].append(link)
             } else {
                 let known = (model.policyFields.keys.sorted() + model.roleArity.keys.sorted()).joined(separator: ", ")
                 throw PolicyError(source: line.source, line: line.line, column: 1, message: "unknown rule type '\(line.key)'; the model defines \(known)")
@@ -187,10 +249,30 @@ private final class Snapshot: Sendable {
             keyed.sort { ($0.priority, $0.order) < ($1.priority, $1.order) }
             rows = keyed.map(\.line)
         }
+        if !model.constraints.isEmpty {
+            var order: [String] = []
+            var assigned: [String: Set<String>] = [:]
+            for link in links["g"] ?? [] {
+                if assigned[link.subject] == nil { order.append(link.subject) }
+                assigned[link.subject, default: []].insert(link.role)
+            }
+            let table = order.map { (subject: $0, roles: assigned[$0] ?? []) }
+            for constraint in model.constraints {
+                if let problem = constraint.violation(table) {
+                    throw PolicyError(source: model.source, line: constraint.position.line, column: constraint.position.column,
+                                      message: "constraint \(constraint.name) is violated by the policy: \(problem)")
+                }
+            }
+        }
+        if effect == .subjectPriority {
+            rows = try Self.sortedBySubjectHierarchy(rows, links: links["g"] ?? [], domainField: policyFields.firstIndex(of: "dom"))
+        }
         self.rows = rows
         rowValues = rows.map(\.values)
         var graphs: [String: RoleGraph] = [:]
-        for key in model.roleArity.keys { graphs[key] = RoleGraph(links: links[key] ?? []) }
+        for key in model.roleArity.keys {
+            graphs[key] = RoleGraph(links: links[key] ?? [], patterns: model.rolePatterns[key] ?? RolePatterns())
+        }
         roleGraphs = graphs
 
         let locator = TextLocator(source: model.source, positions: model.matcher.valuePositions)
@@ -262,12 +344,49 @@ private final class Snapshot: Sendable {
         self.indexes = indexes
     }
 
+    /// The rows ordered for `subjectPriority(p.eft) || deny`, as pycasbin orders them: subjects that
+    /// are nobody's role (users) are level 0; removing them, the subjects that are now nobody's role
+    /// are level 1, and so on. Rows are stably sorted by their subject's level (in the row's domain,
+    /// when the policy has a `dom` field); a subject that appears in no link is level 0. A cycle
+    /// in the hierarchy has no levels and is a load error, as in pycasbin.
+    private static func sortedBySubjectHierarchy(_ rows: [PolicyLine], links: [RoleGraph.Link], domainField: Int?) throws(PolicyError) -> [PolicyLine] {
+        struct Name: Hashable {
+            var domain: ExactKey
+            var name: ExactKey
+        }
+        var pending = links.map { (child: Name(domain: ExactKey($0.domain), name: ExactKey($0.subject)),
+                                   parent: Name(domain: ExactKey($0.domain), name: ExactKey($0.role))) }
+        var unsorted = Set(pending.flatMap { [$0.child, $0.parent] })
+        var level: [Name: Int] = [:]
+        var round = 0
+        while !pending.isEmpty {
+            let parents = Set(pending.map(\.parent))
+            let leaves = unsorted.subtracting(parents)
+            guard !leaves.isEmpty else {
+                let names = unsorted.map { $0.name.text }.sorted().prefix(5).joined(separator: ", ")
+                throw PolicyError(source: "policy", line: 0, column: 0,
+                                  message: "subjectPriority(p.eft) needs a role hierarchy without cycles; these roles form one: \(names)")
+            }
+            for name in leaves { level[name] = round }
+            pending.removeAll { leaves.contains($0.child) }
+            unsorted.subtract(leaves)
+            round += 1
+        }
+        for name in unsorted { level[name] = round }
+        let keyed = rows.enumerated().map { order, row in
+            let domain = domainField.map { $0 < row.values.count ? row.values[$0] : "" } ?? ""
+            let name = Name(domain: ExactKey(domain), name: ExactKey(row.values.first ?? ""))
+            return (level: level[name] ?? 0, order: order, row: row)
+        }
+        return keyed.sorted { ($0.level, $0.order) < ($1.level, $1.order) }.map(\.row)
+    }
+
     /// A candidate list this short is tried as it is: evaluating the matcher on a few rows costs less than
     /// narrowing it further through a role term.
     private static let fewEnoughCandidates = 4
 
     /// The rows that can possibly match, in order, or nil when every row must be tried.
-    private func candidates(_ request: [PolicyValue]) -> [Int]? {
+    private func candidates(_ request: [PolicyValue], at time: Int64) -> [Int]? {
         var best: [Int]? = nil
         for term in terms {
             var list: [Int]
@@ -286,7 +405,7 @@ private final class Snapshot: Sendable {
                     guard case .string(let text) = request[index] else { continue }
                     domain = text
                 }
-                let roles = graph.rolesIncludingSelf(subject, domain: domain)
+                let roles = graph.rolesIncludingSelf(subject, domain: domain, at: time)
                 list = []
                 for role in roles { list += indexes[field]?[role] ?? [] }
                 if roles.count > 1 { list.sort() }
@@ -316,13 +435,13 @@ private final class Snapshot: Sendable {
                 source: "request", line: 0, column: 0,
                 message: "the request has \(request.count) values; request_definition r = \(requestFields.joined(separator: ", ")) expects \(requestFields.count)")
         }
-        let context = Evaluation(request: request)
+        let context = Evaluation(request: request, time: clock.now())
         if rows.isEmpty {
             // Casbin evaluates the matcher once with empty policy fields.
             context.policy = Array(repeating: "", count: policyFields.count)
             let allowed = try matched(context)
             switch effect {
-            case .allowOverride, .priority, .allowAndDeny: return PolicyDecision(isAllowed: allowed, rule: nil)
+            case .allowOverride, .priority, .subjectPriority, .allowAndDeny: return PolicyDecision(isAllowed: allowed, rule: nil)
             case .denyOverride: return PolicyDecision(isAllowed: true, rule: nil)
             }
         }
@@ -343,18 +462,18 @@ private final class Snapshot: Sendable {
             case .denyOverride, .allowAndDeny:
                 if isDeny { return PolicyDecision(isAllowed: false, rule: rule(row)) }
                 if isAllow, firstAllow == nil { firstAllow = row }
-            case .priority:
+            case .priority, .subjectPriority:
                 if isAllow || isDeny { return PolicyDecision(isAllowed: isAllow, rule: rule(row)) }
             }
             return nil
         }
-        if let candidates = candidates(request) {
+        if let candidates = candidates(request, at: context.time) {
             for row in candidates { if let decision = try consider(row) { return decision } }
         } else {
             for row in rows.indices { if let decision = try consider(row) { return decision } }
         }
         switch effect {
-        case .allowOverride, .priority: return PolicyDecision(isAllowed: false, rule: nil)
+        case .allowOverride, .priority, .subjectPriority: return PolicyDecision(isAllowed: false, rule: nil)
         case .denyOverride: return PolicyDecision(isAllowed: true, rule: firstAllow.map(rule))
         case .allowAndDeny: return PolicyDecision(isAllowed: firstAllow != nil, rule: firstAllow.map(rule))
         }

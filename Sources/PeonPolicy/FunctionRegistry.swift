@@ -1,8 +1,9 @@
 /// The functions a matcher may call, by name, with their arity.
 ///
 /// `standard` holds Casbin's pattern functions: `keyMatch`, `keyMatch2`...`keyMatch5`,
-/// `regexMatch`, `globMatch` and `ipMatch` (all `(subject, pattern)`). Their patterns are compiled
-/// once per policy line at load time. Custom functions (the grants layer's `**` path glob, for
+/// `regexMatch`, `globMatch` and `ipMatch` (all `(subject, pattern)`; their patterns are compiled
+/// once per policy line at load time), and Go Casbin's `keyGet(key, pattern)`,
+/// `keyGet2(key, pattern, name)` and `keyGet3(key, pattern, name)`, which return the matched part. Custom functions (the grants layer's `**` path glob, for
 /// example) are registered from Swift and called with the evaluated arguments:
 ///
 /// ```swift
@@ -40,6 +41,25 @@ public struct FunctionRegistry: Sendable {
         for matcher in BuiltinMatcher.allCases {
             registry.entries[matcher.rawValue] = Entry(arity: 2, body: .builtin(matcher))
         }
+        registry.register("keyGet", arity: 2) { arguments throws(KeyGetError) in
+            guard case .string(let key) = arguments[0], case .string(let pattern) = arguments[1] else {
+                throw KeyGetError(message: "needs string arguments")
+            }
+            return .string(KeyGet.keyGet(key, pattern))
+        }
+        for (name, braces) in [("keyGet2", false), ("keyGet3", true)] {
+            registry.register(name, arity: 3) { arguments throws(KeyGetError) in
+                guard case .string(let key) = arguments[0], case .string(let pattern) = arguments[1],
+                      case .string(let variable) = arguments[2] else {
+                    throw KeyGetError(message: "needs string arguments")
+                }
+                let result = Result { () throws(RegexSyntaxError) in try KeyGet.keyGet(key, pattern, variable: variable, braces: braces) }
+                switch result {
+                case .success(let value): return .string(value)
+                case .failure(let error): throw KeyGetError(message: "invalid pattern '\(pattern)': \(error.message)")
+                }
+            }
+        }
         return registry
     }
 
@@ -54,4 +74,10 @@ public struct FunctionRegistry: Sendable {
 
     /// The names of all registered functions, sorted.
     public var names: [String] { entries.keys.sorted() }
+}
+
+/// A `keyGet` family function called with arguments it cannot use.
+struct KeyGetError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
 }

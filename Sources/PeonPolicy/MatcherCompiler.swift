@@ -4,11 +4,14 @@
 /// The per-call state a compiled matcher reads: the request and the policy row being tried.
 final class Evaluation {
     let request: [PolicyValue]
+    /// The request's time (Unix seconds, UTC), read once, for temporal role links.
+    let time: Int64
     var row = -1
     var policy: [String] = []
 
-    init(request: [PolicyValue]) {
+    init(request: [PolicyValue], time: Int64) {
         self.request = request
+        self.time = time
     }
 }
 
@@ -196,7 +199,7 @@ struct MatcherCompiler {
                     }
                     names.append(text)
                 }
-                return .bool(graph.hasLink(names[0], names[1], domain: names.count > 2 ? names[2] : ""))
+                return .bool(graph.hasLink(names[0], names[1], domain: names.count > 2 ? names[2] : "", at: context.time))
             }
         }
         guard let entry = functions.entries[name] else {

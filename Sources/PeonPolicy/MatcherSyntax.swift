@@ -169,7 +169,7 @@ struct MatcherParser {
                 continue
             }
             switch character {
-            case "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", ",", ".":
+            case "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", "[", "]", ",", ".":
                 tokens.append((.symbol(String(character)), start))
                 offset += 1
             case "&": throw locator.error(at: start, "unexpected '&'; expected '&&'")
@@ -225,11 +225,18 @@ struct MatcherParser {
         if case .identifier("in") = current {
             try countOperator(at: offset)
             index += 1
-            try expect("(", "'(' to start the list after 'in', as in r.sub in ('alice', 'bob')")
+            // Casbin accepts the list in parentheses or (as Go Casbin's govaluate arrays) in brackets.
+            let closing: String
+            if accept("[") {
+                closing = "]"
+            } else {
+                try expect("(", "'(' or '[' to start the list after 'in', as in r.sub in ('alice', 'bob')")
+                closing = ")"
+            }
             var items: [Expression] = []
-            if !accept(")") {
+            if !accept(closing) {
                 repeat { items.append(try parseOr()) } while accept(",")
-                try expect(")", "',' or ')' in the list after 'in'")
+                try expect(closing, "',' or '\(closing)' in the list after 'in'")
             }
             return .membership(lhs, items, offset: offset)
         }

@@ -3,7 +3,7 @@
 /// It renders as one line, `FILE:LINE:COLUMN: what; expected ...`, so a policy author can jump to
 /// the spot. Load-time errors (syntax, unknown functions, wrong arity, undefined `r.`/`p.` fields,
 /// invalid regexes and CIDRs) point into the model or policy file; the few enforce-time errors
-/// (a request value of the wrong type, an unreadable IP address) point at the matcher expression.
+/// (a request value of the wrong type, a custom function failing) point at the matcher expression.
 public struct PolicyError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The file name or label of the text the error is in (`model.conf`, `policy.csv`, `request`).
     public var source: String

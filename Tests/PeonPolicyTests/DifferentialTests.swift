@@ -26,16 +26,29 @@ import Testing
         var rule: [String]?
     }
 
-    static let scenarios: [Scenario] = {
-        guard let url = Bundle.module.url(forResource: "differential", withExtension: "json", subdirectory: "Fixtures"),
+    static func load(_ name: String) -> [Scenario] {
+        guard let url = Bundle.module.url(forResource: name, withExtension: "json", subdirectory: "Fixtures"),
               let data = try? Data(contentsOf: url),
               let fixture = try? JSONDecoder().decode(Fixture.self, from: data) else { return [] }
         return fixture.scenarios
-    }()
+    }
+
+    static let scenarios = load("differential")
+
+    /// Recorded from pycasbin 2.8.0 by `Fixtures/generate_conformance.py`: doublestar globMatch with
+    /// `[!...]`, `p_eft`, `in [...]`, trailing comments, temporal role links with and without domains.
+    static let conformanceScenarios = load("conformance")
 
     @Test func theRecordedFixturesAreLoaded() {
         #expect(Self.scenarios.count >= 15)
         #expect(Self.scenarios.reduce(0) { $0 + $1.cases.count } >= 1000)
+        #expect(Self.conformanceScenarios.count >= 5)
+        #expect(Self.conformanceScenarios.reduce(0) { $0 + $1.cases.count } >= 400)
+    }
+
+    @Test(arguments: conformanceScenarios)
+    func everyDecisionAgreesWithPycasbin28(_ scenario: Scenario) throws {
+        try everyDecisionAgreesWithPycasbin(scenario)
     }
 
     @Test(arguments: scenarios)

@@ -52,14 +52,38 @@ import Testing
         ("a/c", "a?c", false), ("abc", "a[a-c]c", true), ("adc", "a[^a-c]c", true), ("abc", "a[^a-c]c", false),
         ("a*c", "a\\*c", true), ("abc", "a\\*c", false), ("abc", "*c", true), ("/x/y.go", "/*/*.go", true),
         ("", "*", true), ("ab", "a*b*", true),
+        // `[!...]` negates, as in doublestar and pycasbin (Go's old path.Match read a literal '!').
+        ("/bob_data/1", "/bob_data/[!1-9]", false), ("/bob_data/a", "/bob_data/[!1-9]", true),
+        ("/bob_data/!", "/bob_data/[!1-9]", true), ("adc", "a[!a-c]c", true), ("a/c", "a[!x]c", false),
+        // `**` as a whole component crosses `/`; anywhere else it is a `*`.
+        ("/a/b/c", "/a/**", true), ("/a", "/a/**", true), ("/a/", "/a/**", true), ("/ab", "/a/**", false),
+        ("/a/b", "/a/**/b", true), ("/a/x/y/b", "/a/**/b", true), ("/a/xb", "/a/**/b", false), ("/a/x/b/c", "/a/**/b", false),
+        ("b", "**/b", true), ("x/y/b", "**/b", true), ("xb", "**/b", false), ("/x/y", "**", true), ("", "**", true),
+        ("/ab/c", "/a**/c", true), ("/a/b/c", "/a**/c", false), ("/a/b", "/a/**/**", true), ("/", "/**", true),
+        // `{a,b}` alternatives, nested, and escaped braces.
+        ("/img/a.png", "/img/*.{png,jpg}", true), ("/img/a.jpg", "/img/*.{png,jpg}", true), ("/img/a.gif", "/img/*.{png,jpg}", false),
+        ("/lib/bd/x", "/lib/{a,b{c,d}}/x", true), ("/lib/a/x", "/lib/{a,b{c,d}}/x", true), ("/lib/b/x", "/lib/{a,b{c,d}}/x", false),
+        ("/x", "/{x,}", true), ("/", "/{x,}", true), ("a{b", "a\\{b", true), ("a[b]", "a\\[b\\]", true),
+        ("/a/b/c", "/{a/**,z}", true), ("a,b", "a,b", true),
     ])
-    func globMatchFollowsGoPathMatch(_ subject: String, _ pattern: String, _ expected: Bool) throws {
+    func globMatchFollowsCurrentCasbinDoublestar(_ subject: String, _ pattern: String, _ expected: Bool) throws {
         #expect(try Self.check("globMatch", subject, pattern) == expected)
     }
 
     @Test func aMalformedGlobFromTheRequestIsAnErrorLikeGoErrBadPattern() {
         #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "[") }
         #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "[]") }
+        #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "[!]") }
+        #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "{a,b") }
+        #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", "a\\") }
+    }
+
+    @Test func braceExpansionIsBounded() throws {
+        // 2^8 = 256 alternatives are allowed; 2^9 are refused rather than matched slowly.
+        let allowed = String(repeating: "{a,b}", count: 8)
+        #expect(try Self.check("globMatch", String(repeating: "b", count: 8), allowed))
+        let error = #expect(throws: PolicyError.self) { try Self.check("globMatch", "a", String(repeating: "{a,b}", count: 9)) }
+        #expect(error?.message.contains("more than 256 alternatives") == true, "\(String(describing: error))")
     }
 
     @Test(arguments: [
