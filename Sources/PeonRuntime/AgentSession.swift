@@ -44,7 +44,8 @@ public final class AgentSession: Sendable {
         self.audit = audit
         self.http = http
         self.mediator = Mediator(configuration)
-        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store) { message in
+        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store,
+                                       moduleSHA256: plan.module.sha256) { message in
             printLine("peon-wasm: \(message)", to: 2)
         }
         if !options.policy.files.isEmpty { reloader.start() }
