@@ -93,8 +93,11 @@ struct RunCommand: ParsableCommand {
     var arguments: [String] = []
 
     func validate() throws {
-        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1") }
-        if let memory, memory.bytes < 65_536 { throw ValidationError("--memory must be at least 64KiB (one page)") }
+        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1, got \(maxHostCalls)") }
+        if let fuel, fuel < 1 { throw ValidationError("--fuel must be at least 1 instruction, got \(fuel)") }
+        _ = try memory?.checked("--memory", minimum: 65_536)
+        _ = try maxOutput?.checked("--max-output", minimum: 0)
+        _ = try timeout?.checked("--timeout")
         for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
             throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
         }

@@ -60,7 +60,7 @@ public final class AgentSession: Sendable {
         var details = [
             "engine": engine,
             "memory": String(limits.memoryBytes),
-            "timeout_ms": String(limits.timeout.components.seconds * 1000 + limits.timeout.components.attoseconds / 1_000_000_000_000_000),
+            "timeout_ms": String(Runner.milliseconds(limits.timeout)),
             "path": plan.module.path,
         ]
         if let fuel = limits.fuel { details["fuel"] = String(fuel) }

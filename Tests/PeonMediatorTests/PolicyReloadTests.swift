@@ -136,7 +136,7 @@ import Testing
         let reads = try harness.decisions("fs.read")
         #expect(reads.map(\.decision) == [.allow, .deny, .deny, .deny])
         for denial in try harness.entries().map(\.record) where denial.decision == .deny {
-            #expect(denial.reason.contains("the grants pin sha256 \(otherModule) but the running module's is \(Self.runningModule)") == true,
+            #expect(denial.reason.contains("the grants pin sha256 \(otherModule) but the running module's is \(Self.runningModule)"),
                     "\(denial)")
         }
 
