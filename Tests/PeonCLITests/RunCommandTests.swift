@@ -185,7 +185,6 @@ struct RunCommandTests {
             (["--max-output", "99999999999999999999GiB"], ["--max-output"]),
             (["--fuel", "0"], ["--fuel", "at least 1"]),
             (["--fuel", "99999999999999999999999"], ["--fuel"]),
-            (["--fuel", "-1"], ["-1"]),
             (["--max-host-calls", "0"], ["--max-host-calls", "at least 1"]),
             (["--max-host-calls", "99999999999999999999"], ["--max-host-calls"]),
         ]
