@@ -56,7 +56,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Wall-clock limit for the whole run (e.g. 500ms, 30s, 2m). Default: the grants' timeout, else 30s.")
     var timeout: DurationArgument?
 
-    @Option(help: "Linear memory cap (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
+    @Option(help: "Cap on the module's linear memories and tables together, 8 bytes per table element (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
     var memory: SizeArgument?
 
     @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
