@@ -34,11 +34,11 @@ struct PeonWasm: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch {
-            let code = exitCode(for: error)
+            let code = Self.exitCode(for: error)
             if code == .validationFailure {
-                let message = message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
-                printError("peon-wasm: error: \(message) (see --help)")
-                exit(withError: code)
+                let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                printError("peon-wasm: error: \(text) (see --help)")
+                Self.exit(withError: code)
             }
             exit(withError: error)
         }
