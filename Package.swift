@@ -48,6 +48,9 @@ let package = Package(
         // MARK: Engine
         .target(
             name: "PeonEngine",
+            // WasmParser (no engine) reads the memories and tables a module declares, so both engines
+            // charge them against one memory budget.
+            dependencies: [.product(name: "WasmParser", package: "WasmKit")],
             swiftSettings: strict),
         .target(
             name: "PeonEngineWasmKit",

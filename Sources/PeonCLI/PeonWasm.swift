@@ -25,12 +25,21 @@ struct PeonWasm: ParsableCommand {
             GrantsCommand.self,
         ])
 
+    /// Parses and runs the command. A usage error (exit 64: an unknown option, a malformed or
+    /// out-of-range value) is printed as one `peon-wasm: error:` line like every other failure, not as
+    /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
         do {
             var command = try parseAsRoot()
             try command.run()
         } catch {
+            let code = Self.exitCode(for: error)
+            if code == .validationFailure {
+                let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                printError("peon-wasm: error: \(text) (see --help)")
+                Self.exit(withError: code)
+            }
             exit(withError: error)
         }
     }

@@ -57,7 +57,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Wall-clock limit for the whole run (e.g. 500ms, 30s, 2m). Default: the grants' timeout, else 30s.")
     var timeout: DurationArgument?
 
-    @Option(help: "Linear memory cap (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
+    @Option(help: "Cap on the module's linear memories and tables together, 8 bytes per table element (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
     var memory: SizeArgument?
 
     @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
@@ -94,8 +94,11 @@ struct RunCommand: ParsableCommand {
     var arguments: [String] = []
 
     func validate() throws {
-        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1") }
-        if let memory, memory.bytes < 65_536 { throw ValidationError("--memory must be at least 64KiB (one page)") }
+        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1, got \(maxHostCalls)") }
+        if let fuel, fuel < 1 { throw ValidationError("--fuel must be at least 1 instruction, got \(fuel)") }
+        _ = try memory?.checked("--memory", minimum: 65_536)
+        _ = try maxOutput?.checked("--max-output", minimum: 0)
+        _ = try timeout?.checked("--timeout")
         for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
             throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
         }

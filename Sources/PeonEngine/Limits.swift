@@ -1,12 +1,15 @@
 /// The hard limits one guest instance runs under. Every run has them; the defaults are deliberately finite.
 ///
-/// The engine enforces ``memoryBytes`` (a `memory.grow` past it returns -1, the guest goes on),
+/// The engine enforces ``memoryBytes`` over all of the instance's linear memories and tables together
+/// (a module whose declared minimums exceed it does not instantiate; a `memory.grow` or `table.grow`
+/// past it returns -1 and the guest goes on; see ``DeclaredStorage``),
 /// ``fuel`` (running out traps with ``TrapReason/outOfFuel``), and ``deadline``: an engine that can
 /// interrupt running code stops the guest when the deadline passes; every engine refuses to enter
 /// or return from a host function after it (``TrapReason/timeout``). Limits on host calls and output
 /// bytes are the runtime's, not the engine's.
 public struct ResourceLimits: Sendable, Hashable {
-    /// The largest linear memory the guest may grow to, in bytes. Default: 256 MiB.
+    /// The most bytes the guest's linear memories and tables may hold together, each table element
+    /// counted as ``DeclaredStorage/tableElementBytes``. Default: 256 MiB.
     public var memoryBytes: Int
     /// The instruction budget, or `nil` for none. Default: `nil`.
     public var fuel: UInt64?

@@ -38,7 +38,8 @@ public struct WasmKitEngine: WasmEngine {
             throw EngineError(.invalidModule, "not a valid WebAssembly module: \(error)")
         }
         let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
-        return try WasmKitModule(engine: engine, module: module, definedFunctionTypes: definedFunctionTypes)
+        return try WasmKitModule(engine: engine, module: module, definedFunctionTypes: definedFunctionTypes,
+                                 storage: try DeclaredStorage(parsing: bytes))
     }
 
     /// The type indices of the functions the module defines (its function section), which WasmKit's
@@ -62,10 +63,14 @@ struct WasmKitModule: CompiledModule {
     let module: WasmKit.Module
     let imports: [PeonEngine.ImportDescriptor]
     let exports: [PeonEngine.ExportDescriptor]
+    /// The memories and tables the module defines, charged against the memory limit.
+    let storage: DeclaredStorage
 
-    init(engine: WasmKit.Engine, module: WasmKit.Module, definedFunctionTypes: [UInt32]) throws(EngineError) {
+    init(engine: WasmKit.Engine, module: WasmKit.Module, definedFunctionTypes: [UInt32],
+         storage: DeclaredStorage) throws(EngineError) {
         self.engine = engine
         self.module = module
+        self.storage = storage
         var importedFunctionTypes: [FunctionSignature] = []
         var imports: [PeonEngine.ImportDescriptor] = []
         for entry in module.imports {

@@ -1,12 +1,15 @@
 import PeonEngine
 @_spi(Fuzzing) import WasmKit
 
-/// Caps linear memory growth at the run's limit: `memory.grow` past it returns -1 to the guest.
-private final class MemoryCap: ResourceLimiter {
-    let maximumBytes: Int
-    init(maximumBytes: Int) { self.maximumBytes = maximumBytes }
-    func limitMemoryGrowth(to desired: Int) throws -> Bool { desired <= maximumBytes }
-    func limitTableGrowth(to desired: Int) throws -> Bool { desired <= 1_000_000 }
+/// Caps the instance's memories and tables together at the run's memory limit, through a
+/// ``StorageLedger``: an allocation or a `memory.grow`/`table.grow` that would take the sum of all
+/// linear memory bytes and table elements (8 bytes each) past it is refused (instantiation fails, a grow
+/// returns -1 and the guest goes on).
+private final class StorageCap: ResourceLimiter {
+    let ledger: StorageLedger
+    init(_ ledger: StorageLedger) { self.ledger = ledger }
+    func limitMemoryGrowth(to desired: Int) throws -> Bool { ledger.allowMemory(toBytes: desired) }
+    func limitTableGrowth(to desired: Int) throws -> Bool { ledger.allowTable(toElements: desired) }
 }
 
 /// A running WasmKit instance: one `Store` of its own, confined to the thread that created it.
@@ -17,8 +20,9 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
     private var instance: Instance
 
     init(module: WasmKitModule, hostFunctions: [PeonEngine.HostFunction], limits: ResourceLimits) throws {
+        try module.storage.checkMinimums(within: limits)
         let store = Store(engine: module.engine)
-        store.resourceLimiter = MemoryCap(maximumBytes: limits.memoryBytes)
+        store.resourceLimiter = StorageCap(StorageLedger(budget: limits.memoryBytes, declared: module.storage))
         if let fuel = limits.fuel {
             guard module.engine.configuration.fuelMetering else {
                 throw EngineError(.unavailable, "a fuel budget needs an engine created with fuel metering")

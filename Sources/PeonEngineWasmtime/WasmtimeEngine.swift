@@ -84,7 +84,7 @@ public struct WasmtimeEngine: WasmEngine {
         case .success(let payload):
             switch deserialize(payload) {
             case .success(let handle):
-                return (WasmtimeCompiledModule(runtime: runtime, handle: handle), .hit)
+                return (try makeModule(handle, bytes), .hit)
             case .failure(let rejection):
                 outcome = .discarded(reason: rejection.reason)
             }
@@ -111,7 +111,20 @@ public struct WasmtimeEngine: WasmEngine {
             throw EngineError(.invalidModule, "invalid module: \(api.consume(error: error))")
         }
         guard let handle else { throw EngineError(.invalidModule, "invalid module: wasmtime returned no module") }
-        return WasmtimeCompiledModule(runtime: runtime, handle: handle)
+        return try makeModule(handle, bytes)
+    }
+
+    /// Wraps a compiled module (taking ownership of `handle`, deleted here on failure) with the memories
+    /// and tables `bytes` declares, which the store's limiter is derived from.
+    private func makeModule(_ handle: OpaquePointer, _ bytes: [UInt8]) throws(EngineError) -> WasmtimeCompiledModule {
+        let storage: DeclaredStorage
+        do {
+            storage = try DeclaredStorage(parsing: bytes)
+        } catch {
+            runtime.api.wasmtime_module_delete(handle)
+            throw error
+        }
+        return WasmtimeCompiledModule(runtime: runtime, handle: handle, storage: storage)
     }
 
     private func serialize(_ module: OpaquePointer) -> [UInt8]? {

@@ -44,9 +44,18 @@ final class WasmtimeGuest: GuestAccess {
     }
 
     /// Applies the limits: the memory cap, the fuel budget and the (initial) epoch deadline.
+    ///
+    /// wasmtime's store limiter caps each linear memory's bytes and each table's elements separately
+    /// (plus the number of memories, tables and instances), not their sum. So the memory cap is split
+    /// by ``DeclaredStorage/uniformLimits(budget:)`` into one per-memory and one per-table limit whose
+    /// worst case, with every memory and table at its limit, stays within the cap; and the store may hold
+    /// no more memories and tables than the module defines. A module whose declarations cannot fit is
+    /// refused here, before instantiation.
     func configure() throws(EngineError) {
-        let memoryCap = Int64(clamping: max(limits.memoryBytes, 0))
-        api.wasmtime_store_limiter(store, memoryCap, -1, -1, -1, -1)
+        let storage = module.storage
+        let split = try storage.uniformLimits(budget: limits.memoryBytes)
+        api.wasmtime_store_limiter(store, Int64(clamping: split.memoryBytes), Int64(clamping: split.tableElements),
+                                   -1, Int64(storage.tables.count), Int64(storage.memories.count))
         // Every store meters fuel (the engine is configured for it); an unlimited run gets a budget it
         // cannot spend.
         let fuel = min(limits.fuel ?? UInt64(Int64.max), UInt64(Int64.max))

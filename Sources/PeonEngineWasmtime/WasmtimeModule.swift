@@ -16,10 +16,13 @@ final class WasmtimeCompiledModule: CompiledModule, @unchecked Sendable {
     /// The memory host functions see: the memory exported as `memory` (the name every toolchain and the
     /// WasmKit engine use), or none.
     let memoryExportName: String?
+    /// The memories and tables the module defines, bounded together by the store's limiter.
+    let storage: DeclaredStorage
 
-    init(runtime: WasmtimeRuntime, handle: OpaquePointer) {
+    init(runtime: WasmtimeRuntime, handle: OpaquePointer, storage: DeclaredStorage) {
         self.runtime = runtime
         self.handle = handle
+        self.storage = storage
         let api = runtime.api
 
         var importTypes = wasm_importtype_vec_t()

@@ -48,25 +48,39 @@ public struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible 
     public static func < (lhs: ByteSize, rhs: ByteSize) -> Bool { lhs.bytes < rhs.bytes }
 }
 
+/// The longest duration a grants file or the command line may give (`--timeout`, `[limits] timeout`,
+/// a grant's `timeout`): one week, `168h`.
+///
+/// A deadline is computed as "now + duration" and turned into milliseconds for the audit log and the
+/// worker's timers; bounding every duration here keeps all of that arithmetic far from overflow, and a
+/// run meant to outlive a week has no use for a wall-clock limit that large anyway.
+public let longestGrantDuration: Duration = .seconds(168 * 3_600)
+
 /// Parses a wall-clock duration: `N` followed by `ms`, `s`, `m` or `h`, e.g. `30s`, `500ms`, `2m`.
 ///
-/// Returns `nil` for anything else, for zero, and for values that overflow. A bare number is refused,
-/// because `30` could mean seconds or milliseconds.
+/// Returns `nil` for anything else, for zero, and for values longer than ``longestGrantDuration``
+/// (which includes every value that would overflow). A bare number is refused, because `30` could mean
+/// seconds or milliseconds.
 public func parseGrantDuration(_ text: String) -> Duration? {
     let (digits, unit) = splitNumber(text)
     guard let count = parseDecimal(digits), count > 0 else { return nil }
-    let seconds: Int
+    let milliseconds: Int
     switch unit {
-    case "ms": return .milliseconds(count)
-    case "s": seconds = 1
-    case "m", "min": seconds = 60
-    case "h": seconds = 3_600
+    case "ms": milliseconds = 1
+    case "s": milliseconds = 1_000
+    case "m", "min": milliseconds = 60_000
+    case "h": milliseconds = 3_600_000
     default: return nil
     }
-    let (total, overflow) = count.multipliedReportingOverflow(by: seconds)
+    let (total, overflow) = count.multipliedReportingOverflow(by: milliseconds)
     guard !overflow else { return nil }
-    return .seconds(total)
+    let duration = Duration.milliseconds(total)
+    guard duration <= longestGrantDuration else { return nil }
+    return duration
 }
+
+/// How a rejected duration should be written: the accepted range and examples, for error messages.
+public let grantDurationHint = "a duration from 1ms to 168h, e.g. \"500ms\", \"30s\", \"2m\""
 
 /// A rate limit, e.g. `60/minute`: at most `count` calls per `period`, refilled continuously (a token
 /// bucket whose capacity is `count`).

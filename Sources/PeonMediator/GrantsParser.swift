@@ -286,7 +286,7 @@ private struct Reader {
     func duration(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> Duration? {
         guard let text = try string(table, key, path) else { return nil }
         guard let value = parseGrantDuration(text) else {
-            throw fail(join(path, key), "`\(text)` is not a duration; write e.g. \"30s\", \"500ms\", \"2m\"")
+            throw fail(join(path, key), "`\(text)` is not \(grantDurationHint)")
         }
         return value
     }

@@ -49,6 +49,12 @@ public struct PolicySnapshot: Sendable {
     /// The module name requests are made for: the grants' `module`, else the `defaultModule` given
     /// when loading.
     public let subject: String
+    /// Why this snapshot denies every call regardless of its rules, or `nil` when its rules decide.
+    ///
+    /// Set by ``judged(forModuleSHA256:)`` when the grants pin a `sha256` other than the running
+    /// module's: a fresh start with such grants is refused, so a reload that brings them in must stop
+    /// the run's further calls the same way. ``decide(_:)`` then denies each request with this reason.
+    public private(set) var refusal: String? = nil
 
     /// The engine's version (a SHA-256 over model, policy and grant lines).
     public var version: String { enforcer.version }
@@ -124,6 +130,20 @@ public struct PolicySnapshot: Sendable {
                               subject: compiled?.grants.module ?? defaultModule)
     }
 
+    /// This snapshot judged the way a fresh start judges its grants for the module whose SHA-256 is
+    /// `moduleSHA256` (lowercase hex): when the grants pin a different hash, or pin one and the module's
+    /// hash is unknown (`nil`), the result denies every call with a reason naming the mismatch
+    /// (``refusal``). Otherwise the snapshot is returned unchanged.
+    public func judged(forModuleSHA256 moduleSHA256: String?) -> PolicySnapshot {
+        guard let pin = compiled?.grants.sha256?.lowercased() else { return self }
+        let actual = moduleSHA256?.lowercased()
+        guard pin != actual else { return self }
+        var judged = self
+        judged.refusal = "the grants pin sha256 \(pin) but the running module's is \(actual ?? "unknown"); "
+            + "a run with these grants would be refused, so every call is denied"
+        return judged
+    }
+
     private static func readText(_ path: String) throws(PolicyLoadError) -> String {
         do {
             return try String(contentsOfFile: path, encoding: .utf8)
@@ -133,7 +153,9 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// Decides one request. An engine error is a deny whose reason quotes the error.
+    /// With a ``refusal`` every request is denied with that reason.
     public func decide(_ request: PolicyRequest) -> PolicyVerdict {
+        if let refusal { return PolicyVerdict(isAllowed: false, reason: refusal, rule: nil, version: version) }
         let values: [PolicyValue] = enforcer.requestFields.map { field in
             switch field {
             case "sub": .string(request.subject)

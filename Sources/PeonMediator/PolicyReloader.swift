@@ -9,6 +9,11 @@ import Synchronization
 ///
 /// A broken edit (a TOML or CSV error, an unknown key, a model the engine refuses) is rejected: the
 /// error goes to `report` (`peon-wasm: ...` on stderr when `nil`) as one line and the old policy stays in force.
+///
+/// A reload is judged exactly like a fresh start: grants that pin a `sha256` other than the running
+/// module's (which refuse a fresh start) are swapped in as a snapshot that denies every further call,
+/// each denial audited with a reason naming the mismatch (``PolicySnapshot/judged(forModuleSHA256:)``).
+/// A later reload with a matching pin (or none) lifts it, as a restart with those grants would.
 public final class PolicyReloader: Sendable {
     /// What a reload attempt did.
     public enum Outcome: Sendable, Hashable {
@@ -28,6 +33,7 @@ public final class PolicyReloader: Sendable {
 
     private let sources: PolicySources
     private let defaultModule: String
+    private let moduleSHA256: String?
     private let store: MediatorPolicyStore
     private let report: @Sendable (String) -> Void
     private let stamps: Mutex<[String: Stamp?]>
@@ -35,10 +41,15 @@ public final class PolicyReloader: Sendable {
     private let queue = DispatchQueue(label: "peon-wasm.policy-reloader")
 
     /// Creates a reloader for `store`, remembering the files' current state.
+    ///
+    /// `moduleSHA256` is the running module's SHA-256 (lowercase hex), against which a reloaded grants
+    /// `sha256` pin is checked; when it is `nil`, any pinned grants deny every call (the pin cannot be
+    /// confirmed).
     public init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
-                report: (@Sendable (String) -> Void)? = nil) {
+                moduleSHA256: String? = nil, report: (@Sendable (String) -> Void)? = nil) {
         self.sources = sources
         self.defaultModule = defaultModule
+        self.moduleSHA256 = moduleSHA256
         self.store = store
         self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + line + "\n").utf8)) }
         var initial: [String: Stamp?] = [:]
@@ -61,10 +72,13 @@ public final class PolicyReloader: Sendable {
         guard changed else { return .unchanged }
         do {
             let snapshot = try PolicySnapshot.load(sources, defaultModule: defaultModule)
-            let old = store.current.version
+                .judged(forModuleSHA256: moduleSHA256)
+            let old = store.current
             store.replace(with: snapshot)
-            if snapshot.version != old {
-                report("policy reloaded: version \(snapshot.version.prefix(12)) (was \(old.prefix(12)))")
+            if let refusal = snapshot.refusal {
+                report("policy reloaded: \(refusal)")
+            } else if snapshot.version != old.version || old.refusal != nil {
+                report("policy reloaded: version \(snapshot.version.prefix(12)) (was \(old.version.prefix(12)))")
             }
             return .reloaded(version: snapshot.version)
         } catch {

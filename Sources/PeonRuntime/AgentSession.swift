@@ -39,7 +39,8 @@ public final class AgentSession: Sendable {
         self.plan = plan
         self.audit = audit
         self.mediator = Mediator(configuration)
-        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store) { message in
+        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store,
+                                       moduleSHA256: plan.module.sha256) { message in
             printLine("peon-wasm: \(message)", to: 2)
         }
         if !options.policy.files.isEmpty { reloader.start() }
@@ -54,7 +55,7 @@ public final class AgentSession: Sendable {
         var details = [
             "engine": engine,
             "memory": String(limits.memoryBytes),
-            "timeout_ms": String(limits.timeout.components.seconds * 1000 + limits.timeout.components.attoseconds / 1_000_000_000_000_000),
+            "timeout_ms": String(Runner.milliseconds(limits.timeout)),
             "path": plan.module.path,
         ]
         if let fuel = limits.fuel { details["fuel"] = String(fuel) }

@@ -179,8 +179,18 @@ public enum Runner {
     public static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         if attoseconds == 0 { return "\(seconds)s" }
-        let milliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
-        return "\(milliseconds)ms"
+        return "\(milliseconds(duration))ms"
+    }
+
+    /// `duration` in whole milliseconds, saturating at `Int.min`/`Int.max` instead of overflowing (a
+    /// library caller may pass any `Duration`; the CLI and grants bound theirs by `longestGrantDuration`).
+    public static func milliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        guard !overflow else { return seconds < 0 ? .min : .max }
+        let (total, sumOverflow) = scaled.addingReportingOverflow(Int(attoseconds / 1_000_000_000_000_000))
+        guard !sumOverflow else { return seconds < 0 ? .min : .max }
+        return total
     }
 }
 

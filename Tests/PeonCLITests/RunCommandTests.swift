@@ -172,6 +172,43 @@ struct RunCommandTests {
         #expect(try run("e.wat", exiter, ["--env", "A=1", "--env", "B=2"]).status == 2)
     }
 
+    @Test("every number a user gives is range-checked: one usage line, exit 64, never an overflow trap")
+    func outOfRangeNumbersAreOneLineUsageErrors() throws {
+        let cases: [([String], [String])] = [
+            (["--timeout", "9223372036854775807s"], ["--timeout", "168h", "9223372036854775807s"]),
+            (["--timeout", "2562047788015215h"], ["--timeout", "168h"]),
+            (["--timeout", "9223372036854775807ms"], ["--timeout"]),
+            (["--timeout", "0s"], ["--timeout"]),
+            (["--memory", "99999999999999999999"], ["--memory", "size"]),
+            (["--memory", "9223372036854775807KiB"], ["--memory", "size"]),
+            (["--memory", "1KiB"], ["--memory", "at least 64KiB"]),
+            (["--max-output", "99999999999999999999GiB"], ["--max-output"]),
+            (["--fuel", "0"], ["--fuel", "at least 1"]),
+            (["--fuel", "99999999999999999999999"], ["--fuel"]),
+            (["--max-host-calls", "0"], ["--max-host-calls", "at least 1"]),
+            (["--max-host-calls", "99999999999999999999"], ["--max-host-calls"]),
+        ]
+        for (options, words) in cases {
+            let result = try runPeonWasm(["run", "modules/hello/hello.wat"] + options)
+            expectOneLineError(result, status: 64, mentioning: words)
+        }
+    }
+
+    @Test("an out-of-range number in the grants is a one-line configuration error, exit 78")
+    func outOfRangeGrantNumbersAreConfigurationErrors() throws {
+        let values = [("timeout", "\"9223372036854775807s\"", "168h"), ("timeout", "\"2562047788015215h\"", "168h"),
+                      ("memory", "\"99999999999999999999MiB\"", "not a size"), ("fuel", "0", "greater than zero"),
+                      ("calls", "-5", "greater than zero")]
+        for (key, value, phrase) in values {
+            try withTemporaryDirectory { folder in
+                let grants = folder.appendingPathComponent("g.toml")
+                try Data("module = \"hello\"\n[limits]\n\(key) = \(value)\n".utf8).write(to: grants)
+                let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--grants", grants.path])
+                expectOneLineError(result, status: 78, mentioning: ["limits.\(key)", phrase])
+            }
+        }
+    }
+
     @Test("bad option values are usage errors")
     func badOptions() throws {
         for options in [["--timeout", "soon"], ["--memory", "lots"], ["--env", "NOEQUALS"], ["--engine", "v8"]] {

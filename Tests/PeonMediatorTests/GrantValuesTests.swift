@@ -19,12 +19,16 @@ import Testing
     }
 
     @Test(arguments: [("30s", Duration.seconds(30)), ("500ms", .milliseconds(500)), ("2m", .seconds(120)),
-                      ("1h", .seconds(3600))])
+                      ("1h", .seconds(3600)), ("168h", .seconds(604_800)), ("604800000ms", .seconds(604_800)),
+                      ("10080m", .seconds(604_800))])
     func durationsParse(text: String, value: Duration) {
         #expect(parseGrantDuration(text) == value)
     }
 
-    @Test(arguments: ["30", "0s", "-1s", "1.5s", "s", "30 seconds", "1d", "9223372036854775807h"])
+    @Test(arguments: ["30", "0s", "-1s", "1.5s", "s", "30 seconds", "1d", "9223372036854775807h",
+                      // Fit in Int but lie past the one-week bound (the first two once crashed a run).
+                      "9223372036854775807s", "2562047788015215h", "9223372036854775807ms", "169h", "10081m",
+                      "604800001ms", "99999999999999999999s"])
     func malformedDurationsAreRefused(text: String) {
         #expect(parseGrantDuration(text) == nil)
     }
@@ -35,7 +39,8 @@ import Testing
         #expect(Rate(parsing: text) == Rate(count: count, period: .seconds(seconds)))
     }
 
-    @Test(arguments: ["60", "0/minute", "-1/minute", "60/fortnight", "60/", "/minute", "60/minute/2", "1.5/s"])
+    @Test(arguments: ["60", "0/minute", "-1/minute", "60/fortnight", "60/", "/minute", "60/minute/2", "1.5/s",
+                      "100/0s", "100/0", "99999999999999999999/s"])
     func malformedRatesAreRefused(text: String) {
         #expect(Rate(parsing: text) == nil)
     }

@@ -103,6 +103,13 @@ import Testing
         ("module = \"m\"\n[[fs]\n", 2, "", "TOML syntax error"),
         ("module = \"m\"\nfs = 3\n", 2, "fs", "array of tables"),
         ("module = \"m\"\n[[fs]]\npaths = [\"/a,b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "comma"),
+        ("module = \"m\"\n[limits]\ntimeout = \"9223372036854775807s\"\n", 3, "limits.timeout", "from 1ms to 168h"),
+        ("module = \"m\"\n[limits]\ntimeout = \"2562047788015215h\"\n", 3, "limits.timeout", "from 1ms to 168h"),
+        ("module = \"m\"\n[limits]\nmemory = \"99999999999999999999MiB\"\n", 3, "limits.memory", "not a size"),
+        ("module = \"m\"\n[limits]\nfuel = 0\n", 3, "limits.fuel", "greater than zero"),
+        ("module = \"m\"\n[[http]]\nurls = [\"https://x/**\"]\nmethods = [\"GET\"]\ntimeout = \"2562047788015215h\"\n", 5, "http[0].timeout", "from 1ms to 168h"),
+        ("module = \"m\"\n[[exec]]\nprogram = \"/bin/x\"\ntimeout = \"9223372036854775807ms\"\n", 4, "exec[0].timeout", "from 1ms to 168h"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = [\"read\"]\nrate = \"100/0s\"\n", 5, "fs[0].rate", "not a rate"),
     ])
     func mistakesAreReportedWithFileLineAndKey(text: String, line: Int, key: String, phrase: String) {
         do {

@@ -106,4 +106,72 @@ import Testing
             #expect(record.policy == writable.version || record.policy == readOnlyVersion)
         }
     }
+
+    /// The module hash the harness runs under.
+    static let runningModule = String(repeating: "ab", count: 32)
+
+    @Test func aReloadPinningAnotherModuleDeniesEveryFurtherCallAndNamesTheMismatch() throws {
+        let scratch = try Scratch()
+        _ = try scratch.file("work/a.txt", "a")
+        let harness = try Harness(grants: Self.readWrite, scratch: scratch)
+        let reports = LockedLines()
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"),
+                                      defaultModule: "editor", store: harness.store,
+                                      moduleSHA256: Self.runningModule, report: { reports.append($0) })
+        #expect(try harness.mediator.read(path: "work/a.txt") == [0x61])
+
+        let otherModule = String(repeating: "cd", count: 32)
+        _ = try scratch.file("grants.toml", "sha256 = \"\(otherModule)\"\n" + Self.readWrite)
+        guard case .reloaded = reloader.reloadIfChanged(force: true) else {
+            Issue.record("expected the reload to be swapped in")
+            return
+        }
+        #expect(reports.withLock { $0 }.last?.contains("pin sha256 \(otherModule)") == true)
+        for _ in 0..<3 {
+            #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: "work/a.txt") }?.code == .denied)
+        }
+        #expect(harness.error { () throws(HostError) in try harness.mediator.write(path: "work/a.txt", data: [0x62]) }?.code == .denied)
+        #expect(harness.error { () throws(HostError) in try harness.mediator.readDirectory(path: "work") }?.code == .denied)
+        #expect(scratch.contents("work/a.txt") == "a")
+        let reads = try harness.decisions("fs.read")
+        #expect(reads.map(\.decision) == [.allow, .deny, .deny, .deny])
+        for denial in try harness.entries().map(\.record) where denial.decision == .deny {
+            #expect(denial.reason.contains("the grants pin sha256 \(otherModule) but the running module's is \(Self.runningModule)"),
+                    "\(denial)")
+        }
+
+        // A reload that pins the running module again is judged like a fresh start with it: calls resume.
+        _ = try scratch.file("grants.toml", "sha256 = \"\(Self.runningModule)\"\n" + Self.readWrite)
+        #expect(reloader.reloadIfChanged(force: true) != .unchanged)
+        #expect(harness.store.current.refusal == nil)
+        #expect(try harness.mediator.read(path: "work/a.txt") == [0x61])
+    }
+
+    @Test func aReloaderThatDoesNotKnowTheModuleCannotConfirmAPinAndDenies() throws {
+        let scratch = try Scratch()
+        _ = try scratch.file("work/a.txt", "a")
+        let harness = try Harness(grants: Self.readOnly, scratch: scratch)
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"),
+                                      defaultModule: "editor", store: harness.store, report: { _ in })
+        _ = try scratch.file("grants.toml", "sha256 = \"\(Self.runningModule)\"\n" + Self.readOnly)
+        _ = reloader.reloadIfChanged(force: true)
+        #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: "work/a.txt") }?.code == .denied)
+        #expect(try harness.decisions("fs.read").first?.reason.contains("running module's is unknown") == true)
+    }
+
+    @Test func aSnapshotIsJudgedOnlyByAPin() throws {
+        let scratch = try Scratch()
+        let pinned = try PolicySnapshot.build(grants: try GrantsParser.parse(
+            "sha256 = \"\(Self.runningModule.uppercased())\"\n" + Self.readOnly,
+            file: scratch.path + "/grants.toml", baseDirectory: scratch.path))
+        #expect(pinned.judged(forModuleSHA256: Self.runningModule).refusal == nil)
+        let request = PolicyRequest(subject: "editor", object: "fs:" + scratch.path + "/work/a.txt", action: "fs.read")
+        #expect(pinned.judged(forModuleSHA256: Self.runningModule).decide(request).isAllowed)
+        let refused = pinned.judged(forModuleSHA256: String(repeating: "0", count: 64))
+        #expect(refused.refusal != nil)
+        #expect(!refused.decide(request).isAllowed)
+        let unpinned = try PolicySnapshot.build(grants: try GrantsParser.parse(
+            Self.readOnly, file: scratch.path + "/grants.toml", baseDirectory: scratch.path))
+        #expect(unpinned.judged(forModuleSHA256: nil).refusal == nil)
+    }
 }
