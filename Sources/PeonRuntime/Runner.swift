@@ -188,9 +188,9 @@ public enum Runner {
         let (seconds, attoseconds) = duration.components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
         guard !overflow else { return seconds < 0 ? .min : .max }
-        let (total, sumOverflow) = scaled.addingReportingOverflow(Int(attoseconds / 1_000_000_000_000_000))
+        let (total, sumOverflow) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
         guard !sumOverflow else { return seconds < 0 ? .min : .max }
-        return total
+        return Int(clamping: total)
     }
 }
 

@@ -47,12 +47,12 @@ struct GuestStorageCapTests {
               (func (export "mgrow") (param i32) (result i32) (memory.grow (local.get 0)))
               (func (export "msize") (result i32) (memory.size)))
             """)
-        #expect(try instance.call("tgrow", [.i32(150_000_000)]) == [.i32(-1)], "the 1.2 GB table.grow")
+        #expect(try instance.call("tgrow", [.i32(150_000_000)]) == [.i32(0xFFFF_FFFF)], "the 1.2 GB table.grow")
         // Grow both as far as they go, in steps; whatever each engine's split, the sum stays under the cap.
-        while try instance.call("tgrow", [.i32(50_000)]) != [.i32(-1)] {}
-        while try instance.call("mgrow", [.i32(4)]) != [.i32(-1)] {}
-        guard case .i32(let elements)? = try instance.call("tsize").first,
-              case .i32(let pages)? = try instance.call("msize").first
+        while try instance.call("tgrow", [.i32(50_000)]) != [.i32(0xFFFF_FFFF)] {}
+        while try instance.call("mgrow", [.i32(4)]) != [.i32(0xFFFF_FFFF)] {}
+        guard case .i32(let elements)? = try instance.call("tsize", []).first,
+              case .i32(let pages)? = try instance.call("msize", []).first
         else {
             Issue.record("table.size or memory.size returned no i32")
             return
@@ -72,10 +72,10 @@ struct GuestStorageCapTests {
             """)
         #expect(try instance.call("tgrow", [.i32(999_999)]) == [.i32(1)], "8 MB of table fits")
         // 8 MB of table + 12 MiB of memory is over 16 MiB: the memory cannot take what the table holds.
-        #expect(try instance.call("mgrow", [.i32(191)]) == [.i32(-1)])
+        #expect(try instance.call("mgrow", [.i32(191)]) == [.i32(0xFFFF_FFFF)])
         #expect(try instance.call("mgrow", [.i32(100)]) == [.i32(1)])
         // 8 MB + 101 pages leave room for about 270k more elements, not 300k.
-        #expect(try instance.call("tgrow", [.i32(300_000)]) == [.i32(-1)])
+        #expect(try instance.call("tgrow", [.i32(300_000)]) == [.i32(0xFFFF_FFFF)])
         #expect(try instance.call("tgrow", [.i32(269_000)]) == [.i32(1_000_000)])
     }
 
@@ -101,8 +101,8 @@ struct GuestStorageCapTests {
         var pages = 0
         for index in 0..<count {
             // Grow each memory a page at a time until it is refused.
-            while try instance.call("grow\(index)", [.i32(1)]) != [.i32(-1)] {}
-            guard case .i32(let size)? = try instance.call("size\(index)").first else {
+            while try instance.call("grow\(index)", [.i32(1)]) != [.i32(0xFFFF_FFFF)] {}
+            guard case .i32(let size)? = try instance.call("size\(index)", []).first else {
                 Issue.record("memory.size returned no i32")
                 return
             }
@@ -147,9 +147,16 @@ struct StorageAccountingTests {
         (1, 0, false), (1, 1, false), (20, 0, false), (2, 3, true), (1, 1, true), (0, 4, true), (3, 0, true),
     ])
     func uniformLimitsNeverExceedTheBudgetInTheWorstCase(memories: Int, tables: Int, growableTables: Bool) throws {
-        let storage = DeclaredStorage(
-            memories: (0..<memories).map { .init(minimum: UInt64($0 + 1), maximum: 1024) },
-            tables: (0..<tables).map { .init(minimum: UInt64(100 * ($0 + 1)), maximum: growableTables ? nil : UInt64(100 * ($0 + 1))) })
+        var declaredMemories: [DeclaredStorage.Limits] = []
+        for index in 0..<memories {
+            declaredMemories.append(DeclaredStorage.Limits(minimum: UInt64(index + 1), maximum: 1024))
+        }
+        var declaredTables: [DeclaredStorage.Limits] = []
+        for index in 0..<tables {
+            let minimum = UInt64(100 * (index + 1))
+            declaredTables.append(DeclaredStorage.Limits(minimum: minimum, maximum: growableTables ? nil : minimum))
+        }
+        let storage = DeclaredStorage(memories: declaredMemories, tables: declaredTables)
         for budget in [16 << 20, 256 << 20, 3 * 65_536 * max(memories, 1) + 1_000] {
             guard let split = try? storage.uniformLimits(budget: budget) else { continue }
             let worst = memories * split.memoryBytes + tables * DeclaredStorage.tableElementBytes * split.tableElements
