@@ -3,6 +3,7 @@ public import PeonEngine
 public import PeonCapabilities
 public import PeonInterface
 public import PeonMediator
+import Synchronization
 
 /// One run's connection to the world: the audit log, the mediator that every `peon:host` call goes
 /// through, the approver, and the policy reloader. It writes the `run.start` and `run.end` entries
@@ -16,10 +17,12 @@ public final class AgentSession: Sendable {
     public let mediator: Mediator
     private let reloader: PolicyReloader
     private let http: HTTPCapability
+    private let ended = Atomic<Bool>(false)
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
-    /// watching the policy files (and SIGHUP) for reloads.
-    public init(plan: RunPlan, deadline: ContinuousClock.Instant) throws(RunError) {
+    /// watching the policy files for reloads, and `SIGHUP` too when `handleHangup` (a supervised worker
+    /// passes `false`: its monitor gets `SIGHUP` and calls ``reloadPolicy()``).
+    public init(plan: RunPlan, deadline: ContinuousClock.Instant, handleHangup: Bool = true) throws(RunError) {
         let options = plan.options
         let audit = try Self.openAudit(options)
         let store = MediatorPolicyStore(plan.policy)
@@ -47,7 +50,12 @@ public final class AgentSession: Sendable {
         self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store) { message in
             printLine("peon-wasm: \(message)", to: 2)
         }
-        if !options.policy.files.isEmpty { reloader.start() }
+        if !options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+    }
+
+    /// Loads the policy files again now (what `SIGHUP` asks for), whether or not they look changed.
+    public func reloadPolicy() {
+        reloader.reloadIfChanged(force: true)
     }
 
     /// The `peon:host` functions bound to this session's mediator.
@@ -66,8 +74,10 @@ public final class AgentSession: Sendable {
         try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
     }
 
-    /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
+    /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log. Only the first
+    /// call acts (the run's own end and a stop by signal may race; the log gets one `run.end`).
     public func finish(outcome: String, reason: String) {
+        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         reloader.stop()
         http.shutdown()
         _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
