@@ -4,6 +4,7 @@
 #include "CPeonSupport.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -242,9 +243,15 @@ int peon_signal_pipe(const int *signals, int count) {
     action.sa_handler = on_signal;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
+    sigset_t handled;
+    sigemptyset(&handled);
     for (int i = 0; i < count; i++) {
         if (sigaction(signals[i], &action, NULL) != 0) return -1;
+        sigaddset(&handled, signals[i]);
     }
+    /* A parent may have started us with these blocked (the mask survives exec): unblock them here, in
+       the calling thread and the threads it starts later, or they would wait forever, pending. */
+    if (pthread_sigmask(SIG_UNBLOCK, &handled, NULL) != 0) return -1;
     return signal_pipe_fds[0];
 }
 

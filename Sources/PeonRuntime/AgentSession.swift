@@ -18,6 +18,7 @@ public final class AgentSession: Sendable {
     private let reloader: PolicyReloader
     private let http: HTTPCapability
     private let ended = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
     /// watching the policy files for reloads, and `SIGHUP` too when `handleHangup` (a supervised worker
@@ -74,10 +75,34 @@ public final class AgentSession: Sendable {
         try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
     }
 
-    /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log. Only the first
-    /// call acts (the run's own end and a stop by signal may race; the log gets one `run.end`).
+    /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
+    ///
+    /// The log gets one `run.end`: if a stop (``claimEndForStop()``, by signal or because the supervisor
+    /// died) has claimed the end first, the stop writes it and exits the process, so this call parks the
+    /// calling thread instead of returning into an exit that would cut the stop short.
     public func finish(outcome: String, reason: String) {
-        guard ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+        guard claim() else {
+            while stopping.load(ordering: .acquiring) { _ = sleep(60) }
+            return
+        }
+        writeEnd(outcome: outcome, reason: reason)
+    }
+
+    /// Claims the run's end for a stop: later ``finish(outcome:reason:)`` calls park. Returns `false`
+    /// when the run already ended on its own (its `run.end` is written or being written).
+    func claimEndForStop() -> Bool {
+        stopping.store(true, ordering: .releasing)
+        if claim() { return true }
+        stopping.store(false, ordering: .releasing)
+        return false
+    }
+
+    private func claim() -> Bool {
+        ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Writes `run.end`, a checkpoint, and closes the log (after a successful claim).
+    func writeEnd(outcome: String, reason: String) {
         reloader.stop()
         http.shutdown()
         _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)

@@ -284,13 +284,16 @@ public enum Supervisor {
             _exit(exitCode)
         }
         watchdog.start()
+        // Claim the end before killing anything: a guest whose program dies under it must not end the
+        // run as if nothing happened (its thread parks in `finish` until this exits the process).
+        let session = workerSession.withLock { $0 }
+        let claimed = session?.claimEndForStop() ?? false
         if getpid() == 1 {
             _ = peon_kill_namespace()
         } else {
             killDescendants(of: getpid())
         }
-        let session = workerSession.withLock { $0 }
-        session?.finish(outcome: outcome, reason: reason)
+        if claimed { session?.writeEnd(outcome: outcome, reason: reason) }
         _exit(exitCode)
     }
 

@@ -48,7 +48,8 @@ struct ProcessContainmentTests {
             let ends = try run.entries(call: "run.end")
             #expect(ends.count == 1)
             #expect(ends.first?["outcome"] as? String == "signal:\(name)")
-            #expect(try runPeonWasm(["audit", "verify", run.audit.path]).status == 0)
+            let verified = try runPeonWasm(["audit", "verify", run.audit.path])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
         }
     }
 
@@ -75,7 +76,8 @@ struct ProcessContainmentTests {
             let ends = try run.waitForEntries(call: "run.end")
             #expect(ends.count == 1)
             #expect(ends.first?["outcome"] as? String == "supervisor-killed")
-            #expect(try runPeonWasm(["audit", "verify", run.audit.path]).status == 0)
+            let verified = try runPeonWasm(["audit", "verify", run.audit.path])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
             let warned = result.stderr.contains("peon-wasm: warning: no PID namespace for this run")
             #expect(warned == (scenario.containment == "subreaper"), "stderr: \(result.stderr)")
         }

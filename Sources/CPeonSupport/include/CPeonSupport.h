@@ -49,6 +49,7 @@ int peon_pipe_cloexec(int fds[2]);
 /// Installs a handler for each of `signals` that writes the signal's number (one byte) to a
 /// non-blocking, close-on-exec pipe, and returns that pipe's read end (-1 with errno on failure).
 /// One pipe per process: a second call adds signals to the same pipe and returns the same descriptor.
+/// The signals are unblocked in the calling thread (a parent may have blocked them across exec).
 /// The handler is async-signal-safe (it only calls `write`), and being a real handler it is also what
 /// lets a PID namespace's init receive these signals at all.
 int peon_signal_pipe(const int *signals, int count);
