@@ -151,7 +151,9 @@ private struct ContainedRun {
     init(folder: URL, scenario: ProcessContainmentTests.Scenario) throws {
         self.scenario = scenario
         audit = folder.appendingPathComponent("audit.jsonl")
-        let daemonCommand = "/usr/bin/setsid -f /usr/bin/setsid -f /usr/bin/sleep \(scenario.daemonMarker) </dev/null >/dev/null 2>&1"
+        // The shell waits for the daemon to be in place: `exec` kills the shell's process group when the
+        // shell exits, which would otherwise race the first `setsid` (a program bound by its call, not an escape).
+        let daemonCommand = "/usr/bin/setsid -f /usr/bin/setsid -f /usr/bin/dash -c '/usr/bin/touch ready; exec /usr/bin/sleep \(scenario.daemonMarker)' </dev/null >/dev/null 2>&1; while [ ! -e ready ]; do /usr/bin/sleep 0.01; done"
         let grants = folder.appendingPathComponent("grants.toml")
         try Data("""
             module = "contained"
