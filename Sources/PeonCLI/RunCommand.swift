@@ -81,7 +81,7 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")
     var wasmtimeLibrary: String?
 
-    @Option(name: .customLong("supervised-by"), help: .private)
+    @Option(name: .customLong("supervisor-fd"), help: .private)
     var supervisor: Int32?
 
     @Option(name: .customLong("run-id"), help: .private)
@@ -118,7 +118,7 @@ struct RunCommand: ParsableCommand {
         do {
             var options = sessionOptions
             if let supervisor {
-                Supervisor.becomeWorker(supervisor: supervisor)
+                Supervisor.becomeWorker(livenessDescriptor: supervisor)
             } else if !inProcess {
                 options.runID = UUID().uuidString.lowercased()
                 try superviseWorker(try RunPlan(modulePath: module, options: options, overrides: overrides))
@@ -161,7 +161,7 @@ struct RunCommand: ParsableCommand {
         let tail = all.firstIndex(of: "run").map { Array(all[($0 + 1)...]) } ?? []
         let exit = try Supervisor.run(
             executable: Supervisor.currentExecutable,
-            arguments: ["run", "--supervised-by", String(getpid()), "--run-id", plan.options.runID] + tail,
+            arguments: ["run", "--supervisor-fd", String(Supervisor.livenessDescriptor), "--run-id", plan.options.runID] + tail,
             timeout: plan.limits.timeout + Supervisor.grace)
         switch exit {
         case .exited(let code):
@@ -170,6 +170,12 @@ struct RunCommand: ParsableCommand {
             let message = "'\(module)' did not finish within its wall-clock timeout of \(Runner.format(plan.limits.timeout)); it was stopped. Raise the limit with --timeout"
             AgentSession.recordAbnormalEnd(plan: plan, outcome: "timeout", reason: message)
             throw fail(RunError(.timeout, message))
+        case .stopped(let signal, let recorded):
+            let name = Supervisor.signalName(signal)
+            let message = "peon-wasm received SIG\(name); the run was stopped"
+            if !recorded { AgentSession.recordAbnormalEnd(plan: plan, outcome: "signal:\(name)", reason: message) }
+            printError("peon-wasm: \(message) (exit \(128 + signal))")
+            throw ExitCode(128 + signal)
         case .signaled(let signal):
             let message = "the worker running '\(module)' was killed by signal \(signal); if nothing outside killed it, this is a bug in peon-wasm or its engine — please report it"
             AgentSession.recordAbnormalEnd(plan: plan, outcome: "crashed", reason: message)
@@ -180,8 +186,9 @@ struct RunCommand: ParsableCommand {
     private func runInProcess(_ plan: RunPlan) throws {
         let engine = try makeEngine(fuel: plan.limits.fuel != nil)
         let deadline = ContinuousClock.now + plan.limits.timeout
-        let session = try AgentSession(plan: plan, deadline: deadline)
+        let session = try AgentSession(plan: plan, deadline: deadline, handleHangup: supervisor == nil)
         try session.recordStart(engine: engine.name)
+        if supervisor != nil { Supervisor.attach(session) }
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
         request.arguments = arguments

@@ -2,6 +2,7 @@ public import PeonAudit
 public import PeonEngine
 import PeonInterface
 public import PeonMediator
+import Synchronization
 
 /// One run's connection to the world: the audit log, the mediator that every `peon:host` call goes
 /// through, the approver, and the policy reloader. It writes the `run.start` and `run.end` entries
@@ -14,10 +15,13 @@ public final class AgentSession: Sendable {
     /// The mediator: the only implementation of the guest interface.
     public let mediator: Mediator
     private let reloader: PolicyReloader
+    private let ended = Atomic<Bool>(false)
+    private let stopping = Atomic<Bool>(false)
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
-    /// watching the policy files (and SIGHUP) for reloads.
-    public init(plan: RunPlan, deadline: ContinuousClock.Instant) throws(RunError) {
+    /// watching the policy files for reloads, and `SIGHUP` too when `handleHangup` (a supervised worker
+    /// passes `false`: its monitor gets `SIGHUP` and calls ``reloadPolicy()``).
+    public init(plan: RunPlan, deadline: ContinuousClock.Instant, handleHangup: Bool = true) throws(RunError) {
         let options = plan.options
         let audit = try Self.openAudit(options)
         let store = MediatorPolicyStore(plan.policy)
@@ -43,7 +47,12 @@ public final class AgentSession: Sendable {
                                        moduleSHA256: plan.module.sha256) { message in
             printLine("peon-wasm: \(message)", to: 2)
         }
-        if !options.policy.files.isEmpty { reloader.start() }
+        if !options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+    }
+
+    /// Loads the policy files again now (what `SIGHUP` asks for), whether or not they look changed.
+    public func reloadPolicy() {
+        reloader.reloadIfChanged(force: true)
     }
 
     /// The `peon:host` functions bound to this session's mediator.
@@ -63,7 +72,33 @@ public final class AgentSession: Sendable {
     }
 
     /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
+    ///
+    /// The log gets one `run.end`: if a stop (``claimEndForStop()``, by signal or because the supervisor
+    /// died) has claimed the end first, the stop writes it and exits the process, so this call parks the
+    /// calling thread instead of returning into an exit that would cut the stop short.
     public func finish(outcome: String, reason: String) {
+        guard claim() else {
+            while stopping.load(ordering: .acquiring) { _ = sleep(60) }
+            return
+        }
+        writeEnd(outcome: outcome, reason: reason)
+    }
+
+    /// Claims the run's end for a stop: later ``finish(outcome:reason:)`` calls park. Returns `false`
+    /// when the run already ended on its own (its `run.end` is written or being written).
+    func claimEndForStop() -> Bool {
+        stopping.store(true, ordering: .releasing)
+        if claim() { return true }
+        stopping.store(false, ordering: .releasing)
+        return false
+    }
+
+    private func claim() -> Bool {
+        ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// Writes `run.end`, a checkpoint, and closes the log (after a successful claim).
+    func writeEnd(outcome: String, reason: String) {
         reloader.stop()
         mediator.shutdown()
         _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)

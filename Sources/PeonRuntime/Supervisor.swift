@@ -1,4 +1,6 @@
 import CPeonSupport
+import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -15,8 +17,22 @@ import Darwin
 /// calls ends with a clean in-process timeout; the kill is for guests that never return to the host.
 /// A crash of the engine or host code in the worker is reported by the supervisor, which stays healthy.
 ///
-/// The supervisor is the reaper of the worker's orphans, so programs the worker started through
-/// `exec` are killed with it.
+/// **Containment.** Nothing a run starts outlives it, whatever ends `peon-wasm`:
+/// - The worker is the init of a new PID namespace (``Containment/pidNamespace``, needs
+///   `CAP_SYS_ADMIN`; else ``Containment/userNamespace``, needs unprivileged user namespaces). When the
+///   init of a PID namespace dies, the kernel kills every process in it, so no program the guest ran
+///   through `exec` survives, however often it forked or called `setsid`.
+/// - Without either, ``Containment/subreaper``: the worker and the supervisor are child subreapers and
+///   kill every descendant (re-scanning until none is left) when the worker ends or dies. One stderr
+///   line says so. A program escapes only if both processes are killed with SIGKILL at once.
+/// - `PEON_WASM_CONTAINMENT` (``containmentVariable``) forces one mode, for tests and diagnosis.
+///
+/// **Signals.** `SIGHUP` to the supervisor is forwarded to the worker, which reloads its policy.
+/// `SIGTERM` or `SIGINT` is forwarded too: the worker kills its programs, writes `run.end` with outcome
+/// `signal:TERM` or `signal:INT` and exits 128 + the signal; if it has not done so after ``stopGrace``
+/// the supervisor kills it and writes that `run.end` itself. The worker watches a pipe whose only write
+/// end the supervisor holds: if the supervisor dies (even by SIGKILL), the worker kills its programs,
+/// writes `run.end` with outcome `supervisor-killed`, and exits.
 public enum Supervisor {
     /// How a supervised worker ended.
     public enum Exit: Sendable, Hashable {
@@ -26,54 +42,259 @@ public enum Supervisor {
         case signaled(Int32)
         /// The deadline passed and the supervisor killed the worker.
         case timedOut
+        /// The supervisor got `signal` (`SIGTERM` or `SIGINT`) and stopped the worker. `recorded` says
+        /// whether the worker wrote `run.end` itself; if not, the caller must.
+        case stopped(signal: Int32, recorded: Bool)
     }
+
+    /// How the worker's descendants are kept from outliving the run (see the type's documentation).
+    public enum Containment: String, Sendable, Hashable, CaseIterable {
+        /// A new PID namespace whose init is the worker; needs `CAP_SYS_ADMIN` (root).
+        case pidNamespace = "pid-namespace"
+        /// A new user namespace (mapping only our own uid and gid) with a new PID namespace inside;
+        /// needs no privilege where the kernel allows unprivileged user namespaces.
+        case userNamespace = "user-namespace"
+        /// No namespace: subreapers that kill every descendant. Weaker (see the type's documentation).
+        case subreaper
+
+        var native: peon_containment {
+            switch self {
+            case .pidNamespace: PEON_CONTAINMENT_PID_NAMESPACE
+            case .userNamespace: PEON_CONTAINMENT_USER_NAMESPACE
+            case .subreaper: PEON_CONTAINMENT_SUBREAPER
+            }
+        }
+    }
+
+    /// The environment variable that forces a ``Containment`` by its raw value (no fallback then).
+    public static let containmentVariable = "PEON_WASM_CONTAINMENT"
 
     /// How long after the run's own timeout the supervisor kills the worker, so that the worker's
     /// in-process timeout (clean message, audit entry) gets to act first when it can.
     public static let grace: Duration = .milliseconds(500)
 
-    /// Starts `executable` with `arguments` (stdio and environment inherited), waits at most `timeout`,
-    /// and kills it after that.
+    /// How long a worker asked to stop (`SIGTERM`/`SIGINT`) has to write `run.end` and exit before the
+    /// supervisor kills it.
+    public static let stopGrace: Duration = .seconds(3)
+
+    /// The descriptor number at which the worker finds the read end of the supervisor's liveness pipe.
+    public static let livenessDescriptor: Int32 = 3
+
+    /// Starts `executable` with `arguments` (stdio and environment inherited) as a contained worker,
+    /// waits at most `timeout`, and kills it after that. Forwards `SIGHUP`, `SIGTERM` and `SIGINT`.
     public static func run(executable: String, arguments: [String], timeout: Duration) throws(RunError) -> Exit {
         _ = peon_become_child_subreaper()
-        let argv = ([executable] + arguments).map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        var arguments = argv + [nil]
-        let spawned = arguments.withUnsafeMutableBufferPointer { buffer in
-            posix_spawn(&pid, executable, nil, nil, buffer.baseAddress!, environ)
+        let handled = [SIGHUP, SIGTERM, SIGINT]
+        let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
+        guard signals >= 0 else {
+            throw RunError(.internalError, "cannot install the signal handlers: \(String(cString: strerror(errno)))")
         }
-        guard spawned == 0 else {
-            throw RunError(.internalError, "cannot start the worker process '\(executable)': \(String(cString: strerror(spawned)))")
+        var liveness: [Int32] = [-1, -1]
+        guard peon_pipe_cloexec(&liveness) == 0 else {
+            throw RunError(.internalError, "cannot create the worker's liveness pipe: \(String(cString: strerror(errno)))")
         }
+        // The write end stays open, here only, until this function returns (or the process dies).
+        defer { close(liveness[1]) }
+        let pid: pid_t
+        do throws(RunError) {
+            pid = try spawn(executable: executable, arguments: arguments, liveness: liveness[0])
+        } catch {
+            close(liveness[0])
+            throw error
+        }
+        close(liveness[0])
+
         let deadline = ContinuousClock.now + timeout
+        var stopping: (signal: Int32, deadline: ContinuousClock.Instant)?
         var pause: Duration = .microseconds(200)
         while true {
             var status: Int32 = 0
             let reaped = waitpid(pid, &status, WNOHANG)
             if reaped == pid {
-                reapOrphans()
-                return exit(from: status)
+                killDescendants(of: getpid())
+                let ended = exit(from: status)
+                guard let stopping else { return ended }
+                switch ended {
+                case .exited(let code) where code == 128 + stopping.signal:
+                    return .stopped(signal: stopping.signal, recorded: true)
+                case .signaled:
+                    return .stopped(signal: stopping.signal, recorded: false)
+                default:
+                    return ended  // it finished on its own meanwhile, and recorded that
+                }
             }
             if reaped < 0 && errno != EINTR {
                 return .exited(RunError.Kind.internalError.exitCode)
             }
-            if ContinuousClock.now >= deadline {
+            let now = ContinuousClock.now
+            if let stopping, now >= stopping.deadline {
                 kill(pid, SIGKILL)
                 _ = waitpid(pid, &status, 0)
-                reapOrphans()
+                killDescendants(of: getpid())
+                return .stopped(signal: stopping.signal, recorded: false)
+            }
+            if now >= deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                killDescendants(of: getpid())
                 return .timedOut
             }
-            sleep(for: min(pause, max(.zero, deadline - .now)))
+            let next = min(deadline, stopping?.deadline ?? deadline)
+            for signal in waitForSignals(signals, timeout: min(pause, max(.zero, next - now))) {
+                if signal == SIGHUP {
+                    kill(pid, SIGHUP)
+                } else if signal == SIGTERM || signal == SIGINT {
+                    if stopping == nil { stopping = (signal, ContinuousClock.now + stopGrace) }
+                    kill(pid, signal)
+                }
+            }
             pause = min(pause * 2, .milliseconds(5))
         }
     }
 
-    /// Called first thing in a worker: the kernel kills the worker if its supervisor dies, so no guest
-    /// outlives a killed `peon-wasm`. Exits at once if the supervisor is already gone.
-    public static func becomeWorker(supervisor: Int32) {
-        _ = peon_set_parent_death_signal(SIGKILL)
-        if getppid() != pid_t(supervisor) { _exit(RunError.Kind.internalError.exitCode) }
+    /// Spawns the worker under the strongest containment available (or the one forced by
+    /// ``containmentVariable``), saying so on stderr when it has to fall back to ``Containment/subreaper``.
+    private static func spawn(executable: String, arguments: [String], liveness: Int32) throws(RunError) -> pid_t {
+        var candidates = Containment.allCases
+        var forced = false
+        if let value = getenv(containmentVariable).map({ String(cString: $0) }), !value.isEmpty {
+            guard let mode = Containment(rawValue: value) else {
+                let known = Containment.allCases.map(\.rawValue).joined(separator: ", ")
+                throw RunError(.configuration, "\(containmentVariable)='\(value)' is not a containment mode; use one of \(known)")
+            }
+            candidates = [mode]
+            forced = true
+        }
+        let argv = ([executable] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        guard !argv.contains(where: { $0 == nil }) else {
+            throw RunError(.internalError, "out of memory starting the worker process")
+        }
+        var failures: [String] = []
+        for mode in candidates {
+            var pid: pid_t = 0
+            let result = (argv + [nil]).withUnsafeBufferPointer { buffer in
+                peon_spawn_worker(executable, buffer.baseAddress, environ, mode.native, liveness, livenessDescriptor, &pid)
+            }
+            if result == 0 {
+                if mode == .subreaper {
+                    let why = forced ? "\(containmentVariable)=subreaper" : failures.joined(separator: "; ")
+                    printLine("peon-wasm: warning: no PID namespace for this run (\(why)); programs it runs are contained by subreapers only, so one could outlive the run if peon-wasm and its worker were both killed at once", to: 2)
+                }
+                return pid
+            }
+            let reason = String(cString: strerror(result))
+            let unavailable = [EPERM, EINVAL, ENOSPC, EUSERS, EACCES, ENOSYS].contains(result)
+            if !unavailable || forced {
+                if forced && unavailable {
+                    throw RunError(.configuration, "\(containmentVariable)=\(mode.rawValue): this system refuses it: \(reason)")
+                }
+                throw RunError(.internalError, "cannot start the worker process '\(executable)': \(reason)")
+            }
+            failures.append("\(mode.rawValue): \(reason)")
+        }
+        throw RunError(.internalError, "cannot start the worker process '\(executable)': \(failures.joined(separator: "; "))")
+    }
+
+    /// Waits up to `timeout` for bytes on the signal pipe and returns the signals they name.
+    private static func waitForSignals(_ fd: Int32, timeout: Duration) -> [Int32] {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let (seconds, attoseconds) = timeout.components
+        let milliseconds = Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+        guard poll(&entry, 1, milliseconds) > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: 64)
+        let count = read(fd, &bytes, bytes.count)
+        return count > 0 ? bytes[0..<count].map { Int32($0) } : []
+    }
+
+    /// The short name of a signal as outcomes spell it: `TERM`, `INT`, `HUP`, `KILL`, else the number.
+    public static func signalName(_ signal: Int32) -> String {
+        switch signal {
+        case SIGTERM: "TERM"
+        case SIGINT: "INT"
+        case SIGHUP: "HUP"
+        case SIGKILL: "KILL"
+        default: String(signal)
+        }
+    }
+
+    // MARK: - The worker's side
+
+    /// The session the worker's monitor ends when a signal or the supervisor's death stops the run.
+    private static let workerSession = Mutex<AgentSession?>(nil)
+
+    /// Called first thing in a worker. Makes it a child subreaper (so programs that re-parent stay its
+    /// descendants), exits at once if the supervisor is already gone, and starts the monitor thread
+    /// that handles `SIGHUP` (reload), `SIGTERM`/`SIGINT` (stop) and the supervisor's death (stop).
+    public static func becomeWorker(livenessDescriptor liveness: Int32) {
+        _ = peon_become_child_subreaper()
+        let handled = [SIGHUP, SIGTERM, SIGINT]
+        let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
+        var probe = pollfd(fd: liveness, events: Int16(POLLIN), revents: 0)
+        if fcntl(liveness, F_GETFD) < 0 || (poll(&probe, 1, 0) > 0 && probe.revents & Int16(POLLHUP | POLLIN) != 0) {
+            _exit(RunError.Kind.internalError.exitCode)
+        }
+        let thread = Thread { monitor(signals: signals, liveness: liveness) }
+        thread.name = "peon-wasm worker monitor"
+        thread.start()
+    }
+
+    /// Hands the worker's session (after its `run.start` is written) to the monitor, so a stop writes
+    /// the session's `run.end`.
+    public static func attach(_ session: AgentSession) {
+        workerSession.withLock { $0 = session }
+    }
+
+    private static func monitor(signals: Int32, liveness: Int32) {
+        while true {
+            var fds = [pollfd(fd: liveness, events: Int16(POLLIN), revents: 0)]
+            if signals >= 0 { fds.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0)) }
+            guard poll(&fds, nfds_t(fds.count), -1) > 0 else { continue }
+            if fds[0].revents != 0 {
+                var byte: UInt8 = 0
+                if read(liveness, &byte, 1) <= 0 {
+                    endWorker(outcome: "supervisor-killed",
+                              reason: "the supervising peon-wasm process died; the worker stopped the run",
+                              exitCode: RunError.Kind.internalError.exitCode)
+                }
+            }
+            if fds.count > 1 && fds[1].revents != 0 {
+                var bytes = [UInt8](repeating: 0, count: 64)
+                let count = read(signals, &bytes, bytes.count)
+                for signal in count > 0 ? bytes[0..<count].map({ Int32($0) }) : [] {
+                    if signal == SIGHUP {
+                        let session = workerSession.withLock { $0 }
+                        session?.reloadPolicy()
+                    } else if signal == SIGTERM || signal == SIGINT {
+                        let name = signalName(signal)
+                        endWorker(outcome: "signal:\(name)", reason: "peon-wasm received SIG\(name); the run was stopped",
+                                  exitCode: 128 + signal)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the worker from its monitor thread: kills every program it started, writes `run.end`
+    /// (if `run.start` was written), and exits with `exitCode`. A watchdog exits anyway after a few
+    /// seconds, should writing the log hang.
+    private static func endWorker(outcome: String, reason: String, exitCode: Int32) -> Never {
+        let watchdog = Thread {
+            sleep(for: .seconds(5))
+            _exit(exitCode)
+        }
+        watchdog.start()
+        // Claim the end before killing anything: a guest whose program dies under it must not end the
+        // run as if nothing happened (its thread parks in `finish` until this exits the process).
+        let session = workerSession.withLock { $0 }
+        let claimed = session?.claimEndForStop() ?? false
+        if getpid() == 1 {
+            _ = peon_kill_namespace()
+        } else {
+            killDescendants(of: getpid())
+        }
+        if claimed { session?.writeEnd(outcome: outcome, reason: reason) }
+        _exit(exitCode)
     }
 
     /// The path of the running executable, for starting a worker of the same build.
@@ -93,32 +314,50 @@ public enum Supervisor {
         return signal == 0 ? .exited((status >> 8) & 0xff) : .signaled(signal)
     }
 
-    /// Kills and reaps every process that was re-parented to this one (programs a dead worker started).
-    private static func reapOrphans() {
+    /// Kills every descendant of `root` with SIGKILL and reaps those that are `root`'s own children
+    /// (when `root` is this process), scanning `/proc` again until none is alive: killing a parent
+    /// re-parents its children to the nearest subreaper (`root`), so each pass finds what the last one
+    /// made orphans, and a killed process cannot fork any more.
+    static func killDescendants(of root: pid_t) {
         #if os(Linux)
-        let me = getpid()
-        guard let directory = opendir("/proc") else { return }
+        for _ in 0..<1000 {
+            let table = processTable()
+            var children: [pid_t: [pid_t]] = [:]
+            for (pid, entry) in table { children[entry.parent, default: []].append(pid) }
+            var descendants: [pid_t] = []
+            var frontier = children[root] ?? []
+            while let pid = frontier.popLast() {
+                descendants.append(pid)
+                frontier += children[pid] ?? []
+            }
+            let alive = descendants.filter { table[$0]?.zombie == false }
+            for pid in alive { kill(pid, SIGKILL) }
+            if root == getpid() {
+                for pid in children[root] ?? [] {
+                    var status: Int32 = 0
+                    _ = waitpid(pid, &status, alive.contains(pid) ? 0 : WNOHANG)
+                }
+            }
+            if alive.isEmpty { return }
+        }
+        #endif
+    }
+
+    /// Every process's parent and whether it is a zombie, from `/proc/PID/stat`.
+    private static func processTable() -> [pid_t: (parent: pid_t, zombie: Bool)] {
+        var table: [pid_t: (parent: pid_t, zombie: Bool)] = [:]
+        guard let directory = opendir("/proc") else { return table }
         defer { closedir(directory) }
-        var orphans: [pid_t] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
             guard let pid = pid_t(name), let stat = try? String(contentsOfProcStat: "/proc/\(name)/stat") else { continue }
-            // The parent pid is the 2nd field after the parenthesised command name.
+            // The state and the parent pid are the 1st and 2nd fields after the parenthesised command name.
             guard let close = stat.lastIndex(of: ")") else { continue }
             let fields = stat[stat.index(after: close)...].split(separator: " ")
-            if fields.count > 1, pid_t(fields[1]) == me { orphans.append(pid) }
+            guard fields.count > 1, let parent = pid_t(fields[1]) else { continue }
+            table[pid] = (parent, fields[0] == "Z" || fields[0] == "X")
         }
-        let ownGroup = getpgrp()
-        for pid in orphans {
-            // Kill the orphan's own process group (exec children lead one), but never a group id of -1
-            // (the orphan already exited: kill(1, ...) would signal init) and never our own group.
-            let group = getpgid(pid)
-            if group > 1 && group != ownGroup { kill(-group, SIGKILL) }
-            kill(pid, SIGKILL)
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
-        }
-        #endif
+        return table
     }
 
     private static func sleep(for duration: Duration) {

@@ -2,6 +2,8 @@
 #ifndef PEON_CPEONSUPPORT_H
 #define PEON_CPEONSUPPORT_H
 
+#include <sys/types.h>
+
 /// Makes this process the reaper of its orphaned descendants (Linux PR_SET_CHILD_SUBREAPER), so a
 /// supervisor can find and stop what a killed worker left behind. Returns 0, or -1 where unsupported.
 int peon_become_child_subreaper(void);
@@ -18,5 +20,43 @@ int peon_lowering_depth(void);
 
 /// Adds `delta` (+1 on entering, -1 on leaving) to the calling thread's lowering depth.
 void peon_adjust_lowering_depth(int delta);
+
+/// How a worker process is contained, strongest first.
+typedef enum {
+    /// A new PID namespace whose init is the worker (needs CAP_SYS_ADMIN): when the worker dies, the
+    /// kernel kills every process in the namespace, however it forked or re-parented.
+    PEON_CONTAINMENT_PID_NAMESPACE = 1,
+    /// A new user namespace (mapping only the caller's own uid and gid) holding a new PID namespace:
+    /// the same guarantee without privilege, where unprivileged user namespaces are enabled.
+    PEON_CONTAINMENT_USER_NAMESPACE = 2,
+    /// No namespace: the worker is a child subreaper and kills its descendants itself. A descendant
+    /// escapes only if the worker and the supervisor are both killed with SIGKILL.
+    PEON_CONTAINMENT_SUBREAPER = 3,
+} peon_containment;
+
+/// Starts `path` (`argv`, `envp`) as a worker under `containment`. Before the program runs, the
+/// child's `SIGHUP`, `SIGTERM` and `SIGINT` are ignored (the worker installs its own handlers) and its
+/// signal mask is cleared. `liveness_fd` is a pipe's read end the child keeps as descriptor
+/// `liveness_target` (close-on-exec cleared), so the worker sees end of file when the supervisor dies.
+/// On success stores the child's pid (as this process sees it) and returns 0; otherwise returns an
+/// errno value (EPERM, EINVAL, ENOSPC, EUSERS: the namespace is not available here) and starts nothing.
+int peon_spawn_worker(const char *path, char *const argv[], char *const envp[], peon_containment containment,
+                      int liveness_fd, int liveness_target, pid_t *pid);
+
+/// Creates a pipe whose both ends are close-on-exec. Returns 0, or -1 with errno set.
+int peon_pipe_cloexec(int fds[2]);
+
+/// Installs a handler for each of `signals` that writes the signal's number (one byte) to a
+/// non-blocking, close-on-exec pipe, and returns that pipe's read end (-1 with errno on failure).
+/// One pipe per process: a second call adds signals to the same pipe and returns the same descriptor.
+/// The signals are unblocked in the calling thread (a parent may have blocked them across exec).
+/// The handler is async-signal-safe (it only calls `write`), and being a real handler it is also what
+/// lets a PID namespace's init receive these signals at all.
+int peon_signal_pipe(const int *signals, int count);
+
+/// Sends `SIGKILL` to every process in this PID namespace except the caller (`kill(-1, SIGKILL)`).
+/// Only meaningful, and only safe, for the init (pid 1) of a PID namespace; refuses (returns -1 with
+/// EPERM) anywhere else.
+int peon_kill_namespace(void);
 
 #endif

@@ -1,0 +1,317 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// Nothing a run starts outlives it, whatever ends `peon-wasm`; and the signals a user sends to the
+/// `peon-wasm` they started (the supervisor) do what the README says.
+///
+/// Each test runs an agent that starts, through `exec`, a program that double-forks through two
+/// `setsid` levels into a detached `sleep` (the "daemon"), then a `sleep` it waits for (the "direct"
+/// program). The test finds both in `/proc`, finds the supervisor as the direct program's grandparent
+/// (its parent is the worker), signals the supervisor, and checks what is left.
+@Suite("process containment and signals", .serialized)
+struct ProcessContainmentTests {
+    /// One scenario: which signal the supervisor gets, under which forced containment (`nil`: automatic).
+    struct Scenario: Sendable, CustomStringConvertible {
+        let signal: Int32
+        let containment: String?
+        let index: Int
+        var description: String { "signal \(signal), containment \(containment ?? "automatic")" }
+        /// `sleep` arguments unique to this scenario, to find its processes among all others.
+        var daemonMarker: String { "27.\(index)1" }
+        var directMarker: String { "26.\(index)3" }
+    }
+
+    static let stops = [
+        Scenario(signal: SIGTERM, containment: nil, index: 1),
+        Scenario(signal: SIGINT, containment: nil, index: 2),
+        Scenario(signal: SIGTERM, containment: "subreaper", index: 3),
+    ]
+
+    static let kills = [
+        Scenario(signal: SIGKILL, containment: nil, index: 4),
+        Scenario(signal: SIGKILL, containment: "user-namespace", index: 5),
+        Scenario(signal: SIGKILL, containment: "subreaper", index: 6),
+    ]
+
+    @Test("SIGTERM or SIGINT to peon-wasm stops the run: its programs die, run.end says so, exit 128+signal", arguments: stops)
+    func terminationStopsTheRunCleanly(scenario: Scenario) throws {
+        try withTemporaryDirectory { folder in
+            let run = try ContainedRun(folder: folder, scenario: scenario)
+            let started = try run.waitForPrograms()
+            #expect(kill(started.supervisor, scenario.signal) == 0)
+            let result = try run.result()
+            #expect(result.status == 128 + scenario.signal, "stderr: \(result.stderr)")
+            let name = scenario.signal == SIGTERM ? "TERM" : "INT"
+            #expect(result.stderr.contains("peon-wasm received SIG\(name); the run was stopped"))
+            #expect(run.waitUntilGone(started), "a program the run started outlived it")
+            let ends = try run.entries(call: "run.end")
+            #expect(ends.count == 1)
+            #expect(ends.first?["outcome"] as? String == "signal:\(name)")
+            let verified = try runPeonWasm(["audit", "verify", run.audit.path])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
+    @Test("SIGKILL of peon-wasm leaves no program behind, a double-setsid daemon included, and run.end says supervisor-killed",
+          arguments: kills)
+    func killedSupervisorLeavesNothing(scenario: Scenario) throws {
+        try withTemporaryDirectory { folder in
+            let run = try ContainedRun(folder: folder, scenario: scenario)
+            let started = try run.waitForPrograms()
+            let ours = namespace("pid", of: getpid())
+            switch scenario.containment {
+            case "subreaper":
+                #expect(namespace("pid", of: started.worker) == ours)
+            case "user-namespace":
+                #expect(namespace("user", of: started.worker) != namespace("user", of: getpid()))
+                #expect(namespace("pid", of: started.worker) != ours)
+            default:
+                #expect(namespace("pid", of: started.worker) != ours, "as root the worker gets its own PID namespace")
+            }
+            #expect(kill(started.supervisor, SIGKILL) == 0)
+            let result = try run.result()
+            #expect(result.status == SIGKILL)
+            #expect(run.waitUntilGone(started), "a program the run started outlived the killed peon-wasm")
+            let ends = try run.waitForEntries(call: "run.end")
+            #expect(ends.count == 1)
+            #expect(ends.first?["outcome"] as? String == "supervisor-killed")
+            let verified = try runPeonWasm(["audit", "verify", run.audit.path])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+            let warned = result.stderr.contains("peon-wasm: warning: no PID namespace for this run")
+            #expect(warned == (scenario.containment == "subreaper"), "stderr: \(result.stderr)")
+        }
+    }
+
+    @Test("SIGHUP to peon-wasm reloads the policy; the run goes on and ends normally")
+    func hangupReloadsThePolicy() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("grants.toml")
+            let audit = folder.appendingPathComponent("audit.jsonl")
+            func grantsText(_ echoArgument: String) -> String {
+                """
+                module = "hup"
+                [[exec]]
+                program = "/usr/bin/sleep"
+                args = ["2.0625"]
+                timeout = "60s"
+                [[exec]]
+                program = "/usr/bin/echo"
+                args = ["\(echoArgument)"]
+
+                """
+            }
+            try Data(grantsText("before").utf8).write(to: grants)
+            let module = folder.appendingPathComponent("hup.wat")
+            try Data(execModule([["/usr/bin/sleep", "2.0625"], ["/usr/bin/echo", "reload"]]).utf8).write(to: module)
+            let outcome = RunHandle()
+            DispatchQueue.global().async {
+                outcome.finish(try? runPeonWasm(["run", module.path, "--grants", grants.path, "--audit", audit.path,
+                                                 "--timeout", "60s"], directory: folder))
+            }
+            let sleeper = try #require(waitForProcess(["/usr/bin/sleep", "2.0625"]), "the guest's program never started")
+            let supervisor = try #require(parent(of: sleeper.parent))
+            // Same size, same inode, same times: the one-second file poll sees no change, only SIGHUP reloads.
+            var before = stat()
+            #expect(stat(grants.path, &before) == 0)
+            let handle = try FileHandle(forWritingTo: grants)
+            try handle.write(contentsOf: Data(grantsText("reload").utf8))
+            try handle.close()
+            var times = [before.st_atim, before.st_mtim]
+            #expect(utimensat(AT_FDCWD, grants.path, &times, 0) == 0)
+            #expect(kill(supervisor, SIGHUP) == 0)
+
+            let result = try #require(outcome.wait(seconds: 30), "the run did not finish")
+            #expect(result.status == 0, "stderr: \(result.stderr)")
+            #expect(result.stderr.contains("policy reloaded"), "stderr: \(result.stderr)")
+            let entries = try auditEntries(audit)
+            let echo = entries.filter { $0["call"] as? String == "exec.run" && $0["resource"] as? String == "exec:/usr/bin/echo" }
+            #expect(echo.first?["decision"] as? String == "allow", "the call after SIGHUP was decided under the old policy")
+            let ends = entries.filter { $0["call"] as? String == "run.end" }
+            #expect(ends.count == 1)
+            #expect(ends.first?["outcome"] as? String == "ok")
+        }
+    }
+}
+
+/// A run of the containment agent in the background, with what the tests need to find and judge it.
+private struct ContainedRun {
+    let scenario: ProcessContainmentTests.Scenario
+    let audit: URL
+    let handle = RunHandle()
+
+    /// The pids of what the run started, found in `/proc`.
+    struct Started {
+        let supervisor: Int32
+        let worker: Int32
+        let direct: Int32
+        let daemon: Int32
+    }
+
+    init(folder: URL, scenario: ProcessContainmentTests.Scenario) throws {
+        self.scenario = scenario
+        audit = folder.appendingPathComponent("audit.jsonl")
+        // The shell waits for the daemon to be in place: `exec` kills the shell's process group when the
+        // shell exits, which would otherwise race the first `setsid` (a program bound by its call, not an escape).
+        let daemonCommand = "/usr/bin/setsid -f /usr/bin/setsid -f /usr/bin/dash -c '/usr/bin/touch ready; exec /usr/bin/sleep \(scenario.daemonMarker)' </dev/null >/dev/null 2>&1; while [ ! -e ready ]; do /usr/bin/sleep 0.01; done"
+        let grants = folder.appendingPathComponent("grants.toml")
+        try Data("""
+            module = "contained"
+            [[exec]]
+            program = "/usr/bin/dash"
+            args = ["-c", "\(daemonCommand)"]
+            timeout = "60s"
+            [[exec]]
+            program = "/usr/bin/sleep"
+            args = ["\(scenario.directMarker)"]
+            timeout = "60s"
+
+            """.utf8).write(to: grants)
+        let module = folder.appendingPathComponent("contained.wat")
+        try Data(execModule([["/usr/bin/dash", "-c", daemonCommand], ["/usr/bin/sleep", scenario.directMarker]]).utf8)
+            .write(to: module)
+        let environment = scenario.containment.map { ["PEON_WASM_CONTAINMENT": $0] } ?? [:]
+        let arguments = ["run", module.path, "--grants", grants.path, "--audit", audit.path, "--timeout", "60s"]
+        let handle = self.handle
+        DispatchQueue.global().async {
+            handle.finish(try? runPeonWasm(arguments, environment: environment, directory: folder))
+        }
+    }
+
+    /// Waits until both programs run, and names the supervisor and the worker.
+    func waitForPrograms() throws -> Started {
+        let direct = try #require(waitForProcess(["/usr/bin/sleep", scenario.directMarker]), "the direct program never started")
+        let daemon = try #require(waitForProcess(["/usr/bin/sleep", scenario.daemonMarker]), "the daemon never started")
+        let supervisor = try #require(parent(of: direct.parent))
+        return Started(supervisor: supervisor, worker: direct.parent, direct: direct.pid, daemon: daemon.pid)
+    }
+
+    func result() throws -> CommandResult {
+        try #require(handle.wait(seconds: 30), "peon-wasm did not end")
+    }
+
+    /// Whether both programs are gone (or zombies waiting for a reaper) within a few seconds.
+    func waitUntilGone(_ started: Started) -> Bool {
+        let giveUp = Date().addingTimeInterval(5)
+        while Date() < giveUp {
+            let alive = [(started.direct, scenario.directMarker), (started.daemon, scenario.daemonMarker)].filter { pid, marker in
+                arguments(of: pid) == ["/usr/bin/sleep", marker]
+            }
+            if alive.isEmpty { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
+    func entries(call: String) throws -> [[String: Any]] {
+        try auditEntries(audit).filter { $0["call"] as? String == call }
+    }
+
+    /// The entries for `call`, waiting a few seconds for the first to appear (a worker writes them after
+    /// its supervisor is gone).
+    func waitForEntries(call: String) throws -> [[String: Any]] {
+        let giveUp = Date().addingTimeInterval(5)
+        while Date() < giveUp {
+            if let found = try? entries(call: call), !found.isEmpty { return found }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return try entries(call: call)
+    }
+}
+
+/// An agent whose `run` makes one `exec.run` call per element of `calls` (program first, then its
+/// arguments), in order, ignoring the results, and returns `ok("")`.
+private func execModule(_ calls: [[String]]) -> String {
+    var data = ""
+    var offset = 64
+    func place(_ bytes: [UInt8]) -> Int {
+        let at = offset
+        data += "  (data (i32.const \(at)) \"" + bytes.map { "\\" + String(format: "%02x", $0) }.joined() + "\")\n"
+        offset += (bytes.count + 8) & ~7
+        return at
+    }
+    func littleEndian(_ value: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: value >> (8 * $0)) } }
+    var body = ""
+    for call in calls {
+        let program = Array(call[0].utf8)
+        let arguments = call.dropFirst().map { Array($0.utf8) }
+        let programAt = place(program)
+        var pairs: [UInt8] = []
+        for argument in arguments { pairs += littleEndian(place(argument)) + littleEndian(argument.count) }
+        let argumentsAt = place(pairs)
+        body += "    (call $run (i32.const \(programAt)) (i32.const \(program.count)) (i32.const \(argumentsAt)) (i32.const \(arguments.count)) (i32.const 0) (i32.const 0) (i32.const 8192))\n"
+    }
+    return """
+        (module
+          (import "peon:host/exec@0.1.0" "run" (func $run (param i32 i32 i32 i32 i32 i32 i32)))
+          (memory (export "memory") 1)
+        \(data)
+          (global $heap (mut i32) (i32.const 16384))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+            (local.get $p))
+          (func (export "run") (param i32 i32) (result i32)
+        \(body)
+            (i32.const 12288)))
+        """
+}
+
+/// A background run's result, handed from the thread that waited for it.
+private final class RunHandle: @unchecked Sendable {
+    // `result` is written before the semaphore is signalled and read after it is waited on.
+    private var result: CommandResult?
+    private let done = DispatchSemaphore(value: 0)
+
+    func finish(_ result: CommandResult?) {
+        self.result = result
+        done.signal()
+    }
+
+    func wait(seconds: Int) -> CommandResult? {
+        guard done.wait(timeout: .now() + .seconds(seconds)) == .success else { return nil }
+        done.signal()  // later waits return at once
+        return result
+    }
+}
+
+private func auditEntries(_ audit: URL) throws -> [[String: Any]] {
+    let text = try String(contentsOf: audit, encoding: .utf8)
+    return try text.split(separator: "\n").map { line in
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+}
+
+/// The first process whose argument vector is `vector`, waiting up to 30 s for it to appear.
+private func waitForProcess(_ vector: [String]) -> (pid: Int32, parent: Int32)? {
+    let giveUp = Date().addingTimeInterval(30)
+    while Date() < giveUp {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        for name in names {
+            if let pid = Int32(name), arguments(of: pid) == vector, let parent = parent(of: pid) {
+                return (pid, parent)
+            }
+        }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return nil
+}
+
+/// A live process's argument vector (empty for a zombie or a gone process).
+private func arguments(of pid: Int32) -> [String] {
+    guard let commandLine = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return [] }
+    return commandLine.split(separator: 0, omittingEmptySubsequences: false).dropLast().map { String(decoding: $0, as: UTF8.self) }
+}
+
+private func parent(of pid: Int32) -> Int32? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") })
+    else { return nil }
+    return Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces))
+}
+
+/// The namespace link (`pid:[4026531836]`) of `kind` for a process.
+private func namespace(_ kind: String, of pid: Int32) -> String? {
+    try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\(kind)")
+}
