@@ -99,7 +99,7 @@ let package = Package(
         .target(
             name: "PeonMediator",
             dependencies: [
-                "PeonInterface", "PeonPolicy", "PeonAudit", "CSQLite",
+                "PeonInterface", "PeonPolicy", "PeonAudit", "CSQLite", "CPeonSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -262,3 +262,19 @@ int peon_kill_namespace(void) {
     }
     return kill(-1, SIGKILL);
 }
+
+int peon_o_path(void) {
+    return O_PATH;
+}
+
+short peon_posix_spawn_setsid(void) {
+    return POSIX_SPAWN_SETSID;
+}
+
+int peon_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
+
+int peon_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}

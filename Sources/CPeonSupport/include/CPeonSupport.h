@@ -3,6 +3,20 @@
 #define PEON_CPEONSUPPORT_H
 
 #include <sys/types.h>
+#include <spawn.h>
+
+/// `O_PATH` from <fcntl.h> (Linux): a descriptor that names a file without opening it for I/O. The
+/// Swift Glibc module does not export it (it sits behind `_GNU_SOURCE`), so it comes from C here.
+int peon_o_path(void);
+
+/// `POSIX_SPAWN_SETSID` from <spawn.h> (glibc 2.26+): the child leads a new session.
+short peon_posix_spawn_setsid(void);
+
+/// `posix_spawn_file_actions_addchdir_np` (glibc 2.29+): the child starts in `path`.
+int peon_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const char *path);
+
+/// `posix_spawn_file_actions_addclosefrom_np` (glibc 2.34+): the child closes every descriptor >= `from`.
+int peon_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from);
 
 /// Makes this process the reaper of its orphaned descendants (Linux PR_SET_CHILD_SUBREAPER), so a
 /// supervisor can find and stop what a killed worker left behind. Returns 0, or -1 where unsupported.

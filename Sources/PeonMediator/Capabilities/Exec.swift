@@ -5,6 +5,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CPeonSupport
 import PeonInterface
 
 /// Runs a program the mediator authorized, with nothing the grant did not give it.
@@ -87,8 +88,8 @@ struct ExecCapability: Sendable {
             stdin: stdin, stdinFD: stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw, deadline: deadline)
     }
 
-    /// glibc's `POSIX_SPAWN_SETSID` (since 2.26), hidden from Swift behind `_GNU_SOURCE`.
-    static let spawnSetSession: Int32 = 0x80
+    /// glibc's `POSIX_SPAWN_SETSID` (since 2.26), from <spawn.h> through CPeonSupport.
+    static let spawnSetSession = Int32(peon_posix_spawn_setsid())
 
     /// A connected, close-on-exec `AF_UNIX` stream pair; the caller owns both descriptors.
     private static func socketPair(_ program: String, _ stream: String) throws(HostError) -> (parent: Int32, child: Int32) {
@@ -117,9 +118,6 @@ struct ExecCapability: Sendable {
         program: String, arguments: [String], environment: [String: String],
         stdin: Int32, stdout: Int32, stderr: Int32
     ) throws(HostError) -> pid_t {
-        guard let extensions = SpawnExtensions.shared else {
-            throw HostError(.io, "exec '\(program)': this C library lacks posix_spawn_file_actions_addchdir_np/addclosefrom_np")
-        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -131,8 +129,8 @@ struct ExecCapability: Sendable {
         failed |= posix_spawn_file_actions_adddup2(&actions, stdin, 0)
         failed |= posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         failed |= posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        failed |= extensions.closeFrom(&actions, 3)
-        failed |= workingDirectory.withCString { extensions.changeDirectory(&actions, $0) }
+        failed |= peon_spawn_file_actions_addclosefrom(&actions, 3)
+        failed |= workingDirectory.withCString { peon_spawn_file_actions_addchdir(&actions, $0) }
 
         var noSignals = sigset_t()
         sigemptyset(&noSignals)
@@ -162,26 +160,6 @@ struct ExecCapability: Sendable {
         }
         return pid
     }
-}
-
-/// glibc's `_np` spawn file actions, looked up once at run time because the Swift Glibc module does not
-/// export them (they sit behind `_GNU_SOURCE`). Both exist since glibc 2.34.
-private struct SpawnExtensions: Sendable {
-    typealias ChangeDirectory = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32
-    typealias CloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-
-    let changeDirectory: ChangeDirectory
-    let closeFrom: CloseFrom
-
-    static let shared: SpawnExtensions? = {
-        let handle = dlopen(nil, RTLD_NOW)
-        guard let chdirSymbol = dlsym(handle, "posix_spawn_file_actions_addchdir_np"),
-              let closeFromSymbol = dlsym(handle, "posix_spawn_file_actions_addclosefrom_np")
-        else { return nil }
-        return SpawnExtensions(
-            changeDirectory: unsafeBitCast(chdirSymbol, to: ChangeDirectory.self),
-            closeFrom: unsafeBitCast(closeFromSymbol, to: CloseFrom.self))
-    }()
 }
 
 /// Calls `body` with a NULL-terminated `char *[]` of `strings`, valid only during the call; `nil` if

@@ -8,11 +8,12 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CPeonSupport
 import PeonInterface
 
-/// `O_PATH` (Linux): a descriptor that names a file without opening it for I/O. Not exported by the
-/// Swift Glibc module because it sits behind `_GNU_SOURCE`; the value is fixed by the kernel ABI.
-let openPath: Int32 = 0o10000000
+/// `O_PATH` (Linux): a descriptor that names a file without opening it for I/O, from <fcntl.h> through
+/// CPeonSupport (the Swift Glibc module hides it behind `_GNU_SOURCE`).
+let openPath: Int32 = peon_o_path()
 
 /// An open file descriptor that is closed exactly once, when the value goes away.
 struct Descriptor: ~Copyable {
