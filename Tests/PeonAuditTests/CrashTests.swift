@@ -16,7 +16,8 @@ import Darwin
 /// `PEON_AUDIT_CRASH_CHILD`. That "test" is disabled unless the variable is set; in the child it appends from four
 /// threads until killed (or 30 s pass, so an orphan cannot run forever). The parent waits until the log has grown,
 /// kills the child with SIGKILL, and checks. `batch` rounds write 256 KiB at a time, so the kill often lands inside
-/// a `write` and tears the last line; `always` rounds kill between fsyncs.
+/// a `write` and tears the last line; `always` rounds kill between fsyncs. Every round recovers a torn tail (one the
+/// kill tore, or one torn by hand after it), and at least one kill must have torn a line itself.
 @Suite(.serialized) struct CrashTests {
     static let childLog = ProcessInfo.processInfo.environment["PEON_AUDIT_CRASH_CHILD"]
     static let childKey = ProcessInfo.processInfo.environment["PEON_AUDIT_CRASH_KEY"]
@@ -58,8 +59,16 @@ import Darwin
         let keyPath = dir.path + "/audit.key"
         let signer = try CheckpointSigner.loadOrCreate(keyPath: keyPath, name: "peon-wasm/crash-test")
         let path = dir.path + "/crash.jsonl"
-        var tornRounds = 0
-        for round in 0..<4 {
+        // Kill rounds alternate `batch` and `always` until kills have torn the last line twice (at most 16 rounds),
+        // and at least one kill must have: a run where no kill lands inside a `write` has not tested a crash that
+        // tears a line. A round whose kill fell between writes checks that the log verifies as it is, then tears the
+        // tail itself (the first half of a line appended with no newline, as a kill inside `write` leaves), so
+        // every round goes through recovery.
+        var tornByKill = 0
+        var rounds = 0
+        while rounds < 16 && tornByKill < 2 {
+            let round = rounds
+            rounds += 1
             let startSize = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
             let child = Process()
             child.executableURL = URL(fileURLWithPath: exe)
@@ -85,31 +94,43 @@ import Darwin
             child.waitUntilExit()
             try #require(grown, "round \(round): the child did not append (exit \(child.terminationStatus))")
 
-            // Before recovery: everything complete verifies; at most the last line is torn.
-            let before = try lines(of: path)
-            let tail = try Data(contentsOf: URL(fileURLWithPath: path)).last
-            let torn = tail != 0x0A
-            do {
-                _ = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
-                #expect(!torn)
-            } catch {
-                #expect(error.code == .tornTail, "round \(round): \(error.message)")
+            let tornByThisKill = try Data(contentsOf: URL(fileURLWithPath: path)).last != 0x0A
+            if tornByThisKill {
+                tornByKill += 1
+            } else {
+                // Whole lines only: everything verifies as it is. Then tear the tail by hand.
+                let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+                #expect(summary.size == UInt64(try lines(of: path).count), "round \(round)")
+                let last = try #require(try lines(of: path).last)
+                let handle = try #require(FileHandle(forWritingAtPath: path))
+                try handle.seekToEnd()
+                try handle.write(contentsOf: Data(last.prefix(last.count / 2)))
+                try handle.close()
             }
-            if torn { tornRounds += 1 }
+
+            // Before recovery: everything complete is intact and only the last line is torn, which verify reports.
+            let before = try lines(of: path)
+            let error = try #require(throws: AuditError.self, "round \(round): a torn log verified") {
+                try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+            }
+            #expect(error.code == .tornTail, "round \(round): \(error.message)")
+            #expect(error.seq == UInt64(before.count - 1), "round \(round): the torn line is not the last")
 
             // Reopen: the torn line is cut and recorded, no complete entry is lost or altered.
             let log = try AuditLog.open(path: path, signer: signer)
             try log.close()
             let after = try lines(of: path)
-            let complete = torn ? Array(before.dropLast()) : before
+            let complete = Array(before.dropLast())
             #expect(Array(after.prefix(complete.count)) == complete, "round \(round): a complete entry changed")
-            if torn {
-                #expect(try AuditEntry.parse(after[complete.count]).get().record.call == "log.recovered")
-            }
+            try #require(after.count == complete.count + 1, "round \(round): reopening did not record the recovery")
+            let recovered = try AuditEntry.parse(after[complete.count]).get()
+            #expect(recovered.record.call == "log.recovered", "round \(round)")
+            #expect(recovered.record.details["cut_bytes"] == String(before[before.count - 1].count), "round \(round)")
             let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
             #expect(summary.size == UInt64(after.count))
             #expect(summary.uncheckpointed == 0)
         }
-        print("crash test: \(tornRounds) of 4 kills tore the last line")
+        print("crash test: \(tornByKill) of \(rounds) kills tore the last line; the others were torn by hand")
+        #expect(tornByKill >= 1, "no kill in \(rounds) rounds landed inside a write, so no real torn tail was recovered")
     }
 }

@@ -5,6 +5,11 @@ import PeonEngineWasmtime
 /// An engine under test, made fresh per test with or without fuel metering.
 struct EngineUnderTest: CustomTestStringConvertible, Sendable {
     let name: String
+    /// What the engine must answer for ``WasmEngine/interruptsRunningCode``: the runtime relies on it to decide
+    /// whether a worker process has to enforce the deadline on a guest that never calls the host.
+    var interruptsRunningCode = false
+    /// Why the engine cannot be made on this machine (its library is absent), or nil when it can.
+    var absence: Comment?
     let make: @Sendable (_ fuelMetering: Bool) throws -> any WasmEngine
 
     var testDescription: String { name }
@@ -14,13 +19,21 @@ struct EngineUnderTest: CustomTestStringConvertible, Sendable {
 /// machine is left out here and reported by its own suite.
 enum TestEngines {
     static var all: [EngineUnderTest] {
-        var engines = [EngineUnderTest(name: "wasmkit") { WasmKitEngine(fuelMetering: $0) }]
-        // wasmtime meters fuel in every engine it loads, so the flag does not matter. When wasmtime 50 is
-        // not installed it is left out; WasmtimeEngineTests.swift reports the skip with how to install it.
-        if let wasmtime = wasmtimeForTests {
-            engines.append(EngineUnderTest(name: "wasmtime") { _ in wasmtime })
-        }
-        return engines
+        shipped.filter { $0.absence == nil }
+    }
+
+    /// Every engine peon-wasm ships, present on this machine or not, for tests that must record an absent engine
+    /// as a skip (``EngineUnderTest/absence`` says why) rather than pass without it.
+    static var shipped: [EngineUnderTest] {
+        // wasmtime meters fuel in every engine it loads, so the flag does not matter. When wasmtime 50 is not
+        // installed it is left out of `all`; WasmtimeEngineTests.swift reports the skip with how to install it.
+        [
+            EngineUnderTest(name: "wasmkit") { WasmKitEngine(fuelMetering: $0) },
+            EngineUnderTest(name: "wasmtime", interruptsRunningCode: true,
+                            absence: wasmtimeForTests == nil ? wasmtimeSkipMessage : nil) { _ in
+                try #require(wasmtimeForTests, wasmtimeSkipMessage)
+            },
+        ]
     }
 }
 
