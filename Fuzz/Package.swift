@@ -12,11 +12,11 @@ let fuzzTargets: [(name: String, products: [String])] = [
     ("FuzzPolicy", ["PeonMediator", "PeonPolicy"]),
     ("FuzzAudit", ["PeonAudit"]),
     ("FuzzLift", ["PeonABI", "PeonEngine"]),
+    ("FuzzResource", ["PeonInterface"]),
 ]
 
 let package = Package(
     name: "peon-fuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [.package(name: "peon-wasm", path: "..")],
     targets: fuzzTargets.map { target in
         Target.executableTarget(

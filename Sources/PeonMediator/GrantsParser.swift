@@ -51,6 +51,10 @@ public enum GrantsParser {
 
     /// Parses grants text. `file` is used in messages; `baseDirectory` resolves relative `fs` paths.
     public static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
+        if let line = firstMalformedHeader(in: text) {
+            throw GrantsError(file: file, line: line, key: "",
+                              message: "TOML syntax error: `[` must be followed by a table name, e.g. [[fs]] or [limits]")
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)
@@ -63,6 +67,32 @@ public enum GrantsParser {
         var reader = Reader(file: file, lines: KeyLineIndex(text), baseDirectory: baseDirectory)
         return try reader.grants(root)
     }
+}
+
+/// The 1-based line of the first table header whose `[` or `[[` is not followed by a key (a letter,
+/// digit, `_`, `-` or a quote), or `nil`. TOMLKit's bundled toml++ aborts the process on such a header
+/// (`[` then a line break: an assertion in its key parser, undefined behaviour without assertions),
+/// and a grants file is user input that a hot reload reads inside a running host, so these are refused
+/// here before TOMLKit sees the text. Lines inside multi-line strings are skipped. A line that starts
+/// with `[` inside a multi-line array is held to the same rule (grants never need nested arrays).
+func firstMalformedHeader(in text: String) -> Int? {
+    var inMultilineString = false
+    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        let fences = line.utf8.count >= 3 ? (line.components(separatedBy: "\"\"\"").count - 1) + (line.components(separatedBy: "'''").count - 1) : 0
+        let wasInString = inMultilineString
+        if fences % 2 == 1 { inMultilineString.toggle() }
+        if wasInString { continue }
+        var bytes = line.utf8.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard bytes.first == UInt8(ascii: "[") else { continue }
+        bytes = bytes.dropFirst()
+        if bytes.first == UInt8(ascii: "[") { bytes = bytes.dropFirst() }
+        bytes = bytes.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        guard let next = bytes.first else { return index + 1 }
+        let isKey = (0x30...0x39).contains(next) || (0x41...0x5A).contains(next) || (0x61...0x7A).contains(next)
+            || next == UInt8(ascii: "_") || next == UInt8(ascii: "-") || next == UInt8(ascii: "\"") || next == UInt8(ascii: "'")
+        if !isKey { return index + 1 }
+    }
+    return nil
 }
 
 /// The key paths the parser reports, with the source line each was written on.

@@ -101,6 +101,11 @@ import Testing
         ("module = \"bad name\"\n", 1, "module", "A-Z a-z"),
         ("sha256 = \"x\"\n", 1, "module", "missing"),
         ("module = \"m\"\n[[fs]\n", 2, "", "TOML syntax error"),
+        // Headers TOMLKit's toml++ aborts the process on (found by Fuzz/FuzzGrants): refused first.
+        ("[\n", 1, "", "must be followed by a table name"),
+        ("module = \"m\"\n[[\n", 2, "", "must be followed by a table name"),
+        ("module = \"m\"\n  [ \t\n", 2, "", "must be followed by a table name"),
+        ("module = \"m\"\n[=]\n", 2, "", "must be followed by a table name"),
         ("module = \"m\"\nfs = 3\n", 2, "fs", "array of tables"),
         ("module = \"m\"\n[[fs]]\npaths = [\"/a,b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "comma"),
         ("module = \"m\"\n[limits]\ntimeout = \"9223372036854775807s\"\n", 3, "limits.timeout", "from 1ms to 168h"),
