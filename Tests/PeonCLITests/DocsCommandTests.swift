@@ -245,6 +245,23 @@ struct DocsCommandTests {
         }
     }
 
+    @Test("docs/cli.md documents every subcommand's options, and only those", arguments: [
+        ["run"], ["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"],
+        ["audit", "verify"], ["audit", "show"], ["audit", "key"], ["audit", "checkpoint"],
+        ["audit", "prove"], ["audit", "consistency"],
+    ])
+    func cliPageCoversOptions(subcommand: [String]) throws {
+        let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        let heading = "## `peon-wasm \(subcommand.joined(separator: " "))`\n"
+        let start = try #require(cli.range(of: heading), "docs/cli.md has no section \(heading)")
+        let rest = cli[start.upperBound...]
+        let section = rest.range(of: "\n## ").map { rest[..<$0.lowerBound] } ?? rest
+        let documented = Set(section.matches(of: /--[a-z][a-z0-9-]*/).map { String($0.output) })
+        let known = try #require(try Self.helpOptions(subcommand)).subtracting(["--help", "--version"])
+        #expect(known.subtracting(documented).isEmpty, "undocumented: \(known.subtracting(documented).sorted())")
+        #expect(documented.subtracting(known).isEmpty, "documented but unknown: \(documented.subtracting(known).sorted())")
+    }
+
     @Test("every exit status the code defines is in docs/cli.md")
     func exitCodesDocumented() throws {
         let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
