@@ -5,7 +5,7 @@ import PeonInterface
 
 /// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
 ///
-/// Every failure prints one line on stderr and exits with the status of its ``AuditError/Code`` (README, "audit"):
+/// Every failure prints one line on stderr and exits with the status of its ``AuditError/Code`` (docs/cli.md, "Exit codes"):
 /// 2 I/O, 3 empty log, 4 malformed entry, 5 broken chain, 6 torn tail, 7 checkpoint missing, 8 checkpoint
 /// malformed, 9 bad signature, 10 checkpoint mismatch, 11 bad or missing key, 12 locked, 13 invalid argument.
 struct AuditCommand: ParsableCommand {

@@ -14,7 +14,7 @@ struct PeonWasm: ParsableCommand {
         abstract: "Run WebAssembly agent modules that can touch the world only through audited, policy-checked host calls.",
         discussion: """
             Start with: peon-wasm run modules/hello/hello.wat
-            Every command has --help. Exit codes are listed in the README.
+            Every command has --help. Exit codes are listed in docs/cli.md.
             """,
         version: "0.1.0",
         subcommands: [

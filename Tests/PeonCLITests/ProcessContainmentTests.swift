@@ -3,7 +3,7 @@ import PeonTestSupport
 import Testing
 
 /// Nothing a run starts outlives it, whatever ends `peon-wasm`; and the signals a user sends to the
-/// `peon-wasm` they started (the supervisor) do what the README says.
+/// `peon-wasm` they started (the supervisor) do what docs/security.md ("Process containment") and docs/cli.md ("Signals") say.
 ///
 /// Each test runs an agent that starts, through `exec`, a program that double-forks through two
 /// `setsid` levels into a detached `sleep` (the "daemon"), then a `sleep` it waits for (the "direct"

@@ -110,7 +110,7 @@ struct ComputeBench {
         report.line()
         report.line("A guest that computes instead of calling the host: three kernels in one WAT module, each run whole per sample, "
             + "on each engine, beside the same algorithm compiled by Swift (release, `-O`) in this process. The guest's answer is checked "
-            + "against Swift's every time. wasmtime meters fuel in every store (see the README's engine table), so its column includes that cost.")
+            + "against Swift's every time. wasmtime meters fuel in every store (see the engine table in docs/engines.md), so its column includes that cost.")
         report.line()
         let bytes = try wat2wasm(Self.wat)
         let samples = quick ? 5 : 15

@@ -8,7 +8,7 @@ PeonPolicy agrees with pycasbin on every request; they never run Python.
 Each scenario is a model, a policy and requests. Requests are either listed by hand (edge cases)
 or drawn from a seeded random generator over the scenario's vocabulary (so the file is stable).
 Known, deliberate differences from pycasbin are kept out of the generated cases and listed in
-the README (regexMatch is an unanchored search, as in Go Casbin; pycasbin anchors it at the start).
+docs/policy.md (regexMatch is an unanchored search, as in Go Casbin; pycasbin anchors it at the start).
 """
 import itertools
 import json

@@ -1,0 +1,306 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// The documentation keeps telling the truth about the command line: every `peon-wasm` invocation in a
+/// fenced `sh` or `console` block of `README.md` and `docs/*.md` names a real subcommand and only real
+/// options; the ones that only read repository files are run and must succeed (with the output a
+/// `console` block shows, when it shows it untrimmed); the README's quickstart is run end to end; and
+/// every exit status the code can produce is in `docs/cli.md`.
+@Suite("Docs: commands and exit codes", .serialized)
+struct DocsCommandTests {
+    /// One `peon-wasm` invocation found in a fenced block.
+    struct Invocation: CustomStringConvertible {
+        /// The Markdown file, relative to the repository root.
+        var file: String
+        /// The 1-based line of the command's first line.
+        var line: Int
+        /// The words after `peon-wasm`.
+        var arguments: [String]
+        /// What a `console` block shows after the command, up to the next prompt or the block's end.
+        var shownOutput: String?
+
+        var description: String { "\(file):\(line): peon-wasm \(arguments.joined(separator: " "))" }
+
+        /// The subcommand path: `["run"]`, `["audit", "verify"]`, or `[]` for the root command.
+        var subcommand: [String] {
+            guard let first = arguments.first, !first.hasPrefix("-") else { return [] }
+            if first == "help" { return [] }
+            if ["grants", "policy", "audit"].contains(first), arguments.count > 1 { return [first, arguments[1]] }
+            return [first]
+        }
+
+        /// The `--long` options used before a bare `--`, without `=VALUE`.
+        var longOptions: [String] {
+            var options: [String] = []
+            for word in arguments {
+                if word == "--" { break }
+                if word.hasPrefix("--") {
+                    options.append(String(word.split(separator: "=", maxSplits: 1).first ?? Substring(word)))
+                }
+            }
+            return options
+        }
+    }
+
+    /// The Markdown files the suite reads.
+    static var documents: [String] {
+        let docs = repositoryRoot.appendingPathComponent("docs")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: docs.path)) ?? []
+        return ["README.md"] + names.filter { $0.hasSuffix(".md") }.sorted().map { "docs/\($0)" }
+    }
+
+    /// Every `peon-wasm` invocation in the fenced `sh` and `console` blocks of `file`.
+    static func invocations(in file: String) throws -> [Invocation] {
+        let text = try String(contentsOf: repositoryRoot.appendingPathComponent(file), encoding: .utf8)
+        let lines = text.components(separatedBy: "\n")
+        var found: [Invocation] = []
+        var index = 0
+        while index < lines.count {
+            let fence = lines[index].trimmingCharacters(in: .whitespaces)
+            guard fence.hasPrefix("```") else { index += 1; continue }
+            let info = fence.dropFirst(3).trimmingCharacters(in: .whitespaces)
+            var body: [(Int, String)] = []
+            index += 1
+            while index < lines.count, !lines[index].trimmingCharacters(in: .whitespaces).hasPrefix("```") {
+                body.append((index + 1, lines[index]))
+                index += 1
+            }
+            index += 1
+            guard info == "sh" || info == "console" else { continue }
+            found += commands(in: body, console: info == "console").compactMap { line, command, output in
+                let segments = shellSegments(command)
+                return segments.compactMap { words -> Invocation? in
+                    var words = words
+                    if words.starts(with: ["swift", "run"]) { words.removeFirst(2) }
+                    guard words.first == "peon-wasm" else { return nil }
+                    return Invocation(file: file, line: line, arguments: Array(words.dropFirst()), shownOutput: output)
+                }.first
+            }
+        }
+        return found
+    }
+
+    /// The commands of a block with their line numbers: every non-comment line of an `sh` block, the
+    /// `$ ` lines of a `console` block (with the output shown after each); `\` continues a line.
+    static func commands(in body: [(Int, String)], console: Bool) -> [(Int, String, String?)] {
+        var result: [(Int, String, String?)] = []
+        var position = 0
+        while position < body.count {
+            let (number, raw) = body[position]
+            position += 1
+            var line = raw
+            if console {
+                guard line.hasPrefix("$ ") else { continue }
+                line.removeFirst(2)
+            }
+            while line.hasSuffix("\\"), position < body.count {
+                line.removeLast()
+                line += " " + body[position].1.trimmingCharacters(in: .whitespaces)
+                position += 1
+            }
+            var output: String?
+            if console {
+                var shown: [String] = []
+                while position < body.count, !body[position].1.hasPrefix("$ ") {
+                    shown.append(body[position].1)
+                    position += 1
+                }
+                output = shown.joined(separator: "\n")
+            }
+            result.append((number, line, output))
+        }
+        return result
+    }
+
+    /// Splits a shell line into the word lists of its simple commands (split at `&&`, `||`, `|`, `;`,
+    /// `&`), honouring quotes and backslashes, dropping a `#` comment and redirections.
+    static func shellSegments(_ line: String) -> [[String]] {
+        var segments: [[String]] = []
+        var words: [String] = []
+        var word = ""
+        var inWord = false
+        var quote: Character?
+        var skipNextWord = false
+        func endWord() {
+            if inWord {
+                if skipNextWord { skipNextWord = false } else { words.append(word) }
+            }
+            word = ""
+            inWord = false
+        }
+        func endSegment() {
+            endWord()
+            if !words.isEmpty { segments.append(words) }
+            words = []
+        }
+        var characters = Array(line)[...]
+        while let character = characters.popFirst() {
+            if let open = quote {
+                if character == open {
+                    quote = nil
+                } else if open == "\"", character == "\\", let next = characters.popFirst() {
+                    word.append(next)
+                } else {
+                    word.append(character)
+                }
+                continue
+            }
+            switch character {
+            case "'", "\"":
+                quote = character
+                inWord = true
+            case "\\":
+                if let next = characters.popFirst() { word.append(next); inWord = true }
+            case " ", "\t":
+                endWord()
+            case "#" where !inWord:
+                characters = []
+            case "&", "|", ";":
+                endSegment()
+                if characters.first == character { characters.removeFirst() }
+            case ">", "<":
+                endWord()
+                if characters.first == character { characters.removeFirst() }
+                skipNextWord = true
+            default:
+                word.append(character)
+                inWord = true
+            }
+        }
+        endSegment()
+        return segments
+    }
+
+    /// The subcommand names listed in the SUBCOMMANDS section of `peon-wasm PARENT --help`.
+    static func subcommands(of parent: [String]) throws -> Set<String> {
+        let help = try runPeonWasm(parent + ["--help"])
+        guard let section = help.stdout.range(of: "SUBCOMMANDS:\n") else { return [] }
+        var names = Set<String>()
+        // Entries are indented by exactly two spaces; wrapped descriptions by many more.
+        for line in help.stdout[section.upperBound...].split(separator: "\n")
+        where line.hasPrefix("  ") && !line.hasPrefix("   ") {
+            if let name = line.split(separator: " ").first { names.insert(String(name)) }
+        }
+        return names
+    }
+
+    /// The `--long` options `peon-wasm SUBCOMMAND --help` lists, or nil when that is not a subcommand.
+    /// (ArgumentParser answers `--help` after an unknown subcommand with its parent's help, so each
+    /// word is looked up in its parent's SUBCOMMANDS list.)
+    static func helpOptions(_ subcommand: [String]) throws -> Set<String>? {
+        for depth in subcommand.indices {
+            guard try subcommands(of: Array(subcommand[..<depth])).contains(subcommand[depth]) else { return nil }
+        }
+        let help = try runPeonWasm(subcommand + ["--help"])
+        guard help.status == 0 else { return nil }
+        var options = Set<String>()
+        for match in help.stdout.matches(of: /--[a-z][a-z0-9-]*/) { options.insert(String(match.output)) }
+        return options
+    }
+
+    /// Subcommands whose documented invocations only read repository files, so they can be run as shown.
+    static let readOnly: Set<[String]> = [["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"]]
+
+    @Test("every peon-wasm command in README.md and docs/ names a real subcommand and real options")
+    func documentedCommandsParse() throws {
+        var all: [Invocation] = []
+        for file in Self.documents { all += try Self.invocations(in: file) }
+        // Enough to mean the extraction works: the docs show several dozen invocations.
+        #expect(all.count >= 20, "found only \(all.count) invocations")
+        var helpCache: [[String]: Set<String>?] = [:]
+        for invocation in all {
+            let subcommand = invocation.subcommand
+            if helpCache[subcommand] == nil { helpCache[subcommand] = .some(try Self.helpOptions(subcommand)) }
+            guard let known = helpCache[subcommand] ?? nil else {
+                Issue.record("\(invocation): `peon-wasm \(subcommand.joined(separator: " "))` is not a subcommand")
+                continue
+            }
+            for option in invocation.longOptions where !known.contains(option) {
+                Issue.record("\(invocation): \(option) is not an option of `peon-wasm \(subcommand.joined(separator: " "))`")
+            }
+        }
+    }
+
+    @Test("documented commands that only read repository files run as shown")
+    func readOnlyCommandsRun() throws {
+        var ran = 0
+        for file in Self.documents {
+            for invocation in try Self.invocations(in: file) where Self.readOnly.contains(invocation.subcommand) {
+                let result = try runPeonWasm(invocation.arguments)
+                ran += 1
+                // 0 and 1 are answers (allow/deny, known/unknown import); anything else is a broken example.
+                #expect(result.status == 0 || result.status == 1, "\(invocation) exited \(result.status): \(result.stderr)")
+                if let shown = invocation.shownOutput, !shown.contains("..."), !shown.contains("…"), !shown.isEmpty {
+                    #expect(result.stdout.trimmingCharacters(in: .newlines) == shown.trimmingCharacters(in: .newlines),
+                            "\(invocation) printed:\n\(result.stdout)")
+                }
+            }
+        }
+        #expect(ran >= 5, "ran only \(ran) read-only invocations")
+    }
+
+    @Test("the README's quickstart runs: an allowed and a denied call, then audit show and audit verify")
+    func quickstartRuns() throws {
+        let quickstart = try Self.invocations(in: "README.md").filter { $0.shownOutput != nil }
+        let run = try #require(quickstart.first { $0.subcommand == ["run"] }, "no console block runs an agent")
+        let auditIndex = try #require(run.arguments.firstIndex(of: "--audit"), "the quickstart names its audit log")
+        let documentedLog = try #require(run.arguments.indices.contains(auditIndex + 1) ? run.arguments[auditIndex + 1] : nil)
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("quickstart.jsonl").path
+            func local(_ arguments: [String]) -> [String] { arguments.map { $0 == documentedLog ? log : $0 } }
+            let agent = try runPeonWasm(local(run.arguments))
+            #expect(agent.status == 1, "the quickstart's agent should end with its denied call: \(agent.stderr)")
+            #expect(agent.stderr.contains("denied"), "stderr: \(agent.stderr)")
+            let show = try #require(quickstart.first { $0.subcommand == ["audit", "show"] }, "the quickstart shows the log")
+            let table = try runPeonWasm(local(show.arguments))
+            #expect(table.status == 0, "\(table.stderr)")
+            #expect(table.stdout.contains("allow") && table.stdout.contains("deny"), "audit show printed:\n\(table.stdout)")
+            let verify = try #require(quickstart.first { $0.subcommand == ["audit", "verify"] }, "the quickstart verifies the log")
+            let verdict = try runPeonWasm(local(verify.arguments))
+            #expect(verdict.status == 0, "\(verdict.stdout)\(verdict.stderr)")
+            #expect(verdict.stdout.hasPrefix("ok:"), "audit verify printed: \(verdict.stdout)")
+        }
+    }
+
+    @Test("docs/cli.md documents every subcommand's options, and only those", arguments: [
+        ["run"], ["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"],
+        ["audit", "verify"], ["audit", "show"], ["audit", "key"], ["audit", "checkpoint"],
+        ["audit", "prove"], ["audit", "consistency"],
+    ])
+    func cliPageCoversOptions(subcommand: [String]) throws {
+        let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        let heading = "## `peon-wasm \(subcommand.joined(separator: " "))`\n"
+        let start = try #require(cli.range(of: heading), "docs/cli.md has no section \(heading)")
+        let rest = cli[start.upperBound...]
+        let section = rest.range(of: "\n## ").map { rest[..<$0.lowerBound] } ?? rest
+        let documented = Set(section.matches(of: /--[a-z][a-z0-9-]*/).map { String($0.output) })
+        let known = try #require(try Self.helpOptions(subcommand)).subtracting(["--help", "--version"])
+        #expect(known.subtracting(documented).isEmpty, "undocumented: \(known.subtracting(documented).sorted())")
+        #expect(documented.subtracting(known).isEmpty, "documented but unknown: \(documented.subtracting(known).sorted())")
+    }
+
+    @Test("every exit status the code defines is in docs/cli.md")
+    func exitCodesDocumented() throws {
+        let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
+        var documented = Set<Int>()
+        for match in cli.matches(of: /\n\| (\d+)(?:, (\d+))? \|/) {
+            if let code = Int(match.output.1) { documented.insert(code) }
+            if let second = match.output.2, let code = Int(second) { documented.insert(code) }
+        }
+        var defined: [Int] = []
+        for source in ["Sources/PeonRuntime/RunError.swift", "Sources/PeonAudit/AuditError.swift"] {
+            let text = try String(contentsOf: repositoryRoot.appendingPathComponent(source), encoding: .utf8)
+            let switchStart = try #require(text.range(of: "var exitCode: Int32"), "\(source) has no exitCode")
+            let body = text[switchStart.upperBound...].prefix { $0 != "}" }
+            let codes = body.matches(of: /case \.\w+: (\d+)/).compactMap { Int($0.output.1) }
+            #expect(!codes.isEmpty, "no exit codes read from \(source)")
+            defined += codes
+        }
+        // The CLI's own: usage errors, the grants and policy answers, 128 + SIGINT/SIGTERM.
+        defined += [1, 2, 64, 130, 143]
+        for code in Set(defined).sorted() {
+            #expect(documented.contains(code), "exit status \(code) is not in docs/cli.md")
+        }
+    }
+}
