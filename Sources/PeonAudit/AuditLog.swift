@@ -13,29 +13,36 @@ import Crypto
 /// |---|---|---|---|
 /// | `always` | every entry written and fsynced | nothing | nothing |
 /// | `effects` (default) | durable entries written and fsynced; others written | nothing | non-durable entries since the last fsync (reads, outcomes) |
-/// | `batch` | entries kept in memory, written per 256 KiB and fsynced in the background, checkpoint and close | up to one batch | up to one batch plus what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
+/// | `batch` | every entry written; fsyncs run in the background, at checkpoints and at close | nothing | what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
 ///
-/// Concurrent callers share fsyncs (group commit), so `always` costs less per entry as concurrency rises. Periodic
-/// checkpoints are signed and written in the background in every mode.
+/// Concurrent callers share writes and fsyncs (group commit), so `always` costs less per entry as concurrency rises.
+/// Periodic checkpoints are signed and written in the background in every mode.
 public enum AuditSyncMode: String, Sendable, CaseIterable {
     /// Every entry is durable before `append` returns.
     case always
     /// Entries of side-effecting calls are durable before `append` returns; other entries reach the kernel.
     case effects
-    /// Entries are buffered and made durable in batches; side effects may run before their entry is on disk.
+    /// Entries reach the kernel and are made durable in the background; side effects may run before their entry is
+    /// on disk.
     case batch
 }
 
 /// An append-only, tamper-evident audit log: a JSON Lines file whose lines are the leaves of an RFC 6962 Merkle
 /// tree, chained by `prev`, with a signed C2SP checkpoint kept beside it in `LOG.checkpoint`.
 ///
-/// One process owns a log at a time (an exclusive `flock`), and inside it every caller goes through one ordered
-/// writer: `append` assigns the next `seq` under a lock, so the order is total, and whichever caller reaches the
-/// disk first writes (and fsyncs) everything queued before it — group commit. Opening a log whose last line is
-/// incomplete (a crash mid-write) cuts the partial line and appends a `log.recovered` entry.
+/// Any number of processes may append to one log at once. Each write holds an exclusive `flock` on the log only
+/// while it appends: the writer first reads the lines other processes appended since it last held the lock, checks
+/// each (it must parse, carry the next `seq` and chain to the line before) and adds them to its Merkle tree, then
+/// numbers and chains its own queued entries after them and writes them in one `write`. So the file holds one
+/// gap-free `seq`, one hash chain and one tree, and every checkpoint (signed under the same lock, over the whole
+/// file) extends the one before. Inside a process every caller goes through one ordered writer; whichever caller
+/// reaches the disk first writes (and fsyncs) everything queued before it — group commit. A torn last line (a
+/// writer that died mid-write) is cut, and a `log.recovered` entry appended, by the next open or the next write of
+/// any process.
 ///
-/// After a failed write or fsync the log refuses every further append (``AuditError/Code/failed``): callers must
-/// treat that as a deny, because an action whose record may be lost must not run.
+/// After a failed write or fsync, or a line of another writer that does not check, the log refuses every further
+/// append (``AuditError/Code/failed``): callers must treat that as a deny, because an action whose record may be lost
+/// must not run.
 public final class AuditLog: Sendable {
     /// The log file.
     public let path: String
@@ -52,10 +59,6 @@ public final class AuditLog: Sendable {
     /// The most bytes a line adds around its record's fields: `{"seq":` + 20 digits + `,"time":"` + 27 + `"` +
     /// `,"prev":"` + 64 + `"}`.
     static let framingBytes = 8 + 20 + 9 + 27 + 1 + 9 + 64 + 2
-    /// In `batch` mode, queued bytes that make the appender write the batch to the kernel; the fsync follows in the
-    /// background. (The write stays with the appender: with many more busy threads than cores, a background writer
-    /// was scheduled too rarely and 100 agents' throughput fell by more than half.)
-    static let batchBytes = 1 << 18
     /// In `batch` mode, written entries not yet fsynced at which the appender fsyncs itself: the bound on what a
     /// machine crash can lose when the background fsync falls behind.
     static let maxUnsyncedEntries: UInt64 = 16_384
@@ -63,35 +66,45 @@ public final class AuditLog: Sendable {
     private let signer: CheckpointSigner
     private let fd: Int32
 
-    private struct Sequencer: ~Copyable {
-        var nextSeq: UInt64
-        var prev: [UInt8]
-        var tree: CompactTree
-        var pending: [UInt8] = []
+    /// Records waiting for the writer. A caller's place in the queue is its ticket; its `seq` is only known once
+    /// written, because other processes may append in between.
+    private struct Queue: ~Copyable {
+        var nextTicket: UInt64 = 0
+        /// The serialized fields of tickets `Writer.written ..< nextTicket`, in order.
+        var pending: [[UInt8]] = []
         var failure: AuditError?
         var closed = false
     }
 
+    /// What this process knows of the file (its first `fileEnd` bytes, checked) and of its own tickets.
     private struct Writer: ~Copyable {
-        var written: UInt64
-        var synced: UInt64
+        var nextSeq: UInt64
+        var prev: [UInt8]
+        var tree: CompactTree
+        var fileEnd: Int64
+        /// Tickets below this are written.
+        var written: UInt64 = 0
+        /// Tickets below this are fsynced.
+        var synced: UInt64 = 0
+        /// The `seq` each written ticket got, until its caller collects it.
+        var seqs: [UInt64: UInt64] = [:]
         /// Set by `close` just before the descriptor is closed: nothing may touch `fd` after it.
         var fileClosed = false
     }
 
-    /// Signs and writes periodic checkpoints off the appending threads.
+    /// Signs and writes periodic checkpoints and background fsyncs off the appending threads.
     private let background = DispatchQueue(label: "peon-wasm.audit-log")
     /// Whether a periodic checkpoint is due and not yet started (at most one is queued).
     private let checkpointDue = Atomic<Bool>(false)
     /// Whether a background fsync is queued and not yet started (at most one is).
     private let syncScheduled = Atomic<Bool>(false)
 
-    private let sequencer: Mutex<Sequencer>
-    /// Held while touching the file; always taken before `sequencer` when both are needed.
+    private let queue: Mutex<Queue>
+    /// Held while touching the file; always taken before `queue` when both are needed.
     private let writer: Mutex<Writer>
 
     private init(path: String, fd: Int32, signer: CheckpointSigner, origin: String, sync: AuditSyncMode,
-                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree) {
+                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64) {
         self.path = path
         self.checkpointPath = path + ".checkpoint"
         self.fd = fd
@@ -99,11 +112,12 @@ public final class AuditLog: Sendable {
         self.origin = origin
         self.sync = sync
         self.checkpointEvery = checkpointEvery
-        sequencer = Mutex(Sequencer(nextSeq: size, prev: prev, tree: tree))
-        writer = Mutex(Writer(written: size, synced: size))
+        queue = Mutex(Queue())
+        writer = Mutex(Writer(nextSeq: size, prev: prev, tree: tree, fileEnd: fileEnd))
     }
 
-    /// Opens (creating with mode 0600 if needed) and locks the log at `path`, recovering a torn tail.
+    /// Opens (creating with mode 0600 if needed) the log at `path` for appending beside any other process that has it
+    /// open, recovering a torn tail.
     ///
     /// - Parameters:
     ///   - signer: signs checkpoints.
@@ -113,10 +127,9 @@ public final class AuditLog: Sendable {
     /// Opening checks that the existing `LOG.checkpoint` is signed by `signer` and still matches the log, so an
     /// altered log is never re-signed by a later checkpoint.
     ///
-    /// - Throws: ``AuditError/Code/locked`` if another process has the log open, ``AuditError/Code/io`` if it
-    ///   cannot be read or written, ``AuditError/Code/malformedEntry`` if its last complete line is not an entry,
-    ///   ``AuditError/Code/checkpointMismatch`` or ``AuditError/Code/badSignature`` if the log no longer matches
-    ///   its checkpoint or the checkpoint is not this signer's (run `peon-wasm audit verify`).
+    /// - Throws: ``AuditError/Code/io`` if it cannot be read or written, ``AuditError/Code/malformedEntry`` if its last
+    ///   complete line is not an entry, ``AuditError/Code/checkpointMismatch`` or ``AuditError/Code/badSignature`` if
+    ///   the log no longer matches its checkpoint or the checkpoint is not this signer's (run `peon-wasm audit verify`).
     public static func open(path: String, signer: CheckpointSigner, sync: AuditSyncMode = .effects,
                             checkpointEvery: Int = 1000, origin: String? = nil) throws(AuditError) -> AuditLog {
         let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
@@ -127,13 +140,33 @@ public final class AuditLog: Sendable {
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             throw AuditError(.io, "\(path): the audit log must be a regular file")
         }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            if errno == EWOULDBLOCK {
-                throw AuditError(.locked, "\(path): another process is appending to this audit log; wait for it to finish or use another log")
-            }
-            throw FileIO.ioError(path, "cannot lock the audit log")
+        // Writers hold the exclusive lock only while appending (and replacing the checkpoint): under a shared lock the
+        // checkpoint and the log are a consistent pair, and a line without its newline is a torn tail, not a write
+        // in progress.
+        try FileIO.flockWaiting(fd, LOCK_SH, path: path)
+        let scan: (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool)
+        do throws(AuditError) {
+            scan = try scanForOpen(fd: fd, path: path, signer: signer)
+        } catch {
+            _ = flock(fd, LOCK_UN)
+            throw error
         }
+        _ = flock(fd, LOCK_UN)
+        let log = AuditLog(path: path, fd: fd, signer: signer, origin: origin ?? signer.name, sync: sync,
+                           checkpointEvery: checkpointEvery, size: scan.tree.size, prev: scan.prev, tree: scan.tree,
+                           fileEnd: scan.completeBytes)
+        keep = true
+        if scan.torn {
+            // The next write cuts the torn line and records `log.recovered` (unless another process did so first);
+            // the checkpoint makes that durable in every sync mode, and signed at once.
+            try log.writeCheckpoint()
+        }
+        return log
+    }
 
+    /// Hashes every complete line of the log (call with a lock held) and checks it against the signed checkpoint.
+    private static func scanForOpen(fd: Int32, path: String, signer: CheckpointSigner)
+        throws(AuditError) -> (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool) {
         // The latest checkpoint must still describe a prefix of the log: otherwise the log was altered since it
         // was signed, and appending would re-sign (launder) the altered entries. Fail closed instead.
         var signed: Checkpoint?
@@ -156,7 +189,7 @@ public final class AuditLog: Sendable {
         var prev = [UInt8](repeating: 0, count: 32)
         var last: [UInt8]?
         var completeBytes: Int64 = 0
-        var torn: [UInt8]?
+        var torn = false
         try checkSigned(tree)
         while let item = try reader.next() {
             switch item {
@@ -171,8 +204,8 @@ public final class AuditLog: Sendable {
                 throw AuditError(.malformedEntry,
                                  "\(path):\(tree.size + 1): a line is longer than \(maxLineBytes) bytes; run `peon-wasm audit verify \(path)`",
                                  line: Int(tree.size) + 1, seq: tree.size)
-            case .partial(let bytes):
-                torn = bytes
+            case .partial:
+                torn = true
             }
         }
         if let signed, signed.size > tree.size {
@@ -193,82 +226,58 @@ public final class AuditLog: Sendable {
                                  line: lineNumber, seq: tree.size - 1)
             }
         }
-        if torn != nil {
-            guard ftruncate(fd, off_t(completeBytes)) == 0, posixFsync(fd) == 0 else {
-                throw FileIO.ioError(path, "cannot cut the torn tail")
-            }
-        }
-        let log = AuditLog(path: path, fd: fd, signer: signer, origin: origin ?? signer.name, sync: sync,
-                           checkpointEvery: checkpointEvery, size: tree.size, prev: prev, tree: tree)
-        keep = true
-        if let torn {
-            let record = AuditRecord(
-                run: "", module: "", moduleSHA256: "", call: "log.recovered", resource: "log:" + path,
-                reason: "the log ended in an incomplete line (the writer stopped mid-write); the partial line was cut",
-                details: ["cut_bytes": String(torn.count), "cut_sha256": hex(SHA256.hash(data: torn)),
-                          "after_seq": tree.size == 0 ? "none" : String(tree.size - 1)])
-            try log.append(record, durable: true)
-            try log.writeCheckpoint()   // durable in every sync mode, and signed at once
-        }
-        return log
+        return (tree, prev, completeBytes, torn)
     }
 
-    /// The number of entries appended so far (the next `seq`).
-    public var size: UInt64 { sequencer.withLock { $0.nextSeq } }
+    /// The number of entries in the log as this process last saw it (the next `seq` it would have written).
+    public var size: UInt64 { writer.withLock { $0.nextSeq } }
 
     /// Appends a record and returns its `seq`.
     ///
     /// Pass `durable: true` for the decision entry of a side-effecting call (fs write/append/remove, http other than
     /// GET/HEAD, db execute, exec): in `always` and `effects` mode it is written and fsynced before this returns, so
-    /// the record exists before the action runs. Safe to call from many threads; the order of `seq` is the order of
-    /// the lines in the file.
+    /// the record exists before the action runs. Safe to call from many threads and many processes; the order of
+    /// `seq` is the order of the lines in the file.
     @discardableResult
     public func append(_ record: AuditRecord, durable: Bool) throws(AuditError) -> UInt64 {
-        // Everything that depends on the record alone is serialized before the lock; inside it, only what the
-        // order decides: seq, time, prev, and the hashes that chain this line to the next.
+        // Everything that depends on the record alone is serialized before any lock; under the file lock, only what
+        // the order decides: seq, time, prev, and the hashes that chain this line to the next.
         // Oversized values are recorded by prefix, SHA-256 and length: every decision gets its entry.
         let fields = AuditEntry.serializedFields(of: record.bounded())
         let lineBytes = fields.count + Self.framingBytes
         guard lineBytes <= Self.maxLineBytes else {
             throw AuditError(.invalidArgument, "an audit entry of \(lineBytes) bytes exceeds \(Self.maxLineBytes); record payloads by hash")
         }
-        var line: [UInt8] = []
-        line.reserveCapacity(lineBytes + 1)
-        let (seq, queued) = try sequencer.withLock { s throws(AuditError) -> (UInt64, Int) in
-            if s.closed { throw AuditError(.failed, "\(path): the audit log is closed") }
-            if let failure = s.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
-            let seq = s.nextSeq
-            AuditEntry.appendHead(seq: seq, to: &line)
-            line.append(UInt8(ascii: "\""))
-            AuditClock.appendNow(to: &line)
-            line.append(UInt8(ascii: "\""))
-            line += fields
-            AuditEntry.appendTail(prev: s.prev, to: &line)
-            let leaf = RFC6962.leafHash(line)
-            s.tree.append(leafHash: leaf)
-            s.prev = leaf
-            line.append(0x0A)
-            s.pending += line
-            s.nextSeq += 1
-            return (seq, s.pending.count)
+        let ticket = try queue.withLock { q throws(AuditError) -> UInt64 in
+            if q.closed { throw AuditError(.failed, "\(path): the audit log is closed") }
+            if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            q.pending.append(fields)
+            defer { q.nextTicket += 1 }
+            return q.nextTicket
         }
+        let wantSync: Bool
         switch sync {
-        case .always: try flush(through: seq + 1, fsync: true)
-        case .effects: try flush(through: seq + 1, fsync: durable)
-        case .batch:
-            if queued >= Self.batchBytes {
-                try flush(through: seq + 1, fsync: false)
-                if writer.withLock({ $0.written > $0.synced ? $0.written - $0.synced : 0 }) >= Self.maxUnsyncedEntries {
-                    try flush(through: seq + 1, fsync: true)
-                } else {
-                    scheduleBackgroundSync()
-                }
-            }
+        case .always: wantSync = true
+        case .effects: wantSync = durable
+        case .batch: wantSync = false
         }
-        if checkpointEvery > 0, (seq + 1) % UInt64(checkpointEvery) == 0 {
-            // Signing and replacing the checkpoint file (three fsyncs) would stall this caller; the entries are
-            // already as durable as the mode promises, so the checkpoint follows in the background.
-            scheduleCheckpoint()
+        let (seq, unsynced) = try writer.withLock { w throws(AuditError) -> (UInt64, UInt64) in
+            if wantSync ? w.synced <= ticket : w.written <= ticket {
+                try writeQueued(&w, fsync: wantSync)
+            }
+            guard let seq = w.seqs.removeValue(forKey: ticket) else {
+                throw AuditError(.failed, "\(path): the audit log lost track of an entry it wrote")
+            }
+            return (seq, w.written > w.synced ? w.written - w.synced : 0)
+        }
+        if sync == .batch {
+            if unsynced >= Self.maxUnsyncedEntries {
+                try writer.withLock { w throws(AuditError) in
+                    if w.synced <= ticket { try writeQueued(&w, fsync: true) }
+                }
+            } else if unsynced > 0 {
+                scheduleBackgroundSync()
+            }
         }
         return seq
     }
@@ -285,7 +294,7 @@ public final class AuditLog: Sendable {
             guard let target = writer.withLock({ $0.fileClosed ? nil : $0.written }) else { return }
             guard posixFsync(fd) == 0 else {
                 let error = FileIO.ioError(path, "fsync failed")
-                sequencer.withLock { $0.failure = $0.failure ?? error }
+                queue.withLock { $0.failure = $0.failure ?? error }
                 return
             }
             writer.withLock { $0.synced = max($0.synced, target) }
@@ -303,41 +312,147 @@ public final class AuditLog: Sendable {
             do throws(AuditError) {
                 try writeCheckpoint()
             } catch {
-                sequencer.withLock { $0.failure = $0.failure ?? error }
+                queue.withLock { $0.failure = $0.failure ?? error }
             }
         }
     }
 
-    /// Writes (and optionally fsyncs) everything queued, unless another caller already did so past `count` entries.
-    private func flush(through count: UInt64, fsync wantSync: Bool) throws(AuditError) {
-        try writer.withLock { w throws(AuditError) in
-            if wantSync ? w.synced >= count : w.written >= count { return }
-            _ = try writeQueued(&w, fsync: wantSync)
-        }
-    }
-
-    /// Writes the queue; returns the size and root the file now holds. Call with `writer` held.
-    private func writeQueued(_ w: inout Writer, fsync wantSync: Bool) throws(AuditError) -> (UInt64, [UInt8]) {
+    /// Takes the file lock, appends everything queued after what other processes wrote, releases the lock, and
+    /// fsyncs if asked. Call with `writer` held.
+    private func writeQueued(_ w: inout Writer, fsync wantSync: Bool) throws(AuditError) {
         // An append that passed the `closed` check just before `close` must not write to a closed (or reused) descriptor.
         guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
-        let (bytes, end, root) = sequencer.withLock { s in
-            let bytes = s.pending
-            s.pending = []
-            return (bytes, s.nextSeq, s.tree.rootHash)
-        }
+        let end: UInt64
         do throws(AuditError) {
-            if !bytes.isEmpty { try FileIO.writeAll(fd: fd, bytes[...], path: path) }
-            w.written = end
-            if wantSync && w.synced < end {
-                guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
-                w.synced = end
-            }
+            try FileIO.flockWaiting(fd, LOCK_EX, path: path)
+            defer { _ = flock(fd, LOCK_UN) }
+            end = try appendLocked(&w)
         } catch {
-            // The file may now end mid-line; stop here, and let the next open recover it.
-            sequencer.withLock { $0.failure = $0.failure ?? error }
+            queue.withLock { $0.failure = $0.failure ?? error }
             throw error
         }
-        return (end, root)
+        // The fsync runs after the lock is released, so other processes write meanwhile; it still covers every byte
+        // of the file written so far, including this caller's.
+        if wantSync && w.synced < end {
+            guard posixFsync(fd) == 0 else {
+                let error = FileIO.ioError(path, "fsync failed")
+                queue.withLock { $0.failure = $0.failure ?? error }
+                throw error
+            }
+            w.synced = end
+        }
+    }
+
+    /// With the file lock held: catches up with other writers, then numbers, chains and writes the queued entries
+    /// (and a `log.recovered` entry first, if it cut a torn tail). Returns the ticket count now written.
+    private func appendLocked(_ w: inout Writer) throws(AuditError) -> UInt64 {
+        // A log that failed (perhaps mid-line, by its own write) touches the file no more: another writer or the
+        // next open recovers it.
+        if let failure = queue.withLock({ $0.failure }) {
+            throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
+        }
+        let cut = try catchUp(&w)
+        let (batch, end) = try queue.withLock { q throws(AuditError) -> ([[UInt8]], UInt64) in
+            if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            let batch = q.pending
+            q.pending = []
+            return (batch, q.nextTicket)
+        }
+        var bytes: [UInt8] = []
+        let firstSeq = w.nextSeq
+        func add(_ fields: [UInt8]) {
+            var line: [UInt8] = []
+            line.reserveCapacity(fields.count + Self.framingBytes + 1)
+            AuditEntry.appendHead(seq: w.nextSeq, to: &line)
+            line.append(UInt8(ascii: "\""))
+            AuditClock.appendNow(to: &line)
+            line.append(UInt8(ascii: "\""))
+            line += fields
+            AuditEntry.appendTail(prev: w.prev, to: &line)
+            let leaf = RFC6962.leafHash(line)
+            w.tree.append(leafHash: leaf)
+            w.prev = leaf
+            line.append(0x0A)
+            bytes += line
+            w.nextSeq += 1
+        }
+        if let cut {
+            let afterSeq = w.nextSeq == 0 ? "none" : String(w.nextSeq - 1)
+            let record = AuditRecord(
+                run: "", module: "", moduleSHA256: "", call: "log.recovered", resource: "log:" + path,
+                reason: "the log ended in an incomplete line (the writer stopped mid-write); the partial line was cut",
+                details: ["cut_bytes": String(cut.count), "cut_sha256": hex(SHA256.hash(data: cut)), "after_seq": afterSeq])
+            add(AuditEntry.serializedFields(of: record.bounded()))
+        }
+        var ticket = w.written
+        for fields in batch {
+            w.seqs[ticket] = w.nextSeq
+            add(fields)
+            ticket += 1
+        }
+        if !bytes.isEmpty {
+            // On failure the file may now end mid-line; the log stops, and the next writer or open cuts the line.
+            try FileIO.writeAll(fd: fd, bytes[...], path: path)
+            w.fileEnd += Int64(bytes.count)
+        }
+        w.written = end
+        if cut != nil {
+            guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
+            w.synced = end
+        }
+        if checkpointEvery > 0 {
+            let every = UInt64(checkpointEvery)
+            if cut != nil || w.nextSeq / every > firstSeq / every { scheduleCheckpoint() }
+        }
+        return end
+    }
+
+    /// With the file lock held: reads the lines other processes appended since this one last held the lock, checks
+    /// that each parses, has the next `seq` and chains to the line before, and adds them to the tree. A line without
+    /// its newline can only be left by a writer that died or failed mid-write (writers hold the lock while writing):
+    /// it is cut, and its bytes returned so the cut is recorded.
+    private func catchUp(_ w: inout Writer) throws(AuditError) -> [UInt8]? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileIO.ioError(path, "cannot examine the audit log") }
+        let size = Int64(st.st_size)
+        if size == w.fileEnd { return nil }
+        guard size > w.fileEnd else {
+            throw AuditError(.brokenChain, "\(path): the log shrank from \(w.fileEnd) to \(size) bytes while open: entries were removed; refusing to append (run `peon-wasm audit verify \(path)`)")
+        }
+        var reader = LineReader(fd: fd, path: path, maxLine: Self.maxLineBytes, offset: w.fileEnd, end: size)
+        while let item = try reader.next() {
+            let seq = w.nextSeq
+            let lineNumber = Int(seq) + 1
+            switch item {
+            case .line(let bytes):
+                switch AuditEntry.parse(bytes) {
+                case .success(let entry) where entry.seq == seq && entry.prev == hex(w.prev): break
+                case .success:
+                    throw AuditError(.brokenChain,
+                                     "\(path):\(lineNumber): another writer appended a line that is not entry seq \(seq) chained to the line before; refusing to append (run `peon-wasm audit verify \(path)`)",
+                                     line: lineNumber, seq: seq)
+                case .failure(let e):
+                    throw AuditError(.malformedEntry,
+                                     "\(path):\(lineNumber): another writer appended a line that is not a valid entry (\(e.reason)); refusing to append (run `peon-wasm audit verify \(path)`)",
+                                     line: lineNumber, seq: seq)
+                }
+                let leaf = RFC6962.leafHash(bytes)
+                w.tree.append(leafHash: leaf)
+                w.prev = leaf
+                w.nextSeq += 1
+                w.fileEnd += Int64(bytes.count) + 1
+            case .tooLong:
+                throw AuditError(.malformedEntry,
+                                 "\(path):\(lineNumber): another writer appended a line longer than \(Self.maxLineBytes) bytes; refusing to append (run `peon-wasm audit verify \(path)`)",
+                                 line: lineNumber, seq: seq)
+            case .partial(let bytes):
+                guard ftruncate(fd, off_t(w.fileEnd)) == 0, posixFsync(fd) == 0 else {
+                    throw FileIO.ioError(path, "cannot cut the torn tail")
+                }
+                return bytes
+            }
+        }
+        return nil
     }
 
     /// Waits for a background checkpoint, then writes and fsyncs every entry appended so far: after it returns, a
@@ -347,26 +462,40 @@ public final class AuditLog: Sendable {
     ///   stopped), ``AuditError/Code/io`` if this write fails.
     public func synchronize() throws(AuditError) {
         background.sync {}
-        if let failure = sequencer.withLock({ $0.failure }) {
-            throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
+        let target = try queue.withLock { q throws(AuditError) -> UInt64 in
+            if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            return q.nextTicket
         }
-        try flush(through: size, fsync: true)
+        try writer.withLock { w throws(AuditError) in
+            if w.synced < target { try writeQueued(&w, fsync: true) }
+        }
     }
 
-    /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log.
+    /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log (including
+    /// what other processes appended): it extends every checkpoint written before it.
     public func writeCheckpoint() throws(AuditError) {
         try writer.withLock { w throws(AuditError) in
-            let (size, root) = try writeQueued(&w, fsync: true)
-            let note = try signer.sign(Checkpoint(origin: origin, size: size, rootHash: root))
-            try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8))
+            guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
+            do throws(AuditError) {
+                try FileIO.flockWaiting(fd, LOCK_EX, path: path)
+                defer { _ = flock(fd, LOCK_UN) }
+                let end = try appendLocked(&w)
+                guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
+                w.synced = end
+                let note = try signer.sign(Checkpoint(origin: origin, size: w.nextSeq, rootHash: w.tree.rootHash))
+                try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8))
+            } catch {
+                queue.withLock { $0.failure = $0.failure ?? error }
+                throw error
+            }
         }
     }
 
-    /// Writes a final checkpoint, releases the lock and closes the file. Calling it again does nothing.
+    /// Writes a final checkpoint and closes the file. Calling it again does nothing.
     public func close() throws(AuditError) {
-        let wasClosed = sequencer.withLock { s in
-            defer { s.closed = true }
-            return s.closed
+        let wasClosed = queue.withLock { q in
+            defer { q.closed = true }
+            return q.closed
         }
         guard !wasClosed else { return }
         background.sync {}  // let a queued background checkpoint finish first
@@ -375,20 +504,18 @@ public final class AuditLog: Sendable {
             // that already started finish, and only then release the descriptor.
             writer.withLock { $0.fileClosed = true }
             background.sync {}
-            _ = flock(fd, LOCK_UN)
             posixClose(fd)
         }
-        if sequencer.withLock({ $0.failure }) == nil {
+        if queue.withLock({ $0.failure }) == nil {
             try writeCheckpoint()
         }
     }
 
     deinit {
-        let wasClosed = sequencer.withLock { $0.closed }
+        let wasClosed = queue.withLock { $0.closed }
         if !wasClosed {
             // Best effort for a caller that forgot close(): make queued entries durable, then release the file.
             try? writeCheckpoint()
-            _ = flock(fd, LOCK_UN)
             posixClose(fd)
         }
     }

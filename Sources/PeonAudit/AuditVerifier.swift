@@ -39,20 +39,25 @@ public enum AuditVerifier {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         let fd = try FileIO.openRegularForReading(path: logPath)
         defer { close(fd) }
+        // Writers hold an exclusive lock while they append and replace the checkpoint. Under a shared lock, the
+        // checkpoint and the log's size are a consistent snapshot: every line up to that size is complete unless a
+        // writer died mid-line. Verifying then reads only that prefix, without holding the lock (appends go on).
+        // If the lock stays taken (an older peon-wasm holds it for its whole run), the last line may still be
+        // growing: it is skipped as a live tail.
+        let snapshot = AuditProofs.lockShared(fd)
         let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
         var checkpoints = [(logPath + ".checkpoint", latest)]
         for path in extraCheckpoints { checkpoints.append((path, try loadCheckpoint(path: path, key: key))) }
-
-        // A writer holds an exclusive lock: if we cannot take a shared one, the last line may still be growing.
-        let live: Bool
-        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
-            live = false
+        var end: Int64?
+        if snapshot {
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw FileIO.ioError(logPath, "cannot examine") }
+            end = Int64(st.st_size)
             _ = flock(fd, LOCK_UN)
-        } else {
-            live = errno == EWOULDBLOCK
         }
+        let live = !snapshot
 
-        var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
+        var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes, end: end)
         var tree = CompactTree()
         var prev = [UInt8](repeating: 0, count: 32)
         var skippedLiveTail = false
@@ -186,6 +191,16 @@ public enum AuditProofs {
         public var json: String {
             "{\"old_size\":\(oldSize),\"new_size\":\(newSize),\"old_root\":\"\(hex(oldRoot))\",\"new_root\":\"\(hex(newRoot))\",\"hashes\":[\(hashes.map { "\"\(hex($0))\"" }.joined(separator: ","))]}"
         }
+    }
+
+    /// Takes a shared `flock` on `fd`, waiting up to 5 s for writers; false if it stays taken.
+    static func lockShared(_ fd: Int32) -> Bool {
+        for _ in 0..<5000 {
+            if flock(fd, LOCK_SH | LOCK_NB) == 0 { return true }
+            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
+            usleep(1000)
+        }
+        return false
     }
 
     /// The leaf hashes of every complete line of a log (a trailing partial line is ignored).

@@ -113,6 +113,14 @@ enum FileIO {
         syncDirectory(of: path)
     }
 
+    /// Takes (`LOCK_SH` or `LOCK_EX`) or releases (`LOCK_UN`) the `flock` on `fd`, waiting for it and retrying EINTR.
+    static func flockWaiting(_ fd: Int32, _ operation: Int32, path: String) throws(AuditError) {
+        while flock(fd, operation) != 0 {
+            if errno == EINTR { continue }
+            throw ioError(path, "cannot lock the audit log")
+        }
+    }
+
     /// Fsyncs the directory holding `path` so a new or renamed entry survives a machine crash (best effort).
     static func syncDirectory(of path: String) {
         let dir: String
@@ -138,15 +146,22 @@ struct LineReader {
     let fd: Int32
     let path: String
     let maxLine: Int
+    /// The file offset of the next read (reads use `pread`, so the descriptor's own offset is never moved).
+    private var offset: Int64
+    /// Where reading stops (a snapshot of the file size), or nil to read to the end of the file.
+    private let end: Int64?
     private var buffer: [UInt8] = []
     private var start = 0
     private var eof = false
     private var skipping = false
 
-    init(fd: Int32, path: String, maxLine: Int) {
+    /// Reads the bytes of `fd` from `offset` up to `end` (nil: the end of the file).
+    init(fd: Int32, path: String, maxLine: Int, offset: Int64 = 0, end: Int64? = nil) {
         self.fd = fd
         self.path = path
         self.maxLine = maxLine
+        self.offset = offset
+        self.end = end
     }
 
     /// The next item, or nil at the end of the file.
@@ -173,13 +188,23 @@ struct LineReader {
                 buffer.removeFirst(start)
                 start = 0
             }
-            var chunk = [UInt8](repeating: 0, count: 1 << 16)
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            var want = 1 << 16
+            if let end {
+                guard end > offset else { eof = true; continue }
+                want = Int(min(Int64(want), end - offset))
+            }
+            var chunk = [UInt8](repeating: 0, count: want)
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw FileIO.ioError(path, "read failed")
             }
-            if n == 0 { eof = true } else { buffer += chunk[0..<n] }
+            if n == 0 {
+                eof = true
+            } else {
+                buffer += chunk[0..<n]
+                offset += Int64(n)
+            }
         }
     }
 }

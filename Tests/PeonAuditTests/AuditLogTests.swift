@@ -143,13 +143,55 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(throws: AuditError(.checkpointMalformed, "")) { try AuditVerifier.verify(logPath: log, verifierKey: nil) }
     }
 
-    @Test func aSecondWriterIsLockedOutInsteadOfInterleavingLines() throws {
-        let path = dir.path + "/locked.jsonl"
+    @Test func twoWritersOnOneLogShareOneChainAndTree() throws {
+        // Two opens of one file (two descriptors: their `flock`s exclude each other as two processes' would).
+        let path = dir.path + "/shared.jsonl"
+        let first = try AuditLog.open(path: path, signer: signer, checkpointEvery: 7)
+        let second = try AuditLog.open(path: path, signer: signer, checkpointEvery: 7)
+        var seqs: [UInt64] = []
+        for i in 0..<20 {
+            seqs.append(try (i % 3 == 0 ? second : first).append(record(i), durable: i % 2 == 0))
+        }
+        #expect(seqs == (0..<20).map(UInt64.init))
+        try first.writeCheckpoint()
+        let early = dir.path + "/shared-early.checkpoint"
+        try FileManager.default.copyItem(atPath: path + ".checkpoint", toPath: early)
+        try second.append(record(20), durable: true)
+        try second.close()
+        try first.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey, extraCheckpoints: [early])
+        #expect(summary.size == 21)
+        #expect(summary.uncheckpointed == 0)
+        #expect(try lines(of: path).map { try AuditEntry.parse($0).get().record.details["i"] } == (0...20).map(String.init))
+    }
+
+    @Test func aLineAnotherWriterLeftTornIsCutAndRecordedByTheNextWriter() throws {
+        let path = dir.path + "/torn-shared.jsonl"
         let log = try AuditLog.open(path: path, signer: signer)
-        #expect(throws: AuditError(.locked, "")) { try AuditLog.open(path: path, signer: signer) }
+        try log.append(record(0), durable: true)
+        // Another writer dies mid-line.
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"seq\":1,\"time\":\"20".utf8))
+        try handle.close()
+        #expect(try log.append(record(1), durable: false) == 2)
         try log.close()
-        let again = try AuditLog.open(path: path, signer: signer)
-        try again.close()
+        let calls = try lines(of: path).map { try AuditEntry.parse($0).get().record.call }
+        #expect(calls == ["fs.read", "log.recovered", "fs.read"])
+        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 3)
+    }
+
+    @Test func aForeignLineFromAnotherWriterStopsTheLog() throws {
+        let path = dir.path + "/foreign.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer)
+        try log.append(record(0), durable: true)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"seq\":7}\n".utf8))
+        try handle.close()
+        #expect(throws: AuditError(.malformedEntry, "")) { try log.append(record(1), durable: false) }
+        #expect(throws: AuditError(.failed, "")) { try log.append(record(2), durable: false) }
+        try? log.close()
     }
 
     @Test func aClosedLogRefusesAppendsAndCloseIsIdempotent() throws {

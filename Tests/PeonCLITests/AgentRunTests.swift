@@ -1,5 +1,6 @@
 import Foundation
 import PeonTestSupport
+import Synchronization
 import Testing
 
 /// An agent run end to end through the CLI: allowed calls act and are audited; with no grants or a
@@ -75,6 +76,33 @@ struct AgentRunTests {
             #expect(try fixture.entries(call: "run.end").first?["outcome"] as? String == "ok")
             #expect(try fixture.entries().first?["call"] as? String == "run.start")
             #expect(try fixture.verify().status == 0)
+        }
+    }
+
+    @Test("runs started at the same time on one audit log all succeed, into one log that verifies")
+    func concurrentRunsShareOneLog() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.fullGrants)
+            let runs = 4
+            let statuses = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: runs) { _ in
+                let outcome: String
+                do {
+                    let result = try fixture.run(["--grants", fixture.grants.path])
+                    outcome = result.status == 0 ? "ok" : "exit \(result.status): \(result.stderr)"
+                } catch {
+                    outcome = "\(error)"
+                }
+                statuses.withLock { $0.append(outcome) }
+            }
+            let outcomes = statuses.withLock { $0 }
+            #expect(outcomes == Array(repeating: "ok", count: runs), "\(outcomes)")
+            #expect(try fixture.entries(call: "run.start").count == runs)
+            #expect(try fixture.entries(call: "run.end").count == runs)
+            #expect(try fixture.entries().enumerated().allSatisfy { ($0.element["seq"] as? Int) == $0.offset })
+            let verified = try fixture.verify()
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
         }
     }
 
