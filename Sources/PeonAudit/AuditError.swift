@@ -54,7 +54,7 @@ public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The message, as printed by the CLI.
     public var description: String { message }
 
-    /// The process exit status `peon-wasm audit` uses for this kind of failure (documented in the README).
+    /// The process exit status `peon-wasm audit` uses for this kind of failure (documented in docs/cli.md).
     public var exitCode: Int32 {
         switch code {
         case .io: 2
