@@ -107,6 +107,12 @@ public struct FileSystemGrant: Sendable, Hashable {
     public var paths: [String]
     /// Allowed operations, never empty.
     public var access: [FileSystemAccess]
+    /// Information-flow labels data read under this grant carries (e.g. `hr`); a run that reads
+    /// through it holds them until it ends. Empty: the data is unlabelled.
+    public var labels: [String] = []
+    /// Labels data sent out through this grant may carry. A run holding a label not listed here is
+    /// refused this grant's sink calls. Empty: only a run holding no labels may use it.
+    public var clearance: [String] = []
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.
@@ -141,6 +147,10 @@ public struct HTTPGrant: Sendable, Hashable {
     public var timeout: Duration?
     /// Headers the host adds (secrets), overriding any the guest set with the same name.
     public var headers: [InjectedHeader]
+    /// Information-flow labels the responses carry (every method's response is data read).
+    public var labels: [String] = []
+    /// Labels a request through this grant may carry (every method is a sink: a URL carries data too).
+    public var clearance: [String] = []
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.
@@ -157,6 +167,10 @@ public struct DatabaseGrant: Sendable, Hashable {
     /// Allowed operations, never empty.
     /// (Each is a ``DatabaseOperation``; the policy action is `db.` + its raw value.)
     public var access: [DatabaseOperation]
+    /// Information-flow labels rows read (`read`) under this grant carry.
+    public var labels: [String] = []
+    /// Labels a run may hold when it writes (`insert`, `update`, `delete`, `schema`) under this grant.
+    public var clearance: [String] = []
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.
@@ -175,6 +189,8 @@ public struct ExecGrant: Sendable, Hashable {
     public var timeout: Duration?
     /// Cap on captured stdout and stderr each; `nil` for the capability's default.
     public var maxOutput: ByteSize?
+    /// Labels a run may hold when it runs this program (its arguments and stdin carry data out).
+    public var clearance: [String] = []
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.

@@ -140,3 +140,25 @@ public enum BuiltinModel {
 
         """
 }
+
+extension CompiledGrants {
+    /// The information-flow labels data read under a grant carries (exec grants read nothing: none).
+    public func labels(of reference: GrantReference) -> [String] {
+        switch reference {
+        case .fileSystem(let index): grants.fileSystem[index].labels
+        case .http(let index): grants.http[index].labels
+        case .database(let index): grants.database[index].labels
+        case .exec: []
+        }
+    }
+
+    /// The labels a grant lets its sink calls carry.
+    public func clearance(of reference: GrantReference) -> [String] {
+        switch reference {
+        case .fileSystem(let index): grants.fileSystem[index].clearance
+        case .http(let index): grants.http[index].clearance
+        case .database(let index): grants.database[index].clearance
+        case .exec(let index): grants.exec[index].clearance
+        }
+    }
+}

@@ -368,7 +368,7 @@ private struct Reader {
     // MARK: Grants
 
     func fileSystem(_ table: TOMLTable, _ path: String) throws(GrantsError) -> FileSystemGrant {
-        try checkKeys(table, path, allowed: ["paths", "allow", "rate", "approval"])
+        try checkKeys(table, path, allowed: ["paths", "allow", "rate", "approval", "labels", "clearance"])
         let raw = try nonEmpty(try strings(table, "paths", path, required: true), path, "paths", "[\"/srv/reports/**\"]")
         var paths: [String] = []
         for pattern in raw {
@@ -381,13 +381,21 @@ private struct Reader {
             try checkPolicyCell(normalized, join(path, "paths"))
             paths.append(normalized)
         }
+        let access = try allowList(table, path, as: FileSystemAccess.self)
+        let labels = try labelList(table, "labels", path,
+                                   applies: access.contains(.read) || access.contains(.list), needs: "read or list")
+        let clearance = try labelList(
+            table, "clearance", path,
+            applies: access.contains(.write) || access.contains(.append) || access.contains(.remove),
+            needs: "write, append or remove")
         return FileSystemGrant(
-            paths: paths, access: try allowList(table, path, as: FileSystemAccess.self),
+            paths: paths, access: access, labels: labels, clearance: clearance,
             conditions: try conditions(table, path), source: source(path))
     }
 
     func http(_ table: TOMLTable, _ path: String) throws(GrantsError) -> HTTPGrant {
-        try checkKeys(table, path, allowed: ["urls", "methods", "rate", "approval", "max-response", "timeout", "headers"])
+        try checkKeys(table, path, allowed: ["urls", "methods", "rate", "approval", "max-response", "timeout", "headers",
+                                                   "labels", "clearance"])
         let raw = try nonEmpty(try strings(table, "urls", path, required: true), path, "urls",
                                "[\"https://api.example.com/v1/**\"]")
         var urls: [String] = []
@@ -433,11 +441,13 @@ private struct Reader {
         return HTTPGrant(
             urls: urls, methods: methods, maxResponse: try size(table, "max-response", path),
             timeout: try duration(table, "timeout", path), headers: headers,
+            labels: try labelList(table, "labels", path, applies: true, needs: ""),
+            clearance: try labelList(table, "clearance", path, applies: true, needs: ""),
             conditions: try conditions(table, path), source: source(path))
     }
 
     func database(_ table: TOMLTable, _ path: String) throws(GrantsError) -> DatabaseGrant {
-        try checkKeys(table, path, allowed: ["database", "tables", "allow", "rate", "approval"])
+        try checkKeys(table, path, allowed: ["database", "tables", "allow", "rate", "approval", "labels", "clearance"])
         guard let name = try string(table, "database", path) else { throw fail(path, "missing key `database`") }
         guard isIdentifier(name) else {
             throw fail(join(path, "database"), "must be 1-64 characters of A-Z a-z 0-9 . _ - (the --db NAME)")
@@ -449,13 +459,18 @@ private struct Reader {
             }
             try checkPolicyCell(tableName, join(path, "tables"))
         }
+        let access = try allowList(table, path, as: DatabaseOperation.self)
+        let labels = try labelList(table, "labels", path, applies: access.contains(.read), needs: "read")
+        let clearance = try labelList(table, "clearance", path, applies: access.contains { $0 != .read },
+                                      needs: "insert, update, delete or schema")
         return DatabaseGrant(
-            database: name, tables: tables, access: try allowList(table, path, as: DatabaseOperation.self),
+            database: name, tables: tables, access: access, labels: labels, clearance: clearance,
             conditions: try conditions(table, path), source: source(path))
     }
 
     func exec(_ table: TOMLTable, _ path: String) throws(GrantsError) -> ExecGrant {
-        try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval"])
+        try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval",
+                                                   "clearance"])
         guard let program = try string(table, "program", path) else { throw fail(path, "missing key `program`") }
         guard (try? ProgramPath(parsing: program)) != nil, !program.contains("*") else {
             throw fail(join(path, "program"), "`\(program)` must be an absolute, normalized path without wildcards")
@@ -465,7 +480,23 @@ private struct Reader {
         return ExecGrant(
             program: program, arguments: arguments, environment: try stringTable(table, "env", path) ?? [:],
             timeout: try duration(table, "timeout", path), maxOutput: try size(table, "max-output", path),
+            clearance: try labelList(table, "clearance", path, applies: true, needs: ""),
             conditions: try conditions(table, path), source: source(path))
+    }
+
+    /// A `labels` or `clearance` list: identifiers, deduplicated and sorted. `applies` is whether the
+    /// grant allows an operation the key means something for (`needs` names them).
+    func labelList(
+        _ table: TOMLTable, _ key: String, _ path: String, applies: Bool, needs: String
+    ) throws(GrantsError) -> [String] {
+        guard let names = try strings(table, key, path, required: false) else { return [] }
+        guard applies else {
+            throw fail(join(path, key), "`\(key)` applies only to a grant that allows \(needs)")
+        }
+        for name in names where !isIdentifier(name) || name.contains(",") {
+            throw fail(join(path, key), "`\(name)` is not a label; use 1-64 characters of A-Z a-z 0-9 . _ -")
+        }
+        return Array(Set(names)).sorted()
     }
 
     /// Policy values travel as CSV cells: refuse what would need quoting.

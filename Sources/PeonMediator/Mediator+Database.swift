@@ -58,6 +58,9 @@ extension Mediator {
                 }
                 throw error
             }
+            // SQLite reports a statement's tables in no fixed order: `INSERT INTO t SELECT ... FROM hr` may
+            // decide the insert before the read that labels the data. Check every write again now.
+            try recheckFlow(ticket)
             let (value, details) = try body(statement)
             var outcome = details
             outcome["accesses"] = statement.accesses.map { "db.\($0.operation.rawValue) \($0.table)" }.joined(separator: "; ")

@@ -7,17 +7,23 @@ public import PeonInterface
 extension Mediator {
     /// `fs.read`.
     public func read(path: String) throws(HostError) -> [UInt8] {
-        try fileCall("fs.read", path, action: "fs.read", sideEffect: false, details: [:]) { (path, check) throws(HostError) in
-            let data = try fileSystem.read(path, authorize: check)
-            return (data, payloadDetails(data, prefix: "result"))
+        try fileCall("fs.read", path, action: "fs.read", sideEffect: false, details: [:]) { (path, ticket, check) throws(HostError) in
+            let file = try fileSystem.readLabelled(path, authorize: check)
+            var outcome = payloadDetails(file.bytes, prefix: "result")
+            if !file.labels.isEmpty {
+                // Labels recorded on the file (by an earlier labelled run) join the run like a grant's.
+                ticket.flow.bring(file.labels, seq: ticket.decisionSeq)
+                outcome["file_labels"] = file.labels.joined(separator: ",")
+            }
+            return (file.bytes, outcome)
         }
     }
 
     /// `fs.write`.
     public func write(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.write", path, action: "fs.write", sideEffect: true,
-                     details: payloadDetails(data, prefix: "payload")) { (path, check) throws(HostError) in
-            try fileSystem.write(path, data: data, authorize: check)
+                     details: payloadDetails(data, prefix: "payload")) { (path, ticket, check) throws(HostError) in
+            try fileSystem.write(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             return ((), [:])
         }
     }
@@ -25,15 +31,15 @@ extension Mediator {
     /// `fs.append`.
     public func append(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.append", path, action: "fs.append", sideEffect: true,
-                     details: payloadDetails(data, prefix: "payload")) { (path, check) throws(HostError) in
-            try fileSystem.append(path, data: data, authorize: check)
+                     details: payloadDetails(data, prefix: "payload")) { (path, ticket, check) throws(HostError) in
+            try fileSystem.append(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             return ((), [:])
         }
     }
 
     /// `fs.read-dir` (policy action `fs.list`).
     public func readDirectory(path: String) throws(HostError) -> [String] {
-        try fileCall("fs.read-dir", path, action: "fs.list", sideEffect: false, details: [:]) { (path, check) throws(HostError) in
+        try fileCall("fs.read-dir", path, action: "fs.list", sideEffect: false, details: [:]) { (path, ticket, check) throws(HostError) in
             let names = try fileSystem.readDirectory(path, authorize: check)
             return (names, ["entries": String(names.count)])
         }
@@ -41,7 +47,7 @@ extension Mediator {
 
     /// `fs.remove`.
     public func remove(path: String) throws(HostError) {
-        try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:]) { (path, check) throws(HostError) in
+        try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:]) { (path, ticket, check) throws(HostError) in
             try fileSystem.remove(path, authorize: check)
             return ((), [:])
         }
@@ -51,7 +57,7 @@ extension Mediator {
     /// check for link targets.
     private func fileCall<T>(
         _ call: String, _ text: String, action: String, sideEffect: Bool, details: [String: String],
-        _ body: (GuestPath, (GuestPath) -> Bool) throws(HostError) -> (T, [String: String])
+        _ body: (GuestPath, Ticket, (GuestPath) -> Bool) throws(HostError) -> (T, [String: String])
     ) throws(HostError) -> T {
         let path = try parse(call, kind: "fs") { () throws(HostError) in
             try GuestPath(parsing: text, relativeTo: workingDirectory)
@@ -60,7 +66,7 @@ extension Mediator {
         let request = CallRequest(call: call, resource: .file(path), action: action, sideEffect: sideEffect, details: details)
         return try mediate(request) { (ticket) throws(HostError) in
             let check = nestedCheck(ticket)
-            return try body(path) { target in check(.file(target), action) }
+            return try body(path, ticket) { target in check(.file(target), action) }
         }
     }
 }

@@ -85,6 +85,8 @@ public struct CapabilityDefaults: Sendable, Hashable {
 /// 1. its resource is parsed once into a typed ``Resource`` (a path, URL, program or table);
 /// 2. deadline and call quota;
 /// 3. policy decision on that resource's one string form;
+///    then the information-flow check: a call that sends data out is refused unless the clearance of its
+///    grant covers every label the run has read (`Mediator+Labels.swift`);
 /// 4. rate limits and approval of the grants behind the deciding line;
 /// 5. the write-ahead audit entry (durable first for side effects);
 /// 6. the capability, which takes the same typed value;
@@ -116,6 +118,8 @@ public final class Mediator: HostInterface {
     let logLimiter: RateLimiter
     private let callCount = Atomic<Int>(0)
     let droppedLogLines = Atomic<Int>(0)
+    /// The information-flow labels this run has read (see `Mediator+Labels.swift`).
+    let runLabels = RunLabels()
     private let quota: Int
 
     /// Creates the mediator for one run, with the real capabilities.
@@ -198,6 +202,8 @@ public final class Mediator: HostInterface {
         var references: [CompiledGrants.GrantReference]
         /// Grants whose rate and approval this call has already taken (shared with nested decisions).
         var charged: ChargedGrants
+        /// The labels this call's reads bring and its sink decisions (shared with nested decisions).
+        var flow: CallFlow
 
         var httpGrants: [HTTPGrant] {
             guard let grants = snapshot.compiled?.grants else { return [] }
@@ -248,11 +254,16 @@ public final class Mediator: HostInterface {
         _ request: CallRequest, _ body: (Ticket) throws(HostError) -> (T, [String: String])
     ) throws(HostError) -> T {
         let snapshot = configuration.policy.current
-        let ticket = try admit(request, snapshot: snapshot, charged: ChargedGrants(), within: nil)
+        let ticket = try admit(request, snapshot: snapshot, charged: ChargedGrants(), flow: CallFlow(), within: nil)
         do {
             let (value, details) = try body(ticket)
             var outcome = details
             outcome["decision_seq"] = String(ticket.decisionSeq)
+            // The call succeeded: the labels its reads brought join the run before the data reaches the guest.
+            let acquired = runLabels.acquire(ticket.flow.pending)
+            if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
+            let held = runLabels.current
+            if !held.isEmpty { outcome["run_labels"] = labelDetail(held) }
             try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: "",
                        version: ticket.version, outcome: "ok", details: outcome, durable: false)
             return value
@@ -274,7 +285,7 @@ public final class Mediator: HostInterface {
             let request = CallRequest(call: ticket.call, resource: resource, action: action, sideEffect: ticket.sideEffect,
                                       details: details)
             do {
-                _ = try admit(request, snapshot: ticket.snapshot, charged: ticket.charged, within: ticket)
+                _ = try admit(request, snapshot: ticket.snapshot, charged: ticket.charged, flow: ticket.flow, within: ticket)
                 return true
             } catch {
                 return false
@@ -298,10 +309,11 @@ public final class Mediator: HostInterface {
                 "run": .string(configuration.runID), "sha256": .string(configuration.moduleSHA256)]
     }
 
-    /// Policy decision, then rate limits and approval for the grants behind the deciding line, then the
-    /// decision entry. Every refusal is audited before it is thrown.
+    /// Policy decision, then the information-flow check (a sink's grants must clear every label the run
+    /// holds), then rate limits and approval for the grants behind the deciding line, then the decision
+    /// entry. Every refusal is audited before it is thrown.
     private func admit(
-        _ request: CallRequest, snapshot: PolicySnapshot, charged: ChargedGrants, within parent: Ticket?
+        _ request: CallRequest, snapshot: PolicySnapshot, charged: ChargedGrants, flow: CallFlow, within parent: Ticket?
     ) throws(HostError) -> Ticket {
         let object = request.resource.description
         var details = request.details
@@ -319,6 +331,22 @@ public final class Mediator: HostInterface {
             for (reference, _) in compiled.conditions(for: rule) where !references.contains(reference) {
                 references.append(reference)
             }
+        }
+        let role = FlowRole(action: request.action)
+        if role.isSink {
+            let held = heldLabels(flow)
+            let grants = clearances(snapshot, references)
+            flow.noteSink(CallFlow.Sink(action: request.action, resource: object, grants: grants))
+            if !held.isEmpty { details["run_labels"] = labelDetail(held) }
+            if let denial = flowDenial(held: held, action: request.action, resource: object, grants: grants) {
+                details["missing_clearance"] = denial.missing.joined(separator: ",")
+                try record(call: request.call, resource: object, decision: .deny, reason: denial.message,
+                           version: verdict.version, outcome: HostErrorCode.denied.description, details: details,
+                           durable: false)
+                throw HostError(.denied, denial.message)
+            }
+        }
+        if let compiled = snapshot.compiled {
             for reference in references where charged.charge(reference) {
                 let conditions = compiled.conditions(of: reference)
                 if let rate = conditions.rate {
@@ -352,8 +380,10 @@ public final class Mediator: HostInterface {
         }
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
                              version: verdict.version, outcome: nil, details: details, durable: request.sideEffect)
+        if role.isSource { flow.bring(sourceLabels(snapshot, references), seq: seq) }
         return Ticket(call: request.call, resource: request.resource, version: verdict.version, decisionSeq: seq,
-                      sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged)
+                      sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged,
+                      flow: flow)
     }
 
     /// Appends one audit entry; a log failure refuses the call with `io`.

@@ -7,9 +7,9 @@ import PeonInterface
 
 /// Files (`fs`): ``FileSystemCapability``.
 protocol FileSystemProvider: Sendable {
-    func read(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [UInt8]
-    func write(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError)
-    func append(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError)
+    func readLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> LabelledBytes
+    func write(_ path: GuestPath, data: [UInt8], labels: [String], authorize: (GuestPath) -> Bool) throws(HostError)
+    func append(_ path: GuestPath, data: [UInt8], labels: [String], authorize: (GuestPath) -> Bool) throws(HostError)
     func readDirectory(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [String]
     func remove(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError)
 }

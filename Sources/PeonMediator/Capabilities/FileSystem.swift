@@ -35,6 +35,11 @@ import PeonInterface
 ///   or a symbolic link swapped in at the last moment. The new file keeps an existing file's mode bits.
 /// - `remove` removes the named entry itself (a file, a symbolic link, or an empty directory); it never
 ///   follows a final symbolic link.
+/// - Labels: a write or append by a run holding information-flow labels records them in the extended
+///   attribute `user.peon.labels` of the very descriptor it writes (the temporary file before its rename,
+///   the appended file itself); a read returns the labels of the descriptor it read. A file system that
+///   cannot store the attribute makes a labelled write fail with `io` (never an unlabelled copy), and an
+///   attribute that does not parse makes the read fail with `io`.
 /// - Sizes: a read above ``maxReadBytes`` and a write or append above ``maxWriteBytes`` are
 ///   `limit-exceeded`, checked before anything is written.
 struct FileSystemCapability: Sendable {
@@ -69,6 +74,13 @@ struct FileSystemCapability: Sendable {
     ///   `not-found`, `invalid-argument` (a directory, not a regular file, too many links),
     ///   `limit-exceeded` (larger than ``maxReadBytes``), `io`.
     func read(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [UInt8] {
+        try readLabelled(path, authorize: authorize).bytes
+    }
+
+    /// Reads a whole regular file and the information-flow labels recorded on it (``FileLabels``), both
+    /// from the one descriptor opened on the authorized path. Throws as ``read(_:authorize:)``, and `io`
+    /// when the label attribute is damaged.
+    func readLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> LabelledBytes {
         try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
             guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
             if case .symbolicLink(let target) = try Self.entryKind(directory, name, current, "read") {
@@ -82,7 +94,8 @@ struct FileSystemCapability: Sendable {
             }
             let file = Descriptor(fd)
             try Self.requireRegularSingleLink(file.raw, current, "read")
-            return .done(try readAll(file.raw, current))
+            let labels = try FileLabels.read(file.raw, current)
+            return .done(LabelledBytes(bytes: try readAll(file.raw, current), labels: labels))
         }
     }
 
@@ -93,7 +106,8 @@ struct FileSystemCapability: Sendable {
     ///
     /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied`, `not-found` (a missing
     ///   parent folder), `invalid-argument` (the target is a directory or not a regular file), `io`.
-    func write(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError) {
+    /// `labels` (the writing run's) are recorded on the new file before it replaces the old one.
+    func write(_ path: GuestPath, data: [UInt8], labels: [String] = [], authorize: (GuestPath) -> Bool) throws(HostError) {
         if data.count > maxWriteBytes {
             throw HostError(.limitExceeded, "write '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
         }
@@ -112,7 +126,7 @@ struct FileSystemCapability: Sendable {
             case .regular(let status):
                 existingMode = status.st_mode & Self.nonExecutableBits
             }
-            try Self.replace(directory, name, current, data: data, mode: existingMode)
+            try Self.replace(directory, name, current, data: data, mode: existingMode, labels: labels)
             return .done(())
         }
     }
@@ -124,7 +138,8 @@ struct FileSystemCapability: Sendable {
     ///
     /// - Throws: `limit-exceeded` (more than ``maxWriteBytes``), `denied` (also for a hard-linked
     ///   file), `not-found`, `invalid-argument`, `io`.
-    func append(_ path: GuestPath, data: [UInt8], authorize: (GuestPath) -> Bool) throws(HostError) {
+    /// `labels` (the writing run's) are added to those the file already carries, before the bytes go in.
+    func append(_ path: GuestPath, data: [UInt8], labels: [String] = [], authorize: (GuestPath) -> Bool) throws(HostError) {
         if data.count > maxWriteBytes {
             throw HostError(.limitExceeded, "append '\(path)': \(data.count) bytes is more than the limit of \(maxWriteBytes)")
         }
@@ -146,6 +161,11 @@ struct FileSystemCapability: Sendable {
             let file = Descriptor(fd)
             try Self.requireRegularSingleLink(file.raw, current, "append")
             try Self.dropExecutableBits(file.raw, current)
+            if !labels.isEmpty {
+                let existing = try FileLabels.read(file.raw, current)
+                let merged = Array(Set(existing).union(labels)).sorted()
+                if merged != existing { try FileLabels.write(merged, to: file.raw, current, "append") }
+            }
             try Self.writeAll(file.raw, data, current, "append")
             return .done(())
         }
@@ -387,7 +407,9 @@ struct FileSystemCapability: Sendable {
         }
     }
 
-    static func replace(_ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?) throws(HostError) {
+    static func replace(
+        _ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?, labels: [String]
+    ) throws(HostError) {
         var temporary = ""
         var fd: Int32 = -1
         for _ in 0..<8 {
@@ -399,6 +421,7 @@ struct FileSystemCapability: Sendable {
         do throws(HostError) {
             let file = Descriptor(fd)
             if let mode, fchmod(file.raw, mode) != 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
+            if !labels.isEmpty { try FileLabels.write(labels, to: file.raw, path, "write") }
             try writeAll(file.raw, data, path, "write")
         } catch {
             _ = unlinkat(directory, temporary, 0)
@@ -439,5 +462,82 @@ struct FileSystemCapability: Sendable {
             names.append(name)
         }
         return names.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+}
+
+/// A file's bytes and the information-flow labels recorded on it.
+struct LabelledBytes: Sendable {
+    /// The content.
+    var bytes: [UInt8]
+    /// The labels of the extended attribute `user.peon.labels`, sorted; empty when it is absent.
+    var labels: [String]
+}
+
+/// The information-flow labels a file carries, kept in its extended attribute `user.peon.labels` as
+/// comma-separated label names.
+///
+/// Why an extended attribute: it belongs to the inode, so it travels with the data through renames
+/// (and `write`'s own temporary-file rename) and needs no store that could fall out of step with the
+/// files; it is read and written on the descriptor the capability already holds, so it is the labels
+/// of exactly the inode that was authorized. A write from outside peon-wasm changes the content but
+/// keeps the attribute, so a file that once carried labels keeps them. Copies made outside peon-wasm
+/// (`cp` without `--preserve=xattr`) and file systems without user attributes lose them; on such a file
+/// system a labelled write fails closed with `io`.
+enum FileLabels {
+    /// The attribute's name.
+    static let attribute = "user.peon.labels"
+    /// The largest attribute value read (larger is damage).
+    static let maxBytes = 4096
+
+    private typealias Get = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
+    private typealias SetCall = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeRawPointer?, Int, Int32) -> Int32
+
+    /// glibc's `fgetxattr` and `fsetxattr`, looked up once: the Swift Glibc module does not export
+    /// `<sys/xattr.h>`.
+    private struct Calls: Sendable {
+        let get: Get
+        let set: SetCall
+    }
+
+    private static let calls: Calls? = {
+        let handle = dlopen(nil, RTLD_NOW)
+        guard let get = dlsym(handle, "fgetxattr"), let set = dlsym(handle, "fsetxattr") else { return nil }
+        return Calls(get: unsafeBitCast(get, to: Get.self), set: unsafeBitCast(set, to: SetCall.self))
+    }()
+
+    /// The labels on the open file `fd`: empty when it has none (or its file system keeps no attributes,
+    /// so nothing labelled can have been written there); `io` when the attribute is unreadable or damaged.
+    static func read(_ fd: Int32, _ path: String) throws(HostError) -> [String] {
+        guard let calls else { return [] }
+        var buffer = [UInt8](repeating: 0, count: maxBytes + 1)
+        let count = buffer.withUnsafeMutableBytes { raw in calls.get(fd, attribute, raw.baseAddress, raw.count) }
+        if count < 0 {
+            let code = currentErrno
+            if code == ENODATA || code == EOPNOTSUPP || code == ENOTSUP { return [] }
+            throw HostError(.io, "read '\(path)': the file's information-flow labels cannot be read (\(errnoText(code).lowercased()))")
+        }
+        guard count <= maxBytes else {
+            throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged (too long)")
+        }
+        let text = String(decoding: buffer[..<count], as: UTF8.self)
+        if text.isEmpty { return [] }
+        let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard names.allSatisfy(isIdentifier) else {
+            throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged")
+        }
+        return Array(Set(names)).sorted()
+    }
+
+    /// Records `labels` on the open file `fd`, replacing what was there; `io` when it cannot.
+    static func write(_ labels: [String], to fd: Int32, _ path: String, _ operation: String) throws(HostError) {
+        let bytes = Array(labels.joined(separator: ",").utf8)
+        guard let calls else {
+            throw HostError(.io, "\(operation) '\(path)': this host cannot record information-flow labels on files")
+        }
+        let result = bytes.withUnsafeBytes { raw in calls.set(fd, attribute, raw.baseAddress, raw.count, 0) }
+        if result != 0 {
+            let code = currentErrno
+            throw HostError(.io, "\(operation) '\(path)': the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
+        }
     }
 }

@@ -1,0 +1,161 @@
+import PeonAudit
+import PeonInterface
+import Synchronization
+
+// Information-flow labels. A grant that reads may say `labels = ["hr"]`: data read under it carries
+// those labels, and so does the run from then on. A grant that sends data out (a sink) may say
+// `clearance = ["hr"]`. The pipeline's decision step (``Mediator/admit``) refuses, audited, any sink
+// call whose deciding grant does not clear every label the run holds, and notes the labels a source
+// decision brings; they join the run's set only when the call succeeds (``Mediator/mediate``).
+// Files carry labels across runs in the extended attribute `user.peon.labels` (``FileSystemCapability``).
+
+/// What a policy action does with data, for labels: reads bring labels in, sinks send data out.
+struct FlowRole {
+    /// Data comes in (its grant's labels join the run).
+    var isSource: Bool
+    /// Data can go out (the grant's clearance must cover the run's labels).
+    var isSink: Bool
+
+    /// The role of a policy action. `http.*` is both: every request (a GET's URL and headers too) can
+    /// carry data out, and every response brings data in. `fs.remove` is a sink: which files exist is
+    /// data another run can observe. An action not known here is a sink (fail closed).
+    init(action: String) {
+        switch action {
+        case "fs.read", "fs.list", "db.read": (isSource, isSink) = (true, false)
+        case "db.open": (isSource, isSink) = (false, false)
+        default: (isSource, isSink) = (action.hasPrefix("http."), true)
+        }
+    }
+}
+
+/// The labels one run holds, each with the audit seq of the decision of the read that first brought it.
+final class RunLabels: Sendable {
+    private let held = Mutex<[String: UInt64]>([:])
+
+    /// The labels held now.
+    var current: [String: UInt64] { held.withLock { $0 } }
+
+    /// Adds `labels` (a label already held keeps its first seq); returns the names that are new, sorted.
+    func acquire(_ labels: [String: UInt64]) -> [String] {
+        held.withLock { held in
+            var new: [String] = []
+            for (name, seq) in labels where held[name] == nil {
+                held[name] = seq
+                new.append(name)
+            }
+            return new.sorted()
+        }
+    }
+}
+
+/// The clearance one grant gives a sink decision.
+struct GrantClearance: Sendable {
+    /// Where the grant was written (`file:line`).
+    var source: GrantSource
+    /// Its `clearance` list.
+    var clearance: Set<String>
+}
+
+/// One call's label bookkeeping, shared with its nested decisions: the labels its reads bring (they join
+/// the run only when the call succeeds) and the sink decisions it made (a statement's tables are reported
+/// in no fixed order, so they are checked again once all its reads are known).
+final class CallFlow: Sendable {
+    /// A sink decision of this call.
+    struct Sink: Sendable {
+        var action: String
+        var resource: String
+        var grants: [GrantClearance]
+    }
+
+    private struct State {
+        var pending: [String: UInt64] = [:]
+        var sinks: [Sink] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Labels this call's reads bring so far.
+    var pending: [String: UInt64] { state.withLock { $0.pending } }
+
+    /// Sink decisions so far.
+    var sinks: [Sink] { state.withLock { $0.sinks } }
+
+    /// Notes labels a read of this call brings, with the seq of the decision that allowed it.
+    func bring(_ labels: [String], seq: UInt64) {
+        state.withLock { state in
+            for label in labels where state.pending[label] == nil { state.pending[label] = seq }
+        }
+    }
+
+    /// Notes a sink decision.
+    func noteSink(_ sink: Sink) {
+        state.withLock { $0.sinks.append(sink) }
+    }
+}
+
+extension Mediator {
+    /// The labels a call must be cleared for: the run's, and those this call's own reads brought so far.
+    func heldLabels(_ flow: CallFlow) -> [String: UInt64] {
+        runLabels.current.merging(flow.pending) { first, _ in first }
+    }
+
+    /// The clearance of each grant behind a decision.
+    func clearances(_ snapshot: PolicySnapshot, _ references: [CompiledGrants.GrantReference]) -> [GrantClearance] {
+        guard let compiled = snapshot.compiled else { return [] }
+        return references.map { GrantClearance(source: compiled.source(of: $0), clearance: Set(compiled.clearance(of: $0))) }
+    }
+
+    /// The labels a grant brings to a source decision.
+    func sourceLabels(_ snapshot: PolicySnapshot, _ references: [CompiledGrants.GrantReference]) -> [String] {
+        guard let compiled = snapshot.compiled else { return [] }
+        return Array(Set(references.flatMap { compiled.labels(of: $0) })).sorted()
+    }
+
+    /// `confidential@3,hr@3`: labels with the audit seq that brought each, for the audit entries.
+    func labelDetail(_ labels: [String: UInt64]) -> String {
+        labels.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
+    }
+
+    /// Why a sink is refused, or `nil` when every grant behind it clears every held label. A policy line
+    /// several grants produced must be cleared by each of them (the strictest reading, like rate and
+    /// approval); a line no grant produced (an organization's own policy) clears nothing.
+    func flowDenial(
+        held: [String: UInt64], action: String, resource: String, grants: [GrantClearance]
+    ) -> (message: String, missing: [String])? {
+        guard !held.isEmpty else { return nil }
+        var needs: [(GrantSource, [String])] = []
+        for grant in grants {
+            let missing = held.keys.filter { !grant.clearance.contains($0) }.sorted()
+            if !missing.isEmpty { needs.append((grant.source, missing)) }
+        }
+        if !grants.isEmpty && needs.isEmpty { return nil }
+        let missing = grants.isEmpty ? held.keys.sorted() : Array(Set(needs.flatMap(\.1))).sorted()
+        let origins = missing.map { label in "\(label) (read at audit seq \(held[label].map(String.init) ?? "?"))" }
+        var message = "\(action) on \(guestVisible(resource)) would send data labelled \(origins.joined(separator: ", "))"
+        if grants.isEmpty {
+            message += "; no grant allows this call, so none can clear the labels"
+        } else {
+            let fixes = needs.map { source, labels in
+                "the grant at \(sanitize(source.description)) would need clearance = [\(labels.map { "\"\($0)\"" }.joined(separator: ", "))]"
+            }
+            message += "; " + fixes.joined(separator: "; ")
+        }
+        return (message, missing)
+    }
+
+    /// Checks every sink decision of a call again against the labels known now (the run's and every read of
+    /// the call): a statement's reads and writes are reported in no fixed order. Audits and throws a refusal.
+    func recheckFlow(_ ticket: Ticket) throws(HostError) {
+        let held = heldLabels(ticket.flow)
+        for sink in ticket.flow.sinks {
+            guard let denial = flowDenial(held: held, action: sink.action, resource: sink.resource, grants: sink.grants)
+            else { continue }
+            try record(call: ticket.call, resource: sink.resource, decision: .deny, reason: denial.message,
+                       version: ticket.version, outcome: HostErrorCode.denied.description,
+                       details: ["within_seq": String(ticket.decisionSeq), "run_labels": labelDetail(held),
+                                 "missing_clearance": denial.missing.joined(separator: ",")],
+                       durable: false)
+            throw HostError(.denied, denial.message)
+        }
+    }
+}

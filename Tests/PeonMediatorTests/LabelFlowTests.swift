@@ -1,0 +1,275 @@
+import CSQLite
+import Foundation
+import PeonAudit
+import PeonInterface
+@_spi(Benchmarks) @testable import PeonMediator
+import Testing
+
+/// Threat: two calls that are each allowed leak together. A run reads labelled data (HR files) and sends
+/// it out through a sink it may use (a POST, a program, a database write, a file another agent reads).
+@Suite struct LabelFlowTests {
+    /// Grants reading the HR folder (labelled `hr`) and posting to a partner, with `clearance` on the POST.
+    static func grants(hr: String, clearance: String = "", extra: String = "") -> String {
+        """
+        module = "summarizer"
+
+        [[fs]]
+        paths = ["\(hr)/**"]
+        allow = ["read"]
+        labels = ["hr", "confidential"]
+
+        [[http]]
+        urls = ["https://api.partner.com/**"]
+        methods = ["POST", "GET"]
+        \(clearance)
+        \(extra)
+        """
+    }
+
+    static func post(_ harness: Harness, _ body: String = "salary") -> HostError? {
+        harness.error { () throws(HostError) in
+            try harness.mediator.send(HTTPRequestValue(method: "POST", url: "https://api.partner.com/tickets",
+                                                       headers: [], body: Array(body.utf8)))
+        }
+    }
+
+    /// The labels recorded on the file at `path`, comma-separated; `nil` when it cannot be opened or read.
+    static func fileLabels(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return (try? FileLabels.read(fd, path))?.joined(separator: ",")
+    }
+
+    @Test func aPostAfterALabelledReadIsDeniedNamingTheLabelsTheirSeqAndTheGrant() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.grants(hr: hr.path), http: sender)
+        #expect(Self.post(harness) == nil, "before any labelled read the POST is allowed")
+        _ = try harness.mediator.read(path: hr.path + "/salaries.txt")
+        let readSeq = try #require(try harness.entries().first { $0.record.call == "fs.read" && $0.record.decision == .allow }?.seq)
+        let error = try #require(Self.post(harness))
+        #expect(error.code == .denied)
+        #expect(error.message.contains("confidential (read at audit seq \(readSeq))"), "\(error.message)")
+        #expect(error.message.contains("hr (read at audit seq \(readSeq))"), "\(error.message)")
+        #expect(error.message.contains("grants.toml:8 would need clearance = [\"confidential\", \"hr\"]"), "\(error.message)")
+        #expect(sender.sent.count == 1, "the refused POST never reached the transport")
+        let denial = try #require(harness.decisions("http.send").last)
+        #expect(denial.decision == .deny)
+        #expect(denial.details["missing_clearance"] == "confidential,hr")
+        #expect(denial.details["run_labels"] == "confidential@\(readSeq),hr@\(readSeq)")
+        let outcome = try #require(try harness.entries().map(\.record).first { $0.call == "fs.read" && $0.outcome == "ok" })
+        #expect(outcome.details["labels_acquired"] == "confidential,hr")
+        // A GET's URL carries data too.
+        let get = harness.error { () throws(HostError) in
+            try harness.mediator.send(HTTPRequestValue(method: "GET", url: "https://api.partner.com/q?salary=120000"))
+        }
+        #expect(get?.code == .denied)
+    }
+
+    @Test func aPostWhoseGrantClearsEveryLabelIsAllowed() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let sender = RecordingSender()
+        let cleared = try Harness(grants: Self.grants(hr: hr.path, clearance: "clearance = [\"hr\", \"confidential\"]"),
+                                  http: sender)
+        _ = try cleared.mediator.read(path: hr.path + "/salaries.txt")
+        #expect(Self.post(cleared) == nil)
+        #expect(sender.sent.count == 1)
+        let partly = try Harness(grants: Self.grants(hr: hr.path, clearance: "clearance = [\"hr\"]"), http: RecordingSender())
+        _ = try partly.mediator.read(path: hr.path + "/salaries.txt")
+        let error = try #require(Self.post(partly))
+        #expect(error.message.contains("would need clearance = [\"confidential\"]"), "\(error.message)")
+    }
+
+    @Test func labelsRelayThroughAScratchFileToASecondAgent() throws {
+        let hr = try Scratch()
+        let shared = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        // Agent A: reads HR, may write the shared folder (its write grant clears the labels).
+        let agentA = try Harness(grants: """
+            module = "reader"
+
+            [[fs]]
+            paths = ["\(hr.path)/**"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["write"]
+            clearance = ["hr"]
+            """)
+        let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        try agentA.mediator.write(path: shared.path + "/note.txt", data: data)
+        #expect(Self.fileLabels(shared.path + "/note.txt") == "hr")
+        // Agent B: its own grants put no label on the shared folder; the file's labels still reach it.
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: """
+            module = "poster"
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["read"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, http: sender)
+        #expect(Self.post(agentB) == nil, "unlabelled, agent B may post")
+        _ = try agentB.mediator.read(path: shared.path + "/note.txt")
+        let error = try #require(Self.post(agentB))
+        #expect(error.code == .denied)
+        #expect(error.message.contains("hr (read at audit seq"), "\(error.message)")
+        #expect(sender.sent.count == 1)
+        let read = try #require(try agentB.entries().map(\.record).first { $0.call == "fs.read" && $0.outcome == "ok" })
+        #expect(read.details["file_labels"] == "hr")
+        // Without clearance on its write grant, agent A could not even write the scratch file.
+        let noClearance = try Harness(grants: """
+            module = "reader"
+
+            [[fs]]
+            paths = ["\(hr.path)/**"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["write"]
+            """)
+        _ = try noClearance.mediator.read(path: hr.path + "/salaries.txt")
+        let write = noClearance.error { () throws(HostError) in
+            try noClearance.mediator.write(path: shared.path + "/other.txt", data: data)
+        }
+        #expect(write?.code == .denied)
+        #expect(!shared.exists("other.txt"))
+    }
+
+    @Test func aCopyCarriesTheLabelsSoAGuestCannotLaunderThroughANewFile() throws {
+        let hr = try Scratch()
+        let shared = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        _ = try shared.file("existing.txt", "old")
+        let agent = try Harness(grants: """
+            module = "reader"
+
+            [[fs]]
+            paths = ["\(hr.path)/**"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["read", "write", "append"]
+            clearance = ["hr"]
+            """)
+        let data = try agent.mediator.read(path: hr.path + "/salaries.txt")
+        // There is no rename; a copy under another name, or appended to an unlabelled file, is labelled.
+        try agent.mediator.write(path: shared.path + "/copy-of-copy.txt", data: data)
+        try agent.mediator.append(path: shared.path + "/existing.txt", data: data)
+        #expect(Self.fileLabels(shared.path + "/copy-of-copy.txt") == "hr")
+        #expect(Self.fileLabels(shared.path + "/existing.txt") == "hr")
+        // A rename outside peon-wasm keeps the attribute: it belongs to the inode.
+        #expect(rename(shared.path + "/copy-of-copy.txt", shared.path + "/renamed.txt") == 0)
+        #expect(Self.fileLabels(shared.path + "/renamed.txt") == "hr")
+    }
+
+    @Test func aDamagedLabelAttributeFailsTheReadClosed() throws {
+        let shared = try Scratch()
+        let path = try shared.file("note.txt", "x")
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        #expect(fd >= 0)
+        // Written raw, as damage (or another tool) would: one of the names is not a label.
+        try FileLabels.write(["hr", "not a label"], to: fd, path, "test")
+        close(fd)
+        let harness = try Harness(grants: """
+            module = "poster"
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["read"]
+            """)
+        let error = harness.error { () throws(HostError) in try harness.mediator.read(path: path) }
+        #expect(error?.code == .io)
+    }
+
+    @Test func execAfterALabelledReadIsDenied() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let harness = try Harness(grants: Self.grants(hr: hr.path, extra: """
+
+            [[exec]]
+            program = "/bin/echo"
+            args = ["*"]
+            """))
+        #expect(harness.error { () throws(HostError) in
+            try harness.mediator.run(program: "/bin/echo", arguments: ["hi"], stdin: [])
+        } == nil)
+        _ = try harness.mediator.read(path: hr.path + "/salaries.txt")
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.run(program: "/bin/echo", arguments: ["alice 120000"], stdin: [])
+        }
+        #expect(error?.code == .denied)
+        #expect(error?.message.contains("hr (read at audit seq") == true, "\(String(describing: error))")
+        #expect(try harness.decisions("exec.run").last?.details["missing_clearance"] == "confidential,hr")
+    }
+
+    @Test func aDatabaseWriteAfterALabelledReadIsDeniedAlsoWithinOneStatement() throws {
+        let scratch = try Scratch()
+        let path = scratch.path + "/hr.db"
+        var handle: OpaquePointer?
+        guard sqlite3_open(path, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
+        let schema = "CREATE TABLE salaries(name TEXT, pay INTEGER); INSERT INTO salaries VALUES ('alice', 120000); CREATE TABLE notes(text TEXT);"
+        let created = sqlite3_exec(handle, schema, nil, nil, nil)
+        sqlite3_close(handle)
+        #expect(created == SQLITE_OK)
+        let harness = try Harness(grants: """
+            module = "analyst"
+
+            [[db]]
+            database = "hr"
+            tables = ["salaries"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[db]]
+            database = "hr"
+            tables = ["notes"]
+            allow = ["insert"]
+            """, scratch: scratch, databases: ["hr": path])
+        // One statement that reads the labelled table into an unlabelled one.
+        let copy = harness.error { () throws(HostError) in
+            try harness.mediator.execute(database: "hr", sql: "INSERT INTO notes SELECT name FROM salaries", parameters: [])
+        }
+        #expect(copy?.code == .denied, "\(String(describing: copy))")
+        _ = try harness.mediator.query(database: "hr", sql: "SELECT pay FROM salaries", parameters: [])
+        let insert = harness.error { () throws(HostError) in
+            try harness.mediator.execute(database: "hr", sql: "INSERT INTO notes VALUES ('x')", parameters: [])
+        }
+        #expect(insert?.code == .denied)
+        let denials = try harness.entries().map(\.record).filter { $0.decision == .deny && $0.details["missing_clearance"] == "hr" }
+        #expect(denials.count == 2, "both refusals are audited with the missing clearance")
+    }
+
+    @Test func labelsAndClearanceAreValidatedInGrants() throws {
+        func parse(_ body: String) -> GrantsError? {
+            do {
+                _ = try GrantsParser.parse("module = \"m\"\n" + body, file: "g.toml", baseDirectory: "/srv")
+                return nil
+            } catch {
+                return error
+            }
+        }
+        #expect(parse("[[fs]]\npaths = [\"/a/**\"]\nallow = [\"read\"]\nlabels = [\"hr\", \"pii.eu\"]\n") == nil)
+        #expect(parse("[[fs]]\npaths = [\"/a/**\"]\nallow = [\"read\"]\nlabels = [\"h r\"]\n")?.message.contains("is not a label") == true)
+        #expect(parse("[[fs]]\npaths = [\"/a/**\"]\nallow = [\"write\"]\nlabels = [\"hr\"]\n")?.message.contains("applies only to a grant that allows read or list") == true)
+        #expect(parse("[[fs]]\npaths = [\"/a/**\"]\nallow = [\"read\"]\nclearance = [\"hr\"]\n")?.message.contains("applies only") == true)
+        #expect(parse("[[db]]\ndatabase = \"d\"\ntables = [\"t\"]\nallow = [\"insert\"]\nlabels = [\"hr\"]\n")?.message.contains("applies only to a grant that allows read") == true)
+        #expect(parse("[[exec]]\nprogram = \"/bin/echo\"\nclearance = [\"hr\", \"\"]\n")?.message.contains("is not a label") == true)
+        let grants = try GrantsParser.parse(
+            "module = \"m\"\n[[http]]\nurls = [\"https://a.example/**\"]\nmethods = [\"GET\"]\nlabels = [\"b\", \"a\", \"b\"]\n",
+            file: "g.toml", baseDirectory: "/srv")
+        #expect(grants.http.first?.labels == ["a", "b"])
+    }
+}
