@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #if defined(__linux__)
 #include <sched.h>
 #include <sys/prctl.h>
@@ -277,4 +278,12 @@ int peon_spawn_file_actions_addchdir(posix_spawn_file_actions_t *actions, const 
 
 int peon_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int from) {
     return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
+long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size) {
+    return (long)fgetxattr(fd, name, value, (size_t)size);
+}
+
+int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long size, int flags) {
+    return fsetxattr(fd, name, value, (size_t)size, flags);
 }

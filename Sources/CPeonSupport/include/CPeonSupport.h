@@ -9,6 +9,12 @@
 /// Swift Glibc module does not export it (it sits behind `_GNU_SOURCE`), so it comes from C here.
 int peon_o_path(void);
 
+/// `fgetxattr` from <sys/xattr.h> (the Swift Glibc module does not export it).
+long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size);
+
+/// `fsetxattr` from <sys/xattr.h>.
+int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long size, int flags);
+
 /// `POSIX_SPAWN_SETSID` from <spawn.h> (glibc 2.26+): the child leads a new session.
 short peon_posix_spawn_setsid(void);
 

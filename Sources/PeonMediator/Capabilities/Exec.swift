@@ -147,12 +147,19 @@ struct ExecCapability: Sendable {
         let argv = [program] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }.sorted()
         var pid: pid_t = 0
-        let result = withCStringArray(argv) { argvPointer in
-            withCStringArray(envp) { envpPointer in
-                posix_spawn(&pid, program, &actions, &attributes, argvPointer, envpPointer)
-            }
+        var result: Int32?
+        // ETXTBSY is transient when another thread's child briefly holds a write descriptor of the program
+        // across fork (between its fork and exec); retry a few times before reporting it.
+        for attempt in 0..<5 {
+            result = withCStringArray(argv) { argvPointer in
+                withCStringArray(envp) { envpPointer in
+                    posix_spawn(&pid, program, &actions, &attributes, argvPointer, envpPointer)
+                }
+            }.flatMap { $0 }
+            guard result == ETXTBSY, attempt < 4 else { break }
+            usleep(10_000)
         }
-        guard let outer = result, let result = outer else {
+        guard let result else {
             throw HostError(.limitExceeded, "exec '\(program)': out of memory copying the arguments")
         }
         if result != 0 {

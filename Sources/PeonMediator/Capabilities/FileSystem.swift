@@ -13,6 +13,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CPeonSupport
 import PeonInterface
 
 /// Reads, writes, lists and removes files on behalf of a guest, refusing every path that leaves what
@@ -489,28 +490,11 @@ enum FileLabels {
     /// The largest attribute value read (larger is damage).
     static let maxBytes = 4096
 
-    private typealias Get = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeMutableRawPointer?, Int) -> Int
-    private typealias SetCall = @convention(c) (Int32, UnsafePointer<CChar>, UnsafeRawPointer?, Int, Int32) -> Int32
-
-    /// glibc's `fgetxattr` and `fsetxattr`, looked up once: the Swift Glibc module does not export
-    /// `<sys/xattr.h>`.
-    private struct Calls: Sendable {
-        let get: Get
-        let set: SetCall
-    }
-
-    private static let calls: Calls? = {
-        let handle = dlopen(nil, RTLD_NOW)
-        guard let get = dlsym(handle, "fgetxattr"), let set = dlsym(handle, "fsetxattr") else { return nil }
-        return Calls(get: unsafeBitCast(get, to: Get.self), set: unsafeBitCast(set, to: SetCall.self))
-    }()
-
     /// The labels on the open file `fd`: empty when it has none (or its file system keeps no attributes,
     /// so nothing labelled can have been written there); `io` when the attribute is unreadable or damaged.
     static func read(_ fd: Int32, _ path: String) throws(HostError) -> [String] {
-        guard let calls else { return [] }
         var buffer = [UInt8](repeating: 0, count: maxBytes + 1)
-        let count = buffer.withUnsafeMutableBytes { raw in calls.get(fd, attribute, raw.baseAddress, raw.count) }
+        let count = buffer.withUnsafeMutableBytes { raw in Int(peon_fgetxattr(fd, attribute, raw.baseAddress, UInt(raw.count))) }
         if count < 0 {
             let code = currentErrno
             if code == ENODATA || code == EOPNOTSUPP || code == ENOTSUP { return [] }
@@ -531,10 +515,7 @@ enum FileLabels {
     /// Records `labels` on the open file `fd`, replacing what was there; `io` when it cannot.
     static func write(_ labels: [String], to fd: Int32, _ path: String, _ operation: String) throws(HostError) {
         let bytes = Array(labels.joined(separator: ",").utf8)
-        guard let calls else {
-            throw HostError(.io, "\(operation) '\(path)': this host cannot record information-flow labels on files")
-        }
-        let result = bytes.withUnsafeBytes { raw in calls.set(fd, attribute, raw.baseAddress, raw.count, 0) }
+        let result = bytes.withUnsafeBytes { raw in peon_fsetxattr(fd, attribute, raw.baseAddress, UInt(raw.count), 0) }
         if result != 0 {
             let code = currentErrno
             throw HostError(.io, "\(operation) '\(path)': the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
