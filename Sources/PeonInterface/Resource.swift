@@ -84,7 +84,8 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The path a symbolic link leads to: `target` (absolute, or relative to `parent`), followed by the
-    /// names `rest` that came after the link on the path being resolved.
+    /// names `rest` that came after the link on the path being resolved (names of a ``GuestPath``, so
+    /// already normal).
     ///
     /// - Throws: `invalid-argument` as ``init(parsing:relativeTo:)`` does.
     public static func resolving(_ target: String, in parent: [Substring], then rest: [Substring]) throws(HostError) -> GuestPath {
@@ -92,8 +93,10 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
             throw HostError(.invalidArgument, "a symbolic link on the path has an empty or invalid target")
         }
         let base = isAbsolute(target) ? [] : parent
+        // `rest` comes from a parsed path, so its names are already normal: appended as they are (parsing
+        // them again one by one would copy the whole path once per name).
         var components = try lexicalComponents(of: target, base: base)
-        for name in rest { components = try lexicalComponents(of: String(name), base: components) }
+        components.append(contentsOf: rest)
         return try GuestPath(checking: components)
     }
 
