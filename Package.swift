@@ -13,6 +13,9 @@
 // with internal access, so nothing but the mediator can construct or call one: that is enforced by the
 // compiler, not by convention. PeonInterface holds the guest interface and the typed resources (paths,
 // URLs, programs, tables) that policy, audit and capabilities share.
+//
+// Linux only: the capabilities use Linux system calls (openat with O_PATH, pidfd, namespaces, xattr)
+// whose constants come from C headers through CPeonSupport, so no platform list claims macOS.
 
 import PackageDescription
 
@@ -23,7 +26,6 @@ let strict: [SwiftSetting] = [
 
 let package = Package(
     name: "peon-wasm",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "peon-wasm", targets: ["PeonCLI"]),
         .library(name: "PeonRuntime", targets: ["PeonRuntime"]),

@@ -34,8 +34,7 @@ struct AuditCommand: ParsableCommand {
         do {
             try body()
         } catch {
-            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
-            throw ExitCode(error.exitCode)
+            throw failure(error.message, code: error.exitCode)
         }
     }
 
@@ -173,6 +172,9 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "Only entries with this decision (allow or deny).") var decision: String?
         @Option(name: .customLong("run"), help: "Only entries of this run.") var runID: String?
         @Option(help: "Only entries at or after this UTC time (2026-11-21, 2026-11-21T20:05, ...Z).") var since: String?
+        @Flag(name: .customLong("first-use"),
+              help: "Only decisions on something the module had never been allowed before (flagged first_use).")
+        var firstUse = false
 
         func validate() throws {
             if let decision, AuditDecision(rawValue: decision) == nil {
@@ -199,6 +201,7 @@ struct AuditCommand: ParsableCommand {
                     if let decision, e.record.decision?.rawValue != decision { continue }
                     if let runID, e.record.run != runID { continue }
                     if let sinceKey, e.time < sinceKey { continue }
+                    if firstUse, e.record.details["first_use"] != "true" { continue }
                     rows.append([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
                                  e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
                 }
@@ -208,7 +211,7 @@ struct AuditCommand: ParsableCommand {
                     print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
                 }
                 if bad > 0 {
-                    FileHandle.standardError.write(Data("warning: \(bad) lines are not entries; run `peon-wasm audit verify \(log)`\n".utf8))
+                    printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
                 }
             }
         }

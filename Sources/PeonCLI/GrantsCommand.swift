@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PeonEngine
 import PeonEngineWasmKit
+import PeonInterface
 import PeonMediator
 
 /// `peon-wasm grants`: tools for per-module grants files (`policies/NAME.toml`).
@@ -49,19 +50,25 @@ struct GrantsCheckCommand: ParsableCommand {
         }
         let imports = compiled.imports.map { (module: $0.module, name: $0.name) }
         let report = checkGrants(imports: imports, grants: parsed)
-        var out = "module \(module) under grants \(grants) (module = \"\(parsed.module)\")\n"
-        if report.imports.isEmpty { out += "  no peon:host imports\n" }
+        // Every line is escaped on its own: an import name or path from a hostile module cannot fake a line
+        // of the report or drive the terminal.
+        var out = ""
+        func add(_ line: String) { out += TerminalText.escaped(line) + "\n" }
+        add("module \(module) under grants \(grants) (module = \"\(parsed.module)\")")
+        if report.imports.isEmpty { add("  no peon:host imports") }
         for line in report.imports {
-            out += "  \(line.importName): \(line.status)"
-            if !line.grants.isEmpty { out += " by " + line.grants.joined(separator: ", ") }
-            out += "\n"
+            add("  \(line.importName): \(line.status)" + (line.grants.isEmpty ? "" : " by " + line.grants.joined(separator: ", ")))
         }
         var warnings = report.warnings
         if let pin = parsed.sha256 {
             let digest = sha256Hex(Array(data))
             if pin != digest { warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused") }
         }
-        for warning in warnings { out += "warning: \(warning)\n" }
+        if !report.labelFlows.isEmpty {
+            add("information flow:")
+            for line in report.labelFlows { add("  \(line)") }
+        }
+        for warning in warnings { add("warning: \(warning)") }
         FileHandle.standardOutput.write(Data(out.utf8))
         if report.hasUnknownImports { throw ExitCode(1) }
     }
@@ -97,6 +104,11 @@ struct PolicyExplainCommand: ParsableCommand {
     @Argument(help: "The resource, e.g. /srv/reports/q1.txt.")
     var resource: String
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Information-flow labels the run holds (comma-separated): a sink is then refused unless its grants clear them.",
+        valueName: "LABEL,..."))
+    var labels: String?
+
     @Argument(parsing: .postTerminator, help: "exec arguments, after --.")
     var arguments: [String] = []
 
@@ -114,15 +126,17 @@ struct PolicyExplainCommand: ParsableCommand {
             fail("cannot turn `\(action) \(resource)` into a request; see `peon-wasm policy explain --help`")
         }
         let subject = module ?? snapshot.subject
+        let held = (labels ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let explanation = explainPolicy(snapshot: snapshot, module: subject, action: action, object: object,
-                                        arguments: arguments)
+                                        arguments: arguments, labels: held)
         FileHandle.standardOutput.write(Data((explanation.lines.joined(separator: "\n") + "\n").utf8))
         if !explanation.isAllowed { throw ExitCode(1) }
     }
 }
 
 /// Prints `message` on stderr and exits with status 2.
+/// `grants check` and `policy explain` cannot load a file: one `peon-wasm: error:` line, exit 2.
 private func fail(_ message: String) -> Never {
-    FileHandle.standardError.write(Data(("peon-wasm: " + message + "\n").utf8))
+    printError("peon-wasm: error: \(message)")
     Foundation.exit(2)
 }

@@ -34,3 +34,15 @@ func fail(_ error: RunError) -> ExitCode {
     printError("peon-wasm: error: \(error.message)")
     return ExitCode(error.kind.exitCode)
 }
+
+/// Prints `peon-wasm: error: MESSAGE` (escaped) and returns `code` to throw: the one voice every
+/// subcommand's failure speaks in (docs/cli.md lists each command's codes).
+func failure(_ message: String, code: Int32) -> ExitCode {
+    printError("peon-wasm: error: \(message)")
+    return ExitCode(code)
+}
+
+/// Prints `peon-wasm: warning: MESSAGE` (escaped) on stderr.
+func printWarning(_ message: String) {
+    printError("peon-wasm: warning: \(message)")
+}

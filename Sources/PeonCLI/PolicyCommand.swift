@@ -51,8 +51,7 @@ struct PolicyEvalCommand: ParsableCommand {
         do {
             try evaluate()
         } catch {
-            FileHandle.standardError.write(Data((error.message + "\n").utf8))
-            throw ExitCode(2)
+            throw failure(error.message, code: 2)
         }
     }
 

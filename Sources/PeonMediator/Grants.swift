@@ -86,14 +86,25 @@ public struct GrantLimits: Sendable, Hashable {
 public struct GrantConditions: Sendable, Hashable {
     /// Token-bucket rate per module and grant; `nil` for none.
     public var rate: Rate?
-    /// Whether a person or the `--approver` command must approve each call.
-    public var approval: Bool
+    /// When a person or the `--approver` command must approve a call.
+    public var approval: Approval
 
     /// Creates conditions; default no rate and no approval.
-    public init(rate: Rate? = nil, approval: Bool = false) {
+    public init(rate: Rate? = nil, approval: Approval = .never) {
         self.rate = rate
         self.approval = approval
     }
+}
+
+/// When a grant's calls need approval (`approval = true | false | "first-use"` in grants).
+public enum Approval: String, Sendable, Hashable {
+    /// No approval (`approval = false`, the default).
+    case never
+    /// Every call (`approval = true`).
+    case everyCall
+    /// Only a call whose (module, action, resource) was never allowed before on this audit log
+    /// (`approval = "first-use"`): the human is asked once, the first time an agent reaches something new.
+    case firstUse
 }
 
 /// An `fs` operation a grant can allow; the policy action is `fs.` + the raw value.

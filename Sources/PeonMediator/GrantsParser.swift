@@ -337,7 +337,15 @@ private struct Reader {
             }
             conditions.rate = rate
         }
-        conditions.approval = try bool(table, "approval", path) ?? false
+        if let value = table["approval"] {
+            if let flag = value.bool {
+                conditions.approval = flag ? .everyCall : .never
+            } else if value.string == "first-use" {
+                conditions.approval = .firstUse
+            } else {
+                throw fail(join(path, "approval"), "expected true, false or \"first-use\", found \(value.type)")
+            }
+        }
         return conditions
     }
 

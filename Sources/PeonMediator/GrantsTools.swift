@@ -44,6 +44,9 @@ public struct GrantsCheckReport: Sendable, Hashable {
     public var warnings: [String]
     /// Whether the module has an import the host does not know (it will not load).
     public var hasUnknownImports: Bool
+    /// For each information-flow label a grant brings: the grants that acquire it and the sinks that may
+    /// still send data out once a run holds it.
+    public var labelFlows: [String] = []
 }
 
 /// Checks a module's imports against grants.
@@ -90,7 +93,9 @@ public func checkGrants(imports: [(module: String, name: String)], grants: Grant
         warnings.append("grant \(label) allows \(unusedActions[label, default: []].joined(separator: ", ")), which the module never calls")
     }
     warnings += riskyCombinations(in: grants)
-    return GrantsCheckReport(imports: lines, warnings: warnings, hasUnknownImports: unknown)
+    var report = GrantsCheckReport(imports: lines, warnings: warnings, hasUnknownImports: unknown)
+    report.labelFlows = labelFlowReport(compiled)
+    return report
 }
 
 /// Grants that are each fine alone and dangerous together or in detail: an exec argument pattern that
@@ -156,21 +161,49 @@ public func policyObject(action: String, resource: String, workingDirectory: Str
 }
 
 /// Explains the decision for one request on `snapshot`.
+///
+/// `labels` are the information-flow labels the run is taken to hold (`--labels`): a sink the policy allows
+/// is then refused, as in a run, unless every grant behind it clears them, and the explanation names the
+/// clearance each grant would need. They are also the `r.ctx.labels` a model sees.
 public func explainPolicy(
-    snapshot: PolicySnapshot, module: String, action: String, object: String, arguments: [String]
+    snapshot: PolicySnapshot, module: String, action: String, object: String, arguments: [String],
+    labels: [String] = []
 ) -> PolicyExplanation {
+    let held = Set(labels)
     let request = PolicyRequest(subject: module, object: object, action: action,
-                                arguments: ArgumentVector.encode(arguments))
+                                arguments: ArgumentVector.encode(arguments),
+                                context: ["labels": .string(held.sorted().joined(separator: ",")), "first_use": .bool(false),
+                                          "hour": .number(0), "weekday": .number(1), "run": .string("explain"), "sha256": .string("")])
     let verdict = snapshot.decide(request)
-    var lines = ["request: sub=\(module) obj=\(object) act=\(action) args=\(request.arguments)",
+    var lines = ["request: sub=\(module) obj=\(object) act=\(action) args=\(request.arguments)"
+                    + (held.isEmpty ? "" : " labels=\(held.sorted().joined(separator: ","))"),
                  "policy version: \(verdict.version)"]
+    var references: [CompiledGrants.GrantReference] = []
+    if let compiled = snapshot.compiled, let rule = verdict.rule {
+        for (reference, _) in compiled.conditions(for: rule) where !references.contains(reference) { references.append(reference) }
+    }
+    if verdict.isAllowed, FlowRole(action: action).isSink {
+        let grants = references.compactMap { reference in
+            snapshot.compiled.map { GrantClearance(source: $0.source(of: reference), clearance: Set($0.clearance(of: reference))) }
+        }
+        if let denial = labelFlowDenial(held: held, origin: { _ in "given with --labels" }, action: action, resource: object,
+                                        grants: grants) {
+            lines.append("deny: " + denial.message)
+            lines.append("  the policy alone allows it: " + verdict.reason)
+            return PolicyExplanation(isAllowed: false, lines: lines)
+        }
+    }
     lines.append((verdict.isAllowed ? "allow: " : "deny: ") + verdict.reason)
     if let compiled = snapshot.compiled {
         if verdict.isAllowed, let rule = verdict.rule {
             for (reference, conditions) in compiled.conditions(for: rule) {
                 var notes: [String] = []
                 if let rate = conditions.rate { notes.append("rate limit \(rate)") }
-                if conditions.approval { notes.append("each call needs approval (--approver)") }
+                switch conditions.approval {
+                case .never: break
+                case .everyCall: notes.append("each call needs approval (--approver)")
+                case .firstUse: notes.append("a first use needs approval (--approver)")
+                }
                 if !notes.isEmpty { lines.append("  grant \(reference) (\(compiled.source(of: reference))): \(notes.joined(separator: "; "))") }
             }
         } else if !verdict.isAllowed {

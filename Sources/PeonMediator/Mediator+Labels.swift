@@ -116,31 +116,13 @@ extension Mediator {
         labels.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
     }
 
-    /// Why a sink is refused, or `nil` when every grant behind it clears every held label. A policy line
-    /// several grants produced must be cleared by each of them (the strictest reading, like rate and
-    /// approval); a line no grant produced (an organization's own policy) clears nothing.
+    /// Why a sink is refused, or `nil` when every grant behind it clears every held label (see
+    /// ``labelFlowDenial(held:origin:action:resource:grants:)``); each label names the audit seq that brought it.
     func flowDenial(
         held: [String: UInt64], action: String, resource: String, grants: [GrantClearance]
     ) -> (message: String, missing: [String])? {
-        guard !held.isEmpty else { return nil }
-        var needs: [(GrantSource, [String])] = []
-        for grant in grants {
-            let missing = held.keys.filter { !grant.clearance.contains($0) }.sorted()
-            if !missing.isEmpty { needs.append((grant.source, missing)) }
-        }
-        if !grants.isEmpty && needs.isEmpty { return nil }
-        let missing = grants.isEmpty ? held.keys.sorted() : Array(Set(needs.flatMap(\.1))).sorted()
-        let origins = missing.map { label in "\(label) (read at audit seq \(held[label].map(String.init) ?? "?"))" }
-        var message = "\(action) on \(guestVisible(resource)) would send data labelled \(origins.joined(separator: ", "))"
-        if grants.isEmpty {
-            message += "; no grant allows this call, so none can clear the labels"
-        } else {
-            let fixes = needs.map { source, labels in
-                "the grant at \(sanitize(source.description)) would need clearance = [\(labels.map { "\"\($0)\"" }.joined(separator: ", "))]"
-            }
-            message += "; " + fixes.joined(separator: "; ")
-        }
-        return (message, missing)
+        labelFlowDenial(held: Set(held.keys), origin: { label in "read at audit seq \(held[label].map(String.init) ?? "?")" },
+                        action: action, resource: resource, grants: grants)
     }
 
     /// Checks every sink decision of a call again against the labels known now (the run's and every read of
@@ -158,4 +140,61 @@ extension Mediator {
             throw HostError(.denied, denial.message)
         }
     }
+}
+
+/// Why a sink is refused, or `nil` when every grant behind it clears every held label. A policy line
+/// several grants produced must be cleared by each of them (the strictest reading, like rate and
+/// approval); a line no grant produced (an organization's own policy) clears nothing. `origin` says where
+/// a label came from (an audit seq in a run, `--labels` in `policy explain`).
+func labelFlowDenial(
+    held: Set<String>, origin: (String) -> String, action: String, resource: String, grants: [GrantClearance]
+) -> (message: String, missing: [String])? {
+    guard !held.isEmpty else { return nil }
+    var needs: [(GrantSource, [String])] = []
+    for grant in grants {
+        let missing = held.filter { !grant.clearance.contains($0) }.sorted()
+        if !missing.isEmpty { needs.append((grant.source, missing)) }
+    }
+    if !grants.isEmpty && needs.isEmpty { return nil }
+    let missing = grants.isEmpty ? held.sorted() : Array(Set(needs.flatMap(\.1))).sorted()
+    let origins = missing.map { label in "\(label) (\(origin(label)))" }
+    var message = "\(action) on \(guestVisible(resource)) would send data labelled \(origins.joined(separator: ", "))"
+    if grants.isEmpty {
+        message += "; no grant allows this call, so none can clear the labels"
+    } else {
+        let fixes = needs.map { source, labels in
+            "the grant at \(sanitize(source.description)) would need clearance = [\(labels.map { "\"\($0)\"" }.joined(separator: ", "))]"
+        }
+        message += "; " + fixes.joined(separator: "; ")
+    }
+    return (message, missing)
+}
+
+/// Where labelled data can go under one grants file: for each label a grant brings, the grants through
+/// which a run holding it can still send data out (their `clearance` lists it). Shown by `grants check`.
+func labelFlowReport(_ compiled: CompiledGrants) -> [String] {
+    var actions: [CompiledGrants.GrantReference: Set<String>] = [:]
+    for rule in compiled.rules {
+        for reference in compiled.origins[rule] ?? [] { actions[reference, default: []].insert(rule[2]) }
+    }
+    let references = actions.keys.sorted { $0.description < $1.description }
+    func name(_ reference: CompiledGrants.GrantReference) -> String {
+        "\(reference) (\(compiled.source(of: reference)))"
+    }
+    var acquiredBy: [String: [CompiledGrants.GrantReference]] = [:]
+    for reference in references {
+        guard actions[reference, default: []].contains(where: { FlowRole(action: $0).isSource }) else { continue }
+        for label in compiled.labels(of: reference) { acquiredBy[label, default: []].append(reference) }
+    }
+    let sinks = references.filter { actions[$0, default: []].contains(where: { FlowRole(action: $0).isSink }) }
+    var lines: [String] = []
+    for label in acquiredBy.keys.sorted() {
+        let from = acquiredBy[label, default: []].map(name).joined(separator: ", ")
+        let cleared = sinks.filter { compiled.clearance(of: $0).contains(label) }
+        let to = cleared.isEmpty
+            ? "no sink: once read, nothing this module sends out may follow it"
+            : cleared.map(name).joined(separator: ", ") + " (every other sink refuses it)"
+        lines.append("label \(label): acquired through \(from); may leave through \(to)")
+    }
+    return lines
 }

@@ -120,6 +120,8 @@ public final class Mediator: HostInterface {
     let droppedLogLines = Atomic<Int>(0)
     /// The information-flow labels this run has read (see `Mediator+Labels.swift`).
     let runLabels = RunLabels()
+    /// Which (module, action, resource) pairs were allowed before on this audit log (`FirstUse.swift`).
+    let firstUses: FirstUseStore
     private let quota: Int
 
     /// Creates the mediator for one run, with the real capabilities.
@@ -155,6 +157,7 @@ public final class Mediator: HostInterface {
         self.ownHTTP = ownHTTP
         rates = RateLimiter(now: configuration.now)
         logLimiter = RateLimiter(now: configuration.now)
+        firstUses = FirstUseStore.shared(forAuditLog: configuration.audit.path)
         quota = configuration.callQuota ?? configuration.policy.current.compiled?.grants.limits.calls ?? 10_000
     }
 
@@ -301,12 +304,16 @@ public final class Mediator: HostInterface {
         return error
     }
 
-    private func requestContext() -> [String: PolicyValue] {
+    /// The `r.ctx` object: time of day, run, module hash, the labels the run holds (sorted, comma-separated,
+    /// `""` for none: `!regexMatch(r.ctx.labels, "(^|,)hr(,|$)")` writes a flow rule in the policy itself)
+    /// and whether this is the module's first use of the resource.
+    private func requestContext(labels: [String: UInt64], firstUse: Bool) -> [String: PolicyValue] {
         let seconds = Int(Date().timeIntervalSince1970)
         let hour = (seconds / 3600) % 24
         let weekday = ((seconds / 86_400) + 4) % 7 + 1  // 1970-01-01 was a Thursday (5).
         return ["hour": .number(Double(hour)), "weekday": .number(Double(weekday)),
-                "run": .string(configuration.runID), "sha256": .string(configuration.moduleSHA256)]
+                "run": .string(configuration.runID), "sha256": .string(configuration.moduleSHA256),
+                "labels": .string(labels.keys.sorted().joined(separator: ",")), "first_use": .bool(firstUse)]
     }
 
     /// Policy decision, then the information-flow check (a sink's grants must clear every label the run
@@ -317,9 +324,14 @@ public final class Mediator: HostInterface {
     ) throws(HostError) -> Ticket {
         let object = request.resource.description
         var details = request.details
+        let useKey = FirstUseStore.key(module: configuration.module, action: request.action,
+                                       resource: request.resource.firstUseName)
+        let firstUse = firstUses.isFirstUse(useKey)
+        if firstUse { details["first_use"] = "true" }
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,
-            arguments: ArgumentVector.encode(request.arguments), context: requestContext()))
+            arguments: ArgumentVector.encode(request.arguments),
+            context: requestContext(labels: heldLabels(flow), firstUse: firstUse)))
         guard verdict.isAllowed else {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
                        outcome: HostErrorCode.denied.description, details: details, durable: false)
@@ -359,7 +371,7 @@ public final class Mediator: HostInterface {
                         throw HostError(.limitExceeded, message)
                     }
                 }
-                if conditions.approval {
+                if conditions.approval == .everyCall || (conditions.approval == .firstUse && firstUse) {
                     let approval = ApprovalRequest(
                         run: configuration.runID, module: configuration.module, moduleSHA256: configuration.moduleSHA256,
                         call: request.call, resource: object, arguments: request.arguments, details: details,
@@ -380,6 +392,7 @@ public final class Mediator: HostInterface {
         }
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
                              version: verdict.version, outcome: nil, details: details, durable: request.sideEffect)
+        if firstUse { firstUses.markUsed(useKey) }
         if role.isSource { flow.bring(sourceLabels(snapshot, references), seq: seq) }
         return Ticket(call: request.call, resource: request.resource, version: verdict.version, decisionSeq: seq,
                       sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged,

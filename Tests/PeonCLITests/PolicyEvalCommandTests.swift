@@ -26,7 +26,7 @@ struct PolicyEvalCommandTests {
         }
         #expect(result.status == 2)
         #expect(result.stdout == "true\nfalse\n")
-        #expect(result.stderr.hasPrefix("<stdin>:3: the request has 2 values"), "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("peon-wasm: error: <stdin>:3: the request has 2 values"), "\(result.stderr)")
     }
 
     @Test func rolePatternsAreDeclaredOnTheCommandLine() throws {
@@ -44,6 +44,6 @@ struct PolicyEvalCommandTests {
         }
         #expect(results[0].stdout == "false\n")
         #expect(results[1].stdout == "true\n", "\(results[1].stderr)")
-        #expect(results[2].status == 2 && results[2].stderr.hasPrefix("--role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
+        #expect(results[2].status == 2 && results[2].stderr.hasPrefix("peon-wasm: error: --role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
     }
 }

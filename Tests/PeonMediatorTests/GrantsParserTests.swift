@@ -60,7 +60,7 @@ import Testing
         ])
         #expect(grants.database[0].tables == ["orders", "customers"])
         #expect(grants.exec[0].arguments == ["-l", "*"])
-        #expect(grants.exec[0].conditions.approval)
+        #expect(grants.exec[0].conditions.approval == .everyCall)
         #expect(grants.exec[0].timeout == .seconds(5))
     }
 
@@ -96,7 +96,7 @@ import Testing
         ("module = \"m\"\n[[db]]\ndatabase = \"a\"\ntables = [\"t\"]\nallow = [\"drop\"]\n", 5, "db[0].allow", "unknown operation"),
         ("module = \"m\"\n[[exec]]\nprogram = \"wc\"\n", 3, "exec[0].program", "absolute"),
         ("module = \"m\"\n[[exec]]\nprogram = \"/usr/bin/../bin/wc\"\n", 3, "exec[0].program", "normalized"),
-        ("module = \"m\"\n[[exec]]\nprogram = \"/bin/x\"\napproval = \"yes\"\n", 4, "exec[0].approval", "true or false"),
+        ("module = \"m\"\n[[exec]]\nprogram = \"/bin/x\"\napproval = \"yes\"\n", 4, "exec[0].approval", "true, false or \"first-use\""),
         ("module = \"m\"\nsha256 = \"abc\"\n", 2, "sha256", "64 hexadecimal"),
         ("module = \"bad name\"\n", 1, "module", "A-Z a-z"),
         ("sha256 = \"x\"\n", 1, "module", "missing"),

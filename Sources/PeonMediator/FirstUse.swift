@@ -1,0 +1,140 @@
+import PeonInterface
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// First use. An agent that suddenly touches a resource it has never touched before (a new file, a new
+// host, a new program, a new table) is the moment a reviewer most wants to see, and often the moment a
+// human should be asked. The store remembers, per audit log, every (module, action, resource) pair that
+// was ever allowed; the decision entry of a call whose pair is not in it carries `first_use: "true"`, and
+// a grant with `approval = "first-use"` asks its approver only then.
+//
+// The store is the file `LOG.first-use` beside the audit log: one line `MODULE<TAB>ACTION<TAB>RESOURCE`
+// per pair, appended with O_APPEND (each line one write, so concurrent processes interleave whole
+// lines). It is an index, not evidence — the audit log is the evidence — so it fails towards asking: a
+// missing, unreadable or damaged store (or a damaged line) makes the pairs it would have held count as
+// first use again, which flags more entries and asks more often, never less.
+
+/// The pairs a module has used, for one audit log; shared by every mediator of the process on that log.
+final class FirstUseStore: Sendable {
+    /// Lines longer than this are never written (their pair stays "first use": more asking, never less).
+    static let maxLineBytes = 8192
+    /// At most this much of the file is read (a larger store counts the rest as unseen).
+    static let maxFileBytes = 64 << 20
+
+    private struct State {
+        var seen: Set<String> = []
+        /// How far the file has been read.
+        var offset: Int = 0
+        var damagedLines = 0
+    }
+
+    /// Where the pairs are kept.
+    let path: String
+    private let state = Mutex(State())
+
+    private static let stores = Mutex<[String: FirstUseStore]>([:])
+
+    /// The process-wide store for the audit log at `auditPath` (so concurrent calls of one server share it).
+    static func shared(forAuditLog auditPath: String) -> FirstUseStore {
+        stores.withLock { stores in
+            if let store = stores[auditPath] { return store }
+            let store = FirstUseStore(path: auditPath + ".first-use")
+            stores[auditPath] = store
+            return store
+        }
+    }
+
+    init(path: String) {
+        self.path = path
+    }
+
+    /// The store's key of one pair: the three fields, each with tab, newline and backslash escaped.
+    static func key(module: String, action: String, resource: String) -> String {
+        func escaped(_ text: String) -> String {
+            guard text.utf8.contains(where: { $0 == 0x09 || $0 == 0x0A || $0 == 0x5C || $0 == 0x0D }) else { return text }
+            var out = ""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\\": out += "\\\\"
+                case "\t": out += "\\t"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out
+        }
+        return escaped(module) + "\t" + escaped(action) + "\t" + escaped(resource)
+    }
+
+    /// Whether `key` was never used before (in any run on this log, in this process or another).
+    func isFirstUse(_ key: String) -> Bool {
+        state.withLock { state in
+            if state.seen.contains(key) { return false }
+            // Another process may have used it since: read what was appended, then look again.
+            catchUp(&state)
+            return !state.seen.contains(key)
+        }
+    }
+
+    /// Records `key` as used; appends it to the file the first time.
+    func markUsed(_ key: String) {
+        state.withLock { state in
+            guard state.seen.insert(key).inserted else { return }
+            let line = key + "\n"
+            guard line.utf8.count <= Self.maxLineBytes else { return }
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard fd >= 0 else { return }
+            defer { close(fd) }
+            var bytes = Array(line.utf8)
+            let count = bytes.count
+            let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, count) }
+            // A short or failed write leaves a damaged line, which reads back as unseen: fail towards asking.
+            _ = written
+        }
+    }
+
+    /// Reads the lines appended since the last read (complete lines only).
+    private func catchUp(_ state: inout State) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return }
+        let size = min(Int(info.st_size), Self.maxFileBytes)
+        guard size > state.offset else { return }
+        var buffer = [UInt8](repeating: 0, count: size - state.offset)
+        let wanted = buffer.count
+        var got = 0
+        while got < wanted {
+            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + got }, wanted - got, off_t(state.offset + got)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { break }
+            got += n
+        }
+        // Only whole lines count; a partial last line (a writer mid-append) is read next time.
+        guard let lastNewline = buffer[..<got].lastIndex(of: 0x0A) else { return }
+        for line in buffer[..<lastNewline].split(separator: 0x0A, omittingEmptySubsequences: true) {
+            guard let text = String(validating: line, as: UTF8.self),
+                  text.utf8.reduce(0, { $0 + ($1 == 0x09 ? 1 : 0) }) == 2 else {
+                state.damagedLines += 1
+                continue
+            }
+            state.seen.insert(text)
+        }
+        state.offset += lastNewline + 1
+    }
+}
+
+extension Resource {
+    /// What "first use" is counted on: the resource itself, except a URL, which counts by origin
+    /// (`https://api.example.com:8443`: a new host is the event worth flagging, not each new path on it).
+    var firstUseName: String {
+        switch self {
+        case .url(let url): "http:\(url.scheme)://\(url.hostText)\(url.isDefaultPort ? "" : ":\(url.port)")"
+        default: description
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import PeonAudit
+import PeonInterface
+@_spi(Benchmarks) @testable import PeonMediator
+import Testing
+
+/// An approver that answers from a script and counts the questions it was asked.
+final class ScriptedApprover: Approver, @unchecked Sendable {
+    private let lock = NSLock()
+    private var asked: [String] = []
+    private let answer: Bool
+    init(approves: Bool) { answer = approves }
+    var identity: String { "test:scripted" }
+    var questions: [String] { lock.lock(); defer { lock.unlock() }; return asked }
+    func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        lock.lock()
+        asked.append(request.resource)
+        lock.unlock()
+        return ApprovalAnswer(approved: answer, answer: answer ? "yes" : "no")
+    }
+}
+
+/// Threat: an agent quietly reaches something new (a host, a file, a program). Reviewers need that moment
+/// flagged, and a grant can ask a human exactly then (`approval = "first-use"`).
+@Suite struct FirstUseTests {
+    static func grants(_ folder: String, approval: String = "false") -> String {
+        """
+        module = "reader"
+
+        [[fs]]
+        paths = ["\(folder)/**"]
+        allow = ["read", "write"]
+        approval = \(approval)
+        """
+    }
+
+    @Test func theFirstAllowedCallOfAPairIsFlaggedAndLaterRunsAreNot() throws {
+        let scratch = try Scratch()
+        let data = try scratch.file("data/a.txt", "a")
+        _ = try scratch.file("data/b.txt", "b")
+        let first = try Harness(grants: Self.grants(scratch.path + "/data"), scratch: scratch)
+        _ = try first.mediator.read(path: data)
+        _ = try first.mediator.read(path: data)
+        let reads = try first.decisions("fs.read")
+        #expect(reads.count == 2)
+        #expect(reads[0].details["first_use"] == "true")
+        #expect(reads[1].details["first_use"] == nil, "the same run's second read is not a first use")
+        // A later run on the same log: the pair is known; another file and another action are new.
+        let second = try Harness(grants: Self.grants(scratch.path + "/data"), scratch: scratch, configure: { $0.runID = "run-2" })
+        _ = try second.mediator.read(path: data)
+        _ = try second.mediator.read(path: scratch.path + "/data/b.txt")
+        try second.mediator.write(path: data, data: Array("x".utf8))
+        let later = try second.entries().map(\.record).filter { $0.run == "run-2" && $0.decision != nil }
+        #expect(later.map { $0.details["first_use"] } == [nil, "true", "true"])
+    }
+
+    @Test func aDeniedCallIsFlaggedButDoesNotCountAsUse() throws {
+        let scratch = try Scratch()
+        let harness = try Harness(grants: Self.grants(scratch.path + "/data"), scratch: scratch)
+        _ = harness.error { () throws(HostError) in try harness.mediator.read(path: "/etc/hostname") }
+        _ = harness.error { () throws(HostError) in try harness.mediator.read(path: "/etc/hostname") }
+        let denials = try harness.decisions("fs.read")
+        #expect(denials.allSatisfy { $0.decision == .deny })
+        #expect(denials.map { $0.details["first_use"] } == ["true", "true"])
+    }
+
+    @Test func firstUseApprovalAsksOnlyTheFirstTimeAndAgainAfterARefusal() throws {
+        let scratch = try Scratch()
+        let data = try scratch.file("data/a.txt", "a")
+        let no = ScriptedApprover(approves: false)
+        let refusing = try Harness(grants: Self.grants(scratch.path + "/data", approval: "\"first-use\""),
+                                   scratch: scratch, approver: no)
+        #expect(refusing.error { () throws(HostError) in try refusing.mediator.read(path: data) }?.code == .denied)
+        #expect(no.questions.count == 1)
+        let yes = ScriptedApprover(approves: true)
+        let approving = try Harness(grants: Self.grants(scratch.path + "/data", approval: "\"first-use\""),
+                                    scratch: scratch, approver: yes)
+        _ = try approving.mediator.read(path: data)
+        _ = try approving.mediator.read(path: data)
+        #expect(yes.questions == ["fs:" + data], "a refused first use is asked again, then never")
+        let allowed = try approving.decisions("fs.read").filter { $0.decision == .allow }
+        #expect(allowed.first?.details["approval"] == "yes")
+        #expect(allowed.first?.details["approver"] == "test:scripted")
+        // `approval = true` still asks every time.
+        let always = ScriptedApprover(approves: true)
+        let every = try Harness(grants: Self.grants(scratch.path + "/data", approval: "true"), scratch: scratch, approver: always)
+        _ = try every.mediator.read(path: data)
+        _ = try every.mediator.read(path: data)
+        #expect(always.questions.count == 2)
+    }
+
+    @Test func urlsCountByOrigin() throws {
+        let url = try CanonicalURL(parsing: "https://API.example.com:443/a/b?q=1")
+        #expect(Resource.url(url).firstUseName == "http:https://api.example.com")
+        let other = try CanonicalURL(parsing: "http://example.com:8080/x")
+        #expect(Resource.url(other).firstUseName == "http:http://example.com:8080")
+    }
+
+    @Test func aMissingOrDamagedStoreFailsTowardsAsking() throws {
+        let scratch = try Scratch()
+        let path = scratch.path + "/log.first-use"
+        let key = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/a\tb\nc")
+        #expect(!key.contains("\n") && key.split(separator: "\t").count == 3, "fields cannot forge a line or a field")
+        let writer = FirstUseStore(path: path)
+        #expect(writer.isFirstUse(key))
+        writer.markUsed(key)
+        #expect(FirstUseStore(path: path).isFirstUse(key) == false, "another process reads the pair back")
+        // Damaged: garbage bytes, a line with the wrong number of fields, a torn last line.
+        try Data([0xFF, 0xFE, 0x0A] + Array("only\tone\n".utf8) + Array(key.utf8)).write(to: URL(fileURLWithPath: path))
+        #expect(FirstUseStore(path: path).isFirstUse(key), "a torn line is not a use")
+        try FileManager.default.removeItem(atPath: path)
+        #expect(FirstUseStore(path: path).isFirstUse(key), "a missing store makes everything new again")
+        // A symbolic link in its place is not followed (neither read nor written through).
+        let target = try scratch.file("elsewhere", key + "\n")
+        try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
+        let linked = FirstUseStore(path: path)
+        #expect(linked.isFirstUse(key))
+        linked.markUsed("m\tfs.read\tfs:/other")
+        #expect(scratch.contents("elsewhere") == key + "\n")
+    }
+
+    @Test func theRunsLabelsAreARequestAttributeTheModelCanDecideOn() throws {
+        let scratch = try Scratch()
+        _ = try scratch.file("hr/pay.txt", "120000")
+        try FileManager.default.createDirectory(atPath: scratch.path + "/out", withIntermediateDirectories: true)
+        // The organization's own flow rule, in the model: nothing goes to /out once the run holds `hr`, although
+        // the grant's clearance would let it.
+        let model = try scratch.file("model.conf", """
+            [request_definition]
+            r = sub, obj, act, args, ctx
+
+            [policy_definition]
+            p = sub, obj, act, args
+
+            [policy_effect]
+            e = some(where (p.eft == allow))
+
+            [matchers]
+            m = r.sub == p.sub && r.act == p.act && peonGlob(r.obj, p.obj) && peonArgs(r.args, p.args) && !(r.act == "fs.write" && regexMatch(r.ctx.labels, "(^|,)hr(,|$)"))
+            """)
+        let policy = try scratch.file("policy.csv", "")
+        let grants = try scratch.file("labels.toml", """
+            module = "agent"
+            [[fs]]
+            paths = ["\(scratch.path)/hr/**"]
+            allow = ["read"]
+            labels = ["hr"]
+            [[fs]]
+            paths = ["\(scratch.path)/out/**"]
+            allow = ["write"]
+            clearance = ["hr"]
+            """)
+        let snapshot = try PolicySnapshot.load(PolicySources(grantsPath: grants, modelPath: model, policyPath: policy),
+                                               defaultModule: "agent")
+        let harness = try Harness(scratch: scratch, configure: { $0.policy = MediatorPolicyStore(snapshot); $0.module = "agent" })
+        try harness.mediator.write(path: scratch.path + "/out/before", data: [1])
+        _ = try harness.mediator.read(path: scratch.path + "/hr/pay.txt")
+        let after = harness.error { () throws(HostError) in
+            try harness.mediator.write(path: scratch.path + "/out/after", data: [1])
+        }
+        #expect(after?.code == .denied)
+        #expect(after?.message.contains("is not granted") == true, "the model's rule on r.ctx.labels refused it: \(String(describing: after))")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path + "/out/after"))
+    }
+}
