@@ -1,3 +1,5 @@
+public import PeonPolicy
+
 /// What one module may do, as written in `policies/NAME.toml` and checked by ``GrantsParser``.
 ///
 /// Grants are the user-facing form; ``GrantsCompiler`` turns them into policy lines for the built-in
@@ -21,6 +23,10 @@ public struct Grants: Sendable, Hashable {
     public var database: [DatabaseGrant]
     /// `[[exec]]` grants, in file order.
     public var exec: [ExecGrant]
+    /// `[egress]`: patterns refused in any data the module sends out (a body, a header, a URL, a written
+    /// file, an exec argument or stdin, SQL and its parameters). The values of injected `env:` headers
+    /// are always refused too, whatever this list says.
+    public var egress: [ContentPattern] = []
 
     /// Grants that allow nothing: the default for a module run without `--grants`.
     public static func none(module: String) -> Grants {

@@ -1,4 +1,5 @@
 import PeonInterface
+import PeonPolicy
 import Foundation
 import TOMLKit
 
@@ -261,7 +262,7 @@ private struct Reader {
     // MARK: Document
 
     mutating func grants(_ root: TOMLTable) throws(GrantsError) -> Grants {
-        try checkKeys(root, "", allowed: ["module", "sha256", "limits", "env", "fs", "http", "db", "exec"])
+        try checkKeys(root, "", allowed: ["module", "sha256", "limits", "env", "fs", "http", "db", "exec", "egress"])
         guard let module = try string(root, "module", "") else {
             throw GrantsError(file: file, line: 1, key: "module",
                               message: "missing; name the module, e.g. module = \"summarizer\"")
@@ -295,7 +296,44 @@ private struct Reader {
         for (index, table) in try tables(root, "exec").enumerated() {
             grants.exec.append(try exec(table, "exec[\(index)]"))
         }
+        if let value = root["egress"] {
+            guard let table = value.table else { throw fail("egress", "expected a table, found \(value.type)") }
+            grants.egress = try egress(table)
+        }
         return grants
+    }
+
+    /// `[egress]`: `refuse = ["private-key", ...]` (built-in detectors) and `patterns = [{ name, regex }]`.
+    mutating func egress(_ table: TOMLTable) throws(GrantsError) -> [ContentPattern] {
+        try checkKeys(table, "egress", allowed: ["refuse", "patterns"])
+        var patterns: [ContentPattern] = []
+        for name in try strings(table, "refuse", "egress", required: false) ?? [] {
+            guard let sources = ContentPattern.builtIn[name] else {
+                let known = ContentPattern.builtIn.keys.sorted().joined(separator: ", ")
+                throw fail("egress.refuse", "unknown detector \"\(name)\"; the built-in ones are \(known)")
+            }
+            for source in sources {
+                do {
+                    patterns.append(try ContentPattern(name: name, regex: source))
+                } catch {
+                    throw fail("egress.refuse", "built-in detector \(name): \(error.message)")
+                }
+            }
+        }
+        for (index, entry) in try tables(table, "patterns").enumerated() {
+            let path = "egress.patterns[\(index)]"
+            try checkKeys(entry, path, allowed: ["name", "regex"])
+            guard let name = try string(entry, "name", path), isIdentifier(name) else {
+                throw fail(join(path, "name"), "name the pattern (1-64 characters of A-Z a-z 0-9 . _ -); it is what the audit log records")
+            }
+            guard let regex = try string(entry, "regex", path) else { throw fail(join(path, "regex"), "missing key `regex`") }
+            do {
+                patterns.append(try ContentPattern(name: name, regex: regex))
+            } catch {
+                throw fail(join(path, "regex"), error.message)
+            }
+        }
+        return patterns
     }
 
     func limits(_ table: TOMLTable) throws(GrantsError) -> GrantLimits {

@@ -36,8 +36,12 @@ extension Mediator {
         try begin(call, .database(database))
         var details = payloadDetails(Array(sql.utf8), prefix: "sql")
         details["parameters"] = String(parameters.count)
-        let request = CallRequest(call: call, resource: .database(database), action: "db.open",
+        var request = CallRequest(call: call, resource: .database(database), action: "db.open",
                                   sideEffect: sideEffect, details: details)
+        // A statement's text and parameters are what a write stores; a query's can reach a server log or a
+        // trigger. Both are checked.
+        request.outgoing = [("sql", Array(sql.utf8))]
+            + parameters.enumerated().compactMap { index, value in value.egressBytes.map { ("parameter \(index + 1)", $0) } }
         return try mediate(request) { (ticket) throws(HostError) in
             let check = nestedCheck(ticket)
             let refusedTable = Atomic<Bool>(false)

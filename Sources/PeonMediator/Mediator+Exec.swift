@@ -14,8 +14,9 @@ extension Mediator {
             throw try refuseEarly("exec.run", resource: Resource.program(path).description,
                                   HostError(.invalidArgument, "an exec argument contains a NUL byte"))
         }
-        let request = CallRequest(call: "exec.run", resource: .program(path), action: "exec.run",
+        var request = CallRequest(call: "exec.run", resource: .program(path), action: "exec.run",
                                   arguments: arguments, sideEffect: true, details: details)
+        request.outgoing = arguments.enumerated().map { ("argument \($0.offset + 1)", Array($0.element.utf8)) } + [("stdin", stdin)]
         return try mediate(request) { (ticket) throws(HostError) in
             let grant = ticket.execGrants.first
             let timeout = grant?.timeout ?? configuration.caps.execTimeout

@@ -22,7 +22,7 @@ extension Mediator {
     /// `fs.write`.
     public func write(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.write", path, action: "fs.write", sideEffect: true,
-                     details: payloadDetails(data, prefix: "payload")) { (path, ticket, check) throws(HostError) in
+                     details: payloadDetails(data, prefix: "payload"), outgoing: [("data", data)]) { (path, ticket, check) throws(HostError) in
             try fileSystem.write(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             return ((), [:])
         }
@@ -31,7 +31,7 @@ extension Mediator {
     /// `fs.append`.
     public func append(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.append", path, action: "fs.append", sideEffect: true,
-                     details: payloadDetails(data, prefix: "payload")) { (path, ticket, check) throws(HostError) in
+                     details: payloadDetails(data, prefix: "payload"), outgoing: [("data", data)]) { (path, ticket, check) throws(HostError) in
             try fileSystem.append(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             return ((), [:])
         }
@@ -47,7 +47,7 @@ extension Mediator {
 
     /// `fs.remove`.
     public func remove(path: String) throws(HostError) {
-        try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:]) { (path, ticket, check) throws(HostError) in
+        try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:], outgoing: []) { (path, ticket, check) throws(HostError) in
             try fileSystem.remove(path, authorize: check)
             return ((), [:])
         }
@@ -57,13 +57,15 @@ extension Mediator {
     /// check for link targets.
     private func fileCall<T>(
         _ call: String, _ text: String, action: String, sideEffect: Bool, details: [String: String],
-        _ body: (GuestPath, Ticket, (GuestPath) -> Bool) throws(HostError) -> (T, [String: String])
+        outgoing: [(part: String, bytes: [UInt8])]? = nil, _ body: (GuestPath, Ticket, (GuestPath) -> Bool) throws(HostError) -> (T, [String: String])
     ) throws(HostError) -> T {
         let path = try parse(call, kind: "fs") { () throws(HostError) in
             try GuestPath(parsing: text, relativeTo: workingDirectory)
         }
         try begin(call, .file(path))
-        let request = CallRequest(call: call, resource: .file(path), action: action, sideEffect: sideEffect, details: details)
+        var request = CallRequest(call: call, resource: .file(path), action: action, sideEffect: sideEffect, details: details)
+        // A sink's path is data too (a file name can spell a secret): it is checked with the contents.
+        if let outgoing { request.outgoing = [("path", Array(path.description.utf8))] + outgoing }
         return try mediate(request) { (ticket) throws(HostError) in
             let check = nestedCheck(ticket)
             return try body(path, ticket) { target in check(.file(target), action) }

@@ -20,8 +20,11 @@ extension Mediator {
         details["method"] = method
         details["guest_headers"] = request.headers.map(\.name).joined(separator: ",")
         let sideEffect = method != "GET" && method != "HEAD"
-        let call = CallRequest(call: "http.send", resource: .url(url), action: "http." + method,
+        var call = CallRequest(call: "http.send", resource: .url(url), action: "http." + method,
                                sideEffect: sideEffect, details: details)
+        call.outgoing = [("url", Array(url.description.utf8))]
+            + request.headers.map { ("header \(sanitize($0.name))", Array(($0.name + ": " + $0.value).utf8)) }
+            + [("body", request.body)]
         return try mediate(call) { (ticket) throws(HostError) in
             var injected: [HTTPHeader] = []
             var allowed: Set<String> = []

@@ -192,6 +192,9 @@ public final class Mediator: HostInterface {
         var sideEffect: Bool
         /// Extra audit facts (payload hashes, method, argument vector).
         var details: [String: String] = [:]
+        /// The data this call sends out, by part (`body`, `header X-Note`, `argument 2`, `data`, ...), for the
+        /// egress check (`Mediator+Egress.swift`); empty for calls that send nothing.
+        var outgoing: [(part: String, bytes: [UInt8])] = []
     }
 
     /// An admitted call: what the outcome entry, the capability and nested decisions need.
@@ -343,6 +346,14 @@ public final class Mediator: HostInterface {
             for (reference, _) in compiled.conditions(for: rule) where !references.contains(reference) {
                 references.append(reference)
             }
+        }
+        if let finding = egressFinding(request, snapshot: snapshot) {
+            details["egress_pattern"] = finding.pattern
+            details["egress_part"] = finding.part
+            let message = "\(request.call) on \(guestVisible(object)) refused: its \(finding.part) contains a match of the egress pattern '\(finding.pattern)'"
+            try record(call: request.call, resource: object, decision: .deny, reason: message, version: verdict.version,
+                       outcome: HostErrorCode.denied.description, details: details, durable: false)
+            throw HostError(.denied, message)
         }
         let role = FlowRole(action: request.action)
         if role.isSink {

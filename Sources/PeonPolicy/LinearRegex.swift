@@ -70,6 +70,8 @@ struct LinearRegex: Sendable {
     static let maxProgram = 50_000
 
     private let program: [Instruction]
+    /// The compiled program's length: a match on `n` characters costs at most `programSize * (n + 1)` steps.
+    var programSize: Int { program.count }
     /// The number of capturing groups (not counting the whole match).
     let captureCount: Int
     private let startsAnchored: Bool
@@ -109,6 +111,11 @@ struct LinearRegex: Sendable {
         case .group(let inner, _): return first(inner)
         default: return node
         }
+    }
+
+    /// Whether the pattern matches anywhere in `text`, given as scalar values.
+    func matches(scalars text: [UInt32]) throws(RegexSyntaxError) -> Bool {
+        try run(text, captures: false) != nil
     }
 
     /// Whether the pattern matches anywhere in `text` (Go's `regexp.MatchString`).
