@@ -208,6 +208,10 @@ public struct ExecGrant: Sendable, Hashable {
     public var maxOutput: ByteSize?
     /// Labels a run may hold when it runs this program (its arguments and stdin carry data out).
     public var clearance: [String] = []
+    /// Labels the program's output carries: a program reads what the host lets it read (a `cat` of HR
+    /// files), so what it prints can be as sensitive as a labelled file; the run acquires these when the
+    /// call succeeds.
+    public var labels: [String] = []
     /// Rate and approval.
     public var conditions: GrantConditions
     /// Where the grant was written.

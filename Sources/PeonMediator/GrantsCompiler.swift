@@ -142,13 +142,13 @@ public enum BuiltinModel {
 }
 
 extension CompiledGrants {
-    /// The information-flow labels data read under a grant carries (exec grants read nothing: none).
+    /// The information-flow labels data read under a grant carries (for an exec grant: its output).
     public func labels(of reference: GrantReference) -> [String] {
         switch reference {
         case .fileSystem(let index): grants.fileSystem[index].labels
         case .http(let index): grants.http[index].labels
         case .database(let index): grants.database[index].labels
-        case .exec: []
+        case .exec(let index): grants.exec[index].labels
         }
     }
 

@@ -516,7 +516,7 @@ private struct Reader {
 
     func exec(_ table: TOMLTable, _ path: String) throws(GrantsError) -> ExecGrant {
         try checkKeys(table, path, allowed: ["program", "args", "env", "timeout", "max-output", "rate", "approval",
-                                                   "clearance"])
+                                                   "clearance", "labels"])
         guard let program = try string(table, "program", path) else { throw fail(path, "missing key `program`") }
         guard (try? ProgramPath(parsing: program)) != nil, !program.contains("*") else {
             throw fail(join(path, "program"), "`\(program)` must be an absolute, normalized path without wildcards")
@@ -527,6 +527,7 @@ private struct Reader {
             program: program, arguments: arguments, environment: try stringTable(table, "env", path) ?? [:],
             timeout: try duration(table, "timeout", path), maxOutput: try size(table, "max-output", path),
             clearance: try labelList(table, "clearance", path, applies: true, needs: ""),
+            labels: try labelList(table, "labels", path, applies: true, needs: ""),
             conditions: try conditions(table, path), source: source(path))
     }
 

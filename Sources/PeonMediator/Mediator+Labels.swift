@@ -23,6 +23,8 @@ struct FlowRole {
         switch action {
         case "fs.read", "fs.list", "db.read": (isSource, isSink) = (true, false)
         case "db.open": (isSource, isSink) = (false, false)
+        // A program's output is data read (its grant's `labels`), and its arguments and stdin go out.
+        case "exec.run": (isSource, isSink) = (true, true)
         default: (isSource, isSink) = (action.hasPrefix("http."), true)
         }
     }

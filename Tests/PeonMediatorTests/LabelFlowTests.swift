@@ -215,6 +215,50 @@ import Testing
         #expect(try harness.decisions("exec.run").last?.details["missing_clearance"] == "confidential,hr")
     }
 
+    /// A run that cannot read the HR folder itself has a granted program (`cat`) read it: the program's output
+    /// carries its grant's labels, so the guest cannot launder HR data through exec stdout.
+    @Test func aProgramsOutputCarriesItsGrantsLabels() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.grants(hr: "/nonexistent", extra: """
+
+            [[exec]]
+            program = "/bin/cat"
+            args = ["\(hr.path)/salaries.txt"]
+            labels = ["hr"]
+            """), http: sender)
+        #expect(Self.post(harness) == nil)
+        let output = try harness.mediator.run(program: "/bin/cat", arguments: [hr.path + "/salaries.txt"], stdin: [])
+        #expect(output.stdout == Array("alice 120000".utf8))
+        let outcome = try #require(try harness.entries().map(\.record).last { $0.call == "exec.run" && $0.outcome == "ok" })
+        #expect(outcome.details["labels_acquired"] == "hr")
+        let error = Self.post(harness, "alice 120000")
+        #expect(error?.code == .denied)
+        #expect(error?.message.contains("hr (read at audit seq") == true, "\(String(describing: error))")
+        #expect(sender.sent.count == 1)
+    }
+
+    /// A reload changes what is cleared, never what the run holds: labels acquired before a reload stay, and
+    /// a clearance added or revoked by the reload applies from the next call.
+    @Test func labelsSurviveAHotReloadAndTheNewClearanceDecides() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let sender = RecordingSender()
+        let harness = try Harness(grants: Self.grants(hr: hr.path), http: sender)
+        _ = try harness.mediator.read(path: hr.path + "/salaries.txt")
+        #expect(Self.post(harness)?.code == .denied)
+        func reload(_ clearance: String) throws {
+            let path = try harness.scratch.file("grants.toml", Self.grants(hr: hr.path, clearance: clearance))
+            harness.store.replace(with: try PolicySnapshot.load(PolicySources(grantsPath: path), defaultModule: "agent"))
+        }
+        try reload("clearance = [\"hr\", \"confidential\"]")
+        #expect(Self.post(harness) == nil, "the reloaded grant clears the labels the run still holds")
+        try reload("")
+        #expect(Self.post(harness)?.code == .denied, "revoked again: the run's labels were never dropped")
+        #expect(sender.sent.count == 1)
+    }
+
     @Test func aDatabaseWriteAfterALabelledReadIsDeniedAlsoWithinOneStatement() throws {
         let scratch = try Scratch()
         let path = scratch.path + "/hr.db"
