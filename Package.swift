@@ -169,6 +169,7 @@ let package = Package(
         .testTarget(
             name: "PeonCLITests",
             dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["MCP"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

@@ -102,7 +102,7 @@ struct McpCommand: ParsableCommand {
             } else {
                 try serve()
             }
-        } catch let error as RunError {
+        } catch {
             throw fail(error)
         }
     }
@@ -140,9 +140,9 @@ struct McpCommand: ParsableCommand {
             } catch {
                 throw RunError(.configuration, error.message)
             }
-            return { _ throws(RunError) in loaded }
+            return { (_: Bool) throws(RunError) -> any WasmEngine in loaded }
         default:
-            return { fuel throws(RunError) in WasmKitEngine(fuelMetering: fuel) }
+            return { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) }
         }
     }
 
@@ -175,13 +175,13 @@ struct McpCommand: ParsableCommand {
             }
         }
         let transport = StdioLineTransport(maxMessageBytes: maxMessage?.bytes ?? (4 << 20))
-        let failure = Mutex<String?>(nil)
+        let failure = ServeFailure()
         let done = DispatchSemaphore(value: 0)
         Task {
             do {
                 try await server.serve(transport: transport)
             } catch {
-                failure.withLock { $0 = "\(error)" }
+                failure.message.withLock { $0 = "\(error)" }
             }
             done.signal()
         }
@@ -189,7 +189,7 @@ struct McpCommand: ParsableCommand {
         for service in services { service.stop() }
         try? log.writeCheckpoint()
         try? log.close()
-        if let message = failure.withLock({ $0 }) {
+        if let message = failure.message.withLock({ $0 }) {
             throw RunError(.internalError, "the MCP server stopped: \(message)")
         }
     }
@@ -249,4 +249,9 @@ struct McpCommand: ParsableCommand {
         if conditions.approval { notes.append("each call needs approval") }
         return notes.isEmpty ? "" : " [" + notes.joined(separator: "; ") + "]"
     }
+}
+
+/// How the server's task ended, read by the main thread after it signalled.
+private final class ServeFailure: Sendable {
+    let message = Mutex<String?>(nil)
 }

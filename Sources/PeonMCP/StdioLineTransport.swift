@@ -1,7 +1,6 @@
-import Foundation
-import Logging
-import MCP
-import Synchronization
+public import Foundation
+public import Logging
+public import MCP
 
 /// The MCP stdio transport with two things the SDK's `StdioTransport` lacks, and nothing else: a cap on
 /// one message's size, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
@@ -32,7 +31,9 @@ public actor StdioLineTransport: Transport {
         self.input = input
         self.output = output
         self.maxMessageBytes = maxMessageBytes
-        (stream, continuation) = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
+        let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
+        stream = pair.stream
+        continuation = pair.continuation
     }
 
     /// Starts the reader thread.

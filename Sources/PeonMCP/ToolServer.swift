@@ -19,6 +19,7 @@ public final class ToolServer: Sendable {
     private let order: Mutex<[String]> = Mutex([])
     private let limiter: CallLimiter
     private let client = Mutex<String>("unknown")
+    private let inFlight = Atomic<Int>(0)
 
     /// A server that runs at most `maxConcurrent` calls at once.
     public init(maxConcurrent: Int, version: String) {
@@ -47,7 +48,8 @@ public final class ToolServer: Sendable {
         return Tool(name: service.name, description: service.tool.description, inputSchema: schema)
     }
 
-    /// Serves until the client closes the connection.
+    /// Serves until the client closes the connection, then waits for the calls still running (each
+    /// bounded by its deadline) so that each writes its `run.end`.
     public func serve(transport: any Transport) async throws {
         await server.withMethodHandler(ListTools.self) { [self] _ in
             let names = order.withLock { $0 }
@@ -61,6 +63,9 @@ public final class ToolServer: Sendable {
             client.withLock { $0 = info.name }
         }
         await server.waitUntilCompleted()
+        while inFlight.load(ordering: .acquiring) > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     /// One `tools/call`.
@@ -75,6 +80,8 @@ public final class ToolServer: Sendable {
         case .failure(let problem): return Self.result(problem.message, isError: true)
         }
         let requestID = parameters._meta?[StdioLineTransport.requestIDKey].map(Self.idText) ?? "unknown"
+        inFlight.add(1, ordering: .acquiringAndReleasing)
+        defer { inFlight.subtract(1, ordering: .acquiringAndReleasing) }
         let cancellation = RunCancellation()
         let call = ToolCall(input: input, requestID: requestID, client: client.withLock { $0 }, cancellation: cancellation)
         await limiter.acquire()

@@ -152,7 +152,7 @@ public final class ToolService: Sendable {
         } catch {
             return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: "error:\(error.kind)")
         }
-        let denials = Mutex<[(action: String, object: String)]>([])
+        let denials = LockedBox<[(action: String, object: String)]>([])
         let session: AgentSession
         let engine: any WasmEngine
         do {
@@ -167,7 +167,7 @@ public final class ToolService: Sendable {
         } catch {
             return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: "error:\(error.kind)")
         }
-        let output = Mutex<[UInt8]>([])
+        let output = LockedBox<[UInt8]>([])
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
         request.environment = plan.grantedEnvironment
@@ -217,4 +217,13 @@ public final class ToolService: Sendable {
         }
         return text
     }
+}
+
+/// A value behind a lock that escaping closures can share (a `Mutex` itself cannot be captured).
+final class LockedBox<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+
+    init(_ value: Value) { mutex = Mutex(value) }
+
+    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

@@ -133,7 +133,9 @@ async def with_session(body, notifications=None):
 
 
 def verify_log():
-    result = subprocess.run([PEON, "audit", "verify", LOG], capture_output=True, text=True,
+    key = subprocess.run([PEON, "audit", "key", "--audit-key", KEY], capture_output=True, text=True).stdout.strip()
+    check(key, "no verifier key from `peon-wasm audit key`")
+    result = subprocess.run([PEON, "audit", "verify", LOG, "--key", key], capture_output=True, text=True,
                             env={**os.environ, "XDG_CONFIG_HOME": WORK})
     check(result.returncode == 0, f"audit verify exited {result.returncode}: {result.stdout} {result.stderr}")
 
