@@ -231,7 +231,8 @@ struct McpCommand: ParsableCommand {
                 touches.append("db[\(index)] \(grant.access.map(\.rawValue).joined(separator: ",")) \(grant.database)/\(grant.tables.joined(separator: ","))\(conditions(grant.conditions))")
             }
             for (index, grant) in parsed.exec.enumerated() {
-                touches.append("exec[\(index)] \(grant.program) \(grant.arguments.joined(separator: " "))\(conditions(grant.conditions))")
+                let arguments = grant.arguments.map { $0.contains(" ") || $0.isEmpty ? "'\($0)'" : $0 }
+                touches.append("exec[\(index)] \(([grant.program] + arguments).joined(separator: " "))\(conditions(grant.conditions))")
             }
             if !parsed.environment.isEmpty {
                 touches.append("env: \(parsed.environment.keys.sorted().joined(separator: ", "))")
