@@ -45,6 +45,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk", exact: "0.12.1"),
+        // Named so PeonMCP can use its Logger type (the MCP Transport protocol requires one); the MCP SDK
+        // depends on it already.
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
     ],
     targets: [
         // MARK: Engine
@@ -119,10 +123,18 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
+        .target(
+            name: "PeonMCP",
+            dependencies: [
+                "PeonRuntime", "PeonMediator", "PeonInterface", "PeonAudit",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
         .executableTarget(
             name: "PeonCLI",
             dependencies: [
-                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
+                "PeonRuntime", "PeonMCP", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
@@ -159,6 +171,7 @@ let package = Package(
         .testTarget(
             name: "PeonCLITests",
             dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["MCP"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

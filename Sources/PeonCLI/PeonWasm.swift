@@ -23,6 +23,7 @@ struct PeonWasm: ParsableCommand {
             PolicyCommand.self,
             AuditCommand.self,
             GrantsCommand.self,
+            McpCommand.self,
         ])
 
     /// Parses and runs the command. A usage error (exit 64: an unknown option, a malformed or

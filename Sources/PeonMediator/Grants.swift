@@ -27,6 +27,8 @@ public struct Grants: Sendable, Hashable {
     /// file, an exec argument or stdin, SQL and its parameters). The values of injected `env:` headers
     /// are always refused too, whatever this list says.
     public var egress: [ContentPattern] = []
+    /// The `[tool]` table: how `peon-wasm mcp` serves the module as an MCP tool; `nil` when absent.
+    public var tool: ToolGrant? = nil
 
     /// Grants that allow nothing: the default for a module run without `--grants`.
     public static func none(module: String) -> Grants {
@@ -49,6 +51,33 @@ public struct Grants: Sendable, Hashable {
         self.database = database
         self.exec = exec
     }
+}
+
+/// The `[tool]` table of a grants file: the module served as an MCP tool by `peon-wasm mcp`. The tool's
+/// name is the grants' `module`. It changes nothing about what the module may do: the grants decide that.
+public struct ToolGrant: Sendable, Hashable {
+    /// The module binary, absolute (a relative `wasm` was resolved against the grants file's folder).
+    public var wasm: String
+    /// What the tool does, for the model that decides whether to call it.
+    public var description: String
+    /// The declared input JSON Schema as compact JSON text (an object whose `type` is `object`), or `nil`
+    /// for the default `{"input": string}`, whose string is the module's `run` input. With a declared
+    /// schema the module's input is the call's whole arguments object as JSON text.
+    public var inputSchema: String?
+    /// Where the `[tool]` table was written.
+    public var source: GrantSource
+
+    /// Creates a tool table.
+    public init(wasm: String, description: String, inputSchema: String?, source: GrantSource) {
+        self.wasm = wasm
+        self.description = description
+        self.inputSchema = inputSchema
+        self.source = source
+    }
+
+    /// The default input schema: one required string property `input`, nothing else.
+    public static let defaultInputSchema =
+        #"{"type":"object","properties":{"input":{"type":"string","description":"The text given to the module's run export."}},"required":["input"],"additionalProperties":false}"#
 }
 
 /// Where a grant was written, for messages and the audit trail: `file:line`.

@@ -262,7 +262,7 @@ private struct Reader {
     // MARK: Document
 
     mutating func grants(_ root: TOMLTable) throws(GrantsError) -> Grants {
-        try checkKeys(root, "", allowed: ["module", "sha256", "limits", "env", "fs", "http", "db", "exec", "egress"])
+        try checkKeys(root, "", allowed: ["module", "sha256", "limits", "env", "fs", "http", "db", "exec", "egress", "tool"])
         guard let module = try string(root, "module", "") else {
             throw GrantsError(file: file, line: 1, key: "module",
                               message: "missing; name the module, e.g. module = \"summarizer\"")
@@ -300,6 +300,12 @@ private struct Reader {
             guard let table = value.table else { throw fail("egress", "expected a table, found \(value.type)") }
             grants.egress = try egress(table)
         }
+        if let value = root["tool"] {
+            guard let table = value.table else {
+                throw fail("tool", "expected a table (`[tool]`), found \(value.type)")
+            }
+            grants.tool = try tool(table)
+        }
         return grants
     }
 
@@ -334,6 +340,67 @@ private struct Reader {
             }
         }
         return patterns
+    }
+
+    /// The `[tool]` table: `wasm` (relative to the grants file), `description`, optional `input-schema`
+    /// (an inline table, or the path of a JSON file relative to the grants file).
+    func tool(_ table: TOMLTable) throws(GrantsError) -> ToolGrant {
+        try checkKeys(table, "tool", allowed: ["wasm", "description", "input-schema"])
+        guard let wasm = try string(table, "wasm", "tool") else {
+            throw fail("tool", "missing key `wasm`; name the module binary, e.g. wasm = \"../modules/x/x.wasm\"")
+        }
+        guard !wasm.isEmpty else { throw fail("tool.wasm", "an empty path names no module") }
+        guard let description = try string(table, "description", "tool") else {
+            throw fail("tool", "missing key `description`; say in one sentence what the tool does (the model reads it)")
+        }
+        guard !description.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            throw fail("tool.description", "is empty; say in one sentence what the tool does (the model reads it)")
+        }
+        var schema: String?
+        if let value = table["input-schema"] {
+            let jsonText: String
+            if let inline = value.table {
+                jsonText = inline.convert(to: .json)
+            } else if let file = value.string {
+                guard !file.isEmpty, !file.contains("\0") else {
+                    throw fail("tool.input-schema", "an empty path names no schema file")
+                }
+                let path = file.hasPrefix("/") ? file : baseDirectory + "/" + file
+                guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+                    throw fail("tool.input-schema", "cannot read the schema file `\(file)` (resolved to \(path)); check the path")
+                }
+                jsonText = text
+            } else {
+                throw fail("tool.input-schema", "expected an inline table or the path of a JSON file, found \(value.type)")
+            }
+            schema = try inputSchema(jsonText)
+        }
+        let path = wasm.hasPrefix("/") ? wasm : baseDirectory + "/" + wasm
+        return ToolGrant(wasm: (path as NSString).standardizingPath, description: description, inputSchema: schema,
+                         source: source("tool"))
+    }
+
+    /// Checks that a schema is a JSON object with `"type": "object"` (what MCP requires of a tool's input
+    /// schema) and returns it as compact JSON with sorted keys.
+    func inputSchema(_ text: String) throws(GrantsError) -> String {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [])
+        } catch {
+            throw fail("tool.input-schema", "not valid JSON: \(error.localizedDescription)")
+        }
+        guard let object = parsed as? [String: Any] else {
+            throw fail("tool.input-schema", "must be a JSON object (a JSON Schema), e.g. { type = \"object\", properties = { ... } }")
+        }
+        guard object["type"] as? String == "object" else {
+            throw fail("tool.input-schema", "must say type = \"object\": MCP tool arguments are always an object")
+        }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
+              let compact = String(data: data, encoding: .utf8)
+        else {
+            throw fail("tool.input-schema", "cannot be written back as JSON")
+        }
+        return compact
     }
 
     func limits(_ table: TOMLTable) throws(GrantsError) -> GrantLimits {

@@ -33,6 +33,9 @@ public struct MediatorConfiguration: Sendable {
     public var logSink: @Sendable (String) -> Void = { line in
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
+    /// Told of every call the policy denied (action and policy object), after its audit entry is
+    /// written; a tool server uses it to explain a failed call to the client. `nil`: nobody is told.
+    public var denialSink: (@Sendable (_ action: String, _ object: String) -> Void)?
     /// Size caps and defaults for the capabilities.
     public var caps = CapabilityDefaults()
     /// Time source for rate limits and the `ctx.hour` policy attribute.
@@ -338,6 +341,7 @@ public final class Mediator: HostInterface {
         guard verdict.isAllowed else {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
                        outcome: HostErrorCode.denied.description, details: details, durable: false)
+            configuration.denialSink?(request.action, object)
             let how = parent == nil ? "" : " (reached through \(guestVisible(parent?.resource.description ?? "")))"
             throw HostError(.denied, "\(request.action) on \(guestVisible(object))\(how) is not granted to \(configuration.module)")
         }

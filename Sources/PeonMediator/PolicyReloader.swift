@@ -36,6 +36,7 @@ public final class PolicyReloader: Sendable {
     private let moduleSHA256: String?
     private let store: MediatorPolicyStore
     private let report: @Sendable (String) -> Void
+    private let changed: (@Sendable (Outcome) -> Void)?
     private let stamps: Mutex<[String: Stamp?]>
     private let sources_: Mutex<[WatchSource]> = Mutex([])
     private let queue = DispatchQueue(label: "peon-wasm.policy-reloader")
@@ -46,7 +47,9 @@ public final class PolicyReloader: Sendable {
     /// `sha256` pin is checked; when it is `nil`, any pinned grants deny every call (the pin cannot be
     /// confirmed).
     public init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
-                moduleSHA256: String? = nil, report: (@Sendable (String) -> Void)? = nil) {
+                moduleSHA256: String? = nil, report: (@Sendable (String) -> Void)? = nil,
+                changed: (@Sendable (Outcome) -> Void)? = nil) {
+        self.changed = changed
         self.sources = sources
         self.defaultModule = defaultModule
         self.moduleSHA256 = moduleSHA256
@@ -80,9 +83,11 @@ public final class PolicyReloader: Sendable {
             } else if snapshot.version != old.version || old.refusal != nil {
                 report("policy reloaded: version \(snapshot.version.prefix(12)) (was \(old.version.prefix(12)))")
             }
+            self.changed?(.reloaded(version: snapshot.version))
             return .reloaded(version: snapshot.version)
         } catch {
             report("policy reload rejected, the previous policy stays in force: \(error.description)")
+            self.changed?(.rejected(error.description))
             return .rejected(error.description)
         }
     }

@@ -14,7 +14,11 @@ public final class AgentSession: Sendable {
     public let audit: AuditLog
     /// The mediator: the only implementation of the guest interface.
     public let mediator: Mediator
-    private let reloader: PolicyReloader
+    private let reloader: PolicyReloader?
+    /// Whether this session opened the log (and so checkpoints and closes it at the end).
+    private let ownsAudit: Bool
+    /// Facts added to `run.start` and `run.end` (e.g. the MCP request id and client).
+    private let lifecycleDetails: [String: String]
     private let ended = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
 
@@ -22,9 +26,42 @@ public final class AgentSession: Sendable {
     /// watching the policy files for reloads, and `SIGHUP` too when `handleHangup` (a supervised worker
     /// passes `false`: its monitor gets `SIGHUP` and calls ``reloadPolicy()``).
     public init(plan: RunPlan, deadline: ContinuousClock.Instant, handleHangup: Bool = true) throws(RunError) {
-        let options = plan.options
-        let audit = try Self.openAudit(options)
+        let audit = try Self.openAudit(plan.options)
         let store = MediatorPolicyStore(plan.policy)
+        self.audit = audit
+        self.ownsAudit = true
+        self.lifecycleDetails = [:]
+        self.plan = plan
+        self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline)
+        let reloader = PolicyReloader(sources: plan.options.policy, defaultModule: plan.moduleName, store: store,
+                                      moduleSHA256: plan.module.sha256) { message in
+            printLine("peon-wasm: \(message)", to: 2)
+        }
+        self.reloader = reloader
+        if !plan.options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+    }
+
+    /// A session inside a long-running host (`peon-wasm mcp`): it appends to `audit`, which the host
+    /// opened and keeps open across runs, and decides on `store`, whose reloader the host runs. `details`
+    /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
+    /// the shared log.
+    public init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
+                store: MediatorPolicyStore, details: [String: String],
+                denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
+        self.audit = audit
+        self.ownsAudit = false
+        self.lifecycleDetails = details
+        self.plan = plan
+        self.reloader = nil
+        self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline,
+                                              denialSink: denialSink)
+    }
+
+    private static func makeMediator(
+        plan: RunPlan, audit: AuditLog, store: MediatorPolicyStore, deadline: ContinuousClock.Instant,
+        denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil
+    ) throws(RunError) -> Mediator {
+        let options = plan.options
         var configuration = MediatorConfiguration(
             module: plan.moduleName, moduleSHA256: plan.module.sha256, runID: options.runID, policy: store,
             audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
@@ -38,21 +75,14 @@ public final class AgentSession: Sendable {
             }
             configuration.approver = approver
         }
-        let moduleName = plan.moduleName
         configuration.logSink = { line in printLine(line, to: 2) }
-        self.plan = plan
-        self.audit = audit
-        self.mediator = Mediator(configuration)
-        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store,
-                                       moduleSHA256: plan.module.sha256) { message in
-            printLine("peon-wasm: \(message)", to: 2)
-        }
-        if !options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+        configuration.denialSink = denialSink
+        return Mediator(configuration)
     }
 
     /// Loads the policy files again now (what `SIGHUP` asks for), whether or not they look changed.
     public func reloadPolicy() {
-        reloader.reloadIfChanged(force: true)
+        reloader?.reloadIfChanged(force: true)
     }
 
     /// The `peon:host` functions bound to this session's mediator.
@@ -68,6 +98,7 @@ public final class AgentSession: Sendable {
             "path": plan.module.path,
         ]
         if let fuel = limits.fuel { details["fuel"] = String(fuel) }
+        details.merge(lifecycleDetails) { own, _ in own }
         try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
     }
 
@@ -99,9 +130,11 @@ public final class AgentSession: Sendable {
 
     /// Writes `run.end`, a checkpoint, and closes the log (after a successful claim).
     func writeEnd(outcome: String, reason: String) {
-        reloader.stop()
+        reloader?.stop()
         mediator.shutdown()
-        _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+        _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: lifecycleDetails),
+                        durable: true)
+        guard ownsAudit else { return }
         try? audit.writeCheckpoint()
         try? audit.close()
     }
@@ -130,7 +163,8 @@ public final class AgentSession: Sendable {
                     policy: plan.policy.version, outcome: outcome, details: details)
     }
 
-    private static func openAudit(_ options: SessionOptions) throws(RunError) -> AuditLog {
+    /// Opens the audit log `options` name (creating its folder and the signing key on first use).
+    public static func openAudit(_ options: SessionOptions) throws(RunError) -> AuditLog {
         guard let path = options.auditPath ?? SessionOptions.defaultAuditPath() else {
             throw RunError(.configuration, "no place for the audit log: set HOME, or pass --audit PATH")
         }

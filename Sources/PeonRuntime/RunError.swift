@@ -25,6 +25,9 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
         case configuration
         /// The wall-clock timeout passed. Exit 124.
         case timeout
+        /// The run was stopped on request before it finished (an MCP client cancelled the call), like an
+        /// interrupt. Exit 130.
+        case cancelled
 
         /// The process exit code for this kind.
         public var exitCode: Int32 {
@@ -40,6 +43,7 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
             case .outputLimit: 73
             case .configuration: 78
             case .timeout: 124
+            case .cancelled: 130
             }
         }
     }

@@ -81,10 +81,19 @@ public struct RunPlan: Sendable {
         } catch {
             throw RunError(.configuration, error.description)
         }
+        try self.init(module: module, policy: policy, options: options, overrides: overrides)
+    }
+
+    /// A plan from a module already read and a policy snapshot already loaded (a long-running server
+    /// plans each call from the snapshot in force, so a reload's limits apply to the next call).
+    /// Checks a grants `sha256` pin and settles the limits.
+    public init(module: ModuleFile, policy: PolicySnapshot, options: SessionOptions,
+                overrides: LimitOverrides) throws(RunError) {
+        let fileName = Runner.programName(module.path)
         let grants = policy.compiled?.grants
         if let pin = grants?.sha256, pin.lowercased() != module.sha256 {
             throw RunError(.configuration,
-                "refusing to run '\(modulePath)': the grants pin sha256 \(pin.lowercased()) but the module's is \(module.sha256); rebuild or re-pin")
+                "refusing to run '\(module.path)': the grants pin sha256 \(pin.lowercased()) but the module's is \(module.sha256); rebuild or re-pin")
         }
         var limits = RunLimits()
         let granted = grants?.limits

@@ -43,6 +43,8 @@ public struct RunRequest: Sendable {
     /// The `peon:host` functions, bound to the run's mediator (``AgentSession/hostFunctions``). With
     /// default deny they are always all present; without a session, a module that imports one cannot run.
     public var peonHostFunctions: [HostFunction] = []
+    /// Stops the run at its next host call once cancelled (see ``RunCancellation``); `nil` for none.
+    public var cancellation: RunCancellation?
 
     /// Creates a request with the default limits and an empty sandbox.
     public init(module: ModuleFile, engine: any WasmEngine) {
@@ -66,6 +68,27 @@ public enum RunResult: Sendable, Hashable {
     /// An agent's `run` export returned.
     case agent(AgentResult)
 }
+
+/// A flag another thread sets to stop a run early (an MCP client's `notifications/cancelled`).
+///
+/// The run stops at its next host call (WASI or `peon:host`): the call is refused and the run ends with
+/// ``RunError/Kind/cancelled``. Guest code that makes no host call runs on until its deadline (an engine
+/// that interrupts running code) or its fuel; a guest asleep in `poll_oneoff` wakes at its own time.
+public final class RunCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    /// A flag that is not set.
+    public init() {}
+
+    /// Asks the run to stop. Safe from any thread; later calls do nothing more.
+    public func cancel() { flag.store(true, ordering: .releasing) }
+
+    /// Whether ``cancel()`` was called.
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+}
+
+/// Thrown at a host call of a run that was cancelled.
+struct RunCancelled: Error {}
 
 /// Thrown when a guest makes more host calls than its limit allows.
 struct HostCallLimitExceeded: Error {
@@ -104,11 +127,12 @@ public enum Runner {
         wasi.stderr = request.stderr
         wasi.outputLimit = request.limits.outputBytes
         wasi.deadline = deadline
-        let counter = HostCallCounter(limit: request.limits.hostCalls)
+        let counter = HostCallCounter(limit: request.limits.hostCalls, cancellation: request.cancellation)
         let functions = (WASISandbox(wasi).hostFunctions + request.peonHostFunctions).map(counter.counting)
         let limits = ResourceLimits(memoryBytes: request.limits.memoryBytes, fuel: request.limits.fuel, deadline: deadline)
 
         do {
+            if request.cancellation?.isCancelled == true { throw RunCancelled() }
             let instance = try compiled.instantiate(functions, limits: limits)
             switch entryPoint {
             case .command:
@@ -136,6 +160,8 @@ public enum Runner {
             return error
         case let error as WASIOutputLimitExceeded:
             return RunError(.outputLimit, "\(error); raise it with --max-output")
+        case is RunCancelled:
+            return RunError(.cancelled, "the run was cancelled before it finished")
         case let error as HostCallLimitExceeded:
             return RunError(.hostCallLimit, "the module made more than \(error.limit) host calls; raise the limit with --max-host-calls")
         case let error as GuestMemoryError:
@@ -198,8 +224,12 @@ public enum Runner {
 final class HostCallCounter: Sendable {
     private let count = Atomic<Int>(0)
     let limit: Int
+    let cancellation: RunCancellation?
 
-    init(limit: Int) { self.limit = limit }
+    init(limit: Int, cancellation: RunCancellation? = nil) {
+        self.limit = limit
+        self.cancellation = cancellation
+    }
 
     func counting(_ function: HostFunction) -> HostFunction {
         var wrapped = function
@@ -207,6 +237,7 @@ final class HostCallCounter: Sendable {
         wrapped.body = { [self] guest, arguments in
             let calls = count.wrappingAdd(1, ordering: .relaxed).newValue
             if calls > limit { throw HostCallLimitExceeded(limit: limit) }
+            if cancellation?.isCancelled == true { throw RunCancelled() }
             return try body(guest, arguments)
         }
         return wrapped

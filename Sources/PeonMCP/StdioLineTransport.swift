@@ -1,0 +1,149 @@
+public import Foundation
+public import Logging
+public import MCP
+
+/// The MCP stdio transport with two things the SDK's `StdioTransport` lacks, and nothing else: a cap on
+/// one message's size, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
+///
+/// - A message (one line) longer than `maxMessageBytes` is dropped without being held in memory: the
+///   rest of the line is skipped, a one-line error goes to stderr, and the client gets an
+///   `invalid request` error response (built with the SDK's types).
+/// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
+///   request id in `params._meta["peon-wasm/request-id"]` (overwriting whatever a client put there), so
+///   the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
+///
+/// Reading is a blocking loop on its own thread; writes are serialized by the actor.
+public actor StdioLineTransport: Transport {
+    /// The key under which a `tools/call`'s request id reaches the handler.
+    public static let requestIDKey = "peon-wasm/request-id"
+
+    /// Unused by this transport (errors go to stderr as `peon-wasm:` lines); the protocol requires one.
+    public nonisolated let logger = Logger(label: "peon-wasm.mcp.stdio", factory: { _ in SwiftLogNoOpLogHandler() })
+    private let input: Int32
+    private let output: Int32
+    private let maxMessageBytes: Int
+    private let stream: AsyncThrowingStream<Data, any Error>
+    private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
+    private var connected = false
+
+    /// A transport on `input` and `output` (default: this process's stdin and stdout).
+    public init(input: Int32 = 0, output: Int32 = 1, maxMessageBytes: Int) {
+        self.input = input
+        self.output = output
+        self.maxMessageBytes = maxMessageBytes
+        let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
+        stream = pair.stream
+        continuation = pair.continuation
+    }
+
+    /// Starts the reader thread.
+    public func connect() async throws {
+        guard !connected else { return }
+        connected = true
+        let reader = LineReader(fd: input, maxMessageBytes: maxMessageBytes)
+        let continuation = continuation
+        let thread = Thread { [weak self] in
+            reader.run(deliver: { data in continuation.yield(Self.annotate(data)) },
+                       oversized: { size in
+                           guard let self else { return }
+                           Task { await self.refuseOversized(size) }
+                       })
+            continuation.finish()
+        }
+        thread.name = "peon-wasm mcp stdin"
+        thread.start()
+    }
+
+    /// Ends the message stream.
+    public func disconnect() async {
+        connected = false
+        continuation.finish()
+    }
+
+    /// Writes one message and its newline.
+    public func send(_ data: Data) async throws {
+        var bytes = [UInt8](data)
+        bytes.append(UInt8(ascii: "\n"))
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+            if written < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
+            }
+            offset += written
+        }
+    }
+
+    /// The messages read.
+    public func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+
+    private func refuseOversized(_ size: Int) async {
+        let message = "a message of \(size) bytes was refused: the limit is \(maxMessageBytes) bytes (--max-message)"
+        FileHandle.standardError.write(Data("peon-wasm: \(message)\n".utf8))
+        let response = CallTool.response(id: .random, error: MCPError.invalidRequest(message))
+        if let data = try? JSONEncoder().encode(response) { try? await send(data) }
+    }
+
+    /// A `tools/call` with its request id added to `_meta`; anything else unchanged.
+    static func annotate(_ data: Data) -> Data {
+        guard let request = try? JSONDecoder().decode(Request<CallTool>.self, from: data),
+              request.method == CallTool.name
+        else { return data }
+        var meta = request.params._meta ?? Metadata()
+        let id: Value
+        switch request.id {
+        case .string(let text): id = .string(text)
+        case .number(let number): id = .int(number)
+        }
+        meta.fields[requestIDKey] = id
+        let annotated = CallTool.request(
+            id: request.id, CallTool.Parameters(name: request.params.name, arguments: request.params.arguments, meta: meta))
+        return (try? JSONEncoder().encode(annotated)) ?? data
+    }
+}
+
+/// Splits a descriptor's bytes into lines, never holding more than `maxMessageBytes` of one line.
+private struct LineReader: Sendable {
+    let fd: Int32
+    let maxMessageBytes: Int
+
+    func run(deliver: (Data) -> Void, oversized: (Int) -> Void) {
+        var pending: [UInt8] = []
+        var skipping = false
+        var skipped = 0
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            if count <= 0 { return }
+            var start = 0
+            while start < count {
+                let newline = chunk[start..<count].firstIndex(of: UInt8(ascii: "\n"))
+                let end = newline ?? count
+                let piece = chunk[start..<end]
+                if skipping {
+                    skipped += piece.count
+                } else if pending.count + piece.count > maxMessageBytes {
+                    skipping = true
+                    skipped = pending.count + piece.count
+                    pending = []
+                } else {
+                    pending += piece
+                }
+                if newline != nil {
+                    if skipping {
+                        oversized(skipped)
+                        skipping = false
+                        skipped = 0
+                    } else {
+                        if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
+                        if !pending.isEmpty { deliver(Data(pending)) }
+                        pending = []
+                    }
+                }
+                start = end + 1
+            }
+        }
+    }
+}

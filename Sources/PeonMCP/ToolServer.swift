@@ -1,0 +1,162 @@
+import Foundation
+public import MCP
+public import PeonRuntime
+import PeonInterface
+import Synchronization
+
+/// `peon-wasm mcp`: serves ``ToolService``s to an MCP client with the official MCP Swift SDK.
+///
+/// One process, one audit log: every `tools/call` is a fresh instance of its tool's module with its own
+/// run id, bracketed in the log by `run.start`/`run.end` that name the request id and the client. Calls
+/// run concurrently on their own threads, at most `maxConcurrent` at once (the rest wait their turn);
+/// a `notifications/cancelled` stops its call at the call's next host call. When a tool's grants file
+/// is reloaded, `notifications/tools/list_changed` is sent. The server offers no tool that changes
+/// grants: they change only when a person edits the files.
+public final class ToolServer: Sendable {
+    /// The SDK server.
+    public let server: Server
+    private let tools: Mutex<[String: ToolService]> = Mutex([:])
+    private let order: Mutex<[String]> = Mutex([])
+    private let limiter: CallLimiter
+    private let client = Mutex<String>("unknown")
+    private let inFlight = Atomic<Int>(0)
+
+    /// A server that runs at most `maxConcurrent` calls at once.
+    public init(maxConcurrent: Int, version: String) {
+        limiter = CallLimiter(slots: max(1, maxConcurrent))
+        server = Server(name: "peon-wasm", version: version,
+                        instructions: "Each tool is a WebAssembly module running under a grants file; every file, network, database and program access it makes is decided by policy and written to an audit log first.",
+                        capabilities: Server.Capabilities(tools: .init(listChanged: true)))
+    }
+
+    /// Adds a tool (before ``serve(transport:)``).
+    public func add(_ service: ToolService) {
+        tools.withLock { $0[service.name] = service }
+        order.withLock { $0.append(service.name) }
+    }
+
+    /// Tells the client that the tool list changed (a grants file was reloaded). Errors (no client yet,
+    /// the client gone) are ignored: the next `tools/list` shows the change anyway.
+    public func toolsChanged() {
+        let server = server
+        Task { try? await server.notify(ToolListChangedNotification.message()) }
+    }
+
+    /// The MCP description of a tool: name, description and input schema.
+    public static func describe(_ service: ToolService) -> Tool {
+        let schema = (try? JSONDecoder().decode(Value.self, from: Data(service.inputSchema.utf8))) ?? .object(["type": "object"])
+        return Tool(name: service.name, description: service.tool.description, inputSchema: schema)
+    }
+
+    /// Serves until the client closes the connection, then waits for the calls still running (each
+    /// bounded by its deadline) so that each writes its `run.end`.
+    public func serve(transport: any Transport) async throws {
+        await server.withMethodHandler(ListTools.self) { [self] _ in
+            let names = order.withLock { $0 }
+            let services = tools.withLock { table in names.compactMap { table[$0] } }
+            return ListTools.Result(tools: services.map(Self.describe))
+        }
+        await server.withMethodHandler(CallTool.self) { [self] parameters in
+            try await call(parameters)
+        }
+        try await server.start(transport: transport) { [self] info, _ in
+            client.withLock { $0 = info.name }
+        }
+        await server.waitUntilCompleted()
+        while inFlight.load(ordering: .acquiring) > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// One `tools/call`.
+    func call(_ parameters: CallTool.Parameters) async throws -> CallTool.Result {
+        guard let service = tools.withLock({ $0[parameters.name] }) else {
+            let known = order.withLock { $0 }.joined(separator: ", ")
+            throw MCPError.invalidParams("no tool named '\(TerminalText.escaped(parameters.name))'; the tools are \(known)")
+        }
+        let input: String
+        switch Self.input(for: service, arguments: parameters.arguments) {
+        case .success(let text): input = text
+        case .failure(let problem): return Self.result(problem.message, isError: true)
+        }
+        let requestID = parameters._meta?[StdioLineTransport.requestIDKey].map(Self.idText) ?? "unknown"
+        inFlight.add(1, ordering: .acquiringAndReleasing)
+        defer { inFlight.subtract(1, ordering: .acquiringAndReleasing) }
+        let cancellation = RunCancellation()
+        let call = ToolCall(input: input, requestID: requestID, client: client.withLock { $0 }, cancellation: cancellation)
+        await limiter.acquire()
+        let answer = await withTaskCancellationHandler {
+            await Self.onThread { service.call(call) }
+        } onCancel: {
+            cancellation.cancel()
+        }
+        await limiter.release()
+        return Self.result(answer.text, isError: answer.isError)
+    }
+
+    struct InputProblem: Error { var message: String }
+
+    /// The module's input: the `input` string (default schema), or the arguments object as JSON text.
+    static func input(for service: ToolService, arguments: [String: Value]?) -> Result<String, InputProblem> {
+        if service.hasDeclaredSchema {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            guard let data = try? encoder.encode(arguments ?? [:]), let text = String(data: data, encoding: .utf8) else {
+                return .failure(InputProblem(message: "the arguments cannot be written as JSON"))
+            }
+            return .success(text)
+        }
+        let arguments = arguments ?? [:]
+        guard case .string(let text)? = arguments["input"], arguments.count == 1 else {
+            let got = arguments.keys.sorted().map { TerminalText.escaped($0) }.joined(separator: ", ")
+            return .failure(InputProblem(message:
+                "\(service.name) takes exactly one argument, `input` (a string); got \(got.isEmpty ? "none" : got)"))
+        }
+        return .success(text)
+    }
+
+    static func result(_ text: String, isError: Bool) -> CallTool.Result {
+        CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], isError: isError)
+    }
+
+    static func idText(_ value: Value) -> String {
+        if let text = value.stringValue { return text }
+        if let number = value.intValue { return String(number) }
+        return "unknown"
+    }
+
+    /// Runs a blocking call on a thread of its own (guests block; the async pool must not), with a
+    /// stack large enough for deep guest recursion in the interpreter.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            let thread = Thread { continuation.resume(returning: body()) }
+            thread.stackSize = 16 << 20
+            thread.name = "peon-wasm tool call"
+            thread.start()
+        }
+    }
+}
+
+/// A counting semaphore for async callers: at most `slots` holders at once, the rest wait in order.
+actor CallLimiter {
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(slots: Int) { free = slots }
+
+    func acquire() async {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+}

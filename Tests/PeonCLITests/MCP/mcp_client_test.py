@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Drives `peon-wasm mcp` with the official Python MCP client (PyPI `mcp` 2.3.0).
+
+Usage: mcp_client_test.py PEON_WASM FIXTURES_DIR WORK_DIR SCENARIO
+
+Each scenario starts a server on fresh grants files in WORK_DIR (tools: reader, echo, trap, sleeper,
+napper, built from the .wat files in FIXTURES_DIR), checks what the client sees and what the audit log
+holds, and exits 0, or prints what went wrong and exits 1. Run by McpServerTests.swift.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import anyio
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+import mcp.types as types
+
+PEON, FIXTURES, WORK, SCENARIO = sys.argv[1:5]
+LOG = os.path.join(WORK, "audit.jsonl")
+KEY = os.path.join(WORK, "audit.key")
+STDERR = os.path.join(WORK, "server.stderr")
+CLIENT = types.Implementation(name="peon-test-client", version="1.0")
+
+READER_GRANTS = """module = "reader"
+[tool]
+wasm = "{fixtures}/reader.wat"
+description = "Reads a text file under data/ and returns its content."
+[[fs]]
+paths = ["data/*.txt"]
+allow = ["read"]
+"""
+READER_REVOKED = """module = "reader"
+[tool]
+wasm = "{fixtures}/reader.wat"
+description = "Reads nothing any more: its grant was revoked."
+"""
+
+
+def fail(message):
+    print("FAIL: " + message)
+    try:
+        with open(STDERR) as f:
+            print("--- server stderr ---\n" + f.read()[-4000:])
+    except OSError:
+        pass
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def setup():
+    os.makedirs(os.path.join(WORK, "data"), exist_ok=True)
+    os.makedirs(os.path.join(WORK, "secret"), exist_ok=True)
+    write(os.path.join(WORK, "data", "hello.txt"), "hello from a granted file")
+    write(os.path.join(WORK, "secret", "key.txt"), "TOP-SECRET-CONTENT")
+    write(os.path.join(WORK, "reader.toml"), READER_GRANTS.format(fixtures=FIXTURES))
+    write(os.path.join(WORK, "echo.toml"), f"""module = "echo"
+[tool]
+wasm = "{FIXTURES}/echo.wat"
+description = "Answers its arguments as JSON."
+input-schema = {{ type = "object", properties = {{ text = {{ type = "string" }} }}, required = ["text"] }}
+""")
+    write(os.path.join(WORK, "trap.toml"), f"""module = "trap"
+[tool]
+wasm = "{FIXTURES}/trap.wat"
+description = "Traps."
+""")
+    write(os.path.join(WORK, "sleeper.toml"), f"""module = "sleeper"
+[limits]
+timeout = "20s"
+[tool]
+wasm = "{FIXTURES}/sleeper.wat"
+description = "Sleeps until cancelled."
+""")
+    write(os.path.join(WORK, "napper.toml"), f"""module = "napper"
+[limits]
+timeout = "300ms"
+[tool]
+wasm = "{FIXTURES}/sleeper.wat"
+description = "Sleeps past its 300ms timeout."
+""")
+
+
+def server_args(extra=()):
+    return ["mcp", "--audit", LOG, "--audit-key", KEY, *extra,
+            "reader.toml", "echo.toml", "trap.toml", "sleeper.toml", "napper.toml"]
+
+
+def entries():
+    with open(LOG) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def runs(tool=None):
+    """run id -> entries of that run, for runs of `tool` (all when None)."""
+    table = {}
+    for entry in entries():
+        if tool is None or entry.get("module") == tool:
+            table.setdefault(entry["run"], []).append(entry)
+    return table
+
+
+def text_of(result):
+    check(len(result.content) == 1, f"expected one content item, got {result.content!r}")
+    return result.content[0].text
+
+
+async def with_session(body, notifications=None):
+    params = StdioServerParameters(command=PEON, args=server_args(), cwd=WORK,
+                                   env={"XDG_CONFIG_HOME": WORK})
+
+    async def handler(message):
+        if notifications is not None and isinstance(message, types.ToolListChangedNotification):
+            notifications.append(message)
+
+    with open(STDERR, "a") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write_stream):
+            async with ClientSession(read, write_stream, client_info=CLIENT, message_handler=handler) as session:
+                info = await session.initialize()
+                check(info.server_info.name == "peon-wasm", f"server name {info.server_info.name!r}")
+                await body(session)
+
+
+def verify_log():
+    key = subprocess.run([PEON, "audit", "key", "--audit-key", KEY], capture_output=True, text=True).stdout.strip()
+    check(key, "no verifier key from `peon-wasm audit key`")
+    result = subprocess.run([PEON, "audit", "verify", LOG, "--key", key], capture_output=True, text=True,
+                            env={**os.environ, "XDG_CONFIG_HOME": WORK})
+    check(result.returncode == 0, f"audit verify exited {result.returncode}: {result.stdout} {result.stderr}")
+
+
+# MARK: scenarios
+
+async def basic(session):
+    tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    check(set(tools) == {"reader", "echo", "trap", "sleeper", "napper"}, f"tools {sorted(tools)}")
+    check(tools["reader"].input_schema["properties"]["input"]["type"] == "string", "reader's default schema")
+    check(tools["echo"].input_schema["required"] == ["text"], "echo's declared schema")
+    check("granted file" not in tools["reader"].description, "description")
+
+    granted = await session.call_tool("reader", {"input": "data/hello.txt"})
+    check(not granted.is_error, f"granted read failed: {text_of(granted)}")
+    check(text_of(granted) == "hello from a granted file", f"granted read answered {text_of(granted)!r}")
+
+    echoed = await session.call_tool("echo", {"text": "hi"})
+    check(not echoed.is_error and text_of(echoed) == '{"text":"hi"}', f"echo answered {text_of(echoed)!r}")
+
+    denied = await session.call_tool("reader", {"input": "secret/key.txt"})
+    message = text_of(denied)
+    check(denied.is_error, "a denied read was not an error")
+    check("secret/key.txt" in message and "not granted" in message, f"denial text: {message}")
+    check("fs[0]" in message and "reader.toml" in message, f"denial does not name the grant line: {message}")
+    check("TOP-SECRET" not in message, "the secret leaked")
+
+    wrong = await session.call_tool("reader", {"path": "x"})
+    check(wrong.is_error and "`input`" in text_of(wrong), f"wrong arguments: {text_of(wrong)}")
+
+
+def basic_log():
+    verify_log()
+    reader_runs = runs("reader")
+    check(len(reader_runs) == 2, f"{len(reader_runs)} reader runs logged (the bad-arguments call must not run)")
+    denials = [e for run in reader_runs.values() for e in run if e.get("decision") == "deny"]
+    check(len(denials) == 1 and denials[0]["resource"].endswith("/secret/key.txt"), f"deny entries: {denials}")
+    for run_id, run in runs().items():
+        start = [e for e in run if e["call"] == "run.start"]
+        end = [e for e in run if e["call"] == "run.end"]
+        check(len(start) == 1 and len(end) == 1, f"run {run_id} is not bracketed: {run}")
+        for entry in start + end:
+            details = entry.get("details", {})
+            check(details.get("mcp_client") == "peon-test-client", f"client name missing: {entry}")
+            check(details.get("mcp_request", "unknown") != "unknown", f"request id missing: {entry}")
+
+
+async def concurrent(session):
+    plan = [("reader", {"input": "data/hello.txt"})] * 17 + [("echo", {"text": "x"})] * 17 + [("trap", {"input": ""})] * 16
+    results = [None] * len(plan)
+
+    async def one(index, name, arguments):
+        results[index] = await session.call_tool(name, arguments)
+
+    async with anyio.create_task_group() as group:
+        for index, (name, arguments) in enumerate(plan):
+            group.start_soon(one, index, name, arguments)
+    for (name, _), result in zip(plan, results):
+        check(result.is_error == (name == "trap"), f"{name}: {text_of(result)}")
+
+
+def concurrent_log():
+    verify_log()
+    all_entries = entries()
+    # reader: run.start, fs.read allow, fs.read outcome, run.end; echo and trap: run.start, run.end.
+    check(len(all_entries) == 17 * 4 + 17 * 2 + 16 * 2, f"{len(all_entries)} entries")
+    table = runs()
+    check(len(table) == 50, f"{len(table)} runs")
+    requests = set()
+    for run in table.values():
+        start = [e for e in run if e["call"] == "run.start"]
+        check(len(start) == 1, f"run without one run.start: {run}")
+        requests.add(start[0]["details"]["mcp_request"])
+    check(len(requests) == 50, f"{len(requests)} distinct request ids")
+    outcomes = sorted(e["outcome"] for e in all_entries if e["call"] == "run.end")
+    check(outcomes.count("ok") == 34 and outcomes.count("error:trap") == 16, f"outcomes {outcomes}")
+
+
+async def cancel(session):
+    started = time.monotonic()
+    try:
+        await session.call_tool("sleeper", {"input": ""}, read_timeout_seconds=1.0)
+        fail("the sleeper answered")
+    except Exception:
+        pass  # the client gave up and sent notifications/cancelled
+    for _ in range(100):
+        ends = [e for e in entries() if e["module"] == "sleeper" and e["call"] == "run.end"]
+        if ends:
+            break
+        await anyio.sleep(0.1)
+    check(ends and ends[0]["outcome"] == "cancelled", f"sleeper run.end: {ends}")
+    check(time.monotonic() - started < 10, "the cancelled call ran on towards its 20s deadline")
+    again = await session.call_tool("echo", {"text": "still here"})
+    check(not again.is_error, "server unhealthy after a cancellation")
+
+
+async def reload(session, notifications):
+    before = await session.call_tool("reader", {"input": "data/hello.txt"})
+    check(not before.is_error, f"read before the revocation failed: {text_of(before)}")
+    time.sleep(1.1)  # a new modification time even on coarse file systems
+    write(os.path.join(WORK, "reader.toml"), READER_REVOKED.format(fixtures=FIXTURES))
+    for _ in range(100):
+        if notifications:
+            break
+        await anyio.sleep(0.1)
+    check(notifications, "no notifications/tools/list_changed after the grants changed")
+    after = await session.call_tool("reader", {"input": "data/hello.txt"})
+    check(after.is_error and "not granted" in text_of(after), f"revoked read: {text_of(after)}")
+    tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+    check("revoked" in tools["reader"].description, "tools/list does not show the reloaded description")
+    time.sleep(1.1)
+    write(os.path.join(WORK, "reader.toml"), "module = \"reader\"\n[[fs]]\npaths = [\n")
+    for _ in range(50):
+        with open(STDERR) as f:
+            if "reload rejected" in f.read():
+                break
+        await anyio.sleep(0.1)
+    with open(STDERR) as f:
+        check("reload rejected" in f.read(), "a broken edit was not reported on stderr")
+    still = await session.call_tool("reader", {"input": "data/hello.txt"})
+    check(still.is_error and "not granted" in text_of(still), "a broken edit changed the grants in force")
+
+
+async def failures(session):
+    trapped = await session.call_tool("trap", {"input": ""})
+    check(trapped.is_error and "trapped" in text_of(trapped), f"trap: {text_of(trapped)}")
+    slow = await session.call_tool("napper", {"input": ""})
+    check(slow.is_error and "timeout" in text_of(slow), f"napper: {text_of(slow)}")
+    fine = await session.call_tool("reader", {"input": "data/hello.txt"})
+    check(not fine.is_error, "server unhealthy after a trap and a timeout")
+
+
+def raw_protocol():
+    """Malformed JSON-RPC and an oversized message, written by hand on the wire, then a ping."""
+    process = subprocess.Popen([PEON, *server_args(["--max-message", "4KiB"])], cwd=WORK,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(STDERR, "a"),
+                               env={**os.environ, "XDG_CONFIG_HOME": WORK})
+
+    def send(text):
+        process.stdin.write(text.encode() + b"\n")
+        process.stdin.flush()
+
+    def reply():
+        line = process.stdout.readline()
+        check(line, "the server closed its output")
+        return json.loads(line)
+
+    send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}))
+    check(reply().get("id") == 1, "no initialize answer")
+    send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+    send("{this is not json")
+    malformed = reply()
+    check("error" in malformed, f"malformed message answered {malformed}")
+    send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {"text": "x" * 100_000}}}))
+    oversized = reply()
+    check("error" in oversized and "limit" in oversized["error"]["message"], f"oversized answered {oversized}")
+    send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
+    pong = reply()
+    check(pong.get("id") == 3 and "result" in pong, f"ping after bad input answered {pong}")
+    send(json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                     "params": {"name": "echo", "arguments": {"text": "ok"}}}))
+    answer = reply()
+    check(answer.get("id") == 4 and answer["result"]["content"][0]["text"] == '{"text":"ok"}', f"call answered {answer}")
+    process.stdin.close()
+    check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+
+
+def main():
+    setup()
+    if SCENARIO == "basic":
+        anyio.run(with_session, basic)
+        basic_log()
+    elif SCENARIO == "concurrent":
+        anyio.run(with_session, concurrent)
+        concurrent_log()
+    elif SCENARIO == "cancel":
+        anyio.run(with_session, cancel)
+        verify_log()
+    elif SCENARIO == "reload":
+        notifications = []
+        anyio.run(lambda: with_session(lambda s: reload(s, notifications), notifications))
+        verify_log()
+    elif SCENARIO == "failures":
+        anyio.run(with_session, failures)
+        verify_log()
+    elif SCENARIO == "raw":
+        raw_protocol()
+        verify_log()
+    else:
+        fail(f"unknown scenario {SCENARIO}")
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()

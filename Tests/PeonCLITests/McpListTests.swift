@@ -1,0 +1,51 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// `peon-wasm mcp --list` and the checks `peon-wasm mcp` makes before it serves anything (no MCP
+/// client needed).
+@Suite struct McpListTests {
+    @Test func listShowsEachToolItsSchemaAndWhatItMayTouch() throws {
+        let result = try runPeonWasm(["mcp", "--list", "policies/wat-minimal.toml", "policies/zig-auditor.toml"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let out = result.stdout
+        #expect(out.contains("tool wat-minimal  (policies/wat-minimal.toml)"), "\(out)")
+        #expect(out.contains("tool zig-auditor  (policies/zig-auditor.toml)"), "\(out)")
+        #expect(out.contains(#""required":["input"]"#), "\(out)")
+        #expect(out.contains("fs[1] append \(repositoryRoot.path)/modules/wat-minimal/out/ledger.txt"), "\(out)")
+        #expect(out.contains("exec[2] /usr/bin/grep -F 'Failed password'"), "\(out)")
+        #expect(out.contains("limits: memory 1048576 bytes, timeout 5s, 100 host calls"), "\(out)")
+    }
+
+    @Test func listEscapesWhatAGrantsFileSays() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("t.toml")
+            try Data("""
+                module = "t"
+                [tool]
+                wasm = "\(repositoryRoot.path)/Tests/PeonCLITests/MCP/echo.wat"
+                description = "clears \\u001b[2J the screen"
+                """.utf8).write(to: grants)
+            let result = try runPeonWasm(["mcp", "--list", grants.path])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(!result.stdout.contains("\u{1b}"), "an escape sequence reached the terminal")
+            #expect(result.stdout.contains("clears \\u{1b}[2J the screen"), "\(result.stdout)")
+            #expect(result.stdout.contains("may touch: nothing (every host call is denied)"), "\(result.stdout)")
+        }
+    }
+
+    @Test func grantsWithoutAToolTableAreAConfigurationError() throws {
+        for arguments in [["mcp", "--list", "policies/malicious.toml", "policies/examples/api-client.toml"],
+                          ["mcp", "policies/examples/api-client.toml"]] {
+            let result = try runPeonWasm(arguments)
+            #expect(result.status == 78, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.contains("api-client.toml: no [tool] table"), "\(result.stderr)")
+        }
+    }
+
+    @Test func twoGrantsFilesNamingOneModuleAreRefused() throws {
+        let result = try runPeonWasm(["mcp", "policies/wat-minimal.toml", "policies/wat-minimal.toml"])
+        #expect(result.status == 78, "\(result.stderr)")
+        #expect(result.stderr.contains("both name module \"wat-minimal\""), "\(result.stderr)")
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// Whether `python3` can import the official MCP client (PyPI `mcp`; `.ci/run` installs 2.3.0).
+let pythonMCPAvailable: Bool = {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import mcp.client.stdio"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    do {
+        try process.run()
+    } catch {
+        return false
+    }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}()
+
+/// `peon-wasm mcp` driven by the real Python MCP client: each scenario of
+/// `Tests/PeonCLITests/MCP/mcp_client_test.py` starts a server on fresh grants and checks what the client
+/// sees and what the audit log holds (the script prints the reason and the server's stderr on failure).
+@Suite("peon-wasm mcp with the Python MCP client",
+       .enabled(if: pythonMCPAvailable, "SKIPPED: python3 cannot import `mcp` (pip install mcp==2.3.0), so the MCP client tests did not run"))
+struct McpServerTests {
+    @Test("MCP client scenario", arguments: [
+        "basic",       // initialize, tools/list, a granted call, a denied call (isError, deny entry, grant line)
+        "concurrent",  // 50 concurrent calls across three tools, then audit verify and exact entry counts
+        "cancel",      // notifications/cancelled stops the instance; run.end says cancelled
+        "reload",      // a grants edit revokes a read mid-session, tools/list_changed; a broken edit keeps the old grants
+        "failures",    // a trapping and a timing-out module are errors; the server stays healthy
+        "raw",         // malformed JSON-RPC and an oversized message get errors; the server stays healthy
+    ])
+    func scenario(_ name: String) throws {
+        try withTemporaryDirectory { directory in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            let fixtures = repositoryRoot.appendingPathComponent("Tests/PeonCLITests/MCP")
+            process.arguments = ["python3", fixtures.appendingPathComponent("mcp_client_test.py").path,
+                                 peonWasmExecutable.path, fixtures.path, directory.path, name]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            let text = String(decoding: data, as: UTF8.self)
+            #expect(process.terminationStatus == 0, "scenario \(name):\n\(text)")
+            #expect(text.hasSuffix("ok\n"), "scenario \(name) did not finish:\n\(text)")
+        }
+    }
+}
