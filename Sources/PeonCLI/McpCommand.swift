@@ -247,7 +247,11 @@ struct McpCommand: ParsableCommand {
     private func conditions(_ conditions: GrantConditions) -> String {
         var notes: [String] = []
         if let rate = conditions.rate { notes.append("rate \(rate)") }
-        if conditions.approval { notes.append("each call needs approval") }
+        switch conditions.approval {
+        case .never: break
+        case .everyCall: notes.append("each call needs approval")
+        case .firstUse: notes.append("a first use needs approval")
+        }
         return notes.isEmpty ? "" : " [" + notes.joined(separator: "; ") + "]"
     }
 }
