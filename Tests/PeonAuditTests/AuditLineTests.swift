@@ -44,6 +44,10 @@ import Testing
             if entry.record != record || entry.serialized() != line { mismatches += 1 }
         }
         #expect(mismatches == 0)
+        // The details of the third record, sorted by key bytes and escaped, exactly as the format documents them.
+        let third = String(decoding: written[2], as: UTF8.self)
+        #expect(third.contains(#""outcome":null,"details":{"a\"\n":"é\u2028","decision_seq":"1","result_len":"16","result_sha256":"00ff","z":""},"prev":""#),
+                "\(third)")
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == UInt64(records.count))
     }
 }
