@@ -12,7 +12,9 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <sys/syscall.h>
 #if defined(__linux__)
+#include <linux/openat2.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #endif
@@ -286,4 +288,20 @@ long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size) {
 
 int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long size, int flags) {
     return fsetxattr(fd, name, value, (size_t)size, flags);
+}
+
+int peon_open_beneath_no_links(int dirfd, const char *path, int flags) {
+#if defined(__linux__) && defined(SYS_openat2)
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (__u64)(unsigned int)flags;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+#else
+    (void)dirfd;
+    (void)path;
+    (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
 }

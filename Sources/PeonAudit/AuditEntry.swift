@@ -102,9 +102,9 @@ public struct AuditEntry: Sendable, Equatable {
 
     /// `{"seq":N,"time":` — what precedes the time literal.
     static func appendHead(seq: UInt64, to out: inout [UInt8]) {
-        out += #"{"seq":"#.utf8
+        appendStatic(#"{"seq":"#, to: &out)
         JSONWriter.appendDecimal(seq, to: &out)
-        out += #","time":"#.utf8
+        appendStatic(#","time":"#, to: &out)
     }
 
     /// `,"prev":"…"}` — the end of the line, from the previous leaf hash as hex text.
@@ -116,45 +116,88 @@ public struct AuditEntry: Sendable, Equatable {
 
     /// `,"prev":"…"}` — the end of the line, from the raw 32-byte previous leaf hash.
     static func appendTail(prev: [UInt8], to out: inout [UInt8]) {
-        out += #","prev":""#.utf8
+        appendStatic(#","prev":""#, to: &out)
         appendHex(prev, to: &out)
-        out += #""}"#.utf8
+        appendStatic(#""}"#, to: &out)
     }
 
     /// The record's part of the line, `,"run":…,"details":{…}`: everything the log does not add. It depends on the
     /// record alone, so ``AuditLog`` serializes it before taking its lock.
+    ///
+    /// Written in one pass into one buffer sized up front (the text plus room for a few escapes), with the keys as
+    /// static bytes and the details visited in key order through a stack buffer of dictionary positions: no key
+    /// array, no lookups, no intermediate strings.
     static func serializedFields(of record: AuditRecord) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(320 + record.reason.utf8.count + record.resource.utf8.count)
-        func key(_ k: String) {
-            out += ",\"".utf8
-            out += k.utf8
-            out += "\":".utf8
+        out.reserveCapacity(estimatedFieldBytes(of: record))
+        appendStatic(#","run":"#, to: &out); JSONWriter.appendString(record.run, to: &out)
+        appendStatic(#","module":"#, to: &out); JSONWriter.appendString(record.module, to: &out)
+        appendStatic(#","module_sha256":"#, to: &out); JSONWriter.appendString(record.moduleSHA256, to: &out)
+        appendStatic(#","call":"#, to: &out); JSONWriter.appendString(record.call, to: &out)
+        appendStatic(#","resource":"#, to: &out); JSONWriter.appendString(record.resource, to: &out)
+        appendStatic(#","decision":"#, to: &out)
+        switch record.decision {
+        case .allow?: appendStatic(#""allow""#, to: &out)
+        case .deny?: appendStatic(#""deny""#, to: &out)
+        case nil: appendStatic("null", to: &out)
         }
-        func optional(_ v: String?) {
-            if let v { JSONWriter.appendString(v, to: &out) } else { out += "null".utf8 }
-        }
-        key("run"); JSONWriter.appendString(record.run, to: &out)
-        key("module"); JSONWriter.appendString(record.module, to: &out)
-        key("module_sha256"); JSONWriter.appendString(record.moduleSHA256, to: &out)
-        key("call"); JSONWriter.appendString(record.call, to: &out)
-        key("resource"); JSONWriter.appendString(record.resource, to: &out)
-        key("decision"); optional(record.decision?.rawValue)
-        key("reason"); JSONWriter.appendString(record.reason, to: &out)
-        key("policy"); JSONWriter.appendString(record.policy, to: &out)
-        key("outcome"); optional(record.outcome)
-        key("details")
-        out.append(UInt8(ascii: "{"))
-        let keys = record.details.count < 2 ? Array(record.details.keys)
-            : record.details.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) })
-        for (index, k) in keys.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            JSONWriter.appendString(k, to: &out)
-            out.append(UInt8(ascii: ":"))
-            JSONWriter.appendString(record.details[k] ?? "", to: &out)
-        }
+        appendStatic(#","reason":"#, to: &out); JSONWriter.appendString(record.reason, to: &out)
+        appendStatic(#","policy":"#, to: &out); JSONWriter.appendString(record.policy, to: &out)
+        appendStatic(#","outcome":"#, to: &out)
+        if let outcome = record.outcome { JSONWriter.appendString(outcome, to: &out) } else { appendStatic("null", to: &out) }
+        appendStatic(#","details":{"#, to: &out)
+        appendDetails(record.details, to: &out)
         out.append(UInt8(ascii: "}"))
         return out
+    }
+
+    /// The details as `"key":"value"` pairs, keys sorted by their UTF-8 bytes.
+    private static func appendDetails(_ details: [String: String], to out: inout [UInt8]) {
+        let count = details.count
+        if count == 0 { return }
+        if count == 1, let only = details.first {
+            appendPair(only.key, only.value, to: &out)
+            return
+        }
+        withUnsafeTemporaryAllocation(of: Dictionary<String, String>.Index.self, capacity: count) { positions in
+            var filled = 0
+            var index = details.startIndex
+            while index != details.endIndex, filled < count {
+                positions.initializeElement(at: filled, to: index)
+                filled += 1
+                index = details.index(after: index)
+            }
+            var sorted = UnsafeMutableBufferPointer(rebasing: positions[..<filled])
+            sorted.sort { details[$0].key.utf8.lexicographicallyPrecedes(details[$1].key.utf8) }
+            for (offset, position) in sorted.enumerated() {
+                if offset > 0 { out.append(UInt8(ascii: ",")) }
+                let member = details[position]
+                appendPair(member.key, member.value, to: &out)
+            }
+            _ = sorted.deinitialize()
+        }
+    }
+
+    @inline(__always)
+    private static func appendPair(_ key: String, _ value: String, to out: inout [UInt8]) {
+        JSONWriter.appendString(key, to: &out)
+        out.append(UInt8(ascii: ":"))
+        JSONWriter.appendString(value, to: &out)
+    }
+
+    /// Bytes a record's fields take unescaped, plus the fixed keys and room for some escapes.
+    private static func estimatedFieldBytes(of record: AuditRecord) -> Int {
+        var total = 160 + record.run.utf8.count + record.module.utf8.count + record.moduleSHA256.utf8.count
+            + record.call.utf8.count + record.resource.utf8.count + record.reason.utf8.count + record.policy.utf8.count
+            + (record.outcome?.utf8.count ?? 4)
+        for (key, value) in record.details { total += key.utf8.count + value.utf8.count + 6 }
+        return total + total / 8
+    }
+
+    /// Appends the bytes of a literal.
+    @inline(__always)
+    static func appendStatic(_ text: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
     /// Parses one line (without newline) into an entry, or explains in a short phrase why it is not one.

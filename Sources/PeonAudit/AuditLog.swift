@@ -358,22 +358,22 @@ public final class AuditLog: Sendable {
             q.pending = []
             return (batch, q.nextTicket)
         }
+        // Every line is written straight into one buffer for the batch, sized once, and hashed where it lies.
         var bytes: [UInt8] = []
+        bytes.reserveCapacity(batch.reduce(cut == nil ? 0 : 1024) { $0 + $1.count + Self.framingBytes + 1 })
         let firstSeq = w.nextSeq
         func add(_ fields: [UInt8]) {
-            var line: [UInt8] = []
-            line.reserveCapacity(fields.count + Self.framingBytes + 1)
-            AuditEntry.appendHead(seq: w.nextSeq, to: &line)
-            line.append(UInt8(ascii: "\""))
-            AuditClock.appendNow(to: &line)
-            line.append(UInt8(ascii: "\""))
-            line += fields
-            AuditEntry.appendTail(prev: w.prev, to: &line)
-            let leaf = RFC6962.leafHash(line)
+            let start = bytes.count
+            AuditEntry.appendHead(seq: w.nextSeq, to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+            AuditClock.appendNow(to: &bytes)
+            bytes.append(UInt8(ascii: "\""))
+            bytes += fields
+            AuditEntry.appendTail(prev: w.prev, to: &bytes)
+            let leaf = RFC6962.leafHash(bytes[start...])
             w.tree.append(leafHash: leaf)
             w.prev = leaf
-            line.append(0x0A)
-            bytes += line
+            bytes.append(0x0A)
             w.nextSeq += 1
         }
         if let cut {

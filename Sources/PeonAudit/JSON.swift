@@ -10,7 +10,8 @@ enum JSONWriter {
         out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
-            out.reserveCapacity(out.count + bytes.count + 1)
+            // No `reserveCapacity` here: growing to an exact size on every string would copy the buffer again
+            // for each one; callers size the buffer once, and `append` grows it geometrically otherwise.
             var i = 0
             while i < bytes.count {
                 // Copy the run of bytes that need no escape in one go.

@@ -47,7 +47,7 @@ extension Mediator {
             let refusedTable = Atomic<Bool>(false)
             let statement: PreparedStatement
             do throws(HostError) {
-                statement = try databases.prepare(database: database, sql: sql) { access in
+                statement = try databases.prepare(database: database, sql: sql, policyVersion: ticket.version) { access in
                     let allowed = check(.table(database, access.table), "db." + access.operation.rawValue)
                     if !allowed { refusedTable.store(true, ordering: .relaxed) }
                     return allowed

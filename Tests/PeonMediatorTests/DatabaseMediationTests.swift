@@ -166,8 +166,9 @@ struct SchemaChangingDatabase: DatabaseProvider {
         self.change = change
     }
 
-    func prepare(database: DatabaseName, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
-        let statement = try inner.prepare(database: database, sql: sql, authorize: authorize)
+    func prepare(database: DatabaseName, sql: String, policyVersion: String,
+                 authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
+        let statement = try inner.prepare(database: database, sql: sql, policyVersion: policyVersion, authorize: authorize)
         change()
         return statement
     }

@@ -174,4 +174,44 @@ import Testing
             Self.readOnly, file: scratch.path + "/grants.toml", baseDirectory: scratch.path))
         #expect(unpinned.judged(forModuleSHA256: nil).refusal == nil)
     }
+
+    /// The database capability keeps a compiled statement for the run; a reload that revokes the table
+    /// grant it used makes the very next call with that statement a denial, decided under the new version
+    /// and logged as one.
+    @Test func aReloadThatRevokesATableGrantDeniesTheCachedStatementOnTheNextCall() throws {
+        let scratch = try Scratch()
+        let grants = """
+            module = "analyst"
+
+            [[db]]
+            database = "analytics"
+            tables = ["orders"]
+            allow = ["read"]
+            """
+        let harness = try Harness(grants: grants, scratch: scratch,
+                                  databases: ["analytics": try DatabaseMediationTests.makeDatabase(scratch)])
+        let sql = "select total from orders where id = ?"
+        for _ in 0..<2 {
+            let rows = try harness.mediator.query(database: "analytics", sql: sql, parameters: [.integer(1)])
+            #expect(rows.rows == [[.real(9.5)]])
+        }
+        let database = try #require(harness.mediator.databases as? DatabaseCapability)
+        #expect(database.cacheCounters == .init(compiled: 1, reused: 1), "the second call used the cached statement")
+        let before = harness.store.current.version
+
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"),
+                                      defaultModule: "analyst", store: harness.store, report: { _ in })
+        _ = try scratch.file("grants.toml", grants.replacingOccurrences(of: "tables = [\"orders\"]", with: "tables = [\"other\"]"))
+        guard case .reloaded(let after) = reloader.reloadIfChanged(force: true) else {
+            Issue.record("expected a reload")
+            return
+        }
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.query(database: "analytics", sql: sql, parameters: [.integer(1)])
+        }
+        #expect(error?.code == .denied, "\(String(describing: error))")
+        let tableDecisions = try harness.decisions("db.query").filter { $0.resource == "db:analytics/orders" }
+        #expect(tableDecisions.map(\.decision) == [.allow, .allow, .deny])
+        #expect(tableDecisions.map(\.policy) == [before, before, after])
+    }
 }

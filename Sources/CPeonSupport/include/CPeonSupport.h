@@ -9,6 +9,14 @@
 /// Swift Glibc module does not export it (it sits behind `_GNU_SOURCE`), so it comes from C here.
 int peon_o_path(void);
 
+/// Opens `path` relative to the folder `dirfd` with `openat2(2)` (Linux 5.6+) in one system call that
+/// refuses every symbolic link (`RESOLVE_NO_SYMLINKS`, `RESOLVE_NO_MAGICLINKS`) and every escape from
+/// `dirfd` (`RESOLVE_BENEATH`). `flags` are `open(2)` flags. Returns the new descriptor, or -1 with errno
+/// set: `ELOOP` when the path holds a symbolic link, `EXDEV` when it would leave `dirfd`, `EAGAIN` when
+/// the kernel saw a concurrent rename and asks for a retry, `ENOSYS` when the kernel (or a seccomp
+/// filter) has no `openat2`. The constants and the call come from <linux/openat2.h> and <sys/syscall.h>.
+int peon_open_beneath_no_links(int dirfd, const char *path, int flags);
+
 /// `fgetxattr` from <sys/xattr.h> (the Swift Glibc module does not export it).
 long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size);
 

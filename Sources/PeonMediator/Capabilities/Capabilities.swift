@@ -16,7 +16,17 @@ protocol FileSystemProvider: Sendable {
 
 /// SQLite databases (`db`): ``DatabaseCapability``.
 protocol DatabaseProvider: Sendable {
-    func prepare(database: DatabaseName, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement
+    /// Compiles `sql` (or reuses it compiled under the same `policyVersion`), asking `authorize` about
+    /// every table access.
+    func prepare(database: DatabaseName, sql: String, policyVersion: String,
+                 authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement
+}
+
+extension DatabaseProvider {
+    /// ``prepare(database:sql:policyVersion:authorize:)`` outside any policy (the version is empty).
+    func prepare(database: DatabaseName, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
+        try prepare(database: database, sql: sql, policyVersion: "", authorize: authorize)
+    }
 }
 
 /// Programs (`exec`): ``ExecCapability``.

@@ -7,6 +7,7 @@
 
 import CSQLite
 import PeonInterface
+import Synchronization
 
 /// An operation on a table, as the grants name it (`read | insert | update | delete | schema`).
 public enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
@@ -63,8 +64,16 @@ struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
 ///   SQLite's progress handler (`timeout`).
 /// - SQLite's own work is bounded: no value longer than the result cap (`SQLITE_LIMIT_LENGTH`), temporary
 ///   storage in memory only, a process-wide hard heap limit (``heapLimitBytes``), defensive mode.
-/// - Each prepared statement has its own connection, opened read-write without `CREATE` (a database
-///   file that does not exist is `not-found`), and closed with the statement.
+/// - Connections are opened read-write without `CREATE` (a database file that does not exist is
+///   `not-found`) and kept for the run (the capability lives as long as its mediator): a statement uses
+///   one connection at a time, alone, and gives it back when it goes away (at most
+///   ``maxIdleConnections`` per database stay open).
+/// - Compiled statements are cached per connection by SQL text, together with the accesses SQLite's
+///   authorizer reported and the policy version they were compiled under. A cached statement is used
+///   again only under the same policy version, and only after every one of its accesses has been asked
+///   again through `authorize` (so each call still decides, audits, rate-limits and labels each table);
+///   under another version (the policy reloaded) it is thrown away and compiled afresh, with SQLite's
+///   authorizer. Statements that change the schema are never cached.
 final class DatabaseCapability: Sendable {
     /// Database name -> SQLite file path.
     let databases: [String: String]
@@ -92,6 +101,47 @@ final class DatabaseCapability: Sendable {
         _ = Self.limitHeap
     }
 
+    /// The most connections per database kept open while no statement uses them.
+    static let maxIdleConnections = 4
+    /// The most compiled statements cached on one connection; compiling one more drops the oldest.
+    static let maxCachedStatements = 32
+
+    /// Idle connections by database name.
+    private let idle = Mutex<[String: [DatabaseConnection]]>([:])
+    /// How many guest statements were compiled and how many were reused from the cache (for tests and
+    /// benchmarks).
+    private let counters = Mutex<CacheCounters>(CacheCounters())
+
+    /// How many guest statements SQLite compiled, and how many calls used a cached one.
+    struct CacheCounters: Sendable, Equatable {
+        /// Statements compiled (each with SQLite's authorizer).
+        var compiled = 0
+        /// Calls served by a cached statement.
+        var reused = 0
+    }
+
+    /// The counters so far.
+    var cacheCounters: CacheCounters { counters.withLock { $0 } }
+
+    /// Takes an idle connection to `database`, or opens one.
+    private func checkOut(_ database: String, path: String) throws(HostError) -> DatabaseConnection {
+        if let connection = idle.withLock({ $0[database]?.popLast() }) { return connection }
+        let context = AuthorizerContext(authorize: { _ in false })
+        let handle = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
+        return DatabaseConnection(database: database, handle: handle, context: context)
+    }
+
+    /// Gives a connection back once its statement is done: it forgets the call's `authorize` (which holds
+    /// the call's ticket) and waits idle, unless enough connections already do (then it closes).
+    func checkIn(_ connection: DatabaseConnection) {
+        connection.context.release()
+        idle.withLock { pool in
+            var list = pool[connection.database] ?? []
+            if list.count < Self.maxIdleConnections { list.append(connection) }
+            pool[connection.database] = list
+        }
+    }
+
     /// Sets the process-wide hard heap limit once.
     private static let limitHeap: Void = {
         _ = sqlite3_hard_heap_limit64(heapLimitBytes)
@@ -108,6 +158,7 @@ final class DatabaseCapability: Sendable {
     func prepare(
         database name: DatabaseName,
         sql: String,
+        policyVersion: String,
         authorize: @escaping (DatabaseAccess) -> Bool
     ) throws(HostError) -> PreparedStatement {
         let database = name.description
@@ -117,14 +168,30 @@ final class DatabaseCapability: Sendable {
         if sql.utf8.count > Self.maxSQLBytes {
             throw HostError(.limitExceeded, "the SQL is longer than \(Self.maxSQLBytes) bytes")
         }
-        let context = AuthorizerContext(authorize: authorize)
-        let connection = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
+        let connection = try checkOut(database, path: path)
+        let context = connection.context
+        context.reset(authorize: authorize)
         do throws(HostError) {
-            let statement = try Self.compileSingle(sql, connection: connection, context: context)
-            return PreparedStatement(
-                connection: connection, statement: statement, context: context, timeout: statementTimeout)
+            if let cached = connection.statements[sql] {
+                if cached.policyVersion == policyVersion {
+                    // Every access the statement makes is decided again, in the order SQLite first reported them.
+                    for access in cached.accesses where context.ask(access) != SQLITE_OK {
+                        throw context.denial ?? HostError(.denied, "\(access) is not granted")
+                    }
+                    counters.withLock { $0.reused += 1 }
+                    return PreparedStatement(capability: self, connection: connection, cached: cached, timeout: statementTimeout)
+                }
+                // The policy changed since it was compiled: compile it again, with SQLite's authorizer.
+                connection.forget(sql)
+                context.reset(authorize: authorize)
+            }
+            let statement = try Self.compileSingle(sql, connection: connection.handle, context: context)
+            counters.withLock { $0.compiled += 1 }
+            let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses)
+            if !context.changesSchema { connection.remember(compiled) }
+            return PreparedStatement(capability: self, connection: connection, cached: compiled, timeout: statementTimeout)
         } catch {
-            sqlite3_close_v2(connection)
+            checkIn(connection)
             throw error
         }
     }
@@ -224,9 +291,90 @@ final class DatabaseCapability: Sendable {
     }
 }
 
+/// One open connection of a run, with the statements compiled on it.
+///
+/// `@unchecked Sendable`. Invariant: used by one thread at a time. It is either idle in its capability's
+/// pool (touched by no one) or checked out to exactly one ``PreparedStatement`` (touched only by the call
+/// that holds that statement); SQLite opened it in multi-thread mode (`SQLITE_OPEN_NOMUTEX`), which
+/// allows a connection to move between threads as long as no two use it at once.
+final class DatabaseConnection: @unchecked Sendable {
+    /// The database name it belongs to.
+    let database: String
+    /// The SQLite connection.
+    let handle: OpaquePointer
+    /// The authorizer's state, reached by SQLite's callbacks for this connection.
+    let context: AuthorizerContext
+    /// Compiled statements by SQL text, and the order they were compiled in (oldest first).
+    private(set) var statements: [String: CachedStatement] = [:]
+    private var order: [String] = []
+
+    init(database: String, handle: OpaquePointer, context: AuthorizerContext) {
+        self.database = database
+        self.handle = handle
+        self.context = context
+    }
+
+    /// Keeps `statement` for later calls, dropping the oldest when the cache is full.
+    func remember(_ statement: CachedStatement) {
+        if statements[statement.sql] != nil { forget(statement.sql) }
+        if order.count >= DatabaseCapability.maxCachedStatements, let oldest = order.first { forget(oldest) }
+        statements[statement.sql] = statement
+        order.append(statement.sql)
+        statement.isCached = true
+    }
+
+    /// Drops the cached statement for `sql` and finalizes it (the caller holds the connection, and no
+    /// statement of it is in use: one call at a time holds a connection).
+    func forget(_ sql: String) {
+        guard let statement = statements.removeValue(forKey: sql) else { return }
+        order.removeAll { $0 == sql }
+        statement.isCached = false
+        statement.finalize()
+    }
+
+    deinit {
+        for statement in statements.values { statement.finalize() }
+        sqlite3_close_v2(handle)
+    }
+}
+
+/// A compiled statement and what its compile found: the accesses SQLite's authorizer reported (in
+/// first-seen order) and the policy version they were decided under. Finalized when it goes away.
+final class CachedStatement {
+    let sql: String
+    let statement: OpaquePointer
+    let policyVersion: String
+    /// The accesses to decide again before each later use; kept up to date when SQLite re-prepares the
+    /// statement while it runs (a schema change can add a table).
+    var accesses: [DatabaseAccess]
+    /// Whether its connection's cache holds it.
+    var isCached = false
+    private var finalized = false
+
+    init(sql: String, statement: OpaquePointer, policyVersion: String, accesses: [DatabaseAccess]) {
+        self.sql = sql
+        self.statement = statement
+        self.policyVersion = policyVersion
+        self.accesses = accesses
+    }
+
+    /// Finalizes the statement now (idempotent). Only while its connection is held: SQLite must not see
+    /// two threads on one connection.
+    func finalize() {
+        if finalized { return }
+        finalized = true
+        sqlite3_finalize(statement)
+    }
+
+    deinit {
+        finalize()
+    }
+}
+
 /// A compiled statement, ready to run after the mediator has recorded its decision.
 ///
-/// Not thread-safe: use it on the thread that prepared it. Its connection closes when it goes away.
+/// Not thread-safe: use it on the thread that prepared it. It holds its connection alone and gives it
+/// back to the capability (and its statement to the connection's cache) when it goes away.
 final class PreparedStatement {
     /// Every (table, operation) the authorizer saw, in first-seen order, without duplicates.
     var accesses: [DatabaseAccess] { context.accesses }
@@ -235,21 +383,28 @@ final class PreparedStatement {
     /// How many parameters (`?`, `?NNN`, `:name`) the statement takes.
     var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
 
-    private let connection: OpaquePointer
-    private let statement: OpaquePointer
-    private let context: AuthorizerContext
+    private let capability: DatabaseCapability
+    private let lease: DatabaseConnection
+    private let compiled: CachedStatement
+    private var connection: OpaquePointer { lease.handle }
+    private var statement: OpaquePointer { compiled.statement }
+    private var context: AuthorizerContext { lease.context }
     private let timeout: Duration
 
-    init(connection: OpaquePointer, statement: OpaquePointer, context: AuthorizerContext, timeout: Duration) {
-        self.connection = connection
-        self.statement = statement
-        self.context = context
+    init(capability: DatabaseCapability, connection: DatabaseConnection, cached: CachedStatement, timeout: Duration) {
+        self.capability = capability
+        self.lease = connection
+        self.compiled = cached
         self.timeout = timeout
     }
 
     deinit {
-        sqlite3_finalize(statement)
-        sqlite3_close_v2(connection)
+        sqlite3_reset(statement)
+        sqlite3_clear_bindings(statement)
+        // A re-prepare while running may have reported new accesses: the next use asks about them too.
+        // A statement no cache holds is finalized here, while this call still holds the connection.
+        if compiled.isCached { compiled.accesses = context.accesses } else { compiled.finalize() }
+        capability.checkIn(lease)
     }
 
     /// Runs the statement and returns its rows.
@@ -414,7 +569,8 @@ extension PreparedStatement: Sendable {}
 /// State the C callbacks reach through their user-data pointer. Lives as long as the connection
 /// (the `PreparedStatement` holds it), and is only touched on the thread running the statement.
 final class AuthorizerContext {
-    let authorize: (DatabaseAccess) -> Bool
+    /// The current call's question; a refusal for every access while the connection is idle.
+    private(set) var authorize: (DatabaseAccess) -> Bool
     /// Set while checking for a second statement: refuse everything, ask no one.
     var refuseEverything = false
     var accesses: [DatabaseAccess] = []
@@ -432,7 +588,7 @@ final class AuthorizerContext {
     var modules: Set<String>?
     /// Set once the statement creates, drops or alters something: SQLite then reads and writes the
     /// schema table itself, which is bookkeeping for the already-authorized schema action.
-    private var changesSchema = false
+    private(set) var changesSchema = false
     /// Whether the statement contains a `SELECT` of its own.
     private var selects = false
     /// Columns of the schema table read while the statement changes the schema, before it is known
@@ -477,8 +633,31 @@ final class AuthorizerContext {
         }
     }
 
+    /// Starts a new use of the connection with the calling statement's `authorize` and nothing decided.
+    func reset(authorize: @escaping (DatabaseAccess) -> Bool) {
+        self.authorize = authorize
+        refuseEverything = false
+        accesses = []
+        seen = []
+        decided = [:]
+        denial = nil
+        deadline = nil
+        changesSchema = false
+        selects = false
+        provisionalSchemaReads = false
+        running = false
+    }
+
+    /// Ends a use: forgets the call's `authorize` (it holds the call's ticket and its mediator) and
+    /// refuses everything until the next ``reset(authorize:)``.
+    func release() {
+        authorize = { _ in false }
+        deadline = nil
+        running = false
+    }
+
     /// Asks the mediator once per access and compile (SQLite asks once per column).
-    private func ask(_ access: DatabaseAccess) -> Int32 {
+    func ask(_ access: DatabaseAccess) -> Int32 {
         if seen.insert(access).inserted { accesses.append(access) }
         let allowed: Bool
         if let earlier = decided[access] {

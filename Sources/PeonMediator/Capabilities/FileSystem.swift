@@ -1,8 +1,10 @@
 // The `fs` capability: file access that cannot leave the paths the mediator authorized.
 //
 // Two steps. ``GuestPath`` (PeonInterface) turns the guest's path into a canonical absolute path by
-// lexical rules only; that value is what policy decides on and what this capability walks. Each operation then walks that path from `/` one component at
-// a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
+// lexical rules only; that value is what policy decides on and what this capability walks. Each operation
+// first opens the path's parent folder with one `openat2(2)` call that refuses every symbolic link; a
+// path with no link is thereby resolved in one system call. If that call meets a link it walks the path
+// from `/` one component at a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
 // component can be swapped between a check and its use. When the walk meets a symbolic link it reads
 // the link, builds the absolute path the link leads to, asks `authorize` about that path and, only if
 // allowed, starts over from `/` on the new path. What is accessed is therefore always exactly a path
@@ -15,6 +17,7 @@ import Musl
 #endif
 import CPeonSupport
 import PeonInterface
+import Synchronization
 
 /// Reads, writes, lists and removes files on behalf of a guest, refusing every path that leaves what
 /// the mediator authorized.
@@ -54,14 +57,34 @@ struct FileSystemCapability: Sendable {
     /// The longest path accepted, in UTF-8 bytes.
     static let maxPathBytes = GuestPath.maxBytes
 
+    /// How the folders on a path are resolved.
+    enum PathResolution: Sendable, CaseIterable {
+        /// One `openat2` call that refuses symbolic links, and the component walk only when that call
+        /// meets a link or cannot be used. The default.
+        case singleCallFirst
+        /// Always the component walk (tests use it to run the safety suites on the fallback too).
+        case componentWalk
+    }
+
+    /// How this capability resolves paths (``PathResolution/singleCallFirst`` unless a test forces the walk).
+    let resolution: PathResolution
+
+    /// `/`, opened once (`O_PATH`) for the process as the folder `openat2` resolves beneath; -1 if it
+    /// could not be opened, and then every path is walked.
+    private static let sharedRoot: Int32 = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
+    /// Set once `openat2` answered `ENOSYS` (an old kernel or a seccomp filter): walk from then on.
+    private static let singleCallUnavailable = Atomic<Bool>(false)
+
     /// Creates the capability.
     ///
     /// - Parameters:
     ///   - maxReadBytes: the largest file a read returns.
     ///   - maxWriteBytes: the largest write or append accepted.
-    init(maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
+    ///   - resolution: how paths are resolved (tests force ``PathResolution/componentWalk``).
+    init(maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20, resolution: PathResolution = .singleCallFirst) {
         self.maxReadBytes = max(0, maxReadBytes)
         self.maxWriteBytes = max(0, maxWriteBytes)
+        self.resolution = resolution
     }
 
     // MARK: Operations
@@ -227,9 +250,15 @@ struct FileSystemCapability: Sendable {
         case follow(String)
     }
 
-    /// Walks `path` from `/` with `O_NOFOLLOW`, following symbolic links only when `authorize` allows
-    /// their resolved path, and calls `final` with the parent folder's descriptor, the last name (`nil`
-    /// for `/` itself) and the path being walked.
+    /// Resolves `path` and calls `final` with the parent folder's descriptor, the last name (`nil` for
+    /// `/` itself) and the path being resolved; follows symbolic links only when `authorize` allows their
+    /// resolved path.
+    ///
+    /// The parent folder is first opened with one `openat2` call that refuses every symbolic link and
+    /// every escape from `/` (``openParentWithoutLinks(_:operation:)``). Only when that call reports a
+    /// link on the way (`ELOOP`), or cannot be used (`ENOSYS`, `EXDEV`, `EAGAIN`), is the path walked one
+    /// component at a time (``walkToParent(_:operation:hops:authorize:)``), which authorizes each link.
+    /// A last component that is a link is handled by `final` on either path.
     private func resolve<Result>(
         _ path: GuestPath,
         operation: String,
@@ -239,33 +268,21 @@ struct FileSystemCapability: Sendable {
         var current = path
         var hops = 0
 
-        walk: while true {
-            let components = current.components
-            let rootFD = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
-            if rootFD < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
-            var directory = Descriptor(rootFD)
-            var index = 0
-            while index + 1 < components.count {
-                let name = String(components[index])
-                let fd = openat(directory.raw, name, openPath | O_NOFOLLOW | O_CLOEXEC)
-                if fd < 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
-                let next = Descriptor(fd)
-                var status = stat()
-                if fstat(next.raw, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(current)'") }
-                switch status.st_mode & S_IFMT {
-                case S_IFDIR:
-                    directory = next
-                    index += 1
-                case S_IFLNK:
-                    let target = try Self.readLink(next.raw, "", current.description, operation)
-                    let parent = Array(components[..<index])
-                    let rest = Array(components[(index + 1)...])
-                    current = try followed(target, parent: parent, rest: rest, hops: &hops, operation: operation, authorize: authorize)
-                    continue walk
-                default:
-                    throw HostError(.invalidArgument, "\(operation) '\(current)': '\(name)' is not a directory")
+        while true {
+            let parentFD: Int32
+            if let fd = try openParentWithoutLinks(current, operation: operation) {
+                parentFD = fd
+            } else {
+                switch try walkToParent(current, operation: operation, hops: &hops, authorize: authorize) {
+                case .parent(let fd):
+                    parentFD = fd
+                case .restart(let next):
+                    current = next
+                    continue
                 }
             }
+            let directory = Descriptor(parentFD)
+            let components = current.components
             let lastName = components.last.map(String.init)
             switch try final(directory.raw, lastName, current.description) {
             case .done(let result):
@@ -275,6 +292,81 @@ struct FileSystemCapability: Sendable {
                 current = try followed(target, parent: parent, rest: [], hops: &hops, operation: operation, authorize: authorize)
             }
         }
+    }
+
+    /// What a component walk reached.
+    private enum WalkStep {
+        /// The parent folder of the path's last component, opened (`O_PATH`); the caller owns it.
+        case parent(Int32)
+        /// A symbolic link in the middle of the path, authorized: resolve this path instead.
+        case restart(GuestPath)
+    }
+
+    /// The parent folder of `path`, opened in one `openat2` call from `/` that fails on any symbolic
+    /// link; `nil` when the caller must walk the path instead (a link on the way, `openat2` missing or
+    /// refused, or a concurrent rename the kernel asks to retry). Other errors are thrown as the walk
+    /// would report them.
+    func openParentWithoutLinks(_ path: GuestPath, operation: String) throws(HostError) -> Int32? {
+        guard resolution == .singleCallFirst, !Self.singleCallUnavailable.load(ordering: .relaxed) else { return nil }
+        let root = Self.sharedRoot
+        if root < 0 { return nil }
+        let text = path.description
+        let relative: String
+        if path.components.count <= 1 {
+            relative = "."
+        } else {
+            // The names before the last, without the leading `/`. A `/` byte never occurs inside a UTF-8
+            // sequence, so the byte positions are valid string positions.
+            let utf8 = text.utf8
+            guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+            relative = String(Substring(utf8[utf8.index(after: utf8.startIndex)..<slash]))
+        }
+        let fd = peon_open_beneath_no_links(root, relative, openPath | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { return fd }
+        let code = currentErrno
+        switch code {
+        case ELOOP, EXDEV, EAGAIN:
+            return nil
+        case ENOSYS:
+            Self.singleCallUnavailable.store(true, ordering: .relaxed)
+            return nil
+        default:
+            throw hostError(errno: code, "\(operation) '\(path)'")
+        }
+    }
+
+    /// Walks `path` from `/` with `O_NOFOLLOW`, one component at a time, holding a descriptor for every
+    /// folder it passes; a symbolic link in the middle is followed only when `authorize` allows the path
+    /// it leads to.
+    private func walkToParent(
+        _ path: GuestPath, operation: String, hops: inout Int, authorize: (GuestPath) -> Bool
+    ) throws(HostError) -> WalkStep {
+        let components = path.components
+        let rootFD = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
+        if rootFD < 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+        var directory = Descriptor(rootFD)
+        var index = 0
+        while index + 1 < components.count {
+            let name = String(components[index])
+            let fd = openat(directory.raw, name, openPath | O_NOFOLLOW | O_CLOEXEC)
+            if fd < 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+            let next = Descriptor(fd)
+            var status = stat()
+            if fstat(next.raw, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+            switch status.st_mode & S_IFMT {
+            case S_IFDIR:
+                directory = next
+                index += 1
+            case S_IFLNK:
+                let target = try Self.readLink(next.raw, "", path.description, operation)
+                let parent = Array(components[..<index])
+                let rest = Array(components[(index + 1)...])
+                return .restart(try followed(target, parent: parent, rest: rest, hops: &hops, operation: operation, authorize: authorize))
+            default:
+                throw HostError(.invalidArgument, "\(operation) '\(path)': '\(name)' is not a directory")
+            }
+        }
+        return .parent(directory.release())
     }
 
     /// The absolute path reached by a link with `target` found in the folder `parent`, followed by the

@@ -318,4 +318,10 @@ extension DatabaseCapability {
     func prepare(database: String, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
         try prepare(database: DatabaseName(parsing: database), sql: sql, authorize: authorize)
     }
+
+    /// As above, under a policy version (the statement cache keys on it).
+    func prepare(database: String, sql: String, policyVersion: String,
+                 authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
+        try prepare(database: DatabaseName(parsing: database), sql: sql, policyVersion: policyVersion, authorize: authorize)
+    }
 }

@@ -12,8 +12,9 @@ import Testing
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
     }
 
-    @Test func fileSystemCallsLeaveNoDescriptorOpenOnAnyPath() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func fileSystemCallsLeaveNoDescriptorOpenOnAnyPath(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let capability = fixture.capability
             let ws = fixture.workspace
             let before = Self.openDescriptors()

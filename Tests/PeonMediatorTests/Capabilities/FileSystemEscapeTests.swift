@@ -12,17 +12,18 @@ import Glibc
 /// `O_CREAT` would follow, a hard link, a loop, or a link swapped in while the host walks the path.
 /// Every test asserts the refusal *and* that nothing on disk changed.
 @Suite struct FileSystemEscapeTests {
-    @Test func dotDotIsResolvedBeforePolicySoItCannotHideAnEscape() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func dotDotIsResolvedBeforePolicySoItCannotHideAnEscape(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let path = try fixture.capability.normalize("sub/../../outside.txt")
             #expect(path == fixture.outside)
             #expect(!fixture.isGranted(path))
         }
     }
 
-    @Test(arguments: ["link-out", "abs-out"])
-    func aSymbolicLinkAsTheLastComponentLeadingOutIsRefused(name: String) throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: ["link-out", "abs-out"], FileSystemCapability.PathResolution.allCases)
+    func aSymbolicLinkAsTheLastComponentLeadingOutIsRefused(name: String, resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             var asked: [String] = []
             let path = try fixture.capability.normalize(name)
@@ -39,9 +40,12 @@ import Glibc
     /// `"\u{600}/"` and `"/\u{301}"` are single Characters, so splitting the path as a `String` would keep a
     /// name like `x\u{600}/other.txt` whole, and `openat` would then follow the link `x\u{600}` inside the
     /// kernel, unchecked. Paths are split on the byte `/`, so the walk sees (and authorizes) the link.
-    @Test(arguments: [("x\u{600}", "other.txt"), ("dir-out", "\u{301}other.txt")])
-    func aSlashHiddenInAGraphemeClusterStillSeparatesNamesSoALinkBehindItIsChecked(link: String, file: String) throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: [("x\u{600}", "other.txt"), ("dir-out", "\u{301}other.txt")], FileSystemCapability.PathResolution.allCases)
+    func aSlashHiddenInAGraphemeClusterStillSeparatesNamesSoALinkBehindItIsChecked(
+        names: (link: String, file: String), resolution: FileSystemCapability.PathResolution
+    ) throws {
+        let (link, file) = names
+        try withFileSystemFixture(resolution) { fixture in
             let manager = FileManager.default
             if !manager.fileExists(atPath: fixture.workspace + "/" + link) {
                 try manager.createSymbolicLink(atPath: fixture.workspace + "/" + link, withDestinationPath: "../sibling")
@@ -58,8 +62,9 @@ import Glibc
         }
     }
 
-    @Test func aSymbolicLinkInTheMiddleOfThePathLeadingToASiblingTreeIsRefused() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aSymbolicLinkInTheMiddleOfThePathLeadingToASiblingTreeIsRefused(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             let capability = fixture.capability
             let read = try capability.normalize("dir-out/other.txt")
@@ -74,8 +79,9 @@ import Glibc
         }
     }
 
-    @Test func writingThroughALinkThatLeadsOutIsRefusedAndTheTargetIsUntouched() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func writingThroughALinkThatLeadsOutIsRefusedAndTheTargetIsUntouched(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             let path = try fixture.capability.normalize("link-out")
             let write = hostError { () throws(HostError) in try fixture.capability.write(path, data: Array("pwned".utf8), authorize: fixture.isGranted) }
@@ -86,8 +92,9 @@ import Glibc
         }
     }
 
-    @Test func aDanglingLinkLeadingOutCannotBeUsedToCreateAFileOutside() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aDanglingLinkLeadingOutCannotBeUsedToCreateAFileOutside(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             let path = try fixture.capability.normalize("dangling")
             #expect(hostError { () throws(HostError) in try fixture.capability.append(path, data: [0x41], authorize: fixture.isGranted) }?.code == .denied)
@@ -99,8 +106,9 @@ import Glibc
 
     /// `ws/tricky -> dir-out/../outside.txt`: followed physically, `dir-out/..` is the root and the
     /// link reaches `outside.txt`; resolved lexically it is `ws/outside.txt`, which is what was authorized.
-    @Test func dotDotInsideALinkTargetCannotClimbOutOfAnotherLinksRealTarget() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func dotDotInsideALinkTargetCannotClimbOutOfAnotherLinksRealTarget(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             #expect(symlink("dir-out/../outside.txt", fixture.workspace + "/tricky") == 0)
             let before = try fixture.snapshot()
             var asked: [String] = []
@@ -113,8 +121,9 @@ import Glibc
         }
     }
 
-    @Test func anAbsolutePathOutsideReachesPolicyUnchanged() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func anAbsolutePathOutsideReachesPolicyUnchanged(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let outside = try fixture.capability.normalize(fixture.outside)
             let system = try fixture.capability.normalize("/etc/passwd")
             #expect(outside == fixture.outside)
@@ -123,8 +132,9 @@ import Glibc
         }
     }
 
-    @Test func aSymbolicLinkLoopEndsWithAnErrorInsteadOfSpinning() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aSymbolicLinkLoopEndsWithAnErrorInsteadOfSpinning(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             var hops = 0
             let path = try fixture.capability.normalize("loop-a")
@@ -137,8 +147,9 @@ import Glibc
         }
     }
 
-    @Test func aHardLinkToAFileOutsideIsRefusedForReadAndAppend() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aHardLinkToAFileOutsideIsRefusedForReadAndAppend(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
             let path = try fixture.capability.normalize("hard.txt")
             #expect(hostError { () throws(HostError) in try fixture.capability.read(path, authorize: fixture.isGranted) }?.code == .denied)
@@ -147,8 +158,9 @@ import Glibc
         }
     }
 
-    @Test func replacingAHardLinkedFileNeverChangesItsOtherName() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func replacingAHardLinkedFileNeverChangesItsOtherName(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let path = try fixture.capability.normalize("hard.txt")
             try fixture.capability.write(path, data: Array("new".utf8), authorize: fixture.isGranted)
             #expect(try String(contentsOfFile: fixture.outside, encoding: .utf8) == "secret")
@@ -156,8 +168,9 @@ import Glibc
         }
     }
 
-    @Test func removingALinkThatLeadsOutRemovesTheLinkNotTheTarget() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func removingALinkThatLeadsOutRemovesTheLinkNotTheTarget(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let path = try fixture.capability.normalize("link-out")
             try fixture.capability.remove(path, authorize: { _ in Issue.record("remove must not follow the link"); return false })
             #expect(FileManager.default.fileExists(atPath: fixture.outside))
@@ -165,8 +178,9 @@ import Glibc
         }
     }
 
-    @Test func aFIFOIsRefusedInsteadOfBlockingTheHost() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aFIFOIsRefusedInsteadOfBlockingTheHost(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let path = fixture.workspace + "/fifo"
             #expect(mkfifo(path, 0o600) == 0)
             #expect(hostError { () throws(HostError) in try fixture.capability.read(path, authorize: fixture.isGranted) }?.code == .invalidArgument)
@@ -176,8 +190,9 @@ import Glibc
 
     /// A second thread keeps swapping `ws/swap` between a real folder and a link to `sibling/`; a
     /// walk that checked and then used the path would sooner or later read `sibling/other.txt`.
-    @Test func aLinkSwappedInDuringTheWalkIsNeverFollowedWithoutAuthorization() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aLinkSwappedInDuringTheWalkIsNeverFollowedWithoutAuthorization(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let swap = fixture.workspace + "/swap"
             let real = fixture.workspace + "/swap-real"
             let link = fixture.workspace + "/swap-link"

@@ -29,6 +29,8 @@ import Glibc
 /// ```
 struct FileSystemFixture {
     let root: String
+    /// How the capability under test resolves paths (every safety suite runs once per way).
+    let resolution: FileSystemCapability.PathResolution
     var workspace: String { root + "/ws" }
     var outside: String { root + "/outside.txt" }
 
@@ -39,10 +41,11 @@ struct FileSystemFixture {
 
     func isGranted(_ path: GuestPath) -> Bool { isGranted(path.description) }
 
-    var capability: FileSystemUnderTest { FileSystemUnderTest(workingDirectory: workspace) }
+    var capability: FileSystemUnderTest { FileSystemUnderTest(workingDirectory: workspace, resolution: resolution) }
 
-    init(root: URL) throws {
+    init(root: URL, resolution: FileSystemCapability.PathResolution) throws {
         self.root = root.path
+        self.resolution = resolution
         let manager = FileManager.default
         try "secret".write(toFile: self.root + "/outside.txt", atomically: false, encoding: .utf8)
         try manager.createDirectory(atPath: self.root + "/sibling", withIntermediateDirectories: true)
@@ -87,10 +90,12 @@ struct FileSystemFixture {
     }
 }
 
-/// Runs `body` with a fresh fixture tree.
-func withFileSystemFixture(_ body: (FileSystemFixture) throws -> Void) throws {
+/// Runs `body` with a fresh fixture tree, the capability resolving paths the way `resolution` says.
+func withFileSystemFixture(
+    _ resolution: FileSystemCapability.PathResolution, _ body: (FileSystemFixture) throws -> Void
+) throws {
     try withTemporaryDirectory { url in
-        try body(try FileSystemFixture(root: url))
+        try body(try FileSystemFixture(root: url, resolution: resolution))
     }
 }
 
@@ -110,9 +115,10 @@ struct FileSystemUnderTest {
     let capability: FileSystemCapability
     let workingDirectory: GuestPath?
 
-    init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20) {
+    init(workingDirectory: String, maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20,
+         resolution: FileSystemCapability.PathResolution = .singleCallFirst) {
         self.workingDirectory = try? GuestPath(parsing: workingDirectory, relativeTo: nil)
-        capability = FileSystemCapability(maxReadBytes: maxReadBytes, maxWriteBytes: maxWriteBytes)
+        capability = FileSystemCapability(maxReadBytes: maxReadBytes, maxWriteBytes: maxWriteBytes, resolution: resolution)
     }
 
     func normalize(_ text: String) throws(HostError) -> GuestPath {

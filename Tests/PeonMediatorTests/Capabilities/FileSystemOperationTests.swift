@@ -68,8 +68,9 @@ import Glibc
 
 /// The operations do what the guest asked, inside the grant, within their limits.
 @Suite struct FileSystemOperationTests {
-    @Test func readReturnsTheFileAndFollowsALinkThatStaysInside() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func readReturnsTheFileAndFollowsALinkThatStaysInside(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             var asked: [String] = []
             #expect(try fixture.capability.read(fixture.workspace + "/a.txt", authorize: fixture.isGranted) == Array("alpha".utf8))
             let content = try fixture.capability.read(fixture.workspace + "/link-in", authorize: { asked.append($0); return fixture.isGranted($0) })
@@ -78,8 +79,9 @@ import Glibc
         }
     }
 
-    @Test func writeCreatesAndAtomicallyReplacesKeepingTheModeAndLeavingNoTemporaryFile() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func writeCreatesAndAtomicallyReplacesKeepingTheModeAndLeavingNoTemporaryFile(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let capability = fixture.capability
             let path = fixture.workspace + "/new.txt"
             try capability.write(path, data: Array("one".utf8), authorize: fixture.isGranted)
@@ -94,8 +96,9 @@ import Glibc
         }
     }
 
-    @Test func writeThroughALinkInsideReplacesTheTargetAndKeepsTheLink() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func writeThroughALinkInsideReplacesTheTargetAndKeepsTheLink(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let link = fixture.workspace + "/link-in"
             try fixture.capability.write(link, data: Array("BETA".utf8), authorize: fixture.isGranted)
             #expect(try String(contentsOfFile: fixture.workspace + "/sub/b.txt", encoding: .utf8) == "BETA")
@@ -103,8 +106,9 @@ import Glibc
         }
     }
 
-    @Test func appendCreatesThenAppends() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func appendCreatesThenAppends(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let path = fixture.workspace + "/log.txt"
             try fixture.capability.append(path, data: Array("a".utf8), authorize: fixture.isGranted)
             try fixture.capability.append(path, data: Array("b".utf8), authorize: fixture.isGranted)
@@ -112,15 +116,17 @@ import Glibc
         }
     }
 
-    @Test func readDirectoryListsNamesOnlySortedWithoutDotEntries() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func readDirectoryListsNamesOnlySortedWithoutDotEntries(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let names = try fixture.capability.readDirectory(fixture.workspace + "/", authorize: fixture.isGranted)
             #expect(names == ["a.txt", "abs-out", "dangling", "dir-out", "empty", "hard.txt", "link-in", "link-out", "loop-a", "loop-b", "sub"])
         }
     }
 
-    @Test func removeDeletesFilesAndEmptyFoldersButNotFullOnesOrTheRoot() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func removeDeletesFilesAndEmptyFoldersButNotFullOnesOrTheRoot(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let capability = fixture.capability
             try capability.remove(fixture.workspace + "/a.txt", authorize: fixture.isGranted)
             try capability.remove(fixture.workspace + "/empty", authorize: fixture.isGranted)
@@ -132,8 +138,9 @@ import Glibc
         }
     }
 
-    @Test func missingFilesAndWrongKindsGetDistinctCodes() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func missingFilesAndWrongKindsGetDistinctCodes(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let capability = fixture.capability
             let ws = fixture.workspace
             #expect(hostError { () throws(HostError) in try capability.read(ws + "/nope", authorize: fixture.isGranted) }?.code == .notFound)
@@ -147,19 +154,23 @@ import Glibc
         }
     }
 
-    @Test func aReadOverTheLimitIsRefusedWithoutReturningData() throws {
-        try withFileSystemFixture { fixture in
-            let small = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4)
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aReadOverTheLimitIsRefusedWithoutReturningData(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
+            let small = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4,
+                                           resolution: resolution)
             let content = try small.read(fixture.workspace + "/sub/b.txt", authorize: fixture.isGranted)
             #expect(content == Array("beta".utf8))
             #expect(hostError { () throws(HostError) in try small.read(fixture.workspace + "/a.txt", authorize: fixture.isGranted) }?.code == .limitExceeded)
         }
     }
 
-    @Test func aWriteOrAppendOverTheLimitIsRefusedBeforeAnythingChanges() throws {
-        try withFileSystemFixture { fixture in
+    @Test(arguments: FileSystemCapability.PathResolution.allCases)
+    func aWriteOrAppendOverTheLimitIsRefusedBeforeAnythingChanges(resolution: FileSystemCapability.PathResolution) throws {
+        try withFileSystemFixture(resolution) { fixture in
             let before = try fixture.snapshot()
-            let small = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4)
+            let small = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: 4, maxWriteBytes: 4,
+                                           resolution: resolution)
             let path = fixture.workspace + "/a.txt"
             #expect(hostError { () throws(HostError) in try small.write(path, data: Array("12345".utf8), authorize: fixture.isGranted) }?.code == .limitExceeded)
             #expect(hostError { () throws(HostError) in try small.append(path, data: Array("12345".utf8), authorize: fixture.isGranted) }?.code == .limitExceeded)

@@ -1,0 +1,107 @@
+import CSQLite
+import Foundation
+@_spi(Benchmarks) @testable import PeonMediator
+import PeonInterface
+import Testing
+
+/// The connection and statement cache: a statement is compiled once per policy version and reused, but
+/// every access it makes is decided again on every use, so a cached statement never reaches a table the
+/// current call's grants do not cover.
+@Suite struct DatabaseCacheTests {
+    typealias Grant = DatabaseTests.Grant
+    static let ordersRead = DatabaseAccess(table: "orders", operation: .read)
+
+    @Test func aStatementIsCompiledOnceAndEveryUseDecidesItsAccessesAgain() throws {
+        try DatabaseTests.withFixture { fixture in
+            let grant = Grant([("orders", .read)])
+            let sql = "SELECT item FROM orders WHERE id = ?"
+            var items: [[[DatabaseValue]]] = []
+            for id in 1...3 {
+                let statement = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check)
+                #expect(statement.accesses == [Self.ordersRead])
+                items.append(try statement.query([.integer(Int64(id))], maxRows: 10, maxBytes: 1000).rows)
+            }
+            #expect(items == [[[.text("apple")]], [[.text("pear")]], [[.text("plum")]]])
+            #expect(fixture.capability.cacheCounters == .init(compiled: 1, reused: 2))
+            #expect(grant.asked == [Self.ordersRead, Self.ordersRead, Self.ordersRead], "asked once per call")
+        }
+    }
+
+    @Test func anotherPolicyVersionCompilesTheStatementAgain() throws {
+        try DatabaseTests.withFixture { fixture in
+            let grant = Grant([("orders", .read)])
+            let sql = "SELECT count(*) FROM orders"
+            for version in ["v1", "v2", "v2", "v1"] {
+                let statement = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: version, authorize: grant.check)
+                #expect(try statement.query([], maxRows: 10, maxBytes: 1000).rows == [[.integer(3)]])
+            }
+            #expect(fixture.capability.cacheCounters == .init(compiled: 3, reused: 1))
+        }
+    }
+
+    @Test func aCachedStatementWhoseTableIsNoLongerGrantedIsDeniedBeforeItRuns() throws {
+        try DatabaseTests.withFixture { fixture in
+            let sql = "DELETE FROM orders WHERE id = ?"
+            let granted = Grant([("orders", .read), ("orders", .delete)])
+            _ = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: granted.check)
+            let before = fixture.dump()
+            let revoked = Grant([("orders", .read)])
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: revoked.check)
+                    .execute([.integer(1)])
+            }
+            #expect(error?.code == .denied)
+            #expect(error?.message.contains("delete on 'orders'") == true, "\(String(describing: error))")
+            #expect(revoked.asked.contains(DatabaseAccess(table: "orders", operation: .delete)))
+            #expect(fixture.dump() == before)
+        }
+    }
+
+    /// Another connection redefines a view between two uses: SQLite re-prepares the cached statement
+    /// while it runs and reports the new table, and every later use asks about that table before running.
+    @Test func aTableAReprepareReportsIsAskedOnEveryLaterUse() throws {
+        try DatabaseTests.withFixture { fixture in
+            DatabaseMediationTests.outside(fixture.path, "CREATE VIEW w AS SELECT item AS x FROM orders")
+            let grant = Grant([("w", .read), ("orders", .read), ("secrets", .read)])
+            let sql = "SELECT x FROM w"
+            _ = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check)
+                .query([], maxRows: 10, maxBytes: 1000)
+            #expect(!grant.asked.contains(DatabaseAccess(table: "secrets", operation: .read)))
+            DatabaseMediationTests.outside(fixture.path, "DROP VIEW w; CREATE VIEW w AS SELECT token AS x FROM secrets")
+            let second = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check)
+                .query([], maxRows: 10, maxBytes: 1000)
+            #expect(second.rows == [[.text("hunter2")]])
+            let third = Grant([("w", .read), ("orders", .read)])
+            let error = hostError { () throws(HostError) in
+                try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: third.check)
+            }
+            #expect(error?.code == .denied, "\(String(describing: error))")
+            #expect(third.asked.contains(DatabaseAccess(table: "secrets", operation: .read)))
+        }
+    }
+
+    @Test func statementsThatChangeTheSchemaAreNeverCached() throws {
+        try DatabaseTests.withFixture { fixture in
+            let grant = Grant([("notes", .schema)])
+            for _ in 0..<2 {
+                _ = try fixture.capability.prepare(database: "app", sql: "CREATE TABLE notes(body TEXT)", policyVersion: "v1", authorize: grant.check)
+            }
+            #expect(fixture.capability.cacheCounters == .init(compiled: 2, reused: 0))
+        }
+    }
+
+    @Test func twoStatementsInUseAtOnceEachHaveTheirOwnConnection() throws {
+        try DatabaseTests.withFixture { fixture in
+            let grant = Grant([("orders", .read), ("customers", .read)])
+            let sql = "SELECT count(*) FROM orders"
+            let first = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check)
+            // The first still holds its connection (and its statement): the same SQL compiles again elsewhere.
+            let second = try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check)
+            let other = try fixture.capability.prepare(database: "app", sql: "SELECT name FROM customers", policyVersion: "v1", authorize: grant.check)
+            #expect(try second.query([], maxRows: 10, maxBytes: 1000).rows == [[.integer(3)]])
+            #expect(try other.query([], maxRows: 10, maxBytes: 1000).rows == [[.text("ada")]])
+            #expect(try first.query([], maxRows: 10, maxBytes: 1000).rows == [[.integer(3)]])
+            #expect(fixture.capability.cacheCounters == .init(compiled: 3, reused: 0))
+        }
+    }
+}
