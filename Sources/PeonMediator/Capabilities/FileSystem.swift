@@ -256,7 +256,7 @@ struct FileSystemCapability: Sendable {
     ///
     /// The parent folder is first opened with one `openat2` call that refuses every symbolic link and
     /// every escape from `/` (``openParentWithoutLinks(_:operation:)``). Only when that call reports a
-    /// link on the way (`ELOOP`), or cannot be used (`ENOSYS`, `EXDEV`, `EAGAIN`), is the path walked one
+    /// link on the way (`ELOOP`), or cannot be used (`ENOSYS`, `EPERM`, `EXDEV`, `EAGAIN`), is the path walked one
     /// component at a time (``walkToParent(_:operation:hops:authorize:)``), which authorizes each link.
     /// A last component that is a link is handled by `final` on either path.
     private func resolve<Result>(
@@ -327,7 +327,9 @@ struct FileSystemCapability: Sendable {
         switch code {
         case ELOOP, EXDEV, EAGAIN:
             return nil
-        case ENOSYS:
+        case ENOSYS, EPERM:
+            // No openat2 (an old kernel), or a seccomp filter refusing it (container runtimes answer ENOSYS
+            // or EPERM; opening a path never fails with EPERM otherwise): walk, from now on.
             Self.singleCallUnavailable.store(true, ordering: .relaxed)
             return nil
         default:
