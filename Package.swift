@@ -43,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
     ],
     targets: [
         // MARK: Engine
@@ -106,6 +107,16 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // MARK: The fleet store (PostgreSQL): policy rows and the central audit table. Only this target
+        // sees NIO and PostgresNIO; it plugs into the mediator's and the runtime's store protocols.
+        .target(
+            name: "PeonPostgres",
+            dependencies: [
+                "PeonMediator", "PeonPolicy", "PeonAudit", "PeonRuntime",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict),
+
         // MARK: Running modules
         .target(name: "CPeonSupport"),
         .target(
@@ -121,6 +132,7 @@ let package = Package(
             name: "PeonCLI",
             dependencies: [
                 "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
+                "PeonPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
