@@ -43,11 +43,26 @@ public final class AgentSession: Sendable {
         self.plan = plan
         self.audit = audit
         self.mediator = Mediator(configuration)
-        self.reloader = PolicyReloader(sources: options.policy, defaultModule: moduleName, store: store,
-                                       moduleSHA256: plan.module.sha256) { message in
-            printLine("peon-wasm: \(message)", to: 2)
+        let storeName = options.policy.policyStore?.name ?? ""
+        self.reloader = PolicyReloader(
+            sources: options.policy, defaultModule: moduleName, store: store, moduleSHA256: plan.module.sha256,
+            report: { message in printLine("peon-wasm: \(message)", to: 2) },
+            event: { event in
+                // The log says when decisions rest on a snapshot the store can no longer confirm.
+                let (outcome, reason) = switch event {
+                case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
+                case .storeRestored: ("reachable", "the policy store answers again")
+                }
+                _ = try? audit.append(
+                    AuditRecord(run: options.runID, module: moduleName, moduleSHA256: plan.module.sha256,
+                                call: "policy.store", resource: "policy:\(storeName)", decision: nil, reason: reason,
+                                policy: store.current.version, outcome: outcome),
+                    durable: false)
+            })
+        if !options.policy.files.isEmpty || options.policy.policyStore != nil {
+            reloader.start(handleHangup: handleHangup)
         }
-        if !options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+        options.auditSink?.start(log: audit)
     }
 
     /// Loads the policy files again now (what `SIGHUP` asks for), whether or not they look changed.
@@ -104,6 +119,7 @@ public final class AgentSession: Sendable {
         _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
         try? audit.writeCheckpoint()
         try? audit.close()
+        plan.options.auditSink?.finish(timeout: .seconds(5))
     }
 
     /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log

@@ -25,6 +25,10 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
         case configuration
         /// The wall-clock timeout passed. Exit 124.
         case timeout
+        /// A service the run needs cannot be reached at the start: the policy store
+        /// (`--policy postgresql://...`) gives no snapshot to decide on, so the run is refused. Exit 75
+        /// (`EX_TEMPFAIL`: try again later).
+        case unavailable
 
         /// The process exit code for this kind.
         public var exitCode: Int32 {
@@ -40,6 +44,7 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
             case .outputLimit: 73
             case .configuration: 78
             case .timeout: 124
+            case .unavailable: 75
             }
         }
     }
