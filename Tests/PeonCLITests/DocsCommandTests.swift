@@ -266,7 +266,7 @@ struct DocsCommandTests {
     @Test("docs/cli.md documents every subcommand's options, and only those", arguments: [
         ["run"], ["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"],
         ["audit", "verify"], ["audit", "show"], ["audit", "key"], ["audit", "checkpoint"],
-        ["audit", "prove"], ["audit", "consistency"],
+        ["audit", "prove"], ["audit", "consistency"], ["audit", "ship"],
     ])
     func cliPageCoversOptions(subcommand: [String]) throws {
         let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
