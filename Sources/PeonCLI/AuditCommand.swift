@@ -109,13 +109,16 @@ struct AuditCommand: ParsableCommand {
         private func verifyCentral(_ url: String) throws {
             try AuditCommand.run { () throws(AuditError) in
                 let address: PostgresAddress
-                do { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
+                do throws(PostgresStoreError) { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
                 var keys: [String: String] = [:]
                 for option in key {
                     let (origin, text) = originKey(option)
                     guard let keyText = try AuditCommand.verifierKeyText(text) else { continue }
-                    let name = try origin ?? VerifierKey(keyText).name
-                    keys[name] = keyText
+                    if let origin {
+                        keys[origin] = keyText
+                    } else {
+                        keys[try VerifierKey(keyText).name] = keyText
+                    }
                 }
                 let archive = try PostgresAuditArchive(address)
                 let origins = try archive.origins()
@@ -286,7 +289,7 @@ struct AuditCommand: ParsableCommand {
         private func showCentral(_ url: String) throws {
             try AuditCommand.run { () throws(AuditError) in
                 let address: PostgresAddress
-                do { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
+                do throws(PostgresStoreError) { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
                 var filter = PostgresAuditArchive.Filter()
                 filter.origin = origin
                 filter.module = module
@@ -330,7 +333,7 @@ struct AuditCommand: ParsableCommand {
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
                 let address: PostgresAddress
-                do { address = try PostgresAddress(to) } catch { throw AuditError(.invalidArgument, error.description) }
+                do throws(PostgresStoreError) { address = try PostgresAddress(to) } catch { throw AuditError(.invalidArgument, error.description) }
                 var name = origin
                 if name == nil {
                     name = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil).origin
@@ -339,7 +342,7 @@ struct AuditCommand: ParsableCommand {
                 var total = PostgresAuditShipper.Progress()
                 while true {
                     let progress: PostgresAuditShipper.Progress
-                    do {
+                    do throws(PostgresStoreError) {
                         progress = try shipper.ship(logPath: log, origin: name ?? "")
                     } catch {
                         throw AuditError(.io, error.description)

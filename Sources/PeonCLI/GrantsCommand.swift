@@ -3,6 +3,7 @@ import Foundation
 import PeonEngine
 import PeonEngineWasmKit
 import PeonMediator
+import PeonPostgres
 
 /// `peon-wasm grants`: tools for per-module grants files (`policies/NAME.toml`).
 struct GrantsCommand: ParsableCommand {
@@ -104,7 +105,7 @@ struct PolicyExplainCommand: ParsableCommand {
         let snapshot: PolicySnapshot
         do {
             let sources: PolicySources
-            do {
+            do throws(PostgresStoreError) {
                 sources = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
             } catch {
                 fail(error.description)

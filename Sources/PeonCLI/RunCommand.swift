@@ -116,7 +116,7 @@ struct RunCommand: ParsableCommand {
         guard ["wasmkit", "wasmtime"].contains(engine) else {
             throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
         }
-        do {
+        do throws(PostgresStoreError) {
             _ = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
             if let auditSink { _ = try PostgresAddress(auditSink) }
         } catch {
@@ -152,9 +152,9 @@ struct RunCommand: ParsableCommand {
 
     private func sessionOptions() throws(RunError) -> SessionOptions {
         var options = SessionOptions()
-        do {
+        do throws(PostgresStoreError) {
             options.policy = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
-            options.auditSink = try auditSink.map { PostgresAuditShipper(try PostgresAddress($0)) }
+            if let auditSink { options.auditSink = PostgresAuditShipper(try PostgresAddress(auditSink)) }
         } catch {
             throw RunError(.configuration, error.description)
         }

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import PeonPolicy
 import Synchronization
 
 /// Reloads a run's policy without a restart: when the grants, model or policy file changes (its

@@ -50,7 +50,7 @@ public final class PostgresAuditArchive: Sendable {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let logPath = directory + "/central.jsonl"
         let label = "postgresql:\(origin)"
-        do {
+        do throws(AuditError) {
             try writeLog(origin: origin, to: logPath, label: label)
             let notes = try run("SELECT size, note FROM peon_audit_checkpoints WHERE origin = \(origin) ORDER BY size")
                 .map { row throws(AuditError) -> String in
@@ -72,11 +72,9 @@ public final class PostgresAuditArchive: Sendable {
             var message = error.message.replacingOccurrences(of: logPath + ".checkpoint", with: "\(label) (latest checkpoint)")
             message = message.replacingOccurrences(of: logPath, with: label)
             message = message.replacingOccurrences(of: directory + "/checkpoint-", with: "\(label) (checkpoint #")
-            return try rethrow(AuditError(error.code, message, line: error.line, seq: error.seq))
+            throw AuditError(error.code, message, line: error.line, seq: error.seq)
         }
     }
-
-    private func rethrow(_ error: AuditError) throws(AuditError) -> VerificationSummary { throw error }
 
     /// Writes the origin's lines in `seq` order, checking each row's columns against its line.
     private func writeLog(origin: String, to path: String, label: String) throws(AuditError) {
@@ -95,7 +93,7 @@ public final class PostgresAuditArchive: Sendable {
             var chunk = Data()
             for row in rows {
                 let cells = Array(row)
-                guard cells.count == 8, let seq = try? cells[0].decode(Int64.self),
+                guard cells.count == 8, let seq = try? cells[0].decode(Int64.self), seq >= next, seq < Int64.max,
                       let line = try? cells[7].decode(String.self) else {
                     throw AuditError(.malformedEntry, "\(label): a row cannot be read as an entry")
                 }
@@ -106,7 +104,7 @@ public final class PostgresAuditArchive: Sendable {
                     guard entry.seq == UInt64(clamping: seq), columns.map({ $0 ?? nil }) == fromLine else {
                         throw AuditError(.brokenChain,
                                          "\(label): the row (origin, seq \(seq)) does not match its own line (its seq or query columns were changed)",
-                                         line: Int(clamping: seq) + 1, seq: UInt64(clamping: seq))
+                                         line: Int(seq) + 1, seq: UInt64(seq))
                     }
                 }
                 chunk.append(Data(line.utf8))

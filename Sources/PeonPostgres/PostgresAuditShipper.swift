@@ -81,7 +81,6 @@ public final class PostgresAuditShipper: AuditSink {
     private let draining = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
     private let report: @Sendable (String) -> Void
-    private let target: Mutex<(path: String, origin: String)?> = Mutex(nil)
 
     /// Creates a shipper to `address`; `report` gets the outage lines (`peon-wasm: ...` on stderr by default).
     public init(_ address: PostgresAddress, report: (@Sendable (String) -> Void)? = nil) {
@@ -102,12 +101,14 @@ public final class PostgresAuditShipper: AuditSink {
         public var caughtUp = false
         /// Whether the pass stopped at its batch limit with more lines to ship.
         public var more = false
+
+        /// Nothing shipped yet.
+        public init() {}
     }
 
     /// Starts the background thread for `log`.
     public func start(log: AuditLog) {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        target.withLock { $0 = (log.path, log.origin) }
         let thread = Thread { [self] in
             while running.load(ordering: .acquiring) {
                 let drain = draining.load(ordering: .acquiring)

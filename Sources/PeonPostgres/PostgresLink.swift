@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-public import PostgresNIO
+import PostgresNIO
 
 /// A `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?KEY=VALUE&...]` address, parsed.
 ///
@@ -71,7 +71,6 @@ public struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
             guard let seconds = Double(poll), seconds >= 0.1, seconds <= 86_400 else {
                 throw PostgresStoreError("'\(Self.redacted(text))': poll must be seconds between 0.1 and 86400, got '\(poll)'")
             }
-            _ = seconds
         }
         self.parameters = parameters
     }
