@@ -133,6 +133,13 @@ final class PostgresLink: Sendable {
         self.timeout = timeout
     }
 
+    /// PostgresNIO requires a connection to be closed before it is released: close it here if the
+    /// owner did not (never from an event loop thread, where waiting would deadlock).
+    deinit {
+        guard !connection.isClosed, !connection.eventLoop.inEventLoop else { return }
+        _ = try? Self.bounded(connection.close(), on: connection.eventLoop, timeout: timeout).wait()
+    }
+
     /// Connects to `address`, or throws a line naming the server and the reason.
     static func connect(_ address: PostgresAddress, timeout: TimeAmount = .seconds(5)) throws(PostgresStoreError) -> PostgresLink {
         let tls: PostgresConnection.Configuration.TLS
