@@ -79,6 +79,7 @@ struct FleetPostgresTests {
             let target = folder.path + "/target.txt"
             try Data("hello".utf8).write(to: URL(fileURLWithPath: target))
             let module = try loopModule(in: folder, target: target, iterations: 110)
+            try admin(url, "list")  // the adapter creates the (empty) casbin_rule table
             // poll=60: only the NOTIFY can bring the change within the test's time.
             let hosts = try ["host-a", "host-b"].map { name in
                 try Host(name: name, folder: folder, module: module, policy: url + "?poll=60", sink: url)
