@@ -40,6 +40,12 @@ case "$cmd" in
     ;&
   restart-start)
     port="$(cat "$dir/port")"
+    # The server outlives this script: it must not inherit the caller's descriptors (a caller that
+    # waits for a pipe or descriptor to close would wait for the server to stop).
+    for fd in /proc/$$/fd/*; do
+      fd="${fd##*/}"
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-" 2>/dev/null || true
+    done
     as_postgres "$bindir/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 30 \
       -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off" start >/dev/null
     if [ "$cmd" = start ]; then

@@ -214,7 +214,13 @@ private func shell(_ program: String, _ arguments: [String]) throws -> Int32 {
     process.arguments = arguments
     process.standardOutput = FileHandle.nullDevice
     try process.run()
-    process.waitUntilExit()
+    // Polled, not waitUntilExit(): that can spin forever on Linux after pg_ctl leaves a server running.
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    if process.isRunning {
+        process.terminate()
+        return -1
+    }
     return process.terminationStatus
 }
 
