@@ -65,7 +65,7 @@ struct AuditCommand: ParsableCommand {
         var key: [String] = []
         @Option(name: .customLong("checkpoint"), help: "An earlier checkpoint you kept; it must be a prefix of the log (repeatable).")
         var checkpoints: [String] = []
-        @Option(help: ArgumentHelp("Verify every host's copy in the central tables of this PostgreSQL database (what --audit-sink ships) instead of a local log.", valueName: "postgresql://..."))
+        @Option(help: ArgumentHelp("Verify every host's copy in the central tables of this PostgreSQL database (what a run with an audit sink ships) instead of a local log.", valueName: "postgresql://..."))
         var from: String?
         @OptionGroup var keyOptions: KeyOptions
 
@@ -320,7 +320,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Ship: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Ship a local log's entries and latest checkpoint to the central PostgreSQL tables now (what --audit-sink does in the background).",
+            abstract: "Ship a local log's entries and latest checkpoint to the central PostgreSQL tables now (what a run with an audit sink does in the background).",
             discussion: """
                 Shipping starts where the central copy of the log's origin ends, so it can be repeated (from cron, \
                 or after an outage) without losing or duplicating an entry.
