@@ -49,6 +49,7 @@ let package = Package(
         // Named so PeonMCP can use its Logger type (the MCP Transport protocol requires one); the MCP SDK
         // depends on it already.
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
     ],
     targets: [
         // MARK: Engine
@@ -112,6 +113,16 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // MARK: The fleet store (PostgreSQL): policy rows and the central audit table. Only this target
+        // sees NIO and PostgresNIO; it plugs into the mediator's and the runtime's store protocols.
+        .target(
+            name: "PeonPostgres",
+            dependencies: [
+                "PeonMediator", "PeonPolicy", "PeonAudit", "PeonRuntime",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            swiftSettings: strict),
+
         // MARK: Running modules
         .target(name: "CPeonSupport"),
         .target(
@@ -135,6 +146,7 @@ let package = Package(
             name: "PeonCLI",
             dependencies: [
                 "PeonRuntime", "PeonMCP", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
+                "PeonPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

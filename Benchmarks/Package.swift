@@ -5,7 +5,6 @@ import PackageDescription
 
 let package = Package(
     name: "peon-benchmarks",
-    platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "peon-wasm", path: ".."),
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import PeonAudit
 import PeonInterface
+import PeonPostgres
 
 /// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
 ///
@@ -12,7 +13,7 @@ struct AuditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit",
         abstract: "Verify, prove and read the tamper-evident audit log (RFC 6962 Merkle tree, signed C2SP checkpoints).",
-        subcommands: [Verify.self, Checkpoint.self, Key.self, Prove.self, Consistency.self, Show.self])
+        subcommands: [Verify.self, Checkpoint.self, Key.self, Prove.self, Consistency.self, Show.self, Ship.self])
 
     /// Options naming the local signing key.
     struct KeyOptions: ParsableArguments {
@@ -58,15 +59,30 @@ struct AuditCommand: ParsableCommand {
                 nothing to an auditor who does not trust this machine: pass the verifier key you were given.
                 """)
 
-        @Argument(help: "The audit log (JSON Lines).") var log: String
-        @Option(help: "The verifier key NAME+HASH+KEY (or a file holding it).") var key: String?
+        @Argument(help: "The audit log (JSON Lines); omit it with --from.") var log: String?
+        @Option(help: ArgumentHelp("The verifier key NAME+HASH+KEY (or a file holding it). With --from: ORIGIN=KEY for each host (repeatable; a bare KEY is for the origin named in it).", valueName: "KEY"))
+        var key: [String] = []
         @Option(name: .customLong("checkpoint"), help: "An earlier checkpoint you kept; it must be a prefix of the log (repeatable).")
         var checkpoints: [String] = []
+        @Option(help: ArgumentHelp("Verify every host's copy in the central tables of this PostgreSQL database (what a run with an audit sink ships) instead of a local log.", valueName: "postgresql://..."))
+        var from: String?
         @OptionGroup var keyOptions: KeyOptions
 
+        func validate() throws {
+            if (log == nil) == (from == nil) { throw ValidationError("give a LOG or --from postgresql://..., not both") }
+            if from != nil, key.isEmpty { throw ValidationError("--from needs --key ORIGIN=KEY for each host whose entries it should check") }
+            if from != nil, !checkpoints.isEmpty { throw ValidationError("--checkpoint is for a local LOG; the central tables hold every shipped checkpoint") }
+            if log != nil, key.count > 1 { throw ValidationError("a local LOG takes one --key") }
+        }
+
         func run() throws {
+            if let from {
+                try verifyCentral(from)
+                return
+            }
+            let log = log ?? ""
             try AuditCommand.run { () throws(AuditError) in
-                var keyText = try AuditCommand.verifierKeyText(key)
+                var keyText = try AuditCommand.verifierKeyText(key.first)
                 var source = "the given key"
                 if keyText == nil {
                     let path = try keyOptions.path()
@@ -85,6 +101,46 @@ struct AuditCommand: ParsableCommand {
                 if summary.skippedLiveTail {
                     print("note: a writer holds the log; its last, incomplete line was not checked")
                 }
+            }
+        }
+
+        /// Every origin in the database must verify with its key, and every key must find its origin.
+        private func verifyCentral(_ url: String) throws {
+            try AuditCommand.run { () throws(AuditError) in
+                let address: PostgresAddress
+                do throws(PostgresStoreError) { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
+                var keys: [String: String] = [:]
+                for option in key {
+                    let (origin, text) = originKey(option)
+                    guard let keyText = try AuditCommand.verifierKeyText(text) else { continue }
+                    if let origin {
+                        keys[origin] = keyText
+                    } else {
+                        keys[try VerifierKey(keyText).name] = keyText
+                    }
+                }
+                let archive = try PostgresAuditArchive(address)
+                let origins = try archive.origins()
+                var failure: AuditError?
+                for origin in Set(origins).union(keys.keys).sorted() {
+                    do throws(AuditError) {
+                        guard let keyText = keys[origin] else {
+                            throw AuditError(.badKey, "postgresql:\(origin): no --key \(origin)=KEY was given for this host's entries")
+                        }
+                        guard origins.contains(origin) else {
+                            throw AuditError(.emptyLog, "postgresql:\(origin): the central tables hold nothing of this origin")
+                        }
+                        let summary = try archive.verify(origin: origin, verifierKey: keyText)
+                        print("ok: \(origin): \(summary.size) entries, root \(AuditCommand.hexString(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
+                        if summary.uncheckpointed > 0 {
+                            print("note: \(origin): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
+                        }
+                    } catch {
+                        FileHandle.standardError.write(Data("error: \(TerminalText.escaped(error.message))\n".utf8))
+                        if failure == nil { failure = error }
+                    }
+                }
+                if let failure { throw AuditError(failure.code, "\(address): the central audit trail does not verify (first failure above)") }
             }
         }
     }
@@ -167,7 +223,7 @@ struct AuditCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Print the log's entries as a table (this reads; `audit verify` checks).")
 
-        @Argument(help: "The audit log.") var log: String
+        @Argument(help: "The audit log; omit it with --from.") var log: String?
         @Option(help: "Only entries of this module.") var module: String?
         @Option(help: "Only entries with this decision (allow or deny).") var decision: String?
         @Option(name: .customLong("run"), help: "Only entries of this run.") var runID: String?
@@ -175,8 +231,20 @@ struct AuditCommand: ParsableCommand {
         @Flag(name: .customLong("first-use"),
               help: "Only decisions on something the module had never been allowed before (flagged first_use).")
         var firstUse = false
+        @Option(help: ArgumentHelp("Read every host's entries from the central tables of this PostgreSQL database instead of a local log.", valueName: "postgresql://..."))
+        var from: String?
+        @Option(help: "With --from: only entries before this UTC time.") var until: String?
+        @Option(help: "With --from: only entries of this origin (host key name).") var origin: String?
+        @Option(help: "With --from: only entries of this call (fs.read, run.start, policy.store, ...).") var call: String?
+        @Option(help: "With --from: at most this many entries (default 1000).") var limit: Int = 1000
 
         func validate() throws {
+            if (log == nil) == (from == nil) { throw ValidationError("give a LOG or --from postgresql://..., not both") }
+            if from == nil, until != nil || origin != nil || call != nil { throw ValidationError("--until, --origin and --call need --from") }
+            if limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+            if let until, until.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
+                throw ValidationError("--until must be a UTC time like 2026-11-21 or 2026-11-21T20:05:00Z, not \(until)")
+            }
             if let decision, AuditDecision(rawValue: decision) == nil {
                 throw ValidationError("--decision must be allow or deny, not \(decision)")
             }
@@ -186,6 +254,11 @@ struct AuditCommand: ParsableCommand {
         }
 
         func run() throws {
+            if let from {
+                try showCentral(from)
+                return
+            }
+            let log = log ?? ""
             try AuditCommand.run { () throws(AuditError) in
                 guard let data = FileManager.default.contents(atPath: log) else { throw AuditError(.io, "\(log): cannot read the audit log") }
                 let sinceKey = since.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
@@ -213,6 +286,76 @@ struct AuditCommand: ParsableCommand {
                 if bad > 0 {
                     printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
                 }
+            }
+        }
+
+        private func showCentral(_ url: String) throws {
+            try AuditCommand.run { () throws(AuditError) in
+                let address: PostgresAddress
+                do throws(PostgresStoreError) { address = try PostgresAddress(url) } catch { throw AuditError(.invalidArgument, error.description) }
+                var filter = PostgresAuditArchive.Filter()
+                filter.origin = origin
+                filter.module = module
+                filter.decision = decision.flatMap(AuditDecision.init(rawValue:))
+                filter.run = runID
+                filter.call = call
+                filter.since = since
+                filter.until = until
+                filter.limit = limit
+                let rows = try PostgresAuditArchive(address).entries(filter)
+                var table: [[String]] = [["ORIGIN", "SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"]]
+                for row in rows {
+                    if firstUse, let e = row.entry, e.record.details["first_use"] != "true" { continue }
+                    guard let e = row.entry else {
+                        table.append([row.origin, String(row.seq), "-", "-", "-", "(not an entry; run audit verify --from)", "", "", "", ""])
+                        continue
+                    }
+                    table.append([row.origin, String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
+                                  e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
+                }
+                let widths = [20, 8, 27, 14, 18, 14, 40, 8, 11, 50]
+                for row in table {
+                    let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
+                    print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
+                }
+            }
+        }
+    }
+
+    struct Ship: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Ship a local log's entries and latest checkpoint to the central PostgreSQL tables now (what a run with an audit sink does in the background).",
+            discussion: """
+                Shipping starts where the central copy of the log's origin ends, so it can be repeated (from cron, \
+                or after an outage) without losing or duplicating an entry.
+                """)
+
+        @Argument(help: "The audit log.") var log: String
+        @Option(help: ArgumentHelp("The PostgreSQL database.", valueName: "postgresql://...")) var to: String
+        @Option(help: "The log's origin (default: the origin line of LOG.checkpoint).") var origin: String?
+
+        func run() throws {
+            try AuditCommand.run { () throws(AuditError) in
+                let address: PostgresAddress
+                do throws(PostgresStoreError) { address = try PostgresAddress(to) } catch { throw AuditError(.invalidArgument, error.description) }
+                var name = origin
+                if name == nil {
+                    name = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil).origin
+                }
+                let shipper = PostgresAuditShipper(address, report: { _ in })
+                var total = PostgresAuditShipper.Progress()
+                while true {
+                    let progress: PostgresAuditShipper.Progress
+                    do throws(PostgresStoreError) {
+                        progress = try shipper.ship(logPath: log, origin: name ?? "")
+                    } catch {
+                        throw AuditError(.io, error.description)
+                    }
+                    total.entries += progress.entries
+                    total.checkpoints += progress.checkpoints
+                    if !progress.more { break }
+                }
+                print("shipped: \(total.entries) entries, \(total.checkpoints) checkpoints of \(name ?? "") to \(address)")
             }
         }
     }

@@ -4,6 +4,7 @@ import PeonEngine
 import PeonEngineWasmKit
 import PeonInterface
 import PeonMediator
+import PeonPostgres
 
 /// `peon-wasm grants`: tools for per-module grants files (`policies/NAME.toml`).
 struct GrantsCommand: ParsableCommand {
@@ -92,7 +93,7 @@ struct PolicyExplainCommand: ParsableCommand {
     @Option(name: .long, help: "A Casbin model replacing the built-in one.")
     var model: String?
 
-    @Option(name: .long, help: "A Casbin policy (.csv).")
+    @Option(name: .long, help: "A Casbin policy (.csv), or a policy store postgresql://USER@HOST:PORT/DB (Casbin's casbin_rule table).")
     var policy: String?
 
     @Option(name: .long, help: "The module name (default: the grants' module, or `agent`).")
@@ -115,8 +116,13 @@ struct PolicyExplainCommand: ParsableCommand {
     func run() throws {
         let snapshot: PolicySnapshot
         do {
-            snapshot = try PolicySnapshot.load(
-                PolicySources(grantsPath: grants, modelPath: model, policyPath: policy), defaultModule: module ?? "agent")
+            let sources: PolicySources
+            do throws(PostgresStoreError) {
+                sources = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
+            } catch {
+                fail(error.description)
+            }
+            snapshot = try PolicySnapshot.load(sources, defaultModule: module ?? "agent")
         } catch {
             fail(error.description)
         }

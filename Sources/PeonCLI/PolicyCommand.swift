@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import PeonPolicy
+import PeonMediator
+import PeonPostgres
 
 /// `peon-wasm policy`: tools for Casbin models and policies.
 struct PolicyCommand: ParsableCommand {
@@ -28,7 +30,7 @@ struct PolicyEvalCommand: ParsableCommand {
     @Option(name: .long, help: "The Casbin model (.conf).")
     var model: String
 
-    @Option(name: .long, help: "The Casbin policy (.csv).")
+    @Option(name: .long, help: "The Casbin policy (.csv), or a policy store postgresql://USER@HOST:PORT/DB (Casbin's casbin_rule table).")
     var policy: String
 
     @Flag(name: .long, help: "Append the deciding rule to each answer: true<TAB>policy.csv:3<TAB>p, alice, data1, read.")
@@ -95,10 +97,29 @@ struct PolicyEvalCommand: ParsableCommand {
     }
 
     private func evaluate() throws(CommandFailure) {
+        var policyText = ""
+        var policySource = policy
+        var storeRules: [PolicyRule] = []
+        if PostgresAddress.isAddress(policy) {
+            do {
+                let store = PostgresPolicyStore(try PostgresAddress(policy))
+                defer { store.stopWatching() }
+                storeRules = try store.loadRules()
+                policySource = store.name
+            } catch let error as PostgresStoreError {
+                throw CommandFailure(message: error.description)
+            } catch let error as PolicyLoadError {
+                throw CommandFailure(message: error.description)
+            } catch {
+                throw CommandFailure(message: "\(error)")
+            }
+        } else {
+            policyText = try read(policy)
+        }
         let enforcer: Enforcer
         do {
-            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: try read(policy), policySource: policy,
-                                    rolePatterns: try declaredPatterns())
+            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: policyText, policySource: policySource,
+                                    additionalRules: storeRules, rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)
         } catch let failure as CommandFailure {

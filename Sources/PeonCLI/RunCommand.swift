@@ -7,6 +7,7 @@ import PeonInterface
 import PeonMediator
 import PeonAudit
 import PeonRuntime
+import PeonPostgres
 
 /// `peon-wasm run`: runs a module in a supervised worker process under hard limits.
 struct RunCommand: ParsableCommand {
@@ -30,8 +31,11 @@ struct RunCommand: ParsableCommand {
     @Option(help: "A Casbin model file, instead of the built-in policies/model.conf.")
     var model: String?
 
-    @Option(help: "A Casbin policy file (CSV), used with --model or with the built-in model.")
+    @Option(help: "A Casbin policy file (CSV), or a policy store postgresql://USER@HOST:PORT/DB[?table=casbin_rule&channel=casbin_role_watcher&poll=10] (Casbin's casbin_rule table, reloaded on NOTIFY), used with --model or with the built-in model.")
     var policy: String?
+
+    @Option(name: .customLong("audit-sink"), help: ArgumentHelp("Ship every audit entry and signed checkpoint, in the background, to the central tables of this PostgreSQL database.", valueName: "postgresql://..."))
+    var auditSink: String?
 
     @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
     var databases: [String] = []
@@ -112,11 +116,17 @@ struct RunCommand: ParsableCommand {
         guard ["wasmkit", "wasmtime"].contains(engine) else {
             throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
         }
+        do throws(PostgresStoreError) {
+            _ = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
+            if let auditSink { _ = try PostgresAddress(auditSink) }
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     func run() throws {
         do {
-            var options = sessionOptions
+            var options = try sessionOptions()
             if let supervisor {
                 Supervisor.becomeWorker(livenessDescriptor: supervisor)
             } else if !inProcess {
@@ -140,9 +150,14 @@ struct RunCommand: ParsableCommand {
         return overrides
     }
 
-    private var sessionOptions: SessionOptions {
+    private func sessionOptions() throws(RunError) -> SessionOptions {
         var options = SessionOptions()
-        options.policy = PolicySources(grantsPath: grants, modelPath: model, policyPath: policy)
+        do throws(PostgresStoreError) {
+            options.policy = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
+            if let auditSink { options.auditSink = PostgresAuditShipper(try PostgresAddress(auditSink)) }
+        } catch {
+            throw RunError(.configuration, error.description)
+        }
         for binding in databases {
             let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""

@@ -16,25 +16,50 @@ public struct PolicySources: Sendable, Hashable {
     public var modelPath: String?
     /// The organization's policy CSV (`--policy`), if any.
     public var policyPath: String?
+    /// The organization's policy store (`--policy postgresql://...`), if any; it takes the place of
+    /// ``policyPath`` (give one or the other).
+    public var policyStore: (any PolicyLineStore)?
 
     /// Creates sources; every default is "none".
-    public init(grantsPath: String? = nil, modelPath: String? = nil, policyPath: String? = nil) {
+    public init(grantsPath: String? = nil, modelPath: String? = nil, policyPath: String? = nil,
+                policyStore: (any PolicyLineStore)? = nil) {
         self.grantsPath = grantsPath
         self.modelPath = modelPath
         self.policyPath = policyPath
+        self.policyStore = policyStore
     }
 
     /// The files a reloader watches.
     public var files: [String] { [grantsPath, modelPath, policyPath].compactMap { $0 } }
+
+    /// Sources are equal when they name the same files and the same store object.
+    public static func == (lhs: PolicySources, rhs: PolicySources) -> Bool {
+        lhs.grantsPath == rhs.grantsPath && lhs.modelPath == rhs.modelPath && lhs.policyPath == rhs.policyPath
+            && lhs.policyStore.map(ObjectIdentifier.init) == rhs.policyStore.map(ObjectIdentifier.init)
+    }
+
+    /// Hashes the file paths and the store's identity.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(grantsPath)
+        hasher.combine(modelPath)
+        hasher.combine(policyPath)
+        hasher.combine(policyStore.map(ObjectIdentifier.init))
+    }
 }
 
 /// A policy loading problem: one line naming the file and what to do.
 public struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message, starting with `FILE:LINE:`.
     public var description: String
+    /// True when a policy store could not be reached (rather than holding a bad policy): a run then
+    /// refuses to start with its own exit status, and a running reloader keeps the last snapshot.
+    public var storeUnavailable: Bool
 
     /// Creates an error.
-    public init(_ description: String) { self.description = description }
+    public init(_ description: String, storeUnavailable: Bool = false) {
+        self.description = description
+        self.storeUnavailable = storeUnavailable
+    }
 }
 
 /// One compiled, immutable policy: the engine snapshot plus the grants that supplied its rules.
@@ -71,7 +96,12 @@ public struct PolicySnapshot: Sendable {
     ///
     /// `defaultModule` is the subject name when no grants file names one (the runtime passes the
     /// module's file name); it is kept as ``subject`` for tools that decide outside a run.
-    public static func load(_ sources: PolicySources, defaultModule: String) throws(PolicyLoadError) -> PolicySnapshot {
+    ///
+    /// With a ``PolicySources/policyStore``, its lines are read now, unless `storeRules` supplies
+    /// lines already read from it (the reloader's last good read, so that a grants edit reloads while
+    /// the store is unreachable).
+    public static func load(_ sources: PolicySources, defaultModule: String,
+                            storeRules: [PolicyRule]? = nil) throws(PolicyLoadError) -> PolicySnapshot {
         var compiled: CompiledGrants?
         if let grantsPath = sources.grantsPath {
             do {
@@ -92,8 +122,13 @@ public struct PolicySnapshot: Sendable {
             policy = try readText(policyPath)
             policySource = policyPath
         }
+        var rules: [PolicyRule] = []
+        if let store = sources.policyStore {
+            if let storeRules { rules = storeRules } else { rules = try store.loadRules() }
+            policySource = store.name
+        }
         return try build(model: model, modelSource: modelSource, policy: policy, policySource: policySource,
-                         compiled: compiled, defaultModule: defaultModule)
+                         compiled: compiled, defaultModule: defaultModule, storeRules: rules)
     }
 
     /// Builds a snapshot from in-memory grants and the built-in model.
@@ -103,11 +138,12 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// Builds a snapshot from model and policy texts plus optional compiled grants.
+    /// `storeRules` (a policy store's lines) are evaluated after the policy text and before the grants.
     public static func build(
         model: String, modelSource: String, policy: String, policySource: String, compiled: CompiledGrants?,
-        defaultModule: String = "agent"
+        defaultModule: String = "agent", storeRules: [PolicyRule] = []
     ) throws(PolicyLoadError) -> PolicySnapshot {
-        var rules: [PolicyRule] = []
+        var rules: [PolicyRule] = storeRules
         if let compiled {
             for rule in compiled.rules {
                 let source = compiled.origins[rule]?.first.map { compiled.source(of: $0) }

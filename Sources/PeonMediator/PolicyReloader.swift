@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import PeonPolicy
 import Synchronization
 
 /// Reloads a run's policy without a restart: when the grants, model or policy file changes (its
@@ -14,7 +15,20 @@ import Synchronization
 /// module's (which refuse a fresh start) are swapped in as a snapshot that denies every further call,
 /// each denial audited with a reason naming the mismatch (``PolicySnapshot/judged(forModuleSHA256:)``).
 /// A later reload with a matching pin (or none) lifts it, as a restart with those grants would.
+///
+/// With a policy store (``PolicySources/policyStore``), its change announcements and a periodic
+/// re-read (every ``PolicyLineStore/pollInterval``) reload it as well. When the store cannot be
+/// reached, the last snapshot loaded keeps deciding (never an empty one): the reloader says so once
+/// through `report` and ``Event/storeUnreachable(_:)``, and once more when the store answers again.
 public final class PolicyReloader: Sendable {
+    /// A change in the policy store's reachability, for the audit log.
+    public enum Event: Sendable, Hashable {
+        /// The store cannot be read; the last snapshot keeps deciding. The reason.
+        case storeUnreachable(String)
+        /// The store answers again after being unreachable.
+        case storeRestored
+    }
+
     /// What a reload attempt did.
     public enum Outcome: Sendable, Hashable {
         /// Nothing changed on disk.
@@ -40,6 +54,11 @@ public final class PolicyReloader: Sendable {
     private let stamps: Mutex<[String: Stamp?]>
     private let sources_: Mutex<[WatchSource]> = Mutex([])
     private let queue = DispatchQueue(label: "peon-wasm.policy-reloader")
+    private let event: @Sendable (Event) -> Void
+    /// The store's lines as last read successfully (`nil` before the reloader first reads them).
+    private let storeRules: Mutex<[PolicyRule]?> = Mutex(nil)
+    /// Whether the last attempt to read the store failed.
+    private let storeDown = Atomic<Bool>(false)
 
     /// Creates a reloader for `store`, remembering the files' current state.
     ///
@@ -48,8 +67,10 @@ public final class PolicyReloader: Sendable {
     /// confirmed).
     public init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
                 moduleSHA256: String? = nil, report: (@Sendable (String) -> Void)? = nil,
-                changed: (@Sendable (Outcome) -> Void)? = nil) {
+                changed: (@Sendable (Outcome) -> Void)? = nil,
+                event: @escaping @Sendable (Event) -> Void = { _ in }) {
         self.changed = changed
+        self.event = event
         self.sources = sources
         self.defaultModule = defaultModule
         self.moduleSHA256 = moduleSHA256
@@ -73,9 +94,59 @@ public final class PolicyReloader: Sendable {
             return changed
         }
         guard changed else { return .unchanged }
+        var rules = storeRules.withLock { $0 }
+        // A forced reload (SIGHUP) reads the store again; a file change reuses the last good read, so
+        // a grants edit still applies while the store is unreachable.
+        if sources.policyStore != nil, force || rules == nil {
+            switch readStore() {
+            case .success(let read): rules = read
+            case .failure(let error): if rules == nil { return .rejected(error.description) }
+            }
+        }
+        return apply(storeRules: rules, alwaysReport: true)
+    }
+
+    /// Reads the policy store now and swaps in a new snapshot if its lines changed (what a store's
+    /// change announcement and the periodic version check call). Unreachable: the old snapshot stays.
+    @discardableResult
+    public func reloadFromStore() -> Outcome {
+        guard sources.policyStore != nil else { return .unchanged }
+        switch readStore() {
+        case .success(let rules): return apply(storeRules: rules, alwaysReport: false)
+        case .failure(let error): return .rejected(error.description)
+        }
+    }
+
+    /// Reads the store, tracking (and reporting) whether it is reachable.
+    private func readStore() -> Result<[PolicyRule], PolicyLoadError> {
+        guard let lineStore = sources.policyStore else { return .success([]) }
         do {
-            let snapshot = try PolicySnapshot.load(sources, defaultModule: defaultModule)
+            let rules = try lineStore.loadRules()
+            storeRules.withLock { $0 = rules }
+            if storeDown.exchange(false, ordering: .acquiringAndReleasing) {
+                report("policy store \(lineStore.name) is reachable again")
+                event(.storeRestored)
+            }
+            return .success(rules)
+        } catch {
+            if !storeDown.exchange(true, ordering: .acquiringAndReleasing) {
+                let version = store.current.version
+                report("\(error.description); deciding on the last policy loaded (version \(version.prefix(12))) until the store answers")
+                event(.storeUnreachable(error.description))
+            }
+            return .failure(error)
+        }
+    }
+
+    /// Builds a snapshot from the files and `storeRules`, swapping it in when it differs from the
+    /// current one (or always, for a file change: the grants' conditions may have changed).
+    private func apply(storeRules: [PolicyRule]?, alwaysReport: Bool) -> Outcome {
+        do {
+            let snapshot = try PolicySnapshot.load(sources, defaultModule: defaultModule, storeRules: storeRules)
                 .judged(forModuleSHA256: moduleSHA256)
+            if !alwaysReport, snapshot.version == store.current.version, snapshot.refusal == store.current.refusal {
+                return .unchanged
+            }
             let old = store.current
             store.replace(with: snapshot)
             if let refusal = snapshot.refusal {
@@ -108,6 +179,19 @@ public final class PolicyReloader: Sendable {
             hangup.resume()
             started.append(WatchSource(hangup))
         }
+        if let policyStore = sources.policyStore {
+            let storeTimer = DispatchSource.makeTimerSource(queue: queue)
+            let poll = max(10, Int(policyStore.pollInterval.components.seconds * 1000
+                + policyStore.pollInterval.components.attoseconds / 1_000_000_000_000_000))
+            storeTimer.schedule(deadline: .now() + .milliseconds(poll), repeating: .milliseconds(poll))
+            storeTimer.setEventHandler { [weak self] in self?.reloadFromStore() }
+            storeTimer.resume()
+            started.append(WatchSource(storeTimer))
+            policyStore.startWatching { [weak self] in
+                guard let self else { return }
+                self.queue.async { self.reloadFromStore() }
+            }
+        }
         sources_.withLock { $0 += started }
     }
 
@@ -118,6 +202,7 @@ public final class PolicyReloader: Sendable {
             return sources
         }
         for watch in running { watch.source.cancel() }
+        sources.policyStore?.stopWatching()
     }
 
     deinit { stop() }

@@ -33,12 +33,29 @@ public final class AgentSession: Sendable {
         self.lifecycleDetails = [:]
         self.plan = plan
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline)
-        let reloader = PolicyReloader(sources: plan.options.policy, defaultModule: plan.moduleName, store: store,
-                                      moduleSHA256: plan.module.sha256) { message in
-            printLine("peon-wasm: \(message)", to: 2)
-        }
+        let options = plan.options
+        let moduleName = plan.moduleName
+        let storeName = options.policy.policyStore?.name ?? ""
+        let reloader = PolicyReloader(
+            sources: options.policy, defaultModule: moduleName, store: store, moduleSHA256: plan.module.sha256,
+            report: { message in printLine("peon-wasm: \(message)", to: 2) },
+            event: { event in
+                // The log says when decisions rest on a snapshot the store can no longer confirm.
+                let (outcome, reason) = switch event {
+                case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
+                case .storeRestored: ("reachable", "the policy store answers again")
+                }
+                _ = try? audit.append(
+                    AuditRecord(run: options.runID, module: moduleName, moduleSHA256: plan.module.sha256,
+                                call: "policy.store", resource: "policy:\(storeName)", decision: nil, reason: reason,
+                                policy: store.current.version, outcome: outcome),
+                    durable: false)
+            })
         self.reloader = reloader
-        if !plan.options.policy.files.isEmpty { reloader.start(handleHangup: handleHangup) }
+        if !options.policy.files.isEmpty || options.policy.policyStore != nil {
+            reloader.start(handleHangup: handleHangup)
+        }
+        options.auditSink?.start(log: audit)
     }
 
     /// A session inside a long-running host (`peon-wasm mcp`): it appends to `audit`, which the host
@@ -137,6 +154,7 @@ public final class AgentSession: Sendable {
         guard ownsAudit else { return }
         try? audit.writeCheckpoint()
         try? audit.close()
+        plan.options.auditSink?.finish(timeout: .seconds(5))
     }
 
     /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log

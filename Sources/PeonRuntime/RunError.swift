@@ -28,6 +28,10 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
         /// The run was stopped on request before it finished (an MCP client cancelled the call), like an
         /// interrupt. Exit 130.
         case cancelled
+        /// A service the run needs cannot be reached at the start: the policy store
+        /// (`--policy postgresql://...`) gives no snapshot to decide on, so the run is refused. Exit 75
+        /// (`EX_TEMPFAIL`: try again later).
+        case unavailable
 
         /// The process exit code for this kind.
         public var exitCode: Int32 {
@@ -44,6 +48,7 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
             case .configuration: 78
             case .timeout: 124
             case .cancelled: 130
+            case .unavailable: 75
             }
         }
     }

@@ -31,6 +31,8 @@ public struct SessionOptions: Sendable {
     public var auditKeyPath: String?
     /// `--audit-sync`. Default: `effects`.
     public var auditSync: AuditSyncMode = .effects
+    /// `--audit-sink`: where the log's entries and checkpoints are shipped in the background, if anywhere.
+    public var auditSink: (any AuditSink)?
     /// `--approver`: `tty`, a command line, or `nil` (calls that need approval are refused).
     public var approver: String?
     /// The run's id in the audit log.
@@ -79,7 +81,7 @@ public struct RunPlan: Sendable {
         do {
             policy = try PolicySnapshot.load(options.policy, defaultModule: fileName)
         } catch {
-            throw RunError(.configuration, error.description)
+            throw RunError(error.storeUnavailable ? .unavailable : .configuration, error.description)
         }
         try self.init(module: module, policy: policy, options: options, overrides: overrides)
     }

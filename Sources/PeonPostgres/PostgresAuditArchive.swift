@@ -1,0 +1,200 @@
+import Foundation
+public import PeonAudit
+import PostgresNIO
+
+/// Reads the central audit tables (``PostgresAuditSchema``): verifies each origin's copy with the
+/// same verifier as a local log, and lists entries across hosts.
+public final class PostgresAuditArchive: Sendable {
+    /// The server and database.
+    public let address: PostgresAddress
+    private let link: PostgresLink
+
+    /// Connects to `address`; an unreachable server throws ``AuditError/Code/io``.
+    public init(_ address: PostgresAddress) throws(AuditError) {
+        self.address = address
+        do {
+            link = try PostgresLink.connect(address)
+        } catch {
+            throw AuditError(.io, error.description)
+        }
+    }
+
+    deinit { link.close() }
+
+    /// The origins that have entries or checkpoints, sorted.
+    public func origins() throws(AuditError) -> [String] {
+        let rows = try run("""
+            SELECT origin FROM peon_audit_entries GROUP BY origin
+            UNION SELECT origin FROM peon_audit_checkpoints GROUP BY origin ORDER BY 1
+            """)
+        return rows.compactMap { row in Array(row).first.flatMap { try? $0.decode(String.self) } }
+    }
+
+    /// Verifies one origin's copy from the database alone: its rows are written, in `seq` order, as
+    /// the exact lines they hold into a private temporary log beside its checkpoints (the latest as
+    /// `LOG.checkpoint`, the earlier ones as extra checkpoints), and ``AuditVerifier`` checks it as it
+    /// checks a local log: every leaf, the `prev` chain, the Merkle root at every checkpoint size and
+    /// every signature with `verifierKey`. Also checked: each row's `seq` and query columns agree with
+    /// its line, so `audit show --from` filters see what the verified lines say.
+    ///
+    /// Messages name `postgresql:ORIGIN:LINE` instead of the temporary file.
+    public func verify(origin: String, verifierKey: String) throws(AuditError) -> VerificationSummary {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("peon-wasm-verify-\(UUID().uuidString)").path
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw AuditError(.io, "cannot create a temporary directory to verify \(origin): \(error.localizedDescription)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let logPath = directory + "/central.jsonl"
+        let label = "postgresql:\(origin)"
+        do throws(AuditError) {
+            try writeLog(origin: origin, to: logPath, label: label)
+            let notes = try run("SELECT size, note FROM peon_audit_checkpoints WHERE origin = \(origin) ORDER BY size")
+                .map { row throws(AuditError) -> String in
+                    guard let note = try? Array(row)[1].decode(String.self) else {
+                        throw AuditError(.checkpointMalformed, "\(label): a checkpoint row's note is not text")
+                    }
+                    return note
+                }
+            var extra: [String] = []
+            for (index, note) in notes.enumerated() {
+                let path = index == notes.count - 1 ? logPath + ".checkpoint" : directory + "/checkpoint-\(index)"
+                guard FileManager.default.createFile(atPath: path, contents: Data(note.utf8)) else {
+                    throw AuditError(.io, "cannot write a temporary checkpoint to verify \(origin)")
+                }
+                if index < notes.count - 1 { extra.append(path) }
+            }
+            return try AuditVerifier.verify(logPath: logPath, verifierKey: verifierKey, extraCheckpoints: extra)
+        } catch {
+            var message = error.message.replacingOccurrences(of: logPath + ".checkpoint", with: "\(label) (latest checkpoint)")
+            message = message.replacingOccurrences(of: logPath, with: label)
+            message = message.replacingOccurrences(of: directory + "/checkpoint-", with: "\(label) (checkpoint #")
+            throw AuditError(error.code, message, line: error.line, seq: error.seq)
+        }
+    }
+
+    /// Writes the origin's lines in `seq` order, checking each row's columns against its line.
+    private func writeLog(origin: String, to path: String, label: String) throws(AuditError) {
+        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]),
+              let handle = FileHandle(forWritingAtPath: path) else {
+            throw AuditError(.io, "cannot write a temporary log to verify \(origin)")
+        }
+        defer { try? handle.close() }
+        var next: Int64 = 0
+        let page: Int64 = 5000
+        while true {
+            let rows = try run("""
+                SELECT seq, run, module, call, resource, decision, outcome, line FROM peon_audit_entries
+                WHERE origin = \(origin) AND seq >= \(next) ORDER BY seq LIMIT \(page)
+                """)
+            var chunk = Data()
+            for row in rows {
+                let cells = Array(row)
+                guard cells.count == 8, let seq = try? cells[0].decode(Int64.self), seq >= next, seq < Int64.max,
+                      let line = try? cells[7].decode(String.self) else {
+                    throw AuditError(.malformedEntry, "\(label): a row cannot be read as an entry")
+                }
+                let columns = cells[1...6].map { try? $0.decode(String?.self) }
+                if case .success(let entry) = AuditEntry.parse(Array(line.utf8)) {
+                    let fromLine: [String?] = [entry.record.run, entry.record.module, entry.record.call,
+                                               entry.record.resource, entry.record.decision?.rawValue, entry.record.outcome]
+                    guard entry.seq == UInt64(clamping: seq), columns.map({ $0 ?? nil }) == fromLine else {
+                        throw AuditError(.brokenChain,
+                                         "\(label): the row (origin, seq \(seq)) does not match its own line (its seq or query columns were changed)",
+                                         line: Int(seq) + 1, seq: UInt64(seq))
+                    }
+                }
+                chunk.append(Data(line.utf8))
+                chunk.append(0x0A)
+                next = seq + 1
+            }
+            do {
+                try handle.write(contentsOf: chunk)
+            } catch {
+                throw AuditError(.io, "cannot write a temporary log to verify \(origin)")
+            }
+            if rows.count < page { break }
+        }
+    }
+
+    /// A filter for ``entries(_:)``; `nil` fields match everything.
+    public struct Filter: Sendable {
+        /// Only this origin (host key name).
+        public var origin: String?
+        /// Only this module.
+        public var module: String?
+        /// Only this decision.
+        public var decision: AuditDecision?
+        /// Only this run.
+        public var run: String?
+        /// Only this call (`fs.read`, `policy.store`, ...).
+        public var call: String?
+        /// Only entries at or after this time (anything PostgreSQL reads as a `timestamptz`; UTC if no zone).
+        public var since: String?
+        /// Only entries before this time.
+        public var until: String?
+        /// The most entries returned (the newest ones last).
+        public var limit: Int = 1000
+
+        /// Matches everything, up to 1000 entries.
+        public init() {}
+    }
+
+    /// One central entry: its origin and the entry its line holds.
+    public struct Row: Sendable {
+        /// The host's origin.
+        public var origin: String
+        /// The entry, parsed from the stored line (`nil` if the line is not an entry).
+        public var entry: AuditEntry?
+        /// The stored `seq`.
+        public var seq: Int64
+    }
+
+    /// Entries across origins matching `filter`, in time order then origin and `seq`.
+    public func entries(_ filter: Filter) throws(AuditError) -> [Row] {
+        var sql = "SELECT origin, seq, line FROM peon_audit_entries WHERE true"
+        var binds = PostgresBindings()
+        func add(_ clause: String, _ value: String?) {
+            guard let value else { return }
+            binds.append(value)
+            sql += " AND " + clause.replacingOccurrences(of: "?", with: "$\(binds.count)")
+        }
+        add("origin = ?", filter.origin)
+        add("module = ?", filter.module)
+        add("decision = ?", filter.decision?.rawValue)
+        add("run = ?", filter.run)
+        add("call = ?", filter.call)
+        add("time >= ?::timestamptz", filter.since.map(Self.utc))
+        add("time < ?::timestamptz", filter.until.map(Self.utc))
+        sql += " ORDER BY time, origin, seq LIMIT \(max(1, filter.limit))"
+        return try run(PostgresQuery(unsafeSQL: sql, binds: binds)).map { row throws(AuditError) -> Row in
+            let cells = Array(row)
+            guard cells.count == 3, let origin = try? cells[0].decode(String.self), let seq = try? cells[1].decode(Int64.self),
+                  let line = try? cells[2].decode(String.self) else {
+                throw AuditError(.malformedEntry, "postgresql: a row of peon_audit_entries cannot be read")
+            }
+            let entry = try? AuditEntry.parse(Array(line.utf8)).get()
+            return Row(origin: origin, entry: entry, seq: seq)
+        }
+    }
+
+    /// A time without a zone is UTC (PostgreSQL would take the session's zone).
+    static func utc(_ text: String) -> String {
+        let hasZone = text.hasSuffix("Z") || text.range(of: #"[+-]\d{2}(:?\d{2})?$"#, options: .regularExpression) != nil
+            && text.contains("T")
+        return hasZone ? text : text + (text.contains("T") || text.contains(" ") ? "Z" : "T00:00:00Z")
+    }
+
+    private func run(_ query: PostgresQuery) throws(AuditError) -> [PostgresRow] {
+        do {
+            return try link.query(query)
+        } catch {
+            let missing = error.description.contains("does not exist")
+            throw AuditError(missing ? .emptyLog : .io,
+                             missing ? "\(address): no central audit tables yet (nothing was shipped): \(error.description)" : error.description)
+        }
+    }
+}

@@ -1,0 +1,311 @@
+import Foundation
+public import PeonAudit
+public import PeonRuntime
+import PostgresNIO
+import Synchronization
+
+/// The central audit tables, created on first use (idempotently, under an advisory lock so that
+/// hosts starting together do not race):
+///
+/// - `peon_audit_entries (origin, seq, time, run, module, call, resource, decision, outcome, line)`,
+///   primary key `(origin, seq)`: `line` is the local log's exact JSON line, the other columns copy
+///   its fields for queries. `origin` is the log's checkpoint origin (its signing key's name).
+/// - `peon_audit_checkpoints (origin, size, note)`, primary key `(origin, size)`: each signed
+///   checkpoint note as the local `LOG.checkpoint` held it.
+///
+/// A trigger refuses `UPDATE` and `DELETE` on both: the tables are append-only for every role that
+/// cannot drop the trigger. `audit verify --from` does not rely on it; it recomputes everything.
+enum PostgresAuditSchema {
+    static let entries = "peon_audit_entries"
+    static let checkpoints = "peon_audit_checkpoints"
+
+    static func ensure(_ link: PostgresLink) throws(PostgresStoreError) {
+        try link.query("BEGIN")
+        do throws(PostgresStoreError) {
+            try link.query("SELECT pg_advisory_xact_lock(7370616001)")
+            try link.query(PostgresQuery(unsafeSQL: """
+                CREATE TABLE IF NOT EXISTS \(entries) (
+                    origin text NOT NULL, seq bigint NOT NULL, time timestamptz NOT NULL, run text NOT NULL,
+                    module text NOT NULL, call text NOT NULL, resource text NOT NULL, decision text, outcome text,
+                    line text NOT NULL, PRIMARY KEY (origin, seq))
+                """))
+            try link.query(PostgresQuery(unsafeSQL: """
+                CREATE TABLE IF NOT EXISTS \(checkpoints) (
+                    origin text NOT NULL, size bigint NOT NULL, note text NOT NULL, PRIMARY KEY (origin, size))
+                """))
+            try link.query(PostgresQuery(unsafeSQL: """
+                CREATE OR REPLACE FUNCTION peon_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS
+                $$ BEGIN RAISE EXCEPTION 'peon-wasm audit tables are append-only'; END $$
+                """))
+            for table in [entries, checkpoints] {
+                try link.query(PostgresQuery(unsafeSQL: """
+                    CREATE OR REPLACE TRIGGER \(table)_append_only BEFORE UPDATE OR DELETE ON \(table)
+                    FOR EACH ROW EXECUTE FUNCTION peon_audit_append_only()
+                    """))
+            }
+            try link.query("COMMIT")
+        } catch {
+            _ = try? link.query("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+/// Ships one local audit log to the central tables (``PostgresAuditSchema``), in `seq` order, from
+/// where the central copy of its origin ends: the high-water mark is read from the database before
+/// every batch, so a restart, an outage or a second process shipping the same log neither loses nor
+/// duplicates an entry (`INSERT ... ON CONFLICT (origin, seq) DO NOTHING`, one statement per batch,
+/// so the central copy is always a gap-free prefix). A checkpoint is shipped once every entry it
+/// covers is.
+///
+/// As an ``AuditSink`` it runs on a thread of its own, twice a second; an unreachable server is
+/// said once on stderr (and once when it answers again) and retried, never blocking the run.
+public final class PostgresAuditShipper: AuditSink {
+    /// The server and database.
+    public let address: PostgresAddress
+    /// The most entries one `INSERT` carries.
+    static let batchSize = 200
+
+    private struct State {
+        var link: PostgresLink?
+        /// The local log's byte offset of the line with `seq == cursorSeq`.
+        var cursorSeq: UInt64 = 0
+        var cursorOffset: UInt64 = 0
+        /// The checkpoint note last shipped.
+        var shippedNote: String?
+        var down = false
+    }
+
+    private let state: Mutex<State> = Mutex(State())
+    private let running = Atomic<Bool>(false)
+    private let draining = Atomic<Bool>(false)
+    private let stopped = DispatchSemaphore(value: 0)
+    private let report: @Sendable (String) -> Void
+
+    /// Creates a shipper to `address`; `report` gets the outage lines (`peon-wasm: ...` on stderr by default).
+    public init(_ address: PostgresAddress, report: (@Sendable (String) -> Void)? = nil) {
+        self.address = address
+        self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + line + "\n").utf8)) }
+    }
+
+    /// The address, without password.
+    public var name: String { address.description }
+
+    /// What one pass shipped.
+    public struct Progress: Sendable, Equatable {
+        /// Entries inserted by this pass (rows another shipper inserted first are not counted).
+        public var entries: Int = 0
+        /// Checkpoints inserted by this pass.
+        public var checkpoints: Int = 0
+        /// Whether the central copy now holds every complete line of the local log and its latest checkpoint.
+        public var caughtUp = false
+        /// Whether the pass stopped at its batch limit with more lines to ship.
+        public var more = false
+
+        /// Nothing shipped yet.
+        public init() {}
+    }
+
+    /// Starts the background thread for `log`.
+    public func start(log: AuditLog) {
+        guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [self] in
+            while running.load(ordering: .acquiring) {
+                let drain = draining.load(ordering: .acquiring)
+                let progress = try? ship(logPath: log.path, origin: log.origin)
+                if drain, progress?.caughtUp == true { break }
+                if progress?.more == true { continue }
+                Thread.sleep(forTimeInterval: drain ? 0.2 : 0.5)
+            }
+            stopped.signal()
+        }
+        thread.name = "peon-wasm audit shipper"
+        thread.start()
+    }
+
+    /// Asks the thread to ship everything and stop, waiting at most `timeout`.
+    public func finish(timeout: Duration) {
+        guard running.load(ordering: .acquiring) else { return }
+        draining.store(true, ordering: .releasing)
+        let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        if stopped.wait(timeout: .now() + .milliseconds(milliseconds)) == .timedOut {
+            running.store(false, ordering: .releasing)
+            report("audit sink \(name): not every entry was shipped before the run ended; the next run (or `peon-wasm audit ship`) sends the rest")
+        }
+        running.store(false, ordering: .releasing)
+        state.withLock { state in
+            state.link?.close()
+            state.link = nil
+        }
+    }
+
+    /// One pass: connects if needed, then ships local lines from the central high-water mark on
+    /// (at most a few batches) and the latest checkpoint if every entry it covers is central.
+    /// Throws when the server cannot be reached or refuses; reports the first failure of an outage.
+    @discardableResult
+    public func ship(logPath: String, origin: String, maxBatches: Int = 20) throws(PostgresStoreError) -> Progress {
+        do {
+            let progress = try shipUnreported(logPath: logPath, origin: origin, maxBatches: maxBatches)
+            let wasDown = state.withLock { state in
+                defer { state.down = false }
+                return state.down
+            }
+            if wasDown { report("audit sink \(name) answers again; shipping resumed") }
+            return progress
+        } catch {
+            let first = state.withLock { state in
+                state.link?.close()
+                state.link = nil
+                defer { state.down = true }
+                return !state.down
+            }
+            if first {
+                report("audit sink: \(error.description); the local log keeps every entry and shipping resumes when the server answers")
+            }
+            throw error
+        }
+    }
+
+    private func shipUnreported(logPath: String, origin: String, maxBatches: Int) throws(PostgresStoreError) -> Progress {
+        let link = try connected()
+        var progress = Progress()
+        var batches = 0
+        while true {
+            let next = try highWaterMark(link, origin: origin)
+            let (lines, endOffset) = try readLines(logPath: logPath, from: next, max: Self.batchSize)
+            if lines.isEmpty { break }
+            progress.entries += try insert(link, origin: origin, first: next, lines: lines)
+            state.withLock { state in
+                state.cursorSeq = next + UInt64(lines.count)
+                state.cursorOffset = endOffset
+            }
+            batches += 1
+            if batches >= maxBatches {
+                progress.more = true
+                return progress
+            }
+        }
+        let shipped = try highWaterMark(link, origin: origin)
+        var checkpointShipped = true
+        if let note = readCheckpoint(logPath: logPath), note != state.withLock({ $0.shippedNote }) {
+            checkpointShipped = false
+            guard let size = Self.checkpointSize(note) else {
+                // Not a signed checkpoint (a writer replacing it mid-read is atomic, so this is damage):
+                // it cannot be shipped; `audit verify` on the local log says what is wrong.
+                state.withLock { $0.shippedNote = note }
+                report("audit sink: \(logPath).checkpoint is not a signed checkpoint; it was not shipped (run `peon-wasm audit verify \(logPath)`)")
+                progress.caughtUp = true
+                return progress
+            }
+            if size <= shipped {
+                let rows = try link.query("""
+                    INSERT INTO peon_audit_checkpoints (origin, size, note) VALUES (\(origin), \(Int64(size)), \(note))
+                    ON CONFLICT (origin, size) DO NOTHING RETURNING size
+                    """)
+                progress.checkpoints += rows.count
+                state.withLock { $0.shippedNote = note }
+                checkpointShipped = true
+            }
+        }
+        progress.caughtUp = checkpointShipped
+        return progress
+    }
+
+    private func connected() throws(PostgresStoreError) -> PostgresLink {
+        if let link = state.withLock({ $0.link }), !link.isClosed { return link }
+        let link = try PostgresLink.connect(address)
+        do {
+            try PostgresAuditSchema.ensure(link)
+        } catch {
+            link.close()
+            throw error
+        }
+        state.withLock { $0.link = link }
+        return link
+    }
+
+    private func highWaterMark(_ link: PostgresLink, origin: String) throws(PostgresStoreError) -> UInt64 {
+        let rows = try link.query("SELECT coalesce(max(seq) + 1, 0)::bigint FROM peon_audit_entries WHERE origin = \(origin)")
+        guard let row = rows.first, let cell = Array(row).first, let value = try? cell.decode(Int64.self), value >= 0 else {
+            throw PostgresStoreError("\(address): cannot read the central high-water mark of \(origin)")
+        }
+        return UInt64(value)
+    }
+
+    /// Up to `max` complete lines of the local log starting at entry `seq`, and the offset after them.
+    private func readLines(logPath: String, from seq: UInt64, max: Int) throws(PostgresStoreError) -> ([[UInt8]], UInt64) {
+        guard let handle = FileHandle(forReadingAtPath: logPath) else {
+            throw PostgresStoreError("\(logPath): cannot read the local audit log to ship it")
+        }
+        defer { try? handle.close() }
+        var (cursorSeq, offset) = state.withLock { ($0.cursorSeq, $0.cursorOffset) }
+        if cursorSeq > seq { (cursorSeq, offset) = (0, 0) }
+        var lines: [[UInt8]] = []
+        var pending: [UInt8] = []
+        let chunk = 1 << 20
+        do {
+            try handle.seek(toOffset: offset)
+        } catch {
+            throw PostgresStoreError("\(logPath): cannot read the local audit log to ship it")
+        }
+        while lines.count < max {
+            guard let data = try? handle.read(upToCount: chunk), !data.isEmpty else { break }
+            pending += data
+            var start = pending.startIndex
+            while lines.count < max, let newline = pending[start...].firstIndex(of: 0x0A) {
+                let line = Array(pending[start..<newline])
+                let lineEnd = offset + UInt64(newline - start + 1)
+                if cursorSeq >= seq { lines.append(line) }
+                cursorSeq += 1
+                offset = lineEnd
+                start = newline + 1
+            }
+            pending = Array(pending[start...])
+            if pending.count > AuditLog.maxLineBytes + 1 {
+                throw PostgresStoreError("\(logPath): a line longer than \(AuditLog.maxLineBytes) bytes; run `peon-wasm audit verify \(logPath)`")
+            }
+        }
+        if cursorSeq < seq {
+            throw PostgresStoreError("the central table holds \(seq) entries of this origin but \(logPath) has \(cursorSeq): the local log is not the one that was shipped (or lost entries); run `peon-wasm audit verify` on both")
+        }
+        return (lines, offset)
+    }
+
+    private func insert(_ link: PostgresLink, origin: String, first: UInt64, lines: [[UInt8]]) throws(PostgresStoreError) -> Int {
+        var sql = "INSERT INTO peon_audit_entries (origin, seq, time, run, module, call, resource, decision, outcome, line) VALUES "
+        var binds = PostgresBindings(capacity: lines.count * 10)
+        for (index, bytes) in lines.enumerated() {
+            let seq = first + UInt64(index)
+            guard case .success(let entry) = AuditEntry.parse(bytes), entry.seq == seq,
+                  let text = String(validating: bytes, as: UTF8.self) else {
+                throw PostgresStoreError("local audit log: entry \(seq) is not a valid entry in its place; shipping stops here (run `peon-wasm audit verify`)")
+            }
+            let base = index * 10
+            if index > 0 { sql += ", " }
+            sql += "($\(base + 1), $\(base + 2), $\(base + 3)::timestamptz, $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9), $\(base + 10))"
+            binds.append(origin)
+            binds.append(Int64(clamping: seq))
+            binds.append(entry.time)
+            binds.append(entry.record.run)
+            binds.append(entry.record.module)
+            binds.append(entry.record.call)
+            binds.append(entry.record.resource)
+            binds.append(entry.record.decision?.rawValue)
+            binds.append(entry.record.outcome)
+            binds.append(text)
+        }
+        sql += " ON CONFLICT (origin, seq) DO NOTHING RETURNING seq"
+        return try link.query(PostgresQuery(unsafeSQL: sql, binds: binds)).count
+    }
+
+    private func readCheckpoint(logPath: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: logPath + ".checkpoint"), data.count <= SignedNote.maxBytes else { return nil }
+        return String(data: data, encoding: .utf8)
+    }
+
+    /// The tree size a signed checkpoint note covers, or `nil` if it is not one.
+    static func checkpointSize(_ note: String) -> UInt64? {
+        guard let signed = try? SignedNote.parse(note), let checkpoint = try? Checkpoint.parse(signed.text) else { return nil }
+        return checkpoint.size
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+public import PeonMediator
+public import PeonPolicy
+import PostgresNIO
+import Synchronization
+
+/// The policy lines of a Casbin SQL adapter's table (`casbin_rule`: `id, ptype, v0 ... v5`, as
+/// pycasbin's SQLAlchemy adapter and Go's gorm adapter create it), read from PostgreSQL.
+///
+/// Each row is one line: `ptype` is its section (`p`, `g`, ...), `v0 ... v5` its values with trailing
+/// empty or NULL values dropped (as the adapters do), in `id` order. A rule's location is the store's
+/// name and its `id`, so a decision quotes `postgresql://.../casbin_rule:42`, and the snapshot's
+/// version (a SHA-256 over every line with its location) identifies the rows it was built from.
+///
+/// Change announcements: `LISTEN` on the address's channel (default `casbin_role_watcher`, where
+/// `casbin-postgresql-watcher` sends `NOTIFY`; any payload means "reload"), on a connection of its
+/// own that reconnects every second while the server is away.
+public final class PostgresPolicyStore: PolicyLineStore {
+    /// The server, database, table and channel.
+    public let address: PostgresAddress
+    /// The most rows a table may hold; a larger one is refused rather than loaded into memory.
+    public static let maxRows = 1_000_000
+
+    private let reader: Mutex<PostgresLink?> = Mutex(nil)
+    private let watching = Atomic<Bool>(false)
+    private let listener: Mutex<PostgresLink?> = Mutex(nil)
+
+    /// Creates a store for `address` (nothing is connected until the first read).
+    public init(_ address: PostgresAddress) { self.address = address }
+
+    /// `postgresql://USER@HOST:PORT/DATABASE/TABLE`.
+    public var name: String { "\(address)/\(address.table)" }
+
+    /// The address's `poll` (default 10 s).
+    public var pollInterval: Duration { address.pollInterval }
+
+    /// Reads every row of the table. An unreachable server throws with
+    /// ``PolicyLoadError/storeUnavailable`` set; a missing table or a bad row throws without it.
+    public func loadRules() throws(PolicyLoadError) -> [PolicyRule] {
+        let link: PostgresLink
+        do {
+            link = try connectedReader()
+        } catch {
+            throw PolicyLoadError("policy store \(name): \(error.description)", storeUnavailable: true)
+        }
+        let table = address.table
+        let limit = Self.maxRows + 1
+        let rows: [PostgresRow]
+        do {
+            rows = try link.query(PostgresQuery(unsafeSQL: """
+                SELECT id::bigint, ptype::text, v0::text, v1::text, v2::text, v3::text, v4::text, v5::text
+                FROM \(table) ORDER BY id LIMIT \(limit)
+                """))
+        } catch {
+            let lost = link.isClosed
+            if lost { reader.withLock { $0 = nil } }
+            throw PolicyLoadError(
+                lost ? "policy store \(name): \(error.description)"
+                    : "policy store \(name): cannot read the table (\(error.description)); it needs the columns id, ptype, v0 ... v5 of Casbin's SQL adapters",
+                storeUnavailable: lost)
+        }
+        guard rows.count <= Self.maxRows else {
+            throw PolicyLoadError("policy store \(name): the table holds more than \(Self.maxRows) rows; peon-wasm refuses to load it")
+        }
+        var rules: [PolicyRule] = []
+        rules.reserveCapacity(rows.count)
+        for row in rows {
+            let id: Int64
+            var fields: [String?] = []
+            do {
+                let cells = Array(row)
+                guard cells.count == 8 else { throw PolicyLoadError("unexpected column count") }
+                id = try cells[0].decode(Int64.self)
+                for cell in cells.dropFirst() { fields.append(try cell.decode(String?.self)) }
+            } catch {
+                throw PolicyLoadError("policy store \(name): a row cannot be read (\(error)); id must be an integer and ptype, v0 ... v5 text")
+            }
+            guard let section = fields[0]?.trimmingCharacters(in: .whitespaces), !section.isEmpty else {
+                throw PolicyLoadError("\(name):\(id): the row has no ptype; give p, g or another section of the model")
+            }
+            var values = fields.dropFirst().map { $0 ?? "" }
+            while let last = values.last, last.isEmpty { values.removeLast() }
+            rules.append(PolicyRule(section: section, values: Array(values), source: name, line: Int(id)))
+        }
+        return rules
+    }
+
+    private func connectedReader() throws(PostgresStoreError) -> PostgresLink {
+        if let link = reader.withLock({ $0 }), !link.isClosed { return link }
+        let link = try PostgresLink.connect(address)
+        reader.withLock { $0 = link }
+        return link
+    }
+
+    /// Starts the `LISTEN` connection on a thread of its own; `changed` runs for every notification on
+    /// the channel and after every reconnect.
+    public func startWatching(_ changed: @escaping @Sendable () -> Void) {
+        guard !watching.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let thread = Thread { [self] in
+            var connectedBefore = false
+            while watching.load(ordering: .acquiring) {
+                guard let link = try? PostgresLink.connect(address) else {
+                    Thread.sleep(forTimeInterval: 1)
+                    continue
+                }
+                listener.withLock { $0 = link }
+                let context = link.connection.addListener(channel: address.channel) { _, _ in changed() }
+                // Announcements sent while this connection was down are lost: read the table again.
+                if connectedBefore { changed() }
+                connectedBefore = true
+                while watching.load(ordering: .acquiring), !link.isClosed {
+                    Thread.sleep(forTimeInterval: 0.2)
+                }
+                context.stop()
+                listener.withLock { $0 = nil }
+                link.close()
+            }
+        }
+        thread.name = "peon-wasm policy listener"
+        thread.start()
+    }
+
+    /// Stops listening and closes the connections.
+    public func stopWatching() {
+        watching.store(false, ordering: .releasing)
+        listener.withLock { $0 }?.close()
+        reader.withLock { link in
+            link?.close()
+            link = nil
+        }
+    }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// The PostgreSQL server `.ci/run` starts (scripts/pg_test_server.sh), or `nil`: then the tests that
+/// need it are skipped, and say so.
+private let serverURL: String? = {
+    let url = ProcessInfo.processInfo.environment["PEON_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    if url == nil {
+        FileHandle.standardError.write(Data("""
+            SKIPPED: PEON_TEST_POSTGRES_URL is unset, so the PostgreSQL fleet tests (policy store, central audit) \
+            do not run; `.ci/run` starts a server with scripts/pg_test_server.sh and sets it\n
+            """.utf8))
+    }
+    return url
+}()
+
+/// The server's directory (for stopping and restarting it mid-run).
+private let serverDirectory = ProcessInfo.processInfo.environment["PEON_TEST_POSTGRES_DIR"]
+
+@Suite("Fleet on PostgreSQL: policy store and central audit", .serialized)
+struct FleetPostgresTests {
+    @Test("an unreachable policy store at start refuses the run: one error line, exit 75")
+    func unreachableStoreRefusesToRun() throws {
+        try withTemporaryDirectory { folder in
+            let module = try loopModule(in: folder, target: folder.path + "/target.txt", iterations: 1)
+            let result = try runPeonWasm(["run", module, "--policy", "postgresql://nobody@127.0.0.1:1/none"])
+            #expect(result.status == 75, "stderr: \(result.stderr)")
+            let lines = result.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines.first?.hasPrefix("peon-wasm: error: policy store postgresql://nobody@127.0.0.1:1/none/casbin_rule") == true,
+                    "stderr: \(result.stderr)")
+        }
+    }
+
+    @Test("a malformed postgresql:// address is a usage error (exit 64)")
+    func malformedAddressIsAUsageError() throws {
+        let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--policy", "postgresql://u@h/db?colour=blue"])
+        #expect(result.status == 64, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains("unknown key 'colour'"), "stderr: \(result.stderr)")
+    }
+
+    @Test("policy explain and policy eval read casbin_rule rows written by pycasbin",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func explainAndEvalReadTheStore() throws {
+        let url = try freshDatabase()
+        try admin(url, "add", "fleetagent", "fs:/srv/data/*", "fs.read")
+        let explained = try runPeonWasm(["policy", "explain", "--policy", url, "--module", "fleetagent", "fs.read", "/srv/data/a.txt"])
+        #expect(explained.status == 0, "stdout: \(explained.stdout) stderr: \(explained.stderr)")
+        #expect(explained.stdout.contains("/casbin_rule:1"), "stdout: \(explained.stdout)")
+        let denied = try runPeonWasm(["policy", "explain", "--policy", url, "--module", "fleetagent", "fs.read", "/etc/passwd"])
+        #expect(denied.status == 1, "stdout: \(denied.stdout) stderr: \(denied.stderr)")
+
+        try withTemporaryDirectory { folder in
+            // `policy eval` has the standard Casbin functions only (no peonGlob): a keyMatch model.
+            let model = folder.appendingPathComponent("model.conf")
+            try Data("""
+                [request_definition]
+                r = sub, obj, act
+                [policy_definition]
+                p = sub, obj, act, args
+                [policy_effect]
+                e = some(where (p.eft == allow))
+                [matchers]
+                m = r.sub == p.sub && keyMatch(r.obj, p.obj) && r.act == p.act
+                """.utf8).write(to: model)
+            let requests = #"["fleetagent", "fs:/srv/data/a.txt", "fs.read"]"# + "\n" + #"["fleetagent", "fs:/etc/passwd", "fs.read"]"#
+            let evaluated = try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", url, "--explain", "-"], stdin: requests)
+            #expect(evaluated.status == 0, "stderr: \(evaluated.stderr)")
+            #expect(evaluated.stdout.hasPrefix("true\t\(url)/casbin_rule:1\t") && evaluated.stdout.hasSuffix("\nfalse\n"),
+                    "stdout: \(evaluated.stdout)")
+        }
+    }
+
+    @Test("two hosts share one policy: a rule added with pycasbin and announced by casbin-postgresql-watcher allows the next call within 2 s, a removed one denies it; central verify covers both hosts",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func ruleChangesReachRunningHosts() throws {
+        let url = try freshDatabase()
+        try withTemporaryDirectory { folder in
+            let target = folder.path + "/target.txt"
+            try Data("hello".utf8).write(to: URL(fileURLWithPath: target))
+            let module = try loopModule(in: folder, target: target, iterations: 110)
+            try admin(url, "list")  // the adapter creates the (empty) casbin_rule table
+            // poll=60: only the NOTIFY can bring the change within the test's time.
+            let hosts = try ["host-a", "host-b"].map { name in
+                try Host(name: name, folder: folder, module: module, policy: url + "?poll=60", sink: url)
+            }
+            defer { for host in hosts { host.kill() } }
+            for host in hosts { try host.start() }
+            for host in hosts { try waitFor("\(host.name) denies the read before the rule exists", seconds: 15) { host.decisions().contains("deny") } }
+            Thread.sleep(forTimeInterval: 1)
+
+            // Timed from pycasbin's return: its add_policy writes the row and sends the NOTIFY.
+            try admin(url, "add", "fleetagent", "fs:" + target, "fs.read")
+            let added = Date()
+            for host in hosts {
+                try waitFor("\(host.name) allows the read after the rule was added", seconds: 5) { host.decisions().last == "allow" }
+                #expect(Date().timeIntervalSince(added) < 2.0, "\(host.name): the added rule took \(Date().timeIntervalSince(added)) s")
+            }
+
+            try admin(url, "remove", "fleetagent", "fs:" + target, "fs.read")
+            let removed = Date()
+            for host in hosts {
+                try waitFor("\(host.name) denies the read after the rule was removed", seconds: 5) { host.decisions().last == "deny" }
+                #expect(Date().timeIntervalSince(removed) < 2.0, "\(host.name): the removal took \(Date().timeIntervalSince(removed)) s")
+            }
+            for host in hosts {
+                let status = host.wait(seconds: 40)
+                #expect(status == 0, "\(host.name) stderr: \(host.stderr())")
+            }
+
+            let verified = try runPeonWasm(["audit", "verify", "--from", url] + hosts.flatMap { ["--key", "\($0.name)=\($0.verifierKey)"] })
+            #expect(verified.status == 0, "stdout: \(verified.stdout) stderr: \(verified.stderr)")
+            for host in hosts {
+                #expect(verified.stdout.contains("ok: \(host.name): \(host.entryCount()) entries"),
+                        "\(host.name) has \(host.entryCount()) local entries; stdout: \(verified.stdout)")
+            }
+            let shown = try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-b", "--decision", "allow", "--call", "fs.read"])
+            #expect(shown.status == 0 && shown.stdout.contains("host-b") && !shown.stdout.contains("host-a"), "stdout: \(shown.stdout)")
+        }
+    }
+
+    @Test("PostgreSQL stopped mid-run and restarted: decisions go on under the last snapshot, the outage is logged, shipping resumes and central verify finds every entry; a tampered row is found",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func outageKeepsDecidingAndShippingResumes() throws {
+        guard let serverDirectory else {
+            Issue.record("PEON_TEST_POSTGRES_DIR is unset: this test stops and restarts the server with scripts/pg_test_server.sh")
+            return
+        }
+        let url = try freshDatabase()
+        try withTemporaryDirectory { folder in
+            let target = folder.path + "/target.txt"
+            try Data("hello".utf8).write(to: URL(fileURLWithPath: target))
+            try admin(url, "add", "fleetagent", "fs:" + target, "fs.read")
+            let module = try loopModule(in: folder, target: target, iterations: 120)
+            let host = try Host(name: "host-c", folder: folder, module: module, policy: url + "?poll=0.5", sink: url)
+            defer { host.kill() }
+            try host.start()
+            try waitFor("host-c allows the read", seconds: 15) { host.decisions().contains("allow") }
+
+            let script = repositoryRoot.path + "/scripts/pg_test_server.sh"
+            #expect(try shell(script, "stop", serverDirectory) == 0)
+            let before = host.decisions().count
+            try waitFor("host-c notices the outage", seconds: 10) { host.stderr().contains("deciding on the last policy loaded") }
+            try waitFor("host-c keeps deciding during the outage", seconds: 10) { host.decisions().count >= before + 15 }
+            #expect(!host.decisions().dropFirst(before).contains("deny"), "decisions during the outage: \(host.decisions())")
+            #expect(try shell(script, "restart", serverDirectory) == 0)
+
+            let status = host.wait(seconds: 40)
+            #expect(status == 0, "stderr: \(host.stderr())")
+            #expect(host.stderr().contains("reachable again"), "stderr: \(host.stderr())")
+            let outcomes = host.entries().filter { $0["call"] as? String == "policy.store" }.compactMap { $0["outcome"] as? String }
+            #expect(outcomes == ["unreachable", "reachable"], "policy.store entries: \(outcomes)")
+
+            let keyOption = "host-c=\(host.verifierKey)"
+            let verified = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(verified.status == 0, "stdout: \(verified.stdout) stderr: \(verified.stderr)")
+            #expect(verified.stdout.contains("ok: host-c: \(host.entryCount()) entries"), "local \(host.entryCount()); stdout: \(verified.stdout)")
+
+            // The table refuses changes; one who can drop that guard still cannot hide a change from verify.
+            let blocked = try sql(url, "UPDATE peon_audit_entries SET line = line WHERE seq = 3")
+            #expect(blocked != 0)
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                UPDATE peon_audit_entries SET line = replace(line, '"reason":"', '"reason":"nothing to see: ') WHERE origin = 'host-c' AND seq = 3
+                """) == 0)
+            let tampered = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(tampered.status == 5, "stdout: \(tampered.stdout) stderr: \(tampered.stderr)")
+            #expect(tampered.stderr.contains("postgresql:host-c:4: entry seq 3 does not hash to the prev of seq 4"), "stderr: \(tampered.stderr)")
+        }
+    }
+}
+
+// MARK: - Helpers
+
+/// A database of its own for one test, so tests never see each other's rows; its URL.
+private func freshDatabase() throws -> String {
+    guard let serverURL, let slash = serverURL.range(of: "/", options: .backwards) else {
+        throw TestFailure("PEON_TEST_POSTGRES_URL is not a postgresql:// URL")
+    }
+    let name = "peon_fleet_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+    guard try sql(serverURL, "CREATE DATABASE \(name)", autocommit: true) == 0 else { throw TestFailure("cannot create \(name)") }
+    return String(serverURL[..<slash.upperBound]) + name
+}
+
+private struct TestFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs SQL with psycopg2; the exit status.
+@discardableResult
+private func sql(_ url: String, _ statement: String, autocommit: Bool = false) throws -> Int32 {
+    let code = """
+        import sys, psycopg2
+        c = psycopg2.connect(sys.argv[1])
+        c.autocommit = \(autocommit ? "True" : "False")
+        c.cursor().execute(sys.argv[2])
+        c.commit()
+        """
+    return try shell("/usr/bin/env", "python3", "-c", code, url, statement)
+}
+
+/// pycasbin + casbin_sqlalchemy_adapter + casbin-postgresql-watcher (scripts/casbin_policy_admin.py).
+private func admin(_ url: String, _ arguments: String...) throws {
+    let status = try shell("/usr/bin/env", ["python3", repositoryRoot.path + "/scripts/casbin_policy_admin.py", url] + arguments)
+    guard status == 0 else { throw TestFailure("casbin_policy_admin.py \(arguments) exited \(status)") }
+}
+
+private func shell(_ program: String, _ arguments: String...) throws -> Int32 { try shell(program, arguments) }
+
+private func shell(_ program: String, _ arguments: [String]) throws -> Int32 {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: program)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    // Polled, not waitUntilExit(): that can spin forever on Linux after pg_ctl leaves a server running.
+    let deadline = Date().addingTimeInterval(60)
+    while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    if process.isRunning {
+        process.terminate()
+        return -1
+    }
+    return process.terminationStatus
+}
+
+private func waitFor(_ what: String, seconds: Double, _ condition: () -> Bool) throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return }
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+    throw TestFailure("timed out after \(seconds) s waiting until \(what)")
+}
+
+/// One host: a `peon-wasm run` with its own audit log and signing key (origin = the key's name).
+private final class Host: @unchecked Sendable {
+    // Used from the test's thread only.
+    let name: String
+    let log: String
+    let keyPath: String
+    let verifierKey: String
+    let errPath: String
+    let process = Process()
+
+    init(name: String, folder: URL, module: String, policy: String, sink: String) throws {
+        self.name = name
+        log = folder.path + "/\(name).jsonl"
+        keyPath = folder.path + "/\(name).key"
+        errPath = folder.path + "/\(name).stderr"
+        let key = try runPeonWasm(["audit", "key", "--audit-key", keyPath, "--name", name])
+        guard key.status == 0 else { throw TestFailure("audit key: \(key.stderr)") }
+        verifierKey = key.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        process.executableURL = peonWasmExecutable
+        process.arguments = ["run", module, "--policy", policy, "--audit-sink", sink, "--audit", log, "--audit-key", keyPath,
+                             "--timeout", "60s"]
+        process.currentDirectoryURL = folder
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: errPath)
+        process.standardOutput = FileHandle.nullDevice
+    }
+
+    func start() throws { try process.run() }
+
+    func kill() { if process.isRunning { process.terminate() } }
+
+    func wait(seconds: Double) -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if process.isRunning { return nil }
+        return process.terminationStatus
+    }
+
+    func stderr() -> String { (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "" }
+
+    func entries() -> [[String: Any]] {
+        guard let data = FileManager.default.contents(atPath: log) else { return [] }
+        return data.split(separator: 0x0A).compactMap { try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any] }
+    }
+
+    func entryCount() -> Int { entries().count }
+
+    /// The decisions on `fs.read`, in order.
+    func decisions() -> [String] {
+        entries().filter { $0["call"] as? String == "fs.read" }.compactMap { $0["decision"] as? String }
+    }
+}
+
+/// A peon agent `fleetagent.wat` that reads `target` through `peon:host/fs` every 100 ms,
+/// `iterations` times (sleeping in WASI `poll_oneoff`), and returns `ok("")`.
+private func loopModule(in folder: URL, target: String, iterations: Int) throws -> String {
+    let path = Array(target.utf8)
+    let escaped = path.map { "\\" + String(format: "%02x", $0) }.joined()
+    let text = """
+        (module
+          (import "peon:host/fs@0.1.0" "read" (func $read (param i32 i32 i32)))
+          (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 64) "\(escaped)")
+          (global $heap (mut i32) (i32.const 16384))
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $p i32)
+            (local.set $p (global.get $heap))
+            (global.set $heap (i32.add (global.get $heap) (i32.add (local.get 3) (i32.const 8))))
+            (local.get $p))
+          (func (export "run") (param i32 i32) (result i32)
+            (local $i i32)
+            ;; One relative clock subscription at 1024: monotonic clock, 100 ms.
+            (i32.store8 (i32.const 1032) (i32.const 0))
+            (i32.store (i32.const 1040) (i32.const 1))
+            (i64.store (i32.const 1048) (i64.const 100000000))
+            (block $done
+              (loop $next
+                (br_if $done (i32.ge_u (local.get $i) (i32.const \(iterations))))
+                (call $read (i32.const 64) (i32.const \(path.count)) (i32.const 2048))
+                (drop (call $poll (i32.const 1024) (i32.const 1200) (i32.const 1) (i32.const 1300)))
+                (global.set $heap (i32.const 16384))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br $next)))
+            (i32.const 12288)))
+        """
+    let file = folder.appendingPathComponent("fleetagent.wat")
+    try Data(text.utf8).write(to: file)
+    return file.path
+}
