@@ -22,6 +22,7 @@ import PackageDescription
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("MemberImportVisibility"),
 ]
 
 let package = Package(
@@ -50,6 +51,10 @@ let package = Package(
         // depends on it already.
         .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/vapor/postgres-nio", exact: "1.33.2"),
+        // Named because our targets import their modules directly (HTTP types, event loops, TLS), not only
+        // through async-http-client and postgres-nio.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // MARK: Engine
@@ -110,6 +115,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict),
 
@@ -120,6 +127,10 @@ let package = Package(
             dependencies: [
                 "PeonMediator", "PeonPolicy", "PeonAudit", "PeonRuntime",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
 
@@ -129,7 +140,7 @@ let package = Package(
             name: "PeonRuntime",
             dependencies: [
                 "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
-                "PeonMediator", "CPeonSupport",
+                "PeonMediator", "PeonAudit", "CPeonSupport",
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

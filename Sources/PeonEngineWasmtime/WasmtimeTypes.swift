@@ -1,6 +1,7 @@
 // Conversions between wasmtime's C values and types and PeonEngine's.
 import CWasmtime
 import PeonEngine
+import Foundation
 
 extension wasmtime_val_t {
     /// A wasmtime value holding `value`'s bits. Floats are written as their bit patterns through the

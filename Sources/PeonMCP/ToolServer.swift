@@ -3,6 +3,7 @@ public import MCP
 public import PeonRuntime
 import PeonInterface
 import Synchronization
+import PeonMediator
 
 /// `peon-wasm mcp`: serves ``ToolService``s to an MCP client with the official MCP Swift SDK.
 ///

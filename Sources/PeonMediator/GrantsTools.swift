@@ -3,6 +3,8 @@
 
 import Crypto
 import PeonInterface
+import Foundation
+import PeonPolicy
 
 /// Lowercase hex SHA-256 of `bytes` (a module's identity in grants pins and the audit log).
 public func sha256Hex(_ bytes: [UInt8]) -> String {

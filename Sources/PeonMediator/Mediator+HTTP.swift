@@ -1,5 +1,6 @@
 import PeonAudit
 public import PeonInterface
+import Foundation
 
 // `http`: decided on `http:` + the guest's URL parsed once into a ``CanonicalURL`` and `http.` + the
 // method. The capability sends that value's target byte for byte, so the URL decided on, the URL in

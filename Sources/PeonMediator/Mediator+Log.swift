@@ -1,4 +1,5 @@
 public import PeonInterface
+import Synchronization
 
 // `log`: needs no grant and is not audited; it reaches nothing but the host's stderr.
 extension Mediator {

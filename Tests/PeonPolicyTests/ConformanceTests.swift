@@ -1,6 +1,7 @@
 import PeonPolicy
 import Synchronization
 import Testing
+import Foundation
 
 /// Temporal role links (`g = _, _, (_, _)`): a link grants only strictly inside its validity window,
 /// as Go Casbin's `TimeMatchFunc` decides, at the time an injected clock gives.
