@@ -98,6 +98,10 @@ final class FirstUseStore: Sendable {
 
     /// Reads the lines appended since the last read (complete lines only).
     private func catchUp(_ state: inout State) {
+        // One stat when nothing was appended (the common case for a call that is denied again and again).
+        var quick = stat()
+        guard lstat(path, &quick) == 0, (quick.st_mode & S_IFMT) == S_IFREG,
+              min(Int(quick.st_size), Self.maxFileBytes) > state.offset else { return }
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return }
         defer { close(fd) }
