@@ -13,7 +13,11 @@ public struct ContentPattern: Sendable, Hashable {
     /// The literal every pattern begins with must be at least this long.
     public static let minimumPrefix = 4
     /// The longest stretch of data one match is tried on.
-    public static let maxMatchBytes = 4096
+    public static let maxMatchBytes = 256
+    /// The most places one scan runs the pattern at. Data crafted to repeat a pattern's literal start
+    /// (`AKIAAKIA...` for 64 MiB) would otherwise cost a regex run per occurrence; past this budget the
+    /// pattern counts as found, so the call is refused (fail closed) instead of the host being kept busy.
+    public static let maxCandidates = 4096
 
     /// The name audited when it matches (the match itself is never recorded).
     public let name: String
@@ -117,6 +121,7 @@ public struct ContentPattern: Sendable, Hashable {
         let count = data.count
         guard count >= prefix.count, let first = prefix.first else { return false }
         var index = 0
+        var candidates = 0
         let last = count - prefix.count
         while index <= last {
             if data[index] == first {
@@ -128,6 +133,8 @@ public struct ContentPattern: Sendable, Hashable {
                 }
                 if same {
                     guard let regex else { return true }
+                    candidates += 1
+                    if candidates > Self.maxCandidates { return true }
                     let end = min(count, index + Self.maxMatchBytes)
                     let window = data[index..<end].map { UInt32($0) }
                     // A pattern that cannot be run (it cannot: the size was bounded at load) counts as found.

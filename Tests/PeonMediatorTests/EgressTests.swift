@@ -179,6 +179,13 @@ import Testing
         let classBar = try ContentPattern(name: "x", regex: "abcd[|]x")
         #expect(classBar.occurs(in: Array("..abcd|x..".utf8)))
         #expect(!classBar.occurs(in: Array("..x..".utf8)), "a | inside a class is no alternation")
+        // Data that repeats a literal start everywhere is refused once the scan's budget is spent, fast,
+        // instead of running the pattern at every one of its 4 million places.
+        let flood = [UInt8](repeating: 0, count: 16 << 20).enumerated().map { Array("EMP-".utf8)[$0.offset % 4] }
+        let started = ContinuousClock.now
+        #expect(pattern.occurs(in: flood), "past the budget a scan fails closed")
+        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(!pattern.occurs(in: [UInt8](repeating: UInt8(ascii: "E"), count: 1 << 20)), "no literal start, no budget spent")
         let secret = ContentPattern(name: "s", literal: Array("secret-value".utf8))
         #expect(secret.occurs(in: Array("xx secret-value yy".utf8)))
         #expect(!secret.occurs(in: Array("secret-valu".utf8)))
