@@ -193,7 +193,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport", "PeonCLI"],
+            dependencies: ["PeonTestSupport", "PeonCLI", "PeonRuntime", "PeonMediator", "PeonAudit"],
             exclude: ["MCP"],
             swiftSettings: strict),
     ],

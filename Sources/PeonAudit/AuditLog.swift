@@ -13,7 +13,7 @@ import Crypto
 /// |---|---|---|---|
 /// | `always` | every entry written and fsynced | nothing | nothing |
 /// | `effects` (default) | durable entries written and fsynced; others written | nothing | non-durable entries since the last fsync (reads, outcomes) |
-/// | `batch` | every entry written; fsyncs run in the background, at checkpoints and at close | nothing | what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
+/// | `batch` | durable and written entries written; buffered entries (reads, denials, outcomes) may wait in the process, at most 256 KiB and 10 ms, while it holds the log; fsyncs run in the background, at checkpoints and at close | buffered entries not yet written: entries of calls that reached nothing outside the process (every entry before a side effect, an HTTP request, guest output or a `log` line is written first) | what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
 ///
 /// Concurrent callers share writes and fsyncs (group commit), so `always` costs less per entry as concurrency rises.
 /// Periodic checkpoints are signed and written in the background in every mode.
@@ -23,8 +23,26 @@ public enum AuditSyncMode: String, Sendable, CaseIterable {
     /// Entries of side-effecting calls are durable before `append` returns; other entries reach the kernel.
     case effects
     /// Entries reach the kernel and are made durable in the background; side effects may run before their entry is
-    /// on disk.
+    /// on disk. A process keeps the log's lock between appends for up to 10 ms (a lease), so entries of calls that
+    /// reach nothing outside it (``AuditDurability/buffered``) are numbered at once and written together.
     case batch
+}
+
+/// How far one entry must get before ``AuditLog/append(_:durability:)`` returns; the sync mode adds the rest.
+///
+/// The mediator picks it from what the call does, so the rule "no effect reaches the world before its decision is
+/// in the log" holds in every mode: only a call that reaches nothing outside the process may leave its entry in the
+/// process's buffer, and anything that does reach out (a side effect, a request, guest output) writes the buffer
+/// first.
+public enum AuditDurability: Sendable {
+    /// A call that reaches nothing outside the process: a read, a denial, an outcome. In `batch` mode the entry may
+    /// wait in the process's buffer; in other modes it is written.
+    case buffered
+    /// A call whose data can leave the process without changing anything (an HTTP GET): written before `append`
+    /// returns in every mode, fsynced only in `always`.
+    case written
+    /// The write-ahead entry of a side effect: written, and fsynced in `always` and `effects` modes.
+    case durable
 }
 
 /// An append-only, tamper-evident audit log: a JSON Lines file whose lines are the leaves of an RFC 6962 Merkle
@@ -62,6 +80,12 @@ public final class AuditLog: Sendable {
     /// In `batch` mode, written entries not yet fsynced at which the appender fsyncs itself: the bound on what a
     /// machine crash can lose when the background fsync falls behind.
     static let maxUnsyncedEntries: UInt64 = 16_384
+    /// In `batch` mode, buffered bytes at which the buffer is written at once.
+    static let maxBufferedBytes = 256 * 1024
+    /// In `batch` mode, the lease on the file lock ends after this long without an append...
+    static let leaseIdle: Duration = .milliseconds(1)
+    /// ... and after this long in any case, so other processes wait at most about this long for the lock.
+    static let leaseLimit: Duration = .milliseconds(10)
 
     private let signer: CheckpointSigner
     private let fd: Int32
@@ -82,12 +106,24 @@ public final class AuditLog: Sendable {
         var prev: [UInt8]
         var tree: CompactTree
         var fileEnd: Int64
-        /// Tickets below this are written.
+        /// Tickets below this have their `seq` and their line (in `buffer` or in the file).
+        var numbered: UInt64 = 0
+        /// Tickets below this are written to the file.
         var written: UInt64 = 0
         /// Tickets below this are fsynced.
         var synced: UInt64 = 0
-        /// The `seq` each written ticket got, until its caller collects it.
+        /// The `seq` each numbered ticket got, until its caller collects it.
         var seqs: [UInt64: UInt64] = [:]
+        /// Lines numbered and chained but not yet written: only while `leased`.
+        var buffer: [UInt8] = []
+        /// Whether this process holds the file lock between appends (`batch` mode), so nobody else can append.
+        var leased = false
+        /// When the lease was taken, and when it was last used.
+        var leaseTaken = ContinuousClock.now
+        var lastUse = ContinuousClock.now
+        /// After a lease ran its full ``leaseLimit``, none is taken again before this: other processes waiting for
+        /// the lock get their turn while this one locks per write.
+        var noLeaseBefore = ContinuousClock.now
         /// Set by `close` just before the descriptor is closed: nothing may touch `fd` after it.
         var fileClosed = false
     }
@@ -98,6 +134,8 @@ public final class AuditLog: Sendable {
     private let checkpointDue = Atomic<Bool>(false)
     /// Whether a background fsync is queued and not yet started (at most one is).
     private let syncScheduled = Atomic<Bool>(false)
+    /// Ends leases on the file lock (its own queue, so a slow fsync or checkpoint never delays another process).
+    private let leaseTimer = DispatchQueue(label: "peon-wasm.audit-lease")
 
     private let queue: Mutex<Queue>
     /// Held while touching the file; always taken before `queue` when both are needed.
@@ -240,6 +278,15 @@ public final class AuditLog: Sendable {
     /// `seq` is the order of the lines in the file.
     @discardableResult
     public func append(_ record: AuditRecord, durable: Bool) throws(AuditError) -> UInt64 {
+        try append(record, durability: durable ? .durable : .written)
+    }
+
+    /// Appends a record and returns its `seq`; `durability` says how far it must get first (see
+    /// ``AuditDurability``): in `batch` mode a ``AuditDurability/buffered`` entry may wait in this process's buffer,
+    /// already numbered and chained, until the buffer fills, the lease on the file ends, or an entry that must be
+    /// written (or ``flush()``) follows it.
+    @discardableResult
+    public func append(_ record: AuditRecord, durability: AuditDurability) throws(AuditError) -> UInt64 {
         // Everything that depends on the record alone is serialized before any lock; under the file lock, only what
         // the order decides: seq, time, prev, and the hashes that chain this line to the next.
         // Oversized values are recorded by prefix, SHA-256 and length: every decision gets its entry.
@@ -256,14 +303,16 @@ public final class AuditLog: Sendable {
             return q.nextTicket
         }
         let wantSync: Bool
+        let mayBuffer: Bool
         switch sync {
-        case .always: wantSync = true
-        case .effects: wantSync = durable
-        case .batch: wantSync = false
+        case .always: (wantSync, mayBuffer) = (true, false)
+        case .effects: (wantSync, mayBuffer) = (durability == .durable, false)
+        case .batch: (wantSync, mayBuffer) = (false, durability == .buffered)
         }
         let (seq, unsynced) = try writer.withLock { w throws(AuditError) -> (UInt64, UInt64) in
-            if wantSync ? w.synced <= ticket : w.written <= ticket {
-                try writeQueued(&w, fsync: wantSync)
+            let done = wantSync ? w.synced > ticket : (mayBuffer ? w.numbered > ticket : w.written > ticket)
+            if !done {
+                try writeQueued(&w, fsync: wantSync, flush: !mayBuffer)
             }
             guard let seq = w.seqs.removeValue(forKey: ticket) else {
                 throw AuditError(.failed, "\(path): the audit log lost track of an entry it wrote")
@@ -273,13 +322,28 @@ public final class AuditLog: Sendable {
         if sync == .batch {
             if unsynced >= Self.maxUnsyncedEntries {
                 try writer.withLock { w throws(AuditError) in
-                    if w.synced <= ticket { try writeQueued(&w, fsync: true) }
+                    if w.synced <= ticket { try writeQueued(&w, fsync: true, flush: true) }
                 }
             } else if unsynced > 0 {
                 scheduleBackgroundSync()
             }
         }
         return seq
+    }
+
+    /// Writes the entries this process holds in its buffer (`batch` mode), without an fsync. The runtime calls it
+    /// before a guest's output or `log` line leaves the process, so nothing the guest read reaches a terminal before
+    /// the read's entry is in the file.
+    public func flush() throws(AuditError) {
+        try writer.withLock { w throws(AuditError) in
+            guard w.leased, !w.buffer.isEmpty, !w.fileClosed else { return }
+            do throws(AuditError) {
+                try writeBuffer(&w)
+            } catch {
+                fail(&w, error)
+                throw error
+            }
+        }
     }
 
     /// Queues a background fsync of what has been written, unless one is already queued. It holds no lock while the
@@ -317,18 +381,20 @@ public final class AuditLog: Sendable {
         }
     }
 
-    /// Takes the file lock, appends everything queued after what other processes wrote, releases the lock, and
-    /// fsyncs if asked. Call with `writer` held.
-    private func writeQueued(_ w: inout Writer, fsync wantSync: Bool) throws(AuditError) {
+    /// Takes the file lock (or uses this process's lease on it), numbers and chains everything queued after what
+    /// other processes wrote, writes it unless it may stay buffered (`flush` false, lease held, buffer not full),
+    /// releases the lock unless leased, and fsyncs if asked. Call with `writer` held.
+    private func writeQueued(_ w: inout Writer, fsync wantSync: Bool, flush: Bool) throws(AuditError) {
         // An append that passed the `closed` check just before `close` must not write to a closed (or reused) descriptor.
         guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
         let end: UInt64
         do throws(AuditError) {
-            try FileIO.flockWaiting(fd, LOCK_EX, path: path)
-            defer { _ = flock(fd, LOCK_UN) }
-            end = try appendLocked(&w)
+            let cut = try lockFile(&w)
+            end = try numberQueued(&w, cut: cut, flush: flush || wantSync)
+            if !w.leased { _ = flock(fd, LOCK_UN) }
         } catch {
-            queue.withLock { $0.failure = $0.failure ?? error }
+            fail(&w, error)
+            _ = flock(fd, LOCK_UN)  // harmless if not held
             throw error
         }
         // The fsync runs after the lock is released, so other processes write meanwhile; it still covers every byte
@@ -336,44 +402,119 @@ public final class AuditLog: Sendable {
         if wantSync && w.synced < end {
             guard posixFsync(fd) == 0 else {
                 let error = FileIO.ioError(path, "fsync failed")
-                queue.withLock { $0.failure = $0.failure ?? error }
+                fail(&w, error)
                 throw error
             }
             w.synced = end
         }
     }
 
-    /// With the file lock held: catches up with other writers, then numbers, chains and writes the queued entries
-    /// (and a `log.recovered` entry first, if it cut a torn tail). Returns the ticket count now written.
-    private func appendLocked(_ w: inout Writer) throws(AuditError) -> UInt64 {
+    /// Takes the exclusive file lock unless this process's lease holds it, and then catches up with what other
+    /// processes appended (returning a torn tail it cut). In `batch` mode the lock is kept as a lease, ended by a
+    /// timer after ``leaseIdle`` without appends or ``leaseLimit`` in all.
+    private func lockFile(_ w: inout Writer) throws(AuditError) -> [UInt8]? {
+        let now = ContinuousClock.now
+        w.lastUse = now
+        if w.leased { return nil }
+        try FileIO.flockWaiting(fd, LOCK_EX, path: path)
+        do throws(AuditError) {
+            let cut = try catchUp(&w)
+            if sync == .batch && now >= w.noLeaseBefore {
+                w.leased = true
+                w.leaseTaken = now
+                scheduleLeaseCheck(after: Self.leaseIdle)
+            }
+            return cut
+        } catch {
+            _ = flock(fd, LOCK_UN)
+            throw error
+        }
+    }
+
+    /// Ends the lease when it has been idle for ``leaseIdle`` or held for ``leaseLimit``: writes the buffer and
+    /// releases the lock. A write failure stops the log like any other.
+    private func scheduleLeaseCheck(after delay: Duration) {
+        let nanoseconds = max(1, Int(delay.components.seconds) * 1_000_000_000 + Int(delay.components.attoseconds / 1_000_000_000))
+        leaseTimer.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+            let again = writer.withLock { w -> Duration? in
+                guard w.leased, !w.fileClosed else { return nil }
+                let now = ContinuousClock.now
+                let idleLeft = Self.leaseIdle - (now - w.lastUse)
+                let holdLeft = Self.leaseLimit - (now - w.leaseTaken)
+                if idleLeft > .zero && holdLeft > .zero { return min(idleLeft, holdLeft) }
+                if holdLeft <= .zero { w.noLeaseBefore = now + Self.leaseLimit }
+                do throws(AuditError) {
+                    try endLease(&w)
+                } catch {
+                    fail(&w, error)
+                }
+                return nil
+            }
+            if let again { scheduleLeaseCheck(after: again) }
+        }
+    }
+
+    /// Writes the buffer and releases the lease's lock.
+    private func endLease(_ w: inout Writer) throws(AuditError) {
+        guard w.leased else { return }
+        defer {
+            w.leased = false
+            _ = flock(fd, LOCK_UN)
+        }
+        if !w.buffer.isEmpty { try writeBuffer(&w) }
+    }
+
+    /// Records a failure: every later append refuses, and a lease held is released (its buffer is dropped with the
+    /// log), so another process can go on with the file.
+    private func fail(_ w: inout Writer, _ error: AuditError) {
+        queue.withLock { $0.failure = $0.failure ?? error }
+        w.buffer = []
+        if w.leased {
+            w.leased = false
+            _ = flock(fd, LOCK_UN)
+        }
+    }
+
+    /// Writes the buffered lines in one `write`. With the file lock held.
+    private func writeBuffer(_ w: inout Writer) throws(AuditError) {
+        guard !w.buffer.isEmpty else {
+            w.written = w.numbered
+            return
+        }
+        // On failure the file may now end mid-line; the log stops, and the next writer or open cuts the line.
+        try FileIO.writeAll(fd: fd, w.buffer[...], path: path)
+        w.fileEnd += Int64(w.buffer.count)
+        w.buffer.removeAll(keepingCapacity: w.buffer.capacity <= Self.maxBufferedBytes * 2)
+        w.written = w.numbered
+    }
+
+    /// With the file lock held: numbers and chains the queued entries (after a `log.recovered` entry, if a torn tail
+    /// was cut) into the buffer, and writes the buffer if `flush`, if it is full, or if this process holds no lease.
+    /// Returns the ticket count now written.
+    private func numberQueued(_ w: inout Writer, cut: [UInt8]?, flush: Bool) throws(AuditError) -> UInt64 {
         // A log that failed (perhaps mid-line, by its own write) touches the file no more: another writer or the
         // next open recovers it.
-        if let failure = queue.withLock({ $0.failure }) {
-            throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
-        }
-        let cut = try catchUp(&w)
-        let (batch, end) = try queue.withLock { q throws(AuditError) -> ([[UInt8]], UInt64) in
+        let batch = try queue.withLock { q throws(AuditError) -> [[UInt8]] in
             if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
             let batch = q.pending
             q.pending = []
-            return (batch, q.nextTicket)
+            return batch
         }
-        // Every line is written straight into one buffer for the batch, sized once, and hashed where it lies.
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(batch.reduce(cut == nil ? 0 : 1024) { $0 + $1.count + Self.framingBytes + 1 })
+        // Every line is written straight into the buffer, and hashed where it lies.
+        w.buffer.reserveCapacity(w.buffer.count + batch.reduce(cut == nil ? 0 : 1024) { $0 + $1.count + Self.framingBytes + 1 })
         let firstSeq = w.nextSeq
         func add(_ fields: [UInt8]) {
-            let start = bytes.count
-            AuditEntry.appendHead(seq: w.nextSeq, to: &bytes)
-            bytes.append(UInt8(ascii: "\""))
-            AuditClock.appendNow(to: &bytes)
-            bytes.append(UInt8(ascii: "\""))
-            bytes += fields
-            AuditEntry.appendTail(prev: w.prev, to: &bytes)
-            let leaf = RFC6962.leafHash(bytes[start...])
+            let start = w.buffer.count
+            AuditEntry.appendHead(seq: w.nextSeq, to: &w.buffer)
+            w.buffer.append(UInt8(ascii: "\""))
+            AuditClock.appendNow(to: &w.buffer)
+            w.buffer.append(UInt8(ascii: "\""))
+            w.buffer += fields
+            AuditEntry.appendTail(prev: w.prev, to: &w.buffer)
+            let leaf = RFC6962.leafHash(w.buffer[start...])
             w.tree.append(leafHash: leaf)
             w.prev = leaf
-            bytes.append(0x0A)
+            w.buffer.append(0x0A)
             w.nextSeq += 1
         }
         if let cut {
@@ -384,27 +525,25 @@ public final class AuditLog: Sendable {
                 details: ["cut_bytes": String(cut.count), "cut_sha256": hex(SHA256.hash(data: cut)), "after_seq": afterSeq])
             add(AuditEntry.serializedFields(of: record.bounded()))
         }
-        var ticket = w.written
+        var ticket = w.numbered
         for fields in batch {
             w.seqs[ticket] = w.nextSeq
             add(fields)
             ticket += 1
         }
-        if !bytes.isEmpty {
-            // On failure the file may now end mid-line; the log stops, and the next writer or open cuts the line.
-            try FileIO.writeAll(fd: fd, bytes[...], path: path)
-            w.fileEnd += Int64(bytes.count)
+        w.numbered = ticket
+        if flush || cut != nil || !w.leased || w.buffer.count >= Self.maxBufferedBytes {
+            try writeBuffer(&w)
         }
-        w.written = end
         if cut != nil {
             guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
-            w.synced = end
+            w.synced = w.written
         }
         if checkpointEvery > 0 {
             let every = UInt64(checkpointEvery)
             if cut != nil || w.nextSeq / every > firstSeq / every { scheduleCheckpoint() }
         }
-        return end
+        return w.written
     }
 
     /// With the file lock held: reads the lines other processes appended since this one last held the lock, checks
@@ -467,7 +606,7 @@ public final class AuditLog: Sendable {
             return q.nextTicket
         }
         try writer.withLock { w throws(AuditError) in
-            if w.synced < target { try writeQueued(&w, fsync: true) }
+            if w.synced < target { try writeQueued(&w, fsync: true, flush: true) }
         }
     }
 
@@ -477,15 +616,17 @@ public final class AuditLog: Sendable {
         try writer.withLock { w throws(AuditError) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
-                try FileIO.flockWaiting(fd, LOCK_EX, path: path)
+                let cut = try lockFile(&w)
+                // The checkpoint ends a lease: the lock is released below either way.
+                w.leased = false
                 defer { _ = flock(fd, LOCK_UN) }
-                let end = try appendLocked(&w)
+                let end = try numberQueued(&w, cut: cut, flush: true)
                 guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
                 w.synced = end
                 let note = try signer.sign(Checkpoint(origin: origin, size: w.nextSeq, rootHash: w.tree.rootHash))
                 try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8))
             } catch {
-                queue.withLock { $0.failure = $0.failure ?? error }
+                fail(&w, error)
                 throw error
             }
         }

@@ -221,8 +221,8 @@ struct RunCommand: ParsableCommand {
         } else {
             request.input = input ?? ""
         }
-        request.stdout = { writeAll(1, $0) }
-        request.stderr = { writeAll(2, $0) }
+        request.stdout = session.guardingOutput { writeAll(1, $0) }
+        request.stderr = session.guardingOutput { writeAll(2, $0) }
         request.peonHostFunctions = session.hostFunctions
         let result: RunResult
         do {

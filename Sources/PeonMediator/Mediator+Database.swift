@@ -58,7 +58,7 @@ extension Mediator {
                 if !refusedTable.load(ordering: .relaxed) {
                     try record(call: call, resource: Resource.database(database).description, decision: .deny,
                                reason: error.message, version: ticket.version, outcome: error.code.description,
-                               details: ["within_seq": String(ticket.decisionSeq)], durable: false)
+                               details: ["within_seq": String(ticket.decisionSeq)], durability: .buffered)
                 }
                 throw error
             }

@@ -138,7 +138,7 @@ extension Mediator {
                        version: ticket.version, outcome: HostErrorCode.denied.description,
                        details: ["within_seq": String(ticket.decisionSeq), "run_labels": labelDetail(held),
                                  "missing_clearance": denial.missing.joined(separator: ",")],
-                       durable: false)
+                       durability: .buffered)
             throw HostError(.denied, denial.message)
         }
     }

@@ -274,12 +274,12 @@ public final class Mediator: HostInterface {
             let held = runLabels.current
             if !held.isEmpty { outcome["run_labels"] = labelDetail(held) }
             try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: "",
-                       version: ticket.version, outcome: "ok", details: outcome, durable: false)
+                       version: ticket.version, outcome: "ok", details: outcome, durability: .buffered)
             return value
         } catch {
             try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: error.message,
                        version: ticket.version, outcome: error.code.description,
-                       details: ["decision_seq": String(ticket.decisionSeq)], durable: false)
+                       details: ["decision_seq": String(ticket.decisionSeq)], durability: .buffered)
             throw error
         }
     }
@@ -306,7 +306,7 @@ public final class Mediator: HostInterface {
     func refuseEarly(_ call: String, resource: String, _ error: HostError) throws(HostError) -> HostError {
         try record(call: call, resource: resource, decision: .deny, reason: error.message,
                    version: configuration.policy.current.version, outcome: error.code.description, details: [:],
-                   durable: false)
+                   durability: .buffered)
         return error
     }
 
@@ -340,7 +340,7 @@ public final class Mediator: HostInterface {
             context: requestContext(labels: heldLabels(flow), firstUse: firstUse)))
         guard verdict.isAllowed else {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
-                       outcome: HostErrorCode.denied.description, details: details, durable: false)
+                       outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
             configuration.denialSink?(request.action, object)
             let how = parent == nil ? "" : " (reached through \(guestVisible(parent?.resource.description ?? "")))"
             throw HostError(.denied, "\(request.action) on \(guestVisible(object))\(how) is not granted to \(configuration.module)")
@@ -356,7 +356,7 @@ public final class Mediator: HostInterface {
             details["egress_part"] = finding.part
             let message = "\(request.call) on \(guestVisible(object)) refused: its \(finding.part) contains a match of the egress pattern '\(finding.pattern)'"
             try record(call: request.call, resource: object, decision: .deny, reason: message, version: verdict.version,
-                       outcome: HostErrorCode.denied.description, details: details, durable: false)
+                       outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
             throw HostError(.denied, message)
         }
         let role = FlowRole(action: request.action)
@@ -369,7 +369,7 @@ public final class Mediator: HostInterface {
                 details["missing_clearance"] = denial.missing.joined(separator: ",")
                 try record(call: request.call, resource: object, decision: .deny, reason: denial.message,
                            version: verdict.version, outcome: HostErrorCode.denied.description, details: details,
-                           durable: false)
+                           durability: .buffered)
                 throw HostError(.denied, denial.message)
             }
         }
@@ -382,7 +382,7 @@ public final class Mediator: HostInterface {
                         let message = "the rate limit \(rate) of grant \(reference) is exhausted; try again later"
                         try record(call: request.call, resource: object, decision: .deny, reason: message,
                                    version: verdict.version, outcome: HostErrorCode.limitExceeded.description,
-                                   details: details, durable: false)
+                                   details: details, durability: .buffered)
                         throw HostError(.limitExceeded, message)
                     }
                 }
@@ -399,14 +399,17 @@ public final class Mediator: HostInterface {
                             ? "approval required" : "not approved (\(answer.answer))"
                         try record(call: request.call, resource: object, decision: .deny, reason: message,
                                    version: verdict.version, outcome: HostErrorCode.denied.description,
-                                   details: details, durable: false)
+                                   details: details, durability: .buffered)
                         throw HostError(.denied, "\(request.call) on \(guestVisible(object)): \(message)")
                     }
                 }
             }
         }
+        // A side effect's entry is durable first; a call whose data can leave the process (an HTTP GET) is written
+        // first; a read may wait in the log's buffer (batch mode) until something leaves the process.
+        let durability: AuditDurability = request.sideEffect ? .durable : (role.isSink ? .written : .buffered)
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
-                             version: verdict.version, outcome: nil, details: details, durable: request.sideEffect)
+                             version: verdict.version, outcome: nil, details: details, durability: durability)
         if firstUse { firstUses.markUsed(useKey) }
         if role.isSource { flow.bring(sourceLabels(snapshot, references), seq: seq) }
         return Ticket(call: request.call, resource: request.resource, version: verdict.version, decisionSeq: seq,
@@ -418,14 +421,14 @@ public final class Mediator: HostInterface {
     @discardableResult
     func record(
         call: String, resource: String, decision: AuditDecision?, reason: String, version: String, outcome: String?,
-        details: [String: String], durable: Bool
+        details: [String: String], durability: AuditDurability
     ) throws(HostError) -> UInt64 {
         let entry = AuditRecord(
             run: configuration.runID, module: configuration.module, moduleSHA256: configuration.moduleSHA256,
             call: call, resource: resource, decision: decision, reason: reason, policy: version, outcome: outcome,
             details: details)
         do {
-            return try configuration.audit.append(entry, durable: durable)
+            return try configuration.audit.append(entry, durability: durability)
         } catch {
             throw HostError(.io, "the audit log cannot be written, so the call is refused")
         }

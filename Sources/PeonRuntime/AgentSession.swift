@@ -74,6 +74,18 @@ public final class AgentSession: Sendable {
                                               denialSink: denialSink)
     }
 
+    /// `sink` behind the audit log: before any byte of guest output leaves the process, the entries this
+    /// process holds in its buffer (`batch` mode) are written, so no data a guest read reaches a terminal, pipe
+    /// or client before the read's entry is in the log. If the log has failed, the output is dropped.
+    public func guardingOutput(
+        _ sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void
+    ) -> @Sendable (UnsafeRawBufferPointer) -> Void {
+        { [audit] bytes in
+            guard (try? audit.flush()) != nil else { return }
+            sink(bytes)
+        }
+    }
+
     private static func makeMediator(
         plan: RunPlan, audit: AuditLog, store: MediatorPolicyStore, deadline: ContinuousClock.Instant,
         denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil
@@ -92,7 +104,11 @@ public final class AgentSession: Sendable {
             }
             configuration.approver = approver
         }
-        configuration.logSink = { line in printLine(line, to: 2) }
+        // A `log` line may carry what the guest read: the read's entry reaches the file first (batch mode buffers it).
+        configuration.logSink = { line in
+            guard (try? audit.flush()) != nil else { return }
+            printLine(line, to: 2)
+        }
         configuration.denialSink = denialSink
         return Mediator(configuration)
     }

@@ -173,7 +173,7 @@ public final class ToolService: Sendable {
         request.environment = plan.grantedEnvironment
         request.input = call.input
         request.stdout = { bytes in output.withLock { $0.append(contentsOf: bytes) } }
-        request.stderr = { bytes in
+        request.stderr = session.guardingOutput { bytes in
             printLine("peon-wasm: \(self.name): " + TerminalText.escaped(String(decoding: bytes, as: UTF8.self)), to: 2)
         }
         request.peonHostFunctions = session.hostFunctions

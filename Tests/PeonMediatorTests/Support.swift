@@ -45,7 +45,8 @@ final class Harness {
         grants: String? = nil, scratch: Scratch? = nil, approver: (any Approver)? = nil,
         databases: [String: String] = [:], callQuota: Int? = nil, http: (any HTTPSender)? = nil,
         environment: [String: String] = [:], now: (@Sendable () -> ContinuousClock.Instant)? = nil,
-        deadline: Duration = .seconds(60), configure: (inout MediatorConfiguration) -> Void = { _ in }
+        deadline: Duration = .seconds(60), sync: AuditSyncMode = .always,
+        configure: (inout MediatorConfiguration) -> Void = { _ in }
     ) throws {
         let scratch = try scratch ?? Scratch()
         self.scratch = scratch
@@ -58,7 +59,7 @@ final class Harness {
         }
         store = MediatorPolicyStore(snapshot)
         auditPath = scratch.path + "/audit.log"
-        audit = try AuditLog.open(path: auditPath, signer: try CheckpointSigner.generate(name: "peon-test"), sync: .always)
+        audit = try AuditLog.open(path: auditPath, signer: try CheckpointSigner.generate(name: "peon-test"), sync: sync)
         var configuration = MediatorConfiguration(
             module: snapshot.compiled?.grants.module ?? "agent", moduleSHA256: String(repeating: "ab", count: 32),
             runID: "run-1", policy: store, audit: audit, workingDirectory: scratch.path,
