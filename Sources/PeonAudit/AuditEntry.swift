@@ -107,6 +107,23 @@ public struct AuditEntry: Sendable, Equatable {
         appendStatic(#","time":"#, to: &out)
     }
 
+    /// Whether `line` begins `{"seq":SEQ,"time":"` and ends `,"prev":"HEX(prev)"}` with no control byte in between:
+    /// what a writer of this format writes for entry `seq` after the line whose leaf hash is `prev`. A cheap check
+    /// for lines another process appended (a full parse of each would cost every writer more than its own append).
+    static func isChainedLine(_ line: [UInt8], seq: UInt64, prev: [UInt8]) -> Bool {
+        var head: [UInt8] = []
+        head.reserveCapacity(40)
+        appendHead(seq: seq, to: &head)
+        var tail: [UInt8] = []
+        tail.reserveCapacity(80)
+        appendTail(prev: prev, to: &tail)
+        guard line.count > head.count + tail.count else { return false }
+        return line.withUnsafeBufferPointer { bytes in
+            guard bytes.prefix(head.count).elementsEqual(head), bytes.suffix(tail.count).elementsEqual(tail) else { return false }
+            return !bytes.contains { $0 < 0x20 }
+        }
+    }
+
     /// `,"prev":"…"}` — the end of the line, from the previous leaf hash as hex text.
     static func appendTail(prevHex: [UInt8], to out: inout [UInt8]) {
         out += #","prev":""#.utf8
