@@ -14,8 +14,10 @@ final class Workspace {
     let moduleBytes: [UInt8]
     private var sessionCount = 0
 
-    init(httpPort: UInt16) throws {
-        root = try makeTemporaryDirectory("guest")
+    /// `labelled`: the `data/**` grant carries `labels = ["hr"]` and `clearance = ["hr"]`, so every read brings a label
+    /// into the run and every write is checked against it (and labels the file it writes).
+    init(httpPort: UInt16, labelled: Bool = false) throws {
+        root = try makeTemporaryDirectory(labelled ? "labelled" : "guest")
         let data = root + "/data"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try Data(repeating: 0x61, count: 16).write(to: URL(fileURLWithPath: data + "/small.txt"))
@@ -38,6 +40,7 @@ final class Workspace {
             [[fs]]
             paths = ["data/**"]
             allow = ["read", "write"]
+            \(labelled ? "labels = [\"hr\"]\nclearance = [\"hr\"]" : "")
 
             [[db]]
             database = "bench"

@@ -1,7 +1,7 @@
 // PeonBench: the cost of mediation, measured side by side with native operations and with pycasbin.
 // Run everything with Benchmarks/run.sh, which builds this in release mode and writes Benchmarks/RESULTS.md.
 //
-//   PeonBench [--quick] [--only floor,compute,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
+//   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
 import PeonEngineWasmKit
 
@@ -12,7 +12,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 }
 let quick = arguments.contains("--quick")
 let out = option("--out") ?? "RESULTS.md"
-let sections = Set((option("--only") ?? "floor,compute,policy,audit,agents").split(separator: ",").map(String.init))
+let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents").split(separator: ",").map(String.init))
 let pycasbinScript = option("--pycasbin") ?? "pycasbin_bench.py"
 
 func loadAverage() -> String {
@@ -35,6 +35,11 @@ func machineDescription() -> [String] {
         "- Python: \(environment["BENCH_PYTHON"] ?? "unknown"); pycasbin \(environment["BENCH_PYCASBIN"] ?? "unknown"); wasmtime (C API via the wasmtime Python wheel) \(environment["BENCH_WASMTIME"] ?? "unknown")",
         "- Load average (1, 5, 15 min) at the start: \(loadAverage()) — the machine is shared; numbers under load are pessimistic, ratios within one run less so",
     ]
+}
+
+// `--append-child LOG KEY SECONDS SYNC DURABILITY`: one appending process of the multi-process audit benchmark (section 5).
+if let log = option("--append-child") {
+    exit(AuditBench.appendChild(log: log, arguments: Array(arguments.drop { $0 != "--append-child" }.dropFirst(2))))
 }
 
 // `--profile denied|allowed COUNT`: only make COUNT mediated fs.read calls on WasmKit (batch audit), for perf/callgrind.
@@ -73,6 +78,9 @@ do {
     let workspace = try Workspace(httpPort: server.port)
     if sections.contains("floor") {
         try GuestBench(report: report, workspace: workspace, engines: engines, server: server, quick: quick).run()
+    }
+    if sections.contains("labels") {
+        try LabelBench(report: report, engines: engines, server: server, quick: quick).run()
     }
     if sections.contains("compute") {
         try ComputeBench(report: report, engines: engines, quick: quick).run()
