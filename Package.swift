@@ -77,7 +77,7 @@ let package = Package(
             linkerSettings: [.linkedLibrary("dl")]),
         .target(
             name: "PeonEngineWasmtime",
-            dependencies: ["PeonEngine", "CWasmtime", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["PeonEngine", "CWasmtime", "PeonSystem", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .target(
             name: "PeonWASI",
@@ -97,7 +97,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "PeonAudit",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["PeonSystem", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
 
         // MARK: Doors to the world
@@ -111,7 +111,7 @@ let package = Package(
         .target(
             name: "PeonMediator",
             dependencies: [
-                "PeonInterface", "PeonPolicy", "PeonAudit", "CSQLite", "CPeonSupport",
+                "PeonInterface", "PeonPolicy", "PeonAudit", "CSQLite", "CPeonSupport", "PeonSystem",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -136,11 +136,13 @@ let package = Package(
 
         // MARK: Running modules
         .target(name: "CPeonSupport"),
+        // The system-call loops (EINTR, write-all) and hex encoding every layer uses, once, with package access.
+        .target(name: "PeonSystem", swiftSettings: strict),
         .target(
             name: "PeonRuntime",
             dependencies: [
                 "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonABI", "PeonInterface",
-                "PeonMediator", "PeonAudit", "CPeonSupport",
+                "PeonMediator", "PeonAudit", "CPeonSupport", "PeonSystem",
                 .product(name: "WAT", package: "WasmKit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -157,7 +159,7 @@ let package = Package(
             name: "PeonCLI",
             dependencies: [
                 "PeonRuntime", "PeonMCP", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime",
-                "PeonPostgres",
+                "PeonPostgres", "PeonSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),

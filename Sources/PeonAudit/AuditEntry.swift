@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Crypto
+import PeonSystem
 
 /// The verdict recorded for a host call.
 public enum AuditDecision: String, Sendable, Equatable, CaseIterable {

@@ -6,6 +6,7 @@ import Darwin
 import Dispatch
 import Synchronization
 import Crypto
+import PeonSystem
 
 /// When appended entries reach the disk, and what each choice risks.
 ///

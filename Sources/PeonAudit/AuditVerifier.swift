@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PeonSystem
 
 /// What a successful verification established.
 public struct VerificationSummary: Sendable, Equatable {

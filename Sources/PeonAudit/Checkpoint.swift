@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PeonSystem
 
 /// A tree head in the C2SP `tlog-checkpoint` format: the text a signed note signs.
 ///

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PeonSystem
 
 /// The few POSIX file operations the log needs, each turning errno into an ``AuditError`` that names the path.
 enum FileIO {
@@ -71,11 +72,8 @@ enum FileIO {
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError(path, "read failed")
-            }
+            let n = buffer.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
+            if n < 0 { throw ioError(path, "read failed") }
             if n == 0 { return out }
             out += buffer[0..<n]
             guard out.count <= limit else { throw AuditError(.io, "\(path): larger than \(limit) bytes; is this the right file?") }
@@ -84,14 +82,10 @@ enum FileIO {
 
     /// Writes every byte, retrying short writes and EINTR.
     static func writeAll(fd: Int32, _ bytes: ArraySlice<UInt8>, path: String) throws(AuditError) {
-        var offset = bytes.startIndex
-        while offset < bytes.endIndex {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw ioError(path, "write failed")
-            }
-            offset += n
+        let failure = writeFully(fd, bytes)
+        if failure != 0 {
+            errno = failure
+            throw ioError(path, "write failed")
         }
     }
 
@@ -115,8 +109,7 @@ enum FileIO {
 
     /// Takes (`LOCK_SH` or `LOCK_EX`) or releases (`LOCK_UN`) the `flock` on `fd`, waiting for it and retrying EINTR.
     static func flockWaiting(_ fd: Int32, _ operation: Int32, path: String) throws(AuditError) {
-        while flock(fd, operation) != 0 {
-            if errno == EINTR { continue }
+        if retryingInterrupts({ flock(fd, operation) }) != 0 {
             throw ioError(path, "cannot lock the audit log")
         }
     }
@@ -194,11 +187,8 @@ struct LineReader {
                 want = Int(min(Int64(want), end - offset))
             }
             var chunk = [UInt8](repeating: 0, count: want)
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileIO.ioError(path, "read failed")
-            }
+            let n = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { pread(fd, raw.baseAddress, raw.count, off_t(offset)) } }
+            if n < 0 { throw FileIO.ioError(path, "read failed") }
             if n == 0 {
                 eof = true
             } else {

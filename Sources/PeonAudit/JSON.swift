@@ -4,6 +4,7 @@
 /// character and U+2028/U+2029, so an entry is always exactly one line and the same entry always hashes the same.
 /// The reader accepts standard JSON (RFC 8259) up to a small nesting depth, rejects duplicate keys (two tools must
 /// never see two different values for one field), and never recurses deeper than ``JSONReader/maxDepth``.
+import PeonSystem
 enum JSONWriter {
     /// Appends `s` as a JSON string literal.
     static func appendString(_ s: String, to out: inout [UInt8]) {

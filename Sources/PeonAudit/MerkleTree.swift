@@ -1,4 +1,5 @@
 import Crypto
+import PeonSystem
 
 /// The RFC 6962 §2.1 Merkle Tree Hash, with named domain-separation prefixes.
 ///
@@ -217,28 +218,6 @@ public struct CompactTree: Sendable {
         for peak in peaks.dropLast().reversed() { hash = RFC6962.nodeHash(peak, hash) }
         return hash
     }
-}
-
-/// Lowercase hex of bytes.
-func hex(_ bytes: some Sequence<UInt8>) -> String {
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    appendHex(bytes, to: &out)
-    return String(decoding: out, as: UTF8.self)
-}
-
-/// Appends the lowercase hex of `bytes` to `out`.
-func appendHex(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
-    for b in bytes {
-        out.append(hexDigit(b >> 4))
-        out.append(hexDigit(b & 0x0F))
-    }
-}
-
-/// The lowercase hex digit of a value below 16.
-@inline(__always)
-func hexDigit(_ nibble: UInt8) -> UInt8 {
-    nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
 }
 
 /// Bytes of lowercase or uppercase hex, or nil if the text is not hex of even length.

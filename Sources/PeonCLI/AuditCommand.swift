@@ -3,6 +3,7 @@ import Foundation
 import PeonAudit
 import PeonInterface
 import PeonPostgres
+import PeonSystem
 
 /// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
 ///
@@ -93,7 +94,7 @@ struct AuditCommand: ParsableCommand {
                     source = "the local key \(path) (pass --key to check against a key you trust)"
                 }
                 let summary = try AuditVerifier.verify(logPath: log, verifierKey: keyText, extraCheckpoints: checkpoints)
-                print("ok: \(summary.size) entries, root \(AuditCommand.hexString(summary.rootHash))")
+                print("ok: \(summary.size) entries, root \(hex(summary.rootHash))")
                 print("checkpoint: size \(summary.checkpoint.size), origin \(summary.checkpoint.origin), signature checked with \(source)")
                 if summary.uncheckpointed > 0 {
                     print("note: \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
@@ -131,7 +132,7 @@ struct AuditCommand: ParsableCommand {
                             throw AuditError(.emptyLog, "postgresql:\(origin): the central tables hold nothing of this origin")
                         }
                         let summary = try archive.verify(origin: origin, verifierKey: keyText)
-                        print("ok: \(origin): \(summary.size) entries, root \(AuditCommand.hexString(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
+                        print("ok: \(origin): \(summary.size) entries, root \(hex(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
                         if summary.uncheckpointed > 0 {
                             print("note: \(origin): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
                         }
@@ -363,7 +364,6 @@ struct AuditCommand: ParsableCommand {
 
 extension AuditCommand {
     /// Lowercase hex.
-    fileprivate static func hexString(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 
     /// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
     fileprivate static func terminalSafe(_ s: String) -> String {

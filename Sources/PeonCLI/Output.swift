@@ -6,20 +6,11 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PeonSystem
 
 /// Writes all of `bytes` to a file descriptor, retrying partial writes; gives up quietly on a closed pipe.
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
-    guard var base = bytes.baseAddress else { return }
-    var remaining = bytes.count
-    while remaining > 0 {
-        let written = write(fd, base, remaining)
-        if written < 0 {
-            if errno == EINTR { continue }
-            return
-        }
-        remaining -= written
-        base += written
-    }
+    _ = writeFully(fd, bytes)
 }
 
 /// Prints one line to stderr, escaped (``TerminalText``): whatever it quotes (a guest's message, a path,

@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import PeonSystem
 
 /// What the compilation cache did for one ``WasmtimeEngine/compileReportingCache(_:)``.
 public enum CompilationCacheOutcome: Sendable, Hashable {
@@ -94,9 +95,8 @@ struct CompilationCache: Sendable {
         var filled = 0
         while filled < bytes.count {
             let count = bytes.withUnsafeMutableBytes { buffer in
-                read(descriptor, buffer.baseAddress.map { $0 + filled }, buffer.count - filled)
+                retryingInterrupts { read(descriptor, buffer.baseAddress.map { $0 + filled }, buffer.count - filled) }
             }
-            if count < 0 && errno == EINTR { continue }
             guard count > 0 else { return .failure(CacheRejection("\(file) could not be read completely")) }
             filled += count
         }
@@ -124,17 +124,9 @@ struct CompilationCache: Sendable {
         let temporary = "\(target).\(getpid()).\(UInt64.random(in: 0...UInt64.max)).tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { return false }
-        var written = 0
-        while written < contents.count {
-            let count = contents.withUnsafeBytes { buffer in
-                write(descriptor, buffer.baseAddress.map { $0 + written }, buffer.count - written)
-            }
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            written += count
-        }
+        let written = writeFully(descriptor, contents) == 0
         let closed = close(descriptor) == 0
-        guard written == contents.count, closed, rename(temporary, target) == 0 else {
+        guard written, closed, rename(temporary, target) == 0 else {
             unlink(temporary)
             return false
         }
@@ -161,12 +153,4 @@ struct CompilationCache: Sendable {
 struct CacheRejection: Error {
     let reason: String
     init(_ reason: String) { self.reason = reason }
-}
-
-/// Lowercase hexadecimal.
-func hex(_ bytes: some Sequence<UInt8>) -> String {
-    bytes.map { byte in
-        let digits = String(byte, radix: 16)
-        return byte < 16 ? "0" + digits : digits
-    }.joined()
 }

@@ -2,6 +2,7 @@ import PeonInterface
 import Synchronization
 #if canImport(Glibc)
 import Glibc
+import PeonSystem
 #endif
 
 // First use. An agent that suddenly touches a resource it has never touched before (a new file, a new
@@ -88,11 +89,8 @@ final class FirstUseStore: Sendable {
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
             guard fd >= 0 else { return }
             defer { close(fd) }
-            var bytes = Array(line.utf8)
-            let count = bytes.count
-            let written = bytes.withUnsafeMutableBytes { write(fd, $0.baseAddress, count) }
-            // A short or failed write leaves a damaged line, which reads back as unseen: fail towards asking.
-            _ = written
+            // A failed write leaves a damaged line, which reads back as unseen: fail towards asking.
+            _ = writeFully(fd, Array(line.utf8))
         }
     }
 
@@ -113,8 +111,9 @@ final class FirstUseStore: Sendable {
         let wanted = buffer.count
         var got = 0
         while got < wanted {
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress.map { $0 + got }, wanted - got, off_t(state.offset + got)) }
-            if n < 0, errno == EINTR { continue }
+            let n = buffer.withUnsafeMutableBytes { raw in
+                retryingInterrupts { pread(fd, raw.baseAddress.map { $0 + got }, wanted - got, off_t(state.offset + got)) }
+            }
             guard n > 0 else { break }
             got += n
         }

@@ -5,10 +5,11 @@ import Crypto
 import PeonInterface
 import Foundation
 import PeonPolicy
+import PeonSystem
 
 /// Lowercase hex SHA-256 of `bytes` (a module's identity in grants pins and the audit log).
 public func sha256Hex(_ bytes: [UInt8]) -> String {
-    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    hex(SHA256.hash(data: bytes))
 }
 
 /// The `peon:host` functions and the policy actions each can ask for.

@@ -3,6 +3,7 @@ public import PeonEngine
 import PeonInterface
 public import PeonMediator
 import Synchronization
+import PeonSystem
 
 /// One run's connection to the world: the audit log, the mediator that every `peon:host` call goes
 /// through, the approver, and the policy reloader. It writes the `run.start` and `run.end` entries
@@ -223,13 +224,5 @@ import Foundation
 
 /// Writes one line to a file descriptor without buffering.
 func printLine(_ line: String, to fd: Int32) {
-    let bytes = Array((line + "\n").utf8)
-    bytes.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if written <= 0 { if errno == EINTR { continue }; return }
-            offset += written
-        }
-    }
+    _ = writeFully(fd, Array((line + "\n").utf8))
 }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import WAT
+import PeonSystem
 
 /// A module's bytes as read from a file, with its identity.
 ///
@@ -56,6 +57,6 @@ public struct ModuleFile: Sendable {
                 "'\(path)' is not a WebAssembly module (it does not start with \\0asm); give a .wasm binary, or a .wat file for text")
         }
         self.bytes = bytes
-        self.sha256 = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+        self.sha256 = hex(SHA256.hash(data: bytes))
     }
 }

@@ -7,6 +7,7 @@ import Musl
 #endif
 import CPeonSupport
 import PeonInterface
+import PeonSystem
 
 /// Runs a program the mediator authorized, with nothing the grant did not give it.
 ///

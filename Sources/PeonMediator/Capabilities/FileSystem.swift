@@ -18,6 +18,7 @@ import Musl
 import CPeonSupport
 import PeonInterface
 import Synchronization
+import PeonSystem
 
 /// Reads, writes, lists and removes files on behalf of a guest, refusing every path that leaves what
 /// the mediator authorized.
@@ -476,14 +477,8 @@ struct FileSystemCapability: Sendable {
     }
 
     static func writeAll(_ fd: Int32, _ data: [UInt8], _ path: String, _ operation: String) throws(HostError) {
-        var offset = 0
-        while offset < data.count {
-            let count = data.withUnsafeBytes { raw in
-                retryingInterrupts { Glibc.write(fd, raw.baseAddress.map { $0 + offset }, data.count - offset) }
-            }
-            if count < 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
-            offset += count
-        }
+        let failure = writeFully(fd, data)
+        if failure != 0 { throw hostError(errno: failure, "\(operation) '\(path)'") }
     }
 
     /// Writes `data` to a new temporary file in `directory` and renames it to `name`.

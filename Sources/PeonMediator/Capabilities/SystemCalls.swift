@@ -66,16 +66,6 @@ func hostError(errno code: Int32, _ what: String) -> HostError {
     HostError(hostErrorCode(forErrno: code), "\(what): \(errnoText(code).lowercased())")
 }
 
-/// Runs a system call again while it fails with `EINTR`.
-@inline(__always)
-func retryingInterrupts<T: BinaryInteger>(_ call: () -> T) -> T {
-    while true {
-        let result = call()
-        if result == -1 && errno == EINTR { continue }
-        return result
-    }
-}
-
 /// A fresh random hexadecimal string of `bytes` bytes, for temporary names.
 func randomHex(bytes: Int) -> String {
     var generator = SystemRandomNumberGenerator()
