@@ -61,9 +61,10 @@ public final class AgentSession: Sendable {
     /// A session inside a long-running host (`peon-wasm mcp`): it appends to `audit`, which the host
     /// opened and keeps open across runs, and decides on `store`, whose reloader the host runs. `details`
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
-    /// the shared log.
+    /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
+    /// client asked through elicitation).
     public init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
-                store: MediatorPolicyStore, details: [String: String],
+                store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
         self.ownsAudit = false
@@ -71,11 +72,12 @@ public final class AgentSession: Sendable {
         self.plan = plan
         self.reloader = nil
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline,
-                                              denialSink: denialSink)
+                                              approver: approver, denialSink: denialSink)
     }
 
     private static func makeMediator(
         plan: RunPlan, audit: AuditLog, store: MediatorPolicyStore, deadline: ContinuousClock.Instant,
+        approver: (any Approver)? = nil,
         denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil
     ) throws(RunError) -> Mediator {
         let options = plan.options
@@ -92,6 +94,7 @@ public final class AgentSession: Sendable {
             }
             configuration.approver = approver
         }
+        if let approver { configuration.approver = approver }
         configuration.logSink = { line in printLine(line, to: 2) }
         configuration.denialSink = denialSink
         return Mediator(configuration)
