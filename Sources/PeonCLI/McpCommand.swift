@@ -48,6 +48,9 @@ struct McpCommand: ParsableCommand {
     @Flag(name: .customLong("allow-remote"), help: "Let --http bind an address other than loopback. Put it behind a reverse proxy that adds TLS and authentication: peon-wasm itself has neither.")
     var allowRemote = false
 
+    @Option(name: .customLong("allowed-host"), help: ArgumentHelp("With --http: also accept requests whose Host header (and a browser's Origin) names NAME, any port, or NAME:PORT exactly: the name a reverse proxy forwards under (repeatable). Everything else is refused (DNS rebinding).", valueName: "NAME[:PORT]"))
+    var allowedHosts: [String] = []
+
     @Option(name: .customLong("approval-timeout"), help: "How long an approval asked through the client (MCP elicitation) waits for the human; no answer refuses. Default: 2m (never past the call's deadline).")
     var approvalTimeout: DurationArgument?
 
@@ -65,8 +68,11 @@ struct McpCommand: ParsableCommand {
             if !HTTPToolListener.isLoopback(address.host) && !allowRemote {
                 throw ValidationError("--http \(http) is not a loopback address; the server speaks plain HTTP without authentication. Bind 127.0.0.1 and put a reverse proxy with TLS and authentication in front, or pass --allow-remote if such a proxy is what reaches this address")
             }
-        } else if allowRemote {
-            throw ValidationError("--allow-remote applies to --http only")
+        } else if allowRemote || !allowedHosts.isEmpty {
+            throw ValidationError("\(allowRemote ? "--allow-remote" : "--allowed-host") applies to --http only")
+        }
+        for name in allowedHosts where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "*" || $0 == "," }) {
+            throw ValidationError("--allowed-host takes a host name, NAME:PORT or [IPV6]:PORT, got '\(name)'")
         }
     }
 
@@ -171,7 +177,7 @@ struct McpCommand: ParsableCommand {
         var listener: HTTPToolListener?
         if let http, let address = Self.parseAddress(http) {
             let created = HTTPToolListener(tools: server, host: address.host, port: address.port,
-                                           maxMessageBytes: maxMessage?.bytes ?? (4 << 20))
+                                           maxMessageBytes: maxMessage?.bytes ?? (4 << 20), allowedHosts: allowedHosts)
             listener = created
             let bound = ServeFailure()
             let started = DispatchSemaphore(value: 0)

@@ -13,8 +13,9 @@ import Synchronization
 /// What it guards, before the SDK sees a request:
 /// - the path: only ``endpoint`` (`/mcp`); anything else is 404;
 /// - DNS rebinding: the `Host` header must name the address it listens on (or, on loopback, `localhost`,
-///   `127.0.0.1`, `[::1]` with its port), and an `Origin`, when a browser sends one, the same host over
-///   `http`; else 421 or 403 (the SDK's `OriginValidator`, also applied by each session's transport);
+///   `127.0.0.1`, `[::1]` with its port) or one of `allowedHosts` (the names a reverse proxy forwards
+///   under), and an `Origin`, when a browser sends one, one of those hosts; else 421 or 403 (the SDK's
+///   `OriginValidator`, also applied by each session's transport);
 /// - size: a body longer than `maxMessageBytes` is answered 413 without being held;
 /// - sessions: at most `maxSessions` at once; when full, the session idle longest with no call running
 ///   is closed to make room, else a new one is refused (503).
@@ -30,12 +31,16 @@ public final class HTTPToolListener: Sendable {
     private let host: String
     private let port: Int
     private let maxMessageBytes: Int
+    private let allowedHosts: [String]
 
-    /// A listener for `tools` on `host`:`port` (port 0: any free port).
-    public init(tools: ToolServer, host: String, port: Int, maxMessageBytes: Int, maxSessions: Int = 64) {
+    /// A listener for `tools` on `host`:`port` (port 0: any free port). `allowedHosts` are further
+    /// `Host` header values accepted (`name` for any port, or `name:port`).
+    public init(tools: ToolServer, host: String, port: Int, maxMessageBytes: Int, allowedHosts: [String] = [],
+                maxSessions: Int = 64) {
         self.host = host
         self.port = port
         self.maxMessageBytes = maxMessageBytes
+        self.allowedHosts = allowedHosts
         router = HTTPSessionRouter(tools: tools, maxSessions: max(1, maxSessions))
     }
 
@@ -63,7 +68,7 @@ public final class HTTPToolListener: Sendable {
             }
         let boundPort = server.channel.localAddress?.port ?? port
         channel.withLock { $0 = server.channel }
-        await router.configure(validator: Self.validator(host: host, port: boundPort))
+        await router.configure(validator: Self.validator(host: host, port: boundPort, allowedHosts: allowedHosts))
         Task {
             try? await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
@@ -86,11 +91,21 @@ public final class HTTPToolListener: Sendable {
         await router.endAll()
     }
 
-    /// The `Host`/`Origin` check for a listener on `host`:`port`.
-    static func validator(host: String, port: Int) -> OriginValidator {
-        if isLoopback(host) { return OriginValidator.localhost(port: port) }
-        let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-        return OriginValidator(allowedHosts: ["\(name):\(port)"], allowedOrigins: ["http://\(name):\(port)", "https://\(name):\(port)"])
+    /// The `Host`/`Origin` check for a listener on `host`:`port` that also accepts `allowedHosts`.
+    static func validator(host: String, port: Int, allowedHosts: [String]) -> OriginValidator {
+        let base = isLoopback(host) ? OriginValidator.localhost(port: port) : {
+            let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+            return OriginValidator(allowedHosts: ["\(name):\(port)"], allowedOrigins: ["http://\(name):\(port)", "https://\(name):\(port)"])
+        }()
+        var hosts = base.allowedHosts
+        var origins = base.allowedOrigins
+        for extra in allowedHosts {
+            // `name` stands for the name with or without any port; `name:port` for exactly that.
+            let patterns = extra.hasSuffix("]") || !extra.contains(":") ? [extra, extra + ":*"] : [extra]
+            hosts += patterns
+            origins += patterns.flatMap { ["http://" + $0, "https://" + $0] }
+        }
+        return OriginValidator(allowedHosts: hosts, allowedOrigins: origins)
     }
 
     /// One connection: requests one after another (HTTP/1.1 keep-alive), each answered in full (an

@@ -77,5 +77,9 @@ import Testing
         }
         let stray = try runPeonWasm(["mcp", "--allow-remote", "policies/wat-minimal.toml"])
         #expect(stray.status == 64 && stray.stderr.contains("--allow-remote applies to --http only"), "\(stray.stderr)")
+        let host = try runPeonWasm(["mcp", "--allowed-host", "proxy.internal", "policies/wat-minimal.toml"])
+        #expect(host.status == 64 && host.stderr.contains("--allowed-host applies to --http only"), "\(host.stderr)")
+        let wildcard = try runPeonWasm(["mcp", "--http", "127.0.0.1:0", "--allowed-host", "*", "policies/wat-minimal.toml"])
+        #expect(wildcard.status == 64 && wildcard.stderr.contains("--allowed-host takes a host name"), "\(wildcard.stderr)")
     }
 }

@@ -438,7 +438,7 @@ def start_http_server(extra=()):
 
 
 def http_scenario():
-    process, url = start_http_server(["--max-message", "64KiB"])
+    process, url = start_http_server(["--max-message", "64KiB", "--allowed-host", "proxy.internal"])
     try:
         asked = []
 
@@ -479,6 +479,8 @@ def http_scenario():
         port = url.split(":")[2].split("/")[0]
         rebound = httpx2.post(url, content=initialize, headers={**accept, "Host": f"evil.example:{port}"})
         check(rebound.status_code == 421, f"a foreign Host header got {rebound.status_code}")
+        proxied = httpx2.post(url, content=initialize, headers={**accept, "Host": "proxy.internal"})
+        check(proxied.status_code == 200, f"a Host named by --allowed-host got {proxied.status_code}")
         foreign = httpx2.post(url, content=initialize, headers={**accept, "Origin": "http://evil.example"})
         check(foreign.status_code == 403, f"a foreign Origin got {foreign.status_code}")
         elsewhere = httpx2.post(url.replace("/mcp", "/other"), content=initialize, headers=accept)
