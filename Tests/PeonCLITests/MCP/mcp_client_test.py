@@ -366,10 +366,24 @@ def elicit_scenario():
         check(not result.is_error, f"--approver fallback: {text_of(result)}")
 
     anyio.run(lambda: with_session(fallback, extra=["--approver", approver]))
+
+    # A human who does not answer within --approval-timeout: denied.
+    async def slow(context, params):
+        await anyio.sleep(3)
+        return types.ElicitResult(action="accept", content={"approve": True})
+
+    async def unanswered(session):
+        started = time.monotonic()
+        result = await session.call_tool("guarded", {"input": "data/hello.txt"})
+        check(result.is_error and "not approved (timeout)" in text_of(result), f"unanswered: {text_of(result)}")
+        check(time.monotonic() - started < 2.5, "the call waited past --approval-timeout")
+
+    anyio.run(lambda: with_session(unanswered, extra=["--approval-timeout", "500ms"], elicitation=slow))
     verify_log()
     expected = [("allow", "mcp-elicitation:peon-test-client", "accept"),
                 ("deny", "mcp-elicitation:peon-test-client", "decline"),
-                ("allow", "command:" + approver, "exit 0")]
+                ("allow", "command:" + approver, "exit 0"),
+                ("deny", "mcp-elicitation:peon-test-client", "timeout")]
     check(approval_decisions() == expected, f"approval entries {approval_decisions()}")
 
 
