@@ -172,6 +172,14 @@ struct McpCommand: ParsableCommand {
             source.resume()
             watchers.append(source)
         }
+        // SIGHUP reloads every tool's grants and policy now (a policy store is read again), as in `run`.
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler {
+            for service in services { service.reload(force: true) }
+        }
+        hangup.resume()
+        watchers.append(hangup)
 
         let failure = ServeFailure()
         var listener: HTTPToolListener?

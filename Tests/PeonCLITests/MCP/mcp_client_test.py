@@ -401,6 +401,18 @@ def stop_scenario(sig, name):
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "stopper", "version": "1"}}})
     check(json.loads(process.stdout.readline()).get("id") == 1, "no initialize answer")
     send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    # SIGHUP reloads (it must not end the server): the tools are still served after it.
+    os.kill(process.pid, signal.SIGHUP)
+    time.sleep(0.3)
+    send({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hup"}}})
+    seen = []
+    while not any(message.get("id") == 9 for message in seen):
+        line = process.stdout.readline()
+        check(line, f"the server closed its output after SIGHUP; it sent {seen}")
+        seen.append(json.loads(line))
+    check(any(message.get("method") == "notifications/tools/list_changed" for message in seen),
+          f"SIGHUP did not reload (no tools/list_changed): {seen}")
+    check(not seen[-1]["result"].get("isError"), f"a call after SIGHUP answered {seen[-1]}")
     send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "sleeper", "arguments": {"input": ""}}})
     send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "spinner", "arguments": {"input": ""}}})
     for _ in range(200):
