@@ -42,13 +42,7 @@ struct McpServerTests {
         try Self.run(name)
     }
 
-    @Test("MCP with --policy postgresql://: a rule added and removed with pycasbin reaches the running server within 2 s",
-          .enabled(if: !(ProcessInfo.processInfo.environment["PEON_TEST_POSTGRES_URL"] ?? "").isEmpty,
-                   "PEON_TEST_POSTGRES_URL is unset"))
-    func policyStore() throws {
-        try Self.run("policy-store")
-    }
-
+    /// Runs one scenario of the script (also used by the PostgreSQL suite for `policy-store`).
     static func run(_ name: String) throws {
         try withTemporaryDirectory { directory in
             let process = Process()
