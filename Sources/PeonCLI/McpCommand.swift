@@ -10,17 +10,19 @@ import PeonMediator
 import PeonRuntime
 import Synchronization
 
-/// `peon-wasm mcp GRANTS.toml...`: serves one MCP tool per grants file over stdio.
+/// `peon-wasm mcp GRANTS.toml...`: serves one MCP tool per grants file over stdio, or over the streamable
+/// HTTP transport with `--http`.
 struct McpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp",
-        abstract: "Serve modules as MCP tools over stdio, one tool per grants file with a [tool] table.",
+        abstract: "Serve modules as MCP tools over stdio (or streamable HTTP), one tool per grants file with a [tool] table.",
         discussion: """
             Each call runs a fresh instance of the tool's module under its grants; every host call is \
             decided by policy and written to the audit log first, and each call is bracketed by run.start \
             and run.end naming the MCP request id and client. Grants files are watched: an edit applies to \
             the next calls and the client gets notifications/tools/list_changed. Nothing a client sends can \
-            change the grants. See docs/mcp.md.
+            change the grants. SIGTERM or SIGINT stops the server: running calls are cancelled and \
+            each gets its run.end, the log is checkpointed, and the exit status is 143 or 130. See docs/mcp.md.
 
             Example: peon-wasm mcp policies/c-summarizer.toml policies/wat-minimal.toml
             """)
@@ -31,35 +33,8 @@ struct McpCommand: ParsableCommand {
     @Flag(help: "Print the tools, their input schemas and what each may touch, then exit.")
     var list = false
 
-    @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
-    var databases: [String] = []
-
-    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else ~/.local/state/peon-wasm/audit.jsonl).")
-    var audit: String?
-
-    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
-    var auditKey: String?
-
-    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects (default) or batch.")
-    var auditSync: String = "effects"
-
-    @Option(help: ArgumentHelp("Who approves calls whose grant says approval = true: 'tty', or a command that gets the call as JSON on stdin and exits 0 to approve. Default: refuse them.", valueName: "tty|COMMAND"))
-    var approver: String?
-
-    @Option(help: "Wall-clock limit per call (e.g. 500ms, 30s). Default: the grants' timeout, else 30s.")
-    var timeout: DurationArgument?
-
-    @Option(help: "Memory cap per call (e.g. 64MiB). Default: the grants' memory, else 256MiB.")
-    var memory: SizeArgument?
-
-    @Option(help: "Instruction budget per call; enables fuel metering. Default: the grants' fuel, else none.")
-    var fuel: UInt64?
-
-    @Option(name: .customLong("max-host-calls"), help: "Most host calls (WASI and peon:host) one call may make. Default: 1000000.")
-    var maxHostCalls: Int?
-
-    @Option(name: .customLong("max-output"), help: "Most bytes one call may write to stdout and stderr together. Default: 16MiB.")
-    var maxOutput: SizeArgument?
+    @OptionGroup(title: "Policy, audit, limits (per call) and engine")
+    var host: HostOptions
 
     @Option(name: .customLong("max-concurrent"), help: "Most calls running at once; more wait their turn. Default: 8.")
     var maxConcurrent: Int = 8
@@ -67,32 +42,54 @@ struct McpCommand: ParsableCommand {
     @Option(name: .customLong("max-message"), help: "Largest MCP message accepted; a longer one is refused with an error. Default: 4MiB.")
     var maxMessage: SizeArgument?
 
-    @Option(help: "The engine: wasmkit (default, pure Swift) or wasmtime (JIT, needs libwasmtime).")
-    var engine: String = "wasmkit"
+    @Option(help: ArgumentHelp("Serve the streamable HTTP transport on HOST:PORT (path /mcp) instead of stdio; PORT 0 picks a free port (printed on stderr). Plain HTTP: loopback only unless --allow-remote.", valueName: "HOST:PORT"))
+    var http: String?
 
-    @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")
-    var wasmtimeLibrary: String?
+    @Flag(name: .customLong("allow-remote"), help: "Let --http bind an address other than loopback. Put it behind a reverse proxy that adds TLS and authentication: peon-wasm itself has neither.")
+    var allowRemote = false
+
+    @Option(name: .customLong("allowed-host"), help: ArgumentHelp("With --http: also accept requests whose Host header (and a browser's Origin) names NAME, any port, or NAME:PORT exactly: the name a reverse proxy forwards under (repeatable). Everything else is refused (DNS rebinding).", valueName: "NAME[:PORT]"))
+    var allowedHosts: [String] = []
+
+    @Option(name: .customLong("approval-timeout"), help: "How long an approval asked through the client (MCP elicitation) waits for the human; no answer refuses. Default: 2m (never past the call's deadline).")
+    var approvalTimeout: DurationArgument?
 
     func validate() throws {
         guard !grants.isEmpty else { throw ValidationError("name at least one grants file") }
-        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1, got \(maxHostCalls)") }
-        if let fuel, fuel < 1 { throw ValidationError("--fuel must be at least 1 instruction, got \(fuel)") }
         guard (1...1024).contains(maxConcurrent) else {
             throw ValidationError("--max-concurrent must be 1 to 1024, got \(maxConcurrent)")
         }
-        _ = try memory?.checked("--memory", minimum: 65_536)
-        _ = try maxOutput?.checked("--max-output", minimum: 0)
         _ = try maxMessage?.checked("--max-message", minimum: 1024)
-        _ = try timeout?.checked("--timeout")
-        for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
-            throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
+        _ = try approvalTimeout?.checked("--approval-timeout")
+        if let http {
+            guard let address = Self.parseAddress(http) else {
+                throw ValidationError("--http takes HOST:PORT (such as 127.0.0.1:8765, [::1]:8765 or localhost:0), got '\(http)'")
+            }
+            if !HTTPToolListener.isLoopback(address.host) && !allowRemote {
+                throw ValidationError("--http \(http) is not a loopback address; the server speaks plain HTTP without authentication. Bind 127.0.0.1 and put a reverse proxy with TLS and authentication in front, or pass --allow-remote if such a proxy is what reaches this address")
+            }
+        } else if allowRemote || !allowedHosts.isEmpty {
+            throw ValidationError("\(allowRemote ? "--allow-remote" : "--allowed-host") applies to --http only")
         }
-        guard AuditSyncMode(rawValue: auditSync) != nil else {
-            throw ValidationError("--audit-sync must be always, effects or batch, got '\(auditSync)'")
+        for name in allowedHosts where name.isEmpty || name.contains(where: { $0.isWhitespace || $0 == "/" || $0 == "*" || $0 == "," }) {
+            throw ValidationError("--allowed-host takes a host name, NAME:PORT or [IPV6]:PORT, got '\(name)'")
         }
-        guard ["wasmkit", "wasmtime"].contains(engine) else {
-            throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
+    }
+
+    /// `HOST:PORT`, `[IPV6]:PORT` or `:PORT` (loopback); `nil` when malformed.
+    static func parseAddress(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        if host.isEmpty { host = "127.0.0.1" }
+        if host.hasPrefix("[") {
+            guard host.hasSuffix("]"), host.count > 2 else { return nil }
+            host = String(host.dropFirst().dropLast())
+        } else if host.contains(":") {
+            return nil
         }
+        guard !host.contains(where: { $0.isWhitespace || $0 == "/" }) else { return nil }
+        return (host, port)
     }
 
     func run() throws {
@@ -102,58 +99,33 @@ struct McpCommand: ParsableCommand {
             } else {
                 try serve()
             }
-        } catch {
+        } catch let error as RunError {
             throw fail(error)
         }
     }
 
-    private var overrides: LimitOverrides {
-        var overrides = LimitOverrides()
-        overrides.memoryBytes = memory?.bytes
-        overrides.timeout = timeout?.duration
-        overrides.fuel = fuel
-        overrides.hostCalls = maxHostCalls
-        overrides.outputBytes = maxOutput?.bytes
-        return overrides
-    }
-
-    private var sessionOptions: SessionOptions {
-        var options = SessionOptions()
-        for binding in databases {
-            let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        options.auditPath = audit
-        options.auditKeyPath = auditKey
-        options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
-        options.approver = approver
-        return options
-    }
-
     /// The engine factory every call uses; wasmtime is loaded once, here, so a missing library fails at start.
     private func engineFactory() throws(RunError) -> @Sendable (Bool) throws(RunError) -> any WasmEngine {
-        switch engine {
+        switch host.engine {
         case "wasmtime":
-            let loaded: WasmtimeEngine
-            do {
-                loaded = try WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
-            } catch {
-                throw RunError(.configuration, error.message)
-            }
+            let loaded = try host.makeEngine(fuel: true)
             return { (_: Bool) throws(RunError) -> any WasmEngine in loaded }
         default:
             return { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) }
         }
     }
 
-    /// Loads every tool (checking names are unique) against `host`.
-    private func loadTools(host: ToolHostConfiguration, changed: @escaping @Sendable () -> Void) throws(RunError) -> [ToolService] {
+    /// Loads every tool (checking names are unique) against `configuration`, each with `--model` and
+    /// `--policy` (a policy store: one connection and `LISTEN` per tool).
+    private func loadTools(_ configuration: ToolHostConfiguration, changed: @escaping @Sendable () -> Void) throws(RunError) -> [ToolService] {
         var services: [ToolService] = []
         for path in grants {
-            let service = try ToolService(grantsPath: path, host: host, changed: { outcome in
+            let service = try ToolService(sources: try host.policySources(grants: path), host: configuration, changed: { outcome in
                 if case .reloaded = outcome { changed() }
             })
             if let other = services.first(where: { $0.name == service.name }) {
+                service.stop()
+                for loaded in services { loaded.stop() }
                 throw RunError(.configuration,
                     "\(path) and \(other.grantsPath) both name module \"\(service.name)\"; a tool name must be unique")
             }
@@ -162,33 +134,117 @@ struct McpCommand: ParsableCommand {
         return services
     }
 
-    private func serve() throws(RunError) {
-        let log = try AgentSession.openAudit(sessionOptions)
-        let host = ToolHostConfiguration(audit: log, options: sessionOptions, overrides: overrides, engine: try engineFactory())
-        let server = ToolServer(maxConcurrent: maxConcurrent, version: PeonWasm.configuration.version)
-        let services = try loadTools(host: host, changed: { server.toolsChanged() })
+    private func serve() throws {
+        let options = try host.sessionOptions(grants: nil)
+        let log = try AgentSession.openAudit(options)
+        let services: [ToolService]
+        let server = ToolServer(maxConcurrent: maxConcurrent, version: PeonWasm.configuration.version,
+                                approvalTimeout: approvalTimeout?.duration ?? .seconds(120))
+        do throws(RunError) {
+            let configuration = ToolHostConfiguration(audit: log, options: options, overrides: host.overrides, engine: try engineFactory())
+            services = try loadTools(configuration, changed: { server.toolsChanged() })
+        } catch {
+            try? log.writeCheckpoint()
+            try? log.close()
+            throw error
+        }
+        options.auditSink?.start(log: log)
         for service in services {
             server.add(service)
             service.startWatching()
-            if engine == "wasmkit" && service.grants?.limits.fuel == nil && fuel == nil {
+            if host.engine == "wasmkit" && service.grants?.limits.fuel == nil && host.fuel == nil {
                 printError("peon-wasm: note: tool \(service.name) has no fuel limit; under wasmkit a call that loops without host calls is stopped only by --fuel or [limits] fuel, not by its timeout")
             }
         }
-        let transport = StdioLineTransport(maxMessageBytes: maxMessage?.bytes ?? (4 << 20))
-        let failure = ServeFailure()
+
+        // SIGTERM and SIGINT end the serving below; the handler cancels the running calls at once.
+        let stop = StopRequest()
         let done = DispatchSemaphore(value: 0)
-        Task {
-            do {
-                try await server.serve(transport: transport)
-            } catch {
-                failure.message.withLock { $0 = "\(error)" }
+        var watchers: [any DispatchSourceSignal] = []
+        for (number, name) in [(SIGTERM, "TERM"), (SIGINT, "INT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                guard stop.claim(number, name) else { return }
+                for service in services { service.stopCalls(signal: name) }
+                done.signal()
             }
-            done.signal()
+            source.resume()
+            watchers.append(source)
+        }
+        // SIGHUP reloads every tool's grants and policy now (a policy store is read again), as in `run`.
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hangup.setEventHandler {
+            for service in services { service.reload(force: true) }
+        }
+        hangup.resume()
+        watchers.append(hangup)
+
+        let failure = ServeFailure()
+        var listener: HTTPToolListener?
+        if let http, let address = Self.parseAddress(http) {
+            let created = HTTPToolListener(tools: server, host: address.host, port: address.port,
+                                           maxMessageBytes: maxMessage?.bytes ?? (4 << 20), allowedHosts: allowedHosts)
+            listener = created
+            let bound = ServeFailure()
+            let started = DispatchSemaphore(value: 0)
+            Task {
+                do {
+                    let at = try await created.start()
+                    let shown = at.host.contains(":") ? "[\(at.host)]" : at.host
+                    printError("peon-wasm: serving MCP (streamable HTTP) at http://\(shown):\(at.port)\(HTTPToolListener.endpoint)")
+                } catch {
+                    bound.message.withLock { $0 = "cannot listen on \(http): \(error)" }
+                }
+                started.signal()
+            }
+            started.wait()
+            if let message = bound.message.withLock({ $0 }) {
+                for service in services { service.stop() }
+                try? log.writeCheckpoint()
+                try? log.close()
+                throw RunError(.configuration, message)
+            }
+        } else {
+            let transport = StdioLineTransport(maxMessageBytes: maxMessage?.bytes ?? (4 << 20))
+            Task {
+                do {
+                    try await server.serve(transport: transport)
+                } catch {
+                    failure.message.withLock { $0 = "\(error)" }
+                }
+                done.signal()
+            }
         }
         done.wait()
+
+        let stopped = stop.value
+        if let stopped {
+            // The running calls were cancelled; each stops at its next host call and writes its run.end.
+            let grace = ContinuousClock.now + .seconds(5)
+            while services.contains(where: { $0.runningCalls > 0 }) && ContinuousClock.now < grace {
+                usleep(10_000)
+            }
+            for service in services { service.endStragglers(signal: stopped.name) }
+        }
+        if let listener {
+            let closed = DispatchSemaphore(value: 0)
+            Task {
+                await listener.close()
+                closed.signal()
+            }
+            _ = closed.wait(timeout: .now() + 5)
+        }
         for service in services { service.stop() }
+        for watcher in watchers { watcher.cancel() }
         try? log.writeCheckpoint()
         try? log.close()
+        options.auditSink?.finish(timeout: .seconds(5))
+        if let stopped {
+            printError("peon-wasm: received SIG\(stopped.name); running calls were stopped and the audit log checkpointed (exit \(128 + stopped.number))")
+            throw ExitCode(128 + stopped.number)
+        }
         if let message = failure.message.withLock({ $0 }) {
             throw RunError(.internalError, "the MCP server stopped: \(message)")
         }
@@ -259,4 +315,21 @@ struct McpCommand: ParsableCommand {
 /// How the server's task ended, read by the main thread after it signalled.
 private final class ServeFailure: Sendable {
     let message = Mutex<String?>(nil)
+}
+
+/// The first stop signal received (later ones change nothing).
+private final class StopRequest: Sendable {
+    private let signal = Mutex<(number: Int32, name: String)?>(nil)
+
+    /// Records the signal; `false` when one was recorded already.
+    func claim(_ number: Int32, _ name: String) -> Bool {
+        signal.withLock { current in
+            guard current == nil else { return false }
+            current = (number, name)
+            return true
+        }
+    }
+
+    /// The signal received, if any.
+    var value: (number: Int32, name: String)? { signal.withLock { $0 } }
 }

@@ -1,13 +1,10 @@
 import ArgumentParser
 import Foundation
 import PeonEngine
-import PeonEngineWasmKit
-import PeonEngineWasmtime
 import PeonInterface
 import PeonMediator
 import PeonAudit
 import PeonRuntime
-import PeonPostgres
 
 /// `peon-wasm run`: runs a module in a supervised worker process under hard limits.
 struct RunCommand: ParsableCommand {
@@ -28,29 +25,8 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Grants file (policies/NAME.toml): what the module may do. Without grants or a policy it may do nothing.")
     var grants: String?
 
-    @Option(help: "A Casbin model file, instead of the built-in policies/model.conf.")
-    var model: String?
-
-    @Option(help: "A Casbin policy file (CSV), or a policy store postgresql://USER@HOST:PORT/DB[?table=casbin_rule&channel=casbin_role_watcher&poll=10] (Casbin's casbin_rule table, reloaded on NOTIFY), used with --model or with the built-in model.")
-    var policy: String?
-
-    @Option(name: .customLong("audit-sink"), help: ArgumentHelp("Ship every audit entry and signed checkpoint, in the background, to the central tables of this PostgreSQL database.", valueName: "postgresql://..."))
-    var auditSink: String?
-
-    @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
-    var databases: [String] = []
-
-    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else ~/.local/state/peon-wasm/audit.jsonl).")
-    var audit: String?
-
-    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
-    var auditKey: String?
-
-    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects (default) or batch.")
-    var auditSync: String = "effects"
-
-    @Option(help: ArgumentHelp("Who approves calls whose grant says approval = true: 'tty', or a command that gets the call as JSON on stdin and exits 0 to approve. Default: refuse them.", valueName: "tty|COMMAND"))
-    var approver: String?
+    @OptionGroup(title: "Policy, audit, limits and engine")
+    var host: HostOptions
 
     @Option(help: "The input string for an agent's run export.")
     var input: String?
@@ -58,32 +34,11 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file.")
     var inputFile: String?
 
-    @Option(help: "Wall-clock limit for the whole run (e.g. 500ms, 30s, 2m). Default: the grants' timeout, else 30s.")
-    var timeout: DurationArgument?
-
-    @Option(help: "Cap on the module's linear memories and tables together, 8 bytes per table element (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
-    var memory: SizeArgument?
-
-    @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
-    var fuel: UInt64?
-
-    @Option(name: .customLong("max-host-calls"), help: "Most host calls (WASI and peon:host) one run may make. Default: 1000000.")
-    var maxHostCalls: Int?
-
-    @Option(name: .customLong("max-output"), help: "Most bytes the module may write to stdout and stderr together. Default: 16MiB.")
-    var maxOutput: SizeArgument?
-
     @Flag(help: "Give the module this process's standard input (default: the module's stdin is empty).")
     var stdin = false
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Add NAME=VALUE to the module's environment (repeatable; default: only the grants' [env]).", valueName: "NAME=VALUE"))
     var environment: [String] = []
-
-    @Option(help: "The engine: wasmkit (default, pure Swift) or wasmtime (JIT, needs libwasmtime).")
-    var engine: String = "wasmkit"
-
-    @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")
-    var wasmtimeLibrary: String?
 
     @Option(name: .customLong("supervisor-fd"), help: .private)
     var supervisor: Int32?
@@ -98,29 +53,9 @@ struct RunCommand: ParsableCommand {
     var arguments: [String] = []
 
     func validate() throws {
-        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1, got \(maxHostCalls)") }
-        if let fuel, fuel < 1 { throw ValidationError("--fuel must be at least 1 instruction, got \(fuel)") }
-        _ = try memory?.checked("--memory", minimum: 65_536)
-        _ = try maxOutput?.checked("--max-output", minimum: 0)
-        _ = try timeout?.checked("--timeout")
-        for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
-            throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
-        }
-        guard AuditSyncMode(rawValue: auditSync) != nil else {
-            throw ValidationError("--audit-sync must be always, effects or batch, got '\(auditSync)'")
-        }
         if input != nil && inputFile != nil { throw ValidationError("give --input or --input-file, not both") }
         for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
             throw ValidationError("--env takes NAME=VALUE, got '\(entry)'")
-        }
-        guard ["wasmkit", "wasmtime"].contains(engine) else {
-            throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
-        }
-        do throws(PostgresStoreError) {
-            _ = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
-            if let auditSink { _ = try PostgresAddress(auditSink) }
-        } catch {
-            throw ValidationError(error.description)
         }
     }
 
@@ -140,32 +75,10 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    private var overrides: LimitOverrides {
-        var overrides = LimitOverrides()
-        overrides.memoryBytes = memory?.bytes
-        overrides.timeout = timeout?.duration
-        overrides.fuel = fuel
-        overrides.hostCalls = maxHostCalls
-        overrides.outputBytes = maxOutput?.bytes
-        return overrides
-    }
+    private var overrides: LimitOverrides { host.overrides }
 
     private func sessionOptions() throws(RunError) -> SessionOptions {
-        var options = SessionOptions()
-        do throws(PostgresStoreError) {
-            options.policy = try PolicySources.commandLine(grants: grants, model: model, policy: policy)
-            if let auditSink { options.auditSink = PostgresAuditShipper(try PostgresAddress(auditSink)) }
-        } catch {
-            throw RunError(.configuration, error.description)
-        }
-        for binding in databases {
-            let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-        }
-        options.auditPath = audit
-        options.auditKeyPath = auditKey
-        options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
-        options.approver = approver
+        var options = try host.sessionOptions(grants: grants)
         if let runID { options.runID = runID }
         return options
     }
@@ -247,15 +160,6 @@ struct RunCommand: ParsableCommand {
     }
 
     private func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
-        switch engine {
-        case "wasmtime":
-            do {
-                return try WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
-            } catch {
-                throw RunError(.configuration, error.message)
-            }
-        default:
-            return WasmKitEngine(fuelMetering: fuel)
-        }
+        try host.makeEngine(fuel: fuel)
     }
 }

@@ -2,12 +2,14 @@ public import Foundation
 public import Logging
 public import MCP
 
-/// The MCP stdio transport with two things the SDK's `StdioTransport` lacks, and nothing else: a cap on
-/// one message's size, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
+/// The MCP stdio transport with what the SDK's `StdioTransport` lacks, and nothing else: a cap on one
+/// message's size, no batches, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
 ///
 /// - A message (one line) longer than `maxMessageBytes` is dropped without being held in memory: the
 ///   rest of the line is skipped, a one-line error goes to stderr, and the client gets an
 ///   `invalid request` error response (built with the SDK's types).
+/// - A JSON-RPC batch (an array) is refused with an `invalid request` error: the SDK would run its
+///   calls one by one while reading nothing else.
 /// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
 ///   request id in `params._meta["peon-wasm/request-id"]` (overwriting whatever a client put there), so
 ///   the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
@@ -43,7 +45,14 @@ public actor StdioLineTransport: Transport {
         let reader = LineReader(fd: input, maxMessageBytes: maxMessageBytes)
         let continuation = continuation
         let thread = Thread { [weak self] in
-            reader.run(deliver: { data in continuation.yield(Self.annotate(data)) },
+            reader.run(deliver: { data in
+                           if Self.isBatch(data) {
+                               guard let self else { return }
+                               Task { await self.refuseBatch() }
+                           } else {
+                               continuation.yield(Self.annotate(data))
+                           }
+                       },
                        oversized: { size in
                            guard let self else { return }
                            Task { await self.refuseOversized(size) }
@@ -81,6 +90,21 @@ public actor StdioLineTransport: Transport {
     private func refuseOversized(_ size: Int) async {
         let message = "a message of \(size) bytes was refused: the limit is \(maxMessageBytes) bytes (--max-message)"
         FileHandle.standardError.write(Data("peon-wasm: \(message)\n".utf8))
+        let response = CallTool.response(id: .random, error: MCPError.invalidRequest(message))
+        if let data = try? JSONEncoder().encode(response) { try? await send(data) }
+    }
+
+    /// Whether `data` is a JSON-RPC batch (a JSON array).
+    static func isBatch(_ data: Data) -> Bool {
+        data.first(where: { ![0x20, 0x09, 0x0D, 0x0A].contains($0) }) == UInt8(ascii: "[")
+    }
+
+    /// Answers a batch with an error instead of handing it to the SDK, which would run its calls one
+    /// after another while reading no other message (cancellations and elicitation answers would wait
+    /// behind them). MCP 2025-06-18 removed batches; the HTTP transport refuses them too.
+    private func refuseBatch() async {
+        let message = "JSON-RPC batches are not supported: send each request as its own message"
+        FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(message)\n".utf8))
         let response = CallTool.response(id: .random, error: MCPError.invalidRequest(message))
         if let data = try? JSONEncoder().encode(response) { try? await send(data) }
     }

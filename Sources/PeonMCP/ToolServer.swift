@@ -5,42 +5,49 @@ import PeonInterface
 import Synchronization
 import PeonMediator
 
-/// `peon-wasm mcp`: serves ``ToolService``s to an MCP client with the official MCP Swift SDK.
+/// `peon-wasm mcp`: serves ``ToolService``s to MCP clients with the official MCP Swift SDK.
 ///
 /// One process, one audit log: every `tools/call` is a fresh instance of its tool's module with its own
 /// run id, bracketed in the log by `run.start`/`run.end` that name the request id and the client. Calls
-/// run concurrently on their own threads, at most `maxConcurrent` at once (the rest wait their turn);
-/// a `notifications/cancelled` stops its call at the call's next host call. When a tool's grants file
-/// is reloaded, `notifications/tools/list_changed` is sent. The server offers no tool that changes
-/// grants: they change only when a person edits the files.
+/// run concurrently on their own threads, at most `maxConcurrent` at once across all clients (the rest
+/// wait their turn); a `notifications/cancelled` stops its call at the call's next host call. When a
+/// tool's grants file is reloaded, `notifications/tools/list_changed` is sent to every client. The server
+/// offers no tool that changes grants: they change only when a person edits the files.
+///
+/// Each client connection is a session with an SDK `Server` of its own (stdio has one; the streamable
+/// HTTP transport one per `Mcp-Session-Id`). A call whose grant needs approval asks the human through
+/// the session's client (MCP elicitation, ``ElicitationApprover``) when the client declared that
+/// capability, else the host's `--approver`.
 public final class ToolServer: Sendable {
-    /// The SDK server.
-    public let server: Server
     private let tools: Mutex<[String: ToolService]> = Mutex([:])
     private let order: Mutex<[String]> = Mutex([])
     private let limiter: CallLimiter
-    private let client = Mutex<String>("unknown")
-    private let inFlight = Atomic<Int>(0)
+    private let version: String
+    /// Every live session's server, for `tools/list_changed`.
+    private let sessions: Mutex<[ObjectIdentifier: Server]> = Mutex([:])
+    /// How long an elicitation may wait for the human (also bounded by the call's deadline).
+    private let approvalTimeout: Duration
 
-    /// A server that runs at most `maxConcurrent` calls at once.
-    public init(maxConcurrent: Int, version: String) {
+    /// A server that runs at most `maxConcurrent` calls at once; an approval asked through the client
+    /// waits at most `approvalTimeout` (and never past the call's deadline).
+    public init(maxConcurrent: Int, version: String, approvalTimeout: Duration = .seconds(120)) {
         limiter = CallLimiter(slots: max(1, maxConcurrent))
-        server = Server(name: "peon-wasm", version: version,
-                        instructions: "Each tool is a WebAssembly module running under a grants file; every file, network, database and program access it makes is decided by policy and written to an audit log first.",
-                        capabilities: Server.Capabilities(tools: .init(listChanged: true)))
+        self.version = version
+        self.approvalTimeout = approvalTimeout
     }
 
-    /// Adds a tool (before ``serve(transport:)``).
+    /// Adds a tool (before serving).
     public func add(_ service: ToolService) {
         tools.withLock { $0[service.name] = service }
         order.withLock { $0.append(service.name) }
     }
 
-    /// Tells the client that the tool list changed (a grants file was reloaded). Errors (no client yet,
-    /// the client gone) are ignored: the next `tools/list` shows the change anyway.
+    /// Tells every client that the tool list changed (a grants file was reloaded). Errors (no client
+    /// yet, a client gone) are ignored: the next `tools/list` shows the change anyway.
     public func toolsChanged() {
-        let server = server
-        Task { try? await server.notify(ToolListChangedNotification.message()) }
+        for server in sessions.withLock({ Array($0.values) }) {
+            Task { try? await server.notify(ToolListChangedNotification.message()) }
+        }
     }
 
     /// The MCP description of a tool: name, description and input schema.
@@ -49,28 +56,52 @@ public final class ToolServer: Sendable {
         return Tool(name: service.name, description: service.tool.description, inputSchema: schema)
     }
 
-    /// Serves until the client closes the connection, then waits for the calls still running (each
-    /// bounded by its deadline) so that each writes its `run.end`.
-    public func serve(transport: any Transport) async throws {
+    /// A new session: an SDK server with this server's tools, not yet started.
+    func makeSession() async -> ToolSession {
+        let server = Server(name: "peon-wasm", version: version,
+                            instructions: "Each tool is a WebAssembly module running under a grants file; every file, network, database and program access it makes is decided by policy and written to an audit log first.",
+                            capabilities: Server.Capabilities(tools: .init(listChanged: true)))
+        let session = ToolSession(server: server)
         await server.withMethodHandler(ListTools.self) { [self] _ in
             let names = order.withLock { $0 }
             let services = tools.withLock { table in names.compactMap { table[$0] } }
             return ListTools.Result(tools: services.map(Self.describe))
         }
         await server.withMethodHandler(CallTool.self) { [self] parameters in
-            try await call(parameters)
+            try await call(parameters, session: session)
         }
-        try await server.start(transport: transport) { [self] info, _ in
-            client.withLock { $0 = info.name }
+        sessions.withLock { $0[ObjectIdentifier(server)] = server }
+        return session
+    }
+
+    /// Starts `session` on `transport` (the request ids of `tools/call`s must reach the handler in
+    /// `_meta`, as ``StdioLineTransport`` and ``RequestIDTransport`` put them).
+    func start(_ session: ToolSession, transport: any Transport) async throws {
+        try await session.server.start(transport: transport) { info, capabilities in
+            session.initialized(client: info.name, capabilities: capabilities)
         }
-        await server.waitUntilCompleted()
-        while inFlight.load(ordering: .acquiring) > 0 {
+    }
+
+    /// Ends `session`: it gets no more `tools/list_changed`, and its SDK server stops.
+    func end(_ session: ToolSession) async {
+        sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
+        await session.server.stop()
+    }
+
+    /// Serves one client on `transport` (stdio) until it closes the connection, then waits for the calls
+    /// still running (each bounded by its deadline) so that each writes its `run.end`.
+    public func serve(transport: any Transport) async throws {
+        let session = await makeSession()
+        try await start(session, transport: transport)
+        await session.server.waitUntilCompleted()
+        sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
+        while session.inFlight.load(ordering: .acquiring) > 0 {
             try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
     /// One `tools/call`.
-    func call(_ parameters: CallTool.Parameters) async throws -> CallTool.Result {
+    func call(_ parameters: CallTool.Parameters, session: ToolSession) async throws -> CallTool.Result {
         guard let service = tools.withLock({ $0[parameters.name] }) else {
             let known = order.withLock { $0 }.joined(separator: ", ")
             throw MCPError.invalidParams("no tool named '\(TerminalText.escaped(parameters.name))'; the tools are \(known)")
@@ -81,10 +112,14 @@ public final class ToolServer: Sendable {
         case .failure(let problem): return Self.result(problem.message, isError: true)
         }
         let requestID = parameters._meta?[StdioLineTransport.requestIDKey].map(Self.idText) ?? "unknown"
-        inFlight.add(1, ordering: .acquiringAndReleasing)
-        defer { inFlight.subtract(1, ordering: .acquiringAndReleasing) }
+        session.inFlight.add(1, ordering: .acquiringAndReleasing)
+        defer { session.inFlight.subtract(1, ordering: .acquiringAndReleasing) }
         let cancellation = RunCancellation()
-        let call = ToolCall(input: input, requestID: requestID, client: client.withLock { $0 }, cancellation: cancellation)
+        let client = session.clientName
+        let approver: (any Approver)? = session.supportsElicitation
+            ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout)
+            : nil
+        let call = ToolCall(input: input, requestID: requestID, client: client, cancellation: cancellation, approver: approver)
         await limiter.acquire()
         let answer = await withTaskCancellationHandler {
             await Self.onThread { service.call(call) }
@@ -136,6 +171,31 @@ public final class ToolServer: Sendable {
             thread.start()
         }
     }
+}
+
+/// One client connection: its SDK server, what the client said about itself in `initialize`, and
+/// its calls in flight.
+final class ToolSession: Sendable {
+    /// The SDK server of this connection.
+    let server: Server
+    /// The calls of this session running or waiting for a slot.
+    let inFlight = Atomic<Int>(0)
+    private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
+
+    init(server: Server) { self.server = server }
+
+    /// Records the client's `initialize`: its name, and whether it can show a form to its user (form
+    /// elicitation; an empty `elicitation` capability means form, as the specification says).
+    func initialized(client info: String, capabilities: Client.Capabilities) {
+        let form = capabilities.elicitation.map { $0.form != nil || $0.url == nil } ?? false
+        client.withLock { $0 = (info, form) }
+    }
+
+    /// The name the client gave in `initialize` (`unknown` before it).
+    var clientName: String { client.withLock { $0.name } }
+
+    /// Whether approvals can be asked through this client.
+    var supportsElicitation: Bool { client.withLock { $0.elicitation } }
 }
 
 /// A counting semaphore for async callers: at most `slots` holders at once, the rest wait in order.

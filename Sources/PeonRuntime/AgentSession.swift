@@ -62,9 +62,10 @@ public final class AgentSession: Sendable {
     /// A session inside a long-running host (`peon-wasm mcp`): it appends to `audit`, which the host
     /// opened and keeps open across runs, and decides on `store`, whose reloader the host runs. `details`
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
-    /// the shared log.
+    /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
+    /// client asked through elicitation).
     public init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
-                store: MediatorPolicyStore, details: [String: String],
+                store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
         self.ownsAudit = false
@@ -72,7 +73,7 @@ public final class AgentSession: Sendable {
         self.plan = plan
         self.reloader = nil
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline,
-                                              denialSink: denialSink)
+                                              approver: approver, denialSink: denialSink)
     }
 
     /// `sink` behind the audit log: before any byte of guest output leaves the process, the entries this
@@ -89,6 +90,7 @@ public final class AgentSession: Sendable {
 
     private static func makeMediator(
         plan: RunPlan, audit: AuditLog, store: MediatorPolicyStore, deadline: ContinuousClock.Instant,
+        approver: (any Approver)? = nil,
         denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil
     ) throws(RunError) -> Mediator {
         let options = plan.options
@@ -105,6 +107,7 @@ public final class AgentSession: Sendable {
             }
             configuration.approver = approver
         }
+        if let approver { configuration.approver = approver }
         // A `log` line may carry what the guest read: the read's entry reaches the file first (batch mode buffers it).
         configuration.logSink = { line in
             guard (try? audit.flush()) != nil else { return }

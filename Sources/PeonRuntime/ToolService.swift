@@ -37,13 +37,18 @@ public struct ToolCall: Sendable {
     public var client: String
     /// Set when the client cancels the call.
     public var cancellation: RunCancellation
+    /// Who approves the call's requests whose grant says `approval = true`, when not the host's
+    /// `--approver` (the MCP client, through elicitation); `nil` takes `--approver`.
+    public var approver: (any Approver)?
 
     /// Creates a call.
-    public init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation()) {
+    public init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation(),
+                approver: (any Approver)? = nil) {
         self.input = input
         self.requestID = requestID
         self.client = client
         self.cancellation = cancellation
+        self.approver = approver
     }
 }
 
@@ -79,16 +84,33 @@ public final class ToolService: Sendable {
     private let reloader: PolicyReloader
     private let host: ToolHostConfiguration
     private let sources: PolicySources
+    /// The calls running now, by run id.
+    private let running: Mutex<[String: RunningCall]> = Mutex([:])
+    /// Set by ``stopCalls(signal:)``: the signal's name.
+    private let stopSignal: Mutex<String?> = Mutex(nil)
 
     /// Loads the grants file, which must have a `[tool]` table, and the module it names.
-    public init(grantsPath: String, host: ToolHostConfiguration, modelPath: String? = nil, policyPath: String? = nil,
+    public convenience init(grantsPath: String, host: ToolHostConfiguration, modelPath: String? = nil, policyPath: String? = nil,
+                            changed: @escaping @Sendable (PolicyReloader.Outcome) -> Void = { _ in }) throws(RunError) {
+        try self.init(sources: PolicySources(grantsPath: grantsPath, modelPath: modelPath, policyPath: policyPath),
+                      host: host, changed: changed)
+    }
+
+    /// Loads the tool from `sources`: its grants file (``PolicySources/grantsPath``, required, with a
+    /// `[tool]` table) and the module it names, with the model and the policy file or store given
+    /// with it. A policy store that cannot be reached throws ``RunError/Kind/unavailable``: there is no
+    /// snapshot to decide on. While serving, the store's outages and recoveries are written to the
+    /// host's audit log (`policy.store` entries under the host's run id) as `run` writes them.
+    public init(sources: PolicySources, host: ToolHostConfiguration,
                 changed: @escaping @Sendable (PolicyReloader.Outcome) -> Void = { _ in }) throws(RunError) {
-        let sources = PolicySources(grantsPath: grantsPath, modelPath: modelPath, policyPath: policyPath)
+        guard let grantsPath = sources.grantsPath else {
+            throw RunError(.configuration, "a tool needs a grants file with a [tool] table")
+        }
         let snapshot: PolicySnapshot
         do {
             snapshot = try PolicySnapshot.load(sources, defaultModule: Runner.programName(grantsPath))
         } catch {
-            throw RunError(.configuration, error.description)
+            throw RunError(error.storeUnavailable ? .unavailable : .configuration, error.description)
         }
         guard let grants = snapshot.compiled?.grants else {
             throw RunError(.configuration, "\(grantsPath): no grants loaded")
@@ -100,17 +122,32 @@ public final class ToolService: Sendable {
         let module = try ModuleFile(path: tool.wasm)
         let store = MediatorPolicyStore(snapshot.judged(forModuleSHA256: module.sha256))
         if let refusal = store.current.refusal { throw RunError(.configuration, "\(grantsPath): \(refusal)") }
-        self.name = grants.module
+        let name = grants.module
+        self.name = name
         self.grantsPath = grantsPath
         self.module = module
         self.startTool = tool
         self.store = store
         self.host = host
         self.sources = sources
-        self.reloader = PolicyReloader(sources: sources, defaultModule: Runner.programName(grantsPath), store: store,
-                                       moduleSHA256: module.sha256, report: { message in
-                                           printLine("peon-wasm: \(grantsPath): \(message)", to: 2)
-                                       }, changed: changed)
+        let audit = host.audit
+        let hostRun = host.options.runID
+        let storeName = sources.policyStore?.name ?? ""
+        self.reloader = PolicyReloader(
+            sources: sources, defaultModule: Runner.programName(grantsPath), store: store, moduleSHA256: module.sha256,
+            report: { message in printLine("peon-wasm: \(grantsPath): \(message)", to: 2) }, changed: changed,
+            event: { event in
+                // As in `run`: the log says when decisions rest on a snapshot the store can no longer confirm.
+                let (outcome, reason) = switch event {
+                case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
+                case .storeRestored: ("reachable", "the policy store answers again")
+                }
+                _ = try? audit.append(
+                    AuditRecord(run: hostRun, module: name, moduleSHA256: module.sha256, call: "policy.store",
+                                resource: "policy:\(storeName)", decision: nil, reason: reason,
+                                policy: store.current.version, outcome: outcome),
+                    durable: false)
+            })
     }
 
     /// Starts watching the grants file (polling every `interval`; `SIGHUP` is the host's to route).
@@ -127,6 +164,27 @@ public final class ToolService: Sendable {
     /// Stops watching.
     public func stop() { reloader.stop() }
 
+    /// Stops the tool for a shutdown on `signal` (`TERM`, `INT`): calls not yet started are refused,
+    /// running ones are cancelled (they stop at their next host call and end with `run.end` outcome
+    /// `signal:NAME`).
+    public func stopCalls(signal: String) {
+        stopSignal.withLock { $0 = signal }
+        for call in running.withLock({ Array($0.values) }) { call.cancellation.cancel() }
+    }
+
+    /// How many calls are running now.
+    public var runningCalls: Int { running.withLock { $0.count } }
+
+    /// Ends the calls still running after a stop's grace period: writes their `run.end` (outcome
+    /// `signal:NAME`) now, so the log is complete when the process exits under them. A call ending
+    /// meanwhile on its own writes its own `run.end`; each run gets exactly one.
+    public func endStragglers(signal: String) {
+        for call in running.withLock({ Array($0.values) }) where call.session.claimEndForStop() {
+            call.session.writeEnd(outcome: "signal:\(signal)",
+                                  reason: "peon-wasm received SIG\(signal); the call did not stop in time and was cut off")
+        }
+    }
+
     /// The grants in force.
     public var grants: Grants? { store.current.compiled?.grants }
 
@@ -142,6 +200,10 @@ public final class ToolService: Sendable {
 
     /// Runs one call to its end on the calling thread (which it blocks).
     public func call(_ call: ToolCall) -> ToolAnswer {
+        if let signal = stopSignal.withLock({ $0 }) {
+            return ToolAnswer(text: "peon-wasm is stopping (SIG\(signal)); the call was not started", isError: true,
+                              runID: "", outcome: "signal:\(signal)")
+        }
         var options = host.options
         options.runID = UUID().uuidString.lowercased()
         options.policy = sources
@@ -160,6 +222,7 @@ public final class ToolService: Sendable {
             session = try AgentSession(
                 plan: plan, deadline: ContinuousClock.now + plan.limits.timeout, sharedAudit: host.audit, store: store,
                 details: ["mcp_request": call.requestID, "mcp_client": call.client, "tool": name],
+                approver: call.approver,
                 denialSink: { action, object in
                     denials.withLock { if $0.count < 16 { $0.append((action, object)) } }
                 })
@@ -167,6 +230,10 @@ public final class ToolService: Sendable {
         } catch {
             return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: "error:\(error.kind)")
         }
+        running.withLock { $0[runID] = RunningCall(session: session, cancellation: call.cancellation) }
+        defer { running.withLock { _ = $0.removeValue(forKey: runID) } }
+        // A stop that came between the check above and the registration still reaches this call.
+        if stopSignal.withLock({ $0 }) != nil { call.cancellation.cancel() }
         let output = LockedBox<[UInt8]>([])
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
@@ -193,8 +260,13 @@ public final class ToolService: Sendable {
                                  outcome: "exit:\(code)")
             }
         } catch {
-            let outcome = error.kind == .cancelled ? "cancelled" : "error:\(error.kind)"
-            answer = ToolAnswer(text: error.message, isError: true, runID: runID, outcome: outcome)
+            var outcome = error.kind == .cancelled ? "cancelled" : "error:\(error.kind)"
+            var text = error.message
+            if error.kind == .cancelled, let signal = stopSignal.withLock({ $0 }) {
+                outcome = "signal:\(signal)"
+                text = "peon-wasm received SIG\(signal) and is stopping; the call was stopped"
+            }
+            answer = ToolAnswer(text: text, isError: true, runID: runID, outcome: outcome)
         }
         session.finish(outcome: answer.outcome, reason: answer.isError ? answer.text : "")
         if answer.isError {
@@ -217,6 +289,12 @@ public final class ToolService: Sendable {
         }
         return text
     }
+}
+
+/// A call in progress: its session (to end it at a stop) and its cancellation flag.
+struct RunningCall: Sendable {
+    let session: AgentSession
+    let cancellation: RunCancellation
 }
 
 /// A value behind a lock that escaping closures can share (a `Mutex` itself cannot be captured).

@@ -168,6 +168,15 @@ struct FleetPostgresTests {
             #expect(tampered.stderr.contains("postgresql:host-c:4: entry seq 3 does not hash to the prev of seq 4"), "stderr: \(tampered.stderr)")
         }
     }
+
+    /// In this suite, not with the other MCP scenarios, so that it never overlaps the outage test,
+    /// which stops the shared server.
+    @Test("peon-wasm mcp --policy postgresql://: a rule added and removed with pycasbin reaches the running MCP server within 2 s",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"),
+          .enabled(if: pythonMCPAvailable, "python3 cannot import `mcp`"))
+    func mcpServerFollowsThePolicyStore() throws {
+        try McpServerTests.run("policy-store")
+    }
 }
 
 // MARK: - Helpers

@@ -48,4 +48,38 @@ import Testing
         #expect(result.status == 78, "\(result.stderr)")
         #expect(result.stderr.contains("both name module \"wat-minimal\""), "\(result.stderr)")
     }
+
+    @Test func anUnreachablePolicyStoreRefusesToServe() throws {
+        try withTemporaryDirectory { folder in
+            let served = try runPeonWasm(["mcp", "--policy", "postgresql://nobody@127.0.0.1:1/none",
+                                          "--audit", folder.path + "/a.jsonl", "--audit-key", folder.path + "/a.key",
+                                          "policies/wat-minimal.toml"])
+            #expect(served.status == 75, "\(served.stderr)")
+            #expect(served.stderr.hasPrefix("peon-wasm: error: policy store postgresql://nobody@127.0.0.1:1/none/casbin_rule"),
+                    "\(served.stderr)")
+        }
+    }
+
+    @Test func aMalformedPolicyAddressIsAUsageError() throws {
+        let result = try runPeonWasm(["mcp", "--policy", "postgresql://u@h/db?colour=blue", "policies/wat-minimal.toml"])
+        #expect(result.status == 64, "\(result.stderr)")
+        #expect(result.stderr.contains("unknown key 'colour'"), "\(result.stderr)")
+    }
+
+    @Test("--http refuses a non-loopback address without --allow-remote, and a malformed one")
+    func httpBindChecks() throws {
+        let remote = try runPeonWasm(["mcp", "--http", "0.0.0.0:8765", "policies/wat-minimal.toml"])
+        #expect(remote.status == 64, "\(remote.stderr)")
+        #expect(remote.stderr.contains("not a loopback address") && remote.stderr.contains("reverse proxy"), "\(remote.stderr)")
+        for bad in ["8765", "127.0.0.1:99999", "[::1:80", "::1:80"] {
+            let result = try runPeonWasm(["mcp", "--http", bad, "policies/wat-minimal.toml"])
+            #expect(result.status == 64 && result.stderr.contains("--http takes HOST:PORT"), "\(bad): \(result.stderr)")
+        }
+        let stray = try runPeonWasm(["mcp", "--allow-remote", "policies/wat-minimal.toml"])
+        #expect(stray.status == 64 && stray.stderr.contains("--allow-remote applies to --http only"), "\(stray.stderr)")
+        let host = try runPeonWasm(["mcp", "--allowed-host", "proxy.internal", "policies/wat-minimal.toml"])
+        #expect(host.status == 64 && host.stderr.contains("--allowed-host applies to --http only"), "\(host.stderr)")
+        let wildcard = try runPeonWasm(["mcp", "--http", "127.0.0.1:0", "--allowed-host", "*", "policies/wat-minimal.toml"])
+        #expect(wildcard.status == 64 && wildcard.stderr.contains("--allowed-host takes a host name"), "\(wildcard.stderr)")
+    }
 }

@@ -31,8 +31,19 @@ struct McpServerTests {
         "reload",      // a grants edit revokes a read mid-session, tools/list_changed; a broken edit keeps the old grants
         "failures",    // a trapping and a timing-out module are errors; the server stays healthy
         "raw",         // malformed JSON-RPC and an oversized message get errors; the server stays healthy
+        "elicit",      // approval = true asks the client (elicitation): accept allows, decline denies, both audited
+                       // with approver mcp-elicitation:CLIENT; a client without elicitation falls back to --approver
+        "sigterm",     // SIGTERM: running calls stop (a spinning one is cut off), each has one run.end, the log verifies, exit 143
+        "sigint",      // the same for SIGINT, exit 130
+        "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
+                       // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])
     func scenario(_ name: String) throws {
+        try Self.run(name)
+    }
+
+    /// Runs one scenario of the script (also used by the PostgreSQL suite for `policy-store`).
+    static func run(_ name: String) throws {
         try withTemporaryDirectory { directory in
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -4,18 +4,23 @@
 Usage: mcp_client_test.py PEON_WASM FIXTURES_DIR WORK_DIR SCENARIO
 
 Each scenario starts a server on fresh grants files in WORK_DIR (tools: reader, echo, trap, sleeper,
-napper, built from the .wat files in FIXTURES_DIR), checks what the client sees and what the audit log
-holds, and exits 0, or prints what went wrong and exits 1. Run by McpServerTests.swift.
+napper, guarded, spinner, built from the .wat files in FIXTURES_DIR), checks what the client sees and
+what the audit log holds, and exits 0, or prints what went wrong and exits 1. Run by McpServerTests.swift.
+The `policy-store` scenario needs PEON_TEST_POSTGRES_URL (a PostgreSQL server it may create databases on).
 """
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import anyio
+import httpx2
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 import mcp.types as types
 
 PEON, FIXTURES, WORK, SCENARIO = sys.argv[1:5]
@@ -92,9 +97,29 @@ description = "Sleeps past its 300ms timeout."
 """)
 
 
+    write(os.path.join(WORK, "guarded.toml"), f"""module = "guarded"
+[tool]
+wasm = "{FIXTURES}/reader.wat"
+description = "Reads a text file under data/, each read approved by a person."
+[[fs]]
+paths = ["data/*.txt"]
+allow = ["read"]
+approval = true
+""")
+    write(os.path.join(WORK, "spinner.toml"), f"""module = "spinner"
+[limits]
+timeout = "60s"
+[tool]
+wasm = "{FIXTURES}/spinner.wat"
+description = "Loops without host calls; without fuel only the process's end stops it."
+""")
+
+
+TOOLS = ["reader.toml", "echo.toml", "trap.toml", "sleeper.toml", "napper.toml", "guarded.toml", "spinner.toml"]
+
+
 def server_args(extra=()):
-    return ["mcp", "--audit", LOG, "--audit-key", KEY, *extra,
-            "reader.toml", "echo.toml", "trap.toml", "sleeper.toml", "napper.toml"]
+    return ["mcp", "--audit", LOG, "--audit-key", KEY, *extra, *TOOLS]
 
 
 def entries():
@@ -116,8 +141,8 @@ def text_of(result):
     return result.content[0].text
 
 
-async def with_session(body, notifications=None):
-    params = StdioServerParameters(command=PEON, args=server_args(), cwd=WORK,
+async def with_session(body, notifications=None, extra=(), elicitation=None):
+    params = StdioServerParameters(command=PEON, args=server_args(extra), cwd=WORK,
                                    env={"XDG_CONFIG_HOME": WORK})
 
     async def handler(message):
@@ -126,7 +151,8 @@ async def with_session(body, notifications=None):
 
     with open(STDERR, "a") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write_stream):
-            async with ClientSession(read, write_stream, client_info=CLIENT, message_handler=handler) as session:
+            async with ClientSession(read, write_stream, client_info=CLIENT, message_handler=handler,
+                                     elicitation_callback=elicitation) as session:
                 info = await session.initialize()
                 check(info.server_info.name == "peon-wasm", f"server name {info.server_info.name!r}")
                 await body(session)
@@ -144,7 +170,7 @@ def verify_log():
 
 async def basic(session):
     tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-    check(set(tools) == {"reader", "echo", "trap", "sleeper", "napper"}, f"tools {sorted(tools)}")
+    check(set(tools) == {"reader", "echo", "trap", "sleeper", "napper", "guarded", "spinner"}, f"tools {sorted(tools)}")
     check(tools["reader"].input_schema["properties"]["input"]["type"] == "string", "reader's default schema")
     check(tools["echo"].input_schema["required"] == ["text"], "echo's declared schema")
     check("granted file" not in tools["reader"].description, "description")
@@ -294,6 +320,9 @@ def raw_protocol():
                      "params": {"name": "echo", "arguments": {"text": "x" * 100_000}}}))
     oversized = reply()
     check("error" in oversized and "limit" in oversized["error"]["message"], f"oversized answered {oversized}")
+    send(json.dumps([{"jsonrpc": "2.0", "id": 20, "method": "ping"}, {"jsonrpc": "2.0", "id": 21, "method": "ping"}]))
+    batch = reply()
+    check("error" in batch and "batch" in batch["error"]["message"], f"a batch answered {batch}")
     send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
     pong = reply()
     check(pong.get("id") == 3 and "result" in pong, f"ping after bad input answered {pong}")
@@ -303,6 +332,271 @@ def raw_protocol():
     check(answer.get("id") == 4 and answer["result"]["content"][0]["text"] == '{"text":"ok"}', f"call answered {answer}")
     process.stdin.close()
     check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+
+
+# MARK: approval through the client (elicitation)
+
+def approval_decisions():
+    return [(e["decision"], e.get("details", {}).get("approver"), e.get("details", {}).get("approval"))
+            for e in entries() if e["module"] == "guarded" and e["call"] == "fs.read" and e.get("decision")]
+
+
+def elicit_scenario():
+    asked = []
+    answers = [types.ElicitResult(action="accept", content={"approve": True}), types.ElicitResult(action="decline")]
+
+    async def callback(context, params):
+        asked.append(params.message)
+        return answers[min(len(asked), len(answers)) - 1]
+
+    async def ask(session):
+        yes = await session.call_tool("guarded", {"input": "data/hello.txt"})
+        check(not yes.is_error and text_of(yes) == "hello from a granted file", f"approved read: {text_of(yes)}")
+        no = await session.call_tool("guarded", {"input": "data/hello.txt"})
+        check(no.is_error and "not approved (decline)" in text_of(no), f"declined read: {text_of(no)}")
+        check(len(asked) == 2 and "guarded wants fs.read" in asked[0] and "hello.txt" in asked[0], f"asked {asked}")
+
+    anyio.run(lambda: with_session(ask, elicitation=callback))
+
+    # A client without the elicitation capability: the configured --approver decides.
+    approver = "/usr/bin/true"
+
+    async def fallback(session):
+        result = await session.call_tool("guarded", {"input": "data/hello.txt"})
+        check(not result.is_error, f"--approver fallback: {text_of(result)}")
+
+    anyio.run(lambda: with_session(fallback, extra=["--approver", approver]))
+
+    # A human who does not answer within --approval-timeout: denied.
+    async def slow(context, params):
+        await anyio.sleep(3)
+        return types.ElicitResult(action="accept", content={"approve": True})
+
+    async def unanswered(session):
+        started = time.monotonic()
+        result = await session.call_tool("guarded", {"input": "data/hello.txt"})
+        check(result.is_error and "not approved (timeout)" in text_of(result), f"unanswered: {text_of(result)}")
+        check(time.monotonic() - started < 2.5, "the call waited past --approval-timeout")
+
+    anyio.run(lambda: with_session(unanswered, extra=["--approval-timeout", "500ms"], elicitation=slow))
+    verify_log()
+    expected = [("allow", "mcp-elicitation:peon-test-client", "accept"),
+                ("deny", "mcp-elicitation:peon-test-client", "decline"),
+                ("allow", "command:" + approver, "exit 0"),
+                ("deny", "mcp-elicitation:peon-test-client", "timeout")]
+    check(approval_decisions() == expected, f"approval entries {approval_decisions()}")
+
+
+# MARK: SIGTERM / SIGINT
+
+def stop_scenario(sig, name):
+    process = subprocess.Popen([PEON, *server_args()], cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=open(STDERR, "a"), env={**os.environ, "XDG_CONFIG_HOME": WORK})
+
+    def send(message):
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.flush()
+
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "stopper", "version": "1"}}})
+    check(json.loads(process.stdout.readline()).get("id") == 1, "no initialize answer")
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    # SIGHUP reloads (it must not end the server): the tools are still served after it.
+    os.kill(process.pid, signal.SIGHUP)
+    time.sleep(0.3)
+    send({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "echo", "arguments": {"text": "hup"}}})
+    seen = []
+    while not any(message.get("id") == 9 for message in seen):
+        line = process.stdout.readline()
+        check(line, f"the server closed its output after SIGHUP; it sent {seen}")
+        seen.append(json.loads(line))
+    check(any(message.get("method") == "notifications/tools/list_changed" for message in seen),
+          f"SIGHUP did not reload (no tools/list_changed): {seen}")
+    check(not seen[-1]["result"].get("isError"), f"a call after SIGHUP answered {seen[-1]}")
+    send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "sleeper", "arguments": {"input": ""}}})
+    send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "spinner", "arguments": {"input": ""}}})
+    for _ in range(200):
+        started = {e["module"] for e in entries() if e["call"] == "run.start"}
+        if {"sleeper", "spinner"} <= started:
+            break
+        time.sleep(0.05)
+    check({"sleeper", "spinner"} <= started, f"the calls did not start: {started}")
+    os.kill(process.pid, sig)
+    replies = [json.loads(line) for line in process.stdout.read().splitlines() if line.strip()]
+    status = process.wait(timeout=30)
+    check(status == 128 + sig, f"exit status {status}, expected {128 + sig}")
+    sleeper = [r for r in replies if r.get("id") == 2]
+    check(sleeper and sleeper[0]["result"]["isError"] and "stopping" in sleeper[0]["result"]["content"][0]["text"],
+          f"the sleeper's answer: {replies}")
+    verify_log()
+    for tool in ("sleeper", "spinner"):
+        ends = [e for e in entries() if e["module"] == tool and e["call"] == "run.end"]
+        check(len(ends) == 1 and ends[0]["outcome"] == f"signal:{name}", f"{tool} run.end: {ends}")
+    with open(STDERR) as f:
+        check(f"received SIG{name}" in f.read(), "no stop message on stderr")
+
+
+# MARK: streamable HTTP
+
+def start_http_server(extra=()):
+    errlog = open(STDERR, "a")
+    process = subprocess.Popen([PEON, *server_args(["--http", "127.0.0.1:0", *extra])], cwd=WORK,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "XDG_CONFIG_HOME": WORK})
+    url = None
+    deadline = time.monotonic() + 30
+    while url is None and time.monotonic() < deadline:
+        line = process.stderr.readline().decode()
+        check(line, "the HTTP server exited before it listened")
+        errlog.write(line)
+        if "serving MCP (streamable HTTP) at " in line:
+            url = line.strip().split(" at ", 1)[1]
+
+    def drain():
+        for line in process.stderr:
+            errlog.write(line.decode())
+            errlog.flush()
+
+    import threading
+    threading.Thread(target=drain, daemon=True).start()
+    check(url and url.startswith("http://127.0.0.1:") and url.endswith("/mcp"), f"url {url!r}")
+    return process, url
+
+
+def http_scenario():
+    process, url = start_http_server(["--max-message", "64KiB", "--allowed-host", "proxy.internal"])
+    try:
+        asked = []
+
+        async def callback(context, params):
+            asked.append(params.message)
+            return types.ElicitResult(action="accept", content={"approve": True})
+
+        async def body():
+            async with streamable_http_client(url) as (read, write_stream):
+                async with ClientSession(read, write_stream, client_info=CLIENT, elicitation_callback=callback) as session:
+                    info = await session.initialize()
+                    check(info.server_info.name == "peon-wasm", f"server name {info.server_info.name!r}")
+                    tools = {tool.name for tool in (await session.list_tools()).tools}
+                    check("reader" in tools and "guarded" in tools, f"tools {tools}")
+                    granted = await session.call_tool("reader", {"input": "data/hello.txt"})
+                    check(not granted.is_error and text_of(granted) == "hello from a granted file", f"granted: {text_of(granted)}")
+                    denied = await session.call_tool("reader", {"input": "secret/key.txt"})
+                    check(denied.is_error and "not granted" in text_of(denied), f"denied: {text_of(denied)}")
+                    approved = await session.call_tool("guarded", {"input": "data/hello.txt"})
+                    check(not approved.is_error and len(asked) == 1, f"approved over HTTP: {text_of(approved)} {asked}")
+                    results = [None] * 10
+
+                    async def one(index):
+                        results[index] = await session.call_tool("echo", {"text": str(index)})
+
+                    async with anyio.create_task_group() as group:
+                        for index in range(10):
+                            group.start_soon(one, index)
+                    for index, result in enumerate(results):
+                        check(not result.is_error and text_of(result) == json.dumps({"text": str(index)}, separators=(",", ":")),
+                              f"concurrent call {index}: {text_of(result)}")
+
+        anyio.run(body)
+
+        initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        port = url.split(":")[2].split("/")[0]
+        rebound = httpx2.post(url, content=initialize, headers={**accept, "Host": f"evil.example:{port}"})
+        check(rebound.status_code == 421, f"a foreign Host header got {rebound.status_code}")
+        proxied = httpx2.post(url, content=initialize, headers={**accept, "Host": "proxy.internal"})
+        check(proxied.status_code == 200, f"a Host named by --allowed-host got {proxied.status_code}")
+        foreign = httpx2.post(url, content=initialize, headers={**accept, "Origin": "http://evil.example"})
+        check(foreign.status_code == 403, f"a foreign Origin got {foreign.status_code}")
+        elsewhere = httpx2.post(url.replace("/mcp", "/other"), content=initialize, headers=accept)
+        check(elsewhere.status_code == 404, f"another path got {elsewhere.status_code}")
+        big = httpx2.post(url, content="x" * 100_000, headers=accept)
+        check(big.status_code == 413 and "--max-message" in big.text,
+              f"an oversized body got {big.status_code} {big.text[:200]}")
+        stranger = httpx2.post(url, content=initialize.replace('"initialize"', '"ping"'),
+                               headers={**accept, "Mcp-Session-Id": "no-such-session"})
+        check(stranger.status_code == 404, f"an unknown session got {stranger.status_code}")
+        nosession = httpx2.post(url, content=initialize.replace('"initialize"', '"ping"'), headers=accept)
+        check(nosession.status_code == 400, f"a request without a session got {nosession.status_code}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=30)
+    check(status == 143, f"exit status {status} after SIGTERM")
+    verify_log()
+    starts = [e for e in entries() if e["call"] == "run.start"]
+    check(len(starts) == 13, f"{len(starts)} runs")
+    for entry in starts:
+        details = entry.get("details", {})
+        check(details.get("mcp_client") == "peon-test-client", f"client name: {entry}")
+        check(details.get("mcp_request", "unknown") != "unknown", f"request id: {entry}")
+    check(approval_decisions() == [("allow", "mcp-elicitation:peon-test-client", "accept")], f"approval {approval_decisions()}")
+
+
+# MARK: policy store (PostgreSQL)
+
+def policy_store_scenario():
+    import psycopg2
+    server = os.environ.get("PEON_TEST_POSTGRES_URL", "")
+    check(server.startswith("postgresql://"), "PEON_TEST_POSTGRES_URL is not set")
+    name = "peon_mcp_" + uuid.uuid4().hex
+    connection = psycopg2.connect(server)
+    connection.autocommit = True
+    connection.cursor().execute(f"CREATE DATABASE {name}")
+    connection.close()
+    database = server.rsplit("/", 1)[0] + "/" + name
+    admin = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(FIXTURES))), "scripts", "casbin_policy_admin.py")
+
+    def casbin(*arguments):
+        result = subprocess.run([sys.executable, admin, database, *arguments], capture_output=True, text=True)
+        check(result.returncode == 0, f"casbin_policy_admin {arguments}: {result.stderr}")
+
+    casbin("list")  # creates the empty casbin_rule table
+    target = os.path.join(WORK, "secret", "key.txt")
+    write(os.path.join(WORK, "store.toml"), f"""module = "store-reader"
+[tool]
+wasm = "{FIXTURES}/reader.wat"
+description = "Reads what the fleet policy lets it read."
+""")
+
+    async def body(session):
+        before = await session.call_tool("store-reader", {"input": target})
+        check(before.is_error and "not granted" in text_of(before), f"before the rule: {text_of(before)}")
+        casbin("add", "store-reader", "fs:" + target, "fs.read")
+        added = time.monotonic()
+        while True:
+            now = await session.call_tool("store-reader", {"input": target})
+            if not now.is_error:
+                break
+            check(time.monotonic() - added < 2.0, f"the rule did not apply within 2 s: {text_of(now)}")
+            await anyio.sleep(0.05)
+        check(text_of(now) == "TOP-SECRET-CONTENT", f"allowed read: {text_of(now)}")
+        casbin("remove", "store-reader", "fs:" + target, "fs.read")
+        removed = time.monotonic()
+        while True:
+            now = await session.call_tool("store-reader", {"input": target})
+            if now.is_error:
+                break
+            check(time.monotonic() - removed < 2.0, "the removed rule still allowed the read after 2 s")
+            await anyio.sleep(0.05)
+
+    params = StdioServerParameters(command=PEON, args=["mcp", "--audit", LOG, "--audit-key", KEY,
+                                                       "--policy", database + "?poll=60", "store.toml"],
+                                   cwd=WORK, env={"XDG_CONFIG_HOME": WORK})
+
+    async def run():
+        with open(STDERR, "a") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write_stream):
+                async with ClientSession(read, write_stream, client_info=CLIENT) as session:
+                    await session.initialize()
+                    await body(session)
+
+    anyio.run(run)
+    verify_log()
+    decisions = [e["decision"] for e in entries() if e["call"] == "fs.read" and e.get("decision")]
+    check(decisions[0] == "deny" and "allow" in decisions and decisions[-1] == "deny", f"decisions {decisions}")
+    allowed = [e for e in entries() if e["call"] == "fs.read" and e.get("decision") == "allow"]
+    check("/casbin_rule:" in allowed[0]["reason"], f"the allow does not quote its row: {allowed[0]}")
 
 
 def main():
@@ -326,6 +620,16 @@ def main():
     elif SCENARIO == "raw":
         raw_protocol()
         verify_log()
+    elif SCENARIO == "elicit":
+        elicit_scenario()
+    elif SCENARIO == "sigterm":
+        stop_scenario(signal.SIGTERM, "TERM")
+    elif SCENARIO == "sigint":
+        stop_scenario(signal.SIGINT, "INT")
+    elif SCENARIO == "http":
+        http_scenario()
+    elif SCENARIO == "policy-store":
+        policy_store_scenario()
     else:
         fail(f"unknown scenario {SCENARIO}")
     print("ok")

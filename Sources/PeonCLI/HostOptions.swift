@@ -1,0 +1,136 @@
+import ArgumentParser
+import PeonAudit
+import PeonEngine
+import PeonEngineWasmKit
+import PeonEngineWasmtime
+import PeonMediator
+import PeonPostgres
+import PeonRuntime
+
+/// The options `run` and `mcp` share: where the policy, the audit log and the approver come from, the
+/// databases, the limits and the engine. One group, so the two commands cannot drift apart: a run and a
+/// tool call are decided, limited and logged the same way. (`run` limits the whole run; `mcp` each call.)
+struct HostOptions: ParsableArguments {
+    @Option(help: "A Casbin model file, instead of the built-in policies/model.conf.")
+    var model: String?
+
+    @Option(help: "A Casbin policy file (CSV), or a policy store postgresql://USER@HOST:PORT/DB[?table=casbin_rule&channel=casbin_role_watcher&poll=10] (Casbin's casbin_rule table, reloaded on NOTIFY), used with --model or with the built-in model.")
+    var policy: String?
+
+    @Option(name: .customLong("audit-sink"), help: ArgumentHelp("Ship every audit entry and signed checkpoint, in the background, to the central tables of this PostgreSQL database.", valueName: "postgresql://..."))
+    var auditSink: String?
+
+    @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
+    var databases: [String] = []
+
+    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else ~/.local/state/peon-wasm/audit.jsonl).")
+    var audit: String?
+
+    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
+    var auditKey: String?
+
+    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects (default) or batch.")
+    var auditSync: String = "effects"
+
+    @Option(help: ArgumentHelp("Who approves calls whose grant says approval = true: 'tty', or a command that gets the call as JSON on stdin and exits 0 to approve. Default: refuse them (mcp: ask through the client when it supports elicitation).", valueName: "tty|COMMAND"))
+    var approver: String?
+
+    @Option(help: "Wall-clock limit for a run (mcp: for each call), e.g. 500ms, 30s, 2m. Default: the grants' timeout, else 30s.")
+    var timeout: DurationArgument?
+
+    @Option(help: "Cap on the module's linear memories and tables together, 8 bytes per table element (e.g. 64MiB, 1GiB). Default: the grants' memory, else 256MiB.")
+    var memory: SizeArgument?
+
+    @Option(help: "Instruction budget; enables fuel metering (about 15% slower on WasmKit). Default: the grants' fuel, else none.")
+    var fuel: UInt64?
+
+    @Option(name: .customLong("max-host-calls"), help: "Most host calls (WASI and peon:host) one run may make. Default: 1000000.")
+    var maxHostCalls: Int?
+
+    @Option(name: .customLong("max-output"), help: "Most bytes the module may write to stdout and stderr together. Default: 16MiB.")
+    var maxOutput: SizeArgument?
+
+    @Option(help: "The engine: wasmkit (default, pure Swift) or wasmtime (JIT, needs libwasmtime).")
+    var engine: String = "wasmkit"
+
+    @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")
+    var wasmtimeLibrary: String?
+
+    func validate() throws {
+        if let maxHostCalls, maxHostCalls < 1 { throw ValidationError("--max-host-calls must be at least 1, got \(maxHostCalls)") }
+        if let fuel, fuel < 1 { throw ValidationError("--fuel must be at least 1 instruction, got \(fuel)") }
+        _ = try memory?.checked("--memory", minimum: 65_536)
+        _ = try maxOutput?.checked("--max-output", minimum: 0)
+        _ = try timeout?.checked("--timeout")
+        for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
+            throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
+        }
+        guard AuditSyncMode(rawValue: auditSync) != nil else {
+            throw ValidationError("--audit-sync must be always, effects or batch, got '\(auditSync)'")
+        }
+        guard ["wasmkit", "wasmtime"].contains(engine) else {
+            throw ValidationError("--engine must be wasmkit or wasmtime, got '\(engine)'")
+        }
+        do throws(PostgresStoreError) {
+            _ = try PolicySources.commandLine(grants: nil, model: model, policy: policy)
+            if let auditSink { _ = try PostgresAddress(auditSink) }
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// `--timeout`, `--memory`, `--fuel`, `--max-host-calls`, `--max-output`.
+    var overrides: LimitOverrides {
+        var overrides = LimitOverrides()
+        overrides.memoryBytes = memory?.bytes
+        overrides.timeout = timeout?.duration
+        overrides.fuel = fuel
+        overrides.hostCalls = maxHostCalls
+        overrides.outputBytes = maxOutput?.bytes
+        return overrides
+    }
+
+    /// The policy sources for `grants` with `--model` and `--policy`. Each call makes a policy store of
+    /// its own (its own connection and `LISTEN`), so every reloader watches the store it reads.
+    func policySources(grants: String?) throws(RunError) -> PolicySources {
+        do throws(PostgresStoreError) {
+            return try PolicySources.commandLine(grants: grants, model: model, policy: policy)
+        } catch {
+            throw RunError(.configuration, error.description)
+        }
+    }
+
+    /// The session options these flags describe, with the policy for `grants`.
+    func sessionOptions(grants: String?) throws(RunError) -> SessionOptions {
+        var options = SessionOptions()
+        options.policy = try policySources(grants: grants)
+        do throws(PostgresStoreError) {
+            if let auditSink { options.auditSink = PostgresAuditShipper(try PostgresAddress(auditSink)) }
+        } catch {
+            throw RunError(.configuration, error.description)
+        }
+        for binding in databases {
+            let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        options.auditPath = audit
+        options.auditKeyPath = auditKey
+        options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
+        options.approver = approver
+        return options
+    }
+
+    /// The engine `--engine` names (wasmtime loaded from `--wasmtime-lib`).
+    func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
+        switch engine {
+        case "wasmtime":
+            do {
+                return try WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
+            } catch {
+                throw RunError(.configuration, error.message)
+            }
+        default:
+            return WasmKitEngine(fuelMetering: fuel)
+        }
+    }
+}
