@@ -194,7 +194,7 @@ let package = Package(
         .testTarget(
             name: "PeonCLITests",
             dependencies: ["PeonTestSupport", "PeonCLI"],
-            exclude: ["MCP"],
+            exclude: ["MCP", "Components"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

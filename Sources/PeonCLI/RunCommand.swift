@@ -131,10 +131,14 @@ struct RunCommand: ParsableCommand {
                 Supervisor.becomeWorker(livenessDescriptor: supervisor)
             } else if !inProcess {
                 options.runID = UUID().uuidString.lowercased()
-                try superviseWorker(try RunPlan(modulePath: module, options: options, overrides: overrides))
+                let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+                try refuseComponentOnWasmKit(plan)
+                try superviseWorker(plan)
                 return
             }
-            try runInProcess(try RunPlan(modulePath: module, options: options, overrides: overrides))
+            let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+            try refuseComponentOnWasmKit(plan)
+            try runInProcess(plan)
         } catch let error as RunError {
             throw fail(error)
         }
@@ -224,6 +228,7 @@ struct RunCommand: ParsableCommand {
         request.stdout = { writeAll(1, $0) }
         request.stderr = { writeAll(2, $0) }
         request.peonHostFunctions = session.hostFunctions
+        request.peonComponentFunctions = session.componentFunctions
         let result: RunResult
         do {
             result = try Runner.run(request)
@@ -243,6 +248,15 @@ struct RunCommand: ParsableCommand {
             session.finish(outcome: "agent-error", reason: message)
             printError("peon-wasm: the agent returned an error: \(message)")
             throw ExitCode(1)
+        }
+    }
+
+    /// WasmKit cannot host a component's imports: refuse it before the run starts (and before the audit
+    /// log records a run), with the option that works. The engine is never switched silently: the two
+    /// engines meter fuel differently and wasmtime needs an extra install, so the choice stays the user's.
+    private func refuseComponentOnWasmKit(_ plan: RunPlan) throws(RunError) {
+        if engine == "wasmkit", ComponentBinary.isComponent(plan.module.bytes) {
+            throw Runner.componentNeedsWasmtime(module)
         }
     }
 
