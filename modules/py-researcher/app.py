@@ -1,10 +1,16 @@
 """py-researcher: a peon-wasm agent written in Python (componentize-py, world `agent` of wit/peon.wit).
 
-Input: "NOTES_FILE DATABASE URL" (or "probe" to print what the WASI sandbox lets Python see). It reads the notes file, counts the rows of the `findings` table in
-the database and what they say about each topic, fetches URL, and answers one report line per source.
+Input: "NOTES_FILE DATABASE URL" (or "probe" to print what the WASI sandbox lets Python see). It reads
+the notes file, counts the rows of the `findings` table in the database by topic, fetches URL, and
+answers one report line per source.
 Every host call goes through peon-wasm's mediator: a refused call raises Err(Error) here, which the
 agent turns into its own error (the run's exit status 1), naming the call that was refused.
 """
+import json
+import os
+import socket
+import sys
+
 import wit_world
 from componentize_py_types import Err
 from wit_world.imports import db, fs, http, log
@@ -19,9 +25,6 @@ def describe(error: Err) -> str:
 
 def probe() -> str:
     """What the WASI sandbox lets Python see: printed as one JSON line on stdout (the tests read it)."""
-    import json
-    import os
-    import sys
     report = {"env": sorted(os.environ.keys()), "argv": sys.argv[1:]}
     for name, action in [("list-root", lambda: os.listdir("/")), ("read-passwd", lambda: open("/etc/passwd").read()),
                          ("list-cwd", lambda: os.listdir("."))]:
@@ -30,13 +33,15 @@ def probe() -> str:
             report[name] = "allowed"
         except Exception as error:
             report[name] = f"refused: {type(error).__name__}"
-    try:
-        import socket
-        connection = socket.create_connection(("127.0.0.1", 9), timeout=1)
-        connection.close()
-        report["socket"] = "allowed"
-    except Exception as error:
-        report["socket"] = f"refused: {type(error).__name__}"
+    for name, address in [("socket-ip", ("127.0.0.1", 9)), ("socket-name", ("localhost", 9))]:
+        try:
+            connection = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            connection.settimeout(1)
+            connection.connect(address)
+            connection.close()
+            report[name] = "allowed"
+        except Exception as error:
+            report[name] = f"refused: {type(error).__name__}"
     report["stdin"] = sys.stdin.read()
     print(json.dumps(report, sort_keys=True))
     sys.stdout.flush()
@@ -49,7 +54,6 @@ class WitWorld(wit_world.WitWorld):
             # "probe" reports the sandbox; "probe N" also writes N bytes to stderr (the output cap).
             count = input[len("probe"):].strip()
             if count.isdigit():
-                import sys
                 sys.stderr.write("x" * int(count))
                 sys.stderr.flush()
             return probe()
