@@ -201,6 +201,31 @@ struct ComponentRunTests {
         }
     }
 
+    @Test("fuel bounds a component as it bounds a module (exit 71)", .enabled(if: available, skip))
+    func fuelRunsOut() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let spin = try Self.component("spin", in: folder)
+            let result = try fixture.run(spin, ["--engine", "wasmtime", "--fuel", "100000", "--timeout", "60s"])
+            #expect(result.status == 71, "\(result.stderr)")
+            #expect(result.stderr.contains("ran out of fuel (100000 instructions)"))
+        }
+    }
+
+    @Test("the host-call quota counts a component's peon:host calls (exit 72)", .enabled(if: available, skip))
+    func hostCallQuota() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.readGrants)
+            let reader = try Self.component("reader", in: folder)
+            // The reader logs one line, then reads: the read is the second call.
+            let result = try fixture.run(reader, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "note.txt",
+                                                  "--max-host-calls", "1"])
+            #expect(result.status == 72, "\(result.stderr)")
+            #expect(try fixture.entries(call: "fs.read").isEmpty)
+        }
+    }
+
     @Test("a memory bomb stops at the memory cap: memory.grow fails inside 64 MiB", .enabled(if: available, skip))
     func memoryBombHitsTheCap() throws {
         try withTemporaryDirectory { folder in
