@@ -60,13 +60,18 @@ public struct ComponentHostFunction: Sendable {
     public var interface: String
     /// The function's name inside the instance, e.g. `read-dir`.
     public var name: String
+    /// How many results the function returns (0 or 1). A guest that declares the import with another
+    /// number is refused before the body runs.
+    public var resultCount: Int
     /// What the function does.
     public var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
 
     /// Creates a host function.
-    public init(interface: String, name: String, body: @escaping @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]) {
+    public init(interface: String, name: String, resultCount: Int,
+                body: @escaping @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]) {
         self.interface = interface
         self.name = name
+        self.resultCount = resultCount
         self.body = body
     }
 }

@@ -417,6 +417,12 @@ final class ComponentBinding {
             if state.limits.isPastDeadline {
                 throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed before \(qualified)")
             }
+            // Before anything acts: a guest that declares the import with another number of results
+            // would get no usable answer, so it is refused here rather than after the host has acted.
+            guard resultCount == function.resultCount else {
+                throw GuestMemoryError(
+                    "\(qualified): the component imports it with \(resultCount) result(s), but the WIT function has \(function.resultCount)")
+            }
             let reader = ComponentValueReader(api: api)
             var values: [ComponentValue] = []
             values.reserveCapacity(argumentCount)

@@ -19,7 +19,8 @@ extension PeonHostBindings {
     {
         bindings.map { binding in
             let types = ComponentSignature.of(binding)
-            return ComponentHostFunction(interface: binding.module, name: binding.name) { arguments in
+            return ComponentHostFunction(interface: binding.module, name: binding.name, resultCount: types.result == nil ? 0 : 1) {
+                arguments in
                 try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
             }
         }

@@ -174,6 +174,21 @@ struct ComponentRunTests {
         }
     }
 
+    @Test("a component importing fs.remove without its result is refused before the host acts: the file stays",
+          .enabled(if: available, skip))
+    func unansweredImportIsRefusedBeforeActing() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("module = \"unanswered\"\n[[fs]]\npaths = [\"note.txt\"]\nallow = [\"remove\"]\n")
+            let component = try Self.component("unanswered", wit: Self.sources.appendingPathComponent("unanswered"), in: folder)
+            let result = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "note.txt"])
+            #expect(result.status == 69, "\(result.stderr)")
+            #expect(result.stderr.contains("peon:host/fs@0.1.0#remove: the component imports it with 0 result(s), but the WIT function has 1"))
+            #expect(FileManager.default.fileExists(atPath: fixture.note.path))
+            #expect(try fixture.entries(call: "fs.remove").isEmpty)
+        }
+    }
+
     @Test("a trap inside run ends the run with exit 69 and the trap's reason", .enabled(if: available, skip))
     func trapInsideRun() throws {
         try withTemporaryDirectory { folder in
