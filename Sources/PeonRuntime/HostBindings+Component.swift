@@ -30,10 +30,14 @@ extension PeonHostBindings {
     /// (`types` has no functions but is imported by any component that uses `error`).
     public static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
 
+    /// The WASI preview 2 packages wasmtime provides inside the sandbox (`wasmtime_component_linker_add_wasip2`).
+    /// `wasi:http` is not among them: HTTP goes through the mediated `peon:host/http`.
+    public static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
+
     /// Whether a component import named `name` is served here: a `peon:host` interface of this version,
-    /// or a WASI preview 2 interface (`wasi:...`), which wasmtime provides inside the sandbox.
+    /// or an interface of a WASI preview 2 package wasmtime provides inside the sandbox.
     public static func servesComponentImport(_ name: String) -> Bool {
-        componentInterfaces.contains(name) || name.hasPrefix("wasi:")
+        componentInterfaces.contains(name) || componentWASIPackages.contains { name.hasPrefix($0) }
     }
 
     /// Calls a component's `run` export with `input` and returns its answer, checking that the value

@@ -28,6 +28,7 @@ struct ComponentBindingsTests {
         #expect(names == core)
         #expect(PeonHostBindings.servesComponentImport("peon:host/types@0.1.0"))
         #expect(PeonHostBindings.servesComponentImport("wasi:cli/stdout@0.2.9"))
+        #expect(!PeonHostBindings.servesComponentImport("wasi:http/outgoing-handler@0.2.9"))
         #expect(!PeonHostBindings.servesComponentImport("peon:host/fs@0.2.0"))
         #expect(!PeonHostBindings.servesComponentImport("peon:host/net@0.1.0"))
     }
