@@ -199,7 +199,7 @@ let package = Package(
         .testTarget(
             name: "PeonCLITests",
             dependencies: ["PeonTestSupport", "PeonCLI", "PeonRuntime", "PeonMediator", "PeonAudit"],
-            exclude: ["MCP"],
+            exclude: ["MCP", "Components"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

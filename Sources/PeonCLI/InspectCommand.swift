@@ -20,6 +20,10 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         do {
             let file = try ModuleFile(path: module)
+            if ComponentBinary.isComponent(file.bytes) {
+                try inspectComponent(file)
+                return
+            }
             let compiled: any CompiledModule
             do {
                 compiled = try WasmKitEngine().compile(file.bytes)
@@ -53,6 +57,45 @@ struct InspectCommand: ParsableCommand {
         } catch let error as RunError {
             throw fail(error)
         }
+    }
+
+    /// A component: its top-level imports, each marked `peon:host`, `wasi` (preview 2, provided by
+    /// wasmtime inside the sandbox) or `unknown`, and its exports. Read from the binary, no engine needed.
+    private func inspectComponent(_ file: ModuleFile) throws(RunError) {
+        let interface: ComponentBinary.Interface
+        do {
+            interface = try ComponentBinary.interface(file.bytes)
+        } catch {
+            throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly component: \(error.message)")
+        }
+        print("module   \(TerminalText.escaped(module))")
+        print("kind     component (runs with --engine wasmtime)")
+        print("sha256   \(file.sha256)")
+        print("size     \(file.bytes.count) bytes")
+        print("imports  \(interface.imports.count)")
+        let nameWidth = interface.imports.map(\.name.count).max() ?? 0
+        var unknown: ComponentBinary.Item?
+        for item in interface.imports {
+            let mark: String
+            if item.kind != "instance" || !PeonHostBindings.servesComponentImport(item.name) {
+                mark = "unknown: not served by this host"
+                if unknown == nil { unknown = item }
+            } else {
+                mark = item.name.hasPrefix("wasi:") ? "wasi" : "peon:host"
+            }
+            print("  \(pad(TerminalText.escaped(item.name), nameWidth))  \(item.kind)  [\(mark)]")
+        }
+        print("exports  \(interface.exports.count)")
+        let exportWidth = interface.exports.map(\.name.count).max() ?? 0
+        for item in interface.exports {
+            print("  \(pad(TerminalText.escaped(item.name), exportWidth))  \(item.kind)")
+        }
+        let hasRun = interface.exports.contains { $0.name == PeonHostBindings.runExport && $0.kind == "func" }
+        print(hasRun ? "entry    run (a peon agent component)" : "entry    none: the component does not export run")
+        if let unknown {
+            throw RunError(.link, "the component imports \(unknown.kind) \(unknown.name), which this host does not serve; it cannot run here")
+        }
+        if !hasRun { throw RunError(.noEntryPoint, "'\(module)' does not export run, so it cannot be run") }
     }
 
     private func pad(_ text: String, _ width: Int) -> String {

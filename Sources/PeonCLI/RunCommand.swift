@@ -66,10 +66,15 @@ struct RunCommand: ParsableCommand {
                 Supervisor.becomeWorker(livenessDescriptor: supervisor)
             } else if !inProcess {
                 options.runID = UUID().uuidString.lowercased()
-                try superviseWorker(try RunPlan(modulePath: module, options: options, overrides: overrides))
+                let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+                try refuseComponentOnWasmKit(plan)
+                warmComponentCache(plan)
+                try superviseWorker(plan)
                 return
             }
-            try runInProcess(try RunPlan(modulePath: module, options: options, overrides: overrides))
+            let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+            try refuseComponentOnWasmKit(plan)
+            try runInProcess(plan)
         } catch let error as RunError {
             throw fail(error)
         }
@@ -137,6 +142,7 @@ struct RunCommand: ParsableCommand {
         request.stdout = session.guardingOutput { writeAll(1, $0) }
         request.stderr = session.guardingOutput { writeAll(2, $0) }
         request.peonHostFunctions = session.hostFunctions
+        request.peonComponentFunctions = session.componentFunctions
         let result: RunResult
         do {
             result = try Runner.run(request)
@@ -156,6 +162,34 @@ struct RunCommand: ParsableCommand {
             session.finish(outcome: "agent-error", reason: message)
             printError("peon-wasm: the agent returned an error: \(message)")
             throw ExitCode(1)
+        }
+    }
+
+    /// WasmKit cannot host a component's imports: refuse it before the run starts (and before the audit
+    /// log records a run), with the option that works. The engine is never switched silently: the two
+    /// engines meter fuel differently and wasmtime needs an extra install, so the choice stays the user's.
+    private func refuseComponentOnWasmKit(_ plan: RunPlan) throws(RunError) {
+        if engine == "wasmkit", ComponentBinary.isComponent(plan.module.bytes) {
+            throw Runner.componentNeedsWasmtime(module)
+        }
+    }
+
+    /// Compiles a component into wasmtime's cache before the worker starts, so that the run's wall-clock
+    /// limit measures the agent, not Cranelift: a componentize-py component carries CPython (~18 MB) and
+    /// compiles for tens of seconds the first time, then loads from the cache in well under a second.
+    /// Failures are left to the worker, which reports them as for any run.
+    private func warmComponentCache(_ plan: RunPlan) {
+        guard engine == "wasmtime", ComponentBinary.isComponent(plan.module.bytes),
+              let wasmtime = try? WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
+        else { return }
+        let started = ContinuousClock.now
+        guard let (_, cache) = try? wasmtime.compileComponentReportingCache(plan.module.bytes) else { return }
+        switch cache {
+        case .miss, .discarded:
+            let seconds = Double(Runner.milliseconds(ContinuousClock.now - started)) / 1000
+            printError("peon-wasm: note: compiled the component in \(String(format: "%.1f", seconds))s before the run; later runs load it from the cache")
+        default:
+            break
         }
     }
 

@@ -125,6 +125,9 @@ public final class AgentSession: Sendable {
     /// The `peon:host` functions bound to this session's mediator.
     public var hostFunctions: [HostFunction] { PeonHostBindings.hostFunctions(for: mediator) }
 
+    /// The same `peon:host` functions for a component guest, bound to the same mediator.
+    public var componentFunctions: [ComponentHostFunction] { PeonHostBindings.componentFunctions(for: mediator) }
+
     /// Appends `run.start`: which module, which engine, under which limits and policy version.
     public func recordStart(engine: String) throws(RunError) {
         let limits = plan.limits

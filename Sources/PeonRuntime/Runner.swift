@@ -43,6 +43,9 @@ public struct RunRequest: Sendable {
     /// The `peon:host` functions, bound to the run's mediator (``AgentSession/hostFunctions``). With
     /// default deny they are always all present; without a session, a module that imports one cannot run.
     public var peonHostFunctions: [HostFunction] = []
+    /// The same functions for a component guest (``AgentSession/componentFunctions``), bound to the same
+    /// mediator.
+    public var peonComponentFunctions: [ComponentHostFunction] = []
     /// Stops the run at its next host call once cancelled (see ``RunCancellation``); `nil` for none.
     public var cancellation: RunCancellation?
 
@@ -101,6 +104,9 @@ public enum Runner {
     /// Runs the request on the calling thread.
     public static func run(_ request: RunRequest) throws(RunError) -> RunResult {
         let deadline = ContinuousClock.now + request.limits.timeout
+        if ComponentBinary.isComponent(request.module.bytes) {
+            return try runComponent(request, deadline: deadline)
+        }
         let compiled: any CompiledModule
         do {
             compiled = try request.engine.compile(request.module.bytes)
@@ -148,6 +154,64 @@ public enum Runner {
         } catch let exit as WASIExit {
             return .exited(code: exit.code)
         } catch {
+            throw classify(error, request: request)
+        }
+    }
+
+    /// The one-line refusal of a component on an engine that cannot run components.
+    public static func componentNeedsWasmtime(_ path: String) -> RunError {
+        RunError(.configuration, "'\(path)' is a WebAssembly component; run it with --engine wasmtime")
+    }
+
+    /// Runs a component: checks its imports (only `peon:host` interfaces and WASI preview 2), links
+    /// them to the run's mediator and a sandboxed WASI, calls its `run` export with the input.
+    static func runComponent(_ request: RunRequest, deadline: ContinuousClock.Instant) throws(RunError) -> RunResult {
+        let path = request.module.path
+        guard let engine = request.engine as? any ComponentEngine else { throw componentNeedsWasmtime(path) }
+        let interface: ComponentBinary.Interface
+        do {
+            interface = try ComponentBinary.interface(request.module.bytes)
+        } catch {
+            throw RunError(.invalidModule, "'\(path)' is not a valid WebAssembly component: \(error.message)")
+        }
+        for item in interface.imports where !PeonHostBindings.servesComponentImport(item.name) || item.kind != "instance" {
+            throw RunError(.link,
+                "'\(path)' imports \(item.kind) \(item.name), which this host does not serve (it serves the peon:host@\(PeonHostBindings.version) interfaces and WASI preview 2); it cannot run here")
+        }
+        guard interface.exports.contains(where: { $0.name == PeonHostBindings.runExport && $0.kind == "func" }) else {
+            throw RunError(.noEntryPoint,
+                "'\(path)' is a component that does not export run: func(input: string) -> result<string, string> (the peon:host agent world), so there is nothing to run")
+        }
+        let compiled: any CompiledComponent
+        do {
+            compiled = try engine.compileComponent(request.module.bytes)
+        } catch {
+            throw RunError(.invalidModule, "'\(path)' is not a valid WebAssembly component: \(error.message)")
+        }
+        let output = OutputBudget(limit: request.limits.outputBytes)
+        var sandbox = ComponentSandbox()
+        sandbox.arguments = [programName(path)] + request.arguments
+        sandbox.environment = request.environment
+        sandbox.stdin = request.stdin
+        let stdout = request.stdout
+        let stderr = request.stderr
+        sandbox.stdout = { bytes in output.take(bytes, into: stdout) }
+        sandbox.stderr = { bytes in output.take(bytes, into: stderr) }
+        let counter = HostCallCounter(limit: request.limits.hostCalls, cancellation: request.cancellation)
+        let functions = request.peonComponentFunctions.map(counter.counting)
+        let limits = ResourceLimits(memoryBytes: request.limits.memoryBytes, fuel: request.limits.fuel, deadline: deadline)
+        do {
+            if request.cancellation?.isCancelled == true { throw RunCancelled() }
+            let instance = try compiled.instantiate(
+                functions, instances: PeonHostBindings.componentInterfaces.sorted(), sandbox: sandbox, limits: limits)
+            let result = try PeonHostBindings.callComponentRun(instance, input: request.input)
+            if output.exceeded { throw WASIOutputLimitExceeded(limit: request.limits.outputBytes) }
+            switch result {
+            case .success(let answer): return .agent(.success(answer))
+            case .failure(let error): return .agent(.failure(error.message))
+            }
+        } catch {
+            if output.exceeded { throw classify(WASIOutputLimitExceeded(limit: request.limits.outputBytes), request: request) }
             throw classify(error, request: request)
         }
     }
@@ -220,6 +284,35 @@ public enum Runner {
     }
 }
 
+/// The output cap of a component run: stdout and stderr together, as for core modules' WASI. A chunk
+/// that would pass the cap is refused whole (the guest's write fails) and the run ends with
+/// ``RunError/Kind/outputLimit``.
+final class OutputBudget: Sendable {
+    private let used = Mutex<Int>(0)
+    private let overflowed = Atomic<Bool>(false)
+    let limit: Int
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Whether a write was refused.
+    var exceeded: Bool { overflowed.load(ordering: .acquiring) }
+
+    /// Passes `bytes` to `sink` if they fit under the cap; returns whether they did.
+    func take(_ bytes: UnsafeRawBufferPointer, into sink: (UnsafeRawBufferPointer) -> Void) -> Bool {
+        let fits = used.withLock { total in
+            guard bytes.count <= limit - total else { return false }
+            total += bytes.count
+            return true
+        }
+        guard fits else {
+            overflowed.store(true, ordering: .releasing)
+            return false
+        }
+        sink(bytes)
+        return true
+    }
+}
+
 /// Counts host calls across every function of one run and refuses the one past the limit.
 final class HostCallCounter: Sendable {
     private let count = Atomic<Int>(0)
@@ -239,6 +332,18 @@ final class HostCallCounter: Sendable {
             if calls > limit { throw HostCallLimitExceeded(limit: limit) }
             if cancellation?.isCancelled == true { throw RunCancelled() }
             return try body(guest, arguments)
+        }
+        return wrapped
+    }
+
+    func counting(_ function: ComponentHostFunction) -> ComponentHostFunction {
+        var wrapped = function
+        let body = function.body
+        wrapped.body = { [self] arguments in
+            let calls = count.wrappingAdd(1, ordering: .relaxed).newValue
+            if calls > limit { throw HostCallLimitExceeded(limit: limit) }
+            if cancellation?.isCancelled == true { throw RunCancelled() }
+            return try body(arguments)
         }
         return wrapped
     }

@@ -244,6 +244,7 @@ public final class ToolService: Sendable {
             printLine("peon-wasm: \(self.name): " + TerminalText.escaped(String(decoding: bytes, as: UTF8.self)), to: 2)
         }
         request.peonHostFunctions = session.hostFunctions
+        request.peonComponentFunctions = session.componentFunctions
         request.cancellation = call.cancellation
         var answer: ToolAnswer
         do {

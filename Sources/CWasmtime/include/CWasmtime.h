@@ -38,6 +38,12 @@ typedef struct wasmtime_module_t wasmtime_module_t;
 typedef struct wasmtime_store_t wasmtime_store_t;
 typedef struct wasmtime_context_t wasmtime_context_t;
 typedef struct wasmtime_caller_t wasmtime_caller_t;
+typedef struct wasi_config_t wasi_config_t;
+typedef struct wasmtime_component_t wasmtime_component_t;
+typedef struct wasmtime_component_linker_t wasmtime_component_linker_t;
+typedef struct wasmtime_component_linker_instance_t wasmtime_component_linker_instance_t;
+typedef struct wasmtime_component_export_index_t wasmtime_component_export_index_t;
+typedef struct wasmtime_component_func_type_t wasmtime_component_func_type_t;
 
 // MARK: Vectors (a length and an owned array)
 
@@ -167,6 +173,128 @@ typedef struct wasmtime_val_t {
     } of;
 } wasmtime_val_t;
 
+
+// MARK: Component Model values (wasmtime/component/val.h; layouts checked against the wheel's _bindings.py)
+
+/// `wasmtime_component_valkind_t` values (the tag of a `wasmtime_component_val_t`).
+enum {
+    PEON_COMPONENT_BOOL = 0,
+    PEON_COMPONENT_S8 = 1,
+    PEON_COMPONENT_U8 = 2,
+    PEON_COMPONENT_S16 = 3,
+    PEON_COMPONENT_U16 = 4,
+    PEON_COMPONENT_S32 = 5,
+    PEON_COMPONENT_U32 = 6,
+    PEON_COMPONENT_S64 = 7,
+    PEON_COMPONENT_U64 = 8,
+    PEON_COMPONENT_F32 = 9,
+    PEON_COMPONENT_F64 = 10,
+    PEON_COMPONENT_CHAR = 11,
+    PEON_COMPONENT_STRING = 12,
+    PEON_COMPONENT_LIST = 13,
+    PEON_COMPONENT_RECORD = 14,
+    PEON_COMPONENT_TUPLE = 15,
+    PEON_COMPONENT_VARIANT = 16,
+    PEON_COMPONENT_ENUM = 17,
+    PEON_COMPONENT_OPTION = 18,
+    PEON_COMPONENT_RESULT = 19,
+    PEON_COMPONENT_FLAGS = 20,
+};
+
+typedef struct wasmtime_component_val_t wasmtime_component_val_t;
+typedef struct wasmtime_component_valrecord_entry_t wasmtime_component_valrecord_entry_t;
+
+/// A list or tuple of values: a length and an owned array (16 bytes).
+typedef struct wasmtime_component_vallist_t {
+    size_t size;
+    wasmtime_component_val_t *_Nullable data;
+} wasmtime_component_vallist_t;
+
+/// A record's fields: a length and an owned array of named values (16 bytes).
+typedef struct wasmtime_component_valrecord_t {
+    size_t size;
+    wasmtime_component_valrecord_entry_t *_Nullable data;
+} wasmtime_component_valrecord_t;
+
+/// Set flags: a length and an owned array of names (16 bytes).
+typedef struct wasmtime_component_valflags_t {
+    size_t size;
+    wasm_byte_vec_t *_Nullable data;
+} wasmtime_component_valflags_t;
+
+/// A variant case: its name and an owned, boxed payload or NULL (24 bytes).
+typedef struct wasmtime_component_valvariant_t {
+    wasm_byte_vec_t discriminant;
+    wasmtime_component_val_t *_Nullable val;
+} wasmtime_component_valvariant_t;
+
+/// A result: ok or error, and an owned, boxed payload or NULL (16 bytes).
+typedef struct wasmtime_component_valresult_t {
+    bool is_ok;
+    wasmtime_component_val_t *_Nullable val;
+} wasmtime_component_valresult_t;
+
+/// A component value: a kind tag, then a union at offset 8; 32 bytes.
+struct wasmtime_component_val_t {
+    uint8_t kind;
+    union {
+        bool boolean;
+        int8_t s8;
+        uint8_t u8;
+        int16_t s16;
+        uint16_t u16;
+        int32_t s32;
+        uint32_t u32;
+        int64_t s64;
+        uint64_t u64;
+        float f32;
+        double f64;
+        uint32_t character;
+        wasm_byte_vec_t string;
+        wasmtime_component_vallist_t list;
+        wasmtime_component_valrecord_t record;
+        wasmtime_component_vallist_t tuple;
+        wasmtime_component_valvariant_t variant;
+        wasm_byte_vec_t enumeration;
+        wasmtime_component_val_t *_Nullable option;
+        wasmtime_component_valresult_t result;
+        wasmtime_component_valflags_t flags;
+        peon_wasmtime_handle_storage storage;
+    } of;
+};
+
+/// One field of a record value: its name, then the value (48 bytes).
+struct wasmtime_component_valrecord_entry_t {
+    wasm_byte_vec_t name;
+    wasmtime_component_val_t val;
+};
+
+/// A component instance in a store: 16 bytes.
+typedef struct wasmtime_component_instance_t {
+    uint64_t store_id;
+    uint32_t private_index;
+} wasmtime_component_instance_t;
+
+/// A component function in a store: 32 bytes.
+typedef struct wasmtime_component_func_t {
+    struct {
+        uint64_t store_id;
+        uint32_t private1;
+    } inner;
+    uint32_t private2;
+    void *_Nullable private3;
+} wasmtime_component_func_t;
+
+/// A host function for a component import: returns NULL on success or an owned error that ends the
+/// guest's call. `args` belong to wasmtime; `results` are written by the callee and taken by wasmtime.
+typedef wasmtime_error_t *_Nullable (*peon_component_callback_t)(
+    void *_Nullable env, wasmtime_context_t *context, const wasmtime_component_func_type_t *type,
+    wasmtime_component_val_t *_Nullable args, size_t nargs,
+    wasmtime_component_val_t *_Nullable results, size_t nresults);
+
+/// A WASI output sink: returns the bytes taken, or a negated errno.
+typedef ptrdiff_t (*peon_wasi_output_t)(void *_Nullable data, const uint8_t *_Nullable bytes, size_t count);
+
 // MARK: Callback types
 
 /// A host function: returns NULL on success, or an owned trap that ends the guest's call.
@@ -262,6 +390,59 @@ typedef struct peon_wasmtime_api {
     void (*_Nonnull wasm_trap_delete)(wasm_trap_t *_Nonnull trap);
     void (*_Nonnull wasmtime_error_message)(const wasmtime_error_t *_Nonnull error, wasm_byte_vec_t *_Nonnull out);
     void (*_Nonnull wasmtime_error_delete)(wasmtime_error_t *_Nonnull error);
+
+    // Components (the Component Model) and WASI preview 2.
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_new)(
+        wasm_engine_t *_Nonnull engine, const uint8_t *_Nonnull bytes, size_t bytes_len, wasmtime_component_t *_Nullable *_Nonnull out);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_serialize)(const wasmtime_component_t *_Nonnull component, wasm_byte_vec_t *_Nonnull out);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_deserialize)(
+        wasm_engine_t *_Nonnull engine, const uint8_t *_Nonnull bytes, size_t bytes_len, wasmtime_component_t *_Nullable *_Nonnull out);
+    void (*_Nonnull wasmtime_component_delete)(wasmtime_component_t *_Nonnull component);
+    wasmtime_component_linker_t *_Nonnull (*_Nonnull wasmtime_component_linker_new)(wasm_engine_t *_Nonnull engine);
+    wasmtime_component_linker_instance_t *_Nonnull (*_Nonnull wasmtime_component_linker_root)(wasmtime_component_linker_t *_Nonnull linker);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_linker_instance_add_instance)(
+        wasmtime_component_linker_instance_t *_Nonnull instance, const char *_Nonnull name, size_t name_len,
+        wasmtime_component_linker_instance_t *_Nullable *_Nonnull out);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_linker_instance_add_func)(
+        wasmtime_component_linker_instance_t *_Nonnull instance, const char *_Nonnull name, size_t name_len,
+        peon_component_callback_t _Nonnull callback, void *_Nullable data, peon_wasmtime_finalizer_t _Nullable finalizer);
+    void (*_Nonnull wasmtime_component_linker_instance_delete)(wasmtime_component_linker_instance_t *_Nonnull instance);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_linker_add_wasip2)(wasmtime_component_linker_t *_Nonnull linker);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_linker_instantiate)(
+        const wasmtime_component_linker_t *_Nonnull linker, wasmtime_context_t *_Nonnull context,
+        const wasmtime_component_t *_Nonnull component, wasmtime_component_instance_t *_Nonnull out);
+    void (*_Nonnull wasmtime_component_linker_delete)(wasmtime_component_linker_t *_Nonnull linker);
+    wasmtime_component_export_index_t *_Nullable (*_Nonnull wasmtime_component_instance_get_export_index)(
+        const wasmtime_component_instance_t *_Nonnull instance, wasmtime_context_t *_Nonnull context,
+        const wasmtime_component_export_index_t *_Nullable parent, const char *_Nonnull name, size_t name_len);
+    void (*_Nonnull wasmtime_component_export_index_delete)(wasmtime_component_export_index_t *_Nonnull index);
+    bool (*_Nonnull wasmtime_component_instance_get_func)(
+        const wasmtime_component_instance_t *_Nonnull instance, wasmtime_context_t *_Nonnull context,
+        const wasmtime_component_export_index_t *_Nonnull index, wasmtime_component_func_t *_Nonnull out);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_func_call)(
+        const wasmtime_component_func_t *_Nonnull func, wasmtime_context_t *_Nonnull context,
+        const wasmtime_component_val_t *_Nullable args, size_t nargs, wasmtime_component_val_t *_Nullable results, size_t nresults);
+    wasmtime_component_val_t *_Nonnull (*_Nonnull wasmtime_component_val_new)(wasmtime_component_val_t *_Nonnull value);
+    void (*_Nonnull wasmtime_component_val_delete)(wasmtime_component_val_t *_Nonnull value);
+    void (*_Nonnull wasmtime_component_vallist_new)(
+        wasmtime_component_vallist_t *_Nonnull out, size_t size, const wasmtime_component_val_t *_Nullable data);
+    void (*_Nonnull wasmtime_component_valrecord_new)(
+        wasmtime_component_valrecord_t *_Nonnull out, size_t size, const wasmtime_component_valrecord_entry_t *_Nullable data);
+    void (*_Nonnull wasmtime_component_valflags_new)(
+        wasmtime_component_valflags_t *_Nonnull out, size_t size, const wasm_byte_vec_t *_Nullable data);
+    void (*_Nonnull wasm_byte_vec_new)(wasm_byte_vec_t *_Nonnull out, size_t size, const uint8_t *_Nullable data);
+    wasmtime_error_t *_Nonnull (*_Nonnull wasmtime_error_new)(const char *_Nonnull message);
+    wasi_config_t *_Nonnull (*_Nonnull wasi_config_new)(void);
+    void (*_Nonnull wasi_config_delete)(wasi_config_t *_Nonnull config);
+    bool (*_Nonnull wasi_config_set_argv)(wasi_config_t *_Nonnull config, size_t argc, const char *_Nonnull const *_Nullable argv);
+    bool (*_Nonnull wasi_config_set_env)(
+        wasi_config_t *_Nonnull config, size_t count, const char *_Nonnull const *_Nullable names, const char *_Nonnull const *_Nullable values);
+    void (*_Nonnull wasi_config_set_stdin_bytes)(wasi_config_t *_Nonnull config, wasm_byte_vec_t *_Nonnull bytes);
+    void (*_Nonnull wasi_config_set_stdout_custom)(
+        wasi_config_t *_Nonnull config, peon_wasi_output_t _Nonnull callback, void *_Nullable data, peon_wasmtime_finalizer_t _Nullable finalizer);
+    void (*_Nonnull wasi_config_set_stderr_custom)(
+        wasi_config_t *_Nonnull config, peon_wasi_output_t _Nonnull callback, void *_Nullable data, peon_wasmtime_finalizer_t _Nullable finalizer);
+    wasmtime_error_t *_Nullable (*_Nonnull wasmtime_context_set_wasi)(wasmtime_context_t *_Nonnull context, wasi_config_t *_Nonnull config);
 } peon_wasmtime_api;
 
 /// Opens the shared library at `path` and resolves every function of `peon_wasmtime_api`.

@@ -1,0 +1,202 @@
+/// The outer shape of a WebAssembly binary: a core module or a component, and a component's top-level
+/// imports and exports, read without an engine.
+///
+/// The Component Model's binary starts with the same `\0asm` magic as a core module, followed by a
+/// version of `0x0d 0x00` and a layer of `0x01 0x00` (a core module has version 1, layer 0). Only the
+/// top-level import (10) and export (11) sections are decoded, every length checked against the bytes
+/// left; nested modules and components are skipped whole. Nothing here validates the component: the
+/// engine does that when it compiles it.
+public enum ComponentBinary {
+    /// Whether `bytes` start like a component (`\0asm`, then layer 1).
+    public static func isComponent(_ bytes: [UInt8]) -> Bool {
+        bytes.count >= 8 && bytes[0] == 0x00 && bytes[1] == 0x61 && bytes[2] == 0x73 && bytes[3] == 0x6d
+            && bytes[6] == 0x01 && bytes[7] == 0x00
+    }
+
+    /// One top-level import or export of a component: its name (e.g. `peon:host/fs@0.1.0`, `run`) and
+    /// what it is (`instance`, `func`, `type`, `component`, `module`, `value`).
+    public struct Item: Sendable, Hashable {
+        /// The name.
+        public var name: String
+        /// The kind of item.
+        public var kind: String
+
+        /// Creates an item.
+        public init(name: String, kind: String) {
+            self.name = name
+            self.kind = kind
+        }
+    }
+
+    /// A component's top-level imports and exports.
+    public struct Interface: Sendable, Hashable {
+        /// The imports, in order.
+        public var imports: [Item] = []
+        /// The exports, in order.
+        public var exports: [Item] = []
+    }
+
+    /// A component binary that cannot be read.
+    public struct Malformed: Error, Sendable, Hashable, CustomStringConvertible {
+        /// What is wrong, with the byte offset.
+        public var message: String
+        /// The message.
+        public var description: String { message }
+    }
+
+    /// Reads the top-level imports and exports of the component `bytes`.
+    public static func interface(_ bytes: [UInt8]) throws(Malformed) -> Interface {
+        guard isComponent(bytes) else { throw Malformed(message: "not a component (no \\0asm header with layer 1)") }
+        var reader = Reader(bytes: bytes, offset: 8)
+        var result = Interface()
+        while !reader.atEnd {
+            let id = try reader.byte()
+            let size = Int(try reader.u32())
+            guard size <= reader.remaining else {
+                throw Malformed(message: "section \(id) at byte \(reader.offset) claims \(size) bytes; only \(reader.remaining) are left")
+            }
+            var section = Reader(bytes: bytes, offset: reader.offset, end: reader.offset + size)
+            reader.offset += size
+            switch id {
+            case 10:
+                let count = try section.u32()
+                for _ in 0..<count {
+                    let name = try section.externName()
+                    let kind = try section.externDescription()
+                    result.imports.append(Item(name: name, kind: kind))
+                }
+            case 11:
+                let count = try section.u32()
+                for _ in 0..<count {
+                    let name = try section.externName()
+                    let kind = try section.sortIndex()
+                    if try section.byte() == 0x01 { _ = try section.externDescription() }
+                    result.exports.append(Item(name: name, kind: kind))
+                }
+            default:
+                continue
+            }
+        }
+        return result
+    }
+
+    /// A bounds-checked cursor over `bytes[offset..<end]`.
+    struct Reader {
+        let bytes: [UInt8]
+        var offset: Int
+        let end: Int
+
+        init(bytes: [UInt8], offset: Int, end: Int? = nil) {
+            self.bytes = bytes
+            self.offset = offset
+            self.end = min(end ?? bytes.count, bytes.count)
+        }
+
+        var atEnd: Bool { offset >= end }
+        var remaining: Int { max(0, end - offset) }
+
+        mutating func byte() throws(Malformed) -> UInt8 {
+            guard offset < end else { throw Malformed(message: "unexpected end of the component at byte \(offset)") }
+            defer { offset += 1 }
+            return bytes[offset]
+        }
+
+        /// An unsigned LEB128 of at most 32 bits.
+        mutating func u32() throws(Malformed) -> UInt32 {
+            var value: UInt32 = 0
+            var shift: UInt32 = 0
+            while true {
+                let next = try byte()
+                guard shift < 32, shift < 28 || next & 0x70 == 0 else {
+                    throw Malformed(message: "an integer at byte \(offset - 1) is longer than 32 bits")
+                }
+                value |= UInt32(next & 0x7f) << shift
+                if next & 0x80 == 0 { return value }
+                shift += 7
+            }
+        }
+
+        /// A signed LEB128 of at most 33 bits (a value type), skipped.
+        mutating func skipS33() throws(Malformed) {
+            for _ in 0..<5 {
+                if try byte() & 0x80 == 0 { return }
+            }
+            throw Malformed(message: "a value type at byte \(offset) is longer than 33 bits")
+        }
+
+        mutating func name() throws(Malformed) -> String {
+            let length = Int(try u32())
+            guard length <= remaining else {
+                throw Malformed(message: "a name at byte \(offset) claims \(length) bytes; only \(remaining) are left")
+            }
+            defer { offset += length }
+            guard let text = String(validating: bytes[offset..<(offset + length)], as: UTF8.self) else {
+                throw Malformed(message: "a name at byte \(offset) is not UTF-8")
+            }
+            return text
+        }
+
+        /// `importname'` / `exportname'`: `0x00 name`, or `0x01 name` followed by a version suffix.
+        mutating func externName() throws(Malformed) -> String {
+            let form = try byte()
+            switch form {
+            case 0x00:
+                return try name()
+            case 0x01:
+                let text = try name()
+                if try byte() == 0x01 { _ = try name() }
+                return text
+            default:
+                throw Malformed(message: "unknown import/export name form 0x\(String(form, radix: 16)) at byte \(offset - 1)")
+            }
+        }
+
+        /// `externdesc`: what an import is (or what an export is declared as).
+        mutating func externDescription() throws(Malformed) -> String {
+            let tag = try byte()
+            switch tag {
+            case 0x00:
+                guard try byte() == 0x11 else { throw Malformed(message: "bad core module type at byte \(offset - 1)") }
+                _ = try u32()
+                return "module"
+            case 0x01:
+                _ = try u32()
+                return "func"
+            case 0x02:
+                if try byte() == 0x00 { _ = try u32() } else { try skipS33() }
+                return "value"
+            case 0x03:
+                if try byte() == 0x00 { _ = try u32() }
+                return "type"
+            case 0x04:
+                _ = try u32()
+                return "component"
+            case 0x05:
+                _ = try u32()
+                return "instance"
+            default:
+                throw Malformed(message: "unknown extern description 0x\(String(tag, radix: 16)) at byte \(offset - 1)")
+            }
+        }
+
+        /// `sortidx`: the kind of an export and its index.
+        mutating func sortIndex() throws(Malformed) -> String {
+            let sort = try byte()
+            let kind: String
+            switch sort {
+            case 0x00:
+                _ = try byte()
+                kind = "core"
+            case 0x01: kind = "func"
+            case 0x02: kind = "value"
+            case 0x03: kind = "type"
+            case 0x04: kind = "component"
+            case 0x05: kind = "instance"
+            default:
+                throw Malformed(message: "unknown sort 0x\(String(sort, radix: 16)) at byte \(offset - 1)")
+            }
+            _ = try u32()
+            return kind
+        }
+    }
+}

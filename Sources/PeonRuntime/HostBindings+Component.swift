@@ -1,0 +1,306 @@
+public import PeonABI
+public import PeonEngine
+public import PeonInterface
+
+/// The `peon:host@0.1.0` world bound to **components**: the same ``PeonHostBindings`` table, the same
+/// ``HostInterface`` (the mediator) and the same typed requests as core modules, reached through the
+/// engine's component values instead of linear memory.
+///
+/// A component's values arrive as the guest passed them; each is checked against the WIT type of the
+/// function's parameter (kind, field names and count, case names, UTF-8) and converted to the
+/// ``CanonicalValue`` the core-module path lifts, under the same ``CanonicalLimits``; the binding then
+/// runs exactly as for a core module. A value of the wrong shape ends the call with a
+/// ``GuestMemoryError`` naming the import; arguments over the limits are refused with
+/// `error(limit-exceeded)` and audited, as for core modules.
+extension PeonHostBindings {
+    /// One component host function per WIT function, each calling `host`.
+    public static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits())
+        -> [ComponentHostFunction]
+    {
+        bindings.map { binding in
+            let types = ComponentSignature.of(binding)
+            return ComponentHostFunction(interface: binding.module, name: binding.name, resultCount: types.result == nil ? 0 : 1) {
+                arguments in
+                try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
+            }
+        }
+    }
+
+    /// The interfaces (instance names) components may import from this host: `peon:host/fs@0.1.0`, ...
+    /// (`types` has no functions but is imported by any component that uses `error`).
+    public static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
+
+    /// The WASI preview 2 packages wasmtime provides inside the sandbox (`wasmtime_component_linker_add_wasip2`).
+    /// `wasi:http` is not among them: HTTP goes through the mediated `peon:host/http`.
+    public static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
+
+    /// Whether a component import named `name` is served here: a `peon:host` interface of this version,
+    /// or an interface of a WASI preview 2 package wasmtime provides inside the sandbox.
+    public static func servesComponentImport(_ name: String) -> Bool {
+        componentInterfaces.contains(name) || componentWASIPackages.contains { name.hasPrefix($0) }
+    }
+
+    /// Calls a component's `run` export with `input` and returns its answer, checking that the value
+    /// it returned is a `result<string, string>`.
+    public static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
+        let results = try instance.call(runExport, [.string(input)], resultCount: 1)
+        guard results.count == 1, case .result(let isOk, let payload) = results[0], case .string(let text)? = payload else {
+            throw CanonicalValueMismatch("run returned \(results.map { "\($0)" }.joined(separator: ", ")), not a result<string, string>")
+        }
+        return isOk ? .success(text) : .failure(GuestRunError(message: text))
+    }
+}
+
+extension PeonHostBindings.Binding {
+    /// One component call: check and convert the arguments, call the host, convert the result back.
+    func callComponent(
+        _ host: any HostInterface, arguments: [ComponentValue], types: ComponentSignature, limits: CanonicalLimits
+    ) throws -> [ComponentValue] {
+        guard arguments.count == types.parameters.count else {
+            throw GuestMemoryError("\(qualifiedName): called with \(arguments.count) arguments; the WIT function takes \(types.parameters.count)")
+        }
+        let result: CanonicalValue?
+        do {
+            var budget = ComponentBudget(limits: limits)
+            var lifted: [CanonicalValue] = []
+            for (value, type) in zip(arguments, types.parameters) {
+                lifted.append(try type.lift(value, budget: &budget))
+            }
+            result = try invoke(host, lifted)
+        } catch let limit as CanonicalLimitExceeded {
+            guard types.result != nil else { throw GuestMemoryError("\(qualifiedName): \(limit.message)") }
+            let refusal = HostError(.limitExceeded, limit.message)
+            host.refused(call: call, error: refusal)
+            result = .error(PeonHostBindings.errorValue(refusal))
+        } catch let mismatch as CanonicalValueMismatch {
+            throw GuestMemoryError("\(qualifiedName): \(mismatch)")
+        }
+        guard let type = types.result else { return [] }
+        guard let result else { throw GuestMemoryError("\(qualifiedName): the host produced no result") }
+        return [try type.lower(result)]
+    }
+}
+
+/// The sizes one component call's arguments may add up to: the same ``CanonicalLimits`` as a core
+/// module's lifted arguments.
+struct ComponentBudget {
+    let limits: CanonicalLimits
+    var bytes = 0
+    var elements = 0
+
+    mutating func spend(bytes count: Int) throws(CanonicalLimitExceeded) {
+        bytes += count
+        guard bytes <= limits.maxBytes else {
+            throw CanonicalLimitExceeded("the arguments hold more than \(limits.maxBytes) bytes of strings and lists")
+        }
+    }
+
+    mutating func spend(elements count: Int) throws(CanonicalLimitExceeded) {
+        elements += count
+        guard elements <= limits.maxElements else {
+            throw CanonicalLimitExceeded("the arguments hold more than \(limits.maxElements) list elements")
+        }
+    }
+}
+
+/// A WIT type with its names (cases, fields), as component values carry them.
+indirect enum ComponentType: Sendable, Hashable {
+    /// A number or bool; the canonical type says which.
+    case scalar(CanonicalType)
+    case string
+    case list(ComponentType)
+    case record([String], [ComponentType])
+    case variant([String], [ComponentType?])
+    case enumeration([String])
+    case result(ok: ComponentType?, error: ComponentType?)
+
+    /// The same type without names, as the core-module ABI sees it.
+    var canonical: CanonicalType {
+        switch self {
+        case .scalar(let type): type
+        case .string: .string
+        case .list(let element): .list(element.canonical)
+        case .record(_, let fields): .record(fields.map(\.canonical))
+        case .variant(_, let cases): .variant(cases.map { $0?.canonical })
+        case .enumeration(let names): .enumeration(names.count)
+        case .result(let ok, let error): .result(ok: ok?.canonical, error: error?.canonical)
+        }
+    }
+
+    /// Checks a guest's value against this type and converts it (hostile input: every kind, name and
+    /// count checked).
+    func lift(_ value: ComponentValue, budget: inout ComponentBudget) throws -> CanonicalValue {
+        switch (self, value) {
+        case (.scalar(.bool), .bool(let v)): return .bool(v)
+        case (.scalar(.u8), .u8(let v)): return .u8(v)
+        case (.scalar(.u16), .u16(let v)): return .u16(v)
+        case (.scalar(.u32), .u32(let v)): return .u32(v)
+        case (.scalar(.u64), .u64(let v)): return .u64(v)
+        case (.scalar(.s8), .s8(let v)): return .s8(v)
+        case (.scalar(.s16), .s16(let v)): return .s16(v)
+        case (.scalar(.s32), .s32(let v)): return .s32(v)
+        case (.scalar(.s64), .s64(let v)): return .s64(v)
+        case (.scalar(.f32), .f32(let v)): return .f32(v)
+        case (.scalar(.f64), .f64(let v)): return .f64(v)
+        case (.string, .string(let text)):
+            try budget.spend(bytes: text.utf8.count)
+            return .string(text)
+        case (.list(.scalar(.u8)), .bytes(let bytes)):
+            try budget.spend(bytes: bytes.count)
+            return .bytes(bytes)
+        case (.list(.scalar(.u8)), .list(let values)) where values.isEmpty:
+            return .bytes([])
+        case (.list(let element), .list(let values)):
+            try budget.spend(elements: values.count)
+            try budget.spend(bytes: values.count)
+            return .list(try values.map { try element.lift($0, budget: &budget) })
+        case (.record(let names, let types), .record(let fields)):
+            guard fields.map(\.name) == names else { throw mismatch(value) }
+            return .record(try zip(fields, types).map { try $1.lift($0.value, budget: &budget) })
+        case (.variant(let names, let cases), .variant(let name, let payload)):
+            guard let index = names.firstIndex(of: name) else { throw mismatch(value) }
+            return .variant(case: UInt32(index), payload: try Self.liftPayload(cases[index], payload, budget: &budget, whole: value))
+        case (.enumeration(let names), .enumeration(let name)):
+            guard let index = names.firstIndex(of: name) else { throw mismatch(value) }
+            return .enumeration(UInt32(index))
+        case (.result(let ok, let error), .result(let isOk, let payload)):
+            return .variant(case: isOk ? 0 : 1, payload: try Self.liftPayload(isOk ? ok : error, payload, budget: &budget, whole: value))
+        default:
+            throw mismatch(value)
+        }
+    }
+
+    private static func liftPayload(
+        _ type: ComponentType?, _ payload: ComponentValue?, budget: inout ComponentBudget, whole: ComponentValue
+    ) throws -> CanonicalValue? {
+        switch (type, payload) {
+        case (nil, nil): return nil
+        case (let type?, let payload?): return try type.lift(payload, budget: &budget)
+        default: throw CanonicalValueMismatch("a case payload of \(describe(whole)) does not match its WIT type")
+        }
+    }
+
+    /// Converts a host value of this type (built by the bindings, so its shape is ours) for the guest.
+    func lower(_ value: CanonicalValue) throws -> ComponentValue {
+        switch (self, value) {
+        case (.scalar, .bool(let v)): return .bool(v)
+        case (.scalar, .u8(let v)): return .u8(v)
+        case (.scalar, .u16(let v)): return .u16(v)
+        case (.scalar, .u32(let v)): return .u32(v)
+        case (.scalar, .u64(let v)): return .u64(v)
+        case (.scalar, .s8(let v)): return .s8(v)
+        case (.scalar, .s16(let v)): return .s16(v)
+        case (.scalar, .s32(let v)): return .s32(v)
+        case (.scalar, .s64(let v)): return .s64(v)
+        case (.scalar, .f32(let v)): return .f32(v)
+        case (.scalar, .f64(let v)): return .f64(v)
+        case (.string, .string(let text)): return .string(text)
+        case (.list(.scalar(.u8)), .bytes(let bytes)): return .bytes(bytes)
+        case (.list(let element), .list(let values)): return .list(try values.map(element.lower))
+        case (.list(let element), .bytes(let bytes)): return .list(try bytes.map { try element.lower(.u8($0)) })
+        case (.record(let names, let types), .record(let fields)) where fields.count == names.count:
+            return .record(try zip(names, zip(types, fields)).map { ComponentField($0, try $1.0.lower($1.1)) })
+        case (.variant(let names, let cases), .variant(let index, let payload)) where Int(index) < names.count:
+            return .variant(names[Int(index)], try Self.lowerPayload(cases[Int(index)], payload))
+        case (.enumeration(let names), .variant(let index, nil)) where Int(index) < names.count:
+            return .enumeration(names[Int(index)])
+        case (.result(let ok, let error), .variant(let index, let payload)) where index < 2:
+            return .result(isOk: index == 0, try Self.lowerPayload(index == 0 ? ok : error, payload))
+        default:
+            throw CanonicalValueMismatch("the host built \(value) for a \(canonical)")
+        }
+    }
+
+    private static func lowerPayload(_ type: ComponentType?, _ payload: CanonicalValue?) throws -> ComponentValue? {
+        switch (type, payload) {
+        case (nil, nil): return nil
+        case (let type?, let payload?): return try type.lower(payload)
+        default: throw CanonicalValueMismatch("the host built a case payload that does not match its WIT type")
+        }
+    }
+
+    private func mismatch(_ value: ComponentValue) -> CanonicalValueMismatch {
+        CanonicalValueMismatch("expected \(witName), got \(Self.describe(value))")
+    }
+
+    /// The type in WIT's words, for messages.
+    var witName: String {
+        switch self {
+        case .scalar(let type): type.description
+        case .string: "string"
+        case .list(let element): "list<\(element.witName)>"
+        case .record(let names, _): "record { \(names.joined(separator: ", ")) }"
+        case .variant(let names, _): "variant { \(names.joined(separator: ", ")) }"
+        case .enumeration(let names): "enum { \(names.joined(separator: ", ")) }"
+        case .result(let ok, let error): "result<\(ok?.witName ?? "_"), \(error?.witName ?? "_")>"
+        }
+    }
+
+    /// A short description of a guest value's shape (never its contents, which may be huge or secret).
+    static func describe(_ value: ComponentValue) -> String {
+        switch value {
+        case .bool: "a bool"
+        case .s8: "an s8"
+        case .u8: "a u8"
+        case .s16: "an s16"
+        case .u16: "a u16"
+        case .s32: "an s32"
+        case .u32: "a u32"
+        case .s64: "an s64"
+        case .u64: "a u64"
+        case .f32: "an f32"
+        case .f64: "an f64"
+        case .char: "a char"
+        case .string: "a string"
+        case .bytes(let bytes): "a list of \(bytes.count) u8"
+        case .list(let values): "a list of \(values.count) values"
+        case .record(let fields): "a record { \(fields.map(\.name).joined(separator: ", ")) }"
+        case .tuple(let values): "a tuple of \(values.count)"
+        case .variant(let name, _): "variant case '\(TerminalText.escaped(String(name.prefix(64))))'"
+        case .enumeration(let name): "enum case '\(TerminalText.escaped(String(name.prefix(64))))'"
+        case .option: "an option"
+        case .result: "a result"
+        case .flags: "flags"
+        }
+    }
+}
+
+/// A WIT function's parameter and result types with their names.
+struct ComponentSignature: Sendable, Hashable {
+    let parameters: [ComponentType]
+    let result: ComponentType?
+
+    /// The types of `wit/peon.wit`, by the binding's call name (`fs.read`, ...).
+    static func of(_ binding: PeonHostBindings.Binding) -> ComponentSignature {
+        table[binding.call] ?? ComponentSignature(parameters: [], result: nil)
+    }
+
+    static let errorCode = ComponentType.enumeration(HostErrorCode.allCases.map(\.description))
+    static let error = ComponentType.record(["code", "message"], [errorCode, .string])
+    static let bytes = ComponentType.list(.scalar(.u8))
+    static let header = ComponentType.record(["name", "value"], [.string, .string])
+    static let request = ComponentType.record(["method", "url", "headers", "body"], [.string, .string, .list(header), bytes])
+    static let response = ComponentType.record(["status", "headers", "body"], [.scalar(.u16), .list(header), bytes])
+    static let value = ComponentType.variant(
+        ["null", "integer", "real", "text", "blob"], [nil, .scalar(.s64), .scalar(.f64), .string, bytes])
+    static let rows = ComponentType.record(["columns", "rows"], [.list(.string), .list(.list(value))])
+    static let output = ComponentType.record(["code", "stdout", "stderr"], [.scalar(.s32), bytes, bytes])
+    static let level = ComponentType.enumeration(LogLevel.allCases.map(\.description))
+
+    static func returning(_ parameters: [ComponentType], _ ok: ComponentType?) -> ComponentSignature {
+        ComponentSignature(parameters: parameters, result: .result(ok: ok, error: error))
+    }
+
+    static let table: [String: ComponentSignature] = [
+        "fs.read": returning([.string], bytes),
+        "fs.write": returning([.string, bytes], nil),
+        "fs.append": returning([.string, bytes], nil),
+        "fs.read-dir": returning([.string], .list(.string)),
+        "fs.remove": returning([.string], nil),
+        "http.send": returning([request], response),
+        "db.query": returning([.string, .string, .list(value)], rows),
+        "db.execute": returning([.string, .string, .list(value)], .scalar(.u64)),
+        "exec.run": returning([.string, .list(.string), bytes], output),
+        "log.log": ComponentSignature(parameters: [level, .string], result: nil),
+    ]
+}
