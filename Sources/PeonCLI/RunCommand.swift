@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PeonEngine
+import PeonEngineWasmtime
 import PeonInterface
 import PeonMediator
 import PeonAudit
@@ -169,7 +170,7 @@ struct RunCommand: ParsableCommand {
     /// log records a run), with the option that works. The engine is never switched silently: the two
     /// engines meter fuel differently and wasmtime needs an extra install, so the choice stays the user's.
     private func refuseComponentOnWasmKit(_ plan: RunPlan) throws(RunError) {
-        if engine == "wasmkit", ComponentBinary.isComponent(plan.module.bytes) {
+        if host.engine == "wasmkit", ComponentBinary.isComponent(plan.module.bytes) {
             throw Runner.componentNeedsWasmtime(module)
         }
     }
@@ -179,8 +180,8 @@ struct RunCommand: ParsableCommand {
     /// compiles for tens of seconds the first time, then loads from the cache in well under a second.
     /// Failures are left to the worker, which reports them as for any run.
     private func warmComponentCache(_ plan: RunPlan) {
-        guard engine == "wasmtime", ComponentBinary.isComponent(plan.module.bytes),
-              let wasmtime = try? WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
+        guard host.engine == "wasmtime", ComponentBinary.isComponent(plan.module.bytes),
+              let wasmtime = try? WasmtimeEngine.load(libraryPath: host.wasmtimeLibrary)
         else { return }
         let started = ContinuousClock.now
         guard let (_, cache) = try? wasmtime.compileComponentReportingCache(plan.module.bytes) else { return }
