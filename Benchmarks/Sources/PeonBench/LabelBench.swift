@@ -23,8 +23,8 @@ struct LabelBench {
             + "(the outcome entry records it), and each write checks the run's labels against the grant's clearance and records them on the "
             + "written file (an extended attribute).")
         report.line()
-        let plain = try Workspace(httpPort: server.port)
-        let labelled = try Workspace(httpPort: server.port, labelled: true)
+        let plain = try Workspace(httpPort: server.port, name: "labels-plain")
+        let labelled = try Workspace(httpPort: server.port, labelled: true, name: "labels-labelled")
         defer {
             try? FileManager.default.removeItem(atPath: plain.root)
             try? FileManager.default.removeItem(atPath: labelled.root)

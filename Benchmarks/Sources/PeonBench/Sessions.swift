@@ -16,8 +16,9 @@ final class Workspace {
 
     /// `labelled`: the `data/**` grant carries `labels = ["hr"]` and `clearance = ["hr"]`, so every read brings a label
     /// into the run and every write is checked against it (and labels the file it writes).
-    init(httpPort: UInt16, labelled: Bool = false) throws {
-        root = try makeTemporaryDirectory(labelled ? "labelled" : "guest")
+    /// `name` names its temporary folder (each workspace needs its own).
+    init(httpPort: UInt16, labelled: Bool = false, name: String = "guest") throws {
+        root = try makeTemporaryDirectory(name)
         let data = root + "/data"
         try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
         try Data(repeating: 0x61, count: 16).write(to: URL(fileURLWithPath: data + "/small.txt"))
