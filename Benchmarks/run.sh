@@ -16,9 +16,17 @@ python_module_version() {
 }
 
 echo "building PeonBench (release)..." >&2
-swift build -c release --product PeonBench 2>&1 | grep -E "error|warning: .*Benchmarks/Sources" >&2 || true
+build_log="$(mktemp)"
+# A failed build stops the run: an older PeonBench left in .build must never produce the results.
+if ! swift build -c release --product PeonBench >"$build_log" 2>&1; then
+    grep -E "error" "$build_log" >&2 || cat "$build_log" >&2
+    echo "run.sh: the release build of PeonBench failed; run 'swift build -c release' in Benchmarks/ to see why" >&2
+    rm -f "$build_log"
+    exit 1
+fi
+grep -E "warning: .*Benchmarks/Sources" "$build_log" >&2 || true
+rm -f "$build_log"
 binary="$(swift build -c release --show-bin-path)/PeonBench"
-[ -x "$binary" ] || { echo "run.sh: the release build of PeonBench failed; run 'swift build -c release' in Benchmarks/ to see why" >&2; exit 1; }
 
 export BENCH_TOOLCHAIN="$(swift --version 2>&1 | grep -m1 -o 'Swift version [^ ]*' || echo unknown)"
 export BENCH_PYTHON="$(python3 --version 2>&1 || echo none)"
