@@ -150,7 +150,7 @@ struct AuditBench {
                 try? FileManager.default.removeItem(atPath: path)
             }
         }
-        report.table(["processes", "sync", "entries", "appended", "appends/s (all processes)", "log verifies with exactly these entries"], rows)
+        report.table(["processes", "sync", "durability", "entries appended", "appends/s (all processes)", "log verifies with exactly these entries"], rows)
         report.line()
     }
 
