@@ -27,10 +27,17 @@ fi
 grep -E "warning: .*Benchmarks/Sources" "$build_log" >&2 || true
 rm -f "$build_log"
 binary="$(swift build -c release --show-bin-path)/PeonBench"
+# The release peon-wasm for the MCP section (section 7), built from the same sources in this package's .build.
+if swift build -c release --product peon-wasm >/dev/null 2>&1; then
+    peon_wasm=(--peon-wasm "$(swift build -c release --show-bin-path)/peon-wasm")
+else
+    echo "run.sh: the release build of peon-wasm failed; the MCP section will say it was not measured" >&2
+    peon_wasm=()
+fi
 
 export BENCH_TOOLCHAIN="$(swift --version 2>&1 | grep -m1 -o 'Swift version [^ ]*' || echo unknown)"
 export BENCH_PYTHON="$(python3 --version 2>&1 || echo none)"
 export BENCH_PYCASBIN="$(python_module_version casbin)"
 export BENCH_WASMTIME="$(python_module_version wasmtime)"
-"$binary" --out RESULTS.md --pycasbin "$PWD/pycasbin_bench.py" "$@"
+"$binary" --out RESULTS.md --pycasbin "$PWD/pycasbin_bench.py" "${peon_wasm[@]}" "$@"
 echo "wrote $PWD/RESULTS.md" >&2

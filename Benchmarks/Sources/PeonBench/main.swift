@@ -1,7 +1,7 @@
 // PeonBench: the cost of mediation, measured side by side with native operations and with pycasbin.
 // Run everything with Benchmarks/run.sh, which builds this in release mode and writes Benchmarks/RESULTS.md.
 //
-//   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents] [--out PATH] [--pycasbin SCRIPT]
+//   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents,mcp] [--peon-wasm PATH] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
 import PeonEngineWasmKit
 
@@ -12,7 +12,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 }
 let quick = arguments.contains("--quick")
 let out = option("--out") ?? "RESULTS.md"
-let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents").split(separator: ",").map(String.init))
+let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents,mcp").split(separator: ",").map(String.init))
 let pycasbinScript = option("--pycasbin") ?? "pycasbin_bench.py"
 
 func loadAverage() -> String {
@@ -90,6 +90,11 @@ do {
     }
     if sections.contains("audit") {
         try AuditBench(report: report, quick: quick).run()
+    }
+    if sections.contains("mcp") {
+        let script = URL(fileURLWithPath: pycasbinScript).deletingLastPathComponent().appendingPathComponent("mcp_bench.py").path
+        let root = URL(fileURLWithPath: script).deletingLastPathComponent().deletingLastPathComponent().path
+        try McpBench(report: report, peonWasm: option("--peon-wasm"), script: script, repositoryRoot: root, quick: quick).run()
     }
     if sections.contains("agents") {
         try AgentBench(report: report, workspace: workspace, engines: engines, quick: quick).run()
