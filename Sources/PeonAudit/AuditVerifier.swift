@@ -35,8 +35,15 @@ public enum AuditVerifier {
     ///     (``VerificationSummary/signatureChecked`` is then false).
     ///   - extraCheckpoints: paths of earlier checkpoints an auditor kept; each must be a prefix of the log.
     /// - Throws: an ``AuditError`` whose code says what failed (see ``AuditError/exitCode``).
+    ///
+    /// `progress`, if given, is called after every `progressEvery` entries with the entries checked so far, the
+    /// bytes read and the bytes to read (nil when the log is still being written), so a command can show progress
+    /// on a large log.
     public static func verify(logPath: String, verifierKey: String?,
-                              extraCheckpoints: [String] = []) throws(AuditError) -> VerificationSummary {
+                              extraCheckpoints: [String] = [],
+                              progressEvery: UInt64 = 65_536,
+                              progress: ((_ entries: UInt64, _ bytesRead: Int64, _ totalBytes: Int64?) -> Void)? = nil)
+        throws(AuditError) -> VerificationSummary {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         let fd = try FileIO.openRegularForReading(path: logPath)
         defer { close(fd) }
@@ -63,8 +70,11 @@ public enum AuditVerifier {
         var prev = [UInt8](repeating: 0, count: 32)
         var skippedLiveTail = false
         try checkPrefixes(checkpoints, tree: tree, logPath: logPath)
+        var bytesRead: Int64 = 0
+        let every = max(1, progressEvery)
         while let item = try reader.next() {
             let seq = tree.size
+            if let progress, seq > 0, seq % every == 0 { progress(seq, bytesRead, end) }
             let lineNumber = Int(seq) + 1
             let place = "\(logPath):\(lineNumber)"
             switch item {
@@ -77,6 +87,7 @@ public enum AuditVerifier {
                                  "\(place): the last line has no newline (a writer died mid-line); the next open of the log cuts it and records log.recovered",
                                  line: lineNumber, seq: seq)
             case .line(let bytes):
+                bytesRead += Int64(bytes.count) + 1
                 let entry: AuditEntry
                 switch AuditEntry.parse(bytes) {
                 case .success(let e): entry = e

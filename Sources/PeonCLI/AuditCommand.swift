@@ -93,7 +93,16 @@ struct AuditCommand: ParsableCommand {
                     keyText = try CheckpointSigner.load(keyPath: path).verifierKey
                     source = "the local key \(path) (pass --key to check against a key you trust)"
                 }
-                let summary = try AuditVerifier.verify(logPath: log, verifierKey: keyText, extraCheckpoints: checkpoints)
+                let meter = ProgressLine(label: "verifying \(log)")
+                let summary: VerificationSummary
+                do throws(AuditError) {
+                    summary = try AuditVerifier.verify(logPath: log, verifierKey: keyText, extraCheckpoints: checkpoints,
+                                                       progress: meter.map { meter in { meter.show(done: $1, total: $2, count: $0) } })
+                } catch {
+                    meter?.clear()
+                    throw error
+                }
+                meter?.clear()
                 print("ok: \(summary.size) entries, root \(hex(summary.rootHash))")
                 print("checkpoint: size \(summary.checkpoint.size), origin \(summary.checkpoint.origin), signature checked with \(source)")
                 if summary.uncheckpointed > 0 {

@@ -37,3 +37,27 @@ func failure(_ message: String, code: Int32) -> ExitCode {
 func printWarning(_ message: String) {
     printError("peon-wasm: warning: \(message)")
 }
+
+/// A one-line progress report on stderr for long operations (`audit verify` of a large log), redrawn in place.
+/// Exists only when stderr is a terminal: piped or redirected, a command stays quiet.
+struct ProgressLine {
+    let label: String
+
+    /// A progress line for `label`, or nil when stderr is not a terminal.
+    init?(label: String) {
+        guard isatty(2) == 1 else { return nil }
+        self.label = TerminalText.escaped(label)
+    }
+
+    /// Redraws the line: `count` items, and the percentage of `done` bytes in `total` when known.
+    func show(done: Int64, total: Int64?, count: UInt64) {
+        var text = "\r\u{1B}[Kpeon-wasm: \(label): \(count) entries"
+        if let total, total > 0 { text += " (\(min(100, done * 100 / total)) %)" }
+        Array(text.utf8).withUnsafeBytes { writeAll(2, $0) }
+    }
+
+    /// Erases the line, so the command's own output starts on a clean line.
+    func clear() {
+        Array("\r\u{1B}[K".utf8).withUnsafeBytes { writeAll(2, $0) }
+    }
+}

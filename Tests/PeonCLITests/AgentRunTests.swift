@@ -103,6 +103,8 @@ struct AgentRunTests {
             #expect(try fixture.entries().enumerated().allSatisfy { ($0.element["seq"] as? Int) == $0.offset })
             let verified = try fixture.verify()
             #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+            // Progress is for terminals: piped, verify prints its verdict and nothing on stderr.
+            #expect(verified.stderr.isEmpty, "\(verified.stderr)")
         }
     }
 
