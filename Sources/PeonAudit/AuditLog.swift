@@ -51,7 +51,8 @@ public enum AuditDurability: Sendable {
 ///
 /// Any number of processes may append to one log at once. Each write holds an exclusive `flock` on the log only
 /// while it appends: the writer first reads the lines other processes appended since it last held the lock, checks
-/// each (it must parse, carry the next `seq` and chain to the line before) and adds them to its Merkle tree, then
+/// each byte for byte (it must carry the next `seq`, chain to the line before and hold no control byte; any other
+/// line gets the full parse, and stops the log unless it is that entry after all) and adds them to its Merkle tree, then
 /// numbers and chains its own queued entries after them and writes them in one `write`. So the file holds one
 /// gap-free `seq`, one hash chain and one tree, and every checkpoint (signed under the same lock, over the whole
 /// file) extends the one before. Inside a process every caller goes through one ordered writer; whichever caller
@@ -413,14 +414,14 @@ public final class AuditLog: Sendable {
     /// Takes the exclusive file lock unless this process's lease holds it, and then catches up with what other
     /// processes appended (returning a torn tail it cut). In `batch` mode the lock is kept as a lease, ended by a
     /// timer after ``leaseIdle`` without appends or ``leaseLimit`` in all.
-    private func lockFile(_ w: inout Writer) throws(AuditError) -> [UInt8]? {
+    private func lockFile(_ w: inout Writer, lease: Bool = true) throws(AuditError) -> [UInt8]? {
         let now = ContinuousClock.now
         w.lastUse = now
         if w.leased { return nil }
         try FileIO.flockWaiting(fd, LOCK_EX, path: path)
         do throws(AuditError) {
             let cut = try catchUp(&w)
-            if sync == .batch && now >= w.noLeaseBefore {
+            if lease && sync == .batch && now >= w.noLeaseBefore {
                 w.leased = true
                 w.leaseTaken = now
                 scheduleLeaseCheck(after: Self.leaseIdle)
@@ -622,7 +623,7 @@ public final class AuditLog: Sendable {
         try writer.withLock { w throws(AuditError) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
-                let cut = try lockFile(&w)
+                let cut = try lockFile(&w, lease: false)
                 // The checkpoint ends a lease: the lock is released below either way.
                 w.leased = false
                 defer { _ = flock(fd, LOCK_UN) }

@@ -16,7 +16,7 @@ struct McpBench {
         report.line("## 7. MCP tool calls")
         report.line()
         report.line("A client made with the official Python MCP SDK (`mcp_bench.py`) starts `peon-wasm mcp` over stdio (batch audit) and calls "
-            + "a tool that answers at once (*noop*, no host call) and `c-summarizer` (lists and reads four reports, is refused nothing, writes a summary); "
+            + "a tool that answers at once (*noop*, no host call) and `c-summarizer` (lists the folder, reads its three reports, writes a summary); "
             + "each call is a fresh instance under its grants with its `run.start`/`run.end` and every host call audited. "
             + "*16 clients*: 16 client sessions, each its own server process (stdio), calling *noop* in a loop once all are connected. "
             + "*`peon-wasm run` per call*: the same module run as one process per call, what a client without a server would do. "
