@@ -71,6 +71,12 @@ typedef enum {
 int peon_spawn_worker(const char *path, char *const argv[], char *const envp[], peon_containment containment,
                       int liveness_fd, int liveness_target, pid_t *pid);
 
+/// A close-on-exec descriptor for the child process `pid` (`pidfd_open(2)`, Linux 5.3+), readable once the
+/// child has exited, so a `poll` loop learns of the exit without polling `waitpid`. Returns -1 with errno
+/// set (`ENOSYS` on an older kernel or under a seccomp filter that refuses it). The call number comes from
+/// <sys/syscall.h>.
+int peon_pidfd_open(pid_t pid);
+
 /// Creates a pipe whose both ends are close-on-exec. Returns 0, or -1 with errno set.
 int peon_pipe_cloexec(int fds[2]);
 

@@ -32,10 +32,18 @@ struct ExecCapability: Sendable {
 
     /// Creates the capability.
     ///
-    /// - Parameter workingDirectory: the absolute folder programs run in.
-    init(workingDirectory: String) {
+    /// - Parameters:
+    ///   - workingDirectory: the absolute folder programs run in.
+    ///   - waitsOnPidfd: whether the exit is awaited on a pidfd (`false` only in tests, to run the
+    ///   fallback a kernel without `pidfd_open` gets).
+    init(workingDirectory: String, waitsOnPidfd: Bool = true) {
         self.workingDirectory = workingDirectory
+        self.waitsOnPidfd = waitsOnPidfd
     }
+
+    /// Whether ``run(program:arguments:stdin:environment:timeout:maxOutputBytes:)`` awaits the child's exit on
+    /// its pidfd; otherwise (and on a kernel without `pidfd_open`) it polls `waitpid` with backoff.
+    let waitsOnPidfd: Bool
 
     /// Runs `program` with `arguments` and waits for it, within `timeout`.
     ///
@@ -84,7 +92,12 @@ struct ExecCapability: Sendable {
         _ = consume outWrite
         _ = consume errWrite
 
-        var session = ChildSession(pid: pid, program: program, maxOutputBytes: max(0, maxOutputBytes))
+        // Readable when the child exits, so the loop below waits on it with its streams instead of polling
+        // `waitpid` (-1 on a kernel without pidfd_open: then it looks again with backoff). The pid cannot be
+        // reused before this process reaps it.
+        let exitFD = waitsOnPidfd ? peon_pidfd_open(pid) : -1
+        defer { if exitFD >= 0 { _ = close(exitFD) } }
+        var session = ChildSession(pid: pid, program: program, maxOutputBytes: max(0, maxOutputBytes), exitFD: exitFD)
         return try session.serve(
             stdin: stdin, stdinFD: stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw, deadline: deadline)
     }
@@ -184,12 +197,15 @@ private struct ChildSession {
     let pid: pid_t
     let program: String
     let maxOutputBytes: Int
+    /// The child's pidfd (readable once it exited), or -1: then the exit is found by polling `waitpid`.
+    let exitFD: Int32
     var exitStatus: Int32?
 
-    init(pid: pid_t, program: String, maxOutputBytes: Int) {
+    init(pid: pid_t, program: String, maxOutputBytes: Int, exitFD: Int32) {
         self.pid = pid
         self.program = program
         self.maxOutputBytes = maxOutputBytes
+        self.exitFD = exitFD
     }
 
     /// Sends `SIGKILL` to the child's whole process group and reaps the child if not yet reaped.
@@ -240,6 +256,7 @@ private struct ChildSession {
             if stdinOpen { fds.append(pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)) }
             if stdoutOpen { fds.append(pollfd(fd: stdoutFD, events: Int16(POLLIN), revents: 0)) }
             if stderrOpen { fds.append(pollfd(fd: stderrFD, events: Int16(POLLIN), revents: 0)) }
+            if exitFD >= 0 && exitStatus == nil { fds.append(pollfd(fd: exitFD, events: Int16(POLLIN), revents: 0)) }
             let (seconds, attoseconds) = remaining.components
             if fds.isEmpty {
                 // Every stream is closed, so the child is exiting (or has let go of its output): look again
@@ -258,6 +275,10 @@ private struct ChildSession {
                 throw hostError(errno: currentErrno, "exec '\(program)': poll")
             }
             for entry in fds where entry.revents != 0 {
+                if entry.fd == exitFD {
+                    reap(blocking: false)
+                    continue
+                }
                 if entry.fd == stdinFD {
                     let count = stdin.withUnsafeBytes { raw in
                         send(stdinFD, raw.baseAddress.map { $0 + stdinOffset }, stdin.count - stdinOffset, Int32(MSG_NOSIGNAL))

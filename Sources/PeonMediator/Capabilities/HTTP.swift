@@ -36,7 +36,9 @@ import Musl
 /// - `CONNECT`, `TRACE` and `TRACK` are refused (a `TRACE` echo would hand injected secrets to the guest).
 /// - The response body is capped (`limit-exceeded`); the whole call, DNS included, is bounded by the
 ///   timeout and the caller's deadline (`timeout`). Bodies are not decompressed.
-/// - Every call uses its own client and connection: nothing is pooled across calls or guests.
+/// - Connections are kept alive within one capability (one run) only, per host name, checked address,
+///   scheme and port: a later call reuses an idle connection only when its own fresh lookup and check reach
+///   the same address. Nothing is pooled across runs or guests; ``shutdown()`` closes them all.
 ///
 /// `send` blocks the calling thread (the guest's) until the answer; never call it on a SwiftNIO event
 /// loop thread.
@@ -48,6 +50,20 @@ import Musl
 
     /// Whether ``shutdown()`` was called.
     private let isShutDown = Mutex(false)
+
+    /// The clients kept for keep-alive, one per destination, oldest first (at most ``maxClients``).
+    private let clients = Mutex<[(key: Destination, client: HTTPClient)]>([])
+
+    /// The most destinations a run keeps connections to; using one more closes the oldest.
+    static let maxClients = 16
+
+    /// Where a kept connection goes: what the URL names and the address its check reached.
+    struct Destination: Hashable, Sendable {
+        var scheme: String
+        var host: String
+        var port: Int
+        var address: String
+    }
 
     /// The most headers a guest may send, and their total size in bytes.
     static let maxRequestHeaders = 100
@@ -98,22 +114,7 @@ import Musl
 
         let address = try Self.checkedAddress(for: url, allowedAddresses: allowedAddresses, deadline: end)
 
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,
-            timeout: .init(connect: Self.timeAmount(until: end), read: Self.timeAmount(until: end)),
-            proxy: nil,
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(1))
-        // One attempt per call: by default the client retries a refused or failed connection with backoff until
-        // the connect timeout, which here is the whole deadline, so a guest would wait 30 s to learn a port is closed.
-        // Retrying is the guest's decision (each attempt is then its own mediated, audited call).
-        configuration.connectionPool.retryConnectionEstablishment = false
-        if case .name(let name) = url.host {
-            // Connect to the address checked above; the Host header and TLS name stay `name`.
-            configuration.dnsOverride = [name: address.description]
-        }
-        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-        defer { _ = try? client.shutdown().wait() }
+        let client = try self.client(for: url, address: address)
 
         let outgoing: HTTPClient.Request
         do {
@@ -142,9 +143,62 @@ import Musl
             body: body)
     }
 
-    /// Refuses new calls from now on. Calls already running finish or time out on their own.
+    /// Refuses new calls from now on and closes the kept connections. Calls already running finish or time out
+    /// on their own.
     @_spi(Benchmarks) public func shutdown() {
         isShutDown.withLock { $0 = true }
+        let kept = clients.withLock { kept in
+            defer { kept = [] }
+            return kept
+        }
+        for entry in kept { Self.close(entry.client) }
+    }
+
+    deinit {
+        // A capability dropped without shutdown() still closes its connections.
+        for entry in clients.withLock({ $0 }) { Self.close(entry.client) }
+    }
+
+    /// Shuts `client` down without blocking (the callback form never waits, so it is safe on any thread); the
+    /// shutdown keeps the client alive until it is done.
+    private static func close(_ client: HTTPClient) {
+        client.shutdown(queue: .global()) { _ in }
+    }
+
+    /// The client for `url` connecting to `address` (which this call checked), kept for later calls to the same
+    /// destination. The connection goes to `address` whatever the name resolves to later (`dnsOverride`), while
+    /// the `Host` header and TLS keep the name.
+    private func client(for url: CanonicalURL, address: IPAddress) throws(HostError) -> HTTPClient {
+        let key = Destination(scheme: url.scheme, host: url.hostText, port: url.port, address: address.description)
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: Self.timeAmount(for: timeout), read: Self.timeAmount(for: timeout)),
+            proxy: nil,
+            decompression: .disabled)
+        // Each call's own deadline (passed with the request) bounds it; these bound a connection.
+        configuration.connectionPool = .init(idleTimeout: .seconds(5))
+        // One attempt per call: by default the client retries a refused or failed connection with backoff until
+        // the connect timeout, so a guest would wait 30 s to learn a port is closed. Retrying is the guest's
+        // decision (each attempt is then its own mediated, audited call).
+        configuration.connectionPool.retryConnectionEstablishment = false
+        if case .name(let name) = url.host {
+            configuration.dnsOverride = [name: address.description]
+        }
+        let (client, evicted): (HTTPClient?, HTTPClient?) = clients.withLock { kept in
+            if isShutDown.withLock({ $0 }) { return (nil, nil) }
+            if let index = kept.firstIndex(where: { $0.key == key }) {
+                let entry = kept.remove(at: index)
+                kept.append(entry)
+                return (entry.client, nil)
+            }
+            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+            kept.append((key, client))
+            let evicted = kept.count > Self.maxClients ? kept.removeFirst().client : nil
+            return (client, evicted)
+        }
+        if let evicted { Self.close(evicted) }
+        guard let client else { throw HostError(.io, "http: the host is shutting down") }
+        return client
     }
 
     // MARK: Checks
@@ -288,6 +342,12 @@ import Musl
         }
         var seen: Set<IPAddress> = []
         return .success(addresses.filter { seen.insert($0).inserted })
+    }
+
+    static func timeAmount(for duration: Duration) -> TimeAmount {
+        let (seconds, attoseconds) = duration.components
+        if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return .nanoseconds(1) }
+        return .nanoseconds(Int64(clamping: seconds) &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
     }
 
     static func timeAmount(until deadline: ContinuousClock.Instant) -> TimeAmount {

@@ -88,6 +88,23 @@ import Glibc
         #expect(stderr?.code == .limitExceeded)
     }
 
+    /// The exit is awaited on the child's pidfd, or (on a kernel without `pidfd_open`) by polling `waitpid`:
+    /// both collect the status of a program that closed its output long before it exited, and of one that exits
+    /// at once.
+    @Test(arguments: [true, false])
+    func theExitStatusIsCollectedWhenOutputClosesBeforeTheExit(waitsOnPidfd: Bool) throws {
+        let capability = ExecCapability(workingDirectory: "/", waitsOnPidfd: waitsOnPidfd)
+        let late = try capability.run(program: "/bin/sh", arguments: ["-c", "echo early; exec >&- 2>&-; sleep 0.3; exit 7"],
+                                      stdin: [], environment: [:], timeout: .seconds(20), maxOutputBytes: 1 << 10)
+        #expect(late.code == 7)
+        #expect(late.stdout == Array("early\n".utf8))
+        for _ in 0..<20 {
+            let quick = try capability.run(program: "/bin/sh", arguments: ["-c", "exit 3"], stdin: [], environment: [:],
+                                           timeout: .seconds(20), maxOutputBytes: 1 << 10)
+            #expect(quick.code == 3)
+        }
+    }
+
     @Test func aMissingProgramIsNotFound() {
         #expect(hostError { () throws(HostError) in try Self.run("/nonexistent/program") }?.code == .notFound)
     }
