@@ -6,7 +6,9 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Dispatch
 import PeonSystem
+import Synchronization
 
 /// Writes all of `bytes` to a file descriptor, retrying partial writes; gives up quietly on a closed pipe.
 func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
@@ -59,5 +61,49 @@ struct ProgressLine {
     /// Erases the line, so the command's own output starts on a clean line.
     func clear() {
         Array("\r\u{1B}[K".utf8).withUnsafeBytes { writeAll(2, $0) }
+    }
+}
+
+/// "peon-wasm: LABEL: N s" on stderr, redrawn every second while a long step runs (compiling a large module
+/// with wasmtime), from one second in, and erased when the step ends. Exists only when stderr is a terminal:
+/// piped or redirected, a command stays quiet.
+final class ElapsedProgress: Sendable {
+    private let label: String
+    private let fd: Int32
+    /// Whether the line is on screen, and whether the step ended (no redraw after that).
+    private let state = Mutex<(shown: Bool, ended: Bool)>((false, false))
+
+    /// A progress line for `label` on `fd`, or nil when `fd` is not a terminal (`isTerminal` is for tests).
+    init?(label: String, fd: Int32 = 2, isTerminal: Bool? = nil) {
+        guard isTerminal ?? (isatty(fd) == 1) else { return nil }
+        self.label = TerminalText.escaped(label)
+        self.fd = fd
+    }
+
+    /// Runs `body`, showing the elapsed seconds while it runs.
+    @discardableResult
+    func during<T>(every interval: Duration = .seconds(1), _ body: () throws -> T) rethrows -> T {
+        let started = ContinuousClock.now
+        let timer = DispatchSource.makeTimerSource(queue: .global())
+        let nanoseconds = Int(clamping: interval.components.seconds) * 1_000_000_000
+            + Int(interval.components.attoseconds / 1_000_000_000)
+        timer.schedule(deadline: .now() + .nanoseconds(nanoseconds), repeating: .nanoseconds(nanoseconds))
+        timer.setEventHandler { [self] in
+            let seconds = (ContinuousClock.now - started).components.seconds
+            state.withLock { state in
+                guard !state.ended else { return }
+                state.shown = true
+                Array("\r\u{1B}[Kpeon-wasm: \(label): \(seconds) s".utf8).withUnsafeBytes { writeAll(fd, $0) }
+            }
+        }
+        timer.resume()
+        defer {
+            timer.cancel()
+            state.withLock { state in
+                state.ended = true
+                if state.shown { Array("\r\u{1B}[K".utf8).withUnsafeBytes { writeAll(fd, $0) } }
+            }
+        }
+        return try body()
     }
 }

@@ -175,24 +175,35 @@ struct RunCommand: ParsableCommand {
         }
     }
 
-    /// Compiles a component into wasmtime's cache before the worker starts, so that the run's wall-clock
-    /// limit measures the agent, not Cranelift: a componentize-py component carries CPython (~18 MB) and
-    /// compiles for tens of seconds the first time, then loads from the cache in well under a second.
-    /// Failures are left to the worker, which reports them as for any run.
+    /// Compiles a component, or a core module of at least ``largeModuleBytes``, into wasmtime's cache before
+    /// the worker starts, so that the run's wall-clock limit measures the agent, not Cranelift: a
+    /// componentize-py component carries CPython (~18 MB) and compiles for tens of seconds the first time, then
+    /// loads from the cache in well under a second. On a terminal the elapsed seconds show meanwhile
+    /// (``ElapsedProgress``). Failures are left to the worker, which reports them as for any run.
     private func warmComponentCache(_ plan: RunPlan) {
-        guard host.engine == "wasmtime", ComponentBinary.isComponent(plan.module.bytes),
+        let bytes = plan.module.bytes
+        let isComponent = ComponentBinary.isComponent(bytes)
+        guard host.engine == "wasmtime", isComponent || bytes.count >= Self.largeModuleBytes,
               let wasmtime = try? WasmtimeEngine.load(libraryPath: host.wasmtimeLibrary)
         else { return }
         let started = ContinuousClock.now
-        guard let (_, cache) = try? wasmtime.compileComponentReportingCache(plan.module.bytes) else { return }
+        let what = isComponent ? "component" : "module"
+        let progress = ElapsedProgress(label: "compiling the \(what) '\(module)' with wasmtime")
+        let compile = { () -> CompilationCacheOutcome? in
+            isComponent ? (try? wasmtime.compileComponentReportingCache(bytes))?.1 : (try? wasmtime.compileReportingCache(bytes))?.1
+        }
+        guard let cache = progress.map({ $0.during(compile) }) ?? compile() else { return }
         switch cache {
         case .miss, .discarded:
             let seconds = Double(Runner.milliseconds(ContinuousClock.now - started)) / 1000
-            printError("peon-wasm: note: compiled the component in \(String(format: "%.1f", seconds))s before the run; later runs load it from the cache")
+            printError("peon-wasm: note: compiled the \(what) in \(String(format: "%.1f", seconds))s before the run; later runs load it from the cache")
         default:
             break
         }
     }
+
+    /// Core modules at least this large are compiled (and cached) before the worker starts, with progress.
+    static let largeModuleBytes = 1 << 20
 
     private func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
         try host.makeEngine(fuel: fuel)
