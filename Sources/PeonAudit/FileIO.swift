@@ -126,8 +126,9 @@ enum FileIO {
 }
 
 /// Reads a file line by line with bounded memory: a line longer than `maxLine` is reported, not buffered whole.
-struct LineReader {
-    enum Item {
+package struct LineReader {
+    /// What ``next()`` returns.
+    package enum Item {
         /// A complete line (without its newline).
         case line([UInt8])
         /// A line longer than the limit; its bytes were skipped.
@@ -149,7 +150,7 @@ struct LineReader {
     private var skipping = false
 
     /// Reads the bytes of `fd` from `offset` up to `end` (nil: the end of the file).
-    init(fd: Int32, path: String, maxLine: Int, offset: Int64 = 0, end: Int64? = nil) {
+    package init(fd: Int32, path: String, maxLine: Int, offset: Int64 = 0, end: Int64? = nil) {
         self.fd = fd
         self.path = path
         self.maxLine = maxLine
@@ -158,7 +159,7 @@ struct LineReader {
     }
 
     /// The next item, or nil at the end of the file.
-    mutating func next() throws(AuditError) -> Item? {
+    package mutating func next() throws(AuditError) -> Item? {
         while true {
             if let nl = buffer[start...].firstIndex(of: 0x0A) {
                 let line = Array(buffer[start..<nl])

@@ -4,6 +4,9 @@ import PeonAudit
 import PeonInterface
 import PeonPostgres
 import PeonSystem
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `peon-wasm audit ...`: check, prove and read tamper-evident audit logs.
 ///
@@ -270,14 +273,35 @@ struct AuditCommand: ParsableCommand {
             }
             let log = log ?? ""
             try AuditCommand.run { () throws(AuditError) in
-                guard let data = FileManager.default.contents(atPath: log) else { throw AuditError(.io, "\(log): cannot read the audit log") }
+                // Streamed: one line in memory at a time (at most AuditLog.maxLineBytes), printed as it is read, so a
+                // log of any size is shown in bounded memory.
+                let fd = open(log, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw AuditError(.io, "\(log): cannot read the audit log (\(String(cString: strerror(errno))))") }
+                defer { _ = close(fd) }
+                var reader = LineReader(fd: fd, path: log, maxLine: AuditLog.maxLineBytes)
                 let sinceKey = since.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
-                var rows: [[String]] = [["SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"]]
+                let widths = [8, 27, 14, 18, 14, 40, 8, 10, 50]
+                func printRow(_ row: [String]) {
+                    let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
+                    print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
+                }
+                printRow(["SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"])
                 var bad = 0
-                for (index, line) in data.split(separator: 0x0A, omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
-                    guard case .success(let e) = AuditEntry.parse(Array(line)) else {
+                var index = -1
+                while let item = try reader.next() {
+                    index += 1
+                    let line: [UInt8]
+                    switch item {
+                    case .line(let bytes) where bytes.isEmpty:
+                        continue
+                    case .line(let bytes), .partial(let bytes):
+                        line = bytes
+                    case .tooLong:
+                        line = []
+                    }
+                    guard !line.isEmpty, case .success(let e) = AuditEntry.parse(line) else {
                         bad += 1
-                        rows.append([String(index), "-", "-", "-", "(line \(index + 1) is not an entry)", "", "", "", ""])
+                        printRow([String(index), "-", "-", "-", "-", "-", "-", "-", "(line \(index + 1) is not an entry)"])
                         continue
                     }
                     if let module, e.record.module != module { continue }
@@ -285,13 +309,8 @@ struct AuditCommand: ParsableCommand {
                     if let runID, e.record.run != runID { continue }
                     if let sinceKey, e.time < sinceKey { continue }
                     if firstUse, e.record.details["first_use"] != "true" { continue }
-                    rows.append([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
-                                 e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
-                }
-                let widths = [8, 27, 14, 18, 14, 40, 8, 10, 50]
-                for row in rows {
-                    let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
-                    print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
+                    printRow([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
+                              e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
                 }
                 if bad > 0 {
                     printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
