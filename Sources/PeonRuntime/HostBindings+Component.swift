@@ -87,7 +87,16 @@ extension PeonHostBindings.Binding {
             for (value, type) in zip(arguments, types.parameters) {
                 lifted.append(try type.lift(value, budget: &budget))
             }
-            result = try invoke(host, lifted)
+            let answer = try invoke(host, lifted)
+            // A result crosses to the guest as ~80 host bytes per list element (our C values, then
+            // wasmtime's), and wasmtime does not bound it: one over the byte limit is replaced by
+            // error(limit-exceeded). The call itself has happened and is audited as it was.
+            if let answer, ComponentBudget.exceeds(answer, limit: limits.maxBytes) {
+                result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded,
+                    "the result holds more than \(limits.maxBytes) bytes of strings and lists, over a component's per-call limit")))
+            } else {
+                result = answer
+            }
         } catch let limit as CanonicalLimitExceeded {
             guard types.result != nil else { throw GuestMemoryError("\(qualifiedName): \(limit.message)") }
             let refusal = HostError(.limitExceeded, limit.message)
@@ -114,6 +123,27 @@ struct ComponentBudget {
         guard bytes <= limits.maxBytes else {
             throw CanonicalLimitExceeded("the arguments hold more than \(limits.maxBytes) bytes of strings and lists")
         }
+    }
+
+    /// Whether a host value holds more than `limit` bytes of strings and lists, every list element
+    /// counted at least one byte; stops counting as soon as it does.
+    static func exceeds(_ value: CanonicalValue, limit: Int) -> Bool {
+        var total = 0
+        func over(_ value: CanonicalValue) -> Bool {
+            switch value {
+            case .string(let text): total += text.utf8.count
+            case .bytes(let bytes): total += bytes.count
+            case .list(let elements):
+                total += elements.count
+                if total > limit { return true }
+                return elements.contains(where: over)
+            case .record(let fields): return fields.contains(where: over)
+            case .variant(_, let payload?): return over(payload)
+            default: return false
+            }
+            return total > limit
+        }
+        return over(value)
     }
 
     mutating func spend(elements count: Int) throws(CanonicalLimitExceeded) {

@@ -273,6 +273,22 @@ struct ComponentRunTests {
         }
     }
 
+    @Test("a result over the 16 MiB per-call limit reaches a component as error(limit-exceeded), not as 80 bytes per byte",
+          .enabled(if: available, skip))
+    func hugeResultIsReplacedByLimitExceeded() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try Data(repeating: 0x61, count: 20 << 20).write(to: fixture.note)
+            try fixture.writeGrants(Self.readGrants)
+            let reader = try Self.component("reader", in: folder)
+            let result = try fixture.run(reader, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "note.txt"])
+            #expect(result.status == 1, "\(result.stderr.prefix(300))")
+            #expect(result.stderr.contains(
+                "peon-wasm: the agent returned an error: the result holds more than 16777216 bytes of strings and lists, over a component's per-call limit"))
+            #expect(result.stdout.isEmpty)
+        }
+    }
+
     @Test("grants check lists the peon:host functions a component imports and whether the grants allow each",
           .enabled(if: available, skip))
     func grantsCheckReadsComponents() throws {
