@@ -268,8 +268,13 @@ struct ComponentRunTests {
             #expect(result.status == 1, "\(result.stderr)")
             #expect(result.stderr.contains("peon-wasm: the agent returned an error: the arguments hold more than 16777216 bytes of strings and lists"))
             let writes = try fixture.entries(call: "fs.write")
-            #expect(writes.map { $0["decision"] as? String } == ["deny"])
+            #expect(writes.map { $0["decision"] as? String } == ["deny", "deny"])
             #expect(writes.first?["reason"] as? String == "the arguments hold more than 16777216 bytes of strings and lists")
+
+            // Refused calls still count against the host-call quota: the second one is past --max-host-calls 1.
+            let counted = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--memory", "64MiB",
+                                                      "--input", "string", "--max-host-calls", "1"])
+            #expect(counted.status == 72, "\(counted.stderr)")
         }
     }
 
