@@ -130,7 +130,7 @@ struct ComponentBench {
             return
         }
         report.line("Both guests run on wasmtime, in one session each of the real `AgentSession` (batch audit), calls made by a loop inside the guest "
-            + "and divided by the batch size; the lowest of three medians (each over \(sampleCount) batches), core module and component measured alternately. "
+            + "and divided by the batch size; the lowest of \(quick ? "one median" : "three medians") (each over \(sampleCount) batches), core module and component measured alternately. "
             + "*floor*: a host import that does nothing (core: `(ptr, len, return area)`, nothing read; component: `noop: func()`, nothing to lift). "
             + "*fs.read 16 B*: an allowed read of a granted 16-byte file (decision, two audit entries, the read). "
             + "The component is a hand-written WAT module made into a component by `wasm-tools` (\(bytes.count) bytes), not CPython.")
