@@ -4,7 +4,7 @@
 #
 #   Benchmarks/run.sh            # the full run (a few minutes on 2 cores)
 #   Benchmarks/run.sh --quick    # fewer samples, smaller logs (about a minute)
-#   Benchmarks/run.sh --only policy,audit    # some sections: floor (1-3), policy (4), audit (5), agents (6)
+#   Benchmarks/run.sh --only policy,audit    # some sections: floor (1-3), policy (4), audit (5), agents (6), components (8)
 #
 # Needs: a Swift 6.1+ toolchain; python3 with `pip install casbin` for the pycasbin column and
 # `pip install wasmtime==50.0.1` for the wasmtime engine (both optional: without them the run says so).

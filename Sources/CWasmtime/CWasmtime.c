@@ -77,6 +77,33 @@
     X(wasmtime_component_export_index_delete)    \
     X(wasmtime_component_instance_get_func)      \
     X(wasmtime_component_func_call)              \
+    X(wasmtime_component_type)  \
+    X(wasmtime_component_type_delete)  \
+    X(wasmtime_component_type_import_count)  \
+    X(wasmtime_component_type_import_nth)  \
+    X(wasmtime_component_extern_type)  \
+    X(wasmtime_component_extern_delete)  \
+    X(wasmtime_component_item_delete)  \
+    X(wasmtime_component_instance_type_export_count)  \
+    X(wasmtime_component_instance_type_export_nth)  \
+    X(wasmtime_component_func_type_param_count)  \
+    X(wasmtime_component_func_type_param_nth)  \
+    X(wasmtime_component_func_type_result)  \
+    X(wasmtime_component_valtype_delete)  \
+    X(wasmtime_component_list_type_element)  \
+    X(wasmtime_component_record_type_field_count)  \
+    X(wasmtime_component_record_type_field_nth)  \
+    X(wasmtime_component_tuple_type_types_count)  \
+    X(wasmtime_component_tuple_type_types_nth)  \
+    X(wasmtime_component_variant_type_case_count)  \
+    X(wasmtime_component_variant_type_case_nth)  \
+    X(wasmtime_component_enum_type_names_count)  \
+    X(wasmtime_component_enum_type_names_nth)  \
+    X(wasmtime_component_option_type_ty)  \
+    X(wasmtime_component_result_type_ok)  \
+    X(wasmtime_component_result_type_err)  \
+    X(wasmtime_component_flags_type_names_count)  \
+    X(wasmtime_component_flags_type_names_nth)  \
     X(wasmtime_component_val_new)                \
     X(wasmtime_component_val_delete)             \
     X(wasmtime_component_vallist_new)            \

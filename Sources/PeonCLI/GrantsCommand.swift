@@ -2,9 +2,11 @@ import ArgumentParser
 import Foundation
 import PeonEngine
 import PeonEngineWasmKit
+import PeonEngineWasmtime
 import PeonInterface
 import PeonMediator
 import PeonPostgres
+import PeonRuntime
 
 /// `peon-wasm grants`: tools for per-module grants files (`policies/NAME.toml`).
 struct GrantsCommand: ParsableCommand {
@@ -43,13 +45,20 @@ struct GrantsCheckCommand: ParsableCommand {
         guard let data = FileManager.default.contents(atPath: module) else {
             fail("\(module): cannot read the module; check the path")
         }
-        let compiled: any CompiledModule
-        do {
-            compiled = try WasmKitEngine().compile(Array(data))
-        } catch {
-            fail("\(module): not a valid WebAssembly module: \(error)")
+        let imports: [(module: String, name: String)]
+        var notes: [String] = []
+        var unserved = false
+        if ComponentBinary.isComponent(Array(data)) {
+            (imports, notes, unserved) = componentImports(Array(data))
+        } else {
+            let compiled: any CompiledModule
+            do {
+                compiled = try WasmKitEngine().compile(Array(data))
+            } catch {
+                fail("\(module): not a valid WebAssembly module: \(error)")
+            }
+            imports = compiled.imports.map { (module: $0.module, name: $0.name) }
         }
-        let imports = compiled.imports.map { (module: $0.module, name: $0.name) }
         let report = checkGrants(imports: imports, grants: parsed)
         // Every line is escaped on its own: an import name or path from a hostile module cannot fake a line
         // of the report or drive the terminal.
@@ -60,7 +69,7 @@ struct GrantsCheckCommand: ParsableCommand {
         for line in report.imports {
             add("  \(line.importName): \(line.status)" + (line.grants.isEmpty ? "" : " by " + line.grants.joined(separator: ", ")))
         }
-        var warnings = report.warnings
+        var warnings = notes + report.warnings
         if let pin = parsed.sha256 {
             let digest = sha256Hex(Array(data))
             if pin != digest { warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused") }
@@ -71,7 +80,44 @@ struct GrantsCheckCommand: ParsableCommand {
         }
         for warning in warnings { add("warning: \(warning)") }
         FileHandle.standardOutput.write(Data(out.utf8))
-        if report.hasUnknownImports { throw ExitCode(1) }
+        if report.hasUnknownImports || unserved { throw ExitCode(1) }
+    }
+
+    /// A component's `peon:host` imports as (interface, function) pairs, warnings about them, and whether
+    /// it imports something this host does not serve.
+    ///
+    /// A component imports instances; which functions of each it imports is in its type, which wasmtime
+    /// reads (the component is compiled, through the cache, as for a run). Without wasmtime every
+    /// function of each imported `peon:host` interface is listed instead, with a warning saying so.
+    private func componentImports(_ bytes: [UInt8]) -> (imports: [(module: String, name: String)], notes: [String], unserved: Bool) {
+        let interface: ComponentBinary.Interface
+        do {
+            interface = try ComponentBinary.interface(bytes)
+        } catch {
+            fail("\(module): not a valid WebAssembly component: \(error.message)")
+        }
+        var notes: [String] = []
+        var unserved = false
+        for item in interface.imports where !PeonHostBindings.servesComponentImport(item.name) || item.kind != "instance" {
+            notes.append("the component imports \(item.kind) \(item.name), which this host does not serve; it will fail to load")
+            unserved = true
+        }
+        let peon = interface.imports.filter { $0.kind == "instance" && $0.name.hasPrefix("peon:host/") }
+        var functions: [String: [String]]
+        do {
+            let engine = try WasmtimeEngine.load()
+            functions = try engine.componentImportedFunctions(bytes, in: Set(peon.map(\.name)))
+        } catch {
+            if error.kind == .invalidModule { fail("\(module): not a valid WebAssembly component: \(error.message)") }
+            notes.append("wasmtime is not available (\(error.message.prefix(120))...): listing every function of each imported peon:host interface, not only those the component imports")
+            functions = [:]
+            for binding in PeonHostBindings.importDescriptors { functions[binding.module, default: []].append(binding.name) }
+        }
+        var imports: [(module: String, name: String)] = []
+        for item in peon {
+            for name in functions[item.name] ?? [] { imports.append((item.name, name)) }
+        }
+        return (imports, notes, unserved)
     }
 }
 

@@ -49,6 +49,91 @@ public struct ComponentField: Sendable, Hashable {
     }
 }
 
+/// A Component Model value type, as a component declares it and as the host's WIT declares it:
+/// structural, with field and case names (they are part of the type: component values carry them).
+public indirect enum ComponentValueType: Sendable, Hashable, CustomStringConvertible {
+    case bool, s8, u8, s16, u16, s32, u32, s64, u64, f32, f64, char, string
+    case list(ComponentValueType)
+    /// Fields in declaration order: name and type.
+    case record([ComponentTypeField])
+    case tuple([ComponentValueType])
+    /// Cases in declaration order: name and payload type, if any.
+    case variant([ComponentTypeField])
+    /// Case names in declaration order.
+    case enumeration([String])
+    case option(ComponentValueType)
+    /// `nil` stands for `_`.
+    case result(ok: ComponentValueType?, error: ComponentValueType?)
+    /// Flag names in declaration order.
+    case flags([String])
+    /// A type `peon:host` never uses (a resource handle, a future, a stream, a map, an error context),
+    /// by its kind's name: it never matches a host function's type.
+    case unsupported(String)
+
+    /// The type in WIT's words, e.g. `result<list<u8>, record { code: enum { ... }, message: string }>`.
+    public var description: String {
+        switch self {
+        case .bool: "bool"
+        case .s8: "s8"
+        case .u8: "u8"
+        case .s16: "s16"
+        case .u16: "u16"
+        case .s32: "s32"
+        case .u32: "u32"
+        case .s64: "s64"
+        case .u64: "u64"
+        case .f32: "f32"
+        case .f64: "f64"
+        case .char: "char"
+        case .string: "string"
+        case .list(let element): "list<\(element)>"
+        case .record(let fields): "record { \(fields.map { "\($0.name): \($0.type.map { "\($0)" } ?? "_")" }.joined(separator: ", ")) }"
+        case .tuple(let types): "tuple<\(types.map(\.description).joined(separator: ", "))>"
+        case .variant(let cases): "variant { \(cases.map { item in item.type.map { "\(item.name)(\($0))" } ?? item.name }.joined(separator: ", ")) }"
+        case .enumeration(let names): "enum { \(names.joined(separator: ", ")) }"
+        case .option(let type): "option<\(type)>"
+        case .result(let ok, let error): "result<\(ok.map { "\($0)" } ?? "_"), \(error.map { "\($0)" } ?? "_")>"
+        case .flags(let names): "flags { \(names.joined(separator: ", ")) }"
+        case .unsupported(let kind): kind
+        }
+    }
+}
+
+/// A named part of a compound type: a record's field (always typed) or a variant's case (typed when it
+/// has a payload).
+public struct ComponentTypeField: Sendable, Hashable {
+    /// The field's or case's name.
+    public var name: String
+    /// Its type; `nil` for a case without a payload.
+    public var type: ComponentValueType?
+
+    /// Creates a field or case.
+    public init(_ name: String, _ type: ComponentValueType?) {
+        self.name = name
+        self.type = type
+    }
+}
+
+/// A component function's type: its parameter types in order (their names do not matter to the ABI
+/// and are not compared) and its result type, if any.
+public struct ComponentFunctionType: Sendable, Hashable, CustomStringConvertible {
+    /// The parameter types.
+    public var parameters: [ComponentValueType]
+    /// The result type, or `nil` for none.
+    public var result: ComponentValueType?
+
+    /// Creates a function type.
+    public init(parameters: [ComponentValueType], result: ComponentValueType?) {
+        self.parameters = parameters
+        self.result = result
+    }
+
+    /// `func(string, list<u8>) -> result<_, ...>`.
+    public var description: String {
+        "func(\(parameters.map(\.description).joined(separator: ", ")))" + (result.map { " -> \($0)" } ?? "")
+    }
+}
+
 /// A function the host offers to components as `function` of the imported instance `interface`
 /// (e.g. `read` of `peon:host/fs@0.1.0`).
 ///
@@ -63,15 +148,32 @@ public struct ComponentHostFunction: Sendable {
     /// How many results the function returns (0 or 1). A guest that declares the import with another
     /// number is refused before the body runs.
     public var resultCount: Int
+    /// The function's type as the host's WIT declares it, or `nil` to accept whatever type the component
+    /// imports it with. With a type, an engine refuses (``EngineError/Kind/incompatibleImport``) to
+    /// instantiate a component that imports the function with any other type, so no call of a forged
+    /// import ever reaches ``body``.
+    public var type: ComponentFunctionType?
+    /// The most bytes of strings and lists (each list element counted at least one byte) the arguments of
+    /// one call may hold; checked on the engine's values before ``body`` runs or the values are copied.
+    /// A call over it gets ``oversized``'s answer instead (or, without one, ends with an error).
+    public var maximumArgumentBytes: Int?
+    /// Answers a call whose arguments are over ``maximumArgumentBytes``, given a description of the
+    /// excess (e.g. to audit the refusal and return `error(limit-exceeded)`).
+    public var oversized: (@Sendable (_ description: String) throws -> [ComponentValue])?
     /// What the function does.
     public var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
 
     /// Creates a host function.
-    public init(interface: String, name: String, resultCount: Int,
+    public init(interface: String, name: String, resultCount: Int, type: ComponentFunctionType? = nil,
+                maximumArgumentBytes: Int? = nil,
+                oversized: (@Sendable (_ description: String) throws -> [ComponentValue])? = nil,
                 body: @escaping @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]) {
         self.interface = interface
         self.name = name
         self.resultCount = resultCount
+        self.type = type
+        self.maximumArgumentBytes = maximumArgumentBytes
+        self.oversized = oversized
         self.body = body
     }
 }
@@ -111,7 +213,8 @@ public protocol CompiledComponent: Sendable {
     /// types, such as `peon:host/types`, is still imported by the components that use its types).
     ///
     /// Throws ``EngineError`` `.unknownImport` when an import is neither WASI nor one of `functions`,
-    /// `.instantiation` or `.trap` when instantiation fails.
+    /// `.incompatibleImport` when the component imports one of `functions` with another type than its
+    /// ``ComponentHostFunction/type``, `.instantiation` or `.trap` when instantiation fails.
     func instantiate(_ functions: [ComponentHostFunction], instances: [String], sandbox: ComponentSandbox,
                      limits: ResourceLimits) throws -> any ComponentInstance
 }

@@ -80,6 +80,61 @@ public enum ComponentBinary {
         return result
     }
 
+    /// Every linear memory and table that the core modules inside the component `bytes` define, summed
+    /// over all of them: each core module section (id 1) is read with ``DeclaredStorage/init(parsing:)``,
+    /// and nested components (id 4) are walked the same way, to any depth the bytes hold.
+    ///
+    /// A module counts once however often the component instantiates it; the engine refuses to create
+    /// more memories or tables than are listed here (see `docs/engines.md#components`), so a module
+    /// instantiated twice makes the component fail to instantiate rather than escape the cap. Memories
+    /// and tables a module imports are not listed: inside a component they are another module's.
+    public static func declaredStorage(_ bytes: [UInt8]) throws(Malformed) -> DeclaredStorage {
+        guard isComponent(bytes) else { throw Malformed(message: "not a component (no \\0asm header with layer 1)") }
+        var total = DeclaredStorage()
+        try collectStorage(bytes, from: 8, to: bytes.count, depth: 0, into: &total)
+        return total
+    }
+
+    /// Nested components deeper than this are refused (real ones nest one or two levels).
+    static let maximumNesting = 32
+
+    private static func collectStorage(_ bytes: [UInt8], from start: Int, to end: Int, depth: Int,
+                                       into total: inout DeclaredStorage) throws(Malformed) {
+        guard depth <= maximumNesting else {
+            throw Malformed(message: "components nested more than \(maximumNesting) levels deep at byte \(start)")
+        }
+        var reader = Reader(bytes: bytes, offset: start, end: end)
+        while !reader.atEnd {
+            let id = try reader.byte()
+            let size = Int(try reader.u32())
+            guard size <= reader.remaining else {
+                throw Malformed(message: "section \(id) at byte \(reader.offset) claims \(size) bytes; only \(reader.remaining) are left")
+            }
+            let sectionStart = reader.offset
+            reader.offset += size
+            switch id {
+            case 1:
+                let module = Array(bytes[sectionStart..<(sectionStart + size)])
+                let declared: DeclaredStorage
+                do {
+                    declared = try DeclaredStorage(parsing: module)
+                } catch {
+                    throw Malformed(message: "the core module at byte \(sectionStart): \(error.message)")
+                }
+                total.memories += declared.memories
+                total.tables += declared.tables
+            case 4:
+                // A nested component: its own preamble (8 bytes), then its sections.
+                guard size >= 8, isComponent(Array(bytes[sectionStart..<(sectionStart + 8)])) else {
+                    throw Malformed(message: "the nested component at byte \(sectionStart) has no component header")
+                }
+                try collectStorage(bytes, from: sectionStart + 8, to: sectionStart + size, depth: depth + 1, into: &total)
+            default:
+                continue
+            }
+        }
+    }
+
     /// A bounds-checked cursor over `bytes[offset..<end]`.
     struct Reader {
         let bytes: [UInt8]

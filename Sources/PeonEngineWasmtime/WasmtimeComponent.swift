@@ -25,10 +25,16 @@ extension WasmtimeEngine: ComponentEngine {
         guard ComponentBinary.isComponent(bytes) else {
             throw EngineError(.invalidModule, "invalid component: the bytes do not start with the component header (\\0asm, layer 1)")
         }
-        guard let moduleCache = cache else { return (try compileComponentFresh(bytes), .disabled) }
+        let storage: DeclaredStorage
+        do {
+            storage = try ComponentBinary.declaredStorage(bytes)
+        } catch {
+            throw EngineError(.invalidModule, "invalid component: cannot read its memories and tables to bound them: \(error.message)")
+        }
+        guard let moduleCache = cache else { return (try compileComponentFresh(bytes, storage: storage), .disabled) }
         let cache = CompilationCache(directory: moduleCache.directory, engineTag: moduleCache.engineTag + "-component")
         if let reason = cache.prepareDirectory() {
-            return (try compileComponentFresh(bytes), .unusable(reason: reason))
+            return (try compileComponentFresh(bytes, storage: storage), .unusable(reason: reason))
         }
         let digest = Array(SHA256.hash(data: bytes))
         var outcome = CompilationCacheOutcome.miss
@@ -43,7 +49,7 @@ extension WasmtimeEngine: ComponentEngine {
             if let error {
                 outcome = .discarded(reason: "wasmtime refused the cached compilation: \(api.consume(error: error))")
             } else if let handle {
-                return (WasmtimeCompiledComponent(runtime: runtime, handle: handle), .hit)
+                return (WasmtimeCompiledComponent(runtime: runtime, handle: handle, storage: storage), .hit)
             } else {
                 outcome = .discarded(reason: "wasmtime returned no component for the cached compilation")
             }
@@ -52,7 +58,7 @@ extension WasmtimeEngine: ComponentEngine {
         case nil:
             break
         }
-        let component = try compileComponentFresh(bytes)
+        let component = try compileComponentFresh(bytes, storage: storage)
         var serialized = wasm_byte_vec_t()
         if let error = runtime.api.wasmtime_component_serialize(component.handle, &serialized) {
             _ = runtime.api.consume(error: error)
@@ -65,7 +71,7 @@ extension WasmtimeEngine: ComponentEngine {
         return (component, outcome)
     }
 
-    private func compileComponentFresh(_ bytes: [UInt8]) throws(EngineError) -> WasmtimeCompiledComponent {
+    private func compileComponentFresh(_ bytes: [UInt8], storage: DeclaredStorage) throws(EngineError) -> WasmtimeCompiledComponent {
         let api = runtime.api
         var handle: OpaquePointer?
         let error = bytes.withUnsafeBufferPointer { buffer -> OpaquePointer? in
@@ -76,7 +82,7 @@ extension WasmtimeEngine: ComponentEngine {
             throw EngineError(.invalidModule, "invalid component: \(api.consume(error: error))")
         }
         guard let handle else { throw EngineError(.invalidModule, "invalid component: wasmtime returned no component") }
-        return WasmtimeCompiledComponent(runtime: runtime, handle: handle)
+        return WasmtimeCompiledComponent(runtime: runtime, handle: handle, storage: storage)
     }
 }
 
@@ -87,10 +93,13 @@ extension WasmtimeEngine: ComponentEngine {
 final class WasmtimeCompiledComponent: CompiledComponent, @unchecked Sendable {
     let runtime: WasmtimeRuntime
     let handle: OpaquePointer
+    /// The memories and tables all of the component's core modules define, which the memory cap bounds.
+    let storage: DeclaredStorage
 
-    init(runtime: WasmtimeRuntime, handle: OpaquePointer) {
+    init(runtime: WasmtimeRuntime, handle: OpaquePointer, storage: DeclaredStorage) {
         self.runtime = runtime
         self.handle = handle
+        self.storage = storage
     }
 
     deinit {
@@ -100,11 +109,32 @@ final class WasmtimeCompiledComponent: CompiledComponent, @unchecked Sendable {
     func instantiate(_ functions: [ComponentHostFunction], instances: [String], sandbox: ComponentSandbox,
                      limits: ResourceLimits) throws -> any ComponentInstance
     {
+        try checkImportTypes(functions)
         let state = WasmtimeComponentState(component: self, limits: limits)
         try state.configure(sandbox: sandbox)
         try state.link(functions, instances: instances)
         try state.instantiate()
         return WasmtimeComponentInstance(state: state)
+    }
+}
+
+extension WasmtimeCompiledComponent {
+    /// Refuses the component when it imports one of `functions` with another type than the function's
+    /// declared ``ComponentHostFunction/type``: wasmtime's dynamic host functions accept whatever type
+    /// the component declares, so without this a forged import would reach the host (which acts) and
+    /// fail only when its result does not fit.
+    func checkImportTypes(_ functions: [ComponentHostFunction]) throws(EngineError) {
+        let typed = functions.filter { $0.type != nil }
+        guard !typed.isEmpty else { return }
+        let declared = try importedFunctions(in: Set(typed.map(\.interface)))
+        for function in typed {
+            guard let expected = function.type,
+                  let actual = declared[function.interface]?.first(where: { $0.name == function.name })?.type,
+                  actual != expected
+            else { continue }
+            throw EngineError(.incompatibleImport,
+                "the component imports \(function.interface)#\(function.name) as \(actual), but the host declares it as \(expected)")
+        }
     }
 }
 
@@ -158,10 +188,15 @@ final class WasmtimeComponentState {
     /// environment and stdin, output to its sinks, and nothing else (wasmtime's WASI context starts with
     /// no preopened directory, no network access and no name lookups, and none is added here).
     func configure(sandbox: ComponentSandbox) throws(EngineError) {
-        // wasmtime's limiter caps each linear memory and each table on its own: every memory of the
-        // component may use up to the cap, tables up to the cap at 8 bytes per element.
-        let tableElements = limits.memoryBytes / DeclaredStorage.tableElementBytes
-        api.wasmtime_store_limiter(store, Int64(clamping: limits.memoryBytes), Int64(clamping: tableElements), -1, -1, -1)
+        // wasmtime's limiter caps each linear memory and each table on its own, and how many of them the
+        // store may create. As for core modules, the cap is split over every memory and table the
+        // component's core modules define (all of them, read from the binary), and the store may create
+        // no more memories and tables than that: with every one at its limit the sum stays within the
+        // cap, and a module the component instantiates twice fails instantiation instead of doubling it.
+        let storage = component.storage
+        let split = try storage.uniformLimits(budget: limits.memoryBytes)
+        api.wasmtime_store_limiter(store, Int64(clamping: split.memoryBytes), Int64(clamping: split.tableElements),
+                                   -1, Int64(storage.tables.count), Int64(storage.memories.count))
         let fuel = min(limits.fuel ?? UInt64(Int64.max), UInt64(Int64.max))
         if let error = api.wasmtime_context_set_fuel(context, fuel) {
             throw EngineError(.unavailable, "wasmtime refused a fuel budget: \(api.consume(error: error))")
@@ -423,6 +458,18 @@ final class ComponentBinding {
                 throw GuestMemoryError(
                     "\(qualified): the component imports it with \(resultCount) result(s), but the WIT function has \(function.resultCount)")
             }
+            // Before the arguments are copied or the host acts: wasmtime has already lifted them into its
+            // own values; measuring those allocates nothing, and a call over the byte limit goes no further.
+            if let maximum = function.maximumArgumentBytes, let arguments {
+                var measure = ComponentValueMeasure(limit: maximum)
+                if !measure.fits(arguments, count: argumentCount) {
+                    let description = "the arguments hold more than \(maximum) bytes of strings and lists"
+                    guard let oversized = function.oversized else { throw GuestMemoryError("\(qualified): \(description)") }
+                    let produced = try oversized(description)
+                    try write(produced, qualified: qualified, results: results, resultCount: resultCount)
+                    return nil
+                }
+            }
             let reader = ComponentValueReader(api: api)
             var values: [ComponentValue] = []
             values.reserveCapacity(argumentCount)
@@ -435,21 +482,27 @@ final class ComponentBinding {
                 }
             }
             let produced = try function.body(values)
-            guard produced.count == resultCount else {
-                throw GuestMemoryError(
-                    "\(qualified): the component imports it with \(resultCount) result(s), but the WIT function has \(produced.count)")
-            }
-            if state.limits.isPastDeadline {
-                throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed during \(qualified)")
-            }
-            if let results {
-                let writer = ComponentValueWriter(api: api)
-                for (index, value) in produced.enumerated() { results[index] = writer.make(value) }
-            }
+            try write(produced, qualified: qualified, results: results, resultCount: resultCount)
             return nil
         } catch {
             state.pendingError = error
             return "host function \(qualified) failed".withCString { api.wasmtime_error_new($0) }
+        }
+    }
+
+    /// Hands the host's results to wasmtime, after checking their count and the deadline.
+    private func write(_ produced: [ComponentValue], qualified: String,
+                       results: UnsafeMutablePointer<wasmtime_component_val_t>?, resultCount: Int) throws {
+        guard produced.count == resultCount else {
+            throw GuestMemoryError(
+                "\(qualified): the component imports it with \(resultCount) result(s), but the WIT function has \(produced.count)")
+        }
+        if state.limits.isPastDeadline {
+            throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed during \(qualified)")
+        }
+        if let results {
+            let writer = ComponentValueWriter(api: state.component.runtime.api)
+            for (index, value) in produced.enumerated() { results[index] = writer.make(value) }
         }
     }
 }

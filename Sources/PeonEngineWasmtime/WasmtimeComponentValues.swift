@@ -189,3 +189,59 @@ struct ComponentValueWriter {
         return result
     }
 }
+
+/// Adds up the bytes of strings and lists in wasmtime's values (borrowed; nothing is allocated) and
+/// stops as soon as they pass a limit: every string byte and every list element counts one byte
+/// (a `list<u8>` is its length), however deep the values nest.
+struct ComponentValueMeasure {
+    let limit: Int
+    private(set) var total = 0
+
+    init(limit: Int) { self.limit = max(limit, 0) }
+
+    /// Whether `count` values from `values` hold at most `limit` bytes.
+    mutating func fits(_ values: UnsafePointer<wasmtime_component_val_t>, count: Int) -> Bool {
+        for index in 0..<count where !fits(values + index, depth: 0) { return false }
+        return true
+    }
+
+    private mutating func add(_ count: Int) -> Bool {
+        let (sum, overflow) = total.addingReportingOverflow(count)
+        total = overflow ? .max : sum
+        return total <= limit
+    }
+
+    private mutating func fits(_ value: UnsafePointer<wasmtime_component_val_t>, depth: Int) -> Bool {
+        // Deeper values are refused by the reader anyway; counting stops there too.
+        guard depth < ComponentValueReader.maximumDepth else { return true }
+        let of = value.pointee.of
+        switch Int(value.pointee.kind) {
+        case Int(PEON_COMPONENT_STRING): return add(of.string.size)
+        case Int(PEON_COMPONENT_ENUM): return add(of.enumeration.size)
+        case Int(PEON_COMPONENT_LIST), Int(PEON_COMPONENT_TUPLE):
+            let list = Int(value.pointee.kind) == Int(PEON_COMPONENT_LIST) ? of.list : of.tuple
+            guard add(list.size) else { return false }
+            guard let data = list.data else { return true }
+            for index in 0..<list.size where !fits(data + index, depth: depth + 1) { return false }
+            return true
+        case Int(PEON_COMPONENT_RECORD):
+            guard let data = of.record.data else { return true }
+            for index in 0..<of.record.size {
+                guard let field = (data + index).pointer(to: \.val) else { continue }
+                if !fits(UnsafePointer(field), depth: depth + 1) { return false }
+            }
+            return true
+        case Int(PEON_COMPONENT_VARIANT):
+            guard add(of.variant.discriminant.size) else { return false }
+            return of.variant.val.map { fits($0, depth: depth + 1) } ?? true
+        case Int(PEON_COMPONENT_OPTION):
+            return of.option.map { fits($0, depth: depth + 1) } ?? true
+        case Int(PEON_COMPONENT_RESULT):
+            return of.result.val.map { fits($0, depth: depth + 1) } ?? true
+        case Int(PEON_COMPONENT_FLAGS):
+            return add(of.flags.size)
+        default:
+            return true
+        }
+    }
+}

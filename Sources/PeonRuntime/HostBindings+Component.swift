@@ -13,14 +13,26 @@ public import PeonInterface
 /// ``GuestMemoryError`` naming the import; arguments over the limits are refused with
 /// `error(limit-exceeded)` and audited, as for core modules.
 extension PeonHostBindings {
-    /// One component host function per WIT function, each calling `host`.
-    public static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits())
+    /// The per-call argument limits of a component: 16 MiB of strings and lists, a quarter of a core
+    /// module's 64 MiB, because wasmtime has already turned a component's arguments into host values
+    /// (about 32 host bytes per guest byte of a `list<u8>`) before the host sees them. The engine
+    /// checks the byte limit on wasmtime's values before anything is copied (see `docs/engines.md#components`).
+    public static let componentArgumentLimits = CanonicalLimits(maxBytes: 16 << 20)
+
+    /// One component host function per WIT function, each calling `host`, each declaring its WIT type
+    /// (an engine refuses a component that imports it with another) and `limits.maxBytes` as its
+    /// argument byte limit: a call over it is refused with `error(limit-exceeded)` and audited, as for
+    /// core modules (a function without a result, `log`, ends the guest's call instead).
+    public static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = componentArgumentLimits)
         -> [ComponentHostFunction]
     {
         bindings.map { binding in
             let types = ComponentSignature.of(binding)
-            return ComponentHostFunction(interface: binding.module, name: binding.name, resultCount: types.result == nil ? 0 : 1) {
-                arguments in
+            return ComponentHostFunction(
+                interface: binding.module, name: binding.name, resultCount: types.result == nil ? 0 : 1,
+                type: types.functionType, maximumArgumentBytes: limits.maxBytes,
+                oversized: { description in try binding.refuseOversized(host, description: description, types: types) }
+            ) { arguments in
                 try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
             }
         }
@@ -52,6 +64,15 @@ extension PeonHostBindings {
 }
 
 extension PeonHostBindings.Binding {
+    /// The answer to a call whose arguments are over the byte limit: the refusal is audited and the guest
+    /// gets `error(limit-exceeded)`; a function without a result ends the guest's call.
+    func refuseOversized(_ host: any HostInterface, description: String, types: ComponentSignature) throws -> [ComponentValue] {
+        guard let type = types.result else { throw GuestMemoryError("\(qualifiedName): \(description)") }
+        let refusal = HostError(.limitExceeded, description)
+        host.refused(call: call, error: refusal)
+        return [try type.lower(.error(PeonHostBindings.errorValue(refusal)))]
+    }
+
     /// One component call: check and convert the arguments, call the host, convert the result back.
     func callComponent(
         _ host: any HostInterface, arguments: [ComponentValue], types: ComponentSignature, limits: CanonicalLimits
@@ -66,7 +87,16 @@ extension PeonHostBindings.Binding {
             for (value, type) in zip(arguments, types.parameters) {
                 lifted.append(try type.lift(value, budget: &budget))
             }
-            result = try invoke(host, lifted)
+            let answer = try invoke(host, lifted)
+            // A result crosses to the guest as ~80 host bytes per list element (our C values, then
+            // wasmtime's), and wasmtime does not bound it: one over the byte limit is replaced by
+            // error(limit-exceeded). The call itself has happened and is audited as it was.
+            if let answer, ComponentBudget.exceeds(answer, limit: limits.maxBytes) {
+                result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded,
+                    "the result holds more than \(limits.maxBytes) bytes of strings and lists, over a component's per-call limit")))
+            } else {
+                result = answer
+            }
         } catch let limit as CanonicalLimitExceeded {
             guard types.result != nil else { throw GuestMemoryError("\(qualifiedName): \(limit.message)") }
             let refusal = HostError(.limitExceeded, limit.message)
@@ -95,6 +125,27 @@ struct ComponentBudget {
         }
     }
 
+    /// Whether a host value holds more than `limit` bytes of strings and lists, every list element
+    /// counted at least one byte; stops counting as soon as it does.
+    static func exceeds(_ value: CanonicalValue, limit: Int) -> Bool {
+        var total = 0
+        func over(_ value: CanonicalValue) -> Bool {
+            switch value {
+            case .string(let text): total += text.utf8.count
+            case .bytes(let bytes): total += bytes.count
+            case .list(let elements):
+                total += elements.count
+                if total > limit { return true }
+                return elements.contains(where: over)
+            case .record(let fields): return fields.contains(where: over)
+            case .variant(_, let payload?): return over(payload)
+            default: return false
+            }
+            return total > limit
+        }
+        return over(value)
+    }
+
     mutating func spend(elements count: Int) throws(CanonicalLimitExceeded) {
         elements += count
         guard elements <= limits.maxElements else {
@@ -113,6 +164,33 @@ indirect enum ComponentType: Sendable, Hashable {
     case variant([String], [ComponentType?])
     case enumeration([String])
     case result(ok: ComponentType?, error: ComponentType?)
+
+    /// The same type as the engine describes a component's types.
+    var valueType: ComponentValueType {
+        switch self {
+        case .scalar(let type):
+            switch type {
+            case .bool: .bool
+            case .u8: .u8
+            case .u16: .u16
+            case .u32: .u32
+            case .u64: .u64
+            case .s8: .s8
+            case .s16: .s16
+            case .s32: .s32
+            case .s64: .s64
+            case .f32: .f32
+            case .f64: .f64
+            default: .unsupported("\(type)")
+            }
+        case .string: .string
+        case .list(let element): .list(element.valueType)
+        case .record(let names, let types): .record(zip(names, types).map { ComponentTypeField($0, $1.valueType) })
+        case .variant(let names, let cases): .variant(zip(names, cases).map { ComponentTypeField($0, $1?.valueType) })
+        case .enumeration(let names): .enumeration(names)
+        case .result(let ok, let error): .result(ok: ok?.valueType, error: error?.valueType)
+        }
+    }
 
     /// The same type without names, as the core-module ABI sees it.
     var canonical: CanonicalType {
@@ -269,6 +347,11 @@ indirect enum ComponentType: Sendable, Hashable {
 struct ComponentSignature: Sendable, Hashable {
     let parameters: [ComponentType]
     let result: ComponentType?
+
+    /// The function type an engine checks a component's import against.
+    var functionType: ComponentFunctionType {
+        ComponentFunctionType(parameters: parameters.map(\.valueType), result: result?.valueType)
+    }
 
     /// The types of `wit/peon.wit`, by the binding's call name (`fs.read`, ...).
     static func of(_ binding: PeonHostBindings.Binding) -> ComponentSignature {

@@ -336,15 +336,28 @@ final class HostCallCounter: Sendable {
         return wrapped
     }
 
+    /// The same for a component's function: its body and its answer to oversized arguments both count
+    /// (a call refused for its size is still a call).
     func counting(_ function: ComponentHostFunction) -> ComponentHostFunction {
         var wrapped = function
         let body = function.body
         wrapped.body = { [self] arguments in
-            let calls = count.wrappingAdd(1, ordering: .relaxed).newValue
-            if calls > limit { throw HostCallLimitExceeded(limit: limit) }
-            if cancellation?.isCancelled == true { throw RunCancelled() }
+            try admit()
             return try body(arguments)
         }
+        if let oversized = function.oversized {
+            wrapped.oversized = { [self] description in
+                try admit()
+                return try oversized(description)
+            }
+        }
         return wrapped
+    }
+
+    /// Counts one call; throws when it is past the limit or the run is cancelled.
+    private func admit() throws {
+        let calls = count.wrappingAdd(1, ordering: .relaxed).newValue
+        if calls > limit { throw HostCallLimitExceeded(limit: limit) }
+        if cancellation?.isCancelled == true { throw RunCancelled() }
     }
 }

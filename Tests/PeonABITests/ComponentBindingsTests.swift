@@ -101,6 +101,36 @@ struct ComponentBindingsTests {
         #expect(host.calls == [.refused("fs.write", .limitExceeded)])
     }
 
+    @Test("each function declares its wit/peon.wit type for the engine to check before instantiation")
+    func functionsDeclareTheirWITTypes() throws {
+        let host = RecordingHost()
+        let error = "record { code: enum { denied, invalid-argument, not-found, limit-exceeded, io, timeout }, message: string }"
+        #expect(try Self.function("fs", "read", host: host).type?.description == "func(string) -> result<list<u8>, \(error)>")
+        #expect(try Self.function("fs", "write", host: host).type?.description == "func(string, list<u8>) -> result<_, \(error)>")
+        #expect(try Self.function("log", "log", host: host).type?.description == "func(enum { debug, info, warn, error }, string)")
+        #expect(try Self.function("db", "query", host: host).type?.description
+            == "func(string, string, list<variant { null, integer(s64), real(f64), text(string), blob(list<u8>) }>) -> "
+            + "result<record { columns: list<string>, rows: list<list<variant { null, integer(s64), real(f64), text(string), blob(list<u8>) }>> }, \(error)>")
+        // Every function is typed: none is left for the engine to accept with any type.
+        #expect(PeonHostBindings.componentFunctions(for: host).allSatisfy { $0.type != nil })
+        #expect(host.calls.isEmpty)
+    }
+
+    @Test("components get a 16 MiB per-call argument limit; a call over it is an audited limit-exceeded refusal")
+    func oversizedCallsAreRefusedBeforeTheBody() throws {
+        let host = RecordingHost()
+        let write = try Self.function("fs", "write", host: host, limits: PeonHostBindings.componentArgumentLimits)
+        #expect(write.maximumArgumentBytes == 16 << 20)
+        #expect(PeonHostBindings.componentFunctions(for: host).allSatisfy { $0.maximumArgumentBytes == 16 << 20 })
+        let oversized = try #require(write.oversized)
+        let results = try oversized("the arguments hold more than 16777216 bytes of strings and lists")
+        #expect(results == [.result(isOk: false, Self.errorRecord(.limitExceeded, "the arguments hold more than 16777216 bytes of strings and lists"))])
+        #expect(host.calls == [.refused("fs.write", .limitExceeded)])
+        // log has no result to carry the refusal: the call ends instead.
+        let log = try #require(try Self.function("log", "log", host: host).oversized)
+        #expect(throws: GuestMemoryError.self) { try log("too big") }
+    }
+
     @Test("a component's run result must be result<string, string>")
     func runResultShapeIsChecked() throws {
         final class Answering: ComponentInstance {

@@ -44,6 +44,14 @@ struct ComponentRunTests {
         return output
     }
 
+    /// Makes the component written whole in WAT, `name.wat` (a `(component ...)`), with `wasm-tools parse`.
+    static func wholeComponent(_ name: String, in folder: URL) throws -> String {
+        let output = folder.appendingPathComponent("\(name).wasm").path
+        let result = try runTool("wasm-tools", ["parse", sources.appendingPathComponent("\(name).wat").path, "-o", output])
+        try #require(result.status == 0, "wasm-tools parse \(name).wat: \(result.stderr)")
+        return output
+    }
+
     struct Fixture {
         let folder: URL
         var note: URL { folder.appendingPathComponent("note.txt") }
@@ -160,21 +168,38 @@ struct ComponentRunTests {
         }
     }
 
-    @Test("a component importing fs.read with a forged type traps naming the import; nothing is decided",
+    @Test("a component importing fs.read with a forged type is refused before it runs (exit 67); nothing is decided",
           .enabled(if: available, skip))
-    func forgedImportTypeTraps() throws {
+    func forgedImportTypeIsRefused() throws {
         try withTemporaryDirectory { folder in
             let fixture = try Fixture(folder)
             try fixture.writeGrants(Self.readGrants)
             let forged = try Self.component("forged", wit: Self.sources.appendingPathComponent("forged"), in: folder)
             let result = try fixture.run(forged, ["--engine", "wasmtime", "--grants", fixture.grants.path])
-            #expect(result.status == 69, "\(result.stderr)")
-            #expect(result.stderr.contains("peon:host/fs@0.1.0#read: expected string, got a u32"))
+            #expect(result.status == 67, "\(result.stderr)")
+            #expect(result.stderr.contains(
+                "peon-wasm: error: the component imports peon:host/fs@0.1.0#read as func(u32) -> u32, but the host declares it as func(string) -> result<list<u8>, record { code: enum { denied, "))
             #expect(try fixture.entries(call: "fs.read").isEmpty)
         }
     }
 
-    @Test("a component importing fs.remove without its result is refused before the host acts: the file stays",
+    @Test("a forged result type on fs.write is refused at instantiation: no decision, no audited allow, no file",
+          .enabled(if: available, skip))
+    func forgedResultIsRefusedBeforeActing() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("module = \"forged-write\"\n[[fs]]\npaths = [\"out.txt\"]\nallow = [\"write\"]\n")
+            let forged = try Self.component("forged-write", wit: Self.sources.appendingPathComponent("forged-write"), in: folder)
+            let result = try fixture.run(forged, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "out.txt"])
+            #expect(result.status == 67, "\(result.stderr)")
+            #expect(result.stderr.contains("the component imports peon:host/fs@0.1.0#write as func(string, list<u8>) -> u32, but the host declares it as func(string, list<u8>) -> result<_, record {"))
+            #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("out.txt").path))
+            #expect(try fixture.entries(call: "fs.write").isEmpty)
+            #expect(try fixture.entries().allSatisfy { $0["decision"] as? String != "allow" })
+        }
+    }
+
+    @Test("a component importing fs.remove without its result is refused before it runs: the file stays",
           .enabled(if: available, skip))
     func unansweredImportIsRefusedBeforeActing() throws {
         try withTemporaryDirectory { folder in
@@ -182,10 +207,116 @@ struct ComponentRunTests {
             try fixture.writeGrants("module = \"unanswered\"\n[[fs]]\npaths = [\"note.txt\"]\nallow = [\"remove\"]\n")
             let component = try Self.component("unanswered", wit: Self.sources.appendingPathComponent("unanswered"), in: folder)
             let result = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "note.txt"])
-            #expect(result.status == 69, "\(result.stderr)")
-            #expect(result.stderr.contains("peon:host/fs@0.1.0#remove: the component imports it with 0 result(s), but the WIT function has 1"))
+            #expect(result.status == 67, "\(result.stderr)")
+            #expect(result.stderr.contains("the component imports peon:host/fs@0.1.0#remove as func(string), but the host declares it as func(string) -> result<_, "))
             #expect(FileManager.default.fileExists(atPath: fixture.note.path))
             #expect(try fixture.entries(call: "fs.remove").isEmpty)
+        }
+    }
+
+    @Test("the memory cap covers all of a component's memories: two memories together stay within 64 MiB",
+          .enabled(if: available, skip))
+    func twoMemoriesShareTheCap() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let component = try Self.wholeComponent("two-memories", in: folder)
+            let result = try fixture.run(component, ["--engine", "wasmtime", "--memory", "64MiB"])
+            #expect(result.status == 69)
+            // `unreachable`: both memories grew until refused and held at most 1024 pages together; a
+            // division by zero would mean they held more.
+            #expect(result.stderr.contains("unreachable"), "\(result.stderr)")
+            #expect(!result.stderr.contains("divide by zero"), "\(result.stderr)")
+        }
+    }
+
+    @Test("a component instantiating a memory-defining module twice is refused at instantiation",
+          .enabled(if: available, skip))
+    func moduleInstantiatedTwiceIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let component = try Self.wholeComponent("twice", in: folder)
+            let result = try fixture.run(component, ["--engine", "wasmtime", "--memory", "64MiB"])
+            #expect(result.status == 69)
+            #expect(result.stderr.contains("memory count too high"), "\(result.stderr)")
+            #expect(!result.stderr.contains("unreachable"), "\(result.stderr)")
+        }
+    }
+
+    @Test("a 20 MiB list argument is stopped by wasmtime's hostcall fuel before the host sees it: no decision, no file",
+          .enabled(if: available, skip))
+    func hugeListIsStoppedBeforeTheHost() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("module = \"huge\"\n[[fs]]\npaths = [\"out.txt\"]\nallow = [\"write\"]\n")
+            let component = try Self.component("huge-arguments", in: folder)
+            let result = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--memory", "64MiB", "--input", "list"])
+            #expect(result.status == 69, "\(result.stderr)")
+            #expect(result.stderr.contains("too much data is being copied between the host and the guest"), "\(result.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: folder.appendingPathComponent("out.txt").path))
+            #expect(try fixture.entries(call: "fs.write").isEmpty)
+        }
+    }
+
+    @Test("a 20 MiB string argument is over the component's 16 MiB per-call limit: an audited limit-exceeded refusal",
+          .enabled(if: available, skip))
+    func hugeStringIsRefusedByTheComponentLimit() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants("module = \"huge\"\n[[fs]]\npaths = [\"out.txt\"]\nallow = [\"write\"]\n")
+            let component = try Self.component("huge-arguments", in: folder)
+            let result = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--memory", "64MiB", "--input", "string"])
+            #expect(result.status == 1, "\(result.stderr)")
+            #expect(result.stderr.contains("peon-wasm: the agent returned an error: the arguments hold more than 16777216 bytes of strings and lists"))
+            let writes = try fixture.entries(call: "fs.write")
+            #expect(writes.map { $0["decision"] as? String } == ["deny", "deny"])
+            #expect(writes.first?["reason"] as? String == "the arguments hold more than 16777216 bytes of strings and lists")
+
+            // Refused calls still count against the host-call quota: the second one is past --max-host-calls 1.
+            let counted = try fixture.run(component, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--memory", "64MiB",
+                                                      "--input", "string", "--max-host-calls", "1"])
+            #expect(counted.status == 72, "\(counted.stderr)")
+        }
+    }
+
+    @Test("a result over the 16 MiB per-call limit reaches a component as error(limit-exceeded), not as 80 bytes per byte",
+          .enabled(if: available, skip))
+    func hugeResultIsReplacedByLimitExceeded() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try Data(repeating: 0x61, count: 20 << 20).write(to: fixture.note)
+            try fixture.writeGrants(Self.readGrants)
+            let reader = try Self.component("reader", in: folder)
+            let result = try fixture.run(reader, ["--engine", "wasmtime", "--grants", fixture.grants.path, "--input", "note.txt"])
+            #expect(result.status == 1, "\(result.stderr.prefix(300))")
+            #expect(result.stderr.contains(
+                "peon-wasm: the agent returned an error: the result holds more than 16777216 bytes of strings and lists, over a component's per-call limit"))
+            #expect(result.stdout.isEmpty)
+        }
+    }
+
+    @Test("grants check lists the peon:host functions a component imports and whether the grants allow each",
+          .enabled(if: available, skip))
+    func grantsCheckReadsComponents() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.readGrants)
+            let reader = try Self.component("reader", in: folder)
+            let result = try runPeonWasm(["grants", "check", reader, "--grants", fixture.grants.path], directory: folder)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("  peon:host/fs@0.1.0#read: granted by fs[0] ("), "\(result.stdout)")
+            #expect(result.stdout.contains("  peon:host/log@0.1.0#log: no grant needed"), "\(result.stdout)")
+            // Only what the component imports: the reader's fs instance has read, not write.
+            #expect(!result.stdout.contains("fs@0.1.0#write"), "\(result.stdout)")
+
+            try fixture.writeGrants("module = \"reader\"\n")
+            let ungranted = try runPeonWasm(["grants", "check", reader, "--grants", fixture.grants.path], directory: folder)
+            #expect(ungranted.status == 0)
+            #expect(ungranted.stdout.contains("  peon:host/fs@0.1.0#read: not granted (every call will be denied)"), "\(ungranted.stdout)")
+
+            let extra = try Self.component("extra", wit: Self.sources.appendingPathComponent("extra"), in: folder)
+            let unserved = try runPeonWasm(["grants", "check", extra, "--grants", fixture.grants.path], directory: folder)
+            #expect(unserved.status == 1, "\(unserved.stdout)")
+            #expect(unserved.stdout.contains("warning: the component imports instance test:extra/net@0.1.0, which this host does not serve; it will fail to load"))
         }
     }
 

@@ -1,7 +1,7 @@
 // PeonBench: the cost of mediation, measured side by side with native operations and with pycasbin.
 // Run everything with Benchmarks/run.sh, which builds this in release mode and writes Benchmarks/RESULTS.md.
 //
-//   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents,mcp] [--peon-wasm PATH] [--out PATH] [--pycasbin SCRIPT]
+//   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents,mcp,components] [--peon-wasm PATH] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
 import PeonEngineWasmKit
 
@@ -12,7 +12,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 }
 let quick = arguments.contains("--quick")
 let out = option("--out") ?? "RESULTS.md"
-let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents,mcp").split(separator: ",").map(String.init))
+let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents,mcp,components").split(separator: ",").map(String.init))
 let pycasbinScript = option("--pycasbin") ?? "pycasbin_bench.py"
 
 func loadAverage() -> String {
@@ -98,6 +98,9 @@ do {
     }
     if sections.contains("agents") {
         try AgentBench(report: report, workspace: workspace, engines: engines, quick: quick).run()
+    }
+    if sections.contains("components") {
+        try ComponentBench(report: report, workspace: workspace, quick: quick).run()
     }
     report.line("Load average at the end: \(loadAverage()).")
     try? FileManager.default.removeItem(atPath: workspace.root)

@@ -44,6 +44,17 @@ typedef struct wasmtime_component_linker_t wasmtime_component_linker_t;
 typedef struct wasmtime_component_linker_instance_t wasmtime_component_linker_instance_t;
 typedef struct wasmtime_component_export_index_t wasmtime_component_export_index_t;
 typedef struct wasmtime_component_func_type_t wasmtime_component_func_type_t;
+typedef struct wasmtime_component_type_t wasmtime_component_type_t;
+typedef struct wasmtime_component_extern_t wasmtime_component_extern_t;
+typedef struct wasmtime_component_instance_type_t wasmtime_component_instance_type_t;
+typedef struct wasmtime_component_list_type_t wasmtime_component_list_type_t;
+typedef struct wasmtime_component_record_type_t wasmtime_component_record_type_t;
+typedef struct wasmtime_component_tuple_type_t wasmtime_component_tuple_type_t;
+typedef struct wasmtime_component_variant_type_t wasmtime_component_variant_type_t;
+typedef struct wasmtime_component_enum_type_t wasmtime_component_enum_type_t;
+typedef struct wasmtime_component_option_type_t wasmtime_component_option_type_t;
+typedef struct wasmtime_component_result_type_t wasmtime_component_result_type_t;
+typedef struct wasmtime_component_flags_type_t wasmtime_component_flags_type_t;
 
 // MARK: Vectors (a length and an owned array)
 
@@ -292,6 +303,64 @@ typedef wasmtime_error_t *_Nullable (*peon_component_callback_t)(
     wasmtime_component_val_t *_Nullable args, size_t nargs,
     wasmtime_component_val_t *_Nullable results, size_t nresults);
 
+// MARK: Component Model types (wasmtime/component/types/*.h of wasmtime 50; layouts checked against the
+// wheel's _bindings.py: a valtype is a kind byte and a union of pointers at offset 8, 16 bytes; an item
+// is a kind byte and a union at offset 8 that holds a pointer or a valtype, 24 bytes)
+
+/// `wasmtime_component_valtype_kind_t` values.
+enum {
+    PEON_VALTYPE_BOOL = 0,
+    PEON_VALTYPE_S8 = 1,
+    PEON_VALTYPE_S16 = 2,
+    PEON_VALTYPE_S32 = 3,
+    PEON_VALTYPE_S64 = 4,
+    PEON_VALTYPE_U8 = 5,
+    PEON_VALTYPE_U16 = 6,
+    PEON_VALTYPE_U32 = 7,
+    PEON_VALTYPE_U64 = 8,
+    PEON_VALTYPE_F32 = 9,
+    PEON_VALTYPE_F64 = 10,
+    PEON_VALTYPE_CHAR = 11,
+    PEON_VALTYPE_STRING = 12,
+    PEON_VALTYPE_LIST = 13,
+    PEON_VALTYPE_RECORD = 14,
+    PEON_VALTYPE_TUPLE = 15,
+    PEON_VALTYPE_VARIANT = 16,
+    PEON_VALTYPE_ENUM = 17,
+    PEON_VALTYPE_OPTION = 18,
+    PEON_VALTYPE_RESULT = 19,
+    PEON_VALTYPE_FLAGS = 20,
+};
+
+/// `wasmtime_component_item_kind_t` values.
+enum {
+    PEON_ITEM_COMPONENT = 0,
+    PEON_ITEM_COMPONENT_INSTANCE = 1,
+    PEON_ITEM_MODULE = 2,
+    PEON_ITEM_COMPONENT_FUNC = 3,
+    PEON_ITEM_RESOURCE = 4,
+    PEON_ITEM_CORE_FUNC = 5,
+    PEON_ITEM_TYPE = 6,
+};
+
+/// `wasmtime_component_valtype_t`: the kind, then one owned pointer to the compound type's details
+/// (unused for scalars and strings). Deleted with `wasmtime_component_valtype_delete`.
+typedef struct wasmtime_component_valtype_t {
+    uint8_t kind;
+    void *_Nullable of;
+} wasmtime_component_valtype_t;
+
+/// `wasmtime_component_item_t`: what an import or export is. `pointer` is the owned type of a
+/// component, instance, module, function or resource; `type` the valtype of a type item. Deleted with
+/// `wasmtime_component_item_delete`.
+typedef struct wasmtime_component_item_t {
+    uint8_t kind;
+    union {
+        void *_Nullable pointer;
+        wasmtime_component_valtype_t type;
+    } of;
+} wasmtime_component_item_t;
+
 /// A WASI output sink: returns the bytes taken, or a negated errno.
 typedef ptrdiff_t (*peon_wasi_output_t)(void *_Nullable data, const uint8_t *_Nullable bytes, size_t count);
 
@@ -422,6 +491,53 @@ typedef struct peon_wasmtime_api {
     wasmtime_error_t *_Nullable (*_Nonnull wasmtime_component_func_call)(
         const wasmtime_component_func_t *_Nonnull func, wasmtime_context_t *_Nonnull context,
         const wasmtime_component_val_t *_Nullable args, size_t nargs, wasmtime_component_val_t *_Nullable results, size_t nresults);
+    wasmtime_component_type_t *_Nonnull (*_Nonnull wasmtime_component_type)(const wasmtime_component_t *_Nonnull component);
+    void (*_Nonnull wasmtime_component_type_delete)(wasmtime_component_type_t *_Nonnull type);
+    size_t (*_Nonnull wasmtime_component_type_import_count)(
+        const wasmtime_component_type_t *_Nonnull type, const wasm_engine_t *_Nonnull engine);
+    bool (*_Nonnull wasmtime_component_type_import_nth)(
+        const wasmtime_component_type_t *_Nonnull type, const wasm_engine_t *_Nonnull engine, size_t nth,
+        const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len, wasmtime_component_extern_t *_Nullable *_Nonnull out);
+    void (*_Nonnull wasmtime_component_extern_type)(const wasmtime_component_extern_t *_Nonnull item, wasmtime_component_item_t *_Nonnull out);
+    void (*_Nonnull wasmtime_component_extern_delete)(wasmtime_component_extern_t *_Nonnull item);
+    void (*_Nonnull wasmtime_component_item_delete)(wasmtime_component_item_t *_Nonnull item);
+    size_t (*_Nonnull wasmtime_component_instance_type_export_count)(
+        const wasmtime_component_instance_type_t *_Nonnull type, const wasm_engine_t *_Nonnull engine);
+    bool (*_Nonnull wasmtime_component_instance_type_export_nth)(
+        const wasmtime_component_instance_type_t *_Nonnull type, const wasm_engine_t *_Nonnull engine, size_t nth,
+        const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len, wasmtime_component_extern_t *_Nullable *_Nonnull out);
+    size_t (*_Nonnull wasmtime_component_func_type_param_count)(const wasmtime_component_func_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_func_type_param_nth)(
+        const wasmtime_component_func_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name,
+        size_t *_Nonnull name_len, wasmtime_component_valtype_t *_Nonnull out);
+    bool (*_Nonnull wasmtime_component_func_type_result)(
+        const wasmtime_component_func_type_t *_Nonnull type, wasmtime_component_valtype_t *_Nonnull out);
+    void (*_Nonnull wasmtime_component_valtype_delete)(wasmtime_component_valtype_t *_Nonnull type);
+    void (*_Nonnull wasmtime_component_list_type_element)(
+        const wasmtime_component_list_type_t *_Nonnull type, wasmtime_component_valtype_t *_Nonnull out);
+    size_t (*_Nonnull wasmtime_component_record_type_field_count)(const wasmtime_component_record_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_record_type_field_nth)(
+        const wasmtime_component_record_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name,
+        size_t *_Nonnull name_len, wasmtime_component_valtype_t *_Nonnull out);
+    size_t (*_Nonnull wasmtime_component_tuple_type_types_count)(const wasmtime_component_tuple_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_tuple_type_types_nth)(
+        const wasmtime_component_tuple_type_t *_Nonnull type, size_t nth, wasmtime_component_valtype_t *_Nonnull out);
+    size_t (*_Nonnull wasmtime_component_variant_type_case_count)(const wasmtime_component_variant_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_variant_type_case_nth)(
+        const wasmtime_component_variant_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name,
+        size_t *_Nonnull name_len, bool *_Nonnull has_payload, wasmtime_component_valtype_t *_Nonnull payload);
+    size_t (*_Nonnull wasmtime_component_enum_type_names_count)(const wasmtime_component_enum_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_enum_type_names_nth)(
+        const wasmtime_component_enum_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len);
+    void (*_Nonnull wasmtime_component_option_type_ty)(
+        const wasmtime_component_option_type_t *_Nonnull type, wasmtime_component_valtype_t *_Nonnull out);
+    bool (*_Nonnull wasmtime_component_result_type_ok)(
+        const wasmtime_component_result_type_t *_Nonnull type, wasmtime_component_valtype_t *_Nonnull out);
+    bool (*_Nonnull wasmtime_component_result_type_err)(
+        const wasmtime_component_result_type_t *_Nonnull type, wasmtime_component_valtype_t *_Nonnull out);
+    size_t (*_Nonnull wasmtime_component_flags_type_names_count)(const wasmtime_component_flags_type_t *_Nonnull type);
+    bool (*_Nonnull wasmtime_component_flags_type_names_nth)(
+        const wasmtime_component_flags_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len);
     wasmtime_component_val_t *_Nonnull (*_Nonnull wasmtime_component_val_new)(wasmtime_component_val_t *_Nonnull value);
     void (*_Nonnull wasmtime_component_val_delete)(wasmtime_component_val_t *_Nonnull value);
     void (*_Nonnull wasmtime_component_vallist_new)(
