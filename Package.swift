@@ -32,13 +32,6 @@ let package = Package(
         .library(name: "PeonRuntime", targets: ["PeonRuntime"]),
         .library(name: "PeonPolicy", targets: ["PeonPolicy"]),
         .library(name: "PeonAudit", targets: ["PeonAudit"]),
-        // For Benchmarks/ (a separate package): the pieces it measures one by one.
-        .library(name: "PeonMediator", targets: ["PeonMediator"]),
-        .library(name: "PeonInterface", targets: ["PeonInterface"]),
-        .library(name: "PeonEngine", targets: ["PeonEngine"]),
-        .library(name: "PeonEngineWasmKit", targets: ["PeonEngineWasmKit"]),
-        .library(name: "PeonEngineWasmtime", targets: ["PeonEngineWasmtime"]),
-        .library(name: "PeonABI", targets: ["PeonABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
@@ -166,6 +159,41 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+
+        // MARK: Benchmarks (Benchmarks/run.sh builds PeonBench in release mode). A target of this package, so it
+        // measures the internals one by one through `package` access.
+        // SQLite itself, for the native twin of db.query / db.execute.
+        .systemLibrary(name: "CSQLiteBench", path: "Benchmarks/Sources/CSQLiteBench"),
+        // glibc's malloc statistics, for memory per live instance.
+        .systemLibrary(name: "CMallocInfo", path: "Benchmarks/Sources/CMallocInfo"),
+        .executableTarget(
+            name: "PeonBench",
+            dependencies: [
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine",
+                "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonABI", "CSQLiteBench", "CMallocInfo",
+                .product(name: "WAT", package: "WasmKit"),
+            ],
+            path: "Benchmarks/Sources/PeonBench",
+            swiftSettings: strict),
+
+        // MARK: Fuzzing (Fuzz/run.sh builds each target with libFuzzer and AddressSanitizer, which supply `main`;
+        // in the ordinary build each target's own `main` replays the input files named on its command line).
+        .target(name: "FuzzReplay", path: "Fuzz/Replay", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzGrants", dependencies: ["PeonMediator", "PeonPolicy", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzGrants", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzPolicy", dependencies: ["PeonMediator", "PeonPolicy", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzPolicy", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzAudit", dependencies: ["PeonAudit", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzAudit", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzLift", dependencies: ["PeonABI", "PeonEngine", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzLift", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzResource", dependencies: ["PeonInterface", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzResource", swiftSettings: strict),
 
         // MARK: Tests
         .target(
