@@ -3,7 +3,7 @@
 /// Names stay names (a variant's case, an enum's case, a record's fields): the engine hands over what
 /// the guest passed, and the runtime checks it against the WIT type it expects before using it. A
 /// `list<u8>` is ``bytes(_:)`` (one allocation, not one value per byte).
-public enum ComponentValue: Sendable, Hashable {
+package enum ComponentValue: Sendable, Hashable {
     case bool(Bool)
     case s8(Int8)
     case u8(UInt8)
@@ -36,14 +36,14 @@ public enum ComponentValue: Sendable, Hashable {
 }
 
 /// One named field of a record value.
-public struct ComponentField: Sendable, Hashable {
+package struct ComponentField: Sendable, Hashable {
     /// The field's name as the WIT spells it, e.g. `message`.
-    public var name: String
+    package var name: String
     /// The field's value.
-    public var value: ComponentValue
+    package var value: ComponentValue
 
     /// Creates a field.
-    public init(_ name: String, _ value: ComponentValue) {
+    package init(_ name: String, _ value: ComponentValue) {
         self.name = name
         self.value = value
     }
@@ -55,19 +55,19 @@ public struct ComponentField: Sendable, Hashable {
 /// The body gets the arguments exactly as the guest passed them (checked by nobody yet: it must
 /// check every value's shape itself) and returns the results. A thrown error ends the guest's call
 /// and surfaces unchanged from ``ComponentInstance/call(_:_:resultCount:)``.
-public struct ComponentHostFunction: Sendable {
+package struct ComponentHostFunction: Sendable {
     /// The instance name, e.g. `peon:host/fs@0.1.0`.
-    public var interface: String
+    package var interface: String
     /// The function's name inside the instance, e.g. `read-dir`.
-    public var name: String
+    package var name: String
     /// How many results the function returns (0 or 1). A guest that declares the import with another
     /// number is refused before the body runs.
-    public var resultCount: Int
+    package var resultCount: Int
     /// What the function does.
-    public var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
+    package var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
 
     /// Creates a host function.
-    public init(interface: String, name: String, resultCount: Int,
+    package init(interface: String, name: String, resultCount: Int,
                 body: @escaping @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]) {
         self.interface = interface
         self.name = name
@@ -80,31 +80,31 @@ public struct ComponentHostFunction: Sendable {
 ///
 /// No preopened directories, no sockets and no name lookups, whatever is set here; the environment,
 /// arguments and standard input are exactly these; output goes to the sinks.
-public struct ComponentSandbox: Sendable {
+package struct ComponentSandbox: Sendable {
     /// `argv`, program name first.
-    public var arguments: [String] = []
+    package var arguments: [String] = []
     /// The environment.
-    public var environment: [(name: String, value: String)] = []
+    package var environment: [(name: String, value: String)] = []
     /// The whole of standard input.
-    public var stdin: [UInt8] = []
+    package var stdin: [UInt8] = []
     /// Takes a chunk of standard output; returns `false` to refuse it (the guest's write fails).
-    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
+    package var stdout: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
     /// Takes a chunk of standard error; returns `false` to refuse it.
-    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
+    package var stderr: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
 
     /// An empty sandbox that discards output.
-    public init() {}
+    package init() {}
 }
 
 /// An engine that can also run components (the Component Model), not only core modules.
-public protocol ComponentEngine: WasmEngine {
+package protocol ComponentEngine: WasmEngine {
     /// Compiles and validates a component. Throws ``EngineError`` `.invalidModule` when the bytes are
     /// not a valid component.
     func compileComponent(_ bytes: [UInt8]) throws(EngineError) -> any CompiledComponent
 }
 
 /// A validated component, ready to be instantiated any number of times, from any thread.
-public protocol CompiledComponent: Sendable {
+package protocol CompiledComponent: Sendable {
     /// Instantiates the component with `functions` as its non-WASI imports and `sandbox` as its WASI
     /// preview 2, under `limits` (memory per linear memory, fuel, deadline). Each name in `instances`
     /// is defined as an instance even when no function belongs to it (an interface that only declares
@@ -117,7 +117,7 @@ public protocol CompiledComponent: Sendable {
 }
 
 /// A running component. Not thread-safe.
-public protocol ComponentInstance: AnyObject {
+package protocol ComponentInstance: AnyObject {
     /// Calls the exported function `export` (a top-level export of the component).
     ///
     /// Throws ``EngineError`` `.missingExport` when there is no such function, `.trap(reason)` when

@@ -1,6 +1,6 @@
-public import PeonABI
-public import PeonEngine
-public import PeonInterface
+package import PeonABI
+package import PeonEngine
+package import PeonInterface
 
 /// The `peon:host@0.1.0` world bound to **components**: the same ``PeonHostBindings`` table, the same
 /// ``HostInterface`` (the mediator) and the same typed requests as core modules, reached through the
@@ -14,7 +14,7 @@ public import PeonInterface
 /// `error(limit-exceeded)` and audited, as for core modules.
 extension PeonHostBindings {
     /// One component host function per WIT function, each calling `host`.
-    public static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits())
+    package static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits())
         -> [ComponentHostFunction]
     {
         bindings.map { binding in
@@ -28,21 +28,21 @@ extension PeonHostBindings {
 
     /// The interfaces (instance names) components may import from this host: `peon:host/fs@0.1.0`, ...
     /// (`types` has no functions but is imported by any component that uses `error`).
-    public static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
+    package static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
 
     /// The WASI preview 2 packages wasmtime provides inside the sandbox (`wasmtime_component_linker_add_wasip2`).
     /// `wasi:http` is not among them: HTTP goes through the mediated `peon:host/http`.
-    public static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
+    package static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
 
     /// Whether a component import named `name` is served here: a `peon:host` interface of this version,
     /// or an interface of a WASI preview 2 package wasmtime provides inside the sandbox.
-    public static func servesComponentImport(_ name: String) -> Bool {
+    package static func servesComponentImport(_ name: String) -> Bool {
         componentInterfaces.contains(name) || componentWASIPackages.contains { name.hasPrefix($0) }
     }
 
     /// Calls a component's `run` export with `input` and returns its answer, checking that the value
     /// it returned is a `result<string, string>`.
-    public static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
+    package static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
         let results = try instance.call(runExport, [.string(input)], resultCount: 1)
         guard results.count == 1, case .result(let isOk, let payload) = results[0], case .string(let text)? = payload else {
             throw CanonicalValueMismatch("run returned \(results.map { "\($0)" }.joined(separator: ", ")), not a result<string, string>")

@@ -157,7 +157,7 @@ public final class ToolService: Sendable {
 
     /// Loads the files again now if they changed (or unconditionally when `force`).
     @discardableResult
-    public func reload(force: Bool = false) -> PolicyReloader.Outcome {
+    package func reload(force: Bool = false) -> PolicyReloader.Outcome {
         reloader.reloadIfChanged(force: force)
     }
 
@@ -167,18 +167,18 @@ public final class ToolService: Sendable {
     /// Stops the tool for a shutdown on `signal` (`TERM`, `INT`): calls not yet started are refused,
     /// running ones are cancelled (they stop at their next host call and end with `run.end` outcome
     /// `signal:NAME`).
-    public func stopCalls(signal: String) {
+    package func stopCalls(signal: String) {
         stopSignal.withLock { $0 = signal }
         for call in running.withLock({ Array($0.values) }) { call.cancellation.cancel() }
     }
 
     /// How many calls are running now.
-    public var runningCalls: Int { running.withLock { $0.count } }
+    package var runningCalls: Int { running.withLock { $0.count } }
 
     /// Ends the calls still running after a stop's grace period: writes their `run.end` (outcome
     /// `signal:NAME`) now, so the log is complete when the process exits under them. A call ending
     /// meanwhile on its own writes its own `run.end`; each run gets exactly one.
-    public func endStragglers(signal: String) {
+    package func endStragglers(signal: String) {
         for call in running.withLock({ Array($0.values) }) where call.session.claimEndForStop() {
             call.session.writeEnd(outcome: "signal:\(signal)",
                                   reason: "peon-wasm received SIG\(signal); the call did not stop in time and was cut off")
@@ -186,17 +186,17 @@ public final class ToolService: Sendable {
     }
 
     /// The grants in force.
-    public var grants: Grants? { store.current.compiled?.grants }
+    package var grants: Grants? { store.current.compiled?.grants }
 
     /// The `[tool]` table in force (the one at start if the grants now in force have none).
-    public var tool: ToolGrant { grants?.tool ?? startTool }
+    package var tool: ToolGrant { grants?.tool ?? startTool }
 
     /// Whether calls get the whole arguments object as JSON text (a declared schema) rather than the
     /// `input` string.
-    public var hasDeclaredSchema: Bool { tool.inputSchema != nil }
+    package var hasDeclaredSchema: Bool { tool.inputSchema != nil }
 
     /// The input schema as JSON text.
-    public var inputSchema: String { tool.inputSchema ?? ToolGrant.defaultInputSchema }
+    package var inputSchema: String { tool.inputSchema ?? ToolGrant.defaultInputSchema }
 
     /// Runs one call to its end on the calling thread (which it blocks).
     public func call(_ call: ToolCall) -> ToolAnswer {
