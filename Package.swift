@@ -74,7 +74,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "PeonWASI",
-            dependencies: ["PeonEngine"],
+            dependencies: ["PeonEngine", "PeonSystem"],
             swiftSettings: strict),
 
         // MARK: Guest interface
@@ -143,7 +143,7 @@ let package = Package(
         .target(
             name: "PeonMCP",
             dependencies: [
-                "PeonRuntime", "PeonMediator", "PeonInterface", "PeonAudit",
+                "PeonRuntime", "PeonMediator", "PeonInterface", "PeonAudit", "PeonSystem",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,6 +1,7 @@
 package import Foundation
 package import Logging
 package import MCP
+import PeonSystem
 
 /// The MCP stdio transport with what the SDK's `StdioTransport` lacks, and nothing else: a cap on one
 /// message's size, no batches, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
@@ -75,9 +76,9 @@ package actor StdioLineTransport: Transport {
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+            let written = bytes[offset...].withUnsafeBytes { raw in retryingInterrupts { write(output, raw.baseAddress, raw.count) } }
             if written < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EAGAIN { continue }
                 throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
             }
             offset += written
@@ -138,8 +139,8 @@ private struct LineReader: Sendable {
         var skipped = 0
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            let count = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
+            if count < 0 && errno == EAGAIN { continue }
             if count <= 0 { return }
             var start = 0
             while start < count {

@@ -1,5 +1,6 @@
 import CPeonSupport
 import Foundation
+import PeonSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -109,7 +110,7 @@ package enum Supervisor {
         var pause: Duration = .microseconds(200)
         while true {
             var status: Int32 = 0
-            let reaped = waitpid(pid, &status, WNOHANG)
+            let reaped = retryingInterrupts { waitpid(pid, &status, WNOHANG) }
             if reaped == pid {
                 killDescendants(of: getpid())
                 let ended = exit(from: status)
@@ -123,19 +124,19 @@ package enum Supervisor {
                     return ended  // it finished on its own meanwhile, and recorded that
                 }
             }
-            if reaped < 0 && errno != EINTR {
+            if reaped < 0 {
                 return .exited(RunError.Kind.internalError.exitCode)
             }
             let now = ContinuousClock.now
             if let stopping, now >= stopping.deadline {
                 kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
+                _ = retryingInterrupts { waitpid(pid, &status, 0) }
                 killDescendants(of: getpid())
                 return .stopped(signal: stopping.signal, recorded: false)
             }
             if now >= deadline {
                 kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
+                _ = retryingInterrupts { waitpid(pid, &status, 0) }
                 killDescendants(of: getpid())
                 return .timedOut
             }
@@ -335,7 +336,7 @@ package enum Supervisor {
             if root == getpid() {
                 for pid in children[root] ?? [] {
                     var status: Int32 = 0
-                    _ = waitpid(pid, &status, alive.contains(pid) ? 0 : WNOHANG)
+                    _ = retryingInterrupts { waitpid(pid, &status, alive.contains(pid) ? 0 : WNOHANG) }
                 }
             }
             if alive.isEmpty { return }

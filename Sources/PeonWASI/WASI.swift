@@ -1,4 +1,5 @@
 package import PeonEngine
+import PeonSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -341,7 +342,11 @@ package final class WASISandbox: Sendable {
         let (seconds, attoseconds) = duration.components
         var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
         var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+        // A signal cuts the sleep short: sleep again for what was left.
+        _ = retryingInterrupts {
+            defer { request = remaining }
+            return nanosleep(&request, &remaining)
+        }
     }
 }
 
