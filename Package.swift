@@ -195,20 +195,29 @@ let package = Package(
             name: "FuzzResource", dependencies: ["PeonInterface", "FuzzReplay"],
             path: "Fuzz/Sources/FuzzResource", swiftSettings: strict),
 
-        // MARK: Tests
+        // MARK: Tests (one test target per source target that has tests, named after it)
         .target(
             name: "PeonTestSupport",
-            dependencies: ["PeonEngine", .product(name: "WAT", package: "WasmKit")],
+            dependencies: [
+                "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", .product(name: "WAT", package: "WasmKit"),
+            ],
             path: "Tests/PeonTestSupport",
             swiftSettings: strict),
         .testTarget(
             name: "PeonEngineTests",
-            dependencies: ["PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonTestSupport"],
+            dependencies: ["PeonEngine", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonEngineWasmtimeTests",
+            dependencies: ["PeonEngine", "PeonEngineWasmtime", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonWASITests",
+            dependencies: ["PeonEngine", "PeonWASI", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonABITests",
-            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonRuntime", "PeonTestSupport"],
-            exclude: ["Guests"],
+            dependencies: ["PeonABI", "PeonEngine", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonPolicyTests",
@@ -225,9 +234,27 @@ let package = Package(
             dependencies: ["PeonMediator", "PeonInterface", "PeonAudit", "PeonPolicy", "CSQLite", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
+            name: "PeonRuntimeTests",
+            dependencies: [
+                "PeonRuntime", "PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonMediator", "PeonAudit",
+                "PeonTestSupport",
+            ],
+            exclude: ["Guests"],
+            swiftSettings: strict),
+        // The suites below run the built `peon-wasm` (PeonTestSupport finds it beside the test bundle), hence PeonCLI.
+        .testTarget(
+            name: "PeonMCPTests",
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["MCP"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonPostgresTests",
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            swiftSettings: strict),
+        .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport", "PeonCLI", "PeonRuntime", "PeonMediator", "PeonAudit"],
-            exclude: ["MCP", "Components"],
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["Components"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]
