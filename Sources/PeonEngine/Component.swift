@@ -55,7 +55,7 @@ package struct ComponentField: Sendable, Hashable {
 /// The body gets the arguments exactly as the guest passed them (checked by nobody yet: it must
 /// check every value's shape itself) and returns the results. A thrown error ends the guest's call
 /// and surfaces unchanged from ``ComponentInstance/call(_:_:resultCount:)``.
-package struct ComponentHostFunction: Sendable {
+public struct ComponentHostFunction: Sendable {
     /// The instance name, e.g. `peon:host/fs@0.1.0`.
     package var interface: String
     /// The function's name inside the instance, e.g. `read-dir`.

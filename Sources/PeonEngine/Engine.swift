@@ -10,7 +10,7 @@
 /// let instance = try module.instantiate(hostFunctions, limits: ResourceLimits(memoryBytes: 64 << 20))
 /// let results = try instance.call("add", [.i32(2), .i32(3)])
 /// ```
-package protocol WasmEngine: Sendable {
+public protocol WasmEngine: Sendable {
     /// A short lowercase name for messages and the audit log, e.g. `wasmkit`.
     var name: String { get }
 
@@ -28,7 +28,7 @@ package protocol WasmEngine: Sendable {
 }
 
 /// A validated module, ready to be instantiated any number of times, from any thread.
-package protocol CompiledModule: Sendable {
+public protocol CompiledModule: Sendable {
     /// The module's imports, in declaration order.
     var imports: [ImportDescriptor] { get }
     /// The module's exports, in declaration order.
@@ -44,7 +44,7 @@ package protocol CompiledModule: Sendable {
 }
 
 /// A running module. Not thread-safe: an instance belongs to the thread or task that created it.
-package protocol ModuleInstance: AnyObject {
+public protocol ModuleInstance: AnyObject {
     /// Calls an exported function with core values.
     ///
     /// Throws ``EngineError`` with `.missingExport` when there is no such function or the arguments do
@@ -73,7 +73,7 @@ package typealias HostFunctionBody = @Sendable (_ guest: any GuestAccess, _ argu
 /// Host functions have at most one result: WASI and the canonical ABI's lowered imports never need
 /// more, and a single optional result keeps a call free of allocation. Engines refuse a host function
 /// declared with more than one result.
-package struct HostFunction: Sendable {
+public struct HostFunction: Sendable {
     /// The import module the function answers, e.g. `wasi_snapshot_preview1`.
     package var module: String
     /// The import field name, e.g. `fd_write`.

@@ -41,7 +41,7 @@ package enum TrapReason: Sendable, Hashable, CustomStringConvertible {
 /// Errors thrown by host functions are not wrapped in this type: they propagate out of
 /// ``ModuleInstance/call(_:_:)`` unchanged, so the runtime can tell a guest's `proc_exit` or a
 /// mediator refusal from an engine fault.
-package struct EngineError: Error, Sendable, CustomStringConvertible {
+public struct EngineError: Error, Sendable, CustomStringConvertible {
     /// The class of failure, for exit codes and tests.
     package enum Kind: Sendable, Hashable {
         /// The bytes are not a valid WebAssembly module (bad magic, truncated, fails validation).
@@ -77,7 +77,7 @@ package struct EngineError: Error, Sendable, CustomStringConvertible {
     }
 
     /// The message.
-    package var description: String { message }
+    public var description: String { message }
 }
 
 /// A host function's report that the guest handed it something it cannot use: a pointer or length

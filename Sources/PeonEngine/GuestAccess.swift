@@ -4,7 +4,7 @@
 /// with overflow-safe arithmetic before any byte is touched, so a hostile pointer or length is a
 /// ``GuestMemoryError``, never a host crash. Do not keep pointers across calls into the guest: a
 /// guest call (such as `cabi_realloc`) may grow and move the memory.
-package protocol GuestAccess: AnyObject {
+public protocol GuestAccess: AnyObject {
     /// The size of the guest's linear memory in bytes, or 0 if it exports none.
     var memorySize: Int { get }
 

@@ -7,7 +7,7 @@
 /// interrupt running code stops the guest when the deadline passes; every engine refuses to enter
 /// or return from a host function after it (``TrapReason/timeout``). Limits on host calls and output
 /// bytes are the runtime's, not the engine's.
-package struct ResourceLimits: Sendable, Hashable {
+public struct ResourceLimits: Sendable, Hashable {
     /// The most bytes the guest's linear memories and tables may hold together, each table element
     /// counted as ``DeclaredStorage/tableElementBytes``. Default: 256 MiB.
     package var memoryBytes: Int

@@ -20,7 +20,7 @@ package enum ExternalKind: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// One import of a module: the `module` and `name` it asks the host for.
-package struct ImportDescriptor: Sendable, Hashable {
+public struct ImportDescriptor: Sendable, Hashable {
     /// The import's module name, e.g. `wasi_snapshot_preview1` or `peon:host/fs@0.1.0`.
     package var module: String
     /// The field name inside that module, e.g. `fd_write` or `read`.
@@ -37,7 +37,7 @@ package struct ImportDescriptor: Sendable, Hashable {
 }
 
 /// One export of a module.
-package struct ExportDescriptor: Sendable, Hashable {
+public struct ExportDescriptor: Sendable, Hashable {
     /// The export's name, e.g. `_start`, `run` or `memory`.
     package var name: String
     /// What is exported.

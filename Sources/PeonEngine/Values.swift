@@ -22,7 +22,7 @@ package enum WasmValueType: Sendable, Hashable, CustomStringConvertible {
 
 /// A core WebAssembly value, with integers kept as their raw bits and floats as IEEE-754 bit patterns
 /// so that a value survives a round trip through any engine unchanged (NaN payloads included).
-package enum WasmValue: Sendable, Hashable, CustomStringConvertible {
+public enum WasmValue: Sendable, Hashable, CustomStringConvertible {
     case i32(UInt32)
     case i64(UInt64)
     /// An `f32`, as its bit pattern.
@@ -51,7 +51,7 @@ package enum WasmValue: Sendable, Hashable, CustomStringConvertible {
     package static func double(_ value: Double) -> WasmValue { .f64(value.bitPattern) }
 
     /// The value in the text format's notation, e.g. `i32:42`.
-    package var description: String {
+    public var description: String {
         switch self {
         case .i32(let v): "i32:\(Int32(bitPattern: v))"
         case .i64(let v): "i64:\(Int64(bitPattern: v))"

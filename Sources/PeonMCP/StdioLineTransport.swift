@@ -1,6 +1,6 @@
 package import Foundation
 package import Logging
-package import MCP
+import MCP
 import PeonSystem
 
 /// The MCP stdio transport with what the SDK's `StdioTransport` lacks, and nothing else: a cap on one

@@ -4,7 +4,7 @@ import PeonInterface
 /// A call waiting for a person's (or a program's) approval, as the approver sees it.
 ///
 /// Payloads appear by SHA-256 and length only, and injected secrets never appear.
-package struct ApprovalRequest: Sendable, Hashable {
+public struct ApprovalRequest: Sendable, Hashable {
     /// The run id.
     package var run: String
     /// The module name.
@@ -46,7 +46,7 @@ package struct ApprovalRequest: Sendable, Hashable {
 }
 
 /// An approver's answer; recorded in the audit entry with the approver's identity.
-package struct ApprovalAnswer: Sendable, Hashable {
+public struct ApprovalAnswer: Sendable, Hashable {
     /// Whether the call may run.
     package var approved: Bool
     /// What the approver said: `yes`, `no`, `exit 3`, `timeout`, `approval required` ...
@@ -61,7 +61,7 @@ package struct ApprovalAnswer: Sendable, Hashable {
 
 /// Decides calls whose grant says `approval = true`. Called on the guest's thread; must return by
 /// `deadline` (a late answer is a refusal).
-package protocol Approver: Sendable {
+public protocol Approver: Sendable {
     /// Who approves, for the audit entry: `none`, `tty:/dev/tty`, `command:/usr/local/bin/ok`.
     var identity: String { get }
     /// Asks about `request`.

@@ -9,19 +9,19 @@ import Synchronization
 ///   as extra `p, sub, obj, act, args` lines (the model must then declare `p = sub, obj, act, args`)
 ///   and still supply their conditions (rate, approval, caps, injected headers).
 /// - nothing: the built-in model with no lines, so every call is denied (and audited).
-package struct PolicySources: Sendable, Hashable {
+public struct PolicySources: Sendable, Hashable {
     /// The grants file (`--grants`), if any.
-    package var grantsPath: String?
+    public var grantsPath: String?
     /// The organization's model (`--model`), if any.
-    package var modelPath: String?
+    public var modelPath: String?
     /// The organization's policy CSV (`--policy`), if any.
-    package var policyPath: String?
+    public var policyPath: String?
     /// The organization's policy store (`--policy postgresql://...`), if any; it takes the place of
     /// ``policyPath`` (give one or the other).
-    package var policyStore: (any PolicyLineStore)?
+    public var policyStore: (any PolicyLineStore)?
 
     /// Creates sources; every default is "none".
-    package init(grantsPath: String? = nil, modelPath: String? = nil, policyPath: String? = nil,
+    public init(grantsPath: String? = nil, modelPath: String? = nil, policyPath: String? = nil,
                 policyStore: (any PolicyLineStore)? = nil) {
         self.grantsPath = grantsPath
         self.modelPath = modelPath
@@ -33,13 +33,13 @@ package struct PolicySources: Sendable, Hashable {
     package var files: [String] { [grantsPath, modelPath, policyPath].compactMap { $0 } }
 
     /// Sources are equal when they name the same files and the same store object.
-    package static func == (lhs: PolicySources, rhs: PolicySources) -> Bool {
+    public static func == (lhs: PolicySources, rhs: PolicySources) -> Bool {
         lhs.grantsPath == rhs.grantsPath && lhs.modelPath == rhs.modelPath && lhs.policyPath == rhs.policyPath
             && lhs.policyStore.map(ObjectIdentifier.init) == rhs.policyStore.map(ObjectIdentifier.init)
     }
 
     /// Hashes the file paths and the store's identity.
-    package func hash(into hasher: inout Hasher) {
+    public func hash(into hasher: inout Hasher) {
         hasher.combine(grantsPath)
         hasher.combine(modelPath)
         hasher.combine(policyPath)
@@ -48,9 +48,9 @@ package struct PolicySources: Sendable, Hashable {
 }
 
 /// A policy loading problem: one line naming the file and what to do.
-package struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertible {
+public struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message, starting with `FILE:LINE:`.
-    package var description: String
+    public var description: String
     /// True when a policy store could not be reached (rather than holding a bad policy): a run then
     /// refuses to start with its own exit status, and a running reloader keeps the last snapshot.
     package var storeUnavailable: Bool
@@ -66,7 +66,7 @@ package struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertib
 ///
 /// The mediator takes the current snapshot once per call, so a reload in the middle of a call never
 /// mixes two policies; each audit entry names ``version``.
-package struct PolicySnapshot: Sendable {
+public struct PolicySnapshot: Sendable {
     /// The policy engine snapshot that decides.
     package let enforcer: Enforcer
     /// The grants, compiled; `nil` when only a model and policy were given.

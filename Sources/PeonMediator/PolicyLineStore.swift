@@ -1,4 +1,4 @@
-package import PeonPolicy
+public import PeonPolicy
 
 /// A place outside the file system that holds policy lines (`p`, `g`, ... rules), such as the
 /// `casbin_rule` table Casbin's SQL adapters share. `--policy` names one instead of a CSV file; its
@@ -6,7 +6,7 @@ package import PeonPolicy
 ///
 /// The protocol keeps the mediator free of any database client: the store's target implements it
 /// and the command line hands it in through ``PolicySources/policyStore``.
-package protocol PolicyLineStore: AnyObject, Sendable {
+public protocol PolicyLineStore: AnyObject, Sendable {
     /// Names the store in messages, rule locations and audit entries; never holds a secret.
     var name: String { get }
     /// How often the reloader re-reads the lines to catch a change nobody announced.

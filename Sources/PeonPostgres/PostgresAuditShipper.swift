@@ -1,6 +1,6 @@
 import Foundation
 package import PeonAudit
-package import PeonRuntime
+import PeonRuntime
 import PostgresNIO
 import Synchronization
 

@@ -1,7 +1,7 @@
 public import PeonAudit
 public import PeonEngine
 import PeonInterface
-public import PeonMediator
+package import PeonMediator
 import Synchronization
 import PeonSystem
 
@@ -64,7 +64,7 @@ public final class AgentSession: Sendable {
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
     /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
     /// client asked through elicitation).
-    public init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
+    package init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
                 store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
