@@ -32,13 +32,6 @@ let package = Package(
         .library(name: "PeonRuntime", targets: ["PeonRuntime"]),
         .library(name: "PeonPolicy", targets: ["PeonPolicy"]),
         .library(name: "PeonAudit", targets: ["PeonAudit"]),
-        // For Benchmarks/ (a separate package): the pieces it measures one by one.
-        .library(name: "PeonMediator", targets: ["PeonMediator"]),
-        .library(name: "PeonInterface", targets: ["PeonInterface"]),
-        .library(name: "PeonEngine", targets: ["PeonEngine"]),
-        .library(name: "PeonEngineWasmKit", targets: ["PeonEngineWasmKit"]),
-        .library(name: "PeonEngineWasmtime", targets: ["PeonEngineWasmtime"]),
-        .library(name: "PeonABI", targets: ["PeonABI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/swiftwasm/WasmKit", exact: "0.4.2"),
@@ -81,7 +74,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "PeonWASI",
-            dependencies: ["PeonEngine"],
+            dependencies: ["PeonEngine", "PeonSystem"],
             swiftSettings: strict),
 
         // MARK: Guest interface
@@ -150,7 +143,7 @@ let package = Package(
         .target(
             name: "PeonMCP",
             dependencies: [
-                "PeonRuntime", "PeonMediator", "PeonInterface", "PeonAudit",
+                "PeonRuntime", "PeonMediator", "PeonInterface", "PeonAudit", "PeonSystem",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -167,20 +160,64 @@ let package = Package(
             ],
             swiftSettings: strict),
 
-        // MARK: Tests
+        // MARK: Benchmarks (Benchmarks/run.sh builds PeonBench in release mode). A target of this package, so it
+        // measures the internals one by one through `package` access.
+        // SQLite itself, for the native twin of db.query / db.execute.
+        .systemLibrary(name: "CSQLiteBench", path: "Benchmarks/Sources/CSQLiteBench"),
+        // glibc's malloc statistics, for memory per live instance.
+        .systemLibrary(name: "CMallocInfo", path: "Benchmarks/Sources/CMallocInfo"),
+        .executableTarget(
+            name: "PeonBench",
+            dependencies: [
+                "PeonRuntime", "PeonPolicy", "PeonAudit", "PeonMediator", "PeonInterface", "PeonEngine",
+                "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonABI", "CSQLiteBench", "CMallocInfo",
+                .product(name: "WAT", package: "WasmKit"),
+            ],
+            path: "Benchmarks/Sources/PeonBench",
+            swiftSettings: strict),
+
+        // MARK: Fuzzing (Fuzz/run.sh builds each target with libFuzzer and AddressSanitizer, which supply `main`;
+        // in the ordinary build each target's own `main` replays the input files named on its command line).
+        .target(name: "FuzzReplay", path: "Fuzz/Replay", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzGrants", dependencies: ["PeonMediator", "PeonPolicy", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzGrants", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzPolicy", dependencies: ["PeonMediator", "PeonPolicy", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzPolicy", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzAudit", dependencies: ["PeonAudit", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzAudit", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzLift", dependencies: ["PeonABI", "PeonEngine", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzLift", swiftSettings: strict),
+        .executableTarget(
+            name: "FuzzResource", dependencies: ["PeonInterface", "FuzzReplay"],
+            path: "Fuzz/Sources/FuzzResource", swiftSettings: strict),
+
+        // MARK: Tests (one test target per source target that has tests, named after it)
         .target(
             name: "PeonTestSupport",
-            dependencies: ["PeonEngine", .product(name: "WAT", package: "WasmKit")],
+            dependencies: [
+                "PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", .product(name: "WAT", package: "WasmKit"),
+            ],
             path: "Tests/PeonTestSupport",
             swiftSettings: strict),
         .testTarget(
             name: "PeonEngineTests",
-            dependencies: ["PeonEngine", "PeonEngineWasmKit", "PeonEngineWasmtime", "PeonWASI", "PeonTestSupport"],
+            dependencies: ["PeonEngine", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonEngineWasmtimeTests",
+            dependencies: ["PeonEngine", "PeonEngineWasmtime", "PeonTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonWASITests",
+            dependencies: ["PeonEngine", "PeonWASI", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonABITests",
-            dependencies: ["PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonRuntime", "PeonTestSupport"],
-            exclude: ["Guests"],
+            dependencies: ["PeonABI", "PeonEngine", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonPolicyTests",
@@ -197,9 +234,27 @@ let package = Package(
             dependencies: ["PeonMediator", "PeonInterface", "PeonAudit", "PeonPolicy", "CSQLite", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
+            name: "PeonRuntimeTests",
+            dependencies: [
+                "PeonRuntime", "PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonMediator", "PeonAudit",
+                "PeonTestSupport",
+            ],
+            exclude: ["Guests"],
+            swiftSettings: strict),
+        // The suites below run the built `peon-wasm` (PeonTestSupport finds it beside the test bundle), hence PeonCLI.
+        .testTarget(
+            name: "PeonMCPTests",
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["MCP"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "PeonPostgresTests",
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            swiftSettings: strict),
+        .testTarget(
             name: "PeonCLITests",
-            dependencies: ["PeonTestSupport", "PeonCLI", "PeonRuntime", "PeonMediator", "PeonAudit"],
-            exclude: ["MCP", "Components"],
+            dependencies: ["PeonTestSupport", "PeonCLI"],
+            exclude: ["Components"],
             swiftSettings: strict),
     ],
     swiftLanguageModes: [.v6]

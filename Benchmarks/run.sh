@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one command for peon-wasm's benchmarks: builds Benchmarks/ in release mode, runs every section
+# The one command for peon-wasm's benchmarks: builds PeonBench (a target of the main package, sources in
+# Benchmarks/Sources) and peon-wasm in release mode into .build-release, runs every section
 # (floor, mediation, capabilities vs native, policy vs pycasbin, audit, agents) and writes RESULTS.md.
 #
 #   Benchmarks/run.sh            # the full run (a few minutes on 2 cores)
@@ -15,21 +16,23 @@ python_module_version() {
     python3 -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null || echo "not installed"
 }
 
+# From the repository root, into its own build folder, so the debug build in .build is untouched.
+release=(swift build --package-path .. --build-path ../.build-release -c release)
 echo "building PeonBench (release)..." >&2
 build_log="$(mktemp)"
-# A failed build stops the run: an older PeonBench left in .build must never produce the results.
-if ! swift build -c release --product PeonBench >"$build_log" 2>&1; then
+# A failed build stops the run: an older PeonBench left in .build-release must never produce the results.
+if ! "${release[@]}" --product PeonBench >"$build_log" 2>&1; then
     grep -E "error" "$build_log" >&2 || cat "$build_log" >&2
-    echo "run.sh: the release build of PeonBench failed; run 'swift build -c release' in Benchmarks/ to see why" >&2
+    echo "run.sh: the release build of PeonBench failed; run 'swift build -c release --build-path .build-release --product PeonBench' at the repository root to see why" >&2
     rm -f "$build_log"
     exit 1
 fi
 grep -E "warning: .*Benchmarks/Sources" "$build_log" >&2 || true
 rm -f "$build_log"
-binary="$(swift build -c release --show-bin-path)/PeonBench"
-# The release peon-wasm for the MCP section (section 7), built from the same sources in this package's .build.
-if swift build -c release --product peon-wasm >/dev/null 2>&1; then
-    peon_wasm=(--peon-wasm "$(swift build -c release --show-bin-path)/peon-wasm")
+binary="$("${release[@]}" --show-bin-path)/PeonBench"
+# The release peon-wasm for the MCP section (section 7), built from the same sources into the same folder.
+if "${release[@]}" --product peon-wasm >/dev/null 2>&1; then
+    peon_wasm=(--peon-wasm "$("${release[@]}" --show-bin-path)/peon-wasm")
 else
     echo "run.sh: the release build of peon-wasm failed; the MCP section will say it was not measured" >&2
     peon_wasm=()

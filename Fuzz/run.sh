@@ -19,12 +19,17 @@ else
   for dir in Sources/*/; do targets+=("$(basename "$dir")"); done
 fi
 
-# -sanitize=fuzzer instruments and links libFuzzer (which supplies main; the targets have none, hence
-# -parse-as-library); address adds AddressSanitizer. --sanitize instruments the C/C++ dependencies too (TOMLKit's
-# toml++ parses every grants file), but passes swiftc two -sanitize= flags of which only the last counts, leaving the
-# Swift code without coverage; the one -Xswiftc -sanitize=fuzzer,address (passed after them) is what instruments it.
-swift build -c debug --sanitize fuzzer --sanitize address -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
-bin="$(swift build -c debug --sanitize fuzzer --sanitize address -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library --show-bin-path)"
+# The targets belong to the main package (its Package.swift); they are built from the root into .build-fuzz, so the
+# ordinary debug build in .build is untouched.
+# -sanitize=fuzzer instruments and links libFuzzer (which supplies main; -DPEON_LIBFUZZER leaves out each target's own
+# replaying main, hence -parse-as-library); address adds AddressSanitizer. --sanitize instruments the C/C++
+# dependencies too (TOMLKit's toml++ parses every grants file), but passes swiftc two -sanitize= flags of which only
+# the last counts, leaving the Swift code without coverage; the one -Xswiftc -sanitize=fuzzer,address (passed after
+# them) is what instruments it.
+build=(swift build --package-path .. --build-path ../.build-fuzz -c debug --sanitize fuzzer --sanitize address
+       -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DPEON_LIBFUZZER)
+for target in "${targets[@]}"; do "${build[@]}" --product "$target"; done
+bin="$("${build[@]}" --show-bin-path)"
 
 mkdir -p .build/fuzz-corpus .build/fuzz-artifacts .build/fuzz-logs
 failed=()

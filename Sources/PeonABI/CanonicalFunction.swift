@@ -1,4 +1,4 @@
-public import PeonEngine
+package import PeonEngine
 
 /// A component function type and the core signature the canonical ABI gives it, with the two halves
 /// of a call the host takes part in: answering a guest's call to an import the host implements
@@ -15,30 +15,30 @@ public import PeonEngine
 /// let read = CanonicalFunction([.string], result: .result(ok: .list(.u8), error: errorType))
 /// read.importSignature  // (i32, i32, i32) -> ()
 /// ```
-public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
+package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// The parameter types, in order.
-    public var parameters: [CanonicalType]
+    package var parameters: [CanonicalType]
     /// The result type, or `nil` for a function without a result.
-    public var result: CanonicalType?
+    package var result: CanonicalType?
 
     /// The spec's `MAX_FLAT_PARAMS`.
-    public static let maxFlatParameters = 16
+    package static let maxFlatParameters = 16
     /// The spec's `MAX_FLAT_RESULTS`.
-    public static let maxFlatResults = 1
+    package static let maxFlatResults = 1
 
     /// Creates a function type.
-    public init(_ parameters: [CanonicalType], result: CanonicalType? = nil) {
+    package init(_ parameters: [CanonicalType], result: CanonicalType? = nil) {
         self.parameters = parameters
         self.result = result
     }
 
     /// Whether the parameters are passed in memory behind a single pointer.
-    public var parametersInMemory: Bool {
+    package var parametersInMemory: Bool {
         parameters.reduce(0) { $0 + $1.flatCount } > Self.maxFlatParameters
     }
 
     /// Whether the result travels through memory (a return area) rather than as a core result.
-    public var resultInMemory: Bool {
+    package var resultInMemory: Bool {
         (result?.flatCount ?? 0) > Self.maxFlatResults
     }
 
@@ -48,14 +48,14 @@ public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
 
     /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
     /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
-    public var importSignature: FunctionSignature {
+    package var importSignature: FunctionSignature {
         if resultInMemory { return FunctionSignature(flatParameters + [.i32], []) }
         return FunctionSignature(flatParameters, result?.flatTypes ?? [])
     }
 
     /// The core signature of the function as a guest exports it (context `lift`), e.g.
     /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
-    public var exportSignature: FunctionSignature {
+    package var exportSignature: FunctionSignature {
         FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
     }
 
@@ -63,19 +63,19 @@ public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     private var parameterTuple: CanonicalType { .record(parameters) }
 
     /// `func(params) -> result`.
-    public var description: String {
+    package var description: String {
         "func(\(parameters.map(\.description).joined(separator: ", ")))" + (result.map { " -> \($0)" } ?? "")
     }
 
     // MARK: A guest calls an import the host implements
 
     /// A guest's call to a host import, lifted: the argument values and where the result goes.
-    public struct ImportCall {
+    package struct ImportCall {
         /// The lifted arguments, one per parameter.
-        public var arguments: [CanonicalValue]
+        package var arguments: [CanonicalValue]
         /// The return area the guest passed, already checked for alignment and bounds, when
         /// ``CanonicalFunction/resultInMemory``.
-        public var returnArea: UInt32?
+        package var returnArea: UInt32?
     }
 
     /// Checks the return area (when there is one) and lifts the arguments of a guest's call.
@@ -83,7 +83,7 @@ public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// The return area is checked first, so a call with a bad one fails before the host acts on it.
     /// Throws ``GuestMemoryError`` for a malformed argument or return area, ``CanonicalLimitExceeded``
     /// for arguments beyond `limits`.
-    public func liftImportArguments(
+    package func liftImportArguments(
         _ values: [WasmValue], guest: any GuestAccess, limits: CanonicalLimits = CanonicalLimits()
     ) throws -> ImportCall {
         let signature = importSignature
@@ -106,7 +106,7 @@ public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
 
     /// Lowers the host's result of an import call: stores it in the return area, or returns it as the
     /// single core result. Returns `nil` for a function without a core result.
-    public func lowerImportResult(_ value: CanonicalValue?, returnArea: UInt32?, guest: any GuestAccess) throws -> WasmValue? {
+    package func lowerImportResult(_ value: CanonicalValue?, returnArea: UInt32?, guest: any GuestAccess) throws -> WasmValue? {
         guard let result else {
             if value != nil { throw CanonicalValueMismatch("\(self) has no result, but a value was returned") }
             return nil
@@ -129,7 +129,7 @@ public struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     ///
     /// Throws what the call throws (traps, host-function errors), ``GuestMemoryError`` for a malformed
     /// result, ``CanonicalLimitExceeded`` for a result beyond `limits`.
-    public func callExport(
+    package func callExport(
         _ name: String, arguments: [CanonicalValue], in instance: any ModuleInstance,
         limits: CanonicalLimits = CanonicalLimits()
     ) throws -> CanonicalValue? {

@@ -1,4 +1,4 @@
-public import PeonEngine
+package import PeonEngine
 
 /// Reads component values out of a guest: from its core arguments (flat lifting) and from its linear
 /// memory (loading), following the canonical ABI.
@@ -14,16 +14,16 @@ public import PeonEngine
 /// var lifter = CanonicalLifter(guest: guest)
 /// let path = try lifter.liftFlat([.string], from: [.i32(ptr), .i32(len)])[0]
 /// ```
-public struct CanonicalLifter {
+package struct CanonicalLifter {
     /// The guest whose memory is read.
-    public let guest: any GuestAccess
+    package let guest: any GuestAccess
     /// The budgets this lifter started with.
-    public let limits: CanonicalLimits
+    package let limits: CanonicalLimits
     private var bytesLeft: Int
     private var elementsLeft: Int
 
     /// Creates a lifter with a fresh budget.
-    public init(guest: any GuestAccess, limits: CanonicalLimits = CanonicalLimits()) {
+    package init(guest: any GuestAccess, limits: CanonicalLimits = CanonicalLimits()) {
         self.guest = guest
         self.limits = limits
         self.bytesLeft = limits.maxBytes
@@ -37,7 +37,7 @@ public struct CanonicalLifter {
     /// `values` must have exactly the types `types` flatten to (the engine guarantees this for a host
     /// function's arguments); anything else is a ``GuestMemoryError``. This does not apply the
     /// `MAX_FLAT_PARAMS` rule; ``CanonicalFunction`` does.
-    public mutating func liftFlat(_ types: [CanonicalType], from values: [WasmValue]) throws -> [CanonicalValue] {
+    package mutating func liftFlat(_ types: [CanonicalType], from values: [WasmValue]) throws -> [CanonicalValue] {
         let expected = types.flatMap(\.flatTypes)
         guard values.map(\.type) == expected else {
             throw GuestMemoryError(
@@ -99,7 +99,7 @@ public struct CanonicalLifter {
 
     /// Loads a value of `type` stored at `pointer`, which must be aligned to the type's alignment and
     /// lie, with the whole value, inside memory (a return area or an argument tuple).
-    public mutating func load(_ type: CanonicalType, at pointer: UInt32) throws -> CanonicalValue {
+    package mutating func load(_ type: CanonicalType, at pointer: UInt32) throws -> CanonicalValue {
         try checkPlacement(of: type, at: pointer, what: "value")
         return try loadChecked(type, at: pointer)
     }
@@ -166,7 +166,7 @@ public struct CanonicalLifter {
     // MARK: Strings and lists
 
     /// Lifts a UTF-8 string of `byteCount` bytes at `pointer`, charging the byte budget.
-    public mutating func liftString(at pointer: UInt32, byteCount: UInt32) throws -> String {
+    package mutating func liftString(at pointer: UInt32, byteCount: UInt32) throws -> String {
         try guest.checkRange(pointer, byteCount)
         try charge(bytes: Int(byteCount), what: "a string of \(byteCount) bytes")
         return try guest.readString(at: pointer, count: byteCount)
@@ -174,7 +174,7 @@ public struct CanonicalLifter {
 
     /// Lifts a list of `count` elements of `element` at `pointer`, which must be aligned to the
     /// element's alignment. A `list<u8>` comes back as ``CanonicalValue/bytes(_:)``.
-    public mutating func liftList(of element: CanonicalType, at pointer: UInt32, count: UInt32) throws -> CanonicalValue {
+    package mutating func liftList(of element: CanonicalType, at pointer: UInt32, count: UInt32) throws -> CanonicalValue {
         let elementSize = element.size
         guard Int(pointer) % element.alignment == 0 else {
             throw GuestMemoryError(

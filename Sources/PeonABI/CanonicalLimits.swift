@@ -9,20 +9,20 @@
 /// ```swift
 /// var lifter = CanonicalLifter(guest: guest, limits: CanonicalLimits(maxBytes: 1 << 20))
 /// ```
-public struct CanonicalLimits: Sendable, Hashable {
+package struct CanonicalLimits: Sendable, Hashable {
     /// The most bytes of strings and `list<u8>`s (and the memory footprint of other lists) one lift
     /// may copy. Default: 64 MiB.
-    public var maxBytes: Int
+    package var maxBytes: Int
     /// The most list elements (other than bytes of a `list<u8>`) one lift may produce. Default: 65 536.
-    public var maxElements: Int
+    package var maxElements: Int
 
     /// The default per-call byte budget, 64 MiB.
-    public static let defaultMaxBytes = 64 << 20
+    package static let defaultMaxBytes = 64 << 20
     /// The default per-call element budget, 65 536.
-    public static let defaultMaxElements = 1 << 16
+    package static let defaultMaxElements = 1 << 16
 
     /// Creates limits; every parameter has the default documented on its property.
-    public init(maxBytes: Int = CanonicalLimits.defaultMaxBytes, maxElements: Int = CanonicalLimits.defaultMaxElements) {
+    package init(maxBytes: Int = CanonicalLimits.defaultMaxBytes, maxElements: Int = CanonicalLimits.defaultMaxElements) {
         self.maxBytes = maxBytes
         self.maxElements = maxElements
     }
@@ -30,13 +30,13 @@ public struct CanonicalLimits: Sendable, Hashable {
 
 /// A guest passed a value larger than ``CanonicalLimits`` allow. It is the guest's request that is too
 /// big, not a malformed one: bindings report it to the guest as `limit-exceeded` where they can.
-public struct CanonicalLimitExceeded: Error, Sendable, Hashable, CustomStringConvertible {
+package struct CanonicalLimitExceeded: Error, Sendable, Hashable, CustomStringConvertible {
     /// Which budget ran out and by how much, e.g. "a list of 3221225472 bytes exceeds the 67108864-byte limit".
-    public var message: String
+    package var message: String
 
     /// Creates the error.
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }

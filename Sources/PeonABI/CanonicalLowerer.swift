@@ -1,4 +1,4 @@
-public import PeonEngine
+package import PeonEngine
 
 /// Writes component values into a guest: into its linear memory (storing) and as core values (flat
 /// lowering), following the canonical ABI.
@@ -13,17 +13,17 @@ public import PeonEngine
 /// let lowerer = CanonicalLowerer(guest: guest)
 /// try lowerer.store(.ok(.bytes(contents)), as: .result(ok: .list(.u8), error: errorType), at: returnArea)
 /// ```
-public struct CanonicalLowerer {
+package struct CanonicalLowerer {
     /// The guest written to.
-    public let guest: any GuestAccess
+    package let guest: any GuestAccess
 
     /// The export the canonical ABI allocates guest memory with.
-    public static let reallocExport = "cabi_realloc"
+    package static let reallocExport = "cabi_realloc"
     /// The largest string the canonical ABI can pass, `2^31 - 1` bytes.
-    public static let maxStringBytes = Int(Int32.max)
+    package static let maxStringBytes = Int(Int32.max)
 
     /// Creates a lowerer.
-    public init(guest: any GuestAccess) {
+    package init(guest: any GuestAccess) {
         self.guest = guest
     }
 
@@ -31,7 +31,7 @@ public struct CanonicalLowerer {
 
     /// Stores `value` as `type` at `pointer`, which must be aligned to the type's alignment and lie,
     /// with the whole value, inside memory (e.g. a return area the guest passed).
-    public func store(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
+    package func store(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
         try CanonicalLifter.checkPlacement(of: type, at: pointer, what: "result", in: guest)
         try storeChecked(value, as: type, at: pointer)
     }
@@ -75,7 +75,7 @@ public struct CanonicalLowerer {
 
     /// Allocates guest memory for the string and copies its UTF-8 bytes there.
     /// Returns the guest pointer and byte length.
-    public func storeStringIntoRange(_ string: String) throws -> (pointer: UInt32, count: UInt32) {
+    package func storeStringIntoRange(_ string: String) throws -> (pointer: UInt32, count: UInt32) {
         let bytes = Array(string.utf8)
         guard bytes.count <= Self.maxStringBytes else {
             throw CanonicalLimitExceeded("a string of \(bytes.count) bytes is longer than the canonical ABI's 2^31-1 bytes")
@@ -87,7 +87,7 @@ public struct CanonicalLowerer {
 
     /// Allocates guest memory for the list and stores its elements there.
     /// Returns the guest pointer and element count.
-    public func storeListIntoRange(_ value: CanonicalValue, of element: CanonicalType) throws -> (pointer: UInt32, count: UInt32) {
+    package func storeListIntoRange(_ value: CanonicalValue, of element: CanonicalType) throws -> (pointer: UInt32, count: UInt32) {
         if element == .u8, case .bytes(let bytes) = value {
             let begin = try allocate(byteCount: bytes.count, alignment: 1)
             try guest.writeBytes(bytes, at: begin)
@@ -108,7 +108,7 @@ public struct CanonicalLowerer {
 
     /// Calls the guest's `cabi_realloc(0, 0, alignment, byteCount)` and checks that the block it
     /// returns is aligned and lies inside memory.
-    public func allocate(byteCount: Int, alignment: Int) throws -> UInt32 {
+    package func allocate(byteCount: Int, alignment: Int) throws -> UInt32 {
         guard let size = UInt32(exactly: byteCount) else {
             throw CanonicalLimitExceeded("an allocation of \(byteCount) bytes does not fit a 32-bit memory")
         }
@@ -138,7 +138,7 @@ public struct CanonicalLowerer {
 
     /// Lowers `value` of `type` to core values (allocating guest memory for strings and lists), e.g.
     /// the arguments of a call to a guest export.
-    public func lowerFlat(_ value: CanonicalValue, as type: CanonicalType) throws -> [WasmValue] {
+    package func lowerFlat(_ value: CanonicalValue, as type: CanonicalType) throws -> [WasmValue] {
         switch (type, value) {
         case (.bool, .bool(let v)): return [.i32(v ? 1 : 0)]
         case (.u8, .u8(let v)): return [.i32(UInt32(v))]

@@ -1,4 +1,4 @@
-public import PeonEngine
+package import PeonEngine
 
 /// A Component Model value type, in the despecialized form the canonical ABI works on.
 ///
@@ -13,7 +13,7 @@ public import PeonEngine
 /// readResult.size       // 16
 /// readResult.alignment  // 4
 /// ```
-public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible {
+package indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible {
     /// A `bool`: one byte, 0 or 1 (any non-zero byte lifts as `true`).
     case bool
     /// An unsigned integer of 8 bits.
@@ -46,25 +46,25 @@ public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible 
     case variant([CanonicalType?])
 
     /// A WIT `enum` with `caseCount` cases: a variant whose cases carry nothing.
-    public static func enumeration(_ caseCount: Int) -> CanonicalType {
+    package static func enumeration(_ caseCount: Int) -> CanonicalType {
         .variant(Array(repeating: nil, count: caseCount))
     }
 
     /// A WIT `option<T>`: `none` is case 0, `some` is case 1.
-    public static func option(_ some: CanonicalType) -> CanonicalType {
+    package static func option(_ some: CanonicalType) -> CanonicalType {
         .variant([nil, some])
     }
 
     /// A WIT `result<T, E>`: `ok` is case 0, `error` is case 1; `nil` stands for `_`.
-    public static func result(ok: CanonicalType?, error: CanonicalType?) -> CanonicalType {
+    package static func result(ok: CanonicalType?, error: CanonicalType?) -> CanonicalType {
         .variant([ok, error])
     }
 
     /// The alignment in linear memory, in bytes (1, 2, 4 or 8).
-    public var alignment: Int { layout.alignment }
+    package var alignment: Int { layout.alignment }
 
     /// The size in linear memory, in bytes, including trailing padding to ``alignment``.
-    public var size: Int { layout.size }
+    package var size: Int { layout.size }
 
     /// Size and alignment computed together in one walk of the type (they are asked for on every lowered value).
     private var layout: (size: Int, alignment: Int) {
@@ -99,13 +99,13 @@ public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible 
 
     /// For a variant, the offset of the payload from the start of the value: the discriminant's size
     /// rounded up to the largest case alignment. 0 for other types.
-    public var payloadOffset: Int {
+    package var payloadOffset: Int {
         guard case .variant(let cases) = self else { return 0 }
         return alignUp(Self.discriminantSize(cases.count), to: Self.maxCaseAlignment(cases))
     }
 
     /// The core values this type flattens to when passed as parameters or results.
-    public var flatTypes: [WasmValueType] {
+    package var flatTypes: [WasmValueType] {
         switch self {
         case .bool, .u8, .u16, .u32, .s8, .s16, .s32: return [.i32]
         case .u64, .s64: return [.i64]
@@ -129,7 +129,7 @@ public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible 
     }
 
     /// The number of core values ``flatTypes`` has, computed without building the array.
-    public var flatCount: Int {
+    package var flatCount: Int {
         switch self {
         case .bool, .u8, .u16, .u32, .s8, .s16, .s32, .u64, .s64, .f32, .f64: 1
         case .string, .list: 2
@@ -139,7 +139,7 @@ public indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible 
     }
 
     /// The WIT-like spelling, e.g. `list<u8>`, `enum<4 cases>` or `variant<_, record<u8, string>>`, for messages.
-    public var description: String {
+    package var description: String {
         switch self {
         case .bool: "bool"
         case .u8: "u8"

@@ -8,7 +8,7 @@
 /// // WIT: result<list<u8>, error> holding ok([104, 105])
 /// let value = CanonicalValue.variant(case: 0, payload: .bytes([104, 105]))
 /// ```
-public indirect enum CanonicalValue: Sendable, Hashable {
+package indirect enum CanonicalValue: Sendable, Hashable {
     /// A `bool`.
     case bool(Bool)
     /// A `u8`.
@@ -43,35 +43,35 @@ public indirect enum CanonicalValue: Sendable, Hashable {
     case variant(case: UInt32, payload: CanonicalValue?)
 
     /// `ok(payload)` of a `result`.
-    public static func ok(_ payload: CanonicalValue?) -> CanonicalValue { .variant(case: 0, payload: payload) }
+    package static func ok(_ payload: CanonicalValue?) -> CanonicalValue { .variant(case: 0, payload: payload) }
     /// `error(payload)` of a `result`.
-    public static func error(_ payload: CanonicalValue?) -> CanonicalValue { .variant(case: 1, payload: payload) }
+    package static func error(_ payload: CanonicalValue?) -> CanonicalValue { .variant(case: 1, payload: payload) }
     /// Case `index` of an `enum`.
-    public static func enumeration(_ index: UInt32) -> CanonicalValue { .variant(case: index, payload: nil) }
+    package static func enumeration(_ index: UInt32) -> CanonicalValue { .variant(case: index, payload: nil) }
 }
 
 /// A host value did not have the shape its canonical type requires: a bug in the host's bindings,
 /// never something a guest can cause. It fails the call instead of writing a malformed value.
-public struct CanonicalValueMismatch: Error, Sendable, Hashable, CustomStringConvertible {
+package struct CanonicalValueMismatch: Error, Sendable, Hashable, CustomStringConvertible {
     /// What was expected and what was found.
-    public var message: String
+    package var message: String
 
     /// Creates the error.
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 extension CanonicalValue {
     /// The string, or a ``CanonicalValueMismatch``.
-    public func asString() throws(CanonicalValueMismatch) -> String {
+    package func asString() throws(CanonicalValueMismatch) -> String {
         guard case .string(let value) = self else { throw mismatch("string") }
         return value
     }
 
     /// The bytes of a `list<u8>` (packed or not), or a ``CanonicalValueMismatch``.
-    public func asBytes() throws(CanonicalValueMismatch) -> [UInt8] {
+    package func asBytes() throws(CanonicalValueMismatch) -> [UInt8] {
         switch self {
         case .bytes(let bytes): return bytes
         case .list(let elements):
@@ -87,7 +87,7 @@ extension CanonicalValue {
     }
 
     /// The elements of a list, or a ``CanonicalValueMismatch``.
-    public func asList() throws(CanonicalValueMismatch) -> [CanonicalValue] {
+    package func asList() throws(CanonicalValueMismatch) -> [CanonicalValue] {
         switch self {
         case .list(let elements): return elements
         case .bytes(let bytes): return bytes.map(CanonicalValue.u8)
@@ -96,49 +96,49 @@ extension CanonicalValue {
     }
 
     /// The fields of a record with exactly `count` fields, or a ``CanonicalValueMismatch``.
-    public func asRecord(count: Int) throws(CanonicalValueMismatch) -> [CanonicalValue] {
+    package func asRecord(count: Int) throws(CanonicalValueMismatch) -> [CanonicalValue] {
         guard case .record(let fields) = self, fields.count == count else { throw mismatch("record of \(count) fields") }
         return fields
     }
 
     /// The case index and payload of a variant, or a ``CanonicalValueMismatch``.
-    public func asVariant() throws(CanonicalValueMismatch) -> (case: UInt32, payload: CanonicalValue?) {
+    package func asVariant() throws(CanonicalValueMismatch) -> (case: UInt32, payload: CanonicalValue?) {
         guard case .variant(let index, let payload) = self else { throw mismatch("variant") }
         return (index, payload)
     }
 
     /// The case index of an enum, or a ``CanonicalValueMismatch``.
-    public func asEnumeration() throws(CanonicalValueMismatch) -> UInt32 {
+    package func asEnumeration() throws(CanonicalValueMismatch) -> UInt32 {
         guard case .variant(let index, nil) = self else { throw mismatch("enum") }
         return index
     }
 
     /// The value of an `s32`, or a ``CanonicalValueMismatch``.
-    public func asS32() throws(CanonicalValueMismatch) -> Int32 {
+    package func asS32() throws(CanonicalValueMismatch) -> Int32 {
         guard case .s32(let value) = self else { throw mismatch("s32") }
         return value
     }
 
     /// The value of an `s64`, or a ``CanonicalValueMismatch``.
-    public func asS64() throws(CanonicalValueMismatch) -> Int64 {
+    package func asS64() throws(CanonicalValueMismatch) -> Int64 {
         guard case .s64(let value) = self else { throw mismatch("s64") }
         return value
     }
 
     /// The value of an `f64`, or a ``CanonicalValueMismatch``.
-    public func asF64() throws(CanonicalValueMismatch) -> Double {
+    package func asF64() throws(CanonicalValueMismatch) -> Double {
         guard case .f64(let value) = self else { throw mismatch("f64") }
         return value
     }
 
     /// The value of a `u16`, or a ``CanonicalValueMismatch``.
-    public func asU16() throws(CanonicalValueMismatch) -> UInt16 {
+    package func asU16() throws(CanonicalValueMismatch) -> UInt16 {
         guard case .u16(let value) = self else { throw mismatch("u16") }
         return value
     }
 
     /// The value of a `u64`, or a ``CanonicalValueMismatch``.
-    public func asU64() throws(CanonicalValueMismatch) -> UInt64 {
+    package func asU64() throws(CanonicalValueMismatch) -> UInt64 {
         guard case .u64(let value) = self else { throw mismatch("u64") }
         return value
     }

@@ -208,8 +208,8 @@ public enum AuditProofs {
     /// Takes a shared `flock` on `fd`, waiting up to 5 s for writers; false if it stays taken.
     static func lockShared(_ fd: Int32) -> Bool {
         for _ in 0..<5000 {
-            if flock(fd, LOCK_SH | LOCK_NB) == 0 { return true }
-            guard errno == EWOULDBLOCK || errno == EINTR else { return false }
+            if retryingInterrupts({ flock(fd, LOCK_SH | LOCK_NB) }) == 0 { return true }
+            guard errno == EWOULDBLOCK else { return false }
             usleep(1000)
         }
         return false

@@ -124,13 +124,9 @@ struct HostOptions: ParsableArguments {
     func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
         switch engine {
         case "wasmtime":
-            do {
-                return try WasmtimeEngine.load(libraryPath: wasmtimeLibrary)
-            } catch {
-                throw RunError(.configuration, error.message)
-            }
+            return try Engines.wasmtime(libraryPath: wasmtimeLibrary)
         default:
-            return WasmKitEngine(fuelMetering: fuel)
+            return Engines.wasmKit(fuelMetering: fuel)
         }
     }
 }

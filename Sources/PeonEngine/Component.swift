@@ -3,7 +3,7 @@
 /// Names stay names (a variant's case, an enum's case, a record's fields): the engine hands over what
 /// the guest passed, and the runtime checks it against the WIT type it expects before using it. A
 /// `list<u8>` is ``bytes(_:)`` (one allocation, not one value per byte).
-public enum ComponentValue: Sendable, Hashable {
+package enum ComponentValue: Sendable, Hashable {
     case bool(Bool)
     case s8(Int8)
     case u8(UInt8)
@@ -36,14 +36,14 @@ public enum ComponentValue: Sendable, Hashable {
 }
 
 /// One named field of a record value.
-public struct ComponentField: Sendable, Hashable {
+package struct ComponentField: Sendable, Hashable {
     /// The field's name as the WIT spells it, e.g. `message`.
-    public var name: String
+    package var name: String
     /// The field's value.
-    public var value: ComponentValue
+    package var value: ComponentValue
 
     /// Creates a field.
-    public init(_ name: String, _ value: ComponentValue) {
+    package init(_ name: String, _ value: ComponentValue) {
         self.name = name
         self.value = value
     }
@@ -51,7 +51,7 @@ public struct ComponentField: Sendable, Hashable {
 
 /// A Component Model value type, as a component declares it and as the host's WIT declares it:
 /// structural, with field and case names (they are part of the type: component values carry them).
-public indirect enum ComponentValueType: Sendable, Hashable, CustomStringConvertible {
+package indirect enum ComponentValueType: Sendable, Hashable, CustomStringConvertible {
     case bool, s8, u8, s16, u16, s32, u32, s64, u64, f32, f64, char, string
     case list(ComponentValueType)
     /// Fields in declaration order: name and type.
@@ -71,7 +71,7 @@ public indirect enum ComponentValueType: Sendable, Hashable, CustomStringConvert
     case unsupported(String)
 
     /// The type in WIT's words, e.g. `result<list<u8>, record { code: enum { ... }, message: string }>`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .bool: "bool"
         case .s8: "s8"
@@ -101,14 +101,14 @@ public indirect enum ComponentValueType: Sendable, Hashable, CustomStringConvert
 
 /// A named part of a compound type: a record's field (always typed) or a variant's case (typed when it
 /// has a payload).
-public struct ComponentTypeField: Sendable, Hashable {
+package struct ComponentTypeField: Sendable, Hashable {
     /// The field's or case's name.
-    public var name: String
+    package var name: String
     /// Its type; `nil` for a case without a payload.
-    public var type: ComponentValueType?
+    package var type: ComponentValueType?
 
     /// Creates a field or case.
-    public init(_ name: String, _ type: ComponentValueType?) {
+    package init(_ name: String, _ type: ComponentValueType?) {
         self.name = name
         self.type = type
     }
@@ -116,20 +116,20 @@ public struct ComponentTypeField: Sendable, Hashable {
 
 /// A component function's type: its parameter types in order (their names do not matter to the ABI
 /// and are not compared) and its result type, if any.
-public struct ComponentFunctionType: Sendable, Hashable, CustomStringConvertible {
+package struct ComponentFunctionType: Sendable, Hashable, CustomStringConvertible {
     /// The parameter types.
-    public var parameters: [ComponentValueType]
+    package var parameters: [ComponentValueType]
     /// The result type, or `nil` for none.
-    public var result: ComponentValueType?
+    package var result: ComponentValueType?
 
     /// Creates a function type.
-    public init(parameters: [ComponentValueType], result: ComponentValueType?) {
+    package init(parameters: [ComponentValueType], result: ComponentValueType?) {
         self.parameters = parameters
         self.result = result
     }
 
     /// `func(string, list<u8>) -> result<_, ...>`.
-    public var description: String {
+    package var description: String {
         "func(\(parameters.map(\.description).joined(separator: ", ")))" + (result.map { " -> \($0)" } ?? "")
     }
 }
@@ -142,29 +142,29 @@ public struct ComponentFunctionType: Sendable, Hashable, CustomStringConvertible
 /// and surfaces unchanged from ``ComponentInstance/call(_:_:resultCount:)``.
 public struct ComponentHostFunction: Sendable {
     /// The instance name, e.g. `peon:host/fs@0.1.0`.
-    public var interface: String
+    package var interface: String
     /// The function's name inside the instance, e.g. `read-dir`.
-    public var name: String
+    package var name: String
     /// How many results the function returns (0 or 1). A guest that declares the import with another
     /// number is refused before the body runs.
-    public var resultCount: Int
+    package var resultCount: Int
     /// The function's type as the host's WIT declares it, or `nil` to accept whatever type the component
     /// imports it with. With a type, an engine refuses (``EngineError/Kind/incompatibleImport``) to
     /// instantiate a component that imports the function with any other type, so no call of a forged
     /// import ever reaches ``body``.
-    public var type: ComponentFunctionType?
+    package var type: ComponentFunctionType?
     /// The most bytes of strings and lists (each list element counted at least one byte) the arguments of
     /// one call may hold; checked on the engine's values before ``body`` runs or the values are copied.
     /// A call over it gets ``oversized``'s answer instead (or, without one, ends with an error).
-    public var maximumArgumentBytes: Int?
+    package var maximumArgumentBytes: Int?
     /// Answers a call whose arguments are over ``maximumArgumentBytes``, given a description of the
     /// excess (e.g. to audit the refusal and return `error(limit-exceeded)`).
-    public var oversized: (@Sendable (_ description: String) throws -> [ComponentValue])?
+    package var oversized: (@Sendable (_ description: String) throws -> [ComponentValue])?
     /// What the function does.
-    public var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
+    package var body: @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]
 
     /// Creates a host function.
-    public init(interface: String, name: String, resultCount: Int, type: ComponentFunctionType? = nil,
+    package init(interface: String, name: String, resultCount: Int, type: ComponentFunctionType? = nil,
                 maximumArgumentBytes: Int? = nil,
                 oversized: (@Sendable (_ description: String) throws -> [ComponentValue])? = nil,
                 body: @escaping @Sendable (_ arguments: [ComponentValue]) throws -> [ComponentValue]) {
@@ -182,31 +182,31 @@ public struct ComponentHostFunction: Sendable {
 ///
 /// No preopened directories, no sockets and no name lookups, whatever is set here; the environment,
 /// arguments and standard input are exactly these; output goes to the sinks.
-public struct ComponentSandbox: Sendable {
+package struct ComponentSandbox: Sendable {
     /// `argv`, program name first.
-    public var arguments: [String] = []
+    package var arguments: [String] = []
     /// The environment.
-    public var environment: [(name: String, value: String)] = []
+    package var environment: [(name: String, value: String)] = []
     /// The whole of standard input.
-    public var stdin: [UInt8] = []
+    package var stdin: [UInt8] = []
     /// Takes a chunk of standard output; returns `false` to refuse it (the guest's write fails).
-    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
+    package var stdout: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
     /// Takes a chunk of standard error; returns `false` to refuse it.
-    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
+    package var stderr: @Sendable (UnsafeRawBufferPointer) -> Bool = { _ in true }
 
     /// An empty sandbox that discards output.
-    public init() {}
+    package init() {}
 }
 
 /// An engine that can also run components (the Component Model), not only core modules.
-public protocol ComponentEngine: WasmEngine {
+package protocol ComponentEngine: WasmEngine {
     /// Compiles and validates a component. Throws ``EngineError`` `.invalidModule` when the bytes are
     /// not a valid component.
     func compileComponent(_ bytes: [UInt8]) throws(EngineError) -> any CompiledComponent
 }
 
 /// A validated component, ready to be instantiated any number of times, from any thread.
-public protocol CompiledComponent: Sendable {
+package protocol CompiledComponent: Sendable {
     /// Instantiates the component with `functions` as its non-WASI imports and `sandbox` as its WASI
     /// preview 2, under `limits` (memory per linear memory, fuel, deadline). Each name in `instances`
     /// is defined as an instance even when no function belongs to it (an interface that only declares
@@ -220,7 +220,7 @@ public protocol CompiledComponent: Sendable {
 }
 
 /// A running component. Not thread-safe.
-public protocol ComponentInstance: AnyObject {
+package protocol ComponentInstance: AnyObject {
     /// Calls the exported function `export` (a top-level export of the component).
     ///
     /// Throws ``EngineError`` `.missingExport` when there is no such function, `.trap(reason)` when

@@ -6,46 +6,46 @@
 /// top-level import (10) and export (11) sections are decoded, every length checked against the bytes
 /// left; nested modules and components are skipped whole. Nothing here validates the component: the
 /// engine does that when it compiles it.
-public enum ComponentBinary {
+package enum ComponentBinary {
     /// Whether `bytes` start like a component (`\0asm`, then layer 1).
-    public static func isComponent(_ bytes: [UInt8]) -> Bool {
+    package static func isComponent(_ bytes: [UInt8]) -> Bool {
         bytes.count >= 8 && bytes[0] == 0x00 && bytes[1] == 0x61 && bytes[2] == 0x73 && bytes[3] == 0x6d
             && bytes[6] == 0x01 && bytes[7] == 0x00
     }
 
     /// One top-level import or export of a component: its name (e.g. `peon:host/fs@0.1.0`, `run`) and
     /// what it is (`instance`, `func`, `type`, `component`, `module`, `value`).
-    public struct Item: Sendable, Hashable {
+    package struct Item: Sendable, Hashable {
         /// The name.
-        public var name: String
+        package var name: String
         /// The kind of item.
-        public var kind: String
+        package var kind: String
 
         /// Creates an item.
-        public init(name: String, kind: String) {
+        package init(name: String, kind: String) {
             self.name = name
             self.kind = kind
         }
     }
 
     /// A component's top-level imports and exports.
-    public struct Interface: Sendable, Hashable {
+    package struct Interface: Sendable, Hashable {
         /// The imports, in order.
-        public var imports: [Item] = []
+        package var imports: [Item] = []
         /// The exports, in order.
-        public var exports: [Item] = []
+        package var exports: [Item] = []
     }
 
     /// A component binary that cannot be read.
-    public struct Malformed: Error, Sendable, Hashable, CustomStringConvertible {
+    package struct Malformed: Error, Sendable, Hashable, CustomStringConvertible {
         /// What is wrong, with the byte offset.
-        public var message: String
+        package var message: String
         /// The message.
-        public var description: String { message }
+        package var description: String { message }
     }
 
     /// Reads the top-level imports and exports of the component `bytes`.
-    public static func interface(_ bytes: [UInt8]) throws(Malformed) -> Interface {
+    package static func interface(_ bytes: [UInt8]) throws(Malformed) -> Interface {
         guard isComponent(bytes) else { throw Malformed(message: "not a component (no \\0asm header with layer 1)") }
         var reader = Reader(bytes: bytes, offset: 8)
         var result = Interface()
@@ -88,7 +88,7 @@ public enum ComponentBinary {
     /// more memories or tables than are listed here (see `docs/engines.md#components`), so a module
     /// instantiated twice makes the component fail to instantiate rather than escape the cap. Memories
     /// and tables a module imports are not listed: inside a component they are another module's.
-    public static func declaredStorage(_ bytes: [UInt8]) throws(Malformed) -> DeclaredStorage {
+    package static func declaredStorage(_ bytes: [UInt8]) throws(Malformed) -> DeclaredStorage {
         guard isComponent(bytes) else { throw Malformed(message: "not a component (no \\0asm header with layer 1)") }
         var total = DeclaredStorage()
         try collectStorage(bytes, from: 8, to: bytes.count, depth: 0, into: &total)

@@ -66,7 +66,7 @@ public protocol ModuleInstance: AnyObject {
 /// It receives the calling guest (its memory and exports, valid only until the body returns) and the
 /// arguments, and returns the single result, or `nil` for a function with no results. A thrown error
 /// ends the guest's run and surfaces unchanged from ``ModuleInstance/call(_:_:)``.
-public typealias HostFunctionBody = @Sendable (_ guest: any GuestAccess, _ arguments: HostArguments) throws -> WasmValue?
+package typealias HostFunctionBody = @Sendable (_ guest: any GuestAccess, _ arguments: HostArguments) throws -> WasmValue?
 
 /// A function the host offers to guests under an import `module` and `name`.
 ///
@@ -75,16 +75,16 @@ public typealias HostFunctionBody = @Sendable (_ guest: any GuestAccess, _ argum
 /// declared with more than one result.
 public struct HostFunction: Sendable {
     /// The import module the function answers, e.g. `wasi_snapshot_preview1`.
-    public var module: String
+    package var module: String
     /// The import field name, e.g. `fd_write`.
-    public var name: String
+    package var name: String
     /// The core signature; a module importing the same name with another signature fails to link.
-    public var signature: FunctionSignature
+    package var signature: FunctionSignature
     /// What the function does.
-    public var body: HostFunctionBody
+    package var body: HostFunctionBody
 
     /// Creates a host function.
-    public init(module: String, name: String, signature: FunctionSignature, body: @escaping HostFunctionBody) {
+    package init(module: String, name: String, signature: FunctionSignature, body: @escaping HostFunctionBody) {
         self.module = module
         self.name = name
         self.signature = signature
@@ -96,20 +96,20 @@ public struct HostFunction: Sendable {
 ///
 /// The engine has checked them against the host function's signature, so the typed accessors return
 /// the bits of the argument at that position.
-public struct HostArguments {
+package struct HostArguments {
     private let values: UnsafeBufferPointer<WasmValue>
 
     /// Wraps engine-owned values; for engine implementations.
-    public init(_ values: UnsafeBufferPointer<WasmValue>) { self.values = values }
+    package init(_ values: UnsafeBufferPointer<WasmValue>) { self.values = values }
 
     /// The number of arguments.
-    public var count: Int { values.count }
+    package var count: Int { values.count }
 
     /// The argument at `index`.
-    public subscript(_ index: Int) -> WasmValue { values[index] }
+    package subscript(_ index: Int) -> WasmValue { values[index] }
 
     /// The `i32` argument at `index`, as unsigned bits (e.g. a guest pointer or length).
-    public func i32(_ index: Int) -> UInt32 {
+    package func i32(_ index: Int) -> UInt32 {
         switch values[index] {
         case .i32(let v), .f32(let v): v
         case .i64(let v), .f64(let v): UInt32(truncatingIfNeeded: v)
@@ -117,7 +117,7 @@ public struct HostArguments {
     }
 
     /// The `i64` argument at `index`, as unsigned bits.
-    public func i64(_ index: Int) -> UInt64 {
+    package func i64(_ index: Int) -> UInt64 {
         switch values[index] {
         case .i32(let v), .f32(let v): UInt64(v)
         case .i64(let v), .f64(let v): v

@@ -1,5 +1,5 @@
 /// Why a guest stopped abnormally, in words that do not depend on the engine that ran it.
-public enum TrapReason: Sendable, Hashable, CustomStringConvertible {
+package enum TrapReason: Sendable, Hashable, CustomStringConvertible {
     case unreachable
     case outOfBoundsMemoryAccess
     case outOfBoundsTableAccess
@@ -17,7 +17,7 @@ public enum TrapReason: Sendable, Hashable, CustomStringConvertible {
     case other(String)
 
     /// The trap in the words users see, e.g. "out of bounds memory access".
-    public var description: String {
+    package var description: String {
         switch self {
         case .unreachable: "unreachable executed"
         case .outOfBoundsMemoryAccess: "out of bounds memory access"
@@ -43,7 +43,7 @@ public enum TrapReason: Sendable, Hashable, CustomStringConvertible {
 /// mediator refusal from an engine fault.
 public struct EngineError: Error, Sendable, CustomStringConvertible {
     /// The class of failure, for exit codes and tests.
-    public enum Kind: Sendable, Hashable {
+    package enum Kind: Sendable, Hashable {
         /// The bytes are not a valid WebAssembly module (bad magic, truncated, fails validation).
         case invalidModule
         /// An import cannot be satisfied by the host functions given.
@@ -61,18 +61,18 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
     }
 
     /// The class of failure.
-    public var kind: Kind
+    package var kind: Kind
     /// One line: what happened, and where (import name, function name, byte offset) when known.
-    public var message: String
+    package var message: String
 
     /// Creates an engine error.
-    public init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }
 
     /// The trap reason, if this error is a trap.
-    public var trapReason: TrapReason? {
+    package var trapReason: TrapReason? {
         if case .trap(let reason) = kind { reason } else { nil }
     }
 
@@ -85,13 +85,13 @@ public struct EngineError: Error, Sendable, CustomStringConvertible {
 ///
 /// Thrown out of a host function it ends the guest's run as a trap-like failure with this message;
 /// a host function that prefers to return an error code to the guest catches it first.
-public struct GuestMemoryError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct GuestMemoryError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What was wrong, e.g. "guest range 0xfffffff0+32 is outside linear memory of 65536 bytes".
-    public var message: String
+    package var message: String
 
     /// Creates the error.
-    public init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.message = message }
 
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }

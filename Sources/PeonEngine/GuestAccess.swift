@@ -26,7 +26,7 @@ public protocol GuestAccess: AnyObject {
 extension GuestAccess {
     /// Checks that `count` bytes at `offset` lie inside linear memory, throwing a ``GuestMemoryError``
     /// that names the range otherwise. Engines call this before touching memory.
-    public func checkRange(_ offset: UInt32, _ count: UInt32) throws(GuestMemoryError) {
+    package func checkRange(_ offset: UInt32, _ count: UInt32) throws(GuestMemoryError) {
         let end = UInt64(offset) + UInt64(count)
         guard end <= UInt64(memorySize) else {
             throw GuestMemoryError(
@@ -35,12 +35,12 @@ extension GuestAccess {
     }
 
     /// Copies `count` bytes at `offset` out of guest memory.
-    public func readBytes(at offset: UInt32, count: UInt32) throws -> [UInt8] {
+    package func readBytes(at offset: UInt32, count: UInt32) throws -> [UInt8] {
         try withMemory(at: offset, count: count) { Array($0) }
     }
 
     /// Copies `bytes` into guest memory at `offset`.
-    public func writeBytes(_ bytes: some Collection<UInt8>, at offset: UInt32) throws {
+    package func writeBytes(_ bytes: some Collection<UInt8>, at offset: UInt32) throws {
         guard let count = UInt32(exactly: bytes.count) else {
             throw GuestMemoryError("a write of \(bytes.count) bytes is larger than a 32-bit memory")
         }
@@ -54,19 +54,19 @@ extension GuestAccess {
     }
 
     /// Reads a little-endian `u32` at `offset`, which must be 4-byte aligned (the canonical ABI's rule).
-    public func readUInt32(at offset: UInt32) throws -> UInt32 {
+    package func readUInt32(at offset: UInt32) throws -> UInt32 {
         guard offset % 4 == 0 else { throw GuestMemoryError("guest pointer 0x\(String(offset, radix: 16)) is not 4-byte aligned") }
         return try withMemory(at: offset, count: 4) { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
     }
 
     /// Writes a little-endian `u32` at `offset`, which must be 4-byte aligned.
-    public func writeUInt32(_ value: UInt32, at offset: UInt32) throws {
+    package func writeUInt32(_ value: UInt32, at offset: UInt32) throws {
         guard offset % 4 == 0 else { throw GuestMemoryError("guest pointer 0x\(String(offset, radix: 16)) is not 4-byte aligned") }
         try withMutableMemory(at: offset, count: 4) { $0.storeBytes(of: value.littleEndian, as: UInt32.self) }
     }
 
     /// Reads a UTF-8 string of `count` bytes at `offset`; invalid UTF-8 is a ``GuestMemoryError``.
-    public func readString(at offset: UInt32, count: UInt32) throws -> String {
+    package func readString(at offset: UInt32, count: UInt32) throws -> String {
         let bytes = try readBytes(at: offset, count: count)
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw GuestMemoryError("guest string at 0x\(String(offset, radix: 16)) (\(count) bytes) is not valid UTF-8")

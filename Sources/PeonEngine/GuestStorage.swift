@@ -9,42 +9,42 @@ import WasmParser
 /// (``checkMinimums(within:)``) and bound growth past it (WasmKit through a ``StorageLedger``, wasmtime
 /// through per-entity limits from ``uniformLimits(budget:)``). Imported memories and tables are not
 /// listed: neither engine provides them, so a module that imports one does not link.
-public struct DeclaredStorage: Sendable, Hashable {
+package struct DeclaredStorage: Sendable, Hashable {
     /// A declared minimum and optional maximum: pages for a memory, elements for a table.
-    public struct Limits: Sendable, Hashable {
+    package struct Limits: Sendable, Hashable {
         /// The size at instantiation.
-        public var minimum: UInt64
+        package var minimum: UInt64
         /// The most it may grow to, if declared.
-        public var maximum: UInt64?
+        package var maximum: UInt64?
 
         /// Creates limits.
-        public init(minimum: UInt64, maximum: UInt64? = nil) {
+        package init(minimum: UInt64, maximum: UInt64? = nil) {
             self.minimum = minimum
             self.maximum = maximum
         }
     }
 
     /// The memories the module defines, in pages.
-    public var memories: [Limits]
+    package var memories: [Limits]
     /// The tables the module defines, in elements.
-    public var tables: [Limits]
+    package var tables: [Limits]
 
     /// The size of a WebAssembly page.
-    public static let pageBytes = 65_536
+    package static let pageBytes = 65_536
 
     /// What one table element is charged: 8 bytes, the host memory both engines spend per element
     /// (WasmKit stores one `Int` per element; wasmtime one pointer per `funcref`/`externref` slot).
-    public static let tableElementBytes = 8
+    package static let tableElementBytes = 8
 
     /// Creates a description from known declarations.
-    public init(memories: [Limits] = [], tables: [Limits] = []) {
+    package init(memories: [Limits] = [], tables: [Limits] = []) {
         self.memories = memories
         self.tables = tables
     }
 
     /// Reads the memory and table sections of a module binary. Throws ``EngineError/Kind/invalidModule``
     /// when the sections cannot be read (the module is refused rather than run with unbounded storage).
-    public init(parsing bytes: [UInt8]) throws(EngineError) {
+    package init(parsing bytes: [UInt8]) throws(EngineError) {
         var memories: [Limits] = []
         var tables: [Limits] = []
         var parser = WasmParser.Parser(bytes: bytes, features: .all)
@@ -66,27 +66,27 @@ public struct DeclaredStorage: Sendable, Hashable {
     }
 
     /// The bytes `pages` pages take, saturating at `Int.max`.
-    public static func bytes(pages: UInt64) -> Int {
+    package static func bytes(pages: UInt64) -> Int {
         let (product, overflow) = Int(clamping: pages).multipliedReportingOverflow(by: pageBytes)
         return overflow ? .max : product
     }
 
     /// The bytes `elements` table elements are charged, saturating at `Int.max`.
-    public static func bytes(elements: UInt64) -> Int {
+    package static func bytes(elements: UInt64) -> Int {
         let (product, overflow) = Int(clamping: elements).multipliedReportingOverflow(by: tableElementBytes)
         return overflow ? .max : product
     }
 
     /// What the module holds right after instantiation: every memory's and table's minimum, summed
     /// (saturating at `Int.max`).
-    public var minimumBytes: Int {
+    package var minimumBytes: Int {
         let memoryBytes = memories.reduce(0) { saturatingAdd($0, Self.bytes(pages: $1.minimum)) }
         return tables.reduce(memoryBytes) { saturatingAdd($0, Self.bytes(elements: $1.minimum)) }
     }
 
     /// Throws ``EngineError/Kind/instantiation`` when the declared minimums alone exceed
     /// `limits.memoryBytes`, naming what the module declares.
-    public func checkMinimums(within limits: ResourceLimits) throws(EngineError) {
+    package func checkMinimums(within limits: ResourceLimits) throws(EngineError) {
         let needed = minimumBytes
         guard needed > max(limits.memoryBytes, 0) else { return }
         throw EngineError(.instantiation,
@@ -94,7 +94,7 @@ public struct DeclaredStorage: Sendable, Hashable {
     }
 
     /// The declarations in words, for error messages.
-    public var summary: String {
+    package var summary: String {
         let memoryPages = memories.reduce(UInt64(0)) { $0 &+ $1.minimum }
         let elements = tables.reduce(UInt64(0)) { $0 &+ $1.minimum }
         return "\(memories.count) \(memories.count == 1 ? "memory" : "memories") of \(memoryPages) pages, "
@@ -110,7 +110,7 @@ public struct DeclaredStorage: Sendable, Hashable {
     /// at most an eighth of it when memories can grow too, the memories the rest in equal shares. A
     /// module with one memory, the usual case, may grow it to the whole budget less its tables. Throws
     /// ``EngineError/Kind/instantiation`` when the minimums cannot fit.
-    public func uniformLimits(budget: Int) throws(EngineError) -> (memoryBytes: Int, tableElements: Int) {
+    package func uniformLimits(budget: Int) throws(EngineError) -> (memoryBytes: Int, tableElements: Int) {
         let budget = max(budget, 0)
         try checkMinimums(within: ResourceLimits(memoryBytes: budget))
         let memoryFloor = memories.map { Self.bytes(pages: $0.minimum) }.max() ?? 0
@@ -149,7 +149,7 @@ public struct DeclaredStorage: Sendable, Hashable {
 /// could have grown to the requested size: that never undercounts (the ledger's sizes always dominate
 /// the real ones), at the price of refusing some growth early in a module with several memories or
 /// several tables. With one memory and one table the ledger is exact. A refused request changes nothing.
-public final class StorageLedger: Sendable {
+package final class StorageLedger: Sendable {
     private struct State {
         var memories: [Int] = []
         var tables: [Int] = []
@@ -161,16 +161,16 @@ public final class StorageLedger: Sendable {
     private let state = Mutex(State())
 
     /// Creates an empty ledger for an instance of a module declaring `declared`, capped at `budget` bytes.
-    public init(budget: Int, declared: DeclaredStorage) {
+    package init(budget: Int, declared: DeclaredStorage) {
         self.budget = max(budget, 0)
         self.declared = declared
     }
 
     /// The bytes charged so far.
-    public var chargedBytes: Int { state.withLock { $0.charged } }
+    package var chargedBytes: Int { state.withLock { $0.charged } }
 
     /// Whether a memory may become `desired` bytes; records it when it may.
-    public func allowMemory(toBytes desired: Int) -> Bool {
+    package func allowMemory(toBytes desired: Int) -> Bool {
         state.withLock { state in
             Self.allow(desired, bytesPerUnit: 1, sizes: &state.memories, allocations: declared.memories.count,
                        charged: &state.charged, budget: budget)
@@ -178,7 +178,7 @@ public final class StorageLedger: Sendable {
     }
 
     /// Whether a table may become `desired` elements; records it when it may.
-    public func allowTable(toElements desired: Int) -> Bool {
+    package func allowTable(toElements desired: Int) -> Bool {
         state.withLock { state in
             Self.allow(desired, bytesPerUnit: DeclaredStorage.tableElementBytes, sizes: &state.tables,
                        allocations: declared.tables.count, charged: &state.charged, budget: budget)

@@ -10,18 +10,18 @@
 public struct ResourceLimits: Sendable, Hashable {
     /// The most bytes the guest's linear memories and tables may hold together, each table element
     /// counted as ``DeclaredStorage/tableElementBytes``. Default: 256 MiB.
-    public var memoryBytes: Int
+    package var memoryBytes: Int
     /// The instruction budget, or `nil` for none. Default: `nil`.
-    public var fuel: UInt64?
+    package var fuel: UInt64?
     /// When the guest must have finished, on the monotonic clock, or `nil` for no deadline. Default: `nil`;
     /// the runtime always sets one (30 s unless told otherwise).
-    public var deadline: ContinuousClock.Instant?
+    package var deadline: ContinuousClock.Instant?
 
     /// The default linear memory cap, 256 MiB.
-    public static let defaultMemoryBytes = 256 << 20
+    package static let defaultMemoryBytes = 256 << 20
 
     /// Creates limits; every parameter has the default documented on its property.
-    public init(memoryBytes: Int = ResourceLimits.defaultMemoryBytes, fuel: UInt64? = nil,
+    package init(memoryBytes: Int = ResourceLimits.defaultMemoryBytes, fuel: UInt64? = nil,
                 deadline: ContinuousClock.Instant? = nil) {
         self.memoryBytes = memoryBytes
         self.fuel = fuel
@@ -29,7 +29,7 @@ public struct ResourceLimits: Sendable, Hashable {
     }
 
     /// Whether the deadline, if any, has passed.
-    public var isPastDeadline: Bool {
+    package var isPastDeadline: Bool {
         guard let deadline else { return false }
         return ContinuousClock.now >= deadline
     }

@@ -1,5 +1,5 @@
 /// What kind of thing a module imports or exports, with its type where the host cares about it.
-public enum ExternalKind: Sendable, Hashable, CustomStringConvertible {
+package enum ExternalKind: Sendable, Hashable, CustomStringConvertible {
     case function(FunctionSignature)
     /// A linear memory with its limits in 64 KiB pages.
     case memory(minimumPages: UInt64, maximumPages: UInt64?)
@@ -8,7 +8,7 @@ public enum ExternalKind: Sendable, Hashable, CustomStringConvertible {
     case tag
 
     /// A short rendering such as `func (i32) -> ()` or `memory 1..16`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .function(let signature): "func \(signature)"
         case .memory(let min, let max): "memory \(min)..\(max.map(String.init) ?? "")"
@@ -22,14 +22,14 @@ public enum ExternalKind: Sendable, Hashable, CustomStringConvertible {
 /// One import of a module: the `module` and `name` it asks the host for.
 public struct ImportDescriptor: Sendable, Hashable {
     /// The import's module name, e.g. `wasi_snapshot_preview1` or `peon:host/fs@0.1.0`.
-    public var module: String
+    package var module: String
     /// The field name inside that module, e.g. `fd_write` or `read`.
-    public var name: String
+    package var name: String
     /// What is imported.
-    public var kind: ExternalKind
+    package var kind: ExternalKind
 
     /// Creates an import descriptor.
-    public init(module: String, name: String, kind: ExternalKind) {
+    package init(module: String, name: String, kind: ExternalKind) {
         self.module = module
         self.name = name
         self.kind = kind
@@ -39,12 +39,12 @@ public struct ImportDescriptor: Sendable, Hashable {
 /// One export of a module.
 public struct ExportDescriptor: Sendable, Hashable {
     /// The export's name, e.g. `_start`, `run` or `memory`.
-    public var name: String
+    package var name: String
     /// What is exported.
-    public var kind: ExternalKind
+    package var kind: ExternalKind
 
     /// Creates an export descriptor.
-    public init(name: String, kind: ExternalKind) {
+    package init(name: String, kind: ExternalKind) {
         self.name = name
         self.kind = kind
     }

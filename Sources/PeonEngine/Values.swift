@@ -3,13 +3,13 @@
 /// Host functions and exports called by the host use only the four number types; a module whose
 /// imports or exports need `v128` or reference types is described with ``WasmValueType/other``
 /// and cannot be bound to host functions.
-public enum WasmValueType: Sendable, Hashable, CustomStringConvertible {
+package enum WasmValueType: Sendable, Hashable, CustomStringConvertible {
     case i32, i64, f32, f64
     /// A type the host does not exchange values of (`v128`, `funcref`, `externref`), by its text name.
     case other(String)
 
     /// The name the WebAssembly text format uses (`i32`, `f64`, ...).
-    public var description: String {
+    package var description: String {
         switch self {
         case .i32: "i32"
         case .i64: "i64"
@@ -31,7 +31,7 @@ public enum WasmValue: Sendable, Hashable, CustomStringConvertible {
     case f64(UInt64)
 
     /// The value's type.
-    public var type: WasmValueType {
+    package var type: WasmValueType {
         switch self {
         case .i32: .i32
         case .i64: .i64
@@ -41,14 +41,14 @@ public enum WasmValue: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The value as an `i32`'s bits, or `nil` when it is another type.
-    public var i32: UInt32? { if case .i32(let v) = self { v } else { nil } }
+    package var i32: UInt32? { if case .i32(let v) = self { v } else { nil } }
     /// The value as an `i64`'s bits, or `nil` when it is another type.
-    public var i64: UInt64? { if case .i64(let v) = self { v } else { nil } }
+    package var i64: UInt64? { if case .i64(let v) = self { v } else { nil } }
 
     /// Makes an `f32` value from a Swift `Float`.
-    public static func float(_ value: Float) -> WasmValue { .f32(value.bitPattern) }
+    package static func float(_ value: Float) -> WasmValue { .f32(value.bitPattern) }
     /// Makes an `f64` value from a Swift `Double`.
-    public static func double(_ value: Double) -> WasmValue { .f64(value.bitPattern) }
+    package static func double(_ value: Double) -> WasmValue { .f64(value.bitPattern) }
 
     /// The value in the text format's notation, e.g. `i32:42`.
     public var description: String {
@@ -62,20 +62,20 @@ public enum WasmValue: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The core signature of a function: what it takes and what it returns.
-public struct FunctionSignature: Sendable, Hashable, CustomStringConvertible {
+package struct FunctionSignature: Sendable, Hashable, CustomStringConvertible {
     /// The parameter types, in order.
-    public var parameters: [WasmValueType]
+    package var parameters: [WasmValueType]
     /// The result types, in order.
-    public var results: [WasmValueType]
+    package var results: [WasmValueType]
 
     /// Creates a signature, e.g. `FunctionSignature([.i32, .i32], [.i32])` for `(i32, i32) -> i32`.
-    public init(_ parameters: [WasmValueType], _ results: [WasmValueType] = []) {
+    package init(_ parameters: [WasmValueType], _ results: [WasmValueType] = []) {
         self.parameters = parameters
         self.results = results
     }
 
     /// The signature as `(i32, i32) -> (i32)`.
-    public var description: String {
+    package var description: String {
         "(\(parameters.map(\.description).joined(separator: ", "))) -> (\(results.map(\.description).joined(separator: ", ")))"
     }
 }

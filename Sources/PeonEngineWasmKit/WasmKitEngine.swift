@@ -1,4 +1,4 @@
-public import PeonEngine
+package import PeonEngine
 @_spi(Fuzzing) import WasmKit
 import WasmParser
 
@@ -8,29 +8,29 @@ import WasmParser
 /// code runs. WasmKit has no way to interrupt running guest code, so ``interruptsRunningCode`` is
 /// `false`: the deadline is enforced at every host-call boundary here, and a guest spinning without
 /// host calls is stopped by the runtime's process isolation (see `PeonRuntime.Supervisor`).
-public struct WasmKitEngine: WasmEngine {
+package struct WasmKitEngine: WasmEngine {
     /// WasmKit's engine is `@unchecked Sendable` by WasmKit's own declaration: its shared state
     /// (type interner, configuration) is internally synchronized.
     private let engine: WasmKit.Engine
 
     /// Whether modules compiled by this engine meter fuel (costs ~15 % in loops, so it is opt-in).
-    public let supportsFuel: Bool
+    package let supportsFuel: Bool
 
     /// Creates an engine. `fuelMetering` must be `true` to run instances with a fuel budget.
-    public init(fuelMetering: Bool = false) {
+    package init(fuelMetering: Bool = false) {
         self.supportsFuel = fuelMetering
         self.engine = WasmKit.Engine(configuration: EngineConfiguration(
             compilationMode: .eager, fuelMetering: fuelMetering))
     }
 
     /// `wasmkit`.
-    public var name: String { "wasmkit" }
+    package var name: String { "wasmkit" }
 
     /// `false`: see the type's documentation.
-    public var interruptsRunningCode: Bool { false }
+    package var interruptsRunningCode: Bool { false }
 
     /// Parses the module and reads its import and export signatures.
-    public func compile(_ bytes: [UInt8]) throws(EngineError) -> any CompiledModule {
+    package func compile(_ bytes: [UInt8]) throws(EngineError) -> any CompiledModule {
         let module: WasmKit.Module
         do {
             module = try parseWasm(bytes: bytes)

@@ -10,7 +10,7 @@ import Darwin
 import PeonSystem
 
 /// What the compilation cache did for one ``WasmtimeEngine/compileReportingCache(_:)``.
-public enum CompilationCacheOutcome: Sendable, Hashable {
+package enum CompilationCacheOutcome: Sendable, Hashable {
     /// The engine has no cache directory.
     case disabled
     /// A cached compilation was verified and loaded; nothing was compiled.

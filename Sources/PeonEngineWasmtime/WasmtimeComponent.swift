@@ -2,7 +2,7 @@
 // sandboxed WASI preview 2, run under the same limits as core modules.
 import CWasmtime
 import Crypto
-public import PeonEngine
+package import PeonEngine
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -11,7 +11,7 @@ import Darwin
 
 extension WasmtimeEngine: ComponentEngine {
     /// Compiles and validates a component (or loads its compilation from the cache).
-    public func compileComponent(_ bytes: [UInt8]) throws(EngineError) -> any CompiledComponent {
+    package func compileComponent(_ bytes: [UInt8]) throws(EngineError) -> any CompiledComponent {
         try compileComponentReportingCache(bytes).component
     }
 
@@ -19,7 +19,7 @@ extension WasmtimeEngine: ComponentEngine {
     ///
     /// Components are cached beside modules under their own engine tag (`...-component`), with the same
     /// checks before a cached compilation is trusted (see `docs/engines.md`).
-    public func compileComponentReportingCache(_ bytes: [UInt8]) throws(EngineError)
+    package func compileComponentReportingCache(_ bytes: [UInt8]) throws(EngineError)
         -> (component: any CompiledComponent, cache: CompilationCacheOutcome)
     {
         guard ComponentBinary.isComponent(bytes) else {

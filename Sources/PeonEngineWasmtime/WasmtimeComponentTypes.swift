@@ -1,7 +1,7 @@
 // The types a component declares for its imports, read through wasmtime's component type API, so that
 // a host function is checked against its WIT type before the component is instantiated.
 import CWasmtime
-public import PeonEngine
+package import PeonEngine
 
 extension WasmtimeCompiledComponent {
     /// The functions the component imports from each instance named in `interfaces`, with their types,
@@ -38,7 +38,7 @@ extension WasmtimeEngine {
     /// The functions a component imports from each instance named in `interfaces` (e.g. the
     /// `peon:host` interfaces), in the order its type lists them, read from wasmtime's description of the
     /// compiled component (compiled through the cache like a run). For `grants check`.
-    public func componentImportedFunctions(_ bytes: [UInt8], in interfaces: Set<String>) throws(EngineError) -> [String: [String]] {
+    package func componentImportedFunctions(_ bytes: [UInt8], in interfaces: Set<String>) throws(EngineError) -> [String: [String]] {
         guard let component = try compileComponent(bytes) as? WasmtimeCompiledComponent else {
             throw EngineError(.unavailable, "the wasmtime engine compiled the component into something it cannot describe")
         }

@@ -1,7 +1,7 @@
 // The wasmtime engine, loaded at run time: see issue 8.
 import CWasmtime
 import Crypto
-public import PeonEngine
+package import PeonEngine
 
 /// The wasmtime engine (Cranelift JIT), loaded at run time from wasmtime's C API library.
 ///
@@ -19,27 +19,27 @@ public import PeonEngine
 /// metering is always available, and the memory cap is enforced by the store's limiter. The engine is
 /// configured with fuel and epoch checks on for every module, which costs some speed even in runs
 /// that set neither.
-public struct WasmtimeEngine: WasmEngine {
+package struct WasmtimeEngine: WasmEngine {
     let runtime: WasmtimeRuntime
     let cache: CompilationCache?
 
     /// `wasmtime`.
-    public var name: String { "wasmtime" }
+    package var name: String { "wasmtime" }
     /// True: a passed deadline interrupts running guest code through epoch interruption.
-    public var interruptsRunningCode: Bool { true }
+    package var interruptsRunningCode: Bool { true }
     /// True: wasmtime meters fuel.
-    public var supportsFuel: Bool { true }
+    package var supportsFuel: Bool { true }
     /// The wasmtime version of the loaded library, e.g. `50.0.0`.
-    public var version: String { runtime.version }
+    package var version: String { runtime.version }
     /// The file the library was loaded from.
-    public var libraryPath: String { runtime.path }
+    package var libraryPath: String { runtime.path }
     /// The directory compiled modules are cached in, or `nil` when caching is off.
-    public var cacheDirectory: String? { cache?.directory }
+    package var cacheDirectory: String? { cache?.directory }
 
     /// The default compilation cache directory: `$XDG_CACHE_HOME/peon-wasm/wasmtime`, else
     /// `~/.cache/peon-wasm/wasmtime` (`~/Library/Caches/peon-wasm/wasmtime` on macOS); `nil` when
     /// neither variable is set.
-    public static var defaultCacheDirectory: String? { CompilationCache.defaultDirectory }
+    package static var defaultCacheDirectory: String? { CompilationCache.defaultDirectory }
 
     /// Loads wasmtime and configures an engine.
     ///
@@ -53,7 +53,7 @@ public struct WasmtimeEngine: WasmEngine {
     ///   for no cache. Default: ``defaultCacheDirectory``.
     /// - Throws: ``EngineError`` `.unavailable` with a message saying what was tried and how to install
     ///   wasmtime.
-    public static func load(libraryPath: String? = nil, cacheDirectory: String? = WasmtimeEngine.defaultCacheDirectory)
+    package static func load(libraryPath: String? = nil, cacheDirectory: String? = WasmtimeEngine.defaultCacheDirectory)
         throws(EngineError) -> WasmtimeEngine
     {
         let runtime = try WasmtimeRuntime.locate(explicitPath: libraryPath)
@@ -64,13 +64,13 @@ public struct WasmtimeEngine: WasmEngine {
     }
 
     /// Compiles and validates a module (or loads its compilation from the cache).
-    public func compile(_ bytes: [UInt8]) throws(EngineError) -> any CompiledModule {
+    package func compile(_ bytes: [UInt8]) throws(EngineError) -> any CompiledModule {
         try compileReportingCache(bytes).module
     }
 
     /// Compiles a module like ``compile(_:)`` and reports what the compilation cache did, for tests,
     /// benchmarks and `--verbose` output.
-    public func compileReportingCache(_ bytes: [UInt8]) throws(EngineError)
+    package func compileReportingCache(_ bytes: [UInt8]) throws(EngineError)
         -> (module: any CompiledModule, cache: CompilationCacheOutcome)
     {
         guard !bytes.isEmpty else { throw EngineError(.invalidModule, "invalid module: 0 bytes (expected the \\0asm header)") }

@@ -21,9 +21,9 @@
 /// segments removed (also when written as `%2E`, `.%2E`, `%2e.` or any other mix: escapes are decoded
 /// before dot segments are removed), an empty path as `/`, no empty `?`. Parsing the canonical form
 /// again yields the same value.
-public struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
+package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     /// The host: a name, or an IP literal.
-    public enum Host: Sendable, Hashable {
+    package enum Host: Sendable, Hashable {
         /// A lowercase DNS name without a trailing dot.
         case name(String)
         /// An IPv4 or IPv6 literal.
@@ -31,23 +31,23 @@ public struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `http` or `https`.
-    public let scheme: String
+    package let scheme: String
     /// The host.
-    public let host: Host
+    package let host: Host
     /// The port (the scheme's default when the URL gives none).
-    public let port: Int
+    package let port: Int
     /// The request target: the path (starting with `/`) and the query with its `?`, if any. This is,
     /// byte for byte, what the HTTP capability puts on the request line.
-    public let target: String
+    package let target: String
 
     /// The longest URL accepted, in bytes.
-    public static let maxLength = 8192
+    package static let maxLength = 8192
 
     /// Whether ``port`` is the scheme's default (and so left out of ``description``).
-    public var isDefaultPort: Bool { port == (scheme == "https" ? 443 : 80) }
+    package var isDefaultPort: Bool { port == (scheme == "https" ? 443 : 80) }
 
     /// `example.com`, `127.0.0.1` or `[::1]`.
-    public var hostText: String {
+    package var hostText: String {
         switch host {
         case .name(let name): name
         case .address(let address): address.isIPv6 ? "[\(address)]" : "\(address)"
@@ -55,14 +55,14 @@ public struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The canonical URL: `scheme://host[:port]target`.
-    public var description: String {
+    package var description: String {
         "\(scheme)://\(hostText)\(isDefaultPort ? "" : ":\(port)")\(target)"
     }
 
     /// Parses a guest's URL.
     ///
     /// - Throws: `invalid-argument`, with the reason, for anything listed as refused above.
-    public init(parsing url: String) throws(HostError) {
+    package init(parsing url: String) throws(HostError) {
         try self.init(parsing: url, wildcards: false)
     }
 
@@ -72,7 +72,7 @@ public struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     /// character here and a wildcard to the policy's glob.
     ///
     /// - Throws: `invalid-argument`, with the reason, when the pattern is no http(s) URL.
-    public static func normalizedPattern(_ pattern: String) throws(HostError) -> String {
+    package static func normalizedPattern(_ pattern: String) throws(HostError) -> String {
         try CanonicalURL(parsing: pattern, wildcards: true).description
     }
 

@@ -5,7 +5,7 @@
 /// a guest makes passes policy, approval and audit before a capability acts.
 
 /// The guest-visible error codes, the WIT `error-code` enum in declaration order.
-public enum HostErrorCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+package enum HostErrorCode: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case denied = 0
     case invalidArgument = 1
     case notFound = 2
@@ -14,7 +14,7 @@ public enum HostErrorCode: UInt8, Sendable, Hashable, CaseIterable, CustomString
     case timeout = 5
 
     /// The WIT spelling, e.g. `invalid-argument`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .denied: "denied"
         case .invalidArgument: "invalid-argument"
@@ -30,49 +30,49 @@ public enum HostErrorCode: UInt8, Sendable, Hashable, CaseIterable, CustomString
 ///
 /// Messages go to the guest, so they never contain secrets (injected headers, host paths outside the
 /// grant) — only what the guest itself sent, and what rule refused it.
-public struct HostError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct HostError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The machine-readable code.
-    public var code: HostErrorCode
+    package var code: HostErrorCode
     /// What was refused or what failed, and why.
-    public var message: String
+    package var message: String
 
     /// Creates an error.
-    public init(_ code: HostErrorCode, _ message: String) {
+    package init(_ code: HostErrorCode, _ message: String) {
         self.code = code
         self.message = message
     }
 
     /// `code: message`.
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 }
 
 /// An HTTP header (WIT `http.header`).
-public struct HTTPHeader: Sendable, Hashable {
+package struct HTTPHeader: Sendable, Hashable {
     /// The header name as sent; compared case-insensitively.
-    public var name: String
+    package var name: String
     /// The header value.
-    public var value: String
+    package var value: String
 
     /// Creates a header.
-    public init(name: String, value: String) {
+    package init(name: String, value: String) {
         self.name = name
         self.value = value
     }
 }
 
 /// An outgoing HTTP request (WIT `http.request`).
-public struct HTTPRequestValue: Sendable, Hashable {
+package struct HTTPRequestValue: Sendable, Hashable {
     /// The method, e.g. `GET`.
-    public var method: String
+    package var method: String
     /// The absolute URL.
-    public var url: String
+    package var url: String
     /// Headers the guest sets. Headers a grant injects are added by the host and override these.
-    public var headers: [HTTPHeader]
+    package var headers: [HTTPHeader]
     /// The request body.
-    public var body: [UInt8]
+    package var body: [UInt8]
 
     /// Creates a request.
-    public init(method: String, url: String, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+    package init(method: String, url: String, headers: [HTTPHeader] = [], body: [UInt8] = []) {
         self.method = method
         self.url = url
         self.headers = headers
@@ -81,16 +81,16 @@ public struct HTTPRequestValue: Sendable, Hashable {
 }
 
 /// An HTTP response (WIT `http.response`). Redirects are returned as they are, never followed by the host.
-public struct HTTPResponseValue: Sendable, Hashable {
+package struct HTTPResponseValue: Sendable, Hashable {
     /// The status code.
-    public var status: UInt16
+    package var status: UInt16
     /// The response headers.
-    public var headers: [HTTPHeader]
+    package var headers: [HTTPHeader]
     /// The response body, capped by the grant's `max-response`.
-    public var body: [UInt8]
+    package var body: [UInt8]
 
     /// Creates a response.
-    public init(status: UInt16, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+    package init(status: UInt16, headers: [HTTPHeader] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -98,7 +98,7 @@ public struct HTTPResponseValue: Sendable, Hashable {
 }
 
 /// A SQLite value (WIT `db.value`).
-public enum DatabaseValue: Sendable, Hashable {
+package enum DatabaseValue: Sendable, Hashable {
     case null
     case integer(Int64)
     case real(Double)
@@ -107,30 +107,30 @@ public enum DatabaseValue: Sendable, Hashable {
 }
 
 /// The result of a query (WIT `db.rows`).
-public struct DatabaseRows: Sendable, Hashable {
+package struct DatabaseRows: Sendable, Hashable {
     /// The column names, in order.
-    public var columns: [String]
+    package var columns: [String]
     /// The rows, each with one value per column.
-    public var rows: [[DatabaseValue]]
+    package var rows: [[DatabaseValue]]
 
     /// Creates a result.
-    public init(columns: [String], rows: [[DatabaseValue]]) {
+    package init(columns: [String], rows: [[DatabaseValue]]) {
         self.columns = columns
         self.rows = rows
     }
 }
 
 /// What a program run through `exec` produced (WIT `exec.output`).
-public struct ExecOutput: Sendable, Hashable {
+package struct ExecOutput: Sendable, Hashable {
     /// The exit code; a program killed by a signal reports 128 + the signal number.
-    public var code: Int32
+    package var code: Int32
     /// Captured standard output, up to the cap.
-    public var stdout: [UInt8]
+    package var stdout: [UInt8]
     /// Captured standard error, up to the cap.
-    public var stderr: [UInt8]
+    package var stderr: [UInt8]
 
     /// Creates an output.
-    public init(code: Int32, stdout: [UInt8], stderr: [UInt8]) {
+    package init(code: Int32, stdout: [UInt8], stderr: [UInt8]) {
         self.code = code
         self.stdout = stdout
         self.stderr = stderr
@@ -138,11 +138,11 @@ public struct ExecOutput: Sendable, Hashable {
 }
 
 /// A log level (WIT `log.level`, in declaration order).
-public enum LogLevel: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
+package enum LogLevel: UInt8, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     case debug = 0, info = 1, warn = 2, error = 3
 
     /// The WIT spelling.
-    public var description: String {
+    package var description: String {
         switch self {
         case .debug: "debug"
         case .info: "info"
@@ -157,7 +157,7 @@ public enum LogLevel: UInt8, Sendable, Hashable, CaseIterable, CustomStringConve
 /// Calls arrive on the guest's own thread and may block it (an HTTP request waits for its answer);
 /// an implementation must bound every call by the run's deadline. A conformer is per run: it knows the
 /// module, the run id and the limits.
-public protocol HostInterface: AnyObject, Sendable {
+package protocol HostInterface: AnyObject, Sendable {
     /// `fs.read`: the whole file.
     func read(path: String) throws(HostError) -> [UInt8]
     /// `fs.write`: creates or replaces the file.

@@ -7,12 +7,12 @@ import Musl
 #endif
 
 /// An IPv4 or IPv6 address, parsed strictly (`inet_pton`: dotted-quad decimal only for IPv4).
-public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
+package struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// 4 bytes (IPv4) or 16 bytes (IPv6), network order.
-    public let bytes: [UInt8]
+    package let bytes: [UInt8]
 
     /// Parses `text` (IPv6 without brackets or zone). `nil` when it is not exactly one address.
-    public init?(_ text: String) {
+    package init?(_ text: String) {
         if text.utf8.contains(0) { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
@@ -28,16 +28,16 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Wraps 4 (IPv4) or 16 (IPv6) bytes in network order, as `getaddrinfo` returns them.
-    public init(bytes: [UInt8]) {
+    package init(bytes: [UInt8]) {
         self.bytes = bytes
     }
 
     /// Whether this is an IPv6 address.
-    public var isIPv6: Bool { bytes.count == 16 }
+    package var isIPv6: Bool { bytes.count == 16 }
 
     /// The canonical text (`inet_ntop`): `127.0.0.1`, `::1`, `::ffff:127.0.0.1`. Grants name addresses
     /// in this form.
-    public var description: String {
+    package var description: String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         let family = isIPv6 ? AF_INET6 : AF_INET
         let ok = bytes.withUnsafeBytes { raw in
@@ -59,7 +59,7 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// `64:ff9b::/96` and `64:ff9b:1::/48` (NAT64: embedded IPv4), `100::/64`, `2001::/23` (incl.
     /// Teredo), `2001:db8::/32`, `2002::/16` (6to4, all of it), `fc00::/7` (unique local, incl.
     /// `fd00::/8` and `fd00:ec2::254`), `fe80::/10`, `fec0::/10`, `ff00::/8`.
-    public var nonPublicReason: String? {
+    package var nonPublicReason: String? {
         if bytes.count == 4 { return Self.ipv4Reason(bytes) }
         guard bytes.count == 16 else { return "malformed" }
         let b = bytes

@@ -13,7 +13,7 @@ import Musl
 
 /// The resource of one host call, in the one canonical form that policy decides on, the audit log
 /// records and the capability acts on.
-public enum Resource: Sendable, Hashable, CustomStringConvertible {
+package enum Resource: Sendable, Hashable, CustomStringConvertible {
     /// A file or folder (`fs.*`).
     case file(GuestPath)
     /// An HTTP(S) URL (`http.send`).
@@ -27,7 +27,7 @@ public enum Resource: Sendable, Hashable, CustomStringConvertible {
 
     /// The policy object and the audit `resource`: `fs:/srv/a.txt`, `http:https://api.example.com/v1`,
     /// `exec:/usr/bin/wc`, `db:analytics`, `db:analytics/orders`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .file(let path): "fs:" + path.description
         case .url(let url): "http:" + url.description
@@ -47,16 +47,16 @@ public enum Resource: Sendable, Hashable, CustomStringConvertible {
 /// on Characters: a `/` that shares a grapheme cluster with its neighbour is still a separator to the
 /// kernel). No file system access happens here; symbolic links are the capability's business, and
 /// each link target it meets becomes a new ``GuestPath`` through ``resolving(_:in:then:)``.
-public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
+package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     /// The longest path accepted, in UTF-8 bytes (`PATH_MAX` - 1 for the terminating NUL).
-    public static let maxBytes = Int(PATH_MAX) - 1
+    package static let maxBytes = Int(PATH_MAX) - 1
     /// The longest single name accepted, in UTF-8 bytes (`NAME_MAX`).
-    public static let maxNameBytes = Int(NAME_MAX)
+    package static let maxNameBytes = Int(NAME_MAX)
 
     /// The names from `/` down, each non-empty and neither `.` nor `..`.
-    public let components: [Substring]
+    package let components: [Substring]
     /// The path text: `/` followed by ``components`` joined with `/`.
-    public let description: String
+    package let description: String
 
     /// Parses a guest's path.
     ///
@@ -67,7 +67,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     ///   - base: the folder a relative path starts at; `nil` makes relative paths `invalid-argument`.
     /// - Throws: `invalid-argument` for an empty path, a NUL byte, a path longer than ``maxBytes`` (before
     ///   or after normalization), a name longer than ``maxNameBytes``, or a relative path without a base.
-    public init(parsing text: String, relativeTo base: GuestPath?) throws(HostError) {
+    package init(parsing text: String, relativeTo base: GuestPath?) throws(HostError) {
         if text.isEmpty { throw HostError(.invalidArgument, "the path is empty") }
         if text.utf8.contains(0) { throw HostError(.invalidArgument, "the path contains a NUL byte") }
         if text.utf8.count > Self.maxBytes {
@@ -88,7 +88,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     /// already normal).
     ///
     /// - Throws: `invalid-argument` as ``init(parsing:relativeTo:)`` does.
-    public static func resolving(_ target: String, in parent: [Substring], then rest: [Substring]) throws(HostError) -> GuestPath {
+    package static func resolving(_ target: String, in parent: [Substring], then rest: [Substring]) throws(HostError) -> GuestPath {
         if target.isEmpty || target.utf8.contains(0) {
             throw HostError(.invalidArgument, "a symbolic link on the path has an empty or invalid target")
         }
@@ -101,7 +101,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The root folder, `/`.
-    public static let root = GuestPath(trusted: [])
+    package static let root = GuestPath(trusted: [])
 
     private init(checking components: [Substring]) throws(HostError) {
         self.init(trusted: components)
@@ -116,7 +116,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The folder that holds this path (`/` for `/`).
-    public var parent: GuestPath { GuestPath(trusted: Array(components.dropLast())) }
+    package var parent: GuestPath { GuestPath(trusted: Array(components.dropLast())) }
 
     /// `base` followed by the names of `path`, with `.`, `..` and empty names resolved.
     static func lexicalComponents(of path: String, base: [Substring]) throws(HostError) -> [Substring] {
@@ -139,7 +139,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
 
     /// The same lexical rules for a grant's path pattern (`*` and `**` are names like any other here):
     /// `/srv/./a//**/` is `/srv/a/**`. The pattern must be absolute.
-    public static func normalizedPattern(_ pattern: String) -> String {
+    package static func normalizedPattern(_ pattern: String) -> String {
         var names: [Substring] = []
         for name in splitNames(pattern) {
             if name.utf8.elementsEqual(".".utf8) { continue }
@@ -150,7 +150,7 @@ public struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether `path` begins with the byte `/`.
-    public static func isAbsolute(_ path: String) -> Bool { path.utf8.first == slash }
+    package static func isAbsolute(_ path: String) -> Bool { path.utf8.first == slash }
 
     /// The names of `path`, split on the byte `/`, empty names dropped.
     static func splitNames(_ path: String) -> [Substring] {
@@ -165,18 +165,18 @@ private let dot = UInt8(ascii: ".")
 ///
 /// A program path is not normalized for the guest: `/usr/bin/../bin/wc` is refused rather than read as
 /// `/usr/bin/wc`, so the path a grant names is the only spelling that runs it.
-public struct ProgramPath: Sendable, Hashable, CustomStringConvertible {
+package struct ProgramPath: Sendable, Hashable, CustomStringConvertible {
     /// The path.
-    public let path: GuestPath
+    package let path: GuestPath
 
     /// The path text.
-    public var description: String { path.description }
+    package var description: String { path.description }
 
     /// Parses a program path.
     ///
     /// - Throws: `invalid-argument` unless `text` is absolute, without NUL, at most
     ///   ``GuestPath/maxBytes`` bytes and already lexically normal (no `.`, `..`, `//` or trailing `/`).
-    public init(parsing text: String) throws(HostError) {
+    package init(parsing text: String) throws(HostError) {
         guard text.utf8.count <= GuestPath.maxBytes else {
             throw HostError(.invalidArgument, "the program path is longer than \(GuestPath.maxBytes) bytes")
         }
@@ -192,14 +192,14 @@ public struct ProgramPath: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The name a module uses for a database (`--db NAME=PATH`): 1 to 64 of `A-Z a-z 0-9 . _ -`.
-public struct DatabaseName: Sendable, Hashable, CustomStringConvertible {
+package struct DatabaseName: Sendable, Hashable, CustomStringConvertible {
     /// The name.
-    public let description: String
+    package let description: String
 
     /// Checks a database name.
     ///
     /// - Throws: `invalid-argument` when `text` is not 1 to 64 of `A-Z a-z 0-9 . _ -`.
-    public init(parsing text: String) throws(HostError) {
+    package init(parsing text: String) throws(HostError) {
         guard !text.isEmpty, text.utf8.count <= 64,
               text.utf8.allSatisfy({ byte in
                   (0x30...0x39).contains(byte) || (0x41...0x5a).contains(byte) || (0x61...0x7a).contains(byte)

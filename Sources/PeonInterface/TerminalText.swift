@@ -6,9 +6,9 @@
 /// and isolates (U+202A–U+202E, U+2066–U+2069) that can make a line read differently from its bytes.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, nor colour
 /// the screen. Everything else, including other non-ASCII text, passes unchanged.
-public enum TerminalText {
+package enum TerminalText {
     /// `text` with every character listed above escaped; `text` itself when it has none.
-    public static func escaped(_ text: String) -> String {
+    package static func escaped(_ text: String) -> String {
         if text.unicodeScalars.allSatisfy({ !needsEscape($0) }) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)
@@ -23,7 +23,7 @@ public enum TerminalText {
     }
 
     /// Whether `scalar` is escaped by ``escaped(_:)``.
-    public static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    package static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
         let value = scalar.value
         return value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value)
             || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)

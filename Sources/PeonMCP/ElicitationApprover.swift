@@ -1,9 +1,9 @@
 import Dispatch
 import Foundation
 import PeonInterface
-public import MCP
-public import PeonMediator
-public import PeonRuntime
+package import MCP
+package import PeonMediator
+package import PeonRuntime
 import Synchronization
 
 /// Asks the human at the MCP client whether a call may proceed: an `elicitation/create` request (a form
@@ -15,18 +15,18 @@ import Synchronization
 /// all refuse. The audit entry names who answered (`mcp-elicitation:CLIENT`) and what they said
 /// (`accept`, `decline`, `cancel`, `timeout` ...). The question shows the request as the approvers of
 /// `run` show it (``ApprovalRequest/summary``: guest-controlled parts escaped, payloads by hash only).
-public struct ElicitationApprover: Approver {
+package struct ElicitationApprover: Approver {
     /// The session's SDK server, through which the request goes.
-    public let server: Server
+    package let server: Server
     /// The client's name from `initialize`.
-    public let client: String
+    package let client: String
     /// The call's cancellation: a cancelled call stops waiting (and refuses).
-    public let cancellation: RunCancellation
+    package let cancellation: RunCancellation
     /// How long to wait for the human (also bounded by the call's deadline).
-    public let timeout: Duration
+    package let timeout: Duration
 
     /// Creates an approver for one call.
-    public init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration) {
+    package init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration) {
         self.server = server
         self.client = client
         self.cancellation = cancellation
@@ -34,7 +34,7 @@ public struct ElicitationApprover: Approver {
     }
 
     /// `mcp-elicitation:` + the client's name (escaped: the client chose it).
-    public var identity: String { "mcp-elicitation:" + TerminalText.escaped(client) }
+    package var identity: String { "mcp-elicitation:" + TerminalText.escaped(client) }
 
     /// The form: one required boolean, `approve`.
     static let schema = Elicitation.RequestSchema(
@@ -68,7 +68,7 @@ public struct ElicitationApprover: Approver {
 
     /// Sends the request and blocks the guest's thread until the answer, the timeout, the deadline or
     /// a cancellation.
-    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+    package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         let reply = ElicitationReply()
         let server = server
         let message = Self.message(for: request)

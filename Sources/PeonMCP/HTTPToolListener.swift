@@ -1,6 +1,6 @@
-public import Foundation
-public import Logging
-public import MCP
+package import Foundation
+package import Logging
+package import MCP
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -22,9 +22,9 @@ import Synchronization
 ///
 /// It speaks plain HTTP: for anything but loopback put it behind a reverse proxy that adds TLS and
 /// authentication (the command refuses a non-loopback address unless told otherwise).
-public final class HTTPToolListener: Sendable {
+package final class HTTPToolListener: Sendable {
     /// The one path MCP is served on.
-    public static let endpoint = "/mcp"
+    package static let endpoint = "/mcp"
 
     private let router: HTTPSessionRouter
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
@@ -35,7 +35,7 @@ public final class HTTPToolListener: Sendable {
 
     /// A listener for `tools` on `host`:`port` (port 0: any free port). `allowedHosts` are further
     /// `Host` header values accepted (`name` for any port, or `name:port`).
-    public init(tools: ToolServer, host: String, port: Int, maxMessageBytes: Int, allowedHosts: [String] = [],
+    package init(tools: ToolServer, host: String, port: Int, maxMessageBytes: Int, allowedHosts: [String] = [],
                 maxSessions: Int = 64) {
         self.host = host
         self.port = port
@@ -45,7 +45,7 @@ public final class HTTPToolListener: Sendable {
     }
 
     /// Whether `host` is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`.
-    public static func isLoopback(_ host: String) -> Bool {
+    package static func isLoopback(_ host: String) -> Bool {
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         if bare == "localhost" || bare == "::1" { return true }
         let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
@@ -54,7 +54,7 @@ public final class HTTPToolListener: Sendable {
 
     /// Binds and starts accepting connections in the background; returns the address bound (with the
     /// real port when `port` was 0). Throws when the address cannot be bound.
-    public func start() async throws -> (host: String, port: Int) {
+    package func start() async throws -> (host: String, port: Int) {
         let router = router
         let limit = maxMessageBytes
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -82,7 +82,7 @@ public final class HTTPToolListener: Sendable {
     }
 
     /// Stops accepting connections and ends every session (their event streams close).
-    public func close() async {
+    package func close() async {
         let open = channel.withLock { channel -> (any Channel)? in
             defer { channel = nil }
             return channel
@@ -283,18 +283,18 @@ struct FixedSessionID: SessionIDGenerator {
 /// A transport that adds each `tools/call`'s JSON-RPC request id to its `_meta` (as
 /// ``StdioLineTransport`` does on stdio), so `run.start`/`run.end` can name it; everything else passes
 /// through to `inner`.
-public actor RequestIDTransport: Transport {
+package actor RequestIDTransport: Transport {
     /// The wrapped transport.
-    public let inner: any Transport
+    package let inner: any Transport
     private let stream: AsyncThrowingStream<Data, any Error>
     private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
     private var pump: Task<Void, Never>?
 
     /// Unused: errors go to stderr as `peon-wasm:` lines; the protocol requires one.
-    public nonisolated let logger = Logger(label: "peon-wasm.mcp.request-id", factory: { _ in SwiftLogNoOpLogHandler() })
+    package nonisolated let logger = Logger(label: "peon-wasm.mcp.request-id", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Wraps `inner`.
-    public init(_ inner: any Transport) {
+    package init(_ inner: any Transport) {
         self.inner = inner
         let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
         stream = pair.stream
@@ -302,7 +302,7 @@ public actor RequestIDTransport: Transport {
     }
 
     /// Connects `inner` and starts passing its messages on, annotated.
-    public func connect() async throws {
+    package func connect() async throws {
         try await inner.connect()
         let source = await inner.receive()
         let continuation = continuation
@@ -317,15 +317,15 @@ public actor RequestIDTransport: Transport {
     }
 
     /// Disconnects `inner`.
-    public func disconnect() async {
+    package func disconnect() async {
         await inner.disconnect()
         pump?.cancel()
         continuation.finish()
     }
 
     /// Sends through `inner`.
-    public func send(_ data: Data) async throws { try await inner.send(data) }
+    package func send(_ data: Data) async throws { try await inner.send(data) }
 
     /// The annotated messages.
-    public func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+    package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
 }

@@ -1,6 +1,7 @@
-public import Foundation
-public import Logging
-public import MCP
+package import Foundation
+package import Logging
+import MCP
+import PeonSystem
 
 /// The MCP stdio transport with what the SDK's `StdioTransport` lacks, and nothing else: a cap on one
 /// message's size, no batches, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
@@ -15,12 +16,12 @@ public import MCP
 ///   the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
 ///
 /// Reading is a blocking loop on its own thread; writes are serialized by the actor.
-public actor StdioLineTransport: Transport {
+package actor StdioLineTransport: Transport {
     /// The key under which a `tools/call`'s request id reaches the handler.
-    public static let requestIDKey = "peon-wasm/request-id"
+    package static let requestIDKey = "peon-wasm/request-id"
 
     /// Unused by this transport (errors go to stderr as `peon-wasm:` lines); the protocol requires one.
-    public nonisolated let logger = Logger(label: "peon-wasm.mcp.stdio", factory: { _ in SwiftLogNoOpLogHandler() })
+    package nonisolated let logger = Logger(label: "peon-wasm.mcp.stdio", factory: { _ in SwiftLogNoOpLogHandler() })
     private let input: Int32
     private let output: Int32
     private let maxMessageBytes: Int
@@ -29,7 +30,7 @@ public actor StdioLineTransport: Transport {
     private var connected = false
 
     /// A transport on `input` and `output` (default: this process's stdin and stdout).
-    public init(input: Int32 = 0, output: Int32 = 1, maxMessageBytes: Int) {
+    package init(input: Int32 = 0, output: Int32 = 1, maxMessageBytes: Int) {
         self.input = input
         self.output = output
         self.maxMessageBytes = maxMessageBytes
@@ -39,7 +40,7 @@ public actor StdioLineTransport: Transport {
     }
 
     /// Starts the reader thread.
-    public func connect() async throws {
+    package func connect() async throws {
         guard !connected else { return }
         connected = true
         let reader = LineReader(fd: input, maxMessageBytes: maxMessageBytes)
@@ -64,20 +65,20 @@ public actor StdioLineTransport: Transport {
     }
 
     /// Ends the message stream.
-    public func disconnect() async {
+    package func disconnect() async {
         connected = false
         continuation.finish()
     }
 
     /// Writes one message and its newline.
-    public func send(_ data: Data) async throws {
+    package func send(_ data: Data) async throws {
         var bytes = [UInt8](data)
         bytes.append(UInt8(ascii: "\n"))
         var offset = 0
         while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(output, $0.baseAddress, $0.count) }
+            let written = bytes[offset...].withUnsafeBytes { raw in retryingInterrupts { write(output, raw.baseAddress, raw.count) } }
             if written < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EAGAIN { continue }
                 throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
             }
             offset += written
@@ -85,7 +86,7 @@ public actor StdioLineTransport: Transport {
     }
 
     /// The messages read.
-    public func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+    package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
 
     private func refuseOversized(_ size: Int) async {
         let message = "a message of \(size) bytes was refused: the limit is \(maxMessageBytes) bytes (--max-message)"
@@ -138,8 +139,8 @@ private struct LineReader: Sendable {
         var skipped = 0
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            let count = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
+            if count < 0 && errno == EAGAIN { continue }
             if count <= 0 { return }
             var start = 0
             while start < count {

@@ -1,6 +1,6 @@
 import Foundation
-public import MCP
-public import PeonRuntime
+package import MCP
+package import PeonRuntime
 import PeonInterface
 import Synchronization
 import PeonMediator
@@ -18,7 +18,7 @@ import PeonMediator
 /// HTTP transport one per `Mcp-Session-Id`). A call whose grant needs approval asks the human through
 /// the session's client (MCP elicitation, ``ElicitationApprover``) when the client declared that
 /// capability, else the host's `--approver`.
-public final class ToolServer: Sendable {
+package final class ToolServer: Sendable {
     private let tools: Mutex<[String: ToolService]> = Mutex([:])
     private let order: Mutex<[String]> = Mutex([])
     private let limiter: CallLimiter
@@ -30,28 +30,28 @@ public final class ToolServer: Sendable {
 
     /// A server that runs at most `maxConcurrent` calls at once; an approval asked through the client
     /// waits at most `approvalTimeout` (and never past the call's deadline).
-    public init(maxConcurrent: Int, version: String, approvalTimeout: Duration = .seconds(120)) {
+    package init(maxConcurrent: Int, version: String, approvalTimeout: Duration = .seconds(120)) {
         limiter = CallLimiter(slots: max(1, maxConcurrent))
         self.version = version
         self.approvalTimeout = approvalTimeout
     }
 
     /// Adds a tool (before serving).
-    public func add(_ service: ToolService) {
+    package func add(_ service: ToolService) {
         tools.withLock { $0[service.name] = service }
         order.withLock { $0.append(service.name) }
     }
 
     /// Tells every client that the tool list changed (a grants file was reloaded). Errors (no client
     /// yet, a client gone) are ignored: the next `tools/list` shows the change anyway.
-    public func toolsChanged() {
+    package func toolsChanged() {
         for server in sessions.withLock({ Array($0.values) }) {
             Task { try? await server.notify(ToolListChangedNotification.message()) }
         }
     }
 
     /// The MCP description of a tool: name, description and input schema.
-    public static func describe(_ service: ToolService) -> Tool {
+    package static func describe(_ service: ToolService) -> Tool {
         let schema = (try? JSONDecoder().decode(Value.self, from: Data(service.inputSchema.utf8))) ?? .object(["type": "object"])
         return Tool(name: service.name, description: service.tool.description, inputSchema: schema)
     }
@@ -90,7 +90,7 @@ public final class ToolServer: Sendable {
 
     /// Serves one client on `transport` (stdio) until it closes the connection, then waits for the calls
     /// still running (each bounded by its deadline) so that each writes its `run.end`.
-    public func serve(transport: any Transport) async throws {
+    package func serve(transport: any Transport) async throws {
         let session = await makeSession()
         try await start(session, transport: transport)
         await session.server.waitUntilCompleted()

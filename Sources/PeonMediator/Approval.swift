@@ -6,24 +6,24 @@ import PeonInterface
 /// Payloads appear by SHA-256 and length only, and injected secrets never appear.
 public struct ApprovalRequest: Sendable, Hashable {
     /// The run id.
-    public var run: String
+    package var run: String
     /// The module name.
-    public var module: String
+    package var module: String
     /// The module's SHA-256.
-    public var moduleSHA256: String
+    package var moduleSHA256: String
     /// The call, e.g. `exec.run`.
-    public var call: String
+    package var call: String
     /// The resource, e.g. `exec:/usr/bin/wc`.
-    public var resource: String
+    package var resource: String
     /// Exec arguments (empty for other calls).
-    public var arguments: [String]
+    package var arguments: [String]
     /// The same facts the audit entry carries (`payload_sha256`, `payload_len`, `method`, ...).
-    public var details: [String: String]
+    package var details: [String: String]
     /// The grant that asks for approval, `file:line`.
-    public var grant: String
+    package var grant: String
 
     /// The JSON object a command approver reads on stdin (keys sorted).
-    public var json: [UInt8] {
+    package var json: [UInt8] {
         let object: [String: Any] = [
             "run": run, "module": module, "module_sha256": moduleSHA256, "call": call, "resource": resource,
             "arguments": arguments, "details": details, "grant": grant,
@@ -37,7 +37,7 @@ public struct ApprovalRequest: Sendable, Hashable {
     /// Every part a guest controls (the resource, the arguments, details) is escaped with
     /// ``TerminalText``, so a path like `x\r\u{1b}[2K...` cannot erase the real request from the prompt
     /// and show a forged one.
-    public var summary: String {
+    package var summary: String {
         var line = "\(module) wants \(call) \(resource)"
         if !arguments.isEmpty { line += " " + arguments.map { "\"\($0)\"" }.joined(separator: " ") }
         for (key, value) in details.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
@@ -48,12 +48,12 @@ public struct ApprovalRequest: Sendable, Hashable {
 /// An approver's answer; recorded in the audit entry with the approver's identity.
 public struct ApprovalAnswer: Sendable, Hashable {
     /// Whether the call may run.
-    public var approved: Bool
+    package var approved: Bool
     /// What the approver said: `yes`, `no`, `exit 3`, `timeout`, `approval required` ...
-    public var answer: String
+    package var answer: String
 
     /// Creates an answer.
-    public init(approved: Bool, answer: String) {
+    package init(approved: Bool, answer: String) {
         self.approved = approved
         self.answer = answer
     }
@@ -70,13 +70,13 @@ public protocol Approver: Sendable {
 
 /// The default: nobody is there to approve, so every call that needs approval is refused with
 /// "approval required".
-public struct RefusingApprover: Approver {
+package struct RefusingApprover: Approver {
     /// Creates the approver.
-    public init() {}
+    package init() {}
     /// `none`.
-    public var identity: String { "none" }
+    package var identity: String { "none" }
     /// Always refuses.
-    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+    package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         ApprovalAnswer(approved: false, answer: "approval required")
     }
 }
@@ -84,24 +84,24 @@ public struct RefusingApprover: Approver {
 /// `--approver 'COMMAND ARG...'`: runs the command (no shell; the string is split on spaces, with
 /// single or double quotes grouping), writes the call as JSON on its stdin, and approves when it exits
 /// with status 0 within the timeout. Its output is ignored; it is killed at the timeout.
-public struct CommandApprover: Approver {
+package struct CommandApprover: Approver {
     /// The program and its arguments.
-    public let command: [String]
+    package let command: [String]
     /// How long the command may take (also bounded by the call's deadline).
-    public let timeout: Duration
+    package let timeout: Duration
 
     /// Parses `commandLine`; `nil` when it is empty or has an unterminated quote.
-    public init?(commandLine: String, timeout: Duration = .seconds(60)) {
+    package init?(commandLine: String, timeout: Duration = .seconds(60)) {
         guard let words = splitCommandLine(commandLine), !words.isEmpty else { return nil }
         self.command = words
         self.timeout = timeout
     }
 
     /// `command:` + the program.
-    public var identity: String { "command:" + command.joined(separator: " ") }
+    package var identity: String { "command:" + command.joined(separator: " ") }
 
     /// Runs the command and maps its exit status.
-    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+    package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         let process = Process()
         let program = command[0]
         if program.contains("/") {
@@ -148,18 +148,18 @@ public struct CommandApprover: Approver {
 
 /// `--approver tty`: shows the call on `/dev/tty` and reads `y` or `yes` (anything else, end of input
 /// or the deadline refuses). Calls are asked one at a time.
-public struct TerminalApprover: Approver {
+package struct TerminalApprover: Approver {
     /// The terminal device.
-    public let device: String
+    package let device: String
 
     /// Creates the approver for `device` (default `/dev/tty`).
-    public init(device: String = "/dev/tty") { self.device = device }
+    package init(device: String = "/dev/tty") { self.device = device }
 
     /// `tty:` + the device.
-    public var identity: String { "tty:" + device }
+    package var identity: String { "tty:" + device }
 
     /// Prompts and waits for a line.
-    public func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+    package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         terminalLock.lock()
         defer { terminalLock.unlock() }
         let fd = open(device, O_RDWR | O_NOCTTY | O_CLOEXEC)
@@ -221,7 +221,7 @@ func splitCommandLine(_ line: String) -> [String]? {
 /// The approver for a `--approver` argument: `tty` for ``TerminalApprover``, anything else a command
 /// line for ``CommandApprover``, `nil` (no flag) for ``RefusingApprover``. Returns `nil` for an
 /// empty command or an unterminated quote.
-public func makeApprover(_ argument: String?, commandTimeout: Duration = .seconds(60)) -> (any Approver)? {
+package func makeApprover(_ argument: String?, commandTimeout: Duration = .seconds(60)) -> (any Approver)? {
     guard let argument else { return RefusingApprover() }
     if argument == "tty" { return TerminalApprover() }
     return CommandApprover(commandLine: argument, timeout: commandTimeout)

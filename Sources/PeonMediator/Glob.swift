@@ -13,7 +13,7 @@
 ///
 /// Runs in O(segments(text) × segments(pattern) × segment length) at worst, with no recursion, so a
 /// hostile pattern or path cannot blow the stack or take exponential time.
-public func globMatches(_ text: String, pattern: String) -> Bool {
+package func globMatches(_ text: String, pattern: String) -> Bool {
     // Matched on UTF-8 bytes: `/` and `*` never occur inside a multi-byte scalar, and a literal scalar's
     // bytes can only match at scalar boundaries, so byte matching answers exactly as scalar matching would.
     withContiguousUTF8(text) { textBytes in
@@ -128,21 +128,21 @@ private func wildcardMatch(
 /// is `2:-l /tmp/a%20b` and `[]` is `0:`. Commas, quotes, spaces, `*` and `?` are always encoded, so
 /// the field is a single CSV cell and a literal `*` in an argument can never act as a wildcard.
 /// Calls other than `exec.run` send `0:`.
-public enum ArgumentVector {
+package enum ArgumentVector {
     /// Encodes a vector for the request.
-    public static func encode(_ arguments: [String]) -> String {
+    package static func encode(_ arguments: [String]) -> String {
         "\(arguments.count):" + arguments.map { percentEncode($0, keepWildcards: false) }.joined(separator: " ")
     }
 
     /// Encodes grant patterns for a policy line: like ``encode(_:)`` except that `*` and `?` stay raw
     /// and act as wildcards. The policy value `*` alone (no count) matches every vector; grants use it
     /// for every capability other than exec.
-    public static func encodePatterns(_ patterns: [String]) -> String {
+    package static func encodePatterns(_ patterns: [String]) -> String {
         "\(patterns.count):" + patterns.map { percentEncode($0, keepWildcards: true) }.joined(separator: " ")
     }
 
     /// Decodes a request field; `nil` if malformed.
-    public static func decode(_ field: String) -> [String]? {
+    package static func decode(_ field: String) -> [String]? {
         guard let tokens = split(field) else { return nil }
         var result: [String] = []
         for token in tokens {
@@ -157,7 +157,7 @@ public enum ArgumentVector {
 
     /// Whether the request field `field` matches the policy field `patterns` (the `peonArgs` matcher).
     /// Malformed fields never match.
-    public static func matches(_ field: String, patterns: String) -> Bool {
+    package static func matches(_ field: String, patterns: String) -> Bool {
         if patterns == "*" { return decode(field) != nil }
         guard let arguments = decode(field), let tokens = split(patterns), tokens.count == arguments.count
         else { return false }
@@ -177,7 +177,7 @@ public enum ArgumentVector {
     /// `-` followed by a wildcard somewhere (`-*`, `--format=*`). A pattern that begins with a wildcard
     /// never matches an option (see ``matches(_:patterns:)``), so only these can; `grants check` warns
     /// about them, since an option can turn a harmless program into a file reader (`wc --files0-from=F`).
-    public static func admitsOptions(_ pattern: String) -> Bool {
+    package static func admitsOptions(_ pattern: String) -> Bool {
         pattern.hasPrefix("-") && (pattern.contains("*") || pattern.contains("?"))
     }
 

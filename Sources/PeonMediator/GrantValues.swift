@@ -4,18 +4,18 @@
 /// that does not parse returns `nil`, and the grants parser turns that into an error naming file, line and key.
 
 /// A byte count written with a binary or decimal unit, e.g. `64MiB`, `2MB`, `512`, `1 KiB`.
-public struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible {
+package struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible {
     /// The number of bytes.
-    public var bytes: Int
+    package var bytes: Int
 
     /// Creates a size of `bytes` bytes.
-    public init(bytes: Int) { self.bytes = bytes }
+    package init(bytes: Int) { self.bytes = bytes }
 
     /// Parses `N`, `N B`, `N KiB|MiB|GiB|TiB` (powers of 1024) or `N KB|MB|GB|TB` (powers of 1000),
     /// with an optional single space before the unit. Units are case-sensitive the way they are
     /// written in IEC 80000-13 except that `kB`/`KB` are both accepted. Returns `nil` on anything
     /// else, including overflow of `Int`.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         let (digits, unit) = splitNumber(text)
         guard let count = parseDecimal(digits) else { return nil }
         let multiplier: Int
@@ -37,7 +37,7 @@ public struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     /// The size in the largest binary unit that divides it exactly, e.g. `2MiB`.
-    public var description: String {
+    package var description: String {
         for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] where bytes > 0 {
             if bytes % (1 << shift) == 0 { return "\(bytes >> shift)\(unit)" }
         }
@@ -45,7 +45,7 @@ public struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible 
     }
 
     /// Orders sizes by byte count.
-    public static func < (lhs: ByteSize, rhs: ByteSize) -> Bool { lhs.bytes < rhs.bytes }
+    package static func < (lhs: ByteSize, rhs: ByteSize) -> Bool { lhs.bytes < rhs.bytes }
 }
 
 /// The longest duration a grants file or the command line may give (`--timeout`, `[limits] timeout`,
@@ -54,14 +54,14 @@ public struct ByteSize: Sendable, Hashable, Comparable, CustomStringConvertible 
 /// A deadline is computed as "now + duration" and turned into milliseconds for the audit log and the
 /// worker's timers; bounding every duration here keeps all of that arithmetic far from overflow, and a
 /// run meant to outlive a week has no use for a wall-clock limit that large anyway.
-public let longestGrantDuration: Duration = .seconds(168 * 3_600)
+package let longestGrantDuration: Duration = .seconds(168 * 3_600)
 
 /// Parses a wall-clock duration: `N` followed by `ms`, `s`, `m` or `h`, e.g. `30s`, `500ms`, `2m`.
 ///
 /// Returns `nil` for anything else, for zero, and for values longer than ``longestGrantDuration``
 /// (which includes every value that would overflow). A bare number is refused, because `30` could mean
 /// seconds or milliseconds.
-public func parseGrantDuration(_ text: String) -> Duration? {
+package func parseGrantDuration(_ text: String) -> Duration? {
     let (digits, unit) = splitNumber(text)
     guard let count = parseDecimal(digits), count > 0 else { return nil }
     let milliseconds: Int
@@ -80,25 +80,25 @@ public func parseGrantDuration(_ text: String) -> Duration? {
 }
 
 /// How a rejected duration should be written: the accepted range and examples, for error messages.
-public let grantDurationHint = "a duration from 1ms to 168h, e.g. \"500ms\", \"30s\", \"2m\""
+package let grantDurationHint = "a duration from 1ms to 168h, e.g. \"500ms\", \"30s\", \"2m\""
 
 /// A rate limit, e.g. `60/minute`: at most `count` calls per `period`, refilled continuously (a token
 /// bucket whose capacity is `count`).
-public struct Rate: Sendable, Hashable, CustomStringConvertible {
+package struct Rate: Sendable, Hashable, CustomStringConvertible {
     /// Calls allowed per period, and the bucket's capacity.
-    public var count: Int
+    package var count: Int
     /// The period over which `count` tokens refill.
-    public var period: Duration
+    package var period: Duration
 
     /// Creates a rate of `count` calls per `period`.
-    public init(count: Int, period: Duration) {
+    package init(count: Int, period: Duration) {
         self.count = count
         self.period = period
     }
 
     /// Parses `N/second`, `N/minute`, `N/hour` or `N/day` (also `N/s`, `N/min`, `N/h`, `N/d`), with
     /// `N` greater than zero. Returns `nil` otherwise.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, let count = parseDecimal(Substring(parts[0])), count > 0 else { return nil }
         switch parts[1] {
@@ -112,7 +112,7 @@ public struct Rate: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `N/Ts` with the period in seconds.
-    public var description: String { "\(count)/\(period.components.seconds)s" }
+    package var description: String { "\(count)/\(period.components.seconds)s" }
 }
 
 /// Splits `64MiB` or `64 MiB` into the digit run (underscores allowed between digits, as TOML

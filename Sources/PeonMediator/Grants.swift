@@ -1,4 +1,4 @@
-public import PeonPolicy
+package import PeonPolicy
 
 /// What one module may do, as written in `policies/NAME.toml` and checked by ``GrantsParser``.
 ///
@@ -6,38 +6,38 @@ public import PeonPolicy
 /// Casbin model, so the policy engine decides every call. The attributes the engine cannot express
 /// (rate, approval, response caps, injected headers, timeouts, the exec environment) stay here and
 /// the mediator applies them to calls the engine allowed.
-public struct Grants: Sendable, Hashable {
+package struct Grants: Sendable, Hashable {
     /// The subject name for the policy engine and the audit log.
-    public var module: String
+    package var module: String
     /// An optional pin: lowercase hex SHA-256 of the only module binary these grants apply to.
-    public var sha256: String?
+    package var sha256: String?
     /// Whole-run limits.
-    public var limits: GrantLimits
+    package var limits: GrantLimits
     /// The only environment variables the module sees through WASI, sorted by name.
-    public var environment: [String: String]
+    package var environment: [String: String]
     /// `[[fs]]` grants, in file order.
-    public var fileSystem: [FileSystemGrant]
+    package var fileSystem: [FileSystemGrant]
     /// `[[http]]` grants, in file order.
-    public var http: [HTTPGrant]
+    package var http: [HTTPGrant]
     /// `[[db]]` grants, in file order.
-    public var database: [DatabaseGrant]
+    package var database: [DatabaseGrant]
     /// `[[exec]]` grants, in file order.
-    public var exec: [ExecGrant]
+    package var exec: [ExecGrant]
     /// `[egress]`: patterns refused in any data the module sends out (a body, a header, a URL, a written
     /// file, an exec argument or stdin, SQL and its parameters). The values of injected `env:` headers
     /// are always refused too, whatever this list says.
-    public var egress: [ContentPattern] = []
+    package var egress: [ContentPattern] = []
     /// The `[tool]` table: how `peon-wasm mcp` serves the module as an MCP tool; `nil` when absent.
-    public var tool: ToolGrant? = nil
+    package var tool: ToolGrant? = nil
 
     /// Grants that allow nothing: the default for a module run without `--grants`.
-    public static func none(module: String) -> Grants {
+    package static func none(module: String) -> Grants {
         Grants(module: module, sha256: nil, limits: GrantLimits(), environment: [:],
                fileSystem: [], http: [], database: [], exec: [])
     }
 
     /// Creates grants from their parts.
-    public init(
+    package init(
         module: String, sha256: String? = nil, limits: GrantLimits = GrantLimits(),
         environment: [String: String] = [:], fileSystem: [FileSystemGrant] = [], http: [HTTPGrant] = [],
         database: [DatabaseGrant] = [], exec: [ExecGrant] = []
@@ -55,20 +55,20 @@ public struct Grants: Sendable, Hashable {
 
 /// The `[tool]` table of a grants file: the module served as an MCP tool by `peon-wasm mcp`. The tool's
 /// name is the grants' `module`. It changes nothing about what the module may do: the grants decide that.
-public struct ToolGrant: Sendable, Hashable {
+package struct ToolGrant: Sendable, Hashable {
     /// The module binary, absolute (a relative `wasm` was resolved against the grants file's folder).
-    public var wasm: String
+    package var wasm: String
     /// What the tool does, for the model that decides whether to call it.
-    public var description: String
+    package var description: String
     /// The declared input JSON Schema as compact JSON text (an object whose `type` is `object`), or `nil`
     /// for the default `{"input": string}`, whose string is the module's `run` input. With a declared
     /// schema the module's input is the call's whole arguments object as JSON text.
-    public var inputSchema: String?
+    package var inputSchema: String?
     /// Where the `[tool]` table was written.
-    public var source: GrantSource
+    package var source: GrantSource
 
     /// Creates a tool table.
-    public init(wasm: String, description: String, inputSchema: String?, source: GrantSource) {
+    package init(wasm: String, description: String, inputSchema: String?, source: GrantSource) {
         self.wasm = wasm
         self.description = description
         self.inputSchema = inputSchema
@@ -76,40 +76,40 @@ public struct ToolGrant: Sendable, Hashable {
     }
 
     /// The default input schema: one required string property `input`, nothing else.
-    public static let defaultInputSchema =
+    package static let defaultInputSchema =
         #"{"type":"object","properties":{"input":{"type":"string","description":"The text given to the module's run export."}},"required":["input"],"additionalProperties":false}"#
 }
 
 /// Where a grant was written, for messages and the audit trail: `file:line`.
-public struct GrantSource: Sendable, Hashable, CustomStringConvertible {
+package struct GrantSource: Sendable, Hashable, CustomStringConvertible {
     /// The grants file path as given.
-    public var file: String
+    package var file: String
     /// The 1-based line of the grant's `[[...]]` header.
-    public var line: Int
+    package var line: Int
 
     /// Creates a location.
-    public init(file: String, line: Int) {
+    package init(file: String, line: Int) {
         self.file = file
         self.line = line
     }
 
     /// `file:line`.
-    public var description: String { "\(file):\(line)" }
+    package var description: String { "\(file):\(line)" }
 }
 
 /// The `[limits]` table. `nil` means the runtime's default.
-public struct GrantLimits: Sendable, Hashable {
+package struct GrantLimits: Sendable, Hashable {
     /// Linear memory cap.
-    public var memory: ByteSize?
+    package var memory: ByteSize?
     /// Wall clock for the whole run.
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// Host calls per run (every `fs`/`http`/`db`/`exec` call counts, allowed or not; `log` does not).
-    public var calls: Int?
+    package var calls: Int?
     /// Instruction budget, for engines that meter fuel.
-    public var fuel: Int?
+    package var fuel: Int?
 
     /// Creates limits; every default is `nil` (the runtime decides).
-    public init(memory: ByteSize? = nil, timeout: Duration? = nil, calls: Int? = nil, fuel: Int? = nil) {
+    package init(memory: ByteSize? = nil, timeout: Duration? = nil, calls: Int? = nil, fuel: Int? = nil) {
         self.memory = memory
         self.timeout = timeout
         self.calls = calls
@@ -118,21 +118,21 @@ public struct GrantLimits: Sendable, Hashable {
 }
 
 /// What the engine cannot decide: constraints that apply to every call a grant allows.
-public struct GrantConditions: Sendable, Hashable {
+package struct GrantConditions: Sendable, Hashable {
     /// Token-bucket rate per module and grant; `nil` for none.
-    public var rate: Rate?
+    package var rate: Rate?
     /// When a person or the `--approver` command must approve a call.
-    public var approval: Approval
+    package var approval: Approval
 
     /// Creates conditions; default no rate and no approval.
-    public init(rate: Rate? = nil, approval: Approval = .never) {
+    package init(rate: Rate? = nil, approval: Approval = .never) {
         self.rate = rate
         self.approval = approval
     }
 }
 
 /// When a grant's calls need approval (`approval = true | false | "first-use"` in grants).
-public enum Approval: String, Sendable, Hashable {
+package enum Approval: String, Sendable, Hashable {
     /// No approval (`approval = false`, the default).
     case never
     /// Every call (`approval = true`).
@@ -143,32 +143,32 @@ public enum Approval: String, Sendable, Hashable {
 }
 
 /// An `fs` operation a grant can allow; the policy action is `fs.` + the raw value.
-public enum FileSystemAccess: String, Sendable, Hashable, CaseIterable {
+package enum FileSystemAccess: String, Sendable, Hashable, CaseIterable {
     case read, write, append, list, remove
 }
 
 /// An `[[fs]]` grant: absolute path globs and the operations allowed on them.
-public struct FileSystemGrant: Sendable, Hashable {
+package struct FileSystemGrant: Sendable, Hashable {
     /// Absolute, lexically normalized globs (relative ones were resolved against the grants file's folder).
-    public var paths: [String]
+    package var paths: [String]
     /// Allowed operations, never empty.
-    public var access: [FileSystemAccess]
+    package var access: [FileSystemAccess]
     /// Information-flow labels data read under this grant carries (e.g. `hr`); a run that reads
     /// through it holds them until it ends. Empty: the data is unlabelled.
-    public var labels: [String] = []
+    package var labels: [String] = []
     /// Labels data sent out through this grant may carry. A run holding a label not listed here is
     /// refused this grant's sink calls. Empty: only a run holding no labels may use it.
-    public var clearance: [String] = []
+    package var clearance: [String] = []
     /// Rate and approval.
-    public var conditions: GrantConditions
+    package var conditions: GrantConditions
     /// Where the grant was written.
-    public var source: GrantSource
+    package var source: GrantSource
 }
 
 /// A header injected by the host into requests a grant allows.
-public struct InjectedHeader: Sendable, Hashable {
+package struct InjectedHeader: Sendable, Hashable {
     /// Where the value comes from.
-    public enum Value: Sendable, Hashable {
+    package enum Value: Sendable, Hashable {
         /// The named host environment variable, read at call time (`env:NAME`).
         case environment(String)
         /// A fixed value written in the grants file.
@@ -176,73 +176,73 @@ public struct InjectedHeader: Sendable, Hashable {
     }
 
     /// The header name.
-    public var name: String
+    package var name: String
     /// Its value's source. The value itself never reaches the guest or the audit log.
-    public var value: Value
+    package var value: Value
 }
 
 /// An `[[http]]` grant.
-public struct HTTPGrant: Sendable, Hashable {
+package struct HTTPGrant: Sendable, Hashable {
     /// URL globs with lowercase scheme and host, e.g. `https://api.example.com/v1/**`.
-    public var urls: [String]
+    package var urls: [String]
     /// Upper-case methods, never empty.
-    public var methods: [String]
+    package var methods: [String]
     /// Response body cap; `nil` for the capability's default.
-    public var maxResponse: ByteSize?
+    package var maxResponse: ByteSize?
     /// Per-request time cap; `nil` for the capability's default (always bounded by the run's deadline).
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// Headers the host adds (secrets), overriding any the guest set with the same name.
-    public var headers: [InjectedHeader]
+    package var headers: [InjectedHeader]
     /// Information-flow labels the responses carry (every method's response is data read).
-    public var labels: [String] = []
+    package var labels: [String] = []
     /// Labels a request through this grant may carry (every method is a sink: a URL carries data too).
-    public var clearance: [String] = []
+    package var clearance: [String] = []
     /// Rate and approval.
-    public var conditions: GrantConditions
+    package var conditions: GrantConditions
     /// Where the grant was written.
-    public var source: GrantSource
+    package var source: GrantSource
 }
 
 
 /// A `[[db]]` grant.
-public struct DatabaseGrant: Sendable, Hashable {
+package struct DatabaseGrant: Sendable, Hashable {
     /// The database name bound with `--db NAME=PATH`.
-    public var database: String
+    package var database: String
     /// Table names or globs (`*` for every table).
-    public var tables: [String]
+    package var tables: [String]
     /// Allowed operations, never empty.
     /// (Each is a ``DatabaseOperation``; the policy action is `db.` + its raw value.)
-    public var access: [DatabaseOperation]
+    package var access: [DatabaseOperation]
     /// Information-flow labels rows read (`read`) under this grant carry.
-    public var labels: [String] = []
+    package var labels: [String] = []
     /// Labels a run may hold when it writes (`insert`, `update`, `delete`, `schema`) under this grant.
-    public var clearance: [String] = []
+    package var clearance: [String] = []
     /// Rate and approval.
-    public var conditions: GrantConditions
+    package var conditions: GrantConditions
     /// Where the grant was written.
-    public var source: GrantSource
+    package var source: GrantSource
 }
 
 /// An `[[exec]]` grant.
-public struct ExecGrant: Sendable, Hashable {
+package struct ExecGrant: Sendable, Hashable {
     /// The absolute program path.
-    public var program: String
+    package var program: String
     /// One pattern per argument (`*` any characters, `?` one); the counts must match.
-    public var arguments: [String]
+    package var arguments: [String]
     /// The program's whole environment.
-    public var environment: [String: String]
+    package var environment: [String: String]
     /// Per-run time cap; `nil` for the capability's default.
-    public var timeout: Duration?
+    package var timeout: Duration?
     /// Cap on captured stdout and stderr each; `nil` for the capability's default.
-    public var maxOutput: ByteSize?
+    package var maxOutput: ByteSize?
     /// Labels a run may hold when it runs this program (its arguments and stdin carry data out).
-    public var clearance: [String] = []
+    package var clearance: [String] = []
     /// Labels the program's output carries: a program reads what the host lets it read (a `cat` of HR
     /// files), so what it prints can be as sensitive as a labelled file; the run acquires these when the
     /// call succeeds.
-    public var labels: [String] = []
+    package var labels: [String] = []
     /// Rate and approval.
-    public var conditions: GrantConditions
+    package var conditions: GrantConditions
     /// Where the grant was written.
-    public var source: GrantSource
+    package var source: GrantSource
 }

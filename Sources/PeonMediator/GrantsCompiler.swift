@@ -7,13 +7,13 @@
 /// after that decision is in the log, and then each table it touches is decided on its own line. The mediator maps the line
 /// the engine names back to the grants that produced it, to apply what the engine cannot decide
 /// (rate, approval, caps, injected headers).
-public struct CompiledGrants: Sendable {
+package struct CompiledGrants: Sendable {
     /// A reference to one grant: which kind and its index in the file.
-    public enum GrantReference: Sendable, Hashable, CustomStringConvertible {
+    package enum GrantReference: Sendable, Hashable, CustomStringConvertible {
         case fileSystem(Int), http(Int), database(Int), exec(Int)
 
         /// `fs[0]`, `http[1]`, ...: the key path used in grants errors.
-        public var description: String {
+        package var description: String {
             switch self {
             case .fileSystem(let index): "fs[\(index)]"
             case .http(let index): "http[\(index)]"
@@ -24,14 +24,14 @@ public struct CompiledGrants: Sendable {
     }
 
     /// The grants compiled.
-    public let grants: Grants
+    package let grants: Grants
     /// The policy lines' fields after the `p` (subject, object, action, args), in file order, unique.
-    public let rules: [[String]]
+    package let rules: [[String]]
     /// For each rule, the grants that produced it (several grants can produce the same line; all apply).
-    public let origins: [[String]: [GrantReference]]
+    package let origins: [[String]: [GrantReference]]
 
     /// Compiles `grants`.
-    public init(_ grants: Grants) {
+    package init(_ grants: Grants) {
         var rules: [[String]] = []
         var origins: [[String]: [GrantReference]] = [:]
         func add(_ rule: [String], _ origin: GrantReference?) {
@@ -73,18 +73,18 @@ public struct CompiledGrants: Sendable {
     }
 
     /// The policy file text: one `p, sub, obj, act, args` line per rule.
-    public var policyText: String {
+    package var policyText: String {
         rules.map { (["p"] + $0).joined(separator: ", ") + "\n" }.joined()
     }
 
     /// The grant conditions for the rule the engine named (strictest union: approval if any grant
     /// asks for it, every rate applies).
-    public func conditions(for rule: [String]) -> [(GrantReference, GrantConditions)] {
+    package func conditions(for rule: [String]) -> [(GrantReference, GrantConditions)] {
         (origins[rule] ?? []).map { ($0, conditions(of: $0)) }
     }
 
     /// The conditions of one grant.
-    public func conditions(of reference: GrantReference) -> GrantConditions {
+    package func conditions(of reference: GrantReference) -> GrantConditions {
         switch reference {
         case .fileSystem(let index): grants.fileSystem[index].conditions
         case .http(let index): grants.http[index].conditions
@@ -94,7 +94,7 @@ public struct CompiledGrants: Sendable {
     }
 
     /// Where a grant was written.
-    public func source(of reference: GrantReference) -> GrantSource {
+    package func source(of reference: GrantReference) -> GrantSource {
         switch reference {
         case .fileSystem(let index): grants.fileSystem[index].source
         case .http(let index): grants.http[index].source
@@ -109,9 +109,9 @@ public struct CompiledGrants: Sendable {
 /// Request: `r = sub, obj, act, args` — the module name, a resource string, an action and the exec
 /// argument vector (``ArgumentVector``; `0:` for every other call). Policy: `p = sub, obj, act, args`.
 /// `g` lets an organization's policy give modules roles. Allow when any policy line matches.
-public enum BuiltinModel {
+package enum BuiltinModel {
     /// The model text.
-    public static let text = """
+    package static let text = """
         # peon-wasm built-in model: what the compiled grants (policies/NAME.toml) are decided by.
         #
         # A request is (sub, obj, act, args):
@@ -143,7 +143,7 @@ public enum BuiltinModel {
 
 extension CompiledGrants {
     /// The information-flow labels data read under a grant carries (for an exec grant: its output).
-    public func labels(of reference: GrantReference) -> [String] {
+    package func labels(of reference: GrantReference) -> [String] {
         switch reference {
         case .fileSystem(let index): grants.fileSystem[index].labels
         case .http(let index): grants.http[index].labels
@@ -153,7 +153,7 @@ extension CompiledGrants {
     }
 
     /// The labels a grant lets its sink calls carry.
-    public func clearance(of reference: GrantReference) -> [String] {
+    package func clearance(of reference: GrantReference) -> [String] {
         switch reference {
         case .fileSystem(let index): grants.fileSystem[index].clearance
         case .http(let index): grants.http[index].clearance

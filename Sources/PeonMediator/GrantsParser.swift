@@ -7,18 +7,18 @@ import TOMLKit
 ///
 /// Rendered as `FILE:LINE: KEY: MESSAGE`, e.g.
 /// `policies/summarizer.toml:12: fs[0].allow: the allow list is empty; name at least one of read, write, append, list, remove`.
-public struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The grants file path as given.
-    public var file: String
+    package var file: String
     /// The 1-based line of the key (or of its table when the key is missing).
-    public var line: Int
+    package var line: Int
     /// The dotted key path, e.g. `fs[0].allow` (array-of-tables indices are 0-based).
-    public var key: String
+    package var key: String
     /// What is wrong and what to do.
-    public var message: String
+    package var message: String
 
     /// Creates an error.
-    public init(file: String, line: Int, key: String, message: String) {
+    package init(file: String, line: Int, key: String, message: String) {
         self.file = file
         self.line = line
         self.key = key
@@ -26,7 +26,7 @@ public struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `FILE:LINE: KEY: MESSAGE` (the key is left out when the whole document is at fault).
-    public var description: String {
+    package var description: String {
         key.isEmpty ? "\(file):\(line): \(message)" : "\(file):\(line): \(key): \(message)"
     }
 }
@@ -36,9 +36,9 @@ public struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
 ///
 /// TOMLKit reports positions only for syntax errors, so for everything else the parser finds the
 /// key's line itself in the source text (``KeyLineIndex``).
-public enum GrantsParser {
+package enum GrantsParser {
     /// Reads and parses the file at `path`; relative paths in `[[fs]]` are resolved against its folder.
-    public static func load(path: String) throws(GrantsError) -> Grants {
+    package static func load(path: String) throws(GrantsError) -> Grants {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -51,7 +51,7 @@ public enum GrantsParser {
     }
 
     /// Parses grants text. `file` is used in messages; `baseDirectory` resolves relative `fs` paths.
-    public static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
+    package static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
         if let line = firstMalformedHeader(in: text) {
             throw GrantsError(file: file, line: line, key: "",
                               message: "TOML syntax error: `[` must be followed by a table name, e.g. [[fs]] or [limits]")

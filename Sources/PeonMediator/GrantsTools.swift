@@ -8,14 +8,14 @@ import PeonPolicy
 import PeonSystem
 
 /// Lowercase hex SHA-256 of `bytes` (a module's identity in grants pins and the audit log).
-public func sha256Hex(_ bytes: [UInt8]) -> String {
+package func sha256Hex(_ bytes: [UInt8]) -> String {
     hex(SHA256.hash(data: bytes))
 }
 
 /// The `peon:host` functions and the policy actions each can ask for.
-public enum HostImports {
+package enum HostImports {
     /// `(import module, field)` → the actions a call through it is decided on. `log` needs none.
-    public static let actions: [String: [String: [String]]] = [
+    package static let actions: [String: [String: [String]]] = [
         "peon:host/fs@0.1.0": [
             "read": ["fs.read"], "write": ["fs.write"], "append": ["fs.append"], "read-dir": ["fs.list"],
             "remove": ["fs.remove"],
@@ -30,30 +30,30 @@ public enum HostImports {
 }
 
 /// What `grants check` found.
-public struct GrantsCheckReport: Sendable, Hashable {
+package struct GrantsCheckReport: Sendable, Hashable {
     /// One `peon:host` import and whether a grant can ever allow it.
-    public struct Line: Sendable, Hashable {
+    package struct Line: Sendable, Hashable {
         /// `peon:host/fs@0.1.0#read`.
-        public var importName: String
+        package var importName: String
         /// `granted`, `not granted (every call will be denied)`, `no grant needed` or `unknown import`.
-        public var status: String
+        package var status: String
         /// The grants that can allow it (`fs[0] (g.toml:12)`).
-        public var grants: [String]
+        package var grants: [String]
     }
 
     /// One line per `peon:host` import, in the module's order.
-    public var imports: [Line]
+    package var imports: [Line]
     /// Grants the module cannot use, and unknown `peon:host` imports.
-    public var warnings: [String]
+    package var warnings: [String]
     /// Whether the module has an import the host does not know (it will not load).
-    public var hasUnknownImports: Bool
+    package var hasUnknownImports: Bool
     /// For each information-flow label a grant brings: the grants that acquire it and the sinks that may
     /// still send data out once a run holds it.
-    public var labelFlows: [String] = []
+    package var labelFlows: [String] = []
 }
 
 /// Checks a module's imports against grants.
-public func checkGrants(imports: [(module: String, name: String)], grants: Grants) -> GrantsCheckReport {
+package func checkGrants(imports: [(module: String, name: String)], grants: Grants) -> GrantsCheckReport {
     let compiled = CompiledGrants(grants)
     var lines: [GrantsCheckReport.Line] = []
     var warnings: [String] = []
@@ -127,12 +127,12 @@ private func actionCovered(_ action: String, by actions: [String]) -> Bool {
 }
 
 /// The answer of `policy explain`.
-public struct PolicyExplanation: Sendable, Hashable {
+package struct PolicyExplanation: Sendable, Hashable {
     /// Whether the engine allows the request (before rate limits and approval).
-    public var isAllowed: Bool
+    package var isAllowed: Bool
     /// Human-readable lines: the request as the engine saw it, the verdict, the deciding line and the
     /// grant conditions, or for a denial the grants of the same kind and why each does not apply.
-    public var lines: [String]
+    package var lines: [String]
 }
 
 /// Turns the CLI's `ACTION RESOURCE` into the engine's object with the same parsers a run uses
@@ -141,7 +141,7 @@ public struct PolicyExplanation: Sendable, Hashable {
 /// `http:http://x.org/~u`, `db.read analytics/orders` → `db:analytics/orders`, `db.open analytics` →
 /// `db:analytics`, `exec.run /usr/bin/wc` → `exec:/usr/bin/wc`. A resource may also carry its kind
 /// (`fs:/a`). `nil` when the action is not one peon-wasm asks or the resource does not parse.
-public func policyObject(action: String, resource: String, workingDirectory: String) -> String? {
+package func policyObject(action: String, resource: String, workingDirectory: String) -> String? {
     guard let kind = action.split(separator: ".").first.map(String.init),
           ["fs", "http", "db", "exec"].contains(kind)
     else { return nil }
@@ -168,7 +168,7 @@ public func policyObject(action: String, resource: String, workingDirectory: Str
 /// `labels` are the information-flow labels the run is taken to hold (`--labels`): a sink the policy allows
 /// is then refused, as in a run, unless every grant behind it clears them, and the explanation names the
 /// clearance each grant would need. They are also the `r.ctx.labels` a model sees.
-public func explainPolicy(
+package func explainPolicy(
     snapshot: PolicySnapshot, module: String, action: String, object: String, arguments: [String],
     labels: [String] = []
 ) -> PolicyExplanation {

@@ -1,6 +1,6 @@
 import PeonAudit
 import Synchronization
-public import PeonInterface
+package import PeonInterface
 
 // `db`: first decided on `db:NAME` with action `db.open` (compiled from any `[[db]]` grant on that
 // database), and that write-ahead entry exists before the database file is opened. Then SQLite's
@@ -9,7 +9,7 @@ public import PeonInterface
 // `db:NAME/TABLE` with action `db.read|insert|update|delete|schema`.
 extension Mediator {
     /// `db.query`: one read-only statement.
-    public func query(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> DatabaseRows {
+    package func query(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> DatabaseRows {
         try statementCall("db.query", name, sql: sql, parameters: parameters, sideEffect: false) { (statement) throws(HostError) in
             guard statement.isReadOnly else {
                 throw HostError(.denied, "db.query runs read-only statements; use db.execute to write")
@@ -21,7 +21,7 @@ extension Mediator {
     }
 
     /// `db.execute`: one statement; returns the number of rows changed.
-    public func execute(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> UInt64 {
+    package func execute(database name: String, sql: String, parameters: [DatabaseValue]) throws(HostError) -> UInt64 {
         try statementCall("db.execute", name, sql: sql, parameters: parameters, sideEffect: true) { (statement) throws(HostError) in
             let changed = try statement.execute(parameters, deadline: configuration.deadline)
             return (changed, ["changed": String(changed)])

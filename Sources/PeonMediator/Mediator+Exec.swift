@@ -1,11 +1,11 @@
 import PeonAudit
-public import PeonInterface
+package import PeonInterface
 
 // `exec`: decided on `exec:` + the program path (which must already be absolute and normal: a program
 // has exactly one spelling) and the argument vector (``ArgumentVector``).
 extension Mediator {
     /// `exec.run`.
-    public func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
+    package func run(program: String, arguments: [String], stdin: [UInt8]) throws(HostError) -> ExecOutput {
         let path = try parse("exec.run", kind: "exec") { () throws(HostError) in try ProgramPath(parsing: program) }
         try begin("exec.run", .program(path))
         var details = payloadDetails(stdin, prefix: "stdin")

@@ -1,12 +1,12 @@
 import PeonAudit
-public import PeonInterface
+package import PeonInterface
 
 // `fs`: decided on `fs:` + the guest's path parsed once into a ``GuestPath`` (relative paths start at
 // the working directory). The capability walks that same value; every symbolic link it meets leads to
 // a new ``GuestPath`` that goes through the pipeline as a nested, audited decision.
 extension Mediator {
     /// `fs.read`.
-    public func read(path: String) throws(HostError) -> [UInt8] {
+    package func read(path: String) throws(HostError) -> [UInt8] {
         try fileCall("fs.read", path, action: "fs.read", sideEffect: false, details: [:]) { (path, ticket, check) throws(HostError) in
             let file = try fileSystem.readLabelled(path, authorize: check)
             var outcome = payloadDetails(file.bytes, prefix: "result")
@@ -20,7 +20,7 @@ extension Mediator {
     }
 
     /// `fs.write`.
-    public func write(path: String, data: [UInt8]) throws(HostError) {
+    package func write(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.write", path, action: "fs.write", sideEffect: true,
                      details: payloadDetails(data, prefix: "payload"), outgoing: [("data", data)]) { (path, ticket, check) throws(HostError) in
             try fileSystem.write(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
@@ -29,7 +29,7 @@ extension Mediator {
     }
 
     /// `fs.append`.
-    public func append(path: String, data: [UInt8]) throws(HostError) {
+    package func append(path: String, data: [UInt8]) throws(HostError) {
         try fileCall("fs.append", path, action: "fs.append", sideEffect: true,
                      details: payloadDetails(data, prefix: "payload"), outgoing: [("data", data)]) { (path, ticket, check) throws(HostError) in
             try fileSystem.append(path, data: data, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
@@ -38,7 +38,7 @@ extension Mediator {
     }
 
     /// `fs.read-dir` (policy action `fs.list`).
-    public func readDirectory(path: String) throws(HostError) -> [String] {
+    package func readDirectory(path: String) throws(HostError) -> [String] {
         try fileCall("fs.read-dir", path, action: "fs.list", sideEffect: false, details: [:]) { (path, ticket, check) throws(HostError) in
             let names = try fileSystem.readDirectory(path, authorize: check)
             return (names, ["entries": String(names.count)])
@@ -46,7 +46,7 @@ extension Mediator {
     }
 
     /// `fs.remove`.
-    public func remove(path: String) throws(HostError) {
+    package func remove(path: String) throws(HostError) {
         try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:], outgoing: []) { (path, ticket, check) throws(HostError) in
             try fileSystem.remove(path, authorize: check)
             return ((), [:])

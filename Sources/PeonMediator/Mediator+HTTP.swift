@@ -1,5 +1,5 @@
 import PeonAudit
-public import PeonInterface
+package import PeonInterface
 import Foundation
 
 // `http`: decided on `http:` + the guest's URL parsed once into a ``CanonicalURL`` and `http.` + the
@@ -7,7 +7,7 @@ import Foundation
 // the log and the request line the server receives are one and the same.
 extension Mediator {
     /// `http.send`.
-    public func send(_ request: HTTPRequestValue) throws(HostError) -> HTTPResponseValue {
+    package func send(_ request: HTTPRequestValue) throws(HostError) -> HTTPResponseValue {
         let url = try parse("http.send", kind: "http") { () throws(HostError) in try CanonicalURL(parsing: request.url) }
         let method = request.method.uppercased()
         guard !method.isEmpty, method.utf8.count <= 32,

@@ -1,11 +1,11 @@
-public import PeonInterface
+package import PeonInterface
 import Synchronization
 
 // `log`: needs no grant and is not audited; it reaches nothing but the host's stderr.
 extension Mediator {
     /// `log.log`: one line on stderr, `[module] level: message`, control characters escaped, cut at
     /// the cap, rate-limited (dropped lines are counted and reported with the next line that passes).
-    public func log(level: LogLevel, message: String) {
+    package func log(level: LogLevel, message: String) {
         guard logLimiter.take("log", rate: configuration.caps.logRate) else {
             droppedLogLines.add(1, ordering: .relaxed)
             return

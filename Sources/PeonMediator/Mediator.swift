@@ -1,50 +1,50 @@
-public import PeonAudit
-public import PeonInterface
+package import PeonAudit
+package import PeonInterface
 import PeonPolicy
 import Foundation
 import Synchronization
 
 /// Everything one run's mediator needs. Every default is the safe one: no policy lines (deny all),
 /// a refusing approver, no databases.
-public struct MediatorConfiguration: Sendable {
+package struct MediatorConfiguration: Sendable {
     /// The module (policy subject, audit `module`).
-    public var module: String
+    package var module: String
     /// The module's SHA-256, lowercase hex.
-    public var moduleSHA256: String
+    package var moduleSHA256: String
     /// The run id.
-    public var runID: String
+    package var runID: String
     /// The policy store (shared with a ``PolicyReloader``).
-    public var policy: MediatorPolicyStore
+    package var policy: MediatorPolicyStore
     /// The audit log every decision and outcome is appended to.
-    public var audit: AuditLog
+    package var audit: AuditLog
     /// Who approves calls whose grant asks for approval.
-    public var approver: any Approver = RefusingApprover()
+    package var approver: any Approver = RefusingApprover()
     /// Database names bound to SQLite files (`--db NAME=PATH`).
-    public var databases: [String: String] = [:]
+    package var databases: [String: String] = [:]
     /// The folder relative guest paths start from and programs run in.
-    public var workingDirectory: String
+    package var workingDirectory: String
     /// When the run ends; every call is bounded by it.
-    public var deadline: ContinuousClock.Instant
+    package var deadline: ContinuousClock.Instant
     /// Host calls per run; `nil` takes the grants' `limits.calls`, and without that 10 000.
-    public var callQuota: Int?
+    package var callQuota: Int?
     /// The host environment `env:NAME` header values are read from.
-    public var environment: [String: String] = ProcessInfo.processInfo.environment
+    package var environment: [String: String] = ProcessInfo.processInfo.environment
     /// Where `log` lines go (default: the host's stderr).
-    public var logSink: @Sendable (String) -> Void = { line in
+    package var logSink: @Sendable (String) -> Void = { line in
         FileHandle.standardError.write(Data((line + "\n").utf8))
     }
     /// Told of every call the policy denied (action and policy object), after its audit entry is
     /// written; a tool server uses it to explain a failed call to the client. `nil`: nobody is told.
-    public var denialSink: (@Sendable (_ action: String, _ object: String) -> Void)?
+    package var denialSink: (@Sendable (_ action: String, _ object: String) -> Void)?
     /// Size caps and defaults for the capabilities.
-    public var caps = CapabilityDefaults()
+    package var caps = CapabilityDefaults()
     /// Time source for rate limits and the `ctx.hour` policy attribute.
-    public var now: @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    package var now: @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
     /// A replacement HTTP transport (tests only); `nil` uses the HTTP capability.
     var http: (any HTTPSender)?
 
     /// Creates a configuration with the safe defaults described on each property.
-    public init(module: String, moduleSHA256: String, runID: String, policy: MediatorPolicyStore, audit: AuditLog,
+    package init(module: String, moduleSHA256: String, runID: String, policy: MediatorPolicyStore, audit: AuditLog,
                 workingDirectory: String, deadline: ContinuousClock.Instant) {
         self.module = module
         self.moduleSHA256 = moduleSHA256
@@ -57,30 +57,30 @@ public struct MediatorConfiguration: Sendable {
 }
 
 /// Capability defaults used when a grant says nothing.
-public struct CapabilityDefaults: Sendable, Hashable {
+package struct CapabilityDefaults: Sendable, Hashable {
     /// Largest file read (64 MiB).
-    public var maxReadBytes = 64 << 20
+    package var maxReadBytes = 64 << 20
     /// Largest write or append (64 MiB).
-    public var maxWriteBytes = 64 << 20
+    package var maxWriteBytes = 64 << 20
     /// Largest HTTP response body (8 MiB).
-    public var maxResponseBytes = 8 << 20
+    package var maxResponseBytes = 8 << 20
     /// HTTP request time (30 s).
-    public var httpTimeout: Duration = .seconds(30)
+    package var httpTimeout: Duration = .seconds(30)
     /// Most rows a query returns (10 000).
-    public var maxRows = 10_000
+    package var maxRows = 10_000
     /// Largest query result (16 MiB).
-    public var maxResultBytes = 16 << 20
+    package var maxResultBytes = 16 << 20
     /// Exec time (10 s).
-    public var execTimeout: Duration = .seconds(10)
+    package var execTimeout: Duration = .seconds(10)
     /// Exec stdout/stderr cap, each (1 MiB).
-    public var maxOutputBytes = 1 << 20
+    package var maxOutputBytes = 1 << 20
     /// `log` lines per second on average, and burst (20/s, burst 100).
-    public var logRate = Rate(count: 100, period: .seconds(5))
+    package var logRate = Rate(count: 100, period: .seconds(5))
     /// Longest log line (4 KiB; longer lines are cut).
-    public var maxLogBytes = 4096
+    package var maxLogBytes = 4096
 
     /// The defaults above.
-    public init() {}
+    package init() {}
 }
 
 /// The only door a module has to the world. Every guest call takes the same pipeline:
@@ -108,7 +108,7 @@ public struct CapabilityDefaults: Sendable, Hashable {
 ///
 /// The capabilities live in this module with internal access: nothing outside the mediator can
 /// construct or call one. Thread-safe: calls may arrive concurrently from several guest threads.
-public final class Mediator: HostInterface {
+package final class Mediator: HostInterface {
     let configuration: MediatorConfiguration
     /// Where relative guest paths start; `nil` when the configured folder is not absolute.
     let workingDirectory: GuestPath?
@@ -128,7 +128,7 @@ public final class Mediator: HostInterface {
     private let quota: Int
 
     /// Creates the mediator for one run, with the real capabilities.
-    public convenience init(_ configuration: MediatorConfiguration) {
+    package convenience init(_ configuration: MediatorConfiguration) {
         let caps = configuration.caps
         let transport: any HTTPSender
         let httpCapability: HTTPCapability?
@@ -165,7 +165,7 @@ public final class Mediator: HostInterface {
     }
 
     /// Refuses new HTTP calls from now on (calls already running finish or time out on their own).
-    public func shutdown() {
+    package func shutdown() {
         ownHTTP?.shutdown()
     }
 
@@ -174,7 +174,7 @@ public final class Mediator: HostInterface {
     /// A call whose arguments were over the host's size limits: audited as a denial on `KIND:?` (the arguments
     /// were never decoded, so the resource is unknown). If the log cannot be written the log has stopped, and
     /// every later call is refused.
-    public func refused(call: String, error: HostError) {
+    package func refused(call: String, error: HostError) {
         let kind = call.split(separator: ".", maxSplits: 1).first.map(String.init) ?? call
         _ = try? refuseEarly(call, resource: kind + ":?", error)
     }

@@ -1,4 +1,4 @@
-public import PeonPolicy
+package import PeonPolicy
 import Foundation
 import Synchronization
 
@@ -30,7 +30,7 @@ public struct PolicySources: Sendable, Hashable {
     }
 
     /// The files a reloader watches.
-    public var files: [String] { [grantsPath, modelPath, policyPath].compactMap { $0 } }
+    package var files: [String] { [grantsPath, modelPath, policyPath].compactMap { $0 } }
 
     /// Sources are equal when they name the same files and the same store object.
     public static func == (lhs: PolicySources, rhs: PolicySources) -> Bool {
@@ -53,10 +53,10 @@ public struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertibl
     public var description: String
     /// True when a policy store could not be reached (rather than holding a bad policy): a run then
     /// refuses to start with its own exit status, and a running reloader keeps the last snapshot.
-    public var storeUnavailable: Bool
+    package var storeUnavailable: Bool
 
     /// Creates an error.
-    public init(_ description: String, storeUnavailable: Bool = false) {
+    package init(_ description: String, storeUnavailable: Bool = false) {
         self.description = description
         self.storeUnavailable = storeUnavailable
     }
@@ -68,21 +68,21 @@ public struct PolicyLoadError: Error, Sendable, Hashable, CustomStringConvertibl
 /// mixes two policies; each audit entry names ``version``.
 public struct PolicySnapshot: Sendable {
     /// The policy engine snapshot that decides.
-    public let enforcer: Enforcer
+    package let enforcer: Enforcer
     /// The grants, compiled; `nil` when only a model and policy were given.
-    public let compiled: CompiledGrants?
+    package let compiled: CompiledGrants?
     /// The module name requests are made for: the grants' `module`, else the `defaultModule` given
     /// when loading.
-    public let subject: String
+    package let subject: String
     /// Why this snapshot denies every call regardless of its rules, or `nil` when its rules decide.
     ///
     /// Set by ``judged(forModuleSHA256:)`` when the grants pin a `sha256` other than the running
     /// module's: a fresh start with such grants is refused, so a reload that brings them in must stop
     /// the run's further calls the same way. ``decide(_:)`` then denies each request with this reason.
-    public private(set) var refusal: String? = nil
+    package private(set) var refusal: String? = nil
 
     /// The engine's version (a SHA-256 over model, policy and grant lines).
-    public var version: String { enforcer.version }
+    package var version: String { enforcer.version }
 
     /// The request field names peon-wasm fills, in the order a model may use any subset of.
     ///
@@ -90,7 +90,7 @@ public struct PolicySnapshot: Sendable {
     /// - `args`: the exec argument vector (``ArgumentVector``), `0:` for other calls;
     /// - `ctx`: an object with `hour` (0-23, UTC), `weekday` (1 = Sunday ... 7), `run` (the run id) and
     ///   `sha256` (the module's hash), for time-of-day and pinning rules (`r.ctx.hour >= 9`).
-    public static let requestFields = ["sub", "obj", "act", "args", "ctx"]
+    package static let requestFields = ["sub", "obj", "act", "args", "ctx"]
 
     /// Builds a snapshot from files. Throws one clear line on any problem.
     ///
@@ -100,7 +100,7 @@ public struct PolicySnapshot: Sendable {
     /// With a ``PolicySources/policyStore``, its lines are read now, unless `storeRules` supplies
     /// lines already read from it (the reloader's last good read, so that a grants edit reloads while
     /// the store is unreachable).
-    public static func load(_ sources: PolicySources, defaultModule: String,
+    package static func load(_ sources: PolicySources, defaultModule: String,
                             storeRules: [PolicyRule]? = nil) throws(PolicyLoadError) -> PolicySnapshot {
         var compiled: CompiledGrants?
         if let grantsPath = sources.grantsPath {
@@ -132,14 +132,14 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// Builds a snapshot from in-memory grants and the built-in model.
-    public static func build(grants: Grants) throws(PolicyLoadError) -> PolicySnapshot {
+    package static func build(grants: Grants) throws(PolicyLoadError) -> PolicySnapshot {
         try build(model: BuiltinModel.text, modelSource: "policies/model.conf (built in)", policy: "",
                   policySource: "(no policy file)", compiled: CompiledGrants(grants))
     }
 
     /// Builds a snapshot from model and policy texts plus optional compiled grants.
     /// `storeRules` (a policy store's lines) are evaluated after the policy text and before the grants.
-    public static func build(
+    package static func build(
         model: String, modelSource: String, policy: String, policySource: String, compiled: CompiledGrants?,
         defaultModule: String = "agent", storeRules: [PolicyRule] = []
     ) throws(PolicyLoadError) -> PolicySnapshot {
@@ -170,7 +170,7 @@ public struct PolicySnapshot: Sendable {
     /// `moduleSHA256` (lowercase hex): when the grants pin a different hash, or pin one and the module's
     /// hash is unknown (`nil`), the result denies every call with a reason naming the mismatch
     /// (``refusal``). Otherwise the snapshot is returned unchanged.
-    public func judged(forModuleSHA256 moduleSHA256: String?) -> PolicySnapshot {
+    package func judged(forModuleSHA256 moduleSHA256: String?) -> PolicySnapshot {
         guard let pin = compiled?.grants.sha256?.lowercased() else { return self }
         let actual = moduleSHA256?.lowercased()
         guard pin != actual else { return self }
@@ -190,7 +190,7 @@ public struct PolicySnapshot: Sendable {
 
     /// Decides one request. An engine error is a deny whose reason quotes the error.
     /// With a ``refusal`` every request is denied with that reason.
-    public func decide(_ request: PolicyRequest) -> PolicyVerdict {
+    package func decide(_ request: PolicyRequest) -> PolicyVerdict {
         if let refusal { return PolicyVerdict(isAllowed: false, reason: refusal, rule: nil, version: version) }
         let values: [PolicyValue] = enforcer.requestFields.map { field in
             switch field {
@@ -218,20 +218,20 @@ public struct PolicySnapshot: Sendable {
 }
 
 /// What the mediator asks the engine (see ``PolicySnapshot/requestFields``).
-public struct PolicyRequest: Sendable, Hashable {
+package struct PolicyRequest: Sendable, Hashable {
     /// The module name.
-    public var subject: String
+    package var subject: String
     /// The resource string, e.g. `fs:/srv/reports/q1.txt`.
-    public var object: String
+    package var object: String
     /// The action, e.g. `fs.read`.
-    public var action: String
+    package var action: String
     /// The encoded exec argument vector; `0:` for other calls.
-    public var arguments: String
+    package var arguments: String
     /// The `ctx` object.
-    public var context: [String: PolicyValue]
+    package var context: [String: PolicyValue]
 
     /// Creates a request.
-    public init(subject: String, object: String, action: String, arguments: String = "0:",
+    package init(subject: String, object: String, action: String, arguments: String = "0:",
                 context: [String: PolicyValue] = [:]) {
         self.subject = subject
         self.object = object
@@ -242,22 +242,22 @@ public struct PolicyRequest: Sendable, Hashable {
 }
 
 /// The engine's answer, with the line that decided it.
-public struct PolicyVerdict: Sendable, Hashable {
+package struct PolicyVerdict: Sendable, Hashable {
     /// Whether the call may proceed (before rate and approval).
-    public var isAllowed: Bool
+    package var isAllowed: Bool
     /// Why, quoting the deciding line and its `file:line`.
-    public var reason: String
+    package var reason: String
     /// The deciding policy line's fields (after the section name), if one decided.
-    public var rule: [String]?
+    package var rule: [String]?
     /// The policy version that decided.
-    public var version: String
+    package var version: String
 }
 
 /// The matcher functions peon-wasm registers in the policy engine.
-public enum PeonMatchers {
+package enum PeonMatchers {
     /// `FunctionRegistry.standard` plus `peonGlob(obj, pattern)` (``globMatches(_:pattern:)``) and
     /// `peonArgs(args, patterns)` (``ArgumentVector/matches(_:patterns:)``).
-    public static var registry: FunctionRegistry {
+    package static var registry: FunctionRegistry {
         var registry = FunctionRegistry.standard
         registry.register("peonGlob", arity: 2) { arguments in
             guard case .string(let text) = arguments[0], case .string(let pattern) = arguments[1] else {
@@ -277,15 +277,15 @@ public enum PeonMatchers {
 
 /// Holds the current ``PolicySnapshot`` and swaps it atomically; readers copy it under a lock held
 /// only for the copy.
-public final class MediatorPolicyStore: Sendable {
+package final class MediatorPolicyStore: Sendable {
     private let state: Mutex<PolicySnapshot>
 
     /// Creates a store serving `snapshot`.
-    public init(_ snapshot: PolicySnapshot) { state = Mutex(snapshot) }
+    package init(_ snapshot: PolicySnapshot) { state = Mutex(snapshot) }
 
     /// The snapshot deciding calls now.
-    public var current: PolicySnapshot { state.withLock { $0 } }
+    package var current: PolicySnapshot { state.withLock { $0 } }
 
     /// Swaps in `snapshot`.
-    public func replace(with snapshot: PolicySnapshot) { state.withLock { $0 = snapshot } }
+    package func replace(with snapshot: PolicySnapshot) { state.withLock { $0 = snapshot } }
 }

@@ -20,9 +20,9 @@ import Synchronization
 /// re-read (every ``PolicyLineStore/pollInterval``) reload it as well. When the store cannot be
 /// reached, the last snapshot loaded keeps deciding (never an empty one): the reloader says so once
 /// through `report` and ``Event/storeUnreachable(_:)``, and once more when the store answers again.
-public final class PolicyReloader: Sendable {
+package final class PolicyReloader: Sendable {
     /// A change in the policy store's reachability, for the audit log.
-    public enum Event: Sendable, Hashable {
+    package enum Event: Sendable, Hashable {
         /// The store cannot be read; the last snapshot keeps deciding. The reason.
         case storeUnreachable(String)
         /// The store answers again after being unreachable.
@@ -30,7 +30,7 @@ public final class PolicyReloader: Sendable {
     }
 
     /// What a reload attempt did.
-    public enum Outcome: Sendable, Hashable {
+    package enum Outcome: Sendable, Hashable {
         /// Nothing changed on disk.
         case unchanged
         /// A new snapshot is in force; its version.
@@ -65,7 +65,7 @@ public final class PolicyReloader: Sendable {
     /// `moduleSHA256` is the running module's SHA-256 (lowercase hex), against which a reloaded grants
     /// `sha256` pin is checked; when it is `nil`, any pinned grants deny every call (the pin cannot be
     /// confirmed).
-    public init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
+    package init(sources: PolicySources, defaultModule: String, store: MediatorPolicyStore,
                 moduleSHA256: String? = nil, report: (@Sendable (String) -> Void)? = nil,
                 changed: (@Sendable (Outcome) -> Void)? = nil,
                 event: @escaping @Sendable (Event) -> Void = { _ in }) {
@@ -83,7 +83,7 @@ public final class PolicyReloader: Sendable {
 
     /// Reloads if any watched file changed since the last look (or unconditionally when `force`).
     @discardableResult
-    public func reloadIfChanged(force: Bool = false) -> Outcome {
+    package func reloadIfChanged(force: Bool = false) -> Outcome {
         let changed = stamps.withLock { stamps -> Bool in
             var changed = force
             for file in sources.files {
@@ -109,7 +109,7 @@ public final class PolicyReloader: Sendable {
     /// Reads the policy store now and swaps in a new snapshot if its lines changed (what a store's
     /// change announcement and the periodic version check call). Unreachable: the old snapshot stays.
     @discardableResult
-    public func reloadFromStore() -> Outcome {
+    package func reloadFromStore() -> Outcome {
         guard sources.policyStore != nil else { return .unchanged }
         switch readStore() {
         case .success(let rules): return apply(storeRules: rules, alwaysReport: false)
@@ -165,7 +165,7 @@ public final class PolicyReloader: Sendable {
 
     /// Starts watching: polls the files every `interval` and reloads on `SIGHUP`. Idempotent per call
     /// of ``stop()``. `SIGHUP`'s default action (terminate) is turned off while watching.
-    public func start(interval: Duration = .seconds(1), handleHangup: Bool = true) {
+    package func start(interval: Duration = .seconds(1), handleHangup: Bool = true) {
         let milliseconds = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(max(10, milliseconds)))
@@ -196,7 +196,7 @@ public final class PolicyReloader: Sendable {
     }
 
     /// Stops watching.
-    public func stop() {
+    package func stop() {
         let running = sources_.withLock { sources in
             defer { sources.removeAll() }
             return sources

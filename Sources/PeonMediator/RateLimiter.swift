@@ -4,7 +4,7 @@ import Synchronization
 ///
 /// A bucket for `60/minute` holds at most 60 tokens and gains one every second; a call takes one
 /// token or is refused. The clock is injectable so tests decide time instead of sleeping.
-public final class RateLimiter: Sendable {
+package final class RateLimiter: Sendable {
     private struct Bucket {
         var tokens: Double
         var updated: ContinuousClock.Instant
@@ -14,12 +14,12 @@ public final class RateLimiter: Sendable {
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// Creates a limiter reading time from `now` (default: the continuous clock).
-    public init(now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+    package init(now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.now = now
     }
 
     /// Takes one token from the bucket `key` with rate `rate`; `false` when the bucket is empty.
-    public func take(_ key: String, rate: Rate) -> Bool {
+    package func take(_ key: String, rate: Rate) -> Bool {
         let instant = now()
         return buckets.withLock { buckets in
             let capacity = Double(rate.count)

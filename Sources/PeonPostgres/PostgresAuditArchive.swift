@@ -1,16 +1,16 @@
 import Foundation
-public import PeonAudit
+package import PeonAudit
 import PostgresNIO
 
 /// Reads the central audit tables (``PostgresAuditSchema``): verifies each origin's copy with the
 /// same verifier as a local log, and lists entries across hosts.
-public final class PostgresAuditArchive: Sendable {
+package final class PostgresAuditArchive: Sendable {
     /// The server and database.
-    public let address: PostgresAddress
+    package let address: PostgresAddress
     private let link: PostgresLink
 
     /// Connects to `address`; an unreachable server throws ``AuditError/Code/io``.
-    public init(_ address: PostgresAddress) throws(AuditError) {
+    package init(_ address: PostgresAddress) throws(AuditError) {
         self.address = address
         do {
             link = try PostgresLink.connect(address)
@@ -22,7 +22,7 @@ public final class PostgresAuditArchive: Sendable {
     deinit { link.close() }
 
     /// The origins that have entries or checkpoints, sorted.
-    public func origins() throws(AuditError) -> [String] {
+    package func origins() throws(AuditError) -> [String] {
         let rows = try run("""
             SELECT origin FROM peon_audit_entries GROUP BY origin
             UNION SELECT origin FROM peon_audit_checkpoints GROUP BY origin ORDER BY 1
@@ -38,7 +38,7 @@ public final class PostgresAuditArchive: Sendable {
     /// its line, so `audit show --from` filters see what the verified lines say.
     ///
     /// Messages name `postgresql:ORIGIN:LINE` instead of the temporary file.
-    public func verify(origin: String, verifierKey: String) throws(AuditError) -> VerificationSummary {
+    package func verify(origin: String, verifierKey: String) throws(AuditError) -> VerificationSummary {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("peon-wasm-verify-\(UUID().uuidString)").path
         do {
@@ -121,40 +121,40 @@ public final class PostgresAuditArchive: Sendable {
     }
 
     /// A filter for ``entries(_:)``; `nil` fields match everything.
-    public struct Filter: Sendable {
+    package struct Filter: Sendable {
         /// Only this origin (host key name).
-        public var origin: String?
+        package var origin: String?
         /// Only this module.
-        public var module: String?
+        package var module: String?
         /// Only this decision.
-        public var decision: AuditDecision?
+        package var decision: AuditDecision?
         /// Only this run.
-        public var run: String?
+        package var run: String?
         /// Only this call (`fs.read`, `policy.store`, ...).
-        public var call: String?
+        package var call: String?
         /// Only entries at or after this time (anything PostgreSQL reads as a `timestamptz`; UTC if no zone).
-        public var since: String?
+        package var since: String?
         /// Only entries before this time.
-        public var until: String?
+        package var until: String?
         /// The most entries returned (the newest ones last).
-        public var limit: Int = 1000
+        package var limit: Int = 1000
 
         /// Matches everything, up to 1000 entries.
-        public init() {}
+        package init() {}
     }
 
     /// One central entry: its origin and the entry its line holds.
-    public struct Row: Sendable {
+    package struct Row: Sendable {
         /// The host's origin.
-        public var origin: String
+        package var origin: String
         /// The entry, parsed from the stored line (`nil` if the line is not an entry).
-        public var entry: AuditEntry?
+        package var entry: AuditEntry?
         /// The stored `seq`.
-        public var seq: Int64
+        package var seq: Int64
     }
 
     /// Entries across origins matching `filter`, in time order then origin and `seq`.
-    public func entries(_ filter: Filter) throws(AuditError) -> [Row] {
+    package func entries(_ filter: Filter) throws(AuditError) -> [Row] {
         var sql = "SELECT origin, seq, line FROM peon_audit_entries WHERE true"
         var binds = PostgresBindings()
         func add(_ clause: String, _ value: String?) {

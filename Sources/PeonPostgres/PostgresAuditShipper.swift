@@ -1,6 +1,6 @@
 import Foundation
-public import PeonAudit
-public import PeonRuntime
+package import PeonAudit
+import PeonRuntime
 import PostgresNIO
 import Synchronization
 
@@ -60,9 +60,9 @@ enum PostgresAuditSchema {
 ///
 /// As an ``AuditSink`` it runs on a thread of its own, twice a second; an unreachable server is
 /// said once on stderr (and once when it answers again) and retried, never blocking the run.
-public final class PostgresAuditShipper: AuditSink {
+package final class PostgresAuditShipper: AuditSink {
     /// The server and database.
-    public let address: PostgresAddress
+    package let address: PostgresAddress
     /// The most entries one `INSERT` carries.
     static let batchSize = 200
 
@@ -83,31 +83,31 @@ public final class PostgresAuditShipper: AuditSink {
     private let report: @Sendable (String) -> Void
 
     /// Creates a shipper to `address`; `report` gets the outage lines (`peon-wasm: ...` on stderr by default).
-    public init(_ address: PostgresAddress, report: (@Sendable (String) -> Void)? = nil) {
+    package init(_ address: PostgresAddress, report: (@Sendable (String) -> Void)? = nil) {
         self.address = address
         self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + line + "\n").utf8)) }
     }
 
     /// The address, without password.
-    public var name: String { address.description }
+    package var name: String { address.description }
 
     /// What one pass shipped.
-    public struct Progress: Sendable, Equatable {
+    package struct Progress: Sendable, Equatable {
         /// Entries inserted by this pass (rows another shipper inserted first are not counted).
-        public var entries: Int = 0
+        package var entries: Int = 0
         /// Checkpoints inserted by this pass.
-        public var checkpoints: Int = 0
+        package var checkpoints: Int = 0
         /// Whether the central copy now holds every complete line of the local log and its latest checkpoint.
-        public var caughtUp = false
+        package var caughtUp = false
         /// Whether the pass stopped at its batch limit with more lines to ship.
-        public var more = false
+        package var more = false
 
         /// Nothing shipped yet.
-        public init() {}
+        package init() {}
     }
 
     /// Starts the background thread for `log`.
-    public func start(log: AuditLog) {
+    package func start(log: AuditLog) {
         guard !running.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let thread = Thread { [self] in
             while running.load(ordering: .acquiring) {
@@ -124,7 +124,7 @@ public final class PostgresAuditShipper: AuditSink {
     }
 
     /// Asks the thread to ship everything and stop, waiting at most `timeout`.
-    public func finish(timeout: Duration) {
+    package func finish(timeout: Duration) {
         guard running.load(ordering: .acquiring) else { return }
         draining.store(true, ordering: .releasing)
         let milliseconds = Int(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
@@ -143,7 +143,7 @@ public final class PostgresAuditShipper: AuditSink {
     /// (at most a few batches) and the latest checkpoint if every entry it covers is central.
     /// Throws when the server cannot be reached or refuses; reports the first failure of an outage.
     @discardableResult
-    public func ship(logPath: String, origin: String, maxBatches: Int = 20) throws(PostgresStoreError) -> Progress {
+    package func ship(logPath: String, origin: String, maxBatches: Int = 20) throws(PostgresStoreError) -> Progress {
         do {
             let progress = try shipUnreported(logPath: logPath, origin: origin, maxBatches: maxBatches)
             let wasDown = state.withLock { state in

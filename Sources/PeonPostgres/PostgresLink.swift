@@ -13,27 +13,27 @@ import PostgresNIO
 /// `require`, which verifies the server's certificate). The password may also come from
 /// `$PGPASSWORD`. ``description`` never shows the password, so the address can go into messages
 /// and audit entries.
-public struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
+package struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
     /// The server's host name or address.
-    public var host: String
+    package var host: String
     /// The server's TCP port.
-    public var port: Int
+    package var port: Int
     /// The role to log in as.
-    public var user: String
+    package var user: String
     /// The password, if any.
-    public var password: String?
+    package var password: String?
     /// The database.
-    public var database: String
+    package var database: String
     /// The query keys (`table`, `channel`, `poll`, `sslmode`).
-    public var parameters: [String: String]
+    package var parameters: [String: String]
 
     /// Whether `text` is a PostgreSQL address (rather than a file path).
-    public static func isAddress(_ text: String) -> Bool {
+    package static func isAddress(_ text: String) -> Bool {
         text.hasPrefix("postgresql://") || text.hasPrefix("postgres://")
     }
 
     /// Parses `text`; throws one line saying what is wrong.
-    public init(_ text: String) throws(PostgresStoreError) {
+    package init(_ text: String) throws(PostgresStoreError) {
         guard Self.isAddress(text), let components = URLComponents(string: text) else {
             throw PostgresStoreError("'\(Self.redacted(text))' is not a postgresql://USER@HOST:PORT/DATABASE address")
         }
@@ -76,16 +76,16 @@ public struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// `postgresql://USER@HOST:PORT/DATABASE`, without password or query.
-    public var description: String { "postgresql://\(user)@\(host):\(port)/\(database)" }
+    package var description: String { "postgresql://\(user)@\(host):\(port)/\(database)" }
 
     /// The policy table (`table`, default `casbin_rule`).
-    public var table: String { parameters["table"] ?? "casbin_rule" }
+    package var table: String { parameters["table"] ?? "casbin_rule" }
 
     /// The notification channel (`channel`, default `casbin_role_watcher`).
-    public var channel: String { parameters["channel"] ?? "casbin_role_watcher" }
+    package var channel: String { parameters["channel"] ?? "casbin_role_watcher" }
 
     /// The time between version checks (`poll`, default 10 seconds).
-    public var pollInterval: Duration {
+    package var pollInterval: Duration {
         let seconds = parameters["poll"].flatMap(Double.init) ?? 10
         return .milliseconds(Int64((seconds * 1000).rounded()))
     }
@@ -108,12 +108,12 @@ public struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// A PostgreSQL problem, as one line for `peon-wasm: error:`.
-public struct PostgresStoreError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct PostgresStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message.
-    public var description: String
+    package var description: String
 
     /// Creates an error.
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// One blocking connection: every call waits (at most ``timeout``) for the server on the calling

@@ -1,6 +1,6 @@
 import Foundation
-public import PeonMediator
-public import PeonPolicy
+package import PeonMediator
+package import PeonPolicy
 import PostgresNIO
 import Synchronization
 
@@ -15,28 +15,28 @@ import Synchronization
 /// Change announcements: `LISTEN` on the address's channel (default `casbin_role_watcher`, where
 /// `casbin-postgresql-watcher` sends `NOTIFY`; any payload means "reload"), on a connection of its
 /// own that reconnects every second while the server is away.
-public final class PostgresPolicyStore: PolicyLineStore {
+package final class PostgresPolicyStore: PolicyLineStore {
     /// The server, database, table and channel.
-    public let address: PostgresAddress
+    package let address: PostgresAddress
     /// The most rows a table may hold; a larger one is refused rather than loaded into memory.
-    public static let maxRows = 1_000_000
+    package static let maxRows = 1_000_000
 
     private let reader: Mutex<PostgresLink?> = Mutex(nil)
     private let watching = Atomic<Bool>(false)
     private let listener: Mutex<PostgresLink?> = Mutex(nil)
 
     /// Creates a store for `address` (nothing is connected until the first read).
-    public init(_ address: PostgresAddress) { self.address = address }
+    package init(_ address: PostgresAddress) { self.address = address }
 
     /// `postgresql://USER@HOST:PORT/DATABASE/TABLE`.
-    public var name: String { "\(address)/\(address.table)" }
+    package var name: String { "\(address)/\(address.table)" }
 
     /// The address's `poll` (default 10 s).
-    public var pollInterval: Duration { address.pollInterval }
+    package var pollInterval: Duration { address.pollInterval }
 
     /// Reads every row of the table. An unreachable server throws with
     /// ``PolicyLoadError/storeUnavailable`` set; a missing table or a bad row throws without it.
-    public func loadRules() throws(PolicyLoadError) -> [PolicyRule] {
+    package func loadRules() throws(PolicyLoadError) -> [PolicyRule] {
         let link: PostgresLink
         do {
             link = try connectedReader()
@@ -94,7 +94,7 @@ public final class PostgresPolicyStore: PolicyLineStore {
 
     /// Starts the `LISTEN` connection on a thread of its own; `changed` runs for every notification on
     /// the channel and after every reconnect.
-    public func startWatching(_ changed: @escaping @Sendable () -> Void) {
+    package func startWatching(_ changed: @escaping @Sendable () -> Void) {
         guard !watching.exchange(true, ordering: .acquiringAndReleasing) else { return }
         let thread = Thread { [self] in
             var connectedBefore = false
@@ -121,7 +121,7 @@ public final class PostgresPolicyStore: PolicyLineStore {
     }
 
     /// Stops listening and closes the connections.
-    public func stopWatching() {
+    package func stopWatching() {
         watching.store(false, ordering: .releasing)
         listener.withLock { $0 }?.close()
         reader.withLock { link in

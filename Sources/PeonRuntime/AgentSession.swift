@@ -1,7 +1,7 @@
 public import PeonAudit
 public import PeonEngine
 import PeonInterface
-public import PeonMediator
+package import PeonMediator
 import Synchronization
 import PeonSystem
 
@@ -14,7 +14,7 @@ public final class AgentSession: Sendable {
     /// The audit log (held open, and locked, for the run).
     public let audit: AuditLog
     /// The mediator: the only implementation of the guest interface.
-    public let mediator: Mediator
+    package let mediator: Mediator
     private let reloader: PolicyReloader?
     /// Whether this session opened the log (and so checkpoints and closes it at the end).
     private let ownsAudit: Bool
@@ -64,7 +64,7 @@ public final class AgentSession: Sendable {
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
     /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
     /// client asked through elicitation).
-    public init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
+    package init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
                 store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
@@ -182,7 +182,7 @@ public final class AgentSession: Sendable {
 
     /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log
     /// (which cuts a torn last line and records that), appends `run.end`, and checkpoints it.
-    public static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String) {
+    package static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String) {
         guard let audit = try? openAudit(plan.options) else { return }
         _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
         try? audit.writeCheckpoint()

@@ -1,28 +1,28 @@
-public import PeonEngine
+package import PeonEngine
 import PeonABI
 
 /// A module's `peon:host` imports or canonical-ABI exports do not match what this host implements:
 /// an unknown interface or function, a wrong core signature, or a missing `memory`/`cabi_realloc`.
 /// Raised at load time, before the module runs.
-public struct HostBindingError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct HostBindingError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The import or export at fault, e.g. `peon:host/fs@0.1.0#read` or `cabi_realloc`.
-    public var item: String
+    package var item: String
     /// One line: what is wrong with it and what this host expects.
-    public var message: String
+    package var message: String
 
     /// Creates the error.
-    public init(item: String, message: String) {
+    package init(item: String, message: String) {
         self.item = item
         self.message = message
     }
 
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 extension PeonHostBindings {
     /// The core signature of `cabi_realloc(old_ptr, old_size, align, new_size) -> ptr`.
-    public static let reallocSignature = FunctionSignature([.i32, .i32, .i32, .i32], [.i32])
+    package static let reallocSignature = FunctionSignature([.i32, .i32, .i32, .i32], [.i32])
 
     /// Checks a module against the `peon:host` world before it is instantiated.
     ///
@@ -35,7 +35,7 @@ extension PeonHostBindings {
     ///
     /// Imports from other modules (WASI) are not this check's business. Throws the first problem found,
     /// naming the import or export.
-    public static func checkModule(imports: [ImportDescriptor], exports: [ExportDescriptor]) throws(HostBindingError) {
+    package static func checkModule(imports: [ImportDescriptor], exports: [ExportDescriptor]) throws(HostBindingError) {
         var needsMemory = false
         var needsRealloc: String?
         for entry in imports where isHostInterfaceModule(entry.module) {

@@ -1,6 +1,6 @@
-public import PeonABI
-public import PeonEngine
-public import PeonInterface
+package import PeonABI
+package import PeonEngine
+package import PeonInterface
 
 /// The `peon:host@0.1.0` world bound to **components**: the same ``PeonHostBindings`` table, the same
 /// ``HostInterface`` (the mediator) and the same typed requests as core modules, reached through the
@@ -17,13 +17,13 @@ extension PeonHostBindings {
     /// module's 64 MiB, because wasmtime has already turned a component's arguments into host values
     /// (about 32 host bytes per guest byte of a `list<u8>`) before the host sees them. The engine
     /// checks the byte limit on wasmtime's values before anything is copied (see `docs/engines.md#components`).
-    public static let componentArgumentLimits = CanonicalLimits(maxBytes: 16 << 20)
+    package static let componentArgumentLimits = CanonicalLimits(maxBytes: 16 << 20)
 
     /// One component host function per WIT function, each calling `host`, each declaring its WIT type
     /// (an engine refuses a component that imports it with another) and `limits.maxBytes` as its
     /// argument byte limit: a call over it is refused with `error(limit-exceeded)` and audited, as for
     /// core modules (a function without a result, `log`, ends the guest's call instead).
-    public static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = componentArgumentLimits)
+    package static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = componentArgumentLimits)
         -> [ComponentHostFunction]
     {
         bindings.map { binding in
@@ -40,21 +40,21 @@ extension PeonHostBindings {
 
     /// The interfaces (instance names) components may import from this host: `peon:host/fs@0.1.0`, ...
     /// (`types` has no functions but is imported by any component that uses `error`).
-    public static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
+    package static let componentInterfaces: Set<String> = interfaceModules.union(["peon:host/types@\(version)"])
 
     /// The WASI preview 2 packages wasmtime provides inside the sandbox (`wasmtime_component_linker_add_wasip2`).
     /// `wasi:http` is not among them: HTTP goes through the mediated `peon:host/http`.
-    public static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
+    package static let componentWASIPackages = ["wasi:cli/", "wasi:clocks/", "wasi:filesystem/", "wasi:io/", "wasi:random/", "wasi:sockets/"]
 
     /// Whether a component import named `name` is served here: a `peon:host` interface of this version,
     /// or an interface of a WASI preview 2 package wasmtime provides inside the sandbox.
-    public static func servesComponentImport(_ name: String) -> Bool {
+    package static func servesComponentImport(_ name: String) -> Bool {
         componentInterfaces.contains(name) || componentWASIPackages.contains { name.hasPrefix($0) }
     }
 
     /// Calls a component's `run` export with `input` and returns its answer, checking that the value
     /// it returned is a `result<string, string>`.
-    public static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
+    package static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
         let results = try instance.call(runExport, [.string(input)], resultCount: 1)
         guard results.count == 1, case .result(let isOk, let payload) = results[0], case .string(let text)? = payload else {
             throw CanonicalValueMismatch("run returned \(results.map { "\($0)" }.joined(separator: ", ")), not a result<string, string>")

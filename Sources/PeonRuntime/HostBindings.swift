@@ -1,6 +1,6 @@
-public import PeonABI
-public import PeonEngine
-public import PeonInterface
+package import PeonABI
+package import PeonEngine
+package import PeonInterface
 import CPeonSupport
 
 /// The `peon:host@0.1.0` world (`wit/peon.wit`) bound to core modules: the host functions a guest's
@@ -22,37 +22,37 @@ import CPeonSupport
 /// case .failure(let error): printError(error.message)
 /// }
 /// ```
-public enum PeonHostBindings {
+package enum PeonHostBindings {
     /// The version of the `peon:host` package these bindings implement.
-    public static let version = "0.1.0"
+    package static let version = "0.1.0"
 
     /// The import modules of the interfaces that have functions, e.g. `peon:host/fs@0.1.0`.
-    public static let interfaceModules: Set<String> = Set(bindings.map(\.module))
+    package static let interfaceModules: Set<String> = Set(bindings.map(\.module))
 
     /// Whether `module` claims to be part of `peon:host` (any interface, any version), so that an
     /// import from it that ``expectedSignature(module:name:)`` does not know is an error rather than
     /// something another provider may satisfy.
-    public static func isHostInterfaceModule(_ module: String) -> Bool {
+    package static func isHostInterfaceModule(_ module: String) -> Bool {
         module.hasPrefix("peon:host/") || module.hasPrefix("peon:host@") || module == "peon:host"
     }
 
     /// The component-level type of the function a guest imports as `module`/`name`, or `nil` when
     /// there is no such function.
-    public static func function(module: String, name: String) -> CanonicalFunction? {
+    package static func function(module: String, name: String) -> CanonicalFunction? {
         bindingsByImport[ImportKey(module: module, name: name)]?.function
     }
 
     /// The exact core signature a guest must import `module`/`name` with (the canonical ABI's lowering
     /// of the WIT function), or `nil` when there is no such function. E.g. `fs.read` is
     /// `(i32, i32, i32) -> ()`: the path's pointer and length, then the return area.
-    public static func expectedSignature(module: String, name: String) -> FunctionSignature? {
+    package static func expectedSignature(module: String, name: String) -> FunctionSignature? {
         function(module: module, name: name)?.importSignature
     }
 
     /// One host function per WIT function, each calling `host`. Arguments are lifted under `limits`;
     /// a guest passing more than they allow gets `error(limit-exceeded)` and `host` is not called.
     /// The functions keep no per-instance state: one array may serve many instances, on many threads.
-    public static func hostFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits()) -> [HostFunction] {
+    package static func hostFunctions(for host: any HostInterface, limits: CanonicalLimits = CanonicalLimits()) -> [HostFunction] {
         bindings.map { binding in
             HostFunction(module: binding.module, name: binding.name, signature: binding.function.importSignature) { guest, arguments in
                 try binding.call(host, guest: guest, arguments: arguments, limits: limits)
@@ -61,11 +61,11 @@ public enum PeonHostBindings {
     }
 
     /// The canonical ABI's `run: func(input: string) -> result<string, string>`.
-    public static let runFunction = CanonicalFunction([.string], result: .result(ok: .string, error: .string))
+    package static let runFunction = CanonicalFunction([.string], result: .result(ok: .string, error: .string))
     /// The core export that implements `run`.
-    public static let runExport = "run"
+    package static let runExport = "run"
     /// The core export the host calls after reading `run`'s result, if the guest has it.
-    public static let runPostReturnExport = "cabi_post_run"
+    package static let runPostReturnExport = "cabi_post_run"
 
     /// Calls the guest's `run` export with `input` and returns its answer: the input is copied into
     /// guest memory through `cabi_realloc`, `run(ptr, len) -> i32` is called, the
@@ -74,7 +74,7 @@ public enum PeonHostBindings {
     ///
     /// Throws what the guest's run throws (traps, errors from host functions), ``GuestMemoryError``
     /// for a malformed result, ``CanonicalLimitExceeded`` for one larger than `limits`.
-    public static func callRun(
+    package static func callRun(
         _ instance: any ModuleInstance, input: String, limits: CanonicalLimits = CanonicalLimits()
     ) throws -> Result<String, GuestRunError> {
         let value = try runFunction.callExport(runExport, arguments: [.string(input)], in: instance, limits: limits)
@@ -87,22 +87,22 @@ public enum PeonHostBindings {
 
     /// Every `peon:host` function as the import a module declares for it (module, name, core
     /// signature), e.g. for classifying a module's imports without a host at hand.
-    public static let importDescriptors: [ImportDescriptor] = bindings.map {
+    package static let importDescriptors: [ImportDescriptor] = bindings.map {
         ImportDescriptor(module: $0.module, name: $0.name, kind: .function($0.function.importSignature))
     }
 }
 
 /// The error string a module's `run` export returned (the `error` case of its `result<string, string>`):
 /// the module's own report that it failed, not a fault of the host or a trap.
-public struct GuestRunError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct GuestRunError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The module's message, exactly as it returned it.
-    public var message: String
+    package var message: String
 
     /// Creates the error.
-    public init(message: String) { self.message = message }
+    package init(message: String) { self.message = message }
 
     /// The message.
-    public var description: String { message }
+    package var description: String { message }
 }
 
 // MARK: The bindings table

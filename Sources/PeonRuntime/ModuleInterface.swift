@@ -1,8 +1,8 @@
-public import PeonEngine
+package import PeonEngine
 import PeonWASI
 
 /// Which side of the host answers an import.
-public enum ImportClass: Sendable, Hashable, CustomStringConvertible {
+package enum ImportClass: Sendable, Hashable, CustomStringConvertible {
     /// A `wasi_snapshot_preview1` function with the preview-1 signature: the sandboxed WASI.
     case wasi
     /// A `peon:host/...` function of `wit/peon.wit` with its canonical-ABI signature: the mediated interface.
@@ -11,7 +11,7 @@ public enum ImportClass: Sendable, Hashable, CustomStringConvertible {
     case unknown(reason: String)
 
     /// `wasi`, `peon:host` or `unknown: ...`.
-    public var description: String {
+    package var description: String {
         switch self {
         case .wasi: "wasi"
         case .peonHost: "peon:host"
@@ -21,7 +21,7 @@ public enum ImportClass: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// How a module is started.
-public enum EntryPoint: Sendable, Hashable {
+package enum EntryPoint: Sendable, Hashable {
     /// A WASI command: `_start`, whose `proc_exit` code is the run's exit code.
     case command
     /// A peon agent: the world export `run(input) -> result<string, string>`, after `_initialize` if exported.
@@ -29,14 +29,14 @@ public enum EntryPoint: Sendable, Hashable {
 }
 
 /// A module's interface classified against what this host provides.
-public struct ModuleInterface: Sendable {
+package struct ModuleInterface: Sendable {
     /// Each import with its class.
-    public var imports: [(ImportDescriptor, ImportClass)]
+    package var imports: [(ImportDescriptor, ImportClass)]
     /// The module's exports.
-    public var exports: [ExportDescriptor]
+    package var exports: [ExportDescriptor]
 
     /// Classifies `module`'s imports against WASI and the `peon:host` functions of `wit/peon.wit`.
-    public init(_ module: any CompiledModule) {
+    package init(_ module: any CompiledModule) {
         let wasi = Dictionary(
             WASISandbox(WASIConfiguration()).hostFunctions.map { ($0.name, $0.signature) }, uniquingKeysWith: { a, _ in a })
         self.exports = module.exports
@@ -62,7 +62,7 @@ public struct ModuleInterface: Sendable {
     }
 
     /// The first import the module cannot be given, as a ``RunError`` naming it, or `nil`.
-    public var firstUnknownImport: RunError? {
+    package var firstUnknownImport: RunError? {
         for (entry, importClass) in imports {
             if case .unknown(let reason) = importClass {
                 return RunError(.link, "the module imports \(entry.module).\(entry.name) (\(entry.kind)): \(reason); it cannot run here")
@@ -72,7 +72,7 @@ public struct ModuleInterface: Sendable {
     }
 
     /// How the module starts: `run` if it exports it, else `_start`; `nil` when it exports neither.
-    public var entryPoint: EntryPoint? {
+    package var entryPoint: EntryPoint? {
         let functions = Set(exports.compactMap { if case .function = $0.kind { $0.name } else { nil } })
         if functions.contains("run") { return .agent }
         if functions.contains("_start") { return .command }

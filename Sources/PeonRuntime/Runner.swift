@@ -159,7 +159,7 @@ public enum Runner {
     }
 
     /// The one-line refusal of a component on an engine that cannot run components.
-    public static func componentNeedsWasmtime(_ path: String) -> RunError {
+    package static func componentNeedsWasmtime(_ path: String) -> RunError {
         RunError(.configuration, "'\(path)' is a WebAssembly component; run it with --engine wasmtime")
     }
 
@@ -266,7 +266,7 @@ public enum Runner {
     }
 
     /// A duration as users write it: `30s`, `250ms`.
-    public static func format(_ duration: Duration) -> String {
+    package static func format(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         if attoseconds == 0 { return "\(seconds)s" }
         return "\(milliseconds(duration))ms"
@@ -274,7 +274,7 @@ public enum Runner {
 
     /// `duration` in whole milliseconds, saturating at `Int.min`/`Int.max` instead of overflowing (a
     /// library caller may pass any `Duration`; the CLI and grants bound theirs by `longestGrantDuration`).
-    public static func milliseconds(_ duration: Duration) -> Int {
+    package static func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
         guard !overflow else { return seconds < 0 ? .min : .max }

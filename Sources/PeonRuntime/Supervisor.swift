@@ -1,5 +1,6 @@
 import CPeonSupport
 import Foundation
+import PeonSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -33,9 +34,9 @@ import Darwin
 /// the supervisor kills it and writes that `run.end` itself. The worker watches a pipe whose only write
 /// end the supervisor holds: if the supervisor dies (even by SIGKILL), the worker kills its programs,
 /// writes `run.end` with outcome `supervisor-killed`, and exits.
-public enum Supervisor {
+package enum Supervisor {
     /// How a supervised worker ended.
-    public enum Exit: Sendable, Hashable {
+    package enum Exit: Sendable, Hashable {
         /// The worker exited with this code.
         case exited(Int32)
         /// The worker was killed by this signal (a crash, or an outside kill).
@@ -48,7 +49,7 @@ public enum Supervisor {
     }
 
     /// How the worker's descendants are kept from outliving the run (see the type's documentation).
-    public enum Containment: String, Sendable, Hashable, CaseIterable {
+    package enum Containment: String, Sendable, Hashable, CaseIterable {
         /// A new PID namespace whose init is the worker; needs `CAP_SYS_ADMIN` (root).
         case pidNamespace = "pid-namespace"
         /// A new user namespace (mapping only our own uid and gid) with a new PID namespace inside;
@@ -67,22 +68,22 @@ public enum Supervisor {
     }
 
     /// The environment variable that forces a ``Containment`` by its raw value (no fallback then).
-    public static let containmentVariable = "PEON_WASM_CONTAINMENT"
+    package static let containmentVariable = "PEON_WASM_CONTAINMENT"
 
     /// How long after the run's own timeout the supervisor kills the worker, so that the worker's
     /// in-process timeout (clean message, audit entry) gets to act first when it can.
-    public static let grace: Duration = .milliseconds(500)
+    package static let grace: Duration = .milliseconds(500)
 
     /// How long a worker asked to stop (`SIGTERM`/`SIGINT`) has to write `run.end` and exit before the
     /// supervisor kills it.
-    public static let stopGrace: Duration = .seconds(3)
+    package static let stopGrace: Duration = .seconds(3)
 
     /// The descriptor number at which the worker finds the read end of the supervisor's liveness pipe.
-    public static let livenessDescriptor: Int32 = 3
+    package static let livenessDescriptor: Int32 = 3
 
     /// Starts `executable` with `arguments` (stdio and environment inherited) as a contained worker,
     /// waits at most `timeout`, and kills it after that. Forwards `SIGHUP`, `SIGTERM` and `SIGINT`.
-    public static func run(executable: String, arguments: [String], timeout: Duration) throws(RunError) -> Exit {
+    package static func run(executable: String, arguments: [String], timeout: Duration) throws(RunError) -> Exit {
         _ = peon_become_child_subreaper()
         let handled = [SIGHUP, SIGTERM, SIGINT]
         let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
@@ -109,7 +110,7 @@ public enum Supervisor {
         var pause: Duration = .microseconds(200)
         while true {
             var status: Int32 = 0
-            let reaped = waitpid(pid, &status, WNOHANG)
+            let reaped = retryingInterrupts { waitpid(pid, &status, WNOHANG) }
             if reaped == pid {
                 killDescendants(of: getpid())
                 let ended = exit(from: status)
@@ -123,19 +124,19 @@ public enum Supervisor {
                     return ended  // it finished on its own meanwhile, and recorded that
                 }
             }
-            if reaped < 0 && errno != EINTR {
+            if reaped < 0 {
                 return .exited(RunError.Kind.internalError.exitCode)
             }
             let now = ContinuousClock.now
             if let stopping, now >= stopping.deadline {
                 kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
+                _ = retryingInterrupts { waitpid(pid, &status, 0) }
                 killDescendants(of: getpid())
                 return .stopped(signal: stopping.signal, recorded: false)
             }
             if now >= deadline {
                 kill(pid, SIGKILL)
-                _ = waitpid(pid, &status, 0)
+                _ = retryingInterrupts { waitpid(pid, &status, 0) }
                 killDescendants(of: getpid())
                 return .timedOut
             }
@@ -208,7 +209,7 @@ public enum Supervisor {
     }
 
     /// The short name of a signal as outcomes spell it: `TERM`, `INT`, `HUP`, `KILL`, else the number.
-    public static func signalName(_ signal: Int32) -> String {
+    package static func signalName(_ signal: Int32) -> String {
         switch signal {
         case SIGTERM: "TERM"
         case SIGINT: "INT"
@@ -226,7 +227,7 @@ public enum Supervisor {
     /// Called first thing in a worker. Makes it a child subreaper (so programs that re-parent stay its
     /// descendants), exits at once if the supervisor is already gone, and starts the monitor thread
     /// that handles `SIGHUP` (reload), `SIGTERM`/`SIGINT` (stop) and the supervisor's death (stop).
-    public static func becomeWorker(livenessDescriptor liveness: Int32) {
+    package static func becomeWorker(livenessDescriptor liveness: Int32) {
         _ = peon_become_child_subreaper()
         let handled = [SIGHUP, SIGTERM, SIGINT]
         let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
@@ -241,7 +242,7 @@ public enum Supervisor {
 
     /// Hands the worker's session (after its `run.start` is written) to the monitor, so a stop writes
     /// the session's `run.end`.
-    public static func attach(_ session: AgentSession) {
+    package static func attach(_ session: AgentSession) {
         workerSession.withLock { $0 = session }
     }
 
@@ -298,7 +299,7 @@ public enum Supervisor {
     }
 
     /// The path of the running executable, for starting a worker of the same build.
-    public static var currentExecutable: String {
+    package static var currentExecutable: String {
         #if os(Linux)
         var buffer = [CChar](repeating: 0, count: 4096)
         let length = readlink("/proc/self/exe", &buffer, buffer.count - 1)
@@ -335,7 +336,7 @@ public enum Supervisor {
             if root == getpid() {
                 for pid in children[root] ?? [] {
                     var status: Int32 = 0
-                    _ = waitpid(pid, &status, alive.contains(pid) ? 0 : WNOHANG)
+                    _ = retryingInterrupts { waitpid(pid, &status, alive.contains(pid) ? 0 : WNOHANG) }
                 }
             }
             if alive.isEmpty { return }

@@ -1,24 +1,24 @@
 import Foundation
-public import PeonAudit
-public import PeonEngine
+package import PeonAudit
+package import PeonEngine
 import PeonInterface
-public import PeonMediator
+package import PeonMediator
 import Synchronization
 
 /// What every tool of one long-running tool server shares: the audit log (opened once, by this process),
 /// the session options each call starts from, the command-line limit overrides and the engine.
-public struct ToolHostConfiguration: Sendable {
+package struct ToolHostConfiguration: Sendable {
     /// The audit log every call appends to.
-    public var audit: AuditLog
+    package var audit: AuditLog
     /// `--db`, `--approver`, the working folder; each call gets its own run id and its tool's grants.
-    public var options: SessionOptions
+    package var options: SessionOptions
     /// `--timeout`, `--memory`, `--fuel`, `--max-host-calls`, `--max-output`; the grants decide the rest.
-    public var overrides: LimitOverrides
+    package var overrides: LimitOverrides
     /// Makes the engine for one call; its argument says whether the call runs with a fuel budget.
-    public var engine: @Sendable (_ fuel: Bool) throws(RunError) -> any WasmEngine
+    package var engine: @Sendable (_ fuel: Bool) throws(RunError) -> any WasmEngine
 
     /// Creates a configuration.
-    public init(audit: AuditLog, options: SessionOptions, overrides: LimitOverrides,
+    package init(audit: AuditLog, options: SessionOptions, overrides: LimitOverrides,
                 engine: @escaping @Sendable (_ fuel: Bool) throws(RunError) -> any WasmEngine) {
         self.audit = audit
         self.options = options
@@ -28,21 +28,21 @@ public struct ToolHostConfiguration: Sendable {
 }
 
 /// One call of a tool, as the server received it.
-public struct ToolCall: Sendable {
+package struct ToolCall: Sendable {
     /// The string given to the module's `run` export.
-    public var input: String
+    package var input: String
     /// The client's request id (for `run.start`/`run.end`).
-    public var requestID: String
+    package var requestID: String
     /// The client's name (for `run.start`/`run.end`).
-    public var client: String
+    package var client: String
     /// Set when the client cancels the call.
-    public var cancellation: RunCancellation
+    package var cancellation: RunCancellation
     /// Who approves the call's requests whose grant says `approval = true`, when not the host's
     /// `--approver` (the MCP client, through elicitation); `nil` takes `--approver`.
-    public var approver: (any Approver)?
+    package var approver: (any Approver)?
 
     /// Creates a call.
-    public init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation(),
+    package init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation(),
                 approver: (any Approver)? = nil) {
         self.input = input
         self.requestID = requestID
@@ -53,15 +53,15 @@ public struct ToolCall: Sendable {
 }
 
 /// What a call returns to the client.
-public struct ToolAnswer: Sendable, Hashable {
+package struct ToolAnswer: Sendable, Hashable {
     /// The module's `ok` text (or a command's stdout); for an error, what went wrong.
-    public var text: String
+    package var text: String
     /// Whether the call failed (`err`, a trap, a timeout, a denial that failed the call ...).
-    public var isError: Bool
+    package var isError: Bool
     /// The run id of the call in the audit log.
-    public var runID: String
+    package var runID: String
     /// How `run.end` recorded the end: `ok`, `agent-error`, `error:timeout`, `cancelled` ...
-    public var outcome: String
+    package var outcome: String
 }
 
 /// A module served as a tool: one grants file with a `[tool]` table. Each call is a fresh instance
@@ -72,13 +72,13 @@ public struct ToolAnswer: Sendable, Hashable {
 /// the next calls and reported to `changed`; a broken edit keeps the old grants and says why on stderr.
 /// The module binary is read once, at start. Nothing a call does can change the grants: only an edit
 /// of the file does.
-public final class ToolService: Sendable {
+package final class ToolService: Sendable {
     /// The tool's name: the grants' `module` at start.
-    public let name: String
+    package let name: String
     /// The grants file.
-    public let grantsPath: String
+    package let grantsPath: String
     /// The module, read at start.
-    public let module: ModuleFile
+    package let module: ModuleFile
     private let startTool: ToolGrant
     private let store: MediatorPolicyStore
     private let reloader: PolicyReloader
@@ -90,7 +90,7 @@ public final class ToolService: Sendable {
     private let stopSignal: Mutex<String?> = Mutex(nil)
 
     /// Loads the grants file, which must have a `[tool]` table, and the module it names.
-    public convenience init(grantsPath: String, host: ToolHostConfiguration, modelPath: String? = nil, policyPath: String? = nil,
+    package convenience init(grantsPath: String, host: ToolHostConfiguration, modelPath: String? = nil, policyPath: String? = nil,
                             changed: @escaping @Sendable (PolicyReloader.Outcome) -> Void = { _ in }) throws(RunError) {
         try self.init(sources: PolicySources(grantsPath: grantsPath, modelPath: modelPath, policyPath: policyPath),
                       host: host, changed: changed)
@@ -101,7 +101,7 @@ public final class ToolService: Sendable {
     /// with it. A policy store that cannot be reached throws ``RunError/Kind/unavailable``: there is no
     /// snapshot to decide on. While serving, the store's outages and recoveries are written to the
     /// host's audit log (`policy.store` entries under the host's run id) as `run` writes them.
-    public init(sources: PolicySources, host: ToolHostConfiguration,
+    package init(sources: PolicySources, host: ToolHostConfiguration,
                 changed: @escaping @Sendable (PolicyReloader.Outcome) -> Void = { _ in }) throws(RunError) {
         guard let grantsPath = sources.grantsPath else {
             throw RunError(.configuration, "a tool needs a grants file with a [tool] table")
@@ -151,34 +151,34 @@ public final class ToolService: Sendable {
     }
 
     /// Starts watching the grants file (polling every `interval`; `SIGHUP` is the host's to route).
-    public func startWatching(interval: Duration = .milliseconds(500)) {
+    package func startWatching(interval: Duration = .milliseconds(500)) {
         reloader.start(interval: interval, handleHangup: false)
     }
 
     /// Loads the files again now if they changed (or unconditionally when `force`).
     @discardableResult
-    public func reload(force: Bool = false) -> PolicyReloader.Outcome {
+    package func reload(force: Bool = false) -> PolicyReloader.Outcome {
         reloader.reloadIfChanged(force: force)
     }
 
     /// Stops watching.
-    public func stop() { reloader.stop() }
+    package func stop() { reloader.stop() }
 
     /// Stops the tool for a shutdown on `signal` (`TERM`, `INT`): calls not yet started are refused,
     /// running ones are cancelled (they stop at their next host call and end with `run.end` outcome
     /// `signal:NAME`).
-    public func stopCalls(signal: String) {
+    package func stopCalls(signal: String) {
         stopSignal.withLock { $0 = signal }
         for call in running.withLock({ Array($0.values) }) { call.cancellation.cancel() }
     }
 
     /// How many calls are running now.
-    public var runningCalls: Int { running.withLock { $0.count } }
+    package var runningCalls: Int { running.withLock { $0.count } }
 
     /// Ends the calls still running after a stop's grace period: writes their `run.end` (outcome
     /// `signal:NAME`) now, so the log is complete when the process exits under them. A call ending
     /// meanwhile on its own writes its own `run.end`; each run gets exactly one.
-    public func endStragglers(signal: String) {
+    package func endStragglers(signal: String) {
         for call in running.withLock({ Array($0.values) }) where call.session.claimEndForStop() {
             call.session.writeEnd(outcome: "signal:\(signal)",
                                   reason: "peon-wasm received SIG\(signal); the call did not stop in time and was cut off")
@@ -186,20 +186,20 @@ public final class ToolService: Sendable {
     }
 
     /// The grants in force.
-    public var grants: Grants? { store.current.compiled?.grants }
+    package var grants: Grants? { store.current.compiled?.grants }
 
     /// The `[tool]` table in force (the one at start if the grants now in force have none).
-    public var tool: ToolGrant { grants?.tool ?? startTool }
+    package var tool: ToolGrant { grants?.tool ?? startTool }
 
     /// Whether calls get the whole arguments object as JSON text (a declared schema) rather than the
     /// `input` string.
-    public var hasDeclaredSchema: Bool { tool.inputSchema != nil }
+    package var hasDeclaredSchema: Bool { tool.inputSchema != nil }
 
     /// The input schema as JSON text.
-    public var inputSchema: String { tool.inputSchema ?? ToolGrant.defaultInputSchema }
+    package var inputSchema: String { tool.inputSchema ?? ToolGrant.defaultInputSchema }
 
     /// Runs one call to its end on the calling thread (which it blocks).
-    public func call(_ call: ToolCall) -> ToolAnswer {
+    package func call(_ call: ToolCall) -> ToolAnswer {
         if let signal = stopSignal.withLock({ $0 }) {
             return ToolAnswer(text: "peon-wasm is stopping (SIG\(signal)); the call was not started", isError: true,
                               runID: "", outcome: "signal:\(signal)")

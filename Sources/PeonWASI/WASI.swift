@@ -1,4 +1,5 @@
-public import PeonEngine
+package import PeonEngine
+import PeonSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -7,22 +8,22 @@ import Darwin
 #endif
 
 /// The guest's `proc_exit`: thrown out of the host function to end the run with the guest's exit code.
-public struct WASIExit: Error, Sendable, Equatable {
+package struct WASIExit: Error, Sendable, Equatable {
     /// The exit code the guest passed.
-    public var code: UInt32
+    package var code: UInt32
     /// Creates the exit.
-    public init(code: UInt32) { self.code = code }
+    package init(code: UInt32) { self.code = code }
 }
 
 /// Thrown when the guest writes more to stdout and stderr together than its output limit allows.
 /// What fit under the limit was written; the run ends.
-public struct WASIOutputLimitExceeded: Error, Sendable, Equatable, CustomStringConvertible {
+package struct WASIOutputLimitExceeded: Error, Sendable, Equatable, CustomStringConvertible {
     /// The limit, in bytes.
-    public var limit: Int
+    package var limit: Int
     /// Creates the error.
-    public init(limit: Int) { self.limit = limit }
+    package init(limit: Int) { self.limit = limit }
     /// One line for users.
-    public var description: String { "the module wrote more than its output limit of \(limit) bytes to stdout/stderr" }
+    package var description: String { "the module wrote more than its output limit of \(limit) bytes to stdout/stderr" }
 }
 
 /// What a sandboxed WASI guest sees. Every default is "nothing".
@@ -30,24 +31,24 @@ public struct WASIOutputLimitExceeded: Error, Sendable, Equatable, CustomStringC
 /// There are no preopened directories and no sockets: files and the network are reached only through
 /// the mediated `peon:host` interface. Standard input is empty unless given, the environment is empty
 /// unless granted, and output goes to the sinks up to ``outputLimit`` bytes.
-public struct WASIConfiguration: Sendable {
+package struct WASIConfiguration: Sendable {
     /// `argv`, with the program name first. Default: `["module"]`.
-    public var arguments: [String] = ["module"]
+    package var arguments: [String] = ["module"]
     /// The environment, as ordered `NAME=value` pairs. Default: empty.
-    public var environment: [(name: String, value: String)] = []
+    package var environment: [(name: String, value: String)] = []
     /// The bytes `fd_read(0)` returns, then end of file. Default: empty.
-    public var stdin: [UInt8] = []
+    package var stdin: [UInt8] = []
     /// Where the guest's stdout goes. Default: discarded.
-    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    package var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
     /// Where the guest's stderr goes. Default: discarded.
-    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    package var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
     /// The most bytes stdout and stderr together may receive. Default: 16 MiB.
-    public var outputLimit: Int = 16 << 20
+    package var outputLimit: Int = 16 << 20
     /// Sleeps in `poll_oneoff` never go past this instant; reaching it ends the run with a timeout.
-    public var deadline: ContinuousClock.Instant?
+    package var deadline: ContinuousClock.Instant?
 
     /// Creates a configuration with every default.
-    public init() {}
+    package init() {}
 }
 
 /// A sandboxed `wasi_snapshot_preview1`: the host functions of all 46 preview-1 functions.
@@ -55,9 +56,9 @@ public struct WASIConfiguration: Sendable {
 /// Functions that touch the world beyond stdio, clocks and randomness return the proper errno
 /// (`EBADF` for file descriptors and paths that cannot exist here, `ENOSYS` for `proc_raise`) and never
 /// trap. A guest pointer outside memory is answered with `EFAULT`.
-public final class WASISandbox: Sendable {
+package final class WASISandbox: Sendable {
     /// The import module name.
-    public static let moduleName = "wasi_snapshot_preview1"
+    package static let moduleName = "wasi_snapshot_preview1"
 
     private let configuration: WASIConfiguration
     private let state = Mutex(State())
@@ -68,12 +69,12 @@ public final class WASISandbox: Sendable {
     }
 
     /// Creates a sandbox for one run.
-    public init(_ configuration: WASIConfiguration) {
+    package init(_ configuration: WASIConfiguration) {
         self.configuration = configuration
     }
 
     /// The host functions to link; a module importing any of them gets these semantics.
-    public var hostFunctions: [HostFunction] {
+    package var hostFunctions: [HostFunction] {
         Self.signatures.map { name, parameters in
             let results: [WasmValueType] = name == "proc_exit" ? [] : [.i32]
             return HostFunction(module: Self.moduleName, name: name,
@@ -341,7 +342,11 @@ public final class WASISandbox: Sendable {
         let (seconds, attoseconds) = duration.components
         var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
         var remaining = timespec()
-        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+        // A signal cuts the sleep short: sleep again for what was left.
+        _ = retryingInterrupts {
+            defer { request = remaining }
+            return nanosleep(&request, &remaining)
+        }
     }
 }
 

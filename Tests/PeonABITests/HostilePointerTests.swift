@@ -1,5 +1,6 @@
 import PeonABI
 import PeonEngine
+import PeonTestSupport
 import Testing
 
 /// Everything a guest hands the host is an attack surface: pointers and lengths that wrap around

@@ -1,5 +1,6 @@
 import PeonABI
 import PeonEngine
+import PeonTestSupport
 import Testing
 
 /// What the host stores into guest memory, loaded back by the same rules, is the value it stored; the

@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import Testing
 
 /// In `batch` mode the log may keep entries of reads in the process for a moment; it must never let anything leave

@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import Testing
 
 /// Threat: grants that are harmless one by one become code execution or a file reader together (an

@@ -2,7 +2,7 @@ import CSQLite
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import Testing
 
 /// Threat: a guest reaches a database or table nobody granted through the gaps between decisions: the

@@ -2,7 +2,7 @@ import CSQLite
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import PeonPolicy
 import Testing
 

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// `policies/examples/` holds scenario-named grants, each with a decision table
 /// (`MODULE ACTION RESOURCE [ARGS...] => allow|deny`). Every row is decided by the real policy engine

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// The resource glob decides what a grant covers: `*` must never cross a `/`, `**` must stay a whole
 /// segment, and no look-alike path may slip into a granted tree.

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// Sizes, durations and rates are small languages a user writes by hand: every malformed value must
 /// be refused, never read as something else.

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// A grants file is written by hand and read by a security tool: anything unexpected is an error that
 /// names the file, the line and the key, never a silently wider grant.

@@ -1,5 +1,5 @@
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// `grants check` must tell a user which imports their grants can never satisfy and which grants a
 /// module cannot use; `policy explain` must say why a request is refused.

@@ -2,7 +2,7 @@ import CSQLite
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import Testing
 
 /// Threat: two calls that are each allowed leak together. A run reads labelled data (HR files) and sends

@@ -2,7 +2,7 @@ import Foundation
 import PeonAudit
 import PeonInterface
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// exec, db and http through the mediator: what the grant names runs, everything else is refused
 /// before the capability is reached, and secrets a grant injects never leak.

@@ -2,7 +2,7 @@ import Foundation
 import PeonAudit
 import PeonInterface
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// Every refusal path of the mediator: the guest gets the right code, the refusal is in the audit log
 /// (written before anything could happen) and the world is untouched.

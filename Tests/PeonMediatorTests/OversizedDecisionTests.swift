@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import Testing
 
 /// Threat: a guest makes its own denial unlogged by making the entry too large for the log's 1 MiB line

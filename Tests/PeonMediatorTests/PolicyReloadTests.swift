@@ -2,7 +2,7 @@ import Foundation
 import PeonAudit
 import PeonInterface
 import Testing
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// Editing the grants swaps the policy for a running agent, atomically; a broken edit is rejected
 /// and the old policy stays; each audit entry names the version that decided it.

@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import PeonTestSupport
 import Testing
 

@@ -1,7 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 /// A temporary folder (symlinks resolved) removed when the test's fixture is released.
 final class Scratch {

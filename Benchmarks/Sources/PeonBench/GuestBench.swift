@@ -1,6 +1,6 @@
 import Foundation
 import PeonAudit
-@_spi(Benchmarks) import PeonMediator
+import PeonMediator
 import PeonEngine
 import PeonInterface
 import PeonRuntime

@@ -3,7 +3,9 @@
 //
 //   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents,mcp,components] [--peon-wasm PATH] [--out PATH] [--pycasbin SCRIPT]
 import Foundation
+import PeonAudit
 import PeonEngineWasmKit
+import PeonRuntime
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 @MainActor func option(_ name: String) -> String? {

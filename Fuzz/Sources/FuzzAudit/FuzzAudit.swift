@@ -8,6 +8,7 @@ import Glibc
 import Darwin
 #endif
 import PeonAudit
+import FuzzReplay
 
 /// Where the input is written for the verifier: in memory when /dev/shm exists, one file per fuzzing process.
 let logPath: String = {
@@ -80,3 +81,13 @@ public func fuzzAudit(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
     _ = try? VerifierKey(text)
     return 0
 }
+
+#if !PEON_LIBFUZZER
+/// Without libFuzzer (the package's ordinary build): runs the files or folders named on the command line through
+/// ``fuzzAudit(_:_:)`` once each.
+@main enum Replay {
+    static func main() {
+        replayInputs(through: fuzzAudit)
+    }
+}
+#endif

@@ -3,6 +3,7 @@
 // matcher functions) and deciding a request for each compiled rule.
 import PeonMediator
 import PeonPolicy
+import FuzzReplay
 
 /// libFuzzer's entry point: one grants file per call. Any input must end in a value or a thrown error, never a trap.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -34,3 +35,13 @@ public func fuzzGrants(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
     }
     return 0
 }
+
+#if !PEON_LIBFUZZER
+/// Without libFuzzer (the package's ordinary build): runs the files or folders named on the command line through
+/// ``fuzzGrants(_:_:)`` once each.
+@main enum Replay {
+    static func main() {
+        replayInputs(through: fuzzGrants)
+    }
+}
+#endif

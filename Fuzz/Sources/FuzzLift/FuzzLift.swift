@@ -7,6 +7,7 @@
 // per core value; everything after is memory.
 import PeonABI
 import PeonEngine
+import FuzzReplay
 
 /// A guest that is nothing but linear memory, with a bump `cabi_realloc` that grows it.
 final class MemoryGuest: GuestAccess {
@@ -151,3 +152,13 @@ public func fuzzLift(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
     precondition(String(describing: again) == String(describing: value), "\(type) changed in a lower/lift round trip")
     return 0
 }
+
+#if !PEON_LIBFUZZER
+/// Without libFuzzer (the package's ordinary build): runs the files or folders named on the command line through
+/// ``fuzzLift(_:_:)`` once each.
+@main enum Replay {
+    static func main() {
+        replayInputs(through: fuzzLift)
+    }
+}
+#endif

@@ -7,6 +7,7 @@
 // policy lines themselves.
 import PeonMediator
 import PeonPolicy
+import FuzzReplay
 
 /// libFuzzer's entry point: one model, policy and request list per call.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -52,3 +53,13 @@ extension Substring {
     /// The text without leading spaces, as the CSV reader treats a field after `, `.
     func trimmingPrefixSpaces() -> String { String(drop(while: { $0 == " " })) }
 }
+
+#if !PEON_LIBFUZZER
+/// Without libFuzzer (the package's ordinary build): runs the files or folders named on the command line through
+/// ``fuzzPolicy(_:_:)`` once each.
+@main enum Replay {
+    static func main() {
+        replayInputs(through: fuzzPolicy)
+    }
+}
+#endif

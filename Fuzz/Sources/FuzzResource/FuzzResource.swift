@@ -7,6 +7,7 @@
 // - a path that parses is absolute, has no `.`/`..`/empty names, parses to itself again, and stays
 //   within PATH_MAX; a program path that parses is exactly its input.
 import PeonInterface
+import FuzzReplay
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzResource(_ data: UnsafeRawPointer?, _ size: Int) -> CInt {
@@ -45,3 +46,13 @@ func checkPath(_ text: String) {
         fatalError("path does not parse to itself: \(text) -> \(path)")
     }
 }
+
+#if !PEON_LIBFUZZER
+/// Without libFuzzer (the package's ordinary build): runs the files or folders named on the command line through
+/// ``fuzzResource(_:_:)`` once each.
+@main enum Replay {
+    static func main() {
+        replayInputs(through: fuzzResource)
+    }
+}
+#endif

@@ -10,7 +10,7 @@ import PeonInterface
 import Synchronization
 
 /// An operation on a table, as the grants name it (`read | insert | update | delete | schema`).
-public enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
+package enum DatabaseOperation: String, Sendable, Hashable, CaseIterable {
     /// Reading rows or columns (`SELECT`, and the `WHERE` of an `UPDATE`/`DELETE`).
     case read
     /// `INSERT`.

@@ -267,7 +267,8 @@ private struct ChildSession {
                 reap(blocking: false)
                 continue
             }
-            // Otherwise until data or the deadline.
+            // Otherwise until data or the deadline. Not `retryingInterrupts`: an interrupted poll goes round the loop,
+            // which checks the deadline again before the next one.
             let remainingMilliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1
             let ready = poll(&fds, nfds_t(fds.count), Int32(min(remainingMilliseconds, 100)))
             if ready < 0 && currentErrno != EINTR {
@@ -281,11 +282,13 @@ private struct ChildSession {
                 }
                 if entry.fd == stdinFD {
                     let count = stdin.withUnsafeBytes { raw in
-                        send(stdinFD, raw.baseAddress.map { $0 + stdinOffset }, stdin.count - stdinOffset, Int32(MSG_NOSIGNAL))
+                        retryingInterrupts {
+                            send(stdinFD, raw.baseAddress.map { $0 + stdinOffset }, stdin.count - stdinOffset, Int32(MSG_NOSIGNAL))
+                        }
                     }
                     if count > 0 { stdinOffset += count }
                     // Done, or the child stopped reading (EPIPE/ECONNRESET): either way stdin is over.
-                    if stdinOffset >= stdin.count || (count < 0 && currentErrno != EAGAIN && currentErrno != EINTR) {
+                    if stdinOffset >= stdin.count || (count < 0 && currentErrno != EAGAIN) {
                         _ = shutdown(stdinFD, Int32(SHUT_WR))
                         stdinOpen = false
                     }
@@ -296,7 +299,7 @@ private struct ChildSession {
                     retryingInterrupts { read(entry.fd, raw.baseAddress, raw.count) }
                 }
                 if count <= 0 {
-                    if count == 0 || (currentErrno != EAGAIN && currentErrno != EINTR) {
+                    if count == 0 || currentErrno != EAGAIN {
                         if isStdout { stdoutOpen = false } else { stderrOpen = false }
                     }
                     continue

@@ -4,7 +4,7 @@ import AsyncHTTPClient
 import Dispatch
 import NIOCore
 import NIOHTTP1
-public import PeonInterface
+package import PeonInterface
 import Foundation
 import Synchronization
 
@@ -42,7 +42,7 @@ import Musl
 ///
 /// `send` blocks the calling thread (the guest's) until the answer; never call it on a SwiftNIO event
 /// loop thread.
-@_spi(Benchmarks) public final class HTTPCapability: Sendable {
+package final class HTTPCapability: Sendable {
     /// The largest response body accepted when the grant sets none, and the ceiling for any grant.
     let maxResponseBytes: Int
     /// The longest one call may take when the caller's deadline is later.
@@ -82,7 +82,7 @@ import Musl
     /// - Parameters:
     ///   - maxResponseBytes: default and ceiling for a response body (default 16 MiB).
     ///   - timeout: the longest a call may take (default 30 s).
-    @_spi(Benchmarks) public init(maxResponseBytes: Int = 16 << 20, timeout: Duration = .seconds(30)) {
+    package init(maxResponseBytes: Int = 16 << 20, timeout: Duration = .seconds(30)) {
         self.maxResponseBytes = max(0, maxResponseBytes)
         self.timeout = timeout
     }
@@ -98,7 +98,7 @@ import Musl
     /// - Throws: `invalid-argument` (URL, method or headers), `denied` (a non-public address),
     ///   `not-found` (the name does not resolve), `limit-exceeded` (response too large, too many
     ///   headers), `timeout`, `io` (connection or TLS failure).
-    @_spi(Benchmarks) public func send(
+    package func send(
         _ request: OutgoingRequest,
         injectedHeaders: [HTTPHeader],
         allowedAddresses: Set<String>,
@@ -145,7 +145,7 @@ import Musl
 
     /// Refuses new calls from now on and closes the kept connections. Calls already running finish or time out
     /// on their own.
-    @_spi(Benchmarks) public func shutdown() {
+    package func shutdown() {
         isShutDown.withLock { $0 = true }
         let kept = clients.withLock { kept in
             defer { kept = [] }
@@ -406,7 +406,7 @@ private func isFieldValueByte(_ byte: UInt8) -> Bool {
 
 /// A request the mediator authorized: the method, the parsed URL it decided on, the guest's headers
 /// and body.
-@_spi(Benchmarks) public struct OutgoingRequest: Sendable {
+package struct OutgoingRequest: Sendable {
     /// The method, upper case.
     var method: String
     /// The URL, parsed once by the mediator.
@@ -417,7 +417,7 @@ private func isFieldValueByte(_ byte: UInt8) -> Bool {
     var body: [UInt8]
 
     /// Creates a request.
-    @_spi(Benchmarks) public init(method: String, url: CanonicalURL, headers: [HTTPHeader] = [], body: [UInt8] = []) {
+    package init(method: String, url: CanonicalURL, headers: [HTTPHeader] = [], body: [UInt8] = []) {
         self.method = method
         self.url = url
         self.headers = headers

@@ -1,6 +1,6 @@
 import CSQLite
 import Foundation
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import PeonInterface
 import PeonTestSupport
 import Testing

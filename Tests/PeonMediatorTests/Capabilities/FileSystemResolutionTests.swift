@@ -1,5 +1,5 @@
 import Foundation
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 import PeonInterface
 import Testing
 

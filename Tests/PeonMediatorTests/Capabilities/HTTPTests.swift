@@ -1,5 +1,5 @@
 import Foundation
-@_spi(Benchmarks) @testable import PeonMediator
+@testable import PeonMediator
 
 #if canImport(Glibc)
 import Glibc

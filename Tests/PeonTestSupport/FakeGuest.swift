@@ -1,10 +1,10 @@
-import PeonEngine
+package import PeonEngine
 
 /// An in-memory guest: a byte array as linear memory and a bump allocator as `cabi_realloc`, with
 /// switches that make the allocator misbehave the way a hostile guest's would.
-final class FakeGuest: GuestAccess {
+package final class FakeGuest: GuestAccess {
     /// How `cabi_realloc` answers.
-    enum Allocator {
+    package enum Allocator {
         /// Bump allocation, growing memory by whole 64 KiB pages when the block does not fit.
         case bump
         /// Returns this pointer whatever was asked.
@@ -15,29 +15,29 @@ final class FakeGuest: GuestAccess {
         case noResult
     }
 
-    var memory: [UInt8]
-    var next: UInt32
-    var allocator: Allocator = .bump
-    var exportsRealloc = true
-    var otherExports: Set<String> = []
+    package var memory: [UInt8]
+    package var next: UInt32
+    package var allocator: Allocator = .bump
+    package var exportsRealloc = true
+    package var otherExports: Set<String> = []
     /// Runs inside every `cabi_realloc` call, as guest code would (e.g. to call back into the host).
-    var onRealloc: (() throws -> Void)?
+    package var onRealloc: (() throws -> Void)?
     /// Every `cabi_realloc` call as (align, size).
-    private(set) var allocations: [(alignment: UInt32, size: UInt32)] = []
+    package private(set) var allocations: [(alignment: UInt32, size: UInt32)] = []
 
-    init(pages: Int = 1, heapStart: UInt32 = 0x8000) {
+    package init(pages: Int = 1, heapStart: UInt32 = 0x8000) {
         memory = [UInt8](repeating: 0, count: pages * 65536)
         next = heapStart
     }
 
-    var memorySize: Int { memory.count }
+    package var memorySize: Int { memory.count }
 
-    func withMemory<R>(at offset: UInt32, count: UInt32, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+    package func withMemory<R>(at offset: UInt32, count: UInt32, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         try checkRange(offset, count)
         return try memory.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[Int(offset)..<Int(offset) + Int(count)])) }
     }
 
-    func withMutableMemory<R>(
+    package func withMutableMemory<R>(
         at offset: UInt32, count: UInt32, _ body: (UnsafeMutableRawBufferPointer) throws -> R
     ) throws -> R {
         try checkRange(offset, count)
@@ -46,7 +46,7 @@ final class FakeGuest: GuestAccess {
         }
     }
 
-    func callExport(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
+    package func callExport(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
         guard name == "cabi_realloc", exportsRealloc else { throw EngineError(.missingExport, "no export \(name)") }
         let alignment = arguments[2].i32 ?? 1
         let size = arguments[3].i32 ?? 0
@@ -64,7 +64,7 @@ final class FakeGuest: GuestAccess {
         }
     }
 
-    func hasExport(_ name: String) -> Bool {
+    package func hasExport(_ name: String) -> Bool {
         (name == "cabi_realloc" && exportsRealloc) || otherExports.contains(name)
     }
 
@@ -80,60 +80,60 @@ final class FakeGuest: GuestAccess {
     // MARK: Test conveniences
 
     /// Writes `bytes` at `offset`.
-    func poke(_ bytes: [UInt8], at offset: Int) {
+    package func poke(_ bytes: [UInt8], at offset: Int) {
         memory.replaceSubrange(offset..<offset + bytes.count, with: bytes)
     }
 
     /// Writes a little-endian u32 at `offset`.
-    func poke32(_ value: UInt32, at offset: Int) {
+    package func poke32(_ value: UInt32, at offset: Int) {
         poke(withUnsafeBytes(of: value.littleEndian, Array.init), at: offset)
     }
 
     /// Writes a little-endian u64 at `offset`.
-    func poke64(_ value: UInt64, at offset: Int) {
+    package func poke64(_ value: UInt64, at offset: Int) {
         poke(withUnsafeBytes(of: value.littleEndian, Array.init), at: offset)
     }
 
     /// Reads a little-endian u32 at `offset`.
-    func peek32(_ offset: Int) -> UInt32 {
+    package func peek32(_ offset: Int) -> UInt32 {
         memory[offset..<offset + 4].reversed().reduce(0) { $0 << 8 | UInt32($1) }
     }
 
     /// Reads a little-endian u64 at `offset`.
-    func peek64(_ offset: Int) -> UInt64 {
+    package func peek64(_ offset: Int) -> UInt64 {
         memory[offset..<offset + 8].reversed().reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     /// The bytes at `offset`.
-    func peek(_ offset: Int, count: Int) -> [UInt8] {
+    package func peek(_ offset: Int, count: Int) -> [UInt8] {
         Array(memory[offset..<offset + count])
     }
 
     /// Reads a (pointer, length) pair at `offset` and returns the bytes it points at.
-    func peekBytes(pairAt offset: Int, elementSize: Int = 1) -> [UInt8] {
+    package func peekBytes(pairAt offset: Int, elementSize: Int = 1) -> [UInt8] {
         let pointer = Int(peek32(offset))
         let count = Int(peek32(offset + 4))
         return peek(pointer, count: count * elementSize)
     }
 
     /// Reads a (pointer, length) string at `offset`.
-    func peekString(pairAt offset: Int) -> String {
+    package func peekString(pairAt offset: Int) -> String {
         String(decoding: peekBytes(pairAt: offset), as: UTF8.self)
     }
 }
 
 /// A module instance around a ``FakeGuest`` whose exports are Swift closures.
-final class FakeInstance: ModuleInstance {
-    let fakeGuest: FakeGuest
-    var functions: [String: ([WasmValue]) throws -> [WasmValue]] = [:]
-    private(set) var calls: [(name: String, arguments: [WasmValue])] = []
+package final class FakeInstance: ModuleInstance {
+    package let fakeGuest: FakeGuest
+    package var functions: [String: ([WasmValue]) throws -> [WasmValue]] = [:]
+    package private(set) var calls: [(name: String, arguments: [WasmValue])] = []
 
-    init(guest: FakeGuest) { self.fakeGuest = guest }
+    package init(guest: FakeGuest) { self.fakeGuest = guest }
 
-    var guest: any GuestAccess { fakeGuest }
-    var remainingFuel: UInt64? { nil }
+    package var guest: any GuestAccess { fakeGuest }
+    package var remainingFuel: UInt64? { nil }
 
-    func call(_ export: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
+    package func call(_ export: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
         calls.append((export, arguments))
         if export == "cabi_realloc" { return try fakeGuest.callExport(export, arguments) }
         guard let function = functions[export] else { throw EngineError(.missingExport, "no export \(export)") }
@@ -141,13 +141,13 @@ final class FakeInstance: ModuleInstance {
     }
 
     /// Registers an export, also making ``GuestAccess/hasExport(_:)`` see it.
-    func export(_ name: String, _ body: @escaping ([WasmValue]) throws -> [WasmValue]) {
+    package func export(_ name: String, _ body: @escaping ([WasmValue]) throws -> [WasmValue]) {
         functions[name] = body
         fakeGuest.otherExports.insert(name)
     }
 }
 
 /// Calls a host function's body with `arguments`, as an engine would.
-func invoke(_ function: HostFunction, guest: any GuestAccess, _ arguments: [WasmValue]) throws -> WasmValue? {
+package func invoke(_ function: HostFunction, guest: any GuestAccess, _ arguments: [WasmValue]) throws -> WasmValue? {
     try arguments.withUnsafeBufferPointer { try function.body(guest, HostArguments($0)) }
 }

@@ -4,13 +4,6 @@ import PeonEngineWasmtime
 import PeonTestSupport
 import Testing
 
-/// The wasmtime engine loaded the way the CLI loads it (explicit path, `PEON_WASMTIME_LIB`, system path,
-/// Python package), without a compilation cache; `nil` when wasmtime 50 is not installed.
-let wasmtimeForTests: WasmtimeEngine? = try? WasmtimeEngine.load(cacheDirectory: nil)
-
-/// Why wasmtime tests are skipped, shown in the test output.
-let wasmtimeSkipMessage: Comment = "wasmtime 50 is not installed (pip install wasmtime==50.0.1, or set PEON_WASMTIME_LIB)"
-
 /// A module whose only job is to be instantiated and called.
 private func instantiate(
     _ text: String, _ hostFunctions: [HostFunction] = [], limits: ResourceLimits = ResourceLimits()

@@ -1,30 +1,38 @@
-import PeonEngine
+package import PeonEngine
 import PeonEngineWasmKit
-import PeonEngineWasmtime
+package import PeonEngineWasmtime
+package import Testing
+
+/// The wasmtime engine loaded the way the CLI loads it (explicit path, `PEON_WASMTIME_LIB`, system path,
+/// Python package), without a compilation cache; `nil` when wasmtime 50 is not installed.
+package let wasmtimeForTests: WasmtimeEngine? = try? WasmtimeEngine.load(cacheDirectory: nil)
+
+/// Why wasmtime tests are skipped, shown in the test output.
+package let wasmtimeSkipMessage: Comment = "wasmtime 50 is not installed (pip install wasmtime==50.0.1, or set PEON_WASMTIME_LIB)"
 
 /// An engine under test, made fresh per test with or without fuel metering.
-struct EngineUnderTest: CustomTestStringConvertible, Sendable {
-    let name: String
+package struct EngineUnderTest: CustomTestStringConvertible, Sendable {
+    package let name: String
     /// What the engine must answer for ``WasmEngine/interruptsRunningCode``: the runtime relies on it to decide
     /// whether a worker process has to enforce the deadline on a guest that never calls the host.
-    var interruptsRunningCode = false
+    package var interruptsRunningCode = false
     /// Why the engine cannot be made on this machine (its library is absent), or nil when it can.
-    var absence: Comment?
-    let make: @Sendable (_ fuelMetering: Bool) throws -> any WasmEngine
+    package var absence: Comment?
+    package let make: @Sendable (_ fuelMetering: Bool) throws -> any WasmEngine
 
-    var testDescription: String { name }
+    package var testDescription: String { name }
 }
 
 /// Every engine the conformance suite runs against. An engine whose library is absent on this
 /// machine is left out here and reported by its own suite.
-enum TestEngines {
-    static var all: [EngineUnderTest] {
+package enum TestEngines {
+    package static var all: [EngineUnderTest] {
         shipped.filter { $0.absence == nil }
     }
 
     /// Every engine peon-wasm ships, present on this machine or not, for tests that must record an absent engine
     /// as a skip (``EngineUnderTest/absence`` says why) rather than pass without it.
-    static var shipped: [EngineUnderTest] {
+    package static var shipped: [EngineUnderTest] {
         // wasmtime meters fuel in every engine it loads, so the flag does not matter. When wasmtime 50 is not
         // installed it is left out of `all`; WasmtimeEngineTests.swift reports the skip with how to install it.
         [
@@ -37,4 +45,3 @@ enum TestEngines {
     }
 }
 
-import Testing

@@ -23,7 +23,7 @@ import Testing
             try Data("""
                 module = "t"
                 [tool]
-                wasm = "\(repositoryRoot.path)/Tests/PeonCLITests/MCP/echo.wat"
+                wasm = "\(repositoryRoot.path)/Tests/PeonMCPTests/MCP/echo.wat"
                 description = "clears \\u001b[2J the screen"
                 """.utf8).write(to: grants)
             let result = try runPeonWasm(["mcp", "--list", grants.path])

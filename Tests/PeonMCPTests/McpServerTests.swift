@@ -2,24 +2,8 @@ import Foundation
 import PeonTestSupport
 import Testing
 
-/// Whether `python3` can import the official MCP client (PyPI `mcp`; `.ci/run` installs 2.3.0).
-let pythonMCPAvailable: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import mcp.client.stdio"]
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
-    do {
-        try process.run()
-    } catch {
-        return false
-    }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
-
 /// `peon-wasm mcp` driven by the real Python MCP client: each scenario of
-/// `Tests/PeonCLITests/MCP/mcp_client_test.py` starts a server on fresh grants and checks what the client
+/// `Tests/PeonMCPTests/MCP/mcp_client_test.py` starts a server on fresh grants and checks what the client
 /// sees and what the audit log holds (the script prints the reason and the server's stderr on failure).
 @Suite("peon-wasm mcp with the Python MCP client",
        .enabled(if: pythonMCPAvailable, "SKIPPED: python3 cannot import `mcp` (pip install mcp==2.3.0), so the MCP client tests did not run"))
@@ -39,26 +23,6 @@ struct McpServerTests {
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])
     func scenario(_ name: String) throws {
-        try Self.run(name)
-    }
-
-    /// Runs one scenario of the script (also used by the PostgreSQL suite for `policy-store`).
-    static func run(_ name: String) throws {
-        try withTemporaryDirectory { directory in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            let fixtures = repositoryRoot.appendingPathComponent("Tests/PeonCLITests/MCP")
-            process.arguments = ["python3", fixtures.appendingPathComponent("mcp_client_test.py").path,
-                                 peonWasmExecutable.path, fixtures.path, directory.path, name]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            let text = String(decoding: data, as: UTF8.self)
-            #expect(process.terminationStatus == 0, "scenario \(name):\n\(text)")
-            #expect(text.hasSuffix("ok\n"), "scenario \(name) did not finish:\n\(text)")
-        }
+        try runMCPClientScenario(name)
     }
 }

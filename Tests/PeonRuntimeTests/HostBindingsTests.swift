@@ -4,6 +4,7 @@ import PeonEngine
 import PeonInterface
 import PeonRuntime
 import Synchronization
+import PeonTestSupport
 import Testing
 
 /// Each `peon:host` import, called the way a canonical-ABI guest calls it, reaches the matching
