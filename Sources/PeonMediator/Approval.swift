@@ -217,12 +217,3 @@ func splitCommandLine(_ line: String) -> [String]? {
     if inWord { words.append(current) }
     return words
 }
-
-/// The approver for a `--approver` argument: `tty` for ``TerminalApprover``, anything else a command
-/// line for ``CommandApprover``, `nil` (no flag) for ``RefusingApprover``. Returns `nil` for an
-/// empty command or an unterminated quote.
-package func makeApprover(_ argument: String?, commandTimeout: Duration = .seconds(60)) -> (any Approver)? {
-    guard let argument else { return RefusingApprover() }
-    if argument == "tty" { return TerminalApprover() }
-    return CommandApprover(commandLine: argument, timeout: commandTimeout)
-}

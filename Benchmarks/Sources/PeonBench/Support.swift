@@ -120,8 +120,10 @@ struct SplitMix {
     }
 }
 
-/// A progress line on standard error (the report goes to standard output and the file).
+/// A progress line on standard error when it is a terminal (the report goes to standard output and the file);
+/// piped or redirected, nothing.
 func progress(_ text: String) {
+    guard isatty(2) == 1 else { return }
     let bytes = Array(("  … " + text + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
