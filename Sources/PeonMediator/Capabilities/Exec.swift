@@ -276,10 +276,8 @@ private struct ChildSession {
                 throw hostError(errno: currentErrno, "exec '\(program)': poll")
             }
             for entry in fds where entry.revents != 0 {
-                if entry.fd == exitFD {
-                    reap(blocking: false)
-                    continue
-                }
+                // The child exited: it is reaped after this loop, as on every round.
+                if entry.fd == exitFD { continue }
                 if entry.fd == stdinFD {
                     let count = stdin.withUnsafeBytes { raw in
                         retryingInterrupts {
