@@ -88,6 +88,10 @@ public final class AuditLog: Sendable {
     static let leaseIdle: Duration = .milliseconds(1)
     /// ... and after this long in any case, so other processes wait at most about this long for the lock.
     static let leaseLimit: Duration = .milliseconds(10)
+    /// After a lease ran its full ``leaseLimit``, this process takes the lock per write for this long before it
+    /// leases again: a process blocked on the lock is woken by the release, and every write in the gap releases the
+    /// lock again, so it gets in. Short, because a lone process pays a lock, a stat and a write per entry meanwhile.
+    static let leaseGap: Duration = .milliseconds(1)
 
     private let signer: CheckpointSigner
     private let fd: Int32
@@ -123,8 +127,8 @@ public final class AuditLog: Sendable {
         /// When the lease was taken, and when it was last used.
         var leaseTaken = ContinuousClock.now
         var lastUse = ContinuousClock.now
-        /// After a lease ran its full ``leaseLimit``, none is taken again before this: other processes waiting for
-        /// the lock get their turn while this one locks per write.
+        /// After a lease ran its full ``leaseLimit``, none is taken again before this (``leaseGap`` later): other
+        /// processes waiting for the lock get their turn while this one locks per write.
         var noLeaseBefore = ContinuousClock.now
         /// Set by `close` just before the descriptor is closed: nothing may touch `fd` after it.
         var fileClosed = false
@@ -444,7 +448,7 @@ public final class AuditLog: Sendable {
                 let idleLeft = Self.leaseIdle - (now - w.lastUse)
                 let holdLeft = Self.leaseLimit - (now - w.leaseTaken)
                 if idleLeft > .zero && holdLeft > .zero { return min(idleLeft, holdLeft) }
-                if holdLeft <= .zero { w.noLeaseBefore = now + Self.leaseLimit }
+                if holdLeft <= .zero { w.noLeaseBefore = now + Self.leaseGap }
                 do throws(AuditError) {
                     try endLease(&w)
                 } catch {

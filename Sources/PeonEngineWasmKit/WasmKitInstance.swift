@@ -214,11 +214,22 @@ final class WasmKitGuestAccess: GuestAccess {
         return try memory.withUnsafeMutableBufferPointer(offset: UInt(offset), count: Int(count), body)
     }
 
+    /// The export `callExport` found last, with its type: the runtime calls one export (`cabi_realloc`) again and
+    /// again while it lowers results, and an instance's exports never change.
+    private var lastExport: (name: String, function: Function, type: FunctionType)?
+
     func callExport(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
-        guard let function = instance?.exports[function: name] else {
-            throw EngineError(.missingExport, "the module exports no function named \(name)")
+        let function: Function
+        let type: FunctionType
+        if let last = lastExport, last.name == name {
+            (function, type) = (last.function, last.type)
+        } else {
+            guard let found = instance?.exports[function: name] else {
+                throw EngineError(.missingExport, "the module exports no function named \(name)")
+            }
+            (function, type) = (found, found.type)
+            lastExport = (name, found, type)
         }
-        let type = function.type
         guard type.parameters.count == arguments.count,
             zip(type.parameters, arguments).allSatisfy({ $0 == $1.type.wasmKitType })
         else {

@@ -9,6 +9,8 @@
 package enum TerminalText {
     /// `text` with every character listed above escaped; `text` itself when it has none.
     package static func escaped(_ text: String) -> String {
+        // Printable ASCII (most resources and messages) needs no look at scalars.
+        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return text }
         if text.unicodeScalars.allSatisfy({ !needsEscape($0) }) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)

@@ -29,7 +29,13 @@ final class FirstUseStore: Sendable {
         /// How far the file has been read.
         var offset: Int = 0
         var damagedLines = 0
+        /// When the file was last looked at; `nil` before the first look.
+        var lastLook: ContinuousClock.Instant?
     }
+
+    /// How long a look at the file stays fresh: within it, a pair another process used counts as first use
+    /// (more asking, never less), and a call refused again and again costs no `lstat` each time.
+    static let freshness: Duration = .milliseconds(50)
 
     /// Where the pairs are kept.
     let path: String
@@ -74,7 +80,11 @@ final class FirstUseStore: Sendable {
     func isFirstUse(_ key: String) -> Bool {
         state.withLock { state in
             if state.seen.contains(key) { return false }
-            // Another process may have used it since: read what was appended, then look again.
+            // Another process may have used it since: read what was appended (unless the file was looked at a
+            // moment ago), then look again.
+            let now = ContinuousClock.now
+            if let last = state.lastLook, now - last < Self.freshness { return true }
+            state.lastLook = now
             catchUp(&state)
             return !state.seen.contains(key)
         }

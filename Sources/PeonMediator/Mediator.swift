@@ -337,7 +337,7 @@ package final class Mediator: HostInterface {
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,
             arguments: ArgumentVector.encode(request.arguments),
-            context: requestContext(labels: heldLabels(flow), firstUse: firstUse)))
+            context: snapshot.usesContext ? requestContext(labels: heldLabels(flow), firstUse: firstUse) : [:]))
         guard verdict.isAllowed else {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
                        outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
@@ -446,11 +446,17 @@ func sanitize(_ text: String) -> String {
     TerminalText.escaped(text)
 }
 
+/// The kind prefixes a resource string starts with.
+private let resourceKinds = ["fs:", "http:", "db:", "exec:"]
+
 /// The resource as shown to the guest, without its kind prefix (`fs:`, `http:` ...): the guest sent
 /// it, so it is no secret; escaped and cut at 200 characters.
 func guestVisible(_ resource: String) -> String {
-    var text = resource
-    for kind in ["fs:", "http:", "db:", "exec:"] where text.hasPrefix(kind) { text.removeFirst(kind.count) }
-    let clean = sanitize(text)
+    var text = Substring(resource)
+    for kind in resourceKinds where text.utf8.starts(with: kind.utf8) {
+        // By bytes: the prefix is ASCII, so its end is a scalar boundary whatever follows it.
+        text = text[text.utf8.index(text.utf8.startIndex, offsetBy: kind.utf8.count)...]
+    }
+    let clean = sanitize(String(text))
     return clean.utf8.count > 200 && clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
 }

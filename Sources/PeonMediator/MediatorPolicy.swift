@@ -92,6 +92,10 @@ public struct PolicySnapshot: Sendable {
     ///   `sha256` (the module's hash), for time-of-day and pinning rules (`r.ctx.hour >= 9`).
     package static let requestFields = ["sub", "obj", "act", "args", "ctx"]
 
+    /// Whether the model's request reads `ctx`: when it does not (the built-in model), the mediator skips building
+    /// the object for every call.
+    package var usesContext: Bool { enforcer.requestFields.contains("ctx") }
+
     /// Builds a snapshot from files. Throws one clear line on any problem.
     ///
     /// `defaultModule` is the subject name when no grants file names one (the runtime passes the

@@ -96,6 +96,27 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(Resource.url(other).firstUseName == "http:http://example.com:8080")
     }
 
+    /// A store looks at the file at most once per ``FirstUseStore/freshness``: a pair another process used a moment
+    /// ago still counts as first use (more asking, never less), and is seen once the look is stale.
+    @Test func anotherProcesssUseIsSeenOnceTheLookIsStale() throws {
+        let scratch = try Scratch()
+        let path = scratch.path + "/log.first-use"
+        let key = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/x")
+        let reader = FirstUseStore(path: path)
+        let looked = ContinuousClock.now
+        #expect(reader.isFirstUse(key))
+        FirstUseStore(path: path).markUsed(key)
+        let stillFresh = reader.isFirstUse(key)
+        // Only when this machine was quick enough for the look to still be fresh (a loaded machine may not be).
+        if ContinuousClock.now - looked < FirstUseStore.freshness {
+            #expect(stillFresh, "within the freshness window the file is not read again: first use")
+        }
+        usleep(UInt32(FirstUseStore.freshness.components.attoseconds / 1_000_000_000_000) + 20_000)
+        #expect(reader.isFirstUse(key) == false, "after it, the other process's use is read")
+        reader.markUsed("m\tfs.read\tfs:/y")
+        #expect(reader.isFirstUse("m\tfs.read\tfs:/y") == false, "this process's own uses count at once")
+    }
+
     @Test func aMissingOrDamagedStoreFailsTowardsAsking() throws {
         let scratch = try Scratch()
         let path = scratch.path + "/log.first-use"

@@ -118,9 +118,9 @@ struct FileSystemCapability: Sendable {
                 throw hostError(errno: code, "read '\(current)'")
             }
             let file = Descriptor(fd)
-            try Self.requireRegularSingleLink(file.raw, current, "read")
+            let size = try Self.requireRegularSingleLink(file.raw, current, "read")
             let labels = try FileLabels.read(file.raw, current)
-            return .done(LabelledBytes(bytes: try readAll(file.raw, current), labels: labels))
+            return .done(LabelledBytes(bytes: try readAll(file.raw, current, expectedSize: size), labels: labels))
         }
     }
 
@@ -438,7 +438,9 @@ struct FileSystemCapability: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static func requireRegularSingleLink(_ fd: Int32, _ path: String, _ operation: String) throws(HostError) {
+    /// Refuses anything but a regular file with one name; returns its size (from the same `fstat`).
+    @discardableResult
+    static func requireRegularSingleLink(_ fd: Int32, _ path: String, _ operation: String) throws(HostError) -> Int {
         var status = stat()
         if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
         switch status.st_mode & S_IFMT {
@@ -449,29 +451,46 @@ struct FileSystemCapability: Sendable {
         if status.st_nlink > 1 {
             throw HostError(.denied, "\(operation) '\(path)': the file has \(status.st_nlink) hard links; other names may lie outside the grant")
         }
+        return max(0, Int(status.st_size))
     }
 
-    private func readAll(_ fd: Int32, _ path: String) throws(HostError) -> [UInt8] {
-        var status = stat()
-        if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "read '\(path)'") }
-        if Int(status.st_size) > maxReadBytes {
-            throw HostError(.limitExceeded, "read '\(path)': \(status.st_size) bytes is more than the limit of \(maxReadBytes)")
+    /// Reads the open regular file to its end. `expectedSize` (from the `fstat` that checked the file) sizes the
+    /// one buffer the bytes are read into, without zero-filling it first. The file may still change meanwhile: the
+    /// reads go on until `read` returns 0, and at most one byte past ``maxReadBytes``, to notice a file that grew
+    /// past the limit.
+    private func readAll(_ fd: Int32, _ path: String, expectedSize: Int) throws(HostError) -> [UInt8] {
+        if expectedSize > maxReadBytes {
+            throw HostError(.limitExceeded, "read '\(path)': \(expectedSize) bytes is more than the limit of \(maxReadBytes)")
         }
-        // The file may grow while it is read: read at most one byte past the limit to notice.
-        var result: [UInt8] = []
-        result.reserveCapacity(Int(status.st_size))
+        let limit = maxReadBytes + 1
+        var failure: Int32 = 0
+        var reachedEnd = false
+        // The file's size plus one byte: a file that did not change ends with one short read and one read of 0.
+        var result = [UInt8](unsafeUninitializedCapacity: min(limit, expectedSize + 1)) { buffer, initialized in
+            initialized = 0
+            while initialized < buffer.count {
+                let room = buffer.count - initialized
+                let count = retryingInterrupts { Glibc.read(fd, buffer.baseAddress.map { $0 + initialized }, room) }
+                if count < 0 { failure = currentErrno; return }
+                if count == 0 { reachedEnd = true; return }
+                initialized += count
+            }
+        }
+        if failure != 0 { throw hostError(errno: failure, "read '\(path)'") }
+        if reachedEnd { return result }
+        // The file grew while it was read: go on in chunks up to the limit.
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let wanted = min(chunk.count, maxReadBytes + 1 - result.count)
+        while result.count < limit {
+            let wanted = min(chunk.count, limit - result.count)
             let count = chunk.withUnsafeMutableBytes { raw in
                 retryingInterrupts { Glibc.read(fd, raw.baseAddress, wanted) }
             }
             if count < 0 { throw hostError(errno: currentErrno, "read '\(path)'") }
             if count == 0 { break }
             result.append(contentsOf: chunk[..<count])
-            if result.count > maxReadBytes {
-                throw HostError(.limitExceeded, "read '\(path)': the file grew past the limit of \(maxReadBytes) bytes")
-            }
+        }
+        if result.count > maxReadBytes {
+            throw HostError(.limitExceeded, "read '\(path)': the file grew past the limit of \(maxReadBytes) bytes")
         }
         return result
     }
@@ -582,17 +601,20 @@ enum FileLabels {
     /// The labels on the open file `fd`: empty when it has none (or its file system keeps no attributes,
     /// so nothing labelled can have been written there); `io` when the attribute is unreadable or damaged.
     static func read(_ fd: Int32, _ path: String) throws(HostError) -> [String] {
-        var buffer = [UInt8](repeating: 0, count: maxBytes + 1)
-        let count = buffer.withUnsafeMutableBytes { raw in Int(peon_fgetxattr(fd, attribute, raw.baseAddress, UInt(raw.count))) }
+        // Read into a stack buffer: most files carry no attribute, and then nothing is allocated.
+        let (count, code, value) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxBytes + 1) { buffer in
+            let count = Int(peon_fgetxattr(fd, attribute, buffer.baseAddress, UInt(buffer.count)))
+            if count < 0 { return (count, currentErrno, "") }
+            return (count, Int32(0), String(decoding: buffer[..<min(count, maxBytes)], as: UTF8.self))
+        }
         if count < 0 {
-            let code = currentErrno
             if code == ENODATA || code == EOPNOTSUPP || code == ENOTSUP { return [] }
             throw HostError(.io, "read '\(path)': the file's information-flow labels cannot be read (\(errnoText(code).lowercased()))")
         }
         guard count <= maxBytes else {
             throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged (too long)")
         }
-        let text = String(decoding: buffer[..<count], as: UTF8.self)
+        let text = value
         if text.isEmpty { return [] }
         let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard names.allSatisfy(isIdentifier) else {

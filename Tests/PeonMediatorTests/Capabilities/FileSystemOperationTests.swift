@@ -165,6 +165,38 @@ import Glibc
         }
     }
 
+    /// The read buffer is sized from `fstat`: every size around the old 64 KiB chunk comes back whole, a file
+    /// exactly at the limit is read and one byte more is refused.
+    @Test func readsReturnEveryByteAtEverySize() throws {
+        try withFileSystemFixture(.singleCallFirst) { fixture in
+            for size in [0, 1, 4095, 4096, 65_535, 65_536, 65_537, 300_001] {
+                let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
+                let path = fixture.workspace + "/sized-\(size).bin"
+                try Data(bytes).write(to: URL(fileURLWithPath: path))
+                #expect(try FileSystemUnderTest(workingDirectory: fixture.workspace).read(path) { _ in true } == bytes)
+                let exact = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: size)
+                #expect(try exact.read(path) { _ in true } == bytes, "a file of exactly the limit is read")
+                if size > 0 {
+                    let under = FileSystemUnderTest(workingDirectory: fixture.workspace, maxReadBytes: size - 1)
+                    #expect(hostError { () throws(HostError) in try under.read(path) { _ in true } }?.code == .limitExceeded)
+                }
+            }
+        }
+    }
+
+    /// A regular file whose size `fstat` does not tell (a /proc file reports 0, like a file growing while it is
+    /// read) is still read to its end, and still stopped at the limit.
+    @Test func aFileLongerThanItsStatSizeIsReadToTheEndAndLimited() throws {
+        let path = "/proc/version"
+        guard let expected = FileManager.default.contents(atPath: path), expected.count > 8 else { return }
+        var status = stat()
+        guard stat(path, &status) == 0, status.st_size == 0 else { return }
+        let reader = FileSystemUnderTest(workingDirectory: "/")
+        #expect(try reader.read(path) { _ in true } == Array(expected))
+        let small = FileSystemUnderTest(workingDirectory: "/", maxReadBytes: 8)
+        #expect(hostError { () throws(HostError) in try small.read(path) { _ in true } }?.code == .limitExceeded)
+    }
+
     @Test(arguments: FileSystemCapability.PathResolution.allCases)
     func aWriteOrAppendOverTheLimitIsRefusedBeforeAnythingChanges(resolution: FileSystemCapability.PathResolution) throws {
         try withFileSystemFixture(resolution) { fixture in
