@@ -143,9 +143,10 @@ public final class AuditLog: Sendable {
     /// Ends leases on the file lock (its own queue, so a slow fsync or checkpoint never delays another process).
     private let leaseTimer = DispatchQueue(label: "peon-wasm.audit-lease")
 
-    private let queue: Mutex<Queue>
+    /// Both locks sleep rather than spin and hand over (``SleepingLock``): many threads append at once.
+    private let queue: SleepingLock<Queue>
     /// Held while touching the file; always taken before `queue` when both are needed.
-    private let writer: Mutex<Writer>
+    private let writer: SleepingLock<Writer>
 
     private init(path: String, fd: Int32, signer: CheckpointSigner, origin: String, sync: AuditSyncMode,
                  checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64) {
@@ -156,8 +157,8 @@ public final class AuditLog: Sendable {
         self.origin = origin
         self.sync = sync
         self.checkpointEvery = checkpointEvery
-        queue = Mutex(Queue())
-        writer = Mutex(Writer(nextSeq: size, prev: prev, tree: tree, fileEnd: fileEnd))
+        queue = SleepingLock(Queue())
+        writer = SleepingLock(Writer(nextSeq: size, prev: prev, tree: tree, fileEnd: fileEnd))
     }
 
     /// Opens (creating with mode 0600 if needed) the log at `path` for appending beside any other process that has it

@@ -1,8 +1,8 @@
 import PeonInterface
+import PeonSystem
 import Synchronization
 #if canImport(Glibc)
 import Glibc
-import PeonSystem
 #endif
 
 // First use. An agent that suddenly touches a resource it has never touched before (a new file, a new
@@ -39,7 +39,7 @@ final class FirstUseStore: Sendable {
 
     /// Where the pairs are kept.
     let path: String
-    private let state = Mutex(State())
+    private let state = SleepingLock(State())
 
     private static let stores = Mutex<[String: FirstUseStore]>([:])
 

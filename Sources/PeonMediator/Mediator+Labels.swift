@@ -1,5 +1,6 @@
 import PeonAudit
 import PeonInterface
+import PeonSystem
 import Synchronization
 
 // Information-flow labels. A grant that reads may say `labels = ["hr"]`: data read under it carries
@@ -32,7 +33,7 @@ struct FlowRole {
 
 /// The labels one run holds, each with the audit seq of the decision of the read that first brought it.
 final class RunLabels: Sendable {
-    private let held = Mutex<[String: UInt64]>([:])
+    private let held = SleepingLock<[String: UInt64]>([:])
 
     /// The labels held now.
     var current: [String: UInt64] { held.withLock { $0 } }

@@ -1,5 +1,6 @@
 package import PeonPolicy
 import Foundation
+import PeonSystem
 import Synchronization
 
 /// Where a run's policy comes from: grants, an organization's model and policy, both, or nothing.
@@ -282,10 +283,10 @@ package enum PeonMatchers {
 /// Holds the current ``PolicySnapshot`` and swaps it atomically; readers copy it under a lock held
 /// only for the copy.
 package final class MediatorPolicyStore: Sendable {
-    private let state: Mutex<PolicySnapshot>
+    private let state: SleepingLock<PolicySnapshot>
 
     /// Creates a store serving `snapshot`.
-    package init(_ snapshot: PolicySnapshot) { state = Mutex(snapshot) }
+    package init(_ snapshot: PolicySnapshot) { state = SleepingLock(snapshot) }
 
     /// The snapshot deciding calls now.
     package var current: PolicySnapshot { state.withLock { $0 } }

@@ -1,3 +1,4 @@
+import PeonSystem
 import Synchronization
 
 /// Token buckets keyed by a string (the mediator uses module + grant), refilled continuously.
@@ -10,7 +11,7 @@ package final class RateLimiter: Sendable {
         var updated: ContinuousClock.Instant
     }
 
-    private let buckets = Mutex<[String: Bucket]>([:])
+    private let buckets = SleepingLock<[String: Bucket]>([:])
     private let now: @Sendable () -> ContinuousClock.Instant
 
     /// Creates a limiter reading time from `now` (default: the continuous clock).

@@ -7,6 +7,7 @@
 
 import CSQLite
 import PeonInterface
+import PeonSystem
 import Synchronization
 
 /// An operation on a table, as the grants name it (`read | insert | update | delete | schema`).
@@ -107,10 +108,10 @@ final class DatabaseCapability: Sendable {
     static let maxCachedStatements = 32
 
     /// Idle connections by database name.
-    private let idle = Mutex<[String: [DatabaseConnection]]>([:])
+    private let idle = SleepingLock<[String: [DatabaseConnection]]>([:])
     /// How many guest statements were compiled and how many were reused from the cache (for tests and
     /// benchmarks).
-    private let counters = Mutex<CacheCounters>(CacheCounters())
+    private let counters = SleepingLock<CacheCounters>(CacheCounters())
 
     /// How many guest statements SQLite compiled, and how many calls used a cached one.
     struct CacheCounters: Sendable, Equatable {
