@@ -44,7 +44,8 @@ if let log = option("--append-child") {
     exit(AuditBench.appendChild(log: log, arguments: Array(arguments.drop { $0 != "--append-child" }.dropFirst(2))))
 }
 
-// `--profile denied|allowed COUNT`: only make COUNT mediated fs.read calls on WasmKit (batch audit), for perf/callgrind.
+// `--profile denied|allowed|noop|query --calls COUNT`: only make COUNT mediated calls on WasmKit (batch audit): a denied or
+// allowed fs.read, the floor, or a db.query point select; for perf/callgrind.
 if let what = option("--profile") {
     do {
         let count = Int(option("--calls") ?? "") ?? 100_000
@@ -54,8 +55,18 @@ if let what = option("--profile") {
         let guest = try Guest(module: try WasmKitEngine().compile(workspace.moduleBytes), hostFunctions: session.hostFunctions)
         var writer = ArgumentWriter()
         let path = writer.string(what == "allowed" ? "data/small.txt" : "secret.txt")
+        let database = writer.string("bench")
+        let selectSQL = writer.string(NativeSQLite.selectSQL)
+        let selectParams = writer.integers([42])
         try guest.load(writer)
-        let elapsed = try seconds { _ = try guest.loop(what == "noop" ? "noop" : "fs_read", [path.0, path.1], count: count) }
+        let elapsed = try seconds {
+            switch what {
+            case "query":
+                _ = try guest.loop("db_query", [database.0, database.1, selectSQL.0, selectSQL.1, selectParams.0, selectParams.1], count: count)
+            case "noop": _ = try guest.loop("noop", [path.0, path.1], count: count)
+            default: _ = try guest.loop("fs_read", [path.0, path.1], count: count)
+            }
+        }
         session.finish(outcome: "ok", reason: "")
         print("\(count) \(what) calls: \(formatNS(elapsed * 1e9 / Double(count))) per call")
         try? FileManager.default.removeItem(atPath: workspace.root)
