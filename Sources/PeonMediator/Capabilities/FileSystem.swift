@@ -462,7 +462,8 @@ struct FileSystemCapability: Sendable {
         if expectedSize > maxReadBytes {
             throw HostError(.limitExceeded, "read '\(path)': \(expectedSize) bytes is more than the limit of \(maxReadBytes)")
         }
-        let limit = maxReadBytes + 1
+        let (limit, overflow) = maxReadBytes.addingReportingOverflow(1)
+        if overflow { throw HostError(.limitExceeded, "read '\(path)': the read limit is too large") }
         var failure: Int32 = 0
         var reachedEnd = false
         // The file's size plus one byte: a file that did not change ends with one short read and one read of 0.
