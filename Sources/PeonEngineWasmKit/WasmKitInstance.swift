@@ -185,6 +185,7 @@ final class WasmKitGuestAccess: GuestAccess {
 
     func attach(_ instance: Instance) {
         self.instance = instance
+        lastExport = nil
         if memory == nil { memory = instance.exports[memory: "memory"] }
     }
 
@@ -192,6 +193,7 @@ final class WasmKitGuestAccess: GuestAccess {
         isInHostCall = true
         if instance == nil, let caller {
             instance = caller
+            lastExport = nil
             memory = caller.exports[memory: "memory"]
         }
     }
