@@ -462,12 +462,12 @@ struct FileSystemCapability: Sendable {
         if expectedSize > maxReadBytes {
             throw HostError(.limitExceeded, "read '\(path)': \(expectedSize) bytes is more than the limit of \(maxReadBytes)")
         }
-        let (limit, overflow) = maxReadBytes.addingReportingOverflow(1)
-        if overflow { throw HostError(.limitExceeded, "read '\(path)': the read limit is too large") }
+        // One byte past the limit, saturating (the limit is the host's, but `Int.max` must not trap).
+        let limit = maxReadBytes < Int.max ? maxReadBytes + 1 : Int.max
         var failure: Int32 = 0
         var reachedEnd = false
         // The file's size plus one byte: a file that did not change ends with one short read and one read of 0.
-        var result = [UInt8](unsafeUninitializedCapacity: min(limit, expectedSize + 1)) { buffer, initialized in
+        var result = [UInt8](unsafeUninitializedCapacity: expectedSize < limit ? expectedSize + 1 : limit) { buffer, initialized in
             initialized = 0
             while initialized < buffer.count {
                 let room = buffer.count - initialized
