@@ -10,10 +10,10 @@ import Glibc
 /// stderr is piped.
 @Suite struct ElapsedProgressTests {
     /// Everything written to a pipe while `body` runs with the pipe's write end.
-    func captured(_ body: (Int32) -> Void) -> String {
+    func captured(_ body: (_ write: Int32, _ read: Int32) -> Void) -> String {
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { return "" }
-        body(fds[1])
+        body(fds[1], fds[0])
         close(fds[1])
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
@@ -27,9 +27,15 @@ import Glibc
     }
 
     @Test func aLongStepShowsElapsedSecondsAndErasesTheLine() throws {
-        let text = captured { fd in
+        let text = captured { fd, readEnd in
             let progress = ElapsedProgress(label: "compiling the module 'a\u{1B}[31m.wasm' with wasmtime", fd: fd, isTerminal: true)
-            progress?.during(every: .milliseconds(20)) { usleep(300_000) }
+            // The step lasts until the first redraw is in the pipe (at most 30 s), not a fixed time: on a loaded
+            // machine the timer's queue may run late, and the property is the line, not its punctuality.
+            progress?.during(every: .milliseconds(20)) {
+                var ready = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
+                _ = poll(&ready, 1, 30_000)
+                usleep(50_000)
+            }
         }
         #expect(text.contains("peon-wasm: compiling the module 'a"))
         #expect(text.contains(": 0 s"))
@@ -38,7 +44,7 @@ import Glibc
     }
 
     @Test func aQuickStepShowsNothing() {
-        let text = captured { fd in
+        let text = captured { fd, _ in
             ElapsedProgress(label: "compiling", fd: fd, isTerminal: true)?.during { () }
         }
         #expect(text.isEmpty)
