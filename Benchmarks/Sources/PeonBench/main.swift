@@ -44,8 +44,9 @@ if let log = option("--append-child") {
     exit(AuditBench.appendChild(log: log, arguments: Array(arguments.drop { $0 != "--append-child" }.dropFirst(2))))
 }
 
-// `--profile denied|allowed|noop|query --calls COUNT`: only make COUNT mediated calls on WasmKit (batch audit): a denied or
-// allowed fs.read, the floor, or a db.query point select; for perf/callgrind.
+// `--profile denied|allowed|noop|query|exec|native-exec --calls COUNT`: only make COUNT mediated calls on WasmKit (batch
+// audit): a denied or allowed fs.read, the floor, a db.query point select, an exec.run of /bin/true, or that exec's
+// native twin; for perf/callgrind.
 if let what = option("--profile") {
     do {
         let count = Int(option("--calls") ?? "") ?? 100_000
@@ -58,9 +59,16 @@ if let what = option("--profile") {
         let database = writer.string("bench")
         let selectSQL = writer.string(NativeSQLite.selectSQL)
         let selectParams = writer.integers([42])
+        let program = writer.string("/bin/true")
+        let noArgs = writer.strings([])
+        let noStdin = writer.raw([])
         try guest.load(writer)
         let elapsed = try seconds {
             switch what {
+            case "exec":
+                _ = try guest.loop("exec_run", [program.0, program.1, noArgs.0, noArgs.1, noStdin.0, noStdin.1], count: count)
+            case "native-exec":
+                for _ in 0..<count { _ = try NativeExec.run("/bin/true") }
             case "query":
                 _ = try guest.loop("db_query", [database.0, database.1, selectSQL.0, selectSQL.1, selectParams.0, selectParams.1], count: count)
             case "noop": _ = try guest.loop("noop", [path.0, path.1], count: count)
