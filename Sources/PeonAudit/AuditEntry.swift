@@ -344,8 +344,13 @@ extension AuditRecord {
     /// `PREFIX_sha256` and `PREFIX_len` of a payload, for ``details``: how an entry identifies content (a body, a
     /// file, SQL text) that must not appear in a log anyone who audits can read.
     public static func payloadDetails(of bytes: [UInt8], prefix: String) -> [String: String] {
-        [prefix + "_sha256": hex(SHA256.hash(data: bytes)), prefix + "_len": String(bytes.count)]
+        // Most payloads of a call are empty (no stdin, no stderr); their digest is the same every time.
+        let digest = bytes.isEmpty ? emptySHA256 : hex(SHA256.hash(data: bytes))
+        return [prefix + "_sha256": digest, prefix + "_len": String(bytes.count)]
     }
+
+    /// The SHA-256 of no bytes, lowercase hex (computed once, so it is the same function's answer).
+    static let emptySHA256 = hex(SHA256.hash(data: [UInt8]()))
 }
 
 extension AuditRecord {

@@ -23,8 +23,9 @@ import PeonSystem
 ///   started outlives the call (a process that calls `setsid` escapes this — contain it with the OS).
 /// - stdin, stdout and stderr are served together by one `poll` loop (no pipe deadlock). A stream
 ///   past `maxOutputBytes` kills the group and the call is `limit-exceeded`: the guest never gets a
-///   silently truncated result. stdin is a socket pair written with `MSG_NOSIGNAL`, so a child that
-///   stops reading cannot raise `SIGPIPE` in the host.
+///   silently truncated result. stdout and stderr are pipes; stdin with bytes to send is a socket
+///   pair written with `MSG_NOSIGNAL`, so a child that stops reading cannot raise `SIGPIPE` in the
+///   host, and empty stdin is a pipe already at end of file.
 /// - The exit code is the program's, or 128 + the signal that killed it.
 struct ExecCapability: Sendable {
     /// The folder every program starts in.
@@ -72,15 +73,16 @@ struct ExecCapability: Sendable {
             throw HostError(.invalidArgument, "exec '\(program)': the host's working directory is not absolute")
         }
 
-        // Socket pairs rather than pipes: created close-on-exec atomically (the Swift Glibc module has
-        // no `pipe2`), and writes to stdin can use MSG_NOSIGNAL.
-        let stdinPair = try Self.socketPair(program, "stdin")
+        // stdout and stderr are close-on-exec pipes: the cheapest stream the kernel has, and one that cannot carry
+        // descriptors back to the host. stdin is a pipe whose write end is closed at once when there is nothing to
+        // send (the program reads end of file), and otherwise a socket pair, so writes can use MSG_NOSIGNAL.
+        let stdinPair = stdin.isEmpty ? try Self.inputAtEndOfFile(program) : try Self.socketPair(program, "stdin")
         let stdinParent = Descriptor(stdinPair.parent)
         let stdinChild = Descriptor(stdinPair.child)
-        let outPair = try Self.socketPair(program, "stdout")
+        let outPair = try Self.pipe(program, "stdout")
         let outRead = Descriptor(outPair.parent)
         let outWrite = Descriptor(outPair.child)
-        let errPair = try Self.socketPair(program, "stderr")
+        let errPair = try Self.pipe(program, "stderr")
         let errRead = Descriptor(errPair.parent)
         let errWrite = Descriptor(errPair.child)
 
@@ -99,7 +101,28 @@ struct ExecCapability: Sendable {
         defer { if exitFD >= 0 { _ = close(exitFD) } }
         var session = ChildSession(pid: pid, program: program, maxOutputBytes: max(0, maxOutputBytes), exitFD: exitFD)
         return try session.serve(
-            stdin: stdin, stdinFD: stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw, deadline: deadline)
+            stdin: stdin, stdinFD: stdin.isEmpty ? nil : stdinParent.raw, stdoutFD: outRead.raw, stderrFD: errRead.raw,
+            deadline: deadline)
+    }
+
+    /// A close-on-exec pipe for an output stream: the host keeps the read end, the child gets the write end.
+    private static func pipe(_ program: String, _ stream: String) throws(HostError) -> (parent: Int32, child: Int32) {
+        var ends: [Int32] = [-1, -1]
+        if peon_pipe_cloexec(&ends) != 0 {
+            throw hostError(errno: currentErrno, "exec '\(program)': \(stream)")
+        }
+        return (ends[0], ends[1])
+    }
+
+    /// The read end of a close-on-exec pipe whose write end is already closed: an empty stdin, at end of file from
+    /// the first read. The host keeps nothing (`parent` is -1, which closing ignores).
+    private static func inputAtEndOfFile(_ program: String) throws(HostError) -> (parent: Int32, child: Int32) {
+        var ends: [Int32] = [-1, -1]
+        if peon_pipe_cloexec(&ends) != 0 {
+            throw hostError(errno: currentErrno, "exec '\(program)': stdin")
+        }
+        _ = close(ends[1])
+        return (-1, ends[0])
     }
 
     /// glibc's `POSIX_SPAWN_SETSID` (since 2.26), from <spawn.h> through CPeonSupport.
@@ -228,22 +251,23 @@ private struct ChildSession {
         }
     }
 
+    /// Feeds `stdin` through `stdinFD` (nil when there is nothing to send: the child's end is already at end of
+    /// file), drains stdout and stderr, and reaps the child, all before `deadline`.
     mutating func serve(
-        stdin: [UInt8], stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32, deadline: ContinuousClock.Instant
+        stdin: [UInt8], stdinFD givenStdinFD: Int32?, stdoutFD: Int32, stderrFD: Int32, deadline: ContinuousClock.Instant
     ) throws(HostError) -> ExecOutput {
-        var stdinOpen = true
+        let stdinFD = givenStdinFD ?? -1
+        var stdinOpen = givenStdinFD != nil
         var stdinOffset = 0
-        if stdin.isEmpty {
-            _ = shutdown(stdinFD, Int32(SHUT_WR))
-            stdinOpen = false
-        } else {
+        if stdinOpen {
             _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
         }
         var stdout: [UInt8] = []
         var stderr: [UInt8] = []
         var stdoutOpen = true
         var stderrOpen = true
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        // Not zero-filled: `read` writes it, and only what it wrote is copied out.
+        var chunk = [UInt8](unsafeUninitializedCapacity: 64 << 10) { _, count in count = 64 << 10 }
         var exitBackoffMicroseconds = 50
 
         while stdoutOpen || stderrOpen || exitStatus == nil {

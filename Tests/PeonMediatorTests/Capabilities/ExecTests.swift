@@ -69,6 +69,22 @@ import Glibc
         #expect(both.stdout.count == 300_000 && both.stderr.count == 300_000)
     }
 
+    @Test func anEmptyStdinIsAtEndOfFileAndSmallStdinArrivesWhole() throws {
+        // `cat` ends only at end of file: with the host still holding stdin open it would run into the timeout.
+        let empty = try Self.run("/bin/cat", stdin: [], timeout: .seconds(10))
+        #expect(empty.code == 0 && empty.stdout.isEmpty)
+        let reads = try Self.run("/bin/sh", ["-c", "read line; echo \"got:$line\"; cat /dev/stdin | wc -c"], stdin: Array("hi\n".utf8))
+        #expect(String(decoding: reads.stdout, as: UTF8.self).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                == ["got:hi", "0"])
+    }
+
+    @Test func outputStreamsArePipesThatCannotCarryDescriptorsBack() throws {
+        // A socket would let the program pass the host descriptors (SCM_RIGHTS); a pipe carries bytes only.
+        let kinds = try Self.run("/bin/sh", ["-c", "stat -L -c %F /dev/stdout; stat -L -c %F /dev/stderr >&2"])
+        #expect(String(decoding: kinds.stdout, as: UTF8.self) == "fifo\n")
+        #expect(String(decoding: kinds.stderr, as: UTF8.self) == "fifo\n")
+    }
+
     @Test func aChildThatIgnoresStdinDoesNotHurtTheHost() throws {
         let output = try Self.run("/bin/true", stdin: [UInt8](repeating: 1, count: 4 << 20))
         #expect(output.code == 0)
