@@ -14,7 +14,7 @@ import PeonSystem
 /// |---|---|---|---|
 /// | `always` | every entry written and fsynced | nothing | nothing |
 /// | `effects` (default) | durable entries written and fsynced; others written | nothing | non-durable entries since the last fsync (reads, outcomes) |
-/// | `batch` | durable and written entries written; buffered entries (reads, denials, outcomes) may wait in the process, at most 256 KiB and 10 ms, while it holds the log; fsyncs run in the background, at checkpoints and at close | buffered entries not yet written: entries of calls that reached nothing outside the process (every entry before a side effect, an HTTP request, guest output or a `log` line is written first) | what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
+/// | `batch` | durable and written entries written; buffered entries (reads, denials, outcomes) may wait in the process, at most 256 KiB and 10 ms, while it holds the log; fsyncs run in the background (one for all writes within 10 ms), at checkpoints and at close | buffered entries not yet written: entries of calls that reached nothing outside the process (every entry before a side effect, an HTTP request, guest output or a `log` line is written first) | what the background fsync has not reached (bounded: an appender fsyncs itself when 16,384 written entries are unsynced), including entries of side effects that already ran |
 ///
 /// Concurrent callers share writes and fsyncs (group commit), so `always` costs less per entry as concurrency rises.
 /// Periodic checkpoints are signed and written in the background in every mode.
@@ -144,6 +144,8 @@ public final class AuditLog: Sendable {
     private let checkpointDue = Atomic<Bool>(false)
     /// Whether a background fsync is queued and not yet started (at most one is).
     private let syncScheduled = Atomic<Bool>(false)
+    /// How many background fsyncs ran (see ``backgroundSyncCount``).
+    private let backgroundSyncs = Atomic<Int>(0)
     /// Ends leases on the file lock (its own queue, so a slow fsync or checkpoint never delays another process).
     private let leaseTimer = DispatchQueue(label: "peon-wasm.audit-lease")
 
@@ -281,6 +283,12 @@ public final class AuditLog: Sendable {
     /// The number of entries in the log as this process last saw it (the next `seq` it would have written).
     public var size: UInt64 { writer.withLock { $0.nextSeq } }
 
+    /// Entries this process wrote that no fsync has covered yet (what a machine crash could lose in `batch` mode).
+    package var unsyncedEntries: UInt64 { writer.withLock { $0.written > $0.synced ? $0.written - $0.synced : 0 } }
+
+    /// Background fsyncs run so far (`batch` mode), for tests that check they are shared.
+    package var backgroundSyncCount: Int { backgroundSyncs.load(ordering: .relaxed) }
+
     /// Appends a record and returns its `seq`.
     ///
     /// Pass `durable: true` for the decision entry of a side-effecting call (fs write/append/remove, http other than
@@ -371,6 +379,7 @@ public final class AuditLog: Sendable {
             syncScheduled.store(false, ordering: .releasing)
             // `close` drains this queue after marking the file closed, so the descriptor stays open while this runs.
             guard let target = writer.withLock({ $0.fileClosed ? nil : $0.written }) else { return }
+            backgroundSyncs.add(1, ordering: .relaxed)
             guard posixFsync(fd) == 0 else {
                 let error = FileIO.ioError(path, "fsync failed")
                 queue.withLock { $0.failure = $0.failure ?? error }

@@ -1,5 +1,5 @@
 import Foundation
-import PeonAudit
+@testable import PeonAudit
 import Testing
 
 /// `batch` mode's lease on the file lock and its buffer: entries of calls that reach nothing outside the process
@@ -25,6 +25,24 @@ import Testing
         #expect(try lines(of: path).count == 5)
         try log.close()
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 5)
+    }
+
+    @Test func sideEffectEntriesWrittenTogetherShareOneBackgroundFsyncThatNeedsNoLaterAppend() throws {
+        let path = dir.path + "/shared-sync.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: .batch, checkpointEvery: 0)
+        let started = ContinuousClock.now
+        for i in 0..<50 { _ = try log.append(record(i, call: "exec.run"), durability: .durable) }
+        let took = ContinuousClock.now - started
+        // Nothing else is appended: the fsync scheduled by the first write still comes and covers all 50.
+        let deadline = Date().addingTimeInterval(10)
+        while log.unsyncedEntries > 0 && Date() < deadline { usleep(2_000) }
+        #expect(log.unsyncedEntries == 0, "the background fsync never covered the last writes")
+        if took < .milliseconds(10) {
+            // All 50 were written inside one delay window: one fsync (one more at most if it raced the last write).
+            #expect(log.backgroundSyncCount <= 2, "\(log.backgroundSyncCount) fsyncs for writes made within 10 ms")
+        }
+        try log.close()
+        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 50)
     }
 
     @Test(arguments: [AuditDurability.written, .durable])
