@@ -103,7 +103,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         }
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? rest.endIndex
         let authority = rest[..<authorityEnd]
-        if authority.contains("@") { throw refuse("user information ('user@host') is not allowed; use a header") }
+        if authority.utf8.contains(UInt8(ascii: "@")) { throw refuse("user information ('user@host') is not allowed; use a header") }
 
         var hostPart = authority
         var portPart: Substring?
@@ -115,7 +115,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
                 guard after.hasPrefix(":") else { throw refuse("unexpected characters after ']'") }
                 portPart = after.dropFirst()
             }
-            if hostPart.contains("%") { throw refuse("IPv6 zone identifiers are not allowed") }
+            if hostPart.utf8.contains(UInt8(ascii: "%")) { throw refuse("IPv6 zone identifiers are not allowed") }
             guard let address = IPAddress(String(hostPart)), address.isIPv6 else { throw refuse("'[\(hostPart)]' is not an IPv6 address") }
             host = .address(address)
         } else {
@@ -148,7 +148,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         var name = text.lowercased()
         if name.hasSuffix(".") { name.removeLast() }
         if name.isEmpty { throw refuse("the host is empty") }
-        if name.contains("%") { throw refuse("percent-escapes in the host are not allowed") }
+        if name.utf8.contains(UInt8(ascii: "%")) { throw refuse("percent-escapes in the host are not allowed") }
         if name.utf8.count > 253 { throw refuse("the host name is longer than 253 bytes") }
         let labels = name.split(separator: ".", omittingEmptySubsequences: false)
         for label in labels {
@@ -180,7 +180,9 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     /// The path with escapes normalized and dot segments removed; `/` when empty.
     private static func canonicalPath(_ raw: Substring, refuse: (String) -> HostError) throws(HostError) -> String {
         let escaped = try canonicalEscapes(raw, extra: "/", refuse: refuse)
-        for forbidden in ["%2F", "%5C", "%00"] where escaped.contains(forbidden) {
+        // Escapes are uppercase by now; the text is ASCII, so bytes are characters.
+        let text = Array(escaped.utf8)
+        for forbidden in ["%2F", "%5C", "%00"] where containsBytes(text, Array(forbidden.utf8)) {
             throw refuse("the path contains \(forbidden) (an encoded '/', '\\' or NUL)")
         }
         var output: [Substring] = []
@@ -204,7 +206,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     /// decoded, everything else kept escaped with uppercase hex.
     private static func canonicalEscapes(_ raw: Substring, extra: String, refuse: (String) -> HostError) throws(HostError) -> String {
         let bytes = Array(raw.utf8)
-        let allowedExtra = Set(extra.utf8)
+        let allowedExtra = Array(extra.utf8)
         var output: [UInt8] = []
         output.reserveCapacity(bytes.count)
         var index = 0
@@ -234,6 +236,15 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         }
         return String(decoding: output, as: UTF8.self)
     }
+}
+
+/// Whether `needle` occurs in `haystack`.
+private func containsBytes(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
+    guard !needle.isEmpty, haystack.count >= needle.count else { return needle.isEmpty }
+    for start in 0...(haystack.count - needle.count) where haystack[start] == needle[0] {
+        if haystack[start..<(start + needle.count)].elementsEqual(needle) { return true }
+    }
+    return false
 }
 
 private func isDigit(_ byte: UInt8) -> Bool { (0x30...0x39).contains(byte) }

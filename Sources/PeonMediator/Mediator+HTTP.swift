@@ -127,9 +127,18 @@ struct SecretRedactor {
 
 /// The host of a URL pattern when it is an IP literal (`http://127.0.0.1:8080/**` → `127.0.0.1`).
 func literalAddress(_ pattern: String) -> String? {
-    guard let schemeEnd = pattern.range(of: "://") else { return nil }
-    let authority = pattern[schemeEnd.upperBound...].prefix { $0 != "/" && $0 != "?" }
-    var host = String(authority)
+    // Byte by byte: patterns are ASCII (normalized by `CanonicalURL`), and this runs on every request.
+    let bytes = Array(pattern.utf8)
+    var start = 0
+    while start + 2 < bytes.count,
+          !(bytes[start] == UInt8(ascii: ":") && bytes[start + 1] == UInt8(ascii: "/") && bytes[start + 2] == UInt8(ascii: "/")) {
+        start += 1
+    }
+    guard start + 2 < bytes.count else { return nil }
+    start += 3
+    var end = start
+    while end < bytes.count, bytes[end] != UInt8(ascii: "/"), bytes[end] != UInt8(ascii: "?") { end += 1 }
+    var host = String(decoding: bytes[start..<end], as: UTF8.self)
     if host.hasPrefix("[") {
         guard let close = host.firstIndex(of: "]") else { return nil }
         return IPAddress(String(host[host.index(after: host.startIndex)..<close]))?.description

@@ -5,6 +5,8 @@
 import Foundation
 import PeonAudit
 import PeonEngineWasmKit
+import PeonInterface
+import PeonMediator
 import PeonRuntime
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -44,9 +46,9 @@ if let log = option("--append-child") {
     exit(AuditBench.appendChild(log: log, arguments: Array(arguments.drop { $0 != "--append-child" }.dropFirst(2))))
 }
 
-// `--profile denied|allowed|noop|query|exec|native-exec --calls COUNT`: only make COUNT mediated calls on WasmKit (batch
-// audit): a denied or allowed fs.read, the floor, a db.query point select, an exec.run of /bin/true, or that exec's
-// native twin; for perf/callgrind.
+// `--profile denied|allowed|noop|query|insert|get|native-get|exec|native-exec --calls COUNT`: only make COUNT mediated calls on WasmKit (batch
+// audit): a denied or allowed fs.read, the floor, a db.query point select, a db.execute insert, a loopback
+// http.send GET or its native twin, an exec.run of /bin/true or its native twin; for perf/callgrind.
 if let what = option("--profile") {
     do {
         let count = Int(option("--calls") ?? "") ?? 100_000
@@ -62,11 +64,28 @@ if let what = option("--profile") {
         let program = writer.string("/bin/true")
         let noArgs = writer.strings([])
         let noStdin = writer.raw([])
+        let insertSQL = writer.string(NativeSQLite.insertSQL)
+        let insertParams = writer.integers([7])
+        let url = "http://127.0.0.1:\(server.port)/ping"
+        let method = writer.string("GET")
+        let target = writer.string(url)
+        let http = HTTPCapability()
+        defer { http.shutdown() }
         try guest.load(writer)
         let elapsed = try seconds {
             switch what {
             case "exec":
                 _ = try guest.loop("exec_run", [program.0, program.1, noArgs.0, noArgs.1, noStdin.0, noStdin.1], count: count)
+            case "insert":
+                _ = try guest.loop("db_execute", [database.0, database.1, insertSQL.0, insertSQL.1, insertParams.0, insertParams.1], count: count)
+            case "get":
+                _ = try guest.loop("http_send", [method.0, method.1, target.0, target.1, 0, 0, 0, 0], count: count)
+            case "native-get":
+                for _ in 0..<count {
+                    _ = try http.send(OutgoingRequest(method: "GET", url: CanonicalURL(parsing: url)), injectedHeaders: [],
+                                      allowedAddresses: ["127.0.0.1"], maxResponseBytes: 1 << 20,
+                                      deadline: ContinuousClock.now + .seconds(30))
+                }
             case "native-exec":
                 for _ in 0..<count { _ = try NativeExec.run("/bin/true") }
             case "query":
