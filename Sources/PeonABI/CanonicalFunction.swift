@@ -17,46 +17,49 @@ package import PeonEngine
 /// ```
 package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// The parameter types, in order.
-    package var parameters: [CanonicalType]
+    package let parameters: [CanonicalType]
     /// The result type, or `nil` for a function without a result.
-    package var result: CanonicalType?
+    package let result: CanonicalType?
+    /// Whether the parameters are passed in memory behind a single pointer.
+    package let parametersInMemory: Bool
+    /// Whether the result travels through memory (a return area) rather than as a core result.
+    package let resultInMemory: Bool
+    /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
+    /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
+    package let importSignature: FunctionSignature
+    /// The core signature of the function as a guest exports it (context `lift`), e.g.
+    /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
+    package let exportSignature: FunctionSignature
 
     /// The spec's `MAX_FLAT_PARAMS`.
     package static let maxFlatParameters = 16
     /// The spec's `MAX_FLAT_RESULTS`.
     package static let maxFlatResults = 1
 
-    /// Creates a function type.
+    /// Creates a function type. Its flattening is worked out here, once: every call of the function
+    /// uses it.
     package init(_ parameters: [CanonicalType], result: CanonicalType? = nil) {
         self.parameters = parameters
         self.result = result
+        let parametersInMemory = parameters.reduce(0) { $0 + $1.flatCount } > Self.maxFlatParameters
+        let resultInMemory = (result?.flatCount ?? 0) > Self.maxFlatResults
+        let flatParameters: [WasmValueType] = parametersInMemory ? [.i32] : parameters.flatMap(\.flatTypes)
+        self.parametersInMemory = parametersInMemory
+        self.resultInMemory = resultInMemory
+        importSignature = resultInMemory
+            ? FunctionSignature(flatParameters + [.i32], [])
+            : FunctionSignature(flatParameters, result?.flatTypes ?? [])
+        exportSignature = FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
     }
 
-    /// Whether the parameters are passed in memory behind a single pointer.
-    package var parametersInMemory: Bool {
-        parameters.reduce(0) { $0 + $1.flatCount } > Self.maxFlatParameters
+    /// Two function types are the same when their parameters and result are (the rest follows from them).
+    package static func == (lhs: CanonicalFunction, rhs: CanonicalFunction) -> Bool {
+        lhs.parameters == rhs.parameters && lhs.result == rhs.result
     }
 
-    /// Whether the result travels through memory (a return area) rather than as a core result.
-    package var resultInMemory: Bool {
-        (result?.flatCount ?? 0) > Self.maxFlatResults
-    }
-
-    private var flatParameters: [WasmValueType] {
-        parametersInMemory ? [.i32] : parameters.flatMap(\.flatTypes)
-    }
-
-    /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
-    /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
-    package var importSignature: FunctionSignature {
-        if resultInMemory { return FunctionSignature(flatParameters + [.i32], []) }
-        return FunctionSignature(flatParameters, result?.flatTypes ?? [])
-    }
-
-    /// The core signature of the function as a guest exports it (context `lift`), e.g.
-    /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
-    package var exportSignature: FunctionSignature {
-        FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(parameters)
+        hasher.combine(result)
     }
 
     /// The tuple the parameters form when they are passed in memory.
@@ -87,7 +90,9 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         _ values: [WasmValue], guest: any GuestAccess, limits: CanonicalLimits = CanonicalLimits()
     ) throws -> ImportCall {
         let signature = importSignature
-        guard values.map(\.type) == signature.parameters else {
+        guard values.count == signature.parameters.count,
+            zip(values, signature.parameters).allSatisfy({ $0.type == $1 })
+        else {
             throw GuestMemoryError("arguments (\(values.map(\.type.description).joined(separator: ", "))) do not match \(signature)")
         }
         var returnArea: UInt32?

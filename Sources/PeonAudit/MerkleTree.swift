@@ -22,7 +22,7 @@ public enum RFC6962 {
         withUnsafeBytes(of: leafPrefix) { hasher.update(bufferPointer: $0) }
         let hashedInPlace: Void? = leaf.withContiguousStorageIfAvailable { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         if hashedInPlace == nil { hasher.update(data: Array(leaf)) }
-        return Array(hasher.finalize())
+        return bytes(of: hasher.finalize())
     }
 
     /// `SHA-256(0x01 || left || right)`.
@@ -31,7 +31,12 @@ public enum RFC6962 {
         withUnsafeBytes(of: nodePrefix) { hasher.update(bufferPointer: $0) }
         left.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         right.withUnsafeBytes { hasher.update(bufferPointer: $0) }
-        return Array(hasher.finalize())
+        return bytes(of: hasher.finalize())
+    }
+
+    /// A digest's 32 bytes, copied at once (`Array(digest)` walks the digest as a sequence, byte by byte).
+    static func bytes(of digest: SHA256.Digest) -> [UInt8] {
+        digest.withUnsafeBytes { Array($0) }
     }
 
     /// The hash of the empty tree, `SHA-256("")`.

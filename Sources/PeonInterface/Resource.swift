@@ -53,10 +53,12 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     /// The longest single name accepted, in UTF-8 bytes (`NAME_MAX`).
     package static let maxNameBytes = Int(NAME_MAX)
 
-    /// The names from `/` down, each non-empty and neither `.` nor `..`.
-    package let components: [Substring]
-    /// The path text: `/` followed by ``components`` joined with `/`.
+    /// The path text: `/` followed by ``components`` joined with `/`. The one stored form: the components
+    /// are read back from it.
     package let description: String
+
+    /// The names from `/` down, each non-empty and neither `.` nor `..`.
+    package var components: [Substring] { Self.splitNames(description) }
 
     /// Parses a guest's path.
     ///
@@ -73,14 +75,54 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
         if text.utf8.count > Self.maxBytes {
             throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes")
         }
-        var start: [Substring] = []
+        // One pass over the bytes: the normal form is written as it is read, and `starts` remembers where
+        // each name written so far begins (its `/`), so `..` cuts the last one off.
+        var out: [UInt8] = []
+        var starts: [Int] = []
         if !Self.isAbsolute(text) {
             guard let base else {
                 throw HostError(.invalidArgument, "the path is relative, but the host has no working directory to resolve it in")
             }
-            start = base.components
+            if base.description.utf8.count > 1 {
+                out.reserveCapacity(base.description.utf8.count + text.utf8.count + 1)
+                for byte in base.description.utf8 {
+                    if byte == slash { starts.append(out.count) }
+                    out.append(byte)
+                }
+            }
         }
-        try self.init(checking: Self.lexicalComponents(of: text, base: start))
+        if out.isEmpty { out.reserveCapacity(text.utf8.count + 1) }
+        // Each name is written after a `/` as it is read, then looked at when it ends (at a `/` or at the end).
+        var start = out.count
+        out.append(slash)
+        func endName() throws(HostError) {
+            switch out.count - start - 1 {
+            case 0:
+                out.removeSubrange(start...)
+            case 1 where out[start + 1] == dot:
+                out.removeSubrange(start...)
+            case 2 where out[start + 1] == dot && out[start + 2] == dot:
+                out.removeSubrange((starts.popLast() ?? start)...)
+            case let count:
+                if count > Self.maxNameBytes {
+                    throw HostError(.invalidArgument, "a name in the path is longer than \(Self.maxNameBytes) bytes")
+                }
+                starts.append(start)
+            }
+        }
+        for byte in text.utf8 {
+            if byte == slash {
+                try endName()
+                start = out.count
+            }
+            out.append(byte)
+        }
+        try endName()
+        if out.count > Self.maxBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes once resolved")
+        }
+        // The text was valid UTF-8 and was only cut at `/` bytes, which never occur inside a multi-byte character.
+        description = out.isEmpty ? "/" : String(decoding: out, as: UTF8.self)
     }
 
     /// The path a symbolic link leads to: `target` (absolute, or relative to `parent`), followed by the
@@ -111,12 +153,33 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     private init(trusted components: [Substring]) {
-        self.components = components
         description = "/" + components.joined(separator: "/")
     }
 
+    private init(normal text: String) {
+        description = text
+    }
+
+    /// The last name (`nil` for `/`), read without splitting the whole path.
+    package var lastName: Substring? {
+        // By bytes, never by Characters: a `/` may share a grapheme cluster with its neighbour.
+        let utf8 = description.utf8
+        guard let cut = utf8.lastIndex(of: slash), utf8.count > 1 else { return nil }
+        return Substring(utf8[utf8.index(after: cut)...])
+    }
+
+    /// Whether the path has more than one name (its parent folder is not `/`).
+    package var isBelowTopLevel: Bool {
+        guard let cut = description.utf8.lastIndex(of: slash) else { return false }
+        return cut != description.utf8.startIndex
+    }
+
     /// The folder that holds this path (`/` for `/`).
-    package var parent: GuestPath { GuestPath(trusted: Array(components.dropLast())) }
+    package var parent: GuestPath {
+        let utf8 = description.utf8
+        guard let cut = utf8.lastIndex(of: slash), cut != utf8.startIndex else { return .root }
+        return GuestPath(normal: String(Substring(utf8[..<cut])))
+    }
 
     /// `base` followed by the names of `path`, with `.`, `..` and empty names resolved.
     static func lexicalComponents(of path: String, base: [Substring]) throws(HostError) -> [Substring] {

@@ -158,6 +158,45 @@ import Testing
         #expect(try GuestPath(parsing: path.description, relativeTo: nil) == path)
     }
 
+    /// The one-pass parser against a model written the obvious way (split on the byte `/`, then a stack
+    /// of names), on generated paths made of the pieces that matter: `.`, `..`, empty names, names that
+    /// look like dots but are not, a `/` inside a grapheme cluster (a combining mark after it, an Arabic
+    /// prepend mark before it), and relative paths on several bases. Name, parent and components must
+    /// agree with the text too.
+    @Test func theOnePassParserAgreesWithTheStackModelOnGeneratedPaths() throws {
+        func model(_ text: String, base: [[UInt8]]) -> String {
+            var names = text.utf8.first == UInt8(ascii: "/") ? [] : base
+            for name in text.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true).map(Array.init) {
+                if name == [0x2E] { continue }
+                if name == [0x2E, 0x2E] { _ = names.popLast(); continue }
+                names.append(name)
+            }
+            return String(decoding: [0x2F] + Array(names.joined(separator: [0x2F])), as: UTF8.self)
+        }
+        let pieces = [".", "..", "", "a", "bc", "...", ".a", "a.", "\u{301}", "\u{0600}", "é", "x\u{301}", " ", "..."]
+        var random = SystemRandomNumberGenerator()
+        let bases = ["/", "/ws", "/ws/a/b", "/\u{0600}/x"]
+        for round in 0..<4000 {
+            var text = round % 2 == 0 ? "/" : ""
+            for index in 0..<Int.random(in: 0...7, using: &random) {
+                if index > 0 || round % 3 == 0 { text += "/" }
+                text += pieces.randomElement(using: &random) ?? ""
+            }
+            if text.isEmpty { text = "." }
+            let baseText = bases[round % bases.count]
+            let base = try GuestPath(parsing: baseText, relativeTo: nil)
+            let baseNames = baseText.utf8.split(separator: UInt8(ascii: "/")).map(Array.init)
+            let path = try GuestPath(parsing: text, relativeTo: base)
+            let expected = model(text, base: baseNames)
+            #expect(path.description == expected, "\(text.debugDescription) on \(baseText)")
+            #expect(path.components.map { Array($0.utf8) } == expected.utf8.split(separator: UInt8(ascii: "/")).map(Array.init))
+            #expect(path.lastName.map { Array($0.utf8) } == path.components.last.map { Array($0.utf8) })
+            #expect(path.isBelowTopLevel == (path.components.count > 1))
+            let parentNames = Array(path.components.dropLast())
+            #expect(Array(path.parent.description.utf8) == Array(("/" + parentNames.joined(separator: "/")).utf8))
+        }
+    }
+
     @Test(arguments: ["", "a\0b", String(repeating: "x", count: 256), String(repeating: "/x", count: 2100)])
     func malformedGuestPathsAreRefused(text: String) {
         #expect(hostError { () throws(HostError) in try GuestPath(parsing: text, relativeTo: GuestPath.root) }?.code == .invalidArgument)

@@ -283,13 +283,12 @@ struct FileSystemCapability: Sendable {
                 }
             }
             let directory = Descriptor(parentFD)
-            let components = current.components
-            let lastName = components.last.map(String.init)
+            let lastName = current.lastName.map(String.init)
             switch try final(directory.raw, lastName, current.description) {
             case .done(let result):
                 return result
             case .follow(let target):
-                let parent = Array(components.dropLast())
+                let parent = Array(current.components.dropLast())
                 current = try followed(target, parent: parent, rest: [], hops: &hops, operation: operation, authorize: authorize)
             }
         }
@@ -313,7 +312,7 @@ struct FileSystemCapability: Sendable {
         if root < 0 { return nil }
         let text = path.description
         let relative: String
-        if path.components.count <= 1 {
+        if !path.isBelowTopLevel {
             relative = "."
         } else {
             // The names before the last, without the leading `/`. A `/` byte never occurs inside a UTF-8
