@@ -21,7 +21,10 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
 
     init(module: WasmKitModule, hostFunctions: [PeonEngine.HostFunction], limits: ResourceLimits) throws {
         try module.storage.checkMinimums(within: limits)
-        let store = Store(engine: module.engine)
+        // An engine of its own: WasmKit's engine keeps one function-type interner behind a lock that every
+        // call into the guest takes (`cabi_realloc` for each result), so instances sharing one engine queue on
+        // it when many agents run at once. An engine is only its configuration and that interner.
+        let store = Store(engine: WasmKit.Engine(configuration: module.engine.configuration))
         store.resourceLimiter = StorageCap(StorageLedger(budget: limits.memoryBytes, declared: module.storage))
         if let fuel = limits.fuel {
             guard module.engine.configuration.fuelMetering else {
