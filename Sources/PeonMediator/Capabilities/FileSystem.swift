@@ -2,8 +2,8 @@
 //
 // Two steps. ``GuestPath`` (PeonInterface) turns the guest's path into a canonical absolute path by
 // lexical rules only; that value is what policy decides on and what this capability walks. Each operation
-// first opens the path's parent folder with one `openat2(2)` call that refuses every symbolic link; a
-// path with no link is thereby resolved in one system call. If that call meets a link it walks the path
+// first opens the path's parent folder with one `openat2(2)` call that refuses every symbolic link (a read
+// opens the file itself that way); a path with no link is thereby resolved in one system call. If that call meets a link it walks the path
 // from `/` one component at a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
 // component can be swapped between a check and its use. When the walk meets a symbolic link it reads
 // the link, builds the absolute path the link leads to, asks `authorize` about that path and, only if
@@ -106,12 +106,20 @@ struct FileSystemCapability: Sendable {
     /// from the one descriptor opened on the authorized path. Throws as ``read(_:authorize:)``, and `io`
     /// when the label attribute is damaged.
     func readLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> LabelledBytes {
-        try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
+        // A path without any symbolic link, the last name included, is opened in one call; any link sends
+        // it to the resolution below, which authorizes the link.
+        if let fd = try openFileWithoutLinks(path, flags: Self.readFlags, operation: "read") {
+            let file = Descriptor(fd)
+            let size = try Self.requireRegularSingleLink(file.raw, path.description, "read")
+            let labels = try FileLabels.read(file.raw, path.description)
+            return LabelledBytes(bytes: try readAll(file.raw, path.description, expectedSize: size), labels: labels)
+        }
+        return try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
             guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
             if case .symbolicLink(let target) = try Self.entryKind(directory, name, current, "read") {
                 return .follow(target)
             }
-            let fd = openat(directory, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
+            let fd = openat(directory, name, Self.readFlags)
             if fd < 0 {
                 let code = currentErrno
                 if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "read")) }
@@ -330,6 +338,36 @@ struct FileSystemCapability: Sendable {
         case ENOSYS, EPERM:
             // No openat2 (an old kernel), or a seccomp filter refusing it (container runtimes answer ENOSYS
             // or EPERM; opening a path never fails with EPERM otherwise): walk, from now on.
+            Self.singleCallUnavailable.store(true, ordering: .relaxed)
+            return nil
+        default:
+            throw hostError(errno: code, "\(operation) '\(path)'")
+        }
+    }
+
+    /// How a file is opened for reading: never through a final link, never blocking on a FIFO, never
+    /// becoming the controlling terminal.
+    static let readFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
+
+    /// `path` itself, opened with `flags` in one `openat2` call from `/` that fails on any symbolic link
+    /// (the last name included); `nil` when the caller must resolve the path step by step instead (`/`
+    /// itself, a link anywhere, `openat2` missing or refused, or a concurrent rename the kernel asks to
+    /// retry). Other errors are thrown as the step-by-step resolution would report them: the kernel meets
+    /// the same first missing, forbidden or non-folder name on the way as the walk does.
+    func openFileWithoutLinks(_ path: GuestPath, flags: Int32, operation: String) throws(HostError) -> Int32? {
+        guard resolution == .singleCallFirst, !Self.singleCallUnavailable.load(ordering: .relaxed) else { return nil }
+        let root = Self.sharedRoot
+        let utf8 = path.description.utf8
+        if root < 0 || utf8.count <= 1 { return nil }
+        // Without the leading `/`: resolved beneath `/`.
+        let relative = String(Substring(utf8[utf8.index(after: utf8.startIndex)...]))
+        let fd = peon_open_beneath_no_links(root, relative, flags)
+        if fd >= 0 { return fd }
+        let code = currentErrno
+        switch code {
+        case ELOOP, EXDEV, EAGAIN:
+            return nil
+        case ENOSYS, EPERM:
             Self.singleCallUnavailable.store(true, ordering: .relaxed)
             return nil
         default:

@@ -65,6 +65,37 @@ import Glibc
         }
     }
 
+    /// A read opens a link-free file itself in one call (no parent folder, no `fstatat` first); a link
+    /// anywhere, the last name included, sends the path to the step-by-step resolution that authorizes
+    /// it, and errors on the way are the walk's.
+    @Test func aLinkFreeFileIsOpenedInOneCallAndAnyLinkSendsItToTheResolution() throws {
+        try withFileSystemFixture(.singleCallFirst) { fixture in
+            let capability = fixture.capability.capability
+            let flags = FileSystemCapability.readFlags
+            let deep = try fixture.capability.normalize("sub/b.txt")
+            let fd = try #require(try capability.openFileWithoutLinks(deep, flags: flags, operation: "read"))
+            defer { close(fd) }
+            #expect(Self.identity(fd: fd) == Self.identity(path: fixture.workspace + "/sub/b.txt"))
+            for text in ["link-out", "dir-out/other.txt"] {
+                let linked = try fixture.capability.normalize(text)
+                #expect(try capability.openFileWithoutLinks(linked, flags: flags, operation: "read") == nil, "\(text)")
+            }
+            #expect(try capability.openFileWithoutLinks(GuestPath.root, flags: flags, operation: "read") == nil)
+            let missing = try fixture.capability.normalize("no/such/file")
+            let notFolder = try fixture.capability.normalize("a.txt/x")
+            #expect(hostError { () throws(HostError) in try capability.openFileWithoutLinks(missing, flags: flags, operation: "read") }?.code == .notFound)
+            #expect(hostError { () throws(HostError) in try capability.openFileWithoutLinks(notFolder, flags: flags, operation: "read") }?.code == .invalidArgument)
+            // The final link is still authorized before it is read through.
+            var asked: [String] = []
+            _ = try? fixture.capability.read(try fixture.capability.normalize("link-out"), authorize: { asked.append($0); return false })
+            #expect(asked.count == 1)
+        }
+        try withFileSystemFixture(.componentWalk) { fixture in
+            let path = try fixture.capability.normalize("sub/b.txt")
+            #expect(try fixture.capability.capability.openFileWithoutLinks(path, flags: FileSystemCapability.readFlags, operation: "read") == nil)
+        }
+    }
+
     @Test func theForcedWalkNeverTakesTheSingleCall() throws {
         try withFileSystemFixture(.componentWalk) { fixture in
             let path = try fixture.capability.normalize("sub/b.txt")
