@@ -131,7 +131,9 @@ private func wildcardMatch(
 package enum ArgumentVector {
     /// Encodes a vector for the request.
     package static func encode(_ arguments: [String]) -> String {
-        "\(arguments.count):" + arguments.map { percentEncode($0, keepWildcards: false) }.joined(separator: " ")
+        // Every call other than exec has none: its field is the constant `0:`.
+        if arguments.isEmpty { return "0:" }
+        return "\(arguments.count):" + arguments.map { percentEncode($0, keepWildcards: false) }.joined(separator: " ")
     }
 
     /// Encodes grant patterns for a policy line: like ``encode(_:)`` except that `*` and `?` stay raw

@@ -193,6 +193,23 @@ public struct PolicySnapshot: Sendable {
         }
     }
 
+    /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule
+    /// and where it was written, built in one reserved string (every call's entry carries one).
+    private static func reason(_ verb: StaticString, _ rule: PolicyRule) -> String {
+        let text = rule.description
+        let line = String(rule.line)
+        var reason = ""
+        reason.reserveCapacity(verb.utf8CodeUnitCount + text.utf8.count + rule.source.utf8.count + line.utf8.count + 4)
+        reason += verb.description
+        reason += text
+        reason += " ("
+        reason += rule.source
+        reason += ":"
+        reason += line
+        reason += ")"
+        return reason
+    }
+
     /// Decides one request. An engine error is a deny whose reason quotes the error.
     /// With a ``refusal`` every request is denied with that reason.
     package func decide(_ request: PolicyRequest) -> PolicyVerdict {
@@ -209,11 +226,11 @@ public struct PolicySnapshot: Sendable {
         do {
             let decision = try enforcer.enforce(values)
             guard decision.isAllowed else {
-                let reason = decision.rule.map { "denied by \($0) (\($0.location))" }
+                let reason = decision.rule.map { Self.reason("denied by ", $0) }
                     ?? "no policy line allows \(request.action) on \(request.object)"
                 return PolicyVerdict(isAllowed: false, reason: reason, rule: decision.rule?.values, version: version)
             }
-            let reason = decision.rule.map { "allowed by \($0) (\($0.location))" } ?? "allowed by the policy effect"
+            let reason = decision.rule.map { Self.reason("allowed by ", $0) } ?? "allowed by the policy effect"
             return PolicyVerdict(isAllowed: true, reason: reason, rule: decision.rule?.values, version: version)
         } catch {
             return PolicyVerdict(isAllowed: false, reason: "policy evaluation failed: \(error.description)",
