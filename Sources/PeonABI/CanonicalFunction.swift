@@ -30,6 +30,9 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// The core signature of the function as a guest exports it (context `lift`), e.g.
     /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
     package let exportSignature: FunctionSignature
+    /// The result type's size and alignment in memory (0 and 1 without a result): a return area is
+    /// checked against them on every call.
+    private let resultLayout: (size: Int, alignment: Int)
 
     /// The spec's `MAX_FLAT_PARAMS`.
     package static let maxFlatParameters = 16
@@ -50,6 +53,7 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
             ? FunctionSignature(flatParameters + [.i32], [])
             : FunctionSignature(flatParameters, result?.flatTypes ?? [])
         exportSignature = FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
+        resultLayout = (result?.size ?? 0, result?.alignment ?? 1)
     }
 
     /// Two function types are the same when their parameters and result are (the rest follows from them).
@@ -98,7 +102,9 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         var returnArea: UInt32?
         var flat = values
         if resultInMemory, let result, case .i32(let pointer)? = flat.popLast() {
-            try CanonicalLifter.checkPlacement(of: result, at: pointer, what: "return area", in: guest)
+            try CanonicalLifter.checkPlacement(
+                of: result, size: resultLayout.size, alignment: resultLayout.alignment, at: pointer, what: "return area",
+                in: guest)
             returnArea = pointer
         }
         var lifter = CanonicalLifter(guest: guest, limits: limits)
@@ -106,7 +112,8 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
             let tuple = try lifter.load(parameterTuple, at: pointer)
             return ImportCall(arguments: try tuple.asRecord(count: parameters.count), returnArea: returnArea)
         }
-        return ImportCall(arguments: try lifter.liftFlat(parameters, from: flat), returnArea: returnArea)
+        // `values` matched the import signature above, so the flat values are the parameters' own.
+        return ImportCall(arguments: try lifter.liftFlat(parameters, fromChecked: flat), returnArea: returnArea)
     }
 
     /// Lowers the host's result of an import call: stores it in the return area, or returns it as the
@@ -120,7 +127,7 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         let lowerer = CanonicalLowerer(guest: guest)
         if resultInMemory {
             guard let returnArea else { throw CanonicalValueMismatch("\(self) returns through memory but has no return area") }
-            try lowerer.store(value, as: result, at: returnArea)
+            try lowerer.store(value, as: result, size: resultLayout.size, alignment: resultLayout.alignment, at: returnArea)
             return nil
         }
         return try lowerer.lowerFlat(value, as: result).first

@@ -44,6 +44,13 @@ package struct CanonicalLifter {
                 "core values (\(values.map(\.type.description).joined(separator: ", "))) do not match the flat types "
                     + "(\(expected.map(\.description).joined(separator: ", "))) of \(types)")
         }
+        return try liftFlat(types, fromChecked: values)
+    }
+
+    /// ``liftFlat(_:from:)`` for values already checked against `types`' flat types (a host import's
+    /// arguments, checked by ``CanonicalFunction`` against its signature, worked out once). A value
+    /// of another type still fails here, when it is read.
+    package mutating func liftFlat(_ types: [CanonicalType], fromChecked values: [WasmValue]) throws -> [CanonicalValue] {
         var cursor = FlatCursor(values[...])
         var lifted: [CanonicalValue] = []
         lifted.reserveCapacity(types.count)
@@ -110,11 +117,19 @@ package struct CanonicalLifter {
     }
 
     static func checkPlacement(of type: CanonicalType, at pointer: UInt32, what: String, in guest: any GuestAccess) throws {
-        guard Int(pointer) % type.alignment == 0 else {
+        try checkPlacement(of: type, size: type.size, alignment: type.alignment, at: pointer, what: what, in: guest)
+    }
+
+    /// The same check with the type's size and alignment already worked out (a function's result type,
+    /// whose layout ``CanonicalFunction`` computes once).
+    static func checkPlacement(
+        of type: CanonicalType, size: Int, alignment: Int, at pointer: UInt32, what: String, in guest: any GuestAccess
+    ) throws {
+        guard Int(pointer) % alignment == 0 else {
             throw GuestMemoryError(
-                "\(what) pointer 0x\(String(pointer, radix: 16)) is not \(type.alignment)-byte aligned as \(type) requires")
+                "\(what) pointer 0x\(String(pointer, radix: 16)) is not \(alignment)-byte aligned as \(type) requires")
         }
-        guard let count = UInt32(exactly: type.size) else {
+        guard let count = UInt32(exactly: size) else {
             throw GuestMemoryError("a \(type) value does not fit a 32-bit memory")
         }
         try guest.checkRange(pointer, count)

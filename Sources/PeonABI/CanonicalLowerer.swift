@@ -32,7 +32,12 @@ package struct CanonicalLowerer {
     /// Stores `value` as `type` at `pointer`, which must be aligned to the type's alignment and lie,
     /// with the whole value, inside memory (e.g. a return area the guest passed).
     package func store(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
-        try CanonicalLifter.checkPlacement(of: type, at: pointer, what: "result", in: guest)
+        try store(value, as: type, size: type.size, alignment: type.alignment, at: pointer)
+    }
+
+    /// ``store(_:as:at:)`` with the type's size and alignment already worked out (a function's result).
+    package func store(_ value: CanonicalValue, as type: CanonicalType, size: Int, alignment: Int, at pointer: UInt32) throws {
+        try CanonicalLifter.checkPlacement(of: type, size: size, alignment: alignment, at: pointer, what: "result", in: guest)
         try storeChecked(value, as: type, at: pointer)
     }
 
