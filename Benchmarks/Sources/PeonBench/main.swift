@@ -2,6 +2,8 @@
 // Run everything with Benchmarks/run.sh, which builds this in release mode and writes Benchmarks/RESULTS.md.
 //
 //   PeonBench [--quick] [--only floor,labels,compute,policy,audit,agents,mcp,components] [--peon-wasm PATH] [--out PATH] [--pycasbin SCRIPT]
+//   PeonBench --profile denied|allowed|noop|query|insert|get|native-get|exec|native-exec [--calls N]
+//   PeonBench --help
 import Foundation
 import PeonAudit
 import PeonEngineWasmKit
@@ -14,9 +16,47 @@ let arguments = Array(CommandLine.arguments.dropFirst())
     guard let index = arguments.firstIndex(of: name), index + 1 < arguments.count else { return nil }
     return arguments[index + 1]
 }
+let allSections = ["floor", "labels", "compute", "policy", "audit", "agents", "mcp", "components"]
+let profiles = ["denied", "allowed", "noop", "query", "insert", "get", "native-get", "exec", "native-exec"]
+let usage = """
+    usage: PeonBench [--quick] [--only SECTIONS] [--out PATH] [--pycasbin SCRIPT] [--peon-wasm PATH]
+           PeonBench --profile PROFILE [--calls N]
+    SECTIONS: a comma-separated subset of \(allSections.joined(separator: ",")) (default: all).
+    PROFILE: one of \(profiles.joined(separator: ", ")): N calls of one kind, for perf.
+    Benchmarks/run.sh builds this in release mode and writes Benchmarks/RESULTS.md; run that instead.
+    """
+
+/// One line on stderr and exit status 2: a flag this program does not know must not start a ten-minute run.
+func refuseArguments(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("PeonBench: error: \(TerminalText.escaped(message)); run PeonBench --help\n".utf8))
+    exit(2)
+}
+
+if arguments.contains("--help") || arguments.contains("-h") {
+    print(usage)
+    exit(0)
+}
+if !arguments.contains("--append-child") {
+    let takesValue: Set = ["--out", "--only", "--pycasbin", "--peon-wasm", "--profile", "--calls"]
+    var index = 0
+    while index < arguments.count {
+        let argument = arguments[index]
+        if argument == "--quick" {
+            index += 1
+        } else if takesValue.contains(argument) {
+            guard index + 1 < arguments.count else { refuseArguments("\(argument) needs a value") }
+            index += 2
+        } else {
+            refuseArguments("unknown argument '\(argument)'")
+        }
+    }
+}
 let quick = arguments.contains("--quick")
 let out = option("--out") ?? "RESULTS.md"
-let sections = Set((option("--only") ?? "floor,labels,compute,policy,audit,agents,mcp,components").split(separator: ",").map(String.init))
+let sections = Set((option("--only") ?? allSections.joined(separator: ",")).split(separator: ",").map(String.init))
+if let unknown = sections.subtracting(allSections).sorted().first { refuseArguments("unknown section '\(unknown)' in --only") }
+if let profile = option("--profile"), !profiles.contains(profile) { refuseArguments("unknown profile '\(profile)'") }
+if let calls = option("--calls"), (Int(calls) ?? 0) <= 0 { refuseArguments("--calls needs a positive whole number, not '\(calls)'") }
 let pycasbinScript = option("--pycasbin") ?? "pycasbin_bench.py"
 
 func loadAverage() -> String {
