@@ -17,43 +17,67 @@ package import PeonEngine
 /// ```
 package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// The parameter types, in order.
-    package let parameters: [CanonicalType]
+    package var parameters: [CanonicalType] {
+        didSet { flattening = Flattening(parameters, result) }
+    }
     /// The result type, or `nil` for a function without a result.
-    package let result: CanonicalType?
-    /// Whether the parameters are passed in memory behind a single pointer.
-    package let parametersInMemory: Bool
-    /// Whether the result travels through memory (a return area) rather than as a core result.
-    package let resultInMemory: Bool
-    /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
-    /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
-    package let importSignature: FunctionSignature
-    /// The core signature of the function as a guest exports it (context `lift`), e.g.
-    /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
-    package let exportSignature: FunctionSignature
-    /// The result type's size and alignment in memory (0 and 1 without a result): a return area is
-    /// checked against them on every call.
-    private let resultLayout: (size: Int, alignment: Int)
+    package var result: CanonicalType? {
+        didSet { flattening = Flattening(parameters, result) }
+    }
+    /// What the canonical ABI makes of the parameters and result, worked out when they are set: every
+    /// call of the function uses it.
+    private var flattening: Flattening
 
     /// The spec's `MAX_FLAT_PARAMS`.
     package static let maxFlatParameters = 16
     /// The spec's `MAX_FLAT_RESULTS`.
     package static let maxFlatResults = 1
 
-    /// Creates a function type. Its flattening is worked out here, once: every call of the function
-    /// uses it.
+    /// Creates a function type.
     package init(_ parameters: [CanonicalType], result: CanonicalType? = nil) {
         self.parameters = parameters
         self.result = result
-        let parametersInMemory = parameters.reduce(0) { $0 + $1.flatCount } > Self.maxFlatParameters
-        let resultInMemory = (result?.flatCount ?? 0) > Self.maxFlatResults
-        let flatParameters: [WasmValueType] = parametersInMemory ? [.i32] : parameters.flatMap(\.flatTypes)
-        self.parametersInMemory = parametersInMemory
-        self.resultInMemory = resultInMemory
-        importSignature = resultInMemory
-            ? FunctionSignature(flatParameters + [.i32], [])
-            : FunctionSignature(flatParameters, result?.flatTypes ?? [])
-        exportSignature = FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
-        resultLayout = (result?.size ?? 0, result?.alignment ?? 1)
+        flattening = Flattening(parameters, result)
+    }
+
+    /// Whether the parameters are passed in memory behind a single pointer.
+    package var parametersInMemory: Bool { flattening.parametersInMemory }
+
+    /// Whether the result travels through memory (a return area) rather than as a core result.
+    package var resultInMemory: Bool { flattening.resultInMemory }
+
+    /// The core signature of the function as a guest imports it (the spec's `flatten_functype` with
+    /// context `lower`), e.g. `(i32, i32, i32) -> ()` for `func(string) -> result<list<u8>, error>`.
+    package var importSignature: FunctionSignature { flattening.importSignature }
+
+    /// The core signature of the function as a guest exports it (context `lift`), e.g.
+    /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
+    package var exportSignature: FunctionSignature { flattening.exportSignature }
+
+    /// The result type's size and alignment in memory (0 and 1 without a result): a return area is
+    /// checked against them on every call.
+    private var resultLayout: (size: Int, alignment: Int) { (flattening.resultSize, flattening.resultAlignment) }
+
+    /// The flat signatures and the result's layout, derived from the parameters and result alone.
+    private struct Flattening: Sendable {
+        var parametersInMemory: Bool
+        var resultInMemory: Bool
+        var importSignature: FunctionSignature
+        var exportSignature: FunctionSignature
+        var resultSize: Int
+        var resultAlignment: Int
+
+        init(_ parameters: [CanonicalType], _ result: CanonicalType?) {
+            parametersInMemory = parameters.reduce(0) { $0 + $1.flatCount } > CanonicalFunction.maxFlatParameters
+            resultInMemory = (result?.flatCount ?? 0) > CanonicalFunction.maxFlatResults
+            let flatParameters: [WasmValueType] = parametersInMemory ? [.i32] : parameters.flatMap(\.flatTypes)
+            importSignature = resultInMemory
+                ? FunctionSignature(flatParameters + [.i32], [])
+                : FunctionSignature(flatParameters, result?.flatTypes ?? [])
+            exportSignature = FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
+            resultSize = result?.size ?? 0
+            resultAlignment = result?.alignment ?? 1
+        }
     }
 
     /// Two function types are the same when their parameters and result are (the rest follows from them).

@@ -61,6 +61,19 @@ import Testing
         #expect(!add.resultInMemory)
     }
 
+    /// The flattening is worked out once and kept: changing the parameters or the result must work it out again,
+    /// or a call would be checked against the old signature.
+    @Test func aChangedFunctionTypeIsFlattenedAgain() {
+        var function = CanonicalFunction([.u64, .f32], result: .u64)
+        function.result = .result(ok: .list(.u8), error: Self.error)
+        #expect(function.resultInMemory)
+        #expect(function.importSignature == FunctionSignature([.i64, .f32, .i32], []))
+        function.parameters = Array(repeating: .string, count: 9)
+        #expect(function.parametersInMemory)
+        #expect(function.importSignature == FunctionSignature([.i32, .i32], []))
+        #expect(function == CanonicalFunction(Array(repeating: .string, count: 9), result: .result(ok: .list(.u8), error: Self.error)))
+    }
+
     @Test func moreThanSixteenFlatParametersArePassedByPointer() {
         let wide = CanonicalFunction(Array(repeating: .string, count: 9), result: .u32)
         #expect(wide.parametersInMemory)
