@@ -47,10 +47,10 @@ package struct CanonicalLifter {
         return try liftFlat(types, fromChecked: values)
     }
 
-    /// ``liftFlat(_:from:)`` for values already checked against `types`' flat types (a host import's
-    /// arguments, checked by ``CanonicalFunction`` against its signature, worked out once). A value
-    /// of another type still fails here, when it is read.
-    package mutating func liftFlat(_ types: [CanonicalType], fromChecked values: [WasmValue]) throws -> [CanonicalValue] {
+    /// ``liftFlat(_:from:)`` without its check: for values the caller has already checked against `types`'
+    /// flat types (``CanonicalFunction`` checks a host import's arguments against its signature, worked out
+    /// once). Nothing here checks them again: values are read by position, so only that check makes them safe.
+    mutating func liftFlat(_ types: [CanonicalType], fromChecked values: [WasmValue]) throws -> [CanonicalValue] {
         var cursor = FlatCursor(values[...])
         var lifted: [CanonicalValue] = []
         lifted.reserveCapacity(types.count)

@@ -134,23 +134,24 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
         if target.isEmpty || target.utf8.contains(0) {
             throw HostError(.invalidArgument, "a symbolic link on the path has an empty or invalid target")
         }
-        let base = isAbsolute(target) ? [] : parent
-        // `rest` comes from a parsed path, so its names are already normal: appended as they are (parsing
-        // them again one by one would copy the whole path once per name).
-        var components = try lexicalComponents(of: target, base: base)
-        components.append(contentsOf: rest)
-        return try GuestPath(checking: components)
+        // The link's target by the same one-pass rules as a guest's path, from the folder holding the link...
+        let resolved = try GuestPath(parsing: target, relativeTo: GuestPath(trusted: parent))
+        if rest.isEmpty { return resolved }
+        // ...then the names that came after the link, already normal: appended as they are (parsing them
+        // again one by one would copy the whole path once per name).
+        var text = resolved.description.utf8.count > 1 ? resolved.description : ""
+        for name in rest {
+            text += "/"
+            text.append(contentsOf: name)
+        }
+        if text.utf8.count > Self.maxBytes {
+            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes once resolved")
+        }
+        return GuestPath(normal: text)
     }
 
     /// The root folder, `/`.
     package static let root = GuestPath(trusted: [])
-
-    private init(checking components: [Substring]) throws(HostError) {
-        self.init(trusted: components)
-        if description.utf8.count > Self.maxBytes {
-            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes once resolved")
-        }
-    }
 
     private init(trusted components: [Substring]) {
         description = "/" + components.joined(separator: "/")
@@ -179,25 +180,6 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
         let utf8 = description.utf8
         guard let cut = utf8.lastIndex(of: slash), cut != utf8.startIndex else { return .root }
         return GuestPath(normal: String(Substring(utf8[..<cut])))
-    }
-
-    /// `base` followed by the names of `path`, with `.`, `..` and empty names resolved.
-    static func lexicalComponents(of path: String, base: [Substring]) throws(HostError) -> [Substring] {
-        var components = base
-        for name in splitNames(path) {
-            switch name.utf8.count {
-            case 1 where name.utf8.first == dot:
-                continue
-            case 2 where name.utf8.allSatisfy({ $0 == dot }):
-                _ = components.popLast()
-            default:
-                if name.utf8.count > maxNameBytes {
-                    throw HostError(.invalidArgument, "a name in the path is longer than \(maxNameBytes) bytes")
-                }
-                components.append(name)
-            }
-        }
-        return components
     }
 
     /// The same lexical rules for a grant's path pattern (`*` and `**` are names like any other here):

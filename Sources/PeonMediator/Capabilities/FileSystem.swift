@@ -109,10 +109,7 @@ struct FileSystemCapability: Sendable {
         // A path without any symbolic link, the last name included, is opened in one call; any link sends
         // it to the resolution below, which authorizes the link.
         if let fd = try openFileWithoutLinks(path, flags: Self.readFlags, operation: "read") {
-            let file = Descriptor(fd)
-            let size = try Self.requireRegularSingleLink(file.raw, path.description, "read")
-            let labels = try FileLabels.read(file.raw, path.description)
-            return LabelledBytes(bytes: try readAll(file.raw, path.description, expectedSize: size), labels: labels)
+            return try readOpened(Descriptor(fd), path.description)
         }
         return try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
             guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
@@ -125,11 +122,15 @@ struct FileSystemCapability: Sendable {
                 if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "read")) }
                 throw hostError(errno: code, "read '\(current)'")
             }
-            let file = Descriptor(fd)
-            let size = try Self.requireRegularSingleLink(file.raw, current, "read")
-            let labels = try FileLabels.read(file.raw, current)
-            return .done(LabelledBytes(bytes: try readAll(file.raw, current, expectedSize: size), labels: labels))
+            return .done(try readOpened(Descriptor(fd), current))
         }
+    }
+
+    /// The bytes and labels of a file opened for reading: a regular file with one name, read to its end.
+    private func readOpened(_ file: borrowing Descriptor, _ path: String) throws(HostError) -> LabelledBytes {
+        let size = try Self.requireRegularSingleLink(file.raw, path, "read")
+        let labels = try FileLabels.read(file.raw, path)
+        return LabelledBytes(bytes: try readAll(file.raw, path, expectedSize: size), labels: labels)
     }
 
     /// Creates or replaces a regular file with `data`, atomically (temporary file + rename).
@@ -315,9 +316,6 @@ struct FileSystemCapability: Sendable {
     /// refused, or a concurrent rename the kernel asks to retry). Other errors are thrown as the walk
     /// would report them.
     func openParentWithoutLinks(_ path: GuestPath, operation: String) throws(HostError) -> Int32? {
-        guard resolution == .singleCallFirst, !Self.singleCallUnavailable.load(ordering: .relaxed) else { return nil }
-        let root = Self.sharedRoot
-        if root < 0 { return nil }
         let text = path.description
         let relative: String
         if !path.isBelowTopLevel {
@@ -329,20 +327,7 @@ struct FileSystemCapability: Sendable {
             guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
             relative = String(Substring(utf8[utf8.index(after: utf8.startIndex)..<slash]))
         }
-        let fd = peon_open_beneath_no_links(root, relative, openPath | O_DIRECTORY | O_CLOEXEC)
-        if fd >= 0 { return fd }
-        let code = currentErrno
-        switch code {
-        case ELOOP, EXDEV, EAGAIN:
-            return nil
-        case ENOSYS, EPERM:
-            // No openat2 (an old kernel), or a seccomp filter refusing it (container runtimes answer ENOSYS
-            // or EPERM; opening a path never fails with EPERM otherwise): walk, from now on.
-            Self.singleCallUnavailable.store(true, ordering: .relaxed)
-            return nil
-        default:
-            throw hostError(errno: code, "\(operation) '\(path)'")
-        }
+        return try openBeneathRoot(relative, flags: openPath | O_DIRECTORY | O_CLOEXEC, for: path, operation: operation)
     }
 
     /// How a file is opened for reading: never through a final link, never blocking on a FIFO, never
@@ -355,12 +340,20 @@ struct FileSystemCapability: Sendable {
     /// retry). Other errors are thrown as the step-by-step resolution would report them: the kernel meets
     /// the same first missing, forbidden or non-folder name on the way as the walk does.
     func openFileWithoutLinks(_ path: GuestPath, flags: Int32, operation: String) throws(HostError) -> Int32? {
-        guard resolution == .singleCallFirst, !Self.singleCallUnavailable.load(ordering: .relaxed) else { return nil }
-        let root = Self.sharedRoot
         let utf8 = path.description.utf8
-        if root < 0 || utf8.count <= 1 { return nil }
+        if utf8.count <= 1 { return nil }
         // Without the leading `/`: resolved beneath `/`.
         let relative = String(Substring(utf8[utf8.index(after: utf8.startIndex)...]))
+        return try openBeneathRoot(relative, flags: flags, for: path, operation: operation)
+    }
+
+    /// The one `openat2` call both single-call opens make: `relative` beneath `/`, refusing every symbolic
+    /// link; `nil` when the caller must walk instead (the walk is forced, `/` could not be opened, a link
+    /// on the way, a race, or no usable `openat2`), other errors thrown as the walk reports them for `path`.
+    private func openBeneathRoot(_ relative: String, flags: Int32, for path: GuestPath, operation: String) throws(HostError) -> Int32? {
+        guard resolution == .singleCallFirst, !Self.singleCallUnavailable.load(ordering: .relaxed) else { return nil }
+        let root = Self.sharedRoot
+        if root < 0 { return nil }
         let fd = peon_open_beneath_no_links(root, relative, flags)
         if fd >= 0 { return fd }
         let code = currentErrno
@@ -368,6 +361,8 @@ struct FileSystemCapability: Sendable {
         case ELOOP, EXDEV, EAGAIN:
             return nil
         case ENOSYS, EPERM:
+            // No openat2 (an old kernel), or a seccomp filter refusing it (container runtimes answer ENOSYS
+            // or EPERM; opening a path never fails with EPERM otherwise): walk, from now on.
             Self.singleCallUnavailable.store(true, ordering: .relaxed)
             return nil
         default:
