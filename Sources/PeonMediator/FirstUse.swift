@@ -59,21 +59,31 @@ final class FirstUseStore: Sendable {
 
     /// The store's key of one pair: the three fields, each with tab, newline and backslash escaped.
     static func key(module: String, action: String, resource: String) -> String {
-        func escaped(_ text: String) -> String {
-            guard text.utf8.contains(where: { $0 == 0x09 || $0 == 0x0A || $0 == 0x5C || $0 == 0x0D }) else { return text }
-            var out = ""
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\\": out += "\\\\"
-                case "\t": out += "\\t"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            return out
+        var key = ""
+        key.reserveCapacity(module.utf8.count + action.utf8.count + resource.utf8.count + 2)
+        appendEscaped(module, to: &key)
+        key += "\t"
+        appendEscaped(action, to: &key)
+        key += "\t"
+        appendEscaped(resource, to: &key)
+        return key
+    }
+
+    /// `field` with tab, newline, carriage return and backslash escaped, appended to `key`.
+    private static func appendEscaped(_ field: String, to key: inout String) {
+        guard field.utf8.contains(where: { $0 == 0x09 || $0 == 0x0A || $0 == 0x5C || $0 == 0x0D }) else {
+            key += field
+            return
         }
-        return escaped(module) + "\t" + escaped(action) + "\t" + escaped(resource)
+        for scalar in field.unicodeScalars {
+            switch scalar {
+            case "\\": key += "\\\\"
+            case "\t": key += "\\t"
+            case "\n": key += "\\n"
+            case "\r": key += "\\r"
+            default: key.unicodeScalars.append(scalar)
+            }
+        }
     }
 
     /// Whether `key` was never used before (in any run on this log, in this process or another).

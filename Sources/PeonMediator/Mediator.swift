@@ -204,6 +204,8 @@ package final class Mediator: HostInterface {
     struct Ticket: Sendable {
         var call: String
         var resource: Resource
+        /// `resource.description`, the policy object and the entries' `resource` (worked out once per call).
+        var object: String
         var version: String
         var decisionSeq: UInt64
         var sideEffect: Bool
@@ -273,11 +275,11 @@ package final class Mediator: HostInterface {
             if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
             let held = runLabels.current
             if !held.isEmpty { outcome["run_labels"] = labelDetail(held) }
-            try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: "",
+            try record(call: ticket.call, resource: ticket.object, decision: nil, reason: "",
                        version: ticket.version, outcome: "ok", details: outcome, durability: .buffered)
             return value
         } catch {
-            try record(call: ticket.call, resource: ticket.resource.description, decision: nil, reason: error.message,
+            try record(call: ticket.call, resource: ticket.object, decision: nil, reason: error.message,
                        version: ticket.version, outcome: error.code.description,
                        details: ["decision_seq": String(ticket.decisionSeq)], durability: .buffered)
             throw error
@@ -290,7 +292,7 @@ package final class Mediator: HostInterface {
     func nestedCheck(_ ticket: Ticket) -> @Sendable (Resource, String) -> Bool {
         { [self] resource, action in
             var details = ["within_seq": String(ticket.decisionSeq)]
-            if case .file = resource { details["via_link_from"] = ticket.resource.description }
+            if case .file = resource { details["via_link_from"] = ticket.object }
             let request = CallRequest(call: ticket.call, resource: resource, action: action, sideEffect: ticket.sideEffect,
                                       details: details)
             do {
@@ -330,8 +332,9 @@ package final class Mediator: HostInterface {
     ) throws(HostError) -> Ticket {
         let object = request.resource.description
         var details = request.details
-        let useKey = FirstUseStore.key(module: configuration.module, action: request.action,
-                                       resource: request.resource.firstUseName)
+        let useName: String
+        if case .url = request.resource { useName = request.resource.firstUseName } else { useName = object }
+        let useKey = FirstUseStore.key(module: configuration.module, action: request.action, resource: useName)
         let firstUse = firstUses.isFirstUse(useKey)
         if firstUse { details["first_use"] = "true" }
         let verdict = snapshot.decide(PolicyRequest(
@@ -342,7 +345,7 @@ package final class Mediator: HostInterface {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
                        outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
             configuration.denialSink?(request.action, object)
-            let how = parent == nil ? "" : " (reached through \(guestVisible(parent?.resource.description ?? "")))"
+            let how = parent.map { " (reached through \(guestVisible($0.object)))" } ?? ""
             throw HostError(.denied, "\(request.action) on \(guestVisible(object))\(how) is not granted to \(configuration.module)")
         }
         var references: [CompiledGrants.GrantReference] = []
@@ -412,7 +415,7 @@ package final class Mediator: HostInterface {
                              version: verdict.version, outcome: nil, details: details, durability: durability)
         if firstUse { firstUses.markUsed(useKey) }
         if role.isSource { flow.bring(sourceLabels(snapshot, references), seq: seq) }
-        return Ticket(call: request.call, resource: request.resource, version: verdict.version, decisionSeq: seq,
+        return Ticket(call: request.call, resource: request.resource, object: object, version: verdict.version, decisionSeq: seq,
                       sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged,
                       flow: flow)
     }

@@ -81,6 +81,18 @@ public struct PolicySnapshot: Sendable {
     /// module's: a fresh start with such grants is refused, so a reload that brings them in must stop
     /// the run's further calls the same way. ``decide(_:)`` then denies each request with this reason.
     package private(set) var refusal: String? = nil
+    /// Verdicts already reached on this snapshot (``VerdictCache``); `nil` when a verdict can change while
+    /// the snapshot stays (the model reads `ctx` or has temporal role links).
+    private let verdicts: VerdictCache?
+
+    /// A snapshot of `enforcer` and `compiled`.
+    package init(enforcer: Enforcer, compiled: CompiledGrants?, subject: String) {
+        self.enforcer = enforcer
+        self.compiled = compiled
+        self.subject = subject
+        let pure = !enforcer.readsClock && !enforcer.requestFields.contains("ctx")
+        verdicts = pure ? VerdictCache() : nil
+    }
 
     /// The engine's version (a SHA-256 over model, policy and grant lines).
     package var version: String { enforcer.version }
@@ -194,19 +206,13 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule
-    /// and where it was written, built in one reserved string (every call's entry carries one).
-    private static func reason(_ verb: StaticString, _ rule: PolicyRule) -> String {
-        let text = rule.description
-        let line = String(rule.line)
+    /// and where it was written (the engine works that citation out once per rule, when the policy loads).
+    private static func reason(_ verb: StaticString, _ decision: PolicyDecision) -> String? {
+        guard let citation = decision.citation ?? decision.rule?.citation else { return nil }
         var reason = ""
-        reason.reserveCapacity(verb.utf8CodeUnitCount + text.utf8.count + rule.source.utf8.count + line.utf8.count + 4)
+        reason.reserveCapacity(verb.utf8CodeUnitCount + citation.utf8.count)
         reason += verb.description
-        reason += text
-        reason += " ("
-        reason += rule.source
-        reason += ":"
-        reason += line
-        reason += ")"
+        reason += citation
         return reason
     }
 
@@ -214,6 +220,18 @@ public struct PolicySnapshot: Sendable {
     /// With a ``refusal`` every request is denied with that reason.
     package func decide(_ request: PolicyRequest) -> PolicyVerdict {
         if let refusal { return PolicyVerdict(isAllowed: false, reason: refusal, rule: nil, version: version) }
+        guard let verdicts, request.context.isEmpty else { return evaluate(request) }
+        if let known = verdicts.verdict(for: request) { return known }
+        let verdict = evaluate(request)
+        verdicts.remember(verdict, for: request)
+        return verdict
+    }
+
+    /// How many verdicts ``decide(_:)`` keeps now; `nil` when it keeps none because they could change (for tests).
+    package var keptVerdictCount: Int? { verdicts?.count }
+
+    /// Runs the engine on one request.
+    private func evaluate(_ request: PolicyRequest) -> PolicyVerdict {
         let values: [PolicyValue] = enforcer.requestFields.map { field in
             switch field {
             case "sub": .string(request.subject)
@@ -226,17 +244,53 @@ public struct PolicySnapshot: Sendable {
         do {
             let decision = try enforcer.enforce(values)
             guard decision.isAllowed else {
-                let reason = decision.rule.map { Self.reason("denied by ", $0) }
+                let reason = Self.reason("denied by ", decision)
                     ?? "no policy line allows \(request.action) on \(request.object)"
                 return PolicyVerdict(isAllowed: false, reason: reason, rule: decision.rule?.values, version: version)
             }
-            let reason = decision.rule.map { Self.reason("allowed by ", $0) } ?? "allowed by the policy effect"
+            let reason = Self.reason("allowed by ", decision) ?? "allowed by the policy effect"
             return PolicyVerdict(isAllowed: true, reason: reason, rule: decision.rule?.values, version: version)
         } catch {
             return PolicyVerdict(isAllowed: false, reason: "policy evaluation failed: \(error.description)",
-                                 rule: nil, version: version)
+                                 rule: nil, version: version, failed: true)
         }
     }
+}
+
+/// The verdicts one ``PolicySnapshot`` has reached, so a request made again is answered without running the
+/// engine (Casbin's `CachedEnforcer`, made safe by construction rather than by invalidation).
+///
+/// A snapshot never changes: a reload builds a new one with an empty cache, so no verdict outlives the policy
+/// that reached it. It is only used when the engine is a pure function of the request: the model reads
+/// neither `ctx` (time of day, first use, labels) nor the clock (temporal role links), and every matcher
+/// function peon-wasm registers is pure. A verdict's evaluation *failure* is not kept. Bounded: requests
+/// over ``maxRequestBytes`` are not kept, and at ``capacity`` entries the cache starts again empty.
+final class VerdictCache: Sendable {
+    /// The most verdicts kept.
+    static let capacity = 4096
+    /// The longest request (subject, object, action and arguments together, in UTF-8 bytes) kept.
+    static let maxRequestBytes = 1024
+
+    private let entries = SleepingLock<[PolicyRequest: PolicyVerdict]>([:])
+
+    /// The verdict reached on `request` before, if any.
+    func verdict(for request: PolicyRequest) -> PolicyVerdict? {
+        entries.withLock { $0[request] }
+    }
+
+    /// Keeps `verdict` for `request` (unless the request is too long, or the verdict an evaluation failure).
+    func remember(_ verdict: PolicyVerdict, for request: PolicyRequest) {
+        let bytes = request.subject.utf8.count + request.object.utf8.count + request.action.utf8.count
+            + request.arguments.utf8.count
+        guard bytes <= Self.maxRequestBytes, !verdict.failed else { return }
+        entries.withLock { entries in
+            if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
+            entries[request] = verdict
+        }
+    }
+
+    /// How many verdicts are kept (for tests).
+    var count: Int { entries.withLock { $0.count } }
 }
 
 /// What the mediator asks the engine (see ``PolicySnapshot/requestFields``).
@@ -273,6 +327,8 @@ package struct PolicyVerdict: Sendable, Hashable {
     package var rule: [String]?
     /// The policy version that decided.
     package var version: String
+    /// Whether the engine failed to evaluate the request (a deny whose reason quotes the error).
+    package var failed: Bool = false
 }
 
 /// The matcher functions peon-wasm registers in the policy engine.

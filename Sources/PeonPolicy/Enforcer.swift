@@ -61,6 +61,19 @@ public struct PolicyRule: Sendable, Hashable, CustomStringConvertible {
 
     /// Where the rule was written: `policy.csv:3`.
     public var location: String { "\(source):\(line)" }
+
+    /// The rule and where it was written: `p, alice, data1, read (policy.csv:3)`.
+    public var citation: String {
+        let line = String(self.line)
+        var text = description
+        text.reserveCapacity(text.utf8.count + source.utf8.count + line.utf8.count + 3)
+        text += " ("
+        text += source
+        text += ":"
+        text += line
+        text += ")"
+        return text
+    }
 }
 
 /// The answer to one request.
@@ -71,6 +84,9 @@ public struct PolicyDecision: Sendable, Hashable {
     /// rule for a deny. `nil` when no rule decided: a default deny (nothing matched), or, under
     /// `!some(where (p.eft == deny))`, a default allow with no matching allow rule.
     public var rule: PolicyRule?
+    /// ``PolicyRule/citation`` of ``rule``, worked out once when the policy was loaded (every decision's audit
+    /// entry quotes it); `nil` with no rule.
+    public var citation: String? = nil
 }
 
 /// An immutable, compiled authorization snapshot: model, policy rules, role graphs and indexes.
@@ -125,6 +141,11 @@ public struct Enforcer: Sendable {
 
     /// The number of `p` rules the matcher is evaluated against.
     public var ruleCount: Int { snapshot.rows.count }
+
+    /// Whether a decision can depend on the time it is made: the model has temporal role links
+    /// (`g = _, _, (_, _)`). Otherwise ``enforce(_:)`` is a pure function of the request, so a caller
+    /// may keep its decisions for as long as it keeps this enforcer.
+    public var readsClock: Bool { snapshot.readsClock }
 
     /// Decides a request whose values are in `request_definition` order.
     ///
@@ -191,6 +212,10 @@ private final class Snapshot: Sendable {
     let rows: [PolicyLine]
     /// `rows[i].values`, kept apart so trying a row copies one array reference.
     let rowValues: [[String]]
+    /// `rows[i]`'s ``PolicyRule/citation``.
+    let citations: [String]
+    /// Whether the model has temporal role links, the one way a decision depends on ``clock``.
+    let readsClock: Bool
     let effect: PolicyEffect
     let effectField: Int?
     let matcher: Evaluator
@@ -207,6 +232,7 @@ private final class Snapshot: Sendable {
         policyFields = model.policyFields["p"] ?? []
         effect = model.effect
         effectField = policyFields.firstIndex(of: "eft")
+        readsClock = !model.timedRoles.isEmpty
 
         // Check every line against its definition; collect p rows and role links.
         var rows: [PolicyLine] = []
@@ -278,6 +304,7 @@ private final class Snapshot: Sendable {
         }
         self.rows = rows
         rowValues = rows.map(\.values)
+        citations = rows.map { PolicyRule(section: $0.key, values: $0.values, source: $0.source, line: $0.line).citation }
         var graphs: [String: RoleGraph] = [:]
         for key in model.roleArity.keys {
             graphs[key] = RoleGraph(links: links[key] ?? [], patterns: model.rolePatterns[key] ?? RolePatterns())
@@ -438,6 +465,11 @@ private final class Snapshot: Sendable {
         return PolicyRule(section: line.key, values: line.values, source: line.source, line: line.line)
     }
 
+    /// The decision row `row` makes.
+    private func decision(_ isAllowed: Bool, _ row: Int) -> PolicyDecision {
+        PolicyDecision(isAllowed: isAllowed, rule: rule(row), citation: citations[row])
+    }
+
     func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
         guard request.count == requestFields.count else {
             throw PolicyError(
@@ -467,12 +499,12 @@ private final class Snapshot: Sendable {
             }
             switch effect {
             case .allowOverride:
-                if isAllow { return PolicyDecision(isAllowed: true, rule: rule(row)) }
+                if isAllow { return decision(true, row) }
             case .denyOverride, .allowAndDeny:
-                if isDeny { return PolicyDecision(isAllowed: false, rule: rule(row)) }
+                if isDeny { return decision(false, row) }
                 if isAllow, firstAllow == nil { firstAllow = row }
             case .priority, .subjectPriority:
-                if isAllow || isDeny { return PolicyDecision(isAllowed: isAllow, rule: rule(row)) }
+                if isAllow || isDeny { return decision(isAllow, row) }
             }
             return nil
         }
@@ -483,8 +515,8 @@ private final class Snapshot: Sendable {
         }
         switch effect {
         case .allowOverride, .priority, .subjectPriority: return PolicyDecision(isAllowed: false, rule: nil)
-        case .denyOverride: return PolicyDecision(isAllowed: true, rule: firstAllow.map(rule))
-        case .allowAndDeny: return PolicyDecision(isAllowed: firstAllow != nil, rule: firstAllow.map(rule))
+        case .denyOverride: return firstAllow.map { decision(true, $0) } ?? PolicyDecision(isAllowed: true, rule: nil)
+        case .allowAndDeny: return firstAllow.map { decision(true, $0) } ?? PolicyDecision(isAllowed: false, rule: nil)
         }
     }
 }

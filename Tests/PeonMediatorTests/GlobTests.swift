@@ -69,6 +69,13 @@ import Testing
         #expect(ArgumentVector.matches(ArgumentVector.encode(["-l", "*"]), patterns: ArgumentVector.encodePatterns(["-l", "*"])))
     }
 
+    /// The empty vector (every call but exec) has a shortcut; it must answer as the general matcher does.
+    @Test(arguments: [("*", true), ("0:", true), ("00:", true), ("+0:", true), ("1:*", false), ("0:x", false),
+                      ("", false), ("0", false), ("1:", false)])
+    func theEmptyVectorMatchesAsTheGeneralMatcherDoes(patterns: String, expected: Bool) {
+        #expect(ArgumentVector.matches("0:", patterns: patterns) == expected)
+    }
+
     @Test(arguments: ["", "2:a", "1:a b", "x:a", "-1:", "1:%zz", "0:a"])
     func malformedArgumentFieldsNeverMatch(field: String) {
         #expect(!ArgumentVector.matches(field, patterns: "1:*"))
