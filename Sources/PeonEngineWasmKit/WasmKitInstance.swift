@@ -189,6 +189,7 @@ final class WasmKitGuestAccess: GuestAccess {
     func attach(_ instance: Instance) {
         self.instance = instance
         lastExport = nil
+        exportPresence = [:]
         if memory == nil { memory = instance.exports[memory: "memory"] }
     }
 
@@ -197,6 +198,7 @@ final class WasmKitGuestAccess: GuestAccess {
         if instance == nil, let caller {
             instance = caller
             lastExport = nil
+            exportPresence = [:]
             memory = caller.exports[memory: "memory"]
         }
     }
@@ -248,5 +250,14 @@ final class WasmKitGuestAccess: GuestAccess {
         }
     }
 
-    func hasExport(_ name: String) -> Bool { instance?.exports[function: name] != nil }
+    func hasExport(_ name: String) -> Bool {
+        // Asked on every call (`cabi_realloc`, `cabi_post_*`); an instance's exports never change.
+        if let known = exportPresence[name] { return known }
+        let present = instance?.exports[function: name] != nil
+        if instance != nil { exportPresence[name] = present }
+        return present
+    }
+
+    /// Whether each function name asked of ``hasExport(_:)`` is exported by the attached instance.
+    private var exportPresence: [String: Bool] = [:]
 }
