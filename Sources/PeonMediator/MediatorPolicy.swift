@@ -206,9 +206,9 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule
-    /// and where it was written (the engine works that citation out once per rule, when the policy loads).
+    /// and where it was written (formatted on each evaluation; a snapshot keeps its verdicts, reasons included).
     private static func reason(_ verb: StaticString, _ decision: PolicyDecision) -> String? {
-        guard let citation = decision.citation ?? decision.rule?.citation else { return nil }
+        guard let citation = decision.rule?.citation else { return nil }
         var reason = ""
         reason.reserveCapacity(verb.utf8CodeUnitCount + citation.utf8.count)
         reason += verb.description

@@ -84,9 +84,6 @@ public struct PolicyDecision: Sendable, Hashable {
     /// rule for a deny. `nil` when no rule decided: a default deny (nothing matched), or, under
     /// `!some(where (p.eft == deny))`, a default allow with no matching allow rule.
     public var rule: PolicyRule?
-    /// ``PolicyRule/citation`` of ``rule``, worked out once when the policy was loaded (every decision's audit
-    /// entry quotes it); `nil` with no rule.
-    public var citation: String? = nil
 }
 
 /// An immutable, compiled authorization snapshot: model, policy rules, role graphs and indexes.
@@ -212,8 +209,6 @@ private final class Snapshot: Sendable {
     let rows: [PolicyLine]
     /// `rows[i].values`, kept apart so trying a row copies one array reference.
     let rowValues: [[String]]
-    /// `rows[i]`'s ``PolicyRule/citation``.
-    let citations: [String]
     /// Whether the model has temporal role links, the one way a decision depends on ``clock``.
     let readsClock: Bool
     let effect: PolicyEffect
@@ -304,7 +299,6 @@ private final class Snapshot: Sendable {
         }
         self.rows = rows
         rowValues = rows.map(\.values)
-        citations = rows.map { PolicyRule(section: $0.key, values: $0.values, source: $0.source, line: $0.line).citation }
         var graphs: [String: RoleGraph] = [:]
         for key in model.roleArity.keys {
             graphs[key] = RoleGraph(links: links[key] ?? [], patterns: model.rolePatterns[key] ?? RolePatterns())
@@ -467,7 +461,7 @@ private final class Snapshot: Sendable {
 
     /// The decision row `row` makes.
     private func decision(_ isAllowed: Bool, _ row: Int) -> PolicyDecision {
-        PolicyDecision(isAllowed: isAllowed, rule: rule(row), citation: citations[row])
+        PolicyDecision(isAllowed: isAllowed, rule: rule(row))
     }
 
     func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
