@@ -25,7 +25,7 @@ final class FirstUseStore: Sendable {
     static let maxFileBytes = 64 << 20
 
     private struct State {
-        var seen: Set<String> = []
+        var seen: Set<ExactText> = []
         /// How far the file has been read.
         var offset: Int = 0
         var damagedLines = 0
@@ -89,21 +89,21 @@ final class FirstUseStore: Sendable {
     /// Whether `key` was never used before (in any run on this log, in this process or another).
     func isFirstUse(_ key: String) -> Bool {
         state.withLock { state in
-            if state.seen.contains(key) { return false }
+            if state.seen.contains(ExactText(key)) { return false }
             // Another process may have used it since: read what was appended (unless the file was looked at a
             // moment ago), then look again.
             let now = ContinuousClock.now
             if let last = state.lastLook, now - last < Self.freshness { return true }
             state.lastLook = now
             catchUp(&state)
-            return !state.seen.contains(key)
+            return !state.seen.contains(ExactText(key))
         }
     }
 
     /// Records `key` as used; appends it to the file the first time.
     func markUsed(_ key: String) {
         state.withLock { state in
-            guard state.seen.insert(key).inserted else { return }
+            guard state.seen.insert(ExactText(key)).inserted else { return }
             let line = key + "\n"
             guard line.utf8.count <= Self.maxLineBytes else { return }
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -145,7 +145,7 @@ final class FirstUseStore: Sendable {
                 state.damagedLines += 1
                 continue
             }
-            state.seen.insert(text)
+            state.seen.insert(ExactText(text))
         }
         state.offset += lastNewline + 1
     }

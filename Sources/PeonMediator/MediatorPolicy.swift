@@ -271,22 +271,52 @@ final class VerdictCache: Sendable {
     /// The longest request (subject, object, action and arguments together, in UTF-8 bytes) kept.
     static let maxRequestBytes = 1024
 
-    private let entries = SleepingLock<[PolicyRequest: PolicyVerdict]>([:])
+    private let entries = SleepingLock<[Key: PolicyVerdict]>([:])
+
+    /// A request by its exact bytes. Not `PolicyRequest` itself: Swift compares strings by canonical equivalence,
+    /// so `é` and `e` + U+0301 would be one key, while the engine compares Unicode scalars exactly and two such
+    /// paths are two files. A key must never be shared by two requests the engine could answer differently.
+    struct Key: Hashable {
+        let bytes: [UInt8]
+
+        /// The four fields, each preceded by its length, so no two requests share a key.
+        init(_ request: PolicyRequest) {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(request.subject.utf8.count + request.object.utf8.count + request.action.utf8.count
+                + request.arguments.utf8.count + 32)
+            for field in [request.subject, request.object, request.action, request.arguments] {
+                withUnsafeBytes(of: UInt64(field.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+                bytes.append(contentsOf: field.utf8)
+            }
+            self.bytes = bytes
+        }
+
+        func hash(into hasher: inout Hasher) {
+            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+        }
+    }
 
     /// The verdict reached on `request` before, if any.
     func verdict(for request: PolicyRequest) -> PolicyVerdict? {
-        entries.withLock { $0[request] }
+        guard Self.fits(request) else { return nil }
+        let key = Key(request)
+        return entries.withLock { $0[key] }
     }
 
     /// Keeps `verdict` for `request` (unless the request is too long, or the verdict an evaluation failure).
     func remember(_ verdict: PolicyVerdict, for request: PolicyRequest) {
-        let bytes = request.subject.utf8.count + request.object.utf8.count + request.action.utf8.count
-            + request.arguments.utf8.count
-        guard bytes <= Self.maxRequestBytes, !verdict.failed else { return }
+        guard Self.fits(request), !verdict.failed else { return }
+        let key = Key(request)
         entries.withLock { entries in
             if entries.count >= Self.capacity { entries.removeAll(keepingCapacity: true) }
-            entries[request] = verdict
+            entries[key] = verdict
         }
+    }
+
+    /// Whether `request` is short enough to be kept (``maxRequestBytes``).
+    private static func fits(_ request: PolicyRequest) -> Bool {
+        request.subject.utf8.count + request.object.utf8.count + request.action.utf8.count
+            + request.arguments.utf8.count <= maxRequestBytes
     }
 
     /// How many verdicts are kept (for tests).

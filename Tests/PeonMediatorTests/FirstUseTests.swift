@@ -117,6 +117,22 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(reader.isFirstUse("m\tfs.read\tfs:/y") == false, "this process's own uses count at once")
     }
 
+    /// Two names Swift calls equal (precomposed `é`, and `e` + U+0301) are two files: using one is not using the other,
+    /// in this process or read back from the store.
+    @Test func canonicallyEquivalentNamesAreDifferentUses() throws {
+        let scratch = try Scratch()
+        let path = scratch.path + "/log.first-use"
+        let composed = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/caf\u{E9}")
+        let decomposed = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/cafe\u{301}")
+        #expect(composed == decomposed, "Swift calls them equal")
+        let store = FirstUseStore(path: path)
+        store.markUsed(composed)
+        #expect(!store.isFirstUse(composed))
+        #expect(store.isFirstUse(decomposed), "the other name is still a first use")
+        #expect(FirstUseStore(path: path).isFirstUse(decomposed), "also when read back from the file")
+        #expect(!FirstUseStore(path: path).isFirstUse(composed))
+    }
+
     @Test func aMissingOrDamagedStoreFailsTowardsAsking() throws {
         let scratch = try Scratch()
         let path = scratch.path + "/log.first-use"

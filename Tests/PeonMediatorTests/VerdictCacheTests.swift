@@ -62,6 +62,21 @@ import Testing
             == "denied by p, alice, /data/secret, read, deny (p.csv:3)")
     }
 
+    /// Swift's `==` on strings is canonical equivalence; the engine compares scalars, and so must the cache. A grant
+    /// for the precomposed name must not let the decomposed one (another file) in through a kept verdict.
+    @Test func canonicallyEquivalentButDifferentRequestsAreKeptApart() throws {
+        let composed = "/data/caf\u{E9}"
+        let decomposed = "/data/cafe\u{301}"
+        #expect(composed == decomposed, "Swift calls them equal")
+        let snapshot = try Self.snapshot(policy: "p, alice, \(composed), read, allow\n")
+        #expect(snapshot.decide(PolicyRequest(subject: "alice", object: composed, action: "read")).isAllowed)
+        #expect(!snapshot.decide(PolicyRequest(subject: "alice", object: decomposed, action: "read")).isAllowed,
+                "the engine's own answer for the other name, not the kept one")
+        #expect(!(try Self.snapshot(policy: "p, alice, \(composed), read, allow\n"))
+            .decide(PolicyRequest(subject: "alice", object: decomposed, action: "read")).isAllowed)
+        #expect(snapshot.keptVerdictCount == 2)
+    }
+
     @Test func aModelWhoseVerdictsCanChangeKeepsNone() throws {
         // `ctx` carries the time of day, first use and labels.
         let withContext = Self.model.replacingOccurrences(of: "r = sub, obj, act", with: "r = sub, obj, act, ctx")

@@ -37,6 +37,19 @@ struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
         self.operation = operation
     }
 
+    /// Equal when the operation and the table name's exact bytes are: SQLite tells `café` with a precomposed `é`
+    /// from `e` + U+0301, which Swift's `==` on strings does not, and a decision made for one table must never be
+    /// reused for the other.
+    static func == (lhs: DatabaseAccess, rhs: DatabaseAccess) -> Bool {
+        lhs.operation == rhs.operation && ExactText(lhs.table) == ExactText(rhs.table)
+    }
+
+    /// Hashes the operation and the table name's exact bytes (see ``==(_:_:)``).
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(operation)
+        hasher.combine(ExactText(table))
+    }
+
     /// `insert on 'orders'`.
     var description: String { "\(operation.rawValue) on '\(table)'" }
 }
@@ -173,7 +186,7 @@ final class DatabaseCapability: Sendable {
         let context = connection.context
         context.reset(authorize: authorize)
         do throws(HostError) {
-            if let cached = connection.statements[sql] {
+            if let cached = connection.statements[ExactText(sql)] {
                 if cached.policyVersion == policyVersion {
                     // Every access the statement makes is decided again, in the order SQLite first reported them.
                     for access in cached.accesses where context.ask(access) != SQLITE_OK {
@@ -305,9 +318,10 @@ final class DatabaseConnection: @unchecked Sendable {
     let handle: OpaquePointer
     /// The authorizer's state, reached by SQLite's callbacks for this connection.
     let context: AuthorizerContext
-    /// Compiled statements by SQL text, and the order they were compiled in (oldest first).
-    private(set) var statements: [String: CachedStatement] = [:]
-    private var order: [String] = []
+    /// Compiled statements by SQL text (byte for byte: two texts Swift calls equal may name different tables), and
+    /// the order they were compiled in (oldest first).
+    private(set) var statements: [ExactText: CachedStatement] = [:]
+    private var order: [ExactText] = []
 
     init(database: String, handle: OpaquePointer, context: AuthorizerContext) {
         self.database = database
@@ -317,18 +331,20 @@ final class DatabaseConnection: @unchecked Sendable {
 
     /// Keeps `statement` for later calls, dropping the oldest when the cache is full.
     func remember(_ statement: CachedStatement) {
-        if statements[statement.sql] != nil { forget(statement.sql) }
-        if order.count >= DatabaseCapability.maxCachedStatements, let oldest = order.first { forget(oldest) }
-        statements[statement.sql] = statement
-        order.append(statement.sql)
+        let key = ExactText(statement.sql)
+        if statements[key] != nil { forget(statement.sql) }
+        if order.count >= DatabaseCapability.maxCachedStatements, let oldest = order.first { forget(oldest.text) }
+        statements[key] = statement
+        order.append(key)
         statement.isCached = true
     }
 
     /// Drops the cached statement for `sql` and finalizes it (the caller holds the connection, and no
     /// statement of it is in use: one call at a time holds a connection).
     func forget(_ sql: String) {
-        guard let statement = statements.removeValue(forKey: sql) else { return }
-        order.removeAll { $0 == sql }
+        let key = ExactText(sql)
+        guard let statement = statements.removeValue(forKey: key) else { return }
+        order.removeAll { $0 == key }
         statement.isCached = false
         statement.finalize()
     }

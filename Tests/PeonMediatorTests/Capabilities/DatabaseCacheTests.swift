@@ -27,6 +27,36 @@ import Testing
         }
     }
 
+    /// Two SQL texts Swift calls equal (a precomposed `é` and `e` + U+0301) name two different tables for SQLite: the
+    /// statement compiled for one must never run for the other, which is decided (and here denied) on its own.
+    @Test func aCanonicallyEquivalentSQLTextIsCompiledOnItsOwn() throws {
+        try DatabaseTests.withFixture { fixture in
+            let composed = "caf\u{E9}", decomposed = "cafe\u{301}"
+            DatabaseMediationTests.outside(fixture.path, "CREATE TABLE \"\(composed)\" (x); INSERT INTO \"\(composed)\" VALUES ('granted');"
+                + "CREATE TABLE \"\(decomposed)\" (x); INSERT INTO \"\(decomposed)\" VALUES ('other')")
+            let grant = Grant([(composed, .read)])
+            let granted = "SELECT x FROM \"\(composed)\"", other = "SELECT x FROM \"\(decomposed)\""
+            #expect(granted == other, "Swift calls the two texts equal")
+            let rows = try fixture.capability.prepare(database: "app", sql: granted, policyVersion: "v1", authorize: grant.check)
+                .query([], maxRows: 10, maxBytes: 1000).rows
+            #expect(rows == [[.text("granted")]])
+            let error = hostError { () throws(HostError) in
+                _ = try fixture.capability.prepare(database: "app", sql: other, policyVersion: "v1", authorize: grant.check)
+                    .query([], maxRows: 10, maxBytes: 1000)
+            }
+            #expect(error?.code == .denied, "the other table is not granted: \(String(describing: error))")
+            #expect(fixture.capability.cacheCounters.reused == 0)
+            // In one statement, the decision made for the granted table is not reused for the other one.
+            let join = Grant([(composed, .read)])
+            let joined = hostError { () throws(HostError) in
+                _ = try fixture.capability.prepare(database: "app", sql: "SELECT a.x, b.x FROM \"\(composed)\" a, \"\(decomposed)\" b",
+                                                   policyVersion: "v1", authorize: join.check).query([], maxRows: 10, maxBytes: 1000)
+            }
+            #expect(joined?.code == .denied, "\(String(describing: joined))")
+            #expect(join.asked.contains { $0.table.utf8.elementsEqual(decomposed.utf8) }, "the other table was asked about")
+        }
+    }
+
     @Test func anotherPolicyVersionCompilesTheStatementAgain() throws {
         try DatabaseTests.withFixture { fixture in
             let grant = Grant([("orders", .read)])
