@@ -60,6 +60,15 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     /// The names from `/` down, each non-empty and neither `.` nor `..`.
     package var components: [Substring] { Self.splitNames(description) }
 
+    /// Equal when the texts' bytes are: the kernel tells `café` (U+00E9) from `cafe` + U+0301, which Swift's `==`
+    /// on strings does not (``ExactText``).
+    package static func == (lhs: GuestPath, rhs: GuestPath) -> Bool {
+        ExactText(lhs.description) == ExactText(rhs.description)
+    }
+
+    /// Hashes the text's bytes (see ``==(_:_:)``).
+    package func hash(into hasher: inout Hasher) { hasher.combine(ExactText(description)) }
+
     /// Parses a guest's path.
     ///
     /// `GuestPath(parsing: "../b/./c//", relativeTo: /ws/a)` is `/ws/b/c`.

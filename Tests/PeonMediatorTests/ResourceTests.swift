@@ -43,6 +43,18 @@ import Testing
         """
     }
 
+    /// Two spellings Swift's `==` calls equal are two files to the kernel: as paths (and resources, and set
+    /// members) they stay apart.
+    @Test func canonicallyEquivalentPathsAreDifferentPaths() throws {
+        let composed = try GuestPath(parsing: "/data/caf\u{E9}", relativeTo: nil)
+        let decomposed = try GuestPath(parsing: "/data/cafe\u{301}", relativeTo: nil)
+        #expect(composed.description == decomposed.description, "Swift calls the texts equal")
+        #expect(composed != decomposed)
+        #expect(Resource.file(composed) != Resource.file(decomposed))
+        #expect(Set([composed, decomposed]).count == 2)
+        #expect(composed == (try GuestPath(parsing: "/data/./caf\u{E9}", relativeTo: nil)))
+    }
+
     @Test func theURLDecidedIsTheURLLoggedIsTheRequestTargetSent() throws {
         let server = try LoopbackHTTPServer(routes: [:])
         defer { server.stop() }

@@ -3,14 +3,18 @@
 /// Swift's `==` on strings is canonical equivalence, so `café` with a precomposed `é` and with `e` + U+0301 would be
 /// one key, while the kernel, SQLite and the policy engine see two different names: a use of one file must not count
 /// as a use of the other, and a statement compiled for one SQL text must not run for the other.
-struct ExactText: Hashable, Sendable {
-    let text: String
+package struct ExactText: Hashable, Sendable {
+    /// The text.
+    package let text: String
 
-    init(_ text: String) { self.text = text }
+    /// Wraps `text`.
+    package init(_ text: String) { self.text = text }
 
-    static func == (lhs: ExactText, rhs: ExactText) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+    /// Equal when the UTF-8 bytes are.
+    package static func == (lhs: ExactText, rhs: ExactText) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
 
-    func hash(into hasher: inout Hasher) {
+    /// Hashes the UTF-8 bytes.
+    package func hash(into hasher: inout Hasher) {
         var text = text
         text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
