@@ -1,5 +1,6 @@
 package import PeonPolicy
 import Foundation
+import PeonInterface
 import PeonSystem
 import Synchronization
 
@@ -206,13 +207,19 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule
-    /// and where it was written (formatted on each evaluation; a snapshot keeps its verdicts, reasons included).
-    private static func reason(_ verb: StaticString, _ decision: PolicyDecision) -> String? {
-        guard let citation = decision.rule?.citation else { return nil }
+    /// and where it was written, built in one reserved string (every call's entry carries one).
+    private static func reason(_ verb: StaticString, _ rule: PolicyRule) -> String {
+        let text = rule.description
+        let line = String(rule.line)
         var reason = ""
-        reason.reserveCapacity(verb.utf8CodeUnitCount + citation.utf8.count)
+        reason.reserveCapacity(verb.utf8CodeUnitCount + text.utf8.count + rule.source.utf8.count + line.utf8.count + 4)
         reason += verb.description
-        reason += citation
+        reason += text
+        reason += " ("
+        reason += rule.source
+        reason += ":"
+        reason += line
+        reason += ")"
         return reason
     }
 
@@ -244,11 +251,11 @@ public struct PolicySnapshot: Sendable {
         do {
             let decision = try enforcer.enforce(values)
             guard decision.isAllowed else {
-                let reason = Self.reason("denied by ", decision)
+                let reason = decision.rule.map { Self.reason("denied by ", $0) }
                     ?? "no policy line allows \(request.action) on \(request.object)"
                 return PolicyVerdict(isAllowed: false, reason: reason, rule: decision.rule?.values, version: version)
             }
-            let reason = Self.reason("allowed by ", decision) ?? "allowed by the policy effect"
+            let reason = decision.rule.map { Self.reason("allowed by ", $0) } ?? "allowed by the policy effect"
             return PolicyVerdict(isAllowed: true, reason: reason, rule: decision.rule?.values, version: version)
         } catch {
             return PolicyVerdict(isAllowed: false, reason: "policy evaluation failed: \(error.description)",
@@ -273,26 +280,21 @@ final class VerdictCache: Sendable {
 
     private let entries = SleepingLock<[Key: PolicyVerdict]>([:])
 
-    /// A request by its exact bytes. Not `PolicyRequest` itself: Swift compares strings by canonical equivalence,
-    /// so `é` and `e` + U+0301 would be one key, while the engine compares Unicode scalars exactly and two such
-    /// paths are two files. A key must never be shared by two requests the engine could answer differently.
+    /// A request by its fields' exact bytes (``ExactText``), not `PolicyRequest` itself: Swift compares strings by
+    /// canonical equivalence, so `é` and `e` + U+0301 would be one key, while the engine compares Unicode scalars
+    /// exactly and two such paths are two files. A key must never be shared by two requests the engine could
+    /// answer differently.
     struct Key: Hashable {
-        let bytes: [UInt8]
+        let subject: ExactText
+        let object: ExactText
+        let action: ExactText
+        let arguments: ExactText
 
-        /// The four fields, each preceded by its length, so no two requests share a key.
         init(_ request: PolicyRequest) {
-            var bytes: [UInt8] = []
-            bytes.reserveCapacity(request.subject.utf8.count + request.object.utf8.count + request.action.utf8.count
-                + request.arguments.utf8.count + 32)
-            for field in [request.subject, request.object, request.action, request.arguments] {
-                withUnsafeBytes(of: UInt64(field.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
-                bytes.append(contentsOf: field.utf8)
-            }
-            self.bytes = bytes
-        }
-
-        func hash(into hasher: inout Hasher) {
-            bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+            subject = ExactText(request.subject)
+            object = ExactText(request.object)
+            action = ExactText(request.action)
+            arguments = ExactText(request.arguments)
         }
     }
 

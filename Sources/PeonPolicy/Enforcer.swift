@@ -61,19 +61,6 @@ public struct PolicyRule: Sendable, Hashable, CustomStringConvertible {
 
     /// Where the rule was written: `policy.csv:3`.
     public var location: String { "\(source):\(line)" }
-
-    /// The rule and where it was written: `p, alice, data1, read (policy.csv:3)`.
-    public var citation: String {
-        let line = String(self.line)
-        var text = description
-        text.reserveCapacity(text.utf8.count + source.utf8.count + line.utf8.count + 3)
-        text += " ("
-        text += source
-        text += ":"
-        text += line
-        text += ")"
-        return text
-    }
 }
 
 /// The answer to one request.
@@ -459,11 +446,6 @@ private final class Snapshot: Sendable {
         return PolicyRule(section: line.key, values: line.values, source: line.source, line: line.line)
     }
 
-    /// The decision row `row` makes.
-    private func decision(_ isAllowed: Bool, _ row: Int) -> PolicyDecision {
-        PolicyDecision(isAllowed: isAllowed, rule: rule(row))
-    }
-
     func enforce(_ request: [PolicyValue]) throws(PolicyError) -> PolicyDecision {
         guard request.count == requestFields.count else {
             throw PolicyError(
@@ -493,12 +475,12 @@ private final class Snapshot: Sendable {
             }
             switch effect {
             case .allowOverride:
-                if isAllow { return decision(true, row) }
+                if isAllow { return PolicyDecision(isAllowed: true, rule: rule(row)) }
             case .denyOverride, .allowAndDeny:
-                if isDeny { return decision(false, row) }
+                if isDeny { return PolicyDecision(isAllowed: false, rule: rule(row)) }
                 if isAllow, firstAllow == nil { firstAllow = row }
             case .priority, .subjectPriority:
-                if isAllow || isDeny { return decision(isAllow, row) }
+                if isAllow || isDeny { return PolicyDecision(isAllowed: isAllow, rule: rule(row)) }
             }
             return nil
         }
@@ -509,8 +491,8 @@ private final class Snapshot: Sendable {
         }
         switch effect {
         case .allowOverride, .priority, .subjectPriority: return PolicyDecision(isAllowed: false, rule: nil)
-        case .denyOverride: return firstAllow.map { decision(true, $0) } ?? PolicyDecision(isAllowed: true, rule: nil)
-        case .allowAndDeny: return firstAllow.map { decision(true, $0) } ?? PolicyDecision(isAllowed: false, rule: nil)
+        case .denyOverride: return PolicyDecision(isAllowed: true, rule: firstAllow.map(rule))
+        case .allowAndDeny: return PolicyDecision(isAllowed: firstAllow != nil, rule: firstAllow.map(rule))
         }
     }
 }
