@@ -375,13 +375,17 @@ extension AuditRecord {
         return String(decoding: bytes[..<cut], as: UTF8.self) + "…[sha256:\(digest) len:\(count)]"
     }
 
-    /// This record with every field and detail value bounded by ``boundedValue(_:)``.
-    public func bounded() -> AuditRecord {
+    /// Whether some field or detail is longer than ``maxFieldBytes`` (so ``bounded()`` changes it).
+    var exceedsBounds: Bool {
         func isLarge(_ text: String) -> Bool { text.utf8.count > Self.maxFieldBytes }
-        let large = isLarge(run) || isLarge(module) || isLarge(moduleSHA256) || isLarge(call) || isLarge(resource)
+        return isLarge(run) || isLarge(module) || isLarge(moduleSHA256) || isLarge(call) || isLarge(resource)
             || isLarge(reason) || isLarge(policy) || (outcome.map(isLarge) ?? false)
             || details.contains { isLarge($0.key) || isLarge($0.value) }
-        guard large else { return self }
+    }
+
+    /// This record with every field and detail value bounded by ``boundedValue(_:)``.
+    public func bounded() -> AuditRecord {
+        guard exceedsBounds else { return self }
         var copy = self
         copy.run = Self.boundedValue(run)
         copy.module = Self.boundedValue(module)

@@ -148,6 +148,15 @@ public final class AuditLog: Sendable {
     private let backgroundSyncs = Atomic<Int>(0)
     /// Ends leases on the file lock (its own queue, so a slow fsync or checkpoint never delays another process).
     private let leaseTimer = DispatchQueue(label: "peon-wasm.audit-lease")
+    /// When this process last appended and when it took its lease, in nanoseconds after ``clockBase``: copies of
+    /// `Writer.lastUse` and `Writer.leaseTaken` that the lease timer reads without the writer lock. While appends keep
+    /// coming, it only re-arms; it takes the lock (and so never wakes or blocks an appending thread) only when a
+    /// lease may have run out. The values under the lock stay the ones that decide.
+    private let lastUseNanos = Atomic<Int64>(0)
+    private let leaseTakenNanos = Atomic<Int64>(0)
+    private let clockBase = ContinuousClock.now
+    /// Counts the leases taken: a timer belongs to one lease and stops once another replaced it.
+    private let leaseGeneration = Atomic<UInt64>(0)
 
     /// Both locks sleep rather than spin and hand over (``SleepingLock``): many threads append at once.
     private let queue: SleepingLock<Queue>
@@ -309,7 +318,8 @@ public final class AuditLog: Sendable {
         // Everything that depends on the record alone is serialized before any lock; under the file lock, only what
         // the order decides: seq, time, prev, and the hashes that chain this line to the next.
         // Oversized values are recorded by prefix, SHA-256 and length: every decision gets its entry.
-        let fields = AuditEntry.serializedFields(of: record.bounded())
+        // (Bounded only when it must be: a copy of the record costs a retain and release per field.)
+        let fields = AuditEntry.serializedFields(of: record.exceedsBounds ? record.bounded() : record)
         let lineBytes = fields.count + Self.framingBytes
         guard lineBytes <= Self.maxLineBytes else {
             throw AuditError(.invalidArgument, "an audit entry of \(lineBytes) bytes exceeds \(Self.maxLineBytes); record payloads by hash")
@@ -439,6 +449,7 @@ public final class AuditLog: Sendable {
     private func lockFile(_ w: inout Writer, lease: Bool = true) throws(AuditError) -> [UInt8]? {
         let now = ContinuousClock.now
         w.lastUse = now
+        lastUseNanos.store(nanoseconds(since: clockBase, at: now), ordering: .relaxed)
         if w.leased { return nil }
         try FileIO.flockWaiting(fd, LOCK_EX, path: path)
         do throws(AuditError) {
@@ -446,7 +457,9 @@ public final class AuditLog: Sendable {
             if lease && sync == .batch && now >= w.noLeaseBefore {
                 w.leased = true
                 w.leaseTaken = now
-                scheduleLeaseCheck(after: Self.leaseIdle)
+                leaseTakenNanos.store(nanoseconds(since: clockBase, at: now), ordering: .relaxed)
+                let generation = leaseGeneration.add(1, ordering: .relaxed).newValue
+                scheduleLeaseCheck(of: generation, after: Self.leaseIdle)
             }
             return cut
         } catch {
@@ -457,11 +470,21 @@ public final class AuditLog: Sendable {
 
     /// Ends the lease when it has been idle for ``leaseIdle`` or held for ``leaseLimit``: writes the buffer and
     /// releases the lock. A write failure stops the log like any other.
-    private func scheduleLeaseCheck(after delay: Duration) {
-        let nanoseconds = max(1, Int(delay.components.seconds) * 1_000_000_000 + Int(delay.components.attoseconds / 1_000_000_000))
-        leaseTimer.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+    private func scheduleLeaseCheck(of generation: UInt64, after delay: Duration) {
+        let delayNanoseconds = max(1, Int(clamping: nanoseconds(of: delay)))
+        leaseTimer.asyncAfter(deadline: .now() + .nanoseconds(delayNanoseconds)) { [self] in
+            // Without the lock first: an appender that used the lease since the last check pushed its end back.
+            guard leaseGeneration.load(ordering: .relaxed) == generation else { return }
+            let now = nanoseconds(since: clockBase, at: ContinuousClock.now)
+            let idleLeft = nanoseconds(of: Self.leaseIdle) - (now - lastUseNanos.load(ordering: .relaxed))
+            let holdLeft = nanoseconds(of: Self.leaseLimit) - (now - leaseTakenNanos.load(ordering: .relaxed))
+            if idleLeft > 0 && holdLeft > 0 {
+                scheduleLeaseCheck(of: generation, after: .nanoseconds(min(idleLeft, holdLeft)))
+                return
+            }
             let again = writer.withLock { w -> Duration? in
-                guard w.leased, !w.fileClosed else { return nil }
+                // The generation only changes under this lock, so this check is exact.
+                guard w.leased, !w.fileClosed, leaseGeneration.load(ordering: .relaxed) == generation else { return nil }
                 let now = ContinuousClock.now
                 let idleLeft = Self.leaseIdle - (now - w.lastUse)
                 let holdLeft = Self.leaseLimit - (now - w.leaseTaken)
@@ -474,7 +497,7 @@ public final class AuditLog: Sendable {
                 }
                 return nil
             }
-            if let again { scheduleLeaseCheck(after: again) }
+            if let again { scheduleLeaseCheck(of: generation, after: again) }
         }
     }
 
@@ -695,3 +718,17 @@ public final class AuditLog: Sendable {
 private func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
 private func posixClose(_ fd: Int32) { _ = close(fd) }
 private func posixFsync(_ fd: Int32) -> Int32 { fsync(fd) }
+
+/// `duration` in whole nanoseconds, saturating (a lease's durations are milliseconds).
+private func nanoseconds(of duration: Duration) -> Int64 {
+    let (seconds, attoseconds) = duration.components
+    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    if overflow { return seconds < 0 ? .min : .max }
+    let (sum, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
+    return overflowAgain ? (whole < 0 ? .min : .max) : sum
+}
+
+/// The nanoseconds from `base` to `instant` on the continuous clock.
+private func nanoseconds(since base: ContinuousClock.Instant, at instant: ContinuousClock.Instant) -> Int64 {
+    nanoseconds(of: instant - base)
+}
