@@ -36,6 +36,31 @@ package enum Resource: Sendable, Hashable, CustomStringConvertible {
         case .table(let name, let table): "db:" + name.description + "/" + table
         }
     }
+
+    /// Equal when they name the same thing byte for byte: a table name is compared by its UTF-8 bytes
+    /// (``ExactText``), as SQLite and the policy engine compare it, never by canonical equivalence.
+    package static func == (lhs: Resource, rhs: Resource) -> Bool {
+        switch (lhs, rhs) {
+        case (.file(let left), .file(let right)): left == right
+        case (.url(let left), .url(let right)): left == right
+        case (.program(let left), .program(let right)): left == right
+        case (.database(let left), .database(let right)): left == right
+        case (.table(let left, let leftTable), .table(let right, let rightTable)):
+            left == right && ExactText(leftTable) == ExactText(rightTable)
+        default: false
+        }
+    }
+
+    /// Hashes what ``==`` compares.
+    package func hash(into hasher: inout Hasher) {
+        switch self {
+        case .file(let path): hasher.combine(0); hasher.combine(path)
+        case .url(let url): hasher.combine(1); hasher.combine(url)
+        case .program(let program): hasher.combine(2); hasher.combine(program)
+        case .database(let name): hasher.combine(3); hasher.combine(name)
+        case .table(let name, let table): hasher.combine(4); hasher.combine(name); hasher.combine(ExactText(table))
+        }
+    }
 }
 
 /// An absolute, lexically normalized path: `/`, then names separated by single `/`, with no `.` or

@@ -53,6 +53,11 @@ import Testing
         #expect(Resource.file(composed) != Resource.file(decomposed))
         #expect(Set([composed, decomposed]).count == 2)
         #expect(composed == (try GuestPath(parsing: "/data/./caf\u{E9}", relativeTo: nil)))
+        let database = try DatabaseName(parsing: "sales")
+        #expect(Resource.table(database, "caf\u{E9}") != Resource.table(database, "cafe\u{301}"))
+        #expect(Set([Resource.table(database, "caf\u{E9}"), .table(database, "cafe\u{301}")]).count == 2)
+        #expect(Resource.table(database, "caf\u{E9}") == Resource.table(database, "caf\u{E9}"))
+        #expect(Resource.table(database, "t") != Resource.database(database))
     }
 
     @Test func theURLDecidedIsTheURLLoggedIsTheRequestTargetSent() throws {
