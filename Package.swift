@@ -231,7 +231,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonMediatorTests",
-            dependencies: ["PeonMediator", "PeonInterface", "PeonAudit", "PeonPolicy", "CSQLite", "PeonTestSupport"],
+            dependencies: ["PeonMediator", "PeonInterface", "PeonAudit", "PeonPolicy", "CSQLite", "CPeonSupport", "PeonTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonRuntimeTests",

@@ -300,6 +300,18 @@ int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long si
     return fsetxattr(fd, name, value, (size_t)size, flags);
 }
 
+long peon_listxattr(const char *path, char *list, unsigned long size) {
+    return (long)listxattr(path, list, (size_t)size);
+}
+
+long peon_getxattr(const char *path, const char *name, void *value, unsigned long size) {
+    return (long)getxattr(path, name, value, (size_t)size);
+}
+
+int peon_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags) {
+    return setxattr(path, name, value, (size_t)size, flags);
+}
+
 int peon_open_beneath_no_links(int dirfd, const char *path, int flags) {
 #if defined(__linux__) && defined(SYS_openat2)
     struct open_how how;

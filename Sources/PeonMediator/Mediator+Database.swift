@@ -65,8 +65,24 @@ extension Mediator {
             // SQLite reports a statement's tables in no fixed order: `INSERT INTO t SELECT ... FROM hr` may
             // decide the insert before the read that labels the data. Check every write again now.
             try recheckFlow(ticket)
+            // Labels travel with the database (``DatabaseLabels``): a write by a run holding labels records
+            // them first, and a query brings those already recorded, as a read of a labelled file does.
+            var labelDetails: [String: String] = [:]
+            if sideEffect {
+                let held = heldLabels(ticket.flow).keys.sorted()
+                if !held.isEmpty && !statement.isReadOnly {
+                    try statement.labelDatabase(held, call: call)
+                    labelDetails["database_labels_added"] = held.joined(separator: ",")
+                }
+            } else {
+                let labels = try statement.databaseLabels()
+                if !labels.isEmpty {
+                    ticket.flow.bring(labels, seq: ticket.decisionSeq)
+                    labelDetails["database_labels"] = labels.joined(separator: ",")
+                }
+            }
             let (value, details) = try body(statement)
-            var outcome = details
+            var outcome = details.merging(labelDetails) { own, _ in own }
             outcome["accesses"] = statement.accesses.map { "db.\($0.operation.rawValue) \($0.table)" }.joined(separator: "; ")
             return (value, outcome)
         }

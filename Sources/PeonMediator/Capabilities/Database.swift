@@ -5,6 +5,12 @@
 // views and triggers); the authorizer maps each call to a `DatabaseAccess` and asks the mediator.
 // Whatever the mediator does not allow, and whatever has no mapping, makes the prepare fail.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CPeonSupport
 import CSQLite
 import PeonInterface
 import PeonSystem
@@ -142,7 +148,9 @@ final class DatabaseCapability: Sendable {
         if let connection = idle.withLock({ $0[database]?.popLast() }) { return connection }
         let context = AuthorizerContext(authorize: { _ in false })
         let handle = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
-        return DatabaseConnection(database: database, handle: handle, context: context)
+        // The file SQLite opened (absolute, links resolved): where the database's labels live.
+        let file = sqlite3_db_filename(handle, "main").map { String(cString: $0) } ?? ""
+        return DatabaseConnection(database: database, handle: handle, context: context, file: file.isEmpty ? path : file)
     }
 
     /// Gives a connection back once its statement is done: it forgets the call's `authorize` (which holds
@@ -318,15 +326,18 @@ final class DatabaseConnection: @unchecked Sendable {
     let handle: OpaquePointer
     /// The authorizer's state, reached by SQLite's callbacks for this connection.
     let context: AuthorizerContext
+    /// The database file SQLite opened, which carries the database's labels (``DatabaseLabels``).
+    let file: String
     /// Compiled statements by SQL text (byte for byte: two texts Swift calls equal may name different tables), and
     /// the order they were compiled in (oldest first).
     private(set) var statements: [ExactText: CachedStatement] = [:]
     private var order: [ExactText] = []
 
-    init(database: String, handle: OpaquePointer, context: AuthorizerContext) {
+    init(database: String, handle: OpaquePointer, context: AuthorizerContext, file: String) {
         self.database = database
         self.handle = handle
         self.context = context
+        self.file = file
     }
 
     /// Keeps `statement` for later calls, dropping the oldest when the cache is full.
@@ -399,6 +410,17 @@ final class PreparedStatement {
     var isReadOnly: Bool { sqlite3_stmt_readonly(statement) != 0 }
     /// How many parameters (`?`, `?NNN`, `:name`) the statement takes.
     var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
+
+    /// The information-flow labels the database carries (``DatabaseLabels``), sorted.
+    func databaseLabels() throws(HostError) -> [String] {
+        try DatabaseLabels.read(file: lease.file, database: lease.database)
+    }
+
+    /// Records `labels` on the database, before the statement runs: a write by a labelled run labels the
+    /// database first, so its data is never there unlabelled. `call` names the refused call in an error.
+    func labelDatabase(_ labels: [String], call: String) throws(HostError) {
+        try DatabaseLabels.add(labels, file: lease.file, database: lease.database, call: call)
+    }
 
     private let capability: DatabaseCapability
     private let lease: DatabaseConnection
@@ -835,5 +857,90 @@ extension Duration {
         let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
         if overflow { return seconds < 0 ? Int.min : Int.max }
         return Int(clamping: product + attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+/// The information-flow labels a database carries across runs: one extended attribute per label on the
+/// database file, `user.peon.label.NAME`, added before a statement of a run holding labels writes to it, and
+/// acquired by every later query of it, whatever that query's own grant says.
+///
+/// - The whole database, not its rows: SQLite keeps nothing per row that we could trust, so a database is
+///   labelled by everything labelled that was ever written to it (it errs towards labelling).
+/// - One attribute per label: two runs labelling one database at once each add their own, and neither can
+///   lose the other's (one attribute holding a list would need a read-modify-write). Adding one that exists
+///   changes nothing.
+/// - By path, not by a descriptor of our own: SQLite holds the file with POSIX locks, which the close of any
+///   other descriptor of this process on that file would drop. The path is the one SQLite opened, from the
+///   operator's `--db NAME=PATH`, never from a guest.
+/// - The file's `user.peon.labels` (``FileLabels``, e.g. a database file written through `fs`) counts too.
+/// - A file system without user attributes cannot hold labels: a labelled write fails closed with `io`, and a
+///   read finds none (nothing labelled can have been written there). A damaged attribute fails the query.
+enum DatabaseLabels {
+    /// The prefix of the per-label attributes.
+    static let prefix = "user.peon.label."
+    /// The most attribute-name bytes read (more is damage).
+    static let maxListBytes = 16 * 1024
+
+    /// The labels on the database file at `file`, sorted.
+    static func read(file: String, database: String) throws(HostError) -> [String] {
+        let listed = withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxListBytes) { buffer -> Result<[String], HostError> in
+            let count = Int(peon_listxattr(file, buffer.baseAddress, UInt(buffer.count)))
+            if count < 0 {
+                let code = currentErrno
+                if code == ENOTSUP || code == EOPNOTSUPP { return .success([]) }
+                if code == ERANGE {
+                    return .failure(HostError(.io, "database '\(database)': its information-flow label attributes are damaged (too many)"))
+                }
+                return .failure(HostError(.io, "database '\(database)': its information-flow labels cannot be read (\(errnoText(code).lowercased()))"))
+            }
+            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: min(count, buffer.count))
+            return .success(bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+        }
+        var labels = Set<String>()
+        for name in try listed.get() {
+            if name.hasPrefix(prefix) {
+                let label = String(name.dropFirst(prefix.count))
+                guard isIdentifier(label) else {
+                    throw HostError(.io, "database '\(database)': an information-flow label attribute is damaged")
+                }
+                labels.insert(label)
+            } else if name == FileLabels.attribute {
+                labels.formUnion(try fileAttribute(file: file, database: database))
+            }
+        }
+        return labels.sorted()
+    }
+
+    /// Adds `labels` to the database file at `file` (those it lacks); `io` when the file system cannot
+    /// record one, and then the statement does not run.
+    static func add(_ labels: [String], file: String, database: String, call: String) throws(HostError) {
+        let present = Set(try read(file: file, database: database))
+        for label in labels where !present.contains(label) {
+            let value: [UInt8] = [0x31]
+            let result = value.withUnsafeBytes { raw in peon_setxattr(file, prefix + label, raw.baseAddress, UInt(raw.count), 0) }
+            if result != 0 {
+                let code = currentErrno
+                throw HostError(.io, "\(call) on database '\(database)': the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
+            }
+        }
+    }
+
+    /// The labels in the file's `user.peon.labels` attribute.
+    private static func fileAttribute(file: String, database: String) throws(HostError) -> [String] {
+        let capacity = FileLabels.maxBytes + 1
+        let (count, code, value) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer in
+            let count = Int(peon_getxattr(file, FileLabels.attribute, buffer.baseAddress, UInt(buffer.count)))
+            if count < 0 { return (count, currentErrno, "") }
+            return (count, Int32(0), String(decoding: buffer[..<min(count, buffer.count)], as: UTF8.self))
+        }
+        if count < 0 {
+            // Removed between the listing and now: nothing to read.
+            if code == ENODATA { return [] }
+            throw HostError(.io, "database '\(database)': its information-flow labels cannot be read (\(errnoText(code).lowercased()))")
+        }
+        guard count <= FileLabels.maxBytes, let names = FileLabels.names(in: value) else {
+            throw HostError(.io, "database '\(database)': its information-flow label attribute is damaged")
+        }
+        return names
     }
 }

@@ -647,12 +647,17 @@ enum FileLabels {
         guard count <= maxBytes else {
             throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged (too long)")
         }
-        let text = value
-        if text.isEmpty { return [] }
-        let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-        guard names.allSatisfy(isIdentifier) else {
+        guard let names = names(in: value) else {
             throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged")
         }
+        return names
+    }
+
+    /// The label names of an attribute value (`hr,pii`), sorted and without repeats; `nil` when it is damaged.
+    static func names(in text: String) -> [String]? {
+        if text.isEmpty { return [] }
+        let names = text.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard names.allSatisfy(isIdentifier) else { return nil }
         return Array(Set(names)).sorted()
     }
 

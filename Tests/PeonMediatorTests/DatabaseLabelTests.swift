@@ -1,0 +1,146 @@
+import CPeonSupport
+import CSQLite
+import Foundation
+import PeonAudit
+import PeonInterface
+@testable import PeonMediator
+import Testing
+
+/// Threat: labelled data laundered through a database. Agent A, holding `hr`, may write a shared table (its
+/// grant clears `hr`); agent B reads that table under a grant that labels nothing and posts what it read.
+/// The database carries the labels of what was written to it, as a file does.
+@Suite struct DatabaseLabelTests {
+    /// A database with one table `notes(text)`, and the path to it.
+    static func database(in scratch: Scratch) throws -> String {
+        let path = scratch.path + "/shared.db"
+        var handle: OpaquePointer?
+        guard sqlite3_open(path, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
+        let created = sqlite3_exec(handle, "CREATE TABLE notes(text TEXT)", nil, nil, nil)
+        sqlite3_close(handle)
+        guard created == SQLITE_OK else { throw HostError(.io, "fixture") }
+        return path
+    }
+
+    /// Agent A: reads the HR folder (labelled `hr`) and may insert into `notes` (cleared for `hr`).
+    static func writer(hr: String, scratch: Scratch, database: String) throws -> Harness {
+        try Harness(grants: """
+            module = "reader"
+
+            [[fs]]
+            paths = ["\(hr)/**"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[db]]
+            database = "shared"
+            tables = ["notes"]
+            allow = ["insert"]
+            clearance = ["hr"]
+            """, scratch: scratch, databases: ["shared": database])
+    }
+
+    /// Agent B: reads `notes` under a grant that labels nothing, and may post.
+    static func poster(scratch: Scratch, database: String, sender: RecordingSender) throws -> Harness {
+        try Harness(grants: """
+            module = "poster"
+
+            [[db]]
+            database = "shared"
+            tables = ["notes"]
+            allow = ["read", "insert"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, scratch: scratch, databases: ["shared": database], http: sender)
+    }
+
+    @Test func labelsRelayThroughADatabaseToASecondAgent() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let agentA = try Self.writer(hr: hr.path, scratch: shared, database: database)
+        let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == [], "nothing labelled was written yet")
+        _ = try agentA.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES (?)",
+                                        parameters: [.text(String(decoding: data, as: UTF8.self))])
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
+        let insert = try #require(try agentA.entries().map(\.record).first { $0.call == "db.execute" && $0.outcome == "ok" })
+        #expect(insert.details["database_labels_added"] == "hr")
+
+        let sender = RecordingSender()
+        let agentB = try Self.poster(scratch: try Scratch(), database: database, sender: sender)
+        #expect(LabelFlowTests.post(agentB) == nil, "unlabelled, agent B may post")
+        let rows = try agentB.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+        #expect(rows.rows.count == 1)
+        // (Through a local: a failed #require would reflect the harness, whose audit log Swift Testing cannot show.)
+        let refused = LabelFlowTests.post(agentB)
+        let error = try #require(refused)
+        #expect(error.code == .denied)
+        #expect(error.message.contains("hr (read at audit seq"), "\(error.message)")
+        #expect(sender.sent.count == 1, "the refused POST never reached the transport")
+        let query = try #require(try agentB.entries().map(\.record).first { $0.call == "db.query" && $0.outcome == "ok" })
+        #expect(query.details["database_labels"] == "hr")
+        #expect(query.details["labels_acquired"] == "hr")
+    }
+
+    @Test func anUnlabelledRunWritesWithoutLabellingAndAFailedQueryBringsNothing() throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let sender = RecordingSender()
+        let agent = try Self.poster(scratch: shared, database: database, sender: sender)
+        _ = try agent.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES ('hello')", parameters: [])
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == [])
+        _ = try agent.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+        #expect(LabelFlowTests.post(agent) == nil)
+
+        // Labelled now (by another run); a query that fails before any row reaches the guest brings nothing.
+        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
+        let failed = agent.error { () throws(HostError) in
+            _ = try agent.mediator.query(database: "shared", sql: "SELECT text FROM notes WHERE text = ?", parameters: [])
+        }
+        #expect(failed?.code == .invalidArgument)
+        #expect(LabelFlowTests.post(agent) == nil, "the failed query brought no label")
+    }
+
+    @Test func runsLabellingOneDatabaseAtOnceLoseNoLabel() throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let labels = (0..<16).map { "label\($0)" }
+        DispatchQueue.concurrentPerform(iterations: labels.count) { index in
+            for _ in 0..<20 {
+                _ = try? DatabaseLabels.add([labels[index]], file: database, database: "shared", call: "db.execute")
+            }
+        }
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == labels.sorted())
+    }
+
+    @Test func aDamagedLabelAttributeFailsTheQueryClosed() throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let agent = try Self.poster(scratch: shared, database: database, sender: RecordingSender())
+        let one: [UInt8] = [0x31]
+        let set = one.withUnsafeBytes { raw in
+            peon_setxattr(database, DatabaseLabels.prefix + "not a label", raw.baseAddress, UInt(raw.count), 0)
+        }
+        try #require(set == 0)
+        let error = agent.error { () throws(HostError) in
+            _ = try agent.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+        }
+        #expect(error?.code == .io, "\(String(describing: error))")
+    }
+
+    @Test func theFileAttributeOfADatabaseFileCountsToo() throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let fd = open(database, O_RDWR | O_CLOEXEC)
+        try #require(fd >= 0)
+        try FileLabels.write(["pii"], to: fd, database, "write")
+        close(fd)
+        let sender = RecordingSender()
+        let agent = try Self.poster(scratch: shared, database: database, sender: sender)
+        _ = try agent.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+        #expect(LabelFlowTests.post(agent)?.code == .denied)
+    }
+}
