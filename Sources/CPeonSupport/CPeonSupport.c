@@ -300,6 +300,10 @@ int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long si
     return fsetxattr(fd, name, value, (size_t)size, flags);
 }
 
+long peon_flistxattr(int fd, char *list, unsigned long size) {
+    return (long)flistxattr(fd, list, (size_t)size);
+}
+
 long peon_listxattr(const char *path, char *list, unsigned long size) {
     return (long)listxattr(path, list, (size_t)size);
 }

@@ -175,6 +175,32 @@ import Testing
         #expect(Self.fileLabels(shared.path + "/renamed.txt") == "hr")
     }
 
+    @Test func runsAppendingToOneFileAtOnceLoseNoLabel() throws {
+        // Each append adds its labels as attributes of their own: no run rewrites another's.
+        let scratch = try Scratch()
+        let capability = FileSystemCapability()
+        let labels = (0..<8).map { "label\($0)" }
+        var lost: [String] = []
+        for file in 0..<100 {
+            let path = try scratch.file("shared\(file).log", "")
+            let guestPath = try GuestPath(parsing: path, relativeTo: nil)
+            // Eight runs append once each, all at the same moment.
+            DispatchQueue.concurrentPerform(iterations: labels.count) { index in
+                _ = try? capability.append(guestPath, data: Array("\(index)\n".utf8), labels: [labels[index]],
+                                           authorize: { _ in true })
+            }
+            let found = Self.fileLabels(path) ?? ""
+            if found != labels.joined(separator: ",") { lost.append("shared\(file).log: \(found)") }
+        }
+        #expect(lost.isEmpty, "labels lost: \(lost.prefix(3))")
+        let path = try scratch.file("shared.log", "")
+        let guestPath = try GuestPath(parsing: path, relativeTo: nil)
+        // A file written whole carries its list attribute; an append adds to it, and a read sees both.
+        try capability.write(guestPath, data: Array("new".utf8), labels: ["hr"], authorize: { _ in true })
+        try capability.append(guestPath, data: Array("more".utf8), labels: ["pii"], authorize: { _ in true })
+        #expect(Self.fileLabels(path) == "hr,pii")
+    }
+
     @Test func aDamagedLabelAttributeFailsTheReadClosed() throws {
         let shared = try Scratch()
         let path = try shared.file("note.txt", "x")

@@ -26,6 +26,8 @@ int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long si
 /// `listxattr`, `getxattr` and `setxattr` by path (for a database file, which SQLite holds open: a descriptor of
 /// our own on it, once closed, would drop SQLite's POSIX locks).
 long peon_listxattr(const char *path, char *list, unsigned long size);
+/// `flistxattr` from <sys/xattr.h>.
+long peon_flistxattr(int fd, char *list, unsigned long size);
 long peon_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int peon_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags);
 

@@ -5,12 +5,6 @@
 // views and triggers); the authorizer maps each call to a `DatabaseAccess` and asks the mediator.
 // Whatever the mediator does not allow, and whatever has no mapping, makes the prepare fail.
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-import CPeonSupport
 import CSQLite
 import PeonInterface
 import PeonSystem
@@ -876,71 +870,14 @@ extension Duration {
 /// - A file system without user attributes cannot hold labels: a labelled write fails closed with `io`, and a
 ///   read finds none (nothing labelled can have been written there). A damaged attribute fails the query.
 enum DatabaseLabels {
-    /// The prefix of the per-label attributes.
-    static let prefix = "user.peon.label."
-    /// The most attribute-name bytes read (more is damage).
-    static let maxListBytes = 16 * 1024
-
     /// The labels on the database file at `file`, sorted.
     static func read(file: String, database: String) throws(HostError) -> [String] {
-        let listed = withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxListBytes) { buffer -> Result<[String], HostError> in
-            let count = Int(peon_listxattr(file, buffer.baseAddress, UInt(buffer.count)))
-            if count < 0 {
-                let code = currentErrno
-                if code == ENOTSUP || code == EOPNOTSUPP { return .success([]) }
-                if code == ERANGE {
-                    return .failure(HostError(.io, "database '\(database)': its information-flow label attributes are damaged (too many)"))
-                }
-                return .failure(HostError(.io, "database '\(database)': its information-flow labels cannot be read (\(errnoText(code).lowercased()))"))
-            }
-            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: min(count, buffer.count))
-            return .success(bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
-        }
-        var labels = Set<String>()
-        for name in try listed.get() {
-            if name.hasPrefix(prefix) {
-                let label = String(name.dropFirst(prefix.count))
-                guard isIdentifier(label) else {
-                    throw HostError(.io, "database '\(database)': an information-flow label attribute is damaged")
-                }
-                labels.insert(label)
-            } else if name == FileLabels.attribute {
-                labels.formUnion(try fileAttribute(file: file, database: database))
-            }
-        }
-        return labels.sorted()
+        try FileLabels.read(.path(file), what: "database '\(database)'")
     }
 
     /// Adds `labels` to the database file at `file` (those it lacks); `io` when the file system cannot
     /// record one, and then the statement does not run.
     static func add(_ labels: [String], file: String, database: String, call: String) throws(HostError) {
-        let present = Set(try read(file: file, database: database))
-        for label in labels where !present.contains(label) {
-            let value: [UInt8] = [0x31]
-            let result = value.withUnsafeBytes { raw in peon_setxattr(file, prefix + label, raw.baseAddress, UInt(raw.count), 0) }
-            if result != 0 {
-                let code = currentErrno
-                throw HostError(.io, "\(call) on database '\(database)': the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
-            }
-        }
-    }
-
-    /// The labels in the file's `user.peon.labels` attribute.
-    private static func fileAttribute(file: String, database: String) throws(HostError) -> [String] {
-        let capacity = FileLabels.maxBytes + 1
-        let (count, code, value) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer in
-            let count = Int(peon_getxattr(file, FileLabels.attribute, buffer.baseAddress, UInt(buffer.count)))
-            if count < 0 { return (count, currentErrno, "") }
-            return (count, Int32(0), String(decoding: buffer[..<min(count, buffer.count)], as: UTF8.self))
-        }
-        if count < 0 {
-            // Removed between the listing and now: nothing to read.
-            if code == ENODATA { return [] }
-            throw HostError(.io, "database '\(database)': its information-flow labels cannot be read (\(errnoText(code).lowercased()))")
-        }
-        guard count <= FileLabels.maxBytes, let names = FileLabels.names(in: value) else {
-            throw HostError(.io, "database '\(database)': its information-flow label attribute is damaged")
-        }
-        return names
+        try FileLabels.add(labels, to: .path(file), what: "\(call) on database '\(database)'")
     }
 }

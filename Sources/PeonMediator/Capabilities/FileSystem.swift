@@ -41,7 +41,7 @@ import PeonSystem
 /// - `remove` removes the named entry itself (a file, a symbolic link, or an empty directory); it never
 ///   follows a final symbolic link.
 /// - Labels: a write or append by a run holding information-flow labels records them in the extended
-///   attribute `user.peon.labels` of the very descriptor it writes (the temporary file before its rename,
+///   attributes (``FileLabels``) of the very descriptor it writes (the temporary file before its rename,
 ///   the appended file itself); a read returns the labels of the descriptor it read. A file system that
 ///   cannot store the attribute makes a labelled write fail with `io` (never an unlabelled copy), and an
 ///   attribute that does not parse makes the read fail with `io`.
@@ -195,11 +195,7 @@ struct FileSystemCapability: Sendable {
             let file = Descriptor(fd)
             try Self.requireRegularSingleLink(file.raw, current, "append")
             try Self.dropExecutableBits(file.raw, current)
-            if !labels.isEmpty {
-                let existing = try FileLabels.read(file.raw, current)
-                let merged = Array(Set(existing).union(labels)).sorted()
-                if merged != existing { try FileLabels.write(merged, to: file.raw, current, "append") }
-            }
+            if !labels.isEmpty { try FileLabels.add(labels, to: .descriptor(file.raw), what: "append '\(current)'") }
             try Self.writeAll(file.raw, data, current, "append")
             return .done(())
         }
@@ -611,46 +607,127 @@ struct FileSystemCapability: Sendable {
 struct LabelledBytes: Sendable {
     /// The content.
     var bytes: [UInt8]
-    /// The labels of the extended attribute `user.peon.labels`, sorted; empty when it is absent.
+    /// The labels its extended attributes carry (``FileLabels``), sorted; empty when it has none.
     var labels: [String]
 }
 
-/// The information-flow labels a file carries, kept in its extended attribute `user.peon.labels` as
-/// comma-separated label names.
+/// The information-flow labels a file carries, kept in its extended attributes: `user.peon.labels`
+/// (comma-separated names, set on a new file's inode before its rename) and one `user.peon.label.NAME` per
+/// label added to an existing file (by `append`, or on a database, ``DatabaseLabels``). A file's labels are
+/// the union of both.
 ///
 /// Why an extended attribute: it belongs to the inode, so it travels with the data through renames
 /// (and `write`'s own temporary-file rename) and needs no store that could fall out of step with the
 /// files; it is read and written on the descriptor the capability already holds, so it is the labels
-/// of exactly the inode that was authorized. A write from outside peon-wasm changes the content but
-/// keeps the attribute, so a file that once carried labels keeps them. Copies made outside peon-wasm
-/// (`cp` without `--preserve=xattr`) and file systems without user attributes lose them; on such a file
-/// system a labelled write fails closed with `io`.
+/// of exactly the inode that was authorized. Why one attribute per added label: two runs appending to one
+/// file at once each add their own, and neither can lose the other's (rewriting one list would be a
+/// read-modify-write; adding one that exists changes nothing). A write from outside peon-wasm changes the
+/// content but keeps the attributes, so a file that once carried labels keeps them. Copies made outside
+/// peon-wasm (`cp` without `--preserve=xattr`) and file systems without user attributes lose them; on such
+/// a file system a labelled write fails closed with `io`.
 enum FileLabels {
-    /// The attribute's name.
+    /// The attribute holding a list of names.
     static let attribute = "user.peon.labels"
-    /// The largest attribute value read (larger is damage).
+    /// The prefix of the one-per-label attributes.
+    static let prefix = "user.peon.label."
+    /// The largest list attribute read (larger is damage).
     static let maxBytes = 4096
+    /// The most attribute-name bytes listed (more is damage).
+    static let maxListBytes = 16 * 1024
+
+    /// Which file: an open descriptor, or a path the operator gave (``DatabaseLabels``).
+    enum Target {
+        case descriptor(Int32)
+        case path(String)
+    }
 
     /// The labels on the open file `fd`: empty when it has none (or its file system keeps no attributes,
-    /// so nothing labelled can have been written there); `io` when the attribute is unreadable or damaged.
+    /// so nothing labelled can have been written there); `io` when an attribute is unreadable or damaged.
     static func read(_ fd: Int32, _ path: String) throws(HostError) -> [String] {
-        // Read into a stack buffer: most files carry no attribute, and then nothing is allocated.
+        try read(.descriptor(fd), what: "read '\(path)'")
+    }
+
+    /// The labels on `target`, sorted; `what` starts an error message (`read '/data/a.txt'`).
+    static func read(_ target: Target, what: String) throws(HostError) -> [String] {
+        // Listed into a stack buffer: most files carry no attribute, and then nothing is allocated.
+        let listed = withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxListBytes) { buffer -> (Int, Int32, [String]) in
+            let count: Int
+            switch target {
+            case .descriptor(let fd): count = Int(peon_flistxattr(fd, buffer.baseAddress, UInt(buffer.count)))
+            case .path(let path): count = Int(peon_listxattr(path, buffer.baseAddress, UInt(buffer.count)))
+            }
+            if count < 0 { return (count, currentErrno, []) }
+            if count == 0 { return (0, 0, []) }
+            let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: min(count, buffer.count))
+            return (count, 0, bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
+        }
+        if listed.0 < 0 {
+            let code = listed.1
+            if code == EOPNOTSUPP || code == ENOTSUP { return [] }
+            if code == ERANGE { throw HostError(.io, "\(what): the information-flow label attributes are damaged (too many)") }
+            throw HostError(.io, "\(what): the information-flow labels cannot be read (\(errnoText(code).lowercased()))")
+        }
+        var labels = Set<String>()
+        for name in listed.2 {
+            if name.hasPrefix(prefix) {
+                let label = String(name.dropFirst(prefix.count))
+                guard isIdentifier(label) else {
+                    throw HostError(.io, "\(what): an information-flow label attribute is damaged")
+                }
+                labels.insert(label)
+            } else if name == attribute {
+                labels.formUnion(try listAttribute(target, what: what))
+            }
+        }
+        return labels.sorted()
+    }
+
+    /// The names in `user.peon.labels` on `target`.
+    private static func listAttribute(_ target: Target, what: String) throws(HostError) -> [String] {
         let (count, code, value) = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: maxBytes + 1) { buffer in
-            let count = Int(peon_fgetxattr(fd, attribute, buffer.baseAddress, UInt(buffer.count)))
+            let count: Int
+            switch target {
+            case .descriptor(let fd): count = Int(peon_fgetxattr(fd, attribute, buffer.baseAddress, UInt(buffer.count)))
+            case .path(let path): count = Int(peon_getxattr(path, attribute, buffer.baseAddress, UInt(buffer.count)))
+            }
             if count < 0 { return (count, currentErrno, "") }
             return (count, Int32(0), String(decoding: buffer[..<min(count, maxBytes)], as: UTF8.self))
         }
         if count < 0 {
-            if code == ENODATA || code == EOPNOTSUPP || code == ENOTSUP { return [] }
-            throw HostError(.io, "read '\(path)': the file's information-flow labels cannot be read (\(errnoText(code).lowercased()))")
+            if code == ENODATA { return [] }  // removed since it was listed
+            throw HostError(.io, "\(what): the information-flow labels cannot be read (\(errnoText(code).lowercased()))")
         }
         guard count <= maxBytes else {
-            throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged (too long)")
+            throw HostError(.io, "\(what): the information-flow label attribute is damaged (too long)")
         }
         guard let names = names(in: value) else {
-            throw HostError(.io, "read '\(path)': the file's information-flow label attribute is damaged")
+            throw HostError(.io, "\(what): the information-flow label attribute is damaged")
         }
         return names
+    }
+
+    /// Adds `labels` to those `target` carries, one attribute for each it lacks: never a read-modify-write of
+    /// another run's labels. `io` when one cannot be recorded, and then nothing may be written.
+    static func add(_ labels: [String], to target: Target, what: String) throws(HostError) {
+        let present = Set(try read(target, what: what))
+        let value: [UInt8] = [0x31]
+        for label in labels where !present.contains(label) {
+            let name = prefix + label
+            let result = value.withUnsafeBytes { raw in
+                switch target {
+                case .descriptor(let fd): peon_fsetxattr(fd, name, raw.baseAddress, UInt(raw.count), 0)
+                case .path(let path): peon_setxattr(path, name, raw.baseAddress, UInt(raw.count), 0)
+                }
+            }
+            if result != 0 {
+                throw unrecorded(labels, what: what, errno: currentErrno)
+            }
+        }
+    }
+
+    /// A labelled write the file system cannot label.
+    static func unrecorded(_ labels: [String], what: String, errno code: Int32) -> HostError {
+        HostError(.io, "\(what): the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
     }
 
     /// The label names of an attribute value (`hr,pii`), sorted and without repeats; `nil` when it is damaged.
@@ -665,9 +742,6 @@ enum FileLabels {
     static func write(_ labels: [String], to fd: Int32, _ path: String, _ operation: String) throws(HostError) {
         let bytes = Array(labels.joined(separator: ",").utf8)
         let result = bytes.withUnsafeBytes { raw in peon_fsetxattr(fd, attribute, raw.baseAddress, UInt(raw.count), 0) }
-        if result != 0 {
-            let code = currentErrno
-            throw HostError(.io, "\(operation) '\(path)': the data carries information-flow labels (\(labels.joined(separator: ", "))) and the file system cannot record them (\(errnoText(code).lowercased())), so nothing is written")
-        }
+        if result != 0 { throw unrecorded(labels, what: "\(operation) '\(path)'", errno: currentErrno) }
     }
 }
