@@ -40,15 +40,21 @@ extension Mediator {
     /// `fs.read-dir` (policy action `fs.list`).
     package func readDirectory(path: String) throws(HostError) -> [String] {
         try fileCall("fs.read-dir", path, action: "fs.list", sideEffect: false, details: [:]) { (path, ticket, check) throws(HostError) in
-            let names = try fileSystem.readDirectory(path, authorize: check)
-            return (names, ["entries": String(names.count)])
+            let folder = try fileSystem.readDirectoryLabelled(path, authorize: check)
+            var outcome = ["entries": String(folder.names.count)]
+            if !folder.labels.isEmpty {
+                // A labelled run created or removed names here: the listing carries its labels.
+                ticket.flow.bring(folder.labels, seq: ticket.decisionSeq)
+                outcome["folder_labels"] = folder.labels.joined(separator: ",")
+            }
+            return (folder.names, outcome)
         }
     }
 
     /// `fs.remove`.
     package func remove(path: String) throws(HostError) {
         try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:], outgoing: []) { (path, ticket, check) throws(HostError) in
-            try fileSystem.remove(path, authorize: check)
+            try fileSystem.remove(path, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             return ((), [:])
         }
     }

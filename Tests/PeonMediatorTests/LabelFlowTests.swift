@@ -175,6 +175,62 @@ import Testing
         #expect(Self.fileLabels(shared.path + "/renamed.txt") == "hr")
     }
 
+    @Test func aFolderWhereALabelledRunCreatedOrRemovedANameCarriesItsLabels() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let shared = try Scratch()
+        _ = try shared.file("existing.txt", "old")
+        _ = try shared.file("old.txt", "old")
+        try FileManager.default.createDirectory(atPath: shared.path + "/rewritten", withIntermediateDirectories: true)
+        _ = try shared.file("rewritten/report.txt", "old")
+        try FileManager.default.createDirectory(atPath: shared.path + "/removed", withIntermediateDirectories: true)
+        _ = try shared.file("removed/x.txt", "old")
+        let agentA = try Harness(grants: """
+            module = "reader"
+
+            [[fs]]
+            paths = ["\(hr.path)/**"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["write", "append", "remove"]
+            clearance = ["hr"]
+            """)
+        // Replacing a file that exists changes no name: its folder stays unlabelled.
+        _ = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        try agentA.mediator.write(path: shared.path + "/rewritten/report.txt", data: Array("summary".utf8))
+        #expect(Self.fileLabels(shared.path + "/rewritten") == "")
+        #expect(Self.fileLabels(shared.path + "/rewritten/report.txt") == "hr")
+        // A new name spells data (here a salary): its folder takes the run's labels; so does a removal.
+        try agentA.mediator.write(path: shared.path + "/alice-120000.txt", data: [])
+        #expect(Self.fileLabels(shared.path) == "hr")
+        try agentA.mediator.remove(path: shared.path + "/removed/x.txt")
+        #expect(Self.fileLabels(shared.path + "/removed") == "hr")
+
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: """
+            module = "poster"
+
+            [[fs]]
+            paths = ["\(shared.path)", "\(shared.path)/**"]
+            allow = ["list"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, http: sender)
+        #expect(try agentB.mediator.readDirectory(path: shared.path + "/rewritten") == ["report.txt"])
+        #expect(Self.post(agentB) == nil, "an unlabelled folder's listing brings nothing")
+        #expect(try agentB.mediator.readDirectory(path: shared.path).contains("alice-120000.txt"))
+        let refused = Self.post(agentB, "alice-120000")
+        #expect(refused?.code == .denied, "the listing brought hr")
+        let listing = try #require(try agentB.entries().map(\.record).last { $0.call == "fs.read-dir" && $0.outcome == "ok" })
+        #expect(listing.details["folder_labels"] == "hr")
+        #expect(sender.sent.count == 1)
+    }
+
     @Test func runsAppendingToOneFileAtOnceLoseNoLabel() throws {
         // Each append adds its labels as attributes of their own: no run rewrites another's.
         let scratch = try Scratch()

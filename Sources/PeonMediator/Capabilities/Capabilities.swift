@@ -10,8 +10,8 @@ protocol FileSystemProvider: Sendable {
     func readLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> LabelledBytes
     func write(_ path: GuestPath, data: [UInt8], labels: [String], authorize: (GuestPath) -> Bool) throws(HostError)
     func append(_ path: GuestPath, data: [UInt8], labels: [String], authorize: (GuestPath) -> Bool) throws(HostError)
-    func readDirectory(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [String]
-    func remove(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError)
+    func readDirectoryLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> (names: [String], labels: [String])
+    func remove(_ path: GuestPath, labels: [String], authorize: (GuestPath) -> Bool) throws(HostError)
 }
 
 /// SQLite databases (`db`): ``DatabaseCapability``.

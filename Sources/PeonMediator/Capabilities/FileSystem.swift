@@ -42,7 +42,8 @@ import PeonSystem
 ///   follows a final symbolic link.
 /// - Labels: a write or append by a run holding information-flow labels records them in the extended
 ///   attributes (``FileLabels``) of the very descriptor it writes (the temporary file before its rename,
-///   the appended file itself); a read returns the labels of the descriptor it read. A file system that
+///   the appended file itself); a read returns the labels of the descriptor it read. A labelled run that
+///   creates or removes a name labels the folder first, and a folder's listing returns its labels. A file system that
 ///   cannot store the attribute makes a labelled write fail with `io` (never an unlabelled copy), and an
 ///   attribute that does not parse makes the read fail with `io`.
 /// - Sizes: a read above ``maxReadBytes`` and a write or append above ``maxWriteBytes`` are
@@ -153,6 +154,7 @@ struct FileSystemCapability: Sendable {
                 return .follow(target)
             case .missing:
                 existingMode = nil
+                try Self.labelFolder(directory, labels, current, "write")
             case .directory:
                 throw HostError(.invalidArgument, "write '\(current)': is a directory")
             case .other:
@@ -183,7 +185,8 @@ struct FileSystemCapability: Sendable {
             case .symbolicLink(let target): return .follow(target)
             case .directory: throw HostError(.invalidArgument, "append '\(current)': is a directory")
             case .other: throw HostError(.invalidArgument, "append '\(current)': not a regular file")
-            case .missing, .regular: break
+            case .missing: try Self.labelFolder(directory, labels, current, "append")
+            case .regular: break
             }
             let flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
             let fd = openat(directory, name, flags, mode_t(0o666))
@@ -208,6 +211,12 @@ struct FileSystemCapability: Sendable {
     ///
     /// - Throws: `denied`, `not-found`, `invalid-argument` (not a folder), `limit-exceeded`, `io`.
     func readDirectory(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> [String] {
+        try readDirectoryLabelled(path, authorize: authorize).names
+    }
+
+    /// The names in a folder, as ``readDirectory(_:authorize:)``, and the information-flow labels the folder
+    /// carries (``labelFolder``), read from the descriptor that is listed.
+    func readDirectoryLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> (names: [String], labels: [String]) {
         try resolve(path, operation: "read-dir", authorize: authorize) { (directory, name, current) throws(HostError) in
             let fd: Int32
             if let name {
@@ -227,16 +236,33 @@ struct FileSystemCapability: Sendable {
                 fd = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
                 if fd < 0 { throw hostError(errno: currentErrno, "read-dir '\(current)'") }
             }
-            return .done(try listNames(Descriptor(fd), current))
+            let folder = Descriptor(fd)
+            let labels = try FileLabels.read(.descriptor(folder.raw), what: "read-dir '\(current)'")
+            return .done((try listNames(folder, current), labels))
         }
+    }
+
+    /// Adds `labels` (a run's) to the folder `directory` (the `O_PATH` descriptor of a walk's last folder)
+    /// before a name is created in it or removed from it: which names a folder holds is data another run can
+    /// list, so a labelled run's change to them labels the folder, and a listing brings the folder's labels.
+    /// `io` (and nothing changes) when the folder cannot carry them, e.g. a sticky folder such as `/tmp`
+    /// that another user owns.
+    private static func labelFolder(_ directory: Int32, _ labels: [String], _ current: String, _ operation: String) throws(HostError) {
+        guard !labels.isEmpty else { return }
+        let fd = openat(directory, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw hostError(errno: currentErrno, "\(operation) '\(current)': its folder") }
+        let folder = Descriptor(fd)
+        try FileLabels.add(labels, to: .descriptor(folder.raw), what: "\(operation) '\(current)': its folder")
     }
 
     /// Removes a file, a symbolic link (not its target) or an empty folder.
     ///
     /// - Throws: `denied`, `not-found`, `invalid-argument` (`/`, or a folder that is not empty), `io`.
-    func remove(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) {
+    /// `labels` (the removing run's) are added to the folder's before the name goes (``labelFolder``).
+    func remove(_ path: GuestPath, labels: [String] = [], authorize: (GuestPath) -> Bool) throws(HostError) {
         try resolve(path, operation: "remove", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
             guard let name else { throw HostError(.invalidArgument, "remove '/': the root cannot be removed") }
+            try Self.labelFolder(directory, labels, current, "remove")
             if unlinkat(directory, name, 0) == 0 { return .done(()) }
             var code = currentErrno
             if code == EISDIR {
