@@ -676,7 +676,7 @@ enum FileLabels {
     /// The labels on `target`, sorted; `what` starts an error message (`read '/data/a.txt'`).
     static func read(_ target: Target, what: String) throws(HostError) -> [String] {
         // Listed into a stack buffer: most files carry no attribute, and then nothing is allocated.
-        let listed = withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxListBytes) { buffer -> (Int, Int32, [String]) in
+        let listed = withUnsafeTemporaryAllocation(of: CChar.self, capacity: maxListBytes) { buffer -> (count: Int, code: Int32, names: [String]) in
             let count: Int
             switch target {
             case .descriptor(let fd): count = Int(peon_flistxattr(fd, buffer.baseAddress, UInt(buffer.count)))
@@ -687,14 +687,14 @@ enum FileLabels {
             let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: min(count, buffer.count))
             return (count, 0, bytes.split(separator: 0).map { String(decoding: $0, as: UTF8.self) })
         }
-        if listed.0 < 0 {
-            let code = listed.1
+        if listed.count < 0 {
+            let code = listed.code
             if code == EOPNOTSUPP || code == ENOTSUP { return [] }
             if code == ERANGE { throw HostError(.io, "\(what): the information-flow label attributes are damaged (too many)") }
             throw HostError(.io, "\(what): the information-flow labels cannot be read (\(errnoText(code).lowercased()))")
         }
         var labels = Set<String>()
-        for name in listed.2 {
+        for name in listed.names {
             if name.hasPrefix(prefix) {
                 let label = String(name.dropFirst(prefix.count))
                 guard isIdentifier(label) else {
