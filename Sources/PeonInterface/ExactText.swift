@@ -1,3 +1,11 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Text compared and hashed by its exact UTF-8 bytes, for keys made of what a guest sent.
 ///
 /// Swift's `==` on strings is canonical equivalence, so `café` with a precomposed `é` and with `e` + U+0301 would be
@@ -10,8 +18,20 @@ package struct ExactText: Hashable, Sendable {
     /// Wraps `text`.
     package init(_ text: String) { self.text = text }
 
-    /// Equal when the UTF-8 bytes are.
-    package static func == (lhs: ExactText, rhs: ExactText) -> Bool { lhs.text.utf8.elementsEqual(rhs.text.utf8) }
+    /// Equal when the UTF-8 bytes are: compared as two buffers when both strings are stored contiguously (native
+    /// Swift strings are), byte by byte otherwise.
+    package static func == (lhs: ExactText, rhs: ExactText) -> Bool {
+        let left = lhs.text.utf8, right = rhs.text.utf8
+        guard left.count == right.count else { return false }
+        let compared = left.withContiguousStorageIfAvailable { leftBytes in
+            right.withContiguousStorageIfAvailable { rightBytes in
+                guard let leftStart = leftBytes.baseAddress, let rightStart = rightBytes.baseAddress else { return true }
+                return memcmp(leftStart, rightStart, leftBytes.count) == 0
+            }
+        }
+        if let compared, let equal = compared { return equal }
+        return left.elementsEqual(right)
+    }
 
     /// Hashes the UTF-8 bytes.
     package func hash(into hasher: inout Hasher) {

@@ -45,6 +45,18 @@ import Testing
 
     /// Two spellings Swift's `==` calls equal are two files to the kernel: as paths (and resources, and set
     /// members) they stay apart.
+    @Test func exactTextComparesBytes() {
+        let long = String(repeating: "policy/", count: 40)
+        #expect(ExactText("") == ExactText(""))
+        #expect(ExactText("a") != ExactText(""))
+        #expect(ExactText("a") != ExactText("b"))
+        #expect(ExactText(long) == ExactText(String(long.dropFirst(0))))
+        #expect(ExactText(long + "x") != ExactText(long + "y"))
+        #expect(ExactText(long) != ExactText(String(long.dropLast())))
+        #expect(ExactText("caf\u{E9}") != ExactText("cafe\u{301}"))
+        #expect(Set([ExactText("caf\u{E9}"), ExactText("cafe\u{301}"), ExactText("caf\u{E9}")]).count == 2)
+    }
+
     @Test func canonicallyEquivalentPathsAreDifferentPaths() throws {
         let composed = try GuestPath(parsing: "/data/caf\u{E9}", relativeTo: nil)
         let decomposed = try GuestPath(parsing: "/data/cafe\u{301}", relativeTo: nil)
