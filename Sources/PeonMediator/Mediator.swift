@@ -201,20 +201,37 @@ package final class Mediator: HostInterface {
     }
 
     /// An admitted call: what the outcome entry, the capability and nested decisions need.
-    struct Ticket: Sendable {
-        var call: String
-        var resource: Resource
+    ///
+    /// A class, immutable: the closures of the call and its nested decisions share one ticket, and passing it on
+    /// costs one retain instead of one for each of its fields.
+    final class Ticket: Sendable {
+        let call: String
+        let resource: Resource
         /// `resource.description`, the policy object and the entries' `resource` (worked out once per call).
-        var object: String
-        var version: String
-        var decisionSeq: UInt64
-        var sideEffect: Bool
-        var snapshot: PolicySnapshot
-        var references: [CompiledGrants.GrantReference]
+        let object: String
+        let version: String
+        let decisionSeq: UInt64
+        let sideEffect: Bool
+        let snapshot: PolicySnapshot
+        let references: [CompiledGrants.GrantReference]
         /// Grants whose rate and approval this call has already taken (shared with nested decisions).
-        var charged: ChargedGrants
+        let charged: ChargedGrants
         /// The labels this call's reads bring and its sink decisions (shared with nested decisions).
-        var flow: CallFlow
+        let flow: CallFlow
+
+        init(call: String, resource: Resource, object: String, version: String, decisionSeq: UInt64, sideEffect: Bool,
+             snapshot: PolicySnapshot, references: [CompiledGrants.GrantReference], charged: ChargedGrants, flow: CallFlow) {
+            self.call = call
+            self.resource = resource
+            self.object = object
+            self.version = version
+            self.decisionSeq = decisionSeq
+            self.sideEffect = sideEffect
+            self.snapshot = snapshot
+            self.references = references
+            self.charged = charged
+            self.flow = flow
+        }
 
         var httpGrants: [HTTPGrant] {
             guard let grants = snapshot.compiled?.grants else { return [] }
