@@ -665,7 +665,10 @@ public final class AuditLog: Sendable {
     /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log (including
     /// what other processes appended): it extends every checkpoint written before it.
     public func writeCheckpoint() throws(AuditError) {
-        try writer.withLock { w throws(AuditError) in
+        // Under the writer lock and the file lock, only what the order decides: everything queued is numbered and
+        // written, and the tree head taken. The slow parts (the log's fsync, the signature, three fsyncs in all
+        // before) run without them, so appenders of this process and others keep going meanwhile.
+        let head = try writer.withLock { w throws(AuditError) -> (size: UInt64, root: [UInt8], end: UInt64) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
                 let cut = try lockFile(&w, lease: false)
@@ -673,15 +676,47 @@ public final class AuditLog: Sendable {
                 w.leased = false
                 defer { _ = flock(fd, LOCK_UN) }
                 let end = try numberQueued(&w, cut: cut, flush: true)
-                guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
-                w.synced = end
-                let note = try signer.sign(Checkpoint(origin: origin, size: w.nextSeq, rootHash: w.tree.rootHash))
-                try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8))
+                return (w.nextSeq, w.tree.rootHash, end)
             } catch {
                 fail(&w, error)
                 throw error
             }
         }
+        do throws(AuditError) {
+            // The entries reach the disk before any checkpoint claims them.
+            guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
+            writer.withLock { $0.synced = max($0.synced, head.end) }
+            let note = try signer.sign(Checkpoint(origin: origin, size: head.size, rootHash: head.root))
+            try publish(note, size: head.size)
+        } catch {
+            writer.withLock { fail(&$0, error) }
+            throw error
+        }
+        FileIO.syncDirectory(of: checkpointPath)
+    }
+
+    /// Replaces `LOG.checkpoint` with `note` (a checkpoint of `size` entries), under the writer lock and the file
+    /// lock, unless the one there is newer: another process (or a later checkpoint of this one) published while this
+    /// one was signing, and a checkpoint never goes back.
+    package func publish(_ note: String, size: UInt64) throws(AuditError) {
+        try writer.withLock { w throws(AuditError) in
+            guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
+            // While this process leases the file its lock is held already; otherwise take it for the replace.
+            let took = !w.leased
+            if took { try FileIO.flockWaiting(fd, LOCK_EX, path: path) }
+            defer { if took { _ = flock(fd, LOCK_UN) } }
+            if let published = Self.publishedSize(checkpointPath), published > size { return }
+            try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8), syncingDirectory: false)
+        }
+    }
+
+    /// The size the checkpoint file at `path` claims, or `nil` when it is missing or does not parse (then it is
+    /// replaced, as before). Its signature is not checked here: `open` and `audit verify` check it.
+    package static func publishedSize(_ path: String) -> UInt64? {
+        guard let bytes = try? FileIO.readAll(path: path, limit: SignedNote.maxBytes),
+              let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
+              let checkpoint = try? Checkpoint.parse(note.text) else { return nil }
+        return checkpoint.size
     }
 
     /// Writes a final checkpoint and closes the file. Calling it again does nothing.

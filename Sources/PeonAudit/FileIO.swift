@@ -90,7 +90,8 @@ enum FileIO {
     }
 
     /// Replaces `path` atomically: write a temporary file beside it, fsync, rename over, fsync the directory.
-    static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644) throws(AuditError) {
+    static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644,
+                                  syncingDirectory: Bool = true) throws(AuditError) {
         let temp = path + ".tmp"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw ioError(temp, "cannot create") }
@@ -104,7 +105,7 @@ enum FileIO {
         }
         close(fd)
         guard rename(temp, path) == 0 else { throw ioError(path, "cannot rename \(temp) over it") }
-        syncDirectory(of: path)
+        if syncingDirectory { syncDirectory(of: path) }
     }
 
     /// Takes (`LOCK_SH` or `LOCK_EX`) or releases (`LOCK_UN`) the `flock` on `fd`, waiting for it and retrying EINTR.

@@ -67,6 +67,28 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(IndependentVerifier.consistent(oldSize: 5, newSize: 9, oldRoot: old.rootHash, newRoot: summary.rootHash, proof: proof.hashes))
     }
 
+    @Test func aCheckpointSignedBeforeANewerOneWasPublishedDoesNotReplaceIt() throws {
+        // Two writers (processes) checkpoint one log; each signs without the lock, so the one that signed the
+        // smaller tree may come to publish second. The newer checkpoint stays.
+        let path = dir.path + "/two-checkpoints.jsonl"
+        let first = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        let second = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        for i in 0..<3 { try first.append(record(i), durable: true) }
+        try first.writeCheckpoint()
+        let older = try String(contentsOfFile: path + ".checkpoint", encoding: .utf8)
+        #expect(AuditLog.publishedSize(path + ".checkpoint") == 3)
+        for i in 3..<6 { try second.append(record(i), durable: true) }
+        try second.writeCheckpoint()
+        #expect(AuditLog.publishedSize(path + ".checkpoint") == 6)
+        try first.publish(older, size: 3)
+        #expect(AuditLog.publishedSize(path + ".checkpoint") == 6, "the older checkpoint replaced the newer one")
+        try first.close()
+        try second.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 6)
+        #expect(summary.checkpoint.size == 6)
+    }
+
     @Test func anInclusionProofOfEveryEntryVerifiesIndependently() throws {
         let path = dir.path + "/prove.jsonl"
         let log = try AuditLog.open(path: path, signer: signer)
