@@ -382,10 +382,9 @@ public final class AuditLog: Sendable {
         guard syncScheduled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        let delay = Self.backgroundSyncDelay.components
-        let nanoseconds = Int(delay.seconds) * 1_000_000_000 + Int(delay.attoseconds / 1_000_000_000)
+        let delay = Int(clamping: nanoseconds(of: Self.backgroundSyncDelay))
         // After `close`, the block finds the file closed and does nothing (close fsynced everything itself).
-        background.asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { [self] in
+        background.asyncAfter(deadline: .now() + .nanoseconds(delay)) { [self] in
             syncScheduled.store(false, ordering: .releasing)
             // `close` drains this queue after marking the file closed, so the descriptor stays open while this runs.
             guard let target = writer.withLock({ $0.fileClosed ? nil : $0.written }) else { return }

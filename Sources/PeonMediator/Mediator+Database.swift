@@ -72,7 +72,7 @@ extension Mediator {
                 let held = heldLabels(ticket.flow).keys.sorted()
                 if !held.isEmpty && !statement.isReadOnly {
                     try statement.labelDatabase(held, call: call)
-                    labelDetails["database_labels_added"] = held.joined(separator: ",")
+                    labelDetails["database_labels_recorded"] = held.joined(separator: ",")
                 }
             } else {
                 let labels = try statement.databaseLabels()

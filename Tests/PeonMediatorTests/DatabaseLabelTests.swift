@@ -67,7 +67,7 @@ import Testing
                                         parameters: [.text(String(decoding: data, as: UTF8.self))])
         #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
         let insert = try #require(try agentA.entries().map(\.record).first { $0.call == "db.execute" && $0.outcome == "ok" })
-        #expect(insert.details["database_labels_added"] == "hr")
+        #expect(insert.details["database_labels_recorded"] == "hr")
 
         let sender = RecordingSender()
         let agentB = try Self.poster(scratch: try Scratch(), database: database, sender: sender)

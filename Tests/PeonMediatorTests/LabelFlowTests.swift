@@ -33,6 +33,24 @@ import Testing
         }
     }
 
+    /// Grants of an agent that reads the HR folder `hr` (labelled `hr`) and may do `allow` in `shared`, with
+    /// `clearance` on that grant (`clearance = ["hr"]`, or nothing).
+    static func reader(hr: String, shared: String, allow: [String], clearance: String = "clearance = [\"hr\"]") -> String {
+        """
+        module = "reader"
+
+        [[fs]]
+        paths = ["\(hr)/**"]
+        allow = ["read"]
+        labels = ["hr"]
+
+        [[fs]]
+        paths = ["\(shared)/**"]
+        allow = [\(allow.map { "\"\($0)\"" }.joined(separator: ", "))]
+        \(clearance)
+        """
+    }
+
     /// The labels recorded on the file at `path`, comma-separated; `nil` when it cannot be opened or read.
     static func fileLabels(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -88,19 +106,7 @@ import Testing
         let shared = try Scratch()
         _ = try hr.file("salaries.txt", "alice 120000")
         // Agent A: reads HR, may write the shared folder (its write grant clears the labels).
-        let agentA = try Harness(grants: """
-            module = "reader"
-
-            [[fs]]
-            paths = ["\(hr.path)/**"]
-            allow = ["read"]
-            labels = ["hr"]
-
-            [[fs]]
-            paths = ["\(shared.path)/**"]
-            allow = ["write"]
-            clearance = ["hr"]
-            """)
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write"]))
         let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
         try agentA.mediator.write(path: shared.path + "/note.txt", data: data)
         #expect(Self.fileLabels(shared.path + "/note.txt") == "hr")
@@ -126,18 +132,7 @@ import Testing
         let read = try #require(try agentB.entries().map(\.record).first { $0.call == "fs.read" && $0.outcome == "ok" })
         #expect(read.details["file_labels"] == "hr")
         // Without clearance on its write grant, agent A could not even write the scratch file.
-        let noClearance = try Harness(grants: """
-            module = "reader"
-
-            [[fs]]
-            paths = ["\(hr.path)/**"]
-            allow = ["read"]
-            labels = ["hr"]
-
-            [[fs]]
-            paths = ["\(shared.path)/**"]
-            allow = ["write"]
-            """)
+        let noClearance = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write"], clearance: ""))
         _ = try noClearance.mediator.read(path: hr.path + "/salaries.txt")
         let write = noClearance.error { () throws(HostError) in
             try noClearance.mediator.write(path: shared.path + "/other.txt", data: data)
@@ -151,19 +146,7 @@ import Testing
         let shared = try Scratch()
         _ = try hr.file("salaries.txt", "alice 120000")
         _ = try shared.file("existing.txt", "old")
-        let agent = try Harness(grants: """
-            module = "reader"
-
-            [[fs]]
-            paths = ["\(hr.path)/**"]
-            allow = ["read"]
-            labels = ["hr"]
-
-            [[fs]]
-            paths = ["\(shared.path)/**"]
-            allow = ["read", "write", "append"]
-            clearance = ["hr"]
-            """)
+        let agent = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["read", "write", "append"]))
         let data = try agent.mediator.read(path: hr.path + "/salaries.txt")
         // There is no rename; a copy under another name, or appended to an unlabelled file, is labelled.
         try agent.mediator.write(path: shared.path + "/copy-of-copy.txt", data: data)
@@ -185,19 +168,7 @@ import Testing
         _ = try shared.file("rewritten/report.txt", "old")
         try FileManager.default.createDirectory(atPath: shared.path + "/removed", withIntermediateDirectories: true)
         _ = try shared.file("removed/x.txt", "old")
-        let agentA = try Harness(grants: """
-            module = "reader"
-
-            [[fs]]
-            paths = ["\(hr.path)/**"]
-            allow = ["read"]
-            labels = ["hr"]
-
-            [[fs]]
-            paths = ["\(shared.path)/**"]
-            allow = ["write", "append", "remove"]
-            clearance = ["hr"]
-            """)
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write", "append", "remove"]))
         // Replacing a file that exists changes no name: its folder stays unlabelled.
         _ = try agentA.mediator.read(path: hr.path + "/salaries.txt")
         try agentA.mediator.write(path: shared.path + "/rewritten/report.txt", data: Array("summary".utf8))

@@ -23,11 +23,12 @@ long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size);
 /// `fsetxattr` from <sys/xattr.h>.
 int peon_fsetxattr(int fd, const char *name, const void *value, unsigned long size, int flags);
 
-/// `listxattr`, `getxattr` and `setxattr` by path (for a database file, which SQLite holds open: a descriptor of
-/// our own on it, once closed, would drop SQLite's POSIX locks).
-long peon_listxattr(const char *path, char *list, unsigned long size);
 /// `flistxattr` from <sys/xattr.h>.
 long peon_flistxattr(int fd, char *list, unsigned long size);
+
+/// `listxattr`, `getxattr` and `setxattr` by path, for a database file, which SQLite holds open: a descriptor of
+/// our own on it, once closed, would drop SQLite's POSIX locks.
+long peon_listxattr(const char *path, char *list, unsigned long size);
 long peon_getxattr(const char *path, const char *name, void *value, unsigned long size);
 int peon_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags);
 
