@@ -68,8 +68,9 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
 
     /// Normalizes a grant's URL pattern by the same rules, so a pattern and the URLs it should match
     /// are spelled alike (`HTTPS://API.example.com:443/v1/%7Eu/**` is `https://api.example.com/v1/~u/**`).
-    /// `*` may stand for whole host labels (`https://*.example.com/**`); in the path it is an ordinary
-    /// character here and a wildcard to the policy's glob.
+    /// `*` may appear in the host (`https://*.example.com/**`); to the policy's glob the host and port are one
+    /// segment, so there `*` stands for any characters of it, dots and a port included. In the path it is an
+    /// ordinary character here and a wildcard to the policy's glob.
     ///
     /// - Throws: `invalid-argument`, with the reason, when the pattern is no http(s) URL.
     package static func normalizedPattern(_ pattern: String) throws(HostError) -> String {

@@ -42,20 +42,30 @@ extension Mediator {
                         injected.append(HTTPHeader(name: header.name, value: value))
                     }
                 }
-                for pattern in grant.urls { if let host = literalAddress(pattern) { allowed.insert(host) } }
+                // Only a pattern that matches this URL exempts the address it names: a grant with
+                // `http://*/**` and `http://127.0.0.1:8080/status` opens that one loopback port and path,
+                // not every port of 127.0.0.1 through `*`.
+                for pattern in grant.urls where globMatches(url.description, pattern: pattern) {
+                    if let host = literalAddress(pattern) { allowed.insert(host) }
+                }
                 if let cap = grant.maxResponse { maxResponse = min(maxResponse, cap.bytes) }
                 if let cap = grant.timeout { timeout = min(timeout, cap) }
             }
             let injectedNames = Set(injected.map { $0.name.lowercased() })
+            let redactor = SecretRedactor(secrets: injected.map(\.value))
             let outgoing = OutgoingRequest(
                 method: method, url: url,
-                headers: request.headers.filter { !injectedNames.contains($0.name.lowercased()) }, body: request.body)
+                headers: try redactor.requestHeaders(
+                    request.headers.filter { !injectedNames.contains($0.name.lowercased()) }, injectedNames: injectedNames),
+                body: request.body)
             let deadline = min(configuration.deadline, ContinuousClock.now.advanced(by: timeout))
             var response = try http.send(outgoing, injectedHeaders: injected, allowedAddresses: allowed,
                                          maxResponseBytes: maxResponse, deadline: deadline)
             // A server may echo a secret back (a cookie, a header, a body that reflects the request):
-            // every occurrence of every injected value is cut out before anything reaches the guest.
-            let redactions = SecretRedactor(secrets: injected.map(\.value)).redact(&response)
+            // every occurrence of every injected value is cut out before anything reaches the guest, and a
+            // response whose bytes are not the whole, plain representation is not given to the guest at all.
+            try redactor.requireCheckable(response)
+            let redactions = redactor.redact(&response)
             var outcome = payloadDetails(response.body, prefix: "result")
             outcome["status"] = String(response.status)
             if redactions > 0 { outcome["redacted"] = String(redactions) }
@@ -75,6 +85,61 @@ struct SecretRedactor {
     /// is cut whole).
     init(secrets: [String]) {
         self.secrets = Set(secrets.map { Array($0.utf8) }.filter { !$0.isEmpty }).sorted { $0.count > $1.count }
+    }
+
+    /// Whether there is a secret to keep from the guest.
+    var isActive: Bool { !secrets.isEmpty }
+
+    /// The guest's headers for a request that carries secrets, so that the response can be checked for them.
+    ///
+    /// Redaction finds a secret only verbatim. A guest that could ask the server for a transformed or partial
+    /// representation (`Accept-Encoding: gzip`, `Range: bytes=5-9`) would get an echoed secret compressed or
+    /// in pieces, which no search finds. So when the grant injects a secret, the host asks for the identity
+    /// encoding itself (a guest's `Accept-Encoding` is replaced) and a guest's `Range` or `If-Range` is
+    /// refused (`invalid-argument`). Without secrets the guest's headers pass as they are.
+    func requestHeaders(_ guest: [HTTPHeader], injectedNames: Set<String>) throws(HostError) -> [HTTPHeader] {
+        guard isActive else { return guest }
+        var headers: [HTTPHeader] = []
+        headers.reserveCapacity(guest.count + 1)
+        for header in guest {
+            switch header.name.lowercased() {
+            case "range", "if-range":
+                throw HostError(.invalidArgument,
+                                "http: '\(sanitize(header.name))' is refused: this grant injects a secret, and only a whole response can be checked for it")
+            case "accept-encoding":
+                continue
+            default:
+                headers.append(header)
+            }
+        }
+        if !injectedNames.contains("accept-encoding") {
+            headers.append(HTTPHeader(name: "Accept-Encoding", value: "identity"))
+        }
+        return headers
+    }
+
+    /// Refuses (`io`) a response to a request that carried secrets when its body is not the whole
+    /// representation in the identity encoding: a `Content-Encoding` other than `identity`, a `206 Partial
+    /// Content` or a `Content-Range`. Redaction could not see a secret in it. The message never quotes the
+    /// response: a header value could be the secret itself.
+    func requireCheckable(_ response: HTTPResponseValue) throws(HostError) {
+        guard isActive else { return }
+        if response.status == 206 {
+            throw HostError(.io, "http: the server sent a partial response (206) to a request carrying an injected secret; it is withheld, since only a whole response can be checked for the secret")
+        }
+        for header in response.headers {
+            switch header.name.lowercased() {
+            case "content-encoding":
+                let codings = header.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+                if codings.contains(where: { !$0.isEmpty && $0 != "identity" }) {
+                    throw HostError(.io, "http: the server sent an encoded response (a Content-Encoding other than identity) to a request carrying an injected secret; it is withheld, since it cannot be checked for the secret")
+                }
+            case "content-range":
+                throw HostError(.io, "http: the server sent part of a response (Content-Range) to a request carrying an injected secret; it is withheld, since only a whole response can be checked for the secret")
+            default:
+                continue
+            }
+        }
     }
 
     /// Redacts `response` in place and returns how many occurrences were cut.

@@ -219,13 +219,104 @@ import Testing
                 "a header echoing the secret has it redacted")
         let (request, injected, allowed, cap) = try #require(sender.sent.first)
         #expect(request.url.description == "https://api.example.com/v1/items?q=1")
-        #expect(request.headers.isEmpty, "the guest's Authorization is replaced, not doubled")
+        #expect(request.headers == [HTTPHeader(name: "Accept-Encoding", value: "identity")],
+                "the guest's Authorization is replaced, not doubled, and the host asks for a plain response")
         #expect(injected == [HTTPHeader(name: "Authorization", value: "Bearer s3cret")])
-        #expect(allowed == ["127.0.0.1"], "only an address a grant names literally is exempt from the private-address check")
+        #expect(allowed.isEmpty, "the grant's 127.0.0.1 pattern does not match this URL, so it exempts nothing")
         #expect(cap == 1024)
         let log = try String(contentsOfFile: harness.auditPath, encoding: .utf8)
         #expect(!log.contains("s3cret"))
         #expect(try harness.decisions("http.send").first?.resource == "http:https://api.example.com/v1/items?q=1")
+    }
+
+    @Test func aLiteralAddressIsExemptOnlyForTheURLPatternThatNamesIt() throws {
+        let grants = """
+            module = "fetcher"
+
+            [[http]]
+            urls = ["http://*/**", "http://127.0.0.1:8080/status"]
+            methods = ["GET"]
+            """
+        let sender = RecordingSender()
+        let harness = try Harness(grants: grants, http: sender)
+        for url in ["http://127.0.0.1:8080/status", "http://127.0.0.1:8081/admin", "http://127.0.0.1:8080/other",
+                    "http://localhost:8080/status"] {
+            _ = try harness.mediator.send(HTTPRequestValue(method: "GET", url: url))
+        }
+        #expect(sender.sent.map(\.2) == [["127.0.0.1"], [], [], []],
+                "only the pattern naming 127.0.0.1:8080/status exempts 127.0.0.1, and only for the URLs it matches")
+
+        // With the real capability: another port of the named address is refused before any connection.
+        let real = try Harness(grants: grants)
+        let error = real.error { () throws(HostError) in
+            try real.mediator.send(HTTPRequestValue(method: "GET", url: "http://127.0.0.1:9/admin"))
+        }
+        #expect(error?.code == .denied, "\(String(describing: error))")
+    }
+
+    @Test func aGuestCannotAskForAnEncodedOrPartialResponseWhenTheGrantInjectsASecret() throws {
+        let secret = "Bearer s3cret-9f8e7d"
+        let sender = RecordingSender()
+        let harness = try Harness(grants: """
+            module = "fetcher"
+
+            [[http]]
+            urls = ["https://api.example.com/v1/**"]
+            methods = ["GET"]
+            headers = { Authorization = "env:TEST_TOKEN" }
+            """, http: sender, environment: ["TEST_TOKEN": secret])
+        let url = "https://api.example.com/v1/echo"
+
+        // The host asks for the identity encoding; the guest's Accept-Encoding does not reach the server.
+        _ = try harness.mediator.send(HTTPRequestValue(
+            method: "GET", url: url, headers: [HTTPHeader(name: "accept-encoding", value: "gzip")]))
+        let headers = try #require(sender.sent.last).0.headers
+        #expect(headers == [HTTPHeader(name: "Accept-Encoding", value: "identity")])
+
+        // A part of the response is refused before anything is sent.
+        for name in ["Range", "if-range"] {
+            let before = sender.sent.count
+            let error = harness.error { () throws(HostError) in
+                try harness.mediator.send(HTTPRequestValue(method: "GET", url: url, headers: [HTTPHeader(name: name, value: "bytes=5-9")]))
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(sender.sent.count == before, "nothing is sent for a \(name) request")
+        }
+
+        // A server that compresses or cuts the response anyway: the guest gets nothing, the log says io.
+        let gzipped: [UInt8] = [0x1f, 0x8b, 0x08, 0x00, 0x01, 0x02, 0x03]
+        for (status, header) in [(UInt16(200), HTTPHeader(name: "Content-Encoding", value: "gzip")),
+                                 (200, HTTPHeader(name: "content-encoding", value: "identity, br")),
+                                 (206, HTTPHeader(name: "X-Other", value: "1")),
+                                 (200, HTTPHeader(name: "Content-Range", value: "bytes 0-3/40"))] {
+            sender.responseStatus = status
+            sender.responseHeaders = [header]
+            sender.responseBody = gzipped
+            var response: HTTPResponseValue?
+            let error = harness.error { () throws(HostError) in
+                response = try harness.mediator.send(HTTPRequestValue(method: "GET", url: url))
+            }
+            #expect(error?.code == .io, "\(status) \(header.name): \(header.value)")
+            #expect(response == nil)
+            #expect(error.map { !$0.message.contains("s3cret") } ?? false)
+        }
+        let outcomes = try harness.entries().map(\.record).filter { $0.call == "http.send" && $0.decision == nil }
+        #expect(outcomes.suffix(4).allSatisfy { $0.outcome == "io" })
+
+        // Without a secret to protect, the guest's encoding and ranges pass as they are.
+        let plainSender = RecordingSender()
+        plainSender.responseHeaders = [HTTPHeader(name: "Content-Encoding", value: "gzip")]
+        let plain = try Harness(grants: """
+            module = "fetcher"
+
+            [[http]]
+            urls = ["https://api.example.com/v1/**"]
+            methods = ["GET"]
+            """, http: plainSender)
+        let guestHeaders = [HTTPHeader(name: "Accept-Encoding", value: "gzip"), HTTPHeader(name: "Range", value: "bytes=0-1")]
+        let response = try plain.mediator.send(HTTPRequestValue(method: "GET", url: url, headers: guestHeaders))
+        #expect(response.headers == [HTTPHeader(name: "Content-Encoding", value: "gzip")])
+        #expect(try #require(plainSender.sent.first).0.headers == guestHeaders)
     }
 
     @Test(arguments: [

@@ -120,6 +120,7 @@ final class RecordingSender: HTTPSender, @unchecked Sendable {
     var sent: [(OutgoingRequest, [HTTPHeader], Set<String>, Int)] { lock.lock(); defer { lock.unlock() }; return requests }
     var responseHeaders: [HTTPHeader] = []
     var responseBody: [UInt8] = Array("ok".utf8)
+    var responseStatus: UInt16 = 200
 
     func send(
         _ request: OutgoingRequest, injectedHeaders: [HTTPHeader], allowedAddresses: Set<String>,
@@ -128,6 +129,6 @@ final class RecordingSender: HTTPSender, @unchecked Sendable {
         lock.lock()
         requests.append((request, injectedHeaders, allowedAddresses, maxResponseBytes))
         lock.unlock()
-        return HTTPResponseValue(status: 200, headers: responseHeaders, body: responseBody)
+        return HTTPResponseValue(status: responseStatus, headers: responseHeaders, body: responseBody)
     }
 }
