@@ -201,6 +201,7 @@ final class DatabaseCapability: Sendable {
                 connection.forget(sql)
                 context.reset(authorize: authorize)
             }
+            context.storedNames = Self.storedNames(connection.handle, context: context)
             let statement = try Self.compileSingle(sql, connection: connection.handle, context: context)
             counters.withLock { $0.compiled += 1 }
             let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses)
@@ -246,7 +247,38 @@ final class DatabaseCapability: Sendable {
         let pointer = Unmanaged.passUnretained(context).toOpaque()
         sqlite3_set_authorizer(connection, authorizerCallback, pointer)
         sqlite3_progress_handler(connection, 1000, progressCallback, pointer)
+        context.seesRowDeletes = peon_sqlite3_set_preupdate_hook(connection, preUpdateCallback, pointer) == 1
         return connection
+    }
+
+    /// The stored tables and views by ASCII-lowercased name (``AuthorizerContext/storedNames``), read with
+    /// the authorizer standing aside; `nil` if the schema cannot be read.
+    static func storedNames(_ connection: OpaquePointer, context: AuthorizerContext) -> [ExactText: String]? {
+        context.internalStatement = true
+        defer { context.internalStatement = false }
+        var statement: OpaquePointer?
+        guard sqlite3_prepare_v2(connection, "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')",
+                                 -1, &statement, nil) == SQLITE_OK else {
+            return nil
+        }
+        defer { sqlite3_finalize(statement) }
+        var names: [ExactText: String] = [:]
+        while true {
+            let result = sqlite3_step(statement)
+            if result == SQLITE_DONE { return names }
+            guard result == SQLITE_ROW else { return nil }
+            if let text = sqlite3_column_text(statement, 0) {
+                let name = String(cString: text)
+                names[ExactText(asciiLowercased(name))] = name
+            }
+        }
+    }
+
+    /// Runs `sql` (`BEGIN`, `COMMIT`, `ROLLBACK`) as the capability's own statement; SQLite's result code.
+    static func runOwn(_ sql: String, _ connection: OpaquePointer, context: AuthorizerContext) -> Int32 {
+        context.internalStatement = true
+        defer { context.internalStatement = false }
+        return sqlite3_exec(connection, sql, nil, nil, nil)
     }
 
     /// The names of the virtual table modules this SQLite has, lowercased (read before the authorizer
@@ -282,6 +314,11 @@ final class DatabaseCapability: Sendable {
             }
             guard let statement else { throw HostError(.invalidArgument, "the SQL contains no statement") }
             do throws(HostError) {
+                // VACUUM rewrites the whole file through a database it attaches (refused), and cannot run inside
+                // the transaction a write runs in: refused here, by its first word.
+                if firstKeyword(of: buffer) == "vacuum" {
+                    throw HostError(.denied, "VACUUM is refused")
+                }
                 try context.finishPreparing()
             } catch {
                 sqlite3_finalize(statement)
@@ -486,11 +523,39 @@ final class PreparedStatement {
     }
 
     /// Runs the statement to completion and returns the number of rows it changed.
+    ///
+    /// A statement that can write runs in a transaction of the capability's own, committed only if no row
+    /// change was refused on the way (a delete by `REPLACE` without a `delete` grant): what SQLite did up to
+    /// the refusal is rolled back, so a refused change never reaches the file.
     func execute(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant? = nil) throws(HostError) -> UInt64 {
         try start(parameters, deadline: deadline)
         defer { finish() }
-        while try step() {}
-        return isReadOnly ? 0 : UInt64(max(0, sqlite3_changes64(connection)))
+        if isReadOnly {
+            while try step() {}
+            return 0
+        }
+        let begun = DatabaseCapability.runOwn("BEGIN", connection, context: context)
+        guard begun == SQLITE_OK else { throw error(begun, "starting the statement's transaction") }
+        var changed: UInt64 = 0
+        do throws(HostError) {
+            while try step() {}
+            changed = UInt64(max(0, sqlite3_changes64(connection)))
+            if context.vetoed {
+                throw context.denial ?? HostError(.denied, "a row the statement would delete is not granted")
+            }
+        } catch {
+            sqlite3_reset(statement)
+            _ = DatabaseCapability.runOwn("ROLLBACK", connection, context: context)
+            throw error
+        }
+        sqlite3_reset(statement)
+        let committed = DatabaseCapability.runOwn("COMMIT", connection, context: context)
+        if committed != SQLITE_OK {
+            let failure = error(committed, "committing the statement")
+            _ = DatabaseCapability.runOwn("ROLLBACK", connection, context: context)
+            throw failure
+        }
+        return changed
     }
 
     // MARK: Running
@@ -631,6 +696,23 @@ final class AuthorizerContext {
     /// Whether the statement has been compiled and is running: an authorizer call now is SQLite
     /// re-preparing it (after a schema change), and is decided afresh.
     private var running = false
+    /// Accesses allowed in this call, kept while it runs (unlike `decided`), so a row the statement deletes
+    /// under an allowed `delete` is not asked about again.
+    private var granted: Set<DatabaseAccess> = []
+    /// Set when a row change the statement was about to make was refused (a delete by `REPLACE`): the
+    /// statement's transaction is rolled back whatever SQLite answers.
+    private(set) var vetoed = false
+    /// Whether SQLite tells us of each row it deletes (the pre-update hook); when it cannot, every insert
+    /// and update also needs the `delete` grant of its table (`REPLACE` may delete rows).
+    var seesRowDeletes = false
+    /// The stored tables and views by their ASCII-lowercased name, read before each compile: SQLite
+    /// reports some reads (`SELECT count(*) FROM SECRETS`) with the table named as the guest spelled it,
+    /// and the decision must be on the table's one name. `nil` when it could not be read (fail closed).
+    /// Keyed byte for byte: two names Swift calls equal (`café` precomposed or not) are two tables to SQLite.
+    var storedNames: [ExactText: String]?
+    /// Set while the capability runs a statement of its own (the name list, `BEGIN`, `COMMIT`): allowed
+    /// without asking anyone.
+    var internalStatement = false
 
     init(authorize: @escaping (DatabaseAccess) -> Bool) {
         self.authorize = authorize
@@ -639,12 +721,31 @@ final class AuthorizerContext {
     /// The answer for one authorizer call: `SQLITE_OK` or `SQLITE_DENY`.
     func decide(action: Int32, _ first: String?, _ second: String?, database: String?) -> Int32 {
         if refuseEverything { return SQLITE_DENY }
+        if internalStatement { return SQLITE_OK }
         if action == SQLITE_SELECT { selects = true }
-        // SQLite reports a read without a database both for a common table expression's own rows
-        // (`WITH RECURSIVE c(x) ... FROM c`: nothing stored, judged by what its SELECT reads) and for a
-        // stored table read without a column (`SELECT count(*) FROM secrets`). Only a name that is neither
-        // a stored table or view nor a virtual table module (`dbstat`, `json_each`) is a CTE.
-        if action == SQLITE_READ && database == nil, let name = first, !isStored(name) { return SQLITE_OK }
+        var first = first
+        if action == SQLITE_READ, let name = first {
+            // SQLite reports a read without a database both for a common table expression's own rows
+            // (`WITH RECURSIVE c(x) ... FROM c`: nothing stored, judged by what its SELECT reads) and for a
+            // stored table read without a column (`SELECT count(*) FROM secrets`). Only a name that is neither
+            // a stored table or view nor a virtual table module (`dbstat`, `json_each`) is a CTE.
+            if database == nil && !isStored(name) { return SQLITE_OK }
+            // A read without a column names the table as the guest spelled it (`FROM SECRETS`): decide on
+            // the table's stored name, so no spelling reaches a table under another grant or past a deny rule.
+            guard let stored = storedName(name) else {
+                if denial == nil {
+                    denial = HostError(.denied, "'\(sanitize(name))' is not a table of the schema read before the statement was compiled; try again")
+                }
+                return SQLITE_DENY
+            }
+            first = stored
+        }
+        if !seesRowDeletes && (action == SQLITE_INSERT || action == SQLITE_UPDATE),
+           case .access(let access) = AuthorizerAction.classify(action: action, first, second, database: database),
+           ask(DatabaseAccess(table: access.table, operation: .delete)) != SQLITE_OK {
+            // Without the pre-update hook a REPLACE could delete rows unseen: fail closed.
+            return SQLITE_DENY
+        }
         switch AuthorizerAction.classify(action: action, first, second, database: database) {
         case .allow:
             return SQLITE_OK
@@ -679,6 +780,9 @@ final class AuthorizerContext {
         selects = false
         provisionalSchemaReads = false
         running = false
+        granted = []
+        vetoed = false
+        internalStatement = false
     }
 
     /// Ends a use: forgets the call's `authorize` (it holds the call's ticket and its mediator) and
@@ -703,7 +807,20 @@ final class AuthorizerContext {
             if denial == nil { denial = HostError(.denied, "\(access) is not granted") }
             return SQLITE_DENY
         }
+        granted.insert(access)
         return SQLITE_OK
+    }
+
+    /// Called by SQLite's pre-update hook before each row the running statement deletes: a delete the
+    /// authorizer never reported (a `REPLACE` conflict resolution, `INSERT OR REPLACE`, `UPDATE OR REPLACE`,
+    /// a table declared `ON CONFLICT REPLACE`) is decided like any other access, and audited. A refusal
+    /// cannot stop SQLite here, so it marks the statement vetoed: its transaction is rolled back.
+    func rowWillBeDeleted(from table: String) -> Bool {
+        let access = DatabaseAccess(table: table, operation: .delete)
+        if granted.contains(access) { return true }
+        if ask(access) == SQLITE_OK { return true }
+        vetoed = true
+        return false
     }
 
     /// Called once the statement compiled: schema rows read by a statement that also selects are the
@@ -726,6 +843,16 @@ final class AuthorizerContext {
 }
 
 extension AuthorizerContext {
+    /// The one name SQLite knows `table` by: a schema table or virtual table module lowercased, a stored
+    /// table or view as it was created (SQLite compares names ignoring ASCII case); `nil` when unknown.
+    func storedName(_ table: String) -> String? {
+        let lower = asciiLowercased(table)
+        if AuthorizerAction.schemaTables.contains(lower) { return lower }
+        if let stored = storedNames?[ExactText(lower)] { return stored }
+        if let modules, modules.contains(lower) { return lower }
+        return nil
+    }
+
     /// Whether `table` names a stored table or view, the schema table, or a virtual table module (an
     /// eponymous table such as `dbstat`), as the parser sees the schema right now.
     func isStored(_ table: String) -> Bool {
@@ -816,6 +943,61 @@ private func authorizerCallback(
     return context.decide(
         action: action, first.map { String(cString: $0) }, second.map { String(cString: $0) },
         database: database.map { String(cString: $0) })
+}
+
+/// SQLite's pre-update hook: asks about each row delete (see ``AuthorizerContext/rowWillBeDeleted(from:)``)
+/// and interrupts the statement on a refusal (its transaction is rolled back either way).
+private func preUpdateCallback(
+    _ userData: UnsafeMutableRawPointer?, _ connection: OpaquePointer?, _ operation: Int32,
+    _ database: UnsafePointer<CChar>?, _ table: UnsafePointer<CChar>?, _ key: sqlite3_int64, _ newKey: sqlite3_int64
+) {
+    guard operation == SQLITE_DELETE, let userData else { return }
+    let context = Unmanaged<AuthorizerContext>.fromOpaque(userData).takeUnretainedValue()
+    if context.internalStatement { return }
+    guard let table else {
+        if let connection { sqlite3_interrupt(connection) }
+        return
+    }
+    if !context.rowWillBeDeleted(from: String(cString: table)), let connection {
+        sqlite3_interrupt(connection)
+    }
+}
+
+/// The first word of an SQL text, ASCII-lowercased, after white space and comments (`--` to the end of the
+/// line, `/* ... */`); empty when it does not start with a letter.
+func firstKeyword(of sql: UnsafeBufferPointer<UInt8>) -> String {
+    var index = 0
+    let count = sql.count
+    func isSpace(_ byte: UInt8) -> Bool { byte == 0x20 || (0x09...0x0D).contains(byte) }
+    while index < count {
+        if isSpace(sql[index]) {
+            index += 1
+        } else if sql[index] == UInt8(ascii: "-"), index + 1 < count, sql[index + 1] == UInt8(ascii: "-") {
+            while index < count, sql[index] != 0x0A { index += 1 }
+        } else if sql[index] == UInt8(ascii: "/"), index + 1 < count, sql[index + 1] == UInt8(ascii: "*") {
+            index += 2
+            while index < count, !(sql[index] == UInt8(ascii: "*") && index + 1 < count && sql[index + 1] == UInt8(ascii: "/")) {
+                index += 1
+            }
+            index = min(count, index + 2)
+        } else {
+            break
+        }
+    }
+    var word: [UInt8] = []
+    while index < count, word.count < 16 {
+        let byte = sql[index] | 0x20
+        guard (0x61...0x7A).contains(byte) else { break }
+        word.append(byte)
+        index += 1
+    }
+    return String(decoding: word, as: UTF8.self)
+}
+
+/// `text` with A-Z lowercased and every other byte kept: how SQLite compares identifiers.
+func asciiLowercased(_ text: String) -> String {
+    guard text.utf8.contains(where: { (0x41...0x5A).contains($0) }) else { return text }
+    return String(decoding: text.utf8.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }, as: UTF8.self)
 }
 
 private func progressCallback(_ userData: UnsafeMutableRawPointer?) -> Int32 {
