@@ -1,6 +1,7 @@
 #if defined(__linux__)
 #define _GNU_SOURCE
 #endif
+#include <stdint.h>
 #include "CPeonSupport.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -234,10 +235,13 @@ int peon_spawn_worker(const char *path, char *const argv[], char *const envp[], 
 
 static int signal_pipe_fds[2] = { -1, -1 };
 
-static void on_signal(int signal_number) {
+static void on_signal(int signal_number, siginfo_t *info, void *context) {
+    (void)context;
     int saved = errno;
-    unsigned char byte = (unsigned char)signal_number;
-    ssize_t ignored = write(signal_pipe_fds[1], &byte, 1);
+    /* One record per signal: the number and the sender's pid (0 from the kernel, or from outside this PID
+       namespace). 8 bytes is below PIPE_BUF, so a record is written whole or not at all. */
+    int32_t record[2] = { (int32_t)signal_number, info != NULL ? (int32_t)info->si_pid : 0 };
+    ssize_t ignored = write(signal_pipe_fds[1], record, sizeof record);
     (void)ignored;
     errno = saved;
 }
@@ -253,9 +257,9 @@ int peon_signal_pipe(const int *signals, int count) {
     }
     struct sigaction action;
     memset(&action, 0, sizeof action);
-    action.sa_handler = on_signal;
+    action.sa_sigaction = on_signal;
     sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
+    action.sa_flags = SA_RESTART | SA_SIGINFO;
     sigset_t handled;
     sigemptyset(&handled);
     for (int i = 0; i < count; i++) {

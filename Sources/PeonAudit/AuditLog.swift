@@ -313,8 +313,14 @@ public final class AuditLog: Sendable {
     /// ``AuditDurability``): in `batch` mode a ``AuditDurability/buffered`` entry may wait in this process's buffer,
     /// already numbered and chained, until the buffer fills, the lease on the file ends, or an entry that must be
     /// written (or ``flush()``) follows it.
+    ///
+    /// `isAdmitted` is asked under the lock that orders entries, just before this one takes its place: when it
+    /// answers `false` nothing is appended (`invalidArgument`). A run uses it to stop its calls'
+    /// entries at its `run.end`: whatever is appended after that entry saw the run's end.
     @discardableResult
-    public func append(_ record: AuditRecord, durability: AuditDurability) throws(AuditError) -> UInt64 {
+    public func append(
+        _ record: AuditRecord, durability: AuditDurability, onlyIf isAdmitted: () -> Bool = { true }
+    ) throws(AuditError) -> UInt64 {
         // Everything that depends on the record alone is serialized before any lock; under the file lock, only what
         // the order decides: seq, time, prev, and the hashes that chain this line to the next.
         // Oversized values are recorded by prefix, SHA-256 and length: every decision gets its entry.
@@ -327,6 +333,7 @@ public final class AuditLog: Sendable {
         let ticket = try queue.withLock { q throws(AuditError) -> UInt64 in
             if q.closed { throw AuditError(.failed, "\(path): the audit log is closed") }
             if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            guard isAdmitted() else { throw AuditError(.invalidArgument, "\(path): the entry was not admitted") }
             q.pending.append(fields)
             defer { q.nextTicket += 1 }
             return q.nextTicket

@@ -108,7 +108,7 @@ struct RunCommand: ParsableCommand {
             let name = Supervisor.signalName(signal)
             let message = "peon-wasm received SIG\(name); the run was stopped"
             if !recorded { AgentSession.recordAbnormalEnd(plan: plan, outcome: "signal:\(name)", reason: message) }
-            printError("peon-wasm: \(message) (exit \(128 + signal))")
+            printError("peon-wasm: stopped: \(message) (exit \(128 + signal))")
             throw ExitCode(128 + signal)
         case .signaled(let signal):
             let message = "the worker running '\(module)' was killed by signal \(signal); if nothing outside killed it, this is a bug in peon-wasm or its engine — please report it"

@@ -120,6 +120,8 @@ package final class Mediator: HostInterface {
     private let rates: RateLimiter
     let logLimiter: RateLimiter
     private let callCount = Atomic<Int>(0)
+    /// Set by ``shutdown()``: the run has ended and makes no more calls.
+    private let callsEnded = Atomic<Bool>(false)
     let droppedLogLines = Atomic<Int>(0)
     /// The information-flow labels this run has read (see `Mediator+Labels.swift`).
     let runLabels = RunLabels()
@@ -164,10 +166,18 @@ package final class Mediator: HostInterface {
         quota = configuration.callQuota ?? configuration.policy.current.compiled?.grants.limits.calls ?? 10_000
     }
 
-    /// Refuses new HTTP calls from now on (calls already running finish or time out on their own).
+    /// Ends the run's calls: from now on no call is decided or made, and no entry of a call reaches the log
+    /// (the log asks under its ordering lock, so an entry that would follow the run's `run.end` is refused;
+    /// see ``record(call:resource:decision:reason:version:outcome:details:durability:)``). A call between its
+    /// decision and its action stops before the action. New HTTP calls are refused; calls already running
+    /// finish or time out on their own, their outcome unrecorded. Idempotent.
     package func shutdown() {
+        callsEnded.store(true, ordering: .sequentiallyConsistent)
         ownHTTP?.shutdown()
     }
+
+    /// Whether ``shutdown()`` has ended the run's calls.
+    var hasEnded: Bool { callsEnded.load(ordering: .sequentiallyConsistent) }
 
     // MARK: Refused before decoding
 
@@ -283,6 +293,8 @@ package final class Mediator: HostInterface {
     ) throws(HostError) -> T {
         let snapshot = configuration.policy.current
         let ticket = try admit(request, snapshot: snapshot, charged: ChargedGrants(), flow: CallFlow(), within: nil)
+        // The run may have ended while the decision was written: the action is not begun after its end.
+        if hasEnded { throw HostError(.io, "the run has ended; \(request.call) was not made") }
         do {
             let (value, details) = try body(ticket)
             var outcome = details
@@ -448,8 +460,9 @@ package final class Mediator: HostInterface {
             call: call, resource: resource, decision: decision, reason: reason, policy: version, outcome: outcome,
             details: details)
         do {
-            return try configuration.audit.append(entry, durability: durability)
+            return try configuration.audit.append(entry, durability: durability) { !self.hasEnded }
         } catch {
+            if hasEnded { throw HostError(.io, "the run has ended; \(call) was not made") }
             throw HostError(.io, "the audit log cannot be written, so the call is refused")
         }
     }

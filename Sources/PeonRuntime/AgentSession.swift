@@ -168,6 +168,12 @@ public final class AgentSession: Sendable {
         ended.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
+    /// Ends the run's calls (``Mediator/shutdown()``): none is decided or begun, and none of their entries
+    /// is appended, from now on.
+    func endCalls() {
+        mediator.shutdown()
+    }
+
     /// Writes `run.end`, a checkpoint, and closes the log (after a successful claim).
     func writeEnd(outcome: String, reason: String) {
         reloader?.stop()

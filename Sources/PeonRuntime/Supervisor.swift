@@ -141,7 +141,13 @@ package enum Supervisor {
                 return .timedOut
             }
             let next = min(deadline, stopping?.deadline ?? deadline)
-            for signal in waitForSignals(signals, timeout: min(pause, max(.zero, next - now))) {
+            for (signal, sender) in waitForSignals(signals, timeout: min(pause, max(.zero, next - now))) {
+                // Without a PID namespace (subreaper containment) a program the guest ran can see and
+                // signal this process: a signal from one of our own descendants is not the operator's.
+                if sender > 0, isDescendant(sender, of: getpid()) {
+                    warnIgnored(signal, from: sender)
+                    continue
+                }
                 if signal == SIGHUP {
                     kill(pid, SIGHUP)
                 } else if signal == SIGTERM || signal == SIGINT {
@@ -197,15 +203,54 @@ package enum Supervisor {
         throw RunError(.internalError, "cannot start the worker process '\(executable)': \(failures.joined(separator: "; "))")
     }
 
-    /// Waits up to `timeout` for bytes on the signal pipe and returns the signals they name.
-    private static func waitForSignals(_ fd: Int32, timeout: Duration) -> [Int32] {
+    /// Waits up to `timeout` for records on the signal pipe and returns the signals and their senders.
+    private static func waitForSignals(_ fd: Int32, timeout: Duration) -> [(signal: Int32, sender: pid_t)] {
         var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         let (seconds, attoseconds) = timeout.components
         let milliseconds = Int32(clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
         guard poll(&entry, 1, milliseconds) > 0 else { return [] }
-        var bytes = [UInt8](repeating: 0, count: 64)
-        let count = read(fd, &bytes, bytes.count)
-        return count > 0 ? bytes[0..<count].map { Int32($0) } : []
+        return readSignals(fd)
+    }
+
+    /// The records waiting on the signal pipe (``peon_signal_pipe``): a signal and its sender's pid each.
+    private static func readSignals(_ fd: Int32) -> [(signal: Int32, sender: pid_t)] {
+        // A multiple of the 8-byte record: the handler writes each record whole (below PIPE_BUF).
+        var words = [Int32](repeating: 0, count: 32)
+        let count = words.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return [] }
+        return stride(from: 0, to: count / 8, by: 1).map { (signal: words[2 * $0], sender: pid_t(words[2 * $0 + 1])) }
+    }
+
+    /// Whether `pid` is a descendant of `ancestor`, by the parent links in `/proc` (at most 64 of them); `false`
+    /// when it cannot be told (the process is gone).
+    static func isDescendant(_ pid: pid_t, of ancestor: pid_t) -> Bool {
+        var current = pid
+        for _ in 0..<64 {
+            guard current > 1, let parent = parentProcess(of: current) else { return false }
+            if parent == ancestor { return true }
+            current = parent
+        }
+        return false
+    }
+
+    /// The parent pid of `pid` from `/proc/PID/stat` (the field after the parenthesized name).
+    private static func parentProcess(of pid: pid_t) -> pid_t? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 1024)
+        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0, let end = bytes[0..<count].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        // ") S PPID ..."
+        let fields = bytes[(end + 1)..<count].split(separator: UInt8(ascii: " "))
+        guard fields.count > 1 else { return nil }
+        return pid_t(String(decoding: fields[1], as: UTF8.self))
+    }
+
+    /// Says on stderr that a signal from inside the run was ignored.
+    private static func warnIgnored(_ signal: Int32, from sender: pid_t) {
+        let line = "peon-wasm: warning: ignored SIG\(signalName(signal)) from process \(sender), which the run started; signal peon-wasm itself to stop or reload the run\n"
+        _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     }
 
     /// The short name of a signal as outcomes spell it: `TERM`, `INT`, `HUP`, `KILL`, else the number.
@@ -260,9 +305,14 @@ package enum Supervisor {
                 }
             }
             if fds.count > 1 && fds[1].revents != 0 {
-                var bytes = [UInt8](repeating: 0, count: 64)
-                let count = read(signals, &bytes, bytes.count)
-                for signal in count > 0 ? bytes[0..<count].map({ Int32($0) }) : [] {
+                for (signal, sender) in readSignals(signals) {
+                    // The operator's signals come through the supervisor (our parent; pid 0 when it is outside
+                    // our PID namespace) or from the kernel (a terminal's ^C). A program the guest ran shares our
+                    // namespace and could signal us: that is not a stop, and must not end the run as one.
+                    if sender != 0 && sender != getppid() {
+                        warnIgnored(signal, from: sender)
+                        continue
+                    }
                     if signal == SIGHUP {
                         let session = workerSession.withLock { $0 }
                         session?.reloadPolicy()
@@ -289,6 +339,8 @@ package enum Supervisor {
         // run as if nothing happened (its thread parks in `finish` until this exits the process).
         let session = workerSession.withLock { $0 }
         let claimed = session?.claimEndForStop() ?? false
+        // No call is decided or begun from here on: a program started after the kill below would outlive it.
+        if claimed { session?.endCalls() }
         if getpid() == 1 {
             _ = peon_kill_namespace()
         } else {

@@ -83,6 +83,41 @@ struct ProcessContainmentTests {
         }
     }
 
+    @Test("A program the run started cannot stop or reload it by signalling the worker or the supervisor",
+          arguments: [nil, "subreaper"] as [String?])
+    func aProgramOfTheRunCannotSignalItToAStop(containment: String?) throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("grants.toml")
+            let audit = folder.appendingPathComponent("audit.jsonl")
+            // $PPID is the worker (PID 1 in its namespace); its parent, read from /proc, the supervisor when
+            // there is no namespace (in one, /proc/1 is the machine's init and its parent 0: skipped).
+            let attack = "p=$PPID; kill -HUP $p; kill -TERM $p; kill -INT $p; read -r a b c s rest < /proc/$p/stat; "
+                + "if [ 0$s -gt 1 ] 2>/dev/null; then kill -TERM $s; kill -INT $s; fi; /usr/bin/sleep 0.3; exit 0"
+            try Data("""
+                module = "signaller"
+                [[exec]]
+                program = "/usr/bin/dash"
+                args = ["-c", "\(attack)"]
+                [[exec]]
+                program = "/usr/bin/echo"
+                args = ["after"]
+
+                """.utf8).write(to: grants)
+            let module = folder.appendingPathComponent("signaller.wat")
+            try Data(execModule([["/usr/bin/dash", "-c", attack], ["/usr/bin/echo", "after"]]).utf8).write(to: module)
+            let environment = containment.map { ["PEON_WASM_CONTAINMENT": $0] } ?? [:]
+            let result = try runPeonWasm(["run", module.path, "--grants", grants.path, "--audit", audit.path, "--timeout", "30s"],
+                                         environment: environment, directory: folder)
+            #expect(result.status == 0, "the run was stopped: \(result.stderr)")
+            #expect(result.stderr.contains("ignored SIGTERM from process"), "stderr: \(result.stderr)")
+            let entries = try auditEntries(audit)
+            #expect(entries.last?["call"] as? String == "run.end", "nothing after run.end")
+            #expect(entries.last?["outcome"] as? String == "ok")
+            let echo = entries.filter { $0["resource"] as? String == "exec:/usr/bin/echo" }
+            #expect(echo.map { $0["decision"] as? String ?? $0["outcome"] as? String } == ["allow", "ok"])
+        }
+    }
+
     @Test("SIGHUP to peon-wasm reloads the policy; the run goes on and ends normally")
     func hangupReloadsThePolicy() throws {
         try withTemporaryDirectory { folder in

@@ -31,6 +31,24 @@ import Testing
         return try Harness(grants: grants, scratch: scratch, callQuota: callQuota)
     }
 
+    /// Threat: a run stopped by a signal keeps deciding and acting on its guest thread until the process exits,
+    /// and its entries land after `run.end` (seen with a SIGTERM while an agent looped on `db.execute`).
+    @Test func afterTheRunEndsNoCallIsMadeAndNoEntryFollowsRunEnd() throws {
+        let harness = try fixture()
+        let m = harness.mediator
+        #expect(try m.read(path: "granted/report.txt") == Array("q1".utf8))
+        m.shutdown()
+        try harness.audit.append(
+            AuditRecord(run: "run-1", module: "reporter", moduleSHA256: String(repeating: "ab", count: 32), call: "run.end",
+                        resource: "module:reporter", outcome: "signal:TERM"), durable: true)
+        let write = harness.error { () throws(HostError) in try m.write(path: "granted/new.txt", data: [1]) }
+        #expect(write?.code == .io, "\(String(describing: write))")
+        #expect(harness.error { () throws(HostError) in try m.read(path: "granted/report.txt") }?.code == .io)
+        #expect(harness.error { () throws(HostError) in try m.read(path: "outside/secret.txt") }?.code == .io)
+        #expect(!FileManager.default.fileExists(atPath: harness.scratch.path + "/granted/new.txt"))
+        #expect(try harness.entries().last?.record.call == "run.end", "no entry follows run.end")
+    }
+
     @Test func withoutGrantsEveryCallIsDeniedAndAudited() throws {
         let harness = try fixture(grants: nil)
         let m = harness.mediator

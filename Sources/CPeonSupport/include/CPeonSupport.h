@@ -89,7 +89,8 @@ int peon_pidfd_open(pid_t pid);
 /// Creates a pipe whose both ends are close-on-exec. Returns 0, or -1 with errno set.
 int peon_pipe_cloexec(int fds[2]);
 
-/// Installs a handler for each of `signals` that writes the signal's number (one byte) to a
+/// Installs a handler for each of `signals` that writes a record of two `int32_t` (the signal's number and
+/// the sender's pid, `si_pid`: 0 for the kernel or a sender outside this PID namespace) to a
 /// non-blocking, close-on-exec pipe, and returns that pipe's read end (-1 with errno on failure).
 /// One pipe per process: a second call adds signals to the same pipe and returns the same descriptor.
 /// The signals are unblocked in the calling thread (a parent may have blocked them across exec).
