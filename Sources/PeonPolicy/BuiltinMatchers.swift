@@ -44,7 +44,9 @@ enum CompiledPattern: Sendable {
             }
             return .repeatedTokens(compiled, tokens: tokens)
         case .keyMatch5:
-            let regex = replacePlaceholders(in: pattern.replacing("/*", with: "/.*"), opening: "{", closing: "}")
+            // As Go and pycasbin: one placeholder runs from a `{` to the last `}` before the next `/`, so
+            // `/api/{group}_{name}/info` matches `/api/project1/info`.
+            let regex = replacePlaceholders(in: pattern.replacing("/*", with: "/.*"), opening: "{", closing: "}", greedy: true)
             return .pathRegex(try LinearRegex("^" + regex + "$"))
         case .regexMatch:
             return .regex(try LinearRegex(pattern))
@@ -98,12 +100,12 @@ enum CompiledPattern: Sendable {
     /// `([^/]+)` when capturing, reporting each name.
     static func replacePlaceholders(
         in text: String, opening: Character, closing: Character?, greedy: Bool = false, capture: Bool = false,
-        name: (String) -> Void = { _ in }
+        lazyCapture: Bool = false, name: (String) -> Void = { _ in }
     ) -> String {
         let characters = Array(text)
         var output = ""
         var index = 0
-        let replacement = capture ? "([^/]+)" : "[^/]+"
+        let replacement = capture ? (lazyCapture ? "([^/]+?)" : "([^/]+)") : "[^/]+"
         while index < characters.count {
             let character = characters[index]
             guard character == opening else {
@@ -164,8 +166,11 @@ enum KeyGet {
     /// `keyGet3` does the same for `{name}` placeholders (keyMatch3).
     static func keyGet(_ key: String, _ pattern: String, variable: String, braces: Bool) throws(RegexSyntaxError) -> String {
         var names: [String] = []
+        // Go's keyGet3 captures lazily (`([^/]+?)`): `/api/{g}_{gn}/...` splits `group1_group_name` as
+        // `group1` and `group_name`; keyGet2 captures greedily.
         var regex = CompiledPattern.replacePlaceholders(
-            in: pattern.replacing("/*", with: "/.*"), opening: braces ? "{" : ":", closing: braces ? "}" : nil, capture: true
+            in: pattern.replacing("/*", with: "/.*"), opening: braces ? "{" : ":", closing: braces ? "}" : nil, capture: true,
+            lazyCapture: braces
         ) { names.append($0) }
         if regex == "*" { regex = "(.*)" }
         let compiled = try LinearRegex("^" + regex + "$")

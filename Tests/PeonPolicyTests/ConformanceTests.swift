@@ -212,6 +212,13 @@ final class TickingClock: Sendable {
         ("keyGet2(r.obj, r.act, 'id')", "/api/v1/users/42/x", "/api/:version/users/:id", ""),
         ("keyGet3(r.obj, r.act, 'name')", "/proj/p_one_admin/", "/proj/p_{name}_admin/", "one"),
         ("keyGet3(r.obj, r.act, 'name')", "/proj/p_one/admin/", "/proj/p_{name}_admin/", ""),
+        // Go's TestKeyGet3 and pycasbin's test_key_get3: the captures are lazy, so the first takes as little as it can.
+        ("keyGet3(r.obj, r.act, 'group')", "/api/group1_group_name/project1_admin/info", "/api/{group}_{group_name}/{project}_admin/info", "group1"),
+        ("keyGet3(r.obj, r.act, 'group_name')", "/api/group1_group_name/project1_admin/info", "/api/{group}_{group_name}/{project}_admin/info", "group_name"),
+        ("keyGet3(r.obj, r.act, 'project')", "/api/group1_group_name/project1_admin/info", "/api/{group}_{group_name}/{project}_admin/info", "project1"),
+        ("keyGet3(r.obj, r.act, 'tenant')", "/api/acme_prod_eu/data", "/api/{tenant}_{env}/data", "acme"),
+        // keyGet2 stays greedy, as Go's.
+        ("keyGet2(r.obj, r.act, 'id')", "/api/a_b", "/api/:id", "a_b"),
     ])
     func keyGetReturnsTheMatchedPart(_ call: String, _ key: String, _ pattern: String, _ expected: String) throws {
         let enforcer = try Enforcer(model: model(matcher: "\(call) == r.sub"), modelSource: "m.conf", policy: "", policySource: "p.csv")
