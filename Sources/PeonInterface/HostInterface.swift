@@ -182,4 +182,27 @@ package protocol HostInterface: AnyObject, Sendable {
     /// decoded, and the guest gets `error` back. `call` is the WIT function (`fs.write`, `http.send`). It exists so
     /// that such a refusal leaves a trace too: the mediator audits it as a denial.
     func refused(call: String, error: HostError)
+    /// Why the run must stop before its next host call, or `nil` while it may go on: the mediator ends a
+    /// run that keeps calling long after its call quota refused it (each refusal would be one more audit
+    /// entry). The bindings check it before each call and end the guest with it.
+    var stopReason: String? { get }
+}
+
+extension HostInterface {
+    /// No reason to stop, for hosts without a quota.
+    package var stopReason: String? { nil }
+}
+
+/// Thrown by a host binding when ``HostInterface/stopReason`` ends the run: the guest's call is not made.
+package struct RunStoppedByHost: Error, Sendable, CustomStringConvertible {
+    /// Why, for the run's error line and its `run.end`.
+    package let reason: String
+
+    /// Creates the error.
+    package init(_ reason: String) {
+        self.reason = reason
+    }
+
+    /// The reason.
+    package var description: String { reason }
 }

@@ -1,6 +1,7 @@
 import PeonAudit
 package import PeonInterface
 import Foundation
+import Synchronization
 
 // `http`: decided on `http:` + the guest's URL parsed once into a ``CanonicalURL`` and `http.` + the
 // method. The capability sends that value's target byte for byte, so the URL decided on, the URL in
@@ -13,6 +14,7 @@ extension Mediator {
         guard !method.isEmpty, method.utf8.count <= 32,
               method.utf8.allSatisfy({ (0x41...0x5A).contains($0) || $0 == UInt8(ascii: "-") })
         else {
+            callCount.add(1, ordering: .relaxed)
             throw try refuseEarly("http.send", resource: Resource.url(url).description,
                                   HostError(.invalidArgument, "'\(sanitize(request.method))' is not an HTTP method"))
         }

@@ -119,7 +119,8 @@ package final class Mediator: HostInterface {
     private let ownHTTP: HTTPCapability?
     private let rates: RateLimiter
     let logLimiter: RateLimiter
-    private let callCount = Atomic<Int>(0)
+    /// Host calls the guest made (each counts toward the quota, refused or not).
+    let callCount = Atomic<Int>(0)
     /// Set by ``shutdown()``: the run has ended and makes no more calls.
     private let callsEnded = Atomic<Bool>(false)
     let droppedLogLines = Atomic<Int>(0)
@@ -185,6 +186,7 @@ package final class Mediator: HostInterface {
     /// were never decoded, so the resource is unknown). If the log cannot be written the log has stopped, and
     /// every later call is refused.
     package func refused(call: String, error: HostError) {
+        callCount.add(1, ordering: .relaxed)
         let kind = call.split(separator: ".", maxSplits: 1).first.map(String.init) ?? call
         _ = try? refuseEarly(call, resource: kind + ":?", error)
     }
@@ -270,6 +272,8 @@ package final class Mediator: HostInterface {
         do {
             return try body()
         } catch {
+            // A call refused for its arguments is a call all the same: it counts toward the quota.
+            callCount.add(1, ordering: .relaxed)
             throw try refuseEarly(call, resource: kind + ":?", error)
         }
     }
@@ -284,6 +288,18 @@ package final class Mediator: HostInterface {
             throw try refuseEarly(call, resource: resource.description,
                                   HostError(.limitExceeded, "the run's host-call quota (\(quota) calls) is used up"))
         }
+    }
+
+    /// How many calls past its quota a run may make (each refused and audited) before it is stopped: enough
+    /// for a guest to notice `limit-exceeded` and wind down, few enough that a guest looping on refused calls
+    /// cannot fill the disk with audit entries.
+    package static let callsPastQuota = 100
+
+    /// Why the run must stop: it went on calling ``callsPastQuota`` calls after its quota refused it.
+    package var stopReason: String? {
+        let count = callCount.load(ordering: .relaxed)
+        guard count >= quota + Self.callsPastQuota else { return nil }
+        return "the module made \(Self.callsPastQuota) more host calls after its call quota of \(quota) was used up, so the run was stopped; raise `calls` in its grants"
     }
 
     /// Runs one whole call through the pipeline: decide, rate, approval, write-ahead entry, the capability

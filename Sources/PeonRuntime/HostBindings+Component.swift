@@ -31,9 +31,13 @@ extension PeonHostBindings {
             return ComponentHostFunction(
                 interface: binding.module, name: binding.name, resultCount: types.result == nil ? 0 : 1,
                 type: types.functionType, maximumArgumentBytes: limits.maxBytes,
-                oversized: { description in try binding.refuseOversized(host, description: description, types: types) }
+                oversized: { description in
+                    if let reason = host.stopReason { throw RunStoppedByHost(reason) }
+                    return try binding.refuseOversized(host, description: description, types: types)
+                }
             ) { arguments in
-                try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
+                if let reason = host.stopReason { throw RunStoppedByHost(reason) }
+                return try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
             }
         }
     }

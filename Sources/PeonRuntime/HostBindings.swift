@@ -144,6 +144,7 @@ extension PeonHostBindings {
                     "\(qualifiedName): called from inside cabi_realloc while the host was returning another call's result; "
                         + "the canonical ABI forbids calling imports there")
             }
+            if let reason = host.stopReason { throw RunStoppedByHost(reason) }
             let values = (0..<arguments.count).map { arguments[$0] }
             do {
                 let result: CanonicalValue?

@@ -1,6 +1,7 @@
 public import PeonEngine
 import PeonWASI
 import PeonABI
+import PeonInterface
 import Synchronization
 
 /// The limits every run has. The defaults are finite: a module that says nothing gets these.
@@ -228,6 +229,8 @@ public enum Runner {
             return RunError(.cancelled, "the run was cancelled before it finished")
         case let error as HostCallLimitExceeded:
             return RunError(.hostCallLimit, "the module made more than \(error.limit) host calls; raise the limit with --max-host-calls")
+        case let error as RunStoppedByHost:
+            return RunError(.hostCallLimit, error.reason)
         case let error as GuestMemoryError:
             return RunError(.trap, "the module passed a bad pointer to a host function: \(error.message)")
         case let error as CanonicalValueMismatch:
