@@ -422,9 +422,16 @@ package final class Mediator: HostInterface {
             }
         }
         if let compiled = snapshot.compiled {
-            for reference in references where charged.charge(reference) {
+            // A call takes one token of a grant's rate and asks its approver once, however many nested
+            // decisions fall under the grant (a second table); but a link's target is another file, and the
+            // approver is asked about it too: approving `notes` is not approving the file it points to.
+            var linkTarget = false
+            if parent != nil, case .file = request.resource { linkTarget = true }
+            for reference in references {
+                let firstCharge = charged.charge(reference)
+                guard firstCharge || linkTarget else { continue }
                 let conditions = compiled.conditions(of: reference)
-                if let rate = conditions.rate {
+                if firstCharge, let rate = conditions.rate {
                     let key = "\(configuration.module)|\(compiled.source(of: reference))|\(reference)|\(rate)"
                     if !rates.take(key, rate: rate) {
                         let message = "the rate limit \(rate) of grant \(reference) is exhausted; try again later"

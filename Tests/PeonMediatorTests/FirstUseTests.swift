@@ -9,14 +9,17 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
     private let lock = NSLock()
     private var asked: [String] = []
     private let answer: Bool
-    init(approves: Bool) { answer = approves }
+    private let refused: String?
+    /// Answers `approves`, except `no` for a resource ending in `refusing`.
+    init(approves: Bool, refusing: String? = nil) { answer = approves; refused = refusing }
     var identity: String { "test:scripted" }
     var questions: [String] { lock.lock(); defer { lock.unlock() }; return asked }
     func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         lock.lock()
         asked.append(request.resource)
         lock.unlock()
-        return ApprovalAnswer(approved: answer, answer: answer ? "yes" : "no")
+        let approved = answer && !(refused.map { request.resource.hasSuffix($0) } ?? false)
+        return ApprovalAnswer(approved: approved, answer: approved ? "yes" : "no")
     }
 }
 
@@ -87,6 +90,26 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         _ = try every.mediator.read(path: data)
         _ = try every.mediator.read(path: data)
         #expect(always.questions.count == 2)
+    }
+
+    /// Threat: the approver approves `notes` and the guest reads the file `notes` links to, which nobody
+    /// was asked about; the nested decision then marks that file used, so no later run asks either.
+    @Test(arguments: ["\"first-use\"", "true"])
+    func theApproverIsAskedAboutALinksTargetToo(approval: String) throws {
+        let scratch = try Scratch()
+        let secret = try scratch.file("data/secret.txt", "TOPSECRET")
+        let notes = scratch.path + "/data/notes"
+        try FileManager.default.createSymbolicLink(atPath: notes, withDestinationPath: "secret.txt")
+        let careful = ScriptedApprover(approves: true, refusing: "/secret.txt")
+        let harness = try Harness(grants: Self.grants(scratch.path + "/data", approval: approval), scratch: scratch, approver: careful)
+        #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: notes) }?.code == .denied)
+        #expect(careful.questions == ["fs:" + notes, "fs:" + secret])
+        // Approved, the target is read; and a later run asks about the target itself when it is first used.
+        let yes = ScriptedApprover(approves: true)
+        let approving = try Harness(grants: Self.grants(scratch.path + "/data", approval: approval), scratch: scratch, approver: yes)
+        #expect(try approving.mediator.read(path: notes) == Array("TOPSECRET".utf8))
+        // (With "first-use", `notes` was approved in the first run and is not asked again; its target was refused, so it is.)
+        #expect(yes.questions == (approval == "true" ? ["fs:" + notes, "fs:" + secret] : ["fs:" + secret]))
     }
 
     @Test func urlsCountByOrigin() throws {
