@@ -1,4 +1,5 @@
 import PeonAudit
+import Glibc
 package import PeonInterface
 
 // `fs`: decided on `fs:` + the guest's path parsed once into a ``GuestPath`` (relative paths start at
@@ -74,7 +75,40 @@ extension Mediator {
         if let outgoing { request.outgoing = [("path", Array(path.description.utf8))] + outgoing }
         return try mediate(request) { (ticket) throws(HostError) in
             let check = nestedCheck(ticket)
-            return try body(path, ticket) { target in check(.file(target), action) }
+            do throws(HostError) {
+                return try body(path, ticket) { target in check(.file(target), action) }
+            } catch {
+                // A failure tells the guest about the names where the walk stopped (`not-found` says a
+                // labelled run removed a name or never created it, `not a directory` that it created a file,
+                // a size limit how much it wrote): the labels there join the run as a read's would.
+                let labels = try Self.labelsWhereTheWalkStopped(path)
+                if !labels.isEmpty { ticket.flow.bring(labels, seq: ticket.decisionSeq) }
+                throw error
+            }
         }
+    }
+
+    /// The labels of the deepest existing entry on `path` (the target itself when it exists, else the
+    /// nearest existing folder above it; links followed) and of the folder holding that entry. An
+    /// attribute that cannot be read fails the call with `io` (closed) instead of its own error.
+    static func labelsWhereTheWalkStopped(_ path: GuestPath) throws(HostError) -> [String] {
+        var current = path.description
+        var status = stat()
+        while stat(current, &status) != 0 {
+            guard let parent = parentFolder(of: current) else { return [] }
+            current = parent
+        }
+        var labels = Set(try FileLabels.read(.path(current), what: "labels of '\(sanitize(current))'"))
+        if let parent = parentFolder(of: current) {
+            labels.formUnion(try FileLabels.read(.path(parent), what: "labels of '\(sanitize(parent))'"))
+        }
+        return labels.sorted()
+    }
+
+    /// `/a/b` → `/a`, `/a` → `/`, `/` → `nil`.
+    private static func parentFolder(of path: String) -> String? {
+        guard path != "/", let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        if slash == path.utf8.startIndex { return "/" }
+        return String(path[..<slash])
     }
 }

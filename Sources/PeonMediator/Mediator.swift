@@ -324,9 +324,13 @@ package final class Mediator: HostInterface {
                        version: ticket.version, outcome: "ok", details: outcome, durability: .buffered)
             return value
         } catch {
+            var outcome = ["decision_seq": String(ticket.decisionSeq)]
+            // A failure is information too (which name is missing, how large a file is): the labels the call
+            // brought (its grant's, and those where a file call stopped) join the run as on success.
+            let acquired = runLabels.acquire(ticket.flow.pending)
+            if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
             try record(call: ticket.call, resource: ticket.object, decision: nil, reason: error.message,
-                       version: ticket.version, outcome: error.code.description,
-                       details: ["decision_seq": String(ticket.decisionSeq)], durability: .buffered)
+                       version: ticket.version, outcome: error.code.description, details: outcome, durability: .buffered)
             throw error
         }
     }

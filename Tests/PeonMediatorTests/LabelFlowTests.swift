@@ -202,6 +202,54 @@ import Testing
         #expect(sender.sent.count == 1)
     }
 
+    /// Threat: a call that fails says something too. `not-found` against `not a directory` tells whether a
+    /// labelled run created or removed a name; `limit-exceeded` spells a labelled file's size. A failed call
+    /// brought no labels, so an unlabelled grant could learn the bit and send it out.
+    @Test func aFailedCallBringsTheLabelsOfWhereItStopped() throws {
+        let hr = try Scratch()
+        _ = try hr.file("fired/alice.txt", "fired")
+        let shared = try Scratch()
+        _ = try shared.file("b0", "x")
+        _ = try shared.file("b1", "x")
+        // (a) Under the labelled grant itself: probing names in the HR folder fails, and still brings hr.
+        let prober = try Harness(grants: Self.grants(hr: hr.path))
+        for probe in ["/fired/alice.txt/x", "/fired/bob.txt/x"] {
+            _ = prober.error { () throws(HostError) in try prober.mediator.read(path: hr.path + probe) }
+        }
+        #expect(Self.post(prober)?.code == .denied, "a failed read under a labelled grant brings its labels")
+        let failed = try prober.entries().map(\.record).filter { $0.call == "fs.read" && $0.decision == nil }
+        #expect(failed.first?.details["labels_acquired"] == "confidential,hr", "\(failed.first?.details ?? [:])")
+
+        // (b) A labelled run removes b1 (labelling the folder) and appends to a huge sparse file; an unlabelled
+        // run then probes b1 and reads the big file: both fail, both bring hr.
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["remove", "append"]))
+        _ = try agentA.mediator.read(path: hr.path + "/fired/alice.txt")
+        try agentA.mediator.remove(path: shared.path + "/b1")
+        let big = shared.path + "/big"
+        #expect(FileManager.default.createFile(atPath: big, contents: nil))
+        #expect(truncate(big, 70_000_000) == 0)
+        try agentA.mediator.append(path: big, data: Array("x".utf8))
+        for (probe, code) in [("/b1", HostErrorCode.notFound), ("/big", .limitExceeded)] {
+            let sender = RecordingSender()
+            let agentB = try Harness(grants: """
+                module = "poster"
+
+                [[fs]]
+                paths = ["\(shared.path)/**"]
+                allow = ["read"]
+
+                [[http]]
+                urls = ["https://api.partner.com/**"]
+                methods = ["POST"]
+                """, http: sender)
+            #expect(try agentB.mediator.read(path: shared.path + "/b0") == Array("x".utf8))
+            #expect(Self.post(agentB) == nil, "an unlabelled file in the folder brings nothing")
+            #expect(agentB.error { () throws(HostError) in try agentB.mediator.read(path: shared.path + probe) }?.code == code)
+            #expect(Self.post(agentB, "b1=removed")?.code == .denied, "\(probe): the failure brought hr")
+            #expect(sender.sent.count == 1)
+        }
+    }
+
     @Test func runsAppendingToOneFileAtOnceLoseNoLabel() throws {
         // Each append adds its labels as attributes of their own: no run rewrites another's.
         let scratch = try Scratch()
