@@ -80,7 +80,15 @@ package struct CompiledGrants: Sendable {
     /// The grant conditions for the rule the engine named (strictest union: approval if any grant
     /// asks for it, every rate applies).
     package func conditions(for rule: [String]) -> [(GrantReference, GrantConditions)] {
-        (origins[rule] ?? []).map { ($0, conditions(of: $0)) }
+        references(for: rule).map { ($0, conditions(of: $0)) }
+    }
+
+    /// The grants behind a policy line's values. Under a model with deny rules (`p = sub, obj, act, args,
+    /// eft`) a grant's line carries its effect, `allow`, as a fifth value.
+    package func references(for rule: [String]) -> [GrantReference] {
+        if let found = origins[rule] { return found }
+        if rule.count == 5, rule[4] == "allow", let found = origins[Array(rule.prefix(4))] { return found }
+        return []
     }
 
     /// The conditions of one grant.

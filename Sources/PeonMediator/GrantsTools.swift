@@ -74,7 +74,7 @@ package func checkGrants(imports: [(module: String, name: String)], grants: Gran
         usedActions.formUnion(actions)
         var granting: [String] = []
         for rule in compiled.rules where actionCovered(rule[2], by: actions) {
-            for reference in compiled.origins[rule] ?? [] {
+            for reference in compiled.references(for: rule) {
                 let label = "\(reference) (\(compiled.source(of: reference)))"
                 if !granting.contains(label) { granting.append(label) }
             }
@@ -86,7 +86,7 @@ package func checkGrants(imports: [(module: String, name: String)], grants: Gran
     var unused: [String] = []
     var unusedActions: [String: [String]] = [:]
     for rule in compiled.rules where !actionCovered(rule[2], by: Array(usedActions)) {
-        for reference in compiled.origins[rule] ?? [] {
+        for reference in compiled.references(for: rule) {
             let label = "\(reference) (\(compiled.source(of: reference)))"
             if !unused.contains(label) { unused.append(label) }
             if !(unusedActions[label]?.contains(rule[2]) ?? false) { unusedActions[label, default: []].append(rule[2]) }
@@ -221,7 +221,7 @@ package func explainPolicy(
                 if !ArgumentVector.matches(request.arguments, patterns: rule[3]) {
                     why.append("the arguments \(request.arguments) do not match \(rule[3])")
                 }
-                let origin = (compiled.origins[rule] ?? []).map { "\($0) (\(compiled.source(of: $0)))" }
+                let origin = (compiled.references(for: rule)).map { "\($0) (\(compiled.source(of: $0)))" }
                     .joined(separator: ", ")
                 lines.append("  not \(origin): " + (why.isEmpty ? "matches, but the model's matcher refused it" : why.joined(separator: "; ")))
             }

@@ -163,9 +163,12 @@ public struct PolicySnapshot: Sendable {
     ) throws(PolicyLoadError) -> PolicySnapshot {
         var rules: [PolicyRule] = storeRules
         if let compiled {
+            // A model with deny rules declares `p = sub, obj, act, args, eft`: a grant is an allow.
+            let fields = (try? Enforcer.policyFields(model: model, modelSource: modelSource)) ?? []
+            let effect: [String] = fields.count == 5 && fields[4] == "eft" ? ["allow"] : []
             for rule in compiled.rules {
                 let source = compiled.origins[rule]?.first.map { compiled.source(of: $0) }
-                rules.append(PolicyRule(section: "p", values: rule, source: source?.file ?? "grants",
+                rules.append(PolicyRule(section: "p", values: rule + effect, source: source?.file ?? "grants",
                                         line: source?.line ?? 0))
             }
         }

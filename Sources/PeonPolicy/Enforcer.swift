@@ -86,6 +86,12 @@ public struct PolicyDecision: Sendable, Hashable {
 public struct Enforcer: Sendable {
     private let snapshot: Snapshot
 
+    /// The field names of the `p` policy definition of `model` (`["sub", "obj", "act", "args", "eft"]`),
+    /// for callers that add rules of their own and must shape them to the model.
+    package static func policyFields(model: String, modelSource: String) throws(PolicyError) -> [String] {
+        try Model(text: model, source: modelSource).policyFields["p"] ?? []
+    }
+
     /// Builds a snapshot from a model (`.conf` text) and a policy (CSV text), plus rules added
     /// programmatically (`additionalRules`, e.g. grants compiled to `p` lines, which are evaluated
     /// after the file's rules). `modelSource` and `policySource` name the texts in error messages

@@ -222,4 +222,44 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(after?.message.contains("is not granted") == true, "the model's rule on r.ctx.labels refused it: \(String(describing: after))")
         #expect(!FileManager.default.fileExists(atPath: scratch.path + "/out/after"))
     }
+
+    /// docs/grants.md: an organisation adds deny rules to the grants with `p = sub, obj, act, args, eft`.
+    /// The grants' lines (four values) are allows there, and keep their conditions (labels, clearance).
+    @Test func grantsWorkUnderAModelWithDenyRules() throws {
+        let scratch = try Scratch()
+        _ = try scratch.file("hr/pay.txt", "alice 120000")
+        _ = try scratch.file("hr/secret.txt", "do not read")
+        let model = try scratch.file("deny.conf", """
+            [request_definition]
+            r = sub, obj, act, args
+
+            [policy_definition]
+            p = sub, obj, act, args, eft
+
+            [policy_effect]
+            e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+            [matchers]
+            m = r.sub == p.sub && r.act == p.act && peonGlob(r.obj, p.obj) && peonArgs(r.args, p.args)
+            """)
+        let policy = try scratch.file("deny.csv", "p, agent, fs:\(scratch.path)/hr/secret.txt, fs.read, *, deny\n")
+        let grants = try scratch.file("grants.toml", """
+            module = "agent"
+            [[fs]]
+            paths = ["\(scratch.path)/hr/**"]
+            allow = ["read"]
+            labels = ["hr"]
+            [[fs]]
+            paths = ["\(scratch.path)/out/**"]
+            allow = ["write"]
+            """)
+        let snapshot = try PolicySnapshot.load(PolicySources(grantsPath: grants, modelPath: model, policyPath: policy),
+                                               defaultModule: "agent")
+        let harness = try Harness(scratch: scratch, configure: { $0.policy = MediatorPolicyStore(snapshot); $0.module = "agent" })
+        let denied = harness.error { () throws(HostError) in try harness.mediator.read(path: scratch.path + "/hr/secret.txt") }
+        #expect(denied?.code == .denied, "the deny rule wins over the grant")
+        #expect(try harness.mediator.read(path: scratch.path + "/hr/pay.txt") == Array("alice 120000".utf8))
+        let leak = harness.error { () throws(HostError) in try harness.mediator.write(path: scratch.path + "/out/x", data: [1]) }
+        #expect(leak?.code == .denied, "the grant's labels still apply: \(String(describing: leak))")
+    }
 }
