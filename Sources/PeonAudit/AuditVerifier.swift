@@ -53,6 +53,11 @@ public enum AuditVerifier {
         // If the lock stays taken (an older peon-wasm holds it for its whole run), the last line may still be
         // growing: it is skipped as a live tail.
         let snapshot = AuditProofs.lockShared(fd)
+        // An empty log is reported as empty (exit 3), whether or not a checkpoint was ever written beside it.
+        var empty = stat()
+        if fstat(fd, &empty) == 0, empty.st_size == 0, !FileIO.exists(logPath + ".checkpoint") {
+            throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
+        }
         let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
         var checkpoints = [(logPath + ".checkpoint", latest)]
         for path in extraCheckpoints { checkpoints.append((path, try loadCheckpoint(path: path, key: key))) }

@@ -73,7 +73,8 @@ struct AuditCommand: ParsableCommand {
         @OptionGroup var keyOptions: KeyOptions
 
         func validate() throws {
-            if (log == nil) == (from == nil) { throw ValidationError("give a LOG or --from postgresql://..., not both") }
+            if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }
+            if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
             if from != nil, key.isEmpty { throw ValidationError("--from needs --key ORIGIN=KEY for each host whose entries it should check") }
             if from != nil, !checkpoints.isEmpty { throw ValidationError("--checkpoint is for a local LOG; the central tables hold every shipped checkpoint") }
             if log != nil, key.count > 1 { throw ValidationError("a local LOG takes one --key") }
@@ -169,8 +170,8 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
+                guard FileManager.default.fileExists(atPath: log) else { throw AuditError(.io, "\(log): no such audit log; check the path") }
                 if refresh {
-                    guard FileManager.default.fileExists(atPath: log) else { throw AuditError(.io, "\(log): no such audit log") }
                     let signer = try CheckpointSigner.load(keyPath: try keyOptions.path())
                     let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0)
                     try opened.close()
@@ -239,7 +240,7 @@ struct AuditCommand: ParsableCommand {
         @Argument(help: "The audit log; omit it with --from.") var log: String?
         @Option(help: "Only entries of this module.") var module: String?
         @Option(help: "Only entries with this decision (allow or deny).") var decision: String?
-        @Option(name: .customLong("run"), help: "Only entries of this run.") var runID: String?
+        @Option(name: .customLong("run"), help: "Only entries of this run (its id, or the start of it as the RUN column shows it).") var runID: String?
         @Option(help: "Only entries at or after this UTC time (2026-11-21, 2026-11-21T20:05, ...Z).") var since: String?
         @Flag(name: .customLong("first-use"),
               help: "Only decisions on something the module had never been allowed before (flagged first_use).")
@@ -252,7 +253,8 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "With --from: at most this many entries (default 1000).") var limit: Int = 1000
 
         func validate() throws {
-            if (log == nil) == (from == nil) { throw ValidationError("give a LOG or --from postgresql://..., not both") }
+            if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }
+            if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
             if from == nil, until != nil || origin != nil || call != nil { throw ValidationError("--until, --origin and --call need --from") }
             if limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
             if let until, until.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
@@ -285,6 +287,7 @@ struct AuditCommand: ParsableCommand {
                     let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
                     print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
                 }
+                let runPrefix = runID.map { $0.hasSuffix("…") ? String($0.dropLast()) : $0 }
                 printRow(["SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"])
                 var bad = 0
                 var index = -1
@@ -306,7 +309,8 @@ struct AuditCommand: ParsableCommand {
                     }
                     if let module, e.record.module != module { continue }
                     if let decision, e.record.decision?.rawValue != decision { continue }
-                    if let runID, e.record.run != runID { continue }
+                    // The RUN column shows a prefix and `…`: either the whole id or a prefix of it picks the run.
+                    if let runPrefix, !e.record.run.utf8.starts(with: runPrefix.utf8) { continue }
                     if let sinceKey, e.time < sinceKey { continue }
                     if firstUse, e.record.details["first_use"] != "true" { continue }
                     printRow([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,

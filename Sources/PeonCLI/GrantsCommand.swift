@@ -42,20 +42,24 @@ struct GrantsCheckCommand: ParsableCommand {
         } catch {
             fail(error.description)
         }
-        guard let data = FileManager.default.contents(atPath: module) else {
-            fail("\(module): cannot read the module; check the path")
+        // Read as `run` and `inspect` read it: a .wasm binary or a .wat text.
+        let data: [UInt8]
+        do {
+            data = try ModuleFile(path: module).bytes
+        } catch {
+            fail(error.message)
         }
         let imports: [(module: String, name: String)]
         var notes: [String] = []
         var unserved = false
-        if ComponentBinary.isComponent(Array(data)) {
-            (imports, notes, unserved) = componentImports(Array(data))
+        if ComponentBinary.isComponent(data) {
+            (imports, notes, unserved) = componentImports(data)
         } else {
             let compiled: any CompiledModule
             do {
-                compiled = try WasmKitEngine().compile(Array(data))
+                compiled = try WasmKitEngine().compile(data)
             } catch {
-                fail("\(module): not a valid WebAssembly module: \(error)")
+                fail("\(module): \(error.message); name a .wasm module or a .wat text")
             }
             imports = compiled.imports.map { (module: $0.module, name: $0.name) }
         }

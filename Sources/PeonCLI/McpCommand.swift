@@ -195,7 +195,14 @@ struct McpCommand: ParsableCommand {
                     let shown = at.host.contains(":") ? "[\(at.host)]" : at.host
                     printError("peon-wasm: serving MCP (streamable HTTP) at http://\(shown):\(at.port)\(HTTPToolListener.endpoint)")
                 } catch {
-                    bound.message.withLock { $0 = "cannot listen on \(http): \(error)" }
+                    // SwiftNIO's text is `bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)`: say the errno's meaning.
+                    let text = String(describing: error)
+                    var reason = text
+                    if let start = text.range(of: "(errno: "), let end = text[start.upperBound...].firstIndex(of: ")"),
+                       let code = Int32(text[start.upperBound..<end]) {
+                        reason = String(cString: strerror(code)).lowercased()
+                    }
+                    bound.message.withLock { $0 = "cannot listen on \(http): \(reason); choose another address or port" }
                 }
                 started.signal()
             }

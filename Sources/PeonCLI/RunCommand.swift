@@ -132,9 +132,14 @@ struct RunCommand: ParsableCommand {
         }
         if stdin { request.stdin = [UInt8](FileHandle.standardInput.readDataToEndOfFile()) }
         if let inputFile {
-            guard let data = FileManager.default.contents(atPath: inputFile), let text = String(data: data, encoding: .utf8) else {
+            guard let data = FileManager.default.contents(atPath: inputFile) else {
                 session.finish(outcome: "error", reason: "cannot read --input-file")
-                throw RunError(.configuration, "cannot read --input-file '\(inputFile)' as UTF-8 text")
+                let why = FileManager.default.fileExists(atPath: inputFile) ? "it cannot be read" : "no such file"
+                throw RunError(.configuration, "cannot read --input-file '\(inputFile)': \(why); check the path")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                session.finish(outcome: "error", reason: "--input-file is not UTF-8 text")
+                throw RunError(.configuration, "--input-file '\(inputFile)' is not UTF-8 text; the input of an agent's run is a string")
             }
             request.input = text
         } else {

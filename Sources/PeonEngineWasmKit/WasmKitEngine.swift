@@ -1,6 +1,7 @@
 package import PeonEngine
 @_spi(Fuzzing) import WasmKit
 import WasmParser
+import Foundation
 
 /// The WasmKit engine: a pure-Swift interpreter, peon-wasm's zero-setup default.
 ///
@@ -35,11 +36,21 @@ package struct WasmKitEngine: WasmEngine {
         do {
             module = try parseWasm(bytes: bytes)
         } catch {
-            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(error)")
+            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
         }
         let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
         return try WasmKitModule(engine: engine, module: module, definedFunctionTypes: definedFunctionTypes,
                                  storage: try DeclaredStorage(parsing: bytes))
+    }
+
+    /// WasmKit's parser error as one plain sentence: WasmKit 0.4.2 prints its message struct
+    /// (`"Message(text: "magic header not detected ...")" at offset 0x4`), which is shown without the wrapper.
+    static func describe(_ error: any Error) -> String {
+        let text = String(describing: error)
+        let opening = "\"Message(text: \"", closing = "\")\""
+        guard let start = text.range(of: opening),
+              let end = text.range(of: closing, options: .backwards, range: start.upperBound..<text.endIndex) else { return text }
+        return String(text[..<start.lowerBound]) + String(text[start.upperBound..<end.lowerBound]) + String(text[end.upperBound...])
     }
 
     /// The type indices of the functions the module defines (its function section), which WasmKit's
@@ -51,7 +62,7 @@ package struct WasmKitEngine: WasmEngine {
                 if case .functionSection(let indices) = payload { return indices }
             }
         } catch {
-            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(error)")
+            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
         }
         return []
     }

@@ -50,6 +50,9 @@ package actor StdioLineTransport: Transport {
                            if Self.isBatch(data) {
                                guard let self else { return }
                                Task { await self.refuseBatch() }
+                           } else if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
+                               guard let self else { return }
+                               Task { await self.refuseUnparsable() }
                            } else {
                                continuation.yield(Self.annotate(data))
                            }
@@ -91,8 +94,20 @@ package actor StdioLineTransport: Transport {
     private func refuseOversized(_ size: Int) async {
         let message = "a message of \(size) bytes was refused: the limit is \(maxMessageBytes) bytes (--max-message)"
         FileHandle.standardError.write(Data("peon-wasm: \(message)\n".utf8))
-        let response = CallTool.response(id: .random, error: MCPError.invalidRequest(message))
-        if let data = try? JSONEncoder().encode(response) { try? await send(data) }
+        try? await send(Self.errorWithoutID(code: -32600, message: message))
+    }
+
+    /// Answers a line that is not JSON with a parse error (-32700).
+    private func refuseUnparsable() async {
+        let message = "Parse error: the message is not JSON"
+        FileHandle.standardError.write(Data("peon-wasm: a message that is not JSON was refused\n".utf8))
+        try? await send(Self.errorWithoutID(code: -32700, message: message))
+    }
+
+    /// A JSON-RPC error response to a message whose id cannot be known: JSON-RPC 2.0 says its `id` is `null`.
+    static func errorWithoutID(code: Int, message: String) -> Data {
+        let object: [String: Any] = ["jsonrpc": "2.0", "id": NSNull(), "error": ["code": code, "message": message]]
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
     }
 
     /// Whether `data` is a JSON-RPC batch (a JSON array).
@@ -106,8 +121,7 @@ package actor StdioLineTransport: Transport {
     private func refuseBatch() async {
         let message = "JSON-RPC batches are not supported: send each request as its own message"
         FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(message)\n".utf8))
-        let response = CallTool.response(id: .random, error: MCPError.invalidRequest(message))
-        if let data = try? JSONEncoder().encode(response) { try? await send(data) }
+        try? await send(Self.errorWithoutID(code: -32600, message: message))
     }
 
     /// A `tools/call` with its request id added to `_meta`; anything else unchanged.

@@ -27,7 +27,8 @@ package struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// `FILE:LINE: KEY: MESSAGE` (the key is left out when the whole document is at fault).
     package var description: String {
-        key.isEmpty ? "\(file):\(line): \(message)" : "\(file):\(line): \(key): \(message)"
+        let place = line > 0 ? "\(file):\(line)" : file
+        return key.isEmpty ? "\(place): \(message)" : "\(place): \(key): \(message)"
     }
 }
 
@@ -43,8 +44,19 @@ package enum GrantsParser {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw GrantsError(file: path, line: 1, key: "",
-                              message: "cannot read the grants file (\(error.localizedDescription)); check the path")
+            // Line 0: the file as a whole (the description then names no line).
+            let why: String
+            var status = stat()
+            if stat(path, &status) != 0 {
+                why = "no such file"
+            } else if status.st_mode & S_IFMT == S_IFDIR {
+                why = "it is a directory"
+            } else if access(path, R_OK) != 0 {
+                why = "permission denied"
+            } else {
+                why = "it is not UTF-8 text"
+            }
+            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(why); check the path")
         }
         let folder = (absolutePath(path) as NSString).deletingLastPathComponent
         return try parse(text, file: path, baseDirectory: folder)

@@ -315,14 +315,17 @@ def raw_protocol():
     send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
     send("{this is not json")
     malformed = reply()
-    check("error" in malformed, f"malformed message answered {malformed}")
+    check("error" in malformed and malformed["error"]["code"] == -32700 and malformed.get("id", "absent") is None,
+          f"malformed message answered {malformed} (JSON-RPC 2.0: a parse error, id null)")
     send(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                      "params": {"name": "echo", "arguments": {"text": "x" * 100_000}}}))
     oversized = reply()
-    check("error" in oversized and "limit" in oversized["error"]["message"], f"oversized answered {oversized}")
+    check("error" in oversized and "limit" in oversized["error"]["message"] and oversized.get("id", "absent") is None,
+          f"oversized answered {oversized}")
     send(json.dumps([{"jsonrpc": "2.0", "id": 20, "method": "ping"}, {"jsonrpc": "2.0", "id": 21, "method": "ping"}]))
     batch = reply()
-    check("error" in batch and "batch" in batch["error"]["message"], f"a batch answered {batch}")
+    check("error" in batch and "batch" in batch["error"]["message"] and batch.get("id", "absent") is None,
+          f"a batch answered {batch}")
     send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
     pong = reply()
     check(pong.get("id") == 3 and "result" in pong, f"ping after bad input answered {pong}")
