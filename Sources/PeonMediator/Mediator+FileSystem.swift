@@ -92,12 +92,17 @@ extension Mediator {
     /// nearest existing folder above it; links followed) and of the folder holding that entry. An
     /// attribute that cannot be read fails the call with `io` (closed) instead of its own error.
     static func labelsWhereTheWalkStopped(_ path: GuestPath) throws(HostError) -> [String] {
-        var current = path.description
+        // Existence is monotone along the path's prefixes (a prefix exists if a longer one does), so the deepest
+        // existing one is found by bisection: a few `stat`s even for a hostile path of thousands of components.
+        let components = path.description.split(separator: "/", omittingEmptySubsequences: true)
+        func prefix(_ count: Int) -> String { count == 0 ? "/" : "/" + components[..<count].joined(separator: "/") }
         var status = stat()
-        while stat(current, &status) != 0 {
-            guard let parent = parentFolder(of: current) else { return [] }
-            current = parent
+        var found = 0, missing = components.count + 1
+        while missing - found > 1 {
+            let middle = found + (missing - found) / 2
+            if stat(prefix(middle), &status) == 0 { found = middle } else { missing = middle }
         }
+        let current = prefix(found)
         var labels = Set(try FileLabels.read(.path(current), what: "labels of '\(sanitize(current))'"))
         if let parent = parentFolder(of: current) {
             labels.formUnion(try FileLabels.read(.path(parent), what: "labels of '\(sanitize(parent))'"))
