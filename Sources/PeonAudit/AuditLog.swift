@@ -190,8 +190,14 @@ public final class AuditLog: Sendable {
     /// - Throws: ``AuditError/Code/io`` if it cannot be read or written, ``AuditError/Code/malformedEntry`` if its last
     ///   complete line is not an entry, ``AuditError/Code/checkpointMismatch`` or ``AuditError/Code/badSignature`` if
     ///   the log no longer matches its checkpoint or the checkpoint is not this signer's (run `peon-wasm audit verify`).
+    ///
+    /// A log that holds entries but has no checkpoint beside it is refused (`checkpointMissing`): every log gets a
+    /// signed checkpoint (of size 0) when it is created, before its first entry, so one without is a log whose
+    /// checkpoint was deleted, and appending would sign whatever it now holds. `adoptingUnsigned` (what
+    /// `audit checkpoint --refresh` passes, once an operator has checked the log) signs it anyway.
     public static func open(path: String, signer: CheckpointSigner, sync: AuditSyncMode = .effects,
-                            checkpointEvery: Int = 1000, origin: String? = nil) throws(AuditError) -> AuditLog {
+                            checkpointEvery: Int = 1000, origin: String? = nil,
+                            adoptingUnsigned: Bool = false) throws(AuditError) -> AuditLog {
         let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileIO.ioError(path, "cannot open the audit log") }
         var keep = false
@@ -206,7 +212,7 @@ public final class AuditLog: Sendable {
         try FileIO.flockWaiting(fd, LOCK_SH, path: path)
         let scan: (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool)
         do throws(AuditError) {
-            scan = try scanForOpen(fd: fd, path: path, signer: signer)
+            scan = try scanForOpen(fd: fd, path: path, signer: signer, adoptingUnsigned: adoptingUnsigned)
         } catch {
             _ = flock(fd, LOCK_UN)
             throw error
@@ -216,6 +222,11 @@ public final class AuditLog: Sendable {
                            checkpointEvery: checkpointEvery, size: scan.tree.size, prev: scan.prev, tree: scan.tree,
                            fileEnd: scan.completeBytes)
         keep = true
+        if scan.tree.size == 0 && !FileIO.exists(path + ".checkpoint") {
+            // A new log is signed before its first entry, so that a log with entries and no checkpoint is never
+            // one of ours (see above).
+            try log.writeCheckpoint()
+        }
         if scan.torn {
             // The next write cuts the torn line and records `log.recovered` (unless another process did so first);
             // the checkpoint makes that durable in every sync mode, and signed at once.
@@ -225,7 +236,7 @@ public final class AuditLog: Sendable {
     }
 
     /// Hashes every complete line of the log (call with a lock held) and checks it against the signed checkpoint.
-    private static func scanForOpen(fd: Int32, path: String, signer: CheckpointSigner)
+    private static func scanForOpen(fd: Int32, path: String, signer: CheckpointSigner, adoptingUnsigned: Bool)
         throws(AuditError) -> (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool) {
         // The latest checkpoint must still describe a prefix of the log: otherwise the log was altered since it
         // was signed, and appending would re-sign (launder) the altered entries. Fail closed instead.
@@ -267,6 +278,10 @@ public final class AuditLog: Sendable {
             case .partial:
                 torn = true
             }
+        }
+        if signed == nil, tree.size > 0 || torn, !adoptingUnsigned {
+            throw AuditError(.checkpointMissing,
+                             "\(path): the log holds \(tree.size) entries but no checkpoint: it was deleted, and appending would sign whatever the log now holds; check the log against a checkpoint kept elsewhere (`peon-wasm audit verify \(path) --checkpoint COPY`), then sign it with `peon-wasm audit checkpoint \(path) --refresh`")
         }
         if let signed, signed.size > tree.size {
             throw AuditError(.checkpointMismatch,

@@ -88,6 +88,12 @@ public enum AuditVerifier {
                                  line: lineNumber, seq: seq)
             case .partial:
                 if live { skippedLiveTail = true; continue }
+                // A cut line that a checkpoint covers is a removed signed entry, not a writer's crash.
+                for (path, cp) in checkpoints where cp.size > seq {
+                    throw AuditError(.checkpointMismatch,
+                                     "\(place): entry seq \(seq) is cut short but \(path) covers \(cp.size) entries: signed entries were removed (truncated)",
+                                     line: lineNumber, seq: seq)
+                }
                 throw AuditError(.tornTail,
                                  "\(place): the last line has no newline (a writer died mid-line); the next open of the log cuts it and records log.recovered",
                                  line: lineNumber, seq: seq)

@@ -181,6 +181,17 @@ public struct CheckpointSigner: Sendable {
         guard mode & 0o077 == 0 else {
             throw AuditError(.badKey, "\(keyPath): the signing key is readable by group or others (mode \(String(mode & 0o777, radix: 8))); run `chmod 600 \(keyPath)`")
         }
+        // Someone else's key file, or one in a folder others may write (and so replace the key in), signs for them.
+        var file = stat()
+        if stat(keyPath, &file) == 0, file.st_uid != geteuid() {
+            throw AuditError(.badKey, "\(keyPath): the signing key belongs to user \(file.st_uid), not to the user running peon-wasm (\(geteuid())); use a key of your own")
+        }
+        let folder = (keyPath as NSString).deletingLastPathComponent
+        var directory = stat()
+        if stat(folder.isEmpty ? "." : folder, &directory) == 0,
+           directory.st_mode & 0o022 != 0, directory.st_mode & S_ISVTX == 0 {
+            throw AuditError(.badKey, "\(keyPath): the folder holding the signing key may be written by group or others (mode \(String(directory.st_mode & 0o777, radix: 8))), who could replace the key; run `chmod go-w \(folder.isEmpty ? "." : folder)`")
+        }
         let bytes = try FileIO.readAll(path: keyPath, limit: 4096)
         let text = String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         do {
@@ -255,6 +266,11 @@ public struct SignedNote: Sendable, Equatable {
 
     /// Splits note text at its last blank line and parses every signature line.
     public static func parse(_ note: String) throws(AuditError) -> SignedNote {
+        // C2SP signed notes hold no control characters but the newline (nor C1 ones here): a note that could
+        // drive a terminal is refused before anything prints it.
+        if note.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) }) {
+            throw Checkpoint.malformed("the note contains a control character")
+        }
         guard note.hasSuffix("\n") else { throw Checkpoint.malformed("the note does not end with a newline") }
         guard let split = note.range(of: "\n\n", options: .backwards) else {
             throw Checkpoint.malformed("no blank line separates the text from the signatures")

@@ -6,7 +6,7 @@ import Darwin
 import PeonSystem
 
 /// The few POSIX file operations the log needs, each turning errno into an ``AuditError`` that names the path.
-enum FileIO {
+package enum FileIO {
     static func errnoText() -> String { String(cString: strerror(errno)) }
 
     static func ioError(_ path: String, _ what: String) -> AuditError {
@@ -49,7 +49,7 @@ enum FileIO {
 
     /// Opens an existing regular file for reading. Refuses FIFOs, devices and directories, whose reads could block
     /// forever or never end (a hostile "log" such as `/dev/zero`).
-    static func openRegularForReading(path: String) throws(AuditError) -> Int32 {
+    package static func openRegularForReading(path: String) throws(AuditError) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ioError(path, "cannot open") }
         var st = stat()
@@ -92,8 +92,10 @@ enum FileIO {
     /// Replaces `path` atomically: write a temporary file beside it, fsync, rename over, fsync the directory.
     static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644,
                                   syncingDirectory: Bool = true) throws(AuditError) {
-        let temp = path + ".tmp"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
+        // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
+        // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
+        let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
         guard fd >= 0 else { throw ioError(temp, "cannot create") }
         do throws(AuditError) {
             try writeAll(fd: fd, contents[...], path: temp)
@@ -104,7 +106,11 @@ enum FileIO {
             throw error
         }
         close(fd)
-        guard rename(temp, path) == 0 else { throw ioError(path, "cannot rename \(temp) over it") }
+        guard rename(temp, path) == 0 else {
+            let failure = ioError(path, "cannot rename \(temp) over it")
+            unlink(temp)
+            throw failure
+        }
         if syncingDirectory { syncDirectory(of: path) }
     }
 

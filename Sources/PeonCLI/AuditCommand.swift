@@ -173,7 +173,8 @@ struct AuditCommand: ParsableCommand {
                 guard FileManager.default.fileExists(atPath: log) else { throw AuditError(.io, "\(log): no such audit log; check the path") }
                 if refresh {
                     let signer = try CheckpointSigner.load(keyPath: try keyOptions.path())
-                    let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0)
+                    // The operator asks for the log to be signed as it is: one without a checkpoint is adopted.
+                    let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0, adoptingUnsigned: true)
                     try opened.close()
                 }
                 _ = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil)
@@ -277,8 +278,11 @@ struct AuditCommand: ParsableCommand {
             try AuditCommand.run { () throws(AuditError) in
                 // Streamed: one line in memory at a time (at most AuditLog.maxLineBytes), printed as it is read, so a
                 // log of any size is shown in bounded memory.
-                let fd = open(log, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw AuditError(.io, "\(log): cannot read the audit log (\(String(cString: strerror(errno))))") }
+                guard FileManager.default.fileExists(atPath: log) else {
+                    throw AuditError(.io, "\(log): cannot read the audit log (no such file); check the path")
+                }
+                // A regular file only: a FIFO or device at LOG would block forever or never end.
+                let fd = try FileIO.openRegularForReading(path: log)
                 defer { _ = close(fd) }
                 var reader = LineReader(fd: fd, path: log, maxLine: AuditLog.maxLineBytes)
                 let sinceKey = since.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
@@ -404,7 +408,13 @@ extension AuditCommand {
 
     /// Pads or cuts (with an ellipsis) to exactly `width` characters.
     fileprivate static func pad(_ s: String, _ width: Int) -> String {
-        if s.count > width { return String(s.prefix(width - 1)) + "…" }
-        return s + String(repeating: " ", count: width - s.count)
+        // Cut by Unicode scalars, not characters: one character may carry thousands of combining marks.
+        let scalars = s.unicodeScalars
+        if scalars.count > width {
+            var cut = String.UnicodeScalarView()
+            cut.append(contentsOf: scalars.prefix(width - 1))
+            return String(cut) + "…"
+        }
+        return s + String(repeating: " ", count: max(0, width - s.count))
     }
 }

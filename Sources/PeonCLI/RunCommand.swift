@@ -159,16 +159,28 @@ struct RunCommand: ParsableCommand {
         switch result {
         case .exited(let code):
             session.finish(outcome: code == 0 ? "ok" : "exit:\(code)", reason: "")
+            try reportUnfinishedLog(session)
             if code != 0 { throw ExitCode(Int32(truncatingIfNeeded: code & 0xff)) }
         case .agent(.success(let answer)):
             session.finish(outcome: "ok", reason: "")
+            try reportUnfinishedLog(session)
             // The answer is the agent's output: bytes as they are into a pipe or file, escaped on a terminal.
             print(isatty(1) == 1 ? TerminalText.escaped(answer) : answer)
         case .agent(.failure(let message)):
             session.finish(outcome: "agent-error", reason: message)
+            try reportUnfinishedLog(session)
             printError("peon-wasm: the agent returned an error: \(message)")
             throw ExitCode(1)
         }
+    }
+
+    /// A run whose `run.end` or final checkpoint could not be written did not finish cleanly, whatever its
+    /// module answered: one error line and exit 74.
+    private func reportUnfinishedLog(_ session: AgentSession) throws {
+        guard let failure = session.endFailure else { return }
+        printError("peon-wasm: error: the run ended but its audit log was not completed: \(TerminalText.escaped(failure)); "
+                   + "check it with `peon-wasm audit verify LOG` and sign it with `peon-wasm audit checkpoint LOG --refresh`")
+        throw ExitCode(74)
     }
 
     /// WasmKit cannot host a component's imports: refuse it before the run starts (and before the audit

@@ -106,9 +106,12 @@ final class FirstUseStore: Sendable {
             guard state.seen.insert(ExactText(key)).inserted else { return }
             let line = key + "\n"
             guard line.utf8.count <= Self.maxLineBytes else { return }
-            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            // Non-blocking and checked, as the reading side is: a FIFO put at this path must not stall every call.
+            let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
             guard fd >= 0 else { return }
             defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return }
             // A failed write leaves a damaged line, which reads back as unseen: fail towards asking.
             _ = writeFully(fd, Array(line.utf8))
         }

@@ -21,6 +21,7 @@ public final class AgentSession: Sendable {
     /// Facts added to `run.start` and `run.end` (e.g. the MCP request id and client).
     private let lifecycleDetails: [String: String]
     private let ended = Atomic<Bool>(false)
+    private let endProblem = Mutex<String?>(nil)
     private let stopping = Atomic<Bool>(false)
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
@@ -174,16 +175,35 @@ public final class AgentSession: Sendable {
         mediator.shutdown()
     }
 
+    /// Why `run.end`, the final checkpoint or closing the log failed, when one did (``writeEnd(outcome:reason:)``):
+    /// the run's entries are then not all signed, and `peon-wasm run` says so and exits 74.
+    public var endFailure: String? { endProblem.withLock { $0 } }
+
     /// Writes `run.end`, a checkpoint, and closes the log (after a successful claim).
     func writeEnd(outcome: String, reason: String) {
         reloader?.stop()
         mediator.shutdown()
-        _ = try? append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: lifecycleDetails),
-                        durable: true)
-        guard ownsAudit else { return }
-        try? audit.writeCheckpoint()
-        try? audit.close()
-        plan.options.auditSink?.finish(timeout: .seconds(5))
+        var problem: String?
+        do {
+            _ = try audit.append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: lifecycleDetails),
+                                 durable: true)
+        } catch {
+            problem = "run.end could not be written (\(error.message))"
+        }
+        if ownsAudit {
+            do {
+                try audit.writeCheckpoint()
+            } catch {
+                problem = problem ?? "the final checkpoint could not be written (\(error.message))"
+            }
+            do {
+                try audit.close()
+            } catch {
+                problem = problem ?? "the log could not be closed (\(error.message))"
+            }
+            plan.options.auditSink?.finish(timeout: .seconds(5))
+        }
+        endProblem.withLock { $0 = problem }
     }
 
     /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log

@@ -230,15 +230,21 @@ func lines(of path: String) throws -> [[UInt8]] {
     @Test(arguments: [AuditSyncMode.effects, .batch])
     func aCheckpointThatFailsInTheBackgroundStopsTheLog(_ mode: AuditSyncMode) throws {
         let path = dir.path + "/background-\(mode).jsonl"
-        // A folder where the checkpoint's temporary file must go: creating it fails.
-        try FileManager.default.createDirectory(atPath: path + ".checkpoint.tmp", withIntermediateDirectories: false)
         let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 5)
+        // A new log is signed at once (size 0); a folder with something in it then takes the checkpoint's place,
+        // so renaming the next checkpoint over it fails.
+        try FileManager.default.removeItem(atPath: path + ".checkpoint")
+        try FileManager.default.createDirectory(atPath: path + ".checkpoint", withIntermediateDirectories: false)
+        FileManager.default.createFile(atPath: path + ".checkpoint/occupied", contents: Data())
         for i in 0..<5 { try log.append(record(i), durable: false) }
         #expect(throws: AuditError(.failed, "")) { try log.synchronize() }
         #expect(throws: AuditError(.failed, "")) { try log.append(record(5), durable: false) }
         try log.close()
         #expect(try lines(of: path).count == 5)
-        #expect(!FileManager.default.fileExists(atPath: path + ".checkpoint"))
+        var isFolder: ObjCBool = false
+        #expect(FileManager.default.fileExists(atPath: path + ".checkpoint", isDirectory: &isFolder) && isFolder.boolValue)
+        let strays = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasPrefix("background-\(mode).jsonl.checkpoint.tmp") }
+        #expect(strays.isEmpty, "the failed checkpoint's temporary file was removed: \(strays)")
     }
 
     @Test(arguments: AuditSyncMode.allCases)

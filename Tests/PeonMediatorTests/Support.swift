@@ -59,7 +59,10 @@ final class Harness {
         }
         store = MediatorPolicyStore(snapshot)
         auditPath = scratch.path + "/audit.log"
-        audit = try AuditLog.open(path: auditPath, signer: try CheckpointSigner.generate(name: "peon-test"), sync: sync)
+        // One key for every harness, as one host has one key: two harnesses on one log (two runs) must both be
+        // able to vouch for its checkpoint, which is written when the log is created.
+        guard let signer = testSigner else { throw HostError(.io, "no test signing key") }
+        audit = try AuditLog.open(path: auditPath, signer: signer, sync: sync)
         var configuration = MediatorConfiguration(
             module: snapshot.compiled?.grants.module ?? "agent", moduleSHA256: String(repeating: "ab", count: 32),
             runID: "run-1", policy: store, audit: audit, workingDirectory: scratch.path,
@@ -132,3 +135,6 @@ final class RecordingSender: HTTPSender, @unchecked Sendable {
         return HTTPResponseValue(status: responseStatus, headers: responseHeaders, body: responseBody)
     }
 }
+
+/// The signing key of every ``Harness`` in this test process.
+let testSigner: CheckpointSigner? = try? CheckpointSigner.generate(name: "peon-test")

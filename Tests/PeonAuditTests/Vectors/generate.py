@@ -236,8 +236,11 @@ def tamper_vectors():
         checkpoint=signer.sign("%s\nten\n%s\n" % (origin, base64.b64encode(b"\0" * 32).decode())),
         want="checkpointMalformed")
     torn = "".join(l + "\n" for l in lines[:9]) + lines[9][:40]
-    add("torn-tail", "the writer died mid-line and the log was not reopened", log_bytes=torn.encode(),
+    add("torn-tail", "the writer died mid-line, after the last checkpoint, and the log was not reopened",
+        log_bytes=torn.encode(), checkpoint=signer.sign(checkpoint_text(origin, lines[:9])),
         want="tornTail", seq=9, line=10)
+    add("truncated-signed-entry", "the last signed entry cut mid-line: removal, not a writer's crash",
+        log_bytes=torn.encode(), want="checkpointMismatch", seq=9, line=10)
     garbage = "".join(l + "\n" for l in lines[:6]).encode() + b"\xff\xfe\x00garbage\x80\n" + \
         "".join(l + "\n" for l in lines[7:]).encode()
     add("garbage-line-@6", "entry 6 replaced by bytes that are not UTF-8", log_bytes=garbage,

@@ -1,0 +1,155 @@
+import Foundation
+import PeonAudit
+import PeonTestSupport
+import Testing
+
+/// Threat: someone who can change the files beside an audit log (but has not got the signing key) makes a run
+/// sign a rewritten history, stall, write through a link, or print a forged checkpoint; and a run whose log
+/// could not be completed reports success.
+@Suite("audit files beside the log", .serialized)
+struct AuditFileTests {
+    /// Runs `modules/hello/hello.wat` with `--audit LOG` and the signing key under `folder/cfg`.
+    static func hello(_ folder: URL, log: URL, extra: [String] = []) throws -> CommandResult {
+        try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log.path] + extra,
+                        environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+    }
+
+    @Test func aLogWhoseCheckpointWasDeletedIsNotSignedByTheNextRun() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            // Rewrite history (an entry's outcome) and delete the checkpoint that would show it.
+            let text = try String(contentsOf: log, encoding: .utf8)
+            try Data(text.replacingOccurrences(of: "\"outcome\":\"ok\"", with: "\"outcome\":\"no\"").utf8).write(to: log)
+            try FileManager.default.removeItem(atPath: log.path + ".checkpoint")
+            let refused = try Self.hello(folder, log: log)
+            #expect(refused.status == 78, "\(refused.stderr)")
+            #expect(refused.stderr.contains("no checkpoint"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: log.path + ".checkpoint"), "the rewritten log was not signed")
+            // The operator decides: --refresh signs the log as it is, and runs go on.
+            let refreshed = try runPeonWasm(["audit", "checkpoint", log.path, "--refresh"],
+                                            environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(refreshed.status == 0, "\(refreshed.stderr)")
+            #expect(try Self.hello(folder, log: log).status == 0)
+        }
+    }
+
+    @Test func aNewLogIsSignedBeforeItsFirstEntry() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("new.jsonl").path
+            let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 7, count: 32))
+            let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+            let checkpoint = try AuditVerifier.loadCheckpoint(path: path + ".checkpoint", key: try VerifierKey(signer.verifierKey))
+            #expect(checkpoint.size == 0)
+            try log.close()
+        }
+    }
+
+    @Test func aFIFOAtTheFirstUseFileDoesNotStallARun() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(mkfifo(log.path + ".first-use", 0o600) == 0)
+            let started = Date()
+            // The quickstart: every report read (allowed, first uses), the summary's write to the folder refused.
+            let run = try runPeonWasm(["run", "modules/c-summarizer/summarizer.wasm", "--grants", "policies/c-summarizer.toml",
+                                       "--audit", log.path, "--timeout", "20s",
+                                       "--input", "modules/c-summarizer/reports \(folder.path)/summary.md"],
+                                      environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(run.status == 1, "\(run.stderr)")
+            #expect(run.stderr.contains("denied"), "\(run.stderr)")
+            #expect(Date().timeIntervalSince(started) < 15, "the run waited on the FIFO")
+        }
+    }
+
+    @Test func aSigningKeyOfAnotherUserOrInAFolderOthersMayWriteIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let keyFolder = folder.appendingPathComponent("cfg/peon-wasm").path
+            let key = keyFolder + "/audit.key"
+            #expect(chmod(keyFolder, 0o777) == 0)
+            let open = try Self.hello(folder, log: log)
+            #expect(open.status == 78, "\(open.stderr)")
+            #expect(open.stderr.contains("may be written by group or others"), "\(open.stderr)")
+            #expect(chmod(keyFolder, 0o700) == 0)
+            if geteuid() == 0 {
+                #expect(chown(key, 65534, 65534) == 0)
+                let foreign = try Self.hello(folder, log: log)
+                #expect(foreign.status == 78, "\(foreign.stderr)")
+                #expect(foreign.stderr.contains("belongs to user 65534"), "\(foreign.stderr)")
+                #expect(chown(key, 0, 0) == 0)
+            }
+            #expect(try Self.hello(folder, log: log).status == 0)
+        }
+    }
+
+    @Test func aCheckpointThatCouldDriveATerminalIsRefusedNotPrinted() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let forged = "peon-wasm/x\n3\n\u{1B}]0;pwned\u{07}\u{1B}[2JALL GOOD\n\n\u{2014} peon-wasm/x AAAAAAAAAAAA\n"
+            try Data(forged.utf8).write(to: URL(fileURLWithPath: log.path + ".checkpoint"))
+            let shown = try runPeonWasm(["audit", "checkpoint", log.path])
+            #expect(shown.status == 8, "\(shown.stderr)")
+            #expect(!shown.stdout.contains("\u{1B}") && !shown.stderr.contains("\u{1B}"))
+        }
+    }
+
+    @Test func auditShowRefusesAFIFOInsteadOfWaiting() throws {
+        try withTemporaryDirectory { folder in
+            let fifo = folder.appendingPathComponent("fifo.jsonl").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let shown = try runPeonWasm(["audit", "show", fifo], timeout: 20)
+            #expect(shown.status == 2, "\(shown.stderr)")
+            #expect(shown.stderr.contains("not a regular file"), "\(shown.stderr)")
+        }
+    }
+
+    @Test func aHardLinkAtTheCheckpointsOldTemporaryNameIsNotWrittenThrough() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            let victim = folder.appendingPathComponent("victim.txt")
+            try Data("keep me".utf8).write(to: victim)
+            #expect(link(victim.path, log.path + ".checkpoint.tmp") == 0)
+            #expect(try Self.hello(folder, log: log).status == 0)
+            #expect(try String(contentsOf: victim, encoding: .utf8) == "keep me")
+        }
+    }
+
+    /// Whether `chattr +i` works here (ext4 and root): the way to make the final checkpoint fail.
+    static let immutableFoldersWork: Bool = {
+        guard geteuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/bin/chattr") else { return false }
+        let probe = FileManager.default.temporaryDirectory.appendingPathComponent("peon-chattr-\(getpid())")
+        try? FileManager.default.createDirectory(at: probe, withIntermediateDirectories: true)
+        defer { _ = chattr("-i", probe.path); try? FileManager.default.removeItem(at: probe) }
+        return chattr("+i", probe.path)
+    }()
+
+    @Test(.enabled(if: immutableFoldersWork, "needs root and a file system with chattr +i"))
+    func aRunWhoseFinalCheckpointCannotBeWrittenSaysSoAndExits74() throws {
+        try withTemporaryDirectory { folder in
+            let logs = folder.appendingPathComponent("logs")
+            try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+            let log = logs.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            // Existing files can still be appended to; no new file (the checkpoint's temporary one) can be made.
+            #expect(chattr("+i", logs.path))
+            defer { _ = chattr("-i", logs.path) }
+            let run = try Self.hello(folder, log: log)
+            #expect(run.status == 74, "\(run.stderr)")
+            #expect(run.stderr.contains("the run ended but its audit log was not completed"), "\(run.stderr)")
+            #expect(run.stderr.split(separator: "\n").last?.hasPrefix("peon-wasm: error:") == true)
+        }
+    }
+}
+
+/// Runs `chattr FLAG PATH`; whether it succeeded.
+private func chattr(_ flag: String, _ path: String) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/chattr")
+    process.arguments = [flag, path]
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}
