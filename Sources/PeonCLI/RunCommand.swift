@@ -6,6 +6,7 @@ import PeonInterface
 import PeonMediator
 import PeonAudit
 import PeonRuntime
+import Synchronization
 
 /// `peon-wasm run`: runs a module in a supervised worker process under hard limits.
 struct RunCommand: ParsableCommand {
@@ -69,7 +70,7 @@ struct RunCommand: ParsableCommand {
                 options.runID = UUID().uuidString.lowercased()
                 let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
                 try refuseComponentOnWasmKit(plan)
-                warmComponentCache(plan)
+                try warmComponentCache(plan)
                 try superviseWorker(plan)
                 return
             }
@@ -197,7 +198,7 @@ struct RunCommand: ParsableCommand {
     /// componentize-py component carries CPython (~18 MB) and compiles for tens of seconds the first time, then
     /// loads from the cache in well under a second. On a terminal the elapsed seconds show meanwhile
     /// (``ElapsedProgress``). Failures are left to the worker, which reports them as for any run.
-    private func warmComponentCache(_ plan: RunPlan) {
+    private func warmComponentCache(_ plan: RunPlan) throws(RunError) {
         let bytes = plan.module.bytes
         let isComponent = ComponentBinary.isComponent(bytes)
         guard host.engine == "wasmtime", isComponent || bytes.count >= Self.largeModuleBytes,
@@ -206,10 +207,26 @@ struct RunCommand: ParsableCommand {
         let started = ContinuousClock.now
         let what = isComponent ? "component" : "module"
         let progress = ElapsedProgress(label: "compiling the \(what) '\(module)' with wasmtime")
-        let compile = { () -> CompilationCacheOutcome? in
-            isComponent ? (try? wasmtime.compileComponentReportingCache(bytes))?.1 : (try? wasmtime.compileReportingCache(bytes))?.1
+        // A hostile module can make Cranelift work for hours (its time grows with the square of the nesting):
+        // the compile gets a budget of its own, the run's timeout but at least `compileBudget`, since the run's
+        // clock starts only after it. It runs on a thread of its own; past the budget the process ends (the
+        // thread cannot be interrupted), before anything was recorded.
+        let budget = max(plan.limits.timeout, Self.compileBudget)
+        let outcome = Mutex<CompilationCacheOutcome??>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let worker = Thread {
+            let result = isComponent ? (try? wasmtime.compileComponentReportingCache(bytes))?.1 : (try? wasmtime.compileReportingCache(bytes))?.1
+            outcome.withLock { $0 = .some(result) }
+            done.signal()
         }
-        guard let cache = progress.map({ $0.during(compile) }) ?? compile() else { return }
+        worker.stackSize = 64 << 20
+        worker.start()
+        let wait = { () -> Bool in done.wait(timeout: .now() + .milliseconds(Int(Runner.milliseconds(budget)))) == .success }
+        let finished = progress.map({ $0.during(wait) }) ?? wait()
+        guard finished else {
+            throw RunError(.timeout, "compiling the \(what) '\(module)' with wasmtime took longer than \(Runner.format(budget)); it was stopped before the run started")
+        }
+        guard let cache = outcome.withLock({ $0 }) ?? nil else { return }
         switch cache {
         case .miss, .discarded:
             let seconds = Double(Runner.milliseconds(ContinuousClock.now - started)) / 1000
@@ -221,6 +238,9 @@ struct RunCommand: ParsableCommand {
 
     /// Core modules at least this large are compiled (and cached) before the worker starts, with progress.
     static let largeModuleBytes = 1 << 20
+    /// The least time a module's compile before the run may take (a componentize-py component needs tens of
+    /// seconds the first time).
+    static let compileBudget: Duration = .seconds(120)
 
     private func makeEngine(fuel: Bool) throws(RunError) -> any WasmEngine {
         try host.makeEngine(fuel: fuel)

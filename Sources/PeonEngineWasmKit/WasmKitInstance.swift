@@ -61,7 +61,13 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
         } catch let error as EngineError {
             throw error
         } catch let trap as Trap {
-            throw EngineError(.instantiation, "the module's start function trapped: \(Self.reason(of: trap))")
+            let reason = Self.reason(of: trap)
+            // Fuel and the deadline are limits, not the module's fault: reported as such wherever they run out
+            // (exit 71 and 124), as wasmtime reports them for a start function too.
+            if reason == .outOfFuel || reason == .timeout {
+                throw EngineError(.trap(reason), "the module's start function: \(reason)")
+            }
+            throw EngineError(.instantiation, "the module's start function trapped: \(reason)")
         } catch let error as GuestMemoryError {
             throw error
         } catch let error as WasmKitError {

@@ -205,6 +205,9 @@ package final class WASISandbox: Sendable {
 
     /// The `(buf, len)` pairs of an iovec array, each checked to lie in memory.
     private func ioVectors(_ guest: any GuestAccess, _ pointer: UInt32, _ count: UInt32) throws -> [(UInt32, UInt32)] {
+        // At most IOV_MAX (1024) vectors, as Linux allows: the byte count can then neither overflow 32 bits (a
+        // 4 GiB memory would let `count * 8` reach 2^32) nor make the host copy gigabytes of vectors.
+        guard count <= 1024 else { throw GuestMemoryError("iovec count \(count) is more than 1024") }
         guard UInt64(count) * 8 <= UInt64(guest.memorySize) else { throw GuestMemoryError("iovec count \(count) exceeds memory") }
         let raw = try guest.readBytes(at: try aligned(pointer, 4), count: count * 8)
         return (0..<Int(count)).map { index in

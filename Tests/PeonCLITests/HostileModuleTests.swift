@@ -1,0 +1,48 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// Threat: a module shaped to break the host rather than to do anything (found by a red-team pass).
+@Suite struct HostileModuleTests {
+    static var engines: [String] { ComponentRunTests.wasmtimeAvailable ? ["wasmkit", "wasmtime"] : ["wasmkit"] }
+
+    /// `fd_write` with 2^29 I/O vectors in a 4 GiB memory: `count * 8` is 2^32, which crashed the worker with a
+    /// Swift backtrace (an overflow trap). More than IOV_MAX vectors are refused now; nothing crashes.
+    @Test(arguments: engines)
+    func aHugeIOVectorCountInAFourGiBMemoryDoesNotCrashTheHost(engine: String) throws {
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("iov.wat")
+            try Data("""
+                (module
+                  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+                  (memory (export "memory") 65536)
+                  (func (export "_start")
+                    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 0x20000000) (i32.const 0)))))
+                """.utf8).write(to: module)
+            let run = try runPeonWasm(["run", module.path, "--engine", engine, "--memory", "4GiB", "--timeout", "30s",
+                                       "--audit", folder.appendingPathComponent("audit.jsonl").path],
+                                      environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(run.status != 70, "the worker crashed: \(run.stderr.prefix(300))")
+            #expect(!run.stderr.contains("Program crashed") && !run.stderr.contains("Backtrace"), "\(run.stderr.prefix(300))")
+        }
+    }
+
+    /// A start function that runs out of fuel is out of fuel (71) on both engines, not a trap (69) on one.
+    @Test(arguments: engines)
+    func fuelRunningOutInAStartFunctionIsExit71(engine: String) throws {
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("spin.wat")
+            try Data("""
+                (module
+                  (memory (export "memory") 1)
+                  (func $spin (loop $l (br $l)))
+                  (start $spin)
+                  (func (export "_start")))
+                """.utf8).write(to: module)
+            let run = try runPeonWasm(["run", module.path, "--engine", engine, "--fuel", "100000", "--timeout", "30s",
+                                       "--audit", folder.appendingPathComponent("audit.jsonl").path],
+                                      environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(run.status == 71, "\(run.stderr)")
+        }
+    }
+}
