@@ -244,7 +244,7 @@ let package = Package(
         // The suites below run the built `peon-wasm` (PeonTestSupport finds it beside the test bundle), hence PeonCLI.
         .testTarget(
             name: "PeonMCPTests",
-            dependencies: ["PeonTestSupport", "PeonCLI"],
+            dependencies: ["PeonTestSupport", "PeonCLI", "PeonMCP"],
             exclude: ["MCP"],
             swiftSettings: strict),
         .testTarget(

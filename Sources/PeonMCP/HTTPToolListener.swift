@@ -18,13 +18,37 @@ import Synchronization
 ///   `OriginValidator`, also applied by each session's transport);
 /// - size: a body longer than `maxMessageBytes` is answered 413 without being held;
 /// - sessions: at most `maxSessions` at once; when full, the session idle longest with no call running
-///   is closed to make room, else a new one is refused (503).
+///   is closed to make room, else a new one is refused (503);
+/// - connections (``ConnectionLimits``): at most 256 open at once (more are closed at once); a request must
+///   arrive whole within 30 s of its first byte (or of the connection's opening), and a connection nothing
+///   was read from or written to for 120 s is closed; the bodies being received may hold at most 64 MiB
+///   together (a request past that is answered 503). A local client
+///   can then neither trickle bytes to hold the server's descriptors nor make it buffer without limit.
 ///
 /// It speaks plain HTTP: for anything but loopback put it behind a reverse proxy that adds TLS and
 /// authentication (the command refuses a non-loopback address unless told otherwise).
 package final class HTTPToolListener: Sendable {
     /// The one path MCP is served on.
     package static let endpoint = "/mcp"
+
+    /// What one listener allows every connection together and each one.
+    package struct ConnectionLimits: Sendable {
+        /// The most connections open at once.
+        package var maxConnections = 256
+        /// How long a request may take to arrive, from its first byte (or the connection's opening) to its end.
+        package var requestLimit: Duration = .seconds(30)
+        /// How long a connection may stay with nothing read and nothing written (an event stream with no event
+        /// for that long is closed too; the client reconnects).
+        package var idleLimit: Duration = .seconds(120)
+        /// The most request-body bytes all connections may hold at once.
+        package var bufferedBytes = 64 << 20
+
+        /// The defaults.
+        package init() {}
+    }
+
+    private let limits: ConnectionLimits
+    private let connections: ConnectionBudget
 
     private let router: HTTPSessionRouter
     private let channel: Mutex<(any Channel)?> = Mutex(nil)
@@ -36,7 +60,9 @@ package final class HTTPToolListener: Sendable {
     /// A listener for `tools` on `host`:`port` (port 0: any free port). `allowedHosts` are further
     /// `Host` header values accepted (`name` for any port, or `name:port`).
     package init(tools: ToolServer, host: String, port: Int, maxMessageBytes: Int, allowedHosts: [String] = [],
-                maxSessions: Int = 64) {
+                maxSessions: Int = 64, limits: ConnectionLimits = ConnectionLimits()) {
+        self.limits = limits
+        connections = ConnectionBudget(limits)
         self.host = host
         self.port = port
         self.maxMessageBytes = maxMessageBytes
@@ -57,12 +83,23 @@ package final class HTTPToolListener: Sendable {
     package func start() async throws -> (host: String, port: Int) {
         let router = router
         let limit = maxMessageBytes
+        let budget = connections
+        let requestLimit = TimeAmount.nanoseconds(Int64(nanosecondsSaturating(limits.requestLimit)))
+        let idleLimit = TimeAmount.nanoseconds(Int64(nanosecondsSaturating(limits.idleLimit)))
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .bind(host: host, port: port) { child in
                 child.eventLoop.makeCompletedFuture {
-                    try child.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    let operations = child.pipeline.syncOperations
+                    try operations.configureHTTPServerPipeline(withErrorHandling: true)
+                    // Before the HTTP decoder: the clock of a request starts with its first byte.
+                    let clock = RequestClock(limit: requestLimit)
+                    try operations.addHandler(RequestStartHandler(clock: clock), position: .first)
+                    try operations.addHandler(IdleConnectionCloser(), position: .first)
+                    try operations.addHandler(IdleStateHandler(allTimeout: idleLimit), position: .first)
+                    // After it: the clock stops at the request's end.
+                    try operations.addHandler(RequestEndHandler(clock: clock))
                     return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: child)
                 }
             }
@@ -73,7 +110,7 @@ package final class HTTPToolListener: Sendable {
             try? await withThrowingDiscardingTaskGroup { group in
                 try await server.executeThenClose { inbound in
                     for try await connection in inbound {
-                        group.addTask { await Self.serve(connection, router: router, maxMessageBytes: limit) }
+                        group.addTask { await Self.serve(connection, router: router, maxMessageBytes: limit, budget: budget) }
                     }
                 }
             }
@@ -111,23 +148,39 @@ package final class HTTPToolListener: Sendable {
     /// One connection: requests one after another (HTTP/1.1 keep-alive), each answered in full (an
     /// event stream until it ends) before the next is read.
     private static func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>,
-                              router: HTTPSessionRouter, maxMessageBytes: Int) async {
+                              router: HTTPSessionRouter, maxMessageBytes: Int, budget: ConnectionBudget) async {
+        guard budget.open() else {
+            // Past the connection limit: closed before anything is read.
+            try? await connection.channel.close()
+            return
+        }
+        defer { budget.close() }
+        var held = 0
+        defer { budget.release(held) }
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body = ByteBuffer()
             var tooLarge = false
+            var overBudget = false
             for try await part in inbound {
                 switch part {
                 case .head(let received):
                     head = received
                     body.clear()
+                    budget.release(held)
+                    held = 0
                     tooLarge = false
+                    overBudget = false
                 case .body(var chunk):
-                    if tooLarge { continue }
+                    if tooLarge || overBudget { continue }
                     if body.readableBytes + chunk.readableBytes > maxMessageBytes {
                         tooLarge = true
                         body.clear()
+                    } else if !budget.reserve(chunk.readableBytes) {
+                        overBudget = true
+                        body.clear()
                     } else {
+                        held += chunk.readableBytes
                         body.writeBuffer(&chunk)
                     }
                 case .end:
@@ -137,9 +190,15 @@ package final class HTTPToolListener: Sendable {
                     if tooLarge {
                         response = .error(statusCode: 413, .invalidRequest(
                             "a message longer than \(maxMessageBytes) bytes was refused (--max-message)"))
+                    } else if overBudget {
+                        response = .error(statusCode: 503, .internalError(
+                            "Service Unavailable: the server holds too many request bytes at once; try again"))
                     } else {
                         response = await router.handle(request: request, body: Data(body.readableBytesView))
                     }
+                    body.clear()
+                    budget.release(held)
+                    held = 0
                     let open = try await write(response, to: outbound, keepAlive: request.isKeepAlive)
                     if !open { return }
                 }
@@ -187,6 +246,8 @@ actor HTTPSessionRouter {
     private let tools: ToolServer
     private let maxSessions: Int
     private var sessions: [String: Entry] = [:]
+    /// Sessions being started (their slot is taken, their entry not yet made).
+    private var starting = 0
     private var validator = OriginValidator.localhost()
 
     init(tools: ToolServer, maxSessions: Int) {
@@ -195,6 +256,9 @@ actor HTTPSessionRouter {
     }
 
     func configure(validator: OriginValidator) { self.validator = validator }
+
+    /// The sessions open now.
+    var count: Int { sessions.count }
 
     /// Answers one HTTP request.
     func handle(request head: HTTPRequestHead, body: Data) async -> HTTPResponse {
@@ -227,6 +291,10 @@ actor HTTPSessionRouter {
         guard makeRoom() else {
             return .error(statusCode: 503, .internalError("Service Unavailable: too many sessions are open; close one (DELETE) and try again"))
         }
+        // The slot is taken before the first await: this actor is reentrant, and initializes arriving together
+        // must not all find room.
+        starting += 1
+        defer { starting -= 1 }
         let id = UUID().uuidString.lowercased()
         let transport = StatefulHTTPServerTransport(
             sessionIDGenerator: FixedSessionID(id: id),
@@ -247,7 +315,7 @@ actor HTTPSessionRouter {
 
     /// Closes the session idle longest with no call running when the table is full; `false` if none can go.
     private func makeRoom() -> Bool {
-        guard sessions.count >= maxSessions else { return true }
+        guard sessions.count + starting >= maxSessions else { return true }
         let idle = sessions.filter { $0.value.session.inFlight.load(ordering: .acquiring) == 0 }
         guard let oldest = idle.min(by: { $0.value.lastUsed < $1.value.lastUsed }) else { return false }
         let entry = oldest.value
@@ -328,4 +396,139 @@ package actor RequestIDTransport: Transport {
 
     /// The annotated messages.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+}
+
+/// Open connections and buffered request bytes of one listener, against its ``HTTPToolListener/ConnectionLimits``.
+final class ConnectionBudget: Sendable {
+    private let connections = Atomic<Int>(0)
+    private let bytes = Atomic<Int>(0)
+    private let maxConnections: Int
+    private let maxBytes: Int
+
+    init(_ limits: HTTPToolListener.ConnectionLimits) {
+        maxConnections = limits.maxConnections
+        maxBytes = limits.bufferedBytes
+    }
+
+    /// Counts a new connection; `false` (and nothing counted) when the limit is reached.
+    func open() -> Bool {
+        if connections.add(1, ordering: .relaxed).newValue > maxConnections {
+            connections.subtract(1, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Counts a connection's end.
+    func close() { connections.subtract(1, ordering: .relaxed) }
+
+    /// Takes `count` bytes of the shared budget; `false` (and nothing taken) when it would pass the limit.
+    func reserve(_ count: Int) -> Bool {
+        if bytes.add(count, ordering: .relaxed).newValue > maxBytes {
+            bytes.subtract(count, ordering: .relaxed)
+            return false
+        }
+        return true
+    }
+
+    /// Gives `count` bytes back.
+    func release(_ count: Int) {
+        if count > 0 { bytes.subtract(count, ordering: .relaxed) }
+    }
+}
+
+/// The deadline of the request arriving on one connection, shared by the handler before the HTTP decoder (which
+/// starts it at the first byte) and the one after it (which stops it at the request's end). Used on the
+/// connection's event loop only.
+final class RequestClock {
+    let limit: TimeAmount
+    var deadline: Scheduled<Void>?
+
+    init(limit: TimeAmount) {
+        self.limit = limit
+    }
+
+    /// Starts the clock unless it runs: the connection closes when it runs out.
+    func start(_ context: ChannelHandlerContext) {
+        guard deadline == nil else { return }
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+    }
+
+    /// Stops the clock.
+    func stop() {
+        deadline?.cancel()
+        deadline = nil
+    }
+}
+
+/// Starts the request clock when a connection opens and at the first byte after a request ended.
+final class RequestStartHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let clock: RequestClock
+
+    init(clock: RequestClock) {
+        self.clock = clock
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        clock.start(context)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        clock.start(context)
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        clock.stop()
+        context.fireChannelInactive()
+    }
+}
+
+/// Stops the request clock when a request has arrived whole.
+final class RequestEndHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    private let clock: RequestClock
+
+    init(clock: RequestClock) {
+        self.clock = clock
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = unwrapInboundIn(data) { clock.stop() }
+        context.fireChannelRead(data)
+    }
+}
+
+/// Closes a connection on which nothing was read or written for the listener's idle limit.
+final class IdleConnectionCloser: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// `duration` in nanoseconds, saturating.
+private func nanosecondsSaturating(_ duration: Duration) -> Int64 {
+    let (seconds, attoseconds) = duration.components
+    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+    if overflow { return seconds < 0 ? .min : .max }
+    return whole.addingReportingOverflow(attoseconds / 1_000_000_000).overflow ? .max : whole + attoseconds / 1_000_000_000
+}
+
+extension HTTPToolListener {
+    /// The sessions open now (for tests of the session limit).
+    package func openSessions() async -> Int {
+        await router.count
+    }
 }

@@ -127,13 +127,34 @@ package final class ToolServer: Sendable {
             cancellation.cancel()
         }
         await limiter.release()
+        // A request its client cancelled gets no answer (the SDK sends none when the handler throws
+        // CancellationError); its run has ended and recorded `cancelled`. A call the server stopped (SIGTERM)
+        // is answered: its client did not ask for the end.
+        if Task.isCancelled { throw CancellationError() }
         return Self.result(answer.text, isError: answer.isError)
     }
 
     struct InputProblem: Error { var message: String }
 
+    /// Whether `value` holds, at any depth, a value the SDK decoded as binary data.
+    static func containsData(_ value: Value) -> Bool {
+        switch value {
+        case .data: return true
+        case .array(let items): return items.contains(where: containsData)
+        case .object(let members): return members.values.contains(where: containsData)
+        default: return false
+        }
+    }
+
     /// The module's input: the `input` string (default schema), or the arguments object as JSON text.
     static func input(for service: ToolService, arguments: [String: Value]?) -> Result<String, InputProblem> {
+        // The MCP SDK decodes every string that looks like a data URL (`data:text/plain,hi`) as binary data, and
+        // writes it back differently (`data:text/plain;base64,aGk=`): such an argument cannot reach the module as
+        // the client sent it, so it is refused rather than changed.
+        if (arguments ?? [:]).values.contains(where: containsData) {
+            return .failure(InputProblem(message:
+                "an argument is a string that begins with `data:`, which this server cannot pass on unchanged; send it another way (for example without the `data:` prefix)"))
+        }
         if service.hasDeclaredSchema {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -191,6 +191,10 @@ async def basic(session):
 
     wrong = await session.call_tool("reader", {"path": "x"})
     check(wrong.is_error and "`input`" in text_of(wrong), f"wrong arguments: {text_of(wrong)}")
+    # The SDK reads a string that looks like a data URL as binary data: refused, never passed on changed.
+    for name, arguments in [("reader", {"input": "data:text/plain,hello"}), ("echo", {"text": "data:text/plain,hello"})]:
+        changed = await session.call_tool(name, arguments)
+        check(changed.is_error and "data:" in text_of(changed), f"{name} with a data: string answered {text_of(changed)}")
 
 
 def basic_log():
@@ -333,6 +337,14 @@ def raw_protocol():
                      "params": {"name": "echo", "arguments": {"text": "ok"}}}))
     answer = reply()
     check(answer.get("id") == 4 and answer["result"]["content"][0]["text"] == '{"text":"ok"}', f"call answered {answer}")
+    # A cancelled request gets no answer (MCP: the receiver should not respond to it).
+    send(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "sleeper", "arguments": {"input": ""}}}))
+    time.sleep(0.5)
+    send(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "test"}}))
+    time.sleep(2.0)
+    send(json.dumps({"jsonrpc": "2.0", "id": 6, "method": "ping"}))
+    pong = reply()
+    check(pong.get("id") == 6, f"after a cancellation the next message was {pong}, not the ping's answer")
     process.stdin.close()
     check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
 

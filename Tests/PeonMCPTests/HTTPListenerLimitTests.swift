@@ -1,0 +1,110 @@
+import Foundation
+@testable import PeonMCP
+import Testing
+
+/// Threat: a local client holds the HTTP listener's descriptors or memory by trickling bytes, opening
+/// connections without end, or starting many sessions at once (found by a red-team pass).
+@Suite struct HTTPListenerLimitTests {
+    /// A listener on a free loopback port with `limits` and `maxSessions`, and its port.
+    static func listener(_ limits: HTTPToolListener.ConnectionLimits, maxSessions: Int = 64) async throws -> (HTTPToolListener, Int) {
+        let tools = ToolServer(maxConcurrent: 4, version: "test")
+        let listener = HTTPToolListener(tools: tools, host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20,
+                                        maxSessions: maxSessions, limits: limits)
+        let bound = try await listener.start()
+        return (listener, bound.port)
+    }
+
+    /// A connected loopback socket (blocking, with a receive timeout of `timeout` seconds), or -1.
+    static func connect(_ port: Int, timeout: Int = 10) -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return -1 }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); return -1 }
+        var wait = timeval(tv_sec: timeout, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    /// Seconds until the server closes `fd` (a read returns 0 or an error other than a timeout), or `nil`
+    /// if it is still open after the socket's receive timeout.
+    static func secondsUntilClosed(_ fd: Int32) -> Double? {
+        let started = Date()
+        var byte: UInt8 = 0
+        while true {
+            let count = read(fd, &byte, 1)
+            if count == 0 { return Date().timeIntervalSince(started) }
+            if count < 0 { return errno == EAGAIN || errno == EWOULDBLOCK ? nil : Date().timeIntervalSince(started) }
+        }
+    }
+
+    /// Runs blocking socket work on a GCD thread: blocking the test's cooperative threads would starve the
+    /// listener's own tasks, which run on the same small pool.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: body()) }
+        }
+    }
+
+    @Test func aTrickledRequestIsCutOffAtTheRequestLimit() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.requestLimit = .seconds(1)
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let fd = Self.connect(port)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        _ = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1".withCString { write(fd, $0, strlen($0)) }
+        let closed = await Self.offPool { Self.secondsUntilClosed(fd) }
+        #expect(closed != nil && closed! < 5, "a half-sent head kept the connection: \(String(describing: closed))")
+        // A silent connection is cut off the same way.
+        let silent = Self.connect(port)
+        try #require(silent >= 0)
+        defer { close(silent) }
+        #expect(await Self.offPool { Self.secondsUntilClosed(silent) } != nil)
+    }
+
+    @Test func connectionsPastTheLimitAreClosedAtOnce() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.maxConnections = 3
+        limits.requestLimit = .seconds(20)
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let held = (0..<3).map { _ in Self.connect(port, timeout: 2) }
+        defer { held.forEach { close($0) } }
+        try #require(held.allSatisfy { $0 >= 0 })
+        try await Task.sleep(for: .milliseconds(300))
+        let extra = Self.connect(port, timeout: 5)
+        try #require(extra >= 0)
+        defer { close(extra) }
+        let closed = await Self.offPool { Self.secondsUntilClosed(extra) }
+        #expect(closed != nil && closed! < 3, "the fourth connection was served: \(String(describing: closed))")
+        let first = held[0]
+        #expect(await Self.offPool { Self.secondsUntilClosed(first) } == nil, "a connection within the limit stays open")
+    }
+
+    @Test func initializesArrivingTogetherDoNotPassTheSessionLimit() async throws {
+        let (listener, port) = try await Self.listener(HTTPToolListener.ConnectionLimits(), maxSessions: 4)
+        defer { Task { await listener.close() } }
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#
+        let request = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
+            + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        await Self.offPool {
+            DispatchQueue.concurrentPerform(iterations: 24) { _ in
+                let fd = Self.connect(port, timeout: 10)
+                guard fd >= 0 else { return }
+                defer { close(fd) }
+                _ = request.withCString { write(fd, $0, strlen($0)) }
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                _ = read(fd, &buffer, buffer.count)
+            }
+        }
+        let open = await listener.openSessions()
+        #expect(open <= 4, "\(open) sessions open")
+    }
+}
