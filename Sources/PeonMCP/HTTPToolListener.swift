@@ -91,6 +91,14 @@ package final class HTTPToolListener: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .bind(host: host, port: port) { child in
                 child.eventLoop.makeCompletedFuture {
+                    // Counted here, on the event loop, at once: past the limit the connection is closed before
+                    // anything is read, however busy the tasks that serve connections are.
+                    let admitted = budget.open()
+                    if admitted {
+                        child.closeFuture.whenComplete { _ in budget.close() }
+                    } else {
+                        child.eventLoop.execute { child.close(promise: nil) }
+                    }
                     let operations = child.pipeline.syncOperations
                     try operations.configureHTTPServerPipeline(withErrorHandling: true)
                     // Before the HTTP decoder: the clock of a request starts with its first byte.
@@ -149,12 +157,6 @@ package final class HTTPToolListener: Sendable {
     /// event stream until it ends) before the next is read.
     private static func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>,
                               router: HTTPSessionRouter, maxMessageBytes: Int, budget: ConnectionBudget) async {
-        guard budget.open() else {
-            // Past the connection limit: closed before anything is read.
-            try? await connection.channel.close()
-            return
-        }
-        defer { budget.close() }
         var held = 0
         defer { budget.release(held) }
         try? await connection.executeThenClose { inbound, outbound in

@@ -56,12 +56,12 @@ import Testing
         limits.requestLimit = .seconds(1)
         let (listener, port) = try await Self.listener(limits)
         defer { Task { await listener.close() } }
-        let fd = Self.connect(port)
+        let fd = Self.connect(port, timeout: 15)
         try #require(fd >= 0)
         defer { close(fd) }
         _ = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1".withCString { write(fd, $0, strlen($0)) }
         let closed = await Self.offPool { Self.secondsUntilClosed(fd) }
-        #expect(closed != nil && closed! < 5, "a half-sent head kept the connection: \(String(describing: closed))")
+        #expect(closed != nil && closed! < 10, "a half-sent head kept the connection: \(String(describing: closed))")
         // A silent connection is cut off the same way.
         let silent = Self.connect(port)
         try #require(silent >= 0)
@@ -79,11 +79,11 @@ import Testing
         defer { held.forEach { close($0) } }
         try #require(held.allSatisfy { $0 >= 0 })
         try await Task.sleep(for: .milliseconds(300))
-        let extra = Self.connect(port, timeout: 5)
+        let extra = Self.connect(port, timeout: 15)
         try #require(extra >= 0)
         defer { close(extra) }
         let closed = await Self.offPool { Self.secondsUntilClosed(extra) }
-        #expect(closed != nil && closed! < 3, "the fourth connection was served: \(String(describing: closed))")
+        #expect(closed != nil && closed! < 10, "the fourth connection was served: \(String(describing: closed))")
         let first = held[0]
         #expect(await Self.offPool { Self.secondsUntilClosed(first) } == nil, "a connection within the limit stays open")
     }
