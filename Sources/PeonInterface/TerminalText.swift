@@ -2,8 +2,10 @@
 /// in a one-line message.
 ///
 /// Escaped as `\u{HEX}`: C0 controls (line breaks, `ESC`, `BEL`, backspace, carriage return), `DEL`,
-/// C1 controls (U+0080–U+009F, which some terminals read as `CSI`), and the bidirectional overrides
-/// and isolates (U+202A–U+202E, U+2066–U+2069) that can make a line read differently from its bytes.
+/// C1 controls (U+0080–U+009F, which some terminals read as `CSI`), the bidirectional overrides,
+/// isolates and marks (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C) that can make a line read
+/// differently from its bytes, and the line and paragraph separators (U+2028, U+2029) that some terminals
+/// and log viewers break lines at.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, nor colour
 /// the screen. Everything else, including other non-ASCII text, passes unchanged.
 package enum TerminalText {
@@ -29,5 +31,6 @@ package enum TerminalText {
         let value = scalar.value
         return value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value)
             || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
+            || value == 0x200E || value == 0x200F || value == 0x061C || value == 0x2028 || value == 0x2029
     }
 }

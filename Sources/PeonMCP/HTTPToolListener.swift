@@ -277,6 +277,9 @@ actor HTTPSessionRouter {
         let context = HTTPValidationContext(httpMethod: request.method, sessionID: nil, isInitializationRequest: false,
                                             supportedProtocolVersions: Version.supported)
         if let refused = validator.validate(request, context: context) { return refused }
+        if let body = request.body, StdioLineTransport.hasInvalidRequestID(body) {
+            return .error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage))
+        }
         if let id = request.header(HTTPHeaderName.sessionID) {
             guard var entry = sessions[id] else {
                 return .error(statusCode: 404, .invalidRequest("Not Found: no session \(id.prefix(64)); initialize a new one"))

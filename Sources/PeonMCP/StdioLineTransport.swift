@@ -53,6 +53,9 @@ package actor StdioLineTransport: Transport {
                            } else if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
                                guard let self else { return }
                                Task { await self.refuseUnparsable() }
+                           } else if Self.hasInvalidRequestID(data) {
+                               guard let self else { return }
+                               Task { try? await self.send(Self.errorWithoutID(code: -32600, message: Self.invalidIDMessage)) }
                            } else {
                                continuation.yield(Self.annotate(data))
                            }
@@ -102,6 +105,17 @@ package actor StdioLineTransport: Transport {
         let message = "Parse error: the message is not JSON"
         FileHandle.standardError.write(Data("peon-wasm: a message that is not JSON was refused\n".utf8))
         try? await send(Self.errorWithoutID(code: -32700, message: message))
+    }
+
+    /// What a request with an id of the wrong type is told.
+    static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer"
+
+    /// Whether `data` is a request (it has a `method`) whose `id` is there but neither a string nor an integer
+    /// (`null`, `true`, `1.5`, an object): MCP allows only those two, and the SDK would drop such a request
+    /// without an answer, or take `null` for `""`.
+    static func hasInvalidRequestID(_ data: Data) -> Bool {
+        guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
+        return probe.method != nil && probe.id == .invalid
     }
 
     /// A JSON-RPC error response to a message whose id cannot be known: JSON-RPC 2.0 says its `id` is `null`.
@@ -183,6 +197,30 @@ private struct LineReader: Sendable {
                 }
                 start = end + 1
             }
+        }
+    }
+}
+
+/// The `method` and the kind of `id` of a JSON-RPC message (``StdioLineTransport/hasInvalidRequestID(_:)``).
+struct RequestIDProbe: Decodable {
+    enum IDKind { case absent, valid, invalid }
+    var method: String?
+    var id: IDKind
+
+    private enum Keys: String, CodingKey { case method, id }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        method = try? container.decode(String.self, forKey: .method)
+        guard container.contains(.id) else {
+            id = .absent
+            return
+        }
+        if (try? container.decode(String.self, forKey: .id)) != nil || (try? container.decode(Int64.self, forKey: .id)) != nil,
+           (try? container.decodeNil(forKey: .id)) != true {
+            id = .valid
+        } else {
+            id = .invalid
         }
     }
 }

@@ -125,5 +125,8 @@ import Testing
         #expect(summary.contains("\\u{d}\\u{1b}[2K"))
         #expect(TerminalText.escaped("peon-wasm: error: fine") == "peon-wasm: error: fine")
         #expect(TerminalText.escaped("x\npeon-wasm: error: forged") == "x\\u{a}peon-wasm: error: forged")
+        // Line and paragraph separators and bidi marks, which some terminals and viewers act on.
+        #expect(TerminalText.escaped("a\u{2028}b\u{2029}c\u{200e}d\u{200f}e\u{61c}f") == "a\\u{2028}b\\u{2029}c\\u{200e}d\\u{200f}e\\u{61c}f")
+        #expect(TerminalText.escaped("café ünïcödé 日本") == "café ünïcödé 日本")
     }
 }

@@ -330,6 +330,12 @@ def raw_protocol():
     batch = reply()
     check("error" in batch and "batch" in batch["error"]["message"] and batch.get("id", "absent") is None,
           f"a batch answered {batch}")
+    # MCP ids are strings or integers: anything else is an Invalid Request answered with id null (not dropped).
+    for odd in [True, 1.5, None, {"x": 1}, [1]]:
+        send(json.dumps({"jsonrpc": "2.0", "id": odd, "method": "ping"}))
+        refused = reply()
+        check("error" in refused and refused["error"]["code"] == -32600 and refused.get("id", "absent") is None,
+              f"a ping with id {odd!r} answered {refused}")
     send(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "ping"}))
     pong = reply()
     check(pong.get("id") == 3 and "result" in pong, f"ping after bad input answered {pong}")
