@@ -85,6 +85,9 @@ package final class ToolServer: Sendable {
     /// Ends `session`: it gets no more `tools/list_changed`, and its SDK server stops.
     func end(_ session: ToolSession) async {
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
+        // A session that ends (DELETE, or closed to make room) takes its running calls with it: each stops at
+        // its next host call and records `cancelled`, instead of running on to its deadline for nobody.
+        session.cancelRunningCalls()
         await session.server.stop()
     }
 
@@ -115,6 +118,8 @@ package final class ToolServer: Sendable {
         session.inFlight.add(1, ordering: .acquiringAndReleasing)
         defer { session.inFlight.subtract(1, ordering: .acquiringAndReleasing) }
         let cancellation = RunCancellation()
+        let token = session.track(cancellation)
+        defer { session.untrack(token) }
         let client = session.clientName
         let approver: (any Approver)? = session.supportsElicitation
             ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout)
@@ -202,8 +207,29 @@ final class ToolSession: Sendable {
     /// The calls of this session running or waiting for a slot.
     let inFlight = Atomic<Int>(0)
     private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
+    /// The cancellations of the calls running now, by a token of their own.
+    private let running = Mutex<(next: Int, calls: [Int: RunCancellation])>((0, [:]))
 
     init(server: Server) { self.server = server }
+
+    /// Remembers a running call's cancellation until ``untrack(_:)``; returns its token.
+    func track(_ cancellation: RunCancellation) -> Int {
+        running.withLock { state in
+            state.next += 1
+            state.calls[state.next] = cancellation
+            return state.next
+        }
+    }
+
+    /// Forgets a call that ended.
+    func untrack(_ token: Int) {
+        running.withLock { _ = $0.calls.removeValue(forKey: token) }
+    }
+
+    /// Cancels every call of the session that is running.
+    func cancelRunningCalls() {
+        for cancellation in running.withLock({ Array($0.calls.values) }) { cancellation.cancel() }
+    }
 
     /// Records the client's `initialize`: its name, and whether it can show a form to its user (form
     /// elicitation; an empty `elicitation` capability means form, as the specification says).

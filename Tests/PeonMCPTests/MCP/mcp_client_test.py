@@ -540,12 +540,49 @@ def http_scenario():
         check(stranger.status_code == 404, f"an unknown session got {stranger.status_code}")
         nosession = httpx2.post(url, content=initialize.replace('"initialize"', '"ping"'), headers=accept)
         check(nosession.status_code == 400, f"a request without a session got {nosession.status_code}")
+
+        # Ending a session (DELETE) cancels its running calls: the sleeper stops at once, recorded cancelled.
+        import threading
+        opened = httpx2.post(url, content=initialize, headers=accept)
+        sid = opened.headers.get("mcp-session-id")
+        check(sid, f"no session id: {opened.status_code} {opened.headers}")
+        headers = {**accept, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}
+        httpx2.post(url, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers=headers)
+        call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                           "params": {"name": "sleeper", "arguments": {"input": ""}}})
+
+        def sleep_call():
+            try:
+                httpx2.post(url, content=call, headers=headers, timeout=30)
+            except Exception:
+                pass
+        caller = threading.Thread(target=sleep_call)
+        caller.start()
+        raw_start = None
+        for _ in range(100):
+            raw_start = next((e for e in entries() if e["call"] == "run.start" and e["module"] == "sleeper"
+                              and e.get("details", {}).get("mcp_client") == "raw"), None)
+            if raw_start:
+                break
+            time.sleep(0.1)
+        check(raw_start, "the raw client's sleeper never started")
+        deleted_at = time.monotonic()
+        httpx2.delete(url, headers=headers)
+        raw_end = None
+        for _ in range(100):
+            raw_end = next((e for e in entries() if e["call"] == "run.end" and e["run"] == raw_start["run"]), None)
+            if raw_end:
+                break
+            time.sleep(0.1)
+        check(raw_end and raw_end["outcome"] == "cancelled", f"the deleted session's call ended {raw_end}")
+        check(time.monotonic() - deleted_at < 8, "the deleted session's call ran on towards its deadline")
+        caller.join(timeout=30)
     finally:
         process.send_signal(signal.SIGTERM)
     status = process.wait(timeout=30)
     check(status == 143, f"exit status {status} after SIGTERM")
     verify_log()
-    starts = [e for e in entries() if e["call"] == "run.start"]
+    starts = [e for e in entries() if e["call"] == "run.start" and e.get("details", {}).get("mcp_client") != "raw"]
     check(len(starts) == 13, f"{len(starts)} runs")
     for entry in starts:
         details = entry.get("details", {})
