@@ -118,7 +118,7 @@ let package = Package(
         .target(
             name: "PeonPostgres",
             dependencies: [
-                "PeonMediator", "PeonPolicy", "PeonAudit", "PeonRuntime",
+                "PeonMediator", "PeonPolicy", "PeonAudit", "PeonRuntime", "PeonInterface",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

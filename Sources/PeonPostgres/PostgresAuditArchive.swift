@@ -87,25 +87,33 @@ package final class PostgresAuditArchive: Sendable {
         let page: Int64 = 5000
         while true {
             let rows = try run("""
-                SELECT seq, run, module, call, resource, decision, outcome, line FROM peon_audit_entries
+                SELECT seq, run, module, call, resource, decision, outcome,
+                       to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), line FROM peon_audit_entries
                 WHERE origin = \(origin) AND seq >= \(next) ORDER BY seq LIMIT \(page)
                 """)
             var chunk = Data()
             for row in rows {
                 let cells = Array(row)
-                guard cells.count == 8, let seq = try? cells[0].decode(Int64.self), seq >= next, seq < Int64.max,
-                      let line = try? cells[7].decode(String.self) else {
+                guard cells.count == 9, let seq = try? cells[0].decode(Int64.self), seq >= next, seq < Int64.max,
+                      let line = try? cells[8].decode(String.self) else {
                     throw AuditError(.malformedEntry, "\(label): a row cannot be read as an entry")
                 }
-                let columns = cells[1...6].map { try? $0.decode(String?.self) }
-                if case .success(let entry) = AuditEntry.parse(Array(line.utf8)) {
-                    let fromLine: [String?] = [entry.record.run, entry.record.module, entry.record.call,
-                                               entry.record.resource, entry.record.decision?.rawValue, entry.record.outcome]
-                    guard entry.seq == UInt64(clamping: seq), columns.map({ $0 ?? nil }) == fromLine else {
-                        throw AuditError(.brokenChain,
-                                         "\(label): the row (origin, seq \(seq)) does not match its own line (its seq or query columns were changed)",
-                                         line: Int(seq) + 1, seq: UInt64(seq))
-                    }
+                // One row is one entry: a line that does not parse, or holds a newline (two lines in one row would
+                // verify as two entries while `audit show` shows neither), fails verification here.
+                guard !line.utf8.contains(0x0A), case .success(let entry) = AuditEntry.parse(Array(line.utf8)) else {
+                    throw AuditError(.malformedEntry,
+                                     "\(label): the row (origin, seq \(seq)) does not hold exactly one entry",
+                                     line: Int(seq) + 1, seq: UInt64(seq))
+                }
+                // The query columns (`time` included, which `--since` and `--until` filter on) must say what the line says.
+                let columns = cells[1...7].map { try? $0.decode(String?.self) }
+                let fromLine: [String?] = [entry.record.run, entry.record.module, entry.record.call,
+                                           entry.record.resource, entry.record.decision?.rawValue, entry.record.outcome,
+                                           entry.time]
+                guard entry.seq == UInt64(clamping: seq), columns.map({ $0 ?? nil }) == fromLine else {
+                    throw AuditError(.brokenChain,
+                                     "\(label): the row (origin, seq \(seq)) does not match its own line (its seq or query columns were changed)",
+                                     line: Int(seq) + 1, seq: UInt64(seq))
                 }
                 chunk.append(Data(line.utf8))
                 chunk.append(0x0A)
@@ -165,7 +173,8 @@ package final class PostgresAuditArchive: Sendable {
         add("origin = ?", filter.origin)
         add("module = ?", filter.module)
         add("decision = ?", filter.decision?.rawValue)
-        add("run = ?", filter.run)
+        // The RUN column shows the start of an id: a prefix picks the run, as on a local log.
+        add("left(run, length(?)) = ?", filter.run.map { $0.hasSuffix("…") ? String($0.dropLast()) : $0 })
         add("call = ?", filter.call)
         add("time >= ?::timestamptz", filter.since.map(Self.utc))
         add("time < ?::timestamptz", filter.until.map(Self.utc))

@@ -1,6 +1,7 @@
 import Foundation
 package import PeonAudit
 import PeonRuntime
+import PeonInterface
 import PostgresNIO
 import Synchronization
 
@@ -85,7 +86,8 @@ package final class PostgresAuditShipper: AuditSink {
     /// Creates a shipper to `address`; `report` gets the outage lines (`peon-wasm: ...` on stderr by default).
     package init(_ address: PostgresAddress, report: (@Sendable (String) -> Void)? = nil) {
         self.address = address
-        self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + line + "\n").utf8)) }
+        // An outage line can carry the server's own text (an error a trigger raised): escaped, one line.
+        self.report = report ?? { line in FileHandle.standardError.write(Data(("peon-wasm: " + TerminalText.escaped(line) + "\n").utf8)) }
     }
 
     /// The address, without password.

@@ -22,6 +22,8 @@ public final class AgentSession: Sendable {
     private let lifecycleDetails: [String: String]
     private let ended = Atomic<Bool>(false)
     private let endProblem = Mutex<String?>(nil)
+    /// Set just before `run.end` is appended: the session's own entries (a policy store's outage) stop there.
+    private let endMarker: RunEndMarker
     private let stopping = Atomic<Bool>(false)
 
     /// Opens the audit log (creating the signing key on first use), builds the mediator and starts
@@ -38,20 +40,24 @@ public final class AgentSession: Sendable {
         let options = plan.options
         let moduleName = plan.moduleName
         let storeName = options.policy.policyStore?.name ?? ""
+        let endMarker = RunEndMarker()
+        self.endMarker = endMarker
         let reloader = PolicyReloader(
             sources: options.policy, defaultModule: moduleName, store: store, moduleSHA256: plan.module.sha256,
-            report: { message in printLine("peon-wasm: \(message)", to: 2) },
+            // The message can carry text from a policy store someone else controls: escaped, one line.
+            report: { message in printLine("peon-wasm: \(TerminalText.escaped(message))", to: 2) },
             event: { event in
                 // The log says when decisions rest on a snapshot the store can no longer confirm.
                 let (outcome, reason) = switch event {
                 case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
                 case .storeRestored: ("reachable", "the policy store answers again")
                 }
+                // Never after `run.end`: a reload still queued when the run ended belongs to no run.
                 _ = try? audit.append(
                     AuditRecord(run: options.runID, module: moduleName, moduleSHA256: plan.module.sha256,
                                 call: "policy.store", resource: "policy:\(storeName)", decision: nil, reason: reason,
                                 policy: store.current.version, outcome: outcome),
-                    durable: false)
+                    durability: .written, onlyIf: { !endMarker.isSet })
             })
         self.reloader = reloader
         if !options.policy.files.isEmpty || options.policy.policyStore != nil {
@@ -73,6 +79,7 @@ public final class AgentSession: Sendable {
         self.lifecycleDetails = details
         self.plan = plan
         self.reloader = nil
+        self.endMarker = RunEndMarker()
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline,
                                               approver: approver, denialSink: denialSink)
     }
@@ -184,6 +191,7 @@ public final class AgentSession: Sendable {
         reloader?.stop()
         mediator.shutdown()
         var problem: String?
+        endMarker.set()
         do {
             _ = try audit.append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: lifecycleDetails),
                                  durable: true)
@@ -257,4 +265,15 @@ import Foundation
 /// Writes one line to a file descriptor without buffering.
 func printLine(_ line: String, to fd: Int32) {
     _ = writeFully(fd, Array((line + "\n").utf8))
+}
+
+/// A flag set once, when a run's `run.end` is about to be appended.
+final class RunEndMarker: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    /// Sets the flag.
+    func set() { flag.store(true, ordering: .sequentiallyConsistent) }
+
+    /// Whether it is set.
+    var isSet: Bool { flag.load(ordering: .sequentiallyConsistent) }
 }

@@ -135,7 +135,7 @@ package final class ToolService: Sendable {
         let storeName = sources.policyStore?.name ?? ""
         self.reloader = PolicyReloader(
             sources: sources, defaultModule: Runner.programName(grantsPath), store: store, moduleSHA256: module.sha256,
-            report: { message in printLine("peon-wasm: \(grantsPath): \(message)", to: 2) }, changed: changed,
+            report: { message in printLine("peon-wasm: \(TerminalText.escaped("\(grantsPath): \(message)"))", to: 2) }, changed: changed,
             event: { event in
                 // As in `run`: the log says when decisions rest on a snapshot the store can no longer confirm.
                 let (outcome, reason) = switch event {

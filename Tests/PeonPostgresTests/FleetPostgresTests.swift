@@ -37,6 +37,10 @@ struct FleetPostgresTests {
         let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--policy", "postgresql://u@h/db?colour=blue"])
         #expect(result.status == 64, "stderr: \(result.stderr)")
         #expect(result.stderr.contains("unknown key 'colour'"), "stderr: \(result.stderr)")
+        // A password holding an unencoded `@` is hidden whole (the credentials end at the last `@`).
+        let secret = try runPeonWasm(["run", "modules/hello/hello.wat", "--policy", "postgresql://u:TopS@cretPW@h/db?colour=blue"])
+        #expect(secret.status == 64)
+        #expect(!secret.stderr.contains("cretPW") && secret.stderr.contains("u:***@h/db"), "stderr: \(secret.stderr)")
     }
 
     @Test("policy explain and policy eval read casbin_rule rows written by pycasbin",
@@ -166,6 +170,55 @@ struct FleetPostgresTests {
             let tampered = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
             #expect(tampered.status == 5, "stdout: \(tampered.stdout) stderr: \(tampered.stderr)")
             #expect(tampered.stderr.contains("postgresql:host-c:4: entry seq 3 does not hash to the prev of seq 4"), "stderr: \(tampered.stderr)")
+        }
+    }
+
+    /// Threat (a red-team pass): one who can write the central tables hides a host's entry from `audit show
+    /// --from` by folding two lines into one row, or moves it out of a `--since` window by changing `time`,
+    /// and `audit verify --from` still says ok.
+    @Test("central verify refuses a row holding two lines and a changed time; audit show --from --run takes a prefix",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func centralRowsMustEachHoldExactlyTheirOwnEntry() throws {
+        let url = try freshDatabase()
+        try withTemporaryDirectory { folder in
+            let target = folder.path + "/target.txt"
+            try Data("hello".utf8).write(to: URL(fileURLWithPath: target))
+            try admin(url, "add", "fleetagent", "fs:" + target, "fs.read")
+            let module = try loopModule(in: folder, target: target, iterations: 3)
+            let host = try Host(name: "host-d", folder: folder, module: module, policy: url, sink: url)
+            defer { host.kill() }
+            try host.start()
+            #expect(host.wait(seconds: 40) == 0, "stderr: \(host.stderr())")
+            let keyOption = "host-d=\(host.verifierKey)"
+            try waitFor("every entry is shipped", seconds: 20) {
+                (try? runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption]).status) == 0
+            }
+            let run = try #require(host.entries().first?["run"] as? String)
+            let shown = try runPeonWasm(["audit", "show", "--from", url, "--run", String(run.prefix(13)) + "…"])
+            #expect(shown.status == 0 && shown.stdout.contains("fs.read"), "\(shown.stdout)\(shown.stderr)")
+
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                UPDATE peon_audit_entries SET time = '2001-01-01T00:00:00Z' WHERE origin = 'host-d' AND seq = 2
+                """) == 0)
+            let moved = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(moved.status == 5, "a changed time verified: \(moved.stdout) \(moved.stderr)")
+
+            // The time put back from the line itself: the log verifies again, then two lines are folded into one row.
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                UPDATE peon_audit_entries SET time = (line::json->>'time')::timestamptz WHERE origin = 'host-d' AND seq = 2
+                """) == 0)
+            #expect(try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption]).status == 0)
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                UPDATE peon_audit_entries SET line = line || E'\\n' || (SELECT line FROM peon_audit_entries WHERE origin = 'host-d' AND seq = 3)
+                    WHERE origin = 'host-d' AND seq = 2;
+                DELETE FROM peon_audit_entries WHERE origin = 'host-d' AND seq = 3
+                """) == 0)
+            let two = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(two.status != 0, "a row holding two lines verified: \(two.stdout) \(two.stderr)")
+            #expect(two.stderr.contains("does not hold exactly one entry"), "\(two.stderr)")
         }
     }
 
