@@ -185,7 +185,8 @@ struct PolicyExplainCommand: ParsableCommand {
         let held = (labels ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let explanation = explainPolicy(snapshot: snapshot, module: subject, action: action, object: object,
                                         arguments: arguments, labels: held)
-        FileHandle.standardOutput.write(Data((explanation.lines.joined(separator: "\n") + "\n").utf8))
+        // Each line escaped on its own: a policy row (a file or a store someone else writes) could hold escapes.
+        FileHandle.standardOutput.write(Data((explanation.lines.map(TerminalText.escaped).joined(separator: "\n") + "\n").utf8))
         if !explanation.isAllowed { throw ExitCode(1) }
     }
 }

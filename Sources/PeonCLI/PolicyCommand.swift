@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PeonPolicy
+import PeonInterface
 import PeonMediator
 import PeonPostgres
 
@@ -150,7 +151,7 @@ struct PolicyEvalCommand: ParsableCommand {
                 throw CommandFailure(message: error.source == "request" ? "\(label):\(index + 1): \(error.message)" : "\(label):\(index + 1): \(error.description)")
             }
             output += decision.isAllowed ? "true" : "false"
-            if explain, let rule = decision.rule { output += "\t\(rule.location)\t\(rule)" }
+            if explain, let rule = decision.rule { output += "\t\(TerminalText.escaped(rule.location))\t\(TerminalText.escaped("\(rule)"))" }
             output += "\n"
             if output.utf8.count > 1 << 16 {
                 FileHandle.standardOutput.write(Data(output.utf8))

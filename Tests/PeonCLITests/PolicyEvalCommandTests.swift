@@ -29,6 +29,20 @@ struct PolicyEvalCommandTests {
         #expect(result.stderr.hasPrefix("peon-wasm: error: <stdin>:3: the request has 2 values"), "\(result.stderr)")
     }
 
+    /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
+    @Test func explainedRulesAreEscaped() throws {
+        let result = try withTemporaryDirectory { folder in
+            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(Self.model.utf8).write(to: model)
+            try Data("p, alice, data\u{1b}]0;pwned\u{07}, read\n".utf8).write(to: policy)
+            return try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, "--explain"],
+                                   stdin: "[\"alice\", \"data\\u001b]0;pwned\\u0007\", \"read\"]\n")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("true\t"), "\(result.stdout)")
+        #expect(!result.stdout.contains("\u{1b}") && result.stdout.contains("\\u{1b}]0;pwned\\u{7}"), "\(result.stdout)")
+    }
+
     @Test func rolePatternsAreDeclaredOnTheCommandLine() throws {
         let model = Self.model.replacingOccurrences(of: "r.sub == p.sub && r.obj == p.obj", with: "r.sub == p.sub && g2(r.obj, p.obj)")
             .replacingOccurrences(of: "[policy_effect]", with: "[role_definition]\ng2 = _, _\n[policy_effect]")
