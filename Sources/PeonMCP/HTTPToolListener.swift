@@ -84,8 +84,8 @@ package final class HTTPToolListener: Sendable {
         let router = router
         let limit = maxMessageBytes
         let budget = connections
-        let requestLimit = TimeAmount.nanoseconds(Int64(nanosecondsSaturating(limits.requestLimit)))
-        let idleLimit = TimeAmount.nanoseconds(Int64(nanosecondsSaturating(limits.idleLimit)))
+        let requestLimit = TimeAmount(limits.requestLimit)
+        let idleLimit = TimeAmount(limits.idleLimit)
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
@@ -521,14 +521,6 @@ final class IdleConnectionCloser: ChannelInboundHandler {
         }
         context.fireUserInboundEventTriggered(event)
     }
-}
-
-/// `duration` in nanoseconds, saturating.
-private func nanosecondsSaturating(_ duration: Duration) -> Int64 {
-    let (seconds, attoseconds) = duration.components
-    let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-    if overflow { return seconds < 0 ? .min : .max }
-    return whole.addingReportingOverflow(attoseconds / 1_000_000_000).overflow ? .max : whole + attoseconds / 1_000_000_000
 }
 
 extension HTTPToolListener {

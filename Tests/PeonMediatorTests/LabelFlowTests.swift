@@ -51,6 +51,21 @@ import Testing
         """
     }
 
+    /// Grants of an agent with no labels of its own that reads `shared` and posts to the partner (clearing nothing).
+    static func poster(shared: String) -> String {
+        """
+        module = "poster"
+
+        [[fs]]
+        paths = ["\(shared)/**"]
+        allow = ["read"]
+
+        [[http]]
+        urls = ["https://api.partner.com/**"]
+        methods = ["POST"]
+        """
+    }
+
     /// The labels recorded on the file at `path`, comma-separated; `nil` when it cannot be opened or read.
     static func fileLabels(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -112,17 +127,7 @@ import Testing
         #expect(Self.fileLabels(shared.path + "/note.txt") == "hr")
         // Agent B: its own grants put no label on the shared folder; the file's labels still reach it.
         let sender = RecordingSender()
-        let agentB = try Harness(grants: """
-            module = "poster"
-
-            [[fs]]
-            paths = ["\(shared.path)/**"]
-            allow = ["read"]
-
-            [[http]]
-            urls = ["https://api.partner.com/**"]
-            methods = ["POST"]
-            """, http: sender)
+        let agentB = try Harness(grants: Self.poster(shared: shared.path), http: sender)
         #expect(Self.post(agentB) == nil, "unlabelled, agent B may post")
         _ = try agentB.mediator.read(path: shared.path + "/note.txt")
         let error = try #require(Self.post(agentB))
@@ -231,17 +236,7 @@ import Testing
         try agentA.mediator.append(path: big, data: Array("x".utf8))
         for (probe, code) in [("/b1", HostErrorCode.notFound), ("/big", .limitExceeded)] {
             let sender = RecordingSender()
-            let agentB = try Harness(grants: """
-                module = "poster"
-
-                [[fs]]
-                paths = ["\(shared.path)/**"]
-                allow = ["read"]
-
-                [[http]]
-                urls = ["https://api.partner.com/**"]
-                methods = ["POST"]
-                """, http: sender)
+            let agentB = try Harness(grants: Self.poster(shared: shared.path), http: sender)
             #expect(try agentB.mediator.read(path: shared.path + "/b0") == Array("x".utf8))
             #expect(Self.post(agentB) == nil, "an unlabelled file in the folder brings nothing")
             #expect(agentB.error { () throws(HostError) in try agentB.mediator.read(path: shared.path + probe) }?.code == code)
