@@ -338,8 +338,17 @@ struct AuditCommand: ParsableCommand {
                 filter.call = call
                 filter.since = since
                 filter.until = until
-                filter.limit = limit
-                let rows = try PostgresAuditArchive(address).entries(filter)
+                // One row more than asked says whether the answer was cut, which is then said on stderr: a reader
+                // must not take the first N matches for all of them.
+                filter.limit = limit < Int.max ? limit + 1 : limit
+                var rows = try PostgresAuditArchive(address).entries(filter)
+                let cut = rows.count > limit
+                if cut { rows.removeLast(rows.count - limit) }
+                defer {
+                    if cut {
+                        printError("peon-wasm: note: showing the first \(limit) matching entries; more match (raise --limit, or narrow with --since/--until)")
+                    }
+                }
                 var table: [[String]] = [["ORIGIN", "SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"]]
                 for row in rows {
                     if firstUse, let e = row.entry, e.record.details["first_use"] != "true" { continue }

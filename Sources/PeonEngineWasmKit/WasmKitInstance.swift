@@ -32,7 +32,7 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
             }
             store.fuel = Fuel(remaining: fuel)
         }
-        let access = WasmKitGuestAccess()
+        let access = WasmKitGuestAccess(engine: store.engine)
         var byName: [String: PeonEngine.HostFunction] = [:]
         for function in hostFunctions {
             byName[function.module + "\u{0}" + function.name] = function
@@ -188,7 +188,14 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
 /// so growth between calls is seen. Every range is checked before WasmKit's own accessors run, because
 /// those stop the process on an out-of-bounds range.
 final class WasmKitGuestAccess: GuestAccess {
+    /// The instance's engine, whose configuration sizes the stack ``callExport(_:_:)`` keeps.
+    private let engine: WasmKit.Engine
     private var instance: Instance?
+
+    init(engine: WasmKit.Engine) {
+        self.engine = engine
+    }
+
     private var memory: Memory?
     private(set) var isInHostCall = false
 
@@ -248,13 +255,28 @@ final class WasmKitGuestAccess: GuestAccess {
         else {
             throw EngineError(.missingExport, "export \(name) has type \(FunctionSignature(type))")
         }
+        // The stack kept from the last call is taken out while this one runs: a guest whose `cabi_realloc` calls
+        // back into the host, which calls an export again, gets a fresh stack rather than sharing this one.
+        var stack = reentryStack.take() ?? ExecutionStack(engine: engine)
+        let results: [Value]
         do {
-            return try function.invoke(arguments.map(\.wasmKitValue)).compactMap(WasmValue.init)
+            results = try function.invoke(arguments.map(\.wasmKitValue), on: &stack)
         } catch let trap as Trap {
+            reentryStack = consume stack
             let reason = WasmKitInstance.reason(of: trap)
             throw EngineError(.trap(reason), "\(reason) in \(name)")
+        } catch {
+            reentryStack = consume stack
+            throw error
         }
+        reentryStack = consume stack
+        return results.compactMap(WasmValue.init)
     }
+
+    /// The stack the guest's exports run on when the host calls them during a host call (`cabi_realloc` for each
+    /// string and list a result lowers), kept between calls: WasmKit otherwise allocates and frees a stack of the
+    /// engine's configured size for every call.
+    private var reentryStack: ExecutionStack?
 
     func hasExport(_ name: String) -> Bool {
         // Asked on every call (`cabi_realloc`, `cabi_post_*`); an instance's exports never change.

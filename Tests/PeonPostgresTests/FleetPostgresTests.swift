@@ -120,6 +120,11 @@ struct FleetPostgresTests {
             }
             let shown = try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-b", "--decision", "allow", "--call", "fs.read"])
             #expect(shown.status == 0 && shown.stdout.contains("host-b") && !shown.stdout.contains("host-a"), "stdout: \(shown.stdout)")
+            #expect(!shown.stderr.contains("more match"), "stderr: \(shown.stderr)")
+            // A cut answer says so: the first entry only, and a note that more match.
+            let cut = try runPeonWasm(["audit", "show", "--from", url, "--limit", "1"])
+            #expect(cut.status == 0 && cut.stdout.split(separator: "\n").count == 2, "stdout: \(cut.stdout)")
+            #expect(cut.stderr.contains("peon-wasm: note: showing the first 1 matching entries; more match"), "stderr: \(cut.stderr)")
         }
     }
 
