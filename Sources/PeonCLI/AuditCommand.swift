@@ -194,10 +194,22 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "The key name when a key is created (default: peon-wasm/HOSTNAME).") var name: String?
 
         func run() throws {
+            var misnamed: (path: String, held: String, asked: String)?
             try AuditCommand.run { () throws(AuditError) in
-                let signer = try CheckpointSigner.loadOrCreate(keyPath: try keyOptions.path(),
-                                                               name: name ?? CheckpointSigner.defaultName())
+                let path = try keyOptions.path()
+                let signer = try CheckpointSigner.loadOrCreate(keyPath: path, name: name ?? CheckpointSigner.defaultName())
+                // A name asked for is a promise about the origin entries will be shipped under: an existing key
+                // under another name must not be printed as if it were that key.
+                if let name, signer.name != name {
+                    misnamed = (path, signer.name, name)
+                    return
+                }
                 print(signer.verifierKey)
+            }
+            if let misnamed {
+                throw failure("\(misnamed.path) already holds a key named '\(misnamed.held)', not '\(misnamed.asked)'; "
+                    + "--name only names a key being created: drop --name to use that key, or pass --audit-key NEWFILE for a new one",
+                    code: 64)
             }
         }
     }
@@ -338,6 +350,7 @@ struct AuditCommand: ParsableCommand {
                 filter.call = call
                 filter.since = since
                 filter.until = until
+                filter.firstUse = firstUse
                 // One row more than asked says whether the answer was cut, which is then said on stderr: a reader
                 // must not take the first N matches for all of them.
                 filter.limit = limit < Int.max ? limit + 1 : limit

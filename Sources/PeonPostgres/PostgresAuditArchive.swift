@@ -144,6 +144,8 @@ package final class PostgresAuditArchive: Sendable {
         package var since: String?
         /// Only entries before this time.
         package var until: String?
+        /// Only entries whose details say `first_use` (the first time the module reached its resource).
+        package var firstUse = false
         /// The most entries returned (the newest ones last).
         package var limit: Int = 1000
 
@@ -178,6 +180,9 @@ package final class PostgresAuditArchive: Sendable {
         add("call = ?", filter.call)
         add("time >= ?::timestamptz", filter.since.map(Self.utc))
         add("time < ?::timestamptz", filter.until.map(Self.utc))
+        // Before the limit, so the limit counts first uses. The bytes `"first_use":"true"` occur in a line only as
+        // that detail: a quote inside any string value is written `\"`. The caller still checks the parsed entry.
+        if filter.firstUse { sql += " AND strpos(line, '\"first_use\":\"true\"') > 0" }
         sql += " ORDER BY time, origin, seq LIMIT \(max(1, filter.limit))"
         return try run(PostgresQuery(unsafeSQL: sql, binds: binds)).map { row throws(AuditError) -> Row in
             let cells = Array(row)

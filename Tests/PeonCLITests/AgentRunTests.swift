@@ -59,6 +59,26 @@ struct AgentRunTests {
         allow = ["append"]
         """
 
+    @Test("an --input-file that is missing or not UTF-8 is exit 78 with one line, and the run's end says error")
+    func aBadInputFileIsAConfigurationError() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.fullGrants)
+            let binary = folder.appendingPathComponent("latin1.txt")
+            try Data([0x63, 0x61, 0x66, 0xE9, 0xFF]).write(to: binary)
+            for (file, words) in [(binary.path, "not UTF-8"), (folder.path + "/absent.txt", "no such file")] {
+                let result = try runPeonWasm(["run", Self.agent, "--input-file", file, "--grants", fixture.grants.path,
+                                              "--audit", fixture.audit.path], directory: folder)
+                #expect(result.status == 78, "\(result.stderr)")
+                let lines = result.stderr.split(separator: "\n")
+                #expect(lines.count == 1 && lines.first?.hasPrefix("peon-wasm: error: ") == true && result.stderr.contains(words),
+                        "\(result.stderr)")
+                #expect(try fixture.entries(call: "run.end").last?["outcome"] as? String == "error")
+            }
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
     @Test("granted calls act, and every decision is in a log that verifies")
     func grantedRunActsAndIsAudited() throws {
         try withTemporaryDirectory { folder in

@@ -14,6 +14,21 @@ struct AuditFileTests {
                         environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
     }
 
+    @Test("audit key --name names a new key; asked of a key already named otherwise it refuses (exit 64) rather than print that key")
+    func keyNameIsHonouredOrRefused() throws {
+        try withTemporaryDirectory { folder in
+            let key = folder.appendingPathComponent("audit.key").path
+            let created = try runPeonWasm(["audit", "key", "--audit-key", key, "--name", "host-a"])
+            #expect(created.status == 0 && created.stdout.hasPrefix("host-a+"), "\(created.stdout)\(created.stderr)")
+            let again = try runPeonWasm(["audit", "key", "--audit-key", key, "--name", "host-a"])
+            #expect(again.status == 0 && again.stdout == created.stdout)
+            let other = try runPeonWasm(["audit", "key", "--audit-key", key, "--name", "host-b"])
+            #expect(other.status == 64 && other.stdout.isEmpty, "\(other.stdout)")
+            #expect(other.stderr.hasPrefix("peon-wasm: error: ") && other.stderr.contains("'host-a', not 'host-b'"), "\(other.stderr)")
+            #expect(try runPeonWasm(["audit", "key", "--audit-key", key]).stdout == created.stdout)
+        }
+    }
+
     @Test func aLogWhoseCheckpointWasDeletedIsNotSignedByTheNextRun() throws {
         try withTemporaryDirectory { folder in
             let log = folder.appendingPathComponent("audit.jsonl")

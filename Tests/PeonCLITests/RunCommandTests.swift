@@ -153,6 +153,20 @@ struct RunCommandTests {
         #expect(try run("grow.wat", grower, ["--memory", "16MiB"]).status == 3)
     }
 
+    @Test("a module whose minimum memory exceeds --memory is refused before it runs (exit 69, one line)")
+    func minimumMemoryOverTheCap() throws {
+        // 32 pages (2 MiB) at least, against a 1 MiB cap; the start function would say it ran.
+        let big = """
+            (module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory 32)
+              (func (export "_start") (call $exit (i32.const 5))))
+            """
+        let refused = try run("big.wat", big, ["--memory", "1MiB"])
+        #expect(refused.status == 69, "\(refused.stderr)")
+        #expect(refused.stderr.split(separator: "\n").count == 1 && refused.stderr.hasPrefix("peon-wasm: error: "), "\(refused.stderr)")
+        #expect(try run("big.wat", big, ["--memory", "4MiB"]).status == 5)
+    }
+
     @Test("proc_exit's code is the run's exit code, stdin is empty unless --stdin, env empty unless --env")
     func wasiBehaviour() throws {
         let exiter = """

@@ -163,6 +163,28 @@ import Testing
         #expect(error("[egress]\nrefuse = [\"github-token\"]\npatterns = [{ name = \"ticket\", regex = \"TICKET-[A-Z]{3}\" }]\n") == nil)
     }
 
+    @Test("each built-in detector finds the secret it names, inside other text, and not its near miss",
+          arguments: [
+              ("private-key", "x\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl", "-----BEGIN PUBLIC KEY-----"),
+              ("private-key", "-----BEGIN RSA PRIVATE KEY-----", "BEGIN RSA PRIVATE KEY"),
+              ("aws-access-key", "id=AKIAIOSFODNN7EXAMPLE;", "AKIAIOSFODNN7EXAMP"),
+              ("aws-access-key", "ASIAY34FZKBOKMUTVV7A", "ASIAy34fzkbokmutvv7a"),
+              ("github-token", "token ghp_" + String(repeating: "a1B2", count: 9), "ghp_" + String(repeating: "a1B2", count: 8)),
+              ("github-token", "gho_" + String(repeating: "Z", count: 36), "gh_" + String(repeating: "Z", count: 36)),
+              ("github-token", "ghs_" + String(repeating: "0", count: 36), "ghx_" + String(repeating: "0", count: 36)),
+              ("github-token", "github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "github_pat_short"),
+              ("slack-token", "xoxb-1234567890-abcdef", "xoxb-123"),
+              ("slack-token", "Bearer xoxp-0000000000-1111", "xoxz-0000000000-1111"),
+              ("google-api-key", "key=AIzaSyA-1234567890abcdefghijklmnopqrstu", "AIzaSyA-123"),
+              ("openai-key", "sk-proj-abcdefghij0123456789XYZ", "sk-proj-abc"),
+          ])
+    func eachBuiltInDetectorFindsItsSecret(detector: String, secret: String, nearMiss: String) throws {
+        let sources = try #require(ContentPattern.builtIn[detector])
+        let patterns = try sources.map { try ContentPattern(name: detector, regex: $0) }
+        #expect(patterns.contains { $0.occurs(in: Array(secret.utf8)) }, "\(detector) misses \(secret)")
+        #expect(!patterns.contains { $0.occurs(in: Array(nearMiss.utf8)) }, "\(detector) takes \(nearMiss) for a secret")
+    }
+
     @Test func aMatchIsFoundAnywhereInLargeDataAndNotWhereThereIsNone() throws {
         let pattern = try ContentPattern(name: "employee-id", regex: "EMP-[0-9]{6}")
         var data = [UInt8](repeating: UInt8(ascii: "E"), count: 8 << 20)

@@ -70,11 +70,18 @@ package final class HTTPCapability: Sendable {
     /// The largest total size of the guest's header names and values.
     static let maxRequestHeaderBytes = 64 << 10
 
-    /// Header names only the host sets.
+    /// Header names only the host sets (and every `Proxy-*` name, ``isHostOnly(_:)``).
     static let hostOnlyHeaders: Set<String> = [
         "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "keep-alive",
-        "expect", "proxy-connection", "proxy-authorization", "proxy-authenticate",
+        "expect",
     ]
+
+    /// Whether only the host may set the header `name`: the framing and hop-by-hop headers, and every `Proxy-*`
+    /// header, which speaks to a proxy on the way rather than to the server the grant names.
+    static func isHostOnly(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return hostOnlyHeaders.contains(lower) || lower.hasPrefix("proxy-")
+    }
     static let refusedMethods: Set<String> = ["CONNECT", "TRACE", "TRACK"]
 
     /// Creates the capability.
@@ -231,7 +238,7 @@ package final class HTTPCapability: Sendable {
         for header in guest {
             total += header.name.utf8.count + header.value.utf8.count
             try checkHeader(header, source: "the request")
-            if hostOnlyHeaders.contains(header.name.lowercased()) {
+            if isHostOnly(header.name) {
                 throw HostError(.invalidArgument, "http: the header '\(header.name)' is set by the host, not the guest")
             }
         }

@@ -140,6 +140,8 @@ import Testing
         "PRAGMA main.user_version = 7",
         "SELECT * FROM pragma_table_info('orders')",
         "SELECT load_extension('/tmp/evil.so')",
+        "SELECT fts3_tokenizer('simple')",
+        "SELECT hex(fts3_tokenizer('evil', x'0000000000000000'))",
         "BEGIN",
         "SAVEPOINT s",
         "CREATE TEMP TABLE t(x)",

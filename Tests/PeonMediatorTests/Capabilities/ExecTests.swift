@@ -36,6 +36,32 @@ import Glibc
         }
     }
 
+    @Test("the program starts with no blocked and no ignored signal, whatever the host's mask and dispositions")
+    func theChildsSignalsAreReset() throws {
+        // Block SIGUSR1 on this thread (spawning inherits the thread's mask) and ignore SIGPIPE in the process
+        // (as servers do); the child must see neither.
+        var block = sigset_t()
+        sigemptyset(&block)
+        sigaddset(&block, SIGUSR1)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &block, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let oldPipe = signal(SIGPIPE, SIG_IGN)
+        defer { signal(SIGPIPE, oldPipe) }
+        let status = String(decoding: try Self.run("/bin/cat", ["/proc/self/status"]).stdout, as: UTF8.self)
+        let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { return nil }
+            return (String(parts[0]), parts[1].trimmingCharacters(in: .whitespaces))
+        }, uniquingKeysWith: { first, _ in first })
+        #expect(fields["SigBlk"] == "0000000000000000", "status: \(status)")
+        // glibc's posix_spawn leaves its two internal signals (32 and 33, used for thread cancellation and setxid)
+        // ignored in the child on purpose, and no program can name them; every other signal must be at its default.
+        let ignored = UInt64(fields["SigIgn"] ?? "", radix: 16)
+        let glibcInternal: UInt64 = (1 << 31) | (1 << 32)
+        #expect(ignored.map { $0 & ~glibcInternal } == 0, "status: \(status)")
+    }
+
     @Test func theEnvironmentIsExactlyWhatWasGiven() throws {
         // The test process has PATH, HOME and more; none of it may reach the child.
         let output = try Self.run("/usr/bin/env", environment: ["LANG": "C.UTF-8", "A": "1"])
