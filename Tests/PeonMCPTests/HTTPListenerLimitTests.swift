@@ -107,4 +107,64 @@ import Testing
         let open = await listener.openSessions()
         #expect(open <= 4, "\(open) sessions open")
     }
+
+    /// Sends `request` on a new connection and returns what came back until the server closed it or
+    /// `timeout` seconds passed.
+    static func exchange(_ port: Int, _ request: String, timeout: Int = 10) -> String {
+        let fd = connect(port, timeout: timeout)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        _ = request.withCString { write(fd, $0, strlen($0)) }
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count <= 0 { break }
+            answer += buffer[0..<count]
+            if String(decoding: answer, as: UTF8.self).contains("\r\n\r\n") && answer.count > 12 { break }
+        }
+        return String(decoding: answer, as: UTF8.self)
+    }
+
+    static func post(_ port: Int, _ body: String) -> String {
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
+            + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+    }
+
+    @Test func aBatchOverHTTPIsRefusedWith400() async throws {
+        let (listener, port) = try await Self.listener(HTTPToolListener.ConnectionLimits())
+        defer { Task { await listener.close() } }
+        let batch = #"[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}]"#
+        let answer = await Self.offPool { Self.exchange(port, Self.post(port, batch)) }
+        #expect(answer.hasPrefix("HTTP/1.1 400"), "\(answer)")
+        #expect(await listener.openSessions() == 0)
+    }
+
+    @Test func bodiesPastTheSharedBudgetAreAnswered503() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.bufferedBytes = 100
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"\#(String(repeating: "x", count: 400))","version":"1"}}}"#
+        let answer = await Self.offPool { Self.exchange(port, Self.post(port, body)) }
+        #expect(answer.hasPrefix("HTTP/1.1 503"), "\(answer)")
+        #expect(await listener.openSessions() == 0)
+    }
+
+    @Test func aConnectionIdlePastTheIdleLimitIsClosed() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.idleLimit = .seconds(1)
+        limits.requestLimit = .seconds(60)
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let fd = Self.connect(port, timeout: 15)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        // One whole request on a kept-alive connection, answered; then nothing.
+        _ = "GET /elsewhere HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
+        // Read through the answer (a busy machine may even close the connection before answering: it was idle
+        // that long) until the server closes it, well before the 60 s request limit.
+        let closed = await Self.offPool { Self.secondsUntilClosed(fd) }
+        #expect(closed != nil && closed! < 10, "an idle kept-alive connection stayed open: \(String(describing: closed))")
+    }
 }
