@@ -28,6 +28,14 @@ int peon_become_child_subreaper(void) {
 #endif
 }
 
+int peon_forbid_inspection(void) {
+#if defined(__linux__)
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#else
+    return -1;
+#endif
+}
+
 int peon_set_parent_death_signal(int signal) {
 #if defined(__linux__)
     return prctl(PR_SET_PDEATHSIG, signal, 0, 0, 0);

@@ -1,4 +1,5 @@
 import ArgumentParser
+import PeonRuntime
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -31,6 +32,8 @@ struct PeonWasm: ParsableCommand {
     /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        // Before anything is loaded: a program a run execs must not read this process's memory (secrets, keys).
+        ProcessHardening.forbidInspection()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -83,6 +83,55 @@ struct ProcessContainmentTests {
         }
     }
 
+    @Test("A program the run started, as the same user, cannot read the worker's or the supervisor's memory or environment through /proc")
+    func aProgramOfTheRunCannotInspectIt() throws {
+        try withTemporaryDirectory { folder in
+            // Root may read any process, so as root the whole run goes to an unprivileged user (65534), whose
+            // program then tries to read its own user's peon-wasm processes.
+            let asRoot = getuid() == 0
+            let setpriv = "/usr/bin/setpriv"
+            if asRoot {
+                try #require(FileManager.default.isExecutableFile(atPath: setpriv), "as root this test needs setpriv (util-linux)")
+                try #require(chown(folder.path, 65534, 65534) == 0 && chmod(folder.path, 0o755) == 0)
+            }
+            let binary = folder.appendingPathComponent("peon-wasm")
+            try FileManager.default.copyItem(at: peonWasmExecutable, to: binary)
+            let grants = folder.appendingPathComponent("grants.toml")
+            let audit = folder.appendingPathComponent("audit.jsonl")
+            let out = folder.path
+            // $PPID is the worker; the supervisor is its parent (field 4 of /proc/PPID/stat).
+            let attack = "p=$PPID; read -r a b c s rest < /proc/$p/stat; "
+                + "cat /proc/$p/environ > \(out)/worker.env 2>/dev/null; head -c 64 /proc/$p/mem > \(out)/worker.mem 2>/dev/null; "
+                + "cat /proc/$s/environ > \(out)/supervisor.env 2>/dev/null; echo $s > \(out)/supervisor.pid; exit 0"
+            try Data("""
+                module = "inspector"
+                [[exec]]
+                program = "/usr/bin/dash"
+                args = ["-c", "\(attack)"]
+
+                """.utf8).write(to: grants)
+            let module = folder.appendingPathComponent("inspector.wat")
+            try Data(execModule([["/usr/bin/dash", "-c", attack]]).utf8).write(to: module)
+            let process = Process()
+            let run = [binary.path, "run", module.path, "--grants", grants.path, "--audit", audit.path,
+                       "--audit-key", folder.path + "/audit.key", "--timeout", "30s"]
+            process.executableURL = URL(fileURLWithPath: asRoot ? setpriv : binary.path)
+            process.arguments = asRoot ? ["--reuid=65534", "--regid=65534", "--clear-groups"] + run : Array(run.dropFirst())
+            process.environment = ["PATH": "/usr/bin:/bin", "HOME": folder.path, "PEON_WASM_CONTAINMENT": "subreaper"]
+            process.currentDirectoryURL = folder
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0)
+            let supervisor = try String(contentsOf: folder.appendingPathComponent("supervisor.pid"), encoding: .utf8)
+            #expect(Int(supervisor.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 1, "no supervisor found: \(supervisor)")
+            for file in ["worker.env", "worker.mem", "supervisor.env"] {
+                let read = try Data(contentsOf: folder.appendingPathComponent(file))
+                #expect(read.isEmpty, "the run's program read \(read.count) bytes of \(file)")
+            }
+        }
+    }
+
     @Test("A program the run started cannot stop or reload it by signalling the worker or the supervisor",
           arguments: [nil, "subreaper"] as [String?])
     func aProgramOfTheRunCannotSignalItToAStop(containment: String?) throws {

@@ -45,6 +45,11 @@ int peon_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
 /// supervisor can find and stop what a killed worker left behind. Returns 0, or -1 where unsupported.
 int peon_become_child_subreaper(void);
 
+/// Marks this process not dumpable: another process of the same user cannot read its memory, environment
+/// or descriptors through /proc or attach with ptrace, and a crash leaves no core file. Reset by execve.
+/// Returns 0, or -1 with errno (or where there is no prctl).
+int peon_forbid_inspection(void);
+
 /// Asks the kernel to send `signal` to this process when its parent dies (Linux PR_SET_PDEATHSIG),
 /// so a worker never outlives its supervisor. Returns 0, or -1 where unsupported.
 int peon_set_parent_death_signal(int signal);
