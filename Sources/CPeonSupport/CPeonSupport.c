@@ -200,8 +200,14 @@ int peon_spawn_worker(const char *path, char *const argv[], char *const envp[], 
         for (int i = 0; i < 4; i++) close(descriptors[i]);
         return ENOMEM;
     }
+    /* A process that is not dumpable (peon_forbid_inspection) makes its /proc files root's, and a child inherits
+       that: this process, unprivileged, could then not write the new user namespace's id maps. The child is
+       cloned dumpable (it makes itself undumpable again once it has exec'd), and this process at once again. */
+    int undumpable = containment == PEON_CONTAINMENT_USER_NAMESPACE && prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0;
+    if (undumpable) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     pid_t child = clone(worker_main, stack + stack_size, flags, &arguments);
     int clone_error = errno;
+    if (undumpable) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     free(stack);
     close(arguments.go_read);
     close(arguments.failure_write);

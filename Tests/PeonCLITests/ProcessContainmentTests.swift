@@ -83,13 +83,26 @@ struct ProcessContainmentTests {
         }
     }
 
-    @Test("A program the run started, as the same user, cannot read the worker's or the supervisor's memory or environment through /proc")
-    func aProgramOfTheRunCannotInspectIt() throws {
+    @Test("A program the run started, as the same user, cannot read the worker's or the supervisor's memory or environment through /proc",
+          arguments: ["subreaper", "user-namespace"])
+    func aProgramOfTheRunCannotInspectIt(containment: String) throws {
+        let asRoot = getuid() == 0
+        let setpriv = "/usr/bin/setpriv"
+        let user = asRoot ? [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"] : []
+        if containment == "user-namespace" {
+            // Only where this user may make a user namespace at all (a kernel or AppArmor setting may forbid it):
+            // the worker's id maps must still be writable by an unprivileged supervisor that is not dumpable.
+            let probe = Process()
+            probe.executableURL = URL(fileURLWithPath: user.first ?? "/usr/bin/unshare")
+            probe.arguments = Array(user.dropFirst()) + (user.isEmpty ? [] : ["/usr/bin/unshare"]) + ["--user", "--pid", "--fork", "/bin/true"]
+            probe.standardError = FileHandle.nullDevice
+            guard (try? probe.run()) != nil else { return }
+            probe.waitUntilExit()
+            guard probe.terminationStatus == 0 else { return }
+        }
         try withTemporaryDirectory { folder in
             // Root may read any process, so as root the whole run goes to an unprivileged user (65534), whose
             // program then tries to read its own user's peon-wasm processes.
-            let asRoot = getuid() == 0
-            let setpriv = "/usr/bin/setpriv"
             if asRoot {
                 try #require(FileManager.default.isExecutableFile(atPath: setpriv), "as root this test needs setpriv (util-linux)")
                 try #require(chown(folder.path, 65534, 65534) == 0 && chmod(folder.path, 0o755) == 0)
@@ -99,10 +112,11 @@ struct ProcessContainmentTests {
             let grants = folder.appendingPathComponent("grants.toml")
             let audit = folder.appendingPathComponent("audit.jsonl")
             let out = folder.path
-            // $PPID is the worker; the supervisor is its parent (field 4 of /proc/PPID/stat).
-            let attack = "p=$PPID; read -r a b c s rest < /proc/$p/stat; "
+            // The worker is this shell's parent and the supervisor the worker's (field 4 of /proc/PID/stat), read from
+            // /proc rather than $PPID: in a PID namespace $PPID is 1, while /proc still numbers as the host does.
+            let attack = "read -r a b c p rest < /proc/self/stat; read -r a b c s rest < /proc/$p/stat; "
                 + "cat /proc/$p/environ > \(out)/worker.env 2>/dev/null; head -c 64 /proc/$p/mem > \(out)/worker.mem 2>/dev/null; "
-                + "cat /proc/$s/environ > \(out)/supervisor.env 2>/dev/null; echo $s > \(out)/supervisor.pid; exit 0"
+                + "cat /proc/$s/environ > \(out)/supervisor.env 2>/dev/null; echo $s > \(out)/supervisor.pid; echo $p > \(out)/worker.pid; exit 0"
             try Data("""
                 module = "inspector"
                 [[exec]]
@@ -117,14 +131,18 @@ struct ProcessContainmentTests {
                        "--audit-key", folder.path + "/audit.key", "--timeout", "30s"]
             process.executableURL = URL(fileURLWithPath: asRoot ? setpriv : binary.path)
             process.arguments = asRoot ? ["--reuid=65534", "--regid=65534", "--clear-groups"] + run : Array(run.dropFirst())
-            process.environment = ["PATH": "/usr/bin:/bin", "HOME": folder.path, "PEON_WASM_CONTAINMENT": "subreaper"]
+            process.environment = ["PATH": "/usr/bin:/bin", "HOME": folder.path, "PEON_WASM_CONTAINMENT": containment]
             process.currentDirectoryURL = folder
-            process.standardError = FileHandle.nullDevice
+            let errors = Pipe()
+            process.standardError = errors
             try process.run()
+            let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
             process.waitUntilExit()
-            #expect(process.terminationStatus == 0)
+            #expect(process.terminationStatus == 0, "\(stderr)")
             let supervisor = try String(contentsOf: folder.appendingPathComponent("supervisor.pid"), encoding: .utf8)
             #expect(Int(supervisor.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 1, "no supervisor found: \(supervisor)")
+            let worker = try String(contentsOf: folder.appendingPathComponent("worker.pid"), encoding: .utf8)
+            #expect(Int(worker.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 1, "no worker found: \(worker)")
             for file in ["worker.env", "worker.mem", "supervisor.env"] {
                 let read = try Data(contentsOf: folder.appendingPathComponent(file))
                 #expect(read.isEmpty, "the run's program read \(read.count) bytes of \(file)")
