@@ -66,7 +66,7 @@ extension Mediator {
             // decide the insert before the read that labels the data. Check every write again now.
             try recheckFlow(ticket)
             // Labels travel with the database (``DatabaseLabels``): a write by a run holding labels records
-            // them first, and a query brings those already recorded, as a read of a labelled file does.
+            // them first, and a statement brings those recorded, as a read of a labelled file does.
             var labelDetails: [String: String] = [:]
             if sideEffect {
                 let held = heldLabels(ticket.flow).keys.sorted()
@@ -74,14 +74,29 @@ extension Mediator {
                     try statement.labelDatabase(held, call: call)
                     labelDetails["database_labels_recorded"] = held.joined(separator: ",")
                 }
-            } else {
+            }
+            // The database's labels are read after the statement ran, never before: a labelled writer records its
+            // labels before its rows go in, so rows this statement saw were written under labels read here (read
+            // before, a writer between the two would hand over its rows unlabelled). A `db.execute` brings them
+            // too, and so does a failed statement: a row count (`INSERT ... SELECT` of as many rows as a byte's
+            // value) and an error (`JSON path error near 'alice 120000'`) carry the data they were computed from.
+            // They join the run only when the call ends, so this statement's own writes are cleared as before.
+            func bringDatabaseLabels() throws(HostError) {
                 let labels = try statement.databaseLabels()
                 if !labels.isEmpty {
                     ticket.flow.bring(labels, seq: ticket.decisionSeq)
                     labelDetails["database_labels"] = labels.joined(separator: ",")
                 }
             }
-            let (value, details) = try body(statement)
+            let value: T
+            let details: [String: String]
+            do throws(HostError) {
+                (value, details) = try body(statement)
+            } catch {
+                try bringDatabaseLabels()
+                throw error
+            }
+            try bringDatabaseLabels()
             var outcome = details.merging(labelDetails) { own, _ in own }
             outcome["accesses"] = statement.accesses.map { "db.\($0.operation.rawValue) \($0.table)" }.joined(separator: "; ")
             return (value, outcome)

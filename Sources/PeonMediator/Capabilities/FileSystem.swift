@@ -130,8 +130,11 @@ struct FileSystemCapability: Sendable {
     /// The bytes and labels of a file opened for reading: a regular file with one name, read to its end.
     private func readOpened(_ file: borrowing Descriptor, _ path: String) throws(HostError) -> LabelledBytes {
         let size = try Self.requireRegularSingleLink(file.raw, path, "read")
-        let labels = try FileLabels.read(file.raw, path)
-        return LabelledBytes(bytes: try readAll(file.raw, path, expectedSize: size), labels: labels)
+        let bytes = try readAll(file.raw, path, expectedSize: size)
+        // The labels are read after the bytes, never before: an append labels the file before its bytes go in,
+        // so every byte read here was written under labels this read sees. Read first, a labelled append
+        // landing while a large file is read (the read goes on to the new end) would come back unlabelled.
+        return LabelledBytes(bytes: bytes, labels: try FileLabels.read(file.raw, path))
     }
 
     /// Creates or replaces a regular file with `data`, atomically (temporary file + rename).
@@ -237,8 +240,14 @@ struct FileSystemCapability: Sendable {
                 if fd < 0 { throw hostError(errno: currentErrno, "read-dir '\(current)'") }
             }
             let folder = Descriptor(fd)
-            let labels = try FileLabels.read(.descriptor(folder.raw), what: "read-dir '\(current)'")
-            return .done((try listNames(folder, current), labels))
+            // Names first, then labels: a labelled run labels the folder before it creates or removes a name, so
+            // a change this listing saw is covered by the labels read after it (see ``readOpened``). The listing
+            // consumes its descriptor; the labels are read on a duplicate of it (the same folder).
+            let copy = fcntl(folder.raw, F_DUPFD_CLOEXEC, 0)
+            guard copy >= 0 else { throw hostError(errno: currentErrno, "read-dir '\(current)'") }
+            let same = Descriptor(copy)
+            let names = try listNames(folder, current)
+            return .done((names, try FileLabels.read(.descriptor(same.raw), what: "read-dir '\(current)'")))
         }
     }
 

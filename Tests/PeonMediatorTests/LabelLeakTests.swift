@@ -1,0 +1,93 @@
+import CPeonSupport
+import CSQLite
+import Foundation
+import PeonAudit
+import PeonInterface
+@testable import PeonMediator
+import Testing
+
+/// Threat: labelled data reaching an uncleared sink through a channel the label bookkeeping missed (found by a
+/// red-team pass). Each test stages the relay the labels exist to stop: agent A leaves labelled data somewhere
+/// shared, agent B, whose own grants label nothing, gets it and posts it.
+@Suite struct LabelLeakTests {
+    /// Agent A's part, done directly: `shared.db` holds a salary and carries `hr`, as after a cleared insert.
+    static func labelledDatabase(_ scratch: Scratch) throws -> String {
+        let database = try DatabaseLabelTests.database(in: scratch)
+        var handle: OpaquePointer?
+        guard sqlite3_open(database, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
+        let inserted = sqlite3_exec(handle, "INSERT INTO notes VALUES ('alice 120000')", nil, nil, nil)
+        sqlite3_close(handle)
+        guard inserted == SQLITE_OK else { throw HostError(.io, "fixture") }
+        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
+        return database
+    }
+
+    /// A `db.execute` returns a row count, or an error, computed from the rows it read: SQLite's
+    /// `JSON path error near '…'` quotes a value whole, and `INSERT … SELECT` of as many rows as a character's
+    /// code spells the data out one call at a time. Either reached agent B with none of the database's labels.
+    @Test func aDbExecuteOnALabelledDatabaseBringsItsLabels() throws {
+        let shared = try Scratch()
+        let database = try Self.labelledDatabase(shared)
+
+        // The error carries the value.
+        let sender = RecordingSender()
+        let byError = try DatabaseLabelTests.poster(scratch: try Scratch(), database: database, sender: sender)
+        let failed = byError.error { () throws(HostError) in
+            _ = try byError.mediator.execute(database: "shared", sql: "INSERT INTO notes SELECT json_extract('{}', text) FROM notes",
+                                             parameters: [])
+        }
+        let message = try #require(failed).message
+        #expect(message.contains("alice 120000"), "the error quotes the labelled value: \(message)")
+        #expect(LabelFlowTests.post(byError, message)?.code == .denied, "the failed db.execute brought hr")
+
+        // The row count carries it too: 97 rows inserted, one for each unit of 'a'.
+        let byCount = try DatabaseLabelTests.poster(scratch: try Scratch(), database: database, sender: sender)
+        let count = try byCount.mediator.execute(database: "shared", sql: """
+            INSERT INTO notes WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c
+              WHERE x < (SELECT unicode(text) FROM notes LIMIT 1)) SELECT 'x' FROM c
+            """, parameters: [])
+        #expect(count == 97, "one row per unit of the first character of 'alice'")
+        #expect(LabelFlowTests.post(byCount, String(count))?.code == .denied, "the db.execute brought hr")
+        #expect(sender.sent.isEmpty, "nothing labelled reached the transport: \(sender.sent.count) sent")
+        let outcome = try #require(try byCount.entries().map(\.record).first { $0.call == "db.execute" && $0.outcome == "ok" })
+        #expect(outcome.details["database_labels"] == "hr")
+    }
+
+    /// A read checked the file's labels before it read the bytes, and reads on to the end of a file that grows: a
+    /// labelled append (labels first, then bytes) landing while a large file was read came back unlabelled.
+    @Test func aReadRacingALabelledAppendNeverGetsItsBytesUnlabelled() throws {
+        let scratch = try Scratch()
+        let base = 32 << 20
+        let contents = Data(repeating: UInt8(ascii: "x"), count: base)
+        let capability = FileSystemCapability()
+        let secret = Array("alice 120000".utf8)
+        let clock = ContinuousClock()
+        var alone = 0.0
+        var leaks: [String] = []
+        for attempt in 0..<12 {
+            // A fresh unlabelled file each time (an attribute, once set, stays).
+            let path = scratch.path + "/shared\(attempt).log"
+            try contents.write(to: URL(fileURLWithPath: path))
+            defer { unlink(path) }
+            let guestPath = try GuestPath(parsing: path, relativeTo: nil)
+            if attempt == 0 {
+                // How long one read of the file takes, to land the append in the middle of one.
+                let took = try clock.measure { _ = try capability.readLabelled(guestPath, authorize: { _ in true }) }
+                alone = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+            }
+            let delay = alone * (Double(attempt % 4 + 1) / 6)
+            let appended = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                Thread.sleep(forTimeInterval: delay)
+                _ = try? capability.append(guestPath, data: secret, labels: ["hr"], authorize: { _ in true })
+                appended.signal()
+            }
+            let read = try capability.readLabelled(guestPath, authorize: { _ in true })
+            appended.wait()
+            if read.bytes.count > base && !read.labels.contains("hr") {
+                leaks.append("attempt \(attempt): \(read.bytes.count - base) appended bytes read, labels \(read.labels)")
+            }
+        }
+        #expect(leaks.isEmpty, "labelled bytes read without their labels: \(leaks)")
+    }
+}
