@@ -29,6 +29,9 @@ package struct CompiledGrants: Sendable {
     package let rules: [[String]]
     /// For each rule, the grants that produced it (several grants can produce the same line; all apply).
     package let origins: [[String]: [GrantReference]]
+    /// The rules whose grants bring information-flow labels, with those labels: a read any of them allows
+    /// brings their labels, whichever line decided it (``Mediator/matchingLabels(_:action:object:arguments:)``).
+    let labelledRules: [(rule: [String], labels: [String])]
 
     /// Compiles `grants`.
     package init(_ grants: Grants) {
@@ -70,6 +73,17 @@ package struct CompiledGrants: Sendable {
         self.grants = grants
         self.rules = rules
         self.origins = origins
+        labelledRules = rules.compactMap { rule in
+            let labels = Set((origins[rule] ?? []).flatMap { reference -> [String] in
+                switch reference {
+                case .fileSystem(let index): grants.fileSystem[index].labels
+                case .http(let index): grants.http[index].labels
+                case .database(let index): grants.database[index].labels
+                case .exec(let index): grants.exec[index].labels
+                }
+            })
+            return labels.isEmpty ? nil : (rule, labels.sorted())
+        }
     }
 
     /// The policy file text: one `p, sub, obj, act, args` line per rule.

@@ -470,7 +470,12 @@ package final class Mediator: HostInterface {
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
                              version: verdict.version, outcome: nil, details: details, durability: durability)
         if firstUse { firstUses.markUsed(useKey) }
-        if role.isSource { flow.bring(sourceLabels(snapshot, references), seq: seq) }
+        if role.isSource {
+            flow.bring(sourceLabels(snapshot, references), seq: seq)
+            // Every labelled grant that allows this read labels it, not only the grants of the deciding line.
+            flow.bring(matchingLabels(snapshot, action: request.action, object: object,
+                                      arguments: ArgumentVector.encode(request.arguments)), seq: seq)
+        }
         return Ticket(call: request.call, resource: request.resource, object: object, version: verdict.version, decisionSeq: seq,
                       sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged,
                       flow: flow)

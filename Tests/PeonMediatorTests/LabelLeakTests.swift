@@ -90,4 +90,52 @@ import Testing
         }
         #expect(leaks.isEmpty, "labelled bytes read without their labels: \(leaks)")
     }
+
+    /// A labelled grant on a folder inside a broader, unlabelled grant: reading a file in the labelled folder is
+    /// allowed by both, and only the line the engine decided on (the broader one, first in the file) brought its
+    /// labels, so the salary file came back unlabelled. Data read under a labelled grant carries its labels
+    /// whichever allowed line decided.
+    @Test func aBroaderUnlabelledGrantDoesNotLaunderALabelledOne() throws {
+        let shared = try Scratch()
+        _ = try shared.file("hr/salaries.txt", "alice 120000")
+        let sender = RecordingSender()
+        let agent = try Harness(grants: """
+            module = "poster"
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["read", "list"]
+
+            [[fs]]
+            paths = ["\(shared.path)/hr/**"]
+            allow = ["read", "list"]
+            labels = ["hr"]
+
+            [[db]]
+            database = "shared"
+            tables = ["*"]
+            allow = ["read"]
+
+            [[db]]
+            database = "shared"
+            tables = ["notes"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, scratch: try Scratch(), databases: ["shared": try DatabaseLabelTests.database(in: shared)], http: sender)
+        let data = try agent.mediator.read(path: shared.path + "/hr/salaries.txt")
+        #expect(LabelFlowTests.post(agent, String(decoding: data, as: UTF8.self))?.code == .denied,
+                "the file lies under the labelled grant")
+        let read = try #require(try agent.entries().map(\.record).first { $0.call == "fs.read" && $0.outcome == "ok" })
+        #expect(read.details["labels_acquired"] == "hr")
+
+        let other = try Harness(grants: try String(contentsOfFile: agent.scratch.path + "/grants.toml", encoding: .utf8),
+                                scratch: try Scratch(), databases: ["shared": shared.path + "/shared.db"], http: sender)
+        _ = try other.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+        #expect(LabelFlowTests.post(other)?.code == .denied, "the table lies under the labelled grant")
+        #expect(sender.sent.isEmpty)
+    }
 }
