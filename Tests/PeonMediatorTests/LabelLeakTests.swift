@@ -91,6 +91,34 @@ import Testing
         #expect(leaks.isEmpty, "labelled bytes read without their labels: \(leaks)")
     }
 
+    /// A database in WAL mode keeps its newest rows in `NAME-wal` until a checkpoint, and only the database file
+    /// carried the labels: while agent A's run (or anything else) held the database open, agent B, granted to read
+    /// files in the same folder, read A's rows out of the write-ahead log unlabelled.
+    @Test func theWriteAheadLogOfALabelledDatabaseCarriesItsLabels() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let shared = try Scratch()
+        let database = try DatabaseLabelTests.database(in: shared)
+        var handle: OpaquePointer?
+        try #require(sqlite3_open(database, &handle) == SQLITE_OK)
+        try #require(sqlite3_exec(handle, "PRAGMA journal_mode = WAL", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(handle)
+        let agentA = try DatabaseLabelTests.writer(hr: hr.path, scratch: shared, database: database)
+        let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        _ = try agentA.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES (?)",
+                                        parameters: [.text(String(decoding: data, as: UTF8.self))])
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
+
+        // Agent A's run goes on, its connection open: the row is in shared.db-wal.
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: LabelFlowTests.poster(shared: shared.path), scratch: try Scratch(), http: sender)
+        let wal = try agentB.mediator.read(path: database + "-wal")
+        #expect(String(decoding: wal, as: UTF8.self).contains("alice 120000"), "the row sits in the write-ahead log")
+        #expect(LabelFlowTests.post(agentB)?.code == .denied, "reading the database's log brought its labels")
+        #expect(sender.sent.isEmpty)
+        withExtendedLifetime(agentA) {}
+    }
+
     /// A labelled grant on a folder inside a broader, unlabelled grant: reading a file in the labelled folder is
     /// allowed by both, and only the line the engine decided on (the broader one, first in the file) brought its
     /// labels, so the salary file came back unlabelled. Data read under a labelled grant carries its labels

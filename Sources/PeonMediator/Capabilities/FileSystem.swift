@@ -134,7 +134,29 @@ struct FileSystemCapability: Sendable {
         // The labels are read after the bytes, never before: an append labels the file before its bytes go in,
         // so every byte read here was written under labels this read sees. Read first, a labelled append
         // landing while a large file is read (the read goes on to the new end) would come back unlabelled.
-        return LabelledBytes(bytes: bytes, labels: try FileLabels.read(file.raw, path))
+        var labels = try FileLabels.read(file.raw, path)
+        // SQLite's write-ahead log and rollback journal beside a database hold its pages (in WAL mode its newest
+        // rows, until a checkpoint), and only the database file carries its labels (``DatabaseLabels``): such a
+        // file brings the labels of the database it belongs to.
+        if let database = Self.databaseOfJournal(path) {
+            var status = stat()
+            if stat(database, &status) == 0 {
+                labels = Set(labels).union(try FileLabels.read(.path(database), what: "read '\(path)': its database")).sorted()
+            }
+        }
+        return LabelledBytes(bytes: bytes, labels: labels)
+    }
+
+    /// The suffixes SQLite gives the files it keeps beside a database `NAME`.
+    static let journalSuffixes = ["-wal", "-journal", "-shm"]
+
+    /// `/d/app.db` for `/d/app.db-wal`, `/d/app.db-journal` or `/d/app.db-shm`; `nil` for any other path.
+    static func databaseOfJournal(_ path: String) -> String? {
+        for suffix in journalSuffixes where path.hasSuffix(suffix) && path.utf8.count > suffix.utf8.count {
+            let database = String(path.dropLast(suffix.count))
+            if !database.hasSuffix("/") { return database }
+        }
+        return nil
     }
 
     /// Creates or replaces a regular file with `data`, atomically (temporary file + rename).
