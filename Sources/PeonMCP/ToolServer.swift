@@ -124,7 +124,8 @@ package final class ToolServer: Sendable {
         let approver: (any Approver)? = session.supportsElicitation
             ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout)
             : nil
-        let call = ToolCall(input: input, requestID: requestID, client: client, cancellation: cancellation, approver: approver)
+        let call = ToolCall(input: input, requestID: requestID, client: client, cancellation: cancellation, approver: approver,
+                            sessionLabels: session.labels)
         await limiter.acquire()
         let answer = await withTaskCancellationHandler {
             await Self.onThread { service.call(call) }
@@ -206,6 +207,8 @@ final class ToolSession: Sendable {
     let server: Server
     /// The calls of this session running or waiting for a slot.
     let inFlight = Atomic<Int>(0)
+    /// The labels of what this session's calls returned to its client; each later call starts holding them.
+    let labels = ToolSessionLabels()
     private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
     /// The cancellations of the calls running now, by a token of their own.
     private let running = Mutex<(next: Int, calls: [Int: RunCancellation])>((0, [:]))

@@ -97,6 +97,16 @@ final class CallFlow: Sendable {
 }
 
 extension Mediator {
+    /// The labels this run holds, each with the audit seq of the entry that brought it.
+    package var labelsHeld: [String: UInt64] { runLabels.current }
+
+    /// Starts the run holding `labels`, as if the entry `seq` had read them: an MCP session's later calls
+    /// hold what its earlier calls returned to the client (``ToolSessionLabels``), because the client's next
+    /// arguments can carry it.
+    package func inherit(_ labels: [String], seq: UInt64) {
+        _ = runLabels.acquire(Dictionary(labels.map { ($0, seq) }, uniquingKeysWith: { first, _ in first }))
+    }
+
     /// The labels a call must be cleared for: the run's, and those this call's own reads brought so far.
     func heldLabels(_ flow: CallFlow) -> [String: UInt64] {
         runLabels.current.merging(flow.pending) { first, _ in first }

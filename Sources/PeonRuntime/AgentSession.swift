@@ -20,6 +20,8 @@ public final class AgentSession: Sendable {
     private let ownsAudit: Bool
     /// Facts added to `run.start` and `run.end` (e.g. the MCP request id and client).
     private let lifecycleDetails: [String: String]
+    /// Labels the run starts holding (an MCP session's, ``ToolSessionLabels``): label to the run that brought it.
+    private let inheritedLabels: [String: String]
     private let ended = Atomic<Bool>(false)
     private let endProblem = Mutex<String?>(nil)
     /// Set just before `run.end` is appended: the session's own entries (a policy store's outage) stop there.
@@ -35,6 +37,7 @@ public final class AgentSession: Sendable {
         self.audit = audit
         self.ownsAudit = true
         self.lifecycleDetails = [:]
+        self.inheritedLabels = [:]
         self.plan = plan
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline)
         let options = plan.options
@@ -70,13 +73,16 @@ public final class AgentSession: Sendable {
     /// opened and keeps open across runs, and decides on `store`, whose reloader the host runs. `details`
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
     /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
-    /// client asked through elicitation).
+    /// client asked through elicitation). `inheritedLabels` (label to the run id that brought it) are held
+    /// from `run.start` on, which records them (`session_labels`, `session_label_runs`).
     package init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
                 store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
+                inheritedLabels: [String: String] = [:],
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
         self.ownsAudit = false
         self.lifecycleDetails = details
+        self.inheritedLabels = inheritedLabels
         self.plan = plan
         self.reloader = nil
         self.endMarker = RunEndMarker()
@@ -147,8 +153,17 @@ public final class AgentSession: Sendable {
         ]
         if let fuel = limits.fuel { details["fuel"] = String(fuel) }
         details.merge(lifecycleDetails) { own, _ in own }
-        try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
+        if !inheritedLabels.isEmpty {
+            details["session_labels"] = inheritedLabels.keys.sorted().joined(separator: ",")
+            details["session_label_runs"] = Set(inheritedLabels.values).sorted().joined(separator: ",")
+        }
+        let seq = try append(Self.lifecycle(plan, call: "run.start", outcome: nil, reason: "", details: details), durable: true)
+        // Held from the run's first call on, brought by the entry that says where they came from.
+        if !inheritedLabels.isEmpty { mediator.inherit(Array(inheritedLabels.keys), seq: seq) }
     }
+
+    /// The labels the run holds now (sorted): what it read, and what it started with.
+    package var labelsHeld: [String] { mediator.labelsHeld.keys.sorted() }
 
     /// Appends `run.end` with how the run ended, writes a checkpoint, and closes the log.
     ///
@@ -193,7 +208,13 @@ public final class AgentSession: Sendable {
         var problem: String?
         endMarker.set()
         do {
-            _ = try audit.append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: lifecycleDetails),
+            // Whoever gets the run's output (a terminal, an MCP client) got data under these labels.
+            var details = lifecycleDetails
+            let held = mediator.labelsHeld
+            if !held.isEmpty {
+                details["run_labels"] = held.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
+            }
+            _ = try audit.append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: details),
                                  durable: true)
         } catch {
             problem = "run.end could not be written (\(error.message))"
@@ -223,9 +244,10 @@ public final class AgentSession: Sendable {
         try? audit.close()
     }
 
-    private func append(_ record: AuditRecord, durable: Bool) throws(RunError) {
+    @discardableResult
+    private func append(_ record: AuditRecord, durable: Bool) throws(RunError) -> UInt64 {
         do {
-            _ = try audit.append(record, durable: durable)
+            return try audit.append(record, durable: durable)
         } catch {
             throw RunError(.configuration, "cannot write the audit log '\(audit.path)': \(error); the run was not started")
         }

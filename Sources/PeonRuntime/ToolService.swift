@@ -27,6 +27,28 @@ package struct ToolHostConfiguration: Sendable {
     }
 }
 
+/// The information-flow labels of one client session: every label a call of the session held when it
+/// answered. Whatever a call returned is in the client's hands (an LLM's context), and the client's next
+/// calls can carry it on in their arguments, so each later call of the session starts holding these labels:
+/// a tool that read `hr` data and a tool that posts are two allowed actions that leak together across calls
+/// just as within one run. Labels only grow, for as long as the session lasts.
+package final class ToolSessionLabels: Sendable {
+    private let held = Mutex<[String: String]>([:])
+
+    /// An empty set.
+    package init() {}
+
+    /// Each label with the run id of the call that first brought it to the session.
+    package var current: [String: String] { held.withLock { $0 } }
+
+    /// Adds the labels a call of `runID` held when it answered.
+    package func add(_ labels: [String], from runID: String) {
+        held.withLock { held in
+            for label in labels where held[label] == nil { held[label] = runID }
+        }
+    }
+}
+
 /// One call of a tool, as the server received it.
 package struct ToolCall: Sendable {
     /// The string given to the module's `run` export.
@@ -40,15 +62,19 @@ package struct ToolCall: Sendable {
     /// Who approves the call's requests whose grant says `approval = true`, when not the host's
     /// `--approver` (the MCP client, through elicitation); `nil` takes `--approver`.
     package var approver: (any Approver)?
+    /// The labels of the client's session: the call starts holding them, and adds its own when it answers
+    /// (``ToolSessionLabels``). `nil`: a call on its own.
+    package var sessionLabels: ToolSessionLabels?
 
     /// Creates a call.
     package init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation(),
-                approver: (any Approver)? = nil) {
+                approver: (any Approver)? = nil, sessionLabels: ToolSessionLabels? = nil) {
         self.input = input
         self.requestID = requestID
         self.client = client
         self.cancellation = cancellation
         self.approver = approver
+        self.sessionLabels = sessionLabels
     }
 }
 
@@ -222,7 +248,7 @@ package final class ToolService: Sendable {
             session = try AgentSession(
                 plan: plan, deadline: ContinuousClock.now + plan.limits.timeout, sharedAudit: host.audit, store: store,
                 details: ["mcp_request": call.requestID, "mcp_client": call.client, "tool": name],
-                approver: call.approver,
+                approver: call.approver, inheritedLabels: call.sessionLabels?.current ?? [:],
                 denialSink: { action, object in
                     denials.withLock { if $0.count < 16 { $0.append((action, object)) } }
                 })
@@ -270,6 +296,8 @@ package final class ToolService: Sendable {
             answer = ToolAnswer(text: text, isError: true, runID: runID, outcome: outcome)
         }
         session.finish(outcome: answer.outcome, reason: answer.isError ? answer.text : "")
+        // The answer, an error's text too, goes to the client with whatever the run read.
+        call.sessionLabels?.add(session.labelsHeld, from: runID)
         if answer.isError {
             answer.text += explanation(of: denials.withLock { $0 }, snapshot: plan.policy)
         }

@@ -19,6 +19,8 @@ struct McpServerTests {
                        // with approver mcp-elicitation:CLIENT; a client without elicitation falls back to --approver
         "sigterm",     // SIGTERM: running calls stop (a spinning one is cut off), each has one run.end, the log verifies, exit 143
         "sigint",      // the same for SIGINT, exit 130
+        "labels",      // a session that got HR data from one tool holds `hr` in its next calls: an uncleared sink of
+                       // another tool is refused; a new session starts clean; run.start/run.end record it
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])

@@ -37,6 +37,29 @@ description = "Reads a text file under data/ and returns its content."
 paths = ["data/*.txt"]
 allow = ["read"]
 """
+# Information-flow labels across calls of one session: `hrreader` reads HR data (labelled), `ledger` appends to
+# a ledger (a sink without clearance). Passed with `extra`, so the other scenarios keep their tool list.
+HR_GRANTS = """module = "hrreader"
+[tool]
+wasm = "{fixtures}/reader.wat"
+description = "Reads an HR file."
+[[fs]]
+paths = ["hr/*.txt"]
+allow = ["read"]
+labels = ["hr"]
+"""
+LEDGER_GRANTS = """module = "ledger"
+[tool]
+wasm = "{repository}/modules/wat-minimal/minimal.wasm"
+description = "Counts a file's bytes into a ledger."
+[[fs]]
+paths = ["data/*.txt"]
+allow = ["read"]
+[[fs]]
+paths = ["modules/wat-minimal/out/ledger.txt"]
+allow = ["append"]
+"""
+LABEL_TOOLS = ("hrreader.toml", "ledger.toml")
 READER_REVOKED = """module = "reader"
 [tool]
 wasm = "{fixtures}/reader.wat"
@@ -70,6 +93,12 @@ def setup():
     write(os.path.join(WORK, "data", "hello.txt"), "hello from a granted file")
     write(os.path.join(WORK, "secret", "key.txt"), "TOP-SECRET-CONTENT")
     write(os.path.join(WORK, "reader.toml"), READER_GRANTS.format(fixtures=FIXTURES))
+    os.makedirs(os.path.join(WORK, "hr"), exist_ok=True)
+    os.makedirs(os.path.join(WORK, "modules", "wat-minimal", "out"), exist_ok=True)
+    write(os.path.join(WORK, "hr", "pay.txt"), "alice 120000")
+    write(os.path.join(WORK, "hrreader.toml"), HR_GRANTS.format(fixtures=FIXTURES))
+    repository = os.path.abspath(os.path.join(FIXTURES, "..", "..", ".."))
+    write(os.path.join(WORK, "ledger.toml"), LEDGER_GRANTS.format(repository=repository))
     write(os.path.join(WORK, "echo.toml"), f"""module = "echo"
 [tool]
 wasm = "{FIXTURES}/echo.wat"
@@ -657,6 +686,38 @@ description = "Reads what the fleet policy lets it read."
     check("/casbin_rule:" in allowed[0]["reason"], f"the allow does not quote its row: {allowed[0]}")
 
 
+async def labels_first_session(session):
+    before = await session.call_tool("ledger", {"input": "data/hello.txt"})
+    check(not before.is_error, f"the ledger before any HR read failed: {text_of(before)}")
+    hr = await session.call_tool("hrreader", {"input": "hr/pay.txt"})
+    check(not hr.is_error and text_of(hr) == "alice 120000", f"the HR read answered {text_of(hr)!r}")
+    # The client now holds HR data and could pass it on in any argument: the session's next calls hold `hr`.
+    after = await session.call_tool("ledger", {"input": "data/hello.txt"})
+    check(after.is_error and "hr" in text_of(after), f"the ledger after the HR read answered {text_of(after)!r}")
+
+
+async def labels_second_session(session):
+    fresh = await session.call_tool("ledger", {"input": "data/hello.txt"})
+    check(not fresh.is_error, f"a new session started with labels: {text_of(fresh)}")
+
+
+def labels_log():
+    hr_runs = list(runs("hrreader").items())
+    check(len(hr_runs) == 1, f"hrreader runs {len(hr_runs)}")
+    hr_run, hr_entries = hr_runs[0]
+    end = [e for e in hr_entries if e["call"] == "run.end"][0]
+    check(end.get("details", {}).get("run_labels", "").startswith("hr@"), f"hrreader's run.end: {end}")
+    ledger = list(runs("ledger").values())
+    check(len(ledger) == 3, f"ledger runs {len(ledger)}")
+    starts = [[e for e in run if e["call"] == "run.start"][0].get("details", {}) for run in ledger]
+    labelled = [d for d in starts if d.get("session_labels")]
+    check(len(labelled) == 1 and labelled[0]["session_labels"] == "hr" and labelled[0]["session_label_runs"] == hr_run,
+          f"run.start details {starts}")
+    refused = [e for run in ledger for e in run if e["call"] == "fs.append" and e.get("decision") == "deny"]
+    check(len(refused) == 1 and refused[0].get("details", {}).get("missing_clearance") == "hr", f"refusals {refused}")
+    verify_log()
+
+
 def main():
     setup()
     if SCENARIO == "basic":
@@ -686,6 +747,10 @@ def main():
         stop_scenario(signal.SIGINT, "INT")
     elif SCENARIO == "http":
         http_scenario()
+    elif SCENARIO == "labels":
+        anyio.run(lambda: with_session(labels_first_session, extra=LABEL_TOOLS))
+        anyio.run(lambda: with_session(labels_second_session, extra=LABEL_TOOLS))
+        labels_log()
     elif SCENARIO == "policy-store":
         policy_store_scenario()
     else:
