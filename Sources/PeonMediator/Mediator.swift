@@ -298,7 +298,9 @@ package final class Mediator: HostInterface {
     /// Why the run must stop: it went on calling ``callsPastQuota`` calls after its quota refused it.
     package var stopReason: String? {
         let count = callCount.load(ordering: .relaxed)
-        guard count >= quota + Self.callsPastQuota else { return nil }
+        // Saturating: a grants file may set `calls` up to Int.max, and `quota + 100` must not trap then.
+        let (stopAt, overflow) = quota.addingReportingOverflow(Self.callsPastQuota)
+        guard !overflow, count >= stopAt else { return nil }
         return "the module made \(Self.callsPastQuota) more host calls after its call quota of \(quota) was used up, so the run was stopped; raise `calls` in its grants"
     }
 

@@ -164,6 +164,17 @@ import Testing
         #expect(harness.error { () throws(HostError) in try harness.mediator.read(path: "granted/report.txt") }?.code == .limitExceeded)
     }
 
+    /// Threat: `[limits] calls = 9223372036854775807` (a valid TOML integer) made `quota + 100` overflow in
+    /// `stopReason`, which every host binding reads after each call: the worker trapped (exit 70 and a Swift
+    /// backtrace) on the module's first host call. Found by a red-team pass.
+    @Test(arguments: [Int.max, Int.max - 50])
+    func aHugeCallsLimitNeverOverflows(calls: Int) throws {
+        let harness = try fixture(grants: Self.grants.replacingOccurrences(
+            of: "module = \"reporter\"", with: "module = \"reporter\"\n[limits]\ncalls = \(calls)"))
+        _ = try harness.mediator.read(path: "granted/report.txt")
+        #expect(harness.mediator.stopReason == nil)
+    }
+
     @Test func aPassedDeadlineRefusesWithTimeout() throws {
         let scratch = try Scratch()
         let harness = try Harness(grants: Self.grants, scratch: scratch, deadline: .zero)
