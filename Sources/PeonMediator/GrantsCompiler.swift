@@ -29,9 +29,10 @@ package struct CompiledGrants: Sendable {
     package let rules: [[String]]
     /// For each rule, the grants that produced it (several grants can produce the same line; all apply).
     package let origins: [[String]: [GrantReference]]
-    /// The rules whose grants bring information-flow labels, with those labels: a read any of them allows
-    /// brings their labels, whichever line decided it (``Mediator/matchingLabels(_:action:object:arguments:)``).
-    let labelledRules: [(rule: [String], labels: [String])]
+    /// The rules whose grants carry labels, a rate or an approval, by action (their third field), in file order:
+    /// what ``coveringReferences(subject:object:action:arguments:)`` tries. Other grants add nothing to a decision
+    /// that their line did not make, so a call under grants without such conditions tries none.
+    private let conditionalRulesByAction: [String: [[String]]]
 
     /// Compiles `grants`.
     package init(_ grants: Grants) {
@@ -73,17 +74,32 @@ package struct CompiledGrants: Sendable {
         self.grants = grants
         self.rules = rules
         self.origins = origins
-        labelledRules = rules.compactMap { rule in
-            let labels = Set((origins[rule] ?? []).flatMap { reference -> [String] in
-                switch reference {
-                case .fileSystem(let index): grants.fileSystem[index].labels
-                case .http(let index): grants.http[index].labels
-                case .database(let index): grants.database[index].labels
-                case .exec(let index): grants.exec[index].labels
-                }
-            })
-            return labels.isEmpty ? nil : (rule, labels.sorted())
+        func isConditional(_ reference: GrantReference) -> Bool {
+            let (labels, conditions): ([String], GrantConditions) = switch reference {
+            case .fileSystem(let index): (grants.fileSystem[index].labels, grants.fileSystem[index].conditions)
+            case .http(let index): (grants.http[index].labels, grants.http[index].conditions)
+            case .database(let index): (grants.database[index].labels, grants.database[index].conditions)
+            case .exec(let index): (grants.exec[index].labels, grants.exec[index].conditions)
+            }
+            return !labels.isEmpty || conditions.rate != nil || conditions.approval != .never
         }
+        conditionalRulesByAction = Dictionary(grouping: rules.filter { (origins[$0] ?? []).contains(where: isConditional) },
+                                              by: { $0[2] })
+    }
+
+    /// Every grant with labels, a rate or an approval whose line matches the request by the grants' own rules
+    /// (`peonGlob`, `peonArgs`), in file order, whichever line the engine named. The engine stops at the first
+    /// matching line, so with overlapping grants (`/data/**`, then `/data/hr/**` with `labels`, `approval` or
+    /// `rate`) the line it names can be the broader grant's: the narrower grant's labels, rate and approval must
+    /// apply all the same, whatever the order of the grants in the file.
+    package func coveringReferences(subject: String, object: String, action: String, arguments: String) -> [GrantReference] {
+        guard let candidates = conditionalRulesByAction[action] else { return [] }
+        var found: [GrantReference] = []
+        for rule in candidates
+        where rule[0] == subject && globMatches(object, pattern: rule[1]) && ArgumentVector.matches(arguments, patterns: rule[3]) {
+            for reference in origins[rule] ?? [] where !found.contains(reference) { found.append(reference) }
+        }
+        return found
     }
 
     /// The policy file text: one `p, sub, obj, act, args` line per rule.

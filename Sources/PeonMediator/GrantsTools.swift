@@ -198,9 +198,19 @@ package func explainPolicy(
     }
     lines.append((verdict.isAllowed ? "allow: " : "deny: ") + verdict.reason)
     if let compiled = snapshot.compiled {
-        if verdict.isAllowed, let rule = verdict.rule {
-            for (reference, conditions) in compiled.conditions(for: rule) {
+        if verdict.isAllowed {
+            // The deciding line's grants, then every other grant covering the request: a run applies the
+            // labels, rate and approval of them all (``CompiledGrants/coveringReferences(subject:object:action:arguments:)``).
+            var covering = verdict.rule.map { compiled.references(for: $0) } ?? []
+            for reference in compiled.coveringReferences(subject: module, object: object, action: action,
+                                                         arguments: request.arguments) where !covering.contains(reference) {
+                covering.append(reference)
+            }
+            for reference in covering {
+                let conditions = compiled.conditions(of: reference)
                 var notes: [String] = []
+                let labels = compiled.labels(of: reference)
+                if !labels.isEmpty, FlowRole(action: action).isSource { notes.append("data read carries labels \(labels.joined(separator: ","))") }
                 if let rate = conditions.rate { notes.append("rate limit \(rate)") }
                 switch conditions.approval {
                 case .never: break

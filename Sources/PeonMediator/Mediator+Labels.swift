@@ -124,21 +124,6 @@ extension Mediator {
         return Array(Set(references.flatMap { compiled.labels(of: $0) })).sorted()
     }
 
-    /// The labels of every labelled grant line that allows this request, not only the deciding one: with
-    /// `[[fs]] paths = ["/data/**"]` before `[[fs]] paths = ["/data/hr/**"] labels = ["hr"]`, the engine decides a
-    /// read of `/data/hr/salaries.txt` on the first line, and the data is still data under the labelled grant.
-    /// Matched as the grants' own lines are (``globMatches(_:pattern:)``, ``ArgumentVector/matches(_:patterns:)``).
-    func matchingLabels(_ snapshot: PolicySnapshot, action: String, object: String, arguments: String) -> [String] {
-        guard let compiled = snapshot.compiled, !compiled.labelledRules.isEmpty else { return [] }
-        var labels: Set<String> = []
-        for (rule, ruleLabels) in compiled.labelledRules where rule[2] == action {
-            guard globMatches(object, pattern: rule[1]),
-                  rule[3] == "*" || ArgumentVector.matches(arguments, patterns: rule[3]) else { continue }
-            labels.formUnion(ruleLabels)
-        }
-        return labels.sorted()
-    }
-
     /// `confidential@3,hr@3`: labels with the audit seq that brought each, for the audit entries.
     func labelDetail(_ labels: [String: UInt64]) -> String {
         labels.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")

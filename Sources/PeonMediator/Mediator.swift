@@ -405,6 +405,19 @@ package final class Mediator: HostInterface {
                 references.append(reference)
             }
         }
+        // The grants whose labels, rate and approval apply: those behind the deciding line, and every other
+        // grant that covers the request too. The engine names only the first line that matches, so a broader
+        // grant written first (`/data/**`) would otherwise let a read of `/data/hr/x` skip the labels, rate
+        // and approval of a narrower one (`/data/hr/**`). Clearance, caps and injected headers stay those of
+        // the deciding line's grants.
+        var conditionReferences = references
+        if let compiled = snapshot.compiled {
+            for reference in compiled.coveringReferences(
+                subject: configuration.module, object: object, action: request.action,
+                arguments: ArgumentVector.encode(request.arguments)) where !conditionReferences.contains(reference) {
+                conditionReferences.append(reference)
+            }
+        }
         if let finding = egressFinding(request, snapshot: snapshot) {
             details["egress_pattern"] = finding.pattern
             details["egress_part"] = finding.part
@@ -433,7 +446,7 @@ package final class Mediator: HostInterface {
             // approver is asked about it too: approving `notes` is not approving the file it points to.
             var linkTarget = false
             if parent != nil, case .file = request.resource { linkTarget = true }
-            for reference in references {
+            for reference in conditionReferences {
                 let firstCharge = charged.charge(reference)
                 guard firstCharge || linkTarget else { continue }
                 let conditions = compiled.conditions(of: reference)
@@ -472,12 +485,7 @@ package final class Mediator: HostInterface {
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
                              version: verdict.version, outcome: nil, details: details, durability: durability)
         if firstUse { firstUses.markUsed(useKey) }
-        if role.isSource {
-            flow.bring(sourceLabels(snapshot, references), seq: seq)
-            // Every labelled grant that allows this read labels it, not only the grants of the deciding line.
-            flow.bring(matchingLabels(snapshot, action: request.action, object: object,
-                                      arguments: ArgumentVector.encode(request.arguments)), seq: seq)
-        }
+        if role.isSource { flow.bring(sourceLabels(snapshot, conditionReferences), seq: seq) }
         return Ticket(call: request.call, resource: request.resource, object: object, version: verdict.version, decisionSeq: seq,
                       sideEffect: request.sideEffect, snapshot: snapshot, references: references, charged: charged,
                       flow: flow)
