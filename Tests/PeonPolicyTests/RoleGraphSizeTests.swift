@@ -54,7 +54,7 @@ import Testing
         }
         let elapsed = ContinuousClock.now - started
         #expect(answers == expected)
-        #expect(elapsed < .seconds(10), "loading and 40 requests took \(elapsed)")
+        #expect(elapsed < .seconds(30), "loading and 40 requests took \(elapsed)")  // a hang guard (62 s before the fix, < 2 s after), not a speed measure
     }
 
     @Test func subjectPriorityLevelsALongChainInLinearTime() throws {
@@ -68,7 +68,7 @@ import Testing
         let enforcer = try Enforcer(model: model, modelSource: "m.conf", policy: lines.joined(separator: "\n"),
                                     policySource: "p.csv")
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed < .seconds(10), "loading took \(elapsed)")
+        #expect(elapsed < .seconds(30), "loading took \(elapsed)")  // a hang guard (183 s before the fix, < 1 s after), not a speed measure
         // u1 is lower in the hierarchy than u3, so its allow decides for u0 whatever the file order.
         let decision = try enforcer.enforce("u0", "doc", "read")
         #expect(decision.isAllowed && decision.rule?.line == 2)
