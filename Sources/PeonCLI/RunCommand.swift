@@ -161,7 +161,8 @@ struct RunCommand: ParsableCommand {
         case .exited(let code):
             session.finish(outcome: code == 0 ? "ok" : "exit:\(code)", reason: "")
             try reportUnfinishedLog(session)
-            if code != 0 { throw ExitCode(Int32(truncatingIfNeeded: code & 0xff)) }
+            // An exit status holds 8 bits: a failure whose low byte is 0 (`proc_exit(256)`) must not read as success.
+            if code != 0 { throw ExitCode(code & 0xff == 0 ? 1 : Int32(truncatingIfNeeded: code & 0xff)) }
         case .agent(.success(let answer)):
             session.finish(outcome: "ok", reason: "")
             try reportUnfinishedLog(session)

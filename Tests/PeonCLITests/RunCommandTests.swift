@@ -153,6 +153,16 @@ struct RunCommandTests {
         #expect(try run("grow.wat", grower, ["--memory", "16MiB"]).status == 3)
     }
 
+    @Test("proc_exit's code keeps its low 8 bits, but a failure never exits 0", arguments: [(3, 3), (300, 44), (256, 1), (512, 1), (0, 0)])
+    func exitCodesOutOfRange(code: Int, status: Int32) throws {
+        let exiter = """
+            (module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (memory 1)
+              (func (export "_start") (call $exit (i32.const \(code)))))
+            """
+        #expect(try run("exit.wat", exiter).status == status)
+    }
+
     @Test("a module whose minimum memory exceeds --memory is refused before it runs (exit 69, one line)")
     func minimumMemoryOverTheCap() throws {
         // 32 pages (2 MiB) at least, against a 1 MiB cap; the start function would say it ran.
