@@ -84,12 +84,37 @@ package final class PostgresAuditArchive: Sendable {
         }
         defer { try? handle.close() }
         var next: Int64 = 0
-        let page: Int64 = 5000
+        let page = 5000
         while true {
+            // The rows are fetched in pages of at most `page` rows and `Self.pageBytes` bytes of lines, sized from their
+            // lengths first: the table is the fleet's, and one row may hold anything (a 100 MB line held ~2 GB while
+            // it was read). A line longer than any writer writes is refused before it is fetched.
+            let sizes = try run("""
+                SELECT seq, octet_length(line)::bigint FROM peon_audit_entries
+                WHERE origin = \(origin) AND seq >= \(next) ORDER BY seq LIMIT \(page)
+                """)
+            var take = 0
+            var bytes = 0
+            for row in sizes {
+                let cells = Array(row)
+                guard cells.count == 2, let seq = try? cells[0].decode(Int64.self), let length = try? cells[1].decode(Int64.self) else {
+                    throw AuditError(.malformedEntry, "\(label): a row cannot be read as an entry")
+                }
+                guard length <= Int64(AuditLog.maxLineBytes) else {
+                    throw AuditError(.malformedEntry,
+                                     "\(label): the row (origin, seq \(seq)) holds \(length) bytes, more than an entry may (\(AuditLog.maxLineBytes))",
+                                     line: Int(clamping: seq) &+ 1, seq: UInt64(clamping: seq))
+                }
+                if take > 0 && bytes + Int(length) > Self.pageBytes { break }
+                bytes += Int(length)
+                take += 1
+            }
+            if take == 0 { break }
             let rows = try run("""
                 SELECT seq, run, module, call, resource, decision, outcome,
-                       to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), line FROM peon_audit_entries
-                WHERE origin = \(origin) AND seq >= \(next) ORDER BY seq LIMIT \(page)
+                       to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+                       CASE WHEN octet_length(line) <= \(AuditLog.maxLineBytes) THEN line END FROM peon_audit_entries
+                WHERE origin = \(origin) AND seq >= \(next) ORDER BY seq LIMIT \(take)
                 """)
             var chunk = Data()
             for row in rows {
@@ -124,9 +149,12 @@ package final class PostgresAuditArchive: Sendable {
             } catch {
                 throw AuditError(.io, "cannot write a temporary log to verify \(origin)")
             }
-            if rows.count < page { break }
+            if sizes.count < page && take == sizes.count { break }
         }
     }
+
+    /// The most bytes of lines one page of ``writeLog(origin:to:label:)`` fetches (one line more when it alone is larger).
+    static let pageBytes = 32 << 20
 
     /// A filter for ``entries(_:)``; `nil` fields match everything.
     package struct Filter: Sendable {
@@ -165,7 +193,8 @@ package final class PostgresAuditArchive: Sendable {
 
     /// Entries across origins matching `filter`, in time order then origin and `seq`.
     package func entries(_ filter: Filter) throws(AuditError) -> [Row] {
-        var sql = "SELECT origin, seq, line FROM peon_audit_entries WHERE true"
+        // A line longer than any entry is not fetched (it is not one): the row shows as not an entry.
+        var sql = "SELECT origin, seq, CASE WHEN octet_length(line) <= \(AuditLog.maxLineBytes) THEN line END FROM peon_audit_entries WHERE true"
         var binds = PostgresBindings()
         func add(_ clause: String, _ value: String?) {
             guard let value else { return }
@@ -186,11 +215,14 @@ package final class PostgresAuditArchive: Sendable {
         sql += " ORDER BY time, origin, seq LIMIT \(max(1, filter.limit))"
         return try run(PostgresQuery(unsafeSQL: sql, binds: binds)).map { row throws(AuditError) -> Row in
             let cells = Array(row)
-            guard cells.count == 3, let origin = try? cells[0].decode(String.self), let seq = try? cells[1].decode(Int64.self),
-                  let line = try? cells[2].decode(String.self) else {
+            guard cells.count == 3, let origin = try? cells[0].decode(String.self), let seq = try? cells[1].decode(Int64.self) else {
                 throw AuditError(.malformedEntry, "postgresql: a row of peon_audit_entries cannot be read")
             }
-            let entry = try? AuditEntry.parse(Array(line.utf8)).get()
+            let line: String?
+            do { line = try cells[2].decode(String?.self) } catch {
+                throw AuditError(.malformedEntry, "postgresql: a row of peon_audit_entries cannot be read")
+            }
+            let entry = line.flatMap { text in try? AuditEntry.parse(Array(text.utf8)).get() }
             return Row(origin: origin, entry: entry, seq: seq)
         }
     }

@@ -227,6 +227,16 @@ struct FleetPostgresTests {
             let two = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
             #expect(two.status != 0, "a row holding two lines verified: \(two.stdout) \(two.stderr)")
             #expect(two.stderr.contains("does not hold exactly one entry"), "\(two.stderr)")
+            // A row far longer than any entry is refused by its length, before its line is fetched.
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                UPDATE peon_audit_entries SET line = repeat('x', 50000000) WHERE origin = 'host-d' AND seq = 2
+                """) == 0)
+            let huge = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(huge.status == 4, "\(huge.stdout) \(huge.stderr)")
+            #expect(huge.stderr.contains("holds 50000000 bytes, more than an entry may"), "\(huge.stderr)")
+            let shownHuge = try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-d"])
+            #expect(shownHuge.status == 0 && shownHuge.stdout.contains("(not an entry"), "\(shownHuge.stdout)")
         }
     }
 
