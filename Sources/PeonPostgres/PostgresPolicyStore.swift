@@ -20,6 +20,8 @@ package final class PostgresPolicyStore: PolicyLineStore {
     package let address: PostgresAddress
     /// The most rows a table may hold; a larger one is refused rather than loaded into memory.
     package static let maxRows = 1_000_000
+    /// The most bytes of rule text (`ptype`, `v0` ... `v5` together) a policy may hold.
+    package static let maxBytes = 256 << 20
 
     private let reader: Mutex<PostgresLink?> = Mutex(nil)
     private let watching = Atomic<Bool>(false)
@@ -34,6 +36,20 @@ package final class PostgresPolicyStore: PolicyLineStore {
     /// The address's `poll` (default 10 s).
     package var pollInterval: Duration { address.pollInterval }
 
+    /// Why the table's size refuses it (more than ``maxRows`` rows, or more than ``maxBytes`` of rule text), from
+    /// the sizing query's one row; `nil` when it fits (or the row cannot be read: the load then fails on its own).
+    static func sizeRefusal(_ rows: [PostgresRow], name: String) -> String? {
+        guard let cells = rows.first.map({ Array($0) }), cells.count == 2,
+              let count = try? cells[0].decode(Int64.self), let bytes = try? cells[1].decode(Int64.self) else { return nil }
+        if count > Int64(maxRows) {
+            return "policy store \(name): the table holds more than \(maxRows) rows; peon-wasm refuses to load it"
+        }
+        if bytes > Int64(maxBytes) {
+            return "policy store \(name): the table's rules hold \(bytes) bytes, more than \(maxBytes); peon-wasm refuses to load it"
+        }
+        return nil
+    }
+
     /// Reads every row of the table. An unreachable server throws with
     /// ``PolicyLoadError/storeUnavailable`` set; a missing table or a bad row throws without it.
     package func loadRules() throws(PolicyLoadError) -> [PolicyRule] {
@@ -45,6 +61,29 @@ package final class PostgresPolicyStore: PolicyLineStore {
         }
         let table = address.table
         let limit = Self.maxRows + 1
+        /// A failed query: unreachable if the connection is gone, else a table of the wrong shape.
+        func failure(_ error: PostgresStoreError) -> PolicyLoadError {
+            let lost = link.isClosed
+            if lost { reader.withLock { $0 = nil } }
+            return PolicyLoadError(
+                lost ? "policy store \(name): \(error.description)"
+                    : "policy store \(name): cannot read the table (\(error.description)); it needs the columns id, ptype, v0 ... v5 of Casbin's SQL adapters",
+                storeUnavailable: lost)
+        }
+        // Sized first, without fetching: a table past the limits is refused by what it is, not by the query timeout
+        // that fetching a million and one rows (or a few huge ones) would run into.
+        let sized: [PostgresRow]
+        do {
+            sized = try link.query(PostgresQuery(unsafeSQL: """
+                SELECT count(*)::bigint, coalesce(sum(octet_length(ptype) + coalesce(octet_length(v0), 0)
+                    + coalesce(octet_length(v1), 0) + coalesce(octet_length(v2), 0) + coalesce(octet_length(v3), 0)
+                    + coalesce(octet_length(v4), 0) + coalesce(octet_length(v5), 0)), 0)::bigint
+                FROM (SELECT * FROM \(table) ORDER BY id LIMIT \(limit)) AS head
+                """))
+        } catch {
+            throw failure(error)
+        }
+        if let refusal = Self.sizeRefusal(sized, name: name) { throw PolicyLoadError(refusal) }
         let rows: [PostgresRow]
         do {
             rows = try link.query(PostgresQuery(unsafeSQL: """
@@ -52,12 +91,7 @@ package final class PostgresPolicyStore: PolicyLineStore {
                 FROM \(table) ORDER BY id LIMIT \(limit)
                 """))
         } catch {
-            let lost = link.isClosed
-            if lost { reader.withLock { $0 = nil } }
-            throw PolicyLoadError(
-                lost ? "policy store \(name): \(error.description)"
-                    : "policy store \(name): cannot read the table (\(error.description)); it needs the columns id, ptype, v0 ... v5 of Casbin's SQL adapters",
-                storeUnavailable: lost)
+            throw failure(error)
         }
         guard rows.count <= Self.maxRows else {
             throw PolicyLoadError("policy store \(name): the table holds more than \(Self.maxRows) rows; peon-wasm refuses to load it")

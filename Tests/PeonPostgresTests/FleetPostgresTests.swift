@@ -240,6 +240,27 @@ struct FleetPostgresTests {
         }
     }
 
+    @Test("a policy table past the limits (rows or bytes) is refused by its size, with that reason, not by a query timeout",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func anOversizedPolicyTableIsRefusedByItsSize() throws {
+        let create = """
+            CREATE TABLE casbin_rule (id serial PRIMARY KEY, ptype varchar(255), v0 text, v1 text, v2 text, v3 text,
+                                      v4 text, v5 text);
+            """
+        let many = try freshDatabase()
+        #expect(try sql(many, create + """
+            INSERT INTO casbin_rule (ptype, v0, v1, v2) SELECT 'p', 'u' || g, 'fs:/x', 'fs.read' FROM generate_series(1, 1000001) g
+            """) == 0)
+        let rows = try runPeonWasm(["policy", "explain", "--policy", many, "--module", "u1", "fs.read", "/x"], timeout: 120)
+        #expect(rows.status == 2 && rows.stderr.contains("more than 1000000 rows"), "\(rows.status) \(rows.stderr)")
+        let wide = try freshDatabase()
+        #expect(try sql(wide, create + """
+            INSERT INTO casbin_rule (ptype, v0, v1, v2) SELECT 'p', repeat('u', 100000000), 'fs:/x', 'fs.read' FROM generate_series(1, 3) g
+            """) == 0)
+        let bytes = try runPeonWasm(["policy", "explain", "--policy", wide, "--module", "u1", "fs.read", "/x"], timeout: 120)
+        #expect(bytes.status == 2 && bytes.stderr.contains("more than 268435456; peon-wasm refuses to load it"), "\(bytes.status) \(bytes.stderr)")
+    }
+
     /// In this suite, not with the other MCP scenarios, so that it never overlaps the outage test,
     /// which stops the shared server.
     @Test("peon-wasm mcp --policy postgresql://: a rule added and removed with pycasbin reaches the running MCP server within 2 s",
