@@ -123,10 +123,24 @@ extension WasmtimeCompiledComponent {
     /// declared ``ComponentHostFunction/type``: wasmtime's dynamic host functions accept whatever type
     /// the component declares, so without this a forged import would reach the host (which acts) and
     /// fail only when its result does not fit.
+    ///
+    /// wasmtime's linker also satisfies an import of a semver-compatible version of an interface it defines
+    /// (`a:b/c@0.1.7` by `a:b/c@0.1.0`), with the same functions and the same unchecked types. So an import of
+    /// another version of an interface that has typed functions is refused too: versions must match exactly.
     func checkImportTypes(_ functions: [ComponentHostFunction]) throws(EngineError) {
         let typed = functions.filter { $0.type != nil }
         guard !typed.isEmpty else { return }
-        let declared = try importedFunctions(in: Set(typed.map(\.interface)))
+        let served = Set(typed.map(\.interface))
+        var servedByUnversioned: [Substring: String] = [:]
+        for interface in served.sorted() where servedByUnversioned[Self.unversioned(interface)] == nil {
+            servedByUnversioned[Self.unversioned(interface)] = interface
+        }
+        for name in try importNames() where !served.contains(name) {
+            guard let interface = servedByUnversioned[Self.unversioned(name)] else { continue }
+            throw EngineError(.incompatibleImport,
+                "the component imports \(name), but the host serves \(interface); the versions must match exactly")
+        }
+        let declared = try importedFunctions(in: served)
         for function in typed {
             guard let expected = function.type,
                   let actual = declared[function.interface]?.first(where: { $0.name == function.name })?.type,
@@ -135,6 +149,11 @@ extension WasmtimeCompiledComponent {
             throw EngineError(.incompatibleImport,
                 "the component imports \(function.interface)#\(function.name) as \(actual), but the host declares it as \(expected)")
         }
+    }
+
+    /// An interface name without its version: `a:b/c` for `a:b/c@0.1.0`.
+    static func unversioned(_ name: String) -> Substring {
+        name.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false).first ?? Substring(name)
     }
 }
 

@@ -34,6 +34,29 @@ extension WasmtimeCompiledComponent {
     }
 }
 
+extension WasmtimeCompiledComponent {
+    /// The names of all the component's imports, as wasmtime reads them.
+    func importNames() throws(EngineError) -> [String] {
+        let api = runtime.api
+        let engine = runtime.engine
+        let type = api.wasmtime_component_type(handle)
+        defer { api.wasmtime_component_type_delete(type) }
+        let reader = ComponentTypeReader(api: api)
+        var names: [String] = []
+        for index in 0..<api.wasmtime_component_type_import_count(type, engine) {
+            var namePointer: UnsafePointer<CChar>?
+            var nameLength = 0
+            var item: OpaquePointer?
+            guard api.wasmtime_component_type_import_nth(type, engine, index, &namePointer, &nameLength, &item), let item else {
+                throw EngineError(.unavailable, "wasmtime did not describe import \(index) of the component")
+            }
+            defer { api.wasmtime_component_extern_delete(item) }
+            names.append(try reader.text(namePointer, nameLength))
+        }
+        return names
+    }
+}
+
 extension WasmtimeEngine {
     /// The functions a component imports from each instance named in `interfaces` (e.g. the
     /// `peon:host` interfaces), in the order its type lists them, read from wasmtime's description of the

@@ -26,6 +26,22 @@ private let passThrough = """
         (canon lift (core func $main "run") (memory (core memory $libc "memory")) (realloc (core func $libc "realloc")))))
     """
 
+/// `passThrough` importing its instance at another, semver-compatible version (`test:host/h@0.1.7`) and with
+/// another type for `take` (`func(s: u32) -> u32`): wasmtime's linker satisfies an import of `@0.1.7` with a
+/// definition of `@0.1.0`, so without a check the forged call would reach a host function declared as
+/// `func(s: string) -> u32`.
+private let otherVersion = """
+    (component
+      (import "test:host/h@0.1.7" (instance $h (export "take" (func (param "s" u32) (result u32)))))
+      (alias export $h "take" (func $take))
+      (core func $take-lowered (canon lower (func $take)))
+      (core module $main
+        (import "h" "take" (func $take (param i32) (result i32)))
+        (func (export "run") (param i32) (result i32) (call $take (local.get 0))))
+      (core instance $main (instantiate $main (with "h" (instance (export "take" (func $take-lowered))))))
+      (func (export "run") (param "s" u32) (result u32) (canon lift (core func $main "run"))))
+    """
+
 /// The component binary of `text`, made with `wasm-tools parse`; `nil` when wasm-tools is not on PATH.
 private func componentBytes(_ text: String) throws -> [UInt8]? {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("peon-component-\(UUID().uuidString)")
@@ -105,6 +121,28 @@ struct WasmtimeComponentTests {
             return error.message == "the component imports test:host/h#take as func(string) -> u32, but the host declares it as func(string) -> result<u32, _>"
         }
         #expect(calls.all == ["body"])
+    }
+
+    @Test("an import of a served interface at another version is refused before instantiation, not linked unchecked")
+    func otherVersionOfAServedInterfaceIsRefused() throws {
+        let engine = try #require(wasmtimeForTests)
+        let compiled = try engine.compileComponent(try #require(try componentBytes(otherVersion)))
+        let calls = CallLog()
+        let take = ComponentHostFunction(
+            interface: "test:host/h@0.1.0", name: "take", resultCount: 1, type: Self.declared, maximumArgumentBytes: nil,
+            oversized: nil
+        ) { arguments in
+            calls.append("body: \(arguments)")
+            return [.u32(0)]
+        }
+        #expect {
+            let instance = try compiled.instantiate([take], instances: [], sandbox: ComponentSandbox(), limits: ResourceLimits())
+            _ = try instance.call("run", [ComponentValue.u32(5)], resultCount: 1)
+        } throws: { error in
+            guard let error = error as? EngineError, error.kind == .incompatibleImport else { return false }
+            return error.message.contains("test:host/h@0.1.7") && error.message.contains("test:host/h@0.1.0")
+        }
+        #expect(calls.all == [])
     }
 
     @Test("arguments over the byte limit get the oversized answer; the body never sees them")
