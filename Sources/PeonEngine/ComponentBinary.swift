@@ -191,16 +191,15 @@ package enum ComponentBinary {
             return text
         }
 
-        /// `importname'` / `exportname'`: `0x00 name`, or `0x01 name` followed by a version suffix.
+        /// `importname'` / `exportname'`: `0x00 name`, or the legacy `0x01 name`, which wasmtime's parser reads
+        /// exactly like `0x00` (the old "interface name" form). Nothing follows the name in either: this reader
+        /// must split the bytes into imports exactly as the engine does, or the names it checks are not the
+        /// ones the engine links.
         mutating func externName() throws(Malformed) -> String {
             let form = try byte()
             switch form {
-            case 0x00:
+            case 0x00, 0x01:
                 return try name()
-            case 0x01:
-                let text = try name()
-                if try byte() == 0x01 { _ = try name() }
-                return text
             default:
                 throw Malformed(message: "unknown import/export name form 0x\(String(form, radix: 16)) at byte \(offset - 1)")
             }

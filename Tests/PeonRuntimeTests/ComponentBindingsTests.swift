@@ -178,6 +178,19 @@ struct ComponentBinaryTests {
         #expect(interface.exports == [ComponentBinary.Item(name: "run", kind: "func")])
     }
 
+    @Test("the legacy 0x01 name form is a plain name, as wasmtime reads it: no suffix swallows the next import")
+    func legacyNameFormIsAPlainName() throws {
+        // Import `a` (a func, type 0) in the legacy form `0x01 name`, then instance `peon:host/log@0.1.7`. wasmtime 50
+        // (wasmparser) reads `0x01` exactly like `0x00`; reading a "version suffix" after the name instead takes the
+        // func's kind byte for one and desynchronizes from the engine for the rest of the section.
+        let other = Array("peon:host/log@0.1.7".utf8)
+        let imports: [UInt8] = [0x02, 0x01, 0x01, UInt8(ascii: "a"), 0x01, 0x00, 0x00, UInt8(other.count)] + other + [0x05, 0x01]
+        let bytes: [UInt8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00] + [0x0a, UInt8(imports.count)] + imports
+        let interface = try ComponentBinary.interface(bytes)
+        #expect(interface.imports == [ComponentBinary.Item(name: "a", kind: "func"),
+                                      ComponentBinary.Item(name: "peon:host/log@0.1.7", kind: "instance")])
+    }
+
     @Test("every truncation and a lying section size is an error, never a crash")
     func truncationsAreErrors() {
         // Cut anywhere inside a section (a cut between sections is a shorter, valid component).
