@@ -13,8 +13,9 @@
 /// Refused (`invalid-argument`), because parsers disagree about them: anything outside printable
 /// ASCII (spaces, controls, UTF-8 — use `xn--` names and percent-escapes), `\`, user info (`@` in the
 /// authority), fragments (`#`), numeric hosts other than four decimal parts without leading zeros
-/// (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`), percent-escapes in the host, an empty port, and
-/// encoded `/`, `\` or NUL (`%2F`, `%5C`, `%00`) in the path.
+/// (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`), percent-escapes in the host, an empty port,
+/// encoded `/`, `\` or NUL (`%2F`, `%5C`, `%00`) in the path, and a `.` or `..` segment with path
+/// parameters (`..;`, read as `..` by servers that strip parameters first).
 ///
 /// Canonical form: lowercase scheme and host, the port only when not the scheme's default,
 /// percent-escapes of unreserved characters decoded and all others in uppercase hex, `.` and `..`
@@ -188,6 +189,15 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         }
         var output: [Substring] = []
         let segments = escaped.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        // Servers that strip RFC 2396 path parameters before removing dot segments (Tomcat, Jetty, Spring) read
+        // `..;x` as `..`: `/allowed/..;/secret` would be decided inside `/allowed/` and served outside it.
+        for segment in segments {
+            guard let semicolon = segment.firstIndex(of: ";") else { continue }
+            let head = segment[..<semicolon]
+            if head == "." || head == ".." {
+                throw refuse("a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment")
+            }
+        }
         for (index, segment) in segments.enumerated() {
             let isLast = index == segments.count - 1
             switch segment {

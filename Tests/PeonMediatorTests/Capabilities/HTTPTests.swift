@@ -80,6 +80,28 @@ import Testing
         let error = hostError { () throws(HostError) in try CanonicalURL(parsing: input).description }
         #expect(error?.code == .invalidArgument, "\(input)")
     }
+
+    /// Servers that strip RFC 2396 path parameters before removing dot segments (Tomcat, Jetty, Spring behind a
+    /// proxy) read `/allowed/..;/secret` as `/secret`, while the grant `/allowed/**` matched it as a name
+    /// inside `/allowed/`: decided and logged inside the grant, served outside it. A dot segment with
+    /// parameters is refused like `%2F`. Found by a red-team pass.
+    @Test(arguments: [
+        "http://h/allowed/..;/secret.txt",
+        "http://h/allowed/..;x=1/secret.txt",
+        "http://h/allowed/%2e%2e;/secret.txt",
+        "http://h/allowed/.%2E;jsessionid=1/secret.txt",
+        "http://h/allowed/.;/x",
+        "http://h/allowed/..;",
+    ])
+    func aDotSegmentWithPathParametersIsRefused(input: String) {
+        let error = hostError { () throws(HostError) in try CanonicalURL(parsing: input).description }
+        #expect(error?.code == .invalidArgument, "\(input)")
+    }
+
+    @Test(arguments: ["http://h/a;b=c/file", "http://h/..a;/x", "http://h/a/...;/x", "http://h/x?..;/y", "http://h/a;..;/b"])
+    func pathParametersOutsideDotSegmentsStayAllowed(input: String) throws {
+        #expect(try CanonicalURL(parsing: input).description == input)
+    }
 }
 
 /// Which addresses count as non-public: the SSRF table.
