@@ -6,6 +6,10 @@
 ///   `fs:/srv/reports/**` matches `fs:/srv/reports`, `fs:/srv/reports/q1.txt` and
 ///   `fs:/srv/reports/2024/q1.txt`, but not `fs:/srv/reports-old/x`; `fs:/srv/*.txt` matches
 ///   `fs:/srv/a.txt` but not `fs:/srv/a/b.txt`. No other character is special.
+///   In a URL (`http:https://...`, or a bare `http(s)://` URL) the query is not a path: a `/` after the
+///   first `?` separates nothing, so the query stays part of the last segment (`https://h/users/?/profile`
+///   is not matched by `https://h/users/*/profile`: it asks for `/users/`). And a pattern whose last
+///   segment is `**` covers its path with any query (`https://h/admin/**` matches `https://h/admin?x=1`).
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
 ///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal.
 
@@ -27,12 +31,57 @@ private func withContiguousUTF8<R>(_ string: String, _ body: (UnsafeBufferPointe
 }
 
 private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
-    let textCount = segmentCount(text)
-    let patternCount = segmentCount(pattern)
+    let textQuery = queryStart(of: text)
+    let patternQuery = queryStart(of: pattern)
+    if segmentsMatch(text, splitBefore: textQuery ?? text.count, pattern, splitBefore: patternQuery ?? pattern.count) {
+        return true
+    }
+    // `X/**` covers `X` and everything below it; a query names no place below, so `X?q` (a request for `X`)
+    // is covered too. Otherwise a deny rule on `https://h/admin/**` would miss `https://h/admin?x=1`.
+    if let textQuery, patternQuery == nil, endsWithDoubleStarSegment(pattern) {
+        let path = UnsafeBufferPointer(rebasing: text[..<textQuery])
+        return segmentsMatch(path, splitBefore: path.count, pattern, splitBefore: pattern.count)
+    }
+    return false
+}
+
+/// Where the query of a URL resource begins (its `?`), or `nil` for anything that is not an `http(s)` URL
+/// or has no query. The objects the policy sees are `http:` + a ``CanonicalURL`` (whose host and path never
+/// hold a `?`); the HTTP grant code also matches bare URLs against bare URL patterns.
+private func queryStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+    func hasPrefix(_ prefix: StaticString, at offset: Int) -> Bool {
+        let count = prefix.utf8CodeUnitCount
+        guard bytes.count - offset >= count else { return false }
+        return prefix.withUTF8Buffer { expected in
+            (0..<count).allSatisfy { bytes[offset + $0] == expected[$0] }
+        }
+    }
+    let start = hasPrefix("http:http://", at: 0) || hasPrefix("http:https://", at: 0) ? 5 : 0
+    guard hasPrefix("http://", at: start) || hasPrefix("https://", at: start) else { return nil }
+    var index = start
+    while index < bytes.count {
+        if bytes[index] == question { return index }
+        index += 1
+    }
+    return nil
+}
+
+/// Whether the last `/`-segment of `pattern` is exactly `**`.
+private func endsWithDoubleStarSegment(_ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
+    let count = pattern.count
+    return count >= 3 && pattern[count - 1] == star && pattern[count - 2] == star && pattern[count - 3] == slash
+}
+
+/// The segment-by-segment match; `/` separates segments only before `splitBefore` (a URL's query).
+private func segmentsMatch(
+    _ text: UnsafeBufferPointer<UInt8>, splitBefore textEnd: Int, _ pattern: UnsafeBufferPointer<UInt8>, splitBefore patternEnd: Int
+) -> Bool {
+    let textCount = segmentCount(text, splitBefore: textEnd)
+    let patternCount = segmentCount(pattern, splitBefore: patternEnd)
     return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: textCount) { textSegments in
-        fillSegments(of: text, into: textSegments)
+        fillSegments(of: text, splitBefore: textEnd, into: textSegments)
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: patternCount) { patternSegments in
-            fillSegments(of: pattern, into: patternSegments)
+            fillSegments(of: pattern, splitBefore: patternEnd, into: patternSegments)
             return wildcardMatch(
                 count: textCount, patternCount: patternCount,
                 isStar: { patternSegments[$0].count == 2 && pattern[patternSegments[$0].lowerBound] == star
@@ -48,19 +97,20 @@ private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBu
 
 private let slash = UInt8(ascii: "/")
 private let star = UInt8(ascii: "*")
+private let question = UInt8(ascii: "?")
 
-/// The number of `/`-separated segments, empty ones included (`/a` has two).
-private func segmentCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+/// The number of `/`-separated segments, empty ones included (`/a` has two); a `/` at or after `end` separates nothing.
+private func segmentCount(_ bytes: UnsafeBufferPointer<UInt8>, splitBefore end: Int) -> Int {
     var count = 1
-    for byte in bytes where byte == slash { count += 1 }
+    for position in 0..<end where bytes[position] == slash { count += 1 }
     return count
 }
 
-/// The byte range of each segment, in order.
-private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, into segments: UnsafeMutableBufferPointer<Range<Int>>) {
+/// The byte range of each segment, in order (split only before `end`).
+private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, splitBefore end: Int, into segments: UnsafeMutableBufferPointer<Range<Int>>) {
     var start = 0
     var index = 0
-    for position in bytes.indices where bytes[position] == slash {
+    for position in 0..<end where bytes[position] == slash {
         segments.initializeElement(at: index, to: start..<position)
         index += 1
         start = position + 1

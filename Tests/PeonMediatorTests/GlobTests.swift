@@ -34,6 +34,36 @@ import Testing
         #expect(globMatches(text, pattern: pattern) == expected)
     }
 
+    /// A URL's query is not a path: a `/` inside it separates nothing. Split there, the literal segments a
+    /// pattern names after a `*` or `**` were matched by query text, and the server was sent another path
+    /// (`/users/?/profile` is a request for `/users/`); and a pattern covering a path and everything below it
+    /// did not cover that path with a query (`/admin?x` is a request for `/admin`, past a deny rule on
+    /// `/admin/**`). Found by a red-team pass.
+    @Test(arguments: [
+        ("http:https://h/users/?/profile", "http:https://h/users/*/profile", false),
+        ("http:https://h/users/7/profile", "http:https://h/users/*/profile", true),
+        ("http:https://h/users/7/profile?x=/a", "http:https://h/users/*/profile", false),
+        ("http:https://h/users/7/profile?x=/a", "http:https://h/users/*/profile?*", true),
+        ("http:https://h/users/?x=/profile", "http:https://h/users/*/profile?*", false),
+        ("http:https://h/admin?x=/public", "http:https://h/**/public", false),
+        ("http:https://h/a/public", "http:https://h/**/public", true),
+        ("http:https://h/repos/o?x=/r/issues", "http:https://h/repos/*/*/issues", false),
+        ("https://h/users/?/profile", "https://h/users/*/profile", false),
+        ("http:https://h/admin?x=1", "http:https://h/admin/**", true),
+        ("http:https://h/admin/a?x=/b", "http:https://h/admin/**", true),
+        ("https://h/admin?x=1", "https://h/admin/**", true),
+        ("http:https://h/v1/items?x=1", "http:https://h/v1/*", true),
+        ("http:https://h/v1?x=1", "http:https://h/v1/*", false),
+        ("http:https://h/search?q=a/b", "http:https://h/search?q=*", true),
+        ("http:https://h/other?q=/search", "http:https://h/*/search", false),
+        // Only URLs have queries: in a path `?` is an ordinary character.
+        ("fs:/srv/a?/b", "fs:/srv/*/b", true),
+        ("fs:/srv/a?x", "fs:/srv/a/**", false),
+    ])
+    func aQueryIsNotSplitIntoPathSegments(text: String, pattern: String, expected: Bool) {
+        #expect(globMatches(text, pattern: pattern) == expected)
+    }
+
     @Test func aHostilePatternDoesNotTakeExponentialTime() {
         let text = "fs:/" + String(repeating: "a/", count: 200) + "b"
         let pattern = "fs:/" + String(repeating: "**/a/", count: 50) + "c"

@@ -113,6 +113,33 @@ import Testing
         #expect(!server.received.contains { $0.path.contains("secret") && !$0.path.hasPrefix("/allowed/") })
     }
 
+    /// A grant for one path shape (`/users/*/profile`) must not reach another path because the literal part
+    /// of the pattern was found in the query: `/users/?/profile` is a request for `/users/`. Before the fix
+    /// the glob split the query on `/`, the call was allowed and the server received `GET /users/?/profile`
+    /// with the grant's secret. Found by a red-team pass.
+    @Test func aQueryCannotSupplyThePathSegmentsAGrantNames() throws {
+        let server = try LoopbackHTTPServer(routes: [:])
+        defer { server.stop() }
+        let harness = try Harness(grants: """
+            module = "fetcher"
+
+            [[http]]
+            urls = ["http://127.0.0.1:\(server.port)/users/*/profile", "http://127.0.0.1:\(server.port)/**/public"]
+            methods = ["GET"]
+            headers = { Authorization = "Bearer the-grant-secret" }
+            """)
+        let base = "http://127.0.0.1:\(server.port)"
+        for target in ["/users/?/profile", "/users/?x=/profile", "/admin?/public", "/admin?q=a/public"] {
+            let error = harness.error { () throws(HostError) in try harness.mediator.send(HTTPRequestValue(method: "GET", url: base + target)) }
+            #expect(error?.code == .denied, "\(target) reached \(server.received.map(\.path))")
+        }
+        #expect(server.received.isEmpty, "sent: \(server.received.map(\.path))")
+        // The shapes the grant names still go through.
+        _ = try harness.mediator.send(HTTPRequestValue(method: "GET", url: base + "/users/7/profile"))
+        _ = try harness.mediator.send(HTTPRequestValue(method: "GET", url: base + "/a/b/public"))
+        #expect(server.received.map(\.path) == ["/users/7/profile", "/a/b/public"])
+    }
+
     @Test(arguments: [
         ("HTTPS://API.Example.COM:443/v1/x?q=1", "https://api.example.com/v1/x?q=1"),
         ("http://example.com", "http://example.com/"),
