@@ -24,13 +24,18 @@ package struct ElicitationApprover: Approver {
     package let cancellation: RunCancellation
     /// How long to wait for the human (also bounded by the call's deadline).
     package let timeout: Duration
+    /// The labels of the client's session: the question shows the client the request, which may spell what
+    /// the run read, so the run's labels join the session before it is sent.
+    package let sessionLabels: ToolSessionLabels?
 
     /// Creates an approver for one call.
-    package init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration) {
+    package init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration,
+                sessionLabels: ToolSessionLabels? = nil) {
         self.server = server
         self.client = client
         self.cancellation = cancellation
         self.timeout = timeout
+        self.sessionLabels = sessionLabels
     }
 
     /// `mcp-elicitation:` + the client's name (escaped: the client chose it).
@@ -67,11 +72,21 @@ package struct ElicitationApprover: Approver {
     }
 
     /// Sends the request and blocks the guest's thread until the answer, the timeout, the deadline or
-    /// a cancellation.
+    /// a cancellation. The answer carries the session's labels as they are then: the client chose it (or
+    /// its silence) holding what the session's calls returned, which may be more than when the run started.
     package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        var answer = waitForAnswer(request, deadline: deadline)
+        answer.labels = sessionLabels.map { Array($0.current.keys).sorted() } ?? []
+        return answer
+    }
+
+    private func waitForAnswer(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         let reply = ElicitationReply()
         let server = server
         let message = Self.message(for: request)
+        // What the question shows reaches the client now, not when the call answers: the session's next calls
+        // (the client may start one while this one waits) hold the labels the run holds as it asks.
+        sessionLabels?.add(request.labels, from: request.run)
         let task = Task {
             do {
                 let result = try await server.requestElicitation(message: message, requestedSchema: Self.schema)

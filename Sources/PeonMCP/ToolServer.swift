@@ -122,7 +122,8 @@ package final class ToolServer: Sendable {
         defer { session.untrack(token) }
         let client = session.clientName
         let approver: (any Approver)? = session.supportsElicitation
-            ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout)
+            ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout,
+                                  sessionLabels: session.labels)
             : nil
         let call = ToolCall(input: input, requestID: requestID, client: client, cancellation: cancellation, approver: approver,
                             sessionLabels: session.labels)

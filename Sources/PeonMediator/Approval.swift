@@ -21,6 +21,10 @@ public struct ApprovalRequest: Sendable, Hashable {
     package var details: [String: String]
     /// The grant that asks for approval, `file:line`.
     package var grant: String
+    /// The labels the run holds when it asks (its own and those this call's reads brought so far): the request
+    /// (a path, a URL, arguments) may spell what the run read, so an approver that shows it to someone who can
+    /// pass it on (an MCP client, ``ElicitationApprover``) hands them data under these labels.
+    package var labels: [String] = []
 
     /// The JSON object a command approver reads on stdin (keys sorted).
     package var json: [UInt8] {
@@ -51,11 +55,15 @@ public struct ApprovalAnswer: Sendable, Hashable {
     package var approved: Bool
     /// What the approver said: `yes`, `no`, `exit 3`, `timeout`, `approval required` ...
     package var answer: String
+    /// Labels the answer carries: whoever answered held data under them and may have chosen the answer by it
+    /// (an MCP client holding what its session's calls returned). They join the run before it learns the answer.
+    package var labels: [String]
 
     /// Creates an answer.
-    package init(approved: Bool, answer: String) {
+    package init(approved: Bool, answer: String, labels: [String] = []) {
         self.approved = approved
         self.answer = answer
+        self.labels = labels
     }
 }
 

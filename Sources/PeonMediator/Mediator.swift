@@ -440,6 +440,8 @@ package final class Mediator: HostInterface {
                 throw HostError(.denied, denial.message)
             }
         }
+        // The labels the approvers' answers carry: they join the run with the entry that records the decision.
+        var answerLabels: [String] = []
         if let compiled = snapshot.compiled {
             // A call takes one token of a grant's rate and asks its approver once, however many nested
             // decisions fall under the grant (a second table); but a link's target is another file, and the
@@ -464,16 +466,22 @@ package final class Mediator: HostInterface {
                     let approval = ApprovalRequest(
                         run: configuration.runID, module: configuration.module, moduleSHA256: configuration.moduleSHA256,
                         call: request.call, resource: object, arguments: request.arguments, details: details,
-                        grant: compiled.source(of: reference).description)
+                        grant: compiled.source(of: reference).description,
+                        labels: heldLabels(flow).keys.sorted())
                     let answer = configuration.approver.approve(approval, deadline: configuration.deadline)
                     details["approver"] = configuration.approver.identity
                     details["approval"] = answer.answer
+                    if !answer.labels.isEmpty {
+                        answerLabels += answer.labels
+                        details["approval_labels"] = Set(answerLabels).sorted().joined(separator: ",")
+                    }
                     guard answer.approved else {
                         let message = answer.answer == "approval required"
                             ? "approval required" : "not approved (\(answer.answer))"
-                        try record(call: request.call, resource: object, decision: .deny, reason: message,
-                                   version: verdict.version, outcome: HostErrorCode.denied.description,
-                                   details: details, durability: .buffered)
+                        let seq = try record(call: request.call, resource: object, decision: .deny, reason: message,
+                                             version: verdict.version, outcome: HostErrorCode.denied.description,
+                                             details: details, durability: .buffered)
+                        inherit(answerLabels, seq: seq)
                         throw HostError(.denied, "\(request.call) on \(guestVisible(object)): \(message)")
                     }
                 }
@@ -484,6 +492,7 @@ package final class Mediator: HostInterface {
         let durability: AuditDurability = request.sideEffect ? .durable : (role.isSink ? .written : .buffered)
         let seq = try record(call: request.call, resource: object, decision: .allow, reason: verdict.reason,
                              version: verdict.version, outcome: nil, details: details, durability: durability)
+        if !answerLabels.isEmpty { inherit(answerLabels, seq: seq) }
         if firstUse { firstUses.markUsed(useKey) }
         if role.isSource { flow.bring(sourceLabels(snapshot, conditionReferences), seq: seq) }
         return Ticket(call: request.call, resource: request.resource, object: object, version: verdict.version, decisionSeq: seq,

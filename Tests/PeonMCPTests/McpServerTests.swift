@@ -21,6 +21,8 @@ struct McpServerTests {
         "sigint",      // the same for SIGINT, exit 130
         "labels",      // a session that got HR data from one tool holds `hr` in its next calls: an uncleared sink of
                        // another tool is refused; a new session starts clean; run.start/run.end record it
+        "elicit-labels", // an approval request shows the client what the run read: a call the client makes while it
+                         // waits holds the run's labels
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])

@@ -60,6 +60,24 @@ paths = ["modules/wat-minimal/out/ledger.txt"]
 allow = ["append"]
 """
 LABEL_TOOLS = ("hrreader.toml", "ledger.toml")
+# The ledger again, each read approved by a person: its run waits for the client's answer, then appends.
+ASKING_LEDGER_GRANTS = LEDGER_GRANTS.replace('module = "ledger"', 'module = "askingledger"').replace(
+    'allow = ["read"]', 'allow = ["read"]\napproval = true')
+# `hrpeek` reads HR data, then asks to read a file whose name spells it, under a grant that needs approval:
+# the approval request shows the client the data before the call answers.
+HRPEEK_GRANTS = """module = "hrpeek"
+[tool]
+wasm = "{fixtures}/hrpeek.wat"
+description = "Reads an HR file, then a data file named by it (approved by a person)."
+[[fs]]
+paths = ["hr/*.txt"]
+allow = ["read"]
+labels = ["hr"]
+[[fs]]
+paths = ["data/*"]
+allow = ["read"]
+approval = true
+"""
 READER_REVOKED = """module = "reader"
 [tool]
 wasm = "{fixtures}/reader.wat"
@@ -99,6 +117,8 @@ def setup():
     write(os.path.join(WORK, "hrreader.toml"), HR_GRANTS.format(fixtures=FIXTURES))
     repository = os.path.abspath(os.path.join(FIXTURES, "..", "..", ".."))
     write(os.path.join(WORK, "ledger.toml"), LEDGER_GRANTS.format(repository=repository))
+    write(os.path.join(WORK, "hrpeek.toml"), HRPEEK_GRANTS.format(fixtures=FIXTURES))
+    write(os.path.join(WORK, "askingledger.toml"), ASKING_LEDGER_GRANTS.format(repository=repository))
     write(os.path.join(WORK, "echo.toml"), f"""module = "echo"
 [tool]
 wasm = "{FIXTURES}/echo.wat"
@@ -718,6 +738,74 @@ def labels_log():
     verify_log()
 
 
+def raw_elicitation_session(tools):
+    """A server on stdio, initialized by hand by a client that declares elicitation."""
+    process = subprocess.Popen([PEON, *server_args(tools)], cwd=WORK,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(STDERR, "a"),
+                               env={**os.environ, "XDG_CONFIG_HOME": WORK})
+
+    def send(message):
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.flush()
+
+    def next_message(matching):
+        while True:
+            line = process.stdout.readline()
+            check(line, "the server closed its output")
+            message = json.loads(line)
+            if matching(message):
+                return message
+
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "raw", "version": "1"}}})
+    next_message(lambda m: m.get("id") == 1)
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return process, send, next_message
+
+
+def elicit_labels_scenario():
+    """An approval request is data reaching the client: a call of the session started while it waits for the
+    answer holds the labels the asking run held when it asked (its request can spell what the run read)."""
+    process, send, next_message = raw_elicitation_session(LABEL_TOOLS + ("hrpeek.toml",))
+    send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "hrpeek", "arguments": {"input": ""}}})
+    asked = next_message(lambda m: m.get("method") == "elicitation/create")
+    check("120000" in asked["params"]["message"], f"the approval request {asked}")
+    # The client holds HR data now, from the question: a call it makes meanwhile holds `hr`.
+    send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "ledger", "arguments": {"input": "data/hello.txt"}}})
+    meanwhile = next_message(lambda m: m.get("id") == 3)
+    text = meanwhile["result"]["content"][0]["text"]
+    check(meanwhile["result"].get("isError") and "hr" in text,
+          f"a call made while the approval request (showing HR data) waited answered {meanwhile}")
+    send({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "decline"}})
+    declined = next_message(lambda m: m.get("id") == 2)
+    check(declined["result"].get("isError"), f"the declined call answered {declined}")
+    process.stdin.close()
+    check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+    verify_log()
+    peek = list(runs("hrpeek"))
+    ledger = [e for run in runs("ledger").values() for e in run if e["call"] == "run.start"]
+    check(len(peek) == 1 and len(ledger) == 1 and ledger[0].get("details", {}).get("session_labels") == "hr"
+          and ledger[0]["details"].get("session_label_runs") == peek[0], f"the ledger's run.start {ledger}")
+
+    # The other way: an approval answer is the client speaking to a running call, and the client may choose it
+    # by what it holds. A call that waits for its answer while the session gets HR data holds `hr` from the
+    # answer on: its append to the uncleared ledger is refused.
+    process, send, next_message = raw_elicitation_session(LABEL_TOOLS + ("askingledger.toml",))
+    send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+          "params": {"name": "askingledger", "arguments": {"input": "data/hello.txt"}}})
+    asked = next_message(lambda m: m.get("method") == "elicitation/create")
+    send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "hrreader", "arguments": {"input": "hr/pay.txt"}}})
+    hr = next_message(lambda m: m.get("id") == 3)
+    check(hr["result"]["content"][0]["text"] == "alice 120000", f"the HR read answered {hr}")
+    send({"jsonrpc": "2.0", "id": asked["id"], "result": {"action": "accept", "content": {"approve": True}}})
+    appended = next_message(lambda m: m.get("id") == 2)
+    check(appended["result"].get("isError") and "hr" in appended["result"]["content"][0]["text"],
+          f"a call approved after the session got HR data answered {appended}")
+    process.stdin.close()
+    check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+    verify_log()
+
+
 def main():
     setup()
     if SCENARIO == "basic":
@@ -751,6 +839,8 @@ def main():
         anyio.run(lambda: with_session(labels_first_session, extra=LABEL_TOOLS))
         anyio.run(lambda: with_session(labels_second_session, extra=LABEL_TOOLS))
         labels_log()
+    elif SCENARIO == "elicit-labels":
+        elicit_labels_scenario()
     elif SCENARIO == "policy-store":
         policy_store_scenario()
     else:

@@ -1,0 +1,51 @@
+;; Test tool: reads hr/pay.txt, then the file data/CONTENT (its name spelled by what it read: data in a
+;; resource, as an approval request shows it) and answers that file's content; a refused or failed read
+;; becomes err(the host's message). The ABI is explained in modules/wat-minimal/minimal.wat.
+(module
+  (import "peon:host/fs@0.1.0" "read"
+    (func $fs_read (param i32) (param i32) (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 512) "hr/pay.txt")
+  (data (i32.const 600) "data/")
+  (global $heap (mut i32) (i32.const 1024))
+  (func $cabi_realloc (export "cabi_realloc")
+    (param $old i32) (param $old_size i32) (param $align i32) (param $new_size i32) (result i32)
+    (local $ptr i32) (local $end i32)
+    (local.set $ptr
+      (i32.and (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+               (i32.sub (i32.const 0) (local.get $align))))
+    (local.set $end (i32.add (local.get $ptr) (local.get $new_size)))
+    (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+      (then
+        (if (i32.eq (i32.const -1)
+              (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+                                               (i32.const 16))
+                                    (i32.const 1))))
+          (then unreachable))))
+    (global.set $heap (local.get $end))
+    (if (i32.ne (local.get $old) (i32.const 0))
+      (then (memory.copy (local.get $ptr) (local.get $old)
+              (select (local.get $old_size) (local.get $new_size)
+                      (i32.lt_u (local.get $old_size) (local.get $new_size))))))
+    (local.get $ptr))
+  (func (export "run") (param $input i32) (param $input_len i32) (result i32)
+    (local $len i32)
+    (call $fs_read (i32.const 512) (i32.const 10) (i32.const 64))
+    (if (i32.load8_u (i32.const 64))
+      (then (local.set $len (i32.const 0)))
+      (else
+        (local.set $len (i32.load (i32.const 72)))
+        (if (i32.gt_u (local.get $len) (i32.const 256)) (then (local.set $len (i32.const 256))))
+        (memory.copy (i32.const 605) (i32.load (i32.const 68)) (local.get $len))))
+    (call $fs_read (i32.const 600) (i32.add (i32.const 5) (local.get $len)) (i32.const 32))
+    (if (i32.load8_u (i32.const 32))
+      (then
+        (i32.store8 (i32.const 16) (i32.const 1))
+        (i32.store (i32.const 20) (i32.load (i32.const 40)))
+        (i32.store (i32.const 24) (i32.load (i32.const 44)))
+        (return (i32.const 16))))
+    (i32.store8 (i32.const 16) (i32.const 0))
+    (i32.store (i32.const 20) (i32.load (i32.const 36)))
+    (i32.store (i32.const 24) (i32.load (i32.const 40)))
+    (i32.const 16))
+  (func (export "cabi_post_run") (param i32)))
