@@ -4,6 +4,7 @@ package import MCP
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import PeonRuntime
 import Synchronization
 
 /// The streamable HTTP transport of `peon-wasm mcp --http ADDR`: a small HTTP/1.1 listener (SwiftNIO)
@@ -318,15 +319,31 @@ actor HTTPSessionRouter {
         return await transport.handleRequest(request)
     }
 
-    /// Closes the session idle longest with no call running when the table is full; `false` if none can go.
+    /// Closes a session with no call running when the table is full (``sessionToClose(_:)``); `false` if none can go.
     private func makeRoom() -> Bool {
         guard sessions.count + starting >= maxSessions else { return true }
-        let idle = sessions.filter { $0.value.session.inFlight.load(ordering: .acquiring) == 0 }
-        guard let oldest = idle.min(by: { $0.value.lastUsed < $1.value.lastUsed }) else { return false }
-        let entry = oldest.value
-        sessions.removeValue(forKey: oldest.key)
+        let idle = sessions.filter { $0.value.session.inFlight.load(ordering: .acquiring) == 0 }.map { id, entry in
+            IdleSession(id: id, lastUsed: entry.lastUsed, holdsLabels: !entry.session.labels.current.isEmpty)
+        }
+        guard let id = Self.sessionToClose(idle), let entry = sessions.removeValue(forKey: id) else { return false }
         Task { await tools.end(entry.session) }
         return true
+    }
+
+    /// A session with no call running, as ``sessionToClose(_:)`` weighs it.
+    struct IdleSession {
+        var id: String
+        var lastUsed: ContinuousClock.Instant
+        var holdsLabels: Bool
+    }
+
+    /// Which idle session to close for a new one: the one idle longest among those holding no labels, and only
+    /// when every idle session holds labels, the one idle longest of them. A closed session's client starts a new
+    /// one, which begins clean while the client still holds what the old one's calls returned, so a session
+    /// holding labels is the last to go.
+    static func sessionToClose(_ idle: [IdleSession]) -> String? {
+        let unlabelled = idle.filter { !$0.holdsLabels }
+        return (unlabelled.isEmpty ? idle : unlabelled).min { $0.lastUsed < $1.lastUsed }?.id
     }
 
     private func end(_ id: String) async {

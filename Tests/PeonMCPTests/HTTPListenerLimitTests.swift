@@ -172,4 +172,16 @@ import Testing
         let closed = await Self.offPool { Self.secondsUntilClosed(fd) }
         #expect(closed != nil && closed! < 60, "an idle kept-alive connection stayed open: \(String(describing: closed))")
     }
+
+    @Test func aSessionHoldingLabelsIsTheLastToBeClosedForRoom() {
+        typealias Idle = HTTPSessionRouter.IdleSession
+        let now = ContinuousClock.now
+        let labelledOldest = Idle(id: "a", lastUsed: now - .seconds(30), holdsLabels: true)
+        let cleanOlder = Idle(id: "b", lastUsed: now - .seconds(20), holdsLabels: false)
+        let cleanNewer = Idle(id: "c", lastUsed: now - .seconds(10), holdsLabels: false)
+        let labelledNewer = Idle(id: "d", lastUsed: now - .seconds(5), holdsLabels: true)
+        #expect(HTTPSessionRouter.sessionToClose([labelledOldest, cleanNewer, cleanOlder, labelledNewer]) == "b")
+        #expect(HTTPSessionRouter.sessionToClose([labelledNewer, labelledOldest]) == "a")
+        #expect(HTTPSessionRouter.sessionToClose([]) == nil)
+    }
 }
