@@ -56,6 +56,7 @@ package struct IPAddress: Sendable, Hashable, CustomStringConvertible {
     /// `192.0.0/24`, `192.0.2/24`, `192.88.99/24`, `192.168/16`, `198.18/15`, `198.51.100/24`,
     /// `203.0.113/24`, `224/4` (multicast), `240/4` (reserved, broadcast). IPv6 `::` and `::1`,
     /// `::ffff:0:0/96` (IPv4-mapped: judged by the embedded IPv4), `::/96` (deprecated IPv4-compatible),
+    /// `::ffff:0:0:0/96` (IPv4-translated, SIIT: all of it),
     /// `64:ff9b::/96` and `64:ff9b:1::/48` (NAT64: embedded IPv4), `100::/64`, `2001::/23` (incl.
     /// Teredo), `2001:db8::/32`, `2002::/16` (6to4, all of it), `fc00::/7` (unique local, incl.
     /// `fd00::/8` and `fd00:ec2::254`), `fe80::/10`, `fec0::/10`, `ff00::/8`.
@@ -73,6 +74,11 @@ package struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         }
         // The deprecated IPv4-compatible ::a.b.c.d (RFC 4291 2.5.5.1): never a legitimate destination.
         if firstTwelveZero { return "IPv4-compatible (deprecated)" }
+        // IPv4-translated ::ffff:0:a.b.c.d (SIIT, RFC 2765): a stateless translator on the way reaches the embedded
+        // IPv4 address with it; no public host has one. Refused whatever it embeds.
+        if b[0..<8].allSatisfy({ $0 == 0 }) && b[8] == 0xff && b[9] == 0xff && b[10] == 0 && b[11] == 0 {
+            return "IPv4-translated (SIIT)"
+        }
         // NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48.
         if b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b {
             if b[4..<12].allSatisfy({ $0 == 0 }) {
