@@ -131,10 +131,7 @@ extension WasmtimeCompiledComponent {
         let typed = functions.filter { $0.type != nil }
         guard !typed.isEmpty else { return }
         let served = Set(typed.map(\.interface))
-        var servedByUnversioned: [Substring: String] = [:]
-        for interface in served.sorted() where servedByUnversioned[Self.unversioned(interface)] == nil {
-            servedByUnversioned[Self.unversioned(interface)] = interface
-        }
+        let servedByUnversioned = Dictionary(served.map { (Self.unversioned($0), $0) }, uniquingKeysWith: min)
         for name in try importNames() where !served.contains(name) {
             guard let interface = servedByUnversioned[Self.unversioned(name)] else { continue }
             throw EngineError(.incompatibleImport,

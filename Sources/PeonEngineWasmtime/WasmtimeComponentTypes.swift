@@ -8,41 +8,33 @@ extension WasmtimeCompiledComponent {
     /// in the order the component's type lists them: `[instance name: [(function name, type)]]`.
     /// Instances not imported are absent.
     func importedFunctions(in interfaces: Set<String>) throws(EngineError) -> [String: [(name: String, type: ComponentFunctionType)]] {
-        let api = runtime.api
-        let engine = runtime.engine
-        let type = api.wasmtime_component_type(handle)
-        defer { api.wasmtime_component_type_delete(type) }
-        let reader = ComponentTypeReader(api: api)
+        let reader = ComponentTypeReader(api: runtime.api)
         var result: [String: [(name: String, type: ComponentFunctionType)]] = [:]
-        for index in 0..<api.wasmtime_component_type_import_count(type, engine) {
-            var namePointer: UnsafePointer<CChar>?
-            var nameLength = 0
-            var item: OpaquePointer?
-            guard api.wasmtime_component_type_import_nth(type, engine, index, &namePointer, &nameLength, &item), let item else {
-                throw EngineError(.unavailable, "wasmtime did not describe import \(index) of the component")
-            }
-            defer { api.wasmtime_component_extern_delete(item) }
-            let name = try reader.text(namePointer, nameLength)
-            guard interfaces.contains(name) else { continue }
+        try forEachImport { (name, item) throws(EngineError) in
+            guard interfaces.contains(name) else { return }
             var described = wasmtime_component_item_t()
-            api.wasmtime_component_extern_type(item, &described)
-            defer { api.wasmtime_component_item_delete(&described) }
-            guard described.kind == UInt8(PEON_ITEM_COMPONENT_INSTANCE), let instance = described.of.pointer else { continue }
-            result[name] = try reader.functions(of: OpaquePointer(instance), engine: engine)
+            runtime.api.wasmtime_component_extern_type(item, &described)
+            defer { runtime.api.wasmtime_component_item_delete(&described) }
+            guard described.kind == UInt8(PEON_ITEM_COMPONENT_INSTANCE), let instance = described.of.pointer else { return }
+            result[name] = try reader.functions(of: OpaquePointer(instance), engine: runtime.engine)
         }
         return result
     }
-}
 
-extension WasmtimeCompiledComponent {
     /// The names of all the component's imports, as wasmtime reads them.
     func importNames() throws(EngineError) -> [String] {
+        var names: [String] = []
+        try forEachImport { (name, _) throws(EngineError) in names.append(name) }
+        return names
+    }
+
+    /// Calls `body` with each import's name and wasmtime's description of it (deleted after `body` returns).
+    private func forEachImport(_ body: (String, OpaquePointer) throws(EngineError) -> Void) throws(EngineError) {
         let api = runtime.api
         let engine = runtime.engine
         let type = api.wasmtime_component_type(handle)
         defer { api.wasmtime_component_type_delete(type) }
         let reader = ComponentTypeReader(api: api)
-        var names: [String] = []
         for index in 0..<api.wasmtime_component_type_import_count(type, engine) {
             var namePointer: UnsafePointer<CChar>?
             var nameLength = 0
@@ -51,9 +43,8 @@ extension WasmtimeCompiledComponent {
                 throw EngineError(.unavailable, "wasmtime did not describe import \(index) of the component")
             }
             defer { api.wasmtime_component_extern_delete(item) }
-            names.append(try reader.text(namePointer, nameLength))
+            try body(try reader.text(namePointer, nameLength), item)
         }
-        return names
     }
 }
 

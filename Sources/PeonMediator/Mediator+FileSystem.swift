@@ -1,5 +1,4 @@
 import PeonAudit
-import Glibc
 package import PeonInterface
 
 // `fs`: decided on `fs:` + the guest's path parsed once into a ``GuestPath`` (relative paths start at
@@ -81,39 +80,10 @@ extension Mediator {
                 // A failure tells the guest about the names where the walk stopped (`not-found` says a
                 // labelled run removed a name or never created it, `not a directory` that it created a file,
                 // a size limit how much it wrote): the labels there join the run as a read's would.
-                let labels = try Self.labelsWhereTheWalkStopped(path)
+                let labels = try FileSystemCapability.labelsWhereTheWalkStopped(path)
                 if !labels.isEmpty { ticket.flow.bring(labels, seq: ticket.decisionSeq) }
                 throw error
             }
         }
-    }
-
-    /// The labels of the deepest existing entry on `path` (the target itself when it exists, else the
-    /// nearest existing folder above it; links followed) and of the folder holding that entry. An
-    /// attribute that cannot be read fails the call with `io` (closed) instead of its own error.
-    static func labelsWhereTheWalkStopped(_ path: GuestPath) throws(HostError) -> [String] {
-        // Existence is monotone along the path's prefixes (a prefix exists if a longer one does), so the deepest
-        // existing one is found by bisection: a few `stat`s even for a hostile path of thousands of components.
-        let components = path.description.split(separator: "/", omittingEmptySubsequences: true)
-        func prefix(_ count: Int) -> String { count == 0 ? "/" : "/" + components[..<count].joined(separator: "/") }
-        var status = stat()
-        var found = 0, missing = components.count + 1
-        while missing - found > 1 {
-            let middle = found + (missing - found) / 2
-            if stat(prefix(middle), &status) == 0 { found = middle } else { missing = middle }
-        }
-        let current = prefix(found)
-        var labels = Set(try FileLabels.read(.path(current), what: "labels of '\(sanitize(current))'"))
-        if let parent = parentFolder(of: current) {
-            labels.formUnion(try FileLabels.read(.path(parent), what: "labels of '\(sanitize(parent))'"))
-        }
-        return labels.sorted()
-    }
-
-    /// `/a/b` → `/a`, `/a` → `/`, `/` → `nil`.
-    private static func parentFolder(of path: String) -> String? {
-        guard path != "/", let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
-        if slash == path.utf8.startIndex { return "/" }
-        return String(path[..<slash])
     }
 }

@@ -33,6 +33,7 @@ extension Mediator {
             var allowed: Set<String> = []
             var maxResponse = configuration.caps.maxResponseBytes
             var timeout = configuration.caps.httpTimeout
+            let decidedURL = url.description
             for grant in ticket.httpGrants {
                 for header in grant.headers {
                     switch header.value {
@@ -47,7 +48,7 @@ extension Mediator {
                 // Only a pattern that matches this URL exempts the address it names: a grant with
                 // `http://*/**` and `http://127.0.0.1:8080/status` opens that one loopback port and path,
                 // not every port of 127.0.0.1 through `*`.
-                for pattern in grant.urls where globMatches(url.description, pattern: pattern) {
+                for pattern in grant.urls where globMatches(decidedURL, pattern: pattern) {
                     if let host = literalAddress(pattern) { allowed.insert(host) }
                 }
                 if let cap = grant.maxResponse { maxResponse = min(maxResponse, cap.bytes) }

@@ -100,6 +100,9 @@ extension Mediator {
     /// The labels this run holds, each with the audit seq of the entry that brought it.
     package var labelsHeld: [String: UInt64] { runLabels.current }
 
+    /// The labels this run holds as the audit entries write them (`hr@3`), empty for none.
+    package var labelsHeldDetail: String { labelDetail(runLabels.current) }
+
     /// Starts the run holding `labels`, as if the entry `seq` had read them: an MCP session's later calls
     /// hold what its earlier calls returned to the client (``ToolSessionLabels``), because the client's next
     /// arguments can carry it.

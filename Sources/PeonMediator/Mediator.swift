@@ -388,9 +388,10 @@ package final class Mediator: HostInterface {
         let useKey = FirstUseStore.key(module: configuration.module, action: request.action, resource: useName)
         let firstUse = firstUses.isFirstUse(useKey)
         if firstUse { details["first_use"] = "true" }
+        let arguments = ArgumentVector.encode(request.arguments)
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,
-            arguments: ArgumentVector.encode(request.arguments),
+            arguments: arguments,
             context: snapshot.usesContext ? requestContext(labels: heldLabels(flow), firstUse: firstUse) : [:]))
         guard verdict.isAllowed else {
             try record(call: request.call, resource: object, decision: .deny, reason: verdict.reason, version: verdict.version,
@@ -413,8 +414,8 @@ package final class Mediator: HostInterface {
         var conditionReferences = references
         if let compiled = snapshot.compiled {
             for reference in compiled.coveringReferences(
-                subject: configuration.module, object: object, action: request.action,
-                arguments: ArgumentVector.encode(request.arguments)) where !conditionReferences.contains(reference) {
+                subject: configuration.module, object: object, action: request.action, arguments: arguments)
+            where !conditionReferences.contains(reference) {
                 conditionReferences.append(reference)
             }
         }

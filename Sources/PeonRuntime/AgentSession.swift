@@ -210,10 +210,8 @@ public final class AgentSession: Sendable {
         do {
             // Whoever gets the run's output (a terminal, an MCP client) got data under these labels.
             var details = lifecycleDetails
-            let held = mediator.labelsHeld
-            if !held.isEmpty {
-                details["run_labels"] = held.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: ",")
-            }
+            let held = mediator.labelsHeldDetail
+            if !held.isEmpty { details["run_labels"] = held }
             _ = try audit.append(Self.lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: details),
                                  durable: true)
         } catch {

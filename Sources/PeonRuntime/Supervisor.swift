@@ -233,18 +233,9 @@ package enum Supervisor {
         return false
     }
 
-    /// The parent pid of `pid` from `/proc/PID/stat` (the field after the parenthesized name).
+    /// The parent pid of `pid` (``procStat(of:)``).
     private static func parentProcess(of pid: pid_t) -> pid_t? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes = [UInt8](repeating: 0, count: 1024)
-        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        guard count > 0, let end = bytes[0..<count].lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        // ") S PPID ..."
-        let fields = bytes[(end + 1)..<count].split(separator: UInt8(ascii: " "))
-        guard fields.count > 1 else { return nil }
-        return pid_t(String(decoding: fields[1], as: UTF8.self))
+        procStat(of: pid)?.parent
     }
 
     /// Says on stderr that a signal from inside the run was ignored.
@@ -403,14 +394,20 @@ package enum Supervisor {
         defer { closedir(directory) }
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
-            guard let pid = pid_t(name), let stat = try? String(contentsOfProcStat: "/proc/\(name)/stat") else { continue }
-            // The state and the parent pid are the 1st and 2nd fields after the parenthesised command name.
-            guard let close = stat.lastIndex(of: ")") else { continue }
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            guard fields.count > 1, let parent = pid_t(fields[1]) else { continue }
-            table[pid] = (parent, fields[0] == "Z" || fields[0] == "X")
+            guard let pid = pid_t(name), let stat = procStat(of: pid) else { continue }
+            table[pid] = stat
         }
         return table
+    }
+
+    /// A process's parent and whether it is a zombie, from `/proc/PID/stat`; `nil` when it is gone.
+    private static func procStat(of pid: pid_t) -> (parent: pid_t, zombie: Bool)? {
+        guard let stat = try? String(contentsOfProcStat: "/proc/\(pid)/stat") else { return nil }
+        // The state and the parent pid are the 1st and 2nd fields after the parenthesised command name.
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 1, let parent = pid_t(fields[1]) else { return nil }
+        return (parent, fields[0] == "Z" || fields[0] == "X")
     }
 
     private static func sleep(for duration: Duration) {
@@ -423,7 +420,7 @@ package enum Supervisor {
 extension String {
     /// Reads a small `/proc` file (their sizes read as 0, so they are read in chunks).
     init(contentsOfProcStat path: String) throws(RunError) {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RunError(.internalError, "cannot read \(path)") }
         defer { close(fd) }
         var bytes: [UInt8] = []

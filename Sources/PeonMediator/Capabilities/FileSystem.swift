@@ -668,6 +668,37 @@ struct LabelledBytes: Sendable {
     var labels: [String]
 }
 
+extension FileSystemCapability {
+    /// The labels of the deepest existing entry on `path` (the target itself when it exists, else the
+    /// nearest existing folder above it; links followed) and of the folder holding that entry. An
+    /// attribute that cannot be read fails the call with `io` (closed) instead of its own error.
+    static func labelsWhereTheWalkStopped(_ path: GuestPath) throws(HostError) -> [String] {
+        // Existence is monotone along the path's prefixes (a prefix exists if a longer one does), so the deepest
+        // existing one is found by bisection: a few `stat`s even for a hostile path of thousands of components.
+        let components = path.description.split(separator: "/", omittingEmptySubsequences: true)
+        func prefix(_ count: Int) -> String { count == 0 ? "/" : "/" + components[..<count].joined(separator: "/") }
+        var status = stat()
+        var found = 0, missing = components.count + 1
+        while missing - found > 1 {
+            let middle = found + (missing - found) / 2
+            if stat(prefix(middle), &status) == 0 { found = middle } else { missing = middle }
+        }
+        let current = prefix(found)
+        var labels = Set(try FileLabels.read(.path(current), what: "labels of '\(sanitize(current))'"))
+        if let parent = parentFolder(of: current) {
+            labels.formUnion(try FileLabels.read(.path(parent), what: "labels of '\(sanitize(parent))'"))
+        }
+        return labels.sorted()
+    }
+
+    /// `/a/b` → `/a`, `/a` → `/`, `/` → `nil`.
+    private static func parentFolder(of path: String) -> String? {
+        guard path != "/", let slash = path.utf8.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        if slash == path.utf8.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+}
+
 /// The information-flow labels a file carries, kept in its extended attributes: `user.peon.labels`
 /// (comma-separated names, set on a new file's inode before its rename) and one `user.peon.label.NAME` per
 /// label added to an existing file (by `append`, or on a database, ``DatabaseLabels``). A file's labels are
