@@ -126,13 +126,15 @@ public enum AuditVerifier {
                 try checkPrefixes(checkpoints, tree: tree, logPath: logPath)
             }
         }
-        guard tree.size > 0 else {
-            throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
-        }
+        // Checked before emptiness: a log emptied under a checkpoint that covers entries had its signed entries
+        // removed (exit 10), which is not the empty log of a host that never ran anything (exit 3).
         for (path, cp) in checkpoints where cp.size > tree.size {
             throw AuditError(.checkpointMismatch,
                              "\(logPath):\(tree.size + 1): the checkpoint \(path) covers \(cp.size) entries but the log has \(tree.size): entries from seq \(tree.size) on were removed (truncated)",
                              line: Int(tree.size) + 1, seq: tree.size)
+        }
+        guard tree.size > 0 else {
+            throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
         }
         return VerificationSummary(size: tree.size, rootHash: tree.rootHash, checkpoint: latest,
                                    signatureChecked: key != nil, skippedLiveTail: skippedLiveTail)

@@ -252,7 +252,10 @@ def tamper_vectors():
         lines[:6] + [dup] + lines[7:], want="malformedEntry", seq=6, line=7)
     add("trailing-garbage", "a non-entry line after the last entry", lines + ["{}"], want="malformedEntry",
         seq=10, line=11)
-    add("empty-log", "a log with no entries", [], want="emptyLog")
+    add("empty-log", "a log with no entries, signed as such (the size-0 checkpoint a new log gets)", [],
+        checkpoint=signer.sign(checkpoint_text(origin, [])), want="emptyLog")
+    add("truncated-to-0", "every entry cut off under a checkpoint that covers them: removal, not an empty log", [],
+        want="checkpointMismatch", seq=0, line=1)
     add("missing-field-@0", "entry 0 without its prev", [lines[0].replace(',"prev":"' + "0" * 64 + '"', "")] + lines[1:],
         want="malformedEntry", seq=0, line=1)
     return vectors
