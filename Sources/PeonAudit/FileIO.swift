@@ -132,7 +132,8 @@ package enum FileIO {
     }
 }
 
-/// Reads a file line by line with bounded memory: a line longer than `maxLine` is reported, not buffered whole.
+/// Reads a file line by line with bounded memory: a line longer than `maxLine` bytes (without its newline) is reported
+/// as ``Item/tooLong`` wherever it starts, not buffered whole.
 package struct LineReader {
     /// What ``next()`` returns.
     package enum Item {
@@ -169,10 +170,13 @@ package struct LineReader {
     package mutating func next() throws(AuditError) -> Item? {
         while true {
             if let nl = buffer[start...].firstIndex(of: 0x0A) {
-                let line = Array(buffer[start..<nl])
+                // The length is checked here too: the check below runs only between reads, so without this a line
+                // up to a read's size longer than `maxLine` came back whole or not depending on where it began in a
+                // read (two readers of one file, starting at different offsets, disagreed about the same line).
+                let lineStart = start
                 start = nl + 1
-                if skipping { skipping = false; return .tooLong }
-                return .line(line)
+                if skipping || nl - lineStart > maxLine { skipping = false; return .tooLong }
+                return .line(Array(buffer[lineStart..<nl]))
             }
             if buffer.count - start > maxLine {
                 // Drop what we have of this over-long line and keep scanning for its end.

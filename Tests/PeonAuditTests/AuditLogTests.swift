@@ -89,6 +89,30 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(summary.checkpoint.size == 6)
     }
 
+    /// A chained entry 10 bytes over the 1 MiB line cap, appended by a writer that does not bound its fields. The
+    /// reader checked the cap only between its 64 KiB reads, so such a line (up to 64 KiB over) passed whole when it
+    /// began early in a read: `audit verify` accepted it and a writer reopened the log over it, while a reader that
+    /// started elsewhere (another writer catching up, the central archive) refused it.
+    @Test func anEntryOverTheLineCapIsMalformedWhereverItStarts() throws {
+        let path = dir.path + "/over-cap.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        try log.append(record(0), durable: true)
+        try log.close()
+        let prev = RFC6962.leafHash(try #require(try lines(of: path).last))
+        var long = AuditEntry(seq: 1, time: "2026-11-21T20:00:00.000000Z", record: record(1), prev: toHex(prev))
+        long.record.reason += String(repeating: "x", count: AuditLog.maxLineBytes + 10 - long.serialized().count)
+        let line = long.serialized()
+        #expect(line.count == AuditLog.maxLineBytes + 10)
+        #expect(try AuditEntry.parse(line).get() == long, "the line is a well-formed entry but for its length")
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(line + [0x0A]))
+        try handle.close()
+        #expect(throws: AuditError(.malformedEntry, "")) { try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey) }
+        #expect(throws: AuditError(.malformedEntry, "")) { try AuditLog.open(path: path, signer: signer) }
+        #expect(throws: AuditError(.malformedEntry, "")) { try AuditProofs.leafHashes(logPath: path) }
+    }
+
     @Test func anInclusionProofOfEveryEntryVerifiesIndependently() throws {
         let path = dir.path + "/prove.jsonl"
         let log = try AuditLog.open(path: path, signer: signer)
