@@ -717,8 +717,10 @@ public final class AuditLog: Sendable {
     }
 
     /// Replaces `LOG.checkpoint` with `note` (a checkpoint of `size` entries), under the writer lock and the file
-    /// lock, unless the one there is newer: another process (or a later checkpoint of this one) published while this
-    /// one was signing, and a checkpoint never goes back.
+    /// lock, unless the one there is newer and signed by this log's key: another process (or a later checkpoint of
+    /// this one) published while this one was signing, and a checkpoint never goes back. One that claims more
+    /// entries without that signature is someone's forgery, and is replaced: kept, it would silently stop every
+    /// later checkpoint of the run (the final one too, and the run would not know).
     package func publish(_ note: String, size: UInt64) throws(AuditError) {
         try writer.withLock { w throws(AuditError) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
@@ -726,17 +728,22 @@ public final class AuditLog: Sendable {
             let took = !w.leased
             if took { try FileIO.flockWaiting(fd, LOCK_EX, path: path) }
             defer { if took { _ = flock(fd, LOCK_UN) } }
-            if let published = Self.publishedSize(checkpointPath), published > size { return }
+            let key = try VerifierKey(signer.verifierKey)
+            if let published = Self.publishedSize(checkpointPath, signedBy: key), published > size { return }
             try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8), syncingDirectory: false)
         }
     }
 
-    /// The size the checkpoint file at `path` claims, or `nil` when it is missing or does not parse (then it is
-    /// replaced, as before). Its signature is not checked here: `open` and `audit verify` check it.
-    package static func publishedSize(_ path: String) -> UInt64? {
+    /// The size the checkpoint file at `path` claims, or `nil` when it is missing, does not parse, or (given `key`)
+    /// carries no valid signature by `key` (then it is replaced, as before). Without `key` the signature is not
+    /// checked: `open` and `audit verify` check it.
+    package static func publishedSize(_ path: String, signedBy key: VerifierKey? = nil) -> UInt64? {
         guard let bytes = try? FileIO.readAll(path: path, limit: SignedNote.maxBytes),
               let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
               let checkpoint = try? Checkpoint.parse(note.text) else { return nil }
+        if let key {
+            do { try note.verify(with: key) } catch { return nil }
+        }
         return checkpoint.size
     }
 

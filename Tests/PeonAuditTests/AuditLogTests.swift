@@ -89,6 +89,22 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(summary.checkpoint.size == 6)
     }
 
+    /// Someone who can write `LOG.checkpoint` puts there a "checkpoint" of a million entries signed by another key.
+    /// Before, a writer kept any checkpoint that claimed more entries than its own, signature unchecked: every later
+    /// checkpoint of the run, the final one too, was silently dropped, and the run reported success.
+    @Test func aForgedLargerCheckpointDoesNotStopTheWriterFromSigning() throws {
+        let path = dir.path + "/forged-larger.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        for i in 0..<3 { try log.append(record(i), durable: true) }
+        let forger = try CheckpointSigner(name: signer.name, seed: Array(repeating: 9, count: 32))
+        let forged = try forger.sign(Checkpoint(origin: signer.name, size: 1_000_000, rootHash: Array(repeating: 0, count: 32)))
+        try Data(forged.utf8).write(to: URL(fileURLWithPath: path + ".checkpoint"))
+        try log.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 3)
+        #expect(summary.checkpoint.size == 3)
+    }
+
     /// A chained entry 10 bytes over the 1 MiB line cap, appended by a writer that does not bound its fields. The
     /// reader checked the cap only between its 64 KiB reads, so such a line (up to 64 KiB over) passed whole when it
     /// began early in a read: `audit verify` accepted it and a writer reopened the log over it, while a reader that
