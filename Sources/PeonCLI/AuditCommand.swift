@@ -313,9 +313,11 @@ struct AuditCommand: ParsableCommand {
                     switch item {
                     case .line(let bytes) where bytes.isEmpty:
                         continue
-                    case .line(let bytes), .partial(let bytes):
+                    case .line(let bytes):
                         line = bytes
-                    case .tooLong:
+                    case .partial, .tooLong:
+                        // A last line without its newline is a torn tail, not an entry, even when it parses: it is in
+                        // no checkpoint, and the next write cuts it (`log.recovered`).
                         line = []
                     }
                     guard !line.isEmpty, case .success(let e) = AuditEntry.parse(line) else {
@@ -323,7 +325,8 @@ struct AuditCommand: ParsableCommand {
                         printRow([String(index), "-", "-", "-", "-", "-", "-", "-", "(line \(index + 1) is not an entry)"])
                         continue
                     }
-                    if let module, e.record.module != module { continue }
+                    // Byte for byte: `==` would take `café` spelled with U+0301 for another module's `café`.
+                    if let module, !e.record.module.utf8.elementsEqual(module.utf8) { continue }
                     if let decision, e.record.decision?.rawValue != decision { continue }
                     // The RUN column shows a prefix and `…`: either the whole id or a prefix of it picks the run.
                     if let runPrefix, !e.record.run.utf8.starts(with: runPrefix.utf8) { continue }

@@ -35,6 +35,54 @@ import Testing
         }
     }
 
+    /// A last line without its newline is a torn tail (no checkpoint covers it, and the next write cuts it), not an
+    /// entry, even when it parses: before, a forged entry appended without a newline was shown like any other, with
+    /// no warning.
+    @Test func aTornLastLineIsNotShownAsAnEntryEvenWhenItParses() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("audit.jsonl").path
+            let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 5, count: 32))
+            let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+            try log.append(AuditRecord(run: "r1", module: "honest", moduleSHA256: "", call: "fs.read", resource: "fs:/a",
+                                       decision: .allow), durable: true)
+            try log.close()
+            let first = try #require(try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first)
+            let forged = first.replacingOccurrences(of: "{\"seq\":0,", with: "{\"seq\":1,")
+                .replacingOccurrences(of: "\"honest\"", with: "\"forged\"")
+            #expect(AuditEntry.parse(Array(forged.utf8)).map(\.record.module) == .success("forged"))
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(forged.utf8))
+            try handle.close()
+
+            let shown = try runPeonWasm(["audit", "show", path])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            #expect(shown.stdout.contains("honest"))
+            #expect(!shown.stdout.contains("forged"), "\(shown.stdout)")
+            #expect(shown.stdout.contains("(line 2 is not an entry)"), "\(shown.stdout)")
+            #expect(shown.stderr.contains("1 lines are not entries"), "\(shown.stderr)")
+        }
+    }
+
+    /// `--module` picks a module by its exact bytes, as every name is compared: `café` with a precomposed `é` and
+    /// `café` spelled `e` + U+0301 are two modules (two files), which Swift's `==` takes for one.
+    @Test func moduleFilterComparesNamesByteForByte() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("audit.jsonl").path
+            let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 5, count: 32))
+            let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+            for (module, resource) in [("caf\u{E9}", "fs:/precomposed"), ("cafe\u{301}", "fs:/decomposed")] {
+                try log.append(AuditRecord(run: "r1", module: module, moduleSHA256: "", call: "fs.read", resource: resource,
+                                           decision: .allow), durable: true)
+            }
+            try log.close()
+            let shown = try runPeonWasm(["audit", "show", path, "--module", "caf\u{E9}"])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            #expect(shown.stdout.contains("fs:/precomposed"))
+            #expect(!shown.stdout.contains("fs:/decomposed"), "\(shown.stdout)")
+        }
+    }
+
     @Test func aMissingLogIsOneErrorLine() throws {
         let shown = try runPeonWasm(["audit", "show", "/nonexistent/audit.jsonl"])
         #expect(shown.status != 0)
