@@ -108,7 +108,8 @@ struct AuditCommand: ParsableCommand {
                 }
                 meter?.clear()
                 print("ok: \(summary.size) entries, root \(hex(summary.rootHash))")
-                print("checkpoint: size \(summary.checkpoint.size), origin \(summary.checkpoint.origin), signature checked with \(source)")
+                // The origin is the signer's text: signed, but a hostile host's key signs what it likes (bidi controls).
+                print("checkpoint: size \(summary.checkpoint.size), origin \(TerminalText.escaped(summary.checkpoint.origin)), signature checked with \(TerminalText.escaped(source))")
                 if summary.uncheckpointed > 0 {
                     print("note: \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
                 }

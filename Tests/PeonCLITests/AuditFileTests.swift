@@ -110,6 +110,22 @@ struct AuditFileTests {
         }
     }
 
+    /// The origin line of a checkpoint is whatever its signer chose: a log from a hostile host verifies with that
+    /// host's key, and its origin must not reorder the verdict line on the auditor's terminal (U+202E).
+    @Test func aSignedOriginIsEscapedWhenVerifyPrintsIt() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("audit.jsonl").path
+            let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 6, count: 32))
+            let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0, origin: "host\u{202E}KO")
+            try log.append(AuditRecord(run: "r1", module: "m", moduleSHA256: "", call: "fs.read", resource: "fs:/a"), durable: true)
+            try log.close()
+            let verified = try runPeonWasm(["audit", "verify", path, "--key", signer.verifierKey])
+            #expect(verified.status == 0, "\(verified.stderr)")
+            #expect(!verified.stdout.unicodeScalars.contains("\u{202E}"), "\(verified.stdout)")
+            #expect(verified.stdout.contains("origin host\\u{202e}KO"), "\(verified.stdout)")
+        }
+    }
+
     @Test func auditShowRefusesAFIFOInsteadOfWaiting() throws {
         try withTemporaryDirectory { folder in
             let fifo = folder.appendingPathComponent("fifo.jsonl").path
