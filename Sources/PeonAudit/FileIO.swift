@@ -66,7 +66,7 @@ package enum FileIO {
     }
 
     /// Reads a whole file, refusing one larger than `limit` bytes.
-    static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
+    package static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
         let fd = try openRegularForReading(path: path)
         defer { close(fd) }
         var out: [UInt8] = []

@@ -47,8 +47,10 @@ struct AuditCommand: ParsableCommand {
     static func verifierKeyText(_ option: String?) throws(AuditError) -> String? {
         guard let option else { return nil }
         if !option.contains("+"), FileManager.default.fileExists(atPath: option) {
-            guard let data = FileManager.default.contents(atPath: option), data.count < 4096 else {
-                throw AuditError(.badKey, "\(option): cannot read a verifier key from this file")
+            // Read at most 4 KiB: a key is ~100 bytes, and a path to a huge file (or a FIFO, a device) must not
+            // make the verifier read it whole.
+            guard let data = try? FileIO.readAll(path: option, limit: 4095) else {
+                throw AuditError(.badKey, "\(option): cannot read a verifier key from this file (a regular file under 4 KiB holding NAME+HASH+KEY)")
             }
             return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
@@ -182,8 +184,19 @@ struct AuditCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: log + ".checkpoint") else {
                     throw AuditError(.checkpointMissing, "\(log).checkpoint: cannot read the checkpoint")
                 }
-                FileHandle.standardOutput.write(data)
+                FileHandle.standardOutput.write(Data(Self.checkpointOutput(Array(data), toTerminal: isatty(1) == 1)))
             }
+        }
+
+        /// The checkpoint note as printed: its bytes unchanged into a pipe or file (it is a signed note, kept and
+        /// passed back with `--checkpoint`), each line escaped on a terminal. The note is signed, but by whatever
+        /// key came with the log, and its origin may hold a bidi control that reorders the auditor's screen.
+        static func checkpointOutput(_ note: [UInt8], toTerminal: Bool) -> [UInt8] {
+            guard toTerminal else { return note }
+            let text = String(decoding: note, as: UTF8.self)
+            let escaped = text.split(separator: "\n", omittingEmptySubsequences: false)
+                .map { TerminalText.escaped(String($0)) }.joined(separator: "\n")
+            return Array(escaped.utf8)
         }
     }
 

@@ -275,7 +275,7 @@ func lines(of path: String) throws -> [[UInt8]] {
         // so renaming the next checkpoint over it fails.
         try FileManager.default.removeItem(atPath: path + ".checkpoint")
         try FileManager.default.createDirectory(atPath: path + ".checkpoint", withIntermediateDirectories: false)
-        FileManager.default.createFile(atPath: path + ".checkpoint/occupied", contents: Data())
+        _ = FileManager.default.createFile(atPath: path + ".checkpoint/occupied", contents: Data())
         for i in 0..<5 { try log.append(record(i), durable: false) }
         #expect(throws: AuditError(.failed, "")) { try log.synchronize() }
         #expect(throws: AuditError(.failed, "")) { try log.append(record(5), durable: false) }

@@ -1,5 +1,6 @@
 import Foundation
 import PeonAudit
+@testable import PeonCLI
 import PeonTestSupport
 import Testing
 
@@ -123,6 +124,30 @@ struct AuditFileTests {
             #expect(verified.status == 0, "\(verified.stderr)")
             #expect(!verified.stdout.unicodeScalars.contains("\u{202E}"), "\(verified.stdout)")
             #expect(verified.stdout.contains("origin host\\u{202e}KO"), "\(verified.stdout)")
+        }
+    }
+
+    /// `audit checkpoint` prints the signed note unchanged into a pipe (it is kept and passed back with
+    /// `--checkpoint`), and escaped on a terminal, where a bidi control in its origin would reorder the screen.
+    @Test func aCheckpointIsEscapedOnATerminalAndUnchangedInAPipe() {
+        let note = Array("host\u{202E}KO\n1\nabc=\n\n\u{2014} host AAAA\n".utf8)
+        #expect(AuditCommand.Checkpoint.checkpointOutput(note, toTerminal: false) == note)
+        let shown = String(decoding: AuditCommand.Checkpoint.checkpointOutput(note, toTerminal: true), as: UTF8.self)
+        #expect(!shown.unicodeScalars.contains("\u{202E}"), "\(shown)")
+        #expect(shown.hasPrefix("host\\u{202e}KO\n1\n"), "\(shown)")
+    }
+
+    /// `--key FILE` reads at most 4 KiB: a path to a huge file is refused at once (exit 11), never read whole.
+    @Test func aHugeKeyFileIsRefusedWithoutReadingIt() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let huge = folder.appendingPathComponent("huge.key").path
+            #expect(FileManager.default.createFile(atPath: huge, contents: Data()))
+            #expect(truncate(huge, 64 << 30) == 0)  // 64 GiB, sparse: read whole, it would exhaust memory
+            let verified = try runPeonWasm(["audit", "verify", log.path, "--key", huge], timeout: 30)
+            #expect(verified.status == 11, "\(verified.stderr)")
+            #expect(verified.stderr.contains("a regular file under 4 KiB"), "\(verified.stderr)")
         }
     }
 
