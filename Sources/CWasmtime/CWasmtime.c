@@ -86,6 +86,8 @@
     X(wasmtime_component_item_delete)  \
     X(wasmtime_component_instance_type_export_count)  \
     X(wasmtime_component_instance_type_export_nth)  \
+    X(wasmtime_component_func_type)  \
+    X(wasmtime_component_func_type_delete)  \
     X(wasmtime_component_func_type_param_count)  \
     X(wasmtime_component_func_type_param_nth)  \
     X(wasmtime_component_func_type_result)  \
@@ -106,7 +108,7 @@
     X(wasmtime_component_flags_type_names_nth)  \
     X(wasmtime_component_val_new)                \
     X(wasmtime_component_val_delete)             \
-    X(wasmtime_component_vallist_new)            \
+    X(wasmtime_component_vallist_new_uninit)     \
     X(wasmtime_component_valrecord_new)          \
     X(wasmtime_component_valflags_new)          \
     X(wasm_byte_vec_new)                         \

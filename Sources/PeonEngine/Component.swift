@@ -221,12 +221,18 @@ package protocol CompiledComponent: Sendable {
 
 /// A running component. Not thread-safe.
 package protocol ComponentInstance: AnyObject {
-    /// Calls the exported function `export` (a top-level export of the component).
+    /// Calls the exported function `export` (a top-level export of the component), which must have
+    /// exactly the type `type`.
     ///
-    /// Throws ``EngineError`` `.missingExport` when there is no such function, `.trap(reason)` when
-    /// the guest traps or the arguments do not fit its type; an error thrown by a host function
-    /// during the call is rethrown unchanged.
-    func call(_ export: String, _ arguments: [ComponentValue], resultCount: Int) throws -> [ComponentValue]
+    /// The type is checked before the guest runs: an engine turns whatever the export returns into host
+    /// values before the caller sees it, and a result of another type than the caller expects (a
+    /// `list<u8>` of 16 MiB, say, at tens of host bytes per element) would cost the host memory out of
+    /// all proportion to the guest's, only to be refused afterwards.
+    ///
+    /// Throws ``EngineError`` `.missingExport` when there is no such function or it has another type,
+    /// `.trap(reason)` when the guest traps or the arguments do not fit its type; an error thrown by a
+    /// host function during the call is rethrown unchanged.
+    func call(_ export: String, _ arguments: [ComponentValue], type: ComponentFunctionType) throws -> [ComponentValue]
 
     /// The fuel left, when the instance runs with a fuel budget.
     var remainingFuel: UInt64? { get }

@@ -162,8 +162,8 @@ final class WasmtimeComponentInstance: ComponentInstance {
         self.state = state
     }
 
-    func call(_ export: String, _ arguments: [ComponentValue], resultCount: Int) throws -> [ComponentValue] {
-        try state.call(export, arguments, resultCount: resultCount)
+    func call(_ export: String, _ arguments: [ComponentValue], type: ComponentFunctionType) throws -> [ComponentValue] {
+        try state.call(export, arguments, type: type)
     }
 
     var remainingFuel: UInt64? { state.remainingFuel }
@@ -331,8 +331,10 @@ final class WasmtimeComponentState {
         throw EngineError(.instantiation, failure.message)
     }
 
-    /// Calls the top-level function export `name`.
-    func call(_ name: String, _ arguments: [ComponentValue], resultCount: Int) throws -> [ComponentValue] {
+    /// Calls the top-level function export `name`, after checking that the component declares it with
+    /// exactly `type` (wasmtime lifts a result of whatever type the component declares, one host value
+    /// per list element, before anything here could refuse it).
+    func call(_ name: String, _ arguments: [ComponentValue], type: ComponentFunctionType) throws -> [ComponentValue] {
         var function = wasmtime_component_func_t()
         let found = name.withCString { cName -> Bool in
             guard let index = api.wasmtime_component_instance_get_export_index(&instance, context, nil, cName, name.utf8.count) else {
@@ -342,6 +344,11 @@ final class WasmtimeComponentState {
             return api.wasmtime_component_instance_get_func(&instance, context, index, &function)
         }
         guard found else { throw EngineError(.missingExport, "the component exports no function named \(name)") }
+        let declared = try exportType(&function, name: name)
+        guard declared == type else {
+            throw EngineError(.missingExport, "export \(name) has type \(declared), but the host calls it as \(type)")
+        }
+        let resultCount = type.result == nil ? 0 : 1
         if limits.isPastDeadline {
             throw EngineError(.trap(.timeout), "the run's wall-clock deadline passed before calling \(name)")
         }
@@ -376,6 +383,17 @@ final class WasmtimeComponentState {
             }
         }
         return values
+    }
+
+    /// The type the component declares for its export `function` (named `name` for messages).
+    private func exportType(_ function: inout wasmtime_component_func_t, name: String) throws(EngineError) -> ComponentFunctionType {
+        let handle = api.wasmtime_component_func_type(&function, context)
+        defer { api.wasmtime_component_func_type_delete(handle) }
+        do {
+            return try ComponentTypeReader(api: api).function(handle)
+        } catch {
+            throw EngineError(.missingExport, "cannot read the type of export \(name): \(error.message)")
+        }
     }
 
     /// The fuel left, when the limits set a budget.

@@ -181,11 +181,13 @@ struct ComponentValueWriter {
         return vector
     }
 
-    /// A wasmtime-owned list of `count` values made by `element` (moved into the list).
+    /// A wasmtime-owned list of `count` values made by `element`, each written straight into the list
+    /// (no array of them is built first, which would double what a long list costs the host).
     private func list(_ count: Int, _ element: (Int) -> wasmtime_component_val_t) -> wasmtime_component_vallist_t {
         var result = wasmtime_component_vallist_t()
-        let values = (0..<count).map(element)
-        values.withUnsafeBufferPointer { api.wasmtime_component_vallist_new(&result, $0.count, $0.baseAddress) }
+        api.wasmtime_component_vallist_new_uninit(&result, count)
+        guard let data = result.data else { return result }
+        for index in 0..<min(count, result.size) { (data + index).initialize(to: element(index)) }
         return result
     }
 }

@@ -19,11 +19,22 @@ extension PeonHostBindings {
     /// checks the byte limit on wasmtime's values before anything is copied (see `docs/engines.md#components`).
     package static let componentArgumentLimits = CanonicalLimits(maxBytes: 16 << 20)
 
+    /// The most list elements one result handed to a component may hold, each byte of a `list<u8>`
+    /// counted as one element: 1 Mi (1 048 576). Every element crosses as one 32-byte C value of ours,
+    /// then one 48-byte value of wasmtime's, so a result at this limit costs the host about 80 MiB on
+    /// its way into the guest; a result over it (a 2 MiB file, say) is replaced by
+    /// `error(limit-exceeded)` before any of those values is made. Strings are not elements: they
+    /// cross whole, at a few host bytes per guest byte, under the 16 MiB byte limit.
+    package static let componentResultElements = 1 << 20
+
     /// One component host function per WIT function, each calling `host`, each declaring its WIT type
     /// (an engine refuses a component that imports it with another) and `limits.maxBytes` as its
     /// argument byte limit: a call over it is refused with `error(limit-exceeded)` and audited, as for
-    /// core modules (a function without a result, `log`, ends the guest's call instead).
-    package static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = componentArgumentLimits)
+    /// core modules (a function without a result, `log`, ends the guest's call instead). A result over
+    /// `limits.maxBytes` bytes or `resultElements` list elements reaches the guest as
+    /// `error(limit-exceeded)` instead.
+    package static func componentFunctions(for host: any HostInterface, limits: CanonicalLimits = componentArgumentLimits,
+                                           resultElements: Int = componentResultElements)
         -> [ComponentHostFunction]
     {
         bindings.map { binding in
@@ -37,7 +48,7 @@ extension PeonHostBindings {
                 }
             ) { arguments in
                 if let reason = host.stopReason { throw RunStoppedByHost(reason) }
-                return try binding.callComponent(host, arguments: arguments, types: types, limits: limits)
+                return try binding.callComponent(host, arguments: arguments, types: types, limits: limits, resultElements: resultElements)
             }
         }
     }
@@ -56,12 +67,18 @@ extension PeonHostBindings {
         componentInterfaces.contains(name) || componentWASIPackages.contains { name.hasPrefix($0) }
     }
 
-    /// Calls a component's `run` export with `input` and returns its answer, checking that the value
-    /// it returned is a `result<string, string>`.
+    /// The type of a component's `run` export, `func(input: string) -> result<string, string>`.
+    package static let componentRunType = ComponentFunctionType(parameters: [.string], result: .result(ok: .string, error: .string))
+
+    /// Calls a component's `run` export with `input` and returns its answer. The engine refuses (exit
+    /// 68, before the guest runs) a `run` declared with another type than ``componentRunType``: a
+    /// result is all strings, which cross as one host byte per guest byte, never a list the engine
+    /// would turn into one host value per element. The value returned is checked again here.
     package static func callComponentRun(_ instance: any ComponentInstance, input: String) throws -> Result<String, GuestRunError> {
-        let results = try instance.call(runExport, [.string(input)], resultCount: 1)
+        let results = try instance.call(runExport, [.string(input)], type: componentRunType)
         guard results.count == 1, case .result(let isOk, let payload) = results[0], case .string(let text)? = payload else {
-            throw CanonicalValueMismatch("run returned \(results.map { "\($0)" }.joined(separator: ", ")), not a result<string, string>")
+            // The values' shapes, never their contents: a guest's value may be megabytes long.
+            throw CanonicalValueMismatch("run returned \(results.map(ComponentType.describe).joined(separator: ", ")), not a result<string, string>")
         }
         return isOk ? .success(text) : .failure(GuestRunError(message: text))
     }
@@ -79,7 +96,8 @@ extension PeonHostBindings.Binding {
 
     /// One component call: check and convert the arguments, call the host, convert the result back.
     func callComponent(
-        _ host: any HostInterface, arguments: [ComponentValue], types: ComponentSignature, limits: CanonicalLimits
+        _ host: any HostInterface, arguments: [ComponentValue], types: ComponentSignature, limits: CanonicalLimits,
+        resultElements: Int
     ) throws -> [ComponentValue] {
         guard arguments.count == types.parameters.count else {
             throw GuestMemoryError("\(qualifiedName): called with \(arguments.count) arguments; the WIT function takes \(types.parameters.count)")
@@ -93,11 +111,11 @@ extension PeonHostBindings.Binding {
             }
             let answer = try invoke(host, lifted)
             // A result crosses to the guest as ~80 host bytes per list element (our C values, then
-            // wasmtime's), and wasmtime does not bound it: one over the byte limit is replaced by
-            // error(limit-exceeded). The call itself has happened and is audited as it was.
-            if let answer, ComponentBudget.exceeds(answer, limit: limits.maxBytes) {
-                result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded,
-                    "the result holds more than \(limits.maxBytes) bytes of strings and lists, over a component's per-call limit")))
+            // wasmtime's), and wasmtime does not bound it: one over the byte or the element limit is
+            // replaced by error(limit-exceeded), counted here before any of those values is made. The
+            // call itself has happened and is audited as it was.
+            if let answer, let excess = ComponentBudget.excess(of: answer, maxBytes: limits.maxBytes, maxElements: resultElements) {
+                result = .error(PeonHostBindings.errorValue(HostError(.limitExceeded, excess)))
             } else {
                 result = answer
             }
@@ -129,25 +147,36 @@ struct ComponentBudget {
         }
     }
 
-    /// Whether a host value holds more than `limit` bytes of strings and lists, every list element
-    /// counted at least one byte; stops counting as soon as it does.
-    static func exceeds(_ value: CanonicalValue, limit: Int) -> Bool {
-        var total = 0
-        func over(_ value: CanonicalValue) -> Bool {
+    /// Which of a component's per-call result limits a host value is over, as the message the guest
+    /// gets, or `nil` when it is within both: more than `maxBytes` bytes of strings and lists (every
+    /// list element counted at least one byte), or more than `maxElements` list elements (every byte
+    /// of a `list<u8>` one element). Stops counting as soon as one is passed; allocates nothing.
+    static func excess(of value: CanonicalValue, maxBytes: Int, maxElements: Int) -> String? {
+        var bytes = 0
+        var elements = 0
+        func over() -> Bool { bytes > maxBytes || elements > maxElements }
+        func count(_ value: CanonicalValue) -> Bool {
             switch value {
-            case .string(let text): total += text.utf8.count
-            case .bytes(let bytes): total += bytes.count
-            case .list(let elements):
-                total += elements.count
-                if total > limit { return true }
-                return elements.contains(where: over)
-            case .record(let fields): return fields.contains(where: over)
-            case .variant(_, let payload?): return over(payload)
+            case .string(let text): bytes += text.utf8.count
+            case .bytes(let data):
+                bytes += data.count
+                elements += data.count
+            case .list(let items):
+                bytes += items.count
+                elements += items.count
+                if over() { return true }
+                return items.contains(where: count)
+            case .record(let fields): return fields.contains(where: count)
+            case .variant(_, let payload?): return count(payload)
             default: return false
             }
-            return total > limit
+            return over()
         }
-        return over(value)
+        guard count(value) else { return nil }
+        if bytes > maxBytes {
+            return "the result holds more than \(maxBytes) bytes of strings and lists, over a component's per-call limit"
+        }
+        return "the result holds more than \(maxElements) list elements (each byte of a list<u8> one), over a component's per-call limit"
     }
 
     mutating func spend(elements count: Int) throws(CanonicalLimitExceeded) {

@@ -294,6 +294,47 @@ struct ComponentRunTests {
         }
     }
 
+    @Test("a result over 1 Mi list elements reaches a component as error(limit-exceeded) before the host makes a value per byte",
+          .enabled(if: available, skip))
+    func resultOverTheElementLimitKeepsHostMemoryBounded() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            // 8 MiB: under the 16 MiB byte limit, so before the element limit it crossed at ~80 host
+            // bytes per byte (~700 MB at the peak); now it is refused before any per-byte value is made.
+            try Data(repeating: 0x61, count: 8 << 20).write(to: fixture.note)
+            try fixture.writeGrants(Self.readGrants)
+            let reader = try Self.component("reader", in: folder)
+            let measured = try runPeonWasmMeasuringMemory(
+                ["run", reader, "--audit", fixture.audit.path, "--engine", "wasmtime", "--grants", fixture.grants.path,
+                 "--input", "note.txt"], directory: folder)
+            #expect(measured.result.status == 1, "\(measured.result.stderr.prefix(300))")
+            #expect(measured.result.stderr.contains("peon-wasm: the agent returned an error: the result holds more than 1048576 list "
+                + "elements (each byte of a list<u8> one), over a component's per-call limit"), "\(measured.result.stderr.prefix(300))")
+            if let peak = measured.peakBytes { #expect(peak < 200 << 20, "peak RSS \(peak) bytes") }
+            // The read itself happened and is audited as it was.
+            #expect(try fixture.entries(call: "fs.read").map { $0["decision"] as? String } == ["allow", nil])
+        }
+    }
+
+    @Test("a run export of another type than result<string, string> is refused before it runs (exit 68), its result never lifted",
+          .enabled(if: available, skip))
+    func runOfAnotherTypeIsRefusedBeforeItRuns() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            // Its run returns a 2.7 MB list<u8>: lifted, that was ~80 host bytes per byte (~260 MB at
+            // the peak), and the refusal then printed every byte.
+            let component = try Self.wholeComponent("big-result", in: folder)
+            let measured = try runPeonWasmMeasuringMemory(
+                ["run", component, "--audit", fixture.audit.path, "--engine", "wasmtime"], directory: folder)
+            #expect(measured.result.status == 68, "\(measured.result.stderr.prefix(300))")
+            #expect(measured.result.stderr.contains(
+                "export run has type func(string) -> list<u8>, but the host calls it as func(string) -> result<string, string>"),
+                "\(measured.result.stderr.prefix(300))")
+            #expect(measured.result.stderr.utf8.count < 1000)
+            if let peak = measured.peakBytes { #expect(peak < 150 << 20, "peak RSS \(peak) bytes") }
+        }
+    }
+
     @Test("grants check lists the peon:host functions a component imports and whether the grants allow each",
           .enabled(if: available, skip))
     func grantsCheckReadsComponents() throws {

@@ -109,7 +109,7 @@ struct WasmtimeComponentTests {
         let calls = CallLog()
         let instance = try compiled.instantiate([Self.take(type: Self.declared, calls: calls)], instances: [],
                                                 sandbox: ComponentSandbox(), limits: ResourceLimits())
-        #expect(try instance.call("run", [ComponentValue.string("hello")], resultCount: 1) == [ComponentValue.u32(5)])
+        #expect(try instance.call("run", [ComponentValue.string("hello")], type: Self.declared) == [ComponentValue.u32(5)])
         #expect(calls.all == ["body"])
 
         let forged = ComponentFunctionType(parameters: [.string], result: .result(ok: .u32, error: nil))
@@ -137,7 +137,7 @@ struct WasmtimeComponentTests {
         }
         #expect {
             let instance = try compiled.instantiate([take], instances: [], sandbox: ComponentSandbox(), limits: ResourceLimits())
-            _ = try instance.call("run", [ComponentValue.u32(5)], resultCount: 1)
+            _ = try instance.call("run", [ComponentValue.u32(5)], type: ComponentFunctionType(parameters: [.u32], result: .u32))
         } throws: { error in
             guard let error = error as? EngineError, error.kind == .incompatibleImport else { return false }
             return error.message.contains("test:host/h@0.1.7") && error.message.contains("test:host/h@0.1.0")
@@ -152,8 +152,8 @@ struct WasmtimeComponentTests {
         let calls = CallLog()
         let instance = try compiled.instantiate([Self.take(type: Self.declared, maximum: 8, calls: calls)], instances: [],
                                                 sandbox: ComponentSandbox(), limits: ResourceLimits())
-        #expect(try instance.call("run", [ComponentValue.string("12345678")], resultCount: 1) == [ComponentValue.u32(8)])
-        #expect(try instance.call("run", [ComponentValue.string("123456789")], resultCount: 1) == [ComponentValue.u32(7)])
+        #expect(try instance.call("run", [ComponentValue.string("12345678")], type: Self.declared) == [ComponentValue.u32(8)])
+        #expect(try instance.call("run", [ComponentValue.string("123456789")], type: Self.declared) == [ComponentValue.u32(7)])
         #expect(calls.all == ["body", "oversized: the arguments hold more than 8 bytes of strings and lists"])
     }
 }

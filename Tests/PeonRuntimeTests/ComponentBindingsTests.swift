@@ -131,12 +131,33 @@ struct ComponentBindingsTests {
         #expect(throws: GuestMemoryError.self) { try log("too big") }
     }
 
+    @Test("a result over 1 Mi list elements (each list<u8> byte one) reaches a component as error(limit-exceeded); one at the limit passes")
+    func resultsAreBoundedByListElements() throws {
+        let limit = PeonHostBindings.componentResultElements
+        #expect(limit == 1 << 20)
+        let atLimit = RecordingHost(fileContents: [UInt8](repeating: 0x61, count: limit))
+        let read = try Self.function("fs", "read", host: atLimit, limits: PeonHostBindings.componentArgumentLimits)
+        #expect(try read.body([.string("a.txt")]) == [.result(isOk: true, .bytes([UInt8](repeating: 0x61, count: limit)))])
+
+        // One byte more is far below the 16 MiB byte limit, but each byte would cross as two host values.
+        let over = RecordingHost(fileContents: [UInt8](repeating: 0x61, count: limit + 1))
+        let refused = try Self.function("fs", "read", host: over, limits: PeonHostBindings.componentArgumentLimits)
+        let message = "the result holds more than 1048576 list elements (each byte of a list<u8> one), over a component's per-call limit"
+        #expect(try refused.body([.string("a.txt")]) == [.result(isOk: false, Self.errorRecord(.limitExceeded, message))])
+        #expect(over.calls == [.read("a.txt")])
+
+        // Elements of other lists count too: 1 Mi + 1 directory entries, each one byte long.
+        let entries = RecordingHost(directoryEntries: [String](repeating: "x", count: limit + 1))
+        let listing = try Self.function("fs", "read-dir", host: entries, limits: CanonicalLimits(maxBytes: 64 << 20))
+        #expect(try listing.body([.string(".")]) == [.result(isOk: false, Self.errorRecord(.limitExceeded, message))])
+    }
+
     @Test("a component's run result must be result<string, string>")
     func runResultShapeIsChecked() throws {
         final class Answering: ComponentInstance {
             let answer: [ComponentValue]
             init(_ answer: [ComponentValue]) { self.answer = answer }
-            func call(_ export: String, _ arguments: [ComponentValue], resultCount: Int) throws -> [ComponentValue] { answer }
+            func call(_ export: String, _ arguments: [ComponentValue], type: ComponentFunctionType) throws -> [ComponentValue] { answer }
             var remainingFuel: UInt64? { nil }
         }
         #expect(try PeonHostBindings.callComponentRun(Answering([.result(isOk: true, .string("hi"))]), input: "") == .success("hi"))
@@ -146,6 +167,12 @@ struct ComponentBindingsTests {
             try PeonHostBindings.callComponentRun(Answering([.result(isOk: true, .u32(1))]), input: "")
         }
         #expect(throws: CanonicalValueMismatch.self) { try PeonHostBindings.callComponentRun(Answering([]), input: "") }
+        // The message names the shape, never the contents: a guest's value may be megabytes long.
+        #expect {
+            try PeonHostBindings.callComponentRun(Answering([.bytes([UInt8](repeating: 0, count: 1 << 20))]), input: "")
+        } throws: { error in
+            "\(error)" == "run returned a list of 1048576 u8, not a result<string, string>"
+        }
     }
 }
 

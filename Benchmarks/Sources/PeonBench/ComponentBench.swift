@@ -165,12 +165,12 @@ struct ComponentBench {
                     session.componentFunctions + [noop], instances: PeonHostBindings.componentInterfaces.sorted(),
                     sandbox: ComponentSandbox(), limits: ResourceLimits(memoryBytes: 64 << 20))
                 let floor = try measure(count: sampleCount, batch: floorBatch) {
-                    let answer = try instance.call("loop-noop", [.u32(UInt32(floorBatch))], resultCount: 1)
+                    let answer = try instance.call("loop-noop", [.u32(UInt32(floorBatch))], type: ComponentFunctionType(parameters: [.u32], result: .u32))
                     guard answer == [.u32(UInt32(floorBatch))] else { throw BenchFailure("loop-noop returned \(answer)") }
                 }
                 var ok = 0
                 let read = try measure(count: sampleCount, batch: readBatch) {
-                    let answer = try instance.call("loop-read", [.string("data/small.txt"), .u32(UInt32(readBatch))], resultCount: 1)
+                    let answer = try instance.call("loop-read", [.string("data/small.txt"), .u32(UInt32(readBatch))], type: ComponentFunctionType(parameters: [.string, .u32], result: .u32))
                     guard case .u32(let count)? = answer.first else { throw BenchFailure("loop-read returned \(answer)") }
                     ok += Int(count)
                 }

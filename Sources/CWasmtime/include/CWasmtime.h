@@ -506,6 +506,10 @@ typedef struct peon_wasmtime_api {
     bool (*_Nonnull wasmtime_component_instance_type_export_nth)(
         const wasmtime_component_instance_type_t *_Nonnull type, const wasm_engine_t *_Nonnull engine, size_t nth,
         const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len, wasmtime_component_extern_t *_Nullable *_Nonnull out);
+    /// The type of a function a component exports (owned; deleted with `wasmtime_component_func_type_delete`).
+    wasmtime_component_func_type_t *_Nonnull (*_Nonnull wasmtime_component_func_type)(
+        const wasmtime_component_func_t *_Nonnull func, wasmtime_context_t *_Nonnull context);
+    void (*_Nonnull wasmtime_component_func_type_delete)(wasmtime_component_func_type_t *_Nonnull type);
     size_t (*_Nonnull wasmtime_component_func_type_param_count)(const wasmtime_component_func_type_t *_Nonnull type);
     bool (*_Nonnull wasmtime_component_func_type_param_nth)(
         const wasmtime_component_func_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name,
@@ -540,8 +544,8 @@ typedef struct peon_wasmtime_api {
         const wasmtime_component_flags_type_t *_Nonnull type, size_t nth, const char *_Nullable *_Nonnull name, size_t *_Nonnull name_len);
     wasmtime_component_val_t *_Nonnull (*_Nonnull wasmtime_component_val_new)(wasmtime_component_val_t *_Nonnull value);
     void (*_Nonnull wasmtime_component_val_delete)(wasmtime_component_val_t *_Nonnull value);
-    void (*_Nonnull wasmtime_component_vallist_new)(
-        wasmtime_component_vallist_t *_Nonnull out, size_t size, const wasmtime_component_val_t *_Nullable data);
+    /// A list of `size` values to be filled in place (each element must be written before wasmtime reads it).
+    void (*_Nonnull wasmtime_component_vallist_new_uninit)(wasmtime_component_vallist_t *_Nonnull out, size_t size);
     void (*_Nonnull wasmtime_component_valrecord_new)(
         wasmtime_component_valrecord_t *_Nonnull out, size_t size, const wasmtime_component_valrecord_entry_t *_Nullable data);
     void (*_Nonnull wasmtime_component_valflags_new)(
