@@ -9,7 +9,7 @@ import Darwin
 public struct MeasuredRun: Sendable {
     /// Exit status and output, as ``runPeonWasm(_:stdin:environment:directory:timeout:)`` gives them.
     public var result: CommandResult
-    /// The process's peak resident set size in bytes (`ru_maxrss` of its own `wait4`), or `nil` where
+    /// The peak resident set size of `peon-wasm` and its worker in bytes (`ru_maxrss`), or `nil` where
     /// the system does not report it.
     public var peakBytes: Int?
 }
@@ -17,11 +17,11 @@ public struct MeasuredRun: Sendable {
 /// Runs `peon-wasm` with `arguments` in `directory` (empty stdin; environment as for
 /// ``runPeonWasm(_:stdin:environment:directory:timeout:)``) and measures its peak resident memory.
 ///
-/// The process is started with `posix_spawn` and reaped with `wait4`, so the peak is that one
-/// process's, whatever else the test run starts meanwhile (`getrusage(RUSAGE_CHILDREN)` would give the
-/// largest of all the children ever reaped). It starts as `sh -c 'cd "$0" && exec "$@"'`, which is
-/// the same process once `exec` runs; the shell's own footprint is far below anything a test bounds.
-/// Killed after `timeout`.
+/// `peon-wasm` runs as the only child of a small `python3` parent, which waits for it and reports
+/// `getrusage(RUSAGE_CHILDREN).ru_maxrss`: the high-water mark of `peon-wasm` (and of its worker),
+/// nothing else. Measuring the process this test starts directly would not do: `posix_spawn` shares the
+/// test runner's memory until `exec`, and Linux then counts the runner's own high-water mark (hundreds of
+/// MB in a full test run) as the child's. Killed, with its process group, after `timeout`.
 public func runPeonWasmMeasuringMemory(_ arguments: [String], environment: [String: String] = [:], directory: URL,
                                        timeout: TimeInterval = 120) throws -> MeasuredRun {
     #if os(Linux)
@@ -37,7 +37,16 @@ public func runPeonWasmMeasuringMemory(_ arguments: [String], environment: [Stri
     env["XDG_CONFIG_HOME"] = testConfigHome
     env.merge(environment) { _, new in new }
 
-    let argv = ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", directory.path, peonWasmExecutable.path] + arguments
+    let peakPath = scratch.appendingPathComponent("peak").path
+    let script = """
+        import os, resource, subprocess, sys
+        os.chdir(sys.argv[2])
+        code = subprocess.call(sys.argv[3:])
+        with open(sys.argv[1], "w") as f:
+            f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+        sys.exit(code if code >= 0 else 128 - code)
+        """
+    let argv = ["/usr/bin/env", "python3", "-c", script, peakPath, directory.path, peonWasmExecutable.path] + arguments
     let cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
     let cEnvironment: [UnsafeMutablePointer<CChar>?] = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer { (cArguments + cEnvironment).forEach { free($0) } }
@@ -49,24 +58,30 @@ public func runPeonWasmMeasuringMemory(_ arguments: [String], environment: [Stri
     posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
     posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
 
+    // Its own process group, so that a timeout kills peon-wasm with its python3 parent.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
+    posix_spawnattr_setpgroup(&attributes, 0)
+
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, "/bin/sh", &actions, nil, cArguments, cEnvironment)
+    let spawned = posix_spawn(&pid, "/usr/bin/env", &actions, &attributes, cArguments, cEnvironment)
     guard spawned == 0 else {
         throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "posix_spawn failed: \(String(cString: strerror(spawned)))"])
     }
 
     var status: Int32 = 0
-    var usage = rusage()
     let deadline = Date().addingTimeInterval(timeout)
     while true {
-        let reaped = wait4(pid, &status, WNOHANG, &usage)
+        let reaped = waitpid(pid, &status, WNOHANG)
         if reaped == pid { break }
         if reaped == -1 && errno != EINTR {
-            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "wait4 failed: \(String(cString: strerror(errno)))"])
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "waitpid failed: \(String(cString: strerror(errno)))"])
         }
         if Date() >= deadline {
-            kill(pid, SIGKILL)
-            while wait4(pid, &status, 0, &usage) == -1 && errno == EINTR {}
+            kill(-pid, SIGKILL)
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
             break
         }
         Thread.sleep(forTimeInterval: 0.02)
@@ -80,7 +95,7 @@ public func runPeonWasmMeasuringMemory(_ arguments: [String], environment: [Stri
         result: CommandResult(status: exitStatus, stdout: String(decoding: output, as: UTF8.self),
                               stderr: String(decoding: errors, as: UTF8.self)),
         // Linux reports ru_maxrss in KiB.
-        peakBytes: Int(usage.ru_maxrss) * 1024)
+        peakBytes: (FileManager.default.contents(atPath: peakPath).flatMap { Int(String(decoding: $0, as: UTF8.self)) }).map { $0 * 1024 })
     #else
     let result = try runPeonWasm(arguments, environment: environment, directory: directory, timeout: timeout)
     return MeasuredRun(result: result, peakBytes: nil)
