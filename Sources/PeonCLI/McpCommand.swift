@@ -39,6 +39,12 @@ struct McpCommand: ParsableCommand {
     @Option(name: .customLong("max-concurrent"), help: "Most calls running at once; more wait their turn. Default: 8.")
     var maxConcurrent: Int = 8
 
+    @Option(name: .customLong("max-waiting"), help: "Most calls waiting for a slot at once, across all clients; a call past that is refused at once with an error (HTTP: 503). 0: none waits. Default: 64.")
+    var maxWaiting: Int = ToolServer.defaultMaxWaiting
+
+    @Option(name: .customLong("max-waiting-bytes"), help: "Most input the waiting calls hold together; a call past that is refused at once (one call alone may always wait). Default: 64MiB.")
+    var maxWaitingBytes: SizeArgument?
+
     @Option(name: .customLong("max-message"), help: "Largest MCP message accepted; a longer one is refused with an error. Default: 4MiB.")
     var maxMessage: SizeArgument?
 
@@ -59,6 +65,10 @@ struct McpCommand: ParsableCommand {
         guard (1...1024).contains(maxConcurrent) else {
             throw ValidationError("--max-concurrent must be 1 to 1024, got \(maxConcurrent)")
         }
+        guard (0...65536).contains(maxWaiting) else {
+            throw ValidationError("--max-waiting must be 0 to 65536, got \(maxWaiting)")
+        }
+        _ = try maxWaitingBytes?.checked("--max-waiting-bytes")
         _ = try maxMessage?.checked("--max-message", minimum: 1024)
         _ = try approvalTimeout?.checked("--approval-timeout")
         if let http {
@@ -139,7 +149,8 @@ struct McpCommand: ParsableCommand {
         let log = try AgentSession.openAudit(options)
         let services: [ToolService]
         let server = ToolServer(maxConcurrent: maxConcurrent, version: PeonWasm.configuration.version,
-                                approvalTimeout: approvalTimeout?.duration ?? .seconds(120))
+                                approvalTimeout: approvalTimeout?.duration ?? .seconds(120), maxWaiting: maxWaiting,
+                                maxWaitingBytes: maxWaitingBytes?.bytes ?? ToolServer.defaultMaxWaitingBytes)
         do throws(RunError) {
             let configuration = ToolHostConfiguration(audit: log, options: options, overrides: host.overrides, engine: try engineFactory())
             services = try loadTools(configuration, changed: { server.toolsChanged() })

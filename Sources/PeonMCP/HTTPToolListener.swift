@@ -160,6 +160,7 @@ package final class HTTPToolListener: Sendable {
                               router: HTTPSessionRouter, maxMessageBytes: Int, budget: ConnectionBudget) async {
         var held = 0
         defer { budget.release(held) }
+        let watch = ConnectionCloseWatch(connection.channel.closeFuture)
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             var body = ByteBuffer()
@@ -189,52 +190,124 @@ package final class HTTPToolListener: Sendable {
                 case .end:
                     guard let request = head else { continue }
                     head = nil
-                    let response: HTTPResponse
+                    let routed: RoutedResponse
                     if tooLarge {
-                        response = .error(statusCode: 413, .invalidRequest(
-                            "a message longer than \(maxMessageBytes) bytes was refused (--max-message)"))
+                        routed = RoutedResponse(.error(statusCode: 413, .invalidRequest(
+                            "a message longer than \(maxMessageBytes) bytes was refused (--max-message)")))
                     } else if overBudget {
-                        response = .error(statusCode: 503, .internalError(
-                            "Service Unavailable: the server holds too many request bytes at once; try again"))
+                        routed = RoutedResponse(.error(statusCode: 503, .internalError(
+                            "Service Unavailable: the server holds too many request bytes at once; try again")))
                     } else {
-                        response = await router.handle(request: request, body: Data(body.readableBytesView))
+                        routed = await router.handle(request: request, body: Data(body.readableBytesView))
                     }
                     body.clear()
                     budget.release(held)
                     held = 0
-                    let open = try await write(response, to: outbound, keepAlive: request.isKeepAlive)
+                    let open: Bool
+                    do {
+                        open = try await write(routed, to: outbound, watch: watch, keepAlive: request.isKeepAlive)
+                    } catch {
+                        routed.ticket?.abandon()
+                        routed.ticket?.finish()
+                        throw error
+                    }
+                    routed.ticket?.finish()
                     if !open { return }
                 }
             }
         }
     }
 
-    /// Writes `response`; returns whether the connection stays open for another request.
-    private static func write(_ response: HTTPResponse, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
-                              keepAlive: Bool) async throws -> Bool {
+    /// Writes `routed`'s response; returns whether the connection stays open for another request. An event stream
+    /// is written until it ends or the connection closes (`watch`); a connection that closes first marks the
+    /// call it carried as abandoned by its client (``CallTicket/abandon()``).
+    private static func write(_ routed: RoutedResponse, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+                              watch: ConnectionCloseWatch, keepAlive: Bool) async throws -> Bool {
+        let response = routed.response
         var headers = HTTPHeaders()
         for (name, value) in response.headers.sorted(by: { $0.key < $1.key }) { headers.add(name: name, value: value) }
         let status = HTTPResponseStatus(statusCode: response.statusCode)
         if case .stream(let stream, _) = response {
             headers.replaceOrAdd(name: "Transfer-Encoding", value: "chunked")
             try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
-            do {
-                for try await chunk in stream {
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk))))
+            // The stream waits for the SDK's next event, which may be long in coming (a call waiting for a slot):
+            // a closed connection ends the wait instead of leaving it, and the call, to the session's end.
+            let copying = Task { () -> Bool in
+                do {
+                    for try await chunk in stream {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: chunk))))
+                    }
+                } catch {
+                    // The session ended under the stream (or the connection under the write): end the response;
+                    // the client reconnects or stops.
                 }
-            } catch {
-                // The session ended under the stream: end the response; the client reconnects or stops.
+                return !Task.isCancelled
+            }
+            watch.watch(copying)
+            let ended = await withTaskCancellationHandler { await copying.value } onCancel: { copying.cancel() }
+            watch.unwatch()
+            if !ended {
+                routed.ticket?.abandon()
+                return false
             }
             try await outbound.write(.end(nil))
             return keepAlive
         }
-        let body = response.bodyData ?? Data()
+        let body = routed.body ?? response.bodyData ?? Data()
         headers.replaceOrAdd(name: "Content-Length", value: String(body.count))
         if !keepAlive { headers.replaceOrAdd(name: "Connection", value: "close") }
         try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers)))
         if !body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: body)))) }
         try await outbound.write(.end(nil))
         return keepAlive
+    }
+}
+
+/// Cancels the copying of an event stream to a connection when the connection closes (one per connection, so that
+/// a kept-alive connection's many responses do not each leave a callback on it).
+final class ConnectionCloseWatch: Sendable {
+    private let state = Mutex<(closed: Bool, copying: Task<Bool, Never>?)>((false, nil))
+
+    init(_ closed: EventLoopFuture<Void>) {
+        closed.whenComplete { [self] _ in self.connectionClosed() }
+    }
+
+    /// Cancels `copying` when the connection closes (at once if it has).
+    func watch(_ copying: Task<Bool, Never>) {
+        let closed = state.withLock { state in
+            if !state.closed { state.copying = copying }
+            return state.closed
+        }
+        if closed { copying.cancel() }
+    }
+
+    /// The copying ended.
+    func unwatch() {
+        state.withLock { $0.copying = nil }
+    }
+
+    private func connectionClosed() {
+        let copying = state.withLock { state in
+            state.closed = true
+            defer { state.copying = nil }
+            return state.copying
+        }
+        copying?.cancel()
+    }
+}
+
+/// The router's answer to one HTTP request: the SDK's response, the ticket of the `tools/call` it carries (so the
+/// listener can tell the call when its client goes away, and end the ticket with the response), and a body to
+/// write instead of the response's own.
+struct RoutedResponse: Sendable {
+    var response: HTTPResponse
+    var ticket: CallTicket?
+    var body: Data?
+
+    init(_ response: HTTPResponse, ticket: CallTicket? = nil, body: Data? = nil) {
+        self.response = response
+        self.ticket = ticket
+        self.body = body
     }
 }
 
@@ -264,7 +337,11 @@ actor HTTPSessionRouter {
     var count: Int { sessions.count }
 
     /// Answers one HTTP request.
-    func handle(request head: HTTPRequestHead, body: Data) async -> HTTPResponse {
+    func handle(request head: HTTPRequestHead, body: Data) async -> RoutedResponse {
+        await route(request: head, body: body)
+    }
+
+    private func route(request head: HTTPRequestHead, body: Data) async -> RoutedResponse {
         var headers: [String: String] = [:]
         for (name, value) in head.headers {
             headers[name] = headers[name].map { $0 + ", " + value } ?? value
@@ -273,29 +350,41 @@ actor HTTPSessionRouter {
                                   path: head.uri)
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         guard path == HTTPToolListener.endpoint else {
-            return .error(statusCode: 404, .invalidRequest("Not Found: MCP is served at \(HTTPToolListener.endpoint)"))
+            return RoutedResponse(.error(statusCode: 404, .invalidRequest("Not Found: MCP is served at \(HTTPToolListener.endpoint)")))
         }
         let context = HTTPValidationContext(httpMethod: request.method, sessionID: nil, isInitializationRequest: false,
                                             supportedProtocolVersions: Version.supported)
-        if let refused = validator.validate(request, context: context) { return refused }
+        if let refused = validator.validate(request, context: context) { return RoutedResponse(refused) }
         if let body = request.body, StdioLineTransport.hasInvalidRequestID(body) {
-            return .error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage))
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage)))
         }
         if let id = request.header(HTTPHeaderName.sessionID) {
             guard var entry = sessions[id] else {
-                return .error(statusCode: 404, .invalidRequest("Not Found: no session \(id.prefix(64)); initialize a new one"))
+                return RoutedResponse(.error(statusCode: 404, .invalidRequest("Not Found: no session \(id.prefix(64)); initialize a new one")))
             }
             entry.lastUsed = .now
             sessions[id] = entry
+            // A call takes its place in line here, before the SDK holds it: past the limit it is refused 503 at once.
+            var ticket: CallTicket?
+            if request.method.uppercased() == "POST", let body = request.body, let requestID = Self.toolCallID(body) {
+                switch tools.limiter.enter(bytes: body.count) {
+                case .failure(let refusal):
+                    return RoutedResponse(.error(statusCode: 503, .serverError(code: ToolServer.notStartedCode, message: refusal.message),
+                                                 sessionID: id, extraHeaders: ["Retry-After": "1"]),
+                                          body: Self.errorBody(id: requestID, message: refusal.message))
+                case .success(let place):
+                    ticket = entry.session.openTicket(requestID: requestID.spelling, place: place)
+                }
+            }
             let response = await entry.transport.handleRequest(request)
             if request.method.uppercased() == "DELETE" { await end(id) }
-            return response
+            return RoutedResponse(response, ticket: ticket)
         }
         guard request.method.uppercased() == "POST", let body = request.body, Self.isInitialize(body) else {
-            return .error(statusCode: 400, .invalidRequest("Bad Request: no Mcp-Session-Id header; start a session with initialize"))
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest("Bad Request: no Mcp-Session-Id header; start a session with initialize")))
         }
         guard makeRoom() else {
-            return .error(statusCode: 503, .internalError("Service Unavailable: too many sessions are open; close one (DELETE) and try again"))
+            return RoutedResponse(.error(statusCode: 503, .internalError("Service Unavailable: too many sessions are open; close one (DELETE) and try again")))
         }
         // The slot is taken before the first await: this actor is reentrant, and initializes arriving together
         // must not all find room.
@@ -313,10 +402,10 @@ actor HTTPSessionRouter {
             try await tools.start(session, transport: RequestIDTransport(transport))
         } catch {
             await tools.end(session)
-            return .error(statusCode: 500, .internalError("the session could not start: \(error)"))
+            return RoutedResponse(.error(statusCode: 500, .internalError("the session could not start: \(error)")))
         }
         sessions[id] = Entry(transport: transport, session: session, lastUsed: .now)
-        return await transport.handleRequest(request)
+        return RoutedResponse(await transport.handleRequest(request))
     }
 
     /// Closes a session with no call running when the table is full (``sessionToClose(_:)``); `false` if none can go.
@@ -354,6 +443,23 @@ actor HTTPSessionRouter {
     /// Ends every session.
     func endAll() async {
         for id in Array(sessions.keys) { await end(id) }
+    }
+
+    /// The request id of `body` when it is a `tools/call` request; `nil` for anything else.
+    static func toolCallID(_ body: Data) -> RequestID? {
+        struct Probe: Decodable { var method: String?; var id: ID? }
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: body), probe.method == CallTool.name,
+              let id = probe.id
+        else { return nil }
+        return RequestID(id)
+    }
+
+    /// A JSON-RPC error response to request `id` (server error ``ToolServer/notStartedCode``) saying `message`.
+    static func errorBody(id: RequestID, message: String) -> Data {
+        // Written out, so that the id goes back spelled as the client sent it (`7` or `"7"`).
+        let text = #"{"error":{"code":"# + String(ToolServer.notStartedCode) + #","message":"# + RequestID.quoted(message)
+            + #"},"id":"# + id.spelling + #","jsonrpc":"2.0"}"#
+        return Data(text.utf8)
     }
 
     /// Whether `body` is a JSON-RPC `initialize` request.

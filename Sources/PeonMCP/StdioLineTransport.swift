@@ -12,8 +12,8 @@ import PeonSystem
 /// - A JSON-RPC batch (an array) is refused with an `invalid request` error: the SDK would run its
 ///   calls one by one while reading nothing else.
 /// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
-///   request id in `params._meta["peon-wasm/request-id"]` (overwriting whatever a client put there), so
-///   the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
+///   request id's JSON spelling (`7`, `"7"`) in `params._meta["peon-wasm/request-id"]` (overwriting whatever a
+///   client put there), so the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
 ///
 /// Reading is a blocking loop on its own thread; writes are serialized by the actor.
 package actor StdioLineTransport: Transport {
@@ -144,12 +144,9 @@ package actor StdioLineTransport: Transport {
               request.method == CallTool.name
         else { return data }
         var meta = request.params._meta ?? Metadata()
-        let id: Value
-        switch request.id {
-        case .string(let text): id = .string(text)
-        case .number(let number): id = .int(number)
-        }
-        meta.fields[requestIDKey] = id
+        // The id's JSON spelling, as a string: `7` and `"7"` stay apart, and no id string is ever read back as
+        // something else (the SDK decodes a string beginning with `data:` as binary data).
+        meta.fields[requestIDKey] = .string(RequestID(request.id).spelling)
         let annotated = CallTool.request(
             id: request.id, CallTool.Parameters(name: request.params.name, arguments: request.params.arguments, meta: meta))
         return (try? JSONEncoder().encode(annotated)) ?? data

@@ -9,8 +9,10 @@ import PeonMediator
 ///
 /// One process, one audit log: every `tools/call` is a fresh instance of its tool's module with its own
 /// run id, bracketed in the log by `run.start`/`run.end` that name the request id and the client. Calls
-/// run concurrently on their own threads, at most `maxConcurrent` at once across all clients (the rest
-/// wait their turn); a `notifications/cancelled` stops its call at the call's next host call. When a
+/// run concurrently on their own threads, at most `maxConcurrent` at once across all clients; behind them at
+/// most `maxWaiting` calls wait their turn, holding at most `maxWaitingBytes` of input together, and a call past
+/// that is refused at once with a JSON-RPC error (``CallLimiter``). A `notifications/cancelled` stops its call at
+/// the call's next host call (a call still waiting leaves the line and never starts). When a
 /// tool's grants file is reloaded, `notifications/tools/list_changed` is sent to every client. The server
 /// offers no tool that changes grants: they change only when a person edits the files.
 ///
@@ -21,17 +23,26 @@ import PeonMediator
 package final class ToolServer: Sendable {
     private let tools: Mutex<[String: ToolService]> = Mutex([:])
     private let order: Mutex<[String]> = Mutex([])
-    private let limiter: CallLimiter
+    /// The calls running and waiting, across all clients (the HTTP listener takes a call's place at its POST).
+    let limiter: CallLimiter
     private let version: String
     /// Every live session's server, for `tools/list_changed`.
     private let sessions: Mutex<[ObjectIdentifier: Server]> = Mutex([:])
     /// How long an elicitation may wait for the human (also bounded by the call's deadline).
     private let approvalTimeout: Duration
 
-    /// A server that runs at most `maxConcurrent` calls at once; an approval asked through the client
-    /// waits at most `approvalTimeout` (and never past the call's deadline).
-    package init(maxConcurrent: Int, version: String, approvalTimeout: Duration = .seconds(120)) {
-        limiter = CallLimiter(slots: max(1, maxConcurrent))
+    /// The most calls waiting for a slot, by default.
+    package static let defaultMaxWaiting = 64
+    /// The most input bytes the waiting calls hold together, by default (a call that would wait alone may always
+    /// wait, whatever its size: `--max-message` bounds it).
+    package static let defaultMaxWaitingBytes = 64 << 20
+
+    /// A server that runs at most `maxConcurrent` calls at once, with at most `maxWaiting` more waiting for a slot
+    /// and their inputs at most `maxWaitingBytes` together; an approval asked through the client waits at most
+    /// `approvalTimeout` (and never past the call's deadline).
+    package init(maxConcurrent: Int, version: String, approvalTimeout: Duration = .seconds(120),
+                 maxWaiting: Int = ToolServer.defaultMaxWaiting, maxWaitingBytes: Int = ToolServer.defaultMaxWaitingBytes) {
+        limiter = CallLimiter(slots: max(1, maxConcurrent), maxWaiting: maxWaiting, maxWaitingBytes: maxWaitingBytes)
         self.version = version
         self.approvalTimeout = approvalTimeout
     }
@@ -61,7 +72,7 @@ package final class ToolServer: Sendable {
         let server = Server(name: "peon-wasm", version: version,
                             instructions: "Each tool is a WebAssembly module running under a grants file; every file, network, database and program access it makes is decided by policy and written to an audit log first.",
                             capabilities: Server.Capabilities(tools: .init(listChanged: true)))
-        let session = ToolSession(server: server)
+        let session = ToolSession(server: server, limiter: limiter)
         await server.withMethodHandler(ListTools.self) { [self] _ in
             let names = order.withLock { $0 }
             let services = tools.withLock { table in names.compactMap { table[$0] } }
@@ -85,8 +96,9 @@ package final class ToolServer: Sendable {
     /// Ends `session`: it gets no more `tools/list_changed`, and its SDK server stops.
     func end(_ session: ToolSession) async {
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
-        // A session that ends (DELETE, or closed to make room) takes its running calls with it: each stops at
-        // its next host call and records `cancelled`, instead of running on to its deadline for nobody.
+        // A session that ends (DELETE, or closed to make room) takes its calls with it: a running one stops at its
+        // next host call and records `cancelled`, instead of running on to its deadline for nobody; a waiting one
+        // leaves the line and never starts.
         session.cancelRunningCalls()
         await session.server.stop()
     }
@@ -103,37 +115,61 @@ package final class ToolServer: Sendable {
         }
     }
 
+    /// The JSON-RPC error code of a call refused or withdrawn before it started (a server error, JSON-RPC 2.0).
+    static let notStartedCode = -32000
+
     /// One `tools/call`.
     func call(_ parameters: CallTool.Parameters, session: ToolSession) async throws -> CallTool.Result {
+        let requestID = RequestID(spelling: parameters._meta?[StdioLineTransport.requestIDKey]?.stringValue)
+        // Over HTTP the call took its place in line when its POST arrived; on stdio it takes one here.
+        let ticket = requestID.map { session.claimTicket($0.spelling) } ?? nil
         guard let service = tools.withLock({ $0[parameters.name] }) else {
+            ticket?.finish()
             let known = order.withLock { $0 }.joined(separator: ", ")
             throw MCPError.invalidParams("no tool named '\(TerminalText.escaped(parameters.name))'; the tools are \(known)")
         }
         let input: String
         switch Self.input(for: service, arguments: parameters.arguments) {
         case .success(let text): input = text
-        case .failure(let problem): return Self.result(problem.message, isError: true)
+        case .failure(let problem):
+            ticket?.finish()
+            return Self.result(problem.message, isError: true)
         }
-        let requestID = parameters._meta?[StdioLineTransport.requestIDKey].map(Self.idText) ?? "unknown"
+        let place: CallLimiter.Place
+        if let ticket {
+            place = ticket.place
+        } else {
+            switch limiter.enter(bytes: input.utf8.count) {
+            case .success(let entered): place = entered
+            case .failure(let refusal): throw MCPError.serverError(code: Self.notStartedCode, message: refusal.message)
+            }
+        }
         session.inFlight.add(1, ordering: .acquiringAndReleasing)
         defer { session.inFlight.subtract(1, ordering: .acquiringAndReleasing) }
         let cancellation = RunCancellation()
-        let token = session.track(cancellation)
+        let token = session.track(cancellation, place: place)
         defer { session.untrack(token) }
         let client = session.clientName
         let approver: (any Approver)? = session.supportsElicitation
             ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout,
                                   sessionLabels: session.labels)
             : nil
-        let call = ToolCall(input: input, requestID: requestID, client: client, cancellation: cancellation, approver: approver,
-                            sessionLabels: session.labels)
-        await limiter.acquire()
+        let call = ToolCall(input: input, requestID: requestID?.text ?? "unknown", client: client, cancellation: cancellation,
+                            approver: approver, sessionLabels: session.labels, requestIDJSON: requestID?.spelling)
+        guard await limiter.wait(place) else {
+            // Withdrawn before it started: cancelled by its client (no answer, as for a running call), its client
+            // gone (HTTP), or its session ended. It never ran, so the log has nothing of it.
+            if Task.isCancelled { throw CancellationError() }
+            let why = ticket?.isAbandoned == true ? "its client closed the connection" : "its session ended"
+            throw MCPError.serverError(code: Self.notStartedCode,
+                                       message: "the call was not started: \(why) while it waited for a slot; send it again")
+        }
         let answer = await withTaskCancellationHandler {
             await Self.onThread { service.call(call) }
         } onCancel: {
             cancellation.cancel()
         }
-        await limiter.release()
+        limiter.release()
         // A request its client cancelled gets no answer (the SDK sends none when the handler throws
         // CancellationError); its run has ended and recorded `cancelled`. A call the server stopped (SIGTERM)
         // is answered: its client did not ask for the end.
@@ -183,12 +219,6 @@ package final class ToolServer: Sendable {
         CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], isError: isError)
     }
 
-    static func idText(_ value: Value) -> String {
-        if let text = value.stringValue { return text }
-        if let number = value.intValue { return String(number) }
-        return "unknown"
-    }
-
     /// Runs a blocking call on a thread of its own (guests block; the async pool must not), with a
     /// stack large enough for deep guest recursion in the interpreter.
     static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
@@ -211,16 +241,23 @@ final class ToolSession: Sendable {
     /// The labels of what this session's calls returned to its client; each later call starts holding them.
     let labels = ToolSessionLabels()
     private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
-    /// The cancellations of the calls running now, by a token of their own.
-    private let running = Mutex<(next: Int, calls: [Int: RunCancellation])>((0, [:]))
+    /// The cancellations and places in line of the calls running or waiting now, by a token of their own.
+    private let running = Mutex<(next: Int, calls: [Int: (cancellation: RunCancellation, place: CallLimiter.Place)])>((0, [:]))
+    /// The HTTP `tools/call`s of this session whose POST is open (``CallTicket``).
+    private let tickets = Mutex<[CallTicket]>([])
+    /// The server's call limiter, where the session's waiting calls leave the line when it ends.
+    private let limiter: CallLimiter
 
-    init(server: Server) { self.server = server }
+    init(server: Server, limiter: CallLimiter) {
+        self.server = server
+        self.limiter = limiter
+    }
 
-    /// Remembers a running call's cancellation until ``untrack(_:)``; returns its token.
-    func track(_ cancellation: RunCancellation) -> Int {
+    /// Remembers a call's cancellation and place in line until ``untrack(_:)``; returns its token.
+    func track(_ cancellation: RunCancellation, place: CallLimiter.Place) -> Int {
         running.withLock { state in
             state.next += 1
-            state.calls[state.next] = cancellation
+            state.calls[state.next] = (cancellation, place)
             return state.next
         }
     }
@@ -230,9 +267,31 @@ final class ToolSession: Sendable {
         running.withLock { _ = $0.calls.removeValue(forKey: token) }
     }
 
-    /// Cancels every call of the session that is running.
+    /// Cancels every call of the session that is running, and takes every one that waits out of line.
     func cancelRunningCalls() {
-        for cancellation in running.withLock({ Array($0.calls.values) }) { cancellation.cancel() }
+        for call in running.withLock({ Array($0.calls.values) }) {
+            call.cancellation.cancel()
+            limiter.withdraw(call.place)
+        }
+        for ticket in tickets.withLock({ $0 }) { limiter.withdraw(ticket.place) }
+    }
+
+    /// Opens a ticket for a `tools/call` POSTed with request id `requestID` (its JSON spelling), holding `place`.
+    func openTicket(requestID: String, place: CallLimiter.Place) -> CallTicket {
+        let ticket = CallTicket(requestID: requestID, place: place, limiter: limiter, session: self)
+        tickets.withLock { $0.append(ticket) }
+        return ticket
+    }
+
+    /// The open ticket of request id `requestID` (its JSON spelling) no call has claimed yet, now claimed; `nil` on
+    /// stdio, or when none is open.
+    func claimTicket(_ requestID: String) -> CallTicket? {
+        tickets.withLock { tickets in tickets.first { $0.requestID == requestID && $0.claim() } }
+    }
+
+    /// Forgets a ticket whose POST was answered or whose connection closed.
+    func forget(_ ticket: CallTicket) {
+        tickets.withLock { $0.removeAll { $0 === ticket } }
     }
 
     /// Records the client's `initialize`: its name, and whether it can show a form to its user (form
@@ -249,26 +308,91 @@ final class ToolSession: Sendable {
     var supportsElicitation: Bool { client.withLock { $0.elicitation } }
 }
 
-/// A counting semaphore for async callers: at most `slots` holders at once, the rest wait in order.
-actor CallLimiter {
-    private var free: Int
-    private var waiting: [CheckedContinuation<Void, Never>] = []
+/// A `tools/call` that arrived over HTTP, from its POST to the end of its answer (or of its connection): the place
+/// in line the listener took for it before the SDK saw it (so a call past the limit is answered 503 at once), and
+/// whether its client closed the connection. A call waiting for a slot whose client went away leaves the line and
+/// never starts; one that runs goes on (MCP: a disconnection is not a cancellation; the answer is kept for a client
+/// that resumes with `Last-Event-ID`).
+final class CallTicket: Sendable {
+    /// The JSON spelling of the call's request id (`7`, `"7"`).
+    let requestID: String
+    /// The call's place in line.
+    let place: CallLimiter.Place
+    private let limiter: CallLimiter
+    private let session: ToolSession
+    private let state = Mutex<(claimed: Bool, abandoned: Bool)>((false, false))
 
-    init(slots: Int) { free = slots }
-
-    func acquire() async {
-        if free > 0 {
-            free -= 1
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
+    init(requestID: String, place: CallLimiter.Place, limiter: CallLimiter, session: ToolSession) {
+        self.requestID = requestID
+        self.place = place
+        self.limiter = limiter
+        self.session = session
     }
 
-    func release() {
-        if waiting.isEmpty {
-            free += 1
-        } else {
-            waiting.removeFirst().resume()
+    /// Marks the ticket as its call's; `false` if a call claimed it already.
+    func claim() -> Bool {
+        state.withLock { state in
+            guard !state.claimed else { return false }
+            state.claimed = true
+            return true
         }
+    }
+
+    /// Whether the call's client closed the connection before its answer.
+    var isAbandoned: Bool { state.withLock { $0.abandoned } }
+
+    /// The client closed the connection before the answer (``finish()`` follows, and takes the place out of line:
+    /// a call still waiting, or not yet arrived, never starts).
+    func abandon() {
+        state.withLock { $0.abandoned = true }
+    }
+
+    /// The POST is over (answered, refused, or its connection closed): a place no call took is given back.
+    func finish() {
+        limiter.withdraw(place)
+        session.forget(self)
+    }
+}
+
+/// A JSON-RPC request id as the client spelled it: `spelling` is its JSON text (`7` and `"7"` differ), `text` the
+/// id without JSON quoting (as `mcp_request` has always recorded it, so `7` and `"7"` read alike).
+struct RequestID: Sendable, Hashable {
+    /// The JSON text: an integer, or a JSON string with its quotes.
+    let spelling: String
+    /// The integer's digits, or the string's characters.
+    let text: String
+
+    /// The id of the SDK's request.
+    init(_ id: ID) {
+        switch id {
+        case .number(let number):
+            spelling = String(number)
+            text = String(number)
+        case .string(let string):
+            spelling = Self.quoted(string)
+            text = string
+        }
+    }
+
+    /// The id whose JSON spelling is `spelling`; `nil` unless that is an integer or a JSON string.
+    init?(spelling: String?) {
+        guard let spelling, let data = spelling.data(using: .utf8) else { return nil }
+        if let number = Int(spelling) {
+            self.spelling = String(number)
+            text = String(number)
+        } else if spelling.hasPrefix("\""), let string = try? JSONDecoder().decode(String.self, from: data) {
+            self.spelling = spelling
+            text = string
+        } else {
+            return nil
+        }
+    }
+
+    /// `string` as a JSON string (quotes, escapes, `/` unescaped).
+    static func quoted(_ string: String) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        guard let data = try? encoder.encode(string) else { return "\"\"" }
+        return String(decoding: data, as: UTF8.self)
     }
 }

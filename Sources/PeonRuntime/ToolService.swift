@@ -53,8 +53,12 @@ package final class ToolSessionLabels: Sendable {
 package struct ToolCall: Sendable {
     /// The string given to the module's `run` export.
     package var input: String
-    /// The client's request id (for `run.start`/`run.end`).
+    /// The client's request id (for `run.start`/`run.end`'s `mcp_request`), without JSON quoting: `7` and `"7"`
+    /// both read `7` there.
     package var requestID: String
+    /// The request id's JSON spelling (`7`, `"7"`), for `run.start`/`run.end`'s `mcp_request_json`, which tells the
+    /// two apart; `nil`: not recorded.
+    package var requestIDJSON: String?
     /// The client's name (for `run.start`/`run.end`).
     package var client: String
     /// Set when the client cancels the call.
@@ -68,9 +72,10 @@ package struct ToolCall: Sendable {
 
     /// Creates a call.
     package init(input: String, requestID: String, client: String, cancellation: RunCancellation = RunCancellation(),
-                approver: (any Approver)? = nil, sessionLabels: ToolSessionLabels? = nil) {
+                approver: (any Approver)? = nil, sessionLabels: ToolSessionLabels? = nil, requestIDJSON: String? = nil) {
         self.input = input
         self.requestID = requestID
+        self.requestIDJSON = requestIDJSON
         self.client = client
         self.cancellation = cancellation
         self.approver = approver
@@ -243,11 +248,13 @@ package final class ToolService: Sendable {
         let denials = LockedBox<[(action: String, object: String)]>([])
         let session: AgentSession
         let engine: any WasmEngine
+        var details = ["mcp_request": call.requestID, "mcp_client": call.client, "tool": name]
+        if let spelling = call.requestIDJSON { details["mcp_request_json"] = spelling }
         do {
             engine = try host.engine(plan.limits.fuel != nil)
             session = try AgentSession(
                 plan: plan, deadline: ContinuousClock.now + plan.limits.timeout, sharedAudit: host.audit, store: store,
-                details: ["mcp_request": call.requestID, "mcp_client": call.client, "tool": name],
+                details: details,
                 approver: call.approver, inheritedLabels: call.sessionLabels?.current ?? [:],
                 denialSink: { action, object in
                     denials.withLock { if $0.count < 16 { $0.append((action, object)) } }

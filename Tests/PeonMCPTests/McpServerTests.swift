@@ -23,6 +23,10 @@ struct McpServerTests {
                        // another tool is refused; a new session starts clean; run.start/run.end record it
         "elicit-labels", // an approval request shows the client what the run read: a call the client makes while it
                          // waits holds the run's labels
+        "waiting",     // one slot, one waiting call: the next is refused at once (JSON-RPC error naming --max-waiting);
+                       // a waiting call its client cancels never starts; ids 7 and "7" differ in mcp_request_json
+        "http-waiting", // the same over HTTP: 503 under the call's own id; a waiting call whose client closed the
+                        // connection never starts and frees its place
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])

@@ -806,6 +806,163 @@ def elicit_labels_scenario():
     verify_log()
 
 
+# MARK: the calls waiting for a slot, and request ids
+
+def run_starts(request=None):
+    return [e for e in entries() if e["call"] == "run.start"
+            and (request is None or e.get("details", {}).get("mcp_request_json") == request)]
+
+
+def wait_for(condition, what, seconds=20):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.05)
+    fail(f"timed out waiting for {what}")
+
+
+def waiting_limit_scenario():
+    """On stdio, with one slot and room for one waiting call: a call past that is refused at once with a JSON-RPC
+    error naming the limit; a waiting call its client cancels never starts; ids 7 and "7" are told apart in the log."""
+    import select
+    process = subprocess.Popen([PEON, *server_args(["--max-concurrent", "1", "--max-waiting", "1"])], cwd=WORK,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(STDERR, "a"),
+                               env={**os.environ, "XDG_CONFIG_HOME": WORK})
+
+    def send(message):
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.flush()
+
+    def reply(seconds=20):
+        ready, _, _ = select.select([process.stdout], [], [], seconds)
+        check(ready, f"no answer within {seconds} s")
+        line = process.stdout.readline()
+        check(line, "the server closed its output")
+        return json.loads(line)
+
+    def call(id, tool, arguments):
+        send({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": arguments}})
+
+    def cancel(id):
+        send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id, "reason": "test"}})
+
+    send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    check(reply().get("id") == 1, "no initialize answer")
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    call(10, "sleeper", {"input": ""})
+    wait_for(lambda: run_starts("10"), "the first sleeper to start")
+    call(11, "sleeper", {"input": ""})  # waits for the slot
+    time.sleep(0.5)
+    call(12, "echo", {"text": "late"})  # one call waits already: refused at once
+    refused = reply(seconds=10)
+    check(refused.get("id") == 12 and refused.get("error", {}).get("code") == -32000
+          and "--max-waiting" in refused["error"]["message"], f"a call past the waiting limit answered {refused}")
+    # The waiting call, cancelled by its client, leaves the line: it never starts, and makes room.
+    cancel(11)
+    time.sleep(0.5)
+    call(13, "echo", {"text": "room"})  # waits (the sleeper holds the slot); refused if 11 still waited
+    cancel(10)
+    answer = reply()
+    check(answer.get("id") == 13 and answer.get("result", {}).get("content", [{}])[0].get("text") == '{"text":"room"}',
+          f"the call that took the cancelled one's place answered {answer}")
+    # 7 and "7": both answered under their own id, and the log tells them apart.
+    call(7, "echo", {"text": "number"})
+    first = reply()
+    call("7", "echo", {"text": "string"})
+    second = reply()
+    check(first.get("id") == 7 and second.get("id") == "7", f"the answers to 7 and \"7\": {first} {second}")
+    process.stdin.close()
+    check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+    verify_log()
+    check(not run_starts("11"), f"a waiting call its client cancelled started: {run_starts('11')}")
+    check(not run_starts("12"), "a call refused at the waiting limit started")
+    number, string = run_starts("7"), run_starts('"7"')
+    check(len(number) == 1 and len(string) == 1, f"run.start of 7 and \"7\": {number} {string}")
+    check(json.loads(number[0]["details"]["mcp_request_json"]) == 7
+          and json.loads(string[0]["details"]["mcp_request_json"]) == "7", "mcp_request_json is not the id's JSON")
+    # `mcp_request` reads as it always did (readers of older logs go on working).
+    check(number[0]["details"]["mcp_request"] == "7" and string[0]["details"]["mcp_request"] == "7",
+          f"mcp_request changed: {number[0]['details']} {string[0]['details']}")
+    ends = [e for e in entries() if e["call"] == "run.end" and e["run"] in (number[0]["run"], string[0]["run"])]
+    check(sorted(e["details"].get("mcp_request_json") for e in ends) == ['"7"', "7"], f"run.end of 7 and \"7\": {ends}")
+
+
+def http_waiting_scenario():
+    """Over HTTP, with one slot and room for one waiting call: a call past that is answered 503 at once (a JSON-RPC
+    error under its own id); a waiting call whose client closes the connection never starts and frees its place."""
+    import socket
+    import threading
+    process, url = start_http_server(["--max-concurrent", "1", "--max-waiting", "1"])
+    try:
+        initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        opened = httpx2.post(url, content=initialize, headers=accept)
+        sid = opened.headers.get("mcp-session-id")
+        check(sid, f"no session id: {opened.status_code} {opened.headers}")
+        headers = {**accept, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}
+        httpx2.post(url, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers=headers)
+
+        def call(id, tool, arguments):
+            return json.dumps({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                               "params": {"name": tool, "arguments": arguments}})
+
+        answers = {}
+
+        def post_in_background(id, body):
+            def run():
+                try:
+                    answers[id] = httpx2.post(url, content=body, headers=headers, timeout=60).text
+                except Exception as error:
+                    answers[id] = f"failed: {error}"
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        running = post_in_background(2, call(2, "sleeper", {"input": ""}))
+        wait_for(lambda: run_starts("2"), "the sleeper to start")
+        # A call that waits, on a connection its client then closes.
+        port = int(url.split(":")[2].split("/")[0])
+        waiting = socket.create_connection(("127.0.0.1", port))
+        body = call(3, "sleeper", {"input": ""}).encode()
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        waiting.sendall(f"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        waiting.settimeout(20)
+        check(waiting.recv(4096).startswith(b"HTTP/1.1 200"), "the waiting call's POST was not answered with a stream")
+        # One call waits: the next is refused at once, 503, under its own id.
+        started = time.monotonic()
+        refused = httpx2.post(url, content=call(4, "echo", {"text": "late"}), headers=headers, timeout=30)
+        check(refused.status_code == 503 and time.monotonic() - started < 10,
+              f"a call past the waiting limit got {refused.status_code} {refused.text[:300]}")
+        error = refused.json()
+        check(error.get("id") == 4 and error["error"]["code"] == -32000 and "--max-waiting" in error["error"]["message"],
+              f"the 503 body {error}")
+        # The waiting call's client goes away: its place is freed, and it never starts.
+        waiting.close()
+        time.sleep(1.0)
+        late = post_in_background(5, call(5, "echo", {"text": "room"}))  # waits; refused 503 if 3 still waited
+        time.sleep(1.0)
+        httpx2.post(url, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                             "params": {"requestId": 2, "reason": "test"}}), headers=headers)
+        late.join(timeout=30)
+        events = [json.loads(line[5:]) for line in answers.get(5, "").splitlines() if line.startswith("data:") and line[5:].strip()]
+        check(any(e.get("id") == 5 and e.get("result", {}).get("content", [{}])[0].get("text") == '{"text":"room"}' for e in events),
+              f"the call that took the gone one's place: {answers.get(5)}")
+        time.sleep(1.0)
+        check(not run_starts("3"), f"a waiting call whose client went away started: {run_starts('3')}")
+        httpx2.delete(url, headers=headers)
+        running.join(timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=30)
+    check(status == 143, f"exit status {status} after SIGTERM")
+    verify_log()
+    check(not run_starts("3") and not run_starts("4"), "a refused or abandoned call ran")
+
+
 def main():
     setup()
     if SCENARIO == "basic":
@@ -841,6 +998,10 @@ def main():
         labels_log()
     elif SCENARIO == "elicit-labels":
         elicit_labels_scenario()
+    elif SCENARIO == "waiting":
+        waiting_limit_scenario()
+    elif SCENARIO == "http-waiting":
+        http_waiting_scenario()
     elif SCENARIO == "policy-store":
         policy_store_scenario()
     else:
