@@ -15,7 +15,9 @@
 #include <sys/xattr.h>
 #include <sys/syscall.h>
 #if defined(__linux__)
+#include <linux/magic.h>
 #include <linux/openat2.h>
+#include <sys/vfs.h>
 #include <sched.h>
 #include <sys/prctl.h>
 #endif
@@ -332,6 +334,34 @@ long peon_getxattr(const char *path, const char *name, void *value, unsigned lon
 
 int peon_setxattr(const char *path, const char *name, const void *value, unsigned long size, int flags) {
     return setxattr(path, name, value, (size_t)size, flags);
+}
+
+int peon_open_proc_fds(void) {
+#if defined(__linux__)
+    int fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct statfs info;
+    if (fstatfs(fd, &info) != 0 || info.f_type != PROC_SUPER_MAGIC) {
+        close(fd);
+        errno = EXDEV;
+        return -1;
+    }
+    return fd;
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int peon_reopen(int procfds, int fd, int flags) {
+    if (procfds < 0 || fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    char name[16];
+    snprintf(name, sizeof name, "%d", fd);
+    flags &= ~(O_CREAT | O_NOFOLLOW);
+    return openat(procfds, name, flags);
 }
 
 int peon_open_beneath_no_links(int dirfd, const char *path, int flags) {

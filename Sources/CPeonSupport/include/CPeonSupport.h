@@ -17,6 +17,19 @@ int peon_o_path(void);
 /// filter) has no `openat2`. The constants and the call come from <linux/openat2.h> and <sys/syscall.h>.
 int peon_open_beneath_no_links(int dirfd, const char *path, int flags);
 
+/// Opens `/proc/self/fd` (`O_PATH | O_DIRECTORY | O_CLOEXEC`) and checks with `fstatfs` that it lies on procfs
+/// (`PROC_SUPER_MAGIC` from <linux/magic.h>), so its entries are this process's descriptors and nothing an
+/// operator's file tree could imitate. Returns the descriptor, or -1 with errno set (`ENOENT` when /proc is not
+/// mounted, `EXDEV` when what is there is not procfs, `ENOSYS` off Linux).
+int peon_open_proc_fds(void);
+
+/// Opens for I/O, with `flags`, the very file the descriptor `fd` (typically `O_PATH`) names: `openat(procfds,
+/// "<fd>", flags)` on the folder from `peon_open_proc_fds`, which resolves one decimal name in that folder and
+/// then the kernel's magic link to `fd`'s file, never a name in any other folder. The file's permissions are
+/// checked again for `flags`. `O_CREAT` and `O_NOFOLLOW` are cleared from `flags` (nothing is created; the
+/// magic link must be followed). Returns the new descriptor, or -1 with errno set.
+int peon_reopen(int procfds, int fd, int flags);
+
 /// `fgetxattr` from <sys/xattr.h> (the Swift Glibc module does not export it).
 long peon_fgetxattr(int fd, const char *name, void *value, unsigned long size);
 

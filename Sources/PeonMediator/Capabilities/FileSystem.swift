@@ -3,12 +3,14 @@
 // Two steps. ``GuestPath`` (PeonInterface) turns the guest's path into a canonical absolute path by
 // lexical rules only; that value is what policy decides on and what this capability walks. Each operation
 // first opens the path's parent folder with one `openat2(2)` call that refuses every symbolic link (a read
-// opens the file itself that way); a path with no link is thereby resolved in one system call. If that call meets a link it walks the path
+// opens an `O_PATH` handle on the file itself that way); a path with no link is thereby resolved in one system call. If that call meets a link it walks the path
 // from `/` one component at a time with `openat(2)` and `O_NOFOLLOW`, holding a descriptor for every directory it passes, so no
 // component can be swapped between a check and its use. When the walk meets a symbolic link it reads
 // the link, builds the absolute path the link leads to, asks `authorize` about that path and, only if
 // allowed, starts over from `/` on the new path. What is accessed is therefore always exactly a path
-// that was authorized.
+// that was authorized. An existing file is never opened for I/O by its name: it is opened `O_PATH` (which
+// runs no driver's or FIFO's open), checked with `fstat`, and only a regular file is then reopened for
+// reading or appending through `/proc/self/fd/N`, the very inode that was checked (``reopen``).
 
 #if canImport(Glibc)
 import Glibc
@@ -32,7 +34,11 @@ import PeonSystem
 /// - Paths arrive as ``GuestPath`` values: absolute, lexically normal, bounded (see ``GuestPath``).
 /// - A symbolic link anywhere on the path (in the middle or last) is followed only after
 ///   `authorize(target)` says yes; at most 32 links are followed per call (`invalid-argument` after).
-/// - Only regular files are read or appended to; FIFOs, devices and sockets are `invalid-argument`.
+/// - Only regular files are read or appended to; FIFOs, devices and sockets are `invalid-argument`, and are
+///   never opened for I/O: opening has effects of its own (a FIFO's blocked writer is released, a tape
+///   rewinds, a watchdog arms). An existing file is opened `O_PATH`, checked, and reopened through
+///   `/proc/self/fd` (``reopen(_:flags:_:_:)``); without a procfs at `/proc` such a read or append fails
+///   with `io` instead.
 /// - A regular file with more than one hard link is refused (`denied`) for read and append, since its
 ///   other names may lie outside the grant.
 /// - `write` writes a temporary file in the same directory and renames it over the target: readers
@@ -71,9 +77,17 @@ struct FileSystemCapability: Sendable {
     /// How this capability resolves paths (``PathResolution/singleCallFirst`` unless a test forces the walk).
     let resolution: PathResolution
 
+    /// Whether a checked file may be reopened for I/O through `/proc/self/fd` (``reopen(_:flags:_:_:)``).
+    /// Always `true` but in tests, which turn it off to see what happens where /proc is not mounted.
+    let reopensThroughProc: Bool
+
     /// `/`, opened once (`O_PATH`) for the process as the folder `openat2` resolves beneath; -1 if it
     /// could not be opened, and then every path is walked.
     private static let sharedRoot: Int32 = open("/", openPath | O_DIRECTORY | O_CLOEXEC)
+    /// `/proc/self/fd`, opened once (`O_PATH`) for the process and checked to be procfs: the folder whose magic
+    /// links reopen a checked `O_PATH` descriptor for I/O (``reopen(_:flags:_:_:)``); -1 where there is none
+    /// (/proc not mounted, or not procfs), and then no existing file is opened for I/O at all.
+    private static let sharedProcDescriptors: Int32 = peon_open_proc_fds()
     /// Set once `openat2` answered `ENOSYS` (an old kernel or a seccomp filter): walk from then on.
     private static let singleCallUnavailable = Atomic<Bool>(false)
 
@@ -83,10 +97,13 @@ struct FileSystemCapability: Sendable {
     ///   - maxReadBytes: the largest file a read returns.
     ///   - maxWriteBytes: the largest write or append accepted.
     ///   - resolution: how paths are resolved (tests force ``PathResolution/componentWalk``).
-    init(maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20, resolution: PathResolution = .singleCallFirst) {
+    ///   - reopensThroughProc: `false` only in tests, to act as if /proc were not mounted.
+    init(maxReadBytes: Int = 64 << 20, maxWriteBytes: Int = 64 << 20, resolution: PathResolution = .singleCallFirst,
+         reopensThroughProc: Bool = true) {
         self.maxReadBytes = max(0, maxReadBytes)
         self.maxWriteBytes = max(0, maxWriteBytes)
         self.resolution = resolution
+        self.reopensThroughProc = reopensThroughProc
     }
 
     // MARK: Operations
@@ -107,29 +124,37 @@ struct FileSystemCapability: Sendable {
     /// from the one descriptor opened on the authorized path. Throws as ``read(_:authorize:)``, and `io`
     /// when the label attribute is damaged.
     func readLabelled(_ path: GuestPath, authorize: (GuestPath) -> Bool) throws(HostError) -> LabelledBytes {
-        // A path without any symbolic link, the last name included, is opened in one call; any link sends
-        // it to the resolution below, which authorizes the link.
-        if let fd = try openFileWithoutLinks(path, flags: Self.readFlags, operation: "read") {
-            return try readOpened(Descriptor(fd), path.description)
+        // A path without any symbolic link on the way is opened (`O_PATH`) in one call; a link on the way, or
+        // a last name that is one (the call then hands back the link itself), goes to the resolution below,
+        // which authorizes the link.
+        if let fd = try openFileWithoutLinks(path, flags: Self.handleFlags, operation: "read") {
+            if let file = try readThroughHandle(Descriptor(fd), path.description) { return file }
         }
         return try resolve(path, operation: "read", authorize: authorize) { (directory, name, current) throws(HostError) in
             guard let name else { throw HostError(.invalidArgument, "read '\(current)': is a directory") }
-            if case .symbolicLink(let target) = try Self.entryKind(directory, name, current, "read") {
-                return .follow(target)
-            }
-            let fd = openat(directory, name, Self.readFlags)
-            if fd < 0 {
-                let code = currentErrno
-                if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "read")) }
-                throw hostError(errno: code, "read '\(current)'")
-            }
-            return .done(try readOpened(Descriptor(fd), current))
+            let fd = openat(directory, name, Self.handleFlags)
+            if fd < 0 { throw hostError(errno: currentErrno, "read '\(current)'") }
+            let handle = Descriptor(fd)
+            if let file = try readThroughHandle(handle, current) { return .done(file) }
+            return .follow(try Self.readLink(handle.raw, "", current, "read"))
         }
     }
 
-    /// The bytes and labels of a file opened for reading: a regular file with one name, read to its end.
-    private func readOpened(_ file: borrowing Descriptor, _ path: String) throws(HostError) -> LabelledBytes {
-        let size = try Self.requireRegularSingleLink(file.raw, path, "read")
+    /// Reads the file the `O_PATH` descriptor `handle` names, once `fstat` on that descriptor shows a regular
+    /// file with one name: reopened for reading (``reopen(_:flags:_:_:)``), the same inode, never another
+    /// file put at its name meanwhile. `nil` when `handle` is a symbolic link (the caller follows it).
+    private func readThroughHandle(_ handle: borrowing Descriptor, _ path: String) throws(HostError) -> LabelledBytes? {
+        var status = stat()
+        if fstat(handle.raw, &status) != 0 { throw hostError(errno: currentErrno, "read '\(path)'") }
+        if status.st_mode & S_IFMT == S_IFLNK { return nil }
+        let size = try Self.requireRegularSingleLink(status, path, "read")
+        let file = try reopen(handle, flags: Self.readFlags, path, "read")
+        return try readOpened(file, path, size: size)
+    }
+
+    /// The bytes and labels of a regular file with one name (`size` bytes when it was checked), opened for
+    /// reading, read to its end.
+    private func readOpened(_ file: borrowing Descriptor, _ path: String, size: Int) throws(HostError) -> LabelledBytes {
         let bytes = try readAll(file.raw, path, expectedSize: size)
         // The labels are read after the bytes, never before: an append labels the file before its bytes go in,
         // so every byte read here was written under labels this read sees. Read first, a labelled append
@@ -206,27 +231,45 @@ struct FileSystemCapability: Sendable {
         }
         try resolve(path, operation: "append", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
             guard let name else { throw HostError(.invalidArgument, "append '\(current)': is a directory") }
-            switch try Self.entryKind(directory, name, current, "append") {
-            case .symbolicLink(let target): return .follow(target)
-            case .directory: throw HostError(.invalidArgument, "append '\(current)': is a directory")
-            case .other: throw HostError(.invalidArgument, "append '\(current)': not a regular file")
-            case .missing: try Self.labelFolder(directory, labels, current, "append")
-            case .regular: break
-            }
-            let flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
-            let fd = openat(directory, name, flags, mode_t(0o666))
-            if fd < 0 {
+            // An existing name is opened `O_PATH` and checked before anything is opened for writing; a missing
+            // one is created with `O_EXCL`, which opens only the new file it creates. A name created by someone
+            // else in between (`EEXIST`) is looked at again, a few times at most.
+            for _ in 0..<Self.maxAppendAttempts {
+                let handleFD = openat(directory, name, Self.handleFlags)
+                if handleFD >= 0 {
+                    let handle = Descriptor(handleFD)
+                    var status = stat()
+                    if fstat(handle.raw, &status) != 0 { throw hostError(errno: currentErrno, "append '\(current)'") }
+                    if status.st_mode & S_IFMT == S_IFLNK { return .follow(try Self.readLink(handle.raw, "", current, "append")) }
+                    try Self.requireRegularSingleLink(status, current, "append")
+                    try Self.appendTo(try reopen(handle, flags: Self.appendFlags, current, "append"), data, labels, current)
+                    return .done(())
+                }
                 let code = currentErrno
-                if code == ELOOP { return .follow(try Self.readLink(directory, name, current, "append")) }
-                throw hostError(errno: code, "append '\(current)'")
+                if code != ENOENT { throw hostError(errno: code, "append '\(current)'") }
+                try Self.labelFolder(directory, labels, current, "append")
+                let fd = openat(directory, name, Self.appendFlags | O_CREAT | O_EXCL | O_NOFOLLOW, mode_t(0o666))
+                if fd >= 0 {
+                    let file = Descriptor(fd)
+                    // Another name may have been linked to the new file already.
+                    try Self.requireRegularSingleLink(file.raw, current, "append")
+                    try Self.appendTo(file, data, labels, current)
+                    return .done(())
+                }
+                if currentErrno != EEXIST { throw hostError(errno: currentErrno, "append '\(current)'") }
             }
-            let file = Descriptor(fd)
-            try Self.requireRegularSingleLink(file.raw, current, "append")
-            try Self.dropExecutableBits(file.raw, current)
-            if !labels.isEmpty { try FileLabels.add(labels, to: .descriptor(file.raw), what: "append '\(current)'") }
-            try Self.writeAll(file.raw, data, current, "append")
-            return .done(())
+            throw HostError(.io, "append '\(current)': the name kept being created and removed while it was appended to; try again")
         }
+    }
+
+    /// How many times ``append(_:data:labels:authorize:)`` looks at a name that others keep creating and removing.
+    static let maxAppendAttempts = 8
+
+    /// Appends `data` to the open regular file `file`: its execute bits cleared, `labels` added, then the bytes.
+    private static func appendTo(_ file: borrowing Descriptor, _ data: [UInt8], _ labels: [String], _ path: String) throws(HostError) {
+        try dropExecutableBits(file.raw, path)
+        if !labels.isEmpty { try FileLabels.add(labels, to: .descriptor(file.raw), what: "append '\(path)'") }
+        try writeAll(file.raw, data, path, "append")
     }
 
     /// The names in a folder, without `.` and `..`, sorted by their UTF-8 bytes.
@@ -383,13 +426,21 @@ struct FileSystemCapability: Sendable {
         return try openBeneathRoot(relative, flags: openPath | O_DIRECTORY | O_CLOEXEC, for: path, operation: operation)
     }
 
-    /// How a file is opened for reading: never through a final link, never blocking on a FIFO, never
-    /// becoming the controlling terminal.
-    static let readFlags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
+    /// How the last name of a path is opened before anything else: a handle (`O_PATH`) that runs no
+    /// driver's or FIFO's open and does no I/O, on the name itself even when it is a symbolic link.
+    static let handleFlags = openPath | O_NOFOLLOW | O_CLOEXEC
+
+    /// How a checked regular file is reopened for reading (``reopen(_:flags:_:_:)``): never blocking (a
+    /// lease), never becoming the controlling terminal.
+    static let readFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
+
+    /// How a checked regular file is reopened for appending.
+    static let appendFlags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY
 
     /// `path` itself, opened with `flags` in one `openat2` call from `/` that fails on any symbolic link
-    /// (the last name included); `nil` when the caller must resolve the path step by step instead (`/`
-    /// itself, a link anywhere, `openat2` missing or refused, or a concurrent rename the kernel asks to
+    /// (the last name included, except that `O_PATH | O_NOFOLLOW` in `flags` hands back a last name that is
+    /// a link as the link itself); `nil` when the caller must resolve the path step by step instead (`/`
+    /// itself, a link on the way, `openat2` missing or refused, or a concurrent rename the kernel asks to
     /// retry). Other errors are thrown as the step-by-step resolution would report them: the kernel meets
     /// the same first missing, forbidden or non-folder name on the way as the walk does.
     func openFileWithoutLinks(_ path: GuestPath, flags: Int32, operation: String) throws(HostError) -> Int32? {
@@ -523,11 +574,47 @@ struct FileSystemCapability: Sendable {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Opens for I/O, with `flags`, the very file the `O_PATH` descriptor `handle` names, which the caller has
+    /// checked with `fstat` to be a regular file: through its magic link in `/proc/self/fd`
+    /// (``sharedProcDescriptors``, `peon_reopen`), so nothing another process renames into place between the
+    /// check and the open is ever opened, and no FIFO or device node is opened at all. The file's permissions
+    /// are checked again for `flags` by the kernel.
+    ///
+    /// Why this way: Linux has no other way to turn an `O_PATH` descriptor into an open file without
+    /// privilege, and an open by name (even after a check of the same name, or compared with `st_dev`/`st_ino`
+    /// afterwards) can open whatever was put at the name in between, which is the effect to be avoided.
+    /// Where /proc is not mounted (or is not procfs) there is no safe way, so the call fails with `io`
+    /// and opens nothing: the operator mounts /proc.
+    func reopen(_ handle: borrowing Descriptor, flags: Int32, _ path: String, _ operation: String) throws(HostError) -> Descriptor {
+        let folder = reopensThroughProc ? Self.sharedProcDescriptors : -1
+        guard folder >= 0 else {
+            throw HostError(.io, "\(operation) '\(path)': the file cannot be opened safely without /proc (an existing file is opened only through /proc/self/fd, after it is checked to be a regular file); mount /proc for peon-wasm")
+        }
+        let fd = peon_reopen(folder, handle.raw, flags)
+        if fd < 0 {
+            let code = currentErrno
+            switch code {
+            case ENOENT, ELOOP, ENOTDIR, EXDEV:
+                // Not the file's answer: /proc/self/fd itself failed (e.g. a `nosymfollow` mount of /proc).
+                throw HostError(.io, "\(operation) '\(path)': the checked file cannot be reopened through /proc/self/fd (\(errnoText(code).lowercased()))")
+            default:
+                throw hostError(errno: code, "\(operation) '\(path)'")
+            }
+        }
+        return Descriptor(fd)
+    }
+
     /// Refuses anything but a regular file with one name; returns its size (from the same `fstat`).
     @discardableResult
     static func requireRegularSingleLink(_ fd: Int32, _ path: String, _ operation: String) throws(HostError) -> Int {
         var status = stat()
         if fstat(fd, &status) != 0 { throw hostError(errno: currentErrno, "\(operation) '\(path)'") }
+        return try requireRegularSingleLink(status, path, operation)
+    }
+
+    /// Refuses, from its `status`, anything but a regular file with one name; returns its size.
+    @discardableResult
+    static func requireRegularSingleLink(_ status: stat, _ path: String, _ operation: String) throws(HostError) -> Int {
         switch status.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: throw HostError(.invalidArgument, "\(operation) '\(path)': is a directory")

@@ -121,6 +121,12 @@ struct FileSystemUnderTest {
         capability = FileSystemCapability(maxReadBytes: maxReadBytes, maxWriteBytes: maxWriteBytes, resolution: resolution)
     }
 
+    /// Drives `capability` as it is (tests that configure it beyond the resolution).
+    init(capability: FileSystemCapability, workingDirectory: String) {
+        self.workingDirectory = try? GuestPath(parsing: workingDirectory, relativeTo: nil)
+        self.capability = capability
+    }
+
     func normalize(_ text: String) throws(HostError) -> GuestPath {
         try GuestPath(parsing: text, relativeTo: workingDirectory)
     }

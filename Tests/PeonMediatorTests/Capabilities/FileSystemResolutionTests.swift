@@ -65,21 +65,26 @@ import Glibc
         }
     }
 
-    /// A read opens a link-free file itself in one call (no parent folder, no `fstatat` first); a link
-    /// anywhere, the last name included, sends the path to the step-by-step resolution that authorizes
-    /// it, and errors on the way are the walk's.
+    /// A read opens a link-free file itself (`O_PATH`) in one call (no parent folder, no `fstatat` first); a
+    /// link on the way sends the path to the step-by-step resolution that authorizes it, a last name that is a
+    /// link comes back as the link itself (which the read then hands to that resolution), and errors on the
+    /// way are the walk's.
     @Test func aLinkFreeFileIsOpenedInOneCallAndAnyLinkSendsItToTheResolution() throws {
         try withFileSystemFixture(.singleCallFirst) { fixture in
             let capability = fixture.capability.capability
-            let flags = FileSystemCapability.readFlags
+            let flags = FileSystemCapability.handleFlags
             let deep = try fixture.capability.normalize("sub/b.txt")
             let fd = try #require(try capability.openFileWithoutLinks(deep, flags: flags, operation: "read"))
             defer { close(fd) }
             #expect(Self.identity(fd: fd) == Self.identity(path: fixture.workspace + "/sub/b.txt"))
-            for text in ["link-out", "dir-out/other.txt"] {
-                let linked = try fixture.capability.normalize(text)
-                #expect(try capability.openFileWithoutLinks(linked, flags: flags, operation: "read") == nil, "\(text)")
-            }
+            let onTheWay = try fixture.capability.normalize("dir-out/other.txt")
+            #expect(try capability.openFileWithoutLinks(onTheWay, flags: flags, operation: "read") == nil)
+            let last = try #require(try capability.openFileWithoutLinks(try fixture.capability.normalize("link-out"), flags: flags, operation: "read"))
+            defer { close(last) }
+            var status = stat()
+            #expect(fstat(last, &status) == 0 && status.st_mode & S_IFMT == S_IFLNK)
+            // Without O_PATH | O_NOFOLLOW, a last name that is a link fails the call as well.
+            #expect(try capability.openFileWithoutLinks(try fixture.capability.normalize("link-out"), flags: FileSystemCapability.readFlags, operation: "read") == nil)
             #expect(try capability.openFileWithoutLinks(GuestPath.root, flags: flags, operation: "read") == nil)
             let missing = try fixture.capability.normalize("no/such/file")
             let notFolder = try fixture.capability.normalize("a.txt/x")
@@ -92,7 +97,7 @@ import Glibc
         }
         try withFileSystemFixture(.componentWalk) { fixture in
             let path = try fixture.capability.normalize("sub/b.txt")
-            #expect(try fixture.capability.capability.openFileWithoutLinks(path, flags: FileSystemCapability.readFlags, operation: "read") == nil)
+            #expect(try fixture.capability.capability.openFileWithoutLinks(path, flags: FileSystemCapability.handleFlags, operation: "read") == nil)
         }
     }
 
