@@ -35,12 +35,27 @@ package struct HostError: Error, Sendable, Hashable, CustomStringConvertible {
     package var code: HostErrorCode
     /// What was refused or what failed, and why.
     package var message: String
+    /// What the audit log records instead of ``message``, when the guest is told less than the operator: the
+    /// whole SQLite message whose names the guest's grants do not cover. `nil`: the log records ``message``.
+    package var auditMessage: String?
 
     /// Creates an error.
     package init(_ code: HostErrorCode, _ message: String) {
         self.code = code
         self.message = message
+        self.auditMessage = nil
     }
+
+    /// Creates an error whose audit entry records `auditMessage` (the operator's, never sent to the guest)
+    /// rather than `message`.
+    package init(_ code: HostErrorCode, _ message: String, auditMessage: String) {
+        self.code = code
+        self.message = message
+        self.auditMessage = auditMessage
+    }
+
+    /// What the audit log records for this error: ``auditMessage``, or ``message`` when there is none.
+    package var loggedMessage: String { auditMessage ?? message }
 
     /// `code: message`.
     package var description: String { "\(code): \(message)" }

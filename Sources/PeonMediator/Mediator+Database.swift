@@ -57,7 +57,7 @@ extension Mediator {
                 // by a table's grant is a denial too, and is logged as one.
                 if !refusedTable.load(ordering: .relaxed) {
                     try record(call: call, resource: Resource.database(database).description, decision: .deny,
-                               reason: error.message, version: ticket.version, outcome: error.code.description,
+                               reason: error.loggedMessage, version: ticket.version, outcome: error.code.description,
                                details: ["within_seq": String(ticket.decisionSeq)], durability: .buffered)
                 }
                 throw error

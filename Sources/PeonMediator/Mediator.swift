@@ -331,7 +331,7 @@ package final class Mediator: HostInterface {
             // brought (its grant's, and those where a file call stopped) join the run as on success.
             let acquired = runLabels.acquire(ticket.flow.pending)
             if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
-            try record(call: ticket.call, resource: ticket.object, decision: nil, reason: error.message,
+            try record(call: ticket.call, resource: ticket.object, decision: nil, reason: error.loggedMessage,
                        version: ticket.version, outcome: error.code.description, details: outcome, durability: .buffered)
             throw error
         }
@@ -357,7 +357,7 @@ package final class Mediator: HostInterface {
 
     /// Audits a refusal decided before policy (bad argument, quota, deadline) and returns the error.
     func refuseEarly(_ call: String, resource: String, _ error: HostError) throws(HostError) -> HostError {
-        try record(call: call, resource: resource, decision: .deny, reason: error.message,
+        try record(call: call, resource: resource, decision: .deny, reason: error.loggedMessage,
                    version: configuration.policy.current.version, outcome: error.code.description, details: [:],
                    durability: .buffered)
         return error

@@ -191,7 +191,7 @@ final class DatabaseCapability: Sendable {
             if let cached = connection.statements[ExactText(sql)] {
                 if cached.policyVersion == policyVersion {
                     // Every access the statement makes is decided again, in the order SQLite first reported them.
-                    for access in cached.accesses where context.ask(access) != SQLITE_OK {
+                    for access in cached.accesses where context.ask(access, through: cached.reachedThrough[access]) != SQLITE_OK {
                         throw context.denial ?? HostError(.denied, "\(access) is not granted")
                     }
                     counters.withLock { $0.reused += 1 }
@@ -204,7 +204,8 @@ final class DatabaseCapability: Sendable {
             context.storedNames = Self.storedNames(connection.handle, context: context)
             let statement = try Self.compileSingle(sql, connection: connection.handle, context: context)
             counters.withLock { $0.compiled += 1 }
-            let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses)
+            let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses,
+                                           reachedThrough: context.reachedThrough)
             if !context.changesSchema { connection.remember(compiled) }
             return PreparedStatement(capability: self, connection: connection, cached: compiled, timeout: statementTimeout)
         } catch {
@@ -308,9 +309,11 @@ final class DatabaseCapability: Sendable {
             let length = Int32(buffer.count - 1)
             let result = sqlite3_prepare_v2(connection, start, length, &statement, &tail)
             if result != SQLITE_OK {
-                throw context.denial ?? HostError(
-                    result == SQLITE_AUTH ? .denied : .invalidArgument,
-                    "the SQL was refused: \(String(cString: sqlite3_errmsg(connection)))")
+                if let denial = context.denial { throw denial }
+                throw DatabaseErrorMessage.hostError(
+                    result == SQLITE_AUTH ? .denied : .invalidArgument, what: "the SQL was refused",
+                    message: String(cString: sqlite3_errmsg(connection)), result: result,
+                    connection: connection, context: context, guestText: [sql])
             }
             guard let statement else { throw HostError(.invalidArgument, "the SQL contains no statement") }
             do throws(HostError) {
@@ -406,15 +409,19 @@ final class CachedStatement {
     /// The accesses to decide again before each later use; kept up to date when SQLite re-prepares the
     /// statement while it runs (a schema change can add a table).
     var accesses: [DatabaseAccess]
+    /// The accesses only a trigger or view made, and which (``AuthorizerContext/reachedThrough``).
+    var reachedThrough: [DatabaseAccess: String]
     /// Whether its connection's cache holds it.
     var isCached = false
     private var finalized = false
 
-    init(sql: String, statement: OpaquePointer, policyVersion: String, accesses: [DatabaseAccess]) {
+    init(sql: String, statement: OpaquePointer, policyVersion: String, accesses: [DatabaseAccess],
+         reachedThrough: [DatabaseAccess: String] = [:]) {
         self.sql = sql
         self.statement = statement
         self.policyVersion = policyVersion
         self.accesses = accesses
+        self.reachedThrough = reachedThrough
     }
 
     /// Finalizes the statement now (idempotent). Only while its connection is held: SQLite must not see
@@ -460,6 +467,9 @@ final class PreparedStatement {
     private var statement: OpaquePointer { compiled.statement }
     private var context: AuthorizerContext { lease.context }
     private let timeout: Duration
+    /// The text parameters of the current run: what the guest sent besides the SQL, whose names SQLite's
+    /// messages may echo to it.
+    private var guestParameters: [String] = []
 
     init(capability: DatabaseCapability, connection: DatabaseConnection, cached: CachedStatement, timeout: Duration) {
         self.capability = capability
@@ -473,7 +483,12 @@ final class PreparedStatement {
         sqlite3_clear_bindings(statement)
         // A re-prepare while running may have reported new accesses: the next use asks about them too.
         // A statement no cache holds is finalized here, while this call still holds the connection.
-        if compiled.isCached { compiled.accesses = context.accesses } else { compiled.finalize() }
+        if compiled.isCached {
+            compiled.accesses = context.accesses
+            compiled.reachedThrough = context.reachedThrough
+        } else {
+            compiled.finalize()
+        }
         capability.checkIn(lease)
     }
 
@@ -563,6 +578,7 @@ final class PreparedStatement {
     private func start(_ parameters: [DatabaseValue], deadline: ContinuousClock.Instant?) throws(HostError) {
         sqlite3_reset(statement)
         sqlite3_clear_bindings(statement)
+        guestParameters = parameters.compactMap { if case .text(let text) = $0 { text } else { nil } }
         let expected = parameterCount
         if parameters.count != expected {
             throw HostError(.invalidArgument, "the statement takes \(expected) parameters, \(parameters.count) were given")
@@ -642,6 +658,8 @@ final class PreparedStatement {
         }
     }
 
+    /// The error for SQLite's result code `result` while doing `what`, with SQLite's message as far as the
+    /// guest may see it (``DatabaseErrorMessage``).
     private func error(_ result: Int32, _ what: String) -> HostError {
         let message = String(cString: sqlite3_errmsg(connection))
         let code: HostErrorCode
@@ -654,7 +672,8 @@ final class PreparedStatement {
         case SQLITE_READONLY, SQLITE_PERM: code = .denied
         default: code = .io
         }
-        return HostError(code, "\(what): \(message)")
+        return DatabaseErrorMessage.hostError(code, what: what, message: message, result: result, connection: connection,
+                                              context: context, guestText: [compiled.sql] + guestParameters)
     }
 }
 
@@ -672,6 +691,9 @@ final class AuthorizerContext {
     /// Set while checking for a second statement: refuse everything, ask no one.
     var refuseEverything = false
     var accesses: [DatabaseAccess] = []
+    /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
+    /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
+    var reachedThrough: [DatabaseAccess: String] = [:]
     private var seen: Set<DatabaseAccess> = []
     /// Decisions already made (SQLite asks once per column).
     private var decided: [DatabaseAccess: Bool] = [:]
@@ -718,8 +740,9 @@ final class AuthorizerContext {
         self.authorize = authorize
     }
 
-    /// The answer for one authorizer call: `SQLITE_OK` or `SQLITE_DENY`.
-    func decide(action: Int32, _ first: String?, _ second: String?, database: String?) -> Int32 {
+    /// The answer for one authorizer call: `SQLITE_OK` or `SQLITE_DENY`. `source` is the innermost trigger or
+    /// view the access comes from (`nil`: the guest's own SQL text).
+    func decide(action: Int32, _ first: String?, _ second: String?, database: String?, through source: String? = nil) -> Int32 {
         if refuseEverything { return SQLITE_DENY }
         if internalStatement { return SQLITE_OK }
         if action == SQLITE_SELECT { selects = true }
@@ -734,7 +757,8 @@ final class AuthorizerContext {
             // the table's stored name, so no spelling reaches a table under another grant or past a deny rule.
             guard let stored = storedName(name) else {
                 if denial == nil {
-                    denial = HostError(.denied, "'\(sanitize(name))' is not a table of the schema read before the statement was compiled; try again")
+                    denial = Self.refusal("'\(sanitize(name))' is not a table of the schema read before the statement was compiled; try again",
+                                          through: source)
                 }
                 return SQLITE_DENY
             }
@@ -742,7 +766,7 @@ final class AuthorizerContext {
         }
         if !seesRowDeletes && (action == SQLITE_INSERT || action == SQLITE_UPDATE),
            case .access(let access) = AuthorizerAction.classify(action: action, first, second, database: database),
-           ask(DatabaseAccess(table: access.table, operation: .delete)) != SQLITE_OK {
+           ask(DatabaseAccess(table: access.table, operation: .delete), through: source) != SQLITE_OK {
             // Without the pre-update hook a REPLACE could delete rows unseen: fail closed.
             return SQLITE_DENY
         }
@@ -750,7 +774,7 @@ final class AuthorizerContext {
         case .allow:
             return SQLITE_OK
         case .refuse(let reason):
-            if denial == nil { denial = HostError(.denied, reason) }
+            if denial == nil { denial = Self.refusal(reason, through: source) }
             return SQLITE_DENY
         case .access(let access):
             if access.operation == .schema { changesSchema = true }
@@ -763,7 +787,7 @@ final class AuthorizerContext {
                     return SQLITE_OK
                 }
             }
-            return ask(access)
+            return ask(access, through: source)
         }
     }
 
@@ -772,6 +796,7 @@ final class AuthorizerContext {
         self.authorize = authorize
         refuseEverything = false
         accesses = []
+        reachedThrough = [:]
         seen = []
         decided = [:]
         denial = nil
@@ -793,9 +818,15 @@ final class AuthorizerContext {
         running = false
     }
 
-    /// Asks the mediator once per access and compile (SQLite asks once per column).
-    func ask(_ access: DatabaseAccess) -> Int32 {
-        if seen.insert(access).inserted { accesses.append(access) }
+    /// Asks the mediator once per access and compile (SQLite asks once per column). `source` is the trigger or
+    /// view the access comes from (``reachedThrough``), `nil` when the guest's own SQL names the table.
+    func ask(_ access: DatabaseAccess, through source: String? = nil) -> Int32 {
+        if seen.insert(access).inserted {
+            accesses.append(access)
+            if let source { reachedThrough[access] = source }
+        } else if source == nil {
+            reachedThrough[access] = nil
+        }
         let allowed: Bool
         if let earlier = decided[access] {
             allowed = earlier
@@ -804,11 +835,22 @@ final class AuthorizerContext {
             decided[access] = allowed
         }
         if !allowed {
-            if denial == nil { denial = HostError(.denied, "\(access) is not granted") }
+            if denial == nil { denial = Self.refusal("\(access) is not granted", through: reachedThrough[access]) }
             return SQLITE_DENY
         }
         granted.insert(access)
         return SQLITE_OK
+    }
+
+    /// A refusal, as the guest sees it. Of an access the guest's own SQL makes, `message` as it is (the guest
+    /// named the table). Of one made by a trigger or view (`source`), no name at all: the table, the function,
+    /// the trigger or view come from the schema, which the guest's grants need not let it read (a granted
+    /// `notes` whose trigger writes the ungranted `secrets`). The audit log gets `message` and the source.
+    static func refusal(_ message: String, through source: String?) -> HostError {
+        guard let source else { return HostError(.denied, message) }
+        return HostError(
+            .denied, "the statement reaches, through a trigger or view, something its grants do not cover; the operator's audit log names it",
+            auditMessage: "\(message) (reached through the trigger or view '\(sanitize(source))')")
     }
 
     /// Called by SQLite's pre-update hook before each row the running statement deletes: a delete the
@@ -833,6 +875,10 @@ final class AuthorizerContext {
         }
         provisionalSchemaReads = false
     }
+
+    /// The tables (and views) whose accesses were allowed in this call, ASCII-lowercased: the names SQLite's
+    /// messages may show the guest (``DatabaseErrorMessage``).
+    var grantedTables: Set<String> { Set(granted.map { asciiLowercased($0.table) }) }
 
     /// Called before each run: from now on an authorizer call is a re-prepare, and every access it
     /// reports is asked (and audited) again.
@@ -942,7 +988,7 @@ private func authorizerCallback(
     let context = Unmanaged<AuthorizerContext>.fromOpaque(userData).takeUnretainedValue()
     return context.decide(
         action: action, first.map { String(cString: $0) }, second.map { String(cString: $0) },
-        database: database.map { String(cString: $0) })
+        database: database.map { String(cString: $0) }, through: trigger.map { String(cString: $0) })
 }
 
 /// SQLite's pre-update hook: asks about each row delete (see ``AuthorizerContext/rowWillBeDeleted(from:)``)
