@@ -73,6 +73,10 @@ struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
 ///   other than `main` (so no `TEMP` objects), `load_extension`, `fts3_tokenizer`, and any authorizer
 ///   action without a mapping.
 /// - Parameters are bound with `sqlite3_bind_*`, never spliced into the SQL.
+/// - Errors tell the guest only what its grants cover: a refusal of an access a trigger or view made names
+///   nothing (``AuthorizerContext/refusal(_:through:)``), and SQLite's own message is kept only when the
+///   names in it are the statement's allowed tables' or the guest's own (``DatabaseErrorMessage``); the
+///   audit log gets the whole message (`HostError.auditMessage`). Tested in `DatabaseErrorMessageTests`.
 /// - Results are capped by row count and bytes (`limit-exceeded`), counted as the host memory each cell
 ///   takes (a NULL costs what any cell costs); each statement runs under a deadline enforced by
 ///   SQLite's progress handler (`timeout`).
