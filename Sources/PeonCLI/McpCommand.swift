@@ -194,6 +194,7 @@ struct McpCommand: ParsableCommand {
 
         let failure = ServeFailure()
         var listener: HTTPToolListener?
+        var stdio: StdioLineTransport?
         if let http, let address = Self.parseAddress(http) {
             let created = HTTPToolListener(tools: server, host: address.host, port: address.port,
                                            maxMessageBytes: maxMessage?.bytes ?? (4 << 20), allowedHosts: allowedHosts)
@@ -226,6 +227,7 @@ struct McpCommand: ParsableCommand {
             }
         } else {
             let transport = StdioLineTransport(maxMessageBytes: maxMessage?.bytes ?? (4 << 20))
+            stdio = transport
             Task {
                 do {
                     try await server.serve(transport: transport)
@@ -259,6 +261,9 @@ struct McpCommand: ParsableCommand {
         try? log.writeCheckpoint()
         try? log.close()
         options.auditSink?.finish(timeout: .seconds(5))
+        // The last answers (a stopped call's "stopping" error among them) reach a client that reads them; one that
+        // does not read delays the exit by at most this long.
+        _ = stdio?.drain(timeout: .seconds(5))
         if let stopped {
             printError("peon-wasm: received SIG\(stopped.name); running calls were stopped and the audit log checkpointed (exit \(128 + stopped.number))")
             throw ExitCode(128 + stopped.number)

@@ -15,28 +15,43 @@ import PeonSystem
 ///   request id's JSON spelling (`7`, `"7"`) in `params._meta["peon-wasm/request-id"]` (overwriting whatever a
 ///   client put there), so the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
 ///
-/// Reading is a blocking loop on its own thread; writes are serialized by the actor.
+/// Reading is a blocking loop on its own thread, and so is writing (``StdioWriter``): a client that does not read
+/// stdout blocks the writing thread, never a thread of the shared pool. Reading waits for the server: it takes the
+/// next message in only while fewer than `maxPendingMessages` messages holding fewer than `maxPendingBytes` bytes wait
+/// to be written, and while the server has taken the messages read before (``LineInbox``). A client that sends
+/// requests and never reads the answers thus stops being read (its own pipe fills) instead of making the server
+/// hold every answer.
 package actor StdioLineTransport: Transport {
     /// The key under which a `tools/call`'s request id reaches the handler.
     package static let requestIDKey = "peon-wasm/request-id"
 
+    /// The most messages that wait to be written before reading pauses, by default.
+    package static let defaultMaxPendingMessages = 256
+    /// The most bytes the messages waiting to be written hold before reading pauses, by default (one larger message
+    /// is still written: reading pauses until it is).
+    package static let defaultMaxPendingBytes = 16 << 20
+
     /// Unused by this transport (errors go to stderr as `peon-wasm:` lines); the protocol requires one.
     package nonisolated let logger = Logger(label: "peon-wasm.mcp.stdio", factory: { _ in SwiftLogNoOpLogHandler() })
     private let input: Int32
-    private let output: Int32
     private let maxMessageBytes: Int
     private let stream: AsyncThrowingStream<Data, any Error>
-    private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
+    private let inbox: LineInbox
+    /// The messages waiting to be written, and the thread that writes them.
+    private nonisolated let writer: StdioWriter
     private var connected = false
 
-    /// A transport on `input` and `output` (default: this process's stdin and stdout).
-    package init(input: Int32 = 0, output: Int32 = 1, maxMessageBytes: Int) {
+    /// A transport on `input` and `output` (default: this process's stdin and stdout) that stops reading while
+    /// `maxPendingMessages` messages or `maxPendingBytes` bytes wait to be written (defaults: 256 messages, 16 MiB).
+    package init(input: Int32 = 0, output: Int32 = 1, maxMessageBytes: Int,
+                 maxPendingMessages: Int = StdioLineTransport.defaultMaxPendingMessages,
+                 maxPendingBytes: Int = StdioLineTransport.defaultMaxPendingBytes) {
         self.input = input
-        self.output = output
         self.maxMessageBytes = maxMessageBytes
-        let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
-        stream = pair.stream
-        continuation = pair.continuation
+        let inbox = LineInbox()
+        self.inbox = inbox
+        stream = AsyncThrowingStream(unfolding: { await inbox.next() })
+        writer = StdioWriter(fd: output, maxMessages: maxPendingMessages, maxBytes: maxPendingBytes)
     }
 
     /// Starts the reader thread.
@@ -44,67 +59,73 @@ package actor StdioLineTransport: Transport {
         guard !connected else { return }
         connected = true
         let reader = LineReader(fd: input, maxMessageBytes: maxMessageBytes)
-        let continuation = continuation
-        let thread = Thread { [weak self] in
+        let inbox = inbox
+        let writer = writer
+        let maxMessageBytes = maxMessageBytes
+        let thread = Thread {
             reader.run(deliver: { data in
+                           // Nothing more is taken in while the answers to what was read wait to be written.
+                           writer.waitForRoom()
                            if Self.isBatch(data) {
-                               guard let self else { return }
-                               Task { await self.refuseBatch() }
+                               Self.refuseBatch(writer)
                            } else if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
-                               guard let self else { return }
-                               Task { await self.refuseUnparsable() }
+                               Self.refuseUnparsable(writer)
                            } else if Self.hasInvalidRequestID(data) {
-                               guard let self else { return }
-                               Task { try? await self.send(Self.errorWithoutID(code: -32600, message: Self.invalidIDMessage)) }
+                               try? writer.enqueue(Self.errorWithoutID(code: -32600, message: Self.invalidIDMessage))
                            } else {
-                               continuation.yield(Self.annotate(data))
+                               return inbox.put(Self.annotate(data))
                            }
+                           return true
                        },
                        oversized: { size in
-                           guard let self else { return }
-                           Task { await self.refuseOversized(size) }
+                           writer.waitForRoom()
+                           Self.refuseOversized(size, limit: maxMessageBytes, writer)
                        })
-            continuation.finish()
+            inbox.finish()
         }
         thread.name = "peon-wasm mcp stdin"
         thread.start()
     }
 
-    /// Ends the message stream.
+    /// Ends the message stream (what is queued to be written still is).
     package func disconnect() async {
         connected = false
-        continuation.finish()
+        inbox.finish()
     }
 
-    /// Writes one message and its newline.
+    /// Queues one message and its newline to be written (by the writing thread, after those queued before it);
+    /// throws when the client's end is closed.
     package func send(_ data: Data) async throws {
-        var bytes = [UInt8](data)
-        bytes.append(UInt8(ascii: "\n"))
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { raw in retryingInterrupts { write(output, raw.baseAddress, raw.count) } }
-            if written < 0 {
-                if errno == EAGAIN { continue }
-                throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO))
-            }
-            offset += written
+        do {
+            try writer.enqueue(data)
+        } catch {
+            throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: error.code ?? EPIPE) ?? .EIO))
         }
     }
 
     /// The messages read.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
 
-    private func refuseOversized(_ size: Int) async {
-        let message = "a message of \(size) bytes was refused: the limit is \(maxMessageBytes) bytes (--max-message)"
+    /// Waits until every message queued is written (`true`), the client's end is closed, or `timeout` passed
+    /// (`false`): the server's last answers reach a client that reads them before the process ends.
+    package nonisolated func drain(timeout: Duration) -> Bool {
+        writer.drain(timeout: timeout)
+    }
+
+    /// The messages waiting to be written now and the most that ever waited at once (for tests).
+    nonisolated var pendingOutput: (messages: Int, bytes: Int, most: Int) { writer.pending }
+
+    private static func refuseOversized(_ size: Int, limit: Int, _ writer: StdioWriter) {
+        let message = "a message of \(size) bytes was refused: the limit is \(limit) bytes (--max-message)"
         FileHandle.standardError.write(Data("peon-wasm: \(message)\n".utf8))
-        try? await send(Self.errorWithoutID(code: -32600, message: message))
+        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: message))
     }
 
     /// Answers a line that is not JSON with a parse error (-32700).
-    private func refuseUnparsable() async {
+    private static func refuseUnparsable(_ writer: StdioWriter) {
         let message = "Parse error: the message is not JSON"
         FileHandle.standardError.write(Data("peon-wasm: a message that is not JSON was refused\n".utf8))
-        try? await send(Self.errorWithoutID(code: -32700, message: message))
+        try? writer.enqueue(Self.errorWithoutID(code: -32700, message: message))
     }
 
     /// What a request with an id of the wrong type is told.
@@ -132,10 +153,10 @@ package actor StdioLineTransport: Transport {
     /// Answers a batch with an error instead of handing it to the SDK, which would run its calls one
     /// after another while reading no other message (cancellations and elicitation answers would wait
     /// behind them). MCP 2025-06-18 removed batches; the HTTP transport refuses them too.
-    private func refuseBatch() async {
+    private static func refuseBatch(_ writer: StdioWriter) {
         let message = "JSON-RPC batches are not supported: send each request as its own message"
         FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(message)\n".utf8))
-        try? await send(Self.errorWithoutID(code: -32600, message: message))
+        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: message))
     }
 
     /// A `tools/call` with its request id added to `_meta`; anything else unchanged.
@@ -158,7 +179,8 @@ private struct LineReader: Sendable {
     let fd: Int32
     let maxMessageBytes: Int
 
-    func run(deliver: (Data) -> Void, oversized: (Int) -> Void) {
+    /// Reads until the end of input, a read error, or `deliver` returning `false` (nothing takes messages any more).
+    func run(deliver: (Data) -> Bool, oversized: (Int) -> Void) {
         var pending: [UInt8] = []
         var skipping = false
         var skipped = 0
@@ -188,7 +210,7 @@ private struct LineReader: Sendable {
                         skipped = 0
                     } else {
                         if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
-                        if !pending.isEmpty { deliver(Data(pending)) }
+                        if !pending.isEmpty && !deliver(Data(pending)) { return }
                         pending = []
                     }
                 }

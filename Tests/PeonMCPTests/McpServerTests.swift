@@ -27,6 +27,9 @@ struct McpServerTests {
                        // a waiting call its client cancels never starts; ids 7 and "7" differ in mcp_request_json
         "http-waiting", // the same over HTTP: 503 under the call's own id; a waiting call whose client closed the
                         // connection never starts and frees its place
+        "backpressure", // stdio: a client that never reads its answers stops being read (its pipe fills: EAGAIN)
+                        // instead of growing the server; once it reads, every request is answered, an approval asked
+                        // meanwhile works, and closing stdin ends the server with a log that verifies
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])

@@ -963,6 +963,152 @@ def http_waiting_scenario():
     check(not run_starts("3") and not run_starts("4"), "a refused or abandoned call ran")
 
 
+# MARK: a client that does not read the answers
+
+def backpressure_scenario():
+    """On stdio, a client that writes requests (pings, echo calls) and never reads the answers: the server stops
+    reading its stdin once a bounded number of answers wait to be written, so the client's pipe fills (a
+    non-blocking write gets EAGAIN) and stays full; an approval asked through the client (elicitation) while the
+    answers pile up still works once the client reads, every request is answered exactly once, and closing stdin
+    still ends the server (exit 0) with a log that verifies, every run ended."""
+    import errno
+    import fcntl
+    import select
+    budget = 30_000  # requests; a server that stops reading stalls after a few thousand at most
+    process = subprocess.Popen([PEON, *server_args()], cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=open(STDERR, "a"), env={**os.environ, "XDG_CONFIG_HOME": WORK}, bufsize=0)
+    to_server, from_server = process.stdin.fileno(), process.stdout.fileno()
+    try:
+        received = b""
+
+        def messages(seconds):
+            """The messages the server wrote, read within `seconds` (at least one, else a failure)."""
+            nonlocal received
+            deadline = time.monotonic() + seconds
+            while b"\n" not in received:
+                ready, _, _ = select.select([from_server], [], [], max(0.0, deadline - time.monotonic()))
+                check(ready, f"nothing from the server within {seconds} s")
+                chunk = os.read(from_server, 1 << 16)
+                check(chunk, "the server closed its output")
+                received += chunk
+            *lines, received = received.split(b"\n")
+            return [json.loads(line) for line in lines if line.strip()]
+
+        def send_blocking(message):
+            os.write(to_server, json.dumps(message).encode() + b"\n")
+
+        send_blocking({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {"elicitation": {}},
+            "clientInfo": {"name": "deaf", "version": "1"}}})
+        check(any(m.get("id") == "init" for m in messages(20)), "no initialize answer")
+        send_blocking({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        # A call that asks the client for approval; its question waits behind the answers the client does not read.
+        send_blocking({"jsonrpc": "2.0", "id": "guarded", "method": "tools/call",
+                       "params": {"name": "guarded", "arguments": {"input": "data/hello.txt"}}})
+
+        def request(number):
+            if number % 4 == 0:
+                return {"jsonrpc": "2.0", "id": number, "method": "tools/call",
+                        "params": {"name": "echo", "arguments": {"text": f"call {number}"}}}
+            return {"jsonrpc": "2.0", "id": number, "method": "ping"}
+
+        # Each line is shorter than PIPE_BUF, so a non-blocking write takes all of it or none (EAGAIN).
+        fcntl.fcntl(to_server, fcntl.F_SETFL, fcntl.fcntl(to_server, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+        def try_write(number):
+            try:
+                os.write(to_server, json.dumps(request(number)).encode() + b"\n")
+                return True
+            except BlockingIOError:
+                return False
+
+        written, stalled = 0, False
+        deadline = time.monotonic() + 60
+        while written < budget and time.monotonic() < deadline:
+            if try_write(written + 1):
+                written += 1
+                continue
+            # A full pipe may be a moment's lag: the server must stay stopped while nobody reads its answers.
+            time.sleep(1.0)
+            if try_write(written + 1):
+                written += 1
+                continue
+            stalled = True
+            break
+        check(stalled, f"the server read {written} requests while nobody read its answers: it did not stop reading")
+        with open(f"/proc/{process.pid}/status") as f:
+            rss = next((line.split()[1] for line in f if line.startswith("VmRSS:")), "?")
+        print(f"the server stopped reading after {written} requests (its resident memory {rss} kB)")
+
+        # The client reads now, and sends 1,000 more: every request is answered once, and the approval question is
+        # answered on the way.
+        outgoing = b"".join(json.dumps(request(n)).encode() + b"\n" for n in range(written + 1, written + 1001))
+        written += 1000
+        answers, asked = {}, []
+        deadline = time.monotonic() + 90
+        while (outgoing or len(answers) < written + 1) and time.monotonic() < deadline:
+            readable, writable, _ = select.select([from_server], [to_server] if outgoing else [], [],
+                                                  max(0.0, deadline - time.monotonic()))
+            if writable:
+                try:
+                    outgoing = outgoing[os.write(to_server, outgoing):]
+                except BlockingIOError:
+                    pass
+            if not readable:
+                continue
+            chunk = os.read(from_server, 1 << 16)
+            check(chunk, "the server closed its output")
+            received += chunk
+            *lines, received = received.split(b"\n")
+            for line in lines:
+                if not line.strip():
+                    continue
+                message = json.loads(line)
+                if message.get("method") == "elicitation/create":
+                    asked.append(message["params"]["message"])
+                    outgoing += json.dumps({"jsonrpc": "2.0", "id": message["id"],
+                                            "result": {"action": "accept", "content": {"approve": True}}}).encode() + b"\n"
+                elif "id" in message and "method" not in message:
+                    check(message["id"] not in answers, f"request {message['id']} was answered twice")
+                    answers[message["id"]] = message
+        check(not outgoing, "the server did not take the client's last messages")
+        missing = [n for n in list(range(1, written + 1)) + ["guarded"] if n not in answers]
+        check(not missing, f"{len(missing)} requests were never answered, first {missing[:5]}")
+        check(len(asked) == 1 and "guarded wants fs.read" in asked[0], f"approval questions {asked}")
+        guarded = answers["guarded"].get("result", {})
+        check(not guarded.get("isError") and guarded["content"][0]["text"] == "hello from a granted file",
+              f"the approved call answered {answers['guarded']}")
+        ran = 0
+        for number in range(1, written + 1):
+            answer = answers[number]
+            if number % 4:
+                check("result" in answer, f"ping {number} answered {answer}")
+            elif "error" in answer:
+                check(answer["error"]["code"] == -32000 and "busy" in answer["error"]["message"],
+                      f"call {number} answered {answer}")
+            else:
+                check(answer["result"]["content"][0]["text"] == json.dumps({"text": f"call {number}"}, separators=(",", ":")),
+                      f"call {number} answered {answer}")
+                ran += 1
+        check(ran > 0, "no echo call ran")
+
+        process.stdin.close()
+        check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    verify_log()
+    table = runs()
+    starts = [e for run in table.values() for e in run if e["call"] == "run.start"]
+    ends = [e for run in table.values() for e in run if e["call"] == "run.end"]
+    check(len(starts) == ran + 1 and len(ends) == ran + 1, f"{ran} echo calls and the approved one ran; the log has "
+          f"{len(starts)} run.start and {len(ends)} run.end")
+    check(all(len([e for e in run if e["call"] == "run.end"]) == 1 for run in table.values() if
+              any(e["call"] == "run.start" for e in run)), "a run without exactly one run.end")
+    check(approval_decisions() == [("allow", "mcp-elicitation:deaf", "accept")], f"approval entries {approval_decisions()}")
+
+
 def main():
     setup()
     if SCENARIO == "basic":
@@ -1002,6 +1148,8 @@ def main():
         waiting_limit_scenario()
     elif SCENARIO == "http-waiting":
         http_waiting_scenario()
+    elif SCENARIO == "backpressure":
+        backpressure_scenario()
     elif SCENARIO == "policy-store":
         policy_store_scenario()
     else:
