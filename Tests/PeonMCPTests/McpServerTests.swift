@@ -29,7 +29,8 @@ struct McpServerTests {
                         // connection never starts and frees its place
         "backpressure", // stdio: a client that never reads its answers stops being read (its pipe fills: EAGAIN)
                         // instead of growing the server; once it reads, every request is answered, an approval asked
-                        // meanwhile works, and closing stdin ends the server with a log that verifies
+                        // meanwhile works, and closing stdin ends the server with a log that verifies; SIGTERM
+                        // stops a server waiting for such a client (143, run.end, checkpoint)
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])

@@ -965,14 +965,41 @@ def http_waiting_scenario():
 
 # MARK: a client that does not read the answers
 
+def flood_until_stalled(fd, request, budget):
+    """Writes request(1), request(2), ... to `fd` (made non-blocking) until the pipe stays full for a second, or
+    `budget` were written, or a minute passed: (how many were written, whether the pipe stayed full)."""
+    import fcntl
+    # Each line is shorter than PIPE_BUF, so a non-blocking write takes all of it or none (EAGAIN).
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    def try_write(number):
+        try:
+            os.write(fd, json.dumps(request(number)).encode() + b"\n")
+            return True
+        except BlockingIOError:
+            return False
+
+    written = 0
+    deadline = time.monotonic() + 60
+    while written < budget and time.monotonic() < deadline:
+        if try_write(written + 1):
+            written += 1
+            continue
+        # A full pipe may be a moment's lag: the server must stay stopped while nobody reads its answers.
+        time.sleep(1.0)
+        if try_write(written + 1):
+            written += 1
+            continue
+        return written, True
+    return written, False
+
 def backpressure_scenario():
     """On stdio, a client that writes requests (pings, echo calls) and never reads the answers: the server stops
     reading its stdin once a bounded number of answers wait to be written, so the client's pipe fills (a
     non-blocking write gets EAGAIN) and stays full; an approval asked through the client (elicitation) while the
     answers pile up still works once the client reads, every request is answered exactly once, and closing stdin
-    still ends the server (exit 0) with a log that verifies, every run ended."""
-    import errno
-    import fcntl
+    still ends the server (exit 0) with a log that verifies, every run ended. Then SIGTERM stops a second server
+    that waits for such a client: exit 143, its running call's run.end, a log that verifies."""
     import select
     budget = 30_000  # requests; a server that stops reading stalls after a few thousand at most
     process = subprocess.Popen([PEON, *server_args()], cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -1012,29 +1039,7 @@ def backpressure_scenario():
                         "params": {"name": "echo", "arguments": {"text": f"call {number}"}}}
             return {"jsonrpc": "2.0", "id": number, "method": "ping"}
 
-        # Each line is shorter than PIPE_BUF, so a non-blocking write takes all of it or none (EAGAIN).
-        fcntl.fcntl(to_server, fcntl.F_SETFL, fcntl.fcntl(to_server, fcntl.F_GETFL) | os.O_NONBLOCK)
-
-        def try_write(number):
-            try:
-                os.write(to_server, json.dumps(request(number)).encode() + b"\n")
-                return True
-            except BlockingIOError:
-                return False
-
-        written, stalled = 0, False
-        deadline = time.monotonic() + 60
-        while written < budget and time.monotonic() < deadline:
-            if try_write(written + 1):
-                written += 1
-                continue
-            # A full pipe may be a moment's lag: the server must stay stopped while nobody reads its answers.
-            time.sleep(1.0)
-            if try_write(written + 1):
-                written += 1
-                continue
-            stalled = True
-            break
+        written, stalled = flood_until_stalled(to_server, request, budget)
         check(stalled, f"the server read {written} requests while nobody read its answers: it did not stop reading")
         with open(f"/proc/{process.pid}/status") as f:
             rss = next((line.split()[1] for line in f if line.startswith("VmRSS:")), "?")
@@ -1107,6 +1112,31 @@ def backpressure_scenario():
     check(all(len([e for e in run if e["call"] == "run.end"]) == 1 for run in table.values() if
               any(e["call"] == "run.start" for e in run)), "a run without exactly one run.end")
     check(approval_decisions() == [("allow", "mcp-elicitation:deaf", "accept")], f"approval entries {approval_decisions()}")
+
+    # SIGTERM while the server waits for a client that does not read: it still stops (143), its running call ended
+    # and recorded, the log checkpointed.
+    process = subprocess.Popen([PEON, *server_args()], cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=open(STDERR, "a"), env={**os.environ, "XDG_CONFIG_HOME": WORK}, bufsize=0)
+    try:
+        process.stdin.write(json.dumps({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "deaf", "version": "1"}}}).encode()
+            + b"\n" + json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}).encode() + b"\n"
+            + json.dumps({"jsonrpc": "2.0", "id": "sleeper", "method": "tools/call",
+                          "params": {"name": "sleeper", "arguments": {"input": ""}}}).encode() + b"\n")
+        wait_for(lambda: any(e["call"] == "run.start" and e["module"] == "sleeper" for e in entries()[-50:]),
+                 "the sleeper to start")
+        written, stalled = flood_until_stalled(process.stdin.fileno(),
+                                               lambda n: {"jsonrpc": "2.0", "id": n, "method": "ping"}, budget)
+        check(stalled, f"the second server read {written} requests while nobody read its answers")
+        process.send_signal(signal.SIGTERM)
+        check(process.wait(timeout=30) == 143, "a server waiting for a client that does not read did not stop on SIGTERM")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    verify_log()
+    sleeper = [e for e in entries() if e["module"] == "sleeper" and e["call"] == "run.end"]
+    check(len(sleeper) == 1 and sleeper[0]["outcome"] == "signal:TERM", f"the sleeper's run.end {sleeper}")
 
 
 def main():
