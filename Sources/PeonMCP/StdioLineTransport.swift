@@ -187,7 +187,12 @@ private struct LineReader: Sendable {
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
         while true {
             let count = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
-            if count < 0 && errno == EAGAIN { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // A parent may leave stdin non-blocking: wait for input instead of spinning on read.
+                var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                _ = retryingInterrupts { poll(&descriptor, 1, 1000) }
+                continue
+            }
             if count <= 0 { return }
             var start = 0
             while start < count {

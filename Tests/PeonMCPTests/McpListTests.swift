@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import PeonTestSupport
 import Testing
 
@@ -15,6 +16,49 @@ import Testing
         #expect(out.contains("fs[1] append \(repositoryRoot.path)/modules/wat-minimal/out/ledger.txt"), "\(out)")
         #expect(out.contains("exec[2] /usr/bin/grep -F 'Failed password'"), "\(out)")
         #expect(out.contains("limits: memory 1048576 bytes, timeout 5s, 100 host calls"), "\(out)")
+    }
+
+    /// A parent may hand the server a non-blocking stdin (the flag lives on the pipe, shared with the parent): the
+    /// server then waits for input instead of spinning on `EAGAIN`, and still ends when the input does.
+    @Test func aNonBlockingStdinIsWaitedOnNotSpunOn() throws {
+        let process = Process()
+        process.executableURL = peonWasmExecutable
+        process.arguments = ["mcp", "policies/wat-minimal.toml"]
+        process.currentDirectoryURL = repositoryRoot
+        var environment = ProcessInfo.processInfo.environment
+        environment["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
+            .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
+        environment["XDG_CONFIG_HOME"] = testConfigHome
+        process.environment = environment
+        let input = Pipe()
+        let readEnd = input.fileHandleForReading.fileDescriptor
+        #expect(fcntl(readEnd, F_SETFL, fcntl(readEnd, F_GETFL) | O_NONBLOCK) == 0)
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        Thread.sleep(forTimeInterval: 1)  // start-up (compiling the tool) is over
+        let before = try Self.cpuTicks(process.processIdentifier)
+        Thread.sleep(forTimeInterval: 2)
+        let spent = try Self.cpuTicks(process.processIdentifier) - before
+        // Two idle seconds: spinning on read takes about 200 ticks (a whole core); waiting, next to none.
+        #expect(spent < 40, "the server used \(spent) ticks of CPU in 2 s with no input")
+        try input.fileHandleForWriting.close()
+        let deadline = Date().addingTimeInterval(30)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(!process.isRunning)
+        if !process.isRunning { #expect(process.terminationStatus == 0) }
+    }
+
+    /// User plus system CPU time of process `pid`, in clock ticks (`/proc/PID/stat` fields 14 and 15).
+    static func cpuTicks(_ pid: Int32) throws -> Int {
+        let text = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        guard let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return 0 }
+        return user + system
     }
 
     @Test func listEscapesWhatAGrantsFileSays() throws {
