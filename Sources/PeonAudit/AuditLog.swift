@@ -717,34 +717,71 @@ public final class AuditLog: Sendable {
     }
 
     /// Replaces `LOG.checkpoint` with `note` (a checkpoint of `size` entries), under the writer lock and the file
-    /// lock, unless the one there is newer and signed by this log's key: another process (or a later checkpoint of
-    /// this one) published while this one was signing, and a checkpoint never goes back. One that claims more
-    /// entries without that signature is someone's forgery, and is replaced: kept, it would silently stop every
-    /// later checkpoint of the run (the final one too, and the run would not know).
+    /// lock, unless the one there is newer and can be this log's: another process (or a later checkpoint of this
+    /// one) published while this one was signing, and a checkpoint never goes back.
+    ///
+    /// Kept only when it is signed by this log's key, claims no more entries than the file holds (after catching up
+    /// with what other processes appended: they write their entries before they checkpoint them), and, when it
+    /// claims exactly the entries this writer knows, has this writer's root. Anything else is replaced: a forgery
+    /// (another key), or the validly signed checkpoint of another log of this host (every log of a host shares the
+    /// key and, by default, the origin) copied here. Kept, either would silently stop every later checkpoint of the
+    /// run, the final one too, and the run would not know.
     package func publish(_ note: String, size: UInt64) throws(AuditError) {
         try writer.withLock { w throws(AuditError) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
-            // While this process leases the file its lock is held already; otherwise take it for the replace.
-            let took = !w.leased
-            if took { try FileIO.flockWaiting(fd, LOCK_EX, path: path) }
-            defer { if took { _ = flock(fd, LOCK_UN) } }
+            // A log that failed (perhaps mid-line, by its own write) touches the file no more, so it cannot catch up.
+            if let failure = queue.withLock({ $0.failure }) {
+                throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
+            }
             let key = try VerifierKey(signer.verifierKey)
-            if let published = Self.publishedSize(checkpointPath, signedBy: key), published > size { return }
+            // While this process leases the file its lock is held already and nobody else appended; otherwise take
+            // it, and catch up with what other processes appended, as an append does.
+            let took = !w.leased
+            var cut: [UInt8]?
+            if took {
+                try FileIO.flockWaiting(fd, LOCK_EX, path: path)
+                do throws(AuditError) {
+                    cut = try catchUp(&w)
+                } catch {
+                    _ = flock(fd, LOCK_UN)
+                    throw error
+                }
+            }
+            defer { if took { _ = flock(fd, LOCK_UN) } }
+            if cut != nil {
+                // A torn tail was cut: record it (with whatever is queued) first, as an append does.
+                _ = try numberQueued(&w, cut: cut, flush: true)
+            }
+            if let published = Self.publishedCheckpoint(checkpointPath, signedBy: key), published.size > size,
+               Self.canBeCheckpoint(published, ofEntries: w.nextSeq, root: w.tree.rootHash) { return }
             try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8), syncingDirectory: false)
         }
+    }
+
+    /// Whether `checkpoint` can be one of a log that holds `entries` entries with tree root `root`: it claims no
+    /// more entries, and when it claims all of them, it has that root. (A smaller one cannot be checked against the
+    /// compact tree; it is replaced by the next checkpoint anyway, which is larger.)
+    private static func canBeCheckpoint(_ checkpoint: Checkpoint, ofEntries entries: UInt64, root: [UInt8]) -> Bool {
+        checkpoint.size < entries || (checkpoint.size == entries && checkpoint.rootHash == root)
     }
 
     /// The size the checkpoint file at `path` claims, or `nil` when it is missing, does not parse, or (given `key`)
     /// carries no valid signature by `key` (then it is replaced, as before). Without `key` the signature is not
     /// checked: `open` and `audit verify` check it.
     package static func publishedSize(_ path: String, signedBy key: VerifierKey? = nil) -> UInt64? {
+        publishedCheckpoint(path, signedBy: key)?.size
+    }
+
+    /// The checkpoint in the file at `path`, or `nil` when it is missing, does not parse, or (given `key`) carries no
+    /// valid signature by `key`.
+    package static func publishedCheckpoint(_ path: String, signedBy key: VerifierKey? = nil) -> Checkpoint? {
         guard let bytes = try? FileIO.readAll(path: path, limit: SignedNote.maxBytes),
               let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
               let checkpoint = try? Checkpoint.parse(note.text) else { return nil }
         if let key {
             do { try note.verify(with: key) } catch { return nil }
         }
-        return checkpoint.size
+        return checkpoint
     }
 
     /// Writes a final checkpoint and closes the file. Calling it again does nothing.

@@ -105,6 +105,75 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(summary.checkpoint.size == 3)
     }
 
+    /// Every log of a host is signed by one key (and, by default, under one origin), so someone who can write
+    /// `LOG.checkpoint` can copy there the validly signed, larger checkpoint of another log of the host. Before, the
+    /// writer kept it as "newer": every later checkpoint of the run, the final one too, was silently dropped, the run
+    /// succeeded, and `audit verify` then reported removed entries. A checkpoint that claims more entries than the
+    /// log holds cannot be this log's, and is replaced.
+    @Test(arguments: AuditSyncMode.allCases)
+    func anotherLogsLargerCheckpointCopiedOverThisOnesIsReplaced(_ mode: AuditSyncMode) throws {
+        let pathA = dir.path + "/a-\(mode).jsonl"
+        let pathB = dir.path + "/b-\(mode).jsonl"
+        let logB = try AuditLog.open(path: pathB, signer: signer, sync: mode, checkpointEvery: 0)
+        for i in 0..<10 { try logB.append(record(100 + i), durable: true) }
+        try logB.close()
+        let logA = try AuditLog.open(path: pathA, signer: signer, sync: mode, checkpointEvery: 0)
+        for i in 0..<3 { try logA.append(record(i), durable: true) }
+        try FileManager.default.removeItem(atPath: pathA + ".checkpoint")
+        try FileManager.default.copyItem(atPath: pathB + ".checkpoint", toPath: pathA + ".checkpoint")
+        try logA.append(record(3), durable: false)
+        try logA.close()
+        let summary = try AuditVerifier.verify(logPath: pathA, verifierKey: signer.verifierKey)
+        #expect(summary.size == 4)
+        #expect(summary.checkpoint.size == 4)
+        #expect(summary.uncheckpointed == 0)
+    }
+
+    /// The same copy, of a log exactly as long as this one is by the time a checkpoint it signed earlier is
+    /// published: the size alone cannot tell, so the root decides, and the other log's checkpoint is replaced.
+    @Test func anotherLogsCheckpointOfTheSameSizeButAnotherRootIsReplaced() throws {
+        let pathA = dir.path + "/a-same.jsonl"
+        let pathB = dir.path + "/b-same.jsonl"
+        let logB = try AuditLog.open(path: pathB, signer: signer, checkpointEvery: 0)
+        for i in 0..<5 { try logB.append(record(100 + i), durable: true) }
+        try logB.close()
+        let logA = try AuditLog.open(path: pathA, signer: signer, checkpointEvery: 0)
+        for i in 0..<3 { try logA.append(record(i), durable: true) }
+        try logA.writeCheckpoint()
+        let earlier = try String(contentsOfFile: pathA + ".checkpoint", encoding: .utf8)
+        for i in 3..<5 { try logA.append(record(i), durable: true) }
+        try FileManager.default.removeItem(atPath: pathA + ".checkpoint")
+        try FileManager.default.copyItem(atPath: pathB + ".checkpoint", toPath: pathA + ".checkpoint")
+        // A checkpoint of A's first 3 entries, signed before the copy, is published after it.
+        try logA.publish(earlier, size: 3)
+        #expect(try String(contentsOfFile: pathA + ".checkpoint", encoding: .utf8) == earlier,
+                "B's checkpoint of 5 entries was kept over A's")
+        try logA.close()
+        let summary = try AuditVerifier.verify(logPath: pathA, verifierKey: signer.verifierKey)
+        #expect(summary.checkpoint.size == 5)
+    }
+
+    /// Publishing catches up with what other processes appended, as an append does, and so also cuts a line another
+    /// writer left torn: the cut is recorded (`log.recovered`) like one an append makes.
+    @Test func aTornLineFoundWhilePublishingIsCutAndRecorded() throws {
+        let path = dir.path + "/torn-publish.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        for i in 0..<2 { try log.append(record(i), durable: true) }
+        try log.writeCheckpoint()
+        let earlier = try String(contentsOfFile: path + ".checkpoint", encoding: .utf8)
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"seq\":2,\"time\":\"20".utf8))
+        try handle.close()
+        try log.publish(earlier, size: 2)
+        try log.close()
+        let calls = try lines(of: path).map { try AuditEntry.parse($0).get().record.call }
+        #expect(calls == ["fs.read", "fs.read", "log.recovered"])
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 3)
+        #expect(summary.checkpoint.size == 3)
+    }
+
     /// A chained entry 10 bytes over the 1 MiB line cap, appended by a writer that does not bound its fields. The
     /// reader checked the cap only between its 64 KiB reads, so such a line (up to 64 KiB over) passed whole when it
     /// began early in a read: `audit verify` accepted it and a writer reopened the log over it, while a reader that

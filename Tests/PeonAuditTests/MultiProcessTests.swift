@@ -152,6 +152,37 @@ import Darwin
         print("multi-process \(mode.rawValue): the reader verified \(saved.count) times during the appends")
     }
 
+    /// A checkpoint of this log published by another process is kept over an older one this process signed,
+    /// although it claims more entries than this process has seen: publishing first catches up with the lines the
+    /// other process appended (and so checks that the file holds every entry the checkpoint claims).
+    @Test(.enabled(if: childLog == nil && CrashTests.selfExecutable != nil, "needs /proc/self/exe to start children"),
+          arguments: AuditSyncMode.allCases)
+    func aNewerCheckpointAnotherProcessPublishedIsKept(mode: AuditSyncMode) throws {
+        let dir = try TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }
+        let keyPath = dir.path + "/audit.key"
+        let signer = try CheckpointSigner.loadOrCreate(keyPath: keyPath, name: "peon-wasm/multi-test")
+        let path = dir.path + "/newer.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: mode, checkpointEvery: 0)
+        for i in 0..<3 { try log.append(record(i), durable: true) }
+        try log.writeCheckpoint()
+        let older = try String(contentsOfFile: path + ".checkpoint", encoding: .utf8)
+        let children = try Self.startChildren(1, path: path, keyPath: keyPath, mode: mode, entries: 20,
+                                              ackDirectory: dir.path)
+        for child in children { child.waitUntilExit() }
+        #expect(children.allSatisfy { $0.terminationReason == .exit && $0.terminationStatus == 0 })
+        let published = try String(contentsOfFile: path + ".checkpoint", encoding: .utf8)
+        #expect(AuditLog.publishedSize(path + ".checkpoint") == 23)
+        #expect(log.size == 3, "this process has not yet read what the other one appended")
+        try log.publish(older, size: 3)
+        #expect(try String(contentsOfFile: path + ".checkpoint", encoding: .utf8) == published,
+                "the other process's newer checkpoint was replaced by an older one")
+        try log.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 23)
+        #expect(summary.checkpoint.size == 23)
+    }
+
     @Test(.enabled(if: childLog == nil && CrashTests.selfExecutable != nil, "needs /proc/self/exe to start children"),
           arguments: [AuditSyncMode.always, .effects])
     func processesKilledWhileOthersAppendLoseNothingAcknowledged(mode: AuditSyncMode) throws {
