@@ -47,8 +47,8 @@ struct AuditCommand: ParsableCommand {
     static func verifierKeyText(_ option: String?) throws(AuditError) -> String? {
         guard let option else { return nil }
         if !option.contains("+"), FileManager.default.fileExists(atPath: option) {
-            // Read at most 4 KiB: a key is ~100 bytes, and a path to a huge file (or a FIFO, a device) must not
-            // make the verifier read it whole.
+            // A key is ~100 bytes: a file of 4 KiB or more is refused after one read of at most 64 KiB, and a FIFO or
+            // device is refused unread (`FileIO.readAll`), so a path to a huge file never makes the verifier read it whole.
             guard let data = try? FileIO.readAll(path: option, limit: 4095) else {
                 throw AuditError(.badKey, "\(option): cannot read a verifier key from this file (a regular file under 4 KiB holding NAME+HASH+KEY)")
             }
