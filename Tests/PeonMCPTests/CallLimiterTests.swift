@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 @testable import PeonMCP
 import Testing
 
@@ -20,7 +19,7 @@ import Testing
     /// hanging it; the task is left behind).
     func within(_ task: Task<Bool, Never>, seconds: Int = 10) async -> Bool? {
         return await withCheckedContinuation { (continuation: CheckedContinuation<Bool?, Never>) in
-            let once = OnceBox(continuation)
+            let once = FirstResult(continuation)
             Task { once.resume(await task.value) }
             Task {
                 try? await Task.sleep(for: .seconds(seconds))
@@ -107,22 +106,5 @@ import Testing
         limiter.withdraw(second)  // its client went away: the slot passes to `third`
         #expect(await within(waiter) == true)
         #expect(await limiter.wait(second) == false)
-    }
-}
-
-/// Resumes a continuation once, whoever comes first.
-final class OnceBox: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Bool?, Never>?>
-
-    init(_ continuation: CheckedContinuation<Bool?, Never>) {
-        self.continuation = Mutex(continuation)
-    }
-
-    func resume(_ value: Bool?) {
-        let taken = continuation.withLock { held in
-            defer { held = nil }
-            return held
-        }
-        taken?.resume(returning: value)
     }
 }

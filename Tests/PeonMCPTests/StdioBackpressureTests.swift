@@ -53,6 +53,20 @@ import Testing
         }
     }
 
+    /// `true` once `task` has ended (with a value or an error), waited for on a thread of its own; `nil` when it has
+    /// not ended within `seconds`.
+    func ends<Success: Sendable>(_ task: Task<Success, any Error>, seconds: Int = 60) async -> Bool? {
+        await onThread(seconds: seconds) {
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                _ = try? await task.value
+                done.signal()
+            }
+            done.wait()
+            return true
+        }
+    }
+
     /// A ping request line with id `number`.
     static func ping(_ number: Int) -> [UInt8] {
         Array("{\"jsonrpc\":\"2.0\",\"id\":\(number),\"method\":\"ping\"}\n".utf8)
@@ -145,15 +159,7 @@ import Testing
 
         // Closing the input ends the session; nothing is left to write.
         input.closeWrite()
-        let ended = await onThread(seconds: 60) {
-            let done = DispatchSemaphore(value: 0)
-            Task {
-                _ = try? await serving.value
-                done.signal()
-            }
-            done.wait()
-            return true
-        }
+        let ended = await ends(serving)
         #expect(ended == true, "the server did not end when its input closed")
         #expect(transport.drain(timeout: .seconds(5)))
     }
@@ -174,15 +180,7 @@ import Testing
             for _ in 0..<256 { try await transport.send(message) }
             return true
         }
-        let finished = await onThread(seconds: 60) {
-            let done = DispatchSemaphore(value: 0)
-            Task {
-                _ = try? await sent.value
-                done.signal()
-            }
-            done.wait()
-            return true
-        }
+        let finished = await ends(sent)
         #expect(finished == true, "sending 1 MiB waited for a client that does not read")
         // Nobody reads: the answers cannot all be written, and waiting for them gives up.
         #expect(!transport.drain(timeout: .milliseconds(200)))
