@@ -36,10 +36,10 @@ struct McpCommand: ParsableCommand {
     @OptionGroup(title: "Policy, audit, limits (per call) and engine")
     var host: HostOptions
 
-    @Option(name: .customLong("max-concurrent"), help: "Most calls running at once; more wait their turn. Default: 8.")
+    @Option(name: .customLong("max-concurrent"), help: "Most calls running at once; more wait their turn (at most --max-waiting of them).")
     var maxConcurrent: Int = 8
 
-    @Option(name: .customLong("max-waiting"), help: "Most calls waiting for a slot at once, across all clients; a call past that is refused at once with an error (HTTP: 503). 0: none waits. Default: 64.")
+    @Option(name: .customLong("max-waiting"), help: "Most calls waiting for a slot at once, across all clients; a call past that is refused at once with an error (HTTP: 503). 0: none waits.")
     var maxWaiting: Int = ToolServer.defaultMaxWaiting
 
     @Option(name: .customLong("max-waiting-bytes"), help: "Most input the waiting calls hold together; a call past that is refused at once (one call alone may always wait). Default: 64MiB.")

@@ -282,6 +282,21 @@ struct DocsCommandTests {
         #expect(documented.subtracting(known).isEmpty, "documented but unknown: \(documented.subtracting(known).sorted())")
     }
 
+    /// ArgumentParser appends `(default: N)` to an option that has a default value; a help text that also says
+    /// `Default: N.` printed the default twice (`--max-waiting`: "Default: 64. (default: 64)").
+    @Test("no option's help states its default twice", arguments: [
+        ["run"], ["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"],
+        ["audit", "verify"], ["audit", "show"], ["audit", "key"], ["audit", "checkpoint"],
+        ["audit", "prove"], ["audit", "consistency"], ["audit", "ship"], ["mcp"],
+    ])
+    func defaultsAreStatedOnce(subcommand: [String]) throws {
+        let help = try runPeonWasm(subcommand + ["--help"])
+        #expect(help.status == 0, "\(help.stderr)")
+        let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let twice = flat.matches(of: /Default: ([^ ]+)\. \(default: \1\)/).map { String($0.output.0) }
+        #expect(twice.isEmpty, "\(subcommand.joined(separator: " ")): \(twice)")
+    }
+
     @Test("every exit status the code defines is in docs/cli.md")
     func exitCodesDocumented() throws {
         let cli = try String(contentsOf: repositoryRoot.appendingPathComponent("docs/cli.md"), encoding: .utf8)
