@@ -9,7 +9,8 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
         case invalidModule
         /// An import the host does not provide, or provides with another signature. Exit 67.
         case link
-        /// The module exports neither `_start` nor `run`. Exit 68.
+        /// The module exports neither `_start` nor `run`, or a component's `run` has another type than
+        /// `func(string) -> result<string, string>` (checked before the guest runs). Exit 68.
         case noEntryPoint
         /// The guest trapped (including in its start function). Exit 69.
         case trap
