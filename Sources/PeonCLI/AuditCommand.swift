@@ -181,10 +181,11 @@ struct AuditCommand: ParsableCommand {
                     try opened.close()
                 }
                 _ = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil)
-                guard let data = FileManager.default.contents(atPath: log + ".checkpoint") else {
+                // A regular file of at most a signed note's size: a FIFO or a huge file put there is refused.
+                guard let data = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes) else {
                     throw AuditError(.checkpointMissing, "\(log).checkpoint: cannot read the checkpoint")
                 }
-                FileHandle.standardOutput.write(Data(Self.checkpointOutput(Array(data), toTerminal: isatty(1) == 1)))
+                FileHandle.standardOutput.write(Data(Self.checkpointOutput(data, toTerminal: isatty(1) == 1)))
             }
         }
 

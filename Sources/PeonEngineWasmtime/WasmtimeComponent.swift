@@ -346,7 +346,7 @@ final class WasmtimeComponentState {
         guard found else { throw EngineError(.missingExport, "the component exports no function named \(name)") }
         let declared = try exportType(&function, name: name)
         guard declared == type else {
-            throw EngineError(.missingExport, "export \(name) has type \(declared), but the host calls it as \(type)")
+            throw EngineError(.missingExport, "export \(name) has type \(declared), but the host calls it as \(type); build the component against wit/peon.wit's agent world")
         }
         let resultCount = type.result == nil ? 0 : 1
         if limits.isPastDeadline {

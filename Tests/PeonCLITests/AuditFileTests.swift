@@ -137,6 +137,24 @@ struct AuditFileTests {
         #expect(shown.hasPrefix("host\\u{202e}KO\n1\n"), "\(shown)")
     }
 
+    /// `audit checkpoint` reads `LOG.checkpoint` as a regular file of at most a signed note's size: a FIFO put there
+    /// is refused at once instead of hanging the command.
+    @Test func aFIFOAtTheCheckpointIsRefusedNotWaitedOn() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let checkpoint = log.path + ".checkpoint"
+            let note = try Data(contentsOf: URL(fileURLWithPath: checkpoint))
+            let shown = try runPeonWasm(["audit", "checkpoint", log.path])
+            #expect(shown.status == 0 && shown.stdout == String(decoding: note, as: UTF8.self), "\(shown.stderr)")
+            try FileManager.default.removeItem(atPath: checkpoint)
+            #expect(mkfifo(checkpoint, 0o600) == 0)
+            let refused = try runPeonWasm(["audit", "checkpoint", log.path], timeout: 20)
+            #expect(refused.status != 0 && refused.status != 15, "\(refused.stderr)")
+            #expect(refused.stderr.hasPrefix("peon-wasm: error:"), "\(refused.stderr)")
+        }
+    }
+
     /// `--key FILE` reads at most 4 KiB: a path to a huge file is refused at once (exit 11), never read whole.
     @Test func aHugeKeyFileIsRefusedWithoutReadingIt() throws {
         try withTemporaryDirectory { folder in

@@ -329,7 +329,7 @@ struct ComponentRunTests {
                 ["run", component, "--audit", fixture.audit.path, "--engine", "wasmtime"], directory: folder)
             #expect(measured.result.status == 68, "\(measured.result.stderr.prefix(300))")
             #expect(measured.result.stderr.contains(
-                "export run has type func(string) -> list<u8>, but the host calls it as func(string) -> result<string, string>"),
+                "export run has type func(string) -> list<u8>, but the host calls it as func(string) -> result<string, string>; build the component against wit/peon.wit's agent world"),
                 "\(measured.result.stderr.prefix(300))")
             #expect(measured.result.stderr.utf8.count < 1000)
             let peak = try #require(measured.peakBytes)
