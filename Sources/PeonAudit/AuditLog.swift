@@ -733,7 +733,6 @@ public final class AuditLog: Sendable {
             if let failure = queue.withLock({ $0.failure }) {
                 throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)")
             }
-            let key = try VerifierKey(signer.verifierKey)
             // While this process leases the file its lock is held already and nobody else appended; otherwise take
             // it, and catch up with what other processes appended, as an append does.
             let took = !w.leased
@@ -752,8 +751,11 @@ public final class AuditLog: Sendable {
                 // A torn tail was cut: record it (with whatever is queued) first, as an append does.
                 _ = try numberQueued(&w, cut: cut, flush: true)
             }
-            if let published = Self.publishedCheckpoint(checkpointPath, signedBy: key), published.size > size,
-               Self.canBeCheckpoint(published, ofEntries: w.nextSeq, root: w.tree.rootHash) { return }
+            // Only a checkpoint claiming more than this one is weighed (and its signature checked): the common case,
+            // an older or equal one, is replaced without that work.
+            if let published = Self.publishedNote(checkpointPath), published.checkpoint.size > size,
+               Self.canBeCheckpoint(published.checkpoint, ofEntries: w.nextSeq, root: w.tree.rootHash),
+               (try? published.note.verify(with: try VerifierKey(signer.verifierKey))) != nil { return }
             try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8), syncingDirectory: false)
         }
     }
@@ -765,23 +767,18 @@ public final class AuditLog: Sendable {
         checkpoint.size < entries || (checkpoint.size == entries && checkpoint.rootHash == root)
     }
 
-    /// The size the checkpoint file at `path` claims, or `nil` when it is missing, does not parse, or (given `key`)
-    /// carries no valid signature by `key` (then it is replaced, as before). Without `key` the signature is not
-    /// checked: `open` and `audit verify` check it.
-    package static func publishedSize(_ path: String, signedBy key: VerifierKey? = nil) -> UInt64? {
-        publishedCheckpoint(path, signedBy: key)?.size
+    /// The size the checkpoint file at `path` claims, or `nil` when it is missing or does not parse. Its signature is
+    /// not checked here: `open`, `publish` and `audit verify` check it.
+    package static func publishedSize(_ path: String) -> UInt64? {
+        publishedNote(path)?.checkpoint.size
     }
 
-    /// The checkpoint in the file at `path`, or `nil` when it is missing, does not parse, or (given `key`) carries no
-    /// valid signature by `key`.
-    package static func publishedCheckpoint(_ path: String, signedBy key: VerifierKey? = nil) -> Checkpoint? {
+    /// The signed note in the file at `path` and the checkpoint it holds, or `nil` when it is missing or does not parse.
+    private static func publishedNote(_ path: String) -> (note: SignedNote, checkpoint: Checkpoint)? {
         guard let bytes = try? FileIO.readAll(path: path, limit: SignedNote.maxBytes),
               let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
               let checkpoint = try? Checkpoint.parse(note.text) else { return nil }
-        if let key {
-            do { try note.verify(with: key) } catch { return nil }
-        }
-        return checkpoint
+        return (note, checkpoint)
     }
 
     /// Writes a final checkpoint and closes the file. Calling it again does nothing.
