@@ -105,6 +105,22 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(summary.checkpoint.size == 3)
     }
 
+    /// A forgery that claims exactly the entries and root the log has (anyone can compute them from the file) still
+    /// carries the wrong signature, and is replaced: size and root alone would have kept it.
+    @Test func aForgedCheckpointWithTheLogsOwnRootIsReplaced() throws {
+        let path = dir.path + "/forged-same-root.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        for i in 0..<10 { try log.append(record(i), durable: true) }
+        let root = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).rootHash
+        let forger = try CheckpointSigner(name: signer.name, seed: Array(repeating: 9, count: 32))
+        let forged = try forger.sign(Checkpoint(origin: signer.name, size: 10, rootHash: root))
+        try Data(forged.utf8).write(to: URL(fileURLWithPath: path + ".checkpoint"))
+        let ours = try signer.sign(Checkpoint(origin: signer.name, size: 5, rootHash: Array(repeating: 1, count: 32)))
+        try log.publish(ours, size: 5)
+        #expect(try String(contentsOfFile: path + ".checkpoint", encoding: .utf8) == ours)
+        try log.close()
+    }
+
     /// Every log of a host is signed by one key (and, by default, under one origin), so someone who can write
     /// `LOG.checkpoint` can copy there the validly signed, larger checkpoint of another log of the host. Before, the
     /// writer kept it as "newer": every later checkpoint of the run, the final one too, was silently dropped, the run
