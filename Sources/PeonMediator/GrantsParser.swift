@@ -131,6 +131,8 @@ struct KeyLineIndex {
                 arrayCounts[name] = index + 1
                 current = "\(name)[\(index)]"
                 lines[current] = lines[current] ?? lineNumber
+                // A misspelled array (`[[files]]`) is reported under its bare name: point at its first header.
+                lines[name] = lines[name] ?? lineNumber
             } else if line.hasPrefix("[") {
                 current = Self.headerName(line.dropFirst().prefix { $0 != "]" })
                 lines[current] = lines[current] ?? lineNumber

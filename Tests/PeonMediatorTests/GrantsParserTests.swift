@@ -89,6 +89,9 @@ import Testing
         ("module = \"m\"\n[limits]\ncalls = \"many\"\n", 3, "limits.calls", "expected an integer"),
         ("module = \"m\"\n[limits]\ncalls = 0\n", 3, "limits.calls", "greater than zero"),
         ("module = \"m\"\n[limits]\nwall = \"1s\"\n", 3, "limits.wall", "unknown key"),
+        // A misspelled array of tables or table is named at its header, not at line 1.
+        ("# grants\nmodule = \"m\"\n[[files]]\npaths = [\"/a\"]\nallow = [\"read\"]\n", 3, "files", "unknown key"),
+        ("# grants\nmodule = \"m\"\n[limit]\ntimeout = \"1s\"\n", 3, "limit", "unknown key"),
         ("module = \"m\"\n\n[[http]]\nurls = [\"ftp://x/**\"]\nmethods = [\"GET\"]\n", 4, "http[0].urls", "not an http(s) URL"),
         ("module = \"m\"\n[[http]]\nurls = [\"https://user@x/**\"]\nmethods = [\"GET\"]\n", 3, "http[0].urls", "user information"),
         ("module = \"m\"\n[[http]]\nurls = [\"https://x/**\"]\nmethods = []\n", 4, "http[0].methods", "empty"),
