@@ -60,7 +60,13 @@ public enum AuditVerifier {
         }
         let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
         var checkpoints = [(logPath + ".checkpoint", latest)]
-        for path in extraCheckpoints { checkpoints.append((path, try loadCheckpoint(path: path, key: key))) }
+        for path in extraCheckpoints {
+            // A checkpoint the caller kept and named: its absence is a wrong path, not a log that was never signed.
+            guard FileIO.exists(path) else {
+                throw AuditError(.checkpointMissing, "\(path): no such checkpoint file (given with --checkpoint); check the path")
+            }
+            checkpoints.append((path, try loadCheckpoint(path: path, key: key)))
+        }
         var end: Int64?
         if snapshot {
             var st = stat()
@@ -157,7 +163,7 @@ public enum AuditVerifier {
     public static func loadCheckpoint(path: String, key: VerifierKey?) throws(AuditError) -> Checkpoint {
         guard FileIO.exists(path) else {
             throw AuditError(.checkpointMissing,
-                             "\(path): no checkpoint; a log gets one at run end and every N entries (`peon-wasm audit checkpoint LOG --refresh` writes one)")
+                             "\(path): no checkpoint; a log gets one when it is created, at run end and every 1000 entries (`peon-wasm audit checkpoint LOG --refresh` writes one)")
         }
         let bytes: [UInt8]
         do {
@@ -246,9 +252,16 @@ public enum AuditProofs {
         return hashes
     }
 
+    /// A missing log is a mistyped path (exit 2), not a log without a checkpoint (exit 7, whose advice to sign one
+    /// would fail next with the same missing file).
+    static func requireLog(_ logPath: String) throws(AuditError) {
+        guard FileIO.exists(logPath) else { throw AuditError(.io, "\(logPath): no such audit log; check the path") }
+    }
+
     /// The inclusion proof of entry `seq` against the log's latest checkpoint, whose root must match the log.
     public static func inclusion(logPath: String, seq: UInt64, verifierKey: String?) throws(AuditError) -> Inclusion {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        try requireLog(logPath)
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
         let all = try leafHashes(logPath: logPath)
         try checkPrefix(all, logPath: logPath, checkpoint: cp)
@@ -265,6 +278,7 @@ public enum AuditProofs {
     public static func consistency(logPath: String, oldSize: UInt64, newSize: UInt64?,
                                    verifierKey: String?) throws(AuditError) -> Consistency {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
+        try requireLog(logPath)
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
         let all = try leafHashes(logPath: logPath)
         try checkPrefix(all, logPath: logPath, checkpoint: cp)

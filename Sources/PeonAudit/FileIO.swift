@@ -51,7 +51,11 @@ package enum FileIO {
     /// forever or never end (a hostile "log" such as `/dev/zero`).
     package static func openRegularForReading(path: String) throws(AuditError) -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw ioError(path, "cannot open") }
+        guard fd >= 0 else {
+            // The commonest mistake, a mistyped path, says so and what to do rather than quote strerror.
+            if errno == ENOENT { throw AuditError(.io, "\(path): no such file; check the path") }
+            throw ioError(path, "cannot open")
+        }
         var st = stat()
         guard fstat(fd, &st) == 0 else {
             let e = ioError(path, "cannot examine")

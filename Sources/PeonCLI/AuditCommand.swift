@@ -54,6 +54,11 @@ struct AuditCommand: ParsableCommand {
             }
             return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
+        // Key text always holds `+`; without one it was meant as a file, and that file is not there.
+        if !option.contains("+") {
+            throw AuditError(.badKey, "\(option): no such file, and not a verifier key NAME+HASH+KEY either; give the key "
+                             + "`peon-wasm audit key` printed on the writing machine, or the path of a file holding it")
+        }
         return option
     }
 

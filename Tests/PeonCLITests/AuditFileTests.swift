@@ -30,6 +30,36 @@ struct AuditFileTests {
         }
     }
 
+    /// A newcomer's mistyped path: every `audit` command names the missing file and says to check the path, with
+    /// exit 2 (cannot be read); `prove` and `consistency` used to answer "no checkpoint" (exit 7) and advise
+    /// `--refresh`, which then failed on the same missing log, and `verify` quoted strerror with no advice.
+    @Test("a mistyped log, checkpoint or key path is named as missing, with what to do")
+    func aMistypedPathSaysCheckThePath() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let missing = folder.appendingPathComponent("audti.jsonl").path
+            for command in [["verify", missing], ["show", missing], ["prove", missing, "0"], ["consistency", missing, "1"]] {
+                let result = try runPeonWasm(["audit"] + command,
+                                             environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+                #expect(result.status == 2, "audit \(command[0]): \(result.stderr)")
+                #expect(result.stderr.hasPrefix("peon-wasm: error: \(missing): "), "audit \(command[0]): \(result.stderr)")
+                #expect(result.stderr.contains("no such"), "audit \(command[0]): \(result.stderr)")
+                #expect(result.stderr.contains("check the path"), "audit \(command[0]): \(result.stderr)")
+                #expect(result.stderr.split(separator: "\n").count == 1, "audit \(command[0]): \(result.stderr)")
+            }
+            let keptCheckpoint = folder.appendingPathComponent("kept.checkpoint").path
+            let checkpoint = try runPeonWasm(["audit", "verify", log.path, "--checkpoint", keptCheckpoint],
+                                             environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(checkpoint.status == 7, "\(checkpoint.stderr)")
+            #expect(checkpoint.stderr.contains("no such checkpoint file (given with --checkpoint); check the path"), "\(checkpoint.stderr)")
+            let keyFile = folder.appendingPathComponent("host-a.pub").path
+            let key = try runPeonWasm(["audit", "verify", log.path, "--key", keyFile])
+            #expect(key.status == 11, "\(key.stderr)")
+            #expect(key.stderr.hasPrefix("peon-wasm: error: \(keyFile): no such file"), "\(key.stderr)")
+        }
+    }
+
     @Test func aLogWhoseCheckpointWasDeletedIsNotSignedByTheNextRun() throws {
         try withTemporaryDirectory { folder in
             let log = folder.appendingPathComponent("audit.jsonl")
