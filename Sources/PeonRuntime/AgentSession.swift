@@ -128,8 +128,20 @@ public final class AgentSession: Sendable {
             printLine(line, to: 2)
         }
         configuration.denialSink = denialSink
+        let policy = options.policy
+        if denialSink == nil, policy.grantsPath == nil, policy.policyPath == nil, policy.policyStore == nil {
+            // Default deny is easy to take for a broken module: the first denial says once why every call is refused.
+            let first = OnceFlag()
+            configuration.denialSink = { _, _ in
+                guard first.claim() else { return }
+                printLine(Self.noGrantsNote, to: 2)
+            }
+        }
         return Mediator(configuration)
     }
+
+    /// Printed on stderr at a run's first denial when it was given neither grants nor a policy.
+    static let noGrantsNote = "peon-wasm: note: a host call was denied because no --grants or --policy was given, so the module may do nothing (default deny); name its grants with --grants policies/NAME.toml"
 
     /// Loads the policy files again now (what `SIGHUP` asks for), whether or not they look changed.
     public func reloadPolicy() {
@@ -285,6 +297,14 @@ import Foundation
 /// Writes one line to a file descriptor without buffering.
 func printLine(_ line: String, to fd: Int32) {
     _ = writeFully(fd, Array((line + "\n").utf8))
+}
+
+/// A flag that answers `true` to the first ``claim()`` only, from any thread.
+final class OnceFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    /// `true` the first time, `false` ever after.
+    func claim() -> Bool { !flag.exchange(true, ordering: .acquiringAndReleasing) }
 }
 
 /// A flag set once, when a run's `run.end` is about to be appended.

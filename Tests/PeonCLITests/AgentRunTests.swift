@@ -135,6 +135,9 @@ struct AgentRunTests {
             let result = try fixture.run()
             #expect(result.status == 1)
             #expect(result.stderr.contains("is not granted to minimal"))
+            // A newcomer is told once why, not left to think the module broken.
+            let note = "peon-wasm: note: a host call was denied because no --grants or --policy was given"
+            #expect(result.stderr.components(separatedBy: note).count == 2, "\(result.stderr)")
             #expect(!FileManager.default.fileExists(atPath: fixture.ledger.path))
             let read = try fixture.entries(call: "fs.read")
             #expect(read.first?["decision"] as? String == "deny")
