@@ -63,6 +63,9 @@ package enum GrantsParser {
     }
 
     /// Parses grants text. `file` is used in messages; `baseDirectory` resolves relative `fs` paths.
+    /// What to do about a TOML syntax error: the parser's own words name the symptom, often at the end of the file.
+    static let syntaxHint = "check the quotes, brackets and commas at or before that line (docs/grants.md shows the format)"
+
     package static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
         if let line = firstMalformedHeader(in: text) {
             throw GrantsError(file: file, line: line, key: "",
@@ -73,9 +76,9 @@ package enum GrantsParser {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
             throw GrantsError(file: file, line: error.source.begin.line, key: "",
-                              message: "TOML syntax error at column \(error.source.begin.column): \(error.description)")
+                              message: "TOML syntax error at column \(error.source.begin.column): \(error.description); \(Self.syntaxHint)")
         } catch {
-            throw GrantsError(file: file, line: 1, key: "", message: "TOML syntax error: \(error)")
+            throw GrantsError(file: file, line: 1, key: "", message: "TOML syntax error: \(error); \(Self.syntaxHint)")
         }
         var reader = Reader(file: file, lines: KeyLineIndex(text), baseDirectory: baseDirectory)
         return try reader.grants(root)

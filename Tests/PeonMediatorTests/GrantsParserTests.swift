@@ -104,6 +104,8 @@ import Testing
         ("module = \"bad name\"\n", 1, "module", "A-Z a-z"),
         ("sha256 = \"x\"\n", 1, "module", "missing"),
         ("module = \"m\"\n[[fs]\n", 2, "", "TOML syntax error"),
+        // The parser's own words name a symptom (here the end of the file); the message says what to check.
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\"\n", 3, "", "check the quotes, brackets and commas"),
         // Headers TOMLKit's toml++ aborts the process on (found by Fuzz/FuzzGrants): refused first.
         ("[\n", 1, "", "must be followed by a table name"),
         ("module = \"m\"\n[[\n", 2, "", "must be followed by a table name"),
