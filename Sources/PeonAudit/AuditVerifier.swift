@@ -234,22 +234,59 @@ public enum AuditProofs {
         return false
     }
 
-    /// The leaf hashes of every complete line of a log (a trailing partial line is ignored).
-    public static func leafHashes(logPath: String) throws(AuditError) -> [[UInt8]] {
+    /// Streams the leaf hashes of every complete line of a log, in order, to `body` (a trailing partial line is
+    /// ignored), and returns the number of complete lines.
+    ///
+    /// Only the lines before `hashingBelow` are hashed and passed on; the rest are counted (and still checked
+    /// against ``AuditLog/maxLineBytes``). Memory stays one line: the caller keeps what it needs.
+    package static func streamLeafHashes(logPath: String, hashingBelow: UInt64 = .max,
+                                         _ body: (_ index: UInt64, _ leafHash: [UInt8]) -> Void) throws(AuditError) -> UInt64 {
         let fd = try FileIO.openRegularForReading(path: logPath)
         defer { close(fd) }
         var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
-        var hashes: [[UInt8]] = []
+        var count: UInt64 = 0
         while let item = try reader.next() {
             switch item {
-            case .line(let bytes): hashes.append(RFC6962.leafHash(bytes))
+            case .line(let bytes):
+                if count < hashingBelow { body(count, RFC6962.leafHash(bytes)) }
+                count += 1
             case .tooLong:
-                throw AuditError(.malformedEntry, "\(logPath):\(hashes.count + 1): line longer than \(AuditLog.maxLineBytes) bytes",
-                                 line: hashes.count + 1, seq: UInt64(hashes.count))
+                throw AuditError(.malformedEntry, "\(logPath):\(count + 1): line longer than \(AuditLog.maxLineBytes) bytes",
+                                 line: Int(clamping: count + 1), seq: count)
             case .partial: break
             }
         }
-        return hashes
+        return count
+    }
+
+    /// What one pass over a log gives a proof: the number of complete lines, the roots of some of its prefixes, the
+    /// roots of the proof's leaf ranges and one leaf hash. O(log n) hashes, whatever the log's size.
+    private struct Pass {
+        var count: UInt64 = 0
+        var prefixRoots: [UInt64: [UInt8]] = [:]
+        var rangeRoots: [[UInt8]]?
+        var leafHash: [UInt8]?
+    }
+
+    /// Reads the log once, folding its leaf hashes into the roots of the prefixes of `prefixSizes` (one shared
+    /// ``CompactTree``), the roots of `ranges` (``RangeRoots``) and the hash of leaf `leaf`.
+    private static func pass(logPath: String, prefixSizes: Set<UInt64>, ranges: [Range<UInt64>],
+                             leaf: UInt64?) throws(AuditError) -> Pass {
+        var result = Pass()
+        var folder = try RangeRoots(ranges)
+        var prefix = CompactTree()
+        if prefixSizes.contains(0) { result.prefixRoots[0] = prefix.rootHash }
+        // Past every size, range and leaf asked for, lines are only counted.
+        let hashed = max(prefixSizes.max() ?? 0, folder.end, leaf.map { $0 + 1 } ?? 0)
+        let count = try streamLeafHashes(logPath: logPath, hashingBelow: hashed) { index, hash in
+            if index == leaf { result.leafHash = hash }
+            folder.append(leafHash: hash)
+            prefix.append(leafHash: hash)
+            if prefixSizes.contains(prefix.size) { result.prefixRoots[prefix.size] = prefix.rootHash }
+        }
+        result.count = count
+        result.rangeRoots = folder.roots
+        return result
     }
 
     /// A missing log is a mistyped path (exit 2), not a log without a checkpoint (exit 7, whose advice to sign one
@@ -259,49 +296,64 @@ public enum AuditProofs {
     }
 
     /// The inclusion proof of entry `seq` against the log's latest checkpoint, whose root must match the log.
+    ///
+    /// One pass over the log in O(log n) memory: the proof's subtrees are known from `seq` and the checkpoint's
+    /// size before the log is read (``RFC6962/inclusionRanges(index:treeSize:)``), and folded as the lines go by.
     public static func inclusion(logPath: String, seq: UInt64, verifierKey: String?) throws(AuditError) -> Inclusion {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         try requireLog(logPath)
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
-        let all = try leafHashes(logPath: logPath)
-        try checkPrefix(all, logPath: logPath, checkpoint: cp)
-        let leaves = all.prefix(Int(cp.size))
-        guard seq < cp.size else {
+        let covered = seq < cp.size
+        let ranges = try covered ? RFC6962.inclusionRanges(index: seq, treeSize: cp.size) : []
+        let scan = try pass(logPath: logPath, prefixSizes: [cp.size], ranges: ranges, leaf: covered ? seq : nil)
+        try checkPrefix(scan, logPath: logPath, checkpoint: cp)
+        guard covered else {
             throw AuditError(.invalidArgument, "seq \(seq) is not covered by the latest checkpoint (size \(cp.size)); refresh it with `peon-wasm audit checkpoint \(logPath) --refresh`")
         }
-        let proof = try RFC6962.inclusionProof(index: Int(seq), leafHashes: leaves)
-        return Inclusion(leafIndex: seq, treeSize: cp.size, leafHash: all[Int(seq)], rootHash: cp.rootHash, hashes: proof)
+        guard let proof = scan.rangeRoots, let leafHash = scan.leafHash else { throw shortPass(logPath) }
+        return Inclusion(leafIndex: seq, treeSize: cp.size, leafHash: leafHash, rootHash: cp.rootHash, hashes: proof)
     }
 
     /// The consistency proof between the first `oldSize` entries and the first `newSize` (default: the latest
     /// checkpoint's size), both prefixes of the log.
+    ///
+    /// One pass over the log in O(log n) memory, as ``inclusion(logPath:seq:verifierKey:)``
+    /// (``RFC6962/consistencyRanges(oldSize:newSize:)``).
     public static func consistency(logPath: String, oldSize: UInt64, newSize: UInt64?,
                                    verifierKey: String?) throws(AuditError) -> Consistency {
         let key = try verifierKey.map { (text) throws(AuditError) in try VerifierKey(text) }
         try requireLog(logPath)
         let cp = try AuditVerifier.loadCheckpoint(path: logPath + ".checkpoint", key: key)
-        let all = try leafHashes(logPath: logPath)
-        try checkPrefix(all, logPath: logPath, checkpoint: cp)
         let newSize = newSize ?? cp.size
-        guard newSize <= UInt64(all.count) else {
-            throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(all.count) entries)")
+        let ordered = oldSize <= newSize
+        let ranges = try ordered ? RFC6962.consistencyRanges(oldSize: oldSize, newSize: newSize) : []
+        let scan = try pass(logPath: logPath, prefixSizes: ordered ? [cp.size, oldSize, newSize] : [cp.size],
+                            ranges: ranges, leaf: nil)
+        try checkPrefix(scan, logPath: logPath, checkpoint: cp)
+        guard newSize <= scan.count else {
+            throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(scan.count) entries)")
         }
-        guard oldSize <= newSize else {
+        guard ordered else {
             throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
         }
-        let leaves = all.prefix(Int(newSize))
-        let proof = try RFC6962.consistencyProof(oldSize: Int(oldSize), leafHashes: leaves)
-        return Consistency(oldSize: oldSize, newSize: newSize,
-                           oldRoot: RFC6962.rootHash(leafHashes: leaves.prefix(Int(oldSize))),
-                           newRoot: RFC6962.rootHash(leafHashes: leaves), hashes: proof)
+        guard let proof = scan.rangeRoots, let oldRoot = scan.prefixRoots[oldSize], let newRoot = scan.prefixRoots[newSize] else {
+            throw shortPass(logPath)
+        }
+        return Consistency(oldSize: oldSize, newSize: newSize, oldRoot: oldRoot, newRoot: newRoot, hashes: proof)
     }
 
-    private static func checkPrefix(_ all: [[UInt8]], logPath: String, checkpoint cp: Checkpoint) throws(AuditError) {
-        guard cp.size <= UInt64(all.count) else {
-            throw AuditError(.checkpointMismatch, "\(logPath): the checkpoint covers \(cp.size) entries but the log has \(all.count); run `peon-wasm audit verify`")
+    private static func checkPrefix(_ scan: Pass, logPath: String, checkpoint cp: Checkpoint) throws(AuditError) {
+        guard cp.size <= scan.count else {
+            throw AuditError(.checkpointMismatch, "\(logPath): the checkpoint covers \(cp.size) entries but the log has \(scan.count); run `peon-wasm audit verify`")
         }
-        guard RFC6962.rootHash(leafHashes: all[..<Int(cp.size)]) == cp.rootHash else {
+        guard scan.prefixRoots[cp.size] == cp.rootHash else {
             throw AuditError(.checkpointMismatch, "\(logPath): the log does not match its checkpoint's root; run `peon-wasm audit verify`")
         }
+    }
+
+    /// A pass that counted the lines a proof needs but did not fold them: cannot happen (every line counted below
+    /// the sizes asked for is hashed), so it is reported as a read error rather than trusted.
+    private static func shortPass(_ logPath: String) -> AuditError {
+        AuditError(.io, "\(logPath): the log's lines were counted but not all hashed while building the proof; run the command again")
     }
 }

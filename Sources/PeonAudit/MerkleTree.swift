@@ -64,47 +64,97 @@ public enum RFC6962 {
     /// The audit path `PATH(m, D[n])` of RFC 6962 §2.1.1 for leaf `index` in the tree of the given leaf hashes,
     /// ordered from the leaf's sibling up to the root's child.
     ///
-    /// Requires `0 <= index < leafHashes.count`; otherwise throws ``AuditError/Code/invalidArgument``.
+    /// Requires `0 <= index < leafHashes.count`; otherwise throws ``AuditError/Code/invalidArgument``. This holds
+    /// every leaf hash; `audit prove` streams the log instead (``inclusionRanges(index:treeSize:)``, ``RangeRoots``).
     public static func inclusionProof(index: Int, leafHashes: ArraySlice<[UInt8]>) throws(AuditError) -> [[UInt8]] {
         guard index >= 0, index < leafHashes.count else {
             throw AuditError(.invalidArgument, "leaf index \(index) is outside a tree of size \(leafHashes.count)")
         }
-        return path(index, leafHashes)
-    }
-
-    private static func path(_ m: Int, _ d: ArraySlice<[UInt8]>) -> [[UInt8]] {
-        guard d.count > 1 else { return [] }
-        let k = split(d.count)
-        let mid = d.startIndex + k
-        if m < k {
-            return path(m, d[..<mid]) + [rootHash(leafHashes: d[mid...])]
-        } else {
-            return path(m - k, d[mid...]) + [rootHash(leafHashes: d[..<mid])]
-        }
+        return try inclusionRanges(index: UInt64(index), treeSize: UInt64(leafHashes.count))
+            .map { rootHash(leafHashes: slice(leafHashes, $0)) }
     }
 
     /// The consistency proof `PROOF(m, D[n])` of RFC 6962 §2.1.2 between the first `oldSize` leaves and all of them.
     ///
     /// Requires `0 <= oldSize <= leafHashes.count`. The proof is empty when `oldSize` is 0 or equals the tree size.
+    /// This holds every leaf hash; `audit consistency` streams the log instead (``consistencyRanges(oldSize:newSize:)``).
     public static func consistencyProof(oldSize: Int, leafHashes: ArraySlice<[UInt8]>) throws(AuditError) -> [[UInt8]] {
         guard oldSize >= 0, oldSize <= leafHashes.count else {
             throw AuditError(.invalidArgument,
                              "old size \(oldSize) is outside a tree of size \(leafHashes.count); choose 0...\(leafHashes.count)")
         }
-        guard oldSize > 0, oldSize < leafHashes.count else { return [] }
-        return subproof(oldSize, leafHashes, true)
+        return try consistencyRanges(oldSize: UInt64(oldSize), newSize: UInt64(leafHashes.count))
+            .map { rootHash(leafHashes: slice(leafHashes, $0)) }
     }
 
-    private static func subproof(_ m: Int, _ d: ArraySlice<[UInt8]>, _ complete: Bool) -> [[UInt8]] {
-        let n = d.count
-        if m == n { return complete ? [] : [rootHash(leafHashes: d)] }
-        let k = split(n)
-        let mid = d.startIndex + k
-        if m <= k {
-            return subproof(m, d[..<mid], complete) + [rootHash(leafHashes: d[mid...])]
-        } else {
-            return subproof(m - k, d[mid...], false) + [rootHash(leafHashes: d[..<mid])]
+    /// The leaf hashes of `range` (leaf indices from the slice's start); the range lies inside the slice.
+    private static func slice(_ leafHashes: ArraySlice<[UInt8]>, _ range: Range<UInt64>) -> ArraySlice<[UInt8]> {
+        leafHashes[(leafHashes.startIndex + Int(range.lowerBound))..<(leafHashes.startIndex + Int(range.upperBound))]
+    }
+
+    /// The largest power of two strictly smaller than `n` (requires `n >= 2`), without a loop that could overflow.
+    static func split(_ n: UInt64) -> UInt64 {
+        1 << (63 - UInt64((n - 1).leadingZeroBitCount))
+    }
+
+    /// The leaf ranges whose Merkle Tree Hashes, in order, are the audit path `PATH(index, D[treeSize])` of RFC 6962
+    /// §2.1.1: the sibling subtrees from the leaf's up to the root's child.
+    ///
+    /// The ranges are disjoint and depend on `index` and `treeSize` alone, so the path can be computed by folding
+    /// the leaves as they stream past (``RangeRoots``) instead of holding them: at most 64 ranges, whatever the size.
+    /// Requires `index < treeSize`; otherwise throws ``AuditError/Code/invalidArgument``.
+    public static func inclusionRanges(index: UInt64, treeSize: UInt64) throws(AuditError) -> [Range<UInt64>] {
+        guard index < treeSize else {
+            throw AuditError(.invalidArgument, "leaf index \(index) is outside a tree of size \(treeSize)")
         }
+        // PATH(m, D[lo..<hi]) is PATH(m, the half holding m) followed by MTH(the other half): walking down from the
+        // root gives the ranges top first, and the path lists them leaf side first.
+        var ranges: [Range<UInt64>] = []
+        var lo: UInt64 = 0
+        var hi = treeSize
+        while hi - lo > 1 {
+            let mid = lo + split(hi - lo)
+            if index < mid {
+                ranges.append(mid..<hi)
+                hi = mid
+            } else {
+                ranges.append(lo..<mid)
+                lo = mid
+            }
+        }
+        return ranges.reversed()
+    }
+
+    /// The leaf ranges whose Merkle Tree Hashes, in order, are the consistency proof `PROOF(oldSize, D[newSize])`
+    /// of RFC 6962 §2.1.2 (empty when `oldSize` is 0 or equals `newSize`).
+    ///
+    /// Like ``inclusionRanges(index:treeSize:)``: disjoint, at most 65 (one per level, and the old tree's last
+    /// subtree), computed from the two sizes alone.
+    /// Requires `oldSize <= newSize`; otherwise throws ``AuditError/Code/invalidArgument``.
+    public static func consistencyRanges(oldSize: UInt64, newSize: UInt64) throws(AuditError) -> [Range<UInt64>] {
+        guard oldSize <= newSize else {
+            throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
+        }
+        guard oldSize > 0, oldSize < newSize else { return [] }
+        // SUBPROOF(m, D[lo..<hi], b): `oldSize` stays the absolute boundary, so m == n is `oldSize == hi` and
+        // m <= k is `oldSize <= mid`. Each step takes the half without the boundary's path as one range.
+        var ranges: [Range<UInt64>] = []
+        var lo: UInt64 = 0
+        var hi = newSize
+        var complete = true
+        while oldSize != hi {
+            let mid = lo + split(hi - lo)
+            if oldSize <= mid {
+                ranges.append(mid..<hi)
+                hi = mid
+            } else {
+                ranges.append(lo..<mid)
+                lo = mid
+                complete = false
+            }
+        }
+        if !complete { ranges.append(lo..<hi) }
+        return ranges.reversed()
     }
 
     /// Checks an inclusion proof (RFC 9162 §2.1.3.2): that `leafHash` is leaf `index` of the tree of `treeSize`
@@ -222,6 +272,61 @@ public struct CompactTree: Sendable {
         guard var hash = peaks.last else { return RFC6962.emptyRoot }
         for peak in peaks.dropLast().reversed() { hash = RFC6962.nodeHash(peak, hash) }
         return hash
+    }
+}
+
+/// The Merkle Tree Hashes of a few disjoint leaf ranges, folded from the leaf hashes as they stream past in
+/// order, in O(log n) memory: only the range the current leaf falls in is open, as one ``CompactTree``.
+///
+/// With the ranges of ``RFC6962/inclusionRanges(index:treeSize:)`` or ``RFC6962/consistencyRanges(oldSize:newSize:)``
+/// this computes a proof in one pass over a log of any size, holding O(log n) hashes instead of every leaf hash.
+public struct RangeRoots: Sendable {
+    /// The ranges in leaf order, each with its place in the caller's list.
+    private let order: [(range: Range<UInt64>, place: Int)]
+    /// The next range of `order` to be completed.
+    private var next = 0
+    /// The open range's leaves so far.
+    private var open = CompactTree()
+    /// The roots found so far, in the caller's order.
+    private var found: [[UInt8]?]
+    /// The number of leaf hashes appended.
+    public private(set) var leaves: UInt64 = 0
+    /// One past the last leaf any range needs: the leaves from here on can be skipped.
+    public let end: UInt64
+
+    /// Folds the roots of `ranges` (in any order). Throws ``AuditError/Code/invalidArgument`` if one is empty or two
+    /// overlap: a leaf belongs to at most one range.
+    public init(_ ranges: [Range<UInt64>]) throws(AuditError) {
+        let order = ranges.enumerated().map { (range: $0.element, place: $0.offset) }
+            .sorted { $0.range.lowerBound < $1.range.lowerBound }
+        for (i, item) in order.enumerated() {
+            guard !item.range.isEmpty else { throw AuditError(.invalidArgument, "an empty leaf range has no subtree root") }
+            if i > 0, order[i - 1].range.upperBound > item.range.lowerBound {
+                throw AuditError(.invalidArgument, "leaf ranges \(order[i - 1].range) and \(item.range) overlap")
+            }
+        }
+        self.order = order
+        self.found = Array(repeating: nil, count: ranges.count)
+        self.end = order.last?.range.upperBound ?? 0
+    }
+
+    /// Appends the hash of leaf number ``leaves``.
+    public mutating func append(leafHash: [UInt8]) {
+        let index = leaves
+        leaves += 1
+        guard next < order.count, order[next].range.contains(index) else { return }
+        open.append(leafHash: leafHash)
+        if index + 1 == order[next].range.upperBound {
+            found[order[next].place] = open.rootHash
+            open = CompactTree()
+            next += 1
+        }
+    }
+
+    /// The roots of the ranges in the order they were given, or nil until every range's last leaf was appended.
+    public var roots: [[UInt8]]? {
+        guard next == order.count else { return nil }
+        return found.compactMap { $0 }
     }
 }
 

@@ -211,7 +211,8 @@ func lines(of path: String) throws -> [[UInt8]] {
         try handle.close()
         #expect(throws: AuditError(.malformedEntry, "")) { try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey) }
         #expect(throws: AuditError(.malformedEntry, "")) { try AuditLog.open(path: path, signer: signer) }
-        #expect(throws: AuditError(.malformedEntry, "")) { try AuditProofs.leafHashes(logPath: path) }
+        #expect(throws: AuditError(.malformedEntry, "")) { try AuditProofs.streamLeafHashes(logPath: path) { _, _ in } }
+        #expect(throws: AuditError(.malformedEntry, "")) { try AuditProofs.inclusion(logPath: path, seq: 0, verifierKey: nil) }
     }
 
     @Test func anInclusionProofOfEveryEntryVerifiesIndependently() throws {
@@ -281,7 +282,7 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(mkfifo(fifo, 0o600) == 0)
         for path in [fifo, dir.path, "/dev/zero"] {
             #expect(throws: AuditError(.io, "")) { try AuditVerifier.verify(logPath: path, verifierKey: nil) }
-            #expect(throws: AuditError(.io, "")) { try AuditProofs.leafHashes(logPath: path) }
+            #expect(throws: AuditError(.io, "")) { try AuditProofs.streamLeafHashes(logPath: path) { _, _ in } }
         }
         #expect(throws: AuditError(.io, "")) { try AuditLog.open(path: fifo, signer: signer) }
         let log = dir.path + "/log.jsonl"
