@@ -373,6 +373,29 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(strays.isEmpty, "the failed checkpoint's temporary file was removed: \(strays)")
     }
 
+    /// A log that failed touches its files no more: a checkpoint signed before the failure (or by another writer of
+    /// this process) is refused, not published, even once the obstacle that made the log fail is gone. Without the
+    /// refusal it was written: a log that stopped (perhaps mid-line, by its own write) got a fresh signature.
+    @Test func aLogThatFailedPublishesNoCheckpoint() throws {
+        let path = dir.path + "/failed-publish.jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, sync: .effects, checkpointEvery: 5)
+        try FileManager.default.removeItem(atPath: path + ".checkpoint")
+        try FileManager.default.createDirectory(atPath: path + ".checkpoint", withIntermediateDirectories: false)
+        _ = FileManager.default.createFile(atPath: path + ".checkpoint/occupied", contents: Data())
+        for i in 0..<5 { try log.append(record(i), durable: false) }
+        #expect(throws: AuditError(.failed, "")) { try log.synchronize() }
+        // The obstacle goes; a valid checkpoint of the five entries on file is offered.
+        try FileManager.default.removeItem(atPath: path + ".checkpoint")
+        var tree = CompactTree()
+        for line in try lines(of: path) { tree.append(leafHash: RFC6962.leafHash(line)) }
+        #expect(tree.size == 5)
+        let note = try signer.sign(Checkpoint(origin: signer.name, size: 5, rootHash: tree.rootHash))
+        #expect(throws: AuditError(.failed, "")) { try log.publish(note, size: 5) }
+        #expect(!FileManager.default.fileExists(atPath: path + ".checkpoint"), "a failed log published a checkpoint")
+        try log.close()
+        #expect(!FileManager.default.fileExists(atPath: path + ".checkpoint"), "closing a failed log published a checkpoint")
+    }
+
     @Test(arguments: AuditSyncMode.allCases)
     func synchronizeLeavesEveryAppendedEntryInTheFile(_ mode: AuditSyncMode) throws {
         let path = dir.path + "/synchronize-\(mode).jsonl"
