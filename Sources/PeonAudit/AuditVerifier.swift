@@ -331,10 +331,10 @@ public enum AuditProofs {
                             ranges: ranges, leaf: nil)
         try checkPrefix(scan, logPath: logPath, checkpoint: cp)
         guard newSize <= scan.count else {
-            throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(scan.count) entries)")
+            throw AuditError(.invalidArgument, "new size \(newSize) is larger than the log (\(scan.count) entries); give a new size of at most \(scan.count)")
         }
         guard ordered else {
-            throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize)")
+            throw AuditError(.invalidArgument, "old size \(oldSize) is larger than new size \(newSize); give the smaller size first: `audit consistency LOG OLD-SIZE [NEW-SIZE]` (NEW-SIZE defaults to the checkpoint's size, \(cp.size))")
         }
         guard let proof = scan.rangeRoots, let oldRoot = scan.prefixRoots[oldSize], let newRoot = scan.prefixRoots[newSize] else {
             throw shortPass(logPath)

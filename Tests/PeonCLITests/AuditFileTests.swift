@@ -57,6 +57,14 @@ struct AuditFileTests {
             let key = try runPeonWasm(["audit", "verify", log.path, "--key", keyFile])
             #expect(key.status == 11, "\(key.stderr)")
             #expect(key.stderr.hasPrefix("peon-wasm: error: \(keyFile): no such file"), "\(key.stderr)")
+            // Sizes in the wrong order, or past the log, say what to give instead.
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            let swapped = try runPeonWasm(["audit", "consistency", log.path, "3", "1"], environment: environment)
+            #expect(swapped.status == 13, "\(swapped.stderr)")
+            #expect(swapped.stderr.contains("give the smaller size first"), "\(swapped.stderr)")
+            let past = try runPeonWasm(["audit", "consistency", log.path, "1", "500"], environment: environment)
+            #expect(past.status == 13, "\(past.stderr)")
+            #expect(past.stderr.contains("give a new size of at most"), "\(past.stderr)")
         }
     }
 
