@@ -283,7 +283,7 @@ struct AuditCommand: ParsableCommand {
         @Option(help: "With --from: only entries before this UTC time.") var until: String?
         @Option(help: "With --from: only entries of this origin (host key name).") var origin: String?
         @Option(help: "With --from: only entries of this call (fs.read, run.start, policy.store, ...).") var call: String?
-        @Option(help: "With --from: at most this many entries (default 1000).") var limit: Int = 1000
+        @Option(help: "With --from: at most this many entries.") var limit: Int = 1000
 
         func validate() throws {
             if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }

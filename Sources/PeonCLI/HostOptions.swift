@@ -29,7 +29,7 @@ struct HostOptions: ParsableArguments {
     @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
     var auditKey: String?
 
-    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects (default) or batch.")
+    @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects or batch.")
     var auditSync: String = "effects"
 
     @Option(help: ArgumentHelp("Who approves calls whose grant says approval = true: 'tty', or a command that gets the call as JSON on stdin and exits 0 to approve. Default: refuse them (mcp: ask through the client when it supports elicitation).", valueName: "tty|COMMAND"))
@@ -50,7 +50,7 @@ struct HostOptions: ParsableArguments {
     @Option(name: .customLong("max-output"), help: "Most bytes the module may write to stdout and stderr together. Default: 16MiB.")
     var maxOutput: SizeArgument?
 
-    @Option(help: "The engine: wasmkit (default, pure Swift) or wasmtime (JIT, needs libwasmtime).")
+    @Option(help: "The engine: wasmkit (pure Swift) or wasmtime (JIT, needs libwasmtime).")
     var engine: String = "wasmkit"
 
     @Option(name: .customLong("wasmtime-lib"), help: "Path of libwasmtime.so for --engine wasmtime (default: $PEON_WASMTIME_LIB, the library path, then the wasmtime Python package).")

@@ -47,7 +47,7 @@ struct PolicyEvalCommand: ParsableCommand {
         valueName: "ROLE=FUNCTION"))
     var domainPatterns: [String] = []
 
-    @Argument(help: "A JSON Lines file of requests, or - (the default) for standard input.")
+    @Argument(help: "A JSON Lines file of requests, or - for standard input.")
     var requests: String = "-"
 
     func run() throws {

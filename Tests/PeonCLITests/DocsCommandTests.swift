@@ -282,8 +282,12 @@ struct DocsCommandTests {
         #expect(documented.subtracting(known).isEmpty, "documented but unknown: \(documented.subtracting(known).sorted())")
     }
 
-    /// ArgumentParser appends `(default: N)` to an option that has a default value; a help text that also says
-    /// `Default: N.` printed the default twice (`--max-waiting`: "Default: 64. (default: 64)").
+    /// ArgumentParser appends `(default: N)` to an option that has a default value; a help text that also states
+    /// the default, in any wording, printed it twice: "Default: 64. (default: 64)" (`--max-waiting`), "effects
+    /// (default) or batch. (default: effects)" (`--audit-sync`), "wasmkit (default, pure Swift)" (`--engine`),
+    /// "(default 1000). (default: 1000)" (`audit show --limit`), "- (the default) for standard input" (`REQUESTS`).
+    /// Each option's entry in `--help` is checked on its own: one that ends with ArgumentParser's `(default: ...)`
+    /// must not say "default" anywhere else.
     @Test("no option's help states its default twice", arguments: [
         ["run"], ["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"],
         ["audit", "verify"], ["audit", "show"], ["audit", "key"], ["audit", "checkpoint"],
@@ -292,9 +296,64 @@ struct DocsCommandTests {
     func defaultsAreStatedOnce(subcommand: [String]) throws {
         let help = try runPeonWasm(subcommand + ["--help"])
         #expect(help.status == 0, "\(help.stderr)")
-        let flat = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
-        let twice = flat.matches(of: /Default: ([^ ]+)\. \(default: \1\)/).map { String($0.output.0) }
+        let entries = Self.helpEntries(help.stdout)
+        // The entries were found: every `(default: ...)` in the indented lines (ARGUMENTS and OPTIONS; the
+        // overview is not indented) is in one of them.
+        let indented = help.stdout.split(separator: "\n").filter { $0.hasPrefix("  ") }.joined(separator: " ")
+        let flat = indented.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        func appended(_ text: String) -> Int { text.components(separatedBy: "(default: ").count - 1 }
+        #expect(entries.map(appended).reduce(0, +) == appended(flat),
+                "\(subcommand): entries \(entries) from:\n\(help.stdout)")
+        let twice = entries.filter(Self.statesDefaultTwice)
         #expect(twice.isEmpty, "\(subcommand.joined(separator: " ")): \(twice)")
+    }
+
+    /// The entries of a `--help` text's ARGUMENTS and OPTIONS sections, each flattened to one line: an entry starts
+    /// on a line indented by exactly two spaces (`  --name <value>`, `  <argument>`); deeper lines continue it.
+    static func helpEntries(_ help: String) -> [String] {
+        var entries: [String] = []
+        var current: [Substring] = []
+        for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  ") && !line.hasPrefix("   ") || !line.hasPrefix(" ") {
+                if !current.isEmpty { entries.append(current.joined(separator: " ")) }
+                current = line.hasPrefix("  ") ? [line] : []
+            } else if !current.isEmpty {
+                current.append(line)
+            }
+        }
+        if !current.isEmpty { entries.append(current.joined(separator: " ")) }
+        return entries.map { $0.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
+    }
+
+    /// Whether an entry ends with ArgumentParser's `(default: X)` and its own text mentions a default too.
+    static func statesDefaultTwice(_ entry: String) -> Bool {
+        guard let appended = entry.range(of: "(default: ", options: .backwards), entry.hasSuffix(")") else { return false }
+        return entry[..<appended.lowerBound].range(of: "default", options: .caseInsensitive) != nil
+    }
+
+    @Test("the double-default check catches every wording it was written for, and passes a default stated once")
+    func doubleDefaultCheckCatchesEachWording() {
+        let twice = [
+            "--max-waiting <n> Most calls waiting. Default: 64. (default: 64)",
+            "--audit-sync <audit-sync> When audit entries reach the disk: always, effects (default) or batch. (default: effects)",
+            "--engine <engine> The engine: wasmkit (default, pure Swift) or wasmtime (JIT). (default: wasmkit)",
+            "--limit <limit> With --from: at most this many entries (default 1000). (default: 1000)",
+            "<requests> A JSON Lines file of requests, or - (the default) for standard input. (default: -)",
+        ]
+        for entry in twice { #expect(Self.statesDefaultTwice(entry), "\(entry)") }
+        let once = [
+            "--audit-sync <audit-sync> When audit entries reach the disk: always, effects or batch. (default: effects)",
+            "--timeout <timeout> Wall-clock limit. Default: the grants' timeout, else 30s.",
+        ]
+        for entry in once { #expect(!Self.statesDefaultTwice(entry), "\(entry)") }
+        let parsed = Self.helpEntries("""
+            OPTIONS:
+              --audit-sync <audit-sync>
+                                      When audit entries reach the disk: always, effects
+                                      (default) or batch. (default: effects)
+              --timeout <timeout>     Wall-clock limit. Default: 30s.
+            """)
+        #expect(parsed == [twice[1], "--timeout <timeout> Wall-clock limit. Default: 30s."], "\(parsed)")
     }
 
     @Test("every exit status the code defines is in docs/cli.md")
