@@ -249,7 +249,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonPostgresTests",
-            dependencies: ["PeonTestSupport", "PeonCLI"],
+            dependencies: ["PeonTestSupport", "PeonCLI", "PeonPostgres"],
             swiftSettings: strict),
         .testTarget(
             name: "PeonCLITests",

@@ -69,18 +69,18 @@ package enum FileIO {
         return fd
     }
 
-    /// Reads a whole file, refusing one larger than `limit` bytes.
+    /// Reads a whole regular file, refusing one larger than `limit` bytes by its size, unread, and a FIFO,
+    /// device or directory without waiting on it (``BoundedRead``).
     package static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
-        let fd = try openRegularForReading(path: path)
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
-            if n < 0 { throw ioError(path, "read failed") }
-            if n == 0 { return out }
-            out += buffer[0..<n]
-            guard out.count <= limit else { throw AuditError(.io, "\(path): larger than \(limit) bytes; is this the right file?") }
+        do throws(BoundedReadError) {
+            return try BoundedRead.contents(ofPath: path, limit: limit)
+        } catch {
+            switch error.kind {
+            case .tooLarge: throw AuditError(.io, "\(path): larger than \(limit) bytes; is this the right file?")
+            case .directory, .notRegular: throw AuditError(.io, "\(path): not a regular file")
+            case .cannotOpen: throw AuditError(.io, "\(path): cannot open: \(String(cString: strerror(error.errno)))")
+            case .readFailed: throw AuditError(.io, "\(path): read failed: \(String(cString: strerror(error.errno)))")
+            }
         }
     }
 

@@ -4,6 +4,7 @@ import PeonPolicy
 import PeonInterface
 import PeonMediator
 import PeonPostgres
+import PeonSystem
 
 /// `peon-wasm policy`: tools for Casbin models and policies.
 struct PolicyCommand: ParsableCommand {
@@ -62,19 +63,28 @@ struct PolicyEvalCommand: ParsableCommand {
         var message: String
     }
 
-    private func read(_ path: String) throws(CommandFailure) -> String {
-        do {
-            let data = path == "-" ? FileHandle.standardInput.readDataToEndOfFile() : try Data(contentsOf: URL(fileURLWithPath: path))
-            guard let text = String(data: data, encoding: .utf8) else {
-                throw CommandFailure(message: "\(path == "-" ? "<stdin>" : path): not valid UTF-8")
+    /// The largest request input (`REQUESTS`, a file, a pipe or standard input) read: 64 MiB.
+    static let maxRequestBytes = 64 << 20
+
+    /// The text of a model, policy or request file (`-`: standard input), at most `limit` bytes, read with
+    /// ``BoundedRead``: a model or policy must be a regular file (a FIFO is refused, not waited on); requests
+    /// may also come through a pipe.
+    private func read(_ path: String, limit: Int, streams: BoundedRead.Streams = .refused) throws(CommandFailure) -> String {
+        let label = path == "-" ? "<stdin>" : path
+        let bytes: [UInt8]
+        do throws(BoundedReadError) {
+            if path == "-" {
+                bytes = try BoundedRead.contents(ofStream: 0, limit: limit)
+            } else {
+                bytes = try BoundedRead.contents(ofPath: path, limit: limit, streams: streams)
             }
-            return text
-        } catch let failure as CommandFailure {
-            throw failure
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
-            throw CommandFailure(message: "\(path): \(reason)")
+            throw CommandFailure(message: "\(label): cannot read: \(error.reason); check the path")
         }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw CommandFailure(message: "\(label): not valid UTF-8")
+        }
+        return text
     }
 
     /// The `--role-pattern` and `--domain-pattern` declarations, by role type.
@@ -115,11 +125,11 @@ struct PolicyEvalCommand: ParsableCommand {
                 throw CommandFailure(message: "\(error)")
             }
         } else {
-            policyText = try read(policy)
+            policyText = try read(policy, limit: PolicySnapshot.maxPolicyBytes)
         }
         let enforcer: Enforcer
         do {
-            enforcer = try Enforcer(model: try read(model), modelSource: model, policy: policyText, policySource: policySource,
+            enforcer = try Enforcer(model: try read(model, limit: PolicySnapshot.maxModelBytes), modelSource: model, policy: policyText, policySource: policySource,
                                     additionalRules: storeRules, rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)
@@ -129,7 +139,7 @@ struct PolicyEvalCommand: ParsableCommand {
             throw CommandFailure(message: "\(error)")
         }
         let label = requests == "-" ? "<stdin>" : requests
-        let input = try read(requests)
+        let input = try read(requests, limit: Self.maxRequestBytes, streams: .pipes)
         let decoder = JSONDecoder()
         var output = ""
         // Every answer decided before a failing line is printed before the error, so a long run

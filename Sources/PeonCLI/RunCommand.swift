@@ -6,6 +6,7 @@ import PeonInterface
 import PeonMediator
 import PeonAudit
 import PeonRuntime
+import PeonSystem
 import Synchronization
 
 /// `peon-wasm run`: runs a module in a supervised worker process under hard limits.
@@ -33,10 +34,14 @@ struct RunCommand: ParsableCommand {
     @Option(help: "The input string for an agent's run export.")
     var input: String?
 
-    @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file.")
+    /// The most bytes `--input-file` and `--stdin` read, each: 64 MiB. Past it the run is refused (exit 78)
+    /// before the guest starts, so a path to a huge file or an endless pipe never fills the host's memory.
+    static let maxInputBytes = 64 << 20
+
+    @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file or pipe (at most 64MiB).")
     var inputFile: String?
 
-    @Flag(help: "Give the module this process's standard input (default: the module's stdin is empty).")
+    @Flag(help: "Give the module this process's standard input, at most 64MiB (default: the module's stdin is empty).")
     var stdin = false
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Add NAME=VALUE to the module's environment (repeatable; default: only the grants' [env]).", valueName: "NAME=VALUE"))
@@ -131,14 +136,23 @@ struct RunCommand: ParsableCommand {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
         }
-        if stdin { request.stdin = [UInt8](FileHandle.standardInput.readDataToEndOfFile()) }
-        if let inputFile {
-            guard let data = FileManager.default.contents(atPath: inputFile) else {
-                session.finish(outcome: "error", reason: "cannot read --input-file")
-                let why = FileManager.default.fileExists(atPath: inputFile) ? "it cannot be read" : "no such file"
-                throw RunError(.configuration, "cannot read --input-file '\(inputFile)': \(why); check the path")
+        if stdin {
+            do throws(BoundedReadError) {
+                request.stdin = try BoundedRead.contents(ofStream: 0, limit: Self.maxInputBytes)
+            } catch {
+                session.finish(outcome: "error", reason: "cannot read --stdin")
+                throw RunError(.configuration, "cannot read standard input for --stdin: \(error.reason); give the module less input")
             }
-            guard let text = String(data: data, encoding: .utf8) else {
+        }
+        if let inputFile {
+            let data: [UInt8]
+            do throws(BoundedReadError) {
+                data = try BoundedRead.contents(ofPath: inputFile, limit: Self.maxInputBytes, streams: .pipes)
+            } catch {
+                session.finish(outcome: "error", reason: "cannot read --input-file")
+                throw RunError(.configuration, "cannot read --input-file '\(inputFile)': \(error.reason); check the path")
+            }
+            guard let text = String(validating: data, as: UTF8.self) else {
                 session.finish(outcome: "error", reason: "--input-file is not UTF-8 text")
                 throw RunError(.configuration, "--input-file '\(inputFile)' is not UTF-8 text; the input of an agent's run is a string")
             }

@@ -1,5 +1,6 @@
 import PeonInterface
 import PeonPolicy
+import PeonSystem
 import Foundation
 import TOMLKit
 
@@ -38,25 +39,24 @@ package struct GrantsError: Error, Sendable, Hashable, CustomStringConvertible {
 /// TOMLKit reports positions only for syntax errors, so for everything else the parser finds the
 /// key's line itself in the source text (``KeyLineIndex``).
 package enum GrantsParser {
+    /// The largest grants file, and the largest `[tool] input-schema` file, read: 4 MiB. A grants file is a
+    /// page of TOML; the bound keeps a mistyped path (a disk image, a log) from being read whole.
+    package static let maxFileBytes = 4 << 20
+
     /// Reads and parses the file at `path`; relative paths in `[[fs]]` are resolved against its folder.
+    ///
+    /// The file is read from one descriptor (``BoundedRead``): a FIFO, socket or device is refused without
+    /// waiting on it, and a file over ``maxFileBytes`` is refused by its size.
     package static func load(path: String) throws(GrantsError) -> Grants {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+        // Line 0 in both errors: the file as a whole (the description then names no line).
+        let bytes: [UInt8]
+        do throws(BoundedReadError) {
+            bytes = try BoundedRead.contents(ofPath: path, limit: maxFileBytes)
         } catch {
-            // Line 0: the file as a whole (the description then names no line).
-            let why: String
-            var status = stat()
-            if stat(path, &status) != 0 {
-                why = "no such file"
-            } else if status.st_mode & S_IFMT == S_IFDIR {
-                why = "it is a directory"
-            } else if access(path, R_OK) != 0 {
-                why = "permission denied"
-            } else {
-                why = "it is not UTF-8 text"
-            }
-            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(why); check the path")
+            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(error.reason); check the path")
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: it is not UTF-8 text; check the path")
         }
         let folder = (absolutePath(path) as NSString).deletingLastPathComponent
         return try parse(text, file: path, baseDirectory: folder)
@@ -383,8 +383,14 @@ private struct Reader {
                     throw fail("tool.input-schema", "an empty path names no schema file")
                 }
                 let path = file.hasPrefix("/") ? file : baseDirectory + "/" + file
-                guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-                    throw fail("tool.input-schema", "cannot read the schema file `\(file)` (resolved to \(path)); check the path")
+                let bytes: [UInt8]
+                do throws(BoundedReadError) {
+                    bytes = try BoundedRead.contents(ofPath: path, limit: GrantsParser.maxFileBytes)
+                } catch {
+                    throw fail("tool.input-schema", "cannot read the schema file `\(file)` (resolved to \(path)): \(error.reason); check the path")
+                }
+                guard let text = String(validating: bytes, as: UTF8.self) else {
+                    throw fail("tool.input-schema", "the schema file `\(file)` (resolved to \(path)) is not UTF-8 text; check the path")
                 }
                 jsonText = text
             } else {

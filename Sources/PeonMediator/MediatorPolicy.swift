@@ -133,11 +133,11 @@ public struct PolicySnapshot: Sendable {
         var policy = ""
         var policySource = "(no policy file)"
         if let modelPath = sources.modelPath {
-            model = try readText(modelPath)
+            model = try readText(modelPath, limit: maxModelBytes)
             modelSource = modelPath
         }
         if let policyPath = sources.policyPath {
-            policy = try readText(policyPath)
+            policy = try readText(policyPath, limit: maxPolicyBytes)
             policySource = policyPath
         }
         var rules: [PolicyRule] = []
@@ -201,12 +201,24 @@ public struct PolicySnapshot: Sendable {
         return judged
     }
 
-    private static func readText(_ path: String) throws(PolicyLoadError) -> String {
-        do {
-            return try String(contentsOfFile: path, encoding: .utf8)
+    /// The largest Casbin model file (`--model`) read: 4 MiB; a model is a few sections of text.
+    package static let maxModelBytes = 4 << 20
+    /// The largest Casbin policy file (`--policy FILE.csv`) read: 64 MiB, room for about a million policy lines.
+    package static let maxPolicyBytes = 64 << 20
+
+    /// The text of a model or policy file, read with ``BoundedRead``: one descriptor, no waiting on a FIFO, at
+    /// most `limit` bytes.
+    private static func readText(_ path: String, limit: Int) throws(PolicyLoadError) -> String {
+        let bytes: [UInt8]
+        do throws(BoundedReadError) {
+            bytes = try BoundedRead.contents(ofPath: path, limit: limit)
         } catch {
-            throw PolicyLoadError("\(path): cannot read (\(error.localizedDescription)); check the path")
+            throw PolicyLoadError("\(path): cannot read: \(error.reason); check the path")
         }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw PolicyLoadError("\(path): cannot read: it is not UTF-8 text; check the path")
+        }
+        return text
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule

@@ -189,7 +189,7 @@ package final class PostgresAuditShipper: AuditSink {
         }
         let shipped = try highWaterMark(link, origin: origin)
         var checkpointShipped = true
-        if let note = readCheckpoint(logPath: logPath), note != state.withLock({ $0.shippedNote }) {
+        if let note = Self.readCheckpoint(logPath: logPath), note != state.withLock({ $0.shippedNote }) {
             checkpointShipped = false
             guard let size = Self.checkpointSize(note) else {
                 // Not a signed checkpoint (a writer replacing it mid-read is atomic, so this is damage):
@@ -300,9 +300,13 @@ package final class PostgresAuditShipper: AuditSink {
         return try link.query(PostgresQuery(unsafeSQL: sql, binds: binds)).count
     }
 
-    private func readCheckpoint(logPath: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: logPath + ".checkpoint"), data.count <= SignedNote.maxBytes else { return nil }
-        return String(data: data, encoding: .utf8)
+    /// The signed checkpoint at `LOG.checkpoint` as text, or nil when there is none, it is not UTF-8, or it is not
+    /// a regular file of at most ``SignedNote/maxBytes`` bytes.
+    package static func readCheckpoint(logPath: String) -> String? {
+        // Bounded and from one descriptor: a checkpoint over the size a signed note may have is refused by its
+        // size, unread, and a FIFO or device put at LOG.checkpoint is never waited on.
+        guard let bytes = try? FileIO.readAll(path: logPath + ".checkpoint", limit: SignedNote.maxBytes) else { return nil }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// The tree size a signed checkpoint note covers, or `nil` if it is not one.

@@ -20,26 +20,27 @@ public struct ModuleFile: Sendable {
     public static let maximumSize = 256 << 20
 
     /// Reads and, for `.wat`, converts the module at `path`.
+    ///
+    /// The path is opened once and the descriptor examined and read (``BoundedRead``): a file swapped in after
+    /// the check is never the one read, a FIFO or device is refused without waiting on it, and a file over
+    /// ``maximumSize`` is refused by its size, unread.
     public init(path: String) throws(RunError) {
         self.path = path
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            let reason = String(cString: strerror(errno))
-            throw RunError(.unreadableModule, "cannot read module '\(path)': \(reason.lowercased()); check the path")
+        var bytes: [UInt8]
+        do throws(BoundedReadError) {
+            bytes = try BoundedRead.contents(ofPath: path, limit: Self.maximumSize)
+        } catch {
+            switch error.kind {
+            case .directory:
+                throw RunError(.unreadableModule, "'\(path)' is a directory, not a module file; name a .wasm or .wat file")
+            case .notRegular:
+                throw RunError(.unreadableModule, "'\(path)' is not a module file: \(error.reason); name a .wasm or .wat file")
+            case .tooLarge:
+                throw RunError(.invalidModule, "'\(path)' is larger than the \(Self.maximumSize >> 20) MiB a module may have; check the path")
+            case .cannotOpen, .readFailed:
+                throw RunError(.unreadableModule, "cannot read module '\(path)': \(error.reason); check the path")
+            }
         }
-        if status.st_mode & S_IFMT == S_IFDIR {
-            throw RunError(.unreadableModule, "'\(path)' is a directory, not a module file; name a .wasm or .wat file")
-        }
-        guard status.st_mode & S_IFMT == S_IFREG else {
-            throw RunError(.unreadableModule, "'\(path)' is not a regular file; name a .wasm or .wat file")
-        }
-        guard Int(status.st_size) <= Self.maximumSize else {
-            throw RunError(.invalidModule, "'\(path)' is \(status.st_size) bytes, more than the \(Self.maximumSize >> 20) MiB a module may have")
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw RunError(.unreadableModule, "cannot read module '\(path)': permission denied or I/O error")
-        }
-        var bytes = [UInt8](data)
         if bytes.isEmpty {
             throw RunError(.invalidModule, "'\(path)' is empty; expected a WebAssembly module (.wasm) or its text form (.wat)")
         }

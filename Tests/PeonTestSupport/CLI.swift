@@ -37,8 +37,26 @@ public let testConfigHome: String = FileManager.default.temporaryDirectory
 /// lives in ``testConfigHome``.
 public func runPeonWasm(_ arguments: [String], stdin: String = "", environment: [String: String] = [:],
                         directory: URL? = nil, timeout: TimeInterval = 60) throws -> CommandResult {
+    try runProgram(peonWasmExecutable, arguments, stdin: stdin, environment: environment, directory: directory, timeout: timeout)
+}
+
+/// Runs `script` with `/bin/bash -c`, as ``runPeonWasm(_:stdin:environment:directory:timeout:)`` runs
+/// `peon-wasm`, with `$PEON_WASM` naming the built executable: for what only a shell sets up, such as
+/// `--input-file <(printf ...)` or a pipe into `--stdin`. A script that starts `peon-wasm` should `exec` it,
+/// so that a timeout stops `peon-wasm` itself, not only the shell.
+public func runShell(_ script: String, environment: [String: String] = [:], directory: URL? = nil,
+                     timeout: TimeInterval = 60) throws -> CommandResult {
+    var env = environment
+    env["PEON_WASM"] = peonWasmExecutable.path
+    return try runProgram(URL(fileURLWithPath: "/bin/bash"), ["-c", script], stdin: "", environment: env,
+                          directory: directory, timeout: timeout)
+}
+
+/// Runs `executable` with `arguments` under the environment and timeout rules of ``runPeonWasm(_:stdin:environment:directory:timeout:)``.
+private func runProgram(_ executable: URL, _ arguments: [String], stdin: String, environment: [String: String],
+                        directory: URL?, timeout: TimeInterval) throws -> CommandResult {
     let process = Process()
-    process.executableURL = peonWasmExecutable
+    process.executableURL = executable
     process.arguments = arguments
     process.currentDirectoryURL = directory ?? repositoryRoot
     var env = ProcessInfo.processInfo.environment
