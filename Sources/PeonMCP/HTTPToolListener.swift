@@ -43,6 +43,13 @@ package final class HTTPToolListener: Sendable {
         package var idleLimit: Duration = .seconds(120)
         /// The most request-body bytes all connections may hold at once.
         package var bufferedBytes = 64 << 20
+        /// The most bytes of messages one session may have kept for resumption (the SDK keeps every message it
+        /// sends a session, for a client that reconnects with `Last-Event-ID`, until the session ends). Past it
+        /// the session takes no new request: it is ended at its first moment with no call running.
+        package var replayBytesPerSession = 16 << 20
+        /// The most bytes of such messages all sessions may have kept together; past it, idle sessions are
+        /// ended, those holding most first, and no session takes a new request until they fit again.
+        package var replayBytes = 256 << 20
 
         /// The defaults.
         package init() {}
@@ -68,7 +75,8 @@ package final class HTTPToolListener: Sendable {
         self.port = port
         self.maxMessageBytes = maxMessageBytes
         self.allowedHosts = allowedHosts
-        router = HTTPSessionRouter(tools: tools, maxSessions: max(1, maxSessions))
+        router = HTTPSessionRouter(tools: tools, maxSessions: max(1, maxSessions),
+                                   replay: ReplayBudget(perSession: limits.replayBytesPerSession, total: limits.replayBytes))
     }
 
     /// Whether `host` is a loopback address (`127.0.0.0/8`, `::1`) or `localhost`.
@@ -316,19 +324,23 @@ actor HTTPSessionRouter {
     private struct Entry {
         let transport: StatefulHTTPServerTransport
         let session: ToolSession
+        /// What the SDK keeps of this session's messages for resumption.
+        let kept: ReplayBudget.Session
         var lastUsed: ContinuousClock.Instant
     }
 
     private let tools: ToolServer
     private let maxSessions: Int
+    private let replay: ReplayBudget
     private var sessions: [String: Entry] = [:]
     /// Sessions being started (their slot is taken, their entry not yet made).
     private var starting = 0
     private var validator = OriginValidator.localhost()
 
-    init(tools: ToolServer, maxSessions: Int) {
+    init(tools: ToolServer, maxSessions: Int, replay: ReplayBudget) {
         self.tools = tools
         self.maxSessions = maxSessions
+        self.replay = replay
     }
 
     func configure(validator: OriginValidator) { self.validator = validator }
@@ -364,6 +376,14 @@ actor HTTPSessionRouter {
             }
             entry.lastUsed = .now
             sessions[id] = entry
+            // A request or a stream's opening (not an answer to the server, nor a notification such as a
+            // cancellation, which running calls may need) of a session past the resumption budget is not taken:
+            // the SDK would keep what it sends back too. Its session ends once no call of it runs, and its client starts a new one.
+            let method = request.method.uppercased()
+            let requestID = method == "POST" ? request.body.flatMap(Self.requestID) : nil
+            if requestID != nil || method == "GET", let refusal = await replayRefusal(id, entry) {
+                return refusal.response(sessionID: id, requestID: requestID)
+            }
             // A call takes its place in line here, before the SDK holds it: past the limit it is refused 503 at once.
             var ticket: CallTicket?
             if request.method.uppercased() == "POST", let body = request.body, let requestID = Self.toolCallID(body) {
@@ -376,6 +396,8 @@ actor HTTPSessionRouter {
                     ticket = entry.session.openTicket(requestID: requestID.spelling, place: place)
                 }
             }
+            // The SDK keeps an event (a stream's opening) for every POST and GET it answers with a stream.
+            if request.method.uppercased() != "DELETE" { entry.kept.add(0) }
             let response = await entry.transport.handleRequest(request)
             if request.method.uppercased() == "DELETE" { await end(id) }
             return RoutedResponse(response, ticket: ticket)
@@ -385,6 +407,9 @@ actor HTTPSessionRouter {
         }
         guard makeRoom() else {
             return RoutedResponse(.error(statusCode: 503, .internalError("Service Unavailable: too many sessions are open; close one (DELETE) and try again")))
+        }
+        guard await fitReplay() else {
+            return RoutedResponse(.error(statusCode: 503, .internalError(ReplayBudget.fullMessage), extraHeaders: ["Retry-After": "1"]))
         }
         // The slot is taken before the first await: this actor is reentrant, and initializes arriving together
         // must not all find room.
@@ -398,13 +423,16 @@ actor HTTPSessionRouter {
                 ProtocolVersionValidator(), SessionValidator(),
             ]))
         let session = await tools.makeSession()
+        let kept = replay.session()
         do {
-            try await tools.start(session, transport: RequestIDTransport(transport))
+            try await tools.start(session, transport: RequestIDTransport(transport, kept: kept))
         } catch {
+            kept.release()
             await tools.end(session)
             return RoutedResponse(.error(statusCode: 500, .internalError("the session could not start: \(error)")))
         }
-        sessions[id] = Entry(transport: transport, session: session, lastUsed: .now)
+        kept.add(0)
+        sessions[id] = Entry(transport: transport, session: session, kept: kept, lastUsed: .now)
         return RoutedResponse(await transport.handleRequest(request))
     }
 
@@ -437,12 +465,51 @@ actor HTTPSessionRouter {
 
     private func end(_ id: String) async {
         guard let entry = sessions.removeValue(forKey: id) else { return }
+        entry.kept.release()
         await tools.end(entry.session)
+    }
+
+    /// Why a new request of session `id` is not taken, or `nil` when it is: past its own resumption budget the
+    /// session ends when no call of it runs (`404`: its client starts a new session, as MCP says) and refuses
+    /// the request meanwhile (`503`); past the budget all sessions share, idle sessions are ended first, those
+    /// keeping most first (``fitReplay()``), and the request is refused while they still do not fit.
+    private func replayRefusal(_ id: String, _ entry: Entry) async -> ReplayBudget.Refusal? {
+        let idle = entry.session.inFlight.load(ordering: .acquiring) == 0
+        if entry.kept.isOver {
+            guard idle else { return .sessionFull }
+            await end(id)
+            return .sessionEnded
+        }
+        guard await fitReplay() else { return .serverFull }
+        return sessions[id] == nil ? .sessionEndedForRoom : nil
+    }
+
+    /// Ends sessions with no call running, those keeping the most first, until what all sessions keep is within
+    /// the shared budget; `false` if it still is not.
+    private func fitReplay() async -> Bool {
+        guard replay.isOver else { return true }
+        let idle = sessions.filter { $0.value.session.inFlight.load(ordering: .acquiring) == 0 }
+            .map { (id: $0.key, bytes: $0.value.kept.bytes) }
+            .sorted { $0.bytes > $1.bytes }
+        for session in idle {
+            await end(session.id)
+            if !replay.isOver { return true }
+        }
+        return !replay.isOver
     }
 
     /// Ends every session.
     func endAll() async {
         for id in Array(sessions.keys) { await end(id) }
+    }
+
+    /// The request id of `body` when it is a JSON-RPC request (a method and an id); `nil` for an answer, a
+    /// notification, or anything else.
+    static func requestID(_ body: Data) -> RequestID? {
+        struct Probe: Decodable { var method: String?; var id: ID? }
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: body), probe.method != nil, let id = probe.id
+        else { return nil }
+        return RequestID(id)
     }
 
     /// The request id of `body` when it is a `tools/call` request; `nil` for anything else.
@@ -454,10 +521,11 @@ actor HTTPSessionRouter {
         return RequestID(id)
     }
 
-    /// A JSON-RPC error response to request `id` (server error ``ToolServer/notStartedCode``) saying `message`.
-    static func errorBody(id: RequestID, message: String) -> Data {
+    /// A JSON-RPC error response to request `id` (by default server error ``ToolServer/notStartedCode``) saying
+    /// `message`.
+    static func errorBody(id: RequestID, message: String, code: Int = ToolServer.notStartedCode) -> Data {
         // Written out, so that the id goes back spelled as the client sent it (`7` or `"7"`).
-        let text = #"{"error":{"code":"# + String(ToolServer.notStartedCode) + #","message":"# + RequestID.quoted(message)
+        let text = #"{"error":{"code":"# + String(code) + #","message":"# + RequestID.quoted(message)
             + #"},"id":"# + id.spelling + #","jsonrpc":"2.0"}"#
         return Data(text.utf8)
     }
@@ -485,13 +553,16 @@ package actor RequestIDTransport: Transport {
     private let stream: AsyncThrowingStream<Data, any Error>
     private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
     private var pump: Task<Void, Never>?
+    /// Counts what the SDK keeps of each message sent, for a session of the HTTP listener.
+    private let kept: ReplayBudget.Session?
 
     /// Unused: errors go to stderr as `peon-wasm:` lines; the protocol requires one.
     package nonisolated let logger = Logger(label: "peon-wasm.mcp.request-id", factory: { _ in SwiftLogNoOpLogHandler() })
 
     /// Wraps `inner`.
-    package init(_ inner: any Transport) {
+    package init(_ inner: any Transport, kept: ReplayBudget.Session? = nil) {
         self.inner = inner
+        self.kept = kept
         let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
         stream = pair.stream
         continuation = pair.continuation
@@ -520,7 +591,10 @@ package actor RequestIDTransport: Transport {
     }
 
     /// Sends through `inner`.
-    package func send(_ data: Data) async throws { try await inner.send(data) }
+    package func send(_ data: Data) async throws {
+        kept?.add(data.count)
+        try await inner.send(data)
+    }
 
     /// The annotated messages.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }

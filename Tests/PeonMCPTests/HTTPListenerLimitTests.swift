@@ -173,6 +173,85 @@ import Testing
         #expect(closed != nil && closed! < 60, "an idle kept-alive connection stayed open: \(String(describing: closed))")
     }
 
+    /// Starts a session on `port` and returns its id (from the `Mcp-Session-Id` header), or `nil`.
+    static func initialize(_ port: Int) -> String? {
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#
+        let answer = exchange(port, post(port, body))
+        guard answer.hasPrefix("HTTP/1.1 200") else { return nil }
+        for line in answer.split(separator: "\r\n") where line.lowercased().hasPrefix("mcp-session-id:") {
+            return line.dropFirst("mcp-session-id:".count).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
+    }
+
+    /// Sends `body` to session `session` and returns the answer's status line.
+    static func send(_ port: Int, session: String, _ body: String) -> String {
+        let request = "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
+            + "Accept: application/json, text/event-stream\r\nMcp-Session-Id: \(session)\r\nMCP-Protocol-Version: 2025-06-18\r\n"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        let answer = exchange(port, request)
+        return String(answer.prefix { $0 != "\r" })
+    }
+
+    /// More pings than a session of the budgets below can be answered.
+    static let pings = 200
+
+    /// The SDK keeps every message it sends a session, for resumption, until the session ends: a client keeping one
+    /// session grew the server's memory without end (a `ping` kept ~300 bytes). Past its budget the session is
+    /// ended when idle, and its client told to start a new one (MCP: `404`).
+    @Test func aSessionPastItsResumptionBudgetIsEnded() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.replayBytesPerSession = 8 << 10
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let statuses: [String] = await Self.offPool {
+            guard let session = Self.initialize(port) else { return ["no session"] }
+            _ = Self.send(port, session: session, #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
+            var statuses: [String] = []
+            for n in 2..<(2 + Self.pings) {
+                let status = Self.send(port, session: session, #"{"jsonrpc":"2.0","id":\#(n),"method":"ping"}"#)
+                statuses.append(status)
+                if !status.hasPrefix("HTTP/1.1 200") { break }
+            }
+            return statuses
+        }
+        #expect(statuses.count > 5, "\(statuses)")
+        #expect(statuses.count < Self.pings, "\(Self.pings) pings were all answered: the session kept every one")
+        #expect(statuses.last?.hasPrefix("HTTP/1.1 404") == true, "\(statuses.suffix(3))")
+        #expect(await listener.openSessions() == 0)
+        // Its client starts again.
+        let again = await Self.offPool { Self.initialize(port) }
+        #expect(again != nil)
+    }
+
+    /// Many sessions each under their own budget still fill the shared one: idle sessions are then ended, those
+    /// keeping the most first, so what all sessions keep stays within it.
+    @Test func sessionsPastTheSharedResumptionBudgetAreEndedLargestFirst() async throws {
+        var limits = HTTPToolListener.ConnectionLimits()
+        limits.replayBytesPerSession = 1 << 30
+        limits.replayBytes = 16 << 10
+        let (listener, port) = try await Self.listener(limits)
+        defer { Task { await listener.close() } }
+        let (large, small, statuses): (String?, String?, [String]) = await Self.offPool {
+            guard let large = Self.initialize(port), let small = Self.initialize(port) else { return (nil, nil, []) }
+            var statuses: [String] = []
+            _ = Self.send(port, session: small, #"{"jsonrpc":"2.0","id":2,"method":"ping"}"#)
+            for n in 2..<(2 + Self.pings) {
+                let status = Self.send(port, session: large, #"{"jsonrpc":"2.0","id":\#(n),"method":"ping"}"#)
+                statuses.append(status)
+                if !status.hasPrefix("HTTP/1.1 200") { break }
+            }
+            return (large, small, statuses)
+        }
+        try #require(large != nil && small != nil)
+        #expect(statuses.count < Self.pings, "\(Self.pings) pings were all answered: the sessions kept every one")
+        #expect(statuses.last?.hasPrefix("HTTP/1.1 404") == true, "\(statuses.suffix(3))")
+        // The small session, keeping less, is still open and answers.
+        #expect(await listener.openSessions() == 1)
+        let smallStatus = await Self.offPool { Self.send(port, session: small!, #"{"jsonrpc":"2.0","id":3,"method":"ping"}"#) }
+        #expect(smallStatus.hasPrefix("HTTP/1.1 200"), "\(smallStatus)")
+    }
+
     @Test func aSessionHoldingLabelsIsTheLastToBeClosedForRoom() {
         typealias Idle = HTTPSessionRouter.IdleSession
         let now = ContinuousClock.now
