@@ -326,6 +326,8 @@ actor HTTPSessionRouter {
         let session: ToolSession
         /// What the SDK keeps of this session's messages for resumption.
         let kept: ReplayBudget.Session
+        /// The keys of the session's requests the SDK's transport holds an answer stream for.
+        let requestIDs: InFlightRequestIDs
         var lastUsed: ContinuousClock.Instant
     }
 
@@ -370,6 +372,10 @@ actor HTTPSessionRouter {
         if let body = request.body, StdioLineTransport.hasInvalidRequestID(body) {
             return RoutedResponse(.error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage)))
         }
+        let posted = request.method.uppercased() == "POST" ? request.body.map(Self.postedID) ?? .other : .other
+        if posted == .ambiguous {
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest(Self.ambiguousIDMessage)))
+        }
         if let id = request.header(HTTPHeaderName.sessionID) {
             guard var entry = sessions[id] else {
                 return RoutedResponse(.error(statusCode: 404, .invalidRequest("Not Found: no session \(id.prefix(64)); initialize a new one")))
@@ -378,20 +384,34 @@ actor HTTPSessionRouter {
             sessions[id] = entry
             // A request or a stream's opening (not an answer to the server, nor a notification such as a
             // cancellation, which running calls may need) of a session past the resumption budget is not taken:
-            // the SDK would keep what it sends back too. Its session ends once no call of it runs, and its client starts a new one.
-            let method = request.method.uppercased()
-            let requestID = method == "POST" ? request.body.flatMap(Self.requestID) : nil
-            if requestID != nil || method == "GET", let refusal = await replayRefusal(id, entry) {
-                return refusal.response(sessionID: id, requestID: requestID)
+            // the SDK would keep what it sends back too. Its session ends once no call of it runs, and its client
+            // starts a new one.
+            var postedRequestID: RequestID?
+            if case .request(_, let requestID) = posted { postedRequestID = requestID }
+            if postedRequestID != nil || request.method.uppercased() == "GET", let refusal = await replayRefusal(id, entry) {
+                return refusal.response(sessionID: id, requestID: postedRequestID)
+            }
+            // The SDK's transport keeps a request's answer stream under its id's text: a request whose id reads like
+            // that of one still waiting for its answer would take the other's stream (and answer), so it is refused
+            // here, before the SDK sees it.
+            var taken: String?
+            if case .request(let key, let requestID) = posted {
+                if let holder = entry.requestIDs.take(key: key, spelling: requestID.spelling) {
+                    let message = Self.collisionMessage(requestID, holder: holder)
+                    return RoutedResponse(.error(statusCode: 400, .invalidRequest(message), sessionID: id),
+                                          body: Self.errorBody(id: requestID, code: Self.invalidRequestCode, message: message))
+                }
+                taken = key
             }
             // A call takes its place in line here, before the SDK holds it: past the limit it is refused 503 at once.
             var ticket: CallTicket?
             if request.method.uppercased() == "POST", let body = request.body, let requestID = Self.toolCallID(body) {
                 switch tools.limiter.enter(bytes: body.count) {
                 case .failure(let refusal):
+                    if let taken { entry.requestIDs.release(key: taken) }
                     return RoutedResponse(.error(statusCode: 503, .serverError(code: ToolServer.notStartedCode, message: refusal.message),
                                                  sessionID: id, extraHeaders: ["Retry-After": "1"]),
-                                          body: Self.errorBody(id: requestID, message: refusal.message))
+                                          body: Self.errorBody(id: requestID, code: ToolServer.notStartedCode, message: refusal.message))
                 case .success(let place):
                     ticket = entry.session.openTicket(requestID: requestID.spelling, place: place)
                 }
@@ -399,6 +419,8 @@ actor HTTPSessionRouter {
             // The SDK keeps an event (a stream's opening) for every POST and GET it answers with a stream.
             if request.method.uppercased() != "DELETE" { entry.kept.add(0) }
             let response = await entry.transport.handleRequest(request)
+            // Only a request the SDK took in (it answers with an event stream) waits for an answer.
+            if let taken, !Self.isStream(response) { entry.requestIDs.release(key: taken) }
             if request.method.uppercased() == "DELETE" { await end(id) }
             return RoutedResponse(response, ticket: ticket)
         }
@@ -424,16 +446,24 @@ actor HTTPSessionRouter {
             ]))
         let session = await tools.makeSession()
         let kept = replay.session()
+        let requestIDs = InFlightRequestIDs()
         do {
-            try await tools.start(session, transport: RequestIDTransport(transport, kept: kept))
+            try await tools.start(session, transport: RequestIDTransport(transport, kept: kept, requestIDs: requestIDs))
         } catch {
             kept.release()
             await tools.end(session)
             return RoutedResponse(.error(statusCode: 500, .internalError("the session could not start: \(error)")))
         }
         kept.add(0)
-        sessions[id] = Entry(transport: transport, session: session, kept: kept, lastUsed: .now)
-        return RoutedResponse(await transport.handleRequest(request))
+        sessions[id] = Entry(transport: transport, session: session, kept: kept, requestIDs: requestIDs, lastUsed: .now)
+        // The initialize request's id is in flight like any other until it is answered.
+        var taken: String?
+        if case .request(let key, let requestID) = posted, requestIDs.take(key: key, spelling: requestID.spelling) == nil {
+            taken = key
+        }
+        let response = await transport.handleRequest(request)
+        if let taken, !Self.isStream(response) { requestIDs.release(key: taken) }
+        return RoutedResponse(response)
     }
 
     /// Closes a session with no call running when the table is full (``sessionToClose(_:)``); `false` if none can go.
@@ -521,14 +551,64 @@ actor HTTPSessionRouter {
         return RequestID(id)
     }
 
-    /// A JSON-RPC error response to request `id` (by default server error ``ToolServer/notStartedCode``) saying
-    /// `message`.
-    static func errorBody(id: RequestID, message: String, code: Int = ToolServer.notStartedCode) -> Data {
+    /// A JSON-RPC error response to request `id` with `code` (by default server error ``ToolServer/notStartedCode``),
+    /// saying `message`.
+    static func errorBody(id: RequestID, code: Int = ToolServer.notStartedCode, message: String) -> Data {
         // Written out, so that the id goes back spelled as the client sent it (`7` or `"7"`).
         let text = #"{"error":{"code":"# + String(code) + #","message":"# + RequestID.quoted(message)
             + #"},"id":"# + id.spelling + #","jsonrpc":"2.0"}"#
         return Data(text.utf8)
     }
+
+    /// JSON-RPC 2.0's `Invalid Request`.
+    static let invalidRequestCode = -32600
+
+    /// What a POSTed JSON-RPC message's id is to the router.
+    enum PostedID: Equatable {
+        /// Not a request with an id: a notification, a response, or no JSON-RPC at all (the SDK answers those).
+        case other
+        /// A request: `key` is the text the SDK's transport files its answer stream under, `id` the id its server reads.
+        case request(key: String, id: RequestID)
+        /// A request whose id the SDK's transport and its server would read differently (a JSON object with two `id`
+        /// members): its answer would go to another stream.
+        case ambiguous
+    }
+
+    /// The id of the request POSTed in `body`, as the SDK's transport files it (its routing key) and as its server
+    /// decodes it.
+    static func postedID(_ body: Data) -> PostedID {
+        guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any], object["method"] is String,
+              let key = routingKey(object)
+        else { return .other }
+        struct Probe: Decodable { var id: ID }
+        guard let probe = try? JSONDecoder().decode(Probe.self, from: body) else { return .ambiguous }
+        let id = RequestID(probe.id)
+        return id.text == key ? .request(key: key, id: id) : .ambiguous
+    }
+
+    /// The key the SDK's streamable HTTP transport files a request's answer stream under, and routes an answer by: the
+    /// id's text (a string as it is, an integer's digits), so that `7` and `"7"` share one. `nil` without such an id.
+    static func routingKey(_ object: [String: Any]) -> String? {
+        if let string = object["id"] as? String { return string }
+        if let number = object["id"] as? Int { return String(number) }
+        return nil
+    }
+
+    /// Whether `response` is an event stream (the SDK took a request in and will answer on it).
+    static func isStream(_ response: HTTPResponse) -> Bool {
+        if case .stream = response { return true }
+        return false
+    }
+
+    /// What a request whose id reads like that of a request of its session still waiting for an answer is told.
+    static func collisionMessage(_ id: RequestID, holder: String) -> String {
+        "Invalid Request: id \(id.spelling.prefix(64)) reads like the id \(holder.prefix(64)) of a request of this session "
+            + "still waiting for its answer, and the two answers would be confused; send it again with an id not used "
+            + "before in this session"
+    }
+
+    /// What a request whose JSON object names two ids is told.
+    static let ambiguousIDMessage = "Invalid Request: the request has more than one id; send it with exactly one"
 
     /// Whether `body` is a JSON-RPC `initialize` request.
     static func isInitialize(_ body: Data) -> Bool {
@@ -545,11 +625,12 @@ struct FixedSessionID: SessionIDGenerator {
 }
 
 /// A transport that adds each `tools/call`'s JSON-RPC request id to its `_meta` (as
-/// ``StdioLineTransport`` does on stdio), so `run.start`/`run.end` can name it; everything else passes
-/// through to `inner`.
+/// ``StdioLineTransport`` does on stdio), so `run.start`/`run.end` can name it, and, once an answer is sent, frees its
+/// id in `requestIDs` (``InFlightRequestIDs``); everything else passes through to `inner`.
 package actor RequestIDTransport: Transport {
     /// The wrapped transport.
     package let inner: any Transport
+    private let requestIDs: InFlightRequestIDs?
     private let stream: AsyncThrowingStream<Data, any Error>
     private let continuation: AsyncThrowingStream<Data, any Error>.Continuation
     private var pump: Task<Void, Never>?
@@ -559,10 +640,12 @@ package actor RequestIDTransport: Transport {
     /// Unused: errors go to stderr as `peon-wasm:` lines; the protocol requires one.
     package nonisolated let logger = Logger(label: "peon-wasm.mcp.request-id", factory: { _ in SwiftLogNoOpLogHandler() })
 
-    /// Wraps `inner`.
-    package init(_ inner: any Transport, kept: ReplayBudget.Session? = nil) {
+    /// Wraps `inner`; what the SDK keeps of each message sent is counted in `kept`, and the ids of the answers sent
+    /// are freed in `requestIDs`.
+    init(_ inner: any Transport, kept: ReplayBudget.Session? = nil, requestIDs: InFlightRequestIDs? = nil) {
         self.inner = inner
         self.kept = kept
+        self.requestIDs = requestIDs
         let pair = AsyncThrowingStream.makeStream(of: Data.self, throwing: (any Error).self)
         stream = pair.stream
         continuation = pair.continuation
@@ -590,14 +673,62 @@ package actor RequestIDTransport: Transport {
         continuation.finish()
     }
 
-    /// Sends through `inner`.
+    /// Sends through `inner`, counting what the SDK keeps of it; an answer frees its request's id once `inner` has
+    /// routed it (the SDK's transport has then forgotten the request's stream).
     package func send(_ data: Data) async throws {
         kept?.add(data.count)
+        defer {
+            if let requestIDs, let key = Self.answerKey(data) { requestIDs.release(key: key) }
+        }
         try await inner.send(data)
+    }
+
+    /// The routing key of `data` when it is a JSON-RPC answer (no `method`, a `result` or an `error`), as the SDK's
+    /// transport reads it; `nil` for anything else.
+    static func answerKey(_ data: Data) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["method"] == nil,
+              object["result"] != nil || object["error"] != nil
+        else { return nil }
+        return HTTPSessionRouter.routingKey(object)
     }
 
     /// The annotated messages.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+}
+
+/// The requests of one HTTP session that wait for their answer, by the key the SDK's transport files their answer
+/// stream under (``HTTPSessionRouter/routingKey(_:)``), each with its id's JSON spelling.
+///
+/// The SDK's `StatefulHTTPServerTransport` keeps one answer stream per key and routes an answer to the stream of its
+/// id's text: `7` and `"7"` (a number and a string, two requests to its server) share the key `7`, as do two
+/// requests with one id. A second request on a key in use would take the first's stream: one caller would get the
+/// other's answer, the other none. The router takes a request's key here before the SDK sees it and refuses a
+/// request whose key is taken; the key is freed when the answer is sent, or at once when the SDK did not take the
+/// request in. A request that is never answered (its client cancelled it) keeps its key until the session ends, as
+/// the SDK keeps its stream: MCP forbids reusing an id within a session anyway.
+final class InFlightRequestIDs: Sendable {
+    private let held = Mutex<[String: String]>([:])
+
+    /// An empty table.
+    init() {}
+
+    /// Takes `key` for the request whose id is spelled `spelling`: `nil` when it was free, else the spelling of the
+    /// request that holds it (nothing is taken then).
+    func take(key: String, spelling: String) -> String? {
+        held.withLock { held in
+            if let holder = held[key] { return holder }
+            held[key] = spelling
+            return nil
+        }
+    }
+
+    /// Frees `key`.
+    func release(key: String) {
+        held.withLock { _ = $0.removeValue(forKey: key) }
+    }
+
+    /// The keys taken now (for tests).
+    var count: Int { held.withLock { $0.count } }
 }
 
 /// Open connections and buffered request bytes of one listener, against its ``HTTPToolListener/ConnectionLimits``.

@@ -7,7 +7,7 @@ import Synchronization
 /// grows the server's memory without end, so each session's share and all sessions' sum are counted here
 /// (``HTTPToolListener/ConnectionLimits/replayBytesPerSession`` and ``HTTPToolListener/ConnectionLimits/replayBytes``)
 /// and the router ends sessions past them (``HTTPSessionRouter``).
-package final class ReplayBudget: Sendable {
+final class ReplayBudget: Sendable {
     /// What one kept message costs besides its bytes: the SDK's event record and id. A stream's opening is kept
     /// as an event of no bytes.
     static let eventCost = 128
@@ -31,7 +31,7 @@ package final class ReplayBudget: Sendable {
     var bytes: Int { total.load(ordering: .relaxed) }
 
     /// The part of the budget one session has used.
-    package final class Session: Sendable {
+    final class Session: Sendable {
         private let budget: ReplayBudget
         private let kept = Atomic<Int>(0)
         private let released = Atomic<Bool>(false)
@@ -91,7 +91,7 @@ package final class ReplayBudget: Sendable {
             switch self {
             case .sessionEnded, .sessionEndedForRoom:
                 return RoutedResponse(.error(statusCode: 404, .invalidRequest(message)),
-                                      body: requestID.map { HTTPSessionRouter.errorBody(id: $0, message: message, code: -32600) })
+                                      body: requestID.map { HTTPSessionRouter.errorBody(id: $0, code: HTTPSessionRouter.invalidRequestCode, message: message) })
             case .sessionFull, .serverFull:
                 return RoutedResponse(.error(statusCode: 503, .serverError(code: ToolServer.notStartedCode, message: message),
                                              sessionID: sessionID, extraHeaders: ["Retry-After": "1"]),

@@ -27,6 +27,9 @@ struct McpServerTests {
                        // a waiting call its client cancels never starts; ids 7 and "7" differ in mcp_request_json
         "http-waiting", // the same over HTTP: 503 under the call's own id; a waiting call whose client closed the
                         // connection never starts and frees its place
+        "request-ids", // 7 and "7" in flight at once in one session: over HTTP the second (and a reused 7) is refused at
+                       // once with -32600 under its own id, 7 gets its own answer, then "7" is free; over stdio both
+                       // run and each gets its own answer
         "backpressure", // stdio: a client that never reads its answers stops being read (its pipe fills: EAGAIN)
                         // instead of growing the server; once it reads, every request is answered, an approval asked
                         // meanwhile works, and closing stdin ends the server with a log that verifies; SIGTERM

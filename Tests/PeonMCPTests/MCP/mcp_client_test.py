@@ -137,6 +137,13 @@ timeout = "20s"
 wasm = "{FIXTURES}/sleeper.wat"
 description = "Sleeps until cancelled."
 """)
+    write(os.path.join(WORK, "dozer.toml"), f"""module = "dozer"
+[limits]
+timeout = "4s"
+[tool]
+wasm = "{FIXTURES}/sleeper.wat"
+description = "Sleeps 4 s, then answers with its timeout."
+""")
     write(os.path.join(WORK, "napper.toml"), f"""module = "napper"
 [limits]
 timeout = "300ms"
@@ -963,6 +970,102 @@ def http_waiting_scenario():
     check(not run_starts("3") and not run_starts("4"), "a refused or abandoned call ran")
 
 
+def request_ids_scenario():
+    """Requests 7 and "7" (a number and a string) in flight at once in one session. Over HTTP the SDK files a request's
+    answer stream under its id's text, so the second would take the first's stream: one caller would get the other's
+    answer, the other none. A request whose id reads like that of one still waiting for its answer is refused at once
+    (400, -32600 under its own id) before the SDK sees it; the one in flight gets its own answer, and then the id is
+    free again. Over stdio each answer carries its request's own id: both run, each gets its own answer."""
+    import threading
+    process, url = start_http_server(["dozer.toml"])
+    try:
+        initialize = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+        accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        opened = httpx2.post(url, content=initialize, headers=accept)
+        sid = opened.headers.get("mcp-session-id")
+        check(sid, f"no session id: {opened.status_code} {opened.headers}")
+        headers = {**accept, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18"}
+        httpx2.post(url, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), headers=headers)
+
+        def call(id, tool, arguments):
+            return json.dumps({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                               "params": {"name": tool, "arguments": arguments}})
+
+        def events(text):
+            return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:") and line[5:].strip()]
+
+        slow = {}
+
+        def post_slow():
+            try:
+                slow["text"] = httpx2.post(url, content=call(7, "dozer", {"input": ""}), headers=headers, timeout=30).text
+            except Exception as error:
+                slow["text"] = f"failed: {error}"
+        caller = threading.Thread(target=post_slow)
+        caller.start()
+        wait_for(lambda: run_starts("7"), "call 7 (the dozer) to start")
+        # "7" and a second 7 while 7 runs: refused at once, each under its own id, and never run.
+        for clash, spelled in [("7", '"7"'), (7, "7")]:
+            started = time.monotonic()
+            refused = httpx2.post(url, content=call(clash, "echo", {"text": "clash"}), headers=headers, timeout=30)
+            check(time.monotonic() - started < 3, f"the request {spelled} was not answered at once")
+            check(refused.status_code == 400, f"the request {spelled} beside 7 in flight got {refused.status_code} {refused.text[:300]}")
+            error = refused.json()
+            check(error.get("id") == clash and error["error"]["code"] == -32600 and "not used before" in error["error"]["message"],
+                  f"the refusal of {spelled}: {error}")
+        caller.join(timeout=30)
+        answers = events(slow.get("text", ""))
+        check(len(answers) == 1 and answers[0].get("id") == 7 and answers[0]["result"]["isError"]
+              and "timeout" in answers[0]["result"]["content"][0]["text"], f"call 7's own answer: {slow.get('text')}")
+        # 7 answered: "7" is free again.
+        later = httpx2.post(url, content=call("7", "echo", {"text": "string"}), headers=headers, timeout=30)
+        answers = events(later.text)
+        check(len(answers) == 1 and answers[0].get("id") == "7" and answers[0]["result"]["content"][0]["text"] == '{"text":"string"}',
+              f"\"7\" after 7 was answered: {later.status_code} {later.text[:300]}")
+        httpx2.delete(url, headers=headers)
+    finally:
+        process.send_signal(signal.SIGTERM)
+    status = process.wait(timeout=30)
+    check(status == 143, f"exit status {status} after SIGTERM")
+    verify_log()
+    check(len(run_starts("7")) == 1 and len(run_starts('"7"')) == 1,
+          f"runs of 7 and \"7\": {run_starts('7')} {run_starts(chr(34) + '7' + chr(34))}")
+    check(len([e for e in run_starts() if e["module"] == "echo"]) == 1, "a refused request ran")
+
+    # stdio: 7 runs, "7" arrives meanwhile; each is answered under its own id with its own result.
+    import select
+    process = subprocess.Popen([PEON, *server_args(["dozer.toml"])], cwd=WORK, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=open(STDERR, "a"), env={**os.environ, "XDG_CONFIG_HOME": WORK})
+
+    def send(message):
+        process.stdin.write(json.dumps(message).encode() + b"\n")
+        process.stdin.flush()
+
+    def reply(seconds=20):
+        ready, _, _ = select.select([process.stdout], [], [], seconds)
+        check(ready, f"no answer within {seconds} s")
+        line = process.stdout.readline()
+        check(line, "the server closed its output")
+        return json.loads(line)
+
+    send(json.loads(initialize))
+    check(reply().get("id") == 1, "no initialize answer")
+    send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    before = len(run_starts("7"))
+    send(json.loads(call(7, "dozer", {"input": ""})))
+    wait_for(lambda: len(run_starts("7")) > before, "call 7 (the dozer) to start on stdio")
+    send(json.loads(call("7", "echo", {"text": "string"})))
+    first, second = reply(), reply()
+    check(first.get("id") == "7" and first["result"]["content"][0]["text"] == '{"text":"string"}',
+          f"the first answer on stdio (\"7\", the echo): {first}")
+    check(second.get("id") == 7 and "timeout" in second["result"]["content"][0]["text"],
+          f"the second answer on stdio (7, the dozer): {second}")
+    process.stdin.close()
+    check(process.wait(timeout=20) == 0, "the server did not exit 0 when its input closed")
+    verify_log()
+
+
 # MARK: a client that does not read the answers
 
 def flood_until_stalled(fd, request, budget):
@@ -1178,6 +1281,8 @@ def main():
         waiting_limit_scenario()
     elif SCENARIO == "http-waiting":
         http_waiting_scenario()
+    elif SCENARIO == "request-ids":
+        request_ids_scenario()
     elif SCENARIO == "backpressure":
         backpressure_scenario()
     elif SCENARIO == "policy-store":
