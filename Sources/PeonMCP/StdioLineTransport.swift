@@ -2,6 +2,7 @@ package import Foundation
 package import Logging
 import MCP
 import PeonSystem
+import Synchronization
 
 /// The MCP stdio transport with what the SDK's `StdioTransport` lacks, and nothing else: a cap on one
 /// message's size, no batches, and the JSON-RPC request id of each `tools/call` handed to the tool handler.
@@ -14,6 +15,11 @@ import PeonSystem
 /// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
 ///   request id's JSON spelling (`7`, `"7"`) in `params._meta["peon-wasm/request-id"]` (overwriting whatever a
 ///   client put there), so the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
+///
+/// Every request the server will answer is counted from the moment it is handed to the server until its answer is
+/// queued to be written (``answersOwed``), so that at the end of input the server can wait for those answers before
+/// it ends instead of losing the last ones (``ToolServer/serve(transport:answerGrace:)``); a request its client
+/// cancels is no longer counted (it may get no answer).
 ///
 /// Reading is a blocking loop on its own thread, and so is writing (``StdioWriter``): a client that does not read
 /// stdout blocks the writing thread, never a thread of the shared pool. Reading waits for the server: it takes the
@@ -39,6 +45,8 @@ package actor StdioLineTransport: Transport {
     private let inbox: LineInbox
     /// The messages waiting to be written, and the thread that writes them.
     private nonisolated let writer: StdioWriter
+    /// The requests handed to the server whose answer is not queued yet.
+    private nonisolated let owed = OwedAnswers()
     private var connected = false
 
     /// A transport on `input` and `output` (default: this process's stdin and stdout) that stops reading while
@@ -61,6 +69,7 @@ package actor StdioLineTransport: Transport {
         let reader = LineReader(fd: input, maxMessageBytes: maxMessageBytes)
         let inbox = inbox
         let writer = writer
+        let owed = owed
         let maxMessageBytes = maxMessageBytes
         let thread = Thread {
             reader.run(deliver: { data in
@@ -73,7 +82,11 @@ package actor StdioLineTransport: Transport {
                            } else if Self.hasInvalidRequestID(data) {
                                try? writer.enqueue(Self.errorWithoutID(code: -32600, message: Self.invalidIDMessage))
                            } else {
-                               return inbox.put(Self.annotate(data))
+                               // Counted before the server can see it, so that its answer never comes first.
+                               let owes = owed.received(data)
+                               let taken = inbox.put(Self.annotate(data))
+                               if !taken, let owes { owed.answered(owes) }
+                               return taken
                            }
                            return true
                        },
@@ -96,12 +109,17 @@ package actor StdioLineTransport: Transport {
     /// Queues one message and its newline to be written (by the writing thread, after those queued before it);
     /// throws when the client's end is closed.
     package func send(_ data: Data) async throws {
+        // An answer is no longer owed once it is queued (or can never be written).
+        defer { owed.sent(data) }
         do {
             try writer.enqueue(data)
         } catch {
             throw MCPError.transportError(POSIXError(POSIXErrorCode(rawValue: error.code ?? EPIPE) ?? .EIO))
         }
     }
+
+    /// How many requests handed to the server have no answer queued yet (a cancelled request is not counted).
+    package nonisolated var answersOwed: Int { owed.count }
 
     /// The messages read.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
@@ -171,6 +189,78 @@ package actor StdioLineTransport: Transport {
         let annotated = CallTool.request(
             id: request.id, CallTool.Parameters(name: request.params.name, arguments: request.params.arguments, meta: meta))
         return (try? JSONEncoder().encode(annotated)) ?? data
+    }
+}
+
+/// The requests a stdio session's server owes an answer to, by the JSON spelling of their id (a count each: a
+/// client may reuse an id). A request is owed from when it is handed to the server until a message with its id
+/// and a `result` or an `error` is sent; a `notifications/cancelled` for it ends the debt (the server sends no
+/// answer to a cancelled request, or one the client ignores).
+///
+/// What counts as a request mirrors how the SDK's server reads a message: `jsonrpc` is `2.0`, `method` a string, `id`
+/// a string or an integer, and neither `result` nor `error` (else it is read as an answer). A message the server
+/// cannot read as a request gets an error under a made-up id, which it is never owed.
+final class OwedAnswers: Sendable {
+    private let owed = Mutex<[String: Int]>([:])
+
+    /// An empty account.
+    init() {}
+
+    /// Accounts for `message`, about to be handed to the server: the spelling of the id now owed an answer when it is a
+    /// request; a cancellation ends the debt of the request it names.
+    func received(_ message: Data) -> String? {
+        guard let probe = try? JSONDecoder().decode(MessageProbe.self, from: message), probe.jsonrpc == "2.0",
+              let method = probe.method
+        else { return nil }
+        if method == CancelledNotification.name, probe.id == nil, let cancelled = probe.cancelledRequest {
+            owed.withLock { _ = $0.removeValue(forKey: RequestID(cancelled).spelling) }
+            return nil
+        }
+        guard let id = probe.id, !probe.hasAnswer else { return nil }
+        let spelling = RequestID(id).spelling
+        owed.withLock { $0[spelling, default: 0] += 1 }
+        return spelling
+    }
+
+    /// Accounts for `message`, sent by the server: an answer pays the debt of its id.
+    func sent(_ message: Data) {
+        guard let probe = try? JSONDecoder().decode(MessageProbe.self, from: message), probe.method == nil,
+              probe.hasAnswer, let id = probe.id
+        else { return }
+        answered(RequestID(id).spelling)
+    }
+
+    /// Ends one debt of the request id spelled `spelling` (none when nothing is owed to it).
+    func answered(_ spelling: String) {
+        owed.withLock { owed in
+            guard let count = owed[spelling] else { return }
+            if count > 1 { owed[spelling] = count - 1 } else { owed.removeValue(forKey: spelling) }
+        }
+    }
+
+    /// The answers owed.
+    var count: Int { owed.withLock { $0.values.reduce(0, +) } }
+
+    /// The members of a JSON-RPC message that say whether it is a request, an answer or a cancellation.
+    private struct MessageProbe: Decodable {
+        var jsonrpc: String?
+        var method: String?
+        var id: ID?
+        var hasAnswer: Bool
+        var cancelledRequest: ID?
+
+        private enum Keys: String, CodingKey { case jsonrpc, method, id, result, error, params }
+        private struct Cancellation: Decodable { var requestId: ID? }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: Keys.self)
+            jsonrpc = try? container.decode(String.self, forKey: .jsonrpc)
+            method = try? container.decode(String.self, forKey: .method)
+            id = (try? container.decodeNil(forKey: .id)) == false ? try? container.decode(ID.self, forKey: .id) : nil
+            hasAnswer = container.contains(.result) || container.contains(.error)
+            cancelledRequest = method == CancelledNotification.name
+                ? (try? container.decode(Cancellation.self, forKey: .params))?.requestId : nil
+        }
     }
 }
 

@@ -1,0 +1,104 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// Threat: a client (a script, an agent runner) that writes its requests to `peon-wasm mcp` and closes stdin at once,
+/// then reads the answers. The SDK sends an answer after its handler returns, on a task of its own; the server ended
+/// when the end of input reached it and the calls then running were done, so the answer to the last requests (a
+/// ping, a finished call whose answer was not yet queued) could be lost with the process.
+@Suite struct McpStdioEndTests {
+    /// The text echo call `id` sends (and must get back): the last call's is 300 KB, so that its answer takes a while
+    /// to encode after the call has ended (the window in which the server used to exit).
+    static func text(_ id: Int, requests: Int) -> String {
+        "call \(id)" + String(repeating: "x", count: id + 3 > requests + 1 ? 300_000 : 0)
+    }
+
+    /// The lines a client writes before it closes stdin: initialize (id 1), `notifications/initialized`, then
+    /// `requests` requests with ids 2, 3, ...: echo calls (each answered with its own text), pings and tool lists.
+    static func script(requests: Int) -> String {
+        var lines = [
+            #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"eof","version":"1"}}}"#,
+            #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        ]
+        for id in 2..<(2 + requests) {
+            switch id % 3 {
+            case 0: lines.append(#"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo","arguments":{"text":"\#(text(id, requests: requests))"}}}"#)
+            case 1: lines.append(#"{"jsonrpc":"2.0","id":\#(id),"method":"ping"}"#)
+            default: lines.append(#"{"jsonrpc":"2.0","id":\#(id),"method":"tools/list"}"#)
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The ids in 1...`requests` + 1 that `output` holds no answer to, or holds a wrong answer to (an echo call must
+    /// be answered with its own text).
+    static func unanswered(_ output: String, requests: Int) -> [Int] {
+        var answered: [Int: [String: Any]] = [:]
+        for line in output.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let id = object["id"] as? Int
+            else { continue }
+            answered[id] = object
+        }
+        return (1...(requests + 1)).filter { id in
+            guard let answer = answered[id], answer["result"] != nil else { return true }
+            guard id % 3 == 0 else { return false }
+            let content = (answer["result"] as? [String: Any])?["content"] as? [[String: Any]]
+            return content?.first?["text"] as? String != #"{"text":"\#(text(id, requests: requests))"}"#
+        }
+    }
+
+    /// What the rounds found: how many ran, and the first failure (none when every round passed).
+    struct Outcome: Sendable {
+        var rounds = 0
+        var failure: String?
+    }
+
+    /// Runs fresh servers on `input` in `directory`, one after another, for 40 rounds or 20 s, until one fails.
+    static func rounds(directory: URL, input: String, requests: Int) -> Outcome {
+        var outcome = Outcome()
+        let started = ContinuousClock.now
+        while outcome.rounds < 40 && ContinuousClock.now - started < .seconds(20) {
+            outcome.rounds += 1
+            let result: CommandResult
+            do {
+                result = try runPeonWasm(["mcp", "echo.toml"], stdin: input, directory: directory, timeout: 30)
+            } catch {
+                outcome.failure = "round \(outcome.rounds): peon-wasm did not start: \(error)"
+                break
+            }
+            let missing = unanswered(result.stdout, requests: requests)
+            if result.status != 0 || !missing.isEmpty {
+                outcome.failure = "round \(outcome.rounds): exit \(result.status), no answer (or a wrong one) to ids \(missing)\n"
+                    + result.stderr.suffix(2000)
+                break
+            }
+        }
+        return outcome
+    }
+
+    @Test func everyRequestReadBeforeTheEndOfInputIsAnswered() async throws {
+        try await withTemporaryDirectory { directory in
+            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
+            try Data("""
+                module = "echo"
+                [tool]
+                wasm = "\(fixture)"
+                description = "Answers its arguments as JSON."
+                input-schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
+
+                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            let requests = 12
+            let input = Self.script(requests: requests)
+            // The loss is a race (about one round in three lost the big call's answer): each round is a fresh server.
+            // The rounds wait for their processes on a thread of their own, not on the shared pool other tests'
+            // in-process servers need.
+            let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Outcome, Never>) in
+                let thread = Thread { continuation.resume(returning: Self.rounds(directory: directory, input: input, requests: requests)) }
+                thread.start()
+            }
+            #expect(outcome.failure == nil, "\(outcome.failure ?? "")")
+            #expect(outcome.failure != nil || outcome.rounds >= 5, "only \(outcome.rounds) rounds ran in 20 s")
+        }
+    }
+}
