@@ -37,7 +37,7 @@ struct McpServerTests {
         "http",        // --http: the streamable HTTP client (calls, denial, elicitation, concurrency), Host/Origin
                        // checks, 413/404/400 answers, SIGTERM, request ids and client names in the log
     ])
-    func scenario(_ name: String) throws {
-        try runMCPClientScenario(name)
+    func scenario(_ name: String) async throws {
+        try await runMCPClientScenarioOffPool(name)
     }
 }

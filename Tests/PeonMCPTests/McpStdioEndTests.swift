@@ -54,11 +54,12 @@ import Testing
         var failure: String?
     }
 
-    /// Runs fresh servers on `input` in `directory`, one after another, for 40 rounds or 20 s, until one fails.
+    /// Runs fresh servers on `input` in `directory`, one after another, for 15 rounds or 10 s, until one fails (the
+    /// loss showed in about one round in three; more rounds would load the machine other tests time themselves on).
     static func rounds(directory: URL, input: String, requests: Int) -> Outcome {
         var outcome = Outcome()
         let started = ContinuousClock.now
-        while outcome.rounds < 40 && ContinuousClock.now - started < .seconds(20) {
+        while outcome.rounds < 15 && ContinuousClock.now - started < .seconds(10) {
             outcome.rounds += 1
             let result: CommandResult
             do {
@@ -98,7 +99,7 @@ import Testing
                 thread.start()
             }
             #expect(outcome.failure == nil, "\(outcome.failure ?? "")")
-            #expect(outcome.failure != nil || outcome.rounds >= 5, "only \(outcome.rounds) rounds ran in 20 s")
+            #expect(outcome.failure != nil || outcome.rounds >= 3, "only \(outcome.rounds) rounds ran in 10 s")
         }
     }
 }

@@ -22,6 +22,26 @@ package let pythonMCPAvailable: Bool = {
 /// Runs one scenario of `Tests/PeonMCPTests/MCP/mcp_client_test.py` against the built `peon-wasm` and expects it to pass
 /// (McpServerTests runs each; the PostgreSQL suite runs `policy-store`).
 package func runMCPClientScenario(_ name: String) throws {
+    let (status, text) = try mcpClientScenarioOutput(name)
+    #expect(status == 0, "scenario \(name):\n\(text)")
+    #expect(text.hasSuffix("ok\n"), "scenario \(name) did not finish:\n\(text)")
+}
+
+/// Runs one scenario as ``runMCPClientScenario(_:)`` does, on a thread of its own, and returns the script's exit
+/// status and output: waiting for the script does not hold a thread of the shared pool, which the in-process servers
+/// of other tests (StdioBackpressureTests) need while the scenarios run.
+package func runMCPClientScenarioOffPool(_ name: String) async throws {
+    let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<(Int32, String), any Error>, Never>) in
+        let thread = Thread { continuation.resume(returning: Result { try mcpClientScenarioOutput(name) }) }
+        thread.start()
+    }
+    let (status, text) = try outcome.get()
+    #expect(status == 0, "scenario \(name):\n\(text)")
+    #expect(text.hasSuffix("ok\n"), "scenario \(name) did not finish:\n\(text)")
+}
+
+/// The exit status and output of one scenario of `Tests/PeonMCPTests/MCP/mcp_client_test.py`.
+func mcpClientScenarioOutput(_ name: String) throws -> (Int32, String) {
     try withTemporaryDirectory { directory in
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -34,8 +54,6 @@ package func runMCPClientScenario(_ name: String) throws {
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(process.terminationStatus == 0, "scenario \(name):\n\(text)")
-        #expect(text.hasSuffix("ok\n"), "scenario \(name) did not finish:\n\(text)")
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 }
