@@ -91,7 +91,8 @@ struct DatabaseAccess: Sendable, Hashable, CustomStringConvertible {
 ///   again only under the same policy version, and only after every one of its accesses has been asked
 ///   again through `authorize` (so each call still decides, audits, rate-limits and labels each table);
 ///   under another version (the policy reloaded) it is thrown away and compiled afresh, with SQLite's
-///   authorizer. Statements that change the schema are never cached.
+///   authorizer. Statements that change the schema are never cached. The `BEGIN`, `COMMIT` and `ROLLBACK` the
+///   capability runs around a write are its own, compiled once per connection (``DatabaseConnection/run(_:)``).
 final class DatabaseCapability: Sendable {
     /// Database name -> SQLite file path.
     let databases: [String: String]
@@ -136,6 +137,9 @@ final class DatabaseCapability: Sendable {
         var compiled = 0
         /// Calls served by a cached statement.
         var reused = 0
+        /// The capability's own `BEGIN`, `COMMIT` and `ROLLBACK` compiled, on all connections together (each
+        /// at most once per connection, ``DatabaseConnection/run(_:)``).
+        var transactionStatements = 0
     }
 
     /// The counters so far.
@@ -148,7 +152,8 @@ final class DatabaseCapability: Sendable {
         let handle = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
         // The file SQLite opened (absolute, links resolved): where the database's labels live.
         let file = sqlite3_db_filename(handle, "main").map { String(cString: $0) } ?? ""
-        return DatabaseConnection(database: database, handle: handle, context: context, file: file.isEmpty ? path : file)
+        return DatabaseConnection(database: database, handle: handle, context: context, file: file.isEmpty ? path : file,
+                                  counters: counters)
     }
 
     /// Gives a connection back once its statement is done: it forgets the call's `authorize` (which holds
@@ -279,12 +284,6 @@ final class DatabaseCapability: Sendable {
         }
     }
 
-    /// Runs `sql` (`BEGIN`, `COMMIT`, `ROLLBACK`) as the capability's own statement; SQLite's result code.
-    static func runOwn(_ sql: String, _ connection: OpaquePointer, context: AuthorizerContext) -> Int32 {
-        context.internalStatement = true
-        defer { context.internalStatement = false }
-        return sqlite3_exec(connection, sql, nil, nil, nil)
-    }
 
     /// The names of the virtual table modules this SQLite has, lowercased (read before the authorizer
     /// is installed); `nil` if they cannot be read.
@@ -370,12 +369,48 @@ final class DatabaseConnection: @unchecked Sendable {
     /// the order they were compiled in (oldest first).
     private(set) var statements: [ExactText: CachedStatement] = [:]
     private var order: [ExactText] = []
+    /// The capability's own `BEGIN`, `COMMIT` and `ROLLBACK`, each compiled on its first use and kept until the
+    /// connection closes: compiling them for every write (`sqlite3_exec`) cost more than running them.
+    private var transactionStatements: [TransactionControl: OpaquePointer] = [:]
+    /// The capability's counters, where compiling a transaction statement is counted.
+    private let counters: SleepingLock<DatabaseCapability.CacheCounters>
 
-    init(database: String, handle: OpaquePointer, context: AuthorizerContext, file: String) {
+    init(database: String, handle: OpaquePointer, context: AuthorizerContext, file: String,
+         counters: SleepingLock<DatabaseCapability.CacheCounters>) {
         self.database = database
         self.handle = handle
         self.context = context
         self.file = file
+        self.counters = counters
+    }
+
+    /// Runs `control` as the capability's own statement (the authorizer allows it without asking anyone, the
+    /// pre-update hook ignores it); SQLite's result code, `SQLITE_OK` when it ran to completion.
+    ///
+    /// Compiled once per connection: none of the three reads the schema, and if SQLite ever recompiled one,
+    /// the authorizer would still see it as the capability's own, since `internalStatement` is set while it runs.
+    func run(_ control: TransactionControl) -> Int32 {
+        context.internalStatement = true
+        defer { context.internalStatement = false }
+        let statement: OpaquePointer
+        if let compiled = transactionStatements[control] {
+            statement = compiled
+        } else {
+            var compiled: OpaquePointer?
+            let result = sqlite3_prepare_v2(handle, control.rawValue, -1, &compiled, nil)
+            guard result == SQLITE_OK, let compiled else {
+                sqlite3_finalize(compiled)
+                return result == SQLITE_OK ? SQLITE_ERROR : result
+            }
+            counters.withLock { $0.transactionStatements += 1 }
+            transactionStatements[control] = compiled
+            statement = compiled
+        }
+        let result = sqlite3_step(statement)
+        // Reset at once, so the statement holds nothing between uses; the step's error stays on the connection
+        // (`sqlite3_errmsg`) for the caller's message.
+        sqlite3_reset(statement)
+        return result == SQLITE_DONE ? SQLITE_OK : result
     }
 
     /// Keeps `statement` for later calls, dropping the oldest when the cache is full.
@@ -400,8 +435,19 @@ final class DatabaseConnection: @unchecked Sendable {
 
     deinit {
         for statement in statements.values { statement.finalize() }
+        for statement in transactionStatements.values { sqlite3_finalize(statement) }
         sqlite3_close_v2(handle)
     }
+}
+
+/// The transaction statements the capability runs itself around a guest statement that can write.
+enum TransactionControl: String {
+    /// Starts the statement's transaction (deferred, as `sqlite3_exec("BEGIN")` did).
+    case begin = "BEGIN"
+    /// Commits it.
+    case commit = "COMMIT"
+    /// Rolls it back.
+    case rollback = "ROLLBACK"
 }
 
 /// A compiled statement and what its compile found: the accesses SQLite's authorizer reported (in
@@ -553,7 +599,7 @@ final class PreparedStatement {
             while try step() {}
             return 0
         }
-        let begun = DatabaseCapability.runOwn("BEGIN", connection, context: context)
+        let begun = lease.run(.begin)
         guard begun == SQLITE_OK else { throw error(begun, "starting the statement's transaction") }
         var changed: UInt64 = 0
         do throws(HostError) {
@@ -564,14 +610,14 @@ final class PreparedStatement {
             }
         } catch {
             sqlite3_reset(statement)
-            _ = DatabaseCapability.runOwn("ROLLBACK", connection, context: context)
+            _ = lease.run(.rollback)
             throw error
         }
         sqlite3_reset(statement)
-        let committed = DatabaseCapability.runOwn("COMMIT", connection, context: context)
+        let committed = lease.run(.commit)
         if committed != SQLITE_OK {
             let failure = error(committed, "committing the statement")
-            _ = DatabaseCapability.runOwn("ROLLBACK", connection, context: context)
+            _ = lease.run(.rollback)
             throw failure
         }
         return changed

@@ -134,4 +134,36 @@ import Testing
             #expect(fixture.capability.cacheCounters == .init(compiled: 3, reused: 0))
         }
     }
+
+    /// A statement that can write runs in the capability's own transaction, whose `BEGIN`, `COMMIT` and `ROLLBACK` are
+    /// compiled once per connection rather than once per call (compiling them cost more than running them). They keep
+    /// working after a rolled-back statement and after another connection changed the schema, and a failed write still
+    /// leaves nothing behind.
+    @Test func theTransactionStatementsAreCompiledOncePerConnection() throws {
+        try DatabaseTests.withFixture { fixture in
+            let grant = Grant([("orders", .insert), ("orders", .delete)])
+            let insert = "INSERT INTO orders(item, amount) VALUES (?, 1.0)"
+            func write(_ sql: String, _ parameters: [DatabaseValue]) throws(HostError) -> UInt64 {
+                try fixture.capability.prepare(database: "app", sql: sql, policyVersion: "v1", authorize: grant.check).execute(parameters)
+            }
+            for item in ["fig", "kiwi", "lime"] {
+                let changed = try write(insert, [.text(item)])
+                #expect(changed == 1)
+            }
+            // A constraint violation: the statement's transaction is rolled back.
+            let failed = hostError { () throws(HostError) in
+                try write("INSERT INTO orders(id, item, amount) VALUES (1, 'duplicate', 0)", [])
+            }
+            #expect(failed?.code == .invalidArgument, "\(String(describing: failed))")
+            // Another connection changes the schema; the kept transaction statements still run.
+            DatabaseMediationTests.outside(fixture.path, "CREATE TABLE extra(x)")
+            let changed = try write(insert, [.text("date")])
+            #expect(changed == 1)
+            let orders = fixture.dump().filter { $0.hasSuffix("|1.0") }
+            #expect(orders == ["4|fig|1.0", "5|kiwi|1.0", "6|lime|1.0", "7|date|1.0"])
+            #expect(!fixture.dump().contains { $0.contains("duplicate") })
+            #expect(fixture.capability.cacheCounters.transactionStatements == 3, "BEGIN, COMMIT and ROLLBACK, once each on the one connection")
+            #expect(fixture.capability.cacheCounters.reused == 3, "the four inserts shared one connection")
+        }
+    }
 }
