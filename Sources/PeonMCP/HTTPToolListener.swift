@@ -533,15 +533,6 @@ actor HTTPSessionRouter {
         for id in Array(sessions.keys) { await end(id) }
     }
 
-    /// The request id of `body` when it is a JSON-RPC request (a method and an id); `nil` for an answer, a
-    /// notification, or anything else.
-    static func requestID(_ body: Data) -> RequestID? {
-        struct Probe: Decodable { var method: String?; var id: ID? }
-        guard let probe = try? JSONDecoder().decode(Probe.self, from: body), probe.method != nil, let id = probe.id
-        else { return nil }
-        return RequestID(id)
-    }
-
     /// The request id of `body` when it is a `tools/call` request; `nil` for anything else.
     static func toolCallID(_ body: Data) -> RequestID? {
         struct Probe: Decodable { var method: String?; var id: ID? }

@@ -27,9 +27,6 @@ final class ReplayBudget: Sendable {
     /// Whether all sessions together keep more than the shared budget.
     var isOver: Bool { total.load(ordering: .relaxed) > limit }
 
-    /// The bytes all sessions keep now.
-    var bytes: Int { total.load(ordering: .relaxed) }
-
     /// The part of the budget one session has used.
     final class Session: Sendable {
         private let budget: ReplayBudget
