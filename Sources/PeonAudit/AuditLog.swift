@@ -726,7 +726,15 @@ public final class AuditLog: Sendable {
     /// (another key), or the validly signed checkpoint of another log of this host (every log of a host shares the
     /// key and, by default, the origin) copied here. Kept, either would silently stop every later checkpoint of the
     /// run, the final one too, and the run would not know.
-    package func publish(_ note: String, size: UInt64) throws(AuditError) {
+    ///
+    /// The new checkpoint is written and fsynced beside the old one before either lock is taken (`staged`, which tests
+    /// use to look at the locks, runs then): under the locks only the decision and a `rename` remain, so neither this
+    /// process's appenders nor another process's wait behind the checkpoint's disk write.
+    package func publish(_ note: String, size: UInt64, staged: () -> Void = {}) throws(AuditError) {
+        let file = try StagedFile(replacing: checkpointPath, contents: Array(note.utf8))
+        staged()
+        var pending: StagedFile? = consume file
+        defer { pending.take()?.discard() }
         try writer.withLock { w throws(AuditError) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             // A log that failed (perhaps mid-line, by its own write) touches the file no more, so it cannot catch up.
@@ -756,7 +764,7 @@ public final class AuditLog: Sendable {
             if let published = Self.publishedNote(checkpointPath), published.checkpoint.size > size,
                Self.canBeCheckpoint(published.checkpoint, ofEntries: w.nextSeq, root: w.tree.rootHash),
                (try? published.note.verify(with: try VerifierKey(signer.verifierKey))) != nil { return }
-            try FileIO.replaceAtomically(path: checkpointPath, contents: Array(note.utf8), syncingDirectory: false)
+            try pending.take()?.commit()
         }
     }
 

@@ -96,25 +96,7 @@ package enum FileIO {
     /// Replaces `path` atomically: write a temporary file beside it, fsync, rename over, fsync the directory.
     static func replaceAtomically(path: String, contents: [UInt8], mode: mode_t = 0o644,
                                   syncingDirectory: Bool = true) throws(AuditError) {
-        // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
-        // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
-        let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw ioError(temp, "cannot create") }
-        do throws(AuditError) {
-            try writeAll(fd: fd, contents[...], path: temp)
-            guard fsync(fd) == 0 else { throw ioError(temp, "fsync failed") }
-        } catch {
-            close(fd)
-            unlink(temp)
-            throw error
-        }
-        close(fd)
-        guard rename(temp, path) == 0 else {
-            let failure = ioError(path, "cannot rename \(temp) over it")
-            unlink(temp)
-            throw failure
-        }
+        try StagedFile(replacing: path, contents: contents, mode: mode).commit()
         if syncingDirectory { syncDirectory(of: path) }
     }
 
@@ -212,5 +194,51 @@ package struct LineReader {
                 offset += Int64(n)
             }
         }
+    }
+}
+
+/// The new contents of a file, written and fsynced beside it under a name of its own, waiting to replace it.
+///
+/// Staging does the slow part (the write and its fsync) with no lock held; ``commit()`` is a `rename`, cheap enough
+/// to run under the locks that decide whether the file should be replaced at all. A staged file that is not
+/// committed must be ``discard()``ed.
+struct StagedFile: ~Copyable {
+    /// The file it replaces.
+    let path: String
+    /// Where it waits.
+    let temp: String
+
+    /// Writes `contents` (with `mode`) to a new file beside `path` and fsyncs it.
+    init(replacing path: String, contents: [UInt8], mode: mode_t = 0o644) throws(AuditError) {
+        // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
+        // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
+        let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw FileIO.ioError(temp, "cannot create") }
+        do throws(AuditError) {
+            try FileIO.writeAll(fd: fd, contents[...], path: temp)
+            guard fsync(fd) == 0 else { throw FileIO.ioError(temp, "fsync failed") }
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        close(fd)
+        self.path = path
+        self.temp = temp
+    }
+
+    /// Renames the staged file over `path` (the directory is not fsynced).
+    consuming func commit() throws(AuditError) {
+        guard rename(temp, path) == 0 else {
+            let failure = FileIO.ioError(path, "cannot rename \(temp) over it")
+            unlink(temp)
+            throw failure
+        }
+    }
+
+    /// Removes the staged file: `path` keeps what it holds.
+    consuming func discard() {
+        unlink(temp)
     }
 }
