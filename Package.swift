@@ -226,7 +226,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "PeonAuditTests",
-            dependencies: ["PeonAudit", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["PeonAudit", "PeonSystem", .product(name: "Crypto", package: "swift-crypto")],
             resources: [.copy("Vectors")],
             swiftSettings: strict),
         .testTarget(

@@ -689,6 +689,15 @@ public final class AuditLog: Sendable {
         // Under the writer lock and the file lock, only what the order decides: everything queued is numbered and
         // written, and the tree head taken. The slow parts (the log's fsync, the signature, three fsyncs in all
         // before) run without them, so appenders of this process and others keep going meanwhile.
+        // A publish that finds a checkpoint this log's writers cannot have written records that in an entry; the
+        // second round signs a checkpoint that covers the entry (at most two rounds: a file swapped again meanwhile
+        // is recorded, and checkpointed by the next checkpoint).
+        if try writeCheckpointRound() { _ = try writeCheckpointRound() }
+    }
+
+    /// Numbers, writes, fsyncs, signs and publishes what is queued; returns whether publishing recorded a
+    /// `log.checkpoint_replaced` entry that the published checkpoint does not cover.
+    private func writeCheckpointRound() throws(AuditError) -> Bool {
         let head = try writer.withLock { w throws(AuditError) -> (size: UInt64, root: [UInt8], end: UInt64) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
@@ -708,12 +717,13 @@ public final class AuditLog: Sendable {
             guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
             writer.withLock { $0.synced = max($0.synced, head.end) }
             let note = try signer.sign(Checkpoint(origin: origin, size: head.size, rootHash: head.root))
-            try publish(note, size: head.size)
+            let recorded = try publish(note, size: head.size)
+            FileIO.syncDirectory(of: checkpointPath)
+            return recorded
         } catch {
             writer.withLock { fail(&$0, error) }
             throw error
         }
-        FileIO.syncDirectory(of: checkpointPath)
     }
 
     /// Replaces `LOG.checkpoint` with `note` (a checkpoint of `size` entries), under the writer lock and the file
@@ -730,12 +740,18 @@ public final class AuditLog: Sendable {
     /// The new checkpoint is written and fsynced beside the old one before either lock is taken (`staged`, which tests
     /// use to look at the locks, runs then): under the locks only the decision and a `rename` remain, so neither this
     /// process's appenders nor another process's wait behind the checkpoint's disk write.
-    package func publish(_ note: String, size: UInt64, staged: () -> Void = {}) throws(AuditError) {
+    ///
+    /// A file there that none of this log's writers can have published (it does not parse, another key signed it,
+    /// it claims more entries than the log holds, or all of them with another root) is evidence that someone wrote
+    /// `LOG.checkpoint`: before replacing it, a `log.checkpoint_replaced` entry records why, its SHA-256 and what
+    /// it claimed. Returns whether it did; that entry is not covered by `note`.
+    @discardableResult
+    package func publish(_ note: String, size: UInt64, staged: () -> Void = {}) throws(AuditError) -> Bool {
         let file = try StagedFile(replacing: checkpointPath, contents: Array(note.utf8))
         staged()
         var pending: StagedFile? = consume file
         defer { pending.take()?.discard() }
-        try writer.withLock { w throws(AuditError) in
+        return try writer.withLock { w throws(AuditError) -> Bool in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             // A log that failed (perhaps mid-line, by its own write) touches the file no more, so it cannot catch up.
             if let failure = queue.withLock({ $0.failure }) {
@@ -759,13 +775,66 @@ public final class AuditLog: Sendable {
                 // A torn tail was cut: record it (with whatever is queued) first, as an append does.
                 _ = try numberQueued(&w, cut: cut, flush: true)
             }
-            // Only a checkpoint claiming more than this one is weighed (and its signature checked): the common case,
-            // an older or equal one, is replaced without that work.
-            if let published = Self.publishedNote(checkpointPath), published.checkpoint.size > size,
-               Self.canBeCheckpoint(published.checkpoint, ofEntries: w.nextSeq, root: w.tree.rootHash),
-               (try? published.note.verify(with: try VerifierKey(signer.verifierKey))) != nil { return }
+            let found = inspectPublished(entries: w.nextSeq, root: w.tree.rootHash)
+            if let checkpoint = found.checkpoint, found.problem == nil, checkpoint.size > size { return false }
+            if let problem = found.problem {
+                var details = ["replaced_sha256": found.digest, "replaced_bytes": String(found.bytes)]
+                if let claimed = found.checkpoint { details["replaced_size"] = String(claimed.size) }
+                let record = AuditRecord(
+                    run: "", module: "", moduleSHA256: "", call: "log.checkpoint_replaced", resource: "log:" + path,
+                    reason: "\(checkpointPath) \(problem); this log's writers never published it, so it was replaced",
+                    details: details)
+                try recordInternally(record, &w)
+            }
             try pending.take()?.commit()
+            return found.problem != nil
         }
+    }
+
+    /// With the writer lock and the file lock held: appends `record` (a lifecycle entry of the log itself) after
+    /// everything queued, and writes it.
+    private func recordInternally(_ record: AuditRecord, _ w: inout Writer) throws(AuditError) {
+        let fields = AuditEntry.serializedFields(of: record.bounded())
+        let ticket = try queue.withLock { q throws(AuditError) -> UInt64 in
+            if let failure = q.failure { throw AuditError(.failed, "\(path): the audit log stopped after an earlier failure: \(failure.message)") }
+            q.pending.append(fields)
+            defer { q.nextTicket += 1 }
+            return q.nextTicket
+        }
+        _ = try numberQueued(&w, cut: nil, flush: true)
+        w.seqs.removeValue(forKey: ticket)
+    }
+
+    /// What `LOG.checkpoint` holds now: the checkpoint when it parses, why none of this log's writers can have
+    /// published it (`nil` when one can have, or when there is no file), and the file's SHA-256 and size.
+    ///
+    /// A checkpoint signed by this log's key and claiming fewer entries than the log holds passes: it cannot be
+    /// checked against the compact tree (and is replaced by a larger one anyway).
+    private func inspectPublished(entries: UInt64, root: [UInt8]) -> (checkpoint: Checkpoint?, problem: String?, digest: String, bytes: Int) {
+        let bytes: [UInt8]
+        do throws(AuditError) {
+            bytes = try FileIO.readAll(path: checkpointPath, limit: SignedNote.maxBytes)
+        } catch {
+            // Nothing there; or something a rename cannot replace (a folder), which stops the log when it fails.
+            var st = stat()
+            if lstat(checkpointPath, &st) != 0 || (st.st_mode & S_IFMT) == S_IFDIR { return (nil, nil, "", 0) }
+            return (nil, "is not a regular file of at most \(SignedNote.maxBytes) bytes", "", Int(clamping: st.st_size))
+        }
+        let digest = hex(SHA256.hash(data: bytes))
+        guard let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
+              let checkpoint = try? Checkpoint.parse(note.text) else {
+            return (nil, "does not parse as a signed checkpoint", digest, bytes.count)
+        }
+        guard (try? note.verify(with: try VerifierKey(signer.verifierKey))) != nil else {
+            return (checkpoint, "is not signed by this log's key", digest, bytes.count)
+        }
+        guard Self.canBeCheckpoint(checkpoint, ofEntries: entries, root: root) else {
+            let problem = checkpoint.size > entries
+                ? "claims \(checkpoint.size) entries but the log holds \(entries)"
+                : "claims all \(entries) entries with another tree root"
+            return (checkpoint, problem, digest, bytes.count)
+        }
+        return (checkpoint, nil, digest, bytes.count)
     }
 
     /// Whether `checkpoint` can be one of a log that holds `entries` entries with tree root `root`: it claims no

@@ -1,6 +1,8 @@
+import Crypto
 import Foundation
 import Synchronization
 import PeonAudit
+import PeonSystem
 import Testing
 
 #if canImport(Glibc)
@@ -163,9 +165,34 @@ func lines(of path: String) throws -> [[UInt8]] {
         let forged = try forger.sign(Checkpoint(origin: signer.name, size: 1_000_000, rootHash: Array(repeating: 0, count: 32)))
         try Data(forged.utf8).write(to: URL(fileURLWithPath: path + ".checkpoint"))
         try log.close()
+        // The forgery is replaced, and recorded first: the log says someone wrote its checkpoint, and what.
         let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
-        #expect(summary.size == 3)
-        #expect(summary.checkpoint.size == 3)
+        #expect(summary.size == 4)
+        #expect(summary.checkpoint.size == 4)
+        let entry = try AuditEntry.parse(try #require(try lines(of: path).last)).get()
+        #expect(entry.record.call == "log.checkpoint_replaced")
+        #expect(entry.record.reason.contains("is not signed by this log's key"))
+        #expect(entry.record.details["replaced_size"] == "1000000")
+        #expect(entry.record.details["replaced_sha256"] == hex(SHA256.hash(data: Array(forged.utf8))))
+    }
+
+    /// Whatever else someone writes over `LOG.checkpoint` is recorded before it is replaced; a checkpoint this log's
+    /// own writers published (older, or of other processes) never is.
+    @Test(arguments: ["garbage\n", String(repeating: "x", count: (1 << 20) + 1)])
+    func aCheckpointFileNoWriterPublishedIsRecordedBeforeItIsReplaced(_ contents: String) throws {
+        let path = dir.path + "/garbage-\(contents.count).jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 2)
+        for i in 0..<5 { try log.append(record(i), durable: true) }
+        try log.synchronize()
+        #expect(try lines(of: path).allSatisfy { !String(decoding: $0, as: UTF8.self).contains("log.checkpoint_replaced") })
+        try Data(contents.utf8).write(to: URL(fileURLWithPath: path + ".checkpoint"))
+        try log.close()
+        let summary = try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey)
+        #expect(summary.size == 6)
+        #expect(summary.uncheckpointed == 0)
+        let entry = try AuditEntry.parse(try #require(try lines(of: path).last)).get()
+        #expect(entry.record.call == "log.checkpoint_replaced")
+        #expect(entry.record.details["replaced_bytes"] == String(contents.utf8.count))
     }
 
     /// A forgery that claims exactly the entries and root the log has (anyone can compute them from the file) still
@@ -203,9 +230,12 @@ func lines(of path: String) throws -> [[UInt8]] {
         try logA.append(record(3), durable: false)
         try logA.close()
         let summary = try AuditVerifier.verify(logPath: pathA, verifierKey: signer.verifierKey)
-        #expect(summary.size == 4)
-        #expect(summary.checkpoint.size == 4)
+        #expect(summary.size == 5)
+        #expect(summary.checkpoint.size == 5)
         #expect(summary.uncheckpointed == 0)
+        let entry = try AuditEntry.parse(try #require(try lines(of: pathA).last)).get()
+        #expect(entry.record.call == "log.checkpoint_replaced")
+        #expect(entry.record.reason.contains("claims 10 entries but the log holds 4"))
     }
 
     /// The same copy, of a log exactly as long as this one is by the time a checkpoint it signed earlier is
@@ -229,7 +259,9 @@ func lines(of path: String) throws -> [[UInt8]] {
                 "B's checkpoint of 5 entries was kept over A's")
         try logA.close()
         let summary = try AuditVerifier.verify(logPath: pathA, verifierKey: signer.verifierKey)
-        #expect(summary.checkpoint.size == 5)
+        #expect(summary.checkpoint.size == 6)
+        let entry = try AuditEntry.parse(try #require(try lines(of: pathA).last)).get()
+        #expect(entry.record.reason.contains("claims all 5 entries with another tree root"))
     }
 
     /// Publishing catches up with what other processes appended, as an append does, and so also cuts a line another
