@@ -607,3 +607,52 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(throws: AuditError(.badKey, "")) { try VerifierKey(text) }
     }
 }
+
+/// Interoperability with Go's `golang.org/x/mod/sumdb/note`, which the docs name as a verifier of our checkpoints:
+/// the key pair and signed note below are the public example of that package's own tests (its `TestSign` and
+/// `TestOpen`), signed by Go, not by us.
+@Suite struct GoSignedNoteInteropTests {
+    static let privateKey = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+    static let verifierKey = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+    static let otherVerifierKey = "EnochRoot+af0cfe78+ATtqJ7zOtqQtYqOo0CpvDXNlMhV3HeJDpjrASKGLWdop"
+    static let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
+    static let peter = "\u{2014} PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+    static let enoch = "\u{2014} EnochRoot rwz+eBzmZa0SO3NbfRGzPCpDckykFXSdeX+MNtCOXm2/5n2tiOHp+vAF1aGrQ5ovTG01oOTGwnWLox33WWd1RvMc+QQ=\n"
+
+    @Test func goKeysLoadAndDeriveTheSameVerifierKey() throws {
+        let signer = try CheckpointSigner(privateKeyText: Self.privateKey)
+        #expect(signer.name == "PeterNeumann")
+        #expect(hex(signer.keyHash) == "c74f20a3")
+        #expect(signer.verifierKey == Self.verifierKey)
+        #expect(signer.privateKeyText == Self.privateKey)
+    }
+
+    @Test func aNoteGoSignedVerifiesAlsoBesideAnotherKeysSignature() throws {
+        let key = try VerifierKey(Self.verifierKey)
+        let note = try SignedNote.parse(Self.text + "\n" + Self.peter)
+        #expect(note.text == Self.text)
+        try note.verify(with: key)
+        // A second signature by a key we were not given is ignored, whichever comes first.
+        try SignedNote.parse(Self.text + "\n" + Self.peter + Self.enoch).verify(with: key)
+        try SignedNote.parse(Self.text + "\n" + Self.enoch + Self.peter).verify(with: key)
+        try SignedNote.parse(Self.text + "\n" + Self.enoch + Self.peter).verify(with: try VerifierKey(Self.otherVerifierKey))
+    }
+
+    @Test func aNoteGoSignedFailsOnceAnyOfItChanges() throws {
+        let key = try VerifierKey(Self.verifierKey)
+        let altered = Self.text.replacingOccurrences(of: "answer", with: "Answer")
+        #expect(throws: AuditError.self) { try SignedNote.parse(altered + "\n" + Self.peter).verify(with: key) }
+        // Only another key's signature: not verified by this key.
+        #expect(throws: AuditError.self) { try SignedNote.parse(Self.text + "\n" + Self.enoch).verify(with: key) }
+        // A mangled signature, and a key hash that names another key.
+        let mangled = Self.peter.replacingOccurrences(of: "SffcvIAQ", with: "SffcvIAR")
+        #expect(throws: AuditError.self) { try SignedNote.parse(Self.text + "\n" + mangled).verify(with: key) }
+        let misnamed = Self.peter.replacingOccurrences(of: "x08g", with: "xxxx")
+        #expect(throws: AuditError.self) { try SignedNote.parse(Self.text + "\n" + misnamed).verify(with: key) }
+        // Go's note package rejects these as malformed; so do we (or, at the least, never verify them).
+        for bad in [Self.text, Self.text + "\n", Self.text + "\n" + String(Self.peter.dropLast()),
+                    "\u{01}" + Self.text + "\n" + Self.peter, Self.text + "\n" + Self.peter + "Unexpected line.\n"] {
+            #expect(throws: AuditError.self) { try SignedNote.parse(bad).verify(with: key) }
+        }
+    }
+}
