@@ -290,8 +290,9 @@ public enum AuditProofs {
     }
 
     /// A missing log is a mistyped path (exit 2), not a log without a checkpoint (exit 7, whose advice to sign one
-    /// would fail next with the same missing file).
-    static func requireLog(_ logPath: String) throws(AuditError) {
+    /// would fail next with the same missing file). The CLI calls it before it looks for a key, so that a missing
+    /// log is reported before a missing or unreadable key: the log is the operator's first word, and first mistake.
+    package static func requireLog(_ logPath: String) throws(AuditError) {
         guard FileIO.exists(logPath) else { throw AuditError(.io, "\(logPath): no such audit log; check the path") }
     }
 

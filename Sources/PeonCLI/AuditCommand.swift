@@ -94,6 +94,8 @@ struct AuditCommand: ParsableCommand {
             }
             let log = log ?? ""
             try AuditCommand.run { () throws(AuditError) in
+                // The log before the key: `audit verify MISSING.jsonl` on a machine without a key names the log.
+                try AuditProofs.requireLog(log)
                 var keyText = try AuditCommand.verifierKeyText(key.first)
                 var source = "the given key"
                 if keyText == nil {
@@ -244,6 +246,7 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
+                try AuditProofs.requireLog(log)
                 print(try AuditProofs.inclusion(logPath: log, seq: seq, verifierKey: try AuditCommand.verifierKeyText(key)).json)
             }
         }
@@ -260,6 +263,7 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
+                try AuditProofs.requireLog(log)
                 print(try AuditProofs.consistency(logPath: log, oldSize: oldSize, newSize: newSize,
                                                   verifierKey: try AuditCommand.verifierKeyText(key)).json)
             }

@@ -68,6 +68,27 @@ struct AuditFileTests {
         }
     }
 
+    /// Two mistakes at once, on a machine that never wrote a log (no local key) or with a mistyped `--key` file:
+    /// the log is named first, as the one to fix first. `verify` used to answer "no verifier key" (exit 11), and
+    /// `prove`/`consistency` with a missing `--key` file named the key, so the operator fixed the key and only
+    /// then learned that the log path was wrong too.
+    @Test("a missing log is reported before a missing key")
+    func aMissingLogIsReportedBeforeAMissingKey() throws {
+        try withTemporaryDirectory { folder in
+            let missing = folder.appendingPathComponent("MISSING.jsonl").path
+            let keyFile = folder.appendingPathComponent("host-a.pub").path
+            // An empty configuration folder: no local signing key to fall back on.
+            let noKey = ["XDG_CONFIG_HOME": folder.appendingPathComponent("empty-cfg").path]
+            for command in [["verify", missing], ["verify", missing, "--key", keyFile],
+                            ["prove", missing, "0", "--key", keyFile], ["consistency", missing, "1", "--key", keyFile]] {
+                let result = try runPeonWasm(["audit"] + command, environment: noKey)
+                #expect(result.status == 2, "audit \(command.joined(separator: " ")): \(result.stderr)")
+                #expect(result.stderr == "peon-wasm: error: \(missing): no such audit log; check the path\n",
+                        "audit \(command.joined(separator: " ")): \(result.stderr)")
+            }
+        }
+    }
+
     @Test func aLogWhoseCheckpointWasDeletedIsNotSignedByTheNextRun() throws {
         try withTemporaryDirectory { folder in
             let log = folder.appendingPathComponent("audit.jsonl")
