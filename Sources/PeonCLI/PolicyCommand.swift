@@ -68,7 +68,7 @@ struct PolicyEvalCommand: ParsableCommand {
 
     /// The text of a model, policy or request file (`-`: standard input), at most `limit` bytes, read with
     /// ``BoundedRead``: a model or policy must be a regular file (a FIFO is refused, not waited on); requests
-    /// may also come through a pipe.
+    /// may also come through a pipe. One leading byte order mark is dropped (``OperatorText``).
     private func read(_ path: String, limit: Int, streams: BoundedRead.Streams = .refused) throws(CommandFailure) -> String {
         let label = path == "-" ? "<stdin>" : path
         let bytes: [UInt8]
@@ -81,10 +81,11 @@ struct PolicyEvalCommand: ParsableCommand {
         } catch {
             throw CommandFailure(message: "\(label): cannot read: \(error.reason); check the path")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw CommandFailure(message: "\(label): not valid UTF-8")
+        do throws(OperatorTextError) {
+            return try OperatorText.decode(bytes)
+        } catch {
+            throw CommandFailure(message: "\(label): cannot read: \(error.message)")
         }
-        return text
     }
 
     /// The `--role-pattern` and `--domain-pattern` declarations, by role type.

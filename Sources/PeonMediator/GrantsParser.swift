@@ -55,8 +55,12 @@ package enum GrantsParser {
         } catch {
             throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(error.reason); check the path")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: it is not UTF-8 text; check the path")
+        // One leading byte order mark (Notepad's) is dropped (``OperatorText``).
+        let text: String
+        do throws(OperatorTextError) {
+            text = try OperatorText.decode(bytes)
+        } catch {
+            throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(error.message)")
         }
         let folder = (absolutePath(path) as NSString).deletingLastPathComponent
         return try parse(text, file: path, baseDirectory: folder)
@@ -91,14 +95,19 @@ package enum GrantsParser {
 /// and a grants file is user input that a hot reload reads inside a running host, so these are refused
 /// here before TOMLKit sees the text. Lines inside multi-line strings are skipped. A line that starts
 /// with `[` inside a multi-line array is held to the same rule (grants never need nested arrays).
+/// Lines end at LF or CRLF, as TOML's do. The first line is read as toml++ reads it: after one byte order mark, which toml++ skips, so a text that
+/// starts with U+FEFF and then `[` cannot slip a bare `[` past this check.
 func firstMalformedHeader(in text: String) -> Int? {
     var inMultilineString = false
-    for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    // "\r\n" is one Character, so a split at "\n" alone would read a Windows (CRLF) file as one line.
+    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
         let fences = line.utf8.count >= 3 ? (line.components(separatedBy: "\"\"\"").count - 1) + (line.components(separatedBy: "'''").count - 1) : 0
         let wasInString = inMultilineString
         if fences % 2 == 1 { inMultilineString.toggle() }
         if wasInString { continue }
-        var bytes = line.utf8.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+        var bytes = line.utf8[...]
+        if index == 0, bytes.starts(with: OperatorText.byteOrderMark) { bytes = bytes.dropFirst(OperatorText.byteOrderMark.count) }
+        bytes = bytes.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
         guard bytes.first == UInt8(ascii: "[") else { continue }
         bytes = bytes.dropFirst()
         if bytes.first == UInt8(ascii: "[") { bytes = bytes.dropFirst() }
@@ -121,7 +130,7 @@ struct KeyLineIndex {
         var current = ""
         var arrayCounts: [String: Int] = [:]
         var inMultiline: String?
-        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (number, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
             let lineNumber = number + 1
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if let delimiter = inMultiline {
@@ -389,10 +398,11 @@ private struct Reader {
                 } catch {
                     throw fail("tool.input-schema", "cannot read the schema file `\(file)` (resolved to \(path)): \(error.reason); check the path")
                 }
-                guard let text = String(validating: bytes, as: UTF8.self) else {
-                    throw fail("tool.input-schema", "the schema file `\(file)` (resolved to \(path)) is not UTF-8 text; check the path")
+                do throws(OperatorTextError) {
+                    jsonText = try OperatorText.decode(bytes)
+                } catch {
+                    throw fail("tool.input-schema", "cannot read the schema file `\(file)` (resolved to \(path)): \(error.message)")
                 }
-                jsonText = text
             } else {
                 throw fail("tool.input-schema", "expected an inline table or the path of a JSON file, found \(value.type)")
             }

@@ -207,7 +207,7 @@ public struct PolicySnapshot: Sendable {
     package static let maxPolicyBytes = 64 << 20
 
     /// The text of a model or policy file, read with ``BoundedRead``: one descriptor, no waiting on a FIFO, at
-    /// most `limit` bytes.
+    /// most `limit` bytes; one leading byte order mark is dropped (``OperatorText``).
     private static func readText(_ path: String, limit: Int) throws(PolicyLoadError) -> String {
         let bytes: [UInt8]
         do throws(BoundedReadError) {
@@ -215,10 +215,11 @@ public struct PolicySnapshot: Sendable {
         } catch {
             throw PolicyLoadError("\(path): cannot read: \(error.reason); check the path")
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else {
-            throw PolicyLoadError("\(path): cannot read: it is not UTF-8 text; check the path")
+        do throws(OperatorTextError) {
+            return try OperatorText.decode(bytes)
+        } catch {
+            throw PolicyLoadError("\(path): cannot read: \(error.message)")
         }
-        return text
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule

@@ -151,3 +151,33 @@ import Testing
 }
 
 import Foundation
+
+/// Grants files saved by Windows editors: a leading UTF-8 byte order mark and CRLF line ends. Both used to slip a
+/// bare `[` past ``firstMalformedHeader(in:)``, the check that keeps toml++ from aborting the process on it (toml++
+/// skips the mark itself, and "\r\n" is one Character, so a split at "\n" saw a CRLF file as one line); CRLF also
+/// put every key on line 1 in error messages.
+@Suite struct WindowsGrantsFileTests {
+    @Test("a bare [ after a byte order mark is found on line 1")
+    func aBareHeaderAfterAByteOrderMarkIsFound() {
+        #expect(firstMalformedHeader(in: "\u{FEFF}[\nmodule = \"x\"\n") == 1)
+        #expect(firstMalformedHeader(in: "\u{FEFF}[[\n") == 1)
+        #expect(firstMalformedHeader(in: "\u{FEFF}module = \"x\"\n[limits]\n") == nil)
+    }
+
+    @Test("a bare [ in a CRLF file is found on its line")
+    func aBareHeaderInACRLFFileIsFound() {
+        #expect(firstMalformedHeader(in: "module = \"x\"\r\n\r\n[\r\nfoo = 1\r\n") == 3)
+        #expect(firstMalformedHeader(in: "module = \"x\"\r\n[limits]\r\nmemory = \"1MiB\"\r\n") == nil)
+    }
+
+    @Test("an error in a CRLF grants file names the line of its key")
+    func aCRLFFileReportsTheKeysLine() throws {
+        let text = "module = \"x\"\r\n\r\n[[fs]]\r\npaths = [\"/data/*\"]\r\nallow = []\r\n"
+        #expect(throws: GrantsError.self) { try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/") }
+        do {
+            _ = try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/")
+        } catch {
+            #expect(error.line == 5 && error.key == "fs[0].allow", "\(error)")
+        }
+    }
+}

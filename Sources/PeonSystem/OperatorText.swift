@@ -1,0 +1,48 @@
+// Decoding the text files an operator writes by hand, as the editors they use save them.
+
+/// Why ``OperatorText/decode(_:)`` refused a file's bytes. ``message`` is the end of a one-line error (why, then
+/// what to do); each caller puts what the file was for before it and maps the failure to its own exit code.
+package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The bytes are not valid UTF-8.
+    case notUTF8
+    /// A second byte order mark follows the first one at the start of the file.
+    case repeatedByteOrderMark
+
+    /// Why the text was refused and what to do, e.g. `it is not UTF-8 text; check the path`.
+    package var message: String {
+        switch self {
+        case .notUTF8: "it is not UTF-8 text; check the path"
+        case .repeatedByteOrderMark: "it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); save it as UTF-8 with one or none"
+        }
+    }
+
+    /// The ``message``.
+    package var description: String { message }
+}
+
+/// The text of a file an operator edits by hand: a grants file (TOML), a `[tool]` `input-schema` file (JSON), a
+/// Casbin model (`.conf`) or policy (`.csv`), `policy eval` requests (JSON Lines).
+///
+/// Windows editors (Notepad) save UTF-8 with a leading byte order mark, EF BB BF, that no editor shows. Kept, it
+/// is glued to the file's first key or line: the policy line `p, alice, data1, read` names the rule type
+/// "\u{FEFF}p" (which Casbin's own file adapter, pycasbin's, drops without a word while the operator believes the
+/// rule is in effect), and a model's first section header is not a header. So exactly one byte order mark at the
+/// very start is dropped before the text is parsed, whatever the format. Two there are refused: the TOML and JSON
+/// parsers would skip the second one silently too. A mark anywhere else stays in the text, where each parser
+/// rejects it or takes it as data, as before. Line numbers are unchanged (the mark is not a line), and columns on
+/// the first line are the ones the editor shows.
+package enum OperatorText {
+    /// U+FEFF in UTF-8: the byte order mark an editor may put at the start of a file.
+    package static let byteOrderMark: [UInt8] = [0xEF, 0xBB, 0xBF]
+
+    /// `bytes` as UTF-8 text without one leading byte order mark.
+    package static func decode(_ bytes: [UInt8]) throws(OperatorTextError) -> String {
+        var body = bytes[...]
+        if body.starts(with: byteOrderMark) {
+            body = body.dropFirst(byteOrderMark.count)
+            if body.starts(with: byteOrderMark) { throw .repeatedByteOrderMark }
+        }
+        guard let text = String(validating: body, as: UTF8.self) else { throw .notUTF8 }
+        return text
+    }
+}

@@ -1,0 +1,154 @@
+import Foundation
+import PeonTestSupport
+import Testing
+
+/// The files an operator edits by hand, as Windows editors (Notepad) save them: UTF-8 with a leading byte order
+/// mark (EF BB BF). Exactly one at the start of a grants file, a `[tool]` input-schema, a Casbin model or policy,
+/// or `policy eval` requests is dropped, so the first key or line means what the operator sees; two are refused.
+/// Threat: a policy whose first line silently is not the rule it shows, or a grants file that aborts the host.
+@Suite("operator files with a UTF-8 byte order mark")
+struct OperatorFileTests {
+    static let bom = "\u{FEFF}"
+    static let model = """
+        [request_definition]
+        r = sub, obj, act
+        [policy_definition]
+        p = sub, obj, act
+        [policy_effect]
+        e = some(where (p.eft == allow))
+        [matchers]
+        m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
+
+        """
+    static let module = "modules/wat-minimal/minimal.wasm"
+
+    /// `peon-wasm policy eval` of `requests` against `model` and `policy`, each written to a file as given.
+    static func eval(model: String, policy: String, requests: String, extra: [String] = []) throws -> CommandResult {
+        try withTemporaryDirectory { folder in
+            let files = [("model.conf", model), ("policy.csv", policy), ("requests.jsonl", requests)].map { name, text in
+                let url = folder.appendingPathComponent(name)
+                return (url, Data(text.utf8))
+            }
+            for (url, data) in files { try data.write(to: url) }
+            return try runPeonWasm(["policy", "eval", "--model", files[0].0.path, "--policy", files[1].0.path]
+                                   + extra + [files[2].0.path])
+        }
+    }
+
+    /// `peon-wasm grants check` of the minimal module against `grants` (written to `folder/grants.toml`).
+    static func check(_ grants: String, in folder: URL) throws -> CommandResult {
+        let file = folder.appendingPathComponent("grants.toml")
+        try Data(grants.utf8).write(to: file)
+        return try runPeonWasm(["grants", "check", Self.module, "--grants", file.path])
+    }
+
+    @Test("a policy whose first line follows a byte order mark is in effect, as written")
+    func aPolicyLineAfterAByteOrderMarkIsARule() throws {
+        let result = try Self.eval(model: Self.model, policy: Self.bom + "p, alice, data1, read\np, bob, data2, write\n",
+                                   requests: "[\"alice\", \"data1\", \"read\"]\n[\"bob\", \"data2\", \"write\"]\n", extra: ["--explain"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let answers = result.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        #expect(answers.count == 2 && answers.allSatisfy { $0.first == "true" }, "\(result.stdout)")
+        // The rule is `p, alice, ...` on line 1, not a rule of type "\u{FEFF}p".
+        #expect(answers.first?.last == "p, alice, data1, read" && answers.first?.dropFirst().first?.hasSuffix("policy.csv:1") == true,
+                "\(result.stdout)")
+    }
+
+    @Test("a model that starts with a byte order mark loads")
+    func aModelAfterAByteOrderMarkLoads() throws {
+        let result = try Self.eval(model: Self.bom + Self.model, policy: "p, alice, data1, read\n",
+                                   requests: "[\"alice\", \"data1\", \"read\"]\n[\"alice\", \"data1\", \"write\"]\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "true\nfalse\n", "\(result.stdout)")
+    }
+
+    @Test("an error on the first line of a policy after a byte order mark names the column the editor shows")
+    func aFirstLineErrorKeepsItsColumn() throws {
+        let result = try Self.eval(model: Self.model, policy: Self.bom + "p, alice, \"data1, read\n", requests: "")
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("policy.csv:1:11: unterminated quoted field"), "\(result.stderr)")
+    }
+
+    @Test("requests that start with a byte order mark and a blank line are answered")
+    func requestsAfterAByteOrderMarkAreAnswered() throws {
+        let result = try Self.eval(model: Self.model, policy: "p, alice, data1, read\n",
+                                   requests: Self.bom + "\n[\"alice\", \"data1\", \"read\"]\n")
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout == "true\n", "\(result.stdout)")
+    }
+
+    @Test("two byte order marks at the start of a policy, model or requests are refused, naming the file")
+    func twoByteOrderMarksAreRefused() throws {
+        let twice = Self.bom + Self.bom
+        let cases = [
+            ("policy.csv", try Self.eval(model: Self.model, policy: twice + "p, alice, data1, read\n", requests: "")),
+            ("model.conf", try Self.eval(model: twice + Self.model, policy: "p, alice, data1, read\n", requests: "")),
+            ("requests.jsonl", try Self.eval(model: Self.model, policy: "p, alice, data1, read\n",
+                                             requests: twice + "[\"alice\", \"data1\", \"read\"]\n")),
+        ]
+        for (file, result) in cases {
+            #expect(result.status == 2, "\(file): \(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error: ") && result.stderr.contains("\(file): cannot read: it starts with two UTF-8 byte order marks"),
+                    "\(file): \(result.stderr)")
+            #expect(result.stdout.isEmpty, "\(file): \(result.stdout)")
+        }
+    }
+
+    @Test("a model and policy with byte order marks load for policy explain (the run's loader)")
+    func theRunsLoaderDropsTheMark() throws {
+        let result = try withTemporaryDirectory { folder in
+            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data((Self.bom + Self.model).utf8).write(to: model)
+            try Data((Self.bom + "p, alice, fs:/data/q1.txt, fs.read\n").utf8).write(to: policy)
+            return try runPeonWasm(["policy", "explain", "--model", model.path, "--policy", policy.path,
+                                    "--module", "alice", "fs.read", "/data/q1.txt"])
+        }
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(result.stdout.contains("allowed by p, alice, fs:/data/q1.txt, fs.read ("), "\(result.stdout)")
+    }
+
+    @Test("a grants file after a byte order mark: a bare [ on line 1 is an error, not an abort; lines keep their numbers")
+    func grantsAfterAByteOrderMark() throws {
+        try withTemporaryDirectory { folder in
+            let header = try Self.check(Self.bom + "[\nmodule = \"x\"\n", in: folder)
+            #expect(header.status == 2, "\(header.stderr)")
+            #expect(header.stderr.hasPrefix("peon-wasm: error: \(folder.path)/grants.toml:1: TOML syntax error: `[` must be followed by a table name"),
+                    "\(header.stderr)")
+            let late = try Self.check(Self.bom + "module = \"x\"\n\n[[fs]]\npaths = [\"/data/*\"]\nallow = []\n", in: folder)
+            #expect(late.status == 2)
+            #expect(late.stderr.contains("grants.toml:5: fs[0].allow: "), "\(late.stderr)")
+            let twice = try Self.check(Self.bom + Self.bom + "module = \"x\"\n", in: folder)
+            #expect(twice.status == 2)
+            #expect(twice.stderr.contains("grants.toml: cannot read the grants file: it starts with two UTF-8 byte order marks"), "\(twice.stderr)")
+            let fine = try Self.check(Self.bom + "module = \"bom-test\"\n", in: folder)
+            #expect(fine.status == 0, "\(fine.stderr)")
+            #expect(fine.stdout.contains("(module = \"bom-test\")"), "\(fine.stdout)")
+        }
+    }
+
+    @Test("an input-schema file after one byte order mark is read; after two it is refused")
+    func inputSchemaAfterAByteOrderMark() throws {
+        try withTemporaryDirectory { folder in
+            let wasm = repositoryRoot.appendingPathComponent(Self.module).path
+            let grants = "module = \"schema\"\n[tool]\nwasm = \"\(wasm)\"\ndescription = \"Reads one file.\"\ninput-schema = \"schema.json\"\n"
+            let schema = folder.appendingPathComponent("schema.json")
+            try Data((Self.bom + "{\"type\": \"object\"}").utf8).write(to: schema)
+            let once = try Self.check(grants, in: folder)
+            #expect(once.status == 0, "\(once.stderr)")
+            try Data((Self.bom + Self.bom + "{\"type\": \"object\"}").utf8).write(to: schema)
+            let twice = try Self.check(grants, in: folder)
+            #expect(twice.status == 2)
+            #expect(twice.stderr.contains("tool.input-schema: cannot read the schema file `schema.json`") && twice.stderr.contains("two UTF-8 byte order marks"),
+                    "\(twice.stderr)")
+        }
+    }
+
+    @Test("a CRLF grants file with a bare [ is an error on its line, not an abort")
+    func aCRLFGrantsFileWithABareHeader() throws {
+        try withTemporaryDirectory { folder in
+            let result = try Self.check("module = \"x\"\r\n\r\n[\r\nfoo = 1\r\n", in: folder)
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error: \(folder.path)/grants.toml:3: TOML syntax error: `[`"), "\(result.stderr)")
+        }
+    }
+}
