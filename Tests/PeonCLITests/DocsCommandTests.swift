@@ -3,8 +3,8 @@ import PeonTestSupport
 import Testing
 
 /// The documentation keeps telling the truth about the command line: every `peon-wasm` invocation in a
-/// fenced `sh` or `console` block of `README.md` and `docs/*.md` names a real subcommand and only real
-/// options; the ones that only read repository files are run and must succeed (with the output a
+/// fenced `sh` or `console` block of `README.md`, `docs/*.md` and the example modules' `modules/**/README.md`
+/// names a real subcommand and only real options; the ones that only read repository files are run and must succeed (with the output a
 /// `console` block shows, when it shows it untrimmed); the README's quickstart is run end to end; and
 /// every exit status the code can produce is in `docs/cli.md`.
 @Suite("Docs: commands and exit codes", .serialized)
@@ -43,11 +43,33 @@ struct DocsCommandTests {
         }
     }
 
-    /// The Markdown files the suite reads.
+    /// The Markdown files the suite reads: the README, `docs/*.md`, and every `README.md` under `modules/`
+    /// (outside the folders a toolchain's build leaves behind, which .gitignore lists).
     static var documents: [String] {
         let docs = repositoryRoot.appendingPathComponent("docs")
         let names = (try? FileManager.default.contentsOfDirectory(atPath: docs.path)) ?? []
-        return ["README.md"] + names.filter { $0.hasSuffix(".md") }.sorted().map { "docs/\($0)" }
+        return ["README.md"] + names.filter { $0.hasSuffix(".md") }.sorted().map { "docs/\($0)" } + moduleReadmes
+    }
+
+    /// `modules/**/README.md`, relative to the repository root, sorted.
+    static var moduleReadmes: [String] {
+        let modules = repositoryRoot.appendingPathComponent("modules")
+        let paths = FileManager.default.enumerator(atPath: modules.path)?.compactMap { $0 as? String } ?? []
+        let buildFolders: Set<String> = ["target", ".zig-cache", "__pycache__"]
+        return paths.filter { path in
+            let parts = path.split(separator: "/").map(String.init)
+            return parts.last == "README.md" && !parts.contains(where: buildFolders.contains)
+        }.sorted().map { "modules/\($0)" }
+    }
+
+    /// The files `.gitignore` names one by one (`/modules/py-researcher/researcher.wasm`): build products a fresh
+    /// clone lacks until a toolchain builds them, which CI does only when it can install that toolchain.
+    static var buildProducts: Set<String> {
+        guard let text = try? String(contentsOf: repositoryRoot.appendingPathComponent(".gitignore"), encoding: .utf8) else { return [] }
+        return Set(text.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("/"), !line.hasSuffix("/"), !line.contains("*") else { return nil }
+            return String(line.dropFirst())
+        })
     }
 
     /// Every `peon-wasm` invocation in the fenced `sh` and `console` blocks of `file`.
@@ -202,7 +224,7 @@ struct DocsCommandTests {
     /// Subcommands whose documented invocations only read repository files, so they can be run as shown.
     static let readOnly: Set<[String]> = [["inspect"], ["grants", "check"], ["policy", "eval"], ["policy", "explain"]]
 
-    @Test("every peon-wasm command in README.md and docs/ names a real subcommand and real options")
+    @Test("every peon-wasm command in README.md, docs/ and modules/**/README.md names a real subcommand and real options")
     func documentedCommandsParse() throws {
         var all: [Invocation] = []
         for file in Self.documents { all += try Self.invocations(in: file) }
@@ -222,13 +244,29 @@ struct DocsCommandTests {
         }
     }
 
+    /// The example modules' READMEs are read too: they are what someone trying an example copies first.
+    @Test("the READMEs under modules/ are read, and their read-only commands are among those run")
+    func moduleReadmesAreRead() throws {
+        let readmes = Self.moduleReadmes
+        #expect(readmes.count >= 10 && readmes.contains("modules/relay-demo/README.md"), "\(readmes)")
+        #expect(Set(Self.documents).isSuperset(of: readmes))
+        let invocations = try readmes.flatMap { try Self.invocations(in: $0) }
+        // Each example shows how to run it: about one or two invocations a README.
+        #expect(invocations.count >= 10, "found only \(invocations.count) invocations: \(invocations)")
+        #expect(invocations.contains { Self.readOnly.contains($0.subcommand) }, "\(invocations)")
+        // py-researcher's component is built by CI only when componentize-py installs; a fresh clone lacks it.
+        #expect(Self.buildProducts.contains("modules/py-researcher/researcher.wasm"), "\(Self.buildProducts)")
+    }
+
     @Test("documented commands that only read repository files run as shown")
     func readOnlyCommandsRun() throws {
         var ran = 0
         for file in Self.documents {
             // A `postgresql://` policy reads a database (docs/fleet.md), not repository files.
+            // Nor can a command be run as shown on a fresh clone when it reads a build product.
             for invocation in try Self.invocations(in: file) where Self.readOnly.contains(invocation.subcommand)
-                && !invocation.arguments.contains(where: { $0.contains("postgresql://") }) {
+                && !invocation.arguments.contains(where: { $0.contains("postgresql://") })
+                && !invocation.arguments.contains(where: Self.buildProducts.contains) {
                 let result = try runPeonWasm(invocation.arguments)
                 ran += 1
                 // 0 and 1 are answers (allow/deny, known/unknown import); anything else is a broken example.
