@@ -89,35 +89,119 @@ package enum GrantsParser {
     }
 }
 
-/// The 1-based line of the first table header whose `[` or `[[` is not followed by a key (a letter,
-/// digit, `_`, `-` or a quote), or `nil`. TOMLKit's bundled toml++ aborts the process on such a header
-/// (`[` then a line break: an assertion in its key parser, undefined behaviour without assertions),
-/// and a grants file is user input that a hot reload reads inside a running host, so these are refused
-/// here before TOMLKit sees the text. Lines inside multi-line strings are skipped. A line that starts
-/// with `[` inside a multi-line array is held to the same rule (grants never need nested arrays).
-/// Lines end at LF or CRLF, as TOML's do. The first line is read as toml++ reads it: after one byte order mark, which toml++ skips, so a text that
-/// starts with U+FEFF and then `[` cannot slip a bare `[` past this check.
+/// The 1-based line of the first table header whose `[` or `[[` (and any spaces or tabs after it) is not followed
+/// by a key (a letter, digit, `_`, `-` or a quote), a `]` or the end of the text, or `nil`. TOMLKit's bundled toml++
+/// does not check that character before its key parser asserts it (`[` then a line break or a `\`): the
+/// assertion aborts the process (undefined behaviour without assertions), and a grants file is user input that a
+/// hot reload reads inside a running host, so these are refused here before TOMLKit sees the text.
+///
+/// A header is found where toml++ looks for one: at the start of a statement, that is of a line outside strings,
+/// comments and multi-line arrays. So the text is scanned as TOML is lexed: basic and literal strings, their
+/// multi-line forms (which may end in up to two extra quotes), escapes in basic strings, `#` comments to the end of
+/// the line, and `[`/`{` nesting in values. (A scan that only counted `"""` per line read one in a comment as the
+/// start of a string and let the next line's `[\` through.) Where the text is not valid TOML the scan goes on as
+/// best it can; toml++ stops at its first error anyway. The first line is read as toml++ reads it: after one byte
+/// order mark, which toml++ skips.
 func firstMalformedHeader(in text: String) -> Int? {
-    var inMultilineString = false
-    // "\r\n" is one Character, so a split at "\n" alone would read a Windows (CRLF) file as one line.
-    for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
-        let fences = line.utf8.count >= 3 ? (line.components(separatedBy: "\"\"\"").count - 1) + (line.components(separatedBy: "'''").count - 1) : 0
-        let wasInString = inMultilineString
-        if fences % 2 == 1 { inMultilineString.toggle() }
-        if wasInString { continue }
-        var bytes = line.utf8[...]
-        if index == 0, bytes.starts(with: OperatorText.byteOrderMark) { bytes = bytes.dropFirst(OperatorText.byteOrderMark.count) }
-        bytes = bytes.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        guard bytes.first == UInt8(ascii: "[") else { continue }
-        bytes = bytes.dropFirst()
-        if bytes.first == UInt8(ascii: "[") { bytes = bytes.dropFirst() }
-        bytes = bytes.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-        guard let next = bytes.first else { return index + 1 }
-        let isKey = (0x30...0x39).contains(next) || (0x41...0x5A).contains(next) || (0x61...0x7A).contains(next)
-            || next == UInt8(ascii: "_") || next == UInt8(ascii: "-") || next == UInt8(ascii: "\"") || next == UInt8(ascii: "'")
-        if !isKey { return index + 1 }
+    var scanner = TOMLHeaderScanner(Array(text.utf8))
+    return scanner.firstMalformedHeader()
+}
+
+/// The lexer behind ``firstMalformedHeader(in:)``: just enough of TOML's to know where statements start.
+private struct TOMLHeaderScanner {
+    private let bytes: [UInt8]
+    private var index = 0
+    private var line = 1
+    /// Open `[` and `{` of values (and of the header being read) not yet closed.
+    private var depth = 0
+
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        if bytes.starts(with: OperatorText.byteOrderMark) { index = OperatorText.byteOrderMark.count }
     }
-    return nil
+
+    private static let quote = UInt8(ascii: "\""), apostrophe = UInt8(ascii: "'"), backslash = UInt8(ascii: "\\")
+    private static let newline = UInt8(ascii: "\n"), hash = UInt8(ascii: "#")
+    private static let open = UInt8(ascii: "["), close = UInt8(ascii: "]")
+
+    private func byte(at offset: Int) -> UInt8? { offset < bytes.count ? bytes[offset] : nil }
+
+    private static func isSpace(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+
+    /// What toml++'s key parser accepts as a key's first byte (or reports properly when it does not: `]`).
+    private static func startsKey(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+            || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == quote || byte == apostrophe || byte == close
+    }
+
+    mutating func firstMalformedHeader() -> Int? {
+        var atStatementStart = true
+        while index < bytes.count {
+            if atStatementStart {
+                atStatementStart = false
+                while let b = byte(at: index), Self.isSpace(b) { index += 1 }
+                if byte(at: index) == Self.open {
+                    var next = index + 1
+                    if byte(at: next) == Self.open { next += 1 }
+                    while let b = byte(at: next), Self.isSpace(b) { next += 1 }
+                    if let b = byte(at: next), !Self.startsKey(b) { return line }
+                }
+                continue
+            }
+            let b = bytes[index]
+            switch b {
+            case Self.newline:
+                line += 1
+                index += 1
+                atStatementStart = depth == 0
+            case Self.hash:
+                while let c = byte(at: index), c != Self.newline { index += 1 }
+            case Self.quote, Self.apostrophe:
+                skipString(delimiter: b)
+            case Self.open, UInt8(ascii: "{"):
+                depth += 1
+                index += 1
+            case Self.close, UInt8(ascii: "}"):
+                depth = max(0, depth - 1)
+                index += 1
+            default:
+                index += 1
+            }
+        }
+        return nil
+    }
+
+    /// Skips the string that starts at `index` (its delimiter `"` or `'`), counting the lines it spans.
+    private mutating func skipString(delimiter: UInt8) {
+        let escapes = delimiter == Self.quote
+        if byte(at: index + 1) == delimiter && byte(at: index + 2) == delimiter {
+            index += 3
+            while index < bytes.count {
+                let b = bytes[index]
+                if escapes && b == Self.backslash {
+                    if byte(at: index + 1) == Self.newline { line += 1 }
+                    index += 2
+                } else if b == delimiter && byte(at: index + 1) == delimiter && byte(at: index + 2) == delimiter {
+                    index += 3
+                    // Up to two more quotes belong to the string, before the closing three.
+                    var extra = 0
+                    while extra < 2 && byte(at: index) == delimiter { index += 1; extra += 1 }
+                    return
+                } else {
+                    if b == Self.newline { line += 1 }
+                    index += 1
+                }
+            }
+            return
+        }
+        index += 1
+        while let b = byte(at: index) {
+            if b == Self.newline { return }  // not valid TOML; the newline is read as a line's end
+            index += 1
+            if b == delimiter { return }
+            if escapes && b == Self.backslash, let next = byte(at: index), next != Self.newline { index += 1 }
+        }
+    }
 }
 
 /// The key paths the parser reports, with the source line each was written on.

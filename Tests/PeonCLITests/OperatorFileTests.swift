@@ -152,3 +152,18 @@ struct OperatorFileTests {
         }
     }
 }
+
+/// Grants files a fuzzer made (mutations of the shipped grants files) that aborted `peon-wasm grants check` inside
+/// toml++ (exit 134, a backtrace): each must be one error line, exit 2.
+@Suite("grants files that aborted toml++")
+struct TOMLAbortTests {
+    @Test(arguments: ["#\"\"\"\n[\\", "module = \"x\" # \"\"\"\n[\n", "a = '''it''''\n[\\\n", "a = [\n1]\n[ \\\n"])
+    func aHeaderTomlPlusPlusCannotParseIsOneErrorLine(_ text: String) throws {
+        try withTemporaryDirectory { folder in
+            let result = try OperatorFileTests.check(text, in: folder)
+            #expect(result.status == 2, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error: \(folder.path)/grants.toml:"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+}

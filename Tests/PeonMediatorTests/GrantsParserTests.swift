@@ -181,3 +181,41 @@ import Foundation
         }
     }
 }
+
+/// ``firstMalformedHeader(in:)`` finds headers where toml++ parses them, so strings and comments neither hide a
+/// bad header nor make one. A fuzzer found `#"""` (a comment that counted as the start of a multi-line string)
+/// followed by a `[\` header, which aborted `peon-wasm grants check` with a backtrace.
+@Suite struct TOMLHeaderScanTests {
+    @Test("a bad header after a comment, string or array that mentions quotes or brackets is found",
+          arguments: [
+            ("#\"\"\"\n[\\", 2),
+            ("# '''\n[\n", 2),
+            ("a = \"x\" # \"\"\"\n[\\\n", 2),
+            ("a = '''it''''\n[\\\n", 2),
+            ("a = \"\"\"x\"\"\"\"\"\n[\\\n", 2),
+            ("a = \"\\\"\"\n[\\\n", 2),
+            ("a = [\n  1,\n]\n[ \\\n", 4),
+            ("a = { b = \"[\" }\n[\n", 2),
+            ("[a]\n[[\t\\]]\n", 2),
+            ("[\r\n", 1),
+            ("[ [\n", 1),
+          ])
+    func aBadHeaderIsFound(_ text: String, _ line: Int) {
+        #expect(firstMalformedHeader(in: text) == line, "\(text.debugDescription)")
+    }
+
+    @Test("what looks like a bad header inside a string or a multi-line array is not one",
+          arguments: [
+            "a = \"\"\"\n[\\\n\"\"\"\n",
+            "a = '''\n[\n'''\n",
+            "a = \"\"\"x\\\"\"\"\n[\\\n\"\"\"\n",
+            "a = [\n  [ {b = 1} ],\n  [ [2] ],\n]\n[limits]\n",
+            "# [\\\n",
+            "a = \"[\\\\\"\n[\"quoted key\"]\n['literal']\n[ spaced . key ]\n[[arr]]\n[[ arr ]]\n",
+            "[]\n",
+            "[",
+          ])
+    func notAHeader(_ text: String) {
+        #expect(firstMalformedHeader(in: text) == nil, "\(text.debugDescription)")
+    }
+}
