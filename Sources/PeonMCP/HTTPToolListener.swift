@@ -18,6 +18,9 @@ import Synchronization
 ///   under), and an `Origin`, when a browser sends one, one of those hosts; else 421 or 403 (the SDK's
 ///   `OriginValidator`, also applied by each session's transport);
 /// - size: a body longer than `maxMessageBytes` is answered 413 without being held;
+/// - shape: a POST body that is not JSON, a batch, or a message the SDK's transport and its server would read
+///   differently is answered 400 with a JSON-RPC error at once, holding no answer stream and no id
+///   (``HTTPSessionRouter/unreadable(_:)``);
 /// - sessions: at most `maxSessions` at once; when full, the session idle longest with no call running
 ///   is closed to make room, else a new one is refused (503);
 /// - connections (``ConnectionLimits``): at most 256 open at once (more are closed at once); a request must
@@ -372,6 +375,10 @@ actor HTTPSessionRouter {
         if let body = request.body, StdioLineTransport.hasInvalidRequestID(body) {
             return RoutedResponse(.error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage)))
         }
+        // What the SDK's transport and its server would read differently (or not at all) would be answered by nobody.
+        if request.method.uppercased() == "POST", let body = request.body, let refusal = Self.unreadable(body) {
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest(refusal.message)), body: refusal.body)
+        }
         let posted = request.method.uppercased() == "POST" ? request.body.map(Self.postedID) ?? .other : .other
         if posted == .ambiguous {
             return RoutedResponse(.error(statusCode: 400, .invalidRequest(Self.ambiguousIDMessage)))
@@ -553,6 +560,97 @@ actor HTTPSessionRouter {
 
     /// JSON-RPC 2.0's `Invalid Request`.
     static let invalidRequestCode = -32600
+
+    /// JSON-RPC 2.0's `Parse error`.
+    static let parseErrorCode = -32700
+
+    /// The kind of JSON-RPC message the SDK's HTTP transport or its server takes a message for.
+    enum MessageKind: Equatable {
+        case request, notification, answer
+    }
+
+    /// Why a POSTed `body` is refused before the SDK sees it, with the JSON-RPC error to answer it with (`400`); `nil`
+    /// when the SDK's transport and its server read it as the same kind of message.
+    ///
+    /// The transport files a message by its members (a string `method` and a string or integer `id` make a request,
+    /// for which it opens an answer stream), its server by decoding it (`"jsonrpc": "2.0"` first). A message they read
+    /// differently is answered by nobody: a "request" the server cannot decode (no or another `jsonrpc`, a `method` with a
+    /// `result`) kept its stream open until the idle close and its id taken, and one the server answers with an error
+    /// under the id it names could end the stream of another request with that id. So: text that is not JSON is a parse
+    /// error; a batch, JSON that is not an object, and an object the two read differently are `Invalid Request`, under
+    /// the message's id when it has a string or integer one, else `null`.
+    static func unreadable(_ body: Data) -> (message: String, body: Data)? {
+        guard let json = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) else {
+            let message = "Parse error: the message is not JSON"
+            return (message, StdioLineTransport.errorWithoutID(code: parseErrorCode, message: message))
+        }
+        if json is [Any] {
+            return (StdioLineTransport.batchMessage, StdioLineTransport.errorWithoutID(code: invalidRequestCode, message: StdioLineTransport.batchMessage))
+        }
+        if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(body) { return nil }
+        let message = unreadableMessage
+        guard let id = messageID(body) else {
+            return (message, StdioLineTransport.errorWithoutID(code: invalidRequestCode, message: message))
+        }
+        return (message, errorBody(id: id, code: invalidRequestCode, message: message))
+    }
+
+    /// What a message the SDK cannot read is told.
+    static let unreadableMessage = #"Invalid Request: the message is not a JSON-RPC 2.0 request, notification or answer: "#
+        + #"send a JSON object with "jsonrpc": "2.0" and either a string "method" (and, for a request, a string or "#
+        + #"integer "id") or, answering the server, its request's "id" and a "result" or an "error""#
+
+    /// How the SDK's streamable HTTP transport classifies a JSON object (as its `JSONRPCMessageKind` does): a string
+    /// `method` makes a request when it has a string or integer `id` (``routingKey(_:)``), else a notification; without
+    /// one, a `result` or an `error` and such an id make an answer; anything else is no message (`nil`).
+    static func transportKind(_ object: [String: Any]) -> MessageKind? {
+        let id = routingKey(object)
+        if object["method"] is String { return id == nil ? .notification : .request }
+        if object["result"] != nil || object["error"] != nil { return id == nil ? nil : .answer }
+        return nil
+    }
+
+    /// How the SDK's server decodes a message (as its receive loop does, with its own decoders): first as an answer,
+    /// then as a request, then as a notification; `nil` when none fits (it would answer with an error under an id of
+    /// the message's, or a random one).
+    static func serverKind(_ body: Data) -> MessageKind? {
+        let decoder = JSONDecoder()
+        if (try? decoder.decode(MCP.Response<ProbeMethod>.self, from: body)) != nil { return .answer }
+        if (try? decoder.decode(MCP.Request<ProbeMethod>.self, from: body)) != nil { return .request }
+        if (try? decoder.decode(MCP.Message<ProbeNotification>.self, from: body)) != nil { return .notification }
+        return nil
+    }
+
+    /// A method that takes and returns any JSON, as the SDK's server decodes every request and answer (its own such
+    /// type is internal to it).
+    struct ProbeMethod: MCP.Method {
+        static let name = ""
+        typealias Parameters = Value
+        typealias Result = Value
+    }
+
+    /// A notification with any parameters, as the SDK's server decodes every notification.
+    struct ProbeNotification: MCP.Notification {
+        static let name = ""
+        typealias Parameters = Value
+    }
+
+    /// The `id` of a JSON object when it is a string or an integer; `nil` for any other id, or none.
+    static func messageID(_ body: Data) -> RequestID? {
+        struct Probe: Decodable {
+            var id: RequestID?
+            private enum Keys: String, CodingKey { case id }
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: Keys.self)
+                if let string = try? container.decode(String.self, forKey: .id) {
+                    id = RequestID(.string(string))
+                } else if let number = try? container.decode(Int.self, forKey: .id) {
+                    id = RequestID(.number(number))
+                }
+            }
+        }
+        return (try? JSONDecoder().decode(Probe.self, from: body))?.id
+    }
 
     /// What a POSTed JSON-RPC message's id is to the router.
     enum PostedID: Equatable {

@@ -172,10 +172,12 @@ package actor StdioLineTransport: Transport {
     /// after another while reading no other message (cancellations and elicitation answers would wait
     /// behind them). MCP 2025-06-18 removed batches; the HTTP transport refuses them too.
     private static func refuseBatch(_ writer: StdioWriter) {
-        let message = "JSON-RPC batches are not supported: send each request as its own message"
-        FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(message)\n".utf8))
-        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: message))
+        FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(batchMessage)\n".utf8))
+        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: batchMessage))
     }
+
+    /// What a JSON-RPC batch is told, on stdio and over HTTP.
+    static let batchMessage = "JSON-RPC batches are not supported: send each request as its own message"
 
     /// A `tools/call` with its request id added to `_meta`; anything else unchanged.
     static func annotate(_ data: Data) -> Data {
