@@ -12,6 +12,8 @@ import Synchronization
 ///   `invalid request` error response (built with the SDK's types).
 /// - A JSON-RPC batch (an array) is refused with an `invalid request` error: the SDK would run its
 ///   calls one by one while reading nothing else.
+/// - A last line the end of input cuts short (no newline after it, as `printf '{...}' | peon-wasm mcp` sends) is a
+///   message like any other.
 /// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
 ///   request id's JSON spelling (`7`, `"7"`) in `params._meta["peon-wasm/request-id"]` (overwriting whatever a
 ///   client put there), so the run's `run.start`/`run.end` can name it. Every other message passes through unchanged.
@@ -271,12 +273,29 @@ private struct LineReader: Sendable {
     let fd: Int32
     let maxMessageBytes: Int
 
-    /// Reads until the end of input, a read error, or `deliver` returning `false` (nothing takes messages any more).
+    /// Reads until the end of input, a read error, or `deliver` returning `false` (nothing takes messages any more). A
+    /// last line the end of input cuts short, without a newline, is still a message (bounded by `maxMessageBytes`
+    /// like any other); one cut short by a read error is not.
     func run(deliver: (Data) -> Bool, oversized: (Int) -> Void) {
         var pending: [UInt8] = []
         var skipping = false
         var skipped = 0
         var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        /// Ends the line read so far: an oversized one is reported, another one that is not empty delivered; `false`
+        /// when nothing takes messages any more.
+        func endLine() -> Bool {
+            defer {
+                pending = []
+                skipping = false
+                skipped = 0
+            }
+            if skipping {
+                oversized(skipped)
+                return true
+            }
+            if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
+            return pending.isEmpty || deliver(Data(pending))
+        }
         while true {
             let count = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { read(fd, raw.baseAddress, raw.count) } }
             if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -285,7 +304,12 @@ private struct LineReader: Sendable {
                 _ = retryingInterrupts { poll(&descriptor, 1, 1000) }
                 continue
             }
-            if count <= 0 { return }
+            if count == 0 {
+                // The end of input ends the last line too: `printf '{...}' | peon-wasm mcp` sends no newline after it.
+                _ = endLine()
+                return
+            }
+            if count < 0 { return }
             var start = 0
             while start < count {
                 let newline = chunk[start..<count].firstIndex(of: UInt8(ascii: "\n"))
@@ -300,17 +324,7 @@ private struct LineReader: Sendable {
                 } else {
                     pending += piece
                 }
-                if newline != nil {
-                    if skipping {
-                        oversized(skipped)
-                        skipping = false
-                        skipped = 0
-                    } else {
-                        if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
-                        if !pending.isEmpty && !deliver(Data(pending)) { return }
-                        pending = []
-                    }
-                }
+                if newline != nil && !endLine() { return }
                 start = end + 1
             }
         }

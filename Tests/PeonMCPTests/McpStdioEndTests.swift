@@ -102,4 +102,49 @@ import Testing
             #expect(outcome.failure != nil || outcome.rounds >= 3, "only \(outcome.rounds) rounds ran in 10 s")
         }
     }
+
+    /// `printf '{...}' | peon-wasm mcp ...`: the last message has no newline after it. MCP's stdio transport is
+    /// newline-delimited, but a final line cut short by the end of input is still a whole message (up to
+    /// `--max-message`): it was dropped without an answer.
+    @Test func aLastLineWithoutANewlineIsAnswered() async throws {
+        try await withTemporaryDirectory { directory in
+            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
+            try Data("""
+                module = "echo"
+                [tool]
+                wasm = "\(fixture)"
+                description = "Answers its arguments as JSON."
+                input-schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
+
+                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            let opening = Self.script(requests: 0)
+            let call = #"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"last"}}}"#
+            // The same, with a final line past --max-message: refused as any oversized message is.
+            let oversized = #"{"jsonrpc":"2.0","id":3,"method":"ping","params":{"pad":"\#(String(repeating: "x", count: 2048))"}}"#
+            let results: [CommandResult] = try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread {
+                    continuation.resume(with: Result {
+                        [try runPeonWasm(["mcp", "echo.toml"], stdin: opening + call, directory: directory, timeout: 60),
+                         try runPeonWasm(["mcp", "echo.toml", "--max-message", "1KiB"], stdin: opening + oversized,
+                                         directory: directory, timeout: 60)]
+                    })
+                }
+                thread.start()
+            }
+            let answers = results.map { result in
+                result.stdout.split(separator: "\n").compactMap { line in
+                    try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                }
+            }
+            #expect(results[0].status == 0, "exit \(results[0].status): \(results[0].stderr.suffix(2000))")
+            let answer = answers[0].first { $0["id"] as? Int == 2 }
+            let content = (answer?["result"] as? [String: Any])?["content"] as? [[String: Any]]
+            #expect(content?.first?["text"] as? String == #"{"text":"last"}"#, "no answer to the unterminated last line: \(results[0].stdout)")
+            #expect(results[1].status == 0, "exit \(results[1].status): \(results[1].stderr.suffix(2000))")
+            let refusal = answers[1].first { $0["id"] is NSNull && $0["error"] != nil }
+            #expect((refusal?["error"] as? [String: Any])?["code"] as? Int == -32600,
+                    "no refusal of the oversized unterminated last line: \(results[1].stdout)")
+            #expect(!answers[1].contains { $0["id"] as? Int == 3 }, "the oversized last line was handled: \(results[1].stdout)")
+        }
+    }
 }
