@@ -1,5 +1,9 @@
 import Foundation
+import PeonAudit
+import PeonEngine
+import PeonEngineWasmKit
 @testable import PeonMCP
+import PeonRuntime
 import PeonTestSupport
 import Testing
 
@@ -194,5 +198,78 @@ import Testing
             }
         }
         #expect(await listener.openSessions() == 1)
+    }
+
+    /// A tool server with one tool, `dozer` (sleeps until its timeout of `timeout`, then answers with an error naming
+    /// it), and the audit log it writes in `directory`.
+    static func dozer(in directory: URL, timeout: String) throws -> (ToolServer, AuditLog) {
+        let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/sleeper.wat").path
+        let grants = directory.appendingPathComponent("dozer.toml")
+        try Data("""
+            module = "dozer"
+            [limits]
+            timeout = "\(timeout)"
+            [tool]
+            wasm = "\(fixture)"
+            description = "Sleeps until its timeout."
+
+            """.utf8).write(to: grants)
+        var options = SessionOptions()
+        options.auditPath = directory.appendingPathComponent("audit.jsonl").path
+        options.auditKeyPath = directory.appendingPathComponent("audit.key").path
+        options.workingDirectory = directory.path
+        let log = try AgentSession.openAudit(options)
+        let configuration = ToolHostConfiguration(
+            audit: log, options: options, overrides: LimitOverrides(),
+            engine: { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) })
+        let tools = ToolServer(maxConcurrent: 4, version: "test")
+        tools.add(try ToolService(grantsPath: grants.path, host: configuration))
+        return (tools, log)
+    }
+
+    /// A request with exactly the id of one still running in its session (the same spelling, not only the same text)
+    /// is refused at once, under its id, and never runs; the running call still gets its own answer under that id, and
+    /// the id is free once it has.
+    @Test func anExactDuplicateOfARunningCallsIDIsRefusedAndTheFirstStillGetsItsAnswer() async throws {
+        try await withTemporaryDirectory { directory in
+            let (tools, log) = try Self.dozer(in: directory, timeout: "5s")
+            defer { try? log.close() }
+            let (listener, port) = try await Self.listener(tools)
+            defer { Task { await listener.close() } }
+            let call = #"{"jsonrpc":"2.0","id":"job-1","method":"tools/call","params":{"name":"dozer","arguments":{"input":""}}}"#
+            let (first, duplicate, reuse) = await HTTPListenerLimitTests.offPool { () -> (Reply, Reply, Reply) in
+                guard let session = Self.openSession(port) else { return (Reply(), Reply(), Reply()) }
+                var first = Reply()
+                let fd = HTTPListenerLimitTests.connect(port, timeout: 60)
+                guard fd >= 0 else { return (first, Reply(), Reply()) }
+                defer { close(fd) }
+                _ = Self.post(port, session: session, call).withCString { write(fd, $0, strlen($0)) }
+                // The event stream's head: the router took the id before the SDK answered with it.
+                Self.read(fd, into: &first, untilHead: true)
+                let duplicate = Self.roundTrip(port, Self.post(port, session: session, call))
+                Self.read(fd, into: &first)
+                let reuse = Self.roundTrip(port, Self.post(port, session: session, #"{"jsonrpc":"2.0","id":"job-1","method":"ping"}"#))
+                return (first, duplicate, reuse)
+            }
+            #expect(duplicate.complete && duplicate.seconds < 10, "the duplicate was answered after \(duplicate.seconds) s")
+            #expect(duplicate.status == 400, "the duplicate: \(duplicate.head)")
+            #expect(Self.errorCode(duplicate.json) == HTTPSessionRouter.invalidRequestCode, "the duplicate: \(duplicate.body)")
+            #expect(Self.idSpelling(duplicate.json) == #""job-1""#, "the duplicate: \(duplicate.body)")
+            let message = (duplicate.json?["error"] as? [String: Any])?["message"] as? String ?? ""
+            #expect(message.contains("not used before"), "the duplicate: \(message)")
+            // The first call's own answer, under its id: the dozer's timeout.
+            #expect(first.status == 200 && first.complete, "the first call: \(first.head)")
+            let answers = first.events.filter { $0["result"] != nil || $0["error"] != nil }
+            #expect(answers.count == 1 && Self.idSpelling(answers.first) == #""job-1""#, "the first call's answers: \(first.body)")
+            let result = answers.first?["result"] as? [String: Any]
+            let text = ((result?["content"] as? [[String: Any]])?.first?["text"] as? String) ?? ""
+            #expect(result?["isError"] as? Bool == true && text.contains("timeout"), "the first call's answer: \(first.body)")
+            // Answered: the id is free again.
+            #expect(reuse.status == 200 && reuse.events.contains { Self.idSpelling($0) == #""job-1""# && $0["result"] != nil },
+                    "job-1 after its answer: \(reuse.head) \(reuse.body)")
+            // The duplicate never ran: one run.start in the log.
+            let entries = (try? String(contentsOf: directory.appendingPathComponent("audit.jsonl"), encoding: .utf8)) ?? ""
+            #expect(entries.components(separatedBy: #""call":"run.start""#).count - 1 == 1, "\(entries)")
+        }
     }
 }
