@@ -29,7 +29,7 @@ import Synchronization
 /// to be written, and while the server has taken the messages read before (``LineInbox``). A client that sends
 /// requests and never reads the answers thus stops being read (its own pipe fills) instead of making the server
 /// hold every answer.
-package actor StdioLineTransport: Transport {
+package actor StdioLineTransport: Transport, AnswerOwingTransport {
     /// The key under which a `tools/call`'s request id reaches the handler.
     package static let requestIDKey = "peon-wasm/request-id"
 
@@ -194,6 +194,14 @@ package actor StdioLineTransport: Transport {
             id: request.id, CallTool.Parameters(name: request.params.name, arguments: request.params.arguments, meta: meta))
         return (try? JSONEncoder().encode(annotated)) ?? data
     }
+}
+
+/// A transport that reads messages ahead of the server's answers and counts the requests it handed the server whose
+/// answer is not queued yet: at the end of its input ``ToolServer/serve(transport:answerGrace:)`` waits for those
+/// answers (the SDK sends an answer after its handler returns) instead of ending without them.
+protocol AnswerOwingTransport: Transport {
+    /// How many requests handed to the server have no answer queued yet (a request its client cancelled is not counted).
+    nonisolated var answersOwed: Int { get }
 }
 
 /// The requests a stdio session's server owes an answer to, by the JSON spelling of their id (a count each: a

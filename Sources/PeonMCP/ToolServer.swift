@@ -104,21 +104,21 @@ package final class ToolServer: Sendable {
     }
 
     /// Serves one client on `transport` (stdio) until it closes the connection, then waits for the calls
-    /// still running (each bounded by its deadline) so that each writes its `run.end`, and, on a
-    /// ``StdioLineTransport``, for the answer to every request it took in to be queued
-    /// (``StdioLineTransport/answersOwed``): the SDK sends an answer after its handler returns, so the server must not
-    /// end before it. That wait gives up once no call has run for `answerGrace` (an answer the SDK never sends must not
+    /// still running (each bounded by its deadline) so that each writes its `run.end`, and, on an
+    /// ``AnswerOwingTransport`` (``StdioLineTransport``), for the answer to every request it took in to be queued
+    /// (``AnswerOwingTransport/answersOwed``): the SDK sends an answer after its handler returns, so the server must
+    /// not end before it. That wait gives up once no call has run for `answerGrace` (an answer the SDK never sends must not
     /// hold the process).
     package func serve(transport: any Transport, answerGrace: Duration = .seconds(5)) async throws {
         let session = await makeSession()
         try await start(session, transport: transport)
         await session.server.waitUntilCompleted()
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
-        let stdio = transport as? StdioLineTransport
+        let owing = transport as? any AnswerOwingTransport
         var deadline = ContinuousClock.now + answerGrace
         while true {
             let running = session.inFlight.load(ordering: .acquiring) > 0
-            let owed = stdio?.answersOwed ?? 0
+            let owed = owing?.answersOwed ?? 0
             if !running && owed == 0 { break }
             if running {
                 deadline = .now + answerGrace
