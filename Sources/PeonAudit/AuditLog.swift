@@ -686,9 +686,6 @@ public final class AuditLog: Sendable {
     /// Makes every entry durable and replaces `LOG.checkpoint` with a signed checkpoint of the whole log (including
     /// what other processes appended): it extends every checkpoint written before it.
     public func writeCheckpoint() throws(AuditError) {
-        // Under the writer lock and the file lock, only what the order decides: everything queued is numbered and
-        // written, and the tree head taken. The slow parts (the log's fsync, the signature, three fsyncs in all
-        // before) run without them, so appenders of this process and others keep going meanwhile.
         // A publish that finds a checkpoint this log's writers cannot have written records that in an entry; the
         // second round signs a checkpoint that covers the entry (at most two rounds: a file swapped again meanwhile
         // is recorded, and checkpointed by the next checkpoint).
@@ -698,6 +695,9 @@ public final class AuditLog: Sendable {
     /// Numbers, writes, fsyncs, signs and publishes what is queued; returns whether publishing recorded a
     /// `log.checkpoint_replaced` entry that the published checkpoint does not cover.
     private func writeCheckpointRound() throws(AuditError) -> Bool {
+        // Under the writer lock and the file lock, only what the order decides: everything queued is numbered and
+        // written, and the tree head taken. The slow parts (the log's fsync, the signature, the new file's write and
+        // fsync, the directory's fsync) run without them, so appenders of this process and others keep going.
         let head = try writer.withLock { w throws(AuditError) -> (size: UInt64, root: [UInt8], end: UInt64) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
