@@ -20,7 +20,7 @@ import Synchronization
 /// - size: a body longer than `maxMessageBytes` is answered 413 without being held;
 /// - shape: a POST body that is not JSON, a batch, or a message the SDK's transport and its server would read
 ///   differently is answered 400 with a JSON-RPC error at once, holding no answer stream and no id
-///   (``HTTPSessionRouter/unreadable(_:)``);
+///   (``JSONRPCScreen/refusal(_:)``);
 /// - sessions: at most `maxSessions` at once; when full, the session idle longest with no call running
 ///   is closed to make room, else a new one is refused (503);
 /// - connections (``ConnectionLimits``): at most 256 open at once (more are closed at once); a request must
@@ -372,11 +372,11 @@ actor HTTPSessionRouter {
         let context = HTTPValidationContext(httpMethod: request.method, sessionID: nil, isInitializationRequest: false,
                                             supportedProtocolVersions: Version.supported)
         if let refused = validator.validate(request, context: context) { return RoutedResponse(refused) }
-        if let body = request.body, StdioLineTransport.hasInvalidRequestID(body) {
-            return RoutedResponse(.error(statusCode: 400, .invalidRequest(StdioLineTransport.invalidIDMessage)))
+        if let body = request.body, JSONRPCScreen.hasInvalidRequestID(body) {
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest(JSONRPCScreen.invalidIDMessage)))
         }
         // What the SDK's transport and its server would read differently (or not at all) would be answered by nobody.
-        if request.method.uppercased() == "POST", let body = request.body, let refusal = Self.unreadable(body) {
+        if request.method.uppercased() == "POST", let body = request.body, let refusal = JSONRPCScreen.refusal(body) {
             return RoutedResponse(.error(statusCode: 400, .invalidRequest(refusal.message)), body: refusal.body)
         }
         let posted = request.method.uppercased() == "POST" ? request.body.map(Self.postedID) ?? .other : .other
@@ -406,7 +406,7 @@ actor HTTPSessionRouter {
                 if let holder = entry.requestIDs.take(key: key, spelling: requestID.spelling) {
                     let message = Self.collisionMessage(requestID, holder: holder)
                     return RoutedResponse(.error(statusCode: 400, .invalidRequest(message), sessionID: id),
-                                          body: Self.errorBody(id: requestID, code: Self.invalidRequestCode, message: message))
+                                          body: JSONRPCScreen.errorBody(id: requestID, code: JSONRPCScreen.invalidRequestCode, message: message))
                 }
                 taken = key
             }
@@ -418,7 +418,7 @@ actor HTTPSessionRouter {
                     if let taken { entry.requestIDs.release(key: taken) }
                     return RoutedResponse(.error(statusCode: 503, .serverError(code: ToolServer.notStartedCode, message: refusal.message),
                                                  sessionID: id, extraHeaders: ["Retry-After": "1"]),
-                                          body: Self.errorBody(id: requestID, code: ToolServer.notStartedCode, message: refusal.message))
+                                          body: JSONRPCScreen.errorBody(id: requestID, code: ToolServer.notStartedCode, message: refusal.message))
                 case .success(let place):
                     ticket = entry.session.openTicket(requestID: requestID.spelling, place: place)
                 }
@@ -549,109 +549,6 @@ actor HTTPSessionRouter {
         return RequestID(id)
     }
 
-    /// A JSON-RPC error response to request `id` with `code` (by default server error ``ToolServer/notStartedCode``),
-    /// saying `message`.
-    static func errorBody(id: RequestID, code: Int = ToolServer.notStartedCode, message: String) -> Data {
-        // Written out, so that the id goes back spelled as the client sent it (`7` or `"7"`).
-        let text = #"{"error":{"code":"# + String(code) + #","message":"# + RequestID.quoted(message)
-            + #"},"id":"# + id.spelling + #","jsonrpc":"2.0"}"#
-        return Data(text.utf8)
-    }
-
-    /// JSON-RPC 2.0's `Invalid Request`.
-    static let invalidRequestCode = -32600
-
-    /// JSON-RPC 2.0's `Parse error`.
-    static let parseErrorCode = -32700
-
-    /// The kind of JSON-RPC message the SDK's HTTP transport or its server takes a message for.
-    enum MessageKind: Equatable {
-        case request, notification, answer
-    }
-
-    /// Why a POSTed `body` is refused before the SDK sees it, with the JSON-RPC error to answer it with (`400`); `nil`
-    /// when the SDK's transport and its server read it as the same kind of message.
-    ///
-    /// The transport files a message by its members (a string `method` and a string or integer `id` make a request,
-    /// for which it opens an answer stream), its server by decoding it (`"jsonrpc": "2.0"` first). A message they read
-    /// differently is answered by nobody: a "request" the server cannot decode (no or another `jsonrpc`, a `method` with a
-    /// `result`) kept its stream open until the idle close and its id taken, and one the server answers with an error
-    /// under the id it names could end the stream of another request with that id. So: text that is not JSON is a parse
-    /// error; a batch, JSON that is not an object, and an object the two read differently are `Invalid Request`, under
-    /// the message's id when it has a string or integer one, else `null`.
-    static func unreadable(_ body: Data) -> (message: String, body: Data)? {
-        guard let json = try? JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed]) else {
-            let message = "Parse error: the message is not JSON"
-            return (message, StdioLineTransport.errorWithoutID(code: parseErrorCode, message: message))
-        }
-        if json is [Any] {
-            return (StdioLineTransport.batchMessage, StdioLineTransport.errorWithoutID(code: invalidRequestCode, message: StdioLineTransport.batchMessage))
-        }
-        if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(body) { return nil }
-        let message = unreadableMessage
-        guard let id = messageID(body) else {
-            return (message, StdioLineTransport.errorWithoutID(code: invalidRequestCode, message: message))
-        }
-        return (message, errorBody(id: id, code: invalidRequestCode, message: message))
-    }
-
-    /// What a message the SDK cannot read is told.
-    static let unreadableMessage = #"Invalid Request: the message is not a JSON-RPC 2.0 request, notification or answer: "#
-        + #"send a JSON object with "jsonrpc": "2.0" and either a string "method" (and, for a request, a string or "#
-        + #"integer "id") or, answering the server, its request's "id" and a "result" or an "error""#
-
-    /// How the SDK's streamable HTTP transport classifies a JSON object (as its `JSONRPCMessageKind` does): a string
-    /// `method` makes a request when it has a string or integer `id` (``routingKey(_:)``), else a notification; without
-    /// one, a `result` or an `error` and such an id make an answer; anything else is no message (`nil`).
-    static func transportKind(_ object: [String: Any]) -> MessageKind? {
-        let id = routingKey(object)
-        if object["method"] is String { return id == nil ? .notification : .request }
-        if object["result"] != nil || object["error"] != nil { return id == nil ? nil : .answer }
-        return nil
-    }
-
-    /// How the SDK's server decodes a message (as its receive loop does, with its own decoders): first as an answer,
-    /// then as a request, then as a notification; `nil` when none fits (it would answer with an error under an id of
-    /// the message's, or a random one).
-    static func serverKind(_ body: Data) -> MessageKind? {
-        let decoder = JSONDecoder()
-        if (try? decoder.decode(MCP.Response<ProbeMethod>.self, from: body)) != nil { return .answer }
-        if (try? decoder.decode(MCP.Request<ProbeMethod>.self, from: body)) != nil { return .request }
-        if (try? decoder.decode(MCP.Message<ProbeNotification>.self, from: body)) != nil { return .notification }
-        return nil
-    }
-
-    /// A method that takes and returns any JSON, as the SDK's server decodes every request and answer (its own such
-    /// type is internal to it).
-    struct ProbeMethod: MCP.Method {
-        static let name = ""
-        typealias Parameters = Value
-        typealias Result = Value
-    }
-
-    /// A notification with any parameters, as the SDK's server decodes every notification.
-    struct ProbeNotification: MCP.Notification {
-        static let name = ""
-        typealias Parameters = Value
-    }
-
-    /// The `id` of a JSON object when it is a string or an integer; `nil` for any other id, or none.
-    static func messageID(_ body: Data) -> RequestID? {
-        struct Probe: Decodable {
-            var id: RequestID?
-            private enum Keys: String, CodingKey { case id }
-            init(from decoder: any Decoder) throws {
-                let container = try decoder.container(keyedBy: Keys.self)
-                if let string = try? container.decode(String.self, forKey: .id) {
-                    id = RequestID(.string(string))
-                } else if let number = try? container.decode(Int.self, forKey: .id) {
-                    id = RequestID(.number(number))
-                }
-            }
-        }
-        return (try? JSONDecoder().decode(Probe.self, from: body))?.id
-    }
-
     /// What a POSTed JSON-RPC message's id is to the router.
     enum PostedID: Equatable {
         /// Not a request with an id: a notification, a response, or no JSON-RPC at all (the SDK answers those).
@@ -667,20 +564,12 @@ actor HTTPSessionRouter {
     /// decodes it.
     static func postedID(_ body: Data) -> PostedID {
         guard let object = try? JSONSerialization.jsonObject(with: body) as? [String: Any], object["method"] is String,
-              let key = routingKey(object)
+              let key = JSONRPCScreen.routingKey(object)
         else { return .other }
         struct Probe: Decodable { var id: ID }
         guard let probe = try? JSONDecoder().decode(Probe.self, from: body) else { return .ambiguous }
         let id = RequestID(probe.id)
         return id.text == key ? .request(key: key, id: id) : .ambiguous
-    }
-
-    /// The key the SDK's streamable HTTP transport files a request's answer stream under, and routes an answer by: the
-    /// id's text (a string as it is, an integer's digits), so that `7` and `"7"` share one. `nil` without such an id.
-    static func routingKey(_ object: [String: Any]) -> String? {
-        if let string = object["id"] as? String { return string }
-        if let number = object["id"] as? Int { return String(number) }
-        return nil
     }
 
     /// Whether `response` is an event stream (the SDK took a request in and will answer on it).
@@ -778,7 +667,7 @@ package actor RequestIDTransport: Transport {
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["method"] == nil,
               object["result"] != nil || object["error"] != nil
         else { return nil }
-        return HTTPSessionRouter.routingKey(object)
+        return JSONRPCScreen.routingKey(object)
     }
 
     /// The annotated messages.
@@ -786,7 +675,7 @@ package actor RequestIDTransport: Transport {
 }
 
 /// The requests of one HTTP session that wait for their answer, by the key the SDK's transport files their answer
-/// stream under (``HTTPSessionRouter/routingKey(_:)``), each with its id's JSON spelling.
+/// stream under (``JSONRPCScreen/routingKey(_:)``), each with its id's JSON spelling.
 ///
 /// The SDK's `StatefulHTTPServerTransport` keeps one answer stream per key and routes an answer to the stream of its
 /// id's text: `7` and `"7"` (a number and a string, two requests to its server) share the key `7`, as do two

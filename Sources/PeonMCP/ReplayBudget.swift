@@ -88,11 +88,11 @@ final class ReplayBudget: Sendable {
             switch self {
             case .sessionEnded, .sessionEndedForRoom:
                 return RoutedResponse(.error(statusCode: 404, .invalidRequest(message)),
-                                      body: requestID.map { HTTPSessionRouter.errorBody(id: $0, code: HTTPSessionRouter.invalidRequestCode, message: message) })
+                                      body: requestID.map { JSONRPCScreen.errorBody(id: $0, code: JSONRPCScreen.invalidRequestCode, message: message) })
             case .sessionFull, .serverFull:
                 return RoutedResponse(.error(statusCode: 503, .serverError(code: ToolServer.notStartedCode, message: message),
                                              sessionID: sessionID, extraHeaders: ["Retry-After": "1"]),
-                                      body: requestID.map { HTTPSessionRouter.errorBody(id: $0, message: message) })
+                                      body: requestID.map { JSONRPCScreen.errorBody(id: $0, message: message) })
             }
         }
     }

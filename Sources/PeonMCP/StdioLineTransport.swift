@@ -10,8 +10,11 @@ import Synchronization
 /// - A message (one line) longer than `maxMessageBytes` is dropped without being held in memory: the
 ///   rest of the line is skipped, a one-line error goes to stderr, and the client gets an
 ///   `invalid request` error response (built with the SDK's types).
-/// - A JSON-RPC batch (an array) is refused with an `invalid request` error: the SDK would run its
-///   calls one by one while reading nothing else.
+/// - A line the SDK cannot read as one JSON-RPC 2.0 message is answered at once with one error line, as the HTTP
+///   transport answers such a POST (``JSONRPCScreen/refusal(_:)``): text that is not JSON with a parse error; a
+///   JSON-RPC batch (an array: the SDK would run its calls one by one while reading nothing else), JSON that is not an
+///   object, a `jsonrpc` missing or not `"2.0"`, a `method` beside a `result` or an `error`, and any other object the
+///   SDK would misread with `invalid request`, under the line's string or integer id (else `null`).
 /// - A last line the end of input cuts short (no newline after it, as `printf '{...}' | peon-wasm mcp` sends) is a
 ///   message like any other.
 /// - A `tools/call` request is decoded with the SDK's `Request<CallTool>` and re-encoded with the
@@ -77,12 +80,11 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport {
             reader.run(deliver: { data in
                            // Nothing more is taken in while the answers to what was read wait to be written.
                            writer.waitForRoom()
-                           if Self.isBatch(data) {
-                               Self.refuseBatch(writer)
-                           } else if (try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])) == nil {
-                               Self.refuseUnparsable(writer)
-                           } else if Self.hasInvalidRequestID(data) {
-                               try? writer.enqueue(Self.errorWithoutID(code: -32600, message: Self.invalidIDMessage))
+                           if JSONRPCScreen.hasInvalidRequestID(data) {
+                               try? writer.enqueue(JSONRPCScreen.errorWithoutID(code: JSONRPCScreen.invalidRequestCode,
+                                                                                message: JSONRPCScreen.invalidIDMessage))
+                           } else if let refusal = JSONRPCScreen.refusal(data) {
+                               Self.refuse(refusal, writer)
                            } else {
                                // Counted before the server can see it, so that its answer never comes first.
                                let owes = owed.received(data)
@@ -138,48 +140,22 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport {
     private static func refuseOversized(_ size: Int, limit: Int, _ writer: StdioWriter) {
         let message = "a message of \(size) bytes was refused: the limit is \(limit) bytes (--max-message)"
         FileHandle.standardError.write(Data("peon-wasm: \(message)\n".utf8))
-        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: message))
+        try? writer.enqueue(JSONRPCScreen.errorWithoutID(code: JSONRPCScreen.invalidRequestCode, message: message))
     }
 
-    /// Answers a line that is not JSON with a parse error (-32700).
-    private static func refuseUnparsable(_ writer: StdioWriter) {
-        let message = "Parse error: the message is not JSON"
-        FileHandle.standardError.write(Data("peon-wasm: a message that is not JSON was refused\n".utf8))
-        try? writer.enqueue(Self.errorWithoutID(code: -32700, message: message))
+    /// Answers a line the SDK cannot read as one JSON-RPC 2.0 message (``JSONRPCScreen/refusal(_:)``) with its one
+    /// error line, as the HTTP transport answers such a POST, and says so on stderr. A batch is refused whole, never
+    /// handed to the SDK, which would run its calls one after another while reading no other message (cancellations and
+    /// elicitation answers would wait behind them); MCP 2025-06-18 removed batches.
+    private static func refuse(_ refusal: JSONRPCScreen.Refusal, _ writer: StdioWriter) {
+        let what = switch refusal.kind {
+        case .notJSON: "a message that is not JSON was refused"
+        case .batch: "a batch was refused: \(JSONRPCScreen.batchMessage)"
+        case .unreadable: "a message that is not a JSON-RPC 2.0 request, notification or answer was refused (Invalid Request)"
+        }
+        FileHandle.standardError.write(Data("peon-wasm: \(what)\n".utf8))
+        try? writer.enqueue(refusal.body)
     }
-
-    /// What a request with an id of the wrong type is told.
-    static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer"
-
-    /// Whether `data` is a request (it has a `method`) whose `id` is there but neither a string nor an integer
-    /// (`null`, `true`, `1.5`, an object): MCP allows only those two, and the SDK would drop such a request
-    /// without an answer, or take `null` for `""`.
-    static func hasInvalidRequestID(_ data: Data) -> Bool {
-        guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
-        return probe.method != nil && probe.id == .invalid
-    }
-
-    /// A JSON-RPC error response to a message whose id cannot be known: JSON-RPC 2.0 says its `id` is `null`.
-    static func errorWithoutID(code: Int, message: String) -> Data {
-        let object: [String: Any] = ["jsonrpc": "2.0", "id": NSNull(), "error": ["code": code, "message": message]]
-        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-    }
-
-    /// Whether `data` is a JSON-RPC batch (a JSON array).
-    static func isBatch(_ data: Data) -> Bool {
-        data.first(where: { ![0x20, 0x09, 0x0D, 0x0A].contains($0) }) == UInt8(ascii: "[")
-    }
-
-    /// Answers a batch with an error instead of handing it to the SDK, which would run its calls one
-    /// after another while reading no other message (cancellations and elicitation answers would wait
-    /// behind them). MCP 2025-06-18 removed batches; the HTTP transport refuses them too.
-    private static func refuseBatch(_ writer: StdioWriter) {
-        FileHandle.standardError.write(Data("peon-wasm: a batch was refused: \(batchMessage)\n".utf8))
-        try? writer.enqueue(Self.errorWithoutID(code: -32600, message: batchMessage))
-    }
-
-    /// What a JSON-RPC batch is told, on stdio and over HTTP.
-    static let batchMessage = "JSON-RPC batches are not supported: send each request as its own message"
 
     /// A `tools/call` with its request id added to `_meta`; anything else unchanged.
     static func annotate(_ data: Data) -> Data {
@@ -211,7 +187,8 @@ protocol AnswerOwingTransport: Transport {
 ///
 /// What counts as a request mirrors how the SDK's server reads a message: `jsonrpc` is `2.0`, `method` a string, `id`
 /// a string or an integer, and neither `result` nor `error` (else it is read as an answer). A message the server
-/// cannot read as a request gets an error under a made-up id, which it is never owed.
+/// would not read as the request it looks like is refused before it reaches the server (``JSONRPCScreen``), and is
+/// never owed.
 final class OwedAnswers: Sendable {
     private let owed = Mutex<[String: Int]>([:])
 
@@ -335,30 +312,6 @@ private struct LineReader: Sendable {
                 if newline != nil && !endLine() { return }
                 start = end + 1
             }
-        }
-    }
-}
-
-/// The `method` and the kind of `id` of a JSON-RPC message (``StdioLineTransport/hasInvalidRequestID(_:)``).
-struct RequestIDProbe: Decodable {
-    enum IDKind { case absent, valid, invalid }
-    var method: String?
-    var id: IDKind
-
-    private enum Keys: String, CodingKey { case method, id }
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: Keys.self)
-        method = try? container.decode(String.self, forKey: .method)
-        guard container.contains(.id) else {
-            id = .absent
-            return
-        }
-        if (try? container.decode(String.self, forKey: .id)) != nil || (try? container.decode(Int64.self, forKey: .id)) != nil,
-           (try? container.decodeNil(forKey: .id)) != true {
-            id = .valid
-        } else {
-            id = .invalid
         }
     }
 }

@@ -162,7 +162,7 @@ import Testing
             #expect(refused.complete && refused.seconds < Self.prompt,
                     "\(body): answered after \(refused.seconds) s, complete: \(refused.complete): \(refused.head)")
             #expect(refused.status == 400, "\(body): \(refused.head)")
-            #expect(Self.errorCode(refused.json) == HTTPSessionRouter.invalidRequestCode, "\(body): \(refused.body)")
+            #expect(Self.errorCode(refused.json) == JSONRPCScreen.invalidRequestCode, "\(body): \(refused.body)")
             #expect(Self.idSpelling(refused.json) == id, "\(body): \(refused.body)")
             #expect(refused.json?["jsonrpc"] as? String == "2.0", "\(body): \(refused.body)")
             if let again {
@@ -179,8 +179,8 @@ import Testing
         let cases: [(body: String, code: Int)] = [
             (#"{"jsonrpc":"2.0","id":1,"method":"ping""#, -32700),
             ("not json", -32700),
-            (#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, HTTPSessionRouter.invalidRequestCode),
-            ("[]", HTTPSessionRouter.invalidRequestCode),
+            (#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, JSONRPCScreen.invalidRequestCode),
+            ("[]", JSONRPCScreen.invalidRequestCode),
         ]
         let replies: [(String, Int, Reply, Reply)] = await HTTPListenerLimitTests.offPool {
             guard let session = Self.openSession(port) else { return [] }
@@ -198,7 +198,7 @@ import Testing
                 #expect(Self.errorCode(reply.json) == code, "\(body): \(reply.body)")
                 #expect(Self.idSpelling(reply.json) == "null", "\(body): \(reply.body)")
             }
-            if code == HTTPSessionRouter.invalidRequestCode {
+            if code == JSONRPCScreen.invalidRequestCode {
                 #expect(inSession.body.contains("batches are not supported"), "\(body): \(inSession.body)")
             }
         }
@@ -265,7 +265,7 @@ import Testing
             }
             #expect(duplicate.complete && duplicate.seconds < Self.prompt, "the duplicate was answered after \(duplicate.seconds) s")
             #expect(duplicate.status == 400, "the duplicate: \(duplicate.head)")
-            #expect(Self.errorCode(duplicate.json) == HTTPSessionRouter.invalidRequestCode, "the duplicate: \(duplicate.body)")
+            #expect(Self.errorCode(duplicate.json) == JSONRPCScreen.invalidRequestCode, "the duplicate: \(duplicate.body)")
             #expect(Self.idSpelling(duplicate.json) == #""job-1""#, "the duplicate: \(duplicate.body)")
             let message = (duplicate.json?["error"] as? [String: Any])?["message"] as? String ?? ""
             #expect(message.contains("not used before"), "the duplicate: \(message)")

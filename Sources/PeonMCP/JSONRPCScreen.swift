@@ -1,0 +1,194 @@
+import Foundation
+import MCP
+
+/// What a message must look like for the MCP SDK to read it as one JSON-RPC 2.0 message, and the error a message that
+/// does not is refused with: shared by the stdio transport (``StdioLineTransport``, one line) and the HTTP router
+/// (``HTTPSessionRouter``, one POST body), so that both refuse the same messages with the same codes and ids, before
+/// the SDK sees them.
+///
+/// The SDK's server decodes a message as an answer, then a request, then a notification (`"jsonrpc": "2.0"` first); its
+/// streamable HTTP transport files one by its members. A message the two read differently, or that the server cannot
+/// decode at all, is answered by nobody (a `method` with a `result` is taken for an answer to nothing), under a made-up
+/// id (an id the SDK reads back as binary data, `"data:..."`), or with a parse error where JSON-RPC 2.0 says
+/// `Invalid Request`. ``refusal(_:)`` names each such message and the one error line that answers it.
+enum JSONRPCScreen {
+    /// JSON-RPC 2.0's `Invalid Request`.
+    static let invalidRequestCode = -32600
+
+    /// JSON-RPC 2.0's `Parse error`.
+    static let parseErrorCode = -32700
+
+    /// A message refused before the SDK sees it: why, and the JSON-RPC error response that answers it.
+    struct Refusal: Sendable, Equatable {
+        /// What kind of message was refused.
+        enum Kind: Sendable, Equatable {
+            /// Text that is not JSON (`Parse error`).
+            case notJSON
+            /// A JSON array: a batch (or an empty one).
+            case batch
+            /// JSON the SDK cannot read as a JSON-RPC 2.0 message, or reads as another kind than its members say.
+            case unreadable
+        }
+
+        /// What kind of message it was.
+        var kind: Kind
+        /// The JSON-RPC error code (``parseErrorCode`` or ``invalidRequestCode``).
+        var code: Int
+        /// The error's message, which says what to send instead.
+        var message: String
+        /// The whole JSON-RPC error response: under the message's id when it has a string or integer one, else `null`.
+        var body: Data
+    }
+
+    /// Why `data` is refused before the SDK sees it, with the JSON-RPC error to answer it with; `nil` when the SDK's
+    /// HTTP transport and its server read it as the same kind of message.
+    ///
+    /// The transport files a message by its members (a string `method` and a string or integer `id` make a request,
+    /// for which it opens an answer stream), its server by decoding it (`"jsonrpc": "2.0"` first). A message they read
+    /// differently is answered by nobody: a "request" the server cannot decode (no or another `jsonrpc`, a `method` with a
+    /// `result`) kept its stream open until the idle close and its id taken, and one the server answers with an error
+    /// under the id it names could end the stream of another request with that id; on stdio the server answered such
+    /// messages with a parse error, under a random id when it could not read the id back, or not at all. So: text that
+    /// is not JSON is a parse error; a batch, JSON that is not an object, and an object the two read differently are
+    /// `Invalid Request`, under the message's id when it has a string or integer one, else `null`.
+    static func refusal(_ data: Data) -> Refusal? {
+        guard let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            return Refusal(kind: .notJSON, code: parseErrorCode, message: notJSONMessage,
+                           body: errorWithoutID(code: parseErrorCode, message: notJSONMessage))
+        }
+        if json is [Any] {
+            return Refusal(kind: .batch, code: invalidRequestCode, message: batchMessage,
+                           body: errorWithoutID(code: invalidRequestCode, message: batchMessage))
+        }
+        if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(data) { return nil }
+        let body = messageID(data).map { errorBody(id: $0, code: invalidRequestCode, message: unreadableMessage) }
+            ?? errorWithoutID(code: invalidRequestCode, message: unreadableMessage)
+        return Refusal(kind: .unreadable, code: invalidRequestCode, message: unreadableMessage, body: body)
+    }
+
+    /// What text that is not JSON is told.
+    static let notJSONMessage = "Parse error: the message is not JSON"
+
+    /// What a JSON-RPC batch is told, on stdio and over HTTP.
+    static let batchMessage = "JSON-RPC batches are not supported: send each request as its own message"
+
+    /// What a message the SDK cannot read is told.
+    static let unreadableMessage = #"Invalid Request: the message is not a JSON-RPC 2.0 request, notification or answer: "#
+        + #"send a JSON object with "jsonrpc": "2.0" and either a string "method" (and, for a request, a string or "#
+        + #"integer "id") or, answering the server, its request's "id" and a "result" or an "error""#
+
+    /// The kind of JSON-RPC message the SDK's HTTP transport or its server takes a message for.
+    enum MessageKind: Equatable {
+        case request, notification, answer
+    }
+
+    /// How the SDK's streamable HTTP transport classifies a JSON object (as its `JSONRPCMessageKind` does): a string
+    /// `method` makes a request when it has a string or integer `id` (``routingKey(_:)``), else a notification; without
+    /// one, a `result` or an `error` and such an id make an answer; anything else is no message (`nil`).
+    static func transportKind(_ object: [String: Any]) -> MessageKind? {
+        let id = routingKey(object)
+        if object["method"] is String { return id == nil ? .notification : .request }
+        if object["result"] != nil || object["error"] != nil { return id == nil ? nil : .answer }
+        return nil
+    }
+
+    /// How the SDK's server decodes a message (as its receive loop does, with its own decoders): first as an answer,
+    /// then as a request, then as a notification; `nil` when none fits (it would answer with an error under an id of
+    /// the message's, or a random one).
+    static func serverKind(_ data: Data) -> MessageKind? {
+        let decoder = JSONDecoder()
+        if (try? decoder.decode(MCP.Response<ProbeMethod>.self, from: data)) != nil { return .answer }
+        if (try? decoder.decode(MCP.Request<ProbeMethod>.self, from: data)) != nil { return .request }
+        if (try? decoder.decode(MCP.Message<ProbeNotification>.self, from: data)) != nil { return .notification }
+        return nil
+    }
+
+    /// A method that takes and returns any JSON, as the SDK's server decodes every request and answer (its own such
+    /// type is internal to it).
+    struct ProbeMethod: MCP.Method {
+        static let name = ""
+        typealias Parameters = Value
+        typealias Result = Value
+    }
+
+    /// A notification with any parameters, as the SDK's server decodes every notification.
+    struct ProbeNotification: MCP.Notification {
+        static let name = ""
+        typealias Parameters = Value
+    }
+
+    /// The `id` of a JSON object when it is a string or an integer; `nil` for any other id, or none.
+    static func messageID(_ data: Data) -> RequestID? {
+        struct Probe: Decodable {
+            var id: RequestID?
+            private enum Keys: String, CodingKey { case id }
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: Keys.self)
+                if let string = try? container.decode(String.self, forKey: .id) {
+                    id = RequestID(.string(string))
+                } else if let number = try? container.decode(Int.self, forKey: .id) {
+                    id = RequestID(.number(number))
+                }
+            }
+        }
+        return (try? JSONDecoder().decode(Probe.self, from: data))?.id
+    }
+
+    /// The key the SDK's streamable HTTP transport files a request's answer stream under, and routes an answer by: the
+    /// id's text (a string as it is, an integer's digits), so that `7` and `"7"` share one. `nil` without such an id.
+    static func routingKey(_ object: [String: Any]) -> String? {
+        if let string = object["id"] as? String { return string }
+        if let number = object["id"] as? Int { return String(number) }
+        return nil
+    }
+
+    /// What a request with an id of the wrong type is told.
+    static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer"
+
+    /// Whether `data` is a request (it has a `method`) whose `id` is there but neither a string nor an integer
+    /// (`null`, `true`, `1.5`, an object): MCP allows only those two, and the SDK would drop such a request
+    /// without an answer, or take `null` for `""`.
+    static func hasInvalidRequestID(_ data: Data) -> Bool {
+        guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
+        return probe.method != nil && probe.id == .invalid
+    }
+
+    /// A JSON-RPC error response to request `id` with `code` (by default server error ``ToolServer/notStartedCode``),
+    /// saying `message`.
+    static func errorBody(id: RequestID, code: Int = ToolServer.notStartedCode, message: String) -> Data {
+        // Written out, so that the id goes back spelled as the client sent it (`7` or `"7"`).
+        let text = #"{"error":{"code":"# + String(code) + #","message":"# + RequestID.quoted(message)
+            + #"},"id":"# + id.spelling + #","jsonrpc":"2.0"}"#
+        return Data(text.utf8)
+    }
+
+    /// A JSON-RPC error response to a message whose id cannot be known: JSON-RPC 2.0 says its `id` is `null`.
+    static func errorWithoutID(code: Int, message: String) -> Data {
+        let object: [String: Any] = ["jsonrpc": "2.0", "id": NSNull(), "error": ["code": code, "message": message]]
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
+    }
+}
+
+/// The `method` and the kind of `id` of a JSON-RPC message (``JSONRPCScreen/hasInvalidRequestID(_:)``).
+struct RequestIDProbe: Decodable {
+    enum IDKind { case absent, valid, invalid }
+    var method: String?
+    var id: IDKind
+
+    private enum Keys: String, CodingKey { case method, id }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: Keys.self)
+        method = try? container.decode(String.self, forKey: .method)
+        guard container.contains(.id) else {
+            id = .absent
+            return
+        }
+        if (try? container.decode(String.self, forKey: .id)) != nil || (try? container.decode(Int64.self, forKey: .id)) != nil,
+           (try? container.decodeNil(forKey: .id)) != true {
+            id = .valid
+        } else {
+            id = .invalid
+        }
+    }
+}

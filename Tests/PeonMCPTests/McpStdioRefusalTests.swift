@@ -1,0 +1,77 @@
+import Foundation
+@testable import PeonMCP
+import PeonTestSupport
+import Testing
+
+/// Threat: a client on stdio (hostile, or just buggy) that writes lines the MCP SDK cannot read as a JSON-RPC 2.0
+/// message. The SDK's server answered a missing or wrong `jsonrpc` with a parse error (-32700) where JSON-RPC 2.0 says
+/// `Invalid Request` (-32600), answered an id it reads back as binary data (`"data:text/plain,hi"`) under a made-up
+/// id, and took a `method` beside a `result` or an `error` for an answer to nothing, answering it never. Each such
+/// line now gets one error line at once, with the code and id the HTTP transport answers the same message with
+/// (``JSONRPCScreen``), and the server reads on.
+@Suite struct McpStdioRefusalTests {
+    /// The lines refused, each with the code and the id spelling (`null` when it has no string or integer id) of the
+    /// one error line that must answer it: the messages the HTTP transport refuses (``HTTPRequestRefusalTests``),
+    /// text that is not JSON, and batches.
+    static let refused: [(line: String, code: Int, id: String)] =
+        HTTPRequestRefusalTests.undecodable.map { ($0.body, JSONRPCScreen.invalidRequestCode, $0.id) } + [
+            (#"{"jsonrpc":"2.0","id":1,"method":"ping""#, JSONRPCScreen.parseErrorCode, "null"),   // cut short
+            ("not json", JSONRPCScreen.parseErrorCode, "null"),
+            (#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, JSONRPCScreen.invalidRequestCode, "null"),
+            ("[]", JSONRPCScreen.invalidRequestCode, "null"),
+        ]
+
+    /// The id of the valid ping sent after the `index`th refused line: the refused line's own id when it has one (it
+    /// was not taken), else one of its own.
+    static func followingID(_ index: Int) -> String {
+        refused[index].id == "null" ? #""after-\#(index)""# : refused[index].id
+    }
+
+    @Test func eachLineTheSDKCannotReadGetsOneErrorAtOnceAndTheServerReadsOn() async throws {
+        try await withTemporaryDirectory { directory in
+            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
+            try Data("""
+                module = "echo"
+                [tool]
+                wasm = "\(fixture)"
+                description = "Answers its arguments as JSON."
+
+                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            var lines = [
+                #"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"odd","version":"1"}}}"#,
+                #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            ]
+            for (index, shape) in Self.refused.enumerated() {
+                lines.append(shape.line)
+                lines.append(#"{"jsonrpc":"2.0","id":\#(Self.followingID(index)),"method":"ping"}"#)
+            }
+            let input = lines.joined(separator: "\n") + "\n"
+            let result: CommandResult = try await withCheckedThrowingContinuation { continuation in
+                let thread = Thread {
+                    continuation.resume(with: Result { try runPeonWasm(["mcp", "echo.toml"], stdin: input, directory: directory, timeout: 60) })
+                }
+                thread.start()
+            }
+            #expect(result.status == 0, "exit \(result.status): \(result.stderr.suffix(2000))")
+            let messages = result.stdout.split(separator: "\n").compactMap { line in
+                try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            }
+            // The refusals, in the order of the lines they answer (the reader writes them as it reads): one per line,
+            // and no other error (the SDK answered none of these lines itself).
+            let errors = messages.filter { $0["error"] != nil }
+            #expect(errors.count == Self.refused.count, "\(errors.count) errors for \(Self.refused.count) lines: \(result.stdout)")
+            for (shape, error) in zip(Self.refused, errors) {
+                #expect(HTTPRequestRefusalTests.errorCode(error) == shape.code, "\(shape.line): \(error)")
+                #expect(HTTPRequestRefusalTests.idSpelling(error) == shape.id, "\(shape.line): \(error)")
+                #expect(error["jsonrpc"] as? String == "2.0", "\(shape.line): \(error)")
+            }
+            // Every ping after a refused line is answered.
+            let answered = Set(messages.filter { $0["result"] != nil }.map(HTTPRequestRefusalTests.idSpelling))
+            for index in Self.refused.indices {
+                #expect(answered.contains(Self.followingID(index)),
+                        "no answer to the ping \(Self.followingID(index)) after \(Self.refused[index].line): \(result.stdout)")
+            }
+            #expect(answered.contains(#""init""#), "no initialize answer: \(result.stdout)")
+        }
+    }
+}
