@@ -57,7 +57,7 @@ struct McpCommand: ParsableCommand {
     @Option(name: .customLong("allowed-host"), help: ArgumentHelp("With --http: also accept requests whose Host header (and a browser's Origin) names NAME, any port, or NAME:PORT exactly: the name a reverse proxy forwards under (repeatable). Everything else is refused (DNS rebinding).", valueName: "NAME[:PORT]"))
     var allowedHosts: [String] = []
 
-    @Option(name: .customLong("approval-timeout"), help: "How long an approval asked through the client (MCP elicitation) waits for the human; no answer refuses. Default: 2m (never past the call's deadline).")
+    @Option(name: .customLong("approval-timeout"), help: "How long an approval asked through the client (MCP elicitation) waits for the human; no answer refuses, and on stdio so does the end of input, at once. Default: 2m (never past the call's deadline).")
     var approvalTimeout: DurationArgument?
 
     func validate() throws {

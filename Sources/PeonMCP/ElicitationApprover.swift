@@ -11,9 +11,11 @@ import Synchronization
 /// its user. Used for grants with `approval = true` when the client declared the elicitation capability.
 ///
 /// Only an `accept` whose `approve` field is `true` approves. `decline`, `cancel`, an `accept` without
-/// `approve: true`, an error, no answer within the timeout or the call's deadline, and a cancelled call
-/// all refuse. The audit entry names who answered (`mcp-elicitation:CLIENT`) and what they said
-/// (`accept`, `decline`, `cancel`, `timeout` ...). The question shows the request as the approvers of
+/// `approve: true`, an error, no answer within the timeout or the call's deadline, a cancelled call, and
+/// the end of the client's input (on stdio the client's answers come on stdin: once it is closed no answer
+/// can come, so waiting on would only hold the server's exit) all refuse. The audit entry names who
+/// answered (`mcp-elicitation:CLIENT`) and what they said (`accept`, `decline`, `cancel`, `timeout`,
+/// `client closed its input` ...). The question shows the request as the approvers of
 /// `run` show it (``ApprovalRequest/summary``: guest-controlled parts escaped, payloads by hash only).
 package struct ElicitationApprover: Approver {
     /// The session's SDK server, through which the request goes.
@@ -24,19 +26,30 @@ package struct ElicitationApprover: Approver {
     package let cancellation: RunCancellation
     /// How long to wait for the human (also bounded by the call's deadline).
     package let timeout: Duration
+    /// Whether the client's input has ended (stdio: stdin closed): the question is then not asked, and a wait for
+    /// an answer stops. Never marked where a client can always answer later (HTTP: on another request).
+    package let clientInput: ClientInputEnd?
     /// The labels of the client's session: the question shows the client the request, which may spell what
     /// the run read, so the run's labels join the session before it is sent.
     package let sessionLabels: ToolSessionLabels?
 
     /// Creates an approver for one call.
     package init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration,
-                sessionLabels: ToolSessionLabels? = nil) {
+                sessionLabels: ToolSessionLabels? = nil, clientInput: ClientInputEnd? = nil) {
         self.server = server
         self.client = client
         self.cancellation = cancellation
         self.timeout = timeout
         self.sessionLabels = sessionLabels
+        self.clientInput = clientInput
     }
+
+    /// The audit answer of an approval refused because the client's input ended before it answered.
+    package static let inputClosedAnswer = "client closed its input"
+
+    /// How long, in milliseconds, an answer the server read before the client's input ended may still take to reach
+    /// the waiting call (the SDK hands it on through a few tasks after reading it): past it, the end of input refuses.
+    static let answerInFlightGraceMilliseconds = 1000
 
     /// `mcp-elicitation:` + the client's name (escaped: the client chose it).
     package var identity: String { "mcp-elicitation:" + TerminalText.escaped(client) }
@@ -71,9 +84,10 @@ package struct ElicitationApprover: Approver {
         }
     }
 
-    /// Sends the request and blocks the guest's thread until the answer, the timeout, the deadline or
-    /// a cancellation. The answer carries the session's labels as they are then: the client chose it (or
-    /// its silence) holding what the session's calls returned, which may be more than when the run started.
+    /// Sends the request and blocks the guest's thread until the answer, the timeout, the deadline, a
+    /// cancellation or the end of the client's input. The answer carries the session's labels as they are
+    /// then: the client chose it (or its silence) holding what the session's calls returned, which may be
+    /// more than when the run started.
     package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         var answer = waitForAnswer(request, deadline: deadline)
         answer.labels = sessionLabels.map { Array($0.current.keys).sorted() } ?? []
@@ -81,6 +95,8 @@ package struct ElicitationApprover: Approver {
     }
 
     private func waitForAnswer(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
+        // A client whose input has ended cannot answer: nothing is asked.
+        if clientInput?.hasEnded == true { return ApprovalAnswer(approved: false, answer: Self.inputClosedAnswer) }
         let reply = ElicitationReply()
         let server = server
         let message = Self.message(for: request)
@@ -101,6 +117,14 @@ package struct ElicitationApprover: Approver {
             if cancellation.isCancelled {
                 task.cancel()
                 return ApprovalAnswer(approved: false, answer: "call cancelled")
+            }
+            if clientInput?.hasEnded == true {
+                // An answer the server read before the end is already on its way here; none other can come.
+                if let answer = reply.wait(milliseconds: Self.answerInFlightGraceMilliseconds) {
+                    return answer
+                }
+                task.cancel()
+                return ApprovalAnswer(approved: false, answer: Self.inputClosedAnswer)
             }
             if ContinuousClock.now >= end {
                 task.cancel()
@@ -125,4 +149,19 @@ private final class ElicitationReply: Sendable {
         _ = ready.wait(timeout: .now() + .milliseconds(milliseconds))
         return value.withLock { $0 }
     }
+}
+
+/// The end of one client's input, for the calls of its session that wait for its answer (``ElicitationApprover``): on
+/// stdio the server marks it once it has read the last message on stdin, after which the client can answer nothing.
+package final class ClientInputEnd: Sendable {
+    private let ended = Atomic<Bool>(false)
+
+    /// Input not ended yet.
+    package init() {}
+
+    /// Marks the client's input as ended (for good).
+    package func end() { ended.store(true, ordering: .releasing) }
+
+    /// Whether the client's input has ended.
+    package var hasEnded: Bool { ended.load(ordering: .acquiring) }
 }

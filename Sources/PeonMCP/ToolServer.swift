@@ -104,7 +104,8 @@ package final class ToolServer: Sendable {
     }
 
     /// Serves one client on `transport` (stdio) until it closes the connection, then waits for the calls
-    /// still running (each bounded by its deadline) so that each writes its `run.end`, and, on an
+    /// still running (each bounded by its deadline; an approval waiting for this client's answer refuses at once,
+    /// since the answer would have come on the input that ended) so that each writes its `run.end`, and, on an
     /// ``AnswerOwingTransport`` (``StdioLineTransport``), for the answer to every request it took in to be queued
     /// (``AnswerOwingTransport/answersOwed``): the SDK sends an answer after its handler returns, so the server must
     /// not end before it. That wait gives up once no call has run for `answerGrace` (an answer the SDK never sends must not
@@ -113,6 +114,9 @@ package final class ToolServer: Sendable {
         let session = await makeSession()
         try await start(session, transport: transport)
         await session.server.waitUntilCompleted()
+        // The server has read the client's last message: an approval still waiting for its answer (which would come
+        // on this input) waits no more, but refuses, and its call ends.
+        session.input.end()
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
         let owing = transport as? any AnswerOwingTransport
         var deadline = ContinuousClock.now + answerGrace
@@ -166,7 +170,7 @@ package final class ToolServer: Sendable {
         let client = session.clientName
         let approver: (any Approver)? = session.supportsElicitation
             ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout,
-                                  sessionLabels: session.labels)
+                                  sessionLabels: session.labels, clientInput: session.input)
             : nil
         let call = ToolCall(input: input, requestID: requestID?.text ?? "unknown", client: client, cancellation: cancellation,
                             approver: approver, sessionLabels: session.labels, requestIDJSON: requestID?.spelling)
@@ -254,6 +258,8 @@ final class ToolSession: Sendable {
     let inFlight = Atomic<Int>(0)
     /// The labels of what this session's calls returned to its client; each later call starts holding them.
     let labels = ToolSessionLabels()
+    /// The end of the client's input (marked on stdio only: over HTTP a client can answer on a later request).
+    let input = ClientInputEnd()
     private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
     /// The cancellations and places in line of the calls running or waiting now, by a token of their own.
     private let running = Mutex<(next: Int, calls: [Int: (cancellation: RunCancellation, place: CallLimiter.Place)])>((0, [:]))
