@@ -52,7 +52,12 @@ struct AuditCommand: ParsableCommand {
             guard let data = try? FileIO.readAll(path: option, limit: 4095) else {
                 throw AuditError(.badKey, "\(option): cannot read a verifier key from this file (a regular file under 4 KiB holding NAME+HASH+KEY)")
             }
-            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            // Saved by a Windows editor, the file may start with a byte order mark (``OperatorText``).
+            do throws(OperatorTextError) {
+                return try OperatorText.decode(data).trimmingCharacters(in: .whitespacesAndNewlines)
+            } catch {
+                throw AuditError(.badKey, "\(option): cannot read a verifier key from this file: \(error.message)")
+            }
         }
         // Key text always holds `+`; without one it was meant as a file, and that file is not there.
         if !option.contains("+") {

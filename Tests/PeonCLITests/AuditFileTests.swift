@@ -30,6 +30,25 @@ struct AuditFileTests {
         }
     }
 
+    /// A verifier key file saved by a Windows editor (a UTF-8 byte order mark, CRLF) is the key it shows; it was
+    /// refused as a bad key (exit 11) because the mark was glued to the key's name.
+    @Test("a verifier key file with a byte order mark and CRLF verifies")
+    func aVerifierKeyFileWithAByteOrderMarkVerifies() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("bom-key.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let printed = try runPeonWasm(["audit", "key"], environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(printed.status == 0, "\(printed.stderr)")
+            let keyFile = folder.appendingPathComponent("host.pub")
+            try Data(("\u{FEFF}" + printed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) + "\r\n").utf8).write(to: keyFile)
+            let verified = try runPeonWasm(["audit", "verify", log.path, "--key", keyFile.path])
+            #expect(verified.status == 0, "\(verified.stderr)")
+            try Data(("\u{FEFF}\u{FEFF}" + printed.stdout).utf8).write(to: keyFile)
+            let twice = try runPeonWasm(["audit", "verify", log.path, "--key", keyFile.path])
+            #expect(twice.status == 11 && twice.stderr.contains("two UTF-8 byte order marks"), "\(twice.stderr)")
+        }
+    }
+
     /// A newcomer's mistyped path: every `audit` command names the missing file and says to check the path, with
     /// exit 2 (cannot be read); `prove` and `consistency` used to answer "no checkpoint" (exit 7) and advise
     /// `--refresh`, which then failed on the same missing log, and `verify` quoted strerror with no advice.
