@@ -136,6 +136,9 @@ public final class AuditLog: Sendable {
         var noLeaseBefore = ContinuousClock.now
         /// Set by `close` just before the descriptor is closed: nothing may touch `fd` after it.
         var fileClosed = false
+        /// The checkpoint file this writer last put in place: found there unchanged, it is known to be this log's
+        /// without parsing it or checking its signature again.
+        var published: (note: [UInt8], size: UInt64)?
     }
 
     /// Signs and writes periodic checkpoints and background fsyncs off the appending threads.
@@ -775,11 +778,11 @@ public final class AuditLog: Sendable {
                 // A torn tail was cut: record it (with whatever is queued) first, as an append does.
                 _ = try numberQueued(&w, cut: cut, flush: true)
             }
-            let found = inspectPublished(entries: w.nextSeq, root: w.tree.rootHash)
-            if let checkpoint = found.checkpoint, found.problem == nil, checkpoint.size > size { return false }
+            let found = inspectPublished(entries: w.nextSeq, root: w.tree.rootHash, ours: w.published)
+            if let claimed = found.size, found.problem == nil, claimed > size { return false }
             if let problem = found.problem {
                 var details = ["replaced_sha256": found.digest, "replaced_bytes": String(found.bytes)]
-                if let claimed = found.checkpoint { details["replaced_size"] = String(claimed.size) }
+                if let claimed = found.size { details["replaced_size"] = String(claimed) }
                 let record = AuditRecord(
                     run: "", module: "", moduleSHA256: "", call: "log.checkpoint_replaced", resource: "log:" + path,
                     reason: "\(checkpointPath) \(problem); this log's writers never published it, so it was replaced",
@@ -787,6 +790,7 @@ public final class AuditLog: Sendable {
                 try recordInternally(record, &w)
             }
             try pending.take()?.commit()
+            w.published = (Array(note.utf8), size)
             return found.problem != nil
         }
     }
@@ -805,12 +809,16 @@ public final class AuditLog: Sendable {
         w.seqs.removeValue(forKey: ticket)
     }
 
-    /// What `LOG.checkpoint` holds now: the checkpoint when it parses, why none of this log's writers can have
-    /// published it (`nil` when one can have, or when there is no file), and the file's SHA-256 and size.
+    /// What `LOG.checkpoint` holds now: the size its checkpoint claims when it parses, why none of this log's writers
+    /// can have published it (`nil` when one can have, or when there is no file), and the file's SHA-256 (only then)
+    /// and length.
     ///
-    /// A checkpoint signed by this log's key and claiming fewer entries than the log holds passes: it cannot be
-    /// checked against the compact tree (and is replaced by a larger one anyway).
-    private func inspectPublished(entries: UInt64, root: [UInt8]) -> (checkpoint: Checkpoint?, problem: String?, digest: String, bytes: Int) {
+    /// The file this writer last published (`ours`), found unchanged, is taken as it is: the common case costs one
+    /// read, no parse and no signature check under the locks. A checkpoint signed by this log's key and claiming fewer
+    /// entries than the log holds passes: it cannot be checked against the compact tree (and is replaced by a larger
+    /// one anyway).
+    private func inspectPublished(entries: UInt64, root: [UInt8], ours: (note: [UInt8], size: UInt64)?)
+        -> (size: UInt64?, problem: String?, digest: String, bytes: Int) {
         let bytes: [UInt8]
         do throws(AuditError) {
             bytes = try FileIO.readAll(path: checkpointPath, limit: SignedNote.maxBytes)
@@ -820,21 +828,22 @@ public final class AuditLog: Sendable {
             if lstat(checkpointPath, &st) != 0 || (st.st_mode & S_IFMT) == S_IFDIR { return (nil, nil, "", 0) }
             return (nil, "is not a regular file of at most \(SignedNote.maxBytes) bytes", "", Int(clamping: st.st_size))
         }
+        if let ours, ours.note == bytes { return (ours.size, nil, "", bytes.count) }
         let digest = hex(SHA256.hash(data: bytes))
         guard let note = try? SignedNote.parse(String(decoding: bytes, as: UTF8.self)),
               let checkpoint = try? Checkpoint.parse(note.text) else {
             return (nil, "does not parse as a signed checkpoint", digest, bytes.count)
         }
         guard (try? note.verify(with: try VerifierKey(signer.verifierKey))) != nil else {
-            return (checkpoint, "is not signed by this log's key", digest, bytes.count)
+            return (checkpoint.size, "is not signed by this log's key", digest, bytes.count)
         }
         guard Self.canBeCheckpoint(checkpoint, ofEntries: entries, root: root) else {
             let problem = checkpoint.size > entries
                 ? "claims \(checkpoint.size) entries but the log holds \(entries)"
                 : "claims all \(entries) entries with another tree root"
-            return (checkpoint, problem, digest, bytes.count)
+            return (checkpoint.size, problem, digest, bytes.count)
         }
-        return (checkpoint, nil, digest, bytes.count)
+        return (checkpoint.size, nil, "", bytes.count)
     }
 
     /// Whether `checkpoint` can be one of a log that holds `entries` entries with tree root `root`: it claims no
