@@ -80,15 +80,7 @@ import Testing
 
     @Test func everyRequestReadBeforeTheEndOfInputIsAnswered() async throws {
         try await withTemporaryDirectory { directory in
-            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
-            try Data("""
-                module = "echo"
-                [tool]
-                wasm = "\(fixture)"
-                description = "Answers its arguments as JSON."
-                input-schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
-
-                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            try writeEchoGrants(in: directory)
             let requests = 12
             let input = Self.script(requests: requests)
             // The loss is a race (about one round in three lost the big call's answer): each round is a fresh server.
@@ -108,15 +100,7 @@ import Testing
     /// `--max-message`): it was dropped without an answer.
     @Test func aLastLineWithoutANewlineIsAnswered() async throws {
         try await withTemporaryDirectory { directory in
-            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
-            try Data("""
-                module = "echo"
-                [tool]
-                wasm = "\(fixture)"
-                description = "Answers its arguments as JSON."
-                input-schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }
-
-                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            try writeEchoGrants(in: directory)
             let opening = Self.script(requests: 0)
             let call = #"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"last"}}}"#
             // The same, with a final line past --max-message: refused as any oversized message is.
@@ -147,4 +131,20 @@ import Testing
             #expect(!answers[1].contains { $0["id"] as? Int == 3 }, "the oversized last line was handled: \(results[1].stdout)")
         }
     }
+}
+
+/// Writes `echo.toml` in `directory`: grants serving `Tests/PeonMCPTests/MCP/echo.wat` as the tool `echo`, which
+/// answers its arguments as JSON (with an input schema of one string, `text`, unless `textSchema` is false).
+func writeEchoGrants(in directory: URL, textSchema: Bool = true) throws {
+    let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
+    let schema = textSchema
+        ? #"input-schema = { type = "object", properties = { text = { type = "string" } }, required = ["text"] }"# + "\n"
+        : ""
+    try Data("""
+        module = "echo"
+        [tool]
+        wasm = "\(fixture)"
+        description = "Answers its arguments as JSON."
+        \(schema)
+        """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
 }

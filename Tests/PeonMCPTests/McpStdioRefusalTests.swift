@@ -29,14 +29,7 @@ import Testing
 
     @Test func eachLineTheSDKCannotReadGetsOneErrorAtOnceAndTheServerReadsOn() async throws {
         try await withTemporaryDirectory { directory in
-            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/echo.wat").path
-            try Data("""
-                module = "echo"
-                [tool]
-                wasm = "\(fixture)"
-                description = "Answers its arguments as JSON."
-
-                """.utf8).write(to: directory.appendingPathComponent("echo.toml"))
+            try writeEchoGrants(in: directory, textSchema: false)
             var lines = [
                 #"{"jsonrpc":"2.0","id":"init","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"odd","version":"1"}}}"#,
                 #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
