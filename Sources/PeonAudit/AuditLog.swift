@@ -68,6 +68,12 @@ public final class AuditLog: Sendable {
     public let path: String
     /// Where the latest signed checkpoint is kept: the log path plus `.checkpoint`.
     public let checkpointPath: String
+    /// Where the tree's state at that checkpoint is kept (``TreeFrontier``), so the next open need not re-hash the
+    /// entries the checkpoint covers: the log path plus `.frontier`.
+    package let frontierPath: String
+    /// How many entries opening the log read and hashed: those after the signed checkpoint when `LOG.frontier`
+    /// checked, all of them otherwise.
+    package let entriesHashedAtOpen: UInt64
     /// The origin line of this log's checkpoints.
     public let origin: String
     /// The durability mode.
@@ -167,9 +173,11 @@ public final class AuditLog: Sendable {
     private let writer: SleepingLock<Writer>
 
     private init(path: String, fd: Int32, signer: CheckpointSigner, origin: String, sync: AuditSyncMode,
-                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64) {
+                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64, hashedAtOpen: UInt64) {
         self.path = path
         self.checkpointPath = path + ".checkpoint"
+        self.frontierPath = path + ".frontier"
+        self.entriesHashedAtOpen = hashedAtOpen
         self.fd = fd
         self.signer = signer
         self.origin = origin
@@ -213,7 +221,7 @@ public final class AuditLog: Sendable {
         // checkpoint and the log are a consistent pair, and a line without its newline is a torn tail, not a write
         // in progress.
         try FileIO.flockWaiting(fd, LOCK_SH, path: path)
-        let scan: (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool)
+        let scan: (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool, hashed: UInt64)
         do throws(AuditError) {
             scan = try scanForOpen(fd: fd, path: path, signer: signer, adoptingUnsigned: adoptingUnsigned)
         } catch {
@@ -223,7 +231,7 @@ public final class AuditLog: Sendable {
         _ = flock(fd, LOCK_UN)
         let log = AuditLog(path: path, fd: fd, signer: signer, origin: origin ?? signer.name, sync: sync,
                            checkpointEvery: checkpointEvery, size: scan.tree.size, prev: scan.prev, tree: scan.tree,
-                           fileEnd: scan.completeBytes)
+                           fileEnd: scan.completeBytes, hashedAtOpen: scan.hashed)
         keep = true
         if scan.tree.size == 0 && !FileIO.exists(path + ".checkpoint") {
             // A new log is signed before its first entry, so that a log with entries and no checkpoint is never
@@ -238,9 +246,10 @@ public final class AuditLog: Sendable {
         return log
     }
 
-    /// Hashes every complete line of the log (call with a lock held) and checks it against the signed checkpoint.
+    /// Hashes every complete line of the log after its signed checkpoint (every line when ``TreeFrontier`` does not
+    /// check; call with a lock held) and checks it against the signed checkpoint.
     private static func scanForOpen(fd: Int32, path: String, signer: CheckpointSigner, adoptingUnsigned: Bool)
-        throws(AuditError) -> (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool) {
+        throws(AuditError) -> (tree: CompactTree, prev: [UInt8], completeBytes: Int64, torn: Bool, hashed: UInt64) {
         // The latest checkpoint must still describe a prefix of the log: otherwise the log was altered since it
         // was signed, and appending would re-sign (launder) the altered entries. Fail closed instead.
         var signed: Checkpoint?
@@ -257,12 +266,17 @@ public final class AuditLog: Sendable {
                              "\(path): the first \(signed.size) entries no longer match the signed checkpoint: the log was altered after it was signed; refusing to append (run `peon-wasm audit verify \(path)`)")
         }
 
-        // Hash every complete line; find a torn tail.
-        var reader = LineReader(fd: fd, path: path, maxLine: maxLineBytes)
+        // Hash every complete line after the signed checkpoint (every line, unless `LOG.frontier` checks); find a
+        // torn tail.
         var tree = CompactTree()
         var prev = [UInt8](repeating: 0, count: 32)
-        var last: [UInt8]?
         var completeBytes: Int64 = 0
+        if let signed, !adoptingUnsigned, let resumed = resume(fd: fd, path: path, at: signed) {
+            (tree, prev, completeBytes) = resumed
+        }
+        let resumedAt = tree.size
+        var reader = LineReader(fd: fd, path: path, maxLine: maxLineBytes, offset: completeBytes)
+        var last: [UInt8]?
         var torn = false
         try checkSigned(tree)
         while let item = try reader.next() {
@@ -304,7 +318,63 @@ public final class AuditLog: Sendable {
                                  line: lineNumber, seq: tree.size - 1)
             }
         }
-        return (tree, prev, completeBytes, torn)
+        return (tree, prev, completeBytes, torn, tree.size - resumedAt)
+    }
+
+    /// The tree, last leaf hash and byte offset at the signed checkpoint `signed`, from `LOG.frontier`, when all of it
+    /// checks: its peaks fold to the checkpoint's signed root for the same size, and the line ending at its offset is
+    /// entry `size - 1` with its `prev` as leaf hash. `nil` otherwise (no file, one left by an older checkpoint,
+    /// garbage, a cut or altered boundary line): the caller scans the whole log.
+    ///
+    /// What this skips is re-hashing the entries the checkpoint covers. Entries altered there are still found by
+    /// `audit verify`, and never re-signed: the tree resumes from the peaks the key signed, so every later
+    /// checkpoint commits to the entries as they were when signed, not as the file now holds them.
+    private static func resume(fd: Int32, path: String, at signed: Checkpoint)
+        -> (tree: CompactTree, prev: [UInt8], offset: Int64)? {
+        guard let bytes = try? FileIO.readAll(path: path + ".frontier", limit: TreeFrontier.maxBytes),
+              let frontier = TreeFrontier.parse(bytes), frontier.size == signed.size,
+              let tree = CompactTree(size: frontier.size, peaks: frontier.peaks), tree.rootHash == signed.rootHash else {
+            return nil
+        }
+        if frontier.size == 0 {
+            return frontier.prev == [UInt8](repeating: 0, count: 32) ? (tree, frontier.prev, 0) : nil
+        }
+        // With an odd size the last leaf is a peak of its own: the signature covers `prev` too.
+        if frontier.size & 1 == 1, frontier.peaks.last != frontier.prev { return nil }
+        guard let line = lineEnding(at: frontier.offset, fd: fd), RFC6962.leafHash(line) == frontier.prev,
+              case .success(let entry) = AuditEntry.parse(line), entry.seq == frontier.size - 1 else {
+            return nil
+        }
+        return (tree, frontier.prev, frontier.offset)
+    }
+
+    /// The complete line whose newline is the byte before `offset`, read backwards at most ``maxLineBytes`` (plus its
+    /// newline); `nil` if the file is shorter, that byte is no newline, or the line is longer.
+    private static func lineEnding(at offset: Int64, fd: Int32) -> [UInt8]? {
+        var st = stat()
+        guard offset > 0, fstat(fd, &st) == 0, Int64(st.st_size) >= offset else { return nil }
+        // Entries are short: 8 KiB back finds the newline before most; only a long line needs the whole span.
+        return lineEnding(at: offset, fd: fd, span: Int(min(offset, 8192)))
+            ?? lineEnding(at: offset, fd: fd, span: Int(min(offset, Int64(maxLineBytes) + 2)))
+    }
+
+    /// ``lineEnding(at:fd:)`` reading `span` bytes back.
+    private static func lineEnding(at offset: Int64, fd: Int32, span: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: span)
+        let start = offset - Int64(span)
+        var filled = 0
+        while filled < span {
+            let n = bytes.withUnsafeMutableBytes { raw in
+                retryingInterrupts { pread(fd, raw.baseAddress.map { $0 + filled }, span - filled, off_t(start + Int64(filled))) }
+            }
+            guard n > 0 else { return nil }
+            filled += n
+        }
+        guard bytes.last == 0x0A else { return nil }
+        let body = bytes.dropLast()
+        if let newline = body.lastIndex(of: 0x0A) { return Array(body[(newline + 1)...]) }
+        // No newline within the span: the line starts the file, or is longer than the span (or than any entry).
+        return start == 0 && body.count <= maxLineBytes ? Array(body) : nil
     }
 
     /// The number of entries in the log as this process last saw it (the next `seq` it would have written).
@@ -701,7 +771,7 @@ public final class AuditLog: Sendable {
         // Under the writer lock and the file lock, only what the order decides: everything queued is numbered and
         // written, and the tree head taken. The slow parts (the log's fsync, the signature, the new file's write and
         // fsync, the directory's fsync) run without them, so appenders of this process and others keep going.
-        let head = try writer.withLock { w throws(AuditError) -> (size: UInt64, root: [UInt8], end: UInt64) in
+        let head = try writer.withLock { w throws(AuditError) -> (size: UInt64, root: [UInt8], end: UInt64, frontier: TreeFrontier) in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             do throws(AuditError) {
                 let cut = try lockFile(&w, lease: false)
@@ -709,7 +779,9 @@ public final class AuditLog: Sendable {
                 w.leased = false
                 defer { _ = flock(fd, LOCK_UN) }
                 let end = try numberQueued(&w, cut: cut, flush: true)
-                return (w.nextSeq, w.tree.rootHash, end)
+                // Everything numbered is written now: `fileEnd` ends the line of entry `nextSeq - 1`.
+                let frontier = TreeFrontier(size: w.nextSeq, offset: w.fileEnd, prev: w.prev, peaks: w.tree.peakHashes)
+                return (w.nextSeq, w.tree.rootHash, end, frontier)
             } catch {
                 fail(&w, error)
                 throw error
@@ -720,7 +792,7 @@ public final class AuditLog: Sendable {
             guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
             writer.withLock { $0.synced = max($0.synced, head.end) }
             let note = try signer.sign(Checkpoint(origin: origin, size: head.size, rootHash: head.root))
-            let recorded = try publish(note, size: head.size)
+            let recorded = try publish(note, size: head.size, frontier: head.frontier)
             FileIO.syncDirectory(of: checkpointPath)
             return recorded
         } catch {
@@ -749,11 +821,20 @@ public final class AuditLog: Sendable {
     /// `LOG.checkpoint`: before replacing it, a `log.checkpoint_replaced` entry records why, its SHA-256 and what
     /// it claimed. Returns whether it did; that entry is not covered by `note`.
     @discardableResult
-    package func publish(_ note: String, size: UInt64, staged: () -> Void = {}) throws(AuditError) -> Bool {
+    package func publish(_ note: String, size: UInt64, frontier: TreeFrontier? = nil,
+                         staged: () -> Void = {}) throws(AuditError) -> Bool {
         let file = try StagedFile(replacing: checkpointPath, contents: Array(note.utf8))
+        // A cache, not a record: not fsynced (lost or torn, the next open scans the whole log).
+        var pendingFrontier: StagedFile? = nil
+        if let frontier, frontier.size == size {
+            pendingFrontier = try? StagedFile(replacing: frontierPath, contents: frontier.serialized(), mode: 0o600, durable: false)
+        }
         staged()
         var pending: StagedFile? = consume file
-        defer { pending.take()?.discard() }
+        defer {
+            pending.take()?.discard()
+            pendingFrontier.take()?.discard()
+        }
         return try writer.withLock { w throws(AuditError) -> Bool in
             guard !w.fileClosed else { throw AuditError(.failed, "\(path): the audit log is closed") }
             // A log that failed (perhaps mid-line, by its own write) touches the file no more, so it cannot catch up.
@@ -790,6 +871,13 @@ public final class AuditLog: Sendable {
                 try recordInternally(record, &w)
             }
             try pending.take()?.commit()
+            // After the checkpoint, under the same locks: an open (which holds the shared lock) sees the two agree,
+            // or falls back to a full scan. A failure here costs the next open time, nothing else.
+            if let staged = pendingFrontier.take() {
+                do throws(AuditError) { try staged.commit() } catch { unlink(frontierPath) }
+            } else {
+                unlink(frontierPath)
+            }
             w.published = (Array(note.utf8), size)
             return found.problem != nil
         }

@@ -208,8 +208,9 @@ struct StagedFile: ~Copyable {
     /// Where it waits.
     let temp: String
 
-    /// Writes `contents` (with `mode`) to a new file beside `path` and fsyncs it.
-    init(replacing path: String, contents: [UInt8], mode: mode_t = 0o644) throws(AuditError) {
+    /// Writes `contents` (with `mode`) to a new file beside `path` and fsyncs it (unless `durable` is false: for a
+    /// file whose loss costs time, not data).
+    init(replacing path: String, contents: [UInt8], mode: mode_t = 0o644, durable: Bool = true) throws(AuditError) {
         // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
         // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
         let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
@@ -217,7 +218,7 @@ struct StagedFile: ~Copyable {
         guard fd >= 0 else { throw FileIO.ioError(temp, "cannot create") }
         do throws(AuditError) {
             try FileIO.writeAll(fd: fd, contents[...], path: temp)
-            guard fsync(fd) == 0 else { throw FileIO.ioError(temp, "fsync failed") }
+            guard !durable || fsync(fd) == 0 else { throw FileIO.ioError(temp, "fsync failed") }
         } catch {
             close(fd)
             unlink(temp)

@@ -255,6 +255,19 @@ public struct CompactTree: Sendable {
     /// An empty tree.
     public init() {}
 
+    /// The tree of `size` leaves whose perfect subtrees, largest (leftmost) first, have the root hashes `peaks`: one
+    /// per bit set in `size`, as ``peaks`` lists them. `nil` when the count does not match or a hash is not 32 bytes.
+    /// The peaks are what a checkpoint's root is folded from, so a tree resumed from them extends exactly the leaves
+    /// they were taken from (``AuditLog`` resumes from a signed checkpoint's peaks instead of re-hashing every line).
+    package init?(size: UInt64, peaks: [[UInt8]]) {
+        guard peaks.count == size.nonzeroBitCount, peaks.allSatisfy({ $0.count == 32 }) else { return nil }
+        self.size = size
+        self.peaks = peaks
+    }
+
+    /// The root hashes of the perfect subtrees the leaves so far form, largest (leftmost) first.
+    package var peakHashes: [[UInt8]] { peaks }
+
     /// Appends one leaf hash.
     public mutating func append(leafHash: [UInt8]) {
         var hash = leafHash

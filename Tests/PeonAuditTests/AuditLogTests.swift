@@ -350,7 +350,9 @@ func lines(of path: String) throws -> [[UInt8]] {
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 7)
     }
 
-    /// Appending to an altered log would let the next checkpoint re-sign (launder) the alteration: opening refuses.
+    /// Appending to an altered log would let the next checkpoint re-sign (launder) the alteration: opening refuses
+    /// when the open reads the altered entry (the last one the checkpoint covers, or any once `LOG.frontier` is gone;
+    /// `FrontierTests` shows that an alteration before it is never re-signed either).
     @Test func anAlteredOrTruncatedLogIsNotReopenedForAppending() throws {
         let path = dir.path + "/laundering.jsonl"
         let log = try AuditLog.open(path: path, signer: signer)
@@ -358,8 +360,14 @@ func lines(of path: String) throws -> [[UInt8]] {
         try log.close()
         let original = try String(contentsOfFile: path, encoding: .utf8)
 
+        try original.replacingOccurrences(of: "file-4.txt", with: "file-X.txt").write(toFile: path, atomically: false, encoding: .utf8)
+        #expect(throws: AuditError(.checkpointMismatch, "")) { try AuditLog.open(path: path, signer: signer) }
+
+        let frontier = try Data(contentsOf: URL(fileURLWithPath: path + ".frontier"))
+        try FileManager.default.removeItem(atPath: path + ".frontier")
         try original.replacingOccurrences(of: "file-2.txt", with: "file-X.txt").write(toFile: path, atomically: false, encoding: .utf8)
         #expect(throws: AuditError(.checkpointMismatch, "")) { try AuditLog.open(path: path, signer: signer) }
+        try frontier.write(to: URL(fileURLWithPath: path + ".frontier"))
 
         let firstThree = original.split(separator: "\n").prefix(3).map { $0 + "\n" }.joined()
         try firstThree.write(toFile: path, atomically: false, encoding: .utf8)
