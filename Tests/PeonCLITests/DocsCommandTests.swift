@@ -5,8 +5,8 @@ import Testing
 /// The documentation keeps telling the truth about the command line: every `peon-wasm` invocation in a
 /// fenced `sh` or `console` block of `README.md`, `docs/*.md` and the example modules' `modules/**/README.md`
 /// names a real subcommand and only real options; the ones that only read repository files are run and must succeed (with the output a
-/// `console` block shows, when it shows it untrimmed); the README's quickstart is run end to end; and
-/// every exit status the code can produce is in `docs/cli.md`.
+/// `console` block shows, when it shows it untrimmed); the README's quickstart is run end to end; no command
+/// names a fixed path in `/tmp`; and every exit status the code can produce is in `docs/cli.md`.
 @Suite("Docs: commands and exit codes", .serialized)
 struct DocsCommandTests {
     /// One `peon-wasm` invocation found in a fenced block.
@@ -72,11 +72,12 @@ struct DocsCommandTests {
         })
     }
 
-    /// Every `peon-wasm` invocation in the fenced `sh` and `console` blocks of `file`.
-    static func invocations(in file: String) throws -> [Invocation] {
+    /// The fenced blocks of `file`: each block's info string (`sh`, `console`, `swift`, ...) and its lines with
+    /// their 1-based numbers.
+    static func fencedBlocks(in file: String) throws -> [(info: String, body: [(Int, String)])] {
         let text = try String(contentsOf: repositoryRoot.appendingPathComponent(file), encoding: .utf8)
         let lines = text.components(separatedBy: "\n")
-        var found: [Invocation] = []
+        var blocks: [(info: String, body: [(Int, String)])] = []
         var index = 0
         while index < lines.count {
             let fence = lines[index].trimmingCharacters(in: .whitespaces)
@@ -89,6 +90,15 @@ struct DocsCommandTests {
                 index += 1
             }
             index += 1
+            blocks.append((info, body))
+        }
+        return blocks
+    }
+
+    /// Every `peon-wasm` invocation in the fenced `sh` and `console` blocks of `file`.
+    static func invocations(in file: String) throws -> [Invocation] {
+        var found: [Invocation] = []
+        for (info, body) in try fencedBlocks(in: file) {
             guard info == "sh" || info == "console" else { continue }
             found += commands(in: body, console: info == "console").compactMap { line, command, output in
                 let segments = shellSegments(command)
@@ -136,8 +146,9 @@ struct DocsCommandTests {
     }
 
     /// Splits a shell line into the word lists of its simple commands (split at `&&`, `||`, `|`, `;`,
-    /// `&`), honouring quotes and backslashes, dropping a `#` comment and redirections.
-    static func shellSegments(_ line: String) -> [[String]] {
+    /// `&`), honouring quotes and backslashes, dropping a `#` comment and redirections (with
+    /// `keepingRedirections`, a redirection's file stays in as a word: `> /tmp/x.toml` gives `/tmp/x.toml`).
+    static func shellSegments(_ line: String, keepingRedirections: Bool = false) -> [[String]] {
         var segments: [[String]] = []
         var words: [String] = []
         var word = ""
@@ -184,7 +195,7 @@ struct DocsCommandTests {
             case ">", "<":
                 endWord()
                 if characters.first == character { characters.removeFirst() }
-                skipNextWord = true
+                skipNextWord = !keepingRedirections
             default:
                 word.append(character)
                 inWord = true
@@ -278,6 +289,77 @@ struct DocsCommandTests {
             }
         }
         #expect(ran >= 5, "ran only \(ran) read-only invocations")
+    }
+
+    /// The shared temporary folders: anyone on the machine can create a name there first.
+    static let sharedTemporaryFolders = ["/tmp/", "/var/tmp/", "/dev/shm/"]
+
+    /// The fixed paths in a shared temporary folder that a shell line names as a word of its own: an argument
+    /// (`--audit /tmp/relay.jsonl`), an option's or a `NAME=PATH` pair's value (`--db pages=/tmp/pages.db`) or a
+    /// redirection's file (`> /tmp/grants.toml`). A path inside a longer word is data, such as an agent's
+    /// `--input "reports /tmp/summary.md"` that the quickstart shows being denied.
+    static func sharedTemporaryPaths(in line: String) -> [String] {
+        shellSegments(line, keepingRedirections: true).joined().compactMap { word in
+            let values = [word] + word.split(separator: "=", maxSplits: 1).dropFirst().map(String.init)
+            return values.first { value in Self.sharedTemporaryFolders.contains { value.hasPrefix($0) } }
+        }
+    }
+
+    /// The documentation's examples are copied by newcomers, often on a shared machine. A fixed path in `/tmp` there
+    /// may already be another user's file: a run then refuses that user's audit log or checkpoint (exit 78), `sed >`
+    /// cannot replace its file, and a file read from such a path is whatever that user put there. So every command
+    /// writes and reads its files in the current folder (or in a folder `mktemp -d` made), and the Swift examples
+    /// name no `/tmp` path either.
+    @Test("no documented command names a fixed path in /tmp, which another user of the machine may own already")
+    func noFixedSharedTemporaryPaths() throws {
+        var lines = 0
+        for file in Self.documents {
+            for (info, body) in try Self.fencedBlocks(in: file) {
+                if info == "sh" || info == "console" {
+                    for (line, command, _) in Self.commands(in: body, console: info == "console") {
+                        lines += 1
+                        for path in Self.sharedTemporaryPaths(in: command) {
+                            Issue.record("\(file):\(line): `\(path)` is a fixed path in a folder every user shares; use a path in the current folder or in `mktemp -d`")
+                        }
+                    }
+                } else if info == "swift" {
+                    for (line, text) in body {
+                        for match in text.matches(of: /"(\/tmp\/|\/var\/tmp\/|\/dev\/shm\/)/) {
+                            Issue.record("\(file):\(line): \(match.output.0)...\" is a fixed path in a folder every user shares")
+                        }
+                    }
+                }
+            }
+        }
+        // The docs hold well over a hundred command lines: fewer means the blocks were not found.
+        #expect(lines >= 100, "read only \(lines) command lines")
+    }
+
+    @Test("the /tmp check catches each way the docs once named a fixed /tmp path, and passes what they say now")
+    func sharedTemporaryPathCheckCatchesEachForm() {
+        let fixed: [(String, String)] = [
+            ("peon-wasm audit show /tmp/relay.jsonl --module relay-auditor", "/tmp/relay.jsonl"),
+            ("peon-wasm run modules/malicious/malicious.wasm --db notes=modules/malicious/notes.db --audit /tmp/malicious.log",
+             "/tmp/malicious.log"),
+            ("python3 modules/tools/pyhost.py m.wasm --db notes=/tmp/notes.db      # a copy of notes.db", "/tmp/notes.db"),
+            ("sed 's#https://example.com#http://127.0.0.1:8000#' policies/go-fetcher.toml > /tmp/go-fetcher-local.toml",
+             "/tmp/go-fetcher-local.toml"),
+            ("cp modules/go-fetcher/pages.db /tmp/pages.db", "/tmp/pages.db"),
+            ("peon-wasm run m.wasm --audit=/var/tmp/a.jsonl", "/var/tmp/a.jsonl"),
+            ("wasm-tools component embed wit/ --world agent my_agent.wasm -o /tmp/e.wasm &&", "/tmp/e.wasm"),
+        ]
+        for (line, path) in fixed {
+            #expect(Self.sharedTemporaryPaths(in: line) == [path], "\(line)")
+        }
+        let fine = [
+            "swift run peon-wasm run modules/c-summarizer/summarizer.wasm --grants policies/c-summarizer.toml "
+                + "--audit peon-quickstart.jsonl --input \"modules/c-summarizer/reports /tmp/summary.md\"",
+            "cp modules/go-fetcher/pages.db \"$folder/pages.db\"",
+            "# an example writes nothing to /tmp/x",
+        ]
+        for line in fine {
+            #expect(Self.sharedTemporaryPaths(in: line).isEmpty, "\(line)")
+        }
     }
 
     @Test("the README's quickstart runs: an allowed and a denied call, then audit show and audit verify")
