@@ -23,7 +23,8 @@ public struct ModuleFile: Sendable {
     ///
     /// The path is opened once and the descriptor examined and read (``BoundedRead``): a file swapped in after
     /// the check is never the one read, a FIFO or device is refused without waiting on it, and a file over
-    /// ``maximumSize`` is refused by its size, unread.
+    /// ``maximumSize`` is refused by its size, unread. A `.wat` text may start with one UTF-8 byte order mark, which
+    /// is dropped (``OperatorText``); the binary, and so ``sha256``, is the same as without it.
     public init(path: String) throws(RunError) {
         self.path = path
         var bytes: [UInt8]
@@ -45,8 +46,22 @@ public struct ModuleFile: Sendable {
             throw RunError(.invalidModule, "'\(path)' is empty; expected a WebAssembly module (.wasm) or its text form (.wat)")
         }
         if path.hasSuffix(".wat") || path.hasSuffix(".wast") {
-            guard let text = String(validating: bytes, as: UTF8.self) else {
-                throw RunError(.invalidModule, "'\(path)' is not UTF-8 text, so it cannot be WebAssembly text format")
+            // Text an operator edits by hand: one leading byte order mark (Notepad's) is dropped, two are refused, as
+            // for grants and policy files (``OperatorText``). WasmKit's parser would take the mark for a token.
+            let text: String
+            do throws(OperatorTextError) {
+                text = try OperatorText.decode(bytes)
+            } catch {
+                switch error {
+                case .notUTF8:
+                    throw RunError(.invalidModule, "'\(path)' is not UTF-8 text, so it cannot be WebAssembly text format; "
+                                   + "save it as UTF-8, or give the .wasm binary")
+                case .repeatedByteOrderMark:
+                    throw RunError(.invalidModule, "'\(path)': cannot read WebAssembly text: \(error.message)")
+                }
+            }
+            if text.isEmpty {
+                throw RunError(.invalidModule, "'\(path)' holds only a byte order mark; expected a WebAssembly module (.wasm) or its text form (.wat)")
             }
             do {
                 bytes = try wat2wasm(text)

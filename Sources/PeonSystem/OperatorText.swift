@@ -21,7 +21,7 @@ package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertib
 }
 
 /// The text of a file an operator edits by hand: a grants file (TOML), a `[tool]` `input-schema` file (JSON), a
-/// Casbin model (`.conf`) or policy (`.csv`), `policy eval` requests (JSON Lines).
+/// Casbin model (`.conf`) or policy (`.csv`), `policy eval` requests (JSON Lines), a module's WebAssembly text (`.wat`).
 ///
 /// Windows editors (Notepad) save UTF-8 with a leading byte order mark, EF BB BF, that no editor shows. Kept, it
 /// is glued to the file's first key or line: the policy line `p, alice, data1, read` names the rule type

@@ -4,7 +4,8 @@ import Testing
 
 /// The files an operator edits by hand, as Windows editors (Notepad) save them: UTF-8 with a leading byte order
 /// mark (EF BB BF). Exactly one at the start of a grants file, a `[tool]` input-schema, a Casbin model or policy,
-/// or `policy eval` requests is dropped, so the first key or line means what the operator sees; two are refused.
+/// `policy eval` requests or a `.wat` module is dropped, so the first key or line means what the operator sees; two
+/// are refused.
 /// Threat: a policy whose first line silently is not the rule it shows, or a grants file that aborts the host.
 @Suite("operator files with a UTF-8 byte order mark")
 struct OperatorFileTests {
@@ -140,6 +141,71 @@ struct OperatorFileTests {
             #expect(twice.status == 2)
             #expect(twice.stderr.contains("tool.input-schema: cannot read the schema file `schema.json`") && twice.stderr.contains("two UTF-8 byte order marks"),
                     "\(twice.stderr)")
+        }
+    }
+
+    /// `modules/hello/hello.wat` written to `folder/hello.wat` after the bytes `prefix`; its path.
+    static func helloText(after prefix: [UInt8], in folder: URL) throws -> String {
+        let text = try Data(contentsOf: repositoryRoot.appendingPathComponent("modules/hello/hello.wat"))
+        let file = folder.appendingPathComponent("hello.wat")
+        try (Data(prefix) + text).write(to: file)
+        return file.path
+    }
+
+    /// `inspect`'s `sha256` line for the module at `path`.
+    static func inspectedHash(_ path: String) throws -> String? {
+        let result = try runPeonWasm(["inspect", path])
+        return result.stdout.split(separator: "\n").first { $0.hasPrefix("sha256 ") }.map(String.init)
+    }
+
+    @Test("a .wat module after one byte order mark runs as the module without it", arguments: ["wasmkit", "wasmtime"])
+    func aWatModuleAfterAByteOrderMarkRuns(engine: String) throws {
+        try withTemporaryDirectory { folder in
+            let path = try Self.helloText(after: Array(Self.bom.utf8), in: folder)
+            let result = try runPeonWasm(["run", "--engine", engine, path, "--", "peon"])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout == "hello, peon\n", "\(result.stdout)")
+        }
+    }
+
+    @Test("inspect and grants check read a .wat after one byte order mark as the same module (same sha256)")
+    func inspectAndGrantsCheckDropTheWatMark() throws {
+        try withTemporaryDirectory { folder in
+            let marked = try Self.helloText(after: Array(Self.bom.utf8), in: folder)
+            let hash = try #require(try Self.inspectedHash(marked))
+            #expect(hash == (try Self.inspectedHash("modules/hello/hello.wat")), "\(hash)")
+            let check = try runPeonWasm(["grants", "check", marked, "--grants", "policies/wat-minimal.toml"])
+            #expect(check.status == 0, "\(check.stderr)")
+            #expect(check.stdout.contains("no peon:host imports"), "\(check.stdout)")
+        }
+    }
+
+    @Test("a .wat with two byte order marks, with only one, or not UTF-8 is refused with one line (exit 65; grants check 2)",
+          arguments: ["wasmkit", "wasmtime"])
+    func badWatTextIsRefused(engine: String) throws {
+        let bom = Array(Self.bom.utf8)
+        let cases: [([UInt8], Bool, String)] = [
+            (bom + bom, true, "it starts with two UTF-8 byte order marks"),
+            (bom, false, "holds only a byte order mark"),
+            ([0xFF, 0xFE], true, "is not UTF-8 text, so it cannot be WebAssembly text format; save it as UTF-8"),
+        ]
+        for (prefix, withText, words) in cases {
+            try withTemporaryDirectory { folder in
+                let path: String
+                if withText {
+                    path = try Self.helloText(after: prefix, in: folder)
+                } else {
+                    path = folder.appendingPathComponent("hello.wat").path
+                    try Data(prefix).write(to: URL(fileURLWithPath: path))
+                }
+                for (arguments, status) in [(["run", "--engine", engine, path], Int32(65)), (["inspect", path], 65),
+                                            (["grants", "check", path, "--grants", "policies/wat-minimal.toml"], 2)] {
+                    let result = try runPeonWasm(arguments)
+                    #expect(result.status == status, "\(arguments): \(result.stderr)")
+                    #expect(result.stderr.hasPrefix("peon-wasm: error: ") && result.stderr.contains(words)
+                            && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+                }
+            }
         }
     }
 
