@@ -68,23 +68,31 @@ struct PolicyEvalCommand: ParsableCommand {
 
     /// The text of a model, policy or request file (`-`: standard input), at most `limit` bytes, read with
     /// ``BoundedRead``: a model or policy must be a regular file (a FIFO is refused, not waited on); requests
-    /// may also come through a pipe. One leading byte order mark is dropped (``OperatorText``).
-    private func read(_ path: String, limit: Int, streams: BoundedRead.Streams = .refused) throws(CommandFailure) -> String {
-        let label = path == "-" ? "<stdin>" : path
+    /// may also come through a pipe. One leading byte order mark is dropped (``OperatorText``). `what` names the
+    /// text in an error about standard input, which has no path to check: `the requests`.
+    private func read(_ path: String, _ what: String, limit: Int, streams: BoundedRead.Streams = .refused) throws(CommandFailure) -> String {
+        let standardInput = path == "-"
+        let label = standardInput ? "<stdin>" : path
         let bytes: [UInt8]
         do throws(BoundedReadError) {
-            if path == "-" {
+            if standardInput {
                 bytes = try BoundedRead.contents(ofStream: 0, limit: limit)
             } else {
                 bytes = try BoundedRead.contents(ofPath: path, limit: limit, streams: streams)
             }
         } catch {
-            throw CommandFailure(message: "\(label): cannot read: \(error.reason); check the path")
+            let advice = switch (standardInput, error.kind) {
+            case (false, _): "check the path"
+            case (true, .tooLarge): "give \(what) in a smaller input"
+            case (true, _): "give \(what) on standard input from a file or a pipe, or name a file"
+            }
+            throw CommandFailure(message: "\(label): cannot read: \(error.reason); \(advice)")
         }
         do throws(OperatorTextError) {
             return try OperatorText.decode(bytes)
         } catch {
-            throw CommandFailure(message: "\(label): cannot read: \(error.message)")
+            let reason = standardInput ? error.message(readFromStandardInput: "\(what) read from standard input") : error.message
+            throw CommandFailure(message: "\(label): cannot read: \(reason)")
         }
     }
 
@@ -126,11 +134,11 @@ struct PolicyEvalCommand: ParsableCommand {
                 throw CommandFailure(message: "\(error)")
             }
         } else {
-            policyText = try read(policy, limit: PolicySnapshot.maxPolicyBytes)
+            policyText = try read(policy, "the Casbin policy", limit: PolicySnapshot.maxPolicyBytes)
         }
         let enforcer: Enforcer
         do {
-            enforcer = try Enforcer(model: try read(model, limit: PolicySnapshot.maxModelBytes), modelSource: model, policy: policyText, policySource: policySource,
+            enforcer = try Enforcer(model: try read(model, "the Casbin model", limit: PolicySnapshot.maxModelBytes), modelSource: model, policy: policyText, policySource: policySource,
                                     additionalRules: storeRules, rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)
@@ -140,7 +148,7 @@ struct PolicyEvalCommand: ParsableCommand {
             throw CommandFailure(message: "\(error)")
         }
         let label = requests == "-" ? "<stdin>" : requests
-        let input = try read(requests, limit: Self.maxRequestBytes, streams: .pipes)
+        let input = try read(requests, "the requests", limit: Self.maxRequestBytes, streams: .pipes)
         let decoder = JSONDecoder()
         var output = ""
         // Every answer decided before a failing line is printed before the error, so a long run

@@ -1,7 +1,8 @@
 // Decoding the text files an operator writes by hand, as the editors they use save them.
 
 /// Why ``OperatorText/decode(_:)`` refused a file's bytes. ``message`` is the end of a one-line error (why, then
-/// what to do); each caller puts what the file was for before it and maps the failure to its own exit code.
+/// what to do); each caller puts what the file was for before it and maps the failure to its own exit code. Text
+/// read from standard input (`-`) takes ``message(readFromStandardInput:)`` instead, which names no path.
 package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The bytes are not valid UTF-8.
     case notUTF8
@@ -13,6 +14,16 @@ package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertib
         switch self {
         case .notUTF8: "it is not UTF-8 text; check the path"
         case .repeatedByteOrderMark: "it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); save it as UTF-8 with one or none"
+        }
+    }
+
+    /// Why text read from standard input was refused and what to do, where ``message`` would send the operator to a
+    /// path there is none of: `what` names the text, e.g. `the requests read from standard input`, giving
+    /// `it is not UTF-8 text; the requests read from standard input must be UTF-8`.
+    package func message(readFromStandardInput what: String) -> String {
+        switch self {
+        case .notUTF8: "it is not UTF-8 text; \(what) must be UTF-8"
+        case .repeatedByteOrderMark: "it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); \(what) may start with one or none"
         }
     }
 

@@ -5,7 +5,7 @@ import Testing
 /// The files an operator edits by hand, as Windows editors (Notepad) save them: UTF-8 with a leading byte order
 /// mark (EF BB BF). Exactly one at the start of a grants file, a `[tool]` input-schema, a Casbin model or policy,
 /// `policy eval` requests or a `.wat` module is dropped, so the first key or line means what the operator sees; two
-/// are refused.
+/// are refused. Text read from standard input that is refused gets a message naming standard input, not a path.
 /// Threat: a policy whose first line silently is not the rule it shows, or a grants file that aborts the host.
 @Suite("operator files with a UTF-8 byte order mark")
 struct OperatorFileTests {
@@ -205,6 +205,34 @@ struct OperatorFileTests {
                     #expect(result.stderr.hasPrefix("peon-wasm: error: ") && result.stderr.contains(words)
                             && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
                 }
+            }
+        }
+    }
+
+    /// Standard input has no path: an error about it says what standard input must hold, not "check the path".
+    @Test("requests, a model or a policy read from standard input that are not UTF-8, start with two marks or cannot be read: one line without \"check the path\", exit 2")
+    func standardInputTextErrorsNameNoPath() throws {
+        try withTemporaryDirectory { folder in
+            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(Self.model.utf8).write(to: model)
+            try Data("p, alice, data1, read\n".utf8).write(to: policy)
+            let cases = [
+                ("printf '[\"\\377\"]\\n' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)'",
+                 "<stdin>: cannot read: it is not UTF-8 text; the requests read from standard input must be UTF-8"),
+                ("printf '\\357\\273\\277\\357\\273\\277[]\\n' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)' -",
+                 "<stdin>: cannot read: it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); the requests read from standard input may start with one or none"),
+                ("printf '\\377' | exec \"$PEON_WASM\" policy eval --model - --policy '\(policy.path)' /dev/null",
+                 "<stdin>: cannot read: it is not UTF-8 text; the Casbin model read from standard input must be UTF-8"),
+                ("printf '\\377' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy - /dev/null",
+                 "<stdin>: cannot read: it is not UTF-8 text; the Casbin policy read from standard input must be UTF-8"),
+                ("exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)' < /",
+                 "<stdin>: cannot read: read failed: is a directory; give the requests on standard input from a file or a pipe, or name a file"),
+            ]
+            for (script, message) in cases {
+                let result = try runShell(script)
+                #expect(result.status == 2, "\(script): \(result.stderr)")
+                #expect(result.stderr == "peon-wasm: error: \(message)\n", "\(script): \(result.stderr)")
+                #expect(result.stdout.isEmpty, "\(script): \(result.stdout)")
             }
         }
     }
