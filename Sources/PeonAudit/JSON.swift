@@ -107,6 +107,8 @@ enum JSONValue: Equatable {
 struct JSONReader {
     /// The deepest nesting accepted; the log's entries nest two levels deep.
     static let maxDepth = 8
+    /// Up to this many keys, an object's keys are checked for duplicates one by one; past it, through a set.
+    static let linearKeyCheck = 16
 
     private let bytes: [UInt8]
     private var i = 0
@@ -192,6 +194,28 @@ struct JSONReader {
 
     private mutating func string() throws(ParseError) -> String {
         i += 1   // opening quote
+        // The common case, a string without escapes: found in one pass and decoded from the line's own bytes.
+        let start = i
+        var end = start
+        var high: UInt8 = 0
+        while end < bytes.count {
+            let b = bytes[end]
+            if b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") || b < 0x20 { break }
+            high |= b
+            end += 1
+        }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let text = bytes.withUnsafeBufferPointer { all -> String? in
+                let slice = UnsafeBufferPointer(rebasing: all[start..<end])
+                // ASCII is valid UTF-8 as it is (and decoding it is the cheap, specialized path).
+                return high < 0x80 ? String(decoding: slice, as: UTF8.self) : String(validating: slice, as: UTF8.self)
+            }
+            // Reject invalid UTF-8 instead of repairing it: a repaired string would hash differently from the line.
+            guard let text else { throw fail("string is not valid UTF-8") }
+            i = end + 1
+            return text
+        }
+        // Escapes (or an error further on): byte by byte, from the start.
         var out: [UInt8] = []
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
@@ -269,7 +293,16 @@ struct JSONReader {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyColumn = i + 1
             let key = try string()
-            guard seen.insert(key).inserted else { throw ParseError(reason: "duplicate key \"\(key)\"", column: keyColumn) }
+            // An entry's objects hold about a dozen keys: compared one by one; a set only for a larger (hostile) one,
+            // so a line of many keys costs no more than linear time.
+            let duplicate: Bool
+            if members.count < Self.linearKeyCheck {
+                duplicate = members.contains { $0.key == key }
+            } else {
+                if seen.isEmpty { seen = Set(members.map(\.key)) }
+                duplicate = !seen.insert(key).inserted
+            }
+            guard !duplicate else { throw ParseError(reason: "duplicate key \"\(key)\"", column: keyColumn) }
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected :") }
             i += 1

@@ -50,4 +50,35 @@ import Testing
                 "\(third)")
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == UInt64(records.count))
     }
+
+    /// A line the reader takes apart must mean one thing: a key given twice is refused wherever it is, in a small
+    /// object (checked key by key) or a large one (checked through a set), and strings with and without escapes,
+    /// ASCII or not, read back as written.
+    @Test func duplicateKeysAreRefusedInObjectsOfEverySize() throws {
+        for count in [2, 15, 16, 17, 40] {
+            var record = Self.records(1)[0]
+            for k in 0..<count { record.details["k\(k)"] = "v\(k)" }
+            let line = AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record, prev: AuditEntry.zeroPrev).serialized()
+            #expect(try AuditEntry.parse(line).get().record == record)
+            for (first, second) in [(0, 1), (count - 2, count - 1), (0, count - 1)] {
+                let text = String(decoding: line, as: UTF8.self)
+                let doubled = text.replacingOccurrences(of: "\"k\(second)\":", with: "\"k\(first)\":")
+                #expect(doubled != text)
+                guard case .failure(let error) = AuditEntry.parse(Array(doubled.utf8)) else {
+                    Issue.record("a duplicate key k\(first) among \(count) was accepted")
+                    continue
+                }
+                #expect(error.reason.contains("duplicate key"), "\(error.reason)")
+            }
+        }
+        var record = Self.records(1)[0]
+        record.details = ["plain": "abc", "escaped": "a\"b\\c\n\u{1}", "utf8": "é\u{2028}😀", "empty": ""]
+        let line = AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record, prev: AuditEntry.zeroPrev).serialized()
+        #expect(try AuditEntry.parse(line).get().record == record)
+        // Bytes that are not UTF-8 inside a string are refused, not repaired.
+        var broken = line
+        let position = try #require(line.firstIndex(of: 0xC3), "é's first byte")
+        broken[position] = 0xFF
+        guard case .failure = AuditEntry.parse(broken) else { Issue.record("invalid UTF-8 was accepted"); return }
+    }
 }
