@@ -141,7 +141,10 @@ struct RunCommand: ParsableCommand {
                 request.stdin = try BoundedRead.contents(ofStream: 0, limit: Self.maxInputBytes)
             } catch {
                 session.finish(outcome: "error", reason: "cannot read --stdin")
-                throw RunError(.configuration, "cannot read standard input for --stdin: \(error.reason); give the module less input")
+                let advice = error.kind == .tooLarge
+                    ? "give the module less input"
+                    : "give --stdin a file or a pipe to read (e.g. `< input.txt`), or leave --stdin out"
+                throw RunError(.configuration, "cannot read standard input for --stdin: \(error.reason); \(advice)")
             }
         }
         if let inputFile {

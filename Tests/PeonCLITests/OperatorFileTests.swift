@@ -237,6 +237,19 @@ struct OperatorFileTests {
         }
     }
 
+    /// `run --stdin` that cannot read standard input says how to give it, not to give less.
+    @Test func runStdinThatCannotBeReadSaysHowToGiveIt() throws {
+        try withTemporaryDirectory { folder in
+            let audit = folder.appendingPathComponent("stdin.jsonl").path
+            let script = "exec \"$PEON_WASM\" run modules/hello/hello.wat --stdin --audit '\(audit)' < /"
+            let result = try runShell(script, directory: repositoryRoot)
+            #expect(result.status != 0, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error: cannot read standard input for --stdin: "), "\(result.stderr)")
+            #expect(result.stderr.hasSuffix("; give --stdin a file or a pipe to read (e.g. `< input.txt`), or leave --stdin out\n"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+
     @Test("a CRLF grants file with a bare [ is an error on its line, not an abort")
     func aCRLFGrantsFileWithABareHeader() throws {
         try withTemporaryDirectory { folder in
