@@ -32,16 +32,21 @@ package struct ElicitationApprover: Approver {
     /// The labels of the client's session: the question shows the client the request, which may spell what
     /// the run read, so the run's labels join the session before it is sent.
     package let sessionLabels: ToolSessionLabels?
+    /// The session's open approval questions: one given up is released there (the SDK's wait for its answer ends, and
+    /// the client is sent `notifications/cancelled`) instead of being held until the session ends.
+    package let pending: PendingElicitations?
 
     /// Creates an approver for one call.
     package init(server: Server, client: String, cancellation: RunCancellation, timeout: Duration,
-                sessionLabels: ToolSessionLabels? = nil, clientInput: ClientInputEnd? = nil) {
+                sessionLabels: ToolSessionLabels? = nil, clientInput: ClientInputEnd? = nil,
+                pending: PendingElicitations? = nil) {
         self.server = server
         self.client = client
         self.cancellation = cancellation
         self.timeout = timeout
         self.sessionLabels = sessionLabels
         self.clientInput = clientInput
+        self.pending = pending
     }
 
     /// The audit answer of an approval refused because the client's input ended before it answered.
@@ -103,33 +108,40 @@ package struct ElicitationApprover: Approver {
         // What the question shows reaches the client now, not when the call answers: the session's next calls
         // (the client may start one while this one waits) hold the labels the run holds as it asks.
         sessionLabels?.add(request.labels, from: request.run)
+        let pending = pending
+        // The question's token travels in `_meta`, so the transport can tell the SDK's id for it.
+        let token = pending?.open()
+        let meta = token.map { Metadata(additionalFields: [PendingElicitations.tokenKey: .string(String($0))]) }
         let task = Task {
+            defer { if let token { pending?.close(token) } }
             do {
-                let result = try await server.requestElicitation(message: message, requestedSchema: Self.schema)
+                let result = try await server.requestElicitation(message: message, requestedSchema: Self.schema, _meta: meta)
                 reply.set(Self.answer(result))
             } catch {
                 reply.set(ApprovalAnswer(approved: false, answer: "elicitation failed: \(TerminalText.escaped("\(error)"))"))
             }
         }
+        // Gives up on the question: the SDK stops waiting for its answer, and the client is told (MCP: a sender that
+        // gives up on a request should send `notifications/cancelled`). A late answer reaches nobody.
+        func giveUp(_ answer: String) -> ApprovalAnswer {
+            task.cancel()
+            if let token, let id = pending?.abandon(token, reason: answer) {
+                Task { try? await server.cancelRequest(id, reason: "peon-wasm gave up waiting for the approval (\(answer))") }
+            }
+            return ApprovalAnswer(approved: false, answer: answer)
+        }
         let end = min(deadline, ContinuousClock.now.advanced(by: timeout))
         while true {
             if let answer = reply.wait(milliseconds: 50) { return answer }
-            if cancellation.isCancelled {
-                task.cancel()
-                return ApprovalAnswer(approved: false, answer: "call cancelled")
-            }
+            if cancellation.isCancelled { return giveUp("call cancelled") }
             if clientInput?.hasEnded == true {
                 // An answer the server read before the end is already on its way here; none other can come.
                 if let answer = reply.wait(milliseconds: Self.answerInFlightGraceMilliseconds) {
                     return answer
                 }
-                task.cancel()
-                return ApprovalAnswer(approved: false, answer: Self.inputClosedAnswer)
+                return giveUp(Self.inputClosedAnswer)
             }
-            if ContinuousClock.now >= end {
-                task.cancel()
-                return ApprovalAnswer(approved: false, answer: "timeout")
-            }
+            if ContinuousClock.now >= end { return giveUp("timeout") }
         }
     }
 }

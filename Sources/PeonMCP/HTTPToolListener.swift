@@ -605,7 +605,7 @@ struct FixedSessionID: SessionIDGenerator {
 /// A transport that adds each `tools/call`'s JSON-RPC request id to its `_meta` (as
 /// ``StdioLineTransport`` does on stdio), so `run.start`/`run.end` can name it, and, once an answer is sent, frees its
 /// id in `requestIDs` (``InFlightRequestIDs``); everything else passes through to `inner`.
-package actor RequestIDTransport: Transport {
+package actor RequestIDTransport: Transport, InjectingTransport {
     /// The wrapped transport.
     package let inner: any Transport
     private let requestIDs: InFlightRequestIDs?
@@ -672,6 +672,12 @@ package actor RequestIDTransport: Transport {
 
     /// The annotated messages.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+
+    /// Adds `data` to the messages read (``InjectingTransport``).
+    package nonisolated func inject(_ data: Data) -> Bool {
+        if case .enqueued = continuation.yield(data) { return true }
+        return false
+    }
 }
 
 /// The requests of one HTTP session that wait for their answer, by the key the SDK's transport files their answer

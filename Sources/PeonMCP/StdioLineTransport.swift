@@ -32,7 +32,7 @@ import Synchronization
 /// to be written, and while the server has taken the messages read before (``LineInbox``). A client that sends
 /// requests and never reads the answers thus stops being read (its own pipe fills) instead of making the server
 /// hold every answer.
-package actor StdioLineTransport: Transport, AnswerOwingTransport {
+package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTransport {
     /// The key under which a `tools/call`'s request id reaches the handler.
     package static let requestIDKey = "peon-wasm/request-id"
 
@@ -127,6 +127,9 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport {
 
     /// The messages read.
     package func receive() -> AsyncThrowingStream<Data, any Error> { stream }
+
+    /// Adds `data` to the messages read, ahead of the client's still to come (``InjectingTransport``).
+    package nonisolated func inject(_ data: Data) -> Bool { inbox.inject(data) }
 
     /// Waits until every message queued is written (`true`), the client's end is closed, or `timeout` passed
     /// (`false`): the server's last answers reach a client that reads them before the process ends.

@@ -193,6 +193,26 @@ final class LineInbox: @unchecked Sendable {
         return true
     }
 
+    /// Hands `data` to the server at once, whatever the inbox holds (never blocks: the caller is not the reading
+    /// thread); `false` when the inbox was finished. Used for the few messages the server gives itself (the answer that
+    /// releases an approval question given up, ``PendingElicitations``), at most one per approval.
+    func inject(_ data: Data) -> Bool {
+        condition.lock()
+        if finished {
+            condition.unlock()
+            return false
+        }
+        if let waiting = consumer {
+            consumer = nil
+            condition.unlock()
+            waiting.resume(returning: data)
+            return true
+        }
+        buffer.append(data)
+        condition.unlock()
+        return true
+    }
+
     /// Ends the messages: the server takes those held, then sees the end.
     func finish() {
         condition.lock()

@@ -30,6 +30,8 @@ package final class ToolServer: Sendable {
     private let sessions: Mutex<[ObjectIdentifier: Server]> = Mutex([:])
     /// How long an elicitation may wait for the human (also bounded by the call's deadline).
     private let approvalTimeout: Duration
+    /// The approval questions open across all sessions (``PendingElicitations``).
+    private let openQuestions = OpenElicitationCount()
 
     /// The most calls waiting for a slot, by default.
     package static let defaultMaxWaiting = 64
@@ -46,6 +48,10 @@ package final class ToolServer: Sendable {
         self.version = version
         self.approvalTimeout = approvalTimeout
     }
+
+    /// The approval questions open now across all sessions: asked through a client (or about to be) and awaited by the
+    /// SDK. One given up is released at once, so this counts only approvals still waiting.
+    package var openElicitations: Int { openQuestions.value.load(ordering: .relaxed) }
 
     /// Adds a tool (before serving).
     package func add(_ service: ToolService) {
@@ -72,7 +78,7 @@ package final class ToolServer: Sendable {
         let server = Server(name: "peon-wasm", version: version,
                             instructions: "Each tool is a WebAssembly module running under a grants file; every file, network, database and program access it makes is decided by policy and written to an audit log first.",
                             capabilities: Server.Capabilities(tools: .init(listChanged: true)))
-        let session = ToolSession(server: server, limiter: limiter)
+        let session = ToolSession(server: server, limiter: limiter, pending: PendingElicitations(total: openQuestions))
         await server.withMethodHandler(ListTools.self) { [self] _ in
             let names = order.withLock { $0 }
             let services = tools.withLock { table in names.compactMap { table[$0] } }
@@ -86,8 +92,10 @@ package final class ToolServer: Sendable {
     }
 
     /// Starts `session` on `transport` (the request ids of `tools/call`s must reach the handler in
-    /// `_meta`, as ``StdioLineTransport`` and ``RequestIDTransport`` put them).
+    /// `_meta`, as ``StdioLineTransport`` and ``RequestIDTransport`` put them). The server sees it through an
+    /// ``ElicitationTransport``, so that an approval question given up is released (``PendingElicitations``).
     func start(_ session: ToolSession, transport: any Transport) async throws {
+        let transport = ElicitationTransport(transport, pending: session.pending)
         try await session.server.start(transport: transport) { info, capabilities in
             session.initialized(client: info.name, capabilities: capabilities)
         }
@@ -170,7 +178,7 @@ package final class ToolServer: Sendable {
         let client = session.clientName
         let approver: (any Approver)? = session.supportsElicitation
             ? ElicitationApprover(server: session.server, client: client, cancellation: cancellation, timeout: approvalTimeout,
-                                  sessionLabels: session.labels, clientInput: session.input)
+                                  sessionLabels: session.labels, clientInput: session.input, pending: session.pending)
             : nil
         let call = ToolCall(input: input, requestID: requestID?.text ?? "unknown", client: client, cancellation: cancellation,
                             approver: approver, sessionLabels: session.labels, requestIDJSON: requestID?.spelling)
@@ -260,6 +268,8 @@ final class ToolSession: Sendable {
     let labels = ToolSessionLabels()
     /// The end of the client's input (marked on stdio only: over HTTP a client can answer on a later request).
     let input = ClientInputEnd()
+    /// The approval questions asked through this session's client and still awaited.
+    let pending: PendingElicitations
     private let client = Mutex<(name: String, elicitation: Bool)>(("unknown", false))
     /// The cancellations and places in line of the calls running or waiting now, by a token of their own.
     private let running = Mutex<(next: Int, calls: [Int: (cancellation: RunCancellation, place: CallLimiter.Place)])>((0, [:]))
@@ -268,9 +278,10 @@ final class ToolSession: Sendable {
     /// The server's call limiter, where the session's waiting calls leave the line when it ends.
     private let limiter: CallLimiter
 
-    init(server: Server, limiter: CallLimiter) {
+    init(server: Server, limiter: CallLimiter, pending: PendingElicitations = PendingElicitations()) {
         self.server = server
         self.limiter = limiter
+        self.pending = pending
     }
 
     /// Remembers a call's cancellation and place in line until ``untrack(_:)``; returns its token.
