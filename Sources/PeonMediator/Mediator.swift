@@ -42,6 +42,9 @@ package struct MediatorConfiguration: Sendable {
     package var now: @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
     /// A replacement HTTP transport (tests only); `nil` uses the HTTP capability.
     var http: (any HTTPSender)?
+    /// The host's own files, refused to every `fs` call before policy (``HostFiles``): the audit log's, always;
+    /// the session adds the signing key.
+    package var hostFiles = HostFiles()
 
     /// Creates a configuration with the safe defaults described on each property.
     package init(module: String, moduleSHA256: String, runID: String, policy: MediatorPolicyStore, audit: AuditLog,
@@ -53,6 +56,7 @@ package struct MediatorConfiguration: Sendable {
         self.audit = audit
         self.workingDirectory = workingDirectory
         self.deadline = deadline
+        hostFiles.add(audit.path)
     }
 }
 
@@ -375,6 +379,9 @@ package final class Mediator: HostInterface {
                 "labels": .string(labels.keys.sorted().joined(separator: ",")), "first_use": .bool(firstUse)]
     }
 
+    /// The audit reason of a call refused because it names one of the host's own files.
+    static let hostFileReason = "the host's own file (the audit log, its checkpoint and index files, the signing key): no grant reaches it"
+
     /// Policy decision, then the information-flow check (a sink's grants must clear every label the run
     /// holds), then rate limits and approval for the grants behind the deciding line, then the decision
     /// entry. Every refusal is audited before it is thrown.
@@ -388,6 +395,13 @@ package final class Mediator: HostInterface {
         let useKey = FirstUseStore.key(module: configuration.module, action: request.action, resource: useName)
         let firstUse = firstUses.isFirstUse(useKey)
         if firstUse { details["first_use"] = "true" }
+        if case .file(let path) = request.resource, configuration.hostFiles.contains(path.description) {
+            // Whatever the grants say: the record of what the guest did is not the guest's (``HostFiles``).
+            try record(call: request.call, resource: object, decision: .deny, reason: Self.hostFileReason, version: snapshot.version,
+                       outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
+            configuration.denialSink?(request.action, object)
+            throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's audit log and signing key are never reachable by a guest")
+        }
         let arguments = ArgumentVector.encode(request.arguments)
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,

@@ -112,6 +112,7 @@ public final class AgentSession: Sendable {
             module: plan.moduleName, moduleSHA256: plan.module.sha256, runID: options.runID, policy: store,
             audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
         configuration.databases = options.databases
+        if let keyPath = options.auditKeyPath ?? CheckpointSigner.defaultKeyPath() { configuration.hostFiles.add(keyPath) }
         switch options.approver {
         case nil: break
         case "tty": configuration.approver = TerminalApprover()

@@ -1,0 +1,60 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The host's own files, which no guest call reaches whatever its grants say: the audit log, every file beside it
+/// whose name is the log's followed by `.` (its checkpoint, frontier, first-use index and their temporary files),
+/// and the checkpoint signing key (with its temporary files).
+///
+/// Why: a grant that happens to cover the log's folder (`out/**` with `--audit out/run.jsonl`) let a guest's
+/// `fs.write` replace the log: the run ended with exit 0, its entries were gone, and only `audit verify` found the file
+/// was no log. The record of what a guest did is not the guest's to read, replace or remove.
+///
+/// Paths are compared as the mediator decides on them: absolute, normalized, and reached without symbolic links
+/// (a link on a guest's path is followed only through a nested decision on the path it leads to, which is checked
+/// here too). So each host file is kept with its folder's links resolved.
+package struct HostFiles: Sendable, Hashable {
+    /// Each host file's absolute path, its folder's symbolic links resolved.
+    package private(set) var paths: [String] = []
+
+    /// No host files.
+    package init() {}
+
+    /// Adds `path` (absolute, or relative to this process's working directory).
+    package mutating func add(_ path: String) {
+        let canonical = Self.canonical(path)
+        if !paths.contains(canonical) { paths.append(canonical) }
+    }
+
+    /// Whether `path` (absolute and normalized, as a ``GuestPath`` spells it) is a host file or one beside it named
+    /// after it (`PATH.` followed by anything).
+    package func contains(_ path: String) -> Bool {
+        for file in paths where path.hasPrefix(file) {
+            if path.utf8.count == file.utf8.count { return true }
+            if path.utf8.dropFirst(file.utf8.count).first == UInt8(ascii: ".") { return true }
+        }
+        return false
+    }
+
+    /// `path` made absolute, with its folder's symbolic links resolved (the lexical path when the folder cannot be
+    /// resolved, e.g. it does not exist yet).
+    static func canonical(_ path: String) -> String {
+        var absolute = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            if getcwd(&buffer, buffer.count) != nil {
+                let cwd = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                absolute = (cwd == "/" ? "" : cwd) + "/" + path
+            }
+        }
+        guard let slash = absolute.lastIndex(of: "/") else { return absolute }
+        let folder = slash == absolute.startIndex ? "/" : String(absolute[..<slash])
+        let name = String(absolute[absolute.index(after: slash)...])
+        guard let resolved = realpath(folder, nil) else { return absolute }
+        defer { free(resolved) }
+        let real = String(cString: resolved)
+        return (real == "/" ? "" : real) + "/" + name
+    }
+}
