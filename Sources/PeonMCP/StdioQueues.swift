@@ -178,19 +178,7 @@ final class LineInbox: @unchecked Sendable {
     func put(_ data: Data) -> Bool {
         condition.lock()
         while buffer.count >= capacity && !finished { condition.wait() }
-        if finished {
-            condition.unlock()
-            return false
-        }
-        if let waiting = consumer {
-            consumer = nil
-            condition.unlock()
-            waiting.resume(returning: data)
-            return true
-        }
-        buffer.append(data)
-        condition.unlock()
-        return true
+        return handOver(data)
     }
 
     /// Hands `data` to the server at once, whatever the inbox holds (never blocks: the caller is not the reading
@@ -198,6 +186,11 @@ final class LineInbox: @unchecked Sendable {
     /// releases an approval question given up, ``PendingElicitations``), at most one per approval.
     func inject(_ data: Data) -> Bool {
         condition.lock()
+        return handOver(data)
+    }
+
+    /// With `condition` locked: gives `data` to a waiting server or queues it, then unlocks; `false` when finished.
+    private func handOver(_ data: Data) -> Bool {
         if finished {
             condition.unlock()
             return false

@@ -10,17 +10,7 @@ import Testing
 @Suite("operator files with a UTF-8 byte order mark")
 struct OperatorFileTests {
     static let bom = "\u{FEFF}"
-    static let model = """
-        [request_definition]
-        r = sub, obj, act
-        [policy_definition]
-        p = sub, obj, act
-        [policy_effect]
-        e = some(where (p.eft == allow))
-        [matchers]
-        m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
-
-        """
+    static let model = PolicyEvalCommandTests.model + "\n"
     static let module = "modules/wat-minimal/minimal.wasm"
 
     /// `peon-wasm policy eval` of `requests` against `model` and `policy`, each written to a file as given.
