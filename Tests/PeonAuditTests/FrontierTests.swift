@@ -30,6 +30,17 @@ import Darwin
         return path
     }
 
+    /// Opens the log at `path`, expects it to have read `hashed` entries and to hold `size`, appends one, closes it
+    /// and expects it to verify with `size + 1` entries.
+    func reopenAppendAndVerify(_ path: String, hashed: UInt64, size: UInt64) throws {
+        let log = try AuditLog.open(path: path, signer: signer)
+        #expect(log.entriesHashedAtOpen == hashed)
+        #expect(log.size == size)
+        try log.append(record(Int(size)), durable: true)
+        try log.close()
+        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == size + 1)
+    }
+
     /// Every size shape of the tree (odd, even, powers of two and one past them): the reopened writer hashes nothing
     /// it already signed, and what it appends verifies with the same root a full scan computes.
     @Test(arguments: [0, 1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33, 100, 1025])
@@ -67,12 +78,7 @@ import Darwin
         try saved.checkpoint.write(to: URL(fileURLWithPath: path + ".checkpoint"))
         try saved.frontier.write(to: URL(fileURLWithPath: path + ".frontier"))
 
-        let reopened = try AuditLog.open(path: path, signer: signer)
-        #expect(reopened.entriesHashedAtOpen == 7)
-        #expect(reopened.size == 57)
-        try reopened.append(record(57), durable: true)
-        try reopened.close()
-        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 58)
+        try reopenAppendAndVerify(path, hashed: 7, size: 57)
     }
 
     /// What a frontier file may hold that does not check: each is ignored (a full scan), the log opens as before,
@@ -105,12 +111,7 @@ import Darwin
         if ["wrong-peak", "wrong-prev", "offset-minus-one", "offset-past-end", "size-of-another-checkpoint", "extra-line"].contains(damage) {
             try lines.joined(separator: "\n").write(toFile: frontierPath, atomically: false, encoding: .utf8)
         }
-        let log = try AuditLog.open(path: path, signer: signer)
-        #expect(log.entriesHashedAtOpen == 21)
-        #expect(log.size == 21)
-        try log.append(record(21), durable: true)
-        try log.close()
-        #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 22)
+        try reopenAppendAndVerify(path, hashed: 21, size: 21)
         if damage != "directory" {
             // The final checkpoint put a frontier that checks back in place.
             #expect(try AuditLog.open(path: path, signer: signer).entriesHashedAtOpen == 0)

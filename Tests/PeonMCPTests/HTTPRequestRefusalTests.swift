@@ -207,6 +207,20 @@ import Testing
 
     /// A tool server with one tool, `dozer` (sleeps until its timeout of `timeout`, or until it is stopped), the tool,
     /// and the audit log it writes in `directory`.
+    /// What an in-process tool server's tools run with: WasmKit, and an audit log and key of their own in `directory`
+    /// (which is also the working directory).
+    static func toolHost(in directory: URL) throws -> (ToolHostConfiguration, AuditLog) {
+        var options = SessionOptions()
+        options.auditPath = directory.appendingPathComponent("audit.jsonl").path
+        options.auditKeyPath = directory.appendingPathComponent("audit.key").path
+        options.workingDirectory = directory.path
+        let log = try AgentSession.openAudit(options)
+        let configuration = ToolHostConfiguration(
+            audit: log, options: options, overrides: LimitOverrides(),
+            engine: { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) })
+        return (configuration, log)
+    }
+
     static func dozer(in directory: URL, timeout: String) throws -> (ToolServer, ToolService, AuditLog) {
         let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/sleeper.wat").path
         let grants = directory.appendingPathComponent("dozer.toml")
@@ -219,14 +233,7 @@ import Testing
             description = "Sleeps until its timeout."
 
             """.utf8).write(to: grants)
-        var options = SessionOptions()
-        options.auditPath = directory.appendingPathComponent("audit.jsonl").path
-        options.auditKeyPath = directory.appendingPathComponent("audit.key").path
-        options.workingDirectory = directory.path
-        let log = try AgentSession.openAudit(options)
-        let configuration = ToolHostConfiguration(
-            audit: log, options: options, overrides: LimitOverrides(),
-            engine: { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) })
+        let (configuration, log) = try Self.toolHost(in: directory)
         let tools = ToolServer(maxConcurrent: 4, version: "test")
         let service = try ToolService(grantsPath: grants.path, host: configuration)
         tools.add(service)

@@ -30,14 +30,7 @@ import Testing
     /// asked through the client wait ``approvalTimeout``, and the audit log it writes in `directory`.
     static func guarded(in directory: URL) throws -> (ToolServer, AuditLog) {
         try McpApprovalInputEndTests.setUp(directory)
-        var options = SessionOptions()
-        options.auditPath = directory.appendingPathComponent("audit.jsonl").path
-        options.auditKeyPath = directory.appendingPathComponent("audit.key").path
-        options.workingDirectory = directory.path
-        let log = try AgentSession.openAudit(options)
-        let configuration = ToolHostConfiguration(
-            audit: log, options: options, overrides: LimitOverrides(),
-            engine: { (fuel: Bool) throws(RunError) -> any WasmEngine in WasmKitEngine(fuelMetering: fuel) })
+        let (configuration, log) = try HTTPRequestRefusalTests.toolHost(in: directory)
         let tools = ToolServer(maxConcurrent: 4, version: "test", approvalTimeout: approvalTimeout)
         tools.add(try ToolService(grantsPath: directory.appendingPathComponent("guarded.toml").path, host: configuration))
         return (tools, log)
