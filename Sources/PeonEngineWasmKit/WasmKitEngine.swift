@@ -21,7 +21,7 @@ package struct WasmKitEngine: WasmEngine {
     package init(fuelMetering: Bool = false) {
         self.supportsFuel = fuelMetering
         self.engine = WasmKit.Engine(configuration: EngineConfiguration(
-            compilationMode: .eager, fuelMetering: fuelMetering))
+            compilationMode: .eager, memoryBoundsChecking: .software, fuelMetering: fuelMetering))
     }
 
     /// `wasmkit`.
