@@ -16,7 +16,7 @@ enum JSONWriter {
             var i = 0
             while i < bytes.count {
                 // Copy the run of bytes that need no escape in one go.
-                var end = i
+                var end = plainRunEnd(bytes, from: i)
                 while end < bytes.count, isPlain(bytes[end]) { end += 1 }
                 if end > i {
                     out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[i..<end]))
@@ -45,6 +45,29 @@ enum JSONWriter {
             }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    /// How far from `start` the bytes need no escape, eight at a time (a whole word or none of it: the caller goes
+    /// on byte by byte from the result). The tests on a word are exact: a byte below 0x20, or equal to one of the
+    /// four others ``isPlain(_:)`` refuses, makes the word's test true, and nothing else does.
+    @inline(__always)
+    private static func plainRunEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int {
+        guard let base = bytes.baseAddress else { return start }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        /// Whether a byte of `word` is zero.
+        @inline(__always) func hasZero(_ word: UInt64) -> Bool { (word &- ones) & ~word & highs != 0 }
+        var end = start
+        while bytes.count - end >= 8 {
+            let word = UnsafeRawPointer(base + end).loadUnaligned(as: UInt64.self)
+            let below0x20 = (word &- ones &* 0x20) & ~word & highs != 0
+            if below0x20 || hasZero(word ^ (ones &* 0x22)) || hasZero(word ^ (ones &* 0x5C))
+                || hasZero(word ^ (ones &* 0x7F)) || hasZero(word ^ (ones &* 0xE2)) {
+                break
+            }
+            end += 8
+        }
+        return end
     }
 
     /// Whether `byte` is copied as it is: printable ASCII other than `"` and `\`, or a UTF-8 byte other than

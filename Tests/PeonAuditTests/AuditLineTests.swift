@@ -81,4 +81,39 @@ import Testing
         broken[position] = 0xFF
         guard case .failure = AuditEntry.parse(broken) else { Issue.record("invalid UTF-8 was accepted"); return }
     }
+
+    /// Every byte that must be escaped is, wherever it falls in a long run of plain bytes (the writer skips plain
+    /// bytes eight at a time): the line has no control byte, no DEL and no raw U+2028 or U+2029, parses back to
+    /// the exact text, and every other character (ASCII or not, `E2` lead bytes of other characters too) is copied.
+    @Test func everyEscapedCharacterIsFoundAtEveryOffsetOfALongPlainRun() throws {
+        let specials = (0..<0x80).map { Unicode.Scalar(UInt8($0)) }
+            + ["\u{80}", "\u{E9}", "\u{2028}", "\u{2029}", "\u{20AC}", "\u{2027}", "\u{1F600}"].map { Unicode.Scalar($0) }
+        for special in specials {
+            for offset in 0..<20 {
+                var text = String(repeating: "a", count: offset)
+                text.unicodeScalars.append(special)
+                text += String(repeating: "b", count: 23 - offset % 9)
+                var entry = try AuditEntry.parse(Self.referenceLine()).get()
+                entry.record.reason = text
+                let line = entry.serialized()
+                #expect(!line.contains { $0 < 0x20 || $0 == 0x7F }, "raw control byte for U+\(String(special.value, radix: 16)) at \(offset)")
+                let raw2028 = line.indices.dropLast(2).contains { line[$0] == 0xE2 && line[$0 + 1] == 0x80 && (line[$0 + 2] == 0xA8 || line[$0 + 2] == 0xA9) }
+                #expect(!raw2028, "raw line separator at \(offset)")
+                let back = try AuditEntry.parse(line).get()
+                #expect(Array(back.record.reason.utf8) == Array(text.utf8))
+                let plain = special.value >= 0x20 && special.value != 0x22 && special.value != 0x5C && special.value != 0x7F
+                    && special.value != 0x2028 && special.value != 0x2029
+                if plain { #expect(line.count == Array(Self.referenceLine()).count - 4 + text.utf8.count, "copied as it is") }
+            }
+        }
+    }
+
+    /// A line the writer wrote, with `"reason":"abcd"`.
+    static func referenceLine() -> [UInt8] {
+        let entry = AuditEntry(seq: 3, time: "2026-12-02T07:00:00.000000Z",
+                               record: AuditRecord(run: "r", module: "m", moduleSHA256: String(repeating: "ab", count: 32),
+                                                   call: "fs.read", resource: "fs:/x", decision: .deny, reason: "abcd"),
+                               prev: AuditEntry.zeroPrev)
+        return entry.serialized()
+    }
 }

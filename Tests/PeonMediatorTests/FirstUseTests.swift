@@ -156,6 +156,24 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(!FirstUseStore(path: path).isFirstUse(composed))
     }
 
+    /// The key's exact text: the fields joined by tabs, each backslash, tab, newline and carriage return in a field
+    /// escaped, every other byte (non-ASCII too) copied; the same text whichever path built it.
+    @Test func keysEscapeTheFourSeparatorBytesAndCopyEveryOtherByte() {
+        func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+        #expect(bytes(FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/x")) == bytes("m\tfs.read\tfs:/x"))
+        #expect(bytes(FirstUseStore.key(module: "", action: "", resource: "")) == bytes("\t\t"))
+        #expect(bytes(FirstUseStore.key(module: "m\\", action: "a\r", resource: "fs:/caf\u{E9}\t\n"))
+                == bytes("m\\\\\ta\\r\tfs:/caf\u{E9}\\t\\n"))
+        #expect(bytes(FirstUseStore.key(module: "mod\u{1F600}", action: "fs.read", resource: "fs:/\u{0}\u{7F}"))
+                == bytes("mod\u{1F600}\tfs.read\tfs:/\u{0}\u{7F}"))
+        for (byte, escaped) in [("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")] {
+            #expect(bytes(FirstUseStore.key(module: "m", action: "a", resource: "x\(byte)y")) == bytes("m\ta\tx\(escaped)y"),
+                    "a field whose only special byte is \(escaped)")
+        }
+        let long = String(repeating: "a/", count: 5_000)
+        #expect(bytes(FirstUseStore.key(module: "m", action: "fs.read", resource: long)) == bytes("m\tfs.read\t" + long))
+    }
+
     @Test func aMissingOrDamagedStoreFailsTowardsAsking() throws {
         let scratch = try Scratch()
         let path = scratch.path + "/log.first-use"

@@ -628,8 +628,10 @@ struct FileSystemCapability: Sendable {
 
     /// Reads the open regular file to its end. `expectedSize` (from the `fstat` that checked the file) sizes the
     /// one buffer the bytes are read into, without zero-filling it first. The file may still change meanwhile: the
-    /// reads go on until `read` returns 0, and at most one byte past ``maxReadBytes``, to notice a file that grew
-    /// past the limit.
+    /// reads go on until `read` returns 0, or returns short having brought exactly `expectedSize` bytes (a regular
+    /// file's read stops short only at its end, so the file ended where `fstat` said: one read for a file that did
+    /// not change, instead of a second one that returns 0), and at most one byte past ``maxReadBytes``, to notice a
+    /// file that grew past the limit.
     private func readAll(_ fd: Int32, _ path: String, expectedSize: Int) throws(HostError) -> [UInt8] {
         if expectedSize > maxReadBytes {
             throw HostError(.limitExceeded, "read '\(path)': \(expectedSize) bytes is more than the limit of \(maxReadBytes)")
@@ -647,6 +649,8 @@ struct FileSystemCapability: Sendable {
                 if count < 0 { failure = currentErrno; return }
                 if count == 0 { reachedEnd = true; return }
                 initialized += count
+                // Asked for one byte more than the checked size and given exactly that size: the end, as checked.
+                if count < room && initialized == expectedSize { reachedEnd = true; return }
             }
         }
         if failure != 0 { throw hostError(errno: failure, "read '\(path)'") }
