@@ -12,7 +12,7 @@ package enum TerminalText {
     /// `text` with every character listed above escaped; `text` itself when it has none.
     package static func escaped(_ text: String) -> String {
         // Printable ASCII (most resources and messages) needs no look at scalars.
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) { return text }
+        if isPrintableASCII(text) { return text }
         if text.unicodeScalars.allSatisfy({ !needsEscape($0) }) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)
@@ -24,6 +24,19 @@ package enum TerminalText {
             }
         }
         return out
+    }
+
+    /// Whether every byte of `text` is printable ASCII (0x20–0x7E), read from its contiguous UTF-8 where it has
+    /// one (a native string always does), byte by byte otherwise.
+    private static func isPrintableASCII(_ text: String) -> Bool {
+        if let answer = text.utf8.withContiguousStorageIfAvailable({ bytes in
+            var printable = true
+            for byte in bytes { printable = printable && byte >= 0x20 && byte < 0x7F }
+            return printable
+        }) {
+            return answer
+        }
+        return text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     /// Whether `scalar` is escaped by ``escaped(_:)``.

@@ -128,5 +128,14 @@ import Testing
         // Line and paragraph separators and bidi marks, which some terminals and viewers act on.
         #expect(TerminalText.escaped("a\u{2028}b\u{2029}c\u{200e}d\u{200f}e\u{61c}f") == "a\\u{2028}b\\u{2029}c\\u{200e}d\\u{200f}e\\u{61c}f")
         #expect(TerminalText.escaped("café ünïcödé 日本") == "café ünïcödé 日本")
+        // Every escaped ASCII byte, wherever it falls in a long printable run (and in a bridged, non-native string).
+        for byte in (0..<0x20).map({ UInt8($0) }) + [0x7F] {
+            for offset in [0, 1, 7, 8, 15, 16, 40] {
+                let text = String(repeating: "p", count: offset) + String(decoding: [byte], as: UTF8.self) + "q"
+                let escaped = "\\u{\(String(byte, radix: 16))}"
+                #expect(TerminalText.escaped(text) == String(repeating: "p", count: offset) + escaped + "q")
+                #expect(TerminalText.escaped(NSString(string: text) as String) == String(repeating: "p", count: offset) + escaped + "q")
+            }
+        }
     }
 }
