@@ -313,7 +313,51 @@ enum AuditClock {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The first second of year 10000, past which the four-digit year of the fast path no longer holds.
+    private static let endOfYear9999 = 253_402_300_800
+
+    /// Appends `seconds` since 1970 (UTC) and `microseconds` as ``now()`` formats them. For years 1970–9999 (every
+    /// clock reading) the date is worked out by arithmetic (days to a proleptic Gregorian date, as `gmtime_r`
+    /// does) into one 27-byte field; anything else takes ``appendFromCalendar(seconds:microseconds:to:)``.
     static func append(seconds: Int, microseconds: Int, to out: inout [UInt8]) {
+        guard seconds >= 0, seconds < endOfYear9999, microseconds >= 0, microseconds < 1_000_000 else {
+            appendFromCalendar(seconds: seconds, microseconds: microseconds, to: &out)
+            return
+        }
+        let days = seconds / 86_400
+        let secondOfDay = seconds - days * 86_400
+        // Days since 1970-01-01 to year, month and day, counted in 400-year eras that begin on 0000-03-01.
+        let shifted = days + 719_468
+        let era = shifted / 146_097
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthFromMarch = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthFromMarch + 2) / 5 + 1
+        let month = monthFromMarch < 10 ? monthFromMarch + 3 : monthFromMarch - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 27) { field in
+            func put(_ value: Int, width: Int, at start: Int, then separator: UInt8) {
+                var v = value
+                for i in stride(from: start + width - 1, through: start, by: -1) {
+                    field[i] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: v % 10)
+                    v /= 10
+                }
+                field[start + width] = separator
+            }
+            put(year, width: 4, at: 0, then: UInt8(ascii: "-"))
+            put(month, width: 2, at: 5, then: UInt8(ascii: "-"))
+            put(day, width: 2, at: 8, then: UInt8(ascii: "T"))
+            put(secondOfDay / 3_600, width: 2, at: 11, then: UInt8(ascii: ":"))
+            put(secondOfDay / 60 % 60, width: 2, at: 14, then: UInt8(ascii: ":"))
+            put(secondOfDay % 60, width: 2, at: 17, then: UInt8(ascii: "."))
+            put(microseconds, width: 6, at: 20, then: UInt8(ascii: "Z"))
+            out.append(contentsOf: UnsafeBufferPointer(field))
+        }
+    }
+
+    /// ``append(seconds:microseconds:to:)`` through the C library's calendar (`gmtime_r`), for any value.
+    static func appendFromCalendar(seconds: Int, microseconds: Int, to out: inout [UInt8]) {
         var t = time_t(seconds)
         var parts = tm()
         gmtime_r(&t, &parts)
@@ -345,7 +389,7 @@ extension AuditRecord {
     /// file, SQL text) that must not appear in a log anyone who audits can read.
     public static func payloadDetails(of bytes: [UInt8], prefix: String) -> [String: String] {
         // Most payloads of a call are empty (no stdin, no stderr); their digest is the same every time.
-        let digest = bytes.isEmpty ? emptySHA256 : hex(SHA256.hash(data: bytes))
+        let digest = bytes.isEmpty ? emptySHA256 : SHA256.hash(data: bytes).withUnsafeBytes { hex(raw: $0) }
         return [prefix + "_sha256": digest, prefix + "_len": String(bytes.count)]
     }
 
