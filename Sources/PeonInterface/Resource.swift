@@ -105,58 +105,86 @@ package struct GuestPath: Sendable, Hashable, CustomStringConvertible {
     ///   or after normalization), a name longer than ``maxNameBytes``, or a relative path without a base.
     package init(parsing text: String, relativeTo base: GuestPath?) throws(HostError) {
         if text.isEmpty { throw HostError(.invalidArgument, "the path is empty") }
-        if text.utf8.contains(0) { throw HostError(.invalidArgument, "the path contains a NUL byte") }
-        if text.utf8.count > Self.maxBytes {
-            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes")
-        }
-        // One pass over the bytes: the normal form is written as it is read, and `starts` remembers where
-        // each name written so far begins (its `/`), so `..` cuts the last one off.
-        var out: [UInt8] = []
-        var starts: [Int] = []
+        var text = text
+        if let failure = text.withUTF8({ Self.unreadable($0) }) { throw failure }
+        var prefix = ""
         if !Self.isAbsolute(text) {
             guard let base else {
                 throw HostError(.invalidArgument, "the path is relative, but the host has no working directory to resolve it in")
             }
-            if base.description.utf8.count > 1 {
-                out.reserveCapacity(base.description.utf8.count + text.utf8.count + 1)
-                for byte in base.description.utf8 {
-                    if byte == slash { starts.append(out.count) }
-                    out.append(byte)
+            if base.description.utf8.count > 1 { prefix = base.description }
+        }
+        description = try text.withUTF8 { input in
+            prefix.withUTF8 { prefix in Self.normalize(input, after: prefix) }
+        }.get()
+    }
+
+    /// Why the bytes of a guest's path are refused before they are read as names: a NUL byte, or too many bytes.
+    private static func unreadable(_ input: UnsafeBufferPointer<UInt8>) -> HostError? {
+        if input.contains(0) { return HostError(.invalidArgument, "the path contains a NUL byte") }
+        if input.count > maxBytes { return HostError(.invalidArgument, "the path is longer than \(maxBytes) bytes") }
+        return nil
+    }
+
+    /// The normal form of the path `input` (absolute, or relative to the normal folder `prefix`, empty for `/`),
+    /// in one pass over the bytes into one buffer: each name is written after a `/` as it is read, then looked
+    /// at when it ends (at a `/` or at the end), and `starts` remembers where each name written so far begins
+    /// (its `/`), so `..` cuts the last one off. The buffer holds `prefix`, one `/` and `input`, the most that
+    /// can be written; `starts` one entry per byte of it, more than there can be names.
+    private static func normalize(_ input: UnsafeBufferPointer<UInt8>, after prefix: UnsafeBufferPointer<UInt8>) -> Result<String, HostError> {
+        let capacity = prefix.count + 1 + input.count
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { out in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: capacity) { starts in
+                var count = 0
+                var names = 0
+                for byte in prefix {
+                    if byte == slash { starts[names] = count; names += 1 }
+                    out[count] = byte
+                    count += 1
                 }
-            }
-        }
-        if out.isEmpty { out.reserveCapacity(text.utf8.count + 1) }
-        // Each name is written after a `/` as it is read, then looked at when it ends (at a `/` or at the end).
-        var start = out.count
-        out.append(slash)
-        func endName() throws(HostError) {
-            switch out.count - start - 1 {
-            case 0:
-                out.removeSubrange(start...)
-            case 1 where out[start + 1] == dot:
-                out.removeSubrange(start...)
-            case 2 where out[start + 1] == dot && out[start + 2] == dot:
-                out.removeSubrange((starts.popLast() ?? start)...)
-            case let count:
-                if count > Self.maxNameBytes {
-                    throw HostError(.invalidArgument, "a name in the path is longer than \(Self.maxNameBytes) bytes")
+                var start = count
+                out[count] = slash
+                count += 1
+                /// Looks at the name that ends here: drops an empty name or `.`, cuts the name before `..`, refuses
+                /// one that is too long.
+                func endName() -> HostError? {
+                    switch count - start - 1 {
+                    case 0:
+                        count = start
+                    case 1 where out[start + 1] == dot:
+                        count = start
+                    case 2 where out[start + 1] == dot && out[start + 2] == dot:
+                        if names > 0 {
+                            names -= 1
+                            count = starts[names]
+                        } else {
+                            count = start
+                        }
+                    case let length:
+                        if length > maxNameBytes {
+                            return HostError(.invalidArgument, "a name in the path is longer than \(maxNameBytes) bytes")
+                        }
+                        starts[names] = start
+                        names += 1
+                    }
+                    return nil
                 }
-                starts.append(start)
+                for byte in input {
+                    if byte == slash {
+                        if let failure = endName() { return .failure(failure) }
+                        start = count
+                    }
+                    out[count] = byte
+                    count += 1
+                }
+                if let failure = endName() { return .failure(failure) }
+                if count > maxBytes {
+                    return .failure(HostError(.invalidArgument, "the path is longer than \(maxBytes) bytes once resolved"))
+                }
+                // The text was valid UTF-8 and was only cut at `/` bytes, which never occur inside a multi-byte character.
+                return .success(count == 0 ? "/" : String(decoding: UnsafeBufferPointer(rebasing: out[..<count]), as: UTF8.self))
             }
         }
-        for byte in text.utf8 {
-            if byte == slash {
-                try endName()
-                start = out.count
-            }
-            out.append(byte)
-        }
-        try endName()
-        if out.count > Self.maxBytes {
-            throw HostError(.invalidArgument, "the path is longer than \(Self.maxBytes) bytes once resolved")
-        }
-        // The text was valid UTF-8 and was only cut at `/` bytes, which never occur inside a multi-byte character.
-        description = out.isEmpty ? "/" : String(decoding: out, as: UTF8.self)
     }
 
     /// The path a symbolic link leads to: `target` (absolute, or relative to `parent`), followed by the
