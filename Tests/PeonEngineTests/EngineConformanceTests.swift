@@ -140,6 +140,30 @@ struct EngineConformanceTests {
         #expect(instance.guest.memorySize == 4 * 65_536)
     }
 
+    /// A hostile guest's cheapest way to burn host CPU with memory: grow one page at a time up to the default cap
+    /// (4,096 pages). An engine that copies its memory on every growth (WasmKit's software bounds-checking mode
+    /// does: a new zeroed buffer and a copy each time) turns that into terabytes of copying, past 30 s of CPU; a
+    /// reserved address range (WasmKit's `mprotect` mode, wasmtime) makes each growth constant time, ~0.1 s in
+    /// all (0.02 s in this test). The bound, 10 s, is hundreds of times that, so only a growth that copies crosses it.
+    @Test("growing memory one page at a time up to the cap stays cheap", arguments: TestEngines.all)
+    func pageByPageGrowthIsNotQuadratic(engine: EngineUnderTest) throws {
+        let instance = try instantiate(engine, """
+            (module (memory (export "memory") 1)
+              (func (export "grow_all") (result i32) (local $pages i32)
+                (block $done
+                  (loop $again
+                    (br_if $done (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+                    (local.set $pages (i32.add (local.get $pages) (i32.const 1)))
+                    (br $again)))
+                (local.get $pages)))
+            """, limits: ResourceLimits())
+        let started = ContinuousClock.now
+        let grown = try instance.call("grow_all", [])
+        let took = ContinuousClock.now - started
+        #expect(grown == [.i32(UInt32(ResourceLimits.defaultMemoryBytes / 65_536 - 1))])
+        #expect(took < .seconds(10), "\(engine): \(took) to grow page by page to the cap")
+    }
+
     @Test("a module whose initial memory exceeds the cap does not instantiate", arguments: TestEngines.all)
     func initialMemoryOverCapIsRefused(engine: EngineUnderTest) throws {
         #expect(throws: EngineError.self) {
