@@ -54,18 +54,20 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// `(i32, i32) -> (i32)` for `func(string) -> result<string, string>`.
     package var exportSignature: FunctionSignature { flattening.exportSignature }
 
-    /// The result type's size and alignment in memory (0 and 1 without a result): a return area is
-    /// checked against them on every call.
-    private var resultLayout: (size: Int, alignment: Int) { (flattening.resultSize, flattening.resultAlignment) }
-
-    /// The flat signatures and the result's layout, derived from the parameters and result alone.
+    /// The flat signatures and the parameters' and result's layouts, derived from the parameters and result
+    /// alone (and so worked out again, by the `didSet`s above, whenever either changes).
     private struct Flattening: Sendable {
         var parametersInMemory: Bool
         var resultInMemory: Bool
         var importSignature: FunctionSignature
         var exportSignature: FunctionSignature
-        var resultSize: Int
-        var resultAlignment: Int
+        /// Each parameter laid out, in order: the lifter walks these.
+        var parameterLayouts: [CanonicalLayout]
+        /// The tuple the parameters form when they are passed in memory (`nil` otherwise).
+        var parameterTupleLayout: CanonicalLayout?
+        /// The result laid out: a return area is checked against its size and alignment, and the
+        /// lowerer walks it, on every call.
+        var resultLayout: CanonicalLayout?
 
         init(_ parameters: [CanonicalType], _ result: CanonicalType?) {
             parametersInMemory = parameters.reduce(0) { $0 + $1.flatCount } > CanonicalFunction.maxFlatParameters
@@ -75,8 +77,9 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
                 ? FunctionSignature(flatParameters + [.i32], [])
                 : FunctionSignature(flatParameters, result?.flatTypes ?? [])
             exportSignature = FunctionSignature(flatParameters, resultInMemory ? [.i32] : (result?.flatTypes ?? []))
-            resultSize = result?.size ?? 0
-            resultAlignment = result?.alignment ?? 1
+            parameterLayouts = parameters.map(CanonicalLayout.init)
+            parameterTupleLayout = parametersInMemory ? CanonicalLayout(.record(parameters)) : nil
+            resultLayout = result.map(CanonicalLayout.init)
         }
     }
 
@@ -89,9 +92,6 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         hasher.combine(parameters)
         hasher.combine(result)
     }
-
-    /// The tuple the parameters form when they are passed in memory.
-    private var parameterTuple: CanonicalType { .record(parameters) }
 
     /// `func(params) -> result`.
     package var description: String {
@@ -124,26 +124,25 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
             throw GuestMemoryError("arguments (\(values.map(\.type.description).joined(separator: ", "))) do not match \(signature)")
         }
         var returnArea: UInt32?
-        var flat = values
-        if resultInMemory, let result, case .i32(let pointer)? = flat.popLast() {
-            try CanonicalLifter.checkPlacement(
-                of: result, size: resultLayout.size, alignment: resultLayout.alignment, at: pointer, what: "return area",
-                in: guest)
+        var flat = values[...]
+        if resultInMemory, let resultLayout = flattening.resultLayout, case .i32(let pointer)? = values.last {
+            try CanonicalLifter.checkPlacement(of: resultLayout, at: pointer, what: "return area", in: guest)
             returnArea = pointer
+            flat = values[..<(values.endIndex - 1)]
         }
         var lifter = CanonicalLifter(guest: guest, limits: limits)
-        if parametersInMemory, case .i32(let pointer)? = flat.first {
-            let tuple = try lifter.load(parameterTuple, at: pointer)
-            return ImportCall(arguments: try tuple.asRecord(count: parameters.count), returnArea: returnArea)
+        if let tuple = flattening.parameterTupleLayout, case .i32(let pointer)? = flat.first {
+            let tupleValue = try lifter.load(tuple, at: pointer)
+            return ImportCall(arguments: try tupleValue.asRecord(count: parameters.count), returnArea: returnArea)
         }
         // `values` matched the import signature above, so the flat values are the parameters' own.
-        return ImportCall(arguments: try lifter.liftFlat(parameters, fromChecked: flat), returnArea: returnArea)
+        return ImportCall(arguments: try lifter.liftFlat(flattening.parameterLayouts, fromChecked: flat), returnArea: returnArea)
     }
 
     /// Lowers the host's result of an import call: stores it in the return area, or returns it as the
     /// single core result. Returns `nil` for a function without a core result.
     package func lowerImportResult(_ value: CanonicalValue?, returnArea: UInt32?, guest: any GuestAccess) throws -> WasmValue? {
-        guard let result else {
+        guard let resultLayout = flattening.resultLayout else {
             if value != nil { throw CanonicalValueMismatch("\(self) has no result, but a value was returned") }
             return nil
         }
@@ -151,10 +150,10 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         let lowerer = CanonicalLowerer(guest: guest)
         if resultInMemory {
             guard let returnArea else { throw CanonicalValueMismatch("\(self) returns through memory but has no return area") }
-            try lowerer.store(value, as: result, size: resultLayout.size, alignment: resultLayout.alignment, at: returnArea)
+            try lowerer.store(value, as: resultLayout, at: returnArea)
             return nil
         }
-        return try lowerer.lowerFlat(value, as: result).first
+        return try lowerer.lowerFlat(value, as: resultLayout).first
     }
 
     // MARK: The host calls a guest export
@@ -175,14 +174,13 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         let guest = instance.guest
         let lowerer = CanonicalLowerer(guest: guest)
         var flat: [WasmValue] = []
-        if parametersInMemory {
-            let tuple = parameterTuple
+        if let tuple = flattening.parameterTupleLayout {
             let pointer = try lowerer.allocate(byteCount: tuple.size, alignment: tuple.alignment)
             try lowerer.store(.record(arguments), as: tuple, at: pointer)
             flat = [.i32(pointer)]
         } else {
-            for (type, value) in zip(parameters, arguments) {
-                flat += try lowerer.lowerFlat(value, as: type)
+            for (layout, value) in zip(flattening.parameterLayouts, arguments) {
+                flat += try lowerer.lowerFlat(value, as: layout)
             }
         }
         let results = try instance.call(name, flat)
@@ -193,12 +191,13 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         }
         var lifter = CanonicalLifter(guest: guest, limits: limits)
         var value: CanonicalValue?
-        if let result {
+        if let resultLayout = flattening.resultLayout {
             if resultInMemory, case .i32(let pointer) = results[0] {
-                try lifter.checkPlacement(of: result, at: pointer, what: "result area of export \(name)")
-                value = try lifter.load(result, at: pointer)
+                try lifter.checkPlacement(of: resultLayout, at: pointer, what: "result area of export \(name)")
+                value = try lifter.load(resultLayout, at: pointer)
             } else {
-                value = try lifter.liftFlat([result], from: results).first
+                // `results` matched the export signature above, whose results are the result's flat types.
+                value = try lifter.liftFlat([resultLayout], fromChecked: results[...]).first
             }
         }
         let postReturn = "cabi_post_\(name)"

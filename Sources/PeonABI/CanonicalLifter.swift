@@ -44,24 +44,25 @@ package struct CanonicalLifter {
                 "core values (\(values.map(\.type.description).joined(separator: ", "))) do not match the flat types "
                     + "(\(expected.map(\.description).joined(separator: ", "))) of \(types)")
         }
-        return try liftFlat(types, fromChecked: values)
+        return try liftFlat(types.map(CanonicalLayout.init), fromChecked: values[...])
     }
 
-    /// ``liftFlat(_:from:)`` without its check: for values the caller has already checked against `types`'
-    /// flat types (``CanonicalFunction`` checks a host import's arguments against its signature, worked out
-    /// once). Nothing here checks them again: values are read by position, so only that check makes them safe.
-    mutating func liftFlat(_ types: [CanonicalType], fromChecked values: [WasmValue]) throws -> [CanonicalValue] {
-        var cursor = FlatCursor(values[...])
+    /// ``liftFlat(_:from:)`` without its check, for laid-out types: for values the caller has already checked
+    /// against the types' flat types (``CanonicalFunction`` checks a host import's arguments against its
+    /// signature, worked out once). Nothing here checks them again: values are read by position, so only that
+    /// check makes them safe.
+    mutating func liftFlat(_ layouts: [CanonicalLayout], fromChecked values: ArraySlice<WasmValue>) throws -> [CanonicalValue] {
+        var cursor = FlatCursor(values)
         var lifted: [CanonicalValue] = []
-        lifted.reserveCapacity(types.count)
-        for type in types {
-            lifted.append(try liftFlat(type, from: &cursor))
+        lifted.reserveCapacity(layouts.count)
+        for layout in layouts {
+            lifted.append(try liftFlat(layout, from: &cursor))
         }
         return lifted
     }
 
-    private mutating func liftFlat(_ type: CanonicalType, from cursor: inout FlatCursor) throws -> CanonicalValue {
-        switch type {
+    private mutating func liftFlat(_ layout: CanonicalLayout, from cursor: inout FlatCursor) throws -> CanonicalValue {
+        switch layout.shape {
         case .bool: return .bool(try cursor.next32() != 0)
         case .u8: return .u8(UInt8(truncatingIfNeeded: try cursor.next32()))
         case .u16: return .u16(UInt16(truncatingIfNeeded: try cursor.next32()))
@@ -85,17 +86,17 @@ package struct CanonicalLifter {
             var values: [CanonicalValue] = []
             values.reserveCapacity(fields.count)
             for field in fields {
-                values.append(try liftFlat(field, from: &cursor))
+                values.append(try liftFlat(field.layout, from: &cursor))
             }
             return .record(values)
-        case .variant(let cases):
+        case .variant(_, _, let cases):
             let index = try cursor.next32()
             guard index < cases.count else {
-                throw GuestMemoryError("variant discriminant \(index) is out of range for \(cases.count) cases of \(type)")
+                throw GuestMemoryError("variant discriminant \(index) is out of range for \(cases.count) cases of \(layout.type)")
             }
             // The payload's flat values are the joined slots after the discriminant; a case uses a
             // prefix of them (reinterpreted to its own types) and the rest are skipped.
-            let slots = type.flatCount - 1
+            let slots = layout.flatTypes.count - 1
             var payloadCursor = try cursor.take(slots)
             let payload = try cases[Int(index)].map { try liftFlat($0, from: &payloadCursor) }
             return .variant(case: index, payload: payload)
@@ -107,37 +108,35 @@ package struct CanonicalLifter {
     /// Loads a value of `type` stored at `pointer`, which must be aligned to the type's alignment and
     /// lie, with the whole value, inside memory (a return area or an argument tuple).
     package mutating func load(_ type: CanonicalType, at pointer: UInt32) throws -> CanonicalValue {
-        try checkPlacement(of: type, at: pointer, what: "value")
-        return try loadChecked(type, at: pointer)
+        try load(CanonicalLayout(type), at: pointer)
     }
 
-    /// Checks that a `type` value at `pointer` is aligned and lies inside memory.
-    func checkPlacement(of type: CanonicalType, at pointer: UInt32, what: String) throws {
-        try CanonicalLifter.checkPlacement(of: type, at: pointer, what: what, in: guest)
+    /// ``load(_:at:)`` with the type already laid out.
+    package mutating func load(_ layout: CanonicalLayout, at pointer: UInt32) throws -> CanonicalValue {
+        try checkPlacement(of: layout, at: pointer, what: "value")
+        return try loadChecked(layout, at: pointer)
     }
 
-    static func checkPlacement(of type: CanonicalType, at pointer: UInt32, what: String, in guest: any GuestAccess) throws {
-        try checkPlacement(of: type, size: type.size, alignment: type.alignment, at: pointer, what: what, in: guest)
+    /// Checks that a value laid out as `layout` at `pointer` is aligned and lies inside memory.
+    func checkPlacement(of layout: CanonicalLayout, at pointer: UInt32, what: String) throws {
+        try CanonicalLifter.checkPlacement(of: layout, at: pointer, what: what, in: guest)
     }
 
-    /// The same check with the type's size and alignment already worked out (a function's result type,
-    /// whose layout ``CanonicalFunction`` computes once).
-    static func checkPlacement(
-        of type: CanonicalType, size: Int, alignment: Int, at pointer: UInt32, what: String, in guest: any GuestAccess
-    ) throws {
-        guard Int(pointer) % alignment == 0 else {
+    /// ``checkPlacement(of:at:what:)`` for any guest.
+    static func checkPlacement(of layout: CanonicalLayout, at pointer: UInt32, what: String, in guest: any GuestAccess) throws {
+        guard Int(pointer) % layout.alignment == 0 else {
             throw GuestMemoryError(
-                "\(what) pointer 0x\(String(pointer, radix: 16)) is not \(alignment)-byte aligned as \(type) requires")
+                "\(what) pointer 0x\(String(pointer, radix: 16)) is not \(layout.alignment)-byte aligned as \(layout.type) requires")
         }
-        guard let count = UInt32(exactly: size) else {
-            throw GuestMemoryError("a \(type) value does not fit a 32-bit memory")
+        guard let count = UInt32(exactly: layout.size) else {
+            throw GuestMemoryError("a \(layout.type) value does not fit a 32-bit memory")
         }
         try guest.checkRange(pointer, count)
     }
 
     /// Loads a value whose placement has been checked (alignment; bounds are checked again by every read).
-    private mutating func loadChecked(_ type: CanonicalType, at pointer: UInt32) throws -> CanonicalValue {
-        switch type {
+    private mutating func loadChecked(_ layout: CanonicalLayout, at pointer: UInt32) throws -> CanonicalValue {
+        switch layout.shape {
         case .bool: return .bool(try loadInteger(at: pointer, size: 1) != 0)
         case .u8: return .u8(UInt8(truncatingIfNeeded: try loadInteger(at: pointer, size: 1)))
         case .u16: return .u16(UInt16(truncatingIfNeeded: try loadInteger(at: pointer, size: 2)))
@@ -159,20 +158,17 @@ package struct CanonicalLifter {
         case .record(let fields):
             var values: [CanonicalValue] = []
             values.reserveCapacity(fields.count)
-            var offset = 0
             for field in fields {
-                offset = alignUp(offset, to: field.alignment)
-                values.append(try loadChecked(field, at: try advance(pointer, by: offset)))
-                offset += field.size
+                values.append(try loadChecked(field.layout, at: try advance(pointer, by: field.offset)))
             }
             return .record(values)
-        case .variant(let cases):
-            let index = UInt32(truncatingIfNeeded: try loadInteger(at: pointer, size: CanonicalType.discriminantSize(cases.count)))
+        case .variant(let discriminantSize, let payloadOffset, let cases):
+            let index = UInt32(truncatingIfNeeded: try loadInteger(at: pointer, size: discriminantSize))
             guard index < cases.count else {
                 throw GuestMemoryError(
-                    "variant discriminant \(index) at 0x\(String(pointer, radix: 16)) is out of range for \(cases.count) cases of \(type)")
+                    "variant discriminant \(index) at 0x\(String(pointer, radix: 16)) is out of range for \(cases.count) cases of \(layout.type)")
             }
-            let payloadPointer = try advance(pointer, by: type.payloadOffset)
+            let payloadPointer = try advance(pointer, by: payloadOffset)
             let payload = try cases[Int(index)].map { try loadChecked($0, at: payloadPointer) }
             return .variant(case: index, payload: payload)
         }
@@ -184,16 +180,34 @@ package struct CanonicalLifter {
     package mutating func liftString(at pointer: UInt32, byteCount: UInt32) throws -> String {
         try guest.checkRange(pointer, byteCount)
         try charge(bytes: Int(byteCount), what: "a string of \(byteCount) bytes")
-        return try guest.readString(at: pointer, count: byteCount)
+        // Validated and copied straight out of guest memory: one copy, no intermediate array. ASCII is valid
+        // UTF-8 as it is, and decoding it is the stdlib's cheap specialized path; anything else is validated
+        // (and refused, never repaired, when it is not UTF-8).
+        let string = try guest.withMemory(at: pointer, count: byteCount) { raw -> String? in
+            let bytes = raw.assumingMemoryBound(to: UInt8.self)
+            var high: UInt8 = 0
+            for byte in bytes { high |= byte }
+            return high < 0x80 ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+        guard let string else {
+            throw GuestMemoryError("guest string at 0x\(String(pointer, radix: 16)) (\(byteCount) bytes) is not valid UTF-8")
+        }
+        return string
     }
 
     /// Lifts a list of `count` elements of `element` at `pointer`, which must be aligned to the
     /// element's alignment. A `list<u8>` comes back as ``CanonicalValue/bytes(_:)``.
     package mutating func liftList(of element: CanonicalType, at pointer: UInt32, count: UInt32) throws -> CanonicalValue {
-        let elementSize = element.size
-        guard Int(pointer) % element.alignment == 0 else {
+        try liftList(of: CanonicalLayout(element), at: pointer, count: count)
+    }
+
+    /// ``liftList(of:at:count:)`` with the element type already laid out.
+    mutating func liftList(of layout: CanonicalLayout, at pointer: UInt32, count: UInt32) throws -> CanonicalValue {
+        let element = layout.type
+        let elementSize = layout.size
+        guard Int(pointer) % layout.alignment == 0 else {
             throw GuestMemoryError(
-                "list pointer 0x\(String(pointer, radix: 16)) is not \(element.alignment)-byte aligned as list<\(element)> requires")
+                "list pointer 0x\(String(pointer, radix: 16)) is not \(layout.alignment)-byte aligned as list<\(element)> requires")
         }
         let byteLength = UInt64(count) * UInt64(elementSize)
         guard let byteCount = UInt32(exactly: byteLength) else {
@@ -201,7 +215,7 @@ package struct CanonicalLifter {
                 "list<\(element)> of \(count) elements at 0x\(String(pointer, radix: 16)) is \(byteLength) bytes, larger than a 32-bit memory")
         }
         try guest.checkRange(pointer, byteCount)
-        if element == .u8 {
+        if case .u8 = layout.shape {
             try charge(bytes: Int(byteCount), what: "a list<u8> of \(byteCount) bytes")
             return .bytes(try guest.readBytes(at: pointer, count: byteCount))
         }
@@ -210,7 +224,7 @@ package struct CanonicalLifter {
         var values: [CanonicalValue] = []
         values.reserveCapacity(Int(count))
         for index in 0..<Int(count) {
-            values.append(try loadChecked(element, at: try advance(pointer, by: index * elementSize)))
+            values.append(try loadChecked(layout, at: try advance(pointer, by: index * elementSize)))
         }
         return .list(values)
     }

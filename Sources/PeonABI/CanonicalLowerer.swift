@@ -32,17 +32,18 @@ package struct CanonicalLowerer {
     /// Stores `value` as `type` at `pointer`, which must be aligned to the type's alignment and lie,
     /// with the whole value, inside memory (e.g. a return area the guest passed).
     package func store(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
-        try store(value, as: type, size: type.size, alignment: type.alignment, at: pointer)
+        try store(value, as: CanonicalLayout(type), at: pointer)
     }
 
-    /// ``store(_:as:at:)`` with the type's size and alignment already worked out (a function's result).
-    package func store(_ value: CanonicalValue, as type: CanonicalType, size: Int, alignment: Int, at pointer: UInt32) throws {
-        try CanonicalLifter.checkPlacement(of: type, size: size, alignment: alignment, at: pointer, what: "result", in: guest)
-        try storeChecked(value, as: type, at: pointer)
+    /// ``store(_:as:at:)`` with the type already laid out (a function's result, laid out once by
+    /// ``CanonicalFunction``).
+    package func store(_ value: CanonicalValue, as layout: CanonicalLayout, at pointer: UInt32) throws {
+        try CanonicalLifter.checkPlacement(of: layout, at: pointer, what: "result", in: guest)
+        try storeChecked(value, as: layout, at: pointer)
     }
 
-    private func storeChecked(_ value: CanonicalValue, as type: CanonicalType, at pointer: UInt32) throws {
-        switch (type, value) {
+    private func storeChecked(_ value: CanonicalValue, as layout: CanonicalLayout, at pointer: UInt32) throws {
+        switch (layout.shape, value) {
         case (.bool, .bool(let v)): try storeInteger(v ? 1 : 0, at: pointer, size: 1)
         case (.u8, .u8(let v)): try storeInteger(UInt64(v), at: pointer, size: 1)
         case (.u16, .u16(let v)): try storeInteger(UInt64(v), at: pointer, size: 2)
@@ -61,48 +62,52 @@ package struct CanonicalLowerer {
             let (begin, count) = try storeListIntoRange(value, of: element)
             try storePointerAndLength(begin, count, at: pointer)
         case (.record(let fields), .record(let values)) where fields.count == values.count:
-            var offset = 0
-            for (field, fieldValue) in zip(fields, values) {
-                offset = alignUp(offset, to: field.alignment)
-                try storeChecked(fieldValue, as: field, at: try advance(pointer, by: offset))
-                offset += field.size
+            for index in fields.indices {
+                let field = fields[index]
+                try storeChecked(values[index], as: field.layout, at: try advance(pointer, by: field.offset))
             }
-        case (.variant(let cases), .variant(let index, let payload)):
-            let payloadType = try Self.payloadType(of: cases, index: index, payload: payload, type: type)
-            try storeInteger(UInt64(index), at: pointer, size: CanonicalType.discriminantSize(cases.count))
-            if let payloadType, let payload {
-                try storeChecked(payload, as: payloadType, at: try advance(pointer, by: type.payloadOffset))
+        case (.variant(let discriminantSize, let payloadOffset, let cases), .variant(let index, let payload)):
+            let payloadLayout = try Self.payloadLayout(of: cases, index: index, payload: payload, type: layout.type)
+            try storeInteger(UInt64(index), at: pointer, size: discriminantSize)
+            if let payloadLayout, let payload {
+                try storeChecked(payload, as: payloadLayout, at: try advance(pointer, by: payloadOffset))
             }
         default:
-            throw CanonicalValueMismatch("cannot store a \(value.kindName) value as \(type)")
+            throw CanonicalValueMismatch("cannot store a \(value.kindName) value as \(layout.type)")
         }
     }
 
-    /// Allocates guest memory for the string and copies its UTF-8 bytes there.
-    /// Returns the guest pointer and byte length.
+    /// Allocates guest memory for the string and copies its UTF-8 bytes there, straight from the
+    /// string's own storage. Returns the guest pointer and byte length.
     package func storeStringIntoRange(_ string: String) throws -> (pointer: UInt32, count: UInt32) {
-        let bytes = Array(string.utf8)
-        guard bytes.count <= Self.maxStringBytes else {
-            throw CanonicalLimitExceeded("a string of \(bytes.count) bytes is longer than the canonical ABI's 2^31-1 bytes")
+        let utf8 = string.utf8
+        let byteCount = utf8.count
+        guard byteCount <= Self.maxStringBytes else {
+            throw CanonicalLimitExceeded("a string of \(byteCount) bytes is longer than the canonical ABI's 2^31-1 bytes")
         }
-        let begin = try allocate(byteCount: bytes.count, alignment: 1)
-        try guest.writeBytes(bytes, at: begin)
-        return (begin, UInt32(bytes.count))
+        let begin = try allocate(byteCount: byteCount, alignment: 1)
+        try Self.write(utf8, to: guest, at: begin)
+        return (begin, UInt32(byteCount))
     }
 
     /// Allocates guest memory for the list and stores its elements there.
     /// Returns the guest pointer and element count.
     package func storeListIntoRange(_ value: CanonicalValue, of element: CanonicalType) throws -> (pointer: UInt32, count: UInt32) {
-        if element == .u8, case .bytes(let bytes) = value {
+        try storeListIntoRange(value, of: CanonicalLayout(element))
+    }
+
+    /// ``storeListIntoRange(_:of:)`` with the element type already laid out.
+    func storeListIntoRange(_ value: CanonicalValue, of element: CanonicalLayout) throws -> (pointer: UInt32, count: UInt32) {
+        if case .u8 = element.shape, case .bytes(let bytes) = value {
             let begin = try allocate(byteCount: bytes.count, alignment: 1)
-            try guest.writeBytes(bytes, at: begin)
+            try Self.write(bytes, to: guest, at: begin)
             return (begin, UInt32(bytes.count))
         }
         let elements = try value.asList()
         let elementSize = element.size
         let (byteCount, overflow) = elements.count.multipliedReportingOverflow(by: elementSize)
         guard !overflow, byteCount < 1 << 32 else {
-            throw CanonicalLimitExceeded("a list<\(element)> of \(elements.count) elements does not fit a 32-bit memory")
+            throw CanonicalLimitExceeded("a list<\(element.type)> of \(elements.count) elements does not fit a 32-bit memory")
         }
         let begin = try allocate(byteCount: byteCount, alignment: element.alignment)
         for (index, elementValue) in elements.enumerated() {
@@ -111,17 +116,37 @@ package struct CanonicalLowerer {
         return (begin, UInt32(elements.count))
     }
 
+    /// Copies contiguous bytes (an array, a native string's UTF-8) into guest memory at `offset` with
+    /// one bounds check and one copy, element by element for anything else.
+    private static func write(_ bytes: some Collection<UInt8>, to guest: any GuestAccess, at offset: UInt32) throws {
+        guard let count = UInt32(exactly: bytes.count) else {
+            throw GuestMemoryError("a write of \(bytes.count) bytes is larger than a 32-bit memory")
+        }
+        try guest.withMutableMemory(at: offset, count: count) { buffer in
+            let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
+                buffer.copyMemory(from: UnsafeRawBufferPointer(source))
+            }
+            if copied == nil { _ = buffer.initializeMemory(as: UInt8.self, from: bytes) }
+        }
+    }
+
     /// Calls the guest's `cabi_realloc(0, 0, alignment, byteCount)` and checks that the block it
     /// returns is aligned and lies inside memory.
+    ///
+    /// Whether the guest exports `cabi_realloc` is only asked when the call fails as a missing export
+    /// (it is asked of the engine anyway): a guest without one gets the same error as before, and a
+    /// guest with one is not asked on every allocation.
     package func allocate(byteCount: Int, alignment: Int) throws -> UInt32 {
         guard let size = UInt32(exactly: byteCount) else {
             throw CanonicalLimitExceeded("an allocation of \(byteCount) bytes does not fit a 32-bit memory")
         }
-        guard guest.hasExport(Self.reallocExport) else {
+        let results: [WasmValue]
+        do {
+            results = try guest.callExport(Self.reallocExport, [.i32(0), .i32(0), .i32(UInt32(alignment)), .i32(size)])
+        } catch let error as EngineError where error.kind == .missingExport && !guest.hasExport(Self.reallocExport) {
             throw GuestMemoryError(
                 "the guest does not export \(Self.reallocExport)(i32, i32, i32, i32) -> i32, which the host needs to return a string or list")
         }
-        let results = try guest.callExport(Self.reallocExport, [.i32(0), .i32(0), .i32(UInt32(alignment)), .i32(size)])
         guard results.count == 1, case .i32(let pointer) = results[0] else {
             throw GuestMemoryError(
                 "\(Self.reallocExport) returned (\(results.map(\.type.description).joined(separator: ", "))) instead of one i32")
@@ -144,61 +169,79 @@ package struct CanonicalLowerer {
     /// Lowers `value` of `type` to core values (allocating guest memory for strings and lists), e.g.
     /// the arguments of a call to a guest export.
     package func lowerFlat(_ value: CanonicalValue, as type: CanonicalType) throws -> [WasmValue] {
-        switch (type, value) {
-        case (.bool, .bool(let v)): return [.i32(v ? 1 : 0)]
-        case (.u8, .u8(let v)): return [.i32(UInt32(v))]
-        case (.u16, .u16(let v)): return [.i32(UInt32(v))]
-        case (.u32, .u32(let v)): return [.i32(v)]
-        case (.u64, .u64(let v)): return [.i64(v)]
-        case (.s8, .s8(let v)): return [.i32(UInt32(bitPattern: Int32(v)))]
-        case (.s16, .s16(let v)): return [.i32(UInt32(bitPattern: Int32(v)))]
-        case (.s32, .s32(let v)): return [.i32(UInt32(bitPattern: v))]
-        case (.s64, .s64(let v)): return [.i64(UInt64(bitPattern: v))]
-        case (.f32, .f32(let v)): return [.f32(canonicalized(v).bitPattern)]
-        case (.f64, .f64(let v)): return [.f64(canonicalized(v).bitPattern)]
+        try lowerFlat(value, as: CanonicalLayout(type))
+    }
+
+    /// ``lowerFlat(_:as:)`` with the type already laid out.
+    package func lowerFlat(_ value: CanonicalValue, as layout: CanonicalLayout) throws -> [WasmValue] {
+        var flat: [WasmValue] = []
+        flat.reserveCapacity(layout.flatTypes.count)
+        try lowerFlat(value, as: layout, into: &flat)
+        return flat
+    }
+
+    /// Appends the core values of `value` to `flat`.
+    private func lowerFlat(_ value: CanonicalValue, as layout: CanonicalLayout, into flat: inout [WasmValue]) throws {
+        switch (layout.shape, value) {
+        case (.bool, .bool(let v)): flat.append(.i32(v ? 1 : 0))
+        case (.u8, .u8(let v)): flat.append(.i32(UInt32(v)))
+        case (.u16, .u16(let v)): flat.append(.i32(UInt32(v)))
+        case (.u32, .u32(let v)): flat.append(.i32(v))
+        case (.u64, .u64(let v)): flat.append(.i64(v))
+        case (.s8, .s8(let v)): flat.append(.i32(UInt32(bitPattern: Int32(v))))
+        case (.s16, .s16(let v)): flat.append(.i32(UInt32(bitPattern: Int32(v))))
+        case (.s32, .s32(let v)): flat.append(.i32(UInt32(bitPattern: v)))
+        case (.s64, .s64(let v)): flat.append(.i64(UInt64(bitPattern: v)))
+        case (.f32, .f32(let v)): flat.append(.f32(canonicalized(v).bitPattern))
+        case (.f64, .f64(let v)): flat.append(.f64(canonicalized(v).bitPattern))
         case (.string, .string(let string)):
             let (begin, count) = try storeStringIntoRange(string)
-            return [.i32(begin), .i32(count)]
+            flat.append(.i32(begin))
+            flat.append(.i32(count))
         case (.list(let element), _):
             let (begin, count) = try storeListIntoRange(value, of: element)
-            return [.i32(begin), .i32(count)]
+            flat.append(.i32(begin))
+            flat.append(.i32(count))
         case (.record(let fields), .record(let values)) where fields.count == values.count:
-            var flat: [WasmValue] = []
-            for (field, fieldValue) in zip(fields, values) {
-                flat += try lowerFlat(fieldValue, as: field)
+            for index in fields.indices {
+                try lowerFlat(values[index], as: fields[index].layout, into: &flat)
             }
-            return flat
-        case (.variant(let cases), .variant(let index, let payload)):
-            let payloadType = try Self.payloadType(of: cases, index: index, payload: payload, type: type)
-            let slots = type.flatTypes.dropFirst()
-            var flat: [WasmValue] = [.i32(index)]
-            var lowered: [WasmValue] = []
-            if let payloadType, let payload {
-                lowered = try lowerFlat(payload, as: payloadType)
+        case (.variant(_, _, let cases), .variant(let index, let payload)):
+            let payloadLayout = try Self.payloadLayout(of: cases, index: index, payload: payload, type: layout.type)
+            flat.append(.i32(index))
+            // The payload's own core values go into the joined slots, widened or reinterpreted to each
+            // slot's type; the slots it does not use are zero.
+            let first = flat.count
+            if let payloadLayout, let payload {
+                try lowerFlat(payload, as: payloadLayout, into: &flat)
             }
-            for (position, want) in slots.enumerated() {
-                flat.append(position < lowered.count ? Self.coerce(lowered[position], to: want) : Self.zero(want))
+            let slots = layout.flatTypes.dropFirst()
+            for (position, want) in zip(first..., slots) {
+                if position < flat.count {
+                    flat[position] = Self.coerce(flat[position], to: want)
+                } else {
+                    flat.append(Self.zero(want))
+                }
             }
-            return flat
         default:
-            throw CanonicalValueMismatch("cannot lower a \(value.kindName) value as \(type)")
+            throw CanonicalValueMismatch("cannot lower a \(value.kindName) value as \(layout.type)")
         }
     }
 
     // MARK: Helpers
 
-    /// The payload type of case `index`, checking the value has a payload exactly when the case does.
-    private static func payloadType(
-        of cases: [CanonicalType?], index: UInt32, payload: CanonicalValue?, type: CanonicalType
-    ) throws(CanonicalValueMismatch) -> CanonicalType? {
+    /// The payload layout of case `index`, checking the value has a payload exactly when the case does.
+    private static func payloadLayout(
+        of cases: [CanonicalLayout?], index: UInt32, payload: CanonicalValue?, type: CanonicalType
+    ) throws(CanonicalValueMismatch) -> CanonicalLayout? {
         guard index < cases.count else {
             throw CanonicalValueMismatch("variant case \(index) is out of range for \(type)")
         }
-        let payloadType = cases[Int(index)]
-        guard (payloadType == nil) == (payload == nil) else {
-            throw CanonicalValueMismatch("variant case \(index) of \(type) \(payloadType == nil ? "has no" : "needs a") payload")
+        let payloadLayout = cases[Int(index)]
+        guard (payloadLayout == nil) == (payload == nil) else {
+            throw CanonicalValueMismatch("variant case \(index) of \(type) \(payloadLayout == nil ? "has no" : "needs a") payload")
         }
-        return payloadType
+        return payloadLayout
     }
 
     /// Widens or reinterprets a payload's core value into a joined slot (the spec's `lower_flat_variant`).
@@ -220,9 +263,12 @@ package struct CanonicalLowerer {
         }
     }
 
+    /// Stores a string's or list's (pointer, length) pair: two little-endian `u32`s, one bounds check.
     private func storePointerAndLength(_ begin: UInt32, _ count: UInt32, at pointer: UInt32) throws {
-        try storeInteger(UInt64(begin), at: pointer, size: 4)
-        try storeInteger(UInt64(count), at: try advance(pointer, by: 4), size: 4)
+        try guest.withMutableMemory(at: pointer, count: 8) { bytes in
+            bytes.storeBytes(of: begin.littleEndian, as: UInt32.self)
+            bytes.storeBytes(of: count.littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
     }
 
     private func storeInteger(_ value: UInt64, at pointer: UInt32, size: Int) throws {

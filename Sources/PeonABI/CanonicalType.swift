@@ -66,7 +66,8 @@ package indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible
     /// The size in linear memory, in bytes, including trailing padding to ``alignment``.
     package var size: Int { layout.size }
 
-    /// Size and alignment computed together in one walk of the type (they are asked for on every lowered value).
+    /// Size and alignment computed together in one walk of the type. The lifter and lowerer use a
+    /// ``CanonicalLayout``, which keeps them (and every nested type's) instead of walking again.
     private var layout: (size: Int, alignment: Int) {
         switch self {
         case .bool, .u8, .s8: return (1, 1)
@@ -75,33 +76,55 @@ package indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible
         case .string, .list: return (8, 4)
         case .u64, .s64, .f64: return (8, 8)
         case .record(let fields):
-            var size = 0
-            var alignment = 1
-            for field in fields {
-                let inner = field.layout
-                size = alignUp(size, to: inner.alignment) + inner.size
-                alignment = max(alignment, inner.alignment)
-            }
-            return (alignUp(size, to: alignment), alignment)
+            let record = Self.recordLayout(fields.lazy.map(\.layout))
+            return (record.size, record.alignment)
         case .variant(let cases):
-            var payloadSize = 0
-            var caseAlignment = 1
-            for case let payload? in cases {
-                let inner = payload.layout
-                payloadSize = max(payloadSize, inner.size)
-                caseAlignment = max(caseAlignment, inner.alignment)
-            }
-            let discriminant = Self.discriminantSize(cases.count)
-            let alignment = max(discriminant, caseAlignment)
-            return (alignUp(alignUp(discriminant, to: caseAlignment) + payloadSize, to: alignment), alignment)
+            let variant = Self.variantLayout(caseCount: cases.count, payloads: cases.lazy.compactMap { $0?.layout })
+            return (variant.size, variant.alignment)
         }
+    }
+
+    /// The spec's record layout from its fields' sizes and alignments: each field's offset, then the
+    /// record's size (padded to its alignment) and alignment. ``CanonicalLayout`` uses it too, so the
+    /// two cannot disagree.
+    static func recordLayout(
+        _ fields: some Sequence<(size: Int, alignment: Int)>
+    ) -> (offsets: [Int], size: Int, alignment: Int) {
+        var offsets: [Int] = []
+        var size = 0
+        var alignment = 1
+        for field in fields {
+            let offset = alignUp(size, to: field.alignment)
+            offsets.append(offset)
+            size = offset + field.size
+            alignment = max(alignment, field.alignment)
+        }
+        return (offsets, alignUp(size, to: alignment), alignment)
+    }
+
+    /// The spec's variant layout from its case count and its payloads' sizes and alignments: the
+    /// discriminant's size, the payload's offset (the discriminant rounded up to the largest case
+    /// alignment), and the variant's size and alignment.
+    static func variantLayout(
+        caseCount: Int, payloads: some Sequence<(size: Int, alignment: Int)>
+    ) -> (discriminantSize: Int, payloadOffset: Int, size: Int, alignment: Int) {
+        var payloadSize = 0
+        var caseAlignment = 1
+        for payload in payloads {
+            payloadSize = max(payloadSize, payload.size)
+            caseAlignment = max(caseAlignment, payload.alignment)
+        }
+        let discriminant = discriminantSize(caseCount)
+        let alignment = max(discriminant, caseAlignment)
+        let payloadOffset = alignUp(discriminant, to: caseAlignment)
+        return (discriminant, payloadOffset, alignUp(payloadOffset + payloadSize, to: alignment), alignment)
     }
 
     /// For a variant, the offset of the payload from the start of the value: the discriminant's size
     /// rounded up to the largest case alignment. 0 for other types.
     package var payloadOffset: Int {
         guard case .variant(let cases) = self else { return 0 }
-        return alignUp(Self.discriminantSize(cases.count), to: Self.maxCaseAlignment(cases))
+        return Self.variantLayout(caseCount: cases.count, payloads: cases.lazy.compactMap { $0?.layout }).payloadOffset
     }
 
     /// The core values this type flattens to when passed as parameters or results.
@@ -167,10 +190,6 @@ package indirect enum CanonicalType: Sendable, Hashable, CustomStringConvertible
         case ...65536: 2
         default: 4
         }
-    }
-
-    private static func maxCaseAlignment(_ cases: [CanonicalType?]) -> Int {
-        cases.reduce(1) { max($0, $1?.alignment ?? 1) }
     }
 
     /// The spec's `join`: the core type that can carry either of two cases' flat values.
