@@ -31,6 +31,11 @@ import Testing
     func sizeAndAlignmentFollowTheSpec(type: CanonicalType, size: Int, alignment: Int) {
         #expect(type.size == size, "size of \(type)")
         #expect(type.alignment == alignment, "alignment of \(type)")
+        // The layout the lifter and lowerer walk, worked out once per function type, has the same numbers.
+        let layout = CanonicalLayout(type)
+        #expect(layout.size == size, "laid-out size of \(type)")
+        #expect(layout.alignment == alignment, "laid-out alignment of \(type)")
+        #expect(layout.flatTypes == type.flatTypes, "laid-out flat types of \(type)")
     }
 
     @Test func aVariantsPayloadStartsAtItsLargestCaseAlignment() {

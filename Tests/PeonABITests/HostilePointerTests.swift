@@ -164,6 +164,29 @@ import Testing
         #expect(error?.message.contains("cabi_realloc") == true)
     }
 
+    /// The lowerer no longer asks whether `cabi_realloc` exists before each allocation; it asks only when the
+    /// engine refuses the call as a missing export. A `cabi_realloc` that exists with the wrong type must still be
+    /// reported as the engine reports it, not as a missing export.
+    @Test func aReallocOfTheWrongTypeIsReportedAsTheEngineSaysNotAsMissing() {
+        let guest = FakeGuest()
+        guest.allocator = .wrongType
+        let error = #expect(throws: EngineError.self) {
+            try CanonicalLowerer(guest: guest).store(.string("hi"), as: .string, at: 0x100)
+        }
+        #expect(error?.kind == .missingExport)
+        #expect(error?.message.contains("has type") == true)
+        #expect(guest.allocations.isEmpty)
+    }
+
+    /// Lowering a result with several strings calls `cabi_realloc` once per string and never asks the guest
+    /// whether it exports it (an engine answers that with a lookup by name).
+    @Test func aGuestWithReallocIsNotAskedForItOnEachAllocation() throws {
+        let guest = FakeGuest()
+        try CanonicalLowerer(guest: guest).store(.list([.string("a"), .string("bc"), .string("")]), as: .list(.string), at: 0x100)
+        #expect(guest.allocations.count == 4)
+        #expect(guest.exportQueries == 0)
+    }
+
     @Test func memoryGrownByTheAllocatorIsUsable() throws {
         let guest = FakeGuest(pages: 1, heapStart: 65000)
         let big = [UInt8](repeating: 7, count: 200_000)
@@ -192,6 +215,7 @@ extension FakeGuest.Allocator: CustomTestStringConvertible {
         case .fixed(let pointer): "fixed 0x\(String(pointer, radix: 16))"
         case .misaligned: "misaligned"
         case .noResult: "no result"
+        case .wrongType: "wrong type"
         }
     }
 }

@@ -49,6 +49,37 @@ import Testing
         #expect(guest.peekString(pairAt: 0x20C) == "gone")
     }
 
+    /// A function lays its result type out once and reuses it on every call. Two functions whose results put the
+    /// error at different offsets (after an 8-aligned `u64` case, after a 4-aligned list case), lowered one after
+    /// the other into one guest, must each use their own layout; so must a function whose result type is changed.
+    @Test func functionsLowerWithTheirOwnLayoutWhenCalledAlternately() throws {
+        let guest = FakeGuest()
+        let count = CanonicalFunction([.string], result: .result(ok: .u64, error: Self.error))
+        var read = CanonicalFunction([.string], result: .result(ok: .list(.u8), error: Self.error))
+        for round in 0..<2 {
+            let code = UInt32(round + 1)
+            #expect(try count.lowerImportResult(.error(.record([.enumeration(code), .string("no count")])), returnArea: 0x100, guest: guest) == nil)
+            #expect(try read.lowerImportResult(.error(.record([.enumeration(code + 2), .string("no read")])), returnArea: 0x200, guest: guest) == nil)
+            #expect(guest.memory[0x100] == 1 && guest.memory[0x108] == UInt8(code))
+            #expect(guest.peekString(pairAt: 0x10C) == "no count")
+            #expect(guest.memory[0x200] == 1 && guest.memory[0x204] == UInt8(code + 2))
+            #expect(guest.peekString(pairAt: 0x208) == "no read")
+        }
+        // A return area 4 bytes past an 8-aligned one suits `read` but not `count`.
+        #expect(throws: GuestMemoryError.self) {
+            _ = try count.liftImportArguments([.i32(0), .i32(0), .i32(0x304)], guest: guest)
+        }
+        #expect(try read.liftImportArguments([.i32(0), .i32(0), .i32(0x304)], guest: guest).returnArea == 0x304)
+
+        read.result = .result(ok: .u64, error: Self.error)
+        #expect(throws: GuestMemoryError.self) {
+            _ = try read.liftImportArguments([.i32(0), .i32(0), .i32(0x304)], guest: guest)
+        }
+        #expect(try read.lowerImportResult(.ok(.u64(0x0102_0304_0506_0708)), returnArea: 0x400, guest: guest) == nil)
+        #expect(guest.memory[0x400] == 0)
+        #expect(guest.peek64(0x408) == 0x0102_0304_0506_0708)
+    }
+
     @Test func listsAreAllocatedWithTheirElementAlignment() throws {
         let guest = FakeGuest(heapStart: 0x8001)
         try CanonicalLowerer(guest: guest).store(.list([.u64(1), .u64(2)]), as: .list(.u64), at: 0x100)

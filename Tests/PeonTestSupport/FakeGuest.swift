@@ -13,6 +13,9 @@ package final class FakeGuest: GuestAccess {
         case misaligned
         /// Returns no result.
         case noResult
+        /// Refuses the call as an export of the wrong type (the engine's `missingExport`), as an engine does
+        /// for a `cabi_realloc` that is exported but does not take four `i32`s.
+        case wrongType
     }
 
     package var memory: [UInt8]
@@ -24,6 +27,8 @@ package final class FakeGuest: GuestAccess {
     package var onRealloc: (() throws -> Void)?
     /// Every `cabi_realloc` call as (align, size).
     package private(set) var allocations: [(alignment: UInt32, size: UInt32)] = []
+    /// How many times ``hasExport(_:)`` was asked.
+    package private(set) var exportQueries = 0
 
     package init(pages: Int = 1, heapStart: UInt32 = 0x8000) {
         memory = [UInt8](repeating: 0, count: pages * 65536)
@@ -48,6 +53,7 @@ package final class FakeGuest: GuestAccess {
 
     package func callExport(_ name: String, _ arguments: [WasmValue]) throws -> [WasmValue] {
         guard name == "cabi_realloc", exportsRealloc else { throw EngineError(.missingExport, "no export \(name)") }
+        if case .wrongType = allocator { throw EngineError(.missingExport, "export cabi_realloc has type (i32) -> (i32)") }
         let alignment = arguments[2].i32 ?? 1
         let size = arguments[3].i32 ?? 0
         allocations.append((alignment, size))
@@ -61,11 +67,14 @@ package final class FakeGuest: GuestAccess {
             return [.i32(bump(size: size + 1, alignment: alignment) + 1)]
         case .noResult:
             return []
+        case .wrongType:
+            return []  // refused above, before the allocation is recorded
         }
     }
 
     package func hasExport(_ name: String) -> Bool {
-        (name == "cabi_realloc" && exportsRealloc) || otherExports.contains(name)
+        exportQueries += 1
+        return (name == "cabi_realloc" && exportsRealloc) || otherExports.contains(name)
     }
 
     private func bump(size: UInt32, alignment: UInt32) -> UInt32 {
