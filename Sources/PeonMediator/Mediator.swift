@@ -545,17 +545,22 @@ func sanitize(_ text: String) -> String {
     TerminalText.escaped(text)
 }
 
-/// The kind prefixes a resource string starts with.
-private let resourceKinds = ["fs:", "http:", "db:", "exec:"]
+/// The kind prefixes a resource string starts with, in the order they are cut off.
+private let resourceKinds: [[UInt8]] = ["fs:", "http:", "db:", "exec:"].map { Array($0.utf8) }
 
 /// The resource as shown to the guest, without its kind prefix (`fs:`, `http:` ...): the guest sent
 /// it, so it is no secret; escaped and cut at 200 characters.
 func guestVisible(_ resource: String) -> String {
-    var text = Substring(resource)
-    for kind in resourceKinds where text.utf8.starts(with: kind.utf8) {
-        // By bytes: the prefix is ASCII, so its end is a scalar boundary whatever follows it.
-        text = text[text.utf8.index(text.utf8.startIndex, offsetBy: kind.utf8.count)...]
+    var resource = resource
+    // By bytes: each prefix is ASCII, so where it ends is a scalar boundary whatever follows it.
+    let kindBytes = resource.withUTF8 { bytes in
+        var at = 0
+        for kind in resourceKinds where bytes.count - at >= kind.count && kind.indices.allSatisfy({ bytes[at + $0] == kind[$0] }) {
+            at += kind.count
+        }
+        return at
     }
-    let clean = sanitize(String(text))
+    let text = kindBytes == 0 ? resource : String(Substring(resource.utf8.dropFirst(kindBytes)))
+    let clean = sanitize(text)
     return clean.utf8.count > 200 && clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
 }

@@ -114,6 +114,21 @@ import Testing
         #expect(outcome.outcome == "ok" && outcome.details["redacted"] == "5")
     }
 
+    /// What a guest is told about a resource: its kind prefixes cut off in their order, escaped, at most 200 characters.
+    @Test func guestVisibleResourcesLoseTheirKindAndAreEscaped() {
+        #expect(guestVisible("fs:/data/x") == "/data/x")
+        #expect(guestVisible("http:GET https://example.com/") == "GET https://example.com/")
+        #expect(guestVisible("db:bench") == "bench")
+        #expect(guestVisible("exec:/bin/true") == "/bin/true")
+        #expect(guestVisible("fs:http:db:exec:x") == "x", "each kind in turn, as the resource's own text")
+        #expect(guestVisible("http:fs:x") == "fs:x", "a kind after a later one stays")
+        #expect(guestVisible("fs") == "fs" && guestVisible("fs:") == "" && guestVisible("") == "")
+        #expect(guestVisible("file:/x") == "file:/x")
+        #expect(guestVisible("fs:/caf\u{E9}\n") == "/caf\u{E9}\\u{a}")
+        let long = guestVisible("fs:/" + String(repeating: "\u{E9}", count: 300))
+        #expect(long == "/" + String(repeating: "\u{E9}", count: 199) + "…")
+    }
+
     /// The approval prompt shows what a guest sent escaped, so `\r` and ANSI sequences cannot erase the
     /// real request and show a forged one; so does every line printed about a guest.
     @Test func terminalTextIsEscaped() {
