@@ -90,7 +90,8 @@ struct GuestBench {
             + "Native column: the same operation straight from Swift in the same process. Twins: fs — POSIX open/read|write/close; "
             + "db — SQLite's C API on one open connection with prepared statements (and, separately, opened + prepared per call, which is what the capability does); "
             + "exec — posix_spawn of /bin/true with stdout/stderr piped, then waitpid; "
-            + "http — the HTTP client the capability wraps (AsyncHTTPClient via `HTTPCapability`) called directly, against a loopback server this benchmark starts.")
+            + "http — the HTTP client the capability wraps (AsyncHTTPClient via `HTTPCapability`) called directly, against a loopback server this benchmark starts. "
+            + "The two columns are measured alternately, one batch of each per sample (the order swapped every sample), so the drift of a shared machine lands on both.")
         report.line()
         let data4k = [UInt8]((0..<4096).map { UInt8($0 & 0x7f) })
         let native = try NativeSQLite(path: workspace.databasePath)
@@ -122,14 +123,13 @@ struct GuestBench {
 
             func compare(_ name: String, batch: Int, guestCall: () throws -> Int, nativeCall: () throws -> Void) throws {
                 var failures = 0
-                let guestStats = try measure(count: sampleCount, batch: batch) {
+                let (guestStats, nativeStats) = try measureAlternately(count: sampleCount, batch: batch, {
                     let ok = try guestCall()
                     failures += batch - ok
-                }
-                guard failures == 0 else { throw BenchFailure("\(name) from the guest failed \(failures) times") }
-                let nativeStats = try measure(count: sampleCount, batch: batch) {
+                }, {
                     for _ in 0..<batch { try nativeCall() }
-                }
+                })
+                guard failures == 0 else { throw BenchFailure("\(name) from the guest failed \(failures) times") }
                 let overhead = (guestStats.median / nativeStats.median - 1) * 100
                 progress("\(engine.name) \(name): native \(formatNS(nativeStats.median)), guest \(formatNS(guestStats.median))")
                 rows.append([engine.name, name, formatNS(nativeStats.median), formatNS(nativeStats.p99),

@@ -27,6 +27,38 @@ func measure(count: Int, batch: Int, warmup: Int = 3, _ body: () throws -> Void)
     return Stats(samples: samples.sorted())
 }
 
+/// Two operations measured in turn, one batch of each per sample (the order swapped every sample), so the drift of a
+/// shared machine lands on both: the ratio of their medians compares samples taken moments apart, not two blocks of
+/// samples taken seconds apart.
+func measureAlternately(
+    count: Int, batch: Int, warmup: Int = 3, _ first: () throws -> Void, _ second: () throws -> Void
+) rethrows -> (first: Stats, second: Stats) {
+    for _ in 0..<warmup {
+        try first()
+        try second()
+    }
+    var firstSamples: [Double] = []
+    var secondSamples: [Double] = []
+    firstSamples.reserveCapacity(count)
+    secondSamples.reserveCapacity(count)
+    let clock = ContinuousClock()
+    func sample(_ body: () throws -> Void, into samples: inout [Double]) rethrows {
+        let start = clock.now
+        try body()
+        samples.append(nanoseconds(clock.now - start) / Double(batch))
+    }
+    for index in 0..<count {
+        if index % 2 == 0 {
+            try sample(first, into: &firstSamples)
+            try sample(second, into: &secondSamples)
+        } else {
+            try sample(second, into: &secondSamples)
+            try sample(first, into: &firstSamples)
+        }
+    }
+    return (Stats(samples: firstSamples.sorted()), Stats(samples: secondSamples.sorted()))
+}
+
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = ContinuousClock.now
     try body()
