@@ -30,10 +30,12 @@ package struct HostFiles: Sendable, Hashable {
 
     /// Whether `path` (absolute and normalized, as a ``GuestPath`` spells it) is a host file or one beside it named
     /// after it (`PATH.` followed by anything).
+    /// Compared byte for byte, as the file system names files: `String.hasPrefix` compares characters by canonical
+    /// equivalence, and `e` + U+0301 and `é` are two files.
     package func contains(_ path: String) -> Bool {
-        for file in paths where path.hasPrefix(file) {
-            if path.utf8.count == file.utf8.count { return true }
-            if path.utf8.dropFirst(file.utf8.count).first == UInt8(ascii: ".") { return true }
+        for file in paths where path.utf8.starts(with: file.utf8) {
+            let rest = path.utf8.dropFirst(file.utf8.count)
+            if rest.isEmpty || rest.first == UInt8(ascii: ".") { return true }
         }
         return false
     }

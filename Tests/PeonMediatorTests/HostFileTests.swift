@@ -54,6 +54,17 @@ import Darwin
         #expect(try AuditVerifier.verify(logPath: harness.auditPath, verifierKey: testSigner?.verifierKey).size > 0)
     }
 
+    /// Host files are matched by their bytes, as the file system names them: a name Swift calls equal (`é` against
+    /// `e` + U+0301) is another file, neither refused nor allowed in the log's place.
+    @Test func hostFilesAreMatchedByteForByte() {
+        var files = HostFiles()
+        files.add("/d/e\u{301}")
+        #expect(files.contains("/d/e\u{301}") && files.contains("/d/e\u{301}.checkpoint"))
+        #expect(!files.contains("/d/\u{E9}x"), "another file, of the log's length in bytes")
+        #expect(!files.contains("/d/\u{E9}.."), "another file, whose bytes after the log's length begin with a dot")
+        #expect(!files.contains("/d/\u{E9}") && !files.contains("/d/e"))
+    }
+
     /// Reached through a symbolic link, the log is still refused: the link's target is decided on as its own path.
     @Test func aLinkToTheAuditLogDoesNotReachIt() throws {
         let harness = try Harness(grants: Self.everything)
