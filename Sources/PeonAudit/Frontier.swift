@@ -80,28 +80,12 @@ package struct TreeFrontier: Equatable, Sendable {
         return UInt64(String(decoding: digits, as: UTF8.self))
     }
 
-    /// `KEY HEX`: 32 bytes as 64 lowercase hex digits.
+    /// `KEY HEX`: 32 bytes as 64 lowercase hex digits (as ``hex(_:)`` writes them: an uppercase digit is refused).
     private static func hash(_ line: ArraySlice<UInt8>, key: String) -> [UInt8]? {
         let prefix = Array((key + " ").utf8)
         guard line.starts(with: prefix) else { return nil }
-        let digits = Array(line.dropFirst(prefix.count))
-        guard digits.count == 64 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        var index = 0
-        while index < 64 {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
-        }
-        return out
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: c - 0x30
-        case 0x61...0x66: c - 0x61 + 10
-        default: nil
-        }
+        let digits = String(decoding: line.dropFirst(prefix.count), as: UTF8.self)
+        guard digits.utf8.count == 64, let bytes = unhex(digits), hex(bytes) == digits else { return nil }
+        return bytes
     }
 }

@@ -59,56 +59,35 @@ final class FirstUseStore: Sendable {
 
     /// The store's key of one pair: the three fields, each with tab, newline and backslash escaped.
     static func key(module: String, action: String, resource: String) -> String {
-        var module = module, action = action, resource = resource
-        return module.withUTF8 { m in
-            action.withUTF8 { a in
-                resource.withUTF8 { r in
-                    // The common case, no byte to escape: the three fields and two tabs, copied in one pass.
-                    guard needsEscape(m) || needsEscape(a) || needsEscape(r) else {
-                        return String(unsafeUninitializedCapacity: m.count + a.count + r.count + 2) { out in
-                            var at = copy(m, into: out, at: 0)
-                            out[at] = 0x09
-                            at = copy(a, into: out, at: at + 1)
-                            out[at] = 0x09
-                            return copy(r, into: out, at: at + 1)
-                        }
-                    }
-                    var key = [UInt8]()
-                    key.reserveCapacity(m.count + a.count + r.count + 16)
-                    appendEscaped(m, to: &key)
-                    key.append(0x09)
-                    appendEscaped(a, to: &key)
-                    key.append(0x09)
-                    appendEscaped(r, to: &key)
-                    return String(decoding: key, as: UTF8.self)
-                }
+        var key: [UInt8] = []
+        key.reserveCapacity(module.utf8.count + action.utf8.count + resource.utf8.count + 2)
+        appendEscaped(module, to: &key)
+        key.append(0x09)
+        appendEscaped(action, to: &key)
+        key.append(0x09)
+        appendEscaped(resource, to: &key)
+        return String(decoding: key, as: UTF8.self)
+    }
+
+    /// `field` with tab, newline, carriage return and backslash escaped, appended to `key`: copied in one step when it
+    /// has none (the common case). By bytes: each is ASCII, so no multi-byte scalar of valid UTF-8 contains one.
+    private static func appendEscaped(_ field: String, to key: inout [UInt8]) {
+        var field = field
+        field.withUTF8 { bytes in
+            var special = false
+            for byte in bytes { special = special || byte == 0x09 || byte == 0x0A || byte == 0x5C || byte == 0x0D }
+            guard special else {
+                key.append(contentsOf: bytes)
+                return
             }
-        }
-    }
-
-    /// Copies `field` into `out` at `offset` (which has room for it); returns the offset after it.
-    private static func copy(_ field: UnsafeBufferPointer<UInt8>, into out: UnsafeMutableBufferPointer<UInt8>, at offset: Int) -> Int {
-        if let base = field.baseAddress, let target = out.baseAddress { (target + offset).update(from: base, count: field.count) }
-        return offset + field.count
-    }
-
-    /// Whether `field` holds a byte ``appendEscaped(_:to:)`` escapes: tab, newline, carriage return or backslash.
-    private static func needsEscape(_ field: UnsafeBufferPointer<UInt8>) -> Bool {
-        var found = false
-        for byte in field { found = found || byte == 0x09 || byte == 0x0A || byte == 0x5C || byte == 0x0D }
-        return found
-    }
-
-    /// `field` with tab, newline, carriage return and backslash escaped, appended to `key`. By bytes: each is
-    /// ASCII, so no multi-byte scalar of valid UTF-8 contains one.
-    private static func appendEscaped(_ field: UnsafeBufferPointer<UInt8>, to key: inout [UInt8]) {
-        for byte in field {
-            switch byte {
-            case 0x5C: key.append(0x5C); key.append(0x5C)
-            case 0x09: key.append(0x5C); key.append(UInt8(ascii: "t"))
-            case 0x0A: key.append(0x5C); key.append(UInt8(ascii: "n"))
-            case 0x0D: key.append(0x5C); key.append(UInt8(ascii: "r"))
-            default: key.append(byte)
+            for byte in bytes {
+                switch byte {
+                case 0x5C: key.append(0x5C); key.append(0x5C)
+                case 0x09: key.append(0x5C); key.append(UInt8(ascii: "t"))
+                case 0x0A: key.append(0x5C); key.append(UInt8(ascii: "n"))
+                case 0x0D: key.append(0x5C); key.append(UInt8(ascii: "r"))
+                default: key.append(byte)
+                }
             }
         }
     }
