@@ -25,20 +25,28 @@ package struct HostFiles: Sendable, Hashable {
     /// Adds `path` (absolute, or relative to this process's working directory).
     package mutating func add(_ path: String) {
         let canonical = Self.canonical(path)
-        if !paths.contains(canonical) { paths.append(canonical) }
+        guard !pathBytes.contains(Array(canonical.utf8)) else { return }
+        paths.append(canonical)
+        pathBytes.append(Array(canonical.utf8))
     }
 
     /// Whether `path` (absolute and normalized, as a ``GuestPath`` spells it) is a host file or one beside it named
     /// after it (`PATH.` followed by anything).
     /// Compared byte for byte, as the file system names files: `String.hasPrefix` compares characters by canonical
     /// equivalence, and `e` + U+0301 and `é` are two files.
+    /// (Every `fs` call asks, so the bytes are compared in place.)
     package func contains(_ path: String) -> Bool {
-        for file in paths where path.utf8.starts(with: file.utf8) {
-            let rest = path.utf8.dropFirst(file.utf8.count)
-            if rest.isEmpty || rest.first == UInt8(ascii: ".") { return true }
+        var path = path
+        return path.withUTF8 { bytes in
+            pathBytes.contains { file in
+                bytes.count >= file.count && bytes.prefix(file.count).elementsEqual(file)
+                    && (bytes.count == file.count || bytes[file.count] == UInt8(ascii: "."))
+            }
         }
-        return false
     }
+
+    /// ``paths`` as UTF-8 bytes, compared by ``contains(_:)``.
+    private var pathBytes: [[UInt8]] = []
 
     /// `path` made absolute, with its folder's symbolic links resolved (the lexical path when the folder cannot be
     /// resolved, e.g. it does not exist yet).
