@@ -112,17 +112,50 @@ public struct AuditEntry: Sendable, Equatable {
     /// what a writer of this format writes for entry `seq` after the line whose leaf hash is `prev`. A cheap check
     /// for lines another process appended (a full parse of each would cost every writer more than its own append).
     static func isChainedLine(_ line: [UInt8], seq: UInt64, prev: [UInt8]) -> Bool {
-        var head: [UInt8] = []
-        head.reserveCapacity(40)
-        appendHead(seq: seq, to: &head)
-        var tail: [UInt8] = []
-        tail.reserveCapacity(80)
-        appendTail(prev: prev, to: &tail)
-        guard line.count > head.count + tail.count else { return false }
-        return line.withUnsafeBufferPointer { bytes in
-            guard bytes.prefix(head.count).elementsEqual(head), bytes.suffix(tail.count).elementsEqual(tail) else { return false }
-            return !bytes.contains { $0 < 0x20 }
+        line.withUnsafeBufferPointer { isChainedLine($0, seq: seq, prev: prev) }
+    }
+
+    /// ``isChainedLine(_:seq:prev:)`` on bytes in place (a line of the reader's buffer): compared piece by piece,
+    /// nothing copied or built.
+    static func isChainedLine(_ line: UnsafeBufferPointer<UInt8>, seq: UInt64, prev: [UInt8]) -> Bool {
+        let headOpen: StaticString = #"{"seq":"#
+        let headClose: StaticString = #","time":"#
+        let tailOpen: StaticString = #","prev":""#
+        let tailClose: StaticString = #""}"#
+        var digits = 1
+        var rest = seq / 10
+        while rest > 0 { digits += 1; rest /= 10 }
+        let head = headOpen.utf8CodeUnitCount + digits + headClose.utf8CodeUnitCount
+        let tail = tailOpen.utf8CodeUnitCount + 2 * prev.count + tailClose.utf8CodeUnitCount
+        guard line.count > head + tail else { return false }
+        func matches(_ text: StaticString, at offset: Int) -> Bool {
+            let count = text.utf8CodeUnitCount
+            return UnsafeBufferPointer(start: text.utf8Start, count: count).elementsEqual(line[offset..<offset + count])
         }
+        // The head: `{"seq":`, the decimal digits of `seq` (checked from the last), `,"time":`.
+        guard matches(headOpen, at: 0) else { return false }
+        var value = seq
+        var at = headOpen.utf8CodeUnitCount + digits
+        while at > headOpen.utf8CodeUnitCount {
+            at -= 1
+            guard line[at] == UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value % 10) else { return false }
+            value /= 10
+        }
+        guard matches(headClose, at: headOpen.utf8CodeUnitCount + digits) else { return false }
+        // The tail: `,"prev":"`, the lowercase hex of `prev`, `"}`.
+        let tailStart = line.count - tail
+        guard matches(tailOpen, at: tailStart), matches(tailClose, at: line.count - tailClose.utf8CodeUnitCount) else {
+            return false
+        }
+        let hexDigits: StaticString = "0123456789abcdef"
+        var hexAt = tailStart + tailOpen.utf8CodeUnitCount
+        for byte in prev {
+            guard line[hexAt] == hexDigits.utf8Start[Int(byte >> 4)], line[hexAt + 1] == hexDigits.utf8Start[Int(byte & 0x0F)] else {
+                return false
+            }
+            hexAt += 2
+        }
+        return !JSONWriter.containsControlByte(line)
     }
 
     /// `,"prev":"…"}` — the end of the line, from the previous leaf hash as hex text.

@@ -276,18 +276,22 @@ public final class AuditLog: Sendable {
         }
         let resumedAt = tree.size
         var reader = LineReader(fd: fd, path: path, maxLine: maxLineBytes, offset: completeBytes)
-        var last: [UInt8]?
+        var last: [UInt8] = []
         var torn = false
         try checkSigned(tree)
-        while let item = try reader.next() {
-            switch item {
-            case .line(let bytes):
-                let leaf = RFC6962.leafHash(bytes)
+        while let span = try reader.nextSpan() {
+            switch span {
+            case .line(let range):
+                // Hashed in the reader's buffer; only the last line is kept (in one reused array).
+                let (leaf, length) = reader.withBytes(range) { bytes in
+                    last.removeAll(keepingCapacity: true)
+                    last.append(contentsOf: bytes)
+                    return (RFC6962.leafHash(bytes), bytes.count)
+                }
                 tree.append(leafHash: leaf)
                 try checkSigned(tree)
                 prev = leaf
-                last = bytes
-                completeBytes += Int64(bytes.count) + 1
+                completeBytes += Int64(length) + 1
             case .tooLong:
                 throw AuditError(.malformedEntry,
                                  "\(path):\(tree.size + 1): a line is longer than \(maxLineBytes) bytes; run `peon-wasm audit verify \(path)`",
@@ -304,7 +308,7 @@ public final class AuditLog: Sendable {
             throw AuditError(.checkpointMismatch,
                              "\(path): the signed checkpoint covers \(signed.size) entries but the log has \(tree.size): entries were removed; refusing to append (run `peon-wasm audit verify \(path)`)")
         }
-        if let last {
+        if tree.size > resumedAt {
             let lineNumber = Int(tree.size)
             switch AuditEntry.parse(last) {
             case .success(let entry) where entry.seq == tree.size - 1: break
@@ -700,41 +704,45 @@ public final class AuditLog: Sendable {
             throw AuditError(.brokenChain, "\(path): the log shrank from \(w.fileEnd) to \(size) bytes while open: entries were removed; refusing to append (run `peon-wasm audit verify \(path)`)")
         }
         var reader = LineReader(fd: fd, path: path, maxLine: Self.maxLineBytes, offset: w.fileEnd, end: size)
-        while let item = try reader.next() {
+        while let span = try reader.nextSpan() {
             let seq = w.nextSeq
             let lineNumber = Int(seq) + 1
-            switch item {
-            case .line(let bytes):
-                // The common case, checked byte for byte without parsing: the line is what a writer of this format
-                // writes for entry `seq` after the line before (`{"seq":N,...,"prev":"HEX"}`, no control bytes).
-                // Anything else gets the full parse, which names what is wrong. `audit verify` checks every field.
-                if !AuditEntry.isChainedLine(bytes, seq: seq, prev: w.prev) {
-                switch AuditEntry.parse(bytes) {
-                case .success(let entry) where entry.seq == seq && entry.prev == hex(w.prev): break
-                case .success:
-                    throw AuditError(.brokenChain,
-                                     "\(path):\(lineNumber): another writer appended a line that is not entry seq \(seq) chained to the line before; refusing to append (run `peon-wasm audit verify \(path)`)",
-                                     line: lineNumber, seq: seq)
-                case .failure(let e):
-                    throw AuditError(.malformedEntry,
-                                     "\(path):\(lineNumber): another writer appended a line that is not a valid entry (\(e.reason)); refusing to append (run `peon-wasm audit verify \(path)`)",
-                                     line: lineNumber, seq: seq)
+            switch span {
+            case .line(let range):
+                // Checked and hashed in the reader's buffer: nothing is copied for a line that checks.
+                try reader.withBytes(range) { (bytes) throws(AuditError) in
+                    // The common case, checked byte for byte without parsing: the line is what a writer of this
+                    // format writes for entry `seq` after the line before (`{"seq":N,...,"prev":"HEX"}`, no control
+                    // bytes). Anything else gets the full parse, which names what is wrong. `audit verify` checks
+                    // every field.
+                    if !AuditEntry.isChainedLine(bytes, seq: seq, prev: w.prev) {
+                        switch AuditEntry.parse(Array(bytes)) {
+                        case .success(let entry) where entry.seq == seq && entry.prev == hex(w.prev): break
+                        case .success:
+                            throw AuditError(.brokenChain,
+                                             "\(path):\(lineNumber): another writer appended a line that is not entry seq \(seq) chained to the line before; refusing to append (run `peon-wasm audit verify \(path)`)",
+                                             line: lineNumber, seq: seq)
+                        case .failure(let e):
+                            throw AuditError(.malformedEntry,
+                                             "\(path):\(lineNumber): another writer appended a line that is not a valid entry (\(e.reason)); refusing to append (run `peon-wasm audit verify \(path)`)",
+                                             line: lineNumber, seq: seq)
+                        }
+                    }
+                    let leaf = RFC6962.leafHash(bytes)
+                    w.tree.append(leafHash: leaf)
+                    w.prev = leaf
+                    w.nextSeq += 1
+                    w.fileEnd += Int64(bytes.count) + 1
                 }
-                }
-                let leaf = RFC6962.leafHash(bytes)
-                w.tree.append(leafHash: leaf)
-                w.prev = leaf
-                w.nextSeq += 1
-                w.fileEnd += Int64(bytes.count) + 1
             case .tooLong:
                 throw AuditError(.malformedEntry,
                                  "\(path):\(lineNumber): another writer appended a line longer than \(Self.maxLineBytes) bytes; refusing to append (run `peon-wasm audit verify \(path)`)",
                                  line: lineNumber, seq: seq)
-            case .partial(let bytes):
+            case .partial(let range):
                 guard ftruncate(fd, off_t(w.fileEnd)) == 0, posixFsync(fd) == 0 else {
                     throw FileIO.ioError(path, "cannot cut the torn tail")
                 }
-                return bytes
+                return reader.withBytes(range) { Array($0) }
             }
         }
         return nil

@@ -245,10 +245,11 @@ public enum AuditProofs {
         defer { close(fd) }
         var reader = LineReader(fd: fd, path: logPath, maxLine: AuditLog.maxLineBytes)
         var count: UInt64 = 0
-        while let item = try reader.next() {
-            switch item {
-            case .line(let bytes):
-                if count < hashingBelow { body(count, RFC6962.leafHash(bytes)) }
+        while let span = try reader.nextSpan() {
+            switch span {
+            case .line(let range):
+                // Hashed in the reader's buffer, not copied out.
+                if count < hashingBelow { body(count, reader.withBytes(range) { RFC6962.leafHash($0) }) }
                 count += 1
             case .tooLong:
                 throw AuditError(.malformedEntry, "\(logPath):\(count + 1): line longer than \(AuditLog.maxLineBytes) bytes",

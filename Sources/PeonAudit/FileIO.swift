@@ -120,6 +120,9 @@ package enum FileIO {
 
 /// Reads a file line by line with bounded memory: a line longer than `maxLine` bytes (without its newline) is reported
 /// as ``Item/tooLong`` wherever it starts, not buffered whole.
+///
+/// ``nextSpan()`` hands out each line in place (a range of the reader's buffer, read with ``withBytes(_:_:)``), so a
+/// caller that only hashes or checks a line copies nothing; ``next()`` copies each line into an array of its own.
 package struct LineReader {
     /// What ``next()`` returns.
     package enum Item {
@@ -129,6 +132,17 @@ package struct LineReader {
         case tooLong
         /// The final bytes after the last newline (a torn tail).
         case partial([UInt8])
+    }
+
+    /// What ``nextSpan()`` returns: as ``Item``, with the bytes as a range of the reader's buffer, valid until the
+    /// next call.
+    package enum Span {
+        /// A complete line (without its newline).
+        case line(Range<Int>)
+        /// A line longer than the limit; its bytes were skipped.
+        case tooLong
+        /// The final bytes after the last newline (a torn tail).
+        case partial(Range<Int>)
     }
 
     let fd: Int32
@@ -143,6 +157,9 @@ package struct LineReader {
     private var eof = false
     private var skipping = false
 
+    /// The most bytes one `pread` asks for.
+    private static let readSize = 1 << 16
+
     /// Reads the bytes of `fd` from `offset` up to `end` (nil: the end of the file).
     package init(fd: Int32, path: String, maxLine: Int, offset: Int64 = 0, end: Int64? = nil) {
         self.fd = fd
@@ -154,15 +171,32 @@ package struct LineReader {
 
     /// The next item, or nil at the end of the file.
     package mutating func next() throws(AuditError) -> Item? {
+        guard let span = try nextSpan() else { return nil }
+        switch span {
+        case .line(let range): return .line(Array(buffer[range]))
+        case .tooLong: return .tooLong
+        case .partial(let range): return .partial(Array(buffer[range]))
+        }
+    }
+
+    /// Calls `body` with the bytes of a range ``nextSpan()`` returned (before the next call to it).
+    package func withBytes<R, E: Error>(
+        _ range: Range<Int>, _ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R
+    ) throws(E) -> R {
+        try buffer.withUnsafeBufferPointer { (all) throws(E) -> R in try body(UnsafeBufferPointer(rebasing: all[range])) }
+    }
+
+    /// The next item as a range of the buffer, or nil at the end of the file.
+    package mutating func nextSpan() throws(AuditError) -> Span? {
         while true {
-            if let nl = buffer[start...].firstIndex(of: 0x0A) {
+            if let nl = newline(from: start) {
                 // The length is checked here too: the check below runs only between reads, so without this a line
                 // up to a read's size longer than `maxLine` came back whole or not depending on where it began in a
                 // read (two readers of one file, starting at different offsets, disagreed about the same line).
                 let lineStart = start
                 start = nl + 1
                 if skipping || nl - lineStart > maxLine { skipping = false; return .tooLong }
-                return .line(Array(buffer[lineStart..<nl]))
+                return .line(lineStart..<nl)
             }
             if buffer.count - start > maxLine {
                 // Drop what we have of this over-long line and keep scanning for its end.
@@ -171,28 +205,49 @@ package struct LineReader {
                 start = 0
             }
             if eof {
-                defer { buffer.removeAll(); start = 0 }
-                if skipping { skipping = false; return .tooLong }
-                return start < buffer.count ? .partial(Array(buffer[start...])) : nil
+                if skipping {
+                    skipping = false
+                    buffer.removeAll(keepingCapacity: true)
+                    start = 0
+                    return .tooLong
+                }
+                guard start < buffer.count else { return nil }
+                let tail = start..<buffer.count
+                start = buffer.count
+                return .partial(tail)
             }
             if start > 0 {
                 buffer.removeFirst(start)
                 start = 0
             }
-            var want = 1 << 16
+            var want = Self.readSize
             if let end {
                 guard end > offset else { eof = true; continue }
                 want = Int(min(Int64(want), end - offset))
             }
-            var chunk = [UInt8](repeating: 0, count: want)
-            let n = chunk.withUnsafeMutableBytes { raw in retryingInterrupts { pread(fd, raw.baseAddress, raw.count, off_t(offset)) } }
+            // Read straight into the buffer's end (no chunk array per read).
+            let filled = buffer.count
+            buffer.append(contentsOf: repeatElement(0, count: want))
+            let n = buffer.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return -1 }
+                return retryingInterrupts { pread(fd, base + filled, want, off_t(offset)) }
+            }
+            buffer.removeLast(want - max(0, min(n, want)))
             if n < 0 { throw FileIO.ioError(path, "read failed") }
             if n == 0 {
                 eof = true
             } else {
-                buffer += chunk[0..<n]
                 offset += Int64(n)
             }
+        }
+    }
+
+    /// The index of the first newline at or after `index`, if the buffer holds one.
+    private func newline(from index: Int) -> Int? {
+        buffer.withUnsafeBufferPointer { bytes -> Int? in
+            guard index < bytes.count, let base = bytes.baseAddress,
+                  let found = memchr(base + index, 0x0A, bytes.count - index) else { return nil }
+            return UnsafeRawPointer(found) - UnsafeRawPointer(base)
         }
     }
 }

@@ -70,6 +70,25 @@ enum JSONWriter {
         return end
     }
 
+    /// Whether a byte of `bytes` is below 0x20 (a control byte, the newline among them), eight bytes at a time: the
+    /// word test is exact (true if and only if one of its bytes is below 0x20), the last few bytes one by one.
+    static func containsControlByte(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard let base = bytes.baseAddress else { return false }
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var at = 0
+        while bytes.count - at >= 8 {
+            let word = UnsafeRawPointer(base + at).loadUnaligned(as: UInt64.self)
+            if (word &- ones &* 0x20) & ~word & highs != 0 { return true }
+            at += 8
+        }
+        while at < bytes.count {
+            if bytes[at] < 0x20 { return true }
+            at += 1
+        }
+        return false
+    }
+
     /// Whether `byte` is copied as it is: printable ASCII other than `"` and `\`, or a UTF-8 byte other than
     /// 0xE2 (the lead byte of U+2028 and U+2029).
     @inline(__always)
