@@ -87,7 +87,8 @@ public enum AuditVerifier {
             let seq = tree.size
             if let progress, seq > 0, seq % every == 0 { progress(seq, bytesRead, end) }
             let lineNumber = Int(seq) + 1
-            let place = "\(logPath):\(lineNumber)"
+            // Worked out only for a message (an interpolation per line cost the verifier ~5 % of its time).
+            var place: String { "\(logPath):\(lineNumber)" }
             switch item {
             case .tooLong:
                 throw AuditError(.malformedEntry, "\(place): entry seq \(seq) is longer than \(AuditLog.maxLineBytes) bytes",
@@ -117,7 +118,7 @@ public enum AuditVerifier {
                                      "\(place): line \(lineNumber) holds seq \(entry.seq) where seq \(seq) belongs: entries were deleted, inserted or reordered here",
                                      line: lineNumber, seq: seq)
                 }
-                guard entry.prev == hex(prev) else {
+                guard isLowercaseHex(entry.prev, of: prev) else {
                     if seq == 0 {
                         throw AuditError(.brokenChain, "\(place): entry seq 0 must have prev of 64 zeros: the start of the log was removed or altered",
                                          line: lineNumber, seq: seq)
@@ -358,4 +359,13 @@ public enum AuditProofs {
     private static func shortPass(_ logPath: String) -> AuditError {
         AuditError(.io, "\(logPath): the log's lines were counted but not all hashed while building the proof; run the command again")
     }
+}
+
+/// Whether `text` is the lowercase hex of `bytes` (what `hex(bytes) == text` says, without building the text).
+func isLowercaseHex(_ text: String, of bytes: [UInt8]) -> Bool {
+    var utf8 = text.utf8.makeIterator()
+    for byte in bytes {
+        guard utf8.next() == hexDigit(byte >> 4), utf8.next() == hexDigit(byte & 0x0F) else { return false }
+    }
+    return utf8.next() == nil
 }

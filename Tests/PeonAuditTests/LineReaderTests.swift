@@ -1,6 +1,7 @@
 import Foundation
 @testable import PeonAudit
 import Testing
+import PeonSystem
 
 /// The reader every scan of a log goes through (opening, catching up with other writers, proofs) hands lines out in
 /// place; these tests hold it to a plain reference split of the same bytes, wherever the lines fall against its
@@ -170,5 +171,24 @@ extension LineReaderTests {
             let short = [UInt8](repeating: 0x41, count: length)
             #expect(!short.withUnsafeBufferPointer { JSONWriter.containsControlByte($0) })
         }
+    }
+}
+
+extension LineReaderTests {
+    @Test func theVerifiersPrevComparisonIsTheLowercaseHexExactly() {
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let text = hex(bytes)
+            #expect(isLowercaseHex(text, of: bytes))
+            #expect(!isLowercaseHex(text.uppercased(), of: bytes) || text.uppercased() == text)
+            #expect(!isLowercaseHex(String(text.dropLast()), of: bytes))
+            #expect(!isLowercaseHex(text + "0", of: bytes))
+            var other = bytes
+            other[Int.random(in: 0..<32, using: &generator)] ^= UInt8.random(in: 1...255, using: &generator)
+            #expect(!isLowercaseHex(text, of: other))
+        }
+        #expect(isLowercaseHex("", of: []))
+        #expect(!isLowercaseHex("0", of: []))
     }
 }
