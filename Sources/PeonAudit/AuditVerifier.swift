@@ -363,6 +363,14 @@ public enum AuditProofs {
 
 /// Whether `text` is the lowercase hex of `bytes` (what `hex(bytes) == text` says, without building the text).
 func isLowercaseHex(_ text: String, of bytes: [UInt8]) -> Bool {
+    let compared = text.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+        guard utf8.count == 2 * bytes.count else { return false }
+        for (index, byte) in bytes.enumerated() where utf8[2 * index] != hexDigit(byte >> 4) || utf8[2 * index + 1] != hexDigit(byte & 0x0F) {
+            return false
+        }
+        return true
+    }
+    if let compared { return compared }
     var utf8 = text.utf8.makeIterator()
     for byte in bytes {
         guard utf8.next() == hexDigit(byte >> 4), utf8.next() == hexDigit(byte & 0x0F) else { return false }

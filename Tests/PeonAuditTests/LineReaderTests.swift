@@ -192,3 +192,62 @@ extension LineReaderTests {
         #expect(!isLowercaseHex("0", of: []))
     }
 }
+
+extension LineReaderTests {
+    @Test func aLineOutOfTheWritersKeyOrderParsesToTheSameEntry() throws {
+        let record = AuditRecord(run: "r", module: "m", moduleSHA256: "ab", call: "fs.read", resource: "fs:/a",
+                                 decision: .allow, reason: "why", policy: "v1", outcome: nil, details: ["k": "v"])
+        let entry = AuditEntry(seq: 7, time: "2026-12-02T11:00:00.000000Z", record: record, prev: String(repeating: "0f", count: 32))
+        let line = entry.serialized()
+        #expect(try AuditEntry.parse(line).get() == entry)
+        // The same members in reverse order, and with an extra member: the same entry, found by name.
+        guard case .success(.object(let members)) = JSONReader.parse(line) else { Issue.record("not an object"); return }
+        func text(_ members: [(key: String, value: JSONValue)]) -> [UInt8] {
+            var out = Array("{".utf8)
+            for (index, member) in members.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.appendString(member.key, to: &out)
+                out.append(UInt8(ascii: ":"))
+                switch member.value {
+                case .string(let s): JSONWriter.appendString(s, to: &out)
+                case .number(let n): out += Array(n.utf8)
+                case .null: out += Array("null".utf8)
+                case .object: out += Array(#"{"k":"v"}"#.utf8)
+                default: Issue.record("unexpected member \(member.key)")
+                }
+            }
+            return out + Array("}".utf8)
+        }
+        #expect(try AuditEntry.parse(text(members.reversed())).get() == entry)
+        #expect(try AuditEntry.parse(text(members + [(key: "extra", value: .string("x"))])).get() == entry)
+        // A field missing or mistyped is named the same way in either order.
+        for (index, member) in members.enumerated() where member.key != "details" {
+            var missing = members
+            missing.remove(at: index)
+            let inOrder = AuditEntry.parse(text(missing))
+            let reversed = AuditEntry.parse(text(missing.reversed()))
+            guard case .failure(let a) = inOrder, case .failure(let b) = reversed else {
+                Issue.record("a line without \(member.key) parsed"); continue
+            }
+            #expect(a == b)
+            #expect(a.reason.contains(member.key))
+        }
+        var badPrev = members
+        badPrev[12] = (key: "prev", value: .string(String(repeating: "g", count: 64)))
+        #expect(throws: EntryParseError.self) { try AuditEntry.parse(text(badPrev)).get() }
+        badPrev[12] = (key: "prev", value: .string(String(repeating: "AB", count: 32)))
+        #expect(try AuditEntry.parse(text(badPrev)).get().prev == String(repeating: "AB", count: 32))
+    }
+}
+
+extension LineReaderTests {
+    @Test func isHexAcceptsWhatUnhexDecodes() {
+        for byte in UInt8(0)...UInt8(127) {
+            let text = String(repeating: String(UnicodeScalar(byte)), count: 2)
+            #expect(isHex(text) == (unhex(text) != nil), "byte \(byte)")
+        }
+        #expect(isHex(String(repeating: "aF09", count: 16)))
+        #expect(!isHex("é0"))
+        #expect(isHex(""))
+    }
+}
