@@ -147,10 +147,9 @@ public struct AuditEntry: Sendable, Equatable {
         guard matches(tailOpen, at: tailStart), matches(tailClose, at: line.count - tailClose.utf8CodeUnitCount) else {
             return false
         }
-        let hexDigits: StaticString = "0123456789abcdef"
         var hexAt = tailStart + tailOpen.utf8CodeUnitCount
         for byte in prev {
-            guard line[hexAt] == hexDigits.utf8Start[Int(byte >> 4)], line[hexAt + 1] == hexDigits.utf8Start[Int(byte & 0x0F)] else {
+            guard line[hexAt] == hexDigit(byte >> 4), line[hexAt + 1] == hexDigit(byte & 0x0F) else {
                 return false
             }
             hexAt += 2
