@@ -16,8 +16,9 @@ import Testing
 // Serialized: each test runs an in-process server on the shared pool and waits on pipes from threads of its own.
 @Suite(.serialized) struct McpApprovalReleaseTests {
     /// How long an approval waits for the client here: short, so that each round gives up quickly, yet long enough that
-    /// on a loaded machine the question is written before the approval gives up (one given up sooner is never sent).
-    static let approvalTimeout = Duration.seconds(2)
+    /// on a loaded machine the question is written before the approval gives up (one given up sooner is never sent; 2 s
+    /// was too short once, in a full suite on a slow 2-core VM).
+    static let approvalTimeout = Duration.seconds(6)
     /// The most seconds any one wait of the test lasts: generous, because the in-process server runs on the shared
     /// pool, which other tests of this process (waiting for their child processes) may hold for tens of seconds (a
     /// full suite once kept it from answering `initialize` for 60 s; `StdioBackpressureTests` waits 150 s too).
@@ -191,7 +192,10 @@ import Testing
             let toServer = try StdioBackpressureTests.Pipe(), fromServer = try StdioBackpressureTests.Pipe()
             defer { toServer.close(); fromServer.close() }
             let transport = StdioLineTransport(input: toServer.read, output: fromServer.write, maxMessageBytes: 1 << 20)
-            let serving = Task { try await tools.serve(transport: transport, answerGrace: .seconds(1)) }
+            // At high priority: Swift's global executor keeps a queue per priority, so the server's jobs (and the tasks
+            // the SDK starts from them, which inherit the priority) do not wait behind the hundreds of other tests'
+            // jobs queued at the default priority; in a full suite on a slow 2-core VM they once waited past `bound`.
+            let serving = Task(priority: .high) { try await tools.serve(transport: transport, answerGrace: .seconds(1)) }
             let client = Client(toServer: toServer.write, fromServer: fromServer.read)
             let rounds = 3
             let session = await Self.offPool { Self.unansweredRounds(client, tools: tools, rounds: rounds) }

@@ -137,7 +137,8 @@ import Testing
         let transport = StdioLineTransport(input: input.read, output: output.write, maxMessageBytes: 1 << 20,
                                            maxPendingMessages: bound, maxPendingBytes: 1 << 20)
         let server = ToolServer(maxConcurrent: 1, version: "test")
-        let serving = Task { try await server.serve(transport: transport) }
+        // At high priority, so the server's jobs do not queue behind other tests' (see McpApprovalReleaseTests).
+        let serving = Task(priority: .high) { try await server.serve(transport: transport) }
 
         // Nobody reads the answers: the server must stop reading long before the budget (its answers fill the output
         // pipe, then `bound` wait, then the input pipe fills).
