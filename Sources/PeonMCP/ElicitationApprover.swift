@@ -112,7 +112,10 @@ package struct ElicitationApprover: Approver {
         // The question's token travels in `_meta`, so the transport can tell the SDK's id for it.
         let token = pending?.open()
         let meta = token.map { Metadata(additionalFields: [PendingElicitations.tokenKey: .string(String($0))]) }
-        let task = Task {
+        // At high priority, as the cancellation below: a question to a person (and its withdrawal) must not queue
+        // behind the process's other work on Swift's shared executor, which keeps a queue per priority; a question
+        // that waited there past the approval's timeout was given up without ever being asked.
+        let task = Task(priority: .high) {
             defer { if let token { pending?.close(token) } }
             do {
                 let result = try await server.requestElicitation(message: message, requestedSchema: Self.schema, _meta: meta)
@@ -126,7 +129,7 @@ package struct ElicitationApprover: Approver {
         func giveUp(_ answer: String) -> ApprovalAnswer {
             task.cancel()
             if let token, let id = pending?.abandon(token, reason: answer) {
-                Task { try? await server.cancelRequest(id, reason: "peon-wasm gave up waiting for the approval (\(answer))") }
+                Task(priority: .high) { try? await server.cancelRequest(id, reason: "peon-wasm gave up waiting for the approval (\(answer))") }
             }
             return ApprovalAnswer(approved: false, answer: answer)
         }
