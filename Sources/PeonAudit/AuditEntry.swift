@@ -259,36 +259,29 @@ public struct AuditEntry: Sendable, Equatable {
         case .success(let v): value = v
         case .failure(let e): return .failure(EntryParseError(reason: "not JSON: \(e.reason) at column \(e.column)"))
         }
-        guard case .object(let members) = value else { return .failure(EntryParseError(reason: "not a JSON object")) }
-        // A line a writer wrote has exactly the keys of ``EntryKey`` in that order (the reader refuses duplicate keys), so
-        // each field is found by its place; any other line looks each key up by name. Same values, same checks.
-        let inWriterOrder = EntryKey.ordered(members.map(\.key))
-        func field(_ k: EntryKey) -> JSONValue? {
-            if inWriterOrder { return members[k.index].value }
-            return value[k.rawValue]
-        }
-        func string(_ k: EntryKey) -> Result<String, EntryParseError> {
-            guard case .string(let s)? = field(k) else {
-                return .failure(EntryParseError(reason: field(k) == nil ? "field \"\(k.rawValue)\" is missing" : "field \"\(k.rawValue)\" is not a string"))
+        guard case .object = value else { return .failure(EntryParseError(reason: "not a JSON object")) }
+        func string(_ k: String) -> Result<String, EntryParseError> {
+            guard case .string(let s)? = value[k] else {
+                return .failure(EntryParseError(reason: value[k] == nil ? "field \"\(k)\" is missing" : "field \"\(k)\" is not a string"))
             }
             return .success(s)
         }
-        func optionalString(_ k: EntryKey) -> Result<String?, EntryParseError> {
-            switch field(k) {
+        func optionalString(_ k: String) -> Result<String?, EntryParseError> {
+            switch value[k] {
             case .string(let s)?: .success(s)
             case .null?: .success(nil)
-            case nil: .failure(EntryParseError(reason: "field \"\(k.rawValue)\" is missing"))
-            default: .failure(EntryParseError(reason: "field \"\(k.rawValue)\" is not a string or null"))
+            case nil: .failure(EntryParseError(reason: "field \"\(k)\" is missing"))
+            default: .failure(EntryParseError(reason: "field \"\(k)\" is not a string or null"))
             }
         }
         do {
-            guard case .number(let seqText)? = field(.seq) else {
-                throw EntryParseError(reason: field(.seq) == nil ? "field \"seq\" is missing" : "field \"seq\" is not a number")
+            guard case .number(let seqText)? = value["seq"] else {
+                throw EntryParseError(reason: value["seq"] == nil ? "field \"seq\" is missing" : "field \"seq\" is not a number")
             }
             guard let seq = UInt64(seqText), String(seq) == seqText else {
                 throw EntryParseError(reason: "field \"seq\" is not a non-negative integer")
             }
-            let decisionText = try optionalString(.decision).get()
+            let decisionText = try optionalString("decision").get()
             var decision: AuditDecision?
             if let decisionText {
                 guard let d = AuditDecision(rawValue: decisionText) else {
@@ -297,62 +290,29 @@ public struct AuditEntry: Sendable, Equatable {
                 decision = d
             }
             var details: [String: String] = [:]
-            switch field(.details) {
+            switch value["details"] {
             case nil: break
-            case .object(let detailMembers)?:
-                for m in detailMembers {
+            case .object(let members)?:
+                for m in members {
                     guard case .string(let s) = m.value else { throw EntryParseError(reason: "details.\(m.key) is not a string") }
                     details[m.key] = s
                 }
             default: throw EntryParseError(reason: "field \"details\" is not an object")
             }
-            let prev = try string(.prev).get()
+            let prev = try string("prev").get()
             guard prev.utf8.count == 64, isHex(prev) else {
                 throw EntryParseError(reason: "field \"prev\" is not 64 hex digits")
             }
             let record = AuditRecord(
-                run: try string(.run).get(), module: try string(.module).get(),
-                moduleSHA256: try string(.moduleSHA256).get(), call: try string(.call).get(),
-                resource: try string(.resource).get(), decision: decision, reason: try string(.reason).get(),
-                policy: try string(.policy).get(), outcome: try optionalString(.outcome).get(), details: details)
-            return .success(AuditEntry(seq: seq, time: try string(.time).get(), record: record, prev: prev))
+                run: try string("run").get(), module: try string("module").get(),
+                moduleSHA256: try string("module_sha256").get(), call: try string("call").get(),
+                resource: try string("resource").get(), decision: decision, reason: try string("reason").get(),
+                policy: try string("policy").get(), outcome: try optionalString("outcome").get(), details: details)
+            return .success(AuditEntry(seq: seq, time: try string("time").get(), record: record, prev: prev))
         } catch let e as EntryParseError {
             return .failure(e)
         } catch {
             return .failure(EntryParseError(reason: "\(error)"))
-        }
-    }
-}
-
-/// The keys of a line, in the order a writer writes them.
-private enum EntryKey: String, CaseIterable {
-    case seq, time, run, module
-    case moduleSHA256 = "module_sha256"
-    case call, resource, decision, reason, policy, outcome, details, prev
-
-    /// Whether `keys` are the keys of a line a writer wrote, in its order.
-    static func ordered(_ keys: [String]) -> Bool {
-        guard keys.count == allCases.count else { return false }
-        for (index, name) in allCases.enumerated() where keys[index] != name.rawValue { return false }
-        return true
-    }
-
-    /// The key's place in a line a writer wrote.
-    var index: Int {
-        switch self {
-        case .seq: 0
-        case .time: 1
-        case .run: 2
-        case .module: 3
-        case .moduleSHA256: 4
-        case .call: 5
-        case .resource: 6
-        case .decision: 7
-        case .reason: 8
-        case .policy: 9
-        case .outcome: 10
-        case .details: 11
-        case .prev: 12
         }
     }
 }
