@@ -25,7 +25,7 @@ public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
         case checkpointMismatch
         /// A verifier key or signing key text is malformed or does not match its key hash.
         case badKey
-        /// Another process holds the log's lock. No longer raised by ``AuditLog/open(path:signer:sync:checkpointEvery:origin:)``,
+        /// Another process holds the log's lock. No longer raised by ``AuditLog/open(path:signer:sync:checkpointEvery:checkpointWithin:checkpointSpacing:origin:adoptingUnsigned:)``,
         /// since any number of processes share a log; kept so that exit status 12 keeps its meaning.
         case locked
         /// The request does not fit the log (an index beyond the tree, an old size larger than the new one).

@@ -80,6 +80,17 @@ public final class AuditLog: Sendable {
     public let sync: AuditSyncMode
     /// A checkpoint is written after every this many entries (0 turns periodic checkpoints off).
     public let checkpointEvery: Int
+    /// With periodic checkpoints on, an entry this process appends is covered by a signed checkpoint within about this
+    /// long, however few entries follow it (`nil`: by count only). A long-running host (`peon-wasm mcp`, a slow agent)
+    /// otherwise left up to ``checkpointEvery`` entries unsigned until it exited.
+    public let checkpointWithin: Duration?
+    /// Periodic checkpoints start at least this far apart, so a busy log signs and fsyncs a bounded number of times a
+    /// second instead of once per ``checkpointEvery`` entries (the unsigned tail is then what this long appends).
+    public let checkpointSpacing: Duration
+    /// The default ``checkpointWithin``.
+    public static let defaultCheckpointWithin: Duration = .seconds(1)
+    /// The default ``checkpointSpacing``.
+    public static let defaultCheckpointSpacing: Duration = .milliseconds(100)
     /// The longest entry line accepted, in bytes.
     public static let maxLineBytes = 1 << 20
     /// The most bytes a line adds around its record's fields: `{"seq":` + 20 digits + `,"time":"` + 27 + `"` +
@@ -149,8 +160,14 @@ public final class AuditLog: Sendable {
 
     /// Signs and writes periodic checkpoints and background fsyncs off the appending threads.
     private let background = DispatchQueue(label: "peon-wasm.audit-log")
-    /// Whether a periodic checkpoint is due and not yet started (at most one is queued).
-    private let checkpointDue = Atomic<Bool>(false)
+    /// When the next periodic checkpoint is due, in nanoseconds after ``clockBase``; `Int64.max` when none is. Each
+    /// scheduled checkpoint carries the deadline it was scheduled for and runs only if that deadline is still the due
+    /// one: an earlier request replaces a later one, whose block then does nothing.
+    private let checkpointDeadline = Atomic<Int64>(.max)
+    /// When the last periodic checkpoint started, in nanoseconds after ``clockBase`` (``checkpointSpacing``).
+    private let lastPeriodicCheckpoint = Atomic<Int64>(.min)
+    /// How many periodic checkpoints ran (see ``periodicCheckpointCount``).
+    private let periodicCheckpoints = Atomic<Int>(0)
     /// Whether a background fsync is queued and not yet started (at most one is).
     private let syncScheduled = Atomic<Bool>(false)
     /// How many background fsyncs ran (see ``backgroundSyncCount``).
@@ -173,7 +190,8 @@ public final class AuditLog: Sendable {
     private let writer: SleepingLock<Writer>
 
     private init(path: String, fd: Int32, signer: CheckpointSigner, origin: String, sync: AuditSyncMode,
-                 checkpointEvery: Int, size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64, hashedAtOpen: UInt64) {
+                 checkpointEvery: Int, checkpointWithin: Duration?, checkpointSpacing: Duration,
+                 size: UInt64, prev: [UInt8], tree: CompactTree, fileEnd: Int64, hashedAtOpen: UInt64) {
         self.path = path
         self.checkpointPath = path + ".checkpoint"
         self.frontierPath = path + ".frontier"
@@ -183,6 +201,8 @@ public final class AuditLog: Sendable {
         self.origin = origin
         self.sync = sync
         self.checkpointEvery = checkpointEvery
+        self.checkpointWithin = checkpointWithin.map { max($0, .zero) }
+        self.checkpointSpacing = max(checkpointSpacing, .zero)
         queue = SleepingLock(Queue())
         writer = SleepingLock(Writer(nextSeq: size, prev: prev, tree: tree, fileEnd: fileEnd))
     }
@@ -194,6 +214,9 @@ public final class AuditLog: Sendable {
     ///   - signer: signs checkpoints.
     ///   - sync: when entries reach the disk; see ``AuditSyncMode``.
     ///   - checkpointEvery: write `LOG.checkpoint` after every this many entries (0: only on demand and close).
+    ///   - checkpointWithin: with `checkpointEvery` above 0, also sign an entry within about this long of its append,
+    ///     however few follow it (`nil`: by count only).
+    ///   - checkpointSpacing: start periodic checkpoints at least this far apart.
     ///   - origin: the checkpoint origin line; defaults to the signer's key name.
     /// Opening checks that the existing `LOG.checkpoint` is signed by `signer` and still matches the log, so an
     /// altered log is never re-signed by a later checkpoint.
@@ -207,7 +230,8 @@ public final class AuditLog: Sendable {
     /// checkpoint was deleted, and appending would sign whatever it now holds. `adoptingUnsigned` (what
     /// `audit checkpoint --refresh` passes, once an operator has checked the log) signs it anyway.
     public static func open(path: String, signer: CheckpointSigner, sync: AuditSyncMode = .effects,
-                            checkpointEvery: Int = 1000, origin: String? = nil,
+                            checkpointEvery: Int = 1000, checkpointWithin: Duration? = defaultCheckpointWithin,
+                            checkpointSpacing: Duration = defaultCheckpointSpacing, origin: String? = nil,
                             adoptingUnsigned: Bool = false) throws(AuditError) -> AuditLog {
         let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileIO.ioError(path, "cannot open the audit log") }
@@ -230,7 +254,8 @@ public final class AuditLog: Sendable {
         }
         _ = flock(fd, LOCK_UN)
         let log = AuditLog(path: path, fd: fd, signer: signer, origin: origin ?? signer.name, sync: sync,
-                           checkpointEvery: checkpointEvery, size: scan.tree.size, prev: scan.prev, tree: scan.tree,
+                           checkpointEvery: checkpointEvery, checkpointWithin: checkpointWithin,
+                           checkpointSpacing: checkpointSpacing, size: scan.tree.size, prev: scan.prev, tree: scan.tree,
                            fileEnd: scan.completeBytes, hashedAtOpen: scan.hashed)
         keep = true
         if scan.tree.size == 0 && !FileIO.exists(path + ".checkpoint") {
@@ -497,19 +522,52 @@ public final class AuditLog: Sendable {
         }
     }
 
-    /// Queues a background checkpoint unless one is already queued. A failure is kept like a failed write:
-    /// every later append refuses.
-    private func scheduleCheckpoint() {
-        guard checkpointDue.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            return
-        }
-        background.async { [self] in
-            checkpointDue.store(false, ordering: .releasing)
-            do throws(AuditError) {
-                try writeCheckpoint()
-            } catch {
-                queue.withLock { $0.failure = $0.failure ?? error }
+    /// How many periodic checkpoints this log ran (not those of ``writeCheckpoint()`` or `close`): for tests.
+    package var periodicCheckpointCount: Int { periodicCheckpoints.load(ordering: .relaxed) }
+
+    /// Asks for a periodic checkpoint: `urgent` (``checkpointEvery`` entries were numbered, or a torn tail was cut) as
+    /// soon as ``checkpointSpacing`` allows, otherwise within ``checkpointWithin``. A request that is due no sooner
+    /// than the one already pending changes nothing, so the common case is one atomic load.
+    private func requestCheckpoint(urgent: Bool) {
+        var pending = checkpointDeadline.load(ordering: .acquiring)
+        // Every pending deadline is at most `checkpointWithin` after its request (``checkpointSpacing`` is clamped to it).
+        if pending != .max && !urgent { return }
+        guard urgent || checkpointWithin != nil else { return }
+        let now = nanoseconds(since: clockBase, at: ContinuousClock.now)
+        let spacing = nanoseconds(of: min(checkpointSpacing, checkpointWithin ?? checkpointSpacing))
+        let earliest = saturatingAdd(lastPeriodicCheckpoint.load(ordering: .relaxed), spacing)
+        let wanted = urgent ? now : saturatingAdd(now, nanoseconds(of: checkpointWithin ?? .zero))
+        let due = max(wanted, earliest)
+        while due < pending {
+            let (exchanged, found) = checkpointDeadline.compareExchange(
+                expected: pending, desired: due, ordering: .acquiringAndReleasing)
+            if exchanged {
+                let delay = Int(clamping: max(0, due - now))
+                // After `close`, the block finds the log closed and does nothing (close checkpointed everything itself).
+                background.asyncAfter(deadline: .now() + .nanoseconds(delay)) { [self] in runPeriodicCheckpoint(due: due) }
+                return
             }
+            pending = found
+        }
+    }
+
+    /// Runs the periodic checkpoint scheduled for `due`, unless an earlier request replaced it, the log is closed or
+    /// stopped, or nothing this process numbered is left unsigned. A failure is kept like a failed write: every later
+    /// append refuses.
+    private func runPeriodicCheckpoint(due: Int64) {
+        guard checkpointDeadline.compareExchange(expected: due, desired: .max, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        if queue.withLock({ $0.closed || $0.failure != nil }) { return }
+        let signed = writer.withLock { w in
+            w.fileClosed || (w.buffer.isEmpty && w.published?.size == w.nextSeq && w.numbered == w.written)
+        }
+        if signed && queue.withLock({ $0.pending.isEmpty }) { return }
+        lastPeriodicCheckpoint.store(nanoseconds(since: clockBase, at: ContinuousClock.now), ordering: .relaxed)
+        periodicCheckpoints.add(1, ordering: .relaxed)
+        do throws(AuditError) {
+            try writeCheckpoint()
+        } catch {
+            queue.withLock { $0.failure = $0.failure ?? error }
         }
     }
 
@@ -684,9 +742,9 @@ public final class AuditLog: Sendable {
             guard posixFsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
             w.synced = w.written
         }
-        if checkpointEvery > 0 {
+        if checkpointEvery > 0 && w.nextSeq > firstSeq {
             let every = UInt64(checkpointEvery)
-            if cut != nil || w.nextSeq / every > firstSeq / every { scheduleCheckpoint() }
+            requestCheckpoint(urgent: cut != nil || w.nextSeq / every > firstSeq / every)
         }
         return w.written
     }
@@ -1005,6 +1063,12 @@ private func nanoseconds(of duration: Duration) -> Int64 {
     if overflow { return seconds < 0 ? .min : .max }
     let (sum, overflowAgain) = whole.addingReportingOverflow(attoseconds / 1_000_000_000)
     return overflowAgain ? (whole < 0 ? .min : .max) : sum
+}
+
+/// `a + b`, saturating at `Int64.min` and `Int64.max`.
+private func saturatingAdd(_ a: Int64, _ b: Int64) -> Int64 {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? (b < 0 ? .min : .max) : sum
 }
 
 /// The nanoseconds from `base` to `instant` on the continuous clock.

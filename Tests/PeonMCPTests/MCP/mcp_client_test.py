@@ -252,6 +252,18 @@ async def basic(session):
         changed = await session.call_tool(name, arguments)
         check(changed.is_error and "data:" in text_of(changed), f"{name} with a data: string answered {text_of(changed)}")
 
+    # The server keeps running, and the log open: its entries are still signed within about a second (a periodic
+    # checkpoint used to wait for 1,000 entries or the server's exit), and that checkpoint verifies.
+    signed = None
+    for _ in range(200):
+        with open(LOG + ".checkpoint") as f:
+            signed = int(f.read().split("\n")[1])
+        if signed == len(entries()):
+            break
+        await anyio.sleep(0.1)
+    check(signed == len(entries()), f"the running server's checkpoint covers {signed} of {len(entries())} entries")
+    verify_log()
+
 
 def basic_log():
     verify_log()
