@@ -149,3 +149,111 @@ import Testing
         #expect(LabelFlowTests.post(agent)?.code == .denied)
     }
 }
+
+/// Threat: a guest swaps the database file under its own cached connection to lose the database's labels. A
+/// statement refused while compiling (a syntax error) opens and caches a connection without reading a row, so it
+/// brings no labels; an `fs.write` by the still unlabelled run then replaces the file (the new file takes the
+/// writer's labels: none); a query on the cached connection read the old file's rows while the labels were read
+/// by path from the new one, and the run posted the salaries unlabelled.
+@Suite struct DatabaseSwapTests {
+    static func agent(scratch: Scratch, database: String, sender: RecordingSender) throws -> Harness {
+        try Harness(grants: """
+            module = "swapper"
+
+            [[db]]
+            database = "shared"
+            tables = ["notes"]
+            allow = ["read"]
+
+            [[fs]]
+            paths = ["\(scratch.path)/**"]
+            allow = ["read", "write"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, scratch: scratch, databases: ["shared": database], http: sender)
+    }
+
+    /// A labelled database with the row `alice 120000` in `notes`.
+    static func labelledDatabase(in scratch: Scratch) throws -> String {
+        let database = try DatabaseLabelTests.database(in: scratch)
+        var handle: OpaquePointer?
+        guard sqlite3_open(database, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
+        let inserted = sqlite3_exec(handle, "INSERT INTO notes VALUES ('alice 120000')", nil, nil, nil)
+        sqlite3_close(handle)
+        guard inserted == SQLITE_OK else { throw HostError(.io, "fixture") }
+        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
+        return database
+    }
+
+    @Test(arguments: ["an unlabelled copy", "not a database"])
+    func aDatabaseFileReplacedUnderACachedConnectionIsNotReadUnlabelled(_ replacement: String) throws {
+        let shared = try Scratch()
+        let database = try Self.labelledDatabase(in: shared)
+        let copy = shared.path + "/copy.db"
+        if replacement == "an unlabelled copy" {
+            // A database with the same table and nothing in it, and no labels.
+            var handle: OpaquePointer?
+            guard sqlite3_open(copy, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
+            let created = sqlite3_exec(handle, "CREATE TABLE notes(text TEXT)", nil, nil, nil)
+            sqlite3_close(handle)
+            guard created == SQLITE_OK else { throw HostError(.io, "fixture") }
+        }
+        let sender = RecordingSender()
+        let agent = try Self.agent(scratch: shared, database: database, sender: sender)
+        // Compiling fails before any row is read: a connection is opened and kept, and no label comes.
+        #expect(agent.error { () throws(HostError) in
+            _ = try agent.mediator.query(database: "shared", sql: "SELEC text FROM notes", parameters: [])
+        } != nil)
+        #expect(LabelFlowTests.post(agent) == nil, "nothing labelled was read yet")
+        let bytes: [UInt8] = replacement == "an unlabelled copy"
+            ? Array(try Data(contentsOf: URL(fileURLWithPath: copy))) : Array("not a database".utf8)
+        try agent.mediator.write(path: database, data: bytes)
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == [], "the new file is unlabelled")
+        var leaked: [String] = []
+        var failure: HostError?
+        do {
+            let rows = try agent.mediator.query(database: "shared", sql: "SELECT text FROM notes", parameters: [])
+            leaked = rows.rows.flatMap { $0 }.compactMap { if case .text(let text) = $0 { text } else { nil } }
+        } catch {
+            // Refusing the query is safe too; handing over the old file's rows unlabelled is not.
+            failure = error
+        }
+        if replacement == "an unlabelled copy" {
+            // The cached connection to the replaced file is closed: the query reads the file now at the path.
+            #expect(failure == nil, "\(String(describing: failure))")
+            #expect(leaked.isEmpty)
+        }
+        if leaked.contains("alice 120000") {
+            #expect(LabelFlowTests.post(agent)?.code == .denied, "the old file's rows were read without its labels")
+        }
+        #expect(!leaked.contains("alice 120000") || LabelFlowTests.post(agent) != nil)
+        #expect(sender.sent.allSatisfy { !String(decoding: $0.0.body, as: UTF8.self).contains("alice") })
+    }
+
+    /// The same swap in the middle of one call (another process renames a file over the database between the
+    /// statement and the label read): the labels read by path are not the rows', so the call fails and the
+    /// connection is not used again.
+    @Test func aDatabaseFileReplacedDuringACallFailsTheCall() throws {
+        let shared = try Scratch()
+        let database = try Self.labelledDatabase(in: shared)
+        let capability = DatabaseCapability(databases: ["shared": database])
+        let name = try DatabaseName(parsing: "shared")
+        do {
+            let statement = try capability.prepare(database: name, sql: "SELECT text FROM notes", policyVersion: "v1") { _ in true }
+            let rows = try statement.query([], maxRows: 10, maxBytes: 1 << 20)
+            #expect(rows.rows.count == 1)
+            #expect(try statement.databaseLabels() == ["hr"], "not moved yet: the labels are the rows'")
+            let replacement = shared.path + "/unlabelled.db"
+            FileManager.default.createFile(atPath: replacement, contents: Data())
+            #expect(rename(replacement, database) == 0)
+            #expect(throws: HostError.self) { try statement.databaseLabels() }
+            #expect(throws: HostError.self) { try statement.labelDatabase(["hr"], call: "db.execute") }
+        }
+        // The retired connection was closed, not pooled: the next statement opens the new (empty) file.
+        #expect(throws: HostError.self) {
+            _ = try capability.prepare(database: name, sql: "SELECT text FROM notes", policyVersion: "v1") { _ in true }
+        }
+    }
+}

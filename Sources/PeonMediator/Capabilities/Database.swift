@@ -146,8 +146,15 @@ final class DatabaseCapability: Sendable {
     var cacheCounters: CacheCounters { counters.withLock { $0 } }
 
     /// Takes an idle connection to `database`, or opens one.
+    ///
+    /// An idle connection whose file is no longer the one at its path (replaced by a rename, as an `fs.write`
+    /// does, or removed) is closed, not used: its statements would read the old file while the database's labels
+    /// are read by path from the new one (``DatabaseConnection/hasMoved``).
     private func checkOut(_ database: String, path: String) throws(HostError) -> DatabaseConnection {
-        if let connection = idle.withLock({ $0[database]?.popLast() }) { return connection }
+        while let connection = idle.withLock({ $0[database]?.popLast() }) {
+            if !connection.hasMoved { return connection }
+            // Closed when the last reference goes, here: it is in no pool and no call holds it.
+        }
         let context = AuthorizerContext(authorize: { _ in false })
         let handle = try Self.open(path: path, name: database, context: context, maxValueBytes: maxValueBytes)
         // The file SQLite opened (absolute, links resolved): where the database's labels live.
@@ -160,6 +167,7 @@ final class DatabaseCapability: Sendable {
     /// the call's ticket) and waits idle, unless enough connections already do (then it closes).
     func checkIn(_ connection: DatabaseConnection) {
         connection.context.release()
+        if connection.retired { return }
         idle.withLock { pool in
             var list = pool[connection.database] ?? []
             if list.count < Self.maxIdleConnections { list.append(connection) }
@@ -365,6 +373,17 @@ final class DatabaseConnection: @unchecked Sendable {
     let context: AuthorizerContext
     /// The database file SQLite opened, which carries the database's labels (``DatabaseLabels``).
     let file: String
+    /// Set when the file was found replaced under the connection: it is closed when its call ends, never pooled.
+    var retired = false
+
+    /// Whether the file this connection reads is no longer the one at its path (renamed over, or removed), as
+    /// SQLite's unix VFS tells (`SQLITE_FCNTL_HAS_MOVED`: the path's inode against the open file's). The labels
+    /// are read by path, so they are the data's only while this is `false`. `true` also when SQLite cannot tell.
+    var hasMoved: Bool {
+        var moved: Int32 = 0
+        let result = sqlite3_file_control(handle, "main", SQLITE_FCNTL_HAS_MOVED, &moved)
+        return result != SQLITE_OK || moved != 0
+    }
     /// Compiled statements by SQL text (byte for byte: two texts Swift calls equal may name different tables), and
     /// the order they were compiled in (oldest first).
     private(set) var statements: [ExactText: CachedStatement] = [:]
@@ -500,14 +519,29 @@ final class PreparedStatement {
     var parameterCount: Int { Int(sqlite3_bind_parameter_count(statement)) }
 
     /// The information-flow labels the database carries (``DatabaseLabels``), sorted.
+    ///
+    /// Read by the path SQLite opened, and then checked to still be this connection's file: a file replaced
+    /// meanwhile (renamed over by an `fs.write`, or by another process) carries other labels than the rows the
+    /// statement read, so the call fails with `io` and the connection is closed.
     func databaseLabels() throws(HostError) -> [String] {
-        try DatabaseLabels.read(file: lease.file, database: lease.database)
+        let labels = try DatabaseLabels.read(file: lease.file, database: lease.database)
+        try requireUnmoved()
+        return labels
     }
 
     /// Records `labels` on the database, before the statement runs: a write by a labelled run labels the
-    /// database first, so its data is never there unlabelled. `call` names the refused call in an error.
+    /// database first, so its data is never there unlabelled. `call` names the refused call in an error; a
+    /// file replaced under the connection is refused as in ``databaseLabels()``.
     func labelDatabase(_ labels: [String], call: String) throws(HostError) {
         try DatabaseLabels.add(labels, file: lease.file, database: lease.database, call: call)
+        try requireUnmoved()
+    }
+
+    /// Throws `io`, and retires the connection, when its file is no longer the one at its path.
+    private func requireUnmoved() throws(HostError) {
+        guard lease.hasMoved else { return }
+        lease.retired = true
+        throw HostError(.io, "the file of database '\(lease.database)' was replaced or removed during the call, so the labels of what the statement read cannot be known; the call is refused, try it again")
     }
 
     private let capability: DatabaseCapability
