@@ -119,6 +119,60 @@ import Testing
         withExtendedLifetime(agentA) {}
     }
 
+    /// Threat: the write-ahead log laundered by taking its database away. `NAME-wal` brings the labels of the file
+    /// `NAME` beside it; an unlabelled run that replaced `NAME` with an unlabelled file (`fs.write`), or removed it,
+    /// then read the log unlabelled, rows and all. Replacing or removing a database under its journal is refused
+    /// (it would corrupt the database too), and a journal whose database is gone is not read.
+    @Test(arguments: ["replace", "remove", "gone"])
+    func theWriteAheadLogIsNotLaunderedByTakingItsDatabaseAway(_ how: String) throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "alice 120000")
+        let shared = try Scratch()
+        let database = try DatabaseLabelTests.database(in: shared)
+        var handle: OpaquePointer?
+        try #require(sqlite3_open(database, &handle) == SQLITE_OK)
+        try #require(sqlite3_exec(handle, "PRAGMA journal_mode = WAL", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(handle)
+        let agentA = try DatabaseLabelTests.writer(hr: hr.path, scratch: shared, database: database)
+        let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        _ = try agentA.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES (?)",
+                                        parameters: [.text(String(decoding: data, as: UTF8.self))])
+        #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
+
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: """
+            module = "poster"
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["read", "write", "remove"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, scratch: try Scratch(), http: sender)
+        switch how {
+        case "replace":
+            let refused = agentB.error { () throws(HostError) in try agentB.mediator.write(path: database, data: Array("x".utf8)) }
+            #expect(refused?.code == .denied, "\(String(describing: refused))")
+        case "remove":
+            let refused = agentB.error { () throws(HostError) in try agentB.mediator.remove(path: database) }
+            #expect(refused?.code == .denied, "\(String(describing: refused))")
+        default:
+            // Taken away outside peon-wasm (another process, an operator): the log's labels cannot be known.
+            try FileManager.default.moveItem(atPath: database, toPath: database + ".moved")
+        }
+        var read: [UInt8] = []
+        let failure = agentB.error { () throws(HostError) in read = try agentB.mediator.read(path: database + "-wal") }
+        if String(decoding: read, as: UTF8.self).contains("alice 120000") {
+            #expect(LabelFlowTests.post(agentB)?.code == .denied, "the log's rows were read without the database's labels")
+        } else {
+            #expect(failure != nil || how != "gone")
+        }
+        #expect(sender.sent.isEmpty || LabelFlowTests.post(agentB) != nil || !String(decoding: read, as: UTF8.self).contains("alice"))
+        withExtendedLifetime(agentA) {}
+    }
+
     /// A labelled grant on a folder inside a broader, unlabelled grant: reading a file in the labelled folder is
     /// allowed by both, and only the line the engine decided on (the broader one, first in the file) brought its
     /// labels, so the salary file came back unlabelled. Data read under a labelled grant carries its labels

@@ -165,11 +165,37 @@ struct FileSystemCapability: Sendable {
         // file brings the labels of the database it belongs to.
         if let database = Self.databaseOfJournal(path) {
             var status = stat()
-            if stat(database, &status) == 0 {
+            let found = stat(database, &status) == 0
+            let code = currentErrno
+            if found {
                 labels = Set(labels).union(try FileLabels.read(.path(database), what: "read '\(path)': its database")).sorted()
+            } else if !bytes.isEmpty {
+                // The database is gone (removed or renamed by someone else: `fs` refuses to take a database away
+                // from under its journal): whose labels the journal's pages carry cannot be known, so nothing of it
+                // is handed over. An empty file holds nothing.
+                throw HostError(.io, "read '\(path)': it is named as SQLite's journal of '\(database)', which cannot be examined (\(errnoText(code).lowercased())), so the labels of what it holds cannot be known; restore the database or remove the journal")
             }
         }
         return LabelledBytes(bytes: bytes, labels: labels)
+    }
+
+    /// The SQLite journal (`NAME-wal` or `NAME-journal`) beside the entry `name` of `directory`, if one is there:
+    /// it holds pages of the database `name` and takes that file's labels (``readOpened(_:_:size:)``), so `name`
+    /// is neither replaced nor removed while it is there. Anything there counts (a link, a folder), and so does
+    /// an entry that cannot be examined.
+    static func journalBeside(_ directory: Int32, _ name: String) -> String? {
+        for suffix in ["-wal", "-journal"] {
+            var status = stat()
+            if fstatat(directory, name + suffix, &status, AT_SYMLINK_NOFOLLOW) == 0 { return name + suffix }
+            let code = currentErrno
+            if code != ENOENT && code != ENAMETOOLONG { return name + suffix }
+        }
+        return nil
+    }
+
+    /// The refusal of replacing or removing a database under its journal.
+    static func journalRefusal(_ operation: String, _ path: String, journal: String) -> HostError {
+        HostError(.denied, "\(operation) '\(path)': a SQLite journal ('\(journal)') lies beside it; replacing or removing a database under its journal corrupts the database and would leave the journal's pages without the database's labels. Close the database (or checkpoint it) first")
     }
 
     /// The suffixes SQLite gives the files it keeps beside a database `NAME`.
@@ -212,6 +238,7 @@ struct FileSystemCapability: Sendable {
             case .regular(let status):
                 existingMode = status.st_mode & Self.nonExecutableBits
             }
+            if let journal = Self.journalBeside(directory, name) { throw Self.journalRefusal("write", current, journal: journal) }
             try Self.replace(directory, name, current, data: data, mode: existingMode, labels: labels)
             return .done(())
         }
@@ -336,6 +363,7 @@ struct FileSystemCapability: Sendable {
     func remove(_ path: GuestPath, labels: [String] = [], authorize: (GuestPath) -> Bool) throws(HostError) {
         try resolve(path, operation: "remove", authorize: authorize) { (directory, name, current) throws(HostError) -> FinalStep<Void> in
             guard let name else { throw HostError(.invalidArgument, "remove '/': the root cannot be removed") }
+            if let journal = Self.journalBeside(directory, name) { throw Self.journalRefusal("remove", current, journal: journal) }
             try Self.labelFolder(directory, labels, current, "remove")
             if unlinkat(directory, name, 0) == 0 { return .done(()) }
             var code = currentErrno
