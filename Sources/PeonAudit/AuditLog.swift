@@ -555,14 +555,19 @@ public final class AuditLog: Sendable {
     /// stopped, or nothing this process numbered is left unsigned. A failure is kept like a failed write: every later
     /// append refuses.
     private func runPeriodicCheckpoint(due: Int64) {
-        guard checkpointDeadline.compareExchange(expected: due, desired: .max, ordering: .acquiringAndReleasing).exchanged
-        else { return }
+        // The start is recorded before the deadline is released: an appender that then finds no checkpoint pending
+        // (and asks for one) sees this start, and spaces its request from it. Blocks run one at a time on
+        // `background`, so restoring it when another deadline replaced this one races with nothing but readers.
+        let previous = lastPeriodicCheckpoint.exchange(nanoseconds(since: clockBase, at: ContinuousClock.now), ordering: .relaxed)
+        guard checkpointDeadline.compareExchange(expected: due, desired: .max, ordering: .acquiringAndReleasing).exchanged else {
+            lastPeriodicCheckpoint.store(previous, ordering: .relaxed)
+            return
+        }
         if queue.withLock({ $0.closed || $0.failure != nil }) { return }
         let signed = writer.withLock { w in
             w.fileClosed || (w.buffer.isEmpty && w.published?.size == w.nextSeq && w.numbered == w.written)
         }
         if signed && queue.withLock({ $0.pending.isEmpty }) { return }
-        lastPeriodicCheckpoint.store(nanoseconds(since: clockBase, at: ContinuousClock.now), ordering: .relaxed)
         periodicCheckpoints.add(1, ordering: .relaxed)
         do throws(AuditError) {
             try writeCheckpoint()

@@ -262,11 +262,12 @@ struct McpCommand: ParsableCommand {
         try? log.close()
         options.auditSink?.finish(timeout: .seconds(5))
         // The last answers (a stopped call's "stopping" error among them) reach a client that reads them; one that
-        // does not read delays the exit by at most this long. A stopped call's answer is sent by the SDK after the
-        // call returns, through the session's transports: first wait (as long) until every request read has its
-        // answer queued, or the drain could find the queue empty and the process end before the answer is in it.
+        // does not read delays the exit by at most 5 s (the drain). A call's answer is sent by the SDK after the call
+        // returns, through the session's transports: first wait until every request read has its answer queued, or
+        // the drain could find the queue empty and the process end before the answer is in it. That wait is for this
+        // process's own work (encoding a large answer), so it is longer: 5 s lost a 300 KB answer on a loaded machine.
         if let stdio {
-            let until = ContinuousClock.now + .seconds(5)
+            let until = ContinuousClock.now + .seconds(30)
             while stdio.answersOwed > 0 && ContinuousClock.now < until { usleep(5_000) }
         }
         _ = stdio?.drain(timeout: .seconds(5))
