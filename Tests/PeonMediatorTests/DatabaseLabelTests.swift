@@ -175,31 +175,13 @@ import Testing
             """, scratch: scratch, databases: ["shared": database], http: sender)
     }
 
-    /// A labelled database with the row `alice 120000` in `notes`.
-    static func labelledDatabase(in scratch: Scratch) throws -> String {
-        let database = try DatabaseLabelTests.database(in: scratch)
-        var handle: OpaquePointer?
-        guard sqlite3_open(database, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
-        let inserted = sqlite3_exec(handle, "INSERT INTO notes VALUES ('alice 120000')", nil, nil, nil)
-        sqlite3_close(handle)
-        guard inserted == SQLITE_OK else { throw HostError(.io, "fixture") }
-        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
-        return database
-    }
-
     @Test(arguments: ["an unlabelled copy", "not a database"])
     func aDatabaseFileReplacedUnderACachedConnectionIsNotReadUnlabelled(_ replacement: String) throws {
         let shared = try Scratch()
-        let database = try Self.labelledDatabase(in: shared)
-        let copy = shared.path + "/copy.db"
-        if replacement == "an unlabelled copy" {
-            // A database with the same table and nothing in it, and no labels.
-            var handle: OpaquePointer?
-            guard sqlite3_open(copy, &handle) == SQLITE_OK, let handle else { throw HostError(.io, "fixture") }
-            let created = sqlite3_exec(handle, "CREATE TABLE notes(text TEXT)", nil, nil, nil)
-            sqlite3_close(handle)
-            guard created == SQLITE_OK else { throw HostError(.io, "fixture") }
-        }
+        let database = try LabelLeakTests.labelledDatabase(shared)
+        // A database with the same table and nothing in it, and no labels.
+        let elsewhere = try Scratch()
+        let copy = try DatabaseLabelTests.database(in: elsewhere)
         let sender = RecordingSender()
         let agent = try Self.agent(scratch: shared, database: database, sender: sender)
         // Compiling fails before any row is read: a connection is opened and kept, and no label comes.
@@ -230,6 +212,7 @@ import Testing
         }
         #expect(!leaked.contains("alice 120000") || LabelFlowTests.post(agent) != nil)
         #expect(sender.sent.allSatisfy { !String(decoding: $0.0.body, as: UTF8.self).contains("alice") })
+        withExtendedLifetime(elsewhere) {}
     }
 
     /// The same swap in the middle of one call (another process renames a file over the database between the
@@ -237,7 +220,7 @@ import Testing
     /// connection is not used again.
     @Test func aDatabaseFileReplacedDuringACallFailsTheCall() throws {
         let shared = try Scratch()
-        let database = try Self.labelledDatabase(in: shared)
+        let database = try LabelLeakTests.labelledDatabase(shared)
         let capability = DatabaseCapability(databases: ["shared": database])
         let name = try DatabaseName(parsing: "shared")
         do {

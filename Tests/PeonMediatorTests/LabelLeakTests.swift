@@ -94,10 +94,11 @@ import Testing
     /// A database in WAL mode keeps its newest rows in `NAME-wal` until a checkpoint, and only the database file
     /// carried the labels: while agent A's run (or anything else) held the database open, agent B, granted to read
     /// files in the same folder, read A's rows out of the write-ahead log unlabelled.
-    @Test func theWriteAheadLogOfALabelledDatabaseCarriesItsLabels() throws {
+    /// Agent A's part, through the mediator: a database in WAL mode in `shared` into which A inserted a salary it read
+    /// (so the database carries `hr`); A's run goes on, its connection open, so the row sits in `shared.db-wal`.
+    static func salaryInTheWriteAheadLog(_ shared: Scratch) throws -> (database: String, agentA: Harness) {
         let hr = try Scratch()
         _ = try hr.file("salaries.txt", "alice 120000")
-        let shared = try Scratch()
         let database = try DatabaseLabelTests.database(in: shared)
         var handle: OpaquePointer?
         try #require(sqlite3_open(database, &handle) == SQLITE_OK)
@@ -108,6 +109,12 @@ import Testing
         _ = try agentA.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES (?)",
                                         parameters: [.text(String(decoding: data, as: UTF8.self))])
         #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
+        return (database, agentA)
+    }
+
+    @Test func theWriteAheadLogOfALabelledDatabaseCarriesItsLabels() throws {
+        let shared = try Scratch()
+        let (database, agentA) = try Self.salaryInTheWriteAheadLog(shared)
 
         // Agent A's run goes on, its connection open: the row is in shared.db-wal.
         let sender = RecordingSender()
@@ -125,19 +132,8 @@ import Testing
     /// (it would corrupt the database too), and a journal whose database is gone is not read.
     @Test(arguments: ["replace", "remove", "gone"])
     func theWriteAheadLogIsNotLaunderedByTakingItsDatabaseAway(_ how: String) throws {
-        let hr = try Scratch()
-        _ = try hr.file("salaries.txt", "alice 120000")
         let shared = try Scratch()
-        let database = try DatabaseLabelTests.database(in: shared)
-        var handle: OpaquePointer?
-        try #require(sqlite3_open(database, &handle) == SQLITE_OK)
-        try #require(sqlite3_exec(handle, "PRAGMA journal_mode = WAL", nil, nil, nil) == SQLITE_OK)
-        sqlite3_close(handle)
-        let agentA = try DatabaseLabelTests.writer(hr: hr.path, scratch: shared, database: database)
-        let data = try agentA.mediator.read(path: hr.path + "/salaries.txt")
-        _ = try agentA.mediator.execute(database: "shared", sql: "INSERT INTO notes VALUES (?)",
-                                        parameters: [.text(String(decoding: data, as: UTF8.self))])
-        #expect(try DatabaseLabels.read(file: database, database: "shared") == ["hr"])
+        let (database, agentA) = try Self.salaryInTheWriteAheadLog(shared)
 
         let sender = RecordingSender()
         let agentB = try Harness(grants: """
