@@ -207,11 +207,10 @@ import Testing
             #expect(failure == nil, "\(String(describing: failure))")
             #expect(leaked.isEmpty)
         }
-        if leaked.contains("alice 120000") {
-            #expect(LabelFlowTests.post(agent)?.code == .denied, "the old file's rows were read without its labels")
-        }
-        #expect(!leaked.contains("alice 120000") || LabelFlowTests.post(agent) != nil)
-        #expect(sender.sent.allSatisfy { !String(decoding: $0.0.body, as: UTF8.self).contains("alice") })
+        // Whatever the query handed over is posted: the salary must not reach the partner.
+        _ = LabelFlowTests.post(agent, leaked.joined(separator: "\n"))
+        #expect(sender.sent.allSatisfy { !String(decoding: $0.0.body, as: UTF8.self).contains("alice") },
+                "the old file's rows were read without its labels and posted")
         withExtendedLifetime(elsewhere) {}
     }
 

@@ -160,12 +160,11 @@ import Testing
         }
         var read: [UInt8] = []
         let failure = agentB.error { () throws(HostError) in read = try agentB.mediator.read(path: database + "-wal") }
-        if String(decoding: read, as: UTF8.self).contains("alice 120000") {
-            #expect(LabelFlowTests.post(agentB)?.code == .denied, "the log's rows were read without the database's labels")
-        } else {
-            #expect(failure != nil || how != "gone")
-        }
-        #expect(sender.sent.isEmpty || LabelFlowTests.post(agentB) != nil || !String(decoding: read, as: UTF8.self).contains("alice"))
+        if how == "gone" { #expect(failure != nil, "a journal whose database is gone was read") }
+        // Whatever the read handed over is posted: the salary must not reach the partner.
+        _ = LabelFlowTests.post(agentB, String(decoding: read, as: UTF8.self))
+        #expect(sender.sent.allSatisfy { !String(decoding: $0.0.body, as: UTF8.self).contains("alice") },
+                "the log's rows were read without the database's labels and posted")
         withExtendedLifetime(agentA) {}
     }
 

@@ -184,7 +184,7 @@ struct FileSystemCapability: Sendable {
     /// is neither replaced nor removed while it is there. Anything there counts (a link, a folder), and so does
     /// an entry that cannot be examined.
     static func journalBeside(_ directory: Int32, _ name: String) -> String? {
-        for suffix in ["-wal", "-journal"] {
+        for suffix in journalSuffixes where suffix != "-shm" {  // the shared-memory index holds no pages
             var status = stat()
             if fstatat(directory, name + suffix, &status, AT_SYMLINK_NOFOLLOW) == 0 { return name + suffix }
             let code = currentErrno
