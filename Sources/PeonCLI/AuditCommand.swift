@@ -277,7 +277,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the log's entries as a table (this reads; `audit verify` checks).")
+            abstract: "Print the log's entries as a table, or as JSON Lines with --json (this reads; `audit verify` checks).")
 
         @Argument(help: "The audit log; omit it with --from.") var log: String?
         @Option(help: "Only entries of this module.") var module: String?
@@ -289,16 +289,22 @@ struct AuditCommand: ParsableCommand {
         var firstUse = false
         @Option(help: ArgumentHelp("Read every host's entries from the central tables of this PostgreSQL database instead of a local log.", valueName: "postgresql://..."))
         var from: String?
-        @Option(help: "With --from: only entries before this UTC time.") var until: String?
+        @Option(help: "Only entries before this UTC time.") var until: String?
         @Option(help: "With --from: only entries of this origin (host key name).") var origin: String?
-        @Option(help: "With --from: only entries of this call (fs.read, run.start, policy.store, ...).") var call: String?
-        @Option(help: "With --from: at most this many entries.") var limit: Int = 1000
+        @Option(help: "Only entries of this call (fs.read, run.start, policy.store, ...).") var call: String?
+        @Option(help: "At most this many entries, oldest first; a note on stderr says when more match (default: all of a LOG; 1000 with --from).")
+        var limit: Int?
+        @Flag(help: "Print each entry as its JSON line (JSON Lines), every field in full, instead of a table (with --from: {\"origin\": ..., \"entry\": LINE}).")
+        var json = false
+
+        /// The most entries shown: `--limit`, else every entry of a local log and 1,000 from the central tables.
+        var entryLimit: Int? { limit ?? (from == nil ? nil : 1000) }
 
         func validate() throws {
             if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }
             if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
-            if from == nil, until != nil || origin != nil || call != nil { throw ValidationError("--until, --origin and --call need --from") }
-            if limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
+            if from == nil, origin != nil { throw ValidationError("--origin needs --from (a local log is one host's)") }
+            if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
             if let until, until.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
                 throw ValidationError("--until must be a UTC time like 2026-11-21 or 2026-11-21T20:05:00Z, not \(until)")
             }
@@ -326,9 +332,13 @@ struct AuditCommand: ParsableCommand {
                 let fd = try FileIO.openRegularForReading(path: log)
                 defer { _ = close(fd) }
                 var reader = LineReader(fd: fd, path: log, maxLine: AuditLog.maxLineBytes)
+                // Times compare as text: every entry's time is `YYYY-MM-DDTHH:MM:SS.ffffffZ`, and a shorter bound is a
+                // prefix of one (2026-11-21 sorts before every time of that day, after every time of the day before).
                 let sinceKey = since.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
+                let untilKey = until.map { $0.hasSuffix("Z") ? String($0.dropLast()) : $0 }
                 let widths = [8, 27, 14, 18, 14, 40, 8, 10, 50]
                 func printRow(_ row: [String]) {
+                    guard !json else { return }
                     let cells = zip(row, widths).map { cell, width in AuditCommand.pad(AuditCommand.terminalSafe(cell), width) }
                     print(cells.joined(separator: " ").trimmingCharacters(in: .whitespaces))
                 }
@@ -336,6 +346,13 @@ struct AuditCommand: ParsableCommand {
                 printRow(["SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"])
                 var bad = 0
                 var index = -1
+                var shown = 0
+                var moreMatch = false
+                defer {
+                    if moreMatch, let limit = entryLimit {
+                        printError("peon-wasm: note: showing the first \(limit) matching entries; more match (raise --limit, or narrow with --since/--until)")
+                    }
+                }
                 while let item = try reader.next() {
                     index += 1
                     let line: [UInt8]
@@ -360,9 +377,20 @@ struct AuditCommand: ParsableCommand {
                     // The RUN column shows a prefix and `…`: either the whole id or a prefix of it picks the run.
                     if let runPrefix, !e.record.run.utf8.starts(with: runPrefix.utf8) { continue }
                     if let sinceKey, e.time < sinceKey { continue }
+                    if let untilKey, e.time >= untilKey { continue }
+                    if let call, !e.record.call.utf8.elementsEqual(call.utf8) { continue }
                     if firstUse, e.record.details["first_use"] != "true" { continue }
-                    printRow([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
-                              e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
+                    if let limit = entryLimit, shown >= limit {
+                        moreMatch = true
+                        break
+                    }
+                    shown += 1
+                    if json {
+                        print(AuditCommand.terminalSafeJSON(line))
+                    } else {
+                        printRow([String(e.seq), e.time, e.record.run, e.record.module, e.record.call, e.record.resource,
+                                  e.record.decision?.rawValue ?? "-", e.record.outcome ?? "-", e.record.reason])
+                    }
                 }
                 if bad > 0 {
                     printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
@@ -385,6 +413,7 @@ struct AuditCommand: ParsableCommand {
                 filter.firstUse = firstUse
                 // One row more than asked says whether the answer was cut, which is then said on stderr: a reader
                 // must not take the first N matches for all of them.
+                let limit = entryLimit ?? 1000
                 filter.limit = limit < Int.max ? limit + 1 : limit
                 var rows = try PostgresAuditArchive(address).entries(filter)
                 let cut = rows.count > limit
@@ -393,6 +422,13 @@ struct AuditCommand: ParsableCommand {
                     if cut {
                         printError("peon-wasm: note: showing the first \(limit) matching entries; more match (raise --limit, or narrow with --since/--until)")
                     }
+                }
+                if json {
+                    for row in rows {
+                        if firstUse, let e = row.entry, e.record.details["first_use"] != "true" { continue }
+                        print(AuditCommand.centralJSON(origin: row.origin, seq: row.seq, entry: row.entry))
+                    }
+                    return
                 }
                 var table: [[String]] = [["ORIGIN", "SEQ", "TIME", "RUN", "MODULE", "CALL", "RESOURCE", "DECISION", "OUTCOME", "REASON"]]
                 for row in rows {
@@ -458,6 +494,50 @@ extension AuditCommand {
     /// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
     fileprivate static func terminalSafe(_ s: String) -> String {
         TerminalText.escaped(s)
+    }
+
+    /// An entry's JSON line made safe for a terminal and still the same JSON: every character ``TerminalText``
+    /// escapes (C1 controls, bidirectional overrides; the log's writer already escapes C0, `DEL`, U+2028 and
+    /// U+2029) as a JSON `\uXXXX` escape. They can stand only inside the line's strings, where the escape means the
+    /// same character; so a line without them is printed byte for byte as the log holds it.
+    static func terminalSafeJSON(_ line: [UInt8]) -> String {
+        let text = String(decoding: line, as: UTF8.self)
+        guard text.unicodeScalars.contains(where: TerminalText.needsEscape) else { return text }
+        var out = String.UnicodeScalarView()
+        for scalar in text.unicodeScalars {
+            if TerminalText.needsEscape(scalar) {
+                // Every escaped character is in the Basic Multilingual Plane: four hex digits spell it.
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out.append(contentsOf: ("\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex).unicodeScalars)
+            } else {
+                out.append(scalar)
+            }
+        }
+        return String(out)
+    }
+
+    /// One row of the central tables as a JSON line: `{"origin":ORIGIN,"entry":LINE}` with the entry's exact line, or
+    /// `{"origin":ORIGIN,"seq":N,"entry":null}` for a stored line that is not an entry.
+    static func centralJSON(origin: String, seq: Int64, entry: AuditEntry?) -> String {
+        let originText = terminalSafeJSON(Array(jsonString(origin).utf8))
+        guard let entry else { return "{\"origin\":\(originText),\"seq\":\(seq),\"entry\":null}" }
+        return "{\"origin\":\(originText),\"entry\":\(terminalSafeJSON(entry.serialized()))}"
+    }
+
+    /// `text` as a JSON string literal (quotes, backslashes and controls escaped).
+    private static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20 || scalar.value == 0x7F:
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
     }
 
     /// Pads or cuts (with an ellipsis) to exactly `width` characters.

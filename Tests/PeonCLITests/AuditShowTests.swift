@@ -83,6 +83,94 @@ import Testing
         }
     }
 
+    /// A log of five entries 2 ms apart (so their times differ), with the given resource on the last.
+    private func fiveEntries(in folder: URL, lastResource: String = "fs:/e") throws -> (path: String, lines: [String]) {
+        let path = folder.appendingPathComponent("audit.jsonl").path
+        let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 5, count: 32))
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        let entries = [("fs.read", "fs:/a"), ("fs.write", "fs:/b"), ("fs.read", "fs:/c"), ("http.send", "http://h/d"),
+                       ("fs.read", lastResource)]
+        for (call, resource) in entries {
+            try log.append(AuditRecord(run: "r1", module: "m", moduleSHA256: "", call: call, resource: resource,
+                                       decision: .allow), durable: true)
+            usleep(2_000)
+        }
+        try log.close()
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        return (path, lines)
+    }
+
+    /// `--call`, `--until` and `--limit` filter a local log as they filter the central tables: before, `--call` and
+    /// `--until` were refused without `--from`, and `--limit` was accepted and ignored (every entry was printed).
+    @Test func callUntilAndLimitFilterALocalLog() throws {
+        try withTemporaryDirectory { folder in
+            let (path, lines) = try fiveEntries(in: folder)
+            let reads = try runPeonWasm(["audit", "show", path, "--call", "fs.read"])
+            #expect(reads.status == 0, "\(reads.stderr)")
+            let readRows = reads.stdout.split(separator: "\n").dropFirst()
+            #expect(readRows.map { $0.contains("fs:/a") || $0.contains("fs:/c") || $0.contains("fs:/e") } == [true, true, true],
+                    "\(reads.stdout)")
+
+            // Until the third entry's own time: the two before it, not it.
+            try #require(lines.count == 5, "\(lines)")
+            let third = try AuditEntry.parse(Array(lines[2].utf8)).get()
+            let until = try runPeonWasm(["audit", "show", path, "--until", third.time])
+            #expect(until.status == 0, "\(until.stderr)")
+            #expect(until.stdout.contains("fs:/a") && until.stdout.contains("fs:/b"), "\(until.stdout)")
+            #expect(!until.stdout.contains("fs:/c") && !until.stdout.contains("fs:/e"), "\(until.stdout)")
+            let since = try runPeonWasm(["audit", "show", path, "--since", third.time, "--until", "2999-01-01"])
+            #expect(!since.stdout.contains("fs:/b") && since.stdout.contains("fs:/c") && since.stdout.contains("fs:/e"),
+                    "\(since.stdout)")
+
+            let limited = try runPeonWasm(["audit", "show", path, "--call", "fs.read", "--limit", "2"])
+            #expect(limited.status == 0, "\(limited.stderr)")
+            #expect(limited.stdout.split(separator: "\n").count == 3, "a header and two rows:\n\(limited.stdout)")
+            #expect(limited.stdout.contains("fs:/a") && limited.stdout.contains("fs:/c") && !limited.stdout.contains("fs:/e"))
+            #expect(limited.stderr.contains("showing the first 2 matching entries; more match"), "\(limited.stderr)")
+            let exact = try runPeonWasm(["audit", "show", path, "--call", "fs.read", "--limit", "3"])
+            #expect(exact.stdout.split(separator: "\n").count == 4 && exact.stderr.isEmpty, "\(exact.stdout)\(exact.stderr)")
+
+            let origin = try runPeonWasm(["audit", "show", path, "--origin", "host-a"])
+            #expect(origin.status == 64 && origin.stdout.isEmpty, "\(origin.status) \(origin.stdout)")
+            #expect(origin.stderr.contains("--origin needs --from"), "\(origin.stderr)")
+        }
+    }
+
+    /// `--json` prints every field in full (the table cuts long values with `…`): each line is the entry's line
+    /// as the log holds it, except that a character a terminal would act on is written as a JSON escape of itself,
+    /// so the line still parses to the same entry.
+    @Test func jsonPrintsEachEntryInFullAndNothingATerminalWouldActOn() throws {
+        try withTemporaryDirectory { folder in
+            let long = "fs:/data/reports/" + String(repeating: "quarterly-", count: 12) + "summary.md"
+            let hostile = "fs:/x\u{9B}31m\u{202E}gnp.exe"
+            let (path, lines) = try fiveEntries(in: folder, lastResource: hostile)
+            let table = try runPeonWasm(["audit", "show", path])
+            #expect(!table.stdout.contains("\u{9B}") && !table.stdout.contains("\u{202E}"))
+
+            let shown = try runPeonWasm(["audit", "show", path, "--json"])
+            #expect(shown.status == 0, "\(shown.stderr)")
+            let printed = shown.stdout.split(separator: "\n").map(String.init)
+            #expect(printed.count == 5, "\(shown.stdout)")
+            #expect(Array(printed.prefix(4)) == Array(lines.prefix(4)), "a line with nothing to escape is the log's own")
+            #expect(!shown.stdout.contains("\u{9B}") && !shown.stdout.contains("\u{202E}"), "\(shown.stdout)")
+            #expect(printed.last?.contains("\\u009B31m\\u202Egnp.exe") == true, "\(printed.last ?? "")")
+            try #require(lines.count == 5, "\(lines)")
+            let reparsed = try AuditEntry.parse(Array((printed.last ?? "").utf8)).get()
+            let original = try AuditEntry.parse(Array(lines[4].utf8)).get()
+            #expect(reparsed == original, "the escaped line is the same entry")
+
+            // A value the table cuts is whole in JSON.
+            let longFolder = folder.appendingPathComponent("long", isDirectory: true)
+            try FileManager.default.createDirectory(at: longFolder, withIntermediateDirectories: false)
+            let (longPath, _) = try fiveEntries(in: longFolder, lastResource: long)
+            let cut = try runPeonWasm(["audit", "show", longPath, "--call", "fs.read"])
+            #expect(!cut.stdout.contains(long))
+            let whole = try runPeonWasm(["audit", "show", longPath, "--call", "fs.read", "--json", "--limit", "5"])
+            #expect(whole.stdout.contains(long), "\(whole.stdout)")
+            #expect(whole.stdout.split(separator: "\n").allSatisfy { (try? AuditEntry.parse(Array($0.utf8)).get()) != nil })
+        }
+    }
+
     @Test func aMissingLogIsOneErrorLine() throws {
         let shown = try runPeonWasm(["audit", "show", "/nonexistent/audit.jsonl"])
         #expect(shown.status != 0)

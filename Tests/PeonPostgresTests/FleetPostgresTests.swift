@@ -128,6 +128,16 @@ struct FleetPostgresTests {
             // The limit counts first uses, not entries: the first entry of all (a run.start) is not one.
             let firstUse = try runPeonWasm(["audit", "show", "--from", url, "--first-use", "--limit", "1"])
             #expect(firstUse.status == 0 && firstUse.stdout.split(separator: "\n").count == 2, "stdout: \(firstUse.stdout)")
+            // As JSON Lines: each row names its origin and holds the host's entry (the origin and call asked for).
+            let json = try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-b", "--call", "fs.read", "--json"])
+            let rows = json.stdout.split(separator: "\n")
+            #expect(json.status == 0 && !rows.isEmpty, "stdout: \(json.stdout) stderr: \(json.stderr)")
+            for row in rows {
+                let object = try JSONSerialization.jsonObject(with: Data(row.utf8)) as? [String: Any]
+                #expect(object?["origin"] as? String == "host-b", "\(row)")
+                let entry = object?["entry"] as? [String: Any]
+                #expect(entry?["call"] as? String == "fs.read" && entry?["seq"] is NSNumber && entry?["prev"] is String, "\(row)")
+            }
         }
     }
 
