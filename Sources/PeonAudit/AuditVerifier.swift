@@ -164,7 +164,7 @@ public enum AuditVerifier {
     public static func loadCheckpoint(path: String, key: VerifierKey?) throws(AuditError) -> Checkpoint {
         guard FileIO.exists(path) else {
             throw AuditError(.checkpointMissing,
-                             "\(path): no checkpoint; a log gets one when it is created, at run end and every 1000 entries (`peon-wasm audit checkpoint LOG --refresh` writes one)")
+                             "\(path): no checkpoint; a log gets one when it is created, within about a second of its entries while a run has it open, and when the run ends (`peon-wasm audit checkpoint LOG --refresh` writes one)")
         }
         let bytes: [UInt8]
         do {
@@ -296,6 +296,9 @@ public enum AuditProofs {
     /// log is reported before a missing or unreadable key: the log is the operator's first word, and first mistake.
     package static func requireLog(_ logPath: String) throws(AuditError) {
         guard FileIO.exists(logPath) else { throw AuditError(.io, "\(logPath): no such audit log; check the path") }
+        // A folder or a FIFO is named as what it is, before anything beside it (`LOG.checkpoint`) is looked for.
+        let fd = try FileIO.openRegularForReading(path: logPath)
+        _ = close(fd)
     }
 
     /// The inclusion proof of entry `seq` against the log's latest checkpoint, whose root must match the log.

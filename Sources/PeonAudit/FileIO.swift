@@ -64,7 +64,8 @@ package enum FileIO {
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            throw AuditError(.io, "\(path): not a regular file")
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "a FIFO, a socket or a device"
+            throw AuditError(.io, "\(path): not a regular file (it is \(what)); name the file itself")
         }
         return fd
     }
@@ -77,7 +78,8 @@ package enum FileIO {
         } catch {
             switch error.kind {
             case .tooLarge: throw AuditError(.io, "\(path): larger than \(limit) bytes; is this the right file?")
-            case .directory, .notRegular: throw AuditError(.io, "\(path): not a regular file")
+            case .directory: throw AuditError(.io, "\(path): not a regular file (it is a directory); name the file itself")
+            case .notRegular: throw AuditError(.io, "\(path): not a regular file (it is a FIFO, a socket or a device); name the file itself")
             case .cannotOpen: throw AuditError(.io, "\(path): cannot open: \(String(cString: strerror(error.errno)))")
             case .readFailed: throw AuditError(.io, "\(path): read failed: \(String(cString: strerror(error.errno)))")
             }

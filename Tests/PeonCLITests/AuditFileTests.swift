@@ -253,7 +253,15 @@ struct AuditFileTests {
             #expect(mkfifo(fifo, 0o600) == 0)
             let shown = try runPeonWasm(["audit", "show", fifo], timeout: 20)
             #expect(shown.status == 2, "\(shown.stderr)")
-            #expect(shown.stderr.contains("not a regular file"), "\(shown.stderr)")
+            #expect(shown.stderr.contains("not a regular file (it is a FIFO, a socket or a device); name the file itself"),
+                    "\(shown.stderr)")
+            // What it is and what to do, for a folder too, from every command that reads a log.
+            for command in [["show"], ["verify"], ["prove", "0"], ["consistency", "1"]] {
+                let folderRun = try runPeonWasm(["audit", command[0], folder.path] + command.dropFirst(), timeout: 20)
+                #expect(folderRun.status == 2, "\(command): \(folderRun.stderr)")
+                #expect(folderRun.stderr.split(separator: "\n").count == 1, "\(command): \(folderRun.stderr)")
+                #expect(folderRun.stderr.contains("it is a directory); name the file itself"), "\(command): \(folderRun.stderr)")
+            }
         }
     }
 
