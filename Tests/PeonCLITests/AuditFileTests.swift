@@ -177,6 +177,25 @@ struct AuditFileTests {
         }
     }
 
+    /// A folder or FIFO named as the signing key is refused as what it is: before, a folder was checked for its mode
+    /// like a key file, and the advice was `chmod 600 FOLDER`.
+    @Test func aSigningKeyThatIsNoFileIsNamedAsWhatItIs() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            let fifo = folder.appendingPathComponent("key.fifo").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let cases = [(folder.path, "this is a directory; name the key file itself"),
+                         (fifo, "this is a FIFO, a socket or a device; name the key file itself")]
+            for (key, expected) in cases {
+                let run = try Self.hello(folder, log: log, extra: ["--audit-key", key])
+                #expect(run.status == 78, "\(run.stderr)")
+                #expect(run.stderr.contains(expected) && !run.stderr.contains("chmod"), "\(run.stderr)")
+                let printed = try runPeonWasm(["audit", "key", "--audit-key", key], timeout: 20)
+                #expect(printed.status != 0 && printed.stderr.contains(expected), "\(printed.stderr)")
+            }
+        }
+    }
+
     @Test func aCheckpointThatCouldDriveATerminalIsRefusedNotPrinted() throws {
         try withTemporaryDirectory { folder in
             let log = folder.appendingPathComponent("audit.jsonl")
