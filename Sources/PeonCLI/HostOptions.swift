@@ -1,8 +1,10 @@
 import ArgumentParser
+import Foundation
 import PeonAudit
 import PeonEngine
 import PeonEngineWasmKit
 import PeonEngineWasmtime
+import PeonInterface
 import PeonMediator
 import PeonPostgres
 import PeonRuntime
@@ -111,13 +113,38 @@ struct HostOptions: ParsableArguments {
         }
         for binding in databases {
             let parts = binding.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            options.databases[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+            let path = parts.count > 1 ? String(parts[1]) : ""
+            try Self.checkDatabasePath(path, binding: binding)
+            options.databases[String(parts[0])] = path
         }
         options.auditPath = audit
         options.auditKeyPath = auditKey
         options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
         options.approver = approver
         return options
+    }
+
+    /// Refuses, before the module runs, a `--db` path no SQLite database can be at: empty, a folder, a FIFO, socket or
+    /// device, or in a folder that does not exist. A missing file in an existing folder is fine: SQLite creates it.
+    /// (Found otherwise only at the module's first `db` call, as an `io` error the module may not report.)
+    static func checkDatabasePath(_ path: String, binding: String) throws(RunError) {
+        let shown = TerminalText.escaped(binding)
+        guard !path.isEmpty else {
+            throw RunError(.configuration, "--db \(shown): no file after '='; name the SQLite database file")
+        }
+        var entry = stat()
+        if stat(path, &entry) == 0 {
+            guard entry.st_mode & S_IFMT == S_IFREG else {
+                let what = entry.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a FIFO, a socket or a device"
+                throw RunError(.configuration, "--db \(shown): it is \(what), not a database file; name the SQLite database file")
+            }
+            return
+        }
+        let folder = (path as NSString).deletingLastPathComponent
+        var parent = stat()
+        guard stat(folder.isEmpty ? "." : folder, &parent) == 0, parent.st_mode & S_IFMT == S_IFDIR else {
+            throw RunError(.configuration, "--db \(shown): the folder it would be created in does not exist; create it or check the path")
+        }
     }
 
     /// The engine `--engine` names (wasmtime loaded from `--wasmtime-lib`).

@@ -267,4 +267,32 @@ struct InspectCommandTests {
             #expect(result.stdout.contains("teleport") && result.stdout.contains("not a function of wit/peon.wit"))
         }
     }
+
+    /// A `--db` path no SQLite database can be at is refused before the module runs (exit 78, one line, nothing
+    /// audited): before, `run` started, and the binding failed only at the module's first `db` call, as an `io` error
+    /// the module might not report. A file that does not exist yet, in a folder that does, is still fine.
+    @Test("a --db path that is a folder, a FIFO, empty or in a missing folder is refused before the run")
+    func databasePathsThatCannotBeDatabasesAreRefusedFirst() throws {
+        try withTemporaryDirectory { folder in
+            let fifo = folder.appendingPathComponent("db.fifo").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            let cases = [(folder.path, "it is a directory"), (fifo, "it is a FIFO, a socket or a device"),
+                         ("", "no file after '='"), (folder.path + "/missing/x.db", "the folder it would be created in does not exist")]
+            for (path, reason) in cases {
+                let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--db", "notes=\(path)"],
+                                             environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path],
+                                             timeout: 20)
+                #expect(result.status == 78, "\(path): \(result.stderr)")
+                #expect(result.stderr.hasPrefix("peon-wasm: error: --db notes=\(path): ") && result.stderr.contains(reason),
+                        "\(result.stderr)")
+                #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: log), "the run started: \(path)")
+            }
+            let fresh = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log,
+                                         "--db", "notes=\(folder.path)/new.db"],
+                                        environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(fresh.status == 0, "\(fresh.stderr)")
+        }
+    }
 }
