@@ -121,6 +121,11 @@ struct HostOptions: ParsableArguments {
         options.auditKeyPath = auditKey
         options.auditSync = AuditSyncMode(rawValue: auditSync) ?? .effects
         options.approver = approver
+        // A mistyped approver is one error when `run` or `mcp` starts, not every approval refused later.
+        if let approver, approver != "tty", let command = CommandApprover(commandLine: approver),
+           let problem = command.programProblem(searchPath: ProcessInfo.processInfo.environment["PATH"]) {
+            throw RunError(.configuration, "--approver '\(TerminalText.escaped(approver))': \(problem); give the approval program's path, or 'tty'")
+        }
         return options
     }
 

@@ -108,6 +108,26 @@ package struct CommandApprover: Approver {
     /// `command:` + the program.
     package var identity: String { "command:" + command.joined(separator: " ") }
 
+    /// Why the program cannot run, or `nil` when it is an executable file: a path (with a `/`) as given, a bare name
+    /// on `searchPath` (`PATH`), as `/usr/bin/env` will look it up. Checked when the run starts, so a mistyped
+    /// approver is one error then rather than every approval refused later.
+    package func programProblem(searchPath: String?) -> String? {
+        let program = command[0]
+        func isExecutableFile(_ path: String) -> Bool {
+            var entry = stat()
+            return stat(path, &entry) == 0 && entry.st_mode & S_IFMT == S_IFREG && access(path, X_OK) == 0
+        }
+        if program.contains("/") {
+            var entry = stat()
+            guard stat(program, &entry) == 0 else { return "there is no such file" }
+            guard entry.st_mode & S_IFMT == S_IFREG else { return "it is not a regular file" }
+            return access(program, X_OK) == 0 ? nil : "it is not executable"
+        }
+        let folders = (searchPath ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":", omittingEmptySubsequences: false)
+        for folder in folders where isExecutableFile((folder.isEmpty ? "." : String(folder)) + "/" + program) { return nil }
+        return "no executable of that name is on PATH"
+    }
+
     /// Runs the command and maps its exit status.
     package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
         let process = Process()

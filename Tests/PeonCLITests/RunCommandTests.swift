@@ -295,4 +295,36 @@ struct InspectCommandTests {
             #expect(fresh.status == 0, "\(fresh.stderr)")
         }
     }
+
+    /// An `--approver` program that cannot run is refused when `run` or `mcp` starts (exit 78, one line, nothing
+    /// audited): before, the run went on and every call that needed approval was refused, each for a reason the
+    /// operator saw only in the log. A bare name is looked up on `PATH`, as it will be run.
+    @Test("an --approver that names no executable program is refused at start; one on PATH is taken")
+    func anApproverThatCannotRunIsRefusedAtStart() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            let script = folder.appendingPathComponent("approve.sh").path
+            try Data("#!/bin/sh\nexit 0\n".utf8).write(to: URL(fileURLWithPath: script))
+            #expect(chmod(script, 0o644) == 0)
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            let cases = [(folder.path, "it is not a regular file"), (folder.path + "/missing", "there is no such file"),
+                         (script, "it is not executable"), ("peon-no-such-approver --flag", "no executable of that name is on PATH")]
+            for (approver, reason) in cases {
+                for command in [["run", "modules/hello/hello.wat"], ["mcp", "policies/c-summarizer.toml"]] {
+                    let result = try runPeonWasm(command + ["--audit", log, "--approver", approver], environment: environment,
+                                                 timeout: 20)
+                    #expect(result.status == 78, "\(command[0]) \(approver): \(result.stderr)")
+                    #expect(result.stderr == "peon-wasm: error: --approver '\(approver)': \(reason); give the approval program's path, or 'tty'\n",
+                            "\(result.stderr)")
+                    #expect(!FileManager.default.fileExists(atPath: log), "\(command[0]) started with \(approver)")
+                }
+            }
+            #expect(chmod(script, 0o755) == 0)
+            for approver in [script, "true"] {
+                let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--approver", approver],
+                                             environment: environment)
+                #expect(result.status == 0, "\(approver): \(result.stderr)")
+            }
+        }
+    }
 }
