@@ -185,7 +185,7 @@ struct AuditCommand: ParsableCommand {
 
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
-                guard FileManager.default.fileExists(atPath: log) else { throw AuditError(.io, "\(log): no such audit log; check the path") }
+                try AuditProofs.requireLog(log)
                 if refresh {
                     let signer = try CheckpointSigner.load(keyPath: try keyOptions.path())
                     // The operator asks for the log to be signed as it is: one without a checkpoint is adopted.
@@ -464,6 +464,7 @@ struct AuditCommand: ParsableCommand {
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
                 let address: PostgresAddress
+                try AuditProofs.requireLog(log)
                 do throws(PostgresStoreError) { address = try PostgresAddress(to) } catch { throw AuditError(.invalidArgument, error.description) }
                 var name = origin
                 if name == nil {

@@ -275,7 +275,8 @@ struct AuditFileTests {
             #expect(shown.stderr.contains("not a regular file (it is a FIFO, a socket or a device); name the file itself"),
                     "\(shown.stderr)")
             // What it is and what to do, for a folder too, from every command that reads a log.
-            for command in [["show"], ["verify"], ["prove", "0"], ["consistency", "1"]] {
+            for command in [["show"], ["verify"], ["prove", "0"], ["consistency", "1"], ["checkpoint"],
+                            ["ship", "--to", "postgresql://peon@127.0.0.1:1/peon"]] {
                 let folderRun = try runPeonWasm(["audit", command[0], folder.path] + command.dropFirst(), timeout: 20)
                 #expect(folderRun.status == 2, "\(command): \(folderRun.stderr)")
                 #expect(folderRun.stderr.split(separator: "\n").count == 1, "\(command): \(folderRun.stderr)")
