@@ -283,6 +283,7 @@ struct McpCommand: ParsableCommand {
     /// `--list`: each tool, its schema and what its grants let it touch.
     private func printList() throws(RunError) {
         var lines: [String] = []
+        var listed: [String: String] = [:]
         for path in grants {
             let parsed: Grants
             do {
@@ -293,6 +294,12 @@ struct McpCommand: ParsableCommand {
             guard let tool = parsed.tool else {
                 throw RunError(.configuration, "\(path): no [tool] table, so there is no tool to serve; add [tool] with wasm = \"...\" and description = \"...\"")
             }
+            // What serving would refuse, `--list` refuses too: it is how an operator checks the server's grants.
+            if let other = listed[parsed.module] {
+                throw RunError(.configuration,
+                    "\(path) and \(other) both name module \"\(parsed.module)\"; a tool name must be unique")
+            }
+            listed[parsed.module] = path
             let module = try ModuleFile(path: tool.wasm)
             lines.append("tool \(parsed.module)  (\(path))")
             lines.append("  description: \(tool.description)")

@@ -18,6 +18,27 @@ import Testing
         #expect(out.contains("limits: memory 1048576 bytes, timeout 5s, 100 host calls"), "\(out)")
     }
 
+    /// Two grants files naming the same module would be two tools of one name, and a call could not say whose grants
+    /// it runs under: serving refuses them, and so does `--list` (it printed both, so a configuration that `--list`
+    /// showed as fine did not start).
+    @Test func twoToolsOfOneNameAreRefusedByListAndServeAlike() throws {
+        try withTemporaryDirectory { folder in
+            let copy = folder.appendingPathComponent("wat-minimal-copy.toml")
+            let text = try String(contentsOf: repositoryRoot.appendingPathComponent("policies/wat-minimal.toml"), encoding: .utf8)
+            // The same module name; its relative paths made absolute, so only the name clashes.
+            try Data(text.replacingOccurrences(of: "\"../", with: "\"\(repositoryRoot.path)/").utf8).write(to: copy)
+            let audit = folder.appendingPathComponent("audit.jsonl").path
+            for extra in [["--list"], []] {
+                let result = try runPeonWasm(["mcp"] + extra + ["policies/wat-minimal.toml", copy.path, "--audit", audit],
+                                             timeout: 30)
+                #expect(result.status == 78, "\(extra): \(result.stderr)")
+                #expect(result.stdout.isEmpty, "\(extra): \(result.stdout)")
+                #expect(result.stderr.contains("\(copy.path) and policies/wat-minimal.toml both name module \"wat-minimal\"; a tool name must be unique"),
+                        "\(extra): \(result.stderr)")
+            }
+        }
+    }
+
     /// A parent may hand the server a non-blocking stdin (the flag lives on the pipe, shared with the parent): the
     /// server then waits for input instead of spinning on `EAGAIN`, and still ends when the input does.
     @Test func aNonBlockingStdinIsWaitedOnNotSpunOn() throws {
