@@ -149,6 +149,13 @@ struct RunCommand: ParsableCommand {
         }
         if let inputFile {
             let data: [UInt8]
+            // A pipe or FIFO is read until its writer closes it, within the run's timeout; a FIFO nobody writes would
+            // otherwise end in a timeout that seems the module's. Said once, after two seconds, only if still waiting.
+            let waiting = DispatchWorkItem {
+                printError("peon-wasm: note: still waiting for --input-file '\(inputFile)' to be written and closed (a pipe or FIFO is read to its end; the run's --timeout bounds the wait)")
+            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(2), execute: waiting)
+            defer { waiting.cancel() }
             do throws(BoundedReadError) {
                 data = try BoundedRead.contents(ofPath: inputFile, limit: Self.maxInputBytes, streams: .pipes)
             } catch {

@@ -129,6 +129,15 @@ struct BoundedFileTests {
                                      environment: environment.merging(["FIFO": fifo]) { $1 }, directory: folder, timeout: 60)
             #expect(named.status == 0, "\(named.stderr)")
             #expect(named.stdout == "\(fixture.note.path): 12 bytes\n", "\(named.stdout)")
+            #expect(!substituted.stderr.contains("still waiting"), "\(substituted.stderr)")
+
+            // Nobody writes: the run's timeout ends the wait, and a note said what it was waiting for (the timeout's
+            // own message names the module, which never started).
+            let unwritten = try runShell("exec \"$PEON_WASM\" run \"$AGENT\" --input-file \"$FIFO\" --timeout 4s \(common)",
+                                         environment: environment.merging(["FIFO": fifo]) { $1 }, directory: folder, timeout: 60)
+            #expect(unwritten.status == 124, "\(unwritten.stderr)")
+            #expect(unwritten.stderr.contains("peon-wasm: note: still waiting for --input-file '\(fifo)' to be written and closed"),
+                    "\(unwritten.stderr)")
         }
     }
 
