@@ -234,12 +234,15 @@ public final class AuditLog: Sendable {
                             checkpointSpacing: Duration = defaultCheckpointSpacing, origin: String? = nil,
                             adoptingUnsigned: Bool = false) throws(AuditError) -> AuditLog {
         let fd = posixOpen(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileIO.ioError(path, "cannot open the audit log") }
+        guard fd >= 0 else {
+            if errno == EISDIR { throw AuditError(.io, "\(path): it is a directory; name the audit log file itself (e.g. \(path)/audit.jsonl)") }
+            throw FileIO.ioError(path, "cannot open the audit log")
+        }
         var keep = false
         defer { if !keep { posixClose(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw AuditError(.io, "\(path): the audit log must be a regular file")
+            throw AuditError(.io, "\(path): the audit log must be a regular file, and this is a FIFO, a socket or a device; name a file")
         }
         // Writers hold the exclusive lock only while appending (and replacing the checkpoint): under a shared lock the
         // checkpoint and the log are a consistent pair, and a line without its newline is a torn tail, not a write

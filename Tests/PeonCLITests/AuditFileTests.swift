@@ -177,6 +177,21 @@ struct AuditFileTests {
         }
     }
 
+    /// A folder or FIFO given as the audit log is refused as what it is, with what to do (a folder said only "cannot
+    /// open the audit log: Is a directory").
+    @Test func anAuditLogThatIsNoFileIsNamedAsWhatItIs() throws {
+        try withTemporaryDirectory { folder in
+            let fifo = folder.appendingPathComponent("log.fifo").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            for (log, expected) in [(folder.path, "it is a directory; name the audit log file itself"),
+                                    (fifo, "this is a FIFO, a socket or a device; name a file")] {
+                let run = try Self.hello(folder, log: URL(fileURLWithPath: log))
+                #expect(run.status == 78, "\(run.stderr)")
+                #expect(run.stderr.contains(expected) && run.stderr.split(separator: "\n").count == 1, "\(run.stderr)")
+            }
+        }
+    }
+
     /// A folder or FIFO named as the signing key is refused as what it is: before, a folder was checked for its mode
     /// like a key file, and the advice was `chmod 600 FOLDER`.
     @Test func aSigningKeyThatIsNoFileIsNamedAsWhatItIs() throws {
