@@ -170,7 +170,8 @@ public enum AuditVerifier {
         do {
             bytes = try FileIO.readAll(path: path, limit: SignedNote.maxBytes)
         } catch {
-            throw AuditError(.checkpointMalformed, "\(path): \(error.message)")
+            // `readAll` names the path itself.
+            throw AuditError(.checkpointMalformed, error.message)
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw AuditError(.checkpointMalformed, "\(path): the checkpoint is not UTF-8 text")

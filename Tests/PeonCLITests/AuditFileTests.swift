@@ -192,6 +192,20 @@ struct AuditFileTests {
         }
     }
 
+    /// An earlier checkpoint (`verify --checkpoint`) that is a folder is named once, as what it is (the message
+    /// said the path twice: "DIR: DIR: not a regular file").
+    @Test func aKeptCheckpointThatIsAFolderIsNamedOnce() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let verified = try runPeonWasm(["audit", "verify", log.path, "--checkpoint", folder.path],
+                                           environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(verified.status == 8, "\(verified.stderr)")
+            #expect(verified.stderr == "peon-wasm: error: \(folder.path): not a regular file (it is a directory); name the file itself\n",
+                    "\(verified.stderr)")
+        }
+    }
+
     /// A folder or FIFO named as the signing key is refused as what it is: before, a folder was checked for its mode
     /// like a key file, and the advice was `chmod 600 FOLDER`.
     @Test func aSigningKeyThatIsNoFileIsNamedAsWhatItIs() throws {
