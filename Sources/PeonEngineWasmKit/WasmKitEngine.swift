@@ -43,8 +43,62 @@ package struct WasmKitEngine: WasmEngine {
             throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
         }
         let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
+        // A module with a start function, without it: what instantiation checks every function body on first.
+        let startBlanked: WasmKit.Module?
+        if let stripped = Self.blankingStartSection(bytes) {
+            do {
+                startBlanked = try parseWasm(bytes: stripped)
+            } catch {
+                throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
+            }
+        } else {
+            startBlanked = nil
+        }
         return try WasmKitModule(engine: engine, module: module, definedFunctionTypes: definedFunctionTypes,
-                                 storage: try DeclaredStorage(parsing: bytes))
+                                 storage: try DeclaredStorage(parsing: bytes), startBlanked: startBlanked)
+    }
+
+    /// `bytes` with their start section (id 8) made an empty custom section of the same length, or `nil` when there
+    /// is none. The bytes have parsed as a module, so the walk meets well-formed sections; every length is still
+    /// checked, and anything unexpected gives `nil`.
+    ///
+    /// WasmKit runs a module's start function while instantiating, *before* it compiles (and so validates) the other
+    /// function bodies: a module with an invalid body would run its start function, host calls and all, and only
+    /// then be found invalid. Instantiating this copy first, with nothing to run, checks every body before any
+    /// guest code runs, as the WebAssembly specification and wasmtime do.
+    static func blankingStartSection(_ bytes: [UInt8]) -> [UInt8]? {
+        guard bytes.count >= 8 else { return nil }
+        var output = Array(bytes[0..<8])
+        var index = 8
+        var found = false
+        while index < bytes.count {
+            let id = bytes[index]
+            var cursor = index + 1
+            var size = 0
+            var shift = 0
+            while true {
+                guard cursor < bytes.count, shift <= 28 else { return nil }
+                let byte = bytes[cursor]
+                size |= Int(byte & 0x7F) << shift
+                cursor += 1
+                if byte & 0x80 == 0 { break }
+                shift += 7
+            }
+            guard size <= bytes.count - cursor else { return nil }
+            let end = cursor + size
+            if id == 8, size >= 1 {
+                // A custom section of the same length in its place (an empty name, then filler), so every offset
+                // an error names is the original module's.
+                found = true
+                output.append(0)
+                output.append(contentsOf: bytes[(index + 1)..<cursor])
+                output.append(contentsOf: repeatElement(0, count: size))
+            } else {
+                output.append(contentsOf: bytes[index..<end])
+            }
+            index = end
+        }
+        return found ? output : nil
     }
 
     /// WasmKit's parser error as one plain sentence: WasmKit 0.4.2 prints its message struct
@@ -80,12 +134,16 @@ struct WasmKitModule: CompiledModule {
     let exports: [PeonEngine.ExportDescriptor]
     /// The memories and tables the module defines, charged against the memory limit.
     let storage: DeclaredStorage
+    /// The module without its start section, when it has one: instantiated first, so that every function body is
+    /// checked before the start function runs (``WasmKitEngine/blankingStartSection(_:)``).
+    let startBlanked: WasmKit.Module?
 
     init(engine: WasmKit.Engine, module: WasmKit.Module, definedFunctionTypes: [UInt32],
-         storage: DeclaredStorage) throws(EngineError) {
+         storage: DeclaredStorage, startBlanked: WasmKit.Module? = nil) throws(EngineError) {
         self.engine = engine
         self.module = module
         self.storage = storage
+        self.startBlanked = startBlanked
         var importedFunctionTypes: [FunctionSignature] = []
         var imports: [PeonEngine.ImportDescriptor] = []
         for entry in module.imports {

@@ -56,6 +56,7 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
         self.store = store
         self.access = access
         self.limits = limits
+        try Self.checkBodiesBeforeStart(module, limits: limits)
         do {
             self.instance = try module.module.instantiate(store: store, imports: imports)
         } catch let error as EngineError {
@@ -71,9 +72,40 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
         } catch let error as GuestMemoryError {
             throw error
         } catch let error as WasmKitError {
-            throw EngineError(.instantiation, "cannot instantiate the module: \(error)")
+            // Traps and limits are caught above: what WasmKit reports here is validation (a function body or a
+            // segment that does not type-check), which it does while instantiating. wasmtime reports the same module
+            // as invalid when it compiles it, so both engines say so alike (exit 65).
+            throw EngineError(.invalidModule, "\(error)")
         }
         access.attach(instance)
+    }
+
+    /// For a module with a start function: instantiates it without one, in a store of its own under the same memory
+    /// cap, with imports that are never called, so that WasmKit checks every function body before the real
+    /// instantiation runs the start function. A body that does not check is an invalid module; anything else
+    /// (a segment out of bounds, the cap) is left for the real instantiation to report.
+    private static func checkBodiesBeforeStart(_ module: WasmKitModule, limits: ResourceLimits) throws(EngineError) {
+        guard let check = module.startBlanked else { return }
+        let store = Store(engine: WasmKit.Engine(configuration: module.engine.configuration))
+        store.resourceLimiter = StorageCap(StorageLedger(budget: limits.memoryBytes, declared: module.storage))
+        var imports = Imports()
+        for entry in module.imports {
+            // Other kinds are refused before this is reached.
+            guard case .function(let signature) = entry.kind else { return }
+            imports.define(module: entry.module, name: entry.name, Function(
+                store: store, parameters: signature.parameters.compactMap(\.wasmKitType),
+                results: signature.results.compactMap(\.wasmKitType)
+            ) { _, _ in
+                throw EngineError(.trap(.other("called while checking the module")), "no code runs while the module is checked")
+            })
+        }
+        do {
+            _ = try check.instantiate(store: store, imports: imports)
+        } catch let error as WasmKitError {
+            throw EngineError(.invalidModule, "\(error)")
+        } catch {
+            return
+        }
     }
 
     var guest: any GuestAccess { access }

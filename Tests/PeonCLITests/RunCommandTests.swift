@@ -67,6 +67,41 @@ struct RunCommandTests {
         expectOneLineError(try run(name, content), status: 65, mentioning: [words])
     }
 
+    /// A function body that does not type-check is an invalid module on both engines (exit 65). WasmKit checks bodies
+    /// while it instantiates, and its error was reported as a failed instantiation (exit 69, "cannot instantiate"),
+    /// while wasmtime, which checks them when it compiles, said "not a valid WebAssembly module".
+    /// A start function runs while the module is instantiated; an invalid body elsewhere in the module must stop the
+    /// module before it runs. WasmKit checked the bodies only after the start function had run (here: printed
+    /// through WASI), then reported the module invalid; now neither engine runs anything of an invalid module, and
+    /// both name the same offset.
+    @Test("a module with a start function and an invalid body runs nothing, on both engines", arguments: ["wasmkit", "wasmtime"])
+    func anInvalidModuleRunsNoStartFunction(engine: String) throws {
+        let module = """
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 16) "start ran\\n")
+              (func $s (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 10))
+                (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8))))
+              (start $s)
+              (func $bad BODY)
+              (func (export "_start")))
+            """
+        let valid = try run("start.wat", module.replacingOccurrences(of: "BODY", with: ""), ["--engine", engine])
+        #expect(valid.status == 0 && valid.stdout == "start ran\n", "the start function runs in a valid module: \(valid.stdout) \(valid.stderr)")
+        let invalid = try run("start.wat", module.replacingOccurrences(of: "BODY", with: "(i32.add)"), ["--engine", engine])
+        expectOneLineError(invalid, status: 65, mentioning: ["is not a valid WebAssembly module", engine == "wasmkit" ? "offset 0x7f" : "offset 127"])
+        #expect(invalid.stdout.isEmpty, "the start function of an invalid module ran: \(invalid.stdout)")
+    }
+
+    @Test("a function body that does not type-check is exit 65 on both engines", arguments: ["wasmkit", "wasmtime"])
+    func aBodyThatDoesNotTypeCheckIsAnInvalidModule(engine: String) throws {
+        for body in ["(i32.add)", "(i32.const 1) (f32.const 1) (i32.add) (drop)", "(i64.const 1) (i32.eqz) (drop)"] {
+            let result = try run("typed.wat", "(module (func (export \"_start\") \(body)))", ["--engine", engine])
+            expectOneLineError(result, status: 65, mentioning: ["is not a valid WebAssembly module"])
+        }
+    }
+
     @Test("an unknown import is exit 67 and named")
     func unknownImport() throws {
         let result = try run("u.wat", #"(module (import "env" "mystery" (func)) (func (export "_start")))"#)
