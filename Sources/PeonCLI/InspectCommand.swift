@@ -26,7 +26,10 @@ struct InspectCommand: ParsableCommand {
             }
             let compiled: any CompiledModule
             do {
-                compiled = try WasmKitEngine().compile(file.bytes)
+                let engine = WasmKitEngine()
+                compiled = try engine.compile(file.bytes)
+                // The bodies too: WasmKit checks them only when it instantiates.
+                try engine.checkBodies(of: compiled)
             } catch {
                 throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly module: \(error.message)")
             }

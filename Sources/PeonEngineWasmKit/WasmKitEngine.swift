@@ -126,6 +126,18 @@ package struct WasmKitEngine: WasmEngine {
     }
 }
 
+extension WasmKitEngine {
+    /// Checks every function body of `compiled` (a module this engine compiled) without running any of its code,
+    /// as instantiation would: `.invalidModule` when one does not type-check. `inspect` asks it,
+    /// since WasmKit checks bodies only when it instantiates. A module whose memories and tables are over
+    /// `memoryBytes` is not checked (it cannot be instantiated under that cap, which its run reports).
+    package func checkBodies(of compiled: any CompiledModule,
+                             memoryBytes: Int = ResourceLimits.defaultMemoryBytes) throws(EngineError) {
+        guard let module = compiled as? WasmKitModule else { return }
+        try module.checkBodies(memoryBytes: memoryBytes)
+    }
+}
+
 /// A parsed WasmKit module with its interface resolved to engine-neutral descriptors.
 struct WasmKitModule: CompiledModule {
     let engine: WasmKit.Engine
@@ -137,6 +149,33 @@ struct WasmKitModule: CompiledModule {
     /// The module without its start section, when it has one: instantiated first, so that every function body is
     /// checked before the start function runs (``WasmKitEngine/blankingStartSection(_:)``).
     let startBlanked: WasmKit.Module?
+
+    /// Instantiates the module with nothing to run (its start section blanked, if it has one) in a store of its
+    /// own under `memoryBytes`, with imports that are never called, so that WasmKit checks every function body.
+    /// A body that does not check is an invalid module; anything else (a segment out of bounds, the cap, a
+    /// non-function import) is left for the real instantiation to report.
+    func checkBodies(memoryBytes: Int) throws(EngineError) {
+        let check = startBlanked ?? module
+        let store = Store(engine: WasmKit.Engine(configuration: engine.configuration))
+        store.resourceLimiter = StorageCap(StorageLedger(budget: memoryBytes, declared: storage))
+        var definitions = Imports()
+        for entry in imports {
+            guard case .function(let signature) = entry.kind else { return }
+            definitions.define(module: entry.module, name: entry.name, Function(
+                store: store, parameters: signature.parameters.compactMap(\.wasmKitType),
+                results: signature.results.compactMap(\.wasmKitType)
+            ) { _, _ in
+                throw EngineError(.trap(.other("called while checking the module")), "no code runs while the module is checked")
+            })
+        }
+        do {
+            _ = try check.instantiate(store: store, imports: definitions)
+        } catch let error as WasmKitError {
+            throw EngineError(.invalidModule, "\(error)")
+        } catch {
+            return
+        }
+    }
 
     init(engine: WasmKit.Engine, module: WasmKit.Module, definedFunctionTypes: [UInt32],
          storage: DeclaredStorage, startBlanked: WasmKit.Module? = nil) throws(EngineError) {

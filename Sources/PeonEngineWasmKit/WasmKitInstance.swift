@@ -5,7 +5,7 @@ import PeonEngine
 /// ``StorageLedger``: an allocation or a `memory.grow`/`table.grow` that would take the sum of all
 /// linear memory bytes and table elements (8 bytes each) past it is refused (instantiation fails, a grow
 /// returns -1 and the guest goes on).
-private final class StorageCap: ResourceLimiter {
+final class StorageCap: ResourceLimiter {
     let ledger: StorageLedger
     init(_ ledger: StorageLedger) { self.ledger = ledger }
     func limitMemoryGrowth(to desired: Int) throws -> Bool { ledger.allowMemory(toBytes: desired) }
@@ -56,7 +56,8 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
         self.store = store
         self.access = access
         self.limits = limits
-        try Self.checkBodiesBeforeStart(module, limits: limits)
+        // WasmKit runs a start function before it checks the other bodies: they are checked first, here.
+        if module.startBlanked != nil { try module.checkBodies(memoryBytes: limits.memoryBytes) }
         do {
             self.instance = try module.module.instantiate(store: store, imports: imports)
         } catch let error as EngineError {
@@ -78,34 +79,6 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
             throw EngineError(.invalidModule, "\(error)")
         }
         access.attach(instance)
-    }
-
-    /// For a module with a start function: instantiates it without one, in a store of its own under the same memory
-    /// cap, with imports that are never called, so that WasmKit checks every function body before the real
-    /// instantiation runs the start function. A body that does not check is an invalid module; anything else
-    /// (a segment out of bounds, the cap) is left for the real instantiation to report.
-    private static func checkBodiesBeforeStart(_ module: WasmKitModule, limits: ResourceLimits) throws(EngineError) {
-        guard let check = module.startBlanked else { return }
-        let store = Store(engine: WasmKit.Engine(configuration: module.engine.configuration))
-        store.resourceLimiter = StorageCap(StorageLedger(budget: limits.memoryBytes, declared: module.storage))
-        var imports = Imports()
-        for entry in module.imports {
-            // Other kinds are refused before this is reached.
-            guard case .function(let signature) = entry.kind else { return }
-            imports.define(module: entry.module, name: entry.name, Function(
-                store: store, parameters: signature.parameters.compactMap(\.wasmKitType),
-                results: signature.results.compactMap(\.wasmKitType)
-            ) { _, _ in
-                throw EngineError(.trap(.other("called while checking the module")), "no code runs while the module is checked")
-            })
-        }
-        do {
-            _ = try check.instantiate(store: store, imports: imports)
-        } catch let error as WasmKitError {
-            throw EngineError(.invalidModule, "\(error)")
-        } catch {
-            return
-        }
     }
 
     var guest: any GuestAccess { access }

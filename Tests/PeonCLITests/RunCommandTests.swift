@@ -291,6 +291,20 @@ struct InspectCommandTests {
         #expect(sha.split(separator: " ").last?.count == 64)
     }
 
+    /// `inspect` says whether this host can run a module: one whose function body does not type-check cannot, and
+    /// WasmKit finds that only when it instantiates, so `inspect` printed the module as a runnable command (exit 0).
+    @Test("inspect refuses a module whose function body does not type-check (exit 65)")
+    func inspectChecksFunctionBodies() throws {
+        try withTemporaryDirectory { folder in
+            let file = folder.appendingPathComponent("typed.wat")
+            try Data(#"(module (func (export "_start") (i64.const 1) (i32.eqz) (drop)))"#.utf8).write(to: file)
+            let result = try runPeonWasm(["inspect", file.path])
+            #expect(result.status == 65, "\(result.stdout)\(result.stderr)")
+            #expect(result.stdout.isEmpty && result.stderr.contains("is not a valid WebAssembly module"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
