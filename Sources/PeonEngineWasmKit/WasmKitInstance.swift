@@ -69,7 +69,12 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
             if reason == .outOfFuel || reason == .timeout {
                 throw EngineError(.trap(reason), "the module's start function: \(reason)")
             }
-            throw EngineError(.instantiation, "the module's start function trapped: \(reason)")
+            // Without a start function, only a data or element segment out of bounds traps while instantiating;
+            // with one, an out-of-bounds trap may be either.
+            let what = module.startBlanked == nil ? "instantiating the module (a data or element segment)"
+                : reason == .outOfBoundsMemoryAccess || reason == .outOfBoundsTableAccess
+                    ? "the module's segments or start function" : "the module's start function"
+            throw EngineError(.instantiation, "\(what) trapped: \(reason)")
         } catch let error as GuestMemoryError {
             throw error
         } catch let error as WasmKitError {

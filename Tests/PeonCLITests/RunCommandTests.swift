@@ -94,6 +94,16 @@ struct RunCommandTests {
         #expect(invalid.stdout.isEmpty, "the start function of an invalid module ran: \(invalid.stdout)")
     }
 
+    /// A data segment past the end of memory traps while the module is instantiated; WasmKit blamed "the module's
+    /// start function", which this module does not have.
+    @Test("a segment out of bounds is a trap at instantiation, not blamed on a start function", arguments: ["wasmkit", "wasmtime"])
+    func aSegmentOutOfBoundsIsNotBlamedOnAStartFunction(engine: String) throws {
+        let result = try run("segment.wat", #"(module (memory 1) (data (i32.const 70000) "x") (func (export "_start")))"#,
+                             ["--engine", engine])
+        expectOneLineError(result, status: 69, mentioning: ["out of bounds memory access"])
+        #expect(!result.stderr.contains("start function"), "\(result.stderr)")
+    }
+
     @Test("a function body that does not type-check is exit 65 on both engines", arguments: ["wasmkit", "wasmtime"])
     func aBodyThatDoesNotTypeCheckIsAnInvalidModule(engine: String) throws {
         for body in ["(i32.add)", "(i32.const 1) (f32.const 1) (i32.add) (drop)", "(i64.const 1) (i32.eqz) (drop)"] {
