@@ -68,9 +68,8 @@ package struct WasmKitEngine: WasmEngine {
     /// guest code runs, as the WebAssembly specification and wasmtime do.
     static func blankingStartSection(_ bytes: [UInt8]) -> [UInt8]? {
         guard bytes.count >= 8 else { return nil }
-        var output = Array(bytes[0..<8])
+        var blanked: [UInt8]?
         var index = 8
-        var found = false
         while index < bytes.count {
             let id = bytes[index]
             var cursor = index + 1
@@ -87,18 +86,16 @@ package struct WasmKitEngine: WasmEngine {
             guard size <= bytes.count - cursor else { return nil }
             let end = cursor + size
             if id == 8, size >= 1 {
-                // A custom section of the same length in its place (an empty name, then filler), so every offset
-                // an error names is the original module's.
-                found = true
-                output.append(0)
-                output.append(contentsOf: bytes[(index + 1)..<cursor])
-                output.append(contentsOf: repeatElement(0, count: size))
-            } else {
-                output.append(contentsOf: bytes[index..<end])
+                // A custom section of the same length in its place (id 0, an empty name, then filler), so every
+                // offset an error names is the original module's. Only a module that has one is copied.
+                var copy = blanked ?? bytes
+                copy[index] = 0
+                for position in cursor..<end { copy[position] = 0 }
+                blanked = copy
             }
             index = end
         }
-        return found ? output : nil
+        return blanked
     }
 
     /// WasmKit's parser error as one plain sentence: WasmKit 0.4.2 prints its message struct
