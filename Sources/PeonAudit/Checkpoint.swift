@@ -181,7 +181,7 @@ public struct CheckpointSigner: Sendable {
         // What it is comes first: a folder's mode is no key's, and `chmod 600 FOLDER` is no advice to give.
         var entry = stat()
         if stat(keyPath, &entry) == 0, entry.st_mode & S_IFMT != S_IFREG {
-            let what = entry.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a FIFO, a socket or a device"
+            let what = nonRegularFileKind(mode: UInt32(entry.st_mode))
             throw AuditError(.badKey, "\(keyPath): the signing key must be a regular file, and this is \(what); name the key file itself")
         }
         guard mode & 0o077 == 0 else {

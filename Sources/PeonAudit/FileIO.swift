@@ -64,7 +64,7 @@ package enum FileIO {
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
-            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "a FIFO, a socket or a device"
+            let what = nonRegularFileKind(mode: UInt32(st.st_mode))
             throw AuditError(.io, "\(path): not a regular file (it is \(what)); name the file itself")
         }
         return fd

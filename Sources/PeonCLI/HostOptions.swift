@@ -8,6 +8,7 @@ import PeonInterface
 import PeonMediator
 import PeonPostgres
 import PeonRuntime
+import PeonSystem
 
 /// The options `run` and `mcp` share: where the policy, the audit log and the approver come from, the
 /// databases, the limits and the engine. One group, so the two commands cannot drift apart: a run and a
@@ -140,7 +141,7 @@ struct HostOptions: ParsableArguments {
         var entry = stat()
         if stat(path, &entry) == 0 {
             guard entry.st_mode & S_IFMT == S_IFREG else {
-                let what = entry.st_mode & S_IFMT == S_IFDIR ? "a directory" : "a FIFO, a socket or a device"
+                let what = nonRegularFileKind(mode: UInt32(entry.st_mode))
                 throw RunError(.configuration, "--db \(shown): it is \(what), not a database file; name the SQLite database file")
             }
             return

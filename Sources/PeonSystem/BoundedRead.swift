@@ -5,6 +5,12 @@ import Glibc
 import Darwin
 #endif
 
+/// What a file that is not a regular one is, by its `st_mode`: "a directory", or "a FIFO, a socket or a device"
+/// (one wording for every message that refuses such a file where a regular one is expected).
+package func nonRegularFileKind(mode: UInt32) -> String {
+    mode & UInt32(S_IFMT) == UInt32(S_IFDIR) ? "a directory" : "a FIFO, a socket or a device"
+}
+
 /// Why ``BoundedRead`` could not return a file's bytes. ``reason`` is the middle of a one-line error
 /// ("it is a FIFO, a socket or a device, not a regular file"); each caller adds what the file was for and
 /// what to do, and maps the failure to its own documented exit code.
