@@ -69,6 +69,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Verify: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "verify",
             abstract: "Recompute every leaf, the prev chain and the Merkle root, and check the signed checkpoints.",
             discussion: """
                 Without --key the checkpoint signature is checked against the local signing key, which proves \
@@ -176,6 +177,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Checkpoint: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "checkpoint",
             abstract: "Print the log's latest signed checkpoint (a C2SP signed note).")
 
         @Argument(help: "The audit log.") var log: String
@@ -215,6 +217,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Key: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "key",
             abstract: "Print the verifier key (NAME+HASH+KEY) of the signing key, creating the key (0600) if needed.")
 
         @OptionGroup var keyOptions: KeyOptions
@@ -243,6 +246,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Prove: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "prove",
             abstract: "Print the RFC 6962 inclusion proof of entry SEQ against the latest checkpoint, as JSON.")
 
         @Argument(help: "The audit log.") var log: String
@@ -259,6 +263,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Consistency: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "consistency",
             abstract: "Print the RFC 6962 consistency proof from the first OLD_SIZE entries to NEW_SIZE (default: the checkpoint's size).")
 
         @Argument(help: "The audit log.") var log: String
@@ -277,6 +282,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Show: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "show",
             abstract: "Print the log's entries as a table, or as JSON Lines with --json (this reads; `audit verify` checks).")
 
         @Argument(help: "The audit log; omit it with --from.") var log: String?
@@ -451,6 +457,7 @@ struct AuditCommand: ParsableCommand {
 
     struct Ship: ParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "ship",
             abstract: "Ship a local log's entries and latest checkpoint to the central PostgreSQL tables now (what a run with an audit sink does in the background).",
             discussion: """
                 Shipping starts where the central copy of the log's origin ends, so it can be repeated (from cron, \

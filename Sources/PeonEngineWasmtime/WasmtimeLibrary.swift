@@ -130,11 +130,15 @@ final class WasmtimeRuntime: @unchecked Sendable {
         #endif
     }
 
-    /// The C API library inside the `wasmtime` Python package, if `python3` can import the package.
+    /// The C API library inside the `wasmtime` Python package, if `python3` finds the package.
+    ///
+    /// The package is found (`importlib.util.find_spec`), not imported: importing it would run its code, which
+    /// loads the same library into Python through ctypes, only to print a folder (about half of the time this
+    /// lookup took, paid by every `--engine wasmtime` run without `--wasmtime-lib` or `PEON_WASMTIME_LIB`).
     static func pythonPackageLibrary() -> String? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import wasmtime, os; print(os.path.dirname(wasmtime.__file__))"]
+        process.arguments = ["python3", "-c", Self.pythonPackageFolderScript("wasmtime")]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -151,6 +155,19 @@ final class WasmtimeRuntime: @unchecked Sendable {
               !directory.isEmpty
         else { return nil }
         return "\(directory)/\(pythonPlatformDirectory)/\(pythonLibraryName)"
+    }
+
+    /// A Python program that prints the folder of the package `package` (a plain identifier) without importing
+    /// it, and exits 0 only when it printed one (1 when there is no such package, or it is a single module).
+    static func pythonPackageFolderScript(_ package: String) -> String {
+        """
+        import importlib.util, sys
+        spec = importlib.util.find_spec("\(package)")
+        folders = list(spec.submodule_search_locations or []) if spec else []
+        if not folders:
+            sys.exit(1)
+        print(folders[0])
+        """
     }
 
     /// The per-platform folder wasmtime-py keeps its library in, e.g. `linux-x86_64`.
