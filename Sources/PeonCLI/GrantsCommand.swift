@@ -56,10 +56,18 @@ struct GrantsCheckCommand: ParsableCommand {
             (imports, notes, unserved) = componentImports(data)
         } else {
             let compiled: any CompiledModule
+            let engine = WasmKitEngine()
             do {
-                compiled = try WasmKitEngine().compile(data)
+                compiled = try engine.compile(data)
             } catch {
                 fail("\(module): \(error.message); name a .wasm module or a .wat text")
+            }
+            // The bodies too, as `inspect` and a run check them (WasmKit checks them only when it instantiates):
+            // a module that cannot run is not reported as one whose grants fit.
+            do {
+                try engine.checkBodies(of: compiled)
+            } catch {
+                fail("\(module): is not a valid WebAssembly module: \(error.message)")
             }
             imports = compiled.imports.map { (module: $0.module, name: $0.name) }
         }

@@ -315,6 +315,23 @@ struct InspectCommandTests {
         }
     }
 
+    /// `grants check` says whether a module's grants fit it; a module whose function body does not type-check
+    /// cannot run at all, and the check listed its imports and exited 0 (WasmKit checks bodies only when it
+    /// instantiates).
+    @Test("grants check refuses a module whose function body does not type-check (exit 2)")
+    func grantsCheckChecksFunctionBodies() throws {
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("typed.wat")
+            try Data(#"(module (import "peon:host/log@0.1.0" "log" (func (param i32 i32 i32))) (func (export "run") (i64.const 1) (i32.eqz) (drop)))"#.utf8).write(to: module)
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"typed\"\n".utf8).write(to: grants)
+            let result = try runPeonWasm(["grants", "check", module.path, "--grants", grants.path])
+            #expect(result.status == 2, "\(result.stdout)\(result.stderr)")
+            #expect(result.stdout.isEmpty && result.stderr.contains("is not a valid WebAssembly module"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
