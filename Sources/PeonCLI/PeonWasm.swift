@@ -27,6 +27,21 @@ struct PeonWasm: ParsableCommand {
             McpCommand.self,
         ])
 
+    /// What to say when ArgumentParser reports "Missing value for '--NAME ...'" because the value given after
+    /// `--NAME` is a negative number (`--timeout -1`): a token that begins with `-` is read as an option, so the
+    /// value looked missing, and the range check that would name it never ran. `nil` otherwise.
+    static func dashValueHint(for message: String, arguments: [String]) -> String? {
+        guard message.hasPrefix("Missing value for '--") else { return nil }
+        let name = message.dropFirst("Missing value for '".count).prefix { $0 != " " && $0 != "'" }
+        guard let index = arguments.firstIndex(of: String(name)), index + 1 < arguments.count else { return nil }
+        let value = arguments[index + 1]
+        let bytes = Array(value.utf8.prefix(2))
+        guard bytes.count == 2, bytes[0] == UInt8(ascii: "-"), (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[1]) else {
+            return nil
+        }
+        return "a value that begins with '-' is written \(name)=VALUE (e.g. \(name)=\(value))"
+    }
+
     /// Parses and runs the command. A usage error (exit 64: an unknown option, a malformed or
     /// out-of-range value) is printed as one `peon-wasm: error:` line like every other failure, not as
     /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
@@ -41,7 +56,8 @@ struct PeonWasm: ParsableCommand {
             let code = Self.exitCode(for: error)
             if code == .validationFailure {
                 let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
-                printError("peon-wasm: error: \(text) (see --help)")
+                let hint = Self.dashValueHint(for: text, arguments: Array(CommandLine.arguments.dropFirst())).map { "; \($0)" } ?? ""
+                printError("peon-wasm: error: \(text)\(hint) (see --help)")
                 Self.exit(withError: code)
             }
             exit(withError: error)

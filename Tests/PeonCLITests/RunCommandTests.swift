@@ -286,6 +286,22 @@ struct RunCommandTests {
             #expect(!result.stderr.contains("Fatal error"))
         }
     }
+
+    /// A negative number after an option is read as an option itself, so ArgumentParser reported the value as
+    /// missing ("Missing value for '--timeout <timeout>'"), which is not what the user did. The line now says how
+    /// to write such a value, and written that way it reaches the range check, which names it.
+    @Test("a negative value is a usage error that says how to write it, and then names it")
+    func negativeValues() throws {
+        for (option, words) in [("--timeout", "from 1ms to 168h"), ("--memory", "size"), ("--fuel", "fuel")] {
+            let spaced = try runPeonWasm(["run", "modules/hello/hello.wat", option, "-1"])
+            expectOneLineError(spaced, status: 64, mentioning: ["\(option)=-1"])
+            let joined = try runPeonWasm(["run", "modules/hello/hello.wat", "\(option)=-1"])
+            expectOneLineError(joined, status: 64, mentioning: ["-1", words])
+        }
+        // Not a number: the hint would be wrong, so there is none.
+        let flag = try runPeonWasm(["run", "modules/hello/hello.wat", "--timeout", "--stdin"])
+        #expect(flag.status == 64 && !flag.stderr.contains("begins with '-'"), "\(flag.stderr)")
+    }
 }
 
 /// `peon-wasm inspect` names everything a module asks of the host.
