@@ -133,8 +133,8 @@ final class WasmtimeRuntime: @unchecked Sendable {
     /// The C API library inside the `wasmtime` Python package, if `python3` finds the package.
     ///
     /// The package is found (`importlib.util.find_spec`), not imported: importing it would run its code, which
-    /// loads the same library into Python through ctypes, only to print a folder (about half of the time this
-    /// lookup took, paid by every `--engine wasmtime` run without `--wasmtime-lib` or `PEON_WASMTIME_LIB`).
+    /// loads the same library into Python through ctypes, only to print a folder (about 35 ms of every
+    /// `--engine wasmtime` run without `--wasmtime-lib` or `PEON_WASMTIME_LIB`, measured in docs/benchmarks.md).
     static func pythonPackageLibrary() -> String? {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
