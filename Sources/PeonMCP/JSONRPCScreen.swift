@@ -28,6 +28,8 @@ enum JSONRPCScreen {
             case batch
             /// JSON the SDK cannot read as a JSON-RPC 2.0 message, or reads as another kind than its members say.
             case unreadable
+            /// Arrays and objects nested deeper than ``maxNesting`` (`Invalid Request`).
+            case tooDeep
         }
 
         /// What kind of message it was.
@@ -52,6 +54,12 @@ enum JSONRPCScreen {
     /// is not JSON is a parse error; a batch, JSON that is not an object, and an object the two read differently are
     /// `Invalid Request`, under the message's id when it has a string or integer one, else `null`.
     static func refusal(_ data: Data) -> Refusal? {
+        // First, before any JSON reader: Foundation's readers give up at 512 levels, and the SDK's decoding of a
+        // request nested just under that failed as the server's own "Internal error" (-32603).
+        if nestsTooDeeply(data) {
+            return Refusal(kind: .tooDeep, code: invalidRequestCode, message: tooDeepMessage,
+                           body: errorWithoutID(code: invalidRequestCode, message: tooDeepMessage))
+        }
         guard let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             return Refusal(kind: .notJSON, code: parseErrorCode, message: notJSONMessage,
                            body: errorWithoutID(code: parseErrorCode, message: notJSONMessage))
@@ -64,6 +72,36 @@ enum JSONRPCScreen {
         let body = messageID(data).map { errorBody(id: $0, code: invalidRequestCode, message: unreadableMessage) }
             ?? errorWithoutID(code: invalidRequestCode, message: unreadableMessage)
         return Refusal(kind: .unreadable, code: invalidRequestCode, message: unreadableMessage, body: body)
+    }
+
+    /// The most arrays and objects a message may nest, one inside another (the message's own object is the first).
+    /// No MCP message needs a tenth of it; Foundation's JSON readers stop at 512.
+    static let maxNesting = 256
+
+    /// What a message nested deeper than ``maxNesting`` is told.
+    static let tooDeepMessage = "Invalid Request: the message nests arrays and objects more than \(maxNesting) levels deep"
+
+    /// Whether `data` opens more than ``maxNesting`` arrays and objects one inside another, counting only brackets
+    /// and braces outside strings (one pass over the bytes; text that is not JSON at all is left to the JSON reader).
+    static func nestsTooDeeply(_ data: Data) -> Bool {
+        var depth = 0
+        var inString = false
+        var escaped = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > maxNesting { return true }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return false
     }
 
     /// What text that is not JSON is told.

@@ -155,6 +155,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         case .notJSON: "a message that is not JSON was refused"
         case .batch: "a batch was refused: \(JSONRPCScreen.batchMessage)"
         case .unreadable: "a message that is not a JSON-RPC 2.0 request, notification or answer was refused (Invalid Request)"
+        case .tooDeep: "a message nesting arrays and objects more than \(JSONRPCScreen.maxNesting) levels deep was refused (Invalid Request)"
         }
         FileHandle.standardError.write(Data("peon-wasm: \(what)\n".utf8))
         try? writer.enqueue(refusal.body)

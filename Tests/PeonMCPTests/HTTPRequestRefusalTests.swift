@@ -142,6 +142,10 @@ import Testing
         (#"{"jsonrpc":"2.0","id":"x"}"#, #""x""#),                               // an id and nothing else
         ("42", "null"),                                                          // JSON, not an object
         (#""ping""#, "null"),
+        // Nested past JSONRPCScreen.maxNesting (and, at 513 levels, past what the SDK's decoding takes, which it
+        // answered as its own "Internal error" -32603): refused before any JSON reader, under no id.
+        (#"{"jsonrpc":"2.0","id":12,"method":"ping","params":{"x":"# + String(repeating: "[", count: 511)
+            + String(repeating: "]", count: 511) + "}}", "null"),
     ]
 
     @Test func aMessageTheSDKCannotDecodeIsRefusedAtOnceAndItsIDStaysFree() async throws {

@@ -19,7 +19,23 @@ import Testing
             ("not json", JSONRPCScreen.parseErrorCode, "null"),
             (#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, JSONRPCScreen.invalidRequestCode, "null"),
             ("[]", JSONRPCScreen.invalidRequestCode, "null"),
+            // Past every JSON reader's depth: it was "not JSON" (-32700); it is JSON, nested too deeply.
+            (String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), JSONRPCScreen.invalidRequestCode, "null"),
         ]
+
+    /// The depth count: brackets and braces inside strings (escaped quotes included) do not count, and exactly
+    /// ``JSONRPCScreen/maxNesting`` levels pass.
+    @Test func nestingIsCountedOutsideStringsUpToTheLimit() {
+        let limit = JSONRPCScreen.maxNesting
+        func nested(_ levels: Int) -> Data {
+            Data((String(repeating: "[", count: levels - 1) + #"{"a":"[[{\"[","b":1}"# + String(repeating: "]", count: levels - 1)).utf8)
+        }
+        #expect(!JSONRPCScreen.nestsTooDeeply(nested(limit)))
+        #expect(JSONRPCScreen.nestsTooDeeply(nested(limit + 1)))
+        #expect(!JSONRPCScreen.nestsTooDeeply(Data(#"{"x":""#.utf8) + Data(String(repeating: "[", count: 10_000).utf8) + Data(#""}"#.utf8)))
+        #expect(JSONRPCScreen.refusal(nested(limit + 1))?.kind == .tooDeep)
+        #expect(JSONRPCScreen.refusal(nested(limit + 1))?.code == JSONRPCScreen.invalidRequestCode)
+    }
 
     /// The id of the valid ping sent after the `index`th refused line: the refused line's own id when it has one (it
     /// was not taken), else one of its own.
