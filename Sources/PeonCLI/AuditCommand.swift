@@ -311,15 +311,31 @@ struct AuditCommand: ParsableCommand {
             if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
             if from == nil, origin != nil { throw ValidationError("--origin needs --from (a local log is one host's)") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
-            if let until, until.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
-                throw ValidationError("--until must be a UTC time like 2026-11-21 or 2026-11-21T20:05:00Z, not \(until)")
+            if let until, !Self.isUTCTime(until) {
+                throw ValidationError("--until must be a UTC time that exists, like 2026-11-21 or 2026-11-21T20:05:00Z, not \(until)")
             }
             if let decision, AuditDecision(rawValue: decision) == nil {
                 throw ValidationError("--decision must be allow or deny, not \(decision)")
             }
-            if let since, since.wholeMatch(of: /\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?Z?/) == nil {
-                throw ValidationError("--since must be a UTC time like 2026-11-21 or 2026-11-21T20:05:00Z, not \(since)")
+            if let since, !Self.isUTCTime(since) {
+                throw ValidationError("--since must be a UTC time that exists, like 2026-11-21 or 2026-11-21T20:05:00Z, not \(since)")
             }
+        }
+
+        /// Whether `text` is a UTC time `--since` and `--until` take: `YYYY-MM-DD`, optionally `THH:MM`, `:SS` and up to
+        /// six digits of fraction, optionally `Z`, naming a time that exists (a 13th month, February 30th or 24:00 would
+        /// compare as text with the entries' times and quietly select the wrong ones, or none).
+        static func isUTCTime(_ text: String) -> Bool {
+            guard let match = text.wholeMatch(of: /(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?)?Z?/),
+                  let year = Int(match.1), let month = Int(match.2), let day = Int(match.3), (1...12).contains(month)
+            else { return false }
+            let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+            let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+            guard (1...days).contains(day) else { return false }
+            if let hour = match.4.flatMap({ Int($0) }), hour > 23 { return false }
+            if let minute = match.5.flatMap({ Int($0) }), minute > 59 { return false }
+            if let second = match.6.flatMap({ Int($0) }), second > 59 { return false }
+            return true
         }
 
         func run() throws {

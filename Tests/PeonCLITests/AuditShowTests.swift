@@ -1,5 +1,6 @@
 import Foundation
 import PeonAudit
+@testable import PeonCLI
 import PeonTestSupport
 import Testing
 
@@ -133,6 +134,28 @@ import Testing
             let origin = try runPeonWasm(["audit", "show", path, "--origin", "host-a"])
             #expect(origin.status == 64 && origin.stdout.isEmpty, "\(origin.status) \(origin.stdout)")
             #expect(origin.stderr.contains("--origin needs --from"), "\(origin.stderr)")
+        }
+    }
+
+    /// `--since` and `--until` compare with the entries' times as text, so a time that does not exist (a 13th month,
+    /// February 29th of a common year, 24:00) passed the shape check and quietly selected the wrong entries, or none.
+    @Test func aTimeThatDoesNotExistIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let (path, _) = try fiveEntries(in: folder)
+            for bad in ["2026-13-01", "2026-00-10", "2026-02-29", "2026-04-31", "2026-11-21T24:00", "2026-11-21T20:60",
+                        "2026-11-21T20:05:60Z"] {
+                for option in ["--since", "--until"] {
+                    let result = try runPeonWasm(["audit", "show", path, option, bad])
+                    #expect(result.status == 64 && result.stdout.isEmpty, "\(option) \(bad): \(result.status) \(result.stdout)")
+                    #expect(result.stderr.contains("\(option) must be a UTC time that exists") && result.stderr.contains(bad),
+                            "\(result.stderr)")
+                }
+            }
+            for good in ["2028-02-29", "2000-02-29", "2026-12-31T23:59:59.999999Z", "1970-01-01T00:00"] {
+                let result = try runPeonWasm(["audit", "show", path, "--since", good])
+                #expect(result.status == 0, "\(good): \(result.stderr)")
+            }
+            #expect(!AuditCommand.Show.isUTCTime("1900-02-29") && AuditCommand.Show.isUTCTime("1600-02-29"))
         }
     }
 
