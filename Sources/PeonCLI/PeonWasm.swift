@@ -29,16 +29,23 @@ struct PeonWasm: ParsableCommand {
 
     /// What to say when ArgumentParser reports "Missing value for '--NAME ...'" because the value given after
     /// `--NAME` is a negative number (`--timeout -1`): a token that begins with `-` is read as an option, so the
-    /// value looked missing, and the range check that would name it never ran. `nil` otherwise.
+    /// value looked missing, and the range check that would name it never ran; likewise "Missing expected argument" for
+    /// a positional number given negative (`audit prove LOG -1`). `nil` otherwise.
     static func dashValueHint(for message: String, arguments: [String]) -> String? {
+        func isNegativeNumber(_ token: String) -> Bool {
+            let bytes = Array(token.utf8.prefix(2))
+            return bytes.count == 2 && bytes[0] == UInt8(ascii: "-") && (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[1])
+        }
+        // A positional argument given as a negative number (`audit prove LOG -1`) was read as an option too.
+        if message.hasPrefix("Missing expected argument '<"), let token = arguments.first(where: isNegativeNumber) {
+            let name = message.dropFirst("Missing expected argument '".count).prefix { $0 != "'" }
+            return "'\(token)' was read as an option, not as \(name), which is never negative"
+        }
         guard message.hasPrefix("Missing value for '--") else { return nil }
         let name = message.dropFirst("Missing value for '".count).prefix { $0 != " " && $0 != "'" }
         guard let index = arguments.firstIndex(of: String(name)), index + 1 < arguments.count else { return nil }
         let value = arguments[index + 1]
-        let bytes = Array(value.utf8.prefix(2))
-        guard bytes.count == 2, bytes[0] == UInt8(ascii: "-"), (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[1]) else {
-            return nil
-        }
+        guard isNegativeNumber(value) else { return nil }
         return "a value that begins with '-' is written \(name)=VALUE (e.g. \(name)=\(value))"
     }
 

@@ -298,6 +298,9 @@ struct RunCommandTests {
             let joined = try runPeonWasm(["run", "modules/hello/hello.wat", "\(option)=-1"])
             expectOneLineError(joined, status: 64, mentioning: ["-1", words])
         }
+        // A positional number given negative: "Missing expected argument '<seq>'" said nothing of the -1.
+        let prove = try runPeonWasm(["audit", "prove", "no-such.jsonl", "-1"])
+        expectOneLineError(prove, status: 64, mentioning: ["'-1' was read as an option, not as <seq>"])
         // Not a number: the hint would be wrong, so there is none.
         let flag = try runPeonWasm(["run", "modules/hello/hello.wat", "--timeout", "--stdin"])
         #expect(flag.status == 64 && !flag.stderr.contains("begins with '-'"), "\(flag.stderr)")
