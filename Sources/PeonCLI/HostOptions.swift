@@ -65,8 +65,19 @@ struct HostOptions: ParsableArguments {
         _ = try memory?.checked("--memory", minimum: 65_536)
         _ = try maxOutput?.checked("--max-output", minimum: 0)
         _ = try timeout?.checked("--timeout")
-        for binding in databases where !binding.contains("=") || binding.hasPrefix("=") {
-            throw ValidationError("--db takes NAME=PATH, got '\(binding)'")
+        var bound: [Substring: String] = [:]
+        for binding in databases {
+            guard binding.contains("="), !binding.hasPrefix("=") else { throw ValidationError("--db takes NAME=PATH, got '\(binding)'") }
+            let name = binding.prefix { $0 != "=" }
+            // A name no grant can carry, or a second binding that would silently replace the first, is a typo the
+            // module would only meet at its first `db` call.
+            guard isDatabaseName(String(name)) else {
+                throw ValidationError("--db NAME must be 1-64 characters of A-Z a-z 0-9 . _ - (as grants name databases), got '\(name)' in '\(binding)'")
+            }
+            if let earlier = bound[name] {
+                throw ValidationError("--db binds '\(name)' twice ('\(earlier)' and '\(binding)'); bind each database name once")
+            }
+            bound[name] = binding
         }
         guard AuditSyncMode(rawValue: auditSync) != nil else {
             throw ValidationError("--audit-sync must be always, effects or batch, got '\(auditSync)'")

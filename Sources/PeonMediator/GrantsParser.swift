@@ -738,6 +738,10 @@ private struct Reader {
     }
 }
 
+/// Whether `text` can name a database in grants (`[[db]] database = ...`) and so in `--db NAME=PATH`: 1-64
+/// characters of `A-Z a-z 0-9 . _ -`. A binding under any other name could never be granted.
+package func isDatabaseName(_ text: String) -> Bool { isIdentifier(text) }
+
 /// 1-64 characters of `A-Z a-z 0-9 . _ -`.
 func isIdentifier(_ text: String) -> Bool {
     !text.isEmpty && text.count <= 64

@@ -391,6 +391,36 @@ struct InspectCommandTests {
         }
     }
 
+    /// A `--db` NAME no grant can carry (`[[db]] database` takes 1-64 of `A-Z a-z 0-9 . _ -`) could never be used, and a
+    /// second binding of one name silently replaced the first: both ran, and the module met the typo at its first `db`
+    /// call. Now both are usage errors before anything runs, for `run` and `mcp` alike.
+    @Test("a --db name grants cannot carry, or one bound twice, is a usage error before the run")
+    func databaseNamesAreCheckedAndBoundOnce() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            let db = folder.appendingPathComponent("x.db").path
+            let cases: [([String], String)] = [
+                (["--db", "no tes=\(db)"], "--db NAME must be 1-64 characters"),
+                (["--db", "\u{1b}[2J=\(db)"], "--db NAME must be 1-64 characters"),
+                (["--db", String(repeating: "n", count: 65) + "=\(db)"], "--db NAME must be 1-64 characters"),
+                (["--db", "notes=\(db)", "--db", "notes=\(folder.path)/y.db"], "--db binds 'notes' twice"),
+            ]
+            for (options, words) in cases {
+                for command in [["run", "modules/hello/hello.wat"], ["mcp", "--list", "policies/c-summarizer.toml"]] {
+                    let result = try runPeonWasm(command + ["--audit", log] + options,
+                                                 environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path],
+                                                 timeout: 20)
+                    BoundedFileTests.expectOneLineError(result, status: 64, mentioning: [words], "\(command[0]) \(options)")
+                    #expect(!result.stderr.contains("\u{1b}"), "an escape reached the terminal: \(result.stderr)")
+                    #expect(!FileManager.default.fileExists(atPath: log), "\(command[0]) started: \(options)")
+                }
+            }
+            let fine = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--db", "notes.v2_a-b=\(db)", "--db", "other=\(db)"],
+                                       environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(fine.status == 0, "\(fine.stderr)")
+        }
+    }
+
     /// An `--approver` program that cannot run is refused when `run` or `mcp` starts (exit 78, one line, nothing
     /// audited): before, the run went on and every call that needed approval was refused, each for a reason the
     /// operator saw only in the log. A bare name is looked up on `PATH`, as it will be run.
