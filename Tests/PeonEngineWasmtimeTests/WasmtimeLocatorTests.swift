@@ -1,37 +1,20 @@
 import Foundation
 @testable import PeonEngineWasmtime
+import PeonTestSupport
 import Testing
 
 /// How `--engine wasmtime` finds the library inside the `wasmtime` Python package when nothing names it.
 @Suite struct WasmtimeLocatorTests {
-    /// Runs `python3 -c script` with `PYTHONPATH` set to `path`; its exit status and its stdout, trimmed.
+    /// Runs `python3 -c script` (through ``runShell(_:environment:directory:timeout:)``, so it is stopped after 60 s)
+    /// with `PYTHONPATH` set to `path`; its exit status and its stdout, trimmed.
     private func python(_ script: String, path: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        var environment = ProcessInfo.processInfo.environment
-        environment["PYTHONPATH"] = path
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let result = try runShell(#"exec python3 -c "$PEON_LOCATOR_SCRIPT""#,
+                                  environment: ["PYTHONPATH": path, "PEON_LOCATOR_SCRIPT": script])
+        return (result.status, result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// Whether `python3` runs here at all.
-    private static let hasPython: Bool = {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "pass"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
-    }()
+    private static let hasPython: Bool = (try? runShell("exec python3 -c pass").status) == 0
 
     @Test("the package's folder is found without running the package's code", .enabled(if: hasPython))
     func findsThePackageWithoutImportingIt() throws {
