@@ -70,17 +70,32 @@ private func runProgram(_ executable: URL, _ arguments: [String], stdin: String,
     process.standardOutput = output
     process.standardError = error
     try process.run()
-    input.fileHandleForWriting.write(Data(stdin.utf8))
-    try? input.fileHandleForWriting.close()
     let deadline = Date().addingTimeInterval(timeout)
+    // Each pipe gets a thread of its own, never a task on the shared dispatch pool: with the machine busy with other
+    // tests, a pooled reader could start seconds late, and a server that waits at most so long for its client to read
+    // (`peon-wasm mcp` drains its answers for 5 s) would end with its last answer unread. Writing stdin on its own
+    // thread too means a child that answers before it has read all its input never blocks this one.
     let outData = Box(), errData = Box()
     let group = DispatchGroup()
-    for (pipe, box) in [(output, outData), (error, errData)] {
+    var jobs: [(String, @Sendable () -> Void)] = [
+        ("stdout", { outData.data = output.fileHandleForReading.readDataToEndOfFile() }),
+        ("stderr", { errData.data = error.fileHandleForReading.readDataToEndOfFile() }),
+    ]
+    let bytes = Data(stdin.utf8)
+    // A child that exits before reading its input makes the write fail with EPIPE, not kill this process.
+    _ = ignoringBrokenPipes
+    jobs.append(("stdin", {
+        if !bytes.isEmpty { try? input.fileHandleForWriting.write(contentsOf: bytes) }
+        try? input.fileHandleForWriting.close()
+    }))
+    for (name, job) in jobs {
         group.enter()
-        DispatchQueue.global().async {
-            box.data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let thread = Thread {
+            job()
             group.leave()
         }
+        thread.name = "runProgram \(name)"
+        thread.start()
     }
     while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
     if process.isRunning { process.terminate() }
@@ -90,6 +105,9 @@ private func runProgram(_ executable: URL, _ arguments: [String], stdin: String,
                          stdout: String(decoding: outData.data, as: UTF8.self),
                          stderr: String(decoding: errData.data, as: UTF8.self))
 }
+
+/// Set once, the first time a program is run: a write to a pipe whose reader is gone fails instead of raising SIGPIPE.
+private let ignoringBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
 
 private final class Box: @unchecked Sendable {
     // Written by one reader thread, read after the dispatch group's wait: the group orders the two.
