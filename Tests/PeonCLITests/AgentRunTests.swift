@@ -244,10 +244,10 @@ struct AgentRunTests {
                 """.utf8).write(to: module)
             let finished = DispatchSemaphore(value: 0)
             let outcome = RunOutcome()
-            DispatchQueue.global().async {
+            Thread {
                 outcome.result = try? fixture.run(["--grants", fixture.grants.path, "--timeout", "60s"], module: module.path)
                 finished.signal()
-            }
+            }.start()
             // Wait for the program, then kill its parent (the worker) the hard way.
             var child: (pid: Int32, parent: Int32)?
             let giveUp = Date().addingTimeInterval(30)

@@ -207,10 +207,10 @@ struct ProcessContainmentTests {
             let module = folder.appendingPathComponent("hup.wat")
             try Data(execModule([["/usr/bin/sleep", "2.0625"], ["/usr/bin/echo", "reload"]]).utf8).write(to: module)
             let outcome = RunHandle()
-            DispatchQueue.global().async {
+            Thread {
                 outcome.finish(try? runPeonWasm(["run", module.path, "--grants", grants.path, "--audit", audit.path,
                                                  "--timeout", "60s"], directory: folder))
-            }
+            }.start()
             let sleeper = try #require(waitForProcess(["/usr/bin/sleep", "2.0625"]), "the guest's program never started")
             let supervisor = try #require(parent(of: sleeper.parent))
             // Same size, same inode, same times: the one-second file poll sees no change, only SIGHUP reloads.
@@ -275,9 +275,9 @@ private struct ContainedRun {
         let environment = scenario.containment.map { ["PEON_WASM_CONTAINMENT": $0] } ?? [:]
         let arguments = ["run", module.path, "--grants", grants.path, "--audit", audit.path, "--timeout", "60s"]
         let handle = self.handle
-        DispatchQueue.global().async {
+        Thread {
             handle.finish(try? runPeonWasm(arguments, environment: environment, directory: folder))
-        }
+        }.start()
     }
 
     /// Waits until both programs run, and names the supervisor and the worker.
