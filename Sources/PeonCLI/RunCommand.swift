@@ -61,8 +61,28 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if input != nil && inputFile != nil { throw ValidationError("give --input or --input-file, not both") }
-        for entry in environment where !entry.contains("=") || entry.hasPrefix("=") {
-            throw ValidationError("--env takes NAME=VALUE, got '\(entry)'")
+        var named: [String: String] = [:]
+        for entry in environment {
+            guard entry.contains("="), !entry.hasPrefix("=") else { throw ValidationError("--env takes NAME=VALUE, got '\(entry)'") }
+            let name = Self.variableName(entry)
+            if let earlier = named[name] {
+                throw ValidationError("--env sets '\(name)' twice ('\(earlier)' and '\(entry)'); a module's environment has one value per name: give it once")
+            }
+            named[name] = entry
+        }
+    }
+
+    /// The variable an `--env NAME=VALUE` entry sets: everything before its first `=`.
+    private static func variableName(_ entry: String) -> String {
+        String(entry.prefix { $0 != "=" })
+    }
+
+    /// Refuses an `--env` that names a variable the grants' `[env]` already sets: the module would get both entries
+    /// and most guests' `getenv` would answer the first, so one of the two values would silently not count.
+    private func refuseEnvironmentConflicts(_ plan: RunPlan) throws {
+        let granted = Set(plan.grantedEnvironment.map(\.0))
+        if let entry = environment.first(where: { granted.contains(Self.variableName($0)) }) {
+            throw ValidationError("--env sets '\(Self.variableName(entry))', which the grants' [env] already sets; a module's environment has one value per name: change the grants' [env] or drop this --env")
         }
     }
 
@@ -74,12 +94,14 @@ struct RunCommand: ParsableCommand {
             } else if !inProcess {
                 options.runID = UUID().uuidString.lowercased()
                 let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+                try refuseEnvironmentConflicts(plan)
                 try refuseComponentOnWasmKit(plan)
                 try warmComponentCache(plan)
                 try superviseWorker(plan)
                 return
             }
             let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
+            try refuseEnvironmentConflicts(plan)
             try refuseComponentOnWasmKit(plan)
             try runInProcess(plan)
         } catch let error as RunError {

@@ -241,6 +241,36 @@ struct RunCommandTests {
         #expect(try run("e.wat", exiter, ["--env", "A=1", "--env", "B=2"]).status == 2)
     }
 
+    /// A module's environment has one value per name. `--env A=1 --env A=2`, or an `--env` naming a variable the
+    /// grants' `[env]` sets, gave the module both entries, and most guests' `getenv` answers the first: one of the two
+    /// values silently did not count. Both are now usage errors, before anything runs or is logged.
+    @Test("an environment variable set twice (by --env twice, or by --env and the grants' [env]) is a usage error")
+    func environmentVariablesAreSetOnce() throws {
+        let counter = """
+            (module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+              (import "wasi_snapshot_preview1" "environ_sizes_get" (func $env (param i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (func (export "_start") (drop (call $env (i32.const 16) (i32.const 20))) (call $exit (i32.load (i32.const 16)))))
+            """
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("count.wat")
+            try Data(counter.utf8).write(to: module)
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"count\"\n[env]\nA = \"granted\"\n".utf8).write(to: grants)
+            let audit = folder.appendingPathComponent("audit.jsonl")
+            let twice = try runPeonWasm(["run", module.path, "--env", "A=1", "--env", "B=", "--env", "A=2"])
+            expectOneLineError(twice, status: 64, mentioning: ["'A' twice", "A=1", "A=2"])
+            let conflicting = try runPeonWasm(["run", module.path, "--grants", grants.path, "--audit", audit.path,
+                                               "--env", "B=1", "--env", "A=mine"])
+            expectOneLineError(conflicting, status: 64, mentioning: ["'A'", "[env]"])
+            #expect(!FileManager.default.fileExists(atPath: audit.path), "a refused command line was logged as a run")
+            // Distinct names still add up: the grants' one and two of the command line's (an empty value counts).
+            let distinct = try runPeonWasm(["run", module.path, "--grants", grants.path, "--audit", audit.path,
+                                            "--env", "B=1", "--env", "C="])
+            #expect(distinct.status == 3, "\(distinct.stderr)")
+        }
+    }
+
     @Test("every number a user gives is range-checked: one usage line, exit 64, never an overflow trap")
     func outOfRangeNumbersAreOneLineUsageErrors() throws {
         let cases: [([String], [String])] = [
