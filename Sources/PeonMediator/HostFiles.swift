@@ -6,11 +6,13 @@ import Darwin
 
 /// The host's own files, which no guest call reaches whatever its grants say: the audit log, every file beside it
 /// whose name is the log's followed by `.` (its checkpoint, frontier, first-use index and their temporary files),
-/// and the checkpoint signing key (with its temporary files).
+/// the checkpoint signing key (with its temporary files), the grants, model and policy files the run's decisions come
+/// from (reloaded while it runs), and the module file (what the next run loads).
 ///
 /// Why: a grant that happens to cover the log's folder (`out/**` with `--audit out/run.jsonl`) let a guest's
 /// `fs.write` replace the log: the run ended with exit 0, its entries were gone, and only `audit verify` found the file
-/// was no log. The record of what a guest did is not the guest's to read, replace or remove.
+/// was no log. The record of what a guest did is not the guest's to read, replace or remove. Nor are its grants: a guest
+/// granted `./**` beside its grants file rewrote them to `paths = ["/**"]` and, once they reloaded, read `/etc/shadow`.
 ///
 /// Paths are compared as the mediator decides on them: absolute, normalized, and reached without symbolic links
 /// (a link on a guest's path is followed only through a nested decision on the path it leads to, which is checked
@@ -22,9 +24,18 @@ package struct HostFiles: Sendable, Hashable {
     /// No host files.
     package init() {}
 
-    /// Adds `path` (absolute, or relative to this process's working directory).
+    /// Adds `path` (absolute, or relative to this process's working directory), and, when `path` itself is a
+    /// symbolic link, the file it leads to (a grants file given as a link is read through it, so writing its target
+    /// would change it as well).
     package mutating func add(_ path: String) {
-        let canonical = Self.canonical(path)
+        insert(Self.canonical(path))
+        if let resolved = realpath(path, nil) {
+            defer { free(resolved) }
+            insert(String(cString: resolved))
+        }
+    }
+
+    private mutating func insert(_ canonical: String) {
         guard !pathBytes.contains(Array(canonical.utf8)) else { return }
         paths.append(canonical)
         pathBytes.append(Array(canonical.utf8))

@@ -380,7 +380,7 @@ package final class Mediator: HostInterface {
     }
 
     /// The audit reason of a call refused because it names one of the host's own files.
-    static let hostFileReason = "the host's own file (the audit log, its checkpoint and index files, the signing key): no grant reaches it"
+    static let hostFileReason = "the host's own file (the audit log, its checkpoint and index files, the signing key, the grants, model or policy file, the module): no grant reaches it"
 
     /// Policy decision, then the information-flow check (a sink's grants must clear every label the run
     /// holds), then rate limits and approval for the grants behind the deciding line, then the decision
@@ -400,7 +400,7 @@ package final class Mediator: HostInterface {
             try record(call: request.call, resource: object, decision: .deny, reason: Self.hostFileReason, version: snapshot.version,
                        outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
             configuration.denialSink?(request.action, object)
-            throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's audit log and signing key are never reachable by a guest")
+            throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's own files (the audit log, its signing key, the grants, model and policy files and the module) are never reachable by a guest")
         }
         let arguments = ArgumentVector.encode(request.arguments)
         let verdict = snapshot.decide(PolicyRequest(

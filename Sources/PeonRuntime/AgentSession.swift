@@ -113,6 +113,11 @@ public final class AgentSession: Sendable {
             audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
         configuration.databases = options.databases
         if let keyPath = options.auditKeyPath ?? CheckpointSigner.defaultKeyPath() { configuration.hostFiles.add(keyPath) }
+        // What decides and what runs is not the guest's to rewrite either: the grants, model and policy are reloaded
+        // while the run goes on (a guest that wrote `[[fs]] paths = ["/**"]` into its own grants held them a second
+        // later), and the module file is what the next run loads.
+        for file in options.policy.files { configuration.hostFiles.add(file) }
+        configuration.hostFiles.add(plan.module.path)
         switch options.approver {
         case nil: break
         case "tty": configuration.approver = TerminalApprover()
