@@ -141,6 +141,7 @@ struct McpCommand: ParsableCommand {
             }
             services.append(service)
         }
+        configuration.toolFiles.withLock { $0 = services.flatMap { $0.protectedFiles } }
         return services
     }
 

@@ -116,8 +116,7 @@ public final class AgentSession: Sendable {
         // What decides and what runs is not the guest's to rewrite either: the grants, model and policy are reloaded
         // while the run goes on (a guest that wrote `[[fs]] paths = ["/**"]` into its own grants held them a second
         // later), and the module file is what the next run loads.
-        for file in options.policy.files { configuration.hostFiles.add(file) }
-        configuration.hostFiles.add(plan.module.path)
+        for file in options.policy.files + [plan.module.path] + options.hostFiles { configuration.hostFiles.add(file) }
         switch options.approver {
         case nil: break
         case "tty": configuration.approver = TerminalApprover()

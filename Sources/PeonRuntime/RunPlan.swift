@@ -39,6 +39,9 @@ public struct SessionOptions: Sendable {
     public var runID = UUID().uuidString.lowercased()
     /// The folder relative guest paths start from and programs run in. Default: the current folder.
     public var workingDirectory = FileManager.default.currentDirectoryPath
+    /// Files besides the run's own (its audit log, signing key, grants, model, policy and module) that no guest call
+    /// reaches: in `mcp`, every other tool's grants and module, so that one tool cannot rewrite another's.
+    public var hostFiles: [String] = []
 
     /// The defaults described on each property.
     public init() {}

@@ -16,6 +16,9 @@ package struct ToolHostConfiguration: Sendable {
     package var overrides: LimitOverrides
     /// Makes the engine for one call; its argument says whether the call runs with a fuel budget.
     package var engine: @Sendable (_ fuel: Bool) throws(RunError) -> any WasmEngine
+    /// Every tool's grants, model, policy and module file, once all are loaded: no call of any tool reaches them
+    /// (a tool granted a folder that holds another's grants would otherwise widen them; they reload while serving).
+    package let toolFiles = LockedBox<[String]>([])
 
     /// Creates a configuration.
     package init(audit: AuditLog, options: SessionOptions, overrides: LimitOverrides,
@@ -222,6 +225,9 @@ package final class ToolService: Sendable {
     /// The `[tool]` table in force (the one at start if the grants now in force have none).
     package var tool: ToolGrant { grants?.tool ?? startTool }
 
+    /// The files this tool's decisions and code come from: its grants, model and policy files and its module.
+    package var protectedFiles: [String] { sources.files + [module.path] }
+
     /// Whether calls get the whole arguments object as JSON text (a declared schema) rather than the
     /// `input` string.
     package var hasDeclaredSchema: Bool { tool.inputSchema != nil }
@@ -238,6 +244,7 @@ package final class ToolService: Sendable {
         var options = host.options
         options.runID = UUID().uuidString.lowercased()
         options.policy = sources
+        options.hostFiles += host.toolFiles.withLock { $0 }
         let runID = options.runID
         let plan: RunPlan
         do {
@@ -334,10 +341,10 @@ struct RunningCall: Sendable {
 }
 
 /// A value behind a lock that escaping closures can share (a `Mutex` itself cannot be captured).
-final class LockedBox<Value: Sendable>: Sendable {
+package final class LockedBox<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
 
-    init(_ value: Value) { mutex = Mutex(value) }
+    package init(_ value: Value) { mutex = Mutex(value) }
 
-    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+    package func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }
