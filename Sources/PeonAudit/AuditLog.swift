@@ -329,6 +329,11 @@ public final class AuditLog: Sendable {
             }
         }
         if signed == nil, tree.size > 0 || torn, !adoptingUnsigned {
+            if let reason = FileIO.notALogReason(fd: fd, path: path) {
+                throw AuditError(.malformedEntry,
+                                 "\(path) is not a peon-wasm audit log: \(reason), and it has no checkpoint; give a log peon-wasm wrote, or a path that does not exist yet",
+                                 line: 1, seq: 0)
+            }
             throw AuditError(.checkpointMissing,
                              "\(path): the log holds \(tree.size) entries but no checkpoint: it was deleted, and appending would sign whatever the log now holds; check the log against a checkpoint kept elsewhere (`peon-wasm audit verify \(path) --checkpoint COPY`), then sign it with `peon-wasm audit checkpoint \(path) --refresh`")
         }

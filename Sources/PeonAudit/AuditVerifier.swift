@@ -58,8 +58,18 @@ public enum AuditVerifier {
         if fstat(fd, &empty) == 0, empty.st_size == 0, !FileIO.exists(logPath + ".checkpoint") {
             throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
         }
-        let latest = try loadCheckpoint(path: logPath + ".checkpoint", key: key)
-        var checkpoints = [(logPath + ".checkpoint", latest)]
+        // Without its own checkpoint, a file whose first line is no entry is not a log whose checkpoint was deleted.
+        let ownPath = logPath + ".checkpoint"
+        let ownMissing = !FileIO.exists(ownPath)
+        if ownMissing, let reason = FileIO.notALogReason(fd: fd, path: logPath) {
+            throw AuditError(.malformedEntry, "\(logPath):1: not a peon-wasm audit log: \(reason)", line: 1, seq: 0)
+        }
+        // A log whose checkpoint was deleted is still checked against the checkpoints its operator kept (what the
+        // refusal to append says to do), and the missing checkpoint is reported after that check.
+        var checkpoints: [(String, Checkpoint)] = []
+        if !ownMissing || extraCheckpoints.isEmpty {
+            checkpoints.append((ownPath, try loadCheckpoint(path: ownPath, key: key)))
+        }
         for path in extraCheckpoints {
             // A checkpoint the caller kept and named: its absence is a wrong path, not a log that was never signed.
             guard FileIO.exists(path) else {
@@ -142,6 +152,14 @@ public enum AuditVerifier {
         }
         guard tree.size > 0 else {
             throw AuditError(.emptyLog, "\(logPath): the audit log holds no entries; there is nothing to verify")
+        }
+        guard let latest = checkpoints.first?.1 else {
+            throw AuditError(.checkpointMissing, "\(ownPath): no checkpoint")
+        }
+        if ownMissing, let kept = checkpoints.max(by: { $0.1.size < $1.1.size }) {
+            let after = tree.size - kept.1.size
+            throw AuditError(.checkpointMissing,
+                             "\(ownPath): no checkpoint; the log's first \(kept.1.size) entries match \(kept.0) (checked), \(after == 0 ? "and no entry follows them" : "and the \(after) entries after them are chained but signed by nothing"): if you trust \(after == 0 ? "the log" : "those entries"), sign the log with `peon-wasm audit checkpoint \(logPath) --refresh`")
         }
         return VerificationSummary(size: tree.size, rootHash: tree.rootHash, checkpoint: latest,
                                    signatureChecked: key != nil, skippedLiveTail: skippedLiveTail)

@@ -72,6 +72,31 @@ package enum FileIO {
 
     /// Reads a whole regular file, refusing one larger than `limit` bytes by its size, unread, and a FIFO,
     /// device or directory without waiting on it (``BoundedRead``).
+    /// Why the file open at `fd` is not an audit log, judged by its first line, or `nil` when that line is an entry
+    /// with `seq` 0 (or the file is empty, or its first line is cut short: a writer's crash, not another kind of
+    /// file). Read with `pread`, so the descriptor's offset is unchanged. For a log found without its checkpoint:
+    /// "it was deleted" is the story only when the file is a log at all (a grants file given to `--audit` is not).
+    static func notALogReason(fd: Int32, path: String) -> String? {
+        var line: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var offset: off_t = 0
+        while line.count <= AuditLog.maxLineBytes {
+            let count = buffer.withUnsafeMutableBytes { raw in pread(fd, raw.baseAddress, raw.count, offset) }
+            guard count > 0 else { return nil }
+            let chunk = buffer[0..<count]
+            if let end = chunk.firstIndex(of: 0x0A) {
+                line.append(contentsOf: chunk[..<end])
+                switch AuditEntry.parse(line) {
+                case .success(let entry): return entry.seq == 0 ? nil : "its first line is entry seq \(entry.seq), not seq 0"
+                case .failure(let error): return "its first line is not an audit entry (\(error.reason))"
+                }
+            }
+            line.append(contentsOf: chunk)
+            offset += off_t(count)
+        }
+        return "its first line is longer than \(AuditLog.maxLineBytes) bytes"
+    }
+
     package static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
         do throws(BoundedReadError) {
             return try BoundedRead.contents(ofPath: path, limit: limit)

@@ -128,6 +128,54 @@ struct AuditFileTests {
         }
     }
 
+    /// The refusal to append to a log without its checkpoint says to check the log against a kept copy
+    /// (`audit verify LOG --checkpoint COPY`), then sign it. That check used to be impossible: `verify` stopped at the
+    /// missing checkpoint before it looked at the copy. It now checks the log against the copy and reports both: what
+    /// the copy covers matches (or which entry does not), and the checkpoint is still missing (exit 7).
+    @Test func aLogWhoseCheckpointWasDeletedCanBeCheckedAgainstAKeptCopy() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let kept = folder.appendingPathComponent("kept.checkpoint").path
+            try FileManager.default.copyItem(atPath: log.path + ".checkpoint", toPath: kept)
+            let keptSize = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").count
+            #expect(try Self.hello(folder, log: log).status == 0)
+            try FileManager.default.removeItem(atPath: log.path + ".checkpoint")
+            let checked = try runPeonWasm(["audit", "verify", log.path, "--checkpoint", kept], environment: environment)
+            #expect(checked.status == 7, "\(checked.stderr)")
+            #expect(checked.stderr.contains("first \(keptSize) entries match \(kept) (checked)")
+                    && checked.stderr.contains("chained but signed by nothing")
+                    && checked.stderr.split(separator: "\n").count == 1, "\(checked.stderr)")
+            // An entry the copy covers, altered: the check finds it (exit 10), rather than only the missing checkpoint.
+            let text = try String(contentsOf: log, encoding: .utf8)
+            let altered = text.replacingOccurrences(of: "\"outcome\":\"ok\"", with: "\"outcome\":\"no\"")
+            #expect(altered != text)
+            try Data(altered.utf8).write(to: log)
+            let mismatch = try runPeonWasm(["audit", "verify", log.path, "--checkpoint", kept], environment: environment)
+            #expect(mismatch.status == 10, "\(mismatch.stderr)")
+        }
+    }
+
+    /// A file that is not a log at all (a grants file given to `--audit` by mistake) was told "the log holds 4 entries
+    /// but no checkpoint: it was deleted", and `audit verify` and `audit checkpoint --refresh` sent the user to each
+    /// other. It is named for what it is: not an audit log, judged by its first line (`run` 78, `verify` 4).
+    @Test func aFileThatIsNoLogIsNotTakenForALogWithoutItsCheckpoint() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"hello\"\n[env]\nA = \"1\"\n".utf8).write(to: grants)
+            let run = try Self.hello(folder, log: grants)
+            #expect(run.status == 78, "\(run.stderr)")
+            #expect(run.stderr.contains("is not a peon-wasm audit log: its first line is not an audit entry")
+                    && !run.stderr.contains("deleted") && run.stderr.split(separator: "\n").count == 1, "\(run.stderr)")
+            #expect(try String(contentsOf: grants, encoding: .utf8) == "module = \"hello\"\n[env]\nA = \"1\"\n")
+            let verify = try runPeonWasm(["audit", "verify", grants.path],
+                                         environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(verify.status == 4, "\(verify.stderr)")
+            #expect(verify.stderr.contains("not a peon-wasm audit log"), "\(verify.stderr)")
+        }
+    }
+
     @Test func aNewLogIsSignedBeforeItsFirstEntry() throws {
         try withTemporaryDirectory { folder in
             let path = folder.appendingPathComponent("new.jsonl").path
