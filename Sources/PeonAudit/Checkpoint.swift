@@ -93,7 +93,9 @@ public struct CheckpointSigner: Sendable {
         try CheckpointSigner(name: name, seed: Array(Curve25519.Signing.PrivateKey().rawRepresentation))
     }
 
-    static func checkName(_ name: String) throws(AuditError) {
+    /// Checks that `name` can name a key (non-empty, no whitespace, control character or `+`): the
+    /// `bad key` error otherwise, which a command line reports as a usage error.
+    package static func checkName(_ name: String) throws(AuditError) {
         guard !name.isEmpty, !name.unicodeScalars.contains(where: { $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 })
         else {
             throw AuditError(.badKey, "key name \"\(name)\" must be non-empty without spaces, control characters or '+'")

@@ -223,6 +223,15 @@ struct AuditCommand: ParsableCommand {
         @OptionGroup var keyOptions: KeyOptions
         @Option(help: "The key name when a key is created (default: peon-wasm/HOSTNAME).") var name: String?
 
+        func validate() throws {
+            guard let name else { return }
+            do throws(AuditError) {
+                try CheckpointSigner.checkName(name)
+            } catch {
+                throw ValidationError("--name: \(error.message)")
+            }
+        }
+
         func run() throws {
             var misnamed: (path: String, held: String, asked: String)?
             try AuditCommand.run { () throws(AuditError) in

@@ -61,7 +61,9 @@ struct PeonWasm: ParsableCommand {
             try command.run()
         } catch {
             let code = Self.exitCode(for: error)
-            if code == .validationFailure {
+            // An `ExitCode` is thrown after its message was printed: a usage error's exit code (64) alone must not
+            // print a second, empty line.
+            if code == .validationFailure, !(error is ExitCode) {
                 let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
                 let hint = Self.dashValueHint(for: text, arguments: Array(CommandLine.arguments.dropFirst())).map { "; \($0)" } ?? ""
                 printError("peon-wasm: error: \(text)\(hint) (see --help)")

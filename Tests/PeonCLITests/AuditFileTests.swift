@@ -25,8 +25,16 @@ struct AuditFileTests {
             #expect(again.status == 0 && again.stdout == created.stdout)
             let other = try runPeonWasm(["audit", "key", "--audit-key", key, "--name", "host-b"])
             #expect(other.status == 64 && other.stdout.isEmpty, "\(other.stdout)")
-            #expect(other.stderr.hasPrefix("peon-wasm: error: ") && other.stderr.contains("'host-a', not 'host-b'"), "\(other.stderr)")
+            #expect(other.stderr.hasPrefix("peon-wasm: error: ") && other.stderr.contains("'host-a', not 'host-b'")
+                    && other.stderr.split(separator: "\n", omittingEmptySubsequences: false).count == 2, "\(other.stderr)")
             #expect(try runPeonWasm(["audit", "key", "--audit-key", key]).stdout == created.stdout)
+            // A name no key can carry is the command line's fault (64), not a key problem (11), and creates nothing.
+            let fresh = folder.appendingPathComponent("fresh.key").path
+            for name in ["", "a b", "a+b", "x\u{1b}y"] {
+                let refused = try runPeonWasm(["audit", "key", "--audit-key", fresh, "--name", name])
+                #expect(refused.status == 64 && refused.stderr.split(separator: "\n").count == 1, "\(name): \(refused.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: fresh))
         }
     }
 
