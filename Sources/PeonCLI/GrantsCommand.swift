@@ -52,6 +52,7 @@ struct GrantsCheckCommand: ParsableCommand {
         let imports: [(module: String, name: String)]
         var notes: [String] = []
         var unserved = false
+        var coreModule: (any CompiledModule)?
         if ComponentBinary.isComponent(data) {
             (imports, notes, unserved) = componentImports(data)
         } else {
@@ -70,8 +71,19 @@ struct GrantsCheckCommand: ParsableCommand {
                 fail("\(module): is not a valid WebAssembly module: \(error.message)")
             }
             imports = compiled.imports.map { (module: $0.module, name: $0.name) }
+            coreModule = compiled
         }
         let report = checkGrants(imports: imports, grants: parsed)
+        // Whatever else keeps a core module from running (an import neither WASI nor `peon:host`, exports that do not
+        // fit the ABI, no `run` or `_start`) is checked as a run checks it; an unknown `peon:host` function is the
+        // report's own finding (exit 1).
+        if let compiled = coreModule, !report.hasUnknownImports {
+            do throws(RunError) {
+                _ = try Runner.linkCheck(compiled, path: module)
+            } catch {
+                fail(error.message)
+            }
+        }
         // Every line is escaped on its own: an import name or path from a hostile module cannot fake a line
         // of the report or drive the terminal.
         var out = ""

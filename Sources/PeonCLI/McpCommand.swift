@@ -302,6 +302,7 @@ struct McpCommand: ParsableCommand {
             }
             listed[parsed.module] = path
             let module = try ModuleFile(path: tool.wasm)
+            try ToolService.checkRunnable(module, grantsPath: path, engine: WasmKitEngine())
             lines.append("tool \(parsed.module)  (\(path))")
             lines.append("  description: \(tool.description)")
             lines.append("  module: \(tool.wasm) sha256 \(module.sha256)")

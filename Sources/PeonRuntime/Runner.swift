@@ -102,6 +102,25 @@ struct HostCallLimitExceeded: Error {
 /// Links a module to the sandboxed WASI and the `peon:host` functions, runs its entry point under
 /// limits, and turns every way it can end into a ``RunResult`` or a ``RunError``.
 public enum Runner {
+    /// Checks that a compiled core module can be linked to this host and started: every import is a WASI or
+    /// `peon:host` function with its signature (else ``RunError/Kind/link``), its exports fit the `peon:host` ABI, and it
+    /// exports `run` or `_start` (else ``RunError/Kind/noEntryPoint``). What a run checks before it runs anything; also
+    /// `grants check` and `mcp` at start, so a module that cannot run is not reported or served as one that can.
+    package static func linkCheck(_ compiled: any CompiledModule, path: String) throws(RunError) -> EntryPoint {
+        let interface = ModuleInterface(compiled)
+        if let unknown = interface.firstUnknownImport { throw unknown }
+        do {
+            try PeonHostBindings.checkModule(imports: compiled.imports, exports: compiled.exports)
+        } catch {
+            throw RunError(.link, "'\(path)': \(error.message)")
+        }
+        guard let entryPoint = interface.entryPoint else {
+            throw RunError(.noEntryPoint,
+                "'\(path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run")
+        }
+        return entryPoint
+    }
+
     /// Runs the request on the calling thread.
     public static func run(_ request: RunRequest) throws(RunError) -> RunResult {
         let deadline = ContinuousClock.now + request.limits.timeout
@@ -114,17 +133,7 @@ public enum Runner {
         } catch {
             throw RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
         }
-        let interface = ModuleInterface(compiled)
-        if let unknown = interface.firstUnknownImport { throw unknown }
-        do {
-            try PeonHostBindings.checkModule(imports: compiled.imports, exports: compiled.exports)
-        } catch {
-            throw RunError(.link, "'\(request.module.path)': \(error.message)")
-        }
-        guard let entryPoint = interface.entryPoint else {
-            throw RunError(.noEntryPoint,
-                "'\(request.module.path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run")
-        }
+        let entryPoint = try linkCheck(compiled, path: request.module.path)
 
         var wasi = WASIConfiguration()
         wasi.arguments = [programName(request.module.path)] + request.arguments

@@ -154,6 +154,7 @@ package final class ToolService: Sendable {
                 "\(grantsPath): no [tool] table, so there is no tool to serve; add [tool] with wasm = \"...\" and description = \"...\"")
         }
         let module = try ModuleFile(path: tool.wasm)
+        try Self.checkRunnable(module, grantsPath: grantsPath, engine: try host.engine(false))
         let store = MediatorPolicyStore(snapshot.judged(forModuleSHA256: module.sha256))
         if let refusal = store.current.refusal { throw RunError(.configuration, "\(grantsPath): \(refusal)") }
         let name = grants.module
@@ -224,6 +225,24 @@ package final class ToolService: Sendable {
 
     /// The `[tool]` table in force (the one at start if the grants now in force have none).
     package var tool: ToolGrant { grants?.tool ?? startTool }
+
+    /// Refuses a tool's core module that could never run (every call would fail), as a run refuses it: one that does
+    /// not compile (``RunError/Kind/invalidModule``), imports what this host does not provide (``RunError/Kind/link``)
+    /// or exports neither `run` nor `_start` (``RunError/Kind/noEntryPoint``). A component is checked when it runs.
+    package static func checkRunnable(_ module: ModuleFile, grantsPath: String, engine: any WasmEngine) throws(RunError) {
+        guard !ComponentBinary.isComponent(module.bytes) else { return }
+        let compiled: any CompiledModule
+        do throws(EngineError) {
+            compiled = try engine.compile(module.bytes)
+        } catch {
+            throw RunError(.invalidModule, "\(grantsPath): [tool] wasm '\(module.path)' is not a valid WebAssembly module: \(error.message)")
+        }
+        do throws(RunError) {
+            _ = try Runner.linkCheck(compiled, path: module.path)
+        } catch {
+            throw RunError(error.kind, "\(grantsPath): [tool] wasm: \(error.message)")
+        }
+    }
 
     /// The files this tool's decisions and code come from: its grants, model and policy files and its module.
     package var protectedFiles: [String] { sources.files + [module.path] }

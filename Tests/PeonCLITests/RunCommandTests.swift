@@ -381,6 +381,26 @@ struct InspectCommandTests {
         }
     }
 
+    /// `grants check` listed a module that imports something no host provides (`env.foo`), or exports neither `run`
+    /// nor `_start`, as fitting its grants (exit 0), though a run refuses both (67, 68). It checks them as a run does.
+    @Test("grants check refuses a module a run could not link or start (exit 2)")
+    func grantsCheckChecksLinkingAndTheEntryPoint() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"m\"\n".utf8).write(to: grants)
+            let modules = [(#"(module (import "env" "foo" (func)) (func (export "run") (param i32 i32) (result i32) (i32.const 0)))"#, "env.foo"),
+                           (#"(module (func (export "other")))"#, "exports neither _start"),
+                           (#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#, "fd_write")]
+            for (text, words) in modules {
+                let module = folder.appendingPathComponent("m.wat")
+                try Data(text.utf8).write(to: module)
+                let result = try runPeonWasm(["grants", "check", module.path, "--grants", grants.path])
+                BoundedFileTests.expectOneLineError(result, status: 2, mentioning: [words], words)
+                #expect(result.stdout.isEmpty, "\(result.stdout)")
+            }
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
