@@ -527,6 +527,10 @@ private struct Reader {
             guard let size = ByteSize(parsing: text), size.bytes > 0 else {
                 throw fail("limits.memory", "`\(text)` is not a size; write e.g. \"64MiB\"")
             }
+            // As `--memory`: below one WebAssembly page no module with a memory could start.
+            guard size.bytes >= 65_536 else {
+                throw fail("limits.memory", "`\(text)` is below one WebAssembly page; write at least \"64KiB\"")
+            }
             limits.memory = size
         }
         limits.timeout = try duration(table, "timeout", "limits")

@@ -296,7 +296,8 @@ struct RunCommandTests {
     @Test("an out-of-range number in the grants is a one-line configuration error, exit 78")
     func outOfRangeGrantNumbersAreConfigurationErrors() throws {
         let values = [("timeout", "\"9223372036854775807s\"", "168h"), ("timeout", "\"2562047788015215h\"", "168h"),
-                      ("memory", "\"99999999999999999999MiB\"", "not a size"), ("fuel", "0", "greater than zero"),
+                      ("memory", "\"99999999999999999999MiB\"", "not a size"), ("memory", "\"1\"", "at least \"64KiB\""),
+                      ("memory", "\"65535\"", "below one WebAssembly page"), ("fuel", "0", "greater than zero"),
                       ("calls", "-5", "greater than zero")]
         for (key, value, phrase) in values {
             try withTemporaryDirectory { folder in
