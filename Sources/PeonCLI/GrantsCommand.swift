@@ -151,10 +151,11 @@ struct PolicyExplainCommand: ParsableCommand {
         commandName: "explain",
         abstract: "Say whether a module may do ACTION on RESOURCE under grants (or a model and policy), and why.",
         discussion: """
-            ACTION is fs.read|write|append|list|remove, http.METHOD, db.read|insert|update|delete|schema or \
-            exec.run. RESOURCE is a path (relative to the current folder), a URL, DATABASE/TABLE or a \
-            program; arguments for exec.run follow `--`. Exit status: 0 allow, 1 deny, 2 when a file does \
-            not load. Rate limits and approval are listed, not simulated.
+            ACTION is fs.read|write|append|list|remove, http.METHOD, db.open|read|insert|update|delete|schema or \
+            exec.run. RESOURCE is a path (relative to the current folder), a URL, DATABASE/TABLE (DATABASE for \
+            db.open) or a program; arguments for exec.run follow `--`. Exit status: 0 allow, 1 deny, 2 when a \
+            file does not load, 64 for an action or resource that cannot make a request. Rate limits and \
+            approval are listed, not simulated.
             """)
 
     @Option(name: .long, help: "The grants file (.toml).")
@@ -183,6 +184,16 @@ struct PolicyExplainCommand: ParsableCommand {
     @Argument(parsing: .postTerminator, help: "exec arguments, after --.")
     var arguments: [String] = []
 
+    /// An action the host never asks about, or a resource that cannot be one, is the command line's fault (64),
+    /// named with what is expected: before, `fs.raed` was answered "deny" and a bad URL was exit 2 ("a file does not
+    /// load").
+    func validate() throws {
+        if case .failure(let problem) = policyObjectOrReason(action: action, resource: resource,
+                                                             workingDirectory: FileManager.default.currentDirectoryPath) {
+            throw ValidationError(problem.message)
+        }
+    }
+
     func run() throws {
         let snapshot: PolicySnapshot
         do {
@@ -196,10 +207,10 @@ struct PolicyExplainCommand: ParsableCommand {
         } catch {
             fail(error.description)
         }
-        guard let object = policyObject(action: action, resource: resource,
-                                         workingDirectory: FileManager.default.currentDirectoryPath)
-        else {
-            fail("cannot turn `\(action) \(resource)` into a request; see `peon-wasm policy explain --help`")
+        let object: String
+        switch policyObjectOrReason(action: action, resource: resource, workingDirectory: FileManager.default.currentDirectoryPath) {
+        case .success(let spelled): object = spelled
+        case .failure(let problem): fail(problem.message)
         }
         let subject = module ?? snapshot.subject
         let held = (labels ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }

@@ -51,6 +51,20 @@ struct PolicyEvalCommand: ParsableCommand {
     @Argument(help: "A JSON Lines file of requests, or - for standard input.")
     var requests: String = "-"
 
+    func validate() throws {
+        // One standard input feeds one text: `--model -` with the requests' default `-` read the model and left no
+        // requests (exit 0, nothing printed).
+        let fromStandardInput = [("--model", model), ("--policy", policy), ("REQUESTS", requests)].filter { $0.1 == "-" }.map(\.0)
+        if fromStandardInput.count > 1 {
+            throw ValidationError("\(fromStandardInput.joined(separator: " and ")) are each - (standard input), which can feed only one of them (REQUESTS is - unless given); name the others as files")
+        }
+        do throws(CommandFailure) {
+            _ = try declaredPatterns()
+        } catch {
+            throw ValidationError(error.message)
+        }
+    }
+
     func run() throws {
         do {
             try evaluate()
@@ -138,7 +152,9 @@ struct PolicyEvalCommand: ParsableCommand {
         }
         let enforcer: Enforcer
         do {
-            enforcer = try Enforcer(model: try read(model, "the Casbin model", limit: PolicySnapshot.maxModelBytes), modelSource: model, policy: policyText, policySource: policySource,
+            enforcer = try Enforcer(model: try read(model, "the Casbin model", limit: PolicySnapshot.maxModelBytes),
+                                    modelSource: model == "-" ? "<stdin>" : model, policy: policyText,
+                                    policySource: policySource == "-" ? "<stdin>" : policySource,
                                     additionalRules: storeRules, rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)

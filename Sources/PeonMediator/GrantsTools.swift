@@ -140,26 +140,67 @@ package struct PolicyExplanation: Sendable, Hashable {
 /// the question the mediator would: `fs.read a/../b` → `fs:/WD/b`, `http.GET HTTP://X.org/%7Eu` →
 /// `http:http://x.org/~u`, `db.read analytics/orders` → `db:analytics/orders`, `db.open analytics` →
 /// `db:analytics`, `exec.run /usr/bin/wc` → `exec:/usr/bin/wc`. A resource may also carry its kind
-/// (`fs:/a`). `nil` when the action is not one peon-wasm asks or the resource does not parse.
+/// (`fs:/a`). `nil` when the action is not one peon-wasm asks or the resource does not parse
+/// (``policyObjectOrReason(action:resource:workingDirectory:)`` says which).
 package func policyObject(action: String, resource: String, workingDirectory: String) -> String? {
-    guard let kind = action.split(separator: ".").first.map(String.init),
-          ["fs", "http", "db", "exec"].contains(kind)
-    else { return nil }
+    try? policyObjectOrReason(action: action, resource: resource, workingDirectory: workingDirectory).get()
+}
+
+/// Why `action` and `resource` cannot make a request (a message for the command line).
+package struct PolicyObjectProblem: Error, Sendable {
+    /// What is wrong, and what is expected instead.
+    package var message: String
+}
+
+/// The actions the host asks policy about, by kind: what `policy explain` accepts (an `http` action is `http.`
+/// and a method in capitals).
+package let explainableActions: [String: [String]] = [
+    "fs": FileSystemAccess.allCases.map(\.rawValue),
+    "db": ["open"] + DatabaseOperation.allCases.map(\.rawValue),
+    "exec": ["run"],
+]
+
+/// ``policyObject(action:resource:workingDirectory:)`` with the reason when there is none: an action the host never
+/// asks about (`fs.raed`) is named as such rather than answered "deny".
+package func policyObjectOrReason(action: String, resource: String, workingDirectory: String) -> Result<String, PolicyObjectProblem> {
+    let expected = "fs.read|write|append|list|remove, http.METHOD (e.g. http.GET), db.open|read|insert|update|delete|schema or exec.run"
+    let parts = action.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+    guard parts.count == 2, let kind = Optional(parts[0]), ["fs", "http", "db", "exec"].contains(kind) else {
+        return .failure(PolicyObjectProblem(message: "'\(action)' is not an action the host asks about; give \(expected)"))
+    }
+    let verb = parts[1]
+    if kind == "http" {
+        guard !verb.isEmpty, verb.unicodeScalars.allSatisfy({ ("A"..."Z").contains($0) }) else {
+            return .failure(PolicyObjectProblem(message: "'\(action)': an http action is http. and a method in capitals, such as http.GET"))
+        }
+    } else if let verbs = explainableActions[kind], !verbs.contains(verb) {
+        return .failure(PolicyObjectProblem(message: "'\(action)' is not an action the host asks about; a \(kind) action is \(kind).\(verbs.joined(separator: "|"))"))
+    }
     // `fs:/a`, `db:x/t`, `exec:/p`, `http:https://h/`; a bare `http://h/` starts with `http:` too.
     let prefixed = resource.hasPrefix(kind + ":") && !(kind == "http" && resource.hasPrefix("http://"))
     let text = prefixed ? String(resource.dropFirst(kind.count + 1)) : resource
-    switch kind {
-    case "fs":
-        let base = try? GuestPath(parsing: workingDirectory, relativeTo: nil)
-        return (try? GuestPath(parsing: text, relativeTo: base)).map { Resource.file($0).description }
-    case "http":
-        return (try? CanonicalURL(parsing: text)).map { Resource.url($0).description }
-    case "db":
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let name = try? DatabaseName(parsing: String(parts[0])) else { return nil }
-        return parts.count == 2 ? Resource.table(name, String(parts[1])).description : Resource.database(name).description
-    default:
-        return (try? ProgramPath(parsing: text)).map { Resource.program($0).description }
+    do throws(HostError) {
+        switch kind {
+        case "fs":
+            let base = try GuestPath(parsing: workingDirectory, relativeTo: nil)
+            return .success(Resource.file(try GuestPath(parsing: text, relativeTo: base)).description)
+        case "http":
+            return .success(Resource.url(try CanonicalURL(parsing: text)).description)
+        case "db":
+            let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = try DatabaseName(parsing: String(parts[0]))
+            return .success(parts.count == 2 ? Resource.table(name, String(parts[1])).description : Resource.database(name).description)
+        default:
+            return .success(Resource.program(try ProgramPath(parsing: text)).description)
+        }
+    } catch {
+        let what = switch kind {
+        case "fs": "a path"
+        case "http": "an http or https URL"
+        case "db": "DATABASE or DATABASE/TABLE"
+        default: "an absolute program path"
+        }
+        return .failure(PolicyObjectProblem(message: "'\(resource)' is not \(what) for \(action): \(error.message)"))
     }
 }
 

@@ -58,6 +58,53 @@ struct PolicyEvalCommandTests {
         }
         #expect(results[0].stdout == "false\n")
         #expect(results[1].stdout == "true\n", "\(results[1].stderr)")
-        #expect(results[2].status == 2 && results[2].stderr.hasPrefix("peon-wasm: error: --role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
+        // A malformed declaration is the command line's fault: a usage error (64), as for any other option.
+        #expect(results[2].status == 64 && results[2].stderr.hasPrefix("peon-wasm: error: --role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
+    }
+
+    /// Standard input feeds one text. `--model -` with the requests' default `-` read the model from it and then found
+    /// no requests: exit 0, nothing printed, as if every request had been answered. Two `-` are a usage error; one
+    /// text read from standard input is named `<stdin>` in its errors (a policy's said `-:1:4`).
+    @Test func standardInputFeedsOneTextAndIsNamedSo() throws {
+        try withTemporaryDirectory { folder in
+            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            let requests = folder.appendingPathComponent("requests.jsonl")
+            try Data(Self.model.utf8).write(to: model)
+            try Data("p, alice, data1, read\n".utf8).write(to: policy)
+            try Data("[\"alice\", \"data1\", \"read\"]\n".utf8).write(to: requests)
+            for arguments in [["--model", "-", "--policy", policy.path], ["--model", model.path, "--policy", "-"],
+                              ["--model", "-", "--policy", "-", requests.path]] {
+                let result = try runPeonWasm(["policy", "eval"] + arguments, stdin: Self.model)
+                #expect(result.status == 64 && result.stdout.isEmpty && result.stderr.contains("(standard input)")
+                        && result.stderr.split(separator: "\n").count == 1, "\(arguments): \(result.stderr)")
+            }
+            let fromStdin = try runPeonWasm(["policy", "eval", "--model", "-", "--policy", policy.path, requests.path], stdin: Self.model)
+            #expect(fromStdin.status == 0 && fromStdin.stdout == "true\n", "\(fromStdin.stderr)")
+            let badPolicy = try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", "-", requests.path], stdin: "p, \"a\n")
+            #expect(badPolicy.status == 2 && badPolicy.stderr.hasPrefix("peon-wasm: error: <stdin>:1:"), "\(badPolicy.stderr)")
+        }
+    }
+
+    /// `policy explain` answered an action the host never asks about (`fs.raed`) with "deny", and a resource that
+    /// cannot be one (`exec.run wc`) with exit 2, which means a file did not load. Both are usage errors naming what is
+    /// expected.
+    @Test func explainRefusesActionsAndResourcesNoCallCouldMake() throws {
+        let cases: [([String], String)] = [
+            (["fs.raed", "/etc/passwd"], "fs.read|write|append|list|remove"),
+            (["nonsense", "x"], "is not an action the host asks about"),
+            (["http.get", "http://example.com/"], "http.GET"),
+            (["exec.run", "wc"], "absolute program path"),
+            (["http.GET", "not-a-url"], "http or https URL"),
+            (["fs.read", ""], "the path is empty"),
+        ]
+        for (request, words) in cases {
+            let result = try runPeonWasm(["policy", "explain", "--grants", "policies/c-summarizer.toml"] + request)
+            #expect(result.status == 64 && result.stderr.contains(words) && result.stderr.split(separator: "\n").count == 1,
+                    "\(request): \(result.stderr)")
+        }
+        for request in [["fs.read", "/etc/passwd"], ["db.open", "notes"], ["http.GET", "https://example.com/"]] {
+            let result = try runPeonWasm(["policy", "explain", "--grants", "policies/c-summarizer.toml"] + request)
+            #expect(result.status == 1, "\(request): \(result.stderr)")
+        }
     }
 }
