@@ -40,7 +40,7 @@ package struct WasmKitEngine: WasmEngine {
         do {
             module = try parseWasm(bytes: bytes)
         } catch {
-            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
+            throw EngineError(.invalidModule, Self.describe(error))
         }
         let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
         // A module with a start function, without it: what instantiation checks every function body on first.
@@ -49,7 +49,7 @@ package struct WasmKitEngine: WasmEngine {
             do {
                 startBlanked = try parseWasm(bytes: stripped)
             } catch {
-                throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
+                throw EngineError(.invalidModule, Self.describe(error))
             }
         } else {
             startBlanked = nil
@@ -117,7 +117,7 @@ package struct WasmKitEngine: WasmEngine {
                 if case .functionSection(let indices) = payload { return indices }
             }
         } catch {
-            throw EngineError(.invalidModule, "not a valid WebAssembly module: \(Self.describe(error))")
+            throw EngineError(.invalidModule, Self.describe(error))
         }
         return []
     }

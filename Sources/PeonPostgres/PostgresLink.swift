@@ -165,7 +165,7 @@ final class PostgresLink: Sendable {
             let connection = try bounded(future, on: loop, timeout: timeout + .seconds(1)).wait()
             return PostgresLink(connection: connection, address: address, timeout: timeout)
         } catch {
-            throw PostgresStoreError("cannot reach the PostgreSQL server \(address): \(describe(error))")
+            throw PostgresStoreError("cannot reach the PostgreSQL server \(address): \(connectionFailure(error)); check that the server runs and accepts connections at that address")
         }
     }
 
@@ -204,6 +204,19 @@ final class PostgresLink: Sendable {
     }
 
     /// A readable reason: the server's message for a `PSQLError`, else the error's own text.
+    /// Why a connection could not be made, in words: the system's reason when the driver names an `errno`
+    /// (`connection refused`), the server's message when it answered, else the driver's description. The driver's
+    /// own text for a refused connection is a dump of nested values (`SingleConnectionFailure(target: ...)`).
+    static func connectionFailure(_ error: any Error) -> String {
+        let text = describe(error)
+        if let start = text.range(of: "(errno: "), let end = text[start.upperBound...].firstIndex(of: ")"),
+           let code = Int32(text[start.upperBound..<end]) {
+            return String(cString: strerror(code)).lowercased()
+        }
+        if text.contains("timeout") || text.contains("Timeout") { return "no answer in time" }
+        return text
+    }
+
     static func describe(_ error: any Error) -> String {
         if let error = error as? PostgresStoreError { return error.description }
         if let error = error as? PSQLError {

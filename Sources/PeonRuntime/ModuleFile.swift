@@ -16,6 +16,17 @@ public struct ModuleFile: Sendable {
     /// in the audit log and in grants' `sha256` pins.
     public var sha256: String
 
+    /// A WebAssembly text error as a person reads it: WasmKit's `... at Location(line: 2, column: 1)` becomes
+    /// `... at line 2, column 1`.
+    static func describeTextError(_ error: any Error) -> String {
+        var text = String(describing: error)
+        while let start = text.range(of: "Location(line: "), let end = text[start.upperBound...].firstIndex(of: ")") {
+            let inner = text[start.upperBound..<end].replacingOccurrences(of: "column: ", with: "column ")
+            text.replaceSubrange(start.lowerBound...end, with: "line " + inner)
+        }
+        return text
+    }
+
     /// The largest module file accepted, 256 MiB.
     public static let maximumSize = 256 << 20
 
@@ -66,7 +77,7 @@ public struct ModuleFile: Sendable {
             do {
                 bytes = try wat2wasm(text)
             } catch {
-                throw RunError(.invalidModule, "'\(path)': invalid WebAssembly text: \(error)")
+                throw RunError(.invalidModule, "'\(path)': invalid WebAssembly text: \(Self.describeTextError(error))")
             }
         } else if !bytes.starts(with: [0x00, 0x61, 0x73, 0x6d]) {
             throw RunError(.invalidModule,

@@ -382,6 +382,26 @@ struct InspectCommandTests {
         }
     }
 
+    /// Errors about a module read as sentences: WasmKit's text error printed a Swift value (`at Location(line: 2,
+    /// column: 1)`), and a binary error said "not a valid WebAssembly module" twice.
+    @Test("a module that does not parse is named once, at a line and column or an offset")
+    func moduleErrorsReadAsSentences() throws {
+        try withTemporaryDirectory { folder in
+            let text = folder.appendingPathComponent("bad.wat")
+            try Data("(module\n".utf8).write(to: text)
+            let binary = folder.appendingPathComponent("cut.wasm")
+            try Data([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05]).write(to: binary)
+            for (file, words) in [(text, "at line 2, column 1"), (binary, "at offset 0x")] {
+                for command in [["run", file.path], ["inspect", file.path]] {
+                    let result = try runPeonWasm(command)
+                    BoundedFileTests.expectOneLineError(result, status: 65, mentioning: [words], "\(command)")
+                    #expect(!result.stderr.contains("Location(") && result.stderr.components(separatedBy: "not a valid WebAssembly module").count <= 2,
+                            "\(result.stderr)")
+                }
+            }
+        }
+    }
+
     /// `grants check` listed a module that imports something no host provides (`env.foo`), or exports neither `run`
     /// nor `_start`, as fitting its grants (exit 0), though a run refuses both (67, 68). It checks them as a run does.
     @Test("grants check refuses a module a run could not link or start (exit 2)")

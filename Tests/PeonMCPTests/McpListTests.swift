@@ -156,6 +156,10 @@ import Testing
             #expect(served.status == 75, "\(served.stderr)")
             #expect(served.stderr.hasPrefix("peon-wasm: error: policy store postgresql://nobody@127.0.0.1:1/none/casbin_rule"),
                     "\(served.stderr)")
+            // Said in words, not as the driver's dump of nested values (`SingleConnectionFailure(target: ...)`).
+            #expect(served.stderr.contains(": connection refused; check that the server runs")
+                    && !served.stderr.contains("SingleConnectionFailure") && served.stderr.split(separator: "\n").count == 1,
+                    "\(served.stderr)")
         }
     }
 
