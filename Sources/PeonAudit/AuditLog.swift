@@ -307,14 +307,29 @@ public final class AuditLog: Sendable {
         var last: [UInt8] = []
         var torn = false
         try checkSigned(tree)
+        // Entries past the signed checkpoint are signed by the next checkpoint this writer makes: each must be chained
+        // to the one before it (its seq and prev), or an entry altered since the last checkpoint would be signed in its
+        // altered form. (Those the checkpoint covers are checked by its root.)
+        let unsignedFrom = signed?.size ?? 0
         while let span = try reader.nextSpan() {
             switch span {
             case .line(let range):
                 // Hashed in the reader's buffer; only the last line is kept (in one reused array).
-                let (leaf, length) = reader.withBytes(range) { bytes in
+                let seq = tree.size
+                let (leaf, length, chained) = reader.withBytes(range) { bytes in
                     last.removeAll(keepingCapacity: true)
                     last.append(contentsOf: bytes)
-                    return (RFC6962.leafHash(bytes), bytes.count)
+                    let chained = seq < unsignedFrom || AuditEntry.isChainedLine(bytes, seq: seq, prev: prev)
+                    return (RFC6962.leafHash(bytes), bytes.count, chained)
+                }
+                guard chained else {
+                    // A file without a checkpoint whose first line is no entry is no log at all (said so below too).
+                    if signed == nil, let reason = FileIO.notALogReason(fd: fd, path: path) {
+                        throw Self.notALog(path, reason)
+                    }
+                    throw AuditError(.brokenChain,
+                                     "\(path):\(seq + 1): entry seq \(seq), after the last checkpoint, is not chained to the entry before it (an entry was altered, removed or inserted since the log was signed); refusing to append to or sign it: run `peon-wasm audit verify \(path)`",
+                                     line: Int(seq) + 1, seq: seq)
                 }
                 tree.append(leafHash: leaf)
                 try checkSigned(tree)
@@ -329,11 +344,7 @@ public final class AuditLog: Sendable {
             }
         }
         if signed == nil, tree.size > 0 || torn, !adoptingUnsigned {
-            if let reason = FileIO.notALogReason(fd: fd, path: path) {
-                throw AuditError(.malformedEntry,
-                                 "\(path) is not a peon-wasm audit log: \(reason), and it has no checkpoint; give a log peon-wasm wrote, or a path that does not exist yet",
-                                 line: 1, seq: 0)
-            }
+            if let reason = FileIO.notALogReason(fd: fd, path: path) { throw Self.notALog(path, reason) }
             throw AuditError(.checkpointMissing,
                              "\(path): the log holds \(tree.size) entries but no checkpoint: it was deleted, and appending would sign whatever the log now holds; check the log against a checkpoint kept elsewhere (`peon-wasm audit verify \(path) --checkpoint COPY`), then sign it with `peon-wasm audit checkpoint \(path) --refresh`")
         }
@@ -356,6 +367,13 @@ public final class AuditLog: Sendable {
             }
         }
         return (tree, prev, completeBytes, torn, tree.size - resumedAt)
+    }
+
+    /// The refusal of a file without a checkpoint that is not an audit log (`reason`: why its first line is no entry).
+    private static func notALog(_ path: String, _ reason: String) -> AuditError {
+        AuditError(.malformedEntry,
+                   "\(path) is not a peon-wasm audit log: \(reason), and it has no checkpoint; give a log peon-wasm wrote, or a path that does not exist yet",
+                   line: 1, seq: 0)
     }
 
     /// The tree, last leaf hash and byte offset at the signed checkpoint `signed`, from `LOG.frontier`, when all of it

@@ -165,6 +165,39 @@ struct AuditFileTests {
         }
     }
 
+    /// Entries after the last checkpoint (a run killed before its checkpoint) are signed by the next writer that opens
+    /// the log. Only the last of them was checked, so an entry altered among them was signed in its altered form by the
+    /// next `run` or `audit checkpoint --refresh` (exit 0). Every one of them must now be chained to the one before.
+    @Test func anEntryAlteredAfterTheLastCheckpointIsNeverSigned() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let signed = try Data(contentsOf: URL(fileURLWithPath: log.path + ".checkpoint"))
+            #expect(try Self.hello(folder, log: log).status == 0)
+            // As after a run killed before its checkpoint: the checkpoint covers the first run only.
+            try signed.write(to: URL(fileURLWithPath: log.path + ".checkpoint"))
+            try? FileManager.default.removeItem(atPath: log.path + ".frontier")
+            let clean = try String(contentsOf: log, encoding: .utf8)
+            var lines = clean.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let firstUnsigned = clean.split(separator: "\n").count / 2
+            #expect(lines[firstUnsigned].contains("\"outcome\":null") || lines[firstUnsigned].contains("run.start"))
+            lines[firstUnsigned] = lines[firstUnsigned].replacingOccurrences(of: "\"engine\":\"wasmkit\"", with: "\"engine\":\"wasmtime\"")
+            #expect(lines.joined(separator: "\n") != clean)
+            try Data(lines.joined(separator: "\n").utf8).write(to: log)
+            let checkpointBefore = try Data(contentsOf: URL(fileURLWithPath: log.path + ".checkpoint"))
+            let run = try Self.hello(folder, log: log)
+            #expect(run.status == 78 && run.stderr.contains("is not chained to the entry before it"), "\(run.stderr)")
+            let refresh = try runPeonWasm(["audit", "checkpoint", log.path, "--refresh"], environment: environment)
+            #expect(refresh.status == 5, "\(refresh.stderr)")
+            #expect(try Data(contentsOf: URL(fileURLWithPath: log.path + ".checkpoint")) == checkpointBefore, "the altered log was signed")
+            // Untouched, the same tail is signed by the next run.
+            try Data(clean.utf8).write(to: log)
+            #expect(try Self.hello(folder, log: log).status == 0)
+            #expect(try runPeonWasm(["audit", "verify", log.path], environment: environment).status == 0)
+        }
+    }
+
     /// A file that is not a log at all (a grants file given to `--audit` by mistake) was told "the log holds 4 entries
     /// but no checkpoint: it was deleted", and `audit verify` and `audit checkpoint --refresh` sent the user to each
     /// other. It is named for what it is: not an audit log, judged by its first line (`run` 78, `verify` 4).
