@@ -780,6 +780,16 @@ public final class AuditLog: Sendable {
         return w.written
     }
 
+    /// Throws unless the log's path still names the file this process has open (same device and inode).
+    private func checkStillAtPath() throws(AuditError) {
+        var open = stat(), named = stat()
+        guard fstat(fd, &open) == 0 else { throw FileIO.ioError(path, "cannot examine the audit log") }
+        guard stat(path, &named) == 0, named.st_dev == open.st_dev, named.st_ino == open.st_ino else {
+            throw AuditError(.io,
+                             "\(path): the audit log was moved, replaced or removed while this process had it open: the entries since went to the file it had opened, and no checkpoint is published over another file; stop whatever moves the log (rotate logs between runs), then run `peon-wasm audit verify` on both files")
+        }
+    }
+
     /// With the file lock held: reads the lines other processes appended since this one last held the lock, checks
     /// that each parses, has the next `seq` and chains to the line before, and adds them to the tree. A line without
     /// its newline can only be left by a writer that died or failed mid-write (writers hold the lock while writing):
@@ -952,6 +962,10 @@ public final class AuditLog: Sendable {
                 }
             }
             defer { if took { _ = flock(fd, LOCK_UN) } }
+            // The checkpoint is published at the log's path; it must still name the file this process writes. A log
+            // moved away or removed (and perhaps another put in its place) while open kept taking this process's
+            // entries in the old file, and this checkpoint would have been published beside another file, or none.
+            try checkStillAtPath()
             if cut != nil {
                 // A torn tail was cut: record it (with whatever is queued) first, as an append does.
                 _ = try numberQueued(&w, cut: cut, flush: true)

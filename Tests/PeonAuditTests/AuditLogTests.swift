@@ -34,6 +34,38 @@ func lines(of path: String) throws -> [[UInt8]] {
         signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 7, count: 32))
     }
 
+    /// A log moved away or removed while a process had it open: the process kept writing the file it had opened and
+    /// published its checkpoint at the path, over another log's (or beside none), and the run ended 0. Publishing
+    /// now refuses, and the log stops (the run ends 74).
+    @Test(arguments: ["moved", "replaced", "removed"])
+    func aLogMovedOrRemovedWhileOpenGetsNoCheckpointAtItsPath(_ how: String) throws {
+        let path = dir.path + "/\(how).jsonl"
+        let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+        for i in 0..<3 { try log.append(record(i), durable: true) }
+        try log.writeCheckpoint()
+        let other = dir.path + "/\(how)-other.jsonl"
+        let otherLog = try AuditLog.open(path: other, signer: signer, checkpointEvery: 0)
+        try otherLog.append(record(9), durable: true)
+        try otherLog.close()
+        switch how {
+        case "moved": #expect(rename(path, dir.path + "/\(how)-away.jsonl") == 0)
+        case "replaced":
+            #expect(rename(path, dir.path + "/\(how)-away.jsonl") == 0)
+            #expect(rename(other, path) == 0 && rename(other + ".checkpoint", path + ".checkpoint") == 0)
+        default: #expect(unlink(path) == 0)
+        }
+        let checkpointBefore = try? Data(contentsOf: URL(fileURLWithPath: path + ".checkpoint"))
+        try log.append(record(3), durable: true)
+        #expect(throws: AuditError.self) { try log.writeCheckpoint() }
+        #expect((try? Data(contentsOf: URL(fileURLWithPath: path + ".checkpoint"))) == checkpointBefore,
+                "a checkpoint was published at the path")
+        #expect(throws: AuditError.self) { try log.append(record(4), durable: true) }
+        try? log.close()
+        if how == "replaced" {
+            #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == 1)
+        }
+    }
+
     @Test(arguments: AuditSyncMode.allCases)
     func whatTheWriterAppendsVerifiesInEverySyncMode(_ mode: AuditSyncMode) throws {
         let path = dir.path + "/\(mode).jsonl"
