@@ -388,9 +388,9 @@ struct AuditCommand: ParsableCommand {
                     index += 1
                     let line: [UInt8]
                     switch item {
-                    case .line(let bytes) where bytes.isEmpty:
-                        continue
                     case .line(let bytes):
+                        // An empty line is no entry either (a writer never leaves one; `verify` refuses it): reported
+                        // as one, not skipped.
                         line = bytes
                     case .partial, .tooLong:
                         // A last line without its newline is a torn tail, not an entry, even when it parses: it is in
