@@ -780,6 +780,9 @@ public final class AuditLog: Sendable {
         return w.written
     }
 
+    /// A key for `purpose` that only a holder of this log's signing key can derive (``CheckpointSigner/derivedKey(_:)``).
+    package func derivedKey(_ purpose: String) -> [UInt8] { signer.derivedKey(purpose) }
+
     /// Throws unless the log's path still names the file this process has open (same device and inode).
     private func checkStillAtPath() throws(AuditError) {
         var open = stat(), named = stat()

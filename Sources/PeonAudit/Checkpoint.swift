@@ -88,6 +88,13 @@ public struct CheckpointSigner: Sendable {
         self.name = name
     }
 
+    /// A 32-byte key for `purpose`, derived from this signer's secret seed (HMAC-SHA256 of the purpose under the
+    /// seed): lets a file beside the log carry a tag only a holder of the signing key can make (the first-use index),
+    /// without giving that file the signing key itself.
+    package func derivedKey(_ purpose: String) -> [UInt8] {
+        Array(HMAC<SHA256>.authenticationCode(for: Array("peon-wasm key for \(purpose)".utf8), using: SymmetricKey(data: seed)))
+    }
+
     /// A new random signer.
     public static func generate(name: String) throws(AuditError) -> CheckpointSigner {
         try CheckpointSigner(name: name, seed: Array(Curve25519.Signing.PrivateKey().rawRepresentation))

@@ -1,3 +1,5 @@
+import Crypto
+import PeonAudit
 import PeonInterface
 import PeonSystem
 import Synchronization
@@ -11,11 +13,13 @@ import Glibc
 // was ever allowed; the decision entry of a call whose pair is not in it carries `first_use: "true"`, and
 // a grant with `approval = "first-use"` asks its approver only then.
 //
-// The store is the file `LOG.first-use` beside the audit log: one line `MODULE<TAB>ACTION<TAB>RESOURCE`
+// The store is the file `LOG.first-use` beside the audit log: one line `MODULE<TAB>ACTION<TAB>RESOURCE<TAB>TAG`
 // per pair, appended with O_APPEND (each line one write, so concurrent processes interleave whole
 // lines). It is an index, not evidence — the audit log is the evidence — so it fails towards asking: a
 // missing, unreadable or damaged store (or a damaged line) makes the pairs it would have held count as
-// first use again, which flags more entries and asks more often, never less.
+// first use again, which flags more entries and asks more often, never less. TAG is an HMAC-SHA256 of the
+// pair under a key derived from the log's signing key: a line someone added without that key (to skip an
+// `approval = "first-use"`) does not check and is a damaged line, so the pair is still a first use.
 
 /// The pairs a module has used, for one audit log; shared by every mediator of the process on that log.
 final class FirstUseStore: Sendable {
@@ -40,21 +44,34 @@ final class FirstUseStore: Sendable {
     /// Where the pairs are kept.
     let path: String
     private let state = SleepingLock(State())
+    /// The key each line's tag is made with (derived from the log's signing key).
+    private let tagKey: [UInt8]
 
     private static let stores = Mutex<[String: FirstUseStore]>([:])
 
-    /// The process-wide store for the audit log at `auditPath` (so concurrent calls of one server share it).
-    static func shared(forAuditLog auditPath: String) -> FirstUseStore {
+    /// What the tag key is derived for (``AuditLog/derivedKey(_:)``).
+    static let tagPurpose = "first-use index"
+
+    /// The process-wide store for `log` (so concurrent calls of one server share it).
+    static func shared(for log: AuditLog) -> FirstUseStore {
         stores.withLock { stores in
-            if let store = stores[auditPath] { return store }
-            let store = FirstUseStore(path: auditPath + ".first-use")
-            stores[auditPath] = store
+            if let store = stores[log.path] { return store }
+            let store = FirstUseStore(path: log.path + ".first-use", tagKey: log.derivedKey(tagPurpose))
+            stores[log.path] = store
             return store
         }
     }
 
-    init(path: String) {
+    /// A store kept at `path` whose lines are tagged with `tagKey`.
+    init(path: String, tagKey: [UInt8]) {
         self.path = path
+        self.tagKey = tagKey
+    }
+
+    /// The tag of `key`'s line: the first 16 bytes of its HMAC-SHA256 under the tag key, in lowercase hex.
+    private func tag(_ key: some Collection<UInt8>) -> String {
+        let code = HMAC<SHA256>.authenticationCode(for: Array(key), using: SymmetricKey(data: tagKey))
+        return hex(Array(code).prefix(16))
     }
 
     /// The store's key of one pair: the three fields, each with tab, newline and backslash escaped.
@@ -110,7 +127,7 @@ final class FirstUseStore: Sendable {
     func markUsed(_ key: String) {
         state.withLock { state in
             guard state.seen.insert(ExactText(key)).inserted else { return }
-            let line = key + "\n"
+            let line = key + "\t" + tag(Array(key.utf8)) + "\n"
             guard line.utf8.count <= Self.maxLineBytes else { return }
             // Non-blocking and checked, as the reading side is: a FIFO put at this path must not stall every call.
             let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
@@ -149,8 +166,12 @@ final class FirstUseStore: Sendable {
         // Only whole lines count; a partial last line (a writer mid-append) is read next time.
         guard let lastNewline = buffer[..<got].lastIndex(of: 0x0A) else { return }
         for line in buffer[..<lastNewline].split(separator: 0x0A, omittingEmptySubsequences: true) {
-            guard let text = String(validating: line, as: UTF8.self),
-                  text.utf8.reduce(0, { $0 + ($1 == 0x09 ? 1 : 0) }) == 2 else {
+            // The pair, a tab, and its tag: a line whose tag does not check was not written by a holder of the key.
+            guard let tab = line.lastIndex(of: 0x09),
+                  let text = String(validating: line[line.startIndex..<tab], as: UTF8.self),
+                  text.utf8.reduce(0, { $0 + ($1 == 0x09 ? 1 : 0) }) == 2,
+                  line[(tab + 1)...].elementsEqual(tag(line[line.startIndex..<tab]).utf8)
+            else {
                 state.damagedLines += 1
                 continue
             }

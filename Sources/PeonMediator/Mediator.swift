@@ -167,7 +167,7 @@ package final class Mediator: HostInterface {
         self.ownHTTP = ownHTTP
         rates = RateLimiter(now: configuration.now)
         logLimiter = RateLimiter(now: configuration.now)
-        firstUses = FirstUseStore.shared(forAuditLog: configuration.audit.path)
+        firstUses = FirstUseStore.shared(for: configuration.audit)
         quota = configuration.callQuota ?? configuration.policy.current.compiled?.grants.limits.calls ?? 10_000
     }
 

@@ -125,10 +125,10 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         let scratch = try Scratch()
         let path = scratch.path + "/log.first-use"
         let key = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/x")
-        let reader = FirstUseStore(path: path)
+        let reader = FirstUseStore(path: path, tagKey: Self.tagKey)
         let looked = ContinuousClock.now
         #expect(reader.isFirstUse(key))
-        FirstUseStore(path: path).markUsed(key)
+        FirstUseStore(path: path, tagKey: Self.tagKey).markUsed(key)
         let stillFresh = reader.isFirstUse(key)
         // Only when this machine was quick enough for the look to still be fresh (a loaded machine may not be).
         if ContinuousClock.now - looked < FirstUseStore.freshness {
@@ -148,12 +148,12 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         let composed = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/caf\u{E9}")
         let decomposed = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/cafe\u{301}")
         #expect(composed == decomposed, "Swift calls them equal")
-        let store = FirstUseStore(path: path)
+        let store = FirstUseStore(path: path, tagKey: Self.tagKey)
         store.markUsed(composed)
         #expect(!store.isFirstUse(composed))
         #expect(store.isFirstUse(decomposed), "the other name is still a first use")
-        #expect(FirstUseStore(path: path).isFirstUse(decomposed), "also when read back from the file")
-        #expect(!FirstUseStore(path: path).isFirstUse(composed))
+        #expect(FirstUseStore(path: path, tagKey: Self.tagKey).isFirstUse(decomposed), "also when read back from the file")
+        #expect(!FirstUseStore(path: path, tagKey: Self.tagKey).isFirstUse(composed))
     }
 
     /// The key's exact text: the fields joined by tabs, each backslash, tab, newline and carriage return in a field
@@ -174,24 +174,55 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(bytes(FirstUseStore.key(module: "m", action: "fs.read", resource: long)) == bytes("m\tfs.read\t" + long))
     }
 
+    /// The key the store tests tag their lines with.
+    static let tagKey = Array(repeating: UInt8(3), count: 32)
+
+    /// Threat: someone who can write beside the log (not a guest: no grant reaches it) adds a line for a pair to skip
+    /// an `approval = "first-use"` prompt. A line's tag is an HMAC under a key derived from the signing key: a line
+    /// without a valid one is damaged, and the pair is still a first use. So is a line of an older store (no tag).
+    @Test func aPairAddedWithoutTheKeyIsStillAFirstUse() throws {
+        let scratch = try Scratch()
+        let path = scratch.path + "/log.first-use"
+        let honest = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/honest")
+        FirstUseStore(path: path, tagKey: Self.tagKey).markUsed(honest)
+        let written = try #require(scratch.contents("log.first-use"))
+        #expect(written.hasPrefix(honest + "\t") && written.hasSuffix("\n") && written.split(separator: "\t").count == 4, "\(written)")
+        let forged = FirstUseStore.key(module: "m", action: "fs.append", resource: "fs:/ledger")
+        // Untagged (an older store's form), tagged with another key's tag, and the honest line's tag on another pair.
+        let honestTag = String(written.dropLast().split(separator: "\t").last ?? "")
+        let otherKeyLine = try { () throws -> String in
+            let other = scratch.path + "/other.first-use"
+            FirstUseStore(path: other, tagKey: Array(repeating: 9, count: 32)).markUsed(forged)
+            return try String(contentsOfFile: other, encoding: .utf8)
+        }()
+        let appended = forged + "\n" + otherKeyLine + forged + "\t" + honestTag + "\n"
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(appended.utf8))
+        try handle.close()
+        let reader = FirstUseStore(path: path, tagKey: Self.tagKey)
+        #expect(reader.isFirstUse(forged), "a line added without the key counted as a use")
+        #expect(!reader.isFirstUse(honest), "the tagged line still counts")
+    }
+
     @Test func aMissingOrDamagedStoreFailsTowardsAsking() throws {
         let scratch = try Scratch()
         let path = scratch.path + "/log.first-use"
         let key = FirstUseStore.key(module: "m", action: "fs.read", resource: "fs:/a\tb\nc")
         #expect(!key.contains("\n") && key.split(separator: "\t").count == 3, "fields cannot forge a line or a field")
-        let writer = FirstUseStore(path: path)
+        let writer = FirstUseStore(path: path, tagKey: Self.tagKey)
         #expect(writer.isFirstUse(key))
         writer.markUsed(key)
-        #expect(FirstUseStore(path: path).isFirstUse(key) == false, "another process reads the pair back")
+        #expect(FirstUseStore(path: path, tagKey: Self.tagKey).isFirstUse(key) == false, "another process reads the pair back")
         // Damaged: garbage bytes, a line with the wrong number of fields, a torn last line.
         try Data([0xFF, 0xFE, 0x0A] + Array("only\tone\n".utf8) + Array(key.utf8)).write(to: URL(fileURLWithPath: path))
-        #expect(FirstUseStore(path: path).isFirstUse(key), "a torn line is not a use")
+        #expect(FirstUseStore(path: path, tagKey: Self.tagKey).isFirstUse(key), "a torn line is not a use")
         try FileManager.default.removeItem(atPath: path)
-        #expect(FirstUseStore(path: path).isFirstUse(key), "a missing store makes everything new again")
+        #expect(FirstUseStore(path: path, tagKey: Self.tagKey).isFirstUse(key), "a missing store makes everything new again")
         // A symbolic link in its place is not followed (neither read nor written through).
         let target = try scratch.file("elsewhere", key + "\n")
         try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: target)
-        let linked = FirstUseStore(path: path)
+        let linked = FirstUseStore(path: path, tagKey: Self.tagKey)
         #expect(linked.isFirstUse(key))
         linked.markUsed("m\tfs.read\tfs:/other")
         #expect(scratch.contents("elsewhere") == key + "\n")
