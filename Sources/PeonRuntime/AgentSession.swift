@@ -250,13 +250,31 @@ public final class AgentSession: Sendable {
         endProblem.withLock { $0 = problem }
     }
 
+    /// How long the supervisor waits to record a dead worker's `run.end`.
+    static let abnormalEndWait: Duration = .seconds(5)
+
     /// Records the end of a run whose worker died (killed at the deadline, or crashed): opens the log
     /// (which cuts a torn last line and records that), appends `run.end`, and checkpoints it.
+    ///
+    /// Waits at most ``abnormalEndWait`` for the log's lock: a process that holds it (a stuck writer, or anyone who
+    /// can lock the file) kept a run stopped at its 2 s deadline waiting 45 s to exit. Past the wait the end is not
+    /// recorded, and a warning says so.
     package static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String) {
-        guard let audit = try? openAudit(plan.options) else { return }
-        _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
-        try? audit.writeCheckpoint()
-        try? audit.close()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            if let audit = try? openAudit(plan.options) {
+                _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+                try? audit.writeCheckpoint()
+                try? audit.close()
+            }
+            done.signal()
+        }
+        thread.name = "peon-wasm run.end"
+        thread.start()
+        let seconds = Double(abnormalEndWait.components.seconds)
+        if done.wait(timeout: .now() + seconds) == .timedOut {
+            printLine("peon-wasm: warning: the run's end (\(outcome)) was not recorded: the audit log \(plan.options.auditPath ?? SessionOptions.defaultAuditPath() ?? "") stayed locked by another process for \(Int(seconds)) s", to: 2)
+        }
     }
 
     @discardableResult

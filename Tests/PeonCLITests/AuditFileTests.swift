@@ -198,6 +198,25 @@ struct AuditFileTests {
         }
     }
 
+    /// Threat: anyone who can open the log can lock it. A run stopped at its deadline then waited, to record its end,
+    /// for as long as the lock was held (45 s past a 2 s `--timeout`). The wait is bounded (5 s) and the missing
+    /// `run.end` is said.
+    @Test func aLockedLogDoesNotHoldARunPastItsDeadline() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let fd = open(log.path, O_RDONLY | O_CLOEXEC)
+            #expect(fd >= 0 && flock(fd, LOCK_EX) == 0)
+            defer { close(fd) }
+            let started = ContinuousClock.now
+            let run = try Self.hello(folder, log: log, extra: ["--timeout", "1s"])
+            let took = ContinuousClock.now - started
+            #expect(run.status == 124, "\(run.stderr)")
+            #expect(run.stderr.contains("the run's end (timeout) was not recorded"), "\(run.stderr)")
+            #expect(took < .seconds(25), "the run waited \(took) for the lock")
+        }
+    }
+
     /// A file that is not a log at all (a grants file given to `--audit` by mistake) was told "the log holds 4 entries
     /// but no checkpoint: it was deleted", and `audit verify` and `audit checkpoint --refresh` sent the user to each
     /// other. It is named for what it is: not an audit log, judged by its first line (`run` 78, `verify` 4).
