@@ -152,7 +152,10 @@ struct AuditCommand: ParsableCommand {
                 let archive = try PostgresAuditArchive(address)
                 let origins = try archive.origins()
                 var failure: AuditError?
-                for origin in Set(origins).union(keys.keys).sorted() {
+                var failures = 0
+                let all = Set(origins).union(keys.keys).sorted()
+                let checked = all.count
+                for origin in all {
                     do throws(AuditError) {
                         guard let keyText = keys[origin] else {
                             throw AuditError(.badKey, "postgresql:\(origin): no --key \(origin)=KEY was given for this host's entries")
@@ -166,11 +169,15 @@ struct AuditCommand: ParsableCommand {
                             print("note: \(origin): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
                         }
                     } catch {
-                        FileHandle.standardError.write(Data("error: \(TerminalText.escaped(error.message))\n".utf8))
+                        // One line per origin on stdout, as for one that verifies; the command's one error line follows.
+                        print("failed: \(TerminalText.escaped(error.message))")
+                        failures += 1
                         if failure == nil { failure = error }
                     }
                 }
-                if let failure { throw AuditError(failure.code, "\(address): the central audit trail does not verify (first failure above)") }
+                if let failure {
+                    throw AuditError(failure.code, "\(address): the central audit trail does not verify (\(failures) of \(checked) origins failed; the first: \(failure.message))")
+                }
             }
         }
     }

@@ -188,6 +188,10 @@ struct FleetPostgresTests {
             let tampered = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
             #expect(tampered.status == 5, "stdout: \(tampered.stdout) stderr: \(tampered.stderr)")
             #expect(tampered.stderr.contains("postgresql:host-c:4: entry seq 3 does not hash to the prev of seq 4"), "stderr: \(tampered.stderr)")
+            // One line per origin on stdout; one error line on stderr, prefixed as every error is.
+            #expect(tampered.stdout.contains("failed: postgresql:host-c:4:"), "stdout: \(tampered.stdout)")
+            #expect(tampered.stderr.hasPrefix("peon-wasm: error: ") && tampered.stderr.split(separator: "\n").count == 1,
+                    "stderr: \(tampered.stderr)")
         }
     }
 
