@@ -333,6 +333,10 @@ public enum AuditProofs {
         let scan = try pass(logPath: logPath, prefixSizes: [cp.size], ranges: ranges, leaf: covered ? seq : nil)
         try checkPrefix(scan, logPath: logPath, checkpoint: cp)
         guard covered else {
+            // An entry the log does not hold is not one a fresh checkpoint would cover.
+            if seq >= scan.count {
+                throw AuditError(.invalidArgument, "\(logPath) has no entry seq \(seq): it holds \(scan.count) entries, seq 0 to \(scan.count == 0 ? 0 : scan.count - 1)")
+            }
             throw AuditError(.invalidArgument, "seq \(seq) is not covered by the latest checkpoint (size \(cp.size)); refresh it with `peon-wasm audit checkpoint \(logPath) --refresh`")
         }
         guard let proof = scan.rangeRoots, let leafHash = scan.leafHash else { throw shortPass(logPath) }

@@ -500,6 +500,11 @@ struct AuditCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The PostgreSQL database.", valueName: "postgresql://...")) var to: String
         @Option(help: "The log's origin (default: the origin line of LOG.checkpoint).") var origin: String?
 
+        /// An address that is not PostgreSQL's is the command line's fault (64), as for `run --audit-sink`.
+        func validate() throws {
+            do throws(PostgresStoreError) { _ = try PostgresAddress(to) } catch { throw ValidationError(error.description) }
+        }
+
         func run() throws {
             try AuditCommand.run { () throws(AuditError) in
                 let address: PostgresAddress

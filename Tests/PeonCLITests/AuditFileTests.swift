@@ -217,6 +217,24 @@ struct AuditFileTests {
         }
     }
 
+    /// Arguments that cannot be right are said as such: `audit ship --to` an address that is not PostgreSQL's is a
+    /// usage error (64, as `run --audit-sink` says; it was 13), and `prove` of an entry past the end of the log says
+    /// the log does not hold it (it said to refresh the checkpoint, which would not help).
+    @Test func argumentsThatCannotBeRightAreSaidSo() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let ship = try runPeonWasm(["audit", "ship", log.path, "--to", "http://example.com/"], environment: environment)
+            #expect(ship.status == 64 && ship.stderr.contains("is not a postgresql://") && ship.stderr.split(separator: "\n").count == 1,
+                    "\(ship.stderr)")
+            let size = try String(contentsOf: log, encoding: .utf8).split(separator: "\n").count
+            let prove = try runPeonWasm(["audit", "prove", log.path, String(size)], environment: environment)
+            #expect(prove.status == 13 && prove.stderr.contains("has no entry seq \(size): it holds \(size) entries")
+                    && !prove.stderr.contains("--refresh"), "\(prove.stderr)")
+        }
+    }
+
     /// A file that is not a log at all (a grants file given to `--audit` by mistake) was told "the log holds 4 entries
     /// but no checkpoint: it was deleted", and `audit verify` and `audit checkpoint --refresh` sent the user to each
     /// other. It is named for what it is: not an audit log, judged by its first line (`run` 78, `verify` 4).
