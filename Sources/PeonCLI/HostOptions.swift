@@ -26,10 +26,10 @@ struct HostOptions: ParsableArguments {
     @Option(name: .customLong("db"), help: ArgumentHelp("Bind a SQLite database NAME to the file PATH (repeatable).", valueName: "NAME=PATH"))
     var databases: [String] = []
 
-    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else ~/.local/state/peon-wasm/audit.jsonl).")
+    @Option(help: "The audit log (default: $PEON_WASM_AUDIT_LOG, else $XDG_STATE_HOME/peon-wasm/audit.jsonl, else ~/.local/state/peon-wasm/audit.jsonl).")
     var audit: String?
 
-    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: ~/.config/peon-wasm/audit.key, created on first use).")
+    @Option(name: .customLong("audit-key"), help: "The checkpoint signing key (default: $XDG_CONFIG_HOME/peon-wasm/audit.key, else ~/.config/peon-wasm/audit.key, created on first use).")
     var auditKey: String?
 
     @Option(name: .customLong("audit-sync"), help: "When audit entries reach the disk: always, effects or batch.")
