@@ -122,6 +122,22 @@ func riskyCombinations(in grants: Grants) -> [String] {
     return warnings
 }
 
+/// Warnings for `fs` grants that cover one of `files` (the grants file, the module): peon-wasm refuses every guest
+/// call on them whatever the grants say (``HostFiles``), so such a grant is wider than it can ever act, and the
+/// operator may have meant something narrower.
+package func hostFilesCovered(by grants: Grants, files: [(what: String, path: String)]) -> [String] {
+    var warnings: [String] = []
+    for (index, grant) in grants.fileSystem.enumerated() {
+        for file in files {
+            let canonical = HostFiles.canonical(file.path)
+            guard let pattern = grant.paths.first(where: { globMatches(canonical, pattern: $0) }) else { continue }
+            warnings.append("grant fs[\(index)] (\(grant.source)) `\(pattern)` covers \(file.what) \(canonical); a run refuses every "
+                + "guest call on it (a module must not rewrite what decides for it), but narrow the grant to what the module needs")
+        }
+    }
+    return warnings
+}
+
 private func actionCovered(_ action: String, by actions: [String]) -> Bool {
     actions.contains { $0 == action || ($0.hasSuffix(".*") && action.hasPrefix($0.dropLast())) }
 }

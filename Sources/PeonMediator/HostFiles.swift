@@ -61,7 +61,7 @@ package struct HostFiles: Sendable, Hashable {
 
     /// `path` made absolute, with its folder's symbolic links resolved (the lexical path when the folder cannot be
     /// resolved, e.g. it does not exist yet).
-    static func canonical(_ path: String) -> String {
+    package static func canonical(_ path: String) -> String {
         var absolute = path
         if !path.hasPrefix("/") {
             var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
