@@ -62,15 +62,22 @@ final class FirstUseStore: Sendable {
         }
     }
 
+    /// What each tag binds its pair to besides the key: this store's own absolute path. Every log of a host shares its
+    /// signing key, so a tag over the pair alone would let a line copied from another log's store (or a rotated log's)
+    /// skip this log's first-use approval.
+    private let scope: [UInt8]
+
     /// A store kept at `path` whose lines are tagged with `tagKey`.
     init(path: String, tagKey: [UInt8]) {
         self.path = path
         self.tagKey = tagKey
+        scope = Array(HostFiles.canonical(path).utf8) + [0x0A]
     }
 
-    /// The tag of `key`'s line: the first 16 bytes of its HMAC-SHA256 under the tag key, in lowercase hex.
+    /// The tag of `key`'s line: the first 16 bytes of the HMAC-SHA256 of this store's path, a newline and the pair,
+    /// under the tag key, in lowercase hex.
     private func tag(_ key: some Collection<UInt8>) -> String {
-        let code = HMAC<SHA256>.authenticationCode(for: Array(key), using: SymmetricKey(data: tagKey))
+        let code = HMAC<SHA256>.authenticationCode(for: scope + Array(key), using: SymmetricKey(data: tagKey))
         return hex(Array(code).prefix(16))
     }
 

@@ -24,11 +24,24 @@ package struct HostFiles: Sendable, Hashable {
     /// No host files.
     package init() {}
 
-    /// Adds `path` (absolute, or relative to this process's working directory), and, when `path` itself is a
-    /// symbolic link, the file it leads to (a grants file given as a link is read through it, so writing its target
-    /// would change it as well).
+    /// Adds `path` (absolute, or relative to this process's working directory) and, when `path` is a symbolic link,
+    /// every link on the way to the file it leads to and that file: a grants file given as `g.toml -> l2 -> real.toml`
+    /// is read through all three, so removing `l2` and writing a file in its place would change it as well.
     package mutating func add(_ path: String) {
-        insert(Self.canonical(path))
+        var current = Self.canonical(path)
+        insert(current)
+        // At most 40 links, as the kernel follows (a loop ends there).
+        for _ in 0..<40 {
+            var info = stat()
+            guard lstat(current, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK else { break }
+            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+            let count = readlink(current, &buffer, buffer.count - 1)
+            guard count > 0 else { break }
+            let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let folder = current.lastIndex(of: "/").map { String(current[..<$0]) } ?? ""
+            current = Self.canonical(target.hasPrefix("/") ? target : (folder.isEmpty ? "/" : folder) + "/" + target)
+            insert(current)
+        }
         if let resolved = realpath(path, nil) {
             defer { free(resolved) }
             insert(String(cString: resolved))

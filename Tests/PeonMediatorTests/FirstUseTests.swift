@@ -195,7 +195,14 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
             FirstUseStore(path: other, tagKey: Array(repeating: 9, count: 32)).markUsed(forged)
             return try String(contentsOfFile: other, encoding: .utf8)
         }()
-        let appended = forged + "\n" + otherKeyLine + forged + "\t" + honestTag + "\n"
+        // Every log of a host shares the signing key: a line of another log's store, made with the same key, is
+        // not this store's either.
+        let otherLogLine = try { () throws -> String in
+            let other = scratch.path + "/other-log.first-use"
+            FirstUseStore(path: other, tagKey: Self.tagKey).markUsed(forged)
+            return try String(contentsOfFile: other, encoding: .utf8)
+        }()
+        let appended = forged + "\n" + otherKeyLine + otherLogLine + forged + "\t" + honestTag + "\n"
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(appended.utf8))

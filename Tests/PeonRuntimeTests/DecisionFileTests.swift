@@ -21,9 +21,11 @@ import Glibc
         try FileManager.default.createDirectory(atPath: dir + "/real", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let grants = "module = \"agent\"\n[[fs]]\npaths = [\"./**\"]\nallow = [\"read\", \"write\", \"append\", \"remove\", \"list\"]\n"
-        // The grants are given through a link in the workspace: the file it leads to is theirs too.
+        // The grants are given through two links in the workspace: every link on the way and the file they lead to
+        // are theirs too (removing `mid.toml` and writing a file in its place would have replaced the grants).
         try Data(grants.utf8).write(to: URL(fileURLWithPath: dir + "/real/grants.toml"))
-        #expect(symlink(dir + "/real/grants.toml", dir + "/grants.toml") == 0)
+        #expect(symlink("real/grants.toml", dir + "/mid.toml") == 0)
+        #expect(symlink("mid.toml", dir + "/grants.toml") == 0)
         let model = try String(contentsOf: repositoryRoot.appendingPathComponent("policies/model.conf"), encoding: .utf8)
         try Data(model.utf8).write(to: URL(fileURLWithPath: dir + "/model.conf"))
         try Data("p, nobody, fs:/nothing, fs.read, *\n".utf8).write(to: URL(fileURLWithPath: dir + "/policy.csv"))
@@ -40,7 +42,7 @@ import Glibc
         try session.recordStart(engine: "test")
         let mediator = session.mediator
         let widened = Array("module = \"agent\"\n[[fs]]\npaths = [\"/**\"]\nallow = [\"read\"]\n".utf8)
-        let files = ["grants.toml", "real/grants.toml", "real/../real/grants.toml", "model.conf", dir + "/policy.csv",
+        let files = ["grants.toml", "mid.toml", "real/grants.toml", "real/../real/grants.toml", "model.conf", dir + "/policy.csv",
                      "agent.wasm", "grants.toml.swp"]
         var refusals = 0
         for file in files {
