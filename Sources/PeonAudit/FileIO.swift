@@ -70,8 +70,6 @@ package enum FileIO {
         return fd
     }
 
-    /// Reads a whole regular file, refusing one larger than `limit` bytes by its size, unread, and a FIFO,
-    /// device or directory without waiting on it (``BoundedRead``).
     /// Why the file open at `fd` is not an audit log, judged by its first line, or `nil` when that line is an entry
     /// with `seq` 0 (or the file is empty, or its first line is cut short: a writer's crash, not another kind of
     /// file). Read with `pread`, so the descriptor's offset is unchanged. For a log found without its checkpoint:
@@ -97,6 +95,8 @@ package enum FileIO {
         return "its first line is longer than \(AuditLog.maxLineBytes) bytes"
     }
 
+    /// Reads a whole regular file, refusing one larger than `limit` bytes by its size, unread, and a FIFO,
+    /// device or directory without waiting on it (``BoundedRead``).
     package static func readAll(path: String, limit: Int) throws(AuditError) -> [UInt8] {
         do throws(BoundedReadError) {
             return try BoundedRead.contents(ofPath: path, limit: limit)

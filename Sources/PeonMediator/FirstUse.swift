@@ -18,7 +18,7 @@ import Glibc
 // lines). It is an index, not evidence — the audit log is the evidence — so it fails towards asking: a
 // missing, unreadable or damaged store (or a damaged line) makes the pairs it would have held count as
 // first use again, which flags more entries and asks more often, never less. TAG is an HMAC-SHA256 of the
-// pair under a key derived from the log's signing key: a line someone added without that key (to skip an
+// store's path and the pair under a key derived from the log's signing key: a line someone added without that key (to skip an
 // `approval = "first-use"`) does not check and is a damaged line, so the pair is still a first use.
 
 /// The pairs a module has used, for one audit log; shared by every mediator of the process on that log.
