@@ -141,7 +141,9 @@ struct McpCommand: ParsableCommand {
             }
             services.append(service)
         }
-        configuration.toolFiles.withLock { $0 = services.flatMap { $0.protectedFiles } }
+        var toolFiles = HostFiles()
+        for file in services.flatMap(\.protectedFiles) { toolFiles.add(file) }
+        configuration.toolFiles.withLock { $0 = toolFiles }
         return services
     }
 

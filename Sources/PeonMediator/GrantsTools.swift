@@ -181,10 +181,10 @@ package let explainableActions: [String: [String]] = [
 package func policyObjectOrReason(action: String, resource: String, workingDirectory: String) -> Result<String, PolicyObjectProblem> {
     let expected = "fs.read|write|append|list|remove, http.METHOD (e.g. http.GET), db.open|read|insert|update|delete|schema or exec.run"
     let parts = action.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-    guard parts.count == 2, let kind = Optional(parts[0]), ["fs", "http", "db", "exec"].contains(kind) else {
+    guard parts.count == 2, ["fs", "http", "db", "exec"].contains(parts[0]) else {
         return .failure(PolicyObjectProblem(message: "'\(action)' is not an action the host asks about; give \(expected)"))
     }
-    let verb = parts[1]
+    let (kind, verb) = (parts[0], parts[1])
     if kind == "http" {
         guard !verb.isEmpty, verb.unicodeScalars.allSatisfy({ ("A"..."Z").contains($0) }) else {
             return .failure(PolicyObjectProblem(message: "'\(action)': an http action is http. and a method in capitals, such as http.GET"))

@@ -48,6 +48,11 @@ package struct HostFiles: Sendable, Hashable {
         }
     }
 
+    /// Adds every file of `other`, already resolved (no system call).
+    package mutating func formUnion(_ other: HostFiles) {
+        for path in other.paths { insert(path) }
+    }
+
     private mutating func insert(_ canonical: String) {
         guard !pathBytes.contains(Array(canonical.utf8)) else { return }
         paths.append(canonical)

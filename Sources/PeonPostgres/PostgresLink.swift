@@ -203,7 +203,6 @@ final class PostgresLink: Sendable {
         return promise.futureResult
     }
 
-    /// A readable reason: the server's message for a `PSQLError`, else the error's own text.
     /// Why a connection could not be made, in words: the system's reason when the driver names an `errno`
     /// (`connection refused`), the server's message when it answered, else the driver's description. The driver's
     /// own text for a refused connection is a dump of nested values (`SingleConnectionFailure(target: ...)`).
@@ -217,6 +216,7 @@ final class PostgresLink: Sendable {
         return text
     }
 
+    /// A readable reason: the server's message for a `PSQLError`, else the error's own text.
     static func describe(_ error: any Error) -> String {
         if let error = error as? PostgresStoreError { return error.description }
         if let error = error as? PSQLError {

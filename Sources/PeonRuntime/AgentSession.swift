@@ -116,7 +116,8 @@ public final class AgentSession: Sendable {
         // What decides and what runs is not the guest's to rewrite either: the grants, model and policy are reloaded
         // while the run goes on (a guest that wrote `[[fs]] paths = ["/**"]` into its own grants held them a second
         // later), and the module file is what the next run loads.
-        for file in options.policy.files + [plan.module.path] + options.hostFiles { configuration.hostFiles.add(file) }
+        for file in options.policy.files + [plan.module.path] { configuration.hostFiles.add(file) }
+        configuration.hostFiles.formUnion(options.hostFiles)
         switch options.approver {
         case nil: break
         case "tty": configuration.approver = TerminalApprover()

@@ -40,8 +40,9 @@ public struct SessionOptions: Sendable {
     /// The folder relative guest paths start from and programs run in. Default: the current folder.
     public var workingDirectory = FileManager.default.currentDirectoryPath
     /// Files besides the run's own (its audit log, signing key, grants, model, policy and module) that no guest call
-    /// reaches: in `mcp`, every other tool's grants and module, so that one tool cannot rewrite another's.
-    public var hostFiles: [String] = []
+    /// reaches: in `mcp`, every tool's grants and module, so that one tool cannot rewrite another's. Resolved once
+    /// (``HostFiles/add(_:)`` costs system calls), not per call.
+    package var hostFiles = HostFiles()
 
     /// The defaults described on each property.
     public init() {}

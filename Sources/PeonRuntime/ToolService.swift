@@ -18,7 +18,7 @@ package struct ToolHostConfiguration: Sendable {
     package var engine: @Sendable (_ fuel: Bool) throws(RunError) -> any WasmEngine
     /// Every tool's grants, model, policy and module file, once all are loaded: no call of any tool reaches them
     /// (a tool granted a folder that holds another's grants would otherwise widen them; they reload while serving).
-    package let toolFiles = LockedBox<[String]>([])
+    package let toolFiles = LockedBox(HostFiles())
 
     /// Creates a configuration.
     package init(audit: AuditLog, options: SessionOptions, overrides: LimitOverrides,
@@ -263,7 +263,7 @@ package final class ToolService: Sendable {
         var options = host.options
         options.runID = UUID().uuidString.lowercased()
         options.policy = sources
-        options.hostFiles += host.toolFiles.withLock { $0 }
+        options.hostFiles.formUnion(host.toolFiles.withLock { $0 })
         let runID = options.runID
         let plan: RunPlan
         do {
