@@ -71,9 +71,16 @@ package enum GrantsParser {
     static let syntaxHint = "check the quotes, brackets and commas at or before that line (docs/grants.md shows the format)"
 
     package static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
-        if let line = firstMalformedHeader(in: text) {
+        var scanner = TOMLHeaderScanner(Array(text.utf8))
+        switch scanner.firstProblem() {
+        case .malformedHeader(let line):
             throw GrantsError(file: file, line: line, key: "",
                               message: "TOML syntax error: `[` must be followed by a table name, e.g. [[fs]] or [limits]")
+        case .nestedTooDeeply(let line):
+            throw GrantsError(file: file, line: line, key: "",
+                              message: "keys nested more than \(TOMLHeaderScanner.maxKeyDepth) levels deep (dotted keys, table names and inline tables together); a grants file needs a few, see docs/grants.md")
+        case nil:
+            break
         }
         let root: TOMLTable
         do {
@@ -104,16 +111,60 @@ package enum GrantsParser {
 /// order mark, which toml++ skips.
 func firstMalformedHeader(in text: String) -> Int? {
     var scanner = TOMLHeaderScanner(Array(text.utf8))
-    return scanner.firstMalformedHeader()
+    if case .malformedHeader(let line) = scanner.firstProblem() { return line }
+    return nil
 }
 
-/// The lexer behind ``firstMalformedHeader(in:)``: just enough of TOML's to know where statements start.
-private struct TOMLHeaderScanner {
+/// The 1-based line where a key path first goes deeper than ``TOMLHeaderScanner/maxKeyDepth`` levels, or `nil`.
+///
+/// toml++ bounds how deeply arrays and inline tables nest (256) but not how many parts a dotted key or a table
+/// name has, and it walks the tables a key makes recursively: `a.a.a…` with 30,000 parts in a table name
+/// overflowed the stack (a crash with a backtrace, not an error). The depth counted here is what that recursion
+/// follows: the parts of the current table's name, of each key whose inline table or array is still open, of the
+/// key being read, and one for each open array or inline table.
+func firstOverDeepKey(in text: String) -> Int? {
+    var scanner = TOMLHeaderScanner(Array(text.utf8))
+    if case .nestedTooDeeply(let line) = scanner.firstProblem() { return line }
+    return nil
+}
+
+/// The lexer behind ``firstMalformedHeader(in:)`` and ``firstOverDeepKey(in:)``: just enough of TOML's to know
+/// where statements start and which dots separate the parts of a key.
+struct TOMLHeaderScanner {
+    /// The deepest key path accepted (see ``firstOverDeepKey(in:)``); toml++'s own bound on nested values is 256.
+    static let maxKeyDepth = 128
+
+    /// What the scan found first.
+    enum Problem: Equatable {
+        /// A table header whose `[` is not followed by a name, on this line.
+        case malformedHeader(Int)
+        /// A key path deeper than ``maxKeyDepth``, on this line.
+        case nestedTooDeeply(Int)
+    }
+
     private let bytes: [UInt8]
     private var index = 0
     private var line = 1
     /// Open `[` and `{` of values (and of the header being read) not yet closed.
     private var depth = 0
+    /// Whether the bytes being read are a key (or a table header's name), where a `.` starts another part.
+    private var inKey = false
+    /// Whether the key being read is a table header's name (which starts from the root, not the current table).
+    private var inHeader = false
+    /// The parts of the key being read.
+    private var keyParts = 0
+    /// The parts of the last table header's name: the depth every key of that table starts from.
+    private var tableParts = 0
+    /// The parts of the key whose value is being read (what an inline table or array opened next sits under).
+    private var valueParts = 0
+    /// The open arrays (`false`) and inline tables (`true`) of values, each with the parts of the key it is under.
+    private var values: [(isTable: Bool, parts: Int)] = []
+    /// The depth of ``values`` in key parts, kept with it.
+    private var valuesDepth = 0
+
+    /// The depth of the key being read: the table's name (unless this is a header), the keys of the open values,
+    /// one per open value, and the key itself.
+    private var keyDepth: Int { (inHeader ? 0 : tableParts) + valuesDepth + values.count + (inKey ? keyParts : 0) }
 
     init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -134,7 +185,8 @@ private struct TOMLHeaderScanner {
             || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-") || byte == quote || byte == apostrophe || byte == close
     }
 
-    mutating func firstMalformedHeader() -> Int? {
+    /// Scans the whole text (or up to the first problem) and returns the first problem, or `nil`.
+    mutating func firstProblem() -> Problem? {
         var atStatementStart = true
         while index < bytes.count {
             if atStatementStart {
@@ -144,7 +196,11 @@ private struct TOMLHeaderScanner {
                     var next = index + 1
                     if byte(at: next) == Self.open { next += 1 }
                     while let b = byte(at: next), Self.isSpace(b) { next += 1 }
-                    if let b = byte(at: next), !Self.startsKey(b) { return line }
+                    if let b = byte(at: next), !Self.startsKey(b) { return .malformedHeader(line) }
+                    // The header's name: its `[` (or `[[`) is read below, as every bracket is.
+                    (inKey, inHeader, keyParts) = (true, true, 1)
+                } else if let b = byte(at: index), b != Self.newline, b != Self.hash, b != UInt8(ascii: "\r") {
+                    (inKey, inHeader, keyParts) = (true, false, 1)
                 }
                 continue
             }
@@ -154,16 +210,45 @@ private struct TOMLHeaderScanner {
                 line += 1
                 index += 1
                 atStatementStart = depth == 0
+                if atStatementStart { (inKey, inHeader, values, valuesDepth) = (false, false, [], 0) }
             case Self.hash:
                 while let c = byte(at: index), c != Self.newline { index += 1 }
             case Self.quote, Self.apostrophe:
                 skipString(delimiter: b)
+            case UInt8(ascii: "."):
+                if inKey {
+                    keyParts += 1
+                    if keyDepth > Self.maxKeyDepth { return .nestedTooDeeply(line) }
+                }
+                index += 1
+            case UInt8(ascii: "="):
+                if inKey { (inKey, valueParts) = (false, keyParts) }
+                index += 1
+            case UInt8(ascii: ","):
+                // The next key of an inline table; an array's next element is a value.
+                if values.last?.isTable == true { (inKey, keyParts) = (true, 1) }
+                index += 1
             case Self.open, UInt8(ascii: "{"):
                 depth += 1
                 index += 1
+                if !inKey && !inHeader {
+                    values.append((isTable: b != Self.open, parts: valueParts))
+                    valuesDepth += valueParts
+                    valueParts = 0
+                    if b != Self.open { (inKey, keyParts) = (true, 1) }
+                    if keyDepth > Self.maxKeyDepth { return .nestedTooDeeply(line) }
+                }
             case Self.close, UInt8(ascii: "}"):
                 depth = max(0, depth - 1)
                 index += 1
+                if inHeader {
+                    // `]` (or the first of `]]`) ends the name: the table's keys start from its depth.
+                    if inKey { (inKey, tableParts) = (false, keyParts) }
+                    if depth == 0 { inHeader = false }
+                } else if let closed = values.popLast() {
+                    valuesDepth -= closed.parts
+                    inKey = false
+                }
             default:
                 index += 1
             }

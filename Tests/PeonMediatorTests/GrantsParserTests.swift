@@ -219,3 +219,57 @@ import Foundation
         #expect(firstMalformedHeader(in: text) == nil, "\(text.debugDescription)")
     }
 }
+
+/// Key paths too deep for toml++: a table name or dotted key of 30,000 parts (`[a.a.a…]`) overflowed its recursive
+/// walk of the tables and crashed `peon-wasm grants check` (and a hot reload inside a running host) with a
+/// backtrace. ``firstOverDeepKey(in:)`` refuses them first; ordinary dotted keys, floats and nesting pass.
+@Suite struct TOMLKeyDepthTests {
+    /// `name` repeated `count` times, joined by dots.
+    static func dotted(_ name: String, _ count: Int) -> String {
+        Array(repeating: name, count: count).joined(separator: ".")
+    }
+
+    static let tooDeep: [(String, Int)] = {
+        var cases: [(String, Int)] = []
+        cases.append(("[" + dotted("a", 30_000) + "]\n", 1))
+        cases.append(("module = \"x\"\n" + dotted("a", 30_000) + " = 1\n", 2))
+        // The table's name and the key under it add up.
+        cases.append(("[" + dotted("a", 100) + "]\n" + dotted("b", 40) + " = 1\n", 2))
+        // Inline tables and arrays under keys add up, across the lines of a multi-line array.
+        cases.append(("x = " + String(repeating: "{a.a.a.a = [\n", count: 40) + "1\n", 22))
+        let inline = "{ \"q.q\" = 1, " + dotted("a", 10) + " = "
+        cases.append(("x = " + String(repeating: inline, count: 20) + "1" + String(repeating: "}", count: 20) + "\n", 1))
+        return cases
+    }()
+
+    @Test("a key path deeper than the bound is refused on its line, before toml++ sees it", arguments: tooDeep)
+    func aTooDeepKeyIsRefused(_ text: String, _ line: Int) throws {
+        #expect(firstOverDeepKey(in: text) == line)
+        do {
+            _ = try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/")
+            Issue.record("parsed")
+        } catch {
+            #expect(error.line == line)
+            #expect(error.message.contains("nested more than \(TOMLHeaderScanner.maxKeyDepth) levels"), "\(error)")
+        }
+    }
+
+    static let ordinary: [String] = {
+        var cases: [String] = []
+        cases.append("limits.memory = \"1MiB\"\n")
+        cases.append("[limits]\nmemory = \"1MiB\"\n[env]\n\"A.B.C.D\" = \"x\"\n")
+        cases.append("x = [" + Array(repeating: "1.5", count: 5_000).joined(separator: ", ") + "]\n")
+        cases.append("t = 1979-05-27T07:32:00.999999-07:00\nf = 6.626e-34\n")
+        cases.append("[" + dotted("a", TOMLHeaderScanner.maxKeyDepth) + "]\n")
+        cases.append(String(repeating: "[" + dotted("a", 100) + "]\nb.c = 1\n", count: 50))
+        cases.append("x = " + String(repeating: "{a = ", count: 50) + "1" + String(repeating: "}", count: 50) + "\n")
+        cases.append("a = '''\n" + dotted("a", 500) + "\n'''\n")
+        cases.append("# " + dotted("a", 500) + "\n")
+        return cases
+    }()
+
+    @Test("dotted keys, quoted keys with dots, floats, dates and nesting within the bound pass", arguments: ordinary)
+    func ordinaryKeysPass(_ text: String) {
+        #expect(firstOverDeepKey(in: text) == nil, "\(text.prefix(80).debugDescription)")
+    }
+}
