@@ -95,6 +95,7 @@ struct GrantsCheckCommand: ParsableCommand {
         }
         var warnings = notes + report.warnings
             + hostFilesCovered(by: parsed, files: [("the grants file", grants), ("the module", module)])
+            + missingGrantedPaths(in: parsed)
         if let pin = parsed.sha256 {
             let digest = sha256Hex(Array(data))
             if pin != digest { warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused") }

@@ -138,6 +138,36 @@ package func hostFilesCovered(by grants: Grants, files: [(what: String, path: St
     return warnings
 }
 
+/// Warnings for `fs` grants that name nothing on this machine: an exact path that is not there (unless the grant may
+/// create it, and its folder is there), or a pattern whose fixed folder (the part before its first `*`, `?`, `[` or
+/// `{`) is not there. The usual cause is a relative path written from the repository root, where paths are resolved
+/// against the grants file's folder (`policies/`): such a grant allows nothing a module will ask for, and the run's
+/// first call is a `denied` that looks like a policy decision. A warning, not an error: the file may appear later.
+package func missingGrantedPaths(in grants: Grants, exists: (String) -> Bool = { access($0, F_OK) == 0 }) -> [String] {
+    var warnings: [String] = []
+    for (index, grant) in grants.fileSystem.enumerated() {
+        let creates = grant.access.contains(.write) || grant.access.contains(.append)
+        for pattern in grant.paths {
+            let fixed: String
+            if let special = pattern.firstIndex(where: { "*?[{".contains($0) }) {
+                // The folder that holds the first pattern component.
+                let head = pattern[..<special]
+                guard let slash = head.lastIndex(of: "/") else { continue }
+                fixed = slash == head.startIndex ? "/" : String(head[..<slash])
+            } else if creates {
+                fixed = (pattern as NSString).deletingLastPathComponent
+            } else {
+                fixed = pattern
+            }
+            if exists(fixed) { continue }
+            let what = fixed == pattern ? "it does not exist" : "\(fixed) does not exist"
+            warnings.append("grant fs[\(index)] (\(grant.source)) `\(pattern)`: \(what); relative paths in grants are resolved "
+                + "against the grants file's folder, not the current one: check the path (a file created later is fine)")
+        }
+    }
+    return warnings
+}
+
 private func actionCovered(_ action: String, by actions: [String]) -> Bool {
     actions.contains { $0 == action || ($0.hasSuffix(".*") && action.hasPrefix($0.dropLast())) }
 }

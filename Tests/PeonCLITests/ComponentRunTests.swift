@@ -460,7 +460,7 @@ struct ComponentRunTests {
         let committed = try String(contentsOf: repositoryRoot.appendingPathComponent("policies/py-researcher.toml"), encoding: .utf8)
         let local = committed
             .replacingOccurrences(of: "https://example.com/status.txt", with: "\(server.baseURL)/status.txt")
-            .replacingOccurrences(of: "\"modules/py-researcher/notes.txt\"", with: "\"notes.txt\"")
+            .replacingOccurrences(of: "\"../modules/py-researcher/notes.txt\"", with: "\"notes.txt\"")
         try #require(local != committed)
         return local
     }

@@ -440,6 +440,51 @@ struct InspectCommandTests {
         }
     }
 
+    /// A relative grant path is resolved against the grants file's folder; written from the repository root instead
+    /// (`policies/py-researcher.toml` granted `modules/py-researcher/notes.txt`, which is `policies/modules/...`), the
+    /// grant allows nothing and the run's first call is denied. `grants check` says when a granted path is not there.
+    @Test("grants check warns about an fs grant naming a path that does not exist")
+    func grantsCheckWarnsAboutMissingGrantedPaths() throws {
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("minimal.wasm")
+            try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("modules/wat-minimal/minimal.wasm"), to: module)
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent("policies"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: folder.appendingPathComponent("data"), withIntermediateDirectories: true)
+            try Data("x".utf8).write(to: folder.appendingPathComponent("data/notes.txt"))
+            let grants = folder.appendingPathComponent("policies/g.toml")
+            func check(_ paths: String, allow: String = "\"read\"") throws -> String {
+                try Data("module = \"wat-minimal\"\n[[fs]]\npaths = [\(paths)]\nallow = [\(allow)]\n".utf8).write(to: grants)
+                let result = try runPeonWasm(["grants", "check", module.path, "--grants", grants.path])
+                #expect(result.status == 0, "\(result.stderr)")
+                return result.stdout
+            }
+            let missing = try check("\"data/notes.txt\", \"data/*.md\"")
+            #expect(missing.contains("`\(folder.path)/policies/data/notes.txt`: it does not exist"), "\(missing)")
+            #expect(missing.contains("\(folder.path)/policies/data does not exist"), "\(missing)")
+            #expect(missing.contains("resolved against the grants file's folder"), "\(missing)")
+            for (paths, allow) in [("\"../data/notes.txt\", \"../data/*.md\", \"../data/**\"", "\"read\""),
+                                   ("\"../data/new.txt\"", "\"write\""), ("\"/**\"", "\"list\"")] {
+                let present = try check(paths, allow: allow)
+                #expect(!present.contains("does not exist"), "\(paths): \(present)")
+            }
+            let newFolder = try check("\"../nowhere/new.txt\"", allow: "\"write\"")
+            #expect(newFolder.contains("\(folder.path)/nowhere does not exist"), "\(newFolder)")
+        }
+    }
+
+    /// Every grants file shipped in `policies/` names files that are in the repository, resolved as a run resolves
+    /// them (the documented commands run from the repository root).
+    @Test("the shipped grants files grant paths that exist")
+    func shippedGrantsNamePathsThatExist() throws {
+        let folder = repositoryRoot.appendingPathComponent("policies")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".toml") }
+        #expect(files.count >= 8)
+        for file in files {
+            let result = try runPeonWasm(["grants", "check", "modules/wat-minimal/minimal.wasm", "--grants", "policies/\(file)"])
+            #expect(!result.stdout.contains("does not exist"), "\(file): \(result.stdout)")
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
