@@ -250,6 +250,7 @@ struct McpCommand: ParsableCommand {
                 usleep(10_000)
             }
             for service in services { service.endStragglers(signal: stopped.name) }
+            server.answerStragglers(signal: stopped.name)
         }
         if let listener {
             let closed = DispatchSemaphore(value: 0)

@@ -190,11 +190,18 @@ package final class ToolServer: Sendable {
             throw MCPError.serverError(code: Self.notStartedCode,
                                        message: "the call was not started: \(why) while it waited for a slot; send it again")
         }
+        let pending = PendingAnswer()
+        let waiter = stragglers.withLock { list in
+            defer { list.next += 1 }
+            list.waiting[list.next] = pending
+            return list.next
+        }
         let answer = await withTaskCancellationHandler {
-            await Self.onThread { service.call(call) }
+            await Self.onThread(answering: pending) { service.call(call) }
         } onCancel: {
             cancellation.cancel()
         }
+        stragglers.withLock { _ = $0.waiting.removeValue(forKey: waiter) }
         limiter.release()
         // A request its client cancelled gets no answer (the SDK sends none when the handler throws
         // CancellationError); its run has ended and recorded `cancelled`. A call the server stopped (SIGTERM)
@@ -246,14 +253,72 @@ package final class ToolServer: Sendable {
     }
 
     /// Runs a blocking call on a thread of its own (guests block; the async pool must not), with a
-    /// stack large enough for deep guest recursion in the interpreter.
-    static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    /// stack large enough for deep guest recursion in the interpreter. The answer is the thread's, unless
+    /// ``answerStragglers(signal:)`` gave `pending` one first (the thread then runs on, unheard, until the process ends).
+    static func onThread(answering pending: PendingAnswer, _ body: @escaping @Sendable () -> ToolAnswer) async -> ToolAnswer {
         await withCheckedContinuation { continuation in
-            let thread = Thread { continuation.resume(returning: body()) }
+            pending.wait(continuation)
+            let thread = Thread { pending.give(body()) }
             thread.stackSize = 16 << 20
             thread.name = "peon-wasm tool call"
             thread.start()
         }
+    }
+
+    /// The answers of the calls running now, each given at most once (``PendingAnswer``), by number.
+    private let stragglers = Mutex<(next: Int, waiting: [Int: PendingAnswer])>((0, [:]))
+
+    /// Answers every call still running, as a stop's grace period ends: a guest that makes no host call (a loop
+    /// without fuel) never sees the stop, and its client would otherwise get no answer, while the process waited for
+    /// one before exiting. The calls' `run.end` entries are written by ``ToolService/endStragglers(signal:)``.
+    package func answerStragglers(signal: String) {
+        let waiting = stragglers.withLock { Array($0.waiting.values) }
+        for pending in waiting {
+            pending.give(ToolAnswer(text: "peon-wasm received SIG\(signal) and is stopping; the call did not stop in time and was cut off",
+                                    isError: true, runID: "", outcome: "signal:\(signal)"))
+        }
+    }
+}
+
+/// A call's answer, handed to its waiting handler once: by whichever comes first, the call's thread or a stop.
+final class PendingAnswer: Sendable {
+    private enum State {
+        case empty
+        case waiting(CheckedContinuation<ToolAnswer, Never>)
+        case answered(ToolAnswer)
+        case done
+    }
+
+    private let state = Mutex<State>(.empty)
+
+    /// Keeps the continuation to resume; at once if the answer came first.
+    func wait(_ continuation: CheckedContinuation<ToolAnswer, Never>) {
+        let ready: ToolAnswer? = state.withLock { state in
+            if case .answered(let answer) = state {
+                state = .done
+                return answer
+            }
+            state = .waiting(continuation)
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    /// Gives the answer, if none was given yet; later answers are dropped.
+    func give(_ answer: ToolAnswer) {
+        let waiting: CheckedContinuation<ToolAnswer, Never>? = state.withLock { state in
+            switch state {
+            case .empty:
+                state = .answered(answer)
+                return nil
+            case .waiting(let continuation):
+                state = .done
+                return continuation
+            case .answered, .done:
+                return nil
+            }
+        }
+        waiting?.resume(returning: answer)
     }
 }
 

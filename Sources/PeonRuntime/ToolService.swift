@@ -96,6 +96,14 @@ package struct ToolAnswer: Sendable, Hashable {
     package var runID: String
     /// How `run.end` recorded the end: `ok`, `agent-error`, `error:timeout`, `cancelled` ...
     package var outcome: String
+
+    /// Creates an answer.
+    package init(text: String, isError: Bool, runID: String, outcome: String) {
+        self.text = text
+        self.isError = isError
+        self.runID = runID
+        self.outcome = outcome
+    }
 }
 
 /// A module served as a tool: one grants file with a `[tool]` table. Each call is a fresh instance

@@ -510,13 +510,19 @@ def stop_scenario(sig, name):
             break
         time.sleep(0.05)
     check({"sleeper", "spinner"} <= started, f"the calls did not start: {started}")
+    signalled = time.monotonic()
     os.kill(process.pid, sig)
     replies = [json.loads(line) for line in process.stdout.read().splitlines() if line.strip()]
     status = process.wait(timeout=30)
+    stopped_after = time.monotonic() - signalled
     check(status == 128 + sig, f"exit status {status}, expected {128 + sig}")
-    sleeper = [r for r in replies if r.get("id") == 2]
-    check(sleeper and sleeper[0]["result"]["isError"] and "stopping" in sleeper[0]["result"]["content"][0]["text"],
-          f"the sleeper's answer: {replies}")
+    # Both calls are answered: the sleeper stops at its next host call; the spinner, which makes none, is cut off
+    # when the 5 s grace ends (it used to get no answer, and the process waited 30 s more for one).
+    for request, tool in ((2, "sleeper"), (3, "spinner")):
+        answer = [r for r in replies if r.get("id") == request]
+        check(answer and answer[0]["result"]["isError"] and "stopping" in answer[0]["result"]["content"][0]["text"],
+              f"the {tool}'s answer: {replies}")
+    check(stopped_after < 20, f"the server took {stopped_after:.1f} s to stop (grace 5 s)")
     verify_log()
     for tool in ("sleeper", "spinner"):
         ends = [e for e in entries() if e["module"] == tool and e["call"] == "run.end"]
