@@ -150,11 +150,9 @@ struct MatcherParser {
                         offset += 1
                         break
                     }
-                    if next == "\\", offset + 1 < characters.count {
-                        text.append(characters[offset + 1])
-                        offset += 2
-                        continue
-                    }
+                    // A backslash is itself, as in a policy's CSV values (Go Casbin since v2.134): `'^/v1\.0/\d+$'` is the
+                    // regex the author wrote. Read as an escape, it became `^/v1.0/d+$`, which matched what it should
+                    // not. A string cannot hold its own quote; write the other one (`"it's"`).
                     text.append(next)
                     offset += 1
                 }

@@ -164,3 +164,35 @@ func loadError(model: String, policy: String = "", functions: FunctionRegistry =
 }
 
 import Foundation
+
+/// A backslash in a matcher's string literal is itself, as in a policy's CSV values and as in Go Casbin (its
+/// `enforcer_backslash_test.go`). It used to be read as an escape of the next character, so `'^/api/v1\.0/\d+$'`
+/// became `^/api/v1.0/d+$`: `/api/v1x0/ddd` was allowed and `/api/v1.0/42` was not.
+@Suite struct MatcherBackslashTests {
+    @Test func aRegexWrittenInTheMatcherKeepsItsBackslashes() throws {
+        let enforcer = try Enforcer(
+            model: model(matcher: #"r.sub == p.sub && regexMatch(r.obj, '^/api/v1\.0/\d+$')"#, policy: "sub", request: "sub, obj"),
+            modelSource: "m.conf", policy: "p, alice\n", policySource: "p.csv")
+        #expect(try enforcer.enforce("alice", "/api/v1.0/42").isAllowed)
+        #expect(try !enforcer.enforce("alice", "/api/v1x0/ddd").isAllowed)
+        #expect(try !enforcer.enforce("alice", "/api/v1.0/x").isAllowed)
+    }
+
+    @Test func aLiteralWithBackslashesEqualsTheSameCSVValue() throws {
+        let enforcer = try Enforcer(
+            model: model(matcher: #"r.obj == '\test' && regexMatch('\1\2', p.obj) && r.sub == "C:\temp\n""#, policy: "obj", request: "sub, obj"),
+            modelSource: "m.conf", policy: #"p, \\[0-9]+\\"# + "\n", policySource: "p.csv")
+        #expect(try enforcer.enforce(#"C:\temp\n"#, #"\test"#).isAllowed)
+        #expect(try !enforcer.enforce("C:temp", #"\test"#).isAllowed)
+        #expect(try !enforcer.enforce(#"C:\temp\n"#, "test").isAllowed)
+    }
+
+    @Test func aStringCannotHoldItsOwnQuote() throws {
+        // `'it\'s'` is the string `it\` followed by `s'`: a syntax error, as in Go Casbin; `"it's"` is the way.
+        #expect(loadError(model: model(matcher: #"r.sub == 'it\'s'"#)) != nil)
+        let enforcer = try Enforcer(model: model(matcher: #"r.sub == "it's""#), modelSource: "m.conf", policy: "", policySource: "p.csv")
+        // No policy lines and a matcher without `p.`: the matcher alone decides, as in Casbin.
+        #expect(try enforcer.enforce("it's", "o", "a").isAllowed)
+        #expect(try !enforcer.enforce(#"it\'s"#, "o", "a").isAllowed)
+    }
+}
