@@ -174,6 +174,11 @@ struct PolicyEvalCommand: ParsableCommand {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty { continue }
             let request: [PolicyValue]
+            // JSON readers disagree on an object naming a member twice (this one kept the first value, Casbin's Go and
+            // Python readers the last), so the answer would not be the one a real request gets elsewhere.
+            if let name = JSONDuplicateMembers.first(in: trimmed.utf8) {
+                throw CommandFailure(message: "\(label):\(index + 1): malformed request: the member '\(name)' appears twice in one object; name each attribute once")
+            }
             do {
                 request = try decoder.decode([PolicyValue].self, from: Data(trimmed.utf8))
             } catch {

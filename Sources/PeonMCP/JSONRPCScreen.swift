@@ -1,5 +1,7 @@
 import Foundation
 import MCP
+import PeonInterface
+import PeonSystem
 
 /// What a message must look like for the MCP SDK to read it as one JSON-RPC 2.0 message, and the error a message that
 /// does not is refused with: shared by the stdio transport (``StdioLineTransport``, one line) and the HTTP router
@@ -30,6 +32,8 @@ enum JSONRPCScreen {
             case unreadable
             /// Arrays and objects nested deeper than ``maxNesting`` (`Invalid Request`).
             case tooDeep
+            /// An object naming one member twice (`Invalid Request`), which JSON readers resolve differently.
+            case duplicateMember
         }
 
         /// What kind of message it was.
@@ -67,6 +71,14 @@ enum JSONRPCScreen {
         if json is [Any] {
             return Refusal(kind: .batch, code: invalidRequestCode, message: batchMessage,
                            body: errorWithoutID(code: invalidRequestCode, message: batchMessage))
+        }
+        // Foundation keeps a repeated member's first value, the SDK's decoder too; Python's and JavaScript's readers
+        // keep the last. A gateway that checks `params.name` in one of those would pass a call that runs another tool.
+        if let name = JSONDuplicateMembers.first(in: data) {
+            let message = duplicateMemberMessage(name)
+            let body = (name == "id" ? nil : messageID(data)).map { errorBody(id: $0, code: invalidRequestCode, message: message) }
+                ?? errorWithoutID(code: invalidRequestCode, message: message)
+            return Refusal(kind: .duplicateMember, code: invalidRequestCode, message: message, body: body)
         }
         if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(data) { return nil }
         let body = messageID(data).map { errorBody(id: $0, code: invalidRequestCode, message: unreadableMessage) }
@@ -110,6 +122,11 @@ enum JSONRPCScreen {
             }
             return false
         }
+    }
+
+    /// What a message naming a member twice in one object is told.
+    static func duplicateMemberMessage(_ name: String) -> String {
+        "Invalid Request: the member '\(TerminalText.escaped(name))' appears twice in one object, which JSON readers resolve differently; send each member once"
     }
 
     /// What text that is not JSON is told.

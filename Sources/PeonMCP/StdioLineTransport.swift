@@ -156,6 +156,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         case .batch: "a batch was refused: \(JSONRPCScreen.batchMessage)"
         case .unreadable: "a message that is not a JSON-RPC 2.0 request, notification or answer was refused (Invalid Request)"
         case .tooDeep: "a message nesting arrays and objects more than \(JSONRPCScreen.maxNesting) levels deep was refused (Invalid Request)"
+        case .duplicateMember: "a message naming a member twice in one object was refused (Invalid Request)"
         }
         FileHandle.standardError.write(Data("peon-wasm: \(what)\n".utf8))
         try? writer.enqueue(refusal.body)

@@ -29,6 +29,24 @@ struct PolicyEvalCommandTests {
         #expect(result.stderr.hasPrefix("peon-wasm: error: <stdin>:3: the request has 2 values"), "\(result.stderr)")
     }
 
+    /// A request object naming an attribute twice is refused: this reader kept the first value (`{"Age": 30, "Age": 12}`
+    /// was 30, allowed), Casbin's Go and Python readers the last (12, denied).
+    @Test func aRequestObjectNamingAnAttributeTwiceIsRefused() throws {
+        let model = Self.model.replacingOccurrences(of: "m = r.sub == p.sub && r.obj == p.obj && r.act == p.act",
+                                                    with: "m = r.sub.Age >= 18 && r.obj == p.obj && r.act == p.act")
+        let result = try withTemporaryDirectory { folder in
+            let modelFile = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(model.utf8).write(to: modelFile)
+            try Data("p, anyone, wine, buy\n".utf8).write(to: policy)
+            let requests = #"[{"Age": 30}, "wine", "buy"]"# + "\n" + #"[{"Age": 30, "\u0041ge": 12}, "wine", "buy"]"# + "\n"
+            return try runPeonWasm(["policy", "eval", "--model", modelFile.path, "--policy", policy.path], stdin: requests)
+        }
+        #expect(result.status == 2)
+        #expect(result.stdout == "true\n")
+        #expect(result.stderr == "peon-wasm: error: <stdin>:2: malformed request: the member 'Age' appears twice in one object; name each attribute once\n",
+                "\(result.stderr)")
+    }
+
     /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
     @Test func explainedRulesAreEscaped() throws {
         let result = try withTemporaryDirectory { folder in

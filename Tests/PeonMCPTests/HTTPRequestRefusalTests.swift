@@ -146,6 +146,11 @@ import Testing
         // answered as its own "Internal error" -32603): refused before any JSON reader, under no id.
         (#"{"jsonrpc":"2.0","id":12,"method":"ping","params":{"x":"# + String(repeating: "[", count: 511)
             + String(repeating: "]", count: 511) + "}}", "null"),
+        // A member named twice: Foundation and the SDK keep the first, Python and JavaScript the last, so a gateway
+        // checking the tool's name saw another tool than the one that ran. Refused under the id (if that is not it).
+        (#"{"jsonrpc":"2.0","id":93,"method":"tools/call","params":{"name":"echo","name":"other","arguments":{}}}"#, "93"),
+        (#"{"jsonrpc":"2.0","id":91,"id":92,"method":"ping"}"#, "null"),
+        (#"{"jsonrpc":"2.0","id":94,"method":"ping","params":{"_meta":{"a":1,"\u0061":2}}}"#, "94"),
     ]
 
     @Test func aMessageTheSDKCannotDecodeIsRefusedAtOnceAndItsIDStaysFree() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PeonMCP
+import PeonSystem
 import PeonTestSupport
 import Testing
 
@@ -35,6 +36,26 @@ import Testing
         #expect(!JSONRPCScreen.nestsTooDeeply(Data(#"{"x":""#.utf8) + Data(String(repeating: "[", count: 10_000).utf8) + Data(#""}"#.utf8)))
         #expect(JSONRPCScreen.refusal(nested(limit + 1))?.kind == .tooDeep)
         #expect(JSONRPCScreen.refusal(nested(limit + 1))?.code == JSONRPCScreen.invalidRequestCode)
+    }
+
+    /// A member named twice in one object is found however it is spelled, and only then: the same name in two objects,
+    /// in a string, or as a value is no repetition, and names are compared by their exact scalars.
+    @Test func aMemberNamedTwiceInOneObjectIsFound() {
+        let found: [(String, String?)] = [
+            (#"{"a":1,"a":2}"#, "a"),
+            (#"{"a":1,"b":{"c":1},"\u0061":2}"#, "a"),
+            (#"[{"x":[{"y":1,"y":1}]}]"#, "y"),
+            (#"{"a\"b":1,"a\u0022b":2}"#, #"a"b"#),
+            (#"{"a":1,"b":{"a":1}}"#, nil),
+            (#"[{"a":1},{"a":2}]"#, nil),
+            (#"{"a":"a","b":["a","a"],"c":"{\"a\":1,\"a\":2}"}"#, nil),
+            ("{\"\u{E9}\":1,\"e\u{301}\":2}", nil),
+            ("not json {", nil),
+        ]
+        for (text, name) in found {
+            #expect(JSONDuplicateMembers.first(in: Array(text.utf8)) == name, "\(text)")
+        }
+        #expect(JSONRPCScreen.refusal(Data(#"{"jsonrpc":"2.0","id":1,"method":"ping","id":2}"#.utf8))?.kind == .duplicateMember)
     }
 
     /// The id of the valid ping sent after the `index`th refused line: the refused line's own id when it has one (it
