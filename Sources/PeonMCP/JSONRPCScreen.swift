@@ -34,6 +34,8 @@ enum JSONRPCScreen {
             case tooDeep
             /// An object naming one member twice (`Invalid Request`), which JSON readers resolve differently.
             case duplicateMember
+            /// A request whose `params` do not fit its method (`Invalid params`).
+            case invalidParams
         }
 
         /// What kind of message it was.
@@ -80,7 +82,13 @@ enum JSONRPCScreen {
                 ?? errorWithoutID(code: invalidRequestCode, message: message)
             return Refusal(kind: .duplicateMember, code: invalidRequestCode, message: message, body: body)
         }
-        if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(data) { return nil }
+        if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(data) {
+            guard kind == .request, let method = object["method"] as? String, let problem = paramsProblem(method, object["params"]),
+                  let id = messageID(data) else { return nil }
+            let message = "Invalid params: \(problem)"
+            return Refusal(kind: .invalidParams, code: invalidParamsCode, message: message,
+                           body: errorBody(id: id, code: invalidParamsCode, message: message))
+        }
         let body = messageID(data).map { errorBody(id: $0, code: invalidRequestCode, message: unreadableMessage) }
             ?? errorWithoutID(code: invalidRequestCode, message: unreadableMessage)
         return Refusal(kind: .unreadable, code: invalidRequestCode, message: unreadableMessage, body: body)
@@ -122,6 +130,37 @@ enum JSONRPCScreen {
             }
             return false
         }
+    }
+
+    /// JSON-RPC 2.0's `Invalid params`.
+    static let invalidParamsCode = -32602
+
+    /// What is wrong with the `params` of a request for `method`, for the methods this server answers; `nil` when they
+    /// fit (or the method is another's, answered as the SDK answers it). The SDK answered such params with its own
+    /// "Internal error" (-32603: it could not decode them), and took an `initialize` without a `clientInfo` for a
+    /// client named `unknown`, which the audit log then could not tell from one that calls itself so.
+    static func paramsProblem(_ method: String, _ params: Any?) -> String? {
+        let object = params as? [String: Any]
+        if params != nil && !(params is NSNull) && object == nil { return "\(method) takes its params as an object" }
+        switch method {
+        case "initialize":
+            let client = object?["clientInfo"] as? [String: Any]
+            guard object?["protocolVersion"] is String, client?["name"] is String, client?["version"] is String,
+                  object?["capabilities"].map({ $0 is [String: Any] }) ?? true else {
+                return #"initialize needs params.protocolVersion (a string such as "2025-06-18"), params.capabilities (an object) and params.clientInfo ({"name": "...", "version": "..."})"#
+            }
+        case "tools/call":
+            guard object?["name"] is String, object?["arguments"].map({ $0 is [String: Any] || $0 is NSNull }) ?? true else {
+                return "tools/call needs params.name (a tool's name, a string) and, if any, params.arguments (an object)"
+            }
+        case "tools/list":
+            if let cursor = object?["cursor"], !(cursor is NSNull) {
+                return "tools/list was given a cursor it never issued (every tool comes in one page, without a nextCursor); send tools/list without one"
+            }
+        default:
+            break
+        }
+        return nil
     }
 
     /// What a message naming a member twice in one object is told.

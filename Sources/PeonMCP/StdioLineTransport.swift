@@ -76,6 +76,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         let writer = writer
         let owed = owed
         let maxMessageBytes = maxMessageBytes
+        let lifecycle = LifecycleGate()
         let thread = Thread {
             reader.run(deliver: { data in
                            // Nothing more is taken in while the answers to what was read wait to be written.
@@ -85,6 +86,9 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
                                                                                 message: JSONRPCScreen.invalidIDMessage))
                            } else if let refusal = JSONRPCScreen.refusal(data) {
                                Self.refuse(refusal, writer)
+                           } else if let early = lifecycle.refusal(data) {
+                               FileHandle.standardError.write(Data("peon-wasm: a request before initialize was refused\n".utf8))
+                               try? writer.enqueue(early)
                            } else {
                                // Counted before the server can see it, so that its answer never comes first.
                                let owes = owed.received(data)
@@ -157,6 +161,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         case .unreadable: "a message that is not a JSON-RPC 2.0 request, notification or answer was refused (Invalid Request)"
         case .tooDeep: "a message nesting arrays and objects more than \(JSONRPCScreen.maxNesting) levels deep was refused (Invalid Request)"
         case .duplicateMember: "a message naming a member twice in one object was refused (Invalid Request)"
+        case .invalidParams: "a request was refused: \(refusal.message)"
         }
         FileHandle.standardError.write(Data("peon-wasm: \(what)\n".utf8))
         try? writer.enqueue(refusal.body)
@@ -319,4 +324,27 @@ private struct LineReader: Sendable {
             }
         }
     }
+}
+
+/// MCP's lifecycle on stdio: "the initialization phase MUST be the first interaction". Until an `initialize` request
+/// has been read, every other request but `ping` is refused (`Invalid Request`, under its id): the SDK ran a
+/// `tools/call` sent first, whose `run.start` then named the client `unknown`. (Over HTTP a session exists only after
+/// its `initialize`.) Notifications are passed on: they get no answer either way.
+final class LifecycleGate: Sendable {
+    private let initialized = Mutex(false)
+
+    /// The error answering `data`, or `nil` when it may go to the server (and an `initialize` opens the gate).
+    func refusal(_ data: Data) -> Data? {
+        guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data), let method = probe.method,
+              probe.id == .valid, let id = JSONRPCScreen.messageID(data) else { return nil }
+        let open = initialized.withLock { open in
+            if method == "initialize" { open = true }
+            return open
+        }
+        if open || method == "ping" { return nil }
+        return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
+    }
+
+    /// What a request before `initialize` is told.
+    static let message = "Invalid Request: the session is not initialized; send initialize first (MCP lifecycle), then notifications/initialized"
 }

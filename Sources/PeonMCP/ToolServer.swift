@@ -62,10 +62,14 @@ package final class ToolServer: Sendable {
     /// Tells every client that the tool list changed (a grants file was reloaded). Errors (no client
     /// yet, a client gone) are ignored: the next `tools/list` shows the change anyway.
     package func toolsChanged() {
-        for server in sessions.withLock({ Array($0.values) }) {
+        // Only to sessions whose client initialized: before that, no `listChanged` capability was offered to it.
+        for server in sessions.withLock({ Array($0.values) }) where initializedSessions.withLock({ $0.contains(ObjectIdentifier(server)) }) {
             Task { try? await server.notify(ToolListChangedNotification.message()) }
         }
     }
+
+    /// The sessions whose client sent `initialize`.
+    private let initializedSessions: Mutex<Set<ObjectIdentifier>> = Mutex([])
 
     /// The MCP description of a tool: name, description and input schema.
     package static func describe(_ service: ToolService) -> Tool {
@@ -96,14 +100,17 @@ package final class ToolServer: Sendable {
     /// ``ElicitationTransport``, so that an approval question given up is released (``PendingElicitations``).
     func start(_ session: ToolSession, transport: any Transport) async throws {
         let transport = ElicitationTransport(transport, pending: session.pending)
-        try await session.server.start(transport: transport) { info, capabilities in
+        let server = session.server
+        try await session.server.start(transport: transport) { [self] info, capabilities in
             session.initialized(client: info.name, capabilities: capabilities)
+            initializedSessions.withLock { _ = $0.insert(ObjectIdentifier(server)) }
         }
     }
 
     /// Ends `session`: it gets no more `tools/list_changed`, and its SDK server stops.
     func end(_ session: ToolSession) async {
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
+        initializedSessions.withLock { _ = $0.remove(ObjectIdentifier(session.server)) }
         // A session that ends (DELETE, or closed to make room) takes its calls with it: a running one stops at its
         // next host call and records `cancelled`, instead of running on to its deadline for nobody; a waiting one
         // leaves the line and never starts.
@@ -126,6 +133,7 @@ package final class ToolServer: Sendable {
         // on this input) waits no more, but refuses, and its call ends.
         session.input.end()
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
+        initializedSessions.withLock { _ = $0.remove(ObjectIdentifier(session.server)) }
         let owing = transport as? any AnswerOwingTransport
         var deadline = ContinuousClock.now + answerGrace
         while true {
