@@ -89,6 +89,10 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
                            } else if let early = lifecycle.refusal(data) {
                                FileHandle.standardError.write(Data("peon-wasm: a request before initialize was refused\n".utf8))
                                try? writer.enqueue(early)
+                           } else if let spelling = owed.inFlight(data), let id = JSONRPCScreen.messageID(data) {
+                               FileHandle.standardError.write(Data("peon-wasm: a request reusing the id of one still in flight was refused\n".utf8))
+                               try? writer.enqueue(JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode,
+                                                                           message: Self.reusedIDMessage(spelling)))
                            } else {
                                // Counted before the server can see it, so that its answer never comes first.
                                let owes = owed.received(data)
@@ -106,6 +110,11 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         }
         thread.name = "peon-wasm mcp stdin"
         thread.start()
+    }
+
+    /// What a request reusing the id of a request still in flight is told.
+    static func reusedIDMessage(_ spelling: String) -> String {
+        "Invalid Request: id \(spelling.prefix(64)) is the id of a request still waiting for its answer; send it again with an id not used before in this session"
     }
 
     /// Ends the message stream (what is queued to be written still is).
@@ -219,6 +228,17 @@ final class OwedAnswers: Sendable {
         let spelling = RequestID(id).spelling
         owed.withLock { $0[spelling, default: 0] += 1 }
         return spelling
+    }
+
+    /// The spelling of `message`'s id when it is a request and a request with that id is still owed its answer: MCP
+    /// says a request id "MUST NOT" be reused in a session, and the SDK took both, after which a cancellation of that
+    /// id stopped one of them or neither. Over HTTP such a request is refused as well (``HTTPSessionRouter``).
+    func inFlight(_ message: Data) -> String? {
+        guard let probe = try? JSONDecoder().decode(MessageProbe.self, from: message), probe.jsonrpc == "2.0",
+              let method = probe.method, method != CancelledNotification.name, let id = probe.id, !probe.hasAnswer
+        else { return nil }
+        let spelling = RequestID(id).spelling
+        return owed.withLock { $0[spelling] != nil } ? spelling : nil
     }
 
     /// Accounts for `message`, sent by the server: an answer pays the debt of its id.

@@ -90,4 +90,36 @@ import Testing
         #expect(Self.answer(messages, "32")?["result"] != nil, "the server reads on: \(result.stdout)")
         #expect(!entries.contains { $0["call"] as? String == "run.start" })
     }
+
+    /// A request reusing the id of one still in flight is refused under that id (MCP: ids "MUST NOT" be reused); the
+    /// first keeps running and a cancellation of the id stops it. The SDK took both, and a cancellation then stopped
+    /// one of them, or neither.
+    @Test func aRequestReusingAnInFlightIDIsRefused() throws {
+        try withTemporaryDirectory { directory in
+            let fixture = repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/sleeper.wat").path
+            try Data("module = \"sleeper\"\n[limits]\ntimeout = \"20s\"\n[tool]\nwasm = \"\(fixture)\"\ndescription = \"sleeps\"\n".utf8)
+                .write(to: directory.appendingPathComponent("sleeper.toml"))
+            let call = #"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"sleeper","arguments":{"input":"a"}}}"#
+            let lines = [Self.initialize, Self.initialized, call, call, #"{"jsonrpc":"2.0","id":5,"method":"ping"}"#,
+                         #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}"#]
+            let log = directory.appendingPathComponent("audit.jsonl").path
+            let started = ContinuousClock.now
+            let result = try runPeonWasm(["mcp", "--audit", log, "--audit-key", directory.appendingPathComponent("k").path, "sleeper.toml"],
+                                         stdin: lines.joined(separator: "\n") + "\n", directory: directory, timeout: 60)
+            #expect(result.status == 0, "\(result.stderr)")
+            let messages = result.stdout.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            let answers = messages.filter { HTTPRequestRefusalTests.idSpelling($0) == "5" }
+            // The second call and the ping are refused; the first, cancelled, gets no answer (as MCP says).
+            #expect(answers.count == 2, "\(result.stdout)")
+            #expect(answers.allSatisfy { Self.errorCode($0) == JSONRPCScreen.invalidRequestCode }, "\(result.stdout)")
+            let entries = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            let ends = entries.filter { $0["call"] as? String == "run.end" }.map { $0["outcome"] as? String ?? "" }
+            #expect(ends == ["cancelled"], "\(ends)")
+            #expect(ContinuousClock.now - started < .seconds(15), "the cancellation did not stop the call")
+        }
+    }
 }
