@@ -37,6 +37,9 @@ final class CallLimiter: Sendable {
 
     private struct Entry {
         let id: Int
+        /// Where the call stands in line: the order its request arrived in when the transport numbered it (stdio), else
+        /// the order it entered (``enter(bytes:arrival:)``).
+        let order: Int
         let bytes: Int
         /// A slot is this entry's, not yet taken by its call.
         var granted: Bool
@@ -68,14 +71,16 @@ final class CallLimiter: Sendable {
 
     /// A place for a call whose input is `bytes` long: a slot at once when one is free, else a place among the
     /// waiting, else a refusal (`maxWaiting` calls wait, or their inputs and this one would pass `maxWaitingBytes`;
-    /// a call that would wait alone is never refused for its size).
-    func enter(bytes: Int) -> Result<Place, Refusal> {
+    /// a call that would wait alone is never refused for its size). `arrival` is the request's number in the order
+    /// its transport read it, when it numbers them: a waiting place goes behind those that came before it.
+    func enter(bytes: Int, arrival: Int? = nil) -> Result<Place, Refusal> {
         state.withLock { state in
             state.nextID += 1
             let id = state.nextID
+            let order = arrival ?? id
             if state.free > 0 {
                 state.free -= 1
-                state.line.append(Entry(id: id, bytes: bytes, granted: true))
+                state.line.append(Entry(id: id, order: order, bytes: bytes, granted: true))
                 return .success(Place(id: id))
             }
             if state.waitingCount >= maxWaiting { return .failure(.tooManyWaiting(limit: maxWaiting)) }
@@ -85,7 +90,10 @@ final class CallLimiter: Sendable {
             if state.waitingCount > 0 && (overflow || total > maxWaitingBytes) {
                 return .failure(.tooManyBytes(limit: maxWaitingBytes))
             }
-            state.line.append(Entry(id: id, bytes: size, granted: false))
+            // In the order the requests came, not the order their handlers ran in: the SDK starts each request's
+            // handler in a task of its own, and forty calls sent at once entered out of order (`…, 11, 4, 12`).
+            let position = state.line.firstIndex { !$0.granted && $0.order > order } ?? state.line.endIndex
+            state.line.insert(Entry(id: id, order: order, bytes: size, granted: false), at: position)
             state.waitingCount += 1
             state.waitingBytes = total
             return .success(Place(id: id))
@@ -159,6 +167,11 @@ final class CallLimiter: Sendable {
         }
         state.line[index].granted = true
         return nil
+    }
+
+    /// Whether `place` holds a slot its call has not taken yet (for tests).
+    func isGranted(_ place: Place) -> Bool {
+        state.withLock { $0.line.first { $0.id == place.id }?.granted ?? false }
     }
 
     /// The calls waiting now, and the input bytes they hold (for tests).

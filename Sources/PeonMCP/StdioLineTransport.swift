@@ -35,6 +35,8 @@ import Synchronization
 package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTransport {
     /// The key under which a `tools/call`'s request id reaches the handler.
     package static let requestIDKey = "peon-wasm/request-id"
+    /// The `_meta` key of a `tools/call`'s number in the order this transport read it (``CallLimiter/enter(bytes:arrival:)``).
+    package static let arrivalKey = "peon-wasm/arrival"
 
     /// The most messages that wait to be written before reading pauses, by default.
     package static let defaultMaxPendingMessages = 256
@@ -77,6 +79,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         let owed = owed
         let maxMessageBytes = maxMessageBytes
         let lifecycle = LifecycleGate()
+        let arrivals = ArrivalCounter()
         let thread = Thread {
             reader.run(deliver: { data in
                            // Nothing more is taken in while the answers to what was read wait to be written.
@@ -96,7 +99,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
                            } else {
                                // Counted before the server can see it, so that its answer never comes first.
                                let owes = owed.received(data)
-                               let taken = inbox.put(Self.annotate(data))
+                               let taken = inbox.put(Self.annotate(data, arrival: arrivals.next))
                                if !taken, let owes { owed.answered(owes) }
                                return taken
                            }
@@ -177,7 +180,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
     }
 
     /// A `tools/call` with its request id added to `_meta`; anything else unchanged.
-    static func annotate(_ data: Data) -> Data {
+    static func annotate(_ data: Data, arrival: (() -> Int)? = nil) -> Data {
         guard let request = try? JSONDecoder().decode(Request<CallTool>.self, from: data),
               request.method == CallTool.name
         else { return data }
@@ -185,6 +188,9 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         // The id's JSON spelling, as a string: `7` and `"7"` stay apart, and no id string is ever read back as
         // something else (the SDK decodes a string beginning with `data:` as binary data).
         meta.fields[requestIDKey] = .string(RequestID(request.id).spelling)
+        // Written over whatever the client put there, as the id is (and removed where the transport numbers nothing:
+        // over HTTP a call takes its place when its POST arrives).
+        meta.fields[arrivalKey] = arrival.map { .int($0()) }
         let annotated = CallTool.request(
             id: request.id, CallTool.Parameters(name: request.params.name, arguments: request.params.arguments, meta: meta))
         return (try? JSONEncoder().encode(annotated)) ?? data
@@ -367,4 +373,17 @@ final class LifecycleGate: Sendable {
 
     /// What a request before `initialize` is told.
     static let message = "Invalid Request: the session is not initialized; send initialize first (MCP lifecycle), then notifications/initialized"
+}
+
+/// Numbers the `tools/call`s a stdio transport reads, in the order it reads them.
+final class ArrivalCounter: Sendable {
+    private let count = Mutex(0)
+
+    /// The next number (1, 2, ...).
+    func next() -> Int {
+        count.withLock { count in
+            count += 1
+            return count
+        }
+    }
 }

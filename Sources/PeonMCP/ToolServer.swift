@@ -173,7 +173,8 @@ package final class ToolServer: Sendable {
         if let ticket {
             place = ticket.place
         } else {
-            switch limiter.enter(bytes: input.utf8.count) {
+            let arrival = parameters._meta?[StdioLineTransport.arrivalKey]?.intValue
+            switch limiter.enter(bytes: input.utf8.count, arrival: arrival) {
             case .success(let entered): place = entered
             case .failure(let refusal): throw MCPError.serverError(code: Self.notStartedCode, message: refusal.message)
             }

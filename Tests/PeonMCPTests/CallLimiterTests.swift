@@ -44,6 +44,29 @@ import Testing
         #expect(limiter.enter(bytes: 10) == .failure(.tooManyWaiting(limit: 2)))
     }
 
+    /// The SDK starts each request's handler in a task of its own, so on stdio calls entered the line in the order their
+    /// tasks ran (`1, 2, 3, 5, …, 11, 4, 12` with forty sent at once). Numbered as they were read, they wait in that order.
+    @Test func waitingCallsAreGrantedInTheOrderTheyArrivedNotTheOrderTheyEntered() async throws {
+        let limiter = CallLimiter(slots: 1, maxWaiting: 10, maxWaitingBytes: 1 << 20)
+        let running = try place(limiter.enter(bytes: 1, arrival: 1))
+        #expect(await limiter.wait(running))
+        var places: [Int: CallLimiter.Place] = [:]
+        for arrival in [2, 3, 5, 6, 4, 8, 7] { places[arrival] = try place(limiter.enter(bytes: 1, arrival: arrival)) }
+        var granted: [Int] = []
+        for _ in 0..<7 {
+            limiter.release()
+            // Exactly one waiting place holds the slot now: the oldest arrival.
+            let holders = places.filter { limiter.isGranted($0.value) }
+            #expect(holders.count == 1)
+            let holder = holders.first
+            guard let (arrival, place) = holder else { Issue.record("no place was granted"); return }
+            #expect(await limiter.wait(place))
+            places[arrival] = nil
+            granted.append(arrival)
+        }
+        #expect(granted == [2, 3, 4, 5, 6, 7, 8])
+    }
+
     @Test func noCallWaitsWhenTheWaitingLimitIsZero() throws {
         let limiter = CallLimiter(slots: 2, maxWaiting: 0, maxWaitingBytes: 1 << 20)
         _ = try place(limiter.enter(bytes: 1))
