@@ -245,14 +245,72 @@ enum JSONRPCScreen {
     }
 
     /// What a request with an id of the wrong type is told.
-    static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer"
+    static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer (written as one, within 64 bits)"
 
     /// Whether `data` is a request (it has a `method`) whose `id` is there but neither a string nor an integer
     /// (`null`, `true`, `1.5`, an object): MCP allows only those two, and the SDK would drop such a request
     /// without an answer, or take `null` for `""`.
     static func hasInvalidRequestID(_ data: Data) -> Bool {
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
-        return probe.method != nil && probe.id == .invalid
+        guard probe.method != nil else { return false }
+        return probe.id == .invalid || (probe.id == .valid && !idIsSpelledAsAnInteger(data))
+    }
+
+    /// Whether the top-level `id` of `data`, when it is a number, is written as an integer (`7`, `-3`): `1e3` and `1.0`
+    /// decode as integers too, and were answered (and audited) as `1000` and `1`, not as the client spelled them.
+    static func idIsSpelledAsAnInteger(_ data: Data) -> Bool {
+        guard let token = topLevelIDNumber(Array(data)) else { return true }
+        return !token.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
+    }
+
+    /// The bytes of the top-level member `id`'s value when it is a number (not a string, object, array or literal).
+    static func topLevelIDNumber(_ bytes: [UInt8]) -> ArraySlice<UInt8>? {
+        var depth = 0
+        var expectingName = false
+        var name: [UInt8]?
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                var end = index + 1
+                var escaped = false
+                while end < bytes.count {
+                    if escaped { escaped = false } else if bytes[end] == UInt8(ascii: "\\") { escaped = true } else if bytes[end] == UInt8(ascii: "\"") { break }
+                    end += 1
+                }
+                if depth == 1 && expectingName {
+                    name = JSONDuplicateMembers.unescaped(bytes[(index + 1)..<min(end, bytes.count)])
+                    expectingName = false
+                }
+                index = end + 1
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectingName = depth == 1 && byte == UInt8(ascii: "{")
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                expectingName = depth == 1
+            case UInt8(ascii: ":") where depth == 1:
+                defer { name = nil }
+                guard name == Array("id".utf8) else { break }
+                var start = index + 1
+                while start < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[start]) { start += 1 }
+                var end = start
+                while end < bytes.count, bytes[end] == UInt8(ascii: "-") || bytes[end] == UInt8(ascii: "+")
+                        || bytes[end] == UInt8(ascii: ".") || bytes[end] == UInt8(ascii: "e") || bytes[end] == UInt8(ascii: "E")
+                        || (0x30...0x39).contains(bytes[end]) {
+                    end += 1
+                }
+                return end > start ? bytes[start..<end] : nil
+            default:
+                break
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// A JSON-RPC error response to request `id` with `code` (by default server error ``ToolServer/notStartedCode``),

@@ -68,7 +68,7 @@ package enum JSONDuplicateMembers {
 
     /// The UTF-8 of a JSON string's content with its escapes undone; an escape that is not JSON's is kept as written
     /// (the JSON reader refuses the text anyway). A lone surrogate becomes U+FFFD.
-    static func unescaped(_ raw: ArraySlice<UInt8>) -> [UInt8] {
+    package static func unescaped(_ raw: ArraySlice<UInt8>) -> [UInt8] {
         guard raw.contains(UInt8(ascii: "\\")) else { return Array(raw) }
         var out: [UInt8] = []
         out.reserveCapacity(raw.count)

@@ -9,6 +9,20 @@ import Testing
         Data(#"{"jsonrpc":"2.0","id":\#(id),"method":"ping"}"#.utf8)
     }
 
+    /// An id written as a fraction or with an exponent decodes as an integer (`1e3` as 1000, `1.0` as 1), and was
+    /// answered and audited as that integer, not as the client spelled it: such an id is refused (`-32600`, id null),
+    /// as `1.5` was. `-0` is an integer as JSON writes it.
+    @Test("an id written as a fraction or with an exponent is an invalid id", arguments: [
+        ("1e3", true), ("1.0", true), ("1E3", true), ("-2.5e1", true), ("1.5", true),
+        ("7", false), ("-0", false), ("0", false), (#""1e3""#, false), ("-9223372036854775808", false),
+    ])
+    func idsMustBeWrittenAsIntegers(_ id: String, _ refused: Bool) {
+        #expect(JSONRPCScreen.hasInvalidRequestID(Self.request(id)) == refused, "\(id)")
+        // Only the message's own id counts, wherever it stands; a number called `id` deeper in is not it.
+        let later = Data(#"{"jsonrpc":"2.0","method":"ping","params":{"id":1.5,"x":[{"id":2e1}]},"id":\#(id)}"#.utf8)
+        #expect(JSONRPCScreen.hasInvalidRequestID(later) == refused, "\(id) after params")
+    }
+
     @Test func aNumberAndAStringThatReadAlikeShareTheSDKsKeyButNotTheirSpelling() {
         let number = HTTPSessionRouter.postedID(Self.request("7"))
         let string = HTTPSessionRouter.postedID(Self.request(#""7""#))
