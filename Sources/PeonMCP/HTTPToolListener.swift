@@ -395,6 +395,13 @@ actor HTTPSessionRouter {
             // starts a new one.
             var postedRequestID: RequestID?
             if case .request(_, let requestID) = posted { postedRequestID = requestID }
+            // A second `initialize` on a session: the SDK's transport refused it under `id: null`, though its id was
+            // readable (JSON-RPC 2.0 answers under the request's id whenever it can be read).
+            if let requestID = postedRequestID, request.method.uppercased() == "POST", let body = request.body, Self.isInitialize(body) {
+                let message = "Invalid Request: this session is already initialized; send initialize without an Mcp-Session-Id header to start a new one"
+                return RoutedResponse(.error(statusCode: 400, .invalidRequest(message), sessionID: id),
+                                      body: JSONRPCScreen.errorBody(id: requestID, code: JSONRPCScreen.invalidRequestCode, message: message))
+            }
             if postedRequestID != nil || request.method.uppercased() == "GET", let refusal = await replayRefusal(id, entry) {
                 return refusal.response(sessionID: id, requestID: postedRequestID)
             }

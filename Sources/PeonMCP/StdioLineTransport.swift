@@ -90,7 +90,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
                            } else if let refusal = JSONRPCScreen.refusal(data) {
                                Self.refuse(refusal, writer)
                            } else if let early = lifecycle.refusal(data) {
-                               FileHandle.standardError.write(Data("peon-wasm: a request before initialize was refused\n".utf8))
+                               FileHandle.standardError.write(Data("peon-wasm: a request before initialize, or a second initialize, was refused\n".utf8))
                                try? writer.enqueue(early)
                            } else if let spelling = owed.inFlight(data), let id = JSONRPCScreen.messageID(data) {
                                FileHandle.standardError.write(Data("peon-wasm: a request reusing the id of one still in flight was refused\n".utf8))
@@ -363,13 +363,20 @@ final class LifecycleGate: Sendable {
     func refusal(_ data: Data) -> Data? {
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data), let method = probe.method,
               probe.id == .valid, let id = JSONRPCScreen.messageID(data) else { return nil }
-        let open = initialized.withLock { open in
-            if method == "initialize" { open = true }
+        let wasOpen = initialized.withLock { open in
+            defer { if method == "initialize" { open = true } }
             return open
         }
-        if open || method == "ping" { return nil }
+        if method == "initialize" {
+            // A second one is refused at once, as over HTTP (the SDK refused it too, but later, from its own task).
+            return wasOpen ? JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.againMessage) : nil
+        }
+        if wasOpen || method == "ping" { return nil }
         return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
     }
+
+    /// What a second `initialize` is told.
+    static let againMessage = "Invalid Request: this session is already initialized; a new session starts with a new connection"
 
     /// What a request before `initialize` is told.
     static let message = "Invalid Request: the session is not initialized; send initialize first (MCP lifecycle), then notifications/initialized"

@@ -151,6 +151,8 @@ import Testing
         (#"{"jsonrpc":"2.0","id":93,"method":"tools/call","params":{"name":"echo","name":"other","arguments":{}}}"#, "93"),
         (#"{"jsonrpc":"2.0","id":91,"id":92,"method":"ping"}"#, "null"),
         (#"{"jsonrpc":"2.0","id":94,"method":"ping","params":{"_meta":{"a":1,"\u0061":2}}}"#, "94"),
+        // A second initialize of a session: the SDK's HTTP transport refused it under `id: null`, its id readable.
+        (#"{"jsonrpc":"2.0","id":95,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"again","version":"1"}}}"#, "95"),
     ]
 
     @Test func aMessageTheSDKCannotDecodeIsRefusedAtOnceAndItsIDStaysFree() async throws {
