@@ -361,10 +361,11 @@ struct GlobPattern: Sendable {
                         index += 1
                         break
                     }
-                    if scalars[index] == 0x2D, !escaped[index] { throw RegexSyntaxError(message: "'-' without a range start in glob pattern", offset: index) }
+                    // A `-` that cannot be a range's middle (first in the class, or just before its `]`) is itself,
+                    // as in Go Casbin's doublestar and in shells: `[a-z0-9-]`, `[-a]`.
                     let low = try next(&index)
                     var high = low
-                    if index < scalars.count, scalars[index] == 0x2D, !escaped[index] {
+                    if index + 1 < scalars.count, scalars[index] == 0x2D, !escaped[index], !(scalars[index + 1] == 0x5D && !escaped[index + 1]) {
                         index += 1
                         high = try next(&index)
                         if high < low { throw RegexSyntaxError(message: "invalid range in glob pattern", offset: start) }

@@ -65,6 +65,10 @@ import Testing
         ("/lib/bd/x", "/lib/{a,b{c,d}}/x", true), ("/lib/a/x", "/lib/{a,b{c,d}}/x", true), ("/lib/b/x", "/lib/{a,b{c,d}}/x", false),
         ("/x", "/{x,}", true), ("/", "/{x,}", true), ("a{b", "a\\{b", true), ("a[b]", "a\\[b\\]", true),
         ("/a/b/c", "/{a/**,z}", true), ("a,b", "a,b", true),
+        // A `-` first in a class or just before its `]` is itself, as in doublestar (it was a load error).
+        ("/repo/my-repo", "/repo/[a-z0-9-]*", true), ("/repo/My-repo", "/repo/[a-z0-9-]*", false),
+        ("-", "[-a]", true), ("a", "[-a]", true), ("b", "[-a]", false), ("-", "[a-z-]", true), ("-", "[!a-]", false),
+        ("b", "[!a-]", true),
     ])
     func globMatchFollowsCurrentCasbinDoublestar(_ subject: String, _ pattern: String, _ expected: Bool) throws {
         #expect(try Self.check("globMatch", subject, pattern) == expected)
