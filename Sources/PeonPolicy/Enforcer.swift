@@ -298,7 +298,8 @@ private final class Snapshot: Sendable {
         }
         roleGraphs = graphs
 
-        let locator = TextLocator(source: model.source, positions: model.matcher.valuePositions)
+        let locator = TextLocator(source: model.source, positions: model.matcher.valuePositions,
+                                  start: model.matcher.position(ofCharacter: 0))
         matcherLocator = locator
         let expression = try MatcherParser.parse(model.matcher.value, locator: locator)
         let compiler = MatcherCompiler(

@@ -8,6 +8,8 @@
 struct TextLocator: Sendable {
     var source: String
     var positions: [SourcePosition]
+    /// Where an empty text sits (its line and column), so that an error about it still names a line.
+    var start = SourcePosition(line: 0, column: 0)
 
     func error(at offset: Int, _ message: String) -> PolicyError {
         let position: SourcePosition
@@ -16,14 +18,15 @@ struct TextLocator: Sendable {
         } else if let last = positions.last {
             position = SourcePosition(line: last.line, column: last.column + 1 + (offset - positions.count))
         } else {
-            position = SourcePosition(line: 0, column: 0)
+            position = start
         }
         return PolicyError(source: source, line: position.line, column: position.column, message: message)
     }
 
     /// A locator for a text that sits on one line starting at `column`.
     static func singleLine(source: String, line: Int, column: Int, count: Int) -> TextLocator {
-        TextLocator(source: source, positions: (0..<count).map { SourcePosition(line: line, column: column + $0) })
+        TextLocator(source: source, positions: (0..<count).map { SourcePosition(line: line, column: column + $0) },
+                    start: SourcePosition(line: line, column: column))
     }
 }
 

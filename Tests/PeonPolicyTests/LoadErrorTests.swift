@@ -41,6 +41,9 @@ import Testing
         #expect(error?.description.hasPrefix("p.csv:2:15: unexpected '>'") == true, "\(String(describing: error))")
         let undefined = loadError(model: text, policy: "p, r.nope == 1, a")
         #expect(undefined?.description.hasPrefix("p.csv:1:4: undefined request field 'r.nope'") == true, "\(String(describing: undefined))")
+        // An empty rule still names its line and column (it named the file only).
+        let empty = loadError(model: text, policy: "p, r.sub.Age > 18, a\np, , b")
+        #expect(empty?.description.hasPrefix("p.csv:2:4: empty expression") == true, "\(String(describing: empty))")
     }
 
     @Test(arguments: [
