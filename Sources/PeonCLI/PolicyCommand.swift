@@ -69,12 +69,14 @@ struct PolicyEvalCommand: ParsableCommand {
         do {
             try evaluate()
         } catch {
-            throw failure(error.message, code: 2)
+            throw failure(error.message, code: error.isUsage ? 64 : 2)
         }
     }
 
     private struct CommandFailure: Error {
         var message: String
+        /// A mistake on the command line (exit 64) rather than in a file it names (exit 2).
+        var isUsage = false
     }
 
     /// The largest request input (`REQUESTS`, a file, a pipe or standard input) read: 64 MiB.
@@ -151,9 +153,23 @@ struct PolicyEvalCommand: ParsableCommand {
             policyText = try read(policy, "the Casbin policy", limit: PolicySnapshot.maxPolicyBytes)
         }
         let enforcer: Enforcer
+        let modelText = try read(model, "the Casbin model", limit: PolicySnapshot.maxModelBytes)
+        let modelSource = model == "-" ? "<stdin>" : model
+        // A pattern declared for a role type the model lacks is the command line's mistake, not the model's.
+        if let types = try? Enforcer.roleTypes(inModel: modelText, source: modelSource) {
+            for (flag, values) in [("--role-pattern", rolePatterns), ("--domain-pattern", domainPatterns)] {
+                for value in values {
+                    let role = String(value.split(separator: "=", maxSplits: 1).first ?? "")
+                    if !types.contains(role) {
+                        let defined = types.isEmpty ? "none" : types.sorted().joined(separator: ", ")
+                        throw CommandFailure(message: "\(flag) \(value): \(modelSource) defines no role type '\(role)' in [role_definition] (it defines \(defined)); name one of those", isUsage: true)
+                    }
+                }
+            }
+        }
         do {
-            enforcer = try Enforcer(model: try read(model, "the Casbin model", limit: PolicySnapshot.maxModelBytes),
-                                    modelSource: model == "-" ? "<stdin>" : model, policy: policyText,
+            enforcer = try Enforcer(model: modelText,
+                                    modelSource: modelSource, policy: policyText,
                                     policySource: policySource == "-" ? "<stdin>" : policySource,
                                     additionalRules: storeRules, rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {

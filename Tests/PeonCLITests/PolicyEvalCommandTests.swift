@@ -72,12 +72,18 @@ struct PolicyEvalCommandTests {
             let request = "[\"alice\", \"/doc/1\", \"read\"]\n"
             return [try runPeonWasm(arguments, stdin: request),
                     try runPeonWasm(arguments + ["--role-pattern", "g2=keyMatch2"], stdin: request),
-                    try runPeonWasm(arguments + ["--role-pattern", "g2=nope"], stdin: request)]
+                    try runPeonWasm(arguments + ["--role-pattern", "g2=nope"], stdin: request),
+                    try runPeonWasm(arguments + ["--role-pattern", "g3=keyMatch2"], stdin: request),
+                    try runPeonWasm(arguments + ["--domain-pattern", "g=keyMatch"], stdin: request)]
         }
         #expect(results[0].stdout == "false\n")
         #expect(results[1].stdout == "true\n", "\(results[1].stderr)")
         // A malformed declaration is the command line's fault: a usage error (64), as for any other option.
         #expect(results[2].status == 64 && results[2].stderr.hasPrefix("peon-wasm: error: --role-pattern g2=nope: expected ROLE=FUNCTION"), "\(results[2].stderr)")
+        // So is a declaration for a role type the model does not define: it named the model as the file at fault (2).
+        #expect(results[3].status == 64 && results[3].stderr.contains("--role-pattern g3=keyMatch2: ") && results[3].stderr.contains("defines no role type 'g3'")
+                && results[3].stderr.contains("(it defines g2)"), "\(results[3].stderr)")
+        #expect(results[4].status == 64 && results[4].stderr.contains("--domain-pattern g=keyMatch: "), "\(results[4].stderr)")
     }
 
     /// Standard input feeds one text. `--model -` with the requests' default `-` read the model from it and then found
