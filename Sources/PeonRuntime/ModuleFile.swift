@@ -64,7 +64,7 @@ public struct ModuleFile: Sendable {
                 text = try OperatorText.decode(bytes)
             } catch {
                 switch error {
-                case .notUTF8:
+                case .notUTF8(_):
                     throw RunError(.invalidModule, "'\(path)' is not UTF-8 text, so it cannot be WebAssembly text format; "
                                    + "save it as UTF-8, or give the .wasm binary")
                 case .repeatedByteOrderMark:

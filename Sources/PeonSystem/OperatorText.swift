@@ -4,15 +4,16 @@
 /// what to do); each caller puts what the file was for before it and maps the failure to its own exit code. Text
 /// read from standard input (`-`) takes ``message(readFromStandardInput:)`` instead, which names no path.
 package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// The bytes are not valid UTF-8.
-    case notUTF8
+    /// The bytes are not valid UTF-8; `line` is the 1-based line of the first byte that is not.
+    case notUTF8(line: Int)
     /// A second byte order mark follows the first one at the start of the file.
     case repeatedByteOrderMark
 
-    /// Why the text was refused and what to do, e.g. `it is not UTF-8 text; check the path`.
+    /// Why the text was refused and what to do, e.g. `line 2 is not UTF-8 text; check that the path names the right
+    /// file, or save it as UTF-8`.
     package var message: String {
         switch self {
-        case .notUTF8: "it is not UTF-8 text; check the path"
+        case .notUTF8(let line): "line \(line) is not UTF-8 text; check that the path names the right file, or save it as UTF-8"
         case .repeatedByteOrderMark: "it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); save it as UTF-8 with one or none"
         }
     }
@@ -22,7 +23,7 @@ package enum OperatorTextError: Error, Sendable, Hashable, CustomStringConvertib
     /// `it is not UTF-8 text; the requests read from standard input must be UTF-8`.
     package func message(readFromStandardInput what: String) -> String {
         switch self {
-        case .notUTF8: "it is not UTF-8 text; \(what) must be UTF-8"
+        case .notUTF8(let line): "line \(line) is not UTF-8 text; \(what) must be UTF-8"
         case .repeatedByteOrderMark: "it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); \(what) may start with one or none"
         }
     }
@@ -53,7 +54,20 @@ package enum OperatorText {
             body = body.dropFirst(byteOrderMark.count)
             if body.starts(with: byteOrderMark) { throw .repeatedByteOrderMark }
         }
-        guard let text = String(validating: body, as: UTF8.self) else { throw .notUTF8 }
+        guard let text = String(validating: body, as: UTF8.self) else { throw .notUTF8(line: firstInvalidLine(body)) }
         return text
+    }
+
+    /// The 1-based line of the first byte of `bytes` that is not part of valid UTF-8 (1 if none is found).
+    static func firstInvalidLine(_ bytes: ArraySlice<UInt8>) -> Int {
+        var line = 1
+        var lineStart = bytes.startIndex
+        for index in bytes.indices where bytes[index] == 0x0A {
+            // The lines before the first invalid one decode; the first that does not holds it.
+            if String(validating: bytes[lineStart..<index], as: UTF8.self) == nil { return line }
+            line += 1
+            lineStart = index + 1
+        }
+        return line
     }
 }

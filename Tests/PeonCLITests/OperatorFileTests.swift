@@ -208,13 +208,13 @@ struct OperatorFileTests {
             try Data("p, alice, data1, read\n".utf8).write(to: policy)
             let cases = [
                 ("printf '[\"\\377\"]\\n' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)'",
-                 "<stdin>: cannot read: it is not UTF-8 text; the requests read from standard input must be UTF-8"),
+                 "<stdin>: cannot read: line 1 is not UTF-8 text; the requests read from standard input must be UTF-8"),
                 ("printf '\\357\\273\\277\\357\\273\\277[]\\n' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)' -",
                  "<stdin>: cannot read: it starts with two UTF-8 byte order marks (EF BB BF EF BB BF); the requests read from standard input may start with one or none"),
                 ("printf '\\377' | exec \"$PEON_WASM\" policy eval --model - --policy '\(policy.path)' /dev/null",
-                 "<stdin>: cannot read: it is not UTF-8 text; the Casbin model read from standard input must be UTF-8"),
+                 "<stdin>: cannot read: line 1 is not UTF-8 text; the Casbin model read from standard input must be UTF-8"),
                 ("printf '\\377' | exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy - /dev/null",
-                 "<stdin>: cannot read: it is not UTF-8 text; the Casbin policy read from standard input must be UTF-8"),
+                 "<stdin>: cannot read: line 1 is not UTF-8 text; the Casbin policy read from standard input must be UTF-8"),
                 ("exec \"$PEON_WASM\" policy eval --model '\(model.path)' --policy '\(policy.path)' < /",
                  "<stdin>: cannot read: read failed: is a directory; give the requests on standard input from a file or a pipe, or name a file"),
             ]
@@ -224,6 +224,14 @@ struct OperatorFileTests {
                 #expect(result.stderr == "peon-wasm: error: \(message)\n", "\(script): \(result.stderr)")
                 #expect(result.stdout.isEmpty, "\(script): \(result.stdout)")
             }
+            // A named file that is not UTF-8 says on which line, and what to do about an encoding (it said "check the
+            // path" only). No answer is printed: the file is refused whole, before any request is decided.
+            let requests = folder.appendingPathComponent("requests.jsonl")
+            try Data(Array("[\"alice\", \"data1\", \"read\"]\n[\"".utf8) + [0xFF] + Array("\"]\n".utf8)).write(to: requests)
+            let named = try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, requests.path])
+            #expect(named.status == 2 && named.stdout.isEmpty, "\(named.stdout)")
+            #expect(named.stderr == "peon-wasm: error: \(requests.path): cannot read: line 2 is not UTF-8 text; check that the path names the right file, or save it as UTF-8\n",
+                    "\(named.stderr)")
         }
     }
 
