@@ -304,7 +304,7 @@ struct PolicyLine: Sendable {
 
 enum PolicyCSV {
     /// Parses Casbin's CSV policy format: one rule per line, fields separated by commas with the
-    /// surrounding spaces trimmed, a field in double quotes may contain commas (`""` is a quote),
+    /// surrounding white space (spaces, tabs, no-break spaces: any Unicode white space) trimmed, a field in double quotes may contain commas (`""` is a quote),
     /// blank lines and lines starting with `#` are ignored.
     static func parse(_ text: String, source: String) throws(PolicyError) -> [PolicyLine] {
         var result: [PolicyLine] = []
@@ -321,7 +321,9 @@ enum PolicyCSV {
                 PolicyError(source: source, line: lineNumber, column: column, message: message)
             }
             while true {
-                while index < characters.count, characters[index] == " " || characters[index] == "\t" { index += 1 }
+                // Any Unicode white space around a field is trimmed, as Go Casbin (`strings.TrimSpace`) and pycasbin
+                // (`str.strip`) trim it: an invisible no-break space after a comma kept `alice` from matching.
+                while index < characters.count, characters[index].isWhitespace { index += 1 }
                 columns.append(index + 1)
                 var field = ""
                 if index < characters.count, characters[index] == "\"" {
@@ -343,7 +345,7 @@ enum PolicyCSV {
                         index += 1
                     }
                     guard closed else { throw fail(open + 1, "unterminated quoted field; expected a closing '\"'") }
-                    while index < characters.count, characters[index] == " " || characters[index] == "\t" { index += 1 }
+                    while index < characters.count, characters[index].isWhitespace { index += 1 }
                     guard index == characters.count || characters[index] == "," else {
                         throw fail(index + 1, "expected ',' after a quoted field")
                     }
@@ -353,7 +355,7 @@ enum PolicyCSV {
                         field.append(characters[index])
                         index += 1
                     }
-                    field = field.trimmingSpaces
+                    field = field.trimmingWhitespace
                 }
                 fields.append(field)
                 if index >= characters.count { break }
@@ -369,6 +371,14 @@ enum PolicyCSV {
 }
 
 extension String {
+    /// The string without leading and trailing Unicode white space (spaces, tabs, no-break spaces, ...).
+    var trimmingWhitespace: String {
+        var characters = Substring(self)
+        while let first = characters.first, first.isWhitespace { characters.removeFirst() }
+        while let last = characters.last, last.isWhitespace { characters.removeLast() }
+        return String(characters)
+    }
+
     /// The string without leading and trailing spaces and tabs.
     var trimmingSpaces: String {
         var characters = Substring(self)

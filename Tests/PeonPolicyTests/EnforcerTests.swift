@@ -55,6 +55,19 @@ func loadError(model: String, policy: String = "", functions: FunctionRegistry =
         #expect(denied.rule == nil)
     }
 
+    /// Go Casbin and pycasbin trim any Unicode white space around a field; a no-break space (U+00A0) an editor or a
+    /// web page put after a comma was kept, and `alice` then never matched.
+    @Test func unicodeWhiteSpaceAroundAFieldIsTrimmed() throws {
+        let enforcer = try Enforcer(model: aclModel, modelSource: "m.conf",
+                                    policy: "p,\u{00A0}alice, data1 \u{2003}, read\u{00A0}\np, \u{00A0}\"bob\"\u{00A0}, data2, write\n", policySource: "p.csv")
+        #expect(try enforcer.enforce("alice", "data1", "read").isAllowed)
+        #expect(try enforcer.enforce("bob", "data2", "write").isAllowed)
+        // Inside a field, white space stays.
+        let inner = try Enforcer(model: aclModel, modelSource: "m.conf", policy: "p, al\u{00A0}ice, data1, read\n", policySource: "p.csv")
+        #expect(try !inner.enforce("alice", "data1", "read").isAllowed)
+        #expect(try inner.enforce("al\u{00A0}ice", "data1", "read").isAllowed)
+    }
+
     @Test func quotedFieldsMayContainCommasAndQuotes() throws {
         let enforcer = try Enforcer(model: aclModel, modelSource: "m.conf", policy: #"p, "carol, the admin", "say ""hi""", read"#, policySource: "p.csv")
         #expect(try enforcer.enforce("carol, the admin", #"say "hi""#, "read").isAllowed)
