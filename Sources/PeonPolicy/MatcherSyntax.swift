@@ -318,7 +318,12 @@ struct MatcherParser {
                 }
                 return .call(name, arguments, offset: offset)
             }
+            // `r_sub` is `r.sub` and `p_obj` is `p.obj`, as Go Casbin and pycasbin read them (both rewrite `r.sub` to
+            // `r_sub` before evaluating, so a matcher may be written either way).
             var path = [name]
+            for prefix in ["r", "p"] where name.hasPrefix(prefix + "_") && name.count > prefix.count + 1 {
+                path = [prefix, String(name.dropFirst(prefix.count + 1))]
+            }
             while accept(".") {
                 guard case .identifier(let part) = current else {
                     throw locator.error(at: currentOffset, "unexpected \(Self.describe(current)); expected a field name after '.'")

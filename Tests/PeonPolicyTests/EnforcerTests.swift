@@ -68,6 +68,16 @@ func loadError(model: String, policy: String = "", functions: FunctionRegistry =
         #expect(try inner.enforce("al\u{00A0}ice", "data1", "read").isAllowed)
     }
 
+    /// Go Casbin and pycasbin read `r_sub` as `r.sub` (they rewrite the dots to underscores themselves), so a matcher
+    /// written that way loads and decides the same; it was an "unknown name" load error.
+    @Test func underscoredFieldNamesReadAsDotted() throws {
+        let underscored = try Enforcer(model: model(matcher: "r_sub == p_sub && r_obj.Owner == p_obj && r.act == p_act"),
+                                       modelSource: "m.conf", policy: "p, alice, bob, read\n", policySource: "p.csv")
+        #expect(try underscored.enforce([.string("alice"), .object(["Owner": .string("bob")]), .string("read")]).isAllowed)
+        #expect(try !underscored.enforce([.string("alice"), .object(["Owner": .string("eve")]), .string("read")]).isAllowed)
+        #expect(loadError(model: model(matcher: "r_nope == p.sub")) != nil)
+    }
+
     @Test func quotedFieldsMayContainCommasAndQuotes() throws {
         let enforcer = try Enforcer(model: aclModel, modelSource: "m.conf", policy: #"p, "carol, the admin", "say ""hi""", read"#, policySource: "p.csv")
         #expect(try enforcer.enforce("carol, the admin", #"say "hi""#, "read").isAllowed)
