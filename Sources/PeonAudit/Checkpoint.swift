@@ -315,7 +315,7 @@ public struct SignedNote: Sendable, Equatable {
         guard !candidates.isEmpty else {
             let names = signatures.map { "\($0.name)+\(hex($0.keyHash))" }.joined(separator: ", ")
             throw AuditError(.badSignature,
-                             "the checkpoint is not signed by \(key.name)+\(hex(key.keyHash)) (signed by \(names)); check --key")
+                             "the checkpoint is not signed by \(key.name)+\(hex(key.keyHash)) (signed by \(names)); name the key it was signed with (`--audit-key` for run and mcp, `--key` for audit verify)")
         }
         guard let publicKey = try? Curve25519.Signing.PublicKey(rawRepresentation: key.publicKey) else {
             throw AuditError(.badKey, "verifier key: not a valid Ed25519 public key")

@@ -302,6 +302,12 @@ public final class AgentSession: Sendable {
         guard let keyPath = options.auditKeyPath ?? CheckpointSigner.defaultKeyPath() else {
             throw RunError(.configuration, "no place for the audit signing key: set HOME, or pass --audit-key PATH")
         }
+        // A log already signed cannot be continued by a key made now: say so before making one (a mistyped
+        // --audit-key created a fresh key there, and the run then failed on the checkpoint's signature).
+        if !FileManager.default.fileExists(atPath: keyPath), FileManager.default.fileExists(atPath: path + ".checkpoint") {
+            throw RunError(.configuration,
+                           "audit log '\(path)': its checkpoint is signed, and there is no signing key at '\(keyPath)'; name the key the log was signed with (--audit-key), or start a new log (--audit)")
+        }
         do {
             let directory = (path as NSString).deletingLastPathComponent
             if !directory.isEmpty {

@@ -485,6 +485,28 @@ struct InspectCommandTests {
         }
     }
 
+    /// A mistyped `--audit-key` for a log already signed created a new key at that path, and the run then failed on
+    /// the checkpoint's signature with advice to "check --key" (a flag `run` does not have). It is refused before any
+    /// key is made, and the signature message names the right flag.
+    @Test("a missing --audit-key for a signed log is refused without creating a key")
+    func aMissingKeyForASignedLogCreatesNothing() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("a.jsonl").path
+            let first = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--audit-key", folder.path + "/k1"])
+            #expect(first.status == 0, "\(first.stderr)")
+            let typo = folder.path + "/typo/k"
+            let refused = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--audit-key", typo])
+            #expect(refused.status == 78)
+            #expect(refused.stderr.contains("there is no signing key at '\(typo)'") && refused.stderr.contains("--audit-key"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: typo) && !FileManager.default.fileExists(atPath: folder.path + "/typo"))
+            // Another key that exists: the signature message names --audit-key.
+            let other = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", folder.path + "/b.jsonl", "--audit-key", folder.path + "/k2"])
+            #expect(other.status == 0, "\(other.stderr)")
+            let wrong = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--audit-key", folder.path + "/k2"])
+            #expect(wrong.status == 78 && wrong.stderr.contains("`--audit-key` for run and mcp"), "\(wrong.stderr)")
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
