@@ -49,6 +49,45 @@ struct PeonWasm: ParsableCommand {
         return "a value that begins with '-' is written \(name)=VALUE (e.g. \(name)=\(value))"
     }
 
+    /// "unknown command 'runn'; did you mean 'run'? ..." when the first word after `peon-wasm` (or after a command that
+    /// only groups others, such as `audit`) names no command: ArgumentParser said only "Unexpected argument 'runn'"
+    /// (or "2 unexpected arguments: 'runn', 'loop.wat'"). `nil` when the words name commands.
+    static func unknownCommand(in arguments: [String]) -> String? {
+        var command: any ParsableCommand.Type = PeonWasm.self
+        var path = "peon-wasm"
+        for word in arguments {
+            let children = command.configuration.subcommands
+            // A word that is an option, or a command that takes arguments of its own: nothing more to check.
+            if word.hasPrefix("-") || children.isEmpty { return nil }
+            if let child = children.first(where: { $0._commandName == word }) {
+                command = child
+                path += " " + word
+                continue
+            }
+            if command == PeonWasm.self && word == "help" { return nil }
+            let names = children.map { $0._commandName }
+            let near = names.filter { editDistance($0, word) <= 2 }.sorted { editDistance($0, word) < editDistance($1, word) }
+            let suggestion = near.first.map { "did you mean '\($0)'? " } ?? ""
+            return "unknown command '\(word)' for \(path); \(suggestion)the commands are \(names.joined(separator: ", "))"
+        }
+        return nil
+    }
+
+    /// The Levenshtein distance between two short words.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
+
     /// Parses and runs the command. A usage error (exit 64: an unknown option, a malformed or
     /// out-of-range value) is printed as one `peon-wasm: error:` line like every other failure, not as
     /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
@@ -64,8 +103,13 @@ struct PeonWasm: ParsableCommand {
             // An `ExitCode` is thrown after its message was printed: a usage error's exit code (64) alone must not
             // print a second, empty line.
             if code == .validationFailure, !(error is ExitCode) {
+                let arguments = Array(CommandLine.arguments.dropFirst())
+                if let unknown = Self.unknownCommand(in: arguments) {
+                    printError("peon-wasm: error: \(unknown) (see --help)")
+                    Self.exit(withError: code)
+                }
                 let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
-                let hint = Self.dashValueHint(for: text, arguments: Array(CommandLine.arguments.dropFirst())).map { "; \($0)" } ?? ""
+                let hint = Self.dashValueHint(for: text, arguments: arguments).map { "; \($0)" } ?? ""
                 printError("peon-wasm: error: \(text)\(hint) (see --help)")
                 Self.exit(withError: code)
             }

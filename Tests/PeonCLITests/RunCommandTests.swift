@@ -507,6 +507,27 @@ struct InspectCommandTests {
         }
     }
 
+    /// A mistyped command was "Unexpected argument 'runn'" (or "2 unexpected arguments: ..."): it now says the word
+    /// names no command, suggests the nearest, and lists the commands, at every level; exit 64 as before.
+    @Test("a mistyped command is named as one, with the nearest command and the list")
+    func mistypedCommandsAreNamed() throws {
+        let cases: [([String], String)] = [
+            (["frobnicate"], "unknown command 'frobnicate' for peon-wasm; the commands are run, inspect, policy, audit, grants, mcp"),
+            (["runn", "modules/hello/hello.wat"], "unknown command 'runn' for peon-wasm; did you mean 'run'? the commands are run, inspect, policy, audit, grants, mcp"),
+            (["audit", "verfy", "x.jsonl"], "unknown command 'verfy' for peon-wasm audit; did you mean 'verify'?"),
+            (["policy", "evl"], "unknown command 'evl' for peon-wasm policy; did you mean 'eval'? the commands are eval, explain"),
+        ]
+        for (arguments, message) in cases {
+            let result = try runPeonWasm(arguments)
+            #expect(result.status == 64, "\(arguments): \(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error: \(message)") && result.stderr.split(separator: "\n").count == 1,
+                    "\(arguments): \(result.stderr)")
+        }
+        // A command's own arguments are not commands.
+        let extra = try runPeonWasm(["inspect", "modules/hello/hello.wat", "extra"])
+        #expect(extra.status == 64 && !extra.stderr.contains("unknown command"), "\(extra.stderr)")
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
