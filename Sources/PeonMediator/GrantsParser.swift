@@ -378,10 +378,12 @@ private struct Reader {
         }
     }
 
-    func string(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> String? {
+    func string(_ table: TOMLTable, _ key: String, _ path: String, example: String? = nil) throws(GrantsError) -> String? {
         guard let value = table[key] else { return nil }
         guard let text = value.string else {
-            throw fail(join(path, key), "expected a string, found \(value.type)")
+            // A number where a quoted duration, size or rate goes (`timeout = 30`): show the quoted form.
+            let hint = example.map { "; write it quoted, e.g. \(key) = \"\($0)\"" } ?? ""
+            throw fail(join(path, key), "expected a string, found \(value.type)\(hint)")
         }
         guard !text.contains("\0") else { throw fail(join(path, key), "NUL characters are not allowed") }
         return text
@@ -608,7 +610,7 @@ private struct Reader {
     func limits(_ table: TOMLTable) throws(GrantsError) -> GrantLimits {
         try checkKeys(table, "limits", allowed: ["memory", "timeout", "calls", "fuel"])
         var limits = GrantLimits()
-        if let text = try string(table, "memory", "limits") {
+        if let text = try string(table, "memory", "limits", example: "64MiB") {
             guard let size = ByteSize(parsing: text), size.bytes > 0 else {
                 throw fail("limits.memory", "`\(text)` is not a size; write e.g. \"64MiB\"")
             }
@@ -625,7 +627,7 @@ private struct Reader {
     }
 
     func duration(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> Duration? {
-        guard let text = try string(table, key, path) else { return nil }
+        guard let text = try string(table, key, path, example: "30s") else { return nil }
         guard let value = parseGrantDuration(text) else {
             throw fail(join(path, key), "`\(text)` is not \(grantDurationHint)")
         }
@@ -633,7 +635,7 @@ private struct Reader {
     }
 
     func size(_ table: TOMLTable, _ key: String, _ path: String) throws(GrantsError) -> ByteSize? {
-        guard let text = try string(table, key, path) else { return nil }
+        guard let text = try string(table, key, path, example: "2MiB") else { return nil }
         guard let value = ByteSize(parsing: text), value.bytes > 0 else {
             throw fail(join(path, key), "`\(text)` is not a size; write e.g. \"2MiB\"")
         }
@@ -642,7 +644,7 @@ private struct Reader {
 
     func conditions(_ table: TOMLTable, _ path: String) throws(GrantsError) -> GrantConditions {
         var conditions = GrantConditions()
-        if let text = try string(table, "rate", path) {
+        if let text = try string(table, "rate", path, example: "60/minute") {
             guard let rate = Rate(parsing: text) else {
                 throw fail(join(path, "rate"), "`\(text)` is not a rate; write e.g. \"60/minute\"")
             }

@@ -77,7 +77,7 @@ public struct ModuleFile: Sendable {
             do {
                 bytes = try wat2wasm(text)
             } catch {
-                throw RunError(.invalidModule, "'\(path)': invalid WebAssembly text: \(Self.describeTextError(error))")
+                throw RunError(.invalidModule, "'\(path)': invalid WebAssembly text: \(Self.describeTextError(error)); fix the text there (or give a compiled .wasm)")
             }
         } else if !bytes.starts(with: [0x00, 0x61, 0x73, 0x6d]) {
             throw RunError(.invalidModule,

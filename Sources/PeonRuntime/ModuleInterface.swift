@@ -65,7 +65,7 @@ package struct ModuleInterface: Sendable {
     package var firstUnknownImport: RunError? {
         for (entry, importClass) in imports {
             if case .unknown(let reason) = importClass {
-                return RunError(.link, "the module imports \(entry.module).\(entry.name) (\(entry.kind)): \(reason); it cannot run here")
+                return RunError(.link, "the module imports \(entry.module).\(entry.name) (\(entry.kind)): \(reason); it cannot run here: peon-wasm provides wasi_snapshot_preview1 and the peon:host functions of wit/peon.wit (`peon-wasm inspect` lists each import; docs/guest-abi.md)")
             }
         }
         return nil

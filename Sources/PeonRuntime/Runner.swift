@@ -116,7 +116,7 @@ public enum Runner {
         }
         guard let entryPoint = interface.entryPoint else {
             throw RunError(.noEntryPoint,
-                "'\(path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run")
+                "'\(path)' exports neither _start (a WASI command) nor run (a peon agent), so there is nothing to run; build it as a WASI command or export run (docs/writing-agents.md)")
         }
         return entryPoint
     }
@@ -260,7 +260,7 @@ public enum Runner {
                 return RunError(.outOfFuel, "the module ran out of fuel (\(limits.fuel ?? 0) instructions); raise the budget with --fuel")
             case .trap(let reason):
                 let detail = error.message.hasPrefix(reason.description) ? error.message : "\(reason) (\(error.message))"
-                return RunError(.trap, "the module trapped: \(detail)")
+                return RunError(.trap, "'\(request.module.path)' trapped: \(detail); the module failed on its own (a bug, or a deliberate abort), not by a refusal: see what it printed, and its run.end in the audit log")
             case .missingExport:
                 return RunError(.noEntryPoint, error.message)
             case .unavailable:

@@ -115,18 +115,22 @@ struct RunCommandTests {
     @Test("an unknown import is exit 67 and named")
     func unknownImport() throws {
         let result = try run("u.wat", #"(module (import "env" "mystery" (func)) (func (export "_start")))"#)
-        expectOneLineError(result, status: 67, mentioning: ["env.mystery"])
+        // What to do: what this host provides, and where to see the imports.
+        expectOneLineError(result, status: 67, mentioning: ["env.mystery", "wasi_snapshot_preview1 and the peon:host functions", "peon-wasm inspect"])
         let wrong = try run("w.wat", #"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#)
         expectOneLineError(wrong, status: 67, mentioning: ["wasi_snapshot_preview1.fd_write"])
     }
 
     @Test("a module with neither _start nor run is exit 68")
     func noEntryPoint() throws {
-        expectOneLineError(try run("n.wat", "(module (func (export \"main\")))"), status: 68, mentioning: ["_start", "run"])
+        expectOneLineError(try run("n.wat", "(module (func (export \"main\")))"), status: 68, mentioning: ["_start", "run", "docs/writing-agents.md"])
     }
 
     @Test("traps are exit 69 and say what happened", arguments: [
         ("(module (func (export \"_start\") unreachable))", "unreachable"),
+        // Where (the module) and what it means: the module's own failure, not a refusal.
+        ("(module (func (export \"_start\") unreachable))", "t.wat' trapped: unreachable"),
+        ("(module (func (export \"_start\") unreachable))", "not by a refusal"),
         ("(module (memory 1) (func (export \"_start\") (drop (i32.load (i32.const 70000)))))", "out of bounds memory access"),
         ("(module (func $f (call $f)) (func (export \"_start\") (call $f)))", "call stack exhausted"),
         ("(module (func $s unreachable) (start $s) (func (export \"_start\")))", "start function"),
