@@ -189,8 +189,10 @@ struct RunCommand: ParsableCommand {
                 throw RunError(.configuration, "--input-file '\(inputFile)' is not UTF-8 text; the input of an agent's run is a string")
             }
             request.input = text
+            request.inputGiven = true
         } else {
             request.input = input ?? ""
+            request.inputGiven = input != nil
         }
         request.stdout = session.guardingOutput { writeAll(1, $0) }
         request.stderr = session.guardingOutput { writeAll(2, $0) }

@@ -37,6 +37,9 @@ public struct RunRequest: Sendable {
     public var stdin: [UInt8] = []
     /// The input string given to an agent's `run` export.
     public var input = ""
+    /// Whether the input was given explicitly (`--input`, `--input-file`): a WASI command, which has no `run` to take
+    /// it, is then refused rather than run without it.
+    public var inputGiven = false
     /// Where the guest's stdout goes.
     public var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
     /// Where the guest's stderr goes.
@@ -134,6 +137,10 @@ public enum Runner {
             throw RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
         }
         let entryPoint = try linkCheck(compiled, path: request.module.path)
+        if entryPoint == .command && request.inputGiven {
+            throw RunError(.configuration,
+                "'\(request.module.path)' is a WASI command (it exports _start, not run), so an input string has nowhere to go; give it arguments after -- or standard input with --stdin, or drop --input")
+        }
 
         var wasi = WASIConfiguration()
         wasi.arguments = [programName(request.module.path)] + request.arguments

@@ -532,6 +532,20 @@ struct InspectCommandTests {
         #expect(extra.status == 64 && !extra.stderr.contains("unknown command"), "\(extra.stderr)")
     }
 
+    /// `--input` with a WASI command (no `run` export to take it) was dropped without a word (exit 0).
+    @Test("--input for a WASI command is refused, not dropped")
+    func inputForACommandIsRefused() throws {
+        try withTemporaryDirectory { folder in
+            let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--input", "hi", "--audit", folder.path + "/a.jsonl",
+                                          "--audit-key", folder.path + "/k"])
+            BoundedFileTests.expectOneLineError(result, status: 78, mentioning: ["is a WASI command", "--stdin", "drop --input"], "--input for hello.wat")
+            #expect(result.stdout.isEmpty, "the command ran: \(result.stdout)")
+            let agent = try runPeonWasm(["run", "modules/wat-minimal/minimal.wasm", "--input", "x", "--audit", folder.path + "/a.jsonl",
+                                         "--audit-key", folder.path + "/k"])
+            #expect(!agent.stderr.contains("is a WASI command"), "\(agent.stderr)")
+        }
+    }
+
     @Test("inspect marks an unknown import and exits 67")
     func marksUnknownImports() throws {
         try withTemporaryDirectory { folder in
