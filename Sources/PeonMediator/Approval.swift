@@ -79,13 +79,19 @@ public protocol Approver: Sendable {
 /// The default: nobody is there to approve, so every call that needs approval is refused with
 /// "approval required".
 package struct RefusingApprover: Approver {
-    /// Creates the approver.
-    package init() {}
+    /// Told about each refusal (a run says once on stderr which option would have asked someone).
+    private let onRefusal: (@Sendable (ApprovalRequest) -> Void)?
+
+    /// Creates the approver; `onRefusal` is told about each call it refuses.
+    package init(onRefusal: (@Sendable (ApprovalRequest) -> Void)? = nil) {
+        self.onRefusal = onRefusal
+    }
     /// `none`.
     package var identity: String { "none" }
     /// Always refuses.
     package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
-        ApprovalAnswer(approved: false, answer: "approval required")
+        onRefusal?(request)
+        return ApprovalAnswer(approved: false, answer: "approval required")
     }
 }
 

@@ -119,7 +119,14 @@ public final class AgentSession: Sendable {
         for file in options.policy.files + [plan.module.path] { configuration.hostFiles.add(file) }
         configuration.hostFiles.formUnion(options.hostFiles)
         switch options.approver {
-        case nil: break
+        case nil:
+            // Nobody to ask: the call is refused, and the module may report only "approval required". Say once which
+            // grant asked and how to name someone to ask.
+            let first = OnceFlag()
+            configuration.approver = RefusingApprover { request in
+                guard first.claim() else { return }
+                printLine(TerminalText.escaped("peon-wasm: note: \(request.call) on \(request.resource) needs approval (grant \(request.grant)) and no --approver was given, so it was refused; pass --approver tty, or --approver COMMAND (docs/grants.md)"), to: 2)
+            }
         case "tty": configuration.approver = TerminalApprover()
         case let commandLine?:
             guard let approver = CommandApprover(commandLine: commandLine) else {

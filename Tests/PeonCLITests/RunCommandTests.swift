@@ -616,6 +616,31 @@ struct InspectCommandTests {
         }
     }
 
+    /// A call that needs approval with no `--approver` given was refused, and the module could report only its own
+    /// "approval required": stderr now says once which call and grant asked, and which option names an approver.
+    @Test("a call needing approval without --approver gets one note naming the grant and --approver")
+    func approvalWithoutAnApproverIsExplainedOnce() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("g.toml")
+            let reports = repositoryRoot.appendingPathComponent("modules/c-summarizer/reports").path
+            try Data("""
+                module = "c-summarizer"
+                [[fs]]
+                paths = ["\(reports)", "\(reports)/**"]
+                allow = ["read", "list"]
+                approval = true
+                """.utf8).write(to: grants)
+            let result = try runPeonWasm(["run", "modules/c-summarizer/summarizer.wasm", "--grants", grants.path,
+                                          "--audit", folder.path + "/a.jsonl", "--audit-key", folder.path + "/k",
+                                          "--input", "\(reports) \(folder.path)/summary.md"])
+            #expect(result.status != 0)
+            let notes = result.stderr.split(separator: "\n").filter { $0.hasPrefix("peon-wasm: note:") }
+            #expect(notes.count == 1, "\(result.stderr)")
+            #expect(notes.first?.contains("needs approval (grant \(grants.path):2)") == true && notes.first?.contains("--approver tty") == true,
+                    "\(result.stderr)")
+        }
+    }
+
     /// An `--approver` program that cannot run is refused when `run` or `mcp` starts (exit 78, one line, nothing
     /// audited): before, the run went on and every call that needed approval was refused, each for a reason the
     /// operator saw only in the log. A bare name is looked up on `PATH`, as it will be run.
