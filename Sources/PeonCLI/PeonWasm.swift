@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import PeonRuntime
 #if canImport(Glibc)
 import Glibc
@@ -88,6 +89,18 @@ struct PeonWasm: ParsableCommand {
         return previous[b.count]
     }
 
+    /// ArgumentParser's "The value 'x' is invalid for '--fuel <fuel>'", which it says of a number option given
+    /// something that is not a number (its own types' messages say what they take), said with what is expected:
+    /// "--fuel takes a whole number, such as 1000000; got 'x'". `nil` for any other message.
+    static func numberHint(for message: String) -> String? {
+        let prefix = "The value '"
+        guard message.hasPrefix(prefix), let middle = message.range(of: "' is invalid for '") else { return nil }
+        let value = message[message.index(message.startIndex, offsetBy: prefix.count)..<middle.lowerBound]
+        let name = message[middle.upperBound...].prefix { $0 != " " && $0 != "'" }
+        let example = name == "<seq>" ? "0 or 41" : name == "--fuel" ? "1000000" : "100"
+        return "\(name) takes a whole number\(value.hasPrefix("-") ? " that is not negative" : ""), such as \(example); got '\(value)'"
+    }
+
     /// Parses and runs the command. A usage error (exit 64: an unknown option, a malformed or
     /// out-of-range value) is printed as one `peon-wasm: error:` line like every other failure, not as
     /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
@@ -108,7 +121,8 @@ struct PeonWasm: ParsableCommand {
                     printError("peon-wasm: error: \(unknown) (see --help)")
                     Self.exit(withError: code)
                 }
-                let text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                var text = Self.message(for: error).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+                if let number = Self.numberHint(for: text) { text = number }
                 let hint = Self.dashValueHint(for: text, arguments: arguments).map { "; \($0)" } ?? ""
                 printError("peon-wasm: error: \(text)\(hint) (see --help)")
                 Self.exit(withError: code)

@@ -527,6 +527,13 @@ struct InspectCommandTests {
             #expect(result.stderr.hasPrefix("peon-wasm: error: \(message)") && result.stderr.split(separator: "\n").count == 1,
                     "\(arguments): \(result.stderr)")
         }
+        // A number option given something else said only "The value 'x' is invalid for '--fuel <fuel>'".
+        for (arguments, message) in [(["run", "modules/hello/hello.wat", "--fuel=abc"], "--fuel takes a whole number, such as 1000000; got 'abc'"),
+                                     (["run", "modules/hello/hello.wat", "--fuel=-1"], "--fuel takes a whole number that is not negative"),
+                                     (["audit", "prove", "x.jsonl", "abc"], "<seq> takes a whole number, such as 0 or 41; got 'abc'")] {
+            let result = try runPeonWasm(arguments)
+            #expect(result.status == 64 && result.stderr.hasPrefix("peon-wasm: error: \(message)"), "\(arguments): \(result.stderr)")
+        }
         // A command's own arguments are not commands.
         let extra = try runPeonWasm(["inspect", "modules/hello/hello.wat", "extra"])
         #expect(extra.status == 64 && !extra.stderr.contains("unknown command"), "\(extra.stderr)")
