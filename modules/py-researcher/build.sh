@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds modules/py-researcher into a component: modules/py-researcher/build.sh [OUTPUT.wasm]
-# Needs `pip install componentize-py==0.25.1`. The component (~40 MB: it carries CPython) is not
+# Needs `pip install componentize-py==0.25.1`. The component (~18 MB: it carries CPython; its compiled cache file is ~40 MB) is not
 # committed; the default output is researcher.wasm beside this script (ignored by git).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
