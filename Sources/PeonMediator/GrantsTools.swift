@@ -308,21 +308,33 @@ package func explainPolicy(
             }
         } else if !verdict.isAllowed {
             let kind = action.split(separator: ".").first.map(String.init) ?? action
-            var any = false
+            // One line per grant and resource: a grant allowing `read` and `list` compiles to a policy line for each
+            // action, and was explained twice ("it allows fs.read, not fs.write", "it allows fs.list, not fs.write").
+            var groups: [(key: [String], origin: String, actions: [String])] = []
             for rule in compiled.rules where rule[2].hasPrefix(kind + ".") {
-                any = true
-                var why: [String] = []
-                if rule[0] != module { why.append("it is for module \(rule[0])") }
-                if rule[2] != action { why.append("it allows \(rule[2]), not \(action)") }
-                if !globMatches(object, pattern: rule[1]) { why.append("\(object) does not match \(rule[1])") }
-                if !ArgumentVector.matches(request.arguments, patterns: rule[3]) {
-                    why.append("the arguments \(request.arguments) do not match \(rule[3])")
-                }
                 let origin = (compiled.references(for: rule)).map { "\($0) (\(compiled.source(of: $0)))" }
                     .joined(separator: ", ")
-                lines.append("  not \(origin): " + (why.isEmpty ? "matches, but the model's matcher refused it" : why.joined(separator: "; ")))
+                let key = [origin, rule[0], rule[1], rule[3]]
+                if let index = groups.firstIndex(where: { $0.key == key }) {
+                    if !groups[index].actions.contains(rule[2]) { groups[index].actions.append(rule[2]) }
+                } else {
+                    groups.append((key, origin, [rule[2]]))
+                }
             }
-            if !any { lines.append("  no grant mentions \(kind) at all (default deny)") }
+            for group in groups {
+                let (ruleModule, pattern, arguments) = (group.key[1], group.key[2], group.key[3])
+                var why: [String] = []
+                if ruleModule != module { why.append("it is for module \(ruleModule)") }
+                if !group.actions.contains(action) {
+                    why.append("it allows \(group.actions.joined(separator: " and ")), not \(action)")
+                }
+                if !globMatches(object, pattern: pattern) { why.append("\(object) does not match \(pattern)") }
+                if !ArgumentVector.matches(request.arguments, patterns: arguments) {
+                    why.append("the arguments \(request.arguments) do not match \(arguments)")
+                }
+                lines.append("  not \(group.origin): " + (why.isEmpty ? "matches, but the model's matcher refused it" : why.joined(separator: "; ")))
+            }
+            if groups.isEmpty { lines.append("  no grant mentions \(kind) at all (default deny)") }
         }
     }
     return PolicyExplanation(isAllowed: verdict.isAllowed, lines: lines)

@@ -51,4 +51,16 @@ import Testing
         let none = explainPolicy(snapshot: snapshot, module: "m", action: "http.GET", object: "http:https://x/", arguments: [])
         #expect(none.lines.last == "  no grant mentions http at all (default deny)")
     }
+
+    /// A grant allowing two actions compiles to a policy line per action, and a denial listed it once per line
+    /// ("not fs[0]: it allows fs.read ...", "not fs[0]: it allows fs.list ..."): one line per grant and path now.
+    @Test func aGrantWithSeveralActionsIsExplainedOnce() throws {
+        let grants = "module = \"m\"\n[[fs]]\npaths = [\"/data/**\", \"/srv/x\"]\nallow = [\"read\", \"list\"]\n"
+        let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(grants, file: "g.toml", baseDirectory: "/"))
+        let denied = explainPolicy(snapshot: snapshot, module: "m", action: "fs.write", object: "fs:/data/x", arguments: [])
+        #expect(denied.lines.filter { $0.hasPrefix("  not ") } == [
+            "  not fs[0] (g.toml:2): it allows fs.read and fs.list, not fs.write",
+            "  not fs[0] (g.toml:2): it allows fs.read and fs.list, not fs.write; fs:/data/x does not match fs:/srv/x",
+        ], "\(denied.lines)")
+    }
 }
