@@ -241,6 +241,12 @@ package final class ToolServer: Sendable {
                 "an argument is a string that begins with `data:`, which this server cannot pass on unchanged; send it another way (for example without the `data:` prefix)"))
         }
         if service.hasDeclaredSchema {
+            // MCP: servers "MUST validate all tool inputs". The schema's keywords this server checks (``ToolInputSchema``)
+            // are checked before the module runs; a call that does not fit never starts a run.
+            if let schema = try? JSONDecoder().decode(Value.self, from: Data(service.inputSchema.utf8)),
+               let problem = ToolInputSchema.problem(.object(arguments ?? [:]), schema) {
+                return .failure(InputProblem(message: "the arguments do not fit \(service.name)'s input schema: \(problem)"))
+            }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             guard let data = try? encoder.encode(arguments ?? [:]), let text = String(data: data, encoding: .utf8) else {
