@@ -248,8 +248,8 @@ enum JSONRPCScreen {
     static let invalidIDMessage = "Invalid Request: a request's id must be a string or an integer (written as one, within 64 bits)"
 
     /// Whether `data` is a request (it has a `method`) whose `id` is there but neither a string nor an integer
-    /// (`null`, `true`, `1.5`, an object): MCP allows only those two, and the SDK would drop such a request
-    /// without an answer, or take `null` for `""`.
+    /// (`null`, `true`, `1.5`, an object), or an integer not written as one (`1.0`, `1e3`): MCP allows only strings and
+    /// integers, and the SDK would drop such a request without an answer, take `null` for `""`, or answer `1e3` as `1000`.
     static func hasInvalidRequestID(_ data: Data) -> Bool {
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
         guard probe.method != nil else { return false }

@@ -122,14 +122,14 @@ public struct Enforcer: Sendable {
             version: Self.version(model: model, policy: policy, additionalRules: additionalRules, rolePatterns: rolePatterns))
     }
 
-    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text, the
-    /// additional rules and any `rolePatterns` (each length-prefixed, so no two inputs share a version).
     /// The role types (`g`, `g2`, ...) the model `text` defines in `[role_definition]`; throws as loading it would.
     /// For a command line to check its pattern declarations against the model before loading a policy.
     public static func roleTypes(inModel text: String, source: String) throws(PolicyError) -> Set<String> {
         Set(try Model(text: text, source: source).roleArity.keys)
     }
 
+    /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text, the
+    /// additional rules and any `rolePatterns` (each length-prefixed, so no two inputs share a version).
     public var version: String { snapshot.version }
 
     /// The request field names, in `request_definition` order (`["sub", "obj", "act"]`).

@@ -86,6 +86,12 @@ struct MatcherParser {
         }
     }
 
+    /// The characters after a backslash that Python's string literals read as an escape (pycasbin evaluates matchers
+    /// as Python) while Go Casbin reads the backslash as itself: `\\ \' \" \a \b \f \n \r \t \v`, octal digits,
+    /// `\x`, `\u`, `\U`, `\N`.
+    static let ambiguousEscapes: Set<Character> = ["\\", "'", "\"", "a", "b", "f", "n", "r", "t", "v", "0", "1", "2", "3", "4", "5", "6", "7",
+                                                   "x", "u", "U", "N"]
+
     /// Parses `text` completely; errors are located with `locator`.
     static func parse(_ text: String, locator: TextLocator) throws(PolicyError) -> Expression {
         var parser = MatcherParser(locator: locator)
@@ -153,9 +159,15 @@ struct MatcherParser {
                         offset += 1
                         break
                     }
-                    // A backslash is itself, as in a policy's CSV values (Go Casbin since v2.134): `'^/v1\.0/\d+$'` is the
-                    // regex the author wrote. Read as an escape, it became `^/v1.0/d+$`, which matched what it should
-                    // not. A string cannot hold its own quote; write the other one (`"it's"`).
+                    // A backslash before a character no string escape uses is itself (`'^/v1\.0/\d+$'` is the regex the
+                    // author wrote), as both pycasbin (Python keeps unknown escapes) and Go Casbin since v2.134 (which
+                    // reads every backslash as itself) read it; peon-wasm used to drop it, and `\.` became `.`. Before a
+                    // character that Python reads as an escape (`\\`, `\n`, `\1`, ...) the two disagree (one backslash
+                    // or a control character against two characters): refused, so no policy means one thing here and
+                    // another there. A string cannot hold its own quote; write the other one (`"it's"`).
+                    if next == "\\", offset + 1 < characters.count, Self.ambiguousEscapes.contains(characters[offset + 1]) {
+                        throw locator.error(at: offset, "'\\\(characters[offset + 1])' in a matcher string is an escape to pycasbin but two characters to Go Casbin (since v2.134); write it so both read it alike: a literal character, a character class such as [.] in a regex, or the value in the policy file")
+                    }
                     text.append(next)
                     offset += 1
                 }
