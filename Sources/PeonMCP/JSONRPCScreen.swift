@@ -76,9 +76,11 @@ enum JSONRPCScreen {
         }
         // Foundation keeps a repeated member's first value, the SDK's decoder too; Python's and JavaScript's readers
         // keep the last. A gateway that checks `params.name` in one of those would pass a call that runs another tool.
-        if let name = JSONDuplicateMembers.first(in: data) {
-            let message = duplicateMemberMessage(name)
-            let body = (name == "id" ? nil : messageID(data)).map { errorBody(id: $0, code: invalidRequestCode, message: message) }
+        if let duplicate = JSONDuplicateMembers.firstDuplicate(in: data) {
+            let message = duplicateMemberMessage(duplicate.name)
+            // Under the message's id, unless the id itself is what is named twice (an `id` inside the arguments is not).
+            let idIsDuplicated = duplicate.name == "id" && duplicate.depth == 1
+            let body = (idIsDuplicated ? nil : messageID(data)).map { errorBody(id: $0, code: invalidRequestCode, message: message) }
                 ?? errorWithoutID(code: invalidRequestCode, message: message)
             return Refusal(kind: .duplicateMember, code: invalidRequestCode, message: message, body: body)
         }

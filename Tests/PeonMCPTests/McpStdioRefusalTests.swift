@@ -49,13 +49,25 @@ import Testing
             (#"{"a":1,"b":{"a":1}}"#, nil),
             (#"[{"a":1},{"a":2}]"#, nil),
             (#"{"a":"a","b":["a","a"],"c":"{\"a\":1,\"a\":2}"}"#, nil),
-            ("{\"\u{E9}\":1,\"e\u{301}\":2}", nil),
+            // Canonically equivalent names are one member to the Swift readers (Foundation, the SDK), two to Python's:
+            // refused, as the readers would disagree.
+            ("{\"\u{E9}\":1,\"e\u{301}\":2}", "\u{E9}"),
+            ("{\"K\":\"safe\",\"\u{212A}\":\"evil\"}", "\u{212A}"),
+            (#"{"\u00c5":"safe","\u212b":"evil"}"#, "\u{212B}"),
             ("not json {", nil),
         ]
         for (text, name) in found {
             #expect(JSONDuplicateMembers.first(in: Array(text.utf8)) == name, "\(text)")
         }
         #expect(JSONRPCScreen.refusal(Data(#"{"jsonrpc":"2.0","id":1,"method":"ping","id":2}"#.utf8))?.kind == .duplicateMember)
+        // An `id` named twice inside the arguments is not the message's id: the refusal goes under the real one.
+        let nested = JSONRPCScreen.refusal(Data(#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"e","arguments":{"id":1,"id":2}}}"#.utf8))
+        #expect(nested.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":7"#) } == true, "\(String(describing: nested))")
+        // Linear in the members: a copy of the name set per member made 100,000 members take two minutes.
+        let many = "{" + (0..<200_000).map { #""k\#($0)":1"# }.joined(separator: ",") + #","k0":2}"#
+        let started = ContinuousClock.now
+        #expect(JSONDuplicateMembers.first(in: Array(many.utf8)) == "k0")
+        #expect(ContinuousClock.now - started < .seconds(20), "200,000 members took \(ContinuousClock.now - started)")
     }
 
     /// The id of the valid ping sent after the `index`th refused line: the refused line's own id when it has one (it
