@@ -54,6 +54,8 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
     private nonisolated let writer: StdioWriter
     /// The requests handed to the server whose answer is not queued yet.
     private nonisolated let owed = OwedAnswers()
+    /// MCP's lifecycle on this connection (``LifecycleGate``).
+    private nonisolated let lifecycle = LifecycleGate()
     private var connected = false
 
     /// A transport on `input` and `output` (default: this process's stdin and stdout) that stops reading while
@@ -78,7 +80,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         let writer = writer
         let owed = owed
         let maxMessageBytes = maxMessageBytes
-        let lifecycle = LifecycleGate()
+        let lifecycle = lifecycle
         let arrivals = ArrivalCounter()
         let thread = Thread {
             reader.run(deliver: { data in
@@ -129,6 +131,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
     /// Queues one message and its newline to be written (by the writing thread, after those queued before it);
     /// throws when the client's end is closed.
     package func send(_ data: Data) async throws {
+        let data = lifecycle.sending(data)
         // An answer is no longer owed once it is queued (or can never be written).
         defer { owed.sent(data) }
         do {
@@ -356,29 +359,82 @@ private struct LineReader: Sendable {
 /// has been read, every other request but `ping` is refused (`Invalid Request`, under its id): the SDK ran a
 /// `tools/call` sent first, whose `run.start` then named the client `unknown`. (Over HTTP a session exists only after
 /// its `initialize`.) Notifications are passed on: they get no answer either way.
+///
+/// Requests read after the `initialize` and before its answer was sent wait for that answer (at most
+/// ``answerWait``): the SDK handles each request in a task of its own, and a call sent right behind `initialize` ran
+/// before the SDK had taken the client's name. If the answer is an error, they are refused as before an `initialize`.
+/// An `initialize` whose params the SDK cannot decode (a capability of the wrong type) was answered "Internal error";
+/// that answer is rewritten as `Invalid params` (`-32602`).
 final class LifecycleGate: Sendable {
-    private let initialized = Mutex(false)
+    private enum Phase: Sendable {
+        /// No `initialize` read yet.
+        case waiting
+        /// An `initialize` was handed to the server; its answer is not sent yet (the id's JSON spelling).
+        case initializing(String)
+        /// The `initialize` was answered: accepted (`true`) or refused.
+        case answered(Bool)
+    }
 
-    /// The error answering `data`, or `nil` when it may go to the server (and an `initialize` opens the gate).
+    private let phase = Mutex(Phase.waiting)
+    /// Signalled when the `initialize` answer is sent.
+    private let answer = DispatchSemaphore(value: 0)
+
+    /// The longest a request read behind `initialize` waits for its answer.
+    static let answerWait: DispatchTimeInterval = .seconds(10)
+
+    /// The error answering `data`, or `nil` when it may go to the server (and an `initialize` opens the gate). Called on
+    /// the reading thread, which it may hold until the `initialize` answer is sent.
     func refusal(_ data: Data) -> Data? {
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data), let method = probe.method,
               probe.id == .valid, let id = JSONRPCScreen.messageID(data) else { return nil }
-        let wasOpen = initialized.withLock { open in
-            defer { if method == "initialize" { open = true } }
-            return open
+        let current = phase.withLock { phase -> Phase in
+            let before = phase
+            if method == "initialize", case .waiting = phase { phase = .initializing(id.spelling) }
+            return before
         }
         if method == "initialize" {
             // A second one is refused at once, as over HTTP (the SDK refused it too, but later, from its own task).
-            return wasOpen ? JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.againMessage) : nil
+            if case .waiting = current { return nil }
+            return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.againMessage)
         }
-        if wasOpen || method == "ping" { return nil }
-        return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
+        if method == "ping" { return nil }
+        switch current {
+        case .waiting:
+            return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
+        case .answered(let accepted):
+            return accepted ? nil : JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
+        case .initializing:
+            if answer.wait(timeout: .now() + Self.answerWait) == .success { answer.signal() }
+            let accepted = phase.withLock { phase -> Bool in
+                if case .answered(true) = phase { return true }
+                return false
+            }
+            return accepted ? nil : JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode, message: Self.message)
+        }
+    }
+
+    /// `data`, about to be sent, as it should be sent: the answer to the pending `initialize` ends the wait (and an
+    /// "Internal error" answering it becomes `Invalid params`); anything else unchanged.
+    func sending(_ data: Data) -> Data {
+        let pending = phase.withLock { phase -> String? in
+            if case .initializing(let spelling) = phase { return spelling }
+            return nil
+        }
+        guard let pending, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object["method"] == nil,
+              let id = JSONRPCScreen.messageID(data), id.spelling == pending else { return data }
+        let accepted = object["result"] != nil
+        phase.withLock { $0 = .answered(accepted) }
+        answer.signal()
+        guard let error = object["error"] as? [String: Any], error["code"] as? Int == -32603 else { return data }
+        let detail = (error["message"] as? String).map { " (\($0))" } ?? ""
+        return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidParamsCode,
+                                       message: "Invalid params: initialize's params could not be read\(detail); check each capability's type against the MCP schema")
     }
 
     /// What a second `initialize` is told.
     static let againMessage = "Invalid Request: this session is already initialized; a new session starts with a new connection"
 
-    /// What a request before `initialize` is told.
+    /// What a request before an accepted `initialize` is told.
     static let message = "Invalid Request: the session is not initialized; send initialize first (MCP lifecycle), then notifications/initialized"
 }
 

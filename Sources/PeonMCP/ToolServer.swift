@@ -27,7 +27,7 @@ package final class ToolServer: Sendable {
     let limiter: CallLimiter
     private let version: String
     /// Every live session's server, for `tools/list_changed`.
-    private let sessions: Mutex<[ObjectIdentifier: Server]> = Mutex([:])
+    private let sessions: Mutex<[ObjectIdentifier: ToolSession]> = Mutex([:])
     /// How long an elicitation may wait for the human (also bounded by the call's deadline).
     private let approvalTimeout: Duration
     /// The approval questions open across all sessions (``PendingElicitations``).
@@ -63,13 +63,11 @@ package final class ToolServer: Sendable {
     /// yet, a client gone) are ignored: the next `tools/list` shows the change anyway.
     package func toolsChanged() {
         // Only to sessions whose client initialized: before that, no `listChanged` capability was offered to it.
-        for server in sessions.withLock({ Array($0.values) }) where initializedSessions.withLock({ $0.contains(ObjectIdentifier(server)) }) {
+        for session in sessions.withLock({ Array($0.values) }) where session.isInitialized {
+            let server = session.server
             Task { try? await server.notify(ToolListChangedNotification.message()) }
         }
     }
-
-    /// The sessions whose client sent `initialize`.
-    private let initializedSessions: Mutex<Set<ObjectIdentifier>> = Mutex([])
 
     /// The MCP description of a tool: name, description and input schema.
     package static func describe(_ service: ToolService) -> Tool {
@@ -91,7 +89,7 @@ package final class ToolServer: Sendable {
         await server.withMethodHandler(CallTool.self) { [self] parameters in
             try await call(parameters, session: session)
         }
-        sessions.withLock { $0[ObjectIdentifier(server)] = server }
+        sessions.withLock { $0[ObjectIdentifier(server)] = session }
         return session
     }
 
@@ -100,17 +98,14 @@ package final class ToolServer: Sendable {
     /// ``ElicitationTransport``, so that an approval question given up is released (``PendingElicitations``).
     func start(_ session: ToolSession, transport: any Transport) async throws {
         let transport = ElicitationTransport(transport, pending: session.pending)
-        let server = session.server
-        try await session.server.start(transport: transport) { [self] info, capabilities in
+        try await session.server.start(transport: transport) { info, capabilities in
             session.initialized(client: info.name, capabilities: capabilities)
-            initializedSessions.withLock { _ = $0.insert(ObjectIdentifier(server)) }
         }
     }
 
     /// Ends `session`: it gets no more `tools/list_changed`, and its SDK server stops.
     func end(_ session: ToolSession) async {
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
-        initializedSessions.withLock { _ = $0.remove(ObjectIdentifier(session.server)) }
         // A session that ends (DELETE, or closed to make room) takes its calls with it: a running one stops at its
         // next host call and records `cancelled`, instead of running on to its deadline for nobody; a waiting one
         // leaves the line and never starts.
@@ -133,7 +128,6 @@ package final class ToolServer: Sendable {
         // on this input) waits no more, but refuses, and its call ends.
         session.input.end()
         sessions.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(session.server)) }
-        initializedSessions.withLock { _ = $0.remove(ObjectIdentifier(session.server)) }
         let owing = transport as? any AnswerOwingTransport
         var deadline = ContinuousClock.now + answerGrace
         while true {
@@ -157,6 +151,12 @@ package final class ToolServer: Sendable {
         let requestID = RequestID(spelling: parameters._meta?[StdioLineTransport.requestIDKey]?.stringValue)
         // Over HTTP the call took its place in line when its POST arrived; on stdio it takes one here.
         let ticket = requestID.map { session.claimTicket($0.spelling) } ?? nil
+        // No call runs for a client the SDK has not accepted (an `initialize` it refused, or none): its run could not
+        // say who asked (`mcp_client` would read `unknown`) nor ask that client's user for approval.
+        guard session.isInitialized else {
+            ticket?.finish()
+            throw MCPError.invalidRequest("the session is not initialized: its initialize was not accepted; send a valid initialize first")
+        }
         guard let service = tools.withLock({ $0[parameters.name] }) else {
             ticket?.finish()
             let known = order.withLock { $0 }.joined(separator: ", ")
@@ -410,7 +410,13 @@ final class ToolSession: Sendable {
     func initialized(client info: String, capabilities: Client.Capabilities) {
         let form = capabilities.elicitation.map { $0.form != nil || $0.url == nil } ?? false
         client.withLock { $0 = (info, form) }
+        initializedFlag.store(true, ordering: .releasing)
     }
+
+    /// Whether the SDK accepted the client's `initialize` (its hook ran): until then no call runs, and no
+    /// `tools/list_changed` is sent.
+    var isInitialized: Bool { initializedFlag.load(ordering: .acquiring) }
+    private let initializedFlag = Atomic<Bool>(false)
 
     /// The name the client gave in `initialize` (`unknown` before it).
     var clientName: String { client.withLock { $0.name } }

@@ -122,4 +122,29 @@ import Testing
             #expect(ContinuousClock.now - started < .seconds(15), "the cancellation did not stop the call")
         }
     }
+
+    /// A call sent right behind `initialize`, before its answer, ran (1 in 4) before the SDK had taken the client's name,
+    /// and its run recorded `mcp_client: unknown`: it now waits for the `initialize` answer.
+    @Test func aCallPipelinedBehindInitializeRunsUnderTheClientsName() throws {
+        for round in 0..<30 {
+            let (_, entries, result) = try Self.serve([
+                Self.initialize, Self.initialized,
+                #"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"echo","arguments":{"input":"y"}}}"#,
+            ])
+            let clients = entries.filter { $0["call"] as? String == "run.start" }.map { ($0["details"] as? [String: Any])?["mcp_client"] as? String }
+            #expect(clients == ["tester"], "round \(round): \(clients) \(result.stderr)")
+        }
+    }
+
+    /// An `initialize` the SDK cannot decode (a capability of the wrong type) was answered "Internal error", and the
+    /// calls after it ran as client `unknown`. It is `Invalid params`, and no call runs on the session.
+    @Test func anInitializeTheSDKRefusesOpensNothing() throws {
+        let (messages, entries, result) = try Self.serve([
+            #"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"roots":{"listChanged":"yes"}},"clientInfo":{"name":"evil","version":"1"}}}"#,
+            #"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"echo","arguments":{"input":"x"}}}"#,
+        ])
+        #expect(Self.errorCode(Self.answer(messages, #""i""#)) == JSONRPCScreen.invalidParamsCode, "\(result.stdout)")
+        #expect(Self.errorCode(Self.answer(messages, #""c1""#)) == JSONRPCScreen.invalidRequestCode, "\(result.stdout)")
+        #expect(!entries.contains { $0["call"] as? String == "run.start" }, "a call ran")
+    }
 }
