@@ -118,7 +118,9 @@ import Testing
                 try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
             }
             let ends = entries.filter { $0["call"] as? String == "run.end" }.map { $0["outcome"] as? String ?? "" }
-            #expect(ends == ["cancelled"], "\(ends)")
+            // Cancelled before or after its run started (the cancellation may overtake it): either way it did not
+            // run on to its 20 s deadline, and it has at most one run.end, `cancelled`.
+            #expect(ends.count <= 1 && ends.allSatisfy { $0 == "cancelled" }, "\(ends)")
             #expect(ContinuousClock.now - started < .seconds(15), "the cancellation did not stop the call")
         }
     }
