@@ -4,8 +4,10 @@
 // input schema uses to say what it takes: `type` (one or a list), `properties`, `required`, `additionalProperties`,
 // `items`, `enum`, `const`, `minLength`/`maxLength` (in Unicode scalars), `minimum`/`maximum` and their exclusive
 // forms, `minItems`/`maxItems`, and `allOf`/`anyOf`/`oneOf`/`not`. Other keywords (`pattern`, `format`, `$ref`, ...)
-// are not checked here: the module still checks its input itself. A call that does not fit is answered with
-// `isError` and what does not fit, and the module is not run.
+// are not checked here: the module still checks its input itself. Beside `patternProperties` or `prefixItems`, which
+// change what `additionalProperties` and `items` cover, those two are not checked either (they would refuse what the
+// schema allows). Integers compare exactly. A call that does not fit is answered with `isError` and what does not
+// fit, and the module is not run (nothing ran, so the audit log has no entry of it).
 
 import MCP
 
@@ -40,19 +42,15 @@ enum ToolInputSchema {
                 return "\(path) must be at most \(Int(maximum)) characters long"
             }
         case .int, .double:
-            let x = number(value) ?? 0
-            if let minimum = number(rules["minimum"]), x < minimum { return "\(path) must be at least \(render(rules["minimum"] ?? .null))" }
-            if let maximum = number(rules["maximum"]), x > maximum { return "\(path) must be at most \(render(rules["maximum"] ?? .null))" }
-            if let minimum = number(rules["exclusiveMinimum"]), x <= minimum {
-                return "\(path) must be more than \(render(rules["exclusiveMinimum"] ?? .null))"
-            }
-            if let maximum = number(rules["exclusiveMaximum"]), x >= maximum {
-                return "\(path) must be less than \(render(rules["exclusiveMaximum"] ?? .null))"
-            }
+            if let bound = rules["minimum"], let order = compare(value, bound), order < 0 { return "\(path) must be at least \(render(bound))" }
+            if let bound = rules["maximum"], let order = compare(value, bound), order > 0 { return "\(path) must be at most \(render(bound))" }
+            if let bound = rules["exclusiveMinimum"], let order = compare(value, bound), order <= 0 { return "\(path) must be more than \(render(bound))" }
+            if let bound = rules["exclusiveMaximum"], let order = compare(value, bound), order >= 0 { return "\(path) must be less than \(render(bound))" }
         case .array(let items):
             if let minimum = number(rules["minItems"]), Double(items.count) < minimum { return "\(path) must have at least \(Int(minimum)) items" }
             if let maximum = number(rules["maxItems"]), Double(items.count) > maximum { return "\(path) must have at most \(Int(maximum)) items" }
-            if let itemSchema = rules["items"] {
+            // `items` means something else beside `prefixItems` (the items after them): not checked then.
+            if let itemSchema = rules["items"], rules["prefixItems"] == nil {
                 for (index, item) in items.enumerated() {
                     if let reason = problem(item, itemSchema, at: "\(path)[\(index)]", depth: depth + 1) { return reason }
                 }
@@ -70,7 +68,9 @@ enum ToolInputSchema {
                 let memberPath = "\(path).\(name)"
                 if let propertySchema = properties[name] {
                     if let reason = problem(member, propertySchema, at: memberPath, depth: depth + 1) { return reason }
-                } else if let additional = rules["additionalProperties"] {
+                } else if let additional = rules["additionalProperties"], rules["patternProperties"] == nil {
+                    // Beside `patternProperties` (not checked here), `additionalProperties` covers only the names no
+                    // pattern matches: not checked then, rather than refusing what a pattern allows.
                     if case .bool(false) = additional {
                         let known = properties.keys.sorted().joined(separator: ", ")
                         return "\(path) has no member '\(name)'\(known.isEmpty ? "" : " (it takes \(known))")"
@@ -117,7 +117,9 @@ enum ToolInputSchema {
         case ("number", .int), ("number", .double), ("integer", .int):
             return true
         case ("integer", .double(let x)):
-            return x.isFinite && x.rounded() == x
+            // A whole number written as a fraction (2.0); not one past 2^53, which a `Double` has already rounded (a
+            // client's 9007199254740993 would reach the module as another number).
+            return x.isFinite && x.rounded() == x && abs(x) <= 9_007_199_254_740_992
         default:
             return false
         }
@@ -151,9 +153,17 @@ enum ToolInputSchema {
         }
     }
 
-    /// JSON equality, numbers by value (1 equals 1.0).
+    /// How two numbers compare (-1, 0, 1): two integers exactly (a `Double` cannot tell 2^53 from 2^53 + 1), otherwise
+    /// as `Double`; `nil` when either is not a number.
+    private static func compare(_ a: Value, _ b: Value) -> Int? {
+        if case .int(let x) = a, case .int(let y) = b { return x < y ? -1 : (x == y ? 0 : 1) }
+        guard let x = number(a), let y = number(b), !x.isNaN, !y.isNaN else { return nil }
+        return x < y ? -1 : (x == y ? 0 : 1)
+    }
+
+    /// JSON equality, numbers by value (1 equals 1.0; two integers exactly).
     private static func same(_ a: Value, _ b: Value) -> Bool {
-        if let x = number(a), let y = number(b) { return x == y }
+        if let order = compare(a, b) { return order == 0 }
         switch (a, b) {
         case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { same($0, $1) }
         case (.object(let x), .object(let y)):

@@ -243,8 +243,11 @@ package final class ToolServer: Sendable {
         if service.hasDeclaredSchema {
             // MCP: servers "MUST validate all tool inputs". The schema's keywords this server checks (``ToolInputSchema``)
             // are checked before the module runs; a call that does not fit never starts a run.
-            if let schema = try? JSONDecoder().decode(Value.self, from: Data(service.inputSchema.utf8)),
-               let problem = ToolInputSchema.problem(.object(arguments ?? [:]), schema) {
+            // Fails closed: a schema that cannot be read checks nothing, so nothing runs.
+            guard let schema = try? JSONDecoder().decode(Value.self, from: Data(service.inputSchema.utf8)) else {
+                return .failure(InputProblem(message: "\(service.name)'s input schema cannot be read, so its arguments cannot be checked; the operator must fix the tool's input-schema"))
+            }
+            if let problem = ToolInputSchema.problem(.object(arguments ?? [:]), schema) {
                 return .failure(InputProblem(message: "the arguments do not fit \(service.name)'s input schema: \(problem)"))
             }
             let encoder = JSONEncoder()

@@ -60,6 +60,21 @@ import Testing
         #expect(ToolInputSchema.problem(deep, nested) == "arguments" + String(repeating: "[0]", count: ToolInputSchema.maxDepth) + " nests deeper than \(ToolInputSchema.maxDepth) levels")
     }
 
+    /// Integers compare exactly (as `Double`, 2^53 + 1 passed a maximum of 2^53 and an enum of 2^53), an integer past
+    /// what a `Double` holds exactly is not taken for one, and `patternProperties`/`prefixItems`, which change what
+    /// `additionalProperties` and `items` mean, leave those unchecked rather than refusing what the schema allows.
+    @Test func integersCompareExactlyAndUncheckedKeywordsDoNotMisleadOthers() throws {
+        let bounded = try Self.schema(#"{"type":"object","properties":{"n":{"type":"integer","maximum":9007199254740992},"m":{"enum":[9007199254740992]}}}"#)
+        #expect(ToolInputSchema.problem(try Self.value(#"{"n":9007199254740993}"#), bounded) == "arguments.n must be at most 9007199254740992")
+        #expect(ToolInputSchema.problem(try Self.value(#"{"m":9007199254740993}"#), bounded) != nil)
+        #expect(ToolInputSchema.problem(try Self.value(#"{"n":9007199254740992,"m":9007199254740992}"#), bounded) == nil)
+        #expect(ToolInputSchema.problem(.double(1.2345678901234567e19), try Self.schema(#"{"type":"integer"}"#)) != nil)
+        let patterned = try Self.schema(#"{"type":"object","patternProperties":{"^x-":{"type":"string"}},"additionalProperties":false}"#)
+        #expect(ToolInputSchema.problem(try Self.value(#"{"x-a":"ok"}"#), patterned) == nil)
+        let tuple = try Self.schema(#"{"type":"array","prefixItems":[{"type":"string"}],"items":{"type":"integer"}}"#)
+        #expect(ToolInputSchema.problem(try Self.value(#"["a", 1]"#), tuple) == nil)
+    }
+
     /// Through `peon-wasm mcp`: the call that does not fit is answered `isError` and no run starts; one that fits runs.
     @Test func aCallThatDoesNotFitTheSchemaRunsNothing() throws {
         try withTemporaryDirectory { directory in
