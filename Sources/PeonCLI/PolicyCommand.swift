@@ -160,9 +160,12 @@ struct PolicyEvalCommand: ParsableCommand {
             for (flag, values) in [("--role-pattern", rolePatterns), ("--domain-pattern", domainPatterns)] {
                 for value in values {
                     let role = String(value.split(separator: "=", maxSplits: 1).first ?? "")
-                    if !types.contains(role) {
-                        let defined = types.isEmpty ? "none" : types.sorted().joined(separator: ", ")
+                    guard let arity = types[role] else {
+                        let defined = types.isEmpty ? "none" : types.keys.sorted().joined(separator: ", ")
                         throw CommandFailure(message: "\(flag) \(value): \(modelSource) defines no role type '\(role)' in [role_definition] (it defines \(defined)); name one of those", isUsage: true)
+                    }
+                    if flag == "--domain-pattern", arity != 3 {
+                        throw CommandFailure(message: "\(flag) \(value): '\(role)' in \(modelSource) has no domain (it is '_, _'), so its domains cannot be patterns; drop --domain-pattern or give the role a domain ('_, _, _')", isUsage: true)
                     }
                 }
             }

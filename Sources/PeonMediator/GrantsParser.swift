@@ -78,7 +78,7 @@ package enum GrantsParser {
                               message: "TOML syntax error: `[` must be followed by a table name, e.g. [[fs]] or [limits]")
         case .nestedTooDeeply(let line):
             throw GrantsError(file: file, line: line, key: "",
-                              message: "keys nested more than \(TOMLHeaderScanner.maxKeyDepth) levels deep (dotted keys, table names and inline tables together); a grants file needs a few, see docs/grants.md")
+                              message: "keys nested more than \(TOMLHeaderScanner.maxKeyDepth) levels deep (table names, dotted keys, inline tables and arrays together); a grants file needs a few, see docs/grants.md")
         case nil:
             break
         }

@@ -122,10 +122,11 @@ public struct Enforcer: Sendable {
             version: Self.version(model: model, policy: policy, additionalRules: additionalRules, rolePatterns: rolePatterns))
     }
 
-    /// The role types (`g`, `g2`, ...) the model `text` defines in `[role_definition]`; throws as loading it would.
-    /// For a command line to check its pattern declarations against the model before loading a policy.
-    public static func roleTypes(inModel text: String, source: String) throws(PolicyError) -> Set<String> {
-        Set(try Model(text: text, source: source).roleArity.keys)
+    /// The role types (`g`, `g2`, ...) the model `text` defines in `[role_definition]`, each with its arity (2 for
+    /// `_, _`, 3 with a domain); throws as loading it would. For a command line to check its pattern declarations
+    /// against the model before loading a policy.
+    public static func roleTypes(inModel text: String, source: String) throws(PolicyError) -> [String: Int] {
+        try Model(text: text, source: source).roleArity
     }
 
     /// The snapshot's version: lowercase hex SHA-256 over the model text, the policy text, the

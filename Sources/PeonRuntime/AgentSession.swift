@@ -120,11 +120,10 @@ public final class AgentSession: Sendable {
         configuration.hostFiles.formUnion(options.hostFiles)
         switch options.approver {
         case nil:
-            // Nobody to ask: the call is refused, and the module may report only "approval required". Say once which
-            // grant asked and how to name someone to ask.
-            let first = OnceFlag()
+            // Nobody to ask: the call is refused, and the module may report only "approval required". Say once per
+            // process (under `mcp`, each call is a session of its own) which grant asked and how to name someone to ask.
             configuration.approver = RefusingApprover { request in
-                guard first.claim() else { return }
+                guard Self.approverNoteShown.claim() else { return }
                 printLine(TerminalText.escaped("peon-wasm: note: \(request.call) on \(request.resource) needs approval (grant \(request.grant)) and no --approver was given, so it was refused; pass --approver tty, or --approver COMMAND (docs/grants.md)"), to: 2)
             }
         case "tty": configuration.approver = TerminalApprover()
@@ -152,6 +151,9 @@ public final class AgentSession: Sendable {
         }
         return Mediator(configuration)
     }
+
+    /// Whether this process has said why a call needing approval was refused (``makeMediator``).
+    static let approverNoteShown = OnceFlag()
 
     /// Printed on stderr at a run's first denial when it was given neither grants nor a policy.
     static let noGrantsNote = "peon-wasm: note: a host call was denied because no --grants or --policy was given, so the module may do nothing (default deny); name its grants with --grants policies/NAME.toml"

@@ -74,7 +74,8 @@ struct PolicyEvalCommandTests {
                     try runPeonWasm(arguments + ["--role-pattern", "g2=keyMatch2"], stdin: request),
                     try runPeonWasm(arguments + ["--role-pattern", "g2=nope"], stdin: request),
                     try runPeonWasm(arguments + ["--role-pattern", "g3=keyMatch2"], stdin: request),
-                    try runPeonWasm(arguments + ["--domain-pattern", "g=keyMatch"], stdin: request)]
+                    try runPeonWasm(arguments + ["--domain-pattern", "g=keyMatch"], stdin: request),
+                    try runPeonWasm(arguments + ["--domain-pattern", "g2=keyMatch"], stdin: request)]
         }
         #expect(results[0].stdout == "false\n")
         #expect(results[1].stdout == "true\n", "\(results[1].stderr)")
@@ -84,6 +85,8 @@ struct PolicyEvalCommandTests {
         #expect(results[3].status == 64 && results[3].stderr.contains("--role-pattern g3=keyMatch2: ") && results[3].stderr.contains("defines no role type 'g3'")
                 && results[3].stderr.contains("(it defines g2)"), "\(results[3].stderr)")
         #expect(results[4].status == 64 && results[4].stderr.contains("--domain-pattern g=keyMatch: "), "\(results[4].stderr)")
+        #expect(results[5].status == 64 && results[5].stderr.contains("--domain-pattern g2=keyMatch: 'g2'") && results[5].stderr.contains("has no domain"),
+                "\(results[5].stderr)")
     }
 
     /// Standard input feeds one text. `--model -` with the requests' default `-` read the model from it and then found

@@ -1,5 +1,6 @@
 import Foundation
 @testable import PeonMCP
+import PeonRuntime
 import Testing
 
 /// Threat: an MCP client that sends calls faster than they run makes the server hold every waiting call (its input,
@@ -129,5 +130,22 @@ import Testing
         limiter.withdraw(second)  // its client went away: the slot passes to `third`
         #expect(await within(waiter) == true)
         #expect(await limiter.wait(second) == false)
+    }
+
+    /// A call's answer is given once, by whichever comes first (the call's thread or a stop that cuts it off), and the
+    /// waiting handler resumes exactly once, whether the answer comes before or after it waits.
+    @Test func aPendingAnswerIsGivenOnceWhicheverComesFirst() async {
+        let early = PendingAnswer()
+        early.give(ToolAnswer(text: "first", isError: false, runID: "r", outcome: "ok"))
+        early.give(ToolAnswer(text: "second", isError: true, runID: "r", outcome: "signal:TERM"))
+        let before = await withCheckedContinuation { early.wait($0) }
+        #expect(before.text == "first")
+
+        let late = PendingAnswer()
+        let task = Task { await withCheckedContinuation { late.wait($0) } }
+        try? await Task.sleep(for: .milliseconds(50))
+        late.give(ToolAnswer(text: "stop", isError: true, runID: "", outcome: "signal:TERM"))
+        late.give(ToolAnswer(text: "thread", isError: false, runID: "r", outcome: "ok"))
+        #expect(await task.value.text == "stop")
     }
 }
