@@ -94,15 +94,17 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
                            } else if let early = lifecycle.refusal(data) {
                                FileHandle.standardError.write(Data("peon-wasm: a request before initialize, or a second initialize, was refused\n".utf8))
                                try? writer.enqueue(early)
-                           } else if let spelling = owed.inFlight(data), let id = JSONRPCScreen.messageID(data) {
-                               FileHandle.standardError.write(Data("peon-wasm: a request reusing the id of one still in flight was refused\n".utf8))
-                               try? writer.enqueue(JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode,
-                                                                           message: Self.reusedIDMessage(spelling)))
                            } else {
                                // Counted before the server can see it, so that its answer never comes first.
-                               let owes = owed.received(data)
+                               let receipt = owed.receive(data)
+                               if case .reused(let spelling) = receipt, let id = JSONRPCScreen.messageID(data) {
+                                   FileHandle.standardError.write(Data("peon-wasm: a request reusing the id of one still in flight was refused\n".utf8))
+                                   try? writer.enqueue(JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidRequestCode,
+                                                                               message: Self.reusedIDMessage(spelling)))
+                                   return true
+                               }
                                let taken = inbox.put(Self.annotate(data, arrival: arrivals.next))
-                               if !taken, let owes { owed.answered(owes) }
+                               if !taken, case .owed(let spelling) = receipt { owed.answered(spelling) }
                                return taken
                            }
                            return true
@@ -239,15 +241,35 @@ final class OwedAnswers: Sendable {
         return spelling
     }
 
-    /// The spelling of `message`'s id when it is a request and a request with that id is still owed its answer: MCP
-    /// says a request id "MUST NOT" be reused in a session, and the SDK took both, after which a cancellation of that
-    /// id stopped one of them or neither. Over HTTP such a request is refused as well (``HTTPSessionRouter``).
-    func inFlight(_ message: Data) -> String? {
+    /// What ``receive(_:)`` found.
+    enum Receipt: Equatable {
+        /// Not a request the server answers (or a cancellation, accounted for).
+        case notOwed
+        /// A request now owed an answer, by its id's spelling.
+        case owed(String)
+        /// A request whose id is that of one still owed its answer: not accounted for, to be refused.
+        case reused(String)
+    }
+
+    /// Accounts for `message`, about to be handed to the server, as ``received(_:)`` does, except that a request whose id
+    /// is that of one still owed its answer is reported and not counted: MCP says a request id "MUST NOT" be reused in
+    /// a session, and the SDK took both, after which a cancellation of that id stopped one of them or neither. Over HTTP
+    /// such a request is refused as well (``HTTPSessionRouter``).
+    func receive(_ message: Data) -> Receipt {
         guard let probe = try? JSONDecoder().decode(MessageProbe.self, from: message), probe.jsonrpc == "2.0",
-              let method = probe.method, method != CancelledNotification.name, let id = probe.id, !probe.hasAnswer
-        else { return nil }
+              let method = probe.method
+        else { return .notOwed }
+        if method == CancelledNotification.name, probe.id == nil, let cancelled = probe.cancelledRequest {
+            owed.withLock { _ = $0.removeValue(forKey: RequestID(cancelled).spelling) }
+            return .notOwed
+        }
+        guard let id = probe.id, !probe.hasAnswer else { return .notOwed }
         let spelling = RequestID(id).spelling
-        return owed.withLock { $0[spelling] != nil } ? spelling : nil
+        return owed.withLock { owed in
+            if owed[spelling] != nil { return .reused(spelling) }
+            owed[spelling] = 1
+            return .owed(spelling)
+        }
     }
 
     /// Accounts for `message`, sent by the server: an answer pays the debt of its id.
@@ -385,6 +407,14 @@ final class LifecycleGate: Sendable {
     /// The error answering `data`, or `nil` when it may go to the server (and an `initialize` opens the gate). Called on
     /// the reading thread, which it may hold until the `initialize` answer is sent.
     func refusal(_ data: Data) -> Data? {
+        // Once the session is initialized only a second `initialize` is refused: a message without that word in it
+        // (nor any `\u` escape, which could spell it) is not one, and is not decoded again (every message would
+        // otherwise pay for two more decodes).
+        let settled = phase.withLock { phase -> Bool in
+            if case .answered(true) = phase { return true }
+            return false
+        }
+        if settled && data.range(of: Self.initializeWord) == nil && data.range(of: Self.unicodeEscape) == nil { return nil }
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data), let method = probe.method,
               probe.id == .valid, let id = JSONRPCScreen.messageID(data) else { return nil }
         let current = phase.withLock { phase -> Phase in
@@ -430,6 +460,11 @@ final class LifecycleGate: Sendable {
         return JSONRPCScreen.errorBody(id: id, code: JSONRPCScreen.invalidParamsCode,
                                        message: "Invalid params: initialize's params could not be read\(detail); check each capability's type against the MCP schema")
     }
+
+    /// The bytes every `initialize` request holds (its method's name, whatever the escapes around it).
+    static let initializeWord = Data("initiali".utf8)
+    /// The start of a `\uXXXX` escape.
+    static let unicodeEscape = Data("\\u".utf8)
 
     /// What a second `initialize` is told.
     static let againMessage = "Invalid Request: this session is already initialized; a new session starts with a new connection"
