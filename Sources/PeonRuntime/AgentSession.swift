@@ -18,6 +18,9 @@ public final class AgentSession: Sendable {
     private let reloader: PolicyReloader?
     /// Whether this session opened the log (and so checkpoints and closes it at the end).
     private let ownsAudit: Bool
+    /// When the run must be over: the audit sink's last shipping waits no longer (a supervised worker still running
+    /// then is stopped as timed out).
+    private let deadline: ContinuousClock.Instant
     /// Facts added to `run.start` and `run.end` (e.g. the MCP request id and client).
     private let lifecycleDetails: [String: String]
     /// Labels the run starts holding (an MCP session's, ``ToolSessionLabels``): label to the run that brought it.
@@ -36,6 +39,7 @@ public final class AgentSession: Sendable {
         let store = MediatorPolicyStore(plan.policy)
         self.audit = audit
         self.ownsAudit = true
+        self.deadline = deadline
         self.lifecycleDetails = [:]
         self.inheritedLabels = [:]
         self.plan = plan
@@ -81,6 +85,7 @@ public final class AgentSession: Sendable {
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
         self.ownsAudit = false
+        self.deadline = deadline
         self.lifecycleDetails = details
         self.inheritedLabels = inheritedLabels
         self.plan = plan
@@ -255,7 +260,11 @@ public final class AgentSession: Sendable {
             } catch {
                 problem = problem ?? "the log could not be closed (\(error.message))"
             }
-            plan.options.auditSink?.finish(timeout: .seconds(5))
+            // At most 5 s, and never past the run's deadline: the supervisor stops a worker still running then, and a
+            // finished run was reported as timed out (exit 124, a second run.end, its answer lost) while an unreachable
+            // sink was waited for. What is not shipped now is shipped by the next run or `audit ship`.
+            let left = deadline - .now
+            plan.options.auditSink?.finish(timeout: max(.zero, min(.seconds(5), left)))
         }
         endProblem.withLock { $0 = problem }
     }

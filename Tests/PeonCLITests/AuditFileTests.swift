@@ -217,6 +217,21 @@ struct AuditFileTests {
         }
     }
 
+    /// An unreachable `--audit-sink` was waited for (up to 5 s) after the run's end inside the run's time limit: a run
+    /// that finished in a moment under `--timeout 2s` was stopped as timed out (exit 124), lost its output and got a
+    /// second `run.end`. The wait now ends at the deadline; the run ends once, as it did.
+    @Test func anUnreachableSinkDoesNotTurnAFinishedRunIntoATimeout() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--audit-key", folder.path + "/k",
+                                          "--audit-sink", "postgresql://postgres@127.0.0.1:1/x", "--timeout", "2s"], timeout: 30)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(!result.stdout.isEmpty, "the module's output was lost")
+            let ends = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").filter { $0.contains(#""call":"run.end""#) }
+            #expect(ends.count == 1 && ends.first?.contains(#""outcome":"ok""#) == true, "\(ends)")
+        }
+    }
+
     /// Arguments that cannot be right are said as such: `audit ship --to` an address that is not PostgreSQL's is a
     /// usage error (64, as `run --audit-sink` says; it was 13), and `prove` of an entry past the end of the log says
     /// the log does not hold it (it said to refresh the checkpoint, which would not help).
