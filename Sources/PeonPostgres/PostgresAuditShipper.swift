@@ -2,6 +2,7 @@ import Foundation
 package import PeonAudit
 import PeonRuntime
 import PeonInterface
+import PeonSystem
 import PostgresNIO
 import Synchronization
 
@@ -176,7 +177,8 @@ package final class PostgresAuditShipper: AuditSink {
             let next = try highWaterMark(link, origin: origin)
             let (lines, endOffset) = try readLines(logPath: logPath, from: next, max: Self.batchSize)
             if lines.isEmpty { break }
-            progress.entries += try insert(link, origin: origin, first: next, lines: lines)
+            let prev = try centralLeafHash(link, origin: origin, before: next, logPath: logPath)
+            progress.entries += try insert(link, origin: origin, first: next, lines: lines, prev: prev)
             state.withLock { state in
                 state.cursorSeq = next + UInt64(lines.count)
                 state.cursorOffset = endOffset
@@ -234,6 +236,19 @@ package final class PostgresAuditShipper: AuditSink {
         return UInt64(value)
     }
 
+    /// The leaf hash of the central copy's entry `seq - 1` of `origin` (64 zero bits before entry 0): what the local
+    /// entry `seq` must chain to. Resuming by count alone appended another log's lines (a rotated log shipped under
+    /// the same origin) after a central copy they do not continue, or continued after a row an insider had forged, and
+    /// the central copy could then never verify.
+    private func centralLeafHash(_ link: PostgresLink, origin: String, before seq: UInt64, logPath: String) throws(PostgresStoreError) -> [UInt8] {
+        guard seq > 0 else { return [UInt8](repeating: 0, count: 32) }
+        let rows = try link.query("SELECT line FROM peon_audit_entries WHERE origin = \(origin) AND seq = \(Int64(clamping: seq - 1))")
+        guard let row = rows.first, let cell = Array(row).first, let line = try? cell.decode(String.self) else {
+            throw PostgresStoreError("\(address): the central copy of \(origin) has no entry \(seq - 1) to continue from; run `peon-wasm audit verify --from` on it")
+        }
+        return RFC6962.leafHash(Array(line.utf8))
+    }
+
     /// Up to `max` complete lines of the local log starting at entry `seq`, and the offset after them.
     private func readLines(logPath: String, from seq: UInt64, max: Int) throws(PostgresStoreError) -> ([[UInt8]], UInt64) {
         guard let handle = FileHandle(forReadingAtPath: logPath) else {
@@ -273,15 +288,27 @@ package final class PostgresAuditShipper: AuditSink {
         return (lines, offset)
     }
 
-    private func insert(_ link: PostgresLink, origin: String, first: UInt64, lines: [[UInt8]]) throws(PostgresStoreError) -> Int {
+    /// Inserts `lines` (entries `first`...) after checking that each chains to the one before it, the first to `prev`
+    /// (the central copy's last entry): a local line altered after it was written, or a log that does not continue the
+    /// central copy, stops the shipping before anything of the batch is inserted.
+    private func insert(_ link: PostgresLink, origin: String, first: UInt64, lines: [[UInt8]], prev: [UInt8]) throws(PostgresStoreError) -> Int {
         var sql = "INSERT INTO peon_audit_entries (origin, seq, time, run, module, call, resource, decision, outcome, line) VALUES "
         var binds = PostgresBindings(capacity: lines.count * 10)
+        var prev = prev
         for (index, bytes) in lines.enumerated() {
             let seq = first + UInt64(index)
             guard case .success(let entry) = AuditEntry.parse(bytes), entry.seq == seq,
                   let text = String(validating: bytes, as: UTF8.self) else {
                 throw PostgresStoreError("local audit log: entry \(seq) is not a valid entry in its place; shipping stops here (run `peon-wasm audit verify`)")
             }
+            var expected: [UInt8] = []
+            appendHex(prev, to: &expected)
+            guard Array(entry.prev.utf8) == expected else {
+                throw PostgresStoreError(seq == first
+                    ? "local audit log: entry \(seq) does not continue the central copy of \(origin) (its prev is not the hash of the central entry \(seq == 0 ? "before it" : String(seq - 1))): this is not the log that was shipped under \(origin) (a rotated or replaced log: ship it under its own --origin, or sign it with its own key), or the central copy was altered; nothing more was shipped (run `peon-wasm audit verify` on the log, and `audit verify --from` on the central copy)"
+                    : "local audit log: entry \(seq) does not chain to entry \(seq - 1) (one of them was altered); shipping stops here (run `peon-wasm audit verify`)")
+            }
+            prev = RFC6962.leafHash(bytes)
             let base = index * 10
             if index > 0 { sql += ", " }
             sql += "($\(base + 1), $\(base + 2), $\(base + 3)::timestamptz, $\(base + 4), $\(base + 5), $\(base + 6), $\(base + 7), $\(base + 8), $\(base + 9), $\(base + 10))"

@@ -254,6 +254,50 @@ struct FleetPostgresTests {
         }
     }
 
+    /// `audit ship` resumed by count alone: a rotated log signed with the same key (so shipped under the same origin)
+    /// was appended after the central copy it does not continue, exit 0, and the central copy could never verify
+    /// again; a local line altered after it was written was shipped as it stood. Each is refused now, nothing of it
+    /// inserted.
+    @Test("audit ship refuses a log that does not continue the central copy, and a local line that does not chain",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func shipRefusesALogThatDoesNotContinueTheCentralCopy() throws {
+        let url = try freshDatabase()
+        try withTemporaryDirectory { folder in
+            let key = folder.path + "/k"
+            func hello(_ log: String, times: Int) throws {
+                for _ in 0..<times {
+                    let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--audit-key", key])
+                    #expect(result.status == 0, "\(result.stderr)")
+                }
+            }
+            func centralCount() -> Int {
+                let shown = (try? runPeonWasm(["audit", "show", "--from", url, "--json"]))?.stdout ?? ""
+                return shown.split(separator: "\n").count
+            }
+            let first = folder.path + "/a.jsonl", rotated = folder.path + "/b.jsonl"
+            try hello(first, times: 1)
+            let shipped = try runPeonWasm(["audit", "ship", first, "--to", url])
+            #expect(shipped.status == 0, "\(shipped.stderr)")
+            let before = centralCount()
+            #expect(before > 0)
+            try hello(rotated, times: 3)
+            let refused = try runPeonWasm(["audit", "ship", rotated, "--to", url])
+            #expect(refused.status != 0 && refused.stderr.contains("does not continue the central copy"), "\(refused.stderr)")
+            #expect(centralCount() == before, "a line of the rotated log was inserted")
+
+            // The first log goes on; one of its new lines is altered before it is shipped.
+            try hello(first, times: 2)
+            var lines = try String(contentsOfFile: first, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let index = before
+            #expect(lines[index].contains(#""call":"run.start""#), "\(lines[index])")
+            lines[index] = lines[index].replacingOccurrences(of: #""call":"run.start""#, with: #""call":"run.START""#)
+            try lines.joined(separator: "\n").write(toFile: first, atomically: false, encoding: .utf8)
+            let altered = try runPeonWasm(["audit", "ship", first, "--to", url])
+            #expect(altered.status != 0 && altered.stderr.contains("entry \(index + 1) does not chain to entry \(index)"), "\(altered.stderr)")
+            #expect(centralCount() == before, "the batch with the altered line was inserted")
+        }
+    }
+
     @Test("a policy table past the limits (rows or bytes) is refused by its size, with that reason, not by a query timeout",
           .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
     func anOversizedPolicyTableIsRefusedByItsSize() throws {
