@@ -164,9 +164,9 @@ struct AuditCommand: ParsableCommand {
                             throw AuditError(.emptyLog, "postgresql:\(origin): the central tables hold nothing of this origin")
                         }
                         let summary = try archive.verify(origin: origin, verifierKey: keyText)
-                        print("ok: \(origin): \(summary.size) entries, root \(hex(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
+                        print("ok: \(TerminalText.escaped(origin)): \(summary.size) entries, root \(hex(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
                         if summary.uncheckpointed > 0 {
-                            print("note: \(origin): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
+                            print("note: \(TerminalText.escaped(origin)): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
                         }
                     } catch {
                         // One line per origin on stdout, as for one that verifies; the command's one error line follows.
@@ -527,7 +527,8 @@ struct AuditCommand: ParsableCommand {
                     total.checkpoints += progress.checkpoints
                     if !progress.more { break }
                 }
-                print("shipped: \(total.entries) entries, \(total.checkpoints) checkpoints of \(name ?? "") to \(address)")
+                // The origin is a key's name or `--origin`, which anyone who ships may choose: escaped, as every line is.
+                print("shipped: \(total.entries) entries, \(total.checkpoints) checkpoints of \(TerminalText.escaped(name ?? "")) to \(TerminalText.escaped("\(address)"))")
             }
         }
     }
