@@ -15,8 +15,9 @@ import Synchronization
 /// - `peon_audit_checkpoints (origin, size, note)`, primary key `(origin, size)`: each signed
 ///   checkpoint note as the local `LOG.checkpoint` held it.
 ///
-/// A trigger refuses `UPDATE` and `DELETE` on both: the tables are append-only for every role that
-/// cannot drop the trigger. `audit verify --from` does not rely on it; it recomputes everything.
+/// Triggers refuse `UPDATE`, `DELETE` and `TRUNCATE` on both: the tables are append-only for every role that
+/// cannot drop the triggers (their owner can: create them with an administrator's role and grant the hosts only
+/// `INSERT` and `SELECT`, docs/fleet.md). `audit verify --from` does not rely on them; it recomputes everything.
 enum PostgresAuditSchema {
     static let entries = "peon_audit_entries"
     static let checkpoints = "peon_audit_checkpoints"
@@ -43,6 +44,11 @@ enum PostgresAuditSchema {
                 try link.query(PostgresQuery(unsafeSQL: """
                     CREATE OR REPLACE TRIGGER \(table)_append_only BEFORE UPDATE OR DELETE ON \(table)
                     FOR EACH ROW EXECUTE FUNCTION peon_audit_append_only()
+                    """))
+                // Row triggers do not fire for TRUNCATE, which emptied every host's rows at once.
+                try link.query(PostgresQuery(unsafeSQL: """
+                    CREATE OR REPLACE TRIGGER \(table)_no_truncate BEFORE TRUNCATE ON \(table)
+                    FOR EACH STATEMENT EXECUTE FUNCTION peon_audit_append_only()
                     """))
             }
             try link.query("COMMIT")

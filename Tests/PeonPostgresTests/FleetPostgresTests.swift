@@ -299,6 +299,9 @@ struct FleetPostgresTests {
             let altered = try runPeonWasm(["audit", "ship", first, "--to", url])
             #expect(altered.status != 0 && altered.stderr.contains("entry \(index + 1) does not chain to entry \(index)"), "\(altered.stderr)")
             #expect(centralCount() == after, "the batch with the altered line was inserted")
+            // TRUNCATE, which row triggers do not see, is refused too.
+            #expect(try sql(url, "TRUNCATE peon_audit_entries, peon_audit_checkpoints") != 0, "TRUNCATE emptied the trail")
+            #expect(centralCount() == after)
         }
     }
 
