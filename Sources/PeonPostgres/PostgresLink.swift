@@ -114,9 +114,15 @@ package struct PostgresAddress: Sendable, Hashable, CustomStringConvertible {
 package struct PostgresStoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// The message.
     package var description: String
+    /// Whether the server answered and refused (no such user or database, a wrong password, no TLS where the address
+    /// asks for it): the address is wrong, and trying again later will not help (a configuration error, not an outage).
+    package var refusedByServer: Bool
 
     /// Creates an error.
-    package init(_ description: String) { self.description = description }
+    package init(_ description: String, refusedByServer: Bool = false) {
+        self.description = description
+        self.refusedByServer = refusedByServer
+    }
 }
 
 /// One blocking connection: every call waits (at most ``timeout``) for the server on the calling
@@ -165,6 +171,14 @@ final class PostgresLink: Sendable {
             let connection = try bounded(future, on: loop, timeout: timeout + .seconds(1)).wait()
             return PostgresLink(connection: connection, address: address, timeout: timeout)
         } catch {
+            if let error = error as? PSQLError {
+                if error.code == .sslUnsupported {
+                    throw PostgresStoreError("the PostgreSQL server \(address) does not offer TLS, and the address asks for it (sslmode=require); drop sslmode=require or enable TLS on the server", refusedByServer: true)
+                }
+                if let message = error.serverInfo?[.message] {
+                    throw PostgresStoreError("the PostgreSQL server \(address) refused the connection: \(message); check the user, password and database the address names", refusedByServer: true)
+                }
+            }
             throw PostgresStoreError("cannot reach the PostgreSQL server \(address): \(connectionFailure(error)); check that the server runs and accepts connections at that address")
         }
     }

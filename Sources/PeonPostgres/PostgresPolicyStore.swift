@@ -57,7 +57,7 @@ package final class PostgresPolicyStore: PolicyLineStore {
         do {
             link = try connectedReader()
         } catch {
-            throw PolicyLoadError("policy store \(name): \(error.description)", storeUnavailable: true)
+            throw PolicyLoadError("policy store \(name): \(error.description)", storeUnavailable: !error.refusedByServer)
         }
         let table = address.table
         let limit = Self.maxRows + 1

@@ -32,6 +32,26 @@ struct FleetPostgresTests {
         }
     }
 
+    /// A server that answers and refuses (no such role or database) is a wrong address, not an outage: exit 78, not 75
+    /// ("try again later", which a supervisor retrying on 75 would do forever).
+    @Test("a policy store that refuses the connection is a configuration error (78), naming what to check",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func aRefusingStoreIsAConfigurationError() throws {
+        guard let serverURL, let slash = serverURL.range(of: "/", options: .backwards),
+              let at = serverURL.range(of: "@") else { return }
+        try withTemporaryDirectory { folder in
+            let module = try loopModule(in: folder, target: folder.path + "/target.txt", iterations: 1)
+            let noDatabase = String(serverURL[..<slash.upperBound]) + "peon_no_such_database"
+            let noRole = "postgresql://peon_no_such_role@" + serverURL[at.upperBound...]
+            for (url, words) in [(noDatabase, "database \"peon_no_such_database\" does not exist"), (noRole, "role \"peon_no_such_role\" does not exist")] {
+                let result = try runPeonWasm(["run", module, "--policy", url, "--audit", folder.path + "/a.jsonl"],
+                                             environment: ["XDG_CONFIG_HOME": folder.path + "/cfg"])
+                #expect(result.status == 78, "\(url): \(result.stderr)")
+                #expect(result.stderr.contains(words) && result.stderr.contains("check the user, password and database"), "\(result.stderr)")
+            }
+        }
+    }
+
     @Test("a malformed postgresql:// address is a usage error (exit 64)")
     func malformedAddressIsAUsageError() throws {
         let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--policy", "postgresql://u@h/db?colour=blue"])
