@@ -500,9 +500,17 @@ struct AuditCommand: ParsableCommand {
         @Option(help: ArgumentHelp("The PostgreSQL database.", valueName: "postgresql://...")) var to: String
         @Option(help: "The log's origin (default: the origin line of LOG.checkpoint).") var origin: String?
 
-        /// An address that is not PostgreSQL's is the command line's fault (64), as for `run --audit-sink`.
+        /// An address that is not PostgreSQL's is the command line's fault (64), as for `run --audit-sink`; so is an
+        /// `--origin` no key could be named (empty, white space, `+` or a control or format character): it shipped, and
+        /// that copy could never verify against any key, or disguised itself on an auditor's terminal.
         func validate() throws {
             do throws(PostgresStoreError) { _ = try PostgresAddress(to) } catch { throw ValidationError(error.description) }
+            if let origin, origin.isEmpty || origin.unicodeScalars.contains(where: {
+                $0 == "+" || $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7F
+                    || $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
+            }) {
+                throw ValidationError("--origin '\(TerminalText.escaped(origin))' cannot be a key's name: give the name of the key the log is signed with (no spaces, '+', control or format characters)")
+            }
         }
 
         func run() throws {

@@ -282,7 +282,11 @@ public final class AgentSession: Sendable {
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             if let audit = try? openAudit(plan.options) {
-                _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+                // A worker killed while it waited to exit may have written its `run.end` already (it finished, then
+                // the log's lock or a stop held it past the deadline): a second one would say the run ended twice.
+                if !runEndRecorded(path: audit.path, runID: plan.options.runID) {
+                    _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
+                }
                 try? audit.writeCheckpoint()
                 try? audit.close()
             }
@@ -294,6 +298,23 @@ public final class AgentSession: Sendable {
         if done.wait(timeout: .now() + seconds) == .timedOut {
             printLine("peon-wasm: warning: the run's end (\(outcome)) was not recorded: the audit log \(plan.options.auditPath ?? SessionOptions.defaultAuditPath() ?? "") stayed locked by another process for \(Int(seconds)) s", to: 2)
         }
+    }
+
+    /// Whether the last 8 MiB of the log at `path` hold a `run.end` of run `runID` (a dead worker's own). Further back
+    /// is not looked at: a run's end follows its last entries within moments, and the log may be large.
+    package static func runEndRecorded(path: String, runID: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let window: UInt64 = 8 << 20
+        guard let end = try? handle.seekToEnd() else { return false }
+        guard (try? handle.seek(toOffset: end > window ? end - window : 0)) != nil,
+              let data = try? handle.readToEnd() else { return false }
+        let run = Array(#""run":""#.utf8) + Array(runID.utf8) + [UInt8(ascii: "\"")]
+        let call = Array(#""call":"run.end""#.utf8)
+        for line in data.split(separator: 0x0A) where line.firstRange(of: run) != nil && line.firstRange(of: call) != nil {
+            return true
+        }
+        return false
     }
 
     @discardableResult

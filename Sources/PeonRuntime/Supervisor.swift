@@ -321,15 +321,22 @@ package enum Supervisor {
     /// (if `run.start` was written), and exits with `exitCode`. A watchdog exits anyway after a few
     /// seconds, should writing the log hang.
     private static func endWorker(outcome: String, reason: String, exitCode: Int32) -> Never {
+        // Claim the end before killing anything: a guest whose program dies under it must not end the
+        // run as if nothing happened (its thread parks in `finish` until this exits the process).
+        let session = workerSession.withLock { $0 }
+        let claimed = session?.claimEndForStop() ?? false
+        if session != nil && !claimed {
+            // The run ended on its own and is writing its `run.end` (perhaps waiting for the log's lock): exiting now
+            // cut that entry off, and the supervisor, seeing the stop's exit code, took it as written. The run's own
+            // ending exits the process; if it never does, the supervisor stops this worker after its grace, finds no
+            // `run.end`, and writes one.
+            while true { sleep(for: .seconds(60)) }
+        }
         let watchdog = Thread {
             sleep(for: .seconds(5))
             _exit(exitCode)
         }
         watchdog.start()
-        // Claim the end before killing anything: a guest whose program dies under it must not end the
-        // run as if nothing happened (its thread parks in `finish` until this exits the process).
-        let session = workerSession.withLock { $0 }
-        let claimed = session?.claimEndForStop() ?? false
         // No call is decided or begun from here on: a program started after the kill below would outlive it.
         if claimed { session?.endCalls() }
         if getpid() == 1 {

@@ -1,0 +1,28 @@
+import Foundation
+import PeonRuntime
+import PeonTestSupport
+import Testing
+
+/// A worker killed while it waited to exit (the log's lock held by another writer past the deadline, or a stop) could
+/// have written its `run.end` already; the supervisor then wrote a second (`run.end ok`, then `run.end timeout`). It
+/// looks first (``AgentSession/runEndRecorded(path:runID:)``), and a run that has its end is not given another. The
+/// end-to-end races are in the probe scripts the closing note names; this pins the check itself.
+@Suite struct RunEndRecordTests {
+    @Test func aRunsOwnEndIsFoundAndOnlyItsOwn() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("a.jsonl").path
+            let lines = [
+                #"{"seq":0,"time":"t","run":"run-a","module":"m","call":"run.start","prev":"0"}"#,
+                #"{"seq":1,"time":"t","run":"run-b","module":"m","call":"run.start","prev":"0"}"#,
+                #"{"seq":2,"time":"t","run":"run-a","module":"m","call":"run.end","outcome":"ok","prev":"0"}"#,
+                #"{"seq":3,"time":"t","run":"run-ab","module":"m","call":"fs.read","reason":"\"call\":\"run.end\"","prev":"0"}"#,
+            ]
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: URL(fileURLWithPath: path))
+            #expect(AgentSession.runEndRecorded(path: path, runID: "run-a"))
+            #expect(!AgentSession.runEndRecorded(path: path, runID: "run-b"))
+            // Another run whose id begins with this one's, and a reason that quotes the words, are not its end.
+            #expect(!AgentSession.runEndRecorded(path: path, runID: "run-ab"))
+            #expect(!AgentSession.runEndRecorded(path: folder.path + "/missing.jsonl", runID: "run-a"))
+        }
+    }
+}
