@@ -210,35 +210,25 @@ protocol AnswerOwingTransport: Transport {
     nonisolated var answersOwed: Int { get }
 }
 
-/// The requests a stdio session's server owes an answer to, by the JSON spelling of their id (a count each: a
-/// client may reuse an id). A request is owed from when it is handed to the server until a message with its id
-/// and a `result` or an `error` is sent; a `notifications/cancelled` for it ends the debt (the server sends no
-/// answer to a cancelled request, or one the client ignores).
+/// The requests a stdio session's server owes an answer to, by the JSON spelling of their id (one request per id:
+/// a request reusing the id of one still owed is refused, ``receive(_:)``). A request is owed from when it is handed to
+/// the server until a message with its id and a `result` or an `error` is sent; a `notifications/cancelled` for it
+/// ends the debt (the server sends no answer to a cancelled request, or one the client ignores).
 ///
 /// What counts as a request mirrors how the SDK's server reads a message: `jsonrpc` is `2.0`, `method` a string, `id`
 /// a string or an integer, and neither `result` nor `error` (else it is read as an answer). A message the server
 /// would not read as the request it looks like is refused before it reaches the server (``JSONRPCScreen``), and is
 /// never owed.
 final class OwedAnswers: Sendable {
-    private let owed = Mutex<[String: Int]>([:])
+    private let owed = Mutex<Set<String>>([])
 
     /// An empty account.
     init() {}
 
-    /// Accounts for `message`, about to be handed to the server: the spelling of the id now owed an answer when it is a
-    /// request; a cancellation ends the debt of the request it names.
+    /// ``receive(_:)``'s answer as the spelling of the id now owed an answer, or `nil` (not a request, or a reused id).
     func received(_ message: Data) -> String? {
-        guard let probe = try? JSONDecoder().decode(MessageProbe.self, from: message), probe.jsonrpc == "2.0",
-              let method = probe.method
-        else { return nil }
-        if method == CancelledNotification.name, probe.id == nil, let cancelled = probe.cancelledRequest {
-            owed.withLock { _ = $0.removeValue(forKey: RequestID(cancelled).spelling) }
-            return nil
-        }
-        guard let id = probe.id, !probe.hasAnswer else { return nil }
-        let spelling = RequestID(id).spelling
-        owed.withLock { $0[spelling, default: 0] += 1 }
-        return spelling
+        if case .owed(let spelling) = receive(message) { return spelling }
+        return nil
     }
 
     /// What ``receive(_:)`` found.
@@ -260,16 +250,12 @@ final class OwedAnswers: Sendable {
               let method = probe.method
         else { return .notOwed }
         if method == CancelledNotification.name, probe.id == nil, let cancelled = probe.cancelledRequest {
-            owed.withLock { _ = $0.removeValue(forKey: RequestID(cancelled).spelling) }
+            owed.withLock { _ = $0.remove(RequestID(cancelled).spelling) }
             return .notOwed
         }
         guard let id = probe.id, !probe.hasAnswer else { return .notOwed }
         let spelling = RequestID(id).spelling
-        return owed.withLock { owed in
-            if owed[spelling] != nil { return .reused(spelling) }
-            owed[spelling] = 1
-            return .owed(spelling)
-        }
+        return owed.withLock { $0.insert(spelling).inserted ? .owed(spelling) : .reused(spelling) }
     }
 
     /// Accounts for `message`, sent by the server: an answer pays the debt of its id.
@@ -280,16 +266,13 @@ final class OwedAnswers: Sendable {
         answered(RequestID(id).spelling)
     }
 
-    /// Ends one debt of the request id spelled `spelling` (none when nothing is owed to it).
+    /// Ends the debt of the request id spelled `spelling` (none when nothing is owed to it).
     func answered(_ spelling: String) {
-        owed.withLock { owed in
-            guard let count = owed[spelling] else { return }
-            if count > 1 { owed[spelling] = count - 1 } else { owed.removeValue(forKey: spelling) }
-        }
+        owed.withLock { _ = $0.remove(spelling) }
     }
 
     /// The answers owed.
-    var count: Int { owed.withLock { $0.values.reduce(0, +) } }
+    var count: Int { owed.withLock { $0.count } }
 
     /// The members of a JSON-RPC message that say whether it is a request, an answer or a cancellation.
     private struct MessageProbe: Decodable {
