@@ -151,7 +151,8 @@ public enum Runner {
         wasi.outputLimit = request.limits.outputBytes
         wasi.deadline = deadline
         let counter = HostCallCounter(limit: request.limits.hostCalls, cancellation: request.cancellation)
-        let functions = (WASISandbox(wasi).hostFunctions + request.peonHostFunctions).map(counter.counting)
+        let sandbox = WASISandbox(wasi)
+        let functions = (sandbox.hostFunctions + request.peonHostFunctions).map(counter.counting)
         let limits = ResourceLimits(memoryBytes: request.limits.memoryBytes, fuel: request.limits.fuel, deadline: deadline)
 
         do {
@@ -163,10 +164,8 @@ public enum Runner {
                 return .exited(code: 0)
             case .agent:
                 if instance.guest.hasExport("_initialize") { _ = try instance.call("_initialize", []) }
-                switch try PeonHostBindings.callRun(instance, input: request.input) {
-                case .success(let answer): return .agent(.success(answer))
-                case .failure(let error): return .agent(.failure(error.message))
-                }
+                let result = try PeonHostBindings.callRun(instance, input: request.input)
+                return try agentResult(result, written: sandbox.outputWritten, limit: request.limits.outputBytes)
             }
         } catch let exit as WASIExit {
             return .exited(code: exit.code)
@@ -223,13 +222,36 @@ public enum Runner {
                 functions, instances: PeonHostBindings.componentInterfaces.sorted(), sandbox: sandbox, limits: limits)
             let result = try PeonHostBindings.callComponentRun(instance, input: request.input)
             if output.exceeded { throw WASIOutputLimitExceeded(limit: request.limits.outputBytes) }
-            switch result {
-            case .success(let answer): return .agent(.success(answer))
-            case .failure(let error): return .agent(.failure(error.message))
-            }
+            return try agentResult(result, written: output.taken, limit: request.limits.outputBytes)
         } catch {
             if output.exceeded { throw classify(WASIOutputLimitExceeded(limit: request.limits.outputBytes), request: request) }
             throw classify(error, request: request)
+        }
+    }
+
+    /// An agent's answer (or its error text) as the run's result, if it fits in what `--max-output` has left.
+    ///
+    /// The answer is printed to stdout, the error text to stderr, or either is sent to an MCP client, so
+    /// both count against the same cap as the guest's own stdout and stderr: a guest cannot pass the cap
+    /// by answering instead of writing. One that does not fit is the output-limit error and none of it is
+    /// shown; the message says how big it was.
+    static func agentResult(_ result: Result<String, GuestRunError>, written: Int, limit: Int) throws(RunError) -> RunResult {
+        let text: String
+        switch result {
+        case .success(let answer): text = answer
+        case .failure(let error): text = error.message
+        }
+        let room = max(0, limit - written)
+        let size = text.utf8.count
+        guard size <= room else {
+            let what = if case .success = result { "answer" } else { "error text" }
+            let left = written == 0 ? "the limit of \(limit) bytes" : "the \(room) bytes left of the \(limit)-byte limit after \(written) bytes of output"
+            throw RunError(.outputLimit,
+                "the module's \(what) is \(size) bytes, more than \(left) for stdout and stderr; none of it is shown; raise it with --max-output")
+        }
+        switch result {
+        case .success(let answer): return .agent(.success(answer))
+        case .failure(let error): return .agent(.failure(error.message))
         }
     }
 
@@ -315,6 +337,9 @@ final class OutputBudget: Sendable {
 
     /// Whether a write was refused.
     var exceeded: Bool { overflowed.load(ordering: .acquiring) }
+
+    /// The bytes taken so far.
+    var taken: Int { used.withLock { $0 } }
 
     /// Passes `bytes` to `sink` if they fit under the cap; returns whether they did.
     func take(_ bytes: UnsafeRawBufferPointer, into sink: (UnsafeRawBufferPointer) -> Void) -> Bool {

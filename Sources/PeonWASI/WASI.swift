@@ -73,6 +73,9 @@ package final class WASISandbox: Sendable {
         self.configuration = configuration
     }
 
+    /// The bytes stdout and stderr have received so far, counted against ``WASIConfiguration/outputLimit``.
+    package var outputWritten: Int { state.withLock { $0.outputWritten } }
+
     /// The host functions to link; a module importing any of them gets these semantics.
     package var hostFunctions: [HostFunction] {
         Self.signatures.map { name, parameters in

@@ -210,6 +210,42 @@ struct AgentRunTests {
         }
     }
 
+    /// An agent's answer and its error text are output like any other: they count against `--max-output`
+    /// together with what the guest wrote. A guest answering 100 bytes under a 50-byte cap is the output
+    /// limit (73) and none of the answer is shown; it used to be printed whole, however big.
+    @Test("an agent's answer or error text past --max-output is exit 73 and is not shown", arguments: [0, 1])
+    func answerCountsAgainstMaxOutput(tag: Int) throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let answerer = folder.appendingPathComponent("answer.wat")
+            let answer = String(repeating: "A", count: 90) + "0123456789"
+            try Data("""
+                (module
+                  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+                  (memory (export "memory") 1)
+                  (data (i32.const 100) "\(answer)")
+                  (data (i32.const 16) "\\0\(tag)\\00\\00\\00\\64\\00\\00\\00\\64\\00\\00\\00")
+                  (data (i32.const 300) "\\be\\00\\00\\00\\0a\\00\\00\\00")
+                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+                  (func (export "run") (param i32 i32) (result i32)
+                    (drop (call $w (i32.const 2) (i32.const 300) (i32.const 1) (i32.const 400)))
+                    (i32.const 16)))
+                """.utf8).write(to: answerer)
+            let stream: KeyPath<CommandResult, String> = tag == 0 ? \.stdout : \.stderr
+            // 10 bytes written by the guest plus the 100-byte answer: 110 fit, 109 do not.
+            let fits = try fixture.run(["--max-output", "110"], module: answerer.path)
+            #expect(fits[keyPath: stream].contains(answer))
+            #expect(fits.status == (tag == 0 ? 0 : 1))
+            let cut = try fixture.run(["--max-output", "109"], module: answerer.path)
+            #expect(cut.status == 73)
+            #expect(!cut.stdout.contains("AAAA") && !cut.stderr.contains("AAAA"))
+            #expect(cut.stderr.contains("100 bytes") && cut.stderr.contains("--max-output"))
+            let end = try #require(try fixture.entries(call: "run.end").last)
+            #expect((end["outcome"] as? String)?.contains("output") == true)
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
     /// A worker that dies (here: SIGKILL from outside) while a program it started is running must not leave
     /// that program behind: the supervisor is the subreaper, and kills and reaps every orphan it inherits.
     @Test("a worker killed while its program runs leaves no orphan process")
