@@ -237,7 +237,7 @@ let package = Package(
             name: "PeonRuntimeTests",
             dependencies: [
                 "PeonRuntime", "PeonABI", "PeonEngine", "PeonEngineWasmKit", "PeonInterface", "PeonMediator", "PeonAudit",
-                "PeonTestSupport",
+                "PeonTestSupport", "CPeonSupport",
             ],
             exclude: ["Guests"],
             swiftSettings: strict),

@@ -105,12 +105,22 @@ static int worker_main(void *raw) {
     memset(&ignore, 0, sizeof ignore);
     ignore.sa_handler = SIG_IGN;
     sigemptyset(&ignore.sa_mask);
+    /* The stop and reload signals are ignored (none may kill the worker by its default action) and
+       blocked until the worker installs its handlers (peon_signal_pipe unblocks them): a blocked signal
+       stays pending across execve, where an ignored and unblocked one would be dropped. The worker is the
+       init of its PID namespace, which the kernel shields from every signal it has no handler for, so
+       without the block a SIGTERM in its first moments was lost and the run went on. */
     sigaction(SIGHUP, &ignore, NULL);
     sigaction(SIGTERM, &ignore, NULL);
     sigaction(SIGINT, &ignore, NULL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    sigaction(SIGQUIT, &ignore, NULL);
+    sigset_t held;
+    sigemptyset(&held);
+    sigaddset(&held, SIGHUP);
+    sigaddset(&held, SIGTERM);
+    sigaddset(&held, SIGINT);
+    sigaddset(&held, SIGQUIT);
+    sigprocmask(SIG_SETMASK, &held, NULL);
 
     if (arguments->liveness_fd == arguments->liveness_target) {
         int flags = fcntl(arguments->liveness_fd, F_GETFD);

@@ -21,7 +21,7 @@ struct McpCommand: ParsableCommand {
             decided by policy and written to the audit log first, and each call is bracketed by run.start \
             and run.end naming the MCP request id and client. Grants files are watched: an edit applies to \
             the next calls and the client gets notifications/tools/list_changed. Nothing a client sends can \
-            change the grants. SIGTERM or SIGINT stops the server: running calls are cancelled and \
+            change the grants. SIGTERM, SIGINT or SIGQUIT stops the server: running calls are cancelled and \
             each gets its run.end, the log is checkpointed, and the exit status is 143 or 130. See docs/mcp.md.
 
             Example: peon-wasm mcp policies/c-summarizer.toml policies/wat-minimal.toml
@@ -171,11 +171,11 @@ struct McpCommand: ParsableCommand {
             }
         }
 
-        // SIGTERM and SIGINT end the serving below; the handler cancels the running calls at once.
+        // SIGTERM, SIGINT and SIGQUIT end the serving below; the handler cancels the running calls at once.
         let stop = StopRequest()
         let done = DispatchSemaphore(value: 0)
         var watchers: [any DispatchSourceSignal] = []
-        for (number, name) in [(SIGTERM, "TERM"), (SIGINT, "INT")] {
+        for (number, name) in [(SIGTERM, "TERM"), (SIGINT, "INT"), (SIGQUIT, "QUIT")] {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {

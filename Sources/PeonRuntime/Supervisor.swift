@@ -85,7 +85,7 @@ package enum Supervisor {
     /// waits at most `timeout`, and kills it after that. Forwards `SIGHUP`, `SIGTERM` and `SIGINT`.
     package static func run(executable: String, arguments: [String], timeout: Duration) throws(RunError) -> Exit {
         _ = peon_become_child_subreaper()
-        let handled = [SIGHUP, SIGTERM, SIGINT]
+        let handled = [SIGHUP, SIGTERM, SIGINT, SIGQUIT]
         let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
         guard signals >= 0 else {
             throw RunError(.internalError, "cannot install the signal handlers: \(String(cString: strerror(errno)))")
@@ -150,7 +150,7 @@ package enum Supervisor {
                 }
                 if signal == SIGHUP {
                     kill(pid, SIGHUP)
-                } else if signal == SIGTERM || signal == SIGINT {
+                } else if Self.stopSignals.contains(signal) {
                     if stopping == nil { stopping = (signal, ContinuousClock.now + stopGrace) }
                     kill(pid, signal)
                 }
@@ -244,12 +244,17 @@ package enum Supervisor {
         _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
     }
 
-    /// The short name of a signal as outcomes spell it: `TERM`, `INT`, `HUP`, `KILL`, else the number.
+    /// The signals that stop a run: `SIGTERM`, `SIGINT` (Ctrl-C) and `SIGQUIT` (Ctrl-\). `SIGQUIT` used to be
+    /// left to the Swift runtime, which printed a crash backtrace while the run went on to its timeout.
+    package static let stopSignals: Set<Int32> = [SIGTERM, SIGINT, SIGQUIT]
+
+    /// The short name of a signal as outcomes spell it: `TERM`, `INT`, `HUP`, `QUIT`, `KILL`, else the number.
     package static func signalName(_ signal: Int32) -> String {
         switch signal {
         case SIGTERM: "TERM"
         case SIGINT: "INT"
         case SIGHUP: "HUP"
+        case SIGQUIT: "QUIT"
         case SIGKILL: "KILL"
         default: String(signal)
         }
@@ -265,7 +270,7 @@ package enum Supervisor {
     /// that handles `SIGHUP` (reload), `SIGTERM`/`SIGINT` (stop) and the supervisor's death (stop).
     package static func becomeWorker(livenessDescriptor liveness: Int32) {
         _ = peon_become_child_subreaper()
-        let handled = [SIGHUP, SIGTERM, SIGINT]
+        let handled = [SIGHUP, SIGTERM, SIGINT, SIGQUIT]
         let signals = handled.withUnsafeBufferPointer { peon_signal_pipe($0.baseAddress, Int32($0.count)) }
         var probe = pollfd(fd: liveness, events: Int16(POLLIN), revents: 0)
         if fcntl(liveness, F_GETFD) < 0 || (poll(&probe, 1, 0) > 0 && probe.revents & Int16(POLLHUP | POLLIN) != 0) {
@@ -307,7 +312,7 @@ package enum Supervisor {
                     if signal == SIGHUP {
                         let session = workerSession.withLock { $0 }
                         session?.reloadPolicy()
-                    } else if signal == SIGTERM || signal == SIGINT {
+                    } else if Self.stopSignals.contains(signal) {
                         let name = signalName(signal)
                         endWorker(outcome: "signal:\(name)", reason: "peon-wasm received SIG\(name); the run was stopped",
                                   exitCode: 128 + signal)

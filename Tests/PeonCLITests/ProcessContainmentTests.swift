@@ -26,6 +26,8 @@ struct ProcessContainmentTests {
         Scenario(signal: SIGTERM, containment: nil, index: 1),
         Scenario(signal: SIGINT, containment: nil, index: 2),
         Scenario(signal: SIGTERM, containment: "subreaper", index: 3),
+        // Ctrl-\ on a terminal: it used to reach the Swift runtime, which printed a crash backtrace.
+        Scenario(signal: SIGQUIT, containment: nil, index: 8),
     ]
 
     static let kills = [
@@ -34,7 +36,7 @@ struct ProcessContainmentTests {
         Scenario(signal: SIGKILL, containment: "subreaper", index: 6),
     ]
 
-    @Test("SIGTERM or SIGINT to peon-wasm stops the run: its programs die, run.end says so, exit 128+signal", arguments: stops)
+    @Test("SIGTERM, SIGINT or SIGQUIT to peon-wasm stops the run: its programs die, run.end says so, exit 128+signal", arguments: stops)
     func terminationStopsTheRunCleanly(scenario: Scenario) throws {
         try withTemporaryDirectory { folder in
             let run = try ContainedRun(folder: folder, scenario: scenario)
@@ -42,8 +44,9 @@ struct ProcessContainmentTests {
             #expect(kill(started.supervisor, scenario.signal) == 0)
             let result = try run.result()
             #expect(result.status == 128 + scenario.signal, "stderr: \(result.stderr)")
-            let name = scenario.signal == SIGTERM ? "TERM" : "INT"
+            let name = [SIGTERM: "TERM", SIGINT: "INT", SIGQUIT: "QUIT"][scenario.signal] ?? "?"
             #expect(result.stderr.contains("peon-wasm received SIG\(name); the run was stopped"))
+            #expect(!result.stderr.contains("Backtrace") && !result.stderr.contains("Crash"), "stderr: \(result.stderr)")
             #expect(run.waitUntilGone(started), "a program the run started outlived it")
             let ends = try run.entries(call: "run.end")
             #expect(ends.count == 1)

@@ -19,6 +19,7 @@ struct McpServerTests {
                        // with approver mcp-elicitation:CLIENT; a client without elicitation falls back to --approver
         "sigterm",     // SIGTERM: running calls stop (a spinning one is cut off), each has one run.end, the log verifies, exit 143
         "sigint",      // the same for SIGINT, exit 130
+        "sigquit",     // the same for SIGQUIT (Ctrl-\), exit 131, and no crash backtrace
         "labels",      // a session that got HR data from one tool holds `hr` in its next calls: an uncleared sink of
                        // another tool is refused; a new session starts clean; run.start/run.end record it
         "elicit-labels", // an approval request shows the client what the run read: a call the client makes while it

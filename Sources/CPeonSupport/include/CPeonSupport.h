@@ -90,8 +90,9 @@ typedef enum {
 } peon_containment;
 
 /// Starts `path` (`argv`, `envp`) as a worker under `containment`. Before the program runs, the
-/// child's `SIGHUP`, `SIGTERM` and `SIGINT` are ignored (the worker installs its own handlers) and its
-/// signal mask is cleared. `liveness_fd` is a pipe's read end the child keeps as descriptor
+/// child's `SIGHUP`, `SIGTERM`, `SIGINT` and `SIGQUIT` are ignored and blocked, every other signal
+/// unblocked: one sent before the worker installs its handlers stays pending and reaches them once
+/// ``peon_signal_pipe`` unblocks it, instead of being dropped. `liveness_fd` is a pipe's read end the child keeps as descriptor
 /// `liveness_target` (close-on-exec cleared), so the worker sees end of file when the supervisor dies.
 /// On success stores the child's pid (as this process sees it) and returns 0; otherwise returns an
 /// errno value (EPERM, EINVAL, ENOSPC, EUSERS: the namespace is not available here) and starts nothing.

@@ -476,7 +476,7 @@ def elicit_scenario():
     check(approval_decisions() == expected, f"approval entries {approval_decisions()}")
 
 
-# MARK: SIGTERM / SIGINT
+# MARK: SIGTERM / SIGINT / SIGQUIT
 
 def stop_scenario(sig, name):
     process = subprocess.Popen([PEON, *server_args()], cwd=WORK, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -535,7 +535,9 @@ def stop_scenario(sig, name):
         ends = [e for e in entries() if e["module"] == tool and e["call"] == "run.end"]
         check(len(ends) == 1 and ends[0]["outcome"] == f"signal:{name}", f"{tool} run.end: {ends}")
     with open(STDERR) as f:
-        check(f"received SIG{name}" in f.read(), "no stop message on stderr")
+        text = f.read()
+        check(f"received SIG{name}" in text, "no stop message on stderr")
+        check("Backtrace" not in text and "Crash" not in text, f"a crash report on stderr: {text[-2000:]}")
 
 
 # MARK: streamable HTTP
@@ -1294,6 +1296,8 @@ def main():
         stop_scenario(signal.SIGTERM, "TERM")
     elif SCENARIO == "sigint":
         stop_scenario(signal.SIGINT, "INT")
+    elif SCENARIO == "sigquit":
+        stop_scenario(signal.SIGQUIT, "QUIT")
     elif SCENARIO == "http":
         http_scenario()
     elif SCENARIO == "labels":
