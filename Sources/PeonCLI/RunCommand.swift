@@ -202,7 +202,7 @@ struct RunCommand: ParsableCommand {
         do {
             result = try Runner.run(request)
         } catch {
-            session.finish(outcome: "error:\(error.kind)", reason: error.message)
+            session.finish(outcome: error.outcome, reason: error.message)
             throw error
         }
         switch result {

@@ -67,4 +67,15 @@ public struct RunError: Error, Sendable, CustomStringConvertible {
 
     /// The message.
     public var description: String { message }
+
+    /// The `run.end` outcome this error is recorded as: `timeout` and `cancelled` as such (one spelling
+    /// each, whichever process noticed: the supervisor killing a worker at its deadline writes `timeout`
+    /// too), every other kind as `error:KIND`.
+    public var outcome: String {
+        switch kind {
+        case .timeout: "timeout"
+        case .cancelled: "cancelled"
+        default: "error:\(kind)"
+        }
+    }
 }

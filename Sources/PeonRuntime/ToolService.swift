@@ -277,7 +277,7 @@ package final class ToolService: Sendable {
         do {
             plan = try RunPlan(module: module, policy: store.current, options: options, overrides: host.overrides)
         } catch {
-            return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: "error:\(error.kind)")
+            return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: error.outcome)
         }
         let denials = LockedBox<[(action: String, object: String)]>([])
         let session: AgentSession
@@ -295,7 +295,7 @@ package final class ToolService: Sendable {
                 })
             try session.recordStart(engine: engine.name)
         } catch {
-            return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: "error:\(error.kind)")
+            return ToolAnswer(text: error.message, isError: true, runID: runID, outcome: error.outcome)
         }
         running.withLock { $0[runID] = RunningCall(session: session, cancellation: call.cancellation) }
         defer { running.withLock { _ = $0.removeValue(forKey: runID) } }
@@ -328,7 +328,7 @@ package final class ToolService: Sendable {
                                  outcome: "exit:\(code)")
             }
         } catch {
-            var outcome = error.kind == .cancelled ? "cancelled" : "error:\(error.kind)"
+            var outcome = error.outcome
             var text = error.message
             if error.kind == .cancelled, let signal = stopSignal.withLock({ $0 }) {
                 outcome = "signal:\(signal)"
