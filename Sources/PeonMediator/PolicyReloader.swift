@@ -21,12 +21,26 @@ import Synchronization
 /// reached, the last snapshot loaded keeps deciding (never an empty one): the reloader says so once
 /// through `report` and ``Event/storeUnreachable(_:)``, and once more when the store answers again.
 package final class PolicyReloader: Sendable {
-    /// A change in the policy store's reachability, for the audit log.
+    /// What the audit log records about the policy itself: the store's reachability, and a reload that was
+    /// refused (an operator's edit, perhaps a revocation, that is not in force).
     package enum Event: Sendable, Hashable {
         /// The store cannot be read; the last snapshot keeps deciding. The reason.
         case storeUnreachable(String)
         /// The store answers again after being unreachable.
         case storeRestored
+        /// Changed grants, model or policy lines did not load; the previous policy keeps deciding. The error
+        /// line. Sent once per distinct error: a store polled every few seconds that keeps the same bad
+        /// lines is not recorded (or reported) again until a reload succeeds or the error changes.
+        case reloadRejected(String)
+
+        /// The audit entry's `call`, `outcome` and `reason` for this event.
+        package var auditFields: (call: String, outcome: String, reason: String) {
+            switch self {
+            case .storeUnreachable(let why): ("policy.store", "unreachable", "deciding on the last policy loaded: \(why)")
+            case .storeRestored: ("policy.store", "reachable", "the policy store answers again")
+            case .reloadRejected(let why): ("policy.reload", "rejected", "the previous policy stays in force: \(why)")
+            }
+        }
     }
 
     /// What a reload attempt did.
@@ -59,6 +73,8 @@ package final class PolicyReloader: Sendable {
     private let storeRules: Mutex<[PolicyRule]?> = Mutex(nil)
     /// Whether the last attempt to read the store failed.
     private let storeDown = Atomic<Bool>(false)
+    /// The error of the last rejected reload, until a reload succeeds: the same rejection is said once.
+    private let lastRejection: Mutex<String?> = Mutex(nil)
 
     /// Creates a reloader for `store`, remembering the files' current state.
     ///
@@ -149,6 +165,7 @@ package final class PolicyReloader: Sendable {
             }
             let old = store.current
             store.replace(with: snapshot)
+            lastRejection.withLock { $0 = nil }
             if let refusal = snapshot.refusal {
                 report("policy reloaded: \(refusal)")
             } else if snapshot.version != old.version || old.refusal != nil {
@@ -157,9 +174,17 @@ package final class PolicyReloader: Sendable {
             self.changed?(.reloaded(version: snapshot.version))
             return .reloaded(version: snapshot.version)
         } catch {
-            report("policy reload rejected, the previous policy stays in force: \(error.description)")
-            self.changed?(.rejected(error.description))
-            return .rejected(error.description)
+            let reason = error.description
+            let repeated = lastRejection.withLock { last in
+                defer { last = reason }
+                return last == reason
+            }
+            if !repeated {
+                report("policy reload rejected, the previous policy stays in force: \(reason)")
+                event(.reloadRejected(reason))
+            }
+            self.changed?(.rejected(reason))
+            return .rejected(reason)
         }
     }
 

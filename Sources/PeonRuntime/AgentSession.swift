@@ -54,15 +54,13 @@ public final class AgentSession: Sendable {
             // The message can carry text from a policy store someone else controls: escaped, one line.
             report: { message in printLine("peon-wasm: \(TerminalText.escaped(message))", to: 2) },
             event: { event in
-                // The log says when decisions rest on a snapshot the store can no longer confirm.
-                let (outcome, reason) = switch event {
-                case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
-                case .storeRestored: ("reachable", "the policy store answers again")
-                }
+                // The log says when decisions rest on a snapshot the store can no longer confirm, and when an
+                // edit of the policy was refused (the previous policy goes on deciding).
+                let (call, outcome, reason) = event.auditFields
                 // Never after `run.end`: a reload still queued when the run ended belongs to no run.
                 _ = try? audit.append(
                     AuditRecord(run: options.runID, module: moduleName, moduleSHA256: plan.module.sha256,
-                                call: "policy.store", resource: "policy:\(storeName)", decision: nil, reason: reason,
+                                call: call, resource: storeName.isEmpty ? "policy" : "policy:\(storeName)", decision: nil, reason: reason,
                                 policy: store.current.version, outcome: outcome),
                     durability: .written, onlyIf: { !endMarker.isSet })
             })

@@ -180,14 +180,12 @@ package final class ToolService: Sendable {
             sources: sources, defaultModule: Runner.programName(grantsPath), store: store, moduleSHA256: module.sha256,
             report: { message in printLine("peon-wasm: \(TerminalText.escaped("\(grantsPath): \(message)"))", to: 2) }, changed: changed,
             event: { event in
-                // As in `run`: the log says when decisions rest on a snapshot the store can no longer confirm.
-                let (outcome, reason) = switch event {
-                case .storeUnreachable(let why): ("unreachable", "deciding on the last policy loaded: \(why)")
-                case .storeRestored: ("reachable", "the policy store answers again")
-                }
+                // As in `run`: the log says when decisions rest on a snapshot the store can no longer confirm, and
+                // when an edit of the tool's grants or policy was refused.
+                let (call, outcome, reason) = event.auditFields
                 _ = try? audit.append(
-                    AuditRecord(run: hostRun, module: name, moduleSHA256: module.sha256, call: "policy.store",
-                                resource: "policy:\(storeName)", decision: nil, reason: reason,
+                    AuditRecord(run: hostRun, module: name, moduleSHA256: module.sha256, call: call,
+                                resource: storeName.isEmpty ? "policy" : "policy:\(storeName)", decision: nil, reason: reason,
                                 policy: store.current.version, outcome: outcome),
                     durable: false)
             })

@@ -59,6 +59,42 @@ import Testing
         #expect(scratch.contents("work/a.txt") == "c")
     }
 
+    /// A refused edit (perhaps a revocation) is an event for the audit log, not only a line on stderr; a store
+    /// polled every few seconds that keeps the same broken lines is recorded and reported once, not at every poll.
+    @Test func aRejectedReloadIsAnEventOncePerError() throws {
+        let scratch = try Scratch()
+        let harness = try Harness(grants: Self.readOnly, scratch: scratch)
+        let reports = LockedLines()
+        let events = LockedList<PolicyReloader.Event>()
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml"), defaultModule: "editor",
+                                      store: harness.store, report: { reports.append($0) },
+                                      event: { events.append($0) })
+        _ = try scratch.file("grants.toml", Self.readOnly + "\n[[fs]]\npaths = [\"/\"]\nallow = []\n")
+        for _ in 0..<3 { _ = reloader.reloadIfChanged(force: true) }
+        let first = events.all
+        #expect(first.count == 1)
+        guard case .reloadRejected(let why)? = first.first else {
+            Issue.record("expected a rejection event, got \(first)")
+            return
+        }
+        #expect(why.contains("grants.toml:8"))
+        #expect(PolicyReloader.Event.reloadRejected(why).auditFields.call == "policy.reload")
+        #expect(PolicyReloader.Event.reloadRejected(why).auditFields.outcome == "rejected")
+        #expect(reports.withLock { $0 }.filter { $0.contains("reload rejected") }.count == 1)
+        // Another error is another event; a good reload ends the rejection, so the same error again is new.
+        _ = try scratch.file("grants.toml", Self.readOnly + "\nbogus = 1\n")
+        _ = reloader.reloadIfChanged(force: true)
+        _ = try scratch.file("grants.toml", Self.readWrite)
+        guard case .reloaded = reloader.reloadIfChanged(force: true) else {
+            Issue.record("expected a reload")
+            return
+        }
+        _ = try scratch.file("grants.toml", Self.readOnly + "\nbogus = 1\n")
+        _ = reloader.reloadIfChanged(force: true)
+        let all = events.all
+        #expect(all.count == 3, "\(all)")
+    }
+
     @Test func theWatcherPicksUpAnEditWithoutBeingAsked() async throws {
         let scratch = try Scratch()
         _ = try scratch.file("work/a.txt", "a")

@@ -108,6 +108,14 @@ final class LockedLines: @unchecked Sendable {
     func withLock<T>(_ body: ([String]) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(lines) }
 }
 
+/// Values appended from any thread (a reloader's events).
+final class LockedList<Element: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [Element] = []
+    func append(_ item: Element) { lock.lock(); items.append(item); lock.unlock() }
+    var all: [Element] { lock.lock(); defer { lock.unlock() }; return items }
+}
+
 /// A clock the test moves by hand.
 final class ManualClock: @unchecked Sendable {
     private let lock = NSLock()

@@ -355,6 +355,15 @@ async def reload(session, notifications):
         check("reload rejected" in f.read(), "a broken edit was not reported on stderr")
     still = await session.call_tool("reader", {"input": "data/hello.txt"})
     check(still.is_error and "not granted" in text_of(still), "a broken edit changed the grants in force")
+    # The refused edit is in the audit log too (once), not only on stderr.
+    rejected = []
+    for _ in range(50):
+        rejected = [e for e in entries() if e["call"] == "policy.reload" and e["module"] == "reader"]
+        if rejected:
+            break
+        await anyio.sleep(0.1)
+    check(len(rejected) == 1 and rejected[0]["outcome"] == "rejected" and "stays in force" in rejected[0]["reason"],
+          f"the rejected reload in the audit log: {rejected}")
 
 
 async def failures(session):
