@@ -66,7 +66,10 @@ enum JSONRPCScreen {
             return Refusal(kind: .tooDeep, code: invalidRequestCode, message: tooDeepMessage,
                            body: errorWithoutID(code: invalidRequestCode, message: tooDeepMessage))
         }
-        guard let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+        // Strict RFC 8259 first: Foundation takes `{"id":1,}` (a trailing comma) that Python, JavaScript and Go refuse,
+        // so a gateway in front of us would read an error, or nothing, where the server ran the request.
+        guard JSONSyntax.firstProblem(in: data) == nil,
+              let json = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             return Refusal(kind: .notJSON, code: parseErrorCode, message: notJSONMessage,
                            body: errorWithoutID(code: parseErrorCode, message: notJSONMessage))
         }
@@ -253,6 +256,8 @@ enum JSONRPCScreen {
     /// (`null`, `true`, `1.5`, an object), or an integer not written as one (`1.0`, `1e3`): MCP allows only strings and
     /// integers, and the SDK would drop such a request without an answer, take `null` for `""`, or answer `1e3` as `1000`.
     static func hasInvalidRequestID(_ data: Data) -> Bool {
+        // Text that is not strict JSON is a parse error (``refusal(_:)``), whatever its id looks like.
+        guard JSONSyntax.firstProblem(in: data) == nil else { return false }
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
         guard probe.method != nil else { return false }
         return probe.id == .invalid || (probe.id == .valid && !idIsSpelledAsAnInteger(data))

@@ -47,6 +47,21 @@ struct PolicyEvalCommandTests {
                 "\(result.stderr)")
     }
 
+    /// A request that is not strict JSON is refused with its line: Foundation took a trailing comma (and answered),
+    /// where Casbin's Go and Python readers refuse the request.
+    @Test func aRequestThatIsNotStrictJSONIsRefused() throws {
+        let result = try withTemporaryDirectory { folder in
+            let modelFile = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(Self.model.utf8).write(to: modelFile)
+            try Data("p, alice, data1, read\n".utf8).write(to: policy)
+            let requests = #"["alice", "data1", "read"]"# + "\n" + #"["alice", "data1", "read",]"# + "\n"
+            return try runPeonWasm(["policy", "eval", "--model", modelFile.path, "--policy", policy.path], stdin: requests)
+        }
+        #expect(result.status == 2)
+        #expect(result.stdout == "true\n")
+        #expect(result.stderr.hasPrefix("peon-wasm: error: <stdin>:2: malformed request: not JSON at byte 27"), "\(result.stderr)")
+    }
+
     /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
     @Test func explainedRulesAreEscaped() throws {
         let result = try withTemporaryDirectory { folder in

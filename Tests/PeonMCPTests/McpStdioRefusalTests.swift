@@ -18,6 +18,13 @@ import Testing
         HTTPRequestRefusalTests.undecodable.map { ($0.body, JSONRPCScreen.invalidRequestCode, $0.id) } + [
             (#"{"jsonrpc":"2.0","id":1,"method":"ping""#, JSONRPCScreen.parseErrorCode, "null"),   // cut short
             ("not json", JSONRPCScreen.parseErrorCode, "null"),
+            // Not JSON to Python, JavaScript or Go, JSON to Foundation (which answered the first as a ping) or with an
+            // id this server checks (the second was "id must be an integer", -32600): parse errors.
+            (#"{"jsonrpc":"2.0","id":1,"method":"ping",}"#, JSONRPCScreen.parseErrorCode, "null"),
+            (#"{"jsonrpc":"2.0","id":1.,"method":"ping"}"#, JSONRPCScreen.parseErrorCode, "null"),
+            (#"{"jsonrpc":"2.0","id":01,"method":"ping"}"#, JSONRPCScreen.parseErrorCode, "null"),
+            (#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#, JSONRPCScreen.parseErrorCode, "null"),
+            (#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":[1,]}}"#, JSONRPCScreen.parseErrorCode, "null"),
             (#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, JSONRPCScreen.invalidRequestCode, "null"),
             ("[]", JSONRPCScreen.invalidRequestCode, "null"),
             // Past every JSON reader's depth: it was "not JSON" (-32700); it is JSON, nested too deeply.
@@ -36,6 +43,24 @@ import Testing
         #expect(!JSONRPCScreen.nestsTooDeeply(Data(#"{"x":""#.utf8) + Data(String(repeating: "[", count: 10_000).utf8) + Data(#""}"#.utf8)))
         #expect(JSONRPCScreen.refusal(nested(limit + 1))?.kind == .tooDeep)
         #expect(JSONRPCScreen.refusal(nested(limit + 1))?.code == JSONRPCScreen.invalidRequestCode)
+    }
+
+    /// The strict JSON check agrees with RFC 8259 (and Python's, JavaScript's and Go's readers) on what is one JSON
+    /// text, where Foundation's readers take a trailing comma.
+    @Test func strictJSONIsExactlyRFC8259() {
+        let valid = [
+            "{}", "[]", "0", "-0", "1.5e-3", "-12E+2", "3.0", "\"\"", "true", "false", "null", " [1 , 2 ]\n",
+            #"{"a":[{"b":null}],"c":"\u00e9\n\/\\\"","d":-0.5}"#, "[\"\u{E9}\"]", #"{"":{}}"#,
+        ]
+        let invalid = [
+            "", " ", "[1,]", #"{"a":1,}"#, "[,1]", "{,}", "01", "-", "1.", ".5", "+1", "1e", "1e+", "0x10", "NaN",
+            "Infinity", "[1 2]", "{\"a\" 1}", "{\"a\":}", "{1:2}", "[tru]", "nul", "'a'", #"["\x41"]"#, #"["\u12"]"#,
+            "[\"a\tb\"]", "[\"open", "[1]]", "{}{}", "[1] x", "{\"a\":1]", "[1}",
+        ]
+        for text in valid { #expect(JSONSyntax.firstProblem(in: Array(text.utf8)) == nil, "\(text)") }
+        for text in invalid { #expect(JSONSyntax.firstProblem(in: Array(text.utf8)) != nil, "\(text)") }
+        // Foundation takes these, which is why the check exists.
+        #expect((try? JSONSerialization.jsonObject(with: Data(#"{"a":1,}"#.utf8))) != nil)
     }
 
     /// A member named twice in one object is found however it is spelled, and only then: the same name in two objects,
