@@ -587,6 +587,14 @@ private struct Reader {
     /// Checks that a schema is a JSON object with `"type": "object"` (what MCP requires of a tool's input
     /// schema) and returns it as compact JSON with sorted keys.
     func inputSchema(_ text: String) throws(GrantsError) -> String {
+        // Strictly JSON, each member once: the schema is shown to clients, whose readers refuse a trailing comma and keep
+        // the last of two values where this one keeps the first.
+        if let problem = JSONSyntax.firstProblem(in: text.utf8) {
+            throw fail("tool.input-schema", "not valid JSON at byte \(problem.offset + 1): \(problem.reason)")
+        }
+        if let name = JSONDuplicateMembers.first(in: text.utf8) {
+            throw fail("tool.input-schema", "names the member '\(name)' twice in one object; JSON readers keep either the first or the last")
+        }
         let parsed: Any
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [])

@@ -134,6 +134,23 @@ struct OperatorFileTests {
         }
     }
 
+    /// The schema is shown to MCP clients, whose JSON readers refuse a trailing comma and keep the last of a member
+    /// named twice where Foundation keeps the first: either is refused in the grants, naming where.
+    @Test("an input-schema file that is not strict JSON, or names a member twice, is refused", arguments: [
+        (#"{"type": "object", "properties": {},}"#, "not valid JSON at byte 37"),
+        (#"{"type": "object", "required": ["a"], "required": []}"#, "names the member 'required' twice"),
+    ])
+    func inputSchemaIsStrictJSON(text: String, words: String) throws {
+        try withTemporaryDirectory { folder in
+            let wasm = repositoryRoot.appendingPathComponent(Self.module).path
+            let grants = "module = \"schema\"\n[tool]\nwasm = \"\(wasm)\"\ndescription = \"Reads one file.\"\ninput-schema = \"schema.json\"\n"
+            try Data(text.utf8).write(to: folder.appendingPathComponent("schema.json"))
+            let result = try Self.check(grants, in: folder)
+            #expect(result.status == 2)
+            #expect(result.stderr.contains("tool.input-schema") && result.stderr.contains(words), "\(result.stderr)")
+        }
+    }
+
     /// `modules/hello/hello.wat` written to `folder/hello.wat` after the bytes `prefix`; its path.
     static func helloText(after prefix: [UInt8], in folder: URL) throws -> String {
         let text = try Data(contentsOf: repositoryRoot.appendingPathComponent("modules/hello/hello.wat"))
