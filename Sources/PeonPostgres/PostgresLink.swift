@@ -117,11 +117,15 @@ package struct PostgresStoreError: Error, Sendable, Hashable, CustomStringConver
     /// Whether the server answered and refused (no such user or database, a wrong password, no TLS where the address
     /// asks for it): the address is wrong, and trying again later will not help (a configuration error, not an outage).
     package var refusedByServer: Bool
+    /// Whether the server gave no answer in time (``PostgresLink/timeout``): an outage or a slow query, not a table of
+    /// the wrong shape.
+    package var timedOut: Bool
 
     /// Creates an error.
-    package init(_ description: String, refusedByServer: Bool = false) {
+    package init(_ description: String, refusedByServer: Bool = false, timedOut: Bool = false) {
         self.description = description
         self.refusedByServer = refusedByServer
+        self.timedOut = timedOut
     }
 }
 
@@ -183,15 +187,15 @@ final class PostgresLink: Sendable {
         }
     }
 
-    /// Runs `query` and returns all its rows.
+    /// Runs `query` and returns all its rows, waiting at most `limit` (default: ``timeout``).
     @discardableResult
-    func query(_ query: PostgresQuery) throws(PostgresStoreError) -> [PostgresRow] {
+    func query(_ query: PostgresQuery, timeout limit: TimeAmount? = nil) throws(PostgresStoreError) -> [PostgresRow] {
         let loop = connection.eventLoop
         do {
-            let result = try Self.bounded(connection.query(query, logger: Self.logger), on: loop, timeout: timeout).wait()
+            let result = try Self.bounded(connection.query(query, logger: Self.logger), on: loop, timeout: limit ?? timeout).wait()
             return Array(result.rows)
         } catch {
-            throw PostgresStoreError("\(address): \(Self.describe(error))")
+            throw PostgresStoreError("\(address): \(Self.describe(error))", timedOut: (error as? PostgresStoreError)?.timedOut ?? false)
         }
     }
 
@@ -208,7 +212,7 @@ final class PostgresLink: Sendable {
                                          timeout: TimeAmount) -> EventLoopFuture<Value> {
         let promise = loop.makePromise(of: Value.self)
         let timer = loop.scheduleTask(in: timeout) {
-            promise.fail(PostgresStoreError("no answer within \(timeout.nanoseconds / 1_000_000) ms"))
+            promise.fail(PostgresStoreError("no answer within \(timeout.nanoseconds / 1_000_000) ms", timedOut: true))
         }
         future.whenComplete { result in
             timer.cancel()

@@ -20,6 +20,9 @@ package final class PostgresPolicyStore: PolicyLineStore {
     package let address: PostgresAddress
     /// The most rows a table may hold; a larger one is refused rather than loaded into memory.
     package static let maxRows = 1_000_000
+    /// How long fetching the rows may take: a table near ``maxRows`` takes seconds to send, longer than the 5 s a
+    /// connect or a small query gets.
+    static let rowsTimeout: TimeAmount = .seconds(60)
     /// The most bytes of rule text (`ptype`, `v0` ... `v5` together) a policy may hold.
     package static let maxBytes = 256 << 20
 
@@ -61,8 +64,16 @@ package final class PostgresPolicyStore: PolicyLineStore {
         }
         let table = address.table
         let limit = Self.maxRows + 1
-        /// A failed query: unreachable if the connection is gone, else a table of the wrong shape.
+        /// A failed query: unreachable if the connection is gone or the server did not answer in time (then the
+        /// connection, its query perhaps still running, is dropped), else a table of the wrong shape.
         func failure(_ error: PostgresStoreError) -> PolicyLoadError {
+            if error.timedOut {
+                reader.withLock { $0 = nil }
+                link.close()
+                return PolicyLoadError(
+                    "policy store \(name): the table was not read in time (\(error.description)); the server is busy or slow, or the table very large",
+                    storeUnavailable: true)
+            }
             let lost = link.isClosed
             if lost { reader.withLock { $0 = nil } }
             return PolicyLoadError(
@@ -89,7 +100,7 @@ package final class PostgresPolicyStore: PolicyLineStore {
             rows = try link.query(PostgresQuery(unsafeSQL: """
                 SELECT id::bigint, ptype::text, v0::text, v1::text, v2::text, v3::text, v4::text, v5::text
                 FROM \(table) ORDER BY id LIMIT \(limit)
-                """))
+                """), timeout: Self.rowsTimeout)
         } catch {
             throw failure(error)
         }
@@ -103,11 +114,17 @@ package final class PostgresPolicyStore: PolicyLineStore {
             var fields: [String?] = []
             do {
                 let cells = Array(row)
-                guard cells.count == 8 else { throw PolicyLoadError("unexpected column count") }
-                id = try cells[0].decode(Int64.self)
+                guard cells.count == 8 else { throw PolicyLoadError("policy store \(name): the rows query returned \(cells.count) columns, not 8") }
+                guard let number = try cells[0].decode(Int64?.self) else {
+                    throw PolicyLoadError("policy store \(name): a row has no id (NULL); every row needs an integer id, as Casbin's SQL adapters create it (id serial PRIMARY KEY)")
+                }
+                id = number
                 for cell in cells.dropFirst() { fields.append(try cell.decode(String?.self)) }
+            } catch let error as PolicyLoadError {
+                throw error
             } catch {
-                throw PolicyLoadError("policy store \(name): a row cannot be read (\(error)); id must be an integer and ptype, v0 ... v5 text")
+                // The driver's own text is a dump of its types; the columns are what to check.
+                throw PolicyLoadError("policy store \(name): a row cannot be read; id must be an integer and ptype, v0 ... v5 text")
             }
             guard let section = fields[0]?.trimmingCharacters(in: .whitespaces), !section.isEmpty else {
                 throw PolicyLoadError("\(name):\(id): the row has no ptype; give p, g or another section of the model")

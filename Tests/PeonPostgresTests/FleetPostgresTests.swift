@@ -350,6 +350,53 @@ struct FleetPostgresTests {
         #expect(bytes.status == 2 && bytes.stderr.contains("more than 268435456; peon-wasm refuses to load it"), "\(bytes.status) \(bytes.stderr)")
     }
 
+    /// A table made by hand, not by a Casbin adapter: a row without an id is named as such (it was the driver's dump of
+    /// its decoding error), and the run is refused as for any table of the wrong shape.
+    @Test("a casbin_rule row with a NULL id is refused with a line saying so, not the driver's text",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func aRowWithoutAnIDIsNamed() throws {
+        let database = try freshDatabase()
+        #expect(try sql(database, """
+            CREATE TABLE casbin_rule (id integer, ptype varchar(255), v0 text, v1 text, v2 text, v3 text, v4 text, v5 text);
+            INSERT INTO casbin_rule (id, ptype, v0, v1, v2) VALUES (1, 'p', 'u1', 'fs:/x', 'fs.read'), (NULL, 'p', 'u2', 'fs:/y', 'fs.read')
+            """) == 0)
+        let result = try runPeonWasm(["policy", "explain", "--policy", database, "--module", "u1", "fs.read", "/x"], timeout: 60)
+        #expect(result.status == 2, "\(result.status) \(result.stderr)")
+        #expect(result.stderr.contains("a row has no id (NULL)") && !result.stderr.contains("Decoding"), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+    }
+
+    /// A query the server does not answer in time (here: the table is locked by another session) is an outage, "try again
+    /// later" (75), not "it needs the columns id, ptype, v0 ... v5", which sent an operator to check a table that was fine.
+    @Test("a policy table the server does not send in time is an outage (75) saying so, not a table of the wrong shape",
+          .enabled(if: serverURL != nil, "PEON_TEST_POSTGRES_URL is unset"))
+    func aTableNotReadInTimeIsAnOutage() throws {
+        let database = try freshDatabase()
+        #expect(try sql(database, """
+            CREATE TABLE casbin_rule (id serial PRIMARY KEY, ptype varchar(255), v0 text, v1 text, v2 text, v3 text, v4 text, v5 text);
+            INSERT INTO casbin_rule (ptype, v0, v1, v2) VALUES ('p', 'u1', 'fs:/x', 'fs.read')
+            """) == 0)
+        let locker = Process()
+        locker.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        locker.arguments = ["python3", "-c", """
+            import sys, time, psycopg2
+            c = psycopg2.connect(sys.argv[1])
+            c.cursor().execute("LOCK TABLE casbin_rule IN ACCESS EXCLUSIVE MODE")
+            print("locked", flush=True)
+            time.sleep(20)
+            """, database]
+        let output = Pipe()
+        locker.standardOutput = output
+        try locker.run()
+        defer { locker.terminate() }
+        #expect(String(decoding: output.fileHandleForReading.readData(ofLength: 7), as: UTF8.self) == "locked\n")
+        let result = try runPeonWasm(["policy", "explain", "--policy", database, "--module", "u1", "fs.read", "/x"], timeout: 60)
+        #expect(result.stderr.contains("was not read in time") && !result.stderr.contains("needs the columns"), "\(result.stderr)")
+        let run = try runPeonWasm(["run", "modules/hello/hello.wat", "--policy", database, "--audit", NSTemporaryDirectory() + "/peon-\(UUID().uuidString).jsonl"], timeout: 60)
+        #expect(run.status == 75, "\(run.status) \(run.stderr)")
+        #expect(run.stderr.contains("was not read in time"), "\(run.stderr)")
+    }
+
     /// In this suite, not with the other MCP scenarios, so that it never overlaps the outage test,
     /// which stops the shared server.
     @Test("peon-wasm mcp --policy postgresql://: a rule added and removed with pycasbin reaches the running MCP server within 2 s",
