@@ -182,7 +182,7 @@ public enum AuditVerifier {
     public static func loadCheckpoint(path: String, key: VerifierKey?) throws(AuditError) -> Checkpoint {
         guard FileIO.exists(path) else {
             throw AuditError(.checkpointMissing,
-                             "\(path): no checkpoint; a log gets one when it is created, within about a second of its entries while a run has it open, and when the run ends (`peon-wasm audit checkpoint LOG --refresh` writes one)")
+                             "\(path): no checkpoint; a log gets one when it is created and as a run writes it, so one copied without it cannot be verified: copy its .checkpoint beside it, or give one you kept with --checkpoint FILE (only the log's operator, having checked it, should sign it anew with `peon-wasm audit checkpoint LOG --refresh`)")
         }
         let bytes: [UInt8]
         do {

@@ -74,7 +74,7 @@ package enum FileIO {
     /// with `seq` 0 (or the file is empty, or its first line is cut short: a writer's crash, not another kind of
     /// file). Read with `pread`, so the descriptor's offset is unchanged. For a log found without its checkpoint:
     /// "it was deleted" is the story only when the file is a log at all (a grants file given to `--audit` is not).
-    static func notALogReason(fd: Int32, path: String) -> String? {
+    package static func notALogReason(fd: Int32, path: String) -> String? {
         var line: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         var offset: off_t = 0

@@ -369,6 +369,12 @@ struct AuditCommand: ParsableCommand {
                 // A regular file only: a FIFO or device at LOG would block forever or never end.
                 let fd = try FileIO.openRegularForReading(path: log)
                 defer { _ = close(fd) }
+                // A file that is no log at all (a grants file given by mistake) is named for what it is, as `verify` does,
+                // not listed as lines that are not entries with exit 0. A log with its checkpoint whose first line was
+                // damaged is still listed: that is what an auditor wants to see.
+                if access(log + ".checkpoint", F_OK) != 0, let reason = FileIO.notALogReason(fd: fd, path: log) {
+                    throw AuditError(.malformedEntry, "\(log):1: not a peon-wasm audit log: \(reason); give a log peon-wasm wrote")
+                }
                 var reader = LineReader(fd: fd, path: log, maxLine: AuditLog.maxLineBytes)
                 // Times compare as text: every entry's time is `YYYY-MM-DDTHH:MM:SS.ffffffZ`, and a shorter bound is a
                 // prefix of one (2026-11-21 sorts before every time of that day, after every time of the day before).

@@ -174,7 +174,11 @@ struct PolicyEvalCommand: ParsableCommand {
             enforcer = try Enforcer(model: modelText,
                                     modelSource: modelSource, policy: policyText,
                                     policySource: policySource == "-" ? "<stdin>" : policySource,
-                                    additionalRules: storeRules, rolePatterns: try declaredPatterns())
+                                    additionalRules: storeRules,
+                                    // The functions `run` registers, so the model grants compile to (and a model built
+                                    // on it, with roles layered on) can be tested here as it decides there.
+                                    functions: PeonMatchers.registry,
+                                    rolePatterns: try declaredPatterns())
         } catch let error as PolicyError {
             throw CommandFailure(message: error.description)
         } catch let failure as CommandFailure {

@@ -266,6 +266,10 @@ struct AuditFileTests {
                                          environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
             #expect(verify.status == 4, "\(verify.stderr)")
             #expect(verify.stderr.contains("not a peon-wasm audit log"), "\(verify.stderr)")
+            // `audit show` listed its three lines as "not an entry", with made-up seqs, and exit 0.
+            let show = try runPeonWasm(["audit", "show", grants.path])
+            #expect(show.status == 4 && show.stdout.isEmpty, "\(show.stdout)\(show.stderr)")
+            #expect(show.stderr.contains("not a peon-wasm audit log") && show.stderr.split(separator: "\n").count == 1, "\(show.stderr)")
         }
     }
 
