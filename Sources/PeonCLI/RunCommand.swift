@@ -38,7 +38,7 @@ struct RunCommand: ParsableCommand {
     /// before the guest starts, so a path to a huge file or an endless pipe never fills the host's memory.
     static let maxInputBytes = 64 << 20
 
-    @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file or pipe (at most 64MiB).")
+    @Option(name: .customLong("input-file"), help: "Read the agent's input string from this file or pipe, or standard input for '-' (at most 64MiB).")
     var inputFile: String?
 
     @Flag(help: "Give the module this process's standard input, at most 64MiB (default: the module's stdin is empty).")
@@ -61,6 +61,9 @@ struct RunCommand: ParsableCommand {
 
     func validate() throws {
         if input != nil && inputFile != nil { throw ValidationError("give --input or --input-file, not both") }
+        if inputFile == "-" && stdin {
+            throw ValidationError("--input-file - and --stdin both want standard input: give the agent's input with --input-file -, or the module's stdin with --stdin")
+        }
         var named: [String: String] = [:]
         for entry in environment {
             guard entry.contains("="), !entry.hasPrefix("=") else { throw ValidationError("--env takes NAME=VALUE, got '\(entry)'") }
@@ -179,7 +182,10 @@ struct RunCommand: ParsableCommand {
             DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(2), execute: waiting)
             defer { waiting.cancel() }
             do throws(BoundedReadError) {
-                data = try BoundedRead.contents(ofPath: inputFile, limit: Self.maxInputBytes, streams: .pipes)
+                // `-` is standard input, as for `policy eval` (a file named `-` is `./-`).
+                data = inputFile == "-"
+                    ? try BoundedRead.contents(ofStream: 0, limit: Self.maxInputBytes)
+                    : try BoundedRead.contents(ofPath: inputFile, limit: Self.maxInputBytes, streams: .pipes)
             } catch {
                 session.finish(outcome: "error", reason: "cannot read --input-file")
                 throw RunError(.configuration, "cannot read --input-file '\(inputFile)': \(error.reason); check the path")

@@ -210,6 +210,23 @@ struct AgentRunTests {
         }
     }
 
+    /// `--input-file -` reads the agent's input from standard input, as `policy eval` reads `-`; it was "no such file".
+    /// With `--stdin` too (both want standard input) it is a usage error.
+    @Test("--input-file - is standard input; with --stdin it is a usage error")
+    func inputFromStandardInput() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.fullGrants)
+            let result = try runPeonWasm(["run", Self.agent, "--input-file", "-", "--audit", fixture.audit.path,
+                                          "--grants", fixture.grants.path], stdin: fixture.note.path, directory: folder)
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stdout.contains("12 bytes"), "\(result.stdout)")
+            let both = try runPeonWasm(["run", Self.agent, "--input-file", "-", "--stdin", "--audit", fixture.audit.path],
+                                       stdin: "", directory: folder)
+            #expect(both.status == 64 && both.stderr.contains("both want standard input"), "\(both.stderr)")
+        }
+    }
+
     /// An agent's answer and its error text are output like any other: they count against `--max-output`
     /// together with what the guest wrote. A guest answering 100 bytes under a 50-byte cap is the output
     /// limit (73) and none of the answer is shown; it used to be printed whole, however big.
