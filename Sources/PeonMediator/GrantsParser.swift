@@ -702,6 +702,10 @@ private struct Reader {
         var paths: [String] = []
         for pattern in raw {
             guard !pattern.isEmpty else { throw fail(join(path, "paths"), "an empty path matches nothing") }
+            // A shell expands `~`; a grants file does not, and `~/notes/**` would grant a folder named `~` beside it.
+            if pattern == "~" || pattern.hasPrefix("~/") {
+                throw fail(join(path, "paths"), "`\(pattern)`: `~` is not expanded here (it would name a folder called `~` beside the grants file); write the absolute path, e.g. /home/NAME/\(pattern.dropFirst(min(2, pattern.count)))")
+            }
             let absolute = pattern.hasPrefix("/") ? pattern : baseDirectory + "/" + pattern
             let normalized = GuestPath.normalizedPattern(absolute)
             guard globIsWellFormed(normalized) else {

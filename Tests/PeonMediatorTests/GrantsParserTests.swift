@@ -82,6 +82,8 @@ import Testing
         ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = [\"read\", \"exec\"]\n", 4, "fs[0].allow", "unknown operation `exec`"),
         ("module = \"m\"\n[[fs]]\npaths = \"/a\"\nallow = [\"read\"]\n", 3, "fs[0].paths", "expected an array"),
         ("module = \"m\"\n[[fs]]\npaths = [\"/a/**b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "whole path segment"),
+        // `~` is the shell's; here it named a folder called `~` beside the grants file.
+        ("module = \"m\"\n[[fs]]\npaths = [\"/a\", \"~/notes/**\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "`~` is not expanded"),
         ("module = \"m\"\n[[fs]]\npaths = [\"/a\"]\nallow = [\"read\"]\n[[fs]]\npaths = [\"/b\"]\nallow = [\"read\"]\nrate = \"lots\"\n",
          8, "fs[1].rate", "not a rate"),
         ("module = \"m\"\n[limits]\nmemory = \"64 megs\"\n", 3, "limits.memory", "not a size"),
