@@ -55,6 +55,11 @@ package enum GrantsParser {
         } catch {
             throw GrantsError(file: path, line: 0, key: "", message: "cannot read the grants file: \(error.reason); check the path")
         }
+        // A module given where the grants go (`grants check GRANTS --grants MODULE`) was "line 2 is not UTF-8 text".
+        if bytes.starts(with: [0x00, 0x61, 0x73, 0x6D]) {
+            throw GrantsError(file: path, line: 0, key: "",
+                              message: "this is a WebAssembly module, not a grants file; were the module and the grants swapped? (a grants file is TOML: docs/grants.md)")
+        }
         // One leading byte order mark (Notepad's) is dropped (``OperatorText``).
         let text: String
         do throws(OperatorTextError) {

@@ -33,6 +33,18 @@ struct OperatorFileTests {
         return try runPeonWasm(["grants", "check", Self.module, "--grants", file.path])
     }
 
+    /// A module given where the grants go (the two swapped) is named for what it is; it was "line 2 is not UTF-8 text".
+    @Test("a WebAssembly module given as the grants file is named as such")
+    func aModuleGivenAsGrants() throws {
+        let module = repositoryRoot.appendingPathComponent("modules/c-summarizer/summarizer.wasm").path
+        for arguments in [["grants", "check", Self.module, "--grants", module], ["mcp", "--list", module]] {
+            let result = try runPeonWasm(arguments)
+            #expect(result.status != 0)
+            #expect(result.stderr.contains("this is a WebAssembly module, not a grants file") && result.stderr.split(separator: "\n").count == 1,
+                    "\(result.stderr)")
+        }
+    }
+
     @Test("a policy whose first line follows a byte order mark is in effect, as written")
     func aPolicyLineAfterAByteOrderMarkIsARule() throws {
         let result = try Self.eval(model: Self.model, policy: Self.bom + "p, alice, data1, read\np, bob, data2, write\n",
