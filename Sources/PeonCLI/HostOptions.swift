@@ -142,7 +142,8 @@ struct HostOptions: ParsableArguments {
     }
 
     /// Refuses, before the module runs, a `--db` path no SQLite database can be at: empty, a folder, a FIFO, socket or
-    /// device, or in a folder that does not exist. A missing file in an existing folder is fine: SQLite creates it.
+    /// device, or in a folder that does not exist. A missing file in an existing folder is let through: the capability
+    /// opens databases without `CREATE`, so the module's calls fail `not-found` until someone creates it.
     /// (Found otherwise only at the module's first `db` call, as an `io` error the module may not report.)
     static func checkDatabasePath(_ path: String, binding: String) throws(RunError) {
         let shown = TerminalText.escaped(binding)

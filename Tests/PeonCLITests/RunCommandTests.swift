@@ -567,7 +567,7 @@ struct InspectCommandTests {
 
     /// A `--db` path no SQLite database can be at is refused before the module runs (exit 78, one line, nothing
     /// audited): before, `run` started, and the binding failed only at the module's first `db` call, as an `io` error
-    /// the module might not report. A file that does not exist yet, in a folder that does, is still fine.
+    /// the module might not report. A file that does not exist yet, in a folder that does, is let through (its calls fail not-found).
     @Test("a --db path that is a folder, a FIFO, empty or in a missing folder is refused before the run")
     func databasePathsThatCannotBeDatabasesAreRefusedFirst() throws {
         try withTemporaryDirectory { folder in
