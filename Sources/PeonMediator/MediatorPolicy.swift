@@ -166,6 +166,11 @@ public struct PolicySnapshot: Sendable {
             // A model with deny rules declares `p = sub, obj, act, args, eft`: a grant is an allow.
             let fields = (try? Enforcer.policyFields(model: model, modelSource: modelSource)) ?? []
             let effect: [String] = fields.count == 5 && fields[4] == "eft" ? ["allow"] : []
+            // Grants compile to four values (sub, obj, act, args) and an `eft` where the model has one. A model declaring
+            // another shape was blamed on a grants line ("fs[0]: 'p' rule has 4 values"), which names no rule the user wrote.
+            if !fields.isEmpty && fields.count - effect.count != 4 {
+                throw PolicyLoadError("\(modelSource): policy_definition p = \(fields.joined(separator: ", ")) has \(fields.count) fields, but grants compile to p = sub, obj, act, args (and eft, for a model with deny rules); a model used with grants must declare that shape (docs/grants.md#your-own-model)")
+            }
             for rule in compiled.rules {
                 let source = compiled.origins[rule]?.first.map { compiled.source(of: $0) }
                 rules.append(PolicyRule(section: "p", values: rule + effect, source: source?.file ?? "grants",

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import PeonMediator
 
@@ -36,6 +37,35 @@ import Testing
         let report = checkGrants(imports: [(module: "peon:host/fs@0.1.0", name: "chmod")], grants: grants)
         #expect(report.hasUnknownImports)
         #expect(report.imports.first?.status == "unknown import")
+    }
+
+    /// A model of another shape than grants compile to (`p = sub, obj, act` beside grants) is named as the problem; the
+    /// error blamed a grants line ("g.toml:3: 'p' rule has 4 values"), where the user wrote no rule.
+    @Test func aModelOfAnotherShapeThanGrantsIsNamed() throws {
+        let grants = try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/")
+        let model = """
+            [request_definition]
+            r = sub, obj, act
+            [policy_definition]
+            p = sub, obj, act
+            [policy_effect]
+            e = some(where (p.eft == allow))
+            [matchers]
+            m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
+            """
+        do {
+            _ = try PolicySnapshot.build(model: model, modelSource: "rbac.conf", policy: "", policySource: "p.csv",
+                                         compiled: CompiledGrants(grants))
+            Issue.record("a model of three fields loaded with grants")
+        } catch {
+            #expect(error.description.hasPrefix("rbac.conf: policy_definition p = sub, obj, act has 3 fields"), "\(error)")
+            #expect(error.description.contains("docs/grants.md#your-own-model"))
+        }
+        // The built-in shape with `eft` (a model with deny rules) still loads.
+        let withEffect = BuiltinModel.text.replacingOccurrences(of: "p = sub, obj, act, args", with: "p = sub, obj, act, args, eft")
+        #expect(withEffect != BuiltinModel.text)
+        _ = try PolicySnapshot.build(model: withEffect, modelSource: "deny.conf", policy: "", policySource: "p.csv",
+                                     compiled: CompiledGrants(grants))
     }
 
     @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
