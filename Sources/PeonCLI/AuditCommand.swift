@@ -391,6 +391,8 @@ struct AuditCommand: ParsableCommand {
                 var bad = 0
                 var index = -1
                 var shown = 0
+                var seenCalls: Set<String> = []
+                var seenModules: Set<String> = []
                 var moreMatch = false
                 defer {
                     if moreMatch, let limit = entryLimit {
@@ -415,6 +417,9 @@ struct AuditCommand: ParsableCommand {
                         printRow([String(index), "-", "-", "-", "-", "-", "-", "-", "(line \(index + 1) is not an entry)"])
                         continue
                     }
+                    // What the log holds, to say so when a filter matches nothing (a few dozen names at most).
+                    if seenCalls.count < 64 { seenCalls.insert(e.record.call) }
+                    if seenModules.count < 64 { seenModules.insert(e.record.module) }
                     // Byte for byte: `==` would take `café` spelled with U+0301 for another module's `café`.
                     if let module, !e.record.module.utf8.elementsEqual(module.utf8) { continue }
                     if let decision, e.record.decision?.rawValue != decision { continue }
@@ -438,6 +443,17 @@ struct AuditCommand: ParsableCommand {
                 }
                 if bad > 0 {
                     printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
+                }
+                // A filter that matches nothing is not "nothing happened": say what the log holds (`--call fs.list` is
+                // an action; the CALL column names host calls such as fs.read-dir).
+                if shown == 0, call != nil || module != nil, !seenCalls.isEmpty {
+                    func listed(_ names: Set<String>) -> String {
+                        names.sorted().map { AuditCommand.terminalSafe($0) }.joined(separator: ", ")
+                    }
+                    var parts: [String] = []
+                    if call != nil { parts.append("its calls are \(listed(seenCalls))") }
+                    if module != nil { parts.append("its modules are \(listed(seenModules))") }
+                    printError("peon-wasm: note: no entry matches; \(parts.joined(separator: "; ")) (names compare exactly)")
                 }
             }
         }

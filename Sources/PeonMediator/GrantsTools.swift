@@ -210,6 +210,16 @@ package let explainableActions: [String: [String]] = [
 /// asks about (`fs.raed`) is named as such rather than answered "deny".
 package func policyObjectOrReason(action: String, resource: String, workingDirectory: String) -> Result<String, PolicyObjectProblem> {
     let expected = "fs.read|write|append|list|remove, http.METHOD (e.g. http.GET), db.open|read|insert|update|delete|schema or exec.run"
+    // The audit log's CALL column names the host call; policy decides its action. A call name given here is answered
+    // with the action(s) it asks about.
+    let callActions = [
+        "fs.read-dir": "fs.list", "http.send": "http.METHOD (the request's method, e.g. http.GET)",
+        "db.query": "db.open, then db.read (and the other table actions its SQL needs) on each table",
+        "db.execute": "db.open, then db.read|insert|update|delete|schema on each table its SQL touches",
+    ]
+    if let actions = callActions[action] {
+        return .failure(PolicyObjectProblem(message: "'\(action)' is a host call, as the audit log names it; policy decides its action: \(actions)"))
+    }
     let parts = action.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
     guard parts.count == 2, ["fs", "http", "db", "exec"].contains(parts[0]) else {
         return .failure(PolicyObjectProblem(message: "'\(action)' is not an action the host asks about; give \(expected)"))

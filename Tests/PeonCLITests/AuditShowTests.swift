@@ -7,6 +7,26 @@ import Testing
 /// `audit show` reads a log of any size line by line: an over-long or broken line is one "not an entry" row
 /// (never a crash, never the whole file in memory), and the entries around it are still shown.
 @Suite struct AuditShowTests {
+    /// A filter that matches nothing said nothing (an empty table, exit 0): `--call fs.list` is an action, the log names
+    /// the call `fs.read-dir`. The note says which calls (or modules) the log holds.
+    @Test func aFilterMatchingNothingSaysWhatTheLogHolds() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("audit.jsonl").path
+            let signer = try CheckpointSigner(name: "peon-wasm/tests", seed: Array(repeating: 5, count: 32))
+            let log = try AuditLog.open(path: path, signer: signer, checkpointEvery: 0)
+            try log.append(AuditRecord(run: "r1", module: "lister", moduleSHA256: "", call: "fs.read-dir", resource: "file:/a",
+                                       decision: .allow), durable: true)
+            try log.close()
+            let none = try runPeonWasm(["audit", "show", path, "--call", "fs.list"])
+            #expect(none.status == 0)
+            #expect(none.stderr.contains("no entry matches; its calls are fs.read-dir"), "\(none.stderr)")
+            let module = try runPeonWasm(["audit", "show", path, "--module", "listr"])
+            #expect(module.stderr.contains("its modules are lister"), "\(module.stderr)")
+            let some = try runPeonWasm(["audit", "show", path, "--call", "fs.read-dir"])
+            #expect(some.stderr.isEmpty && some.stdout.contains("lister"), "\(some.stderr)")
+        }
+    }
+
     @Test func anOverLongLineIsOneBadRowAndTheEntriesAroundItAreShown() throws {
         try withTemporaryDirectory { folder in
             let path = folder.appendingPathComponent("audit.jsonl").path

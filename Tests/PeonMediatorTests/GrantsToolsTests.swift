@@ -68,6 +68,16 @@ import Testing
                                      compiled: CompiledGrants(grants))
     }
 
+    /// The audit log names host calls (`fs.read-dir`); policy decides actions (`fs.list`). A call name given to explain is
+    /// answered with the action it asks about, not "not an action" alone.
+    @Test func aCallNameIsAnsweredWithItsAction() {
+        guard case .failure(let problem) = policyObjectOrReason(action: "fs.read-dir", resource: "/srv", workingDirectory: "/") else {
+            Issue.record("fs.read-dir was taken for an action")
+            return
+        }
+        #expect(problem.message.contains("is a host call") && problem.message.contains("fs.list"), "\(problem.message)")
+    }
+
     @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
         let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/"))
         let allowed = explainPolicy(snapshot: snapshot, module: "m", action: "fs.read", object: "fs:/srv/a.txt", arguments: [])
