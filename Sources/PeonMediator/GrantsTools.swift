@@ -322,8 +322,12 @@ package func explainPolicy(
             // action, and was explained twice ("it allows fs.read, not fs.write", "it allows fs.list, not fs.write").
             var groups: [(key: [String], origin: String, actions: [String])] = []
             for rule in compiled.rules where rule[2].hasPrefix(kind + ".") {
-                let origin = (compiled.references(for: rule)).map { "\($0) (\(compiled.source(of: $0)))" }
-                    .joined(separator: ", ")
+                let references = compiled.references(for: rule)
+                // A line no single grant wrote (`db.open`, implied by every `[[db]]` grant on that database) was shown with
+                // an empty name ("not : it allows db.open").
+                let origin = references.isEmpty
+                    ? "the implied \(rule[2]) line for \(rule[1])"
+                    : references.map { "\($0) (\(compiled.source(of: $0)))" }.joined(separator: ", ")
                 let key = [origin, rule[0], rule[1], rule[3]]
                 if let index = groups.firstIndex(where: { $0.key == key }) {
                     if !groups[index].actions.contains(rule[2]) { groups[index].actions.append(rule[2]) }

@@ -78,6 +78,15 @@ import Testing
         #expect(problem.message.contains("is a host call") && problem.message.contains("fs.list"), "\(problem.message)")
     }
 
+    /// The `db.open` line every `[[db]]` grant implies has no grant of its own: it is named as implied, not as "not :".
+    @Test func theImpliedDatabaseOpenLineIsNamed() throws {
+        let grants = "module = \"m\"\n[[db]]\ndatabase = \"tickets\"\ntables = [\"tickets\"]\nallow = [\"read\"]\n"
+        let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(grants, file: "g.toml", baseDirectory: "/"))
+        let denied = explainPolicy(snapshot: snapshot, module: "m", action: "db.read", object: "db:tickets", arguments: [])
+        #expect(!denied.lines.contains { $0.hasPrefix("  not :") }, "\(denied.lines)")
+        #expect(denied.lines.contains { $0.hasPrefix("  not the implied db.open line for db:tickets") }, "\(denied.lines)")
+    }
+
     @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
         let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/"))
         let allowed = explainPolicy(snapshot: snapshot, module: "m", action: "fs.read", object: "fs:/srv/a.txt", arguments: [])
