@@ -138,6 +138,16 @@ struct HostOptions: ParsableArguments {
            let problem = command.programProblem(searchPath: ProcessInfo.processInfo.environment["PATH"]) {
             throw RunError(.configuration, "--approver '\(TerminalText.escaped(approver))': \(problem); give the approval program's path, or 'tty'")
         }
+        // So is `tty` without a terminal to ask on (a CI job, a service, an MCP client's child): every approval would be
+        // refused, one by one, mid-run.
+        if approver == "tty" {
+            let terminal = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard terminal >= 0 else {
+                let reason = String(cString: strerror(errno))
+                throw RunError(.configuration, "--approver tty: there is no terminal to ask on (/dev/tty: \(reason)); run from a terminal, or give an approval program's path")
+            }
+            close(terminal)
+        }
         return options
     }
 

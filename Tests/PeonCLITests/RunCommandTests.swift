@@ -651,6 +651,24 @@ struct InspectCommandTests {
     /// An `--approver` program that cannot run is refused when `run` or `mcp` starts (exit 78, one line, nothing
     /// audited): before, the run went on and every call that needed approval was refused, each for a reason the
     /// operator saw only in the log. A bare name is looked up on `PATH`, as it will be run.
+    /// `--approver tty` without a terminal (a CI job, a service, an MCP client's child) refused every approval mid-run,
+    /// one by one; it is refused at start like an approval program that cannot run. Run where this process has no
+    /// controlling terminal (CI), as a terminal would answer.
+    @Test("--approver tty without a terminal is refused at start (78)",
+          .enabled(if: open("/dev/tty", O_RDWR | O_NOCTTY) < 0, "this test process has a terminal"))
+    func aTerminalApproverWithoutATerminalIsRefusedAtStart() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            for command in [["run", "modules/hello/hello.wat"], ["mcp", "policies/c-summarizer.toml"]] {
+                let result = try runPeonWasm(command + ["--audit", log, "--approver", "tty"],
+                                             environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path], timeout: 20)
+                #expect(result.status == 78, "\(command[0]): \(result.stderr)")
+                #expect(result.stderr.hasPrefix("peon-wasm: error: --approver tty: there is no terminal to ask on"), "\(result.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: log), "\(command[0]) started")
+            }
+        }
+    }
+
     @Test("an --approver that names no executable program is refused at start; one on PATH is taken")
     func anApproverThatCannotRunIsRefusedAtStart() throws {
         try withTemporaryDirectory { folder in
