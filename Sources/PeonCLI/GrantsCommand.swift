@@ -96,9 +96,14 @@ struct GrantsCheckCommand: ParsableCommand {
         var warnings = notes + report.warnings
             + hostFilesCovered(by: parsed, files: [("the grants file", grants), ("the module", module)])
             + missingGrantedPaths(in: parsed)
+        // A pin that does not match means no run can start: a CI check must fail on it (exit 1), not pass with a warning.
+        var pinMismatch = false
         if let pin = parsed.sha256 {
             let digest = sha256Hex(Array(data))
-            if pin != digest { warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused") }
+            if pin != digest {
+                pinMismatch = true
+                warnings.append("the grants pin sha256 \(pin) but the module's is \(digest); a run will be refused")
+            }
         }
         if !report.labelFlows.isEmpty {
             add("information flow:")
@@ -106,7 +111,7 @@ struct GrantsCheckCommand: ParsableCommand {
         }
         for warning in warnings { add("warning: \(warning)") }
         FileHandle.standardOutput.write(Data(out.utf8))
-        if report.hasUnknownImports || unserved { throw ExitCode(1) }
+        if report.hasUnknownImports || unserved || pinMismatch { throw ExitCode(1) }
     }
 
     /// A component's `peon:host` imports as (interface, function) pairs, warnings about them, and whether

@@ -386,6 +386,24 @@ struct InspectCommandTests {
         }
     }
 
+    /// A `sha256` pin that does not match the module means no run can start; `grants check` warned and exited 0, so a CI
+    /// check passed. It exits 1 now; a matching pin passes.
+    @Test("grants check exits 1 when the grants pin another module's sha256")
+    func grantsCheckFailsOnAPinMismatch() throws {
+        try withTemporaryDirectory { folder in
+            let module = repositoryRoot.appendingPathComponent("modules/wat-minimal/minimal.wasm")
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"minimal\"\nsha256 = \"\(String(repeating: "0", count: 64))\"\n".utf8).write(to: grants)
+            let wrong = try runPeonWasm(["grants", "check", module.path, "--grants", grants.path])
+            #expect(wrong.status == 1, "\(wrong.stdout)\(wrong.stderr)")
+            #expect(wrong.stdout.contains("a run will be refused"))
+            let digest = String(try runProgramOutput("/usr/bin/sha256sum", [module.path]).prefix(64))
+            try Data("module = \"minimal\"\nsha256 = \"\(digest)\"\n".utf8).write(to: grants)
+            let right = try runPeonWasm(["grants", "check", module.path, "--grants", grants.path])
+            #expect(right.status == 0, "\(right.stdout)\(right.stderr)")
+        }
+    }
+
     /// Errors about a module read as sentences: WasmKit's text error printed a Swift value (`at Location(line: 2,
     /// column: 1)`), and a binary error said "not a valid WebAssembly module" twice.
     @Test("a module that does not parse is named once, at a line and column or an offset")
@@ -697,4 +715,17 @@ struct InspectCommandTests {
             }
         }
     }
+}
+
+/// The standard output of `program` run with `arguments`.
+private func runProgramOutput(_ program: String, _ arguments: [String]) throws -> String {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: program)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return String(decoding: data, as: UTF8.self)
 }
