@@ -53,10 +53,14 @@ package final class PolicyReloader: Sendable {
         case rejected(String)
     }
 
+    /// What a file's change is seen by. The status-change time too: a copy that keeps the old modification time
+    /// (`cp -p`, `install -p`, `tar x`, or `touch -d` after an edit) left a revoking edit of the same size unseen.
     private struct Stamp: Hashable {
         var modified: Double
+        var changed: Double
         var size: UInt64
         var inode: UInt64
+        var device: UInt64
     }
 
     private let sources: PolicySources
@@ -236,7 +240,9 @@ package final class PolicyReloader: Sendable {
         var info = stat()
         guard stat(path, &info) == 0 else { return nil }
         let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
-        return Stamp(modified: modified, size: UInt64(info.st_size), inode: UInt64(info.st_ino))
+        let changed = Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9
+        return Stamp(modified: modified, changed: changed, size: UInt64(info.st_size), inode: UInt64(info.st_ino),
+                     device: UInt64(info.st_dev))
     }
 }
 

@@ -95,6 +95,34 @@ import Testing
         #expect(all.count == 3, "\(all)")
     }
 
+    /// An edit written in place, of the same size, whose modification time is then put back (as `cp -p`, `install -p`
+    /// or `tar x` do) kept its size, inode and mtime: the revocation was never loaded. The status-change time shows it.
+    @Test func anEditThatKeepsSizeAndModificationTimeIsStillSeen() throws {
+        let scratch = try Scratch()
+        let grantsPath = scratch.path + "/grants.toml"
+        let granted = Self.readOnly
+        let revoked = granted.replacingOccurrences(of: "work/**", with: "none/**")
+        #expect(revoked.utf8.count == granted.utf8.count)
+        let harness = try Harness(grants: granted, scratch: scratch)
+        let reloader = PolicyReloader(sources: PolicySources(grantsPath: grantsPath), defaultModule: "editor",
+                                      store: harness.store, report: { _ in })
+        let before = harness.store.current.version
+        var info = stat()
+        #expect(stat(grantsPath, &info) == 0)
+        Thread.sleep(forTimeInterval: 0.05)
+        let handle = try #require(FileHandle(forWritingAtPath: grantsPath))
+        try handle.write(contentsOf: Data(revoked.utf8))
+        try handle.close()
+        // The exact old times back, to the nanosecond (a `Date` would round them).
+        var times = [info.st_atim, info.st_mtim]
+        #expect(utimensat(AT_FDCWD, grantsPath, &times, 0) == 0)
+        guard case .reloaded(let after) = reloader.reloadIfChanged() else {
+            Issue.record("the in-place edit with its old modification time was not seen")
+            return
+        }
+        #expect(after != before)
+    }
+
     @Test func theWatcherPicksUpAnEditWithoutBeingAsked() async throws {
         let scratch = try Scratch()
         _ = try scratch.file("work/a.txt", "a")
