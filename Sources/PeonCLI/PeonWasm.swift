@@ -106,6 +106,11 @@ struct PeonWasm: ParsableCommand {
     /// ArgumentParser's multi-line block; help, version and other exits go through ArgumentParser.
     static func main() {
         signal(SIGPIPE, SIG_IGN)
+        // The Swift runtime's crash reporter handles SIGQUIT (Ctrl-\) until `run` or `mcp` installs its own stop handler:
+        // one arriving in those first milliseconds printed a 90-line "Program crashed" backtrace and was then lost (the
+        // run went on to its timeout). Until then it ends the process by its default action, as SIGTERM and SIGINT do,
+        // before any run has started.
+        signal(SIGQUIT, SIG_DFL)
         // Before anything is loaded: a program a run execs must not read this process's memory (secrets, keys).
         ProcessHardening.forbidInspection()
         do {

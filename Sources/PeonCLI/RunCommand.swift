@@ -153,7 +153,16 @@ struct RunCommand: ParsableCommand {
         let deadline = ContinuousClock.now + plan.limits.timeout
         let session = try AgentSession(plan: plan, deadline: deadline, handleHangup: supervisor == nil)
         try session.recordStart(engine: engine.name)
-        if supervisor != nil { Supervisor.attach(session) }
+        if supervisor != nil {
+            // For tests only: widen the moment between `run.start` and the monitor learning of the session, where a
+            // stop once left the run without any `run.end` (ProcessContainmentTests).
+            if let delay = ProcessInfo.processInfo.environment["PEON_WASM_TEST_ATTACH_DELAY_MS"].flatMap(Int.init), (0...10_000).contains(delay) {
+                // Whole, although a signal interrupts a sleep.
+                let until = ContinuousClock.now + .milliseconds(delay)
+                while ContinuousClock.now < until { usleep(10_000) }
+            }
+            Supervisor.attach(session)
+        }
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
         request.arguments = arguments

@@ -263,7 +263,20 @@ package enum Supervisor {
     // MARK: - The worker's side
 
     /// The session the worker's monitor ends when a signal or the supervisor's death stops the run.
-    private static let workerSession = Mutex<AgentSession?>(nil)
+    private static let worker = Mutex(WorkerState())
+
+    /// The worker's session once attached, and a stop that came before it was.
+    private struct WorkerState {
+        var session: AgentSession?
+        var pending: PendingStop?
+    }
+
+    /// A stop (signal or the supervisor's death) the monitor got before the session was attached.
+    private struct PendingStop {
+        var outcome: String
+        var reason: String
+        var exitCode: Int32
+    }
 
     /// Called first thing in a worker. Makes it a child subreaper (so programs that re-parent stay its
     /// descendants), exits at once if the supervisor is already gone, and starts the monitor thread
@@ -282,20 +295,48 @@ package enum Supervisor {
     }
 
     /// Hands the worker's session (after its `run.start` is written) to the monitor, so a stop writes
-    /// the session's `run.end`.
+    /// the session's `run.end`. A stop that came before (while `run.start` was being written) is carried out
+    /// now: it used to exit at once, with neither process writing the `run.end` of the run just started.
     package static func attach(_ session: AgentSession) {
-        workerSession.withLock { $0 = session }
+        let pending = worker.withLock { state -> PendingStop? in
+            state.session = session
+            return state.pending
+        }
+        if let pending { endWorker(outcome: pending.outcome, reason: pending.reason, exitCode: pending.exitCode) }
+    }
+
+    /// Stops the worker from its monitor: at once when the session is attached; otherwise when it is
+    /// (``attach(_:)``), since the run may be writing its `run.start` right now. A worker that never gets
+    /// that far (it fails first, or waits on the log) exits on its own, or after ``stopGrace`` here.
+    private static func stopWorker(outcome: String, reason: String, exitCode: Int32) {
+        let (attached, first) = worker.withLock { state -> (Bool, Bool) in
+            if state.session != nil { return (true, false) }
+            guard state.pending == nil else { return (false, false) }
+            state.pending = PendingStop(outcome: outcome, reason: reason, exitCode: exitCode)
+            return (false, true)
+        }
+        if attached { endWorker(outcome: outcome, reason: reason, exitCode: exitCode) }
+        guard first else { return }
+        let watchdog = Thread {
+            sleep(for: stopGrace)
+            if worker.withLock({ $0.session == nil }) { _exit(exitCode) }
+        }
+        watchdog.start()
     }
 
     private static func monitor(signals: Int32, liveness: Int32) {
+        var supervisorGone = false
         while true {
-            var fds = [pollfd(fd: liveness, events: Int16(POLLIN), revents: 0)]
+            // Once the supervisor is gone (a stop now pending until the session is attached), its pipe is not watched:
+            // it would report end of file at every poll.
+            var fds = [pollfd(fd: supervisorGone ? -1 : liveness, events: Int16(POLLIN), revents: 0)]
             if signals >= 0 { fds.append(pollfd(fd: signals, events: Int16(POLLIN), revents: 0)) }
             guard poll(&fds, nfds_t(fds.count), -1) > 0 else { continue }
             if fds[0].revents != 0 {
                 var byte: UInt8 = 0
                 if read(liveness, &byte, 1) <= 0 {
-                    endWorker(outcome: "supervisor-killed",
+                    supervisorGone = true
+                    stopWorker(outcome: "supervisor-killed",
                               reason: "the supervising peon-wasm process died; the worker stopped the run",
                               exitCode: RunError.Kind.internalError.exitCode)
                 }
@@ -310,12 +351,12 @@ package enum Supervisor {
                         continue
                     }
                     if signal == SIGHUP {
-                        let session = workerSession.withLock { $0 }
+                        let session = worker.withLock { $0.session }
                         session?.reloadPolicy()
                     } else if Self.stopSignals.contains(signal) {
                         let name = signalName(signal)
-                        endWorker(outcome: "signal:\(name)", reason: "peon-wasm received SIG\(name); the run was stopped",
-                                  exitCode: 128 + signal)
+                        stopWorker(outcome: "signal:\(name)", reason: "peon-wasm received SIG\(name); the run was stopped",
+                                   exitCode: 128 + signal)
                     }
                 }
             }
@@ -328,7 +369,7 @@ package enum Supervisor {
     private static func endWorker(outcome: String, reason: String, exitCode: Int32) -> Never {
         // Claim the end before killing anything: a guest whose program dies under it must not end the
         // run as if nothing happened (its thread parks in `finish` until this exits the process).
-        let session = workerSession.withLock { $0 }
+        let session = worker.withLock { $0.session }
         let claimed = session?.claimEndForStop() ?? false
         if session != nil && !claimed {
             // The run ended on its own and is writing its `run.end` (perhaps waiting for the log's lock): exiting now

@@ -263,6 +263,49 @@ struct AgentRunTests {
         }
     }
 
+    /// A stop that reaches the worker after its `run.start` is written but before its monitor knows the session: the
+    /// worker exited at once with the stop's code, which the supervisor took for "run.end written", so the run had a
+    /// `run.start` and no `run.end`, and the log still verified. The stop now waits for the session and ends the run.
+    /// (`PEON_WASM_TEST_ATTACH_DELAY_MS` widens that moment from microseconds to two seconds.)
+    @Test("a stop between run.start and the worker's monitor learning of the run still writes run.end")
+    func aStopRightAfterRunStartIsRecorded() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let spinner = folder.appendingPathComponent("spin.wat")
+            try Data("""
+                (module (memory (export "memory") 1)
+                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+                  (func (export "run") (param i32 i32) (result i32) (loop (br 0)) (i32.const 0)))
+                """.utf8).write(to: spinner)
+            let marker = "attach-\(UUID().uuidString)"
+            let audit = folder.appendingPathComponent("\(marker).jsonl")
+            let finished = DispatchSemaphore(value: 0)
+            let outcome = RunOutcome()
+            Thread {
+                outcome.result = try? runPeonWasm(["run", spinner.path, "--audit", audit.path, "--timeout", "30s"],
+                                                  environment: ["PEON_WASM_TEST_ATTACH_DELAY_MS": "2000"], directory: folder)
+                finished.signal()
+            }.start()
+            // Wait for run.start, then stop the supervisor (the process whose arguments name the log but not a worker's fd).
+            let giveUp = Date().addingTimeInterval(20)
+            while Date() < giveUp, (try? String(contentsOf: audit, encoding: .utf8))?.contains("\"run.start\"") != true {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            let supervisor = try #require(processes().first {
+                $0.arguments.contains(audit.path) && !$0.arguments.contains("--supervisor-fd")
+            })
+            #expect(kill(supervisor.pid, SIGTERM) == 0)
+            #expect(finished.wait(timeout: .now() + 30) == .success)
+            let result = try #require(outcome.result)
+            #expect(result.status == 143, "\(result.stderr)")
+            _ = fixture
+            let lines = try String(contentsOf: audit, encoding: .utf8).split(separator: "\n")
+            let ends = lines.filter { $0.contains("\"call\":\"run.end\"") }
+            #expect(ends.count == 1 && ends.first?.contains("\"outcome\":\"signal:TERM\"") == true, "\(ends)")
+            #expect(try runPeonWasm(["audit", "verify", audit.path]).status == 0)
+        }
+    }
+
     /// A worker that dies (here: SIGKILL from outside) while a program it started is running must not leave
     /// that program behind: the supervisor is the subreaper, and kills and reaps every orphan it inherits.
     @Test("a worker killed while its program runs leaves no orphan process")
