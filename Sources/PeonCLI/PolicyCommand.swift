@@ -194,7 +194,10 @@ struct PolicyEvalCommand: ParsableCommand {
         // shows how far it got.
         defer { FileHandle.standardOutput.write(Data(output.utf8)) }
         for (index, line) in input.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            // JSON's own white space only (space, tab, CR): a no-break or ideographic space around a request is not
+            // JSON to Casbin's Go and Python readers, so it is not trimmed away here either.
+            let trimmed = String(String.UnicodeScalarView(line.unicodeScalars.drop { " \t\r".unicodeScalars.contains($0) }
+                .reversed().drop { " \t\r".unicodeScalars.contains($0) }.reversed()))
             if trimmed.isEmpty { continue }
             let request: [PolicyValue]
             // JSON readers disagree on an object naming a member twice (this one kept the first value, Casbin's Go and

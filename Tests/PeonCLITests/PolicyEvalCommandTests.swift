@@ -75,6 +75,18 @@ struct PolicyEvalCommandTests {
         #expect(result.status == 2)
         #expect(result.stdout == "true\n")
         #expect(result.stderr.hasPrefix("peon-wasm: error: <stdin>:2: malformed request: not JSON at byte 27"), "\(result.stderr)")
+        // White space that is not JSON's around a request (a no-break space, an ideographic space) was trimmed away and
+        // the request decided; JSON's own (space, tab, CR) still is.
+        for spaced in ["\u{A0}[\"alice\", \"data1\", \"read\"]", "[\"alice\", \"data1\", \"read\"]\u{3000}", "\u{3000}"] {
+            let odd = try withTemporaryDirectory { folder in
+                let modelFile = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+                try Data(Self.model.utf8).write(to: modelFile)
+                try Data("p, alice, data1, read\n".utf8).write(to: policy)
+                return try runPeonWasm(["policy", "eval", "--model", modelFile.path, "--policy", policy.path],
+                                       stdin: " \t[\"alice\", \"data1\", \"read\"] \r\n" + spaced + "\n")
+            }
+            #expect(odd.status == 2 && odd.stdout == "true\n", "\(spaced.unicodeScalars.map(\.value)): \(odd.stdout) \(odd.stderr)")
+        }
     }
 
     /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
