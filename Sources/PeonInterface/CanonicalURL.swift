@@ -191,9 +191,15 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         let segments = escaped.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
         // Servers that strip RFC 2396 path parameters before removing dot segments (Tomcat, Jetty, Spring) read
         // `..;x` as `..`: `/allowed/..;/secret` would be decided inside `/allowed/` and served outside it.
+        // So is `..%3B`, by a server that decodes the path before stripping parameters (the reason Spring's firewall
+        // refuses `%3B`).
         for segment in segments {
-            guard let semicolon = segment.firstIndex(of: ";") else { continue }
-            let head = segment[..<semicolon]
+            // The text is ASCII by now (escapes uppercase), so a byte offset is a character offset.
+            let bytes = Array(segment.utf8)
+            let literal = bytes.firstIndex(of: UInt8(ascii: ";"))
+            let encoded = bytes.indices.first { bytes[$0...].starts(with: Array("%3B".utf8)) }
+            guard let semicolon = [literal, encoded].compactMap({ $0 }).min() else { continue }
+            let head = String(decoding: bytes[..<semicolon], as: UTF8.self)
             if head == "." || head == ".." {
                 throw refuse("a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment")
             }
