@@ -144,7 +144,22 @@ public final class AgentSession: Sendable {
         }
         configuration.denialSink = denialSink
         let policy = options.policy
-        if denialSink == nil, policy.grantsPath == nil, policy.policyPath == nil, policy.policyStore == nil {
+        if denialSink == nil, let grantsPath = policy.grantsPath {
+            // The classic mix-up: a module's relative paths resolve against the folder `peon-wasm` runs in, a grants
+            // file's against its own folder. Said once, and only when a grant would have allowed the denied path had
+            // the run started in the grants file's folder.
+            let first = OnceFlag()
+            let working = options.workingDirectory
+            let grantsFolder = ((grantsPath.hasPrefix("/") ? grantsPath : working + "/" + grantsPath) as NSString)
+                .deletingLastPathComponent
+            configuration.denialSink = { action, object in
+                guard action.hasPrefix("fs."), let note = Self.workingFolderNote(
+                    object: object, working: working, grantsFolder: grantsFolder, grants: store.current.compiled?.grants)
+                else { return }
+                guard first.claim() else { return }
+                printLine(TerminalText.escaped(note), to: 2)
+            }
+        } else if denialSink == nil, policy.grantsPath == nil, policy.policyPath == nil, policy.policyStore == nil {
             // Default deny is easy to take for a broken module: the first denial says once why every call is refused.
             let first = OnceFlag()
             configuration.denialSink = { _, _ in
@@ -153,6 +168,37 @@ public final class AgentSession: Sendable {
             }
         }
         return Mediator(configuration)
+    }
+
+    /// The note for a denied `fs` object (`fs:/abs/path`) under `working` that a grant would allow had the run
+    /// started in another folder (the same relative path, resolved there); `nil` otherwise.
+    static func workingFolderNote(object: String, working: String, grantsFolder: String, grants: Grants?) -> String? {
+        guard let grants, object.hasPrefix("fs:") else { return nil }
+        let path = String(object.dropFirst(3))
+        let base = working.hasSuffix("/") ? working : working + "/"
+        guard path.hasPrefix(base) else { return nil }
+        let relative = String(path.dropFirst(base.count))
+        for grant in grants.fileSystem {
+            for pattern in grant.paths {
+                // Each folder the pattern names before its first wildcard is a place the run could have started in.
+                let segments = pattern.split(separator: "/")
+                for count in stride(from: segments.count - 1, through: 1, by: -1) {
+                    let head = segments[0..<count]
+                    guard !head.contains(where: { $0.contains(where: { "*?[{".contains($0) }) }) else { continue }
+                    let folder = "/" + head.joined(separator: "/")
+                    guard folder + "/" != base else { continue }
+                    // The path must enter a folder the pattern names (not fall into its `**`, which takes any path at
+                    // all: a module probing `policies/x.toml` is no mix-up).
+                    let next = segments[count]
+                    guard !next.contains(where: { "*?[{".contains($0) }),
+                          relative.split(separator: "/").first.map({ $0 == next }) == true else { continue }
+                    if globMatches(folder + "/" + relative, pattern: pattern) {
+                        return "peon-wasm: note: \(path) was denied, but the same relative path from \(folder) would be granted: the module's relative paths resolve against the folder peon-wasm runs in (\(working)), the grants file's against its own folder (\(grantsFolder)); run from \(folder), or give the module absolute paths"
+                    }
+                }
+            }
+        }
+        return nil
     }
 
     /// Whether this process has said why a call needing approval was refused (``makeMediator``).
