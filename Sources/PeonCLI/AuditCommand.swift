@@ -3,6 +3,7 @@ import Foundation
 import PeonAudit
 import PeonInterface
 import PeonPostgres
+import PeonRuntime
 import PeonSystem
 #if canImport(Glibc)
 import Glibc
@@ -86,7 +87,7 @@ struct AuditCommand: ParsableCommand {
         @OptionGroup var keyOptions: KeyOptions
 
         func validate() throws {
-            if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }
+            if log == nil && from == nil { throw ValidationError(AuditCommand.noLogMessage) }
             if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
             if from != nil, key.isEmpty { throw ValidationError("--from needs --key ORIGIN=KEY for each host whose entries it should check") }
             if from != nil, !checkpoints.isEmpty { throw ValidationError("--checkpoint is for a local LOG; the central tables hold every shipped checkpoint") }
@@ -323,7 +324,7 @@ struct AuditCommand: ParsableCommand {
         var entryLimit: Int? { limit ?? (from == nil ? nil : 1000) }
 
         func validate() throws {
-            if log == nil && from == nil { throw ValidationError("give a LOG file or --from postgresql://...") }
+            if log == nil && from == nil { throw ValidationError(AuditCommand.noLogMessage) }
             if log != nil && from != nil { throw ValidationError("give a LOG or --from postgresql://..., not both") }
             if from == nil, origin != nil { throw ValidationError("--origin needs --from (a local log is one host's)") }
             if let limit, limit < 1 { throw ValidationError("--limit must be at least 1, got \(limit)") }
@@ -590,6 +591,12 @@ extension AuditCommand {
             }
         }
         return String(out)
+    }
+
+    /// What `audit verify` or `audit show` without a log says: where a run without `--audit` writes.
+    static var noLogMessage: String {
+        let place = SessionOptions.defaultAuditPath().map { "; a run without --audit writes to \(TerminalText.escaped($0))" } ?? ""
+        return "give a LOG file or --from postgresql://...\(place)"
     }
 
     /// One row of the central tables as a JSON line: `{"origin":ORIGIN,"entry":LINE}` with the entry's exact line, or
