@@ -13,6 +13,8 @@
     X(wasm_engine_new_with_config)               \
     X(wasmtime_config_consume_fuel_set)          \
     X(wasmtime_config_epoch_interruption_set)    \
+    X(wasmtime_config_wasm_gc_set)               \
+    X(wasmtime_config_wasm_exceptions_set)       \
     X(wasmtime_engine_increment_epoch)           \
     X(wasmtime_module_new)                       \
     X(wasmtime_module_delete)                    \

@@ -75,6 +75,8 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
                 : reason == .outOfBoundsMemoryAccess || reason == .outOfBoundsTableAccess
                     ? "the module's segments or start function" : "the module's start function"
             throw EngineError(.instantiation, "\(what) trapped: \(reason)")
+        } catch is WasmKitException {
+            throw EngineError(.instantiation, "the module's start function trapped: \(Self.uncaughtException)")
         } catch let error as GuestMemoryError {
             throw error
         } catch let error as WasmKitError {
@@ -109,8 +111,15 @@ final class WasmKitInstance: PeonEngine.ModuleInstance {
             let reason = Self.reason(of: trap)
             let place = Self.innermostFunction(of: trap).map { " in \($0)" } ?? ""
             throw EngineError(.trap(reason), reason.description + place)
+        } catch is WasmKitException {
+            // A Wasm exception no handler caught is the module's own failure, a trap as wasmtime reports it, not a
+            // fault of the host (it was exit 70, "internal error").
+            throw EngineError(.trap(Self.uncaughtException), Self.uncaughtException.description)
         }
     }
+
+    /// A Wasm exception (`throw`) no handler caught, as a trap: wasmtime's words.
+    static let uncaughtException = TrapReason.other("thrown Wasm exception")
 
     /// The name of the innermost function in the trap's backtrace, when the module has a name section.
     static func innermostFunction(of trap: Trap) -> String? {
@@ -275,6 +284,9 @@ final class WasmKitGuestAccess: GuestAccess {
             reentryStack = consume stack
             let reason = WasmKitInstance.reason(of: trap)
             throw EngineError(.trap(reason), "\(reason) in \(name)")
+        } catch is WasmKitException {
+            reentryStack = consume stack
+            throw EngineError(.trap(WasmKitInstance.uncaughtException), "\(WasmKitInstance.uncaughtException) in \(name)")
         } catch {
             reentryStack = consume stack
             throw error

@@ -78,6 +78,12 @@ final class WasmtimeRuntime: @unchecked Sendable {
             let config = api.wasm_config_new()
             api.wasmtime_config_consume_fuel_set(config, true)
             api.wasmtime_config_epoch_interruption_set(config, true)
+            // The GC proposal's heap is not a linear memory or a table, so `--memory` cannot bound it: a guest held about
+            // half the cap again in GC arrays. Off, a module that uses GC types is refused when it compiles. Exceptions
+            // live on that heap here too: without it a `throw` trapped as "GC heap out of memory", so they are off as
+            // well, and a module using them is refused when it compiles (WasmKit runs them in its own memory).
+            api.wasmtime_config_wasm_gc_set(config, false)
+            api.wasmtime_config_wasm_exceptions_set(config, false)
             guard let engine = api.wasm_engine_new_with_config(config) else {
                 return .failure(EngineError(.unavailable, "wasmtime at \(path) could not create an engine"))
             }

@@ -57,6 +57,15 @@ public struct ModuleFile: Sendable {
             throw RunError(.invalidModule, "'\(path)' is empty; expected a WebAssembly module (.wasm) or its text form (.wat)")
         }
         if path.hasSuffix(".wat") || path.hasSuffix(".wast") {
+            // Text is for modules written by hand. WasmKit's parser takes about a second per megabyte (before the run's
+            // clock starts) and recurses once per nesting level: 3,000 nested blocks overflowed its stack and crashed
+            // peon-wasm with a backtrace. Both are bounded here; a compiled `.wasm` has neither limit.
+            if bytes.count > Self.maximumTextSize {
+                throw RunError(.invalidModule, "'\(path)' is \(bytes.count) bytes of WebAssembly text, more than the \(Self.maximumTextSize >> 20) MiB a .wat module may have; compile it (e.g. wasm-tools parse \(path) -o module.wasm) and give the .wasm")
+            }
+            if let line = Self.lineNestingTooDeeply(bytes) {
+                throw RunError(.invalidModule, "'\(path)':\(line): the text nests parentheses more than \(Self.maximumTextNesting) levels deep; compile it (e.g. wasm-tools parse \(path) -o module.wasm) and give the .wasm")
+            }
             // Text an operator edits by hand: one leading byte order mark (Notepad's) is dropped, two are refused, as
             // for grants and policy files (``OperatorText``). WasmKit's parser would take the mark for a token.
             let text: String
@@ -85,5 +94,66 @@ public struct ModuleFile: Sendable {
         }
         self.bytes = bytes
         self.sha256 = hex(SHA256.hash(data: bytes))
+    }
+
+    /// The most bytes a `.wat` text module may have: 4 MiB.
+    static let maximumTextSize = 4 << 20
+    /// The deepest a `.wat` text module may nest parentheses (block comments counted alike): 1,000.
+    static let maximumTextNesting = 1000
+
+    /// The 1-based line where WebAssembly text `bytes` first nests parentheses (or `(; ;)` block comments) deeper than
+    /// ``maximumTextNesting``, outside strings and `;;` line comments; `nil` when it never does. One pass, no recursion.
+    static func lineNestingTooDeeply(_ bytes: [UInt8]) -> Int? {
+        let open = UInt8(ascii: "("), close = UInt8(ascii: ")"), semicolon = UInt8(ascii: ";")
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\"), newline = UInt8(ascii: "\n")
+        var depth = 0
+        var comments = 0
+        var line = 1
+        var index = 0
+        let count = bytes.count
+        while index < count {
+            let byte = bytes[index]
+            let next: UInt8? = index + 1 < count ? bytes[index + 1] : nil
+            if byte == newline { line += 1 }
+            if comments > 0 {
+                if byte == open && next == semicolon {
+                    comments += 1
+                    if comments > maximumTextNesting { return line }
+                    index += 2
+                } else if byte == semicolon && next == close {
+                    comments -= 1
+                    index += 2
+                } else {
+                    index += 1
+                }
+                continue
+            }
+            switch byte {
+            case quote:
+                index += 1
+                while index < count && bytes[index] != quote {
+                    if bytes[index] == newline { line += 1 }
+                    index += bytes[index] == backslash ? 2 : 1
+                }
+                index += 1
+                continue
+            case semicolon where next == semicolon:
+                while index < count && bytes[index] != newline { index += 1 }
+                continue
+            case open where next == semicolon:
+                comments = 1
+                index += 2
+                continue
+            case open:
+                depth += 1
+                if depth > maximumTextNesting { return line }
+            case close:
+                depth -= 1
+            default:
+                break
+            }
+            index += 1
+        }
+        return nil
     }
 }

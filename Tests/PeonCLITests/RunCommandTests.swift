@@ -67,6 +67,34 @@ struct RunCommandTests {
         expectOneLineError(try run(name, content), status: 65, mentioning: [words])
     }
 
+    /// WebAssembly text is bounded before WasmKit's parser sees it: 3,000 nested blocks overflowed the parser's
+    /// recursion and crashed peon-wasm with a Swift backtrace (SIGSEGV, exit 139), and megabytes of text took seconds
+    /// each, outside `--timeout`. Both are exit 65 with a line saying to compile the text; 1,000 levels still parse.
+    @Test("deeply nested or oversized .wat text is refused (65), not a crash")
+    func boundedText() throws {
+        func nested(_ levels: Int) -> String {
+            "(module (func (export \"_start\")\n" + String(repeating: "(block ", count: levels) + String(repeating: ")", count: levels) + "))"
+        }
+        let deep = try run("deep.wat", nested(3000))
+        expectOneLineError(deep, status: 65, mentioning: ["nests parentheses more than 1000 levels", "deep.wat':2"])
+        // Parentheses in strings and comments do not count; 998 blocks inside module and func are 1,000 levels.
+        let fine = try run("fine.wat", ";; " + String(repeating: "(", count: 5000) + "\n(; ((((( (; nested ;) ;)\n" + nested(998)
+                           .replacingOccurrences(of: "(export \"_start\")", with: "(export \"_start\") (drop (i32.const 0)) (nop)")
+                           + "\n(; \"(((((\" ;)")
+        #expect(fine.status == 0, "\(fine.stderr)")
+        let big = try run("big.wat", "(module (memory 1) (data (i32.const 0) \"" + String(repeating: "a", count: 4 << 20) + "\"))")
+        expectOneLineError(big, status: 65, mentioning: ["more than the 4 MiB a .wat module may have", "wasm-tools parse"])
+    }
+
+    /// A Wasm exception nobody catches is the module's own failure: a trap (69) on both engines. Under WasmKit it was
+    /// exit 70, "internal error", which says to report a bug in peon-wasm.
+    @Test("an uncaught Wasm exception is a trap (69), not an internal error")
+    func uncaughtExceptionIsATrap() throws {
+        let thrower = "(module (tag $e) (func (export \"_start\") (throw $e)))"
+        let result = try run("throw.wat", thrower)
+        expectOneLineError(result, status: 69, mentioning: ["thrown Wasm exception"])
+    }
+
     /// A function body that does not type-check is an invalid module on both engines (exit 65). WasmKit checks bodies
     /// while it instantiates, and its error was reported as a failed instantiation (exit 69, "cannot instantiate"),
     /// while wasmtime, which checks them when it compiles, said "not a valid WebAssembly module".

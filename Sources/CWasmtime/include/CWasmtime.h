@@ -385,6 +385,8 @@ typedef struct peon_wasmtime_api {
     wasm_engine_t *_Nullable (*_Nonnull wasm_engine_new_with_config)(wasm_config_t *_Nonnull config);
     void (*_Nonnull wasmtime_config_consume_fuel_set)(wasm_config_t *_Nonnull config, bool enable);
     void (*_Nonnull wasmtime_config_epoch_interruption_set)(wasm_config_t *_Nonnull config, bool enable);
+    void (*_Nonnull wasmtime_config_wasm_gc_set)(wasm_config_t *_Nonnull config, bool enable);
+    void (*_Nonnull wasmtime_config_wasm_exceptions_set)(wasm_config_t *_Nonnull config, bool enable);
     void (*_Nonnull wasmtime_engine_increment_epoch)(wasm_engine_t *_Nonnull engine);
 
     // Modules.
