@@ -154,6 +154,8 @@ package final class StorageLedger: Sendable {
         var memories: [Int] = []
         var tables: [Int] = []
         var charged = 0
+        /// Table elements copied by growth so far (WasmKit copies a table whole to grow it).
+        var tableElementsCopied = 0
     }
 
     private let budget: Int
@@ -177,11 +179,29 @@ package final class StorageLedger: Sendable {
         }
     }
 
+    /// The most table elements growth may copy in all, as a multiple of the elements the budget holds: 8.
+    ///
+    /// WasmKit grows a table by allocating the new size and copying the old elements, so `table.grow 1` in a loop is
+    /// quadratic, and fuel does not charge the copies: a guest under a 3 MiB cap held an MCP call for 78 s. Growth that
+    /// doubles copies at most twice the final size; past this much copying, growth fails (`table.grow` returns -1).
+    package static let tableCopyFactor = 8
+
     /// Whether a table may become `desired` elements; records it when it may.
     package func allowTable(toElements desired: Int) -> Bool {
         state.withLock { state in
-            Self.allow(desired, bytesPerUnit: DeclaredStorage.tableElementBytes, sizes: &state.tables,
-                       allocations: declared.tables.count, charged: &state.charged, budget: budget)
+            let growing = state.tables.count >= declared.tables.count && !state.tables.isEmpty
+            var copied = state.tableElementsCopied
+            if growing {
+                // The size it grows from: the largest recorded one not above `desired` (the ledger's own rule below).
+                let from = state.tables.filter { $0 <= desired }.max() ?? 0
+                copied = saturatingAdd(copied, from)
+                let allowance = saturatingMultiply(budget / DeclaredStorage.tableElementBytes, Self.tableCopyFactor)
+                guard copied <= allowance else { return false }
+            }
+            guard Self.allow(desired, bytesPerUnit: DeclaredStorage.tableElementBytes, sizes: &state.tables,
+                             allocations: declared.tables.count, charged: &state.charged, budget: budget) else { return false }
+            state.tableElementsCopied = copied
+            return true
         }
     }
 

@@ -126,6 +126,32 @@ struct StorageAccountingTests {
         #expect(huge.minimumBytes == .max)
     }
 
+    /// WasmKit copies a table whole to grow it, and fuel does not charge the copy: `table.grow 1` in a loop was
+    /// quadratic (78 s of one MCP call under a 3 MiB cap). The ledger bounds the elements growth copies in all to 8
+    /// times what the budget holds; growth that doubles still reaches the whole budget.
+    @Test func tableGrowthCopiesAreBounded() {
+        let budget = 1 << 20
+        let elements = budget / DeclaredStorage.tableElementBytes
+        let stepwise = StorageLedger(budget: budget, declared: DeclaredStorage(tables: [.init(minimum: 0)]))
+        #expect(stepwise.allowTable(toElements: 0))
+        var size = 0
+        var copied = 0
+        while stepwise.allowTable(toElements: size + 1) {
+            copied += size
+            size += 1
+        }
+        #expect(size < elements, "growth by one element reached the whole budget: \(size)")
+        #expect(copied <= elements * StorageLedger.tableCopyFactor)
+        #expect(copied + size > elements * StorageLedger.tableCopyFactor, "it stopped before the copy allowance: \(size)")
+        let doubling = StorageLedger(budget: budget, declared: DeclaredStorage(tables: [.init(minimum: 1)]))
+        #expect(doubling.allowTable(toElements: 1))
+        var grown = 1
+        while grown < elements {
+            grown = min(grown * 2, elements)
+            #expect(doubling.allowTable(toElements: grown), "doubling refused at \(grown)")
+        }
+    }
+
     @Test func theLedgerRefusesTheSumAndChargesAmbiguousGrowthConservatively() {
         let ledger = StorageLedger(budget: 10 * 65_536,
                                    declared: DeclaredStorage(memories: [.init(minimum: 1), .init(minimum: 4)],
