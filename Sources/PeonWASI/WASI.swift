@@ -223,6 +223,9 @@ package final class WASISandbox: Sendable {
 
     private func write(_ guest: any GuestAccess, fd: UInt32, iovs: UInt32, count: UInt32, written: UInt32) throws -> Errno {
         guard fd == 1 || fd == 2 else { return .badf }
+        // Where the count goes is checked before anything is written: a bad pointer was EFAULT after the bytes had gone
+        // out, and a guest that retried on the error wrote them twice.
+        try guest.writeUInt32(0, at: written)
         let sink = fd == 1 ? configuration.stdout : configuration.stderr
         let limit = configuration.outputLimit
         var total: UInt32 = 0
@@ -245,6 +248,8 @@ package final class WASISandbox: Sendable {
 
     private func read(_ guest: any GuestAccess, fd: UInt32, iovs: UInt32, count: UInt32, read: UInt32) throws -> Errno {
         guard fd == 0 else { return .badf }
+        // As for writes: a bad count pointer is found before any input is consumed.
+        try guest.writeUInt32(0, at: read)
         var total: UInt32 = 0
         for (base, length) in try ioVectors(guest, iovs, count) {
             try guest.checkRange(base, length)

@@ -28,6 +28,9 @@ struct WASISandboxTests {
           (func (export "write") (param $fd i32) (param $iovs i32) (param $n i32) (result i32)
             (i32.store (i32.const 64) (i32.const 256)) (i32.store (i32.const 68) (i32.const 13))
             (call $fd_write (local.get $fd) (local.get $iovs) (local.get $n) (i32.const 32)))
+          (func (export "write_count_at") (param $at i32) (result i32)
+            (i32.store (i32.const 64) (i32.const 256)) (i32.store (i32.const 68) (i32.const 13))
+            (call $fd_write (i32.const 1) (i32.const 64) (i32.const 1) (local.get $at)))
           (func (export "read") (result i32)
             (i32.store (i32.const 64) (i32.const 1024)) (i32.store (i32.const 68) (i32.const 100))
             (drop (call $fd_read (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 32)))
@@ -121,6 +124,19 @@ struct WASISandboxTests {
         #expect(try instance.call("random", [.i32(65_000), .i32(1_000)]) == fault)
         #expect(try instance.call("random", [.i32(0xFFFF_FFFF), .i32(0xFFFF_FFFF)]) == fault)
         #expect(try instance.call("random", [.i32(100), .i32(16)]) == [.i32(0)])
+    }
+
+    /// A count pointer outside memory was EFAULT after the bytes had gone out; a guest retrying on the error wrote them
+    /// twice. It is checked first now: nothing is written.
+    @Test("fd_write with a bad count pointer writes nothing", arguments: TestEngines.all)
+    func aBadCountPointerWritesNothing(engine: EngineUnderTest) throws {
+        let stdout = Capture()
+        let instance = try probe(engine) { $0.stdout = stdout.sink }
+        #expect(try instance.call("write_count_at", [.i32(0xFFFF_FFFE)]) == [.i32(21)])
+        #expect(try instance.call("write_count_at", [.i32(65_534)]) == [.i32(21)])
+        #expect(stdout.text == "")
+        #expect(try instance.call("write_count_at", [.i32(32)]) == [.i32(0)])
+        #expect(stdout.text == "hello sandbox")
     }
 
     @Test("clocks answer known ids and refuse others", arguments: TestEngines.all)
