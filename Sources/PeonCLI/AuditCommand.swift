@@ -397,7 +397,7 @@ struct AuditCommand: ParsableCommand {
                 var moreMatch = false
                 defer {
                     if moreMatch, let limit = entryLimit {
-                        printError("peon-wasm: note: showing the first \(limit) matching entries; more match (raise --limit, or narrow with --since/--until)")
+                        printError("peon-wasm: note: showing the first \(limit == 1 ? "matching entry" : "\(limit) matching entries"); more match (raise --limit, or narrow with --since/--until)")
                     }
                 }
                 while let item = try reader.next() {
@@ -481,7 +481,7 @@ struct AuditCommand: ParsableCommand {
                 if cut { rows.removeLast(rows.count - limit) }
                 defer {
                     if cut {
-                        printError("peon-wasm: note: showing the first \(limit) matching entries; more match (raise --limit, or narrow with --since/--until)")
+                        printError("peon-wasm: note: showing the first \(limit == 1 ? "matching entry" : "\(limit) matching entries"); more match (raise --limit, or narrow with --since/--until)")
                     }
                 }
                 if json {
