@@ -49,6 +49,13 @@ struct AgentRunTests {
         func verify() throws -> CommandResult { try runPeonWasm(["audit", "verify", audit.path]) }
     }
 
+    /// An agent whose `run` loops forever without a host call.
+    static let spinner = """
+        (module (memory (export "memory") 1)
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+          (func (export "run") (param i32 i32) (result i32) (loop (br 0)) (i32.const 0)))
+        """
+
     static let fullGrants = """
         module = "ledger"
         [[fs]]
@@ -196,11 +203,7 @@ struct AgentRunTests {
         try withTemporaryDirectory { folder in
             let fixture = try Fixture(folder)
             let spinner = folder.appendingPathComponent("spin.wat")
-            try Data("""
-                (module (memory (export "memory") 1)
-                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
-                  (func (export "run") (param i32 i32) (result i32) (loop (br 0)) (i32.const 0)))
-                """.utf8).write(to: spinner)
+            try Data(Self.spinner.utf8).write(to: spinner)
             let result = try fixture.run(["--timeout", "500ms"], module: spinner.path)
             #expect(result.status == 124)
             let end = try #require(try fixture.entries(call: "run.end").first)
@@ -272,11 +275,7 @@ struct AgentRunTests {
         try withTemporaryDirectory { folder in
             let fixture = try Fixture(folder)
             let spinner = folder.appendingPathComponent("spin.wat")
-            try Data("""
-                (module (memory (export "memory") 1)
-                  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
-                  (func (export "run") (param i32 i32) (result i32) (loop (br 0)) (i32.const 0)))
-                """.utf8).write(to: spinner)
+            try Data(Self.spinner.utf8).write(to: spinner)
             let marker = "attach-\(UUID().uuidString)"
             let audit = folder.appendingPathComponent("\(marker).jsonl")
             let finished = DispatchSemaphore(value: 0)
