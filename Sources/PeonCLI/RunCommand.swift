@@ -80,6 +80,22 @@ struct RunCommand: ParsableCommand {
         String(entry.prefix { $0 != "=" })
     }
 
+    /// Says once on stderr (here, in the supervisor) when a `--db NAME` names a database no `[[db]]` grant names, or a
+    /// `[[db]]` grant names one no `--db` binds: the module meets either only at its first `db` call, as "denied" or
+    /// "not-found". A grants file is what can say; with a policy of one's own, nothing is said.
+    static func noteDatabaseBindings(_ plan: RunPlan) {
+        guard let grants = plan.policy.compiled?.grants, plan.options.policy.policyPath == nil,
+              plan.options.policy.policyStore == nil else { return }
+        let granted = Set(grants.database.map(\.database))
+        let bound = Set(plan.options.databases.keys)
+        for name in bound.subtracting(granted).sorted() {
+            printError(TerminalText.escaped("peon-wasm: note: --db \(name)=... is bound, but no [[db]] grant names database '\(name)', so every call on it is denied; check the name against the grants (\(granted.sorted().joined(separator: ", ")))"))
+        }
+        for name in granted.subtracting(bound).sorted() {
+            printError(TerminalText.escaped("peon-wasm: note: a [[db]] grant names database '\(name)', but no --db \(name)=PATH binds it, so the module's calls on it fail not-found; add --db \(name)=PATH"))
+        }
+    }
+
     /// Refuses an `--env` that names a variable the grants' `[env]` already sets: the module would get both entries
     /// and most guests' `getenv` would answer the first, so one of the two values would silently not count.
     private func refuseEnvironmentConflicts(_ plan: RunPlan) throws {
@@ -99,6 +115,7 @@ struct RunCommand: ParsableCommand {
                 let plan = try RunPlan(modulePath: module, options: options, overrides: overrides)
                 try refuseEnvironmentConflicts(plan)
                 try refuseComponentOnWasmKit(plan)
+                Self.noteDatabaseBindings(plan)
                 try warmComponentCache(plan)
                 try superviseWorker(plan)
                 return

@@ -52,6 +52,11 @@ package struct DeclaredStorage: Sendable, Hashable {
             while let payload = try parser.parseNext() {
                 switch payload {
                 case .memorySection(let declared):
+                    // Threads are not run here (every instance is one thread, and `memory.atomic.wait` would block
+                    // the host's). WasmKit refused such a module as invalid, wasmtime only when instantiating it (69).
+                    if declared.contains(where: { $0.type.shared }) {
+                        throw EngineError(.invalidModule, "the module declares a shared memory (the threads proposal), which peon-wasm does not run")
+                    }
                     memories += declared.map { Limits(minimum: $0.type.min, maximum: $0.type.max) }
                 case .tableSection(let declared):
                     tables += declared.map { Limits(minimum: $0.type.limits.min, maximum: $0.type.limits.max) }
@@ -59,6 +64,8 @@ package struct DeclaredStorage: Sendable, Hashable {
                     break
                 }
             }
+        } catch let error as EngineError {
+            throw error
         } catch {
             throw EngineError(.invalidModule, "cannot read the module's memories and tables to bound them: \(error)")
         }

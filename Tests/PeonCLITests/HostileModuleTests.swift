@@ -48,6 +48,23 @@ import Testing
         }
     }
 
+    /// A shared memory (the threads proposal) is not run: an invalid module (65) on both engines. wasmtime refused it
+    /// only when instantiating, as a trap (69).
+    @Test(arguments: engines)
+    func aSharedMemoryIsRefusedAsInvalid(engine: String) throws {
+        try withTemporaryDirectory { folder in
+            let module = folder.appendingPathComponent("shared.wat")
+            try Data(#"(module (memory (export "memory") 1 1 shared) (func (export "_start")))"#.utf8).write(to: module)
+            let run = try runPeonWasm(["run", module.path, "--engine", engine, "--timeout", "30s",
+                                       "--audit", folder.appendingPathComponent("audit.jsonl").path],
+                                      environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(run.status == 65, "\(engine): \(run.status) \(run.stderr.prefix(300))")
+            // WasmKit's own parser, which does not read the threads proposal, names it first ("malformed limit").
+            #expect(engine == "wasmkit" || run.stderr.contains("shared memory"), "\(run.stderr.prefix(300))")
+            #expect(run.stderr.split(separator: "\n").count == 1, "\(run.stderr.prefix(300))")
+        }
+    }
+
     /// A start function that runs out of fuel is out of fuel (71) on both engines, not a trap (69) on one.
     @Test(arguments: engines)
     func fuelRunningOutInAStartFunctionIsExit71(engine: String) throws {

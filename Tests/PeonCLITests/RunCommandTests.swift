@@ -639,6 +639,27 @@ struct InspectCommandTests {
         }
     }
 
+    /// A `--db` name no `[[db]]` grant names, and a `[[db]]` database no `--db` binds, were met only at the module's first
+    /// `db` call ("denied", "not-found"). Each is a note on stderr when the run starts; the run goes on.
+    @Test("a --db name no grant names, and a granted database nothing binds, are noted at the start")
+    func databaseBindingsThatCannotMeetAreNoted() throws {
+        try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data("module = \"hello\"\n[[db]]\ndatabase = \"tickets\"\ntables = [\"t\"]\nallow = [\"read\"]\n".utf8).write(to: grants)
+            let log = folder.appendingPathComponent("audit.jsonl").path
+            let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--grants", grants.path, "--audit", log,
+                                          "--db", "ticket=\(folder.path)/t.db"],
+                                         environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(result.status == 0, "\(result.stderr)")
+            #expect(result.stderr.contains("--db ticket=... is bound, but no [[db]] grant names database 'ticket'"), "\(result.stderr)")
+            #expect(result.stderr.contains("a [[db]] grant names database 'tickets', but no --db tickets=PATH binds it"), "\(result.stderr)")
+            let matched = try runPeonWasm(["run", "modules/hello/hello.wat", "--grants", grants.path, "--audit", log,
+                                           "--db", "tickets=\(folder.path)/t.db"],
+                                          environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(matched.status == 0 && !matched.stderr.contains("note:"), "\(matched.stderr)")
+        }
+    }
+
     /// A `--db` NAME no grant can carry (`[[db]] database` takes 1-64 of `A-Z a-z 0-9 . _ -`) could never be used, and a
     /// second binding of one name silently replaced the first: both ran, and the module met the typo at its first `db`
     /// call. Now both are usage errors before anything runs, for `run` and `mcp` alike.
