@@ -22,7 +22,7 @@ struct McpCommand: ParsableCommand {
             and run.end naming the MCP request id and client. Grants files are watched: an edit applies to \
             the next calls and the client gets notifications/tools/list_changed. Nothing a client sends can \
             change the grants. SIGTERM, SIGINT or SIGQUIT stops the server: running calls are cancelled and \
-            each gets its run.end, the log is checkpointed, and the exit status is 143 or 130. See docs/mcp.md.
+            each gets its run.end, the log is checkpointed, and the exit status is 143, 130 or 131. See docs/mcp.md.
 
             Example: peon-wasm mcp policies/c-summarizer.toml policies/wat-minimal.toml
             """)

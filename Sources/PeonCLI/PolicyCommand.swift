@@ -200,13 +200,13 @@ struct PolicyEvalCommand: ParsableCommand {
                 .reversed().drop { " \t\r".unicodeScalars.contains($0) }.reversed()))
             if trimmed.isEmpty { continue }
             let request: [PolicyValue]
-            // JSON readers disagree on an object naming a member twice (this one kept the first value, Casbin's Go and
-            // Python readers the last), so the answer would not be the one a real request gets elsewhere.
             // Strict JSON first: Foundation's reader takes a trailing comma (`["alice", "data1", "read",]`) that
             // Casbin's Go and Python readers refuse.
             if let problem = JSONSyntax.firstProblem(in: trimmed.utf8) {
                 throw CommandFailure(message: "\(label):\(index + 1): malformed request: not JSON at byte \(problem.offset + 1) of the request: \(problem.reason); expected a JSON array such as [\"alice\", \"data1\", \"read\"]")
             }
+            // JSON readers disagree on an object naming a member twice (this one kept the first value, Casbin's Go and
+            // Python readers the last), so the answer would not be the one a real request gets elsewhere.
             if let name = JSONDuplicateMembers.first(in: trimmed.utf8) {
                 throw CommandFailure(message: "\(label):\(index + 1): malformed request: the member '\(name)' appears twice in one object; name each attribute once")
             }

@@ -172,7 +172,7 @@ struct RunCommand: ParsableCommand {
         try session.recordStart(engine: engine.name)
         if supervisor != nil {
             // For tests only: widen the moment between `run.start` and the monitor learning of the session, where a
-            // stop once left the run without any `run.end` (ProcessContainmentTests).
+            // stop once left the run without any `run.end` (`AgentRunTests.aStopRightAfterRunStartIsRecorded`).
             if let delay = ProcessInfo.processInfo.environment["PEON_WASM_TEST_ATTACH_DELAY_MS"].flatMap(Int.init), (0...10_000).contains(delay) {
                 // Whole, although a signal interrupts a sleep.
                 let until = ContinuousClock.now + .milliseconds(delay)

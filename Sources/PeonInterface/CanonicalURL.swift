@@ -193,16 +193,9 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         // `..;x` as `..`: `/allowed/..;/secret` would be decided inside `/allowed/` and served outside it.
         // So is `..%3B`, by a server that decodes the path before stripping parameters (the reason Spring's firewall
         // refuses `%3B`).
-        for segment in segments {
-            // The text is ASCII by now (escapes uppercase), so a byte offset is a character offset.
-            let bytes = Array(segment.utf8)
-            let literal = bytes.firstIndex(of: UInt8(ascii: ";"))
-            let encoded = bytes.indices.first { bytes[$0...].starts(with: Array("%3B".utf8)) }
-            guard let semicolon = [literal, encoded].compactMap({ $0 }).min() else { continue }
-            let head = String(decoding: bytes[..<semicolon], as: UTF8.self)
-            if head == "." || head == ".." {
-                throw refuse("a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment")
-            }
+        // Escapes are uppercase by now, so `%3B` has one spelling.
+        for segment in segments where ["..;", ".;", "..%3B", ".%3B"].contains(where: { segment.hasPrefix($0) }) {
+            throw refuse("a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment")
         }
         for (index, segment) in segments.enumerated() {
             let isLast = index == segments.count - 1

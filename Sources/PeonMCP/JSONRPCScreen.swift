@@ -256,11 +256,12 @@ enum JSONRPCScreen {
     /// (`null`, `true`, `1.5`, an object), or an integer not written as one (`1.0`, `1e3`): MCP allows only strings and
     /// integers, and the SDK would drop such a request without an answer, take `null` for `""`, or answer `1e3` as `1000`.
     static func hasInvalidRequestID(_ data: Data) -> Bool {
-        // Text that is not strict JSON is a parse error (``refusal(_:)``), whatever its id looks like.
-        guard JSONSyntax.firstProblem(in: data) == nil else { return false }
         guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
         guard probe.method != nil else { return false }
-        return probe.id == .invalid || (probe.id == .valid && !idIsSpelledAsAnInteger(data))
+        let invalid = probe.id == .invalid || (probe.id == .valid && !idIsSpelledAsAnInteger(data))
+        // Text that is not strict JSON is a parse error (``refusal(_:)``), whatever its id looks like; checked only here,
+        // where it changes the answer, so a well-formed message is scanned once, by ``refusal(_:)``.
+        return invalid && JSONSyntax.firstProblem(in: data) == nil
     }
 
     /// Whether the top-level `id` of `data`, when it is a number, is written as an integer (`7`, `-3`): `1e3` and `1.0`

@@ -33,12 +33,14 @@ package final class PolicyReloader: Sendable {
         /// lines is not recorded (or reported) again until a reload succeeds or the error changes.
         case reloadRejected(String)
 
-        /// The audit entry's `call`, `outcome` and `reason` for this event.
-        package var auditFields: (call: String, outcome: String, reason: String) {
-            switch self {
-            case .storeUnreachable(let why): ("policy.store", "unreachable", "deciding on the last policy loaded: \(why)")
-            case .storeRestored: ("policy.store", "reachable", "the policy store answers again")
-            case .reloadRejected(let why): ("policy.reload", "rejected", "the previous policy stays in force: \(why)")
+        /// The audit entry's `call`, `resource`, `outcome` and `reason` for this event, under a policy store named
+        /// `storeName` (empty: files only).
+        package func auditFields(storeName: String) -> (call: String, resource: String, outcome: String, reason: String) {
+            let resource = storeName.isEmpty ? "policy" : "policy:\(storeName)"
+            return switch self {
+            case .storeUnreachable(let why): ("policy.store", resource, "unreachable", "deciding on the last policy loaded: \(why)")
+            case .storeRestored: ("policy.store", resource, "reachable", "the policy store answers again")
+            case .reloadRejected(let why): ("policy.reload", resource, "rejected", "the previous policy stays in force: \(why)")
             }
         }
     }

@@ -56,11 +56,11 @@ public final class AgentSession: Sendable {
             event: { event in
                 // The log says when decisions rest on a snapshot the store can no longer confirm, and when an
                 // edit of the policy was refused (the previous policy goes on deciding).
-                let (call, outcome, reason) = event.auditFields
+                let (call, resource, outcome, reason) = event.auditFields(storeName: storeName)
                 // Never after `run.end`: a reload still queued when the run ended belongs to no run.
                 _ = try? audit.append(
                     AuditRecord(run: options.runID, module: moduleName, moduleSHA256: plan.module.sha256,
-                                call: call, resource: storeName.isEmpty ? "policy" : "policy:\(storeName)", decision: nil, reason: reason,
+                                call: call, resource: resource, decision: nil, reason: reason,
                                 policy: store.current.version, outcome: outcome),
                     durability: .written, onlyIf: { !endMarker.isSet })
             })
@@ -148,15 +148,20 @@ public final class AgentSession: Sendable {
             // The classic mix-up: a module's relative paths resolve against the folder `peon-wasm` runs in, a grants
             // file's against its own folder. Said once, and only when a grant would have allowed the denied path had
             // the run started in the grants file's folder.
-            let first = OnceFlag()
+            // Denied calls are a measured path (a hostile module makes many): the note is looked for in the first 32 `fs`
+            // denials only, and not at all once said.
+            let looks = Atomic<Int>(0)
+            let said = OnceFlag()
             let working = options.workingDirectory
             let grantsFolder = ((grantsPath.hasPrefix("/") ? grantsPath : working + "/" + grantsPath) as NSString)
                 .deletingLastPathComponent
             configuration.denialSink = { action, object in
-                guard action.hasPrefix("fs."), let note = Self.workingFolderNote(
-                    object: object, working: working, grantsFolder: grantsFolder, grants: store.current.compiled?.grants)
+                guard action.hasPrefix("fs."), looks.add(1, ordering: .relaxed).newValue <= 32,
+                      let note = Self.workingFolderNote(object: object, working: working, grantsFolder: grantsFolder,
+                                                        grants: store.current.compiled?.grants)
                 else { return }
-                guard first.claim() else { return }
+                looks.store(.max / 2, ordering: .relaxed)
+                guard said.claim() else { return }
                 printLine(TerminalText.escaped(note), to: 2)
             }
         } else if denialSink == nil, policy.grantsPath == nil, policy.policyPath == nil, policy.policyStore == nil {

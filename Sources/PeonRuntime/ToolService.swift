@@ -182,10 +182,10 @@ package final class ToolService: Sendable {
             event: { event in
                 // As in `run`: the log says when decisions rest on a snapshot the store can no longer confirm, and
                 // when an edit of the tool's grants or policy was refused.
-                let (call, outcome, reason) = event.auditFields
+                let (call, resource, outcome, reason) = event.auditFields(storeName: storeName)
                 _ = try? audit.append(
                     AuditRecord(run: hostRun, module: name, moduleSHA256: module.sha256, call: call,
-                                resource: storeName.isEmpty ? "policy" : "policy:\(storeName)", decision: nil, reason: reason,
+                                resource: resource, decision: nil, reason: reason,
                                 policy: store.current.version, outcome: outcome),
                     durable: false)
             })

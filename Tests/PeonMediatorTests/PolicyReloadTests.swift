@@ -78,8 +78,8 @@ import Testing
             return
         }
         #expect(why.contains("grants.toml:8"))
-        #expect(PolicyReloader.Event.reloadRejected(why).auditFields.call == "policy.reload")
-        #expect(PolicyReloader.Event.reloadRejected(why).auditFields.outcome == "rejected")
+        let fields = PolicyReloader.Event.reloadRejected(why).auditFields(storeName: "")
+        #expect(fields.call == "policy.reload" && fields.outcome == "rejected" && fields.resource == "policy")
         #expect(reports.withLock { $0 }.filter { $0.contains("reload rejected") }.count == 1)
         // Another error is another event; a good reload ends the rejection, so the same error again is new.
         _ = try scratch.file("grants.toml", Self.readOnly + "\nbogus = 1\n")
