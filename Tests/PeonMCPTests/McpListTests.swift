@@ -47,8 +47,7 @@ import Testing
         process.arguments = ["mcp", "policies/wat-minimal.toml"]
         process.currentDirectoryURL = repositoryRoot
         var environment = ProcessInfo.processInfo.environment
-        environment["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
-            .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
+        environment["PEON_WASM_AUDIT_LOG"] = freshDefaultAuditLog()
         environment["XDG_CONFIG_HOME"] = testConfigHome
         process.environment = environment
         let input = Pipe()

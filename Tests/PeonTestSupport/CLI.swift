@@ -24,10 +24,25 @@ public var repositoryRoot: URL {
     return url
 }
 
+/// One folder under the system's temporary folder for what every `peon-wasm` this test process starts leaves
+/// behind by default (its signing key, its default audit logs), removed when the test process exits: a test run
+/// leaves nothing in `/tmp`.
+public let testScratchRoot: String = {
+    let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("peon-test-run-\(ProcessInfo.processInfo.processIdentifier)").path
+    try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: testScratchRoot) }
+    return path
+}()
+
 /// A configuration folder shared by every `peon-wasm` this test process starts, so the audit signing
 /// key they create (and verify with) lives in the temporary folder, never in the user's home.
-public let testConfigHome: String = FileManager.default.temporaryDirectory
-    .appendingPathComponent("peon-test-config-\(ProcessInfo.processInfo.processIdentifier)").path
+public var testConfigHome: String { testScratchRoot + "/config" }
+
+/// A path for a default audit log no other invocation uses, in ``testScratchRoot``.
+public func freshDefaultAuditLog() -> String {
+    testScratchRoot + "/audit-\(UUID().uuidString).jsonl"
+}
 
 /// Runs `peon-wasm` with `arguments` in `directory` (default: the repository root), feeding `stdin`,
 /// and waits for it (killing it after `timeout`).
@@ -60,8 +75,7 @@ private func runProgram(_ executable: URL, _ arguments: [String], stdin: String,
     process.arguments = arguments
     process.currentDirectoryURL = directory ?? repositoryRoot
     var env = ProcessInfo.processInfo.environment
-    env["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
-        .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
+    env["PEON_WASM_AUDIT_LOG"] = freshDefaultAuditLog()
     env["XDG_CONFIG_HOME"] = testConfigHome
     env.merge(environment) { _, new in new }
     process.environment = env

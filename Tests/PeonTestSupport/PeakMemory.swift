@@ -32,8 +32,7 @@ public func runPeonWasmMeasuringMemory(_ arguments: [String], environment: [Stri
     let errPath = scratch.appendingPathComponent("stderr").path
 
     var env = ProcessInfo.processInfo.environment
-    env["PEON_WASM_AUDIT_LOG"] = FileManager.default.temporaryDirectory
-        .appendingPathComponent("peon-test-audit-\(UUID().uuidString).jsonl").path
+    env["PEON_WASM_AUDIT_LOG"] = freshDefaultAuditLog()
     env["XDG_CONFIG_HOME"] = testConfigHome
     env.merge(environment) { _, new in new }
 
