@@ -279,16 +279,23 @@ package struct LineReader {
     }
 }
 
-/// The new contents of a file, written and fsynced beside it under a name of its own, waiting to replace it.
+/// The new contents of a file, written and fsynced beside it, waiting to replace it.
 ///
 /// Staging does the slow part (the write and its fsync) with no lock held; ``commit()`` is a `rename`, cheap enough
 /// to run under the locks that decide whether the file should be replaced at all. A staged file that is not
 /// committed must be ``discard()``ed.
+///
+/// Where the file system can (`O_TMPFILE`, and `/proc` to link it by), the staged file has no name until
+/// ``commit()`` links it under one and renames it over `path` at once: a process killed while it writes, fsyncs or
+/// waits for the locks (a run stopped mid-checkpoint) leaves nothing beside the log. Elsewhere it waits under a
+/// name of its own, which such a kill leaves behind.
 struct StagedFile: ~Copyable {
     /// The file it replaces.
     let path: String
-    /// Where it waits.
+    /// Where it waits, or is linked just before it is renamed over `path`.
     let temp: String
+    /// The unnamed file, while it has no name; -1 once it has one (or never lacked one).
+    private var unnamed: Int32
 
     /// Writes `contents` (with `mode`) to a new file beside `path` and fsyncs it (unless `durable` is false: for a
     /// file whose loss costs time, not data).
@@ -296,23 +303,55 @@ struct StagedFile: ~Copyable {
         // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
         // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
         let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        var fd = Self.openUnnamed(beside: path, mode: mode)
+        let unnamed = fd
+        if fd < 0 { fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
         guard fd >= 0 else { throw FileIO.ioError(temp, "cannot create") }
         do throws(AuditError) {
             try FileIO.writeAll(fd: fd, contents[...], path: temp)
             guard !durable || fsync(fd) == 0 else { throw FileIO.ioError(temp, "fsync failed") }
         } catch {
             close(fd)
-            unlink(temp)
+            if unnamed < 0 { unlink(temp) }
             throw error
         }
-        close(fd)
+        if unnamed < 0 { close(fd) }
         self.path = path
         self.temp = temp
+        self.unnamed = unnamed
     }
 
-    /// Renames the staged file over `path` (the directory is not fsynced).
+    /// An unnamed file (`O_TMPFILE`) in `path`'s folder, or -1 where the file system or the system cannot make one
+    /// or could not give it a name later (no `/proc`).
+    private static func openUnnamed(beside path: String, mode: mode_t) -> Int32 {
+        #if os(Linux)
+        guard access("/proc/self/fd", X_OK) == 0 else { return -1 }
+        var folder = path
+        if let slash = folder.lastIndex(of: "/") {
+            folder = slash == folder.startIndex ? "/" : String(folder[..<slash])
+        } else {
+            folder = "."
+        }
+        // `O_TMPFILE` is `__O_TMPFILE | O_DIRECTORY`, a macro Swift does not import; `__O_TMPFILE` is 020000000 on
+        // every architecture Linux shares flag values on (x86-64, arm64).
+        let temporaryFile: Int32 = 0o20000000 | O_DIRECTORY
+        return open(folder, temporaryFile | O_WRONLY | O_CLOEXEC, mode)
+        #else
+        return -1
+        #endif
+    }
+
+    /// Renames the staged file over `path` (the directory is not fsynced). An unnamed one is first linked at its
+    /// own name, then renamed at once.
     consuming func commit() throws(AuditError) {
+        if unnamed >= 0 {
+            let fd = unnamed
+            unnamed = -1
+            defer { close(fd) }
+            guard linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, temp, AT_SYMLINK_FOLLOW) == 0 else {
+                throw FileIO.ioError(temp, "cannot link the staged file")
+            }
+        }
         guard rename(temp, path) == 0 else {
             let failure = FileIO.ioError(path, "cannot rename \(temp) over it")
             unlink(temp)
@@ -322,6 +361,11 @@ struct StagedFile: ~Copyable {
 
     /// Removes the staged file: `path` keeps what it holds.
     consuming func discard() {
-        unlink(temp)
+        if unnamed >= 0 {
+            close(unnamed)
+            unnamed = -1
+        } else {
+            unlink(temp)
+        }
     }
 }
