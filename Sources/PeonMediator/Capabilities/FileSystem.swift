@@ -239,7 +239,8 @@ struct FileSystemCapability: Sendable {
                 existingMode = status.st_mode & Self.nonExecutableBits
             }
             if let journal = Self.journalBeside(directory, name) { throw Self.journalRefusal("write", current, journal: journal) }
-            try Self.replace(directory, name, current, data: data, mode: existingMode, labels: labels)
+            try Self.replace(directory, name, current, data: data, mode: existingMode, labels: labels,
+                             unnamed: reopensThroughProc)
             return .done(())
         }
     }
@@ -705,7 +706,6 @@ struct FileSystemCapability: Sendable {
         if failure != 0 { throw hostError(errno: failure, "\(operation) '\(path)'") }
     }
 
-    /// Writes `data` to a new temporary file in `directory` and renames it to `name`.
     /// The mode bits a file written by a guest may keep: read and write only. No execute, setuid,
     /// setgid or sticky bit survives a guest's write, so a guest can never run (through an `exec`
     /// grant) bytes it wrote.
@@ -721,24 +721,46 @@ struct FileSystemCapability: Sendable {
         }
     }
 
+    /// Writes `data` to a new file in `directory` and renames it over `name`, so a reader sees the old contents or the
+    /// new ones, never a mix. The new file has no name while it is written (`O_TMPFILE`, where the file system offers
+    /// it, and `/proc` to name it by when `tryUnnamed`): a run killed mid-write leaves nothing in the guest's folder.
+    /// Elsewhere it is written as `.peon-HEX.tmp`.
     static func replace(
-        _ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?, labels: [String]
+        _ directory: Int32, _ name: String, _ path: String, data: [UInt8], mode: mode_t?, labels: [String],
+        unnamed tryUnnamed: Bool
     ) throws(HostError) {
-        var temporary = ""
-        var fd: Int32 = -1
-        for _ in 0..<8 {
-            temporary = ".peon-\(randomHex(bytes: 8)).tmp"
-            fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o666))
-            if fd >= 0 || currentErrno != EEXIST { break }
+        var temporary = ".peon-\(randomHex(bytes: 8)).tmp"
+        // `O_TMPFILE` is `__O_TMPFILE | O_DIRECTORY`, a macro Swift does not import (020000000 on x86-64 and arm64).
+        var fd: Int32 = tryUnnamed ? openat(directory, ".", 0o20000000 | O_DIRECTORY | O_WRONLY | O_CLOEXEC, mode_t(0o666)) : -1
+        let unnamed = fd >= 0
+        if !unnamed {
+            for _ in 0..<8 {
+                fd = openat(directory, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(0o666))
+                if fd >= 0 || currentErrno != EEXIST { break }
+                temporary = ".peon-\(randomHex(bytes: 8)).tmp"
+            }
         }
         if fd < 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
+        let file = Descriptor(fd)
         do throws(HostError) {
-            let file = Descriptor(fd)
             if let mode, fchmod(file.raw, mode) != 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
             if !labels.isEmpty { try FileLabels.write(labels, to: file.raw, path, "write") }
             try writeAll(file.raw, data, path, "write")
+            if unnamed {
+                // Named only now, and renamed at once. A name taken meanwhile (`EEXIST`) is tried again with another.
+                var linked = false
+                for _ in 0..<8 {
+                    if linkat(AT_FDCWD, "/proc/self/fd/\(file.raw)", directory, temporary, AT_SYMLINK_FOLLOW) == 0 {
+                        linked = true
+                        break
+                    }
+                    if currentErrno != EEXIST { break }
+                    temporary = ".peon-\(randomHex(bytes: 8)).tmp"
+                }
+                if !linked { throw hostError(errno: currentErrno, "write '\(path)'") }
+            }
         } catch {
-            _ = unlinkat(directory, temporary, 0)
+            if !unnamed { _ = unlinkat(directory, temporary, 0) }
             throw error
         }
         if renameat(directory, temporary, directory, name) != 0 {
