@@ -6,10 +6,13 @@
 ///   `fs:/srv/reports/**` matches `fs:/srv/reports`, `fs:/srv/reports/q1.txt` and
 ///   `fs:/srv/reports/2024/q1.txt`, but not `fs:/srv/reports-old/x`; `fs:/srv/*.txt` matches
 ///   `fs:/srv/a.txt` but not `fs:/srv/a/b.txt`. No other character is special.
-///   In a URL (`http:https://...`, or a bare `http(s)://` URL) the query is not a path: a `/` after the
-///   first `?` separates nothing, so the query stays part of the last segment (`https://h/users/?/profile`
-///   is not matched by `https://h/users/*/profile`: it asks for `/users/`). And a pattern whose last
-///   segment is `**` covers its path with any query (`https://h/admin/**` matches `https://h/admin?x=1`).
+///   In a URL (`http:https://...`, or a bare `http(s)://` URL) the query is not a path: the path (before
+///   the first `?`) is matched against the pattern's path and the query against the pattern's query, where
+///   `*` matches any characters, `/` too. So `https://h/users/?/profile` (a request for `/users/`) is not
+///   matched by `https://h/users/*/profile`, and `https://h/files/*.txt` never matches
+///   `https://h/files/secret.key?.txt`: a pattern without a query admits a query only after a final `*`,
+///   on a path the pattern matches without it (`https://h/v1/*` matches `https://h/v1/items?x=1`, and
+///   `https://h/admin/**` matches `https://h/admin?x=1`). `https://h/users/*/profile?*` admits any query.
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
 ///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal.
 
@@ -33,16 +36,27 @@ private func withContiguousUTF8<R>(_ string: String, _ body: (UnsafeBufferPointe
 private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
     let textQuery = queryStart(of: text)
     let patternQuery = queryStart(of: pattern)
-    if segmentsMatch(text, splitBefore: textQuery ?? text.count, pattern, splitBefore: patternQuery ?? pattern.count) {
-        return true
+    let textPath = UnsafeBufferPointer(rebasing: text[..<(textQuery ?? text.count)])
+    let patternPath = UnsafeBufferPointer(rebasing: pattern[..<(patternQuery ?? pattern.count)])
+    switch (textQuery, patternQuery) {
+    case (nil, nil):
+        return segmentsMatch(text, pattern)
+    case let (textAt?, patternAt?):
+        // The path against the pattern's path, the query against the pattern's query: a `*` in the path never
+        // reaches into the query, so `/files/*.txt?*` never matches `/files/secret.key?x.txt?y`.
+        return segmentsMatch(textPath, patternPath)
+            && segmentMatches(UnsafeBufferPointer(rebasing: text[(textAt + 1)...]),
+                              UnsafeBufferPointer(rebasing: pattern[(patternAt + 1)...]))
+    case (nil, _?):
+        return false
+    case (_?, nil):
+        // A pattern without a query admits a query only after a final `*`, and then only on a path the pattern
+        // matches by itself: `/v1/*` covers `/v1/items?x=1`, but `/files/*.txt` never covers
+        // `/files/secret.key?.txt`, whose `.txt` the query would supply. `X/**` covers `X` and everything below
+        // it; a query names no place below, so `X?q` (a request for `X`) is covered too. Otherwise a deny rule on
+        // `https://h/admin/**` would miss `https://h/admin?x=1`.
+        return pattern.last == star && segmentsMatch(textPath, pattern)
     }
-    // `X/**` covers `X` and everything below it; a query names no place below, so `X?q` (a request for `X`)
-    // is covered too. Otherwise a deny rule on `https://h/admin/**` would miss `https://h/admin?x=1`.
-    if let textQuery, patternQuery == nil, endsWithDoubleStarSegment(pattern) {
-        let path = UnsafeBufferPointer(rebasing: text[..<textQuery])
-        return segmentsMatch(path, splitBefore: path.count, pattern, splitBefore: pattern.count)
-    }
-    return false
 }
 
 /// Where the query of a URL resource begins (its `?`), or `nil` for anything that is not an `http(s)` URL
@@ -72,16 +86,14 @@ private func endsWithDoubleStarSegment(_ pattern: UnsafeBufferPointer<UInt8>) ->
     return count >= 3 && pattern[count - 1] == star && pattern[count - 2] == star && pattern[count - 3] == slash
 }
 
-/// The segment-by-segment match; `/` separates segments only before `splitBefore` (a URL's query).
-private func segmentsMatch(
-    _ text: UnsafeBufferPointer<UInt8>, splitBefore textEnd: Int, _ pattern: UnsafeBufferPointer<UInt8>, splitBefore patternEnd: Int
-) -> Bool {
-    let textCount = segmentCount(text, splitBefore: textEnd)
-    let patternCount = segmentCount(pattern, splitBefore: patternEnd)
+/// The segment-by-segment match.
+private func segmentsMatch(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
+    let textCount = segmentCount(text)
+    let patternCount = segmentCount(pattern)
     return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: textCount) { textSegments in
-        fillSegments(of: text, splitBefore: textEnd, into: textSegments)
+        fillSegments(of: text, into: textSegments)
         return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: patternCount) { patternSegments in
-            fillSegments(of: pattern, splitBefore: patternEnd, into: patternSegments)
+            fillSegments(of: pattern, into: patternSegments)
             return wildcardMatch(
                 count: textCount, patternCount: patternCount,
                 isStar: { patternSegments[$0].count == 2 && pattern[patternSegments[$0].lowerBound] == star
@@ -99,18 +111,18 @@ private let slash = UInt8(ascii: "/")
 private let star = UInt8(ascii: "*")
 private let question = UInt8(ascii: "?")
 
-/// The number of `/`-separated segments, empty ones included (`/a` has two); a `/` at or after `end` separates nothing.
-private func segmentCount(_ bytes: UnsafeBufferPointer<UInt8>, splitBefore end: Int) -> Int {
+/// The number of `/`-separated segments, empty ones included (`/a` has two).
+private func segmentCount(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
     var count = 1
-    for position in 0..<end where bytes[position] == slash { count += 1 }
+    for byte in bytes where byte == slash { count += 1 }
     return count
 }
 
-/// The byte range of each segment, in order (split only before `end`).
-private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, splitBefore end: Int, into segments: UnsafeMutableBufferPointer<Range<Int>>) {
+/// The byte range of each segment, in order.
+private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, into segments: UnsafeMutableBufferPointer<Range<Int>>) {
     var start = 0
     var index = 0
-    for position in 0..<end where bytes[position] == slash {
+    for position in 0..<bytes.count where bytes[position] == slash {
         segments.initializeElement(at: index, to: start..<position)
         index += 1
         start = position + 1

@@ -57,6 +57,17 @@ import Testing
         ("http:https://h/search?q=a/b", "http:https://h/search?q=*", true),
         ("http:https://h/other?q=/search", "http:https://h/*/search", false),
         // Only URLs have queries: in a path `?` is an ordinary character.
+        // The query never supplies what a `*` in the path must match: `*.txt` is not `secret.key?.txt` (found by a
+        // red-team pass), nor is `*a*` `b?a`; a query is admitted after a final `*` on a path the pattern matches.
+        ("http:https://h/files/secret.key?.txt", "http:https://h/files/*.txt", false),
+        ("http:https://h/files/secret.key?a=/b/c.txt", "http:https://h/files/*.txt", false),
+        ("http:https://h/files/?x=/../admin/.txt", "http:https://h/files/*.txt", false),
+        ("http:https://h/files/a.txt", "http:https://h/files/*.txt", true),
+        ("http:https://h/files/secret.key?x.txt?y", "http:https://h/files/*.txt?*", false),
+        ("http:https://h/files/a.txt?x.txt?y", "http:https://h/files/*.txt?*", true),
+        ("http:https://h/x/b?a", "http:https://h/x/*a*", false),
+        ("http:https://h/x/ba?b", "http:https://h/x/*a*", true),
+        ("https://h/files/secret.key?.txt", "https://h/files/*.txt", false),
         ("fs:/srv/a?/b", "fs:/srv/*/b", true),
         ("fs:/srv/a?x", "fs:/srv/a/**", false),
     ])
