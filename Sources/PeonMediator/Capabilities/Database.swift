@@ -1036,7 +1036,13 @@ enum AuthorizerAction: Equatable {
             return write(first, .delete)
         case SQLITE_CREATE_TABLE, SQLITE_DROP_TABLE, SQLITE_CREATE_VIEW, SQLITE_DROP_VIEW, SQLITE_ANALYZE, SQLITE_REINDEX:
             return on(first, .schema)
-        case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX, SQLITE_CREATE_TRIGGER, SQLITE_DROP_TRIGGER, SQLITE_ALTER_TABLE:
+        case SQLITE_CREATE_TRIGGER:
+            // A trigger is SQL stored now and run later, on whatever connection next writes its table, under
+            // that writer's grants (another agent's, or the owner's own application, which has none): a guest
+            // with `schema` on one table could plant one that copies or deletes tables it may not touch, and
+            // SQLite does not decide the body's tables until the trigger fires. Triggers are the operator's.
+            return .refuse("creating a trigger is refused: its SQL would run later under another writer's grants")
+        case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX, SQLITE_DROP_TRIGGER, SQLITE_ALTER_TABLE:
             return on(second, .schema)
         case SQLITE_FUNCTION:
             let name = (second ?? "").lowercased()

@@ -191,6 +191,33 @@ import Testing
         }
     }
 
+    /// A guest with `schema` on `customers` plants a trigger whose body copies `secrets` into `orders` and empties it.
+    /// SQLite decides the body's tables only when the trigger fires, on whoever's connection writes `customers`
+    /// next (another agent with wider grants, or the owner's own application): it was created, logged as a schema
+    /// change of `customers` only. Found by a red-team pass. Refused now, whatever the grants say; dropping a
+    /// trigger stays a schema change of its table.
+    @Test func aGuestCannotPlantATrigger() throws {
+        try Self.withFixture { fixture in
+            let before = fixture.dump()
+            for sql in [
+                "CREATE TRIGGER plant AFTER INSERT ON customers BEGIN INSERT INTO orders(item) SELECT token FROM secrets; DELETE FROM secrets; END",
+                "CREATE TRIGGER IF NOT EXISTS main.plant BEFORE UPDATE ON customers BEGIN SELECT 1; END",
+            ] {
+                let error = hostError { () throws(HostError) in
+                    let statement = try fixture.capability.prepare(database: "app", sql: sql, authorize: { _ in true })
+                    return try statement.execute([])
+                }
+                #expect(error?.code == .denied, "\(sql)")
+                #expect(error?.message.contains("trigger") == true, "\(String(describing: error))")
+            }
+            #expect(fixture.dump() == before)
+            let grant = Grant([("customers", .schema)])
+            let statement = try fixture.capability.prepare(database: "app", sql: "DROP TRIGGER log_customer", authorize: grant.check)
+            _ = try statement.execute([])
+            #expect(grant.asked == [DatabaseAccess(table: "customers", operation: .schema)])
+        }
+    }
+
     @Test func aViewOrTriggerCannotReachAnUngrantedTable() throws {
         try Self.withFixture { fixture in
             let before = fixture.dump()
