@@ -46,19 +46,29 @@ extension Mediator {
             let check = nestedCheck(ticket)
             let refusedTable = Atomic<Bool>(false)
             let statement: PreparedStatement
+            // A refusal from SQLite's compiler says something about the schema, and the schema holds data too
+            // (`table notes has 5 columns but 9 values were supplied`, `no such table: bit1`): it brings the
+            // database's labels, as a failed statement that ran does.
+            var refusedLabels: [String] = []
             do throws(HostError) {
-                statement = try databases.prepare(database: database, sql: sql, policyVersion: ticket.version) { access in
+                statement = try databases.prepare(database: database, sql: sql, policyVersion: ticket.version,
+                                                  refused: { refusedLabels = $0 }) { access in
                     let allowed = check(.table(database, access.table), "db." + access.operation.rawValue)
                     if !allowed { refusedTable.store(true, ordering: .relaxed) }
                     return allowed
                 }
             } catch {
+                var details = ["within_seq": String(ticket.decisionSeq)]
+                if !refusedLabels.isEmpty {
+                    ticket.flow.bring(refusedLabels, seq: ticket.decisionSeq)
+                    details["database_labels"] = refusedLabels.joined(separator: ",")
+                }
                 // A statement refused by a fixed rule (ATTACH, PRAGMA, a second statement, bad SQL, ...) rather than
                 // by a table's grant is a denial too, and is logged as one.
                 if !refusedTable.load(ordering: .relaxed) {
                     try record(call: call, resource: Resource.database(database).description, decision: .deny,
                                reason: error.loggedMessage, version: ticket.version, outcome: error.code.description,
-                               details: ["within_seq": String(ticket.decisionSeq)], durability: .buffered)
+                               details: details, durability: .buffered)
                 }
                 throw error
             }

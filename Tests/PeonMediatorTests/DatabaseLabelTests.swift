@@ -105,6 +105,45 @@ import Testing
         #expect(LabelFlowTests.post(agent)?.code == .denied, "the failed query brought hr")
     }
 
+    /// A statement SQLite refuses to compile still says something about a labelled database: a labelled run that may
+    /// change the schema spells a number as a column count (`table notes has 5 columns but 9 values were
+    /// supplied`), or bits as tables that exist (`no such table` against `no such column`). The refusal came before
+    /// the statement ran, and brought no labels: the unlabelled run posted what it learnt. Found by a red-team pass.
+    @Test(arguments: [
+        "INSERT INTO notes VALUES (1, 2, 3, 4, 5, 6, 7, 8, 9)",
+        "INSERT INTO bit1 VALUES (1)",
+        "SELECT nosuch FROM notes",
+    ])
+    func aStatementRefusedWhileCompilingBringsTheDatabasesLabels(sql: String) throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        let sender = RecordingSender()
+        let agent = try Self.poster(scratch: shared, database: database, sender: sender)
+        let unlabelled = agent.error { () throws(HostError) in
+            if sql.hasPrefix("SELECT") {
+                _ = try agent.mediator.query(database: "shared", sql: sql, parameters: [])
+            } else {
+                _ = try agent.mediator.execute(database: "shared", sql: sql, parameters: [])
+            }
+        }
+        #expect(unlabelled != nil)
+        #expect(LabelFlowTests.post(agent) == nil, "an unlabelled database brings nothing")
+
+        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
+        let refused = agent.error { () throws(HostError) in
+            if sql.hasPrefix("SELECT") {
+                _ = try agent.mediator.query(database: "shared", sql: sql, parameters: [])
+            } else {
+                _ = try agent.mediator.execute(database: "shared", sql: sql, parameters: [])
+            }
+        }
+        #expect(refused != nil)
+        #expect(LabelFlowTests.post(agent)?.code == .denied, "the refused statement brought hr")
+        #expect(sender.sent.count == 1, "only the post before the labels was sent")
+        let logged = try agent.entries().map(\.record).filter { $0.details["database_labels"] == "hr" }
+        #expect(!logged.isEmpty, "the audit log says which labels the refusal brought")
+    }
+
     @Test func runsLabellingOneDatabaseAtOnceLoseNoLabel() throws {
         let labels = (0..<8).map { "label\($0)" }
         var lost: [String] = []

@@ -166,9 +166,10 @@ struct SchemaChangingDatabase: DatabaseProvider {
         self.change = change
     }
 
-    func prepare(database: DatabaseName, sql: String, policyVersion: String,
+    func prepare(database: DatabaseName, sql: String, policyVersion: String, refused: ([String]) -> Void,
                  authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
-        let statement = try inner.prepare(database: database, sql: sql, policyVersion: policyVersion, authorize: authorize)
+        let statement = try inner.prepare(database: database, sql: sql, policyVersion: policyVersion, refused: refused,
+                                          authorize: authorize)
         change()
         return statement
     }

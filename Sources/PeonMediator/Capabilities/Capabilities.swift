@@ -17,15 +17,23 @@ protocol FileSystemProvider: Sendable {
 /// SQLite databases (`db`): ``DatabaseCapability``.
 protocol DatabaseProvider: Sendable {
     /// Compiles `sql` (or reuses it compiled under the same `policyVersion`), asking `authorize` about
-    /// every table access.
-    func prepare(database: DatabaseName, sql: String, policyVersion: String,
+    /// every table access; a statement refused once the database is open gives `refused` the database's labels
+    /// first.
+    func prepare(database: DatabaseName, sql: String, policyVersion: String, refused: ([String]) -> Void,
                  authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement
 }
 
 extension DatabaseProvider {
-    /// ``prepare(database:sql:policyVersion:authorize:)`` outside any policy (the version is empty).
+    /// ``prepare(database:sql:policyVersion:refused:authorize:)`` outside any policy (the version is empty),
+    /// for callers that keep no labels.
     func prepare(database: DatabaseName, sql: String, authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
-        try prepare(database: database, sql: sql, policyVersion: "", authorize: authorize)
+        try prepare(database: database, sql: sql, policyVersion: "", refused: { _ in }, authorize: authorize)
+    }
+
+    /// ``prepare(database:sql:policyVersion:refused:authorize:)`` for callers that keep no labels.
+    func prepare(database: DatabaseName, sql: String, policyVersion: String,
+                 authorize: @escaping (DatabaseAccess) -> Bool) throws(HostError) -> PreparedStatement {
+        try prepare(database: database, sql: sql, policyVersion: policyVersion, refused: { _ in }, authorize: authorize)
     }
 }
 
