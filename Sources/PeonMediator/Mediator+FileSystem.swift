@@ -54,8 +54,14 @@ extension Mediator {
     /// `fs.remove`.
     package func remove(path: String) throws(HostError) {
         try fileCall("fs.remove", path, action: "fs.remove", sideEffect: true, details: [:], outgoing: []) { (path, ticket, check) throws(HostError) in
+            // A name that could be removed existed: a removal that succeeds says so as a read would (a labelled run
+            // may have created `carol-130000` to be found). The labels of the entry and of its folder, read before
+            // it goes, join the run as a failed removal's do.
+            let found = try FileSystemCapability.labelsWhereTheWalkStopped(path)
             try fileSystem.remove(path, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
-            return ((), [:])
+            guard !found.isEmpty else { return ((), [:]) }
+            ticket.flow.bring(found, seq: ticket.decisionSeq)
+            return ((), ["file_labels": found.joined(separator: ",")])
         }
     }
 

@@ -245,6 +245,40 @@ import Testing
         }
     }
 
+    /// Threat: a removal that succeeds says the name existed. A labelled run creates `carol-130000` (a name that
+    /// spells a salary); an unlabelled run that may only remove there guesses it, succeeds, and posts the salary.
+    /// Only a wrong guess (`not-found`) brought labels. Found by a red-team pass.
+    @Test func aRemovalThatSucceedsBringsTheLabelsOfWhatItRemoved() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "carol 130000")
+        let shared = try Scratch()
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write"]))
+        _ = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        try agentA.mediator.write(path: shared.path + "/carol-130000", data: [])
+        #expect(Self.fileLabels(shared.path + "/carol-130000") == "hr")
+
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: """
+            module = "remover"
+
+            [[fs]]
+            paths = ["\(shared.path)/**"]
+            allow = ["remove"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, http: sender)
+        #expect(Self.post(agentB) == nil, "unlabelled, agent B may post")
+        try agentB.mediator.remove(path: shared.path + "/carol-130000")
+        #expect(!FileManager.default.fileExists(atPath: shared.path + "/carol-130000"))
+        #expect(Self.post(agentB, "carol earns 130000")?.code == .denied, "the removal brought hr")
+        #expect(sender.sent.count == 1)
+        let removal = try #require(try agentB.entries().map(\.record).last { $0.call == "fs.remove" && $0.outcome == "ok" })
+        #expect(removal.details["file_labels"] == "hr", "\(removal.details)")
+        #expect(removal.details["labels_acquired"] == "hr", "\(removal.details)")
+    }
+
     @Test func runsAppendingToOneFileAtOnceLoseNoLabel() throws {
         // Each append adds its labels as attributes of their own: no run rewrites another's.
         let scratch = try Scratch()
