@@ -333,7 +333,15 @@ public final class AgentSession: Sendable {
             if let audit = try? openAudit(plan.options) {
                 // A worker killed while it waited to exit may have written its `run.end` already (it finished, then
                 // the log's lock or a stop held it past the deadline): a second one would say the run ended twice.
-                if !runEndRecorded(path: audit.path, runID: plan.options.runID) {
+                // One stopped before it wrote its `run.start` (a busy machine, a log another writer held) gets one
+                // from here, so the run is still bracketed.
+                let marks = recordedMarks(path: audit.path, runID: plan.options.runID)
+                if marks.start == .absent {
+                    _ = try? audit.append(lifecycle(plan, call: "run.start", outcome: nil,
+                                                    reason: "recorded by the supervisor: the worker was stopped before it recorded the run's start",
+                                                    details: ["recorded_by": "supervisor"]), durable: false)
+                }
+                if marks.end != .present {
                     _ = try? audit.append(lifecycle(plan, call: "run.end", outcome: outcome, reason: reason, details: [:]), durable: true)
                 }
                 try? audit.writeCheckpoint()
@@ -345,25 +353,84 @@ public final class AgentSession: Sendable {
         thread.start()
         let seconds = Double(abnormalEndWait.components.seconds)
         if done.wait(timeout: .now() + seconds) == .timedOut {
-            printLine("peon-wasm: warning: the run's end (\(outcome)) was not recorded: the audit log \(plan.options.auditPath ?? SessionOptions.defaultAuditPath() ?? "") stayed locked by another process for \(Int(seconds)) s", to: 2)
+            printLine("peon-wasm: warning: the run's end (\(outcome)) was not recorded within \(Int(seconds)) s: the audit log \(plan.options.auditPath ?? SessionOptions.defaultAuditPath() ?? "") was locked by another process or too slow to open", to: 2)
         }
     }
 
-    /// Whether the last 8 MiB of the log at `path` hold a `run.end` of run `runID` (a dead worker's own). Further back
-    /// is not looked at: a run's end follows its last entries within moments, and the log may be large.
-    package static func runEndRecorded(path: String, runID: String) -> Bool {
-        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
-        defer { try? handle.close() }
-        let window: UInt64 = 8 << 20
-        guard let end = try? handle.seekToEnd() else { return false }
-        guard (try? handle.seek(toOffset: end > window ? end - window : 0)) != nil,
-              let data = try? handle.readToEnd() else { return false }
-        let run = Array(#""run":""#.utf8) + Array(runID.utf8) + [UInt8(ascii: "\"")]
-        let call = Array(#""call":"run.end""#.utf8)
-        for line in data.split(separator: 0x0A) where line.firstRange(of: run) != nil && line.firstRange(of: call) != nil {
-            return true
+    /// Whether a log holds an entry, as far as ``recordedMarks(path:runID:)`` looked.
+    package enum RecordedMark: Sendable, Equatable {
+        /// Found.
+        case present
+        /// Not in the log: the whole file was read.
+        case absent
+        /// Not in the part that was read (the last 8 MiB of a larger log).
+        case unknown
+    }
+
+    /// Whether the last 8 MiB of the log at `path` hold the `run.start` and the `run.end` of run `runID` (a dead
+    /// worker's own). Further back is not looked at: a run's end follows its last entries within moments, and the log
+    /// may be large. One read and a byte search: under load, a slower scan (split into lines) took seconds and used up
+    /// the supervisor's wait.
+    package static func recordedMarks(path: String, runID: String) -> (start: RecordedMark, end: RecordedMark) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return (.unknown, .unknown) }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return (.unknown, .unknown) }
+        let size = Int(status.st_size)
+        let window = 8 << 20
+        let offset = max(0, size - window)
+        var buffer = [UInt8](repeating: 0, count: size - offset)
+        var filled = 0
+        while filled < buffer.count {
+            let got = buffer.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return pread(fd, base + filled, raw.count - filled, off_t(offset + filled))
+            }
+            if got < 0 && errno == EINTR { continue }
+            guard got > 0 else { break }
+            filled += got
         }
-        return false
+        let whole = offset == 0 && filled == buffer.count
+        let marker = Array(#""run":""#.utf8) + Array(runID.utf8) + [UInt8(ascii: "\"")]
+        let start = Array(#""call":"run.start""#.utf8)
+        let end = Array(#""call":"run.end""#.utf8)
+        var sawStart = false, sawEnd = false
+        buffer.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            // The first `needle` in `from..<to`: `memchr` for its first byte, then a compare.
+            func find(_ needle: [UInt8], from: Int, to: Int) -> Int? {
+                guard let first = needle.first else { return nil }
+                var index = from
+                while to - index >= needle.count {
+                    guard let found = memchr(base + index, Int32(first), to - needle.count + 1 - index) else { return nil }
+                    let position = UnsafeRawPointer(found) - base
+                    let same = needle.withUnsafeBytes { pattern -> Bool in
+                        guard let bytes = pattern.baseAddress else { return false }
+                        return memcmp(base + position, bytes, needle.count) == 0
+                    }
+                    if same { return position }
+                    index = position + 1
+                }
+                return nil
+            }
+            var at = 0
+            while let hit = find(marker, from: at, to: filled) {
+                // The line holding it: quotes inside JSON strings are escaped, so these byte strings occur only as keys.
+                var lineStart = hit
+                while lineStart > 0 && raw[lineStart - 1] != 0x0A { lineStart -= 1 }
+                let lineEnd = memchr(base + hit, 0x0A, filled - hit).map { UnsafeRawPointer($0) - base } ?? filled
+                if find(start, from: lineStart, to: lineEnd) != nil { sawStart = true }
+                if find(end, from: lineStart, to: lineEnd) != nil { sawEnd = true }
+                at = lineEnd
+            }
+        }
+        return (sawStart ? .present : whole ? .absent : .unknown, sawEnd ? .present : whole ? .absent : .unknown)
+    }
+
+    /// Whether the last 8 MiB of the log at `path` hold a `run.end` of run `runID` (``recordedMarks(path:runID:)``).
+    package static func runEndRecorded(path: String, runID: String) -> Bool {
+        recordedMarks(path: path, runID: runID).end == .present
     }
 
     @discardableResult

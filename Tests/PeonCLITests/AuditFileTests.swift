@@ -217,6 +217,38 @@ struct AuditFileTests {
         }
     }
 
+    /// A run stopped before its worker could write `run.start` (here the log's lock is held past the deadline, as a
+    /// busy machine or another writer can) got only the supervisor's `run.end`: 50 runs started at once on one log
+    /// left 24 `run.start` and 50 `run.end`. The supervisor now writes the missing `run.start` first, so every run in
+    /// the log is bracketed, and says it wrote it. Found by a red-team pass.
+    @Test func aRunStoppedBeforeItsStartIsStillBracketed() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let fd = open(log.path, O_RDONLY | O_CLOEXEC)
+            #expect(fd >= 0 && flock(fd, LOCK_EX) == 0)
+            // Released after the deadline (1 s and the supervisor's grace) but within the supervisor's 5 s wait.
+            let release = Thread {
+                Thread.sleep(forTimeInterval: 3)
+                close(fd)
+            }
+            release.start()
+            let run = try Self.hello(folder, log: log, extra: ["--timeout", "1s"])
+            #expect(run.status == 124, "\(run.stderr)")
+            #expect(!run.stderr.contains("was not recorded"), "\(run.stderr)")
+            let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
+            let lifecycle = lines.filter { $0.contains(#""call":"run.start""#) || $0.contains(#""call":"run.end""#) }
+            let starts = lifecycle.filter { $0.contains(#""call":"run.start""#) }
+            let ends = lifecycle.filter { $0.contains(#""call":"run.end""#) }
+            #expect(starts.count == 2 && ends.count == 2, "\(lifecycle)")
+            #expect(starts.last?.contains(#""recorded_by":"supervisor""#) == true, "\(lifecycle)")
+            #expect(ends.last?.contains(#""outcome":"timeout""#) == true, "\(lifecycle)")
+            let verify = try runPeonWasm(["audit", "verify", log.path],
+                                         environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path])
+            #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
+        }
+    }
+
     /// An unreachable `--audit-sink` was waited for (up to 5 s) after the run's end inside the run's time limit: a run
     /// that finished in a moment under `--timeout 2s` was stopped as timed out (exit 124), lost its output and got a
     /// second `run.end`. The wait now ends at the deadline; the run ends once, as it did.

@@ -23,6 +23,25 @@ import Testing
             // Another run whose id begins with this one's, and a reason that quotes the words, are not its end.
             #expect(!AgentSession.runEndRecorded(path: path, runID: "run-ab"))
             #expect(!AgentSession.runEndRecorded(path: folder.path + "/missing.jsonl", runID: "run-a"))
+            // Its start too: present, or absent when the whole file was read.
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-a") == (.present, .present))
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-b") == (.present, .absent))
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-c") == (.absent, .absent))
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-ab") == (.absent, .absent))
+        }
+    }
+
+    /// Past the last 8 MiB of a larger log nothing is known: the supervisor then writes no `run.start` of its own.
+    @Test func aRunsMarksFurtherBackAreUnknown() throws {
+        try withTemporaryDirectory { folder in
+            let path = folder.appendingPathComponent("big.jsonl").path
+            var text = #"{"seq":0,"time":"t","run":"run-old","module":"m","call":"run.start","prev":"0"}"# + "\n"
+            let filler = #"{"seq":1,"time":"t","run":"run-other","module":"m","call":"fs.read","prev":"0"}"# + "\n"
+            text += String(repeating: filler, count: (9 << 20) / filler.utf8.count)
+            text += #"{"seq":2,"time":"t","run":"run-new","module":"m","call":"run.start","prev":"0"}"# + "\n"
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-old") == (.unknown, .unknown))
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-new") == (.present, .unknown))
         }
     }
 }
