@@ -568,14 +568,14 @@ struct AuditCommand: ParsableCommand {
 extension AuditCommand {
     /// Lowercase hex.
 
-    /// Replaces control characters (terminal escape sequences from a hostile log) with `?`.
+    /// `s` escaped for a terminal (``TerminalText``): no escape sequence or invisible character from a hostile log.
     fileprivate static func terminalSafe(_ s: String) -> String {
         TerminalText.escaped(s)
     }
 
     /// An entry's JSON line made safe for a terminal and still the same JSON: every character ``TerminalText``
-    /// escapes (C1 controls, bidirectional overrides; the log's writer already escapes C0, `DEL`, U+2028 and
-    /// U+2029) as a JSON `\uXXXX` escape. They can stand only inside the line's strings, where the escape means the
+    /// escapes (C1 controls, format and other invisible characters; the log's writer already escapes C0, `DEL`,
+    /// U+2028 and U+2029) as a JSON `\uXXXX` escape. They can stand only inside the line's strings, where the escape means the
     /// same character; so a line without them is printed byte for byte as the log holds it.
     static func terminalSafeJSON(_ line: [UInt8]) -> String {
         let text = String(decoding: line, as: UTF8.self)
@@ -583,9 +583,12 @@ extension AuditCommand {
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
             if TerminalText.needsEscape(scalar) {
-                // Every escaped character is in the Basic Multilingual Plane: four hex digits spell it.
-                let hex = String(scalar.value, radix: 16, uppercase: true)
-                out.append(contentsOf: ("\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex).unicodeScalars)
+                // Four hex digits per UTF-16 unit: a character past the Basic Multilingual Plane (a tag character)
+                // is its surrogate pair, as JSON spells it.
+                for unit in String(scalar).utf16 {
+                    let hex = String(unit, radix: 16, uppercase: true)
+                    out.append(contentsOf: ("\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex).unicodeScalars)
+                }
             } else {
                 out.append(scalar)
             }

@@ -5,9 +5,12 @@
 /// C1 controls (U+0080–U+009F, which some terminals read as `CSI`), the bidirectional overrides,
 /// isolates and marks (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C) that can make a line read
 /// differently from its bytes, and the line and paragraph separators (U+2028, U+2029) that some terminals
-/// and log viewers break lines at.
-/// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, nor colour
-/// the screen. Everything else, including other non-ASCII text, passes unchanged.
+/// and log viewers break lines at. And every other character that shows as nothing: the format characters
+/// (Unicode category Cf: zero-width space and joiners, the word joiner, the byte order mark, the soft hyphen,
+/// the tag characters U+E0000–U+E007F), the variation selectors and the Hangul fillers, so that
+/// `fs:/etc/pass\u{200b}wd` never looks like `fs:/etc/passwd`.
+/// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
+/// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
 package enum TerminalText {
     /// `text` with every character listed above escaped; `text` itself when it has none.
     package static func escaped(_ text: String) -> String {
@@ -42,8 +45,15 @@ package enum TerminalText {
     /// Whether `scalar` is escaped by ``escaped(_:)``.
     package static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
         let value = scalar.value
-        return value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value)
-            || (0x202A...0x202E).contains(value) || (0x2066...0x2069).contains(value)
-            || value == 0x200E || value == 0x200F || value == 0x061C || value == 0x2028 || value == 0x2029
+        if value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value) { return true }
+        if value < 0xAD { return false }
+        if value == 0x2028 || value == 0x2029 { return true }
+        // Invisible: variation selectors, Hangul fillers.
+        if (0xFE00...0xFE0F).contains(value) || (0xE0100...0xE01EF).contains(value)
+            || value == 0x115F || value == 0x1160 || value == 0x3164 || value == 0xFFA0 {
+            return true
+        }
+        // Format characters: the bidirectional controls, zero-width characters, the byte order mark, tags.
+        return scalar.properties.generalCategory == .format
     }
 }
