@@ -14,7 +14,8 @@
 ///   on a path the pattern matches without it (`https://h/v1/*` matches `https://h/v1/items?x=1`, and
 ///   `https://h/admin/**` matches `https://h/admin?x=1`). `https://h/users/*/profile?*` admits any query.
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
-///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal.
+///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal. An
+///   argument with a `..` path segment is matched only by a pattern that writes `..` itself.
 
 /// Matches `text` against the resource glob `pattern` (see the file comment).
 ///
@@ -232,6 +233,7 @@ package enum ArgumentVector {
             guard let pattern = percentDecode(token, wildcards: true),
                   let compiled = compilePattern(pattern),
                   optionsEnded || !(startsWithWildcard(compiled) && argument.utf8.first == UInt8(ascii: "-")),
+                  !(hasParentSegment(argument) && coversParentSegments(compiled)),
                   argumentMatches(Array(argument.unicodeScalars), compiled)
             else { return false }
             if argument == "--" { optionsEnded = true }
@@ -360,6 +362,23 @@ private func argumentMatches(_ text: [Unicode.Scalar], _ pattern: [ArgumentPatte
         isStar: { pattern[$0] == .star },
         isOne: { pattern[$0] == .one },
         matches: { pattern[$1] == .scalar(text[$0]) })
+}
+
+/// Whether `argument`, read as a path, has a `..` segment (`..`, `../x`, `a/../b`, `a/..`).
+private func hasParentSegment(_ argument: String) -> Bool {
+    argument.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        .contains { $0.elementsEqual("..".utf8) }
+}
+
+/// Whether a pattern has a wildcard and does not write `..` itself: its wildcards would have to stand for an
+/// argument's `..` segment. `wc -c /srv/reports/*` written for the files of one folder admitted
+/// `/srv/reports/../../etc/shadow`: such an argument is matched only by a pattern that writes `..`.
+private func coversParentSegments(_ pattern: [ArgumentPatternElement]) -> Bool {
+    guard pattern.contains(where: { $0 == .star || $0 == .one }) else { return false }
+    for index in pattern.indices.dropLast() where pattern[index] == .scalar(".") && pattern[index + 1] == .scalar(".") {
+        return false
+    }
+    return true
 }
 
 /// Whether a compiled argument pattern begins with `*` or `?`.

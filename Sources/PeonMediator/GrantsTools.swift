@@ -102,7 +102,8 @@ package func checkGrants(imports: [(module: String, name: String)], grants: Gran
 }
 
 /// Grants that are each fine alone and dangerous together or in detail: an exec argument pattern that
-/// admits options, and a program an exec grant names that an fs grant lets the module write.
+/// admits options, and a program an exec grant names, or a file its arguments name, that an fs grant lets the
+/// module write.
 func riskyCombinations(in grants: Grants) -> [String] {
     var warnings: [String] = []
     for (index, grant) in grants.exec.enumerated() {
@@ -116,6 +117,15 @@ func riskyCombinations(in grants: Grants) -> [String] {
                 warnings.append("grant fs[\(fsIndex)] (\(fileGrant.source)) lets the module write \(grant.program), which exec[\(index)] "
                     + "runs; peon-wasm clears the execute bits of every file a guest writes, so the program would stop working, "
                     + "but do not grant both")
+            }
+            // An argument is a file the program may run as a script (`/bin/sh job.sh`, `python3 x.py`): clearing execute
+            // bits does not stop that. A pattern is tried with each wildcard standing for one letter.
+            for (position, argument) in grant.arguments.enumerated() where argument.hasPrefix("/") {
+                let sample = String(argument.map { $0 == "*" || $0 == "?" ? "x" : $0 })
+                guard let path = fileGrant.paths.first(where: { globMatches(sample, pattern: $0) }) else { continue }
+                warnings.append("grant fs[\(fsIndex)] (\(fileGrant.source)) `\(path)` lets the module write what exec[\(index)] "
+                    + "args[\(position)] `\(argument)` names; if \(grant.program) reads it as a script or its input, the module "
+                    + "decides what runs: do not grant both")
             }
         }
     }

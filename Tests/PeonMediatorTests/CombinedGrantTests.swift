@@ -88,6 +88,35 @@ import Testing
         #expect(riskyCombinations(in: grants).contains { $0.contains("lets the module write \(script)") })
     }
 
+    /// Clearing execute bits does not stop an interpreter: `/bin/sh job.sh`, with `job.sh` writable, ran what the guest
+    /// wrote (found by a red-team pass). `grants check` warns when an exec argument names, or a pattern can name, a
+    /// file an fs grant lets the module write.
+    @Test func anInterpreterArgumentTheModuleMayWriteIsWarnedAbout() throws {
+        let grants = try GrantsParser.parse("""
+            module = "writer"
+
+            [[fs]]
+            paths = ["/srv/work/**"]
+            allow = ["read", "write"]
+
+            [[exec]]
+            program = "/bin/sh"
+            args = ["/srv/work/job.sh"]
+
+            [[exec]]
+            program = "/usr/bin/python3"
+            args = ["/srv/work/*.py"]
+
+            [[exec]]
+            program = "/usr/bin/wc"
+            args = ["-l", "/srv/reports/*"]
+            """, file: "g.toml", baseDirectory: "/")
+        let warnings = riskyCombinations(in: grants)
+        #expect(warnings.contains { $0.contains("exec[0] args[0] `/srv/work/job.sh`") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("exec[1] args[0] `/srv/work/*.py`") }, "\(warnings)")
+        #expect(!warnings.contains { $0.contains("exec[2]") }, "\(warnings)")
+    }
+
     /// Every occurrence of an injected value is cut out of what the server sends back: a cookie, an echo
     /// in another header, the body of a server that reflects the request.
     @Test func injectedSecretsAreRedactedFromHeadersAndBody() throws {

@@ -96,6 +96,18 @@ import Testing
         ([""], [], false),
         ([""], ["*"], true),
         (["a,b\"c"], ["a*c"], true),
+        // A `..` segment is matched only by a pattern that writes `..`: `wc -c /srv/g/*` admitted
+        // `/srv/g/../secret/s.txt` (found by a red-team pass).
+        (["-c", "/srv/g/../secret/s.txt"], ["-c", "/srv/g/*"], false),
+        (["-c", "/srv/g/.."], ["-c", "/srv/g/*"], false),
+        (["../x"], ["*"], false),
+        (["a/../b"], ["a/?"], false),
+        (["..", "x"], ["*", "x"], false),
+        (["-c", "/srv/g/a..b"], ["-c", "/srv/g/*"], true),
+        (["-c", "/srv/g/.hidden/x"], ["-c", "/srv/g/*"], true),
+        (["-c", "/srv/g/../x"], ["-c", "/srv/g/../*"], true),
+        (["-c", "/srv/g/../x"], ["-c", "/srv/g/../x"], true),
+        (["--", "../x"], ["--", "*"], false),
     ])
     func argumentPatterns(arguments: [String], patterns: [String], expected: Bool) {
         let field = ArgumentVector.encode(arguments)
