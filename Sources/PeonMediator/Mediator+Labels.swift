@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PeonAudit
 import PeonInterface
 import PeonSystem
@@ -107,7 +110,32 @@ extension Mediator {
     /// hold what its earlier calls returned to the client (``ToolSessionLabels``), because the client's next
     /// arguments can carry it.
     package func inherit(_ labels: [String], seq: UInt64) {
-        _ = runLabels.acquire(Dictionary(labels.map { ($0, seq) }, uniquingKeysWith: { first, _ in first }))
+        _ = acquireLabels(Dictionary(labels.map { ($0, seq) }, uniquingKeysWith: { first, _ in first }))
+    }
+
+    /// Adds `labels` to the run's; returns the names that are new, and why they could not be recorded on the audit
+    /// files if they could not.
+    ///
+    /// What a labelled run does reaches its audit log (the paths it chose, a labelled database's error text) and the
+    /// log's first-use index (the resources it used): those files carry the run's labels from the moment it acquires
+    /// them, before the entry that says so is written, as any file a labelled run writes does. Another run that an
+    /// operator lets read a log (per-agent logs in one folder) then brings them. A file system that cannot record them
+    /// does not fail the call: the outcome entry says so (`audit_labels_unrecorded`).
+    func acquireLabels(_ labels: [String: UInt64]) -> (acquired: [String], unrecorded: String?) {
+        let acquired = runLabels.acquire(labels)
+        guard !acquired.isEmpty else { return ([], nil) }
+        let log = configuration.audit.path
+        let index = firstUses.path
+        // The index is created now if it is missing, so that a line added later is never there unlabelled.
+        let fd = open(index, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0o600)
+        if fd >= 0 { close(fd) }
+        do throws(HostError) {
+            try FileLabels.add(acquired, to: .path(log), what: "the audit log")
+            try FileLabels.add(acquired, to: .path(index), what: "the audit log's first-use index")
+            return (acquired, nil)
+        } catch {
+            return (acquired, error.message)
+        }
     }
 
     /// The labels a call must be cleared for: the run's, and those this call's own reads brought so far.

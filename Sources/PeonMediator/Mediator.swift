@@ -322,8 +322,9 @@ package final class Mediator: HostInterface {
             var outcome = details
             outcome["decision_seq"] = String(ticket.decisionSeq)
             // The call succeeded: the labels its reads brought join the run before the data reaches the guest.
-            let acquired = runLabels.acquire(ticket.flow.pending)
+            let (acquired, unrecorded) = acquireLabels(ticket.flow.pending)
             if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
+            if let unrecorded { outcome["audit_labels_unrecorded"] = unrecorded }
             let held = runLabels.current
             if !held.isEmpty { outcome["run_labels"] = labelDetail(held) }
             try record(call: ticket.call, resource: ticket.object, decision: nil, reason: "",
@@ -333,8 +334,9 @@ package final class Mediator: HostInterface {
             var outcome = ["decision_seq": String(ticket.decisionSeq)]
             // A failure is information too (which name is missing, how large a file is): the labels the call
             // brought (its grant's, and those where a file call stopped) join the run as on success.
-            let acquired = runLabels.acquire(ticket.flow.pending)
+            let (acquired, unrecorded) = acquireLabels(ticket.flow.pending)
             if !acquired.isEmpty { outcome["labels_acquired"] = acquired.joined(separator: ",") }
+            if let unrecorded { outcome["audit_labels_unrecorded"] = unrecorded }
             try record(call: ticket.call, resource: ticket.object, decision: nil, reason: error.loggedMessage,
                        version: ticket.version, outcome: error.code.description, details: outcome, durability: .buffered)
             throw error

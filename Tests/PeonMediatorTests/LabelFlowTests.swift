@@ -279,6 +279,32 @@ import Testing
         #expect(removal.details["labels_acquired"] == "hr", "\(removal.details)")
     }
 
+    /// Threat: a run's audit log and its first-use index hold what a labelled run did (the names it created, a
+    /// labelled database's error text), and they were unlabelled files: another run an operator let read them (per-agent
+    /// logs in one folder) took `carol-130000` out unlabelled. Found by a red-team pass. Both files now carry the
+    /// labels a run acquires, before the entry that records them.
+    @Test func theAuditFilesOfALabelledRunCarryItsLabels() throws {
+        let hr = try Scratch()
+        _ = try hr.file("salaries.txt", "carol 130000")
+        let shared = try Scratch()
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write"]))
+        #expect(Self.fileLabels(agentA.auditPath) == "", "nothing labelled was done yet")
+        _ = try agentA.mediator.read(path: hr.path + "/salaries.txt")
+        try agentA.mediator.write(path: shared.path + "/carol-130000", data: [])
+        #expect(Self.fileLabels(agentA.auditPath) == "hr")
+        #expect(Self.fileLabels(agentA.auditPath + ".first-use") == "hr")
+        let read = try #require(try agentA.entries().map(\.record).first { $0.call == "fs.read" && $0.outcome == "ok" })
+        #expect(read.details["audit_labels_unrecorded"] == nil)
+
+        // Agent B, on a log of its own, may read A's log folder and post.
+        let sender = RecordingSender()
+        let agentB = try Harness(grants: Self.poster(shared: agentA.scratch.path), http: sender)
+        let index = try agentB.mediator.read(path: agentA.auditPath + ".first-use")
+        #expect(String(decoding: index, as: UTF8.self).contains("carol-130000"))
+        #expect(Self.post(agentB, "carol-130000")?.code == .denied, "the index brought hr")
+        #expect(sender.sent.isEmpty)
+    }
+
     @Test func runsAppendingToOneFileAtOnceLoseNoLabel() throws {
         // Each append adds its labels as attributes of their own: no run rewrites another's.
         let scratch = try Scratch()
