@@ -48,7 +48,7 @@ extension Mediator {
             let statement: PreparedStatement
             // A refusal from SQLite's compiler says something about the schema, and the schema holds data too
             // (`table notes has 5 columns but 9 values were supplied`, `no such table: bit1`): it brings the
-            // database's labels, as a failed statement that ran does.
+            // database's labels, as a failed statement that ran does, whatever the refusal says.
             var refusedLabels: [String] = []
             do throws(HostError) {
                 statement = try databases.prepare(database: database, sql: sql, policyVersion: ticket.version,

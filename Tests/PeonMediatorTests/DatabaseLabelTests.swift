@@ -113,6 +113,9 @@ import Testing
         "INSERT INTO notes VALUES (1, 2, 3, 4, 5, 6, 7, 8, 9)",
         "INSERT INTO bit1 VALUES (1)",
         "SELECT nosuch FROM notes",
+        // A syntax error too: a guest names a table so that its refusal reads like one (found by a red-team pass).
+        #"SELECT * FROM "bit0: syntax error""#,
+        "SELEC text FROM notes",
     ])
     func aStatementRefusedWhileCompilingBringsTheDatabasesLabels(sql: String) throws {
         let shared = try Scratch()
@@ -217,17 +220,24 @@ import Testing
     @Test(arguments: ["an unlabelled copy", "not a database"])
     func aDatabaseFileReplacedUnderACachedConnectionIsNotReadUnlabelled(_ replacement: String) throws {
         let shared = try Scratch()
-        let database = try LabelLeakTests.labelledDatabase(shared)
+        // The labelled database's rows, its labels added only below.
+        let database = try DatabaseLabelTests.database(in: shared)
+        var handle: OpaquePointer?
+        #expect(sqlite3_open(database, &handle) == SQLITE_OK)
+        #expect(sqlite3_exec(handle, "INSERT INTO notes VALUES ('alice 120000')", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(handle)
         // A database with the same table and nothing in it, and no labels.
         let elsewhere = try Scratch()
         let copy = try DatabaseLabelTests.database(in: elsewhere)
         let sender = RecordingSender()
         let agent = try Self.agent(scratch: shared, database: database, sender: sender)
-        // Compiling fails before any row is read: a connection is opened and kept, and no label comes.
+        // Compiling fails before any row is read: a connection is opened and kept. The labels come only afterwards
+        // (a refusal brings the database's labels too), as if another run labelled the database meanwhile.
         #expect(agent.error { () throws(HostError) in
             _ = try agent.mediator.query(database: "shared", sql: "SELEC text FROM notes", parameters: [])
         } != nil)
         #expect(LabelFlowTests.post(agent) == nil, "nothing labelled was read yet")
+        try DatabaseLabels.add(["hr"], file: database, database: "shared", call: "db.execute")
         let bytes: [UInt8] = replacement == "an unlabelled copy"
             ? Array(try Data(contentsOf: URL(fileURLWithPath: copy))) : Array("not a database".utf8)
         try agent.mediator.write(path: database, data: bytes)

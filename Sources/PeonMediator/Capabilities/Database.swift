@@ -188,8 +188,9 @@ final class DatabaseCapability: Sendable {
     ///
     /// A statement refused once the database is open says something about its schema (`no such table`, a column
     /// count, a refused table's existence): `refused` is then given the database's labels before the error is
-    /// thrown, so the call brings them as a failed statement that ran does. If they cannot be read, the error is
-    /// `io` instead (closed).
+    /// thrown, so the call brings them as a failed statement that ran does. A syntax error too: SQLite's message
+    /// quotes the guest's own names (`no such table: x: syntax error`), so no message can be trusted to say the
+    /// schema played no part. If the labels cannot be read, the error is `io` instead (closed).
     ///
     /// - Throws: `not-found` (no such database name or file), `invalid-argument` (empty SQL, a syntax
     ///   error, more than one statement), `denied` (a refused access or action), `io`.
@@ -210,7 +211,6 @@ final class DatabaseCapability: Sendable {
         let connection = try checkOut(database, path: path)
         let context = connection.context
         context.reset(authorize: authorize)
-        context.refusedForSyntax = false
         do throws(HostError) {
             if let cached = connection.statements[ExactText(sql)] {
                 if cached.policyVersion == policyVersion {
@@ -234,9 +234,7 @@ final class DatabaseCapability: Sendable {
             return PreparedStatement(capability: self, connection: connection, cached: compiled, timeout: statementTimeout)
         } catch {
             checkIn(connection)
-            if !context.refusedForSyntax {
-                refused(try DatabaseLabels.read(file: connection.file, database: database))
-            }
+            refused(try DatabaseLabels.read(file: connection.file, database: database))
             throw error
         }
     }
@@ -329,12 +327,9 @@ final class DatabaseCapability: Sendable {
             var tail: UnsafePointer<CChar>?
             let length = Int32(buffer.count - 1)
             let result = sqlite3_prepare_v2(connection, start, length, &statement, &tail)
-            context.refusedForSyntax = false
             if result != SQLITE_OK {
                 if let denial = context.denial { throw denial }
                 let text = String(cString: sqlite3_errmsg(connection))
-                context.refusedForSyntax = text.hasSuffix(": syntax error") || text.hasPrefix("unrecognized token:")
-                    || text == "incomplete input"
                 throw DatabaseErrorMessage.hostError(
                     result == SQLITE_AUTH ? .denied : .invalidArgument, what: "the SQL was refused",
                     message: text, result: result,
@@ -788,10 +783,6 @@ final class AuthorizerContext {
     private(set) var authorize: (DatabaseAccess) -> Bool
     /// Set while checking for a second statement: refuse everything, ask no one.
     var refuseEverything = false
-    /// Whether the last compile failed on the SQL's syntax alone (`near "SELEC": syntax error`, `unrecognized
-    /// token`, `incomplete input`): SQLite's grammar does not depend on the schema, so such a refusal says
-    /// nothing about the database and brings none of its labels.
-    var refusedForSyntax = false
     var accesses: [DatabaseAccess] = []
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
