@@ -189,13 +189,16 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         }
         var output: [Substring] = []
         let segments = escaped.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        // Servers that strip RFC 2396 path parameters before removing dot segments (Tomcat, Jetty, Spring) read
-        // `..;x` as `..`: `/allowed/..;/secret` would be decided inside `/allowed/` and served outside it.
-        // So is `..%3B`, by a server that decodes the path before stripping parameters (the reason Spring's firewall
-        // refuses `%3B`).
-        // Escapes are uppercase by now, so `%3B` has one spelling.
-        for segment in segments where ["..;", ".;", "..%3B", ".%3B"].contains(where: { segment.hasPrefix($0) }) {
-            throw refuse("a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment")
+        // Servers that strip RFC 2396 path parameters (Tomcat, Jetty, Spring) serve `/files/secret.key;.txt` as
+        // `/files/secret.key`, which a grant on `/files/*.txt` does not cover, and read `..;x` as `..`
+        // (`/allowed/..;/secret` decided inside `/allowed/`, served outside it); others serve the path as written.
+        // A pattern cannot say which file such a path names, so a `;` in the path is refused, written or encoded
+        // (a server that decodes before it strips reads `%3B` the same way: the reason Spring's firewall refuses it).
+        // Escapes are uppercase by now, so `%3B` has one spelling. A query may hold `;`.
+        for segment in segments where segment.contains(";") || segment.contains("%3B") {
+            let dot = ["..;", ".;", "..%3B", ".%3B"].contains(where: { segment.hasPrefix($0) })
+            throw refuse(dot ? "a '.' or '..' segment with parameters ('..;'), which servers read as a dot segment"
+                             : "the path contains ';' (or %3B), which some servers read as the start of path parameters and strip; a grant could not say which file is served")
         }
         for (index, segment) in segments.enumerated() {
             let isLast = index == segments.count - 1

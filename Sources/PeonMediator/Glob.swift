@@ -10,9 +10,9 @@
 ///   the first `?`) is matched against the pattern's path and the query against the pattern's query, where
 ///   `*` matches any characters, `/` too. So `https://h/users/?/profile` (a request for `/users/`) is not
 ///   matched by `https://h/users/*/profile`, and `https://h/files/*.txt` never matches
-///   `https://h/files/secret.key?.txt`: a pattern without a query admits a query only after a final `*`,
-///   on a path the pattern matches without it (`https://h/v1/*` matches `https://h/v1/items?x=1`, and
-///   `https://h/admin/**` matches `https://h/admin?x=1`). `https://h/users/*/profile?*` admits any query.
+///   `https://h/files/secret.key?.txt`. A pattern without a query covers its paths with any query
+///   (`https://h/v1/*` matches `https://h/v1/items?x=1`, and a deny rule on `https://h/admin` catches
+///   `https://h/admin?x=1`); a pattern with one constrains it (`https://h/search?q=*`).
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
 ///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal. An
 ///   argument with a `..` path segment is matched only by a pattern that writes `..` itself.
@@ -51,12 +51,11 @@ private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBu
     case (nil, _?):
         return false
     case (_?, nil):
-        // A pattern without a query admits a query only after a final `*`, and then only on a path the pattern
-        // matches by itself: `/v1/*` covers `/v1/items?x=1`, but `/files/*.txt` never covers
-        // `/files/secret.key?.txt`, whose `.txt` the query would supply. `X/**` covers `X` and everything below
-        // it; a query names no place below, so `X?q` (a request for `X`) is covered too. Otherwise a deny rule on
-        // `https://h/admin/**` would miss `https://h/admin?x=1`.
-        return pattern.last == star && segmentsMatch(textPath, pattern)
+        // A pattern without a query covers its paths with any query: a query names no other place, and a deny rule
+        // on `https://h/admin` or `https://h/files/*.key` must not miss `https://h/admin?x=1` (found by a red-team
+        // pass). The path alone is matched, so the query never supplies what the pattern's path must match:
+        // `/files/*.txt` never covers `/files/secret.key?.txt`. `X/**` covers `X?q` too (a request for `X`).
+        return segmentsMatch(textPath, pattern)
     }
 }
 
@@ -79,12 +78,6 @@ private func queryStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         index += 1
     }
     return nil
-}
-
-/// Whether the last `/`-segment of `pattern` is exactly `**`.
-private func endsWithDoubleStarSegment(_ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
-    let count = pattern.count
-    return count >= 3 && pattern[count - 1] == star && pattern[count - 2] == star && pattern[count - 3] == slash
 }
 
 /// The segment-by-segment match.
