@@ -296,6 +296,10 @@ struct StagedFile: ~Copyable {
     let temp: String
     /// The unnamed file, while it has no name; -1 once it has one (or never lacked one).
     private var unnamed: Int32
+    /// What an unnamed file holds, written again under `temp` if it cannot be linked there (``commit()``).
+    private let contents: [UInt8]
+    private let mode: mode_t
+    private let durable: Bool
 
     /// Writes `contents` (with `mode`) to a new file beside `path` and fsyncs it (unless `durable` is false: for a
     /// file whose loss costs time, not data).
@@ -303,22 +307,43 @@ struct StagedFile: ~Copyable {
         // A name of its own, created exclusively: a file, hard link or symbolic link someone put at a fixed
         // `PATH.tmp` is never opened (a hard link's target would be overwritten) and cannot block the write.
         let temp = path + ".tmp.\(getpid()).\(UInt64.random(in: 0...UInt64.max))"
-        var fd = Self.openUnnamed(beside: path, mode: mode)
-        let unnamed = fd
-        if fd < 0 { fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode) }
-        guard fd >= 0 else { throw FileIO.ioError(temp, "cannot create") }
-        do throws(AuditError) {
-            try FileIO.writeAll(fd: fd, contents[...], path: temp)
-            guard !durable || fsync(fd) == 0 else { throw FileIO.ioError(temp, "fsync failed") }
-        } catch {
-            close(fd)
-            if unnamed < 0 { unlink(temp) }
-            throw error
+        let unnamed = Self.openUnnamed(beside: path, mode: mode)
+        if unnamed >= 0 {
+            do throws(AuditError) {
+                try Self.fill(unnamed, contents, durable: durable, path: temp)
+            } catch {
+                close(unnamed)
+                throw error
+            }
+        } else {
+            try Self.writeNamed(temp, contents, mode: mode, durable: durable)
         }
-        if unnamed < 0 { close(fd) }
         self.path = path
         self.temp = temp
         self.unnamed = unnamed
+        self.contents = unnamed >= 0 ? contents : []
+        self.mode = mode
+        self.durable = durable
+    }
+
+    /// Writes `contents` to the open file `fd` and fsyncs it (when `durable`).
+    private static func fill(_ fd: Int32, _ contents: [UInt8], durable: Bool, path: String) throws(AuditError) {
+        try FileIO.writeAll(fd: fd, contents[...], path: path)
+        guard !durable || fsync(fd) == 0 else { throw FileIO.ioError(path, "fsync failed") }
+    }
+
+    /// Creates `temp` exclusively and writes `contents` there; removes it again on failure.
+    private static func writeNamed(_ temp: String, _ contents: [UInt8], mode: mode_t, durable: Bool) throws(AuditError) {
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw FileIO.ioError(temp, "cannot create") }
+        do throws(AuditError) {
+            try fill(fd, contents, durable: durable, path: temp)
+        } catch {
+            close(fd)
+            unlink(temp)
+            throw error
+        }
+        close(fd)
     }
 
     /// An unnamed file (`O_TMPFILE`) in `path`'s folder, or -1 where the file system or the system cannot make one
@@ -347,10 +372,10 @@ struct StagedFile: ~Copyable {
         if unnamed >= 0 {
             let fd = unnamed
             unnamed = -1
-            defer { close(fd) }
-            guard linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, temp, AT_SYMLINK_FOLLOW) == 0 else {
-                throw FileIO.ioError(temp, "cannot link the staged file")
-            }
+            let linked = linkat(AT_FDCWD, "/proc/self/fd/\(fd)", AT_FDCWD, temp, AT_SYMLINK_FOLLOW) == 0
+            close(fd)
+            // `/proc` hidden since, or a file system that refuses the link: written again under its own name.
+            if !linked { try Self.writeNamed(temp, contents, mode: mode, durable: durable) }
         }
         guard rename(temp, path) == 0 else {
             let failure = FileIO.ioError(path, "cannot rename \(temp) over it")

@@ -742,13 +742,13 @@ struct FileSystemCapability: Sendable {
         }
         if fd < 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
         let file = Descriptor(fd)
+        var linked = !unnamed
         do throws(HostError) {
             if let mode, fchmod(file.raw, mode) != 0 { throw hostError(errno: currentErrno, "write '\(path)'") }
             if !labels.isEmpty { try FileLabels.write(labels, to: file.raw, path, "write") }
             try writeAll(file.raw, data, path, "write")
             if unnamed {
                 // Named only now, and renamed at once. A name taken meanwhile (`EEXIST`) is tried again with another.
-                var linked = false
                 for _ in 0..<8 {
                     if linkat(AT_FDCWD, "/proc/self/fd/\(file.raw)", directory, temporary, AT_SYMLINK_FOLLOW) == 0 {
                         linked = true
@@ -757,11 +757,15 @@ struct FileSystemCapability: Sendable {
                     if currentErrno != EEXIST { break }
                     temporary = ".peon-\(randomHex(bytes: 8)).tmp"
                 }
-                if !linked { throw hostError(errno: currentErrno, "write '\(path)'") }
             }
         } catch {
             if !unnamed { _ = unlinkat(directory, temporary, 0) }
             throw error
+        }
+        // The unnamed file could not be given a name (`/proc` hidden or not mounted, a file system that refuses the
+        // link): it is dropped, and the write done again under a name of its own.
+        if !linked {
+            return try replace(directory, name, path, data: data, mode: mode, labels: labels, unnamed: false)
         }
         if renameat(directory, temporary, directory, name) != 0 {
             let code = currentErrno
