@@ -7,7 +7,8 @@
 /// differently from its bytes, and the line and paragraph separators (U+2028, U+2029) that some terminals
 /// and log viewers break lines at. And every other character that shows as nothing: the format characters
 /// (Unicode category Cf: zero-width space and joiners, the word joiner, the byte order mark, the soft hyphen,
-/// the tag characters U+E0000–U+E007F), the variation selectors and the Hangul fillers, so that
+/// the tag characters U+E0000–U+E007F), every other default-ignorable character (variation selectors, the
+/// combining grapheme joiner, Hangul fillers), and unassigned code points, so that
 /// `fs:/etc/pass\u{200b}wd` never looks like `fs:/etc/passwd`.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
 /// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
@@ -53,7 +54,11 @@ package enum TerminalText {
             || value == 0x115F || value == 0x1160 || value == 0x3164 || value == 0xFFA0 {
             return true
         }
-        // Format characters: the bidirectional controls, zero-width characters, the byte order mark, tags.
-        return scalar.properties.generalCategory == .format
+        // Format characters (the bidirectional controls, zero-width characters, the byte order mark, tags), every
+        // other character Unicode says to draw as nothing (the combining grapheme joiner, Khmer and Mongolian vowel
+        // inherents and selectors), and unassigned ones, which a terminal may draw as nothing too.
+        let properties = scalar.properties
+        return properties.generalCategory == .format || properties.isDefaultIgnorableCodePoint
+            || properties.generalCategory == .unassigned
     }
 }

@@ -363,15 +363,14 @@ private func hasParentSegment(_ argument: String) -> Bool {
         .contains { $0.elementsEqual("..".utf8) }
 }
 
-/// Whether a pattern has a wildcard and does not write `..` itself: its wildcards would have to stand for an
+/// Whether a pattern has a wildcard and no `..` segment of its own: its wildcards would have to stand for an
 /// argument's `..` segment. `wc -c /srv/reports/*` written for the files of one folder admitted
-/// `/srv/reports/../../etc/shadow`: such an argument is matched only by a pattern that writes `..`.
+/// `/srv/reports/../../etc/shadow`: such an argument is matched only by a pattern that writes a `..` segment
+/// (`/srv/g/../*`; a `..` inside a name, as in `*..bak`, is not one).
 private func coversParentSegments(_ pattern: [ArgumentPatternElement]) -> Bool {
     guard pattern.contains(where: { $0 == .star || $0 == .one }) else { return false }
-    for index in pattern.indices.dropLast() where pattern[index] == .scalar(".") && pattern[index + 1] == .scalar(".") {
-        return false
-    }
-    return true
+    let parent: [ArgumentPatternElement] = [.scalar("."), .scalar(".")]
+    return !pattern.split(separator: .scalar("/"), omittingEmptySubsequences: false).contains { $0.elementsEqual(parent) }
 }
 
 /// Whether a compiled argument pattern begins with `*` or `?`.

@@ -116,6 +116,9 @@ import Testing
         (["-c", "/srv/g/../x"], ["-c", "/srv/g/../*"], true),
         (["-c", "/srv/g/../x"], ["-c", "/srv/g/../x"], true),
         (["--", "../x"], ["--", "*"], false),
+        // A `..` inside a name is not a `..` segment: it does not switch the rule off.
+        (["/srv/g/../../etc/x..bak"], ["/srv/g/*..bak"], false),
+        (["/srv/g/x..bak"], ["/srv/g/*..bak"], true),
     ])
     func argumentPatterns(arguments: [String], patterns: [String], expected: Bool) {
         let field = ArgumentVector.encode(arguments)
