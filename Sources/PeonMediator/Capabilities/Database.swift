@@ -1051,7 +1051,11 @@ enum AuthorizerAction: Equatable {
             // with `schema` on one table could plant one that copies or deletes tables it may not touch, and
             // SQLite does not decide the body's tables until the trigger fires. Triggers are the operator's.
             return .refuse("creating a trigger is refused: its SQL would run later under another writer's grants")
-        case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX, SQLITE_DROP_TRIGGER, SQLITE_ALTER_TABLE:
+        case SQLITE_DROP_TRIGGER:
+            // The operator's triggers guard and record what the table's writers do: a guest does not switch them off
+            // (dropping the whole table, which its `schema` grant allows, takes them with it, visibly).
+            return .refuse("dropping a trigger is refused: triggers are the database owner's")
+        case SQLITE_CREATE_INDEX, SQLITE_DROP_INDEX, SQLITE_ALTER_TABLE:
             return on(second, .schema)
         case SQLITE_FUNCTION:
             let name = (second ?? "").lowercased()

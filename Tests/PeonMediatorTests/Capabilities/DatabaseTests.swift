@@ -194,8 +194,8 @@ import Testing
     /// A guest with `schema` on `customers` plants a trigger whose body copies `secrets` into `orders` and empties it.
     /// SQLite decides the body's tables only when the trigger fires, on whoever's connection writes `customers`
     /// next (another agent with wider grants, or the owner's own application): it was created, logged as a schema
-    /// change of `customers` only. Found by a red-team pass. Refused now, whatever the grants say; dropping a
-    /// trigger stays a schema change of its table.
+    /// change of `customers` only. Found by a red-team pass. Refused now, whatever the grants say, and so is dropping
+    /// the owner's triggers.
     @Test func aGuestCannotPlantATrigger() throws {
         try Self.withFixture { fixture in
             let before = fixture.dump()
@@ -211,10 +211,13 @@ import Testing
                 #expect(error?.message.contains("trigger") == true, "\(String(describing: error))")
             }
             #expect(fixture.dump() == before)
-            let grant = Grant([("customers", .schema)])
-            let statement = try fixture.capability.prepare(database: "app", sql: "DROP TRIGGER log_customer", authorize: grant.check)
-            _ = try statement.execute([])
-            #expect(grant.asked == [DatabaseAccess(table: "customers", operation: .schema)])
+            // Nor drop one the owner set (a guard, an audit trail), even with `schema` on its table.
+            let drop = hostError { () throws(HostError) in
+                let statement = try fixture.capability.prepare(database: "app", sql: "DROP TRIGGER log_customer", authorize: { _ in true })
+                return try statement.execute([])
+            }
+            #expect(drop?.code == .denied && drop?.message.contains("trigger") == true, "\(String(describing: drop))")
+            #expect(fixture.dump() == before)
         }
     }
 
