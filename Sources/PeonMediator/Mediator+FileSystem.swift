@@ -57,7 +57,7 @@ extension Mediator {
             // A name that could be removed existed: a removal that succeeds says so as a read would (a labelled run
             // may have created `carol-130000` to be found). The labels of the entry and of its folder, read before
             // it goes, join the run as a failed removal's do.
-            let found = try FileSystemCapability.labelsWhereTheWalkStopped(path)
+            let found = try FileSystemCapability.labelsWhereTheWalkStopped(path, linkItself: true)
             try fileSystem.remove(path, labels: heldLabels(ticket.flow).keys.sorted(), authorize: check)
             guard !found.isEmpty else { return ((), [:]) }
             ticket.flow.bring(found, seq: ticket.decisionSeq)

@@ -277,6 +277,24 @@ import Testing
         let removal = try #require(try agentB.entries().map(\.record).last { $0.call == "fs.remove" && $0.outcome == "ok" })
         #expect(removal.details["file_labels"] == "hr", "\(removal.details)")
         #expect(removal.details["labels_acquired"] == "hr", "\(removal.details)")
+
+        // Removing a link removes the link: the labels of what it points at (outside every grant) do not come.
+        let other = try Scratch()
+        #expect(symlink(hr.path + "/salaries.txt", other.path + "/link") == 0)
+        try FileLabels.add(["payroll"], to: .path(hr.path + "/salaries.txt"), what: "the fixture")
+        let agentC = try Harness(grants: """
+            module = "remover"
+
+            [[fs]]
+            paths = ["\(other.path)/**"]
+            allow = ["remove"]
+
+            [[http]]
+            urls = ["https://api.partner.com/**"]
+            methods = ["POST"]
+            """, http: sender)
+        try agentC.mediator.remove(path: other.path + "/link")
+        #expect(Self.post(agentC) == nil, "the link's target's labels did not come")
     }
 
     /// Threat: a run's audit log and its first-use index hold what a labelled run did (the names it created, a

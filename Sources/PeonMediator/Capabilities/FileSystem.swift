@@ -817,12 +817,20 @@ extension FileSystemCapability {
     /// The labels of the deepest existing entry on `path` (the target itself when it exists, else the
     /// nearest existing folder above it; links followed) and of the folder holding that entry. An
     /// attribute that cannot be read fails the call with `io` (closed) instead of its own error.
-    static func labelsWhereTheWalkStopped(_ path: GuestPath) throws(HostError) -> [String] {
+    ///
+    /// With `linkItself` (for `remove`, which removes a link, not what it points at), a path whose last component is
+    /// a symbolic link brings its folder's labels only: the target may lie outside every grant, and a link carries
+    /// no labels of its own.
+    static func labelsWhereTheWalkStopped(_ path: GuestPath, linkItself: Bool = false) throws(HostError) -> [String] {
+        var status = stat()
+        if linkItself, lstat(path.description, &status) == 0, status.st_mode & S_IFMT == S_IFLNK {
+            guard let parent = parentFolder(of: path.description) else { return [] }
+            return try FileLabels.read(.path(parent), what: "labels of '\(sanitize(parent))'").sorted()
+        }
         // Existence is monotone along the path's prefixes (a prefix exists if a longer one does), so the deepest
         // existing one is found by bisection: a few `stat`s even for a hostile path of thousands of components.
         let components = path.description.split(separator: "/", omittingEmptySubsequences: true)
         func prefix(_ count: Int) -> String { count == 0 ? "/" : "/" + components[..<count].joined(separator: "/") }
-        var status = stat()
         var found = 0, missing = components.count + 1
         while missing - found > 1 {
             let middle = found + (missing - found) / 2
