@@ -118,11 +118,20 @@ func riskyCombinations(in grants: Grants) -> [String] {
                     + "runs; peon-wasm clears the execute bits of every file a guest writes, so the program would stop working, "
                     + "but do not grant both")
             }
-            // An argument is a file the program may run as a script (`/bin/sh job.sh`, `python3 x.py`): clearing execute
-            // bits does not stop that. A pattern is tried with each wildcard standing for one letter.
-            for (position, argument) in grant.arguments.enumerated() where argument.hasPrefix("/") {
-                let sample = String(argument.map { $0 == "*" || $0 == "?" ? "x" : $0 })
-                guard let path = fileGrant.paths.first(where: { globMatches(sample, pattern: $0) }) else { continue }
+            // An argument is a file the program may run as a script (`/bin/sh job.sh`, `python3 x.py`, `--rcfile=F`):
+            // clearing execute bits does not stop that. Where a path starts in the argument, each side is tried with
+            // its wildcards standing for one letter against the other: the argument's pattern against the fs grant's,
+            // and the other way round (`/srv/w/*` against a writable `/srv/w/job-*.sh`).
+            for (position, argument) in grant.arguments.enumerated() {
+                guard let slash = argument.firstIndex(of: "/") else { continue }
+                let named = String(argument[slash...])
+                func filled(_ pattern: String) -> String {
+                    pattern.replacingOccurrences(of: "**", with: "x").map { $0 == "*" || $0 == "?" ? "x" : String($0) }.joined()
+                }
+                guard let path = fileGrant.paths.first(where: { written in
+                    globMatches(filled(named), pattern: written)
+                        || ArgumentVector.matches(ArgumentVector.encode([filled(written)]), patterns: ArgumentVector.encodePatterns([named]))
+                }) else { continue }
                 warnings.append("grant fs[\(fsIndex)] (\(fileGrant.source)) `\(path)` lets the module write what exec[\(index)] "
                     + "args[\(position)] `\(argument)` names; if \(grant.program) reads it as a script or its input, the module "
                     + "decides what runs: do not grant both")

@@ -110,11 +110,26 @@ import Testing
             [[exec]]
             program = "/usr/bin/wc"
             args = ["-l", "/srv/reports/*"]
+
+            [[fs]]
+            paths = ["/srv/jobs/job-*.sh", "/srv/rc/**"]
+            allow = ["write"]
+
+            [[exec]]
+            program = "/bin/sh"
+            args = ["/srv/jobs/*"]
+
+            [[exec]]
+            program = "/bin/bash"
+            args = ["--rcfile=/srv/rc/bashrc", "-i"]
             """, file: "g.toml", baseDirectory: "/")
         let warnings = riskyCombinations(in: grants)
         #expect(warnings.contains { $0.contains("exec[0] args[0] `/srv/work/job.sh`") }, "\(warnings)")
         #expect(warnings.contains { $0.contains("exec[1] args[0] `/srv/work/*.py`") }, "\(warnings)")
         #expect(!warnings.contains { $0.contains("exec[2]") }, "\(warnings)")
+        // A pattern wider than the writable one, and a path inside an option (found by a red-team pass).
+        #expect(warnings.contains { $0.contains("exec[3] args[0] `/srv/jobs/*`") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("exec[4] args[0] `--rcfile=/srv/rc/bashrc`") }, "\(warnings)")
     }
 
     /// Every occurrence of an injected value is cut out of what the server sends back: a cookie, an echo
