@@ -141,6 +141,12 @@ struct RunCommand: ParsableCommand {
     private func superviseWorker(_ plan: RunPlan) throws {
         let all = CommandLine.arguments
         let tail = all.firstIndex(of: "run").map { Array(all[($0 + 1)...]) } ?? []
+        // Where the worker's entries can begin: the supervisor looks after it for a `run.start` the worker may not
+        // have written (``AgentSession/recordAbnormalEnd(plan:outcome:reason:logSizeAtStart:)``).
+        var status = stat()
+        let logSizeAtStart = (plan.options.auditPath ?? SessionOptions.defaultAuditPath()).flatMap { path in
+            stat(path, &status) == 0 ? Int(status.st_size) : 0
+        }
         let exit = try Supervisor.run(
             executable: Supervisor.currentExecutable,
             arguments: ["run", "--supervisor-fd", String(Supervisor.livenessDescriptor), "--run-id", plan.options.runID] + tail,
@@ -150,17 +156,19 @@ struct RunCommand: ParsableCommand {
             if code != 0 { throw ExitCode(code) }
         case .timedOut:
             let message = "'\(module)' did not finish within its wall-clock timeout of \(Runner.format(plan.limits.timeout)); it was stopped. Raise the limit with --timeout"
-            AgentSession.recordAbnormalEnd(plan: plan, outcome: "timeout", reason: message)
+            AgentSession.recordAbnormalEnd(plan: plan, outcome: "timeout", reason: message, logSizeAtStart: logSizeAtStart)
             throw fail(RunError(.timeout, message))
         case .stopped(let signal, let recorded):
             let name = Supervisor.signalName(signal)
             let message = "peon-wasm received SIG\(name); the run was stopped"
-            if !recorded { AgentSession.recordAbnormalEnd(plan: plan, outcome: "signal:\(name)", reason: message) }
+            if !recorded {
+                AgentSession.recordAbnormalEnd(plan: plan, outcome: "signal:\(name)", reason: message, logSizeAtStart: logSizeAtStart)
+            }
             printError("peon-wasm: stopped: \(message) (exit \(128 + signal))")
             throw ExitCode(128 + signal)
         case .signaled(let signal):
             let message = "the worker running '\(module)' was killed by signal \(signal); if nothing outside killed it, this is a bug in peon-wasm or its engine — please report it"
-            AgentSession.recordAbnormalEnd(plan: plan, outcome: "crashed", reason: message)
+            AgentSession.recordAbnormalEnd(plan: plan, outcome: "crashed", reason: message, logSizeAtStart: logSizeAtStart)
             throw fail(RunError(.internalError, message))
         }
     }

@@ -327,7 +327,9 @@ public final class AgentSession: Sendable {
     /// Waits at most ``abnormalEndWait`` for the log's lock: a process that holds it (a stuck writer, or anyone who
     /// can lock the file) kept a run stopped at its 2 s deadline waiting 45 s to exit. Past the wait the end is not
     /// recorded, and a warning says so.
-    package static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String) {
+    ///
+    /// `logSizeAtStart` is the log's size before the worker started, if known (``recordedMarks(path:runID:from:)``).
+    package static func recordAbnormalEnd(plan: RunPlan, outcome: String, reason: String, logSizeAtStart: Int? = nil) {
         let done = DispatchSemaphore(value: 0)
         let thread = Thread {
             if let audit = try? openAudit(plan.options) {
@@ -335,7 +337,7 @@ public final class AgentSession: Sendable {
                 // the log's lock or a stop held it past the deadline): a second one would say the run ended twice.
                 // One stopped before it wrote its `run.start` (a busy machine, a log another writer held) gets one
                 // from here, so the run is still bracketed.
-                let marks = recordedMarks(path: audit.path, runID: plan.options.runID)
+                let marks = recordedMarks(path: audit.path, runID: plan.options.runID, from: logSizeAtStart)
                 if marks.start == .absent {
                     _ = try? audit.append(lifecycle(plan, call: "run.start", outcome: nil,
                                                     reason: "recorded by the supervisor: the worker was stopped before it recorded the run's start",
@@ -367,11 +369,14 @@ public final class AgentSession: Sendable {
         case unknown
     }
 
-    /// Whether the last 8 MiB of the log at `path` hold the `run.start` and the `run.end` of run `runID` (a dead
-    /// worker's own). Further back is not looked at: a run's end follows its last entries within moments, and the log
-    /// may be large. One read and a byte search: under load, a slower scan (split into lines) took seconds and used up
-    /// the supervisor's wait.
-    package static func recordedMarks(path: String, runID: String) -> (start: RecordedMark, end: RecordedMark) {
+    /// Whether the log at `path` holds the `run.start` and the `run.end` of run `runID` (a dead worker's own).
+    ///
+    /// `from` is the log's size before the run's worker started, when the caller knows it: nothing before it can be
+    /// the run's, so the start is looked for in the 8 MiB after it, and is known absent when the log has grown less
+    /// than that since. The end is looked for in the last 8 MiB (a run's end follows its last entries within moments,
+    /// and the log may be large). Without `from`, both are looked for in the last 8 MiB. One read per part and a byte
+    /// search: under load, a slower scan (split into lines) took seconds and used up the supervisor's wait.
+    package static func recordedMarks(path: String, runID: String, from: Int? = nil) -> (start: RecordedMark, end: RecordedMark) {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return (.unknown, .unknown) }
         defer { close(fd) }
@@ -379,19 +384,33 @@ public final class AgentSession: Sendable {
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else { return (.unknown, .unknown) }
         let size = Int(status.st_size)
         let window = 8 << 20
-        let offset = max(0, size - window)
-        var buffer = [UInt8](repeating: 0, count: size - offset)
+        // A log smaller than it was (replaced or cut meanwhile) says nothing about where the run began.
+        let begin = from.map { $0 <= size ? $0 : 0 } ?? max(0, size - window)
+        let startPart = scan(fd, from: begin, to: min(size, begin + window), runID: runID)
+        let endBegin = max(begin, size - window)
+        let endPart = endBegin == begin && size - begin <= window
+            ? startPart : scan(fd, from: endBegin, to: size, runID: runID)
+        let startKnown = startPart.read && (from != nil || begin == 0) && size - begin <= window
+        let endKnown = endPart.read && (from != nil || endBegin == 0)
+        return (startPart.start ? .present : startKnown ? .absent : .unknown,
+                endPart.end ? .present : endKnown ? .absent : .unknown)
+    }
+
+    /// Reads `from..<to` of `fd` and looks for run `runID`'s `run.start` and `run.end` lines there; `read` says the
+    /// whole range was read.
+    private static func scan(_ fd: Int32, from: Int, to: Int, runID: String) -> (start: Bool, end: Bool, read: Bool) {
+        guard to > from else { return (false, false, true) }
+        var buffer = [UInt8](repeating: 0, count: to - from)
         var filled = 0
         while filled < buffer.count {
             let got = buffer.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return 0 }
-                return pread(fd, base + filled, raw.count - filled, off_t(offset + filled))
+                return pread(fd, base + filled, raw.count - filled, off_t(from + filled))
             }
             if got < 0 && errno == EINTR { continue }
             guard got > 0 else { break }
             filled += got
         }
-        let whole = offset == 0 && filled == buffer.count
         let marker = Array(#""run":""#.utf8) + Array(runID.utf8) + [UInt8(ascii: "\"")]
         let start = Array(#""call":"run.start""#.utf8)
         let end = Array(#""call":"run.end""#.utf8)
@@ -425,7 +444,7 @@ public final class AgentSession: Sendable {
                 at = lineEnd
             }
         }
-        return (sawStart ? .present : whole ? .absent : .unknown, sawEnd ? .present : whole ? .absent : .unknown)
+        return (sawStart, sawEnd, filled == buffer.count)
     }
 
     /// Whether the last 8 MiB of the log at `path` hold a `run.end` of run `runID` (``recordedMarks(path:runID:)``).

@@ -38,10 +38,17 @@ import Testing
             var text = #"{"seq":0,"time":"t","run":"run-old","module":"m","call":"run.start","prev":"0"}"# + "\n"
             let filler = #"{"seq":1,"time":"t","run":"run-other","module":"m","call":"fs.read","prev":"0"}"# + "\n"
             text += String(repeating: filler, count: (9 << 20) / filler.utf8.count)
+            let before = text.utf8.count
             text += #"{"seq":2,"time":"t","run":"run-new","module":"m","call":"run.start","prev":"0"}"# + "\n"
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
             #expect(AgentSession.recordedMarks(path: path, runID: "run-old") == (.unknown, .unknown))
             #expect(AgentSession.recordedMarks(path: path, runID: "run-new") == (.present, .unknown))
+            // Knowing where a run's entries can begin (the log's size when its worker started), a start that is not
+            // there after it is known to be absent, however large the log: a run stopped before its start in a 28 MB
+            // log got no supervisor `run.start` (found by a red-team pass).
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-new", from: before).start == .present)
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-late", from: before).start == .absent)
+            #expect(AgentSession.recordedMarks(path: path, runID: "run-old", from: before).start == .absent)
         }
     }
 }
