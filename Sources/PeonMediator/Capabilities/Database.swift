@@ -783,6 +783,8 @@ final class AuthorizerContext {
     private(set) var authorize: (DatabaseAccess) -> Bool
     /// Set while checking for a second statement: refuse everything, ask no one.
     var refuseEverything = false
+    /// The tables the statement being compiled drops (ASCII-lowercased): their triggers go with them.
+    var droppedTables: Set<String> = []
     var accesses: [DatabaseAccess] = []
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
@@ -863,6 +865,12 @@ final class AuthorizerContext {
             // Without the pre-update hook a REPLACE could delete rows unseen: fail closed.
             return SQLITE_DENY
         }
+        if action == SQLITE_DROP_TABLE, let table = first { droppedTables.insert(asciiLowercased(table)) }
+        // Dropping a table drops its triggers with it: SQLite asks about each, naming the table second. They go as
+        // part of that table's schema change, which is decided on the table; a trigger alone is never dropped.
+        if action == SQLITE_DROP_TRIGGER, let table = second, droppedTables.contains(asciiLowercased(table)) {
+            return ask(DatabaseAccess(table: table, operation: .schema), through: source)
+        }
         switch AuthorizerAction.classify(action: action, first, second, database: database) {
         case .allow:
             return SQLITE_OK
@@ -888,6 +896,7 @@ final class AuthorizerContext {
     func reset(authorize: @escaping (DatabaseAccess) -> Bool) {
         self.authorize = authorize
         refuseEverything = false
+        droppedTables = []
         accesses = []
         reachedThrough = [:]
         seen = []

@@ -218,6 +218,13 @@ import Testing
             }
             #expect(drop?.code == .denied && drop?.message.contains("trigger") == true, "\(String(describing: drop))")
             #expect(fixture.dump() == before)
+            // Dropping the table itself, which `schema` on it allows, takes its triggers with it (found by a newcomer:
+            // it was refused as "dropping a trigger").
+            let grant = Grant([("customers", .schema), ("customers", .delete)])
+            let statement = try fixture.capability.prepare(database: "app", sql: "DROP TABLE customers", authorize: grant.check)
+            _ = try statement.execute([])
+            #expect(!fixture.dump().contains("trigger:log_customer"), "\(fixture.dump())")
+            #expect(!fixture.dump().contains("table:customers"))
         }
     }
 
