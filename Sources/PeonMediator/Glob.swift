@@ -226,7 +226,7 @@ package enum ArgumentVector {
             guard let pattern = percentDecode(token, wildcards: true),
                   let compiled = compilePattern(pattern),
                   optionsEnded || !(startsWithWildcard(compiled) && argument.utf8.first == UInt8(ascii: "-")),
-                  !(hasParentSegment(argument) && coversParentSegments(compiled)),
+                  !wildcardsCoverParentSegments(argument, compiled),
                   argumentMatches(Array(argument.unicodeScalars), compiled)
             else { return false }
             if argument == "--" { optionsEnded = true }
@@ -357,20 +357,18 @@ private func argumentMatches(_ text: [Unicode.Scalar], _ pattern: [ArgumentPatte
         matches: { pattern[$1] == .scalar(text[$0]) })
 }
 
-/// Whether `argument`, read as a path, has a `..` segment (`..`, `../x`, `a/../b`, `a/..`).
-private func hasParentSegment(_ argument: String) -> Bool {
-    argument.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
-        .contains { $0.elementsEqual("..".utf8) }
-}
-
-/// Whether a pattern has a wildcard and no `..` segment of its own: its wildcards would have to stand for an
-/// argument's `..` segment. `wc -c /srv/reports/*` written for the files of one folder admitted
-/// `/srv/reports/../../etc/shadow`: such an argument is matched only by a pattern that writes a `..` segment
-/// (`/srv/g/../*`; a `..` inside a name, as in `*..bak`, is not one).
-private func coversParentSegments(_ pattern: [ArgumentPatternElement]) -> Bool {
-    guard pattern.contains(where: { $0 == .star || $0 == .one }) else { return false }
+/// Whether the pattern's wildcards would have to stand for one of `argument`'s `..` path segments (`..`, `../x`,
+/// `a/../b`). `wc -c /srv/reports/*` written for the files of one folder admitted `/srv/reports/../../etc/shadow`:
+/// an argument has no more `..` segments than the pattern writes. Each `..` segment the pattern writes matches one
+/// of the argument's, so with as many, none is left for a wildcard (`/srv/g/../*` admits `/srv/g/../x`, not
+/// `/srv/g/../../../etc/shadow`; a `..` inside a name, as in `*..bak`, is not a segment).
+private func wildcardsCoverParentSegments(_ argument: String, _ pattern: [ArgumentPatternElement]) -> Bool {
+    let inArgument = argument.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        .count { $0.elementsEqual("..".utf8) }
+    guard inArgument > 0, pattern.contains(where: { $0 == .star || $0 == .one }) else { return false }
     let parent: [ArgumentPatternElement] = [.scalar("."), .scalar(".")]
-    return !pattern.split(separator: .scalar("/"), omittingEmptySubsequences: false).contains { $0.elementsEqual(parent) }
+    let inPattern = pattern.split(separator: .scalar("/"), omittingEmptySubsequences: false).count { $0.elementsEqual(parent) }
+    return inArgument > inPattern
 }
 
 /// Whether a compiled argument pattern begins with `*` or `?`.

@@ -119,6 +119,10 @@ import Testing
         // A `..` inside a name is not a `..` segment: it does not switch the rule off.
         (["/srv/g/../../etc/x..bak"], ["/srv/g/*..bak"], false),
         (["/srv/g/x..bak"], ["/srv/g/*..bak"], true),
+        // A pattern that writes one `..` admits one, not more (found by a newcomer).
+        (["/srv/r/x/../../../etc/shadow"], ["/srv/r/x/../*"], false),
+        (["/srv/r/x/../y"], ["/srv/r/x/../*"], true),
+        (["/srv/r/x/../a/../../etc"], ["/srv/r/x/../*"], false),
     ])
     func argumentPatterns(arguments: [String], patterns: [String], expected: Bool) {
         let field = ArgumentVector.encode(arguments)
