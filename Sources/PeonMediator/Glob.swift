@@ -126,7 +126,10 @@ private func fillSegments(of bytes: UnsafeBufferPointer<UInt8>, into segments: U
 
 /// Whether a resource glob is well formed: `**` only as a whole segment, no `***`.
 func globIsWellFormed(_ pattern: String) -> Bool {
-    for segment in pattern.split(separator: "/", omittingEmptySubsequences: false) where segment != "**" {
+    // A URL's query is not made of segments: `*` there matches anything already, so `**` in it is only two stars.
+    let isURL = pattern.hasPrefix("http://") || pattern.hasPrefix("https://")
+    let path = isURL ? pattern.prefix { $0 != "?" } : Substring(pattern)
+    for segment in path.split(separator: "/", omittingEmptySubsequences: false) where segment != "**" {
         if segment.contains("**") { return false }
     }
     return true

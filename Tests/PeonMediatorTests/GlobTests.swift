@@ -75,12 +75,16 @@ import Testing
         ("http:https://h/api/1/delete?x", "http:https://h/api/*/delete", true),
         ("http:https://h/search?q=b", "http:https://h/search?q=a*", false),
         ("http:https://h/search", "http:https://h/search?q=*", false),
+        // `**` with a query (its grant was refused as "`**` must be a whole path segment"; found by a newcomer).
+        ("http:https://h/api/v1/items?key=7", "http:https://h/api/**?key=*", true),
+        ("http:https://h/api/v1/items?other=7", "http:https://h/api/**?key=*", false),
         ("https://h/files/secret.key?.txt", "https://h/files/*.txt", false),
         ("fs:/srv/a?/b", "fs:/srv/*/b", true),
         ("fs:/srv/a?x", "fs:/srv/a/**", false),
     ])
     func aQueryIsNotSplitIntoPathSegments(text: String, pattern: String, expected: Bool) {
         #expect(globMatches(text, pattern: pattern) == expected)
+        #expect(globIsWellFormed(String(pattern.dropFirst(pattern.hasPrefix("http:") ? 5 : 0))), "\(pattern)")
     }
 
     @Test func aHostilePatternDoesNotTakeExponentialTime() {
