@@ -124,7 +124,9 @@ func riskyCombinations(in grants: Grants) -> [String] {
             // and the other way round (`/srv/w/*` against a writable `/srv/w/job-*.sh`).
             for (position, argument) in grant.arguments.enumerated() {
                 guard let slash = argument.firstIndex(of: "/") else { continue }
-                let named = String(argument[slash...])
+                // `/srv/work/./y.pl`, `/srv/jobs/../work/y.pl` and `//srv/work/y.pl` name the same file as the fs
+                // grant's `/srv/work/y.pl`.
+                let named = lexicallyNormalized(String(argument[slash...]))
                 func filled(_ pattern: String) -> String {
                     pattern.replacingOccurrences(of: "**", with: "x").map { $0 == "*" || $0 == "?" ? "x" : String($0) }.joined()
                 }
@@ -138,7 +140,33 @@ func riskyCombinations(in grants: Grants) -> [String] {
             }
         }
     }
+    // A shell or interpreter given code to run (`sh -c "echo *"`): a wildcard there lets the module write the program.
+    let interpreters: Set = ["sh", "bash", "dash", "zsh", "ksh", "ash", "busybox", "python", "python3", "perl", "ruby", "node",
+                             "php", "lua", "awk", "gawk", "env", "xargs"]
+    for (index, grant) in grants.exec.enumerated() {
+        let name = String(grant.program.split(separator: "/").last ?? "")
+        let base = name.hasPrefix("python") ? "python" : name
+        guard interpreters.contains(base) || interpreters.contains(name) else { continue }
+        for (position, pattern) in grant.arguments.enumerated() where position > 0 && (pattern.contains("*") || pattern.contains("?")) {
+            let previous = grant.arguments[position - 1]
+            guard ["-c", "-e", "-E", "--eval", "-r", "--command"].contains(previous) || base == "env" || base == "xargs" else { continue }
+            warnings.append("grant exec[\(index)] (\(grant.source)) args[\(position)] `\(pattern)` after `\(previous)` lets the module "
+                + "choose the code \(grant.program) runs; grant the exact command instead")
+        }
+    }
     return warnings
+}
+
+/// `path` with `.` segments and repeated slashes removed and `..` applied to the segment before it (no file system
+/// is asked): the spelling a grant check compares.
+func lexicallyNormalized(_ path: String) -> String {
+    var segments: [Substring] = []
+    for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
+        if segment == "." { continue }
+        if segment == ".." { _ = segments.popLast(); continue }
+        segments.append(segment)
+    }
+    return "/" + segments.joined(separator: "/")
 }
 
 /// Warnings for `fs` grants that cover one of `files` (the grants file, the module): peon-wasm refuses every guest

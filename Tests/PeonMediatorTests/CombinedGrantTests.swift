@@ -122,6 +122,14 @@ import Testing
             [[exec]]
             program = "/bin/bash"
             args = ["--rcfile=/srv/rc/bashrc", "-i"]
+
+            [[exec]]
+            program = "/usr/bin/perl"
+            args = ["/srv/jobs/../work/./y.pl"]
+
+            [[exec]]
+            program = "/bin/sh"
+            args = ["-c", "echo *"]
             """, file: "g.toml", baseDirectory: "/")
         let warnings = riskyCombinations(in: grants)
         #expect(warnings.contains { $0.contains("exec[0] args[0] `/srv/work/job.sh`") }, "\(warnings)")
@@ -130,6 +138,9 @@ import Testing
         // A pattern wider than the writable one, and a path inside an option (found by a red-team pass).
         #expect(warnings.contains { $0.contains("exec[3] args[0] `/srv/jobs/*`") }, "\(warnings)")
         #expect(warnings.contains { $0.contains("exec[4] args[0] `--rcfile=/srv/rc/bashrc`") }, "\(warnings)")
+        // Another spelling of a writable path, and code chosen by the module (found by a newcomer and a red-team pass).
+        #expect(warnings.contains { $0.contains("exec[5] args[0]") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("exec[6] (g.toml") && $0.contains("args[1] `echo *` after `-c`") }, "\(warnings)")
     }
 
     /// Every occurrence of an injected value is cut out of what the server sends back: a cookie, an echo
