@@ -785,6 +785,8 @@ final class AuthorizerContext {
     var refuseEverything = false
     /// The tables the statement being compiled drops (ASCII-lowercased): their triggers go with them.
     var droppedTables: Set<String> = []
+    /// The tables the statement being compiled creates (ASCII-lowercased): their own constraints read them.
+    var createdTables: Set<String> = []
     var accesses: [DatabaseAccess] = []
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
@@ -850,7 +852,9 @@ final class AuthorizerContext {
             if database == nil && !isStored(name) { return SQLITE_OK }
             // A read without a column names the table as the guest spelled it (`FROM SECRETS`): decide on
             // the table's stored name, so no spelling reaches a table under another grant or past a deny rule.
-            guard let stored = storedName(name) else {
+            // A table this statement creates is not stored yet: its own CHECK constraints and generated columns
+            // read it while it is created.
+            guard let stored = storedName(name) ?? (createdTables.contains(asciiLowercased(name)) ? name : nil) else {
                 if denial == nil {
                     denial = Self.refusal("'\(sanitize(name))' is not a table of the schema read before the statement was compiled; try again",
                                           through: source)
@@ -866,6 +870,7 @@ final class AuthorizerContext {
             return SQLITE_DENY
         }
         if action == SQLITE_DROP_TABLE, let table = first { droppedTables.insert(asciiLowercased(table)) }
+        if action == SQLITE_CREATE_TABLE, let table = first { createdTables.insert(asciiLowercased(table)) }
         // Dropping a table drops its triggers with it: SQLite asks about each, naming the table second. They go as
         // part of that table's schema change, which is decided on the table; a trigger alone is never dropped.
         if action == SQLITE_DROP_TRIGGER, let table = second, droppedTables.contains(asciiLowercased(table)) {
@@ -897,6 +902,7 @@ final class AuthorizerContext {
         self.authorize = authorize
         refuseEverything = false
         droppedTables = []
+        createdTables = []
         accesses = []
         reachedThrough = [:]
         seen = []

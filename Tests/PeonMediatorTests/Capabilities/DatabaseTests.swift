@@ -228,6 +228,25 @@ import Testing
         }
     }
 
+    /// A table created with a CHECK constraint or a generated column: SQLite reads the new table while it creates
+    /// it, and that read was refused as naming no stored table, whatever the grants (found by a red-team pass).
+    @Test(arguments: ["CREATE TABLE p2(a CHECK(a > 0))", "CREATE TABLE p3(a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2))"])
+    func aTableWithConstraintsCanBeCreated(sql: String) throws {
+        try Self.withFixture { fixture in
+            let table = sql.contains("p2") ? "p2" : "p3"
+            let grant = Grant([(table, .schema), (table, .read)])
+            let statement = try fixture.capability.prepare(database: "app", sql: sql, authorize: grant.check)
+            _ = try statement.execute([])
+            #expect(fixture.dump().contains("table:\(table)"))
+            // Still decided: without the read grant the constraint's read is refused.
+            let other = Grant([("q9", .schema)])
+            let refused = hostError { () throws(HostError) in
+                _ = try fixture.capability.prepare(database: "app", sql: "CREATE TABLE q9(a CHECK(a > 0))", authorize: other.check)
+            }
+            #expect(refused?.code == .denied, "\(String(describing: refused))")
+        }
+    }
+
     @Test func aViewOrTriggerCannotReachAnUngrantedTable() throws {
         try Self.withFixture { fixture in
             let before = fixture.dump()
