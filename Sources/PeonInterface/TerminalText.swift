@@ -8,7 +8,7 @@
 /// and log viewers break lines at. And every other character that shows as nothing: the format characters
 /// (Unicode category Cf: zero-width space and joiners, the word joiner, the byte order mark, the soft hyphen,
 /// the tag characters U+E0000–U+E007F), every other default-ignorable character (variation selectors, the
-/// combining grapheme joiner, Hangul fillers), and unassigned code points, so that
+/// combining grapheme joiner, Hangul fillers, the braille blank), and unassigned and private-use code points, so that
 /// `fs:/etc/pass\u{200b}wd` never looks like `fs:/etc/passwd`.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
 /// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
@@ -51,7 +51,7 @@ package enum TerminalText {
         if value == 0x2028 || value == 0x2029 { return true }
         // Invisible: variation selectors, Hangul fillers.
         if (0xFE00...0xFE0F).contains(value) || (0xE0100...0xE01EF).contains(value)
-            || value == 0x115F || value == 0x1160 || value == 0x3164 || value == 0xFFA0 {
+            || value == 0x115F || value == 0x1160 || value == 0x3164 || value == 0xFFA0 || value == 0x2800 {
             return true
         }
         // Format characters (the bidirectional controls, zero-width characters, the byte order mark, tags), every
@@ -59,6 +59,6 @@ package enum TerminalText {
         // inherents and selectors), and unassigned ones, which a terminal may draw as nothing too.
         let properties = scalar.properties
         return properties.generalCategory == .format || properties.isDefaultIgnorableCodePoint
-            || properties.generalCategory == .unassigned
+            || properties.generalCategory == .unassigned || properties.generalCategory == .privateUse
     }
 }
