@@ -303,7 +303,12 @@ package func policyObjectOrReason(action: String, resource: String, workingDirec
         case "db": "DATABASE or DATABASE/TABLE"
         default: "an absolute program path"
         }
-        return .failure(PolicyObjectProblem(message: "'\(resource)' is not \(what) for \(action): \(error.message)"))
+        // A URL that parses but is refused (a `;` in its path) is an http URL all the same: say that it is refused.
+        let scheme = text.prefix(8).lowercased()
+        let refused = kind == "http" && (scheme.hasPrefix("http://") || scheme.hasPrefix("https://"))
+        return .failure(PolicyObjectProblem(message: refused
+            ? "'\(resource)' would be refused before any decision for \(action): \(error.message)"
+            : "'\(resource)' is not \(what) for \(action): \(error.message)"))
     }
 }
 
