@@ -164,6 +164,7 @@ struct PolicyEvalCommandTests {
             (["http.get", "http://example.com/"], "http.GET"),
             (["exec.run", "wc"], "absolute program path"),
             (["http.GET", "not-a-url"], "http or https URL"),
+            (["http.GET", "https://example.com/a;b"], "would be refused before any decision for http.GET"),
             (["fs.read", ""], "the path is empty"),
         ]
         for (request, words) in cases {
