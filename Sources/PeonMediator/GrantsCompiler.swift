@@ -33,11 +33,20 @@ package struct CompiledGrants: Sendable {
     /// what ``coveringReferences(subject:object:action:arguments:)`` tries. Other grants add nothing to a decision
     /// that their line did not make, so a call under grants without such conditions tries none.
     private let conditionalRulesByAction: [String: [[String]]]
+    /// For a rule no grant produces alone (a database's `db.open`, implied by its `[[db]]` grants), the first grant
+    /// that implies it: where a decision by it is cited, though it carries none of that grant's conditions.
+    private let impliedBy: [[String]: GrantSource]
+
+    /// The grants file line a decision by `rule` cites: the first grant that produced it, or that implies it.
+    package func citation(for rule: [String]) -> GrantSource? {
+        origins[rule]?.first.map { source(of: $0) } ?? impliedBy[rule]
+    }
 
     /// Compiles `grants`.
     package init(_ grants: Grants) {
         var rules: [[String]] = []
         var origins: [[String]: [GrantReference]] = [:]
+        var impliedBy: [[String]: GrantSource] = [:]
         func add(_ rule: [String], _ origin: GrantReference?) {
             if origins[rule] == nil { rules.append(rule) }
             origins[rule, default: []].append(contentsOf: origin.map { [$0] } ?? [])
@@ -60,7 +69,9 @@ package struct CompiledGrants: Sendable {
         for (index, grant) in grants.database.enumerated() {
             // Opening the database needs a grant on some table of it; the tables are decided one by one
             // afterwards, so this line carries no grant's rate or approval.
-            add([subject, "db:\(grant.database)", "db.open", "*"], nil)
+            let open = [subject, "db:\(grant.database)", "db.open", "*"]
+            add(open, nil)
+            if impliedBy[open] == nil { impliedBy[open] = grant.source }
             for table in grant.tables {
                 for access in grant.access {
                     add([subject, "db:\(grant.database)/\(table)", "db." + access.rawValue, "*"], .database(index))
@@ -74,6 +85,7 @@ package struct CompiledGrants: Sendable {
         self.grants = grants
         self.rules = rules
         self.origins = origins
+        self.impliedBy = impliedBy
         func isConditional(_ reference: GrantReference) -> Bool {
             let (labels, conditions): ([String], GrantConditions) = switch reference {
             case .fileSystem(let index): (grants.fileSystem[index].labels, grants.fileSystem[index].conditions)

@@ -172,7 +172,7 @@ public struct PolicySnapshot: Sendable {
                 throw PolicyLoadError("\(modelSource): policy_definition p = \(fields.joined(separator: ", ")) has \(fields.count) fields, but grants compile to p = sub, obj, act, args (and eft, for a model with deny rules); a model used with grants must declare that shape (docs/grants.md#your-own-model)")
             }
             for rule in compiled.rules {
-                let source = compiled.origins[rule]?.first.map { compiled.source(of: $0) }
+                let source = compiled.citation(for: rule)
                 rules.append(PolicyRule(section: "p", values: rule + effect, source: source?.file ?? "grants",
                                         line: source?.line ?? 0))
             }

@@ -85,6 +85,9 @@ import Testing
         let denied = explainPolicy(snapshot: snapshot, module: "m", action: "db.read", object: "db:tickets", arguments: [])
         #expect(!denied.lines.contains { $0.hasPrefix("  not :") }, "\(denied.lines)")
         #expect(denied.lines.contains { $0.hasPrefix("  not the implied db.open line for db:tickets") }, "\(denied.lines)")
+        // A decision by it cites the grant that implies it, not `grants:0` (found by a newcomer).
+        let opened = explainPolicy(snapshot: snapshot, module: "m", action: "db.open", object: "db:tickets", arguments: [])
+        #expect(opened.lines.contains("allow: allowed by p, m, db:tickets, db.open, * (g.toml:2)"), "\(opened.lines)")
     }
 
     @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
