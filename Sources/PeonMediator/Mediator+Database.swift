@@ -70,6 +70,8 @@ extension Mediator {
                                reason: error.loggedMessage, version: ticket.version, outcome: error.code.description,
                                details: details, durability: .buffered)
                 }
+                // A table refused for the labels the statement would write there: say that, not "not granted".
+                if error.code == .denied, let refusal = ticket.flow.nestedFlowRefusal { throw refusal }
                 throw error
             }
             // SQLite reports a statement's tables in no fixed order: `INSERT INTO t SELECT ... FROM hr` may

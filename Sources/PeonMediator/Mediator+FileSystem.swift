@@ -88,6 +88,8 @@ extension Mediator {
                 // a size limit how much it wrote): the labels there join the run as a read's would.
                 let labels = try FileSystemCapability.labelsWhereTheWalkStopped(path)
                 if !labels.isEmpty { ticket.flow.bring(labels, seq: ticket.decisionSeq) }
+                // A link's target refused for the labels the write would send: say that, not "not covered".
+                if error.code == .denied, let refusal = ticket.flow.nestedFlowRefusal { throw refusal }
                 throw error
             }
         }

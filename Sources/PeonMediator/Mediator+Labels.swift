@@ -76,6 +76,7 @@ final class CallFlow: Sendable {
     private struct State {
         var pending: [String: UInt64] = [:]
         var sinks: [Sink] = []
+        var nestedFlowRefusal: HostError?
     }
 
     private let state = Mutex(State())
@@ -96,6 +97,15 @@ final class CallFlow: Sendable {
     /// Notes a sink decision.
     func noteSink(_ sink: Sink) {
         state.withLock { $0.sinks.append(sink) }
+    }
+
+    /// The first nested decision of this call refused for the labels it would send (a table a statement writes, a
+    /// link's target): the capability that asked only learns "not granted", and the guest is told this instead.
+    var nestedFlowRefusal: HostError? { state.withLock { $0.nestedFlowRefusal } }
+
+    /// Notes a nested decision refused for its labels (the first one is kept).
+    func noteNestedFlowRefusal(_ error: HostError) {
+        state.withLock { if $0.nestedFlowRefusal == nil { $0.nestedFlowRefusal = error } }
     }
 }
 

@@ -454,7 +454,9 @@ package final class Mediator: HostInterface {
                 try record(call: request.call, resource: object, decision: .deny, reason: denial.message,
                            version: verdict.version, outcome: HostErrorCode.denied.description, details: details,
                            durability: .buffered)
-                throw HostError(.denied, denial.message)
+                let refusal = HostError(.denied, denial.message)
+                if parent != nil { flow.noteNestedFlowRefusal(refusal) }
+                throw refusal
             }
         }
         // The labels the approvers' answers carry: they join the run with the entry that records the decision.

@@ -147,6 +147,36 @@ import Testing
         #expect(!logged.isEmpty, "the audit log says which labels the refusal brought")
     }
 
+    /// A statement that reads a labelled table into another, uncleared one is refused, and the guest is told why: it
+    /// was told "update on 'notes' is not granted", though the grant allows the update (found by a red-team pass).
+    @Test func aStatementRefusedForItsLabelsSaysSo() throws {
+        let shared = try Scratch()
+        let database = try Self.database(in: shared)
+        var handle: OpaquePointer?
+        #expect(sqlite3_open(database, &handle) == SQLITE_OK)
+        #expect(sqlite3_exec(handle, "CREATE TABLE salaries(pay TEXT); INSERT INTO salaries VALUES ('120000')", nil, nil, nil) == SQLITE_OK)
+        sqlite3_close(handle)
+        let agent = try Harness(grants: """
+            module = "mover"
+
+            [[db]]
+            database = "shared"
+            tables = ["salaries"]
+            allow = ["read"]
+            labels = ["hr"]
+
+            [[db]]
+            database = "shared"
+            tables = ["notes"]
+            allow = ["update", "read"]
+            """, scratch: shared, databases: ["shared": database])
+        let refused = agent.error { () throws(HostError) in
+            _ = try agent.mediator.execute(database: "shared", sql: "UPDATE notes SET text = (SELECT pay FROM salaries)", parameters: [])
+        }
+        #expect(refused?.code == .denied)
+        #expect(refused?.message.contains("would send data labelled hr") == true, "\(String(describing: refused))")
+    }
+
     @Test func runsLabellingOneDatabaseAtOnceLoseNoLabel() throws {
         let labels = (0..<8).map { "label\($0)" }
         var lost: [String] = []
