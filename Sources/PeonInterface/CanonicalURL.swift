@@ -187,10 +187,11 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         for forbidden in ["%2F", "%5C", "%00"] where containsBytes(text, Array(forbidden.utf8)) {
             throw refuse("the path contains \(forbidden) (an encoded '/', '\\' or NUL)")
         }
-        // A delimiter or control character written encoded: a server that decodes the path before it splits off
-        // the query or fragment (an nginx `proxy_pass ...$uri`) serves `/files/secret.key%3F.txt` as
-        // `/files/secret.key`, outside a grant on `/files/*.txt`. And one encoded twice (`%252E`) is a dot, a slash
-        // or a delimiter to a server that decodes twice.
+        // A `?` or control character written encoded: a server that decodes the path before it splits off the query
+        // (an nginx `proxy_pass ...$uri`) serves `/files/secret.key%3F.txt` as `/files/secret.key`, outside a grant on
+        // `/files/*.txt`. (`%23` stays: `C%23` is a real page name, and no server splits a fragment off a request.)
+        // And one encoded twice (`%252E`) is a dot, a slash or a delimiter to a server that decodes twice. An empty
+        // segment (`//`) stays too (`https://r.jina.ai/https://example.com/`); a `*` never matches one (Glob.swift).
         func escapeValue(at index: Int) -> UInt8? {
             guard index + 2 < text.count, text[index] == UInt8(ascii: "%"),
                   let high = hexDigitValue(text[index + 1]), let low = hexDigitValue(text[index + 2]) else { return nil }
@@ -199,8 +200,8 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         for index in text.indices {
             guard let byte = escapeValue(at: index) else { continue }
             let spelled = String(decoding: text[index..<(index + 3)], as: UTF8.self)
-            if byte == UInt8(ascii: "?") || byte == UInt8(ascii: "#") || byte < 0x20 || byte == 0x7F {
-                throw refuse("the path contains \(spelled) (an encoded '?', '#' or control character), which a server that decodes the path first reads as a delimiter")
+            if byte == UInt8(ascii: "?") || byte < 0x20 || byte == 0x7F {
+                throw refuse("the path contains \(spelled) (an encoded '?' or control character), which a server that decodes the path first reads as a delimiter")
             }
             if byte == UInt8(ascii: "%"), index + 4 < text.count,
                let high = hexDigitValue(text[index + 3]), let low = hexDigitValue(text[index + 4]),
@@ -208,11 +209,6 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
                 let twice = String(decoding: text[index..<(index + 5)], as: UTF8.self)
                 throw refuse("the path contains \(twice) (an escape encoded twice), which a server that decodes twice reads as a delimiter or dot")
             }
-        }
-        // An empty segment (`/u//profile`): a `*` in a pattern matched it, and servers that merge slashes (nginx by
-        // default) serve `/u/profile`.
-        if containsBytes(text, Array("//".utf8)) {
-            throw refuse("the path contains an empty segment ('//'), which servers that merge slashes read as another path")
         }
         var output: [Substring] = []
         let segments = escaped.split(separator: "/", omittingEmptySubsequences: false).dropFirst()

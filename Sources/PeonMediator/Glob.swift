@@ -10,9 +10,9 @@
 ///   the first `?`) is matched against the pattern's path and the query against the pattern's query, where
 ///   `*` matches any characters, `/` too. So `https://h/users/?/profile` (a request for `/users/`) is not
 ///   matched by `https://h/users/*/profile`, and `https://h/files/*.txt` never matches
-///   `https://h/files/secret.key?.txt`. A pattern without a query covers its paths with any query
-///   (`https://h/v1/*` matches `https://h/v1/items?x=1`, and a deny rule on `https://h/admin` catches
-///   `https://h/admin?x=1`); a pattern with one constrains it (`https://h/search?q=*`).
+///   `https://h/files/secret.key?.txt`. A pattern without a query admits one only where it ends in a wildcard
+///   (`https://h/v1/*` matches `https://h/v1/items?x=1`, `https://h/admin/**` matches `https://h/admin?x=1`; an exact
+///   URL admits no query); a pattern with one constrains it (`https://h/search?q=*`).
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
 ///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal. An
 ///   argument with a `..` path segment is matched only by a pattern that writes `..` itself.
@@ -39,24 +39,40 @@ private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBu
     let patternQuery = queryStart(of: pattern)
     let textPath = UnsafeBufferPointer(rebasing: text[..<(textQuery ?? text.count)])
     let patternPath = UnsafeBufferPointer(rebasing: pattern[..<(patternQuery ?? pattern.count)])
+    let isURL = queryStart(of: pattern, orEnd: true) != nil
     switch (textQuery, patternQuery) {
     case (nil, nil):
-        return segmentsMatch(text, pattern)
+        return segmentsMatch(text, pattern, url: isURL)
     case let (textAt?, patternAt?):
         // The path against the pattern's path, the query against the pattern's query: a `*` in the path never
         // reaches into the query, so `/files/*.txt?*` never matches `/files/secret.key?x.txt?y`.
-        return segmentsMatch(textPath, patternPath)
+        return segmentsMatch(textPath, patternPath, url: true)
             && segmentMatches(UnsafeBufferPointer(rebasing: text[(textAt + 1)...]),
                               UnsafeBufferPointer(rebasing: pattern[(patternAt + 1)...]))
     case (nil, _?):
         return false
     case (_?, nil):
-        // A pattern without a query covers its paths with any query: a query names no other place, and a deny rule
-        // on `https://h/admin` or `https://h/files/*.key` must not miss `https://h/admin?x=1` (found by a red-team
-        // pass). The path alone is matched, so the query never supplies what the pattern's path must match:
-        // `/files/*.txt` never covers `/files/secret.key?.txt`. `X/**` covers `X?q` too (a request for `X`).
-        return segmentsMatch(textPath, pattern)
+        // A pattern without a query admits one only where it ends in a wildcard (`/v1/*`, `/admin/**`), and then on
+        // a path the pattern matches by itself: the query never supplies what the pattern's path must match
+        // (`/files/*.txt` never covers `/files/secret.key?.txt`), and a grant of one exact URL
+        // (`https://example.com/status.txt`) sends no data in a query. `X/**` covers `X?q` too (a request for `X`),
+        // so a deny rule on it holds; a deny rule on an exact URL needs `URL?*` beside it.
+        return pattern.last == star && segmentsMatch(textPath, pattern, url: true)
     }
+}
+
+/// `bytes.count` for an `http(s)` URL without a query when `orEnd`, else as ``queryStart(of:)``: whether `bytes` is
+/// a URL at all.
+private func queryStart(of bytes: UnsafeBufferPointer<UInt8>, orEnd: Bool) -> Int? {
+    if let start = queryStart(of: bytes) { return start }
+    guard orEnd else { return nil }
+    func hasPrefix(_ prefix: StaticString, at offset: Int) -> Bool {
+        let count = prefix.utf8CodeUnitCount
+        guard bytes.count - offset >= count else { return false }
+        return prefix.withUTF8Buffer { expected in (0..<count).allSatisfy { bytes[offset + $0] == expected[$0] } }
+    }
+    let start = hasPrefix("http:http://", at: 0) || hasPrefix("http:https://", at: 0) ? 5 : 0
+    return hasPrefix("http://", at: start) || hasPrefix("https://", at: start) ? bytes.count : nil
 }
 
 /// Where the query of a URL resource begins (its `?`), or `nil` for anything that is not an `http(s)` URL
@@ -80,8 +96,9 @@ private func queryStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     return nil
 }
 
-/// The segment-by-segment match.
-private func segmentsMatch(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
+/// The segment-by-segment match. In a URL's path an empty segment before the last (`/u//profile`) is matched only by
+/// an empty one or `**`, never by a `*`: servers that merge slashes serve it as `/u/profile`.
+private func segmentsMatch(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>, url: Bool = false) -> Bool {
     let textCount = segmentCount(text)
     let patternCount = segmentCount(pattern)
     return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: textCount) { textSegments in
@@ -94,8 +111,9 @@ private func segmentsMatch(_ text: UnsafeBufferPointer<UInt8>, _ pattern: Unsafe
                     && pattern[patternSegments[$0].lowerBound + 1] == star },
                 isOne: { _ in false },
                 matches: { t, p in
-                    segmentMatches(UnsafeBufferPointer(rebasing: text[textSegments[t]]),
-                                   UnsafeBufferPointer(rebasing: pattern[patternSegments[p]]))
+                    if url && textSegments[t].isEmpty && t < textCount - 1 && !patternSegments[p].isEmpty { return false }
+                    return segmentMatches(UnsafeBufferPointer(rebasing: text[textSegments[t]]),
+                                          UnsafeBufferPointer(rebasing: pattern[patternSegments[p]]))
                 })
         }
     }

@@ -42,7 +42,7 @@ import Testing
     @Test(arguments: [
         ("http:https://h/users/?/profile", "http:https://h/users/*/profile", false),
         ("http:https://h/users/7/profile", "http:https://h/users/*/profile", true),
-        ("http:https://h/users/7/profile?x=/a", "http:https://h/users/*/profile", true),
+        ("http:https://h/users/7/profile?x=/a", "http:https://h/users/*/profile", false),
         ("http:https://h/users/7/profile?x=/a", "http:https://h/users/*/profile?*", true),
         ("http:https://h/users/?x=/profile", "http:https://h/users/*/profile?*", false),
         ("http:https://h/admin?x=/public", "http:https://h/**/public", false),
@@ -67,12 +67,18 @@ import Testing
         ("http:https://h/files/a.txt?x.txt?y", "http:https://h/files/*.txt?*", true),
         ("http:https://h/x/b?a", "http:https://h/x/*a*", false),
         ("http:https://h/x/ba?b", "http:https://h/x/*a*", true),
-        // A pattern without a query covers its paths with any query, so a deny rule holds (found by a red-team
-        // pass: a deny on `/admin` or `/files/*.key` missed them with `?x=1`).
-        ("http:https://h/admin?x=1", "http:https://h/admin", true),
-        ("http:https://h/files/a.key?x", "http:https://h/files/*.key", true),
-        ("http:https://h/a.php?x=/b.php", "http:https://h/*.php", true),
-        ("http:https://h/api/1/delete?x", "http:https://h/api/*/delete", true),
+        // An exact URL admits no query: a grant of `https://example.com/status.txt` sent no data in one, and must not
+        // (a deny rule on an exact URL needs `URL?*` beside it).
+        ("http:https://example.com/status.txt?d=c2VjcmV0", "http:https://example.com/status.txt", false),
+        ("http:https://h/admin?x=1", "http:https://h/admin", false),
+        ("http:https://h/admin?x=1", "http:https://h/admin?*", true),
+        ("http:https://h/files/a.key?x", "http:https://h/files/*.key", false),
+        // An empty segment before the last is matched by `**` or an empty pattern segment, never by `*`: servers that
+        // merge slashes serve `/u//profile` as `/u/profile` (found by a red-team pass).
+        ("http:https://h/u//profile", "http:https://h/u/*/profile", false),
+        ("http:https://h/u//profile", "http:https://h/u/**/profile", true),
+        ("http:https://r.jina.ai/https://example.com/page", "http:https://r.jina.ai/**", true),
+        ("http:https://h/a/", "http:https://h/a/*", true),
         ("http:https://h/search?q=b", "http:https://h/search?q=a*", false),
         ("http:https://h/search", "http:https://h/search?q=*", false),
         // `**` with a query (its grant was refused as "`**` must be a whole path segment"; found by a newcomer).
