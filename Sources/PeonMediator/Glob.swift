@@ -383,10 +383,14 @@ private func argumentMatches(_ text: [Unicode.Scalar], _ pattern: [ArgumentPatte
 /// an argument has no more `..` segments than the pattern writes. Each `..` segment the pattern writes matches one
 /// of the argument's, so with as many, none is left for a wildcard (`/srv/g/../*` admits `/srv/g/../x`, not
 /// `/srv/g/../../../etc/shadow`; a `..` inside a name, as in `*..bak`, is not a segment).
+///
+/// Only a pattern that writes a `/` is a path: a wildcard meant as free text (`grep -F -- *`, `sed -e *`, `jq *`)
+/// may be given `../` as a search string or `..` as a filter.
 private func wildcardsCoverParentSegments(_ argument: String, _ pattern: [ArgumentPatternElement]) -> Bool {
     let inArgument = argument.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
         .count { $0.elementsEqual("..".utf8) }
-    guard inArgument > 0, pattern.contains(where: { $0 == .star || $0 == .one }) else { return false }
+    guard inArgument > 0, pattern.contains(where: { $0 == .star || $0 == .one }), pattern.contains(.scalar("/"))
+    else { return false }
     let parent: [ArgumentPatternElement] = [.scalar("."), .scalar(".")]
     let inPattern = pattern.split(separator: .scalar("/"), omittingEmptySubsequences: false).count { $0.elementsEqual(parent) }
     return inArgument > inPattern

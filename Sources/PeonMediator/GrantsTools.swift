@@ -149,7 +149,10 @@ func riskyCombinations(in grants: Grants) -> [String] {
         guard interpreters.contains(base) || interpreters.contains(name) else { continue }
         for (position, pattern) in grant.arguments.enumerated() where position > 0 && (pattern.contains("*") || pattern.contains("?")) {
             let previous = grant.arguments[position - 1]
-            guard ["-c", "-e", "-E", "--eval", "-r", "--command"].contains(previous) || base == "env" || base == "xargs" else { continue }
+            // `-c`, or a cluster holding it (`bash -lc`, `sh -ec`, `python3 -uc`); `-e`/`-E`/`-r` for perl, ruby, node, php.
+            let cluster = previous.hasPrefix("-") && !previous.hasPrefix("--") && previous.dropFirst().allSatisfy(\.isLetter)
+                && previous.dropFirst().contains(where: { "ceEr".contains($0) })
+            guard cluster || ["--eval", "--command"].contains(previous) || base == "env" || base == "xargs" else { continue }
             warnings.append("grant exec[\(index)] (\(grant.source)) args[\(position)] `\(pattern)` after `\(previous)` lets the module "
                 + "choose the code \(grant.program) runs; grant the exact command instead")
         }

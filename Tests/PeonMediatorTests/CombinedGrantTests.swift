@@ -130,6 +130,10 @@ import Testing
             [[exec]]
             program = "/bin/sh"
             args = ["-c", "echo *"]
+
+            [[exec]]
+            program = "/bin/bash"
+            args = ["-lc", "*"]
             """, file: "g.toml", baseDirectory: "/")
         let warnings = riskyCombinations(in: grants)
         #expect(warnings.contains { $0.contains("exec[0] args[0] `/srv/work/job.sh`") }, "\(warnings)")
@@ -141,6 +145,7 @@ import Testing
         // Another spelling of a writable path, and code chosen by the module (found by a newcomer and a red-team pass).
         #expect(warnings.contains { $0.contains("exec[5] args[0]") }, "\(warnings)")
         #expect(warnings.contains { $0.contains("exec[6] (g.toml") && $0.contains("args[1] `echo *` after `-c`") }, "\(warnings)")
+        #expect(warnings.contains { $0.contains("exec[7] (g.toml") && $0.contains("after `-lc`") }, "\(warnings)")
     }
 
     /// Every occurrence of an injected value is cut out of what the server sends back: a cookie, an echo

@@ -118,14 +118,17 @@ import Testing
         // `/srv/g/../secret/s.txt` (found by a red-team pass).
         (["-c", "/srv/g/../secret/s.txt"], ["-c", "/srv/g/*"], false),
         (["-c", "/srv/g/.."], ["-c", "/srv/g/*"], false),
-        (["../x"], ["*"], false),
         (["a/../b"], ["a/?"], false),
-        (["..", "x"], ["*", "x"], false),
+        // A pattern without a `/` is free text, not a path: `grep -F -- *` may search for `../`, `jq *` filter `..`
+        // (over-blocked before; found by a regression pass).
+        (["../x"], ["*"], true),
+        (["..", "x"], ["*", "x"], true),
+        (["-F", "--", "../"], ["-F", "--", "*"], true),
         (["-c", "/srv/g/a..b"], ["-c", "/srv/g/*"], true),
         (["-c", "/srv/g/.hidden/x"], ["-c", "/srv/g/*"], true),
         (["-c", "/srv/g/../x"], ["-c", "/srv/g/../*"], true),
         (["-c", "/srv/g/../x"], ["-c", "/srv/g/../x"], true),
-        (["--", "../x"], ["--", "*"], false),
+        (["--", "/srv/../x"], ["--", "/srv/*"], false),
         // A `..` inside a name is not a `..` segment: it does not switch the rule off.
         (["/srv/g/../../etc/x..bak"], ["/srv/g/*..bak"], false),
         (["/srv/g/x..bak"], ["/srv/g/*..bak"], true),
