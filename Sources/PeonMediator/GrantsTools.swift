@@ -401,7 +401,9 @@ package func explainPolicy(
                 if !ArgumentVector.matches(request.arguments, patterns: arguments) {
                     why.append("the arguments \(request.arguments) do not match \(arguments)")
                 }
-                lines.append("  not \(group.origin): " + (why.isEmpty ? "matches, but the model's matcher refused it" : why.joined(separator: "; ")))
+                // A grant that matches was overruled: by the deny line the verdict names, or by the model's matcher.
+                let overruled = verdict.rule != nil ? "matches, but the deny line above overrules it" : "matches, but the model's matcher refused it"
+                lines.append("  not \(group.origin): " + (why.isEmpty ? overruled : why.joined(separator: "; ")))
             }
             if groups.isEmpty { lines.append("  no grant mentions \(kind) at all (default deny)") }
         }

@@ -90,6 +90,32 @@ import Testing
         #expect(opened.lines.contains("allow: allowed by p, m, db:tickets, db.open, * (g.toml:2)"), "\(opened.lines)")
     }
 
+    /// A grant that matches but is overruled by a deny line of the operator's policy is said to be overruled by it, not
+    /// "refused by the model's matcher" (found by a newcomer).
+    @Test func aGrantOverruledByADenyLineIsSaidToBe() throws {
+        let model = """
+            [request_definition]
+            r = sub, obj, act, args
+
+            [policy_definition]
+            p = sub, obj, act, args, eft
+
+            [policy_effect]
+            e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+            [matchers]
+            m = r.sub == p.sub && peonGlob(r.obj, p.obj) && r.act == p.act && peonArgs(r.args, p.args)
+            """
+        let grants = try GrantsParser.parse("module = \"m\"\n[[http]]\nurls = [\"https://h.com/**\"]\nmethods = [\"GET\"]\n",
+                                            file: "g.toml", baseDirectory: "/")
+        let snapshot = try PolicySnapshot.build(model: model, modelSource: "m.conf", policy: "p, m, http:https://h.com/admin, http.GET, *, deny\n",
+                                                policySource: "p.csv", compiled: CompiledGrants(grants))
+        let denied = explainPolicy(snapshot: snapshot, module: "m", action: "http.GET", object: "http:https://h.com/admin", arguments: [])
+        #expect(!denied.isAllowed)
+        #expect(denied.lines.contains { $0.contains("matches, but the deny line above overrules it") }, "\(denied.lines)")
+        #expect(!denied.lines.contains { $0.contains("model's matcher") }, "\(denied.lines)")
+    }
+
     @Test func explainNamesTheDecidingGrantOrWhyEachGrantMisses() throws {
         let snapshot = try PolicySnapshot.build(grants: try GrantsParser.parse(Self.grants, file: "g.toml", baseDirectory: "/"))
         let allowed = explainPolicy(snapshot: snapshot, module: "m", action: "fs.read", object: "fs:/srv/a.txt", arguments: [])
