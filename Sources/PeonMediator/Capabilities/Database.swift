@@ -787,6 +787,10 @@ final class AuthorizerContext {
     var droppedTables: Set<String> = []
     /// The tables the statement being compiled creates (ASCII-lowercased): their own constraints read them.
     var createdTables: Set<String> = []
+    /// Whether the statement being compiled is an ALTER TABLE (SQLite runs statements of its own for it).
+    var altersTable = false
+    /// Whether it is an ALTER TABLE ... DROP COLUMN.
+    var dropsColumn = false
     var accesses: [DatabaseAccess] = []
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
@@ -843,6 +847,23 @@ final class AuthorizerContext {
         if refuseEverything { return SQLITE_DENY }
         if internalStatement { return SQLITE_OK }
         if action == SQLITE_SELECT { selects = true }
+        if action == SQLITE_ALTER_TABLE {
+            altersTable = true
+            // Only DROP COLUMN names a column (in the database's slot); RENAME TO and RENAME COLUMN look alike.
+            dropsColumn = database != nil
+        }
+        if altersTable, let name = first.map(asciiLowercased) {
+            // The statements SQLite itself runs for an ALTER TABLE (the one statement of this call, its text fixed by
+            // SQLite): the integrity check of a new column's CHECK constraint, and for DROP COLUMN the rewrite of the
+            // `temp` schema, which is always empty (temporary objects are refused). A RENAME stays refused there: it
+            // would move a table's rows under a name other grants cover (`schema` on `salaries`, `read` on `pub`).
+            if action == SQLITE_PRAGMA && name == "quick_check" { return SQLITE_OK }
+            if action == SQLITE_READ && name == "pragma_quick_check" { return SQLITE_OK }
+            if dropsColumn && database == "temp" && (action == SQLITE_READ || action == SQLITE_UPDATE)
+                && (name == "sqlite_temp_master" || name == "sqlite_temp_schema") {
+                return SQLITE_OK
+            }
+        }
         var first = first
         if action == SQLITE_READ, let name = first {
             // SQLite reports a read without a database both for a common table expression's own rows
@@ -903,6 +924,8 @@ final class AuthorizerContext {
         refuseEverything = false
         droppedTables = []
         createdTables = []
+        altersTable = false
+        dropsColumn = false
         accesses = []
         reachedThrough = [:]
         seen = []
@@ -974,9 +997,11 @@ final class AuthorizerContext {
     }
 
     /// Called once the statement compiled: schema rows read by a statement that also selects are the
-    /// guest's reads, not bookkeeping, and need a read grant on `sqlite_master` like any other table.
+    /// guest's reads, not bookkeeping, and need a read grant on `sqlite_master` like any other table (except in
+    /// an ALTER TABLE, whose selects SQLite writes).
     func finishPreparing() throws(HostError) {
-        if provisionalSchemaReads && selects {
+        // An ALTER TABLE's selects are SQLite's own (a CHECK or DEFAULT cannot hold a subquery).
+        if provisionalSchemaReads && selects && !altersTable {
             if ask(DatabaseAccess(table: "sqlite_master", operation: .read)) != SQLITE_OK {
                 throw denial ?? HostError(.denied, "reading the schema table needs a read grant on sqlite_master")
             }
@@ -1036,6 +1061,12 @@ enum AuthorizerAction: Equatable {
     static let refusedFunctions: Set<String> = ["load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"]
 
     static func classify(action: Int32, _ first: String?, _ second: String?, database: String?) -> AuthorizerAction {
+        // For ALTER TABLE, SQLite names the database first and the table second; the slot other calls name the
+        // database in holds the column a DROP COLUMN drops (it was refused as "'price' is not reachable").
+        if action == SQLITE_ALTER_TABLE {
+            if let first, first != "main" { return .refuse("only the main database is reachable ('\(first)' is not)") }
+            return on(second, .schema)
+        }
         if let database, database != "main" {
             return .refuse("only the main database is reachable ('\(database)' is not)")
         }

@@ -247,6 +247,35 @@ import Testing
         }
     }
 
+    /// `ALTER TABLE … ADD COLUMN … CHECK(...)` and `… DROP COLUMN` under a `schema` grant: SQLite runs statements of
+    /// its own for them (an integrity check, a rewrite of the always-empty `temp` schema), which were refused ("'pragma_quick_check'
+    /// is not a table", "'amount' is not reachable"), whatever the grants (found by a regression pass).
+    @Test(arguments: ["ALTER TABLE orders ADD COLUMN qty INTEGER CHECK(qty > 0)", "ALTER TABLE orders DROP COLUMN amount"])
+    func aTableCanBeAlteredUnderItsSchemaGrant(sql: String) throws {
+        try Self.withFixture { fixture in
+            let grant = Grant([("orders", .schema), ("orders", .read), ("orders", .update)])
+            let statement = try fixture.capability.prepare(database: "app", sql: sql, authorize: grant.check)
+            _ = try statement.execute([])
+            #expect(grant.asked.contains(DatabaseAccess(table: "orders", operation: .schema)))
+            // Still decided on the table: without `schema` on it, refused.
+            let other = Grant([("orders", .read)])
+            let refused = hostError { () throws(HostError) in
+                _ = try fixture.capability.prepare(database: "app", sql: "ALTER TABLE orders ADD COLUMN z INTEGER", authorize: other.check)
+            }
+            #expect(refused?.code == .denied)
+            // A rename stays refused: `schema` on `orders` must not move its rows under a name other grants cover.
+            let everything = Grant([("orders", .schema), ("orders", .read), ("orders", .update), ("pub", .schema), ("pub", .read)])
+            for rename in ["ALTER TABLE orders RENAME TO pub", "ALTER TABLE orders RENAME COLUMN item TO thing"] {
+                let error = hostError { () throws(HostError) in
+                    let statement = try fixture.capability.prepare(database: "app", sql: rename, authorize: everything.check)
+                    return try statement.execute([])
+                }
+                #expect(error?.code == .denied, "\(rename)")
+            }
+            #expect(fixture.dump().contains("table:orders"))
+        }
+    }
+
     @Test func aViewOrTriggerCannotReachAnUngrantedTable() throws {
         try Self.withFixture { fixture in
             let before = fixture.dump()
