@@ -192,22 +192,25 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         // `/files/*.txt`. (`%23` stays: `C%23` is a real page name, and no server splits a fragment off a request.)
         // And one encoded twice (`%252E`) is a dot, a slash or a delimiter to a server that decodes twice. An empty
         // segment (`//`) stays too (`https://r.jina.ai/https://example.com/`); a `*` never matches one (Glob.swift).
+        // Escapes are well formed and uppercase by now (`canonicalEscapes`).
         func escapeValue(at index: Int) -> UInt8? {
             guard index + 2 < text.count, text[index] == UInt8(ascii: "%"),
-                  let high = hexDigitValue(text[index + 1]), let low = hexDigitValue(text[index + 2]) else { return nil }
-            return high << 4 | low
+                  isHexDigit(text[index + 1]), isHexDigit(text[index + 2]) else { return nil }
+            return hexValue(text[index + 1]) << 4 | hexValue(text[index + 2])
         }
         for index in text.indices {
             guard let byte = escapeValue(at: index) else { continue }
-            let spelled = String(decoding: text[index..<(index + 3)], as: UTF8.self)
             if byte == UInt8(ascii: "?") || byte < 0x20 || byte == 0x7F {
+                let spelled = String(decoding: text[index..<(index + 3)], as: UTF8.self)
                 throw refuse("the path contains \(spelled) (an encoded '?' or control character), which a server that decodes the path first reads as a delimiter")
             }
-            if byte == UInt8(ascii: "%"), index + 4 < text.count,
-               let high = hexDigitValue(text[index + 3]), let low = hexDigitValue(text[index + 4]),
-               Array(#"./\;?#%"#.utf8).contains(high << 4 | low) || high << 4 | low == 0 {
-                let twice = String(decoding: text[index..<(index + 5)], as: UTF8.self)
-                throw refuse("the path contains \(twice) (an escape encoded twice), which a server that decodes twice reads as a delimiter or dot")
+            // `%25` then two hex digits: an escape encoded twice.
+            if byte == UInt8(ascii: "%"), index + 4 < text.count, isHexDigit(text[index + 3]), isHexDigit(text[index + 4]) {
+                let inner = hexValue(text[index + 3]) << 4 | hexValue(text[index + 4])
+                if inner == 0 || #"./\;?#%"#.utf8.contains(inner) {
+                    let twice = String(decoding: text[index..<(index + 5)], as: UTF8.self)
+                    throw refuse("the path contains \(twice) (an escape encoded twice), which a server that decodes twice reads as a delimiter or dot")
+                }
             }
         }
         var output: [Substring] = []
@@ -290,16 +293,6 @@ private func isUnreserved(_ byte: UInt8) -> Bool {
     isAlphanumeric(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
 }
 private func isSubDelimiter(_ byte: UInt8) -> Bool { "!$&'()*+,;=".utf8.contains(byte) }
-/// The value of one hexadecimal digit, `nil` for any other byte.
-private func hexDigitValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-    default: nil
-    }
-}
-
 private func hexValue(_ byte: UInt8) -> UInt8 {
     switch byte {
     case 0x30...0x39: byte - 0x30

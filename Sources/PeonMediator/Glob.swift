@@ -14,8 +14,8 @@
 ///   (`https://h/v1/*` matches `https://h/v1/items?x=1`, `https://h/admin/**` matches `https://h/admin?x=1`; an exact
 ///   URL admits no query); a pattern with one constrains it (`https://h/search?q=*`).
 /// - **argument patterns** (`peonArgs`): an exec argument vector is compared position by position;
-///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal. An
-///   argument with a `..` path segment is matched only by a pattern that writes `..` itself.
+///   `*` matches any characters including `/`, `?` exactly one character; the counts must be equal. In a
+///   pattern that writes a `/` (a path), an argument may have no more `..` segments than the pattern writes.
 
 /// Matches `text` against the resource glob `pattern` (see the file comment).
 ///
@@ -35,11 +35,12 @@ private func withContiguousUTF8<R>(_ string: String, _ body: (UnsafeBufferPointe
 }
 
 private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBufferPointer<UInt8>) -> Bool {
-    let textQuery = queryStart(of: text)
-    let patternQuery = queryStart(of: pattern)
+    let patternURL = urlStart(of: pattern)
+    let textQuery = urlStart(of: text).flatMap { queryStart(of: text, from: $0) }
+    let patternQuery = patternURL.flatMap { queryStart(of: pattern, from: $0) }
     let textPath = UnsafeBufferPointer(rebasing: text[..<(textQuery ?? text.count)])
     let patternPath = UnsafeBufferPointer(rebasing: pattern[..<(patternQuery ?? pattern.count)])
-    let isURL = queryStart(of: pattern, orEnd: true) != nil
+    let isURL = patternURL != nil
     switch (textQuery, patternQuery) {
     case (nil, nil):
         return segmentsMatch(text, pattern, url: isURL)
@@ -61,24 +62,10 @@ private func globMatches(_ text: UnsafeBufferPointer<UInt8>, _ pattern: UnsafeBu
     }
 }
 
-/// `bytes.count` for an `http(s)` URL without a query when `orEnd`, else as ``queryStart(of:)``: whether `bytes` is
-/// a URL at all.
-private func queryStart(of bytes: UnsafeBufferPointer<UInt8>, orEnd: Bool) -> Int? {
-    if let start = queryStart(of: bytes) { return start }
-    guard orEnd else { return nil }
-    func hasPrefix(_ prefix: StaticString, at offset: Int) -> Bool {
-        let count = prefix.utf8CodeUnitCount
-        guard bytes.count - offset >= count else { return false }
-        return prefix.withUTF8Buffer { expected in (0..<count).allSatisfy { bytes[offset + $0] == expected[$0] } }
-    }
-    let start = hasPrefix("http:http://", at: 0) || hasPrefix("http:https://", at: 0) ? 5 : 0
-    return hasPrefix("http://", at: start) || hasPrefix("https://", at: start) ? bytes.count : nil
-}
-
-/// Where the query of a URL resource begins (its `?`), or `nil` for anything that is not an `http(s)` URL
-/// or has no query. The objects the policy sees are `http:` + a ``CanonicalURL`` (whose host and path never
-/// hold a `?`); the HTTP grant code also matches bare URLs against bare URL patterns.
-private func queryStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
+/// Where an `http(s)` URL resource's text starts (after the `http:` kind, if any), or `nil` for anything that is
+/// not one. The objects the policy sees are `http:` + a ``CanonicalURL`` (whose host and path never hold a `?`);
+/// the HTTP grant code also matches bare URLs against bare URL patterns.
+private func urlStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
     func hasPrefix(_ prefix: StaticString, at offset: Int) -> Bool {
         let count = prefix.utf8CodeUnitCount
         guard bytes.count - offset >= count else { return false }
@@ -87,7 +74,11 @@ private func queryStart(of bytes: UnsafeBufferPointer<UInt8>) -> Int? {
         }
     }
     let start = hasPrefix("http:http://", at: 0) || hasPrefix("http:https://", at: 0) ? 5 : 0
-    guard hasPrefix("http://", at: start) || hasPrefix("https://", at: start) else { return nil }
+    return hasPrefix("http://", at: start) || hasPrefix("https://", at: start) ? start : nil
+}
+
+/// Where the query of a URL's text begins (its first `?` at or after `start`), or `nil` when it has none.
+private func queryStart(of bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
     var index = start
     while index < bytes.count {
         if bytes[index] == question { return index }

@@ -126,7 +126,8 @@ func riskyCombinations(in grants: Grants) -> [String] {
                 guard let slash = argument.firstIndex(of: "/") else { continue }
                 // `/srv/work/./y.pl`, `/srv/jobs/../work/y.pl` and `//srv/work/y.pl` name the same file as the fs
                 // grant's `/srv/work/y.pl`.
-                let named = lexicallyNormalized(String(argument[slash...]))
+                let text = String(argument[slash...])
+                let named = (try? GuestPath(parsing: text, relativeTo: nil).description) ?? text
                 func filled(_ pattern: String) -> String {
                     pattern.replacingOccurrences(of: "**", with: "x").map { $0 == "*" || $0 == "?" ? "x" : String($0) }.joined()
                 }
@@ -158,18 +159,6 @@ func riskyCombinations(in grants: Grants) -> [String] {
         }
     }
     return warnings
-}
-
-/// `path` with `.` segments and repeated slashes removed and `..` applied to the segment before it (no file system
-/// is asked): the spelling a grant check compares.
-func lexicallyNormalized(_ path: String) -> String {
-    var segments: [Substring] = []
-    for segment in path.split(separator: "/", omittingEmptySubsequences: true) {
-        if segment == "." { continue }
-        if segment == ".." { _ = segments.popLast(); continue }
-        segments.append(segment)
-    }
-    return "/" + segments.joined(separator: "/")
 }
 
 /// Warnings for `fs` grants that cover one of `files` (the grants file, the module): peon-wasm refuses every guest
