@@ -207,10 +207,17 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
             // `%25` then two hex digits: an escape encoded twice.
             if byte == UInt8(ascii: "%"), index + 4 < text.count, isHexDigit(text[index + 3]), isHexDigit(text[index + 4]) {
                 let inner = hexValue(text[index + 3]) << 4 | hexValue(text[index + 4])
-                if inner == 0 || #"./\;?#%"#.utf8.contains(inner) {
+                if inner < 0x20 || inner == 0x7F || #"./\;?#%"#.utf8.contains(inner) {
                     let twice = String(decoding: text[index..<(index + 5)], as: UTF8.self)
                     throw refuse("the path contains \(twice) (an escape encoded twice), which a server that decodes twice reads as a delimiter or dot")
                 }
+            }
+            // A dot, slash or delimiter in disguise: an overlong UTF-8 form (`%C0%AE` is '.' to a decoder that does not
+            // check the shortest form, as IIS's once did) or a compatibility character that Unicode normalization (NFKC,
+            // which some servers and frameworks apply to paths) turns into one (fullwidth `%EF%BC%8E` becomes '.').
+            if byte >= 0x80, let disguised = disguisedDelimiter(at: index, escapeValue(at:)) {
+                let spelled = String(decoding: text[index..<min(text.count, index + 3 * disguised.escapes)], as: UTF8.self)
+                throw refuse("the path contains \(spelled) (\(disguised.reason)), which a server that decodes or normalizes it reads as a dot, slash or delimiter")
             }
         }
         var output: [Substring] = []
@@ -239,6 +246,27 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
             }
         }
         return "/" + output.joined(separator: "/")
+    }
+
+    /// Characters that NFKC normalization turns into a dot, a slash, a backslash or a delimiter, as UTF-8: the fullwidth
+    /// and small forms of `.` `/` `\` `;` `?` `#` `%`, the one- and two-dot leaders (`.` and `..`).
+    private static let compatibilityDelimiters: [[UInt8]] = [
+        [0xEF, 0xBC, 0x8E], [0xEF, 0xBC, 0x8F], [0xEF, 0xBC, 0xBC], [0xEF, 0xBC, 0x9B], [0xEF, 0xBC, 0x9F],
+        [0xEF, 0xBC, 0x83], [0xEF, 0xBC, 0x85], [0xEF, 0xB9, 0x92], [0xEF, 0xB9, 0xA8], [0xEF, 0xB9, 0x94],
+        [0xEF, 0xB9, 0x96], [0xEF, 0xB9, 0x9F], [0xEF, 0xB9, 0xAA], [0xE2, 0x80, 0xA4], [0xE2, 0x80, 0xA5],
+    ]
+
+    /// Whether the escapes from `index` on spell an overlong UTF-8 form (`%C0%AE`, `%E0%80%AE`: a lead byte `C0`
+    /// or `C1`, or `E0`/`F0` followed by a byte below the shortest form's range) or a character in
+    /// ``compatibilityDelimiters``; `escapeValue` reads the escape at a byte offset (nil where none starts).
+    private static func disguisedDelimiter(at index: Int, _ escapeValue: (Int) -> UInt8?) -> (reason: String, escapes: Int)? {
+        guard let lead = escapeValue(index) else { return nil }
+        let next = escapeValue(index + 3)
+        if lead == 0xC0 || lead == 0xC1 || (lead == 0xE0 && (next ?? 0xFF) < 0xA0) || (lead == 0xF0 && (next ?? 0xFF) < 0x90) {
+            return ("an overlong UTF-8 form", lead < 0xE0 ? 2 : 3)
+        }
+        guard lead == 0xEF || lead == 0xE2, let next, let third = escapeValue(index + 6) else { return nil }
+        return compatibilityDelimiters.contains([lead, next, third]) ? ("a character Unicode normalization turns into a dot or delimiter", 3) : nil
     }
 
     /// Checks the characters of a path or query and normalizes percent-escapes: unreserved characters

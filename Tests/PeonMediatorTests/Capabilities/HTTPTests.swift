@@ -124,10 +124,27 @@ import Testing
         #expect(error?.code == .invalidArgument, "\(input)")
     }
 
+    /// A dot, slash or delimiter in disguise: an overlong UTF-8 form (`%C0%AE` was '.' to IIS's decoder), a
+    /// compatibility character NFKC turns into one (fullwidth '.', '/', '\', '?', ';'; the one- and two-dot
+    /// leaders), or a control character encoded twice (`%250A`). A server that decodes or normalizes a path before it
+    /// routes it serves another file than the one a grant on `/files/*.txt` decided.
+    @Test(arguments: ["http://h/files/%C0%AE%C0%AE/secret.txt", "http://h/files/%c0%af..%c0%afsecret.txt", "http://h/a%C1%9Cb.txt",
+                      "http://h/files/%E0%80%AE%E0%80%AE/x.txt", "http://h/f/%F0%80%80%AE.txt",
+                      "http://h/files/%EF%BC%8E%EF%BC%8E/secret.txt", "http://h/files/secret.key%EF%BC%9F.txt",
+                      "http://h/files/a%EF%BC%8Fb.txt", "http://h/files/a%ef%bc%bcb.txt", "http://h/files/a%EF%BC%9Bb.txt",
+                      "http://h/files/%E2%80%A5/x.txt", "http://h/files/%E2%80%A4%E2%80%A4/x.txt", "http://h/files/a%EF%B9%92b.txt",
+                      "http://h/files/a%250A.txt", "http://h/files/a%250d.txt", "http://h/files/a%257F.txt"])
+    func disguisedDelimitersAreRefused(input: String) {
+        let error = hostError { () throws(HostError) in try CanonicalURL(parsing: input).description }
+        #expect(error?.code == .invalidArgument, "\(input)")
+    }
+
     /// Real URLs agents use: a page named `C#`, a reader proxy's URL inside a path (an empty segment).
     @Test(arguments: ["http://h/a%20b", "http://h/files/a.txt/", "http://h/%25", "http://h/a%2541", "http://h/x?a=%3F&b=%23",
                       "https://en.wikipedia.org/wiki/C%23_(programming_language)", "https://r.jina.ai/https://example.com/page",
-                      "https://web.archive.org/web/2020/https://example.com/"])
+                      "https://web.archive.org/web/2020/https://example.com/",
+                      "https://de.wikipedia.org/wiki/M%C3%BCnchen", "https://ja.wikipedia.org/wiki/%E6%9D%B1%E4%BA%AC",
+                      "https://en.wikipedia.org/wiki/%E2%80%A6And_Justice_for_All", "http://h/caf%E9", "http://h/%E2%82%AC%F0%9F%98%80"])
     func ordinaryEscapesStayAllowed(input: String) throws {
         _ = try CanonicalURL(parsing: input)
     }
