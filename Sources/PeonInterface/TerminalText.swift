@@ -8,8 +8,9 @@
 /// and log viewers break lines at. And every other character that shows as nothing: the format characters
 /// (Unicode category Cf: zero-width space and joiners, the word joiner, the byte order mark, the soft hyphen,
 /// the tag characters U+E0000–U+E007F), every other default-ignorable character (variation selectors, the
-/// combining grapheme joiner, Hangul fillers, the braille blank), and unassigned and private-use code points, so that
-/// `fs:/etc/pass\u{200b}wd` never looks like `fs:/etc/passwd`.
+/// combining grapheme joiner, Hangul fillers, the braille blank), unassigned and private-use code points, and every
+/// space other than U+0020 (no-break, ideographic, en, em, thin), so that `fs:/etc/pass\u{200b}wd` never looks like
+/// `fs:/etc/passwd` and `a\u{a0}b` never looks like `a b`.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
 /// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
 package enum TerminalText {
@@ -46,7 +47,7 @@ package enum TerminalText {
     /// Whether `scalar` is escaped by ``escaped(_:)``.
     package static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
         let value = scalar.value
-        if value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value) { return true }
+        if value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value) || value == 0xA0 { return true }
         if value < 0xAD { return false }
         if value == 0x2028 || value == 0x2029 { return true }
         // Invisible: variation selectors, Hangul fillers.
@@ -58,7 +59,10 @@ package enum TerminalText {
         // other character Unicode says to draw as nothing (the combining grapheme joiner, Khmer and Mongolian vowel
         // inherents and selectors), and unassigned ones, which a terminal may draw as nothing too.
         let properties = scalar.properties
+        // And every space but U+0020 (no-break, ideographic, en and em spaces): each prints as a plain space, so
+        // `fs:/srv/a\u{a0}b` would look like another path, `fs:/srv/a b`.
         return properties.generalCategory == .format || properties.isDefaultIgnorableCodePoint
+            || properties.generalCategory == .spaceSeparator
             || properties.generalCategory == .unassigned || properties.generalCategory == .privateUse
     }
 }

@@ -187,16 +187,17 @@ import Testing
     @Test func jsonPrintsEachEntryInFullAndNothingATerminalWouldActOn() throws {
         try withTemporaryDirectory { folder in
             let long = "fs:/data/reports/" + String(repeating: "quarterly-", count: 12) + "summary.md"
-            // Invisible characters too (zero-width space, soft hyphen, byte order mark, a tag character past the BMP):
+            // Invisible characters too (zero-width space, soft hyphen, byte order mark, a tag character past the BMP), and
+            // spaces that print like U+0020 but are not (no-break, ideographic, thin):
             // `pass\u{200B}wd` looked exactly like `passwd` (found by a red-team pass).
             let invisible: [Character] = ["\u{200B}", "\u{AD}", "\u{FEFF}", "\u{E0041}", "\u{2060}", "\u{FE0F}", "\u{34F}", "\u{17B4}",
-                                          "\u{180B}", "\u{2065}", "\u{E0080}", "\u{2800}", "\u{E000}"]
+                                          "\u{180B}", "\u{2065}", "\u{E0080}", "\u{2800}", "\u{E000}", "\u{A0}", "\u{3000}", "\u{2009}"]
             let hostile = "fs:/x\u{9B}31m\u{202E}gnp.exe" + String(invisible)
             let (path, lines) = try fiveEntries(in: folder, lastResource: hostile)
             let table = try runPeonWasm(["audit", "show", path])
             #expect(!table.stdout.contains("\u{9B}") && !table.stdout.contains("\u{202E}"))
             #expect(!table.stdout.unicodeScalars.contains { [0x200B, 0xAD, 0xFEFF, 0xE0041, 0x2060, 0xFE0F, 0x34F, 0x17B4, 0x180B, 0x2065,
-                                                             0xE0080, 0x2800, 0xE000].contains($0.value) },
+                                                             0xE0080, 0x2800, 0xE000, 0xA0, 0x3000, 0x2009].contains($0.value) },
                     "\(table.stdout)")
 
             let shown = try runPeonWasm(["audit", "show", path, "--json"])
@@ -205,7 +206,7 @@ import Testing
             #expect(printed.count == 5, "\(shown.stdout)")
             #expect(Array(printed.prefix(4)) == Array(lines.prefix(4)), "a line with nothing to escape is the log's own")
             #expect(!shown.stdout.contains("\u{9B}") && !shown.stdout.contains("\u{202E}"), "\(shown.stdout)")
-            #expect(printed.last?.contains("\\u009B31m\\u202Egnp.exe\\u200B\\u00AD\\uFEFF\\uDB40\\uDC41\\u2060\\uFE0F\\u034F\\u17B4\\u180B\\u2065\\uDB40\\uDC80\\u2800\\uE000") == true,
+            #expect(printed.last?.contains("\\u009B31m\\u202Egnp.exe\\u200B\\u00AD\\uFEFF\\uDB40\\uDC41\\u2060\\uFE0F\\u034F\\u17B4\\u180B\\u2065\\uDB40\\uDC80\\u2800\\uE000\\u00A0\\u3000\\u2009") == true,
                     "\(printed.last ?? "")")
             try #require(lines.count == 5, "\(lines)")
             let reparsed = try AuditEntry.parse(Array((printed.last ?? "").utf8)).get()
