@@ -43,6 +43,7 @@ package struct WasmKitEngine: WasmEngine {
             throw EngineError(.invalidModule, Self.describe(error))
         }
         let definedFunctionTypes = try Self.definedFunctionTypeIndices(bytes)
+        try Self.refuseLongNegationChains(bytes)
         // A module with a start function, without it: what instantiation checks every function body on first.
         let startBlanked: WasmKit.Module?
         if let stripped = Self.blankingStartSection(bytes) {
@@ -106,6 +107,41 @@ package struct WasmKitEngine: WasmEngine {
         guard let start = text.range(of: opening),
               let end = text.range(of: closing, options: .backwards, range: start.upperBound..<text.endIndex) else { return text }
         return String(text[..<start.lowerBound]) + String(text[start.upperBound..<end.lowerBound]) + String(text[end.upperBound...])
+    }
+
+    /// The most `i32.eqz`/`i64.eqz` instructions a function body may hold in a row (counted as in
+    /// ``NegationChainMeter``).
+    ///
+    /// WasmKit 0.4.2's translator records an `eqz` of an `eqz` as a recursive value (a negated fusable condition) and
+    /// builds and frees such a chain recursively: a valid module of 100,000 `i32.eqz` in a row (100 KB) overflowed the
+    /// native stack while it was compiled, and `run`, `inspect`, `grants check` and the `mcp` server died of SIGSEGV
+    /// with a backtrace. Compiled code holds a handful in a row; 1,024 levels need well under 512 KiB of stack.
+    static let maxNegationChain = 1024
+
+    /// Refuses, as an invalid module, one whose function bodies hold more than ``maxNegationChain`` `eqz` instructions
+    /// in a row, before WasmKit's translator sees it (see ``maxNegationChain``).
+    static func refuseLongNegationChains(_ bytes: [UInt8]) throws(EngineError) {
+        var parser = WasmParser.Parser(bytes: bytes)
+        var meter = NegationChainMeter(limit: maxNegationChain)
+        do {
+            while let payload = try parser.parseNext() {
+                guard case .codeSection(let bodies) = payload else { continue }
+                for (index, body) in bodies.enumerated() {
+                    meter.run = 0
+                    var instructions = ExpressionParser(code: body)
+                    while let instruction = try instructions.parse() {
+                        instruction(visitor: &meter)
+                    }
+                    if meter.exceeded {
+                        throw EngineError(.invalidModule, "function body \(index) holds more than \(maxNegationChain) i32.eqz or i64.eqz instructions in a row, which the WasmKit engine cannot compile without exhausting its stack; run the module with --engine wasmtime")
+                    }
+                }
+            }
+        } catch let error as EngineError {
+            throw error
+        } catch {
+            throw EngineError(.invalidModule, Self.describe(error))
+        }
     }
 
     /// The type indices of the functions the module defines (its function section), which WasmKit's
@@ -274,6 +310,37 @@ extension WasmValue {
         case .i64(let v): .i64(v)
         case .f32(let v): .f32(v)
         case .f64(let v): .f64(v)
+        }
+    }
+}
+
+/// Counts the `i32.eqz` and `i64.eqz` instructions of a function body in a row, for
+/// ``WasmKitEngine/refuseLongNegationChains(_:)``. The count is an upper bound of what WasmKit chains: it starts again
+/// only at an instruction that certainly emits code of its own (a call, a memory access, a comparison or other
+/// arithmetic, a conditional branch, a select, a global store), never at one that might leave the last `eqz` in place
+/// (a local or constant access, `drop`, `nop`, a block's start or end, an unconditional branch).
+struct NegationChainMeter: AnyInstructionVisitor {
+    typealias VisitorError = Never
+    var binaryOffset = 0
+    /// The `eqz` instructions since the last one that certainly emits code.
+    var run = 0
+    /// The most allowed in a row.
+    let limit: Int
+    /// Whether some body went over ``limit``.
+    private(set) var exceeded = false
+
+    init(limit: Int) { self.limit = limit }
+
+    mutating func visit(_ instruction: Instruction) {
+        switch instruction {
+        case .i32Eqz, .i64Eqz:
+            run += 1
+            if run > limit { exceeded = true }
+        case .call, .callIndirect, .callRef, .load, .store, .cmp, .unary, .binary, .conversion, .select, .typedSelect,
+             .brIf, .if, .brTable, .globalSet, .memorySize, .memoryGrow:
+            run = 0
+        default:
+            break
         }
     }
 }

@@ -289,6 +289,31 @@ struct EngineConformanceTests {
         }
     }
 
+    /// A valid module whose body negates a value 100,000 times in a row (100 KB) crashed WasmKit's translator with a
+    /// native stack overflow (SIGSEGV and a backtrace, in `run`, `inspect`, `grants check` and a shared `mcp` server;
+    /// found by a red-team pass). WasmKit refuses it as an invalid module before its translator sees it, also when
+    /// `nop`, `local.get`/`drop` or a `block` stand between the negations; wasmtime runs it. 1,024 in a row still run.
+    @Test("a long chain of i32.eqz is refused by WasmKit, never a crash", arguments: TestEngines.all)
+    func longNegationChainsAreRefusedNotCrashed(engine: EngineUnderTest) throws {
+        func module(_ count: Int, between: String = "") -> String {
+            let body = Array(repeating: "i32.eqz " + between, count: count).joined(separator: " ")
+            return "(module (func (export \"go\") (param i32) (result i32) local.get 0 \(body)))"
+        }
+        let fine = try instantiate(engine, module(1024, between: "nop"))
+        #expect(try fine.call("go", [.i32(7)]) == [.i32(1)])  // an even number of negations of 7: true
+        for text in [module(100_000), module(1025, between: "nop"), module(1025, between: "local.get 0 drop"),
+                     module(1025, between: "block end")] {
+            if engine.name == "wasmkit" {
+                let error = try #require(throws: EngineError.self) { try instantiate(engine, text) }
+                #expect(error.kind == .invalidModule)
+                #expect(error.message.contains("--engine wasmtime"), "\(error.message)")
+            } else {
+                let instance = try instantiate(engine, text)
+                #expect(try instance.call("go", [.i32(0)]).count == 1)
+            }
+        }
+    }
+
     @Test("a start function that traps fails instantiation", arguments: TestEngines.all)
     func trappingStartFunctionFails(engine: EngineUnderTest) throws {
         let error = try #require(throws: EngineError.self) {

@@ -17,7 +17,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
     return arguments[index + 1]
 }
 let allSections = ["floor", "labels", "compute", "policy", "audit", "agents", "mcp", "components"]
-let profiles = ["denied", "allowed", "noop", "query", "insert", "get", "native-get", "exec", "native-exec"]
+let profiles = ["denied", "allowed", "append", "noop", "query", "insert", "get", "native-get", "exec", "native-exec"]
 let usage = """
     usage: PeonBench [--quick] [--only SECTIONS] [--out PATH] [--pycasbin SCRIPT] [--peon-wasm PATH]
            PeonBench --profile PROFILE [--calls N]
@@ -84,6 +84,28 @@ func machineDescription() -> [String] {
 // `--append-child LOG KEY SECONDS SYNC DURABILITY`: one appending process of the multi-process audit benchmark (section 5).
 if let log = option("--append-child") {
     exit(AuditBench.appendChild(log: log, arguments: Array(arguments.drop { $0 != "--append-child" }.dropFirst(2))))
+}
+
+// `--profile append --calls COUNT`: COUNT appends of section 5's typical entry (1,000 records built first, so the
+// profile is the log's own work) from one thread, `batch` sync, buffered: the audit log alone, for perf.
+if option("--profile") == "append" {
+    do {
+        let count = Int(option("--calls") ?? "") ?? 100_000
+        let directory = try makeTemporaryDirectory("append")
+        let log = try AuditLog.open(path: directory + "/log.jsonl", signer: try CheckpointSigner.generate(name: "bench.peon-wasm"),
+                                    sync: .batch)
+        let records = (0..<1000).map(AuditBench.record)
+        let elapsed = try seconds {
+            for index in 0..<count { _ = try log.append(records[index % records.count], durability: .buffered) }
+        }
+        try log.close()
+        print("\(count) appends: \(formatNS(elapsed * 1e9 / Double(count))) per append")
+        try? FileManager.default.removeItem(atPath: directory)
+    } catch {
+        print("profile failed: \(error)")
+        exit(1)
+    }
+    exit(0)
 }
 
 // `--profile denied|allowed|noop|query|insert|get|native-get|exec|native-exec --calls COUNT`: only make COUNT mediated calls on WasmKit (batch
