@@ -190,20 +190,27 @@ public enum Runner {
         } catch {
             throw RunError(.invalidModule, "'\(path)' is not a valid WebAssembly component: \(error.message)")
         }
+        func compile() throws(RunError) -> any CompiledComponent {
+            do {
+                return try engine.compileComponent(request.module.bytes)
+            } catch {
+                throw RunError(.invalidModule, "'\(path)' is not a valid WebAssembly component: \(error.message)")
+            }
+        }
+        // The interface is read first, by our own parser, so a component that cannot run here is refused before it is
+        // compiled; but that parser does not validate, so a refusal is given only once the engine has found the
+        // component valid: an invalid one (a type nested too deep) is exit 65, not "does not export run".
         for item in interface.imports where !PeonHostBindings.servesComponentImport(item.name) || item.kind != "instance" {
+            _ = try compile()
             throw RunError(.link,
                 "'\(path)' imports \(item.kind) \(item.name), which this host does not serve (it serves the peon:host@\(PeonHostBindings.version) interfaces and WASI preview 2); it cannot run here")
         }
         guard interface.exports.contains(where: { $0.name == PeonHostBindings.runExport && $0.kind == "func" }) else {
+            _ = try compile()
             throw RunError(.noEntryPoint,
                 "'\(path)' is a component that does not export run: func(input: string) -> result<string, string> (the peon:host agent world), so there is nothing to run")
         }
-        let compiled: any CompiledComponent
-        do {
-            compiled = try engine.compileComponent(request.module.bytes)
-        } catch {
-            throw RunError(.invalidModule, "'\(path)' is not a valid WebAssembly component: \(error.message)")
-        }
+        let compiled = try compile()
         let output = OutputBudget(limit: request.limits.outputBytes)
         var sandbox = ComponentSandbox()
         sandbox.arguments = [programName(path)] + request.arguments

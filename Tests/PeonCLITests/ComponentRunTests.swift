@@ -168,6 +168,29 @@ struct ComponentRunTests {
         }
     }
 
+    /// Our own reading of a component's imports and exports does not validate: a component whose import type nests
+    /// 5,000 lists deep (which `wasm-tools validate` refuses, "type nesting is too deep") was reported as importing
+    /// something the host does not serve (exit 67), or, without its run export, as having none (exit 68). It is an
+    /// invalid component (exit 65), as cli.md says, and nothing runs (found by a red-team pass).
+    @Test("an invalid component is exit 65 even where its imports or exports would be refused", .enabled(if: available, skip))
+    func anInvalidComponentIsExit65() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            let types = (1..<5000).map { "(type $t\($0) (list $t\($0 - 1)))" }.joined(separator: "\n")
+            for (name, item) in [("deep-import", #"(import "test:extra/net@0.1.0" (instance (export "read" (func (param "p" $t4999)))))"#),
+                                 ("deep-run", #"(import "peon:host/fs@0.1.0" (instance (export "read" (func (param "path" $t4999)))))"#)] {
+                let source = folder.appendingPathComponent("\(name).wat"), output = folder.appendingPathComponent("\(name).wasm")
+                try Data("(component (type $t0 (list u8))\n\(types)\n\(item))".utf8).write(to: source)
+                let parsed = try runTool("wasm-tools", ["parse", source.path, "-o", output.path])
+                try #require(parsed.status == 0, "wasm-tools parse: \(parsed.stderr)")
+                let result = try fixture.run(output.path, ["--engine", "wasmtime"])
+                #expect(result.status == 65, "\(name): \(result.stderr)")
+                #expect(result.stderr.contains("is not a valid WebAssembly component"), "\(name): \(result.stderr)")
+                #expect(try fixture.entries(call: "fs.read").isEmpty)
+            }
+        }
+    }
+
     @Test("a component importing fs.read with a forged type is refused before it runs (exit 67); nothing is decided",
           .enabled(if: available, skip))
     func forgedImportTypeIsRefused() throws {
