@@ -84,6 +84,9 @@ package enum GrantsParser {
         case .nestedTooDeeply(let line):
             throw GrantsError(file: file, line: line, key: "",
                               message: "keys nested more than \(TOMLHeaderScanner.maxKeyDepth) levels deep (table names, dotted keys, inline tables and arrays together); a grants file needs a few, see docs/grants.md")
+        case .escapedNUL(let line):
+            throw GrantsError(file: file, line: line, key: "",
+                              message: "a string holds an escaped NUL (\\u0000), which no grant value may contain; remove it")
         case nil:
             break
         }
@@ -145,6 +148,9 @@ struct TOMLHeaderScanner {
         case malformedHeader(Int)
         /// A key path deeper than ``maxKeyDepth``, on this line.
         case nestedTooDeeply(Int)
+        /// A NUL written as an escape (`\u0000`, `\U00000000`) in a basic string, on this line: TOML allows it, but
+        /// the TOML library hands back the string cut at it, so `"/home/**\u0000/public/*.txt"` would grant `/home/**`.
+        case escapedNUL(Int)
     }
 
     private let bytes: [UInt8]
@@ -166,6 +172,8 @@ struct TOMLHeaderScanner {
     private var values: [(isTable: Bool, parts: Int)] = []
     /// The depth of ``values`` in key parts, kept with it.
     private var valuesDepth = 0
+    /// The line of the first escaped NUL in a basic string (``Problem/escapedNUL(_:)``).
+    private var nulLine: Int?
 
     /// The depth of the key being read: the table's name (unless this is a header), the keys of the open values,
     /// one per open value, and the key itself.
@@ -220,6 +228,7 @@ struct TOMLHeaderScanner {
                 while let c = byte(at: index), c != Self.newline { index += 1 }
             case Self.quote, Self.apostrophe:
                 skipString(delimiter: b)
+                if let nulLine { return .escapedNUL(nulLine) }
             case UInt8(ascii: "."):
                 if inKey {
                     keyParts += 1
@@ -270,6 +279,7 @@ struct TOMLHeaderScanner {
                 let b = bytes[index]
                 if escapes && b == Self.backslash {
                     if byte(at: index + 1) == Self.newline { line += 1 }
+                    noteEscapedNUL(at: index)
                     index += 2
                 } else if b == delimiter && byte(at: index + 1) == delimiter && byte(at: index + 2) == delimiter {
                     index += 3
@@ -289,8 +299,20 @@ struct TOMLHeaderScanner {
             if b == Self.newline { return }  // not valid TOML; the newline is read as a line's end
             index += 1
             if b == delimiter { return }
-            if escapes && b == Self.backslash, let next = byte(at: index), next != Self.newline { index += 1 }
+            if escapes && b == Self.backslash, let next = byte(at: index), next != Self.newline {
+                noteEscapedNUL(at: index - 1)
+                index += 1
+            }
         }
+    }
+
+    /// Notes the line when the escape whose `\` is at `offset` is `\u0000` or `\U00000000`.
+    private mutating func noteEscapedNUL(at offset: Int) {
+        guard nulLine == nil, let kind = byte(at: offset + 1), kind == UInt8(ascii: "u") || kind == UInt8(ascii: "U") else { return }
+        let digits = kind == UInt8(ascii: "u") ? 4 : 8
+        guard offset + 1 + digits < bytes.count,
+              bytes[(offset + 2)...(offset + 1 + digits)].allSatisfy({ $0 == UInt8(ascii: "0") }) else { return }
+        nulLine = line
     }
 }
 

@@ -258,6 +258,34 @@ import Foundation
         }
     }
 
+    /// A NUL written as an escape is legal TOML, but the TOML library hands back the string cut at it: `paths =
+    /// ["/home/**\u0000/public/*.txt"]` granted `/home/**`, `module = "x\u0000y"` ran as `x`, with no warning (found by
+    /// a red-team pass). Refused on its line in any basic string, key or value, single- or multi-line; a `\\u0000`
+    /// (an escaped backslash), a literal string and a comment hold no NUL and pass.
+    @Test("an escaped NUL in any grants string is refused on its line", arguments: [
+        ("module = \"x\"\n[[fs]]\npaths = [\"/home/**\\u0000/public/*.txt\"]\nallow = [\"read\"]\n", 3),
+        ("module = \"x\\u0000y\"\n", 1),
+        ("module = \"x\"\n[env]\nA = \"\"\"\nline\nb\\U00000000\"\"\"\n", 5),
+        ("module = \"x\"\n[env]\n\"K\\u0000\" = \"v\"\n", 3),
+    ])
+    func anEscapedNULIsRefused(_ text: String, _ line: Int) {
+        do {
+            _ = try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/")
+            Issue.record("parsed: \(text.debugDescription)")
+        } catch {
+            #expect(error.line == line, "\(error)")
+            #expect(error.message.contains("escaped NUL"), "\(error)")
+        }
+    }
+
+    @Test("a backslash before u0000, a literal string or a comment is no NUL")
+    func whatOnlyLooksLikeAnEscapedNULPasses() throws {
+        let text = "module = \"x\"\n# \\u0000\n[env]\nA = \"a\\\\u0000\"\nB = 'c:\\u0000'\n"
+        let grants = try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/")
+        #expect(grants.environment["A"] == "a\\u0000")
+        #expect(grants.environment["B"] == "c:\\u0000")
+    }
+
     static let ordinary: [String] = {
         var cases: [String] = []
         cases.append("limits.memory = \"1MiB\"\n")
