@@ -150,12 +150,13 @@ package final class HTTPToolListener: Sendable {
 
     /// The `Host`/`Origin` check for a listener on `host`:`port` that also accepts `allowedHosts`.
     static func validator(host: String, port: Int, allowedHosts: [String]) -> OriginValidator {
-        let base = isLoopback(host) ? OriginValidator.localhost(port: port) : {
-            let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
-            return OriginValidator(allowedHosts: ["\(name):\(port)"], allowedOrigins: ["http://\(name):\(port)", "https://\(name):\(port)"])
-        }()
-        var hosts = base.allowedHosts
-        var origins = base.allowedOrigins
+        // The address listened on, as the printed URL names it; on loopback also the usual names of loopback, which
+        // `127.0.0.2` or `127.000.000.001` is not among.
+        let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        let bound = OriginValidator(allowedHosts: ["\(name):\(port)"], allowedOrigins: ["http://\(name):\(port)", "https://\(name):\(port)"])
+        let usual = isLoopback(host) ? OriginValidator.localhost(port: port) : OriginValidator(allowedHosts: [], allowedOrigins: [])
+        var hosts = usual.allowedHosts + bound.allowedHosts.filter { !usual.allowedHosts.contains($0) }
+        var origins = usual.allowedOrigins + bound.allowedOrigins.filter { !usual.allowedOrigins.contains($0) }
         for extra in allowedHosts {
             // `name` stands for the name with or without any port; `name:port` for exactly that.
             let patterns = extra.hasSuffix("]") || !extra.contains(":") ? [extra, extra + ":*"] : [extra]
@@ -359,9 +360,20 @@ actor HTTPSessionRouter {
     }
 
     private func route(request head: HTTPRequestHead, body: Data) async -> RoutedResponse {
+        // Exactly one `Host` (RFC 9112 §3.2: a request without one, or with two, is a 400), at most one `Origin`: the
+        // SDK's check reads one of them, and skipped a missing `Host`; `Host: evil` beside `host: 127.0.0.1` was
+        // allowed or refused at random, as the dictionary below ordered them.
+        guard head.headers["Host"].count == 1 else {
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest("Bad Request: a request must carry exactly one Host header")))
+        }
+        guard head.headers["Origin"].count <= 1 else {
+            return RoutedResponse(.error(statusCode: 400, .invalidRequest("Bad Request: a request may carry at most one Origin header")))
+        }
+        // Keyed by the lowercase name, so that a header sent twice in two spellings is one entry whichever the SDK asks.
         var headers: [String: String] = [:]
         for (name, value) in head.headers {
-            headers[name] = headers[name].map { $0 + ", " + value } ?? value
+            let key = name.lowercased()
+            headers[key] = headers[key].map { $0 + ", " + value } ?? value
         }
         let request = HTTPRequest(method: head.method.rawValue, headers: headers, body: body.isEmpty ? nil : body,
                                   path: head.uri)

@@ -34,6 +34,8 @@ enum JSONRPCScreen {
             case tooDeep
             /// An object naming one member twice (`Invalid Request`), which JSON readers resolve differently.
             case duplicateMember
+            /// A member name longer than ``maxNameBytes`` (`Invalid Request`).
+            case longName
             /// A request whose `params` do not fit its method (`Invalid params`).
             case invalidParams
         }
@@ -65,6 +67,13 @@ enum JSONRPCScreen {
         if nestsTooDeeply(data) {
             return Refusal(kind: .tooDeep, code: invalidRequestCode, message: tooDeepMessage,
                            body: errorWithoutID(code: invalidRequestCode, message: tooDeepMessage))
+        }
+        // And a member name longer than any MCP message needs: the JSON readers below hash each name in canonical order,
+        // which is quadratic in a run of combining marks out of order (an 80,000-mark name held the server for 23 s).
+        // Answered under a `null` id: reading the id is a JSON read too.
+        if hasLongName(data) {
+            return Refusal(kind: .longName, code: invalidRequestCode, message: longNameMessage,
+                           body: errorWithoutID(code: invalidRequestCode, message: longNameMessage))
         }
         // Strict RFC 8259 first: Foundation takes `{"id":1,}` (a trailing comma) that Python, JavaScript and Go refuse,
         // so a gateway in front of us would read an error, or nothing, where the server ran the request.
@@ -98,6 +107,17 @@ enum JSONRPCScreen {
             ?? errorWithoutID(code: invalidRequestCode, message: unreadableMessage)
         return Refusal(kind: .unreadable, code: invalidRequestCode, message: unreadableMessage, body: body)
     }
+
+    /// The longest member name a message may hold, in bytes as written (tool arguments' own names included).
+    static let maxNameBytes = 4096
+
+    /// Whether `data` holds a member name longer than ``maxNameBytes`` (one pass over the bytes, no JSON reader).
+    static func hasLongName(_ data: Data) -> Bool {
+        JSONDuplicateMembers.longestName(in: data) > maxNameBytes
+    }
+
+    /// What a message with a longer member name is told.
+    static let longNameMessage = "Invalid Request: a member name is longer than \(maxNameBytes) bytes"
 
     /// The most arrays and objects a message may nest, one inside another (the message's own object is the first).
     /// No MCP message needs a tenth of it; Foundation's JSON readers stop at 512.
@@ -256,7 +276,8 @@ enum JSONRPCScreen {
     /// (`null`, `true`, `1.5`, an object), or an integer not written as one (`1.0`, `1e3`): MCP allows only strings and
     /// integers, and the SDK would drop such a request without an answer, take `null` for `""`, or answer `1e3` as `1000`.
     static func hasInvalidRequestID(_ data: Data) -> Bool {
-        guard let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
+        // A long member name is refused by ``refusal(_:)`` before any JSON reader, this one included, sees it.
+        guard !hasLongName(data), let probe = try? JSONDecoder().decode(RequestIDProbe.self, from: data) else { return false }
         guard probe.method != nil else { return false }
         let invalid = probe.id == .invalid || (probe.id == .valid && !idIsSpelledAsAnInteger(data))
         // Text that is not strict JSON is a parse error (``refusal(_:)``), whatever its id looks like; checked only here,

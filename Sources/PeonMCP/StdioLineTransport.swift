@@ -178,6 +178,7 @@ package actor StdioLineTransport: Transport, AnswerOwingTransport, InjectingTran
         case .unreadable: "a message that is not a JSON-RPC 2.0 request, notification or answer was refused (Invalid Request)"
         case .tooDeep: "a message nesting arrays and objects more than \(JSONRPCScreen.maxNesting) levels deep was refused (Invalid Request)"
         case .duplicateMember: "a message naming a member twice in one object was refused (Invalid Request)"
+        case .longName: "a message with a member name longer than \(JSONRPCScreen.maxNameBytes) bytes was refused (Invalid Request)"
         case .invalidParams: "a request was refused: \(refusal.message)"
         }
         FileHandle.standardError.write(Data("peon-wasm: \(what)\n".utf8))

@@ -21,8 +21,44 @@ package enum JSONDuplicateMembers {
     /// Kelvin sign U+212A: Python's reader keeps those apart, while the Swift readers merge them into one member.
     package static func firstDuplicate(in bytes: some Collection<UInt8>) -> (name: String, depth: Int)? {
         let bytes = Array(bytes)
-        // One entry per open object or array: the names seen so far in an object, `nil` for an array.
-        var open: [Set<String>?] = []
+        // One entry per open object: the names seen so far in it.
+        var seen: [Int: Set<String>] = [:]
+        var found: (name: String, depth: Int)?
+        visitNames(bytes) { range, depth, objectsOpened in
+            if objectsOpened { seen[depth] = [] }
+            let name = String(decoding: unescaped(bytes[range]), as: UTF8.self)
+            // Inserted in place: a copy of the set taken out and written back copied every earlier name for
+            // each new one (100,000 members took two minutes).
+            if seen[depth, default: []].insert(name).inserted == false {
+                found = (name, depth)
+                return false
+            }
+            return true
+        }
+        return found
+    }
+
+    /// The length in bytes (as written, escapes and all) of the longest member name in `bytes`, 0 when there is none.
+    ///
+    /// A reader that keys its objects by Swift `String` (as Foundation's and the MCP SDK's do, and as
+    /// ``firstDuplicate(in:)`` does) puts each name in canonical order to hash it, which takes time that grows with the
+    /// square of a run of combining marks written out of order: one 160 KB name stalled an MCP server for 23 s. A caller
+    /// bounds names with this before any of those readers sees the text.
+    package static func longestName(in bytes: some Collection<UInt8>) -> Int {
+        var longest = 0
+        visitNames(Array(bytes)) { range, _, _ in
+            longest = max(longest, range.count)
+            return true
+        }
+        return longest
+    }
+
+    /// Calls `visit` with the byte range of each member name's content (between its quotes, escapes as written), the
+    /// depth of its object (1 for the top-level object), and whether this is the first name of a newly opened object;
+    /// stops when `visit` answers `false`. One pass, tracking only strings, objects and arrays.
+    private static func visitNames(_ bytes: [UInt8], _ visit: (Range<Int>, Int, Bool) -> Bool) {
+        // One entry per open object or array: whether it is an object, and whether a name was seen in it yet.
+        var open: [(isObject: Bool, named: Bool)] = []
         var expectingName = false
         var index = 0
         while index < bytes.count {
@@ -43,26 +79,25 @@ package enum JSONDuplicateMembers {
                     }
                     end += 1
                 }
-                if expectingName, let last = open.indices.last, open[last] != nil {
-                    let name = String(decoding: unescaped(bytes[start..<min(end, bytes.count)]), as: UTF8.self)
-                    // Inserted in place: a copy of the set taken out and written back copied every earlier name for
-                    // each new one (100,000 members took two minutes).
-                    if open[last]?.insert(name).inserted == false { return (name, open.count) }
+                if expectingName, let last = open.indices.last, open[last].isObject {
+                    let first = !open[last].named
+                    open[last].named = true
+                    if !visit(start..<min(end, bytes.count), open.count, first) { return }
                     expectingName = false
                 }
                 index = end + 1
                 continue
             case UInt8(ascii: "{"):
-                open.append([])
+                open.append((true, false))
                 expectingName = true
             case UInt8(ascii: "["):
-                open.append(nil)
+                open.append((false, false))
                 expectingName = false
             case UInt8(ascii: "}"), UInt8(ascii: "]"):
                 _ = open.popLast()
                 expectingName = false
             case UInt8(ascii: ","):
-                expectingName = open.last.map { $0 != nil } ?? false
+                expectingName = open.last?.isObject ?? false
             case UInt8(ascii: ":"):
                 expectingName = false
             default:
@@ -70,7 +105,6 @@ package enum JSONDuplicateMembers {
             }
             index += 1
         }
-        return nil
     }
 
     /// The UTF-8 of a JSON string's content with its escapes undone; an escape that is not JSON's is kept as written

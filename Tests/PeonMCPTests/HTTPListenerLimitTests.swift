@@ -1,4 +1,5 @@
 import Foundation
+import MCP
 @testable import PeonMCP
 import Testing
 
@@ -134,6 +135,51 @@ import Testing
     static func post(_ port: Int, _ body: String) -> String {
         "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nContent-Type: application/json\r\n"
             + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+    }
+
+    /// A request without `Host` got a session (the SDK checks `Host` only when it is there), and `Host: evil.example`
+    /// beside `host: 127.0.0.1:PORT` was answered 421 or 200 at random (found by a red-team pass). RFC 9112: 400 for
+    /// no `Host` or two; two `Origin` headers are refused too.
+    @Test func aRequestWithoutOneHostIsRefusedWith400() async throws {
+        let (listener, port) = try await Self.listener(HTTPToolListener.ConnectionLimits())
+        defer { Task { await listener.close() } }
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#
+        let rest = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+            + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n" + body
+        let requests = [
+            "POST /mcp HTTP/1.1\r\n" + rest,
+            "POST /mcp HTTP/1.0\r\n" + rest,
+            "POST /mcp HTTP/1.1\r\nHost: evil.example\r\nhost: 127.0.0.1:\(port)\r\n" + rest,
+            "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:\(port)\r\nHost: evil.example\r\n" + rest,
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nHost: 127.0.0.1:\(port)\r\n" + rest,
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nOrigin: http://evil.example\r\norigin: http://127.0.0.1:\(port)\r\n" + rest,
+        ]
+        for request in requests {
+            for _ in 0..<3 {
+                let answer = await Self.offPool { Self.exchange(port, request) }
+                #expect(answer.hasPrefix("HTTP/1.1 400") || answer.hasPrefix("HTTP/1.0 400"), "\(request.prefix(90).debugDescription): \(answer.prefix(120))")
+            }
+        }
+        #expect(await listener.openSessions() == 0)
+        #expect(Self.initialize(port) != nil, "a request with its one Host still starts a session")
+    }
+
+    /// A listener on another loopback address (`127.0.0.2`) refused the URL it printed with 421: only the usual
+    /// loopback names were allowed as `Host` (found by a red-team pass).
+    @Test func theAddressListenedOnIsAnAllowedHost() {
+        let validator = HTTPToolListener.validator(host: "127.0.0.2", port: 4321, allowedHosts: [])
+        let context = HTTPValidationContext(httpMethod: "POST", isInitializationRequest: true)
+        func answer(_ host: String, origin: String? = nil) -> HTTPResponse? {
+            var headers = ["host": host]
+            headers["origin"] = origin
+            return validator.validate(HTTPRequest(method: "POST", headers: headers, body: nil, path: "/mcp"), context: context)
+        }
+        #expect(answer("127.0.0.2:4321", origin: "http://127.0.0.2:4321") == nil)
+        #expect(answer("127.0.0.1:4321") == nil)
+        #expect(answer("localhost:4321") == nil)
+        #expect(answer("127.0.0.2:4322") != nil)
+        #expect(answer("evil.example:4321") != nil)
+        #expect(answer("127.0.0.2:4321", origin: "http://evil.example") != nil)
     }
 
     @Test func aBatchOverHTTPIsRefusedWith400() async throws {

@@ -29,7 +29,27 @@ import Testing
             ("[]", JSONRPCScreen.invalidRequestCode, "null"),
             // Past every JSON reader's depth: it was "not JSON" (-32700); it is JSON, nested too deeply.
             (String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000), JSONRPCScreen.invalidRequestCode, "null"),
+            // A member name past the bound, of combining marks out of canonical order: every Swift JSON reader hashes it
+            // in quadratic time (80,000 marks held the server 23 s). Refused before any reader, under a `null` id.
+            (#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a"# + String(repeating: "\u{301}\u{316}", count: 2_000) + #"":1}}"#,
+             JSONRPCScreen.invalidRequestCode, "null"),
         ]
+
+    /// A member name is bounded at ``JSONRPCScreen/maxNameBytes`` as written, wherever it is; a value is not.
+    @Test func aLongMemberNameIsRefusedBeforeAnyJSONReader() {
+        func message(name: String, value: String = "1") -> Data {
+            Data(#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"e","arguments":{""#.utf8)
+                + Data(name.utf8) + Data(#"":"#.utf8) + Data(value.utf8) + Data("}}}".utf8)
+        }
+        let limit = JSONRPCScreen.maxNameBytes
+        #expect(JSONDuplicateMembers.longestName(in: Array(message(name: String(repeating: "n", count: limit)))) == limit)
+        #expect(JSONRPCScreen.refusal(message(name: String(repeating: "n", count: limit)))?.kind != .longName)
+        let refused = JSONRPCScreen.refusal(message(name: String(repeating: "n", count: limit + 1)))
+        #expect(refused?.kind == .longName)
+        #expect(refused.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":null"#) } == true)
+        #expect(JSONRPCScreen.refusal(message(name: "v", value: "\"" + String(repeating: "\u{301}", count: 3_000) + "\""))?.kind != .longName)
+        #expect(!JSONRPCScreen.hasInvalidRequestID(message(name: String(repeating: "\u{301}\u{316}", count: 3_000))))
+    }
 
     /// The depth count: brackets and braces inside strings (escaped quotes included) do not count, and exactly
     /// ``JSONRPCScreen/maxNesting`` levels pass.
