@@ -335,6 +335,11 @@ struct JSONReader {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyColumn = i + 1
             let key = try string()
+            // No writer writes a longer key (``AuditRecord/bounded()``), and comparing or hashing a long one is quadratic
+            // in a run of combining marks written out of canonical order: a hostile line must not stall a verifier.
+            guard key.utf8.count <= AuditRecord.maxFieldBytes else {
+                throw ParseError(reason: "a key longer than \(AuditRecord.maxFieldBytes) bytes", column: keyColumn)
+            }
             // An entry's objects hold about a dozen keys: compared one by one; a set only for a larger (hostile) one,
             // so a line of many keys costs no more than linear time.
             let duplicate: Bool

@@ -82,6 +82,29 @@ import Testing
         guard case .failure = AuditEntry.parse(broken) else { Issue.record("invalid UTF-8 was accepted"); return }
     }
 
+    /// A key is at most ``AuditRecord/maxFieldBytes`` long, as every writer bounds it: a longer one (here of combining
+    /// marks out of canonical order, which Swift compares and hashes in quadratic time) is refused by its length
+    /// before it is compared with another, so a hostile line cannot stall `audit verify`.
+    @Test func aKeyLongerThanAnyWriterWritesIsRefused() throws {
+        var record = Self.records(1)[0]
+        let longest = String(repeating: "k", count: AuditRecord.maxFieldBytes)
+        record.details = [longest: "v", "a": "b"]
+        let line = AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record, prev: AuditEntry.zeroPrev).serialized()
+        #expect(try AuditEntry.parse(line).get().record == record)
+        let marks = String(repeating: "\u{301}\u{316}", count: AuditRecord.maxFieldBytes)
+        let hostile = String(decoding: line, as: UTF8.self).replacingOccurrences(of: longest, with: "x" + marks)
+        guard case .failure(let error) = AuditEntry.parse(Array(hostile.utf8)) else {
+            Issue.record("a key of \(marks.utf8.count) bytes was accepted")
+            return
+        }
+        #expect(error.reason.contains("key longer than"), "\(error.reason)")
+        // A writer bounds a longer key to its prefix and digest, which reads back.
+        record.details = [longest + "k": "v"]
+        let bounded = try #require(AuditEntry.parse(AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record.bounded(),
+                                                              prev: AuditEntry.zeroPrev).serialized()).get().record.details.keys.first)
+        #expect(bounded.hasPrefix(String(repeating: "k", count: 256)) && bounded.contains("sha256:"))
+    }
+
     /// Every byte that must be escaped is, wherever it falls in a long run of plain bytes (the writer skips plain
     /// bytes eight at a time): the line has no control byte, no DEL and no raw U+2028 or U+2029, parses back to
     /// the exact text, and every other character (ASCII or not, `E2` lead bytes of other characters too) is copied.
