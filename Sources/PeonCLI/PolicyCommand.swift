@@ -222,7 +222,7 @@ struct PolicyEvalCommand: ParsableCommand {
                 throw CommandFailure(message: error.source == "request" ? "\(label):\(index + 1): \(error.message)" : "\(label):\(index + 1): \(error.description)")
             }
             output += decision.isAllowed ? "true" : "false"
-            if explain, let rule = decision.rule { output += "\t\(TerminalText.escaped(rule.location))\t\(TerminalText.escaped("\(rule)"))" }
+            if explain, let rule = decision.rule { output += "\t\(TerminalText.escaped(rule.location))\t\(TerminalText.escaped(rule.csvLine))" }
             output += "\n"
             if output.utf8.count > 1 << 16 {
                 FileHandle.standardOutput.write(Data(output.utf8))

@@ -59,6 +59,23 @@ public struct PolicyRule: Sendable, Hashable, CustomStringConvertible {
         return text
     }
 
+    /// The rule as a line of a policy file that reads back as the same rule: ``description`` with every field that
+    /// holds a comma or a quote, or begins or ends with white space, in double quotes (a quote doubled). So
+    /// `p, "alice, bob", data1, read` is not shown as five fields.
+    public var csvLine: String {
+        var text = section
+        for value in values {
+            text += ", "
+            let needsQuotes = value.contains(",") || value.contains("\"")
+                || value.first.map(\.isWhitespace) == true || value.last.map(\.isWhitespace) == true
+            guard needsQuotes else { text += value; continue }
+            text += "\""
+            for character in value { text += character == "\"" ? "\"\"" : String(character) }
+            text += "\""
+        }
+        return text
+    }
+
     /// Where the rule was written: `policy.csv:3`.
     public var location: String { "\(source):\(line)" }
 }

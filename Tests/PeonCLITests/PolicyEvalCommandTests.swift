@@ -103,6 +103,20 @@ struct PolicyEvalCommandTests {
         #expect(!result.stdout.contains("\u{1b}") && result.stdout.contains("\\u{1b}]0;pwned\\u{7}"), "\(result.stdout)")
     }
 
+    /// The rule `--explain` prints is a policy line that reads back as the same rule: `p, "alice, bob", data1, read`
+    /// was printed as `p, alice, bob, data1, read`, five fields (found by a red-team pass).
+    @Test func anExplainedRuleKeepsItsQuotes() throws {
+        let result = try withTemporaryDirectory { folder in
+            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
+            try Data(Self.model.utf8).write(to: model)
+            try Data("p, \"alice, bob\", \"say \"\"hi\"\"\", read\n".utf8).write(to: policy)
+            return try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, "--explain"],
+                                   stdin: #"["alice, bob", "say \"hi\"", "read"]"# + "\n")
+        }
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasSuffix("\tp, \"alice, bob\", \"say \"\"hi\"\"\", read\n"), "\(result.stdout)")
+    }
+
     @Test func rolePatternsAreDeclaredOnTheCommandLine() throws {
         let model = Self.model.replacingOccurrences(of: "r.sub == p.sub && r.obj == p.obj", with: "r.sub == p.sub && g2(r.obj, p.obj)")
             .replacingOccurrences(of: "[policy_effect]", with: "[role_definition]\ng2 = _, _\n[policy_effect]")
