@@ -186,7 +186,7 @@ struct AuditCommand: ParsableCommand {
     struct Checkpoint: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "checkpoint",
-            abstract: "Print the log's latest signed checkpoint (a C2SP signed note).")
+            abstract: "Print the log's latest signed checkpoint (a C2SP signed note), once the log verifies against it.")
 
         @Argument(help: "The audit log.") var log: String
         @Flag(help: "Sign a fresh checkpoint of the whole log first (takes the log's lock; needs the signing key).")
@@ -202,7 +202,11 @@ struct AuditCommand: ParsableCommand {
                     let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0, adoptingUnsigned: true)
                     try opened.close()
                 }
-                _ = try AuditVerifier.loadCheckpoint(path: log + ".checkpoint", key: nil)
+                // Checked as `audit verify LOG` checks it (with the local key when there is one) before it is printed to be
+                // published or archived: a checkpoint whose origin was altered, or a log edited under it, printed with exit 0.
+                let keyPath = try keyOptions.path()
+                let verifierKey = FileManager.default.fileExists(atPath: keyPath) ? try CheckpointSigner.load(keyPath: keyPath).verifierKey : nil
+                _ = try AuditVerifier.verify(logPath: log, verifierKey: verifierKey)
                 // A regular file of at most a signed note's size: a FIFO or a huge file put there is refused.
                 guard let data = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes) else {
                     throw AuditError(.checkpointMissing, "\(log).checkpoint: cannot read the checkpoint")

@@ -458,6 +458,34 @@ struct AuditFileTests {
         }
     }
 
+    /// `audit checkpoint` prints a note to be published or archived only once the log verifies against it, as `audit
+    /// verify` checks it: an entry edited under the checkpoint, or the checkpoint's origin altered, printed with exit 0
+    /// (found by a red-team pass).
+    @Test func aCheckpointIsPrintedOnlyOnceTheLogVerifies() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let checkpoint = URL(fileURLWithPath: log.path + ".checkpoint")
+            let note = try Data(contentsOf: checkpoint)
+            let original = try Data(contentsOf: log)
+            // With the key the run signed with (the local key `audit verify` uses too).
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            #expect(try runPeonWasm(["audit", "checkpoint", log.path], environment: environment).status == 0)
+            let text = String(decoding: original, as: UTF8.self)
+            let edited = text.replacingOccurrences(of: #""call":"run.start""#, with: #""call":"run.xtart""#)
+            #expect(edited != text)
+            try Data(edited.utf8).write(to: log)
+            let refused = try runPeonWasm(["audit", "checkpoint", log.path], environment: environment)
+            #expect(refused.status != 0 && refused.stdout.isEmpty, "\(refused.status) \(refused.stdout)")
+            #expect(refused.stderr.hasPrefix("peon-wasm: error:"), "\(refused.stderr)")
+            try original.write(to: log)
+            let renamed = String(decoding: note, as: UTF8.self).replacingOccurrences(of: "peon-wasm/", with: "peon-wasm-evil/")
+            try Data(renamed.utf8).write(to: checkpoint)
+            let forged = try runPeonWasm(["audit", "checkpoint", log.path], environment: environment)
+            #expect(forged.status != 0 && forged.stdout.isEmpty, "\(forged.status) \(forged.stdout)")
+        }
+    }
+
     /// `--key FILE` reads at most 4 KiB: a path to a huge file is refused at once (exit 11), never read whole.
     @Test func aHugeKeyFileIsRefusedWithoutReadingIt() throws {
         try withTemporaryDirectory { folder in
