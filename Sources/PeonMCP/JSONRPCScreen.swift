@@ -97,7 +97,8 @@ enum JSONRPCScreen {
             return Refusal(kind: .duplicateMember, code: invalidRequestCode, message: message, body: body)
         }
         if let object = json as? [String: Any], let kind = transportKind(object), kind == serverKind(data) {
-            guard kind == .request, let method = object["method"] as? String, let problem = paramsProblem(method, object["params"]),
+            guard kind == .request, let method = object["method"] as? String,
+                  let problem = paramsProblem(method, object["params"]) ?? (method == "tools/call" ? lossyNumber(in: data) : nil),
                   let id = messageID(data) else { return nil }
             let message = "Invalid params: \(problem)"
             return Refusal(kind: .invalidParams, code: invalidParamsCode, message: message,
@@ -164,6 +165,44 @@ enum JSONRPCScreen {
     /// fit (or the method is another's, answered as the SDK answers it). The SDK answered such params with its own
     /// "Internal error" (-32603: it could not decode them), and took an `initialize` without a `clientInfo` for a
     /// client named `unknown`, which the audit log then could not tell from one that calls itself so.
+    /// Why a number of a `tools/call` would not reach the tool as the client wrote it, or `nil`. The SDK reads a number
+    /// into a 64-bit integer or a `Double`, and the tool gets it written again from that: `18446744073709551617` arrived
+    /// as `1.8446744073709552e+19`, and a schema's `maximum` was checked against the rounded value. So an integer outside
+    /// 64 bits, or a number with more significant digits than a `Double` keeps (17), is refused (found by a red-team
+    /// pass); docs/mcp.md promises arguments pass unchanged or not at all. One pass over the bytes outside strings.
+    static func lossyNumber(in data: Data) -> String? {
+        let bytes = Array(data)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    index += bytes[index] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                index += 1
+                continue
+            }
+            guard byte == UInt8(ascii: "-") || (0x30...0x39).contains(byte) else { index += 1; continue }
+            let start = index
+            while index < bytes.count, "+-.eE0123456789".utf8.contains(bytes[index]) { index += 1 }
+            let token = bytes[start..<index]
+            let mantissa = token.prefix { $0 != UInt8(ascii: "e") && $0 != UInt8(ascii: "E") }
+            let isInteger = mantissa.count == token.count && !mantissa.contains(UInt8(ascii: "."))
+            let text = String(decoding: token, as: UTF8.self)
+            if isInteger {
+                if Int64(text) == nil { return "the number \(text.prefix(40)) is outside 64-bit integers and would reach the tool as another number; send it as a string" }
+                continue
+            }
+            let digits = mantissa.filter { (0x30...0x39).contains($0) }.drop { $0 == UInt8(ascii: "0") }
+            let significant = digits.reversed().drop { $0 == UInt8(ascii: "0") }.count
+            if significant > 17 {
+                return "the number \(text.prefix(40)) has more significant digits than a 64-bit float keeps and would reach the tool rounded; send it as a string"
+            }
+        }
+        return nil
+    }
+
     static func paramsProblem(_ method: String, _ params: Any?) -> String? {
         let object = params as? [String: Any]
         if params != nil && !(params is NSNull) && object == nil { return "\(method) takes its params as an object" }

@@ -35,6 +35,26 @@ import Testing
              JSONRPCScreen.invalidRequestCode, "null"),
         ]
 
+    /// A `tools/call` number the SDK would hand the tool as another number is refused (Invalid params, under the id):
+    /// `18446744073709551617` reached the tool as `1.8446744073709552e+19` (found by a red-team pass). Numbers a 64-bit
+    /// integer or a `Double` keeps pass, and so do digits inside strings and other methods' numbers.
+    @Test func aToolCallNumberThatWouldChangeIsRefused() {
+        func call(_ arguments: String, method: String = "tools/call") -> Data {
+            Data(#"{"jsonrpc":"2.0","id":9,"method":"\#(method)","params":{"name":"e","arguments":\#(arguments)}}"#.utf8)
+        }
+        for lossy in [#"{"n":18446744073709551617}"#, #"{"n":-9223372036854775809}"#, #"{"n":[1,{"m":123456789012345678901234567890}]}"#,
+                      #"{"n":0.123456789012345678}"#, #"{"n":1.00000000000000000001e5}"#] {
+            let refusal = JSONRPCScreen.refusal(call(lossy))
+            #expect(refusal?.kind == .invalidParams && refusal?.code == JSONRPCScreen.invalidParamsCode, "\(lossy)")
+            #expect(refusal.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":9"#) } == true, "\(lossy)")
+        }
+        for kept in [#"{"n":9223372036854775807}"#, #"{"n":-9223372036854775808}"#, #"{"n":0.1,"m":3.141592653589793,"k":1e300}"#,
+                     #"{"n":1.50000000000000000000,"s":"18446744073709551617"}"#, #"{"n":-0,"m":12345678901234567}"#] {
+            #expect(JSONRPCScreen.refusal(call(kept)) == nil, "\(kept)")
+        }
+        #expect(JSONRPCScreen.lossyNumber(in: call(#"{"n":18446744073709551617}"#)) != nil)
+    }
+
     /// A member name is bounded at ``JSONRPCScreen/maxNameBytes`` as written, wherever it is; a value is not.
     @Test func aLongMemberNameIsRefusedBeforeAnyJSONReader() {
         func message(name: String, value: String = "1") -> Data {
