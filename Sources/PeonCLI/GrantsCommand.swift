@@ -195,6 +195,17 @@ struct PolicyExplainCommand: ParsableCommand {
     /// named with what is expected: before, `fs.raed` was answered "deny" and a bad URL was exit 2 ("a file does not
     /// load").
     func validate() throws {
+        // Nothing a run could be: an empty or control-character module name, a label no grant could name (`hr,,x`
+        // dropped its empty label silently, and the explanation was of a request that cannot occur).
+        if let module, module.isEmpty || module.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw ValidationError("--module must be a module name (a grants file's `module`, or a policy subject), not empty and without control characters")
+        }
+        if let labels {
+            for label in labels.split(separator: ",", omittingEmptySubsequences: false).map({ $0.trimmingCharacters(in: .whitespaces) })
+            where !isLabelName(label) {
+                throw ValidationError("--labels: `\(TerminalText.escaped(label))` is not a label; labels are 1-64 characters of A-Z a-z 0-9 . _ -, separated by commas")
+            }
+        }
         if case .failure(let problem) = policyObjectOrReason(action: action, resource: resource,
                                                              workingDirectory: FileManager.default.currentDirectoryPath) {
             throw ValidationError(problem.message)

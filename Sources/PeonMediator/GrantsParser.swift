@@ -872,6 +872,9 @@ private struct Reader {
 /// characters of `A-Z a-z 0-9 . _ -`. A binding under any other name could never be granted.
 package func isDatabaseName(_ text: String) -> Bool { isIdentifier(text) }
 
+/// Whether `text` can name an information-flow label in grants (`labels = [...]`), and so be one a run holds.
+package func isLabelName(_ text: String) -> Bool { isIdentifier(text) }
+
 /// 1-64 characters of `A-Z a-z 0-9 . _ -`.
 func isIdentifier(_ text: String) -> Bool {
     !text.isEmpty && text.count <= 64

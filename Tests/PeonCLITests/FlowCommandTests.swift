@@ -53,6 +53,24 @@ struct FlowCommandTests {
         #expect(unlabelled.status == 0, "\(unlabelled.stdout)")
     }
 
+    /// `policy explain` explains only requests that can occur: an empty or control-character module name, or a label
+    /// no grant could name (`hr,,x` dropped its empty one silently), is the command line's fault (64).
+    @Test func policyExplainRefusesModulesAndLabelsNoRunCouldHave() throws {
+        let results = try withTemporaryDirectory { folder in
+            let grants = folder.appendingPathComponent("g.toml")
+            try Data(Self.grants(folder).utf8).write(to: grants)
+            let target = folder.path + "/out/summary.md"
+            return try [["--module", ""], ["--module", "a\nb"], ["--labels", "hr,,x"], ["--labels", "\u{202E}"], ["--labels", ""]].map {
+                try runPeonWasm(["policy", "explain", "--grants", grants.path] + $0 + ["fs.write", target])
+            } + [try runPeonWasm(["policy", "explain", "--grants", grants.path, "--labels", "hr, pii", "fs.write", target])]
+        }
+        for result in results.dropLast() {
+            #expect(result.status == 64, "\(result.stderr)")
+            #expect(result.stderr.hasPrefix("peon-wasm: error:") && !result.stderr.contains("\u{202E}"), "\(result.stderr)")
+        }
+        #expect(results.last?.status == 1, "\(results.last?.stderr ?? "")")
+    }
+
     @Test func auditShowListsOnlyFirstUses() throws {
         let (first, second, shown) = try withTemporaryDirectory { folder in
             let fm = FileManager.default
