@@ -103,6 +103,15 @@ package struct WasmKitEngine: WasmEngine {
     /// (`"Message(text: "magic header not detected ...")" at offset 0x4`), which is shown without the wrapper.
     static func describe(_ error: any Error) -> String {
         let text = String(describing: error)
+        // WasmKit names a bad LEB128 integer by its enum case alone, and a module cut short in its own words.
+        switch text {
+        case "integerRepresentationTooLong": return "an integer is encoded in more bytes than its type allows (a damaged or hand-made module)"
+        case "overflow": return "an integer overflows its type (a damaged or hand-made module)"
+        case "insufficientBytes": return "the module ends inside an integer (a truncated file)"
+        default: break
+        }
+        let cut = "Unexpected end of byte sequence."
+        if text.hasPrefix(cut) { return "the module ends early (a truncated file)" + text.dropFirst(cut.count) }
         let opening = "\"Message(text: \"", closing = "\")\""
         guard let start = text.range(of: opening),
               let end = text.range(of: closing, options: .backwards, range: start.upperBound..<text.endIndex) else { return text }

@@ -60,11 +60,22 @@ struct RunCommandTests {
     @Test("bytes that are not a valid module are exit 65", arguments: [
         ("empty.wasm", "", "is empty"),
         ("text.wasm", "hello, I am not wasm", "does not start with"),
-        ("truncated.wasm", "\0asm\u{1}\0\0\0\u{1}\u{5}\u{1}", "not a valid WebAssembly module"),
+        ("truncated.wasm", "\0asm\u{1}\0\0\0\u{1}\u{5}\u{1}", "the module ends early (a truncated file)"),
         ("broken.wat", "(module (func (export \"_start\") (i32.add)", "invalid WebAssembly text"),
     ])
     func invalidModules(name: String, content: String, words: String) throws {
         expectOneLineError(try run(name, content), status: 65, mentioning: [words])
+    }
+
+    /// A section size written in six LEB128 bytes was named by WasmKit's enum case alone (`integerRepresentationTooLong`).
+    @Test("an over-long integer in a module is exit 65 in words")
+    func anOverlongIntegerIsNamedInWords() throws {
+        let result = try withTemporaryDirectory { folder in
+            let file = folder.appendingPathComponent("badleb.wasm")
+            try Data([0, 0x61, 0x73, 0x6D, 1, 0, 0, 0, 1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).write(to: file)
+            return try runPeonWasm(["run", file.path])
+        }
+        expectOneLineError(result, status: 65, mentioning: ["an integer is encoded in more bytes than its type allows"])
     }
 
     /// WebAssembly text is bounded before WasmKit's parser sees it: 3,000 nested blocks overflowed the parser's
