@@ -277,7 +277,8 @@ public enum Runner {
         case let error as RunStoppedByHost:
             return RunError(.hostCallLimit, error.reason)
         case let error as GuestMemoryError:
-            return RunError(.trap, "the module passed a bad pointer to a host function: \(error.message)")
+            // Raised by lifting a host call's arguments or `run`'s own result: not only pointers (a tag, text, a length).
+            return RunError(.trap, "the module handed the host a value it cannot read (in a host call's arguments or in run's result): \(error.message); the module's bindings are broken: rebuild it with a peon SDK (docs/guest-abi.md)")
         case let error as CanonicalValueMismatch:
             return RunError(.trap, "the module broke the canonical ABI: \(error)")
         case let error as CanonicalLimitExceeded:

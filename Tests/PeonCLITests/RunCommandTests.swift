@@ -67,6 +67,15 @@ struct RunCommandTests {
         expectOneLineError(try run(name, content), status: 65, mentioning: [words])
     }
 
+    /// A value the host cannot lift (here `run`'s result area past the end of memory) was reported as "a bad pointer to
+    /// a host function", although no host function was involved, and with nothing to do (found by a red-team pass).
+    @Test("a result the host cannot read is exit 69, says where and what to do")
+    func anUnreadableResultSaysWhereAndWhatToDo() throws {
+        let text = #"(module (memory (export "memory") 1) (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024)) (func (export "run") (param i32 i32) (result i32) (i32.const 65532)))"#
+        expectOneLineError(try run("result.wat", text), status: 69,
+                           mentioning: ["in run's result", "outside linear memory", "rebuild it with a peon SDK"])
+    }
+
     /// A section size written in six LEB128 bytes was named by WasmKit's enum case alone (`integerRepresentationTooLong`).
     @Test("an over-long integer in a module is exit 65 in words")
     func anOverlongIntegerIsNamedInWords() throws {
