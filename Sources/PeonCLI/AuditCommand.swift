@@ -202,10 +202,17 @@ struct AuditCommand: ParsableCommand {
                     let opened = try AuditLog.open(path: log, signer: signer, checkpointEvery: 0, adoptingUnsigned: true)
                     try opened.close()
                 }
-                // Checked as `audit verify LOG` checks it (with the local key when there is one) before it is printed to be
-                // published or archived: a checkpoint whose origin was altered, or a log edited under it, printed with exit 0.
+                // Checked before it is printed to be published or archived, as `audit verify LOG` checks it: a checkpoint
+                // whose origin was altered, or a log edited under it, printed with exit 0. The signature is checked with
+                // the local key when the note names it; a log another host signed is checked for its chain and root.
                 let keyPath = try keyOptions.path()
-                let verifierKey = FileManager.default.fileExists(atPath: keyPath) ? try CheckpointSigner.load(keyPath: keyPath).verifierKey : nil
+                var verifierKey: String?
+                if FileManager.default.fileExists(atPath: keyPath) {
+                    let local = try CheckpointSigner.load(keyPath: keyPath).verifierKey
+                    let note = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes)
+                    let signers = note.flatMap { try? SignedNote.parse(String(decoding: $0, as: UTF8.self)) }?.signatures.map(\.name) ?? []
+                    if let name = try? VerifierKey(local).name, signers.contains(name) { verifierKey = local }
+                }
                 _ = try AuditVerifier.verify(logPath: log, verifierKey: verifierKey)
                 // A regular file of at most a signed note's size: a FIFO or a huge file put there is refused.
                 guard let data = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes) else {

@@ -132,24 +132,28 @@ package struct WasmKitEngine: WasmEngine {
     static func refuseLongNegationChains(_ bytes: [UInt8]) throws(EngineError) {
         var parser = WasmParser.Parser(bytes: bytes)
         var meter = NegationChainMeter(limit: maxNegationChain)
-        do {
-            while let payload = try parser.parseNext() {
-                guard case .codeSection(let bodies) = payload else { continue }
-                for (index, body) in bodies.enumerated() {
-                    meter.run = 0
-                    var instructions = ExpressionParser(code: body)
-                    while let instruction = try instructions.parse() {
-                        instruction(visitor: &meter)
-                    }
-                    if meter.exceeded {
-                        throw EngineError(.invalidModule, "function body \(index) holds more than \(maxNegationChain) i32.eqz or i64.eqz instructions in a row, which the WasmKit engine cannot compile without exhausting its stack; run the module with --engine wasmtime")
-                    }
+        while true {
+            let payload: ParsingPayload?
+            do {
+                payload = try parser.parseNext()
+            } catch {
+                return  // The module's structure is WasmKit's to report (it parsed it already, so this does not happen).
+            }
+            guard let payload else { return }
+            guard case .codeSection(let bodies) = payload else { continue }
+            for (index, body) in bodies.enumerated() {
+                meter.run = 0
+                var instructions = ExpressionParser(code: body)
+                // An instruction this parser cannot read (one of a proposal WasmKit's translator is built without) ends
+                // the count of its body: the translator refuses the body there, in its own words, after translating what
+                // came before, which is why the chain up to it is still counted.
+                while let instruction = try? instructions.parse() {
+                    instruction(visitor: &meter)
+                }
+                if meter.exceeded {
+                    throw EngineError(.invalidModule, "function body \(index) holds more than \(maxNegationChain) i32.eqz or i64.eqz instructions in a row, which the WasmKit engine cannot compile without exhausting its stack; run the module with --engine wasmtime")
                 }
             }
-        } catch let error as EngineError {
-            throw error
-        } catch {
-            throw EngineError(.invalidModule, Self.describe(error))
         }
     }
 
@@ -324,14 +328,14 @@ extension WasmValue {
 }
 
 /// Counts the `i32.eqz` and `i64.eqz` instructions of a function body in a row, for
-/// ``WasmKitEngine/refuseLongNegationChains(_:)``. The count is an upper bound of what WasmKit chains: it starts again
-/// only at an instruction that certainly emits code of its own (a call, a memory access, a comparison or other
-/// arithmetic, a conditional branch, a select, a global store), never at one that might leave the last `eqz` in place
-/// (a local or constant access, `drop`, `nop`, a block's start or end, an unconditional branch).
+/// ``WasmKitEngine/refuseLongNegationChains(_:)``. WasmKit chains an `eqz` onto the last instruction it emitted, and
+/// forgets that instruction whenever it pops an operand or emits another one; so the count starts again at every
+/// instruction but those that do neither (a local, global or constant read, `nop`, a block's start or end, a branch
+/// that ends the reachable code). An upper bound of the chain: `local.get 0; i32.eqz; local.set 1` repeated is no chain.
 struct NegationChainMeter: AnyInstructionVisitor {
     typealias VisitorError = Never
     var binaryOffset = 0
-    /// The `eqz` instructions since the last one that certainly emits code.
+    /// The `eqz` instructions since the last one that breaks a chain.
     var run = 0
     /// The most allowed in a row.
     let limit: Int
@@ -345,11 +349,11 @@ struct NegationChainMeter: AnyInstructionVisitor {
         case .i32Eqz, .i64Eqz:
             run += 1
             if run > limit { exceeded = true }
-        case .call, .callIndirect, .callRef, .load, .store, .cmp, .unary, .binary, .conversion, .select, .typedSelect,
-             .brIf, .if, .brTable, .globalSet, .memorySize, .memoryGrow:
-            run = 0
-        default:
+        case .nop, .block, .loop, .end, .else, .tryTable, .br, .unreachable, .return, .localGet, .globalGet,
+             .i32Const, .i64Const, .f32Const, .f64Const, .v128Const, .refNull, .refFunc:
             break
+        default:
+            run = 0
         }
     }
 }

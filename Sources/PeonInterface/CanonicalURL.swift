@@ -212,12 +212,15 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
                     throw refuse("the path contains \(twice) (an escape encoded twice), which a server that decodes twice reads as a delimiter or dot")
                 }
             }
-            // A dot, slash or delimiter in disguise: an overlong UTF-8 form (`%C0%AE` is '.' to a decoder that does not
-            // check the shortest form, as IIS's once did) or a compatibility character that Unicode normalization (NFKC,
-            // which some servers and frameworks apply to paths) turns into one (fullwidth `%EF%BC%8E` becomes '.').
-            if byte >= 0x80, let disguised = disguisedDelimiter(at: index, escapeValue(at:)) {
-                let spelled = String(decoding: text[index..<min(text.count, index + 3 * disguised.escapes)], as: UTF8.self)
-                throw refuse("the path contains \(spelled) (\(disguised.reason)), which a server that decodes or normalizes it reads as a dot, slash or delimiter")
+        }
+        // A dot, slash or delimiter in disguise: an overlong UTF-8 form (`%C0%AE` is '.' to a decoder that does not
+        // check the shortest form, as IIS's once did) or a character that Unicode normalization (NFC or NFKC, which some
+        // servers and frameworks apply to paths) turns into one (fullwidth `%EF%BC%8E` becomes '.'); written once, or
+        // encoded twice (`%25C0%25AE`) for a server that decodes twice.
+        let onceDecoded = Self.decodingEncodedPercents(text)
+        for view in onceDecoded == text ? [text] : [text, onceDecoded] {
+            if let disguised = Self.firstDisguisedDelimiter(in: view) {
+                throw refuse("the path contains \(disguised.spelled) (\(disguised.reason)), which a server that decodes or normalizes it reads as a dot, slash or delimiter")
             }
         }
         var output: [Substring] = []
@@ -248,25 +251,68 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         return "/" + output.joined(separator: "/")
     }
 
-    /// Characters that NFKC normalization turns into a dot, a slash, a backslash or a delimiter, as UTF-8: the fullwidth
-    /// and small forms of `.` `/` `\` `;` `?` `#` `%`, the one- and two-dot leaders (`.` and `..`).
-    private static let compatibilityDelimiters: [[UInt8]] = [
-        [0xEF, 0xBC, 0x8E], [0xEF, 0xBC, 0x8F], [0xEF, 0xBC, 0xBC], [0xEF, 0xBC, 0x9B], [0xEF, 0xBC, 0x9F],
-        [0xEF, 0xBC, 0x83], [0xEF, 0xBC, 0x85], [0xEF, 0xB9, 0x92], [0xEF, 0xB9, 0xA8], [0xEF, 0xB9, 0x94],
-        [0xEF, 0xB9, 0x96], [0xEF, 0xB9, 0x9F], [0xEF, 0xB9, 0xAA], [0xE2, 0x80, 0xA4], [0xE2, 0x80, 0xA5],
+    /// The code points whose NFKC normalization (and so NFC's, a subset) holds `.`, `/`, `\`, `;`, `?`, `#` or `%`:
+    /// every one in Unicode 14 (fullwidth and small forms, the dot leaders and ellipsis, U+037E GREEK QUESTION MARK,
+    /// which NFC alone turns into `;`, U+2100 ACCOUNT OF, which becomes `a/c`, "1." to "20.", ...). Sorted.
+    static let normalizingToDelimiters: [UInt32] = [
+        0x37E, 0x2024, 0x2025, 0x2026, 0x2047, 0x2048, 0x2049, 0x2100, 0x2101, 0x2105, 0x2106, 0x2488, 0x2489, 0x248A,
+        0x248B, 0x248C, 0x248D, 0x248E, 0x248F, 0x2490, 0x2491, 0x2492, 0x2493, 0x2494, 0x2495, 0x2496, 0x2497, 0x2498,
+        0x2499, 0x249A, 0x249B, 0x33C2, 0x33C7, 0x33D8, 0xFE14, 0xFE16, 0xFE19, 0xFE30, 0xFE52, 0xFE54, 0xFE56, 0xFE5F,
+        0xFE68, 0xFE6A, 0xFF03, 0xFF05, 0xFF0E, 0xFF0F, 0xFF1B, 0xFF1F, 0xFF3C, 0x1F100,
     ]
 
-    /// Whether the escapes from `index` on spell an overlong UTF-8 form (`%C0%AE`, `%E0%80%AE`: a lead byte `C0`
-    /// or `C1`, or `E0`/`F0` followed by a byte below the shortest form's range) or a character in
-    /// ``compatibilityDelimiters``; `escapeValue` reads the escape at a byte offset (nil where none starts).
-    private static func disguisedDelimiter(at index: Int, _ escapeValue: (Int) -> UInt8?) -> (reason: String, escapes: Int)? {
-        guard let lead = escapeValue(index) else { return nil }
-        let next = escapeValue(index + 3)
-        if lead == 0xC0 || lead == 0xC1 || (lead == 0xE0 && (next ?? 0xFF) < 0xA0) || (lead == 0xF0 && (next ?? 0xFF) < 0x90) {
-            return ("an overlong UTF-8 form", lead < 0xE0 ? 2 : 3)
+    /// `text` (canonical escapes, uppercase) with every `%25XY` (an escape encoded twice) read once: `%XY`.
+    static func decodingEncodedPercents(_ text: [UInt8]) -> [UInt8] {
+        guard containsBytes(text, Array("%25".utf8)) else { return text }
+        var out: [UInt8] = []
+        out.reserveCapacity(text.count)
+        var index = 0
+        while index < text.count {
+            if index + 4 < text.count, text[index] == UInt8(ascii: "%"), text[index + 1] == UInt8(ascii: "2"),
+               text[index + 2] == UInt8(ascii: "5"), isHexDigit(text[index + 3]), isHexDigit(text[index + 4]) {
+                out += [UInt8(ascii: "%"), text[index + 3], text[index + 4]]
+                index += 5
+            } else {
+                out.append(text[index])
+                index += 1
+            }
         }
-        guard lead == 0xEF || lead == 0xE2, let next, let third = escapeValue(index + 6) else { return nil }
-        return compatibilityDelimiters.contains([lead, next, third]) ? ("a character Unicode normalization turns into a dot or delimiter", 3) : nil
+        return out
+    }
+
+    /// The first run of escapes in `text` that spells, as UTF-8 or as a lenient decoder reads it, something a server
+    /// could take for a dot, slash or delimiter: an overlong form (`%C0%AE`, `%E0%80%AE`, the 5- and 6-byte forms of
+    /// old decoders), a lead byte no UTF-8 has (`F5`-`FF`) before continuation bytes, or a code point in
+    /// ``normalizingToDelimiters``. Bytes that do not form such a run (Latin-1 `%C1lvaro`, EUC-KR `%C0%CC`) pass: they
+    /// are text in another encoding, which no decoder reads as a delimiter.
+    static func firstDisguisedDelimiter(in text: [UInt8]) -> (spelled: String, reason: String)? {
+        func escape(at index: Int) -> UInt8? {
+            guard index >= 0, index + 2 < text.count, text[index] == UInt8(ascii: "%"),
+                  isHexDigit(text[index + 1]), isHexDigit(text[index + 2]) else { return nil }
+            return hexValue(text[index + 1]) << 4 | hexValue(text[index + 2])
+        }
+        var index = 0
+        while index < text.count {
+            guard let lead = escape(at: index), lead >= 0xC0 else { index += 1; continue }
+            // The length the lead byte announces, 2 to 6 (5 and 6: the original UTF-8, which some decoders still read).
+            let length = lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : lead < 0xF8 ? 4 : lead < 0xFC ? 5 : lead < 0xFE ? 6 : 1
+            var value = UInt32(lead) & (length == 1 ? 0 : (UInt32(1) << (7 - length)) - 1)
+            var count = 1
+            while count < length, let next = escape(at: index + 3 * count), next & 0xC0 == 0x80 {
+                value = value << 6 | UInt32(next & 0x3F)
+                count += 1
+            }
+            guard count == length, length > 1 else { index += 3; continue }
+            let spelled = String(decoding: text[index..<(index + 3 * length)], as: UTF8.self)
+            let shortest = value < 0x80 ? 1 : value < 0x800 ? 2 : value < 0x1_0000 ? 3 : value < 0x20_0000 ? 4 : value < 0x400_0000 ? 5 : 6
+            if length > shortest { return (spelled, "an overlong UTF-8 form") }
+            if length > 4 || value > 0x10_FFFF { return (spelled, "a UTF-8 form past U+10FFFF, which only old decoders read") }
+            if normalizingToDelimiters.contains(value) {
+                return (spelled, "a character Unicode normalization turns into a dot or delimiter")
+            }
+            index += 3 * length
+        }
+        return nil
     }
 
     /// Checks the characters of a path or query and normalizes percent-escapes: unreserved characters

@@ -76,7 +76,14 @@ package enum GrantsParser {
     static let syntaxHint = "check the quotes, brackets and commas at or before that line (docs/grants.md shows the format)"
 
     package static func parse(_ text: String, file: String, baseDirectory: String) throws(GrantsError) -> Grants {
-        var scanner = TOMLHeaderScanner(Array(text.utf8))
+        let bytes = Array(text.utf8)
+        // A NUL byte anywhere (TOML allows none): the TOML library reads the text as a C string and dropped everything
+        // after it, so `allow = ["read"]   #<NUL>` then `approval = true` granted the read without the approval.
+        if let nul = bytes.firstIndex(of: 0) {
+            throw GrantsError(file: file, line: bytes[..<nul].reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }, key: "",
+                              message: "a NUL byte, which TOML does not allow and which would hide the rest of the file; remove it")
+        }
+        var scanner = TOMLHeaderScanner(bytes)
         switch scanner.firstProblem() {
         case .malformedHeader(let line):
             throw GrantsError(file: file, line: line, key: "",

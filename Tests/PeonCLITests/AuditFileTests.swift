@@ -479,8 +479,10 @@ struct AuditFileTests {
             #expect(refused.status != 0 && refused.stdout.isEmpty, "\(refused.status) \(refused.stdout)")
             #expect(refused.stderr.hasPrefix("peon-wasm: error:"), "\(refused.stderr)")
             try original.write(to: log)
-            let renamed = String(decoding: note, as: UTF8.self).replacingOccurrences(of: "peon-wasm/", with: "peon-wasm-evil/")
-            try Data(renamed.utf8).write(to: checkpoint)
+            // The origin line alone changed; the signature line still names the key, whose signature no longer holds.
+            var lines = String(decoding: note, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            lines[0] = "evil.example/log"
+            try Data(lines.joined(separator: "\n").utf8).write(to: checkpoint)
             let forged = try runPeonWasm(["audit", "checkpoint", log.path], environment: environment)
             #expect(forged.status != 0 && forged.stdout.isEmpty, "\(forged.status) \(forged.stdout)")
         }

@@ -278,6 +278,24 @@ import Foundation
         }
     }
 
+    /// A raw NUL byte, in a comment or on a line of its own: the TOML library read the text as a C string and dropped
+    /// everything after it, so the `approval = true` and the whole `[egress]` table below were silently gone (found by
+    /// a red-team pass). Refused on its line.
+    @Test("a raw NUL byte anywhere in a grants file is refused on its line", arguments: [
+        ("module = \"m\"\n[[fs]]\npaths = [\"/home/**\"]\nallow = [\"read\"]   #\u{0}\napproval = true\n\n[egress]\nrefuse = [\"private-key\"]\n", 4),
+        ("module = \"m\"\n\u{0}\n[[fs]]\n", 2),
+        ("\u{0}module = \"m\"\n", 1),
+    ])
+    func aRawNULIsRefused(_ text: String, _ line: Int) {
+        do {
+            _ = try GrantsParser.parse(text, file: "g.toml", baseDirectory: "/")
+            Issue.record("parsed: \(text.debugDescription)")
+        } catch {
+            #expect(error.line == line, "\(error)")
+            #expect(error.message.contains("NUL byte"), "\(error)")
+        }
+    }
+
     @Test("a backslash before u0000, a literal string or a comment is no NUL")
     func whatOnlyLooksLikeAnEscapedNULPasses() throws {
         let text = "module = \"x\"\n# \\u0000\n[env]\nA = \"a\\\\u0000\"\nB = 'c:\\u0000'\n"
