@@ -149,6 +149,8 @@ enum JSONValue: Equatable {
 struct JSONReader {
     /// The deepest nesting accepted; the log's entries nest two levels deep.
     static let maxDepth = 8
+    /// The most combining marks a key may hold in a row (``CombiningMarks``).
+    static let maxMarksInARow = 32
     /// Up to this many keys, an object's keys are checked for duplicates one by one; past it, through a set.
     static let linearKeyCheck = 16
 
@@ -339,6 +341,11 @@ struct JSONReader {
             // in a run of combining marks written out of canonical order: a hostile line must not stall a verifier.
             guard key.utf8.count <= AuditRecord.maxFieldBytes else {
                 throw ParseError(reason: "a key longer than \(AuditRecord.maxFieldBytes) bytes", column: keyColumn)
+            }
+            // Nor holds a run of combining marks, which the comparison sorts in quadratic time (no writer writes one: the
+            // keys are the log's own names).
+            guard CombiningMarks.longestRun(in: key) <= Self.maxMarksInARow else {
+                throw ParseError(reason: "a key with more than \(Self.maxMarksInARow) combining marks in a row", column: keyColumn)
             }
             // An entry's objects hold about a dozen keys: compared one by one; a set only for a larger (hostile) one,
             // so a line of many keys costs no more than linear time.

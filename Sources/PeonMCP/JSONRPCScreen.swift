@@ -112,13 +112,18 @@ enum JSONRPCScreen {
     /// The longest member name a message may hold, in bytes as written (tool arguments' own names included).
     static let maxNameBytes = 4096
 
-    /// Whether `data` holds a member name longer than ``maxNameBytes`` (one pass over the bytes, no JSON reader).
+    /// The most combining marks a member name may hold in a row: names are hashed in canonical order, which sorts each
+    /// such run in quadratic time (a message of 200 names of 4 KB of marks took 11 s with only the length bounded).
+    static let maxMarksInARow = 32
+
+    /// Whether `data` holds a member name longer than ``maxNameBytes``, or with more than ``maxMarksInARow`` combining
+    /// marks in a row (passes over the bytes, no JSON reader).
     static func hasLongName(_ data: Data) -> Bool {
-        JSONDuplicateMembers.longestName(in: data) > maxNameBytes
+        JSONDuplicateMembers.longestName(in: data) > maxNameBytes || JSONDuplicateMembers.longestMarkRun(in: data) > maxMarksInARow
     }
 
     /// What a message with a longer member name is told.
-    static let longNameMessage = "Invalid Request: a member name is longer than \(maxNameBytes) bytes"
+    static let longNameMessage = "Invalid Request: a member name is longer than \(maxNameBytes) bytes, or holds more than \(maxMarksInARow) combining marks in a row"
 
     /// The most arrays and objects a message may nest, one inside another (the message's own object is the first).
     /// No MCP message needs a tenth of it; Foundation's JSON readers stop at 512.

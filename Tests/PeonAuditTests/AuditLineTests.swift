@@ -98,6 +98,13 @@ import Testing
             return
         }
         #expect(error.reason.contains("key longer than"), "\(error.reason)")
+        // A short key with a long run of combining marks: compared in quadratic time too.
+        let marked = String(decoding: line, as: UTF8.self).replacingOccurrences(of: #""a":"b""#, with: "\"x" + String(repeating: "\u{301}\u{316}", count: 17) + #"":"b""#)
+        guard case .failure(let markError) = AuditEntry.parse(Array(marked.utf8)) else {
+            Issue.record("a key of 34 combining marks in a row was accepted")
+            return
+        }
+        #expect(markError.reason.contains("combining marks"), "\(markError.reason)")
         // A writer bounds a longer key to its prefix and digest, which reads back.
         record.details = [longest + "k": "v"]
         let bounded = try #require(AuditEntry.parse(AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record.bounded(),

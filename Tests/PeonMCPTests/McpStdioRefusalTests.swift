@@ -69,6 +69,14 @@ import Testing
         #expect(refused.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":null"#) } == true)
         #expect(JSONRPCScreen.refusal(message(name: "v", value: "\"" + String(repeating: "\u{301}", count: 3_000) + "\""))?.kind != .longName)
         #expect(!JSONRPCScreen.hasInvalidRequestID(message(name: String(repeating: "\u{301}\u{316}", count: 3_000))))
+        // Short names of many marks each: every name under the length bound, each sorted in quadratic time (200 such
+        // names took 11 s). A run of combining marks is bounded too, written or escaped; accents as text use has pass.
+        let marks = String(repeating: "\u{316}\u{301}", count: 17)
+        #expect(JSONRPCScreen.refusal(message(name: "a" + marks))?.kind == .longName)
+        #expect(JSONRPCScreen.refusal(message(name: "a" + String(repeating: #"\u0316\u0301"#, count: 17)))?.kind == .longName)
+        #expect(JSONRPCScreen.refusal(message(name: "a" + String(repeating: "\u{316}\u{301}", count: 16)))?.kind != .longName)
+        #expect(JSONRPCScreen.refusal(message(name: "Ca\u{301}fe\u{301} nai\u{308}ve Tie\u{323}\u{302}ng Vie\u{323}\u{302}t"))?.kind != .longName)
+        #expect(JSONRPCScreen.refusal(message(name: "v", value: "\"a" + marks + "\""))?.kind != .longName)
     }
 
     /// The depth count: brackets and braces inside strings (escaped quotes included) do not count, and exactly
