@@ -173,8 +173,9 @@ enum JSONRPCScreen {
     /// Why a number of a `tools/call` would not reach the tool as the client wrote it, or `nil`. The SDK reads a number
     /// into a 64-bit integer or a `Double`, and the tool gets it written again from that: `18446744073709551617` arrived
     /// as `1.8446744073709552e+19`, and a schema's `maximum` was checked against the rounded value. So an integer outside
-    /// 64 bits, or a number with more significant digits than a `Double` keeps (17), is refused (found by a red-team
-    /// pass); docs/mcp.md promises arguments pass unchanged or not at all. One pass over the bytes outside strings.
+    /// 64 bits, or another number whose `Double` is not the same decimal (`9007199254740992.9`, `1e-400`), is refused
+    /// (found by red-team passes); docs/mcp.md promises arguments pass unchanged or not at all. One pass over the bytes
+    /// outside strings.
     static func lossyNumber(in data: Data) -> String? {
         let bytes = Array(data)
         var index = 0
@@ -199,13 +200,42 @@ enum JSONRPCScreen {
                 if Int64(text) == nil { return "the number \(text.prefix(40)) is outside 64-bit integers and would reach the tool as another number; send it as a string" }
                 continue
             }
-            let digits = mantissa.filter { (0x30...0x39).contains($0) }.drop { $0 == UInt8(ascii: "0") }
-            let significant = digits.reversed().drop { $0 == UInt8(ascii: "0") }.count
-            if significant > 17 {
-                return "the number \(text.prefix(40)) has more significant digits than a 64-bit float keeps and would reach the tool rounded; send it as a string"
+            // A fraction or an exponent: the tool gets the `Double` the SDK reads, written in its shortest form. Refused
+            // unless that is the same decimal (`1.50` and `1.5e0` are; `9007199254740992.9` and `1e-400` are not).
+            guard let double = Double(text), double.isFinite,
+                  let written = decimal(text), let read = decimal(String(double)), written == read else {
+                return "the number \(text.prefix(40)) is not one a 64-bit float holds exactly and would reach the tool as another number; send it as a string"
             }
         }
         return nil
+    }
+
+    /// A decimal number's value as digits without leading or trailing zeros and a power of ten (zero: no digits), so
+    /// that two spellings of one number compare equal; `nil` for an exponent too large to count.
+    static func decimal(_ text: String) -> (negative: Bool, digits: [UInt8], exponent: Int)? {
+        var bytes = Array(text.utf8)
+        let negative = bytes.first == UInt8(ascii: "-")
+        if negative || bytes.first == UInt8(ascii: "+") { bytes.removeFirst() }
+        var exponent = 0
+        if let mark = bytes.firstIndex(where: { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }) {
+            guard let value = Int(String(decoding: bytes[(mark + 1)...], as: UTF8.self)), abs(value) < 1 << 40 else { return nil }
+            exponent = value
+            bytes = Array(bytes[..<mark])
+        }
+        var digits: [UInt8] = []
+        var seenPoint = false
+        for byte in bytes {
+            if byte == UInt8(ascii: ".") { seenPoint = true; continue }
+            digits.append(byte)
+            if seenPoint { exponent -= 1 }
+        }
+        let leading = digits.prefix { $0 == UInt8(ascii: "0") }.count
+        digits.removeFirst(leading)
+        while digits.last == UInt8(ascii: "0") {
+            digits.removeLast()
+            exponent += 1
+        }
+        return digits.isEmpty ? (false, [], 0) : (negative, digits, exponent)
     }
 
     static func paramsProblem(_ method: String, _ params: Any?) -> String? {

@@ -43,13 +43,16 @@ import Testing
             Data(#"{"jsonrpc":"2.0","id":9,"method":"\#(method)","params":{"name":"e","arguments":\#(arguments)}}"#.utf8)
         }
         for lossy in [#"{"n":18446744073709551617}"#, #"{"n":-9223372036854775809}"#, #"{"n":[1,{"m":123456789012345678901234567890}]}"#,
-                      #"{"n":0.123456789012345678}"#, #"{"n":1.00000000000000000001e5}"#] {
+                      #"{"n":0.123456789012345678}"#, #"{"n":1.00000000000000000001e5}"#,
+                      // 17 significant digits, rounded all the same (a schema's maximum of 2^53 was passed); underflow.
+                      #"{"n":9007199254740992.9}"#, #"{"n":1e-400}"#, #"{"n":0.30000000000000001}"#] {
             let refusal = JSONRPCScreen.refusal(call(lossy))
             #expect(refusal?.kind == .invalidParams && refusal?.code == JSONRPCScreen.invalidParamsCode, "\(lossy)")
             #expect(refusal.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":9"#) } == true, "\(lossy)")
         }
         for kept in [#"{"n":9223372036854775807}"#, #"{"n":-9223372036854775808}"#, #"{"n":0.1,"m":3.141592653589793,"k":1e300}"#,
-                     #"{"n":1.50000000000000000000,"s":"18446744073709551617"}"#, #"{"n":-0,"m":12345678901234567}"#] {
+                     #"{"n":1.50000000000000000000,"s":"18446744073709551617"}"#, #"{"n":-0,"m":12345678901234567}"#,
+                     #"{"n":1.5e0,"m":100.0,"k":1E2,"j":-0.0,"i":2.5E-3,"h":5e-324}"#] {
             #expect(JSONRPCScreen.refusal(call(kept)) == nil, "\(kept)")
         }
         #expect(JSONRPCScreen.lossyNumber(in: call(#"{"n":18446744073709551617}"#)) != nil)
