@@ -152,12 +152,13 @@ package final class HTTPToolListener: Sendable {
     static func validator(host: String, port: Int, allowedHosts: [String]) -> OriginValidator {
         // The address listened on, as the printed URL names it; on loopback also the usual names of loopback, which
         // `127.0.0.2` or `127.000.000.001` is not among.
-        let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        // Lowercase, as the request's `Host` and `Origin` are compared (``HTTPSessionRouter``).
+        let name = host.contains(":") && !host.hasPrefix("[") ? "[\(host.lowercased())]" : host.lowercased()
         let bound = OriginValidator(allowedHosts: ["\(name):\(port)"], allowedOrigins: ["http://\(name):\(port)", "https://\(name):\(port)"])
         let usual = isLoopback(host) ? OriginValidator.localhost(port: port) : OriginValidator(allowedHosts: [], allowedOrigins: [])
         var hosts = usual.allowedHosts + bound.allowedHosts.filter { !usual.allowedHosts.contains($0) }
         var origins = usual.allowedOrigins + bound.allowedOrigins.filter { !usual.allowedOrigins.contains($0) }
-        for extra in allowedHosts {
+        for extra in allowedHosts.map({ $0.lowercased() }) {
             // `name` stands for the name with or without any port; `name:port` for exactly that.
             let patterns = extra.hasSuffix("]") || !extra.contains(":") ? [extra, extra + ":*"] : [extra]
             hosts += patterns
@@ -373,7 +374,9 @@ actor HTTPSessionRouter {
         var headers: [String: String] = [:]
         for (name, value) in head.headers {
             let key = name.lowercased()
-            headers[key] = headers[key].map { $0 + ", " + value } ?? value
+            // A host name is case-insensitive (`LOCALHOST:PORT` names the listener too); the checks compare lowercase.
+            let spelled = key == "host" || key == "origin" ? value.lowercased() : value
+            headers[key] = headers[key].map { $0 + ", " + spelled } ?? spelled
         }
         let request = HTTPRequest(method: head.method.rawValue, headers: headers, body: body.isEmpty ? nil : body,
                                   path: head.uri)

@@ -162,6 +162,10 @@ import Testing
         }
         #expect(await listener.openSessions() == 0)
         #expect(Self.initialize(port) != nil, "a request with its one Host still starts a session")
+        // Host names are case-insensitive: `LOCALHOST` names the listener as `localhost` does.
+        let upper = "POST /mcp HTTP/1.1\r\nHost: LOCALHOST:\(port)\r\nOrigin: HTTP://LocalHost:\(port)\r\n" + rest
+        let answer = await Self.offPool { Self.exchange(port, upper) }
+        #expect(answer.hasPrefix("HTTP/1.1 200"), "\(answer.prefix(120))")
     }
 
     /// A listener on another loopback address (`127.0.0.2`) refused the URL it printed with 421: only the usual
