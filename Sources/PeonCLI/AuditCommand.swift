@@ -206,17 +206,24 @@ struct AuditCommand: ParsableCommand {
                 // whose origin was altered, or a log edited under it, printed with exit 0. The signature is checked with
                 // the local key when the note names it; a log another host signed is checked for its chain and root.
                 let keyPath = try keyOptions.path()
+                let checked = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes)
                 var verifierKey: String?
                 if FileManager.default.fileExists(atPath: keyPath) {
                     let local = try CheckpointSigner.load(keyPath: keyPath).verifierKey
-                    let note = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes)
-                    let signers = note.flatMap { try? SignedNote.parse(String(decoding: $0, as: UTF8.self)) }?.signatures.map(\.name) ?? []
-                    if let name = try? VerifierKey(local).name, signers.contains(name) { verifierKey = local }
+                    // The same name and key hash: key names repeat across hosts (`peon-wasm/HOSTNAME`), the hash does not.
+                    let signatures = checked.flatMap { try? SignedNote.parse(String(decoding: $0, as: UTF8.self)) }?.signatures ?? []
+                    if let key = try? VerifierKey(local), signatures.contains(where: { $0.name == key.name && $0.keyHash == key.keyHash }) {
+                        verifierKey = local
+                    }
                 }
                 _ = try AuditVerifier.verify(logPath: log, verifierKey: verifierKey)
                 // A regular file of at most a signed note's size: a FIFO or a huge file put there is refused.
                 guard let data = try? FileIO.readAll(path: log + ".checkpoint", limit: SignedNote.maxBytes) else {
                     throw AuditError(.checkpointMissing, "\(log).checkpoint: cannot read the checkpoint")
+                }
+                // The note printed is the note checked: one put in its place meanwhile is not printed unchecked.
+                guard data == checked else {
+                    throw AuditError(.checkpointMismatch, "\(log).checkpoint: the checkpoint changed while it was checked (a writer signed a new one); run the command again")
                 }
                 FileHandle.standardOutput.write(Data(Self.checkpointOutput(data, toTerminal: isatty(1) == 1)))
             }
@@ -581,7 +588,7 @@ extension AuditCommand {
 
     /// `s` escaped for a terminal (``TerminalText``): no escape sequence or invisible character from a hostile log.
     fileprivate static func terminalSafe(_ s: String) -> String {
-        TerminalText.escaped(s)
+        TerminalText.escaped(s, spaces: true)
     }
 
     /// An entry's JSON line made safe for a terminal and still the same JSON: every character ``TerminalText``
@@ -590,10 +597,10 @@ extension AuditCommand {
     /// same character; so a line without them is printed byte for byte as the log holds it.
     static func terminalSafeJSON(_ line: [UInt8]) -> String {
         let text = String(decoding: line, as: UTF8.self)
-        guard text.unicodeScalars.contains(where: TerminalText.needsEscape) else { return text }
+        guard text.unicodeScalars.contains(where: { TerminalText.needsEscape($0, spaces: true) }) else { return text }
         var out = String.UnicodeScalarView()
         for scalar in text.unicodeScalars {
-            if TerminalText.needsEscape(scalar) {
+            if TerminalText.needsEscape(scalar, spaces: true) {
                 // Four hex digits per UTF-16 unit: a character past the Basic Multilingual Plane (a tag character)
                 // is its surrogate pair, as JSON spells it.
                 for unit in String(scalar).utf16 {

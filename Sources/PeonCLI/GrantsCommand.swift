@@ -235,7 +235,7 @@ struct PolicyExplainCommand: ParsableCommand {
         let explanation = explainPolicy(snapshot: snapshot, module: subject, action: action, object: object,
                                         arguments: arguments, labels: held)
         // Each line escaped on its own: a policy row (a file or a store someone else writes) could hold escapes.
-        FileHandle.standardOutput.write(Data((explanation.lines.map(TerminalText.escaped).joined(separator: "\n") + "\n").utf8))
+        FileHandle.standardOutput.write(Data((explanation.lines.map { TerminalText.escaped($0) }.joined(separator: "\n") + "\n").utf8))
         if !explanation.isAllowed { throw ExitCode(1) }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import PeonEngine
 import PeonEngineWasmKit
+import PeonEngineWasmtime
 import PeonInterface
 import PeonRuntime
 
@@ -95,6 +96,15 @@ struct InspectCommand: ParsableCommand {
         }
         let hasRun = interface.exports.contains { $0.name == PeonHostBindings.runExport && $0.kind == "func" }
         print(hasRun ? "entry    run (a peon agent component)" : "entry    none: the component does not export run")
+        // What is read above is not validated: before saying the component cannot run for its imports or exports, wasmtime
+        // (when it is installed) checks it, so an invalid component is exit 65 here as in `run`, not 67 or 68.
+        if unknown != nil || !hasRun, let engine = try? WasmtimeEngine.load() {
+            do {
+                _ = try engine.compileComponent(file.bytes)
+            } catch where error.kind == .invalidModule {
+                throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly component: \(error.message)")
+            } catch {}
+        }
         if let unknown {
             throw RunError(.link, "the component imports \(unknown.kind) \(unknown.name), which this host does not serve; it cannot run here")
         }

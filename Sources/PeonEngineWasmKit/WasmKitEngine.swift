@@ -132,6 +132,8 @@ package struct WasmKitEngine: WasmEngine {
     static func refuseLongNegationChains(_ bytes: [UInt8]) throws(EngineError) {
         var parser = WasmParser.Parser(bytes: bytes)
         var meter = NegationChainMeter(limit: maxNegationChain)
+        // Function indices count imported functions first; the code section holds the bodies of the others.
+        var importedFunctions = 0
         while true {
             let payload: ParsingPayload?
             do {
@@ -140,6 +142,9 @@ package struct WasmKitEngine: WasmEngine {
                 return  // The module's structure is WasmKit's to report (it parsed it already, so this does not happen).
             }
             guard let payload else { return }
+            if case .importSection(let imports) = payload {
+                importedFunctions = imports.count { if case .function = $0.descriptor { true } else { false } }
+            }
             guard case .codeSection(let bodies) = payload else { continue }
             for (index, body) in bodies.enumerated() {
                 meter.run = 0
@@ -151,7 +156,7 @@ package struct WasmKitEngine: WasmEngine {
                     instruction(visitor: &meter)
                 }
                 if meter.exceeded {
-                    throw EngineError(.invalidModule, "function body \(index) holds more than \(maxNegationChain) i32.eqz or i64.eqz instructions in a row, which the WasmKit engine cannot compile without exhausting its stack; run the module with --engine wasmtime")
+                    throw EngineError(.invalidModule, "function \(importedFunctions + index) holds more than \(maxNegationChain) i32.eqz or i64.eqz instructions in a row, which the WasmKit engine cannot compile without exhausting its stack; run the module with --engine wasmtime")
                 }
             }
         }

@@ -8,21 +8,24 @@
 /// and log viewers break lines at. And every other character that shows as nothing: the format characters
 /// (Unicode category Cf: zero-width space and joiners, the word joiner, the byte order mark, the soft hyphen,
 /// the tag characters U+E0000–U+E007F), every other default-ignorable character (variation selectors, the
-/// combining grapheme joiner, Hangul fillers, the braille blank), unassigned and private-use code points, and every
-/// space other than U+0020 (no-break, ideographic, en, em, thin), so that `fs:/etc/pass\u{200b}wd` never looks like
-/// `fs:/etc/passwd` and `a\u{a0}b` never looks like `a b`.
+/// combining grapheme joiner, Hangul fillers, the braille blank), and unassigned and private-use code points, so that
+/// `fs:/etc/pass\u{200b}wd` never looks like `fs:/etc/passwd`; where names are read (`audit show`), every space other
+/// than U+0020 too, so that `a\u{a0}b` never looks like `a b`.
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
 /// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
 package enum TerminalText {
-    /// `text` with every character listed above escaped; `text` itself when it has none.
-    package static func escaped(_ text: String) -> String {
+    /// `text` with every character listed above escaped; `text` itself when it has none. With `spaces`, every space
+    /// but U+0020 too (no-break, narrow no-break, ideographic, en, em, thin): each prints as a plain space, so in a
+    /// resource `fs:/srv/a\u{a0}b` would look like `fs:/srv/a b`. Only where a name is read (`audit show`): French
+    /// and CJK text use such spaces, and an agent's answer keeps them.
+    package static func escaped(_ text: String, spaces: Bool = false) -> String {
         // Printable ASCII (most resources and messages) needs no look at scalars.
         if isPrintableASCII(text) { return text }
-        if text.unicodeScalars.allSatisfy({ !needsEscape($0) }) { return text }
+        if text.unicodeScalars.allSatisfy({ !needsEscape($0, spaces: spaces) }) { return text }
         var out = ""
         out.reserveCapacity(text.utf8.count + 16)
         for scalar in text.unicodeScalars {
-            if needsEscape(scalar) {
+            if needsEscape(scalar, spaces: spaces) {
                 out += "\\u{\(String(scalar.value, radix: 16))}"
             } else {
                 out.unicodeScalars.append(scalar)
@@ -45,9 +48,10 @@ package enum TerminalText {
     }
 
     /// Whether `scalar` is escaped by ``escaped(_:)``.
-    package static func needsEscape(_ scalar: Unicode.Scalar) -> Bool {
+    package static func needsEscape(_ scalar: Unicode.Scalar, spaces: Bool = false) -> Bool {
         let value = scalar.value
-        if value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value) || value == 0xA0 { return true }
+        if value < 0x20 || value == 0x7F || (0x80...0x9F).contains(value) { return true }
+        if value == 0xA0 { return spaces }
         if value < 0xAD { return false }
         if value == 0x2028 || value == 0x2029 { return true }
         // Invisible: variation selectors, Hangul fillers.
@@ -59,10 +63,9 @@ package enum TerminalText {
         // other character Unicode says to draw as nothing (the combining grapheme joiner, Khmer and Mongolian vowel
         // inherents and selectors), and unassigned ones, which a terminal may draw as nothing too.
         let properties = scalar.properties
-        // And every space but U+0020 (no-break, ideographic, en and em spaces): each prints as a plain space, so
-        // `fs:/srv/a\u{a0}b` would look like another path, `fs:/srv/a b`.
+        // With `spaces`, every space but U+0020 (see ``escaped(_:spaces:)``).
         return properties.generalCategory == .format || properties.isDefaultIgnorableCodePoint
-            || properties.generalCategory == .spaceSeparator
+            || (spaces && properties.generalCategory == .spaceSeparator)
             || properties.generalCategory == .unassigned || properties.generalCategory == .privateUse
     }
 }

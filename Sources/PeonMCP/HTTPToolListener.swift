@@ -361,9 +361,10 @@ actor HTTPSessionRouter {
     }
 
     private func route(request head: HTTPRequestHead, body: Data) async -> RoutedResponse {
-        // Exactly one `Host` (RFC 9112 §3.2: a request without one, or with two, is a 400), at most one `Origin`: the
-        // SDK's check reads one of them, and skipped a missing `Host`; `Host: evil` beside `host: 127.0.0.1` was
-        // allowed or refused at random, as the dictionary below ordered them.
+        // Exactly one `Host` (RFC 9112 §3.2: an HTTP/1.1 request without one, or any with two, is a 400; an HTTP/1.0
+        // one without is refused too, as no MCP client sends one), at most one `Origin`: the SDK's check reads one of
+        // them, and skipped a missing `Host`; `Host: evil` beside `host: 127.0.0.1` was allowed or refused at random, as
+        // the dictionary below ordered them.
         guard head.headers["Host"].count == 1 else {
             return RoutedResponse(.error(statusCode: 400, .invalidRequest("Bad Request: a request must carry exactly one Host header")))
         }

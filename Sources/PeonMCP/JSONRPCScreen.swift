@@ -166,10 +166,6 @@ enum JSONRPCScreen {
     /// JSON-RPC 2.0's `Invalid params`.
     static let invalidParamsCode = -32602
 
-    /// What is wrong with the `params` of a request for `method`, for the methods this server answers; `nil` when they
-    /// fit (or the method is another's, answered as the SDK answers it). The SDK answered such params with its own
-    /// "Internal error" (-32603: it could not decode them), and took an `initialize` without a `clientInfo` for a
-    /// client named `unknown`, which the audit log then could not tell from one that calls itself so.
     /// Why a number of a `tools/call` would not reach the tool as the client wrote it, or `nil`. The SDK reads a number
     /// into a 64-bit integer or a `Double`, and the tool gets it written again from that: `18446744073709551617` arrived
     /// as `1.8446744073709552e+19`, and a schema's `maximum` was checked against the rounded value. So an integer outside
@@ -238,6 +234,10 @@ enum JSONRPCScreen {
         return digits.isEmpty ? (false, [], 0) : (negative, digits, exponent)
     }
 
+    /// What is wrong with the `params` of a request for `method`, for the methods this server answers; `nil` when they
+    /// fit (or the method is another's, answered as the SDK answers it). The SDK answered such params with its own
+    /// "Internal error" (-32603: it could not decode them), and took an `initialize` without a `clientInfo` for a
+    /// client named `unknown`, which the audit log then could not tell from one that calls itself so.
     static func paramsProblem(_ method: String, _ params: Any?) -> String? {
         let object = params as? [String: Any]
         if params != nil && !(params is NSNull) && object == nil { return "\(method) takes its params as an object" }

@@ -91,6 +91,12 @@ import Testing
         record.details = [longest: "v", "a": "b"]
         let line = AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record, prev: AuditEntry.zeroPrev).serialized()
         #expect(try AuditEntry.parse(line).get().record == record)
+        // One byte over: refused by its length.
+        let over = String(decoding: line, as: UTF8.self).replacingOccurrences(of: longest, with: longest + "k")
+        guard case .failure = AuditEntry.parse(Array(over.utf8)) else {
+            Issue.record("a key of \(AuditRecord.maxFieldBytes + 1) bytes was accepted")
+            return
+        }
         let marks = String(repeating: "\u{301}\u{316}", count: AuditRecord.maxFieldBytes)
         let hostile = String(decoding: line, as: UTF8.self).replacingOccurrences(of: longest, with: "x" + marks)
         guard case .failure(let error) = AuditEntry.parse(Array(hostile.utf8)) else {

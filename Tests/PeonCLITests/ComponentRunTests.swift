@@ -187,6 +187,9 @@ struct ComponentRunTests {
                 #expect(result.status == 65, "\(name): \(result.stderr)")
                 #expect(result.stderr.contains("is not a valid WebAssembly component"), "\(name): \(result.stderr)")
                 #expect(try fixture.entries(call: "fs.read").isEmpty)
+                // `inspect` reads the same interface, and says the same (it said 67 while `run` said 65).
+                let inspected = try runPeonWasm(["inspect", output.path])
+                #expect(inspected.status == 65, "\(name): \(inspected.stderr)")
             }
         }
     }
