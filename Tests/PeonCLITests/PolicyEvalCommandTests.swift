@@ -89,15 +89,20 @@ struct PolicyEvalCommandTests {
         }
     }
 
-    /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
-    @Test func explainedRulesAreEscaped() throws {
-        let result = try withTemporaryDirectory { folder in
+    /// `policy eval --explain` under the test model and `policy` (CSV text), with `requests` on stdin.
+    static func explain(policy text: String, requests: String) throws -> CommandResult {
+        try withTemporaryDirectory { folder in
             let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
             try Data(Self.model.utf8).write(to: model)
-            try Data("p, alice, data\u{1b}]0;pwned\u{07}, read\n".utf8).write(to: policy)
-            return try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, "--explain"],
-                                   stdin: "[\"alice\", \"data\\u001b]0;pwned\\u0007\", \"read\"]\n")
+            try Data(text.utf8).write(to: policy)
+            return try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, "--explain"], stdin: requests)
         }
+    }
+
+    /// A policy row someone else wrote (a file, a PostgreSQL store) cannot drive the terminal through `--explain`.
+    @Test func explainedRulesAreEscaped() throws {
+        let result = try Self.explain(policy: "p, alice, data\u{1b}]0;pwned\u{07}, read\n",
+                                      requests: "[\"alice\", \"data\\u001b]0;pwned\\u0007\", \"read\"]\n")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasPrefix("true\t"), "\(result.stdout)")
         #expect(!result.stdout.contains("\u{1b}") && result.stdout.contains("\\u{1b}]0;pwned\\u{7}"), "\(result.stdout)")
@@ -106,13 +111,8 @@ struct PolicyEvalCommandTests {
     /// The rule `--explain` prints is a policy line that reads back as the same rule: `p, "alice, bob", data1, read`
     /// was printed as `p, alice, bob, data1, read`, five fields (found by a red-team pass).
     @Test func anExplainedRuleKeepsItsQuotes() throws {
-        let result = try withTemporaryDirectory { folder in
-            let model = folder.appendingPathComponent("model.conf"), policy = folder.appendingPathComponent("policy.csv")
-            try Data(Self.model.utf8).write(to: model)
-            try Data("p, \"alice, bob\", \"say \"\"hi\"\"\", read\n".utf8).write(to: policy)
-            return try runPeonWasm(["policy", "eval", "--model", model.path, "--policy", policy.path, "--explain"],
-                                   stdin: #"["alice, bob", "say \"hi\"", "read"]"# + "\n")
-        }
+        let result = try Self.explain(policy: "p, \"alice, bob\", \"say \"\"hi\"\"\", read\n",
+                                      requests: #"["alice, bob", "say \"hi\"", "read"]"# + "\n")
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasSuffix("\tp, \"alice, bob\", \"say \"\"hi\"\"\", read\n"), "\(result.stdout)")
     }
