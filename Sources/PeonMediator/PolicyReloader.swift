@@ -151,6 +151,16 @@ package final class PolicyReloader: Sendable {
             }
             return .success(rules)
         } catch {
+            guard error.storeUnavailable else {
+                // The store answered, with rows that do not load (a NULL ptype, a wrong column): an edit to reject, said
+                // and recorded as one (`policy.reload rejected`), not as an outage of a store that is up.
+                if storeDown.exchange(false, ordering: .acquiringAndReleasing) {
+                    report("policy store \(lineStore.name) is reachable again")
+                    event(.storeRestored)
+                }
+                _ = reject(error.description)
+                return .failure(error)
+            }
             if !storeDown.exchange(true, ordering: .acquiringAndReleasing) {
                 let version = store.current.version
                 report("\(error.description); deciding on the last policy loaded (version \(version.prefix(12))) until the store answers")
@@ -180,18 +190,22 @@ package final class PolicyReloader: Sendable {
             self.changed?(.reloaded(version: snapshot.version))
             return .reloaded(version: snapshot.version)
         } catch {
-            let reason = error.description
-            let repeated = lastRejection.withLock { last in
-                defer { last = reason }
-                return last == reason
-            }
-            if !repeated {
-                report("policy reload rejected, the previous policy stays in force: \(reason)")
-                event(.reloadRejected(reason))
-            }
-            self.changed?(.rejected(reason))
-            return .rejected(reason)
+            return reject(error.description)
         }
+    }
+
+    /// Says and records a rejected reload once per distinct `reason` (the previous policy stays in force).
+    private func reject(_ reason: String) -> Outcome {
+        let repeated = lastRejection.withLock { last in
+            defer { last = reason }
+            return last == reason
+        }
+        if !repeated {
+            report("policy reload rejected, the previous policy stays in force: \(reason)")
+            event(.reloadRejected(reason))
+        }
+        self.changed?(.rejected(reason))
+        return .rejected(reason)
     }
 
     /// Starts watching: polls the files every `interval` and reloads on `SIGHUP`. Idempotent per call

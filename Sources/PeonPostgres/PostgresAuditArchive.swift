@@ -51,6 +51,12 @@ package final class PostgresAuditArchive: Sendable {
         let logPath = directory + "/central.jsonl"
         let label = "postgresql:\(origin)"
         do throws(AuditError) {
+            // A row below seq 0 is none a writer writes (seqs start at 0), and the pages below start there: one inserted
+            // by hand was skipped here while `audit show --from` listed it beside the real entries.
+            if let below = try run("SELECT min(seq) FROM peon_audit_entries WHERE origin = \(origin) AND seq < 0").first,
+               let seq = try? Array(below)[0].decode(Int64?.self) {
+                throw AuditError(.malformedEntry, "\(label): a row has seq \(seq); entries are numbered from 0, so it was not shipped by a writer")
+            }
             try writeLog(origin: origin, to: logPath, label: label)
             let notes = try run("SELECT size, note FROM peon_audit_checkpoints WHERE origin = \(origin) ORDER BY size")
                 .map { row throws(AuditError) -> String in
@@ -194,7 +200,8 @@ package final class PostgresAuditArchive: Sendable {
     /// Entries across origins matching `filter`, in time order then origin and `seq`.
     package func entries(_ filter: Filter) throws(AuditError) -> [Row] {
         // A line longer than any entry is not fetched (it is not one): the row shows as not an entry.
-        var sql = "SELECT origin, seq, CASE WHEN octet_length(line) <= \(AuditLog.maxLineBytes) THEN line END FROM peon_audit_entries WHERE true"
+        // Only rows `verify --from` checks: none below seq 0.
+        var sql = "SELECT origin, seq, CASE WHEN octet_length(line) <= \(AuditLog.maxLineBytes) THEN line END FROM peon_audit_entries WHERE seq >= 0"
         var binds = PostgresBindings()
         func add(_ clause: String, _ value: String?) {
             guard let value else { return }

@@ -81,6 +81,14 @@ package final class PostgresPolicyStore: PolicyLineStore {
                     : "policy store \(name): cannot read the table (\(error.description)); it needs the columns id, ptype, v0 ... v5 of Casbin's SQL adapters",
                 storeUnavailable: lost)
         }
+        // Both queries read one snapshot of the table (a read-only REPEATABLE READ transaction, always rolled back):
+        // read apart, rows committed between the size and the fetch got past the limits (256 MiB held 601 MB).
+        do {
+            _ = try link.query(PostgresQuery(unsafeSQL: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        } catch {
+            throw failure(error)
+        }
+        defer { if !link.isClosed { _ = try? link.query(PostgresQuery(unsafeSQL: "ROLLBACK")) } }
         // Sized first, without fetching: a table past the limits is refused by what it is, not by the query timeout
         // that fetching a million and one rows (or a few huge ones) would run into.
         let sized: [PostgresRow]
@@ -106,6 +114,14 @@ package final class PostgresPolicyStore: PolicyLineStore {
         }
         guard rows.count <= Self.maxRows else {
             throw PolicyLoadError("policy store \(name): the table holds more than \(Self.maxRows) rows; peon-wasm refuses to load it")
+        }
+        // And what was fetched is measured again: a view whose rows differ from one statement to the next is not one
+        // snapshot (as a table is), and must not pass either.
+        let fetchedBytes = rows.reduce(0) { total, row in
+            total + Array(row).dropFirst().reduce(0) { $0 + ($1.bytes?.readableBytes ?? 0) }  // the id aside, as sized above
+        }
+        guard fetchedBytes <= Self.maxBytes else {
+            throw PolicyLoadError("policy store \(name): the rows hold more than \(Self.maxBytes) bytes; peon-wasm refuses to load them")
         }
         var rules: [PolicyRule] = []
         rules.reserveCapacity(rows.count)

@@ -1,6 +1,7 @@
 import Foundation
 import PeonAudit
 import PeonInterface
+import PeonPolicy
 import Testing
 @testable import PeonMediator
 
@@ -93,6 +94,35 @@ import Testing
         _ = reloader.reloadIfChanged(force: true)
         let all = events.all
         #expect(all.count == 3, "\(all)")
+    }
+
+    /// A policy store that answers with rows that do not load (a NULL `ptype`) is a rejected reload, recorded as
+    /// `policy.reload rejected`; only a store that cannot be reached is an outage (`policy.store unreachable`). Both
+    /// were recorded as an outage, so an auditor filtering on rejected reloads missed the bad edit (found by a red-team
+    /// pass).
+    @Test func aStoreWithRowsThatDoNotLoadIsARejectionNotAnOutage() throws {
+        final class Store: PolicyLineStore, @unchecked Sendable {
+            let failure: PolicyLoadError
+            init(_ failure: PolicyLoadError) { self.failure = failure }
+            var name: String { "store" }
+            var pollInterval: Duration { .seconds(60) }
+            func loadRules() throws(PolicyLoadError) -> [PolicyRule] { throw failure }
+            func startWatching(_ changed: @escaping @Sendable () -> Void) {}
+            func stopWatching() {}
+        }
+        let scratch = try Scratch()
+        let harness = try Harness(grants: Self.readOnly, scratch: scratch)
+        _ = try scratch.file("grants.toml", Self.readOnly)
+        for (failure, expected) in [(PolicyLoadError("store:1: the row has no ptype", storeUnavailable: false), "rejected"),
+                                    (PolicyLoadError("store: connection refused", storeUnavailable: true), "unreachable")] {
+            let events = LockedList<PolicyReloader.Event>()
+            let reloader = PolicyReloader(sources: PolicySources(grantsPath: scratch.path + "/grants.toml", policyStore: Store(failure)),
+                                          defaultModule: "editor", store: harness.store, report: { _ in },
+                                          event: { events.append($0) })
+            _ = reloader.reloadFromStore()
+            let outcomes = events.all.map { $0.auditFields(storeName: "store").outcome }
+            #expect(outcomes == [expected], "\(events.all)")
+        }
     }
 
     /// An edit written in place, of the same size, whose modification time is then put back (as `cp -p`, `install -p`

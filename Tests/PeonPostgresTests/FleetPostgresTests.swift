@@ -252,6 +252,21 @@ struct FleetPostgresTests {
                 UPDATE peon_audit_entries SET time = (line::json->>'time')::timestamptz WHERE origin = 'host-d' AND seq = 2
                 """) == 0)
             #expect(try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption]).status == 0)
+            // A row below seq 0 (any host's login may INSERT one): verify skipped it while `show --from` listed it beside
+            // the real entries (found by a red-team pass). Verify refuses it; show lists only what verify checks.
+            let listed = try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-d", "--json"]).stdout
+            #expect(try sql(url, """
+                INSERT INTO peon_audit_entries (origin, seq, time, run, module, call, resource, decision, outcome, line)
+                    SELECT origin, -1, time, run, module, call, resource, decision, outcome, line
+                    FROM peon_audit_entries WHERE origin = 'host-d' AND seq = 0
+                """) == 0)
+            let below = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(below.status == 4 && below.stderr.contains("numbered from 0"), "\(below.stdout) \(below.stderr)")
+            #expect(try runPeonWasm(["audit", "show", "--from", url, "--origin", "host-d", "--json"]).stdout == listed)
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
+                DELETE FROM peon_audit_entries WHERE origin = 'host-d' AND seq = -1
+                """) == 0)
             #expect(try sql(url, """
                 ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
                 UPDATE peon_audit_entries SET line = line || E'\\n' || (SELECT line FROM peon_audit_entries WHERE origin = 'host-d' AND seq = 3)
