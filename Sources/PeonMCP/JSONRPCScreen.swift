@@ -214,7 +214,7 @@ enum JSONRPCScreen {
         if negative || bytes.first == UInt8(ascii: "+") { bytes.removeFirst() }
         var exponent = 0
         if let mark = bytes.firstIndex(where: { $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }) {
-            guard let value = Int(String(decoding: bytes[(mark + 1)...], as: UTF8.self)), abs(value) < 1 << 40 else { return nil }
+            guard let value = Int(String(decoding: bytes[(mark + 1)...], as: UTF8.self)), value.magnitude < 1 << 40 else { return nil }  // `magnitude`: `abs(Int.min)` traps
             exponent = value
             bytes = Array(bytes[..<mark])
         }

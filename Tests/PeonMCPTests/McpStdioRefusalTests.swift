@@ -45,7 +45,8 @@ import Testing
         for lossy in [#"{"n":18446744073709551617}"#, #"{"n":-9223372036854775809}"#, #"{"n":[1,{"m":123456789012345678901234567890}]}"#,
                       #"{"n":0.123456789012345678}"#, #"{"n":1.00000000000000000001e5}"#,
                       // 17 significant digits, rounded all the same (a schema's maximum of 2^53 was passed); underflow.
-                      #"{"n":9007199254740992.9}"#, #"{"n":1e-400}"#, #"{"n":0.30000000000000001}"#] {
+                      #"{"n":9007199254740992.9}"#, #"{"n":1e-400}"#, #"{"n":0.30000000000000001}"#,
+                      #"{"n":1e-9223372036854775808}"#] {
             let refusal = JSONRPCScreen.refusal(call(lossy))
             #expect(refusal?.kind == .invalidParams && refusal?.code == JSONRPCScreen.invalidParamsCode, "\(lossy)")
             #expect(refusal.map { String(decoding: $0.body, as: UTF8.self).contains(#""id":9"#) } == true, "\(lossy)")
@@ -56,6 +57,12 @@ import Testing
             #expect(JSONRPCScreen.refusal(call(kept)) == nil, "\(kept)")
         }
         #expect(JSONRPCScreen.lossyNumber(in: call(#"{"n":18446744073709551617}"#)) != nil)
+        // Exponents at and past Int's ends are refused, never a trap (`abs(Int.min)` would have trapped); a float
+        // overflow is already no JSON to Foundation's reader.
+        for exponent in ["-9223372036854775808", "9223372036854775807", "99999999999999999999"] {
+            #expect(JSONRPCScreen.lossyNumber(in: call(#"{"n":1e\#(exponent)}"#)) != nil, "\(exponent)")
+            #expect(JSONRPCScreen.refusal(call(#"{"n":1e\#(exponent)}"#)) != nil, "\(exponent)")
+        }
     }
 
     /// A member name is bounded at ``JSONRPCScreen/maxNameBytes`` as written, wherever it is; a value is not.
