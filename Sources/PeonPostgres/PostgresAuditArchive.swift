@@ -63,6 +63,13 @@ package final class PostgresAuditArchive: Sendable {
                     guard let note = try? Array(row)[1].decode(String.self) else {
                         throw AuditError(.checkpointMalformed, "\(label): a checkpoint row's note is not text")
                     }
+                    // The rows are taken in the order of their `size` column, and the last is checked as the latest: a
+                    // column that disagrees with its note would pass an older note off as the latest.
+                    if let size = try? Array(row)[0].decode(Int64.self),
+                       let signed = try? SignedNote.parse(note), let checkpoint = try? Checkpoint.parse(signed.text),
+                       UInt64(exactly: size) != checkpoint.size {
+                        throw AuditError(.checkpointMismatch, "\(label): a checkpoint row's size column says \(size), but its note covers \(checkpoint.size) entries")
+                    }
                     return note
                 }
             var extra: [String] = []

@@ -267,6 +267,20 @@ struct FleetPostgresTests {
                 ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
                 DELETE FROM peon_audit_entries WHERE origin = 'host-d' AND seq = -1
                 """) == 0)
+            // A checkpoint row whose size column disagrees with its note: the rows are ordered by that column, so it could
+            // pass an older note off as the latest. Refused (10), then put back.
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_checkpoints DISABLE TRIGGER USER;
+                UPDATE peon_audit_checkpoints SET size = size + 1000 WHERE origin = 'host-d'
+                    AND size = (SELECT min(size) FROM peon_audit_checkpoints WHERE origin = 'host-d')
+                """) == 0)
+            let sized = try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption])
+            #expect(sized.status == 10 && sized.stderr.contains("size column says"), "\(sized.stdout) \(sized.stderr)")
+            #expect(try sql(url, """
+                ALTER TABLE peon_audit_checkpoints DISABLE TRIGGER USER;
+                UPDATE peon_audit_checkpoints SET size = size - 1000 WHERE origin = 'host-d' AND size >= 1000
+                """) == 0)
+            #expect(try runPeonWasm(["audit", "verify", "--from", url, "--key", keyOption]).status == 0)
             #expect(try sql(url, """
                 ALTER TABLE peon_audit_entries DISABLE TRIGGER USER;
                 UPDATE peon_audit_entries SET line = line || E'\\n' || (SELECT line FROM peon_audit_entries WHERE origin = 'host-d' AND seq = 3)
