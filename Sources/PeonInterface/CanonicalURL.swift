@@ -193,11 +193,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         // And one encoded twice (`%252E`) is a dot, a slash or a delimiter to a server that decodes twice. An empty
         // segment (`//`) stays too (`https://r.jina.ai/https://example.com/`); a `*` never matches one (Glob.swift).
         // Escapes are well formed and uppercase by now (`canonicalEscapes`).
-        func escapeValue(at index: Int) -> UInt8? {
-            guard index + 2 < text.count, text[index] == UInt8(ascii: "%"),
-                  isHexDigit(text[index + 1]), isHexDigit(text[index + 2]) else { return nil }
-            return hexValue(text[index + 1]) << 4 | hexValue(text[index + 2])
-        }
+        func escapeValue(at index: Int) -> UInt8? { Self.escapeValue(in: text, at: index) }
         for index in text.indices {
             guard let byte = escapeValue(at: index) else { continue }
             if byte == UInt8(ascii: "?") || byte < 0x20 || byte == 0x7F {
@@ -261,6 +257,13 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
         0xFE68, 0xFE6A, 0xFF03, 0xFF05, 0xFF0E, 0xFF0F, 0xFF1B, 0xFF1F, 0xFF3C, 0x1F100,
     ]
 
+    /// The byte the escape `%XY` at `index` of `text` stands for, or `nil` where none starts there.
+    private static func escapeValue(in text: [UInt8], at index: Int) -> UInt8? {
+        guard index >= 0, index + 2 < text.count, text[index] == UInt8(ascii: "%"),
+              isHexDigit(text[index + 1]), isHexDigit(text[index + 2]) else { return nil }
+        return hexValue(text[index + 1]) << 4 | hexValue(text[index + 2])
+    }
+
     /// `text` (canonical escapes, uppercase) with every `%25XY` (an escape encoded twice) read once: `%XY`.
     static func decodingEncodedPercents(_ text: [UInt8]) -> [UInt8] {
         guard containsBytes(text, Array("%25".utf8)) else { return text }
@@ -286,11 +289,7 @@ package struct CanonicalURL: Sendable, Hashable, CustomStringConvertible {
     /// ``normalizingToDelimiters``. Bytes that do not form such a run (Latin-1 `%C1lvaro`, EUC-KR `%C0%CC`) pass: they
     /// are text in another encoding, which no decoder reads as a delimiter.
     static func firstDisguisedDelimiter(in text: [UInt8]) -> (spelled: String, reason: String)? {
-        func escape(at index: Int) -> UInt8? {
-            guard index >= 0, index + 2 < text.count, text[index] == UInt8(ascii: "%"),
-                  isHexDigit(text[index + 1]), isHexDigit(text[index + 2]) else { return nil }
-            return hexValue(text[index + 1]) << 4 | hexValue(text[index + 2])
-        }
+        func escape(at index: Int) -> UInt8? { escapeValue(in: text, at: index) }
         var index = 0
         while index < text.count {
             guard let lead = escape(at: index), lead >= 0xC0 else { index += 1; continue }
