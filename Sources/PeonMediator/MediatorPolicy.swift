@@ -228,9 +228,11 @@ public struct PolicySnapshot: Sendable {
     }
 
     /// `allowed by p, agent, fs:/data/**, fs.read (grants.toml:7)`: the verdict's reason, quoting the rule
-    /// and where it was written, built in one reserved string (every call's entry carries one).
+    /// and where it was written, built in one reserved string (every call's entry carries one). The rule is quoted as
+    /// a policy line that reads back as the same rule (``PolicyRule/csvLine``): a field holding a comma is in double
+    /// quotes, so `p, "alice, bob", …` is never recorded as if it were five fields.
     private static func reason(_ verb: StaticString, _ rule: PolicyRule) -> String {
-        let text = rule.description
+        let text = rule.csvLine
         let line = String(rule.line)
         var reason = ""
         reason.reserveCapacity(verb.utf8CodeUnitCount + text.utf8.count + rule.source.utf8.count + line.utf8.count + 4)

@@ -61,19 +61,30 @@ public struct PolicyRule: Sendable, Hashable, CustomStringConvertible {
 
     /// The rule as a line of a policy file that reads back as the same rule: ``description`` with every field that
     /// holds a comma or a quote, or begins or ends with white space, in double quotes (a quote doubled). So
-    /// `p, "alice, bob", data1, read` is not shown as five fields.
-    public var csvLine: String {
+    /// `p, "alice, bob", data1, read` is not shown as five fields. A rule whose fields need no quotes reads exactly
+    /// as its ``description``: this is the form the audit log's reasons and `policy explain` quote.
+    public var csvLine: String { Self.csvLine(section: section, values: values) }
+
+    /// `section` and `values` as one policy-file line (see ``csvLine``).
+    public static func csvLine(section: String, values: [String]) -> String {
         var text = section
+        text.reserveCapacity(values.reduce(section.utf8.count) { $0 + $1.utf8.count + 2 })
         for value in values {
             text += ", "
-            let needsQuotes = value.contains(",") || value.contains("\"")
-                || value.first.map(\.isWhitespace) == true || value.last.map(\.isWhitespace) == true
-            guard needsQuotes else { text += value; continue }
+            guard needsQuotes(value) else { text += value; continue }
             text += "\""
             for character in value { text += character == "\"" ? "\"\"" : String(character) }
             text += "\""
         }
         return text
+    }
+
+    /// Whether `value` must be quoted to read back as one field: it holds a comma or a quote, or begins or ends with
+    /// white space (which a CSV reader trims).
+    private static func needsQuotes(_ value: String) -> Bool {
+        // ASCII bytes first: the common field (a name, a path, an action) is decided without building a Character.
+        if value.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") }) { return true }
+        return value.first.map(\.isWhitespace) == true || value.last.map(\.isWhitespace) == true
     }
 
     /// Where the rule was written: `policy.csv:3`.
