@@ -162,11 +162,16 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
     /// through `cabi_realloc`), calls, lifts the result (checking the result-area pointer the guest
     /// returns), then calls `cabi_post_<name>` with the core results if the guest exports it.
     ///
+    /// The guest code the host runs on the guest's behalf, the lowering's `cabi_realloc` calls and
+    /// `cabi_post_<name>`, runs inside `importsClosed`: the canonical ABI clears the instance's `may_leave` there,
+    /// so a host that serves imports passes a wrapper under which every import call is refused.
+    ///
     /// Throws what the call throws (traps, host-function errors), ``GuestMemoryError`` for a malformed
     /// result, ``CanonicalLimitExceeded`` for a result beyond `limits`.
     package func callExport(
         _ name: String, arguments: [CanonicalValue], in instance: any ModuleInstance,
-        limits: CanonicalLimits = CanonicalLimits()
+        limits: CanonicalLimits = CanonicalLimits(),
+        importsClosed: (() throws -> Void) throws -> Void = { try $0() }
     ) throws -> CanonicalValue? {
         guard arguments.count == parameters.count else {
             throw CanonicalValueMismatch("\(self) takes \(parameters.count) arguments, \(arguments.count) given")
@@ -174,13 +179,15 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         let guest = instance.guest
         let lowerer = CanonicalLowerer(guest: guest)
         var flat: [WasmValue] = []
-        if let tuple = flattening.parameterTupleLayout {
-            let pointer = try lowerer.allocate(byteCount: tuple.size, alignment: tuple.alignment)
-            try lowerer.store(.record(arguments), as: tuple, at: pointer)
-            flat = [.i32(pointer)]
-        } else {
-            for (layout, value) in zip(flattening.parameterLayouts, arguments) {
-                flat += try lowerer.lowerFlat(value, as: layout)
+        try importsClosed {
+            if let tuple = flattening.parameterTupleLayout {
+                let pointer = try lowerer.allocate(byteCount: tuple.size, alignment: tuple.alignment)
+                try lowerer.store(.record(arguments), as: tuple, at: pointer)
+                flat = [.i32(pointer)]
+            } else {
+                for (layout, value) in zip(flattening.parameterLayouts, arguments) {
+                    flat += try lowerer.lowerFlat(value, as: layout)
+                }
             }
         }
         let results = try instance.call(name, flat)
@@ -202,7 +209,7 @@ package struct CanonicalFunction: Sendable, Hashable, CustomStringConvertible {
         }
         let postReturn = "cabi_post_\(name)"
         if guest.hasExport(postReturn) {
-            _ = try instance.call(postReturn, results)
+            try importsClosed { _ = try instance.call(postReturn, results) }
         }
         return value
     }

@@ -77,7 +77,9 @@ package enum PeonHostBindings {
     package static func callRun(
         _ instance: any ModuleInstance, input: String, limits: CanonicalLimits = CanonicalLimits()
     ) throws -> Result<String, GuestRunError> {
-        let value = try runFunction.callExport(runExport, arguments: [.string(input)], in: instance, limits: limits)
+        // The input's `cabi_realloc` and `cabi_post_run` run with the imports closed, as the result's lowering does.
+        let value = try runFunction.callExport(runExport, arguments: [.string(input)], in: instance, limits: limits,
+                                               importsClosed: { body in try LeaveGuard.closed(body) })
         guard let (index, payload) = try value?.asVariant(), let payload else {
             throw CanonicalValueMismatch("run returned no result")
         }
@@ -140,9 +142,9 @@ extension PeonHostBindings {
             _ host: any HostInterface, guest: any GuestAccess, arguments: HostArguments, limits: CanonicalLimits
         ) throws -> WasmValue? {
             guard LeaveGuard.isOpen else {
-                throw GuestMemoryError(
-                    "\(qualifiedName): called from inside cabi_realloc while the host was returning another call's result; "
-                        + "the canonical ABI forbids calling imports there")
+                throw CanonicalValueMismatch(
+                    "\(qualifiedName): called from inside cabi_realloc while the host was lowering a value, or from inside "
+                        + "cabi_post_run; the canonical ABI forbids calling imports there")
             }
             if let reason = host.stopReason { throw RunStoppedByHost(reason) }
             let values = (0..<arguments.count).map { arguments[$0] }
@@ -172,8 +174,9 @@ extension PeonHostBindings {
         }
     }
 
-    /// The canonical ABI's `may_leave` flag: closed while the host is lowering a result (and so inside the
-    /// guest's `cabi_realloc`), when an import call must trap. Kept per thread (the guest code that could call
+    /// The canonical ABI's `may_leave` flag: closed while the host is lowering a value (and so inside the
+    /// guest's `cabi_realloc`: a host call's result, `run`'s input) and while the guest's `cabi_post_run` runs,
+    /// when an import call must trap. Kept per thread (the guest code that could call
     /// runs on the lowering thread), so the host functions hold no per-instance state and may be shared.
     enum LeaveGuard {
         static var isOpen: Bool { peon_lowering_depth() == 0 }

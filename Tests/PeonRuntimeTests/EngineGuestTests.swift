@@ -120,3 +120,57 @@ import Testing
         #expect(try PeonHostBindings.callRun(instance, input: "-") == .success("fine"), "the instance is still usable")
     }
 }
+
+/// The canonical ABI clears `may_leave` while the host runs guest code on its own behalf: the `cabi_realloc` that
+/// copies `run`'s input in, and `cabi_post_run` after the answer was read. An import called there is refused (the run
+/// fails naming the import) and never reaches the host; before, `cabi_post_run` could call `log` (and any other import).
+@Suite struct ImportsClosedTests {
+    /// `run` answers `ok("hi")`; `cabi_post_run` calls `log` when `post` is set, `cabi_realloc` when `realloc` is.
+    static func module(callFromPost: Bool, callFromRealloc: Bool) -> String {
+        """
+        (module
+          (import "peon:host/log@0.1.0" "log" (func $log (param i32 i32 i32)))
+          (memory (export "memory") 1)
+          (global $next (mut i32) (i32.const 0x1000))
+          (data (i32.const 0x100) "sneaky")
+          (data (i32.const 0x200) "hi")
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $at i32)
+            \(callFromRealloc ? "(call $log (i32.const 1) (i32.const 0x100) (i32.const 6))" : "")
+            (local.set $at (global.get $next))
+            (global.set $next (i32.add (global.get $next) (i32.add (local.get 3) (i32.const 8))))
+            (local.get $at))
+          (func (export "run") (param i32 i32) (result i32)
+            (i32.store (i32.const 0x300) (i32.const 0))
+            (i32.store (i32.const 0x304) (i32.const 0x200))
+            (i32.store (i32.const 0x308) (i32.const 2))
+            (i32.const 0x300))
+          (func (export "cabi_post_run") (param i32)
+            \(callFromPost ? "(call $log (i32.const 1) (i32.const 0x100) (i32.const 6))" : "")))
+        """
+    }
+
+    static func run(callFromPost: Bool, callFromRealloc: Bool) throws -> (Result<Result<String, GuestRunError>, any Error>, RecordingHost) {
+        let host = RecordingHost()
+        let module = try WasmKitEngine().compile(try wasm(module(callFromPost: callFromPost, callFromRealloc: callFromRealloc)))
+        let instance = try module.instantiate(PeonHostBindings.hostFunctions(for: host), limits: ResourceLimits())
+        return (Result { try PeonHostBindings.callRun(instance, input: "input") }, host)
+    }
+
+    @Test(arguments: [(true, false), (false, true)])
+    func anImportCalledWhereTheABIForbidsItIsRefused(fromPost: Bool, fromRealloc: Bool) throws {
+        let (result, host) = try Self.run(callFromPost: fromPost, callFromRealloc: fromRealloc)
+        guard case .failure(let error) = result else {
+            Issue.record("the run answered \(result) although its guest called log from inside \(fromPost ? "cabi_post_run" : "cabi_realloc")")
+            return
+        }
+        #expect("\(error)".contains("peon:host/log@0.1.0#log: called from inside cabi_realloc"), "\(error)")
+        #expect(host.calls.isEmpty, "the import never reached the host: \(host.calls)")
+    }
+
+    @Test func theSameGuestWithoutThoseCallsRuns() throws {
+        let (result, host) = try Self.run(callFromPost: false, callFromRealloc: false)
+        #expect(try result.get() == .success("hi"))
+        #expect(host.calls.isEmpty)
+    }
+}

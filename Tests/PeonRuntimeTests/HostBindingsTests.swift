@@ -259,7 +259,7 @@ import Testing
         let (path, length) = arena.place("in.txt")
         let (message, messageLength) = arena.place("sneaky")
         guest.onRealloc = { _ = try invoke(log, guest: guest, [.i32(1), message, messageLength]) }
-        let error = #expect(throws: GuestMemoryError.self) {
+        let error = #expect(throws: CanonicalValueMismatch.self) {
             _ = try invoke(read, guest: guest, [path, length, .i32(UInt32(Self.returnArea))])
         }
         #expect(error?.message.contains("peon:host/log@0.1.0#log: called from inside cabi_realloc") == true)
