@@ -742,6 +742,12 @@ private struct Reader {
             }
             let absolute = pattern.hasPrefix("/") ? pattern : baseDirectory + "/" + pattern
             let normalized = GuestPath.normalizedPattern(absolute)
+            // A `..` that takes back a name the path wrote makes the grant read as another folder than the one it
+            // grants: `/srv/data/../../etc/**` is `/etc/**`. Only leading `..` of a relative path (`../shared/**`,
+            // from the grants file's folder) is kept.
+            if let name = Self.nameTakenBack(in: pattern) {
+                throw fail(join(path, "paths"), "`\(pattern)`: the `..` after `\(name)` takes back a folder the path names, so it reads as another path than the one granted; write the path it means: \(normalized)")
+            }
             guard globIsWellFormed(normalized) else {
                 throw fail(join(path, "paths"), "`\(pattern)`: `**` must be a whole path segment (e.g. /srv/**/x.txt)")
             }
@@ -758,6 +764,20 @@ private struct Reader {
         return FileSystemGrant(
             paths: paths, access: access, labels: labels, clearance: clearance,
             conditions: try conditions(table, path), source: source(path))
+    }
+
+    /// The name a `..` segment of `pattern` takes back (the segment written before it; `/` for a `..` right after the
+    /// root), or `nil` when every `..` leads a relative path. `.` segments and empty ones change no name and pass.
+    static func nameTakenBack(in pattern: String) -> String? {
+        var previous: Substring? = pattern.hasPrefix("/") ? "/" : nil
+        for segment in pattern.split(separator: "/", omittingEmptySubsequences: true) {
+            if segment == ".." {
+                if let previous { return String(previous) }
+            } else if segment != "." {
+                previous = segment
+            }
+        }
+        return nil
     }
 
     func http(_ table: TOMLTable, _ path: String) throws(GrantsError) -> HTTPGrant {

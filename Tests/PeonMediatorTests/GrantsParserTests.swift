@@ -117,6 +117,11 @@ import Testing
         ("module = \"m\"\n[=]\n", 2, "", "must be followed by a table name"),
         ("module = \"m\"\nfs = 3\n", 2, "fs", "array of tables"),
         ("module = \"m\"\n[[fs]]\npaths = [\"/a,b\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "comma"),
+        // A `..` that takes back a written name: the grant would read as another folder than the one it grants.
+        ("module = \"m\"\n[[fs]]\npaths = [\"/srv/data/../../etc/**\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "write the path it means: /etc/**"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"data/../../../etc/*\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "the `..` after `data`"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"../x/*/../../secret\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "the `..` after `*`"),
+        ("module = \"m\"\n[[fs]]\npaths = [\"/../etc/x\"]\nallow = [\"read\"]\n", 3, "fs[0].paths", "the `..` after `/`"),
         ("module = \"m\"\n[limits]\ntimeout = \"9223372036854775807s\"\n", 3, "limits.timeout", "from 1ms to 168h"),
         ("module = \"m\"\n[limits]\ntimeout = \"2562047788015215h\"\n", 3, "limits.timeout", "from 1ms to 168h"),
         ("module = \"m\"\n[limits]\nmemory = \"99999999999999999999MiB\"\n", 3, "limits.memory", "not a size"),
