@@ -18,7 +18,10 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
 /// Prints one line to stderr, escaped (``TerminalText``): whatever it quotes (a guest's message, a path,
 /// a file's contents) can neither break the line nor drive the terminal.
 func printError(_ line: String) {
-    let text = TerminalText.escaped(line) + "\n"
+    // On a terminal, the line starts on its own with the text attributes reset: a guest's stderr (an escape left
+    // open, hidden text) cannot swallow or hide it.
+    let reset = isatty(2) == 1 ? TerminalText.resetBeforeHostText : ""
+    let text = reset + TerminalText.escaped(line) + "\n"
     text.utf8CString.withUnsafeBytes { writeAll(2, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
 }
 

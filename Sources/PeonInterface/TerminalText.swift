@@ -14,6 +14,12 @@
 /// So a guest can neither forge a `peon-wasm:` line, erase or rewrite what a prompt shows, hide a character
 /// in a path, nor colour the screen. Everything else, including other non-ASCII text, passes unchanged.
 package enum TerminalText {
+    /// Written before the host's own words reach a terminal a guest may have written to (the `peon-wasm: error:`
+    /// line, an approval prompt): CAN ends any escape sequence the guest left open (`ESC [`, an OSC string), SI and
+    /// `ESC ( B` undo a switch to the line-drawing character set, and `ESC [0m` undoes hidden, blinking or
+    /// same-colour text. A guest's output cannot then swallow, garble or hide what follows.
+    package static let resetBeforeHostText = "\u{18}\u{0F}\u{1B}(B\u{1B}[0m"
+
     /// `text` with every character listed above escaped; `text` itself when it has none. With `spaces`, every space
     /// but U+0020 too (no-break, narrow no-break, ideographic, en, em, thin): each prints as a plain space, so in a
     /// resource `fs:/srv/a\u{a0}b` would look like `fs:/srv/a b`. Only where a name is read (`audit show`): French

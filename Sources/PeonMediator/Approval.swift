@@ -43,9 +43,20 @@ public struct ApprovalRequest: Sendable, Hashable {
     /// and show a forged one.
     package var summary: String {
         var line = "\(module) wants \(call) \(resource)"
-        if !arguments.isEmpty { line += " " + arguments.map { "\"\($0)\"" }.joined(separator: " ") }
+        // Each argument quoted with its own `\` and `"` escaped: `notes.txt" "ok` is one argument, never shown as two.
+        if !arguments.isEmpty { line += " " + arguments.map(Self.quoted).joined(separator: " ") }
         for (key, value) in details.sorted(by: { $0.key < $1.key }) { line += " \(key)=\(value)" }
         return TerminalText.escaped(line)
+    }
+
+    /// `text` in double quotes, its backslashes and quotes escaped with a backslash.
+    static func quoted(_ text: String) -> String {
+        var result = "\""
+        for character in text {
+            if character == "\\" || character == "\"" { result.append("\\") }
+            result.append(character)
+        }
+        return result + "\""
     }
 }
 
@@ -199,8 +210,13 @@ package struct TerminalApprover: Approver {
         let fd = open(device, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard fd >= 0 else { return ApprovalAnswer(approved: false, answer: "no terminal (\(device))") }
         defer { close(fd) }
-        let prompt = "peon-wasm: approve? \(request.summary) (grant \(TerminalText.escaped(request.grant))) [y/N] "
+        // On a line of its own with the terminal's text reset: what the guest wrote to stderr (a forged prompt, then
+        // hidden text) cannot hide or imitate this one.
+        let prompt = TerminalText.resetBeforeHostText + "\r\n"
+            + "peon-wasm: approve? \(request.summary) (grant \(TerminalText.escaped(request.grant))) [y/N] "
         _ = prompt.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
+        // Only an answer typed after the question is shown counts: a second Enter typed earlier must not approve it.
+        _ = tcflush(fd, TCIFLUSH)
         var line: [UInt8] = []
         while true {
             let remaining = deadline - ContinuousClock.now
