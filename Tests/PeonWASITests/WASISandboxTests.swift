@@ -151,6 +151,85 @@ struct WASISandboxTests {
         #expect(throws: WASIExit(code: 7)) { try probe(engine).call("exit", [.i32(7)]) }
     }
 
+    /// One `random_get` asking for 200 MB is one host call: it charges no fuel, and an MCP server's call has no
+    /// supervisor to kill it. A byte at a time it held a tool call 157 s past its 2 s limit (found by a red-team pass).
+    @Test("random_get stops at the run's deadline, and fills every byte it was asked for", arguments: TestEngines.all)
+    func randomBytesStopAtTheDeadline(engine: EngineUnderTest) throws {
+        let text = """
+            (module
+              (import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+              (memory (export "memory") 3300)
+              (func (export "random") (param i32 i32) (result i32) (call $random (local.get 0) (local.get 1))))
+            """
+        var configuration = WASIConfiguration()
+        configuration.deadline = .now + .seconds(2)
+        let module = try engine.make(false).compile(try wasm(text))
+        let instance = try module.instantiate(WASISandbox(configuration).hostFunctions, limits: ResourceLimits())
+        // 13 odd bytes first: the tail past the last whole 8-byte word is filled too.
+        #expect(try instance.call("random", [.i32(3), .i32(13)]) == [.i32(0)])
+        let bytes = try instance.guest.readBytes(at: 3, count: 13)
+        #expect(bytes.contains { $0 != 0 } && bytes.suffix(5).contains { $0 != 0 }, "\(bytes)")
+        let start = ContinuousClock.now
+        let error = try #require(throws: EngineError.self) { try instance.call("random", [.i32(65536), .i32(209_715_200)]) }
+        #expect(error.trapReason == .timeout)
+        #expect(ContinuousClock.now - start < .seconds(6), "stopped soon after the deadline")
+    }
+
+    /// A guest that reads and writes through iovec arrays it builds itself, in 65 pages of memory.
+    static let vectors = """
+        (module
+          (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+          (import "wasi_snapshot_preview1" "fd_read" (func $fd_read (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 65)
+          (func (export "write") (param $iovs i32) (param $n i32) (result i32)
+            (call $fd_write (i32.const 1) (local.get $iovs) (local.get $n) (i32.const 16)))
+          (func (export "read") (param $iovs i32) (param $n i32) (result i32)
+            (call $fd_read (i32.const 0) (local.get $iovs) (local.get $n) (i32.const 16))))
+        """
+
+    /// Writes and reads are all or nothing: a bad second vector was EFAULT after the first one's bytes had gone out
+    /// (and were charged to the output limit), or had been taken from stdin and lost; and a total past 4 GiB was
+    /// told to the guest modulo 2^32 (found by a red-team pass).
+    @Test("fd_write and fd_read check every vector before any byte moves", arguments: TestEngines.all)
+    func vectorsAreCheckedBeforeAnyByteMoves(engine: EngineUnderTest) throws {
+        let stdout = Capture()
+        var configuration = WASIConfiguration()
+        configuration.stdout = stdout.sink
+        configuration.outputLimit = 10
+        configuration.stdin = Array("ABCDEFGHIJ".utf8)
+        let module = try engine.make(false).compile(try wasm(Self.vectors))
+        let instance = try module.instantiate(WASISandbox(configuration).hostFunctions, limits: ResourceLimits())
+        let guest = instance.guest
+        let end = UInt32(65 * 65536)
+        try guest.writeBytes(Array("AAAA\n".utf8), at: 100)
+        func vector(_ index: UInt32, at table: UInt32, base: UInt32, length: UInt32) throws {
+            try guest.writeUInt32(base, at: table + index * 8)
+            try guest.writeUInt32(length, at: table + index * 8 + 4)
+        }
+        // A good vector, then one running past the end of memory.
+        try vector(0, at: 200, base: 100, length: 5)
+        try vector(1, at: 200, base: end - 2, length: 100)
+        #expect(try instance.call("write", [.i32(200), .i32(2)]) == [.i32(21)], "EFAULT")
+        #expect(stdout.text.isEmpty, "nothing went out")
+        #expect(try instance.call("write", [.i32(200), .i32(1)]) == [.i32(0)])
+        #expect(stdout.text == "AAAA\n")
+        #expect(try guest.readUInt32(at: 16) == 5)
+        // The limit (10 bytes) was charged only for those 5: 5 more fit.
+        #expect(try instance.call("write", [.i32(200), .i32(1)]) == [.i32(0)])
+        #expect(stdout.text == "AAAA\nAAAA\n")
+
+        try vector(0, at: 300, base: 1000, length: 4)
+        try vector(1, at: 300, base: end - 2, length: 100)
+        #expect(try instance.call("read", [.i32(300), .i32(2)]) == [.i32(21)], "EFAULT")
+        #expect(try instance.call("read", [.i32(300), .i32(1)]) == [.i32(0)])
+        #expect(try guest.readBytes(at: 1000, count: 4) == Array("ABCD".utf8), "no input was lost to the failed read")
+
+        // 1024 vectors of 4 MiB + 1 byte each: more than a 32-bit count can say. EINVAL, nothing written.
+        for index in UInt32(0)..<1024 { try vector(index, at: 8192, base: 0, length: (4 << 20) + 1) }
+        #expect(try instance.call("write", [.i32(8192), .i32(1024)]) == [.i32(28)], "EINVAL")
+        #expect(stdout.text == "AAAA\nAAAA\n")
+    }
+
     @Test("a sleep never outlasts the run's deadline", arguments: TestEngines.all)
     func sleepIsBoundedByTheDeadline(engine: EngineUnderTest) throws {
         let instance = try probe(engine) { $0.deadline = .now + .seconds(2) }
