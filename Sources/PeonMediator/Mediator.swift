@@ -40,6 +40,10 @@ package struct MediatorConfiguration: Sendable {
     package var caps = CapabilityDefaults()
     /// Time source for rate limits and the `ctx.hour` policy attribute.
     package var now: @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }
+    /// The token buckets of the grants' `rate`s, when they are shared with other runs: an `mcp` server passes one
+    /// for all its tool calls, each of which is a run of its own, so `rate = "10/hour"` limits the server's calls
+    /// together and a client cannot reset it by calling again. `nil`: the run's own buckets, full at its start.
+    package var rates: RateLimiter?
     /// A replacement HTTP transport (tests only); `nil` uses the HTTP capability.
     var http: (any HTTPSender)?
     /// The host's own files, refused to every `fs` call before policy (``HostFiles``): the audit log's, always;
@@ -165,7 +169,7 @@ package final class Mediator: HostInterface {
         self.programs = programs
         self.http = http
         self.ownHTTP = ownHTTP
-        rates = RateLimiter(now: configuration.now)
+        rates = configuration.rates ?? RateLimiter(now: configuration.now)
         logLimiter = RateLimiter(now: configuration.now)
         firstUses = FirstUseStore.shared(for: configuration.audit)
         quota = configuration.callQuota ?? configuration.policy.current.compiled?.grants.limits.calls ?? 10_000

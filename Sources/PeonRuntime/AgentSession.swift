@@ -76,10 +76,11 @@ public final class AgentSession: Sendable {
     /// are added to `run.start` and `run.end`. Its end writes `run.end` but neither checkpoints nor closes
     /// the shared log. `approver`, when given, approves instead of the options' `--approver` (an MCP
     /// client asked through elicitation). `inheritedLabels` (label to the run id that brought it) are held
-    /// from `run.start` on, which records them (`session_labels`, `session_label_runs`).
+    /// from `run.start` on, which records them (`session_labels`, `session_label_runs`). `rates`, when given, are
+    /// the grants' rate buckets shared with the host's other runs (``MediatorConfiguration/rates``).
     package init(plan: RunPlan, deadline: ContinuousClock.Instant, sharedAudit audit: AuditLog,
                 store: MediatorPolicyStore, details: [String: String], approver: (any Approver)? = nil,
-                inheritedLabels: [String: String] = [:],
+                inheritedLabels: [String: String] = [:], rates: RateLimiter? = nil,
                 denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil) throws(RunError) {
         self.audit = audit
         self.ownsAudit = false
@@ -90,7 +91,7 @@ public final class AgentSession: Sendable {
         self.reloader = nil
         self.endMarker = RunEndMarker()
         self.mediator = try Self.makeMediator(plan: plan, audit: audit, store: store, deadline: deadline,
-                                              approver: approver, denialSink: denialSink)
+                                              approver: approver, rates: rates, denialSink: denialSink)
     }
 
     /// `sink` behind the audit log: before any byte of guest output leaves the process, the entries this
@@ -107,7 +108,7 @@ public final class AgentSession: Sendable {
 
     private static func makeMediator(
         plan: RunPlan, audit: AuditLog, store: MediatorPolicyStore, deadline: ContinuousClock.Instant,
-        approver: (any Approver)? = nil,
+        approver: (any Approver)? = nil, rates: RateLimiter? = nil,
         denialSink: (@Sendable (_ action: String, _ object: String) -> Void)? = nil
     ) throws(RunError) -> Mediator {
         let options = plan.options
@@ -115,6 +116,7 @@ public final class AgentSession: Sendable {
             module: plan.moduleName, moduleSHA256: plan.module.sha256, runID: options.runID, policy: store,
             audit: audit, workingDirectory: options.workingDirectory, deadline: deadline)
         configuration.databases = options.databases
+        configuration.rates = rates
         if let keyPath = options.auditKeyPath ?? CheckpointSigner.defaultKeyPath() { configuration.hostFiles.add(keyPath) }
         // What decides and what runs is not the guest's to rewrite either: the grants, model and policy are reloaded
         // while the run goes on (a guest that wrote `[[fs]] paths = ["/**"]` into its own grants held them a second

@@ -19,6 +19,9 @@ package struct ToolHostConfiguration: Sendable {
     /// Every tool's grants, model, policy and module file, once all are loaded: no call of any tool reaches them
     /// (a tool granted a folder that holds another's grants would otherwise widen them; they reload while serving).
     package let toolFiles = LockedBox(HostFiles())
+    /// The grants' `rate` buckets, shared by every call of the server: each call is a run of its own, and a rate
+    /// kept per run would start full at every call, so a client could make any number of calls a grant limits.
+    package let rates = RateLimiter()
 
     /// Creates a configuration.
     package init(audit: AuditLog, options: SessionOptions, overrides: LimitOverrides,
@@ -287,7 +290,7 @@ package final class ToolService: Sendable {
             session = try AgentSession(
                 plan: plan, deadline: ContinuousClock.now + plan.limits.timeout, sharedAudit: host.audit, store: store,
                 details: details,
-                approver: call.approver, inheritedLabels: call.sessionLabels?.current ?? [:],
+                approver: call.approver, inheritedLabels: call.sessionLabels?.current ?? [:], rates: host.rates,
                 denialSink: { action, object in
                     denials.withLock { if $0.count < 16 { $0.append((action, object)) } }
                 })
