@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPeonSupport
 import Foundation
 import PeonInterface
 
@@ -146,48 +150,101 @@ package struct CommandApprover: Approver {
     }
 
     /// Runs the command and maps its exit status.
+    ///
+    /// The command runs in a process group of its own. Its answer is its own exit: a process it left running in the
+    /// background (`notify-send ... &`) neither delays the answer nor keeps it from arriving. Past the timeout the
+    /// whole group is killed, whatever the command started, and the call is refused with `timeout`; before, a
+    /// background child kept a timed-out approver's call waiting until the run's own deadline, with no answer
+    /// recorded.
     package func approve(_ request: ApprovalRequest, deadline: ContinuousClock.Instant) -> ApprovalAnswer {
-        let process = Process()
         let program = command[0]
-        if program.contains("/") {
-            process.executableURL = URL(fileURLWithPath: program)
-            process.arguments = Array(command.dropFirst())
-        } else {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = command
+        let (path, arguments) = program.contains("/") ? (program, command) : ("/usr/bin/env", ["env"] + command)
+        var input: [Int32] = [-1, -1]
+        guard pipe(&input) == 0 else { return ApprovalAnswer(approved: false, answer: "approver failed to start: no pipe") }
+        var writeEnd = input[1]
+        var readEnd = input[0]
+        defer {
+            if readEnd >= 0 { close(readEnd) }
+            if writeEnd >= 0 { close(writeEnd) }
         }
-        let input = Pipe()
-        process.standardInput = input
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        do {
-            try process.run()
-        } catch {
-            return ApprovalAnswer(approved: false, answer: "approver failed to start: \(error.localizedDescription)")
+        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(writeEnd, F_SETFL, fcntl(writeEnd, F_GETFL) | O_NONBLOCK)
+        let null = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { if null >= 0 { close(null) } }
+        guard null >= 0 else { return ApprovalAnswer(approved: false, answer: "approver failed to start: no /dev/null") }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var failed: Int32 = 0
+        failed |= posix_spawn_file_actions_adddup2(&actions, readEnd, 0)
+        failed |= posix_spawn_file_actions_adddup2(&actions, null, 1)
+        failed |= posix_spawn_file_actions_adddup2(&actions, null, 2)
+        failed |= peon_spawn_file_actions_addclosefrom(&actions, 3)
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
+        failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        failed |= posix_spawnattr_setpgroup(&attributes, 0)
+        failed |= posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        guard failed == 0 else { return ApprovalAnswer(approved: false, answer: "approver failed to start: spawn attributes") }
+        var pid: pid_t = 0
+        let copies: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for copy in copies { free(copy) } }
+        guard !copies.dropLast().contains(where: { $0 == nil }) else {
+            return ApprovalAnswer(approved: false, answer: "approver failed to start: out of memory")
         }
+        let result = copies.withUnsafeBufferPointer { argv in
+            argv.baseAddress.map { posix_spawn(&pid, path, &actions, &attributes, $0, environ) } ?? ENOMEM
+        }
+        guard result == 0 else {
+            return ApprovalAnswer(approved: false, answer: "approver failed to start: \(String(cString: strerror(result)))")
+        }
+        close(readEnd)
+        readEnd = -1
+
+        // A command that exits without reading its input must not take this process down with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
-        try? input.fileHandleForWriting.write(contentsOf: Data(request.json))
-        try? input.fileHandleForWriting.close()
         let end = min(deadline, ContinuousClock.now.advanced(by: timeout))
-        while process.isRunning {
+        // The request goes in as far as the command reads it (a command that reads nothing is answered all the same).
+        var pending = request.json[...]
+        var status: Int32 = 0
+        while true {
+            if writeEnd >= 0 {
+                let written = pending.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+                if written > 0 { pending = pending.dropFirst(written) } else if written < 0, errno != EAGAIN, errno != EINTR { pending = [] }
+                // All of it (or all the command would take): end of input, so a command reading to the end goes on.
+                if pending.isEmpty {
+                    close(writeEnd)
+                    writeEnd = -1
+                }
+            }
+            let reaped = waitpid(pid, &status, WNOHANG)
+            if reaped == pid { break }
+            if reaped < 0, errno != EINTR {
+                return ApprovalAnswer(approved: false, answer: "approver lost (\(String(cString: strerror(errno))))")
+            }
             if ContinuousClock.now >= end {
-                process.terminate()
-                let pid = process.processIdentifier
-                let grace = ContinuousClock.now.advanced(by: .milliseconds(200))
-                while process.isRunning, ContinuousClock.now < grace { usleep(5_000) }
-                if process.isRunning { kill(pid, SIGKILL) }
-                process.waitUntilExit()
+                // The whole group: a shell approver's `sleep` as well as the shell.
+                _ = kill(-pid, SIGKILL)
+                _ = kill(pid, SIGKILL)
+                while waitpid(pid, &status, 0) < 0, errno == EINTR {}
                 return ApprovalAnswer(approved: false, answer: "timeout")
             }
-            usleep(2_000)
+            usleep(writeEnd < 0 ? 2_000 : 500)
         }
-        let status = process.terminationStatus
-        if process.terminationReason == .uncaughtSignal {
-            return ApprovalAnswer(approved: false, answer: "killed by signal \(status)")
-        }
-        return status == 0
+        // WIFSIGNALED / WEXITSTATUS by hand: the macros are not imported.
+        let signal = status & 0x7F
+        if signal != 0 { return ApprovalAnswer(approved: false, answer: "killed by signal \(signal)") }
+        let code = (status >> 8) & 0xFF
+        return code == 0
             ? ApprovalAnswer(approved: true, answer: "exit 0")
-            : ApprovalAnswer(approved: false, answer: "exit \(status)")
+            : ApprovalAnswer(approved: false, answer: "exit \(code)")
     }
 }
 

@@ -115,6 +115,42 @@ import Testing
         #expect(try harness.decisions("exec.run").first?.details["approval"] == "timeout")
     }
 
+    /// An approver's answer is its own exit: a process it leaves in the background neither delays the answer (a
+    /// `sleep 12 &` held it 12 s) nor, past the timeout, keeps the call waiting (a timed-out shell's `sleep` held it
+    /// until the run's deadline, with no answer recorded); the timeout kills what the approver started as well.
+    /// Found by a red-team pass.
+    @Test func anApproversBackgroundChildrenNeitherDelayNorOutliveIt() throws {
+        let scratch = try Scratch()
+        let quick = try scratch.file("quick.sh", "#!/bin/sh\nsleep 30 &\nexit 0\n")
+        chmod(quick, 0o755)
+        let started = ContinuousClock.now
+        let answer = try #require(CommandApprover(commandLine: quick, timeout: .seconds(20)))
+            .approve(Self.request, deadline: .now + .seconds(60))
+        #expect(answer.approved && answer.answer == "exit 0")
+        #expect(ContinuousClock.now - started < .seconds(10), "answered when the approver exited")
+
+        let child = scratch.path + "/child.pid"
+        let slow = try scratch.file("slow.sh", "#!/bin/sh\nsleep 30 &\necho $! > \(child)\nsleep 30\n")
+        chmod(slow, 0o755)
+        let timedOut = try #require(CommandApprover(commandLine: slow, timeout: .milliseconds(500)))
+            .approve(Self.request, deadline: .now + .seconds(60))
+        #expect(!timedOut.approved && timedOut.answer == "timeout")
+        #expect(ContinuousClock.now - started < .seconds(15))
+        let pid = try #require(Int32(scratch.contents("child.pid")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""))
+        // Killed with the approver: gone, or a zombie waiting to be reaped.
+        var gone = false
+        for _ in 0..<200 where !gone {
+            let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: " ").dropFirst(2).first
+            gone = state == nil || state == "Z"
+            if !gone { usleep(10_000) }
+        }
+        #expect(gone, "the approver's background child outlived its timeout")
+    }
+
+    static let request = ApprovalRequest(
+        run: "r", module: "m", moduleSHA256: "", call: "exec.run", resource: "exec:/bin/echo", arguments: ["x"],
+        details: [:], grant: "g.toml:2")
+
     // MARK: db
 
     static func database(_ scratch: Scratch) throws -> String {
