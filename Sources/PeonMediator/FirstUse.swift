@@ -190,7 +190,8 @@ final class FirstUseStore: Sendable {
 
 extension Resource {
     /// What "first use" is counted on: the resource itself, except a URL, which counts by origin
-    /// (`https://api.example.com:8443`: a new host is the event worth flagging, not each new path on it).
+    /// (`https://api.example.com:8443`: a new host is the event worth flagging, not each new path on it); the mediator
+    /// adds a program's arguments to it.
     var firstUseName: String {
         switch self {
         case .url(let url): "http:\(url.scheme)://\(url.hostText)\(url.isDefaultPort ? "" : ":\(url.port)")"

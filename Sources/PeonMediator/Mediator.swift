@@ -396,8 +396,15 @@ package final class Mediator: HostInterface {
     ) throws(HostError) -> Ticket {
         let object = request.resource.description
         var details = request.details
+        let arguments = ArgumentVector.encode(request.arguments)
         let useName: String
-        if case .url = request.resource { useName = request.resource.firstUseName } else { useName = object }
+        switch request.resource {
+        case .url: useName = request.resource.firstUseName
+        // A program counts with its arguments: a person who approved `rm tmp.txt` once did not approve `rm` with
+        // whatever arguments come later.
+        case .program: useName = object + " " + arguments
+        default: useName = object
+        }
         let useKey = FirstUseStore.key(module: configuration.module, action: request.action, resource: useName)
         let firstUse = firstUses.isFirstUse(useKey)
         if firstUse { details["first_use"] = "true" }
@@ -408,7 +415,6 @@ package final class Mediator: HostInterface {
             configuration.denialSink?(request.action, object)
             throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's own files (the audit log, its signing key, the grants, model and policy files and the module) are never reachable by a guest")
         }
-        let arguments = ArgumentVector.encode(request.arguments)
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,
             arguments: arguments,

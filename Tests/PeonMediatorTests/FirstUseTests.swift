@@ -92,6 +92,30 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(always.questions.count == 2)
     }
 
+    /// A program's first use counts with its arguments: approving `/bin/echo harmless` once approved `/bin/echo` with
+    /// any arguments in every later run, without asking (found by a red-team pass).
+    @Test func aProgramsFirstUseCountsWithItsArguments() throws {
+        let grants = """
+            module = "runner"
+
+            [[exec]]
+            program = "/bin/echo"
+            args = ["*"]
+            approval = "first-use"
+            """
+        let scratch = try Scratch()
+        let approver = ScriptedApprover(approves: true)
+        let harness = try Harness(grants: grants, scratch: scratch, approver: approver)
+        _ = try harness.mediator.run(program: "/bin/echo", arguments: ["harmless"], stdin: [])
+        _ = try harness.mediator.run(program: "/bin/echo", arguments: ["harmless"], stdin: [])
+        #expect(approver.questions.count == 1, "the same command line is asked about once")
+        let later = try Harness(grants: grants, scratch: scratch, approver: approver, configure: { $0.runID = "run-2" })
+        _ = try later.mediator.run(program: "/bin/echo", arguments: ["totally-different"], stdin: [])
+        #expect(approver.questions.count == 2, "other arguments are asked about")
+        let decisions = try later.decisions("exec.run").filter { $0.run == "run-2" }
+        #expect(decisions.map { $0.details["first_use"] } == ["true"])
+    }
+
     /// Threat: the approver approves `notes` and the guest reads the file `notes` links to, which nobody
     /// was asked about; the nested decision then marks that file used, so no later run asks either.
     @Test(arguments: ["\"first-use\"", "true"])
