@@ -15,6 +15,22 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
     _ = writeFully(fd, bytes)
 }
 
+/// Writes a run's module output to stdout and stderr, remembering the first write that failed: the module's
+/// `fd_write` gets the error, and the run reports the loss at its end (``RunCommand``).
+final class OutputWriter: Sendable {
+    private let failure = Mutex<(descriptor: Int32, code: Int32)?>(nil)
+
+    /// Writes every byte to `descriptor`; 0, or the POSIX error that stopped it.
+    func write(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
+        let code = writeFully(descriptor, bytes)
+        if code != 0 { failure.withLock { if $0 == nil { $0 = (descriptor, code) } } }
+        return code
+    }
+
+    /// The descriptor and error of the first write that failed, if one did.
+    var firstFailure: (descriptor: Int32, code: Int32)? { failure.withLock { $0 } }
+}
+
 /// Prints one line to stderr, escaped (``TerminalText``): whatever it quotes (a guest's message, a path,
 /// a file's contents) can neither break the line nor drive the terminal.
 func printError(_ line: String) {

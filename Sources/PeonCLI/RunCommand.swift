@@ -234,8 +234,9 @@ struct RunCommand: ParsableCommand {
             request.input = input ?? ""
             request.inputGiven = input != nil
         }
-        request.stdout = session.guardingOutput { writeAll(1, $0) }
-        request.stderr = session.guardingOutput { writeAll(2, $0) }
+        let output = OutputWriter()
+        request.stdout = session.guardingOutput { output.write(1, $0) }
+        request.stderr = session.guardingOutput { output.write(2, $0) }
         request.peonHostFunctions = session.hostFunctions
         request.peonComponentFunctions = session.componentFunctions
         let result: RunResult
@@ -247,21 +248,38 @@ struct RunCommand: ParsableCommand {
         }
         switch result {
         case .exited(let code):
+            try reportLostOutput(output, session)
             session.finish(outcome: code == 0 ? "ok" : "exit:\(code)", reason: "")
             try reportUnfinishedLog(session)
             // An exit status holds 8 bits: a failure whose low byte is 0 (`proc_exit(256)`) must not read as success.
             if code != 0 { throw ExitCode(code & 0xff == 0 ? 1 : Int32(truncatingIfNeeded: code & 0xff)) }
         case .agent(.success(let answer)):
+            // The answer is the agent's output: bytes as they are into a pipe or file, escaped on a terminal. Written
+            // before `run.end`, so that an answer that could not be written (a full disk) is the run's outcome.
+            let line = (isatty(1) == 1 ? TerminalText.escaped(answer) : answer) + "\n"
+            _ = line.utf8CString.withUnsafeBytes { output.write(1, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+            try reportLostOutput(output, session)
             session.finish(outcome: "ok", reason: "")
             try reportUnfinishedLog(session)
-            // The answer is the agent's output: bytes as they are into a pipe or file, escaped on a terminal.
-            print(isatty(1) == 1 ? TerminalText.escaped(answer) : answer)
         case .agent(.failure(let message)):
             session.finish(outcome: "agent-error", reason: message)
             try reportUnfinishedLog(session)
             printError("peon-wasm: the agent returned an error: \(message)")
             throw ExitCode(1)
         }
+    }
+
+    /// A run whose output could not be written (a full disk, an I/O error) lost data, whatever its module did about
+    /// the error its write returned: `run.end` says `error:output`, and the run exits 74 with one line saying what was
+    /// lost. A reader that went away (`| head`, `EPIPE`) is not a loss: the run goes on to its own end.
+    private func reportLostOutput(_ output: OutputWriter, _ session: AgentSession) throws {
+        guard let (descriptor, code) = output.firstFailure, code != EPIPE else { return }
+        let stream = descriptor == 1 ? "stdout" : "stderr"
+        let message = "the module's output could not be written to \(stream) (\(String(cString: strerror(code)).lowercased())), so some of it is lost; free the space or choose another place for it"
+        session.finish(outcome: "error:output", reason: message)
+        try reportUnfinishedLog(session)
+        printError("peon-wasm: error: \(message)")
+        throw ExitCode(74)
     }
 
     /// A run whose `run.end` or final checkpoint could not be written did not finish cleanly, whatever its

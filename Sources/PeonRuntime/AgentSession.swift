@@ -96,13 +96,13 @@ public final class AgentSession: Sendable {
 
     /// `sink` behind the audit log: before any byte of guest output leaves the process, the entries this
     /// process holds in its buffer (`batch` mode) are written, so no data a guest read reaches a terminal, pipe
-    /// or client before the read's entry is in the log. If the log has failed, the output is dropped.
+    /// or client before the read's entry is in the log. If the log has failed, the output is dropped (`EIO`).
     public func guardingOutput(
-        _ sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Void
-    ) -> @Sendable (UnsafeRawBufferPointer) -> Void {
+        _ sink: @escaping @Sendable (UnsafeRawBufferPointer) -> Int32
+    ) -> @Sendable (UnsafeRawBufferPointer) -> Int32 {
         { [audit] bytes in
-            guard (try? audit.flush()) != nil else { return }
-            sink(bytes)
+            guard (try? audit.flush()) != nil else { return EIO }
+            return sink(bytes)
         }
     }
 

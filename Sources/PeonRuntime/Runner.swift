@@ -40,10 +40,11 @@ public struct RunRequest: Sendable {
     /// Whether the input was given explicitly (`--input`, `--input-file`): a WASI command, which has no `run` to take
     /// it, is then refused rather than run without it.
     public var inputGiven = false
-    /// Where the guest's stdout goes.
-    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
-    /// Where the guest's stderr goes.
-    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    /// Where the guest's stdout goes: answers 0 when every byte was written, else the POSIX error that stopped it,
+    /// which a WASI guest's `fd_write` then returns.
+    public var stdout: @Sendable (UnsafeRawBufferPointer) -> Int32 = { _ in 0 }
+    /// Where the guest's stderr goes, answering as ``stdout``.
+    public var stderr: @Sendable (UnsafeRawBufferPointer) -> Int32 = { _ in 0 }
     /// The `peon:host` functions, bound to the run's mediator (``AgentSession/hostFunctions``). With
     /// default deny they are always all present; without a session, a module that imports one cannot run.
     public var peonHostFunctions: [HostFunction] = []
@@ -350,7 +351,7 @@ final class OutputBudget: Sendable {
     var taken: Int { used.withLock { $0 } }
 
     /// Passes `bytes` to `sink` if they fit under the cap; returns whether they did.
-    func take(_ bytes: UnsafeRawBufferPointer, into sink: (UnsafeRawBufferPointer) -> Void) -> Bool {
+    func take(_ bytes: UnsafeRawBufferPointer, into sink: (UnsafeRawBufferPointer) -> Int32) -> Bool {
         let fits = used.withLock { total in
             guard bytes.count <= limit - total else { return false }
             total += bytes.count
@@ -360,7 +361,9 @@ final class OutputBudget: Sendable {
             overflowed.store(true, ordering: .releasing)
             return false
         }
-        sink(bytes)
+        // A component's WASI is wasmtime's: a failed write reaches the host's own record of it (the CLI's exit), not
+        // the guest.
+        _ = sink(bytes)
         return true
     }
 }

@@ -307,9 +307,10 @@ package final class ToolService: Sendable {
         request.limits = plan.limits
         request.environment = plan.grantedEnvironment
         request.input = call.input
-        request.stdout = { bytes in output.withLock { $0.append(contentsOf: bytes) } }
+        request.stdout = { bytes in output.withLock { $0.append(contentsOf: bytes) }; return 0 }
         request.stderr = session.guardingOutput { bytes in
             printLine("peon-wasm: \(self.name): " + TerminalText.escaped(String(decoding: bytes, as: UTF8.self)), to: 2)
+            return 0
         }
         request.peonHostFunctions = session.hostFunctions
         request.peonComponentFunctions = session.componentFunctions

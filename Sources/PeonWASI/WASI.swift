@@ -38,10 +38,11 @@ package struct WASIConfiguration: Sendable {
     package var environment: [(name: String, value: String)] = []
     /// The bytes `fd_read(0)` returns, then end of file. Default: empty.
     package var stdin: [UInt8] = []
-    /// Where the guest's stdout goes. Default: discarded.
-    package var stdout: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
-    /// Where the guest's stderr goes. Default: discarded.
-    package var stderr: @Sendable (UnsafeRawBufferPointer) -> Void = { _ in }
+    /// Where the guest's stdout goes: answers 0 when every byte was written, else the POSIX error that stopped it
+    /// (`EPIPE`, `ENOSPC`, ...), which the guest's `fd_write` then returns. Default: discarded.
+    package var stdout: @Sendable (UnsafeRawBufferPointer) -> Int32 = { _ in 0 }
+    /// Where the guest's stderr goes, answering as ``stdout``. Default: discarded.
+    package var stderr: @Sendable (UnsafeRawBufferPointer) -> Int32 = { _ in 0 }
     /// The most bytes stdout and stderr together may receive. Default: 16 MiB.
     package var outputLimit: Int = 16 << 20
     /// Sleeps in `poll_oneoff` never go past this instant; reaching it ends the run with a timeout.
@@ -94,7 +95,7 @@ package final class WASISandbox: Sendable {
 
     /// The preview-1 errno values this sandbox returns.
     enum Errno: UInt16 {
-        case success = 0, badf = 8, fault = 21, inval = 28, io = 29, nosys = 52, notsup = 58, spipe = 70
+        case success = 0, badf = 8, fault = 21, inval = 28, io = 29, nospc = 51, nosys = 52, notsup = 58, pipe = 64, spipe = 70
     }
 
     // MARK: Signatures
@@ -284,7 +285,15 @@ package final class WASISandbox: Sendable {
                 return take
             }
             if allowed > 0 {
-                try guest.withMemory(at: base, count: UInt32(allowed)) { sink($0) }
+                let failure = try guest.withMemory(at: base, count: UInt32(allowed)) { sink($0) }
+                if failure != 0 {
+                    // Nothing reached the reader (a closed pipe, a full disk): the guest is told, and the bytes are not
+                    // counted against its output limit. They were counted as not written before, and a guest writing
+                    // into a closed pipe went on until the limit stopped it with a misleading error.
+                    state.withLock { $0.outputWritten -= allowed }
+                    try guest.writeUInt32(total, at: written)
+                    return failure == EPIPE ? .pipe : failure == ENOSPC ? .nospc : .io
+                }
                 total += UInt32(allowed)
             }
             if allowed < Int(length) { throw WASIOutputLimitExceeded(limit: limit) }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PeonEngine
 import PeonTestSupport
 import PeonWASI
@@ -56,7 +59,7 @@ struct WASISandboxTests {
     final class Capture: Sendable {
         let bytes = Mutex<[UInt8]>([])
         var text: String { bytes.withLock { String(decoding: $0, as: UTF8.self) } }
-        var sink: @Sendable (UnsafeRawBufferPointer) -> Void { { chunk in self.bytes.withLock { $0 += chunk } } }
+        var sink: @Sendable (UnsafeRawBufferPointer) -> Int32 { { chunk in self.bytes.withLock { $0 += chunk }; return 0 } }
     }
 
     private func probe(_ engine: EngineUnderTest, _ configure: (inout WASIConfiguration) -> Void = { _ in }) throws -> any ModuleInstance {
@@ -72,6 +75,25 @@ struct WASISandboxTests {
         let instance = try probe(engine) { $0.stdout = stdout.sink }
         #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(0)])
         #expect(stdout.text == "hello sandbox")
+    }
+
+    /// A write the reader did not take (a closed pipe, a full disk) is the guest's error, not a success, and is not
+    /// charged to the output limit: a guest writing into a closed pipe was told it had written, until the limit
+    /// stopped it with a misleading error (found by a red-team pass).
+    @Test("a write the host could not make is the guest's error and costs no output", arguments: TestEngines.all)
+    func aFailedWriteIsTheGuestsError(engine: EngineUnderTest) throws {
+        let failures = Mutex<[Int32]>([EPIPE, ENOSPC, EIO])
+        let instance = try probe(engine) { configuration in
+            configuration.outputLimit = 13
+            configuration.stdout = { _ in failures.withLock { $0.isEmpty ? 0 : $0.removeFirst() } }
+        }
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(64)], "EPIPE")
+        #expect(try instance.guest.readUInt32(at: 32) == 0, "nothing written")
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(51)], "ENOSPC")
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(29)], "EIO")
+        // The 13-byte limit was charged for none of them: the whole message still fits.
+        #expect(try instance.call("write", [.i32(1), .i32(64), .i32(1)]) == [.i32(0)])
+        #expect(try instance.guest.readUInt32(at: 32) == 13)
     }
 
     @Test("output past the limit ends the run after writing what fit", arguments: TestEngines.all)
