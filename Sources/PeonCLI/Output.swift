@@ -20,14 +20,29 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) {
 final class OutputWriter: Sendable {
     private let failure = Mutex<(descriptor: Int32, code: Int32)?>(nil)
 
-    /// Writes every byte to `descriptor`; 0, or the POSIX error that stopped it.
+    /// Writes every byte to `descriptor`, waiting while it is full (a non-blocking pipe answers `EAGAIN`); 0, or the
+    /// POSIX error that stopped it.
     func write(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32 {
-        let code = writeFully(descriptor, bytes)
-        if code != 0 { failure.withLock { if $0 == nil { $0 = (descriptor, code) } } }
+        var rest = bytes
+        var code: Int32 = 0
+        while !rest.isEmpty {
+            let written = retryingInterrupts { Glibc.write(descriptor, rest.baseAddress, rest.count) }
+            if written > 0 {
+                rest = UnsafeRawBufferPointer(rebasing: rest[written...])
+                continue
+            }
+            code = written == 0 ? EIO : errno
+            guard code == EAGAIN || code == EWOULDBLOCK else { break }
+            code = 0
+            var ready = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+            _ = poll(&ready, 1, 1000)
+        }
+        // A reader that went away (`EPIPE`) is remembered only until a real loss (a full disk) replaces it.
+        if code != 0 { failure.withLock { if $0 == nil || $0?.code == EPIPE { $0 = (descriptor, code) } } }
         return code
     }
 
-    /// The descriptor and error of the first write that failed, if one did.
+    /// The descriptor and error of the first write that lost data (or else of the first that found no reader).
     var firstFailure: (descriptor: Int32, code: Int32)? { failure.withLock { $0 } }
 }
 

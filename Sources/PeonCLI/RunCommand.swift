@@ -235,7 +235,8 @@ struct RunCommand: ParsableCommand {
             request.inputGiven = input != nil
         }
         let output = OutputWriter()
-        request.stdout = session.guardingOutput { output.write(1, $0) }
+        let stdout = session.guardingOutput { output.write(1, $0) }
+        request.stdout = stdout
         request.stderr = session.guardingOutput { output.write(2, $0) }
         request.peonHostFunctions = session.hostFunctions
         request.peonComponentFunctions = session.componentFunctions
@@ -257,7 +258,8 @@ struct RunCommand: ParsableCommand {
             // The answer is the agent's output: bytes as they are into a pipe or file, escaped on a terminal. Written
             // before `run.end`, so that an answer that could not be written (a full disk) is the run's outcome.
             let line = (isatty(1) == 1 ? TerminalText.escaped(answer) : answer) + "\n"
-            _ = line.utf8CString.withUnsafeBytes { output.write(1, UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
+            // Behind the log, as the module's own output: the entries of the reads it came from are in the file first.
+            _ = line.utf8CString.withUnsafeBytes { stdout(UnsafeRawBufferPointer(rebasing: $0.dropLast())) }
             try reportLostOutput(output, session)
             session.finish(outcome: "ok", reason: "")
             try reportUnfinishedLog(session)

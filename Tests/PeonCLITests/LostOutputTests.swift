@@ -25,4 +25,74 @@ struct LostOutputTests {
         let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
         #expect(end.outcome == "error:output", "\(end)")
     }
+
+    /// A reader that went away first (`EPIPE` on stdout) does not hide a real loss after it (stderr on a full disk).
+    @Test func aLossAfterAClosedPipeIsStillReported() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let module = directory.appendingPathComponent("both.wat")
+        try Data("""
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 64) "lost\\n")
+              (func (export "_start")
+                (i32.store (i32.const 16) (i32.const 64)) (i32.store (i32.const 20) (i32.const 5))
+                (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))
+                (drop (call $fd_write (i32.const 2) (i32.const 16) (i32.const 1) (i32.const 32)))))
+            """.utf8).write(to: module)
+        let log = directory.appendingPathComponent("audit.jsonl").path
+        let process = Process()
+        process.executableURL = peonWasmExecutable
+        process.arguments = ["run", module.path, "--audit", log, "--audit-key", directory.appendingPathComponent("audit.key").path]
+        let closed = Pipe()
+        try closed.fileHandleForReading.close()
+        process.standardOutput = closed.fileHandleForWriting
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: "/dev/full"))
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 74)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
+        #expect(end.outcome == "error:output", "\(end)")
+        #expect(end.reason.contains("stderr"), "\(end)")
+    }
+
+    /// An agent's answer is the module's output: it leaves the process only once the entries of the reads it came from
+    /// are in the log (`--audit-sync batch` keeps them in the process's buffer until then). The answer is larger than a
+    /// pipe holds and nobody reads it at first, so `peon-wasm` stops mid-answer, and the log is looked at then.
+    @Test func anAnswerLeavesOnlyAfterTheEntriesOfItsReads() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-answer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let data = directory.appendingPathComponent("big.txt")
+        try Data(String(repeating: "x", count: 16 << 10).utf8).write(to: data)
+        let grants = directory.appendingPathComponent("g.toml")
+        try Data("module = \"reader\"\n[[fs]]\npaths = [\"big.txt\"]\nallow = [\"read\"]\n".utf8).write(to: grants)
+        let log = directory.appendingPathComponent("audit.jsonl").path
+        let process = Process()
+        process.executableURL = peonWasmExecutable
+        process.arguments = ["run", repositoryRoot.appendingPathComponent("Tests/PeonMCPTests/MCP/reader.wat").path,
+                             "--grants", grants.path, "--audit", log, "--audit-sync", "batch",
+                             "--audit-key", directory.appendingPathComponent("audit.key").path, "--input", data.path]
+        let answer = Pipe()
+        // The smallest pipe (one page; F_SETPIPE_SZ), so a short answer fills it: the run is then quick enough that
+        // `batch` mode still holds the read's entries in its buffer when the answer is written.
+        _ = fcntl(answer.fileHandleForWriting.fileDescriptor, 1031, 4096)
+        process.standardOutput = answer
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        // The log is read as soon as the answer begins (the pipe fills and `peon-wasm` waits mid-answer): the entries
+        // must already be there. (A buffer in `batch` mode is written within 10 ms anyway, so a late look proves less.)
+        var ready = pollfd(fd: answer.fileHandleForReading.fileDescriptor, events: Int16(POLLIN), revents: 0)
+        #expect(poll(&ready, 1, 30_000) == 1, "no answer began")
+        let written = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(written.contains(#""call":"fs.read""#) && written.contains(#""outcome":"ok""#),
+                "the answer began before the read's entries were in the log: \(written.suffix(400))")
+        let all = answer.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(all.count == (16 << 10) + 1)
+    }
 }
