@@ -173,35 +173,12 @@ package struct CommandApprover: Approver {
         defer { if null >= 0 { close(null) } }
         guard null >= 0 else { return ApprovalAnswer(approved: false, answer: "approver failed to start: no /dev/null") }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var failed: Int32 = 0
-        failed |= posix_spawn_file_actions_adddup2(&actions, readEnd, 0)
-        failed |= posix_spawn_file_actions_adddup2(&actions, null, 1)
-        failed |= posix_spawn_file_actions_adddup2(&actions, null, 2)
-        failed |= peon_spawn_file_actions_addclosefrom(&actions, 3)
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
-        failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        failed |= posix_spawnattr_setpgroup(&attributes, 0)
-        failed |= posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        guard failed == 0 else { return ApprovalAnswer(approved: false, answer: "approver failed to start: spawn attributes") }
         var pid: pid_t = 0
-        let copies: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for copy in copies { free(copy) } }
-        guard !copies.dropLast().contains(where: { $0 == nil }) else {
-            return ApprovalAnswer(approved: false, answer: "approver failed to start: out of memory")
+        // A process group of its own, so a timeout kills everything it started.
+        let spawned = withSpawnSetup(stdin: readEnd, stdout: null, stderr: null, spawnFlags: Int32(POSIX_SPAWN_SETPGROUP)) { actions, attributes in
+            withCStringArray(arguments) { posix_spawn(&pid, path, &actions, &attributes, $0, environ) } ?? ENOMEM
         }
-        let result = copies.withUnsafeBufferPointer { argv in
-            argv.baseAddress.map { posix_spawn(&pid, path, &actions, &attributes, $0, environ) } ?? ENOMEM
-        }
+        guard let result = spawned else { return ApprovalAnswer(approved: false, answer: "approver failed to start: spawn attributes") }
         guard result == 0 else {
             return ApprovalAnswer(approved: false, answer: "approver failed to start: \(String(cString: strerror(result)))")
         }

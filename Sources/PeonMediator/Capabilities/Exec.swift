@@ -155,48 +155,29 @@ struct ExecCapability: Sendable {
         program: String, arguments: [String], environment: [String: String],
         stdin: Int32, stdout: Int32, stderr: Int32
     ) throws(HostError) -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-
-        var failed: Int32 = 0
-        failed |= posix_spawn_file_actions_adddup2(&actions, stdin, 0)
-        failed |= posix_spawn_file_actions_adddup2(&actions, stdout, 1)
-        failed |= posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        failed |= peon_spawn_file_actions_addclosefrom(&actions, 3)
-        failed |= workingDirectory.withCString { peon_spawn_file_actions_addchdir(&actions, $0) }
-
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
-        failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        // A new session (which is also a new process group led by the child): no controlling
-        // terminal, so the program can neither read the user's terminal nor write fake prompts to it.
-        failed |= posix_spawnattr_setflags(
-            &attributes, Int16(Self.spawnSetSession | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        if failed != 0 { throw HostError(.io, "exec '\(program)': could not prepare the spawn attributes") }
-
         let argv = [program] + arguments
         let envp = environment.map { "\($0.key)=\($0.value)" }.sorted()
         var pid: pid_t = 0
-        var result: Int32?
-        // ETXTBSY is transient when another thread's child briefly holds a write descriptor of the program
-        // across fork (between its fork and exec); retry a few times before reporting it.
-        for attempt in 0..<5 {
-            result = withCStringArray(argv) { argvPointer in
-                withCStringArray(envp) { envpPointer in
-                    posix_spawn(&pid, program, &actions, &attributes, argvPointer, envpPointer)
-                }
-            }.flatMap { $0 }
-            guard result == ETXTBSY, attempt < 4 else { break }
-            usleep(10_000)
+        // A new session (which is also a new process group led by the child): no controlling
+        // terminal, so the program can neither read the user's terminal nor write fake prompts to it.
+        let spawned = withSpawnSetup(stdin: stdin, stdout: stdout, stderr: stderr, workingDirectory: workingDirectory,
+                                     spawnFlags: Self.spawnSetSession) { actions, attributes -> Int32? in
+            var result: Int32?
+            // ETXTBSY is transient when another thread's child briefly holds a write descriptor of the program
+            // across fork (between its fork and exec); retry a few times before reporting it.
+            for attempt in 0..<5 {
+                result = withCStringArray(argv) { argvPointer in
+                    withCStringArray(envp) { envpPointer in
+                        posix_spawn(&pid, program, &actions, &attributes, argvPointer, envpPointer)
+                    }
+                }.flatMap { $0 }
+                guard result == ETXTBSY, attempt < 4 else { break }
+                usleep(10_000)
+            }
+            return result
         }
-        guard let result else {
+        guard let spawned else { throw HostError(.io, "exec '\(program)': could not prepare the spawn attributes") }
+        guard let result = spawned else {
             throw HostError(.limitExceeded, "exec '\(program)': out of memory copying the arguments")
         }
         if result != 0 {
@@ -208,7 +189,7 @@ struct ExecCapability: Sendable {
 
 /// Calls `body` with a NULL-terminated `char *[]` of `strings`, valid only during the call; `nil` if
 /// the copies could not be allocated.
-private func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R? {
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R? {
     let copies: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) } + [nil]
     defer { for pointer in copies { free(pointer) } }
     if copies.dropLast().contains(where: { $0 == nil }) { return nil }

@@ -76,3 +76,35 @@ func randomHex(bytes: Int) -> String {
     }
     return text
 }
+
+/// Runs `body` with the `posix_spawn` file actions and attributes every child of the host starts with: stdin, stdout
+/// and stderr duplicated from the given descriptors and every other descriptor closed, no signal blocked and every
+/// signal at its default, `spawnFlags` (a new session, or a new process group: `POSIX_SPAWN_SETPGROUP` makes the child
+/// lead one), and `workingDirectory` when given. `nil` when they could not be prepared.
+func withSpawnSetup<R>(
+    stdin: Int32, stdout: Int32, stderr: Int32, workingDirectory: String? = nil, spawnFlags: Int32,
+    _ body: (inout posix_spawn_file_actions_t, inout posix_spawnattr_t) -> R
+) -> R? {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var failed: Int32 = 0
+    failed |= posix_spawn_file_actions_adddup2(&actions, stdin, 0)
+    failed |= posix_spawn_file_actions_adddup2(&actions, stdout, 1)
+    failed |= posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+    failed |= peon_spawn_file_actions_addclosefrom(&actions, 3)
+    if let workingDirectory { failed |= workingDirectory.withCString { peon_spawn_file_actions_addchdir(&actions, $0) } }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    var allSignals = sigset_t()
+    sigfillset(&allSignals)
+    failed |= posix_spawnattr_setsigmask(&attributes, &noSignals)
+    failed |= posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    if spawnFlags & Int32(POSIX_SPAWN_SETPGROUP) != 0 { failed |= posix_spawnattr_setpgroup(&attributes, 0) }
+    failed |= posix_spawnattr_setflags(&attributes, Int16(spawnFlags | Int32(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)))
+    guard failed == 0 else { return nil }
+    return body(&actions, &attributes)
+}
