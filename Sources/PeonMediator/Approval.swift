@@ -248,9 +248,11 @@ package struct TerminalApprover: Approver {
         // hidden text) cannot hide or imitate this one.
         let prompt = TerminalText.resetBeforeHostText + "\r\n"
             + "peon-wasm: approve? \(request.summary) (grant \(TerminalText.escaped(request.grant))) [y/N] "
-        _ = prompt.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         // Only an answer typed after the question is shown counts: a second Enter typed earlier must not approve it.
+        // The flush comes before the prompt, not after: a person who reads the prompt and answers at once must not
+        // have the answer thrown away (it then waited, unanswered, until the deadline denied the call).
         _ = tcflush(fd, TCIFLUSH)
+        _ = prompt.utf8CString.withUnsafeBufferPointer { write(fd, $0.baseAddress, $0.count - 1) }
         var line: [UInt8] = []
         while true {
             let remaining = deadline - ContinuousClock.now
