@@ -50,6 +50,10 @@ struct RunCommand: ParsableCommand {
     @Option(name: .customLong("supervisor-fd"), help: .private)
     var supervisor: Int32?
 
+    /// When the supervisor's clock for this run ends, on the shared monotonic clock (``Supervisor/workerDeadline(monotonicNanoseconds:timeout:)``).
+    @Option(name: .customLong("supervisor-deadline"), help: .private)
+    var supervisorDeadline: Int64?
+
     @Option(name: .customLong("run-id"), help: .private)
     var runID: String?
 
@@ -147,9 +151,13 @@ struct RunCommand: ParsableCommand {
         let logSizeAtStart = (plan.options.auditPath ?? SessionOptions.defaultAuditPath()).flatMap { path in
             stat(path, &status) == 0 ? Int(status.st_size) : 0
         }
+        // The worker's clock ends with this one, not `timeout` after its own (later) start.
+        let timeoutNanoseconds = plan.limits.timeout.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let end = Supervisor.monotonicNanoseconds().addingReportingOverflow(timeoutNanoseconds.partialValue)
+        let deadline = timeoutNanoseconds.overflow || end.overflow ? [] : ["--supervisor-deadline", String(end.partialValue)]
         let exit = try Supervisor.run(
             executable: Supervisor.currentExecutable,
-            arguments: ["run", "--supervisor-fd", String(Supervisor.livenessDescriptor), "--run-id", plan.options.runID] + tail,
+            arguments: ["run", "--supervisor-fd", String(Supervisor.livenessDescriptor), "--run-id", plan.options.runID] + deadline + tail,
             timeout: plan.limits.timeout + Supervisor.grace)
         switch exit {
         case .exited(let code):
@@ -173,23 +181,35 @@ struct RunCommand: ParsableCommand {
         }
     }
 
+    /// Waits the milliseconds (at most 10 s) that the environment variable `name` gives, for tests that widen a
+    /// moment of a worker's start; nothing when it is unset.
+    private static func testDelay(_ name: String) {
+        guard let delay = ProcessInfo.processInfo.environment[name].flatMap(Int.init), (0...10_000).contains(delay) else { return }
+        // Whole, although a signal interrupts a sleep.
+        let until = ContinuousClock.now + .milliseconds(delay)
+        while ContinuousClock.now < until { usleep(10_000) }
+    }
+
     private func runInProcess(_ plan: RunPlan) throws {
         let engine = try makeEngine(fuel: plan.limits.fuel != nil)
-        let deadline = ContinuousClock.now + plan.limits.timeout
+        if supervisor != nil {
+            // For tests only: a worker slow to start (more than the supervisor's grace), whose deadline must still
+            // be the supervisor's (`AgentRunTests.aSlowWorkerEndsWithTheSupervisorsClock`).
+            Self.testDelay("PEON_WASM_TEST_START_DELAY_MS")
+        }
+        let deadline = Supervisor.workerDeadline(monotonicNanoseconds: supervisor == nil ? nil : supervisorDeadline,
+                                                 timeout: plan.limits.timeout)
         let session = try AgentSession(plan: plan, deadline: deadline, handleHangup: supervisor == nil)
         try session.recordStart(engine: engine.name)
         if supervisor != nil {
             // For tests only: widen the moment between `run.start` and the monitor learning of the session, where a
             // stop once left the run without any `run.end` (`AgentRunTests.aStopRightAfterRunStartIsRecorded`).
-            if let delay = ProcessInfo.processInfo.environment["PEON_WASM_TEST_ATTACH_DELAY_MS"].flatMap(Int.init), (0...10_000).contains(delay) {
-                // Whole, although a signal interrupts a sleep.
-                let until = ContinuousClock.now + .milliseconds(delay)
-                while ContinuousClock.now < until { usleep(10_000) }
-            }
+            Self.testDelay("PEON_WASM_TEST_ATTACH_DELAY_MS")
             Supervisor.attach(session)
         }
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
+        request.deadline = deadline
         request.arguments = arguments
         request.environment = plan.grantedEnvironment + environment.map { entry in
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)

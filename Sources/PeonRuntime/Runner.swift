@@ -53,6 +53,10 @@ public struct RunRequest: Sendable {
     public var peonComponentFunctions: [ComponentHostFunction] = []
     /// Stops the run at its next host call once cancelled (see ``RunCancellation``); `nil` for none.
     public var cancellation: RunCancellation?
+    /// When the run ends at the latest; `nil`: ``RunLimits/timeout`` after ``Runner/run(_:)`` starts. A caller with
+    /// an ``AgentSession`` passes the session's deadline, so that the engine, WASI and the mediator (an approval
+    /// waiting for its answer) all stop at one instant, and never later than `limits.timeout` from now.
+    public var deadline: ContinuousClock.Instant?
 
     /// Creates a request with the default limits and an empty sandbox.
     public init(module: ModuleFile, engine: any WasmEngine) {
@@ -127,7 +131,7 @@ public enum Runner {
 
     /// Runs the request on the calling thread.
     public static func run(_ request: RunRequest) throws(RunError) -> RunResult {
-        let deadline = ContinuousClock.now + request.limits.timeout
+        let deadline = min(request.deadline ?? .now + request.limits.timeout, .now + request.limits.timeout)
         if ComponentBinary.isComponent(request.module.bytes) {
             return try runComponent(request, deadline: deadline)
         }

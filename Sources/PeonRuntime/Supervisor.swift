@@ -78,6 +78,28 @@ package enum Supervisor {
     /// supervisor kills it.
     package static let stopGrace: Duration = .seconds(3)
 
+    /// Nanoseconds on this machine's monotonic clock (`CLOCK_MONOTONIC`), which every process shares: how the
+    /// supervisor tells its worker when the run's wall clock ends (``workerDeadline(monotonicNanoseconds:timeout:)``).
+    package static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) &* 1_000_000_000 &+ Int64(now.tv_nsec)
+    }
+
+    /// The worker's deadline: `timeout` from now, but never later than `monotonicNanoseconds`, the moment the
+    /// supervisor's clock for this run ends (it kills the worker ``grace`` after). Without it the worker counted its
+    /// timeout from its own start, later than the supervisor's, and a slow start could leave it running when the
+    /// supervisor killed it, with an approval or a call then pending and never recorded. `nil`, or a value from
+    /// outside `0...`now + timeout, leaves `timeout` from now.
+    package static func workerDeadline(monotonicNanoseconds end: Int64?, timeout: Duration) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        let own = now + timeout
+        guard let end, end >= 0 else { return own }
+        let remaining = end.subtractingReportingOverflow(monotonicNanoseconds())
+        guard !remaining.overflow else { return own }
+        return min(own, now + .nanoseconds(max(remaining.partialValue, 0)))
+    }
+
     /// The descriptor number at which the worker finds the read end of the supervisor's liveness pipe.
     package static let livenessDescriptor: Int32 = 3
 

@@ -285,10 +285,11 @@ package final class ToolService: Sendable {
         let engine: any WasmEngine
         var details = ["mcp_request": call.requestID, "mcp_client": call.client, "tool": name]
         if let spelling = call.requestIDJSON { details["mcp_request_json"] = spelling }
+        let deadline = ContinuousClock.now + plan.limits.timeout
         do {
             engine = try host.engine(plan.limits.fuel != nil)
             session = try AgentSession(
-                plan: plan, deadline: ContinuousClock.now + plan.limits.timeout, sharedAudit: host.audit, store: store,
+                plan: plan, deadline: deadline, sharedAudit: host.audit, store: store,
                 details: details,
                 approver: call.approver, inheritedLabels: call.sessionLabels?.current ?? [:], rates: host.rates,
                 denialSink: { action, object in
@@ -305,6 +306,7 @@ package final class ToolService: Sendable {
         let output = LockedBox<[UInt8]>([])
         var request = RunRequest(module: plan.module, engine: engine)
         request.limits = plan.limits
+        request.deadline = deadline
         request.environment = plan.grantedEnvironment
         request.input = call.input
         request.stdout = { bytes in output.withLock { $0.append(contentsOf: bytes) }; return 0 }

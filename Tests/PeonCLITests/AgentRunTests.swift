@@ -230,6 +230,31 @@ struct AgentRunTests {
         }
     }
 
+    /// The worker counted its `--timeout` from its own start, later than the supervisor, which kills it 500 ms after
+    /// its own clock ends. A worker slow to start (here 1.5 s, by a test hook) was still waiting for an approval when
+    /// it was killed, and the log never said which call was waiting. The worker now ends with the supervisor's clock:
+    /// the approval times out, is recorded as the call's denial, and the run ends on its own.
+    @Test("a worker slow to start still ends with the supervisor's clock; a pending approval is recorded")
+    func aSlowWorkerEndsWithTheSupervisorsClock() throws {
+        try withTemporaryDirectory { folder in
+            let fixture = try Fixture(folder)
+            try fixture.writeGrants(Self.fullGrants.replacingOccurrences(of: "allow = [\"read\"]", with: "allow = [\"read\"]\napproval = true"))
+            let approver = folder.appendingPathComponent("slow-approver.sh")
+            try Data("#!/bin/sh\nexec sleep 60\n".utf8).write(to: approver)
+            #expect(chmod(approver.path, 0o755) == 0)
+            let result = try runPeonWasm(["run", Self.agent, "--input", fixture.note.path, "--audit", fixture.audit.path,
+                                          "--grants", fixture.grants.path, "--approver", approver.path, "--timeout", "2s"],
+                                         environment: ["PEON_WASM_TEST_START_DELAY_MS": "1500"], directory: folder)
+            let reads = try fixture.entries(call: "fs.read")
+            #expect(reads.count == 1 && reads.first?["decision"] as? String == "deny", "\(reads) \(result.stderr)")
+            #expect((reads.first?["reason"] as? String)?.contains("not approved (timeout)") == true, "\(reads)")
+            let end = try #require(try fixture.entries(call: "run.end").first)
+            #expect(end["outcome"] as? String != "timeout" || !result.stderr.contains("it was stopped"),
+                    "the supervisor killed the worker: \(result.stderr)")
+            #expect(try fixture.verify().status == 0)
+        }
+    }
+
     /// An agent's answer and its error text are output like any other: they count against `--max-output`
     /// together with what the guest wrote. A guest answering 100 bytes under a 50-byte cap is the output
     /// limit (73) and none of the answer is shown; it used to be printed whole, however big.
