@@ -284,6 +284,8 @@ struct RunCommand: ParsableCommand {
             session.finish(outcome: "ok", reason: "")
             try reportUnfinishedLog(session)
         case .agent(.failure(let message)):
+            // Output lost before the agent gave up is still lost: the loss is the run's outcome, its error is said too.
+            try reportLostOutput(output, session, agentError: message)
             session.finish(outcome: "agent-error", reason: message)
             try reportUnfinishedLog(session)
             printError("peon-wasm: the agent returned an error: \(message)")
@@ -294,12 +296,14 @@ struct RunCommand: ParsableCommand {
     /// A run whose output could not be written (a full disk, an I/O error) lost data, whatever its module did about
     /// the error its write returned: `run.end` says `error:output`, and the run exits 74 with one line saying what was
     /// lost. A reader that went away (`| head`, `EPIPE`) is not a loss: the run goes on to its own end.
-    private func reportLostOutput(_ output: OutputWriter, _ session: AgentSession) throws {
+    /// `agentError`: the error an agent returned, recorded and shown as well.
+    private func reportLostOutput(_ output: OutputWriter, _ session: AgentSession, agentError: String? = nil) throws {
         guard let (descriptor, code) = output.firstFailure, code != EPIPE else { return }
         let stream = descriptor == 1 ? "stdout" : "stderr"
         let message = "the module's output could not be written to \(stream) (\(String(cString: strerror(code)).lowercased())), so some of it is lost; free the space or choose another place for it"
-        session.finish(outcome: "error:output", reason: message)
+        session.finish(outcome: "error:output", reason: message + (agentError.map { "; the agent returned an error: " + $0 } ?? ""))
         try reportUnfinishedLog(session)
+        if let agentError { printError("peon-wasm: the agent returned an error: \(agentError)") }
         printError("peon-wasm: error: \(message)")
         throw ExitCode(74)
     }

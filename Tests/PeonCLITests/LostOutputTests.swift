@@ -26,6 +26,39 @@ struct LostOutputTests {
         #expect(end.outcome == "error:output", "\(end)")
     }
 
+    /// An agent that wrote output (lost on a full disk) and then returned an error: the loss is the run's outcome
+    /// (exit 74, `error:output`), and the agent's error is still said and recorded. It was `agent-error`, exit 1, as if
+    /// nothing had been lost.
+    @Test func outputLostBeforeAnAgentsErrorIsStillALoss() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let module = directory.appendingPathComponent("fails.wat")
+        try Data("""
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (data (i32.const 64) "lost\\n")
+              (data (i32.const 80) "gave up")
+              (data (i32.const 96) "\\01\\00\\00\\00\\50\\00\\00\\00\\07\\00\\00\\00")
+              (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
+              (func (export "run") (param i32 i32) (result i32)
+                (i32.store (i32.const 16) (i32.const 64)) (i32.store (i32.const 20) (i32.const 5))
+                (drop (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32)))
+                (i32.const 96)))
+            """.utf8).write(to: module)
+        let log = directory.appendingPathComponent("audit.jsonl").path
+        let key = directory.appendingPathComponent("audit.key").path
+        let result = try runShell("exec \"$PEON_WASM\" run '\(module.path)' --audit '\(log)' --audit-key '\(key)' --input x > /dev/full")
+        #expect(result.status == 74, "\(result.stderr)")
+        #expect(result.stderr.contains("peon-wasm: the agent returned an error: gave up\n"), "\(result.stderr)")
+        #expect(result.stderr.hasSuffix("peon-wasm: error: the module's output could not be written to stdout (no space left on device), so some of it is lost; free the space or choose another place for it\n"),
+                "\(result.stderr)")
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
+        #expect(end.outcome == "error:output" && end.reason.hasSuffix("the agent returned an error: gave up"), "\(end)")
+    }
+
     /// A reader that went away first (`EPIPE` on stdout) does not hide a real loss after it (stderr on a full disk).
     @Test func aLossAfterAClosedPipeIsStillReported() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
