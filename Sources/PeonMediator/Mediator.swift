@@ -401,8 +401,9 @@ package final class Mediator: HostInterface {
         switch request.resource {
         case .url: useName = request.resource.firstUseName
         // A program counts with its arguments: a person who approved `rm tmp.txt` once did not approve `rm` with
-        // whatever arguments come later.
-        case .program: useName = object + " " + arguments
+        // whatever arguments come later. The program is one more percent-encoded word of the vector, so a path with
+        // a space in it (`/opt/a 2:x`) cannot pass for another program's arguments (`/opt/a` with `x 0:`).
+        case .program: useName = ArgumentVector.encode([object] + request.arguments)
         default: useName = object
         }
         let useKey = FirstUseStore.key(module: configuration.module, action: request.action, resource: useName)

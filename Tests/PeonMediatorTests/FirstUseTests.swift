@@ -116,6 +116,30 @@ final class ScriptedApprover: Approver, @unchecked Sendable {
         #expect(decisions.map { $0.details["first_use"] } == ["true"])
     }
 
+    /// A program path holding a space and what looks like an argument count (`/opt/a 2:x`) shared its first-use key
+    /// with another granted program's argument list (`/opt/a` with `x 0:`): approving one approved the other.
+    @Test func aProgramsPathCannotPassForAnotherProgramsArguments() throws {
+        let grants = """
+            module = "runner"
+
+            [[exec]]
+            program = "/opt/peon-no-such/a"
+            args = ["*", "*"]
+            approval = "first-use"
+
+            [[exec]]
+            program = "/opt/peon-no-such/a 2:x"
+            approval = "first-use"
+            """
+        let scratch = try Scratch()
+        let approver = ScriptedApprover(approves: true)
+        let harness = try Harness(grants: grants, scratch: scratch, approver: approver)
+        _ = try? harness.mediator.run(program: "/opt/peon-no-such/a", arguments: ["x", "0:"], stdin: [])
+        #expect(approver.questions.count == 1)
+        _ = try? harness.mediator.run(program: "/opt/peon-no-such/a 2:x", arguments: [], stdin: [])
+        #expect(approver.questions.count == 2, "the second program was never asked about")
+    }
+
     /// Threat: the approver approves `notes` and the guest reads the file `notes` links to, which nobody
     /// was asked about; the nested decision then marks that file used, so no later run asks either.
     @Test(arguments: ["\"first-use\"", "true"])
