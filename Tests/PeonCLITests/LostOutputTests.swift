@@ -128,4 +128,37 @@ struct LostOutputTests {
         #expect(process.terminationStatus == 0)
         #expect(all.count == (16 << 10) + 1)
     }
+
+    /// A full non-blocking pipe (`EAGAIN`) is waited on, not a loss: 256 KiB into a non-blocking pipe that is read
+    /// only half a second later all arrive, and the run exits 0.
+    @Test func aFullNonBlockingPipeIsWaitedOn() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-eagain-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let module = directory.appendingPathComponent("much.wat")
+        try Data("""
+            (module
+              (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+              (memory (export "memory") 6)
+              (func (export "_start")
+                (i32.store (i32.const 16) (i32.const 65536)) (i32.store (i32.const 20) (i32.const 262144))
+                (if (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 32))
+                  (then unreachable))))
+            """.utf8).write(to: module)
+        let process = Process()
+        process.executableURL = peonWasmExecutable
+        process.arguments = ["run", module.path, "--audit", directory.appendingPathComponent("audit.jsonl").path,
+                             "--audit-key", directory.appendingPathComponent("audit.key").path]
+        let output = Pipe()
+        let flags = fcntl(output.fileHandleForWriting.fileDescriptor, F_GETFL)
+        #expect(fcntl(output.fileHandleForWriting.fileDescriptor, F_SETFL, flags | O_NONBLOCK) == 0)
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        let all = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(all.count == 262_144)
+    }
 }
