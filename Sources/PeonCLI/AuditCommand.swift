@@ -461,7 +461,7 @@ struct AuditCommand: ParsableCommand {
                     }
                 }
                 if bad > 0 {
-                    printWarning("\(bad) lines are not entries; run `peon-wasm audit verify \(log)`")
+                    printWarning("\(bad) \(bad == 1 ? "line is not an entry" : "lines are not entries"); run `peon-wasm audit verify \(log)`")
                 }
                 // A filter that matches nothing is not "nothing happened": say what the log holds (`--call fs.list` is
                 // an action; the CALL column names host calls such as fs.read-dir).

@@ -25,8 +25,8 @@ struct GrantsCheckCommand: ParsableCommand {
         discussion: """
             Exit status: 0 when the grants parse and every peon:host import is known (warnings about \
             unusable grants or ungranted imports do not fail), 1 when the module imports an unknown \
-            peon:host function, 2 when the grants or the module cannot be read. A sha256 pin in the \
-            grants that differs from the module is reported as a warning.
+            peon:host function or the grants pin another module's sha256 (a run would be refused), \
+            2 when the grants or the module cannot be read or the module could not run.
             """)
 
     @Argument(help: "The module (.wasm).")
@@ -66,9 +66,9 @@ struct GrantsCheckCommand: ParsableCommand {
             // The bodies too, as `inspect` and a run check them (WasmKit checks them only when it instantiates):
             // a module that cannot run is not reported as one whose grants fit.
             do {
-                try engine.checkBodies(of: compiled)
+                try compiled.checkBodies(memoryBytes: ResourceLimits.defaultMemoryBytes)
             } catch {
-                fail("\(module): is not a valid WebAssembly module: \(error.message)")
+                fail(Runner.invalidModule("'\(module)'", error.message).message)
             }
             imports = compiled.imports.map { (module: $0.module, name: $0.name) }
             coreModule = compiled

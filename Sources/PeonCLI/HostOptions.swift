@@ -171,7 +171,7 @@ struct HostOptions: ParsableArguments {
         let folder = (path as NSString).deletingLastPathComponent
         var parent = stat()
         guard stat(folder.isEmpty ? "." : folder, &parent) == 0, parent.st_mode & S_IFMT == S_IFDIR else {
-            throw RunError(.configuration, "--db \(shown): the folder it would be created in does not exist; create it or check the path")
+            throw RunError(.configuration, "--db \(shown): its folder does not exist, so no database can be there (peon-wasm does not create one); check the path, or create the folder and the database first (sqlite3 FILE 'VACUUM;')")
         }
     }
 

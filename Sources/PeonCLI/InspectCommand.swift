@@ -27,12 +27,11 @@ struct InspectCommand: ParsableCommand {
             }
             let compiled: any CompiledModule
             do {
-                let engine = WasmKitEngine()
-                compiled = try engine.compile(file.bytes)
+                compiled = try WasmKitEngine().compile(file.bytes)
                 // The bodies too: WasmKit checks them only when it instantiates.
-                try engine.checkBodies(of: compiled)
+                try compiled.checkBodies(memoryBytes: ResourceLimits.defaultMemoryBytes)
             } catch {
-                throw RunError(.invalidModule, "'\(module)' is not a valid WebAssembly module: \(error.message)")
+                throw Runner.invalidModule("'\(module)'", error.message)
             }
             let interface = ModuleInterface(compiled)
             print("module   \(TerminalText.escaped(module))")

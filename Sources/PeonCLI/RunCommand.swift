@@ -93,7 +93,7 @@ struct RunCommand: ParsableCommand {
         let granted = Set(grants.database.map(\.database))
         let bound = Set(plan.options.databases.keys)
         for name in bound.subtracting(granted).sorted() {
-            printError(TerminalText.escaped("peon-wasm: note: --db \(name)=... is bound, but no [[db]] grant names database '\(name)', so every call on it is denied; check the name against the grants (\(granted.sorted().joined(separator: ", ")))"))
+            printError(TerminalText.escaped("peon-wasm: note: --db \(name)=... is bound, but no [[db]] grant names database '\(name)', so every call on it is denied; check the name against the grants (\(granted.isEmpty ? "they grant no database" : "they grant " + granted.sorted().joined(separator: ", ")))"))
         }
         for name in granted.subtracting(bound).sorted() {
             printError(TerminalText.escaped("peon-wasm: note: a [[db]] grant names database '\(name)', but no --db \(name)=PATH binds it, so the module's calls on it fail not-found; add --db \(name)=PATH"))

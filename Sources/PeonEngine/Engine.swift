@@ -41,6 +41,13 @@ public protocol CompiledModule: Sendable {
     /// `.incompatibleImport` when a host function's signature differs from the import's, `.instantiation`
     /// or `.trap` when the start function fails. Host functions not imported by the module are ignored.
     func instantiate(_ hostFunctions: [HostFunction], limits: ResourceLimits) throws -> any ModuleInstance
+
+    /// Checks that every function body type-checks, without running any of the module's code: `.invalidModule`
+    /// when one does not. An engine that validates whole modules when it compiles them (wasmtime) has nothing left
+    /// to check; one that checks bodies only when it instantiates (WasmKit) checks them here. Whatever refuses a
+    /// module before it is served or run (`inspect`, `grants check`, `mcp`) asks this, so that a module every run
+    /// would refuse is refused once, at the start.
+    func checkBodies(memoryBytes: Int) throws(EngineError)
 }
 
 /// A running module. Not thread-safe: an instance belongs to the thread or task that created it.

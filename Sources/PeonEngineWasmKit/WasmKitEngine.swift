@@ -177,18 +177,6 @@ package struct WasmKitEngine: WasmEngine {
     }
 }
 
-extension WasmKitEngine {
-    /// Checks every function body of `compiled` (a module this engine compiled) without running any of its code,
-    /// as instantiation would: `.invalidModule` when one does not type-check. `inspect` asks it,
-    /// since WasmKit checks bodies only when it instantiates. A module whose memories and tables are over
-    /// `memoryBytes` is not checked (it cannot be instantiated under that cap, which its run reports).
-    package func checkBodies(of compiled: any CompiledModule,
-                             memoryBytes: Int = ResourceLimits.defaultMemoryBytes) throws(EngineError) {
-        guard let module = compiled as? WasmKitModule else { return }
-        try module.checkBodies(memoryBytes: memoryBytes)
-    }
-}
-
 /// A parsed WasmKit module with its interface resolved to engine-neutral descriptors.
 struct WasmKitModule: CompiledModule {
     let engine: WasmKit.Engine

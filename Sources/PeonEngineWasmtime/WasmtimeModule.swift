@@ -71,6 +71,9 @@ final class WasmtimeCompiledModule: CompiledModule, @unchecked Sendable {
         runtime.api.wasmtime_module_delete(handle)
     }
 
+    /// Nothing: `wasmtime_module_new` validated every body when the module was compiled.
+    func checkBodies(memoryBytes: Int) throws(EngineError) {}
+
     func instantiate(_ hostFunctions: [HostFunction], limits: ResourceLimits) throws -> any ModuleInstance {
         let bound = try bind(hostFunctions)
         let guest = WasmtimeGuest(module: self, limits: limits)

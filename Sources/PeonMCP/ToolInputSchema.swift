@@ -133,7 +133,8 @@ enum ToolInputSchema {
         }
     }
 
-    private static func kind(of value: Value) -> String {
+    /// How a value is named in a message (`an integer`, `null`).
+    static func kind(of value: Value) -> String {
         switch value {
         case .null: "null"
         case .bool: "a boolean"

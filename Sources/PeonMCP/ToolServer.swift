@@ -258,12 +258,17 @@ package final class ToolServer: Sendable {
             return .success(text)
         }
         let arguments = arguments ?? [:]
-        guard case .string(let text)? = arguments["input"], arguments.count == 1 else {
+        if arguments.count == 1, let input = arguments["input"] {
+            guard case .string(let text) = input else {
+                return .failure(InputProblem(message: "arguments.input must be a string; got \(ToolInputSchema.kind(of: input))"))
+            }
+            return .success(text)
+        }
+        do {
             let got = arguments.keys.sorted().map { TerminalText.escaped($0) }.joined(separator: ", ")
             return .failure(InputProblem(message:
                 "\(service.name) takes exactly one argument, `input` (a string); got \(got.isEmpty ? "none" : got)"))
         }
-        return .success(text)
     }
 
     static func result(_ text: String, isError: Bool) -> CallTool.Result {

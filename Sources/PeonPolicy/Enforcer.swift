@@ -507,7 +507,7 @@ private final class Snapshot: Sendable {
         guard request.count == requestFields.count else {
             throw PolicyError(
                 source: "request", line: 0, column: 0,
-                message: "the request has \(request.count) values; request_definition r = \(requestFields.joined(separator: ", ")) expects \(requestFields.count)")
+                message: "the request has \(request.count) \(request.count == 1 ? "value" : "values"); request_definition r = \(requestFields.joined(separator: ", ")) expects \(requestFields.count)")
         }
         let context = Evaluation(request: request, time: clock.now())
         if rows.isEmpty {

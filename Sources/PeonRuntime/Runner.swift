@@ -139,7 +139,7 @@ public enum Runner {
         do {
             compiled = try request.engine.compile(request.module.bytes)
         } catch {
-            throw RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
+            throw invalidModule("'\(request.module.path)'", error.message)
         }
         let entryPoint = try linkCheck(compiled, path: request.module.path)
         if entryPoint == .command && request.inputGiven {
@@ -177,6 +177,13 @@ public enum Runner {
         } catch {
             throw classify(error, request: request)
         }
+    }
+
+    /// The one-line refusal of a module that is no valid WebAssembly (exit 65): what the engine found, and what to do.
+    /// `what` names the file as the caller's message does (`'m.wasm'`, or `g.toml: [tool] wasm 'm.wasm'`).
+    package static func invalidModule(_ what: String, _ reason: String) -> RunError {
+        RunError(.invalidModule, "\(what) is not a valid WebAssembly module: \(reason); "
+                 + "check that it is the module you meant and build it again (`wasm-tools validate` says more)")
     }
 
     /// The one-line refusal of a component on an engine that cannot run components.
@@ -293,7 +300,7 @@ public enum Runner {
             case .unknownImport, .incompatibleImport:
                 return RunError(.link, error.message)
             case .invalidModule:
-                return RunError(.invalidModule, "'\(request.module.path)' is not a valid WebAssembly module: \(error.message)")
+                return invalidModule("'\(request.module.path)'", error.message)
             case .instantiation:
                 return RunError(.trap, error.message)
             case .trap(.timeout):

@@ -243,8 +243,11 @@ package final class ToolService: Sendable {
         let compiled: any CompiledModule
         do throws(EngineError) {
             compiled = try engine.compile(module.bytes)
+            // The bodies too (WasmKit checks them only when it instantiates): every call would fail on one that does
+            // not check.
+            try compiled.checkBodies(memoryBytes: ResourceLimits.defaultMemoryBytes)
         } catch {
-            throw RunError(.invalidModule, "\(grantsPath): [tool] wasm '\(module.path)' is not a valid WebAssembly module: \(error.message)")
+            throw Runner.invalidModule("\(grantsPath): [tool] wasm '\(module.path)'", error.message)
         }
         do throws(RunError) {
             _ = try Runner.linkCheck(compiled, path: module.path)

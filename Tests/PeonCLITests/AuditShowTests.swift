@@ -83,7 +83,7 @@ import Testing
             #expect(shown.stdout.contains("honest"))
             #expect(!shown.stdout.contains("forged"), "\(shown.stdout)")
             #expect(shown.stdout.contains("(line 2 is not an entry)"), "\(shown.stdout)")
-            #expect(shown.stderr.contains("1 lines are not entries"), "\(shown.stderr)")
+            #expect(shown.stderr.contains("1 line is not an entry"), "\(shown.stderr)")
         }
     }
 

@@ -641,7 +641,7 @@ struct InspectCommandTests {
             #expect(mkfifo(fifo, 0o600) == 0)
             let log = folder.appendingPathComponent("audit.jsonl").path
             let cases = [(folder.path, "it is a directory"), (fifo, "it is a FIFO, a socket or a device"),
-                         ("", "no file after '='"), (folder.path + "/missing/x.db", "the folder it would be created in does not exist")]
+                         ("", "no file after '='"), (folder.path + "/missing/x.db", "its folder does not exist")]
             for (path, reason) in cases {
                 let result = try runPeonWasm(["run", "modules/hello/hello.wat", "--audit", log, "--db", "notes=\(path)"],
                                              environment: ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path],

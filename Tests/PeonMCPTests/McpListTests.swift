@@ -123,18 +123,22 @@ import Testing
     }
 
     /// A tool whose module a run would refuse (an import no host provides: 67; no `run` or `_start`: 68) was listed and
-    /// served, and every call then failed. Serving and `--list` refuse it at start, with the run's exit code.
+    /// served, and every call then failed. Serving and `--list` refuse it at start, with the run's exit code. So is a
+    /// function body that does not type-check (65): WasmKit checks bodies only when it instantiates, so only the calls
+    /// found it.
     @Test func aToolThatCouldNeverRunIsNotServed() throws {
         try withTemporaryDirectory { folder in
             for (text, status) in [(#"(module (import "env" "foo" (func)) (func (export "run") (param i32 i32) (result i32) (i32.const 0)))"#, Int32(67)),
-                                   (#"(module (func (export "other")))"#, Int32(68))] {
+                                   (#"(module (func (export "other")))"#, Int32(68)),
+                                   (#"(module (func (export "_start") (drop (i32.add))))"#, Int32(65))] {
                 try Data(text.utf8).write(to: folder.appendingPathComponent("tool.wat"))
                 try Data("module = \"t\"\n[tool]\nwasm = \"tool.wat\"\ndescription = \"x\"\n".utf8)
                     .write(to: folder.appendingPathComponent("t.toml"))
                 for arguments in [["mcp", "--list", "t.toml"], ["mcp", "t.toml", "--audit", "a.jsonl", "--audit-key", "a.key"]] {
                     let result = try runPeonWasm(arguments, directory: folder)
                     #expect(result.status == status, "\(arguments): \(result.stderr)")
-                    #expect(result.stderr.hasPrefix("peon-wasm: error: t.toml: [tool] wasm: ")
+                    #expect(result.stderr.hasPrefix(status == 65 ? "peon-wasm: error: t.toml: [tool] wasm '\(folder.path)/tool.wat' is not a valid WebAssembly module: "
+                                                                 : "peon-wasm: error: t.toml: [tool] wasm: ")
                             && result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
                 }
             }

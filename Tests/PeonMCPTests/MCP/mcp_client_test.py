@@ -247,6 +247,9 @@ async def basic(session):
 
     wrong = await session.call_tool("reader", {"path": "x"})
     check(wrong.is_error and "`input`" in text_of(wrong), f"wrong arguments: {text_of(wrong)}")
+    # The right name with the wrong type says what is wrong with it.
+    typed = await session.call_tool("reader", {"input": 5})
+    check(typed.is_error and text_of(typed) == "arguments.input must be a string; got an integer", f"a number as input: {text_of(typed)}")
     # The SDK reads a string that looks like a data URL as binary data: refused, never passed on changed.
     for name, arguments in [("reader", {"input": "data:text/plain,hello"}), ("echo", {"text": "data:text/plain,hello"})]:
         changed = await session.call_tool(name, arguments)
