@@ -12,6 +12,14 @@ public enum AuditDecision: String, Sendable, Equatable, CaseIterable {
     case allow
     /// The call was refused.
     case deny
+
+    /// The decision spelled byte for byte `allow` or `deny`; `nil` otherwise. Unlike `init(rawValue:)`, which compares
+    /// as `String` does (canonical equivalence, quadratic in a run of combining marks), a hostile log line's value
+    /// costs no more than its length.
+    public init?(exactly text: String) {
+        guard let match = Self.allCases.first(where: { text.utf8.elementsEqual($0.rawValue.utf8) }) else { return nil }
+        self = match
+    }
 }
 
 /// What a caller asks the log to record: one decision, outcome or lifecycle event.
@@ -284,8 +292,10 @@ public struct AuditEntry: Sendable, Equatable {
             let decisionText = try optionalString("decision").get()
             var decision: AuditDecision?
             if let decisionText {
-                guard let d = AuditDecision(rawValue: decisionText) else {
-                    throw EntryParseError(reason: "field \"decision\" is \"\(decisionText)\", expected allow, deny or null")
+                guard let d = AuditDecision(exactly: decisionText) else {
+                    // At most 32 bytes of it: the value is the log's, as long as a line.
+                    let shown = String(decoding: decisionText.utf8.prefix(32), as: UTF8.self) + (decisionText.utf8.count > 32 ? "…" : "")
+                    throw EntryParseError(reason: "field \"decision\" is \"\(shown)\", expected allow, deny or null")
                 }
                 decision = d
             }

@@ -188,8 +188,9 @@ public enum AuditVerifier {
         do {
             bytes = try FileIO.readAll(path: path, limit: SignedNote.maxBytes)
         } catch {
-            // `readAll` names the path itself.
-            throw AuditError(.checkpointMalformed, error.message)
+            // `readAll` names the path itself; a checkpoint that cannot be read (a folder, a FIFO, no permission, past
+            // the size a note may have) is exit 2, as the exit-code table says, not a malformed note (8).
+            throw error
         }
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw AuditError(.checkpointMalformed, "\(path): the checkpoint is not UTF-8 text")

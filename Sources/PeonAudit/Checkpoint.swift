@@ -281,6 +281,12 @@ public struct SignedNote: Sendable, Equatable {
 
     /// Splits note text at its last blank line and parses every signature line.
     public static func parse(_ note: String) throws(AuditError) -> SignedNote {
+        // Nor more than 32 combining marks in a row (as for a log line's keys): comparing or searching such text as a
+        // `String` takes quadratic time, and a 1 MiB note of them held `verify` (and every run opening the log) for
+        // minutes. No signer writes one: a key name holds no such run, and a checkpoint's text is the log's own.
+        guard CombiningMarks.longestRun(in: note) <= 32 else {
+            throw Checkpoint.malformed("the note holds more than 32 combining marks in a row")
+        }
         // C2SP signed notes hold no control characters but the newline (nor C1 ones here): a note that could
         // drive a terminal is refused before anything prints it.
         if note.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n") || (0x7F...0x9F).contains($0.value) }) {

@@ -349,7 +349,7 @@ struct AuditCommand: ParsableCommand {
             if let until, !Self.isUTCTime(until) {
                 throw ValidationError("--until must be a UTC time that exists, like 2026-11-21 or 2026-11-21T20:05:00Z, not \(until)")
             }
-            if let decision, AuditDecision(rawValue: decision) == nil {
+            if let decision, AuditDecision(exactly: decision) == nil {
                 throw ValidationError("--decision must be allow or deny, not \(decision)")
             }
             if let since, !Self.isUTCTime(since) {
@@ -410,8 +410,9 @@ struct AuditCommand: ParsableCommand {
                 var bad = 0
                 var index = -1
                 var shown = 0
-                var seenCalls: Set<String> = []
-                var seenModules: Set<String> = []
+                // As bytes: a `String` set hashes and compares canonically, quadratic in a run of combining marks.
+                var seenCalls: Set<[UInt8]> = []
+                var seenModules: Set<[UInt8]> = []
                 var moreMatch = false
                 defer {
                     if moreMatch, let limit = entryLimit {
@@ -437,8 +438,8 @@ struct AuditCommand: ParsableCommand {
                         continue
                     }
                     // What the log holds, to say so when a filter matches nothing (a few dozen names at most).
-                    if seenCalls.count < 64 { seenCalls.insert(e.record.call) }
-                    if seenModules.count < 64 { seenModules.insert(e.record.module) }
+                    if seenCalls.count < 64 { seenCalls.insert(Array(e.record.call.utf8)) }
+                    if seenModules.count < 64 { seenModules.insert(Array(e.record.module.utf8)) }
                     // Byte for byte: `==` would take `café` spelled with U+0301 for another module's `café`.
                     if let module, !e.record.module.utf8.elementsEqual(module.utf8) { continue }
                     if let decision, e.record.decision?.rawValue != decision { continue }
@@ -447,7 +448,7 @@ struct AuditCommand: ParsableCommand {
                     if let sinceKey, e.time < sinceKey { continue }
                     if let untilKey, e.time >= untilKey { continue }
                     if let call, !e.record.call.utf8.elementsEqual(call.utf8) { continue }
-                    if firstUse, e.record.details["first_use"] != "true" { continue }
+                    if firstUse, e.record.details["first_use"]?.utf8.elementsEqual("true".utf8) != true { continue }
                     if let limit = entryLimit, shown >= limit {
                         moreMatch = true
                         break
@@ -466,8 +467,9 @@ struct AuditCommand: ParsableCommand {
                 // A filter that matches nothing is not "nothing happened": say what the log holds (`--call fs.list` is
                 // an action; the CALL column names host calls such as fs.read-dir).
                 if shown == 0, call != nil || module != nil, !seenCalls.isEmpty {
-                    func listed(_ names: Set<String>) -> String {
-                        names.sorted().map { AuditCommand.terminalSafe($0) }.joined(separator: ", ")
+                    func listed(_ names: Set<[UInt8]>) -> String {
+                        names.sorted { $0.lexicographicallyPrecedes($1) }
+                            .map { AuditCommand.terminalSafe(String(decoding: $0, as: UTF8.self)) }.joined(separator: ", ")
                     }
                     var parts: [String] = []
                     if call != nil { parts.append("its calls are \(listed(seenCalls))") }

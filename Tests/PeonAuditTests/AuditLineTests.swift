@@ -51,6 +51,27 @@ import Testing
         #expect(try AuditVerifier.verify(logPath: path, verifierKey: signer.verifierKey).size == UInt64(records.count))
     }
 
+    /// A `decision` is `allow` or `deny` byte for byte, compared as bytes (as a `String` a value of a run of combining
+    /// marks took quadratic time: 90,000 of them held `verify` for seconds), and a refused one is quoted short: the
+    /// whole value, as long as a line, was the error message.
+    @Test func aDecisionIsReadAsBytesAndARefusedOneIsQuotedShort() throws {
+        let record = Self.records(2)[1]
+        #expect(record.decision == .allow)
+        let line = String(decoding: AuditEntry(seq: 0, time: "2026-12-02T00:00:00.000000Z", record: record, prev: AuditEntry.zeroPrev).serialized(),
+                          as: UTF8.self)
+        #expect(line.contains(#""decision":"allow""#))
+        let marks = String(repeating: "\u{0301}\u{0316}\u{0334}", count: 2_000)
+        for spelled in ["a" + marks, "allow\u{0301}", "Allow", "allow "] {
+            let forged = line.replacingOccurrences(of: #""decision":"allow""#, with: "\"decision\":\"\(spelled)\"")
+            guard case .failure(let error) = AuditEntry.parse(Array(forged.utf8)) else {
+                Issue.record("decision \(spelled.unicodeScalars.count) scalars was read")
+                continue
+            }
+            #expect(error.reason.contains("expected allow, deny or null") && error.reason.utf8.count < 200, "\(error.reason.utf8.count) bytes")
+        }
+        #expect(AuditDecision(exactly: "deny") == .deny && AuditDecision(exactly: "allow") == .allow && AuditDecision(exactly: "") == nil)
+    }
+
     /// A line the reader takes apart must mean one thing: a key given twice is refused wherever it is, in a small
     /// object (checked key by key) or a large one (checked through a set), and strings with and without escapes,
     /// ASCII or not, read back as written.

@@ -683,6 +683,19 @@ func lines(of path: String) throws -> [[UInt8]] {
         try SignedNote.parse(Self.text + "\n" + Self.enoch + Self.peter).verify(with: try VerifierKey(Self.otherVerifierKey))
     }
 
+    /// Comparing or searching text with a long run of combining marks as a `String` takes quadratic time: a 1 MiB
+    /// checkpoint whose signature name held such a run kept `audit verify`, and every run opening the log, busy for
+    /// minutes (found by a red-team pass). A note with more than 32 in a row is malformed, as a log line's key is.
+    @Test func aNoteWithALongRunOfCombiningMarksIsRefused() throws {
+        func note(marks: Int) -> String {
+            Self.text + "\n" + Self.peter.replacingOccurrences(of: "PeterNeumann", with: "Peter" + String(repeating: "\u{0301}", count: marks))
+        }
+        #expect(try SignedNote.parse(note(marks: 32)).signatures.count == 1)
+        #expect(throws: AuditError.self) { try SignedNote.parse(note(marks: 33)) }
+        let mixed = Self.text.replacingOccurrences(of: "answer", with: "a" + String(repeating: "\u{0316}\u{0301}\u{0334}", count: 11))
+        #expect(throws: AuditError.self) { try SignedNote.parse(mixed + "\n" + Self.peter) }
+    }
+
     @Test func aNoteGoSignedFailsOnceAnyOfItChanges() throws {
         let key = try VerifierKey(Self.verifierKey)
         let altered = Self.text.replacingOccurrences(of: "answer", with: "Answer")

@@ -95,6 +95,28 @@ struct AuditFileTests {
         }
     }
 
+    /// A checkpoint that is there but cannot be read (a folder, a FIFO) is exit 2, "cannot be read", as the table in
+    /// docs/cli.md says; `verify` and `prove` answered 8, "not a well-formed signed note" (found by a red-team pass).
+    @Test("a checkpoint that cannot be read is exit 2 for verify and prove")
+    func anUnreadableCheckpointIsExit2() throws {
+        try withTemporaryDirectory { folder in
+            let log = folder.appendingPathComponent("audit.jsonl")
+            #expect(try Self.hello(folder, log: log).status == 0)
+            let checkpoint = log.path + ".checkpoint"
+            try FileManager.default.removeItem(atPath: checkpoint)
+            try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: false)
+            let fifo = folder.appendingPathComponent("fifo.checkpoint").path
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let environment = ["XDG_CONFIG_HOME": folder.appendingPathComponent("cfg").path]
+            for command in [["verify", log.path], ["prove", log.path, "0"], ["verify", log.path, "--checkpoint", fifo]] {
+                let result = try runPeonWasm(["audit"] + command, environment: environment)
+                #expect(result.status == 2, "audit \(command): \(result.stderr)")
+                #expect(result.stderr.hasPrefix("peon-wasm: error: ") && result.stderr.split(separator: "\n").count == 1,
+                        "audit \(command): \(result.stderr)")
+            }
+        }
+    }
+
     /// Two mistakes at once, on a machine that never wrote a log (no local key) or with a mistyped `--key` file:
     /// the log is named first, as the one to fix first. `verify` used to answer "no verifier key" (exit 11), and
     /// `prove`/`consistency` with a missing `--key` file named the key, so the operator fixed the key and only
