@@ -293,8 +293,9 @@ public struct AuditEntry: Sendable, Equatable {
             var decision: AuditDecision?
             if let decisionText {
                 guard let d = AuditDecision(exactly: decisionText) else {
-                    // At most 32 bytes of it: the value is the log's, as long as a line.
-                    let shown = String(decoding: decisionText.utf8.prefix(32), as: UTF8.self) + (decisionText.utf8.count > 32 ? "…" : "")
+                    // At most 16 scalars of it: the value is the log's, as long as a line.
+                    let shown = String(String.UnicodeScalarView(decisionText.unicodeScalars.prefix(16)))
+                        + (decisionText.unicodeScalars.count > 16 ? "…" : "")
                     throw EntryParseError(reason: "field \"decision\" is \"\(shown)\", expected allow, deny or null")
                 }
                 decision = d

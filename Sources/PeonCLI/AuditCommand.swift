@@ -127,7 +127,7 @@ struct AuditCommand: ParsableCommand {
                 // The origin is the signer's text: signed, but a hostile host's key signs what it likes (bidi controls).
                 print("checkpoint: size \(summary.checkpoint.size), origin \(TerminalText.escaped(summary.checkpoint.origin)), signature checked with \(TerminalText.escaped(source))")
                 if summary.uncheckpointed > 0 {
-                    print("note: \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
+                    print("note: \(summary.uncheckpointed) \(summary.uncheckpointed == 1 ? "entry" : "entries") after the checkpoint \(summary.uncheckpointed == 1 ? "is" : "are") chained but not yet signed")
                 }
                 if summary.skippedLiveTail {
                     print("note: a writer holds the log; its last, incomplete line was not checked")
@@ -167,7 +167,7 @@ struct AuditCommand: ParsableCommand {
                         let summary = try archive.verify(origin: origin, verifierKey: keyText)
                         print("ok: \(TerminalText.escaped(origin)): \(summary.size) entries, root \(hex(summary.rootHash)), checkpoint size \(summary.checkpoint.size) signature checked")
                         if summary.uncheckpointed > 0 {
-                            print("note: \(TerminalText.escaped(origin)): \(summary.uncheckpointed) entries after the checkpoint are chained but not yet signed")
+                            print("note: \(TerminalText.escaped(origin)): \(summary.uncheckpointed) \(summary.uncheckpointed == 1 ? "entry" : "entries") after the checkpoint \(summary.uncheckpointed == 1 ? "is" : "are") chained but not yet signed")
                         }
                     } catch {
                         // One line per origin on stdout, as for one that verifies; the command's one error line follows.
@@ -469,7 +469,12 @@ struct AuditCommand: ParsableCommand {
                 if shown == 0, call != nil || module != nil, !seenCalls.isEmpty {
                     func listed(_ names: Set<[UInt8]>) -> String {
                         names.sorted { $0.lexicographicallyPrecedes($1) }
-                            .map { AuditCommand.terminalSafe(String(decoding: $0, as: UTF8.self)) }.joined(separator: ", ")
+                            .map { name -> String in
+                                // A name is the log's, as long as a line: at most 64 scalars of it.
+                                let text = String(decoding: name, as: UTF8.self)
+                                let shown = String(String.UnicodeScalarView(text.unicodeScalars.prefix(64)))
+                                return AuditCommand.terminalSafe(shown) + (shown.unicodeScalars.count < text.unicodeScalars.count ? "…" : "")
+                            }.joined(separator: ", ")
                     }
                     var parts: [String] = []
                     if call != nil { parts.append("its calls are \(listed(seenCalls))") }
