@@ -119,3 +119,45 @@ import Testing
         #expect(try Self.check(function, key, pattern) == expected)
     }
 }
+
+/// The Go Casbin dialect docs/policy.md documents where pycasbin reads the same text differently (found comparing the
+/// two on generated requests): each row of that table holds here.
+@Suite struct GoDialectTests {
+    static func allows(_ matcher: String, policy: String, _ request: [PolicyValue], definition: String = "sub, obj, act",
+                       policyDefinition: String = "sub, obj, act") throws -> Bool {
+        let enforcer = try Enforcer(model: model(matcher: matcher, policy: policyDefinition, request: definition),
+                                    modelSource: "m.conf", policy: policy, policySource: "p.csv")
+        return try enforcer.enforce(request).isAllowed
+    }
+
+    @Test func keyMatchPatternsAreGoRegexesSearchedAsGoDoes() throws {
+        let matcher = "r.sub == p.sub && keyMatch2(r.obj, p.obj) && r.act == p.act"
+        #expect(try Self.allows(matcher, policy: "p, alice, /api/public|/health, GET", [.string("alice"), .string("/evil/health"), .string("GET")]))
+        let star = "r.sub == p.sub && keyMatch3(r.obj, p.obj) && r.act == p.act"
+        #expect(try Self.allows(star, policy: "p, alice, *, GET", [.string("alice"), .string("/etc/passwd"), .string("GET")]))
+        #expect(try !Self.allows(star, policy: "p, alice, /api/*, GET", [.string("alice"), .string("/etc/passwd"), .string("GET")]))
+    }
+
+    @Test func numbersAreGoFloats() throws {
+        let definition = "sub, n"
+        func allows(_ condition: String, _ n: PolicyValue) throws -> Bool {
+            try Self.allows("r.sub == p.sub && \(condition)", policy: "p, alice", [.string("alice"), n],
+                            definition: definition, policyDefinition: "sub")
+        }
+        #expect(try allows("r.n % 3 == -1", .number(-7)))
+        #expect(try allows("r.n == 9007199254740993", .number(9_007_199_254_740_992)))
+        #expect(try allows("r.n != 1", .bool(true)))
+        let numeric = { (n: Double) throws -> Bool in
+            try Self.allows("r.n", policy: "p, alice", [.string("alice"), .number(n)], definition: definition, policyDefinition: "sub")
+        }
+        #expect(try numeric(2) && !numeric(0))
+    }
+
+    @Test func globsAreGoGlobs() throws {
+        let matcher = "r.sub == p.sub && globMatch(r.obj, p.obj) && r.act == p.act"
+        #expect(try Self.allows(matcher, policy: "p, alice, *, read", [.string("alice"), .string(""), .string("read")]))
+        #expect(try Self.allows(matcher, policy: #"p, alice, "/f/{a,b}", read"#, [.string("alice"), .string("/f/b"), .string("read")]))
+        #expect(try Self.allows(matcher, policy: "p, alice, */a, read", [.string("alice"), .string("x/a"), .string("read")]))
+        #expect(try Self.allows(matcher, policy: "p, alice, /srv/data/**, read", [.string("alice"), .string("/srv/data/../etc"), .string("read")]))
+    }
+}
