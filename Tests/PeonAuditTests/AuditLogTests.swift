@@ -428,7 +428,8 @@ func lines(of path: String) throws -> [[UInt8]] {
         let log = dir.path + "/log.jsonl"
         try Data().write(to: URL(fileURLWithPath: log))
         #expect(mkfifo(log + ".checkpoint", 0o600) == 0)
-        #expect(throws: AuditError(.checkpointMalformed, "")) { try AuditVerifier.verify(logPath: log, verifierKey: nil) }
+        // A checkpoint that cannot be read is exit 2 (`.io`), as docs/cli.md says, not a malformed note (8).
+        #expect(throws: AuditError(.io, "")) { try AuditVerifier.verify(logPath: log, verifierKey: nil) }
     }
 
     @Test func twoWritersOnOneLogShareOneChainAndTree() throws {
