@@ -304,7 +304,7 @@ public enum Runner {
             case .instantiation:
                 return RunError(.trap, error.message)
             case .trap(.timeout):
-                return RunError(.timeout, "the module did not finish within its wall-clock timeout of \(format(limits.timeout)); raise it with --timeout")
+                return RunError(.timeout, "'\(request.module.path)' did not finish within its wall-clock timeout of \(format(limits.timeout)); it was stopped. Raise the limit with --timeout")
             case .trap(.outOfFuel):
                 return RunError(.outOfFuel, "the module ran out of fuel (\(limits.fuel ?? 0) instructions); raise the budget with --fuel")
             case .trap(let reason):

@@ -410,7 +410,7 @@ struct ComponentRunTests {
             // In process: no supervisor to kill it, so only the engine's epoch interruption can stop the loop.
             let result = try fixture.run(spin, ["--engine", "wasmtime", "--timeout", "1s", "--in-process"])
             #expect(result.status == 124)
-            #expect(result.stderr.contains("the module did not finish within its wall-clock timeout of 1s"))
+            #expect(result.stderr.contains("did not finish within its wall-clock timeout of 1s; it was stopped. Raise the limit with --timeout"))
             #expect(Date().timeIntervalSince(started) < 30)
             // One spelling for a timeout, whichever process noticed it (it was `error:timeout` here, `timeout` when
             // the supervisor killed the worker).
