@@ -8,10 +8,22 @@ import Testing
 @Suite("output that cannot be written",
        .enabled(if: FileManager.default.isWritableFile(atPath: "/dev/full"), "this machine has no /dev/full"))
 struct LostOutputTests {
-    @Test(arguments: ["modules/hello/hello.wat", "Tests/PeonMCPTests/MCP/echo.wat"])
-    func aFullDiskIsAnErrorNotASuccess(module: String) throws {
+    /// A new, empty folder of this test's own.
+    static func scratchDirectory() throws -> URL {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    /// The last `run.end` record in the log at `path`.
+    static func lastRunEnd(in path: String) throws -> AuditRecord? {
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+        return try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" }
+    }
+
+    @Test(arguments: ["modules/hello/hello.wat", "Tests/PeonMCPTests/MCP/echo.wat"])
+    func aFullDiskIsAnErrorNotASuccess(module: String) throws {
+        let directory = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let log = directory.appendingPathComponent("audit.jsonl").path
         let path = repositoryRoot.appendingPathComponent(module).path
@@ -21,8 +33,7 @@ struct LostOutputTests {
         #expect(result.status == 74, "\(result.stderr)")
         #expect(result.stderr.hasPrefix("peon-wasm: error: the module's output could not be written to stdout (no space left on device)"),
                 "\(result.stderr)")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
+        let end = try #require(try Self.lastRunEnd(in: log))
         #expect(end.outcome == "error:output", "\(end)")
     }
 
@@ -30,8 +41,7 @@ struct LostOutputTests {
     /// (exit 74, `error:output`), and the agent's error is still said and recorded. It was `agent-error`, exit 1, as if
     /// nothing had been lost.
     @Test func outputLostBeforeAnAgentsErrorIsStillALoss() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let module = directory.appendingPathComponent("fails.wat")
         try Data("""
@@ -54,15 +64,13 @@ struct LostOutputTests {
         #expect(result.stderr.contains("peon-wasm: the agent returned an error: gave up\n"), "\(result.stderr)")
         #expect(result.stderr.hasSuffix("peon-wasm: error: the module's output could not be written to stdout (no space left on device), so some of it is lost; free the space or choose another place for it\n"),
                 "\(result.stderr)")
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
+        let end = try #require(try Self.lastRunEnd(in: log))
         #expect(end.outcome == "error:output" && end.reason.hasSuffix("the agent returned an error: gave up"), "\(end)")
     }
 
     /// A reader that went away first (`EPIPE` on stdout) does not hide a real loss after it (stderr on a full disk).
     @Test func aLossAfterAClosedPipeIsStillReported() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-lost-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let module = directory.appendingPathComponent("both.wat")
         try Data("""
@@ -86,8 +94,7 @@ struct LostOutputTests {
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 74)
-        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        let end = try #require(try lines.map { try AuditEntry.parse(Array($0.utf8)).get().record }.last { $0.call == "run.end" })
+        let end = try #require(try Self.lastRunEnd(in: log))
         #expect(end.outcome == "error:output", "\(end)")
         #expect(end.reason.contains("stderr"), "\(end)")
     }
@@ -96,8 +103,7 @@ struct LostOutputTests {
     /// are in the log (`--audit-sync batch` keeps them in the process's buffer until then). The answer is larger than a
     /// pipe holds and nobody reads it at first, so `peon-wasm` stops mid-answer, and the log is looked at then.
     @Test func anAnswerLeavesOnlyAfterTheEntriesOfItsReads() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-answer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let data = directory.appendingPathComponent("big.txt")
         try Data(String(repeating: "x", count: 16 << 10).utf8).write(to: data)
@@ -132,8 +138,7 @@ struct LostOutputTests {
     /// A full non-blocking pipe (`EAGAIN`) is waited on, not a loss: 256 KiB into a non-blocking pipe that is read
     /// only half a second later all arrive, and the run exits 0.
     @Test func aFullNonBlockingPipeIsWaitedOn() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("peon-eagain-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let directory = try Self.scratchDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
         let module = directory.appendingPathComponent("much.wat")
         try Data("""
