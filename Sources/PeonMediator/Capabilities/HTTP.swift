@@ -39,6 +39,12 @@ import Musl
 /// - Connections are kept alive within one capability (one run) only, per host name, checked address,
 ///   scheme and port: a later call reuses an idle connection only when its own fresh lookup and check reach
 ///   the same address. Nothing is pooled across runs or guests; ``shutdown()`` closes them all.
+/// - A request with a body goes on a connection of its own, with `Connection: close`, and that connection is
+///   never used again. A server that does not read a body (most do not for `GET`) reads it as the next request
+///   on the connection: kept alive, a guest's body was a second request no policy decided and no entry records
+///   (`POST /admin/...` behind a granted `GET`), whose answer the next call received, and which the next call's
+///   injected credential completed. Without a body, the guest controls no byte after the request's end (its
+///   headers are checked, `Content-Length` and `Transfer-Encoding` are the host's), so keeping it is safe.
 ///
 /// `send` blocks the calling thread (the guest's) until the answer; never call it on a SwiftNIO event
 /// loop thread.
@@ -121,12 +127,22 @@ package final class HTTPCapability: Sendable {
 
         let address = try Self.checkedAddress(for: url, allowedAddresses: allowedAddresses, deadline: end)
 
-        let client = try self.client(for: url, address: address)
+        // A body: a connection of its own, closed after this answer (see the type's notes).
+        let oneShot = !request.body.isEmpty
+        let client: HTTPClient
+        if oneShot {
+            guard !isShutDown.withLock({ $0 }) else { throw HostError(.io, "http: the host is shutting down") }
+            client = Self.makeClient(for: url, address: address, timeout: timeout)
+        } else {
+            client = try self.client(for: url, address: address)
+        }
+        defer { if oneShot { Self.close(client) } }
 
         let outgoing: HTTPClient.Request
         do {
             outgoing = try HTTPClient.Request(
-                url: url.description, method: HTTPMethod(rawValue: method), headers: HTTPHeaders(headers),
+                url: url.description, method: HTTPMethod(rawValue: method),
+                headers: HTTPHeaders(oneShot ? headers + [("Connection", "close")] : headers),
                 body: request.body.isEmpty ? nil : .bytes(request.body))
         } catch {
             throw HostError(.invalidArgument, "http: the request could not be built for '\(url)'")
@@ -177,6 +193,26 @@ package final class HTTPCapability: Sendable {
     /// the `Host` header and TLS keep the name.
     private func client(for url: CanonicalURL, address: IPAddress) throws(HostError) -> HTTPClient {
         let key = Destination(scheme: url.scheme, host: url.hostText, port: url.port, address: address.description)
+        let (client, evicted): (HTTPClient?, HTTPClient?) = clients.withLock { kept in
+            if isShutDown.withLock({ $0 }) { return (nil, nil) }
+            if let index = kept.firstIndex(where: { $0.key == key }) {
+                let entry = kept.remove(at: index)
+                kept.append(entry)
+                return (entry.client, nil)
+            }
+            let client = Self.makeClient(for: url, address: address, timeout: timeout)
+            kept.append((key, client))
+            let evicted = kept.count > Self.maxClients ? kept.removeFirst().client : nil
+            return (client, evicted)
+        }
+        if let evicted { Self.close(evicted) }
+        guard let client else { throw HostError(.io, "http: the host is shutting down") }
+        return client
+    }
+
+    /// A new client for `url` that connects to `address` (which the call checked) whatever the name resolves to
+    /// later (`dnsOverride`), while the `Host` header and TLS keep the name.
+    private static func makeClient(for url: CanonicalURL, address: IPAddress, timeout: Duration) -> HTTPClient {
         var configuration = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
             timeout: .init(connect: Self.timeAmount(for: timeout), read: Self.timeAmount(for: timeout)),
@@ -191,21 +227,7 @@ package final class HTTPCapability: Sendable {
         if case .name(let name) = url.host {
             configuration.dnsOverride = [name: address.description]
         }
-        let (client, evicted): (HTTPClient?, HTTPClient?) = clients.withLock { kept in
-            if isShutDown.withLock({ $0 }) { return (nil, nil) }
-            if let index = kept.firstIndex(where: { $0.key == key }) {
-                let entry = kept.remove(at: index)
-                kept.append(entry)
-                return (entry.client, nil)
-            }
-            let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
-            kept.append((key, client))
-            let evicted = kept.count > Self.maxClients ? kept.removeFirst().client : nil
-            return (client, evicted)
-        }
-        if let evicted { Self.close(evicted) }
-        guard let client else { throw HostError(.io, "http: the host is shutting down") }
-        return client
+        return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
     // MARK: Checks
