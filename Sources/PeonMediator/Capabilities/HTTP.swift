@@ -33,7 +33,8 @@ import Musl
 ///   `Content-Length`, `Transfer-Encoding`, `Connection`, `Upgrade`, `TE`, `Trailer`, `Keep-Alive`,
 ///   `Expect` or `Proxy-*`. Injected headers replace any guest header of the same name
 ///   (case-insensitively) and are never returned or put in an error message.
-/// - `CONNECT`, `TRACE` and `TRACK` are refused (a `TRACE` echo would hand injected secrets to the guest).
+/// - `CONNECT`, `TRACE` and `TRACK` are refused (a `TRACE` echo would hand injected secrets to the guest), and so
+///   is a body on `GET` or `HEAD` (no server reads one; see the next point but one).
 /// - The response body is capped (`limit-exceeded`); the whole call, DNS included, is bounded by the
 ///   timeout and the caller's deadline (`timeout`). Bodies are not decompressed.
 /// - Connections are kept alive within one capability (one run) only, per host name, checked address,
@@ -121,6 +122,11 @@ package final class HTTPCapability: Sendable {
         if isShutDown.withLock({ $0 }) { throw HostError(.io, "http: the host is shutting down") }
         let url = request.url
         let method = try Self.checkedMethod(request.method)
+        // `GET` and `HEAD` define no body, and a server reads none: it would take the bytes for another request.
+        // Refused as browsers' `fetch` refuses it; data goes with a method a grant names for it.
+        if !request.body.isEmpty, ["GET", "HEAD"].contains(method.uppercased()) {
+            throw HostError(.invalidArgument, "http: a \(method.uppercased()) request carries no body; send the data with POST or PUT (a method the grant allows)")
+        }
         let headers = try Self.mergedHeaders(guest: request.headers, injected: injectedHeaders)
         let end = min(deadline, ContinuousClock.now.advanced(by: timeout))
         let cap = min(maxResponseBytes ?? self.maxResponseBytes, self.maxResponseBytes)

@@ -113,9 +113,10 @@ final class BodyIgnoringServer: @unchecked Sendable {
 @Suite(.serialized) struct HTTPSmugglingTests {
     let capability = HTTPCapability(maxResponseBytes: 1 << 20, timeout: .seconds(10))
 
-    func send(_ server: BodyIgnoringServer, _ path: String, body: String = "", injected: [HTTPHeader] = []) throws -> HTTPResponseValue {
+    func send(_ server: BodyIgnoringServer, _ path: String, method: String = "GET", body: String = "",
+              injected: [HTTPHeader] = []) throws -> HTTPResponseValue {
         try capability.send(
-            OutgoingRequest(method: "GET", url: CanonicalURL(parsing: "http://127.0.0.1:\(server.port)\(path)"), headers: [], body: Array(body.utf8)),
+            OutgoingRequest(method: method, url: CanonicalURL(parsing: "http://127.0.0.1:\(server.port)\(path)"), headers: [], body: Array(body.utf8)),
             injectedHeaders: injected, allowedAddresses: ["127.0.0.1"], maxResponseBytes: nil, deadline: .now + .seconds(10))
     }
 
@@ -123,17 +124,29 @@ final class BodyIgnoringServer: @unchecked Sendable {
         let server = try BodyIgnoringServer()
         defer { server.stop() }
         let smuggled = "POST /admin/delete-all HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
-        #expect(try send(server, "/public/a", body: smuggled).body == Array("/public/a".utf8))
+        // This server reads no body, whatever the method.
+        #expect(try send(server, "/public/a", method: "POST", body: smuggled).body == Array("/public/a".utf8))
         // A second smuggled request whose answer would wait on the connection for the next call.
-        #expect(try send(server, "/public/a", body: "GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").body == Array("/public/a".utf8))
+        #expect(try send(server, "/public/a", method: "POST", body: "GET /secret HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").body
+                == Array("/public/a".utf8))
         #expect(try send(server, "/public/b").body == Array("/public/b".utf8), "the next call got another request's answer")
         // An unterminated request that the next call's head (and its credential) would complete.
-        _ = try send(server, "/public/a", body: "POST /admin/delete-all HTTP/1.1\r\nX-Ignore: ")
+        _ = try send(server, "/public/a", method: "POST", body: "POST /admin/delete-all HTTP/1.1\r\nX-Ignore: ")
         let injected = [HTTPHeader(name: "Authorization", value: "Bearer s3cr3t")]
         #expect(try send(server, "/public/c", injected: injected).body == Array("/public/c".utf8))
         Thread.sleep(forTimeInterval: 0.2)
-        #expect(server.requestLines.allSatisfy { $0.hasPrefix("GET /public/") }, "\(server.requestLines)")
+        #expect(server.requestLines.allSatisfy { $0.hasPrefix("GET /public/") || $0.hasPrefix("POST /public/") }, "\(server.requestLines)")
         #expect(server.authorizationsSeen == ["Bearer s3cr3t"])
+    }
+
+    /// `GET` and `HEAD` carry no body (no server reads one): refused before anything is sent.
+    @Test(arguments: ["GET", "HEAD", "get"])
+    func aBodyOnAMethodWithoutOneIsRefused(method: String) throws {
+        let server = try BodyIgnoringServer()
+        defer { server.stop() }
+        #expect(throws: HostError.self) { try send(server, "/public/a", method: method, body: "x") }
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(server.requestLines.isEmpty)
     }
 
     /// Without a body, a connection is still kept for the next call to the same place.
