@@ -48,6 +48,23 @@ package struct HostFiles: Sendable, Hashable {
         }
     }
 
+    /// Adds the files SQLite keeps beside the database `path` (`PATH-journal`, `PATH-wal`, `PATH-shm`), beside the
+    /// path given and beside the file it leads to (SQLite puts them beside the real file). They hold pages SQLite
+    /// replays into the database when it opens it: a guest that could write into the database's folder created
+    /// `app.db-journal` with a forged first page naming the root page of an ungranted table for a granted one, and
+    /// `db.query` on the granted table returned the other's rows, recorded as the granted table's. Only SQLite, in
+    /// the host's `db` capability, writes or reads them.
+    package mutating func addJournals(of path: String) {
+        var databases = [path]
+        if let resolved = realpath(path, nil) {
+            defer { free(resolved) }
+            databases.append(String(cString: resolved))
+        }
+        for database in databases {
+            for suffix in ["-journal", "-wal", "-shm"] { add(database + suffix) }
+        }
+    }
+
     /// Adds every file of `other`, already resolved (no system call).
     package mutating func formUnion(_ other: HostFiles) {
         for path in other.paths { insert(path) }

@@ -19,8 +19,11 @@ package struct MediatorConfiguration: Sendable {
     package var audit: AuditLog
     /// Who approves calls whose grant asks for approval.
     package var approver: any Approver = RefusingApprover()
-    /// Database names bound to SQLite files (`--db NAME=PATH`).
-    package var databases: [String: String] = [:]
+    /// Database names bound to SQLite files (`--db NAME=PATH`). Setting them makes each one's rollback journal,
+    /// write-ahead log and shared-memory index host files (``HostFiles/addJournals(of:)``).
+    package var databases: [String: String] = [:] {
+        didSet { for path in databases.values { hostFiles.addJournals(of: path) } }
+    }
     /// The folder relative guest paths start from and programs run in.
     package var workingDirectory: String
     /// When the run ends; every call is bounded by it.
@@ -386,7 +389,7 @@ package final class Mediator: HostInterface {
     }
 
     /// The audit reason of a call refused because it names one of the host's own files.
-    static let hostFileReason = "the host's own file (the audit log, its checkpoint and index files, the signing key, the grants, model or policy file, the module): no grant reaches it"
+    static let hostFileReason = "the host's own file (the audit log, its checkpoint and index files, the signing key, the grants, model or policy file, the module, a bound database's journal): no grant reaches it"
 
     /// Policy decision, then the information-flow check (a sink's grants must clear every label the run
     /// holds), then rate limits and approval for the grants behind the deciding line, then the decision
@@ -414,7 +417,7 @@ package final class Mediator: HostInterface {
             try record(call: request.call, resource: object, decision: .deny, reason: Self.hostFileReason, version: snapshot.version,
                        outcome: HostErrorCode.denied.description, details: details, durability: .buffered)
             configuration.denialSink?(request.action, object)
-            throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's own files (the audit log, its signing key, the grants, model and policy files and the module) are never reachable by a guest")
+            throw HostError(.denied, "\(request.action) on \(guestVisible(object)): the host's own files (the audit log, its signing key, the grants, model and policy files, the module and the journals of bound databases) are never reachable by a guest")
         }
         let verdict = snapshot.decide(PolicyRequest(
             subject: configuration.module, object: object, action: request.action,

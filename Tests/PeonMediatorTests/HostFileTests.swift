@@ -54,6 +54,28 @@ import Darwin
         #expect(try AuditVerifier.verify(logPath: harness.auditPath, verifierKey: testSigner?.verifierKey).size > 0)
     }
 
+    /// A bound database's rollback journal, write-ahead log and shared-memory index are the host's: a guest that could
+    /// write into the database's folder created `app.db-journal` holding a forged first page, and SQLite replayed it
+    /// when `db.query` opened the file, so a query on the granted table returned an ungranted one's rows (found by a
+    /// red-team pass). Through a link to the folder, and beside the file a linked database leads to, too.
+    @Test func aBoundDatabasesJournalsAreTheHosts() throws {
+        let scratch = try Scratch()
+        _ = try scratch.file("data/real.db", "")
+        try FileManager.default.createSymbolicLink(atPath: scratch.path + "/data/app.db", withDestinationPath: "real.db")
+        try FileManager.default.createSymbolicLink(atPath: scratch.path + "/alias", withDestinationPath: "data")
+        let harness = try Harness(grants: Self.everything, scratch: scratch, databases: ["app": scratch.path + "/data/app.db"])
+        for name in ["data/app.db-journal", "data/app.db-wal", "data/app.db-shm", "data/real.db-journal", "alias/app.db-journal",
+                     "data/real.db-wal"] {
+            #expect(Self.code(harness) { () throws(HostError) in try harness.mediator.write(path: name, data: [0xD9, 0xD5]) } == .denied, "\(name)")
+            #expect(Self.code(harness) { () throws(HostError) in try harness.mediator.append(path: name, data: [0xD9]) } == .denied, "\(name)")
+            #expect(Self.code(harness) { () throws(HostError) in try harness.mediator.remove(path: name) } == .denied, "\(name)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.path + "/data/app.db-journal"))
+        #expect(!FileManager.default.fileExists(atPath: scratch.path + "/data/real.db-journal"))
+        // Other files in the folder stay the grants' to decide.
+        try harness.mediator.write(path: "data/notes-journal", data: Array("mine".utf8))
+    }
+
     /// Host files are matched by their bytes, as the file system names them: a name Swift calls equal (`é` against
     /// `e` + U+0301) is another file, neither refused nor allowed in the log's place.
     @Test func hostFilesAreMatchedByteForByte() {

@@ -245,6 +245,35 @@ import Testing
         }
     }
 
+    /// The same, with names that begin with a combining mark: the path was split into characters, `/` + U+0301 is one,
+    /// so the labelled folder before such a name was never looked at, and the failure brought nothing. Two unlabelled
+    /// probes (`not-found` against `not a directory`) passed a bit out. Found by a red-team pass.
+    @Test func aFailedCallUnderNamesStartingWithAMarkStillBringsLabels() throws {
+        let hr = try Scratch()
+        _ = try hr.file("fired/alice.txt", "fired")
+        let shared = try Scratch()
+        _ = try shared.file("b0", "x")
+        let agentA = try Harness(grants: Self.reader(hr: hr.path, shared: shared.path, allow: ["write"]))
+        _ = try agentA.mediator.read(path: hr.path + "/fired/alice.txt")
+        try agentA.mediator.write(path: shared.path + "/\u{301}bit1", data: [])
+        for probe in ["/\u{301}bit1/\u{301}x", "/\u{301}bit0/\u{301}x"] {
+            let sender = RecordingSender()
+            let agentB = try Harness(grants: Self.poster(shared: shared.path), http: sender)
+            #expect(Self.post(agentB) == nil, "unlabelled, agent B may post")
+            #expect(agentB.error { () throws(HostError) in try agentB.mediator.read(path: shared.path + probe) } != nil)
+            #expect(Self.post(agentB, "bit")?.code == .denied, "\(probe): the failure brought no labels")
+        }
+    }
+
+    /// A journal is known by its name's bytes: a database whose name ends in a character that joins with the `-` after
+    /// it (U+0600 is prepended to what follows) had `NAME-wal` read as no journal of it, so it brought no labels.
+    @Test func aJournalIsKnownByTheBytesOfItsName() {
+        #expect(FileSystemCapability.databaseOfJournal("/d/hr\u{600}-wal") == "/d/hr\u{600}")
+        #expect(FileSystemCapability.databaseOfJournal("/d/app.db-journal") == "/d/app.db")
+        #expect(FileSystemCapability.databaseOfJournal("/d/-wal") == nil)
+        #expect(FileSystemCapability.databaseOfJournal("/d/notes.txt") == nil)
+    }
+
     /// Threat: a removal that succeeds says the name existed. A labelled run creates `carol-130000` (a name that
     /// spells a salary); an unlabelled run that may only remove there guesses it, succeeds, and posts the salary.
     /// Only a wrong guess (`not-found`) brought labels. Found by a red-team pass.

@@ -202,10 +202,15 @@ struct FileSystemCapability: Sendable {
     static let journalSuffixes = ["-wal", "-journal", "-shm"]
 
     /// `/d/app.db` for `/d/app.db-wal`, `/d/app.db-journal` or `/d/app.db-shm`; `nil` for any other path.
+    /// Compared as bytes, as the file system names files: `String.hasSuffix` compares characters, and a name whose
+    /// last character joins with `-` (a prepended mark, U+0600) made `hr\u{600}-wal` no journal of `hr\u{600}`.
     static func databaseOfJournal(_ path: String) -> String? {
-        for suffix in journalSuffixes where path.hasSuffix(suffix) && path.utf8.count > suffix.utf8.count {
-            let database = String(path.dropLast(suffix.count))
-            if !database.hasSuffix("/") { return database }
+        let bytes = Array(path.utf8)
+        for suffix in journalSuffixes {
+            let tail = Array(suffix.utf8)
+            guard bytes.count > tail.count, bytes.suffix(tail.count).elementsEqual(tail) else { continue }
+            let database = bytes.dropLast(tail.count)
+            if database.last != UInt8(ascii: "/") { return String(decoding: database, as: UTF8.self) }
         }
         return nil
     }
@@ -829,8 +834,12 @@ extension FileSystemCapability {
         }
         // Existence is monotone along the path's prefixes (a prefix exists if a longer one does), so the deepest
         // existing one is found by bisection: a few `stat`s even for a hostile path of thousands of components.
-        let components = path.description.split(separator: "/", omittingEmptySubsequences: true)
-        func prefix(_ count: Int) -> String { count == 0 ? "/" : "/" + components[..<count].joined(separator: "/") }
+        // Split at `/` bytes: `String.split` splits characters, and a name starting with a combining mark joins its
+        // `/` into one character, so the folder before it was never looked at (its labels were skipped).
+        let components = Array(path.description.utf8).split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: true)
+        func prefix(_ count: Int) -> String {
+            count == 0 ? "/" : "/" + String(decoding: Array(components[..<count].joined(separator: [UInt8(ascii: "/")])), as: UTF8.self)
+        }
         var found = 0, missing = components.count + 1
         while missing - found > 1 {
             let middle = found + (missing - found) / 2
@@ -910,8 +919,9 @@ enum FileLabels {
         }
         var labels = Set<String>()
         for name in listed.names {
-            if name.hasPrefix(prefix) {
-                let label = String(name.dropFirst(prefix.count))
+            // As bytes: a name whose label starts with a combining mark does not start with `prefix` as characters.
+            if name.utf8.starts(with: prefix.utf8) {
+                let label = String(decoding: name.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
                 guard isIdentifier(label) else {
                     throw HostError(.io, "\(what): an information-flow label attribute is damaged")
                 }
