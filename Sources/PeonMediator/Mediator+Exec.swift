@@ -18,13 +18,20 @@ extension Mediator {
                                   arguments: arguments, sideEffect: true, details: details)
         request.outgoing = arguments.enumerated().map { ("argument \($0.offset + 1)", Array($0.element.utf8)) } + [("stdin", stdin)]
         return try mediate(request) { (ticket) throws(HostError) in
-            let grant = ticket.execGrants.first
-            let timeout = grant?.timeout ?? configuration.caps.execTimeout
+            // Every grant behind the decision bounds the program, as for `http`: the shortest timeout, the smallest
+            // output cap, and only the environment entries they all give alike. The first grant's alone were taken, so
+            // a second, looser grant written above a careful one lifted its limits.
+            let grants = ticket.execGrants
+            let timeout = grants.compactMap(\.timeout).min() ?? configuration.caps.execTimeout
+            let maxOutput = grants.compactMap { $0.maxOutput?.bytes }.min() ?? configuration.caps.maxOutputBytes
+            let environment = grants.dropFirst().reduce(grants.first?.environment ?? [:]) { shared, grant in
+                shared.filter { entry in grant.environment[entry.key].map { $0.utf8.elementsEqual(entry.value.utf8) } ?? false }
+            }
             let remaining = configuration.deadline - ContinuousClock.now
             let bounded = min(timeout, max(remaining, .milliseconds(1)))
             let output = try programs.run(
-                program: path, arguments: arguments, stdin: stdin, environment: grant?.environment ?? [:],
-                timeout: bounded, maxOutputBytes: grant?.maxOutput?.bytes ?? configuration.caps.maxOutputBytes)
+                program: path, arguments: arguments, stdin: stdin, environment: environment,
+                timeout: bounded, maxOutputBytes: maxOutput)
             var outcome = payloadDetails(output.stdout, prefix: "stdout")
             outcome.merge(payloadDetails(output.stderr, prefix: "stderr")) { $1 }
             outcome["exit"] = String(output.code)

@@ -75,6 +75,37 @@ import Testing
         #expect(error?.code == .limitExceeded)
     }
 
+    /// Two `[[exec]]` grants for one command line: the program ran under the first grant's limits and environment
+    /// only, so a loose grant written above a careful one lifted the careful one's `max-output` and `timeout`.
+    @Test(arguments: [true, false])
+    func everyExecGrantBehindACallBoundsIt(looseFirst: Bool) throws {
+        let loose = """
+            [[exec]]
+            program = "/bin/sh"
+            args = ["-c", "*"]
+            env = { SHARED = "same", ONLY_LOOSE = "x" }
+
+            """
+        let careful = """
+            [[exec]]
+            program = "/bin/sh"
+            args = ["-c", "*"]
+            max-output = "16B"
+            timeout = "1s"
+            env = { SHARED = "same" }
+
+            """
+        let harness = try Harness(grants: "module = \"runner\"\n\n" + (looseFirst ? loose + careful : careful + loose))
+        let big = harness.error { () throws(HostError) in
+            try harness.mediator.run(program: "/bin/sh", arguments: ["-c", "printf '%040d' 0"], stdin: [])
+        }
+        #expect(big?.code == .limitExceeded, "40 bytes passed a 16-byte cap")
+        let slow = harness.error { () throws(HostError) in try harness.mediator.run(program: "/bin/sh", arguments: ["-c", "sleep 5"], stdin: []) }
+        #expect(slow?.code == .timeout, "a 1 s timeout let the program run 5 s")
+        let environment = try harness.mediator.run(program: "/bin/sh", arguments: ["-c", "echo ${SHARED:-}${ONLY_LOOSE:-}"], stdin: [])
+        #expect(environment.stdout == Array("same\n".utf8))
+    }
+
     @Test func policyExplainListsTheCoveringGrantsConditions() throws {
         let scratch = try Scratch()
         let path = try scratch.file("g.toml", Self.grants(scratch, narrow: "labels = [\"hr\"]\napproval = true", broadFirst: true))
