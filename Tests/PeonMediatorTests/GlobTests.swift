@@ -21,6 +21,12 @@ import Testing
         ("http:https://api.example.com.evil.net/v1/x", "http:https://api.example.com/v1/**", false),
         ("http:https://api.example.com:8443/v1/x", "http:https://api.example.com/v1/**", false),
         ("http:https://a.example.com/", "http:https://*.example.com/**", true),
+        // As docs/grants.md says: a `*` in the host stands for dots, and for a port only where the pattern leaves room.
+        ("http:https://a.b.example.com/x", "http:https://*.example.com/**", true),
+        ("http:https://a.b.example.com:8443/x", "http:https://*.example.com/**", false),
+        ("http:https://a.b.example.com:8443/x", "http:https://*.example.com:*/**", true),
+        ("http:https://api.example.com.evil.net/", "http:https://api.example.*/**", true),
+        ("http:https://api.example.com:8443/", "http:https://api.example.*/**", true),
         ("db:analytics/orders", "db:analytics/*", true),
         ("db:analytics/orders", "db:analytics/customers", false),
         // A slash that shares a grapheme cluster with its neighbour is still a separator (the kernel reads bytes).

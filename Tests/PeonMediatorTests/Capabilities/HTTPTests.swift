@@ -397,6 +397,21 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(15), "a refused connection was retried until the deadline")
     }
 
+    /// A path escape of bytes that form no UTF-8 (Latin-1 `%C1lvaro`) is policy-valid, but the HTTP client would put
+    /// another target on the request line: refused before anything is sent, as docs/security.md says. In a query such
+    /// bytes go out as written.
+    @Test func aPathEscapeTheClientWouldRewriteIsRefusedAndAQueryOneIsSent() throws {
+        try withServer { server in
+            let error = hostError { () throws(HostError) in
+                try send("http://127.0.0.1:\(server.port)/hello/%C1lvaro", allowed: ["127.0.0.1"])
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(server.received.isEmpty)
+            _ = try send("http://127.0.0.1:\(server.port)/hello?name=%C1lvaro", allowed: ["127.0.0.1"])
+            #expect(server.received.map(\.path) == ["/hello?name=%C1lvaro"])
+        }
+    }
+
     @Test func afterShutdownNothingIsSent() throws {
         try withServer { server in
             let capability = HTTPCapability()
