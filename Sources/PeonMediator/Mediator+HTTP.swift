@@ -22,6 +22,18 @@ extension Mediator {
         var details = payloadDetails(request.body, prefix: "payload")
         details["method"] = method
         details["guest_headers"] = request.headers.map(\.name).joined(separator: ",")
+        // The values too, by digest and length as the body is: up to 64 KiB of header values went out with only their
+        // names on record.
+        if !request.headers.isEmpty {
+            var block: [UInt8] = []
+            for header in request.headers {
+                block += header.name.utf8
+                block += ": ".utf8
+                block += header.value.utf8
+                block += [0x0D, 0x0A]
+            }
+            details.merge(payloadDetails(block, prefix: "guest_headers")) { $1 }
+        }
         let sideEffect = method != "GET" && method != "HEAD"
         var call = CallRequest(call: "http.send", resource: .url(url), action: "http." + method,
                                sideEffect: sideEffect, details: details)

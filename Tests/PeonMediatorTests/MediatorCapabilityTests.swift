@@ -290,6 +290,27 @@ import Testing
         #expect(error?.code == .denied, "\(String(describing: error))")
     }
 
+    /// What a guest's headers carried is on record by digest and length, as its body is: their names alone were, so up
+    /// to 64 KiB of values went out with nothing to show for them.
+    @Test func theGuestsHeaderValuesAreOnRecordByDigest() throws {
+        let harness = try Harness(grants: """
+            module = "fetcher"
+
+            [[http]]
+            urls = ["https://api.example.com/**"]
+            methods = ["GET"]
+            """, http: RecordingSender())
+        _ = try harness.mediator.send(HTTPRequestValue(method: "GET", url: "https://api.example.com/a",
+                                                       headers: [HTTPHeader(name: "X-A", value: "1"), HTTPHeader(name: "X-B", value: "two")]))
+        _ = try harness.mediator.send(HTTPRequestValue(method: "GET", url: "https://api.example.com/b"))
+        let decisions = try harness.entries().map(\.record).filter { $0.call == "http.send" && $0.decision == .allow }
+        let expected = AuditRecord.payloadDetails(of: Array("X-A: 1\r\nX-B: two\r\n".utf8), prefix: "guest_headers")
+        #expect(decisions.first?.details["guest_headers"] == "X-A,X-B")
+        #expect(decisions.first?.details["guest_headers_sha256"] == expected["guest_headers_sha256"])
+        #expect(decisions.first?.details["guest_headers_len"] == "18")
+        #expect(decisions.last?.details["guest_headers_sha256"] == nil, "no headers, no digest")
+    }
+
     @Test func aGuestCannotAskForAnEncodedOrPartialResponseWhenTheGrantInjectsASecret() throws {
         let secret = "Bearer s3cret-9f8e7d"
         let sender = RecordingSender()
