@@ -17,7 +17,7 @@ import Testing
 
         [[db]]
         database = "app"
-        tables = ["notes", "tags", "guarded", "shown"]
+        tables = ["notes", "tags", "guarded", "shown", "numbered"]
         allow = ["read", "insert"]
         """
 
@@ -41,6 +41,7 @@ import Testing
             CREATE TRIGGER guarded_control BEFORE INSERT ON guarded WHEN NEW.v = 13
                 BEGIN SELECT RAISE(ABORT, 'line one\nline two\u{1B}[2J'); END;
             CREATE VIEW shown AS SELECT token FROM secrets;
+            CREATE VIEW numbered AS SELECT row_number() OVER () AS n FROM secrets;
             """
         guard sqlite3_exec(handle, schema, nil, nil, nil) == SQLITE_OK else {
             throw HostError(.io, "fixture schema: \(String(cString: sqlite3_errmsg(handle)))")
@@ -83,6 +84,24 @@ import Testing
         }
         #expect(error?.code == .denied)
         #expect(error.map { !$0.message.contains("secrets") && !$0.message.contains("token") } == true, "\(String(describing: error))")
+    }
+
+    /// The same through a view SQLite compiles as a subquery (one with a window function): it reports the table with
+    /// no view as its source, and the refusal named `secrets` to the guest (found by a red-team pass).
+    @Test(arguments: ["SELECT count(*) FROM numbered", "SELECT n FROM numbered"])
+    func aGrantedViewSQLiteDoesNotNameDoesNotNameItsTableEither(sql: String) throws {
+        let scratch = try Scratch()
+        let harness = try Harness(grants: Self.grants, scratch: scratch, databases: ["app": try Self.makeDatabase(scratch)])
+        for _ in 0..<2 {
+            let error = harness.error { () throws(HostError) in try harness.mediator.query(database: "app", sql: sql, parameters: []) }
+            #expect(error?.code == .denied)
+            #expect(error.map { !$0.message.contains("secrets") } == true, "\(String(describing: error))")
+            let outcome = try #require(try Self.lastOutcome(harness, "db.query"))
+            #expect(outcome.reason.contains("read on 'secrets'"), "the operator's log names it: \(outcome.reason)")
+        }
+        // A table the guest names itself is still named back.
+        let named = harness.error { () throws(HostError) in try harness.mediator.query(database: "app", sql: "SELECT * FROM secrets", parameters: []) }
+        #expect(named?.message.contains("secrets") == true, "\(String(describing: named))")
     }
 
     /// The tables the guest names itself are named back, and SQLite's messages about granted tables, and

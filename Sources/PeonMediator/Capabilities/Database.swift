@@ -226,6 +226,7 @@ final class DatabaseCapability: Sendable {
                 context.reset(authorize: authorize)
             }
             context.storedNames = Self.storedNames(connection.handle, context: context)
+            context.sqlText = Array(sql.utf8).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
             let statement = try Self.compileSingle(sql, connection: connection.handle, context: context)
             counters.withLock { $0.compiled += 1 }
             let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses,
@@ -795,6 +796,10 @@ final class AuthorizerContext {
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
     var reachedThrough: [DatabaseAccess: String] = [:]
+    /// The statement's SQL text, ASCII-lowercased: a table SQLite reports with neither a trigger nor a view as its
+    /// source, and that the text never names, was reached through something SQLite did not name (a view holding a
+    /// window function is compiled as a subquery, and its tables come without the view's name).
+    var sqlText: [UInt8] = []
     private var seen: Set<DatabaseAccess> = []
     /// Decisions already made (SQLite asks once per column).
     private var decided: [DatabaseAccess: Bool] = [:]
@@ -937,6 +942,7 @@ final class AuthorizerContext {
         provisionalSchemaReads = false
         running = false
         granted = []
+        sqlText = []
         vetoed = false
         internalStatement = false
     }
@@ -951,7 +957,8 @@ final class AuthorizerContext {
 
     /// Asks the mediator once per access and compile (SQLite asks once per column). `source` is the trigger or
     /// view the access comes from (``reachedThrough``), `nil` when the guest's own SQL names the table.
-    func ask(_ access: DatabaseAccess, through source: String? = nil) -> Int32 {
+    func ask(_ access: DatabaseAccess, through reported: String? = nil) -> Int32 {
+        let source = reported ?? (mentions(access.table) ? nil : "a view or subquery SQLite does not name")
         if seen.insert(access).inserted {
             accesses.append(access)
             if let source { reachedThrough[access] = source }
@@ -971,6 +978,15 @@ final class AuthorizerContext {
         }
         granted.insert(access)
         return SQLITE_OK
+    }
+
+    /// Whether the statement's text holds `table` (ASCII case ignored), as the guest's own SQL names a table it reads.
+    /// Without the text (a cached statement's accesses are asked again with their recorded sources), yes.
+    private func mentions(_ table: String) -> Bool {
+        guard !sqlText.isEmpty else { return true }
+        let name = Array(table.utf8).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
+        guard !name.isEmpty, name.count <= sqlText.count else { return name.isEmpty }
+        return sqlText.firstRange(of: name) != nil
     }
 
     /// A refusal, as the guest sees it. Of an access the guest's own SQL makes, `message` as it is (the guest
