@@ -107,6 +107,11 @@ public struct CheckpointSigner: Sendable {
         else {
             throw AuditError(.badKey, "key name \"\(name)\" must be non-empty without spaces, control characters or '+'")
         }
+        // Nor more than 32 combining marks in a row: the name is in every checkpoint (and is its origin by default),
+        // and a checkpoint holding such a run is malformed (``SignedNote/parse(_:)``).
+        guard CombiningMarks.longestRun(in: name) <= 32 else {
+            throw AuditError(.badKey, "key name holds more than 32 combining marks in a row; choose a shorter name")
+        }
     }
 
     /// The 4-byte key hash: the first 4 bytes of SHA-256(NAME || "\n" || 0x01 || public key).

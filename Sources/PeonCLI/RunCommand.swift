@@ -152,9 +152,7 @@ struct RunCommand: ParsableCommand {
             stat(path, &status) == 0 ? Int(status.st_size) : 0
         }
         // The worker's clock ends with this one, not `timeout` after its own (later) start.
-        let timeoutNanoseconds = plan.limits.timeout.components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let end = Supervisor.monotonicNanoseconds().addingReportingOverflow(timeoutNanoseconds.partialValue)
-        let deadline = timeoutNanoseconds.overflow || end.overflow ? [] : ["--supervisor-deadline", String(end.partialValue)]
+        let deadline = Supervisor.deadlineArgument(after: plan.limits.timeout)
         let exit = try Supervisor.run(
             executable: Supervisor.currentExecutable,
             arguments: ["run", "--supervisor-fd", String(Supervisor.livenessDescriptor), "--run-id", plan.options.runID] + deadline + tail,

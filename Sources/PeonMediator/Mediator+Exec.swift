@@ -22,8 +22,9 @@ extension Mediator {
             // output cap, and only the environment entries they all give alike. The first grant's alone were taken, so
             // a second, looser grant written above a careful one lifted its limits.
             let grants = ticket.execGrants
-            let timeout = grants.compactMap(\.timeout).min() ?? configuration.caps.execTimeout
-            let maxOutput = grants.compactMap { $0.maxOutput?.bytes }.min() ?? configuration.caps.maxOutputBytes
+            // A grant without a cap has the default one (which another grant may raise): it counts as that.
+            let timeout = grants.map { $0.timeout ?? configuration.caps.execTimeout }.min() ?? configuration.caps.execTimeout
+            let maxOutput = grants.map { $0.maxOutput?.bytes ?? configuration.caps.maxOutputBytes }.min() ?? configuration.caps.maxOutputBytes
             let environment = grants.dropFirst().reduce(grants.first?.environment ?? [:]) { shared, grant in
                 shared.filter { entry in grant.environment[entry.key].map { $0.utf8.elementsEqual(entry.value.utf8) } ?? false }
             }

@@ -100,6 +100,17 @@ package enum Supervisor {
         return min(own, now + .nanoseconds(max(remaining.partialValue, 0)))
     }
 
+    /// `--supervisor-deadline NANOSECONDS` for a worker whose run ends `timeout` from now on the monotonic clock, the
+    /// whole duration counted (`500ms` is half a second, not zero); nothing when it does not fit 64 bits.
+    package static func deadlineArgument(after timeout: Duration) -> [String] {
+        let (seconds, attoseconds) = timeout.components
+        let whole = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let total = whole.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+        let end = monotonicNanoseconds().addingReportingOverflow(total.partialValue)
+        guard !whole.overflow, !total.overflow, !end.overflow else { return [] }
+        return ["--supervisor-deadline", String(end.partialValue)]
+    }
+
     /// The descriptor number at which the worker finds the read end of the supervisor's liveness pipe.
     package static let livenessDescriptor: Int32 = 3
 

@@ -687,6 +687,12 @@ func lines(of path: String) throws -> [[UInt8]] {
     /// Comparing or searching text with a long run of combining marks as a `String` takes quadratic time: a 1 MiB
     /// checkpoint whose signature name held such a run kept `audit verify`, and every run opening the log, busy for
     /// minutes (found by a red-team pass). A note with more than 32 in a row is malformed, as a log line's key is.
+    /// A key name peon-wasm would refuse in its own checkpoint is refused when the key is made.
+    @Test func aKeyNameWithALongRunOfCombiningMarksIsRefused() throws {
+        #expect(throws: AuditError.self) { try CheckpointSigner.checkName("op" + String(repeating: "\u{0301}", count: 33)) }
+        try CheckpointSigner.checkName("op" + String(repeating: "\u{0301}", count: 32))
+    }
+
     @Test func aNoteWithALongRunOfCombiningMarksIsRefused() throws {
         func note(marks: Int) -> String {
             Self.text + "\n" + Self.peter.replacingOccurrences(of: "PeterNeumann", with: "Peter" + String(repeating: "\u{0301}", count: marks))

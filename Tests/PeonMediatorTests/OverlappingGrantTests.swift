@@ -106,6 +106,19 @@ import Testing
         #expect(environment.stdout == Array("same\n".utf8))
     }
 
+    /// A grant that sets no cap has the default one; another grant's larger cap does not lift it.
+    @Test(arguments: [true, false])
+    func aGrantWithoutACapKeepsTheDefaultAgainstALargerOne(largerFirst: Bool) throws {
+        let larger = "[[exec]]\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"*\"]\nmax-output = \"10MiB\"\n\n"
+        let plain = "[[exec]]\nprogram = \"/bin/sh\"\nargs = [\"-c\", \"*\"]\n\n"
+        let harness = try Harness(grants: "module = \"runner\"\n\n" + (largerFirst ? larger + plain : plain + larger))
+        let past = CapabilityDefaults().maxOutputBytes + 1000
+        let error = harness.error { () throws(HostError) in
+            try harness.mediator.run(program: "/bin/sh", arguments: ["-c", "head -c \(past) /dev/zero"], stdin: [])
+        }
+        #expect(error?.code == .limitExceeded, "the default cap was lifted by the other grant")
+    }
+
     @Test func policyExplainListsTheCoveringGrantsConditions() throws {
         let scratch = try Scratch()
         let path = try scratch.file("g.toml", Self.grants(scratch, narrow: "labels = [\"hr\"]\napproval = true", broadFirst: true))

@@ -17,6 +17,17 @@ import Testing
         #expect((900...1000).contains(ahead), "\(ahead) ms")
     }
 
+    /// The whole timeout is passed on, fractions of a second included: `500ms` was cut to 0 s, and every run under one
+    /// second stopped at once (found reviewing this change).
+    @Test func theDeadlineArgumentCountsFractionsOfASecond() throws {
+        let before = Supervisor.monotonicNanoseconds()
+        let argument = Supervisor.deadlineArgument(after: .milliseconds(1500))
+        #expect(argument.first == "--supervisor-deadline")
+        let end = try #require(argument.last.flatMap { Int64($0) })
+        #expect((1_500_000_000...1_600_000_000).contains(end - before), "\(end - before) ns")
+        #expect(Supervisor.deadlineArgument(after: .seconds(Int64.max)).isEmpty)
+    }
+
     @Test func anEndAlreadyPassedIsNow() {
         let end = Supervisor.monotonicNanoseconds() - 5_000_000_000
         #expect(Self.millisecondsAhead(Supervisor.workerDeadline(monotonicNanoseconds: end, timeout: .seconds(30))) <= 0)
