@@ -17,7 +17,7 @@ import Testing
 
         [[db]]
         database = "app"
-        tables = ["notes", "tags", "guarded", "shown", "numbered"]
+        tables = ["notes", "tags", "guarded", "shown", "numbered", "numbered_secrets"]
         allow = ["read", "insert"]
         """
 
@@ -42,6 +42,7 @@ import Testing
                 BEGIN SELECT RAISE(ABORT, 'line one\nline two\u{1B}[2J'); END;
             CREATE VIEW shown AS SELECT token FROM secrets;
             CREATE VIEW numbered AS SELECT row_number() OVER () AS n FROM secrets;
+            CREATE VIEW numbered_secrets AS SELECT row_number() OVER () AS n FROM secrets;
             """
         guard sqlite3_exec(handle, schema, nil, nil, nil) == SQLITE_OK else {
             throw HostError(.io, "fixture schema: \(String(cString: sqlite3_errmsg(handle)))")
@@ -88,7 +89,9 @@ import Testing
 
     /// The same through a view SQLite compiles as a subquery (one with a window function): it reports the table with
     /// no view as its source, and the refusal named `secrets` to the guest (found by a red-team pass).
-    @Test(arguments: ["SELECT count(*) FROM numbered", "SELECT n FROM numbered"])
+    /// The text counts only where it writes an identifier: not in a comment or a string, nor inside a longer name.
+    @Test(arguments: ["SELECT count(*) FROM numbered", "SELECT n FROM numbered", "SELECT n FROM numbered -- secrets",
+                      "SELECT n FROM numbered /* secrets */", "SELECT n, 'secrets' FROM numbered", "SELECT n FROM numbered_secrets"])
     func aGrantedViewSQLiteDoesNotNameDoesNotNameItsTableEither(sql: String) throws {
         let scratch = try Scratch()
         let harness = try Harness(grants: Self.grants, scratch: scratch, databases: ["app": try Self.makeDatabase(scratch)])
@@ -99,9 +102,11 @@ import Testing
             let outcome = try #require(try Self.lastOutcome(harness, "db.query"))
             #expect(outcome.reason.contains("read on 'secrets'"), "the operator's log names it: \(outcome.reason)")
         }
-        // A table the guest names itself is still named back.
-        let named = harness.error { () throws(HostError) in try harness.mediator.query(database: "app", sql: "SELECT * FROM secrets", parameters: []) }
-        #expect(named?.message.contains("secrets") == true, "\(String(describing: named))")
+        // A table the guest names itself is still named back, however it quotes it.
+        for named in ["SELECT * FROM secrets", "SELECT * FROM \"Secrets\"", "SELECT * FROM [secrets]", "SELECT * FROM `secrets`"] {
+            let error = harness.error { () throws(HostError) in try harness.mediator.query(database: "app", sql: named, parameters: []) }
+            #expect(error?.message.contains("secrets") == true, "\(named): \(String(describing: error))")
+        }
     }
 
     /// The tables the guest names itself are named back, and SQLite's messages about granted tables, and

@@ -211,6 +211,7 @@ final class DatabaseCapability: Sendable {
         let connection = try checkOut(database, path: path)
         let context = connection.context
         context.reset(authorize: authorize)
+        context.sqlText = sql
         do throws(HostError) {
             if let cached = connection.statements[ExactText(sql)] {
                 if cached.policyVersion == policyVersion {
@@ -224,9 +225,9 @@ final class DatabaseCapability: Sendable {
                 // The policy changed since it was compiled: compile it again, with SQLite's authorizer.
                 connection.forget(sql)
                 context.reset(authorize: authorize)
+                context.sqlText = sql
             }
             context.storedNames = Self.storedNames(connection.handle, context: context)
-            context.sqlText = Array(sql.utf8).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
             let statement = try Self.compileSingle(sql, connection: connection.handle, context: context)
             counters.withLock { $0.compiled += 1 }
             let compiled = CachedStatement(sql: sql, statement: statement, policyVersion: policyVersion, accesses: context.accesses,
@@ -796,10 +797,11 @@ final class AuthorizerContext {
     /// For each access that only a trigger or view made (never the guest's own SQL), the innermost trigger or
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
     var reachedThrough: [DatabaseAccess: String] = [:]
-    /// The statement's SQL text, ASCII-lowercased: a table SQLite reports with neither a trigger nor a view as its
-    /// source, and that the text never names, was reached through something SQLite did not name (a view holding a
-    /// window function is compiled as a subquery, and its tables come without the view's name).
-    var sqlText: [UInt8] = []
+    /// The statement's SQL text: a refused table SQLite reports with neither a trigger nor a view as its source, and
+    /// that the text never names as an identifier, was reached through something SQLite did not name (a view holding
+    /// a window function is compiled as a subquery, and its tables come without the view's name). Read only when an
+    /// access is refused (``SQLIdentifiers``).
+    var sqlText = ""
     private var seen: Set<DatabaseAccess> = []
     /// Decisions already made (SQLite asks once per column).
     private var decided: [DatabaseAccess: Bool] = [:]
@@ -942,7 +944,7 @@ final class AuthorizerContext {
         provisionalSchemaReads = false
         running = false
         granted = []
-        sqlText = []
+        sqlText = ""
         vetoed = false
         internalStatement = false
     }
@@ -957,8 +959,7 @@ final class AuthorizerContext {
 
     /// Asks the mediator once per access and compile (SQLite asks once per column). `source` is the trigger or
     /// view the access comes from (``reachedThrough``), `nil` when the guest's own SQL names the table.
-    func ask(_ access: DatabaseAccess, through reported: String? = nil) -> Int32 {
-        let source = reported ?? (mentions(access.table) ? nil : "a view or subquery SQLite does not name")
+    func ask(_ access: DatabaseAccess, through source: String? = nil) -> Int32 {
         if seen.insert(access).inserted {
             accesses.append(access)
             if let source { reachedThrough[access] = source }
@@ -973,20 +974,15 @@ final class AuthorizerContext {
             decided[access] = allowed
         }
         if !allowed {
-            if denial == nil { denial = Self.refusal("\(access) is not granted", through: reachedThrough[access]) }
+            if denial == nil {
+                let source = reachedThrough[access]
+                    ?? (SQLIdentifiers.names(in: sqlText, table: access.table) ? nil : "a view or subquery SQLite does not name")
+                denial = Self.refusal("\(access) is not granted", through: source)
+            }
             return SQLITE_DENY
         }
         granted.insert(access)
         return SQLITE_OK
-    }
-
-    /// Whether the statement's text holds `table` (ASCII case ignored), as the guest's own SQL names a table it reads.
-    /// Without the text (a cached statement's accesses are asked again with their recorded sources), yes.
-    private func mentions(_ table: String) -> Bool {
-        guard !sqlText.isEmpty else { return true }
-        let name = Array(table.utf8).map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
-        guard !name.isEmpty, name.count <= sqlText.count else { return name.isEmpty }
-        return sqlText.firstRange(of: name) != nil
     }
 
     /// A refusal, as the guest sees it. Of an access the guest's own SQL makes, `message` as it is (the guest
@@ -1272,5 +1268,77 @@ enum DatabaseLabels {
     /// record one, and then the statement does not run.
     static func add(_ labels: [String], file: String, database: String, call: String) throws(HostError) {
         try FileLabels.add(labels, to: .path(file), what: "\(call) on database '\(database)'")
+    }
+}
+
+/// The identifiers a statement's text writes, as SQLite's tokenizer reads them: bare words, and `"..."`, `[...]` and
+/// `` `...` `` quoted ones; never what is inside a comment or a string literal. Whether a refused table may be named
+/// back to the guest: only when its own SQL names it as an identifier. A name found anywhere in the text (a comment
+/// listing every three-letter name, a view called `numbered_secrets`) let a hidden table's name out.
+enum SQLIdentifiers {
+    /// Whether `sql` writes `table` as an identifier (ASCII case ignored, as SQLite compares names).
+    static func names(in sql: String, table: String) -> Bool {
+        let wanted = lowered(Array(table.utf8))
+        guard !wanted.isEmpty else { return false }
+        let bytes = Array(sql.utf8)
+        var index = 0
+        func isWordByte(_ byte: UInt8) -> Bool {
+            byte >= 0x80 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$")
+                || (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "-") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "-"):
+                while index < bytes.count, bytes[index] != 0x0A { index += 1 }
+            case UInt8(ascii: "/") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "*"):
+                index += 2
+                while index < bytes.count, !(bytes[index] == UInt8(ascii: "*") && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "/")) {
+                    index += 1
+                }
+                index += 2
+            case UInt8(ascii: "'"):
+                index = quoted(bytes, from: index, closing: UInt8(ascii: "'")).end
+            case UInt8(ascii: "\""), UInt8(ascii: "`"), UInt8(ascii: "["):
+                let closing = byte == UInt8(ascii: "[") ? UInt8(ascii: "]") : byte
+                let (name, end) = quoted(bytes, from: index, closing: closing)
+                if lowered(name) == wanted { return true }
+                index = end
+            default:
+                guard isWordByte(byte) else {
+                    index += 1
+                    continue
+                }
+                let start = index
+                while index < bytes.count, isWordByte(bytes[index]) { index += 1 }
+                if index - start == wanted.count, lowered(Array(bytes[start..<index])) == wanted { return true }
+            }
+        }
+        return false
+    }
+
+    /// The text of the quoted token starting at `start` (its doubled closing character read as one) and the index
+    /// after it.
+    private static func quoted(_ bytes: [UInt8], from start: Int, closing: UInt8) -> (text: [UInt8], end: Int) {
+        var text: [UInt8] = []
+        var index = start + 1
+        while index < bytes.count {
+            if bytes[index] == closing {
+                // `[...]` has no escape; the others double their quote.
+                if closing != UInt8(ascii: "]"), index + 1 < bytes.count, bytes[index + 1] == closing {
+                    text.append(closing)
+                    index += 2
+                    continue
+                }
+                return (text, index + 1)
+            }
+            text.append(bytes[index])
+            index += 1
+        }
+        return (text, index)
+    }
+
+    private static func lowered(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
     }
 }
