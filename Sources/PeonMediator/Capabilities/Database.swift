@@ -798,9 +798,9 @@ final class AuthorizerContext {
     /// view SQLite named: a refusal of it does not name the table to the guest (``refusal(_:through:)``).
     var reachedThrough: [DatabaseAccess: String] = [:]
     /// The statement's SQL text: a refused table SQLite reports with neither a trigger nor a view as its source, and
-    /// that the text never names as an identifier, was reached through something SQLite did not name (a view holding
-    /// a window function is compiled as a subquery, and its tables come without the view's name). Read only when an
-    /// access is refused (``SQLIdentifiers``).
+    /// that the text never writes as a word, was reached through something SQLite did not name (a view holding a
+    /// window function is compiled as a subquery, and its tables come without the view's name). Read only when an
+    /// access is refused (``writes(_:in:)``).
     var sqlText = ""
     private var seen: Set<DatabaseAccess> = []
     /// Decisions already made (SQLite asks once per column).
@@ -975,14 +975,21 @@ final class AuthorizerContext {
         }
         if !allowed {
             if denial == nil {
-                let source = reachedThrough[access]
-                    ?? (SQLIdentifiers.names(in: sqlText, table: access.table) ? nil : "a view or subquery SQLite does not name")
+                let source = reachedThrough[access] ?? (Self.writes(access.table, in: sqlText) ? nil : "a view or subquery SQLite does not name")
                 denial = Self.refusal("\(access) is not granted", through: source)
             }
             return SQLITE_DENY
         }
         granted.insert(access)
         return SQLITE_OK
+    }
+
+    /// Whether the guest's SQL writes `table` as a whole word (ASCII case ignored), as a message naming it may be kept
+    /// (``DatabaseErrorMessage``, ``NameSearch``): then naming it tells the guest nothing a direct `SELECT` on that name would
+    /// not. Found anywhere in the text, a name leaked out of a comment listing every three-letter string.
+    static func writes(_ table: String, in sql: String) -> Bool {
+        let text = Array(asciiLowercased(sql).utf8)
+        return NameSearch.occurs(Array(asciiLowercased(table).utf8), in: text, words: NameSearch.words(text))
     }
 
     /// A refusal, as the guest sees it. Of an access the guest's own SQL makes, `message` as it is (the guest
@@ -1268,77 +1275,5 @@ enum DatabaseLabels {
     /// record one, and then the statement does not run.
     static func add(_ labels: [String], file: String, database: String, call: String) throws(HostError) {
         try FileLabels.add(labels, to: .path(file), what: "\(call) on database '\(database)'")
-    }
-}
-
-/// The identifiers a statement's text writes, as SQLite's tokenizer reads them: bare words, and `"..."`, `[...]` and
-/// `` `...` `` quoted ones; never what is inside a comment or a string literal. Whether a refused table may be named
-/// back to the guest: only when its own SQL names it as an identifier. A name found anywhere in the text (a comment
-/// listing every three-letter name, a view called `numbered_secrets`) let a hidden table's name out.
-enum SQLIdentifiers {
-    /// Whether `sql` writes `table` as an identifier (ASCII case ignored, as SQLite compares names).
-    static func names(in sql: String, table: String) -> Bool {
-        let wanted = lowered(Array(table.utf8))
-        guard !wanted.isEmpty else { return false }
-        let bytes = Array(sql.utf8)
-        var index = 0
-        func isWordByte(_ byte: UInt8) -> Bool {
-            byte >= 0x80 || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "$")
-                || (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
-        }
-        while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "-") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "-"):
-                while index < bytes.count, bytes[index] != 0x0A { index += 1 }
-            case UInt8(ascii: "/") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "*"):
-                index += 2
-                while index < bytes.count, !(bytes[index] == UInt8(ascii: "*") && index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "/")) {
-                    index += 1
-                }
-                index += 2
-            case UInt8(ascii: "'"):
-                index = quoted(bytes, from: index, closing: UInt8(ascii: "'")).end
-            case UInt8(ascii: "\""), UInt8(ascii: "`"), UInt8(ascii: "["):
-                let closing = byte == UInt8(ascii: "[") ? UInt8(ascii: "]") : byte
-                let (name, end) = quoted(bytes, from: index, closing: closing)
-                if lowered(name) == wanted { return true }
-                index = end
-            default:
-                guard isWordByte(byte) else {
-                    index += 1
-                    continue
-                }
-                let start = index
-                while index < bytes.count, isWordByte(bytes[index]) { index += 1 }
-                if index - start == wanted.count, lowered(Array(bytes[start..<index])) == wanted { return true }
-            }
-        }
-        return false
-    }
-
-    /// The text of the quoted token starting at `start` (its doubled closing character read as one) and the index
-    /// after it.
-    private static func quoted(_ bytes: [UInt8], from start: Int, closing: UInt8) -> (text: [UInt8], end: Int) {
-        var text: [UInt8] = []
-        var index = start + 1
-        while index < bytes.count {
-            if bytes[index] == closing {
-                // `[...]` has no escape; the others double their quote.
-                if closing != UInt8(ascii: "]"), index + 1 < bytes.count, bytes[index + 1] == closing {
-                    text.append(closing)
-                    index += 2
-                    continue
-                }
-                return (text, index + 1)
-            }
-            text.append(bytes[index])
-            index += 1
-        }
-        return (text, index)
-    }
-
-    private static func lowered(_ bytes: [UInt8]) -> [UInt8] {
-        bytes.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }
     }
 }
